@@ -1,0 +1,105 @@
+"""Turn what users type for ``--listen`` / ``--target`` into Twisted endpoint strings.
+
+Accepted forms, for both sides:
+
+* a bare port, ``6479`` -> ``tcp:6479:interface=127.0.0.1`` (listen) or
+  ``tcp:host=127.0.0.1:port=6479`` (connect): loopback unless told otherwise;
+* ``host:port`` (``[::1]:6479`` for IPv6);
+* any Twisted endpoint string (``tcp:``, ``tcp6:``, ``unix:``, ``ssl:``, ``tls:`` ...).
+
+Listening TCP/SSL/UNIX endpoints get ``backlog=1024`` unless one is given, so a burst of
+connects (``redis-benchmark -c 50`` and more) is not stalled by Twisted's default of 50.
+A bad value raises ``usage.UsageError`` naming the flag and showing an example.
+"""
+
+from __future__ import annotations
+
+import re
+
+from twisted.internet import endpoints
+from twisted.python import usage
+
+DEFAULT_BACKLOG = 1024
+
+_ENDPOINT_TYPES = frozenset(
+    {"tcp", "tcp6", "unix", "ssl", "tls", "systemd", "onion", "stdio", "txtorcon", "le", "lets"}
+)
+_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%a-zA-Z]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d+)$")
+
+LISTEN_EXAMPLE = "e.g. 6479, 0.0.0.0:6479, tcp:6479:interface=::1, unix:/tmp/s.sock"
+TARGET_EXAMPLE = "e.g. 6379, redis.local:6379, tcp:host=127.0.0.1:port=6379, tls:host=db:port=6380"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
+def _port(flag: str, text: str, example: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise usage.UsageError(f"{flag}: port {port} is out of range 0-65535 ({example})")
+    return port
+
+
+def _kind(value: str) -> str:
+    return value.split(":", 1)[0].lower()
+
+
+def server_string(value: str, flag: str = "--listen") -> str:
+    """Normalise a ``--listen`` value to a server endpoint string, validating its syntax."""
+    value = (value or "").strip()
+    if not value:
+        raise usage.UsageError(f"{flag}: empty address ({LISTEN_EXAMPLE})")
+    if value.isdigit():
+        desc = f"tcp:{_port(flag, value, LISTEN_EXAMPLE)}:interface=127.0.0.1"
+    elif (m := _HOST_PORT.match(value)) and _kind(value) not in _ENDPOINT_TYPES:
+        host = m.group("v6") or m.group("host")
+        desc = f"tcp:{_port(flag, m.group('port'), LISTEN_EXAMPLE)}:interface={_escape(host)}"
+    elif _kind(value) in _ENDPOINT_TYPES:
+        desc = value
+    else:
+        raise usage.UsageError(f"{flag}: cannot read {value!r} as an address ({LISTEN_EXAMPLE})")
+    if _kind(desc) in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in desc:
+        desc += f":backlog={DEFAULT_BACKLOG}"
+    try:
+        endpoints._parseServer(desc, None)  # syntax only; nothing is opened
+    except Exception as e:
+        raise usage.UsageError(f"{flag}: bad endpoint {value!r}: {e} ({LISTEN_EXAMPLE})")
+    return desc
+
+
+def client_string(value: str, flag: str = "--target") -> str:
+    """Normalise a ``--target`` value to a client endpoint string, validating its syntax."""
+    value = (value or "").strip()
+    if not value:
+        raise usage.UsageError(f"{flag}: empty address ({TARGET_EXAMPLE})")
+    if value.isdigit():
+        return f"tcp:host=127.0.0.1:port={_port(flag, value, TARGET_EXAMPLE)}"
+    if (m := _HOST_PORT.match(value)) and _kind(value) not in _ENDPOINT_TYPES:
+        host = m.group("v6") or m.group("host")
+        return f"tcp:host={_escape(host)}:port={_port(flag, m.group('port'), TARGET_EXAMPLE)}"
+    if _kind(value) not in _ENDPOINT_TYPES:
+        raise usage.UsageError(f"{flag}: cannot read {value!r} as an address ({TARGET_EXAMPLE})")
+    args, kw = endpoints._parse(value)
+    kind = args[0].lower() if args else ""
+    args = [a for a in args if a != ""]
+    if kind in ("tcp", "tcp6", "tls", "ssl") and not (kw.get("port") or len(args) > 2):
+        raise usage.UsageError(f"{flag}: {value!r} names no port ({TARGET_EXAMPLE})")
+    if kind == "unix" and not (kw.get("path") or len(args) > 1):
+        raise usage.UsageError(f"{flag}: {value!r} names no path ({TARGET_EXAMPLE})")
+    return value
+
+
+def server_endpoint(reactor, desc: str, flag: str = "--listen"):
+    """Build the server endpoint; files named by ``ssl:`` are read here."""
+    try:
+        return endpoints.serverFromString(reactor, desc)
+    except Exception as e:
+        raise usage.UsageError(f"{flag}: {desc!r}: {e}")
+
+
+def client_endpoint(reactor, desc: str, flag: str = "--target"):
+    try:
+        return endpoints.clientFromString(reactor, desc)
+    except Exception as e:
+        raise usage.UsageError(f"{flag}: {desc!r}: {e}")

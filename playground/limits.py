@@ -1,0 +1,112 @@
+"""Connection limits for every listening factory: total and per-peer caps, refused count.
+
+Twisted's ``policies.LimitConnectionsByPeer`` is broken on Python 3 and wrapping factories hide
+``IHalfCloseableProtocol``, so limits are enforced in our own ``buildProtocol``: a connection over
+a limit gets a ``Refusal`` protocol that writes an optional protocol-specific message (e.g. Redis's
+``-ERR max number of clients reached``) and closes at once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from twisted.internet import protocol
+from twisted.logger import Logger
+
+
+class ConnectionLimits:
+    """Counts open connections, overall and by peer host; decides admission."""
+
+    def __init__(self, max_connections: int = 0, max_per_peer: int = 0):
+        self.max_connections = max_connections  # 0 = unlimited
+        self.max_per_peer = max_per_peer
+        self.open = 0
+        self.total = 0
+        self.refused = 0
+        self._by_peer: Counter[str] = Counter()
+
+    def admit(self, peer: str) -> str | None:
+        """Reserve a slot for ``peer``; return None when admitted, else the reason for refusal."""
+        if self.max_connections and self.open >= self.max_connections:
+            self.refused += 1
+            return f"max-connections ({self.max_connections}) reached"
+        if self.max_per_peer and self._by_peer[peer] >= self.max_per_peer:
+            self.refused += 1
+            return f"max-connections-per-peer ({self.max_per_peer}) reached for {peer}"
+        self.open += 1
+        self.total += 1
+        self._by_peer[peer] += 1
+        return None
+
+    def release(self, peer: str) -> None:
+        self.open -= 1
+        self._by_peer[peer] -= 1
+        if self._by_peer[peer] <= 0:
+            del self._by_peer[peer]
+
+
+def peer_host(addr) -> str:
+    return getattr(addr, "host", None) or getattr(addr, "name", None) or str(addr)
+
+
+def peer_text(addr) -> str:
+    host = getattr(addr, "host", None)
+    if host is not None:
+        return f"[{host}]:{addr.port}" if ":" in host else f"{host}:{addr.port}"
+    name = getattr(addr, "name", None)
+    return f"unix:{name.decode() if isinstance(name, bytes) else name or '(unnamed)'}"
+
+
+class Refusal(protocol.Protocol):
+    """Writes a goodbye message (if any) and closes: what an over-limit client gets."""
+
+    def __init__(self, message: bytes = b""):
+        self.message = message
+
+    def connectionMade(self):
+        if self.message:
+            self.transport.write(self.message)
+        self.transport.loseConnection()
+
+
+class LimitedFactory(protocol.Factory):
+    """A factory that enforces ``ConnectionLimits`` before building its protocol.
+
+    Protocols built here must call ``self.factory.connectionClosed(self)`` from
+    ``connectionLost`` (``release`` is keyed by the peer host stored on the protocol).
+    """
+
+    log = Logger()
+    noisy = False
+    refusal_message = b""
+    service_name = "server"
+
+    def __init__(self, max_connections: int = 0, max_per_peer: int = 0, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self.reactor = reactor
+        self.limits = ConnectionLimits(max_connections, max_per_peer)
+
+    def buildProtocol(self, addr):
+        host = peer_host(addr)
+        reason = self.limits.admit(host)
+        if reason is not None:
+            self.log.warn(
+                "{service} refused {peer}: {reason} (refused so far: {refused})",
+                service=self.service_name,
+                peer=peer_text(addr),
+                reason=reason,
+                refused=self.limits.refused,
+            )
+            p = Refusal(self.refusal_message)
+            p.factory = self
+            return p
+        p = super().buildProtocol(addr)
+        p.peer_host = host
+        p.peer = peer_text(addr)
+        return p
+
+    def connectionClosed(self, proto) -> None:
+        self.limits.release(proto.peer_host)

@@ -1,0 +1,91 @@
+"""The service that listens on an endpoint string, logs where, and fails start-up in one line.
+
+``twistd`` runs ``privilegedStartService`` before dropping privileges and before the reactor
+runs; a bind failure here ends start-up with ``SystemExit("tcpplay: --listen ...: reason")``
+(one line, exit status 1) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from playground.addresses import server_endpoint
+
+
+def address_text(addr) -> str:
+    host = getattr(addr, "host", None)
+    if host is not None:
+        return f"[{host}]:{addr.port}" if ":" in host else f"{host}:{addr.port}"
+    name = getattr(addr, "name", None)
+    return f"unix:{name.decode() if isinstance(name, bytes) else name}"
+
+
+class ListeningService(service.Service):
+    log = Logger()
+
+    def __init__(self, label: str, desc: str, factory, flag: str = "--listen", reactor=None):
+        self.name = f"{label}@{desc}"
+        self.label = label
+        self.desc = desc
+        self.factory = factory
+        self.flag = flag
+        self.reactor = reactor
+        self.port = None
+        self._waiting = None
+
+    def _reactor(self):
+        if self.reactor is None:
+            from twisted.internet import reactor
+
+            self.reactor = reactor
+        return self.reactor
+
+    def privilegedStartService(self):
+        service.Service.privilegedStartService(self)
+        self._listen()
+
+    def startService(self):
+        service.Service.startService(self)
+        if self.port is None and self._waiting is None:
+            self._listen()
+
+    def _listen(self):
+        endpoint = server_endpoint(self._reactor(), self.desc, self.flag)
+        d = endpoint.listen(self.factory)
+        failures = []
+        d.addCallbacks(self._listening, failures.append)
+        if failures:  # TCP/UNIX/SSL listen synchronously: report a bind failure now, one line
+            reason = failures[0].getErrorMessage()
+            self.log.error(
+                "{label}: cannot listen on {flag} {desc}: {reason}",
+                label=self.label, flag=self.flag, desc=self.desc, reason=reason,
+            )
+            raise SystemExit(f"tcpplay {self.label}: cannot listen on {self.flag} {self.desc}: {reason}")
+        if self.port is None:
+            self._waiting = d
+
+    def _listening(self, port):
+        self.port = port
+        self._waiting = None
+        self.log.info(
+            "{label} listening on {address}", label=self.label, address=address_text(port.getHost())
+        )
+        return port
+
+    @property
+    def address(self):
+        return self.port.getHost() if self.port is not None else None
+
+    def stopService(self):
+        service.Service.stopService(self)
+        if self._waiting is not None:
+            self._waiting.cancel()
+            self._waiting = None
+        if self.port is not None:
+            port, self.port = self.port, None
+            d = defer.maybeDeferred(port.stopListening)
+            d.addCallback(lambda _: self.log.info("{label} stopped listening", label=self.label))
+            return d
+        return None

@@ -1,0 +1,57 @@
+"""What a proxy observer (the decoder chain, a test) receives: pair open/close and forwarded bytes.
+
+The proxy calls these *after* the bytes have been written to the other side, so an observer can
+never delay or alter forwarding. An observer that raises is logged once and detached.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+
+CLIENT_TO_SERVER = "c2s"
+SERVER_TO_CLIENT = "s2c"
+
+
+@attrs.frozen
+class Endpoint:
+    """One side of a TCP connection as seen by the proxy (host may be a unix path)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        if self.port == 0 and "/" in self.host:
+            return f"unix:{self.host}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@attrs.frozen
+class PairInfo:
+    """A proxied connection pair.
+
+    ``client``: the client's address; ``listen``: the proxy's address the client reached;
+    ``upstream_local``: the proxy's own address on the upstream leg (None before it connects);
+    ``server``: the target's address; ``target``: the --target endpoint string.
+    """
+
+    id: int
+    client: Endpoint
+    listen: Endpoint
+    target: str
+    server: Endpoint | None = None
+    upstream_local: Endpoint | None = None
+
+
+class PairObserver(Protocol):
+    def pair_opened(self, pair: PairInfo, now: float) -> None: ...
+
+    def data(self, pair_id: int, direction: str, data: bytes, now: float) -> None:
+        """``direction`` is CLIENT_TO_SERVER or SERVER_TO_CLIENT; ``data`` was already forwarded."""
+
+    def half_closed(self, pair_id: int, direction: str, now: float) -> None:
+        """The sender of ``direction`` shut down its write side (FIN), and it was passed on."""
+
+    def pair_closed(self, pair_id: int, summary: dict, now: float) -> None:
+        """``summary``: bytes_c2s, bytes_s2c, duration, closed_by, how (fin|reset|timeout|...)."""

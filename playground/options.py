@@ -1,0 +1,72 @@
+"""Command-line option pieces shared by every subcommand (listen address, limits, timeouts)."""
+
+from __future__ import annotations
+
+from twisted.python import usage
+
+from playground.addresses import client_string, server_string
+
+
+def non_negative_float(flag: str, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise usage.UsageError(f"{flag}: expected a number of seconds, got {value!r}")
+    if number < 0 or number != number:
+        raise usage.UsageError(f"{flag}: must be >= 0, got {value!r}")
+    return number
+
+
+def non_negative_int(flag: str, value) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise usage.UsageError(f"{flag}: expected a whole number, got {value!r}")
+    if number < 0:
+        raise usage.UsageError(f"{flag}: must be >= 0, got {value!r}")
+    return number
+
+
+class ServerOptions(usage.Options):
+    """``--listen``, ``--idle-timeout``, ``--max-connections``, ``--max-connections-per-peer``.
+
+    Subclasses set ``default_listen`` and may add their own parameters; they call
+    ``super().postOptions()``. After parsing, ``self["listen"]`` is an endpoint string.
+    """
+
+    default_listen = "7000"
+    default_idle_timeout = 0.0
+    default_max_connections = 1000
+
+    def __init__(self):
+        super().__init__()
+        self["listen"] = self.default_listen
+        self["idle-timeout"] = self.default_idle_timeout
+        self["max-connections"] = self.default_max_connections
+        self["max-connections-per-peer"] = 0
+
+    def opt_listen(self, value):
+        """Where to listen: PORT (on 127.0.0.1), HOST:PORT, or a Twisted server endpoint
+        string (tcp:PORT:interface=ADDR, unix:PATH, ssl:PORT:privateKey=KEY:certKey=CERT)."""
+        self["listen"] = value
+
+    opt_l = opt_listen
+
+    def opt_idle_timeout(self, value):
+        """Close a connection idle for this many seconds (0 = never)."""
+        self["idle-timeout"] = non_negative_float("--idle-timeout", value)
+
+    def opt_max_connections(self, value):
+        """Refuse connections beyond this many open at once (0 = unlimited)."""
+        self["max-connections"] = non_negative_int("--max-connections", value)
+
+    def opt_max_connections_per_peer(self, value):
+        """Refuse connections beyond this many open at once from one peer host (0 = unlimited)."""
+        self["max-connections-per-peer"] = non_negative_int("--max-connections-per-peer", value)
+
+    def postOptions(self):
+        self["listen"] = server_string(str(self["listen"]), "--listen")
+
+
+def target_option(value: str, flag: str = "--target") -> str:
+    return client_string(value, flag)

@@ -1,0 +1,157 @@
+"""Shared test fixtures: free loopback ports, a real redis-server, twistd subprocesses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TWISTD = str(BIN / "twistd")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def need(tool: str) -> str:
+    """The path of a real peer; fail loudly (never skip) when it is missing."""
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is not installed; run 'make test' (it installs the test peers)")
+    return path
+
+
+def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+class RedisServer:
+    def __init__(self, port: int, proc: subprocess.Popen, password: str | None):
+        self.port = port
+        self.proc = proc
+        self.password = password
+
+
+def start_redis(tmpdir: str, password: str | None = None) -> RedisServer:
+    exe = need("redis-server")
+    port = free_port()
+    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", tmpdir, "--daemonize", "no", "--loglevel", "warning"]
+    if password:
+        args += ["--requirepass", password]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return RedisServer(port, proc, password)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server on a free loopback port, shared by the session (tests FLUSHALL as needed)."""
+    tmp = tempfile.mkdtemp(prefix="tcpplay-redis-")
+    server = start_redis(tmp)
+    yield server
+    stop_process(server.proc)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Twistd:
+    """``twistd -n --pidfile= tcpplay ...`` as a subprocess whose log lines are collected."""
+
+    def __init__(self, args: list[str], cwd: str | None = None, env: dict | None = None):
+        full_env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if env:
+            full_env.update(env)
+        self.proc = subprocess.Popen(
+            [TWISTD, "-n", "--pidfile=", "tcpplay", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd or str(ROOT), env=full_env,
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            with self._cond:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 15.0, start: int = 0) -> str:
+        """Block until a log line containing ``text`` appears; return it."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines[start:]:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(
+                        f"{text!r} not seen in twistd output:\n" + "\n".join(self.lines[-40:])
+                    )
+                self._cond.wait(min(left, 0.2))
+
+    def output(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise
+        self._reader.join(5)
+        return code
+
+
+@pytest.fixture
+def twistd():
+    """Factory fixture: ``twistd(["echo", "--listen", str(port)])``; every process is stopped."""
+    started: list[Twistd] = []
+
+    def start(args, **kw) -> Twistd:
+        t = Twistd([str(a) for a in args], **kw)
+        started.append(t)
+        return t
+
+    yield start
+    for t in started:
+        if t.proc.poll() is None:
+            t.proc.kill()
+            t.proc.wait(5)

@@ -1,0 +1,51 @@
+"""--listen/--target parsing: every accepted form, and errors that name the flag."""
+
+import pytest
+from twisted.python import usage
+
+from playground.addresses import client_string, server_string
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("6479", "tcp:6479:interface=127.0.0.1:backlog=1024"),
+        ("0.0.0.0:80", "tcp:80:interface=0.0.0.0:backlog=1024"),
+        ("[::1]:80", "tcp:80:interface=\\:\\:1:backlog=1024"),
+        ("localhost:99", "tcp:99:interface=localhost:backlog=1024"),
+        ("tcp:80", "tcp:80:backlog=1024"),
+        ("tcp:80:backlog=5", "tcp:80:backlog=5"),
+        ("unix:/tmp/x.sock", "unix:/tmp/x.sock:backlog=1024"),
+    ],
+)
+def test_server_forms(value, expected):
+    assert server_string(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("6379", "tcp:host=127.0.0.1:port=6379"),
+        ("db.local:6379", "tcp:host=db.local:port=6379"),
+        ("[::1]:6379", "tcp:host=\\:\\:1:port=6379"),
+        ("tls:host=db:port=6380", "tls:host=db:port=6380"),
+        ("unix:path=/tmp/r.sock", "unix:path=/tmp/r.sock"),
+    ],
+)
+def test_client_forms(value, expected):
+    assert client_string(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "abc", "99999", "tcp:abc", "host:port", "ssl:443:privateKey=/nonexistent"])
+def test_bad_listen_names_flag(value):
+    with pytest.raises(usage.UsageError) as e:
+        server_string(value)
+    assert str(e.value).startswith("--listen")
+    assert "e.g." in str(e.value)
+
+
+@pytest.mark.parametrize("value", ["", "xyz", "70000", "tcp:host=a", "unix:"])
+def test_bad_target_names_flag(value):
+    with pytest.raises(usage.UsageError) as e:
+        client_string(value, "--target")
+    assert str(e.value).startswith("--target")
