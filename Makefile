@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 define ensure_tools
 	@missing=""; for pair in $(1); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
-	if command -v nc >/dev/null 2>&1 && ! nc -h 2>&1 | grep -q -- ' -N'; then missing="$$missing netcat-openbsd"; fi; \
+	if command -v nc >/dev/null 2>&1 && ! nc -h 2>&1 | grep -qE '^[[:space:]]*-N'; then missing="$$missing netcat-openbsd"; fi; \
 	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
 	if [ -n "$$(echo $$missing)" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -27,6 +27,7 @@ class EchoProtocol(protocol.Protocol, TimeoutMixin):
         self.bytes_out = 0
         self.close_reason = None
         self.opened = 0.0
+        self._producing = False
 
     def connectionMade(self):
         f = self.factory
@@ -35,6 +36,7 @@ class EchoProtocol(protocol.Protocol, TimeoutMixin):
         # The transport is its own producer: when the client does not read, the write buffer
         # fills, Twisted pauses reading from it, and memory stays bounded.
         self.transport.registerProducer(self.transport, True)
+        self._producing = True
         self.setTimeout(f.idle_timeout or None)
         self.log.info("echo open {peer}", peer=self.peer)
 
@@ -46,15 +48,23 @@ class EchoProtocol(protocol.Protocol, TimeoutMixin):
 
     def readConnectionLost(self):
         # The client is done sending: everything it sent is already queued; close after it drains.
+        # The idle timer keeps running (nothing resets it now), so a client that half-closes and
+        # then never reads is still cut off instead of holding its unsent echo forever.
         self.close_reason = self.close_reason or "client finished sending (half-close)"
-        self.setTimeout(None)
-        self.transport.unregisterProducer()
+        self._stop_producing()
         self.transport.loseConnection()
 
     def writeConnectionLost(self):
         self.close_reason = self.close_reason or "client stopped reading"
-        self.transport.unregisterProducer()
+        self._stop_producing()
         self.transport.loseConnection()
+
+    def _stop_producing(self):
+        # loseConnection waits for a registered producer; unregister once (a second
+        # unregisterProducer is an error on some transports).
+        if self._producing:
+            self._producing = False
+            self.transport.unregisterProducer()
 
     def timeoutConnection(self):
         self.close_reason = f"idle timeout ({self.factory.idle_timeout:g}s)"

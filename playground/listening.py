@@ -1,7 +1,7 @@
 """The service that listens on an endpoint string, logs where, and fails start-up in one line.
 
 ``twistd`` runs ``privilegedStartService`` before dropping privileges and before the reactor
-runs; a bind failure here ends start-up with ``SystemExit("tcpplay: --listen ...: reason")``
+runs; a bind failure here ends start-up with ``SystemExit("tcpplay LABEL: cannot listen on --listen ...: reason")``
 (one line, exit status 1) instead of a traceback.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python import usage
 
 from playground.addresses import server_endpoint
 
@@ -52,19 +53,36 @@ class ListeningService(service.Service):
             self._listen()
 
     def _listen(self):
-        endpoint = server_endpoint(self._reactor(), self.desc, self.flag)
-        d = endpoint.listen(self.factory)
+        try:
+            endpoint = server_endpoint(self._reactor(), self.desc, self.flag)
+        except usage.UsageError as e:
+            raise SystemExit(f"tcpplay {self.label}: {e}")
         failures = []
-        d.addCallbacks(self._listening, failures.append)
-        if failures:  # TCP/UNIX/SSL listen synchronously: report a bind failure now, one line
-            reason = failures[0].getErrorMessage()
-            self.log.error(
-                "{label}: cannot listen on {flag} {desc}: {reason}",
-                label=self.label, flag=self.flag, desc=self.desc, reason=reason,
-            )
-            raise SystemExit(f"tcpplay {self.label}: cannot listen on {self.flag} {self.desc}: {reason}")
+        synchronous = True
+
+        def failed(f):
+            if synchronous:  # TCP/UNIX/SSL listen at once: start-up reports it, below
+                failures.append(f)
+            elif not f.check(defer.CancelledError):  # a late failure must not vanish
+                self._waiting = None
+                self.log.error("{message}", message=self._cannot_listen(f))
+            return None
+
+        d = endpoint.listen(self.factory)
+        d.addCallbacks(self._listening, failed)
+        synchronous = False
+        if failures:
+            # One line, exit status 1. No log event besides: under twistd, stderr is the log, so
+            # logging it as well would print the same line twice.
+            raise SystemExit(self._cannot_listen(failures[0]))
         if self.port is None:
             self._waiting = d
+
+    def _cannot_listen(self, failure) -> str:
+        return (
+            f"tcpplay {self.label}: cannot listen on {self.flag} {self.desc}: "
+            f"{failure.getErrorMessage()}"
+        )
 
     def _listening(self, port):
         self.port = port

@@ -7,12 +7,15 @@ Each subcommand lives in its own module exposing ``Options`` (a ``usage.Options`
 from __future__ import annotations
 
 import importlib
+import signal
 
 from twisted.application import service
+from twisted.internet import defer
 from twisted.python import usage
 
 # (name, module, one-line description)
 SUBCOMMANDS = [
+    ("proxy", "playground.proxy", "Forwarding proxy that shows the traffic: --listen 6479 --target 6379"),
     ("echo", "playground.echo", "Echo server: every byte comes back (half-close aware)"),
 ]
 
@@ -39,9 +42,30 @@ class Options(usage.Options):
             )
 
 
+class TcpplayService(service.MultiService):
+    """The root service. A SIGTERM/SIGINT ends in a graceful drain, so the process exits 0.
+
+    twistd re-raises the signal that stopped the reactor after shutdown (exit status -15);
+    since our services drain and close everything on that signal, the shutdown is an orderly
+    one and is reported as such (status 0), like ``systemctl stop`` expects.
+    """
+
+    def stopService(self):
+        d = defer.maybeDeferred(super().stopService)
+
+        def orderly(result):
+            from twisted.internet import reactor
+
+            if getattr(reactor, "_exitSignal", None) in (signal.SIGTERM, signal.SIGINT):
+                reactor._exitSignal = None
+            return result
+
+        return d.addBoth(orderly)
+
+
 def makeService(options) -> service.IService:
     modules = {name: mod for name, mod, _ in SUBCOMMANDS}
     module = importlib.import_module(modules[options.subCommand])
-    top = service.MultiService()
+    top = TcpplayService()
     module.make_service(options.subOptions).setServiceParent(top)
     return top

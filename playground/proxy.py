@@ -1,0 +1,509 @@
+"""The splicing proxy: accept a client, connect to the target, forward every byte both ways.
+
+Modelled on ``twisted.protocols.portforward`` (pause the client until the upstream is connected,
+register each transport as the other's streaming producer) plus what it lacks: half-close in both
+directions (``IHalfCloseableProtocol``), connect and idle timeouts, resets passed on as aborts,
+connection limits, pair ids, byte counts, one structured log line on open and on close, graceful
+drain on shutdown, and the observer hook the decoder chain uses (see ``playground.observer``).
+
+Forwarding never waits for observers: bytes are written to the other side first, then the observer
+is told. With no observer, ``dataReceived`` is the plain forwarder: a write and a byte count.
+"""
+
+from __future__ import annotations
+
+from twisted.application import service
+from twisted.internet import defer, error, protocol
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.logger import Logger
+from twisted.python import usage
+from zope.interface import implementer
+
+from playground import addresses
+from playground.limits import LimitedFactory
+from playground.listening import ListeningService
+from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Endpoint, PairInfo
+from playground.options import ServerOptions, non_negative_float
+
+CLIENT = "client"
+SERVER = "server"
+
+# Larger reads than Twisted's default 64 KiB halve the reactor turns on bulk transfers.
+READ_SIZE = 256 * 1024
+
+
+def _endpoint(addr) -> Endpoint:
+    host = getattr(addr, "host", None)
+    if host is not None:
+        return Endpoint(host, addr.port)
+    name = getattr(addr, "name", None)
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    return Endpoint(name or "unix", 0)
+
+
+def _tune(transport) -> None:
+    """TCP_NODELAY keeps the client's own segmentation (matters for request/response latency)."""
+    try:
+        transport.setTcpNoDelay(True)
+    except Exception:
+        pass  # unix sockets and TLS wrappers of them have no Nagle to switch off
+    inner = getattr(transport, "transport", None)  # TLS over TCP: tune the TCP transport below
+    for t in (transport, inner):
+        if t is not None and hasattr(t, "bufferSize"):
+            t.bufferSize = READ_SIZE
+
+
+def _how(reason) -> str:
+    if reason is None or reason.check(error.ConnectionDone):
+        return "fin"
+    if reason.check(error.ConnectionAborted):
+        return "abort"
+    if reason.check(error.ConnectionLost):
+        return "reset"
+    return reason.getErrorMessage()
+
+
+@implementer(IHalfCloseableProtocol)
+class _Side(protocol.Protocol):
+    """One leg of a pair. ``other`` is the opposite leg's transport once both exist."""
+
+    pair: Pair
+    role: str
+    direction: str  # the direction of the bytes this side receives
+
+    def dataReceived(self, data):  # replaced per instance by _plain or _observed
+        raise NotImplementedError
+
+    def _plain(self, data):
+        self.other.write(data)
+        self.nbytes += len(data)
+
+    def _observed(self, data):
+        self.other.write(data)
+        self.nbytes += len(data)
+        self.pair.observe_data(self.direction, data)
+
+    def readConnectionLost(self):
+        self.pair.read_done(self.role)
+
+    def writeConnectionLost(self):
+        self.pair.write_done(self.role)
+
+    def connectionLost(self, reason):
+        self.pair.side_lost(self.role, reason)
+
+
+class ClientSide(_Side):
+    log = Logger()
+    role = CLIENT
+    direction = CLIENT_TO_SERVER
+
+    def __init__(self):
+        self.nbytes = 0
+        self.other = None
+
+    def connectionMade(self):
+        self.pair = Pair(self.factory, self)
+        self.pair.start()
+
+
+class ServerSide(_Side):
+    role = SERVER
+    direction = SERVER_TO_CLIENT
+
+    def __init__(self, pair: Pair):
+        self.pair = pair
+        self.nbytes = 0
+        self.other = pair.client.transport
+
+    def connectionMade(self):
+        self.pair.upstream_connected(self)
+
+
+class _UpstreamFactory(protocol.Factory):
+    noisy = False
+
+    def __init__(self, pair: Pair):
+        self.pair = pair
+
+    def buildProtocol(self, addr):
+        p = ServerSide(self.pair)
+        p.factory = self
+        return p
+
+
+class Pair:
+    """The state of one client/upstream pair: which halves are closed, timers, the summary."""
+
+    log = Logger()
+
+    def __init__(self, factory: ProxyFactory, client: ClientSide):
+        self.factory = factory
+        self.reactor = factory.reactor
+        self.client = client
+        self.server: ServerSide | None = None
+        self.id = factory.next_id()
+        self.opened = self.reactor.seconds()
+        self.info: PairInfo | None = None
+        self.connecting = None
+        self.closed_first: tuple[str, str] | None = None  # (who, how)
+        self.read_closed = {CLIENT: False, SERVER: False}
+        self.lost = {CLIENT: False, SERVER: False}
+        self.finished = False
+        self._idle_call = None
+        self._idle_mark = -1
+        self._idle_checks = 0
+
+    # -- set-up ---------------------------------------------------------------
+    def start(self):
+        f = self.factory
+        client = self.client
+        client.transport.pauseProducing()  # read nothing until the upstream is up
+        _tune(client.transport)
+        client.dataReceived = client._plain
+        f.pairs[self.id] = self
+        self.log.info(
+            "proxy #{pair} open {client} -> {target}",
+            pair=self.id, client=client.peer, target=f.target_desc,
+        )
+        d = f.target_endpoint.connect(_UpstreamFactory(self))
+        if f.connect_timeout:
+            d.addTimeout(f.connect_timeout, self.reactor)
+        self.connecting = d
+        d.addErrback(self._connect_failed)
+
+    def _connect_failed(self, reason):
+        self.connecting = None
+        if self.finished or self.lost[CLIENT]:
+            return None
+        if reason.check(defer.TimeoutError, defer.CancelledError):
+            why = f"no answer within --connect-timeout {self.factory.connect_timeout:g}s"
+        else:
+            why = reason.getErrorMessage()
+        self.factory.connect_failures += 1
+        self.log.warn(
+            "proxy #{pair} cannot reach {target}: {why}; closing {client}",
+            pair=self.id, target=self.factory.target_desc, why=why, client=self.client.peer,
+        )
+        self.closed_first = (SERVER, "connect-failed")
+        self.client.transport.loseConnection()
+        return None
+
+    def upstream_connected(self, server: ServerSide):
+        self.connecting = None
+        self.server = server
+        if self.lost[CLIENT]:  # the client went away while we were connecting
+            server.transport.abortConnection()
+            return
+        ct, st = self.client.transport, server.transport
+        _tune(st)
+        self.client.other = st
+        ct.registerProducer(st, True)  # a slow client slows the reads from the server
+        st.registerProducer(ct, True)  # a slow server slows the reads from the client
+        f = self.factory
+        observed = f.observer is not None
+        self.client.dataReceived = self.client._observed if observed else self.client._plain
+        server.dataReceived = server._observed if observed else server._plain
+        if observed:
+            self.info = PairInfo(
+                id=self.id,
+                client=_endpoint(ct.getPeer()),
+                listen=_endpoint(ct.getHost()),
+                target=f.target_desc,
+                server=_endpoint(st.getPeer()),
+                upstream_local=_endpoint(st.getHost()),
+            )
+            f.notify("pair_opened", self.info, self.reactor.seconds())
+        if f.idle_timeout:
+            self._schedule_idle()
+        ct.resumeProducing()
+
+    # -- observers ------------------------------------------------------------
+    def observe_data(self, direction: str, data: bytes):
+        self.factory.notify("data", self.id, direction, data, self.reactor.seconds())
+
+    def switch_to_plain(self):
+        self.client.dataReceived = self.client._plain
+        if self.server is not None:
+            self.server.dataReceived = self.server._plain
+
+    # -- half-close and close ---------------------------------------------------
+    def _side(self, role):
+        return self.client if role == CLIENT else self.server
+
+    def _other(self, role):
+        return self.server if role == CLIENT else self.client
+
+    def read_done(self, role: str):
+        """``role`` sent FIN: pass it on as a half-close; finish when both directions are done."""
+        if self.closed_first is None:
+            self.closed_first = (role, "fin")
+        self.read_closed[role] = True
+        other = self._other(role)
+        side = self._side(role)
+        if other is not None and not self.lost[other.role]:
+            other.transport.unregisterProducer()  # nothing more will come from `side`
+            other.transport.loseWriteConnection()
+            if self.info is not None:
+                self.factory.notify("half_closed", self.id, side.direction, self.reactor.seconds())
+        if all(self.read_closed.values()):
+            self._close_both()
+
+    def write_done(self, role: str):
+        """Our write half towards ``role`` is closed (after loseWriteConnection)."""
+        if self.read_closed[role]:
+            self._side(role).transport.loseConnection()
+
+    def _close_both(self):
+        for side in (self.client, self.server):
+            if side is not None and not self.lost[side.role]:
+                side.transport.loseConnection()
+
+    def side_lost(self, role: str, reason):
+        self.lost[role] = True
+        how = _how(reason)
+        if self.closed_first is None:
+            self.closed_first = (role, how)
+        other = self._other(role)
+        if role == CLIENT and self.connecting is not None:
+            self.connecting.cancel()
+        if other is not None and not self.lost[other.role]:
+            side = self._side(role)
+            try:
+                side.transport.unregisterProducer()
+            except Exception:
+                pass
+            if how == "fin":
+                # A clean close: what we already queued for the other side still goes out.
+                other.transport.loseConnection()
+            else:
+                other.transport.abortConnection()
+        if all(self.lost[s.role] for s in (self.client, self.server) if s is not None):
+            self._finish()
+
+    def abort(self, how: str):
+        if self.closed_first is None:
+            self.closed_first = ("proxy", how)
+        for side in (self.client, self.server):
+            if side is not None and not self.lost[side.role]:
+                side.transport.abortConnection()
+        if self.connecting is not None:
+            self.connecting.cancel()
+
+    def _finish(self):
+        if self.finished:
+            return
+        self.finished = True
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        f = self.factory
+        f.pairs.pop(self.id, None)
+        f.connectionClosed(self.client)
+        now = self.reactor.seconds()
+        who, how = self.closed_first or (CLIENT, "fin")
+        summary = {
+            "bytes_c2s": self.client.nbytes,
+            "bytes_s2c": self.server.nbytes if self.server else 0,
+            "duration": now - self.opened,
+            "closed_by": who,
+            "how": how,
+        }
+        f.bytes_c2s += summary["bytes_c2s"]
+        f.bytes_s2c += summary["bytes_s2c"]
+        self.log.info(
+            "proxy #{pair} close {client} c2s={bytes_c2s} s2c={bytes_s2c} "
+            "duration={duration:.3f}s first={closed_by} how={how}",
+            pair=self.id, client=self.client.peer, **summary,
+        )
+        if self.info is not None:
+            f.notify("pair_closed", self.id, summary, now)
+        f.pair_finished()
+
+    # -- idle timeout -----------------------------------------------------------
+    # Checked by polling the byte counters a few times per timeout, so the forwarding path
+    # never touches a timer: idle is detected between 1x and 1.25x --idle-timeout.
+    def _schedule_idle(self):
+        self._idle_call = self.reactor.callLater(self.factory.idle_timeout / 4, self._check_idle)
+
+    def _check_idle(self):
+        mark = self.client.nbytes + (self.server.nbytes if self.server else 0)
+        if mark != self._idle_mark:
+            self._idle_mark = mark
+            self._idle_checks = 0
+        else:
+            self._idle_checks += 1
+            if self._idle_checks >= 4:
+                self._idle_call = None
+                self.log.info(
+                    "proxy #{pair} idle for {timeout:g}s: closing", pair=self.id,
+                    timeout=self.factory.idle_timeout,
+                )
+                self.abort("idle-timeout")
+                return
+        self._schedule_idle()
+
+
+class ProxyFactory(LimitedFactory):
+    """Accepts clients; each gets a ``Pair`` connected to ``target``.
+
+    ``target`` is an endpoint string (``tcp:host=...:port=...``) or an ``IStreamClientEndpoint``.
+    ``observer`` (optional) follows ``playground.observer.PairObserver``.
+    """
+
+    protocol = ClientSide
+    service_name = "proxy"
+    log = Logger()
+
+    def __init__(self, target, observer=None, connect_timeout: float = 5.0,
+                 idle_timeout: float = 0.0, max_connections: int = 0, max_per_peer: int = 0,
+                 reactor=None, target_ca: str | None = None):
+        super().__init__(max_connections, max_per_peer, reactor)
+        if isinstance(target, str):
+            self.target_desc = target
+            self.target_endpoint = _client_endpoint(self.reactor, target, target_ca)
+        else:
+            self.target_desc = repr(target)
+            self.target_endpoint = target
+        self.observer = observer
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.pairs: dict[int, Pair] = {}
+        self._ids = 0
+        self.connect_failures = 0
+        self.bytes_c2s = 0
+        self.bytes_s2c = 0
+        self._drained: defer.Deferred | None = None
+
+    def next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def notify(self, method: str, *args):
+        observer = self.observer
+        if observer is None:
+            return
+        try:
+            getattr(observer, method)(*args)
+        except Exception:
+            self.log.failure("observer {observer!r} raised in {method}; detached, forwarding goes on",
+                             observer=observer, method=method)
+            self.observer = None
+            for pair in self.pairs.values():
+                pair.switch_to_plain()
+
+    # -- graceful shutdown --------------------------------------------------------
+    def drain(self, timeout: float) -> defer.Deferred:
+        """Fire when every open pair has finished, aborting what remains after ``timeout``."""
+        if not self.pairs:
+            return defer.succeed(None)
+        self.log.info("proxy draining {n} open pair(s) for up to {timeout:g}s",
+                      n=len(self.pairs), timeout=timeout)
+        self._drained = defer.Deferred()
+        d = self._drained
+
+        def deadline():
+            if self.pairs:
+                self.log.warn("proxy drain time over: aborting {n} pair(s)", n=len(self.pairs))
+                for pair in list(self.pairs.values()):
+                    pair.abort("shutdown")
+
+        call = self.reactor.callLater(timeout, deadline)
+
+        def done(result):
+            if call.active():
+                call.cancel()
+            return result
+
+        return d.addBoth(done)
+
+    def pair_finished(self):
+        if self._drained is not None and not self.pairs:
+            d, self._drained = self._drained, None
+            d.callback(None)
+
+
+def _client_endpoint(reactor, desc: str, target_ca: str | None):
+    """``clientFromString``, except that ``tls:`` with ``--target-ca`` trusts only that CA."""
+    if target_ca and desc.split(":", 1)[0].lower() == "tls":
+        from twisted.internet import endpoints, ssl
+
+        args, kw = endpoints._parse(desc)
+        host = kw.get("host") or (args[1] if len(args) > 1 else None)
+        port = int(kw.get("port") or (args[2] if len(args) > 2 else 0))
+        try:
+            with open(target_ca, "rb") as f:
+                ca = ssl.Certificate.loadPEM(f.read())
+        except Exception as e:
+            raise usage.UsageError(f"--target-ca: cannot read {target_ca}: {e}")
+        options = ssl.optionsForClientTLS(host, trustRoot=ca)
+        tcp = endpoints.HostnameEndpoint(reactor, host, port)
+        return endpoints.wrapClientTLS(options, tcp)
+    return addresses.client_endpoint(reactor, desc, "--target")
+
+
+class ProxyService(service.MultiService):
+    """The listener plus its factory; on stop: stop listening, drain open pairs, abort the rest."""
+
+    def __init__(self, listening: ListeningService, factory: ProxyFactory, drain_timeout: float):
+        super().__init__()
+        self.listening = listening
+        self.factory = factory
+        self.drain_timeout = drain_timeout
+        listening.setServiceParent(self)
+
+    def stopService(self):
+        d = defer.maybeDeferred(super().stopService)
+        d.addCallback(lambda _: self.factory.drain(self.drain_timeout))
+        return d
+
+
+class Options(ServerOptions):
+    synopsis = "--listen ADDR --target ADDR [options]"
+    longdesc = (
+        "Sit between a client and its server, forward every byte unchanged both ways, and show what "
+        "crosses. Example: twistd -n tcpplay proxy --listen 6479 --target 6379, then "
+        "redis-cli -p 6479 ping."
+    )
+    default_listen = "6479"
+    default_max_connections = 10000
+    optParameters = [
+        ["target", "t", None,
+         "Where to connect: PORT (on 127.0.0.1), HOST:PORT, or a Twisted client endpoint string "
+         "(tcp:host=H:port=P, unix:path=P, tls:host=H:port=P: the hostname is verified)."],
+        ["target-ca", None, None,
+         "PEM file of the CA that signs a tls: target's certificate (default: the system's CAs)."],
+        ["connect-timeout", None, 5.0, "Seconds to wait for the target to accept.",
+         lambda v: non_negative_float("--connect-timeout", v)],
+        ["drain-timeout", None, 10.0,
+         "On SIGTERM/SIGINT, seconds open pairs may finish before they are aborted.",
+         lambda v: non_negative_float("--drain-timeout", v)],
+    ]
+
+    def postOptions(self):
+        super().postOptions()
+        if not self["target"]:
+            raise usage.UsageError(f"--target is required ({addresses.TARGET_EXAMPLE})")
+        self["target"] = addresses.client_string(self["target"], "--target")
+        if self["target-ca"]:
+            if not self["target"].lower().startswith("tls:"):
+                raise usage.UsageError("--target-ca only applies to a tls: --target")
+            try:
+                open(self["target-ca"], "rb").close()
+            except OSError as e:
+                raise usage.UsageError(f"--target-ca: cannot read {self['target-ca']}: {e.strerror}")
+
+
+def make_service(options, reactor=None, observer=None) -> service.IService:
+    factory = ProxyFactory(
+        options["target"],
+        observer=observer,
+        connect_timeout=options["connect-timeout"],
+        idle_timeout=options["idle-timeout"],
+        max_connections=options["max-connections"],
+        max_per_peer=options["max-connections-per-peer"],
+        reactor=reactor,
+        target_ca=options["target-ca"],
+    )
+    listening = ListeningService("proxy", options["listen"], factory, reactor=reactor)
+    return ProxyService(listening, factory, options["drain-timeout"])

@@ -1,0 +1,123 @@
+"""End to end through ``twistd``: start, serve, SIGTERM; start-up and usage errors; --help texts."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import socket
+import subprocess
+
+import pytest
+
+from playground.tap import SUBCOMMANDS
+from tests.conftest import ROOT, TWISTD, free_port
+
+
+def run_twistd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [TWISTD, "-n", "--pidfile=", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(ROOT),
+    )
+
+
+def echo_roundtrip(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        for _ in range(10_000):  # bounded; every recv has a 10 s timeout
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+def test_echo_serves_and_exits_cleanly_on_sigterm(twistd):
+    port = free_port()
+    t = twistd(["echo", "--listen", port])
+    line = t.wait_for("echo listening on")
+    assert f"127.0.0.1:{port}" in line
+    data = b"hello from the end-to-end test\n" * 1000
+    assert echo_roundtrip(port, data) == data
+    closed = t.wait_for("echo close")
+    assert f"in={len(data)} out={len(data)}" in closed
+    assert "half-close" in closed
+    code = t.terminate()
+    out = t.output()
+    # A SIGTERM is an orderly stop: tcpplay's root service drains and reports exit status 0.
+    assert code == 0, out
+    assert "echo stopped listening" in out
+    assert "Main loop terminated." in out and "Server Shut Down." in out
+    assert "Traceback" not in out
+
+
+def test_busy_port_is_a_one_line_error(twistd):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        t = twistd(["echo", "--listen", port])
+        code = t.proc.wait(30)
+        t.terminate()  # already exited: only collects the rest of its output
+    out = t.output()
+    assert code == 1, out
+    errors = [line for line in out.splitlines() if "cannot listen" in line]
+    assert len(errors) == 1, out
+    assert "--listen" in errors[0] and "in use" in errors[0]
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("value", ["abc", "99999", "tcp:notaport"])
+def test_bad_listen_is_a_usage_error_naming_the_flag(value):
+    result = run_twistd("tcpplay", "echo", "--listen", value)
+    assert result.returncode != 0
+    text = result.stdout + result.stderr
+    last = text.strip().splitlines()[-1]
+    assert "--listen" in last, text
+    assert value in last
+    assert "Traceback" not in text
+
+
+def test_no_subcommand_is_a_usage_error():
+    result = run_twistd("tcpplay")
+    assert result.returncode != 0
+    assert "choose a subcommand" in result.stdout + result.stderr
+
+
+def test_tcpplay_help_lists_every_subcommand():
+    result = run_twistd("tcpplay", "--help")
+    assert result.returncode == 0, result.stderr
+    listed = set(re.findall(r"^ {2,}(\S+) {2,}\S", result.stdout.split("Commands:")[1], re.M))
+    assert {name for name, _, _ in SUBCOMMANDS} <= listed
+
+
+_OPTION_LINE = re.compile(r"^ +(?:-\w, )?--(?P<name>[\w-]+)=?(?P<help>.*)$")
+
+
+@pytest.mark.parametrize("name, module", [(name, module) for name, module, _ in SUBCOMMANDS])
+def test_subcommand_help_describes_every_option(name, module):
+    result = run_twistd("tcpplay", name, "--help")
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = result.stdout
+    options = importlib.import_module(module).Options()
+    documented = {}
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        m = _OPTION_LINE.match(line)
+        if m:
+            # a long option name may push its help text to the next, deeper-indented line
+            follow = lines[i + 1] if i + 1 < len(lines) else ""
+            wrapped = follow.startswith(" " * 20) and not _OPTION_LINE.match(follow)
+            documented[m.group("name")] = m.group("help").strip() or (
+                follow.strip() if wrapped else ""
+            )
+    for long_name in options.longOpt:
+        opt = long_name.rstrip("=")
+        assert opt in documented, f"{name}: --{opt} missing from --help:\n{text}"
+        assert documented[opt], f"{name}: --{opt} has no help text:\n{text}"
+        if opt not in ("help", "version"):
+            assert (options.docs.get(opt) or "").strip(), f"{name}: --{opt} has no docstring"

@@ -1,0 +1,217 @@
+"""Connection limits: admission rules, peer naming, refusals, and the limits on a real socket."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import pytest_twisted
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.internet import defer, error, protocol, task
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python import failure
+
+from playground import echo
+from playground.limits import ConnectionLimits, LimitedFactory, Refusal, peer_host, peer_text
+
+# --- ConnectionLimits -----------------------------------------------------------------------
+
+
+def test_unlimited_by_default():
+    limits = ConnectionLimits()
+    for _ in range(500):
+        assert limits.admit("10.0.0.1") is None
+    assert (limits.open, limits.total, limits.refused) == (500, 500, 0)
+
+
+def test_total_limit_and_release():
+    limits = ConnectionLimits(max_connections=2)
+    assert limits.admit("a") is None
+    assert limits.admit("b") is None
+    assert limits.admit("c") == "max-connections (2) reached"
+    assert limits.refused == 1
+    limits.release("a")
+    assert limits.admit("c") is None
+    assert (limits.open, limits.total, limits.refused) == (2, 3, 1)
+
+
+def test_per_peer_limit():
+    limits = ConnectionLimits(max_per_peer=2)
+    assert limits.admit("a") is None
+    assert limits.admit("a") is None
+    assert limits.admit("a") == "max-connections-per-peer (2) reached for a"
+    assert limits.admit("b") is None
+    limits.release("a")
+    assert limits.admit("a") is None
+    assert limits.refused == 1
+
+
+def test_total_limit_is_checked_before_per_peer():
+    limits = ConnectionLimits(max_connections=1, max_per_peer=1)
+    assert limits.admit("a") is None
+    assert limits.admit("a") == "max-connections (1) reached"
+
+
+@given(
+    max_connections=st.integers(0, 4),
+    max_per_peer=st.integers(0, 3),
+    ops=st.lists(st.tuples(st.booleans(), st.sampled_from("abc")), max_size=60),
+)
+def test_limits_invariants(max_connections, max_per_peer, ops):
+    """Any sequence of connects and closes: counts stay consistent and caps are never exceeded."""
+    limits = ConnectionLimits(max_connections, max_per_peer)
+    open_by_peer = {p: 0 for p in "abc"}
+    refused = 0
+    for connect, peer in ops:
+        if connect:
+            reason = limits.admit(peer)
+            if reason is None:
+                open_by_peer[peer] += 1
+            else:
+                refused += 1
+                full = max_connections and sum(open_by_peer.values()) >= max_connections
+                assert full or (max_per_peer and open_by_peer[peer] >= max_per_peer)
+        elif open_by_peer[peer]:
+            limits.release(peer)
+            open_by_peer[peer] -= 1
+        assert limits.open == sum(open_by_peer.values())
+        assert limits.refused == refused
+        assert not max_connections or limits.open <= max_connections
+        assert not max_per_peer or max(open_by_peer.values()) <= max_per_peer
+    for peer, n in open_by_peer.items():
+        for _ in range(n):
+            limits.release(peer)
+    assert limits.open == 0 and not limits._by_peer  # nothing left behind for closed peers
+
+
+# --- peer naming ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "addr, host, text",
+    [
+        (IPv4Address("TCP", "127.0.0.1", 5000), "127.0.0.1", "127.0.0.1:5000"),
+        (IPv6Address("TCP", "::1", 5000), "::1", "[::1]:5000"),
+        (UNIXAddress(b"/tmp/s.sock"), b"/tmp/s.sock", "unix:/tmp/s.sock"),
+        (UNIXAddress(None), None, "unix:(unnamed)"),
+    ],
+)
+def test_peer_names(addr, host, text):
+    if host is None:  # unnamed UNIX clients: one stable key, so they share a per-peer budget
+        assert peer_host(addr) == peer_host(UNIXAddress(None))
+    else:
+        assert peer_host(addr) == host
+    assert peer_text(addr) == text
+
+
+# --- LimitedFactory -------------------------------------------------------------------------
+
+
+class Closing(protocol.Protocol):
+    def connectionLost(self, reason):
+        self.factory.connectionClosed(self)
+
+
+class RedisLike(LimitedFactory):
+    protocol = Closing
+    service_name = "redis"
+    refusal_message = b"-ERR max number of clients reached\r\n"
+
+
+def test_refusal_sends_the_protocol_goodbye_and_closes():
+    factory = RedisLike(max_connections=1, reactor=MemoryReactorClock())
+    admitted = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    admitted.makeConnection(StringTransport())
+    refused = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2))
+    assert isinstance(refused, Refusal)
+    transport = StringTransport()
+    refused.makeConnection(transport)
+    assert transport.value() == b"-ERR max number of clients reached\r\n"
+    assert transport.disconnecting
+    # a refused connection closing does not release a slot it never had
+    refused.connectionLost(failure.Failure(error.ConnectionDone()))
+    assert factory.limits.open == 1
+    admitted.connectionLost(failure.Failure(error.ConnectionDone()))
+    assert factory.limits.open == 0
+
+
+def test_admitted_protocol_knows_its_peer():
+    factory = RedisLike(reactor=MemoryReactorClock())
+    p = factory.buildProtocol(IPv6Address("TCP", "::1", 7))
+    assert (p.peer, p.peer_host, p.factory) == ("[::1]:7", "::1", factory)
+
+
+def test_default_reactor_is_the_global_one():
+    from twisted.internet import reactor
+
+    assert LimitedFactory().reactor is reactor
+
+
+# --- real sockets ---------------------------------------------------------------------------
+
+
+def _talk(sock: socket.socket, data: bytes) -> bytes:
+    sock.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+@defer.inlineCallbacks
+def _until(predicate, what: str, timeout: float = 10.0):
+    from twisted.internet import reactor
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        yield task.deferLater(reactor, 0.01, lambda: None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_max_connections_on_a_real_socket():
+    from twisted.internet import threads
+
+    opts = echo.Options()
+    opts.parseOptions(["--listen", "0", "--max-connections", "1"])
+    svc = echo.make_service(opts)
+    svc.startService()
+    port = svc.address.port
+    factory = svc.factory
+    socks = []
+
+    def connect() -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        socks.append(s)
+        return s
+
+    try:
+        first = yield threads.deferToThread(connect)
+        assert (yield threads.deferToThread(_talk, first, b"one")) == b"one"
+        second = yield threads.deferToThread(connect)
+        assert (yield threads.deferToThread(_closed_by_server, second))
+        assert factory.limits.refused == 1
+        assert (yield threads.deferToThread(_talk, first, b"still")) == b"still"
+        first.close()
+        yield _until(lambda: factory.limits.open == 0, "the first connection to be released")
+        third = yield threads.deferToThread(connect)
+        assert (yield threads.deferToThread(_talk, third, b"three")) == b"three"
+        assert factory.limits.refused == 1
+    finally:
+        for s in socks:
+            s.close()
+        yield svc.stopService()

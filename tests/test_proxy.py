@@ -1,0 +1,330 @@
+"""The splice with StringTransport and MemoryReactorClock: pause-until-connected, producers,
+half-close each way, resets, connect and idle timeouts, limits, drain then abort, observers."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet import defer, error
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+
+from playground.limits import Refusal
+from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
+from playground.proxy import ClientSide, Options, ProxyFactory
+
+
+class Transport(StringTransport):
+    """StringTransport plus the half-close and abort bookkeeping the proxy uses."""
+
+    def __init__(self, peer=("127.0.0.1", 50000), host=("127.0.0.1", 6479)):
+        super().__init__(IPv4Address("TCP", *host), IPv4Address("TCP", *peer), lenient=True)
+        self.write_closed = False
+        self.aborted = False
+        self.nodelay = False
+
+    def loseWriteConnection(self):
+        self.write_closed = True
+
+    def abortConnection(self):
+        self.aborted = True
+        super().abortConnection()
+
+    def setTcpNoDelay(self, enabled):
+        self.nodelay = enabled
+
+
+class Endpoint:
+    """A client endpoint whose connection attempts the test completes by hand."""
+
+    def __init__(self):
+        self.attempts: list[tuple[object, defer.Deferred]] = []
+
+    def connect(self, factory):
+        d = defer.Deferred(lambda d: None)
+        self.attempts.append((factory, d))
+        return d
+
+    def succeed(self, index=-1):
+        factory, d = self.attempts[index]
+        proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 6379))
+        transport = Transport(peer=("127.0.0.1", 6379), host=("127.0.0.1", 40000))
+        proto.makeConnection(transport)
+        d.callback(proto)
+        return proto, transport
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def pair_opened(self, pair, now):
+        self.calls.append(("open", pair.id, now))
+
+    def data(self, pair_id, direction, data, now):
+        self.calls.append(("data", pair_id, direction, data, now))
+
+    def half_closed(self, pair_id, direction, now):
+        self.calls.append(("half", pair_id, direction))
+
+    def pair_closed(self, pair_id, summary, now):
+        self.calls.append(("close", pair_id, summary))
+
+
+@pytest.fixture
+def logs():
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def texts(events):
+    from twisted.logger import formatEvent
+
+    return [formatEvent(e) for e in events]
+
+
+def make(observer=None, **kw):
+    clock = MemoryReactorClock()
+    endpoint = Endpoint()
+    factory = ProxyFactory(endpoint, observer=observer, reactor=clock, **kw)
+    return clock, endpoint, factory
+
+
+def accept(factory, peer=("127.0.0.1", 50000)):
+    proto = factory.buildProtocol(IPv4Address("TCP", *peer))
+    transport = Transport(peer=peer)
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def connected(observer=None, **kw):
+    clock, endpoint, factory = make(observer, **kw)
+    client, ct = accept(factory)
+    server, st = endpoint.succeed()
+    return clock, factory, client, ct, server, st
+
+
+def test_client_paused_until_upstream_connects():
+    clock, endpoint, factory = make()
+    client, ct = accept(factory)
+    assert ct.producerState == "paused"
+    assert len(endpoint.attempts) == 1
+    assert ct.producer is None
+    server, st = endpoint.succeed()
+    assert ct.producerState == "producing"
+    assert ct.producer is st and ct.streaming is True
+    assert st.producer is ct and st.streaming is True
+    assert ct.nodelay and st.nodelay
+
+
+def test_bytes_forwarded_both_ways_and_counted():
+    clock, factory, client, ct, server, st = connected()
+    client.dataReceived(b"*1\r\n$4\r\nPING\r\n")
+    assert st.value() == b"*1\r\n$4\r\nPING\r\n"
+    server.dataReceived(b"+PONG\r\n")
+    assert ct.value() == b"+PONG\r\n"
+    assert client.nbytes == 14 and server.nbytes == 7
+
+
+def test_no_observer_means_plain_forwarder():
+    clock, factory, client, ct, server, st = connected()
+    assert client.dataReceived == client._plain
+    assert server.dataReceived == server._plain
+
+
+def test_client_half_close_passed_on_and_reverse_keeps_flowing():
+    clock, factory, client, ct, server, st = connected()
+    client.dataReceived(b"PING\r\n")
+    client.readConnectionLost()
+    assert st.write_closed and st.producer is None
+    assert not ct.disconnecting and not st.disconnecting
+    server.dataReceived(b"+PONG\r\n")
+    assert ct.value() == b"+PONG\r\n"
+    server.readConnectionLost()
+    assert ct.write_closed
+    assert ct.disconnecting and st.disconnecting and not ct.aborted and not st.aborted
+
+
+def test_server_half_close_passed_on_and_client_keeps_sending(logs):
+    clock, factory, client, ct, server, st = connected()
+    server.dataReceived(b"220 hello\r\n")
+    server.readConnectionLost()
+    assert ct.write_closed and not ct.disconnecting
+    client.dataReceived(b"more")
+    assert st.value() == b"more"
+    client.readConnectionLost()
+    assert ct.disconnecting and st.disconnecting
+    client.connectionLost(Failure(error.ConnectionDone()))
+    server.connectionLost(Failure(error.ConnectionDone()))
+    line = [t for t in texts(logs) if "close" in t and "proxy #1" in t][-1]
+    assert "first=server how=fin" in line and "c2s=4 s2c=11" in line
+    assert not factory.pairs
+
+
+@pytest.mark.parametrize("who", ["client", "server"])
+def test_reset_aborts_the_other_side(who, logs):
+    clock, factory, client, ct, server, st = connected()
+    lost, other_t = (client, st) if who == "client" else (server, ct)
+    lost.connectionLost(Failure(error.ConnectionLost()))
+    assert other_t.aborted
+    (client if who == "server" else server).connectionLost(Failure(error.ConnectionAborted()))
+    line = [t for t in texts(logs) if "proxy #1 close" in t][-1]
+    assert f"first={who} how=reset" in line
+
+
+def test_clean_close_lets_queued_bytes_out():
+    clock, factory, client, ct, server, st = connected()
+    server.dataReceived(b"last words")
+    server.connectionLost(Failure(error.ConnectionDone()))
+    assert ct.disconnecting and not ct.aborted
+    assert ct.value() == b"last words"
+
+
+def test_connect_timeout_closes_client(logs):
+    clock, endpoint, factory = make(connect_timeout=5.0)
+    client, ct = accept(factory)
+    clock.advance(4.9)
+    assert not ct.disconnecting
+    clock.advance(0.2)
+    assert ct.disconnecting
+    assert any("--connect-timeout 5s" in t for t in texts(logs))
+    client.connectionLost(Failure(error.ConnectionDone()))
+    assert not factory.pairs and factory.connect_failures == 1
+    assert any("first=server how=connect-failed" in t for t in texts(logs))
+
+
+def test_connect_refused_closes_client(logs):
+    clock, endpoint, factory = make()
+    client, ct = accept(factory)
+    endpoint.attempts[0][1].errback(Failure(error.ConnectionRefusedError()))
+    assert ct.disconnecting
+    assert any("cannot reach" in t and "refused" in t.lower() for t in texts(logs))
+
+
+def test_client_gone_while_connecting_cancels_attempt():
+    clock, endpoint, factory = make()
+    client, ct = accept(factory)
+    d = endpoint.attempts[0][1]
+    client.connectionLost(Failure(error.ConnectionLost()))
+    assert d.called  # cancelled
+    assert not factory.pairs
+
+
+def test_idle_timeout_aborts_both_and_activity_defers_it():
+    clock, factory, client, ct, server, st = connected(idle_timeout=10.0)
+    for _ in range(50):  # traffic every 0.5 s for 25 s keeps the pair alive
+        clock.advance(0.5)
+        client.dataReceived(b"x")
+    assert not ct.aborted
+    idle = 0.0
+    while not ct.aborted and idle < 30:
+        clock.advance(0.5)
+        idle += 0.5
+    assert ct.aborted and st.aborted
+    assert 10.0 <= idle <= 12.5 + 0.5  # detected between 1x and 1.25x the timeout
+
+
+def test_max_connections_refuses_extra_clients(logs):
+    clock, endpoint, factory = make(max_connections=1)
+    accept(factory)
+    extra = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50001))
+    assert isinstance(extra, Refusal)
+    assert factory.limits.refused == 1
+    assert any("max-connections (1) reached" in t for t in texts(logs))
+
+
+def test_max_connections_per_peer():
+    clock, endpoint, factory = make(max_per_peer=1)
+    accept(factory, ("127.0.0.5", 1))
+    assert isinstance(factory.buildProtocol(IPv4Address("TCP", "127.0.0.5", 2)), Refusal)
+    assert isinstance(factory.buildProtocol(IPv4Address("TCP", "127.0.0.6", 2)), ClientSide)
+
+
+def test_drain_waits_for_open_pairs_then_aborts_the_rest():
+    clock, factory, client, ct, server, st = connected()
+    d = factory.drain(10)
+    assert not d.called
+    clock.advance(9)
+    assert not ct.aborted
+    client.dataReceived(b"still flowing")
+    assert st.value() == b"still flowing"
+    clock.advance(1.1)
+    assert ct.aborted and st.aborted
+    client.connectionLost(Failure(error.ConnectionAborted()))
+    server.connectionLost(Failure(error.ConnectionAborted()))
+    assert d.called
+
+
+def test_drain_finishes_early_when_pairs_close():
+    clock, factory, client, ct, server, st = connected()
+    d = factory.drain(10)
+    client.readConnectionLost()
+    server.readConnectionLost()
+    client.connectionLost(Failure(error.ConnectionDone()))
+    server.connectionLost(Failure(error.ConnectionDone()))
+    assert d.called and not clock.getDelayedCalls()
+
+
+def test_observer_sees_bytes_after_forwarding():
+    rec = Recorder()
+    clock, factory, client, ct, server, st = connected(observer=rec)
+    client.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+    server.dataReceived(b"HTTP/1.1 200 OK\r\n\r\n")
+    client.readConnectionLost()
+    server.readConnectionLost()
+    client.connectionLost(Failure(error.ConnectionDone()))
+    server.connectionLost(Failure(error.ConnectionDone()))
+    kinds = [c[0] for c in rec.calls]
+    assert kinds == ["open", "data", "data", "half", "half", "close"]
+    assert rec.calls[1][2:4] == (CLIENT_TO_SERVER, b"GET / HTTP/1.1\r\n\r\n")
+    assert rec.calls[2][2] == SERVER_TO_CLIENT
+    assert rec.calls[-1][2]["bytes_c2s"] == 18 and rec.calls[-1][2]["how"] == "fin"
+
+
+def test_observer_runs_after_the_write():
+    seen_at_write = []
+
+    class Spy(Recorder):
+        def data(self, pair_id, direction, data, now):
+            seen_at_write.append(transports[0].value())
+
+    transports = []
+    clock, factory, client, ct, server, st = connected(observer=Spy())
+    transports.append(st)
+    client.dataReceived(b"abc")
+    assert seen_at_write == [b"abc"]
+
+
+def test_raising_observer_is_detached_and_forwarding_goes_on(logs):
+    class Broken(Recorder):
+        def data(self, *a):
+            raise ValueError("decoder bug")
+
+    clock, factory, client, ct, server, st = connected(observer=Broken())
+    client.dataReceived(b"one")
+    client.dataReceived(b"two")
+    assert st.value() == b"onetwo"
+    assert factory.observer is None
+    assert client.dataReceived == client._plain
+    failures = [e for e in logs if e.get("log_failure") is not None]
+    assert len(failures) == 1
+
+
+def test_options_require_target_and_name_flags():
+    from twisted.python import usage
+
+    with pytest.raises(usage.UsageError, match="--target"):
+        Options().parseOptions([])
+    with pytest.raises(usage.UsageError, match="--target"):
+        Options().parseOptions(["--target", "nowhere"])
+    with pytest.raises(usage.UsageError, match="--connect-timeout"):
+        Options().parseOptions(["--target", "6379", "--connect-timeout", "soon"])
+    with pytest.raises(usage.UsageError, match="--target-ca"):
+        Options().parseOptions(["--target", "6379", "--target-ca", "/nonexistent.pem"])
+    o = Options()
+    o.parseOptions(["--target", "6379"])
+    assert o["target"] == "tcp:host=127.0.0.1:port=6379"
+    assert o["listen"] == "tcp:6479:interface=127.0.0.1:backlog=1024"
