@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-e '.[test]' --config-settings editable_mode=compat
-	@$(BIN)/twistd --help | grep -q tcpplay || { echo "twistd does not list tcpplay: plugin not installed" >&2; exit 1; }
+	@$(BIN)/twistd --help | grep tcpplay >/dev/null || { echo "twistd does not list tcpplay: plugin not installed" >&2; exit 1; }
 	@touch $(STAMP)
 
 # Install the Debian packages of missing peers when root with apt-get; otherwise name them and stop.
