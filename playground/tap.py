@@ -17,6 +17,9 @@ from twisted.python import usage
 SUBCOMMANDS = [
     ("proxy", "playground.proxy", "Forwarding proxy that shows the traffic: --listen 6479 --target 6379"),
     ("echo", "playground.echo", "Echo server: every byte comes back (half-close aware)"),
+    ("chat", "playground.chat", "Chat-line server for telnet/nc: nicks, rooms, private messages"),
+    ("resp", "playground.respserver", "Small in-memory Redis-protocol (RESP2/RESP3) server"),
+    ("http", "playground.httpserver", "HTTP/1.1 responder, httpbin-style endpoints"),
 ]
 
 

@@ -1,0 +1,336 @@
+"""Proxy benchmark, side by side in one run: direct vs tcpplay vs Twisted's portforward vs socat.
+
+    python bench/proxy_bench.py [--quick] [--only redis,bulk,slow,idle] [--decode]
+
+* redis: ``redis-benchmark -q -t set,get -n 100000 -c 50`` at ``-P 1`` and ``-P 16`` against a real
+  redis-server: direct, through tcpplay (no decoding), through portforward, through socat; with
+  ``--decode`` also through tcpplay decoding RESP into the JSON sink and into the console sink
+  (both writing to files).
+* bulk: 1 GiB in one direction through each proxy into a sink; MB/s.
+* slow: a sender pushes 512 MiB, the receiver reads 1 MB/s for 10 s: the proxy's RSS growth.
+* idle: 2,000 idle proxied pairs: the proxy's RSS per pair.
+
+Prints one table with every figure and every ratio; exits 2 when a peer it needs is missing.
+Only loopback traffic; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BIN = Path(sys.executable).parent
+TWISTD = str(BIN / "twistd")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Proc:
+    def __init__(self, args, port=None, **kw):
+        self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+        if port:
+            wait_port(port)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+
+
+def start_proxy(kind: str, target: int, tmp: str, extra=()) -> tuple[Proc, int]:
+    port = free_port()
+    if kind == "tcpplay":
+        args = [TWISTD, "-n", "--pidfile=", "tcpplay", "proxy", "--listen", str(port),
+                "--target", str(target), "--max-connections", "0", *extra]
+    elif kind == "portforward":
+        args = [sys.executable, str(HERE / "portforward.py"), str(port), str(target)]
+    elif kind == "socat":
+        args = ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,backlog=1024",
+                f"TCP:127.0.0.1:{target},nodelay"]
+    else:
+        raise ValueError(kind)
+    return Proc(args, port, cwd=tmp), port
+
+
+# -- redis-benchmark -------------------------------------------------------------------------
+def redis_benchmark(port: int, pipeline: int, n: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["redis-benchmark", "-q", "-t", "set,get", "-n", str(n), "-c", "50", "-P", str(pipeline),
+         "-p", str(port)],
+        capture_output=True, text=True, timeout=300,
+    ).stdout
+    figures = {}
+    for name, rps in re.findall(r"(SET|GET): ([\d.]+) requests per second", out.replace("\r", "\n")):
+        figures[name] = float(rps)
+    if len(figures) != 2:
+        raise SystemExit(f"redis-benchmark output not understood:\n{out}")
+    return figures
+
+
+# -- bulk ------------------------------------------------------------------------------------
+SINK_SCRIPT = r"""
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(8)
+print(s.getsockname()[1], flush=True)
+rate = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
+limit = float(sys.argv[2]) if len(sys.argv) > 2 else 600.0
+while True:
+    c, _ = s.accept()
+    buf = bytearray(1 << 20); view = memoryview(buf); total = 0; start = time.monotonic()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16) if rate else None
+    while time.monotonic() - start < limit:
+        if rate:
+            n = c.recv_into(view[: int(rate / 10)])
+            time.sleep(0.1)
+        else:
+            n = c.recv_into(view)
+        if not n:
+            break
+        total += n
+    c.close()
+    print(total, flush=True)
+"""
+
+
+def start_sink(rate: float = 0.0, limit: float = 600.0) -> tuple[subprocess.Popen, int]:
+    p = subprocess.Popen([sys.executable, "-c", SINK_SCRIPT, str(rate), str(limit)],
+                         stdout=subprocess.PIPE, text=True)
+    return p, int(p.stdout.readline())
+
+
+def send_bulk(port: int, nbytes: int, deadline: float) -> None:
+    chunk = memoryview(b"\xa5" * (1 << 20))
+    with socket.create_connection(("127.0.0.1", port)) as c:
+        sent = 0
+        while sent < nbytes and time.monotonic() < deadline:
+            c.sendall(chunk)
+            sent += len(chunk)
+        c.shutdown(socket.SHUT_WR)
+        c.settimeout(max(1.0, deadline - time.monotonic()))
+        try:
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+
+
+def bulk(port: int, sink: subprocess.Popen, nbytes: int) -> float:
+    start = time.monotonic()
+    send_bulk(port, nbytes, start + 300)
+    received = 0
+    while received == 0:  # zero-byte connections are the proxies' readiness probes
+        received = int(sink.stdout.readline())
+    seconds = time.monotonic() - start
+    if received != nbytes:
+        raise SystemExit(f"bulk: sink received {received} of {nbytes} bytes")
+    return nbytes / seconds / 1e6
+
+
+# -- slow reader ---------------------------------------------------------------------------------
+def slow_reader(kind: str, tmp: str, seconds: float) -> tuple[int, int]:
+    sink, sink_port = start_sink(rate=1e6, limit=seconds)
+    proxy, port = start_proxy(kind, sink_port, tmp)
+    try:
+        time.sleep(0.5)
+        base = rss_kib(proxy.pid)
+        peak = base
+        stop = time.monotonic() + seconds
+        t = threading.Thread(target=lambda: _ignore(send_bulk, port, 512 << 20, stop + 2), daemon=True)
+        t.start()
+        while time.monotonic() < stop:
+            peak = max(peak, rss_kib(proxy.pid))
+            time.sleep(0.1)
+        peak = max(peak, rss_kib(proxy.pid))
+    finally:
+        proxy.stop()
+        sink.kill()
+        sink.wait()
+    return base, peak - base
+
+
+def _ignore(fn, *args):
+    try:
+        fn(*args)
+    except OSError:
+        pass
+
+
+# -- idle pairs -------------------------------------------------------------------------------
+def idle_pairs(kind: str, target: int, tmp: str, count: int) -> tuple[int, float]:
+    proxy, port = start_proxy(kind, target, tmp)
+    socks = []
+    try:
+        time.sleep(0.5)
+        base = rss_kib(proxy.pid)
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", port))
+            socks.append(s)
+        for s in socks[:: max(1, count // 50)]:  # each pair is connected end to end
+            s.sendall(b"PING\r\n")
+            s.settimeout(10)
+            if not s.recv(64).startswith(b"+PONG"):
+                raise SystemExit("idle: no PONG through the proxy")
+        time.sleep(1.0)
+        after = rss_kib(proxy.pid)
+    finally:
+        for s in socks:
+            s.close()
+        proxy.stop()
+    return base, (after - base) / count
+
+
+# -- table -------------------------------------------------------------------------------------
+class Table:
+    def __init__(self):
+        self.rows: list[tuple[str, str, str]] = []
+
+    def add(self, what: str, figure: str, ratio: str = ""):
+        self.rows.append((what, figure, ratio))
+        print(f"  {what:<58} {figure:>18} {ratio}", flush=True)
+
+    def show(self):
+        print("\n" + "=" * 100)
+        for what, figure, ratio in self.rows:
+            print(f"{what:<60} {figure:>18}  {ratio}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
+    ap.add_argument("--only", default="redis,bulk,slow,idle")
+    ap.add_argument("--decode", action="store_true", help="also tcpplay with RESP decoding on")
+    args = ap.parse_args(argv)
+    parts = set(args.only.split(","))
+
+    missing = [t for t in ("redis-server", "redis-benchmark", "socat") if not shutil.which(t)]
+    if missing:
+        print(f"missing peers: {', '.join(missing)} (Debian: apt-get install redis-server "
+              "redis-tools socat; or run 'make bench')", file=sys.stderr)
+        return 2
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+
+    n = 20000 if args.quick else 100000
+    table = Table()
+    tmp = tempfile.mkdtemp(prefix="tcpplay-bench-")
+    rport = free_port()
+    redis = Proc(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "no", "--maxclients", "10000"], rport, cwd=tmp)
+    try:
+        print(f"machine: {os.cpu_count()} cores; redis-benchmark -q -t set,get -n {n} -c 50")
+        if "redis" in parts:
+            kinds = ["direct", "tcpplay", "portforward", "socat"]
+            decoding = []
+            if args.decode:
+                decoding = [
+                    ("tcpplay+json", ["--decode", "resp", "--quiet", "--json", f"{tmp}/out.jsonl"]),
+                    ("tcpplay+console", ["--decode", "resp"]),
+                ]
+            for pipeline in (1, 16):
+                results = {}
+                for kind in kinds + [d[0] for d in decoding]:
+                    if kind == "direct":
+                        results[kind] = redis_benchmark(rport, pipeline, n)
+                        continue
+                    extra = dict(decoding).get(kind, [])
+                    base = kind.split("+")[0]
+                    proxy, port = start_proxy(base, rport, tmp, extra)
+                    try:
+                        results[kind] = redis_benchmark(port, pipeline, n)
+                    finally:
+                        proxy.stop()
+                for kind, fig in results.items():
+                    mean = (fig["SET"] + fig["GET"]) / 2
+                    ref = results["portforward"]
+                    refmean = (ref["SET"] + ref["GET"]) / 2
+                    ratio = f"{mean / refmean:.2f}x portforward"
+                    if "+" in kind:
+                        off = results["tcpplay"]
+                        ratio = f"{mean / ((off['SET'] + off['GET']) / 2):.0%} of decoding off"
+                    elif kind == "socat" or kind == "direct":
+                        ratio = f"{mean / refmean:.2f}x portforward"
+                    table.add(f"redis -P {pipeline} {kind} (SET/GET req/s)",
+                              f"{fig['SET']:,.0f}/{fig['GET']:,.0f}", ratio)
+        if "bulk" in parts:
+            size = (256 << 20) if args.quick else (1 << 30)
+            sink, sport = start_sink()
+            try:
+                speeds = {"direct": bulk(sport, sink, size)}
+                for kind in ("tcpplay", "portforward", "socat"):
+                    proxy, port = start_proxy(kind, sport, tmp)
+                    try:
+                        speeds[kind] = bulk(port, sink, size)
+                    finally:
+                        proxy.stop()
+            finally:
+                sink.kill()
+                sink.wait()
+            for kind, mbs in speeds.items():
+                table.add(f"bulk {size >> 20} MiB {kind} (MB/s)", f"{mbs:,.0f}",
+                          f"{mbs / speeds['socat']:.2f}x socat")
+        if "slow" in parts:
+            seconds = 3.0 if args.quick else 10.0
+            for kind in ("tcpplay", "portforward"):
+                base, growth = slow_reader(kind, tmp, seconds)
+                table.add(f"slow reader 1 MB/s {seconds:g}s {kind} RSS growth",
+                          f"{growth / 1024:.1f} MiB", f"(idle RSS {base / 1024:.1f} MiB; target < 16)")
+        if "idle" in parts:
+            count = 500 if args.quick else 2000
+            for kind in ("tcpplay", "portforward"):
+                base, per_pair = idle_pairs(kind, rport, tmp, count)
+                table.add(f"{count} idle pairs {kind} RSS per pair", f"{per_pair:.2f} KiB",
+                          "(target <= 4 KiB)" if kind == "tcpplay" else "")
+    finally:
+        redis.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    table.show()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

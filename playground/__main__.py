@@ -1,0 +1,40 @@
+"""``python -m playground COMMAND ...``: the project's command-line tools, one subcommand each.
+
+Each entry names a module and its ``main(argv, prog)`` function, imported only when used, so a
+new tool is one more line in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module, one-line description); the module's main(argv, prog) returns an exit code
+COMMANDS = {
+    "chat-client": ("playground.chatclient", "interactive client for the chat server"),
+}
+
+
+def usage_text() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: python -m playground COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {desc}" for name, (_, desc) in sorted(COMMANDS.items())]
+    lines += ["", "Run 'python -m playground COMMAND --help' for the arguments of each command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage_text())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"python -m playground: unknown command {name!r}\n\n{usage_text()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return module.main(rest, prog=f"python -m playground {name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,719 @@
+"""The proxy's decoder chain: detect -> decode -> pair -> redact -> filter -> sinks.
+
+``Chain`` is the ``PairObserver`` the proxy calls (see ``playground.observer``). Per pair it
+detects the protocol from the first bytes (``playground.detect``) or uses the forced one, feeds a
+decoder (RESP via ``playground.respdecoder``, HTTP via ``playground.httpdecoder``, a line view,
+a hex view), turns decoder events into records (``playground.records``), redacts credentials,
+applies the ``--only``/``--skip``/``--http-filter`` filters and hands records to the sinks
+(console, JSON lines). The pcap sink gets every byte; when redaction is on, the chain holds back
+the bytes a decoder has not settled yet (an incomplete HTTP head or RESP command may still turn
+out to carry a password) and registers the secrets' stream ranges with the sink first, so the
+file has same-length filler exactly where the secrets were.
+
+There is one ``except`` here (``Chain._guarded``): a decoder that fails on a direction turns into
+an ``undecodable`` record and that direction falls back to the hex view; the observer itself
+never raises to the proxy. Per-pair state is dropped at ``pair_closed``.
+
+The proxy subcommand takes its decoding options from here: ``OPT_PARAMETERS``, ``OPT_FLAGS``,
+``check_options(opts)`` and ``build(opts, reactor) -> (services, observer)``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+
+from twisted.logger import Logger
+from twisted.python import usage
+
+from playground import records as R
+from playground.detect import HEX, HTTP, PROTOCOLS, RESP, TEXT, Detector
+from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
+
+MIB = 1024 * 1024
+DECODE_CHOICES = ("auto", "resp", "http", "text", "hex", "none")
+COLOR_CHOICES = ("auto", "always", "never")
+MAX_HELD = 1 * MIB  # bytes held back from the pcap sink per direction, at most
+REDACTED = b"(redacted)"  # the same mark as respdecoder.redact_command
+
+OPT_PARAMETERS = [
+    ["decode", None, "auto",
+     "How to show the traffic: auto (detect per connection from its first bytes: RESP, "
+     "HTTP/1.x, text lines, else hex), resp, http, text, hex, or none (no decoding: the "
+     "plain forwarder; only --pcap may still be used)."],
+    ["json", None, None,
+     "Also write every event as one JSON object per line to FILE (appended; '-' = stdout, "
+     "which replaces the console view). Schema: docs/json-schema.md."],
+    ["pcap", None, None,
+     "Write the traffic to FILE as a pcap for tshark/Wireshark. Redacted secrets are masked "
+     "with same-length filler ('*') at the same byte positions, so TCP framing, RESP lengths "
+     "and Content-Length stay valid (--no-redact writes them in clear)."],
+    ["color", None, "auto", "Console colours: auto (only on a terminal), always, never."],
+    ["only", None, None,
+     "Show only these Redis commands (comma-separated, case-insensitive), e.g. GET,SET. "
+     "Console and JSON only; the pcap stays whole."],
+    ["skip", None, None, "Hide these Redis commands, e.g. PING,INFO (console and JSON only)."],
+    ["http-filter", None, None,
+     "Show only HTTP exchanges matching '[METHOD[,METHOD...]] [PATH-GLOB]', e.g. "
+     "'GET /api/*', 'POST,PUT', '/static/*' (the glob matches the request target, query "
+     "included; console and JSON only)."],
+    ["max-value", None, 200,
+     "Show at most this many bytes of any value, with its full length (0 = no limit)."],
+    ["max-frame", None, 512 * MIB,
+     "Largest RESP frame the decoder accepts (bytes); a larger one turns that direction to hex."],
+]
+
+OPT_FLAGS = [
+    ["no-redact", None,
+     "Show passwords in clear: AUTH, HELLO AUTH, MIGRATE AUTH/AUTH2, CONFIG SET "
+     "requirepass/masterauth, ACL SETUSER, and HTTP Authorization, Proxy-Authorization, "
+     "Cookie and Set-Cookie values (redacted by default in console, JSON and pcap)."],
+    ["quiet", None, "No console view (--json and --pcap are still written)."],
+]
+
+
+def _int_option(opts, flag: str) -> int:
+    value = opts[flag]
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise usage.UsageError(f"--{flag}: expected a whole number of bytes, got {value!r}")
+    if number < 0:
+        raise usage.UsageError(f"--{flag}: must be >= 0, got {value!r}")
+    return number
+
+
+def _commands(value) -> frozenset | None:
+    if not value:
+        return None
+    names = frozenset(w.strip().upper().encode() for w in str(value).split(",") if w.strip())
+    return names or None
+
+
+class HttpFilter:
+    """``[METHOD[,METHOD...]] [PATH-GLOB]``: which HTTP exchanges the sinks get."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        parts = spec.split()
+        self.methods: frozenset | None = None
+        self.glob: re.Pattern | None = None
+        if parts and not parts[0].startswith("/") and not parts[0].startswith("*") and (
+            "://" not in parts[0]
+        ):
+            self.methods = frozenset(m.strip().upper().encode()
+                                     for m in parts.pop(0).split(",") if m.strip())
+        if len(parts) > 1:
+            raise ValueError(f"expected '[METHOD[,METHOD]] [PATH-GLOB]', got {spec!r}")
+        if parts:
+            self.glob = re.compile(fnmatch.translate(parts[0]).encode("utf-8"), re.S)
+
+    def __call__(self, method: bytes | None, target: bytes | None) -> bool:
+        if self.methods is not None and (method or b"").upper() not in self.methods:
+            return False
+        return self.glob is None or bool(self.glob.match(target or b""))
+
+
+def check_options(opts) -> None:
+    """Validate and normalise the decoding options in place; UsageError names the flag."""
+    decode = str(opts["decode"]).lower()
+    if decode not in DECODE_CHOICES:
+        raise usage.UsageError(f"--decode: choose one of {', '.join(DECODE_CHOICES)}; "
+                               f"got {opts['decode']!r}")
+    opts["decode"] = decode
+    color = str(opts["color"]).lower()
+    if color not in COLOR_CHOICES:
+        raise usage.UsageError(f"--color: choose one of {', '.join(COLOR_CHOICES)}; "
+                               f"got {opts['color']!r}")
+    opts["color"] = color
+    opts["max-value"] = _int_option(opts, "max-value")
+    opts["max-frame"] = _int_option(opts, "max-frame")
+    if opts["max-frame"] < 1024:
+        raise usage.UsageError("--max-frame: must be at least 1024 bytes")
+    if decode == "none" and opts["json"]:
+        raise usage.UsageError("--json needs decoding: drop --decode none")
+    if decode == "none" and (opts["only"] or opts["skip"] or opts["http-filter"]):
+        raise usage.UsageError("--only/--skip/--http-filter need decoding: drop --decode none")
+    if opts["http-filter"]:
+        try:
+            HttpFilter(opts["http-filter"])
+        except ValueError as e:
+            raise usage.UsageError(f"--http-filter: {e}")
+    for flag in ("json", "pcap"):
+        path = opts[flag]
+        if path is not None and not str(path).strip():
+            raise usage.UsageError(f"--{flag}: give a file name")
+    if opts["json"] and opts["pcap"] and opts["json"] == opts["pcap"] and opts["json"] != "-":
+        raise usage.UsageError("--json and --pcap must be different files")
+    if opts["pcap"] == "-":
+        raise usage.UsageError("--pcap: write to a file, not stdout")
+
+
+def build(opts, reactor=None):
+    """The sink services and the observer for the proxy, from checked options.
+
+    Returns ``(services, observer)``; ``observer`` is None when nothing is to be observed
+    (``--decode none`` without ``--pcap``).
+    """
+    services = []
+    sinks = []
+    pcap = None
+    redact = not opts["no-redact"]
+    if opts["pcap"]:
+        from playground.pcapsink import PcapSink
+
+        pcap = PcapSink(opts["pcap"], reactor=reactor)
+        services.append(pcap)
+    decode = opts["decode"]
+    if decode == "none":
+        if pcap is None:
+            return services, None
+        if not redact:
+            return services, pcap
+    if decode != "none":
+        if opts["json"]:
+            from playground.jsonsink import JsonSink
+
+            sinks.append(JsonSink(opts["json"], max_value=opts["max-value"], reactor=reactor))
+        if not opts["quiet"] and opts["json"] != "-":
+            from playground.console import ConsoleSink
+
+            sinks.append(ConsoleSink(color=opts["color"], max_value=opts["max-value"],
+                                     reactor=reactor))
+    services.extend(sinks)
+    if not sinks and pcap is None:
+        return services, None  # --quiet without --json or --pcap: nothing would use a decode
+    chain = Chain(
+        sinks,
+        pcap=pcap,
+        decode="auto" if decode == "none" else decode,
+        redact=redact,
+        only=_commands(opts["only"]),
+        skip=_commands(opts["skip"]),
+        http_filter=HttpFilter(opts["http-filter"]) if opts["http-filter"] else None,
+        max_value=opts["max-value"],
+        max_frame=opts["max-frame"],
+    )
+    return services, chain
+
+
+# -- redaction --------------------------------------------------------------------------------
+
+_SECRET_COMMANDS = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"SENTINEL"})
+
+
+def redact_args(args) -> tuple[tuple, list[int]]:
+    """Arguments with passwords replaced, and the indexes replaced (fallback rules; the RESP
+    decoder's ``redact_command`` is used when it exists)."""
+    if not args:
+        return tuple(args), []
+    name = args[0].upper() if isinstance(args[0], bytes) else b""
+    hide: list[int] = []
+    n = len(args)
+    if name == b"AUTH":
+        hide = list(range(1, n))[-1:] if n > 1 else []
+    elif name == b"HELLO":
+        for i in range(1, n - 2):
+            if args[i].upper() == b"AUTH":
+                hide = [i + 2]
+                break
+    elif name == b"MIGRATE":
+        for i in range(6, n):
+            u = args[i].upper()
+            if u == b"KEYS":
+                break
+            if u == b"AUTH" and i + 1 < n:
+                hide = [i + 1]
+                break
+            if u == b"AUTH2" and i + 2 < n:
+                hide = [i + 2]
+                break
+    elif name == b"CONFIG" and n >= 4 and args[1].upper() == b"SET":
+        for i in range(2, n - 1, 2):
+            if args[i].lower() in (b"requirepass", b"masterauth", b"masteruser") and (
+                args[i].lower() != b"masteruser"
+            ):
+                hide.append(i + 1)
+    elif name == b"ACL" and n >= 3 and args[1].upper() == b"SETUSER":
+        for i in range(3, n):
+            a = args[i]
+            if a[:1] in (b">", b"<", b"#", b"!"):
+                hide.append(i)
+    if not hide:
+        return tuple(args), []
+    out = list(args)
+    for i in hide:
+        a = out[i]
+        out[i] = a[:1] + REDACTED if name == b"ACL" and a[:1] in (b">", b"<", b"#", b"!") \
+            else REDACTED
+    return tuple(out), hide
+
+
+def _redact_headers(headers) -> tuple:
+    from playground.httpdecoder import SECRET_HEADERS
+
+    out = []
+    changed = False
+    for k, v in headers:
+        if v and k.lower() in SECRET_HEADERS:
+            out.append((k, REDACTED))
+            changed = True
+        else:
+            out.append((k, v))
+    return tuple(out) if changed else headers
+
+
+# -- decoders as the chain sees them ---------------------------------------------------------
+
+
+class _Hex:
+    """Fallback and ``--decode hex``: every chunk as a hexdump record."""
+
+    protocol = HEX
+
+    def __init__(self, st):
+        self.st = st
+
+    def feed(self, direction, data, now, offset):
+        st = self.st
+        st.chain.emit(R.HexChunk(st.id, now, direction, data, offset))
+
+    def eof(self, direction, now):
+        pass
+
+    def close(self, now):
+        pass
+
+    def settled(self, direction):
+        return None  # everything
+
+
+class _Text:
+    protocol = TEXT
+
+    def __init__(self, st):
+        from playground.views import LineView
+
+        self.st = st
+        self.views = {CLIENT_TO_SERVER: LineView(), SERVER_TO_CLIENT: LineView()}
+
+    def feed(self, direction, data, now, offset):
+        emit = self.st.chain.emit
+        pid = self.st.id
+        for line in self.views[direction].feed(data):
+            emit(R.TextLine(pid, now, direction, line.data, line.offset, line.partial))
+
+    def eof(self, direction, now):
+        emit = self.st.chain.emit
+        for line in self.views[direction].flush():
+            emit(R.TextLine(self.st.id, now, direction, line.data, line.offset, line.partial))
+
+    def close(self, now):
+        for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
+            self.eof(d, now)
+
+    def settled(self, direction):
+        return None
+
+
+class _Http:
+    protocol = HTTP
+
+    def __init__(self, st):
+        from playground import httpdecoder
+
+        self.hd = httpdecoder
+        self.st = st
+        chain = st.chain
+        self.conv = httpdecoder.HttpConversation(
+            max_head=min(chain.max_frame, MIB), preview=max(chain.max_value, 64) or 200)
+
+    def feed(self, direction, data, now, offset):
+        self._events(self.conv.feed(direction, data, now), now)
+
+    def eof(self, direction, now):
+        self._events(self.conv.eof(direction, now), now)
+
+    def close(self, now):
+        self._events(self.conv.close(now), now)
+
+    def settled(self, direction):
+        return self.conv.settled(direction)
+
+    def _events(self, events, now):
+        hd = self.hd
+        st = self.st
+        chain = st.chain
+        for e in events:
+            kind = type(e)
+            if kind is hd.HttpExchange:
+                req = e.request
+                if req is not None:
+                    method, target, version, headers = (req.method, req.target, req.version,
+                                                        req.headers)
+                else:
+                    method = target = version = None
+                    headers = ()
+                if chain.http_filter is not None and not chain.http_filter(method, target):
+                    continue
+                resp_headers = e.response_headers
+                if chain.redact:
+                    headers = _redact_headers(headers)
+                    resp_headers = _redact_headers(resp_headers)
+                chain.emit(R.HttpExchange(
+                    st.id, now, st.client, method, target, version, e.status, e.reason,
+                    e.latency, headers, resp_headers, e.request_body_size,
+                    e.response_body_size, e.content_type, e.request_preview,
+                    e.response_preview, e.interim, e.complete))
+            elif kind is hd.HttpRaw:
+                chain.emit(R.HexChunk(st.id, now, e.direction, e.data, e.offset))
+            elif kind is hd.HttpSecret:
+                st.secret(e.direction, e.start, e.end)
+            elif kind is hd.HttpUnanswered:
+                req = e.request
+                if chain.http_filter is not None and not chain.http_filter(req.method,
+                                                                           req.target):
+                    continue
+                headers = _redact_headers(req.headers) if chain.redact else req.headers
+                chain.emit(R.HttpExchange(
+                    st.id, now, st.client, req.method, req.target, req.version, None, b"",
+                    None, headers, (), e.body_size, 0, None, e.preview, b"", (), False))
+            elif kind is hd.HttpUndecodable:
+                chain.emit(R.Undecodable(st.id, now, e.direction, HTTP, e.reason, e.offset))
+            elif kind is hd.HttpSwitched:
+                what = e.protocol.decode("latin-1") or e.how
+                chain.emit(R.Notice(st.id, now, f"switched to {what} ({e.status}): "
+                                                "the rest is shown raw"))
+
+
+class _Resp:
+    """Wraps ``playground.respdecoder.RespConversation``."""
+
+    protocol = RESP
+
+    def __init__(self, st):
+        from playground import respdecoder
+
+        self.rd = respdecoder
+        self.st = st
+        self.conv = _make_resp_conversation(respdecoder, st.chain.max_frame)
+        self.redact_command = getattr(respdecoder, "redact_command", None)
+        self.failed = set()
+
+    def feed(self, direction, data, now, offset):
+        self._events(self.conv.feed(direction, data, now), now, direction, data, offset)
+
+    def eof(self, direction, now):
+        f = getattr(self.conv, "eof", None)
+        if f is not None:
+            self._events(f(direction, now), now)
+
+    def close(self, now):
+        f = getattr(self.conv, "close", None)
+        if f is not None:
+            self._events(f(now), now)
+
+    def settled(self, direction):
+        f = getattr(self.conv, "settled", None)
+        return f(direction) if f is not None else None
+
+    def _command(self, args):
+        """(args for display, redacted?)"""
+        chain = self.st.chain
+        if not chain.redact or not args:
+            return args, False
+        first = args[0]
+        if not isinstance(first, bytes) or first.upper() not in _SECRET_COMMANDS:
+            return args, False
+        if self.redact_command is not None:
+            out = self.redact_command(args)
+            if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], (bool, list)):
+                out = out[0]
+            out = tuple(out)
+            return out, out != tuple(args)
+        out, hidden = redact_args(args)
+        return out, bool(hidden)
+
+    def _events(self, events, now, fed=None, data=b"", offset=0):
+        st = self.st
+        chain = st.chain
+        only, skip = chain.only, chain.skip
+        for e in events:
+            kind = type(e).__name__
+            if kind == "Exchange":
+                args = _args(e.command)
+                if only is not None or skip is not None:
+                    name = args[0].upper() if args and isinstance(args[0], bytes) else b""
+                    if (only is not None and name not in only) or (
+                        skip is not None and name in skip
+                    ):
+                        continue
+                shown, redacted = self._command(args)
+                chain.emit(R.RedisExchange(st.id, now, st.client, shown, e.reply,
+                                           getattr(e, "latency", None), redacted))
+            elif kind == "ServerPush":
+                if only is not None and not (only & _PUSH_NAMES):
+                    continue
+                if skip is not None and b"PUSH" in skip:
+                    continue
+                chain.emit(R.RedisPush(st.id, now, getattr(e, "value", None)))
+            elif kind == "Unanswered":
+                args = _args(e.command)
+                name = args[0].upper() if args and isinstance(args[0], bytes) else b""
+                if (only is not None and name not in only) or (skip is not None and
+                                                               name in skip):
+                    continue
+                shown, redacted = self._command(args)
+                chain.emit(R.RedisUnanswered(st.id, now, st.client, shown, redacted))
+            elif kind == "Undecodable":
+                direction = getattr(e, "direction", CLIENT_TO_SERVER)
+                at = getattr(e, "offset", None)
+                chain.emit(R.Undecodable(st.id, now, direction, RESP,
+                                         str(getattr(e, "reason", e)), at))
+                st.fall_back(direction)
+                if direction == fed and at is not None and offset <= at < offset + len(data):
+                    # the rest of this chunk, from where decoding stopped, as hex
+                    chain.emit(R.HexChunk(st.id, now, direction, data[at - offset:], at))
+            elif kind in ("Secret", "SecretRange"):
+                st.secret(e.direction, e.start, e.end)
+
+
+_PUSH_NAMES = frozenset({b"PUSH", b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE", b"MONITOR",
+                         b"CLIENT"})
+
+
+def _args(command):
+    args = getattr(command, "args", command)
+    if isinstance(args, list):
+        return tuple(args)
+    return args if isinstance(args, tuple) else (args,)
+
+
+def _make_resp_conversation(respdecoder, max_frame):
+    cls = respdecoder.RespConversation
+    for kw in ({"max_frame": max_frame}, {"max_bulk": max_frame}, {}):
+        try:
+            return cls(**kw)
+        except TypeError:
+            continue
+    return cls()
+
+
+_DECODERS = {HEX: _Hex, TEXT: _Text, HTTP: _Http, RESP: _Resp}
+
+
+class _PairState:
+    __slots__ = ("chain", "id", "client", "detector", "decoder", "offsets", "hex", "held",
+                 "pcap_off", "broken")
+
+    def __init__(self, chain, pair):
+        self.chain = chain
+        self.id = pair.id
+        self.client = str(pair.client)
+        self.detector = None
+        self.decoder = None
+        self.offsets = {CLIENT_TO_SERVER: 0, SERVER_TO_CLIENT: 0}
+        self.hex = None  # directions that fell back to the hex view
+        self.held = None  # pcap hold-back: direction -> bytearray
+        self.pcap_off = {CLIENT_TO_SERVER: 0, SERVER_TO_CLIENT: 0}
+        self.broken = False
+
+    def fall_back(self, direction):
+        if self.hex is None:
+            self.hex = set()
+        self.hex.add(direction)
+
+    def secret(self, direction, start, end):
+        pcap = self.chain.pcap
+        if pcap is not None and self.chain.redact:
+            leaked = pcap.mask(self.id, direction, start, end)
+            if leaked:
+                self.chain.leaked += leaked
+
+
+class Chain:
+    """The observer: see the module docstring. ``sinks`` have ``emit(record)``."""
+
+    log = Logger()
+
+    def __init__(self, sinks, pcap=None, decode: str = "auto", redact: bool = True,
+                 only=None, skip=None, http_filter=None, max_value: int = 200,
+                 max_frame: int = 512 * MIB):
+        self.sinks = list(sinks)
+        self.pcap = pcap
+        self.decode = decode
+        self.redact = redact
+        self.only = only
+        self.skip = skip
+        self.http_filter = http_filter
+        self.max_value = max_value
+        self.max_frame = max_frame
+        self.pairs: dict[int, _PairState] = {}
+        self.leaked = 0  # secret bytes the pcap already had in clear (could not be masked)
+        self.failures = 0
+        self._hold = pcap is not None and redact
+        n = len(self.sinks)
+        if n == 0:
+            self.emit = _drop
+        elif n == 1:
+            self.emit = self.sinks[0].emit
+        else:
+            self.emit = self._emit_all
+
+    def _emit_all(self, record):
+        for s in self.sinks:
+            s.emit(record)
+
+    # -- PairObserver ----------------------------------------------------------------------
+    def pair_opened(self, pair, now):
+        st = _PairState(self, pair)
+        self.pairs[pair.id] = st
+        if self.pcap is not None:
+            self.pcap.pair_opened(pair, now)
+        if self._hold:
+            st.held = {CLIENT_TO_SERVER: bytearray(), SERVER_TO_CLIENT: bytearray()}
+        self.emit(R.Open(pair.id, now, st.client, str(pair.listen),
+                         str(pair.server) if pair.server is not None else pair.target,
+                         pair.target))
+        if self.decode == "auto":
+            st.detector = Detector(CLIENT_TO_SERVER)
+        else:
+            self._guarded(st, None, now, self._start, st, self.decode, now, True)
+
+    def data(self, pair_id, direction, data, now):
+        st = self.pairs.get(pair_id)
+        if st is None:
+            return
+        offset = st.offsets[direction]
+        st.offsets[direction] = offset + len(data)
+        if st.hex is not None and direction in st.hex:
+            self.emit(R.HexChunk(st.id, now, direction, data, offset))
+        elif st.decoder is not None:
+            if not self._guarded(st, direction, now, st.decoder.feed, direction, data, now,
+                                 offset):
+                self.emit(R.HexChunk(st.id, now, direction, data, offset))
+        elif st.detector is not None:
+            self._guarded(st, direction, now, self._detect, st, direction, data, now)
+        if self.pcap is not None:
+            if st.held is None:
+                self.pcap.data(pair_id, direction, data, now)
+            else:
+                self._release(st, direction, data, now)
+
+    def half_closed(self, pair_id, direction, now):
+        st = self.pairs.get(pair_id)
+        if st is None:
+            return
+        if st.decoder is None and st.detector is not None:
+            self._guarded(st, direction, now, self._decide, st, st.detector.finish(), now)
+        if st.decoder is not None:
+            self._guarded(st, direction, now, st.decoder.eof, direction, now)
+        self.emit(R.HalfClose(pair_id, now, direction))
+        if self.pcap is not None:
+            if st.held is not None:
+                self._release(st, direction, b"", now, everything=True)
+            self.pcap.half_closed(pair_id, direction, now)
+
+    def pair_closed(self, pair_id, summary, now):
+        st = self.pairs.pop(pair_id, None)
+        if st is None:
+            return
+        if st.decoder is None and st.detector is not None and st.detector.pending:
+            self._guarded(st, None, now, self._decide, st, st.detector.finish(), now)
+        if st.decoder is not None:
+            self._guarded(st, None, now, st.decoder.close, now)
+        self.emit(R.Close(pair_id, now, st.client, summary.get("bytes_c2s", 0),
+                          summary.get("bytes_s2c", 0), summary.get("duration", 0.0),
+                          str(summary.get("closed_by", "")), str(summary.get("how", ""))))
+        if self.pcap is not None:
+            if st.held is not None:
+                for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
+                    self._release(st, d, b"", now, everything=True)
+            self.pcap.pair_closed(pair_id, summary, now)
+
+    # -- the one except ----------------------------------------------------------------------
+    def _guarded(self, st, direction, now, fn, *args) -> bool:
+        """Call a decoder step; on any failure, fall back to hex. False when it failed."""
+        try:
+            fn(*args)
+            return True
+        except Exception:
+            self.failures += 1
+            if not st.broken:
+                st.broken = True
+                self.log.failure("decoder failed on pair #{pair}; showing hex instead",
+                                 pair=st.id)
+            proto = st.decoder.protocol if st.decoder is not None else "detect"
+            for d in (direction,) if direction else (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
+                st.fall_back(d)
+                try:
+                    self.emit(R.Undecodable(st.id, now, d, proto, "decoder error", None))
+                except Exception:
+                    pass
+            if st.decoder is None:
+                st.decoder = _Hex(st)
+                st.detector = None
+            return False
+
+    # -- detection ---------------------------------------------------------------------------
+    def _detect(self, st, direction, data, now):
+        proto = st.detector.feed(direction, data, now)
+        if proto is not None:
+            self._decide(st, proto, now)
+
+    def _decide(self, st, proto, now):
+        pending = st.detector.pending
+        st.detector = None
+        self._start(st, proto, now, False)
+        offsets = {CLIENT_TO_SERVER: 0, SERVER_TO_CLIENT: 0}
+        for d, chunk, t in pending:
+            st.decoder.feed(d, chunk, t, offsets[d])
+            offsets[d] += len(chunk)
+
+    def _start(self, st, proto, now, forced):
+        if proto not in PROTOCOLS:
+            proto = HEX
+        try:
+            decoder = _DECODERS[proto](st)
+        except ImportError:
+            # The RESP decoder is not available: lines are the next best view.
+            proto = TEXT
+            decoder = _Text(st)
+        st.decoder = decoder
+        self.emit(R.Detected(st.id, now, proto, forced))
+
+    # -- pcap hold-back --------------------------------------------------------------------
+    def _release(self, st, direction, data, now, everything=False):
+        """Pass to the pcap sink what the decoder has settled; hold the rest (bounded)."""
+        held = st.held[direction]
+        settled = None
+        if everything:
+            pass
+        elif st.hex is not None and direction in st.hex:
+            pass
+        elif st.decoder is not None:
+            settled = st.decoder.settled(direction)
+        elif st.detector is not None:
+            settled = st.pcap_off[direction]  # undecided: hold (bounded by the detector)
+        start = st.pcap_off[direction]
+        if not held:
+            if not data:
+                return
+            if settled is None or settled >= start + len(data):
+                st.pcap_off[direction] = start + len(data)
+                self.pcap.data(st.id, direction, data, now)
+                return
+        held += data
+        total = len(held)
+        upto = total if settled is None else max(0, min(settled - start, total))
+        if upto < total and total > MAX_HELD:
+            upto = total  # the bound: stop holding
+        if upto:
+            chunk = bytes(held[:upto])
+            del held[:upto]
+            st.pcap_off[direction] = start + upto
+            self.pcap.data(st.id, direction, chunk, now)
+
+
+def _drop(record):
+    pass

@@ -1,0 +1,294 @@
+"""Chat-line server for telnet and nc: the Twisted adapter around ``playground.chatcore``.
+
+``twistd -n tcpplay chat`` listens on 127.0.0.1:7001; try ``nc 127.0.0.1 7001`` or
+``telnet 127.0.0.1 7001`` from two terminals, or ``tcpplay-chat 7001 --nick alice``. Each
+connection gets an id; its bytes go to the core with the reactor's time, and the core's outputs
+(lines to send, connections to close) are carried out here. The protocol is described in
+``docs/chat-protocol.md``.
+"""
+
+from __future__ import annotations
+
+from itertools import count
+
+from twisted.application import service
+from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python import usage
+from zope.interface import implementer
+
+from playground.chatcore import ChatServer, Close, Send, SendRaw, room_name
+from playground.limits import LimitedFactory
+from playground.listening import ListeningService
+from playground.options import ServerOptions, non_negative_float, non_negative_int
+
+
+@implementer(IPushProducer)
+class _WriteWatch:
+    """Registered with the transport to learn when its write buffer is full (a slow reader)."""
+
+    def __init__(self):
+        self.paused = False
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+
+    def stopProducing(self):
+        self.paused = False
+
+
+@implementer(IHalfCloseableProtocol)
+class ChatProtocol(protocol.Protocol, TimeoutMixin):
+    log = Logger()
+
+    def __init__(self):
+        self.conn_id = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.backlog = 0  # bytes written while the transport's buffer was full
+        self.opened = 0.0
+        self.close_reason: str | None = None
+        self.nick: str | None = None
+        self._watch = _WriteWatch()
+        self._grace = None
+        self._registered = False
+        self.on_lost = defer.Deferred()  # fires (with None) once the connection is gone
+
+    def _now(self) -> float:
+        return self.factory.reactor.seconds()
+
+    def connectionMade(self):
+        f = self.factory
+        self.callLater = f.reactor.callLater  # TimeoutMixin's clock is the injected reactor
+        self.opened = self._now()
+        self.conn_id = f.register(self)
+        self.transport.registerProducer(self._watch, True)
+        self._registered = True
+        self.setTimeout(f.idle_timeout or None)
+        self.log.info("chat open {peer} conn={conn}", peer=self.peer, conn=self.conn_id)
+        f.dispatch(f.core.connect(self.conn_id, self.opened))
+
+    def dataReceived(self, data):
+        self.resetTimeout()
+        self.bytes_in += len(data)
+        f = self.factory
+        f.dispatch(f.core.feed(self.conn_id, data, self._now()))
+        self.nick = f.core.nick(self.conn_id) or self.nick
+
+    def readConnectionLost(self):
+        # nc -N / shutdown(SHUT_WR): the last unfinished line counts, then we say goodbye.
+        f = self.factory
+        f.dispatch(f.core.eof(self.conn_id, self._now()))
+
+    def writeConnectionLost(self):
+        self.close_politely("client stopped reading")
+
+    def timeoutConnection(self):
+        f = self.factory
+        seconds = f"{f.idle_timeout:g}"
+        f.dispatch(
+            f.core.close(self.conn_id, "idle-timeout", f"no input for {seconds}s; closing",
+                         f"idle timeout ({seconds}s)", self._now())
+        )
+
+    # -- what the core asks for --
+
+    def write_bytes(self, data: bytes) -> None:
+        if self.transport is None or self.close_reason is not None:
+            return
+        self.transport.write(data)
+        self.bytes_out += len(data)
+        if self._watch.paused:
+            self.backlog += len(data)
+            if self.backlog > self.factory.max_backlog:
+                self.close_reason = f"slow reader (over {self.factory.max_backlog} bytes queued)"
+                self.transport.abortConnection()
+        else:
+            self.backlog = 0
+
+    def write_line(self, line: str) -> None:
+        self.write_bytes(line.encode("utf-8") + b"\r\n")
+
+    def close_politely(self, reason: str) -> None:
+        """Close after what was written is flushed; abort if that takes too long."""
+        if self.close_reason is not None:
+            return
+        self.close_reason = reason
+        self.setTimeout(None)
+        self._unregister()
+        self.transport.loseConnection()
+        self._grace = self.factory.reactor.callLater(
+            self.factory.close_grace, self.transport.abortConnection
+        )
+
+    def _unregister(self):
+        if self._registered:
+            self._registered = False
+            self.transport.unregisterProducer()
+
+    def connectionLost(self, reason):
+        self.setTimeout(None)
+        self._unregister()
+        if self._grace is not None and self._grace.active():
+            self._grace.cancel()
+        f = self.factory
+        now = self._now()
+        self.nick = f.core.nick(self.conn_id) or self.nick
+        lines = f.core.lines_received(self.conn_id)
+        if self.close_reason is None:
+            self.close_reason = (
+                "client closed" if reason.check(protocol.connectionDone.type)
+                else reason.getErrorMessage()
+            )
+        f.unregister(self)
+        f.dispatch(f.core.disconnect(self.conn_id, now, self.close_reason))
+        self.log.info(
+            "chat close {peer} conn={conn} nick={nick} lines={lines} in={bytes_in} out={bytes_out} "
+            "duration={duration:.3f}s reason={reason}",
+            peer=self.peer, conn=self.conn_id, nick=self.nick or "-", lines=lines,
+            bytes_in=self.bytes_in, bytes_out=self.bytes_out, duration=now - self.opened,
+            reason=self.close_reason,
+        )
+        f.connectionClosed(self)
+        self.on_lost.callback(None)
+
+
+class ChatFactory(LimitedFactory):
+    protocol = ChatProtocol
+    service_name = "chat"
+    refusal_message = b"! server-full too many connections; try again later\r\n"
+    max_backlog = 1 << 20  # bytes queued for a client that does not read before it is dropped
+    close_grace = 5.0  # seconds a closing connection gets to flush before it is aborted
+
+    def __init__(self, core: ChatServer | None = None, idle_timeout: float = 0.0,
+                 max_connections: int = 0, max_per_peer: int = 0, reactor=None):
+        super().__init__(max_connections, max_per_peer, reactor)
+        self.core = core if core is not None else ChatServer()
+        self.idle_timeout = idle_timeout
+        self.protocols: dict[int, ChatProtocol] = {}
+        self._ids = count(1)
+
+    def register(self, proto: ChatProtocol) -> int:
+        conn = next(self._ids)
+        self.protocols[conn] = proto
+        return conn
+
+    def unregister(self, proto: ChatProtocol) -> None:
+        self.protocols.pop(proto.conn_id, None)
+
+    def dispatch(self, outputs) -> None:
+        for out in outputs:
+            proto = self.protocols.get(out.conn)
+            if proto is None:
+                continue
+            if isinstance(out, Send):
+                proto.write_line(out.line)
+            elif isinstance(out, SendRaw):
+                proto.write_bytes(out.data)
+            elif isinstance(out, Close):
+                proto.close_politely(out.reason)
+
+    def shutdown(self) -> defer.Deferred:
+        """Tell every client the server is stopping, close them politely, and fire once all
+        are gone (at most ``close_grace`` seconds: slower ones are aborted)."""
+        now = self.reactor.seconds()
+        protos = list(self.protocols.values())
+        for proto in protos:
+            self.dispatch(self.core.close(proto.conn_id, "shutdown", "the server is stopping",
+                                          "server shutdown", now))
+        return defer.DeferredList([p.on_lost for p in protos if not p.on_lost.called])
+
+
+class ChatShutdown(service.Service):
+    """On stop (SIGTERM), says goodbye to every client and holds shutdown until they are gone,
+    so the goodbye line is flushed before the reactor drops the sockets."""
+
+    def __init__(self, factory: ChatFactory):
+        self.factory = factory
+
+    def stopService(self):
+        service.Service.stopService(self)
+        return self.factory.shutdown()
+
+
+class Options(ServerOptions):
+    synopsis = "[options]"
+    longdesc = (
+        "A chat server for telnet and nc: nicks, rooms, private messages. Try two terminals "
+        "with: nc 127.0.0.1 7001   (then /nick NAME, /help). Protocol: docs/chat-protocol.md"
+    )
+    default_listen = "7001"
+
+    def __init__(self):
+        super().__init__()
+        self["max-line"] = 1024
+        self["flood-rate"] = 5.0
+        self["flood-burst"] = 20
+        self["flood-strikes"] = 5
+        self["room"] = "#lobby"
+
+    def opt_max_line(self, value):
+        """Longest accepted line in bytes (16-1048576, default 1024); longer lines close the
+        connection with an error line."""
+        number = non_negative_int("--max-line", value)
+        if not 16 <= number <= 1 << 20:
+            raise usage.UsageError(f"--max-line: must be 16-1048576 bytes, got {value!r}")
+        self["max-line"] = number
+
+    def opt_flood_rate(self, value):
+        """Lines per second each connection may send on average (default 5; 0 = no limit)."""
+        self["flood-rate"] = non_negative_float("--flood-rate", value)
+
+    def opt_flood_burst(self, value):
+        """Lines a connection may send at once before the rate applies (default 20)."""
+        number = non_negative_int("--flood-burst", value)
+        if number < 1:
+            raise usage.UsageError(f"--flood-burst: must be at least 1, got {value!r}")
+        self["flood-burst"] = number
+
+    def opt_flood_strikes(self, value):
+        """Lines dropped for flooding before the connection is closed (default 5)."""
+        number = non_negative_int("--flood-strikes", value)
+        if number < 1:
+            raise usage.UsageError(f"--flood-strikes: must be at least 1, got {value!r}")
+        self["flood-strikes"] = number
+
+    def opt_room(self, value):
+        """The room a client joins once it has a nick (default #lobby)."""
+        room = room_name(value)
+        if room is None:
+            raise usage.UsageError(
+                f"--room: {value!r} is not a room name (1-20 of A-Z a-z 0-9 _ -, e.g. #lobby)"
+            )
+        self["room"] = room
+
+
+def make_factory(options, reactor=None) -> ChatFactory:
+    core = ChatServer(
+        max_line=options["max-line"],
+        flood_rate=options["flood-rate"],
+        flood_burst=options["flood-burst"],
+        flood_strikes=options["flood-strikes"],
+        default_room=options["room"],
+    )
+    return ChatFactory(
+        core,
+        idle_timeout=options["idle-timeout"],
+        max_connections=options["max-connections"],
+        max_per_peer=options["max-connections-per-peer"],
+        reactor=reactor,
+    )
+
+
+def make_service(options, reactor=None) -> service.IService:
+    factory = make_factory(options, reactor)
+    top = service.MultiService()
+    # Children stop in reverse order: first stop listening, then see the clients out.
+    ChatShutdown(factory).setServiceParent(top)
+    ListeningService("chat", options["listen"], factory, reactor=reactor).setServiceParent(top)
+    return top

@@ -1,0 +1,345 @@
+"""The console sink: one readable, terminal-safe line per exchange, pair open/close and raw views.
+
+Lines look like::
+
+    #3 open 127.0.0.1:51234 -> 127.0.0.1:6379
+    #3 127.0.0.1:51234 SET foo "bar" -> +OK (0.21 ms)
+    #3 <- message news "hello"
+    #4 127.0.0.1:5555 GET /get -> 200 OK application/json 312 B (1.2 ms)
+    #5 -> EHLO example.com\\r\\n
+    #3 close 127.0.0.1:51234 c2s 120 B s2c 300 B 1.234 s (fin by client)
+
+``->`` marks client-to-server bytes, ``<-`` server-to-client. Every byte of traffic goes through
+``views.escape``; values longer than ``max_value`` bytes are cut and their full length shown.
+Colours (ANSI) only when asked or, with ``auto``, when the output is a terminal.
+
+``BufferedSink`` (shared with the JSON sink) queues records and formats and writes them once per
+reactor turn, in a single ``write()`` of whole lines: the proxy's hot path only appends.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from twisted.application import service
+from twisted.logger import Logger
+
+from playground import records as R
+from playground import resp
+from playground.views import escape, hexdump_lines, quoted
+
+MAX_BACKLOG = 10000  # records queued before a synchronous flush
+MAX_ITEMS = 8  # aggregate elements shown on a console line
+ARROW = {"c2s": "->", "s2c": "<-"}
+
+
+class BufferedSink(service.Service):
+    """Queues records; once per reactor turn, ``format_batch`` turns them into bytes for one
+    ``write()``. Subclasses implement ``open_output``/``format_batch``."""
+
+    log = Logger()
+    label = "sink"
+
+    def __init__(self, reactor=None):
+        self.reactor = reactor
+        self.out = None
+        self.failed = False
+        self._queue: list = []
+        self._call = None
+        self.written = 0
+
+    def open_output(self):
+        raise NotImplementedError
+
+    def close_output(self):
+        pass
+
+    def format_batch(self, batch: list) -> bytes:
+        raise NotImplementedError
+
+    def startService(self):
+        if self.reactor is None:
+            from twisted.internet import reactor
+
+            self.reactor = reactor
+        self.out = self.open_output()
+        super().startService()
+
+    def stopService(self):
+        super().stopService()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self.flush()
+        if self.out is not None:
+            try:
+                self.close_output()
+            except OSError as e:
+                self._fail(e)
+            self.out = None
+
+    def emit(self, record) -> None:
+        if self.out is None or self.failed:
+            return
+        q = self._queue
+        q.append(record)
+        if self._call is None:
+            self._call = self.reactor.callLater(0, self._turn)
+        elif len(q) >= MAX_BACKLOG:
+            self.flush()
+
+    def _turn(self):
+        self._call = None
+        self.flush()
+
+    def flush(self) -> None:
+        batch, self._queue = self._queue, []
+        if not batch or self.out is None or self.failed:
+            return
+        try:
+            data = self.format_batch(batch)
+        except Exception:
+            self.log.failure("{label}: cannot format {n} record(s); dropped",
+                             label=self.label, n=len(batch))
+            return
+        if not data:
+            return
+        try:
+            self.out.write(data)
+            self.out.flush()
+            self.written += len(batch)
+        except (OSError, ValueError) as e:
+            self._fail(e)
+
+    def _fail(self, e) -> None:
+        if not self.failed:
+            self.failed = True
+            self.log.error("{label}: write failed, no more output: {error}",
+                           label=self.label, error=e)
+
+
+# -- colours -------------------------------------------------------------------------------
+
+class _Palette:
+    def __init__(self, on: bool):
+        def c(code):
+            return (lambda s: f"\x1b[{code}m{s}\x1b[0m") if on else (lambda s: s)
+
+        self.dim = c("2")
+        self.cmd = c("1;36")
+        self.ok = c("32")
+        self.err = c("31")
+        self.c2s = c("33")
+        self.s2c = c("35")
+        self.bold = c("1")
+
+
+def _safe_token(arg: bytes) -> bool:
+    return 0 < len(arg) <= 64 and arg.isascii() and all(
+        c.isalnum() or c in "_-.:/@*{}" for c in arg.decode("ascii")
+    )
+
+
+def format_args(args, limit: int) -> str:
+    """``SET foo "bar"``: the command word and a simple key bare, the rest quoted."""
+    out = []
+    for i, a in enumerate(args[:64]):
+        if not isinstance(a, bytes):
+            a = str(a).encode()
+        if i == 0 or (i == 1 and _safe_token(a)):
+            out.append(escape(a[:limit] if limit else a))
+        else:
+            out.append(quoted(a, limit))
+    if len(args) > 64:
+        out.append(f"... ({len(args)} arguments)")
+    return " ".join(out)
+
+
+def format_value(v, limit: int, depth: int = 0) -> str:
+    """A RESP value the way redis-cli would say it, on one line, bounded."""
+    if isinstance(v, bytes):
+        return quoted(v, limit)
+    if v is None:
+        return "(nil)"
+    if isinstance(v, bool):
+        return "(true)" if v else "(false)"
+    if isinstance(v, int):
+        return f"(integer) {v}"
+    if isinstance(v, float):
+        return f"(double) {v!r}"
+    if isinstance(v, resp.Simple):
+        return "+" + escape(v.value[:limit] if limit else v.value)
+    if isinstance(v, resp.Error):
+        return "-" + escape(v.value[:limit] if limit else v.value)
+    if depth >= 3:
+        return "[...]"
+    if isinstance(v, (list, tuple)):
+        return _items("[", v, "]", limit, depth)
+    if isinstance(v, resp.Map):
+        shown = ", ".join(
+            f"{format_value(k, limit, depth + 1)}: {format_value(x, limit, depth + 1)}"
+            for k, x in v.items[:MAX_ITEMS]
+        )
+        more = f", ... ({len(v.items)} pairs)" if len(v.items) > MAX_ITEMS else ""
+        return "{" + shown + more + "}"
+    if isinstance(v, resp.Set):
+        return _items("(set) [", v.items, "]", limit, depth)
+    if isinstance(v, resp.Push):
+        return _items("(push) [", v.items, "]", limit, depth)
+    if isinstance(v, resp.BigNumber):
+        return f"(big number) {v.value}"
+    if isinstance(v, resp.Verbatim):
+        return quoted(v.text, limit)
+    if isinstance(v, resp.Attributed):
+        return format_value(v.value, limit, depth)
+    if isinstance(v, resp.Inline):
+        return format_args(v.args, limit)
+    return escape(repr(v).encode()[:200])
+
+
+def _items(open_, items, close, limit, depth) -> str:
+    if not items:
+        return open_ + close
+    shown = ", ".join(format_value(x, limit, depth + 1) for x in items[:MAX_ITEMS])
+    more = f", ... ({len(items)} items)" if len(items) > MAX_ITEMS else ""
+    return open_ + shown + more + close
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    ms = seconds * 1000
+    return f" ({ms:.2f} ms)" if ms < 10 else f" ({ms:.1f} ms)" if ms < 1000 else f" ({seconds:.2f} s)"
+
+
+def _size(n: int) -> str:
+    return f"{n} B"
+
+
+class ConsoleFormatter:
+    def __init__(self, color: bool = False, max_value: int = 200):
+        self.p = _Palette(color)
+        self.max_value = max_value
+
+    def lines(self, r) -> list[str]:
+        p = self.p
+        lim = self.max_value
+        kind = type(r)
+        tag = p.dim(f"#{r.pair}")
+        if kind is R.RedisExchange:
+            reply = r.reply
+            if isinstance(reply, resp.Error):
+                shown = p.err(format_value(reply, lim))
+            else:
+                shown = p.ok(format_value(reply, lim))
+            return [f"{tag} {r.client} {p.cmd(format_args(r.command, lim))} -> {shown}"
+                    f"{_ms(r.latency)}"]
+        if kind is R.HttpExchange:
+            return [self._http(r, tag)]
+        if kind is R.TextLine:
+            arrow = self._arrow(r.direction)
+            data = r.data
+            text = escape(data[:lim] if lim else data)
+            if lim and len(data) > lim:
+                text += f"... ({len(data)} bytes)"
+            elif r.partial:
+                text += p.dim(" (no line end yet)") if len(data) < 4096 else ""
+            return [f"{tag} {arrow} {text}"]
+        if kind is R.HexChunk:
+            arrow = self._arrow(r.direction)
+            data = r.data
+            shown = data[:lim] if lim else data
+            out = [f"{tag} {arrow} {len(data)} bytes at offset {r.offset}"]
+            out.extend("    " + line for line in hexdump_lines(shown, r.offset))
+            if len(shown) < len(data):
+                out.append(f"    ... {len(data) - len(shown)} more bytes")
+            return out
+        if kind is R.RedisPush:
+            v = r.value
+            items = v.items if isinstance(v, resp.Push) else v
+            if isinstance(items, (list, tuple)) and all(isinstance(x, bytes) for x in items):
+                body = format_args(items, lim)
+            else:
+                body = format_value(v, lim)
+            return [f"{tag} {p.s2c('<-')} {body}"]
+        if kind is R.RedisUnanswered:
+            return [f"{tag} {r.client} {p.cmd(format_args(r.command, lim))} -> "
+                    f"{p.dim('(no reply before close)')}"]
+        if kind is R.Open:
+            via = f" (via {r.listen})"
+            return [f"{tag} {p.bold('open')} {r.client} -> {r.server}{via}"]
+        if kind is R.Close:
+            return [f"{tag} {p.bold('close')} {r.client} c2s {_size(r.bytes_c2s)} "
+                    f"s2c {_size(r.bytes_s2c)} {r.duration:.3f} s ({r.how} by {r.closed_by})"]
+        if kind is R.HalfClose:
+            who = "client" if r.direction == "c2s" else "server"
+            return [f"{tag} {self._arrow(r.direction)} FIN ({who} finished sending)"]
+        if kind is R.Detected:
+            how = "forced" if r.forced else "detected"
+            return [f"{tag} protocol {r.protocol} ({how})"]
+        if kind is R.Undecodable:
+            at = f" at offset {r.offset}" if r.offset is not None else ""
+            return [f"{tag} {self._arrow(r.direction)} {p.err('undecodable ' + r.protocol)}"
+                    f"{at}: {escape(r.reason.encode())}; showing hex from here"]
+        if kind is R.Notice:
+            return [f"{tag} note: {escape(r.message.encode())}"]
+        return [f"{tag} {escape(repr(r).encode()[:300])}"]
+
+    def _arrow(self, direction: str) -> str:
+        return self.p.c2s("->") if direction == "c2s" else self.p.s2c("<-")
+
+    def _http(self, r, tag) -> str:
+        p = self.p
+        lim = self.max_value
+        method = escape(r.method) if r.method is not None else "?"
+        target = escape(r.target[:lim] if lim else r.target) if r.target is not None else ""
+        if r.target is not None and lim and len(r.target) > lim:
+            target += f"... ({len(r.target)} bytes)"
+        req = f"{method} {target}"
+        if r.request_body_size:
+            req += f" ({_size(r.request_body_size)})"
+        if r.status is None:
+            return f"{tag} {r.client} {p.cmd(req)} -> {p.dim('(no answer before close)')}"
+        status = f"{r.status} {escape(r.reason[:lim] if lim else r.reason)}".rstrip()
+        status = p.err(status) if r.status >= 400 else p.ok(status)
+        extra = ""
+        if r.interim:
+            extra += " [" + " ".join(str(s) for s in r.interim) + "]"
+        ct = f" {escape(r.content_type[:100])}" if r.content_type else ""
+        cut = " (cut short)" if not r.complete else ""
+        return (f"{tag} {r.client} {p.cmd(req)} ->{extra} {status}{ct} "
+                f"{_size(r.response_body_size)}{cut}{_ms(r.latency)}")
+
+
+class ConsoleSink(BufferedSink):
+    """Writes formatted records to ``out`` (a binary file; default: the process's stdout)."""
+
+    label = "console"
+
+    def __init__(self, out=None, color: str = "auto", max_value: int = 200, reactor=None):
+        super().__init__(reactor)
+        self._target = out
+        self.color = color
+        self.max_value = max_value
+        self.formatter: ConsoleFormatter | None = None
+
+    def open_output(self):
+        out = self._target
+        if out is None:
+            # twistd redirects sys.stdout into its log; write to the real stdout instead.
+            out = (sys.__stdout__ or sys.stdout).buffer
+        on = self.color == "always" or (
+            self.color == "auto" and hasattr(out, "isatty") and out.isatty()
+        )
+        self.formatter = ConsoleFormatter(on, self.max_value)
+        return out
+
+    def close_output(self):
+        self.out.flush()
+
+    def format_batch(self, batch: list) -> bytes:
+        lines = []
+        fmt = self.formatter.lines
+        for r in batch:
+            lines.extend(fmt(r))
+        return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")

@@ -1,0 +1,148 @@
+"""Guess a connection's protocol from its first bytes: RESP, HTTP/1.x, line text, or binary.
+
+Pure (no Twisted, no clock). The proxy has already forwarded whatever the detector looks at, so
+waiting for more bytes never delays traffic; it only delays the decoded view, and the wait is
+bounded: a decision is made at the first line end, after ``PEEK`` bytes, when the other side
+speaks, or at end of stream.
+
+Rules, on the client's first bytes:
+
+* ``*`` (a RESP array): ``resp``;
+* an HTTP method token followed by a space (``GET /``, ``PROPFIND``...): ``http``;
+* a known Redis command word followed by a space or a line end (``PING\\r\\n``, ``set k v\\n``,
+  what ``nc``/``telnet`` users type): ``resp`` (inline commands);
+* printable UTF-8 text with a line end: ``text``;
+* anything else: ``hex``.
+
+Server-speaks-first protocols (SMTP, FTP, POP3 banners, SSH's ``SSH-2.0-...``): when the server
+sends before the client has said enough, the decision is made at once, from the client's bytes
+if they already settle it, else from the server's: a printable line is ``text``, else ``hex``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from playground.views import is_text
+
+RESP = "resp"
+HTTP = "http"
+TEXT = "text"
+HEX = "hex"
+PROTOCOLS = (RESP, HTTP, TEXT, HEX)
+
+PEEK = 64  # bytes looked at before deciding without a line end
+
+HTTP_METHODS = frozenset(
+    b"GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH PROPFIND PROPPATCH MKCOL COPY MOVE "
+    b"LOCK UNLOCK REPORT SEARCH PURGE MKCALENDAR".split()
+)
+
+# Commands people type inline (nc, telnet) plus the common data commands; case-insensitive.
+REDIS_COMMANDS = frozenset(
+    b"PING ECHO AUTH HELLO SELECT QUIT INFO CONFIG CLIENT COMMAND DBSIZE FLUSHALL FLUSHDB "
+    b"SAVE BGSAVE LASTSAVE SHUTDOWN MONITOR DEBUG SLOWLOG LATENCY MEMORY ACL TIME ROLE "
+    b"REPLICAOF SLAVEOF SYNC PSYNC REPLCONF WAIT MULTI EXEC DISCARD WATCH UNWATCH "
+    b"GET SET SETNX SETEX PSETEX MGET MSET MSETNX GETSET GETDEL GETEX APPEND STRLEN INCR DECR "
+    b"INCRBY DECRBY INCRBYFLOAT GETRANGE SETRANGE DEL UNLINK EXISTS EXPIRE PEXPIRE EXPIREAT TTL "
+    b"PTTL PERSIST TYPE KEYS SCAN RENAME RENAMENX RANDOMKEY DUMP RESTORE OBJECT TOUCH COPY MOVE "
+    b"LPUSH RPUSH LPOP RPOP LLEN LRANGE LINDEX LSET LREM LTRIM LINSERT LPOS LMOVE BLPOP BRPOP "
+    b"BLMOVE RPOPLPUSH SADD SREM SMEMBERS SISMEMBER SCARD SPOP SRANDMEMBER SINTER SUNION SDIFF "
+    b"SSCAN HSET HGET HMSET HMGET HGETALL HDEL HEXISTS HLEN HKEYS HVALS HINCRBY HSCAN HSETNX "
+    b"ZADD ZREM ZRANGE ZREVRANGE ZRANGEBYSCORE ZSCORE ZCARD ZINCRBY ZRANK ZCOUNT ZSCAN ZPOPMIN "
+    b"ZPOPMAX PUBLISH SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE PUNSUBSCRIBE PUBSUB SSUBSCRIBE SPUBLISH "
+    b"XADD XREAD XRANGE XLEN XDEL XGROUP XREADGROUP XACK XTRIM XINFO EVAL EVALSHA SCRIPT "
+    b"FUNCTION FCALL PFADD PFCOUNT PFMERGE GEOADD GEODIST GEOSEARCH SETBIT GETBIT BITCOUNT "
+    b"BITOP BITPOS MIGRATE CLUSTER READONLY READWRITE RESET LOLWUT SORT OBJECT".split()
+)
+
+
+_HTTP_LINE = re.compile(rb"[A-Z]+ +[^ \r\n]+ +HTTP/[0-9]")
+
+
+def _first_word(data: bytes) -> tuple[bytes, bytes]:
+    """The first token and the byte after it (b"" when the token runs to the end)."""
+    for i, c in enumerate(data[:24]):
+        if c in b" \t\r\n":
+            return data[:i], data[i:i + 1]
+    return data[:24], b""
+
+
+def classify(client: bytes, final: bool = False) -> str | None:
+    """The protocol of a stream whose client side starts with ``client``, or None to wait.
+
+    ``final``: no more bytes will be waited for (the other side spoke, or the stream ended).
+    """
+    if not client:
+        return None
+    if client[:1] == b"*":
+        return RESP
+    nl = client.find(b"\n")
+    line = client[: nl + 1] if nl >= 0 else client
+    if nl < 0 and not final and len(client) < PEEK:
+        # No line yet: wait while it may still be text; binary is binary at once.
+        return None if is_text(client) or _utf8_tail(client) else HEX
+    word, after = _first_word(line)
+    if after == b" " and word in HTTP_METHODS:
+        if _HTTP_LINE.match(line):
+            return HTTP
+        if nl < 0 and line[len(word) + 1:len(word) + 2] in (b"/", b"*", b"h"):
+            return HTTP  # a long request line still arriving
+    upper = word.upper()
+    if after and upper in REDIS_COMMANDS and is_text(line):
+        rest = line[len(word):].strip()
+        if upper != b"HELLO" or not rest or rest[:1].isdigit():  # "hello there" is chat
+            return RESP
+    return TEXT if is_text(line) else HEX
+
+
+def _utf8_tail(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+        return False
+    except UnicodeDecodeError as e:
+        return e.reason == "unexpected end of data" and is_text(data[: e.start])
+
+
+def classify_server_first(server: bytes) -> str:
+    """The protocol of a stream whose server spoke first (a banner)."""
+    if server[:1] in (b"+", b"-") and server.endswith(b"\r\n") and is_text(server):
+        return RESP  # e.g. a proxy or server greeting in RESP; harmless if not
+    line_end = server.find(b"\n")
+    head = server[: line_end + 1] if line_end >= 0 else server[:PEEK]
+    return TEXT if head and is_text(head) else HEX
+
+
+class Detector:
+    """Collects the first bytes of both directions until the protocol is known.
+
+    ``feed(direction, data)`` returns the decided protocol or None; once decided it keeps
+    returning it. ``pending`` holds the ``(direction, data, now)`` chunks seen before the decision
+    (bounded: the client side stops at ``PEEK`` bytes or its first line end, and the first server
+    bytes decide at once), for the chosen decoder to replay.
+    """
+
+    def __init__(self, client_direction: str = "c2s"):
+        self.c2s = client_direction
+        self.client = b""
+        self.decided: str | None = None
+        self.pending: list[tuple[str, bytes, float]] = []
+
+    def feed(self, direction: str, data: bytes, now: float = 0.0) -> str | None:
+        if self.decided is not None:
+            return self.decided
+        self.pending.append((direction, data, now))
+        if direction == self.c2s:
+            self.client += data[: PEEK + 1024]
+            self.decided = classify(self.client)
+        else:
+            self.decided = classify(self.client, final=True) if self.client else None
+            if self.decided is None:
+                self.decided = classify_server_first(data[: PEEK * 4])
+        return self.decided
+
+    def finish(self) -> str:
+        """Decide with what there is (end of stream, or a half-close)."""
+        if self.decided is None:
+            self.decided = classify(self.client, final=True) or HEX
+        return self.decided

@@ -1,0 +1,585 @@
+"""A passive HTTP/1.x decoder: pairs requests with responses on a proxied connection (pure).
+
+``HttpConversation.feed(direction, data, now) -> events`` takes both directions of one TCP
+connection as the proxy saw them and produces an :class:`HttpExchange` per answered request (with
+keep-alive and pipelining), :class:`HttpUnanswered` for requests left without an answer at close,
+:class:`HttpUndecodable` when a direction stops being HTTP (that direction's further bytes come
+out as :class:`HttpRaw`), :class:`HttpSwitched` after ``101 Switching Protocols`` or a 2xx answer
+to ``CONNECT`` (the rest of both directions comes out as :class:`HttpRaw`), and
+:class:`HttpSecret` stream ranges of credential header values (for pcap masking).
+
+Framing handled: ``Content-Length``, ``Transfer-Encoding: chunked`` (extensions, trailers),
+close-delimited response bodies, no body for ``HEAD``, 1xx, 204 and 304; interim ``100 Continue``
+answers to ``Expect: 100-continue`` are noted and skipped; a request with ``Upgrade`` (or a
+``CONNECT``) holds the client's following bytes until the answer says whether the stream
+switched. Latency is the request's last byte to the response's last byte.
+
+Why our own state machine rather than h11: h11 is written for one endpoint of a connection, not
+an observer of both. Its client role refuses to pipeline, it is strict where real peers are
+sloppy (bare ``\\n`` line ends, header lines without a colon, odd reason phrases, obsolete line
+folding, bytes > 0x7f in targets) and raises on them, and it buffers bodies it is handed. This
+decoder is lenient in what it accepts, never raises (a malformed message is an event), never
+rescans (the head search remembers where it stopped), and counts bodies without buffering them:
+only a bounded preview (``preview`` bytes) is kept. Heads are bounded by ``max_head``, pipelined
+requests by ``max_pipeline``. h11 serves as the oracle in the tests.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+C2S = "c2s"
+S2C = "s2c"
+
+SECRET_HEADERS = frozenset({b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"})
+
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+@attrs.frozen
+class HttpRequest:
+    """A request head as parsed; ``offset`` is the stream offset of its first byte."""
+
+    method: bytes
+    target: bytes
+    version: bytes
+    headers: tuple  # ((name, value), ...) as sent; names keep their case
+    started: float
+    offset: int = 0
+
+
+@attrs.frozen
+class HttpExchange:
+    request: HttpRequest | None  # None: a response nobody asked for
+    status: int
+    reason: bytes
+    response_version: bytes
+    response_headers: tuple
+    request_body_size: int
+    response_body_size: int
+    request_preview: bytes
+    response_preview: bytes
+    request_done: float | None  # the request's last byte (None: still incomplete)
+    response_done: float
+    latency: float
+    interim: tuple = ()  # 1xx statuses seen before the final answer
+    complete: bool = True  # False: the response body was cut by the end of the stream
+
+    @property
+    def content_type(self) -> bytes | None:
+        return header(self.response_headers, b"content-type")
+
+
+@attrs.frozen
+class HttpUnanswered:
+    request: HttpRequest
+    body_size: int
+    preview: bytes
+    request_done: float | None
+
+
+@attrs.frozen
+class HttpUndecodable:
+    direction: str
+    reason: str
+    offset: int
+
+
+@attrs.frozen
+class HttpSwitched:
+    how: str  # "upgrade" or "connect"
+    status: int
+    protocol: bytes  # the Upgrade header of the answer (b"" for CONNECT)
+
+
+@attrs.frozen
+class HttpRaw:
+    """Bytes of a direction no longer decoded as HTTP (after a switch or a decoding failure)."""
+
+    direction: str
+    data: bytes
+    offset: int
+
+
+@attrs.frozen
+class HttpSecret:
+    direction: str
+    start: int
+    end: int
+
+
+def header(headers, name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lower-case), or None."""
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def _header_all(headers, name: bytes) -> list[bytes]:
+    return [v for k, v in headers if k.lower() == name]
+
+
+class _Failed(Exception):
+    pass
+
+
+# parser states
+_HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE = range(7)
+_PAUSED, _RAW, _FAILED = 7, 8, 9
+
+
+class _Side:
+    """One direction's framing state."""
+
+    def __init__(self, direction: str):
+        self.direction = direction
+        self.state = _HEAD
+        self.offset = 0  # stream offset of the next byte to consume
+        self.head = bytearray()
+        self.head_offset = 0  # stream offset of head[0]
+        self.scan = 0  # where the blank-line search resumes in head
+        self.line_start = 0  # start of the current (incomplete) line in head
+        self.remaining = 0  # body or chunk bytes left
+        self.body_size = 0
+        self.preview = bytearray()
+        self.chunk_line = bytearray()
+        self.held = bytearray()  # paused client bytes (after an Upgrade/CONNECT request)
+        self.held_offset = 0
+
+    def reset_head(self):
+        self.head = bytearray()
+        self.scan = 0
+        self.line_start = 0
+        self.head_offset = self.offset
+
+
+class _Pending:
+    """A request waiting for (or receiving) its answer."""
+
+    __slots__ = ("request", "body_size", "preview", "done", "upgrade", "connect", "head")
+
+    def __init__(self, request: HttpRequest, upgrade: bool, connect: bool):
+        self.request = request
+        self.body_size = 0
+        self.preview = b""
+        self.done: float | None = None
+        self.upgrade = upgrade
+        self.connect = connect
+        self.head = request.method == b"HEAD"
+
+
+class HttpConversation:
+    """Both directions of one HTTP/1.x connection; see the module docstring."""
+
+    def __init__(self, max_head: int = 64 * 1024, preview: int = 200, max_pipeline: int = 1000,
+                 max_chunk_line: int = 4096):
+        self.max_head = max_head
+        self.preview_size = preview
+        self.max_pipeline = max_pipeline
+        self.max_chunk_line = max_chunk_line
+        self.req = _Side(C2S)
+        self.resp = _Side(S2C)
+        self.pending: list[_Pending] = []  # oldest first
+        self.switched = False
+        # the response being received
+        self._status = 0
+        self._reason = b""
+        self._version = b""
+        self._headers: tuple = ()
+        self._interim: list[int] = []
+        self._now = 0.0
+
+    # -- public ---------------------------------------------------------------------------
+    def feed(self, direction: str, data: bytes, now: float) -> list:
+        out: list = []
+        self._now = now
+        side = self.req if direction == C2S else self.resp
+        self._consume(side, data, out)
+        return out
+
+    def settled(self, direction: str) -> int:
+        """Bytes before this stream offset will not be found to hold a secret any more."""
+        side = self.req if direction == C2S else self.resp
+        if side.state == _HEAD:
+            return side.head_offset
+        if side.state == _PAUSED:
+            return side.held_offset
+        return side.offset
+
+    def eof(self, direction: str, now: float) -> list:
+        """The sender of ``direction`` finished (FIN): a close-delimited response completes."""
+        out: list = []
+        self._now = now
+        side = self.req if direction == C2S else self.resp
+        if side is self.resp and side.state == _UNTIL_CLOSE:
+            self._response_done(out, complete=True)
+            side.state = _HEAD
+            side.reset_head()
+        return out
+
+    def close(self, now: float) -> list:
+        """The connection is gone: finish what can be finished, report what was left."""
+        out = self.eof(S2C, now)
+        if self.resp.state in (_BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER):
+            if self.pending or self._status:
+                self._response_done(out, complete=False)
+        req = self.req
+        if self.pending and req.state in (_BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER):
+            last = self.pending[-1]  # its body was cut short
+            last.body_size = req.body_size
+            last.preview = bytes(req.preview)
+        for p in self.pending:
+            out.append(HttpUnanswered(p.request, p.body_size, p.preview, p.done))
+        self.pending = []
+        return out
+
+    # -- the framing loop -------------------------------------------------------------------
+    def _consume(self, side: _Side, data: bytes, out: list) -> None:
+        pos = 0
+        n = len(data)
+        while pos < n:
+            state = side.state
+            if state == _RAW or state == _FAILED:
+                out.append(HttpRaw(side.direction, data[pos:], side.offset))
+                side.offset += n - pos
+                return
+            if state == _PAUSED:
+                if len(side.held) + n - pos > self.max_head:
+                    # No answer yet and the client keeps talking: not HTTP any more.
+                    self._fail(side, "client data after an Upgrade/CONNECT request "
+                               "exceeds the bound before the answer", out, side.held_offset)
+                    held = bytes(side.held)
+                    side.held = bytearray()
+                    out.append(HttpRaw(side.direction, held + data[pos:], side.held_offset))
+                    side.offset += n - pos
+                    return
+                side.held += data[pos:]
+                side.offset += n - pos
+                return
+            try:
+                if state == _HEAD:
+                    pos = self._head(side, data, pos, out)
+                elif state == _BODY:
+                    take = min(side.remaining, n - pos)
+                    self._body_bytes(side, data, pos, take)
+                    pos += take
+                    side.remaining -= take
+                    if side.remaining == 0:
+                        self._message_done(side, out)
+                elif state == _UNTIL_CLOSE:
+                    self._body_bytes(side, data, pos, n - pos)
+                    pos = n
+                elif state == _CHUNK_DATA:
+                    take = min(side.remaining, n - pos)
+                    self._body_bytes(side, data, pos, take)
+                    pos += take
+                    side.remaining -= take
+                    if side.remaining == 0:
+                        side.state = _CHUNK_END
+                else:  # chunk size line, chunk end, trailer lines
+                    pos = self._chunk_lines(side, data, pos, out)
+            except _Failed as e:
+                if state == _HEAD:
+                    # The failed head (and anything after it) comes out raw from its start.
+                    raw, at = bytes(side.head), side.head_offset
+                else:
+                    raw, at = data[pos:], side.offset
+                self._fail(side, str(e), out, at)
+                if raw:
+                    out.append(HttpRaw(side.direction, raw, at))
+                side.offset = at + len(raw)
+                return
+
+    def _body_bytes(self, side: _Side, data: bytes, pos: int, count: int) -> None:
+        side.body_size += count
+        side.offset += count
+        room = self.preview_size - len(side.preview)
+        if room > 0:
+            side.preview += data[pos:pos + min(room, count)]
+
+    def _fail(self, side: _Side, reason: str, out: list, offset: int | None = None) -> None:
+        at = side.offset if offset is None else offset
+        out.append(HttpUndecodable(side.direction, reason, at))
+        side.state = _FAILED
+        side.head = bytearray()
+
+    # -- heads --------------------------------------------------------------------------------
+    def _head(self, side: _Side, data: bytes, pos: int, out: list) -> int:
+        head = side.head
+        base = len(head)
+        head += data[pos:]
+        end = -1
+        scan = side.scan
+        line_start = side.line_start
+        while True:
+            nl = head.find(b"\n", scan)
+            if nl < 0:
+                break
+            line_end = nl - 1 if nl > line_start and head[nl - 1] == 13 else nl
+            if line_end == line_start:
+                if line_start == 0:
+                    # A blank line before a message (allowed between requests): drop it.
+                    del head[: nl + 1]
+                    side.head_offset += nl + 1
+                    base -= nl + 1
+                    scan = line_start = 0
+                    continue
+                end = nl + 1
+                break
+            scan = line_start = nl + 1
+        if end < 0:
+            side.scan = len(head)
+            side.line_start = line_start
+            if len(head) > self.max_head:
+                raise _Failed(f"message head larger than {self.max_head} bytes")
+            side.offset = side.head_offset + len(head)
+            return len(data)
+        used = end - base  # bytes of this chunk that belong to the head
+        block = bytes(head[:end])
+        start_offset = side.head_offset
+        if len(block) > self.max_head:
+            raise _Failed(f"message head larger than {self.max_head} bytes")
+        head_end = start_offset + end
+        side.offset = head_end
+        if side is self.req:
+            self._request_head(block, start_offset, out)
+        else:
+            self._response_head(block, start_offset, out)
+        side.head = bytearray()
+        side.scan = side.line_start = 0
+        if side.state == _HEAD:
+            side.head_offset = side.offset
+        return pos + used
+
+    def _split_head(self, block: bytes, offset: int, direction: str, out: list):
+        """First line, headers ((name, value), ...); appends secrets found."""
+        lines = block.split(b"\n")
+        first = lines[0].rstrip(b"\r")
+        headers: list[list] = []
+        at = len(lines[0]) + 1
+        for raw in lines[1:]:
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            line_at = at
+            at += len(raw) + 1
+            if not line:
+                continue
+            if line[:1] in (b" ", b"\t") and headers:  # obsolete line folding
+                headers[-1][1] += b" " + line.strip()
+                continue
+            colon = line.find(b":")
+            if colon <= 0:
+                continue  # lenient: a line that is no header is ignored
+            name = line[:colon].strip()
+            value = line[colon + 1:]
+            lead = len(value) - len(value.lstrip(b" \t"))
+            value = value.strip(b" \t")
+            if name.lower() in SECRET_HEADERS and value:
+                start = offset + line_at + colon + 1 + lead
+                out.append(HttpSecret(direction, start, start + len(value)))
+            headers.append([name, value])
+        return first, tuple((k, v) for k, v in headers)
+
+    def _framing(self, headers) -> int | None:
+        """-1: chunked, N: content length, None: not stated. Raises on nonsense."""
+        te = _header_all(headers, b"transfer-encoding")
+        if te:
+            codings = [c.strip().lower() for v in te for c in v.split(b",") if c.strip()]
+            if codings and codings[-1] == b"chunked":
+                return -1
+            return -2  # some other coding last: the body runs to the close
+        cls = _header_all(headers, b"content-length")
+        if cls:
+            values = {c.strip() for v in cls for c in v.split(b",")}
+            if len(values) != 1:
+                raise _Failed("conflicting Content-Length values")
+            value = values.pop()
+            if not value.isdigit() or len(value) > 18:
+                raise _Failed(f"bad Content-Length {value[:40]!r}")
+            return int(value)
+        return None
+
+    def _request_head(self, block: bytes, offset: int, out: list) -> None:
+        first, headers = self._split_head(block, offset, C2S, out)
+        parts = first.split()
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
+            raise _Failed(f"not an HTTP request line: {first[:60]!r}")
+        method, target, version = parts
+        if not all(c in _TOKEN for c in method):
+            raise _Failed(f"bad method {method[:30]!r}")
+        framing = self._framing(headers)
+        if framing == -2:
+            raise _Failed("request with a transfer coding other than chunked")
+        if len(self.pending) >= self.max_pipeline:
+            raise _Failed(f"more than {self.max_pipeline} requests without an answer")
+        connect = method == b"CONNECT"
+        upgrade = header(headers, b"upgrade") is not None
+        req = HttpRequest(method, target, version, headers, self._now, offset)
+        self.pending.append(_Pending(req, upgrade, connect))
+        side = self.req
+        side.body_size = 0
+        side.preview = bytearray()
+        if framing == -1:
+            side.state = _CHUNK_SIZE
+            side.chunk_line = bytearray()
+        elif framing:
+            side.state = _BODY
+            side.remaining = framing
+        else:
+            self._message_done(side, out)
+
+    def _response_head(self, block: bytes, offset: int, out: list) -> None:
+        first, headers = self._split_head(block, offset, S2C, out)
+        parts = first.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not (
+            len(parts[1]) == 3 and parts[1].isdigit()
+        ):
+            raise _Failed(f"not an HTTP status line: {first[:60]!r}")
+        status = int(parts[1])
+        reason = parts[2] if len(parts) > 2 else b""
+        side = self.resp
+        p = self.pending[0] if self.pending else None
+        if status == 101 or (p is not None and p.connect and 200 <= status < 300):
+            self._status, self._reason, self._version, self._headers = (
+                status, reason, parts[0], headers)
+            side.body_size = 0
+            side.preview = bytearray()
+            self._response_done(out, complete=True)
+            how = "connect" if status != 101 else "upgrade"
+            out.append(HttpSwitched(how, status, header(headers, b"upgrade") or b""))
+            self._switch(out)
+            return
+        if 100 <= status < 200:
+            self._interim.append(status)
+            return
+        self._status, self._reason, self._version, self._headers = (
+            status, reason, parts[0], headers)
+        side.body_size = 0
+        side.preview = bytearray()
+        if p is not None and (p.upgrade or p.connect):
+            self._resume_requests(out)
+        framing = self._framing(headers)
+        if (p is not None and p.head) or status in (204, 304) or (
+            p is not None and p.connect and 200 <= status < 300
+        ):
+            self._message_done(side, out)
+        elif framing == -1:
+            side.state = _CHUNK_SIZE
+            side.chunk_line = bytearray()
+        elif framing is None or framing == -2:
+            side.state = _UNTIL_CLOSE
+        elif framing:
+            side.state = _BODY
+            side.remaining = framing
+        else:
+            self._message_done(side, out)
+
+    def _switch(self, out: list) -> None:
+        self.switched = True
+        req = self.req
+        held = bytes(req.held)
+        req.held = bytearray()
+        if req.state == _PAUSED and held:
+            out.append(HttpRaw(C2S, held, req.held_offset))
+        elif req.state == _HEAD and req.head:
+            out.append(HttpRaw(C2S, bytes(req.head), req.head_offset))
+            req.offset = req.head_offset + len(req.head)
+            req.head = bytearray()
+        if req.state not in (_FAILED,):
+            req.state = _RAW
+        self.resp.state = _RAW
+
+    def _resume_requests(self, out: list) -> None:
+        """The answer to an Upgrade/CONNECT request did not switch: parse what the client held."""
+        req = self.req
+        if req.state != _PAUSED:
+            return
+        held = bytes(req.held)
+        req.held = bytearray()
+        req.state = _HEAD
+        req.offset = req.held_offset
+        req.reset_head()
+        if held:
+            self._consume(req, held, out)
+
+    # -- chunked ------------------------------------------------------------------------------
+    def _chunk_lines(self, side: _Side, data: bytes, pos: int, out: list) -> int:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            if len(side.chunk_line) + len(data) - pos > self.max_chunk_line:
+                raise _Failed("chunk size or trailer line too long")
+            side.chunk_line += data[pos:]
+            side.offset += len(data) - pos
+            return len(data)
+        line = (bytes(side.chunk_line) + data[pos:nl]).rstrip(b"\r")
+        state = side.state
+        if state == _CHUNK_END:
+            if line:
+                raise _Failed("chunk data longer than its size")
+            side.state = _CHUNK_SIZE
+        elif state == _CHUNK_SIZE:
+            size_text = line.split(b";", 1)[0].strip()
+            if not size_text or len(size_text) > 16 or not all(
+                c in b"0123456789abcdefABCDEF" for c in size_text
+            ):
+                raise _Failed(f"bad chunk size {size_text[:20]!r}")
+            size = int(size_text, 16)
+            side.state = _CHUNK_DATA if size else _TRAILER
+            side.remaining = size
+        side.chunk_line = bytearray()
+        side.offset += nl + 1 - pos
+        if state == _TRAILER and not line:
+            self._message_done(side, out)
+        return nl + 1
+
+    # -- completion ---------------------------------------------------------------------------
+    def _message_done(self, side: _Side, out: list) -> None:
+        side.state = _HEAD
+        side.head_offset = side.offset
+        if side is self.req:
+            # Find the request this body belonged to: the newest one (requests finish in order).
+            p = self.pending[-1] if self.pending else None
+            if p is not None:
+                p.body_size = side.body_size
+                p.preview = bytes(side.preview)
+                p.done = self._now
+                if p.upgrade or p.connect:
+                    side.state = _PAUSED
+                    side.held_offset = side.offset
+            side.body_size = 0
+            side.preview = bytearray()
+        else:
+            self._response_done(out, complete=True)
+
+    def _response_done(self, out: list, complete: bool) -> None:
+        p = self.pending.pop(0) if self.pending else None
+        now = self._now
+        side = self.resp
+        if p is not None:
+            start = p.done if p.done is not None else p.request.started
+            latency = max(0.0, now - start)
+        else:
+            latency = 0.0
+        out.append(HttpExchange(
+            request=p.request if p else None,
+            status=self._status,
+            reason=self._reason,
+            response_version=self._version,
+            response_headers=self._headers,
+            request_body_size=p.body_size if p else 0,
+            response_body_size=side.body_size,
+            request_preview=p.preview if p else b"",
+            response_preview=bytes(side.preview),
+            request_done=p.done if p else None,
+            response_done=now,
+            latency=latency,
+            interim=tuple(self._interim),
+            complete=complete,
+        ))
+        self._interim = []
+        self._status = 0
+        side.body_size = 0
+        side.preview = bytearray()
+        if side.state != _RAW:
+            side.state = _HEAD
+            side.head_offset = side.offset

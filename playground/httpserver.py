@@ -1,0 +1,658 @@
+"""HTTP/1.1 responder: the Twisted adapter around ``httpcore`` (parsing) and ``httpapp`` (endpoints).
+
+``twistd -n tcpplay http --listen 8080``, then ``curl -v http://127.0.0.1:8080/get``.
+
+Per connection: bytes go to the pure parser; each request becomes a slot in an in-order queue;
+a slot's response is written only when every earlier one is done (pipelining), so a slow
+``/delay`` holds later answers back. ``Expect: 100-continue`` gets ``100 Continue`` once the
+request is at the front of the queue and its endpoint wants the body. Errors (limits, bad
+syntax, timeouts) are answered with their status, then the connection is half-closed and
+drained briefly, so the client reads the answer instead of a reset.
+
+Flow control: the protocol is the transport's streaming producer; while the client does not
+read, no further response is produced and no further request is read. The parser reads at most
+``max_pipeline`` requests ahead of the responses.
+
+Timers: ``--header-timeout`` from the first byte of a request head (or from the connection's
+start) to the end of the head (slowloris: 408); ``--keepalive-timeout`` while idle between
+requests (quiet close); ``--idle-timeout`` while a body is being read or while the client is
+not reading our response.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from twisted.application import service
+from twisted.internet import protocol, tcp
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
+from twisted.logger import Logger
+from twisted.python import usage
+from zope.interface import implementer
+
+from playground.httpapp import AppLimits, HttpApp, Response
+from playground.httpcore import (
+    CONTINUE,
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADERS,
+    DEFAULT_MAX_REQUEST_LINE,
+    LAST_CHUNK,
+    SERVER,
+    BodyChunk,
+    HttpRequestParser,
+    RequestEnd,
+    RequestHead,
+    bodiless_status,
+    chunk,
+    error_response,
+    http_date,
+    status_text,
+)
+from playground.limits import LimitedFactory
+from playground.listening import ListeningService
+from playground.options import ServerOptions, non_negative_float, non_negative_int
+
+LINGER = 2.0  # seconds to drain a client's input after our final response, before closing
+
+
+class _Slot:
+    """One request in the response queue."""
+
+    __slots__ = ("head", "parts", "complete", "response", "ready", "timer", "error", "close",
+                 "continue_sent", "want_continue", "streaming", "sent", "started")
+
+    def __init__(self, head: RequestHead | None, started: float):
+        self.head = head
+        self.parts: list[bytes] = []
+        self.complete = False
+        self.response: Response | None = None
+        self.ready = False
+        self.timer = None
+        self.error: tuple[int, str] | None = None
+        self.close = False
+        self.continue_sent = False
+        self.want_continue = False
+        self.streaming = False
+        self.sent = 0
+        self.started = started
+
+
+@implementer(IHalfCloseableProtocol, IPushProducer)
+class HttpProtocol(protocol.Protocol):
+    log = Logger()
+    peer = "?"
+    peer_host = "?"
+
+    def __init__(self):
+        self.queue: deque[_Slot] = deque()
+        self._current: _Slot | None = None
+        self._out: list[bytes] = []
+        self._finished: list = []  # (slot, end time) answered, not yet logged
+        self._timer = None
+        self._timer_kind = None
+        self._deadline = 0.0
+        self._write_paused = False
+        self._read_held = False
+        self._input_stopped = False
+        self._read_closed = False
+        self._closing = False
+        self._direct = False
+        self._plain = False
+        self._send_mark = None
+        self.requests = 0
+        self.parser: HttpRequestParser | None = None
+
+    # -- connection life
+
+    def connectionMade(self):
+        f = self.factory
+        self.reactor = f.reactor
+        self.app = f.app
+        self.parser = HttpRequestParser(
+            f.max_request_line, f.max_header_bytes, f.max_headers, f.max_body
+        )
+        self._access_log = self.log  # bound once (each ``self.log`` builds a new Logger)
+        self.transport.registerProducer(self, True)
+        # plain TCP (no TLS layered on the socket): direct sends and half-close are safe
+        self._plain = type(self.transport) is tcp.Server and not getattr(self.transport, "TLS",
+                                                                          False)
+        self._direct = f.direct_send and self._plain
+        self._arm()
+
+    def dataReceived(self, data):
+        if self._input_stopped:
+            return  # draining after a final response, or after an error
+        now = self.reactor.seconds()
+        if self._timer_kind == "body" or self._timer_kind == "keepalive":
+            self._cancel_timer()  # progress, or the end of an idle period
+        try:
+            events = self.parser.feed(data, now, self._allowance())
+            self._handle(events, now)
+        except Exception:
+            self.log.failure("http: unexpected error handling input from {peer}", peer=self.peer)
+            self._fail(500, "internal error", now)
+        self._settle()
+
+    def readConnectionLost(self):
+        self._read_closed = True
+        if not self._input_stopped and self.parser is not None:
+            now = self.reactor.seconds()
+            self._handle(self.parser.eof(now), now)
+            self._input_stopped = True
+        if self._closing:
+            self.transport.loseConnection()
+            return
+        self._settle()
+
+    def writeConnectionLost(self):
+        if self._closing:
+            return  # our own half-close after the last response: keep draining input
+        self._abort()  # the client stopped reading
+
+    def connectionLost(self, reason):
+        self._stop_timer()
+        for slot in self.queue:
+            if slot.timer is not None and slot.timer.active():
+                slot.timer.cancel()
+        self.queue.clear()
+        self.factory.connectionClosed(self)
+
+    # -- producer (the transport tells us when its write buffer is full or drained)
+
+    def pauseProducing(self):
+        self._write_paused = True
+        self.transport.pauseProducing()
+        self._arm()
+
+    def resumeProducing(self):
+        self._write_paused = False
+        if not self._read_held and not self._closing:
+            self.transport.resumeProducing()
+        self._settle()
+
+    def stopProducing(self):
+        pass
+
+    # -- input
+
+    def _allowance(self) -> int:
+        return max(0, self.factory.max_pipeline - len(self.queue))
+
+    def _handle(self, events, now):
+        for ev in events:
+            kind = type(ev)
+            if kind is BodyChunk:
+                self._current.parts.append(ev.data)
+            elif kind is RequestHead:
+                if self._timer_kind == "header":
+                    self._cancel_timer()  # the head came in time; the next one gets its own
+                slot = _Slot(ev, now)
+                self.queue.append(slot)
+                self._current = slot
+                if ev.expect_continue and ev.has_body:
+                    if self.app.wants_body(ev):
+                        slot.want_continue = True
+                    else:  # answer without reading the body, then close (RFC 9110 10.1.1)
+                        self._respond(slot, b"")
+                        slot.close = True
+                        self._stop_input()
+                        return
+            elif kind is RequestEnd:
+                slot, self._current = self._current, None
+                self._respond(slot, b"".join(slot.parts))
+                slot.parts = []
+            else:  # ParseError
+                self._fail(ev.status, ev.reason, now)
+
+    def _respond(self, slot: _Slot, body: bytes):
+        slot.complete = True
+        head = slot.head
+        try:
+            response = self.app.respond(head, body, self.peer_host)
+        except Exception:
+            self.log.failure("http: endpoint failed for {target}", target=head.target)
+            response = Response(500, (("Content-Type", "text/plain"),), b"internal error\n")
+        slot.response = response
+        if response.delay > 0:
+            slot.timer = self.reactor.callLater(response.delay, self._delayed, slot)
+        else:
+            slot.ready = True
+
+    def _delayed(self, slot: _Slot):
+        slot.timer = None
+        slot.ready = True
+        self._settle()
+
+    def _fail(self, status: int, reason: str, now: float):
+        """Answer ``status`` after the responses already queued, then close."""
+        slot = self._current
+        if slot is None or slot.complete:
+            slot = _Slot(None, now)
+            self.queue.append(slot)
+        self._current = None
+        slot.complete = True
+        slot.error = (status, reason)
+        slot.close = True
+        slot.ready = True
+        self._stop_input()
+
+    def _stop_input(self):
+        self._input_stopped = True
+        self._current = None
+
+    def _settle(self):
+        """After any input or timer: write what is ready, parse what the queue now has room
+        for, flush once, set read flow control and the timer."""
+        parser = self.parser
+        for _ in range(self.factory.max_pipeline + 1):
+            self._pump()
+            if self._closing or self._input_stopped or not parser.held:
+                break
+            allowance = self._allowance()
+            if not allowance:
+                break
+            now = self.reactor.seconds()
+            self._handle(parser.feed(b"", now, allowance), now)
+        self._flush()
+        # read no further while the parser holds requests back for lack of queue room
+        hold = parser.held and not self._closing and not self._input_stopped
+        if hold != self._read_held:
+            self._read_held = hold
+            if hold:
+                self.transport.pauseProducing()
+            elif not self._write_paused and not self._closing:
+                self.transport.resumeProducing()
+        self._arm()
+
+    # -- output
+
+    def _pump(self):
+        queue = self.queue
+        while queue and not self._write_paused and not self._closing:
+            slot = queue[0]
+            if not slot.ready:
+                if slot.want_continue and not slot.continue_sent and not slot.complete:
+                    slot.continue_sent = True
+                    self._out.append(CONTINUE)
+                break
+            if slot.streaming:
+                break
+            if not self._start(slot):
+                break  # streaming: the piece timer continues
+            self._done(slot)
+        if not queue and not self._closing and (self._read_closed or self._input_stopped):
+            self._close()
+
+    def _date(self) -> str:
+        f = self.factory
+        now = int(self.reactor.seconds())
+        if now != f._date_second:
+            f._date_second = now
+            f._date_value = http_date(now)
+            f._preamble = f"Server: {SERVER}\r\nDate: {f._date_value}\r\n"
+        return f._date_value
+
+    def _start(self, slot: _Slot) -> bool:
+        """Write the response (or its head and first pieces); True when it is complete."""
+        if slot.error is not None:
+            status, reason = slot.error
+            data = error_response(status, reason, self._date())
+            self._out.append(data)
+            slot.sent = len(data)
+            return True
+        head = slot.head
+        resp = slot.response
+        status = resp.status
+        keep = head.keep_alive and not slot.close
+        slot.close = not keep
+        self._date()
+        headers = [status_text(status), self.factory._preamble]
+        for name, value in resp.headers:
+            headers.append(f"{name}: {value}\r\n")
+        body = resp.body
+        pieces = resp.pieces
+        chunked = False
+        if bodiless_status(status):
+            body = b""
+            pieces = None
+        elif pieces is not None:
+            if resp.chunked and head.version == "HTTP/1.1":
+                chunked = True
+                headers.append("Transfer-Encoding: chunked\r\n")
+                if not resp.interval:
+                    body = b"".join([chunk(p) for p in pieces]) + LAST_CHUNK
+                    pieces = None
+            else:
+                headers.append(f"Content-Length: {sum(map(len, pieces))}\r\n")
+                if not resp.interval:
+                    body = b"".join(pieces)
+                    pieces = None
+        elif not any(k == "Content-Length" for k, _ in resp.headers):
+            headers.append(f"Content-Length: {len(body)}\r\n")
+        if not keep:
+            headers.append("Connection: close\r\n\r\n")
+        elif head.version == "HTTP/1.0":
+            headers.append("Connection: keep-alive\r\n\r\n")
+        else:
+            headers.append("\r\n")
+        if head.method == "HEAD":
+            body = b""
+            pieces = None
+        data = "".join(headers).encode("latin-1", "replace")
+        if body:
+            data += body
+        self._out.append(data)
+        slot.sent = len(data)
+        if pieces is None:
+            return True
+        slot.streaming = True
+        slot.timer = self.reactor.callLater(resp.interval, self._piece, slot, pieces, 0, chunked)
+        return False
+
+    def _piece(self, slot: _Slot, pieces, index: int, chunked: bool):
+        slot.timer = None
+        data = pieces[index]
+        if chunked:
+            data = chunk(data) + (LAST_CHUNK if index + 1 == len(pieces) else b"")
+        self._out.append(data)
+        slot.sent += len(data)
+        if index + 1 < len(pieces):
+            interval = slot.response.interval
+            slot.timer = self.reactor.callLater(interval, self._piece, slot, pieces, index + 1,
+                                                chunked)
+        else:
+            slot.streaming = False
+            self._done(slot)
+        self._settle()
+
+    def _done(self, slot: _Slot):
+        """Slot fully written: drop it (its log line follows the flush), close if it was the
+        last."""
+        self.queue.popleft()
+        self.requests += 1
+        if self.factory.access_log:
+            self._finished.append((slot, self.reactor.seconds()))
+        if slot.close:
+            self._close()
+
+    def _flush(self):
+        out = self._out
+        if not out:
+            if self._finished:
+                self._log_finished()
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        t = self.transport
+        if self._direct and not t.dataBuffer and not t._tempDataLen and not t.disconnecting:
+            # Nothing queued in the transport: send now instead of waiting a reactor turn for
+            # writability (saves two epoll changes and a doWrite per response).
+            sent = t.writeSomeData(data)
+            if type(sent) is int:
+                data = data[sent:] if sent < len(data) else b""
+        if data:
+            t.write(data)
+        if self._finished:
+            self._log_finished()
+
+    def _log_finished(self):
+        """One access-log line per answered request, emitted after its bytes went out."""
+        finished, self._finished = self._finished, []
+        log = self._access_log
+        for slot, end in finished:
+            head = slot.head
+            method, target, version = (head.method, head.target, head.version) if head else "---"
+            status = slot.error[0] if slot.error else slot.response.status
+            duration = end - slot.started
+            line = f"{self.peer} {method} {target} {version} {status} {slot.sent} {duration:.4f}s"
+            if "{" in line or "}" in line:
+                line = line.replace("{", "{{").replace("}", "}}")
+            # the line is its own format (cheapest to render); the parts stay structured
+            log.info(line, access=True, client=self.peer, method=method, target=target,
+                     version=version, status=status, bytes=slot.sent, duration=duration,
+                     reason=slot.error[1] if slot.error else None)
+
+    def _close(self):
+        """No more responses: half-close and drain the client's input briefly, then close."""
+        if self._closing:
+            return
+        self._closing = True
+        self._input_stopped = True
+        self._flush()
+        for slot in self.queue:  # requests after the one that closes are never answered
+            if slot.timer is not None and slot.timer.active():
+                slot.timer.cancel()
+        self.queue.clear()
+        self._cancel_timer()
+        self.transport.unregisterProducer()
+        if self._read_closed or not self._plain:
+            self.transport.loseConnection()
+            return
+        self.transport.resumeProducing()  # keep reading (and discarding) until the client closes
+        self.transport.loseWriteConnection()
+        self._set_timer("linger", LINGER)
+
+    def _abort(self):
+        self._closing = True
+        self._input_stopped = True
+        self._cancel_timer()
+        self.transport.abortConnection()
+
+    # -- timers
+
+    def _arm(self):
+        if self._closing:
+            return
+        f = self.factory
+        p = self.parser
+        kind, delay = None, 0.0
+        if self._write_paused:
+            kind, delay = "send", f.idle_timeout
+        elif self._input_stopped:
+            kind = None
+        elif p.in_body:
+            kind, delay = "body", f.idle_timeout
+        elif p.held:
+            kind = None
+        elif p.buffered or (not self.queue and self.requests == 0):
+            kind, delay = "header", f.header_timeout
+        elif not self.queue:
+            kind, delay = "keepalive", f.keepalive_timeout
+        if kind == self._timer_kind:
+            return
+        self._timer_kind = None
+        if kind is not None and delay > 0:
+            self._set_timer(kind, delay)
+
+    def _pending_out(self) -> int | None:
+        """Bytes waiting in a plain TCP transport's buffer (None when unknown)."""
+        t = self.transport
+        if not self._plain:
+            return None
+        return len(t.dataBuffer) - t.offset + t._tempDataLen
+
+    # One lazy timer per connection: setting or clearing a deadline is an attribute write; the
+    # single DelayedCall, when it fires early, reschedules itself for the current deadline.
+    # (A callLater and a cancel per request would cost more than parsing the request.)
+
+    def _set_timer(self, kind: str, delay: float):
+        if kind == "send" or kind == "linger":
+            self._send_mark = self._pending_out()
+        self._timer_kind = kind
+        self._deadline = self.reactor.seconds() + delay
+        timer = self._timer
+        if timer is None:
+            self._timer = self.reactor.callLater(delay, self._on_timer)
+        elif timer.getTime() > self._deadline:
+            timer.reset(delay)
+
+    def _cancel_timer(self):
+        self._timer_kind = None
+
+    def _stop_timer(self):
+        self._timer_kind = None
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self):
+        self._timer = None
+        kind = self._timer_kind
+        if kind is None:
+            return
+        left = self._deadline - self.reactor.seconds()
+        if left > 1e-6:
+            self._timer = self.reactor.callLater(left, self._on_timer)
+            return
+        self._timer_kind = None
+        self._timed_out(kind)
+
+    def _timed_out(self, kind: str):
+        f = self.factory
+        now = self.reactor.seconds()
+        if kind == "header":
+            self._fail(408, f"request head not complete within {f.header_timeout:g}s", now)
+        elif kind == "body":
+            self._fail(408, f"no request body bytes for {f.idle_timeout:g}s", now)
+        elif kind == "keepalive":
+            self._close()
+            return
+        elif kind == "linger" and not self._pending_out():
+            # everything is in the kernel's hands and the client has not closed: close our
+            # side too (gracefully: the kernel still delivers what it holds)
+            self.transport.loseConnection()
+            return
+        elif kind in ("send", "linger") and (pending := self._pending_out()) is not None and (
+            0 < pending < self._send_mark
+        ):
+            self._set_timer(kind, f.idle_timeout)  # a slow reader, but a reader: more time
+            return
+        else:  # "send" (client not reading) or "linger" (client not closing)
+            self.log.info("http {peer}: closing, {kind} timeout", peer=self.peer, kind=kind)
+            self._abort()
+            return
+        self._settle()
+
+
+class HttpFactory(LimitedFactory):
+    protocol = HttpProtocol
+    service_name = "http"
+    refusal_message = error_response(503, "too many connections", None)
+
+    def __init__(
+        self,
+        reactor=None,
+        *,
+        max_connections: int = 1000,
+        max_per_peer: int = 0,
+        max_request_line: int = DEFAULT_MAX_REQUEST_LINE,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        max_headers: int = DEFAULT_MAX_HEADERS,
+        max_body: int = DEFAULT_MAX_BODY,
+        header_timeout: float = 5.0,
+        keepalive_timeout: float = 15.0,
+        idle_timeout: float = 30.0,
+        max_pipeline: int = 32,
+        access_log: bool = True,
+        direct_send: bool = True,
+        app: HttpApp | None = None,
+        app_limits: AppLimits | None = None,
+    ):
+        super().__init__(max_connections, max_per_peer, reactor)
+        self.max_request_line = max_request_line
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
+        self.max_body = max_body
+        self.header_timeout = header_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.idle_timeout = idle_timeout
+        self.max_pipeline = max(1, max_pipeline)
+        self.access_log = access_log
+        self.direct_send = direct_send
+        self.app = app or HttpApp(app_limits)
+        self._date_second = -1
+        self._date_value = ""
+        self._preamble = ""
+
+
+def _positive_int(flag: str, value) -> int:
+    number = non_negative_int(flag, value)
+    if number == 0:
+        raise usage.UsageError(f"{flag}: must be at least 1")
+    return number
+
+
+class Options(ServerOptions):
+    synopsis = "[options]"
+    longdesc = (
+        "An HTTP/1.1 server with httpbin-style endpoints, a test target for HTTP clients. "
+        "Try: curl -v http://127.0.0.1:8080/get ; curl http://127.0.0.1:8080/ lists the "
+        "endpoints. --idle-timeout applies while a request body is being read and while the "
+        "client does not read a response."
+    )
+    default_listen = "8080"
+    default_idle_timeout = 30.0
+    optFlags = [["no-access-log", None, "Do not log a line per request."]]
+
+    def __init__(self):
+        super().__init__()
+        self["max-body"] = DEFAULT_MAX_BODY
+        self["max-request-line"] = DEFAULT_MAX_REQUEST_LINE
+        self["max-header-bytes"] = DEFAULT_MAX_HEADER_BYTES
+        self["max-headers"] = DEFAULT_MAX_HEADERS
+        self["header-timeout"] = 5.0
+        self["keepalive-timeout"] = 15.0
+        self["max-pipeline"] = 32
+
+    def opt_max_body(self, value):
+        """Largest request body in bytes; larger gets 413 (default 1 MiB)."""
+        self["max-body"] = non_negative_int("--max-body", value)
+
+    def opt_max_request_line(self, value):
+        """Longest request line in bytes; longer gets 414 (default 8192)."""
+        self["max-request-line"] = _positive_int("--max-request-line", value)
+
+    def opt_max_header_bytes(self, value):
+        """Largest header section in bytes; larger gets 431 (default 16384)."""
+        self["max-header-bytes"] = _positive_int("--max-header-bytes", value)
+
+    def opt_max_headers(self, value):
+        """Most header fields in a request; more gets 431 (default 100)."""
+        self["max-headers"] = _positive_int("--max-headers", value)
+
+    def opt_header_timeout(self, value):
+        """Seconds allowed to send a complete request head; then 408 (default 5, 0 = never)."""
+        self["header-timeout"] = non_negative_float("--header-timeout", value)
+
+    def opt_keepalive_timeout(self, value):
+        """Close a connection idle between requests after this many seconds (default 15,
+        0 = never)."""
+        self["keepalive-timeout"] = non_negative_float("--keepalive-timeout", value)
+
+    def opt_max_pipeline(self, value):
+        """Requests read ahead of their responses on one connection (default 32)."""
+        self["max-pipeline"] = _positive_int("--max-pipeline", value)
+
+
+def make_factory(options, reactor=None) -> HttpFactory:
+    return HttpFactory(
+        reactor,
+        max_connections=options["max-connections"],
+        max_per_peer=options["max-connections-per-peer"],
+        max_request_line=options["max-request-line"],
+        max_header_bytes=options["max-header-bytes"],
+        max_headers=options["max-headers"],
+        max_body=options["max-body"],
+        header_timeout=options["header-timeout"],
+        keepalive_timeout=options["keepalive-timeout"],
+        idle_timeout=options["idle-timeout"],
+        max_pipeline=options["max-pipeline"],
+        access_log=not options["no-access-log"],
+    )
+
+
+def make_service(options, reactor=None) -> service.IService:
+    return ListeningService("http", options["listen"], make_factory(options, reactor),
+                            reactor=reactor)

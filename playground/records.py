@@ -1,0 +1,279 @@
+"""What the decoder chain hands to its sinks: one record class per kind, and their JSON form.
+
+Pure (no Twisted, no clock, no I/O). Records hold references to what the decoders produced (no
+copies); sinks format only what they print. ``to_json(record, max_value)`` gives the stable JSON
+object described in ``docs/json-schema.md`` (schema version ``SCHEMA``); change both together.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+
+import attrs
+
+from playground import resp
+
+SCHEMA = 1
+MAX_ITEMS = 1000  # elements of one aggregate shown in JSON before {"more": N}
+
+
+@attrs.define(slots=True)
+class Open:
+    pair: int
+    ts: float
+    client: str
+    listen: str
+    server: str
+    target: str
+
+
+@attrs.define(slots=True)
+class Close:
+    pair: int
+    ts: float
+    client: str
+    bytes_c2s: int
+    bytes_s2c: int
+    duration: float
+    closed_by: str
+    how: str
+
+
+@attrs.define(slots=True)
+class HalfClose:
+    pair: int
+    ts: float
+    direction: str
+
+
+@attrs.define(slots=True)
+class Detected:
+    pair: int
+    ts: float
+    protocol: str  # resp | http | text | hex
+    forced: bool  # chosen by --decode rather than detected
+
+
+@attrs.define(slots=True)
+class RedisExchange:
+    pair: int
+    ts: float
+    client: str
+    command: tuple  # bytes arguments, redacted when redaction is on
+    reply: object  # a playground.resp value
+    latency: float | None
+    redacted: bool = False
+
+
+@attrs.define(slots=True)
+class RedisPush:
+    pair: int
+    ts: float
+    value: object  # the push's items (tuple) or another out-of-band value
+
+
+@attrs.define(slots=True)
+class RedisUnanswered:
+    pair: int
+    ts: float
+    client: str
+    command: tuple
+    redacted: bool = False
+
+
+@attrs.define(slots=True)
+class HttpExchange:
+    pair: int
+    ts: float
+    client: str
+    method: bytes | None
+    target: bytes | None
+    version: bytes | None
+    status: int | None  # None: unanswered
+    reason: bytes
+    latency: float | None
+    request_headers: tuple
+    response_headers: tuple
+    request_body_size: int
+    response_body_size: int
+    content_type: bytes | None
+    request_preview: bytes
+    response_preview: bytes
+    interim: tuple = ()
+    complete: bool = True
+
+
+@attrs.define(slots=True)
+class TextLine:
+    pair: int
+    ts: float
+    direction: str
+    data: bytes
+    offset: int
+    partial: bool
+
+
+@attrs.define(slots=True)
+class HexChunk:
+    pair: int
+    ts: float
+    direction: str
+    data: bytes  # the whole chunk; sinks show up to their bound
+    offset: int
+
+
+@attrs.define(slots=True)
+class Undecodable:
+    pair: int
+    ts: float
+    direction: str
+    protocol: str
+    reason: str
+    offset: int | None
+
+
+@attrs.define(slots=True)
+class Notice:
+    """Something the chain wants a reader to know (a protocol switch, a dropped backlog)."""
+
+    pair: int
+    ts: float
+    message: str
+
+
+# -- JSON ----------------------------------------------------------------------------------
+
+
+def json_bytes(data: bytes, limit: int = 0):
+    """A string when ``data`` is whole valid UTF-8; otherwise an object with ``base64`` (not
+    UTF-8) or ``text`` (UTF-8), plus ``length`` when cut at ``limit`` bytes."""
+    cut = bool(limit) and len(data) > limit
+    part = data[:limit] if cut else data
+    try:
+        text = part.decode("utf-8")
+        if not cut:
+            return text
+        out = {"text": text}
+    except UnicodeDecodeError as e:
+        if cut and e.reason == "unexpected end of data" and e.start >= len(part) - 3:
+            out = {"text": part[: e.start].decode("utf-8")}  # cut inside a character
+        else:
+            out = {"base64": base64.b64encode(part).decode("ascii")}
+    if cut:
+        out["length"] = len(data)
+    return out
+
+
+def json_value(value, limit: int = 0, depth: int = 0):
+    """A RESP value (``playground.resp`` model) as JSON; see docs/json-schema.md."""
+    if isinstance(value, bytes):
+        return json_bytes(value, limit)
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"double": str(value)}
+    if depth > 32:
+        return {"more": 1}
+    if isinstance(value, (list, tuple)):
+        return _json_items(value, limit, depth)
+    if isinstance(value, resp.Simple):
+        return {"simple": json_bytes(value.value, limit)}
+    if isinstance(value, resp.Error):
+        return {"error": json_bytes(value.value, limit)}
+    if isinstance(value, resp.Map):
+        pairs = [[json_value(k, limit, depth + 1), json_value(v, limit, depth + 1)]
+                 for k, v in value.items[:MAX_ITEMS]]
+        if len(value.items) > MAX_ITEMS:
+            pairs.append({"more": len(value.items) - MAX_ITEMS})
+        return {"map": pairs}
+    if isinstance(value, resp.Set):
+        return {"set": _json_items(value.items, limit, depth)}
+    if isinstance(value, resp.Push):
+        return {"push": _json_items(value.items, limit, depth)}
+    if isinstance(value, resp.BigNumber):
+        return {"bignum": str(value.value)}
+    if isinstance(value, resp.Verbatim):
+        return {"verbatim": json_bytes(value.text, limit),
+                "format": value.format.decode("latin-1")}
+    if isinstance(value, resp.Attributed):
+        return {"attributes": json_value(value.attributes, limit, depth + 1),
+                "value": json_value(value.value, limit, depth + 1)}
+    if isinstance(value, resp.Inline):
+        return _json_items(value.args, limit, depth)
+    return {"unknown": repr(value)[:200]}
+
+
+def _json_items(items, limit: int, depth: int) -> list:
+    out = [json_value(v, limit, depth + 1) for v in items[:MAX_ITEMS]]
+    if len(items) > MAX_ITEMS:
+        out.append({"more": len(items) - MAX_ITEMS})
+    return out
+
+
+def _headers(headers, limit: int) -> list:
+    return [[json_bytes(k), json_bytes(v, limit)] for k, v in headers]
+
+
+def to_json(r, limit: int = 0) -> dict:
+    """The JSON object of record ``r``; bytes values are cut at ``limit`` bytes (0 = whole)."""
+    kind = type(r)
+    if kind is RedisExchange:
+        return {"type": "redis", "pair": r.pair, "ts": r.ts, "client": r.client,
+                "command": _json_items(r.command, limit, 0),
+                "reply": json_value(r.reply, limit), "latency": r.latency,
+                "redacted": r.redacted}
+    if kind is HttpExchange:
+        return {"type": "http", "pair": r.pair, "ts": r.ts, "client": r.client,
+                "method": _text(r.method), "target": json_bytes(r.target or b"", limit),
+                "version": _text(r.version), "status": r.status, "reason": _text(r.reason),
+                "latency": r.latency, "interim": list(r.interim), "complete": r.complete,
+                "request_headers": _headers(r.request_headers, limit),
+                "response_headers": _headers(r.response_headers, limit),
+                "request_body_size": r.request_body_size,
+                "response_body_size": r.response_body_size,
+                "content_type": _text(r.content_type),
+                "request_preview": json_bytes(r.request_preview),
+                "response_preview": json_bytes(r.response_preview)}
+    if kind is TextLine:
+        return {"type": "text", "pair": r.pair, "ts": r.ts, "direction": r.direction,
+                "offset": r.offset, "line": json_bytes(r.data, limit), "partial": r.partial}
+    if kind is HexChunk:
+        return {"type": "bytes", "pair": r.pair, "ts": r.ts, "direction": r.direction,
+                "offset": r.offset, "data": _b64(r.data, limit)}
+    if kind is RedisPush:
+        return {"type": "redis_push", "pair": r.pair, "ts": r.ts,
+                "value": json_value(r.value, limit)}
+    if kind is RedisUnanswered:
+        return {"type": "redis_unanswered", "pair": r.pair, "ts": r.ts, "client": r.client,
+                "command": _json_items(r.command, limit, 0), "redacted": r.redacted}
+    if kind is Open:
+        return {"type": "open", "pair": r.pair, "ts": r.ts, "client": r.client,
+                "listen": r.listen, "server": r.server, "target": r.target}
+    if kind is Close:
+        return {"type": "close", "pair": r.pair, "ts": r.ts, "client": r.client,
+                "bytes_c2s": r.bytes_c2s, "bytes_s2c": r.bytes_s2c, "duration": r.duration,
+                "closed_by": r.closed_by, "how": r.how}
+    if kind is HalfClose:
+        return {"type": "half_close", "pair": r.pair, "ts": r.ts, "direction": r.direction}
+    if kind is Detected:
+        return {"type": "protocol", "pair": r.pair, "ts": r.ts, "protocol": r.protocol,
+                "forced": r.forced}
+    if kind is Undecodable:
+        return {"type": "undecodable", "pair": r.pair, "ts": r.ts, "direction": r.direction,
+                "protocol": r.protocol, "reason": r.reason, "offset": r.offset}
+    if kind is Notice:
+        return {"type": "notice", "pair": r.pair, "ts": r.ts, "message": r.message}
+    raise TypeError(f"not a record: {r!r}")
+
+
+def _text(data: bytes | None):
+    return None if data is None else data.decode("utf-8", "replace")
+
+
+def _b64(data: bytes, limit: int) -> dict:
+    part = data[:limit] if limit and len(data) > limit else data
+    out = {"base64": base64.b64encode(part).decode("ascii")}
+    if len(part) < len(data):
+        out["length"] = len(data)
+    return out

@@ -1,0 +1,878 @@
+"""RESP2/RESP3 wire format: an incremental, bounded parser and an encoder (pure, no I/O).
+
+Value model (what :class:`RespParser` produces and :func:`encode` accepts):
+
+=========================  ===========================================
+RESP                       Python
+=========================  ===========================================
+bulk string ``$``          ``bytes``
+simple string ``+``        :class:`Simple`
+simple error ``-``         :class:`Error` (bulk error ``!``: ``bulk=True``)
+integer ``:``              ``int``
+null ``$-1`` ``*-1`` ``_`` ``None``
+boolean ``#``              ``bool``
+double ``,``               ``float`` (``inf``, ``-inf``, ``nan``)
+big number ``(``           :class:`BigNumber`
+verbatim ``=``             :class:`Verbatim`
+array ``*``                ``list``
+map ``%``                  :class:`Map` (a tuple of key/value pairs)
+set ``~``                  :class:`Set`
+push ``>``                 :class:`Push`
+attribute ``|``            :class:`Attributed` wrapping the value that follows
+inline command             :class:`Inline` (only with ``inline=True``)
+=========================  ===========================================
+
+The parser never raises on input: malformed or over-limit input becomes a :class:`ProtocolError`
+as the last item of a ``feed`` result, after which the parser stays failed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from itertools import accumulate as _accumulate
+from itertools import chain as _chain
+from operator import add as _add
+from operator import sub as _sub
+
+import attrs
+
+try:
+    import hiredis as _hiredis
+except ImportError:  # pragma: no cover - hiredis is a dependency; the pure parser suffices
+    _hiredis = None
+
+__all__ = [
+    "Attributed",
+    "BigNumber",
+    "Error",
+    "Inline",
+    "Map",
+    "ProtocolError",
+    "Push",
+    "RespParser",
+    "Set",
+    "Simple",
+    "Verbatim",
+    "encode",
+    "encode_command",
+    "split_inline",
+]
+
+
+@attrs.frozen
+class Simple:
+    """A simple string (``+OK``)."""
+
+    value: bytes
+
+
+@attrs.frozen
+class Error:
+    """An error reply: ``-ERR ...`` or, with ``bulk=True``, the RESP3 bulk error ``!``."""
+
+    value: bytes
+    bulk: bool = False
+
+    @property
+    def code(self) -> bytes:
+        """The error code, the first word (``ERR``, ``WRONGTYPE``, ``NOAUTH``...)."""
+        return self.value.split(b" ", 1)[0]
+
+
+@attrs.frozen
+class BigNumber:
+    value: int
+
+
+@attrs.frozen
+class Verbatim:
+    """A RESP3 verbatim string: a three-byte ``format`` (``txt``, ``mkd``) and the text."""
+
+    format: bytes
+    text: bytes
+
+
+@attrs.frozen
+class Map:
+    """A RESP3 map, as an ordered tuple of ``(key, value)`` pairs (keys may be unhashable)."""
+
+    items: tuple = ()
+
+    def get(self, key, default=None):
+        for k, v in self.items:
+            if k == key:
+                return v
+        return default
+
+
+@attrs.frozen
+class Set:
+    items: tuple = ()
+
+
+@attrs.frozen
+class Push:
+    """A RESP3 out-of-band push (pub/sub messages, invalidations)."""
+
+    items: tuple = ()
+
+
+@attrs.frozen
+class Attributed:
+    """A value preceded by a RESP3 attribute map."""
+
+    attributes: Map
+    value: object
+
+
+@attrs.frozen
+class Inline:
+    """An inline command (``PING\\r\\n`` typed into nc/telnet), split the way Redis splits it."""
+
+    args: tuple
+
+
+@attrs.frozen
+class ProtocolError:
+    """Input that is not RESP (or exceeds a bound), at absolute stream ``offset``."""
+
+    message: str
+    offset: int
+
+
+# Type bytes.
+_BULK, _SIMPLE, _ERROR, _INT, _ARRAY = 36, 43, 45, 58, 42
+_NULL, _BOOL, _DOUBLE, _BIG, _BULKERR, _VERB = 95, 35, 44, 40, 33, 61
+_MAP, _SET, _PUSH, _ATTR = 37, 126, 62, 124
+_WRAP = -1  # internal frame: waiting for the value an attribute map applies to
+_TYPE_BYTES = frozenset(b"$+-:*_#,(!=%~>|")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_DOUBLE_RE = re.compile(
+    rb"-?(?:inf|nan|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\Z", re.IGNORECASE
+)
+_PENDING = object()
+_HIREDIS_MIN = 256  # below this many bytes the pure parser is as fast
+_RISKY_TYPE = re.compile(rb"\r\n[~>|=]")
+_LIST_ONLY = {list}
+_BYTES_ONLY = {bytes}
+_EMPTY = {_ARRAY: list, _MAP: Map, _SET: Set, _PUSH: Push}
+
+
+def _pairs(items: list) -> tuple:
+    return tuple(zip(items[0::2], items[1::2], strict=True))
+
+
+def _num(s: bytes):
+    """A strict signed decimal (as Redis' string2ll: no sign +, no leading zeros, no -0), or None."""
+    if len(s) > 20:
+        return None  # beyond 64 bits anyway
+    if s.isdigit():
+        if s[0] == 48 and len(s) > 1:
+            return None
+        return int(s)
+    if s[:1] == b"-" and s[1:].isdigit() and s[1] != 48:
+        return -int(s[1:])
+    return None
+
+
+def _bignum(s: bytes):
+    if len(s) > 4000:  # int() refuses more than 4300 digits by default
+        return None
+    digits = s[1:] if s[:1] == b"-" else s
+    if not digits.isdigit() or (digits[0] == 48 and len(s) > 1):
+        return None
+    return int(s)
+
+
+def _double(s: bytes):
+    if _DOUBLE_RE.match(s) is None:
+        return None
+    v = float(s)
+    if math.isinf(v) and b"inf" not in s.lower():
+        return None  # overflow, as hiredis
+    return v
+
+
+_ESCAPES = {
+    ord("n"): 10,
+    ord("r"): 13,
+    ord("t"): 9,
+    ord("b"): 8,
+    ord("a"): 7,
+}
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_SPACE = frozenset(b" \t\n\r\x0b\x0c")
+_TOKEN_END = frozenset(b" \n\r\t")
+_PLAIN_SPLIT_UNSAFE = re.compile(rb"[\"'\x0b\x0c]")
+
+
+def split_inline(line: bytes):
+    """Split an inline command line exactly as Redis' ``sdssplitargs`` does.
+
+    Returns a tuple of arguments, or ``None`` for unbalanced quotes. Like Redis (which handles the
+    line as a C string), a NUL byte ends the line.
+    """
+    nul = line.find(b"\x00")
+    if nul >= 0:
+        line = line[:nul]
+    if _PLAIN_SPLIT_UNSAFE.search(line) is None:
+        return tuple(line.split())
+    args = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i] in _SPACE:
+            i += 1
+        if i >= n:
+            return tuple(args)
+        cur = bytearray()
+        inq = insq = False
+        while True:
+            if inq:
+                if i >= n:
+                    return None
+                c = line[i]
+                if (
+                    c == 92
+                    and i + 3 < n
+                    and line[i + 1] == 120
+                    and line[i + 2] in _HEX
+                    and line[i + 3] in _HEX
+                ):
+                    cur.append(int(line[i + 2 : i + 4], 16))
+                    i += 3
+                elif c == 92 and i + 1 < n:
+                    i += 1
+                    cur.append(_ESCAPES.get(line[i], line[i]))
+                elif c == 34:
+                    if i + 1 < n and line[i + 1] not in _SPACE:
+                        return None
+                    i += 1
+                    break
+                else:
+                    cur.append(c)
+            elif insq:
+                if i >= n:
+                    return None
+                c = line[i]
+                if c == 92 and i + 1 < n and line[i + 1] == 39:
+                    i += 1
+                    cur.append(39)
+                elif c == 39:
+                    if i + 1 < n and line[i + 1] not in _SPACE:
+                        return None
+                    i += 1
+                    break
+                else:
+                    cur.append(c)
+            else:
+                if i >= n:
+                    break
+                c = line[i]
+                if c in _TOKEN_END:
+                    i += 1
+                    break
+                if c == 34:
+                    inq = True
+                elif c == 39:
+                    insq = True
+                else:
+                    cur.append(c)
+            i += 1
+        args.append(bytes(cur))
+
+
+class _Failed(Exception):
+    def __init__(self, message: str, offset: int):
+        self.message = message
+        self.offset = offset
+
+
+class RespParser:
+    """Incremental RESP2/RESP3 parser.
+
+    ``feed(data)`` returns the complete top-level values in order; ``feed_sized(data)`` returns
+    ``(value, nbytes)`` pairs, ``nbytes`` being the frame's length on the wire (a final
+    :class:`ProtocolError` comes as ``(error, 0)``), ``feed_spans(data)`` ``(value, start, end)``
+    with stream offsets. Any of them may be used on each feed. Skipped empty inline lines belong
+    to no frame.
+
+    Costs are linear in the input whatever the split: a partial line is searched only in its new
+    bytes, a bulk that is not complete in one feed is collected as a list of chunks joined once,
+    and aggregates keep their completed elements on an explicit stack.
+
+    Runs of complete arrays of bulk strings (ordinary commands) are parsed by ``hiredis`` where
+    that is exact (about twice as fast; see ``_hiredis_prefix`` for why it is exact);
+    ``use_hiredis=False`` turns that off.
+
+    With ``inline=True`` (a server reading requests) a top-level frame not starting with ``*`` is
+    an inline command, as in Redis; empty inline lines are skipped.
+    """
+
+    def __init__(
+        self,
+        max_bulk: int = 512 * 1024 * 1024,
+        max_depth: int = 128,
+        max_inline: int = 64 * 1024,
+        inline: bool = False,
+        use_hiredis: bool = True,
+    ):
+        self.max_bulk = max_bulk
+        self.max_depth = max_depth
+        self.max_inline = max_inline
+        self.inline = inline
+        self._use_hiredis = use_hiredis and _hiredis is not None
+        self.failed = False
+        self._stack: list = []  # frames: [kind, remaining, items, attributes-map]
+        self._pend = bytearray()  # a partial line
+        self._scan = 0  # how far _pend has been searched for a newline
+        self._abs = 0  # stream offset of the first byte not consumed yet
+        self._fstart = 0  # stream offset where the current top-level frame began
+        self._chunks = None  # list while collecting a bulk body across feeds
+        self._need = 0  # body bytes still missing
+        self._tail = b""  # CRLF bytes seen after the body
+        self._bkind = 0
+        self._bstart = 0  # stream offset of the bulk's header
+
+    @property
+    def offset(self) -> int:
+        """Bytes consumed so far (the stream offset parsing has reached)."""
+        return self._abs + len(self._pend)
+
+    def feed(self, data: bytes) -> list:
+        return self._feed(data, False)
+
+    def feed_sized(self, data: bytes) -> list:
+        return [(v, end - start) for v, start, end in self._feed(data, True)]
+
+    def feed_spans(self, data: bytes) -> list:
+        """``(value, start, end)``: each frame with its stream offsets (a final
+        :class:`ProtocolError` comes as ``(error, offset, offset)``)."""
+        return self._feed(data, True)
+
+    @property
+    def frame_start(self) -> int:
+        """Stream offset where the unfinished top-level frame begins (``offset`` if none)."""
+        if self._stack or self._chunks is not None:
+            return self._fstart
+        return self._abs
+
+    def _fail(self, out: list, sized: bool, message: str, offset: int) -> list:
+        self.failed = True
+        self._stack = []
+        self._pend = bytearray()
+        self._chunks = None
+        err = ProtocolError(message, offset)
+        out.append((err, offset, offset) if sized else err)
+        return out
+
+    def _feed(self, data, sized: bool) -> list:
+        out: list = []
+        if self.failed or not data:
+            return out
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        try:
+            start = 0
+            if self._chunks is not None:
+                start = self._continue_bulk(data, out, sized)
+                if start < 0:
+                    return out
+                buf = data
+            elif self._pend:
+                pend = self._pend
+                pend += data
+                if pend.find(b"\n", self._scan) < 0:
+                    self._scan = len(pend)
+                    if len(pend) > self.max_inline + 2:
+                        raise _Failed("line longer than %d bytes" % self.max_inline, self._abs)
+                    return out
+                buf = bytes(pend)
+                self._pend = bytearray()
+            else:
+                buf = data
+            if start < len(buf):
+                self._parse(buf, start, out, sized)
+        except _Failed as e:
+            return self._fail(out, sized, e.message, e.offset)
+        except Exception as e:  # a bug must not become a traceback in the caller
+            return self._fail(out, sized, "internal parser error: %r" % (e,), self.offset)
+        return out
+
+    def _hiredis_prefix(self, data: bytes, out: list, sized: bool) -> int:
+        r"""Parse the leading complete frames of ``data`` with hiredis where that is exact.
+
+        ``data`` starts at a frame boundary, with ``*``. hiredis parses it up to the last
+        ``\r\n*`` (a candidate boundary). The result is used only when hiredis consumed that
+        prefix into complete frames that are flat lists of bytes, the prefix holds no ``\r\n``
+        followed by a type byte whose value hiredis shows as a list or as bytes of a size other
+        than a bulk's (``~ > | =``), the prefix's length equals the sum of the frame sizes
+        computed as arrays of bulk strings (lengths are canonical: hiredis is as strict as we
+        are), and its CRLF count is the expected one. Simple strings and big numbers, which
+        hiredis also shows as bytes, are shorter than bulks, so under those conditions every
+        frame is an array of bulk strings, where hiredis' values equal ours. Returns the bytes
+        consumed; 0 means "not used", and the pure parser goes on.
+        """
+        end = data.rfind(b"\r\n*") + 2
+        if end <= 2:
+            end = len(data) if data.endswith(b"\r\n") else 0
+            if not end:
+                return 0
+        elif data.endswith(b"\r\n"):
+            end = len(data)
+        prefix = data[:end] if end < len(data) else data
+        if _RISKY_TYPE.search(prefix) is not None:
+            return 0
+        reader = _hiredis.Reader()
+        reader.feed(prefix)
+        values = []
+        try:
+            while (v := reader.gets()) is not False:
+                values.append(v)
+        except Exception:  # hiredis.ProtocolError: the pure parser reports it precisely
+            return 0
+        if not values or reader.has_data():
+            return 0
+        if set(map(type, values)) != _LIST_ONLY:
+            return 0
+        flat = list(_chain(*values))
+        if flat and set(map(type, flat)) != _BYTES_ONLY:
+            return 0
+        lens = list(map(len, flat))
+        if lens and end > self.max_bulk and max(lens) > self.max_bulk:
+            return 0
+        # hiredis skips the two bytes after a bulk body without looking at them: count CRLFs.
+        # Expected: one per frame header, two per element, plus those inside the bodies (the NUL
+        # separator keeps bodies from forming one across). A bad terminator removes one, unless
+        # a body ends with CR and the bad pair starts with LF: such bodies are left to the pure
+        # parser.
+        joined = b"\x00".join(flat)
+        if b"\r\x00" in joined or joined.endswith(b"\r"):
+            return 0
+        if prefix.count(b"\r\n") != len(values) + 2 * len(flat) + joined.count(b"\r\n"):
+            return 0
+        counts = list(map(len, values))
+        if sized:
+            # Per frame: "*k\r\n" + per element "$l\r\n" + l + "\r\n", with C-level maps only.
+            cum = list(_accumulate(map(_add, lens, map(len, map(str, lens))), initial=0))
+            at = list(map(cum.__getitem__, _accumulate(counts, initial=0)))
+            heads = map(_add, map(len, map(str, counts)), map((5).__mul__, counts))
+            sizes = list(map((3).__add__, map(_add, map(_sub, at[1:], at[:-1]), heads)))
+            total = sum(sizes)
+        else:
+            total = (
+                sum(lens)
+                + sum(map(len, map(str, lens)))
+                + 5 * len(lens)
+                + sum(map(len, map(str, counts)))
+                + 3 * len(counts)
+            )
+        if total != end:
+            return 0
+        if sized:
+            starts = list(_accumulate(sizes, initial=self._abs))
+            out.extend(zip(values, starts, starts[1:], strict=False))
+        else:
+            out.extend(values)
+        self._abs += total
+        return total
+
+    def _continue_bulk(self, data: bytes, out: list, sized: bool) -> int:
+        """Feed a bulk body being collected; the position after it in ``data``, or -1."""
+        pos = 0
+        n = len(data)
+        need = self._need
+        if need:
+            if n <= need:
+                self._chunks.append(data)
+                self._need = need - n
+                self._abs += n
+                return -1
+            self._chunks.append(data[:need])
+            self._need = 0
+            pos = need
+        want = 2 - len(self._tail)
+        tail = self._tail + data[pos : pos + want]
+        pos += len(tail) - len(self._tail)
+        self._abs += pos
+        if len(tail) < 2:
+            self._tail = tail
+            return -1
+        if tail != b"\r\n":
+            raise _Failed("bulk not terminated by CRLF", self._abs - 2)
+        body = b"".join(self._chunks)
+        self._chunks = None
+        self._tail = b""
+        value = self._bulk_value(self._bkind, body, self._bstart)
+        if self._stack:
+            top = self._stack[-1]
+            top[2].append(value)
+            top[1] -= 1
+            if top[1]:
+                return pos
+            value = self._close()
+            if value is _PENDING:
+                return pos
+        out.append((value, self._fstart, self._abs) if sized else value)
+        return pos
+
+    @staticmethod
+    def _bulk_value(kind: int, body: bytes, offset: int):
+        if kind == _BULK:
+            return body
+        if kind == _BULKERR:
+            return Error(body, bulk=True)
+        if len(body) < 4 or body[3] != 58:
+            raise _Failed("verbatim string without a 3-byte format", offset)
+        return Verbatim(body[:3], body[4:])
+
+    def _close(self):
+        """Pop completed aggregates; the completed top-level value, or _PENDING."""
+        stack = self._stack
+        while True:
+            kind, _, items, attributes = stack.pop()
+            if kind == _ARRAY:
+                value = items
+            elif kind == _MAP:
+                value = Map(_pairs(items))
+            elif kind == _SET:
+                value = Set(tuple(items))
+            elif kind == _PUSH:
+                value = Push(tuple(items))
+            elif kind == _ATTR:
+                stack.append([_WRAP, 1, [], Map(_pairs(items))])
+                return _PENDING
+            else:  # _WRAP
+                value = Attributed(attributes, items[0])
+            if not stack:
+                return value
+            top = stack[-1]
+            top[2].append(value)
+            top[1] -= 1
+            if top[1]:
+                return _PENDING
+
+    def _parse(self, buf: bytes, pos: int, out: list, sized: bool) -> None:
+        stack = self._stack
+        n = len(buf)
+        base = self._abs - pos  # stream offset of buf[0]
+        max_bulk = self.max_bulk
+        max_line = self.max_inline
+        inline = self.inline
+        fstart = self._fstart
+        find = buf.find
+        append = out.append
+        try_hiredis = self._use_hiredis
+        while pos < n:
+            t = buf[pos]
+            if not stack:
+                fstart = base + pos
+                if t == _ARRAY:
+                    if try_hiredis and n - pos >= _HIREDIS_MIN:
+                        try_hiredis = False  # once per feed: it takes all it can
+                        self._abs = base + pos
+                        used = self._hiredis_prefix(buf[pos:] if pos else buf, out, sized)
+                        if used:
+                            pos += used
+                            continue
+                    # Fast path: a whole array of bulk strings (every command, many replies).
+                    nl = find(b"\r\n", pos)
+                    s = buf[pos + 1 : nl]
+                    if 0 < nl < pos + 12 and s.isdigit() and (s[0] != 48 or nl == pos + 2):
+                        count = int(s)
+                        items = []
+                        p = nl + 2
+                        while count:
+                            if p >= n or buf[p] != _BULK:
+                                break
+                            nl = find(b"\r\n", p)
+                            s = buf[p + 1 : nl]
+                            if (
+                                not 0 < nl < p + 12
+                                or not s.isdigit()
+                                or (s[0] == 48 and nl != p + 2)
+                            ):
+                                break
+                            end = nl + 2 + int(s)
+                            if (
+                                end + 2 > n
+                                or buf[end : end + 2] != b"\r\n"
+                                or end - nl - 2 > max_bulk
+                            ):
+                                break
+                            items.append(buf[nl + 2 : end])
+                            p = end + 2
+                            count -= 1
+                        if not count:
+                            append((items, base + pos, base + p) if sized else items)
+                            pos = p
+                            continue
+                elif inline:
+                    nl = find(b"\n", pos)
+                    if nl < 0:
+                        if n - pos > max_line:
+                            raise _Failed("inline line longer than %d bytes" % max_line, fstart)
+                        break
+                    if nl - pos > max_line:
+                        raise _Failed("inline line longer than %d bytes" % max_line, fstart)
+                    end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
+                    args = split_inline(buf[pos:end])
+                    if args is None:
+                        raise _Failed("unbalanced quotes in inline command", fstart)
+                    pos = nl + 1
+                    if args:
+                        value = Inline(args)
+                        append((value, fstart, base + pos) if sized else value)
+                    continue
+            nl = find(b"\n", pos)
+            if nl < 0:
+                if n - pos > max_line + 2:
+                    raise _Failed("line longer than %d bytes" % max_line, base + pos)
+                break
+            if nl - pos > max_line + 2:
+                raise _Failed("line longer than %d bytes" % max_line, base + pos)
+            if buf[nl - 1] != 13 or nl == pos:
+                raise _Failed("line not terminated by CRLF", base + nl)
+            line = buf[pos + 1 : nl - 1]
+            if t == _BULK or t == _BULKERR or t == _VERB:
+                length = _num(line)
+                if length is None or length < -1:
+                    raise _Failed("bad bulk length %r" % line[:40], base + pos)
+                if length > max_bulk:
+                    raise _Failed(
+                        "bulk length %d exceeds the limit %d" % (length, max_bulk), base + pos
+                    )
+                if length == -1:
+                    if t != _BULK:
+                        raise _Failed("null is only valid for a bulk string", base + pos)
+                    value = None
+                    pos = nl + 1
+                else:
+                    body = nl + 1
+                    end = body + length
+                    if end + 2 <= n:
+                        if buf[end : end + 2] != b"\r\n":
+                            raise _Failed("bulk not terminated by CRLF", base + end)
+                        value = buf[body:end]
+                        if t != _BULK:
+                            value = self._bulk_value(t, value, base + pos)
+                        pos = end + 2
+                    else:
+                        # Collect the body across feeds; join once at the end.
+                        self._bkind = t
+                        self._bstart = base + pos
+                        if end <= n:
+                            self._chunks = [buf[body:end]]
+                            self._need = 0
+                            self._tail = buf[end:n]
+                        else:
+                            self._chunks = [buf[body:n]] if body < n else []
+                            self._need = end - max(body, n)
+                            self._tail = b""
+                        self._fstart = fstart
+                        self._abs = base + n
+                        return
+            elif t == _SIMPLE or t == _ERROR:
+                if 13 in line:
+                    raise _Failed("CR inside a simple string", base + pos)
+                value = Simple(line) if t == _SIMPLE else Error(line)
+                pos = nl + 1
+            elif t == _INT:
+                value = _num(line)
+                if value is None or not _INT64_MIN <= value <= _INT64_MAX:
+                    raise _Failed("bad integer %r" % line[:40], base + pos)
+                pos = nl + 1
+            elif t in (_ARRAY, _MAP, _SET, _PUSH, _ATTR):
+                count = _num(line)
+                if count is None or count < -1 or (count == -1 and t != _ARRAY):
+                    raise _Failed("bad aggregate length %r" % line[:40], base + pos)
+                pos = nl + 1
+                if count == -1:
+                    value = None
+                elif count == 0 and t != _ATTR:
+                    value = _EMPTY[t]()
+                else:
+                    if len(stack) >= self.max_depth:
+                        raise _Failed("nesting deeper than %d" % self.max_depth, base + pos)
+                    if t == _MAP or t == _ATTR:
+                        count *= 2
+                    stack.append([t, count, [], None])
+                    if count:
+                        continue
+                    value = self._close()  # an empty attribute map
+                    if value is _PENDING:
+                        continue
+            elif t == _NULL:
+                if line:
+                    raise _Failed("bad null", base + pos)
+                value = None
+                pos = nl + 1
+            elif t == _BOOL:
+                if line == b"t":
+                    value = True
+                elif line == b"f":
+                    value = False
+                else:
+                    raise _Failed("bad boolean %r" % line[:40], base + pos)
+                pos = nl + 1
+            elif t == _DOUBLE:
+                value = _double(line)
+                if value is None:
+                    raise _Failed("bad double %r" % line[:40], base + pos)
+                pos = nl + 1
+            elif t == _BIG:
+                value = _bignum(line)
+                if value is None:
+                    raise _Failed("bad big number %r" % line[:40], base + pos)
+                value = BigNumber(value)
+                pos = nl + 1
+            else:
+                if t in b"?;.":
+                    raise _Failed("streamed RESP3 types are not supported", base + pos)
+                raise _Failed("unknown type byte %r" % bytes([t]), base + pos)
+            # A value is complete: hand it to its aggregate or out.
+            if stack:
+                top = stack[-1]
+                top[2].append(value)
+                top[1] -= 1
+                if top[1]:
+                    continue
+                value = self._close()
+                if value is _PENDING:
+                    continue
+            append((value, fstart, base + pos) if sized else value)
+        self._fstart = fstart
+        self._abs = base + pos
+        if pos < n:
+            self._pend = bytearray(memoryview(buf)[pos:])
+            self._scan = n - pos
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+
+def _format_double(x: float) -> bytes:
+    if math.isnan(x):
+        return b"nan"
+    if math.isinf(x):
+        return b"inf" if x > 0 else b"-inf"
+    r = repr(x)
+    if r.endswith(".0"):
+        r = r[:-2]
+    return r.encode()
+
+
+def _line(value: bytes, what: str) -> bytes:
+    if b"\r" in value or b"\n" in value:
+        raise ValueError("a %s cannot contain CR or LF: %r" % (what, value[:40]))
+    return value
+
+
+def _encode(value, protocol: int, parts: list) -> None:
+    append = parts.append
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value)
+        append(b"$%d\r\n%b\r\n" % (len(value), value))
+    elif isinstance(value, str):
+        value = value.encode()
+        append(b"$%d\r\n%b\r\n" % (len(value), value))
+    elif isinstance(value, Simple):
+        append(b"+%b\r\n" % _line(value.value, "simple string"))
+    elif value is None:
+        append(b"_\r\n" if protocol == 3 else b"$-1\r\n")
+    elif isinstance(value, bool):
+        if protocol == 3:
+            append(b"#t\r\n" if value else b"#f\r\n")
+        else:
+            append(b":1\r\n" if value else b":0\r\n")
+    elif isinstance(value, int):
+        append(b":%d\r\n" % value)
+    elif isinstance(value, list | tuple):
+        append(b"*%d\r\n" % len(value))
+        for item in value:
+            _encode(item, protocol, parts)
+    elif isinstance(value, Error):
+        if value.bulk and protocol == 3:
+            append(b"!%d\r\n%b\r\n" % (len(value.value), value.value))
+        else:
+            text = value.value.replace(b"\r\n", b" ").replace(b"\r", b" ").replace(b"\n", b" ")
+            append(b"-%b\r\n" % text)
+    elif isinstance(value, float):
+        text = _format_double(value)
+        if protocol == 3:
+            append(b",%b\r\n" % text)
+        else:
+            append(b"$%d\r\n%b\r\n" % (len(text), text))
+    elif isinstance(value, Map | dict):
+        items = value.items if isinstance(value, Map) else tuple(value.items())
+        append(b"%%%d\r\n" % len(items) if protocol == 3 else b"*%d\r\n" % (2 * len(items)))
+        for k, v in items:
+            _encode(k, protocol, parts)
+            _encode(v, protocol, parts)
+    elif isinstance(value, Set | set | frozenset):
+        items = value.items if isinstance(value, Set) else tuple(value)
+        append(b"%s%d\r\n" % (b"~" if protocol == 3 else b"*", len(items)))
+        for item in items:
+            _encode(item, protocol, parts)
+    elif isinstance(value, Push):
+        append(b"%s%d\r\n" % (b">" if protocol == 3 else b"*", len(value.items)))
+        for item in value.items:
+            _encode(item, protocol, parts)
+    elif isinstance(value, BigNumber):
+        text = b"%d" % value.value
+        if protocol == 3:
+            append(b"(%b\r\n" % text)
+        else:
+            append(b"$%d\r\n%b\r\n" % (len(text), text))
+    elif isinstance(value, Verbatim):
+        if protocol == 3:
+            if len(value.format) != 3:
+                raise ValueError("a verbatim format is 3 bytes: %r" % (value.format,))
+            append(b"=%d\r\n%b:%b\r\n" % (len(value.text) + 4, value.format, value.text))
+        else:
+            append(b"$%d\r\n%b\r\n" % (len(value.text), value.text))
+    elif isinstance(value, Attributed):
+        if protocol == 3:
+            items = value.attributes.items
+            append(b"|%d\r\n" % len(items))
+            for k, v in items:
+                _encode(k, protocol, parts)
+                _encode(v, protocol, parts)
+        _encode(value.value, protocol, parts)
+    elif isinstance(value, Inline):
+        append(encode_command(*value.args))
+    else:
+        raise TypeError("cannot encode %s as RESP" % type(value).__name__)
+
+
+def encode(value, protocol: int = 2) -> bytes:
+    """RESP bytes for ``value``; ``protocol=2`` downgrades RESP3 types the way Redis does.
+
+    RESP2: Map → flat array, Set and Push → array, bool → ``:1``/``:0``, None → ``$-1``,
+    double, big number and verbatim → bulk string, bulk error → simple error, attributes dropped.
+    """
+    if isinstance(value, bytes):
+        return b"$%d\r\n%b\r\n" % (len(value), value)
+    parts: list = []
+    _encode(value, protocol, parts)
+    return b"".join(parts)
+
+
+def encode_command(*args) -> bytes:
+    """A command as an array of bulk strings; args may be bytes, str, int or float."""
+    parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif isinstance(a, bool):
+            raise TypeError("booleans are not command arguments")
+        elif isinstance(a, int):
+            a = b"%d" % a
+        elif isinstance(a, float):
+            a = _format_double(a)
+        elif not isinstance(a, bytes):
+            a = bytes(a)
+        append(b"$%d\r\n%b\r\n" % (len(a), a))
+    return b"".join(parts)

@@ -1,0 +1,584 @@
+"""A passive RESP conversation decoder: pairs each Redis reply with its command (pure, no I/O).
+
+``RespConversation.feed(direction, data, now) -> events`` takes both directions of one proxied
+connection ("c2s" commands, "s2c" replies) and produces:
+
+* :class:`Exchange` per answered command, in pipeline order, with the latency from the feed that
+  completed the command to the feed that completed its reply;
+* :class:`ServerPush` for what is not a reply: pub/sub messages (RESP2 arrays while subscribed,
+  RESP3 ``>`` pushes), client-tracking invalidations, MONITOR's stream lines, and replies nobody
+  asked for;
+* :class:`Unanswered` for commands still waiting when the server side closes;
+* :class:`Undecodable` once when a direction stops being RESP (it is not decoded any further);
+* :class:`SecretRange` with the stream offsets of passwords inside command frames (``AUTH``,
+  ``HELLO ... AUTH``, ``MIGRATE ... AUTH/AUTH2``, ``CONFIG SET requirepass/masterauth``,
+  ``ACL SETUSER`` password rules), emitted before the command's exchange, so a pcap writer can
+  mask them with same-length filler; :func:`redact_command` is the display counterpart.
+
+Followed: ``HELLO 3``/``HELLO 2`` (the ``protocol`` field of events), SUBSCRIBE and friends (one
+exchange per command whose reply lists all its confirmations; RESP2 subscribed mode),
+MULTI/EXEC/DISCARD (commands in between are ``in_transaction``; EXEC's exchange lists the
+``queued`` commands its reply answers), ``CLIENT REPLY OFF|SKIP|ON`` (commands whose reply is
+suppressed come out in order as exchanges with ``suppressed=True`` and no reply), MONITOR,
+QUIT and RESET. Inline commands (typed into nc/telnet) are understood like Redis does.
+
+Bounded: the parsers' ``max_bulk``/``max_depth``/``max_inline``, and ``max_pending`` commands
+awaiting replies (beyond it both directions are reported undecodable and pairing stops).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+import attrs
+
+from playground.resp import Error, Inline, Map, ProtocolError, Push, RespParser, Simple
+
+C2S = "c2s"
+S2C = "s2c"
+REDACTED = b"(redacted)"
+
+
+@attrs.frozen
+class Exchange:
+    """A command and its reply. ``reply`` is a list of confirmations for (P|S)(UN)SUBSCRIBE with
+    several channels; ``queued`` (EXEC only) holds the commands the reply's items answer."""
+
+    command: tuple
+    reply: object
+    sent_at: float
+    replied_at: float | None
+    latency: float | None
+    in_transaction: bool = False
+    protocol: int = 2
+    queued: tuple = ()
+    suppressed: bool = False  # CLIENT REPLY OFF/SKIP: no reply was sent, by request
+    offset: int = 0  # c2s stream offset of the command frame
+    size: int = 0  # its length in bytes
+
+
+@attrs.frozen
+class ServerPush:
+    """An out-of-band server value. ``kind``: ``message``, ``pmessage``, ``smessage``,
+    ``subscribe`` (a confirmation no command waits for), ``invalidate``, ``monitor``,
+    ``unsolicited`` (a reply with no command waiting), ..."""
+
+    value: object
+    at: float
+    kind: str
+    protocol: int = 2
+
+
+@attrs.frozen
+class Unanswered:
+    command: tuple
+    sent_at: float
+    at: float
+    reason: str
+    in_transaction: bool = False
+    protocol: int = 2
+
+
+@attrs.frozen
+class Undecodable:
+    direction: str
+    at: float
+    reason: str
+    offset: int | None
+
+
+@attrs.frozen
+class SecretRange:
+    """Bytes ``[start, end)`` of ``direction``'s stream hold a secret."""
+
+    direction: str
+    start: int
+    end: int
+
+
+# ---------------------------------------------------------------------------------------------
+# secrets
+
+_SECRET_CONFIG = frozenset(
+    {b"requirepass", b"masterauth", b"tls-key-file-pass", b"tls-client-key-file-pass"}
+)
+
+
+def secret_parts(args) -> list:
+    """``(index, skip)`` for each argument holding a secret: bytes ``skip:`` of ``args[index]``
+    are secret (``skip`` is 1 for ACL rules like ``>password``, whose first byte is the rule)."""
+    n = len(args)
+    if n < 2 or not all(type(a) is bytes for a in args):
+        return []
+    name = args[0].upper()
+    if name == b"AUTH":
+        return [(i, 0) for i in range(2 if n == 3 else 1, n)]
+    if name == b"HELLO":
+        out = []
+        i = 2 if args[1].isdigit() else 1
+        while i < n:
+            opt = args[i].upper()
+            if opt == b"AUTH":
+                if i + 2 < n:
+                    out.append((i + 2, 0))
+                elif i + 1 < n:
+                    out.append((i + 1, 0))  # malformed: hide what may be a password
+                i += 3
+            elif opt == b"SETNAME":
+                i += 2
+            else:
+                i += 1
+        return out
+    if name == b"MIGRATE":
+        out = []
+        i = 6
+        while i < n:
+            opt = args[i].upper()
+            if opt == b"AUTH":
+                if i + 1 < n:
+                    out.append((i + 1, 0))
+                i += 2
+            elif opt == b"AUTH2":
+                if i + 2 < n:
+                    out.append((i + 2, 0))
+                i += 3
+            elif opt == b"KEYS":
+                break
+            else:
+                i += 1
+        return out
+    if name == b"CONFIG" and args[1].upper() == b"SET":
+        return [(i + 1, 0) for i in range(2, n - 1, 2) if args[i].lower() in _SECRET_CONFIG]
+    if name == b"ACL" and args[1].upper() == b"SETUSER":
+        return [(i, 1) for i in range(3, n) if args[i][:1] in (b">", b"<", b"#", b"!")]
+    if name == b"SENTINEL" and n > 3 and args[1].upper() == b"SET":
+        return [(i + 1, 0) for i in range(3, n - 1, 2) if args[i].lower() == b"auth-pass"]
+    return []
+
+
+def redact_command(args) -> tuple:
+    """``args`` with every secret replaced by ``b"(redacted)"`` (an ACL rule keeps its first
+    byte: ``>(redacted)``)."""
+    args = tuple(args)
+    parts = secret_parts(args)
+    if not parts:
+        return args
+    out = list(args)
+    for i, skip in parts:
+        out[i] = out[i][:skip] + REDACTED
+    return tuple(out)
+
+
+_INLINE_TOKEN = re.compile(rb"[^ \t\r\n\x0b\x0c]+")
+
+
+def secret_ranges(args, frame: bytes | None = None, start: int = 0) -> list:
+    """Stream ranges ``(start, end)`` of the secrets of a command whose frame begins at ``start``.
+
+    For an array of bulk strings the positions follow from the arguments (lengths are
+    canonical); for an inline command pass the ``frame`` bytes: each secret's whole token, quotes
+    included, is covered.
+    """
+    parts = secret_parts(args)
+    if not parts:
+        return []
+    if frame is None:
+        wanted = dict(parts)
+        out = []
+        pos = start + 3 + len(str(len(args)))
+        for i, a in enumerate(args):
+            head = 3 + len(str(len(a)))
+            if i in wanted:
+                skip = wanted[i]
+                if len(a) > skip:
+                    out.append((pos + head + skip, pos + head + len(a)))
+            pos += head + len(a) + 2
+        return out
+    # Inline: token boundaries without quotes are exact; with quotes, a quoted token may
+    # contain spaces, so cover from the secret's token to the end of the line (over-masking).
+    tokens = [(m.start(), m.end()) for m in _INLINE_TOKEN.finditer(frame)]
+    quoted = b'"' in frame or b"'" in frame or b"\x00" in frame
+    out = []
+    for i, skip in parts:
+        if quoted:
+            first = tokens[min(i, len(tokens) - 1)][0] if tokens else 0
+            end = len(frame.rstrip(b"\r\n"))
+            return [(start + first, start + end)] if end > first else []
+        if i < len(tokens):
+            s, e = tokens[i]
+            if e - s > skip:
+                out.append((start + s + skip, start + e))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the conversation
+
+_SUB_KINDS = {
+    b"SUBSCRIBE": b"subscribe",
+    b"PSUBSCRIBE": b"psubscribe",
+    b"SSUBSCRIBE": b"ssubscribe",
+    b"UNSUBSCRIBE": b"unsubscribe",
+    b"PUNSUBSCRIBE": b"punsubscribe",
+    b"SUNSUBSCRIBE": b"sunsubscribe",
+}
+_CONFIRMATIONS = frozenset(_SUB_KINDS.values())
+_SUBSCRIBES = frozenset({b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE"})
+_UNSUBSCRIBED = {
+    b"unsubscribe": b"subscribe",
+    b"punsubscribe": b"psubscribe",
+    b"sunsubscribe": b"ssubscribe",
+}
+_MESSAGES = frozenset({b"message", b"pmessage", b"smessage"})
+_MONITOR_LINE = re.compile(rb"\d+\.\d+ \[")
+_QUEUED = Simple(b"QUEUED")
+_OK = Simple(b"OK")
+_RESET = Simple(b"RESET")
+_SECRET_NAMES = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"SENTINEL"})
+# Executed at once even inside MULTI (not queued).
+_NOT_QUEUED = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"WATCH", b"QUIT", b"RESET"})
+
+
+class _Pending:
+    __slots__ = ("args", "name", "sent_at", "expected", "in_tx", "replies", "start", "end")
+
+    def __init__(self, args, name, sent_at, expected, in_tx, start, end):
+        self.args = args
+        self.name = name
+        self.sent_at = sent_at
+        self.expected = expected  # replies to wait for; None: decided by the first one
+        self.in_tx = in_tx
+        self.replies = None
+        self.start = start
+        self.end = end
+
+
+def _kind(v) -> str:
+    items = v.items if type(v) is Push else v
+    if items and type(items[0]) is bytes:
+        return items[0].decode("latin-1").lower()
+    return "push"
+
+
+class RespConversation:
+    """One proxied connection's RESP traffic, both directions; see the module docstring."""
+
+    def __init__(
+        self,
+        max_bulk: int = 512 * 1024 * 1024,
+        max_depth: int = 128,
+        max_inline: int = 64 * 1024,
+        max_pending: int = 100_000,
+    ):
+        self._c2s = RespParser(max_bulk, max_depth, max_inline, inline=True)
+        self._s2c = RespParser(max_bulk, max_depth, max_inline)
+        self.max_pending = max_pending
+        self.protocol = 2
+        self._pending: deque = deque()
+        self._failed_c2s = False
+        self._failed_s2c = False
+        self._stopped = False
+        # client side (decided when a command is sent, as the server will process it)
+        self._reply_off = False
+        self._skip_next = False
+        self._in_tx = False
+        # server side (decided by replies)
+        self._tx_queue: list = []
+        self._monitor = False
+        self._subs = {b"subscribe": set(), b"psubscribe": set(), b"ssubscribe": set()}
+
+    # -- public ---------------------------------------------------------------------------
+    def feed(self, direction: str, data: bytes, now: float) -> list:
+        if direction == C2S:
+            return self._feed_c2s(data, now)
+        return self._feed_s2c(data, now)
+
+    def eof(self, direction: str, now: float) -> list:
+        """``direction``'s sender finished; after the server's, no reply can come."""
+        out: list = []
+        if direction == S2C:
+            self._flush_unanswered(now, "connection closed before a reply", out)
+        return out
+
+    def close(self, now: float) -> list:
+        out: list = []
+        self._flush_unanswered(now, "connection closed before a reply", out)
+        return out
+
+    def settled(self, direction: str) -> int:
+        """Bytes before this stream offset will not be found to hold a secret any more."""
+        if direction == C2S and not self._failed_c2s:
+            return self._c2s.frame_start
+        return (self._c2s if direction == C2S else self._s2c).offset
+
+    @property
+    def pending(self) -> int:
+        """Commands awaiting a reply."""
+        return len(self._pending)
+
+    # -- client to server -----------------------------------------------------------------
+    def _feed_c2s(self, data: bytes, now: float) -> list:
+        out: list = []
+        if self._failed_c2s or self._stopped:
+            return out
+        command = self._command
+        for value, start, end in self._c2s.feed_spans(data):
+            t = type(value)
+            if t is list:
+                if value:  # Redis ignores "*0" (and "*-1")
+                    command(tuple(value), start, end, now, out, None)
+            elif t is Inline:
+                command(value.args, start, end, now, out, data)
+            elif t is ProtocolError:
+                self._failed_c2s = True
+                out.append(Undecodable(C2S, now, value.message, value.offset))
+                break
+            if self._stopped:
+                break
+        return out
+
+    def _command(self, args, start, end, now, out, data) -> None:
+        first = args[0]
+        name = first.upper() if type(first) is bytes else b""
+        if name in _SECRET_NAMES:
+            if data is None:
+                ranges = secret_ranges(args, None, start)
+            else:  # inline: find the tokens in the line's bytes
+                data_start = self._c2s.offset - len(data)
+                if start >= data_start:
+                    line = data[start - data_start : end - data_start]
+                    ranges = secret_ranges(args, line, start)
+                else:  # the line began in an earlier feed: cover all of it
+                    ranges = [(start, end)] if secret_parts(args) else []
+            out.extend(SecretRange(C2S, s, e) for s, e in ranges)
+        expected = 1
+        in_tx = self._in_tx
+        if in_tx:
+            if name in _NOT_QUEUED:
+                if name == b"MULTI":
+                    pass  # an error ("nested"); the transaction goes on
+                else:
+                    in_tx = False
+                    if name != b"WATCH" and name != b"QUIT":
+                        self._in_tx = False
+        elif name == b"MULTI":
+            self._in_tx = True
+        elif name in _SUB_KINDS:
+            n = len(args) - 1
+            if n:
+                expected = n  # one confirmation per argument, duplicates included
+            elif name in _SUBSCRIBES:  # no channel: an arity error
+                expected = 1
+            else:
+                expected = None  # one per current subscription, at least one
+        # CLIENT REPLY, the way Redis applies its OFF / SKIP_NEXT / SKIP flags.
+        skip_this = self._skip_next
+        self._skip_next = False
+        suppressed = self._reply_off or skip_this
+        if name == b"RESET":
+            self._reply_off = False
+            suppressed = skip_this
+        elif name == b"CLIENT" and len(args) == 3 and not in_tx:
+            sub = args[1].upper() if type(args[1]) is bytes else b""
+            how = args[2].upper() if type(args[2]) is bytes else b""
+            if sub == b"REPLY":
+                if how == b"ON":
+                    self._reply_off = False
+                    suppressed = False  # ON always replies
+                elif how == b"OFF":
+                    self._reply_off = True
+                    suppressed = True
+                elif how == b"SKIP":
+                    if not self._reply_off:
+                        self._skip_next = True
+                    suppressed = True
+        if suppressed:
+            expected = 0
+        pending = self._pending
+        if len(pending) >= self.max_pending:
+            self._stop(now, out)
+            return
+        p = _Pending(args, name, now, expected, in_tx, start, end)
+        if expected == 0 and not pending:
+            self._suppressed(p, now, out)
+        else:
+            pending.append(p)
+
+    # -- server to client -----------------------------------------------------------------
+    def _feed_s2c(self, data: bytes, now: float) -> list:
+        out: list = []
+        if self._failed_s2c or self._stopped:
+            return out
+        reply = self._reply
+        for value in self._s2c.feed(data):
+            if type(value) is ProtocolError:
+                self._failed_s2c = True
+                out.append(Undecodable(S2C, now, value.message, value.offset))
+                break
+            reply(value, now, out)
+        return out
+
+    def _reply(self, v, now, out) -> None:
+        t = type(v)
+        pending = self._pending
+        head = pending[0] if pending else None
+        if t is Push:
+            kind = v.items[0].lower() if v.items and type(v.items[0]) is bytes else b""
+            if kind in _CONFIRMATIONS:
+                if head is not None and _SUB_KINDS.get(head.name) == kind:
+                    self._confirmation(head, v, kind, now, out)
+                    return
+                self._track(kind, v.items)
+            out.append(ServerPush(v, now, _kind(v), self.protocol))
+            return
+        if t is Simple and self._monitor and _MONITOR_LINE.match(v.value):
+            out.append(ServerPush(v, now, "monitor", self.protocol))
+            return
+        if t is list and v and self.protocol == 2 and type(v[0]) is bytes:
+            kind = v[0]
+            if kind in _MESSAGES and self._subscribed():
+                out.append(ServerPush(v, now, kind.decode(), self.protocol))
+                return
+            if kind in _CONFIRMATIONS:
+                if head is not None and _SUB_KINDS.get(head.name) == kind:
+                    self._confirmation(head, v, kind, now, out)
+                    return
+                if self._subscribed():
+                    self._track(kind, v)
+                    out.append(ServerPush(v, now, kind.decode(), self.protocol))
+                    return
+        if head is None:
+            out.append(ServerPush(v, now, "unsolicited", self.protocol))
+            return
+        if head.replies:
+            # a (un)subscribe got fewer confirmations than counted: close it, go on
+            self._done(head, head.replies, now, out)
+            self._reply(v, now, out)
+            return
+        self._done(head, v, now, out)
+
+    def _subscribed(self) -> bool:
+        s = self._subs
+        return bool(s[b"subscribe"] or s[b"psubscribe"] or s[b"ssubscribe"])
+
+    def _track(self, kind: bytes, items) -> None:
+        if len(items) < 2:
+            return
+        target = items[1]
+        undone = _UNSUBSCRIBED.get(kind)
+        if undone is not None:
+            self._subs[undone].discard(target)
+        else:
+            self._subs[kind].add(target)
+
+    def _confirmation(self, head, v, kind, now, out) -> None:
+        if head.expected is None:
+            undone = _UNSUBSCRIBED.get(kind)
+            current = self._subs[undone] if undone is not None else ()
+            head.expected = max(1, len(current))
+        self._track(kind, v.items if type(v) is Push else v)
+        if head.replies is None:
+            head.replies = [v]
+        else:
+            head.replies.append(v)
+        if len(head.replies) >= head.expected:
+            self._done(head, head.replies if head.expected > 1 else v, now, out)
+
+    def _done(self, head, reply, now, out) -> None:
+        self._pending.popleft()
+        name = head.name
+        queued = ()
+        t = type(reply)
+        if head.in_tx:
+            if reply == _QUEUED:
+                self._tx_queue.append(head.args)
+        elif name == b"EXEC":
+            queued = tuple(self._tx_queue)
+            self._tx_queue = []
+        elif name == b"DISCARD":
+            self._tx_queue = []
+        elif name == b"MULTI":
+            if t is Error and b"nested" not in reply.value:
+                self._not_in_tx()
+        elif name == b"HELLO":
+            if t is Map:
+                self.protocol = 3
+            elif t is list:
+                self.protocol = 2
+        elif name == b"MONITOR":
+            if reply == _OK:
+                self._monitor = True
+        elif name == b"RESET":
+            if reply == _RESET:
+                self.protocol = 2
+                self._monitor = False
+                self._tx_queue = []
+                for s in self._subs.values():
+                    s.clear()
+        out.append(
+            Exchange(
+                head.args,
+                reply,
+                head.sent_at,
+                now,
+                now - head.sent_at,
+                head.in_tx,
+                self.protocol,
+                queued,
+                False,
+                head.start,
+                head.end - head.start,
+            )
+        )
+        pending = self._pending
+        while pending and pending[0].expected == 0:
+            self._suppressed(pending.popleft(), now, out)
+
+    def _suppressed(self, p, now, out) -> None:
+        out.append(
+            Exchange(
+                p.args,
+                None,
+                p.sent_at,
+                None,
+                None,
+                p.in_tx,
+                self.protocol,
+                (),
+                True,
+                p.start,
+                p.end - p.start,
+            )
+        )
+
+    def _not_in_tx(self) -> None:
+        """MULTI failed (not nested): the commands sent after it were not queued."""
+        for p in self._pending:
+            if p.name in (b"EXEC", b"DISCARD"):
+                break
+            p.in_tx = False
+        else:
+            self._in_tx = False
+
+    def _flush_unanswered(self, now, reason, out) -> None:
+        pending = self._pending
+        while pending:
+            p = pending.popleft()
+            if p.expected == 0:
+                self._suppressed(p, now, out)
+            elif p.replies:
+                self._done_partial(p, now, out)
+            else:
+                out.append(Unanswered(p.args, p.sent_at, now, reason, p.in_tx, self.protocol))
+
+    def _done_partial(self, p, now, out) -> None:
+        self._pending.appendleft(p)
+        self._done(p, p.replies, now, out)
+
+    def _stop(self, now, out) -> None:
+        self._stopped = True
+        reason = "more than %d commands awaiting replies: pairing stopped" % self.max_pending
+        out.append(Undecodable(C2S, now, reason, self._c2s.offset))
+        out.append(Undecodable(S2C, now, reason, self._s2c.offset))
+        self._pending.clear()

@@ -1,0 +1,393 @@
+"""``twistd -n tcpplay resp``: a small in-memory Redis-protocol (RESP2/RESP3) server.
+
+A thin Twisted adapter around ``playground.respcore.Engine``: each connection feeds its bytes to
+a ``playground.resp.RespParser``, runs the commands, and writes all the replies produced by one
+``dataReceived`` in one ``write``. Pub/sub messages go to the subscribers' transports; a
+subscriber that does not read is dropped once its backlog passes a bound. Bad input (a bulk over
+``--max-bulk``, an inline line over 64 KiB, garbage) gets Redis's ``-ERR Protocol error: ...``
+and the connection is closed. Try ``redis-cli -p 6380 ping`` or
+``redis-benchmark -p 6380 -q -t set,get``.
+
+``RespFactory(password=None, ..., reactor=None)`` is usable on its own (e.g. behind a proxy on an
+internal port); ``RespService`` bundles its listening port and the periodic expiry sweep.
+"""
+
+from __future__ import annotations
+
+from twisted.application import service
+from twisted.internet import protocol, task
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python import usage
+from zope.interface import implementer
+
+from playground.limits import LimitedFactory
+from playground.listening import ListeningService, address_text
+from playground.options import ServerOptions, non_negative_float, non_negative_int
+from playground.resp import Inline, ProtocolError, RespParser
+from playground.respcore import Close, Deliver, Engine, Reply, encode_reply
+
+DEFAULT_MAX_BULK = 512 * 1024 * 1024  # Redis's proto-max-bulk-len
+DEFAULT_MAX_INLINE = 64 * 1024  # Redis's PROTO_INLINE_MAX_SIZE
+DEFAULT_MAX_QUERY = 1024 * 1024 * 1024  # Redis's client-query-buffer-limit
+DEFAULT_PUBSUB_BACKLOG = 32 * 1024 * 1024  # Redis's pubsub output buffer hard limit
+DEFAULT_SWEEP_INTERVAL = 0.1  # Redis's hz 10
+UNAUTH_MAX_BULK = 16 * 1024  # what Redis lets a client send before it has authenticated
+UNAUTH_MAX_ARGS = 10
+
+_TYPE_CHARS = ((bytes, "$"), (int, ":"), (list, "*"), (type(None), "*"))
+
+
+def protocol_error_text(error: ProtocolError) -> str:
+    """Redis's wording for a request the parser refused (after ``-ERR Protocol error: ``)."""
+    message = error.message
+    if message.startswith(("inline line longer", "line longer")):
+        text = "too big inline request"
+    elif message.startswith("unbalanced quotes"):
+        text = "unbalanced quotes in request"
+    elif "bulk length" in message:
+        text = "invalid bulk length"
+    elif message.startswith("bad aggregate length"):
+        text = "invalid multibulk length"
+    else:
+        text = message
+    return text
+
+
+def command_args(value) -> list[bytes] | str | None:
+    """The arguments of one request; None to skip it (``*0``, ``*-1``); a str: protocol error."""
+    if isinstance(value, Inline):
+        return list(value.args)
+    if value is None or value == []:
+        return None
+    if isinstance(value, list):
+        for item in value:
+            if not isinstance(item, bytes):
+                got = next((c for t, c in _TYPE_CHARS if isinstance(item, t)), "?")
+                return f"expected '$', got '{got}'"
+        return value
+    return "expected '*'"
+
+
+@implementer(IPushProducer)
+class RespProtocol(protocol.Protocol, TimeoutMixin):
+    """One client connection: bytes in, commands through the engine, replies out."""
+
+    log = Logger()
+
+    def __init__(self):
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.commands = 0
+        self.close_reason = None
+        self.opened = 0.0
+        self.closing = False
+        self.paused = False
+        self.backlog = 0  # bytes queued for this client while its transport is full
+        self.pending = 0  # bytes received that are not yet a complete request
+        self.session = None
+        self.parser = None
+        self.authenticated = False
+
+    # -- connection lifecycle
+    def connectionMade(self):
+        f = self.factory
+        self.callLater = f.reactor.callLater  # TimeoutMixin's clock is the injected reactor
+        now = f.reactor.seconds()
+        self.opened = now
+        self.parser = RespParser(max_bulk=f.max_bulk, max_inline=f.max_inline, max_depth=8,
+                                 inline=True)
+        self.session = f.engine.connect(now, peer=self.peer,
+                                        local=address_text(self.transport.getHost()))
+        self._authenticated(self.session.authenticated)
+        f.clients[self.session.id] = self
+        # We are the transport's producer: a client that does not read stops being read from
+        # (its write buffer stays bounded), and pub/sub traffic to it is counted (see deliver).
+        self.transport.registerProducer(self, True)
+        self.setTimeout(f.idle_timeout or None)
+        self.log.info("resp open {peer} id={id}", peer=self.peer, id=self.session.id)
+
+    def _authenticated(self, yes: bool) -> None:
+        """Until it authenticates, a client may only send small requests (as with Redis).
+
+        The parser applies the bound as it reads; requests pipelined in the same read as the
+        AUTH that lifts it were already held to it.
+        """
+        self.authenticated = yes
+        self.parser.max_bulk = self.factory.max_bulk if yes else min(
+            UNAUTH_MAX_BULK, self.factory.max_bulk)
+
+    def connectionLost(self, reason):
+        self.setTimeout(None)
+        self.closing = True
+        f = self.factory
+        if self.session is not None:
+            f.engine.disconnect(self.session)
+            f.clients.pop(self.session.id, None)
+        if self.close_reason is None:
+            self.close_reason = "client closed" if reason.check(
+                protocol.connectionDone.type
+            ) else reason.getErrorMessage()
+        self.log.info(
+            "resp close {peer} id={id} in={bytes_in} out={bytes_out} commands={commands} "
+            "duration={duration:.3f}s reason={reason}",
+            peer=self.peer,
+            id=self.session.id if self.session else 0,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            commands=self.commands,
+            duration=f.reactor.seconds() - self.opened,
+            reason=self.close_reason,
+        )
+        f.connectionClosed(self)
+
+    def _close(self, reason: str, abort: bool = False) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.close_reason = reason
+        self.setTimeout(None)
+        self.transport.unregisterProducer()
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
+    def timeoutConnection(self):
+        if self.session.subscriptions:  # like Redis, subscribers are never idle-closed
+            self.resetTimeout()
+            return
+        self._close(f"idle timeout ({self.factory.idle_timeout:g}s)", abort=True)
+
+    # -- IPushProducer: the transport tells us when its write buffer is full or drained
+    def pauseProducing(self):
+        self.paused = True
+        self.transport.pauseProducing()
+
+    def resumeProducing(self):
+        self.paused = False
+        self.backlog = 0
+        if not self.closing:
+            self.transport.resumeProducing()
+
+    def stopProducing(self):
+        pass
+
+    # -- requests
+    def dataReceived(self, data):
+        if self.closing:
+            return
+        self.resetTimeout()
+        self.bytes_in += len(data)
+        self.pending += len(data)
+        f = self.factory
+        engine = f.engine
+        session = self.session
+        now = f.reactor.seconds()
+        out: list[bytes] = []
+        others: dict[RespProtocol, list[bytes]] = {}
+        close = None
+        for value, size in self.parser.feed_sized(data):
+            if isinstance(value, ProtocolError):  # the parser's last item: reply and close
+                problem = protocol_error_text(value)
+                if not self.authenticated and "exceeds the limit" in value.message:
+                    problem = "unauthenticated bulk length"
+                detail = f"{value.message} at offset {value.offset}"
+            else:
+                self.pending -= size
+                args = command_args(value)
+                if args is None:
+                    continue
+                problem = detail = args if isinstance(args, str) else None
+                if problem is None and not self.authenticated and type(value) is list:
+                    # (Checked here too: requests parsed before a RESET in the same read.)
+                    if len(args) > UNAUTH_MAX_ARGS:
+                        problem = detail = "unauthenticated multibulk length"
+                    elif any(len(arg) > UNAUTH_MAX_BULK for arg in args):
+                        problem = detail = "unauthenticated bulk length"
+            if problem is not None:
+                out.append(b"-ERR Protocol error: %s\r\n" % problem.encode("utf-8", "replace"))
+                close = f"protocol error: {detail}"
+                break
+            self.commands += 1
+            for effect in engine.execute(session, args, now):
+                if type(effect) is Reply:
+                    out.append(encode_reply(effect.value, session.protocol))
+                elif type(effect) is Deliver:
+                    target = f.clients.get(effect.session_id)
+                    if target is self:
+                        out.append(encode_reply(effect.value, session.protocol))
+                    elif target is not None and not target.closing:
+                        others.setdefault(target, []).append(
+                            encode_reply(effect.value, target.session.protocol))
+                elif type(effect) is Close:
+                    close = f"client sent {effect.reason}"
+            if session.authenticated is not self.authenticated:
+                self._authenticated(session.authenticated)
+            if close:
+                break
+        if close is None and self.pending > f.max_query:
+            close = f"query buffer over {f.max_query} bytes"
+        if out:
+            reply = b"".join(out)
+            self.bytes_out += len(reply)
+            self.transport.write(reply)
+        for target, chunks in others.items():
+            target.deliver(b"".join(chunks))
+        if close:
+            self._close(close)
+
+    def deliver(self, data: bytes) -> None:
+        """Write pub/sub traffic from another client; drop a subscriber that stopped reading."""
+        if self.closing:
+            return
+        if self.paused:
+            self.backlog += len(data)
+            if self.backlog > self.factory.pubsub_backlog:
+                self._close(f"pub/sub backlog over {self.factory.pubsub_backlog} bytes",
+                            abort=True)
+                return
+        self.bytes_out += len(data)
+        self.transport.write(data)
+
+
+class RespFactory(LimitedFactory):
+    """Builds ``RespProtocol``s sharing one ``Engine`` (the keyspace and pub/sub registry)."""
+
+    protocol = RespProtocol
+    service_name = "resp"
+    refusal_message = b"-ERR max number of clients reached\r\n"
+
+    def __init__(self, password: str | bytes | None = None, max_bulk: int = DEFAULT_MAX_BULK,
+                 max_inline: int = DEFAULT_MAX_INLINE, max_query: int = DEFAULT_MAX_QUERY,
+                 idle_timeout: float = 0.0, max_connections: int = 0, max_per_peer: int = 0,
+                 pubsub_backlog: int = DEFAULT_PUBSUB_BACKLOG, reactor=None,
+                 engine: Engine | None = None):
+        super().__init__(max_connections, max_per_peer, reactor)
+        config = {
+            b"maxclients": str(max_connections).encode(),
+            b"timeout": b"%d" % idle_timeout,
+            b"proto-max-bulk-len": str(max_bulk).encode(),
+        }
+        self.engine = engine if engine is not None else Engine(password=password, config=config)
+        self.max_bulk = max_bulk
+        self.max_inline = max_inline
+        self.max_query = max_query
+        self.idle_timeout = idle_timeout
+        self.pubsub_backlog = pubsub_backlog
+        self.clients: dict[int, RespProtocol] = {}
+
+    def sweep(self) -> int:
+        """Expire keys whose time is up (called periodically by ``ExpirySweep``)."""
+        return self.engine.sweep(self.reactor.seconds())
+
+
+class ExpirySweep(service.Service):
+    """Runs ``factory.sweep`` every ``interval`` seconds on the injected reactor's clock."""
+
+    log = Logger()
+
+    def __init__(self, factory: RespFactory, interval: float = DEFAULT_SWEEP_INTERVAL):
+        self.factory = factory
+        self.interval = interval
+        self._loop = None
+
+    def startService(self):
+        super().startService()
+        self._loop = task.LoopingCall(self.factory.sweep)
+        self._loop.clock = self.factory.reactor
+        self._loop.start(self.interval, now=False).addErrback(
+            lambda f: self.log.failure("expiry sweep failed", f))
+
+    def stopService(self):
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+
+class RespService(service.MultiService):
+    """A ``RespFactory`` listening on an endpoint string, with its expiry sweep."""
+
+    def __init__(self, factory: RespFactory, listen: str, label: str = "resp",
+                 sweep_interval: float = DEFAULT_SWEEP_INTERVAL, reactor=None):
+        super().__init__()
+        self.factory = factory
+        self.listening = ListeningService(label, listen, factory, reactor=reactor)
+        self.listening.setServiceParent(self)
+        if sweep_interval > 0:
+            ExpirySweep(factory, sweep_interval).setServiceParent(self)
+
+
+def _size(flag: str, value) -> int:
+    """A byte count with an optional k/m/g suffix (powers of 1024), as Redis accepts."""
+    text = str(value).strip().lower()
+    scale = 1
+    for suffix, mult in (("kb", 1024), ("mb", 1024**2), ("gb", 1024**3),
+                         ("k", 1024), ("m", 1024**2), ("g", 1024**3)):
+        if text.endswith(suffix):
+            text, scale = text[: -len(suffix)], mult
+            break
+    number = non_negative_int(flag, text) * scale
+    if number == 0:
+        raise usage.UsageError(f"{flag}: must be > 0, got {value!r}")
+    return number
+
+
+class Options(ServerOptions):
+    synopsis = "[options]"
+    longdesc = (
+        "A small in-memory Redis-protocol server (RESP2 and RESP3): strings, lists, hashes, "
+        "expiry, pub/sub, MULTI/EXEC. Try: redis-cli -p 6380 set greeting hello"
+    )
+    default_listen = "6380"
+
+    def __init__(self):
+        super().__init__()
+        self["requirepass"] = None
+        self["max-bulk"] = DEFAULT_MAX_BULK
+        self["max-inline"] = DEFAULT_MAX_INLINE
+        self["max-query"] = DEFAULT_MAX_QUERY
+        self["sweep-interval"] = DEFAULT_SWEEP_INTERVAL
+
+    def opt_requirepass(self, value):
+        """Clients must AUTH (or HELLO ... AUTH default PASSWORD) with this password."""
+        if not value:
+            raise usage.UsageError("--requirepass: the password must not be empty")
+        self["requirepass"] = value
+
+    def opt_max_clients(self, value):
+        """Redis's name for --max-connections: refuse clients beyond this many (0 = unlimited)."""
+        self["max-connections"] = non_negative_int("--max-clients", value)
+
+    def opt_max_bulk(self, value):
+        """Longest bulk string a request may carry, in bytes (k/m/g suffixes; default 512m)."""
+        self["max-bulk"] = _size("--max-bulk", value)
+
+    def opt_max_inline(self, value):
+        """Longest inline command line, in bytes (default 64k)."""
+        self["max-inline"] = _size("--max-inline", value)
+
+    def opt_max_query(self, value):
+        """Most bytes of one unfinished request held per client (default 1g)."""
+        self["max-query"] = _size("--max-query", value)
+
+    def opt_sweep_interval(self, value):
+        """Seconds between expiry sweeps (default 0.1; 0 = expire lazily only)."""
+        self["sweep-interval"] = non_negative_float("--sweep-interval", value)
+
+
+def make_service(options, reactor=None) -> service.IService:
+    factory = RespFactory(
+        password=options["requirepass"],
+        max_bulk=options["max-bulk"],
+        max_inline=options["max-inline"],
+        max_query=options["max-query"],
+        idle_timeout=options["idle-timeout"],
+        max_connections=options["max-connections"],
+        max_per_peer=options["max-connections-per-peer"],
+        reactor=reactor,
+    )
+    return RespService(factory, options["listen"], sweep_interval=options["sweep-interval"],
+                       reactor=reactor)

@@ -1,0 +1,345 @@
+"""The decoder chain driven by fake observer calls: detection, fallback, filters, redaction, pcap."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+
+from playground import chain as chain_mod
+from playground import records as R
+from playground.chain import Chain, HttpFilter, check_options, redact_args
+from playground.console import ConsoleFormatter
+from playground.observer import Endpoint, PairInfo
+from playground.records import to_json
+
+C2S, S2C = "c2s", "s2c"
+SUMMARY = {"bytes_c2s": 1, "bytes_s2c": 2, "duration": 0.5, "closed_by": "client", "how": "fin"}
+
+
+class ListSink:
+    def __init__(self):
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def of(self, kind):
+        return [r for r in self.records if isinstance(r, kind)]
+
+
+class FakePcap:
+    """Records what the chain passes on: data per direction and masks."""
+
+    def __init__(self):
+        self.data_calls = []
+        self.masks = []
+        self.written = {C2S: 0, S2C: 0}
+        self.events = []
+
+    def pair_opened(self, pair, now):
+        self.events.append("open")
+
+    def data(self, pair_id, direction, data, now):
+        self.data_calls.append((direction, bytes(data)))
+        self.written[direction] += len(data)
+
+    def mask(self, pair_id, direction, start, end):
+        self.masks.append((direction, start, end))
+        return max(0, min(end, self.written[direction]) - start)
+
+    def half_closed(self, pair_id, direction, now):
+        self.events.append(("half", direction))
+
+    def pair_closed(self, pair_id, summary, now):
+        self.events.append("close")
+
+    def stream(self, direction):
+        return b"".join(d for dr, d in self.data_calls if dr == direction)
+
+
+def pair(pid=1):
+    return PairInfo(
+        pid,
+        Endpoint("127.0.0.1", 51234),
+        Endpoint("127.0.0.1", 6479),
+        "tcp:host=127.0.0.1:port=6379",
+        Endpoint("127.0.0.1", 6379),
+    )
+
+
+def drive(calls, **kw):
+    sink = ListSink()
+    c = Chain([sink], **kw)
+    c.pair_opened(pair(), 0.0)
+    for i, (d, data) in enumerate(calls):
+        c.data(1, d, data, float(i))
+    c.pair_closed(1, SUMMARY, 100.0)
+    return c, sink
+
+
+def rendered(sink, max_value=200):
+    f = ConsoleFormatter(False, max_value)
+    text = "\n".join(line for r in sink.records for line in f.lines(r))
+    js = "\n".join(json.dumps(to_json(r, max_value)) for r in sink.records)
+    return text, js
+
+
+GET = (
+    b"GET /api/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cr3t-token\r\n"
+    b"Cookie: sid=s3cr3t-cookie\r\n\r\n"
+)
+OK = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nSet-Cookie: sid=s3cr3t-set\r\n"
+    b"Content-Length: 2\r\n\r\n{}"
+)
+
+
+def test_http_exchange_line_and_redaction():
+    c, sink = drive([(C2S, GET), (S2C, OK)])
+    [ex] = sink.of(R.HttpExchange)
+    assert ex.method == b"GET" and ex.status == 200
+    text, js = rendered(sink)
+    assert "#1 127.0.0.1:51234 GET /api/x -> 200 OK application/json 2 B" in text
+    assert "s3cr3t" not in text and "s3cr3t" not in js
+    assert [r.protocol for r in sink.of(R.Detected)] == ["http"]
+    assert not c.pairs  # state freed at close
+
+
+def test_no_redact_shows_headers():
+    _, sink = drive([(C2S, GET), (S2C, OK)], redact=False)
+    _, js = rendered(sink)
+    assert "s3cr3t-token" in js and "s3cr3t-set" in js
+
+
+def test_http_filter():
+    calls = [
+        (C2S, GET),
+        (S2C, OK),
+        (C2S, b"POST /other HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+        (S2C, OK),
+    ]
+    _, sink = drive(calls, http_filter=HttpFilter("GET /api/*"))
+    assert [r.target for r in sink.of(R.HttpExchange)] == [b"/api/x"]
+    _, sink = drive(calls, http_filter=HttpFilter("POST"))
+    assert [r.target for r in sink.of(R.HttpExchange)] == [b"/other"]
+    _, sink = drive(calls, http_filter=HttpFilter("/nothing*"))
+    assert sink.of(R.HttpExchange) == []
+
+
+def test_garbage_falls_back_to_hex_and_text_lines():
+    _, sink = drive([(C2S, b"\x16\x03\x01\x00\x05hello"), (S2C, b"\x15\x03\x01\x00\x02\x02\x28")])
+    assert [r.protocol for r in sink.of(R.Detected)] == ["hex"]
+    chunks = sink.of(R.HexChunk)
+    assert [(r.direction, r.offset, r.data) for r in chunks] == [
+        (C2S, 0, b"\x16\x03\x01\x00\x05hello"),
+        (S2C, 0, b"\x15\x03\x01\x00\x02\x02\x28"),
+    ]
+    _, sink = drive([(S2C, b"220 hi\r\n"), (C2S, b"HELO x\r\n"), (C2S, b"\x1b[2J\n")])
+    assert [r.data for r in sink.of(R.TextLine)] == [b"220 hi\r\n", b"HELO x\r\n", b"\x1b[2J\n"]
+    text, _ = rendered(sink)
+    assert "\x1b" not in text and "\\x1b[2J\\n" in text
+
+
+def test_http_then_garbage_direction_goes_hex():
+    _, sink = drive([(C2S, b"GET / HTTP/1.1\r\n\r\n"), (S2C, b"\x00\x01garbage\r\n\r\nxyz")])
+    [u] = sink.of(R.Undecodable)
+    assert u.direction == S2C and u.protocol == "http"
+    assert b"".join(r.data for r in sink.of(R.HexChunk)) == b"\x00\x01garbage\r\n\r\nxyz"
+
+
+def test_decoder_exception_becomes_undecodable_then_hex(monkeypatch):
+    def boom(self, direction, data, now, offset):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(chain_mod._Text, "feed", boom)
+    c, sink = drive([(C2S, b"hello\n"), (C2S, b"more\n"), (S2C, b"x\n")], decode="text")
+    assert c.failures == 2
+    assert [r.direction for r in sink.of(R.Undecodable)] == [C2S, S2C]
+    assert [r.data for r in sink.of(R.HexChunk)] == [b"hello\n", b"more\n", b"x\n"]
+
+
+def test_forced_decoders():
+    _, sink = drive([(C2S, b"GET / HTTP/1.1\r\n\r\n")], decode="hex")
+    assert sink.of(R.Detected)[0].forced and sink.of(R.HexChunk)
+    _, sink = drive([(C2S, b"\x00\x01\n")], decode="text")
+    assert sink.of(R.TextLine)[0].data == b"\x00\x01\n"
+
+
+def test_half_close_decides_and_flushes():
+    sink = ListSink()
+    c = Chain([sink])
+    c.pair_opened(pair(), 0.0)
+    c.data(1, C2S, b"partial", 1.0)
+    c.half_closed(1, C2S, 2.0)
+    assert sink.of(R.Detected)[0].protocol == "text"
+    assert sink.of(R.TextLine)[0].data == b"partial" and sink.of(R.TextLine)[0].partial
+    assert isinstance(sink.records[-1], R.HalfClose)
+
+
+def test_unknown_pair_ids_are_ignored():
+    c = Chain([ListSink()])
+    c.data(99, C2S, b"x", 0.0)
+    c.half_closed(99, C2S, 0.0)
+    c.pair_closed(99, SUMMARY, 0.0)
+
+
+# -- pcap hold-back and masking ------------------------------------------------------------
+
+
+def test_pcap_masks_a_secret_split_across_chunks():
+    pcap = FakePcap()
+    req = GET
+    cut = req.index(b"s3cr3t-token") + 3
+    c, sink = drive([(C2S, req[:cut]), (C2S, req[cut:]), (S2C, OK[:40]), (S2C, OK[40:])], pcap=pcap)
+    assert pcap.stream(C2S) == req and pcap.stream(S2C) == OK
+    assert c.leaked == 0
+    masked = [req[s:e] for d, s, e in pcap.masks if d == C2S]
+    assert masked == [b"Bearer s3cr3t-token", b"sid=s3cr3t-cookie"]
+    assert [OK[s:e] for d, s, e in pcap.masks if d == S2C] == [b"sid=s3cr3t-set"]
+    assert pcap.events == ["open", "close"]
+
+
+def test_pcap_without_redaction_passes_chunks_through():
+    pcap = FakePcap()
+    drive([(C2S, GET[:10]), (C2S, GET[10:])], pcap=pcap, redact=False)
+    assert [d for _, d in pcap.data_calls] == [GET[:10], GET[10:]]
+    assert pcap.masks == []
+
+
+def test_pcap_hex_and_text_pass_at_once():
+    pcap = FakePcap()
+    drive([(C2S, b"\x00\x01"), (C2S, b"hello\n")], pcap=pcap)
+    assert [d for _, d in pcap.data_calls] == [b"\x00\x01", b"hello\n"]
+
+
+# -- redaction rules --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, hidden",
+    [
+        ([b"AUTH", b"pw"], [1]),
+        ([b"auth", b"user", b"pw"], [2]),
+        ([b"HELLO", b"3", b"AUTH", b"user", b"pw", b"SETNAME", b"x"], [4]),
+        ([b"MIGRATE", b"h", b"1", b"", b"0", b"5000", b"AUTH", b"pw", b"KEYS", b"a"], [7]),
+        ([b"MIGRATE", b"h", b"1", b"k", b"0", b"5000", b"AUTH2", b"u", b"pw"], [8]),
+        ([b"CONFIG", b"SET", b"requirepass", b"pw"], [3]),
+        ([b"config", b"set", b"maxmemory", b"1", b"masterauth", b"pw"], [5]),
+        ([b"ACL", b"SETUSER", b"bob", b"on", b">pw", b"~*", b"#abc"], [4, 6]),
+        ([b"GET", b"AUTH"], []),
+        ([b"CONFIG", b"GET", b"requirepass"], []),
+    ],
+)
+def test_redact_args(args, hidden):
+    out, idx = redact_args(args)
+    assert idx == hidden
+    for i in hidden:
+        assert b"pw" not in out[i] and b"abc" not in out[i]
+    assert len(out) == len(args)
+
+
+# -- options ----------------------------------------------------------------------------------
+
+
+class Opts(usage.Options):
+    optParameters = chain_mod.OPT_PARAMETERS
+    optFlags = chain_mod.OPT_FLAGS
+
+    def postOptions(self):
+        check_options(self)
+
+
+def test_options_defaults_and_help():
+    o = Opts()
+    o.parseOptions([])
+    assert o["decode"] == "auto" and o["max-value"] == 200 and o["max-frame"] == 512 * 2**20
+    assert "same-length" in str(o)
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["--decode", "xml"], "--decode"),
+        (["--color", "pink"], "--color"),
+        (["--max-value", "-1"], "--max-value"),
+        (["--max-frame", "abc"], "--max-frame"),
+        (["--decode", "none", "--json", "x"], "--json"),
+        (["--http-filter", "GET /a /b"], "--http-filter"),
+        (["--pcap", "-"], "--pcap"),
+    ],
+)
+def test_bad_options_name_the_flag(argv, flag):
+    with pytest.raises(usage.UsageError, match=flag):
+        Opts().parseOptions(argv)
+
+
+def test_build(tmp_path):
+    o = Opts()
+    o.parseOptions(["--decode", "none"])
+    assert chain_mod.build(o, MemoryReactorClock()) == ([], None)
+    o = Opts()
+    o.parseOptions(["--json", str(tmp_path / "j"), "--quiet", "--only", "get,Set"])
+    services, observer = chain_mod.build(o, MemoryReactorClock())
+    assert [type(s).__name__ for s in services] == ["JsonSink"]
+    assert observer.only == frozenset({b"GET", b"SET"})
+    o = Opts()
+    o.parseOptions(["--pcap", str(tmp_path / "p"), "--decode", "none"])
+    services, observer = chain_mod.build(o, MemoryReactorClock())
+    assert [type(s).__name__ for s in services] == ["PcapSink"]
+    assert isinstance(observer, Chain) and observer.sinks == []  # decodes only to mask
+    o = Opts()
+    o.parseOptions(["--quiet"])
+    assert chain_mod.build(o, MemoryReactorClock()) == ([], None)  # nothing to show
+    o = Opts()
+    o.parseOptions(["--json", "-"])
+    services, _ = chain_mod.build(o, MemoryReactorClock())
+    assert [type(s).__name__ for s in services] == ["JsonSink"]  # '-' replaces the console
+
+
+# -- RESP through the chain (the real respdecoder) ------------------------------------------
+
+def cmd(*args):
+    from playground.resp import encode_command
+
+    return encode_command(*args)
+
+
+def test_resp_filters_redacts_and_falls_back():
+    calls = [(C2S, cmd(b"AUTH", b"hunter2")), (S2C, b"+OK\r\n"), (C2S, cmd(b"PING")),
+             (S2C, b"+PONG\r\n"), (C2S, cmd(b"CONFIG", b"SET", b"requirepass", b"newpass")),
+             (S2C, b"+OK\r\n"), (C2S, cmd(b"SUBSCRIBE", b"news")),
+             (S2C, b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"),
+             (S2C, b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n"),
+             (C2S, cmd(b"UNSUBSCRIBE"))]
+    _, sink = drive(calls)
+    assert [r.protocol for r in sink.of(R.Detected)] == ["resp"]
+    ex = sink.of(R.RedisExchange)
+    assert [r.command[0] for r in ex] == [b"AUTH", b"PING", b"CONFIG", b"SUBSCRIBE"]
+    assert ex[0].redacted and b"hunter2" not in b"".join(ex[0].command)
+    text, js = rendered(sink)
+    assert "hunter2" not in text + js and "newpass" not in text + js
+    assert '#1 <- message news "hi"' in text
+    assert "#1 127.0.0.1:51234 PING -> +PONG" in text
+    assert sink.of(R.RedisUnanswered)[0].command == (b"UNSUBSCRIBE",)
+    _, sink = drive(calls, skip=frozenset({b"PING"}))
+    assert [r.command[0] for r in sink.of(R.RedisExchange)] == [b"AUTH", b"CONFIG", b"SUBSCRIBE"]
+    _, sink = drive(calls, only=frozenset({b"PING"}))
+    assert [r.command[0] for r in sink.of(R.RedisExchange)] == [b"PING"]
+    assert sink.of(R.RedisPush) == [] and sink.of(R.RedisUnanswered) == []
+    _, sink = drive([(C2S, cmd(b"PING")), (S2C, b"+PONG\r\n"), (S2C, b"?garbage\r\n"),
+                     (S2C, b"more")])
+    [u] = sink.of(R.Undecodable)
+    assert (u.protocol, u.direction) == ("resp", S2C)
+    assert [r.data for r in sink.of(R.HexChunk)] == [b"?garbage\r\n", b"more"]
+
+
+def test_resp_password_masked_in_pcap_even_when_split():
+    pcap = FakePcap()
+    frame = cmd(b"AUTH", b"user", b"hunter2-pw")
+    cut = frame.index(b"hunter2") + 4
+    c, _ = drive([(C2S, frame[:cut]), (C2S, frame[cut:]), (S2C, b"+OK\r\n")], pcap=pcap)
+    assert pcap.stream(C2S) == frame and c.leaked == 0
+    assert [frame[s:e] for d, s, e in pcap.masks] == [b"hunter2-pw"]

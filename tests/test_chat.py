@@ -1,0 +1,487 @@
+"""The chat server adapter: StringTransport + MemoryReactorClock, then real sockets and nc."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import pytest
+import pytest_twisted
+from conftest import free_port, need
+from twisted.internet import defer, endpoints, protocol
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from playground import chat
+from playground.chat import ChatFactory, ChatProtocol
+from playground.chatcore import ChatServer
+from playground.limits import Refusal
+
+HELLO = "= hello tcpplay-chat: choose a nick with /nick NAME; /help lists the commands"
+
+# --- StringTransport + MemoryReactorClock --------------------------------------------------------
+
+
+class Harness:
+    def __init__(self, idle_timeout=0.0, max_connections=0, **core):
+        core.setdefault("flood_rate", 0)
+        self.clock = MemoryReactorClock()
+        self.factory = ChatFactory(
+            ChatServer(**core),
+            idle_timeout=idle_timeout,
+            max_connections=max_connections,
+            reactor=self.clock,
+        )
+        self.port = 40000
+
+    def connect(self):
+        self.port += 1
+        addr = IPv4Address("TCP", "127.0.0.1", self.port)
+        proto = self.factory.buildProtocol(addr)
+        transport = StringTransport(peerAddress=addr)
+        proto.makeConnection(transport)
+        return proto, transport
+
+    def user(self, nick):
+        proto, transport = self.connect()
+        proto.dataReceived(f"/nick {nick}\r\n".encode())
+        transport.clear()
+        return proto, transport
+
+    @staticmethod
+    def lost(proto, reason=None):
+        proto.connectionLost(Failure(reason or ConnectionDone()))
+
+
+def take(transport) -> list[str]:
+    data = transport.value()
+    transport.clear()
+    assert data == b"" or data.endswith(b"\r\n")
+    return data.decode("utf-8").split("\r\n")[:-1]
+
+
+def test_several_protocols_on_one_factory_talk():
+    h = Harness()
+    a, ta = h.connect()
+    assert ta.value() == (HELLO + "\r\n").encode()
+    ta.clear()
+    a.dataReceived(b"/nick alice\n")
+    assert take(ta) == ["= welcome alice", "= join alice #lobby", "= who #lobby alice"]
+    b, tb = h.user("bob")
+    c, tc = h.user("carol")
+    assert take(ta) == ["= join bob #lobby", "= join carol #lobby"]
+    b.dataReceived(b"hel")
+    b.dataReceived(b"lo\r\n/msg car")
+    b.dataReceived("ol psst \u2603\n".encode())
+    assert take(ta) == ["<bob> hello"]
+    assert take(tc) == ["<bob> hello", "[from bob] psst \u2603"]
+    assert take(tb) == ["= join carol #lobby", "<bob> hello", "[to carol] psst \u2603"]
+    c.dataReceived(b"/quit bye all\n")
+    assert take(tc) == ["= bye goodbye"]
+    assert tc.disconnecting and not tc.disconnected
+    assert tc.producer is None  # unregistered, so loseConnection is not held up
+    assert take(ta) == take(tb) == ["= quit carol bye all"]
+    h.lost(c)
+    assert take(ta) == [] and h.factory.limits.open == 2
+    h.lost(a, ConnectionLost("reset"))
+    assert take(tb) == [
+        "= quit alice Connection to the other side was lost in a non-clean fashion: reset."
+    ]
+    assert sorted(h.factory.protocols) == [b.conn_id]
+
+
+def test_over_long_line_closes_politely():
+    h = Harness(max_line=64)
+    a, ta = h.user("alice")
+    b, tb = h.user("bob")
+    take(ta)
+    a.dataReceived(b"x" * 100)
+    assert take(ta) == ["! line-too-long lines are limited to 64 bytes; closing"]
+    assert ta.disconnecting and not ta.disconnected
+    assert take(tb) == ["= quit alice line too long"]
+    a.dataReceived(b"more\n")  # bytes still in flight are ignored
+    assert take(ta) == [] and take(tb) == []
+    h.clock.advance(h.factory.close_grace)  # the client never read: after the grace, abort
+    assert ta.disconnected
+    h.lost(a)
+    assert a.close_reason == "line too long" and h.factory.limits.open == 1
+
+
+def test_polite_close_cancels_the_abort_when_the_connection_ends():
+    h = Harness()
+    a, ta = h.user("alice")
+    a.dataReceived(b"/quit\n")
+    h.lost(a)
+    assert not h.clock.getDelayedCalls()
+    assert not ta.disconnected
+
+
+def test_idle_timeout_via_clock():
+    h = Harness(idle_timeout=30)
+    a, ta = h.user("alice")
+    b, tb = h.user("bob")
+    take(ta)
+    h.clock.advance(20)
+    b.dataReceived(b"still here\n")  # resets bob's timer
+    take(ta)
+    take(tb)
+    h.clock.advance(10)
+    assert take(ta) == ["! idle-timeout no input for 30s; closing"]
+    assert ta.disconnecting
+    assert take(tb) == ["= quit alice idle timeout (30s)"]
+    h.lost(a)
+    h.clock.advance(19)
+    assert not tb.disconnecting
+    h.clock.advance(1)
+    assert take(tb) == ["! idle-timeout no input for 30s; closing"] and tb.disconnecting
+
+
+def test_max_connections_refusal():
+    h = Harness(max_connections=2)
+    a, _ = h.user("alice")
+    h.user("bob")
+    refused, tr = h.connect()
+    assert isinstance(refused, Refusal)
+    assert tr.value() == b"! server-full too many connections; try again later\r\n"
+    assert tr.disconnecting
+    assert h.factory.limits.refused == 1
+    h.lost(a)
+    c, tc = h.connect()
+    assert isinstance(c, ChatProtocol) and take(tc) == [HELLO]
+
+
+def test_telnet_option_requests_are_refused_in_raw_bytes():
+    h = Harness()
+    a, ta = h.user("alice")
+    a.dataReceived(b"\xff\xfd\x01\xff\xfb\x1fhi\r\n")  # IAC DO ECHO, IAC WILL NAWS
+    assert ta.value() == b"\xff\xfc\x01\xff\xfe\x1f<alice> hi\r\n"
+
+
+def test_half_close_finishes_the_last_line_and_says_goodbye():
+    h = Harness()
+    a, ta = h.user("alice")
+    a.dataReceived(b"no newline")
+    a.readConnectionLost()
+    assert take(ta) == ["<alice> no newline", "= bye end of input, goodbye"]
+    assert ta.disconnecting
+
+
+def test_slow_reader_is_dropped_when_its_backlog_is_too_big():
+    h = Harness()
+    h.factory.max_backlog = 1000
+    a, ta = h.user("alice")
+    b, tb = h.user("bob")
+    ta.producer.pauseProducing()  # what a full kernel buffer does
+    for _ in range(40):
+        b.dataReceived(b"x" * 30 + b"\n")
+    assert ta.disconnected and a.close_reason.startswith("slow reader")
+    assert not tb.disconnecting
+    h.lost(a)
+    assert take(tb)[-1] == "= quit alice slow reader (over 1000 bytes queued)"
+
+
+def test_stopping_the_service_tells_everyone_and_waits_for_them():
+    h = Harness()
+    a, ta = h.user("alice")
+    b, tb = h.user("bob")
+    take(ta)
+    done = chat.ChatShutdown(h.factory).stopService()
+    assert take(ta) == ["! shutdown the server is stopping"]
+    assert take(tb) == ["= quit alice server shutdown", "! shutdown the server is stopping"]
+    assert ta.disconnecting and tb.disconnecting
+    h.lost(a)
+    assert not done.called
+    h.clock.advance(h.factory.close_grace)  # bob never finishes closing: aborted
+    assert tb.disconnected
+    h.lost(b)
+    assert done.called
+
+
+def test_one_log_line_per_open_and_close(monkeypatch):
+    events = []
+    monkeypatch.setattr(ChatProtocol, "log", Logger(observer=events.append))
+    h = Harness()
+    a, _ = h.user("alice")
+    a.dataReceived(b"hi\n/quit\n")
+    h.clock.advance(2.5)
+    h.lost(a)
+    assert [e["log_format"].split()[1] for e in events] == ["open", "close"]
+    opened, closed = events
+    assert opened["peer"] == "127.0.0.1:40001" and opened["conn"] == a.conn_id
+    assert closed["nick"] == "alice" and closed["lines"] == 3 and closed["reason"] == "quit"
+    assert closed["bytes_in"] == len(b"/nick alice\r\nhi\n/quit\n") and closed["duration"] == 2.5
+
+
+def test_options_defaults_and_errors():
+    opts = chat.Options()
+    opts.parseOptions([])
+    assert opts["listen"] == "tcp:7001:interface=127.0.0.1:backlog=1024"
+    assert (opts["max-line"], opts["flood-rate"], opts["flood-burst"]) == (1024, 5.0, 20)
+    opts = chat.Options()
+    opts.parseOptions(
+        [
+            "--max-line",
+            "64",
+            "--flood-rate",
+            "0",
+            "--room",
+            "Main",
+            "--idle-timeout",
+            "60",
+            "--max-connections",
+            "3",
+        ]
+    )
+    factory = chat.make_factory(opts, reactor=MemoryReactorClock())
+    assert factory.core.max_line == 64 and factory.core.default_room == "#main"
+    assert factory.idle_timeout == 60 and factory.limits.max_connections == 3
+    for args, flag in [
+        (["--max-line", "8"], "--max-line"),
+        (["--flood-rate", "x"], "--flood-rate"),
+        (["--flood-burst", "0"], "--flood-burst"),
+        (["--room", "a b"], "--room"),
+        (["--flood-strikes", "0"], "--flood-strikes"),
+    ]:
+        with pytest.raises(usage.UsageError, match=flag):
+            chat.Options().parseOptions(args)
+
+
+def test_subcommand_is_registered():
+    from playground import tap
+
+    assert ("chat", "playground.chat") in [(n, m) for n, m, _ in tap.SUBCOMMANDS]
+    opts = tap.Options()
+    opts.parseOptions(["chat", "--listen", "0"])
+    assert opts.subCommand == "chat"
+
+
+# --- real sockets, in this process ---------------------------------------------------------------
+
+
+class Collector(protocol.Protocol):
+    """Collects CRLF lines; ``wait_for(text)`` fires with the first later line containing it."""
+
+    delimiter = b"\r\n"
+
+    def __init__(self):
+        self.buf = b""
+        self.lines: list[str] = []
+        self.seen = 0
+        self.waiting = None
+        self.closed = defer.Deferred()
+
+    def dataReceived(self, data):
+        self.buf += data
+        *done, self.buf = self.buf.split(self.delimiter)
+        self.lines += [line.decode() for line in done]
+        self._check()
+
+    def _check(self):
+        if self.waiting is None:
+            return
+        text, d = self.waiting
+        for i in range(self.seen, len(self.lines)):
+            if text in self.lines[i]:
+                self.seen = i + 1
+                self.waiting = None
+                d.callback(self.lines[i])
+                return
+
+    def wait_for(self, text, timeout=5.0):
+        from twisted.internet import reactor
+
+        d = defer.Deferred()
+        self.waiting = (text, d)
+        self._check()
+        return d.addTimeout(timeout, reactor).addErrback(self._timed_out, text)
+
+    def _timed_out(self, failure, text):
+        raise AssertionError(f"{text!r} not received; got {self.lines} + {self.buf!r}")
+
+    def send(self, line: str):
+        self.transport.write(line.encode() + b"\r\n")
+
+    def connectionLost(self, reason):
+        self.closed.callback(None)
+
+
+@pytest_twisted.async_yield_fixture
+async def chat_port():
+    from twisted.internet import reactor
+
+    factory = ChatFactory(ChatServer(), reactor=reactor)
+    endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+    port = await endpoint.listen(factory)
+    yield port.getHost().port
+    await defer.maybeDeferred(port.stopListening)
+
+
+@pytest.mark.timeout(30)
+@pytest_twisted.ensureDeferred
+async def test_real_sockets_clients_talk_and_a_conch_telnet_client_is_refused_options(chat_port):
+    from twisted.conch import telnet
+    from twisted.internet import reactor
+
+    endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", chat_port)
+    a = await endpoints.connectProtocol(endpoint, Collector())
+    b = await endpoints.connectProtocol(endpoint, Collector())
+    a.send("/nick alice")
+    await a.wait_for("= who #lobby alice")
+    b.send("/nick bob")
+    await a.wait_for("= join bob #lobby")
+    b.send("hi alice")
+    assert await a.wait_for("<bob>") == "<bob> hi alice"
+
+    # A real telnet implementation: its option requests must be refused, its lines understood.
+    class TelnetCollector(Collector, telnet.TelnetProtocol):
+        delimiter = b"\n"  # TelnetTransport turns the NVT's CR LF into LF
+
+    tt = await endpoints.connectProtocol(endpoint, telnet.TelnetTransport(TelnetCollector))
+    t = tt.protocol
+    refused = []
+    for request in (tt.do(telnet.ECHO), tt.will(telnet.NAWS)):
+        request.addErrback(lambda f: refused.append(f.check(telnet.OptionRefused)))
+    tt.write(b"/nick tel\r\n")
+    await t.wait_for("= welcome tel")
+    assert refused == [telnet.OptionRefused, telnet.OptionRefused]
+    tt.write(b"/me waves from telnet\r\n")
+    assert await a.wait_for("* tel") == "* tel waves from telnet"
+    tt.transport.write(telnet.IAC + telnet.IP)  # Ctrl-C
+    assert await t.wait_for("= bye") == "= bye interrupted (Ctrl-C), goodbye"
+    assert await b.wait_for("= quit tel") == "= quit tel interrupted"
+    await t.closed
+    a.send("/quit")
+    await a.closed
+    b.transport.loseConnection()
+    await b.closed
+
+
+# --- real sockets: a twistd subprocess, raw sockets, nc ------------------------------------------
+
+
+class RawClient:
+    """A blocking line client on a real socket (bounded waits)."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+        self.raw = b""
+        self.lines: list[str] = []
+
+    def send(self, data: bytes):
+        self.sock.sendall(data)
+
+    def read_until(self, text: str, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\r\n" in self.buf:
+                line, self.buf = self.buf.split(b"\r\n", 1)
+                self.lines.append(line.decode("utf-8", "replace"))
+                if text in self.lines[-1]:
+                    return self.lines[-1]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{text!r} not received; got {self.lines}")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise AssertionError(f"closed before {text!r}; got {self.lines}")
+            self.buf += chunk
+            self.raw += chunk
+
+    def read_to_close(self, timeout: float = 5.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        data = self.buf
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        raise AssertionError(f"not closed within {timeout}s; got {data!r}")
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.timeout(60)
+def test_twistd_chat_with_raw_sockets_nc_and_telnet_bytes(twistd):
+    nc = need("nc")
+    port = free_port()
+    server = twistd(["chat", "--listen", port, "--max-line", "200"])
+    server.wait_for("chat listening on")
+    a = RawClient(port)
+    a.read_until("= hello")
+    a.send(b"/nick alice\n")
+    a.read_until("= who #lobby alice")
+
+    proc = subprocess.Popen(
+        [nc, "-N", "127.0.0.1", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        proc.stdin.write(b"/nick ncuser\n")
+        proc.stdin.flush()
+        a.read_until("= join ncuser #lobby")
+        proc.stdin.write(b"hello from nc\n/msg alice secret\n")
+        proc.stdin.flush()
+        assert a.read_until("<ncuser>") == "<ncuser> hello from nc"
+        assert a.read_until("[from ncuser]") == "[from ncuser] secret"
+
+        # A telnet-speaking client: option negotiation, CRLF lines, IAC IP for Ctrl-C.
+        t = RawClient(port)
+        t.send(b"\xff\xfd\x03\xff\xfb\x18/nick tel\r\n")  # IAC DO SGA, IAC WILL TTYPE
+        t.read_until("= welcome tel")
+        assert b"\r\n\xff\xfc\x03\xff\xfe\x18= welcome tel\r\n" in t.raw  # WONT SGA, DONT TTYPE
+        t.send(b"from telnet \xe2\x9c\x93\r\n")
+        assert a.read_until("<tel>") == "<tel> from telnet \u2713"
+        t.send(b"\xff\xf4")
+        rest = t.read_to_close()
+        assert rest.endswith(b"= bye interrupted (Ctrl-C), goodbye\r\n")
+        a.read_until("= quit tel interrupted")
+        t.close()
+
+        a.send(b"/who *\n")
+        assert a.read_until("= who *") == "= who * alice@#lobby ncuser@#lobby"
+        a.send(b"back to you, nc\n")
+        out, _ = proc.communicate(b"", timeout=10)  # stdin EOF: nc -N half-closes
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0
+    text = out.decode()
+    assert "<alice> back to you, nc\r\n" in text
+    assert text.endswith("= bye end of input, goodbye\r\n")
+    a.read_until("= quit ncuser end of input")
+
+    a.send(b"y" * 201 + b"\n")
+    assert a.read_to_close().endswith(
+        b"! line-too-long lines are limited to 200 bytes; closing\r\n"
+    )
+    a.close()
+    server.wait_for("reason=line too long")
+    assert server.terminate() in (0, -15, 143)
+    log = server.output()
+    assert log.count("chat open ") == 3 and log.count("chat close ") == 3
+    assert "nick=ncuser" in log and "reason=end of input" in log
+
+
+def test_make_service_listens_and_sees_clients_out():
+    from twisted.application import service
+
+    from playground.listening import ListeningService
+
+    opts = chat.Options()
+    opts.parseOptions(["--listen", "0"])
+    top = chat.make_service(opts, reactor=MemoryReactorClock())
+    assert isinstance(top, service.MultiService)
+    kinds = [type(s) for s in top]
+    assert kinds == [chat.ChatShutdown, ListeningService]  # stopped in reverse: listener first

@@ -1,0 +1,229 @@
+"""The chat client: its protocol on StringTransport, then the real command against twistd."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, free_port
+from twisted.internet.error import ConnectionLost
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from playground import __main__ as cli
+from playground.chatclient import ChatClientProtocol, InputLines, main
+
+
+class Shown:
+    def __init__(self):
+        self.lines: list[str] = []
+        self.notices: list[str] = []
+
+
+def client(nick="x", **kw):
+    shown = Shown()
+    clock = Clock()
+    proto = ChatClientProtocol(nick, shown.lines.append, shown.notices.append, clock=clock, **kw)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    return proto, transport, shown, clock
+
+
+def test_sends_its_nick_on_connect():
+    _, transport, _, _ = client("alice")
+    assert transport.value() == b"/nick alice\n"
+
+
+def test_shows_server_lines_however_they_are_split():
+    proto, _, shown, _ = client()
+    data = "= hello\r\n<bob> caf\u00e9\r\n* bob waves\n[from bob] hi\r\n".encode()
+    for i in range(len(data)):
+        proto.dataReceived(data[i : i + 1])
+    assert shown.lines == ["= hello", "<bob> caf\u00e9", "* bob waves", "[from bob] hi"]
+    proto.dataReceived(b"bad \xff utf8\r\nunfinished")
+    assert shown.lines[-1] == "bad \ufffd utf8"
+    proto.connectionLost(Failure(ConnectionLost()))
+    assert shown.lines[-1] == "unfinished"
+
+
+def test_over_long_server_lines_are_shown_in_pieces():
+    proto, _, shown, _ = client(max_line=10)
+    proto.dataReceived(b"0123456789abcdefghij0123")
+    assert shown.lines == ["0123456789", "abcdefghij"]
+    proto.dataReceived(b"\r\n")
+    assert shown.lines[-1] == "0123"
+
+
+def test_send_line_flattens_line_breaks():
+    proto, transport, _, _ = client()
+    transport.clear()
+    proto.send_line("hello\r\nworld \u2713")
+    assert transport.value() == "hello world \u2713\n".encode()
+
+
+def test_quit_sends_quit_waits_for_the_server_then_aborts():
+    proto, transport, shown, clock = client()
+    transport.clear()
+    closed = []
+    proto.quit().addCallback(closed.append)
+    assert transport.value() == b"/quit\n"
+    proto.send_line("ignored after quit")
+    proto.quit()  # a second quit sends nothing more
+    assert transport.value() == b"/quit\n" and not transport.disconnecting
+    clock.advance(proto.quit_timeout)
+    assert transport.disconnected  # the server never closed: abort
+    proto.connectionLost(Failure(ConnectionLost("gone")))
+    assert closed == [proto.close_reason] and "gone" in closed[0]
+    assert shown.notices == [f"disconnected: {proto.close_reason}"]
+
+
+def test_server_close_fires_when_closed_and_cancels_the_timer():
+    proto, transport, _, clock = client()
+    d = proto.quit("bye now")
+    assert transport.value().endswith(b"/quit bye now\n")
+    proto.dataReceived(b"= bye goodbye\r\n")
+    from twisted.internet.error import ConnectionDone
+
+    proto.connectionLost(Failure(ConnectionDone()))
+    assert d.called and d.result == "connection closed"
+    assert not clock.getDelayedCalls()
+    later = []
+    proto.quit().addCallback(later.append)
+    assert later == ["connection closed"]
+
+
+def test_input_lines_go_to_the_server_and_eof_quits():
+    proto, transport, _, _ = client()
+    transport.clear()
+    stdin = InputLines(proto)
+    stdin.makeConnection(StringTransport())
+    stdin.dataReceived(b"hel")
+    stdin.dataReceived(b"lo\n/me waves\r\nlast")
+    assert transport.value() == b"hello\n/me waves\n"
+    stdin.connectionLost(Failure(ConnectionLost()))
+    assert transport.value() == b"hello\n/me waves\nlast\n/quit\n"
+
+
+def test_main_rejects_a_bad_nick_and_address(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["127.0.0.1:1", "--nick", "no spaces"])
+    assert e.value.code == 2 and "--nick" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["nowhere", "--nick", "x"])
+    assert e.value.code == 2 and "cannot read" in capsys.readouterr().err
+
+
+def test_python_m_playground_dispatches(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "chat-client" in capsys.readouterr().out
+    assert cli.main([]) == 2
+    assert cli.main(["no-such-thing"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["chat-client", "--help"])
+    assert e.value.code == 0 and "--nick" in capsys.readouterr().out
+
+
+# --- the real command ----------------------------------------------------------------------------
+
+
+class Peer:
+    """A raw-socket chat user watching what the client does (bounded waits)."""
+
+    def __init__(self, port: int, nick: str):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+        self.lines: list[str] = []
+        self.sock.sendall(f"/nick {nick}\n".encode())
+        self.read_until(f"= welcome {nick}")
+
+    def read_until(self, text: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\r\n" in self.buf:
+                line, self.buf = self.buf.split(b"\r\n", 1)
+                self.lines.append(line.decode())
+                if text in self.lines[-1]:
+                    return self.lines[-1]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{text!r} not received; got {self.lines}")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise AssertionError(f"closed before {text!r}; got {self.lines}")
+            self.buf += chunk
+
+
+def run_client(port: int, nick: str = "x") -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "playground", "chat-client", f"127.0.0.1:{port}", "--nick", nick],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT),
+    )
+
+
+def finish(proc: subprocess.Popen, stdin: bytes | None = b"", timeout: float = 15.0):
+    try:
+        return proc.communicate(stdin, timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture
+def chat_server(twistd):
+    port = free_port()
+    server = twistd(["chat", "--listen", port])
+    server.wait_for("chat listening on")
+    server.port = port
+    return server
+
+
+@pytest.mark.timeout(60)
+def test_client_message_then_eof(chat_server):
+    watcher = Peer(chat_server.port, "watcher")
+    proc = run_client(chat_server.port)
+    watcher.read_until("= join x #lobby")
+    out, err = finish(proc, "hello from the client \u2713\n".encode())
+    assert watcher.read_until("<x>") == "<x> hello from the client \u2713"
+    assert watcher.read_until("= quit x") == "= quit x quit"
+    assert proc.returncode == 0, err
+    assert out.decode().splitlines()[-2:] == ["<x> hello from the client \u2713", "= bye goodbye"]
+    assert "-- connected to 127.0.0.1:" in err.decode()
+
+
+@pytest.mark.timeout(60)
+def test_client_exits_0_when_the_server_goes_away(chat_server):
+    watcher = Peer(chat_server.port, "watcher")
+    proc = run_client(chat_server.port, "y")
+    watcher.read_until("= join y #lobby")
+    chat_server.terminate()
+    out, err = finish(proc, None)
+    assert proc.returncode == 0, err
+    assert "! shutdown the server is stopping" in out.decode()
+    assert "-- disconnected" in err.decode()
+
+
+@pytest.mark.timeout(60)
+def test_client_ctrl_c_quits_cleanly(chat_server):
+    watcher = Peer(chat_server.port, "watcher")
+    proc = run_client(chat_server.port, "z")
+    watcher.read_until("= join z #lobby")
+    proc.send_signal(signal.SIGINT)
+    assert watcher.read_until("= quit z") == "= quit z interrupted"
+    out, err = finish(proc, None)
+    assert proc.returncode == 0, err
+    assert "= bye goodbye" in out.decode()
+
+
+def test_client_cannot_connect_exits_1():
+    proc = run_client(free_port())
+    out, err = finish(proc)
+    assert proc.returncode == 1
+    assert "cannot connect to 127.0.0.1:" in err.decode()

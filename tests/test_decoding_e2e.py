@@ -1,0 +1,355 @@
+"""The decoder chain behind the real proxy, with real peers: curl, redis-cli, redis-py, tshark.
+
+The proxy runs in-process (``ProxyFactory`` + the chain + real sinks on real sockets); blocking
+clients run in threads. Targets are real servers: the project's ``twistd tcpplay http`` and
+``echo``, and redis-server. The last test runs the whole ``twistd tcpplay proxy`` command line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, task, threads
+
+from playground.chain import Chain
+from playground.console import ConsoleSink
+from playground.jsonsink import JsonSink
+from tests.conftest import free_port, need, start_redis, stop_process
+
+HAVE_RESP = importlib.util.find_spec("playground.respdecoder") is not None
+needs_resp = pytest.mark.skipif(not HAVE_RESP, reason="playground.respdecoder not present yet")
+
+
+class Proxied:
+    """An in-process proxy to ``target_port`` observed by a chain with JSON, console and pcap."""
+
+    def __init__(self, target_port: int, tmp_path, pcap: bool = False, **chain_kw):
+        from twisted.internet import reactor
+
+        from playground.proxy import ProxyFactory
+
+        self.reactor = reactor
+        self.json_path = tmp_path / "out.jsonl"
+        self.pcap_path = tmp_path / "out.pcap"
+        self.console = io.BytesIO()
+        self.services = [
+            JsonSink(str(self.json_path), reactor=reactor),
+            ConsoleSink(out=self.console, color="never", reactor=reactor),
+        ]
+        pcap_sink = None
+        if pcap:
+            from playground.pcapsink import PcapSink
+
+            pcap_sink = PcapSink(str(self.pcap_path), reactor=reactor)
+        self.chain = Chain(self.services, pcap=pcap_sink, **chain_kw)
+        if pcap_sink is not None:
+            self.services.append(pcap_sink)
+        self.factory = ProxyFactory(
+            f"tcp:host=127.0.0.1:port={target_port}", observer=self.chain, reactor=reactor
+        )
+        self.port = None
+
+    @defer.inlineCallbacks
+    def start(self):
+        from twisted.internet.endpoints import serverFromString
+
+        for s in self.services:
+            s.startService()
+        self.port = yield serverFromString(self.reactor, "tcp:0:interface=127.0.0.1").listen(
+            self.factory
+        )
+        return self.port.getHost().port
+
+    @defer.inlineCallbacks
+    def stop(self):
+        for _ in range(250):  # pairs finish shortly after the client is gone: at most 5 s
+            if not self.factory.pairs:
+                break
+            yield task.deferLater(self.reactor, 0.02, lambda: None)
+        assert not self.factory.pairs, "pairs still open"
+        yield self.port.stopListening()
+        for s in self.services:
+            s.stopService()
+        assert self.factory.observer is self.chain, "the chain was detached (it raised)"
+        assert self.chain.failures == 0
+
+    def records(self, kind=None):
+        objs = [json.loads(line) for line in self.json_path.read_text().splitlines()]
+        return [o for o in objs if kind is None or o["type"] == kind]
+
+    def text(self) -> str:
+        return self.console.getvalue().decode()
+
+
+def _run(args, **kw):
+    return subprocess.run(args, capture_output=True, timeout=30, check=True, **kw)
+
+
+@pytest.fixture
+def http_port(twistd):
+    port = free_port()
+    t = twistd(["http", "--listen", str(port)])
+    t.wait_for("listening on")
+    return port
+
+
+@pytest.fixture
+def echo_port(twistd):
+    port = free_port()
+    t = twistd(["echo", "--listen", str(port)])
+    t.wait_for("listening on")
+    return port
+
+
+@pytest_twisted.inlineCallbacks
+def test_curl_keepalive_chunked_head_and_big_post(http_port, tmp_path):
+    curl = need("curl")
+    p = Proxied(http_port, tmp_path, pcap=True)
+    port = yield p.start()
+    base = f"http://127.0.0.1:{port}"
+    big = tmp_path / "big"
+    big.write_bytes(b"b" * 1_000_000)
+    yield threads.deferToThread(
+        _run, [curl, "-sS", "-o", "/dev/null", "-o", "/dev/null", f"{base}/get", f"{base}/stream/3"]
+    )
+    # HEAD: no body that could echo the credentials back (/get echoes request headers)
+    yield threads.deferToThread(_run, [curl, "-sS", "-I", "-u", "alice:pa55-s3cret", f"{base}/get"])
+    yield threads.deferToThread(
+        _run, [curl, "-sS", "-o", "/dev/null", "--data-binary", f"@{big}", f"{base}/post"]
+    )
+    yield p.stop()
+    http = p.records("http")
+    assert [(h["method"], h["target"], h["status"]) for h in http] == [
+        ("GET", "/get", 200),
+        ("GET", "/stream/3", 200),
+        ("HEAD", "/get", 200),
+        ("POST", "/post", 200),
+    ]
+    assert http[0]["pair"] == http[1]["pair"] != http[2]["pair"]  # keep-alive: one connection
+    assert any(
+        k.lower() == "transfer-encoding" and v == "chunked" for k, v in http[1]["response_headers"]
+    )
+    assert http[1]["response_body_size"] > 0
+    assert http[2]["response_body_size"] == 0
+    assert http[3]["request_body_size"] == 1_000_000
+    assert all(h["latency"] is not None and h["latency"] >= 0 for h in http)
+    secret = "pa55-s3cret"
+    import base64
+
+    b64 = base64.b64encode(f"alice:{secret}".encode()).decode()
+    out = p.json_path.read_text() + p.text()
+    assert secret not in out and b64 not in out
+    assert "GET /get -> 200 OK application/json" in p.text()
+    pcap = p.pcap_path.read_bytes()
+    assert b64.encode() not in pcap
+    # tshark sees the same requests as the JSON sink
+    tshark = need("tshark")
+    res = yield threads.deferToThread(
+        _run,
+        [
+            tshark,
+            "-r",
+            str(p.pcap_path),
+            "-Y",
+            "http.request",
+            "-T",
+            "fields",
+            "-e",
+            "http.request.method",
+            "-e",
+            "http.request.uri",
+            "-e",
+            "http.authorization",
+        ],
+    )
+    rows = [line.split("\t") for line in res.stdout.decode().splitlines()]
+    assert [(m, u) for m, u, *_ in rows] == [(h["method"], h["target"]) for h in http]
+    assert set(rows[2][2]) <= set("*")  # masked with filler, same length
+    assert len(rows[2][2]) == len("Basic " + b64)
+
+
+@pytest_twisted.inlineCallbacks
+def test_binary_and_garbage_forwarded_exactly_and_shown_as_hex(echo_port, tmp_path):
+    p = Proxied(echo_port, tmp_path)
+    port = yield p.start()
+    payload = bytes(range(256)) * 64 + os.urandom(4096)
+
+    def exchange():
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return got
+                got += chunk
+
+    got = yield threads.deferToThread(exchange)
+    yield p.stop()
+    assert got == payload
+    assert [r["protocol"] for r in p.records("protocol")] == ["hex"]
+    import base64
+
+    c2s = [r for r in p.records("bytes") if r["direction"] == "c2s"]
+    assert sum(
+        r["data"].get("length", 0) or len(base64.b64decode(r["data"]["base64"])) for r in c2s
+    ) == len(payload)
+    assert "00000000  00 01 02 03" in p.text()
+
+
+@pytest_twisted.inlineCallbacks
+def test_http_garbage_reply_falls_back_to_hex(echo_port, tmp_path):
+    """An 'HTTP' client talking to an echo server: the answer is not HTTP; no traceback."""
+    p = Proxied(echo_port, tmp_path)
+    port = yield p.start()
+
+    def talk():
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff garbage")
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(65536):
+                pass
+
+    yield threads.deferToThread(talk)
+    yield p.stop()
+    undecodable = p.records("undecodable")
+    assert undecodable and undecodable[0]["direction"] == "s2c"
+    assert p.records("bytes")
+
+
+# -- Redis ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_pw(tmp_path):
+    server = start_redis(str(tmp_path), "hunter2-secret")
+    yield server
+    stop_process(server.proc)
+
+
+@needs_resp
+@pytest_twisted.inlineCallbacks
+def test_redis_cli_and_redis_py_through_the_chain(redis_pw, tmp_path):
+    cli = need("redis-cli")
+    import redis
+
+    pw = redis_pw.password
+    p = Proxied(redis_pw.port, tmp_path, pcap=True)
+    port = yield p.start()
+
+    def clients():
+        _run([cli, "-p", str(port), "-a", pw, "--no-auth-warning", "SET", "foo", "bar"])
+        _run([cli, "-p", str(port), "-a", pw, "--no-auth-warning", "GET", "foo"])
+        for proto in (2, 3):
+            r = redis.Redis(port=port, password=pw, protocol=proto)
+            r.set("k", "v" * 500)
+            pipe = r.pipeline(transaction=True)
+            pipe.incr("n").incr("n").get("k")
+            pipe.execute()
+            r.config_set("masterauth", "other-s3cret")
+            ps = r.pubsub()
+            ps.subscribe("news")
+            deadline = time.monotonic() + 5
+            while ps.get_message(timeout=0.5) is None and time.monotonic() < deadline:
+                pass
+            r.publish("news", "hello")
+            msg = None
+            while msg is None and time.monotonic() < deadline:
+                msg = ps.get_message(timeout=0.5)
+            assert msg and msg["data"] == b"hello"
+            ps.close()
+            r.close()
+
+    yield threads.deferToThread(clients)
+    yield p.stop()
+    out = p.json_path.read_text() + p.text()
+    assert pw not in out and "other-s3cret" not in out
+    assert pw.encode() not in p.pcap_path.read_bytes()
+    cmds = [
+        r["command"][0].upper() if isinstance(r["command"][0], str) else "?"
+        for r in p.records("redis")
+    ]
+    assert cmds.count("AUTH") + cmds.count("HELLO") >= 3
+    for name in ("SET", "GET", "MULTI", "EXEC", "INCRBY", "SUBSCRIBE", "PUBLISH", "HELLO"):
+        assert name in cmds, (name, " ".join(cmds))
+    assert 'SET foo "bar" -> +OK' in p.text()
+    pushes = p.records("redis_push")
+    assert len([x for x in pushes if "hello" in json.dumps(x["value"])]) == 2  # RESP2 and RESP3
+    assert '<- message news "hello"' in p.text()
+    assert any(r["latency"] is not None for r in p.records("redis"))
+    # tshark's RESP dissector counts the same commands (the pcap keeps the target's real port)
+    tshark = need("tshark")
+    port_rule = f"tcp.port=={redis_pw.port},resp"
+    res = yield threads.deferToThread(
+        _run, [tshark, "-r", str(p.pcap_path), "-d", port_rule, "-Y",
+               f"resp && tcp.dstport == {redis_pw.port}", "-T", "fields", "-E", "occurrence=a",
+               "-E", "aggregator=|", "-e", "resp.array.length",
+               "-e", "resp.reassembled_in_next_frame"])
+    total = 0
+    for line in res.stdout.decode().splitlines():
+        arrays, partial = (line.split("\t") + [""])[:2]
+        total += len([a for a in arrays.split("|") if a]) - len([x for x in partial.split("|")
+                                                                 if x])
+    assert total == len(p.records("redis")) + len(p.records("redis_unanswered"))
+
+
+@needs_resp
+@pytest_twisted.inlineCallbacks
+def test_only_and_skip_filters(redis_server, tmp_path):
+    cli = need("redis-cli")
+    p = Proxied(redis_server.port, tmp_path, only=frozenset({b"SET"}))
+    port = yield p.start()
+    yield threads.deferToThread(_run, [cli, "-p", str(port), "SET", "a", "1"])
+    yield threads.deferToThread(_run, [cli, "-p", str(port), "GET", "a"])
+    yield p.stop()
+    assert {r["command"][0].upper() for r in p.records("redis")} == {"SET"}
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_twistd_proxy_json_and_console(twistd, echo_port, tmp_path):
+    port = free_port()
+    out = tmp_path / "events.jsonl"
+    t = twistd(
+        [
+            "proxy",
+            "--listen",
+            str(port),
+            "--target",
+            str(echo_port),
+            "--json",
+            str(out),
+            "--color",
+            "never",
+        ]
+    )
+    t.wait_for("listening on")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"hello world\n\x1b[31mred\n")
+        s.shutdown(socket.SHUT_WR)
+        while s.recv(65536):
+            pass
+    t.wait_for("close")
+    assert t.terminate() == 0
+    objs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [o["type"] for o in objs][:2] == ["open", "protocol"]
+    assert any(o["type"] == "text" and o["line"] == "\x1b[31mred\n" for o in objs)
+    assert "\\x1b[31mred\\n" in t.output()
+    assert "\x1b[31m" not in t.output()
+    assert "Traceback" not in t.output()
+
+
+def test_tools_present():
+    for tool in ("curl", "tshark"):
+        assert shutil.which(tool), tool

@@ -1,0 +1,349 @@
+"""The passive HTTP/1.x decoder: framing, pairing, pipelining, switches, bounds, leniency."""
+
+from __future__ import annotations
+
+import h11
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from playground.httpdecoder import (
+    C2S,
+    S2C,
+    HttpConversation,
+    HttpExchange,
+    HttpRaw,
+    HttpSecret,
+    HttpSwitched,
+    HttpUnanswered,
+    HttpUndecodable,
+)
+
+
+def run(chunks, **kw):
+    """chunks: [(direction, bytes)]; returns all events, ending with close."""
+    conv = HttpConversation(**kw)
+    out = []
+    for i, (d, data) in enumerate(chunks):
+        out += conv.feed(d, data, float(i))
+    out += conv.close(float(len(chunks)))
+    return out
+
+
+def exchanges(events):
+    return [e for e in events if isinstance(e, HttpExchange)]
+
+
+def split_run(chunks, cuts, **kw):
+    """The same conversation with each chunk cut at the given positions (timestamps per chunk)."""
+    conv = HttpConversation(**kw)
+    out = []
+    for i, (d, data) in enumerate(chunks):
+        points = sorted({c % (len(data) + 1) for c in cuts})
+        last = 0
+        for p in points + [len(data)]:
+            if p > last:
+                out += conv.feed(d, data[last:p], float(i))
+                last = p
+    out += conv.close(float(len(chunks)))
+    return out
+
+
+GET = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+
+
+def test_simple_exchange_and_latency():
+    conv = HttpConversation()
+    assert conv.feed(C2S, GET, 10.0) == []
+    [e] = conv.feed(S2C, OK, 10.25)
+    assert e.request.method == b"GET" and e.request.target == b"/a"
+    assert e.request.version == b"HTTP/1.1"
+    assert (e.status, e.reason, e.response_body_size) == (200, b"OK", 5)
+    assert e.content_type == b"text/plain" and e.response_preview == b"hello"
+    assert e.latency == pytest.approx(0.25)
+    assert conv.close(11.0) == []
+
+
+def test_keep_alive_and_pipelining_pair_in_order():
+    reqs = b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5))
+    resps = b"".join(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n%d" % i for i in range(5))
+    ex = exchanges(run([(C2S, reqs), (S2C, resps)]))
+    assert [e.request.target for e in ex] == [b"/%d" % i for i in range(5)]
+    assert [e.response_preview for e in ex] == [b"%d" % i for i in range(5)]
+
+
+def test_chunked_response_with_extensions_and_trailers():
+    body = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    )
+    [e] = exchanges(run([(C2S, GET), (S2C, body + OK)]))[:1]
+    assert e.response_body_size == 11 and e.response_preview == b"hello world"
+
+
+def test_chunked_request_body():
+    req = b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    [e] = exchanges(run([(C2S, req), (S2C, OK)]))
+    assert e.request_body_size == 3 and e.request_preview == b"abc"
+
+
+def test_head_204_304_have_no_body():
+    reqs = b"HEAD / HTTP/1.1\r\n\r\n" + GET + GET + GET
+    resps = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+        b"HTTP/1.1 204 No Content\r\n\r\n"
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n" + OK
+    )
+    ex = exchanges(run([(C2S, reqs), (S2C, resps)]))
+    assert [(e.status, e.response_body_size) for e in ex] == [
+        (200, 0),
+        (204, 0),
+        (304, 0),
+        (200, 5),
+    ]
+
+
+def test_close_delimited_response_completes_at_eof():
+    conv = HttpConversation()
+    conv.feed(C2S, GET, 1.0)
+    assert conv.feed(S2C, b"HTTP/1.0 200 OK\r\n\r\nabc", 2.0) == []
+    assert conv.feed(S2C, b"def", 3.0) == []
+    [e] = conv.eof(S2C, 4.0)
+    assert e.response_body_size == 6 and e.complete and e.latency == 3.0
+
+
+def test_expect_100_continue():
+    req_head = b"POST /p HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    conv = HttpConversation()
+    out = conv.feed(C2S, req_head, 1.0)
+    out += conv.feed(S2C, b"HTTP/1.1 100 Continue\r\n\r\n", 2.0)
+    out += conv.feed(C2S, b"data", 3.0)
+    out += conv.feed(S2C, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", 3.5)
+    [e] = out
+    assert e.interim == (100,) and e.status == 201 and e.request_body_size == 4
+    assert e.latency == 0.5  # from the request's last byte
+
+
+def test_upgrade_switches_to_raw_and_holds_client_bytes():
+    req = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    conv = HttpConversation()
+    out = conv.feed(C2S, req + b"\x81\x01a", 1.0)  # a frame sent eagerly
+    assert out == []
+    out = conv.feed(
+        S2C, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x01b", 2.0
+    )
+    assert isinstance(out[0], HttpExchange) and out[0].status == 101
+    assert out[1] == HttpSwitched("upgrade", 101, b"websocket")
+    assert HttpRaw(C2S, b"\x81\x01a", len(req)) in out
+    assert isinstance(out[-1], HttpRaw) and out[-1].data == b"\x81\x01b"
+    assert conv.feed(C2S, b"GET / HTTP/1.1\r\n\r\n", 3.0)[0].direction == C2S  # raw now
+
+
+def test_upgrade_refused_resumes_parsing():
+    req = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"
+    conv = HttpConversation()
+    conv.feed(C2S, req + GET, 1.0)
+    out = conv.feed(S2C, b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n" + OK, 2.0)
+    assert [e.status for e in exchanges(out)] == [400, 200]
+    assert exchanges(out)[1].request.target == b"/a"
+
+
+def test_connect_2xx_switches():
+    conv = HttpConversation()
+    conv.feed(C2S, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 1.0)
+    out = conv.feed(S2C, b"HTTP/1.1 200 Connection established\r\n\r\n\x16\x03\x01", 2.0)
+    assert out[1].how == "connect"
+    assert out[-1] == HttpRaw(S2C, b"\x16\x03\x01", 39)
+
+
+def test_secret_header_ranges():
+    req = b"GET / HTTP/1.1\r\nAuthorization:  Basic dXNlcjpwYXNz\r\nCookie: a=b\r\n\r\n"
+    out = HttpConversation().feed(C2S, req, 0.0)
+    secrets = [e for e in out if isinstance(e, HttpSecret)]
+    assert [req[s.start : s.end] for s in secrets] == [b"Basic dXNlcjpwYXNz", b"a=b"]
+    resp = b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=123; HttpOnly\r\nContent-Length: 0\r\n\r\n"
+    conv = HttpConversation()
+    conv.feed(C2S, GET, 0.0)
+    out = conv.feed(S2C, b"x" * 0 + resp, 0.0)
+    [s] = [e for e in out if isinstance(e, HttpSecret)]
+    assert resp[s.start : s.end] == b"sid=123; HttpOnly"
+
+
+def test_settled_holds_an_incomplete_head():
+    conv = HttpConversation()
+    conv.feed(C2S, GET, 0.0)
+    assert conv.settled(C2S) == len(GET)
+    conv.feed(C2S, b"GET /b HTTP/1.1\r\nAuthoriz", 0.0)
+    assert conv.settled(C2S) == len(GET)  # the partial head may still hold a secret
+    conv.feed(C2S, b"ation: x\r\n\r\n", 0.0)
+    assert conv.settled(C2S) == len(GET) + len(b"GET /b HTTP/1.1\r\nAuthorization: x\r\n\r\n")
+
+
+def test_lenient_bare_lf_and_odd_headers():
+    req = b"GET /x HTTP/1.1\nHost: a\nno colon here\n folded\n\n"
+    resp = b"HTTP/1.1 200\nContent-Length: 2\n\nok"
+    [e] = exchanges(run([(C2S, req), (S2C, resp)]))
+    assert e.status == 200 and e.reason == b"" and e.response_preview == b"ok"
+
+
+def test_garbage_gives_undecodable_then_raw():
+    out = run([(C2S, b"\x16\x03\x01\x00garbage\r\n\r\nmore"), (C2S, b"x")])
+    assert isinstance(out[0], HttpUndecodable) and out[0].offset == 0
+    raw = b"".join(e.data for e in out if isinstance(e, HttpRaw))
+    assert raw == b"\x16\x03\x01\x00garbage\r\n\r\nmorex"
+
+
+def test_head_bound():
+    out = run([(C2S, b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 2000)], max_head=1024)
+    assert isinstance(out[0], HttpUndecodable) and "larger" in out[0].reason
+
+
+def test_unanswered_at_close():
+    out = run([(C2S, GET + b"POST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\nab")])
+    assert [type(e) for e in out] == [HttpUnanswered, HttpUnanswered]
+    assert out[1].body_size == 2 and out[1].request_done is None
+
+
+def test_large_body_is_counted_not_buffered():
+    conv = HttpConversation(preview=16)
+    conv.feed(C2S, b"POST /big HTTP/1.1\r\nContent-Length: 10000000\r\n\r\n", 0.0)
+    for _ in range(100):
+        conv.feed(C2S, b"z" * 100000, 0.0)
+    assert conv.req.body_size == 0 and len(conv.req.preview) == 0  # moved to the request
+    [e] = conv.feed(S2C, b"HTTP/1.1 204 No Content\r\n\r\n", 1.0)
+    assert e.request_body_size == 10_000_000 and e.request_preview == b"z" * 16
+
+
+# -- h11 as the oracle ------------------------------------------------------------------------
+
+
+def _h11_messages(method, target, headers, body, status, resp_headers, resp_body):
+    client = h11.Connection(h11.CLIENT)
+    server = h11.Connection(h11.SERVER)
+    c2s = client.send(h11.Request(method=method, target=target, headers=headers))
+    if body is not None:
+        c2s += client.send(h11.Data(data=body))
+    c2s += client.send(h11.EndOfMessage())
+    server.receive_data(c2s)
+    while True:
+        ev = server.next_event()
+        if ev is h11.NEED_DATA or isinstance(ev, h11.EndOfMessage):
+            break
+    s2c = server.send(h11.Response(status_code=status, headers=resp_headers))
+    if resp_body:
+        s2c += server.send(h11.Data(data=resp_body))
+    s2c += server.send(h11.EndOfMessage())
+    return c2s, s2c
+
+
+messages = st.builds(
+    lambda method, path, body, status, resp_body, chunked: (
+        method,
+        path,
+        body,
+        status,
+        resp_body,
+        chunked,
+    ),
+    st.sampled_from([b"GET", b"POST", b"PUT", b"HEAD", b"DELETE"]),
+    st.from_regex(rb"\A/[a-z0-9/_.?=&-]{0,30}\Z"),
+    st.binary(max_size=300),
+    st.sampled_from([200, 201, 204, 301, 304, 404, 500]),
+    st.binary(max_size=300),
+    st.booleans(),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(messages, min_size=1, max_size=4), st.lists(st.integers(0, 2000), max_size=6))
+def test_agrees_with_h11_whatever_the_splits(msgs, cuts):
+    chunks = []
+    expected = []
+    for method, path, body, status, resp_body, chunked in msgs:
+        headers = [("Host", "x")]
+        send_body = body if method in (b"POST", b"PUT") else None
+        if send_body is not None:
+            headers.append(
+                ("Transfer-Encoding", "chunked")
+                if chunked
+                else ("Content-Length", str(len(send_body)))
+            )
+        no_body = method == b"HEAD" or status in (204, 304)
+        rb = b"" if no_body else resp_body
+        rh = [("Content-Type", "application/octet-stream")]
+        if not no_body:
+            rh.append(
+                ("Transfer-Encoding", "chunked") if chunked else ("Content-Length", str(len(rb)))
+            )
+        elif method == b"HEAD":
+            rh.append(("Content-Length", str(len(resp_body))))
+        c2s, s2c = _h11_messages(method, path, headers, send_body, status, rh, rb)
+        chunks += [(C2S, c2s), (S2C, s2c)]
+        expected.append((method, path, status, len(send_body or b""), len(rb)))
+    whole = run(chunks)
+    got = [
+        (e.request.method, e.request.target, e.status, e.request_body_size, e.response_body_size)
+        for e in exchanges(whole)
+    ]
+    assert got == expected
+    assert split_run(chunks, cuts) == whole
+
+
+def test_byte_by_byte_equals_whole():
+    chunks = [
+        (C2S, GET + b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+        (S2C, OK + b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
+    ]
+    whole = run(chunks)
+    conv = HttpConversation()
+    out = []
+    for i, (d, data) in enumerate(chunks):
+        for b in range(len(data)):
+            out += conv.feed(d, data[b : b + 1], float(i))
+    out += conv.close(2.0)
+    assert out == whole and len(exchanges(whole)) == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([C2S, S2C]), st.binary(max_size=200)), max_size=8))
+def test_random_bytes_never_raise(chunks):
+    conv = HttpConversation(max_head=256)
+    for d, data in chunks:
+        conv.feed(d, data, 0.0)
+    conv.eof(C2S, 1.0)
+    conv.close(1.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([C2S, S2C]),
+            st.sampled_from(
+                [
+                    GET,
+                    OK,
+                    b"HTTP/1.1 100 Continue\r\n\r\n",
+                    b"5\r\nhello\r\n",
+                    b"0\r\n\r\n",
+                    b"\r\n",
+                    b"Transfer-Encoding: chunked\r\n",
+                    b"HTTP/1.1 101 Switching\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nUpgrade: x\r\n\r\n",
+                    b"CONNECT h:1 HTTP/1.1\r\n\r\n",
+                ]
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_http_shaped_soup_never_raises_and_offsets_are_consistent(chunks):
+    conv = HttpConversation()
+    sent = {C2S: b"", S2C: b""}
+    for d, data in chunks:
+        sent[d] += data
+        for e in conv.feed(d, data, 0.0):
+            if isinstance(e, HttpRaw):
+                assert sent[e.direction][e.offset : e.offset + len(e.data)] == e.data
+    conv.close(1.0)

@@ -1,0 +1,735 @@
+"""HTTP responder: endpoints (pure), the adapter on StringTransport + MemoryReactorClock, then real
+sockets on loopback (curl, h11 as a strict client, raw pipelining, 500 connections, twistd)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+
+import h11
+import pytest
+import pytest_twisted
+from twisted.internet import defer, error, threads, utils
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.python import failure, usage
+
+from playground import httpserver
+from playground.httpapp import AppLimits, HttpApp
+from playground.httpcore import HttpRequestParser, RequestHead
+from tests.conftest import free_port, need
+
+PEER = IPv4Address("TCP", "127.0.0.1", 40001)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def head_of(raw: bytes) -> RequestHead:
+    return HttpRequestParser().feed(raw, 0.0)[0]
+
+
+def app_call(raw: bytes, body: bytes = b"", app=None):
+    return (app or HttpApp()).respond(head_of(raw), body, "10.0.0.1")
+
+
+def make(**kw):
+    clock = MemoryReactorClock()
+    factory = httpserver.HttpFactory(clock, **kw)
+    return factory, clock
+
+
+def connect(factory, addr=PEER):
+    proto = factory.buildProtocol(addr)
+    transport = StringTransport(peerAddress=addr)
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def lose(proto):
+    proto.connectionLost(failure.Failure(error.ConnectionDone()))
+
+
+def responses(data: bytes, methods=None) -> list[tuple[h11.Response, bytes]]:
+    """Parse server output strictly with h11 (a client that sent ``methods``, GET by default)."""
+    out = []
+    c = h11.Connection(h11.CLIENT)
+    c.receive_data(data)
+    methods = list(methods or [])
+    while True:
+        method = methods.pop(0) if methods else "GET"
+        if c.our_state is h11.DONE:
+            c.start_next_cycle()
+        c.send(h11.Request(method=method, target="/", headers=[("Host", "h")]))
+        c.send(h11.EndOfMessage())
+        resp, body = None, b""
+        while True:
+            ev = c.next_event()
+            if ev is h11.NEED_DATA or ev is h11.PAUSED:
+                return out
+            if isinstance(ev, h11.InformationalResponse):
+                continue
+            if isinstance(ev, h11.Response):
+                resp = ev
+            elif isinstance(ev, h11.Data):
+                body += ev.data
+            elif isinstance(ev, h11.EndOfMessage):
+                out.append((resp, body))
+                break
+            elif isinstance(ev, h11.ConnectionClosed):
+                return out
+        if c.their_state is h11.MUST_CLOSE:
+            return out
+
+
+def req(target="/get", method="GET", headers=b"", body=b"", version=b"HTTP/1.1"):
+    if body and b"content-length" not in headers.lower() and b"chunked" not in headers.lower():
+        headers += b"Content-Length: %d\r\n" % len(body)
+    return (method.encode() + b" " + target.encode() + b" " + version + b"\r\nHost: test\r\n"
+            + headers + b"\r\n" + body)
+
+
+@pytest.fixture
+def logged():
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+# --- endpoints (pure) ------------------------------------------------------------------------
+
+
+def test_get_echoes_args_headers_origin_url():
+    r = app_call(req("/get?a=1&a=2&b=", headers=b"User-Agent: t\r\n"))
+    assert r.status == 200 and dict(r.headers)["Content-Type"] == "application/json"
+    data = json.loads(r.body)
+    assert data == {"args": {"a": ["1", "2"], "b": ""},
+                    "headers": {"Host": "test", "User-Agent": "t"},
+                    "origin": "10.0.0.1", "url": "http://test/get?a=1&a=2&b="}
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_body_methods(method):
+    path = "/" + method.lower()
+    r = app_call(req(path, method, b"Content-Type: application/json\r\n", b'{"x": [1]}'),
+                 b'{"x": [1]}')
+    data = json.loads(r.body)
+    assert data["json"] == {"x": [1]} and data["data"] == '{"x": [1]}' and data["form"] == {}
+    r = app_call(req(path, "GET"))
+    assert r.status == 405 and dict(r.headers)["Allow"] == method
+
+
+def test_form_binary_and_anything():
+    body = b"a=1&b=two+words&a=3"
+    r = app_call(req("/post", "POST", b"Content-Type: application/x-www-form-urlencoded\r\n",
+                     body), body)
+    assert json.loads(r.body)["form"] == {"a": ["1", "3"], "b": "two words"}
+    r = app_call(req("/post", "POST", body=b"\xff\x00"), b"\xff\x00")
+    assert json.loads(r.body)["data"] == "data:application/octet-stream;base64,/wA="
+    r = app_call(req("/anything/x/y?q=1", "PROPFIND"))
+    data = json.loads(r.body)
+    assert data["method"] == "PROPFIND" and data["args"] == {"q": "1"}
+    assert json.loads(app_call(req("/anything")).body)["url"] == "http://test/anything"
+
+
+def test_small_endpoints():
+    ua = b"User-Agent: probe/1\r\n"
+    assert json.loads(app_call(req("/user-agent", headers=ua)).body) == {"user-agent": "probe/1"}
+    assert json.loads(app_call(req("/ip")).body) == {"origin": "10.0.0.1"}
+    assert json.loads(app_call(req("/headers", headers=ua)).body)["headers"]["User-Agent"] == \
+        "probe/1"
+    u = json.loads(app_call(req("/uuid")).body)["uuid"]
+    assert len(u) == 36 and u[14] == "4"
+    index = app_call(req("/")).body.decode()
+    for path in ("/get", "/post", "/anything", "/status/", "/delay/", "/bytes/", "/stream/",
+                 "/drip", "/redirect/", "/uuid", "/echo", "/headers", "/ip", "/user-agent"):
+        assert path in index
+    raw = req("/echo", "POST", body=b"hi there")
+    assert app_call(raw, b"hi there").body == raw
+
+
+def test_status_bytes_redirect_delay_stream_drip():
+    app = HttpApp(AppLimits(max_bytes=100, max_stream=3, max_delay=2))
+    assert app_call(req("/status/418"), app=app).status == 418
+    assert app_call(req("/status/204", "POST"), app=app).status == 204
+    assert app_call(req("/status/99"), app=app).status == 400
+    assert app_call(req("/status/abc"), app=app).status == 400
+    assert len(app_call(req("/bytes/10"), app=app).body) == 10
+    assert len(app_call(req("/bytes/1000000"), app=app).body) == 100  # capped
+    seeded = [app_call(req("/bytes/16?seed=7"), app=app).body for _ in range(2)]
+    assert seeded[0] == seeded[1]
+    r = app_call(req("/redirect/3"), app=app)
+    assert r.status == 302 and dict(r.headers)["Location"] == "/redirect/2"
+    assert dict(app_call(req("/redirect/1"), app=app).headers)["Location"] == "/get"
+    assert app_call(req("/redirect/0"), app=app).status == 400
+    assert app_call(req("/delay/1.5"), app=app).delay == 1.5
+    assert app_call(req("/delay/60"), app=app).delay == 2  # capped
+    assert app_call(req("/delay/nan"), app=app).status == 400
+    r = app_call(req("/stream/10"), app=app)
+    assert r.chunked and [json.loads(p)["id"] for p in r.pieces] == [0, 1, 2]
+    r = app_call(req("/drip?duration=1&numbytes=4&delay=0.5&code=201"), app=app)
+    assert (r.status, r.delay, r.interval, b"".join(r.pieces)) == (201, 0.5, 0.25, b"****")
+    assert app_call(req("/drip?numbytes=0"), app=app).status == 400
+
+
+def test_routing_errors():
+    assert app_call(req("/nope")).status == 404
+    assert app_call(req("/get", "POST", body=b"x")).status == 405
+    r = app_call(req("/get", "DELETE"))
+    assert dict(r.headers)["Allow"] == "GET, HEAD"
+    assert app_call(req("/status")).status == 404
+    assert app_call(req("http://example.test/get?z=1")).status == 200
+    assert json.loads(app_call(req("http://example.test/get?z=1")).body)["args"] == {"z": "1"}
+    assert app_call(req("*", "OPTIONS")).status == 200
+    app = HttpApp()
+    assert app.wants_body(head_of(req("/post", "POST", body=b"x")))
+    assert not app.wants_body(head_of(req("/get", "POST", body=b"x")))
+    assert not app.wants_body(head_of(req("/missing", "POST", body=b"x")))
+
+
+# --- adapter: StringTransport + MemoryReactorClock -------------------------------------------
+
+
+def test_simple_exchange_and_framing_headers():
+    factory, clock = make()
+    clock.advance(784111777)
+    proto, t = connect(factory)
+    proto.dataReceived(req("/get"))
+    ((resp, body),) = responses(t.value())
+    assert resp.status_code == 200
+    hdrs = dict(resp.headers)
+    assert hdrs[b"server"] == b"tcpplay" and hdrs[b"date"] == b"Sun, 06 Nov 1994 08:49:37 GMT"
+    assert int(hdrs[b"content-length"]) == len(body)
+    assert json.loads(body)["url"] == "http://test/get"
+    assert not t.disconnecting
+
+
+def test_head_has_get_headers_and_no_body():
+    factory, _ = make()
+    proto, t = connect(factory)
+    proto.dataReceived(req("/get") + req("/get", "HEAD") + req("/stream/2", "HEAD"))
+    (get, g_body), (head, h_body), (stream, s_body) = responses(t.value(), ["GET", "HEAD", "HEAD"])
+    assert h_body == b"" and s_body == b""
+    assert dict(head.headers)[b"content-length"] == dict(get.headers)[b"content-length"]
+    assert dict(stream.headers)[b"transfer-encoding"] == b"chunked"
+
+
+def test_pipelining_order_with_a_delayed_first_response():
+    factory, clock = make()
+    proto, t = connect(factory)
+    proto.dataReceived(req("/delay/2") + req("/get?n=2") + req("/uuid"))
+    assert t.value() == b""  # the delayed first holds everything back
+    clock.advance(1.9)
+    assert t.value() == b""
+    clock.advance(0.1)
+    got = responses(t.value())
+    assert [json.loads(b).get("url", "uuid") for _, b in got] == [
+        "http://test/delay/2", "http://test/get?n=2", "uuid"]
+
+
+def test_delays_overlap_but_answers_keep_order():
+    factory, clock = make()
+    proto, t = connect(factory)
+    proto.dataReceived(req("/delay/2") + req("/delay/1"))
+    clock.advance(1)
+    assert t.value() == b""
+    clock.advance(1)
+    assert [json.loads(b)["url"] for _, b in responses(t.value())] == [
+        "http://test/delay/2", "http://test/delay/1"]
+
+
+def test_one_write_per_batch():
+    factory, _ = make()
+    proto, t = connect(factory)
+    writes = []
+    original = t.write
+    t.write = lambda data: (writes.append(data), original(data))
+    proto.dataReceived(req("/get") * 5)
+    assert len(writes) == 1 and len(responses(writes[0])) == 5
+
+
+def test_pipeline_limit_holds_reading_and_resumes():
+    factory, clock = make(max_pipeline=2)
+    proto, t = connect(factory)
+    proto.dataReceived(req("/delay/1") * 2 + req("/get") * 3)
+    assert len(proto.queue) == 2 and proto.parser.held
+    assert t.producerState == "paused"
+    clock.advance(1)
+    got = responses(t.value())
+    assert len(got) == 5 and [r.status_code for r, _ in got] == [200] * 5
+    assert t.producerState == "producing" and not proto.parser.held
+
+
+def test_write_backpressure_stops_responses():
+    factory, _ = make()
+    proto, t = connect(factory)
+    proto.pauseProducing()  # the transport's buffer is full
+    assert t.producerState == "paused"
+    proto.dataReceived(req("/get"))
+    assert t.value() == b""
+    proto.resumeProducing()
+    assert len(responses(t.value())) == 1 and t.producerState == "producing"
+
+
+def test_client_that_never_reads_is_aborted():
+    factory, clock = make(idle_timeout=10)
+    proto, t = connect(factory)
+    proto.dataReceived(req("/get"))
+    proto.pauseProducing()  # the transport's buffer filled and does not drain
+    clock.advance(9)
+    assert not t.disconnecting
+    clock.advance(1)
+    assert t.disconnected  # aborted
+
+
+def test_header_timeout_slowloris():
+    factory, clock = make(header_timeout=5)
+    proto, t = connect(factory)
+    proto.dataReceived(b"GET /get HTTP/1.1\r\nHo")
+    for _ in range(4):  # trickling bytes does not extend the deadline
+        clock.advance(1)
+        proto.dataReceived(b"s")
+    assert t.value() == b""
+    clock.advance(1)
+    ((resp, body),) = responses(t.value())
+    assert resp.status_code == 408 and b"5s" in body
+    assert t.disconnecting
+
+
+def test_each_head_gets_its_own_header_deadline():
+    factory, clock = make(header_timeout=2, keepalive_timeout=0)
+    proto, t = connect(factory)
+    one = req("/get")
+    proto.dataReceived(one[:10])
+    for _ in range(6):  # always a partial head buffered, but every head completes in time
+        clock.advance(1.5)
+        proto.dataReceived(one[10:] + one[:10])
+    assert not t.disconnecting and len(responses(t.value())) == 6
+
+
+def test_header_timeout_on_a_silent_connection():
+    factory, clock = make(header_timeout=2)
+    proto, t = connect(factory)
+    clock.advance(2)
+    assert responses(t.value())[0][0].status_code == 408 and t.disconnecting
+
+
+def test_keepalive_timeout_closes_quietly():
+    factory, clock = make(keepalive_timeout=3, header_timeout=1)
+    proto, t = connect(factory)
+    proto.dataReceived(req("/get"))
+    n = len(t.value())
+    clock.advance(2.9)
+    assert not t.disconnecting
+    proto.dataReceived(req("/get"))  # activity starts a new idle period
+    clock.advance(2.9)
+    assert not t.disconnecting
+    clock.advance(0.2)
+    assert t.disconnecting and len(responses(t.value())) == 2 and len(t.value()) == 2 * n
+
+
+def test_body_idle_timeout():
+    factory, clock = make(idle_timeout=4)
+    proto, t = connect(factory)
+    proto.dataReceived(req("/post", "POST", b"Content-Length: 10\r\n") + b"abc")
+    clock.advance(3)
+    proto.dataReceived(b"def")  # progress resets the idle timer
+    clock.advance(3)
+    assert t.value() == b""
+    clock.advance(1)
+    assert responses(t.value())[0][0].status_code == 408 and t.disconnecting
+
+
+def test_expect_100_continue():
+    factory, _ = make()
+    proto, t = connect(factory)
+    proto.dataReceived(req("/post", "POST", b"Expect: 100-continue\r\nContent-Length: 5\r\n"))
+    assert t.value() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    proto.dataReceived(b"hello")
+    ((resp, body),) = responses(t.value(), ["POST"])
+    assert resp.status_code == 200 and json.loads(body)["data"] == "hello"
+
+
+def test_expect_100_continue_waits_for_its_turn():
+    factory, clock = make()
+    proto, t = connect(factory)
+    proto.dataReceived(req("/delay/1") + req("/put", "PUT",
+                                              b"Expect: 100-continue\r\nContent-Length: 2\r\n"))
+    assert t.value() == b""
+    clock.advance(1)
+    assert t.value().endswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    proto.dataReceived(b"ok")
+    got = responses(t.value(), ["GET", "PUT"])
+    assert [r.status_code for r, _ in got] == [200, 200] and json.loads(got[1][1])["data"] == "ok"
+
+
+def test_expect_100_continue_refused_when_the_body_is_not_wanted():
+    factory, _ = make()
+    proto, t = connect(factory)
+    proto.dataReceived(req("/nowhere", "POST", b"Expect: 100-continue\r\nContent-Length: 5\r\n"))
+    assert b"100 Continue" not in t.value()
+    ((resp, _),) = responses(t.value(), ["POST"])
+    assert resp.status_code == 404 and dict(resp.headers)[b"connection"] == b"close"
+    assert t.disconnecting
+
+
+def test_expect_too_large_is_413_without_100():
+    factory, _ = make(max_body=4)
+    proto, t = connect(factory)
+    proto.dataReceived(req("/post", "POST", b"Expect: 100-continue\r\nContent-Length: 5\r\n"))
+    assert t.value().startswith(b"HTTP/1.1 413 ") and t.disconnecting
+
+
+@pytest.mark.parametrize(
+    "data,status",
+    [
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"y" * 20000, 431),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2000000\r\n\r\n", 413),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+         400),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: br\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nExpect: tea\r\n\r\n", 417),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),  # TLS on a plain port
+    ],
+)
+def test_errors_are_answered_then_closed(data, status):
+    factory, _ = make()
+    proto, t = connect(factory)
+    proto.dataReceived(GOOD := req("/get"))
+    proto.dataReceived(data)
+    got = responses(t.value())
+    assert [r.status_code for r, _ in got] == [200, status]
+    assert dict(got[1][0].headers)[b"connection"] == b"close"
+    assert t.disconnecting
+    n = len(t.value())
+    proto.dataReceived(GOOD)  # ignored after the error
+    assert len(t.value()) == n
+
+
+def test_error_waits_behind_a_delayed_response():
+    factory, clock = make()
+    proto, t = connect(factory)
+    proto.dataReceived(req("/delay/1") + b"BAD REQUEST LINE\r\n\r\n")
+    assert t.value() == b"" and not t.disconnecting
+    clock.advance(1)
+    assert [r.status_code for r, _ in responses(t.value())] == [200, 400] and t.disconnecting
+
+
+def test_http_1_0_and_connection_close():
+    factory, _ = make()
+    proto, t = connect(factory)
+    proto.dataReceived(req("/get", version=b"HTTP/1.0", headers=b"Connection: keep-alive\r\n"))
+    ((resp, _),) = responses(t.value())
+    assert dict(resp.headers)[b"connection"] == b"keep-alive" and not t.disconnecting
+    t.clear()
+    proto.dataReceived(req("/get", version=b"HTTP/1.0"))
+    assert b"Connection: close\r\n" in t.value() and t.disconnecting
+    factory, _ = make()
+    proto, t = connect(factory)
+    proto.dataReceived(req("/get", headers=b"Connection: close\r\n") + req("/uuid"))
+    assert len(responses(t.value())) == 1 and t.disconnecting
+
+
+def test_http_1_0_stream_is_not_chunked():
+    factory, _ = make()
+    proto, t = connect(factory)
+    proto.dataReceived(req("/stream/3", version=b"HTTP/1.0"))
+    assert b"Transfer-Encoding" not in t.value() and b"Content-Length: " in t.value()
+    assert t.value().count(b'"id"') == 3
+
+
+def test_drip_is_spread_over_time():
+    factory, clock = make()
+    proto, t = connect(factory)
+    proto.dataReceived(req("/drip?duration=2&numbytes=4&delay=1") + req("/uuid"))
+    assert t.value() == b""
+    clock.advance(1)
+    head_only = t.value()
+    assert head_only.startswith(b"HTTP/1.1 200 ") and head_only.endswith(b"\r\n\r\n")
+    for i in range(1, 5):
+        clock.advance(0.5)
+        assert t.value().count(b"*") == i
+    got = responses(t.value())
+    assert got[0][1] == b"****" and len(got) == 2
+
+
+def test_half_close_still_answers():
+    factory, _ = make()
+    proto, t = connect(factory)
+    proto.dataReceived(req("/get"))
+    proto.readConnectionLost()
+    assert len(responses(t.value())) == 1 and t.disconnecting
+
+
+def test_access_log_line_per_request(logged):
+    factory, clock = make()
+    proto, t = connect(factory)
+    proto.dataReceived(req("/get") + req("/status/404"))
+    proto.dataReceived(req("/get?q={x}") + b"NONSENSE\r\n\r\n")
+    lines = [e for e in logged if e.get("access")]
+    assert [(e["method"], e["target"], e["status"]) for e in lines] == [
+        ("GET", "/get", 200), ("GET", "/status/404", 404), ("GET", "/get?q={x}", 200),
+        ("-", "-", 400)]
+    assert all(e["client"] == "127.0.0.1:40001" and e["bytes"] > 0 for e in lines)
+    text = [formatEvent(e) for e in lines]
+    assert text[0].startswith("127.0.0.1:40001 GET /get HTTP/1.1 200 ")
+    assert text[2].startswith("127.0.0.1:40001 GET /get?q={x} HTTP/1.1 200 ")  # braces are text
+    assert text[3].startswith("127.0.0.1:40001 - - - 400 ") and lines[3]["reason"]
+
+
+def test_connection_count_released():
+    factory, _ = make(max_connections=1)
+    proto, t = connect(factory)
+    refused, rt = connect(factory)
+    assert rt.value().startswith(b"HTTP/1.1 503 ") and rt.disconnecting
+    lose(proto)
+    assert factory.limits.open == 0
+
+
+def test_options():
+    o = httpserver.Options()
+    o.parseOptions([])
+    assert o["listen"].startswith("tcp:8080:interface=127.0.0.1")
+    assert (o["max-body"], o["header-timeout"], o["max-headers"]) == (1 << 20, 5.0, 100)
+    o = httpserver.Options()
+    o.parseOptions(["--max-body", "10", "--header-timeout", "0.5", "--keepalive-timeout", "1",
+                    "--no-access-log", "--listen", "0"])
+    f = httpserver.make_factory(o, MemoryReactorClock())
+    assert (f.max_body, f.header_timeout, f.keepalive_timeout, f.access_log) == (10, 0.5, 1, False)
+    with pytest.raises(usage.UsageError, match="--max-body"):
+        httpserver.Options().parseOptions(["--max-body", "lots"])
+    with pytest.raises(usage.UsageError, match="--max-headers"):
+        httpserver.Options().parseOptions(["--max-headers", "0"])
+
+
+# --- real sockets ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server():
+    """The responder in this process on a free loopback port (port 0)."""
+    from twisted.internet import endpoints, reactor
+
+    factory = httpserver.HttpFactory(reactor, max_connections=2000, access_log=False)
+    ep = endpoints.serverFromString(reactor, "tcp:0:interface=127.0.0.1:backlog=1024")
+    port = pytest_twisted.blockon(ep.listen(factory))
+    factory.port = port.getHost().port
+    yield factory
+    pytest_twisted.blockon(defer.maybeDeferred(port.stopListening))
+
+
+def curl(*args):
+    exe = need("curl")
+    return utils.getProcessOutputAndValue(exe, ["-sS", "--max-time", "20", *args],
+                                          env=os.environ)
+
+
+@pytest_twisted.inlineCallbacks
+def test_curl_get_head_and_1_0(server):
+    base = f"http://127.0.0.1:{server.port}"
+    out, err, code = yield curl("-w", "\n%{http_code}", f"{base}/get?x=1")
+    assert code == 0, err
+    body, status = out.rsplit(b"\n", 1)
+    assert status == b"200" and json.loads(body)["args"] == {"x": "1"}
+    out, err, code = yield curl("-I", f"{base}/get")
+    assert code == 0 and out.startswith(b"HTTP/1.1 200 OK") and b"Content-Length:" in out
+    out, err, code = yield curl("--http1.0", "-v", f"{base}/uuid")
+    assert code == 0 and b"GET /uuid HTTP/1.0" in err and len(json.loads(out)["uuid"]) == 36
+
+
+@pytest_twisted.inlineCallbacks
+def test_curl_post_1mb_with_expect_100_continue(server, tmp_path):
+    payload = os.urandom(500_000).hex().encode()[:1_000_000]
+    path = tmp_path / "body"
+    path.write_bytes(payload)
+    out, err, code = yield curl("-v", "-H", "Expect: 100-continue", "-H",
+                                "Content-Type: text/plain", "--data-binary", f"@{path}",
+                                f"http://127.0.0.1:{server.port}/post")
+    assert code == 0, err
+    assert b"HTTP/1.1 100 Continue" in err
+    assert json.loads(out)["data"].encode() == payload
+
+
+@pytest_twisted.inlineCallbacks
+def test_curl_reuses_one_connection_for_several_urls(server):
+    base = f"http://127.0.0.1:{server.port}"
+    before = server.limits.total
+    out, err, code = yield curl("-v", f"{base}/get", f"{base}/uuid", f"{base}/headers",
+                                f"{base}/stream/3", f"{base}/bytes/100")
+    assert code == 0, err
+    assert err.count(b"< HTTP/1.1 200 OK") == 5
+    assert b"Re-using existing connection" in err
+    assert server.limits.total - before == 1
+
+
+def h11_exchange(port: int, requests: list[tuple[str, str, bytes]]) -> list:
+    """A strict h11 client on one keep-alive connection; h11 raises on any framing error."""
+    out = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        c = h11.Connection(h11.CLIENT)
+        for method, target, body in requests:
+            headers = [("Host", "test"), ("User-Agent", "h11")]
+            if body:
+                headers.append(("Content-Length", str(len(body))))
+            data = c.send(h11.Request(method=method, target=target, headers=headers))
+            if body:
+                data += c.send(h11.Data(data=body))
+            data += c.send(h11.EndOfMessage())
+            s.sendall(data)
+            resp, got = None, b""
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                ev = c.next_event()
+                if ev is h11.NEED_DATA:
+                    c.receive_data(s.recv(65536))
+                elif isinstance(ev, h11.Response):
+                    resp = ev
+                elif isinstance(ev, h11.Data):
+                    got += ev.data
+                elif isinstance(ev, h11.EndOfMessage):
+                    break
+            out.append((resp.status_code, dict(resp.headers), got))
+            if c.our_state is h11.MUST_CLOSE or c.their_state is h11.MUST_CLOSE:
+                break
+            c.start_next_cycle()
+    return out
+
+
+@pytest_twisted.inlineCallbacks
+def test_h11_validates_every_endpoint(server):
+    plan = [
+        ("GET", "/", b""), ("GET", "/get?a=b", b""), ("HEAD", "/get", b""),
+        ("POST", "/post", b"x=1"), ("PUT", "/put", b"{}"), ("PATCH", "/patch", b"p"),
+        ("DELETE", "/delete", b""), ("OPTIONS", "/anything/deep/path", b""),
+        ("GET", "/headers", b""), ("GET", "/ip", b""), ("GET", "/user-agent", b""),
+        ("GET", "/status/201", b""), ("GET", "/status/204", b""), ("GET", "/status/304", b""),
+        ("GET", "/status/418", b""), ("GET", "/delay/0.2", b""), ("GET", "/bytes/70000", b""),
+        ("GET", "/stream/5", b""), ("HEAD", "/stream/5", b""),
+        ("GET", "/drip?duration=0.3&numbytes=3", b""), ("GET", "/redirect/2", b""),
+        ("GET", "/uuid", b""), ("POST", "/echo", b"raw"), ("GET", "/missing", b""),
+        ("POST", "/get", b"z"), ("GET", "/status/500", b""),
+    ]
+    got = yield threads.deferToThread(h11_exchange, server.port, plan)
+    statuses = [status for status, _, _ in got]
+    assert statuses == [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 201, 204, 304,
+                        418, 200, 200, 200, 200, 200, 302, 200, 200, 404, 405, 500]
+    by_target = {plan[i][1]: got[i] for i in range(len(plan)) if plan[i][0] != "HEAD"}
+    assert len(by_target["/bytes/70000"][2]) == 70000
+    assert by_target["/drip?duration=0.3&numbytes=3"][2] == b"***"
+    assert [json.loads(line)["id"] for line in by_target["/stream/5"][2].splitlines()] == \
+        list(range(5))
+    assert by_target["/echo"][2].endswith(b"\r\n\r\nraw")
+
+
+def raw_pipeline(port: int, data: bytes, expect: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        buf = b""
+        deadline = time.monotonic() + 10
+        while buf.count(b"HTTP/1.1 ") < expect or not buf.endswith(b"}\n"):
+            if time.monotonic() > deadline:
+                break
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        return buf
+
+
+@pytest_twisted.inlineCallbacks
+def test_raw_socket_pipelining(server):
+    data = req("/delay/0.3") + req("/get?n=1") + req("/anything", "POST", body=b"b") + \
+        req("/get?n=3")
+    buf = yield threads.deferToThread(raw_pipeline, server.port, data, 4)
+    got = responses(buf, ["GET", "GET", "POST", "GET"])
+    assert [json.loads(b)["url"] for _, b in got] == [
+        "http://test/delay/0.3", "http://test/get?n=1", "http://test/anything",
+        "http://test/get?n=3"]
+
+
+def many_connections(port: int, n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=20)
+            socks.append(s)
+        for s in socks:  # all open at once before any request
+            s.sendall(req("/get"))
+        statuses = []
+        for s in socks:
+            buf = b""
+            while b"\r\n\r\n" not in buf or not buf.endswith(b"}\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+            statuses.append(int(buf.split(b" ", 2)[1]) if buf else 0)
+        return statuses
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_500_concurrent_connections(server):
+    statuses = yield threads.deferToThread(many_connections, server.port, 500)
+    assert statuses == [200] * 500
+    assert server.limits.total >= 500
+
+
+def slow_read(port: int, request: bytes, pause: float) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(request)
+        buf = bytearray()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            time.sleep(pause)
+        return bytes(buf)
+
+
+@pytest_twisted.inlineCallbacks
+def test_slow_reader_of_a_closing_response_gets_everything(server, monkeypatch):
+    # HTTP/1.0: the server half-closes after the response and lingers for the client; a
+    # reader that keeps making progress is never cut off, even past the linger period
+    monkeypatch.setattr(httpserver, "LINGER", 0.3)
+    data = yield threads.deferToThread(slow_read, server.port,
+                                       req("/bytes/3000000", version=b"HTTP/1.0"), 0.01)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in head
+    assert len(body) == 3000000
+
+
+def test_twistd_end_to_end(twistd):
+    port = free_port()
+    t = twistd(["http", "--listen", str(port), "--header-timeout", "0.5"])
+    t.wait_for("http listening on")
+    out = subprocess.run([need("curl"), "-sS", "--max-time", "10", f"http://127.0.0.1:{port}/ip"],
+                         capture_output=True, timeout=20)
+    assert json.loads(out.stdout) == {"origin": "127.0.0.1"}
+    line = t.wait_for(" GET /ip HTTP/1.1 200 ")
+    assert "127.0.0.1:" in line
+    # slowloris on a real socket: 408, then the server closes
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /get HTTP/1.1\r\nHost: x\r\n")
+        buf = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    assert buf.startswith(b"HTTP/1.1 408 ")
+    assert t.terminate() == 0
+

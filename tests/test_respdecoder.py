@@ -1,0 +1,726 @@
+"""The RESP conversation decoder: pairing, pub/sub, transactions, CLIENT REPLY, MONITOR, secrets,
+split invariance, garbage, and a real conversation recorded from redis-server."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from playground.resp import Map, Push, RespParser, Simple, encode, encode_command
+from playground.respdecoder import (
+    C2S,
+    S2C,
+    Exchange,
+    RespConversation,
+    SecretRange,
+    ServerPush,
+    Unanswered,
+    Undecodable,
+    redact_command,
+    secret_parts,
+    secret_ranges,
+)
+
+
+def cmd(*args) -> bytes:
+    return encode_command(*args)
+
+
+def run(steps, conv=None) -> list:
+    conv = conv or RespConversation()
+    out = []
+    for step in steps:
+        if step[0] == "eof":
+            out += conv.eof(step[1], step[2])
+        else:
+            direction, data, now = step
+            out += conv.feed(direction, data, now)
+    return out
+
+
+def pairs(events) -> list:
+    return [(e.command, e.reply) for e in events if type(e) is Exchange]
+
+
+def of(events, kind) -> list:
+    return [e for e in events if type(e) is kind]
+
+
+OK = b"+OK\r\n"
+
+
+def test_pipelining_order_and_latency():
+    events = run(
+        [
+            (C2S, cmd("SET", "a", "1") + cmd("GET", "a") + cmd("GET", "b"), 1.0),
+            (S2C, OK + b"$1\r\n1\r\n", 1.5),
+            (S2C, b"$-1\r\n", 2.25),
+        ]
+    )
+    assert pairs(events) == [
+        ((b"SET", b"a", b"1"), Simple(b"OK")),
+        ((b"GET", b"a"), b"1"),
+        ((b"GET", b"b"), None),
+    ]
+    assert [e.latency for e in events] == [0.5, 0.5, 1.25]
+    assert [(e.sent_at, e.replied_at) for e in events] == [(1.0, 1.5), (1.0, 1.5), (1.0, 2.25)]
+    assert events[1].offset == len(cmd("SET", "a", "1")) and events[1].size == len(cmd("GET", "a"))
+
+
+def test_latency_counts_from_the_feed_that_completes_frames():
+    c = cmd("GET", "key")
+    events = run(
+        [(C2S, c[:5], 1.0), (C2S, c[5:], 2.0), (S2C, b"$3\r\nv", 3.0), (S2C, b"al\r\n", 4.5)]
+    )
+    assert [(e.sent_at, e.replied_at, e.latency) for e in events] == [(2.0, 4.5, 2.5)]
+
+
+def test_inline_commands_pair():
+    events = run([(C2S, b'SET k "a b"\r\n\r\nGET k\n', 1.0), (S2C, OK + b"$3\r\na b\r\n", 2.0)])
+    assert pairs(events) == [((b"SET", b"k", b"a b"), Simple(b"OK")), ((b"GET", b"k"), b"a b")]
+
+
+def test_empty_arrays_are_ignored_like_redis():
+    events = run([(C2S, b"*0\r\n*-1\r\n" + cmd("PING"), 1.0), (S2C, b"+PONG\r\n", 2.0)])
+    assert pairs(events) == [((b"PING",), Simple(b"PONG"))]
+
+
+def test_reply_without_command_is_a_push():
+    events = run([(S2C, b"-ERR max number of clients reached\r\n", 1.0)])
+    assert [(type(e), e.kind) for e in events] == [(ServerPush, "unsolicited")]
+
+
+def test_pubsub_resp2():
+    conv = RespConversation()
+    events = run(
+        [
+            (C2S, cmd("SUBSCRIBE", "a", "b") + cmd("PSUBSCRIBE", "n*"), 1.0),
+            (S2C, encode([b"subscribe", b"a", 1]), 1.1),
+            (S2C, encode([b"subscribe", b"b", 2]) + encode([b"message", b"a", b"hi"]), 1.2),
+            (S2C, encode([b"psubscribe", b"n*", 3]), 1.3),
+            (S2C, encode([b"pmessage", b"n*", b"news", b"x"]), 1.4),
+            (C2S, cmd("PING"), 2.0),
+            (S2C, encode([b"message", b"b", b"yo"]) + encode([b"pong", b""]), 2.1),
+            (C2S, cmd("UNSUBSCRIBE") + cmd("PUNSUBSCRIBE"), 3.0),
+            (S2C, encode([b"unsubscribe", b"a", 2]) + encode([b"message", b"b", b"late"]), 3.1),
+            (S2C, encode([b"unsubscribe", b"b", 1]) + encode([b"punsubscribe", b"n*", 0]), 3.2),
+            # no longer subscribed: an array starting with "message" is an ordinary reply
+            (C2S, cmd("LRANGE", "l", 0, -1), 4.0),
+            (S2C, encode([b"message", b"x", b"y"]), 4.1),
+        ],
+        conv,
+    )
+    assert pairs(events) == [
+        ((b"SUBSCRIBE", b"a", b"b"), [[b"subscribe", b"a", 1], [b"subscribe", b"b", 2]]),
+        ((b"PSUBSCRIBE", b"n*"), [b"psubscribe", b"n*", 3]),
+        ((b"PING",), [b"pong", b""]),
+        ((b"UNSUBSCRIBE",), [[b"unsubscribe", b"a", 2], [b"unsubscribe", b"b", 1]]),
+        ((b"PUNSUBSCRIBE",), [b"punsubscribe", b"n*", 0]),
+        ((b"LRANGE", b"l", b"0", b"-1"), [b"message", b"x", b"y"]),
+    ]
+    pushes = of(events, ServerPush)
+    assert [(p.kind, p.value[-1]) for p in pushes] == [
+        ("message", b"hi"),
+        ("pmessage", b"x"),
+        ("message", b"yo"),
+        ("message", b"late"),
+    ]
+    assert [type(e) for e in events][:3] == [Exchange, ServerPush, Exchange]
+    assert conv.pending == 0
+
+
+def test_unsubscribe_all_when_not_subscribed():
+    events = run(
+        [
+            (C2S, cmd("UNSUBSCRIBE") + cmd("PING"), 1.0),
+            (S2C, encode([b"unsubscribe", None, 0]) + b"+PONG\r\n", 2.0),
+        ]
+    )
+    assert pairs(events) == [
+        ((b"UNSUBSCRIBE",), [b"unsubscribe", None, 0]),
+        ((b"PING",), Simple(b"PONG")),
+    ]
+
+
+def test_subscribe_arity_error_does_not_desync():
+    events = run(
+        [
+            (C2S, cmd("SUBSCRIBE") + cmd("PING"), 1.0),
+            (S2C, b"-ERR wrong number of arguments for 'subscribe' command\r\n+PONG\r\n", 2),
+        ]
+    )
+    assert [c for c, _ in pairs(events)] == [(b"SUBSCRIBE",), (b"PING",)]
+
+
+HELLO3 = encode(Map(((b"server", b"redis"), (b"proto", 3))), 3)
+
+
+def test_hello3_and_pubsub_resp3():
+    conv = RespConversation()
+    events = run(
+        [
+            (C2S, cmd("HELLO", "3"), 1.0),
+            (S2C, HELLO3, 1.1),
+            (C2S, cmd("SUBSCRIBE", "a") + cmd("GET", "k"), 2.0),
+            (S2C, encode(Push((b"message", b"a", b"early")), 3), 2.05),
+            (S2C, encode(Push((b"subscribe", b"a", 1)), 3), 2.1),
+            (S2C, encode(Push((b"message", b"a", b"m1")), 3) + b"$1\r\nv\r\n", 2.2),
+            (S2C, encode(Push((b"invalidate", [b"k"])), 3), 2.3),
+            (C2S, cmd("LRANGE", "l", 0, -1), 3.0),
+            # in RESP3 an array is never a push, even while subscribed
+            (S2C, encode([b"message", b"x", b"y"], 3), 3.1),
+        ],
+        conv,
+    )
+    assert conv.protocol == 3
+    assert pairs(events) == [
+        ((b"HELLO", b"3"), Map(((b"server", b"redis"), (b"proto", 3)))),
+        ((b"SUBSCRIBE", b"a"), Push((b"subscribe", b"a", 1))),
+        ((b"GET", b"k"), b"v"),
+        ((b"LRANGE", b"l", b"0", b"-1"), [b"message", b"x", b"y"]),
+    ]
+    assert [e.protocol for e in of(events, Exchange)] == [3, 3, 3, 3]
+    assert [p.kind for p in of(events, ServerPush)] == ["message", "message", "invalidate"]
+
+
+def test_hello_failure_keeps_resp2_and_hello2_goes_back():
+    conv = RespConversation()
+    run([(C2S, cmd("HELLO", "4"), 1), (S2C, b"-NOPROTO unsupported protocol version\r\n", 2)], conv)
+    assert conv.protocol == 2
+    run([(C2S, cmd("HELLO", "3"), 3), (S2C, HELLO3, 4)], conv)
+    assert conv.protocol == 3
+    events = run([(C2S, cmd("HELLO", "2"), 5), (S2C, encode([b"proto", 2]), 6)], conv)
+    assert conv.protocol == 2 and events[0].protocol == 2
+
+
+def test_multi_exec():
+    events = run(
+        [
+            (C2S, cmd("MULTI") + cmd("SET", "a", "1") + cmd("INCR", "a") + cmd("NOPE"), 1.0),
+            (C2S, cmd("EXEC") + cmd("GET", "a"), 1.0),
+            (S2C, OK + b"+QUEUED\r\n+QUEUED\r\n-ERR unknown command 'NOPE'\r\n", 2.0),
+            (S2C, b"*2\r\n+OK\r\n:2\r\n$1\r\n2\r\n", 3.0),
+        ]
+    )
+    ex = of(events, Exchange)
+    assert [(e.command[0], e.in_transaction) for e in ex] == [
+        (b"MULTI", False),
+        (b"SET", True),
+        (b"INCR", True),
+        (b"NOPE", True),
+        (b"EXEC", False),
+        (b"GET", False),
+    ]
+    assert ex[4].reply == [Simple(b"OK"), 2]
+    assert ex[4].queued == ((b"SET", b"a", b"1"), (b"INCR", b"a"))
+
+
+def test_discard_and_nested_multi_and_watch_abort():
+    events = run(
+        [
+            (C2S, cmd("MULTI") + cmd("MULTI") + cmd("SET", "a", "1") + cmd("DISCARD"), 1),
+            (C2S, cmd("WATCH", "a") + cmd("MULTI") + cmd("GET", "a") + cmd("EXEC"), 1),
+            (S2C, OK + b"-ERR MULTI calls can not be nested\r\n+QUEUED\r\n" + OK, 2),
+            (S2C, OK + OK + b"+QUEUED\r\n*-1\r\n", 3),
+        ]
+    )
+    ex = of(events, Exchange)
+    assert [(e.command[0], e.in_transaction) for e in ex] == [
+        (b"MULTI", False),
+        (b"MULTI", True),
+        (b"SET", True),
+        (b"DISCARD", False),
+        (b"WATCH", False),
+        (b"MULTI", False),
+        (b"GET", True),
+        (b"EXEC", False),
+    ]
+    assert ex[-1].reply is None and ex[-1].queued == ((b"GET", b"a"),)
+
+
+def test_failed_multi_unmarks_the_commands_after_it():
+    events = run(
+        [
+            (C2S, cmd("MULTI") + cmd("GET", "a") + cmd("EXEC"), 1),
+            (S2C, b"-NOAUTH Authentication required.\r\n" * 3, 2),
+        ]
+    )
+    assert [e.in_transaction for e in of(events, Exchange)] == [False, False, False]
+
+
+def test_monitor():
+    events = run(
+        [
+            (C2S, cmd("MONITOR"), 1),
+            (S2C, OK, 2),
+            (S2C, b'+1700000000.123456 [0 127.0.0.1:50000] "GET" "a"\r\n', 3),
+            (S2C, b'+1700000000.223456 [0 lua] "set" "b" "1"\r\n', 4),
+            (C2S, cmd("QUIT"), 5),
+            (S2C, OK, 6),
+        ]
+    )
+    assert pairs(events) == [((b"MONITOR",), Simple(b"OK")), ((b"QUIT",), Simple(b"OK"))]
+    assert [p.kind for p in of(events, ServerPush)] == ["monitor", "monitor"]
+
+
+def test_client_reply_off_skip_on():
+    events = run(
+        [
+            (C2S, cmd("GET", "x") + cmd("CLIENT", "REPLY", "OFF") + cmd("SET", "a", "1"), 1),
+            (C2S, cmd("CLIENT", "REPLY", "SKIP") + cmd("CLIENT", "REPLY", "ON"), 1),
+            (C2S, cmd("CLIENT", "REPLY", "SKIP") + cmd("SET", "b", "2") + cmd("GET", "b"), 1),
+            (C2S, cmd("CLIENT", "REPLY", "SKIP") + cmd("CLIENT", "REPLY", "SKIP"), 1),
+            (C2S, cmd("GET", "c") + cmd("GET", "d"), 1),
+            (S2C, b"$1\r\nx\r\n", 2),
+            (S2C, OK, 3),
+            (S2C, b"$1\r\n2\r\n", 4),
+            (S2C, b"$1\r\nd\r\n", 5),
+        ]
+    )
+    ex = of(events, Exchange)
+    assert [(e.command, e.reply, e.suppressed) for e in ex] == [
+        ((b"GET", b"x"), b"x", False),
+        ((b"CLIENT", b"REPLY", b"OFF"), None, True),
+        ((b"SET", b"a", b"1"), None, True),
+        ((b"CLIENT", b"REPLY", b"SKIP"), None, True),
+        ((b"CLIENT", b"REPLY", b"ON"), Simple(b"OK"), False),
+        ((b"CLIENT", b"REPLY", b"SKIP"), None, True),
+        ((b"SET", b"b", b"2"), None, True),
+        ((b"GET", b"b"), b"2", False),
+        ((b"CLIENT", b"REPLY", b"SKIP"), None, True),
+        ((b"CLIENT", b"REPLY", b"SKIP"), None, True),
+        ((b"GET", b"c"), None, True),
+        ((b"GET", b"d"), b"d", False),
+    ]
+    assert all(e.replied_at is None and e.latency is None for e in ex if e.suppressed)
+
+
+def test_quit_then_unanswered_at_eof():
+    conv = RespConversation()
+    events = run([(C2S, cmd("QUIT") + cmd("GET", "a"), 1), (S2C, OK, 2), ("eof", S2C, 3)], conv)
+    assert pairs(events) == [((b"QUIT",), Simple(b"OK"))]
+    assert of(events, Unanswered) == [
+        Unanswered((b"GET", b"a"), 1, 3, "connection closed before a reply")
+    ]
+    assert conv.pending == 0
+
+
+def test_client_eof_keeps_waiting_and_close_flushes():
+    conv = RespConversation()
+    assert run([(C2S, cmd("BLPOP", "q", 0), 1), ("eof", C2S, 2)], conv) == []
+    assert [type(e) for e in conv.close(3)] == [Unanswered]
+
+
+def test_reset():
+    conv = RespConversation()
+    events = run(
+        [
+            (C2S, cmd("HELLO", "3") + cmd("SUBSCRIBE", "a") + cmd("RESET") + cmd("GET", "a"), 1),
+            (S2C, HELLO3 + encode(Push((b"subscribe", b"a", 1)), 3) + b"+RESET\r\n", 2),
+            (S2C, b"$-1\r\n", 3),
+        ],
+        conv,
+    )
+    assert conv.protocol == 2
+    assert [c[0] for c, _ in pairs(events)] == [b"HELLO", b"SUBSCRIBE", b"RESET", b"GET"]
+
+
+def test_undecodable_reply_stream():
+    events = run([(C2S, cmd("GET", "a"), 1), (S2C, b"$3\r\nabcX\r\n", 2), (S2C, OK, 3)])
+    assert [type(e) for e in events] == [Undecodable]
+    assert events[0].direction == S2C and events[0].offset == 7
+    events = run([(C2S, b"*1\r\n$x\r\n", 1), (C2S, cmd("PING"), 2)])
+    assert events == [Undecodable(C2S, 1, "bad bulk length b'x'", 4)]
+
+
+def test_pending_cap():
+    conv = RespConversation(max_pending=10)
+    events = conv.feed(C2S, cmd("PING") * 11, 1.0)
+    assert [(type(e), e.direction) for e in events] == [(Undecodable, C2S), (Undecodable, S2C)]
+    assert conv.feed(S2C, b"+PONG\r\n", 2.0) == [] and conv.pending == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# secrets
+
+REDACTION_CASES = [
+    ((b"AUTH", b"pw"), (b"AUTH", b"(redacted)")),
+    ((b"auth", b"user", b"pw"), (b"auth", b"user", b"(redacted)")),
+    (
+        (b"HELLO", b"3", b"AUTH", b"default", b"pw", b"SETNAME", b"n"),
+        (b"HELLO", b"3", b"AUTH", b"default", b"(redacted)", b"SETNAME", b"n"),
+    ),
+    (
+        (b"HELLO", b"3", b"SETNAME", b"auth", b"auth", b"u", b"pw"),
+        (b"HELLO", b"3", b"SETNAME", b"auth", b"auth", b"u", b"(redacted)"),
+    ),
+    (
+        (b"MIGRATE", b"h", b"6379", b"", b"0", b"5000", b"COPY", b"AUTH", b"pw", b"KEYS", b"AUTH"),
+        (
+            b"MIGRATE",
+            b"h",
+            b"6379",
+            b"",
+            b"0",
+            b"5000",
+            b"COPY",
+            b"AUTH",
+            b"(redacted)",
+            b"KEYS",
+            b"AUTH",
+        ),
+    ),
+    (
+        (b"MIGRATE", b"h", b"1", b"k", b"0", b"5", b"AUTH2", b"user", b"pw"),
+        (b"MIGRATE", b"h", b"1", b"k", b"0", b"5", b"AUTH2", b"user", b"(redacted)"),
+    ),
+    (
+        (b"CONFIG", b"SET", b"requirepass", b"pw", b"maxmemory", b"1mb", b"MASTERAUTH", b"pw2"),
+        (
+            b"CONFIG",
+            b"SET",
+            b"requirepass",
+            b"(redacted)",
+            b"maxmemory",
+            b"1mb",
+            b"MASTERAUTH",
+            b"(redacted)",
+        ),
+    ),
+    ((b"config", b"get", b"requirepass"), (b"config", b"get", b"requirepass")),
+    (
+        (
+            b"ACL",
+            b"SETUSER",
+            b"bob",
+            b"on",
+            b">pw1",
+            b"<pw2",
+            b"#" + b"a" * 64,
+            b"!" + b"b" * 64,
+            b"~key*",
+            b"+get",
+        ),
+        (
+            b"ACL",
+            b"SETUSER",
+            b"bob",
+            b"on",
+            b">(redacted)",
+            b"<(redacted)",
+            b"#(redacted)",
+            b"!(redacted)",
+            b"~key*",
+            b"+get",
+        ),
+    ),
+    (
+        (b"SENTINEL", b"SET", b"m", b"auth-pass", b"pw"),
+        (b"SENTINEL", b"SET", b"m", b"auth-pass", b"(redacted)"),
+    ),
+    ((b"GET", b"AUTH"), (b"GET", b"AUTH")),
+]
+
+
+@pytest.mark.parametrize("args, shown", REDACTION_CASES)
+def test_redact_command(args, shown):
+    assert redact_command(args) == shown
+    frame = encode_command(*args)
+    ranges = secret_ranges(args, None, 100)
+    hidden = [frame[s - 100 : e - 100] for s, e in ranges]
+    assert hidden == [args[i][skip:] for i, skip in secret_parts(args)]
+    # the masked frame still parses to the same shape
+    masked = bytearray(frame)
+    for s, e in ranges:
+        masked[s - 100 : e - 100] = b"*" * (e - s)
+    assert len(RespParser().feed(bytes(masked))[0]) == len(args)
+
+
+def test_secret_ranges_inline():
+    line = b"AUTH  user  s3cret\r\n"
+    args = RespParser(inline=True).feed(line)[0].args
+    assert [line[s:e] for s, e in secret_ranges(args, line, 0)] == [b"s3cret"]
+    line = b'AUTH user "s3 cret"\r\n'
+    args = RespParser(inline=True).feed(line)[0].args
+    ((s, e),) = secret_ranges(args, line, 0)
+    assert b"s3 cret" in line[s:e] and b"user" not in line[s:e]
+
+
+def test_secret_range_events_come_before_the_exchange():
+    conv = RespConversation()
+    frame = cmd("AUTH", "bob", "hunter2")
+    prefix = cmd("PING")
+    stream = prefix + frame + b"AUTH bob 'pw x'\r\n"
+    events = []
+    for i in range(len(stream)):  # byte by byte: frames and lines span feeds
+        events += conv.feed(C2S, stream[i : i + 1], 1.0)
+        if i == len(prefix) + 5:
+            assert conv.settled(C2S) == len(prefix)
+    ranges = [(e.start, e.end) for e in of(events, SecretRange)]
+    assert stream[ranges[0][0] : ranges[0][1]] == b"hunter2"
+    assert b"pw x" in stream[ranges[1][0] : ranges[1][1]]
+    assert conv.settled(C2S) == len(stream)
+    events = conv.feed(S2C, b"+PONG\r\n" + OK + OK, 2.0)
+    assert [c for c, _ in pairs(events)][1] == (b"AUTH", b"bob", b"hunter2")  # raw; display redacts
+
+
+# ---------------------------------------------------------------------------------------------
+# properties
+
+SCRIPT_C2S = (
+    cmd("HELLO", "3")
+    + cmd("SET", "a", "x\r\ny")
+    + b'GET "a"\r\n'
+    + cmd("MULTI")
+    + cmd("INCR", "n")
+    + cmd("EXEC")
+    + cmd("SUBSCRIBE", "c1", "c2")
+    + cmd("CLIENT", "REPLY", "SKIP")
+    + cmd("PING")
+    + cmd("AUTH", "pw")
+    + cmd("GET", "b")
+)
+SCRIPT_S2C = (
+    HELLO3
+    + OK
+    + b"$4\r\nx\r\ny\r\n"
+    + OK
+    + b"+QUEUED\r\n"
+    + b"*1\r\n:1\r\n"
+    + encode(Push((b"subscribe", b"c1", 1)), 3)
+    + encode(Push((b"message", b"c1", b"m")), 3)
+    + encode(Push((b"subscribe", b"c2", 2)), 3)
+    + b"-WRONGPASS invalid username-password pair\r\n"
+    + b"_\r\n"
+)
+
+
+def _feed_split(conv, direction, data, cuts):
+    out = []
+    prev = 0
+    for cut in sorted(set(c for c in cuts if 0 < c < len(data))) + [len(data)]:
+        out += conv.feed(direction, data[prev:cut], 0.0)
+        prev = cut
+    return out
+
+
+def test_script_whole():
+    conv = RespConversation()
+    events = conv.feed(C2S, SCRIPT_C2S, 0.0) + conv.feed(S2C, SCRIPT_S2C, 0.0)
+    assert [c[0] for c, _ in pairs(events)] == [
+        b"HELLO",
+        b"SET",
+        b"GET",
+        b"MULTI",
+        b"INCR",
+        b"EXEC",
+        b"SUBSCRIBE",
+        b"CLIENT",
+        b"PING",
+        b"AUTH",
+        b"GET",
+    ]
+    assert conv.pending == 0 and len(of(events, ServerPush)) == 1
+
+
+@given(
+    st.lists(st.integers(0, len(SCRIPT_C2S)), max_size=10),
+    st.lists(st.integers(0, len(SCRIPT_S2C)), max_size=10),
+)
+@settings(max_examples=200)
+def test_split_invariance(c_cuts, s_cuts):
+    whole = RespConversation()
+    expected = whole.feed(C2S, SCRIPT_C2S, 0.0) + whole.feed(S2C, SCRIPT_S2C, 0.0)
+    conv = RespConversation()
+    got = _feed_split(conv, C2S, SCRIPT_C2S, c_cuts) + _feed_split(conv, S2C, SCRIPT_S2C, s_cuts)
+    assert got == expected
+
+
+@given(st.lists(st.tuples(st.booleans(), st.binary(max_size=40)), max_size=12))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_random_bytes_never_raise(chunks):
+    conv = RespConversation(max_bulk=16, max_depth=3, max_inline=20, max_pending=5)
+    for i, (c2s, data) in enumerate(chunks):
+        events = conv.feed(C2S if c2s else S2C, data, float(i))
+        assert all(hasattr(e, "__attrs_attrs__") for e in events)
+    conv.eof(S2C, 99.0)
+    conv.close(100.0)
+
+
+SOUP = [
+    cmd("SUBSCRIBE", "a"),
+    cmd("UNSUBSCRIBE"),
+    cmd("CLIENT", "REPLY", "SKIP"),
+    cmd("CLIENT", "REPLY", "OFF"),
+    cmd("CLIENT", "REPLY", "ON"),
+    cmd("MULTI"),
+    cmd("EXEC"),
+    cmd("HELLO", "3"),
+    cmd("RESET"),
+    cmd("MONITOR"),
+    OK,
+    b"+QUEUED\r\n",
+    HELLO3,
+    encode([b"subscribe", b"a", 1]),
+    encode([b"message", b"a", b"x"]),
+    b"*-1\r\n",
+    encode(Push((b"unsubscribe", b"a", 0)), 3),
+    b"+1.5 [0 x]\r\n",
+    b"-ERR x\r\n",
+]
+
+
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from(SOUP)), max_size=30))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_protocol_soup_never_raises(chunks):
+    conv = RespConversation(max_pending=50)
+    for i, (c2s, data) in enumerate(chunks):
+        conv.feed(C2S if c2s else S2C, data, float(i))
+    conv.eof(S2C, 99.0)
+    assert conv.pending == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# a real conversation recorded from redis-server
+
+
+class Recorder:
+    """A raw client socket recording the exact bytes each way."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sent = bytearray()
+        self.received = bytearray()
+        self.parser = RespParser()
+        self.frames = 0
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+        self.sent += data
+
+    def wait(self, frames: int, timeout: float = 10.0) -> None:
+        """Read until ``frames`` reply frames in all have arrived."""
+        deadline = time.monotonic() + timeout
+        while self.frames < frames:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.frames} of {frames} frames: {bytes(self.received)!r}")
+            data = self.sock.recv(65536)
+            if not data:
+                break
+            self.received += data
+            self.frames += len(self.parser.feed(data))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_real_conversation(redis_server):
+    port = redis_server.port
+    k = "tcpplay:decoder:%d" % time.monotonic_ns()
+    sub = Recorder(port)
+    pub = Recorder(port)
+    try:
+        sub.send(cmd("SUBSCRIBE", k + ":ch", k + ":ch2"))
+        sub.wait(2)
+        pub.send(
+            cmd("SET", k, "v\r\n1")
+            + cmd("GET", k)
+            + b"INCR "
+            + k.encode()
+            + b":n\r\n"
+            + cmd("MULTI")
+            + cmd("INCR", k + ":n")
+            + cmd("NOSUCHCOMMAND")
+            + cmd("EXEC")
+            + cmd("CLIENT", "REPLY", "SKIP")
+            + cmd("SET", k + ":skipped", "1")
+            + cmd("CLIENT", "REPLY", "OFF")
+            + cmd("GET", k)
+            + cmd("CLIENT", "REPLY", "ON")
+            + cmd("PUBLISH", k + ":ch", "hello")
+            + cmd("HELLO", "3")
+            + cmd("HGETALL", k + ":nohash")
+            + cmd("PING")
+        )
+        pub.wait(12)
+        sub.wait(3)
+        sub.send(cmd("PING") + cmd("UNSUBSCRIBE"))
+        sub.wait(6)
+    finally:
+        sub.close()
+        pub.close()
+
+    conv = RespConversation()
+    events = conv.feed(C2S, bytes(pub.sent), 1.0) + conv.feed(S2C, bytes(pub.received), 2.0)
+    ex = of(events, Exchange)
+    assert [(e.command[0], e.in_transaction, e.suppressed) for e in ex] == [
+        (b"SET", False, False),
+        (b"GET", False, False),
+        (b"INCR", False, False),
+        (b"MULTI", False, False),
+        (b"INCR", True, False),
+        (b"NOSUCHCOMMAND", True, False),
+        (b"EXEC", False, False),
+        (b"CLIENT", False, True),
+        (b"SET", False, True),
+        (b"CLIENT", False, True),
+        (b"GET", False, True),
+        (b"CLIENT", False, False),
+        (b"PUBLISH", False, False),
+        (b"HELLO", False, False),
+        (b"HGETALL", False, False),
+        (b"PING", False, False),
+    ]
+    assert ex[1].reply == b"v\r\n1"
+    assert ex[6].reply.value.startswith(b"EXECABORT")
+    assert ex[11].reply == Simple(b"OK") and ex[12].reply == 1
+    assert ex[13].protocol == 3 and isinstance(ex[13].reply, Map)
+    assert ex[14].reply == Map() and ex[15].reply == Simple(b"PONG")
+    assert all(e.latency == 1.0 for e in ex if not e.suppressed)
+    assert conv.pending == 0 and not of(events, ServerPush)
+
+    conv = RespConversation()
+    events = conv.feed(C2S, bytes(sub.sent), 1.0) + conv.feed(S2C, bytes(sub.received), 2.0)
+    chan = (k + ":ch").encode()
+    chan2 = (k + ":ch2").encode()
+    got = pairs(events)
+    assert got[:2] == [
+        ((b"SUBSCRIBE", chan, chan2), [[b"subscribe", chan, 1], [b"subscribe", chan2, 2]]),
+        ((b"PING",), [b"pong", b""]),
+    ]
+    # UNSUBSCRIBE without channels: one confirmation per channel, in the server's order
+    assert got[2][0] == (b"UNSUBSCRIBE",)
+    assert sorted(c[1] for c in got[2][1]) == [chan, chan2]
+    assert [c[2] for c in got[2][1]] == [1, 0]
+    assert len(got) == 3
+    assert [(p.kind, p.value) for p in of(events, ServerPush)] == [
+        ("message", [b"message", chan, b"hello"])
+    ]
+
+
+def test_real_monitor(redis_server):
+    port = redis_server.port
+    k = "tcpplay:monitor:%d" % time.monotonic_ns()
+    mon = Recorder(port)
+    other = Recorder(port)
+    try:
+        mon.send(cmd("MONITOR"))
+        mon.wait(1)
+        other.send(cmd("SET", k, "1") + cmd("GET", k) + cmd("DEL", k))
+        other.wait(3)
+        mon.wait(4)
+        mon.send(cmd("QUIT"))
+        mon.wait(5)
+    finally:
+        mon.close()
+        other.close()
+    conv = RespConversation()
+    events = conv.feed(C2S, bytes(mon.sent), 1.0) + conv.feed(S2C, bytes(mon.received), 2.0)
+    assert pairs(events) == [((b"MONITOR",), Simple(b"OK")), ((b"QUIT",), Simple(b"OK"))]
+    lines = [p.value.value for p in of(events, ServerPush)]
+    assert [p.kind for p in of(events, ServerPush)] == ["monitor"] * 3
+    assert b'"SET"' in lines[0] and b'"GET"' in lines[1] and b'"DEL"' in lines[2]

@@ -1,0 +1,164 @@
+"""Console and JSON-lines sinks: formats, batching once per reactor turn, service lifecycle."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from twisted.internet.testing import MemoryReactorClock
+
+from playground import records as R
+from playground import resp
+from playground.console import ConsoleFormatter, ConsoleSink, format_args, format_value
+from playground.jsonsink import JsonSink
+from playground.records import json_bytes, json_value, to_json
+
+
+class CountingIO(io.BytesIO):
+    def __init__(self):
+        super().__init__()
+        self.writes = 0
+
+    def write(self, b):
+        self.writes += 1
+        return super().write(b)
+
+
+def redis(cmd, reply, latency=0.00021):
+    return R.RedisExchange(3, 1.0, "127.0.0.1:51234", tuple(cmd), reply, latency)
+
+
+def test_console_redis_line():
+    f = ConsoleFormatter(False, 200)
+    assert f.lines(redis([b"SET", b"foo", b"bar"], resp.Simple(b"OK"))) == [
+        '#3 127.0.0.1:51234 SET foo "bar" -> +OK (0.21 ms)'
+    ]
+    [line] = f.lines(redis([b"GET", b"k"], b"x" * 5000000))
+    assert line.endswith('-> "' + "x" * 200 + '..." (5000000 bytes) (0.21 ms)')
+    [line] = f.lines(R.RedisPush(3, 1.0, resp.Push((b"message", b"news", b"hello"))))
+    assert line == '#3 <- message news "hello"'
+
+
+def test_console_http_line():
+    r = R.HttpExchange(
+        4,
+        1.0,
+        "127.0.0.1:5555",
+        b"GET",
+        b"/get",
+        b"HTTP/1.1",
+        200,
+        b"OK",
+        0.0012,
+        (),
+        (),
+        0,
+        312,
+        b"application/json",
+        b"",
+        b"",
+    )
+    assert ConsoleFormatter().lines(r) == [
+        "#4 127.0.0.1:5555 GET /get -> 200 OK application/json 312 B (1.20 ms)"
+    ]
+
+
+def test_format_values():
+    assert format_value(None, 10) == "(nil)"
+    assert format_value(5, 10) == "(integer) 5"
+    assert format_value(resp.Error(b"ERR no\x1b"), 10) == "-ERR no\\x1b"
+    assert format_value([b"a", 1, None], 10) == '["a", (integer) 1, (nil)]'
+    assert format_value(resp.Map(((b"k", b"v"),)), 10) == '{"k": "v"}'
+    assert "... (100 items)" in format_value([b"x"] * 100, 10)
+    assert format_args([b"SET", b"a b", b"\r\n"], 10) == 'SET "a b" "\\r\\n"'
+
+
+def test_console_colours_only_when_asked():
+    r = redis([b"PING"], resp.Simple(b"PONG"))
+    assert "\x1b[" in ConsoleFormatter(True).lines(r)[0]
+    assert "\x1b" not in ConsoleFormatter(False).lines(r)[0]
+    out = CountingIO()
+    sink = ConsoleSink(out=out, color="auto", reactor=MemoryReactorClock())
+    sink.startService()
+    sink.emit(r)
+    sink.stopService()
+    assert b"\x1b" not in out.getvalue()  # not a terminal
+
+
+def test_console_writes_once_per_reactor_turn():
+    clock = MemoryReactorClock()
+    out = CountingIO()
+    sink = ConsoleSink(out=out, color="never", reactor=clock)
+    sink.startService()
+    for i in range(100):
+        sink.emit(redis([b"GET", b"k%d" % i], None))
+    assert out.writes == 0 and len(clock.getDelayedCalls()) == 1
+    clock.advance(0)
+    assert out.writes == 1
+    assert out.getvalue().count(b"\n") == 100
+    sink.emit(redis([b"GET", b"last"], None))
+    sink.stopService()  # flushes what is queued
+    assert out.getvalue().endswith(b"GET last -> (nil) (0.21 ms)\n")
+    sink.emit(redis([b"GET", b"after"], None))  # ignored once stopped
+    assert b"after" not in out.getvalue()
+
+
+def test_json_sink_lifecycle(tmp_path):
+    path = tmp_path / "out.jsonl"
+    clock = MemoryReactorClock()
+    sink = JsonSink(str(path), max_value=4, reactor=clock)
+    sink.startService()
+    sink.emit(redis([b"SET", b"k", b"\xff\xfe"], resp.Simple(b"OK")))
+    sink.emit(redis([b"GET", b"k"], b"0123456789"))
+    clock.advance(0)
+    sink.emit(R.Close(3, 2.0, "c", 1, 2, 1.0, "client", "fin"))
+    sink.stopService()
+    lines = path.read_text().splitlines()
+    objs = [json.loads(x) for x in lines]
+    assert objs[0]["command"] == ["SET", "k", {"base64": "//4="}]
+    assert objs[0]["reply"] == {"simple": "OK"}
+    assert objs[1]["reply"] == {"text": "0123", "length": 10}
+    assert objs[2]["type"] == "close"
+    # appending: a second run adds lines
+    sink2 = JsonSink(str(path), reactor=clock)
+    sink2.startService()
+    sink2.emit(R.Notice(1, 3.0, "hi"))
+    sink2.stopService()
+    assert len(path.read_text().splitlines()) == 4
+
+
+def test_json_values():
+    assert json_bytes(b"abc") == "abc"
+    assert json_bytes("é".encode() * 3, 3) == {"text": "é", "length": 6}
+    assert json_value(float("inf")) == {"double": "inf"}
+    assert json_value(resp.BigNumber(10**30)) == {"bignum": str(10**30)}
+    assert json_value(resp.Set((1, 2))) == {"set": [1, 2]}
+    assert json_value(resp.Verbatim(b"txt", b"hi")) == {"verbatim": "hi", "format": "txt"}
+    assert json_value([b"x"] * 1002)[-1] == {"more": 2}
+    assert json_value(True) is True and json_value(None) is None
+
+
+def test_every_record_kind_serialises():
+    recs = [
+        R.Open(1, 0.0, "c", "l", "s", "t"),
+        R.Close(1, 0.0, "c", 1, 2, 0.1, "client", "fin"),
+        R.HalfClose(1, 0.0, "c2s"),
+        R.Detected(1, 0.0, "resp", False),
+        redis([b"PING"], resp.Simple(b"PONG")),
+        R.RedisPush(1, 0.0, resp.Push((b"a",))),
+        R.RedisUnanswered(1, 0.0, "c", (b"BLPOP", b"q", b"0")),
+        R.HttpExchange(
+            1, 0.0, "c", b"GET", b"/", b"HTTP/1.1", None, b"", None, (), (), 0, 0, None, b"", b""
+        ),
+        R.TextLine(1, 0.0, "s2c", b"220 hi\r\n", 0, False),
+        R.HexChunk(1, 0.0, "c2s", b"\x00" * 300, 16),
+        R.Undecodable(1, 0.0, "c2s", "http", "bad", 5),
+        R.Notice(1, 0.0, "n"),
+    ]
+    f = ConsoleFormatter()
+    for r in recs:
+        obj = to_json(r, 200)
+        json.dumps(obj, allow_nan=False)
+        assert obj["pair"] == r.pair and "type" in obj
+        assert f.lines(r)
+    assert to_json(recs[9], 200)["data"]["length"] == 300
