@@ -49,7 +49,7 @@ test: $(STAMP) test-tools lint
 	$(BIN)/python -m pytest -q
 
 run: $(STAMP)
-	$(BIN)/twistd -n --pidfile= tcpplay echo --listen 7000
+	$(BIN)/twistd -n --pidfile= tcpplay demo
 
 bench: $(STAMP) bench-tools
 	$(BIN)/python bench/run.py

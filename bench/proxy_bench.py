@@ -62,8 +62,8 @@ def rss_kib(pid: int) -> int:
 
 
 class Proc:
-    def __init__(self, args, port=None, **kw):
-        self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    def __init__(self, args, port=None, stdout=subprocess.DEVNULL, **kw):
+        self.p = subprocess.Popen(args, stdout=stdout, stderr=subprocess.DEVNULL, **kw)
         if port:
             wait_port(port)
 
@@ -81,11 +81,13 @@ class Proc:
                 self.p.wait(5)
 
 
-def start_proxy(kind: str, target: int, tmp: str, extra=()) -> tuple[Proc, int]:
+def start_proxy(kind: str, target: int, tmp: str, extra=None, stdout=None) -> tuple[Proc, int]:
+    """``extra``: tcpplay's decoding flags (default: --decode none, the plain splice)."""
     port = free_port()
     if kind == "tcpplay":
         args = [TWISTD, "-n", "--pidfile=", "tcpplay", "proxy", "--listen", str(port),
-                "--target", str(target), "--max-connections", "0", *extra]
+                "--target", str(target), "--max-connections", "0",
+                *(extra if extra is not None else ["--decode", "none"])]
     elif kind == "portforward":
         args = [sys.executable, str(HERE / "portforward.py"), str(port), str(target)]
     elif kind == "socat":
@@ -93,7 +95,7 @@ def start_proxy(kind: str, target: int, tmp: str, extra=()) -> tuple[Proc, int]:
                 f"TCP:127.0.0.1:{target},nodelay"]
     else:
         raise ValueError(kind)
-    return Proc(args, port, cwd=tmp), port
+    return Proc(args, port, cwd=tmp, stdout=stdout or subprocess.DEVNULL), port
 
 
 # -- redis-benchmark -------------------------------------------------------------------------
@@ -269,7 +271,7 @@ def main(argv=None) -> int:
             if args.decode:
                 decoding = [
                     ("tcpplay+json", ["--decode", "resp", "--quiet", "--json", f"{tmp}/out.jsonl"]),
-                    ("tcpplay+console", ["--decode", "resp"]),
+                    ("tcpplay+console", ["--decode", "resp", "--color", "never"]),
                 ]
             for pipeline in (1, 16):
                 results = {}
@@ -277,13 +279,15 @@ def main(argv=None) -> int:
                     if kind == "direct":
                         results[kind] = redis_benchmark(rport, pipeline, n)
                         continue
-                    extra = dict(decoding).get(kind, [])
+                    extra = dict(decoding).get(kind)
                     base = kind.split("+")[0]
-                    proxy, port = start_proxy(base, rport, tmp, extra)
-                    try:
-                        results[kind] = redis_benchmark(port, pipeline, n)
-                    finally:
-                        proxy.stop()
+                    # the console sink writes to a file, as it would when redirected
+                    with open(f"{tmp}/console.txt", "wb") as console:
+                        proxy, port = start_proxy(base, rport, tmp, extra, stdout=console)
+                        try:
+                            results[kind] = redis_benchmark(port, pipeline, n)
+                        finally:
+                            proxy.stop()
                 for kind, fig in results.items():
                     mean = (fig["SET"] + fig["GET"]) / 2
                     ref = results["portforward"]

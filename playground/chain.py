@@ -149,11 +149,12 @@ def check_options(opts) -> None:
         raise usage.UsageError("--pcap: write to a file, not stdout")
 
 
-def build(opts, reactor=None):
+def build(opts, reactor=None, stats=None):
     """The sink services and the observer for the proxy, from checked options.
 
     Returns ``(services, observer)``; ``observer`` is None when nothing is to be observed
-    (``--decode none`` without ``--pcap``).
+    (``--decode none`` without ``--pcap``). ``stats`` (a ``statssink.StatsSink``, optional)
+    gets the same records as the other sinks, unless decoding is off.
     """
     services = []
     sinks = []
@@ -181,6 +182,8 @@ def build(opts, reactor=None):
             sinks.append(ConsoleSink(color=opts["color"], max_value=opts["max-value"],
                                      reactor=reactor))
     services.extend(sinks)
+    if stats is not None and decode != "none":
+        sinks.append(stats)  # a plain sink, not a service
     if not sinks and pcap is None:
         return services, None  # --quiet without --json or --pcap: nothing would use a decode
     chain = Chain(

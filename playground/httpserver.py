@@ -96,6 +96,7 @@ class HttpProtocol(protocol.Protocol):
         self._read_held = False
         self._input_stopped = False
         self._read_closed = False
+        self._eof_pending = False
         self._closing = False
         self._direct = False
         self._plain = False
@@ -136,13 +137,10 @@ class HttpProtocol(protocol.Protocol):
 
     def readConnectionLost(self):
         self._read_closed = True
-        if not self._input_stopped and self.parser is not None:
-            now = self.reactor.seconds()
-            self._handle(self.parser.eof(now), now)
-            self._input_stopped = True
         if self._closing:
             self.transport.loseConnection()
             return
+        self._eof_pending = not self._input_stopped  # after any requests held back are read
         self._settle()
 
     def writeConnectionLost(self):
@@ -254,6 +252,13 @@ class HttpProtocol(protocol.Protocol):
                 break
             now = self.reactor.seconds()
             self._handle(parser.feed(b"", now, allowance), now)
+        if self._eof_pending and not parser.held and not self._closing:
+            self._eof_pending = False
+            if not self._input_stopped:
+                now = self.reactor.seconds()
+                self._handle(parser.eof(now), now)
+                self._input_stopped = True
+            self._pump()
         self._flush()
         # read no further while the parser holds requests back for lack of queue room
         hold = parser.held and not self._closing and not self._input_stopped
@@ -281,8 +286,8 @@ class HttpProtocol(protocol.Protocol):
             if not self._start(slot):
                 break  # streaming: the piece timer continues
             self._done(slot)
-        if not queue and not self._closing and (self._read_closed or self._input_stopped):
-            self._close()
+        if not queue and not self._closing and self._input_stopped:
+            self._close()  # nothing more will be read (error, closing request, or EOF)
 
     def _date(self) -> str:
         f = self.factory

@@ -44,6 +44,8 @@ class ServerOptions(usage.Options):
         self["idle-timeout"] = self.default_idle_timeout
         self["max-connections"] = self.default_max_connections
         self["max-connections-per-peer"] = 0
+        self["stats-interval"] = 0.0
+        self["metrics"] = None
 
     def opt_listen(self, value):
         """Where to listen: PORT (on 127.0.0.1), HOST:PORT, or a Twisted server endpoint
@@ -63,6 +65,15 @@ class ServerOptions(usage.Options):
     def opt_max_connections_per_peer(self, value):
         """Refuse connections beyond this many open at once from one peer host (0 = unlimited)."""
         self["max-connections-per-peer"] = non_negative_int("--max-connections-per-peer", value)
+
+    def opt_stats_interval(self, value):
+        """Log a one-line stats summary every this many seconds (0 = never)."""
+        self["stats-interval"] = non_negative_float("--stats-interval", value)
+
+    def opt_metrics(self, value):
+        """Serve stats at http://ADDR/metrics (Prometheus text) and /metrics.json: PORT (on
+        127.0.0.1), HOST:PORT or a server endpoint string (default: off)."""
+        self["metrics"] = server_string(str(value), "--metrics")
 
     def postOptions(self):
         self["listen"] = server_string(str(self["listen"]), "--listen")

@@ -12,14 +12,16 @@ is told. With no observer, ``dataReceived`` is the plain forwarder: a write and 
 
 from __future__ import annotations
 
+import itertools
+
 from twisted.application import service
 from twisted.internet import defer, error, protocol
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, ISSLTransport
 from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
-from playground import addresses, chain
+from playground import addresses, chain, directwrite
 from playground.limits import LimitedFactory
 from playground.listening import ListeningService
 from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Endpoint, PairInfo
@@ -29,7 +31,7 @@ CLIENT = "client"
 SERVER = "server"
 
 # Larger reads than Twisted's default 64 KiB halve the reactor turns on bulk transfers.
-READ_SIZE = 256 * 1024
+READ_SIZE = 64 * 1024
 
 
 def _endpoint(addr) -> Endpoint:
@@ -72,17 +74,11 @@ class _Side(protocol.Protocol):
     role: str
     direction: str  # the direction of the bytes this side receives
 
-    def dataReceived(self, data):  # replaced per instance by _plain or _observed
-        raise NotImplementedError
-
-    def _plain(self, data):
+    def _forward(self, data):  # the plain forwarder: a write and a byte count
         self.other.write(data)
         self.nbytes += len(data)
 
-    def _observed(self, data):
-        self.other.write(data)
-        self.nbytes += len(data)
-        self.pair.observe_data(self.direction, data)
+    dataReceived = _forward
 
     def readConnectionLost(self):
         self.pair.read_done(self.role)
@@ -119,6 +115,57 @@ class ServerSide(_Side):
 
     def connectionMade(self):
         self.pair.upstream_connected(self)
+
+
+# The forwarding variants. A side takes its variant by ``__class__`` assignment once the pair is
+# connected (no per-instance bound methods, no extra memory per pair):
+#   direct:   the other leg is plain TCP, so send at once when its buffer is empty (directwrite);
+#   observed: after forwarding, tell the observer (the decoder chain).
+class _Direct:
+    def _forward(self, data):
+        self.nbytes += len(data)
+        directwrite.write(self.other, data)
+
+    dataReceived = _forward
+
+
+class _Observed:
+    def dataReceived(self, data):
+        self._forward(data)
+        self.pair.observe_data(self.direction, data)
+
+
+class DirectClientSide(_Direct, ClientSide):
+    pass
+
+
+class DirectServerSide(_Direct, ServerSide):
+    pass
+
+
+class ObservedClientSide(_Observed, ClientSide):
+    unobserved = ClientSide
+
+
+class ObservedServerSide(_Observed, ServerSide):
+    unobserved = ServerSide
+
+
+class ObservedDirectClientSide(_Observed, DirectClientSide):
+    unobserved = DirectClientSide
+
+
+class ObservedDirectServerSide(_Observed, DirectServerSide):
+    unobserved = DirectServerSide
+
+
+_VARIANTS = {  # (role, direct, observed) -> class
+    (CLIENT, False, False): ClientSide, (CLIENT, True, False): DirectClientSide,
+    (CLIENT, False, True): ObservedClientSide, (CLIENT, True, True): ObservedDirectClientSide,
+    (SERVER, False, False): ServerSide, (SERVER, True, False): DirectServerSide,
+    (SERVER, False, True): ObservedServerSide, (SERVER, True, True): ObservedDirectServerSide,
+}
+_BIT = {CLIENT: 1, SERVER: 2}
 
 
 class _UpstreamFactory(protocol.ClientFactory):
@@ -159,8 +206,8 @@ class Pair:
         self.info: PairInfo | None = None
         self.connecting = None  # a Deferred (endpoints) or an IConnector (plain TCP)
         self.closed_first: tuple[str, str] | None = None  # (who, how)
-        self.read_closed: set[str] = set()  # roles that sent FIN
-        self.lost: set[str] = set()  # roles whose connection is gone
+        self.read_closed = 0  # bits (_BIT) of the roles that sent FIN
+        self.lost = 0  # bits of the roles whose connection is gone
         self.finished = False
         self._idle_call = None
         self._idle_mark = -1
@@ -172,7 +219,6 @@ class Pair:
         client = self.client
         client.transport.pauseProducing()  # read nothing until the upstream is up
         _tune(client.transport)
-        client.dataReceived = client._plain
         f.pairs[self.id] = self
         self.log.info(
             "proxy #{pair} open {client} -> {target}",
@@ -194,7 +240,7 @@ class Pair:
 
     def _connect_failed(self, reason):
         self.connecting = None
-        if self.finished or CLIENT in self.lost:
+        if self.finished or self.lost & 1:
             return None
         # Endpoints cancel with ConnectingCancelledError, which addTimeout passes on as is;
         # connectTCP's own timeout is a TimeoutError.
@@ -215,7 +261,7 @@ class Pair:
     def upstream_connected(self, server: ServerSide):
         self.connecting = None
         self.server = server
-        if CLIENT in self.lost:  # the client went away while we were connecting
+        if self.lost & 1:  # the client went away while we were connecting
             server.transport.abortConnection()
             return
         ct, st = self.client.transport, server.transport
@@ -225,8 +271,8 @@ class Pair:
         st.registerProducer(ct, True)  # a slow server slows the reads from the client
         f = self.factory
         observed = f.observer is not None
-        self.client.dataReceived = self.client._observed if observed else self.client._plain
-        server.dataReceived = server._observed if observed else server._plain
+        self.client.__class__ = _VARIANTS[CLIENT, directwrite.supported(st), observed]
+        server.__class__ = _VARIANTS[SERVER, directwrite.supported(ct), observed]
         if observed:
             self.info = PairInfo(
                 id=self.id,
@@ -246,9 +292,9 @@ class Pair:
         self.factory.notify("data", self.id, direction, data, self.reactor.seconds())
 
     def switch_to_plain(self):
-        self.client.dataReceived = self.client._plain
-        if self.server is not None:
-            self.server.dataReceived = self.server._plain
+        for side in (self.client, self.server):
+            if side is not None:
+                side.__class__ = getattr(side, "unobserved", side.__class__)
 
     # -- half-close and close ---------------------------------------------------
     def _side(self, role):
@@ -261,36 +307,41 @@ class Pair:
         """``role`` sent FIN: pass it on as a half-close; finish when both directions are done."""
         if self.closed_first is None:
             self.closed_first = (role, "fin")
-        self.read_closed.add(role)
+        self.read_closed |= _BIT[role]
         other = self._other(role)
         side = self._side(role)
-        if other is not None and other.role not in self.lost:
+        if other is not None and not self.lost & _BIT[other.role]:
             other.transport.unregisterProducer()  # nothing more will come from `side`
-            other.transport.loseWriteConnection()
+            if ISSLTransport.providedBy(other.transport):
+                # TLS has no half-close of its own (its loseWriteConnection is the TCP one
+                # underneath, which bypasses TLS): send close_notify; replies still arrive.
+                other.transport.loseConnection()
+            else:
+                other.transport.loseWriteConnection()
             if self.info is not None:
                 self.factory.notify("half_closed", self.id, side.direction, self.reactor.seconds())
-        if len(self.read_closed) == 2:
+        if self.read_closed == 3:
             self._close_both()
 
     def write_done(self, role: str):
         """Our write half towards ``role`` is closed (after loseWriteConnection)."""
-        if role in self.read_closed:
+        if self.read_closed & _BIT[role]:
             self._side(role).transport.loseConnection()
 
     def _close_both(self):
         for side in (self.client, self.server):
-            if side is not None and side.role not in self.lost:
+            if side is not None and not self.lost & _BIT[side.role]:
                 side.transport.loseConnection()
 
     def side_lost(self, role: str, reason):
-        self.lost.add(role)
+        self.lost |= _BIT[role]
         how = _how(reason)
         if self.closed_first is None:
             self.closed_first = (role, how)
         other = self._other(role)
         if role == CLIENT and self.connecting is not None:
             self._cancel_connect()
-        if other is not None and other.role not in self.lost:
+        if other is not None and not self.lost & _BIT[other.role]:
             side = self._side(role)
             try:
                 side.transport.unregisterProducer()
@@ -301,14 +352,14 @@ class Pair:
                 other.transport.loseConnection()
             else:
                 other.transport.abortConnection()
-        if len(self.lost) == (2 if self.server is not None else 1):
+        if self.lost == (3 if self.server is not None else 1):
             self._finish()
 
     def abort(self, how: str):
         if self.closed_first is None:
             self.closed_first = ("proxy", how)
         for side in (self.client, self.server):
-            if side is not None and side.role not in self.lost:
+            if side is not None and not self.lost & _BIT[side.role]:
                 side.transport.abortConnection()
         if self.connecting is not None:
             self._cancel_connect()
@@ -400,15 +451,14 @@ class ProxyFactory(LimitedFactory):
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.pairs: dict[int, Pair] = {}
-        self._ids = 0
+        self.ids = itertools.count(1)  # pair ids; may be shared by several proxies
         self.connect_failures = 0
         self.bytes_c2s = 0
         self.bytes_s2c = 0
         self._drained: defer.Deferred | None = None
 
     def next_id(self) -> int:
-        self._ids += 1
-        return self._ids
+        return next(self.ids)
 
     def notify(self, method: str, *args):
         observer = self.observer
@@ -548,7 +598,10 @@ class Options(ServerOptions):
 
 
 def make_service(options, reactor=None) -> service.IService:
-    sinks, observer = chain.build(options, reactor)
+    from playground import metrics, statssink
+
+    stats = statssink.StatsSink() if metrics.wanted(options) else None
+    sinks, observer = chain.build(options, reactor, stats=stats)
     factory = ProxyFactory(
         options["target"],
         observer=observer,
@@ -560,4 +613,6 @@ def make_service(options, reactor=None) -> service.IService:
         target_ca=options["target-ca"],
     )
     listening = ListeningService("proxy", options["listen"], factory, reactor=reactor)
-    return ProxyService(listening, factory, options["drain-timeout"], sinks)
+    proxy = ProxyService(listening, factory, options["drain-timeout"], sinks)
+    return metrics.attach(proxy, options, "proxy", reactor=reactor,
+                          commands=stats.stats if stats is not None else None)

@@ -15,11 +15,13 @@ from twisted.python import usage
 
 # (name, module, one-line description)
 SUBCOMMANDS = [
+    ("demo", "playground.demo", "The demo: decoding proxy in front of the RESP server and HTTP responder"),
     ("proxy", "playground.proxy", "Forwarding proxy that shows the traffic: --listen 6479 --target 6379"),
     ("echo", "playground.echo", "Echo server: every byte comes back (half-close aware)"),
     ("chat", "playground.chat", "Chat-line server for telnet/nc: nicks, rooms, private messages"),
     ("resp", "playground.respserver", "Small in-memory Redis-protocol (RESP2/RESP3) server"),
     ("http", "playground.httpserver", "HTTP/1.1 responder, httpbin-style endpoints"),
+    ("serve", "playground.serve", "Run the services described in a TOML config file"),
 ]
 
 
@@ -70,5 +72,10 @@ def makeService(options) -> service.IService:
     modules = {name: mod for name, mod, _ in SUBCOMMANDS}
     module = importlib.import_module(modules[options.subCommand])
     top = TcpplayService()
-    module.make_service(options.subOptions).setServiceParent(top)
+    svc = module.make_service(options.subOptions)
+    if "stats-interval" in options.subOptions:  # --metrics / --stats-interval of ServerOptions
+        from playground import metrics
+
+        svc = metrics.attach(svc, options.subOptions, options.subCommand)
+    svc.setServiceParent(top)
     return top

@@ -469,6 +469,25 @@ def test_half_close_still_answers():
     assert len(responses(t.value())) == 1 and t.disconnecting
 
 
+def test_half_close_after_more_requests_than_the_pipeline_limit():
+    factory, clock = make(max_pipeline=2)
+    proto, t = connect(factory)
+    proto.dataReceived(req("/delay/1") + req("/get") * 4)
+    proto.readConnectionLost()  # like nc -N: everything sent, write side shut
+    assert not t.disconnecting
+    clock.advance(1)
+    assert [r.status_code for r, _ in responses(t.value())] == [200] * 5
+    assert t.disconnecting
+
+
+def test_half_close_mid_head_is_a_400():
+    factory, _ = make()
+    proto, t = connect(factory)
+    proto.dataReceived(req("/get") + b"GET /x HT")
+    proto.readConnectionLost()
+    assert [r.status_code for r, _ in responses(t.value())] == [200, 400] and t.disconnecting
+
+
 def test_access_log_line_per_request(logged):
     factory, clock = make()
     proto, t = connect(factory)
@@ -653,6 +672,28 @@ def test_raw_socket_pipelining(server):
     assert [json.loads(b)["url"] for _, b in got] == [
         "http://test/delay/0.3", "http://test/get?n=1", "http://test/anything",
         "http://test/get?n=3"]
+
+
+def send_all_then_half_close(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)  # like nc -N
+        buf = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                return buf  # the server closed after answering everything
+            buf += chunk
+        raise AssertionError("server did not close after the last response")
+
+
+@pytest_twisted.inlineCallbacks
+def test_raw_socket_half_close_after_40_pipelined_requests(server):
+    data = b"".join(req(f"/get?i={i}") for i in range(40))
+    buf = yield threads.deferToThread(send_all_then_half_close, server.port, data)
+    got = responses(buf)
+    assert [json.loads(b)["args"]["i"] for _, b in got] == [str(i) for i in range(40)]
 
 
 def many_connections(port: int, n: int) -> list[int]:

@@ -1,0 +1,415 @@
+"""The TOML config file of ``twistd tcpplay serve``: parse, validate, and turn into service specs.
+
+A file holds global keys first, then one table per service, named ``[KIND.NAME]``::
+
+    stats-interval = 60        # global: one summary log line per service every 60 s
+    metrics = "9100"           # global: one /metrics endpoint for every service
+
+    [proxy.redis]              # KIND is a subcommand (proxy, echo, chat, http, resp)
+    listen = "0.0.0.0:6479"    # keys are that subcommand's long options, without "--"
+    target = "6379"
+    quiet = true               # flags take true/false
+
+Each table becomes the argv of its subcommand's ``Options`` (``--listen=0.0.0.0:6479
+--target=6379 --quiet``), parsed by that very class, so the file accepts exactly what the command
+line does and is validated the same way. Errors name the file, the line and the key::
+
+    config/x.toml:12: [proxy.redis] listen: cannot read 'abc' as an address (...)
+
+``tomllib`` gives no positions for keys, so a small scanner (``key_lines``) maps each key path
+to the line that defines it. Overrides (``serve --set proxy.redis.listen=7000``, ``--set
+metrics=9100``) replace or add one key after the file is read and are checked the same way.
+
+Pure: no I/O besides reading the file in ``load``; nothing is started here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+import sys
+import tomllib
+
+import attrs
+from twisted.python import usage
+
+from playground.addresses import server_string
+from playground.options import non_negative_float
+
+KINDS = ("proxy", "echo", "chat", "http", "resp")  # the subcommands a table may name
+GLOBAL_KEYS = ("stats-interval", "metrics")
+_NOT_OPTIONS = frozenset({"help", "version"})
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_FLAG_IN_MESSAGE = re.compile(r"--([a-z0-9][a-z0-9-]*)")
+
+
+class ConfigError(usage.UsageError):
+    """A config file problem; the message starts with ``FILE:LINE:`` when the line is known."""
+
+
+@attrs.define
+class ServiceSpec:
+    kind: str  # the subcommand
+    name: str  # the table's name: [KIND.NAME]
+    argv: list[str]  # what the subcommand's Options parsed
+    options: usage.Options  # the parsed Options instance, ready for make_service
+    line: int | None = None
+
+
+@attrs.define
+class Config:
+    path: str
+    services: list[ServiceSpec]
+    metrics: str | None = None  # a server endpoint string, or None
+    stats_interval: float = 0.0
+
+
+def kinds() -> dict[str, str]:
+    """Subcommand name -> module, for every kind of service a file may hold (``KINDS``)."""
+    from playground.tap import SUBCOMMANDS
+
+    modules = {name: mod for name, mod, _ in SUBCOMMANDS}
+    return {name: modules[name] for name in KINDS if name in modules}
+
+
+def options_class(kind: str):
+    return importlib.import_module(kinds()[kind]).Options
+
+
+def option_names(options: usage.Options) -> dict[str, bool]:
+    """Long option name -> takes a value, for an Options instance (help/version left out)."""
+    out = {}
+    for long in options.longOpt:
+        name = long.rstrip("=")
+        if name not in _NOT_OPTIONS:
+            out[name] = long.endswith("=")
+    return out
+
+
+# -- where keys are ------------------------------------------------------------------------------
+
+_BARE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _parse_key(text: str, pos: int) -> tuple[list[str], int]:
+    """A dotted key starting at ``pos``: its parts and the position after it."""
+    parts: list[str] = []
+    n = len(text)
+    while True:
+        while pos < n and text[pos] in " \t":
+            pos += 1
+        if pos >= n:
+            break
+        c = text[pos]
+        if c == '"':
+            end = pos + 1
+            while end < n and text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            parts.append(text[pos + 1:end].replace('\\"', '"').replace("\\\\", "\\"))
+            pos = end + 1
+        elif c == "'":
+            end = text.find("'", pos + 1)
+            end = n if end < 0 else end
+            parts.append(text[pos + 1:end])
+            pos = end + 1
+        else:
+            m = _BARE.match(text, pos)
+            if not m:
+                break
+            parts.append(m.group())
+            pos = m.end()
+        while pos < n and text[pos] in " \t":
+            pos += 1
+        if pos < n and text[pos] == ".":
+            pos += 1
+            continue
+        break
+    return parts, pos
+
+
+def key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map each table header and key (as a full dotted path) to its 1-based line number."""
+    lines: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    closing = None  # the delimiter of the multi-line string we are in
+    for number, raw in enumerate(text.splitlines(), 1):
+        if closing is not None:
+            if raw.count(closing) % 2 == 1:
+                closing = None
+            continue
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            start = 2 if line.startswith("[[") else 1
+            parts, _ = _parse_key(line, start)
+            table = tuple(parts)
+            for i in range(1, len(table) + 1):  # [a.b] also defines a
+                lines.setdefault(table[:i], number)
+            continue
+        parts, pos = _parse_key(line, 0)
+        if not parts or pos >= len(line) or line[pos] != "=":
+            continue
+        for i in range(1, len(parts) + 1):  # a.b = 1 also defines a
+            lines.setdefault(table + tuple(parts[:i]), number)
+        rest = line[pos + 1:]
+        for delim in ('"""', "'''"):
+            if rest.lstrip().startswith(delim) and rest.count(delim) % 2 == 1:
+                closing = delim
+                break
+    return lines
+
+
+def _line_of(lines: dict, path: tuple[str, ...]) -> int | None:
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return None
+
+
+# -- values to argv ---------------------------------------------------------------------------
+
+
+def _type_name(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, str):
+        return repr(value)
+    return type(value).__name__ + f" {value!s}"
+
+
+def _argument(name: str, takes_value: bool, value) -> list[str]:
+    """The argv words for one key; ValueError says what is wrong with the value."""
+    if not takes_value:
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {_type_name(value)}")
+        return [f"--{name}"] if value else []
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"expected a string or a number, got {_type_name(value)}")
+    if isinstance(value, float):
+        value = repr(value)
+    return [f"--{name}={value}"]
+
+
+def _suggest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name.replace("_", "-"), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _readable(message: str, names) -> str:
+    """``--listen: bad`` -> ``bad`` for the key's own flag; other ``--flags`` lose their dashes."""
+    return _FLAG_IN_MESSAGE.sub(lambda m: m.group(1) if m.group(1) in names else m.group(0),
+                                message)
+
+
+# -- the file --------------------------------------------------------------------------------------
+
+
+class _Where:
+    """Formats locations: ``FILE:LINE:`` for file keys, ``--set PATH=VALUE:`` for overrides."""
+
+    def __init__(self, path: str, lines: dict, overridden: dict):
+        self.path = path
+        self.lines = lines
+        self.overridden = overridden  # key path -> the --set text
+
+    def __call__(self, keypath: tuple[str, ...]) -> str:
+        if keypath in self.overridden:
+            return f"--set {self.overridden[keypath]}:"
+        line = _line_of(self.lines, keypath)
+        return f"{self.path}:{line}:" if line is not None else f"{self.path}:"
+
+    def line(self, keypath) -> int | None:
+        return _line_of(self.lines, keypath)
+
+
+def parse_override(text: str) -> tuple[tuple[str, ...], object]:
+    """``proxy.redis.listen=7000`` -> (("proxy", "redis", "listen"), 7000). The value is read
+    as a TOML value when it is one (numbers, true/false, "quoted"), else taken as a string."""
+    key, sep, raw = text.partition("=")
+    path = tuple(p.strip() for p in key.split("."))
+    if not sep or not all(path) or len(path) not in (1, 3):
+        raise ConfigError(
+            f"--set {text}: expected KIND.NAME.KEY=VALUE (a service's key) or KEY=VALUE "
+            f"(a global key: {', '.join(GLOBAL_KEYS)})"
+        )
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return path, value
+
+
+def load(path: str, overrides=()) -> Config:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError(f"--config: cannot read {path}: {e.strerror}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e})")
+    return loads(text, path, overrides)
+
+
+def loads(text: str, path: str = "<config>", overrides=()) -> Config:
+    """Parse and validate a config's text (``path`` names it in messages)."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+), column \d+\)$", str(e))
+        if m:
+            msg = str(e)[: m.start()].strip()
+            raise ConfigError(f"{path}:{m.group(1)}: {msg}")
+        raise ConfigError(f"{path}: {e}")
+    overridden: dict[tuple[str, ...], str] = {}
+    for text_ in overrides:
+        keypath, value = parse_override(text_)
+        if len(keypath) == 3:
+            kind, name, _ = keypath
+            table = doc.get(kind)
+            if not isinstance(table, dict) or not isinstance(table.get(name), dict):
+                raise ConfigError(f"--set {text_}: {path} has no [{kind}.{name}] table")
+            table[name][keypath[2]] = value
+        else:
+            doc[keypath[0]] = value
+        overridden[keypath] = text_
+    where = _Where(path, key_lines(text), overridden)
+    return _validate(doc, path, where)
+
+
+def _validate(doc: dict, path: str, where: _Where) -> Config:
+    known = kinds()
+    config = Config(path=path, services=[])
+    for key, value in doc.items():
+        if key in known:
+            continue
+        if key == "metrics":
+            if value is False or value == "":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise ConfigError(f"{where((key,))} metrics: expected an address such as "
+                                  f"\"9100\" or \"0.0.0.0:9100\", got {_type_name(value)}")
+            try:
+                config.metrics = server_string(str(value), "metrics")
+            except usage.UsageError as e:
+                raise ConfigError(f"{where((key,))} {e}")
+        elif key == "stats-interval":
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ConfigError(f"{where((key,))} stats-interval: expected a number of "
+                                  f"seconds, got {_type_name(value)}")
+            try:
+                config.stats_interval = non_negative_float("stats-interval", value)
+            except usage.UsageError as e:
+                raise ConfigError(f"{where((key,))} {e}")
+        else:
+            choices = list(known) + list(GLOBAL_KEYS)
+            if isinstance(value, dict):
+                what = f"[{key}]: unknown kind of service; choose one of {', '.join(known)}"
+            else:
+                what = f"{key}: unknown global key; the global keys are {', '.join(GLOBAL_KEYS)}"
+            raise ConfigError(f"{where((key,))} {what}{_suggest(key, choices)}")
+    names: dict[str, str] = {}
+    listens: dict[str, str] = {}
+    if config.metrics:
+        listens[config.metrics] = "metrics"
+    for kind, table in doc.items():
+        if kind not in known:
+            continue
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where((kind,))} {kind}: expected tables [{kind}.NAME], "
+                              f"got {_type_name(table)}")
+        for name, body in table.items():
+            label = f"[{kind}.{name}]"
+            if not isinstance(body, dict):
+                raise ConfigError(f"{where((kind, name))} [{kind}] {name}: a service's keys go "
+                                  f"in its own table, e.g. [{kind}.main] then {name} = ...")
+            if not _NAME.match(name):
+                raise ConfigError(f"{where((kind, name))} {label}: a service name is 1-64 of "
+                                  "A-Z a-z 0-9 _ -")
+            if name in names:
+                raise ConfigError(f"{where((kind, name))} {label}: the name {name!r} is already "
+                                  f"used by [{names[name]}.{name}]; names are unique")
+            names[name] = kind
+            spec = _service(kind, name, body, where)
+            listen = spec.options["listen"]
+            if listen in listens:
+                raise ConfigError(f"{where((kind, name, 'listen'))} {label} listen: {listen} is "
+                                  f"already used by {listens[listen]}")
+            listens[listen] = label
+            config.services.append(spec)
+    if not config.services:
+        raise ConfigError(f"{path}: no services: add a table such as [echo.main] "
+                          f"(kinds: {', '.join(known)})")
+    return config
+
+
+def _service(kind: str, name: str, body: dict, where: _Where) -> ServiceSpec:
+    label = f"[{kind}.{name}]"
+    options = options_class(kind)()
+    names = option_names(options)
+    argv: list[str] = []
+    for key, value in body.items():
+        keypath = (kind, name, key)
+        if key in GLOBAL_KEYS:
+            raise ConfigError(f"{where(keypath)} {label} {key}: set it once at the top of the "
+                              "file (one endpoint and one stats line serve every service)")
+        if key not in names:
+            raise ConfigError(f"{where(keypath)} {label} {key}: unknown key for a {kind} "
+                              f"service{_suggest(key, names)}")
+        try:
+            argv.extend(_argument(key, names[key], value))
+        except ValueError as e:
+            raise ConfigError(f"{where(keypath)} {label} {key}: {e}")
+    try:
+        options.parseOptions(argv)
+    except usage.UsageError as e:
+        message = str(e)
+        culprit = next((m.group(1) for m in _FLAG_IN_MESSAGE.finditer(message)
+                        if m.group(1) in body), None)
+        if culprit is not None:
+            message = message.removeprefix(f"--{culprit}: ")
+            if message.startswith(f"--{culprit} "):
+                message = message[len(culprit) + 3:]
+            raise ConfigError(f"{where((kind, name, culprit))} {label} {culprit}: "
+                              f"{_readable(message, names)}")
+        raise ConfigError(f"{where((kind, name))} {label}: {_readable(message, names)}")
+    return ServiceSpec(kind, name, argv, options, where.line((kind, name)))
+
+
+def main(argv=None) -> int:
+    """``python -m playground.config FILE [--set K=V ...]``: check a file, list its services."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print("usage: python -m playground.config FILE [--set KIND.NAME.KEY=VALUE ...]")
+        return 2
+    path, rest, overrides = args[0], args[1:], []
+    while rest:
+        flag = rest.pop(0)
+        if flag == "--set" and rest:
+            overrides.append(rest.pop(0))
+        elif flag.startswith("--set="):
+            overrides.append(flag[len("--set="):])
+        else:
+            print(f"unexpected argument {flag!r}", file=sys.stderr)
+            return 2
+    try:
+        config = load(path, overrides)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+    for s in config.services:
+        print(f"[{s.kind}.{s.name}] {' '.join(s.argv)}")
+    print(f"metrics: {config.metrics or 'off'}; stats-interval: {config.stats_interval:g}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

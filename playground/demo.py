@@ -1,0 +1,147 @@
+"""``twistd -n tcpplay demo`` (what ``make run`` starts): the decoding proxy in front of the
+project's own RESP server and HTTP responder, in one process, and a note of what to try.
+
+The RESP server and the HTTP responder listen on internal loopback ports chosen by the system;
+the proxies listen on 6479 (Redis) and 8081 (HTTP) unless told otherwise, and print the decoded
+traffic on the console.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+
+from twisted.application import service
+from twisted.logger import Logger
+from twisted.python import usage
+
+from playground import httpserver, proxy, respserver
+from playground.addresses import server_string
+from playground.listening import ListeningService
+
+INTERNAL = "tcp:0:interface=127.0.0.1"
+
+
+def _listening(svc) -> ListeningService:
+    """The ListeningService in ``svc`` or among its children."""
+    if isinstance(svc, ListeningService):
+        return svc
+    for child in svc:
+        found = _listening(child) if isinstance(child, (ListeningService, service.MultiService)) \
+            else None
+        if found is not None:
+            return found
+    return None
+
+
+def _port(desc: str) -> str:
+    """The port part of a listen endpoint string, for the hints."""
+    return desc.split(":")[1] if desc.startswith("tcp:") else desc
+
+
+def hints(redis_listen: str, http_listen: str) -> list[str]:
+    rport, hport = _port(redis_listen), _port(http_listen)
+    lines = ["tcpplay demo: the decoding proxy is in front of an embedded Redis-protocol server "
+             "and an HTTP responder. Try, in another terminal:"]
+    if shutil.which("redis-cli"):
+        lines.append(f"  redis-cli -p {rport} set foo bar")
+        lines.append(f"  redis-cli -p {rport} get foo")
+    else:
+        lines.append(f"  printf 'SET foo bar\\r\\nGET foo\\r\\n' | nc -N 127.0.0.1 {rport}"
+                     "      (redis-cli is not installed)")
+    if shutil.which("curl"):
+        lines.append(f"  curl localhost:{hport}/get")
+    else:
+        lines.append(
+            "  python3 -c \"import urllib.request as u; print(u.urlopen("
+            f"'http://127.0.0.1:{hport}/get').read().decode())\"      (curl is not installed)"
+        )
+    lines.append("The decoded traffic appears below. Ctrl-C stops.")
+    return lines
+
+
+class DemoService(service.MultiService):
+    log = Logger()
+
+    def __init__(self, options, reactor=None):
+        super().__init__()
+        self.options = options
+        self.reactor = reactor
+        resp_opts = respserver.Options()
+        resp_opts.parseOptions(["--listen", INTERNAL])
+        http_opts = httpserver.Options()
+        http_opts.parseOptions(["--listen", INTERNAL])
+        self.resp = respserver.make_service(resp_opts, reactor)
+        self.http = httpserver.make_service(http_opts, reactor)
+        _listening(self.resp).label = "resp (internal)"
+        _listening(self.http).label = "http (internal)"
+        self.resp.setServiceParent(self)
+        self.http.setServiceParent(self)
+        self.proxies = []
+
+    def _proxy(self, listen: str, flag: str, target_port: int, ids) -> service.IService:
+        o = self.options
+        argv = ["--listen", listen, "--target", str(target_port), "--color", o["color"],
+                "--decode", "auto"]
+        if o["json"]:
+            argv += ["--json", o["json"]]
+        if o["no-redact"]:
+            argv.append("--no-redact")
+        opts = proxy.Options()
+        opts.parseOptions(argv)
+        svc = proxy.make_service(opts, self.reactor)
+        svc.factory.ids = ids  # one numbering of pairs across both proxies
+        svc.listening.flag = flag
+        svc.listening.label = f"proxy {flag[2:]}"
+        return svc
+
+    def privilegedStartService(self):
+        super().privilegedStartService()  # the internal servers listen now, on system-chosen ports
+        ids = itertools.count(1)
+        rport = _listening(self.resp).port.getHost().port
+        hport = _listening(self.http).port.getHost().port
+        for listen, flag, port in ((self.options["redis"], "--redis", rport),
+                                   (self.options["http"], "--http", hport)):
+            svc = self._proxy(listen, flag, port, ids)
+            svc.setServiceParent(self)
+            svc.privilegedStartService()
+            self.proxies.append(svc)
+
+    def startService(self):
+        super().startService()
+        for line in hints(self.options["redis"], self.options["http"]):
+            self.log.info("{line}", line=line)
+
+
+class Options(usage.Options):
+    synopsis = "[--redis ADDR] [--http ADDR]"
+    longdesc = (
+        "The demo that 'make run' starts: the decoding proxy in front of the embedded RESP server "
+        "(on --redis) and in front of the HTTP responder (on --http), decoded traffic on the console."
+    )
+    optParameters = [
+        ["redis", None, "6479",
+         "Where the proxy in front of the RESP server listens (PORT on 127.0.0.1, HOST:PORT or an "
+         "endpoint string)."],
+        ["http", None, "8081", "Where the proxy in front of the HTTP responder listens."],
+        ["color", None, "auto", "Console colours: auto (only on a terminal), always, never."],
+        ["json", None, None, "Also write the decoded events as JSON lines to FILE ('-' = stdout)."],
+    ]
+    optFlags = [["no-redact", None, "Show passwords and cookies in clear."]]
+
+    def postOptions(self):
+        self["redis"] = server_string(self["redis"], "--redis")
+        self["http"] = server_string(self["http"], "--http")
+        if self["redis"] == self["http"]:
+            raise usage.UsageError("--redis and --http must differ")
+        probe = proxy.Options()  # validate --color/--json the way the proxy does
+        argv = ["--target", "1", "--color", self["color"]] + (
+            ["--json", self["json"]] if self["json"] else [])
+        try:
+            probe.parseOptions(argv)
+        except usage.UsageError as e:
+            raise usage.UsageError(str(e))
+
+
+def make_service(options, reactor=None) -> service.IService:
+    return DemoService(options, reactor)

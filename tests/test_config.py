@@ -1,0 +1,267 @@
+"""The serve config file: parsing, validation through each subcommand's Options, error positions."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.python import usage
+
+from playground import config as C
+from playground import serve, tap
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config" / "tcpplay.toml"
+
+
+def load(text: str, overrides=(), path="x.toml"):
+    return C.loads(textwrap.dedent(text), path, overrides)
+
+
+def error(text: str, overrides=()) -> str:
+    with pytest.raises(C.ConfigError) as e:
+        load(text, overrides)
+    return str(e.value)
+
+
+GOOD = """\
+    stats-interval = 30
+    metrics = "9100"
+
+    [proxy.redis]
+    listen = "0.0.0.0:6479"
+    target = 6379
+    quiet = true
+    decode = "resp"
+    drain-timeout = 2.5
+
+    [echo.e]
+    listen = 7000
+    """
+
+
+def test_services_and_globals():
+    cfg = load(GOOD)
+    assert cfg.stats_interval == 30.0
+    assert cfg.metrics == "tcp:9100:interface=127.0.0.1:backlog=1024"
+    assert [(s.kind, s.name) for s in cfg.services] == [("proxy", "redis"), ("echo", "e")]
+    proxy, echo = cfg.services
+    assert proxy.argv == ["--listen=0.0.0.0:6479", "--target=6379", "--quiet", "--decode=resp",
+                          "--drain-timeout=2.5"]
+    assert proxy.line == 4 and echo.line == 11
+    # parsed by the proxy's own Options: normalised exactly as on the command line
+    assert proxy.options["listen"] == "tcp:6479:interface=0.0.0.0:backlog=1024"
+    assert proxy.options["target"] == "tcp:host=127.0.0.1:port=6379"
+    assert proxy.options["quiet"] and proxy.options["drain-timeout"] == 2.5
+    assert echo.options["listen"] == "tcp:7000:interface=127.0.0.1:backlog=1024"
+
+
+def test_same_result_as_the_command_line():
+    """One source of truth: the spec's options equal those of the subcommand's own parsing."""
+    cfg = load(GOOD)
+    for spec in cfg.services:
+        top = tap.Options()
+        top.parseOptions([spec.kind, *spec.argv])
+        assert dict(top.subOptions) == dict(spec.options)
+
+
+def test_false_flag_is_left_out_and_defaults_apply():
+    cfg = load("""\
+        [proxy.p]
+        target = "6379"
+        quiet = false
+        """)
+    (p,) = cfg.services
+    assert p.argv == ["--target=6379"]
+    assert p.options["listen"] == "tcp:6479:interface=127.0.0.1:backlog=1024"  # the default
+    assert cfg.metrics is None and cfg.stats_interval == 0.0
+
+
+def test_bad_listen_names_file_line_and_key():
+    msg = error("""\
+        [proxy.redis]
+        target = 6379
+
+        listen = "abc"
+        """)
+    assert msg.startswith("x.toml:4: [proxy.redis] listen: cannot read 'abc' as an address (")
+
+
+def test_unknown_key_with_suggestion():
+    msg = error("""\
+        [echo.e]
+        listen = 7000
+        max_connections = 3
+        """)
+    assert msg == ("x.toml:3: [echo.e] max_connections: unknown key for a echo service "
+                   "(did you mean 'max-connections'?)")
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('quiet = "yes"', "x.toml:3: [proxy.p] quiet: expected true or false, got 'yes'"),
+    ("decode = true", "x.toml:3: [proxy.p] decode: expected a string or a number, got true"),
+    ("only = ['GET']", "x.toml:3: [proxy.p] only: expected a string or a number, got an array"),
+    ("decode = 'xml'", "x.toml:3: [proxy.p] decode: choose one of auto, resp, http, text, hex, "
+                       "none; got 'xml'"),
+    ("connect-timeout = -1", "x.toml:3: [proxy.p] connect-timeout: must be >= 0, got '-1'"),
+    ("target-ca = 'ca.pem'", "x.toml:3: [proxy.p] target-ca: only applies to a tls: target"),
+])
+def test_wrong_values(line, expected):
+    assert error(f"""\
+        [proxy.p]
+        target = 6379
+        {line}
+        """) == expected
+
+
+def test_missing_required_option_points_at_the_table():
+    msg = error("""\
+        stats-interval = 1
+
+        [proxy.p]
+        listen = 7000
+        """)
+    assert msg.startswith("x.toml:3: [proxy.p]: target is required")
+
+
+def test_key_positions_in_awkward_places():
+    text = """\
+        # a comment with [proxy.x] and listen = 1
+        [echo.a]
+        listen = 7000   # trailing comment
+
+        [ proxy . "b" ]
+        target = 6379
+        note = '''
+        listen = "not a key, inside a string"
+        '''
+        """
+    msg = error(text)
+    assert msg.startswith("x.toml:7: [proxy.b] note: unknown key")
+    lines = C.key_lines(textwrap.dedent(text))
+    assert lines[("echo", "a", "listen")] == 3
+    assert lines[("proxy", "b")] == 5
+    assert ("proxy", "b", "listen") not in lines
+
+
+def test_dotted_keys_and_inline_tables():
+    cfg = load("""\
+        [proxy]
+        r.target = 6379
+        r.listen = 7001
+        e = { listen = "x:y" }
+        """.replace("e = { listen", "[echo.e]\nlisten").replace(' = "x:y" }', " = 7002"))
+    assert [s.name for s in cfg.services] == ["r", "e"]
+    msg = error("""\
+        [proxy]
+        r.target = 6379
+        r.listen = "nope"
+        """)
+    assert msg.startswith("x.toml:3: [proxy.r] listen: cannot read 'nope'")
+
+
+def test_structure_errors():
+    assert error('metric = "9100"\n[echo.e]\n').startswith(
+        "x.toml:1: metric: unknown global key; the global keys are stats-interval, metrics "
+        "(did you mean 'metrics'?)")
+    assert error("[proxi.a]\nlisten = 1\n").startswith(
+        "x.toml:1: [proxi]: unknown kind of service; choose one of proxy, echo, chat, http, resp")
+    assert error("[echo]\nlisten = 7000\n") == (
+        "x.toml:2: [echo] listen: a service's keys go in its own table, e.g. [echo.main] then "
+        "listen = ...")
+    assert error("[echo.a]\n[chat.a]\n").startswith(
+        "x.toml:2: [chat.a]: the name 'a' is already used by [echo.a]")
+    assert error("[echo.a]\n[echo.b]\n").startswith(
+        "x.toml:2: [echo.b] listen: tcp:7000:interface=127.0.0.1:backlog=1024 is already used "
+        "by [echo.a]")
+    assert error("stats-interval = 5\n") == (
+        "x.toml: no services: add a table such as [echo.main] (kinds: proxy, echo, chat, http, "
+        "resp)")
+    assert error("[echo.a]\nmetrics = 9100\n").startswith(
+        "x.toml:2: [echo.a] metrics: set it once at the top of the file")
+    assert error('metrics = "nowhere"\n[echo.a]\n').startswith(
+        "x.toml:1: metrics: cannot read 'nowhere' as an address")
+    assert error("stats-interval = -2\n[echo.a]\n") == (
+        "x.toml:1: stats-interval: must be >= 0, got -2")
+    assert error('[echo."a b"]\n').startswith("x.toml:1: [echo.a b]: a service name is")
+
+
+def test_toml_syntax_error_has_the_line():
+    assert error("[echo.a]\nlisten = \n") == "x.toml:2: Invalid value"
+
+
+def test_overrides():
+    cfg = load(GOOD, ["proxy.redis.listen=7100", "echo.e.max-connections=5", "metrics=9200",
+                      "proxy.redis.quiet=false", 'proxy.redis.only="GET,SET"'])
+    proxy, echo = cfg.services
+    assert proxy.options["listen"] == "tcp:7100:interface=127.0.0.1:backlog=1024"
+    assert not proxy.options["quiet"] and proxy.options["only"] == "GET,SET"
+    assert echo.options["max-connections"] == 5
+    assert cfg.metrics == "tcp:9200:interface=127.0.0.1:backlog=1024"
+    # a value that is not TOML is a string
+    cfg = load(GOOD, ["proxy.redis.target=localhost:6380"])
+    assert cfg.services[0].options["target"] == "tcp:host=localhost:port=6380"
+
+
+def test_override_errors():
+    assert error(GOOD, ["proxy.redis.listen=abc"]).startswith(
+        "--set proxy.redis.listen=abc: [proxy.redis] listen: cannot read 'abc' as an address")
+    assert error(GOOD, ["proxy.nope.listen=1"]) == (
+        "--set proxy.nope.listen=1: x.toml has no [proxy.nope] table")
+    assert error(GOOD, ["listen"]).startswith("--set listen: expected KIND.NAME.KEY=VALUE")
+    assert error(GOOD, ["a.b=1"]).startswith("--set a.b=1: expected KIND.NAME.KEY=VALUE")
+
+
+def test_every_option_of_every_kind_is_a_key():
+    for kind in C.KINDS:
+        names = C.option_names(C.options_class(kind)())
+        assert "listen" in names and "help" not in names
+    assert set(C.kinds()) == set(C.KINDS)
+
+
+def test_example_file_parses_and_documents_every_key():
+    cfg = C.load(str(EXAMPLE))
+    assert {s.kind for s in cfg.services} == set(C.KINDS)
+    assert cfg.metrics and cfg.stats_interval == 60
+    # every key line is preceded by a comment line
+    lines = EXAMPLE.read_text().splitlines()
+    for path, number in C.key_lines(EXAMPLE.read_text()).items():
+        if len(path) in (1, 3) and "=" in lines[number - 1]:
+            before = lines[number - 2].strip()
+            assert before.startswith("#"), f"line {number} ({'.'.join(path)}) has no comment"
+
+
+def test_serve_options():
+    o = serve.Options()
+    o.parseOptions(["--config", str(EXAMPLE), "--set", "echo.echo.listen=7100",
+                    "--set", "metrics=9101"])
+    assert o.config.services[1].options["listen"].startswith("tcp:7100:")
+    with pytest.raises(usage.UsageError, match="--config FILE is required"):
+        serve.Options().parseOptions([])
+    with pytest.raises(usage.UsageError, match="--config: cannot read /nonexistent.toml"):
+        serve.Options().parseOptions(["--config", "/nonexistent.toml"])
+    top = tap.Options()
+    top.parseOptions(["serve", "--config", str(EXAMPLE)])
+    assert top.subCommand == "serve"
+
+
+def test_check_command(tmp_path, capsys):
+    assert C.main([str(EXAMPLE)]) == 0
+    assert "[proxy.redis] --listen=6479" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[echo.a]\nlisten = 'abc'\n")
+    assert C.main([str(bad)]) == 1
+    assert capsys.readouterr().err.startswith(f"{bad}:2: [echo.a] listen: cannot read 'abc'")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_random_text_gives_a_config_error_or_a_config(text):
+    try:
+        C.loads(text, "r.toml")
+    except C.ConfigError as e:
+        assert str(e).startswith(("r.toml", "--set"))
+    C.key_lines(text)  # never raises

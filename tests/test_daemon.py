@@ -1,0 +1,255 @@
+"""twistd daemon mode: pidfile, logfile, SIGUSR1 rotation, SIGTERM drain, one instance, JSON logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+from conftest import TWISTD, free_port
+from twisted.logger import LogLevel
+from twisted.python.failure import Failure
+
+from playground import jsonlog
+
+
+def wait_until(predicate, timeout: float = 15.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def read(path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+class Daemon:
+    def __init__(self, cwd, args, logger: str | None = None):
+        self.cwd = cwd
+        self.pidfile = cwd / "tcpplay.pid"
+        self.logfile = cwd / "tcpplay.log"
+        self.argv = [TWISTD, f"--pidfile={self.pidfile}", f"--logfile={self.logfile}"]
+        if logger:
+            self.argv.append(f"--logger={logger}")
+        self.argv += ["tcpplay", *map(str, args)]
+        self.pid = None
+
+    def start(self) -> subprocess.CompletedProcess:
+        # The parent returns once the daemon has forked off; stdio of the daemon is /dev/null.
+        return subprocess.run(self.argv, cwd=self.cwd, capture_output=True, text=True,
+                              timeout=60)
+
+    def wait_started(self, text: str = "listening on") -> int:
+        self.pid = int(wait_until(lambda: read(self.pidfile).strip(), what="the pid file"))
+        wait_until(lambda: text in read(self.logfile), what=f"{text!r} in the log")
+        return self.pid
+
+    def wait_log(self, text: str, path=None) -> str:
+        return wait_until(lambda: text in read(path or self.logfile) and read(path or
+                                                                              self.logfile),
+                          what=f"{text!r} in {path or self.logfile}")
+
+    def stop(self):
+        if self.pid and alive(self.pid):
+            os.kill(self.pid, signal.SIGKILL)
+            wait_until(lambda: not alive(self.pid), 5, "the daemon to die")
+
+
+@pytest.fixture
+def daemons():
+    started: list[Daemon] = []
+
+    def make(cwd, args, **kw) -> Daemon:
+        d = Daemon(cwd, args, **kw)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        d.stop()
+
+
+def ping(sock) -> bytes:
+    sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+    buf = b""
+    deadline = time.monotonic() + 10
+    while not buf.endswith(b"\r\n") and time.monotonic() < deadline:
+        chunk = sock.recv(100)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def test_daemon_pidfile_log_rotation_drain_and_single_instance(daemons, redis_server, tmp_path):
+    port = free_port()
+    d = daemons(tmp_path, ["proxy", "--listen", port, "--target", redis_server.port,
+                           "--drain-timeout", 20])
+    first = d.start()
+    assert first.returncode == 0, first.stdout + first.stderr
+    pid = d.wait_started("proxy listening on")
+    assert pid != os.getpid() and alive(pid)
+
+    # a second instance with the same pid file refuses to start, naming the running one
+    again = daemons(tmp_path, ["proxy", "--listen", free_port(), "--target", redis_server.port])
+    refused = again.start()
+    assert refused.returncode == 1
+    assert f"Another twistd server is running, PID {pid}" in refused.stdout + refused.stderr
+    assert read(d.pidfile).strip() == str(pid)
+
+    # traffic is logged to the file
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        assert ping(s) == b"+PONG\r\n"
+    d.wait_log("proxy #1 close")
+
+    # SIGUSR1: twistd's LogFile.rotate: the log moves to .1 and a new file starts
+    os.kill(pid, signal.SIGUSR1)
+    rotated = tmp_path / "tcpplay.log.1"
+    wait_until(rotated.exists, what="tcpplay.log.1")
+    assert "proxy #1 close" in rotated.read_text()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        assert ping(s) == b"+PONG\r\n"
+    d.wait_log("proxy #2 close")
+    assert "proxy #1 close" not in read(d.logfile)
+
+    # SIGTERM with a client connected: stop listening, drain (the client still gets answers),
+    # finish when it leaves; the pid file goes, the log says so
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        assert ping(client) == b"+PONG\r\n"
+        os.kill(pid, signal.SIGTERM)
+        d.wait_log("proxy draining 1 open pair(s)")
+        assert ping(client) == b"+PONG\r\n"
+        assert alive(pid) and d.pidfile.exists()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        client.close()
+    wait_until(lambda: not d.pidfile.exists(), what="the pid file to be removed")
+    wait_until(lambda: not alive(pid), what="the daemon to exit")
+    log = read(d.logfile)
+    assert "Received SIGTERM, shutting down." in log
+    assert "proxy stopped listening" in log
+    assert "Server Shut Down." in log
+    assert "Traceback" not in log + rotated.read_text()
+
+
+def test_stale_pidfile_is_replaced(daemons, tmp_path):
+    port = free_port()
+    d = daemons(tmp_path, ["echo", "--listen", port])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    d.pidfile.write_text(str(dead.pid))  # a pid that no longer runs
+    assert d.start().returncode == 0
+    pid = d.wait_started("echo listening on")
+    assert pid != dead.pid and read(d.pidfile).strip() == str(pid)
+    echo_once(port)  # served: the reactor runs (and handles SIGTERM)
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not d.pidfile.exists(), what="the pid file to be removed")
+
+
+def echo_once(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"hello\n")
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(100) == b"hello\n"
+
+
+def json_lines(path) -> list[dict]:
+    return [json.loads(line) for line in read(path).splitlines() if line.strip()]
+
+
+def test_json_logger_in_daemon_mode(daemons, tmp_path):
+    port = free_port()
+    d = daemons(tmp_path, ["echo", "--listen", port], logger="playground.jsonlog.observer")
+    assert d.start().returncode == 0
+    pid = d.wait_started("echo listening on")
+    events = json_lines(d.logfile)  # every line is one JSON object
+    listening = [e for e in events if e["message"].startswith("echo listening on")]
+    assert listening and listening[0]["level"] == "info"
+    assert listening[0]["namespace"] == "playground.listening.ListeningService"
+    assert listening[0]["address"] == f"127.0.0.1:{port}"
+    assert "T" in listening[0]["time"] and listening[0]["time"].endswith("Z")
+
+    echo_once(port)
+    d.wait_log('"bytes_in":6')
+    close = [e for e in json_lines(d.logfile) if e["message"].startswith("echo close")]
+    assert close[0]["bytes_in"] == 6 and close[0]["bytes_out"] == 6
+
+    os.kill(pid, signal.SIGUSR1)  # the JSON log rotates too
+    rotated = tmp_path / "tcpplay.log.1"
+    wait_until(rotated.exists, what="tcpplay.log.1")
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not d.pidfile.exists(), what="the pid file to be removed")
+    wait_until(lambda: not alive(pid), what="the daemon to exit")
+    messages = [e["message"] for e in json_lines(d.logfile)]
+    assert "Received SIGTERM, shutting down." in messages
+    assert "Server Shut Down." in messages
+    assert any(e["message"].startswith("echo close") for e in json_lines(rotated))
+
+
+def test_json_logger_in_the_foreground_writes_stdout(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([TWISTD, "-n", "--pidfile=", "--logger=playground.jsonlog.observer",
+                             "tcpplay", "echo", "--listen", str(port)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert first["message"].startswith("twistd ")
+        while True:
+            event = json.loads(proc.stdout.readline())
+            if event["message"].startswith("echo listening on"):
+                break
+        echo_once(port)
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0
+    assert [json.loads(line)["message"] for line in rest.splitlines()][-1] == "Server Shut Down."
+
+
+def test_twistd_destination_reads_twistds_own_options():
+    assert jsonlog.twistd_destination(
+        ["--pidfile=x", "--logfile=/tmp/a.log", "tcpplay", "echo", "--logfile=no"]
+    ) == ("/tmp/a.log", False)
+    assert jsonlog.twistd_destination(["-n", "-l", "b.log", "tcpplay"]) == ("b.log", True)
+    assert jsonlog.twistd_destination(["-nl", "c.log", "tcpplay"]) == ("c.log", True)
+    assert jsonlog.twistd_destination(["--nodaemon", "tcpplay", "-l", "x"]) == (None, True)
+
+
+def test_event_as_json_fields_and_failures():
+    failure = Failure(ZeroDivisionError("division by zero"))
+    event = {"log_format": "pair {pair} from {peer}", "pair": 3, "peer": b"\xff1.2.3.4",
+             "message": "clash", "obj": object(), "log_level": LogLevel.warn,
+             "log_namespace": "playground.x", "log_time": 0.0, "log_failure": failure}
+    line = jsonlog.format_event(event)
+    assert line.endswith("\n") and line.count("\n") == 1
+    out = json.loads(line)
+    assert out["time"] == "1970-01-01T00:00:00.000Z"
+    assert out["level"] == "warn" and out["namespace"] == "playground.x"
+    assert out["pair"] == 3 and out["peer"] == "\ufffd1.2.3.4"
+    assert out["obj"].startswith("<object object")
+    assert "ZeroDivisionError" in out["traceback"]
+    assert "log_format" not in out

@@ -1,0 +1,486 @@
+"""The splicing proxy on real sockets: ``twistd tcpplay proxy`` in front of a real redis-server.
+
+Clients are the real ones (redis-cli, redis-py, redis-benchmark, nc) plus raw sockets where the
+test needs to see exactly when a connection ends. Every wait has a deadline; no fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import selectors
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import redis
+
+from tests.conftest import Twistd, free_port, need, start_redis, stop_process
+
+PING = b"*1\r\n$4\r\nPING\r\n"
+PONG = b"+PONG\r\n"
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def start_proxy(start, target, *extra) -> tuple[Twistd, int]:
+    """Start ``twistd tcpplay proxy`` on a kernel-chosen loopback port; return it and the port."""
+    proc = start(["proxy", "--listen", "tcp:0:interface=127.0.0.1", "--target", str(target),
+                  *[str(a) for a in extra]])
+    line = proc.wait_for("proxy listening on")
+    m = re.search(r"proxy listening on 127\.0\.0\.1:(\d+)", line)
+    assert m, line
+    return proc, int(m.group(1))
+
+
+def resp(*args) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def recv_until(sock: socket.socket, expected: bytes, timeout: float = 10.0) -> bytes:
+    """Read until ``expected`` bytes have arrived (or EOF / the deadline)."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while len(buf) < len(expected):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def wait_closed(sock: socket.socket, timeout: float) -> tuple[str, float]:
+    """Block until the peer ends the connection; return ("eof"|"reset", seconds waited).
+
+    Bytes that arrive first are read and ignored; hitting the deadline fails the test.
+    """
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"connection still open after {timeout}s")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return "reset", time.monotonic() - t0
+        if not chunk:
+            return "eof", time.monotonic() - t0
+
+
+def wait_until(cond, timeout: float, what: str, interval: float = 0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def close_lines(proc: Twistd) -> list[str]:
+    return [line for line in proc.output().splitlines() if re.search(r"proxy #\d+ close ", line)]
+
+
+def close_line_for(proc: Twistd, sock_or_port, timeout: float = 10.0) -> str:
+    """The proxy's close line for the client bound to ``sock_or_port`` (its local port)."""
+    port = sock_or_port if isinstance(sock_or_port, int) else sock_or_port.getsockname()[1]
+    return proc.wait_for(f"close 127.0.0.1:{port} ", timeout=timeout)
+
+
+def exit_code(proc: Twistd, timeout: float) -> int:
+    """Wait for a process already sent SIGTERM to exit on its own (a second signal would race
+    with its shutdown); collect the rest of its output."""
+    code = proc.proc.wait(timeout)
+    proc.terminate()
+    return code
+
+
+def blocked_clients(r: redis.Redis) -> int:
+    return int(r.info("clients")["blocked_clients"])
+
+
+@pytest.fixture(scope="module")
+def proxy(redis_server):
+    """One proxy in front of the session redis-server, shared by the module's read-only tests."""
+    started: list[Twistd] = []
+
+    def start(args):
+        started.append(Twistd(args))
+        return started[-1]
+
+    try:
+        proc, port = start_proxy(start, redis_server.port)
+        yield proc, port
+        code = proc.terminate()
+        assert code == 0, proc.output()[-2000:]
+    finally:
+        for t in started:
+            if t.proc.poll() is None:
+                t.proc.kill()
+                t.proc.wait(5)
+
+
+@pytest.fixture
+def client(proxy):
+    r = redis.Redis(host="127.0.0.1", port=proxy[1], socket_timeout=20)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def direct(redis_server):
+    r = redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=20)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def tmp_redis(tmp_path):
+    """A redis-server of the test's own (it may be killed)."""
+    server = start_redis(str(tmp_path))
+    yield server
+    stop_process(server.proc)
+
+
+# --- real clients through the proxy ----------------------------------------------------------
+
+
+def test_redis_cli_ping_info_set_get(proxy):
+    cli = need("redis-cli")
+    port = str(proxy[1])
+
+    def run(*args):
+        p = subprocess.run([cli, "-h", "127.0.0.1", "-p", port, *args],
+                           capture_output=True, text=True, timeout=20)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    assert run("ping").strip() == "PONG"
+    info = run("info", "server")
+    assert "redis_version:" in info and "tcp_port:" in info
+    assert run("set", "proxy-real:cli", "hello world").strip() == "OK"
+    assert run("get", "proxy-real:cli").strip() == "hello world"
+
+
+def test_pipeline_of_10000_commands(client):
+    n = 5000
+    pipe = client.pipeline(transaction=False)
+    for i in range(n):
+        pipe.set(f"proxy-real:pipe:{i}", i)
+    for i in range(n):
+        pipe.get(f"proxy-real:pipe:{i}")
+    results = pipe.execute()
+    assert len(results) == 2 * n
+    assert results[:n] == [True] * n
+    assert results[n:] == [str(i).encode() for i in range(n)]
+
+
+def test_pubsub_through_proxy_gets_direct_and_proxied_publishes(client, direct):
+    sub = client.pubsub()
+    try:
+        sub.subscribe("proxy-real:chan")
+        msg = wait_until(lambda: sub.get_message(timeout=0.2), 10, "subscribe confirmation")
+        assert msg["type"] == "subscribe"
+        assert direct.publish("proxy-real:chan", b"from-direct") == 1
+        assert client.publish("proxy-real:chan", b"from-proxy") == 1
+        got = []
+
+        def two_messages():
+            m = sub.get_message(timeout=0.2)
+            if m and m["type"] == "message":
+                got.append(m["data"])
+            return len(got) == 2
+
+        wait_until(two_messages, 10, "two published messages")
+        assert got == [b"from-direct", b"from-proxy"]
+    finally:
+        sub.close()
+
+
+def test_multi_exec(client):
+    client.delete("proxy-real:tx")
+    pipe = client.pipeline(transaction=True)
+    pipe.incr("proxy-real:tx").incr("proxy-real:tx").get("proxy-real:tx")
+    assert pipe.execute() == [1, 2, b"2"]
+    # And the raw form, so the MULTI/QUEUED/EXEC bytes are seen as sent.
+    with socket.create_connection(("127.0.0.1", client.connection_pool.connection_kwargs["port"]),
+                                  timeout=10) as s:
+        s.sendall(resp("MULTI") + resp("INCR", "proxy-real:tx") + resp("EXEC"))
+        expected = b"+OK\r\n+QUEUED\r\n*1\r\n:3\r\n"
+        assert recv_until(s, expected) == expected
+
+
+def test_5mb_value_round_trip_is_byte_exact(client, direct):
+    value = os.urandom(5 * 1024 * 1024)
+    assert client.set("proxy-real:big", value)
+    assert client.get("proxy-real:big") == value
+    assert direct.get("proxy-real:big") == value  # what reached redis is what was sent
+    client.delete("proxy-real:big")
+
+
+def test_nc_half_close_still_gets_the_reply(proxy):
+    nc = need("nc")
+    p = subprocess.run(f"printf 'PING\\r\\n' | {nc} -N 127.0.0.1 {proxy[1]}", shell=True,
+                       capture_output=True, timeout=20)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == PONG
+
+
+def test_redis_benchmark_through_proxy(proxy):
+    bench = need("redis-benchmark")
+    p = subprocess.run([bench, "-h", "127.0.0.1", "-p", str(proxy[1]), "-q", "-n", "20000",
+                        "-P", "16", "-t", "set,get"], capture_output=True, text=True, timeout=120)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    assert re.search(r"SET: [\d.]+ requests per second", out), out
+    assert re.search(r"GET: [\d.]+ requests per second", out), out
+    assert "error" not in out.lower(), out
+    print(re.findall(r"(?:SET|GET): [\d.]+ requests per second", out))
+
+
+def test_1000_concurrent_connections_all_answered(proxy):
+    n = 1000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 200:
+        new = n + 1000 if hard == resource.RLIM_INFINITY else min(hard, n + 1000)
+        assert new >= n + 200, f"fd limit too low: soft={soft} hard={hard}"
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    socks: list[socket.socket] = []
+    sel = selectors.DefaultSelector()
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", proxy[1]), timeout=10)
+            socks.append(s)
+        for s in socks:
+            s.sendall(PING)
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ, b"")
+        answered = 0
+        deadline = time.monotonic() + 60
+        while answered < n and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=1.0):
+                chunk = key.fileobj.recv(64)
+                assert chunk, "a connection was closed before answering"
+                buf = key.data + chunk
+                if len(buf) >= len(PONG):
+                    assert buf == PONG
+                    sel.unregister(key.fileobj)
+                    answered += 1
+                else:
+                    sel.modify(key.fileobj, selectors.EVENT_READ, buf)
+        assert answered == n
+    finally:
+        sel.close()
+        for s in socks:
+            s.close()
+
+
+# --- upstream trouble -----------------------------------------------------------------------
+
+
+def test_upstream_killed_mid_stream_closes_client(twistd, tmp_redis):
+    proc, port = start_proxy(twistd, tmp_redis.port)
+    direct = redis.Redis(host="127.0.0.1", port=tmp_redis.port, socket_timeout=5)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            me = s.getsockname()[1]
+            s.sendall(resp("BLPOP", "proxy-real:never", 60))
+            wait_until(lambda: blocked_clients(direct) == 1, 10, "the BLPOP to block in redis")
+            tmp_redis.proc.send_signal(signal.SIGKILL)
+            tmp_redis.proc.wait(10)
+            _, took = wait_closed(s, timeout=5)
+            assert took < 3, f"client closed only after {took:.2f}s"
+        # A client that saw EOF closes its side; the pair is then complete and logged.
+        line = close_line_for(proc, me)
+        assert "first=server" in line, line
+        assert re.search(r"how=(fin|reset)", line), line
+    finally:
+        direct.close()
+
+
+def test_upstream_refusing_closes_client_and_logs(twistd):
+    dead = free_port()  # nothing listens there
+    proc, port = start_proxy(twistd, dead)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        me = s.getsockname()[1]
+        s.sendall(PING)
+        _, took = wait_closed(s, timeout=5)
+        assert took < 3
+        line = proc.wait_for("cannot reach")
+    assert f"port={dead}" in line and "refused" in line.lower(), line
+    assert "first=server how=connect-failed" in close_line_for(proc, me)
+
+
+def _unanswering_listener() -> tuple[socket.socket, list[socket.socket]]:
+    """A loopback listener whose accept queue is full, so new SYNs get no answer."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers: list[socket.socket] = []
+    for _ in range(16):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fillers.append(s)
+        probe = socket.socket()
+        probe.settimeout(0.3)
+        try:
+            probe.connect(("127.0.0.1", port))
+        except TimeoutError:
+            probe.close()
+            return listener, fillers
+        fillers.append(probe)
+    for s in fillers:
+        s.close()
+    listener.close()
+    pytest.fail("could not fill a loopback accept queue: no way to make an unanswering target")
+
+
+def test_upstream_not_answering_hits_connect_timeout(twistd):
+    listener, fillers = _unanswering_listener()
+    try:
+        target = listener.getsockname()[1]
+        proc, port = start_proxy(twistd, target, "--connect-timeout", "1")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            me = s.getsockname()[1]
+            s.sendall(PING)
+            _, took = wait_closed(s, timeout=6)
+            assert 0.8 <= took < 4, f"closed after {took:.2f}s with --connect-timeout 1"
+            line = proc.wait_for("cannot reach")
+        assert "no answer within --connect-timeout 1s" in line, line
+        assert "first=server how=connect-failed" in close_line_for(proc, me)
+    finally:
+        for f in fillers:
+            f.close()
+        listener.close()
+
+
+def test_max_connections_refuses_the_third_client(twistd, redis_server):
+    proc, port = start_proxy(twistd, redis_server.port, "--max-connections", "2")
+    a = socket.create_connection(("127.0.0.1", port), timeout=10)
+    b = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        for s in (a, b):
+            s.sendall(PING)
+            assert recv_until(s, PONG) == PONG
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            me = c.getsockname()[1]
+            _, took = wait_closed(c, timeout=3)
+            assert took < 2
+            line = proc.wait_for("refused")
+            assert f"refused 127.0.0.1:{me}:" in line, line
+        assert "max-connections (2) reached" in line and "refused so far: 1" in line, line
+        a_port = a.getsockname()[1]
+        a.close()
+        close_line_for(proc, a_port)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as d:  # a slot is free
+            d.sendall(PING)
+            assert recv_until(d, PONG) == PONG
+    finally:
+        a.close()
+        b.close()
+
+
+# --- end to end: SIGTERM drains, then aborts ----------------------------------------------
+
+
+def test_sigterm_under_load_drains_and_exits_0(twistd, redis_server, direct):
+    """Open pairs go on being served after SIGTERM; a command sent before it gets its reply."""
+    proc, port = start_proxy(twistd, redis_server.port, "--drain-timeout", "10")
+    key, counter = "proxy-real:blpop", "proxy-real:load"
+    direct.delete(key, counter)
+    errors: list[BaseException] = []
+    done_after_sigterm: list[int] = []
+    sigterm_seen = threading.Event()
+    stop = threading.Event()
+
+    def load():
+        r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+        after = 0
+        try:
+            for i in range(200_000):  # bounded; normally ended by `stop` within a second or two
+                if stop.is_set():
+                    break
+                assert r.incr(counter) == i + 1
+                if sigterm_seen.is_set():
+                    after += 1
+        except BaseException as e:  # noqa: BLE001 - reported by the test thread
+            errors.append(e)
+        finally:
+            done_after_sigterm.append(after)
+            r.close()
+
+    base_blocked = blocked_clients(direct)
+    worker = threading.Thread(target=load, daemon=True)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as waiter:
+            waiter.sendall(resp("BLPOP", key, 20))
+            wait_until(lambda: blocked_clients(direct) == base_blocked + 1, 10, "BLPOP to block")
+            worker.start()
+            wait_until(lambda: int(direct.get(counter) or 0) >= 100, 10, "the load to be running")
+            t0 = time.monotonic()
+            proc.proc.send_signal(signal.SIGTERM)
+            assert "draining 2 open pair(s)" in proc.wait_for("proxy draining")
+            sigterm_seen.set()
+            proc.wait_for("proxy stopped listening")
+            with pytest.raises(ConnectionRefusedError):  # no new clients while draining
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            direct.rpush(key, b"late")  # the command sent before SIGTERM now gets its reply
+            expected = resp(key, "late")
+            assert recv_until(waiter, expected) == expected
+            # The load is still being served through the draining proxy.
+            mark = int(direct.get(counter))
+            wait_until(lambda: int(direct.get(counter)) >= mark + 100, 10, "load during drain")
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not worker.is_alive(), "the load thread did not finish"
+    assert not errors, errors
+    assert done_after_sigterm and done_after_sigterm[0] >= 100
+    code = exit_code(proc, timeout=15)
+    took = time.monotonic() - t0
+    assert code == 0, proc.output()[-3000:]
+    assert took < 10, f"exit took {took:.2f}s, past the drain time"
+    out = proc.output()
+    assert "drain time over" not in out and "how=shutdown" not in out, out[-3000:]
+    assert len(close_lines(proc)) == 2
+
+
+def test_short_drain_aborts_what_is_left_and_exits_0(twistd, redis_server):
+    proc, port = start_proxy(twistd, redis_server.port, "--drain-timeout", "1")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+        me = idle.getsockname()[1]
+        idle.sendall(PING)
+        assert recv_until(idle, PONG) == PONG
+        t0 = time.monotonic()
+        proc.proc.send_signal(signal.SIGTERM)
+        how, _ = wait_closed(idle, timeout=6)
+        code = exit_code(proc, timeout=10)
+        took = time.monotonic() - t0
+    assert code == 0, proc.output()[-3000:]
+    assert 0.9 <= took < 4, f"exit after {took:.2f}s with --drain-timeout 1"
+    assert how == "reset", "an aborted connection ends with RST"
+    assert "drain time over: aborting 1 pair(s)" in proc.output()
+    line = close_line_for(proc, me)
+    assert "first=proxy how=shutdown" in line, line

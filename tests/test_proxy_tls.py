@@ -1,0 +1,316 @@
+"""The proxy with TLS on either leg: an ``ssl:`` listener in front of redis-server, and a ``tls:``
+target verified against ``--target-ca`` (right name passes, wrong name or wrong CA fails).
+
+Certificates are made here with ``cryptography``; the TLS target is a small echo server thread
+using Python's ``ssl``. Every wait has a deadline; no fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.conftest import Twistd
+
+PING = b"*1\r\n$4\r\nPING\r\n"
+PONG = b"+PONG\r\n"
+
+
+# --- certificates ----------------------------------------------------------------------------
+
+
+class CA:
+    """A throw-away certificate authority that issues server certificates into ``directory``."""
+
+    def __init__(self, directory: Path, name: str = "tcpplay test CA"):
+        self.dir = directory
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                              content_commitment=False, key_encipherment=False,
+                              data_encipherment=False, key_agreement=False,
+                              encipher_only=False, decipher_only=False),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()),
+                           critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.pem = directory / f"{name.replace(' ', '-')}.pem"
+        self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, label: str, dns: list[str], ips: list[str] = ()) -> tuple[Path, Path]:
+        """A server certificate for ``dns``/``ips``; returns (cert.pem, key.pem)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        san = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns[0])]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        cert_path = self.dir / f"{label}.pem"
+        key_path = self.dir / f"{label}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    ca = CA(d)
+    return {
+        "ca": ca,
+        "localhost": ca.issue("localhost", ["localhost"], ["127.0.0.1"]),
+        "other": ca.issue("other", ["other.example"]),
+        "stranger": CA(d, "stranger CA").issue("stranger", ["localhost"], ["127.0.0.1"]),
+    }
+
+
+# --- a TLS echo server (the tls: target) ------------------------------------------------------
+
+
+class TlsEchoServer:
+    """Echoes each TLS connection's bytes back until the client's EOF, then closes cleanly."""
+
+    def __init__(self, cert: Path, key: Path):
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ctx.load_cert_chain(str(cert), str(key))
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.received: list[bytes] = []
+        self.errors: list[str] = []
+        self.handshakes = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._accepter = threading.Thread(target=self._accept, daemon=True)
+        self._accepter.start()
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, conn: socket.socket):
+        conn.settimeout(10)
+        got = b""
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                self.handshakes += 1
+                while chunk := tls.recv(65536):
+                    got += chunk
+                    tls.sendall(chunk)
+                tls.unwrap()  # our own close_notify: a clean TLS close, not a truncation
+        except (OSError, ssl.SSLError) as e:
+            self.errors.append(repr(e))
+        finally:
+            self.received.append(got)
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        self.sock.close()
+        self._accepter.join(5)
+        for t in self._threads:
+            t.join(5)
+
+
+@pytest.fixture
+def echo_server(pki):
+    servers: list[TlsEchoServer] = []
+
+    def start(which: str) -> TlsEchoServer:
+        s = TlsEchoServer(*pki[which])
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def start_proxy(twistd, listen: str, target: str, *extra) -> tuple[Twistd, int]:
+    proc = twistd(["proxy", "--listen", listen, "--target", target, *extra])
+    line = proc.wait_for("proxy listening on")
+    m = re.search(r"proxy listening on 127\.0\.0\.1:(\d+)", line)
+    assert m, line
+    return proc, int(m.group(1))
+
+
+def recv_exactly(sock, n: int, timeout: float = 10.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while len(buf) < n and time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(n - len(buf))
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def wait_closed(sock, timeout: float) -> float:
+    """Seconds until the peer ends the connection (EOF or reset); fail at the deadline."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"connection still open after {timeout}s")
+        sock.settimeout(left)
+        try:
+            if not sock.recv(65536):
+                return time.monotonic() - t0
+        except TimeoutError:
+            continue
+        except (ConnectionResetError, ssl.SSLError):
+            return time.monotonic() - t0
+
+
+# --- TLS listener in front of redis-server --------------------------------------------------
+
+
+def test_tls_listener_in_front_of_redis(twistd, redis_server, pki):
+    cert, key = pki["localhost"]
+    listen = f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1"
+    proc, port = start_proxy(twistd, listen, str(redis_server.port))
+    ctx = ssl.create_default_context(cafile=str(pki["ca"].pem))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(PING)
+            assert recv_exactly(tls, len(PONG)) == PONG
+    # A real client library over TLS, with a value large enough to need many TLS records.
+    value = os.urandom(2 * 1024 * 1024)
+    r = redis.Redis(host="localhost", port=port, ssl=True, ssl_ca_certs=str(pki["ca"].pem),
+                    socket_timeout=20)
+    try:
+        assert r.set("proxy-tls:big", value)
+        assert r.get("proxy-tls:big") == value
+        assert r.delete("proxy-tls:big") == 1
+    finally:
+        r.close()
+    # A client that does not trust the proxy's CA cannot complete the handshake.
+    strict = ssl.create_default_context()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            strict.wrap_socket(raw, server_hostname="localhost")
+    assert proc.terminate() == 0
+
+
+# --- tls: target verified with --target-ca ---------------------------------------------------
+
+
+def test_tls_target_with_matching_name_passes_data(twistd, pki, echo_server):
+    server = echo_server("localhost")
+    proc, port = start_proxy(twistd, "tcp:0:interface=127.0.0.1",
+                             f"tls:host=localhost:port={server.port}",
+                             "--target-ca", str(pki["ca"].pem))
+    message = b"hello over tls\n" + bytes(range(256)) * 64
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(message)
+        assert recv_exactly(s, len(message)) == message
+        me = s.getsockname()[1]
+    line = proc.wait_for(f"close 127.0.0.1:{me} ")
+    assert f"c2s={len(message)} s2c={len(message)}" in line, line
+    deadline = time.monotonic() + 10
+    while not server.received and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.received == [message]
+    assert server.handshakes == 1
+
+
+def test_tls_target_half_close_still_gets_the_reply(twistd, pki, echo_server):
+    """``printf ... | nc -N`` style: the client sends and shuts down its write side at once."""
+    server = echo_server("localhost")
+    proc, port = start_proxy(twistd, "tcp:0:interface=127.0.0.1",
+                             f"tls:host=localhost:port={server.port}",
+                             "--target-ca", str(pki["ca"].pem))
+    message = b"PING\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(message)
+        s.shutdown(socket.SHUT_WR)
+        got = recv_exactly(s, len(message) + 1)  # +1: read on to the EOF
+    assert got == message, (got, server.received, server.errors, proc.output()[-2000:])
+
+
+def _assert_handshake_refused(twistd, pki, server, expect: str):
+    proc, port = start_proxy(twistd, "tcp:0:interface=127.0.0.1",
+                             f"tls:host=localhost:port={server.port}",
+                             "--target-ca", str(pki["ca"].pem))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        me = s.getsockname()[1]
+        s.sendall(b"secret that must not reach a wrong server\n")
+        took = wait_closed(s, timeout=5)
+    assert took < 3, f"client closed only after {took:.2f}s"
+    line = proc.wait_for(f"close 127.0.0.1:{me} ")
+    assert "first=server" in line and "c2s=" in line, line
+    assert re.search(expect, line, re.IGNORECASE), line
+    assert b"secret" not in b"".join(server.received)
+    return line
+
+
+def test_tls_target_with_wrong_name_fails_handshake(twistd, pki, echo_server):
+    server = echo_server("other")  # signed by the trusted CA, but for other.example
+    _assert_handshake_refused(twistd, pki, server, r"mismatch|verification")
+
+
+def test_tls_target_signed_by_unknown_ca_fails_handshake(twistd, pki, echo_server):
+    server = echo_server("stranger")  # right name, untrusted issuer
+    _assert_handshake_refused(twistd, pki, server, r"certificate verify failed|verif")

@@ -1,0 +1,112 @@
+"""``twistd tcpplay serve --config FILE``: several services from one file, in one process."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import urllib.request
+
+from conftest import ROOT, TWISTD, free_port
+
+from playground import metrics, serve
+
+
+def _talk(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _config(tmp_path, echo_port, proxy_port, metrics_port=None, extra=""):
+    path = tmp_path / "serve.toml"
+    head = f'metrics = "{metrics_port}"\n' if metrics_port else ""
+    path.write_text(
+        f"{head}"
+        f"[echo.backend]\nlisten = {echo_port}\n\n"
+        f"[proxy.front]\nlisten = {proxy_port}\ntarget = {echo_port}\ndecode = \"text\"\n"
+        f"quiet = true\n{extra}"
+    )
+    return path
+
+
+def test_echo_and_proxy_in_front_of_it(twistd, tmp_path):
+    echo_port, proxy_port, metrics_port = free_port(), free_port(), free_port()
+    path = _config(tmp_path, echo_port, proxy_port, metrics_port)
+    t = twistd(["serve", "--config", path], cwd=str(tmp_path))
+    t.wait_for("proxy listening on")
+    t.wait_for("echo listening on")
+    t.wait_for("metrics listening on")
+    assert _talk(echo_port, b"direct\n") == b"direct\n"
+    assert _talk(proxy_port, b"through the proxy\n" * 100) == b"through the proxy\n" * 100
+    t.wait_for("proxy #1 close")
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics.json", timeout=10) as r:
+        body = json.load(r)
+    by_name = {s["service"]: s for s in body["services"]}
+    assert by_name["front"]["kind"] == "proxy" and by_name["backend"]["kind"] == "echo"
+    assert by_name["front"]["connections"]["total"] == 1
+    assert by_name["front"]["bytes"] == {"c2s": 1800, "s2c": 1800}
+    # the echo saw one direct client and the proxy's upstream connection
+    assert by_name["backend"]["connections"]["total"] == 2
+    assert by_name["backend"]["bytes"] == {"c2s": 1807, "s2c": 1807}
+    assert t.terminate() == 0
+    out = t.output()
+    assert "proxy stopped listening" in out and "echo stopped listening" in out
+
+
+def test_set_overrides_the_file(twistd, tmp_path):
+    echo_port, proxy_port, other = free_port(), free_port(), free_port()
+    path = _config(tmp_path, echo_port, proxy_port)
+    t = twistd(["serve", "--config", path, "--set", f"proxy.front.listen={other}"],
+               cwd=str(tmp_path))
+    line = t.wait_for("proxy listening on")
+    assert line.endswith(f"127.0.0.1:{other}")
+    t.wait_for("echo listening on")
+    assert _talk(other, b"x\n") == b"x\n"
+    assert t.terminate() == 0
+
+
+def test_bad_file_starts_nothing(tmp_path):
+    port = free_port()
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[echo.a]\nlisten = {port}\n\n[proxy.b]\ntarget = 1\nlisten = 'abc'\n")
+    proc = subprocess.run([TWISTD, "-n", "--pidfile=", "tcpplay", "serve", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+    out = proc.stdout + proc.stderr  # twistd prints usage errors on stdout
+    assert proc.returncode != 0
+    assert f"{path}:6: [proxy.b] listen: cannot read 'abc' as an address" in out
+    assert "listening" not in out
+
+
+def test_check_module_runs_as_a_command(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "playground.config",
+                           str(ROOT / "config" / "tcpplay.toml")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "[echo.echo] --listen=7000" in proc.stdout
+
+
+def test_make_service_builds_each_kind_with_a_shared_registry():
+    from twisted.internet.testing import MemoryReactorClock
+
+    o = serve.Options()
+    o.parseOptions(["--config", str(ROOT / "config" / "tcpplay.toml")])
+    reactor = MemoryReactorClock()
+    top = serve.make_service(o, reactor=reactor)
+    top.privilegedStartService()
+    top.startService()
+    try:
+        ports = sorted(p[0] for p in reactor.tcpServers)
+        assert ports == [6380, 6479, 7000, 7001, 8080, 9100]
+        registry = next(s for s in top if isinstance(s, metrics.MetricsService)).registry
+        assert [s.name for s in registry.sources] == ["redis", "echo", "web", "cache", "lobby"]
+        assert registry.sources[0].commands is not None  # the proxy counts commands
+        text = registry.prometheus().decode()
+        assert 'tcpplay_service_info{service="lobby",kind="chat"} 1' in text
+    finally:
+        top.stopService()
