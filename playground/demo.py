@@ -70,11 +70,13 @@ class DemoService(service.MultiService):
         resp_opts = respserver.Options()
         resp_opts.parseOptions(["--listen", INTERNAL])
         http_opts = httpserver.Options()
-        http_opts.parseOptions(["--listen", INTERNAL])
+        http_opts.parseOptions(["--listen", INTERNAL, "--no-access-log"])
         self.resp = respserver.make_service(resp_opts, reactor)
         self.http = httpserver.make_service(http_opts, reactor)
-        _listening(self.resp).label = "resp (internal)"
-        _listening(self.http).label = "http (internal)"
+        for svc, label in ((self.resp, "resp (internal)"), (self.http, "http (internal)")):
+            listening = _listening(svc)
+            listening.label = label
+            listening.factory.log_connections = False  # the console shows the traffic
         self.resp.setServiceParent(self)
         self.http.setServiceParent(self)
         self.proxies = []
@@ -91,6 +93,7 @@ class DemoService(service.MultiService):
         opts.parseOptions(argv)
         svc = proxy.make_service(opts, self.reactor)
         svc.factory.ids = ids  # one numbering of pairs across both proxies
+        svc.factory.log_connections = False  # the console shows opens and closes
         svc.listening.flag = flag
         svc.listening.label = f"proxy {flag[2:]}"
         return svc

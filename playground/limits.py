@@ -78,6 +78,7 @@ class LimitedFactory(protocol.Factory):
 
     log = Logger()
     noisy = False
+    log_connections = True  # one log line per connection open/close (the demo turns it off)
     refusal_message = b""
     service_name = "server"
 

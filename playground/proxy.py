@@ -220,10 +220,11 @@ class Pair:
         client.transport.pauseProducing()  # read nothing until the upstream is up
         _tune(client.transport)
         f.pairs[self.id] = self
-        self.log.info(
-            "proxy #{pair} open {client} -> {target}",
-            pair=self.id, client=client.peer, target=f.target_desc,
-        )
+        if f.log_connections:
+            self.log.info(
+                "proxy #{pair} open {client} -> {target}",
+                pair=self.id, client=client.peer, target=f.target_desc,
+            )
         if f.target_tcp is not None:
             # Plain TCP: connect like portforward does, with no endpoint wrapper protocol
             # between the transport and us (one call less per chunk, less memory per pair).
@@ -391,11 +392,12 @@ class Pair:
         }
         f.bytes_c2s += summary["bytes_c2s"]
         f.bytes_s2c += summary["bytes_s2c"]
-        self.log.info(
-            "proxy #{pair} close {client} c2s={bytes_c2s} s2c={bytes_s2c} "
-            "duration={duration:.3f}s first={closed_by} how={how}",
-            pair=self.id, client=self.client.peer, **summary,
-        )
+        if f.log_connections:
+            self.log.info(
+                "proxy #{pair} close {client} c2s={bytes_c2s} s2c={bytes_s2c} "
+                "duration={duration:.3f}s first={closed_by} how={how}",
+                pair=self.id, client=self.client.peer, **summary,
+            )
         if self.info is not None:
             f.notify("pair_closed", self.id, summary, now)
         f.pair_finished()

@@ -106,7 +106,8 @@ class RespProtocol(protocol.Protocol, TimeoutMixin):
         # (its write buffer stays bounded), and pub/sub traffic to it is counted (see deliver).
         self.transport.registerProducer(self, True)
         self.setTimeout(f.idle_timeout or None)
-        self.log.info("resp open {peer} id={id}", peer=self.peer, id=self.session.id)
+        if f.log_connections:
+            self.log.info("resp open {peer} id={id}", peer=self.peer, id=self.session.id)
 
     def _authenticated(self, yes: bool) -> None:
         """Until it authenticates, a client may only send small requests (as with Redis).
@@ -129,6 +130,11 @@ class RespProtocol(protocol.Protocol, TimeoutMixin):
             self.close_reason = "client closed" if reason.check(
                 protocol.connectionDone.type
             ) else reason.getErrorMessage()
+        if f.log_connections:
+            self._log_close(f)
+        f.connectionClosed(self)
+
+    def _log_close(self, f):
         self.log.info(
             "resp close {peer} id={id} in={bytes_in} out={bytes_out} commands={commands} "
             "duration={duration:.3f}s reason={reason}",
@@ -140,7 +146,6 @@ class RespProtocol(protocol.Protocol, TimeoutMixin):
             duration=f.reactor.seconds() - self.opened,
             reason=self.close_reason,
         )
-        f.connectionClosed(self)
 
     def _close(self, reason: str, abort: bool = False) -> None:
         if self.closing:

@@ -1,0 +1,156 @@
+"""Decoding cost without sockets: redis-benchmark-like traffic replayed through Chain + sinks.
+
+    python bench/decode_replay.py [--pipeline 16] [--exchanges 200000] [--sink json|console|both]
+                                  [--profile] [--out FILE]
+
+Synthesises what ``redis-benchmark -t set,get -c 50 -P N`` sends and receives (SET/GET of a
+3-byte value; each chunk is one pipeline batch of one client), feeds it to ``chain.Chain`` as
+the proxy would (a ``data`` call per chunk, both directions) and lets the sinks format and write
+once per "reactor turn" (every ``--turn`` chunks). Prints exchanges/s and the time per exchange;
+``--profile`` prints the top of a cProfile run. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from playground import chain as C  # noqa: E402
+from playground.observer import Endpoint, PairInfo  # noqa: E402
+
+KEY = b"key:__rand_int__"
+SET = b"*3\r\n$3\r\nSET\r\n$16\r\n" + KEY + b"\r\n$3\r\nxxx\r\n"
+GET = b"*2\r\n$3\r\nGET\r\n$16\r\n" + KEY + b"\r\n"
+OK = b"+OK\r\n"
+VALUE = b"$3\r\nxxx\r\n"
+
+
+class FakeReactor:
+    """Just enough reactor for the buffered sinks: callLater(0, f) runs at the next ``turn``."""
+
+    def __init__(self):
+        self.calls = []
+
+    def callLater(self, delay, f, *a, **kw):
+        call = _Call(f, a, kw)
+        self.calls.append(call)
+        return call
+
+    def seconds(self):
+        return time.time()
+
+    def turn(self):
+        calls, self.calls = self.calls, []
+        for c in calls:
+            if c.live:
+                c.live = False
+                c.f(*c.a, **c.kw)
+
+
+class _Call:
+    def __init__(self, f, a, kw):
+        self.f, self.a, self.kw = f, a, kw
+        self.live = True
+
+    def active(self):
+        return self.live
+
+    def cancel(self):
+        self.live = False
+
+
+def make_sinks(kind: str, reactor, out):
+    sinks = []
+    if kind in ("json", "both"):
+        from playground.jsonsink import JsonSink
+
+        sinks.append(JsonSink(out, max_value=200, reactor=reactor))
+    if kind in ("console", "both"):
+        from playground.console import ConsoleSink
+
+        sinks.append(ConsoleSink(open(out if kind == "console" else os.devnull, "ab"),
+                                 color="never", max_value=200, reactor=reactor))
+    for s in sinks:
+        s.startService()
+    return sinks
+
+
+def traffic(pipeline: int, exchanges: int, clients: int = 50):
+    """(pair, direction, bytes) chunks in arrival order: each client sends a batch, the server
+    answers it; clients interleave."""
+    c2s_set, s2c_set = SET * pipeline, OK * pipeline
+    c2s_get, s2c_get = GET * pipeline, VALUE * pipeline
+    out = []
+    batches = exchanges // pipeline
+    half = batches // 2
+    for b in range(batches):
+        pid = 1 + b % clients
+        if b < half:
+            out.append((pid, "c2s", c2s_set))
+            out.append((pid, "s2c", s2c_set))
+        else:
+            out.append((pid, "c2s", c2s_get))
+            out.append((pid, "s2c", s2c_get))
+    return out
+
+
+def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: bool) -> float:
+    reactor = FakeReactor()
+    sinks = make_sinks(sink, reactor, out)
+    chain = C.Chain(sinks, decode="resp", max_value=200)
+    clients = 50
+    for pid in range(1, clients + 1):
+        chain.pair_opened(PairInfo(pid, Endpoint("127.0.0.1", 40000 + pid),
+                                   Endpoint("127.0.0.1", 6479), "tcp:host=127.0.0.1:port=6379",
+                                   Endpoint("127.0.0.1", 6379)), time.time())
+    reactor.turn()
+    chunks = traffic(pipeline, exchanges, clients)
+    prof = cProfile.Profile() if profile else None
+    data = chain.data
+    now = time.time()
+    t0 = time.process_time()
+    if prof:
+        prof.enable()
+    for i, (pid, direction, chunk) in enumerate(chunks):
+        data(pid, direction, chunk, now)
+        if i % turn == turn - 1:
+            reactor.turn()
+    reactor.turn()
+    if prof:
+        prof.disable()
+    dt = time.process_time() - t0
+    for s in sinks:
+        s.stopService()
+    n = len(chunks) // 2 * pipeline
+    print(f"-P {pipeline:<3} sink={sink:<8} {n / dt:>12,.0f} exchanges/s "
+          f"{dt / n * 1e6:6.2f} us/exchange  ({n:,} exchanges, {dt:.2f} s CPU)")
+    if prof:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    return dt / n
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pipeline", type=int, nargs="*", default=[1, 16])
+    ap.add_argument("--exchanges", type=int, default=200_000)
+    ap.add_argument("--sink", choices=("json", "console", "both", "none"), nargs="*",
+                    default=["json", "console"])
+    ap.add_argument("--turn", type=int, default=8, help="chunks per reactor turn")
+    ap.add_argument("--out", default=os.devnull)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args(argv)
+    for p in args.pipeline:
+        for s in args.sink:
+            run(p, args.exchanges, s, args.turn, args.out, args.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
