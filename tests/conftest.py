@@ -96,6 +96,7 @@ class Twistd:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd or str(ROOT), env=full_env,
         )
         self.lines: list[str] = []
+        self.signalled = False
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -128,7 +129,9 @@ class Twistd:
             return "\n".join(self.lines)
 
     def terminate(self, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
+        """SIGTERM (once: a second one during the drain would cut it short) and the exit code."""
+        if self.proc.poll() is None and not self.signalled:
+            self.signalled = True
             self.proc.send_signal(signal.SIGTERM)
         try:
             code = self.proc.wait(timeout)
