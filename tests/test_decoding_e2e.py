@@ -7,7 +7,6 @@ clients run in threads. Targets are real servers: the project's ``twistd tcpplay
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -24,9 +23,6 @@ from playground.chain import Chain
 from playground.console import ConsoleSink
 from playground.jsonsink import JsonSink
 from tests.conftest import free_port, need, start_redis, stop_process
-
-HAVE_RESP = importlib.util.find_spec("playground.respdecoder") is not None
-needs_resp = pytest.mark.skipif(not HAVE_RESP, reason="playground.respdecoder not present yet")
 
 
 class Proxied:
@@ -237,7 +233,6 @@ def redis_pw(tmp_path):
     stop_process(server.proc)
 
 
-@needs_resp
 @pytest_twisted.inlineCallbacks
 def test_redis_cli_and_redis_py_through_the_chain(redis_pw, tmp_path):
     cli = need("redis-cli")
@@ -303,7 +298,6 @@ def test_redis_cli_and_redis_py_through_the_chain(redis_pw, tmp_path):
     assert total == len(p.records("redis")) + len(p.records("redis_unanswered"))
 
 
-@needs_resp
 @pytest_twisted.inlineCallbacks
 def test_only_and_skip_filters(redis_server, tmp_path):
     cli = need("redis-cli")

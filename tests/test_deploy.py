@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import configparser
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from playground import config as C
 from playground import tap
+from tests.conftest import need
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
@@ -115,9 +115,7 @@ def test_systemd_execstart_is_a_valid_tcpplay_command(tmp_path):
 
 
 def test_systemd_analyze_verify(tmp_path):
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        pytest.skip("systemd-analyze is not installed (the INI checks above still ran)")
+    tool = need("systemd-analyze")
     # point the executables at this checkout's venv so the paths exist
     local = tmp_path / "tcpplay.service"
     local.write_text(UNIT.read_text().replace("/opt/tcpplay/bin/", f"{BIN}/"))
