@@ -599,11 +599,19 @@ class Options(ServerOptions):
                 raise usage.UsageError(f"--target-ca: cannot read {self['target-ca']}: {e.strerror}")
 
 
+def _preload_decoders() -> None:
+    """Import the decoders now: a lazy import on the first pair would stall the reactor
+    (and show as latency on the first exchange)."""
+    from playground import httpdecoder, respdecoder, views  # noqa: F401
+
+
 def make_service(options, reactor=None) -> service.IService:
     from playground import metrics, statssink
 
     stats = statssink.StatsSink() if metrics.wanted(options) else None
     sinks, observer = chain.build(options, reactor, stats=stats)
+    if observer is not None:
+        _preload_decoders()
     factory = ProxyFactory(
         options["target"],
         observer=observer,
