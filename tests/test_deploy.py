@@ -207,3 +207,29 @@ def test_configmap_toml_passes_the_config_parser():
     cfg = C.loads(toml, "configmap:tcpplay.toml")
     assert [(s.kind, s.name) for s in cfg.services] == [("proxy", "redis")]
     assert cfg.stats_interval > 0
+
+
+# -- the image -------------------------------------------------------------------------------
+
+
+def test_dockerfile_builds_what_the_deployment_runs(tmp_path):
+    import json
+
+    lines = (CONFIG / "Dockerfile").read_text().splitlines()
+    instructions = [line.split(None, 1) for line in lines if line and not line.startswith("#")
+                    and not line.startswith(" ")]
+    kinds = [i[0] for i in instructions]
+    assert kinds[0] == "FROM" and "python:3.11" in instructions[0][1]
+    copied = [i[1].split()[0] for i in instructions if i[0] == "COPY"]
+    for path in copied:  # every copied path exists in the checkout
+        assert (ROOT / path).exists(), path
+    assert {"playground", "twisted", "pyproject.toml"} <= set(copied)
+    assert "USER" in kinds and "STOPSIGNAL" in kinds
+    cmd = json.loads(next(i[1] for i in instructions if i[0] == "CMD"))
+    deployment = next(d for k, d in manifests().items() if k.startswith("Deployment/"))
+    container = next(c for c in deployment["spec"]["template"]["spec"]["containers"]
+                     if c["image"].startswith("tcpplay:"))
+    assert cmd == container["command"]
+    own, args = twistd_args(cmd)
+    o = parse_tcpplay(args, (CONFIG / "tcpplay.toml").read_text(), tmp_path)
+    assert o.subCommand == "serve"
