@@ -13,14 +13,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from playground.addresses import server_endpoint
+from playground.limits import peer_text
 
-
-def address_text(addr) -> str:
-    host = getattr(addr, "host", None)
-    if host is not None:
-        return f"[{host}]:{addr.port}" if ":" in host else f"{host}:{addr.port}"
-    name = getattr(addr, "name", None)
-    return f"unix:{name.decode() if isinstance(name, bytes) else name}"
+address_text = peer_text  # "host:port", "[v6]:port" or "unix:path", for any address
 
 
 class ListeningService(service.Service):
