@@ -74,6 +74,8 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         f.dispatch(f.core.connect(self.conn_id, self.opened))
 
     def dataReceived(self, data):
+        if self.close_reason is not None:
+            return  # closing: what the client still sends is read and dropped (see close_politely)
         self.resetTimeout()
         self.bytes_in += len(data)
         f = self.factory
@@ -81,11 +83,16 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         self.nick = f.core.nick(self.conn_id) or self.nick
 
     def readConnectionLost(self):
+        if self.close_reason is not None:  # we were closing: the client is done too
+            self.transport.loseConnection()
+            return
         # nc -N / shutdown(SHUT_WR): the last unfinished line counts, then we say goodbye.
         f = self.factory
         f.dispatch(f.core.eof(self.conn_id, self._now()))
 
     def writeConnectionLost(self):
+        if self.close_reason is not None:
+            return  # our own FIN went out (close_politely): wait for the client's
         self.close_politely("client stopped reading")
 
     def timeoutConnection(self):
@@ -115,13 +122,16 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         self.write_bytes(line.encode("utf-8") + b"\r\n")
 
     def close_politely(self, reason: str) -> None:
-        """Close after what was written is flushed; abort if that takes too long."""
+        """Send what was written, then FIN; keep reading (and dropping) until the client closes
+        too, or abort after ``close_grace`` seconds. Closing at once with unread input (the rest
+        of an over-long line, a flood) would send a reset that can destroy our last error line
+        before the client reads it."""
         if self.close_reason is not None:
             return
         self.close_reason = reason
         self.setTimeout(None)
         self._unregister()
-        self.transport.loseConnection()
+        self.transport.loseWriteConnection()
         self._grace = self.factory.reactor.callLater(
             self.factory.close_grace, self.transport.abortConnection
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from twisted.application import service
 from twisted.internet import protocol, task
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python import usage
@@ -70,7 +70,7 @@ def command_args(value) -> list[bytes] | str | None:
     return "expected '*'"
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHalfCloseableProtocol)
 class RespProtocol(protocol.Protocol, TimeoutMixin):
     """One client connection: bytes in, commands through the engine, replies out."""
 
@@ -158,6 +158,14 @@ class RespProtocol(protocol.Protocol, TimeoutMixin):
             self.transport.abortConnection()
         else:
             self.transport.loseConnection()
+
+    def readConnectionLost(self):
+        # Like redis-server: answer what was read, then close (nc -N, shutdown(SHUT_WR) clients
+        # still get every reply; without this the FIN would drop the queued replies).
+        self._close("client finished sending (half-close)")
+
+    def writeConnectionLost(self):
+        self._close("client stopped reading", abort=True)
 
     def timeoutConnection(self):
         if self.session.subscriptions:  # like Redis, subscribers are never idle-closed

@@ -27,6 +27,17 @@ HELLO = "= hello tcpplay-chat: choose a nick with /nick NAME; /help lists the co
 # --- StringTransport + MemoryReactorClock --------------------------------------------------------
 
 
+class HalfCloseTransport(StringTransport):
+    """The server closes politely with a FIN (``loseWriteConnection``) and keeps reading until the
+    client closes too; here that FIN counts as ``disconnecting``, and ``write_closed`` says which."""
+
+    write_closed = False
+
+    def loseWriteConnection(self):
+        self.write_closed = True
+        self.disconnecting = True
+
+
 class Harness:
     def __init__(self, idle_timeout=0.0, max_connections=0, **core):
         core.setdefault("flood_rate", 0)
@@ -43,7 +54,7 @@ class Harness:
         self.port += 1
         addr = IPv4Address("TCP", "127.0.0.1", self.port)
         proto = self.factory.buildProtocol(addr)
-        transport = StringTransport(peerAddress=addr)
+        transport = HalfCloseTransport(peerAddress=addr)
         proto.makeConnection(transport)
         return proto, transport
 
@@ -102,7 +113,7 @@ def test_over_long_line_closes_politely():
     take(ta)
     a.dataReceived(b"x" * 100)
     assert take(ta) == ["! line-too-long lines are limited to 64 bytes; closing"]
-    assert ta.disconnecting and not ta.disconnected
+    assert ta.write_closed and not ta.disconnected  # FIN after the error line; still reading
     assert take(tb) == ["= quit alice line too long"]
     a.dataReceived(b"more\n")  # bytes still in flight are ignored
     assert take(ta) == [] and take(tb) == []
@@ -110,6 +121,39 @@ def test_over_long_line_closes_politely():
     assert ta.disconnected
     h.lost(a)
     assert a.close_reason == "line too long" and h.factory.limits.open == 1
+
+
+def test_polite_close_ends_when_the_client_closes_too():
+    h = Harness(max_line=64)
+    a, ta = h.user("alice")
+    a.dataReceived(b"x" * 100)
+    assert ta.write_closed
+    a.readConnectionLost()  # the client read our FIN and closed: no need to wait for the grace
+    assert ta.disconnecting and not ta.disconnected
+
+
+def test_over_long_line_error_arrives_despite_unread_input():
+    """A client that sends far more than the limit in one go still reads the error line: the
+    server half-closes and drains instead of closing with unread input (which sends a reset)."""
+    import socket as _socket
+
+    from tests.conftest import Twistd, free_port
+
+    port = free_port()
+    server = Twistd(["chat", "--listen", str(port), "--max-line", "64"])
+    try:
+        server.wait_for("chat listening on")
+        for _ in range(20):
+            with _socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"/nick zed\n")
+                s.sendall(b"y" * 200_000)
+                got = b""
+                while b"line-too-long" not in got:
+                    chunk = s.recv(65536)
+                    assert chunk, f"closed without the error line: {got!r}"
+                    got += chunk
+    finally:
+        assert server.terminate() == 0
 
 
 def test_polite_close_cancels_the_abort_when_the_connection_ends():

@@ -93,6 +93,26 @@ def test_requests_split_anywhere_give_the_same_replies():
     assert one_by_one == b"+OK\r\n$100\r\n" + b"v" * 100 + b"\r\n:1\r\n+PONG\r\n$1\r\nx\r\n"
 
 
+def test_half_close_still_gets_every_reply():
+    """``printf 'PING\\r\\n' | nc -N``: the FIN comes right after the request; the replies queued
+    for it go out before the close, as with redis-server."""
+    factory, clock = make_factory()
+    proto, transport, writes = connect(factory)
+    proto.dataReceived(b"PING\r\nECHO hi\r\n")
+    proto.readConnectionLost()
+    assert transport.value() == b"+PONG\r\n$2\r\nhi\r\n"
+    assert transport.disconnecting and not transport.disconnected  # a clean close, not an abort
+    assert proto.close_reason == "client finished sending (half-close)"
+
+
+def test_half_close_with_nc_answers_every_time(resp_port):
+    nc = need("nc")
+    for _ in range(20):
+        out = subprocess.run(f"printf 'PING\\r\\n' | {nc} -N 127.0.0.1 {resp_port}", shell=True,
+                             capture_output=True, timeout=20)
+        assert out.stdout == b"+PONG\r\n"
+
+
 def test_inline_commands_like_nc():
     factory, _ = make_factory()
     proto, transport, _ = connect(factory)
