@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import signal
+import sys
 
 from twisted.application import service
 from twisted.internet import defer
@@ -40,7 +41,29 @@ class Options(usage.Options):
     )
     subCommands = [[name, None, _lazy_options(mod), desc] for name, mod, desc in SUBCOMMANDS]
 
+    def getSynopsis(self) -> str:
+        full = super().getSynopsis()
+        if getattr(self, "subCommand", None):  # "twistd [options] tcpplay echo [options]"
+            return full.replace(" " + self.synopsis, "")
+        return full
+
+    def _no_pidfile_in_foreground(self):
+        """With ``twistd -n`` and no ``--pidfile``, write no pidfile.
+
+        twistd writes ``twistd.pid`` in the working directory even in the foreground, so a
+        second server started in the same directory (echo in one terminal, the proxy in the
+        next) would refuse to start. Daemons (no ``-n``) and an explicit ``--pidfile`` are
+        left alone.
+        """
+        parent = getattr(self, "parent", None)
+        if parent is None or not parent.get("nodaemon"):
+            return
+        explicit = any(a == "--pidfile" or a.startswith("--pidfile=") for a in sys.argv[1:])
+        if not explicit and parent.get("pidfile") == "twistd.pid":
+            parent["pidfile"] = ""
+
     def postOptions(self):
+        self._no_pidfile_in_foreground()
         if self.subCommand is None:
             raise usage.UsageError(
                 "choose a subcommand: " + ", ".join(name for name, _, _ in SUBCOMMANDS)

@@ -121,3 +121,40 @@ def test_subcommand_help_describes_every_option(name, module):
         assert documented[opt], f"{name}: --{opt} has no help text:\n{text}"
         if opt not in ("help", "version"):
             assert (options.docs.get(opt) or "").strip(), f"{name}: --{opt} has no docstring"
+
+
+def test_foreground_writes_no_pidfile_so_two_servers_share_a_directory(tmp_path):
+    """``twistd -n tcpplay ...`` without --pidfile writes no twistd.pid (two terminals, one
+    directory); an explicit --pidfile is still honoured."""
+    import subprocess as sp
+
+    from tests.conftest import TWISTD, free_port, wait_port
+
+    procs = []
+    try:
+        ports = [free_port(), free_port()]
+        for port in ports:
+            procs.append(sp.Popen([TWISTD, "-n", "tcpplay", "echo", "--listen", str(port)],
+                                  cwd=tmp_path, stdout=sp.DEVNULL, stderr=sp.DEVNULL))
+        for port in ports:
+            wait_port(port)
+        assert not (tmp_path / "twistd.pid").exists()
+        explicit = free_port()
+        procs.append(sp.Popen([TWISTD, "-n", "--pidfile=mine.pid", "tcpplay", "echo", "--listen",
+                               str(explicit)], cwd=tmp_path, stdout=sp.DEVNULL, stderr=sp.DEVNULL))
+        wait_port(explicit)
+        assert (tmp_path / "mine.pid").read_text().strip() == str(procs[-1].pid)
+    finally:
+        for p in procs:
+            p.terminate()
+            assert p.wait(20) == 0
+
+
+def test_subcommand_usage_line_names_the_subcommand_once():
+    import subprocess as sp
+
+    from tests.conftest import TWISTD
+
+    out = sp.run([TWISTD, "-n", "tcpplay", "echo", "--help"], capture_output=True, text=True,
+                 timeout=60).stdout
+    assert out.splitlines()[0] == "Usage: twistd [options] tcpplay echo [options]"
