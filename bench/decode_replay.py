@@ -1,13 +1,14 @@
 """Decoding cost without sockets: redis-benchmark-like traffic replayed through Chain + sinks.
 
-    python bench/decode_replay.py [--pipeline 16] [--exchanges 200000] [--sink json|console|both]
-                                  [--profile] [--out FILE]
+    python bench/decode_replay.py [--pipeline 1 16] [--exchanges 200000]
+                                  [--sink none json console both] [--profile] [--out FILE]
 
 Synthesises what ``redis-benchmark -t set,get -c 50 -P N`` sends and receives (SET/GET of a
 3-byte value; each chunk is one pipeline batch of one client), feeds it to ``chain.Chain`` as
 the proxy would (a ``data`` call per chunk, both directions) and lets the sinks format and write
-once per "reactor turn" (every ``--turn`` chunks). Prints exchanges/s and the time per exchange;
-``--profile`` prints the top of a cProfile run. Not a test.
+as the proxy's reactor would (on a virtual clock, ``--rate`` chunks per second, a turn every
+``--turn`` chunks). Prints exchanges/s and the CPU time per exchange; ``--sink none`` measures
+decoding alone, ``--profile`` prints the top of a cProfile run. Not a test.
 """
 
 from __future__ import annotations
@@ -33,30 +34,36 @@ VALUE = b"$3\r\nxxx\r\n"
 
 
 class FakeReactor:
-    """Just enough reactor for the buffered sinks: callLater(0, f) runs at the next ``turn``."""
+    """Just enough reactor for the buffered sinks: a virtual clock; due calls run at ``turn``."""
 
     def __init__(self):
         self.calls = []
+        self.now = 1.7e9
 
     def callLater(self, delay, f, *a, **kw):
-        call = _Call(f, a, kw)
+        call = _Call(self.now + delay, f, a, kw)
         self.calls.append(call)
         return call
 
     def seconds(self):
-        return time.time()
+        return self.now
 
-    def turn(self):
-        calls, self.calls = self.calls, []
-        for c in calls:
+    def turn(self, final=False):
+        if not self.calls:
+            return
+        due = [c for c in self.calls if final or c.when <= self.now]
+        if not due:
+            return
+        self.calls = [c for c in self.calls if c not in due]
+        for c in due:
             if c.live:
                 c.live = False
                 c.f(*c.a, **c.kw)
 
 
 class _Call:
-    def __init__(self, f, a, kw):
-        self.f, self.a, self.kw = f, a, kw
+    def __init__(self, when, f, a, kw):
+        self.when, self.f, self.a, self.kw = when, f, a, kw
         self.live = True
 
     def active(self):
@@ -66,7 +73,25 @@ class _Call:
         self.live = False
 
 
+class _Null:
+    """A sink that takes records and drops them (the cost of decoding alone)."""
+
+    def emit(self, record):
+        pass
+
+    def emit_many(self, records):
+        pass
+
+    def startService(self):
+        pass
+
+    def stopService(self):
+        pass
+
+
 def make_sinks(kind: str, reactor, out):
+    if kind == "none":
+        return [_Null()]
     sinks = []
     if kind in ("json", "both"):
         from playground.jsonsink import JsonSink
@@ -101,7 +126,8 @@ def traffic(pipeline: int, exchanges: int, clients: int = 50):
     return out
 
 
-def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: bool) -> float:
+def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: bool,
+        rate: float = 20000.0) -> float:
     reactor = FakeReactor()
     sinks = make_sinks(sink, reactor, out)
     chain = C.Chain(sinks, decode="resp", max_value=200)
@@ -109,20 +135,21 @@ def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: 
     for pid in range(1, clients + 1):
         chain.pair_opened(PairInfo(pid, Endpoint("127.0.0.1", 40000 + pid),
                                    Endpoint("127.0.0.1", 6479), "tcp:host=127.0.0.1:port=6379",
-                                   Endpoint("127.0.0.1", 6379)), time.time())
+                                   Endpoint("127.0.0.1", 6379)), reactor.now)
     reactor.turn()
     chunks = traffic(pipeline, exchanges, clients)
     prof = cProfile.Profile() if profile else None
     data = chain.data
-    now = time.time()
+    step = 1.0 / rate  # virtual seconds per chunk
     t0 = time.process_time()
     if prof:
         prof.enable()
     for i, (pid, direction, chunk) in enumerate(chunks):
-        data(pid, direction, chunk, now)
+        reactor.now += step
+        data(pid, direction, chunk, reactor.now)
         if i % turn == turn - 1:
             reactor.turn()
-    reactor.turn()
+    reactor.turn(final=True)
     if prof:
         prof.disable()
     dt = time.process_time() - t0
@@ -142,13 +169,14 @@ def main(argv=None) -> int:
     ap.add_argument("--exchanges", type=int, default=200_000)
     ap.add_argument("--sink", choices=("json", "console", "both", "none"), nargs="*",
                     default=["json", "console"])
-    ap.add_argument("--turn", type=int, default=8, help="chunks per reactor turn")
+    ap.add_argument("--turn", type=int, default=2, help="chunks per reactor turn")
+    ap.add_argument("--rate", type=float, default=20000.0, help="chunks per virtual second")
     ap.add_argument("--out", default=os.devnull)
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args(argv)
     for p in args.pipeline:
         for s in args.sink:
-            run(p, args.exchanges, s, args.turn, args.out, args.profile)
+            run(p, args.exchanges, s, args.turn, args.out, args.profile, args.rate)
     return 0
 
 

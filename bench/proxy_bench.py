@@ -241,6 +241,12 @@ class Table:
             print(f"{what:<60} {figure:>18}  {ratio}")
 
 
+# Decoding rows: the share of the decoding-off rate they must reach. Decoding runs in the
+# proxy's process, on the forwarding path: nothing is queued or dropped, every exchange is
+# decoded and written (the rates are what full decoding costs).
+DECODE_TARGETS = {1: 0.75, 16: 0.35}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
@@ -295,7 +301,10 @@ def main(argv=None) -> int:
                     ratio = f"{mean / refmean:.2f}x portforward"
                     if "+" in kind:
                         off = results["tcpplay"]
-                        ratio = f"{mean / ((off['SET'] + off['GET']) / 2):.0%} of decoding off"
+                        share = mean / ((off["SET"] + off["GET"]) / 2)
+                        target = DECODE_TARGETS[pipeline]
+                        ratio = (f"{share:.0%} of decoding off (target >= {target:.0%}: "
+                                 f"{'met' if share >= target else 'NOT met'})")
                     elif kind == "socat" or kind == "direct":
                         ratio = f"{mean / refmean:.2f}x portforward"
                     table.add(f"redis -P {pipeline} {kind} (SET/GET req/s)",
@@ -333,6 +342,9 @@ def main(argv=None) -> int:
         redis.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     table.show()
+    if args.decode and "redis" in parts:
+        print("decoding: in-process on the forwarding path (no backlog: no pair's decoding "
+              "can overflow or be dropped)")
     return 0
 
 

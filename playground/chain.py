@@ -10,9 +10,10 @@ the bytes a decoder has not settled yet (an incomplete HTTP head or RESP command
 out to carry a password) and registers the secrets' stream ranges with the sink first, so the
 file has same-length filler exactly where the secrets were.
 
-There is one ``except`` here (``Chain._guarded``): a decoder that fails on a direction turns into
-an ``undecodable`` record and that direction falls back to the hex view; the observer itself
-never raises to the proxy. Per-pair state is dropped at ``pair_closed``.
+Decoder failures are caught in one place (``Chain._guarded``, inlined on the hot path of ``data``;
+both hand over to ``Chain._failed``): a decoder that fails on a direction turns into an
+``undecodable`` record and that direction falls back to the hex view; the observer itself never
+raises to the proxy. Per-pair state is dropped at ``pair_closed``.
 
 The proxy subcommand takes its decoding options from here: ``OPT_PARAMETERS``, ``OPT_FLAGS``,
 ``check_options(opts)`` and ``build(opts, reactor) -> (services, observer)``.
@@ -402,19 +403,25 @@ class _Resp:
         self.conv = _make_resp_conversation(respdecoder, st.chain.max_frame)
         self.redact_command = getattr(respdecoder, "redact_command", None)
         self.failed = set()
+        conv = self.conv
+        self._answer = getattr(respdecoder, "Answer", None)
+        # the cheap interface (answered commands as ``Answer``s), when the decoder has it
+        self._feed = getattr(conv, "feed_answers", conv.feed)
+        self._eof = getattr(conv, "eof_answers", getattr(conv, "eof", None))
+        self._close = getattr(conv, "close_answers", getattr(conv, "close", None))
 
     def feed(self, direction, data, now, offset):
-        self._events(self.conv.feed(direction, data, now), now, direction, data, offset)
+        events = self._feed(direction, data, now)
+        if events:
+            self._events(events, now, direction, data, offset)
 
     def eof(self, direction, now):
-        f = getattr(self.conv, "eof", None)
-        if f is not None:
-            self._events(f(direction, now), now)
+        if self._eof is not None:
+            self._events(self._eof(direction, now), now)
 
     def close(self, now):
-        f = getattr(self.conv, "close", None)
-        if f is not None:
-            self._events(f(now), now)
+        if self._close is not None:
+            self._events(self._close(now), now)
 
     def settled(self, direction):
         f = getattr(self.conv, "settled", None)
@@ -441,25 +448,43 @@ class _Resp:
         st = self.st
         chain = st.chain
         only, skip = chain.only, chain.skip
+        filtered = only is not None or skip is not None
+        redact = chain.redact
+        answer = self._answer
+        pid, client = st.id, st.client
+        exchange = R.RedisExchange
+        records = []  # handed over at once, in order
+        emit = records.append
         for e in events:
+            if type(e) is answer:  # the hot path: one record per exchange, nothing else made
+                name = e.name
+                if filtered and ((only is not None and name not in only) or (
+                        skip is not None and name in skip)):
+                    continue
+                if redact and name in _SECRET_COMMANDS:
+                    shown, redacted = self._command(e.args)
+                else:
+                    shown, redacted = e.args, False
+                emit(exchange(pid, now, client, shown, e.reply, e.latency, redacted))
+                continue
             kind = type(e).__name__
             if kind == "Exchange":
                 args = _args(e.command)
-                if only is not None or skip is not None:
+                if filtered:
                     name = args[0].upper() if args and isinstance(args[0], bytes) else b""
                     if (only is not None and name not in only) or (
                         skip is not None and name in skip
                     ):
                         continue
                 shown, redacted = self._command(args)
-                chain.emit(R.RedisExchange(st.id, now, st.client, shown, e.reply,
-                                           getattr(e, "latency", None), redacted))
+                emit(exchange(pid, now, client, shown, e.reply, getattr(e, "latency", None),
+                              redacted))
             elif kind == "ServerPush":
                 if only is not None and not (only & _PUSH_NAMES):
                     continue
                 if skip is not None and b"PUSH" in skip:
                     continue
-                chain.emit(R.RedisPush(st.id, now, getattr(e, "value", None)))
+                emit(R.RedisPush(pid, now, getattr(e, "value", None)))
             elif kind == "Unanswered":
                 args = _args(e.command)
                 name = args[0].upper() if args and isinstance(args[0], bytes) else b""
@@ -467,18 +492,19 @@ class _Resp:
                                                                name in skip):
                     continue
                 shown, redacted = self._command(args)
-                chain.emit(R.RedisUnanswered(st.id, now, st.client, shown, redacted))
+                emit(R.RedisUnanswered(pid, now, client, shown, redacted))
             elif kind == "Undecodable":
                 direction = getattr(e, "direction", CLIENT_TO_SERVER)
                 at = getattr(e, "offset", None)
-                chain.emit(R.Undecodable(st.id, now, direction, RESP,
-                                         str(getattr(e, "reason", e)), at))
+                emit(R.Undecodable(pid, now, direction, RESP, str(getattr(e, "reason", e)), at))
                 st.fall_back(direction)
                 if direction == fed and at is not None and offset <= at < offset + len(data):
                     # the rest of this chunk, from where decoding stopped, as hex
-                    chain.emit(R.HexChunk(st.id, now, direction, data[at - offset:], at))
+                    emit(R.HexChunk(pid, now, direction, data[at - offset:], at))
             elif kind in ("Secret", "SecretRange"):
                 st.secret(e.direction, e.start, e.end)
+        if records:
+            chain.emit_many(records)
 
 
 _PUSH_NAMES = frozenset({b"PUSH", b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE", b"MONITOR",
@@ -562,10 +588,17 @@ class Chain:
             self.emit = self.sinks[0].emit
         else:
             self.emit = self._emit_all
+        # emit_many(records): one call per decoded chunk (a sink may take a list at once)
+        self._many = [getattr(s, "emit_many", None) or _one_by_one(s.emit) for s in self.sinks]
+        self.emit_many = self._many[0] if n == 1 else self._emit_many_all
 
     def _emit_all(self, record):
         for s in self.sinks:
             s.emit(record)
+
+    def _emit_many_all(self, records):
+        for emit_many in self._many:
+            emit_many(records)
 
     # -- PairObserver ----------------------------------------------------------------------
     def pair_opened(self, pair, now):
@@ -592,8 +625,10 @@ class Chain:
         if st.hex is not None and direction in st.hex:
             self.emit(R.HexChunk(st.id, now, direction, data, offset))
         elif st.decoder is not None:
-            if not self._guarded(st, direction, now, st.decoder.feed, direction, data, now,
-                                 offset):
+            try:  # _guarded, inline: this is the hot path
+                st.decoder.feed(direction, data, now, offset)
+            except Exception:
+                self._failed(st, direction, now)
                 self.emit(R.HexChunk(st.id, now, direction, data, offset))
         elif st.detector is not None:
             self._guarded(st, direction, now, self._detect, st, direction, data, now)
@@ -641,22 +676,25 @@ class Chain:
             fn(*args)
             return True
         except Exception:
-            self.failures += 1
-            if not st.broken:
-                st.broken = True
-                self.log.failure("decoder failed on pair #{pair}; showing hex instead",
-                                 pair=st.id)
-            proto = st.decoder.protocol if st.decoder is not None else "detect"
-            for d in (direction,) if direction else (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
-                st.fall_back(d)
-                try:
-                    self.emit(R.Undecodable(st.id, now, d, proto, "decoder error", None))
-                except Exception:
-                    pass
-            if st.decoder is None:
-                st.decoder = _Hex(st)
-                st.detector = None
+            self._failed(st, direction, now)
             return False
+
+    def _failed(self, st, direction, now):
+        """A decoder step raised (called inside the ``except``): log once, fall back to hex."""
+        self.failures += 1
+        if not st.broken:
+            st.broken = True
+            self.log.failure("decoder failed on pair #{pair}; showing hex instead", pair=st.id)
+        proto = st.decoder.protocol if st.decoder is not None else "detect"
+        for d in (direction,) if direction else (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
+            st.fall_back(d)
+            try:
+                self.emit(R.Undecodable(st.id, now, d, proto, "decoder error", None))
+            except Exception:
+                pass
+        if st.decoder is None:
+            st.decoder = _Hex(st)
+            st.detector = None
 
     # -- detection ---------------------------------------------------------------------------
     def _detect(self, st, direction, data, now):
@@ -720,3 +758,11 @@ class Chain:
 
 def _drop(record):
     pass
+
+
+def _one_by_one(emit):
+    def emit_many(records):
+        for r in records:
+            emit(r)
+
+    return emit_many

@@ -13,12 +13,16 @@ Lines look like::
 ``views.escape``; values longer than ``max_value`` bytes are cut and their full length shown.
 Colours (ANSI) only when asked or, with ``auto``, when the output is a terminal.
 
-``BufferedSink`` (shared with the JSON sink) queues records and formats and writes them once per
-reactor turn, in a single ``write()`` of whole lines: the proxy's hot path only appends.
+``BufferedSink`` (shared with the JSON sink) queues records and formats and writes them in
+batches, each in a single ``write()`` of whole lines: the proxy's hot path only appends. A batch
+is written ``FLUSH_DELAY`` seconds after its first record (a reactor turn holds too few records
+when pipelining is light: a write per exchange would cost more than decoding it), or at once when
+``MAX_BACKLOG`` records are queued, so the backlog stays bounded.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 
 from twisted.application import service
@@ -28,17 +32,20 @@ from playground import records as R
 from playground import resp
 from playground.views import escape, hexdump_lines, quoted
 
-MAX_BACKLOG = 10000  # records queued before a synchronous flush
+MAX_BACKLOG = 512  # records queued before a synchronous flush (a batch: cache-warm)
+FLUSH_DELAY = 0.05  # seconds a record may wait in the queue
 MAX_ITEMS = 8  # aggregate elements shown on a console line
 ARROW = {"c2s": "->", "s2c": "<-"}
 
 
 class BufferedSink(service.Service):
-    """Queues records; once per reactor turn, ``format_batch`` turns them into bytes for one
-    ``write()``. Subclasses implement ``open_output``/``format_batch``."""
+    """Queues records; ``FLUSH_DELAY`` after the first (or at ``MAX_BACKLOG``), ``format_batch``
+    turns them into bytes for one ``write()``. Subclasses implement ``open_output``/``format_batch``.
+    """
 
     log = Logger()
     label = "sink"
+    flush_delay = FLUSH_DELAY
 
     def __init__(self, reactor=None):
         self.reactor = reactor
@@ -84,7 +91,17 @@ class BufferedSink(service.Service):
         q = self._queue
         q.append(record)
         if self._call is None:
-            self._call = self.reactor.callLater(0, self._turn)
+            self._call = self.reactor.callLater(self.flush_delay, self._turn)
+        elif len(q) >= MAX_BACKLOG:
+            self.flush()
+
+    def emit_many(self, records: list) -> None:
+        if self.out is None or self.failed:
+            return
+        q = self._queue
+        q.extend(records)
+        if self._call is None:
+            self._call = self.reactor.callLater(self.flush_delay, self._turn)
         elif len(q) >= MAX_BACKLOG:
             self.flush()
 
@@ -134,10 +151,13 @@ class _Palette:
         self.bold = c("1")
 
 
+_SAFE_TOKEN = re.compile(rb"[0-9A-Za-z_\-.:/@*{}]{1,64}")
+# Bytes ``escape``/``quoted`` show as they are: printable ASCII but '"' and '\'.
+_NOT_PLAIN = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+
+
 def _safe_token(arg: bytes) -> bool:
-    return 0 < len(arg) <= 64 and arg.isascii() and all(
-        c.isalnum() or c in "_-.:/@*{}" for c in arg.decode("ascii")
-    )
+    return _SAFE_TOKEN.fullmatch(arg) is not None
 
 
 def format_args(args, limit: int) -> str:
@@ -218,6 +238,7 @@ def _size(n: int) -> str:
 
 class ConsoleFormatter:
     def __init__(self, color: bool = False, max_value: int = 200):
+        self.color = color
         self.p = _Palette(color)
         self.max_value = max_value
 
@@ -311,6 +332,17 @@ class ConsoleFormatter:
                 f"{_size(r.response_body_size)}{cut}{_ms(r.latency)}")
 
 
+_EXCHANGE = R.RedisExchange
+_SIMPLE = resp.Simple
+_CACHED = 256
+_UNSET = object()
+# head, command name, second argument[, the rest], reply, latency
+_LINE2 = b"%s%s %s -> %s%s"
+_LINE2Q = b'%s%s "%s" -> %s%s'
+_LINE = b'%s%s %s "%s" -> %s%s'
+_LINEQ = b'%s%s "%s" "%s" -> %s%s'
+
+
 class ConsoleSink(BufferedSink):
     """Writes formatted records to ``out`` (a binary file; default: the process's stdout)."""
 
@@ -322,6 +354,8 @@ class ConsoleSink(BufferedSink):
         self.color = color
         self.max_value = max_value
         self.formatter: ConsoleFormatter | None = None
+        self._clients: dict = {}  # client address -> bytes
+        self._simples: dict = {}  # simple-string reply -> its text
 
     def open_output(self):
         out = self._target
@@ -339,7 +373,84 @@ class ConsoleSink(BufferedSink):
 
     def format_batch(self, batch: list) -> bytes:
         lines = []
+        append = lines.append
         fmt = self.formatter.lines
+        plain = not self.formatter.color
+        lim = self.max_value
+        simples = self._simples
+        reply_text = self._reply
+        join = b"".join
+        not_plain = _NOT_PLAIN.search
+        token = _SAFE_TOKEN.fullmatch
+        last_latency = _UNSET  # pipelined replies share their latency
+        ms = b""
+        last_pair = last_client = None
+        head = b""
         for r in batch:
-            lines.extend(fmt(r))
-        return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+            if plain and type(r) is _EXCHANGE:
+                # The common line without colours, made as bytes (same text as ``lines``):
+                # up to 64 short printable-ASCII arguments and a common reply.
+                args = r.command
+                try:
+                    joined = join(args)
+                except TypeError:  # not all bytes
+                    joined = None
+                n = len(args)
+                if joined is not None and 1 < n <= 64 and not_plain(joined) is None and not (
+                    lim and len(joined) > lim and max(map(len, args)) > lim
+                ):
+                    reply = r.reply
+                    if type(reply) is _SIMPLE:
+                        reply = simples.get(reply.value) or reply_text(reply, lim)
+                    else:
+                        reply = reply_text(reply, lim)
+                    if reply is not None:
+                        latency = r.latency
+                        if latency != last_latency:
+                            last_latency = latency
+                            ms = _ms(latency).encode()
+                        if r.pair != last_pair or r.client != last_client:
+                            last_pair, last_client = r.pair, r.client
+                            head = b"#%d %s " % (r.pair, self._client_bytes(r.client))
+                        second = args[1]  # bare when it is a simple key, else quoted
+                        if n == 2:
+                            append((_LINE2 if token(second) else _LINE2Q) % (
+                                head, args[0], second, reply, ms))
+                        else:
+                            append((_LINE if token(second) else _LINEQ) % (
+                                head, args[0], second, b'" "'.join(args[2:]), reply, ms))
+                        continue
+            append("\n".join(fmt(r)).encode("utf-8", "surrogateescape"))
+        append(b"")
+        return b"\n".join(lines)
+
+    def _client_bytes(self, client) -> bytes:
+        out = self._clients.get(client)
+        if out is None:
+            out = str(client).encode("utf-8", "surrogateescape")
+            if len(self._clients) < _CACHED:
+                self._clients[client] = out
+        return out
+
+    def _reply(self, v, lim: int):
+        """The console text of a common reply as bytes, or None (``format_value`` does it)."""
+        t = type(v)
+        if t is bytes:
+            if (lim and len(v) > lim) or _NOT_PLAIN.search(v) is not None:
+                return None
+            return b'"' + v + b'"'
+        if t is _SIMPLE:
+            value = v.value
+            out = self._simples.get(value)
+            if out is None:
+                if (lim and len(value) > lim) or _NOT_PLAIN.search(value) is not None:
+                    return None
+                out = b"+" + value
+                if len(self._simples) < _CACHED:
+                    self._simples[value] = out
+            return out
+        if t is int:
+            return b"(integer) %d" % v
+        if v is None:
+            return b"(nil)"
+        return None

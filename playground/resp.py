@@ -52,6 +52,7 @@ __all__ = [
     "Push",
     "RespParser",
     "Set",
+    "SpanRun",
     "Simple",
     "Verbatim",
     "encode",
@@ -152,11 +153,15 @@ _DOUBLE_RE = re.compile(
     rb"-?(?:inf|nan|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\Z", re.IGNORECASE
 )
 _PENDING = object()
+_LAZY = 2  # the "sized" mode of feed_spans(lazy=True)
+_BULK_FORMAT = b"$%d\r\n%b\r\n".__mod__
 _HIREDIS_MIN = 256  # below this many bytes the pure parser is as fast
 _RISKY_TYPE = re.compile(rb"\r\n[~>|=]")
 _LIST_ONLY = {list}
 _BYTES_ONLY = {bytes}
 _EMPTY = {_ARRAY: list, _MAP: Map, _SET: Set, _PUSH: Push}
+# Common simple strings, parsed once (values are immutable, so they can be shared).
+_SIMPLES = {v: Simple(v) for v in (b"OK", b"QUEUED", b"PONG", b"RESET")}
 
 
 def _pairs(items: list) -> tuple:
@@ -282,6 +287,38 @@ def split_inline(line: bytes):
         args.append(bytes(cur))
 
 
+def _frame_starts(lens: list, counts: list, base: int) -> list:
+    """Stream offsets where each of a run of canonical bulk-string arrays starts, and where the
+    last ends; ``lens``: all elements' lengths, ``counts``: elements per frame. C-level maps."""
+    cum = list(_accumulate(map(_add, lens, map(len, map(str, lens))), initial=0))
+    at = list(map(cum.__getitem__, _accumulate(counts, initial=0)))
+    heads = map(_add, map(len, map(str, counts)), map((5).__mul__, counts))
+    sizes = map((3).__add__, map(_add, map(_sub, at[1:], at[:-1]), heads))
+    return list(_accumulate(sizes, initial=base))
+
+
+class SpanRun:
+    """The stream offsets of a run of commands parsed in one go, worked out when first asked:
+    ``feed_spans(data, lazy=True)`` gives ``(values, run, None)`` for the run (``values``: the
+    commands, each a list of bytes), ``run.span(i)`` is ``(start, end)`` of ``values[i]``.
+    (Most callers never ask: the work is saved.)"""
+
+    __slots__ = ("_lens", "_counts", "_base", "_starts")
+
+    def __init__(self, values, lens, counts, base):
+        self._lens = lens
+        self._counts = counts
+        self._base = base
+        self._starts = None
+
+    def span(self, i: int) -> tuple[int, int]:
+        starts = self._starts
+        if starts is None:
+            starts = self._starts = _frame_starts(self._lens, self._counts, self._base)
+            self._lens = self._counts = None
+        return starts[i], starts[i + 1]
+
+
 class _Failed(Exception):
     def __init__(self, message: str, offset: int):
         self.message = message
@@ -333,6 +370,7 @@ class RespParser:
         self._tail = b""  # CRLF bytes seen after the body
         self._bkind = 0
         self._bstart = 0  # stream offset of the bulk's header
+        self._reader = None  # a hiredis reader for whole single-command feeds
 
     @property
     def offset(self) -> int:
@@ -345,10 +383,13 @@ class RespParser:
     def feed_sized(self, data: bytes) -> list:
         return [(v, end - start) for v, start, end in self._feed(data, True)]
 
-    def feed_spans(self, data: bytes) -> list:
+    def feed_spans(self, data: bytes, lazy: bool = False) -> list:
         """``(value, start, end)``: each frame with its stream offsets (a final
-        :class:`ProtocolError` comes as ``(error, offset, offset)``)."""
-        return self._feed(data, True)
+        :class:`ProtocolError` comes as ``(error, offset, offset)``). With ``lazy``, a run of
+        commands parsed in one go (by hiredis; each an array of bulk strings) comes as one item
+        ``(values, run, None)`` instead: ``run.span(i)`` (a :class:`SpanRun`) gives the offsets
+        of ``values[i]`` when needed."""
+        return self._feed(data, _LAZY if lazy else True)
 
     @property
     def frame_start(self) -> int:
@@ -426,56 +467,83 @@ class RespParser:
         reader = _hiredis.Reader()
         reader.feed(prefix)
         values = []
+        append = values.append
+        gets = reader.gets
         try:
-            while (v := reader.gets()) is not False:
-                values.append(v)
+            while (v := gets()) is not False:
+                append(v)
         except Exception:  # hiredis.ProtocolError: the pure parser reports it precisely
             return 0
         if not values or reader.has_data():
             return 0
         if set(map(type, values)) != _LIST_ONLY:
             return 0
-        flat = list(_chain(*values))
-        if flat and set(map(type, flat)) != _BYTES_ONLY:
-            return 0
-        lens = list(map(len, flat))
-        if lens and end > self.max_bulk and max(lens) > self.max_bulk:
-            return 0
+        flat = list(_chain.from_iterable(values))
         # hiredis skips the two bytes after a bulk body without looking at them: count CRLFs.
         # Expected: one per frame header, two per element, plus those inside the bodies (the NUL
         # separator keeps bodies from forming one across). A bad terminator removes one, unless
         # a body ends with CR and the bad pair starts with LF: such bodies are left to the pure
-        # parser.
-        joined = b"\x00".join(flat)
+        # parser. (The join also checks that every element is bytes.)
+        try:
+            joined = b"\x00".join(flat)
+        except TypeError:
+            return 0
         if b"\r\x00" in joined or joined.endswith(b"\r"):
             return 0
-        if prefix.count(b"\r\n") != len(values) + 2 * len(flat) + joined.count(b"\r\n"):
+        nflat = len(flat)
+        nvalues = len(values)
+        if prefix.count(b"\r\n") != nvalues + 2 * nflat + joined.count(b"\r\n"):
+            return 0
+        lens = list(map(len, flat))
+        if lens and end > self.max_bulk and max(lens) > self.max_bulk:
             return 0
         counts = list(map(len, values))
-        if sized:
-            # Per frame: "*k\r\n" + per element "$l\r\n" + l + "\r\n", with C-level maps only.
-            cum = list(_accumulate(map(_add, lens, map(len, map(str, lens))), initial=0))
-            at = list(map(cum.__getitem__, _accumulate(counts, initial=0)))
-            heads = map(_add, map(len, map(str, counts)), map((5).__mul__, counts))
-            sizes = list(map((3).__add__, map(_add, map(_sub, at[1:], at[:-1]), heads)))
-            total = sum(sizes)
-        else:
-            total = (
-                sum(lens)
-                + sum(map(len, map(str, lens)))
-                + 5 * len(lens)
-                + sum(map(len, map(str, counts)))
-                + 3 * len(counts)
-            )
+        # Canonical sizes: per frame "*k\r\n", per element "$l\r\n" + l + "\r\n". The digits
+        # of a list of n >= 1 numbers: len(repr(list)) - 2n ("[", "]" and n - 1 ", ").
+        total = (
+            (len(joined) - nflat + 1 + len(repr(lens)) - 2 * nflat + 5 * nflat if nflat else 0)
+            + len(repr(counts)) - 2 * nvalues + 3 * nvalues
+        )
         if total != end:
             return 0
-        if sized:
-            starts = list(_accumulate(sizes, initial=self._abs))
-            out.extend(zip(values, starts, starts[1:], strict=False))
+        if sized == _LAZY:
+            out.append((values, SpanRun(values, lens, counts, self._abs), None))
+        elif sized:
+            if nvalues == 1:
+                out.append((values[0], self._abs, self._abs + total))
+            else:
+                starts = _frame_starts(lens, counts, self._abs)
+                out.extend(zip(values, starts, starts[1:], strict=False))
         else:
             out.extend(values)
         self._abs += total
         return total
+
+    def _hiredis_whole(self, buf: bytes):
+        """``buf`` as one array of bulk strings, parsed by hiredis, when it is exactly that
+        frame in canonical form (checked by encoding the value again); else None."""
+        if buf[-2:] != b"\r\n":
+            return None
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = _hiredis.Reader()
+        reader.feed(buf)
+        try:
+            value = reader.gets()
+        except Exception:
+            value = None
+        if type(value) is not list or reader.has_data():
+            self._reader = None  # holds a partial or bad frame: not reused
+            return None
+        try:
+            lens = list(map(len, value))
+            body = b"".join(map(_BULK_FORMAT, zip(lens, value, strict=True)))
+            again = b"*%d\r\n%b" % (len(value), body)
+        except TypeError:  # an element that is not bytes
+            return None
+        if again != buf or (lens and len(buf) > self.max_bulk and max(lens) > self.max_bulk):
+            return None
+        return value
 
     def _continue_bulk(self, data: bytes, out: list, sized: bool) -> int:
         """Feed a bulk body being collected; the position after it in ``data``, or -1."""
@@ -563,6 +631,7 @@ class RespParser:
         find = buf.find
         append = out.append
         try_hiredis = self._use_hiredis
+        try_run = True
         while pos < n:
             t = buf[pos]
             if not stack:
@@ -575,6 +644,13 @@ class RespParser:
                         if used:
                             pos += used
                             continue
+                    elif try_hiredis and not pos:
+                        try_hiredis = False
+                        value = self._hiredis_whole(buf)
+                        if value is not None:  # the feed is exactly one command
+                            append((value, base, base + n) if sized else value)
+                            pos = n
+                            break
                     # Fast path: a whole array of bulk strings (every command, many replies).
                     nl = find(b"\r\n", pos)
                     s = buf[pos + 1 : nl]
@@ -624,6 +700,46 @@ class RespParser:
                         value = Inline(args)
                         append((value, fstart, base + pos) if sized else value)
                     continue
+                elif t == _SIMPLE or t == _BULK or t == _INT:
+                    # Fast path: a whole top-level scalar (most replies); anything unusual in
+                    # it (signs, nulls, stray CR/LF, over a bound) is left to the general code.
+                    nl = find(b"\r\n", pos)
+                    if pos < nl <= pos + max_line:
+                        line = buf[pos + 1 : nl]
+                        value = _PENDING
+                        if t == _SIMPLE:
+                            value = _SIMPLES.get(line)
+                            if value is None:
+                                value = Simple(line) if 13 not in line and 10 not in line \
+                                    else _PENDING
+                            end = nl + 2
+                        elif line.isdigit() and (line[0] != 48 or nl == pos + 2):
+                            if t == _INT:
+                                if nl - pos < 19:
+                                    value = int(line)
+                                    end = nl + 2
+                            else:
+                                end = nl + 2 + int(line)
+                                if end + 2 <= n and buf[end : end + 2] == b"\r\n" and (
+                                    end - nl - 2 <= max_bulk
+                                ):
+                                    value = buf[nl + 2 : end]
+                                    end += 2
+                        if value is not _PENDING:
+                            if try_run and end < n and t != _BULK and not sized:
+                                # Once per feed: is the rest this same line over and over (a
+                                # pipeline of +OK or :1 replies)? One count() instead of a
+                                # loop turn per reply.
+                                try_run = False
+                                size = end - pos
+                                k, rest = divmod(n - pos, size)
+                                if not rest and buf.count(buf[pos:end], pos) == k:
+                                    out.extend([value] * k)
+                                    pos = n
+                                    break
+                            pos = end
+                            append((value, fstart, base + pos) if sized else value)
+                            continue
             nl = find(b"\n", pos)
             if nl < 0:
                 if n - pos > max_line + 2:
@@ -675,7 +791,10 @@ class RespParser:
             elif t == _SIMPLE or t == _ERROR:
                 if 13 in line:
                     raise _Failed("CR inside a simple string", base + pos)
-                value = Simple(line) if t == _SIMPLE else Error(line)
+                if t == _SIMPLE:
+                    value = _SIMPLES.get(line) or Simple(line)
+                else:
+                    value = Error(line)
                 pos = nl + 1
             elif t == _INT:
                 value = _num(line)

@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from itertools import count as _count
+from itertools import repeat as _repeat
+from operator import itemgetter
 
 import attrs
 
-from playground.resp import Error, Inline, Map, ProtocolError, Push, RespParser, Simple
+from playground.resp import Error, Inline, Map, ProtocolError, Push, RespParser, Simple, SpanRun
 
 C2S = "c2s"
 S2C = "s2c"
@@ -238,20 +241,53 @@ _RESET = Simple(b"RESET")
 _SECRET_NAMES = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"SENTINEL"})
 # Executed at once even inside MULTI (not queued).
 _NOT_QUEUED = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"WATCH", b"QUIT", b"RESET"})
+# Commands that change the conversation's state when sent, or when answered.
+_SPECIAL = _SECRET_NAMES | _NOT_QUEUED | frozenset(_SUB_KINDS) | {b"CLIENT"}
+_DONE_SPECIAL = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"HELLO", b"MONITOR", b"RESET"})
 
 
-class _Pending:
-    __slots__ = ("args", "name", "sent_at", "expected", "in_tx", "replies", "start", "end")
+_first = itemgetter(0)
+
+
+def _exchanges(events: list) -> list:
+    return [e.exchange() if type(e) is Answer else e for e in events] if events else events
+
+
+class Answer:
+    """A command as the conversation tracks it, and, once answered, its reply.
+
+    ``feed_answers`` hands these out instead of :class:`Exchange` (one object per command, made
+    when the command is sent; no second one per exchange); ``exchange()`` gives the event.
+    """
+
+    __slots__ = ("args", "name", "sent_at", "expected", "in_tx", "replies", "start", "end",
+                 "reply", "replied_at", "latency", "protocol", "queued", "suppressed")
 
     def __init__(self, args, name, sent_at, expected, in_tx, start, end):
         self.args = args
-        self.name = name
+        self.name = name  # args[0] upper-cased (b"" when it is not bytes)
         self.sent_at = sent_at
         self.expected = expected  # replies to wait for; None: decided by the first one
         self.in_tx = in_tx
         self.replies = None
-        self.start = start
+        self.start = start  # or a SpanRun, and ``end`` the index in it: see ``span``
         self.end = end
+        # Set when answered: reply, replied_at, latency, protocol; queued (EXEC) and
+        # suppressed only when they apply (unset slots cost nothing on the hot path).
+
+    def span(self) -> tuple[int, int]:
+        """The command frame's stream offsets ``(start, end)``."""
+        start = self.start
+        if type(start) is SpanRun:  # parsed in a run: worked out now
+            self.start, self.end = start.span(self.end)
+        return self.start, self.end
+
+    def exchange(self) -> Exchange:
+        start, end = self.span()
+        return Exchange(self.args, self.reply, self.sent_at, self.replied_at, self.latency,
+                        self.in_tx, self.protocol, getattr(self, "queued", ()),
+                        getattr(self, "suppressed", False), start, end - start)
+
 
 
 def _kind(v) -> str:
@@ -290,18 +326,30 @@ class RespConversation:
 
     # -- public ---------------------------------------------------------------------------
     def feed(self, direction: str, data: bytes, now: float) -> list:
+        events = self._feed_c2s(data, now) if direction == C2S else self._feed_s2c(data, now)
+        return _exchanges(events)
+
+    def feed_answers(self, direction: str, data: bytes, now: float) -> list:
+        """As ``feed``, but each exchange comes as its :class:`Answer` (cheaper: the decoder
+        chain reads ``args``, ``name``, ``reply`` and ``latency`` from it)."""
         if direction == C2S:
             return self._feed_c2s(data, now)
         return self._feed_s2c(data, now)
 
     def eof(self, direction: str, now: float) -> list:
         """``direction``'s sender finished; after the server's, no reply can come."""
+        return _exchanges(self.eof_answers(direction, now))
+
+    def eof_answers(self, direction: str, now: float) -> list:
         out: list = []
         if direction == S2C:
             self._flush_unanswered(now, "connection closed before a reply", out)
         return out
 
     def close(self, now: float) -> list:
+        return _exchanges(self.close_answers(now))
+
+    def close_answers(self, now: float) -> list:
         out: list = []
         self._flush_unanswered(now, "connection closed before a reply", out)
         return out
@@ -323,8 +371,27 @@ class RespConversation:
         if self._failed_c2s or self._stopped:
             return out
         command = self._command
-        for value, start, end in self._c2s.feed_spans(data):
+        pending = self._pending
+        append = pending.append
+        # The common case inline: an ordinary command (an array of bulk strings) expecting one
+        # reply, outside MULTI and CLIENT REPLY OFF/SKIP; the rest goes through _command.
+        plain = not (self._in_tx or self._reply_off or self._skip_next)
+        room = self.max_pending - len(pending)
+        for value, start, end in self._c2s.feed_spans(data, lazy=True):
+            if end is None:  # a run of commands (pipelining)
+                if self._run(value, start, now, out):
+                    break
+                plain = not (self._in_tx or self._reply_off or self._skip_next)
+                room = self.max_pending - len(pending)
+                continue
             t = type(value)
+            if t is list and plain and room > 0 and value and type(value[0]) is bytes:
+                name = value[0].upper()
+                if name not in _SPECIAL:
+                    append(Answer(tuple(value), name, now, 1, False, start, end))
+                    room -= 1
+                    continue
+            plain = False  # re-checked below
             if t is list:
                 if value:  # Redis ignores "*0" (and "*-1")
                     command(tuple(value), start, end, now, out, None)
@@ -336,11 +403,41 @@ class RespConversation:
                 break
             if self._stopped:
                 break
+            plain = not (self._in_tx or self._reply_off or self._skip_next)
+            room = self.max_pending - len(pending)
         return out
+
+    def _run(self, values, run, now, out) -> bool:
+        """A run of commands parsed in one go; True when pairing stopped."""
+        pending = self._pending
+        if not (self._in_tx or self._reply_off or self._skip_next) and all(values) and (
+            len(values) <= self.max_pending - len(pending)
+        ):
+            names = list(map(bytes.upper, map(_first, values)))
+            if _SPECIAL.isdisjoint(names):  # all ordinary: queued with C-level loops
+                pending.extend(map(Answer, map(tuple, values), names, _repeat(now), _repeat(1),
+                                   _repeat(False), _repeat(run), _count()))
+                return False
+        command = self._command
+        for i, value in enumerate(values):
+            if value:  # Redis ignores "*0"
+                start, end = run.span(i)
+                command(tuple(value), start, end, now, out, None)
+                if self._stopped:
+                    return True
+        return False
 
     def _command(self, args, start, end, now, out, data) -> None:
         first = args[0]
         name = first.upper() if type(first) is bytes else b""
+        pending = self._pending
+        if name not in _SPECIAL and not (self._in_tx or self._reply_off or self._skip_next):
+            # the common case: an ordinary command expecting one reply
+            if len(pending) >= self.max_pending:
+                self._stop(now, out)
+                return
+            pending.append(Answer(args, name, now, 1, False, start, end))
+            return
         if name in _SECRET_NAMES:
             if data is None:
                 ranges = secret_ranges(args, None, start)
@@ -395,11 +492,10 @@ class RespConversation:
                     suppressed = True
         if suppressed:
             expected = 0
-        pending = self._pending
         if len(pending) >= self.max_pending:
             self._stop(now, out)
             return
-        p = _Pending(args, name, now, expected, in_tx, start, end)
+        p = Answer(args, name, now, expected, in_tx, start, end)
         if expected == 0 and not pending:
             self._suppressed(p, now, out)
         else:
@@ -411,10 +507,30 @@ class RespConversation:
         if self._failed_s2c or self._stopped:
             return out
         reply = self._reply
+        pending = self._pending
+        append = out.append
         for value in self._s2c.feed(data):
-            if type(value) is ProtocolError:
+            t = type(value)
+            # The common case inline: a reply (not pub/sub, not MONITOR traffic) to the oldest
+            # command, an ordinary one; the rest goes through _reply.
+            if pending and t is not list and t is not Push and t is not ProtocolError and not (
+                self._monitor and t is Simple
+            ):
+                head = pending[0]
+                if not head.replies and not head.in_tx and head.name not in _DONE_SPECIAL:
+                    pending.popleft()
+                    head.reply = value
+                    head.replied_at = now
+                    head.latency = now - head.sent_at
+                    head.protocol = self.protocol
+                    append(head)
+                    if pending and pending[0].expected == 0:
+                        while pending and pending[0].expected == 0:
+                            self._suppressed(pending.popleft(), now, out)
+                    continue
+            if t is ProtocolError:
                 self._failed_s2c = True
-                out.append(Undecodable(S2C, now, value.message, value.offset))
+                append(Undecodable(S2C, now, value.message, value.offset))
                 break
             reply(value, now, out)
         return out
@@ -423,6 +539,11 @@ class RespConversation:
         t = type(v)
         pending = self._pending
         head = pending[0] if pending else None
+        if t is not Push and t is not list and head is not None and not head.replies and not (
+            self._monitor and t is Simple
+        ):  # the common case: a reply to the oldest command
+            self._done(head, v, now, out)
+            return
         if t is Push:
             kind = v.items[0].lower() if v.items and type(v.items[0]) is bytes else b""
             if kind in _CONFIRMATIONS:
@@ -486,15 +607,28 @@ class RespConversation:
             self._done(head, head.replies if head.expected > 1 else v, now, out)
 
     def _done(self, head, reply, now, out) -> None:
-        self._pending.popleft()
+        pending = self._pending
+        pending.popleft()
         name = head.name
-        queued = ()
+        head.reply = reply
+        head.replied_at = now
+        head.latency = now - head.sent_at
+        head.protocol = self.protocol
+        out.append(head)
+        if head.in_tx or name in _DONE_SPECIAL:
+            self._done_special(head, reply)
+            head.protocol = self.protocol
+        while pending and pending[0].expected == 0:
+            self._suppressed(pending.popleft(), now, out)
+
+    def _done_special(self, head, reply) -> None:
+        name = head.name
         t = type(reply)
         if head.in_tx:
             if reply == _QUEUED:
                 self._tx_queue.append(head.args)
         elif name == b"EXEC":
-            queued = tuple(self._tx_queue)
+            head.queued = tuple(self._tx_queue)
             self._tx_queue = []
         elif name == b"DISCARD":
             self._tx_queue = []
@@ -516,41 +650,12 @@ class RespConversation:
                 self._tx_queue = []
                 for s in self._subs.values():
                     s.clear()
-        out.append(
-            Exchange(
-                head.args,
-                reply,
-                head.sent_at,
-                now,
-                now - head.sent_at,
-                head.in_tx,
-                self.protocol,
-                queued,
-                False,
-                head.start,
-                head.end - head.start,
-            )
-        )
-        pending = self._pending
-        while pending and pending[0].expected == 0:
-            self._suppressed(pending.popleft(), now, out)
 
     def _suppressed(self, p, now, out) -> None:
-        out.append(
-            Exchange(
-                p.args,
-                None,
-                p.sent_at,
-                None,
-                None,
-                p.in_tx,
-                self.protocol,
-                (),
-                True,
-                p.start,
-                p.end - p.start,
-            )
-        )
+        p.reply = p.replied_at = p.latency = None
+        p.suppressed = True
+        p.protocol = self.protocol
+        out.append(p)
 
     def _not_in_tx(self) -> None:
         """MULTI failed (not nested): the commands sent after it were not queued."""

@@ -63,3 +63,8 @@ class StatsSink:
             self.stats.http_status(method, status)
         elif kind is _UNANSWERED:
             self.stats.unanswered += 1
+
+    def emit_many(self, records) -> None:
+        emit = self.emit
+        for r in records:
+            emit(r)

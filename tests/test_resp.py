@@ -707,3 +707,76 @@ def test_spans_and_frame_start():
         assert p.feed_spans(b"*1\r\n$x\r\n") == [
             (ProtocolError("bad bulk length b'x'", 59), 59, 59)
         ]
+
+
+def _spans_lazy(data: bytes, cuts, **kw) -> list:
+    """feed_spans(lazy=True), with every run of commands expanded through ``run.span(i)``."""
+    p = RespParser(**kw)
+    out = []
+    prev = 0
+    for cut in sorted(set(cuts)) + [len(data)]:
+        for value, start, end in p.feed_spans(data[prev:cut], lazy=True):
+            if end is None:
+                out.extend((v, *start.span(i)) for i, v in enumerate(value))
+            else:
+                out.append((value, start, end))
+        prev = cut
+    return out
+
+
+@given(commands, risky, commands, st.lists(st.integers(0, 2000), max_size=4))
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_lazy_spans_equal_spans(a, middle, b, cuts):
+    data = a + middle + b
+    cuts = [c for c in cuts if c < len(data)]
+    for inline in (False, True):
+        p = RespParser(inline=inline, use_hiredis=False)
+        want = []
+        prev = 0
+        for cut in sorted(set(cuts)) + [len(data)]:
+            want += p.feed_spans(data[prev:cut])
+            prev = cut
+        assert _spans_lazy(data, cuts, inline=inline) == want
+
+
+@given(st.one_of(commands, risky), st.booleans())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_whole_feed_hiredis_path_equals_pure_parser(frames, inline):
+    # each feed is one frame under _HIREDIS_MIN bytes: the whole-feed hiredis check is tried
+    ours, pure = RespParser(inline=inline), RespParser(inline=inline, use_hiredis=False)
+    for frame in (frames, b"*1\r\n$3\r\nabc\r\n", frames):
+        assert ours.feed_spans(frame) == pure.feed_spans(frame)
+        assert ours.offset == pure.offset
+
+
+def test_whole_feed_hiredis_path_is_used(monkeypatch):
+    readers = []
+
+    class CountingHiredis:
+        @staticmethod
+        def Reader():
+            readers.append(1)
+            return hiredis.Reader()
+
+    monkeypatch.setattr(resp_module, "_hiredis", CountingHiredis)
+    p = RespParser(max_bulk=4)
+    frame = encode_command("SET", "k", "xx")
+    for i in range(3):
+        assert p.feed_spans(frame) == [([b"SET", b"k", b"xx"], i * len(frame), (i + 1) * len(frame))]
+    assert readers == [1]  # one reader, reused while every feed is a whole command
+    # non-canonical, over a bound, or partial: the pure parser decides
+    assert p.feed(b"*1\r\n+OK\r\n") == [[Simple(b"OK")]]
+    assert p.feed(b"*1\r\n$5\r\nabcde\r\n")[0].message.startswith("bulk length 5 exceeds")
+
+
+@pytest.mark.parametrize("data", [
+    b"+OK\r\n" * 16,
+    b"+OK\r\n" * 15 + b"+OK\r",
+    b"+OK\r\n" * 3 + b"+OK!\r\n",
+    b":1\r\n" * 40,
+    b":1\r\n" * 3 + b":12\r\n",
+    b"+QUEUED\r\n" * 7 + b"*1\r\n$1\r\na\r\n",
+    b"+a\rb\r\n" * 4,
+])
+def test_runs_of_one_reply_equal_frame_by_frame(data):
+    assert RespParser().feed(data) == parse_bytewise(data)

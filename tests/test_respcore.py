@@ -668,7 +668,8 @@ def test_scan_errors(c):
     count=st.integers(min_value=1, max_value=15),
 )
 def test_scan_guarantee_under_concurrent_changes(initial, ops, count):
-    """A key present for the whole iteration is returned (once); no key is returned twice."""
+    """A key present for the whole iteration is returned exactly once. (A key deleted and added
+    again during the iteration may come back twice: Redis allows duplicates too.)"""
     c = Client(Engine())
     for i in range(initial):
         c("SET", f"k{i}", "v")
@@ -688,7 +689,7 @@ def test_scan_guarantee_under_concurrent_changes(initial, ops, count):
         if cursor == b"0":
             break
     assert always <= set(seen)
-    assert len(seen) == len(set(seen))
+    assert all(seen.count(k) == 1 for k in always)
 
 
 # ------------------------------------------------------------------ lists

@@ -14,6 +14,7 @@ from playground.resp import Map, Push, RespParser, Simple, encode, encode_comman
 from playground.respdecoder import (
     C2S,
     S2C,
+    Answer,
     Exchange,
     RespConversation,
     SecretRange,
@@ -724,3 +725,49 @@ def test_real_monitor(redis_server):
     lines = [p.value.value for p in of(events, ServerPush)]
     assert [p.kind for p in of(events, ServerPush)] == ["monitor"] * 3
     assert b'"SET"' in lines[0] and b'"GET"' in lines[1] and b'"DEL"' in lines[2]
+
+
+_PIPELINE = [
+    cmd("SET", "k", "v"), cmd("GET", "k"), cmd("MULTI"), cmd("INCR", "n"), cmd("EXEC"),
+    cmd("AUTH", "user", "s3cret"), cmd("CLIENT", "REPLY", "SKIP"), cmd("SET", "a", "1"),
+    cmd("MGET", "a", "b"), cmd("*0"), b"*0\r\n", cmd("PING"), cmd("HELLO", "3"),
+]
+_REPLIES = {
+    b"SET": b"+OK\r\n", b"GET": b"$1\r\nv\r\n", b"MULTI": b"+OK\r\n", b"INCR": b"+QUEUED\r\n",
+    b"EXEC": b"*1\r\n:1\r\n", b"AUTH": b"-WRONGPASS no\r\n", b"MGET": b"*2\r\n$1\r\n1\r\n$-1\r\n",
+    b"*0": b"+OK\r\n", b"PING": b"+PONG\r\n", b"HELLO": b"%1\r\n$5\r\nproto\r\n:3\r\n",
+}
+
+
+@given(st.lists(st.sampled_from(range(len(_PIPELINE))), min_size=1, max_size=60),
+       st.lists(st.integers(0, 3000), max_size=3))
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_pipelined_runs_equal_frame_by_frame(picks, cuts):
+    """Commands parsed as a run (hiredis, offsets worked out lazily, queued in one go) give the
+    same events, offsets included, as the pure parser's one frame at a time."""
+    c2s = b"".join(_PIPELINE[i] for i in picks)
+    s2c = b""
+    skip = False
+    for i in picks:
+        frame = _PIPELINE[i]
+        name = frame.split(b"\r\n")[2] if frame.startswith(b"*") and frame != b"*0\r\n" else None
+        if name is None:
+            continue
+        if skip:
+            skip = False
+            continue
+        if name == b"CLIENT":
+            skip = True
+            continue
+        s2c += _REPLIES[name]
+    fast, pure = RespConversation(), RespConversation()
+    pure._c2s._use_hiredis = pure._s2c._use_hiredis = False
+    got = _feed_split(fast, C2S, c2s, cuts) + fast.feed(S2C, s2c, 1.0) + fast.close(2.0)
+    want = _feed_split(pure, C2S, c2s, cuts) + pure.feed(S2C, s2c, 1.0) + pure.close(2.0)
+    assert got == want
+    # feed_answers gives the same, with Answers in place of Exchanges
+    conv, ref = RespConversation(), RespConversation()
+    answers = conv.feed_answers(C2S, c2s, 0.0) + conv.feed_answers(S2C, s2c, 1.0)
+    answers += conv.close_answers(2.0)
+    want = ref.feed(C2S, c2s, 0.0) + ref.feed(S2C, s2c, 1.0) + ref.close(2.0)
+    assert [a.exchange() if type(a) is Answer else a for a in answers] == want

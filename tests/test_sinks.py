@@ -5,12 +5,22 @@ from __future__ import annotations
 import io
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 
 from playground import records as R
 from playground import resp
-from playground.console import ConsoleFormatter, ConsoleSink, format_args, format_value
+from playground.console import (
+    FLUSH_DELAY,
+    MAX_BACKLOG,
+    ConsoleFormatter,
+    ConsoleSink,
+    format_args,
+    format_value,
+)
 from playground.jsonsink import JsonSink
+from playground.jsonsink import _encode as _json_encode
 from playground.records import json_bytes, json_value, to_json
 
 
@@ -85,7 +95,7 @@ def test_console_colours_only_when_asked():
     assert b"\x1b" not in out.getvalue()  # not a terminal
 
 
-def test_console_writes_once_per_reactor_turn():
+def test_console_writes_once_per_batch():
     clock = MemoryReactorClock()
     out = CountingIO()
     sink = ConsoleSink(out=out, color="never", reactor=clock)
@@ -93,7 +103,9 @@ def test_console_writes_once_per_reactor_turn():
     for i in range(100):
         sink.emit(redis([b"GET", b"k%d" % i], None))
     assert out.writes == 0 and len(clock.getDelayedCalls()) == 1
-    clock.advance(0)
+    clock.advance(FLUSH_DELAY / 2)
+    assert out.writes == 0
+    clock.advance(FLUSH_DELAY / 2)
     assert out.writes == 1
     assert out.getvalue().count(b"\n") == 100
     sink.emit(redis([b"GET", b"last"], None))
@@ -110,7 +122,7 @@ def test_json_sink_lifecycle(tmp_path):
     sink.startService()
     sink.emit(redis([b"SET", b"k", b"\xff\xfe"], resp.Simple(b"OK")))
     sink.emit(redis([b"GET", b"k"], b"0123456789"))
-    clock.advance(0)
+    clock.advance(FLUSH_DELAY)
     sink.emit(R.Close(3, 2.0, "c", 1, 2, 1.0, "client", "fin"))
     sink.stopService()
     lines = path.read_text().splitlines()
@@ -162,3 +174,63 @@ def test_every_record_kind_serialises():
         assert obj["pair"] == r.pair and "type" in obj
         assert f.lines(r)
     assert to_json(recs[9], 200)["data"]["length"] == 300
+
+
+# -- the hand-written fast paths write exactly what the general formatters write ----------------
+
+_arg = st.one_of(
+    st.sampled_from([b"SET", b"get", b"key:1", b"", b"a b", b'q"uote', b"back\\slash", b"\x1b[31m",
+                     b"caf\xc3\xa9", b"\xff\xfe", b"x" * 250, b"{tag}:k", b"tab\there"]),
+    st.binary(max_size=12),
+)
+_reply = st.one_of(
+    st.none(), st.integers(-(2**63), 2**63 - 1), _arg, st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([resp.Simple(b"OK"), resp.Simple(b"QUEUED"), resp.Simple(b'we"ird\\'),
+                     resp.Error(b"ERR wrong"), resp.Map(((b"a", 1),)), resp.Push((b"m",))]),
+    st.lists(st.one_of(_arg, st.none()), max_size=4),
+)
+_exchange = st.builds(
+    R.RedisExchange,
+    st.integers(1, 3),
+    st.sampled_from([1.0, 1.5, 1.7e9 + 0.123456]),
+    st.sampled_from(["127.0.0.1:51234", "[::1]:5", 'odd"client']),
+    st.lists(_arg, max_size=5).map(tuple),
+    _reply,
+    st.one_of(st.none(), st.sampled_from([0.00021, 0.0099999, 0.01, 12.5, 2e-05])),
+    st.booleans(),
+)
+_records = st.lists(st.one_of(_exchange, st.just(R.Notice(2, 1.0, "note"))), max_size=12)
+
+
+@given(_records, st.sampled_from([0, 4, 200]))
+@settings(max_examples=300, deadline=None)
+def test_json_fast_path_equals_to_json(records, limit):
+    sink = JsonSink("unused", max_value=limit)
+    fast = sink.format_batch(records).decode("utf-8", "surrogatepass").split("\n")
+    slow = [_json_encode(to_json(r, limit)) for r in records]
+    assert fast == slow + [""]
+
+
+@given(_records, st.sampled_from([0, 4, 200]))
+@settings(max_examples=300, deadline=None)
+def test_console_fast_path_equals_formatter(records, limit):
+    sink = ConsoleSink(out=io.BytesIO(), color="never", max_value=limit)
+    sink.formatter = ConsoleFormatter(False, limit)
+    fast = sink.format_batch(records)
+    slow = "".join(line + "\n" for r in records for line in sink.formatter.lines(r))
+    assert fast == slow.encode("utf-8", "surrogateescape")
+
+
+def test_sinks_bound_their_backlog():
+    clock = MemoryReactorClock()
+    out = CountingIO()
+    sink = ConsoleSink(out=out, color="never", reactor=clock)
+    sink.startService()
+    for i in range(MAX_BACKLOG * 3):
+        sink.emit(redis([b"GET", b"k%d" % i], None))
+    assert out.writes == 3 and not sink._queue  # written at the bound, no timer needed
+    sink.emit_many([redis([b"GET", b"a"], None), redis([b"GET", b"b"], None)])
+    clock.advance(FLUSH_DELAY)
+    assert out.writes == 4 and out.getvalue().endswith(b'GET b -> (nil) (0.21 ms)\n')
+    sink.stopService()
