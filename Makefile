@@ -52,7 +52,7 @@ run: $(STAMP)
 	$(BIN)/twistd -n --pidfile= tcpplay demo
 
 bench: $(STAMP) bench-tools
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/proxy_bench.py --decode
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

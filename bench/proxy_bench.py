@@ -23,6 +23,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -226,6 +227,20 @@ def idle_pairs(kind: str, target: int, tmp: str, count: int) -> tuple[int, float
     return base, (after - base) / count
 
 
+def measure_redis(kind, pipeline, n, rport, tmp, decoding) -> dict[str, float]:
+    if kind == "direct":
+        return redis_benchmark(rport, pipeline, n)
+    extra = decoding.get(kind)
+    base = kind.split("+")[0]
+    # the console sink writes to a file, as it would when redirected
+    with open(f"{tmp}/console.txt", "wb") as console:
+        proxy, port = start_proxy(base, rport, tmp, extra, stdout=console)
+        try:
+            return redis_benchmark(port, pipeline, n)
+        finally:
+            proxy.stop()
+
+
 # -- table -------------------------------------------------------------------------------------
 class Table:
     def __init__(self):
@@ -252,6 +267,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
     ap.add_argument("--only", default="redis,bulk,slow,idle")
     ap.add_argument("--decode", action="store_true", help="also tcpplay with RESP decoding on")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="redis-benchmark rounds per setting; the median is shown")
     args = ap.parse_args(argv)
     parts = set(args.only.split(","))
 
@@ -270,7 +287,8 @@ def main(argv=None) -> int:
     redis = Proc(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
                   "--appendonly", "no", "--maxclients", "10000"], rport, cwd=tmp)
     try:
-        print(f"machine: {os.cpu_count()} cores; redis-benchmark -q -t set,get -n {n} -c 50")
+        print(f"machine: {os.cpu_count()} cores; redis-benchmark -q -t set,get -n {n} -c 50; "
+              f"median of {args.rounds} rounds")
         if "redis" in parts:
             kinds = ["direct", "tcpplay", "portforward", "socat"]
             decoding = []
@@ -280,20 +298,16 @@ def main(argv=None) -> int:
                     ("tcpplay+console", ["--decode", "resp", "--color", "never"]),
                 ]
             for pipeline in (1, 16):
-                results = {}
-                for kind in kinds + [d[0] for d in decoding]:
-                    if kind == "direct":
-                        results[kind] = redis_benchmark(rport, pipeline, n)
-                        continue
-                    extra = dict(decoding).get(kind)
-                    base = kind.split("+")[0]
-                    # the console sink writes to a file, as it would when redirected
-                    with open(f"{tmp}/console.txt", "wb") as console:
-                        proxy, port = start_proxy(base, rport, tmp, extra, stdout=console)
-                        try:
-                            results[kind] = redis_benchmark(port, pipeline, n)
-                        finally:
-                            proxy.stop()
+                # Several rounds, the kinds interleaved in each, and the median per kind: one
+                # run of each is at the mercy of whatever else the two cores are doing.
+                rounds: dict[str, list[dict[str, float]]] = {}
+                for _ in range(args.rounds):
+                    for kind in kinds + [d[0] for d in decoding]:
+                        rounds.setdefault(kind, []).append(
+                            measure_redis(kind, pipeline, n, rport, tmp, dict(decoding)))
+                results = {kind: {name: statistics.median(r[name] for r in runs)
+                                  for name in ("SET", "GET")}
+                           for kind, runs in rounds.items()}
                 for kind, fig in results.items():
                     mean = (fig["SET"] + fig["GET"]) / 2
                     ref = results["portforward"]
