@@ -67,8 +67,9 @@ OPT_PARAMETERS = [
 OPT_FLAGS = [
     ["no-redact", None,
      "Show passwords in clear: AUTH, HELLO AUTH, MIGRATE AUTH/AUTH2, CONFIG SET "
-     "requirepass/masterauth, ACL SETUSER, and HTTP Authorization, Proxy-Authorization, "
-     "Cookie and Set-Cookie values (redacted by default in console, JSON and pcap)."],
+     "requirepass/masterauth (and CONFIG GET's answer), ACL SETUSER, and HTTP Authorization, "
+     "Proxy-Authorization, Cookie and Set-Cookie values, also where a body echoes them "
+     "(redacted by default in console and JSON; commands and headers also masked in the pcap)."],
     ["quiet", None, "No console view (--json and --pcap are still written)."],
 ]
 
@@ -204,6 +205,29 @@ def build(opts, reactor=None, stats=None):
 # -- redaction --------------------------------------------------------------------------------
 
 _SECRET_COMMANDS = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"SENTINEL"})
+_SECRET_CONFIG = frozenset({b"requirepass", b"masterauth"})
+
+
+def redact_reply(args, reply):
+    """``CONFIG GET requirepass`` (or a pattern matching it) answers with the password: hide
+    the values of secret parameters in a RESP2 flat array or a RESP3 map reply."""
+    if len(args) < 2 or not isinstance(args[1], bytes) or args[1].upper() != b"GET" or not (
+            isinstance(args[0], bytes) and args[0].upper() == b"CONFIG"):
+        return reply
+    from playground.resp import Map
+
+    def hide(name, value):
+        secret = isinstance(name, bytes) and name.lower() in _SECRET_CONFIG and value
+        return REDACTED if secret else value
+
+    if isinstance(reply, list):
+        out = list(reply)
+        for i in range(0, len(out) - 1, 2):
+            out[i + 1] = hide(out[i], out[i + 1])
+        return out
+    if isinstance(reply, Map):
+        return Map(tuple((k, hide(k, v)) for k, v in reply.items))
+    return reply
 
 
 def redact_args(args) -> tuple[tuple, list[int]]:
@@ -265,6 +289,29 @@ def _redact_headers(headers) -> tuple:
         else:
             out.append((k, v))
     return tuple(out) if changed else headers
+
+
+def _secret_values(*header_lists) -> list[bytes]:
+    """The secret header values (and the credential after an ``Authorization`` scheme), so a
+    body that echoes them (httpbin's ``/headers``, ``/get``) can be masked in previews too."""
+    from playground.httpdecoder import SECRET_HEADERS
+
+    found = []
+    for headers in header_lists:
+        for k, v in headers:
+            if v and k.lower() in SECRET_HEADERS:
+                found.append(v)
+                scheme, _, credential = v.partition(b" ")
+                if len(credential) >= 4:
+                    found.append(credential.strip())
+    return sorted(set(found), key=len, reverse=True)  # longest first: mask whole values first
+
+
+def _mask_preview(preview: bytes, secrets: list[bytes]) -> bytes:
+    for secret in secrets:
+        if secret in preview:
+            preview = preview.replace(secret, REDACTED)
+    return preview
 
 
 # -- decoders as the chain sees them ---------------------------------------------------------
@@ -361,14 +408,19 @@ class _Http:
                 if chain.http_filter is not None and not chain.http_filter(method, target):
                     continue
                 resp_headers = e.response_headers
+                request_preview, response_preview = e.request_preview, e.response_preview
                 if chain.redact:
-                    headers = _redact_headers(headers)
-                    resp_headers = _redact_headers(resp_headers)
+                    secrets = _secret_values(headers, resp_headers)
+                    if secrets:
+                        headers = _redact_headers(headers)
+                        resp_headers = _redact_headers(resp_headers)
+                        request_preview = _mask_preview(request_preview, secrets)
+                        response_preview = _mask_preview(response_preview, secrets)
                 chain.emit(R.HttpExchange(
                     st.id, now, st.client, method, target, version, e.status, e.reason,
                     e.latency, headers, resp_headers, e.request_body_size,
-                    e.response_body_size, e.content_type, e.request_preview,
-                    e.response_preview, e.interim, e.complete))
+                    e.response_body_size, e.content_type, request_preview,
+                    response_preview, e.interim, e.complete))
             elif kind is hd.HttpRaw:
                 chain.emit(R.HexChunk(st.id, now, e.direction, e.data, e.offset))
             elif kind is hd.HttpSecret:
@@ -463,9 +515,10 @@ class _Resp:
                     continue
                 if redact and name in _SECRET_COMMANDS:
                     shown, redacted = self._command(e.args)
-                else:
-                    shown, redacted = e.args, False
-                emit(exchange(pid, now, client, shown, e.reply, e.latency, redacted))
+                    emit(exchange(pid, now, client, shown, redact_reply(e.args, e.reply),
+                                  e.latency, redacted))
+                    continue
+                emit(exchange(pid, now, client, e.args, e.reply, e.latency, False))
                 continue
             kind = type(e).__name__
             if kind == "Exchange":
@@ -477,7 +530,8 @@ class _Resp:
                     ):
                         continue
                 shown, redacted = self._command(args)
-                emit(exchange(pid, now, client, shown, e.reply, getattr(e, "latency", None),
+                reply = redact_reply(args, e.reply) if redact else e.reply
+                emit(exchange(pid, now, client, shown, reply, getattr(e, "latency", None),
                               redacted))
             elif kind == "ServerPush":
                 if only is not None and not (only & _PUSH_NAMES):

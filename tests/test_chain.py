@@ -108,6 +108,24 @@ def test_http_exchange_line_and_redaction():
     assert not c.pairs  # state freed at close
 
 
+def test_body_echoing_credentials_is_masked_in_previews():
+    """httpbin-style /headers echoes the request's Authorization and Cookie in its body: the
+    preview must not leak what the header view redacts."""
+    body = (b'{"headers": {"Authorization": "Bearer s3cr3t-token", "Cookie": "sid=s3cr3t-cookie"}}')
+    echo = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body)
+    post = (b"POST /login HTTP/1.1\r\nHost: h\r\nAuthorization: Basic dXNlcjpwYXNz\r\n"
+            b"Content-Length: 26\r\n\r\n{\"token\": \"dXNlcjpwYXNz\"}..")
+    _, sink = drive([(C2S, GET), (S2C, echo), (C2S, post), (S2C, OK)])
+    text, js = rendered(sink)
+    assert "s3cr3t" not in text and "s3cr3t" not in js
+    assert "dXNlcjpwYXNz" not in text and "dXNlcjpwYXNz" not in js
+    assert "(redacted)" in js
+    _, sink = drive([(C2S, GET), (S2C, echo)], redact=False)
+    _, js = rendered(sink)
+    assert "s3cr3t-token" in js
+
+
 def test_no_redact_shows_headers():
     _, sink = drive([(C2S, GET), (S2C, OK)], redact=False)
     _, js = rendered(sink)
@@ -305,6 +323,24 @@ def cmd(*args):
     from playground.resp import encode_command
 
     return encode_command(*args)
+
+
+def test_config_get_reply_hides_secret_parameters():
+    calls = [(C2S, cmd(b"CONFIG", b"GET", b"*pass*")),
+             (S2C, b"*4\r\n$11\r\nrequirepass\r\n$7\r\nhunter2\r\n"
+                   b"$10\r\nmasterauth\r\n$0\r\n\r\n"),
+             (C2S, cmd(b"HELLO", b"3")), (S2C, b"%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n"),
+             (C2S, cmd(b"CONFIG", b"GET", b"masterauth")),
+             (S2C, b"%1\r\n$10\r\nmasterauth\r\n$6\r\ns3cret\r\n"),
+             (C2S, cmd(b"CONFIG", b"GET", b"maxmemory")),
+             (S2C, b"*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n")]
+    _, sink = drive(calls)
+    text, js = rendered(sink)
+    assert "hunter2" not in text + js and "s3cret" not in text + js
+    assert "(redacted)" in text and "maxmemory" in text
+    _, sink = drive(calls, redact=False)
+    text, _ = rendered(sink)
+    assert "hunter2" in text and "s3cret" in text
 
 
 def test_resp_filters_redacts_and_falls_back():
