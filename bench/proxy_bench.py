@@ -357,8 +357,8 @@ def main(argv=None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     table.show()
     if args.decode and "redis" in parts:
-        print("decoding: in-process on the forwarding path (no backlog: no pair's decoding "
-              "can overflow or be dropped)")
+        print("decoding: in the proxy process, one reactor turn after the forwarding; its "
+              "backlog is bounded (handed over at once past 4 MiB), nothing is dropped")
     return 0
 
 

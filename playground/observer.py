@@ -1,7 +1,9 @@
 """What a proxy observer (the decoder chain, a test) receives: pair open/close and forwarded bytes.
 
-The proxy calls these *after* the bytes have been written to the other side, so an observer can
-never delay or alter forwarding. An observer that raises is logged once and detached.
+The proxy calls these *after* the bytes have been written to the other side: on the next reactor
+turn, in order, for everything that turn forwarded (timestamps are those of the reads), so an
+observer can never delay or alter forwarding. An observer that raises is logged once and
+detached.
 """
 
 from __future__ import annotations

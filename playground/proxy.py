@@ -6,8 +6,9 @@ directions (``IHalfCloseableProtocol``), connect and idle timeouts, resets passe
 connection limits, pair ids, byte counts, one structured log line on open and on close, graceful
 drain on shutdown, and the observer hook the decoder chain uses (see ``playground.observer``).
 
-Forwarding never waits for observers: bytes are written to the other side first, then the observer
-is told. With no observer, ``dataReceived`` is the plain forwarder: a write and a byte count.
+Forwarding never waits for observers: bytes are written to the other side first; the observer is
+told on the next reactor turn, in one batch (a backlog bounded at ``OBSERVER_BACKLOG`` bytes).
+With no observer, ``dataReceived`` is the plain forwarder: a write and a byte count.
 """
 
 from __future__ import annotations
@@ -450,6 +451,9 @@ class ProxyFactory(LimitedFactory):
             self.target_desc = repr(target)
             self.target_endpoint = target
         self.observer = observer
+        self._queued: list = []
+        self._queued_bytes = 0
+        self._flush_call = None
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.pairs: dict[int, Pair] = {}
@@ -462,12 +466,39 @@ class ProxyFactory(LimitedFactory):
     def next_id(self) -> int:
         return next(self.ids)
 
+    # Observers are told on the next reactor turn, in one batch: the forwarding of everything a
+    # turn read comes first, and the decoding of it then runs in one tight loop. The backlog is
+    # one turn's reads; past OBSERVER_BACKLOG bytes it is handed over at once, so it stays bounded.
+    OBSERVER_BACKLOG = 4 * 1024 * 1024
+
     def notify(self, method: str, *args):
+        if self.observer is None:
+            return
+        self._queued.append((method, args))
+        if method == "data":
+            self._queued_bytes += len(args[2])
+            if self._queued_bytes > self.OBSERVER_BACKLOG:
+                self.flush_observer()
+                return
+        if self._flush_call is None:
+            self._flush_call = self.reactor.callLater(0, self.flush_observer)
+
+    def flush_observer(self):
+        call, self._flush_call = self._flush_call, None
+        if call is not None and call.active():
+            call.cancel()
+        queued, self._queued, self._queued_bytes = self._queued, [], 0
         observer = self.observer
         if observer is None:
             return
+        method = None
+        data = observer.data
         try:
-            getattr(observer, method)(*args)
+            for method, args in queued:
+                if method == "data":
+                    data(*args)
+                else:
+                    getattr(observer, method)(*args)
         except Exception:
             self.log.failure("observer {observer!r} raised in {method}; detached, forwarding goes on",
                              observer=observer, method=method)
@@ -554,6 +585,7 @@ class ProxyService(service.MultiService):
         service.Service.stopService(self)
         d = defer.maybeDeferred(self.listening.stopService)
         d.addCallback(lambda _: self.factory.drain(self.drain_timeout))
+        d.addCallback(lambda _: self.factory.flush_observer())  # the sinks get everything
         d.addCallback(lambda _: defer.DeferredList(
             [defer.maybeDeferred(s.stopService) for s in reversed(self.sinks)]))
         return d

@@ -276,6 +276,8 @@ def test_observer_sees_bytes_after_forwarding():
     server.readConnectionLost()
     client.connectionLost(Failure(error.ConnectionDone()))
     server.connectionLost(Failure(error.ConnectionDone()))
+    assert rec.calls == []  # observers hear on the next reactor turn, after the forwarding
+    clock.advance(0)
     kinds = [c[0] for c in rec.calls]
     assert kinds == ["open", "data", "data", "half", "half", "close"]
     assert rec.calls[1][2:4] == (CLIENT_TO_SERVER, b"GET / HTTP/1.1\r\n\r\n")
@@ -294,7 +296,24 @@ def test_observer_runs_after_the_write():
     clock, factory, client, ct, server, st = connected(observer=Spy())
     transports.append(st)
     client.dataReceived(b"abc")
+    clock.advance(0)
     assert seen_at_write == [b"abc"]
+
+
+def test_observer_backlog_is_bounded():
+    """One reactor turn's reads wait for the observer; past the bound they are handed over at
+    once (nothing is dropped, memory stays bounded)."""
+    rec = Recorder()
+    clock, factory, client, ct, server, st = connected(observer=rec)
+    clock.advance(0)
+    chunk = b"x" * 65536
+    for _ in range(factory.OBSERVER_BACKLOG // len(chunk)):
+        client.dataReceived(chunk)
+    assert [c[0] for c in rec.calls] == ["open"]
+    client.dataReceived(chunk)  # over the bound: flushed now
+    assert len([c for c in rec.calls if c[0] == "data"]) == factory.OBSERVER_BACKLOG // 65536 + 1
+    assert factory._queued_bytes == 0
+    assert st.value() == chunk * (factory.OBSERVER_BACKLOG // 65536 + 1)
 
 
 def test_raising_observer_is_detached_and_forwarding_goes_on(logs):
@@ -304,7 +323,9 @@ def test_raising_observer_is_detached_and_forwarding_goes_on(logs):
 
     clock, factory, client, ct, server, st = connected(observer=Broken())
     client.dataReceived(b"one")
+    clock.advance(0)
     client.dataReceived(b"two")
+    clock.advance(0)
     assert st.value() == b"onetwo"
     assert factory.observer is None
     assert type(client) is ClientSide
