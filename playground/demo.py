@@ -12,10 +12,11 @@ import itertools
 import shutil
 
 from twisted.application import service
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 
-from playground import httpserver, proxy, respserver
+from playground import chain, httpserver, proxy, respserver
 from playground.addresses import server_string
 from playground.listening import ListeningService
 
@@ -80,8 +81,9 @@ class DemoService(service.MultiService):
         self.resp.setServiceParent(self)
         self.http.setServiceParent(self)
         self.proxies = []
+        self.sinks = []
 
-    def _proxy(self, listen: str, flag: str, target_port: int, ids) -> service.IService:
+    def _proxy_options(self, listen: str, target_port: int):
         o = self.options
         argv = ["--listen", listen, "--target", str(target_port), "--color", o["color"],
                 "--decode", "auto"]
@@ -91,24 +93,42 @@ class DemoService(service.MultiService):
             argv.append("--no-redact")
         opts = proxy.Options()
         opts.parseOptions(argv)
-        svc = proxy.make_service(opts, self.reactor)
-        svc.factory.ids = ids  # one numbering of pairs across both proxies
-        svc.factory.log_connections = False  # the console shows opens and closes
-        svc.listening.flag = flag
-        svc.listening.label = f"proxy {flag[2:]}"
-        return svc
+        return opts
 
     def privilegedStartService(self):
         super().privilegedStartService()  # the internal servers listen now, on system-chosen ports
+        targets = ((self.options["redis"], "--redis", _listening(self.resp).port.getHost().port),
+                   (self.options["http"], "--http", _listening(self.http).port.getHost().port))
+        # One decoder chain and one set of sinks for both proxies (one numbering of pairs), so
+        # the console shows the traffic of both in the order it happened.
+        self.sinks, observer = chain.build(self._proxy_options(*targets[0][::2]), self.reactor)
+        proxy._preload_decoders()
+        for sink in self.sinks:
+            sink.startService()
         ids = itertools.count(1)
-        rport = _listening(self.resp).port.getHost().port
-        hport = _listening(self.http).port.getHost().port
-        for listen, flag, port in ((self.options["redis"], "--redis", rport),
-                                   (self.options["http"], "--http", hport)):
-            svc = self._proxy(listen, flag, port, ids)
+        for listen, flag, port in targets:
+            opts = self._proxy_options(listen, port)
+            factory = proxy.ProxyFactory(opts["target"], observer=observer,
+                                         connect_timeout=opts["connect-timeout"],
+                                         reactor=self.reactor)
+            factory.ids = ids
+            factory.log_connections = False  # the console shows opens and closes
+            listening = ListeningService(f"proxy {flag[2:]}", opts["listen"], factory, flag=flag,
+                                         reactor=self.reactor)
+            svc = proxy.ProxyService(listening, factory, opts["drain-timeout"])
             svc.setServiceParent(self)
             svc.privilegedStartService()
             self.proxies.append(svc)
+
+    def stopService(self):
+        """Proxies first (they drain), then the sinks (they flush), then the servers."""
+        service.Service.stopService(self)
+        d = defer.DeferredList([defer.maybeDeferred(p.stopService) for p in self.proxies])
+        d.addCallback(lambda _: defer.DeferredList(
+            [defer.maybeDeferred(s.stopService) for s in self.sinks]))
+        d.addCallback(lambda _: defer.DeferredList(
+            [defer.maybeDeferred(svc.stopService) for svc in (self.http, self.resp)]))
+        return d
 
     def startService(self):
         super().startService()
