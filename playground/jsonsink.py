@@ -84,7 +84,7 @@ class JsonSink(BufferedSink):
         simple = self._simple
         reply_json = self._reply
         # Records of one feed share pair, ts and client; pipelined replies share the latency.
-        last_pair = last_ts = head = None
+        last_pair = last_ts = last_client = head = None
         last_latency = _UNSET
         latency_json = b""
         for r in batch:
@@ -123,11 +123,11 @@ class JsonSink(BufferedSink):
                 append(_line(r, lim))
                 continue
             ts = r.ts
-            if ts is not last_ts or r.pair != last_pair:
+            if ts is not last_ts or r.pair != last_pair or r.client is not last_client:
                 if type(ts) is not float or not math.isfinite(ts):
                     append(_line(r, lim))
                     continue
-                last_ts, last_pair = ts, r.pair
+                last_ts, last_pair, last_client = ts, r.pair, r.client
                 head = b'{"type":"redis","pair":%d,"ts":%r,"client":%s,"command":["' % (
                     r.pair, ts, self._client_json(r.client))
             append(b'%s%s"],"reply":%s,"latency":%s,"redacted":%s}' % (
