@@ -14,6 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# `make test` is repeatable: hypothesis draws the same examples on every run and has no
+# per-example deadline (a loaded 2-core machine is slow, not wrong). To search further:
+# HYPOTHESIS_PROFILE=explore make test
+settings.register_profile("tcpplay", deadline=None, derandomize=True)
+settings.register_profile("explore", deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tcpplay"))
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
