@@ -75,14 +75,9 @@ OPT_FLAGS = [
 
 
 def _int_option(opts, flag: str) -> int:
-    value = opts[flag]
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise usage.UsageError(f"--{flag}: expected a whole number of bytes, got {value!r}")
-    if number < 0:
-        raise usage.UsageError(f"--{flag}: must be >= 0, got {value!r}")
-    return number
+    from playground.options import non_negative_int
+
+    return non_negative_int(f"--{flag}", opts[flag])
 
 
 def _commands(value) -> frozenset | None:
