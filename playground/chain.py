@@ -200,77 +200,6 @@ def build(opts, reactor=None, stats=None):
 # -- redaction --------------------------------------------------------------------------------
 
 _SECRET_COMMANDS = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"SENTINEL"})
-_SECRET_CONFIG = frozenset({b"requirepass", b"masterauth"})
-
-
-def redact_reply(args, reply):
-    """``CONFIG GET requirepass`` (or a pattern matching it) answers with the password: hide
-    the values of secret parameters in a RESP2 flat array or a RESP3 map reply."""
-    if len(args) < 2 or not isinstance(args[1], bytes) or args[1].upper() != b"GET" or not (
-            isinstance(args[0], bytes) and args[0].upper() == b"CONFIG"):
-        return reply
-    from playground.resp import Map
-
-    def hide(name, value):
-        secret = isinstance(name, bytes) and name.lower() in _SECRET_CONFIG and value
-        return REDACTED if secret else value
-
-    if isinstance(reply, list):
-        out = list(reply)
-        for i in range(0, len(out) - 1, 2):
-            out[i + 1] = hide(out[i], out[i + 1])
-        return out
-    if isinstance(reply, Map):
-        return Map(tuple((k, hide(k, v)) for k, v in reply.items))
-    return reply
-
-
-def redact_args(args) -> tuple[tuple, list[int]]:
-    """Arguments with passwords replaced, and the indexes replaced (fallback rules; the RESP
-    decoder's ``redact_command`` is used when it exists)."""
-    if not args:
-        return tuple(args), []
-    name = args[0].upper() if isinstance(args[0], bytes) else b""
-    hide: list[int] = []
-    n = len(args)
-    if name == b"AUTH":
-        hide = list(range(1, n))[-1:] if n > 1 else []
-    elif name == b"HELLO":
-        for i in range(1, n - 2):
-            if args[i].upper() == b"AUTH":
-                hide = [i + 2]
-                break
-    elif name == b"MIGRATE":
-        for i in range(6, n):
-            u = args[i].upper()
-            if u == b"KEYS":
-                break
-            if u == b"AUTH" and i + 1 < n:
-                hide = [i + 1]
-                break
-            if u == b"AUTH2" and i + 2 < n:
-                hide = [i + 2]
-                break
-    elif name == b"CONFIG" and n >= 4 and args[1].upper() == b"SET":
-        for i in range(2, n - 1, 2):
-            if args[i].lower() in (b"requirepass", b"masterauth", b"masteruser") and (
-                args[i].lower() != b"masteruser"
-            ):
-                hide.append(i + 1)
-    elif name == b"ACL" and n >= 3 and args[1].upper() == b"SETUSER":
-        for i in range(3, n):
-            a = args[i]
-            if a[:1] in (b">", b"<", b"#", b"!"):
-                hide.append(i)
-    if not hide:
-        return tuple(args), []
-    out = list(args)
-    for i in hide:
-        a = out[i]
-        out[i] = a[:1] + REDACTED if name == b"ACL" and a[:1] in (b">", b"<", b"#", b"!") \
-            else REDACTED
-    return tuple(out), hide
-
 
 def _redact_headers(headers) -> tuple:
     from playground.httpdecoder import SECRET_HEADERS
@@ -447,15 +376,12 @@ class _Resp:
 
         self.rd = respdecoder
         self.st = st
-        self.conv = _make_resp_conversation(respdecoder, st.chain.max_frame)
-        self.redact_command = getattr(respdecoder, "redact_command", None)
-        self.failed = set()
-        conv = self.conv
-        self._answer = getattr(respdecoder, "Answer", None)
-        # the cheap interface (answered commands as ``Answer``s), when the decoder has it
-        self._feed = getattr(conv, "feed_answers", conv.feed)
-        self._eof = getattr(conv, "eof_answers", getattr(conv, "eof", None))
-        self._close = getattr(conv, "close_answers", getattr(conv, "close", None))
+        conv = self.conv = respdecoder.RespConversation(max_bulk=st.chain.max_frame)
+        self._answer = respdecoder.Answer
+        # the cheap interface: answered commands come as ``Answer``s, nothing else made
+        self._feed = conv.feed_answers
+        self._eof = conv.eof_answers
+        self._close = conv.close_answers
 
     def feed(self, direction, data, now, offset):
         events = self._feed(direction, data, now)
@@ -463,16 +389,13 @@ class _Resp:
             self._events(events, now, direction, data, offset)
 
     def eof(self, direction, now):
-        if self._eof is not None:
-            self._events(self._eof(direction, now), now)
+        self._events(self._eof(direction, now), now)
 
     def close(self, now):
-        if self._close is not None:
-            self._events(self._close(now), now)
+        self._events(self._close(now), now)
 
     def settled(self, direction):
-        f = getattr(self.conv, "settled", None)
-        return f(direction) if f is not None else None
+        return self.conv.settled(direction)
 
     def _command(self, args):
         """(args for display, redacted?)"""
@@ -482,14 +405,8 @@ class _Resp:
         first = args[0]
         if not isinstance(first, bytes) or first.upper() not in _SECRET_COMMANDS:
             return args, False
-        if self.redact_command is not None:
-            out = self.redact_command(args)
-            if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], (bool, list)):
-                out = out[0]
-            out = tuple(out)
-            return out, out != tuple(args)
-        out, hidden = redact_args(args)
-        return out, bool(hidden)
+        out = self.rd.redact_command(args)
+        return out, out != tuple(args)
 
     def _events(self, events, now, fed=None, data=b"", offset=0):
         st = self.st
@@ -510,7 +427,7 @@ class _Resp:
                     continue
                 if redact and name in _SECRET_COMMANDS:
                     shown, redacted = self._command(e.args)
-                    emit(exchange(pid, now, client, shown, redact_reply(e.args, e.reply),
+                    emit(exchange(pid, now, client, shown, self.rd.redact_reply(e.args, e.reply),
                                   e.latency, redacted))
                     continue
                 emit(exchange(pid, now, client, e.args, e.reply, e.latency, False))
@@ -525,7 +442,7 @@ class _Resp:
                     ):
                         continue
                 shown, redacted = self._command(args)
-                reply = redact_reply(args, e.reply) if redact else e.reply
+                reply = self.rd.redact_reply(args, e.reply) if redact else e.reply
                 emit(exchange(pid, now, client, shown, reply, getattr(e, "latency", None),
                               redacted))
             elif kind == "ServerPush":
@@ -565,16 +482,6 @@ def _args(command):
     if isinstance(args, list):
         return tuple(args)
     return args if isinstance(args, tuple) else (args,)
-
-
-def _make_resp_conversation(respdecoder, max_frame):
-    cls = respdecoder.RespConversation
-    for kw in ({"max_frame": max_frame}, {"max_bulk": max_frame}, {}):
-        try:
-            return cls(**kw)
-        except TypeError:
-            continue
-    return cls()
 
 
 _DECODERS = {HEX: _Hex, TEXT: _Text, HTTP: _Http, RESP: _Resp}

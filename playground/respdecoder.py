@@ -160,6 +160,27 @@ def secret_parts(args) -> list:
     return []
 
 
+def redact_reply(args, reply):
+    """``CONFIG GET requirepass`` (or a pattern matching it) answers with the password: the
+    values of secret parameters hidden, in a RESP2 flat array or a RESP3 map reply."""
+    if len(args) < 2 or not all(type(a) is bytes for a in args[:2]) or (
+            args[0].upper() != b"CONFIG" or args[1].upper() != b"GET"):
+        return reply
+
+    def hide(name, value):
+        return REDACTED if type(name) is bytes and name.lower() in _SECRET_CONFIG and value \
+            else value
+
+    if isinstance(reply, list):
+        out = list(reply)
+        for i in range(0, len(out) - 1, 2):
+            out[i + 1] = hide(out[i], out[i + 1])
+        return out
+    if isinstance(reply, Map):
+        return Map(tuple((k, hide(k, v)) for k, v in reply.items))
+    return reply
+
+
 def redact_command(args) -> tuple:
     """``args`` with every secret replaced by ``b"(redacted)"`` (an ACL rule keeps its first
     byte: ``>(redacted)``)."""

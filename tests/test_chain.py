@@ -10,10 +10,11 @@ from twisted.python import usage
 
 from playground import chain as chain_mod
 from playground import records as R
-from playground.chain import Chain, HttpFilter, check_options, redact_args
+from playground.chain import Chain, HttpFilter, check_options
 from playground.console import ConsoleFormatter
 from playground.observer import Endpoint, PairInfo
 from playground.records import to_json
+from playground.respdecoder import redact_command, secret_parts
 
 C2S, S2C = "c2s", "s2c"
 SUMMARY = {"bytes_c2s": 1, "bytes_s2c": 2, "duration": 0.5, "closed_by": "client", "how": "fin"}
@@ -252,7 +253,8 @@ def test_pcap_hex_and_text_pass_at_once():
     ],
 )
 def test_redact_args(args, hidden):
-    out, idx = redact_args(args)
+    out = redact_command(args)
+    idx = [i for i, _ in secret_parts(args)]
     assert idx == hidden
     for i in hidden:
         assert b"pw" not in out[i] and b"abc" not in out[i]
