@@ -24,12 +24,13 @@ from __future__ import annotations
 from collections import deque
 
 from twisted.application import service
-from twisted.internet import protocol, tcp
+from twisted.internet import protocol
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
+from playground import directwrite
 from playground.httpapp import AppLimits, HttpApp, Response
 from playground.httpcore import (
     CONTINUE,
@@ -116,8 +117,7 @@ class HttpProtocol(protocol.Protocol):
         self._access_log = self.log  # bound once (each ``self.log`` builds a new Logger)
         self.transport.registerProducer(self, True)
         # plain TCP (no TLS layered on the socket): direct sends and half-close are safe
-        self._plain = type(self.transport) is tcp.Server and not getattr(self.transport, "TLS",
-                                                                          False)
+        self._plain = directwrite.supported(self.transport)
         self._direct = f.direct_send and self._plain
         self._arm()
 
@@ -389,15 +389,10 @@ class HttpProtocol(protocol.Protocol):
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
-        t = self.transport
-        if self._direct and not t.dataBuffer and not t._tempDataLen and not t.disconnecting:
-            # Nothing queued in the transport: send now instead of waiting a reactor turn for
-            # writability (saves two epoll changes and a doWrite per response).
-            sent = t.writeSomeData(data)
-            if type(sent) is int:
-                data = data[sent:] if sent < len(data) else b""
-        if data:
-            t.write(data)
+        if self._direct:  # send now when nothing is queued (see playground.directwrite)
+            directwrite.write(self.transport, data)
+        else:
+            self.transport.write(data)
         if self._finished:
             self._log_finished()
 
