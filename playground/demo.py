@@ -23,13 +23,12 @@ from playground.listening import ListeningService
 INTERNAL = "tcp:0:interface=127.0.0.1"
 
 
-def _listening(svc) -> ListeningService:
+def _listening(svc) -> ListeningService | None:
     """The ListeningService in ``svc`` or among its children."""
     if isinstance(svc, ListeningService):
         return svc
-    for child in svc:
-        found = _listening(child) if isinstance(child, (ListeningService, service.MultiService)) \
-            else None
+    for child in svc if isinstance(svc, service.MultiService) else ():
+        found = _listening(child)
         if found is not None:
             return found
     return None

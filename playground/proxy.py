@@ -31,10 +31,6 @@ from playground.options import ServerOptions, non_negative_float
 CLIENT = "client"
 SERVER = "server"
 
-# Larger reads than Twisted's default 64 KiB halve the reactor turns on bulk transfers.
-READ_SIZE = 64 * 1024
-
-
 def _endpoint(addr) -> Endpoint:
     host = getattr(addr, "host", None)
     if host is not None:
@@ -51,10 +47,6 @@ def _tune(transport) -> None:
         transport.setTcpNoDelay(True)
     except Exception:
         pass  # unix sockets and TLS wrappers of them have no Nagle to switch off
-    inner = getattr(transport, "transport", None)  # TLS over TCP: tune the TCP transport below
-    for t in (transport, inner):
-        if t is not None and hasattr(t, "bufferSize"):
-            t.bufferSize = READ_SIZE
 
 
 def _how(reason) -> str:
