@@ -152,7 +152,8 @@ class _Palette:
 
 
 _SAFE_TOKEN = re.compile(rb"[0-9A-Za-z_\-.:/@*{}]{1,64}")
-# Bytes ``escape``/``quoted`` show as they are: printable ASCII but '"' and '\'.
+# Bytes ``escape``/``quoted`` show as they are: printable ASCII but '"' and '\' (also the
+# bytes JSON writes as they are inside a string, so the JSON sink uses the same test).
 _NOT_PLAIN = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
 
 
@@ -343,6 +344,47 @@ _LINE = b'%s%s %s "%s" -> %s%s'
 _LINEQ = b'%s%s "%s" "%s" -> %s%s'
 
 
+def remember(cache: dict, key, value):
+    """Keep ``value`` for ``key`` while the cache holds fewer than _CACHED entries."""
+    if len(cache) < _CACHED:
+        cache[key] = value
+    return value
+
+
+class PlainReplies:
+    """The bytes a sink writes for the common replies: printable bulk and simple strings,
+    integers and nil (and, given ``items``, flat lists), or None for anything else (the sink's
+    general formatter does those). Simple strings are remembered: ``+OK`` is made once."""
+
+    def __init__(self, simple: bytes, integer: bytes, nil: bytes, items=None):
+        self.simple_format = simple  # e.g. b"+%s"
+        self.integer_format = integer  # e.g. b"(integer) %d"
+        self.nil = nil
+        self.items = items  # (list, lim) -> bytes or None
+        self.simples: dict = {}  # simple-string value -> its bytes
+
+    def simple(self, value: bytes, lim: int):
+        if (lim and len(value) > lim) or _NOT_PLAIN.search(value) is not None:
+            return None
+        return remember(self.simples, value, self.simple_format % value)
+
+    def __call__(self, v, lim: int):
+        t = type(v)
+        if t is bytes:
+            if (lim and len(v) > lim) or _NOT_PLAIN.search(v) is not None:
+                return None
+            return b'"' + v + b'"'
+        if t is _SIMPLE:
+            return self.simples.get(v.value) or self.simple(v.value, lim)
+        if t is int:
+            return self.integer_format % v
+        if v is None:
+            return self.nil
+        if t is list and self.items is not None:
+            return self.items(v, lim)
+        return None
+
+
 class ConsoleSink(BufferedSink):
     """Writes formatted records to ``out`` (a binary file; default: the process's stdout)."""
 
@@ -355,7 +397,7 @@ class ConsoleSink(BufferedSink):
         self.max_value = max_value
         self.formatter: ConsoleFormatter | None = None
         self._clients: dict = {}  # client address -> bytes
-        self._simples: dict = {}  # simple-string reply -> its text
+        self._replies = PlainReplies(b"+%s", b"(integer) %d", b"(nil)")
 
     def open_output(self):
         out = self._target
@@ -377,8 +419,8 @@ class ConsoleSink(BufferedSink):
         fmt = self.formatter.lines
         plain = not self.formatter.color
         lim = self.max_value
-        simples = self._simples
-        reply_text = self._reply
+        simples = self._replies.simples
+        reply_text = self._replies
         join = b"".join
         not_plain = _NOT_PLAIN.search
         token = _SAFE_TOKEN.fullmatch
@@ -401,7 +443,7 @@ class ConsoleSink(BufferedSink):
                 ):
                     reply = r.reply
                     if type(reply) is _SIMPLE:
-                        reply = simples.get(reply.value) or reply_text(reply, lim)
+                        reply = simples.get(reply.value) or reply_text.simple(reply.value, lim)
                     else:
                         reply = reply_text(reply, lim)
                     if reply is not None:
@@ -425,32 +467,5 @@ class ConsoleSink(BufferedSink):
         return b"\n".join(lines)
 
     def _client_bytes(self, client) -> bytes:
-        out = self._clients.get(client)
-        if out is None:
-            out = str(client).encode("utf-8", "surrogateescape")
-            if len(self._clients) < _CACHED:
-                self._clients[client] = out
-        return out
-
-    def _reply(self, v, lim: int):
-        """The console text of a common reply as bytes, or None (``format_value`` does it)."""
-        t = type(v)
-        if t is bytes:
-            if (lim and len(v) > lim) or _NOT_PLAIN.search(v) is not None:
-                return None
-            return b'"' + v + b'"'
-        if t is _SIMPLE:
-            value = v.value
-            out = self._simples.get(value)
-            if out is None:
-                if (lim and len(value) > lim) or _NOT_PLAIN.search(value) is not None:
-                    return None
-                out = b"+" + value
-                if len(self._simples) < _CACHED:
-                    self._simples[value] = out
-            return out
-        if t is int:
-            return b"(integer) %d" % v
-        if v is None:
-            return b"(nil)"
-        return None
+        return self._clients.get(client) or remember(
+            self._clients, client, str(client).encode("utf-8", "surrogateescape"))

@@ -15,21 +15,17 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 
 from playground import records as R
 from playground import resp
-from playground.console import BufferedSink
+from playground.console import _NOT_PLAIN, BufferedSink, PlainReplies, remember
 from playground.records import to_json
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False,
                            allow_nan=False).encode
-# Bytes that JSON writes as they are inside a string: printable ASCII but '"' and '\'.
-_NOT_PLAIN = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
 _EXCHANGE = R.RedisExchange
 _SIMPLE = resp.Simple
-_CACHED = 256  # simple-string replies and client addresses remembered, each
 _UNSET = object()
 
 
@@ -61,8 +57,8 @@ class JsonSink(BufferedSink):
         self.name = f"json@{path}"
         self.max_value = max_value
         self._owned = path != "-"
-        self._simple: dict = {}  # Simple value -> its JSON
         self._client: dict = {}  # client address -> its JSON
+        self._replies = PlainReplies(b'{"simple":"%s"}', b"%d", b"null", items=_plain_items)
 
     def open_output(self):
         if self._owned:
@@ -81,8 +77,8 @@ class JsonSink(BufferedSink):
         append = lines.append
         join = b"".join
         not_plain = _NOT_PLAIN.search
-        simple = self._simple
-        reply_json = self._reply
+        simple = self._replies.simples
+        reply_json = self._replies
         # Records of one feed share pair, ts and client; pipelined replies share the latency.
         last_pair = last_ts = last_client = head = None
         last_latency = _UNSET
@@ -104,7 +100,7 @@ class JsonSink(BufferedSink):
                 continue
             reply = r.reply
             if type(reply) is _SIMPLE:
-                reply = simple.get(reply.value) or reply_json(reply, lim)
+                reply = simple.get(reply.value) or reply_json.simple(reply.value, lim)
             else:
                 reply = reply_json(reply, lim)
             if reply is None:
@@ -137,34 +133,5 @@ class JsonSink(BufferedSink):
         return b"\n".join(lines)
 
     def _client_json(self, client) -> bytes:
-        out = self._client.get(client)
-        if out is None:
-            out = _encode(client).encode("utf-8", "surrogatepass")
-            if len(self._client) < _CACHED:
-                self._client[client] = out
-        return out
-
-    def _reply(self, v, lim: int):
-        """The JSON of a common reply, or None (then ``to_json`` does it)."""
-        t = type(v)
-        if t is bytes:
-            if (lim and len(v) > lim) or _NOT_PLAIN.search(v) is not None:
-                return None
-            return b'"' + v + b'"'
-        if t is _SIMPLE:
-            value = v.value
-            out = self._simple.get(value)
-            if out is None:
-                if (lim and len(value) > lim) or _NOT_PLAIN.search(value) is not None:
-                    return None
-                out = b'{"simple":"' + value + b'"}'
-                if len(self._simple) < _CACHED:
-                    self._simple[value] = out
-            return out
-        if t is int:
-            return b"%d" % v
-        if v is None:
-            return b"null"
-        if t is list:
-            return _plain_items(v, lim)
-        return None
+        return self._client.get(client) or remember(
+            self._client, client, _encode(client).encode("utf-8", "surrogatepass"))
