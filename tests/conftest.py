@@ -53,6 +53,43 @@ def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
+def wait_until(predicate, timeout: float = 15.0, what: str = "condition",
+               interval: float = 0.02):
+    """Poll ``predicate`` until it returns something true (returned); fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_closed(sock: socket.socket, timeout: float) -> tuple[str, float]:
+    """Block until the peer ends the connection; return ("eof"|"reset", seconds waited).
+
+    Bytes that arrive first are read and ignored; hitting the deadline fails the test.
+    """
+    import ssl
+
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"connection still open after {timeout}s")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except (ConnectionResetError, ssl.SSLError):
+            return "reset", time.monotonic() - t0
+        if not chunk:
+            return "eof", time.monotonic() - t0
+
+
 class RedisServer:
     def __init__(self, port: int, proc: subprocess.Popen, password: str | None):
         self.port = port

@@ -8,7 +8,6 @@ import time
 
 import pytest
 import pytest_twisted
-from conftest import free_port, need
 from twisted.internet import defer, endpoints, protocol
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -21,6 +20,7 @@ from playground import chat
 from playground.chat import ChatFactory, ChatProtocol
 from playground.chatcore import ChatServer
 from playground.limits import Refusal
+from tests.conftest import free_port, need
 
 HELLO = "= hello tcpplay-chat: choose a nick with /nick NAME; /help lists the commands"
 

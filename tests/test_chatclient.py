@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, free_port
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -17,6 +16,7 @@ from twisted.python.failure import Failure
 
 from playground import __main__ as cli
 from playground.chatclient import ChatClientProtocol, InputLines, main
+from tests.conftest import ROOT, free_port
 
 
 class Shown:

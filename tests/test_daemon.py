@@ -10,21 +10,11 @@ import subprocess
 import time
 
 import pytest
-from conftest import TWISTD, free_port
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
 from playground import jsonlog
-
-
-def wait_until(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.conftest import TWISTD, free_port, wait_until
 
 
 def alive(pid: int) -> bool:

@@ -10,7 +10,6 @@ import time
 import urllib.request
 
 import pytest
-from conftest import free_port
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
@@ -20,6 +19,7 @@ from playground import metrics, resp
 from playground import records as R
 from playground import stats as S
 from playground.statssink import StatsSink
+from tests.conftest import free_port
 
 # -- a tiny Prometheus text-format parser ------------------------------------------------------
 

@@ -19,7 +19,15 @@ import time
 import pytest
 import redis
 
-from tests.conftest import Twistd, free_port, need, start_redis, stop_process
+from tests.conftest import (
+    Twistd,
+    free_port,
+    need,
+    start_redis,
+    stop_process,
+    wait_closed,
+    wait_until,
+)
 
 PING = b"*1\r\n$4\r\nPING\r\n"
 PONG = b"+PONG\r\n"
@@ -63,38 +71,6 @@ def recv_until(sock: socket.socket, expected: bytes, timeout: float = 10.0) -> b
             break
         buf += chunk
     return buf
-
-
-def wait_closed(sock: socket.socket, timeout: float) -> tuple[str, float]:
-    """Block until the peer ends the connection; return ("eof"|"reset", seconds waited).
-
-    Bytes that arrive first are read and ignored; hitting the deadline fails the test.
-    """
-    t0 = time.monotonic()
-    deadline = t0 + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            pytest.fail(f"connection still open after {timeout}s")
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            continue
-        except ConnectionResetError:
-            return "reset", time.monotonic() - t0
-        if not chunk:
-            return "eof", time.monotonic() - t0
-
-
-def wait_until(cond, timeout: float, what: str, interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def close_lines(proc: Twistd) -> list[str]:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import Twistd
+from tests.conftest import Twistd, wait_closed, wait_until
 
 PING = b"*1\r\n$4\r\nPING\r\n"
 PONG = b"+PONG\r\n"
@@ -206,24 +206,6 @@ def recv_exactly(sock, n: int, timeout: float = 10.0) -> bytes:
     return buf
 
 
-def wait_closed(sock, timeout: float) -> float:
-    """Seconds until the peer ends the connection (EOF or reset); fail at the deadline."""
-    t0 = time.monotonic()
-    deadline = t0 + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            pytest.fail(f"connection still open after {timeout}s")
-        sock.settimeout(left)
-        try:
-            if not sock.recv(65536):
-                return time.monotonic() - t0
-        except TimeoutError:
-            continue
-        except (ConnectionResetError, ssl.SSLError):
-            return time.monotonic() - t0
-
-
 # --- TLS listener in front of redis-server --------------------------------------------------
 
 
@@ -269,9 +251,7 @@ def test_tls_target_with_matching_name_passes_data(twistd, pki, echo_server):
         me = s.getsockname()[1]
     line = proc.wait_for(f"close 127.0.0.1:{me} ")
     assert f"c2s={len(message)} s2c={len(message)}" in line, line
-    deadline = time.monotonic() + 10
-    while not server.received and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: server.received, 10, "the TLS server to receive the message")
     assert server.received == [message]
     assert server.handshakes == 1
 
@@ -297,7 +277,7 @@ def _assert_handshake_refused(twistd, pki, server, expect: str):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         me = s.getsockname()[1]
         s.sendall(b"secret that must not reach a wrong server\n")
-        took = wait_closed(s, timeout=5)
+        _, took = wait_closed(s, timeout=5)
     assert took < 3, f"client closed only after {took:.2f}s"
     line = proc.wait_for(f"close 127.0.0.1:{me} ")
     assert "first=server" in line and "c2s=" in line, line

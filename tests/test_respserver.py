@@ -25,7 +25,7 @@ from playground import respserver
 from playground.limits import Refusal
 from playground.resp import Error, Map, ProtocolError, RespParser, encode_command
 from playground.respserver import ExpirySweep, RespFactory, RespService
-from tests.conftest import Twistd, free_port, need, start_redis, stop_process
+from tests.conftest import Twistd, free_port, need, start_redis, stop_process, wait_until
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40001)
 
@@ -424,16 +424,6 @@ def test_subcommand_is_registered():
 
 
 # ============================================================== real servers and clients
-
-
-def wait_until(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

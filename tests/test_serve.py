@@ -8,9 +8,8 @@ import subprocess
 import sys
 import urllib.request
 
-from conftest import ROOT, TWISTD, free_port
-
 from playground import metrics, serve
+from tests.conftest import ROOT, TWISTD, free_port
 
 
 def _talk(port: int, data: bytes, timeout: float = 10.0) -> bytes:

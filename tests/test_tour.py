@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, ROOT, free_port, need, wait_port
+
+from tests.conftest import BIN, ROOT, free_port, need, wait_port, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -385,14 +386,6 @@ def listening(port: int) -> bool:
             if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
                 return True
     return False
-
-
-def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
