@@ -90,6 +90,62 @@ def wait_closed(sock: socket.socket, timeout: float) -> tuple[str, float]:
             return "eof", time.monotonic() - t0
 
 
+class RawClient:
+    """A blocking CRLF-line client on a real socket (bounded waits)."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+        self.raw = b""
+        self.lines: list[str] = []
+
+    def send(self, data: bytes):
+        self.sock.sendall(data)
+
+    def read_until(self, text: str, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\r\n" in self.buf:
+                line, self.buf = self.buf.split(b"\r\n", 1)
+                self.lines.append(line.decode("utf-8", "replace"))
+                if text in self.lines[-1]:
+                    return self.lines[-1]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{text!r} not received; got {self.lines}")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise AssertionError(f"closed before {text!r}; got {self.lines}")
+            self.buf += chunk
+            self.raw += chunk
+
+    def read_to_close(self, timeout: float = 5.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        data = self.buf
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        raise AssertionError(f"not closed within {timeout}s; got {data!r}")
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def logged():
+    """Every ``twisted.logger`` event emitted during the test (observer removed afterwards)."""
+    from twisted.logger import globalLogPublisher
+
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
 class RedisServer:
     def __init__(self, port: int, proc: subprocess.Popen, password: str | None):
         self.port = port

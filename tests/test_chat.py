@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 
 import pytest
 import pytest_twisted
@@ -20,7 +18,7 @@ from playground import chat
 from playground.chat import ChatFactory, ChatProtocol
 from playground.chatcore import ChatServer
 from playground.limits import Refusal
-from tests.conftest import free_port, need
+from tests.conftest import RawClient, free_port, need
 
 HELLO = "= hello tcpplay-chat: choose a nick with /nick NAME; /help lists the commands"
 
@@ -406,51 +404,6 @@ async def test_real_sockets_clients_talk_and_a_conch_telnet_client_is_refused_op
 
 
 # --- real sockets: a twistd subprocess, raw sockets, nc ------------------------------------------
-
-
-class RawClient:
-    """A blocking line client on a real socket (bounded waits)."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
-        self.raw = b""
-        self.lines: list[str] = []
-
-    def send(self, data: bytes):
-        self.sock.sendall(data)
-
-    def read_until(self, text: str, timeout: float = 5.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\r\n" in self.buf:
-                line, self.buf = self.buf.split(b"\r\n", 1)
-                self.lines.append(line.decode("utf-8", "replace"))
-                if text in self.lines[-1]:
-                    return self.lines[-1]
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{text!r} not received; got {self.lines}")
-            self.sock.settimeout(left)
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise AssertionError(f"closed before {text!r}; got {self.lines}")
-            self.buf += chunk
-            self.raw += chunk
-
-    def read_to_close(self, timeout: float = 5.0) -> bytes:
-        deadline = time.monotonic() + timeout
-        data = self.buf
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
-        raise AssertionError(f"not closed within {timeout}s; got {data!r}")
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.mark.timeout(60)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 from twisted.internet.error import ConnectionLost
@@ -16,7 +14,7 @@ from twisted.python.failure import Failure
 
 from playground import __main__ as cli
 from playground.chatclient import ChatClientProtocol, InputLines, main
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, RawClient, free_port
 
 
 class Shown:
@@ -132,32 +130,16 @@ def test_python_m_playground_dispatches(capsys):
 # --- the real command ----------------------------------------------------------------------------
 
 
-class Peer:
+class Peer(RawClient):
     """A raw-socket chat user watching what the client does (bounded waits)."""
 
     def __init__(self, port: int, nick: str):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
-        self.lines: list[str] = []
-        self.sock.sendall(f"/nick {nick}\n".encode())
+        super().__init__(port)
+        self.send(f"/nick {nick}\n".encode())
         self.read_until(f"= welcome {nick}")
 
     def read_until(self, text: str, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\r\n" in self.buf:
-                line, self.buf = self.buf.split(b"\r\n", 1)
-                self.lines.append(line.decode())
-                if text in self.lines[-1]:
-                    return self.lines[-1]
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{text!r} not received; got {self.lines}")
-            self.sock.settimeout(left)
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise AssertionError(f"closed before {text!r}; got {self.lines}")
-            self.buf += chunk
+        return super().read_until(text, timeout)
 
 
 def run_client(port: int, nick: str = "x") -> subprocess.Popen:

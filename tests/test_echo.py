@@ -14,7 +14,7 @@ import pytest_twisted
 from twisted.internet import defer, error, task
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 from twisted.python import failure, usage
 
 from playground import echo
@@ -26,15 +26,6 @@ PEER = IPv4Address("TCP", "127.0.0.1", 40001)
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def logged():
-    """Every ``twisted.logger`` event emitted during the test (observer removed afterwards)."""
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def events_like(events, prefix: str) -> list[dict]:

@@ -15,7 +15,7 @@ import pytest_twisted
 from twisted.internet import defer, error, threads, utils
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 from twisted.python import failure, usage
 
 from playground import httpserver
@@ -91,14 +91,6 @@ def req(target="/get", method="GET", headers=b"", body=b"", version=b"HTTP/1.1")
         headers += b"Content-Length: %d\r\n" % len(body)
     return (method.encode() + b" " + target.encode() + b" " + version + b"\r\nHost: test\r\n"
             + headers + b"\r\n" + body)
-
-
-@pytest.fixture
-def logged():
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 # --- endpoints (pure) ------------------------------------------------------------------------

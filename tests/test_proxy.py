@@ -7,7 +7,6 @@ import pytest
 from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from playground.limits import Refusal
@@ -70,14 +69,6 @@ class Recorder:
 
     def pair_closed(self, pair_id, summary, now):
         self.calls.append(("close", pair_id, summary))
-
-
-@pytest.fixture
-def logs():
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def texts(events):
@@ -147,7 +138,7 @@ def test_client_half_close_passed_on_and_reverse_keeps_flowing():
     assert ct.disconnecting and st.disconnecting and not ct.aborted and not st.aborted
 
 
-def test_server_half_close_passed_on_and_client_keeps_sending(logs):
+def test_server_half_close_passed_on_and_client_keeps_sending(logged):
     clock, factory, client, ct, server, st = connected()
     server.dataReceived(b"220 hello\r\n")
     server.readConnectionLost()
@@ -158,19 +149,19 @@ def test_server_half_close_passed_on_and_client_keeps_sending(logs):
     assert ct.disconnecting and st.disconnecting
     client.connectionLost(Failure(error.ConnectionDone()))
     server.connectionLost(Failure(error.ConnectionDone()))
-    line = [t for t in texts(logs) if "close" in t and "proxy #1" in t][-1]
+    line = [t for t in texts(logged) if "close" in t and "proxy #1" in t][-1]
     assert "first=server how=fin" in line and "c2s=4 s2c=11" in line
     assert not factory.pairs
 
 
 @pytest.mark.parametrize("who", ["client", "server"])
-def test_reset_aborts_the_other_side(who, logs):
+def test_reset_aborts_the_other_side(who, logged):
     clock, factory, client, ct, server, st = connected()
     lost, other_t = (client, st) if who == "client" else (server, ct)
     lost.connectionLost(Failure(error.ConnectionLost()))
     assert other_t.aborted
     (client if who == "server" else server).connectionLost(Failure(error.ConnectionAborted()))
-    line = [t for t in texts(logs) if "proxy #1 close" in t][-1]
+    line = [t for t in texts(logged) if "proxy #1 close" in t][-1]
     assert f"first={who} how=reset" in line
 
 
@@ -182,25 +173,25 @@ def test_clean_close_lets_queued_bytes_out():
     assert ct.value() == b"last words"
 
 
-def test_connect_timeout_closes_client(logs):
+def test_connect_timeout_closes_client(logged):
     clock, endpoint, factory = make(connect_timeout=5.0)
     client, ct = accept(factory)
     clock.advance(4.9)
     assert not ct.disconnecting
     clock.advance(0.2)
     assert ct.disconnecting
-    assert any("--connect-timeout 5s" in t for t in texts(logs))
+    assert any("--connect-timeout 5s" in t for t in texts(logged))
     client.connectionLost(Failure(error.ConnectionDone()))
     assert not factory.pairs and factory.connect_failures == 1
-    assert any("first=server how=connect-failed" in t for t in texts(logs))
+    assert any("first=server how=connect-failed" in t for t in texts(logged))
 
 
-def test_connect_refused_closes_client(logs):
+def test_connect_refused_closes_client(logged):
     clock, endpoint, factory = make()
     client, ct = accept(factory)
     endpoint.attempts[0][1].errback(Failure(error.ConnectionRefusedError()))
     assert ct.disconnecting
-    assert any("cannot reach" in t and "refused" in t.lower() for t in texts(logs))
+    assert any("cannot reach" in t and "refused" in t.lower() for t in texts(logged))
 
 
 def test_client_gone_while_connecting_cancels_attempt():
@@ -226,13 +217,13 @@ def test_idle_timeout_aborts_both_and_activity_defers_it():
     assert 10.0 <= idle <= 12.5 + 0.5  # detected between 1x and 1.25x the timeout
 
 
-def test_max_connections_refuses_extra_clients(logs):
+def test_max_connections_refuses_extra_clients(logged):
     clock, endpoint, factory = make(max_connections=1)
     accept(factory)
     extra = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50001))
     assert isinstance(extra, Refusal)
     assert factory.limits.refused == 1
-    assert any("max-connections (1) reached" in t for t in texts(logs))
+    assert any("max-connections (1) reached" in t for t in texts(logged))
 
 
 def test_max_connections_per_peer():
@@ -316,7 +307,7 @@ def test_observer_backlog_is_bounded():
     assert st.value() == chunk * (factory.OBSERVER_BACKLOG // 65536 + 1)
 
 
-def test_raising_observer_is_detached_and_forwarding_goes_on(logs):
+def test_raising_observer_is_detached_and_forwarding_goes_on(logged):
     class Broken(Recorder):
         def data(self, *a):
             raise ValueError("decoder bug")
@@ -329,7 +320,7 @@ def test_raising_observer_is_detached_and_forwarding_goes_on(logs):
     assert st.value() == b"onetwo"
     assert factory.observer is None
     assert type(client) is ClientSide
-    failures = [e for e in logs if e.get("log_failure") is not None]
+    failures = [e for e in logged if e.get("log_failure") is not None]
     assert len(failures) == 1
 
 

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from twisted.internet import error
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import globalLogPublisher
 from twisted.python import failure, usage
 
 from playground import respserver
@@ -61,14 +60,6 @@ def close(proto, exc=None):
 
 def cmds(*commands) -> bytes:
     return b"".join(encode_command(*c) for c in commands)
-
-
-@pytest.fixture
-def logged():
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def test_pipelined_commands_get_one_write():
