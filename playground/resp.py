@@ -154,14 +154,15 @@ _DOUBLE_RE = re.compile(
 )
 _PENDING = object()
 _LAZY = 2  # the "sized" mode of feed_spans(lazy=True)
-_BULK_FORMAT = b"$%d\r\n%b\r\n".__mod__
 _HIREDIS_MIN = 256  # below this many bytes the pure parser is as fast
+_HIREDIS_MIN_BULKS = 64  # the same for a run of bulk replies
 _RISKY_TYPE = re.compile(rb"\r\n[~>|=]")
 _LIST_ONLY = {list}
 _BYTES_ONLY = {bytes}
 _EMPTY = {_ARRAY: list, _MAP: Map, _SET: Set, _PUSH: Push}
 # Common simple strings, parsed once (values are immutable, so they can be shared).
 _SIMPLES = {v: Simple(v) for v in (b"OK", b"QUEUED", b"PONG", b"RESET")}
+NOT_ONE = object()  # RespParser.feed_reply: the feed is not exactly one scalar
 
 
 def _pairs(items: list) -> tuple:
@@ -300,22 +301,28 @@ def _frame_starts(lens: list, counts: list, base: int) -> list:
 class SpanRun:
     """The stream offsets of a run of commands parsed in one go, worked out when first asked:
     ``feed_spans(data, lazy=True)`` gives ``(values, run, None)`` for the run (``values``: the
-    commands, each a list of bytes), ``run.span(i)`` is ``(start, end)`` of ``values[i]``.
-    (Most callers never ask: the work is saved.)"""
+    commands, each a list of bytes, in canonical form), ``run.span(i)`` is ``(start, end)`` of
+    ``values[i]``. (Most callers never ask: the work is saved.)"""
 
-    __slots__ = ("_lens", "_counts", "_base", "_starts")
+    __slots__ = ("_values", "_base", "_starts")
 
-    def __init__(self, values, lens, counts, base):
-        self._lens = lens
-        self._counts = counts
+    def __init__(self, values, base):
+        self._values = values
         self._base = base
         self._starts = None
 
-    def span(self, i: int) -> tuple[int, int]:
+    def starts(self) -> list:
+        """Where each command starts, and where the last one ends."""
         starts = self._starts
         if starts is None:
-            starts = self._starts = _frame_starts(self._lens, self._counts, self._base)
-            self._lens = self._counts = None
+            values = self._values
+            lens = list(map(len, _chain.from_iterable(values)))
+            starts = self._starts = _frame_starts(lens, list(map(len, values)), self._base)
+            self._values = None
+        return starts
+
+    def span(self, i: int) -> tuple[int, int]:
+        starts = self._starts or self.starts()
         return starts[i], starts[i + 1]
 
 
@@ -398,6 +405,78 @@ class RespParser:
             return self._fstart
         return self._abs
 
+    def feed_command(self, data: bytes):
+        """The fast path for a feed that is exactly one whole command (an array of bulk
+        strings), the common case of request/response traffic: its arguments (a list of
+        bytes), or None when ``data`` is anything else, and nothing was consumed (``feed_spans``
+        then takes it). The frame spans ``offset - len(data)`` to ``offset``."""
+        if data[:1] != b"*" or self._stack or self._pend or self._chunks is not None or (
+            self.failed or not self._use_hiredis or len(data) >= _HIREDIS_MIN
+        ):
+            return None
+        value = self._hiredis_whole(data)
+        if value is not None:
+            self._abs += len(data)
+        return value
+
+    def feed_reply(self, data: bytes):
+        """The fast path for a feed that is exactly one simple string, bulk string or integer
+        (most replies of request/response traffic): the value, or ``NOT_ONE`` when ``data`` is
+        anything else, and nothing was consumed (``feed`` then takes it)."""
+        if self._stack or self._pend or self._chunks is not None or self.failed:
+            return NOT_ONE
+        n = len(data)
+        nl = data.find(b"\r\n")
+        if nl < 1 or nl > self.max_inline:
+            return NOT_ONE
+        t = data[0]
+        if t == _SIMPLE:
+            if nl != n - 2:
+                return NOT_ONE
+            line = data[1:nl]
+            value = _SIMPLES.get(line)
+            if value is None:
+                if 10 in line or 13 in line:
+                    return NOT_ONE
+                value = Simple(line)
+        elif t == _BULK:
+            line = data[1:nl]
+            if not line.isdigit() or (line[0] == 48 and nl != 2) or (
+                    n != nl + 4 + int(line) or data[-2:] != b"\r\n" or n - nl - 4 > self.max_bulk):
+                return NOT_ONE
+            value = data[nl + 2 : -2]
+        elif t == _INT:
+            line = data[1:nl]
+            if nl != n - 2 or not line.isdigit() or (line[0] == 48 and nl != 2) or nl > 19:
+                return NOT_ONE
+            value = int(line)
+        else:
+            return NOT_ONE
+        self._abs += n
+        return value
+
+    def _hiredis_bulks(self, data: bytes, out: list) -> int:
+        """A run of whole bulk-string replies (``data`` starts with ``$``) parsed by hiredis,
+        when that is exact (as in ``_hiredis_prefix``: every value bytes, no ``~ > | =`` type
+        byte, two CRLFs per value besides those in the bodies); the bytes consumed, or 0."""
+        if not data.endswith(b"\r\n") or _RISKY_TYPE.search(data) is not None:
+            return 0
+        reader = _hiredis.Reader()
+        reader.feed(data)
+        try:
+            values = list(iter(reader.gets, False))
+        except Exception:
+            return 0
+        if not values or reader.has_data() or set(map(type, values)) != _BYTES_ONLY:
+            return 0
+        joined = b"\x00".join(values)
+        if b"\r\x00" in joined or joined.endswith(b"\r") or (
+            data.count(b"\r\n") != 2 * len(values) + joined.count(b"\r\n")
+        ) or (len(data) > self.max_bulk and max(map(len, values)) > self.max_bulk):
+            return 0
+        out.extend(values)
+        return len(data)
+
     def _fail(self, out: list, sized: bool, message: str, offset: int) -> list:
         self.failed = True
         self._stack = []
@@ -447,12 +526,12 @@ class RespParser:
         ``\r\n*`` (a candidate boundary). The result is used only when hiredis consumed that
         prefix into complete frames that are flat lists of bytes, the prefix holds no ``\r\n``
         followed by a type byte whose value hiredis shows as a list or as bytes of a size other
-        than a bulk's (``~ > | =``), the prefix's length equals the sum of the frame sizes
-        computed as arrays of bulk strings (lengths are canonical: hiredis is as strict as we
-        are), and its CRLF count is the expected one. Simple strings and big numbers, which
-        hiredis also shows as bytes, are shorter than bulks, so under those conditions every
-        frame is an array of bulk strings, where hiredis' values equal ours. Returns the bytes
-        consumed; 0 means "not used", and the pure parser goes on.
+        than a bulk's (``~ > | =``), and its CRLF count is the one of arrays of bulk strings.
+        hiredis reads lengths exactly as strictly as we do (no sign, no leading zero, no
+        space), and the only other frames it shows as bytes, simple strings and big numbers,
+        have one CRLF where a bulk has two (see the count below), so under those conditions
+        every frame is an array of bulk strings, where hiredis' values equal ours. Returns the
+        bytes consumed; 0 means "not used", and the pure parser goes on.
         """
         end = data.rfind(b"\r\n*") + 2
         if end <= 2:
@@ -466,12 +545,8 @@ class RespParser:
             return 0
         reader = _hiredis.Reader()
         reader.feed(prefix)
-        values = []
-        append = values.append
-        gets = reader.gets
         try:
-            while (v := gets()) is not False:
-                append(v)
+            values = list(iter(reader.gets, False))
         except Exception:  # hiredis.ProtocolError: the pure parser reports it precisely
             return 0
         if not values or reader.has_data():
@@ -481,47 +556,38 @@ class RespParser:
         flat = list(_chain.from_iterable(values))
         # hiredis skips the two bytes after a bulk body without looking at them: count CRLFs.
         # Expected: one per frame header, two per element, plus those inside the bodies (the NUL
-        # separator keeps bodies from forming one across). A bad terminator removes one, unless
-        # a body ends with CR and the bad pair starts with LF: such bodies are left to the pure
-        # parser. (The join also checks that every element is bytes.)
+        # separator keeps bodies from forming one across). A bad terminator, or a simple string
+        # in place of a bulk, removes one, unless a body ends with CR and the bad pair starts
+        # with LF: such bodies are left to the pure parser. Nothing can add one: header lines
+        # hold one each and are followed by a type byte or a body. (The join also checks that
+        # every element is bytes.)
         try:
             joined = b"\x00".join(flat)
         except TypeError:
             return 0
         if b"\r\x00" in joined or joined.endswith(b"\r"):
             return 0
-        nflat = len(flat)
         nvalues = len(values)
-        if prefix.count(b"\r\n") != nvalues + 2 * nflat + joined.count(b"\r\n"):
+        if prefix.count(b"\r\n") != nvalues + 2 * len(flat) + joined.count(b"\r\n"):
             return 0
-        lens = list(map(len, flat))
-        if lens and end > self.max_bulk and max(lens) > self.max_bulk:
-            return 0
-        counts = list(map(len, values))
-        # Canonical sizes: per frame "*k\r\n", per element "$l\r\n" + l + "\r\n". The digits
-        # of a list of n >= 1 numbers: len(repr(list)) - 2n ("[", "]" and n - 1 ", ").
-        total = (
-            (len(joined) - nflat + 1 + len(repr(lens)) - 2 * nflat + 5 * nflat if nflat else 0)
-            + len(repr(counts)) - 2 * nvalues + 3 * nvalues
-        )
-        if total != end:
+        if end > self.max_bulk and flat and max(map(len, flat)) > self.max_bulk:
             return 0
         if sized == _LAZY:
-            out.append((values, SpanRun(values, lens, counts, self._abs), None))
+            out.append((values, SpanRun(values, self._abs), None))
         elif sized:
             if nvalues == 1:
-                out.append((values[0], self._abs, self._abs + total))
+                out.append((values[0], self._abs, self._abs + end))
             else:
-                starts = _frame_starts(lens, counts, self._abs)
+                starts = SpanRun(values, self._abs).starts()
                 out.extend(zip(values, starts, starts[1:], strict=False))
         else:
             out.extend(values)
-        self._abs += total
-        return total
+        self._abs += end
+        return end
 
     def _hiredis_whole(self, buf: bytes):
         """``buf`` as one array of bulk strings, parsed by hiredis, when it is exactly that
-        frame in canonical form (checked by encoding the value again); else None."""
+        frame (checked as in ``_hiredis_prefix``); else None."""
         if buf[-2:] != b"\r\n":
             return None
         reader = self._reader
@@ -536,12 +602,20 @@ class RespParser:
             self._reader = None  # holds a partial or bad frame: not reused
             return None
         try:
-            lens = list(map(len, value))
-            body = b"".join(map(_BULK_FORMAT, zip(lens, value, strict=True)))
-            again = b"*%d\r\n%b" % (len(value), body)
+            joined = b"\x00".join(value)
         except TypeError:  # an element that is not bytes
             return None
-        if again != buf or (lens and len(buf) > self.max_bulk and max(lens) > self.max_bulk):
+        k = len(value)
+        if joined.find(13) < 0:
+            # No CR in any body: every CRLF is the frame's own, and each element's header
+            # follows one. One CRLF per header and terminator, each header a "$": exact.
+            if buf.count(b"\r\n") != 1 + 2 * k or buf.count(b"\r\n$") != k:
+                return None
+        elif _RISKY_TYPE.search(buf) is not None or b"\r\x00" in joined or (
+            joined.endswith(b"\r")
+        ) or buf.count(b"\r\n") != 1 + 2 * k + joined.count(b"\r\n"):
+            return None
+        if len(buf) > self.max_bulk and max(map(len, value)) > self.max_bulk:
             return None
         return value
 
@@ -701,6 +775,12 @@ class RespParser:
                         append((value, fstart, base + pos) if sized else value)
                     continue
                 elif t == _SIMPLE or t == _BULK or t == _INT:
+                    if t == _BULK and try_hiredis and not sized and n - pos >= _HIREDIS_MIN_BULKS:
+                        try_hiredis = False  # a run of bulk replies (pipelined GETs): hiredis
+                        used = self._hiredis_bulks(buf[pos:] if pos else buf, out)
+                        if used:
+                            pos += used
+                            break
                     # Fast path: a whole top-level scalar (most replies); anything unusual in
                     # it (signs, nulls, stray CR/LF, over a bound) is left to the general code.
                     nl = find(b"\r\n", pos)

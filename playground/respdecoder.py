@@ -36,7 +36,17 @@ from operator import itemgetter
 
 import attrs
 
-from playground.resp import Error, Inline, Map, ProtocolError, Push, RespParser, Simple, SpanRun
+from playground.resp import (
+    NOT_ONE,
+    Error,
+    Inline,
+    Map,
+    ProtocolError,
+    Push,
+    RespParser,
+    Simple,
+    SpanRun,
+)
 
 C2S = "c2s"
 S2C = "s2c"
@@ -354,7 +364,40 @@ class RespConversation:
         """As ``feed``, but each exchange comes as its :class:`Answer` (cheaper: the decoder
         chain reads ``args``, ``name``, ``reply`` and ``latency`` from it)."""
         if direction == C2S:
+            # The common case first: the read is one whole command, an ordinary one.
+            if not (self._in_tx or self._reply_off or self._skip_next or self._failed_c2s
+                    or self._stopped) and len(self._pending) < self.max_pending:
+                value = self._c2s.feed_command(data)
+                if value is not None:
+                    end = self._c2s.offset
+                    name = value[0].upper() if value else b""
+                    if name and name not in _SPECIAL:
+                        self._pending.append(Answer(tuple(value), name, now, 1, False,
+                                                    end - len(data), end))
+                        return []
+                    out: list = []
+                    if value:  # Redis ignores "*0"
+                        self._command(tuple(value), end - len(data), end, now, out, None)
+                    return out
             return self._feed_c2s(data, now)
+        # ... and the read is one whole scalar reply to an ordinary command.
+        pending = self._pending
+        if pending and not self._monitor and not self._failed_s2c and not self._stopped:
+            head = pending[0]
+            if not head.replies and not head.in_tx and head.name not in _DONE_SPECIAL:
+                value = self._s2c.feed_reply(data)
+                if value is not NOT_ONE:
+                    pending.popleft()
+                    head.reply = value
+                    head.replied_at = now
+                    head.latency = now - head.sent_at
+                    head.protocol = self.protocol
+                    if pending and pending[0].expected == 0:
+                        out = [head]
+                        while pending and pending[0].expected == 0:
+                            self._suppressed(pending.popleft(), now, out)
+                        return out
+                    return [head]
         return self._feed_s2c(data, now)
 
     def eof(self, direction: str, now: float) -> list:

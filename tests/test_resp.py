@@ -788,3 +788,74 @@ def test_whole_feed_hiredis_path_is_used(monkeypatch):
 ])
 def test_runs_of_one_reply_equal_frame_by_frame(data):
     assert RespParser().feed(data) == parse_bytewise(data)
+
+
+# -- the one-frame-per-read fast paths and bulk runs -----------------------------------------
+
+replies = st.one_of(
+    st.binary(max_size=20).map(encode),
+    st.builds(Simple, no_crlf).map(encode),
+    st.integers(min_value=-(2**70), max_value=2**70).map(encode),
+    st.sampled_from([b"$-1\r\n", b"_\r\n", b"-ERR x\r\n", b"+OK\r\n", b":007\r\n", b"$03\r\nabc\r\n",
+                     b"$3\r\nabcXY", b"$3\r\nab", b"+a\rb\r\n", b"+OK\r\n+OK\r\n", b":+1\r\n",
+                     b"$1\r\n\r\r\n", b"#t\r\n", b",1.5\r\n", b"=5\r\ntxt:a\r\n"]),
+)
+
+
+@given(st.one_of(commands, risky), st.booleans())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_feed_command_equals_pure_parser(data, inline):
+    """feed_command takes a read only when it is exactly one command, and then gives what the
+    pure parser gives; otherwise it consumes nothing."""
+    fast, pure = RespParser(inline=inline), RespParser(inline=inline, use_hiredis=False)
+    want = pure.feed_spans(data)
+    got = fast.feed_command(data)
+    if got is None:
+        assert fast.offset == 0
+        assert fast.feed_spans(data) == want
+    else:
+        assert want == [(got, 0, len(data))] and fast.offset == len(data)
+
+
+@given(replies)
+@settings(max_examples=500)
+def test_feed_reply_equals_pure_parser(data):
+    fast, pure = RespParser(), RespParser(use_hiredis=False)
+    want = pure.feed_spans(data)
+    got = fast.feed_reply(data)
+    if got is resp_module.NOT_ONE:
+        assert fast.offset == 0
+        assert fast.feed_spans(data) == want
+    else:
+        assert [(canon(v), s, e) for v, s, e in want] == [(canon(got), 0, len(data))]
+        assert fast.offset == len(data)
+
+
+@given(st.lists(st.binary(max_size=30), min_size=1, max_size=30),
+       st.sampled_from([b"", b"+OK\r\n", b"$-1\r\n", b"=5\r\ntxt:a\r\n", b"$2\r\na\r\nY",
+                        b"$1\r\n\r\r\n", b"|1\r\n:1\r\n:2\r\n$1\r\nx\r\n", b"*1\r\n$1\r\na\r\n"]),
+       st.integers(0, 30), st.lists(st.integers(0, 2000), max_size=3))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_bulk_reply_runs_equal_pure_parser(bodies, odd, at, cuts):
+    """Pipelined bulk replies (GETs) go to hiredis in one go: the same values as the pure
+    parser's, whatever is mixed in and wherever the stream is cut."""
+    frames = [encode(b) for b in bodies]
+    data = b"".join(frames[:at]) + odd + b"".join(frames[at:])
+    cuts = [c for c in cuts if c < len(data)]
+    fast = parse_chunks(data, cuts)
+    pure = parse_chunks(data, cuts, use_hiredis=False)
+    assert [canon(v) for v in fast] == [canon(v) for v in pure]
+
+
+def test_bulk_reply_run_uses_hiredis(monkeypatch):
+    readers = []
+
+    class CountingHiredis:
+        @staticmethod
+        def Reader():
+            readers.append(1)
+            return hiredis.Reader()
+
+    monkeypatch.setattr(resp_module, "_hiredis", CountingHiredis)
+    data = b"$3\r\nxxx\r\n" * 16
+    assert RespParser().feed(data) == [b"xxx"] * 16 and readers == [1]

@@ -771,3 +771,35 @@ def test_pipelined_runs_equal_frame_by_frame(picks, cuts):
     answers += conv.close_answers(2.0)
     want = ref.feed(C2S, c2s, 0.0) + ref.feed(S2C, s2c, 1.0) + ref.close(2.0)
     assert [a.exchange() if type(a) is Answer else a for a in answers] == want
+
+
+@given(st.lists(st.sampled_from(range(len(_PIPELINE))), min_size=1, max_size=40))
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_one_frame_per_read_equals_pure(picks):
+    """Request/response traffic, one command or one reply per read (the fast paths of
+    feed_answers), gives the events of the pure parser fed the same reads."""
+    fast, pure = RespConversation(), RespConversation()
+    pure._c2s._use_hiredis = pure._s2c._use_hiredis = False
+    got, want = [], []
+    skip = False
+    t = 0.0
+    for i in picks:
+        frame = _PIPELINE[i]
+        t += 1.0
+        got += fast.feed_answers(C2S, frame, t)
+        want += pure.feed(C2S, frame, t)
+        name = frame.split(b"\r\n")[2] if frame.startswith(b"*") and frame != b"*0\r\n" else None
+        if name is None:
+            continue
+        if skip:
+            skip = False
+            continue
+        if name == b"CLIENT":
+            skip = True
+            continue
+        t += 0.5
+        got += fast.feed_answers(S2C, _REPLIES[name], t)
+        want += pure.feed(S2C, _REPLIES[name], t)
+    got += fast.close_answers(t + 1)
+    want += pure.close(t + 1)
+    assert [a.exchange() if type(a) is Answer else a for a in got] == want
