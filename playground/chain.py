@@ -420,7 +420,14 @@ class _Resp:
         records = []  # handed over at once, in order
         emit = records.append
         for e in events:
-            if type(e) is answer:  # the hot path: one record per exchange, nothing else made
+            if type(e) is tuple:  # the hot path: an ordinary command answered (see respdecoder)
+                args, name, reply, sent_at, replied_at = e[:5]
+                if filtered and ((only is not None and name not in only) or (
+                        skip is not None and name in skip)):
+                    continue
+                emit(exchange(pid, now, client, args, reply, replied_at - sent_at, False))
+                continue
+            if type(e) is answer:  # one record per exchange, nothing else made
                 name = e.name
                 if filtered and ((only is not None and name not in only) or (
                         skip is not None and name in skip)):

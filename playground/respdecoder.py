@@ -273,15 +273,45 @@ _SECRET_NAMES = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"S
 # Executed at once even inside MULTI (not queued).
 _NOT_QUEUED = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"WATCH", b"QUIT", b"RESET"})
 # Commands that change the conversation's state when sent, or when answered.
-_SPECIAL = _SECRET_NAMES | _NOT_QUEUED | frozenset(_SUB_KINDS) | {b"CLIENT"}
 _DONE_SPECIAL = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"HELLO", b"MONITOR", b"RESET"})
+_SPECIAL = _SECRET_NAMES | _NOT_QUEUED | frozenset(_SUB_KINDS) | {b"CLIENT"} | _DONE_SPECIAL
 
 
 _first = itemgetter(0)
 
 
+# An ordinary command (one reply expected, outside MULTI and CLIENT REPLY OFF/SKIP) waits for its
+# reply as a plain tuple, made by C-level loops for a pipelined run: ``(args, name, sent_at,
+# start, end)`` (``start`` may be a ``SpanRun`` and ``end`` the index in it). It becomes an
+# ``Answer`` only when something unusual comes for it (``_head``). Answered, it comes out of
+# ``feed_answers`` as the tuple ``(args, name, reply, sent_at, replied_at, protocol, start,
+# end)``: see ``exchange_of``.
+_PLAIN = tuple
+_PLAIN_REPLY = 2  # where the reply is in an answered plain tuple
+
+
+def _span(start, end) -> tuple[int, int]:
+    if type(start) is SpanRun:
+        return start.span(end)
+    return start, end
+
+
+def exchange_of(e):
+    """The event ``feed`` gives for an item of ``feed_answers``: an :class:`Exchange` for an
+    :class:`Answer` or an answered plain tuple, the item itself otherwise."""
+    t = type(e)
+    if t is Answer:
+        return e.exchange()
+    if t is _PLAIN:
+        args, _, reply, sent_at, replied_at, protocol, start, end = e
+        start, end = _span(start, end)
+        return Exchange(args, reply, sent_at, replied_at, replied_at - sent_at, False, protocol,
+                        (), False, start, end - start)
+    return e
+
+
 def _exchanges(events: list) -> list:
-    return [e.exchange() if type(e) is Answer else e for e in events] if events else events
+    return list(map(exchange_of, events)) if events else events
 
 
 class Answer:
@@ -308,9 +338,7 @@ class Answer:
 
     def span(self) -> tuple[int, int]:
         """The command frame's stream offsets ``(start, end)``."""
-        start = self.start
-        if type(start) is SpanRun:  # parsed in a run: worked out now
-            self.start, self.end = start.span(self.end)
+        self.start, self.end = _span(self.start, self.end)  # a SpanRun: worked out now
         return self.start, self.end
 
     def exchange(self) -> Exchange:
@@ -361,8 +389,10 @@ class RespConversation:
         return _exchanges(events)
 
     def feed_answers(self, direction: str, data: bytes, now: float) -> list:
-        """As ``feed``, but each exchange comes as its :class:`Answer` (cheaper: the decoder
-        chain reads ``args``, ``name``, ``reply`` and ``latency`` from it)."""
+        """As ``feed``, but each exchange comes as its :class:`Answer`, or, for an ordinary
+        command, as the tuple ``(args, name, reply, sent_at, replied_at, protocol, start,
+        end)`` (cheaper: nothing is made per command but tuples; ``exchange_of`` turns either
+        into the :class:`Exchange`)."""
         if direction == C2S:
             # The common case first: the read is one whole command, an ordinary one.
             if not (self._in_tx or self._reply_off or self._skip_next or self._failed_c2s
@@ -372,8 +402,7 @@ class RespConversation:
                     end = self._c2s.offset
                     name = value[0].upper() if value else b""
                     if name and name not in _SPECIAL:
-                        self._pending.append(Answer(tuple(value), name, now, 1, False,
-                                                    end - len(data), end))
+                        self._pending.append((tuple(value), name, now, end - len(data), end))
                         return []
                     out: list = []
                     if value:  # Redis ignores "*0"
@@ -384,20 +413,17 @@ class RespConversation:
         pending = self._pending
         if pending and not self._monitor and not self._failed_s2c and not self._stopped:
             head = pending[0]
-            if not head.replies and not head.in_tx and head.name not in _DONE_SPECIAL:
+            if type(head) is _PLAIN:
                 value = self._s2c.feed_reply(data)
                 if value is not NOT_ONE:
                     pending.popleft()
-                    head.reply = value
-                    head.replied_at = now
-                    head.latency = now - head.sent_at
-                    head.protocol = self.protocol
-                    if pending and pending[0].expected == 0:
-                        out = [head]
-                        while pending and pending[0].expected == 0:
+                    out = [(head[0], head[1], value, head[2], now, self.protocol, head[3],
+                            head[4])]
+                    if pending and type(pending[0]) is not _PLAIN and pending[0].expected == 0:
+                        while pending and type(pending[0]) is not _PLAIN and (
+                                pending[0].expected == 0):
                             self._suppressed(pending.popleft(), now, out)
-                        return out
-                    return [head]
+                    return out
         return self._feed_s2c(data, now)
 
     def eof(self, direction: str, now: float) -> list:
@@ -452,7 +478,7 @@ class RespConversation:
             if t is list and plain and room > 0 and value and type(value[0]) is bytes:
                 name = value[0].upper()
                 if name not in _SPECIAL:
-                    append(Answer(tuple(value), name, now, 1, False, start, end))
+                    append((tuple(value), name, now, start, end))
                     room -= 1
                     continue
             plain = False  # re-checked below
@@ -479,8 +505,8 @@ class RespConversation:
         ):
             names = list(map(bytes.upper, map(_first, values)))
             if _SPECIAL.isdisjoint(names):  # all ordinary: queued with C-level loops
-                pending.extend(map(Answer, map(tuple, values), names, _repeat(now), _repeat(1),
-                                   _repeat(False), _repeat(run), _count()))
+                pending.extend(zip(map(tuple, values), names, _repeat(now), _repeat(run),
+                                   _count()))
                 return False
         command = self._command
         for i, value in enumerate(values):
@@ -500,7 +526,7 @@ class RespConversation:
             if len(pending) >= self.max_pending:
                 self._stop(now, out)
                 return
-            pending.append(Answer(args, name, now, 1, False, start, end))
+            pending.append((args, name, now, start, end))
             return
         if name in _SECRET_NAMES:
             if data is None:
@@ -581,6 +607,15 @@ class RespConversation:
                 self._monitor and t is Simple
             ):
                 head = pending[0]
+                if type(head) is _PLAIN:
+                    pending.popleft()
+                    append((head[0], head[1], value, head[2], now, self.protocol, head[3],
+                            head[4]))
+                    if pending and type(pending[0]) is not _PLAIN and pending[0].expected == 0:
+                        while pending and type(pending[0]) is not _PLAIN and (
+                                pending[0].expected == 0):
+                            self._suppressed(pending.popleft(), now, out)
+                    continue
                 if not head.replies and not head.in_tx and head.name not in _DONE_SPECIAL:
                     pending.popleft()
                     head.reply = value
@@ -588,8 +623,9 @@ class RespConversation:
                     head.latency = now - head.sent_at
                     head.protocol = self.protocol
                     append(head)
-                    if pending and pending[0].expected == 0:
-                        while pending and pending[0].expected == 0:
+                    if pending and type(pending[0]) is not _PLAIN and pending[0].expected == 0:
+                        while pending and type(pending[0]) is not _PLAIN and (
+                                pending[0].expected == 0):
                             self._suppressed(pending.popleft(), now, out)
                     continue
             if t is ProtocolError:
@@ -602,7 +638,7 @@ class RespConversation:
     def _reply(self, v, now, out) -> None:
         t = type(v)
         pending = self._pending
-        head = pending[0] if pending else None
+        head = self._head() if pending else None
         if t is not Push and t is not list and head is not None and not head.replies and not (
             self._monitor and t is Simple
         ):  # the common case: a reply to the oldest command
@@ -643,6 +679,15 @@ class RespConversation:
             return
         self._done(head, v, now, out)
 
+    def _head(self):
+        """The oldest command waiting, as an :class:`Answer` (a plain tuple is turned into one
+        when something other than its ordinary reply comes)."""
+        head = self._pending[0]
+        if type(head) is _PLAIN:
+            args, name, sent_at, start, end = head
+            head = self._pending[0] = Answer(args, name, sent_at, 1, False, start, end)
+        return head
+
     def _subscribed(self) -> bool:
         s = self._subs
         return bool(s[b"subscribe"] or s[b"psubscribe"] or s[b"ssubscribe"])
@@ -682,7 +727,7 @@ class RespConversation:
         if head.in_tx or name in _DONE_SPECIAL:
             self._done_special(head, reply)
             head.protocol = self.protocol
-        while pending and pending[0].expected == 0:
+        while pending and type(pending[0]) is not _PLAIN and pending[0].expected == 0:
             self._suppressed(pending.popleft(), now, out)
 
     def _done_special(self, head, reply) -> None:
@@ -724,6 +769,8 @@ class RespConversation:
     def _not_in_tx(self) -> None:
         """MULTI failed (not nested): the commands sent after it were not queued."""
         for p in self._pending:
+            if type(p) is _PLAIN:
+                continue  # sent before MULTI: never in the transaction
             if p.name in (b"EXEC", b"DISCARD"):
                 break
             p.in_tx = False
@@ -734,7 +781,9 @@ class RespConversation:
         pending = self._pending
         while pending:
             p = pending.popleft()
-            if p.expected == 0:
+            if type(p) is _PLAIN:
+                out.append(Unanswered(p[0], p[2], now, reason, False, self.protocol))
+            elif p.expected == 0:
                 self._suppressed(p, now, out)
             elif p.replies:
                 self._done_partial(p, now, out)

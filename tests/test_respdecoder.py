@@ -14,13 +14,13 @@ from playground.resp import Map, Push, RespParser, Simple, encode, encode_comman
 from playground.respdecoder import (
     C2S,
     S2C,
-    Answer,
     Exchange,
     RespConversation,
     SecretRange,
     ServerPush,
     Unanswered,
     Undecodable,
+    exchange_of,
     redact_command,
     secret_parts,
     secret_ranges,
@@ -770,7 +770,7 @@ def test_pipelined_runs_equal_frame_by_frame(picks, cuts):
     answers = conv.feed_answers(C2S, c2s, 0.0) + conv.feed_answers(S2C, s2c, 1.0)
     answers += conv.close_answers(2.0)
     want = ref.feed(C2S, c2s, 0.0) + ref.feed(S2C, s2c, 1.0) + ref.close(2.0)
-    assert [a.exchange() if type(a) is Answer else a for a in answers] == want
+    assert [exchange_of(a) for a in answers] == want
 
 
 @given(st.lists(st.sampled_from(range(len(_PIPELINE))), min_size=1, max_size=40))
@@ -802,4 +802,4 @@ def test_one_frame_per_read_equals_pure(picks):
         want += pure.feed(S2C, _REPLIES[name], t)
     got += fast.close_answers(t + 1)
     want += pure.close(t + 1)
-    assert [a.exchange() if type(a) is Answer else a for a in got] == want
+    assert [exchange_of(a) for a in got] == want
