@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import sys
+from itertools import chain as _chain
 
 from twisted.application import service
 from twisted.logger import Logger
@@ -233,6 +234,16 @@ def _ms(seconds: float | None) -> str:
     return f" ({ms:.2f} ms)" if ms < 10 else f" ({ms:.1f} ms)" if ms < 1000 else f" ({seconds:.2f} s)"
 
 
+def _ms_bytes(seconds: float | None) -> bytes:
+    """``_ms`` as bytes, made without str formatting (the console's fast path)."""
+    if seconds is None:
+        return b""
+    ms = seconds * 1000
+    if ms < 10:
+        return b" (%.2f ms)" % ms
+    return b" (%.1f ms)" % ms if ms < 1000 else b" (%.2f s)" % seconds
+
+
 def _size(n: int) -> str:
     return f"{n} B"
 
@@ -351,6 +362,27 @@ def remember(cache: dict, key, value):
     return value
 
 
+def plain_batch(batch: list, lim: int) -> tuple[bool, int, int, bool]:
+    """One look at a batch for the sinks' fast paths, instead of one per record:
+    ``(args, fewest, most, bulks)``: ``args`` when the Redis exchanges' arguments are all
+    printable-ASCII bytes of at most ``lim`` bytes (0: no bound), ``fewest``/``most`` arguments
+    of one exchange, ``bulks`` when their bulk-string replies are all printable ASCII within
+    ``lim`` too."""
+    commands = [r.command for r in batch if type(r) is _EXCHANGE]
+    if not commands:
+        return False, 0, 0, False
+    bulks = [r.reply for r in batch if type(r) is _EXCHANGE and type(r.reply) is bytes]
+    try:
+        every = list(_chain.from_iterable(commands))
+        args = _NOT_PLAIN.search(b"".join(every)) is None and not (
+            lim and max(map(len, every), default=0) > lim)
+    except TypeError:  # an argument that is not bytes
+        args = False
+    plain_bulks = _NOT_PLAIN.search(b"".join(bulks)) is None and not (
+        lim and max(map(len, bulks), default=0) > lim)
+    return args, min(map(len, commands)), max(map(len, commands)), plain_bulks
+
+
 class PlainReplies:
     """The bytes a sink writes for the common replies: printable bulk and simple strings,
     integers and nil (and, given ``items``, flat lists), or None for anything else (the sink's
@@ -428,29 +460,36 @@ class ConsoleSink(BufferedSink):
         ms = b""
         last_pair = last_client = None
         head = b""
+        args_plain, fewest, most, bulks_plain = plain_batch(batch, lim) if plain else (
+            False, 0, 0, False)
+        checked = args_plain and fewest > 1 and most <= 64
         for r in batch:
             if plain and type(r) is _EXCHANGE:
                 # The common line without colours, made as bytes (same text as ``lines``):
                 # up to 64 short printable-ASCII arguments and a common reply.
                 args = r.command
-                try:
-                    joined = join(args)
-                except TypeError:  # not all bytes
-                    joined = None
                 n = len(args)
-                if joined is not None and 1 < n <= 64 and not_plain(joined) is None and not (
-                    lim and len(joined) > lim and max(map(len, args)) > lim
+                if not checked:
+                    try:
+                        joined = join(args)
+                    except TypeError:  # not all bytes
+                        joined = None
+                if checked or (
+                    joined is not None and 1 < n <= 64 and not_plain(joined) is None and not (
+                        lim and len(joined) > lim and max(map(len, args)) > lim)
                 ):
                     reply = r.reply
                     if type(reply) is _SIMPLE:
                         reply = simples.get(reply.value) or reply_text.simple(reply.value, lim)
+                    elif bulks_plain and type(reply) is bytes:
+                        reply = b'"' + reply + b'"'
                     else:
                         reply = reply_text(reply, lim)
                     if reply is not None:
                         latency = r.latency
                         if latency != last_latency:
                             last_latency = latency
-                            ms = _ms(latency).encode()
+                            ms = _ms_bytes(latency)
                         if r.pair != last_pair or r.client != last_client:
                             last_pair, last_client = r.pair, r.client
                             head = b"#%d %s " % (r.pair, self._client_bytes(r.client))

@@ -19,7 +19,7 @@ import sys
 
 from playground import records as R
 from playground import resp
-from playground.console import _NOT_PLAIN, BufferedSink, PlainReplies, remember
+from playground.console import _NOT_PLAIN, BufferedSink, PlainReplies, plain_batch, remember
 from playground.records import to_json
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False,
@@ -73,6 +73,10 @@ class JsonSink(BufferedSink):
 
     def format_batch(self, batch: list) -> bytes:
         lim = self.max_value
+        # One check for the whole batch: are all the exchanges' arguments short printable
+        # ASCII? Then no record needs its own.
+        args_plain, fewest, most, bulks_plain = plain_batch(batch, lim)
+        plain = args_plain and fewest > 0 and most <= R.MAX_ITEMS
         lines = []
         append = lines.append
         join = b"".join
@@ -88,19 +92,22 @@ class JsonSink(BufferedSink):
                 append(_line(r, lim))
                 continue
             args = r.command
-            try:
-                joined = join(args)
-            except TypeError:  # not all bytes
-                append(_line(r, lim))
-                continue
-            if not args or not_plain(joined) is not None or len(args) > R.MAX_ITEMS or (
-                lim and len(joined) > lim and max(map(len, args)) > lim
-            ):
-                append(_line(r, lim))
-                continue
+            if not plain:
+                try:
+                    joined = join(args)
+                except TypeError:  # not all bytes
+                    append(_line(r, lim))
+                    continue
+                if not args or not_plain(joined) is not None or len(args) > R.MAX_ITEMS or (
+                    lim and len(joined) > lim and max(map(len, args)) > lim
+                ):
+                    append(_line(r, lim))
+                    continue
             reply = r.reply
             if type(reply) is _SIMPLE:
                 reply = simple.get(reply.value) or reply_json.simple(reply.value, lim)
+            elif bulks_plain and type(reply) is bytes:
+                reply = b'"' + reply + b'"'
             else:
                 reply = reply_json(reply, lim)
             if reply is None:
@@ -111,8 +118,8 @@ class JsonSink(BufferedSink):
                 last_latency = latency
                 if latency is None:
                     latency_json = b"null"
-                elif type(latency) is float and math.isfinite(latency):
-                    latency_json = b"%r" % latency
+                elif type(latency) is float and -1e6 < latency < 1e6:
+                    latency_json = b"%.9f" % latency  # what records.to_json gives: to the ns
                 else:
                     latency_json = None
             if latency_json is None:

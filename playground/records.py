@@ -215,19 +215,27 @@ def _headers(headers, limit: int) -> list:
     return [[json_bytes(k), json_bytes(v, limit)] for k, v in headers]
 
 
+def json_latency(seconds):
+    """A latency in seconds, to the nanosecond (JSON sinks may write it as ``%.9f``)."""
+    if type(seconds) is float and -1e6 < seconds < 1e6:
+        return round(seconds, 9)
+    return seconds
+
+
 def to_json(r, limit: int = 0) -> dict:
     """The JSON object of record ``r``; bytes values are cut at ``limit`` bytes (0 = whole)."""
     kind = type(r)
     if kind is RedisExchange:
         return {"type": "redis", "pair": r.pair, "ts": r.ts, "client": r.client,
                 "command": _json_items(r.command, limit, 0),
-                "reply": json_value(r.reply, limit), "latency": r.latency,
+                "reply": json_value(r.reply, limit), "latency": json_latency(r.latency),
                 "redacted": r.redacted}
     if kind is HttpExchange:
         return {"type": "http", "pair": r.pair, "ts": r.ts, "client": r.client,
                 "method": _text(r.method), "target": json_bytes(r.target or b"", limit),
                 "version": _text(r.version), "status": r.status, "reason": _text(r.reason),
-                "latency": r.latency, "interim": list(r.interim), "complete": r.complete,
+                "latency": json_latency(r.latency), "interim": list(r.interim),
+                "complete": r.complete,
                 "request_headers": _headers(r.request_headers, limit),
                 "response_headers": _headers(r.response_headers, limit),
                 "request_body_size": r.request_body_size,
