@@ -382,10 +382,20 @@ class _Resp:
         self._feed = conv.feed_answers
         self._eof = conv.eof_answers
         self._close = conv.close_answers
+        chain = st.chain
+        self._unfiltered = chain.only is None and chain.skip is None
+        self._emit = chain.emit
+        self._pid, self._client = st.id, st.client
 
     def feed(self, direction, data, now, offset):
         events = self._feed(direction, data, now)
         if events:
+            e = events[0]
+            if type(e) is tuple and len(events) == 1 and self._unfiltered:
+                # request/response traffic: one ordinary command answered by this read
+                self._emit(R.RedisExchange(self._pid, now, self._client, e[0], e[2],
+                                           e[4] - e[3], False))
+                return
             self._events(events, now, direction, data, offset)
 
     def eof(self, direction, now):
