@@ -431,11 +431,10 @@ class _Resp:
         emit = records.append
         for e in events:
             if type(e) is tuple:  # the hot path: an ordinary command answered (see respdecoder)
-                args, name, reply, sent_at, replied_at = e[:5]
-                if filtered and ((only is not None and name not in only) or (
-                        skip is not None and name in skip)):
+                if filtered and ((only is not None and e[1] not in only) or (
+                        skip is not None and e[1] in skip)):
                     continue
-                emit(exchange(pid, now, client, args, reply, replied_at - sent_at, False))
+                emit(exchange(pid, now, client, e[0], e[2], e[4] - e[3], False))
                 continue
             if type(e) is answer:  # one record per exchange, nothing else made
                 name = e.name

@@ -565,10 +565,12 @@ class RespParser:
             joined = b"\x00".join(flat)
         except TypeError:
             return 0
-        if b"\r\x00" in joined or joined.endswith(b"\r"):
-            return 0
         nvalues = len(values)
-        if prefix.count(b"\r\n") != nvalues + 2 * len(flat) + joined.count(b"\r\n"):
+        if joined.find(13) < 0:  # no CR in any body (the common case): no CRLF either
+            if prefix.count(b"\r\n") != nvalues + 2 * len(flat):
+                return 0
+        elif b"\r\x00" in joined or joined.endswith(b"\r") or (
+                prefix.count(b"\r\n") != nvalues + 2 * len(flat) + joined.count(b"\r\n")):
             return 0
         if end > self.max_bulk and flat and max(map(len, flat)) > self.max_bulk:
             return 0
