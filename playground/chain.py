@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from operator import itemgetter
+from operator import sub as _sub
 
 from twisted.logger import Logger
 from twisted.python import usage
@@ -384,6 +386,7 @@ class _Resp:
         self._close = conv.close_answers
         chain = st.chain
         self._unfiltered = chain.only is None and chain.skip is None
+        self._runs = chain.runs
         self._emit = chain.emit
         self._pid, self._client = st.id, st.client
 
@@ -427,6 +430,14 @@ class _Resp:
         answer = self._answer
         pid, client = st.id, st.client
         exchange = R.RedisExchange
+        if self._runs and len(events) > 1 and self._unfiltered and (
+                set(map(type, events)) == _TUPLES_ONLY):
+            # pipelined ordinary commands answered by one read: one record for them all
+            chain.emit(R.RedisExchanges(pid, now, client, list(map(_ARGS, events)),
+                                        list(map(_REPLY, events)),
+                                        list(map(_sub, map(_REPLIED_AT, events),
+                                                 map(_SENT_AT, events)))))
+            return
         records = []  # handed over at once, in order
         emit = records.append
         for e in events:
@@ -488,6 +499,10 @@ class _Resp:
         if records:
             chain.emit_many(records)
 
+
+# the items of an answered plain tuple (see playground.respdecoder)
+_ARGS, _REPLY, _SENT_AT, _REPLIED_AT = itemgetter(0), itemgetter(2), itemgetter(3), itemgetter(4)
+_TUPLES_ONLY = {tuple}
 
 _PUSH_NAMES = frozenset({b"PUSH", b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE", b"MONITOR",
                          b"CLIENT"})
@@ -553,6 +568,8 @@ class Chain:
         self.leaked = 0  # secret bytes the pcap already had in clear (could not be masked)
         self.failures = 0
         self._hold = pcap is not None and redact
+        # sinks that all take R.RedisExchanges get one per pipelined read
+        self.runs = bool(self.sinks) and all(getattr(s, "takes_runs", False) for s in self.sinks)
         n = len(self.sinks)
         if n == 0:
             self.emit = _drop

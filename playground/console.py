@@ -53,6 +53,7 @@ class BufferedSink(service.Service):
         self.out = None
         self.failed = False
         self._queue: list = []
+        self._extra = 0  # exchanges in the queued R.RedisExchanges beyond one per record
         self._call = None
         self.written = 0
 
@@ -91,9 +92,11 @@ class BufferedSink(service.Service):
             return
         q = self._queue
         q.append(record)
+        if type(record) is _RUN:  # counts as its exchanges: batches stay cache-sized
+            self._extra += len(record.commands) - 1
         if self._call is None:
             self._call = self.reactor.callLater(self.flush_delay, self._turn)
-        elif len(q) >= MAX_BACKLOG:
+        elif len(q) + self._extra >= MAX_BACKLOG:
             self.flush()
 
     def emit_many(self, records: list) -> None:
@@ -112,6 +115,7 @@ class BufferedSink(service.Service):
 
     def flush(self) -> None:
         batch, self._queue = self._queue, []
+        extra, self._extra = self._extra, 0
         if not batch or self.out is None or self.failed:
             return
         try:
@@ -125,7 +129,7 @@ class BufferedSink(service.Service):
         try:
             self.out.write(data)
             self.out.flush()
-            self.written += len(batch)
+            self.written += len(batch) + extra  # exchanges of a run each count
         except (OSError, ValueError) as e:
             self._fail(e)
 
@@ -345,6 +349,7 @@ class ConsoleFormatter:
 
 
 _EXCHANGE = R.RedisExchange
+_RUN = R.RedisExchanges
 _SIMPLE = resp.Simple
 _CACHED = 256
 _UNSET = object()
@@ -369,9 +374,13 @@ def plain_batch(batch: list, lim: int) -> tuple[bool, int, int, bool]:
     of one exchange, ``bulks`` when their bulk-string replies are all printable ASCII within
     ``lim`` too."""
     commands = [r.command for r in batch if type(r) is _EXCHANGE]
+    bulks = [r.reply for r in batch if type(r) is _EXCHANGE and type(r.reply) is bytes]
+    for r in batch:
+        if type(r) is _RUN:
+            commands += r.commands
+            bulks += [v for v in r.replies if type(v) is bytes]
     if not commands:
         return False, 0, 0, False
-    bulks = [r.reply for r in batch if type(r) is _EXCHANGE and type(r.reply) is bytes]
     try:
         every = list(_chain.from_iterable(commands))
         args = _NOT_PLAIN.search(b"".join(every)) is None and not (
@@ -421,6 +430,7 @@ class ConsoleSink(BufferedSink):
     """Writes formatted records to ``out`` (a binary file; default: the process's stdout)."""
 
     label = "console"
+    takes_runs = True  # R.RedisExchanges: see _run
 
     def __init__(self, out=None, color: str = "auto", max_value: int = 200, reactor=None):
         super().__init__(reactor)
@@ -501,9 +511,49 @@ class ConsoleSink(BufferedSink):
                             append((_LINE if token(second) else _LINEQ) % (
                                 head, args[0], second, b'" "'.join(args[2:]), reply, ms))
                         continue
+            if type(r) is _RUN:
+                self._run(r, append, checked, bulks_plain)
+                last_pair = None  # the next exchange makes its own head
+                continue
             append("\n".join(fmt(r)).encode("utf-8", "surrogateescape"))
         append(b"")
         return b"\n".join(lines)
+
+    def _run(self, r, append, checked: bool, bulks_plain: bool) -> None:
+        """The lines of an ``R.RedisExchanges``: as ``format_batch`` makes them for exchanges,
+        the head (pair, client) made once. ``checked``: every argument of the batch is short
+        printable ASCII and every command has 2 to 64 of them (``plain_batch``)."""
+        if not checked or self.formatter.color:
+            append(self.format_batch(r.exchanges())[:-1])  # exchange by exchange
+            return
+        lim = self.max_value
+        simples = self._replies.simples
+        reply_text = self._replies
+        token = _SAFE_TOKEN.fullmatch
+        head = b"#%d %s " % (r.pair, self._client_bytes(r.client))
+        last_latency = _UNSET
+        ms = b""
+        for args, reply, latency in zip(r.commands, r.replies, r.latencies, strict=True):
+            t = type(reply)
+            if t is _SIMPLE:
+                text = simples.get(reply.value) or reply_text.simple(reply.value, lim)
+            elif bulks_plain and t is bytes:
+                text = b'"' + reply + b'"'
+            else:
+                text = reply_text(reply, lim)
+            if text is None:
+                x = R.RedisExchange(r.pair, r.ts, r.client, args, reply, latency, False)
+                append("\n".join(self.formatter.lines(x)).encode("utf-8", "surrogateescape"))
+                continue
+            if latency != last_latency:
+                last_latency = latency
+                ms = _ms_bytes(latency)
+            second = args[1]  # bare when it is a simple key, else quoted
+            if len(args) == 2:
+                append((_LINE2 if token(second) else _LINE2Q) % (head, args[0], second, text, ms))
+            else:
+                append((_LINE if token(second) else _LINEQ) % (
+                    head, args[0], second, b'" "'.join(args[2:]), text, ms))
 
     def _client_bytes(self, client) -> bytes:
         return self._clients.get(client) or remember(

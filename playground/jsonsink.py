@@ -25,6 +25,7 @@ from playground.records import to_json
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False,
                            allow_nan=False).encode
 _EXCHANGE = R.RedisExchange
+_RUN = R.RedisExchanges
 _SIMPLE = resp.Simple
 _UNSET = object()
 
@@ -50,6 +51,7 @@ def _plain_items(items, lim: int):
 
 class JsonSink(BufferedSink):
     label = "json"
+    takes_runs = True  # R.RedisExchanges: see _run
 
     def __init__(self, path: str, max_value: int = 200, reactor=None):
         super().__init__(reactor)
@@ -89,7 +91,11 @@ class JsonSink(BufferedSink):
         latency_json = b""
         for r in batch:
             if type(r) is not _EXCHANGE:
-                append(_line(r, lim))
+                if type(r) is _RUN:
+                    self._run(r, append, plain and bulks_plain, plain)
+                    last_pair = None  # the next exchange makes its own head
+                else:
+                    append(_line(r, lim))
                 continue
             args = r.command
             if not plain:
@@ -138,6 +144,42 @@ class JsonSink(BufferedSink):
                 b"true" if r.redacted else b"false"))
         append(b"")
         return b"\n".join(lines)
+
+    def _run(self, r, append, plain: bool, args_plain: bool) -> None:
+        """The lines of an ``R.RedisExchanges``: as ``format_batch`` makes them for exchanges,
+        the head (pair, ts, client) made once. ``plain``: every argument and bulk reply of the
+        batch is short printable ASCII (checked once by ``plain_batch``)."""
+        lim = self.max_value
+        ts = r.ts
+        if not args_plain or type(ts) is not float or not math.isfinite(ts):
+            append(self.format_batch(r.exchanges())[:-1])  # exchange by exchange
+            return
+        head = b'{"type":"redis","pair":%d,"ts":%r,"client":%s,"command":["' % (
+            r.pair, ts, self._client_json(r.client))
+        simple = self._replies.simples
+        reply_json = self._replies
+        last_latency = _UNSET
+        latency_json = None
+        for args, reply, latency in zip(r.commands, r.replies, r.latencies, strict=True):
+            t = type(reply)
+            if t is _SIMPLE:
+                text = simple.get(reply.value) or reply_json.simple(reply.value, lim)
+            elif plain and t is bytes:
+                text = b'"' + reply + b'"'
+            else:
+                text = reply_json(reply, lim)
+            if latency != last_latency:
+                last_latency = latency
+                if type(latency) is float and -1e6 < latency < 1e6:
+                    latency_json = b"%.9f" % latency  # what records.to_json gives: to the ns
+                else:
+                    latency_json = b"null" if latency is None else None
+            if text is None or latency_json is None:
+                append(_line(R.RedisExchange(r.pair, ts, r.client, args, reply, latency, False),
+                             lim))
+                continue
+            append(b'%s%s"],"reply":%s,"latency":%s,"redacted":false}' % (
+                head, b'","'.join(args), text, latency_json))
 
     def _client_json(self, client) -> bytes:
         return self._client.get(client) or remember(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import math
+from itertools import repeat
 
 import attrs
 
@@ -64,6 +65,38 @@ class RedisExchange:
     reply: object  # a playground.resp value
     latency: float | None
     redacted: bool = False
+
+
+@attrs.define(slots=True)
+class RedisExchanges:
+    """Ordinary commands answered by one read (pipelined traffic), in order: shown exactly as
+    the ``RedisExchange`` records ``exchanges()`` gives (not redacted: ordinary commands hold
+    no secret). One object instead of one per exchange; the chain makes them only when every
+    sink says ``takes_runs``."""
+
+    pair: int
+    ts: float
+    client: str
+    commands: list  # tuples of bytes arguments
+    replies: list  # playground.resp values
+    latencies: list
+
+    def exchanges(self) -> list:
+        n = len(self.commands)
+        return list(map(RedisExchange, repeat(self.pair, n), repeat(self.ts, n),
+                        repeat(self.client, n), self.commands, self.replies, self.latencies,
+                        repeat(False, n)))
+
+
+def expand(records) -> list:
+    """``records`` with every ``RedisExchanges`` replaced by its exchanges."""
+    out = []
+    for r in records:
+        if type(r) is RedisExchanges:
+            out += r.exchanges()
+        else:
+            out.append(r)
+    return out
 
 
 @attrs.define(slots=True)

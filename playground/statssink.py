@@ -18,6 +18,7 @@ from playground import resp
 from playground.stats import CommandStats, command_name, error_code
 
 _EXCHANGE = R.RedisExchange
+_RUN = R.RedisExchanges
 _HTTP = R.HttpExchange
 _UNANSWERED = R.RedisUnanswered
 _ERROR = resp.Error
@@ -37,22 +38,28 @@ class StatsSink:
             self._resp[raw] = entry
         return entry
 
+    takes_runs = True  # R.RedisExchanges records are welcome
+
+    def _exchange(self, command, reply, latency) -> None:
+        raw = command[0] if command else b""
+        entry = self._resp.get(raw) if type(raw) is bytes else None
+        if entry is None:
+            entry = self._resp_entry(raw)
+        entry.count += 1
+        if type(reply) is _ERROR:
+            entry.errors += 1
+            self.stats.error("resp", error_code(reply.value))
+        if latency is not None:
+            entry.latency.observe(latency)
+
     def emit(self, r) -> None:
         kind = type(r)
         if kind is _EXCHANGE:
-            command = r.command
-            raw = command[0] if command else b""
-            entry = self._resp.get(raw) if type(raw) is bytes else None
-            if entry is None:
-                entry = self._resp_entry(raw)
-            entry.count += 1
-            reply = r.reply
-            if type(reply) is _ERROR:
-                entry.errors += 1
-                self.stats.error("resp", error_code(reply.value))
-            latency = r.latency
-            if latency is not None:
-                entry.latency.observe(latency)
+            self._exchange(r.command, r.reply, r.latency)
+        elif kind is _RUN:
+            for command, reply, latency in zip(r.commands, r.replies, r.latencies,
+                                               strict=True):
+                self._exchange(command, reply, latency)
         elif kind is _HTTP:
             method = command_name(r.method)
             status = r.status

@@ -381,3 +381,33 @@ def test_resp_password_masked_in_pcap_even_when_split():
     c, _ = drive([(C2S, frame[:cut]), (C2S, frame[cut:]), (S2C, b"+OK\r\n")], pcap=pcap)
     assert pcap.stream(C2S) == frame and c.leaked == 0
     assert [frame[s:e] for d, s, e in pcap.masks] == [b"hunter2-pw"]
+
+
+class RunSink(ListSink):
+    takes_runs = True
+
+
+def test_pipelined_reads_come_as_runs_to_sinks_that_take_them():
+    """A read answering several ordinary commands is one R.RedisExchanges for sinks that take
+    runs; expanded, it is what any other sink gets."""
+    from playground.resp import encode_command
+
+    c2s = b"".join(encode_command("SET", f"k{i}", "v") for i in range(16))
+    c2s += encode_command("AUTH", "s3cret") + encode_command("GET", "k1")
+    s2c = b"+OK\r\n" * 16 + b"-WRONGPASS no\r\n" + b"$1\r\nv\r\n"
+    calls = [(C2S, c2s), (S2C, s2c), (C2S, encode_command("GET", "a") * 3),
+             (S2C, b"$1\r\nx\r\n" * 3)]
+    sinks = {}
+    for kind in (ListSink, RunSink):
+        sink = kind()
+        c = Chain([sink], decode="resp")
+        c.pair_opened(pair(), 0.0)
+        for i, (d, data) in enumerate(calls):
+            c.data(1, d, data, float(i))
+        c.pair_closed(1, SUMMARY, 100.0)
+        sinks[kind] = sink
+    runs = sinks[RunSink].of(R.RedisExchanges)
+    assert [len(r.commands) for r in runs] == [3]  # the AUTH read: exchange by exchange
+    assert R.expand(sinks[RunSink].records) == sinks[ListSink].records
+    assert not sinks[ListSink].of(R.RedisExchanges)
+    assert all(b"s3cret" not in r.command for r in sinks[ListSink].of(R.RedisExchange))

@@ -303,3 +303,19 @@ def test_metrics_listen_failure_is_one_line(twistd, tmp_path):
                    cwd=str(tmp_path))
         t.wait_for(f"cannot listen on --metrics tcp:{taken}")
         assert t.terminate() != 0
+
+
+def test_stats_sink_counts_runs_as_their_exchanges():
+    from playground import records as R
+    from playground.resp import Error, Simple
+    from playground.statssink import StatsSink
+
+    run = R.RedisExchanges(1, 5.0, "127.0.0.1:1", [(b"SET", b"k", b"v"), (b"GET", b"k"),
+                                                   (b"INCR", b"k")],
+                           [Simple(b"OK"), b"v", Error(b"ERR not an integer")],
+                           [0.001, 0.002, 0.003])
+    ran, one_by_one = StatsSink(), StatsSink()
+    ran.emit_many([run])
+    one_by_one.emit_many(run.exchanges())
+    assert ran.stats.snapshot() == one_by_one.stats.snapshot()
+    assert ran.stats.snapshot() != StatsSink().stats.snapshot()

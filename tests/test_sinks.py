@@ -241,3 +241,60 @@ def test_sinks_bound_their_backlog():
     clock.advance(FLUSH_DELAY)
     assert out.writes == 4 and out.getvalue().endswith(b'GET b -> (nil) (0.21 ms)\n')
     sink.stopService()
+
+
+# -- runs: one R.RedisExchanges shows exactly as the exchanges it stands for ------------------
+
+_run = st.builds(
+    R.RedisExchanges,
+    st.integers(1, 3),
+    st.sampled_from([1.0, 1.7e9 + 0.123456]),
+    st.sampled_from(["127.0.0.1:51234", 'odd"client']),
+    st.just([]), st.just([]), st.just([]),
+)
+_run_items = st.lists(
+    st.tuples(
+        st.one_of(st.lists(st.sampled_from([b"GET", b"SET", b"key:1", b"x" * 250, b"a b"]),
+                           min_size=1, max_size=4).map(tuple),
+                  st.lists(_arg, max_size=4).map(tuple)),
+        st.one_of(st.sampled_from([resp.Simple(b"OK"), b"xxx", b"", 7, None]), _reply),
+        st.one_of(st.just(0.00021), st.sampled_from([0.0099999, 12.5, 2e-05, None])),
+    ),
+    min_size=1, max_size=20,
+)
+
+
+def _filled(run, items):
+    run.commands = [c for c, _, _ in items]
+    run.replies = [r for _, r, _ in items]
+    run.latencies = [x for _, _, x in items]
+    return run
+
+
+@given(_run, _run_items, st.lists(_exchange, max_size=3), st.sampled_from([0, 4, 200]),
+       st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_runs_show_as_their_exchanges(run, items, around, limit, color):
+    run = _filled(run, items)
+    batch = around + [run] + around
+    expanded = R.expand(batch)
+    sink = JsonSink("unused", max_value=limit)
+    assert sink.format_batch(batch) == sink.format_batch(expanded)
+    console = ConsoleSink(out=io.BytesIO(), color="never", max_value=limit)
+    console.formatter = ConsoleFormatter(color, limit)
+    assert console.format_batch(batch) == console.format_batch(expanded)
+
+
+def test_common_runs_take_the_fast_path(monkeypatch):
+    """A run of plain SETs or GETs is formatted without making one record per exchange."""
+    run = R.RedisExchanges(3, 1.7e9, "127.0.0.1:5", [(b"SET", b"k", b"v")] * 16,
+                           [resp.Simple(b"OK")] * 16, [0.0002] * 8 + [0.0003] * 8)
+    gets = R.RedisExchanges(3, 1.7e9, "127.0.0.1:5", [(b"GET", b"k")] * 16, [b"v"] * 16,
+                            [0.0002] * 16)
+    want_json = JsonSink("unused").format_batch(run.exchanges() + gets.exchanges())
+    console = ConsoleSink(out=io.BytesIO(), color="never")
+    console.formatter = ConsoleFormatter(False, 200)
+    want_console = console.format_batch(run.exchanges() + gets.exchanges())
+    monkeypatch.setattr(R.RedisExchanges, "exchanges", None)  # the fast path must not need it
+    assert JsonSink("unused").format_batch([run, gets]) == want_json
+    assert console.format_batch([run, gets]) == want_console
