@@ -125,7 +125,8 @@ class _Direct:
 class _Observed:
     def dataReceived(self, data):
         self._forward(data)
-        self.pair.observe_data(self.direction, data)
+        pair = self.pair
+        pair.factory.observe_data(pair.id, self.direction, data)
 
 
 class DirectClientSide(_Direct, ClientSide):
@@ -282,9 +283,6 @@ class Pair:
         ct.resumeProducing()
 
     # -- observers ------------------------------------------------------------
-    def observe_data(self, direction: str, data: bytes):
-        self.factory.notify("data", self.id, direction, data, self.reactor.seconds())
-
     def switch_to_plain(self):
         for side in (self.client, self.server):
             if side is not None:
@@ -473,6 +471,17 @@ class ProxyFactory(LimitedFactory):
                 self.flush_observer()
                 return
         if self._flush_call is None:
+            self._flush_call = self.reactor.callLater(0, self.flush_observer)
+
+    def observe_data(self, pair_id: int, direction: str, data: bytes):
+        """``notify("data", ...)`` for forwarded bytes, without the general call's layers."""
+        if self.observer is None:
+            return
+        self._queued.append(("data", (pair_id, direction, data, self.reactor.seconds())))
+        self._queued_bytes += len(data)
+        if self._queued_bytes > self.OBSERVER_BACKLOG:
+            self.flush_observer()
+        elif self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
     def flush_observer(self):
