@@ -14,7 +14,6 @@ goes through ``to_json`` and the ``json`` encoder.
 from __future__ import annotations
 
 import json
-import math
 import sys
 
 from playground import records as R
@@ -133,12 +132,12 @@ class JsonSink(BufferedSink):
                 continue
             ts = r.ts
             if ts is not last_ts or r.pair != last_pair or r.client is not last_client:
-                if type(ts) is not float or not math.isfinite(ts):
+                if type(ts) is not float or not 0.0 <= ts < 9e9:  # see records.ts_micros
                     append(_line(r, lim))
                     continue
                 last_ts, last_pair, last_client = ts, r.pair, r.client
-                head = b'{"type":"redis","pair":%d,"ts":%r,"client":%s,"command":["' % (
-                    r.pair, ts, self._client_json(r.client))
+                head = b'{"type":"redis","pair":%d,"ts":%d.%06d,"client":%s,"command":["' % (
+                    r.pair, *divmod(round(ts * 1e6), 1_000_000), self._client_json(r.client))
             append(b'%s%s"],"reply":%s,"latency":%s,"redacted":%s}' % (
                 head, b'","'.join(args), reply, latency_json,
                 b"true" if r.redacted else b"false"))
@@ -151,11 +150,11 @@ class JsonSink(BufferedSink):
         batch is short printable ASCII (checked once by ``plain_batch``)."""
         lim = self.max_value
         ts = r.ts
-        if not args_plain or type(ts) is not float or not math.isfinite(ts):
+        if not args_plain or type(ts) is not float or not 0.0 <= ts < 9e9:
             append(self.format_batch(r.exchanges())[:-1])  # exchange by exchange
             return
-        head = b'{"type":"redis","pair":%d,"ts":%r,"client":%s,"command":["' % (
-            r.pair, ts, self._client_json(r.client))
+        head = b'{"type":"redis","pair":%d,"ts":%d.%06d,"client":%s,"command":["' % (
+            r.pair, *divmod(round(ts * 1e6), 1_000_000), self._client_json(r.client))
         simple = self._replies.simples
         reply_json = self._replies
         last_latency = _UNSET

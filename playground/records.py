@@ -248,6 +248,21 @@ def _headers(headers, limit: int) -> list:
     return [[json_bytes(k), json_bytes(v, limit)] for k, v in headers]
 
 
+def json_ts(seconds):
+    """A time in seconds since the epoch, to the microsecond: the value the JSON sink writes
+    as ``%d.%06d`` of ``divmod(ts_micros(seconds), 10**6)``."""
+    us = ts_micros(seconds)
+    return seconds if us is None else us / 1_000_000
+
+
+def ts_micros(seconds) -> int | None:
+    """Microseconds since the epoch, or None for what is not a plain time (JSON then writes the
+    number as it is)."""
+    if type(seconds) is float and 0.0 <= seconds < 9e9:
+        return round(seconds * 1e6)
+    return None
+
+
 def json_latency(seconds):
     """A latency in seconds, to the nanosecond (JSON sinks may write it as ``%.9f``)."""
     if type(seconds) is float and -1e6 < seconds < 1e6:
@@ -259,12 +274,12 @@ def to_json(r, limit: int = 0) -> dict:
     """The JSON object of record ``r``; bytes values are cut at ``limit`` bytes (0 = whole)."""
     kind = type(r)
     if kind is RedisExchange:
-        return {"type": "redis", "pair": r.pair, "ts": r.ts, "client": r.client,
+        return {"type": "redis", "pair": r.pair, "ts": json_ts(r.ts), "client": r.client,
                 "command": _json_items(r.command, limit, 0),
                 "reply": json_value(r.reply, limit), "latency": json_latency(r.latency),
                 "redacted": r.redacted}
     if kind is HttpExchange:
-        return {"type": "http", "pair": r.pair, "ts": r.ts, "client": r.client,
+        return {"type": "http", "pair": r.pair, "ts": json_ts(r.ts), "client": r.client,
                 "method": _text(r.method), "target": json_bytes(r.target or b"", limit),
                 "version": _text(r.version), "status": r.status, "reason": _text(r.reason),
                 "latency": json_latency(r.latency), "interim": list(r.interim),
@@ -277,34 +292,34 @@ def to_json(r, limit: int = 0) -> dict:
                 "request_preview": json_bytes(r.request_preview),
                 "response_preview": json_bytes(r.response_preview)}
     if kind is TextLine:
-        return {"type": "text", "pair": r.pair, "ts": r.ts, "direction": r.direction,
+        return {"type": "text", "pair": r.pair, "ts": json_ts(r.ts), "direction": r.direction,
                 "offset": r.offset, "line": json_bytes(r.data, limit), "partial": r.partial}
     if kind is HexChunk:
-        return {"type": "bytes", "pair": r.pair, "ts": r.ts, "direction": r.direction,
+        return {"type": "bytes", "pair": r.pair, "ts": json_ts(r.ts), "direction": r.direction,
                 "offset": r.offset, "data": _b64(r.data, limit)}
     if kind is RedisPush:
-        return {"type": "redis_push", "pair": r.pair, "ts": r.ts,
+        return {"type": "redis_push", "pair": r.pair, "ts": json_ts(r.ts),
                 "value": json_value(r.value, limit)}
     if kind is RedisUnanswered:
-        return {"type": "redis_unanswered", "pair": r.pair, "ts": r.ts, "client": r.client,
+        return {"type": "redis_unanswered", "pair": r.pair, "ts": json_ts(r.ts), "client": r.client,
                 "command": _json_items(r.command, limit, 0), "redacted": r.redacted}
     if kind is Open:
-        return {"type": "open", "pair": r.pair, "ts": r.ts, "client": r.client,
+        return {"type": "open", "pair": r.pair, "ts": json_ts(r.ts), "client": r.client,
                 "listen": r.listen, "server": r.server, "target": r.target}
     if kind is Close:
-        return {"type": "close", "pair": r.pair, "ts": r.ts, "client": r.client,
+        return {"type": "close", "pair": r.pair, "ts": json_ts(r.ts), "client": r.client,
                 "bytes_c2s": r.bytes_c2s, "bytes_s2c": r.bytes_s2c, "duration": r.duration,
                 "closed_by": r.closed_by, "how": r.how}
     if kind is HalfClose:
-        return {"type": "half_close", "pair": r.pair, "ts": r.ts, "direction": r.direction}
+        return {"type": "half_close", "pair": r.pair, "ts": json_ts(r.ts), "direction": r.direction}
     if kind is Detected:
-        return {"type": "protocol", "pair": r.pair, "ts": r.ts, "protocol": r.protocol,
+        return {"type": "protocol", "pair": r.pair, "ts": json_ts(r.ts), "protocol": r.protocol,
                 "forced": r.forced}
     if kind is Undecodable:
-        return {"type": "undecodable", "pair": r.pair, "ts": r.ts, "direction": r.direction,
+        return {"type": "undecodable", "pair": r.pair, "ts": json_ts(r.ts), "direction": r.direction,
                 "protocol": r.protocol, "reason": r.reason, "offset": r.offset}
     if kind is Notice:
-        return {"type": "notice", "pair": r.pair, "ts": r.ts, "message": r.message}
+        return {"type": "notice", "pair": r.pair, "ts": json_ts(r.ts), "message": r.message}
     raise TypeError(f"not a record: {r!r}")
 
 
