@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import sys
 from itertools import chain as _chain
+from operator import itemgetter
 
 from twisted.application import service
 from twisted.logger import Logger
@@ -350,6 +351,7 @@ class ConsoleFormatter:
 
 _EXCHANGE = R.RedisExchange
 _RUN = R.RedisExchanges
+_SECOND = itemgetter(1)
 _SIMPLE = resp.Simple
 _CACHED = 256
 _UNSET = object()
@@ -533,6 +535,8 @@ class ConsoleSink(BufferedSink):
         head = b"#%d %s " % (r.pair, self._client_bytes(r.client))
         last_latency = _UNSET
         ms = b""
+        # every key bare (one look for the run), else each line decides
+        bare = all(map(token, map(_SECOND, r.commands)))
         for args, reply, latency in zip(r.commands, r.replies, r.latencies, strict=True):
             t = type(reply)
             if t is _SIMPLE:
@@ -549,11 +553,14 @@ class ConsoleSink(BufferedSink):
                 last_latency = latency
                 ms = _ms_bytes(latency)
             second = args[1]  # bare when it is a simple key, else quoted
-            if len(args) == 2:
-                append((_LINE2 if token(second) else _LINE2Q) % (head, args[0], second, text, ms))
+            n = len(args)
+            if n == 2:
+                append((_LINE2 if bare or token(second) else _LINE2Q) % (
+                    head, args[0], second, text, ms))
             else:
-                append((_LINE if token(second) else _LINEQ) % (
-                    head, args[0], second, b'" "'.join(args[2:]), text, ms))
+                append((_LINE if bare or token(second) else _LINEQ) % (
+                    head, args[0], second, args[2] if n == 3 else b'" "'.join(args[2:]), text,
+                    ms))
 
     def _client_bytes(self, client) -> bytes:
         return self._clients.get(client) or remember(
