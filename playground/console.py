@@ -537,14 +537,18 @@ class ConsoleSink(BufferedSink):
         ms = b""
         # every key bare (one look for the run), else each line decides
         bare = all(map(token, map(_SECOND, r.commands)))
+        last_reply = _UNSET
+        text = None
         for args, reply, latency in zip(r.commands, r.replies, r.latencies, strict=True):
-            t = type(reply)
-            if t is _SIMPLE:
-                text = simples.get(reply.value) or reply_text.simple(reply.value, lim)
-            elif bulks_plain and t is bytes:
-                text = b'"' + reply + b'"'
-            else:
-                text = reply_text(reply, lim)
+            if reply is not last_reply:  # pipelined +OK replies are one object
+                last_reply = reply
+                t = type(reply)
+                if t is _SIMPLE:
+                    text = simples.get(reply.value) or reply_text.simple(reply.value, lim)
+                elif bulks_plain and t is bytes:
+                    text = b'"' + reply + b'"'
+                else:
+                    text = reply_text(reply, lim)
             if text is None:
                 x = R.RedisExchange(r.pair, r.ts, r.client, args, reply, latency, False)
                 append("\n".join(self.formatter.lines(x)).encode("utf-8", "surrogateescape"))

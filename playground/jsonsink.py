@@ -157,16 +157,18 @@ class JsonSink(BufferedSink):
             r.pair, *divmod(round(ts * 1e6), 1_000_000), self._client_json(r.client))
         simple = self._replies.simples
         reply_json = self._replies
-        last_latency = _UNSET
-        latency_json = None
+        last_latency = last_reply = _UNSET
+        latency_json = text = None
         for args, reply, latency in zip(r.commands, r.replies, r.latencies, strict=True):
-            t = type(reply)
-            if t is _SIMPLE:
-                text = simple.get(reply.value) or reply_json.simple(reply.value, lim)
-            elif plain and t is bytes:
-                text = b'"' + reply + b'"'
-            else:
-                text = reply_json(reply, lim)
+            if reply is not last_reply:  # pipelined +OK replies are one object
+                last_reply = reply
+                t = type(reply)
+                if t is _SIMPLE:
+                    text = simple.get(reply.value) or reply_json.simple(reply.value, lim)
+                elif plain and t is bytes:
+                    text = b'"' + reply + b'"'
+                else:
+                    text = reply_json(reply, lim)
             if latency != last_latency:
                 last_latency = latency
                 if type(latency) is float and -1e6 < latency < 1e6:
