@@ -379,8 +379,7 @@ class _Resp:
         self.rd = respdecoder
         self.st = st
         conv = self.conv = respdecoder.RespConversation(max_bulk=st.chain.max_frame)
-        self._answer = respdecoder.Answer
-        # the cheap interface: answered commands come as ``Answer``s, nothing else made
+        # the cheap interface: answered commands come as ``Answer``s or plain tuples
         self._feed = conv.feed_answers
         self._eof = conv.eof_answers
         self._close = conv.close_answers
@@ -424,13 +423,11 @@ class _Resp:
     def _events(self, events, now, fed=None, data=b"", offset=0):
         st = self.st
         chain = st.chain
-        only, skip = chain.only, chain.skip
-        filtered = only is not None or skip is not None
-        redact = chain.redact
-        answer = self._answer
+        rd = self.rd
+        hides = None if self._unfiltered else chain.hides
         pid, client = st.id, st.client
         exchange = R.RedisExchange
-        if self._runs and len(events) > 1 and self._unfiltered and (
+        if self._runs and hides is None and len(events) > 1 and (
                 set(map(type, events)) == _TUPLES_ONLY):
             # pipelined ordinary commands answered by one read: one record for them all
             chain.emit(R.RedisExchanges(pid, now, client, list(map(_ARGS, events)),
@@ -441,60 +438,37 @@ class _Resp:
         records = []  # handed over at once, in order
         emit = records.append
         for e in events:
-            if type(e) is tuple:  # the hot path: an ordinary command answered (see respdecoder)
-                if filtered and ((only is not None and e[1] not in only) or (
-                        skip is not None and e[1] in skip)):
-                    continue
-                emit(exchange(pid, now, client, e[0], e[2], e[4] - e[3], False))
-                continue
-            if type(e) is answer:  # one record per exchange, nothing else made
+            t = type(e)
+            if t is tuple:  # the hot path: an ordinary command answered (see respdecoder)
+                if hides is None or not hides(e[1]):
+                    emit(exchange(pid, now, client, e[0], e[2], e[4] - e[3], False))
+            elif t is rd.Answer:
                 name = e.name
-                if filtered and ((only is not None and name not in only) or (
-                        skip is not None and name in skip)):
+                if hides is not None and hides(name):
                     continue
-                if redact and name in _SECRET_COMMANDS:
+                if chain.redact and name in _SECRET_COMMANDS:
                     shown, redacted = self._command(e.args)
-                    emit(exchange(pid, now, client, shown, self.rd.redact_reply(e.args, e.reply),
+                    emit(exchange(pid, now, client, shown, rd.redact_reply(e.args, e.reply),
                                   e.latency, redacted))
-                    continue
-                emit(exchange(pid, now, client, e.args, e.reply, e.latency, False))
-                continue
-            kind = type(e).__name__
-            if kind == "Exchange":
-                args = _args(e.command)
-                if filtered:
-                    name = args[0].upper() if args and isinstance(args[0], bytes) else b""
-                    if (only is not None and name not in only) or (
-                        skip is not None and name in skip
-                    ):
-                        continue
-                shown, redacted = self._command(args)
-                reply = self.rd.redact_reply(args, e.reply) if redact else e.reply
-                emit(exchange(pid, now, client, shown, reply, getattr(e, "latency", None),
-                              redacted))
-            elif kind == "ServerPush":
-                if only is not None and not (only & _PUSH_NAMES):
-                    continue
-                if skip is not None and b"PUSH" in skip:
-                    continue
-                emit(R.RedisPush(pid, now, getattr(e, "value", None)))
-            elif kind == "Unanswered":
-                args = _args(e.command)
-                name = args[0].upper() if args and isinstance(args[0], bytes) else b""
-                if (only is not None and name not in only) or (skip is not None and
-                                                               name in skip):
-                    continue
-                shown, redacted = self._command(args)
-                emit(R.RedisUnanswered(pid, now, client, shown, redacted))
-            elif kind == "Undecodable":
-                direction = getattr(e, "direction", CLIENT_TO_SERVER)
-                at = getattr(e, "offset", None)
-                emit(R.Undecodable(pid, now, direction, RESP, str(getattr(e, "reason", e)), at))
+                else:
+                    emit(exchange(pid, now, client, e.args, e.reply, e.latency, False))
+            elif t is rd.ServerPush:
+                if chain.shows_pushes:
+                    emit(R.RedisPush(pid, now, e.value))
+            elif t is rd.Unanswered:
+                args = e.command
+                first = args[0] if args else b""
+                if hides is None or not hides(first.upper() if type(first) is bytes else b""):
+                    shown, redacted = self._command(args)
+                    emit(R.RedisUnanswered(pid, now, client, shown, redacted))
+            elif t is rd.Undecodable:
+                direction, at = e.direction, e.offset
+                emit(R.Undecodable(pid, now, direction, RESP, e.reason, at))
                 st.fall_back(direction)
                 if direction == fed and at is not None and offset <= at < offset + len(data):
                     # the rest of this chunk, from where decoding stopped, as hex
                     emit(R.HexChunk(pid, now, direction, data[at - offset:], at))
-            elif kind in ("Secret", "SecretRange"):
+            elif t is rd.SecretRange:
                 st.secret(e.direction, e.start, e.end)
         if records:
             chain.emit_many(records)
@@ -506,13 +480,6 @@ _TUPLES_ONLY = {tuple}
 
 _PUSH_NAMES = frozenset({b"PUSH", b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE", b"MONITOR",
                          b"CLIENT"})
-
-
-def _args(command):
-    args = getattr(command, "args", command)
-    if isinstance(args, list):
-        return tuple(args)
-    return args if isinstance(args, tuple) else (args,)
 
 
 _DECODERS = {HEX: _Hex, TEXT: _Text, HTTP: _Http, RESP: _Resp}
@@ -568,6 +535,9 @@ class Chain:
         self.leaked = 0  # secret bytes the pcap already had in clear (could not be masked)
         self.failures = 0
         self._hold = pcap is not None and redact
+        # --only/--skip and the pushes: does a server push (pub/sub, MONITOR) reach the sinks?
+        self.shows_pushes = not ((only is not None and not (only & _PUSH_NAMES)) or (
+            skip is not None and b"PUSH" in skip))
         # sinks that all take R.RedisExchanges get one per pipelined read
         self.runs = bool(self.sinks) and all(getattr(s, "takes_runs", False) for s in self.sinks)
         n = len(self.sinks)
@@ -580,6 +550,11 @@ class Chain:
         # emit_many(records): one call per decoded chunk (a sink may take a list at once)
         self._many = [getattr(s, "emit_many", None) or _one_by_one(s.emit) for s in self.sinks]
         self.emit_many = self._many[0] if n == 1 else self._emit_many_all
+
+    def hides(self, name: bytes) -> bool:
+        """Does --only/--skip keep the Redis command ``name`` (upper case) from the sinks?"""
+        return (self.only is not None and name not in self.only) or (
+            self.skip is not None and name in self.skip)
 
     def _emit_all(self, record):
         for s in self.sinks:

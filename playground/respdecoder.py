@@ -419,10 +419,8 @@ class RespConversation:
                     pending.popleft()
                     out = [(head[0], head[1], value, head[2], now, self.protocol, head[3],
                             head[4])]
-                    if pending and type(pending[0]) is not _PLAIN and pending[0].expected == 0:
-                        while pending and type(pending[0]) is not _PLAIN and (
-                                pending[0].expected == 0):
-                            self._suppressed(pending.popleft(), now, out)
+                    if pending and type(pending[0]) is not _PLAIN:
+                        self._release_suppressed(now, out)
                     return out
         return self._feed_s2c(data, now)
 
@@ -603,31 +601,14 @@ class RespConversation:
             t = type(value)
             # The common case inline: a reply (not pub/sub, not MONITOR traffic) to the oldest
             # command, an ordinary one; the rest goes through _reply.
-            if pending and t is not list and t is not Push and t is not ProtocolError and not (
-                self._monitor and t is Simple
+            if pending and type(pending[0]) is _PLAIN and t is not list and t is not Push and (
+                t is not ProtocolError and not (self._monitor and t is Simple)
             ):
-                head = pending[0]
-                if type(head) is _PLAIN:
-                    pending.popleft()
-                    append((head[0], head[1], value, head[2], now, self.protocol, head[3],
-                            head[4]))
-                    if pending and type(pending[0]) is not _PLAIN and pending[0].expected == 0:
-                        while pending and type(pending[0]) is not _PLAIN and (
-                                pending[0].expected == 0):
-                            self._suppressed(pending.popleft(), now, out)
-                    continue
-                if not head.replies and not head.in_tx and head.name not in _DONE_SPECIAL:
-                    pending.popleft()
-                    head.reply = value
-                    head.replied_at = now
-                    head.latency = now - head.sent_at
-                    head.protocol = self.protocol
-                    append(head)
-                    if pending and type(pending[0]) is not _PLAIN and pending[0].expected == 0:
-                        while pending and type(pending[0]) is not _PLAIN and (
-                                pending[0].expected == 0):
-                            self._suppressed(pending.popleft(), now, out)
-                    continue
+                head = pending.popleft()
+                append((head[0], head[1], value, head[2], now, self.protocol, head[3], head[4]))
+                if pending and type(pending[0]) is not _PLAIN:
+                    self._release_suppressed(now, out)
+                continue
             if t is ProtocolError:
                 self._failed_s2c = True
                 append(Undecodable(S2C, now, value.message, value.offset))
@@ -727,6 +708,11 @@ class RespConversation:
         if head.in_tx or name in _DONE_SPECIAL:
             self._done_special(head, reply)
             head.protocol = self.protocol
+        self._release_suppressed(now, out)
+
+    def _release_suppressed(self, now, out) -> None:
+        """The commands next in line whose replies CLIENT REPLY suppressed: out now, in order."""
+        pending = self._pending
         while pending and type(pending[0]) is not _PLAIN and pending[0].expected == 0:
             self._suppressed(pending.popleft(), now, out)
 
