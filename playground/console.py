@@ -411,14 +411,15 @@ class PlainReplies:
             return None
         return remember(self.simples, value, self.simple_format % value)
 
-    def __call__(self, v, lim: int):
+    def __call__(self, v, lim: int, checked: bool = False):
+        """``checked``: bulk strings are known printable and short (``plain_batch``)."""
         t = type(v)
-        if t is bytes:
-            if (lim and len(v) > lim) or _NOT_PLAIN.search(v) is not None:
-                return None
-            return b'"' + v + b'"'
         if t is _SIMPLE:
             return self.simples.get(v.value) or self.simple(v.value, lim)
+        if t is bytes:
+            if not checked and ((lim and len(v) > lim) or _NOT_PLAIN.search(v) is not None):
+                return None
+            return b'"' + v + b'"'
         if t is int:
             return self.integer_format % v
         if v is None:
@@ -463,12 +464,12 @@ class ConsoleSink(BufferedSink):
         fmt = self.formatter.lines
         plain = not self.formatter.color
         lim = self.max_value
-        simples = self._replies.simples
         reply_text = self._replies
         join = b"".join
         not_plain = _NOT_PLAIN.search
         token = _SAFE_TOKEN.fullmatch
-        last_latency = _UNSET  # pipelined replies share their latency
+        last_latency = last_reply = _UNSET  # pipelined replies share their latency
+        text = None
         ms = b""
         last_pair = last_client = None
         head = b""
@@ -490,13 +491,10 @@ class ConsoleSink(BufferedSink):
                     joined is not None and 1 < n <= 64 and not_plain(joined) is None and not (
                         lim and len(joined) > lim and max(map(len, args)) > lim)
                 ):
-                    reply = r.reply
-                    if type(reply) is _SIMPLE:
-                        reply = simples.get(reply.value) or reply_text.simple(reply.value, lim)
-                    elif bulks_plain and type(reply) is bytes:
-                        reply = b'"' + reply + b'"'
-                    else:
-                        reply = reply_text(reply, lim)
+                    if r.reply is not last_reply:  # +OK replies are one object
+                        last_reply = r.reply
+                        text = reply_text(last_reply, lim, bulks_plain)
+                    reply = text
                     if reply is not None:
                         latency = r.latency
                         if latency != last_latency:
@@ -529,7 +527,6 @@ class ConsoleSink(BufferedSink):
             append(self.format_batch(r.exchanges())[:-1])  # exchange by exchange
             return
         lim = self.max_value
-        simples = self._replies.simples
         reply_text = self._replies
         token = _SAFE_TOKEN.fullmatch
         head = b"#%d %s " % (r.pair, self._client_bytes(r.client))
@@ -542,13 +539,7 @@ class ConsoleSink(BufferedSink):
         for args, reply, latency in zip(r.commands, r.replies, r.latencies, strict=True):
             if reply is not last_reply:  # pipelined +OK replies are one object
                 last_reply = reply
-                t = type(reply)
-                if t is _SIMPLE:
-                    text = simples.get(reply.value) or reply_text.simple(reply.value, lim)
-                elif bulks_plain and t is bytes:
-                    text = b'"' + reply + b'"'
-                else:
-                    text = reply_text(reply, lim)
+                text = reply_text(reply, lim, bulks_plain)
             if text is None:
                 x = R.RedisExchange(r.pair, r.ts, r.client, args, reply, latency, False)
                 append("\n".join(self.formatter.lines(x)).encode("utf-8", "surrogateescape"))

@@ -48,6 +48,13 @@ def _plain_items(items, lim: int):
     return b'["' + b'","'.join(items) + b'"]'
 
 
+def _latency_json(latency):
+    """What records.to_json gives, written as %.9f (to the ns); None: the general encoder's."""
+    if type(latency) is float and -1e6 < latency < 1e6:
+        return b"%.9f" % latency
+    return b"null" if latency is None else None
+
+
 class JsonSink(BufferedSink):
     label = "json"
     takes_runs = True  # R.RedisExchanges: see _run
@@ -82,12 +89,12 @@ class JsonSink(BufferedSink):
         append = lines.append
         join = b"".join
         not_plain = _NOT_PLAIN.search
-        simple = self._replies.simples
         reply_json = self._replies
         # Records of one feed share pair, ts and client; pipelined replies share the latency.
         last_pair = last_ts = last_client = head = None
-        last_latency = _UNSET
+        last_latency = last_reply = _UNSET
         latency_json = b""
+        text = None
         for r in batch:
             if type(r) is not _EXCHANGE:
                 if type(r) is _RUN:
@@ -108,25 +115,17 @@ class JsonSink(BufferedSink):
                 ):
                     append(_line(r, lim))
                     continue
-            reply = r.reply
-            if type(reply) is _SIMPLE:
-                reply = simple.get(reply.value) or reply_json.simple(reply.value, lim)
-            elif bulks_plain and type(reply) is bytes:
-                reply = b'"' + reply + b'"'
-            else:
-                reply = reply_json(reply, lim)
+            if r.reply is not last_reply:  # +OK replies are one object
+                last_reply = r.reply
+                text = reply_json(last_reply, lim, bulks_plain)
+            reply = text
             if reply is None:
                 append(_line(r, lim))
                 continue
             latency = r.latency
             if latency != last_latency:
                 last_latency = latency
-                if latency is None:
-                    latency_json = b"null"
-                elif type(latency) is float and -1e6 < latency < 1e6:
-                    latency_json = b"%.9f" % latency  # what records.to_json gives: to the ns
-                else:
-                    latency_json = None
+                latency_json = _latency_json(latency)
             if latency_json is None:
                 append(_line(r, lim))
                 continue
@@ -155,26 +154,16 @@ class JsonSink(BufferedSink):
             return
         head = b'{"type":"redis","pair":%d,"ts":%d.%06d,"client":%s,"command":["' % (
             r.pair, *divmod(round(ts * 1e6), 1_000_000), self._client_json(r.client))
-        simple = self._replies.simples
         reply_json = self._replies
         last_latency = last_reply = _UNSET
         latency_json = text = None
         for args, reply, latency in zip(r.commands, r.replies, r.latencies, strict=True):
             if reply is not last_reply:  # pipelined +OK replies are one object
                 last_reply = reply
-                t = type(reply)
-                if t is _SIMPLE:
-                    text = simple.get(reply.value) or reply_json.simple(reply.value, lim)
-                elif plain and t is bytes:
-                    text = b'"' + reply + b'"'
-                else:
-                    text = reply_json(reply, lim)
+                text = reply_json(reply, lim, plain)
             if latency != last_latency:
                 last_latency = latency
-                if type(latency) is float and -1e6 < latency < 1e6:
-                    latency_json = b"%.9f" % latency  # what records.to_json gives: to the ns
-                else:
-                    latency_json = b"null" if latency is None else None
+                latency_json = _latency_json(latency)
             if text is None or latency_json is None:
                 append(_line(R.RedisExchange(r.pair, ts, r.client, args, reply, latency, False),
                              lim))
