@@ -22,7 +22,7 @@ from zope.interface import implementer
 from playground.chatcore import ChatServer, Close, Send, SendRaw, room_name
 from playground.limits import LimitedFactory
 from playground.listening import ListeningService
-from playground.options import ServerOptions, non_negative_float, non_negative_int
+from playground.options import ServerOptions, non_negative_float, non_negative_int, positive_int
 
 
 @implementer(IPushProducer)
@@ -53,7 +53,6 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         self.backlog = 0  # bytes written while the transport's buffer was full
         self.opened = 0.0
         self.close_reason: str | None = None
-        self.nick: str | None = None
         self._watch = _WriteWatch()
         self._grace = None
         self._registered = False
@@ -79,8 +78,7 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         self.resetTimeout()
         self.bytes_in += len(data)
         f = self.factory
-        f.dispatch(f.core.feed(self.conn_id, data, self._now()))
-        self.nick = f.core.nick(self.conn_id) or self.nick
+        f.dispatch(f.core.feed(self.conn_id, data, f.reactor.seconds()))
 
     def readConnectionLost(self):
         if self.close_reason is not None:  # we were closing: the client is done too
@@ -148,7 +146,7 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
             self._grace.cancel()
         f = self.factory
         now = self._now()
-        self.nick = f.core.nick(self.conn_id) or self.nick
+        nick = f.core.nick(self.conn_id)  # asked before disconnect, which forgets it
         lines = f.core.lines_received(self.conn_id)
         if self.close_reason is None:
             self.close_reason = (
@@ -160,7 +158,7 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         self.log.info(
             "chat close {peer} conn={conn} nick={nick} lines={lines} in={bytes_in} out={bytes_out} "
             "duration={duration:.3f}s reason={reason}",
-            peer=self.peer, conn=self.conn_id, nick=self.nick or "-", lines=lines,
+            peer=self.peer, conn=self.conn_id, nick=nick or "-", lines=lines,
             bytes_in=self.bytes_in, bytes_out=self.bytes_out, duration=now - self.opened,
             reason=self.close_reason,
         )
@@ -256,17 +254,11 @@ class Options(ServerOptions):
 
     def opt_flood_burst(self, value):
         """Lines a connection may send at once before the rate applies (default 20)."""
-        number = non_negative_int("--flood-burst", value)
-        if number < 1:
-            raise usage.UsageError(f"--flood-burst: must be at least 1, got {value!r}")
-        self["flood-burst"] = number
+        self["flood-burst"] = positive_int("--flood-burst", value)
 
     def opt_flood_strikes(self, value):
         """Lines dropped for flooding before the connection is closed (default 5)."""
-        number = non_negative_int("--flood-strikes", value)
-        if number < 1:
-            raise usage.UsageError(f"--flood-strikes: must be at least 1, got {value!r}")
-        self["flood-strikes"] = number
+        self["flood-strikes"] = positive_int("--flood-strikes", value)
 
     def opt_room(self, value):
         """The room a client joins once it has a nick (default #lobby)."""

@@ -491,7 +491,7 @@ class ChatServer:
             out.append(Send(c.id, f"! unknown-command /{word} (try /help)"))
             return
         if c.nick is None and word not in _WITHOUT_NICK:
-            out.append(Send(c.id, "! no-nick choose a nick first: /nick NAME"))
+            out.append(Send(c.id, _NO_NICK))
             return
         handler(self, c, rest, out)
 
@@ -501,11 +501,16 @@ class ChatServer:
 
     def _say(self, c: _Conn, text: str, out: list[Output]) -> None:
         if c.nick is None:
-            out.append(Send(c.id, "! no-nick choose a nick first: /nick NAME"))
-        elif c.room is None:
+            out.append(Send(c.id, _NO_NICK))
+        else:
+            self._to_own_room(c, f"<{c.nick}> {text}", out)
+
+    def _to_own_room(self, c: _Conn, line: str, out: list[Output]) -> None:
+        """``line`` to everyone in ``c``'s room, or tell ``c`` it is in none."""
+        if c.room is None:
             out.append(Send(c.id, "! no-room you are in no room: /join ROOM first"))
         else:
-            self._to_room(c.room, f"<{c.nick}> {text}", out)
+            self._to_room(c.room, line, out)
 
     def _join(self, c: _Conn, room: str, out: list[Output]) -> None:
         if c.room is not None:
@@ -642,10 +647,8 @@ class ChatServer:
     def _cmd_me(self, c: _Conn, arg: str, out: list[Output]) -> None:
         if not arg:
             out.append(Send(c.id, "! usage /me ACTION"))
-        elif c.room is None:
-            out.append(Send(c.id, "! no-room you are in no room: /join ROOM first"))
         else:
-            self._to_room(c.room, f"* {c.nick} {arg}", out)
+            self._to_own_room(c, f"* {c.nick} {arg}", out)
 
     def _cmd_help(self, c: _Conn, arg: str, out: list[Output]) -> None:
         out.extend(Send(c.id, f"= help {line}") for line in HELP)
@@ -668,6 +671,7 @@ _COMMANDS = {
     "help": ChatServer._cmd_help,
     "quit": ChatServer._cmd_quit,
 }
+_NO_NICK = "! no-nick choose a nick first: /nick NAME"
 _WITHOUT_NICK = frozenset({"nick", "help", "quit", "rooms", "who"})
 
 

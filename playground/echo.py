@@ -42,9 +42,10 @@ class EchoProtocol(protocol.Protocol, TimeoutMixin):
 
     def dataReceived(self, data):
         self.resetTimeout()
-        self.bytes_in += len(data)
+        n = len(data)
+        self.bytes_in += n
         self.transport.write(data)
-        self.bytes_out += len(data)
+        self.bytes_out += n
 
     def readConnectionLost(self):
         # The client is done sending: everything it sent is already queued; close after it drains.

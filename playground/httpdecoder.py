@@ -126,6 +126,7 @@ class _Failed(Exception):
 
 # parser states
 _HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE = range(7)
+_FRAMED_BODY = (_BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER)  # a close here cuts it
 _PAUSED, _RAW, _FAILED = 7, 8, 9
 
 
@@ -221,11 +222,11 @@ class HttpConversation:
     def close(self, now: float) -> list:
         """The connection is gone: finish what can be finished, report what was left."""
         out = self.eof(S2C, now)
-        if self.resp.state in (_BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER):
+        if self.resp.state in _FRAMED_BODY:
             if self.pending or self._status:
                 self._response_done(out, complete=False)
         req = self.req
-        if self.pending and req.state in (_BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER):
+        if self.pending and req.state in _FRAMED_BODY:
             last = self.pending[-1]  # its body was cut short
             last.body_size = req.body_size
             last.preview = bytes(req.preview)
@@ -260,23 +261,19 @@ class HttpConversation:
             try:
                 if state == _HEAD:
                     pos = self._head(side, data, pos, out)
-                elif state == _BODY:
+                elif state == _BODY or state == _CHUNK_DATA:
                     take = min(side.remaining, n - pos)
                     self._body_bytes(side, data, pos, take)
                     pos += take
                     side.remaining -= take
                     if side.remaining == 0:
-                        self._message_done(side, out)
+                        if state == _BODY:
+                            self._message_done(side, out)
+                        else:
+                            side.state = _CHUNK_END
                 elif state == _UNTIL_CLOSE:
                     self._body_bytes(side, data, pos, n - pos)
                     pos = n
-                elif state == _CHUNK_DATA:
-                    take = min(side.remaining, n - pos)
-                    self._body_bytes(side, data, pos, take)
-                    pos += take
-                    side.remaining -= take
-                    if side.remaining == 0:
-                        side.state = _CHUNK_END
                 else:  # chunk size line, chunk end, trailer lines
                     pos = self._chunk_lines(side, data, pos, out)
             except _Failed as e:

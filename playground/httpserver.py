@@ -27,7 +27,6 @@ from twisted.application import service
 from twisted.internet import protocol
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.logger import Logger
-from twisted.python import usage
 from zope.interface import implementer
 
 from playground import directwrite
@@ -52,7 +51,7 @@ from playground.httpcore import (
 )
 from playground.limits import LimitedFactory
 from playground.listening import ListeningService
-from playground.options import ServerOptions, non_negative_float, non_negative_int
+from playground.options import ServerOptions, non_negative_float, non_negative_int, positive_int
 
 LINGER = 2.0  # seconds to drain a client's input after our final response, before closing
 
@@ -577,13 +576,6 @@ class HttpFactory(LimitedFactory):
         self._preamble = ""
 
 
-def _positive_int(flag: str, value) -> int:
-    number = non_negative_int(flag, value)
-    if number == 0:
-        raise usage.UsageError(f"{flag}: must be at least 1")
-    return number
-
-
 class Options(ServerOptions):
     synopsis = "[options]"
     longdesc = (
@@ -612,15 +604,15 @@ class Options(ServerOptions):
 
     def opt_max_request_line(self, value):
         """Longest request line in bytes; longer gets 414 (default 8192)."""
-        self["max-request-line"] = _positive_int("--max-request-line", value)
+        self["max-request-line"] = positive_int("--max-request-line", value)
 
     def opt_max_header_bytes(self, value):
         """Largest header section in bytes; larger gets 431 (default 16384)."""
-        self["max-header-bytes"] = _positive_int("--max-header-bytes", value)
+        self["max-header-bytes"] = positive_int("--max-header-bytes", value)
 
     def opt_max_headers(self, value):
         """Most header fields in a request; more gets 431 (default 100)."""
-        self["max-headers"] = _positive_int("--max-headers", value)
+        self["max-headers"] = positive_int("--max-headers", value)
 
     def opt_header_timeout(self, value):
         """Seconds allowed to send a complete request head; then 408 (default 5, 0 = never)."""
@@ -633,7 +625,7 @@ class Options(ServerOptions):
 
     def opt_max_pipeline(self, value):
         """Requests read ahead of their responses on one connection (default 32)."""
-        self["max-pipeline"] = _positive_int("--max-pipeline", value)
+        self["max-pipeline"] = positive_int("--max-pipeline", value)
 
 
 def make_factory(options, reactor=None) -> HttpFactory:

@@ -27,6 +27,13 @@ def non_negative_int(flag: str, value) -> int:
     return number
 
 
+def positive_int(flag: str, value) -> int:
+    number = non_negative_int(flag, value)
+    if number < 1:
+        raise usage.UsageError(f"{flag}: must be at least 1, got {value!r}")
+    return number
+
+
 class ServerOptions(usage.Options):
     """``--listen``, ``--idle-timeout``, ``--max-connections``, ``--max-connections-per-peer``.
 

@@ -192,8 +192,9 @@ class RespProtocol(protocol.Protocol, TimeoutMixin):
         if self.closing:
             return
         self.resetTimeout()
-        self.bytes_in += len(data)
-        self.pending += len(data)
+        n = len(data)
+        self.bytes_in += n
+        self.pending += n
         f = self.factory
         engine = f.engine
         session = self.session
