@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 
 import pytest
@@ -130,28 +131,22 @@ def test_polite_close_ends_when_the_client_closes_too():
     assert ta.disconnecting and not ta.disconnected
 
 
-def test_over_long_line_error_arrives_despite_unread_input():
+def test_over_long_line_error_arrives_despite_unread_input(twistd):
     """A client that sends far more than the limit in one go still reads the error line: the
     server half-closes and drains instead of closing with unread input (which sends a reset)."""
-    import socket as _socket
-
-    from tests.conftest import Twistd, free_port
-
     port = free_port()
-    server = Twistd(["chat", "--listen", str(port), "--max-line", "64"])
-    try:
-        server.wait_for("chat listening on")
-        for _ in range(20):
-            with _socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-                s.sendall(b"/nick zed\n")
-                s.sendall(b"y" * 200_000)
-                got = b""
-                while b"line-too-long" not in got:
-                    chunk = s.recv(65536)
-                    assert chunk, f"closed without the error line: {got!r}"
-                    got += chunk
-    finally:
-        assert server.terminate() == 0
+    server = twistd(["chat", "--listen", port, "--max-line", "64"])
+    server.wait_for("chat listening on")
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"/nick zed\n")
+            s.sendall(b"y" * 200_000)
+            got = b""
+            while b"line-too-long" not in got:
+                chunk = s.recv(65536)
+                assert chunk, f"closed without the error line: {got!r}"
+                got += chunk
+    assert server.terminate() == 0
 
 
 def test_polite_close_cancels_the_abort_when_the_connection_ends():

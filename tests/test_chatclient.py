@@ -167,11 +167,17 @@ def chat_server(twistd):
     return server
 
 
+def joined_client(port: int, nick: str = "x") -> tuple[Peer, subprocess.Popen]:
+    """A watcher in #lobby and a chat-client process that it has seen join."""
+    watcher = Peer(port, "watcher")
+    proc = run_client(port, nick)
+    watcher.read_until(f"= join {nick} #lobby")
+    return watcher, proc
+
+
 @pytest.mark.timeout(60)
 def test_client_message_then_eof(chat_server):
-    watcher = Peer(chat_server.port, "watcher")
-    proc = run_client(chat_server.port)
-    watcher.read_until("= join x #lobby")
+    watcher, proc = joined_client(chat_server.port)
     out, err = finish(proc, "hello from the client \u2713\n".encode())
     assert watcher.read_until("<x>") == "<x> hello from the client \u2713"
     assert watcher.read_until("= quit x") == "= quit x quit"
@@ -182,9 +188,7 @@ def test_client_message_then_eof(chat_server):
 
 @pytest.mark.timeout(60)
 def test_client_exits_0_when_the_server_goes_away(chat_server):
-    watcher = Peer(chat_server.port, "watcher")
-    proc = run_client(chat_server.port, "y")
-    watcher.read_until("= join y #lobby")
+    _watcher, proc = joined_client(chat_server.port, "y")
     chat_server.terminate()
     out, err = finish(proc, None)
     assert proc.returncode == 0, err
@@ -194,9 +198,7 @@ def test_client_exits_0_when_the_server_goes_away(chat_server):
 
 @pytest.mark.timeout(60)
 def test_client_ctrl_c_quits_cleanly(chat_server):
-    watcher = Peer(chat_server.port, "watcher")
-    proc = run_client(chat_server.port, "z")
-    watcher.read_until("= join z #lobby")
+    watcher, proc = joined_client(chat_server.port, "z")
     proc.send_signal(signal.SIGINT)
     assert watcher.read_until("= quit z") == "= quit z interrupted"
     out, err = finish(proc, None)

@@ -410,8 +410,9 @@ def test_quit_without_nick_and_connect_twice():
     chat = Chat()
     a = chat.connect()
     assert chat.server.disconnect(a, 0) == []
+    assert chat.server.connect(2, 0) == [Send(2, HELLO)]
     with pytest.raises(ValueError):
-        chat.server.connect(2, 0) and chat.server.connect(2, 0)
+        chat.server.connect(2, 0)
 
 
 # --- limits --------------------------------------------------------------------------------------

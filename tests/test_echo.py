@@ -478,7 +478,8 @@ class _LateEndpoint:
         return self.result
 
 
-def test_late_listen_failure_is_logged_not_lost(monkeypatch, logged):
+def _start_pending(monkeypatch) -> tuple[_LateEndpoint, ListeningService]:
+    """A started echo ListeningService whose listen() has not answered yet."""
     endpoint = _LateEndpoint()
     monkeypatch.setattr("playground.listening.server_endpoint", lambda *a: endpoint)
     svc = ListeningService(
@@ -488,23 +489,24 @@ def test_late_listen_failure_is_logged_not_lost(monkeypatch, logged):
         reactor=MemoryReactorClock(),
     )
     svc.startService()
+    return endpoint, svc
+
+
+def _errors(logged: list[dict]) -> list[dict]:
+    return [e for e in logged if e.get("log_level") and e["log_level"].name == "error"]
+
+
+def test_late_listen_failure_is_logged_not_lost(monkeypatch, logged):
+    endpoint, svc = _start_pending(monkeypatch)
     assert svc.port is None
     endpoint.result.errback(error.CannotListenError("", 80, "no tor"))
-    [event] = [e for e in logged if e.get("log_level") and e["log_level"].name == "error"]
+    [event] = _errors(logged)
     assert "tcpplay echo: cannot listen on --listen onion:80" in formatEvent(event)
     svc.stopService()  # nothing left waiting to cancel
 
 
 def test_stopping_while_listen_is_pending_cancels_quietly(monkeypatch, logged):
-    endpoint = _LateEndpoint()
-    monkeypatch.setattr("playground.listening.server_endpoint", lambda *a: endpoint)
-    svc = ListeningService(
-        "echo",
-        "onion:80",
-        echo.EchoFactory(reactor=MemoryReactorClock()),
-        reactor=MemoryReactorClock(),
-    )
-    svc.startService()
+    endpoint, svc = _start_pending(monkeypatch)
     svc.stopService()
     assert endpoint.result.called  # cancelled
-    assert not [e for e in logged if e.get("log_level") and e["log_level"].name == "error"]
+    assert not _errors(logged)

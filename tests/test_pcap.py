@@ -546,6 +546,25 @@ def redis_commands(path, port=6379, *extra) -> int:
     return total
 
 
+def http_methods(path) -> list[str]:
+    """The method of every HTTP request, one a row even where a frame holds several."""
+    return rows(
+        tshark(
+            path,
+            "-Y",
+            "http.request",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=\n",
+            "-e",
+            "http.request.method",
+        )
+    )
+
+
 def test_tshark_decodes_http_and_redis(tmp_path):
     path = tmp_path / "x.pcap"
     path.write_bytes(write_exchanges())
@@ -658,21 +677,7 @@ def test_tshark_counts_pipelined_commands_and_requests(tmp_path):
     blob, _ = random_split_pcap(random.Random(1234), 30, anywhere=False)
     path.write_bytes(blob)
     assert redis_commands(path) == 30 * len(REDIS_CMDS)
-    methods = rows(
-        tshark(
-            path,
-            "-Y",
-            "http.request",
-            "-T",
-            "fields",
-            "-E",
-            "occurrence=a",
-            "-E",
-            "aggregator=\n",
-            "-e",
-            "http.request.method",
-        )
-    )
+    methods = http_methods(path)
     assert len(methods) == 30 * len(HTTP_REQS)
     no_problems(path)
 
@@ -686,21 +691,7 @@ def test_tshark_reassembles_streams_cut_anywhere(tmp_path):
     blob, expected = random_split_pcap(random.Random(99), 20, anywhere=True)
     path.write_bytes(blob)
     assert follow_raw(path, *expected) == expected
-    methods = rows(
-        tshark(
-            path,
-            "-Y",
-            "http.request",
-            "-T",
-            "fields",
-            "-E",
-            "occurrence=a",
-            "-E",
-            "aggregator=\n",
-            "-e",
-            "http.request.method",
-        )
-    )
+    methods = http_methods(path)
     assert len(methods) == 20 * len(HTTP_REQS)
     assert redis_commands(path) >= 20 * len(REDIS_CMDS)
     no_problems(path)
