@@ -66,6 +66,22 @@ def wait_until(predicate, timeout: float = 15.0, what: str = "condition",
         time.sleep(interval)
 
 
+def until(predicate, what: str, timeout: float = 15.0):
+    """``wait_until`` for code on the reactor thread (``yield until(...)`` in inlineCallbacks):
+    polls ``predicate`` every 10 ms without blocking the reactor; fails at the deadline."""
+    from twisted.internet import defer, reactor, task
+
+    @defer.inlineCallbacks
+    def poll():
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            yield task.deferLater(reactor, 0.01, lambda: None)
+
+    return poll()
+
+
 def wait_closed(sock: socket.socket, timeout: float) -> tuple[str, float]:
     """Block until the peer ends the connection; return ("eof"|"reset", seconds waited).
 

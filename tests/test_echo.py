@@ -11,7 +11,7 @@ import time
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, error, task
+from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import formatEvent
@@ -20,7 +20,7 @@ from twisted.python import failure, usage
 from playground import echo
 from playground.limits import Refusal
 from playground.listening import ListeningService
-from tests.conftest import need
+from tests.conftest import need, until
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40001)
 
@@ -279,18 +279,6 @@ def start_echo(*args):
     svc.startService()
     assert svc.address is not None, "TCP listens synchronously"
     return svc
-
-
-@defer.inlineCallbacks
-def until(predicate, what: str, timeout: float = 15.0):
-    """Poll ``predicate`` on the reactor thread until true; fail after ``timeout`` seconds."""
-    from twisted.internet import reactor
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        yield task.deferLater(reactor, 0.01, lambda: None)
 
 
 def roundtrip(port: int, data: bytes, timeout: float = 60.0) -> tuple[int, str]:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 import pytest_twisted
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.internet import defer, error, protocol, task
+from twisted.internet import error, protocol
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import failure
 
 from playground import echo
 from playground.limits import ConnectionLimits, LimitedFactory, Refusal, peer_host, peer_text
+from tests.conftest import until
 
 # --- ConnectionLimits -----------------------------------------------------------------------
 
@@ -171,17 +171,6 @@ def _closed_by_server(sock: socket.socket) -> bool:
         return True
 
 
-@defer.inlineCallbacks
-def _until(predicate, what: str, timeout: float = 10.0):
-    from twisted.internet import reactor
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        yield task.deferLater(reactor, 0.01, lambda: None)
-
-
 @pytest_twisted.inlineCallbacks
 def test_max_connections_on_a_real_socket():
     from twisted.internet import threads
@@ -207,7 +196,8 @@ def test_max_connections_on_a_real_socket():
         assert factory.limits.refused == 1
         assert (yield threads.deferToThread(_talk, first, b"still")) == b"still"
         first.close()
-        yield _until(lambda: factory.limits.open == 0, "the first connection to be released")
+        yield until(lambda: factory.limits.open == 0, "the first connection to be released",
+                    timeout=10.0)
         third = yield threads.deferToThread(connect)
         assert (yield threads.deferToThread(_talk, third, b"three")) == b"three"
         assert factory.limits.refused == 1
