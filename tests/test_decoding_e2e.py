@@ -7,6 +7,7 @@ clients run in threads. Targets are real servers: the project's ``twistd tcpplay
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -90,20 +91,21 @@ def _run(args, **kw):
     return subprocess.run(args, capture_output=True, timeout=30, check=True, **kw)
 
 
+def _serving(twistd, service: str) -> int:
+    """The port of ``twistd tcpplay <service>``, once it says it is listening."""
+    port = free_port()
+    twistd([service, "--listen", str(port)]).wait_for("listening on")
+    return port
+
+
 @pytest.fixture
 def http_port(twistd):
-    port = free_port()
-    t = twistd(["http", "--listen", str(port)])
-    t.wait_for("listening on")
-    return port
+    return _serving(twistd, "http")
 
 
 @pytest.fixture
 def echo_port(twistd):
-    port = free_port()
-    t = twistd(["echo", "--listen", str(port)])
-    t.wait_for("listening on")
-    return port
+    return _serving(twistd, "echo")
 
 
 @pytest_twisted.inlineCallbacks
@@ -139,8 +141,6 @@ def test_curl_keepalive_chunked_head_and_big_post(http_port, tmp_path):
     assert http[3]["request_body_size"] == 1_000_000
     assert all(h["latency"] is not None and h["latency"] >= 0 for h in http)
     secret = "pa55-s3cret"
-    import base64
-
     b64 = base64.b64encode(f"alice:{secret}".encode()).decode()
     out = p.json_path.read_text() + p.text()
     assert secret not in out and b64 not in out
@@ -194,8 +194,6 @@ def test_binary_and_garbage_forwarded_exactly_and_shown_as_hex(echo_port, tmp_pa
     yield p.stop()
     assert got == payload
     assert [r["protocol"] for r in p.records("protocol")] == ["hex"]
-    import base64
-
     c2s = [r for r in p.records("bytes") if r["direction"] == "c2s"]
     assert sum(
         r["data"].get("length", 0) or len(base64.b64decode(r["data"]["base64"])) for r in c2s

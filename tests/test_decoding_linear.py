@@ -134,6 +134,16 @@ def test_a_100_mb_bulk_in_16k_chunks_is_linear(tmp_path):
     _assert_linear(lambda n, d: _huge_set_and_get(n, d), size // 4, tmp_path)
 
 
+def _converse(chain, c2s: bytes, s2c: bytes, rounds: int, piece: int, latency: float):
+    """``rounds`` times, at t = 1, 2, ...: ``c2s`` then, ``latency`` later, ``s2c``, each cut
+    every ``piece`` bytes."""
+    for t in range(1, rounds + 1):
+        for i in range(0, len(c2s), piece):
+            chain.data(1, "c2s", c2s[i:i + piece], float(t))
+        for i in range(0, len(s2c), piece):
+            chain.data(1, "s2c", s2c[i:i + piece], t + latency)
+
+
 # -- deep nesting ---------------------------------------------------------------------------------
 
 def _nested(depth: int) -> bytes:
@@ -146,13 +156,7 @@ def _deep_replies(count: int, tmp_path, depth=128, keep=False, piece=1000):
     batch = 64
     c2s = b"*1\r\n$4\r\nPING\r\n" * batch
     s2c = reply * batch
-    t = 0.0
-    for _ in range(count // batch):
-        t += 1.0
-        for i in range(0, len(c2s), piece):
-            chain.data(1, "c2s", c2s[i:i + piece], t)
-        for i in range(0, len(s2c), piece):
-            chain.data(1, "s2c", s2c[i:i + piece], t + 0.5)
+    _converse(chain, c2s, s2c, count // batch, piece, 0.5)
     _close(chain, sinks)
     return console, records
 
@@ -186,13 +190,7 @@ def _tiny_frames(frames: int, tmp_path, keep=False, piece=997):
     batch = 256
     c2s = b"*1\r\n$4\r\nPING\r\n" * batch
     s2c = b"+PONG\r\n" * batch
-    t = 0.0
-    for _ in range(frames // (2 * batch)):
-        t += 1.0
-        for i in range(0, len(c2s), piece):
-            chain.data(1, "c2s", c2s[i:i + piece], t)
-        for i in range(0, len(s2c), piece):
-            chain.data(1, "s2c", s2c[i:i + piece], t + 0.25)
+    _converse(chain, c2s, s2c, frames // (2 * batch), piece, 0.25)
     _close(chain, sinks)
     return console, records
 

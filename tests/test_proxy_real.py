@@ -284,8 +284,7 @@ def test_upstream_killed_mid_stream_closes_client(twistd, tmp_redis):
             wait_until(lambda: blocked_clients(direct) == 1, 10, "the BLPOP to block in redis")
             tmp_redis.proc.send_signal(signal.SIGKILL)
             tmp_redis.proc.wait(10)
-            _, took = wait_closed(s, timeout=5)
-            assert took < 3, f"client closed only after {took:.2f}s"
+            wait_closed(s, timeout=3)
         # A client that saw EOF closes its side; the pair is then complete and logged.
         line = close_line_for(proc, me)
         assert "first=server" in line, line
@@ -300,8 +299,7 @@ def test_upstream_refusing_closes_client_and_logs(twistd):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         me = s.getsockname()[1]
         s.sendall(PING)
-        _, took = wait_closed(s, timeout=5)
-        assert took < 3
+        wait_closed(s, timeout=3)
         line = proc.wait_for("cannot reach")
     assert f"port={dead}" in line and "refused" in line.lower(), line
     assert "first=server how=connect-failed" in close_line_for(proc, me)
@@ -362,8 +360,7 @@ def test_max_connections_refuses_the_third_client(twistd, redis_server):
             assert recv_until(s, PONG) == PONG
         with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
             me = c.getsockname()[1]
-            _, took = wait_closed(c, timeout=3)
-            assert took < 2
+            wait_closed(c, timeout=2)
             line = proc.wait_for("refused")
             assert f"refused 127.0.0.1:{me}:" in line, line
         assert "max-connections (2) reached" in line and "refused so far: 1" in line, line

@@ -277,8 +277,7 @@ def _assert_handshake_refused(twistd, pki, server, expect: str):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         me = s.getsockname()[1]
         s.sendall(b"secret that must not reach a wrong server\n")
-        _, took = wait_closed(s, timeout=5)
-    assert took < 3, f"client closed only after {took:.2f}s"
+        wait_closed(s, timeout=3)
     line = proc.wait_for(f"close 127.0.0.1:{me} ")
     assert "first=server" in line and "c2s=" in line, line
     assert re.search(expect, line, re.IGNORECASE), line

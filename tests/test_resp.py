@@ -600,16 +600,22 @@ def test_hiredis_fast_path_equals_pure_parser(a, middle, b, cuts):
         resp_module._HIREDIS_MIN = saved
 
 
-def test_hiredis_fast_path_is_used_and_exact(monkeypatch):
-    readers = []
+@pytest.fixture
+def readers(monkeypatch) -> list:
+    """One entry per hiredis.Reader the parser creates (it still gets a real one)."""
+    made: list = []
 
     class CountingHiredis:
         @staticmethod
         def Reader():
-            readers.append(1)
+            made.append(1)
             return hiredis.Reader()
 
     monkeypatch.setattr(resp_module, "_hiredis", CountingHiredis)
+    return made
+
+
+def test_hiredis_fast_path_is_used_and_exact(readers):
     frame = encode_command("SET", "key:000000000001", "xxx")
     data = frame * 16
     p = RespParser()
@@ -757,16 +763,7 @@ def test_whole_feed_hiredis_path_equals_pure_parser(frames, inline):
         assert ours.offset == pure.offset
 
 
-def test_whole_feed_hiredis_path_is_used(monkeypatch):
-    readers = []
-
-    class CountingHiredis:
-        @staticmethod
-        def Reader():
-            readers.append(1)
-            return hiredis.Reader()
-
-    monkeypatch.setattr(resp_module, "_hiredis", CountingHiredis)
+def test_whole_feed_hiredis_path_is_used(readers):
     p = RespParser(max_bulk=4)
     frame = encode_command("SET", "k", "xx")
     for i in range(3):
@@ -847,15 +844,6 @@ def test_bulk_reply_runs_equal_pure_parser(bodies, odd, at, cuts):
     assert [canon(v) for v in fast] == [canon(v) for v in pure]
 
 
-def test_bulk_reply_run_uses_hiredis(monkeypatch):
-    readers = []
-
-    class CountingHiredis:
-        @staticmethod
-        def Reader():
-            readers.append(1)
-            return hiredis.Reader()
-
-    monkeypatch.setattr(resp_module, "_hiredis", CountingHiredis)
+def test_bulk_reply_run_uses_hiredis(readers):
     data = b"$3\r\nxxx\r\n" * 16
     assert RespParser().feed(data) == [b"xxx"] * 16 and readers == [1]

@@ -4,8 +4,6 @@ explicit timestamps, transactions, pub/sub effects, HELLO/AUTH."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given, settings
@@ -1013,18 +1011,16 @@ _ARGS = st.one_of(
 )
 
 
+_NOW = st.floats(min_value=0, max_value=100)
+_COMMAND = st.tuples(st.sampled_from(_NAMES), st.lists(_ARGS, max_size=5), _NOW)
+# With a password, random arguments never authenticate: about one command in four is the
+# right AUTH, so authenticated sessions are explored too.
+_AUTH = st.tuples(st.just("auth"), st.sampled_from([[b"pw"], [b"default", b"pw"]]), _NOW)
+
+
 @settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(_NAMES),
-            st.lists(_ARGS, max_size=5),
-            st.floats(min_value=0, max_value=100),
-        ),
-        max_size=25,
-    ),
-    st.booleans(),
-)
+@given(st.lists(st.integers(0, 3).flatmap(lambda i: _COMMAND if i else _AUTH), max_size=25),
+       st.booleans())
 def test_random_commands_never_raise_and_always_encode(script, with_password):
     engine = Engine(password="pw" if with_password else None)
     clients = [Client(engine), Client(engine)]
@@ -1039,15 +1035,6 @@ def test_random_commands_never_raise_and_always_encode(script, with_password):
                 target = engine.sessions[effect.session_id]
                 encode_reply(effect.value, target.protocol)
         engine.sweep(now)
-
-
-def test_core_imports_no_twisted():
-    code = (
-        "import sys, playground.respcore, playground.resp; "
-        "bad = [m for m in sys.modules if m.startswith('twisted')]; "
-        "assert not bad, bad"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_set_values_are_binary_safe_via_resp(c):

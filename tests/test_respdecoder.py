@@ -739,6 +739,25 @@ _REPLIES = {
 }
 
 
+def _script(picks):
+    """Each picked frame with the reply redis gives it: None for a frame that is not a command
+    (``*0``) and for the command after CLIENT REPLY SKIP (as well as for that CLIENT itself)."""
+    skip = False
+    for i in picks:
+        frame = _PIPELINE[i]
+        name = frame.split(b"\r\n")[2] if frame.startswith(b"*") and frame != b"*0\r\n" else None
+        if name is None:
+            yield frame, None
+        elif skip:
+            skip = False
+            yield frame, None
+        elif name == b"CLIENT":
+            skip = True
+            yield frame, None
+        else:
+            yield frame, _REPLIES[name]
+
+
 @given(st.lists(st.sampled_from(range(len(_PIPELINE))), min_size=1, max_size=60),
        st.lists(st.integers(0, 3000), max_size=3))
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
@@ -746,20 +765,7 @@ def test_pipelined_runs_equal_frame_by_frame(picks, cuts):
     """Commands parsed as a run (hiredis, offsets worked out lazily, queued in one go) give the
     same events, offsets included, as the pure parser's one frame at a time."""
     c2s = b"".join(_PIPELINE[i] for i in picks)
-    s2c = b""
-    skip = False
-    for i in picks:
-        frame = _PIPELINE[i]
-        name = frame.split(b"\r\n")[2] if frame.startswith(b"*") and frame != b"*0\r\n" else None
-        if name is None:
-            continue
-        if skip:
-            skip = False
-            continue
-        if name == b"CLIENT":
-            skip = True
-            continue
-        s2c += _REPLIES[name]
+    s2c = b"".join(reply for _, reply in _script(picks) if reply is not None)
     fast, pure = RespConversation(), RespConversation()
     pure._c2s._use_hiredis = pure._s2c._use_hiredis = False
     got = _feed_split(fast, C2S, c2s, cuts) + fast.feed(S2C, s2c, 1.0) + fast.close(2.0)
@@ -781,25 +787,16 @@ def test_one_frame_per_read_equals_pure(picks):
     fast, pure = RespConversation(), RespConversation()
     pure._c2s._use_hiredis = pure._s2c._use_hiredis = False
     got, want = [], []
-    skip = False
     t = 0.0
-    for i in picks:
-        frame = _PIPELINE[i]
+    for frame, reply in _script(picks):
         t += 1.0
         got += fast.feed_answers(C2S, frame, t)
         want += pure.feed(C2S, frame, t)
-        name = frame.split(b"\r\n")[2] if frame.startswith(b"*") and frame != b"*0\r\n" else None
-        if name is None:
-            continue
-        if skip:
-            skip = False
-            continue
-        if name == b"CLIENT":
-            skip = True
+        if reply is None:
             continue
         t += 0.5
-        got += fast.feed_answers(S2C, _REPLIES[name], t)
-        want += pure.feed(S2C, _REPLIES[name], t)
+        got += fast.feed_answers(S2C, reply, t)
+        want += pure.feed(S2C, reply, t)
     got += fast.close_answers(t + 1)
     want += pure.close(t + 1)
     assert [exchange_of(a) for a in got] == want

@@ -476,6 +476,14 @@ def test_echo(twistd, tour, sessions):
 
 # -- 2. a text protocol -----------------------------------------------------------------------
 
+def _terminal(tour: Tour, sessions, block_name: str, ready: str) -> Session:
+    """The block's one command started in its own terminal, once it shows ``ready``."""
+    (cmd,) = tour.commands(block_name)
+    session = sessions(cmd)
+    session.wait_for(ready)
+    return session
+
+
 def _converse(tour: Tour, terminals: dict, steps: list) -> None:
     """Replay typed lines in the given order, each waiting for its reply in the tour."""
     for who, typed in steps:
@@ -489,12 +497,8 @@ def _converse(tour: Tour, terminals: dict, steps: list) -> None:
 def test_chat(twistd, tour, sessions):
     need("nc")
     chat = start_server(twistd, tour, "chat-server")
-    (alice_cmd,) = tour.commands("chat-alice")
-    (bob_cmd,) = tour.commands("chat-bob")
-    alice = sessions(alice_cmd)
-    alice.wait_for("= hello ")
-    bob = sessions(bob_cmd)
-    bob.wait_for("= hello ")
+    alice = _terminal(tour, sessions, "chat-alice", "= hello ")
+    bob = _terminal(tour, sessions, "chat-bob", "= hello ")
     terms = {"alice": ("chat-alice", alice), "bob": ("chat-bob", bob)}
     _converse(tour, terms, [
         ("alice", "/nick alice"), ("bob", "/nick bob"),
@@ -518,12 +522,8 @@ def test_chat(twistd, tour, sessions):
     await_keys(tour, "chat-long-log", chat)
 
     # The Twisted client with carol on nc; Ctrl-D (end of input) makes it /quit and exit 0.
-    (dave_cmd,) = tour.commands("chat-client")
-    (carol_cmd,) = tour.commands("chat-carol")
-    dave = sessions(dave_cmd)
-    dave.wait_for("= who #lobby dave")
-    carol = sessions(carol_cmd)
-    carol.wait_for("= hello ")
+    dave = _terminal(tour, sessions, "chat-client", "= who #lobby dave")
+    carol = _terminal(tour, sessions, "chat-carol", "= hello ")
     terms = {"dave": ("chat-client", dave), "carol": ("chat-carol", carol)}
     _converse(tour, terms, [("carol", "/nick carol"), ("dave", "hello carol"),
                             ("carol", "hi dave"), ("dave", "/who *")])
