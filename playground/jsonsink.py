@@ -24,6 +24,7 @@ from playground.records import to_json
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False,
                            allow_nan=False).encode
 _EXCHANGE = R.RedisExchange
+_ts_micros = R.ts_micros
 _RUN = R.RedisExchanges
 _SIMPLE = resp.Simple
 _UNSET = object()
@@ -131,12 +132,11 @@ class JsonSink(BufferedSink):
                 continue
             ts = r.ts
             if ts is not last_ts or r.pair != last_pair or r.client is not last_client:
-                if type(ts) is not float or not 0.0 <= ts < 9e9:  # see records.ts_micros
+                head = self._head(r.pair, ts, r.client)
+                if head is None:
                     append(_line(r, lim))
                     continue
                 last_ts, last_pair, last_client = ts, r.pair, r.client
-                head = b'{"type":"redis","pair":%d,"ts":%d.%06d,"client":%s,"command":["' % (
-                    r.pair, *divmod(round(ts * 1e6), 1_000_000), self._client_json(r.client))
             append(b'%s%s"],"reply":%s,"latency":%s,"redacted":%s}' % (
                 head, b'","'.join(args), reply, latency_json,
                 b"true" if r.redacted else b"false"))
@@ -148,12 +148,11 @@ class JsonSink(BufferedSink):
         the head (pair, ts, client) made once. ``plain``: every argument and bulk reply of the
         batch is short printable ASCII (checked once by ``plain_batch``)."""
         lim = self.max_value
-        ts = r.ts
-        if not args_plain or type(ts) is not float or not 0.0 <= ts < 9e9:
+        head = self._head(r.pair, r.ts, r.client) if args_plain else None
+        if head is None:
             append(self.format_batch(r.exchanges())[:-1])  # exchange by exchange
             return
-        head = b'{"type":"redis","pair":%d,"ts":%d.%06d,"client":%s,"command":["' % (
-            r.pair, *divmod(round(ts * 1e6), 1_000_000), self._client_json(r.client))
+        ts = r.ts
         reply_json = self._replies
         last_latency = last_reply = _UNSET
         latency_json = text = None
@@ -170,6 +169,15 @@ class JsonSink(BufferedSink):
                 continue
             append(b'%s%s"],"reply":%s,"latency":%s,"redacted":false}' % (
                 head, b'","'.join(args), text, latency_json))
+
+    def _head(self, pair, ts, client) -> bytes | None:
+        """An exchange line up to its first argument, ``ts`` as records.json_ts gives it; None
+        when ``ts`` is not a plain time (the general encoder writes that line)."""
+        us = _ts_micros(ts)
+        if us is None:
+            return None
+        return b'{"type":"redis","pair":%d,"ts":%d.%06d,"client":%s,"command":["' % (
+            pair, *divmod(us, 1_000_000), self._client_json(client))
 
     def _client_json(self, client) -> bytes:
         return self._client.get(client) or remember(

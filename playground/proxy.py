@@ -462,19 +462,15 @@ class ProxyFactory(LimitedFactory):
     OBSERVER_BACKLOG = 4 * 1024 * 1024
 
     def notify(self, method: str, *args):
+        """Queue a pair's open, half-close or close for the observer (bytes: observe_data)."""
         if self.observer is None:
             return
         self._queued.append((method, args))
-        if method == "data":
-            self._queued_bytes += len(args[2])
-            if self._queued_bytes > self.OBSERVER_BACKLOG:
-                self.flush_observer()
-                return
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
     def observe_data(self, pair_id: int, direction: str, data: bytes):
-        """``notify("data", ...)`` for forwarded bytes, without the general call's layers."""
+        """Queue forwarded bytes for the observer; past OBSERVER_BACKLOG, hand them over now."""
         if self.observer is None:
             return
         self._queued.append(("data", (pair_id, direction, data, self.reactor.seconds())))
