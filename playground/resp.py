@@ -298,6 +298,47 @@ def _frame_starts(lens: list, counts: list, base: int) -> list:
     return list(_accumulate(sizes, initial=base))
 
 
+def _hiredis_idle(reader) -> bool:
+    """Whether hiredis holds no part of a frame after ``gets()`` gave False. ``has_data()`` does
+    not tell: the header and elements of a partly read aggregate are consumed already (a read
+    ending in ``*2\r\n`` leaves nothing in its buffer). So feed an empty array and expect it
+    back, alone; the reader is at a frame boundary again when it is."""
+    reader.feed(b"*0\r\n")
+    try:
+        return reader.gets() == [] and not reader.has_data()
+    except Exception:  # hiredis.ProtocolError: mid-line
+        return False
+
+
+def _hiredis_exact(data: bytes, flat: list, headers: int, max_bulk: int) -> bool:
+    """Whether hiredis read ``data`` (``headers`` array header lines, then the bulk strings
+    ``flat``) exactly as the pure parser would, the callers having ruled out the type bytes it
+    shows as lists or as bytes of another size (``_RISKY_TYPE``).
+
+    hiredis reads lengths exactly as strictly as we do (no sign, no leading zero, no space), but
+    skips the two bytes after a bulk body without looking at them: so count CRLFs. Expected: one
+    per header line, two per bulk, plus those inside the bodies (the NUL separator keeps bodies
+    from forming one across). A bad terminator, or a simple string or big number in place of a
+    bulk (hiredis shows both as bytes, with one CRLF), removes one, unless a body ends with CR
+    and the bad pair starts with LF: such bodies are left to the pure parser. Nothing can add
+    one: header lines hold one each and are followed by a type byte or a body. False too for an
+    element that is not bytes (the join fails) or a body over ``max_bulk`` (the pure parser
+    reports it).
+    """
+    try:
+        joined = b"\x00".join(flat)
+    except TypeError:
+        return False
+    crlfs = headers + 2 * len(flat)
+    if joined.find(13) >= 0:  # a CR in some body (rare)
+        if b"\r\x00" in joined or joined.endswith(b"\r"):
+            return False
+        crlfs += joined.count(b"\r\n")
+    if data.count(b"\r\n") != crlfs:
+        return False
+    return len(data) <= max_bulk or max(map(len, flat), default=0) <= max_bulk
+
+
 class SpanRun:
     """The stream offsets of a run of commands parsed in one go, worked out when first asked:
     ``feed_spans(data, lazy=True)`` gives ``(values, run, None)`` for the run (``values``: the
@@ -467,12 +508,8 @@ class RespParser:
             values = list(iter(reader.gets, False))
         except Exception:
             return 0
-        if not values or reader.has_data() or set(map(type, values)) != _BYTES_ONLY:
-            return 0
-        joined = b"\x00".join(values)
-        if b"\r\x00" in joined or joined.endswith(b"\r") or (
-            data.count(b"\r\n") != 2 * len(values) + joined.count(b"\r\n")
-        ) or (len(data) > self.max_bulk and max(map(len, values)) > self.max_bulk):
+        if not values or not _hiredis_idle(reader) or set(map(type, values)) != _BYTES_ONLY or (
+                not _hiredis_exact(data, values, 0, self.max_bulk)):
             return 0
         out.extend(values)
         return len(data)
@@ -526,12 +563,8 @@ class RespParser:
         ``\r\n*`` (a candidate boundary). The result is used only when hiredis consumed that
         prefix into complete frames that are flat lists of bytes, the prefix holds no ``\r\n``
         followed by a type byte whose value hiredis shows as a list or as bytes of a size other
-        than a bulk's (``~ > | =``), and its CRLF count is the one of arrays of bulk strings.
-        hiredis reads lengths exactly as strictly as we do (no sign, no leading zero, no
-        space), and the only other frames it shows as bytes, simple strings and big numbers,
-        have one CRLF where a bulk has two (see the count below), so under those conditions
-        every frame is an array of bulk strings, where hiredis' values equal ours. Returns the
-        bytes consumed; 0 means "not used", and the pure parser goes on.
+        than a bulk's (``~ > | =``), and ``_hiredis_exact`` holds. Returns the bytes consumed;
+        0 means "not used", and the pure parser goes on.
         """
         end = data.rfind(b"\r\n*") + 2
         if end <= 2:
@@ -549,30 +582,13 @@ class RespParser:
             values = list(iter(reader.gets, False))
         except Exception:  # hiredis.ProtocolError: the pure parser reports it precisely
             return 0
-        if not values or reader.has_data():
+        if not values or not _hiredis_idle(reader):
             return 0
         if set(map(type, values)) != _LIST_ONLY:
             return 0
-        flat = list(_chain.from_iterable(values))
-        # hiredis skips the two bytes after a bulk body without looking at them: count CRLFs.
-        # Expected: one per frame header, two per element, plus those inside the bodies (the NUL
-        # separator keeps bodies from forming one across). A bad terminator, or a simple string
-        # in place of a bulk, removes one, unless a body ends with CR and the bad pair starts
-        # with LF: such bodies are left to the pure parser. Nothing can add one: header lines
-        # hold one each and are followed by a type byte or a body. (The join also checks that
-        # every element is bytes.)
-        try:
-            joined = b"\x00".join(flat)
-        except TypeError:
-            return 0
         nvalues = len(values)
-        if joined.find(13) < 0:  # no CR in any body (the common case): no CRLF either
-            if prefix.count(b"\r\n") != nvalues + 2 * len(flat):
-                return 0
-        elif b"\r\x00" in joined or joined.endswith(b"\r") or (
-                prefix.count(b"\r\n") != nvalues + 2 * len(flat) + joined.count(b"\r\n")):
-            return 0
-        if end > self.max_bulk and flat and max(map(len, flat)) > self.max_bulk:
+        if not _hiredis_exact(prefix, list(_chain.from_iterable(values)), nvalues,
+                              self.max_bulk):
             return 0
         if sized == _LAZY:
             out.append((values, SpanRun(values, self._abs), None))
@@ -590,7 +606,7 @@ class RespParser:
     def _hiredis_whole(self, buf: bytes):
         """``buf`` as one array of bulk strings, parsed by hiredis, when it is exactly that
         frame (checked as in ``_hiredis_prefix``); else None."""
-        if buf[-2:] != b"\r\n":
+        if buf[-2:] != b"\r\n" or _RISKY_TYPE.search(buf) is not None:
             return None
         reader = self._reader
         if reader is None:
@@ -600,26 +616,10 @@ class RespParser:
             value = reader.gets()
         except Exception:
             value = None
-        if type(value) is not list or reader.has_data():
+        if type(value) is not list or not _hiredis_idle(reader):
             self._reader = None  # holds a partial or bad frame: not reused
             return None
-        try:
-            joined = b"\x00".join(value)
-        except TypeError:  # an element that is not bytes
-            return None
-        k = len(value)
-        if joined.find(13) < 0:
-            # No CR in any body: every CRLF is the frame's own, and each element's header
-            # follows one. One CRLF per header and terminator, each header a "$": exact.
-            if buf.count(b"\r\n") != 1 + 2 * k or buf.count(b"\r\n$") != k:
-                return None
-        elif _RISKY_TYPE.search(buf) is not None or b"\r\x00" in joined or (
-            joined.endswith(b"\r")
-        ) or buf.count(b"\r\n") != 1 + 2 * k + joined.count(b"\r\n"):
-            return None
-        if len(buf) > self.max_bulk and max(map(len, value)) > self.max_bulk:
-            return None
-        return value
+        return value if _hiredis_exact(buf, value, 1, self.max_bulk) else None
 
     def _continue_bulk(self, data: bytes, out: list, sized: bool) -> int:
         """Feed a bulk body being collected; the position after it in ``data``, or -1."""

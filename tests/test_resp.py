@@ -847,3 +847,39 @@ def test_bulk_reply_runs_equal_pure_parser(bodies, odd, at, cuts):
 def test_bulk_reply_run_uses_hiredis(readers):
     data = b"$3\r\nxxx\r\n" * 16
     assert RespParser().feed(data) == [b"xxx"] * 16 and readers == [1]
+
+
+_FOUND = b"".join((  # found by hypothesis: cut at byte 204, just after the last array header
+    b"*1\r\n$0\r\n\r\n" * 2,
+    (b"*4\r\n$0\r\n\r\n$2\r\n\x00\x00\r\n" + b"$4\r\n\x00\x00\x00\x00\r\n" * 2
+     + b"*2\r\n$3\r\n\x00\x00\x00\r\n$9\r\n" + b"\x00" * 9 + b"\r\n"),
+    (b"*4\r\n$0\r\n\r\n$2\r\n\x00\x00\r\n" + b"$4\r\n\x00\x00\x00\x00\r\n" * 2
+     + b"*2\r\n$5\r\n\x00\x00\x00\x00\x00\r\n$9\r\n" + b"\x00" * 9 + b"\r\n"),
+    b"*1\r\n+a\r\n",
+    b"*4\r\n$0\r\n\r\n$2\r\n\x00\x00\r\n" + b"$4\r\n\x00\x00\x00\x00\r\n" * 2,
+    b"*1\r\n$0\r\n\r\n",
+))
+
+
+@pytest.mark.parametrize("feeds", [
+    # a feed ending just after an aggregate's (or a bulk's) header: hiredis has consumed it and
+    # says has_data() False, and its CRLF can make up for a simple string's missing one
+    [b"*1\r\n+a\r\n*1\r\n", b"$0\r\n\r\n"],
+    [b"$1\r\nb\r\n+a\r\n$3\r\n", b"abc\r\n"],
+    [_FOUND[:204], _FOUND[204:]],
+    # a verbatim string beside a body that starts with "$"
+    [b"*2\r\n=5\r\ntxt:a\r\n$1\r\n$\r\n"],
+])
+def test_hiredis_paths_take_only_whole_exact_frames(feeds, monkeypatch):
+    # a read is taken as one whole command only when it is exactly one
+    one = RespParser(inline=True)
+    got = one.feed_command(feeds[0])
+    want = RespParser(inline=True, use_hiredis=False).feed(feeds[0])
+    assert (got is None and one.offset == 0) or [canon(got)] == [canon(v) for v in want]
+    # runs of frames: hiredis on small inputs too
+    monkeypatch.setattr(resp_module, "_HIREDIS_MIN", 0)
+    monkeypatch.setattr(resp_module, "_HIREDIS_MIN_BULKS", 0)
+    fast, pure = RespParser(), RespParser(use_hiredis=False)
+    for data in feeds:
+        assert [canon(v) for v in fast.feed(data)] == [canon(v) for v in pure.feed(data)]
+    assert fast.offset == pure.offset
