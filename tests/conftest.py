@@ -1,8 +1,10 @@
-"""Shared test fixtures: free loopback ports, a real redis-server, twistd subprocesses."""
+"""Shared test fixtures: free loopback ports, a real redis-server, twistd subprocesses, and the
+helpers several test modules use (socket reads, RESP exchanges, tshark, the proxy command)."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -104,6 +106,103 @@ def wait_closed(sock: socket.socket, timeout: float) -> tuple[str, float]:
             return "reset", time.monotonic() - t0
         if not chunk:
             return "eof", time.monotonic() - t0
+
+
+def recv_exactly(sock: socket.socket, n: int, timeout: float = 10.0) -> bytes:
+    """Read until ``n`` bytes have arrived, the peer closes, or the deadline passes; return what
+    arrived. Reads whole chunks, so bytes beyond ``n`` that come with the last one are returned
+    too (a caller comparing with ``==`` also sees a surplus)."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def resp_exchange(port: int, data: bytes, count: int, timeout: float = 10.0) -> list:
+    """Send ``data`` to a RESP server on loopback ``port``; read ``count`` replies (fewer if it
+    closes first or the deadline passes)."""
+    from playground.resp import RespParser
+
+    parser = RespParser()
+    values: list = []
+    deadline = time.monotonic() + timeout
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        while len(values) < count and time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            values += parser.feed(chunk)
+    return values
+
+
+PING = b"*1\r\n$4\r\nPING\r\n"
+PONG = b"+PONG\r\n"
+
+
+def start_proxy(start, target, *extra, listen: str = "tcp:0:interface=127.0.0.1"):
+    """``start(["proxy", ...])`` (the ``twistd`` fixture or alike) listening on a kernel-chosen
+    loopback port; return the ``Twistd`` and the port it reports."""
+    proc = start(["proxy", "--listen", listen, "--target", str(target), *[str(a) for a in extra]])
+    line = proc.wait_for("proxy listening on")
+    m = re.search(r"proxy listening on 127\.0\.0\.1:(\d+)", line)
+    assert m, line
+    return proc, int(m.group(1))
+
+
+def tshark(path, *args) -> str:
+    """``tshark -r path *args``'s output; a non-zero exit fails the test."""
+    exe = need("tshark")
+    out = subprocess.run(
+        [exe, "-r", str(path), *args], capture_output=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    return out.stdout.decode()
+
+
+def rows(text: str) -> list[str]:
+    """The non-blank lines of ``text``."""
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def redis_commands(path, port=6379, *extra) -> int:
+    """Client commands tshark's RESP dissector finds in a pcap: arrays in frames to ``port``,
+    minus the partial array of a frame whose command is completed (and shown again) in a later
+    frame. ``extra``: more tshark options (``-d tcp.port==N,resp``)."""
+    out = tshark(
+        path,
+        *extra,
+        "-Y",
+        f"resp && tcp.dstport == {port}",
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=|",
+        "-e",
+        "resp.array.length",
+        "-e",
+        "resp.reassembled_in_next_frame",
+    )
+    total = 0
+    for line in out.splitlines():
+        arrays, partial = (line.split("\t") + [""])[:2]
+        total += len([a for a in arrays.split("|") if a]) - len(
+            [p for p in partial.split("|") if p]
+        )
+    return total
 
 
 class RawClient:

@@ -23,7 +23,7 @@ from twisted.internet import defer, task, threads
 from playground.chain import Chain
 from playground.console import ConsoleSink
 from playground.jsonsink import JsonSink
-from tests.conftest import free_port, need, start_redis, stop_process
+from tests.conftest import free_port, need, redis_commands, start_redis, stop_process, tshark
 
 
 class Proxied:
@@ -148,26 +148,21 @@ def test_curl_keepalive_chunked_head_and_big_post(http_port, tmp_path):
     pcap = p.pcap_path.read_bytes()
     assert b64.encode() not in pcap
     # tshark sees the same requests as the JSON sink
-    tshark = need("tshark")
-    res = yield threads.deferToThread(
-        _run,
-        [
-            tshark,
-            "-r",
-            str(p.pcap_path),
-            "-Y",
-            "http.request",
-            "-T",
-            "fields",
-            "-e",
-            "http.request.method",
-            "-e",
-            "http.request.uri",
-            "-e",
-            "http.authorization",
-        ],
+    out = yield threads.deferToThread(
+        tshark,
+        p.pcap_path,
+        "-Y",
+        "http.request",
+        "-T",
+        "fields",
+        "-e",
+        "http.request.method",
+        "-e",
+        "http.request.uri",
+        "-e",
+        "http.authorization",
     )
-    rows = [line.split("\t") for line in res.stdout.decode().splitlines()]
+    rows = [line.split("\t") for line in out.splitlines()]
     assert [(m, u) for m, u, *_ in rows] == [(h["method"], h["target"]) for h in http]
     assert set(rows[2][2]) <= set("*")  # masked with filler, same length
     assert len(rows[2][2]) == len("Basic " + b64)
@@ -281,18 +276,9 @@ def test_redis_cli_and_redis_py_through_the_chain(redis_pw, tmp_path):
     assert '<- message news "hello"' in p.text()
     assert any(r["latency"] is not None for r in p.records("redis"))
     # tshark's RESP dissector counts the same commands (the pcap keeps the target's real port)
-    tshark = need("tshark")
-    port_rule = f"tcp.port=={redis_pw.port},resp"
-    res = yield threads.deferToThread(
-        _run, [tshark, "-r", str(p.pcap_path), "-d", port_rule, "-Y",
-               f"resp && tcp.dstport == {redis_pw.port}", "-T", "fields", "-E", "occurrence=a",
-               "-E", "aggregator=|", "-e", "resp.array.length",
-               "-e", "resp.reassembled_in_next_frame"])
-    total = 0
-    for line in res.stdout.decode().splitlines():
-        arrays, partial = (line.split("\t") + [""])[:2]
-        total += len([a for a in arrays.split("|") if a]) - len([x for x in partial.split("|")
-                                                                 if x])
+    total = yield threads.deferToThread(
+        redis_commands, p.pcap_path, redis_pw.port, "-d", f"tcp.port=={redis_pw.port},resp"
+    )
     assert total == len(p.records("redis")) + len(p.records("redis_unanswered"))
 
 

@@ -6,7 +6,6 @@ import json
 import math
 import re
 import socket
-import time
 import urllib.request
 
 import pytest
@@ -19,7 +18,7 @@ from playground import metrics, resp
 from playground import records as R
 from playground import stats as S
 from playground.statssink import StatsSink
-from tests.conftest import free_port
+from tests.conftest import PING, PONG, free_port, recv_exactly
 
 # -- a tiny Prometheus text-format parser ------------------------------------------------------
 
@@ -209,17 +208,6 @@ def _scrape(port: int):
     return text, data
 
 
-def _recv_exactly(sock, n: int) -> bytes:
-    buf = b""
-    deadline = time.monotonic() + 10
-    while len(buf) < n and time.monotonic() < deadline:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            break
-        buf += chunk
-    return buf
-
-
 def test_metrics_after_100_sets_through_the_proxy(twistd, redis_server, tmp_path):
     port, mport = free_port(), free_port()
     t = twistd(["proxy", "--listen", port, "--target", redis_server.port, "--quiet",
@@ -229,7 +217,7 @@ def test_metrics_after_100_sets_through_the_proxy(twistd, redis_server, tmp_path
     request = b"".join(_set(i) for i in range(100))
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(request)
-        assert _recv_exactly(s, 500) == b"+OK\r\n" * 100
+        assert recv_exactly(s, 500) == b"+OK\r\n" * 100
         # live: the pair is still open, its bytes are counted already
         text, data = _scrape(mport)
         samples, _ = parse_prometheus(text)
@@ -282,8 +270,8 @@ def test_refused_connections_are_counted(twistd, redis_server, tmp_path):
                cwd=str(tmp_path))
     t.wait_for("proxy listening on")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as first:
-        first.sendall(b"*1\r\n$4\r\nPING\r\n")
-        assert _recv_exactly(first, 7) == b"+PONG\r\n"
+        first.sendall(PING)
+        assert recv_exactly(first, len(PONG)) == PONG
         with socket.create_connection(("127.0.0.1", port), timeout=10) as second:
             assert second.recv(100) == b""  # refused: closed at once
         t.wait_for("refused")

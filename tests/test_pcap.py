@@ -31,7 +31,7 @@ from playground.pcap import (
     target_port,
 )
 from playground.pcapsink import PcapSink
-from tests.conftest import need
+from tests.conftest import redis_commands, rows, tshark
 
 T0 = 1_700_000_000.0
 HDR = PcapWriter().header()
@@ -434,19 +434,6 @@ REDIS_S2C = [b"+OK\r\n", b"$5\r\nvalue\r\n+PONG\r\n", b"-ERR no password\r\n"]
 REDIS_COMMANDS = 4
 
 
-def tshark(path, *args) -> str:
-    exe = need("tshark")
-    out = subprocess.run(
-        [exe, "-r", str(path), *args], capture_output=True, timeout=60, check=False
-    )
-    assert out.returncode == 0, out.stderr.decode()
-    return out.stdout.decode()
-
-
-def rows(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()]
-
-
 def follow_raw(path, *streams: int) -> dict[int, tuple[bytes, bytes]]:
     """``tshark -q -z follow,tcp,raw,N`` for each stream in one run: {N: (c2s, s2c)}.
 
@@ -516,34 +503,6 @@ def write_exchanges(http_port=80):
     blob += w.data(3, S2C, REDIS_S2C[2], now + 0.2)
     blob += w.pair_closed(3, {"how": "reset", "closed_by": "server"}, now + 0.3)
     return blob
-
-
-def redis_commands(path, port=6379, *extra) -> int:
-    """Client commands the RESP dissector found: arrays in client->server frames, minus the
-    partial array of a frame whose command is completed (and shown again) in a later frame."""
-    out = tshark(
-        path,
-        *extra,
-        "-Y",
-        f"resp && tcp.dstport == {port}",
-        "-T",
-        "fields",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=|",
-        "-e",
-        "resp.array.length",
-        "-e",
-        "resp.reassembled_in_next_frame",
-    )
-    total = 0
-    for line in out.splitlines():
-        arrays, partial = (line.split("\t") + [""])[:2]
-        total += len([a for a in arrays.split("|") if a]) - len(
-            [p for p in partial.split("|") if p]
-        )
-    return total
 
 
 def http_methods(path) -> list[str]:

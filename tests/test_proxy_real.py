@@ -19,58 +19,22 @@ import time
 import pytest
 import redis
 
+from playground.resp import encode_command
 from tests.conftest import (
+    PING,
+    PONG,
     Twistd,
     free_port,
     need,
+    recv_exactly,
+    start_proxy,
     start_redis,
     stop_process,
     wait_closed,
     wait_until,
 )
 
-PING = b"*1\r\n$4\r\nPING\r\n"
-PONG = b"+PONG\r\n"
-
-
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def start_proxy(start, target, *extra) -> tuple[Twistd, int]:
-    """Start ``twistd tcpplay proxy`` on a kernel-chosen loopback port; return it and the port."""
-    proc = start(["proxy", "--listen", "tcp:0:interface=127.0.0.1", "--target", str(target),
-                  *[str(a) for a in extra]])
-    line = proc.wait_for("proxy listening on")
-    m = re.search(r"proxy listening on 127\.0\.0\.1:(\d+)", line)
-    assert m, line
-    return proc, int(m.group(1))
-
-
-def resp(*args) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-def recv_until(sock: socket.socket, expected: bytes, timeout: float = 10.0) -> bytes:
-    """Read until ``expected`` bytes have arrived (or EOF / the deadline)."""
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while len(buf) < len(expected):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            break
-        if not chunk:
-            break
-        buf += chunk
-    return buf
 
 
 def close_lines(proc: Twistd) -> list[str]:
@@ -201,9 +165,10 @@ def test_multi_exec(client):
     # And the raw form, so the MULTI/QUEUED/EXEC bytes are seen as sent.
     with socket.create_connection(("127.0.0.1", client.connection_pool.connection_kwargs["port"]),
                                   timeout=10) as s:
-        s.sendall(resp("MULTI") + resp("INCR", "proxy-real:tx") + resp("EXEC"))
+        s.sendall(encode_command("MULTI") + encode_command("INCR", "proxy-real:tx")
+                  + encode_command("EXEC"))
         expected = b"+OK\r\n+QUEUED\r\n*1\r\n:3\r\n"
-        assert recv_until(s, expected) == expected
+        assert recv_exactly(s, len(expected)) == expected
 
 
 def test_5mb_value_round_trip_is_byte_exact(client, direct):
@@ -280,7 +245,7 @@ def test_upstream_killed_mid_stream_closes_client(twistd, tmp_redis):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             me = s.getsockname()[1]
-            s.sendall(resp("BLPOP", "proxy-real:never", 60))
+            s.sendall(encode_command("BLPOP", "proxy-real:never", 60))
             wait_until(lambda: blocked_clients(direct) == 1, 10, "the BLPOP to block in redis")
             tmp_redis.proc.send_signal(signal.SIGKILL)
             tmp_redis.proc.wait(10)
@@ -357,7 +322,7 @@ def test_max_connections_refuses_the_third_client(twistd, redis_server):
     try:
         for s in (a, b):
             s.sendall(PING)
-            assert recv_until(s, PONG) == PONG
+            assert recv_exactly(s, len(PONG)) == PONG
         with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
             me = c.getsockname()[1]
             wait_closed(c, timeout=2)
@@ -369,7 +334,7 @@ def test_max_connections_refuses_the_third_client(twistd, redis_server):
         close_line_for(proc, a_port)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as d:  # a slot is free
             d.sendall(PING)
-            assert recv_until(d, PONG) == PONG
+            assert recv_exactly(d, len(PONG)) == PONG
     finally:
         a.close()
         b.close()
@@ -408,7 +373,7 @@ def test_sigterm_under_load_drains_and_exits_0(twistd, redis_server, direct):
     worker = threading.Thread(target=load, daemon=True)
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as waiter:
-            waiter.sendall(resp("BLPOP", key, 20))
+            waiter.sendall(encode_command("BLPOP", key, 20))
             wait_until(lambda: blocked_clients(direct) == base_blocked + 1, 10, "BLPOP to block")
             worker.start()
             wait_until(lambda: int(direct.get(counter) or 0) >= 100, 10, "the load to be running")
@@ -420,8 +385,8 @@ def test_sigterm_under_load_drains_and_exits_0(twistd, redis_server, direct):
             with pytest.raises(ConnectionRefusedError):  # no new clients while draining
                 socket.create_connection(("127.0.0.1", port), timeout=5).close()
             direct.rpush(key, b"late")  # the command sent before SIGTERM now gets its reply
-            expected = resp(key, "late")
-            assert recv_until(waiter, expected) == expected
+            expected = encode_command(key, "late")
+            assert recv_exactly(waiter, len(expected)) == expected
             # The load is still being served through the draining proxy.
             mark = int(direct.get(counter))
             wait_until(lambda: int(direct.get(counter)) >= mark + 100, 10, "load during drain")
@@ -445,7 +410,7 @@ def test_short_drain_aborts_what_is_left_and_exits_0(twistd, redis_server):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
         me = idle.getsockname()[1]
         idle.sendall(PING)
-        assert recv_until(idle, PONG) == PONG
+        assert recv_exactly(idle, len(PONG)) == PONG
         t0 = time.monotonic()
         proc.proc.send_signal(signal.SIGTERM)
         how, _ = wait_closed(idle, timeout=6)

@@ -14,7 +14,6 @@ import re
 import socket
 import ssl
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -24,11 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import Twistd, wait_closed, wait_until
-
-PING = b"*1\r\n$4\r\nPING\r\n"
-PONG = b"+PONG\r\n"
-
+from tests.conftest import PING, PONG, recv_exactly, start_proxy, wait_closed, wait_until
 
 # --- certificates ----------------------------------------------------------------------------
 
@@ -180,39 +175,13 @@ def echo_server(pki):
         s.close()
 
 
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def start_proxy(twistd, listen: str, target: str, *extra) -> tuple[Twistd, int]:
-    proc = twistd(["proxy", "--listen", listen, "--target", target, *extra])
-    line = proc.wait_for("proxy listening on")
-    m = re.search(r"proxy listening on 127\.0\.0\.1:(\d+)", line)
-    assert m, line
-    return proc, int(m.group(1))
-
-
-def recv_exactly(sock, n: int, timeout: float = 10.0) -> bytes:
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while len(buf) < n and time.monotonic() < deadline:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            chunk = sock.recv(n - len(buf))
-        except TimeoutError:
-            break
-        if not chunk:
-            break
-        buf += chunk
-    return buf
-
-
 # --- TLS listener in front of redis-server --------------------------------------------------
 
 
 def test_tls_listener_in_front_of_redis(twistd, redis_server, pki):
     cert, key = pki["localhost"]
     listen = f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1"
-    proc, port = start_proxy(twistd, listen, str(redis_server.port))
+    proc, port = start_proxy(twistd, redis_server.port, listen=listen)
     ctx = ssl.create_default_context(cafile=str(pki["ca"].pem))
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
@@ -241,9 +210,8 @@ def test_tls_listener_in_front_of_redis(twistd, redis_server, pki):
 
 def test_tls_target_with_matching_name_passes_data(twistd, pki, echo_server):
     server = echo_server("localhost")
-    proc, port = start_proxy(twistd, "tcp:0:interface=127.0.0.1",
-                             f"tls:host=localhost:port={server.port}",
-                             "--target-ca", str(pki["ca"].pem))
+    proc, port = start_proxy(twistd, f"tls:host=localhost:port={server.port}",
+                             "--target-ca", pki["ca"].pem)
     message = b"hello over tls\n" + bytes(range(256)) * 64
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(message)
@@ -259,9 +227,8 @@ def test_tls_target_with_matching_name_passes_data(twistd, pki, echo_server):
 def test_tls_target_half_close_still_gets_the_reply(twistd, pki, echo_server):
     """``printf ... | nc -N`` style: the client sends and shuts down its write side at once."""
     server = echo_server("localhost")
-    proc, port = start_proxy(twistd, "tcp:0:interface=127.0.0.1",
-                             f"tls:host=localhost:port={server.port}",
-                             "--target-ca", str(pki["ca"].pem))
+    proc, port = start_proxy(twistd, f"tls:host=localhost:port={server.port}",
+                             "--target-ca", pki["ca"].pem)
     message = b"PING\r\n"
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(message)
@@ -271,9 +238,8 @@ def test_tls_target_half_close_still_gets_the_reply(twistd, pki, echo_server):
 
 
 def _assert_handshake_refused(twistd, pki, server, expect: str):
-    proc, port = start_proxy(twistd, "tcp:0:interface=127.0.0.1",
-                             f"tls:host=localhost:port={server.port}",
-                             "--target-ca", str(pki["ca"].pem))
+    proc, port = start_proxy(twistd, f"tls:host=localhost:port={server.port}",
+                             "--target-ca", pki["ca"].pem)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         me = s.getsockname()[1]
         s.sendall(b"secret that must not reach a wrong server\n")

@@ -4,7 +4,6 @@ as oracles."""
 from __future__ import annotations
 
 import math
-import socket
 import time
 
 import hiredis
@@ -29,6 +28,7 @@ from playground.resp import (
     encode_command,
     split_inline,
 )
+from tests.conftest import resp_exchange
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -340,21 +340,6 @@ def test_inline_parser():
     assert "unknown type" in error_of(b"PING\r\n").message
 
 
-def _redis_roundtrip(port: int, raw: bytes, count: int) -> list:
-    """Send raw bytes to redis-server, read ``count`` replies (or until it closes)."""
-    p = RespParser()
-    out: list = []
-    deadline = time.monotonic() + 10
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(raw)
-        while len(out) < count and time.monotonic() < deadline:
-            data = s.recv(65536)
-            if not data:
-                break
-            out += p.feed(data)
-    return out
-
-
 INLINE_CASES = [
     b"a \"b c\" 'd e'",
     b'"\\x41\\x4a" "tab\\there" "q\\"uote" "\\\\"',
@@ -373,13 +358,13 @@ def test_inline_splitting_matches_redis(redis_server, args_line):
     ours = parse_all(line + b"\r\n", inline=True)
     assert len(ours) == 1
     raw = b"DEL " + key + b"\r\n" + line + b"\r\n" + encode_command("LRANGE", key, 0, -1)
-    replies = _redis_roundtrip(redis_server.port, raw, 3)
+    replies = resp_exchange(redis_server.port, raw, 3)
     assert len(replies) == 3, replies
     assert replies[2] == list(ours[0].args[2:])
 
 
 def test_inline_unbalanced_quotes_like_redis(redis_server):
-    replies = _redis_roundtrip(redis_server.port, b'SET k "abc\r\n', 1)
+    replies = resp_exchange(redis_server.port, b'SET k "abc\r\n', 1)
     assert isinstance(replies[0], Error) and b"unbalanced" in replies[0].value
     assert "unbalanced" in error_of(b'SET k "abc\r\n', inline=True).message
 

@@ -23,7 +23,15 @@ from playground import respserver
 from playground.limits import Refusal
 from playground.resp import Error, Map, ProtocolError, RespParser, encode_command
 from playground.respserver import ExpirySweep, RespFactory, RespService
-from tests.conftest import Twistd, free_port, need, start_redis, stop_process, wait_until
+from tests.conftest import (
+    Twistd,
+    free_port,
+    need,
+    resp_exchange,
+    start_redis,
+    stop_process,
+    wait_until,
+)
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40001)
 
@@ -616,21 +624,6 @@ def test_redis_py_auth(resp_pass_port):
         ok.close()
 
 
-def _raw_exchange(port, data: bytes, expect: int, timeout=10.0) -> list:
-    """Send ``data``; read until ``expect`` replies or EOF (bounded)."""
-    parser = RespParser()
-    values = []
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        deadline = time.monotonic() + timeout
-        while len(values) < expect and time.monotonic() < deadline:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            values += parser.feed(chunk)
-    return values
-
-
 def _admitted(port: int, count: int) -> list[socket.socket]:
     """``count`` connections the server answers; earlier tests' closing connections may still
     hold slots for a moment (they are released when the server sees them closed)."""
@@ -1169,14 +1162,14 @@ def test_differential_auth(resp_pass_port, tmp_path):
             "AUTH x y z",
         ]
         data = b"".join(encode_command(*shlex.split(line)) for line in script)
-        ours = _raw_exchange(resp_pass_port, data, len(script))
-        theirs = _raw_exchange(real.port, data, len(script))
+        ours = resp_exchange(resp_pass_port, data, len(script))
+        theirs = resp_exchange(real.port, data, len(script))
         assert [_normalize(v) for v in ours] == [_normalize(v) for v in theirs]
         assert ours[0] == Error(b"NOAUTH Authentication required.")
         assert ours[-2] == b"x"
         for raw in (b"*1\r\n$20000\r\n", encode_command("DEL", *["k"] * 10)):
-            ours = _raw_exchange(resp_pass_port, raw, 2)
-            assert ours == _raw_exchange(real.port, raw, 2)
+            ours = resp_exchange(resp_pass_port, raw, 2)
+            assert ours == resp_exchange(real.port, raw, 2)
             assert ours[0].value.startswith(b"ERR Protocol error: unauthenticated")
     finally:
         stop_process(real.proc)
@@ -1201,7 +1194,7 @@ def test_publish_to_many_subscribers_over_sockets(resp_port):
                 b"*3\r\n$9\r\nsubscribe"
             )
         publish = b"".join(encode_command("PUBLISH", "fan", f"m{i}") for i in range(20))
-        assert _raw_exchange(resp_port, publish, 20) == [50] * 20
+        assert resp_exchange(resp_port, publish, 20) == [50] * 20
         for s in subs:
             parser = RespParser()
             got = []
