@@ -36,6 +36,7 @@ from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 MIB = 1024 * 1024
 DECODE_CHOICES = ("auto", "resp", "http", "text", "hex", "none")
 COLOR_CHOICES = ("auto", "always", "never")
+LIFECYCLE_CHOICES = ("auto", "show", "hide")
 MAX_HELD = 1 * MIB  # bytes held back from the pcap sink per direction, at most
 REDACTED = b"(redacted)"  # the same mark as respdecoder.redact_command
 
@@ -60,6 +61,10 @@ OPT_PARAMETERS = [
      "Show only HTTP exchanges matching '[METHOD[,METHOD...]] [PATH-GLOB]', e.g. "
      "'GET /api/*', 'POST,PUT', '/static/*' (the glob matches the request target, query "
      "included; console and JSON only)."],
+    ["lifecycle", None, "auto",
+     "Console lines for each connection's open, protocol, FIN and close: show, hide, or auto "
+     "(hidden when --only, --skip or --http-filter is given, shown otherwise). JSON keeps "
+     "them.", lambda v: _choice("--lifecycle", v, LIFECYCLE_CHOICES)],
     ["max-value", None, 200,
      "Show at most this many bytes of any value, with its full length (0 = no limit)."],
     ["max-frame", None, 512 * MIB,
@@ -74,6 +79,27 @@ OPT_FLAGS = [
      "(redacted by default in console and JSON; commands and headers also masked in the pcap)."],
     ["quiet", None, "No console view (--json and --pcap are still written)."],
 ]
+
+
+def opt_verbose(opts):
+    """More HTTP detail on the console, like curl: -v adds the request and response headers
+    (secrets redacted), -vv also the start of each body (--max-value bytes)."""
+    opts["verbose"] = opts.get("verbose", 0) + 1
+
+
+def _choice(flag: str, value, choices) -> str:
+    chosen = str(value).lower()
+    if chosen not in choices:
+        raise usage.UsageError(f"{flag}: choose one of {', '.join(choices)}; got {value!r}")
+    return chosen
+
+
+def shows_lifecycle(opts) -> bool:
+    """Does the console show open/protocol/FIN/close lines (``--lifecycle``)?"""
+    lifecycle = opts.get("lifecycle", "auto")
+    if lifecycle == "auto":
+        return not (opts["only"] or opts["skip"] or opts["http-filter"])
+    return lifecycle == "show"
 
 
 def _int_option(opts, flag: str) -> int:
@@ -179,7 +205,8 @@ def build(opts, reactor=None, stats=None):
             from playground.console import ConsoleSink
 
             sinks.append(ConsoleSink(color=opts["color"], max_value=opts["max-value"],
-                                     reactor=reactor))
+                                     reactor=reactor, verbose=opts.get("verbose", 0),
+                                     lifecycle=shows_lifecycle(opts)))
     services.extend(sinks)
     if stats is not None and decode != "none":
         sinks.append(stats)  # a plain sink, not a service
