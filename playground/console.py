@@ -5,12 +5,16 @@ Lines look like::
     #3 open 127.0.0.1:51234 -> 127.0.0.1:6379
     #3 127.0.0.1:51234 SET foo "bar" -> +OK (0.21 ms)
     #3 <- message news "hello"
-    #4 127.0.0.1:5555 GET /get -> 200 OK application/json 312 B (1.2 ms)
+    #4 127.0.0.1:5555 GET /get -> 200 OK application/json 24 B "{\\"origin\\": \\"127.0.0.1\\"}" (1.20 ms)
+        > Host: 127.0.0.1:8081
+        < Content-Type: application/json
     #5 -> EHLO example.com\\r\\n
     #3 close 127.0.0.1:51234 c2s 120 B s2c 300 B 1.234 s (fin by client)
 
 ``->`` marks client-to-server bytes, ``<-`` server-to-client. Every byte of traffic goes through
 ``views.escape``; values longer than ``max_value`` bytes are cut and their full length shown.
+An HTTP exchange's header lines (``>`` request, ``<`` response) follow at ``verbose`` 1, its
+bodies too at 2. ``lifecycle=False`` leaves out the open/protocol/FIN/close lines.
 Colours (ANSI) only when asked or, with ``auto``, when the output is a terminal.
 
 ``BufferedSink`` (shared with the JSON sink) queues records and formats and writes them in

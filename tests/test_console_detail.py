@@ -318,3 +318,14 @@ def test_curl_through_the_proxy_at_each_level(twistd):
     assert "    > a=1&b=2" in vv and "    >" in vv and "    <" in vv
     assert any(line.startswith('    < {"args": {}') for line in vv)
     assert any(line.startswith("    < ... (") and line.endswith(" bytes)") for line in vv)
+
+
+def test_demo_passes_verbose_to_its_proxies():
+    from playground import demo
+
+    opts = demo.Options()
+    opts.parseOptions(["-vv", "--redis", "0", "--http", "1"])
+    assert demo.DemoService(opts)._proxy_options("tcp:0", 1)["verbose"] == 2
+    opts = demo.Options()
+    opts.parseOptions([])
+    assert demo.DemoService(opts)._proxy_options("tcp:0", 1).get("verbose", 0) == 0
