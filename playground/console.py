@@ -258,16 +258,18 @@ def _items(open_, items, close, limit, depth, budget) -> str:
 
 # Replies that are the server's documentation of itself (COMMAND, COMMAND DOCS, COMMAND INFO,
 # COMMAND LIST): redis-cli asks for all of it when it starts. Shown as a count and a few names.
-_DOC_COMMANDS = frozenset({b"COMMAND"})
+_DOC_SUBCOMMANDS = frozenset({None, b"DOCS", b"INFO", b"LIST"})
 _NAMES_SHOWN = 3
 
 
 def command_summary(command, reply, limit: int) -> str | None:
-    """``(240 commands: "mset", "zdiff", "auth", ... 237 more)`` for a big reply to a
-    ``_DOC_COMMANDS`` command (more than ``MAX_ITEMS`` entries); None for any other."""
-    if not command or not isinstance(command[0], bytes) or (
-            command[0].upper() not in _DOC_COMMANDS):
+    """``(240 commands: "mset", "zdiff", "auth", ... 237 more)`` for a big reply (more than
+    ``MAX_ITEMS`` entries) to ``COMMAND`` or its DOCS, INFO or LIST; None for any other."""
+    if not command or not isinstance(command[0], bytes) or command[0].upper() != b"COMMAND":
         return None
+    sub = command[1] if len(command) > 1 else None
+    if (sub.upper() if isinstance(sub, bytes) else sub) not in _DOC_SUBCOMMANDS:
+        return None  # COMMAND GETKEYS answers keys, COMMAND HELP text
     if isinstance(reply, resp.Attributed):
         reply = reply.value
     if isinstance(reply, resp.Map):  # RESP3 COMMAND DOCS: name -> docs

@@ -254,6 +254,9 @@ def test_command_docs_in_one_short_line():
                            200) == summary
     assert command_summary((b"COMMAND", b"INFO", b"get"), infos[:1], 200) is None  # small
     assert command_summary((b"LRANGE", b"k", b"0", b"-1"), flat, 200) is None
+    keys = [b"k%d" % i for i in range(20)]
+    assert command_summary((b"COMMAND", b"GETKEYS", b"MSET"), keys, 200) is None
+    assert command_summary((b"COMMAND", b"HELP"), keys, 200) is None
     f = ConsoleFormatter(False, 200)
     [line] = f.lines(R.RedisExchange(2, 0.0, "127.0.0.1:1", (b"COMMAND", b"DOCS"), flat, 0.05))
     assert line == f"#2 127.0.0.1:1 COMMAND DOCS -> {summary} (50.0 ms)"
