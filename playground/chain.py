@@ -16,7 +16,8 @@ both hand over to ``Chain._failed``): a decoder that fails on a direction turns 
 raises to the proxy. Per-pair state is dropped at ``pair_closed``.
 
 The proxy subcommand takes its decoding options from here: ``OPT_PARAMETERS``, ``OPT_FLAGS``,
-``check_options(opts)`` and ``build(opts, reactor) -> (services, observer)``.
+``opt_verbose`` (the counted ``-v``), ``check_options(opts)`` and
+``build(opts, reactor) -> (services, observer)``.
 """
 
 from __future__ import annotations
