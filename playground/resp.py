@@ -26,7 +26,8 @@ a string too long to keep  :class:`Truncated` (only with ``max_value``)
 With ``max_value`` set, the parser never holds a whole long string: a bulk, verbatim or bulk
 error longer than ``max(max_value, STREAM_MIN)`` bytes (and, in a reply parser, a simple string
 or error line longer than ``max_inline``: MONITOR lines carry whole values) is read as it comes,
-keeping its first ``max_value`` bytes (``STREAM_MIN`` for 0) and counting the rest: it comes out
+keeping its first ``max_value + 1`` bytes (``STREAM_MIN + 1`` for 0: one more than a view of
+``max_value`` shows, so even its bytes alone say it goes on) and counting the rest: it comes out
 as a :class:`Truncated`, which is ``bytes`` (those first bytes) whose ``len()`` is the full
 length, so a view that shows ``"prefix..." (N bytes)`` shows it exactly as the whole value.
 
@@ -462,7 +463,7 @@ class RespParser:
         self.max_bulk = max_bulk
         # strings longer than this are streamed (None: collected whole, up to max_bulk)
         self._stream_over = None if max_value is None else max(max_value, STREAM_MIN)
-        self._keep = max_value or STREAM_MIN  # bytes kept of a streamed string
+        self._keep = (max_value or STREAM_MIN) + 1  # bytes kept of a streamed string
         self._lines = max_value is not None and not inline  # stream long +/- lines too
         self.max_depth = max_depth
         self.max_inline = max_inline
