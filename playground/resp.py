@@ -460,9 +460,9 @@ class RespParser:
         use_hiredis: bool = True,
         max_value: int | None = None,
     ):
-        self.max_bulk = max_bulk
         # strings longer than this are streamed (None: collected whole, up to max_bulk)
         self._stream_over = None if max_value is None else max(max_value, STREAM_MIN)
+        self.max_bulk = max_bulk
         self._keep = (max_value or STREAM_MIN) + 1  # bytes kept of a streamed string
         self._lines = max_value is not None and not inline  # stream long +/- lines too
         self.max_depth = max_depth
@@ -505,10 +505,16 @@ class RespParser:
         of ``values[i]`` when needed."""
         return self._feed(data, _LAZY if lazy else True)
 
-    def _whole_max(self) -> int:
-        """The longest string collected whole (longer ones fail, or are streamed)."""
+    @property
+    def max_bulk(self) -> int:
+        return self._max_bulk
+
+    @max_bulk.setter
+    def max_bulk(self, value: int) -> None:
+        self._max_bulk = value
         over = self._stream_over
-        return self.max_bulk if over is None or over > self.max_bulk else over
+        # the longest string collected whole (longer ones fail, or are streamed)
+        self._longest_whole = value if over is None or over > value else over
 
     def buffered(self) -> int:
         """Bytes of input held: a partial line, the kept part of a string being read."""
@@ -570,7 +576,7 @@ class RespParser:
             line = data[1:nl]
             if not line.isdigit() or (line[0] == 48 and nl != 2) or (
                     n != nl + 4 + int(line) or data[-2:] != b"\r\n" or (
-                        n - nl - 4 > self._whole_max())):
+                        n - nl - 4 > self._longest_whole)):
                 return NOT_ONE
             value = data[nl + 2 : -2]
         elif t == _INT:
@@ -596,7 +602,7 @@ class RespParser:
         except Exception:
             return 0
         if not values or not _hiredis_idle(reader) or set(map(type, values)) != _BYTES_ONLY or (
-                not _hiredis_exact(data, values, 0, self._whole_max())):
+                not _hiredis_exact(data, values, 0, self._longest_whole)):
             return 0
         out.extend(values)
         return len(data)
@@ -678,7 +684,7 @@ class RespParser:
             return 0
         nvalues = len(values)
         if not _hiredis_exact(prefix, list(_chain.from_iterable(values)), nvalues,
-                              self._whole_max()):
+                              self._longest_whole):
             return 0
         if sized == _LAZY:
             out.append((values, SpanRun(values, self._abs), None))
@@ -709,7 +715,7 @@ class RespParser:
         if type(value) is not list or not _hiredis_idle(reader):
             self._reader = None  # holds a partial or bad frame: not reused
             return None
-        return value if _hiredis_exact(buf, value, 1, self._whole_max()) else None
+        return value if _hiredis_exact(buf, value, 1, self._longest_whole) else None
 
     def _continue_bulk(self, data: bytes, pos: int, out: list, sized: bool) -> int:
         """Feed a string being read from ``data[pos:]``; the position after it, or -1 (all of
@@ -867,7 +873,7 @@ class RespParser:
         n = len(buf)
         base = self._abs - pos  # stream offset of buf[0]
         max_bulk = self.max_bulk
-        big = self._whole_max()  # the fast paths take strings up to this long
+        big = self._longest_whole  # the fast paths take strings up to this long
         lines = self._lines
         max_line = self.max_inline
         inline = self.inline
