@@ -49,6 +49,7 @@ from playground.resp import (
     RespParser,
     Simple,
     SpanRun,
+    Truncated,
 )
 
 C2S = "c2s"
@@ -650,7 +651,8 @@ class RespConversation:
                 self._track(kind, v.items)
             out.append(ServerPush(v, now, _kind(v), self.protocol))
             return
-        if t is Simple and self._monitor and _MONITOR_LINE.match(v.value):
+        if t is Simple and self._monitor and (
+                _MONITOR_LINE.match(v.value) or type(v.value) is Truncated):  # a long line, cut
             out.append(ServerPush(v, now, "monitor", self.protocol))
             return
         if t is list and v and self.protocol == 2 and type(v[0]) is bytes:

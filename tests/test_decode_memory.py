@@ -37,7 +37,7 @@ from playground.resp import (
     encode,
     encode_command,
 )
-from playground.respdecoder import C2S, S2C, Exchange, RespConversation
+from playground.respdecoder import C2S, S2C, Exchange, RespConversation, ServerPush
 from tests.conftest import recv_exactly, start_proxy, wait_until
 
 MIB = 1024 * 1024
@@ -436,3 +436,34 @@ def test_monitor_with_long_values_stays_decoded(redis_server, twistd, tmp_path):
         mon.close()
         other.close()
     assert proc.terminate() == 0
+
+
+@given(st.lists(st.tuples(st.binary(max_size=60), st.binary(max_size=60)), min_size=1,
+                max_size=4),
+       st.lists(st.integers(0, 1000), max_size=6), st.lists(st.integers(0, 1000), max_size=6))
+@settings(max_examples=200, deadline=None)
+def test_conversation_events_are_the_same_at_any_split(pairs, c_cuts, s_cuts):
+    """SETs and GETs of long values, then MONITOR showing one: the same exchanges and pushes
+    whatever the reads, each long value its first bytes and length."""
+    c2s = b"".join(encode_command("SET", k, v) + encode_command("GET", k) for k, v in pairs)
+    c2s += encode_command("MONITOR")
+    s2c = b"".join(b"+OK\r\n" + encode(v) for _, v in pairs) + b"+OK\r\n"
+    s2c += b"".join(b"+1700000000.000001 [0 127.0.0.1:1] \"SET\" \"%s\"\r\n" % v.hex().encode()
+                    for _, v in pairs)
+
+    def run(c_at, s_at):
+        with stream_min(16):
+            conv = RespConversation(max_value=4, max_inline=24)
+            out = []
+            for data, cuts, d in ((c2s, c_at, C2S), (s2c, s_at, S2C)):
+                last = 0
+                for cut in sorted({c for c in cuts if 0 < c < len(data)}) + [len(data)]:
+                    out += conv.feed(d, data[last:cut], 1.0)
+                    last = cut
+        return out
+
+    whole = run([], [])
+    assert run(c_cuts, s_cuts) == whole
+    gets = [e.reply for e in whole if type(e) is Exchange and e.command[0] == b"GET"]
+    assert gets == [Truncated(v[:5], len(v)) if len(v) > 16 else v for _, v in pairs]
+    assert len([e for e in whole if type(e) is ServerPush and e.kind == "monitor"]) == len(pairs)
