@@ -15,7 +15,10 @@ import weakref
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
 
+from playground import chain as chain_mod
 from playground import records as R
 from playground import resp as resp_module
 from playground.chain import Chain
@@ -385,6 +388,34 @@ def test_truncated_values_show_as_the_whole_ones(args, reply, limit, push):
     assert console.format_batch(shown * 2) == console.format_batch(whole * 2)
     js = JsonSink("unused", max_value=limit)
     assert js.format_batch(shown * 2) == js.format_batch(whole * 2)
+
+
+def test_max_value_0_shows_values_whole_up_to_what_the_decoder_keeps(tmp_path):
+    class Opts(usage.Options):
+        optParameters = chain_mod.OPT_PARAMETERS
+        optFlags = chain_mod.OPT_FLAGS
+
+        def postOptions(self):
+            chain_mod.check_options(self)
+
+    path = tmp_path / "out.jsonl"
+    opts = Opts()
+    opts.parseOptions(["--json", str(path), "--quiet", "--max-value", "0", "--decode", "resp"])
+    services, chain = chain_mod.build(opts, MemoryReactorClock())
+    for s in services:
+        s.startService()
+    chain.pair_opened(_pair(), 0.0)
+    small, big = b"s" * 60_000, b"b" * 100_000
+    for frame in (encode_command("SET", "a", small), encode_command("SET", "b", big)):
+        for i in range(0, len(frame), CHUNK):
+            chain.data(1, C2S, frame[i:i + CHUNK], 1.0)
+        chain.data(1, S2C, b"+OK\r\n", 2.0)
+    chain.pair_closed(1, SUMMARY, 3.0)
+    for s in services:
+        s.stopService()
+    shown = [json.loads(x)["command"] for x in path.read_text().splitlines() if '"redis"' in x]
+    assert shown == [["SET", "a", small.decode()],
+                     ["SET", "b", {"text": "b" * 65536, "length": len(big)}]]
 
 
 # -- real redis-server behind the real proxy -------------------------------------------------
