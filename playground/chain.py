@@ -67,7 +67,9 @@ OPT_PARAMETERS = [
      "(hidden when --only, --skip or --http-filter is given, shown otherwise). JSON keeps "
      "them.", lambda v: _choice("--lifecycle", v, LIFECYCLE_CHOICES)],
     ["max-value", None, 200,
-     "Show at most this many bytes of any value, with its full length (0 = no limit)."],
+     "Show at most this many bytes of any value, with its full length (0 = up to 64 KiB). "
+     "The RESP decoder keeps no more of a long value: its memory per connection does not "
+     "grow with the traffic."],
     ["max-frame", None, 512 * MIB,
      "Largest RESP frame the decoder accepts (bytes); a larger one turns that direction to hex."],
 ]
@@ -198,14 +200,18 @@ def build(opts, reactor=None, stats=None):
         if not redact:
             return services, pcap
     if decode != "none":
+        from playground.resp import STREAM_MIN
+
+        # 0: values whole up to what the RESP decoder keeps of a long one, then cut there
+        shown = opts["max-value"] or STREAM_MIN
         if opts["json"]:
             from playground.jsonsink import JsonSink
 
-            sinks.append(JsonSink(opts["json"], max_value=opts["max-value"], reactor=reactor))
+            sinks.append(JsonSink(opts["json"], max_value=shown, reactor=reactor))
         if not opts["quiet"] and opts["json"] != "-":
             from playground.console import ConsoleSink
 
-            sinks.append(ConsoleSink(color=opts["color"], max_value=opts["max-value"],
+            sinks.append(ConsoleSink(color=opts["color"], max_value=shown,
                                      reactor=reactor, verbose=opts.get("verbose", 0),
                                      lifecycle=shows_lifecycle(opts)))
     services.extend(sinks)
@@ -406,7 +412,9 @@ class _Resp:
 
         self.rd = respdecoder
         self.st = st
-        conv = self.conv = respdecoder.RespConversation(max_bulk=st.chain.max_frame)
+        # long strings are streamed: the decoder keeps what the view shows (resp.Truncated)
+        conv = self.conv = respdecoder.RespConversation(max_bulk=st.chain.max_frame,
+                                                        max_value=st.chain.max_value)
         # the cheap interface: answered commands come as ``Answer``s or plain tuples
         self._feed = conv.feed_answers
         self._eof = conv.eof_answers
@@ -660,6 +668,9 @@ class Chain:
                 for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
                     self._release(st, d, b"", now, everything=True)
             self.pcap.pair_closed(pair_id, summary, now)
+        # The decoders point back at st: break the cycle, so their buffers go now, not when
+        # the cyclic GC runs.
+        st.decoder = st.detector = st.held = None
 
     # -- the one except ----------------------------------------------------------------------
     def _guarded(self, st, direction, now, fn, *args) -> bool:

@@ -171,7 +171,8 @@ _NOT_PLAIN = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
 
 
 def _safe_token(arg: bytes) -> bool:
-    return _SAFE_TOKEN.fullmatch(arg) is not None
+    # len(): a long value the decoder cut (resp.Truncated) is as long as it was on the wire
+    return len(arg) <= 64 and _SAFE_TOKEN.fullmatch(arg) is not None
 
 
 def format_args(args, limit: int) -> str:
