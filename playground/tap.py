@@ -7,6 +7,7 @@ Each subcommand lives in its own module exposing ``Options`` (a ``usage.Options`
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 
@@ -78,6 +79,14 @@ class TcpplayService(service.MultiService):
     one and is reported as such (status 0), like ``systemctl stop`` expects.
     """
 
+    _privileged = False
+
+    def privilegedStartService(self):
+        if self._privileged:  # already done by start_before_daemonizing
+            return
+        self._privileged = True
+        super().privilegedStartService()
+
     def stopService(self):
         d = defer.maybeDeferred(super().stopService)
 
@@ -101,4 +110,34 @@ def makeService(options) -> service.IService:
 
         svc = metrics.attach(svc, options.subOptions, options.subCommand)
     svc.setServiceParent(top)
+    start_before_daemonizing(top, getattr(options, "parent", None))
     return top
+
+
+def start_before_daemonizing(top: TcpplayService, config) -> None:
+    """Bind the listeners now, in the launching process, before twistd forks the daemon.
+
+    twistd binds in ``privilegedStartService`` after it has forked and written the pid file;
+    a bind failure there (a ``SystemExit``, see ``playground.listening``) is not reported to the
+    launcher waiting on the status pipe, which then waits forever, and the pid file stays. Done
+    here, a busy port ends the launcher itself: the one-line reason on its stderr, exit status 1,
+    no pid file yet, as in the foreground. The sockets are inherited by the daemon; its log
+    starts with the ports' own "starting on" lines, then twistd's.
+
+    Daemon mode only (``twistd -n`` has no status pipe to hang on), and left to twistd when
+    ``--chroot`` or ``--rundir`` is given (paths in endpoint strings are meant relative to
+    those). The umask twistd sets for a daemon (``--umask``, else 0077) applies to what is
+    created now (unix sockets).
+    """
+    if config is None or config.get("nodaemon", True):
+        return  # the foreground reports a bind failure as it is (twistd's own start-up lines first)
+    if config.get("chroot") is not None or config.get("rundir", ".") != ".":
+        return
+    umask = config.get("umask")
+    if umask is None:
+        umask = 0o077
+    old = os.umask(umask)
+    try:
+        top.privilegedStartService()
+    finally:
+        os.umask(old)
