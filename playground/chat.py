@@ -241,7 +241,7 @@ class Options(ServerOptions):
         self["room"] = "#lobby"
 
     def opt_max_line(self, value):
-        """Longest accepted line in bytes (16-1048576, default 1024); longer lines close the
+        """Longest accepted line in bytes (16-1048576); longer lines close the
         connection with an error line."""
         number = non_negative_int("--max-line", value)
         if not 16 <= number <= 1 << 20:
@@ -249,19 +249,19 @@ class Options(ServerOptions):
         self["max-line"] = number
 
     def opt_flood_rate(self, value):
-        """Lines per second each connection may send on average (default 5; 0 = no limit)."""
+        """Lines per second each connection may send on average (0 = no limit)."""
         self["flood-rate"] = non_negative_float("--flood-rate", value)
 
     def opt_flood_burst(self, value):
-        """Lines a connection may send at once before the rate applies (default 20)."""
+        """Lines a connection may send at once before the rate applies."""
         self["flood-burst"] = positive_int("--flood-burst", value)
 
     def opt_flood_strikes(self, value):
-        """Lines dropped for flooding before the connection is closed (default 5)."""
+        """Lines dropped for flooding before the connection is closed."""
         self["flood-strikes"] = positive_int("--flood-strikes", value)
 
     def opt_room(self, value):
-        """The room a client joins once it has a nick (default #lobby)."""
+        """The room a client joins once it has a nick."""
         room = room_name(value)
         if room is None:
             raise usage.UsageError(

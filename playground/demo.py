@@ -19,6 +19,7 @@ from twisted.python import usage
 from playground import chain, httpserver, proxy, respserver
 from playground.addresses import server_string
 from playground.listening import ListeningService
+from playground.options import CommandOptions
 
 INTERNAL = "tcp:0:interface=127.0.0.1"
 
@@ -135,7 +136,7 @@ class DemoService(service.MultiService):
             self.log.info("{line}", line=line)
 
 
-class Options(usage.Options):
+class Options(CommandOptions):
     synopsis = "[--redis ADDR] [--http ADDR]"
     longdesc = (
         "The demo that 'make run' starts: the decoding proxy in front of the embedded RESP server "

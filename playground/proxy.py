@@ -602,7 +602,7 @@ class Options(ServerOptions):
          "Where to connect: PORT (on 127.0.0.1), HOST:PORT, or a Twisted client endpoint string "
          "(tcp:host=H:port=P, unix:path=P, tls:host=H:port=P: the hostname is verified)."],
         ["target-ca", None, None,
-         "PEM file of the CA that signs a tls: target's certificate (default: the system's CAs)."],
+         "PEM file of the CA that signs a tls: target's certificate (without it, the system's CAs)."],
         ["connect-timeout", None, 5.0, "Seconds to wait for the target to accept.",
          lambda v: non_negative_float("--connect-timeout", v)],
         ["drain-timeout", None, 10.0,

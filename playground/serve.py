@@ -19,9 +19,10 @@ from twisted.python import usage
 
 from playground import config as C
 from playground import metrics
+from playground.options import CommandOptions
 
 
-class Options(usage.Options):
+class Options(CommandOptions):
     synopsis = "--config FILE [--set KIND.NAME.KEY=VALUE ...]"
     longdesc = (
         "Run the services described in a TOML config file (see config/tcpplay.toml and "

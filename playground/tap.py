@@ -15,6 +15,8 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.python import usage
 
+from playground.options import CommandOptions
+
 # (name, module, one-line description)
 SUBCOMMANDS = [
     ("demo", "playground.demo", "The demo: decoding proxy in front of the RESP server and HTTP responder"),
@@ -34,7 +36,7 @@ def _lazy_options(module_name: str):
     return build
 
 
-class Options(usage.Options):
+class Options(CommandOptions):
     synopsis = "<subcommand> [options]"
     longdesc = (
         "A TCP protocol playground. Run 'twistd -n tcpplay <subcommand> --help' for the options "
@@ -62,6 +64,22 @@ class Options(usage.Options):
         explicit = any(a == "--pidfile" or a.startswith("--pidfile=") for a in sys.argv[1:])
         if not explicit and parent.get("pidfile") == "twistd.pid":
             parent["pidfile"] = ""
+
+    def parseOptions(self, options=None):
+        """Under twistd, a usage error is one line and a hint, not the whole help.
+
+        twistd's own handler prints the full help (some 80 lines) before the error. Here the
+        error goes to stderr with a pointer to ``--help``, exit status 1 as twistd's. Parsed on
+        its own (tests, config files), the UsageError is raised as usual.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:
+                raise
+            command = " ".join(filter(None, ["twistd tcpplay", getattr(self, "subCommand", None)]))
+            sys.stderr.write(f"{command}: {e}\nRun '{command} --help' for the options.\n")
+            sys.exit(1)
 
     def postOptions(self):
         self._no_pidfile_in_foreground()

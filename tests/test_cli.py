@@ -74,12 +74,38 @@ def test_busy_port_is_a_one_line_error(twistd):
 @pytest.mark.parametrize("value", ["abc", "99999", "tcp:notaport"])
 def test_bad_listen_is_a_usage_error_naming_the_flag(value):
     result = run_twistd("tcpplay", "echo", "--listen", value)
-    assert result.returncode != 0
+    assert result.returncode == 1
     text = result.stdout + result.stderr
-    last = text.strip().splitlines()[-1]
-    assert "--listen" in last, text
-    assert value in last
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("twistd tcpplay echo: --listen: "), text
+    assert value in first
     assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("args, command, error", [
+    (["echo", "--bogus"], "twistd tcpplay echo", "option --bogus not recognized"),
+    (["proxy", "--listen", "7000"], "twistd tcpplay proxy", "--target is required"),
+    ([], "twistd tcpplay", "choose a subcommand: demo, proxy"),
+    (["nosuch"], "twistd tcpplay", "Unknown command: nosuch"),
+])
+def test_usage_error_is_one_line_and_a_hint_not_the_whole_help(args, command, error):
+    result = run_twistd("tcpplay", *args)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(f"{command}: {error}"), result.stderr
+    assert lines[1] == f"Run '{command} --help' for the options."
+
+
+@pytest.mark.parametrize("args", [["--version"], ["proxy", "--version"], ["serve", "--version"],
+                                  ["demo", "--version"]])
+def test_version_is_tcpplays(args):
+    from importlib.metadata import version
+
+    result = run_twistd("tcpplay", *args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"tcpplay {version('tcpplay')}\n"
 
 
 def test_no_subcommand_is_a_usage_error():
@@ -121,6 +147,14 @@ def test_subcommand_help_describes_every_option(name, module):
         assert documented[opt], f"{name}: --{opt} has no help text:\n{text}"
         if opt not in ("help", "version"):
             assert (options.docs.get(opt) or "").strip(), f"{name}: --{opt} has no docstring"
+    # One style for defaults: usage.Options' "[default: X]" closing the option's help, shown
+    # for every parameter that has one (opt_ methods included), never written by hand.
+    assert not re.search(r"\(default|default \d|default:", text.replace("[default:", "")), text
+    blocks = re.split(r"\n(?= +(?:-\w, )?--)", text.split("Options:")[1])
+    for opt in options.longOpt:
+        if opt.endswith("=") and options.get(opt[:-1]) not in (None, "", []):
+            block = next(b for b in blocks if re.match(rf" +(?:-\w, )?--{opt[:-1]}=", b))
+            assert re.search(r"\[default: [^]]+\]$", " ".join(block.split())), block
 
 
 def test_foreground_writes_no_pidfile_so_two_servers_share_a_directory(tmp_path):
