@@ -192,3 +192,32 @@ def test_subcommand_usage_line_names_the_subcommand_once():
     out = sp.run([TWISTD, "-n", "tcpplay", "echo", "--help"], capture_output=True, text=True,
                  timeout=60).stdout
     assert out.splitlines()[0] == "Usage: twistd [options] tcpplay echo [options]"
+
+
+@pytest.mark.parametrize("flag", ["--json", "--pcap"])
+@pytest.mark.parametrize("where", ["missing-dir", "directory"])
+def test_unwritable_output_file_is_a_usage_error_before_listening(tmp_path, flag, where):
+    path = tmp_path / "no" / "such" / "out" if where == "missing-dir" else tmp_path
+    port = free_port()
+    result = run_twistd("tcpplay", "proxy", "--listen", str(port), "--target", "6379",
+                        flag, str(path), timeout=30)
+    assert result.returncode == 1
+    text = result.stdout + result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"twistd tcpplay proxy: {flag}: cannot write {path}: "), text
+    assert "listening" not in text and "Traceback" not in text
+
+
+def test_output_file_check_leaves_no_file_behind(tmp_path):
+    from playground import proxy
+
+    opts = proxy.Options()
+    out = tmp_path / "later.json"
+    opts.parseOptions(["--target", "6379", "--json", str(out), "--pcap", str(tmp_path / "p")])
+    assert list(tmp_path.iterdir()) == []  # the sinks create them when the proxy starts
+
+
+def test_demo_checks_its_json_file_too(tmp_path):
+    result = run_twistd("tcpplay", "demo", "--json", str(tmp_path / "no" / "x.json"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("twistd tcpplay demo: --json: cannot write "), result.stderr
