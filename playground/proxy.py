@@ -628,6 +628,16 @@ class Options(ServerOptions):
                 raise usage.UsageError(f"--target-ca: cannot read {self['target-ca']}: {e.strerror}")
 
 
+def daemonized(options) -> bool:
+    """Whether these options were given to twistd without ``-n`` (a daemon: stdout is gone)."""
+    parent = getattr(options, "parent", None)
+    while parent is not None:
+        if "nodaemon" in parent:
+            return not parent["nodaemon"]
+        parent = getattr(parent, "parent", None)
+    return False
+
+
 def _preload_decoders() -> None:
     """Import the decoders now: a lazy import on the first pair would stall the reactor
     (and show as latency on the first exchange)."""
@@ -651,6 +661,12 @@ def make_service(options, reactor=None) -> service.IService:
         reactor=reactor,
         target_ca=options["target-ca"],
     )
+    # One view of a pair: the console's own open/close lines, or these log lines when there is
+    # no console (--quiet, --json -, --decode none) or when the log is a daemon's file.
+    from playground.console import ConsoleSink
+
+    factory.log_connections = daemonized(options) or not any(
+        isinstance(s, ConsoleSink) for s in sinks)
     listening = ListeningService("proxy", options["listen"], factory, reactor=reactor)
     proxy = ProxyService(listening, factory, options["drain-timeout"], sinks)
     return metrics.attach(proxy, options, "proxy", reactor=reactor,

@@ -57,6 +57,7 @@ def make_service(options, reactor=None) -> service.IService:
     for spec in cfg.services:
         spec.options.stats_registry = registry  # stats go to the shared registry
         spec.options.stats_name = spec.name
+        spec.options.parent = options  # twistd's own options above (daemon or not)
         module = importlib.import_module(C.kinds()[spec.kind])
         svc = module.make_service(spec.options, reactor=reactor)
         svc = metrics.attach(svc, spec.options, spec.kind, reactor=reactor)
