@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import stat
 import sys
 
 from twisted.application import service
@@ -81,12 +82,75 @@ class Options(CommandOptions):
             sys.stderr.write(f"{command}: {e}\nRun '{command} --help' for the options.\n")
             sys.exit(1)
 
+    def _log_where_it_can_go(self):
+        """Keep twistd's text log off a stdout that a sink owns, and off ``LogFile`` for a
+        ``--logfile`` that is no regular file.
+
+        * ``--json -`` (proxy, demo, or a ``serve`` config) writes JSON lines to stdout; twistd
+          in the foreground logs to stdout too, so ``... | jq .`` would choke on the log lines.
+          With no ``--logfile`` (or ``--logfile=-``), the log goes to stderr instead.
+        * ``--logfile=/dev/stderr`` (a pipe, a terminal, a FIFO): twistd's ``LogFile`` seeks to
+          the end and rotates by renaming, which such a file cannot do (``Illegal seek``
+          traceback). It is opened for appending instead, with no rotation.
+
+        Both go through twistd's ``--logger`` hook (a factory of the log observer), unless one
+        is given, or ``--syslog``; the log format stays twistd's.
+        """
+        global _append_log_to
+        parent = getattr(self, "parent", None)
+        if parent is None or parent.get("logger") or parent.get("syslog"):
+            return
+        logfile = parent.get("logfile") or ""
+        if logfile not in ("", "-"):
+            if _special_file(logfile):
+                _append_log_to = logfile
+                parent["logger"] = f"{__name__}.append_log_observer"  # twistd imports it
+        elif parent.get("nodaemon") and _owns_stdout(self):
+            parent["logger"] = f"{__name__}.stderr_log_observer"
+
     def postOptions(self):
+        self._log_where_it_can_go()
         self._no_pidfile_in_foreground()
         if self.subCommand is None:
             raise usage.UsageError(
                 "choose a subcommand: " + ", ".join(name for name, _, _ in SUBCOMMANDS)
             )
+
+
+def _owns_stdout(options) -> bool:
+    """Whether a sink of the chosen subcommand writes to stdout (``--json -``)."""
+    sub = getattr(options, "subOptions", None)
+    if sub is None:
+        return False
+    config = getattr(sub, "config", None)  # serve: every service of the file
+    specs = [spec.options for spec in config.services] if config is not None else [sub]
+    return any(o.get("json") == "-" for o in specs)
+
+
+def _special_file(path: str) -> bool:
+    """An existing path that is no regular file (a device, pipe or FIFO: /dev/stderr)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+_append_log_to: str | None = None  # the --logfile that append_log_observer opens
+
+
+def stderr_log_observer():
+    """twistd's text log on stderr (a ``--logger`` factory, set by Options)."""
+    from twisted.logger import textFileLogObserver
+
+    return textFileLogObserver(sys.stderr)
+
+
+def append_log_observer():
+    """twistd's text log appended to a ``--logfile`` that is a device, pipe or FIFO."""
+    from twisted.logger import textFileLogObserver
+
+    return textFileLogObserver(open(_append_log_to, "a", buffering=1))
 
 
 class TcpplayService(service.MultiService):

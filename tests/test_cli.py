@@ -221,3 +221,89 @@ def test_demo_checks_its_json_file_too(tmp_path):
     result = run_twistd("tcpplay", "demo", "--json", str(tmp_path / "no" / "x.json"))
     assert result.returncode == 1
     assert result.stderr.startswith("twistd tcpplay demo: --json: cannot write "), result.stderr
+
+
+class _Streams:
+    """A foreground twistd with stdout and stderr read apart (each line kept)."""
+
+    def __init__(self, argv, cwd):
+        import os
+        import threading
+
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.readers = [threading.Thread(target=self._read, args=(s, lines), daemon=True)
+                        for s, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for r in self.readers:
+            r.start()
+
+    @staticmethod
+    def _read(stream, lines):
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+
+    def stop(self) -> int:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(5)
+            for r in self.readers:
+                r.join(5)
+
+
+@pytest.mark.parametrize("kind", ["proxy", "serve"])
+def test_json_to_stdout_keeps_twistds_log_on_stderr(redis_server, tmp_path, kind):
+    """``--json -`` owns stdout: every stdout line is JSON (``| jq .`` works); the log is on
+    stderr."""
+    import json
+
+    from tests.conftest import need, wait_until
+
+    port = free_port()
+    args = ["proxy", "--listen", str(port), "--target", str(redis_server.port), "--json", "-"]
+    if kind == "serve":
+        config = tmp_path / "j.toml"
+        config.write_text(f'[proxy.r]\nlisten = {port}\ntarget = {redis_server.port}\n'
+                          'json = "-"\n')
+        args = ["serve", "--config", str(config)]
+    t = _Streams([TWISTD, "-n", "--pidfile=", "tcpplay", *args], str(tmp_path))
+    try:
+        wait_until(lambda: any("proxy listening on" in line for line in t.err), 15,
+                   "the listening line on stderr")
+        cli = need("redis-cli")
+        for cmd in (["SET", "jq-key", "v"], ["GET", "jq-key"]):
+            done = subprocess.run([cli, "-p", str(port), *cmd], capture_output=True, text=True,
+                                  timeout=10)
+            assert done.returncode == 0, done.stderr
+        wait_until(lambda: sum('"GET"' in line for line in t.out), 10, "the GET event")
+    finally:
+        code = t.stop()
+    assert code == 0, "\n".join(t.err)
+    events = [json.loads(line) for line in t.out]  # every stdout line is one JSON object
+    assert any("jq-key" in json.dumps(e) for e in events)
+    err = "\n".join(t.err)
+    assert "Server Shut Down." in err and "Traceback" not in err
+
+
+def test_logfile_dev_stderr_is_written_without_rotation(tmp_path):
+    from tests.conftest import wait_until
+
+    port = free_port()
+    t = _Streams([TWISTD, "-n", "--pidfile=", "--logfile=/dev/stderr", "tcpplay", "echo",
+                  "--listen", str(port)], str(tmp_path))
+    try:
+        wait_until(lambda: any("echo listening on" in line for line in t.err), 15,
+                   "the listening line on stderr")
+    finally:
+        code = t.stop()
+    err = "\n".join(t.err)
+    assert code == 0, err
+    assert t.out == [] and "Server Shut Down." in err and "Traceback" not in err
