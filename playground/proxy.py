@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
-from playground import addresses, chain, directwrite
+from playground import addresses, chain, directwrite, shutdown
 from playground.limits import LimitedFactory
 from playground.listening import ListeningService
 from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Endpoint, PairInfo
@@ -505,28 +505,39 @@ class ProxyFactory(LimitedFactory):
 
     # -- graceful shutdown --------------------------------------------------------
     def drain(self, timeout: float) -> defer.Deferred:
-        """Fire when every open pair has finished, aborting what remains after ``timeout``."""
+        """Fire when every open pair has finished, aborting what remains after ``timeout``,
+        or at once on a second SIGINT/SIGTERM (see ``playground.shutdown``)."""
         if not self.pairs:
             return defer.succeed(None)
-        self.log.info("proxy draining {n} open pair(s) for up to {timeout:g}s",
-                      n=len(self.pairs), timeout=timeout)
         self._drained = defer.Deferred()
         d = self._drained
 
         def deadline():
             if self.pairs:
                 self.log.warn("proxy drain time over: aborting {n} pair(s)", n=len(self.pairs))
-                for pair in list(self.pairs.values()):
-                    pair.abort("shutdown")
+                self.abort_all()
 
+        def now():
+            if self.pairs:
+                self.log.info("proxy stopping now: aborting {n} pair(s)", n=len(self.pairs))
+                self.abort_all()
+
+        release = shutdown.during_drain(now, self.reactor)
+        self.log.info("proxy draining {n} open pair(s) for up to {timeout:g}s{hint}",
+                      n=len(self.pairs), timeout=timeout, hint=shutdown.hint())
         call = self.reactor.callLater(timeout, deadline)
 
         def done(result):
+            release()
             if call.active():
                 call.cancel()
             return result
 
         return d.addBoth(done)
+
+    def abort_all(self):
+        for pair in list(self.pairs.values()):
+            pair.abort("shutdown")
 
     def pair_finished(self):
         if self._drained is not None and not self.pairs:
@@ -606,7 +617,8 @@ class Options(ServerOptions):
         ["connect-timeout", None, 5.0, "Seconds to wait for the target to accept.",
          lambda v: non_negative_float("--connect-timeout", v)],
         ["drain-timeout", None, 10.0,
-         "On SIGTERM/SIGINT, seconds open pairs may finish before they are aborted.",
+         "On SIGTERM/SIGINT, seconds open pairs may finish before they are aborted (a second "
+         "Ctrl-C aborts them at once).",
          lambda v: non_negative_float("--drain-timeout", v)],
     ]
 
