@@ -108,7 +108,7 @@ def test_second_ctrl_c_ends_the_chat_goodbye_at_once(foreground):
     fg = foreground(["chat", "--listen", port, "--drain-timeout", 30])
     fg.wait_for("chat listening on")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
-        idle.recv(4096)  # the greeting; the client then stays, reading nothing more
+        assert idle.recv(4096)  # the greeting; the client then stays, reading nothing more
         took = _twice(fg, "chat closing 1 connection(s) for up to 30s")
     assert took < 2, f"exit {took:.2f}s after the second Ctrl-C"
     out = fg.output()
@@ -130,6 +130,8 @@ def test_drain_timeout_of_demo_and_chat(foreground, kind):
         if kind == "demo":
             idle.sendall(PING)
             assert recv_exactly(idle, len(PONG)) == PONG
+        else:
+            assert idle.recv(4096)  # the greeting: the server has the connection
         t0 = time.monotonic()
         fg.proc.send_signal(signal.SIGTERM)
         code = fg.proc.wait(15)
