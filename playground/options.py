@@ -34,6 +34,21 @@ def positive_int(flag: str, value) -> int:
     return number
 
 
+def byte_size(flag: str, value) -> int:
+    """A byte count with an optional k/m/g suffix (powers of 1024), as Redis accepts."""
+    text = str(value).strip().lower()
+    scale = 1
+    for suffix, mult in (("kb", 1024), ("mb", 1024**2), ("gb", 1024**3),
+                         ("k", 1024), ("m", 1024**2), ("g", 1024**3)):
+        if text.endswith(suffix):
+            text, scale = text[: -len(suffix)], mult
+            break
+    number = non_negative_int(flag, text) * scale
+    if number == 0:
+        raise usage.UsageError(f"{flag}: must be > 0, got {value!r}")
+    return number
+
+
 class ServerOptions(usage.Options):
     """``--listen``, ``--idle-timeout``, ``--max-connections``, ``--max-connections-per-peer``.
 

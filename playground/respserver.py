@@ -25,7 +25,7 @@ from zope.interface import implementer
 
 from playground.limits import LimitedFactory
 from playground.listening import ListeningService, address_text
-from playground.options import ServerOptions, non_negative_float, non_negative_int
+from playground.options import ServerOptions, byte_size, non_negative_float, non_negative_int
 from playground.resp import Inline, ProtocolError, RespParser
 from playground.respcore import Close, Deliver, Engine, Reply, encode_reply
 
@@ -350,21 +350,6 @@ class RespService(service.MultiService):
             ExpirySweep(factory, sweep_interval).setServiceParent(self)
 
 
-def _size(flag: str, value) -> int:
-    """A byte count with an optional k/m/g suffix (powers of 1024), as Redis accepts."""
-    text = str(value).strip().lower()
-    scale = 1
-    for suffix, mult in (("kb", 1024), ("mb", 1024**2), ("gb", 1024**3),
-                         ("k", 1024), ("m", 1024**2), ("g", 1024**3)):
-        if text.endswith(suffix):
-            text, scale = text[: -len(suffix)], mult
-            break
-    number = non_negative_int(flag, text) * scale
-    if number == 0:
-        raise usage.UsageError(f"{flag}: must be > 0, got {value!r}")
-    return number
-
-
 class Options(ServerOptions):
     synopsis = "[options]"
     longdesc = (
@@ -393,15 +378,15 @@ class Options(ServerOptions):
 
     def opt_max_bulk(self, value):
         """Longest bulk string a request may carry, in bytes (k/m/g suffixes; default 512m)."""
-        self["max-bulk"] = _size("--max-bulk", value)
+        self["max-bulk"] = byte_size("--max-bulk", value)
 
     def opt_max_inline(self, value):
         """Longest inline command line, in bytes (default 64k)."""
-        self["max-inline"] = _size("--max-inline", value)
+        self["max-inline"] = byte_size("--max-inline", value)
 
     def opt_max_query(self, value):
         """Most bytes of one unfinished request held per client (default 1g)."""
-        self["max-query"] = _size("--max-query", value)
+        self["max-query"] = byte_size("--max-query", value)
 
     def opt_sweep_interval(self, value):
         """Seconds between expiry sweeps (default 0.1; 0 = expire lazily only)."""
