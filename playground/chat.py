@@ -6,8 +6,8 @@ connection gets an id; its bytes go to the core with the reactor's time, and the
 (lines to send, connections to close) are carried out here. The protocol is described in
 ``docs/chat-protocol.md``.
 
-Send queues: what a client does not read waits in its transport (up to Twisted's 64 KiB, then the
-transport pauses us) and then in the connection's own send queue. Queued bytes count against a
+Send queues: what a client does not read waits in its transport (up to ``TRANSPORT_BUFFER``, then
+the transport pauses us) and then in the connection's own send queue. Queued bytes count against a
 per-client cap (``--max-sendq``) and against one budget for the whole server (``--send-budget``):
 a client over its cap, or the one with the longest queue when the budget is full, is dropped
 ("SendQ exceeded", as IRC servers do), so memory stays bounded however many clients stop reading.
@@ -39,6 +39,10 @@ from playground.options import (
 
 DEFAULT_MAX_SENDQ = 1 << 20  # bytes queued for one client that does not read
 DEFAULT_SEND_BUDGET = 64 << 20  # bytes queued for all of them together
+# What a connection's transport holds before it pauses us (Twisted's default is 64 KiB); the
+# rest waits in the counted send queue. The part of the memory outside the budget is this much
+# per connection.
+TRANSPORT_BUFFER = 16 << 10
 
 
 @implementer(IPushProducer)
@@ -86,6 +90,8 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         self.callLater = f.reactor.callLater  # TimeoutMixin's clock is the injected reactor
         self.opened = self._now()
         self.conn_id = f.register(self)
+        if hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = TRANSPORT_BUFFER
         self.transport.registerProducer(self._watch, True)
         self._registered = True
         self.setTimeout(f.idle_timeout or None)
@@ -175,9 +181,6 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
                       reason=reason)
         self.transport.abortConnection()
 
-    def write_line(self, line: str) -> None:
-        self.write_bytes(line.encode("utf-8") + b"\r\n")
-
     def close_politely(self, reason: str) -> None:
         """Send what was written, then FIN; keep reading (and dropping) until the client closes
         too, or abort after ``close_grace`` seconds. Closing at once with unread input (the rest
@@ -264,12 +267,16 @@ class ChatFactory(LimitedFactory):
                        f"{self.send_budget} full)")
 
     def dispatch(self, outputs) -> None:
+        line = data = None
         for out in outputs:
             proto = self.protocols.get(out.conn)
             if proto is None:
                 continue
             if isinstance(out, Send):
-                proto.write_line(out.line)
+                if out.line is not line:  # a room's line is encoded once, its bytes shared
+                    line = out.line
+                    data = line.encode("utf-8") + b"\r\n"
+                proto.write_bytes(data)
             elif isinstance(out, SendRaw):
                 proto.write_bytes(out.data)
             elif isinstance(out, Close):
