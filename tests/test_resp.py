@@ -602,6 +602,28 @@ def test_random_bytes_never_raise(data, inline, cuts):
                 assert 0 <= v.offset <= len(data) and "internal" not in v.message
 
 
+_REQUEST_BITS = st.sampled_from([
+    b"*", b"$", b"\r\n", b"\n", b"1", b"2", b"-", b"0", b"9" * 12, b"PING", b"x", b":", b'"',
+    b" ", b"*2147483648\r\n", b"*-3\r\n", b"$-1\r\n",
+])
+
+
+@given(st.lists(st.one_of(_REQUEST_BITS, st.binary(max_size=6)), max_size=30),
+       st.lists(st.integers(0, 200), max_size=5), st.sampled_from([None, 3]))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_redis_requests_split_invariance_and_never_raise(parts, cuts, max_count):
+    data = b"".join(parts)
+    kw = {"inline": True, "redis_requests": True, "max_inline": 16, "max_bulk": 8,
+          "max_count": max_count}
+    whole = [canon(v) for v in parse_all(data, **kw)]
+    assert [canon(v) for v in parse_bytewise(data, **kw)] == whole
+    assert [canon(v) for v in parse_chunks(data, [c for c in cuts if c < len(data)], **kw)] == whole
+    for v in whole[:-1]:
+        assert not isinstance(v, ProtocolError)
+    if whole and isinstance(whole[-1], ProtocolError):
+        assert "internal" not in whole[-1].message
+
+
 commands = st.lists(
     st.lists(st.binary(max_size=12), min_size=0, max_size=5).map(lambda a: encode_command(*a)),
     min_size=1,
