@@ -157,10 +157,14 @@ _PENDING = object()
 _LAZY = 2  # the "sized" mode of feed_spans(lazy=True)
 _HIREDIS_MIN = 256  # below this many bytes the pure parser is as fast
 _HIREDIS_MIN_BULKS = 64  # the same for a run of bulk replies
-# Type bytes hiredis shows differently, and aggregate headers of a million elements or more:
-# hiredis allocates an aggregate's list when it reads the header, and a list of 2**31 slots
-# takes seconds to free when the frame never comes (``*2147483647\r\n``).
-_RISKY_TYPE = re.compile(rb"\r\n(?:[~>|=]|[*%][0-9]{7})")
+# Type bytes hiredis shows differently. And array headers of a million elements or more:
+# hiredis allocates an array's list when it reads the header, and a list of 2**31 slots takes
+# seconds to free when the frame never comes (``*2147483647\r\n``). (Maps become dicts, which
+# it does not size ahead.) One regex for short inputs; for long ones two literal-led searches
+# are cheaper than the alternation.
+_RISKY_TYPE = re.compile(rb"\r\n[~>|=]")
+_BIG_ARRAY = re.compile(rb"\*[0-9]{7}")
+_RISKY_SHORT = re.compile(rb"\r\n(?:[~>|=]|\*[0-9]{7})")
 _LIST_ONLY = {list}
 _BYTES_ONLY = {bytes}
 _EMPTY = {_ARRAY: list, _MAP: Map, _SET: Set, _PUSH: Push}
@@ -304,8 +308,10 @@ def _frame_starts(lens: list, counts: list, base: int) -> list:
 
 def _risky(data: bytes) -> bool:
     """Whether ``data`` is left to the pure parser (see ``_RISKY_TYPE``)."""
-    return _RISKY_TYPE.search(data) is not None or (
-        data[1:8].isdigit() and data[:1] in (b"*", b"%"))
+    if len(data) < 1024:
+        return _RISKY_SHORT.search(data) is not None or (
+            data[:1] == b"*" and data[1:8].isdigit())
+    return _RISKY_TYPE.search(data) is not None or _BIG_ARRAY.search(data) is not None
 
 
 def _hiredis_idle(reader) -> bool:
