@@ -569,7 +569,7 @@ class RespParser:
                 if pend.find(b"\n", self._scan) < 0:
                     self._scan = len(pend)
                     if self.redis_requests:
-                        if len(pend) > self.max_inline:
+                        if len(pend) - (pend[-1] == 13) > self.max_inline:
                             raise self._long_line(pend[0], self._abs)
                     elif len(pend) > self.max_inline + 2:
                         raise _Failed("line longer than %d bytes" % self.max_inline, self._abs)
@@ -736,12 +736,12 @@ class RespParser:
         """redis_requests: check a request's header line (``*`` count, or an element's ``$``
         length) in Redis's order: its size, then (inside a request) the type byte, then the
         line end; lengths are checked by the general code."""
-        if nl < 0:
-            if len(buf) - pos > self.max_inline:
-                raise self._long_line(buf[pos], base + pos)
-            return
-        if nl - pos > self.max_inline + 2:
+        # the line's length without its line end, however much of it has come
+        end = nl if nl >= 0 else len(buf)
+        if end - pos - (end > pos and buf[end - 1] == 13) > self.max_inline:
             raise self._long_line(buf[pos], base + pos)
+        if nl < 0:
+            return
         t = buf[pos]
         if self._stack and t != _BULK:
             raise _Failed("expected '$', got '%s'" % chr(t), base + pos)
