@@ -530,9 +530,8 @@ def test_real_sockets_a_client_that_never_reads_is_dropped_within_the_budget():
     number = port.getHost().port
     peak = []
 
-    def watch():
+    def watch():  # on the reactor thread, between two of the talker's lines
         peak.append(factory.queued)
-        assert factory.queued <= budget
 
     def clients():
         slow = socket.socket()
