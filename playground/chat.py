@@ -5,10 +5,17 @@
 connection gets an id; its bytes go to the core with the reactor's time, and the core's outputs
 (lines to send, connections to close) are carried out here. The protocol is described in
 ``docs/chat-protocol.md``.
+
+Send queues: what a client does not read waits in its transport (up to ``TRANSPORT_BUFFER``, then
+the transport pauses us) and then in the connection's own send queue. Queued bytes count against a
+per-client cap (``--max-sendq``) and against one budget for the whole server (``--send-budget``):
+a client over its cap, or the one with the longest queue when the budget is full, is dropped
+("SendQ exceeded", as IRC servers do), so memory stays bounded however many clients stop reading.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from itertools import count
 
 from twisted.application import service
@@ -23,21 +30,37 @@ from playground import shutdown
 from playground.chatcore import ChatServer, Close, Send, SendRaw, room_name
 from playground.limits import LimitedFactory
 from playground.listening import ListeningService
-from playground.options import ServerOptions, non_negative_float, non_negative_int, positive_int
+from playground.options import (
+    ServerOptions,
+    byte_size,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
+
+DEFAULT_MAX_SENDQ = 1 << 20  # bytes queued for one client that does not read
+DEFAULT_SEND_BUDGET = 64 << 20  # bytes queued for all of them together
+# What a connection's transport holds before it pauses us (Twisted's default is 64 KiB); the
+# rest waits in the counted send queue. The part of the memory outside the budget is this much
+# per connection.
+TRANSPORT_BUFFER = 16 << 10
 
 
 @implementer(IPushProducer)
 class _WriteWatch:
-    """Registered with the transport to learn when its write buffer is full (a slow reader)."""
+    """Registered with the transport to learn when its write buffer is full (a slow reader) and
+    when it has drained (``on_drain``)."""
 
-    def __init__(self):
+    def __init__(self, on_drain):
         self.paused = False
+        self._on_drain = on_drain
 
     def pauseProducing(self):
         self.paused = True
 
     def resumeProducing(self):
         self.paused = False
+        self._on_drain()
 
     def stopProducing(self):
         self.paused = False
@@ -51,10 +74,11 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         self.conn_id = 0
         self.bytes_in = 0
         self.bytes_out = 0
-        self.backlog = 0  # bytes written while the transport's buffer was full
+        self.queued = 0  # bytes in the send queue (waiting for the transport to drain)
+        self._sendq: deque[bytes] = deque()
         self.opened = 0.0
         self.close_reason: str | None = None
-        self._watch = _WriteWatch()
+        self._watch = _WriteWatch(self._drain)
         self._grace = None
         self._registered = False
         self.on_lost = defer.Deferred()  # fires (with None) once the connection is gone
@@ -67,6 +91,8 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         self.callLater = f.reactor.callLater  # TimeoutMixin's clock is the injected reactor
         self.opened = self._now()
         self.conn_id = f.register(self)
+        if hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = TRANSPORT_BUFFER
         self.transport.registerProducer(self._watch, True)
         self._registered = True
         self.setTimeout(f.idle_timeout or None)
@@ -107,18 +133,54 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
     def write_bytes(self, data: bytes) -> None:
         if self.transport is None or self.close_reason is not None:
             return
-        self.transport.write(data)
         self.bytes_out += len(data)
-        if self._watch.paused:
-            self.backlog += len(data)
-            if self.backlog > self.factory.max_backlog:
-                self.close_reason = f"slow reader (over {self.factory.max_backlog} bytes queued)"
-                self.transport.abortConnection()
-        else:
-            self.backlog = 0
+        if not self._watch.paused and not self._sendq:
+            self.transport.write(data)
+            return
+        f = self.factory
+        n = len(data)
+        if not self._sendq:
+            f.queues.add(self)
+        self._sendq.append(data)
+        self.queued += n
+        f.queued += n
+        if self.queued > f.max_sendq:
+            self.drop(f"SendQ exceeded ({self.queued} bytes queued, limit {f.max_sendq})")
+        elif f.queued > f.send_budget:
+            f.over_budget()
 
-    def write_line(self, line: str) -> None:
-        self.write_bytes(line.encode("utf-8") + b"\r\n")
+    def _drain(self) -> None:
+        """The transport sent all it held: hand it queued lines until it is full again."""
+        sendq = self._sendq
+        if not sendq or self.close_reason is not None:
+            return
+        f = self.factory
+        write = self.transport.write
+        watch = self._watch
+        while sendq and not watch.paused:
+            data = sendq.popleft()
+            self.queued -= len(data)
+            f.queued -= len(data)
+            write(data)
+        if not sendq:
+            f.queues.discard(self)
+
+    def _forget_queue(self) -> None:
+        if self._sendq:
+            self.factory.queued -= self.queued
+            self.factory.queues.discard(self)
+            self._sendq.clear()
+            self.queued = 0
+
+    def drop(self, reason: str) -> None:
+        """Drop a client that does not read: its queue is freed now, the connection aborted."""
+        if self.close_reason is not None:
+            return
+        self._forget_queue()
+        self.close_reason = reason
+        self.log.info("chat {peer} conn={conn}: {reason}", peer=self.peer, conn=self.conn_id,
+                      reason=reason)
+        self.transport.abortConnection()
 
     def close_politely(self, reason: str) -> None:
         """Send what was written, then FIN; keep reading (and dropping) until the client closes
@@ -127,6 +189,9 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         before the client reads it."""
         if self.close_reason is not None:
             return
+        if self._sendq:  # the transport holds it from here, until close_grace at most
+            self.transport.write(b"".join(self._sendq))
+            self._forget_queue()
         self.close_reason = reason
         self.setTimeout(None)
         self._unregister()
@@ -143,6 +208,7 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
     def connectionLost(self, reason):
         self.setTimeout(None)
         self._unregister()
+        self._forget_queue()
         if self._grace is not None and self._grace.active():
             self._grace.cancel()
         f = self.factory
@@ -171,14 +237,18 @@ class ChatFactory(LimitedFactory):
     protocol = ChatProtocol
     service_name = "chat"
     refusal_message = b"! server-full too many connections; try again later\r\n"
-    max_backlog = 1 << 20  # bytes queued for a client that does not read before it is dropped
     close_grace = 5.0  # seconds a closing connection gets to flush before it is aborted
 
     def __init__(self, core: ChatServer | None = None, idle_timeout: float = 0.0,
-                 max_connections: int = 0, max_per_peer: int = 0, reactor=None):
+                 max_connections: int = 0, max_per_peer: int = 0, reactor=None,
+                 max_sendq: int = DEFAULT_MAX_SENDQ, send_budget: int = DEFAULT_SEND_BUDGET):
         super().__init__(max_connections, max_per_peer, reactor)
         self.core = core if core is not None else ChatServer()
         self.idle_timeout = idle_timeout
+        self.max_sendq = max_sendq
+        self.send_budget = send_budget
+        self.queued = 0  # bytes in all send queues
+        self.queues: set[ChatProtocol] = set()  # the connections with a non-empty send queue
         self.protocols: dict[int, ChatProtocol] = {}
         self._ids = count(1)
 
@@ -190,13 +260,24 @@ class ChatFactory(LimitedFactory):
     def unregister(self, proto: ChatProtocol) -> None:
         self.protocols.pop(proto.conn_id, None)
 
+    def over_budget(self) -> None:
+        """The send budget is full: drop the clients with the longest queues until it is not."""
+        while self.queued > self.send_budget and self.queues:
+            worst = max(self.queues, key=lambda p: p.queued)
+            worst.drop(f"SendQ exceeded ({worst.queued} bytes queued, server send budget "
+                       f"{self.send_budget} full)")
+
     def dispatch(self, outputs) -> None:
+        line = data = None
         for out in outputs:
             proto = self.protocols.get(out.conn)
             if proto is None:
                 continue
             if isinstance(out, Send):
-                proto.write_line(out.line)
+                if out.line is not line:  # a room's line is encoded once, its bytes shared
+                    line = out.line
+                    data = line.encode("utf-8") + b"\r\n"
+                proto.write_bytes(data)
             elif isinstance(out, SendRaw):
                 proto.write_bytes(out.data)
             elif isinstance(out, Close):
@@ -254,6 +335,7 @@ class Options(ServerOptions):
         "with: nc 127.0.0.1 7001   (then /nick NAME, /help). Protocol: docs/chat-protocol.md"
     )
     default_listen = "7001"
+    shown_defaults = {"max-sendq": "1m", "send-budget": "64m"}
     optParameters = [
         ["drain-timeout", None, 5.0,
          "On SIGTERM/SIGINT, seconds clients get to leave after the goodbye line before they "
@@ -268,10 +350,12 @@ class Options(ServerOptions):
         self["flood-burst"] = 20
         self["flood-strikes"] = 5
         self["room"] = "#lobby"
+        self["max-sendq"] = DEFAULT_MAX_SENDQ
+        self["send-budget"] = DEFAULT_SEND_BUDGET
 
     def opt_max_line(self, value):
-        """Longest accepted line in bytes (16-1048576); longer lines close the
-        connection with an error line."""
+        """Longest accepted line in bytes (16-1048576); longer lines close the connection
+        with an error line."""
         number = non_negative_int("--max-line", value)
         if not 16 <= number <= 1 << 20:
             raise usage.UsageError(f"--max-line: must be 16-1048576 bytes, got {value!r}")
@@ -288,6 +372,16 @@ class Options(ServerOptions):
     def opt_flood_strikes(self, value):
         """Lines dropped for flooding before the connection is closed."""
         self["flood-strikes"] = positive_int("--flood-strikes", value)
+
+    def opt_max_sendq(self, value):
+        """Bytes queued for one client that does not read before it is dropped ("SendQ
+        exceeded"; k/m/g suffixes)."""
+        self["max-sendq"] = byte_size("--max-sendq", value)
+
+    def opt_send_budget(self, value):
+        """Bytes queued for all clients together; when full, the client with the longest queue
+        is dropped (k/m/g suffixes)."""
+        self["send-budget"] = byte_size("--send-budget", value)
 
     def opt_room(self, value):
         """The room a client joins once it has a nick."""
@@ -313,6 +407,8 @@ def make_factory(options, reactor=None) -> ChatFactory:
         max_connections=options["max-connections"],
         max_per_peer=options["max-connections-per-peer"],
         reactor=reactor,
+        max_sendq=options["max-sendq"],
+        send_budget=options["send-budget"],
     )
 
 

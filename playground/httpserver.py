@@ -15,8 +15,10 @@ read, no further response is produced and no further request is read. The parser
 
 Timers: ``--header-timeout`` from the first byte of a request head (or from the connection's
 start) to the end of the head (slowloris: 408); ``--keepalive-timeout`` while idle between
-requests (quiet close); ``--idle-timeout`` while a body is being read or while the client is
-not reading our response.
+requests (quiet close); ``--body-timeout`` from the end of a request head (or from the
+``100 Continue``) to the end of its body, however steadily the bytes trickle in (408);
+``--idle-timeout`` while a body is being read with no bytes coming, or while the client is not
+reading our response.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class HttpProtocol(protocol.Protocol):
         self._timer = None
         self._timer_kind = None
         self._deadline = 0.0
+        self._body_deadline = None  # when the body being read must be complete (None: no limit)
         self._write_paused = False
         self._read_held = False
         self._input_stopped = False
@@ -187,14 +190,17 @@ class HttpProtocol(protocol.Protocol):
                 slot = _Slot(ev, now)
                 self.queue.append(slot)
                 self._current = slot
+                self._body_deadline = None
                 if ev.expect_continue and ev.has_body:
                     if self.app.wants_body(ev):
-                        slot.want_continue = True
+                        slot.want_continue = True  # the body deadline starts at 100 Continue
                     else:  # answer without reading the body, then close (RFC 9110 10.1.1)
                         self._respond(slot, b"")
                         slot.close = True
                         self._stop_input()
                         return
+                elif ev.has_body:
+                    self._start_body_deadline(now)
             elif kind is RequestEnd:
                 slot, self._current = self._current, None
                 self._respond(slot, b"".join(slot.parts))
@@ -279,6 +285,8 @@ class HttpProtocol(protocol.Protocol):
                 if slot.want_continue and not slot.continue_sent and not slot.complete:
                     slot.continue_sent = True
                     self._out.append(CONTINUE)
+                    if slot is self._current:
+                        self._start_body_deadline(self.reactor.seconds())
                 break
             if slot.streaming:
                 break
@@ -452,6 +460,10 @@ class HttpProtocol(protocol.Protocol):
             kind = None
         elif p.in_body:
             kind, delay = "body", f.idle_timeout
+            if self._body_deadline is not None:
+                left = max(0.0, self._body_deadline - self.reactor.seconds())
+                if delay <= 0 or left < delay:
+                    delay = left or 1e-6  # the whole-body deadline comes first
         elif p.held:
             kind = None
         elif p.buffered or (not self.queue and self.requests == 0):
@@ -474,6 +486,10 @@ class HttpProtocol(protocol.Protocol):
     # One lazy timer per connection: setting or clearing a deadline is an attribute write; the
     # single DelayedCall, when it fires early, reschedules itself for the current deadline.
     # (A callLater and a cancel per request would cost more than parsing the request.)
+
+    def _start_body_deadline(self, now: float):
+        timeout = self.factory.body_timeout
+        self._body_deadline = now + timeout if timeout > 0 else None
 
     def _set_timer(self, kind: str, delay: float):
         if kind == "send" or kind == "linger":
@@ -514,7 +530,11 @@ class HttpProtocol(protocol.Protocol):
         if kind == "header":
             self._fail(408, f"request head not complete within {f.header_timeout:g}s", now)
         elif kind == "body":
-            self._fail(408, f"no request body bytes for {f.idle_timeout:g}s", now)
+            if self._body_deadline is not None and now >= self._body_deadline - 1e-6:
+                reason = f"request body not complete within {f.body_timeout:g}s"
+            else:
+                reason = f"no request body bytes for {f.idle_timeout:g}s"
+            self._fail(408, reason, now)
         elif kind == "keepalive":
             self._close()
             return
@@ -551,6 +571,7 @@ class HttpFactory(LimitedFactory):
         max_headers: int = DEFAULT_MAX_HEADERS,
         max_body: int = DEFAULT_MAX_BODY,
         header_timeout: float = 5.0,
+        body_timeout: float = 30.0,
         keepalive_timeout: float = 15.0,
         idle_timeout: float = 30.0,
         max_pipeline: int = 32,
@@ -565,6 +586,7 @@ class HttpFactory(LimitedFactory):
         self.max_headers = max_headers
         self.max_body = max_body
         self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self.keepalive_timeout = keepalive_timeout
         self.idle_timeout = idle_timeout
         self.max_pipeline = max(1, max_pipeline)
@@ -581,8 +603,8 @@ class Options(ServerOptions):
     longdesc = (
         "An HTTP/1.1 server with httpbin-style endpoints, a test target for HTTP clients. "
         "Try: curl -v http://127.0.0.1:8080/get ; curl http://127.0.0.1:8080/ lists the "
-        "endpoints. --idle-timeout applies while a request body is being read and while the "
-        "client does not read a response."
+        "endpoints. --idle-timeout applies while no request body bytes come and while the "
+        "client does not read a response; --body-timeout bounds a whole request body."
     )
     default_listen = "8080"
     default_idle_timeout = 30.0
@@ -595,6 +617,7 @@ class Options(ServerOptions):
         self["max-header-bytes"] = DEFAULT_MAX_HEADER_BYTES
         self["max-headers"] = DEFAULT_MAX_HEADERS
         self["header-timeout"] = 5.0
+        self["body-timeout"] = 30.0
         self["keepalive-timeout"] = 15.0
         self["max-pipeline"] = 32
 
@@ -618,6 +641,11 @@ class Options(ServerOptions):
         """Seconds allowed to send a complete request head; then 408 (0 = never)."""
         self["header-timeout"] = non_negative_float("--header-timeout", value)
 
+    def opt_body_timeout(self, value):
+        """Seconds allowed to send a whole request body, counted from the end of its head;
+        then 408 (0 = never)."""
+        self["body-timeout"] = non_negative_float("--body-timeout", value)
+
     def opt_keepalive_timeout(self, value):
         """Close a connection idle between requests after this many seconds
         (0 = never)."""
@@ -638,6 +666,7 @@ def make_factory(options, reactor=None) -> HttpFactory:
         max_headers=options["max-headers"],
         max_body=options["max-body"],
         header_timeout=options["header-timeout"],
+        body_timeout=options["body-timeout"],
         keepalive_timeout=options["keepalive-timeout"],
         idle_timeout=options["idle-timeout"],
         max_pipeline=options["max-pipeline"],

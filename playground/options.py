@@ -36,6 +36,21 @@ def positive_int(flag: str, value) -> int:
     return number
 
 
+def byte_size(flag: str, value) -> int:
+    """A byte count with an optional k/m/g suffix (powers of 1024), as Redis accepts."""
+    text = str(value).strip().lower()
+    scale = 1
+    for suffix, mult in (("kb", 1024), ("mb", 1024**2), ("gb", 1024**3),
+                         ("k", 1024), ("m", 1024**2), ("g", 1024**3)):
+        if text.endswith(suffix):
+            text, scale = text[: -len(suffix)], mult
+            break
+    number = non_negative_int(flag, text) * scale
+    if number == 0:
+        raise usage.UsageError(f"{flag}: must be > 0, got {value!r}")
+    return number
+
+
 def version() -> str:
     """tcpplay's version, from the installed package's metadata."""
     from importlib import metadata
@@ -67,6 +82,12 @@ class CommandOptions(usage.Options):
     """
 
     shown_defaults: dict[str, str] = {}
+
+    def __init__(self):
+        super().__init__()
+        # opt_ docstrings span lines: one space between words, as optParameters' texts have
+        self.docs = {name: " ".join(doc.split()) if doc else doc
+                     for name, doc in self.docs.items()}
 
     def opt_version(self):
         """Show tcpplay's version and exit."""

@@ -201,6 +201,7 @@ _MAP, _SET, _PUSH, _ATTR = 37, 126, 62, 124
 _WRAP = -1  # internal frame: waiting for the value an attribute map applies to
 _TYPE_BYTES = frozenset(b"$+-:*_#,(!=%~>|")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INT_MAX = 2**31 - 1  # redis-server's bound on a request's argument count
 _DOUBLE_RE = re.compile(
     rb"-?(?:inf|nan|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\Z", re.IGNORECASE
 )
@@ -209,7 +210,14 @@ _LAZY = 2  # the "sized" mode of feed_spans(lazy=True)
 STREAM_MIN = 64 * 1024  # with max_value, strings longer than max(max_value, this) are streamed
 _HIREDIS_MIN = 256  # below this many bytes the pure parser is as fast
 _HIREDIS_MIN_BULKS = 64  # the same for a run of bulk replies
+# Type bytes hiredis shows differently. And array headers of a million elements or more:
+# hiredis allocates an array's list when it reads the header, and a list of 2**31 slots takes
+# seconds to free when the frame never comes (``*2147483647\r\n``). (Maps become dicts, which
+# it does not size ahead.) One regex for short inputs; for long ones two literal-led searches
+# are cheaper than the alternation.
 _RISKY_TYPE = re.compile(rb"\r\n[~>|=]")
+_BIG_ARRAY = re.compile(rb"\*[0-9]{7}")
+_RISKY_SHORT = re.compile(rb"\r\n(?:[~>|=]|\*[0-9]{7})")
 _LIST_ONLY = {list}
 _BYTES_ONLY = {bytes}
 _EMPTY = {_ARRAY: list, _MAP: Map, _SET: Set, _PUSH: Push}
@@ -351,6 +359,14 @@ def _frame_starts(lens: list, counts: list, base: int) -> list:
     return list(_accumulate(sizes, initial=base))
 
 
+def _risky(data: bytes) -> bool:
+    """Whether ``data`` is left to the pure parser (see ``_RISKY_TYPE``)."""
+    if len(data) < 1024:
+        return _RISKY_SHORT.search(data) is not None or (
+            data[:1] == b"*" and data[1:8].isdigit())
+    return _RISKY_TYPE.search(data) is not None or _BIG_ARRAY.search(data) is not None
+
+
 def _hiredis_idle(reader) -> bool:
     """Whether hiredis holds no part of a frame after ``gets()`` gave False. ``has_data()`` does
     not tell: the header and elements of a partly read aggregate are consumed already (a read
@@ -449,6 +465,13 @@ class RespParser:
     With ``max_value`` (a passive decoder) long strings are streamed, not collected: see the
     module docstring. What the parser holds is then bounded by ``max(max_value, STREAM_MIN,
     max_inline)`` plus one feed, whatever ``max_bulk`` is (``buffered()`` tells).
+
+    ``redis_requests=True`` (with ``inline``) frames requests exactly as redis-server's
+    ``processMultibulkBuffer`` does, failing at the first bad header line: a request's count is
+    an integer up to ``INT_MAX`` (a negative one is an empty request), its elements are bulk
+    strings (``$``, length 0 or more), and a header line without its line end fails once it
+    passes ``max_inline`` bytes (an "array header" at the top, a "line" inside a request).
+    ``max_count`` bounds an aggregate's length (None: no bound).
     """
 
     def __init__(
@@ -459,6 +482,8 @@ class RespParser:
         inline: bool = False,
         use_hiredis: bool = True,
         max_value: int | None = None,
+        redis_requests: bool = False,
+        max_count: int | None = None,
     ):
         # strings longer than this are streamed (None: collected whole, up to max_bulk)
         self._stream_over = None if max_value is None else max(max_value, STREAM_MIN)
@@ -468,6 +493,8 @@ class RespParser:
         self.max_depth = max_depth
         self.max_inline = max_inline
         self.inline = inline
+        self.redis_requests = redis_requests and inline
+        self.max_count = max_count
         self._use_hiredis = use_hiredis and _hiredis is not None
         self.failed = False
         self._stack: list = []  # frames: [kind, remaining, items, attributes-map]
@@ -593,7 +620,7 @@ class RespParser:
         """A run of whole bulk-string replies (``data`` starts with ``$``) parsed by hiredis,
         when that is exact (as in ``_hiredis_prefix``: every value bytes, no ``~ > | =`` type
         byte, two CRLFs per value besides those in the bodies); the bytes consumed, or 0."""
-        if not data.endswith(b"\r\n") or _RISKY_TYPE.search(data) is not None:
+        if not data.endswith(b"\r\n") or _risky(data):
             return 0
         reader = _hiredis.Reader()
         reader.feed(data)
@@ -635,6 +662,10 @@ class RespParser:
                 pend += data
                 if pend.find(b"\n", self._scan) < 0:
                     self._scan = len(pend)
+                    if self.redis_requests:
+                        if len(pend) - (pend[-1] == 13) > self.max_inline:
+                            raise self._long_line(pend[0], self._abs)
+                        return out
                     if len(pend) <= self.max_inline + 2:
                         return out
                     if not (self._lines and (pend[0] == _SIMPLE or pend[0] == _ERROR)):
@@ -670,7 +701,7 @@ class RespParser:
         elif data.endswith(b"\r\n"):
             end = len(data)
         prefix = data[:end] if end < len(data) else data
-        if _RISKY_TYPE.search(prefix) is not None:
+        if _risky(prefix):
             return 0
         reader = _hiredis.Reader()
         reader.feed(prefix)
@@ -702,7 +733,7 @@ class RespParser:
     def _hiredis_whole(self, buf: bytes):
         """``buf`` as one array of bulk strings, parsed by hiredis, when it is exactly that
         frame (checked as in ``_hiredis_prefix``); else None."""
-        if buf[-2:] != b"\r\n" or _RISKY_TYPE.search(buf) is not None:
+        if buf[-2:] != b"\r\n" or _risky(buf):
             return None
         reader = self._reader
         if reader is None:
@@ -868,6 +899,29 @@ class RespParser:
             if top[1]:
                 return _PENDING
 
+    def _long_line(self, first: int, offset: int) -> _Failed:
+        """A redis_requests line over ``max_inline`` bytes with no line end yet (``first``: its
+        first byte)."""
+        what = "line" if self._stack else "array header" if first == _ARRAY else "inline line"
+        return _Failed("%s longer than %d bytes" % (what, self.max_inline), offset)
+
+    def _redis_header(self, buf: bytes, pos: int, nl: int, base: int) -> None:
+        """redis_requests: check a request's header line (``*`` count, or an element's ``$``
+        length) in Redis's order: its size, then (inside a request) the type byte, then the
+        line end; lengths are checked by the general code."""
+        # the line's length without its line end, however much of it has come
+        end = nl if nl >= 0 else len(buf)
+        if end - pos - (end > pos and buf[end - 1] == 13) > self.max_inline:
+            raise self._long_line(buf[pos], base + pos)
+        if nl < 0:
+            return
+        t = buf[pos]
+        if self._stack and t != _BULK:
+            raise _Failed("expected '$', got '%s'" % chr(t), base + pos)
+        if buf[nl - 1] != 13 or nl == pos:
+            what = "bad bulk length" if self._stack else "bad aggregate length"
+            raise _Failed("%s (line not terminated by CRLF)" % what, base + pos)
+
     def _parse(self, buf: bytes, pos: int, out: list, sized: bool) -> None:
         stack = self._stack
         n = len(buf)
@@ -997,6 +1051,8 @@ class RespParser:
                             append((value, fstart, base + pos) if sized else value)
                             continue
             nl = find(b"\n", pos)
+            if self.redis_requests:
+                self._redis_header(buf, pos, nl, base)
             if (n if nl < 0 else nl) - pos > max_line + 2:
                 if not (lines and (t == _SIMPLE or t == _ERROR)):
                     raise _Failed("line longer than %d bytes" % max_line, base + pos)
@@ -1014,7 +1070,7 @@ class RespParser:
             line = buf[pos + 1 : nl - 1]
             if t == _BULK or t == _BULKERR or t == _VERB:
                 length = _num(line)
-                if length is None or length < -1:
+                if length is None or length < -1 or (length == -1 and self.redis_requests):
                     raise _Failed("bad bulk length %r" % line[:40], base + pos)
                 if length > max_bulk:
                     raise _Failed(
@@ -1075,8 +1131,16 @@ class RespParser:
                 pos = nl + 1
             elif t in (_ARRAY, _MAP, _SET, _PUSH, _ATTR):
                 count = _num(line)
+                if self.redis_requests and count is not None:
+                    if not _INT64_MIN <= count <= _INT_MAX:
+                        count = None  # as string2ll and Redis's INT_MAX bound refuse it
+                    elif count < 0:
+                        count = -1  # Redis reads any negative count as an empty request
                 if count is None or count < -1 or (count == -1 and t != _ARRAY):
                     raise _Failed("bad aggregate length %r" % line[:40], base + pos)
+                if self.max_count is not None and count > self.max_count:
+                    raise _Failed("aggregate length %d exceeds the limit %d"
+                                  % (count, self.max_count), base + pos)
                 pos = nl + 1
                 if count == -1:
                     value = None

@@ -3,9 +3,10 @@
 A thin Twisted adapter around ``playground.respcore.Engine``: each connection feeds its bytes to
 a ``playground.resp.RespParser``, runs the commands, and writes all the replies produced by one
 ``dataReceived`` in one ``write``. Pub/sub messages go to the subscribers' transports; a
-subscriber that does not read is dropped once its backlog passes a bound. Bad input (a bulk over
-``--max-bulk``, an inline line over 64 KiB, garbage) gets Redis's ``-ERR Protocol error: ...``
-and the connection is closed. Try ``redis-cli -p 6380 ping`` or
+subscriber that does not read is dropped once its backlog passes a bound. Requests are framed as
+redis-server frames them (``RespParser(redis_requests=True)``): bad input (a bulk over
+``--max-bulk``, a count over ``INT_MAX``, an inline line over 64 KiB, garbage) gets Redis's
+``-ERR Protocol error: ...`` and the connection is closed. Try ``redis-cli -p 6380 ping`` or
 ``redis-benchmark -p 6380 -q -t set,get``.
 
 ``RespFactory(password=None, ..., reactor=None)`` is usable on its own (e.g. behind a proxy on an
@@ -24,7 +25,7 @@ from zope.interface import implementer
 
 from playground.limits import LimitedFactory
 from playground.listening import ListeningService, address_text
-from playground.options import ServerOptions, non_negative_float, non_negative_int
+from playground.options import ServerOptions, byte_size, non_negative_float, non_negative_int
 from playground.resp import Inline, ProtocolError, RespParser
 from playground.respcore import Close, Deliver, Engine, Reply, encode_reply
 
@@ -36,20 +37,34 @@ DEFAULT_SWEEP_INTERVAL = 0.1  # Redis's hz 10
 UNAUTH_MAX_BULK = 16 * 1024  # what Redis lets a client send before it has authenticated
 UNAUTH_MAX_ARGS = 10
 
-_TYPE_CHARS = ((bytes, "$"), (int, ":"), (list, "*"), (type(None), "*"))
+_TYPE_CHARS = ((bytes, "$"), (int, ":"), (list, "*"))
 
 
-def protocol_error_text(error: ProtocolError) -> str:
-    """Redis's wording for a request the parser refused (after ``-ERR Protocol error: ``)."""
+def protocol_error_text(error: ProtocolError, max_bulk: int = DEFAULT_MAX_BULK) -> str:
+    """Redis's wording for a request the parser refused (after ``-ERR Protocol error: ``).
+
+    The parser reads requests as ``processMultibulkBuffer`` and ``processInlineBuffer`` do
+    (``redis_requests``); a bulk within ``max_bulk`` refused by the parser's lower bound was
+    refused because the client has not authenticated, as is an aggregate over its bound.
+    """
     message = error.message
-    if message.startswith(("inline line longer", "line longer")):
+    if message.startswith("inline line longer"):
         text = "too big inline request"
+    elif message.startswith("array header longer"):
+        text = "too big mbulk count string"
+    elif message.startswith("line longer"):
+        text = "too big bulk count string"
     elif message.startswith("unbalanced quotes"):
         text = "unbalanced quotes in request"
+    elif message.startswith("bulk length"):  # "bulk length N exceeds the limit M"
+        big = int(message.split()[2]) > max_bulk
+        text = "invalid bulk length" if big else "unauthenticated bulk length"
     elif "bulk length" in message:
         text = "invalid bulk length"
     elif message.startswith("bad aggregate length"):
         text = "invalid multibulk length"
+    elif message.startswith("aggregate length"):  # over max_count: only before AUTH
+        text = "unauthenticated multibulk length"
     else:
         text = message
     return text
@@ -63,6 +78,8 @@ def command_args(value) -> list[bytes] | str | None:
         return None
     if isinstance(value, list):
         for item in value:
+            if item is None:
+                return "invalid bulk length"  # $-1: Redis takes no null in a request
             if not isinstance(item, bytes):
                 got = next((c for t, c in _TYPE_CHARS if isinstance(item, t)), "?")
                 return f"expected '$', got '{got}'"
@@ -97,7 +114,7 @@ class RespProtocol(protocol.Protocol, TimeoutMixin):
         now = f.reactor.seconds()
         self.opened = now
         self.parser = RespParser(max_bulk=f.max_bulk, max_inline=f.max_inline, max_depth=8,
-                                 inline=True)
+                                 inline=True, redis_requests=True)
         self.session = f.engine.connect(now, peer=self.peer,
                                         local=address_text(self.transport.getHost()))
         self._authenticated(self.session.authenticated)
@@ -118,6 +135,7 @@ class RespProtocol(protocol.Protocol, TimeoutMixin):
         self.authenticated = yes
         self.parser.max_bulk = self.factory.max_bulk if yes else min(
             UNAUTH_MAX_BULK, self.factory.max_bulk)
+        self.parser.max_count = None if yes else UNAUTH_MAX_ARGS
 
     def connectionLost(self, reason):
         self.setTimeout(None)
@@ -204,9 +222,7 @@ class RespProtocol(protocol.Protocol, TimeoutMixin):
         close = None
         for value, size in self.parser.feed_sized(data):
             if isinstance(value, ProtocolError):  # the parser's last item: reply and close
-                problem = protocol_error_text(value)
-                if not self.authenticated and "exceeds the limit" in value.message:
-                    problem = "unauthenticated bulk length"
+                problem = protocol_error_text(value, f.max_bulk)
                 detail = f"{value.message} at offset {value.offset}"
             else:
                 self.pending -= size
@@ -334,21 +350,6 @@ class RespService(service.MultiService):
             ExpirySweep(factory, sweep_interval).setServiceParent(self)
 
 
-def _size(flag: str, value) -> int:
-    """A byte count with an optional k/m/g suffix (powers of 1024), as Redis accepts."""
-    text = str(value).strip().lower()
-    scale = 1
-    for suffix, mult in (("kb", 1024), ("mb", 1024**2), ("gb", 1024**3),
-                         ("k", 1024), ("m", 1024**2), ("g", 1024**3)):
-        if text.endswith(suffix):
-            text, scale = text[: -len(suffix)], mult
-            break
-    number = non_negative_int(flag, text) * scale
-    if number == 0:
-        raise usage.UsageError(f"{flag}: must be > 0, got {value!r}")
-    return number
-
-
 class Options(ServerOptions):
     synopsis = "[options]"
     longdesc = (
@@ -378,15 +379,15 @@ class Options(ServerOptions):
 
     def opt_max_bulk(self, value):
         """Longest bulk string a request may carry, in bytes (k/m/g suffixes)."""
-        self["max-bulk"] = _size("--max-bulk", value)
+        self["max-bulk"] = byte_size("--max-bulk", value)
 
     def opt_max_inline(self, value):
         """Longest inline command line, in bytes (k/m/g suffixes)."""
-        self["max-inline"] = _size("--max-inline", value)
+        self["max-inline"] = byte_size("--max-inline", value)
 
     def opt_max_query(self, value):
         """Most bytes of one unfinished request held per client (k/m/g suffixes)."""
-        self["max-query"] = _size("--max-query", value)
+        self["max-query"] = byte_size("--max-query", value)
 
     def opt_sweep_interval(self, value):
         """Seconds between expiry sweeps (0 = expire lazily only)."""

@@ -208,18 +208,63 @@ def test_half_close_finishes_the_last_line_and_says_goodbye():
     assert ta.disconnecting
 
 
-def test_slow_reader_is_dropped_when_its_backlog_is_too_big():
+def test_slow_reader_is_dropped_when_its_sendq_is_over_its_cap():
     h = Harness()
-    h.factory.max_backlog = 1000
+    h.factory.max_sendq = 1000
     a, ta = h.user("alice")
     b, tb = h.user("bob")
-    ta.producer.pauseProducing()  # what a full kernel buffer does
+    ta.producer.pauseProducing()  # what a full transport buffer does
     for _ in range(40):
         b.dataReceived(b"x" * 30 + b"\n")
-    assert ta.disconnected and a.close_reason.startswith("slow reader")
+    assert ta.disconnected and a.close_reason.startswith("SendQ exceeded (1")
+    assert a.close_reason.endswith("bytes queued, limit 1000)")
+    assert h.factory.queued == 0 and not h.factory.queues  # freed at once, not at close
     assert not tb.disconnecting
     h.lost(a)
-    assert take(tb)[-1] == "= quit alice slow reader (over 1000 bytes queued)"
+    assert take(tb)[-1].startswith("= quit alice SendQ exceeded (")
+
+
+def test_send_budget_drops_the_longest_queue_first():
+    h = Harness()
+    f = h.factory
+    f.max_sendq, f.send_budget = 1 << 20, 3000
+    slow = [h.user(nick) for nick in ("s1", "s2", "s3")]
+    sender, ts = h.user("talker")
+    for _, transport in slow:
+        transport.producer.pauseProducing()  # s1 stops reading first, then s2, then s3
+        for _ in range(5):
+            sender.dataReceived(b"y" * 90 + b"\n")
+            assert f.queued <= f.send_budget
+    # queues of 15, 10 and 5 lines of 101 bytes: 3030 > 3000, so s1 went
+    (s1, t1), (s2, t2), (s3, t3) = slow
+    assert t1.disconnected and s1.close_reason == (
+        "SendQ exceeded (1515 bytes queued, server send budget 3000 full)")
+    assert (s2.queued, s3.queued, f.queued) == (1010, 505, 1515)
+    for _ in range(20):
+        sender.dataReceived(b"z" * 90 + b"\n")
+        assert f.queued <= f.send_budget
+    assert t2.disconnected and not t3.disconnected  # the longest queue goes first every time
+    assert len([ln for ln in take(ts) if ln.startswith("<talker>")]) == 35  # a reader gets all
+    assert not ts.disconnecting
+
+
+def test_sendq_drains_in_order_when_the_client_reads_again():
+    h = Harness()
+    a, ta = h.user("alice")
+    b, tb = h.user("bob")
+    take(ta)
+    b.dataReceived(b"one\n")
+    ta.producer.pauseProducing()
+    b.dataReceived(b"two\nthree\n")
+    assert take(ta) == ["<bob> one"] and a.queued > 0 and h.factory.queued == a.queued
+    ta.producer.resumeProducing()  # the transport drained
+    b.dataReceived(b"four\n")
+    assert take(ta) == ["<bob> two", "<bob> three", "<bob> four"]
+    assert a.queued == 0 and h.factory.queued == 0 and not h.factory.queues
+    ta.producer.pauseProducing()
+    b.dataReceived(b"five\n")
+    a.close_politely("bye")  # queued lines go out before the FIN
+    assert take(ta) == ["<bob> five"] and ta.write_closed and h.factory.queued == 0
 
 
 def test_stopping_the_service_tells_everyone_and_waits_for_them():
@@ -283,9 +328,17 @@ def test_options_defaults_and_errors():
         (["--flood-burst", "0"], "--flood-burst"),
         (["--room", "a b"], "--room"),
         (["--flood-strikes", "0"], "--flood-strikes"),
+        (["--send-budget", "lots"], "--send-budget"),
+        (["--max-sendq", "0"], "--max-sendq"),
     ]:
         with pytest.raises(usage.UsageError, match=flag):
             chat.Options().parseOptions(args)
+    factory = chat.make_factory(chat.Options(), reactor=MemoryReactorClock())
+    assert (factory.send_budget, factory.max_sendq) == (64 << 20, 1 << 20)
+    opts = chat.Options()
+    opts.parseOptions(["--send-budget", "8m", "--max-sendq", "64k"])
+    factory = chat.make_factory(opts, reactor=MemoryReactorClock())
+    assert (factory.send_budget, factory.max_sendq) == (8 << 20, 64 << 10)
 
 
 def test_subcommand_is_registered():
@@ -464,6 +517,48 @@ def test_twistd_chat_with_raw_sockets_nc_and_telnet_bytes(twistd):
     log = server.output()
     assert log.count("chat open ") == 3 and log.count("chat close ") == 3
     assert "nick=ncuser" in log and "reason=end of input" in log
+
+
+@pytest_twisted.inlineCallbacks
+def test_real_sockets_a_client_that_never_reads_is_dropped_within_the_budget():
+    from twisted.internet import reactor, threads
+
+    budget = 256 * 1024
+    factory = ChatFactory(ChatServer(flood_rate=0, max_line=65536), reactor=reactor,
+                          max_sendq=64 << 20, send_budget=budget)
+    port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    number = port.getHost().port
+    peak = []
+
+    def watch():  # on the reactor thread, between two of the talker's lines
+        peak.append(factory.queued)
+
+    def clients():
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", number))
+        slow.sendall(b"/nick slow\n")  # and never reads
+        talker = RawClient(number)
+        talker.send(b"/nick talker\n")
+        talker.read_until("= who #lobby")
+        line = "w" * 60000
+        for i in range(200):  # 12 MB to the slow client: more than any kernel buffer holds
+            talker.send(f"{i} {line}\n".encode())
+            talker.read_until(f"<talker> {i} w")
+            reactor.callFromThread(watch)
+        seen = [ln for ln in talker.lines if ln.startswith("= quit slow")]
+        quit_line = seen[0] if seen else talker.read_until("= quit slow")
+        slow.close()
+        talker.close()
+        return quit_line
+
+    try:
+        quit_line = yield threads.deferToThread(clients)
+    finally:
+        yield port.stopListening()
+    assert quit_line.startswith("= quit slow SendQ exceeded (")
+    assert quit_line.endswith(f"server send budget {budget} full)")
+    assert max(peak) <= budget and factory.queued == 0
 
 
 def test_make_service_listens_and_sees_clients_out():

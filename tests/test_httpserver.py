@@ -337,6 +337,68 @@ def test_body_idle_timeout():
     assert responses(t.value())[0][0].status_code == 408 and t.disconnecting
 
 
+def test_body_timeout_trickle():
+    # Content-Length: 1000 sent one byte a second: every byte is progress for the idle timer,
+    # but the whole body has a deadline from the end of the head
+    factory, clock = make(body_timeout=5, idle_timeout=4)
+    proto, t = connect(factory)
+    proto.dataReceived(req("/post", "POST", b"Content-Length: 1000\r\n"))
+    for _ in range(4):
+        clock.advance(1)
+        proto.dataReceived(b"x")
+    clock.advance(0.9)
+    assert t.value() == b"" and not t.disconnecting
+    clock.advance(0.1)
+    ((resp, body),) = responses(t.value())
+    assert resp.status_code == 408 and b"body not complete within 5s" in body
+    assert (b"connection", b"close") in resp.headers and t.disconnecting
+
+
+def test_body_timeout_is_per_request_and_a_body_in_time_passes():
+    factory, clock = make(body_timeout=3, keepalive_timeout=0)
+    proto, t = connect(factory)
+    for _ in range(3):  # each body takes 2.5 s: within its own deadline, over 3 s in total
+        proto.dataReceived(req("/post", "POST", b"Content-Length: 5\r\n"))
+        for c in b"hello":
+            clock.advance(0.5)
+            proto.dataReceived(bytes([c]))
+    assert not t.disconnecting
+    rs = responses(t.value(), ["POST"] * 3)
+    assert [r.status_code for r, _ in rs] == [200] * 3
+    assert all(json.loads(b)["data"] == "hello" for _, b in rs)
+
+
+def test_body_timeout_chunked_and_zero_means_never():
+    factory, clock = make(body_timeout=2)
+    proto, t = connect(factory)
+    proto.dataReceived(req("/post", "POST", b"Transfer-Encoding: chunked\r\n"))
+    for _ in range(3):
+        proto.dataReceived(b"1\r\nx\r\n")
+        clock.advance(0.9)
+    assert responses(t.value())[0][0].status_code == 408 and t.disconnecting
+    factory, clock = make(body_timeout=0, idle_timeout=2)
+    proto, t = connect(factory)
+    proto.dataReceived(req("/post", "POST", b"Content-Length: 100\r\n"))
+    for _ in range(60):
+        clock.advance(1.5)
+        proto.dataReceived(b"x")
+    assert t.value() == b"" and not t.disconnecting
+
+
+def test_body_timeout_starts_at_100_continue():
+    # the client sends nothing until 100 Continue, which waits behind a delayed response
+    factory, clock = make(body_timeout=3, idle_timeout=0)
+    proto, t = connect(factory)
+    proto.dataReceived(req("/delay/5") + req(
+        "/post", "POST", b"Expect: 100-continue\r\nContent-Length: 2\r\n"))
+    clock.advance(5)
+    assert t.value().endswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    clock.advance(2)
+    proto.dataReceived(b"ok")
+    rs = responses(t.value().replace(b"HTTP/1.1 100 Continue\r\n\r\n", b""), ["GET", "POST"])
+    assert [r.status_code for r, _ in rs] == [200, 200] and not t.disconnecting
+
+
 def test_expect_100_continue():
     factory, _ = make()
     proto, t = connect(factory)
@@ -519,6 +581,12 @@ def test_options():
         httpserver.Options().parseOptions(["--max-body", "lots"])
     with pytest.raises(usage.UsageError, match="--max-headers"):
         httpserver.Options().parseOptions(["--max-headers", "0"])
+    assert httpserver.make_factory(httpserver.Options(), MemoryReactorClock()).body_timeout == 30
+    o = httpserver.Options()
+    o.parseOptions(["--body-timeout", "2.5"])
+    assert httpserver.make_factory(o, MemoryReactorClock()).body_timeout == 2.5
+    with pytest.raises(usage.UsageError, match="--body-timeout"):
+        httpserver.Options().parseOptions(["--body-timeout", "-1"])
 
 
 # --- real sockets ----------------------------------------------------------------------------
@@ -743,6 +811,49 @@ def test_slow_reader_of_a_closing_response_gets_everything(server, monkeypatch):
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in head
     assert len(body) == 3000000
+
+
+def trickle_body(port: int, head: bytes, pause: float) -> tuple[bytes, int, float]:
+    """Send ``head``, then body bytes one at a time every ``pause`` seconds until the server
+    answers or closes; return what it sent, the bytes trickled and the seconds it took."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head)
+        start = time.monotonic()
+        sent = 0
+        buf = b""
+        s.settimeout(pause)
+        while time.monotonic() - start < 10:
+            try:
+                s.sendall(b"x")
+                sent += 1
+            except OSError:
+                break
+            try:
+                chunk = s.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+        s.settimeout(5)
+        try:
+            while chunk := s.recv(4096):
+                buf += chunk
+        except OSError:
+            pass
+        return buf, sent, time.monotonic() - start
+
+
+@pytest_twisted.inlineCallbacks
+def test_raw_socket_body_trickle_gets_408(server, monkeypatch):
+    monkeypatch.setattr(server, "body_timeout", 0.6)
+    head = req("/post", "POST", b"Content-Length: 1000\r\n")
+    data, sent, took = yield threads.deferToThread(trickle_body, server.port, head, 0.05)
+    assert data.startswith(b"HTTP/1.1 408 ") and b"body not complete within 0.6s" in data
+    assert b"Connection: close" in data
+    assert 3 < sent < 1000 and took < 5
 
 
 def test_twistd_end_to_end(twistd):

@@ -254,6 +254,72 @@ def test_line_limit():
     assert len(out) == 1
 
 
+# redis_requests: how redis-server 7 frames a request (processMultibulkBuffer), checked against
+# the real server in test_respserver.test_request_framing_errors_match_redis
+REDIS_REQUEST_CASES = [
+    (b"*999999999999\r\n", "bad aggregate length"),  # over INT_MAX
+    (b"*2147483648\r\n", "bad aggregate length"),
+    (b"*-9999999999999999999\r\n", "bad aggregate length"),  # below LLONG_MIN
+    (b"*05\r\n", "bad aggregate length"),
+    (b"*1\nPING\r\n", "bad aggregate length"),  # a bare LF
+    (b"*" + b"1" * 70000, "array header longer"),
+    (b"*1\r\n$" + b"1" * 70000, "line longer"),
+    (b"*1\r\n" + b"X" * 70000, "line longer"),
+    (b"x" * 70000, "inline line longer"),
+    (b"*1\r\n$-1\r\n", "bad bulk length"),
+    (b"*1\r\n$4\nPING\r\n", "bad bulk length"),
+    (b"*1\r\n$536870913\r\n", "bulk length 536870913 exceeds"),
+    (b"*1\r\n:1\r\n", "expected '$', got ':'"),
+    (b"*1\r\n*2147483647\r\n", "expected '$', got '*'"),
+]
+
+
+@pytest.mark.parametrize("data,message", REDIS_REQUEST_CASES)
+def test_redis_requests_header_errors(data, message):
+    for cut in (None, 1, 3, len(data) // 2, len(data) - 1):  # the same error however it is split
+        p = RespParser(inline=True, redis_requests=True)
+        out = p.feed(data) if cut is None else p.feed(data[:cut]) + p.feed(data[cut:])
+        assert len(out) == 1 and isinstance(out[0], ProtocolError), (cut, out)
+        assert out[0].message.startswith(message), (cut, out)
+
+
+def test_redis_requests_counts():
+    def parse(data, **kw):
+        return RespParser(inline=True, redis_requests=True, **kw).feed(data)
+
+    # a negative count is an empty request, INT_MAX is awaited, a count over max_count fails
+    assert parse(b"*-5\r\n*-1\r\n*0\r\nPING\r\n") == [None, None, [], Inline((b"PING",))]
+    assert parse(b"*2147483647\r\n$1\r\na\r\n") == []
+    assert parse(b"*1048577\r\n") == []
+    err = parse(b"*11\r\n", max_count=10)[0]
+    assert err.message == "aggregate length 11 exceeds the limit 10"
+    assert parse(b"*10\r\n", max_count=10) == []
+    # without redis_requests the general reader is unchanged
+    assert "bad aggregate length" in error_of(b"*-5\r\n", inline=True).message
+    assert one(b"*1\r\n$-1\r\n", inline=True) == [None]
+    assert RespParser(inline=True).feed(b"*2147483648\r\n") == []
+
+
+@pytest.mark.parametrize("data", [
+    b"*2147483647\r\n",
+    b"*1\r\n$4\r\nPING\r\n*2147483647\r\n" + b"*1\r\n$4\r\nPING\r\n" * 100,
+    b"*1\r\n*2147483647\r\n",
+])
+@pytest.mark.parametrize("redis_requests", [False, True])
+def test_huge_aggregate_header_allocates_nothing(data, redis_requests):
+    # hiredis allocates an aggregate's list when it reads the header: a list of 2**31 slots is
+    # 16 GiB of address space that takes seconds to free; such headers stay with the pure parser
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        RespParser(inline=True, redis_requests=redis_requests).feed(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 1024 * 1024
+
+
 def test_incomplete_returns_nothing_then_completes():
     p = RespParser()
     assert p.feed(b"*2\r\n$3\r\nfo") == []
@@ -534,6 +600,28 @@ def test_random_bytes_never_raise(data, inline, cuts):
         for v in out:
             if isinstance(v, ProtocolError):
                 assert 0 <= v.offset <= len(data) and "internal" not in v.message
+
+
+_REQUEST_BITS = st.sampled_from([
+    b"*", b"$", b"\r\n", b"\n", b"1", b"2", b"-", b"0", b"9" * 12, b"PING", b"x", b":", b'"',
+    b" ", b"*2147483648\r\n", b"*-3\r\n", b"$-1\r\n",
+])
+
+
+@given(st.lists(st.one_of(_REQUEST_BITS, st.binary(max_size=6)), max_size=30),
+       st.lists(st.integers(0, 200), max_size=5), st.sampled_from([None, 3]))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_redis_requests_split_invariance_and_never_raise(parts, cuts, max_count):
+    data = b"".join(parts)
+    kw = {"inline": True, "redis_requests": True, "max_inline": 16, "max_bulk": 8,
+          "max_count": max_count}
+    whole = [canon(v) for v in parse_all(data, **kw)]
+    assert [canon(v) for v in parse_bytewise(data, **kw)] == whole
+    assert [canon(v) for v in parse_chunks(data, [c for c in cuts if c < len(data)], **kw)] == whole
+    for v in whole[:-1]:
+        assert not isinstance(v, ProtocolError)
+    if whole and isinstance(whole[-1], ProtocolError):
+        assert "internal" not in whole[-1].message
 
 
 commands = st.lists(

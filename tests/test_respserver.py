@@ -1141,6 +1141,75 @@ def test_differential_against_redis(name, resp_port, redis_server):
     assert ours and [_normalize(v) for v in ours] == [_normalize(v) for v in theirs]
 
 
+def reply_and_close(port: int, data: bytes, quiet: float = 1.0) -> tuple[bytes, bool]:
+    """Send ``data``; read until the server closes (True) or sends nothing for ``quiet``
+    seconds (False: it waits for more of the request, or for the next one)."""
+    buf = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        s.settimeout(quiet)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                return buf, False
+            except ConnectionResetError:
+                return buf, True
+            if not chunk:
+                return buf, True
+            buf += chunk
+    raise AssertionError(f"still sending after 10s: {buf[:200]!r}")
+
+
+# Request framing at the edges of redis-server's processMultibulkBuffer/processInlineBuffer;
+# short cases are followed by a PING, which shows what the server makes of the next bytes.
+FRAMING_CASES = [
+    b"*999999999999\r\n",
+    b"*2147483648\r\n",
+    b"*2147483647\r\n",
+    b"*1048577\r\n",
+    b"*-5\r\n",
+    b"*-99999999999999999999\r\n",
+    b"*abc\r\n",
+    b"*\r\n",
+    b"*+5\r\n",
+    b"*05\r\n",
+    b"*1\nPING\r\n",
+    b"*1\r\n$999999999999\r\n",
+    b"*1\r\n$536870913\r\n",
+    b"*1\r\n$-1\r\n",
+    b"*1\r\n$x\r\n",
+    b"*1\r\n$4\nPING\r\n",
+    b"*1\r\n:1\r\n",
+    b"*2\r\n$4\r\nECHO\r\n*2147483647\r\n",
+    b"*" + b"1" * 70000,
+    b"*1\r\n$" + b"1" * 70000,
+    b"*1\r\n" + b"X" * 70000,
+    b"x" * 70000,
+]
+
+
+@pytest.mark.parametrize("data", FRAMING_CASES, ids=lambda d: repr(d[:24]))
+def test_request_framing_errors_match_redis(data, resp_port, redis_server):
+    if len(data) < 100:
+        data += b"PING\r\n"
+    ours = reply_and_close(resp_port, data)
+    assert ours == reply_and_close(redis_server.port, data)
+    assert ours[0].startswith((b"-ERR Protocol error: ", b"+PONG", b"$")) or ours == (b"", False)
+
+
+def test_unauthenticated_framing_errors_match_redis(resp_pass_port, tmp_path):
+    real = start_redis(str(tmp_path), "s3cret")
+    try:
+        for data in (b"*11\r\n", b"*1000000\r\n", b"*999999999999\r\n",
+                     b"*1\r\n$20000\r\n", b"*1\r\n$999999999999\r\n", b"*10\r\n"):
+            ours = reply_and_close(resp_pass_port, data)
+            assert ours == reply_and_close(real.port, data), data
+    finally:
+        stop_process(real.proc)
+
+
 def test_differential_auth(resp_pass_port, tmp_path):
     real = start_redis(str(tmp_path), "s3cret")
     try:
