@@ -244,28 +244,58 @@ def _mask_preview(preview: bytes, secrets: list[bytes]) -> bytes:
 
 
 class _Hex:
-    """Fallback and ``--decode hex``: every chunk as a hexdump record."""
+    """Fallback and ``--decode hex``: every chunk as a hexdump record.
+
+    With redaction, the credentials of the lines it carries (``playground.linesecrets``) are
+    overwritten with ``*`` and masked in the pcap, and an incomplete line that may still turn
+    out to hold one is held back until its line ends."""
 
     protocol = HEX
 
     def __init__(self, st):
         self.st = st
+        self.masks = {} if st.chain.redact else None  # direction -> linesecrets.StreamMask
 
     def feed(self, direction, data, now, offset):
         st = self.st
-        st.chain.emit(R.HexChunk(st.id, now, direction, data, offset))
+        if self.masks is None:
+            st.chain.emit(R.HexChunk(st.id, now, direction, data, offset))
+            return
+        m = self.masks.get(direction)
+        if m is None or m.next != offset:
+            if m is not None:
+                self._show(direction, m.flush(), now)
+            from playground.linesecrets import StreamMask
+
+            m = self.masks[direction] = StreamMask(offset)
+        self._show(direction, m.feed(data), now)
+
+    def _show(self, direction, out, now):
+        shown, at, secrets = out
+        st = self.st
+        for start, end in secrets:
+            st.secret(direction, start, end)
+        if shown:
+            st.chain.emit(R.HexChunk(st.id, now, direction, shown, at))
 
     def eof(self, direction, now):
-        pass
+        m = self.masks.get(direction) if self.masks else None
+        if m is not None:
+            self._show(direction, m.flush(), now)
 
     def close(self, now):
-        pass
+        for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
+            self.eof(d, now)
 
     def settled(self, direction):
-        return None  # everything
+        m = self.masks.get(direction) if self.masks else None
+        return None if m is None else m.held  # None: everything
 
 
 class _Text:
+    """Text lines; with redaction, the credentials they carry (``playground.linesecrets``)
+    are shown as ``(redacted)`` and masked in the pcap."""
+
     protocol = TEXT
 
     def __init__(self, st):
@@ -273,24 +303,48 @@ class _Text:
 
         self.st = st
         self.views = {CLIENT_TO_SERVER: LineView(), SERVER_TO_CLIENT: LineView()}
+        self.secrets = None
+        if st.chain.redact:
+            from playground.linesecrets import LineSecrets, redact
+
+            self.secrets = {CLIENT_TO_SERVER: LineSecrets(), SERVER_TO_CLIENT: LineSecrets()}
+            self._redact = redact
 
     def feed(self, direction, data, now, offset):
-        emit = self.st.chain.emit
-        pid = self.st.id
-        for line in self.views[direction].feed(data):
-            emit(R.TextLine(pid, now, direction, line.data, line.offset, line.partial))
+        self._lines(direction, self.views[direction].feed(data), now)
+
+    def _lines(self, direction, lines, now):
+        st = self.st
+        emit = st.chain.emit
+        pid = st.id
+        if self.secrets is None:
+            for line in lines:
+                emit(R.TextLine(pid, now, direction, line.data, line.offset, line.partial))
+            return
+        redact = self._redact
+        secrets = self.secrets[direction]
+        for line in lines:
+            data = line.data
+            ranges = secrets.line(data, line.partial)
+            if ranges:
+                at = line.offset
+                for start, end in ranges:
+                    st.secret(direction, at + start, at + end)
+                data = redact(data, ranges)
+            emit(R.TextLine(pid, now, direction, data, line.offset, line.partial))
 
     def eof(self, direction, now):
-        emit = self.st.chain.emit
-        for line in self.views[direction].flush():
-            emit(R.TextLine(self.st.id, now, direction, line.data, line.offset, line.partial))
+        self._lines(direction, self.views[direction].flush(), now)
 
     def close(self, now):
         for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
             self.eof(d, now)
 
     def settled(self, direction):
-        return None
+        if self.secrets is None:
+            return None
+        at, tail = self.views[direction].tail
+        return at if self.secrets[direction].pending(tail) else None
 
 
 class _Http:
@@ -315,7 +369,9 @@ class _Http:
         self._events(self.conv.close(now), now)
 
     def settled(self, direction):
-        return self.conv.settled(direction)
+        settled = self.conv.settled(direction)
+        held = self.st.hexview.settled(direction) if self.st.hexview is not None else None
+        return settled if held is None else min(settled, held)
 
     def _events(self, events, now):
         hd = self.hd
@@ -348,7 +404,7 @@ class _Http:
                     e.response_body_size, e.content_type, request_preview,
                     response_preview, e.interim, e.complete))
             elif kind is hd.HttpRaw:
-                chain.emit(R.HexChunk(st.id, now, e.direction, e.data, e.offset))
+                st.hex_view().feed(e.direction, e.data, now, e.offset)
             elif kind is hd.HttpSecret:
                 st.secret(e.direction, e.start, e.end)
             elif kind is hd.HttpUnanswered:
@@ -467,7 +523,10 @@ class _Resp:
                 st.fall_back(direction)
                 if direction == fed and at is not None and offset <= at < offset + len(data):
                     # the rest of this chunk, from where decoding stopped, as hex
-                    emit(R.HexChunk(pid, now, direction, data[at - offset:], at))
+                    chain.emit_many(records)
+                    records = []
+                    emit = records.append
+                    st.hexview.feed(direction, data[at - offset:], now, at)
             elif t is rd.SecretRange:
                 st.secret(e.direction, e.start, e.end)
         if records:
@@ -486,8 +545,8 @@ _DECODERS = {HEX: _Hex, TEXT: _Text, HTTP: _Http, RESP: _Resp}
 
 
 class _PairState:
-    __slots__ = ("chain", "id", "client", "detector", "decoder", "offsets", "hex", "held",
-                 "pcap_off", "broken")
+    __slots__ = ("chain", "id", "client", "detector", "decoder", "offsets", "hex", "hexview",
+                 "held", "pcap_off", "broken")
 
     def __init__(self, chain, pair):
         self.chain = chain
@@ -497,6 +556,7 @@ class _PairState:
         self.decoder = None
         self.offsets = {CLIENT_TO_SERVER: 0, SERVER_TO_CLIENT: 0}
         self.hex = None  # directions that fell back to the hex view
+        self.hexview = None  # the hex view they (and raw bytes after an HTTP switch) go to
         self.held = None  # pcap hold-back: direction -> bytearray
         self.pcap_off = {CLIENT_TO_SERVER: 0, SERVER_TO_CLIENT: 0}
         self.broken = False
@@ -505,6 +565,13 @@ class _PairState:
         if self.hex is None:
             self.hex = set()
         self.hex.add(direction)
+        self.hex_view()
+
+    def hex_view(self):
+        if self.hexview is None:
+            decoder = self.decoder
+            self.hexview = decoder if type(decoder) is _Hex else _Hex(self)
+        return self.hexview
 
     def secret(self, direction, start, end):
         pcap = self.chain.pcap
@@ -587,13 +654,13 @@ class Chain:
         offset = st.offsets[direction]
         st.offsets[direction] = offset + len(data)
         if st.hex is not None and direction in st.hex:
-            self.emit(R.HexChunk(st.id, now, direction, data, offset))
+            self._guarded(st, direction, now, st.hexview.feed, direction, data, now, offset)
         elif st.decoder is not None:
             try:  # _guarded, inline: this is the hot path
                 st.decoder.feed(direction, data, now, offset)
             except Exception:
                 self._failed(st, direction, now)
-                self.emit(R.HexChunk(st.id, now, direction, data, offset))
+                self._guarded(st, direction, now, st.hexview.feed, direction, data, now, offset)
         elif st.detector is not None:
             self._guarded(st, direction, now, self._detect, st, direction, data, now)
         if self.pcap is not None:
@@ -610,6 +677,8 @@ class Chain:
             self._guarded(st, direction, now, self._decide, st, st.detector.finish(), now)
         if st.decoder is not None:
             self._guarded(st, direction, now, st.decoder.eof, direction, now)
+        if st.hexview is not None and st.hexview is not st.decoder:
+            self._guarded(st, direction, now, st.hexview.eof, direction, now)
         self.emit(R.HalfClose(pair_id, now, direction))
         if self.pcap is not None:
             if st.held is not None:
@@ -624,6 +693,8 @@ class Chain:
             self._guarded(st, None, now, self._decide, st, st.detector.finish(), now)
         if st.decoder is not None:
             self._guarded(st, None, now, st.decoder.close, now)
+        if st.hexview is not None and st.hexview is not st.decoder:
+            self._guarded(st, None, now, st.hexview.close, now)
         self.emit(R.Close(pair_id, now, st.client, summary.get("bytes_c2s", 0),
                           summary.get("bytes_s2c", 0), summary.get("duration", 0.0),
                           str(summary.get("closed_by", "")), str(summary.get("how", ""))))
@@ -657,7 +728,7 @@ class Chain:
             except Exception:
                 pass
         if st.decoder is None:
-            st.decoder = _Hex(st)
+            st.decoder = st.hex_view()
             st.detector = None
 
     # -- detection ---------------------------------------------------------------------------
@@ -695,7 +766,7 @@ class Chain:
         if everything:
             pass
         elif st.hex is not None and direction in st.hex:
-            pass
+            settled = st.hexview.settled(direction)
         elif st.decoder is not None:
             settled = st.decoder.settled(direction)
         elif st.detector is not None:

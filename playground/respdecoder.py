@@ -270,6 +270,7 @@ _QUEUED = Simple(b"QUEUED")
 _OK = Simple(b"OK")
 _RESET = Simple(b"RESET")
 _SECRET_NAMES = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"SENTINEL"})
+SECRET_COMMANDS = _SECRET_NAMES  # the commands ``secret_parts`` may find a password in
 # Executed at once even inside MULTI (not queued).
 _NOT_QUEUED = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"WATCH", b"QUIT", b"RESET"})
 # Commands that change the conversation's state when sent, or when answered.

@@ -138,6 +138,11 @@ class LineView:
         self._offset += start
         return out
 
+    @property
+    def tail(self) -> tuple[int, bytes]:
+        """The incomplete line held (no line end yet): ``(stream offset, bytes)``."""
+        return self._offset, self._buf
+
     def flush(self) -> list[Line]:
         """The unterminated tail, as a partial line (at end of stream)."""
         if not self._buf:
