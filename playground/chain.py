@@ -255,8 +255,12 @@ class _Hex:
     def __init__(self, st):
         self.st = st
         self.masks = {} if st.chain.redact else None  # direction -> linesecrets.StreamMask
+        self.hidden = {}  # direction -> stream offset before which nothing is shown
 
-    def feed(self, direction, data, now, offset):
+    def feed(self, direction, data, now, offset, resync=False, show_from=0):
+        """``resync``: ``offset`` may be inside a line (the bytes before it were not seen);
+        ``show_from``: bytes before this stream offset are only searched for secrets (for the
+        pcap), not shown."""
         st = self.st
         if self.masks is None:
             st.chain.emit(R.HexChunk(st.id, now, direction, data, offset))
@@ -267,7 +271,9 @@ class _Hex:
                 self._show(direction, m.flush(), now)
             from playground.linesecrets import StreamMask
 
-            m = self.masks[direction] = StreamMask(offset)
+            m = self.masks[direction] = StreamMask(offset, resync=resync or m is not None)
+        if show_from > offset:
+            self.hidden[direction] = show_from
         self._show(direction, m.feed(data), now)
 
     def _show(self, direction, out, now):
@@ -275,6 +281,10 @@ class _Hex:
         st = self.st
         for start, end in secrets:
             st.secret(direction, start, end)
+        hidden = self.hidden.get(direction, 0)
+        if at < hidden:
+            shown = shown[hidden - at:]
+            at = hidden
         if shown:
             st.chain.emit(R.HexChunk(st.id, now, direction, shown, at))
 
@@ -521,12 +531,20 @@ class _Resp:
                 direction, at = e.direction, e.offset
                 emit(R.Undecodable(pid, now, direction, RESP, e.reason, at))
                 st.fall_back(direction)
-                if direction == fed and at is not None and offset <= at < offset + len(data):
+                if direction == fed and at is not None and at < offset + len(data):
                     # the rest of this chunk, from where decoding stopped, as hex
                     chain.emit_many(records)
                     records = []
                     emit = records.append
-                    st.hexview.feed(direction, data[at - offset:], now, at)
+                    early = st.early(direction)
+                    if early is not None and early[0] <= at:
+                        # the pcap hold-back still has the bytes from the frame's start: all
+                        # are searched for secrets, those from ``at`` on are shown
+                        st.hexview.feed(direction, early[1] + data, now, early[0], False, at)
+                    elif at >= offset:
+                        st.hexview.feed(direction, data[at - offset:], now, at)
+                    else:  # it stopped in an earlier chunk, whose bytes are gone
+                        st.hexview.feed(direction, data, now, offset, True)
             elif t is rd.SecretRange:
                 st.secret(e.direction, e.start, e.end)
         if records:
@@ -566,6 +584,13 @@ class _PairState:
             self.hex = set()
         self.hex.add(direction)
         self.hex_view()
+
+    def early(self, direction):
+        """``(offset, bytes)`` the pcap hold-back still has of ``direction`` (before the chunk
+        being decoded), or None."""
+        if self.held is None:
+            return None
+        return self.pcap_off[direction], bytes(self.held[direction])
 
     def hex_view(self):
         if self.hexview is None:
@@ -660,7 +685,8 @@ class Chain:
                 st.decoder.feed(direction, data, now, offset)
             except Exception:
                 self._failed(st, direction, now)
-                self._guarded(st, direction, now, st.hexview.feed, direction, data, now, offset)
+                self._guarded(st, direction, now, st.hexview.feed, direction, data, now, offset,
+                              offset > 0)
         elif st.detector is not None:
             self._guarded(st, direction, now, self._detect, st, direction, data, now)
         if self.pcap is not None:

@@ -126,6 +126,14 @@ def folded_value(line: bytes) -> tuple[int, int]:
     return start, max(start, len(line.rstrip(b" \t")))
 
 
+def _shown(line: bytes) -> bytes:
+    """The start of a line quoted in a failure reason (a credential header's value hidden)."""
+    span = secret_value(line)
+    if span is not None:
+        line = line[:span[0]] + b"(redacted)"
+    return line[:60]
+
+
 def header(headers, name: bytes) -> bytes | None:
     """The first value of header ``name`` (lower-case), or None."""
     for k, v in headers:
@@ -423,7 +431,7 @@ class HttpConversation:
         first, headers = self._split_head(block, offset, C2S, out)
         parts = first.split()
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
-            raise _Failed(f"not an HTTP request line: {first[:60]!r}")
+            raise _Failed(f"not an HTTP request line: {_shown(first)!r}")
         method, target, version = parts
         if not all(c in _TOKEN for c in method):
             raise _Failed(f"bad method {method[:30]!r}")
@@ -454,7 +462,7 @@ class HttpConversation:
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not (
             len(parts[1]) == 3 and parts[1].isdigit()
         ):
-            raise _Failed(f"not an HTTP status line: {first[:60]!r}")
+            raise _Failed(f"not an HTTP status line: {_shown(first)!r}")
         status = int(parts[1])
         reason = parts[2] if len(parts) > 2 else b""
         side = self.resp

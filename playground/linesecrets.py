@@ -53,14 +53,17 @@ def _command(text: bytes) -> list:
 
 
 class LineSecrets:
-    """One direction of a line stream: where the credentials are. Feed it every line in order."""
+    """One direction of a line stream: where the credentials are. Feed it every line in order.
+
+    ``resync``: the stream is taken up inside a line whose beginning was not seen (a decoder
+    gave up there): the rest of that line is treated as secret."""
 
     __slots__ = ("_header", "_open", "_carry")
 
-    def __init__(self):
+    def __init__(self, resync: bool = False):
         self._header = False  # the last line was a credential header (or folded into one)
-        self._open = False  # the last piece was cut at the bound: the next continues its line
-        self._carry = False  # ... and its rest is secret
+        self._open = resync  # the last piece was cut at the bound: the next continues its line
+        self._carry = resync  # ... and its rest is secret
 
     def line(self, data: bytes, partial: bool = False) -> list[tuple[int, int]]:
         """The ranges of ``data`` (one line with its line end, or a piece of a cut line:
@@ -141,13 +144,14 @@ class StreamMask:
     ``feed(data)`` and ``flush()`` return ``(shown, offset, secrets)``: the bytes to show now
     (secrets masked), the stream offset of their first byte, and the secrets' stream ranges found
     (for the pcap). ``held`` is the stream offset where held-back bytes begin, or None.
+    ``resync``: ``start`` may be inside a line (see ``LineSecrets``).
     """
 
-    def __init__(self, start: int = 0, max_line: int = 4096):
+    def __init__(self, start: int = 0, max_line: int = 4096, resync: bool = False):
         self.start = start
         self.next = start  # the stream offset the next fed byte has
         self._view = LineView(max_line)
-        self._secrets = LineSecrets()
+        self._secrets = LineSecrets(resync)
         self._held = b""
         self._held_at = start
 

@@ -466,6 +466,7 @@ class RespConversation:
         # reply, outside MULTI and CLIENT REPLY OFF/SKIP; the rest goes through _command.
         plain = not (self._in_tx or self._reply_off or self._skip_next)
         room = self.max_pending - len(pending)
+        data_start = self._c2s.offset  # where ``data`` begins (a failure stops the offset)
         for value, start, end in self._c2s.feed_spans(data, lazy=True):
             if end is None:  # a run of commands (pipelining)
                 if self._run(value, start, now, out):
@@ -485,7 +486,7 @@ class RespConversation:
                 if value:  # Redis ignores "*0" (and "*-1")
                     command(tuple(value), start, end, now, out, None)
             elif t is Inline:
-                command(value.args, start, end, now, out, data)
+                command(value.args, start, end, now, out, data, data_start)
             elif t is ProtocolError:
                 self._failed_c2s = True
                 out.append(Undecodable(C2S, now, value.message, value.offset))
@@ -516,7 +517,7 @@ class RespConversation:
                     return True
         return False
 
-    def _command(self, args, start, end, now, out, data) -> None:
+    def _command(self, args, start, end, now, out, data, data_start=0) -> None:
         first = args[0]
         name = first.upper() if type(first) is bytes else b""
         pending = self._pending
@@ -531,7 +532,6 @@ class RespConversation:
             if data is None:
                 ranges = secret_ranges(args, None, start)
             else:  # inline: find the tokens in the line's bytes
-                data_start = self._c2s.offset - len(data)
                 if start >= data_start:
                     line = data[start - data_start : end - data_start]
                     ranges = secret_ranges(args, line, start)

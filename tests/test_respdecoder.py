@@ -451,6 +451,18 @@ def test_secret_ranges_inline():
     assert b"s3 cret" in line[s:e] and b"user" not in line[s:e]
 
 
+def test_inline_secret_found_when_the_same_read_then_fails():
+    """The parser stops at the error: the inline line's place in the read is still known."""
+    for prefix in (b"", cmd("PING"), b"\r\n"):
+        stream = prefix + b"AUTH s3cret\r\n*x\r\n"
+        conv = RespConversation()
+        conv.feed(C2S, prefix, 0.0)
+        events = conv.feed(C2S, stream[len(prefix):], 0.0)
+        [r] = of(events, SecretRange)
+        assert stream[r.start:r.end] == b"s3cret"
+        assert of(events, Undecodable)
+
+
 def test_secret_range_events_come_before_the_exchange():
     conv = RespConversation()
     frame = cmd("AUTH", "bob", "hunter2")
