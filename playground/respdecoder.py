@@ -170,16 +170,24 @@ def secret_parts(args) -> list:
     return []
 
 
+def _config_get(args) -> bool:
+    return len(args) >= 2 and type(args[0]) is bytes and type(args[1]) is bytes and (
+        args[0].upper() == b"CONFIG" and args[1].upper() == b"GET")
+
+
+def _secret_config(name, value) -> bool:
+    """Is ``value`` (of parameter ``name`` in a ``CONFIG GET`` answer) a password?"""
+    return type(name) is bytes and name.lower() in _SECRET_CONFIG and bool(value)
+
+
 def redact_reply(args, reply):
     """``CONFIG GET requirepass`` (or a pattern matching it) answers with the password: the
     values of secret parameters hidden, in a RESP2 flat array or a RESP3 map reply."""
-    if len(args) < 2 or not all(type(a) is bytes for a in args[:2]) or (
-            args[0].upper() != b"CONFIG" or args[1].upper() != b"GET"):
+    if not _config_get(args):
         return reply
 
     def hide(name, value):
-        return REDACTED if type(name) is bytes and name.lower() in _SECRET_CONFIG and value \
-            else value
+        return REDACTED if _secret_config(name, value) else value
 
     if isinstance(reply, list):
         out = list(reply)
@@ -189,6 +197,34 @@ def redact_reply(args, reply):
     if isinstance(reply, Map):
         return Map(tuple((k, hide(k, v)) for k, v in reply.items))
     return reply
+
+
+def reply_secret_ranges(args, reply, start: int, end: int) -> list:
+    """Stream ranges ``(start, end)`` of the passwords in the answer to ``args`` (what
+    ``redact_reply`` hides), whose frame spans ``start`` to ``end``: each secret value's bytes
+    when the frame is the canonical encoding of ``reply`` (Redis' is), else the whole frame."""
+    if not _config_get(args):
+        return []
+    if isinstance(reply, list):
+        flat, count = reply, len(reply)
+    elif isinstance(reply, Map):
+        flat = [x for item in reply.items for x in item]
+        count = len(reply.items)
+    else:
+        return []
+    hidden = {i + 1 for i in range(0, len(flat) - 1, 2) if _secret_config(flat[i], flat[i + 1])}
+    if not hidden:
+        return []
+    if not all(type(x) is bytes for x in flat):
+        return [(start, end)]
+    out = []
+    pos = start + 3 + len(str(count))
+    for i, x in enumerate(flat):
+        head = 3 + len(str(len(x)))
+        if i in hidden:
+            out.append((pos + head, pos + head + len(x)))
+        pos += head + len(x) + 2
+    return out if pos == end else [(start, end)]
 
 
 def redact_command(args) -> tuple:
@@ -375,6 +411,10 @@ class RespConversation:
         self._failed_c2s = False
         self._failed_s2c = False
         self._stopped = False
+        # CONFIG GET commands awaiting their answer (which may hold a password to mask), and
+        # the stream span of the reply being handled while there are any
+        self._config_gets = 0
+        self._span = None
         # client side (decided when a command is sent, as the server will process it)
         self._reply_off = False
         self._skip_next = False
@@ -447,6 +487,8 @@ class RespConversation:
         """Bytes before this stream offset will not be found to hold a secret any more."""
         if direction == C2S and not self._failed_c2s:
             return self._c2s.frame_start
+        if direction == S2C and self._config_gets and not self._failed_s2c:
+            return self._s2c.frame_start  # a CONFIG GET answer may be arriving
         return (self._c2s if direction == C2S else self._s2c).offset
 
     @property
@@ -538,6 +580,8 @@ class RespConversation:
                 else:  # the line began in an earlier feed: cover all of it
                     ranges = [(start, end)] if secret_parts(args) else []
             out.extend(SecretRange(C2S, s, e) for s, e in ranges)
+            if name == b"CONFIG" and _config_get(args):
+                self._config_gets += 1
         expected = 1
         in_tx = self._in_tx
         if in_tx:
@@ -598,7 +642,8 @@ class RespConversation:
         reply = self._reply
         pending = self._pending
         append = out.append
-        for value in self._s2c.feed(data):
+        values = self._s2c.feed(data) if not self._config_gets else self._spanned(data)
+        for value in values:
             t = type(value)
             # The common case inline: a reply (not pub/sub, not MONITOR traffic) to the oldest
             # command, an ordinary one; the rest goes through _reply.
@@ -615,7 +660,14 @@ class RespConversation:
                 append(Undecodable(S2C, now, value.message, value.offset))
                 break
             reply(value, now, out)
+        self._span = None
         return out
+
+    def _spanned(self, data: bytes):
+        """The values of ``data``, each one's stream span in ``_span`` while it is handled."""
+        for value, start, end in self._s2c.feed_spans(data):
+            self._span = (start, end)
+            yield value
 
     def _reply(self, v, now, out) -> None:
         t = type(v)
@@ -701,6 +753,11 @@ class RespConversation:
         pending = self._pending
         pending.popleft()
         name = head.name
+        if name == b"CONFIG" and self._config_gets and _config_get(head.args):
+            self._config_gets -= 1
+            if self._span is not None:
+                out.extend(SecretRange(S2C, s, e)
+                           for s, e in reply_secret_ranges(head.args, reply, *self._span))
         head.reply = reply
         head.replied_at = now
         head.latency = now - head.sent_at
@@ -748,6 +805,8 @@ class RespConversation:
                     s.clear()
 
     def _suppressed(self, p, now, out) -> None:
+        if p.name == b"CONFIG" and self._config_gets and _config_get(p.args):
+            self._config_gets -= 1
         p.reply = p.replied_at = p.latency = None
         p.suppressed = True
         p.protocol = self.protocol
@@ -776,6 +835,7 @@ class RespConversation:
                 self._done_partial(p, now, out)
             else:
                 out.append(Unanswered(p.args, p.sent_at, now, reason, p.in_tx, self.protocol))
+        self._config_gets = 0
 
     def _done_partial(self, p, now, out) -> None:
         self._pending.appendleft(p)
@@ -787,3 +847,4 @@ class RespConversation:
         out.append(Undecodable(C2S, now, reason, self._c2s.offset))
         out.append(Undecodable(S2C, now, reason, self._s2c.offset))
         self._pending.clear()
+        self._config_gets = 0
