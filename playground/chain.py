@@ -162,7 +162,8 @@ def build(opts, reactor=None, stats=None):
     if opts["pcap"]:
         from playground.pcapsink import PcapSink
 
-        pcap = PcapSink(opts["pcap"], reactor=reactor)
+        pcap = PcapSink(opts["pcap"], reactor=reactor, target=opts.get("target"),
+                        listen=opts.get("listen"), decode=opts["decode"])
         services.append(pcap)
     decode = opts["decode"]
     if decode == "none":
@@ -627,6 +628,7 @@ class Chain:
         self.leaked = 0  # secret bytes the pcap already had in clear (could not be masked)
         self.failures = 0
         self._hold = pcap is not None and redact
+        self._pcap_decoded = getattr(pcap, "decoded", None)  # the pcap sink's tshark hint
         # --only/--skip and the pushes: does a server push (pub/sub, MONITOR) reach the sinks?
         self.shows_pushes = not ((only is not None and not (only & _PUSH_NAMES)) or (
             skip is not None and b"PUSH" in skip))
@@ -782,6 +784,8 @@ class Chain:
             proto = TEXT
             decoder = _Text(st)
         st.decoder = decoder
+        if self._pcap_decoded is not None:
+            self._pcap_decoded(st.id, proto)
         self.emit(R.Detected(st.id, now, proto, forced))
 
     # -- pcap hold-back --------------------------------------------------------------------
