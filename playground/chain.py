@@ -539,9 +539,10 @@ class _Resp:
                     records = []
                     emit = records.append
                     early = st.early(direction)
-                    if early is not None and early[1] and early[0] <= at:
-                        # the pcap hold-back still has the bytes from the frame's start: all
-                        # are searched for secrets, those from ``at`` on are shown
+                    if early is not None and early[0] <= at:
+                        # the pcap has not had the bytes from the failed frame's start (for
+                        # commands) yet: all are searched for secrets, those from ``at`` on
+                        # are shown
                         st.hexview.feed(direction, early[1] + data, now, early[0], False, at)
                     elif at >= offset:
                         st.hexview.feed(direction, data[at - offset:], now, at)

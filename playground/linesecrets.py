@@ -24,6 +24,7 @@ view's: each range replaced by ``(redacted)``, as the decoders show it.
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 
 from playground.httpdecoder import SECRET_HEADERS, folded_value, secret_value
 from playground.resp import split_inline
@@ -36,6 +37,28 @@ MASK = b"*"
 _NAMES = tuple({n.lower() for n in SECRET_COMMANDS} | SECRET_HEADERS)
 _WORD = re.compile(rb"[^ \t\x0b\x0c:]*")
 _LEAD = b" \t\r\x0b\x0c"  # what Redis skips before an inline command (a newline ends the line)
+_LEAD_QUOTES = _LEAD + b"\"'"
+
+
+_NAME_PREFIXES = tuple(sorted(_NAMES))
+_HEAD = 24  # bytes of a line start enough to see its first word (the longest name is 19)
+_first = itemgetter(slice(0, _HEAD))
+
+
+def starts_secret_line(data: bytes, line_start: bool) -> bool:
+    """May a line that starts in ``data`` (after each line end, and at its first byte when
+    ``line_start``) begin with a secret line's first word? A quick, conservative test on a
+    whole chunk (C-level steps per line, a Python step per distinct line start): the lines of a
+    chunk for which it is False need not be looked at one by one (an incomplete last line is
+    ``LineSecrets.pending``'s)."""
+    lines = data.split(b"\n")
+    heads = set(map(_first, lines[1:] if not line_start else lines))
+    for head in heads:
+        word = head.lstrip(_LEAD_QUOTES)
+        if word.lower().startswith(_NAME_PREFIXES) or (
+                len(head) == _HEAD and len(word) < 20):  # mostly blanks: cannot tell
+            return True
+    return False
 
 
 def _body_end(line: bytes) -> int:
@@ -81,17 +104,37 @@ class LineSecrets:
             start, stop = folded_value(text)
             self._carry = partial
             return [(start, stop)] if stop > start else []
+        self._header = False
+        self._carry = False
+        word = _WORD.match(text.lstrip(_LEAD)).group().strip(b"\"'").lower()
+        if word not in _NAMES:
+            return []  # the common case: no secret's line
         span = secret_value(text)
         if span is not None:
             self._header = True
             self._carry = partial
             return [span] if span[1] > span[0] else []
-        self._header = False
         ranges = _command(text)
-        if partial:
-            word = _WORD.match(text.lstrip(_LEAD).strip(b"\"'")).group().lower()
-            self._carry = bool(ranges) or word in _NAMES
+        self._carry = partial  # a cut line of a secret command: its rest is secret too
         return ranges
+
+    @property
+    def cut(self) -> bool:
+        """The last piece was cut at the line bound: the next bytes continue its line."""
+        return self._open
+
+    @property
+    def idle(self) -> bool:
+        """No line seen so far makes the next ones secret (no header to fold into, no cut
+        secret line to continue)."""
+        return not self._header and not self._carry
+
+    def skip(self, cut: bool | None) -> None:
+        """Lines went by that no secret's line can be among (``starts_secret_line`` said so,
+        and the state was ``idle``); ``cut``: the last of them was a cut piece (None: there was
+        none)."""
+        if cut is not None:
+            self._open = cut
 
     def pending(self, tail: bytes) -> bool:
         """May the incomplete line ``tail`` (no line end yet) still turn out to hold a secret?"""
@@ -161,10 +204,29 @@ class StreamMask:
 
     def feed(self, data: bytes) -> tuple[bytes, int, list]:
         self.next += len(data)
-        found = self._found(self._view.feed(data))
-        at, tail = self._view.tail
+        found = self._scan(data)
+        tail = self._view.tail[1]
         keep = len(tail) if tail and self._secrets.pending(tail) else 0
         return self._out(self._held + data if self._held else data, keep, found)
+
+    def _scan(self, data: bytes) -> list:
+        """The secrets of the lines ``data`` completes. Lines are looked at one by one only
+        where they may matter: the line in progress (held, or after a header or a cut secret
+        line), then the rest of the chunk only if ``starts_secret_line`` says so."""
+        view, secrets = self._view, self._secrets
+        found = []
+        if self._held or not secrets.idle:
+            nl = data.find(b"\n")
+            if nl < 0 or nl + 1 == len(data):
+                return self._found(view.feed(data))
+            found = self._found(view.feed(data[:nl + 1]))
+            data = data[nl + 1:]
+            if not secrets.idle:
+                return found + self._found(view.feed(data))
+        if starts_secret_line(data, not view.tail[1] and not secrets.cut):
+            return found + self._found(view.feed(data))
+        secrets.skip(view.skip(data))  # the common case: no line to look at
+        return found
 
     def flush(self) -> tuple[bytes, int, list]:
         """Everything held, at the end of the stream."""

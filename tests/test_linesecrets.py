@@ -229,6 +229,12 @@ def test_hex_fallback_after_a_resp_error_is_redacted_too():
     hexed = b"".join(r.data for r in sink.of(R.HexChunk))
     assert hexed == b"*x\r\nAUTH ******\r\n"
     assert b"s3cret" not in _masked(pcap, C2S) and c.leaked == 0
+    # the error is found after the line (a bare LF): the line is not shown, but it is searched
+    stream = b"*1\r\nAUTH s3cret\n"
+    for chunks in ([stream], [stream[:5], stream[5:]]):
+        c, sink, pcap = _run("resp", chunks, (C2S,))
+        assert b"".join(r.data for r in sink.of(R.HexChunk)) == b"\n"
+        assert b"s3cret" not in _masked(pcap, C2S) and c.leaked == 0
 
 
 def test_http_raw_after_a_switch_is_redacted_too():
@@ -257,3 +263,44 @@ def test_no_redact_leaves_the_views_alone():
     c.pair_closed(1, SUMMARY, 9.0)
     assert [r.data for r in sink.of(R.HexChunk)] == [b"AUTH s3c", b"ret\r\n"]
     assert pcap.masks == [] and pcap.data_calls == [(C2S, b"AUTH s3c"), (C2S, b"ret\r\n")]
+
+
+@settings(max_examples=200)
+@given(st.data(), st.lists(st.integers(0, 10**6), max_size=8))
+def test_the_quick_way_over_a_chunk_changes_nothing(draw, cuts):
+    """``StreamMask`` skips the lines of a chunk ``starts_secret_line`` rules out: the same
+    output as looking at every line, whatever the bytes and the split."""
+    import playground.linesecrets as ls
+
+    data, _ = draw.draw(streams())
+    data += draw.draw(st.binary(max_size=50))  # and an unfinished line
+    chunks = _cuts(data, cuts)
+
+    def run():
+        m = StreamMask(7, max_line=64)
+        out = [m.feed(c) for c in chunks] + [m.flush()]
+        return [(shown, at, secrets) for shown, at, secrets in out if shown or secrets]
+
+    quick = run()
+    original = ls.starts_secret_line
+    ls.starts_secret_line = lambda data, line_start: True
+    try:
+        slow = run()
+    finally:
+        ls.starts_secret_line = original
+    assert b"".join(s for s, _, _ in quick) == b"".join(s for s, _, _ in slow)
+    assert [r for _, _, found in quick for r in found] == [r for _, _, found in slow for r in found]
+    assert len(b"".join(s for s, _, _ in quick)) == len(data)
+
+
+@given(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=6))
+def test_line_view_skip_leaves_the_state_feed_would(data, cuts):
+    from playground.views import LineView
+
+    for chunks in (_cuts(data, cuts), [data]):
+        a, b = LineView(16), LineView(16)
+        for c in chunks:
+            lines = a.feed(c)
+            cut = b.skip(c)
+            assert cut == (lines[-1].partial if lines else None)
+            assert a.tail == b.tail
