@@ -317,19 +317,32 @@ class _Text:
         self.views = {CLIENT_TO_SERVER: LineView(), SERVER_TO_CLIENT: LineView()}
         self.secrets = None
         if st.chain.redact:
-            from playground.linesecrets import LineSecrets, redact
+            from playground.linesecrets import LineSecrets, redact, starts_secret_line
 
             self.secrets = {CLIENT_TO_SERVER: LineSecrets(), SERVER_TO_CLIENT: LineSecrets()}
             self._redact = redact
+            self._starts = starts_secret_line
 
     def feed(self, direction, data, now, offset):
-        self._lines(direction, self.views[direction].feed(data), now)
+        view = self.views[direction]
+        if self.secrets is not None:
+            secrets = self.secrets[direction]
+            tail = view.tail[1]
+            if secrets.idle and not self._starts(tail + data if tail else data,
+                                                 not secrets.cut):
+                # the common case: no line of this read can be a secret's
+                lines = view.feed(data)
+                if lines:
+                    secrets.skip(lines[-1].partial)
+                self._lines(direction, lines, now, False)
+                return
+        self._lines(direction, view.feed(data), now)
 
-    def _lines(self, direction, lines, now):
+    def _lines(self, direction, lines, now, look=True):
         st = self.st
         emit = st.chain.emit
         pid = st.id
-        if self.secrets is None:
+        if self.secrets is None or not look:
             for line in lines:
                 emit(R.TextLine(pid, now, direction, line.data, line.offset, line.partial))
             return

@@ -24,7 +24,6 @@ view's: each range replaced by ``(redacted)``, as the decoders show it.
 from __future__ import annotations
 
 import re
-from operator import itemgetter
 
 from playground.httpdecoder import SECRET_HEADERS, folded_value, secret_value
 from playground.resp import split_inline
@@ -40,25 +39,22 @@ _LEAD = b" \t\r\x0b\x0c"  # what Redis skips before an inline command (a newline
 _LEAD_QUOTES = _LEAD + b"\"'"
 
 
-_NAME_PREFIXES = tuple(sorted(_NAMES))
-_HEAD = 24  # bytes of a line start enough to see its first word (the longest name is 19)
-_first = itemgetter(slice(0, _HEAD))
+# a line start (after optional blanks and quotes) with one of the names, in any case; the
+# first letters as a class up front keep the search fast
+_LINE_NAME = (rb"[ \t\r\x0b\x0c\"']*(?=[" + b"".join(sorted({n[:1] + n[:1].upper() for n in _NAMES}))
+              + rb"])(?i:" + b"|".join(re.escape(n) for n in sorted(_NAMES, key=len, reverse=True))
+              + b")")
+_AFTER_LF = re.compile(b"\n" + _LINE_NAME)
+_AT_START = re.compile(_LINE_NAME)
 
 
 def starts_secret_line(data: bytes, line_start: bool) -> bool:
     """May a line that starts in ``data`` (after each line end, and at its first byte when
     ``line_start``) begin with a secret line's first word? A quick, conservative test on a
-    whole chunk (C-level steps per line, a Python step per distinct line start): the lines of a
-    chunk for which it is False need not be looked at one by one (an incomplete last line is
-    ``LineSecrets.pending``'s)."""
-    lines = data.split(b"\n")
-    heads = set(map(_first, lines[1:] if not line_start else lines))
-    for head in heads:
-        word = head.lstrip(_LEAD_QUOTES)
-        if word.lower().startswith(_NAME_PREFIXES) or (
-                len(head) == _HEAD and len(word) < 20):  # mostly blanks: cannot tell
-            return True
-    return False
+    whole chunk (one regular-expression search): the lines of a chunk for which it is False
+    need not be looked at one by one (an incomplete last line is ``LineSecrets.pending``'s)."""
+    return _AFTER_LF.search(data) is not None or (
+        line_start and _AT_START.match(data) is not None)
 
 
 def _body_end(line: bytes) -> int:
