@@ -39,11 +39,12 @@ _LEAD = b" \t\r\x0b\x0c"  # what Redis skips before an inline command (a newline
 _LEAD_QUOTES = _LEAD + b"\"'"
 
 
-# a line start (after optional blanks and quotes) with one of the names, in any case; the
-# first letters as a class up front keep the search fast
-_LINE_NAME = (rb"[ \t\r\x0b\x0c\"']*(?=[" + b"".join(sorted({n[:1] + n[:1].upper() for n in _NAMES}))
+# a line start (after optional blanks and quotes) with one of the names, in any case, or with
+# a quoted first word holding an escape (``"\x41UTH" pw`` is AUTH to Redis); the first letters
+# as a class up front keep the search fast
+_LINE_NAME = (rb"[ \t\r\x0b\x0c\"']*(?:(?=[" + b"".join(sorted({n[:1] + n[:1].upper() for n in _NAMES}))
               + rb"])(?i:" + b"|".join(re.escape(n) for n in sorted(_NAMES, key=len, reverse=True))
-              + b")")
+              + rb')|"[^"\r\n]{0,80}\\)')
 _AFTER_LF = re.compile(b"\n" + _LINE_NAME)
 _AT_START = re.compile(_LINE_NAME)
 
@@ -102,9 +103,9 @@ class LineSecrets:
             return [(start, stop)] if stop > start else []
         self._header = False
         self._carry = False
-        word = _WORD.match(text.lstrip(_LEAD)).group().strip(b"\"'").lower()
-        if word not in _NAMES:
-            return []  # the common case: no secret's line
+        word = _WORD.match(text.lstrip(_LEAD)).group()
+        if word.strip(b"\"'").lower() not in _NAMES and not (word[:1] == b'"' and b"\\" in word):
+            return []  # the common case: no secret's line (an escape is decoded first)
         span = secret_value(text)
         if span is not None:
             self._header = True

@@ -29,6 +29,7 @@ def secrets_of(lines) -> list[bytes]:
         ([b"\x0bAUTH s3cret\r\n"], [b"s3cret"]),
         ([b'AUTH "s3 cret"\r\n'], [b'"s3 cret"']),
         ([b'AUTH "s3cret\r\n'], [b'"s3cret']),  # unbalanced: Redis refuses it, still hidden
+        ([b'"\\x41UTH" s3cret\r\n'], [b"s3cret"]),  # Redis decodes the escape: AUTH
         ([b"HELLO 3 AUTH default s3cret SETNAME x\r\n"], [b"s3cret"]),
         ([b"CONFIG SET maxmemory 1 requirepass s3cret\r\n"], [b"s3cret"]),
         ([b"config set masterauth s3cret\r\n"], [b"s3cret"]),
@@ -112,6 +113,7 @@ _REDIS_LINES = [
     lambda pw: b"ACL SETUSER bob on >" + pw + b" ~*",
     lambda pw: b"MIGRATE h 1 k 0 5000 AUTH " + pw,
     lambda pw: b'AUTH "' + pw + b' x"',
+    lambda pw: b'"\\x41uth" ' + pw,
     lambda pw: b"AUTH " + pw * 500,  # longer than a line view's bound: cut in pieces
 ]
 _HTTP_LINES = [
