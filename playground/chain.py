@@ -80,7 +80,8 @@ OPT_FLAGS = [
      "Show passwords in clear: AUTH, HELLO AUTH, MIGRATE AUTH/AUTH2, CONFIG SET "
      "requirepass/masterauth (and CONFIG GET's answer), ACL SETUSER, and HTTP Authorization, "
      "Proxy-Authorization, Cookie and Set-Cookie values, also where a body echoes them "
-     "(redacted by default in console and JSON; commands and headers also masked in the pcap)."],
+     "(redacted by default in console and JSON, text and hex views included; commands, headers "
+     "and CONFIG GET answers also masked in the pcap)."],
     ["quiet", None, "No console view (--json and --pcap are still written)."],
 ]
 
@@ -207,7 +208,8 @@ def build(opts, reactor=None, stats=None):
     if opts["pcap"]:
         from playground.pcapsink import PcapSink
 
-        pcap = PcapSink(opts["pcap"], reactor=reactor)
+        pcap = PcapSink(opts["pcap"], reactor=reactor, target=opts.get("target"),
+                        listen=opts.get("listen"), decode=opts["decode"])
         services.append(pcap)
     decode = opts["decode"]
     if decode == "none":
@@ -294,28 +296,68 @@ def _mask_preview(preview: bytes, secrets: list[bytes]) -> bytes:
 
 
 class _Hex:
-    """Fallback and ``--decode hex``: every chunk as a hexdump record."""
+    """Fallback and ``--decode hex``: every chunk as a hexdump record.
+
+    With redaction, the credentials of the lines it carries (``playground.linesecrets``) are
+    overwritten with ``*`` and masked in the pcap, and an incomplete line that may still turn
+    out to hold one is held back until its line ends."""
 
     protocol = HEX
 
     def __init__(self, st):
         self.st = st
+        self.masks = {} if st.chain.redact else None  # direction -> linesecrets.StreamMask
+        self.hidden = {}  # direction -> stream offset before which nothing is shown
 
-    def feed(self, direction, data, now, offset):
+    def feed(self, direction, data, now, offset, resync=False, show_from=0):
+        """``resync``: ``offset`` may be inside a line (the bytes before it were not seen);
+        ``show_from``: bytes before this stream offset are only searched for secrets (for the
+        pcap), not shown."""
         st = self.st
-        st.chain.emit(R.HexChunk(st.id, now, direction, data, offset))
+        if self.masks is None:
+            st.chain.emit(R.HexChunk(st.id, now, direction, data, offset))
+            return
+        m = self.masks.get(direction)
+        if m is None or m.next != offset:
+            if m is not None:
+                self._show(direction, m.flush(), now)
+            from playground.linesecrets import StreamMask
+
+            m = self.masks[direction] = StreamMask(offset, resync=resync or m is not None)
+        if show_from > offset:
+            self.hidden[direction] = show_from
+        self._show(direction, m.feed(data), now)
+
+    def _show(self, direction, out, now):
+        shown, at, secrets = out
+        st = self.st
+        for start, end in secrets:
+            st.secret(direction, start, end)
+        hidden = self.hidden.get(direction, 0)
+        if at < hidden:
+            shown = shown[hidden - at:]
+            at = hidden
+        if shown:
+            st.chain.emit(R.HexChunk(st.id, now, direction, shown, at))
 
     def eof(self, direction, now):
-        pass
+        m = self.masks.get(direction) if self.masks else None
+        if m is not None:
+            self._show(direction, m.flush(), now)
 
     def close(self, now):
-        pass
+        for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
+            self.eof(d, now)
 
     def settled(self, direction):
-        return None  # everything
+        m = self.masks.get(direction) if self.masks else None
+        return None if m is None else m.held  # None: everything
 
 
 class _Text:
+    """Text lines; with redaction, the credentials they carry (``playground.linesecrets``)
+    are shown as ``(redacted)`` and masked in the pcap."""
+
     protocol = TEXT
 
     def __init__(self, st):
@@ -323,24 +365,61 @@ class _Text:
 
         self.st = st
         self.views = {CLIENT_TO_SERVER: LineView(), SERVER_TO_CLIENT: LineView()}
+        self.secrets = None
+        if st.chain.redact:
+            from playground.linesecrets import LineSecrets, redact, starts_secret_line
+
+            self.secrets = {CLIENT_TO_SERVER: LineSecrets(), SERVER_TO_CLIENT: LineSecrets()}
+            self._redact = redact
+            self._starts = starts_secret_line
 
     def feed(self, direction, data, now, offset):
-        emit = self.st.chain.emit
-        pid = self.st.id
-        for line in self.views[direction].feed(data):
-            emit(R.TextLine(pid, now, direction, line.data, line.offset, line.partial))
+        view = self.views[direction]
+        if self.secrets is not None:
+            secrets = self.secrets[direction]
+            tail = view.tail[1]
+            if secrets.idle and not self._starts(tail + data if tail else data,
+                                                 not secrets.cut):
+                # the common case: no line of this read can be a secret's
+                lines = view.feed(data)
+                if lines:
+                    secrets.skip(lines[-1].partial)
+                self._lines(direction, lines, now, False)
+                return
+        self._lines(direction, view.feed(data), now)
+
+    def _lines(self, direction, lines, now, look=True):
+        st = self.st
+        emit = st.chain.emit
+        pid = st.id
+        if self.secrets is None or not look:
+            for line in lines:
+                emit(R.TextLine(pid, now, direction, line.data, line.offset, line.partial))
+            return
+        redact = self._redact
+        secrets = self.secrets[direction]
+        for line in lines:
+            data = line.data
+            ranges = secrets.line(data, line.partial)
+            if ranges:
+                at = line.offset
+                for start, end in ranges:
+                    st.secret(direction, at + start, at + end)
+                data = redact(data, ranges)
+            emit(R.TextLine(pid, now, direction, data, line.offset, line.partial))
 
     def eof(self, direction, now):
-        emit = self.st.chain.emit
-        for line in self.views[direction].flush():
-            emit(R.TextLine(self.st.id, now, direction, line.data, line.offset, line.partial))
+        self._lines(direction, self.views[direction].flush(), now)
 
     def close(self, now):
         for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
             self.eof(d, now)
 
     def settled(self, direction):
-        return None
+        if self.secrets is None:
+            return None
+        at, tail = self.views[direction].tail
+        return at if self.secrets[direction].pending(tail) else None
 
 
 class _Http:
@@ -365,7 +444,9 @@ class _Http:
         self._events(self.conv.close(now), now)
 
     def settled(self, direction):
-        return self.conv.settled(direction)
+        settled = self.conv.settled(direction)
+        held = self.st.hexview.settled(direction) if self.st.hexview is not None else None
+        return settled if held is None else min(settled, held)
 
     def _events(self, events, now):
         hd = self.hd
@@ -398,7 +479,7 @@ class _Http:
                     e.response_body_size, e.content_type, request_preview,
                     response_preview, e.interim, e.complete))
             elif kind is hd.HttpRaw:
-                chain.emit(R.HexChunk(st.id, now, e.direction, e.data, e.offset))
+                st.hex_view().feed(e.direction, e.data, now, e.offset)
             elif kind is hd.HttpSecret:
                 st.secret(e.direction, e.start, e.end)
             elif kind is hd.HttpUnanswered:
@@ -517,9 +598,21 @@ class _Resp:
                 direction, at = e.direction, e.offset
                 emit(R.Undecodable(pid, now, direction, RESP, e.reason, at))
                 st.fall_back(direction)
-                if direction == fed and at is not None and offset <= at < offset + len(data):
+                if direction == fed and at is not None and at < offset + len(data):
                     # the rest of this chunk, from where decoding stopped, as hex
-                    emit(R.HexChunk(pid, now, direction, data[at - offset:], at))
+                    chain.emit_many(records)
+                    records = []
+                    emit = records.append
+                    early = st.early(direction)
+                    if early is not None and early[0] <= at:
+                        # the pcap has not had the bytes from the failed frame's start (for
+                        # commands) yet: all are searched for secrets, those from ``at`` on
+                        # are shown
+                        st.hexview.feed(direction, early[1] + data, now, early[0], False, at)
+                    elif at >= offset:
+                        st.hexview.feed(direction, data[at - offset:], now, at)
+                    else:  # it stopped in an earlier chunk, whose bytes are gone
+                        st.hexview.feed(direction, data, now, offset, True)
             elif t is rd.SecretRange:
                 st.secret(e.direction, e.start, e.end)
         if records:
@@ -538,8 +631,8 @@ _DECODERS = {HEX: _Hex, TEXT: _Text, HTTP: _Http, RESP: _Resp}
 
 
 class _PairState:
-    __slots__ = ("chain", "id", "client", "detector", "decoder", "offsets", "hex", "held",
-                 "pcap_off", "broken")
+    __slots__ = ("chain", "id", "client", "detector", "decoder", "offsets", "hex", "hexview",
+                 "held", "pcap_off", "broken")
 
     def __init__(self, chain, pair):
         self.chain = chain
@@ -549,6 +642,7 @@ class _PairState:
         self.decoder = None
         self.offsets = {CLIENT_TO_SERVER: 0, SERVER_TO_CLIENT: 0}
         self.hex = None  # directions that fell back to the hex view
+        self.hexview = None  # the hex view they (and raw bytes after an HTTP switch) go to
         self.held = None  # pcap hold-back: direction -> bytearray
         self.pcap_off = {CLIENT_TO_SERVER: 0, SERVER_TO_CLIENT: 0}
         self.broken = False
@@ -557,6 +651,20 @@ class _PairState:
         if self.hex is None:
             self.hex = set()
         self.hex.add(direction)
+        self.hex_view()
+
+    def early(self, direction):
+        """``(offset, bytes)`` the pcap hold-back still has of ``direction`` (before the chunk
+        being decoded), or None."""
+        if self.held is None:
+            return None
+        return self.pcap_off[direction], bytes(self.held[direction])
+
+    def hex_view(self):
+        if self.hexview is None:
+            decoder = self.decoder
+            self.hexview = decoder if type(decoder) is _Hex else _Hex(self)
+        return self.hexview
 
     def secret(self, direction, start, end):
         pcap = self.chain.pcap
@@ -587,6 +695,7 @@ class Chain:
         self.leaked = 0  # secret bytes the pcap already had in clear (could not be masked)
         self.failures = 0
         self._hold = pcap is not None and redact
+        self._pcap_decoded = getattr(pcap, "decoded", None)  # the pcap sink's tshark hint
         # --only/--skip and the pushes: does a server push (pub/sub, MONITOR) reach the sinks?
         self.shows_pushes = not ((only is not None and not (only & _PUSH_NAMES)) or (
             skip is not None and b"PUSH" in skip))
@@ -639,13 +748,14 @@ class Chain:
         offset = st.offsets[direction]
         st.offsets[direction] = offset + len(data)
         if st.hex is not None and direction in st.hex:
-            self.emit(R.HexChunk(st.id, now, direction, data, offset))
+            self._guarded(st, direction, now, st.hexview.feed, direction, data, now, offset)
         elif st.decoder is not None:
             try:  # _guarded, inline: this is the hot path
                 st.decoder.feed(direction, data, now, offset)
             except Exception:
                 self._failed(st, direction, now)
-                self.emit(R.HexChunk(st.id, now, direction, data, offset))
+                self._guarded(st, direction, now, st.hexview.feed, direction, data, now, offset,
+                              offset > 0)
         elif st.detector is not None:
             self._guarded(st, direction, now, self._detect, st, direction, data, now)
         if self.pcap is not None:
@@ -662,6 +772,8 @@ class Chain:
             self._guarded(st, direction, now, self._decide, st, st.detector.finish(), now)
         if st.decoder is not None:
             self._guarded(st, direction, now, st.decoder.eof, direction, now)
+        if st.hexview is not None and st.hexview is not st.decoder:
+            self._guarded(st, direction, now, st.hexview.eof, direction, now)
         self.emit(R.HalfClose(pair_id, now, direction))
         if self.pcap is not None:
             if st.held is not None:
@@ -676,6 +788,8 @@ class Chain:
             self._guarded(st, None, now, self._decide, st, st.detector.finish(), now)
         if st.decoder is not None:
             self._guarded(st, None, now, st.decoder.close, now)
+        if st.hexview is not None and st.hexview is not st.decoder:
+            self._guarded(st, None, now, st.hexview.close, now)
         self.emit(R.Close(pair_id, now, st.client, summary.get("bytes_c2s", 0),
                           summary.get("bytes_s2c", 0), summary.get("duration", 0.0),
                           str(summary.get("closed_by", "")), str(summary.get("how", ""))))
@@ -712,7 +826,7 @@ class Chain:
             except Exception:
                 pass
         if st.decoder is None:
-            st.decoder = _Hex(st)
+            st.decoder = st.hex_view()
             st.detector = None
 
     # -- detection ---------------------------------------------------------------------------
@@ -740,6 +854,8 @@ class Chain:
             proto = TEXT
             decoder = _Text(st)
         st.decoder = decoder
+        if self._pcap_decoded is not None:
+            self._pcap_decoded(st.id, proto)
         self.emit(R.Detected(st.id, now, proto, forced))
 
     # -- pcap hold-back --------------------------------------------------------------------
@@ -750,7 +866,7 @@ class Chain:
         if everything:
             pass
         elif st.hex is not None and direction in st.hex:
-            pass
+            settled = st.hexview.settled(direction)
         elif st.decoder is not None:
             settled = st.decoder.settled(direction)
         elif st.detector is not None:

@@ -5,10 +5,16 @@ waiting for more bytes never delays traffic; it only delays the decoded view, an
 bounded: a decision is made at the first line end, after ``PEEK`` bytes, when the other side
 speaks, or at end of stream.
 
-Rules, on the client's first bytes:
+Rules, on the client's first bytes after what the servers themselves skip: Redis ignores blank
+lines and leading whitespace before an inline command (its inline parser splits a line with
+``sdssplitargs``, and a line with no argument is dropped; the next request may then start with
+``*``), and an HTTP/1.1 server ignores empty lines before a request-line (RFC 9112 section 2.2;
+nginx and llhttp skip any number of CR/LF, not spaces). At most ``MAX_BLANK`` such bytes are
+skipped; past that the bytes are judged as they are.
 
 * ``*`` (a RESP array): ``resp``;
-* an HTTP method token followed by a space (``GET /``, ``PROPFIND``...): ``http``;
+* an HTTP method token followed by a space (``GET /``, ``PROPFIND``...), after nothing but empty
+  lines: ``http``;
 * a known Redis command word followed by a space or a line end (``PING\\r\\n``, ``set k v\\n``,
   what ``nc``/``telnet`` users type): ``resp`` (inline commands);
 * printable UTF-8 text with a line end: ``text``;
@@ -32,6 +38,11 @@ HEX = "hex"
 PROTOCOLS = (RESP, HTTP, TEXT, HEX)
 
 PEEK = 64  # bytes looked at before deciding without a line end
+MAX_BLANK = 1024  # leading blank lines and whitespace skipped, at most
+
+_BLANK = b" \t\r\n\x0b\x0c"  # what Redis' inline parser skips (isspace)
+_EMPTY_LINES = b"\r\n"  # what an HTTP server skips
+_KEPT = MAX_BLANK + PEEK + 1024  # client bytes the detector keeps
 
 HTTP_METHODS = frozenset(
     b"GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH PROPFIND PROPPATCH MKCOL COPY MOVE "
@@ -75,6 +86,20 @@ def classify(client: bytes, final: bool = False) -> str | None:
     """
     if not client:
         return None
+    if client[:1] in b" \t\r\n\x0b\x0c":
+        body = client.lstrip(_BLANK)
+        skipped = len(client) - len(body)
+        if skipped > MAX_BLANK:
+            return TEXT if is_text(client[:MAX_BLANK]) else HEX
+        if not body:
+            return (TEXT if is_text(client) else HEX) if final else None
+        # an HTTP request-line may follow empty lines only; Redis skips any whitespace
+        http = client[:skipped].strip(_EMPTY_LINES) == b""
+        return _classify(body, final, http)
+    return _classify(client, final, True)
+
+
+def _classify(client: bytes, final: bool, http: bool) -> str | None:
     if client[:1] == b"*":
         return RESP
     nl = client.find(b"\n")
@@ -83,7 +108,7 @@ def classify(client: bytes, final: bool = False) -> str | None:
         # No line yet: wait while it may still be text; binary is binary at once.
         return None if is_text(client) or _utf8_tail(client) else HEX
     word, after = _first_word(line)
-    if after == b" " and word in HTTP_METHODS:
+    if http and after == b" " and word in HTTP_METHODS:
         if _HTTP_LINE.match(line):
             return HTTP
         if nl < 0 and line[len(word) + 1:len(word) + 2] in (b"/", b"*", b"h"):
@@ -118,8 +143,9 @@ class Detector:
 
     ``feed(direction, data)`` returns the decided protocol or None; once decided it keeps
     returning it. ``pending`` holds the ``(direction, data, now)`` chunks seen before the decision
-    (bounded: the client side stops at ``PEEK`` bytes or its first line end, and the first server
-    bytes decide at once), for the chosen decoder to replay.
+    (bounded: the client side stops at ``PEEK`` bytes or its first line end after at most
+    ``MAX_BLANK`` skipped bytes, and the first server bytes decide at once), for the chosen
+    decoder to replay.
     """
 
     def __init__(self, client_direction: str = "c2s"):
@@ -133,7 +159,9 @@ class Detector:
             return self.decided
         self.pending.append((direction, data, now))
         if direction == self.c2s:
-            self.client += data[: PEEK + 1024]
+            room = _KEPT - len(self.client)
+            if room > 0:  # a contiguous prefix: enough to decide (see ``classify``)
+                self.client += data[:room]
             self.decided = classify(self.client)
         else:
             self.decided = classify(self.client, final=True) if self.client else None

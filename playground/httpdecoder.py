@@ -108,6 +108,32 @@ class HttpSecret:
     end: int
 
 
+def secret_value(line: bytes) -> tuple[int, int] | None:
+    """Where the value of a credential header line (``SECRET_HEADERS``; ``line`` without its line
+    end) is, ``(start, end)`` in ``line`` (empty when it has none); None for any other line."""
+    colon = line.find(b":")
+    if colon <= 0 or line[:colon].strip().lower() not in SECRET_HEADERS:
+        return None
+    value = line[colon + 1:]
+    start = colon + 1 + len(value) - len(value.lstrip(b" \t"))
+    return start, max(start, colon + 1 + len(value.rstrip(b" \t")))
+
+
+def folded_value(line: bytes) -> tuple[int, int]:
+    """Where the text of an obsolete folded continuation line (it starts with a space or a tab)
+    is: ``(start, end)`` in ``line``, empty when it is blank."""
+    start = len(line) - len(line.lstrip(b" \t"))
+    return start, max(start, len(line.rstrip(b" \t")))
+
+
+def _shown(line: bytes) -> bytes:
+    """The start of a line quoted in a failure reason (a credential header's value hidden)."""
+    span = secret_value(line)
+    if span is not None:
+        line = line[:span[0]] + b"(redacted)"
+    return line[:60]
+
+
 def header(headers, name: bytes) -> bytes | None:
     """The first value of header ``name`` (lower-case), or None."""
     for k, v in headers:
@@ -355,6 +381,7 @@ class HttpConversation:
         first = lines[0].rstrip(b"\r")
         headers: list[list] = []
         at = len(lines[0]) + 1
+        secret = False  # the last header is a credential: its folded lines are too
         for raw in lines[1:]:
             line = raw[:-1] if raw.endswith(b"\r") else raw
             line_at = at
@@ -363,17 +390,21 @@ class HttpConversation:
                 continue
             if line[:1] in (b" ", b"\t") and headers:  # obsolete line folding
                 headers[-1][1] += b" " + line.strip()
+                if secret:
+                    start, end = folded_value(line)
+                    if end > start:
+                        out.append(HttpSecret(direction, offset + line_at + start,
+                                              offset + line_at + end))
                 continue
             colon = line.find(b":")
             if colon <= 0:
                 continue  # lenient: a line that is no header is ignored
             name = line[:colon].strip()
-            value = line[colon + 1:]
-            lead = len(value) - len(value.lstrip(b" \t"))
-            value = value.strip(b" \t")
-            if name.lower() in SECRET_HEADERS and value:
-                start = offset + line_at + colon + 1 + lead
-                out.append(HttpSecret(direction, start, start + len(value)))
+            value = line[colon + 1:].strip(b" \t")
+            secret = name.lower() in SECRET_HEADERS
+            if secret and value:
+                start, end = secret_value(line)
+                out.append(HttpSecret(direction, offset + line_at + start, offset + line_at + end))
             headers.append([name, value])
         return first, tuple((k, v) for k, v in headers)
 
@@ -400,7 +431,7 @@ class HttpConversation:
         first, headers = self._split_head(block, offset, C2S, out)
         parts = first.split()
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
-            raise _Failed(f"not an HTTP request line: {first[:60]!r}")
+            raise _Failed(f"not an HTTP request line: {_shown(first)!r}")
         method, target, version = parts
         if not all(c in _TOKEN for c in method):
             raise _Failed(f"bad method {method[:30]!r}")
@@ -431,7 +462,7 @@ class HttpConversation:
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not (
             len(parts[1]) == 3 and parts[1].isdigit()
         ):
-            raise _Failed(f"not an HTTP status line: {first[:60]!r}")
+            raise _Failed(f"not an HTTP status line: {_shown(first)!r}")
         status = int(parts[1])
         reason = parts[2] if len(parts) > 2 else b""
         side = self.resp

@@ -341,6 +341,16 @@ class PcapWriter:
             out += self._segment(conn, dst, src, ACK, now)
         return out
 
+    def server_port_of(self, pair: PairInfo) -> int:
+        """The TCP port the server side of ``pair`` has in the file (see the module docstring)."""
+        return (
+            self.server_port
+            or _tcp_port(pair.server)
+            or target_port(pair.target)
+            or _tcp_port(pair.listen)
+            or self.fallback_port
+        )
+
     def _new_conn(self, pair: PairInfo) -> _Conn:
         cip = _ip(pair.client.host if pair.client else None)
         sip = _ip(pair.server.host if pair.server else None)
@@ -352,13 +362,7 @@ class PcapWriter:
             cip = cip if cip is not None else ipaddress.IPv4Address(SYNTH_V4_CLIENT)
             sip = sip if sip is not None else ipaddress.IPv4Address(SYNTH_V4_SERVER)
         cport = _tcp_port(pair.client) or self._synth_client_port()
-        sport = (
-            self.server_port
-            or _tcp_port(pair.server)
-            or target_port(pair.target)
-            or _tcp_port(pair.listen)
-            or self.fallback_port
-        )
+        sport = self.server_port_of(pair)
         # Deterministic initial sequence numbers, distinct per pair and side.
         cisn = (pair.id * 0x9E3779B1 + 0x1000) & 0xFFFFFFFF
         sisn = (pair.id * 0x85EBCA6B + 0x7F4A7C15) & 0xFFFFFFFF

@@ -17,6 +17,11 @@ The framing is made by the pure ``playground.pcap.PcapWriter``; this module owns
   masked); ranges may also be registered ahead of the bytes.
 * A write error (disk full ...) is logged once; the sink then stops writing and the proxy carries
   on. Calls made while the service is not running are ignored.
+* The file keeps the target's real port, so tshark needs to be told which dissector a port that
+  is not the protocol's usual one has. The start-up and close log lines give the exact command
+  (``tshark -r FILE -d tcp.port==PORT,resp``): at start-up from ``target`` and ``decode`` (the
+  proxy's options), at close from the ports written and the protocols the decoder chain
+  reported with ``decoded(pair_id, protocol)``.
 
 Standalone use: ``PcapSink(path, reactor=None)``; ``writer_options`` go to ``PcapWriter``
 (``server_port=``, ``mask_byte=``, ...).
@@ -24,11 +29,15 @@ Standalone use: ``PcapSink(path, reactor=None)``; ``writer_options`` go to ``Pca
 
 from __future__ import annotations
 
+import shlex
+
 from twisted.application import service
 from twisted.logger import Logger
 
 from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, PairInfo
-from playground.pcap import MAX_MASK_RANGES, PcapWriter
+from playground.pcap import MAX_MASK_RANGES, PcapWriter, target_port
+
+DISSECTORS = ("resp", "http")  # decoded protocols tshark has a dissector for (same names)
 
 DEFAULT_FLUSH_THRESHOLD = 1 << 20
 
@@ -43,9 +52,17 @@ class PcapSink(service.Service):
         path: str,
         reactor=None,
         flush_threshold: int = DEFAULT_FLUSH_THRESHOLD,
+        target: str | None = None,
+        listen: str | None = None,
+        decode: str | None = None,
         **writer_options,
     ):
         self.path = path
+        self.target = target  # the proxy's --target, --listen and --decode, for the tshark hint
+        self.listen = listen
+        self.decode = decode
+        self.ports: dict[int, set] = {}  # server port in the file -> protocols decoded there
+        self._pair_ports: dict[int, int] = {}  # open pair -> its server port
         self.name = f"pcap@{path}"
         self.reactor = reactor
         self.flush_threshold = flush_threshold
@@ -75,7 +92,7 @@ class PcapSink(service.Service):
         service.Service.startService(self)
         self._write(self.writer.header())
         self._flush_file()
-        self.log.info("pcap writing to {path}", path=self.path)
+        self.log.info("pcap writing to {path}; {hint}", path=self.path, hint=self.start_hint())
 
     def stopService(self):
         service.Service.stopService(self)
@@ -90,14 +107,65 @@ class PcapSink(service.Service):
                 self._fail(e)
             self._file = None
         self.log.info(
-            "pcap closed {path}: {records} records, {size} bytes",
+            "pcap closed {path}: {records} records, {size} bytes; {hint}",
             path=self.path, records=self.writer.records, size=self.bytes_written,
+            hint=self.close_hint(),
         )
+
+    # -- how to read the file ----------------------------------------------------------------
+
+    def tshark_command(self, decode_as) -> str:
+        """``tshark -r FILE`` with a ``-d tcp.port==PORT,PROTOCOL`` per ``(port, protocol)``."""
+        words = ["tshark", "-r", shlex.quote(self.path)]
+        for port, protocol in decode_as:
+            words += ["-d", f"tcp.port=={port},{protocol}"]
+        return " ".join(words)
+
+    def start_hint(self) -> str:
+        """What to run to read the file, from the options (the protocol may not be known yet)."""
+        w = self.writer
+        port = w.server_port or target_port(self.target or "")
+        where = ""
+        if port is None:
+            port = target_port(self.listen or "")
+            if port is None:
+                return ("the target is not TCP: in the file its side has the listening port "
+                        f"(or {w.fallback_port}); read it with "
+                        f"{self.tshark_command([('PORT', 'resp')])} (the close line names PORT)")
+            where = f"the target is not TCP: in the file its side has port {port}; "
+        if self.decode in DISSECTORS:
+            return f"{where}read it with: {self.tshark_command([(port, self.decode)])}"
+        return (f"{where}read it with: {self.tshark_command([(port, 'resp')])} "
+                f"(HTTP traffic: -d tcp.port=={port},http)")
+
+    def close_hint(self) -> str:
+        """What to run to read the file, from the ports written and the protocols decoded."""
+        decode_as, others = [], []
+        for port, protocols in sorted(self.ports.items()):
+            found = [(port, protocol) for protocol in DISSECTORS if protocol in protocols]
+            decode_as += found[:1]
+            others += found[1:]  # a port that carried both: one -d per port
+        if not decode_as:
+            return self.start_hint()
+        hint = f"read it with: {self.tshark_command(decode_as)}"
+        if others:
+            hint += " (other pairs: " + ", ".join(
+                f"-d tcp.port=={port},{protocol}" for port, protocol in others) + ")"
+        return hint
+
+    def decoded(self, pair_id: int, protocol: str) -> None:
+        """The decoder chain decided ``protocol`` for ``pair_id`` (for the close hint)."""
+        port = self._pair_ports.get(pair_id)
+        if port is not None:
+            self.ports[port].add(protocol)
 
     # -- PairObserver ------------------------------------------------------------------------
 
     def pair_opened(self, pair: PairInfo, now: float) -> None:
         if self._accepting():
+            port = self.writer.server_port_of(pair)
+            self._pair_ports[pair.id] = port
+            self.ports.setdefault(port, set())
             self._queued_opens.add(pair.id)
             self._enqueue((_OPEN, pair, now), 0)
 
@@ -109,6 +177,7 @@ class PcapSink(service.Service):
         self._enqueue((_HALF, pair_id, direction, now), 0)
 
     def pair_closed(self, pair_id: int, summary: dict, now: float) -> None:
+        self._pair_ports.pop(pair_id, None)
         self._enqueue((_CLOSE, pair_id, summary, now), 0)
 
     # -- masking -----------------------------------------------------------------------------

@@ -655,7 +655,7 @@ def daemonized(options) -> bool:
 def _preload_decoders() -> None:
     """Import the decoders now: a lazy import on the first pair would stall the reactor
     (and show as latency on the first exchange)."""
-    from playground import httpdecoder, respdecoder, views  # noqa: F401
+    from playground import httpdecoder, linesecrets, respdecoder, views  # noqa: F401
 
 
 def make_service(options, reactor=None) -> service.IService:

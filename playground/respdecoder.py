@@ -174,16 +174,24 @@ def secret_parts(args) -> list:
     return []
 
 
+def _config_get(args) -> bool:
+    return len(args) >= 2 and type(args[0]) is bytes and type(args[1]) is bytes and (
+        args[0].upper() == b"CONFIG" and args[1].upper() == b"GET")
+
+
+def _secret_config(name, value) -> bool:
+    """Is ``value`` (of parameter ``name`` in a ``CONFIG GET`` answer) a password?"""
+    return type(name) is bytes and name.lower() in _SECRET_CONFIG and bool(value)
+
+
 def redact_reply(args, reply):
     """``CONFIG GET requirepass`` (or a pattern matching it) answers with the password: the
     values of secret parameters hidden, in a RESP2 flat array or a RESP3 map reply."""
-    if len(args) < 2 or not all(type(a) is bytes for a in args[:2]) or (
-            args[0].upper() != b"CONFIG" or args[1].upper() != b"GET"):
+    if not _config_get(args):
         return reply
 
     def hide(name, value):
-        return REDACTED if type(name) is bytes and name.lower() in _SECRET_CONFIG and value \
-            else value
+        return REDACTED if _secret_config(name, value) else value
 
     if isinstance(reply, list):
         out = list(reply)
@@ -193,6 +201,34 @@ def redact_reply(args, reply):
     if isinstance(reply, Map):
         return Map(tuple((k, hide(k, v)) for k, v in reply.items))
     return reply
+
+
+def reply_secret_ranges(args, reply, start: int, end: int) -> list:
+    """Stream ranges ``(start, end)`` of the passwords in the answer to ``args`` (what
+    ``redact_reply`` hides), whose frame spans ``start`` to ``end``: each secret value's bytes
+    when the frame is the canonical encoding of ``reply`` (Redis' is), else the whole frame."""
+    if not _config_get(args):
+        return []
+    if isinstance(reply, list):
+        flat, count = reply, len(reply)
+    elif isinstance(reply, Map):
+        flat = [x for item in reply.items for x in item]
+        count = len(reply.items)
+    else:
+        return []
+    hidden = {i + 1 for i in range(0, len(flat) - 1, 2) if _secret_config(flat[i], flat[i + 1])}
+    if not hidden:
+        return []
+    if not all(type(x) is bytes for x in flat):
+        return [(start, end)]
+    out = []
+    pos = start + 3 + len(str(count))
+    for i, x in enumerate(flat):
+        head = 3 + len(str(len(x)))
+        if i in hidden:
+            out.append((pos + head, pos + head + len(x)))
+        pos += head + len(x) + 2
+    return out if pos == end else [(start, end)]
 
 
 def redact_command(args) -> tuple:
@@ -274,6 +310,7 @@ _QUEUED = Simple(b"QUEUED")
 _OK = Simple(b"OK")
 _RESET = Simple(b"RESET")
 _SECRET_NAMES = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"SENTINEL"})
+SECRET_COMMANDS = _SECRET_NAMES  # the commands ``secret_parts`` may find a password in
 # Executed at once even inside MULTI (not queued).
 _NOT_QUEUED = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"WATCH", b"QUIT", b"RESET"})
 # Commands that change the conversation's state when sent, or when answered.
@@ -379,6 +416,10 @@ class RespConversation:
         self._failed_c2s = False
         self._failed_s2c = False
         self._stopped = False
+        # CONFIG GET commands awaiting their answer (which may hold a password to mask), and
+        # the stream span of the reply being handled while there are any
+        self._config_gets = 0
+        self._span = None
         # client side (decided when a command is sent, as the server will process it)
         self._reply_off = False
         self._skip_next = False
@@ -459,6 +500,8 @@ class RespConversation:
                 if isinstance(name, bytes) and name.upper() not in _SECRET_NAMES:
                     return parser.offset  # e.g. SET with a long value still coming
             return start
+        if direction == S2C and self._config_gets and not self._failed_s2c:
+            return self._s2c.frame_start  # a CONFIG GET answer may be arriving
         return (self._c2s if direction == C2S else self._s2c).offset
 
     def buffered(self) -> int:
@@ -482,6 +525,7 @@ class RespConversation:
         # reply, outside MULTI and CLIENT REPLY OFF/SKIP; the rest goes through _command.
         plain = not (self._in_tx or self._reply_off or self._skip_next)
         room = self.max_pending - len(pending)
+        data_start = self._c2s.offset  # where ``data`` begins (a failure stops the offset)
         for value, start, end in self._c2s.feed_spans(data, lazy=True):
             if end is None:  # a run of commands (pipelining)
                 if self._run(value, start, now, out):
@@ -501,7 +545,7 @@ class RespConversation:
                 if value:  # Redis ignores "*0" (and "*-1")
                     command(tuple(value), start, end, now, out, None)
             elif t is Inline:
-                command(value.args, start, end, now, out, data)
+                command(value.args, start, end, now, out, data, data_start)
             elif t is ProtocolError:
                 self._failed_c2s = True
                 out.append(Undecodable(C2S, now, value.message, value.offset))
@@ -532,7 +576,7 @@ class RespConversation:
                     return True
         return False
 
-    def _command(self, args, start, end, now, out, data) -> None:
+    def _command(self, args, start, end, now, out, data, data_start=0) -> None:
         first = args[0]
         name = first.upper() if type(first) is bytes else b""
         pending = self._pending
@@ -547,13 +591,14 @@ class RespConversation:
             if data is None:
                 ranges = secret_ranges(args, None, start)
             else:  # inline: find the tokens in the line's bytes
-                data_start = self._c2s.offset - len(data)
                 if start >= data_start:
                     line = data[start - data_start : end - data_start]
                     ranges = secret_ranges(args, line, start)
                 else:  # the line began in an earlier feed: cover all of it
                     ranges = [(start, end)] if secret_parts(args) else []
             out.extend(SecretRange(C2S, s, e) for s, e in ranges)
+            if name == b"CONFIG" and _config_get(args):
+                self._config_gets += 1
         expected = 1
         in_tx = self._in_tx
         if in_tx:
@@ -614,7 +659,8 @@ class RespConversation:
         reply = self._reply
         pending = self._pending
         append = out.append
-        for value in self._s2c.feed(data):
+        values = self._s2c.feed(data) if not self._config_gets else self._spanned(data)
+        for value in values:
             t = type(value)
             # The common case inline: a reply (not pub/sub, not MONITOR traffic) to the oldest
             # command, an ordinary one; the rest goes through _reply.
@@ -631,7 +677,14 @@ class RespConversation:
                 append(Undecodable(S2C, now, value.message, value.offset))
                 break
             reply(value, now, out)
+        self._span = None
         return out
+
+    def _spanned(self, data: bytes):
+        """The values of ``data``, each one's stream span in ``_span`` while it is handled."""
+        for value, start, end in self._s2c.feed_spans(data):
+            self._span = (start, end)
+            yield value
 
     def _reply(self, v, now, out) -> None:
         t = type(v)
@@ -718,6 +771,11 @@ class RespConversation:
         pending = self._pending
         pending.popleft()
         name = head.name
+        if name == b"CONFIG" and self._config_gets and _config_get(head.args):
+            self._config_gets -= 1
+            if self._span is not None:
+                out.extend(SecretRange(S2C, s, e)
+                           for s, e in reply_secret_ranges(head.args, reply, *self._span))
         head.reply = reply
         head.replied_at = now
         head.latency = now - head.sent_at
@@ -765,6 +823,8 @@ class RespConversation:
                     s.clear()
 
     def _suppressed(self, p, now, out) -> None:
+        if p.name == b"CONFIG" and self._config_gets and _config_get(p.args):
+            self._config_gets -= 1
         p.reply = p.replied_at = p.latency = None
         p.suppressed = True
         p.protocol = self.protocol
@@ -793,6 +853,7 @@ class RespConversation:
                 self._done_partial(p, now, out)
             else:
                 out.append(Unanswered(p.args, p.sent_at, now, reason, p.in_tx, self.protocol))
+        self._config_gets = 0
 
     def _done_partial(self, p, now, out) -> None:
         self._pending.appendleft(p)
@@ -804,3 +865,4 @@ class RespConversation:
         out.append(Undecodable(C2S, now, reason, self._c2s.offset))
         out.append(Undecodable(S2C, now, reason, self._s2c.offset))
         self._pending.clear()
+        self._config_gets = 0

@@ -138,6 +138,26 @@ class LineView:
         self._offset += start
         return out
 
+    def skip(self, data: bytes) -> bool | None:
+        """Take ``data`` as ``feed`` does without making the lines: whether the last line
+        ``feed`` would have returned was cut (``partial``), or None when it would have returned
+        none."""
+        buf = self._buf + data if self._buf else data
+        nl = buf.rfind(b"\n")
+        rest = len(buf) - nl - 1  # bytes after the last line end: cut every max_line bytes
+        keep = rest % self.max_line
+        if nl < 0 and rest < self.max_line:
+            self._buf = buf
+            return None
+        self._buf = buf[len(buf) - keep:] if keep else b""
+        self._offset += len(buf) - keep
+        return rest >= self.max_line
+
+    @property
+    def tail(self) -> tuple[int, bytes]:
+        """The incomplete line held (no line end yet): ``(stream offset, bytes)``."""
+        return self._offset, self._buf
+
     def flush(self) -> list[Line]:
         """The unterminated tail, as a partial line (at end of stream)."""
         if not self._buf:

@@ -383,6 +383,28 @@ def test_resp_password_masked_in_pcap_even_when_split():
     assert [frame[s:e] for d, s, e in pcap.masks] == [b"hunter2-pw"]
 
 
+def test_config_get_password_masked_in_pcap_even_when_split():
+    """The answer console and JSON show redacted is masked in the pcap: held back while a
+    CONFIG GET waits, its secret values' bytes filled, RESP2 array or RESP3 map, any split."""
+    answer2 = b"*4\r\n$11\r\nrequirepass\r\n$7\r\nhunter2\r\n$10\r\nmasterauth\r\n$0\r\n\r\n"
+    answer3 = b"%1\r\n$10\r\nmasterauth\r\n$6\r\ns3cret\r\n"
+    c2s = cmd(b"CONFIG", b"GET", b"*pass*") + cmd(b"HELLO", b"3") + b"CONFIG GET masterauth\r\n"
+    s2c = answer2 + b"%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n" + answer3 + b"+PONG\r\n"
+    for step in (len(s2c), 7, 1):
+        pcap = FakePcap()
+        calls = [(C2S, c2s + cmd(b"PING"))] + [
+            (S2C, s2c[i:i + step]) for i in range(0, len(s2c), step)]
+        c, sink = drive(calls, pcap=pcap)
+        assert pcap.stream(S2C) == s2c and c.leaked == 0
+        assert [s2c[s:e] for d, s, e in pcap.masks if d == S2C] == [b"hunter2", b"s3cret"]
+        text, js = rendered(sink)
+        assert "hunter2" not in text + js and "s3cret" not in text + js
+    pcap = FakePcap()
+    drive([(C2S, cmd(b"CONFIG", b"GET", b"maxmemory")), (S2C, b"*2\r\n$9\r\nmaxmemory\r\n"),
+           (S2C, b"$1\r\n0\r\n")], pcap=pcap)
+    assert pcap.masks == []
+
+
 class RunSink(ListSink):
     takes_runs = True
 

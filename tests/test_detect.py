@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground.detect import HEX, HTTP, PEEK, RESP, TEXT, Detector, classify
+from playground.detect import HEX, HTTP, MAX_BLANK, PEEK, RESP, TEXT, Detector, classify
 
 
 @pytest.mark.parametrize(
@@ -98,5 +98,54 @@ def test_decision_is_bounded(data, step):
     for i in range(0, len(data), step):
         if d.feed("c2s", data[i : i + step]) is not None:
             break
-    if len(data) >= PEEK or b"\n" in data:
+    body = data.lstrip(b" \t\r\n\x0b\x0c")  # what Redis skips before a command
+    if len(body) >= PEEK or b"\n" in body or len(data) - len(body) > MAX_BLANK:
         assert d.decided is not None
+
+
+# -- what the servers skip: Redis ignores blank lines and leading whitespace before an inline
+# command, an HTTP/1.1 server empty lines before the request-line (RFC 9112 section 2.2)
+
+
+@pytest.mark.parametrize(
+    "first, expected",
+    [
+        (b"\r\nAUTH s3cret\r\nPING\r\n", RESP),
+        (b" AUTH s3cret\r\nPING\r\n", RESP),
+        (b"\n\n\r\n  \t\r\nauth s3cret\n", RESP),
+        (b"\x0b\x0cAUTH s3cret\r\n", RESP),
+        (b"\r\n*2\r\n$4\r\nAUTH\r\n$6\r\ns3cret\r\n", RESP),
+        (b"\r\nGET / HTTP/1.1\r\nAuthorization: Basic eDp5\r\n\r\n", HTTP),
+        (b"\r\n\r\n\nPOST /api HTTP/1.0\r\n", HTTP),
+        (b" GET foo\r\n", RESP),  # a space before it: Redis' inline GET, no HTTP server's
+        (b" GET / HTTP/1.1\r\n", RESP),
+        (b"\r\nhello there\n", TEXT),
+        (b"\r\n\x16\x03\x01\x02\x00", HEX),
+    ],
+)
+def test_classify_skips_what_the_servers_skip(first, expected):
+    assert classify(first) == expected
+    d = Detector()
+    decided = None
+    for i in range(len(first)):  # one byte at a time: the same decision
+        decided = d.feed("c2s", first[i:i + 1])
+        if decided is not None:
+            break
+    assert (decided or d.finish()) == expected
+
+
+@pytest.mark.parametrize("blank", [b"\r\n", b" ", b"\r\n\r\n  \t", b"\n" * MAX_BLANK])
+def test_blank_lines_alone_wait(blank):
+    assert classify(blank) is None
+    assert classify(blank, final=True) == TEXT
+    assert classify(blank + b"PING\r\n") == RESP
+
+
+def test_skipping_blank_bytes_is_bounded():
+    assert classify(b"\r\n" * MAX_BLANK) == TEXT
+    assert classify(b" " * (MAX_BLANK + 1) + b"PING\r\n") == TEXT
+    d = Detector()
+    for _ in range(MAX_BLANK):
+        d.feed("c2s", b"\r\n")
+    assert d.decided == TEXT
+    assert len(d.client) <= MAX_BLANK + PEEK + 1024

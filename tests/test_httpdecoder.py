@@ -170,6 +170,24 @@ def test_secret_header_ranges():
     assert resp[s.start : s.end] == b"sid=123; HttpOnly"
 
 
+def test_folded_lines_of_a_secret_header_are_secret_too():
+    req = (b"GET / HTTP/1.1\r\nCookie: a=1\r\n\tsid=s3cret \r\n  more=s3cret2\r\n"
+           b"Host: h\r\n folded-host\r\nSet-Cookie:\r\n x=s3cret3\r\n\r\n")
+    for step in (len(req), 1):
+        conv = HttpConversation()
+        out = [e for i in range(0, len(req), step) for e in conv.feed(C2S, req[i:i + step], 0.0)]
+        secrets = [req[e.start:e.end] for e in out if isinstance(e, HttpSecret)]
+        assert secrets == [b"a=1", b"sid=s3cret", b"more=s3cret2", b"x=s3cret3"]
+
+
+def test_a_failure_reason_hides_a_credential_header_line():
+    conv = HttpConversation()
+    conv.feed(C2S, GET, 0.0)
+    out = conv.feed(C2S, b"\r\nAuthorization: Basic s3cret\r\n\r\n", 0.0)
+    [u] = [e for e in out if isinstance(e, HttpUndecodable)]
+    assert "s3cret" not in u.reason and "Authorization: (redacted)" in u.reason
+
+
 def test_settled_holds_an_incomplete_head():
     conv = HttpConversation()
     conv.feed(C2S, GET, 0.0)

@@ -13,7 +13,7 @@ from playground.tap import SUBCOMMANDS
 from tests.conftest import ROOT
 
 PURE = ["chatcore", "detect", "httpapp", "httpcore", "httpdecoder", "observer", "records", "resp",
-        "respcore", "respdecoder", "stats", "views", "pcap"]
+        "respcore", "respdecoder", "stats", "views", "pcap", "linesecrets"]
 
 
 @pytest.mark.parametrize("name", PURE)

@@ -807,3 +807,53 @@ async def test_sink_with_the_global_reactor(tmp_path):
     sink.pair_closed(1, {"how": "fin"}, reactor.seconds())
     sink.stopService()
     assert len(read_pcap(path.read_bytes())) == 11
+
+
+# -- the tshark command the sink logs ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target, listen, decode, hint",
+    [
+        ("tcp:host=127.0.0.1:port=6380", "tcp:6479", "auto",
+         "read it with: tshark -r F -d tcp.port==6380,resp (HTTP traffic: -d tcp.port==6380,http)"),
+        ("tcp:host=127.0.0.1:port=6380", "tcp:6479", "resp",
+         "read it with: tshark -r F -d tcp.port==6380,resp"),
+        ("tls:host=example.com:port=8443", "tcp:6479", "http",
+         "read it with: tshark -r F -d tcp.port==8443,http"),
+        ("unix:path=/tmp/redis.sock", "tcp:6479:interface=127.0.0.1", "resp",
+         "the target is not TCP: in the file its side has port 6479; "
+         "read it with: tshark -r F -d tcp.port==6479,resp"),
+        ("unix:path=/tmp/redis.sock", "unix:/tmp/in.sock", "resp",
+         "the target is not TCP: in the file its side has the listening port (or 6379); "
+         "read it with tshark -r F -d tcp.port==PORT,resp (the close line names PORT)"),
+    ],
+)
+def test_sink_start_hint(target, listen, decode, hint):
+    assert PcapSink("F", target=target, listen=listen, decode=decode).start_hint() == hint
+
+
+def test_sink_close_hint_from_ports_written_and_protocols_decoded(tmp_path):
+    clock = MemoryReactorClock()
+    path = tmp_path / "a b.pcap"
+    sink = PcapSink(str(path), reactor=clock, target="tcp:host=h:port=80", decode="auto")
+    quoted = f"'{path}'"
+    sink.startService()
+    assert sink.close_hint() == sink.start_hint()  # nothing seen yet
+    assert sink.start_hint().startswith(f"read it with: tshark -r {quoted} -d tcp.port==80,resp")
+    sink.pair_opened(pair(1, server=("127.0.0.1", 8080), target="tcp:host=h:port=80"), T0)
+    sink.decoded(1, "http")
+    sink.pair_opened(pair(2, server=("127.0.0.1", 6380)), T0)
+    sink.decoded(2, "resp")
+    sink.pair_opened(pair(3, server=("127.0.0.1", 7000)), T0)
+    sink.decoded(3, "text")
+    assert sink.close_hint() == (f"read it with: tshark -r {quoted} -d tcp.port==6380,resp "
+                                 "-d tcp.port==8080,http")
+    sink.pair_opened(pair(4, server=("127.0.0.1", 6380)), T0)
+    sink.decoded(4, "http")
+    assert sink.close_hint() == (f"read it with: tshark -r {quoted} -d tcp.port==6380,resp "
+                                 "-d tcp.port==8080,http (other pairs: -d tcp.port==6380,http)")
+    for pid in (1, 2, 3, 4):
+        sink.pair_closed(pid, {"how": "fin"}, T0)
+    assert not sink._pair_ports
+    sink.stopService()

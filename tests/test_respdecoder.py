@@ -451,6 +451,39 @@ def test_secret_ranges_inline():
     assert b"s3 cret" in line[s:e] and b"user" not in line[s:e]
 
 
+def test_inline_secret_found_when_the_same_read_then_fails():
+    """The parser stops at the error: the inline line's place in the read is still known."""
+    for prefix in (b"", cmd("PING"), b"\r\n"):
+        stream = prefix + b"AUTH s3cret\r\n*x\r\n"
+        conv = RespConversation()
+        conv.feed(C2S, prefix, 0.0)
+        events = conv.feed(C2S, stream[len(prefix):], 0.0)
+        [r] = of(events, SecretRange)
+        assert stream[r.start:r.end] == b"s3cret"
+        assert of(events, Undecodable)
+
+
+def test_config_get_answer_secret_ranges():
+    from playground.respdecoder import reply_secret_ranges
+
+    conv = RespConversation()
+    conv.feed(C2S, cmd("PING") + cmd("CONFIG", "GET", "*") + cmd("PING"), 0.0)
+    answer = b"*4\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n$11\r\nrequirepass\r\n$2\r\npw\r\n"
+    stream = b"+PONG\r\n" + answer + b"+PONG\r\n"
+    assert conv.settled(S2C) == 0
+    events = conv.feed(S2C, stream[:20], 1.0)
+    assert conv.settled(S2C) == 7  # the answer is held back until it is complete
+    events += conv.feed(S2C, stream[20:], 1.0)
+    [r] = of(events, SecretRange)
+    assert (r.direction, stream[r.start:r.end]) == (S2C, b"pw")
+    assert conv.settled(S2C) == len(stream)  # no CONFIG GET waiting: nothing held
+    args = (b"CONFIG", b"GET", b"requirepass")
+    assert reply_secret_ranges(args, [b"requirepass", b""], 0, 28) == []
+    assert reply_secret_ranges(args, [b"requirepass", b"pw"], 10, 40) == [(36, 38)]
+    assert reply_secret_ranges(args, [b"requirepass", b"pw"], 10, 45) == [(10, 45)]  # odd frame
+    assert reply_secret_ranges((b"CONFIG", b"SET"), [b"requirepass", b"pw"], 0, 30) == []
+
+
 def test_secret_range_events_come_before_the_exchange():
     conv = RespConversation()
     frame = cmd("AUTH", "bob", "hunter2")

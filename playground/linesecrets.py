@@ -1,0 +1,249 @@
+"""Credentials in the text and hex views, whatever the detector decided (pure: no Twisted, no clock).
+
+The RESP and HTTP decoders find the secrets in what they parse. When a stream is shown as text
+lines or as a hexdump instead (detection guessed so, ``--decode text|hex``, or a decoder gave up
+on a direction), the same secrets must not show either. ``LineSecrets`` looks at the lines of one
+direction and gives the byte ranges of
+
+* the passwords of a Redis inline command (``AUTH``, ``HELLO ... AUTH``, ``MIGRATE ... AUTH``,
+  ``CONFIG SET requirepass|masterauth``, ``ACL SETUSER`` rules...), found by the RESP decoder's
+  own ``respdecoder.secret_ranges`` on the line split as Redis splits it;
+* the value of a credential HTTP header (``httpdecoder.SECRET_HEADERS``: ``Authorization``,
+  ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``) and of its folded continuation lines;
+* the rest of a line cut at the line bound whose beginning carried one of these.
+
+A line is a secret's line or not from its beginning: ``pending(tail)`` says whether an incomplete
+line may still turn out to be one (its first word is, or may grow into, one of the names above),
+so only such a tail is held back (from the pcap, and from the hex view), never ordinary traffic.
+
+``StreamMask`` is the hex view's side: bytes in, the same bytes out with each secret overwritten
+by ``*`` (lengths and offsets kept), minus a held tail. ``redact(line, ranges)`` is the text
+view's: each range replaced by ``(redacted)``, as the decoders show it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from playground.httpdecoder import SECRET_HEADERS, folded_value, secret_value
+from playground.resp import split_inline
+from playground.respdecoder import REDACTED, SECRET_COMMANDS, secret_ranges
+from playground.views import LineView
+
+MASK = b"*"
+
+# first words a secret's line starts with (lower case), and the word of an incomplete line
+_NAMES = tuple({n.lower() for n in SECRET_COMMANDS} | SECRET_HEADERS)
+_WORD = re.compile(rb"[^ \t\x0b\x0c:]*")
+_LEAD = b" \t\r\x0b\x0c"  # what Redis skips before an inline command (a newline ends the line)
+_LEAD_QUOTES = _LEAD + b"\"'"
+
+
+# a line start (after optional blanks and quotes) with one of the names, in any case, or with
+# a quoted first word holding an escape (``"\x41UTH" pw`` is AUTH to Redis); the first letters
+# as a class up front keep the search fast
+_LINE_NAME = (rb"[ \t\r\x0b\x0c\"']*(?:(?=[" + b"".join(sorted({n[:1] + n[:1].upper() for n in _NAMES}))
+              + rb"])(?i:" + b"|".join(re.escape(n) for n in sorted(_NAMES, key=len, reverse=True))
+              + rb')|"[^"\r\n]{0,80}\\)')
+_AFTER_LF = re.compile(b"\n" + _LINE_NAME)
+_AT_START = re.compile(_LINE_NAME)
+
+
+def starts_secret_line(data: bytes, line_start: bool) -> bool:
+    """May a line that starts in ``data`` (after each line end, and at its first byte when
+    ``line_start``) begin with a secret line's first word? A quick, conservative test on a
+    whole chunk (one regular-expression search): the lines of a chunk for which it is False
+    need not be looked at one by one (an incomplete last line is ``LineSecrets.pending``'s)."""
+    return _AFTER_LF.search(data) is not None or (
+        line_start and _AT_START.match(data) is not None)
+
+
+def _body_end(line: bytes) -> int:
+    """The length of ``line`` without its line end."""
+    if line[-1:] == b"\n":
+        return len(line) - 2 if line[-2:-1] == b"\r" else len(line) - 1
+    return len(line)
+
+
+def _command(text: bytes) -> list:
+    args = split_inline(text)
+    if args is None:  # unbalanced quotes: Redis refuses the line, but it is shown
+        args = tuple(text.split())
+    return secret_ranges(args, text, 0) if args else []
+
+
+class LineSecrets:
+    """One direction of a line stream: where the credentials are. Feed it every line in order.
+
+    ``resync``: the stream is taken up inside a line whose beginning was not seen (a decoder
+    gave up there): the rest of that line is treated as secret."""
+
+    __slots__ = ("_header", "_open", "_carry")
+
+    def __init__(self, resync: bool = False):
+        self._header = False  # the last line was a credential header (or folded into one)
+        self._open = resync  # the last piece was cut at the bound: the next continues its line
+        self._carry = resync  # ... and its rest is secret
+
+    def line(self, data: bytes, partial: bool = False) -> list[tuple[int, int]]:
+        """The ranges of ``data`` (one line with its line end, or a piece of a cut line:
+        ``partial``) that hold credentials, in order."""
+        end = _body_end(data)
+        if self._open:  # the rest of a cut line: secret or not from its beginning
+            self._open = partial
+            if self._carry:
+                self._carry = partial
+                return [(0, end)] if end else []
+            return []
+        self._open = partial
+        text = data[:end]
+        if self._header and text[:1] in (b" ", b"\t"):
+            start, stop = folded_value(text)
+            self._carry = partial
+            return [(start, stop)] if stop > start else []
+        self._header = False
+        self._carry = False
+        word = _WORD.match(text.lstrip(_LEAD)).group()
+        if word.strip(b"\"'").lower() not in _NAMES and not (word[:1] == b'"' and b"\\" in word):
+            return []  # the common case: no secret's line (an escape is decoded first)
+        span = secret_value(text)
+        if span is not None:
+            self._header = True
+            self._carry = partial
+            return [span] if span[1] > span[0] else []
+        ranges = _command(text)
+        self._carry = partial  # a cut line of a secret command: its rest is secret too
+        return ranges
+
+    @property
+    def cut(self) -> bool:
+        """The last piece was cut at the line bound: the next bytes continue its line."""
+        return self._open
+
+    @property
+    def idle(self) -> bool:
+        """No line seen so far makes the next ones secret (no header to fold into, no cut
+        secret line to continue)."""
+        return not self._header and not self._carry
+
+    def skip(self, cut: bool | None) -> None:
+        """Lines went by that no secret's line can be among (``starts_secret_line`` said so,
+        and the state was ``idle``); ``cut``: the last of them was a cut piece (None: there was
+        none)."""
+        if cut is not None:
+            self._open = cut
+
+    def pending(self, tail: bytes) -> bool:
+        """May the incomplete line ``tail`` (no line end yet) still turn out to hold a secret?"""
+        if not tail:
+            return False
+        if self._open:
+            return self._carry
+        if self._header and tail[:1] in (b" ", b"\t"):
+            return True
+        head = tail.lstrip(_LEAD)
+        if not head or head[:1] in (b'"', b"'"):
+            return True  # blank so far, or a quoted first word: wait for the line
+        word = _WORD.match(head).group()
+        if len(word) < len(head):  # the word is complete
+            return word.lower() in _NAMES
+        word = word.lower()
+        return any(name.startswith(word) for name in _NAMES)
+
+
+def redact(line: bytes, ranges) -> bytes:
+    """``line`` with each range replaced by ``(redacted)``."""
+    out = []
+    at = 0
+    for start, end in sorted(ranges):
+        if end <= at:
+            continue
+        out.append(line[at:max(at, start)])
+        out.append(REDACTED)
+        at = end
+    out.append(line[at:])
+    return b"".join(out)
+
+
+def mask(data: bytes, ranges, base: int = 0) -> bytes:
+    """``data`` (whose first byte is at stream offset ``base``) with the stream ``ranges``
+    overwritten by ``*``: same length."""
+    buf = None
+    for start, end in ranges:
+        s, e = max(0, start - base), min(len(data), end - base)
+        if e > s:
+            if buf is None:
+                buf = bytearray(data)
+            buf[s:e] = MASK * (e - s)
+    return data if buf is None else bytes(buf)
+
+
+class StreamMask:
+    """One direction of a raw (hex) view from stream offset ``start``: see the module docstring.
+
+    ``feed(data)`` and ``flush()`` return ``(shown, offset, secrets)``: the bytes to show now
+    (secrets masked), the stream offset of their first byte, and the secrets' stream ranges found
+    (for the pcap). ``held`` is the stream offset where held-back bytes begin, or None.
+    ``resync``: ``start`` may be inside a line (see ``LineSecrets``).
+    """
+
+    def __init__(self, start: int = 0, max_line: int = 4096, resync: bool = False):
+        self.start = start
+        self.next = start  # the stream offset the next fed byte has
+        self._view = LineView(max_line)
+        self._secrets = LineSecrets(resync)
+        self._held = b""
+        self._held_at = start
+
+    @property
+    def held(self) -> int | None:
+        return self._held_at if self._held else None
+
+    def feed(self, data: bytes) -> tuple[bytes, int, list]:
+        self.next += len(data)
+        found = self._scan(data)
+        tail = self._view.tail[1]
+        keep = len(tail) if tail and self._secrets.pending(tail) else 0
+        return self._out(self._held + data if self._held else data, keep, found)
+
+    def _scan(self, data: bytes) -> list:
+        """The secrets of the lines ``data`` completes. Lines are looked at one by one only
+        where they may matter: the line in progress (held, or after a header or a cut secret
+        line), then the rest of the chunk only if ``starts_secret_line`` says so."""
+        view, secrets = self._view, self._secrets
+        found = []
+        if self._held or not secrets.idle:
+            nl = data.find(b"\n")
+            if nl < 0 or nl + 1 == len(data):
+                return self._found(view.feed(data))
+            found = self._found(view.feed(data[:nl + 1]))
+            data = data[nl + 1:]
+            if not secrets.idle:
+                return found + self._found(view.feed(data))
+        if starts_secret_line(data, not view.tail[1] and not secrets.cut):
+            return found + self._found(view.feed(data))
+        secrets.skip(view.skip(data))  # the common case: no line to look at
+        return found
+
+    def flush(self) -> tuple[bytes, int, list]:
+        """Everything held, at the end of the stream."""
+        found = self._found(self._view.flush())
+        return self._out(self._held, 0, found)
+
+    def _found(self, lines) -> list:
+        base = self.start
+        out = []
+        for line in lines:
+            for s, e in self._secrets.line(line.data, line.partial):
+                out.append((base + line.offset + s, base + line.offset + e))
+        return out
+
+    def _out(self, data: bytes, keep: int, found: list) -> tuple[bytes, int, list]:
+        at = self._held_at
+        if keep:
+            self._held = data[len(data) - keep:]
+            data = data[:len(data) - keep]
+        else:
+            self._held = b""
+        self._held_at = at + len(data)
+        return (mask(data, found, at) if found else data), at, found

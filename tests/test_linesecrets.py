@@ -1,0 +1,308 @@
+"""Credentials in the text and hex views: the pure line scanner, then the chain's views with a
+pcap, whatever the split of the bytes and whatever the detector decided."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from playground import records as R
+from playground.chain import Chain
+from playground.linesecrets import LineSecrets, StreamMask, mask, redact
+from tests.test_chain import SUMMARY, FakePcap, ListSink, pair, rendered
+
+C2S, S2C = "c2s", "s2c"
+
+
+def secrets_of(lines) -> list[bytes]:
+    """The secret bytes ``LineSecrets`` finds in ``lines`` (each with its line end)."""
+    s = LineSecrets()
+    return [line[a:b] for line in lines for a, b in s.line(line)]
+
+
+@pytest.mark.parametrize(
+    "lines, found",
+    [
+        ([b"AUTH s3cret\r\n"], [b"s3cret"]),
+        ([b"  auth default s3cret\n"], [b"s3cret"]),
+        ([b"\x0bAUTH s3cret\r\n"], [b"s3cret"]),
+        ([b'AUTH "s3 cret"\r\n'], [b'"s3 cret"']),
+        ([b'AUTH "s3cret\r\n'], [b'"s3cret']),  # unbalanced: Redis refuses it, still hidden
+        ([b'"\\x41UTH" s3cret\r\n'], [b"s3cret"]),  # Redis decodes the escape: AUTH
+        ([b"HELLO 3 AUTH default s3cret SETNAME x\r\n"], [b"s3cret"]),
+        ([b"CONFIG SET maxmemory 1 requirepass s3cret\r\n"], [b"s3cret"]),
+        ([b"config set masterauth s3cret\r\n"], [b"s3cret"]),
+        ([b"ACL SETUSER bob on >s3cret ~*\r\n"], [b"s3cret"]),
+        ([b"MIGRATE h 1 k 0 5000 AUTH s3cret\r\n"], [b"s3cret"]),
+        ([b"Authorization: Basic czNjcmV0\r\n"], [b"Basic czNjcmV0"]),
+        ([b"proxy-authorization:Bearer t0k\n"], [b"Bearer t0k"]),
+        ([b"Cookie: a=1\r\n", b"\tb=s3cret \r\n", b"  c=2\r\n", b"Host: x\r\n", b" y\r\n"],
+         [b"a=1", b"b=s3cret", b"c=2"]),
+        ([b"Set-Cookie:\r\n", b" sid=s3cret\r\n"], [b"sid=s3cret"]),
+        ([b"GET foo\r\n", b"SET AUTH x\r\n", b"Cookies: no\r\n", b"hello\r\n", b"\r\n"], []),
+        ([b"CONFIG GET requirepass\r\n", b"AUTH\r\n"], []),
+    ],
+)
+def test_secret_lines(lines, found):
+    assert secrets_of(lines) == found
+
+
+def test_a_cut_line_stays_secret_to_its_end():
+    s = LineSecrets()
+    assert s.line(b"AUTH ", partial=True) == []  # the password comes in the next piece
+    assert s.line(b"x" * 10, partial=True) == [(0, 10)]
+    assert s.line(b"yy\r\n") == [(0, 2)]
+    assert s.line(b"PING\r\n") == []
+    assert s.line(b"PING " + b"z" * 10, partial=True) == []
+    assert s.line(b"AUTH zz\r\n") == []  # the rest of PING's line
+
+
+@pytest.mark.parametrize(
+    "tail, pending",
+    [
+        (b"", False), (b"A", True), (b"au", True), (b"AUTH", True), (b"AUTH s3c", True),
+        (b"  HEL", True), (b"Cook", True), (b"Cookie:", True), (b"cookie: a", True),
+        (b"Proxy-Auth", True), (b"   ", True), (b'"AU', True),
+        (b"AUTHX", False), (b"GET k", False), (b"*2", False), (b"$6", False), (b"+OK", False),
+        (b"\x00\x01\x02", False), (b"Cookies: x", False), (b"hi world", False), (b"hello world", True),
+    ],
+)
+def test_pending_tail(tail, pending):
+    assert LineSecrets().pending(tail) is pending
+
+
+def test_pending_after_a_header_or_a_cut_line():
+    s = LineSecrets()
+    s.line(b"Cookie: a=1\r\n")
+    assert s.pending(b" b=2") and s.pending(b"\t") and not s.pending(b"Host: x")
+    s = LineSecrets()
+    s.line(b"AUTH " + b"x" * 10, partial=True)
+    assert s.pending(b"anything")
+    s = LineSecrets()
+    s.line(b"ECHO " + b"x" * 10, partial=True)
+    assert not s.pending(b"AUTH x")
+
+
+def test_redact_and_mask():
+    assert redact(b"AUTH u pw\r\n", [(7, 9), (5, 6)]) == b"AUTH (redacted) (redacted)\r\n"
+    assert mask(b"AUTH pw\r\n", [(105, 107)], 100) == b"AUTH **\r\n"
+    assert mask(b"abc", [(0, 1)], 10) == b"abc"
+
+
+def test_stream_mask_holds_only_a_possible_secret_line():
+    m = StreamMask(100)
+    assert m.feed(b"\x00\x01PING\r\nAU") == (b"\x00\x01PING\r\n", 100, [])
+    assert m.held == 108
+    assert m.feed(b"TH pw\r\nGET k") == (b"AUTH **\r\nGET k", 108, [(113, 115)])
+    assert m.held is None
+    assert m.feed(b"\r\nCookie: x") == (b"\r\n", 122, [])
+    assert m.flush() == (b"Cookie: *", 124, [(132, 133)])
+
+
+# -- the chain's text and hex views, with a pcap --------------------------------------------
+
+_PW = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=6, max_size=12).map(
+    lambda s: b"Zq" + s.encode())
+
+_REDIS_LINES = [
+    lambda pw: b"AUTH " + pw,
+    lambda pw: b"  auth default " + pw,
+    lambda pw: b"HELLO 3 AUTH default " + pw,
+    lambda pw: b"CONFIG SET requirepass " + pw,
+    lambda pw: b"ACL SETUSER bob on >" + pw + b" ~*",
+    lambda pw: b"MIGRATE h 1 k 0 5000 AUTH " + pw,
+    lambda pw: b'AUTH "' + pw + b' x"',
+    lambda pw: b'"\\x41uth" ' + pw,
+    lambda pw: b"AUTH " + pw * 500,  # longer than a line view's bound: cut in pieces
+]
+_HTTP_LINES = [
+    lambda pw: b"Authorization: Basic " + pw,
+    lambda pw: b"Proxy-Authorization: Bearer " + pw,
+    lambda pw: b"Cookie: a=1\r\n\tsid=" + pw,
+    lambda pw: b"Set-Cookie: sid=" + pw + b"; HttpOnly",
+    lambda pw: b"Cookie: " + pw * 500,
+]
+
+
+@st.composite
+def streams(draw, kinds=(_REDIS_LINES + _HTTP_LINES,)):
+    """Lines, secret or not, each with a line end; returns (bytes, passwords). ``kinds``: the
+    lists of secret lines one stream draws from (one list per stream)."""
+    secret_lines = draw(st.sampled_from(kinds))
+    http = secret_lines is _HTTP_LINES
+    parts, pws = [], []
+    if http:
+        parts.append(b"\r\n" * draw(st.integers(0, 2)) + b"GET / HTTP/1.1\r\n")
+    for _ in range(draw(st.integers(1, 8))):
+        if draw(st.booleans()):
+            pw = draw(_PW)
+            pws.append(pw)
+            line = draw(st.sampled_from(secret_lines))(pw)
+        else:
+            line = draw(st.one_of(
+                st.binary(max_size=30),
+                st.sampled_from([b"PING", b"GET k", b"+OK", b"$6", b"*2", b"Host: x"]),
+            )).replace(b"\n", b"_").replace(b"Zq", b"zq")
+            if http and line[:1].isspace():
+                line = b"X" + line  # a folded line of a header before it would be masked
+        parts.append(line + draw(st.sampled_from([b"\r\n", b"\n"])))
+    if http or draw(st.booleans()):
+        parts.append(b"\r\n")
+    return b"".join(parts), pws
+
+
+def _cuts(data, cuts):
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    return [data[a:b] for a, b in zip([0] + points, points + [len(data)], strict=True) if b > a]
+
+
+def _run(decode, chunks, directions=(C2S, S2C)):
+    sink, pcap = ListSink(), FakePcap()
+    c = Chain([sink], pcap=pcap, decode=decode)
+    c.pair_opened(pair(), 0.0)
+    for i, chunk in enumerate(chunks):
+        for d in directions:
+            c.data(1, d, chunk, float(i))
+    c.half_closed(1, C2S, 50.0)
+    c.pair_closed(1, SUMMARY, 100.0)
+    return c, sink, pcap
+
+
+def _masked(pcap, direction):
+    data = bytearray(pcap.stream(direction))
+    for d, s, e in pcap.masks:
+        if d == direction:
+            data[s:e] = b"*" * (e - s)
+    return bytes(data)
+
+
+def _views(sink):
+    text = sorted(((r.direction, r.offset, r.data, r.partial) for r in sink.of(R.TextLine)),
+                  key=lambda t: t[:2])
+    hexed = {d: b"".join(r.data for r in sink.of(R.HexChunk) if r.direction == d)
+             for d in (C2S, S2C)}
+    return text, hexed
+
+
+@settings(max_examples=150)
+@given(st.data(), st.lists(st.integers(0, 10**6), max_size=8),
+       st.sampled_from(["text", "hex", "auto"]))
+def test_no_secret_in_any_record_or_the_pcap_whatever_the_split(draw, cuts, decode):
+    """``text``/``hex``: any mix of lines, both ways. ``auto``: a client speaking Redis inline
+    commands or sending an HTTP request head (blank lines first or not), detection decides."""
+    if decode == "auto":
+        data, pws = draw.draw(streams((_REDIS_LINES, _HTTP_LINES)))
+        directions = (C2S,)
+    else:
+        data, pws = draw.draw(streams())
+        directions = (C2S, S2C)
+    c, sink, pcap = _run(decode, _cuts(data, cuts), directions)
+    text, js = rendered(sink)
+    hexed = b"".join(r.data for r in sink.of(R.HexChunk))
+    for direction in directions:
+        assert pcap.stream(direction) == data  # every byte, in order
+        masked = _masked(pcap, direction)
+        assert len(masked) == len(data)
+        for pw in pws:
+            assert pw not in masked
+    for pw in pws:
+        assert pw.decode() not in text and pw.decode() not in js and pw not in hexed
+    assert c.leaked == 0 and c.failures == 0
+    if decode != "auto":  # the same view, whatever the split
+        _, whole, whole_pcap = _run(decode, [data])
+        assert _views(sink) == _views(whole)
+        assert _masked(pcap, C2S) == _masked(whole_pcap, C2S)
+        if decode == "hex":
+            offsets = [r.offset for r in sink.of(R.HexChunk) if r.direction == C2S]
+            assert offsets == sorted(offsets)
+
+
+def test_hex_fallback_after_a_resp_error_is_redacted_too():
+    """The RESP decoder gives up on a direction: what follows is shown as hex, masked."""
+    sink, pcap = ListSink(), FakePcap()
+    c = Chain([sink], pcap=pcap, decode="resp")
+    c.pair_opened(pair(), 0.0)
+    c.data(1, C2S, b"*1\r\n$4\r\nPING\r\n", 1.0)
+    c.data(1, C2S, b"*x\r\nAUTH s3c", 2.0)
+    c.data(1, C2S, b"ret\r\n", 3.0)
+    c.pair_closed(1, SUMMARY, 9.0)
+    assert sink.of(R.Undecodable)
+    hexed = b"".join(r.data for r in sink.of(R.HexChunk))
+    assert hexed == b"*x\r\nAUTH ******\r\n"
+    assert b"s3cret" not in _masked(pcap, C2S) and c.leaked == 0
+    # the error is found after the line (a bare LF): the line is not shown, but it is searched
+    stream = b"*1\r\nAUTH s3cret\n"
+    for chunks in ([stream], [stream[:5], stream[5:]]):
+        c, sink, pcap = _run("resp", chunks, (C2S,))
+        assert b"".join(r.data for r in sink.of(R.HexChunk)) == b"\n"
+        assert b"s3cret" not in _masked(pcap, C2S) and c.leaked == 0
+
+
+def test_http_raw_after_a_switch_is_redacted_too():
+    req = b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"
+    sink, pcap = ListSink(), FakePcap()
+    c = Chain([sink], pcap=pcap)
+    c.pair_opened(pair(), 0.0)
+    c.data(1, C2S, req, 1.0)
+    c.data(1, S2C, b"HTTP/1.1 101 Switching\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", 2.0)
+    c.data(1, C2S, b"hi\r\nAuth", 3.0)
+    c.data(1, C2S, b"orization: s3cret\r\n", 4.0)
+    c.pair_closed(1, SUMMARY, 9.0)
+    hexed = b"".join(r.data for r in sink.of(R.HexChunk))
+    assert hexed == b"hi\r\nAuthorization: ******\r\n"
+    assert b"s3cret" not in _masked(pcap, C2S) and c.leaked == 0
+
+
+def test_no_redact_leaves_the_views_alone():
+    _, sink, pcap = _run("text", [b"AUTH s3c", b"ret\r\n"])
+    assert b"s3cret" not in b"".join(r.data for r in sink.of(R.TextLine))
+    sink, pcap = ListSink(), FakePcap()
+    c = Chain([sink], pcap=pcap, decode="hex", redact=False)
+    c.pair_opened(pair(), 0.0)
+    c.data(1, C2S, b"AUTH s3c", 1.0)
+    c.data(1, C2S, b"ret\r\n", 2.0)
+    c.pair_closed(1, SUMMARY, 9.0)
+    assert [r.data for r in sink.of(R.HexChunk)] == [b"AUTH s3c", b"ret\r\n"]
+    assert pcap.masks == [] and pcap.data_calls == [(C2S, b"AUTH s3c"), (C2S, b"ret\r\n")]
+
+
+@settings(max_examples=200)
+@given(st.data(), st.lists(st.integers(0, 10**6), max_size=8))
+def test_the_quick_way_over_a_chunk_changes_nothing(draw, cuts):
+    """``StreamMask`` skips the lines of a chunk ``starts_secret_line`` rules out: the same
+    output as looking at every line, whatever the bytes and the split."""
+    import playground.linesecrets as ls
+
+    data, _ = draw.draw(streams())
+    data += draw.draw(st.binary(max_size=50))  # and an unfinished line
+    chunks = _cuts(data, cuts)
+
+    def run():
+        m = StreamMask(7, max_line=64)
+        out = [m.feed(c) for c in chunks] + [m.flush()]
+        return [(shown, at, secrets) for shown, at, secrets in out if shown or secrets]
+
+    quick = run()
+    original = ls.starts_secret_line
+    ls.starts_secret_line = lambda data, line_start: True
+    try:
+        slow = run()
+    finally:
+        ls.starts_secret_line = original
+    assert b"".join(s for s, _, _ in quick) == b"".join(s for s, _, _ in slow)
+    assert [r for _, _, found in quick for r in found] == [r for _, _, found in slow for r in found]
+    assert len(b"".join(s for s, _, _ in quick)) == len(data)
+
+
+@given(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=6))
+def test_line_view_skip_leaves_the_state_feed_would(data, cuts):
+    from playground.views import LineView
+
+    for chunks in (_cuts(data, cuts), [data]):
+        a, b = LineView(16), LineView(16)
+        for c in chunks:
+            lines = a.feed(c)
+            cut = b.skip(c)
+            assert cut == (lines[-1].partial if lines else None)
+            assert a.tail == b.tail

@@ -1,0 +1,129 @@
+"""Redaction end to end: ``twistd tcpplay proxy`` with console, ``--json`` and ``--pcap`` in front of
+a real ``redis-server --requirepass`` and the project's HTTP server, driven by ``nc`` and
+``redis-cli`` the way people type; the secret must be in none of the three outputs, the traffic
+must pass unchanged, and the tshark command the proxy logs must decode the file."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+
+import pytest
+
+from tests.conftest import free_port, need, rows, start_proxy, start_redis, stop_process, tshark
+
+PASSWORD = "s3cret"
+
+
+@pytest.fixture
+def redis_pw(tmp_path):
+    server = start_redis(str(tmp_path), PASSWORD)
+    yield server
+    stop_process(server.proc)
+
+
+def _proxy(twistd, target, tmp_path):
+    json_path, pcap_path = tmp_path / "out.jsonl", tmp_path / "out.pcap"
+    proc, port = start_proxy(twistd, target, "--json", json_path, "--pcap", pcap_path,
+                             "--color", "never")
+    return proc, port, json_path, pcap_path
+
+
+def _nc(port: int, data: bytes) -> bytes:
+    """``printf DATA | nc -N 127.0.0.1 PORT``: what came back."""
+    out = subprocess.run([need("nc"), "-N", "127.0.0.1", str(port)], input=data,
+                         capture_output=True, timeout=20, check=True)
+    return out.stdout
+
+
+def _finish(proc) -> str:
+    """Wait for the pair to close, stop the proxy cleanly, return its output."""
+    proc.wait_for("close 127.0.0.1:")
+    assert proc.terminate() == 0
+    out = proc.output()
+    assert "Traceback" not in out
+    return out
+
+
+def _hint(out: str, when: str) -> list[str]:
+    """The tshark command of the log line saying ``when`` (``pcap writing to``/``pcap closed``)."""
+    [line] = [line for line in out.splitlines() if when in line]
+    m = re.search(r"read it with: (tshark -r \S+(?: -d \S+)*)", line)
+    assert m, line
+    return shlex.split(m.group(1))
+
+
+def _run_hint(command: list[str], *extra) -> str:
+    assert command[0] == "tshark"
+    out = subprocess.run([need("tshark"), *command[1:], *extra], capture_output=True,
+                         timeout=60, check=False)
+    assert out.returncode == 0, out.stderr.decode()
+    return out.stdout.decode()
+
+
+@pytest.mark.parametrize("first", [b"\r\n", b" ", b"\r\n \t\r\n"])
+def test_auth_after_a_blank_line_or_a_space_is_redacted_everywhere(twistd, redis_pw, tmp_path,
+                                                                     first):
+    """``printf '\\r\\nAUTH s3cret\\r\\nPING\\r\\n' | nc -N``: Redis skips the blank line and
+    accepts the password; detection must skip it too, and nothing may show the password."""
+    proc, port, json_path, pcap_path = _proxy(twistd, redis_pw.port, tmp_path)
+    sent = first + b"AUTH s3cret\r\nPING\r\n"
+    assert _nc(port, sent) == b"+OK\r\n+PONG\r\n"  # Redis got the bytes unchanged
+    out = _finish(proc)
+    assert "protocol resp (detected)" in out
+    assert 'AUTH "(redacted)" -> +OK' in out and "PING -> +PONG" in out
+    assert PASSWORD not in out
+    assert PASSWORD not in json_path.read_text()
+    pcap = pcap_path.read_bytes()
+    assert PASSWORD.encode() not in pcap
+    assert sent.replace(PASSWORD.encode(), b"******") in pcap  # same length, same place
+
+
+def test_http_after_a_blank_line_with_credentials_and_a_folded_line(twistd, tmp_path):
+    http_port = free_port()
+    twistd(["http", "--listen", str(http_port)]).wait_for("listening on")
+    proc, port, json_path, pcap_path = _proxy(twistd, http_port, tmp_path)
+    request = (b"\r\nGET /ip HTTP/1.1\r\nHost: x\r\nAuthorization: Basic czNjcmV0OnB3\r\n"
+               b"Cookie: sid=s3cret-cookie;\r\n\tmore=s3cret-folded\r\n"
+               b"Connection: close\r\n\r\n")
+    reply = _nc(port, request)
+    assert reply.startswith(b"HTTP/1.1 400 ")  # the server refuses obs-fold (RFC 9112 5.2)
+    out = _finish(proc)
+    assert "protocol http (detected)" in out and "GET /ip -> 400" in out
+    outputs = (out, json_path.read_text(), pcap_path.read_bytes().decode("latin-1"))
+    for text in outputs:
+        for secret in ("czNjcmV0OnB3", "s3cret-cookie", "s3cret-folded"):
+            assert secret not in text
+    # the close line's tshark command decodes the request from the file
+    command = _hint(out, "pcap closed")
+    assert f"tcp.port=={http_port},http" in command
+    assert rows(_run_hint(command, "-Y", "http.request", "-T", "fields", "-e",
+                          "http.request.method")) == ["GET"]
+
+
+def test_config_get_answer_masked_and_the_logged_tshark_command_decodes_the_file(
+        twistd, redis_pw, tmp_path):
+    cli = need("redis-cli")
+    proc, port, json_path, pcap_path = _proxy(twistd, redis_pw.port, tmp_path)
+    start_line = proc.wait_for("pcap writing to")
+    got = subprocess.run([cli, "-p", str(port), "-a", PASSWORD, "--no-auth-warning", "CONFIG",
+                          "GET", "requirepass"], capture_output=True, timeout=20, check=True)
+    assert got.stdout.split() == [b"requirepass", PASSWORD.encode()]  # the client sees it
+    subprocess.run([cli, "-p", str(port), "-a", PASSWORD, "--no-auth-warning", "SET", "k", "v"],
+                   capture_output=True, timeout=20, check=True)
+    proc.wait_for("SET k")
+    out = _finish(proc)
+    assert PASSWORD not in out and PASSWORD not in json_path.read_text()
+    pcap = pcap_path.read_bytes()
+    assert PASSWORD.encode() not in pcap
+    assert b"$11\r\nrequirepass\r\n$6\r\n******\r\n" in pcap  # masked in place
+    # the tshark command of the start-up and of the close line decodes the RESP in the file
+    start, close = _hint(start_line, "pcap writing to"), _hint(out, "pcap closed")
+    for command in (start, close):
+        assert command[:3] == ["tshark", "-r", str(pcap_path)]
+        assert f"tcp.port=={redis_pw.port},resp" in command
+        decoded = _run_hint(command, "-Y", "resp")
+        assert len(rows(decoded)) >= 4, decoded
+    # (without it, tshark does not know the port is RESP)
+    assert rows(tshark(pcap_path, "-Y", "resp")) == []
