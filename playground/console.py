@@ -17,7 +17,11 @@ Colours (ANSI) only when asked or, with ``auto``, when the output is a terminal.
 batches, each in a single ``write()`` of whole lines: the proxy's hot path only appends. A batch
 is written ``FLUSH_DELAY`` seconds after its first record (a reactor turn holds too few records
 when pipelining is light: a write per exchange would cost more than decoding it), or at once when
-``MAX_BACKLOG`` records are queued, so the backlog stays bounded.
+``MAX_BACKLOG`` records are queued, so the backlog stays bounded. A pipelined run
+(``RedisExchanges``) counts as its exchanges, and a flush formats at most ``MAX_BACKLOG`` of them
+per ``format_batch`` call (one ``write()`` each): an ``emit_many`` of 50,000 records is formatted
+in slices, never in one call (how many records a reactor turn hands over is bounded upstream, by
+the proxy and the chain).
 """
 
 from __future__ import annotations
@@ -105,9 +109,12 @@ class BufferedSink(service.Service):
             return
         q = self._queue
         q.extend(records)
+        for r in records:
+            if type(r) is _RUN:
+                self._extra += len(r.commands) - 1
         if self._call is None:
             self._call = self.reactor.callLater(self.flush_delay, self._turn)
-        elif len(q) >= MAX_BACKLOG:
+        elif len(q) + self._extra >= MAX_BACKLOG:
             self.flush()
 
     def _turn(self):
@@ -115,10 +122,26 @@ class BufferedSink(service.Service):
         self.flush()
 
     def flush(self) -> None:
-        batch, self._queue = self._queue, []
+        queue, self._queue = self._queue, []
         extra, self._extra = self._extra, 0
-        if not batch or self.out is None or self.failed:
+        if not queue or self.out is None or self.failed:
             return
+        if len(queue) + extra <= MAX_BACKLOG:
+            self._write_batch(queue, len(queue) + extra)
+            return
+        start = 0  # slices of at most MAX_BACKLOG exchanges (a bigger run: on its own)
+        while start < len(queue) and not self.failed:
+            end = start
+            n = 0
+            while end < len(queue) and n < MAX_BACKLOG:
+                r = queue[end]
+                n += len(r.commands) if type(r) is _RUN else 1
+                end += 1
+            self._write_batch(queue[start:end], n)
+            start = end
+
+    def _write_batch(self, batch: list, n: int) -> None:
+        """Format ``batch`` (``n`` exchanges) and write it in one ``write()``."""
         try:
             data = self.format_batch(batch)
         except Exception:
@@ -130,7 +153,7 @@ class BufferedSink(service.Service):
         try:
             self.out.write(data)
             self.out.flush()
-            self.written += len(batch) + extra  # exchanges of a run each count
+            self.written += n  # exchanges of a run each count
         except (OSError, ValueError) as e:
             self._fail(e)
 

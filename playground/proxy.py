@@ -7,7 +7,12 @@ connection limits, pair ids, byte counts, one structured log line on open and on
 drain on shutdown, and the observer hook the decoder chain uses (see ``playground.observer``).
 
 Forwarding never waits for observers: bytes are written to the other side first; the observer is
-told on the next reactor turn, in one batch (a backlog bounded at ``OBSERVER_BACKLOG`` bytes).
+told on a later reactor turn, in bounded slices (``ProxyFactory.flush_observer``): at most
+``OBSERVER_SLICE`` bytes per turn, in pieces of at most ``OBSERVER_PIECE``, then a yield
+(``callLater(0)``) so other clients' reads and writes go first. Memory stays bounded by
+pausing, not by decoding faster: past ``OBSERVER_BACKLOG`` queued bytes, each side that delivers
+more is paused (``pauseProducing`` on its transport: TCP pushes back on that client or server)
+until the backlog is down to half. Nothing is dropped.
 With no observer, ``dataReceived`` is the plain forwarder: a write and a byte count.
 """
 
@@ -444,6 +449,7 @@ class ProxyFactory(LimitedFactory):
         self._queued: list = []
         self._queued_bytes = 0
         self._flush_call = None
+        self._paused: dict = {}  # id(side) -> side, paused while the observer backlog drains
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.pairs: dict[int, Pair] = {}
@@ -456,9 +462,13 @@ class ProxyFactory(LimitedFactory):
     def next_id(self) -> int:
         return next(self.ids)
 
-    # Observers are told on the next reactor turn, in one batch: the forwarding of everything a
-    # turn read comes first, and the decoding of it then runs in one tight loop. The backlog is
-    # one turn's reads; past OBSERVER_BACKLOG bytes it is handed over at once, so it stays bounded.
+    # Observers are told on a later reactor turn, in slices: each turn hands over at most
+    # OBSERVER_SLICE bytes (a chunk larger than OBSERVER_PIECE in pieces: decoders take any split)
+    # and at most one slice of the observer's own held work (``held``/``work``, see
+    # ``chain.Chain.work``), then yields with callLater(0). Past OBSERVER_BACKLOG queued bytes the
+    # sides that deliver more are paused until the backlog is down to half (``_pause``).
+    OBSERVER_SLICE = 32 * 1024
+    OBSERVER_PIECE = 16 * 1024
     OBSERVER_BACKLOG = 4 * 1024 * 1024
 
     def notify(self, method: str, *args):
@@ -470,38 +480,99 @@ class ProxyFactory(LimitedFactory):
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
     def observe_data(self, pair_id: int, direction: str, data: bytes):
-        """Queue forwarded bytes for the observer; past OBSERVER_BACKLOG, hand them over now."""
+        """Queue forwarded bytes for the observer; past OBSERVER_BACKLOG, pause their sender."""
         if self.observer is None:
             return
         self._queued.append(("data", (pair_id, direction, data, self.reactor.seconds())))
         self._queued_bytes += len(data)
         if self._queued_bytes > self.OBSERVER_BACKLOG:
-            self.flush_observer()
-        elif self._flush_call is None:
+            self._pause(pair_id, direction)
+        if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
-    def flush_observer(self):
+    def _pause(self, pair_id: int, direction: str):
+        """Stop reading from the side that sent ``direction``'s bytes until the backlog drains.
+        The splice's own producer registration may resume it earlier (its peer's buffer
+        drained): then its next read pauses it again, so the backlog grows by a read at most."""
+        pair = self.pairs.get(pair_id)
+        if pair is None:
+            return
+        side = pair.client if direction == CLIENT_TO_SERVER else pair.server
+        if side is None or pair.lost & _BIT[side.role]:
+            return
+        side.transport.pauseProducing()
+        self._paused[id(side)] = side
+
+    def _resume_paused(self):
+        paused, self._paused = self._paused, {}
+        for side in paused.values():
+            pair = side.pair
+            if pair.finished or pair.lost & _BIT[side.role]:
+                continue
+            if getattr(side.other, "producerPaused", False):
+                continue  # its peer's buffer is full: the peer resumes it when drained
+            side.transport.resumeProducing()
+
+    def flush_observer(self, everything: bool = False):
+        """Hand queued events to the observer: one turn's slice, then yield (``callLater(0)``)
+        while more is queued; ``everything``: all of it now (shutdown)."""
         call, self._flush_call = self._flush_call, None
         if call is not None and call.active():
             call.cancel()
-        queued, self._queued, self._queued_bytes = self._queued, [], 0
+        queued, self._queued = self._queued, []
         observer = self.observer
         if observer is None:
+            self._queued_bytes = 0
             return
+        held = getattr(observer, "held", None)  # work the observer keeps for later turns
+        budget = self.OBSERVER_SLICE
+        piece = self.OBSERVER_PIECE
+        spent = 0
+        i = 0
+        n = len(queued)
         method = None
         data = observer.data
         try:
-            for method, args in queued:
+            while True:
+                if held and observer.work() and not everything:
+                    break  # one slice of held work per turn
+                if i >= n:
+                    if everything and held:
+                        continue  # shutdown: the held work too
+                    break
+                if spent >= budget and not everything:
+                    break
+                method, args = queued[i]
                 if method == "data":
-                    data(*args)
+                    chunk = args[2]
+                    if len(chunk) > piece:
+                        pair_id, direction, _, now = args
+                        queued[i] = (method, (pair_id, direction, chunk[piece:], now))
+                        chunk = chunk[:piece]
+                        data(pair_id, direction, chunk, now)
+                    else:
+                        i += 1
+                        data(*args)
+                    spent += len(chunk)
                 else:
+                    i += 1
                     getattr(observer, method)(*args)
         except Exception:
             self.log.failure("observer {observer!r} raised in {method}; detached, forwarding goes on",
                              observer=observer, method=method)
             self.observer = None
+            self._queued, self._queued_bytes = [], 0
+            self._resume_paused()
             for pair in self.pairs.values():
                 pair.switch_to_plain()
+            return
+        if i < n:
+            self._queued = queued[i:] + self._queued if self._queued else queued[i:]
+        self._queued_bytes = max(0, self._queued_bytes - spent)
+        if self._paused and self._queued_bytes <= self.OBSERVER_BACKLOG // 2:
+            self._resume_paused()
+        if (self._queued or held) and self._flush_call is None:
+            self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
     # -- graceful shutdown --------------------------------------------------------
     def drain(self, timeout: float) -> defer.Deferred:
@@ -582,7 +653,7 @@ class ProxyService(service.MultiService):
         service.Service.stopService(self)
         d = defer.maybeDeferred(self.listening.stopService)
         d.addCallback(lambda _: self.factory.drain(self.drain_timeout))
-        d.addCallback(lambda _: self.factory.flush_observer())  # the sinks get everything
+        d.addCallback(lambda _: self.factory.flush_observer(everything=True))  # sinks get all
         d.addCallback(lambda _: defer.DeferredList(
             [defer.maybeDeferred(s.stopService) for s in reversed(self.sinks)]))
         return d

@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 from playground.limits import Refusal
 from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from playground.proxy import ClientSide, Options, ProxyFactory, ServerSide
+from tests.conftest import reactor_turn
 
 
 class Transport(StringTransport):
@@ -291,20 +292,74 @@ def test_observer_runs_after_the_write():
     assert seen_at_write == [b"abc"]
 
 
-def test_observer_backlog_is_bounded():
-    """One reactor turn's reads wait for the observer; past the bound they are handed over at
-    once (nothing is dropped, memory stays bounded)."""
+def test_observer_gets_bounded_slices_per_turn_and_the_rest_later():
+    """A big read is handed to the observer in pieces, at most OBSERVER_SLICE bytes per reactor
+    turn; the rest is scheduled with callLater(0), in order, nothing lost."""
+    rec = Recorder()
+    clock, factory, client, ct, server, st = connected(observer=rec)
+    clock.advance(0)
+    sent = bytes(range(256)) * 1024  # 256 KiB, one read
+    client.dataReceived(sent)
+    assert st.value() == sent  # forwarded at once
+    turns = 0
+    while clock.getDelayedCalls() and turns < 100:
+        before = len(rec.calls)
+        reactor_turn(clock)
+        turns += 1
+        chunks = [c[3] for c in rec.calls[before:] if c[0] == "data"]
+        assert sum(map(len, chunks)) <= factory.OBSERVER_SLICE
+        assert all(len(c) <= factory.OBSERVER_PIECE for c in chunks)
+    assert turns >= len(sent) // factory.OBSERVER_SLICE
+    assert b"".join(c[3] for c in rec.calls if c[0] == "data") == sent
+    assert factory._queued_bytes == 0 and not factory._queued
+
+
+def test_observer_backlog_pauses_the_sender_until_it_drains():
+    """Past OBSERVER_BACKLOG the side that sends more is paused (TCP pushes back on it), not
+    decoded at once; it is resumed when the backlog is down to half. Nothing is dropped."""
     rec = Recorder()
     clock, factory, client, ct, server, st = connected(observer=rec)
     clock.advance(0)
     chunk = b"x" * 65536
     for _ in range(factory.OBSERVER_BACKLOG // len(chunk)):
         client.dataReceived(chunk)
+    assert ct.producerState == "producing"
+    client.dataReceived(chunk)  # over the bound: paused, and nothing decoded in this turn
+    assert ct.producerState == "paused"
     assert [c[0] for c in rec.calls] == ["open"]
-    client.dataReceived(chunk)  # over the bound: flushed now
-    assert len([c for c in rec.calls if c[0] == "data"]) == factory.OBSERVER_BACKLOG // 65536 + 1
-    assert factory._queued_bytes == 0
-    assert st.value() == chunk * (factory.OBSERVER_BACKLOG // 65536 + 1)
+    server.dataReceived(b"reply")  # every side that adds to a full backlog waits
+    assert st.producerState == "paused"
+    turns = 0
+    while ct.producerState == "paused" and turns < 1000:
+        reactor_turn(clock)
+        turns += 1
+        assert factory._queued_bytes <= factory.OBSERVER_BACKLOG + len(chunk) + 5
+    assert ct.producerState == st.producerState == "producing"
+    assert factory._queued_bytes <= factory.OBSERVER_BACKLOG // 2
+    for _ in range(1000):
+        if not clock.getDelayedCalls():
+            break
+        clock.advance(0)
+    got = b"".join(c[3] for c in rec.calls if c[0] == "data" and c[2] == CLIENT_TO_SERVER)
+    assert got == chunk * (factory.OBSERVER_BACKLOG // 65536 + 1)
+
+
+def test_backlog_resume_leaves_a_side_its_peer_paused():
+    """A side paused by its peer's full buffer (the splice's producer) is left for the peer to
+    resume: the backlog drain must not undo the splice's back-pressure."""
+    rec = Recorder()
+    clock, factory, client, ct, server, st = connected(observer=rec)
+    clock.advance(0)
+    chunk = b"x" * 65536
+    for _ in range(factory.OBSERVER_BACKLOG // len(chunk) + 1):
+        client.dataReceived(chunk)
+    assert ct.producerState == "paused"
+    st.producerPaused = True  # the server leg's write buffer is full
+    for _ in range(1000):
+        if not clock.getDelayedCalls():
+            break
+        clock.advance(0)
+    assert ct.producerState == "paused"
 
 
 def test_raising_observer_is_detached_and_forwarding_goes_on(logged):

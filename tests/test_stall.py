@@ -1,0 +1,142 @@
+"""One client must not stall the others: bounded work per reactor turn in the proxy's observer
+queue, the chain's held records, the sinks' formatting and the metrics endpoint (driven with
+StringTransport and MemoryReactorClock, one reactor turn at a time: ``reactor_turn``)."""
+
+from __future__ import annotations
+
+from twisted.internet import error
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
+
+from playground import console
+from playground import records as R
+from playground.chain import Chain
+from playground.proxy import ProxyFactory
+from tests.conftest import reactor_turn
+from tests.test_proxy import Endpoint, Transport
+
+PING = b"*1\r\n$4\r\nPING\r\n"  # an echo upstream answers it with itself
+
+
+class TurnSink:
+    """Counts what reaches it per reactor turn (a run counts as its exchanges)."""
+
+    takes_runs = True
+
+    def __init__(self):
+        self.turn = 0
+        self.per_turn: dict[int, int] = {}
+        self.biggest_call = 0
+        self.records: list = []
+
+    def _count(self, records):
+        n = sum(len(r.commands) if type(r) is R.RedisExchanges else 1 for r in records)
+        self.per_turn[self.turn] = self.per_turn.get(self.turn, 0) + n
+        self.biggest_call = max(self.biggest_call, len(records))
+        self.records.extend(records)
+
+    def emit(self, record):
+        self._count([record])
+
+    def emit_many(self, records):
+        self._count(records)
+
+
+def _decoding_proxy(sink):
+    clock = MemoryReactorClock()
+    endpoint = Endpoint()
+    chain = Chain([sink], decode="resp")
+    factory = ProxyFactory(endpoint, observer=chain, reactor=clock)
+    client = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+    ct = Transport()
+    client.makeConnection(ct)
+    server, st = endpoint.succeed()
+    return clock, factory, chain, client, server
+
+
+def _run_turns(clock, sink, limit=10_000) -> int:
+    turns = 0
+    while clock.getDelayedCalls() and turns < limit:
+        sink.turn += 1
+        reactor_turn(clock)
+        turns += 1
+    assert not clock.getDelayedCalls(), "work still scheduled after the turn limit"
+    return turns
+
+
+def test_100k_pipelined_pings_reach_the_sinks_in_bounded_slices_per_turn():
+    """100,000 pipelined PINGs in one write, half answered by an echo, then the client closes:
+    every reactor turn hands the sink a bounded amount (the 50,000 unanswered at close too),
+    the rest is scheduled with callLater, and every command is accounted for, in order."""
+    sink = TurnSink()
+    clock, factory, chain, client, server = _decoding_proxy(sink)
+    data = PING * 100_000
+    for i in range(0, len(data), 65536):  # the reads of one burst
+        client.dataReceived(data[i:i + 65536])
+    answered = data[:len(data) // 2]
+    for i in range(0, len(answered), 65536):
+        server.dataReceived(answered[i:i + 65536])
+    client.connectionLost(Failure(error.ConnectionDone()))
+    server.connectionLost(Failure(error.ConnectionDone()))
+    turns = _run_turns(clock, sink)
+    # a turn: one slice of held records, then up to OBSERVER_SLICE bytes of decoding (whose own
+    # output is at most a slice more, the rest held)
+    bound = 2 * chain.SLICE + factory.OBSERVER_SLICE // len(PING) + 16
+    assert max(sink.per_turn.values()) <= bound, sorted(sink.per_turn.values())[-5:]
+    assert sink.biggest_call <= chain.SLICE
+    assert turns > 50_000 // chain.SLICE  # the unanswered ones took many turns
+    exchanges = sum(len(r.commands) for r in sink.records if type(r) is R.RedisExchanges)
+    exchanges += sum(1 for r in sink.records if type(r) is R.RedisExchange)
+    unanswered = [r for r in sink.records if type(r) is R.RedisUnanswered]
+    assert exchanges == 50_000 and len(unanswered) == 50_000
+    assert type(sink.records[-1]) is R.Close  # after everything of its pair
+    assert not chain.held and not chain.pairs
+
+
+def test_held_records_keep_their_order_and_later_records_queue_behind():
+    sink = TurnSink()
+    chain = Chain([sink], decode="resp")
+    big = [R.Notice(1, float(i), f"n{i}") for i in range(chain.SLICE * 3 + 5)]
+    chain.emit_many(big)
+    assert len(sink.records) == chain.SLICE
+    chain.emit(R.Notice(2, 0.0, "after"))  # queued behind, not handed on before the rest
+    assert len(sink.records) == chain.SLICE
+    steps = 0
+    while chain.work() and steps < 10:
+        steps += 1
+    assert [r.message for r in sink.records] == [r.message for r in big] + ["after"]
+    assert chain.emit_many == chain._emit_bounded  # straight on again
+
+
+class _Slices(console.ConsoleSink):
+    def __init__(self, out):
+        super().__init__(out=out, color="never")
+        self.batches: list[int] = []
+
+    def format_batch(self, batch):
+        self.batches.append(sum(len(r.commands) if type(r) is R.RedisExchanges else 1
+                                for r in batch))
+        return super().format_batch(batch)
+
+
+def test_sink_formats_a_50k_emit_many_in_slices(tmp_path):
+    out = open(tmp_path / "console.txt", "wb")
+    sink = _Slices(out)
+    sink.reactor = MemoryReactorClock()
+    sink.startService()
+    records = [R.RedisUnanswered(1, 0.0, "127.0.0.1:1", (b"PING",), False)
+               for _ in range(50_000)]
+    sink.emit(records[0])
+    sink.emit_many(records[1:])
+    assert max(sink.batches) <= console.MAX_BACKLOG
+    run = R.RedisExchanges(1, 0.0, "127.0.0.1:1", [(b"GET", b"k")] * 5000, [b"v"] * 5000,
+                           [0.001] * 5000)
+    sink.batches.clear()
+    for _ in range(3):  # runs count as their exchanges: a flush per turn, not per 512 runs
+        sink.emit_many([run])
+    assert sink.batches == [5000, 5000, 5000]
+    sink.stopService()
+    out.close()
+    lines = (tmp_path / "console.txt").read_bytes().splitlines()
+    assert len(lines) == 50_000 + 15_000
