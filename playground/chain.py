@@ -601,7 +601,7 @@ class Chain:
             emit_many(records)
 
     # -- bounded slices ----------------------------------------------------------------------
-    SLICE = 1024  # records handed to the sinks at once; the rest waits for work()
+    SLICE = 256  # records handed to the sinks at once; the rest waits for work()
 
     def _emit_bounded(self, records):
         if len(records) <= self.SLICE:

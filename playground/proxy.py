@@ -8,11 +8,12 @@ drain on shutdown, and the observer hook the decoder chain uses (see ``playgroun
 
 Forwarding never waits for observers: bytes are written to the other side first; the observer is
 told on a later reactor turn, in bounded slices (``ProxyFactory.flush_observer``): at most
-``OBSERVER_SLICE`` bytes per turn, in pieces of at most ``OBSERVER_PIECE``, then a yield
-(``callLater(0)``) so other clients' reads and writes go first. Memory stays bounded by
-pausing, not by decoding faster: past ``OBSERVER_BACKLOG`` queued bytes, each side that delivers
-more is paused (``pauseProducing`` on its transport: TCP pushes back on that client or server)
-until the backlog is down to half. Nothing is dropped.
+``OBSERVER_SLICE`` bytes or ``OBSERVER_TURN`` seconds per turn, in pieces of at most
+``OBSERVER_PIECE``, then a yield (``callLater(0)``) so other clients' reads and writes go first.
+Memory stays bounded by pausing, not by decoding faster: a side that fills the queue (more than
+``SIDE_BACKLOG`` bytes of its own, or more than a piece while the whole queue is past
+``OBSERVER_BACKLOG``) is paused (``pauseProducing`` on its transport: TCP pushes back on that
+client or server, and only on it) until the queue has drained to half. Nothing is dropped.
 With no observer, ``dataReceived`` is the plain forwarder: a write and a byte count.
 """
 
@@ -95,6 +96,7 @@ class ClientSide(_Side):
 
     def __init__(self):
         self.nbytes = 0
+        self.queued = 0  # bytes read but not yet handed to the observer
         self.other = None
 
     def connectionMade(self):
@@ -109,6 +111,7 @@ class ServerSide(_Side):
     def __init__(self, pair: Pair):
         self.pair = pair
         self.nbytes = 0
+        self.queued = 0
         self.other = pair.client.transport
 
     def connectionMade(self):
@@ -130,8 +133,7 @@ class _Direct:
 class _Observed:
     def dataReceived(self, data):
         self._forward(data)
-        pair = self.pair
-        pair.factory.observe_data(pair.id, self.direction, data)
+        self.pair.factory.observe_data(self, data)
 
 
 class DirectClientSide(_Direct, ClientSide):
@@ -464,12 +466,18 @@ class ProxyFactory(LimitedFactory):
 
     # Observers are told on a later reactor turn, in slices: each turn hands over at most
     # OBSERVER_SLICE bytes (a chunk larger than OBSERVER_PIECE in pieces: decoders take any split)
-    # and at most one slice of the observer's own held work (``held``/``work``, see
-    # ``chain.Chain.work``), then yields with callLater(0). Past OBSERVER_BACKLOG queued bytes the
-    # sides that deliver more are paused until the backlog is down to half (``_pause``).
-    OBSERVER_SLICE = 32 * 1024
-    OBSERVER_PIECE = 16 * 1024
+    # and stops early once it has taken OBSERVER_TURN seconds (the reactor's clock), after at most
+    # one slice of the observer's own held work (``held``/``work``, see ``chain.Chain.work``);
+    # then it yields with callLater(0). Memory stays bounded by pausing the sides that fill the
+    # queue (``_pause``): one with more than SIDE_BACKLOG bytes queued, and, once the whole queue
+    # is past OBSERVER_BACKLOG, any with more than a piece queued (a client sending a PING now
+    # and then is never paused for another's flood). A paused side is resumed when its own
+    # queue and the whole queue are down to half their bounds.
+    OBSERVER_SLICE = 64 * 1024
+    OBSERVER_PIECE = 4 * 1024
+    OBSERVER_TURN = 0.005
     OBSERVER_BACKLOG = 4 * 1024 * 1024
+    SIDE_BACKLOG = 1024 * 1024
 
     def notify(self, method: str, *args):
         """Queue a pair's open, half-close or close for the observer (bytes: observe_data)."""
@@ -479,33 +487,39 @@ class ProxyFactory(LimitedFactory):
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
-    def observe_data(self, pair_id: int, direction: str, data: bytes):
-        """Queue forwarded bytes for the observer; past OBSERVER_BACKLOG, pause their sender."""
+    def observe_data(self, side: _Side, data: bytes):
+        """Queue bytes ``side`` read (and forwarded) for the observer; pause it when it fills
+        the queue (see OBSERVER_BACKLOG)."""
         if self.observer is None:
             return
-        self._queued.append(("data", (pair_id, direction, data, self.reactor.seconds())))
-        self._queued_bytes += len(data)
-        if self._queued_bytes > self.OBSERVER_BACKLOG:
-            self._pause(pair_id, direction)
+        pair = side.pair
+        n = len(data)
+        self._queued.append(("data", (pair.id, side.direction, data, self.reactor.seconds(),
+                                      side)))
+        self._queued_bytes += n
+        side.queued += n
+        if side.queued > self.SIDE_BACKLOG or (
+                self._queued_bytes > self.OBSERVER_BACKLOG and side.queued > self.OBSERVER_PIECE):
+            self._pause(side)
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
-    def _pause(self, pair_id: int, direction: str):
-        """Stop reading from the side that sent ``direction``'s bytes until the backlog drains.
-        The splice's own producer registration may resume it earlier (its peer's buffer
-        drained): then its next read pauses it again, so the backlog grows by a read at most."""
-        pair = self.pairs.get(pair_id)
-        if pair is None:
-            return
-        side = pair.client if direction == CLIENT_TO_SERVER else pair.server
-        if side is None or pair.lost & _BIT[side.role]:
+    def _pause(self, side: _Side):
+        """Stop reading from ``side`` until the queue drains. The splice's own producer
+        registration may resume it earlier (its peer's buffer drained): then its next read
+        pauses it again, so the queue grows by a read at most."""
+        if side.pair.lost & _BIT[side.role]:
             return
         side.transport.pauseProducing()
         self._paused[id(side)] = side
 
-    def _resume_paused(self):
-        paused, self._paused = self._paused, {}
-        for side in paused.values():
+    def _resume_paused(self, everyone: bool = False):
+        if not everyone and self._queued_bytes > self.OBSERVER_BACKLOG // 2:
+            return
+        for key, side in list(self._paused.items()):
+            if not everyone and side.queued > self.SIDE_BACKLOG // 2:
+                continue
+            del self._paused[key]
             pair = side.pair
             if pair.finished or pair.lost & _BIT[side.role]:
                 continue
@@ -532,28 +546,29 @@ class ProxyFactory(LimitedFactory):
         n = len(queued)
         method = None
         data = observer.data
+        clock = self.reactor.seconds
+        deadline = clock() + self.OBSERVER_TURN
         try:
             while True:
-                if held and observer.work() and not everything:
+                if held and (observer.work() or clock() >= deadline) and not everything:
                     break  # one slice of held work per turn
                 if i >= n:
                     if everything and held:
                         continue  # shutdown: the held work too
                     break
-                if spent >= budget and not everything:
+                if (spent >= budget or clock() >= deadline) and not everything:
                     break
                 method, args = queued[i]
                 if method == "data":
-                    chunk = args[2]
+                    pair_id, direction, chunk, now, side = args
                     if len(chunk) > piece:
-                        pair_id, direction, _, now = args
-                        queued[i] = (method, (pair_id, direction, chunk[piece:], now))
+                        queued[i] = (method, (pair_id, direction, chunk[piece:], now, side))
                         chunk = chunk[:piece]
-                        data(pair_id, direction, chunk, now)
                     else:
                         i += 1
-                        data(*args)
+                    side.queued -= len(chunk)
                     spent += len(chunk)
+                    data(pair_id, direction, chunk, now)
                 else:
                     i += 1
                     getattr(observer, method)(*args)
@@ -562,14 +577,14 @@ class ProxyFactory(LimitedFactory):
                              observer=observer, method=method)
             self.observer = None
             self._queued, self._queued_bytes = [], 0
-            self._resume_paused()
+            self._resume_paused(everyone=True)
             for pair in self.pairs.values():
                 pair.switch_to_plain()
             return
         if i < n:
             self._queued = queued[i:] + self._queued if self._queued else queued[i:]
         self._queued_bytes = max(0, self._queued_bytes - spent)
-        if self._paused and self._queued_bytes <= self.OBSERVER_BACKLOG // 2:
+        if self._paused:
             self._resume_paused()
         if (self._queued or held) and self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)

@@ -314,34 +314,65 @@ def test_observer_gets_bounded_slices_per_turn_and_the_rest_later():
     assert factory._queued_bytes == 0 and not factory._queued
 
 
-def test_observer_backlog_pauses_the_sender_until_it_drains():
-    """Past OBSERVER_BACKLOG the side that sends more is paused (TCP pushes back on it), not
-    decoded at once; it is resumed when the backlog is down to half. Nothing is dropped."""
+def test_observer_backlog_pauses_the_side_that_fills_it_until_it_drains():
+    """A side with more than SIDE_BACKLOG bytes queued for the observer is paused (TCP pushes
+    back on it), not decoded at once; its peer is not paused for it; it is resumed when its
+    queue is down to half. Nothing is dropped."""
     rec = Recorder()
     clock, factory, client, ct, server, st = connected(observer=rec)
     clock.advance(0)
     chunk = b"x" * 65536
-    for _ in range(factory.OBSERVER_BACKLOG // len(chunk)):
+    for _ in range(factory.SIDE_BACKLOG // len(chunk)):
         client.dataReceived(chunk)
     assert ct.producerState == "producing"
     client.dataReceived(chunk)  # over the bound: paused, and nothing decoded in this turn
     assert ct.producerState == "paused"
     assert [c[0] for c in rec.calls] == ["open"]
-    server.dataReceived(b"reply")  # every side that adds to a full backlog waits
-    assert st.producerState == "paused"
+    server.dataReceived(b"+PONG\r\n")  # the other side has next to nothing queued
+    assert st.producerState == "producing"
     turns = 0
     while ct.producerState == "paused" and turns < 1000:
         reactor_turn(clock)
         turns += 1
-        assert factory._queued_bytes <= factory.OBSERVER_BACKLOG + len(chunk) + 5
-    assert ct.producerState == st.producerState == "producing"
-    assert factory._queued_bytes <= factory.OBSERVER_BACKLOG // 2
+    assert ct.producerState == "producing"
+    assert client.queued <= factory.SIDE_BACKLOG // 2
     for _ in range(1000):
         if not clock.getDelayedCalls():
             break
-        clock.advance(0)
+        reactor_turn(clock)
     got = b"".join(c[3] for c in rec.calls if c[0] == "data" and c[2] == CLIENT_TO_SERVER)
-    assert got == chunk * (factory.OBSERVER_BACKLOG // 65536 + 1)
+    assert got == chunk * (factory.SIDE_BACKLOG // 65536 + 1)
+    assert client.queued == 0 and factory._queued_bytes == 0
+
+
+def test_whole_backlog_pauses_the_busy_sides_but_not_a_quiet_one():
+    """Past OBSERVER_BACKLOG in all, a side that adds more than a piece of its own is paused;
+    a client with a PING queued is not."""
+    rec = Recorder()
+    clock, endpoint, factory = make(rec)
+    sides = []
+    for port in range(50001, 50007):
+        client, ct = accept(factory, peer=("127.0.0.1", port))
+        endpoint.succeed()
+        sides.append((client, ct))
+    clock.advance(0)
+    chunk = b"x" * 65536
+    per_side = factory.SIDE_BACKLOG - len(chunk)  # each under its own bound
+    for client, _ in sides[:-1]:
+        for _ in range(per_side // len(chunk)):
+            client.dataReceived(chunk)
+    assert factory._queued_bytes > factory.OBSERVER_BACKLOG
+    quiet, quiet_t = sides[-1]
+    quiet.dataReceived(b"*1\r\n$4\r\nPING\r\n")
+    assert quiet_t.producerState == "producing"
+    busy, busy_t = sides[0]
+    busy.dataReceived(chunk)
+    assert busy_t.producerState == "paused"
+    for _ in range(5000):
+        if not clock.getDelayedCalls():
+            break
+        reactor_turn(clock)
+    assert busy_t.producerState == "producing" and not factory._paused
 
 
 def test_backlog_resume_leaves_a_side_its_peer_paused():
