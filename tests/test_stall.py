@@ -140,3 +140,47 @@ def test_sink_formats_a_50k_emit_many_in_slices(tmp_path):
     out.close()
     lines = (tmp_path / "console.txt").read_bytes().splitlines()
     assert len(lines) == 50_000 + 15_000
+
+
+class _CountingRegistry:
+    def __init__(self):
+        self.renders = 0
+
+    def json(self):
+        self.renders += 1
+        return b'{"services":[]}'
+
+    prometheus = json
+
+
+def test_metrics_pipelined_flood_is_answered_a_few_per_turn_and_rendered_once_per_turn():
+    from twisted.internet.testing import StringTransport
+
+    from playground import metrics
+
+    clock = MemoryReactorClock()
+    registry = _CountingRegistry()
+    site = metrics.site(registry, reactor=clock)
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    request = b"GET /metrics.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    channel.dataReceived(request * 1000)
+
+    def answered():
+        return transport.value().count(b"HTTP/1.1 200 OK")
+
+    assert answered() == metrics.MAX_PER_TURN  # not 1,000 in the turn that read them
+    turns = 0
+    while answered() < 1000 and turns < 1000:
+        before = answered()
+        reactor_turn(clock)
+        turns += 1
+        assert answered() - before <= metrics.MAX_PER_TURN
+    assert answered() == 1000
+    assert turns >= 1000 // metrics.MAX_PER_TURN - 1
+    assert registry.renders <= turns + 1  # once per turn at most, not once per request
+    assert transport.value().count(b'{"services":[]}') == 1000
+    channel.connectionLost(Failure(error.ConnectionDone()))
+    for _ in range(5):
+        reactor_turn(clock)  # nothing left to run on a closed channel
