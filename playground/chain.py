@@ -71,7 +71,13 @@ OPT_PARAMETERS = [
      "Show at most this many bytes of any value, with its full length (0 = no limit)."],
     ["max-frame", None, 512 * MIB,
      "Largest RESP frame the decoder accepts (bytes); a larger one turns that direction to hex."],
+    ["slow-sink", None, None,
+     "When the console's stdout cannot keep up: block (wait for it; every record is kept, "
+     "forwarding waits too) or drop (never wait: records are dropped while the reader is behind, "
+     "and a line says how many when it catches up and at close). Default: block when stdout is "
+     "a regular file, drop for a pipe or a terminal."],
 ]
+SLOW_SINK_CHOICES = ("block", "drop")
 
 OPT_FLAGS = [
     ["no-redact", None,
@@ -132,6 +138,12 @@ def check_options(opts) -> None:
         raise usage.UsageError(f"--color: choose one of {', '.join(COLOR_CHOICES)}; "
                                f"got {opts['color']!r}")
     opts["color"] = color
+    slow = opts["slow-sink"]
+    if slow is not None:
+        slow = str(slow).lower()
+        if slow not in SLOW_SINK_CHOICES:
+            raise usage.UsageError(f"--slow-sink: choose block or drop; got {opts['slow-sink']!r}")
+        opts["slow-sink"] = slow
     opts["max-value"] = _int_option(opts, "max-value")
     opts["max-frame"] = _int_option(opts, "max-frame")
     if opts["max-frame"] < 1024:
@@ -186,7 +198,7 @@ def build(opts, reactor=None, stats=None):
             from playground.console import ConsoleSink
 
             sinks.append(ConsoleSink(color=opts["color"], max_value=opts["max-value"],
-                                     reactor=reactor))
+                                     reactor=reactor, slow_sink=opts["slow-sink"]))
     services.extend(sinks)
     if stats is not None and decode != "none":
         sinks.append(stats)  # a plain sink, not a service

@@ -22,6 +22,10 @@ when pipelining is light: a write per exchange would cost more than decoding it)
 per ``format_batch`` call (one ``write()`` each): an ``emit_many`` of 50,000 records is formatted
 in slices, never in one call (how many records a reactor turn hands over is bounded upstream, by
 the proxy and the chain).
+
+A console writing to a pipe or a terminal (not a regular file) uses ``--slow-sink drop`` by
+default: its stdout is a ``dropwriter.DropWriter``, and a batch that finds that writer's buffer
+full is dropped and counted, never formatted (``--slow-sink block``: wait, every record kept).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class BufferedSink(service.Service):
         self._extra = 0  # exchanges in the queued R.RedisExchanges beyond one per record
         self._call = None
         self.written = 0
+        self._dropper = None  # a dropwriter.DropWriter (--slow-sink drop), or None
 
     def open_output(self):
         raise NotImplementedError
@@ -85,12 +90,14 @@ class BufferedSink(service.Service):
             self._call.cancel()
         self._call = None
         self.flush()
+        result = None
         if self.out is not None:
             try:
-                self.close_output()
+                result = self.close_output()
             except OSError as e:
                 self._fail(e)
             self.out = None
+        return result
 
     def emit(self, record) -> None:
         if self.out is None or self.failed:
@@ -142,6 +149,10 @@ class BufferedSink(service.Service):
 
     def _write_batch(self, batch: list, n: int) -> None:
         """Format ``batch`` (``n`` exchanges) and write it in one ``write()``."""
+        dropper = self._dropper
+        if dropper is not None and dropper.full():
+            dropper.drop(n)  # the reader is behind: not even formatted
+            return
         try:
             data = self.format_batch(batch)
         except Exception:
@@ -458,9 +469,11 @@ class ConsoleSink(BufferedSink):
     label = "console"
     takes_runs = True  # R.RedisExchanges: see _run
 
-    def __init__(self, out=None, color: str = "auto", max_value: int = 200, reactor=None):
+    def __init__(self, out=None, color: str = "auto", max_value: int = 200, reactor=None,
+                 slow_sink: str | None = None):
         super().__init__(reactor)
         self._target = out
+        self.slow_sink = slow_sink  # block, drop, or None: drop unless stdout is a regular file
         self.color = color
         self.max_value = max_value
         self.formatter: ConsoleFormatter | None = None
@@ -472,14 +485,38 @@ class ConsoleSink(BufferedSink):
         if out is None:
             # twistd redirects sys.stdout into its log; write to the real stdout instead.
             out = (sys.__stdout__ or sys.stdout).buffer
+            out = self._slow_sink_policy(out)
         on = self.color == "always" or (
             self.color == "auto" and hasattr(out, "isatty") and out.isatty()
         )
         self.formatter = ConsoleFormatter(on, self.max_value)
         return out
 
+    def _slow_sink_policy(self, out):
+        """stdout as it is (block), or a DropWriter over it (drop; see the module docstring)."""
+        from playground import dropwriter
+
+        try:
+            fd = out.fileno()
+        except (AttributeError, OSError, ValueError):
+            return out
+        policy = self.slow_sink or ("block" if dropwriter.is_regular_file(fd) else "drop")
+        self.slow_sink = policy
+        if policy != "drop":
+            return out
+        out.flush()
+        self._dropper = dropwriter.DropWriter(fd, self.reactor)
+        return self._dropper
+
     def close_output(self):
-        self.out.flush()
+        dropper = self._dropper
+        if dropper is None:
+            self.out.flush()
+            return None
+        if dropper.dropped:
+            self.log.warn("console: {n} records dropped in all: stdout could not keep up "
+                          "(--slow-sink drop)", n=dropper.dropped)
+        return dropper.close()
 
     def format_batch(self, batch: list) -> bytes:
         lines = []

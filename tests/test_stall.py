@@ -184,3 +184,197 @@ def test_metrics_pipelined_flood_is_answered_a_few_per_turn_and_rendered_once_pe
     channel.connectionLost(Failure(error.ConnectionDone()))
     for _ in range(5):
         reactor_turn(clock)  # nothing left to run on a closed channel
+
+
+# -- --slow-sink -------------------------------------------------------------------------------
+
+
+def test_slow_sink_option_is_checked_and_named():
+    import pytest
+    from twisted.python import usage
+
+    from playground.proxy import Options
+
+    o = Options()
+    o.parseOptions(["--target", "6379", "--slow-sink", "DROP"])
+    assert o["slow-sink"] == "drop"
+    o = Options()
+    o.parseOptions(["--target", "6379"])
+    assert o["slow-sink"] is None  # decided by what stdout is
+    with pytest.raises(usage.UsageError, match="--slow-sink: choose block or drop"):
+        Options().parseOptions(["--target", "6379", "--slow-sink", "wait"])
+
+
+def test_slow_sink_from_a_config_file(tmp_path):
+    from playground import config
+
+    cfg = config.loads('[proxy.r]\ntarget = "6379"\nslow-sink = "block"\n')
+    (spec,) = cfg.services
+    assert spec.options["slow-sink"] == "block"
+    import pytest
+
+    with pytest.raises(config.ConfigError, match="slow-sink"):
+        config.loads('[proxy.r]\ntarget = "6379"\nslow-sink = "later"\n')
+
+
+def _fill(writer, line=b"x" * 99 + b"\n", limit=100_000):
+    """Write lines until the writer is full; return the bytes it accepted."""
+    n = 0
+    while not writer.full() and n < limit:
+        writer.write(line)
+        n += 1
+    return n * len(line)
+
+
+def test_drop_writer_drops_whole_batches_and_says_so_when_drained():
+    import os
+
+    from playground import dropwriter
+
+    clock = MemoryReactorClock()
+    r, w = os.pipe()
+    try:
+        writer = dropwriter.DropWriter(w, clock, limit=64 * 1024)
+        accepted = _fill(writer)
+        assert writer.full() and writer in clock.getWriters()
+        writer.drop(7)  # the sink drops batches while full
+        writer.drop(5)
+        got = bytearray()
+        for _ in range(1000):  # the reader comes back: read, let the reactor write more
+            try:
+                os.set_blocking(r, False)
+                got += os.read(r, 1 << 16)
+            except BlockingIOError:
+                pass
+            if writer not in clock.getWriters():
+                break
+            writer.doWrite()
+        assert writer not in clock.getWriters()
+        os.set_blocking(r, False)
+        try:
+            got += os.read(r, 1 << 16)
+        except BlockingIOError:
+            pass
+        assert len(got) == accepted + len(dropwriter.notice(12))
+        assert got.endswith(b"... 12 records dropped (console could not keep up)\n")
+        assert writer.dropped == 12
+        assert writer.close() is None  # nothing waits: closed at once
+        assert os.get_blocking(w)  # our own description was non-blocking, stdout's is not
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_drop_writer_reports_drops_at_close_and_gives_up_on_a_reader_that_never_comes():
+    import os
+
+    from playground import dropwriter
+
+    clock = MemoryReactorClock()
+    r, w = os.pipe()
+    try:
+        writer = dropwriter.DropWriter(w, clock, limit=64 * 1024, close_grace=2.0)
+        _fill(writer)
+        writer.drop(3)
+        d = writer.close()
+        assert d is not None and not d.called
+        assert writer._pending.endswith(dropwriter.notice(3))
+        clock.advance(2.0)
+        assert d.called and writer.fd == -1 and writer not in clock.getWriters()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def _proxy_with_stdout(tmp_path, stdout, target: int, *extra):
+    import subprocess
+
+    from tests.conftest import TWISTD, free_port, wait_until
+
+    port = free_port()
+    log = tmp_path / "twistd.log"
+    proc = subprocess.Popen(
+        [TWISTD, "-n", "--pidfile=", f"--logfile={log}", "tcpplay", "proxy", "--listen",
+         str(port), "--target", str(target), "--decode", "resp", "--color", "never", *extra],
+        stdout=stdout, stderr=subprocess.DEVNULL, cwd=str(tmp_path))
+    wait_until(lambda: log.exists() and "proxy listening on" in log.read_text(), 20,
+               "the proxy's listening line")
+    return proc, port, log
+
+
+def _pings(port: int, n: int) -> None:
+    import socket
+
+    from tests.conftest import recv_exactly
+
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(PING * n)
+        assert recv_exactly(s, 7 * n, timeout=30) == b"+PONG\r\n" * n
+
+
+def _one_ping(port: int) -> float:
+    import socket
+    import time
+
+    from tests.conftest import recv_exactly
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        start = time.monotonic()
+        s.sendall(PING)
+        assert recv_exactly(s, 7, timeout=10) == b"+PONG\r\n"
+        return time.monotonic() - start
+
+
+def test_console_on_a_pipe_nobody_reads_drops_and_traffic_flows(tmp_path, redis_server):
+    """stdout a pipe the reader has stopped reading (a paused ``less``): the default policy for
+    a pipe is drop, so a second client's PING still gets +PONG at once; when the pipe is read
+    again, a line says how many records were dropped."""
+    import os
+    import time
+
+    from tests.conftest import stop_process
+
+    r, w = os.pipe()
+    proc, port, log = _proxy_with_stdout(tmp_path, w, redis_server.port)
+    os.close(w)
+    try:
+        for _ in range(3):  # ~60,000 console lines: far more than the pipe and the buffer hold
+            _pings(port, 20_000)
+        assert _one_ping(port) < 5.0  # answered while nobody reads stdout (block: never)
+        os.set_blocking(r, False)
+        got = bytearray()
+        deadline = time.monotonic() + 20
+        while b"records dropped (console could not keep up)" not in got:
+            assert time.monotonic() < deadline, bytes(got[-300:])
+            try:
+                chunk = os.read(r, 1 << 16)
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            assert chunk, "stdout closed before the dropped-count line"
+            got += chunk
+        line = [x for x in bytes(got).splitlines() if b"records dropped" in x][0]
+        assert int(line.split()[1]) > 1000
+        assert b"PING -> +PONG" in got  # what fitted was written, whole lines
+    finally:
+        stop_process(proc)
+        os.close(r)
+    assert "records dropped in all" in log.read_text()
+
+
+def test_console_to_a_regular_file_keeps_every_record(tmp_path, redis_server):
+    from tests.conftest import stop_process, wait_until
+
+    out = open(tmp_path / "console.txt", "wb")
+    proc, port, log = _proxy_with_stdout(tmp_path, out, redis_server.port)
+    out.close()
+    try:
+        _pings(port, 20_000)
+        path = tmp_path / "console.txt"
+        wait_until(lambda: path.read_bytes().count(b"PING -> +PONG") >= 20_000, 30,
+                   "every exchange in the file")
+    finally:
+        stop_process(proc)
+    text = (tmp_path / "console.txt").read_bytes()
+    assert text.count(b"PING -> +PONG") == 20_000
+    assert b"records dropped" not in text
