@@ -6,7 +6,8 @@ Starts an echo upstream (``twistd tcpplay echo``) and, in front of it, the decod
 (``twistd tcpplay proxy --decode resp --metrics PORT``) with its console view written to a
 regular file (stdout redirected to a file: the ``block`` slow-sink policy, every record kept).
 A PING client on its own connection through the proxy sends ``PING`` and waits for the echo,
-one after the other, for the whole of each scenario, while a hostile client does:
+one after the other, for the whole of each scenario, while a hostile client (its own process)
+does:
 
 * ``ping-flood``: 100,000 pipelined ``PING``s in one write, reading every echo back;
 * ``ping-flood-close``: the same write, then close at once (tens of thousands of commands are
@@ -25,6 +26,7 @@ missed.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import signal
 import socket
@@ -166,7 +168,13 @@ def one_round(proxy_port: int, hostile, tail: float) -> tuple[float, float, int]
     time.sleep(0.2)  # the pinger's pair is open and decoded before the round starts
     pinger.recording.set()
     if hostile is not None:
-        hostile()
+        # its own process: its sends and reads do not compete with the PING client for a GIL
+        p = multiprocessing.get_context("fork").Process(target=hostile, daemon=True)
+        p.start()
+        p.join(120)
+        if p.is_alive():
+            p.kill()
+            raise SystemExit("the hostile client did not finish within 120 s")
     time.sleep(tail)
     pinger.done.set()
     pinger.join(60)
