@@ -505,7 +505,13 @@ class ConsoleSink(BufferedSink):
         if policy != "drop":
             return out
         out.flush()
-        self._dropper = dropwriter.DropWriter(fd, self.reactor)
+        try:
+            self._dropper = dropwriter.DropWriter(fd, self.reactor)
+        except OSError as e:
+            self.log.info("console: stdout cannot be reopened non-blocking ({error}): "
+                          "--slow-sink block", error=e.strerror or e)
+            self.slow_sink = "block"
+            return out
         return self._dropper
 
     def close_output(self):

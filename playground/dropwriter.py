@@ -3,8 +3,9 @@
 A pipe whose reader stops (``tcpplay proxy ... | less``, paused) or a slow terminal would block
 a plain ``write()`` on the reactor thread, and with it every client's traffic. ``DropWriter``
 writes to its own non-blocking file description of the same pipe or terminal (reopened through
-``/proc/self/fd``, so the process's stdout and whoever shares it keep their blocking mode; where
-that fails, a ``dup`` set non-blocking, restored at close). What the kernel does not take at once
+``/proc/self/fd``, so the process's stdout and whoever shares it, twistd's log for one, keep
+their blocking mode; where that cannot be done, a socket for one, ``DropWriter`` raises
+``OSError`` and the console keeps its blocking writes). What the kernel does not take at once
 waits in a buffer of at most ``limit`` bytes, written as the reactor reports the fd writable.
 While that buffer is full, the sink drops whole batches of records instead of formatting them
 (``full``/``drop``) and counts them; when the output has drained, one line says how many::
@@ -50,15 +51,8 @@ class DropWriter:
         self.limit = limit
         self.close_grace = close_grace
         self._tty = os.isatty(fd)
-        self._restore = None  # the flags to put back on a shared description
-        try:
-            self.fd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            self.fd = os.dup(fd)
-            flags = os.get_blocking(self.fd)
-            if flags:
-                os.set_blocking(self.fd, False)
-                self._restore = True
+        # our own open file description: O_NONBLOCK here leaves the shared stdout alone
+        self.fd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         self._pending = bytearray()
         self._writing = False
         self.dropped = 0  # records dropped in all
@@ -176,10 +170,5 @@ class DropWriter:
     def _close_fd(self):
         self._stop_writing()
         if self.fd >= 0:
-            if self._restore:
-                try:
-                    os.set_blocking(self.fd, True)
-                except OSError:
-                    pass
             os.close(self.fd)
             self.fd = -1

@@ -378,3 +378,21 @@ def test_console_to_a_regular_file_keeps_every_record(tmp_path, redis_server):
     text = (tmp_path / "console.txt").read_bytes()
     assert text.count(b"PING -> +PONG") == 20_000
     assert b"records dropped" not in text
+
+
+def test_console_keeps_blocking_writes_when_stdout_cannot_be_reopened():
+    """A socket on stdout cannot be reopened through /proc: the console says so and blocks
+    (it never sets O_NONBLOCK on a description twistd's log shares)."""
+    import io
+    import socket
+
+    a, b = socket.socketpair()
+    try:
+        out = io.BufferedWriter(io.FileIO(a.fileno(), "w", closefd=False))
+        sink = console.ConsoleSink(color="never", reactor=MemoryReactorClock())
+        assert sink._slow_sink_policy(out) is out
+        assert sink.slow_sink == "block" and sink._dropper is None
+        assert a.getblocking()
+    finally:
+        a.close()
+        b.close()
