@@ -1,6 +1,6 @@
 """Can one client stall the others? PING latency on a second connection under a hostile client.
 
-    .venv/bin/python bench/stall_bench.py [--rounds 3] [--tail 1.5]
+    .venv/bin/python bench/stall_bench.py [--rounds 5] [--tail 1.5]
 
 Starts an echo upstream (``twistd tcpplay echo``) and, in front of it, the decoding proxy
 (``twistd tcpplay proxy --decode resp --metrics PORT``) with its console view written to a
@@ -186,7 +186,7 @@ def one_round(proxy_port: int, hostile, tail: float) -> tuple[float, float, int]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tail", type=float, default=1.5,
                     help="seconds measured after the hostile client is done")
     ap.add_argument("--only", default="baseline,ping-flood,ping-flood-close,metrics-flood")
