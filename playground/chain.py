@@ -22,7 +22,8 @@ later record queues behind it) and handed on one slice per ``Chain.work()`` call
 makes once per reactor turn before it feeds more bytes.
 
 The proxy subcommand takes its decoding options from here: ``OPT_PARAMETERS``, ``OPT_FLAGS``,
-``check_options(opts)`` and ``build(opts, reactor) -> (services, observer)``.
+``opt_verbose`` (the counted ``-v``), ``check_options(opts)`` and
+``build(opts, reactor) -> (services, observer)``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 MIB = 1024 * 1024
 DECODE_CHOICES = ("auto", "resp", "http", "text", "hex", "none")
 COLOR_CHOICES = ("auto", "always", "never")
+LIFECYCLE_CHOICES = ("auto", "show", "hide")
 MAX_HELD = 1 * MIB  # bytes held back from the pcap sink per direction, at most
 REDACTED = b"(redacted)"  # the same mark as respdecoder.redact_command
 
@@ -67,8 +69,14 @@ OPT_PARAMETERS = [
      "Show only HTTP exchanges matching '[METHOD[,METHOD...]] [PATH-GLOB]', e.g. "
      "'GET /api/*', 'POST,PUT', '/static/*' (the glob matches the request target, query "
      "included; console and JSON only)."],
+    ["lifecycle", None, "auto",
+     "Console lines for each connection's open, protocol, FIN and close: show, hide, or auto "
+     "(hidden when --only, --skip or --http-filter is given, shown otherwise). JSON keeps "
+     "them.", lambda v: _choice("--lifecycle", v, LIFECYCLE_CHOICES)],
     ["max-value", None, 200,
-     "Show at most this many bytes of any value, with its full length (0 = no limit)."],
+     "Show at most this many bytes of any value, with its full length (0 = up to 64 KiB). "
+     "The RESP decoder keeps no more of a long value: its memory per connection does not "
+     "grow with the traffic."],
     ["max-frame", None, 512 * MIB,
      "Largest RESP frame the decoder accepts (bytes); a larger one turns that direction to hex."],
     ["slow-sink", None, None,
@@ -87,6 +95,27 @@ OPT_FLAGS = [
      "(redacted by default in console and JSON; commands and headers also masked in the pcap)."],
     ["quiet", None, "No console view (--json and --pcap are still written)."],
 ]
+
+
+def opt_verbose(opts):
+    """More HTTP detail on the console, like curl: -v adds the request and response headers
+    (secrets redacted), -vv also the start of each body (--max-value bytes)."""
+    opts["verbose"] = opts.get("verbose", 0) + 1
+
+
+def _choice(flag: str, value, choices) -> str:
+    chosen = str(value).lower()
+    if chosen not in choices:
+        raise usage.UsageError(f"{flag}: choose one of {', '.join(choices)}; got {value!r}")
+    return chosen
+
+
+def shows_lifecycle(opts) -> bool:
+    """Does the console show open/protocol/FIN/close lines (``--lifecycle``)?"""
+    lifecycle = opts.get("lifecycle", "auto")
+    if lifecycle == "auto":
+        return not (opts["only"] or opts["skip"] or opts["http-filter"])
+    return lifecycle == "show"
 
 
 def _int_option(opts, flag: str) -> int:
@@ -190,15 +219,21 @@ def build(opts, reactor=None, stats=None):
         if not redact:
             return services, pcap
     if decode != "none":
+        from playground.resp import STREAM_MIN
+
+        # 0: values whole up to what the RESP decoder keeps of a long one, then cut there
+        shown = opts["max-value"] or STREAM_MIN
         if opts["json"]:
             from playground.jsonsink import JsonSink
 
-            sinks.append(JsonSink(opts["json"], max_value=opts["max-value"], reactor=reactor))
+            sinks.append(JsonSink(opts["json"], max_value=shown, reactor=reactor))
         if not opts["quiet"] and opts["json"] != "-":
             from playground.console import ConsoleSink
 
-            sinks.append(ConsoleSink(color=opts["color"], max_value=opts["max-value"],
-                                     reactor=reactor, slow_sink=opts["slow-sink"]))
+            sinks.append(ConsoleSink(color=opts["color"], max_value=shown,
+                                     reactor=reactor, verbose=opts.get("verbose", 0),
+                                     lifecycle=shows_lifecycle(opts),
+                                     slow_sink=opts["slow-sink"]))
     services.extend(sinks)
     if stats is not None and decode != "none":
         sinks.append(stats)  # a plain sink, not a service
@@ -397,7 +432,9 @@ class _Resp:
 
         self.rd = respdecoder
         self.st = st
-        conv = self.conv = respdecoder.RespConversation(max_bulk=st.chain.max_frame)
+        # long strings are streamed: the decoder keeps what the view shows (resp.Truncated)
+        conv = self.conv = respdecoder.RespConversation(max_bulk=st.chain.max_frame,
+                                                        max_value=st.chain.max_value)
         # the cheap interface: answered commands come as ``Answer``s or plain tuples
         self._feed = conv.feed_answers
         self._eof = conv.eof_answers
@@ -736,6 +773,9 @@ class Chain:
                 for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
                     self._release(st, d, b"", now, everything=True)
             self.pcap.pair_closed(pair_id, summary, now)
+        # The decoders point back at st: break the cycle, so their buffers go now, not when
+        # the cyclic GC runs.
+        st.decoder = st.detector = st.held = None
 
     # -- the one except ----------------------------------------------------------------------
     def _guarded(self, st, direction, now, fn, *args) -> bool:

@@ -5,12 +5,16 @@ Lines look like::
     #3 open 127.0.0.1:51234 -> 127.0.0.1:6379
     #3 127.0.0.1:51234 SET foo "bar" -> +OK (0.21 ms)
     #3 <- message news "hello"
-    #4 127.0.0.1:5555 GET /get -> 200 OK application/json 312 B (1.2 ms)
+    #4 127.0.0.1:5555 GET /get -> 200 OK application/json 24 B "{\\"origin\\": \\"127.0.0.1\\"}" (1.20 ms)
+        > Host: 127.0.0.1:8081
+        < Content-Type: application/json
     #5 -> EHLO example.com\\r\\n
     #3 close 127.0.0.1:51234 c2s 120 B s2c 300 B 1.234 s (fin by client)
 
 ``->`` marks client-to-server bytes, ``<-`` server-to-client. Every byte of traffic goes through
 ``views.escape``; values longer than ``max_value`` bytes are cut and their full length shown.
+An HTTP exchange's header lines (``>`` request, ``<`` response) follow at ``verbose`` 1, its
+bodies too at 2. ``lifecycle=False`` leaves out the open/protocol/FIN/close lines.
 Colours (ANSI) only when asked or, with ``auto``, when the output is a terminal.
 
 ``BufferedSink`` (shared with the JSON sink) queues records and formats and writes them in
@@ -40,11 +44,14 @@ from twisted.logger import Logger
 
 from playground import records as R
 from playground import resp
-from playground.views import escape, hexdump_lines, quoted
+from playground.views import escape, hexdump_lines, is_text, quoted
 
 MAX_BACKLOG = 512  # records queued before a synchronous flush (a batch: cache-warm)
 FLUSH_DELAY = 0.05  # seconds a record may wait in the queue
 MAX_ITEMS = 8  # aggregate elements shown on a console line
+MAX_AGGREGATE = 300  # characters of an aggregate reply's elements before "... (N items)"
+LINE_PREVIEW = 40  # body bytes on the one-line HTTP view (-v 0), within --max-value
+LIFECYCLE = frozenset({R.Open, R.Detected, R.HalfClose, R.Close})  # hidden by --lifecycle hide
 ARROW = {"c2s": "->", "s2c": "<-"}
 
 
@@ -198,7 +205,8 @@ _NOT_PLAIN = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
 
 
 def _safe_token(arg: bytes) -> bool:
-    return _SAFE_TOKEN.fullmatch(arg) is not None
+    # len(): a long value the decoder cut (resp.Truncated) is as long as it was on the wire
+    return len(arg) <= 64 and _SAFE_TOKEN.fullmatch(arg) is not None
 
 
 def format_args(args, limit: int) -> str:
@@ -216,54 +224,105 @@ def format_args(args, limit: int) -> str:
     return " ".join(out)
 
 
-def format_value(v, limit: int, depth: int = 0) -> str:
-    """A RESP value the way redis-cli would say it, on one line, bounded."""
+def format_value(v, limit: int, depth: int = 0, budget: list | None = None) -> str:
+    """A RESP value the way redis-cli would say it, on one line, bounded: each string at
+    ``limit`` bytes, each aggregate at ``MAX_ITEMS`` elements, three levels deep, and an
+    aggregate's elements together at about ``MAX_AGGREGATE`` characters (``budget``: the
+    characters left, shared by the nested calls)."""
     if isinstance(v, bytes):
-        return quoted(v, limit)
+        return _spent(budget, quoted(v, limit))
     if v is None:
-        return "(nil)"
+        return _spent(budget, "(nil)")
     if isinstance(v, bool):
-        return "(true)" if v else "(false)"
+        return _spent(budget, "(true)" if v else "(false)")
     if isinstance(v, int):
-        return f"(integer) {v}"
+        return _spent(budget, f"(integer) {v}")
     if isinstance(v, float):
-        return f"(double) {v!r}"
+        return _spent(budget, f"(double) {v!r}")
     if isinstance(v, resp.Simple):
-        return "+" + escape(v.value[:limit] if limit else v.value)
+        return _spent(budget, "+" + escape(v.value[:limit] if limit else v.value))
     if isinstance(v, resp.Error):
-        return "-" + escape(v.value[:limit] if limit else v.value)
+        return _spent(budget, "-" + escape(v.value[:limit] if limit else v.value))
     if depth >= 3:
-        return "[...]"
+        return _spent(budget, "[...]")
+    if budget is None and isinstance(v, (list, tuple, resp.Map, resp.Set, resp.Push)):
+        budget = [max(MAX_AGGREGATE, limit)]
     if isinstance(v, (list, tuple)):
-        return _items("[", v, "]", limit, depth)
+        return _items("[", v, "]", limit, depth, budget)
     if isinstance(v, resp.Map):
-        shown = ", ".join(
-            f"{format_value(k, limit, depth + 1)}: {format_value(x, limit, depth + 1)}"
-            for k, x in v.items[:MAX_ITEMS]
-        )
-        more = f", ... ({len(v.items)} pairs)" if len(v.items) > MAX_ITEMS else ""
-        return "{" + shown + more + "}"
+        shown = []
+        for k, x in v.items[:MAX_ITEMS]:
+            if budget[0] <= 0:
+                break
+            shown.append(f"{format_value(k, limit, depth + 1, budget)}: "
+                         f"{format_value(x, limit, depth + 1, budget)}")
+        more = f", ... ({len(v.items)} pairs)" if len(v.items) > len(shown) else ""
+        return "{" + ", ".join(shown) + more + "}"
     if isinstance(v, resp.Set):
-        return _items("(set) [", v.items, "]", limit, depth)
+        return _items("(set) [", v.items, "]", limit, depth, budget)
     if isinstance(v, resp.Push):
-        return _items("(push) [", v.items, "]", limit, depth)
+        return _items("(push) [", v.items, "]", limit, depth, budget)
     if isinstance(v, resp.BigNumber):
-        return f"(big number) {v.value}"
+        return _spent(budget, f"(big number) {v.value}")
     if isinstance(v, resp.Verbatim):
-        return quoted(v.text, limit)
+        return _spent(budget, quoted(v.text, limit))
     if isinstance(v, resp.Attributed):
-        return format_value(v.value, limit, depth)
+        return format_value(v.value, limit, depth, budget)
     if isinstance(v, resp.Inline):
-        return format_args(v.args, limit)
-    return escape(repr(v).encode()[:200])
+        return _spent(budget, format_args(v.args, limit))
+    return _spent(budget, escape(repr(v).encode()[:200]))
 
 
-def _items(open_, items, close, limit, depth) -> str:
+def _spent(budget: list | None, text: str) -> str:
+    if budget is not None:
+        budget[0] -= len(text) + 2  # and its ", "
+    return text
+
+
+def _items(open_, items, close, limit, depth, budget) -> str:
     if not items:
         return open_ + close
-    shown = ", ".join(format_value(x, limit, depth + 1) for x in items[:MAX_ITEMS])
-    more = f", ... ({len(items)} items)" if len(items) > MAX_ITEMS else ""
-    return open_ + shown + more + close
+    shown = []
+    for x in items[:MAX_ITEMS]:
+        if budget[0] <= 0:
+            break
+        shown.append(format_value(x, limit, depth + 1, budget))
+    more = f", ... ({len(items)} items)" if len(items) > len(shown) else ""
+    return open_ + ", ".join(shown) + more + close
+
+
+# Replies that are the server's documentation of itself (COMMAND, COMMAND DOCS, COMMAND INFO,
+# COMMAND LIST): redis-cli asks for all of it when it starts. Shown as a count and a few names.
+_DOC_SUBCOMMANDS = frozenset({None, b"DOCS", b"INFO", b"LIST"})
+_NAMES_SHOWN = 3
+
+
+def command_summary(command, reply, limit: int) -> str | None:
+    """``(240 commands: "mset", "zdiff", "auth", ... 237 more)`` for a big reply (more than
+    ``MAX_ITEMS`` entries) to ``COMMAND`` or its DOCS, INFO or LIST; None for any other."""
+    if not command or not isinstance(command[0], bytes) or command[0].upper() != b"COMMAND":
+        return None
+    sub = command[1] if len(command) > 1 else None
+    if (sub.upper() if isinstance(sub, bytes) else sub) not in _DOC_SUBCOMMANDS:
+        return None  # COMMAND GETKEYS answers keys, COMMAND HELP text
+    if isinstance(reply, resp.Attributed):
+        reply = reply.value
+    if isinstance(reply, resp.Map):  # RESP3 COMMAND DOCS: name -> docs
+        names = [k for k, _ in reply.items]
+    elif isinstance(reply, (list, tuple)):
+        items = reply
+        if len(items) % 2 == 0 and all(isinstance(x, bytes) for x in items[::2]) and all(
+                isinstance(x, (list, tuple, resp.Map)) for x in items[1::2]):
+            names = items[::2]  # RESP2 COMMAND DOCS: name, docs, name, docs, ...
+        else:  # COMMAND / COMMAND INFO: one array per command, its name first; COMMAND LIST
+            names = [x[0] if isinstance(x, (list, tuple)) and x else x for x in items]
+    else:
+        return None
+    if len(names) <= MAX_ITEMS:
+        return None
+    shown = ", ".join(quoted(n, min(limit, 40) or 40) if isinstance(n, bytes) else "?"
+                      for n in names[:_NAMES_SHOWN])
+    return f"({len(names)} commands: {shown}, ... {len(names) - _NAMES_SHOWN} more)"
 
 
 def _ms(seconds: float | None) -> str:
@@ -288,26 +347,36 @@ def _size(n: int) -> str:
 
 
 class ConsoleFormatter:
-    def __init__(self, color: bool = False, max_value: int = 200):
+    """The lines of one record. ``verbose``: the HTTP detail level (0: one line with a short
+    body preview; 1: and the headers; 2: and the bodies, see ``_http``); ``lifecycle``: show
+    the open/protocol/FIN/close lines."""
+
+    def __init__(self, color: bool = False, max_value: int = 200, verbose: int = 0,
+                 lifecycle: bool = True):
         self.color = color
         self.p = _Palette(color)
         self.max_value = max_value
+        self.verbose = verbose
+        self.lifecycle = lifecycle
 
     def lines(self, r) -> list[str]:
         p = self.p
         lim = self.max_value
         kind = type(r)
+        if not self.lifecycle and kind in LIFECYCLE:
+            return []
         tag = p.dim(f"#{r.pair}")
         if kind is R.RedisExchange:
             reply = r.reply
             if isinstance(reply, resp.Error):
                 shown = p.err(format_value(reply, lim))
             else:
-                shown = p.ok(format_value(reply, lim))
+                summary = command_summary(r.command, reply, lim)
+                shown = p.ok(summary if summary is not None else format_value(reply, lim))
             return [f"{tag} {r.client} {p.cmd(format_args(r.command, lim))} -> {shown}"
                     f"{_ms(r.latency)}"]
         if kind is R.HttpExchange:
-            return [self._http(r, tag)]
+            return self._http(r, tag)
         if kind is R.TextLine:
             arrow = self._arrow(r.direction)
             data = r.data
@@ -360,7 +429,12 @@ class ConsoleFormatter:
     def _arrow(self, direction: str) -> str:
         return self.p.c2s("->") if direction == "c2s" else self.p.s2c("<-")
 
-    def _http(self, r, tag) -> str:
+    def _http(self, r, tag) -> list[str]:
+        """The exchange's line, with the start of a text response body (at most
+        ``LINE_PREVIEW`` bytes); with ``verbose`` 1 the headers follow, one a line (``>``
+        request, ``<`` response, as ``curl -v`` marks them), with 2 each body's preview after
+        its headers and an empty marker line (text as lines, else a hexdump). Everything from
+        the traffic is escaped; values are cut at ``max_value`` bytes with their length."""
         p = self.p
         lim = self.max_value
         method = escape(r.method) if r.method is not None else "?"
@@ -371,16 +445,75 @@ class ConsoleFormatter:
         if r.request_body_size:
             req += f" ({_size(r.request_body_size)})"
         if r.status is None:
-            return f"{tag} {r.client} {p.cmd(req)} -> {p.dim('(no answer before close)')}"
-        status = f"{r.status} {escape(r.reason[:lim] if lim else r.reason)}".rstrip()
-        status = p.err(status) if r.status >= 400 else p.ok(status)
-        extra = ""
-        if r.interim:
-            extra += " [" + " ".join(str(s) for s in r.interim) + "]"
-        ct = f" {escape(r.content_type[:100])}" if r.content_type else ""
-        cut = " (cut short)" if not r.complete else ""
-        return (f"{tag} {r.client} {p.cmd(req)} ->{extra} {status}{ct} "
-                f"{_size(r.response_body_size)}{cut}{_ms(r.latency)}")
+            out = [f"{tag} {r.client} {p.cmd(req)} -> {p.dim('(no answer before close)')}"]
+        else:
+            status = f"{r.status} {escape(r.reason[:lim] if lim else r.reason)}".rstrip()
+            status = p.err(status) if r.status >= 400 else p.ok(status)
+            extra = ""
+            if r.interim:
+                extra += " [" + " ".join(str(s) for s in r.interim) + "]"
+            ct = f" {escape(r.content_type[:100])}" if r.content_type else ""
+            cut = " (cut short)" if not r.complete else ""
+            body = self._line_preview(r.response_preview, r.response_body_size)
+            out = [f"{tag} {r.client} {p.cmd(req)} ->{extra} {status}{ct} "
+                   f"{_size(r.response_body_size)}{body}{cut}{_ms(r.latency)}"]
+        if self.verbose >= 1:
+            out += self._message(p.c2s(">"), r.request_headers, r.request_preview,
+                                 r.request_body_size)
+            if r.status is not None:
+                out += self._message(p.s2c("<"), r.response_headers, r.response_preview,
+                                     r.response_body_size)
+        return out
+
+    def _line_preview(self, preview: bytes, size: int) -> str:
+        """A text body's first bytes, quoted, for the one-line view (or nothing)."""
+        n = min(self.max_value or LINE_PREVIEW, LINE_PREVIEW)
+        part = _text_part(preview[:n])
+        if not part:
+            return ""
+        more = "..." if len(part) < size else ""
+        return f' "{escape(part, True)}{more}"'
+
+    def _message(self, mark: str, headers, preview: bytes, size: int) -> list[str]:
+        lim = self.max_value
+        out = []
+        for name, value in headers:
+            shown = escape(value[:lim] if lim else value)
+            if lim and len(value) > lim:
+                shown += f"... ({len(value)} bytes)"
+            out.append(f"    {mark} {escape(name[:lim] if lim else name)}: {shown}")
+        if self.verbose < 2 or not size:
+            return out
+        out.append(f"    {mark}")
+        part = preview[:lim] if lim else preview
+        text = _text_part(part)
+        if text is not None:
+            rows = text.split(b"\n")
+            if rows[-1] == b"":
+                rows.pop()
+            out.extend(f"    {mark} {escape(row.removesuffix(CR))}" for row in rows)
+        else:
+            out.extend(f"    {mark} {row}" for row in hexdump_lines(part))
+            text = part
+        if len(text) < size:
+            out.append(f"    {mark} ... ({size} bytes)")
+        return out
+
+
+CR = b"\r"
+
+
+def _text_part(data: bytes) -> bytes | None:
+    """``data`` when it is text (``views.is_text``) or text cut inside its last UTF-8
+    character (then without that character's first bytes); None when it is not text."""
+    if is_text(data):
+        return data
+    tail = len(data)
+    while tail > 0 and len(data) - tail < 3 and 0x80 <= data[tail - 1] < 0xC0:
+        tail -= 1  # continuation bytes
+    if tail > 0 and data[tail - 1] >= 0xC2 and is_text(data[:tail - 1]):
+        return data[:tail - 1]  # a lead byte whose character was cut
+    return None
 
 
 _EXCHANGE = R.RedisExchange
@@ -470,12 +603,14 @@ class ConsoleSink(BufferedSink):
     takes_runs = True  # R.RedisExchanges: see _run
 
     def __init__(self, out=None, color: str = "auto", max_value: int = 200, reactor=None,
-                 slow_sink: str | None = None):
+                 verbose: int = 0, lifecycle: bool = True, slow_sink: str | None = None):
         super().__init__(reactor)
         self._target = out
         self.slow_sink = slow_sink  # block, drop, or None: drop unless stdout is a regular file
         self.color = color
         self.max_value = max_value
+        self.verbose = verbose  # see ConsoleFormatter
+        self.lifecycle = lifecycle
         self.formatter: ConsoleFormatter | None = None
         self._clients: dict = {}  # client address -> bytes
         self._replies = PlainReplies(b"+%s", b"(integer) %d", b"(nil)")
@@ -489,7 +624,7 @@ class ConsoleSink(BufferedSink):
         on = self.color == "always" or (
             self.color == "auto" and hasattr(out, "isatty") and out.isatty()
         )
-        self.formatter = ConsoleFormatter(on, self.max_value)
+        self.formatter = ConsoleFormatter(on, self.max_value, self.verbose, self.lifecycle)
         return out
 
     def _slow_sink_policy(self, out):
@@ -581,7 +716,9 @@ class ConsoleSink(BufferedSink):
                 self._run(r, append, checked, bulks_plain)
                 last_pair = None  # the next exchange makes its own head
                 continue
-            append("\n".join(fmt(r)).encode("utf-8", "surrogateescape"))
+            shown = fmt(r)
+            if shown:  # none for a hidden lifecycle record
+                append("\n".join(shown).encode("utf-8", "surrogateescape"))
         append(b"")
         return b"\n".join(lines)
 

@@ -90,6 +90,7 @@ class DemoService(service.MultiService):
             argv += ["--json", o["json"]]
         if o["no-redact"]:
             argv.append("--no-redact")
+        argv += ["--verbose"] * o.get("verbose", 0)
         opts = proxy.Options()
         opts.parseOptions(argv)
         return opts
@@ -150,6 +151,8 @@ class Options(usage.Options):
         ["json", None, None, "Also write the decoded events as JSON lines to FILE ('-' = stdout)."],
     ]
     optFlags = [["no-redact", None, "Show passwords and cookies in clear."]]
+    opt_verbose = chain.opt_verbose  # as the proxy's: -v headers, -vv bodies too
+    opt_v = chain.opt_verbose
 
     def postOptions(self):
         self["redis"] = server_string(self["redis"], "--redis")

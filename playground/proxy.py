@@ -708,6 +708,8 @@ class Options(ServerOptions):
 
     optParameters = optParameters + chain.OPT_PARAMETERS
     optFlags = chain.OPT_FLAGS
+    opt_verbose = chain.opt_verbose  # counted: -vv
+    opt_v = chain.opt_verbose
 
     def postOptions(self):
         super().postOptions()

@@ -20,7 +20,16 @@ set ``~``                  :class:`Set`
 push ``>``                 :class:`Push`
 attribute ``|``            :class:`Attributed` wrapping the value that follows
 inline command             :class:`Inline` (only with ``inline=True``)
+a string too long to keep  :class:`Truncated` (only with ``max_value``)
 =========================  ===========================================
+
+With ``max_value`` set, the parser never holds a whole long string: a bulk, verbatim or bulk
+error longer than ``max(max_value, STREAM_MIN)`` bytes (and, in a reply parser, a simple string
+or error line longer than ``max_inline``: MONITOR lines carry whole values) is read as it comes,
+keeping its first ``max_value + 1`` bytes (``STREAM_MIN + 1`` for 0: one more than a view of
+``max_value`` shows, so even its bytes alone say it goes on) and counting the rest: it comes out
+as a :class:`Truncated`, which is ``bytes`` (those first bytes) whose ``len()`` is the full
+length, so a view that shows ``"prefix..." (N bytes)`` shows it exactly as the whole value.
 
 The parser never raises on input: malformed or over-limit input becomes a :class:`ProtocolError`
 as the last item of a ``feed`` result, after which the parser stays failed.
@@ -51,14 +60,57 @@ __all__ = [
     "ProtocolError",
     "Push",
     "RespParser",
+    "STREAM_MIN",
     "Set",
     "SpanRun",
     "Simple",
+    "Truncated",
     "Verbatim",
     "encode",
     "encode_command",
     "split_inline",
 ]
+
+
+class Truncated(bytes):
+    """A string value longer than what is kept of it: the bytes are its first part, ``len()``
+    is its full length on the wire (``kept`` the bytes held). Equal to a ``Truncated`` with
+    the same first part and length, never to plain bytes."""
+
+    def __new__(cls, head: bytes, length: int):
+        self = super().__new__(cls, head)
+        self.length = length
+        return self
+
+    def __len__(self) -> int:
+        return self.length
+
+    @property
+    def kept(self) -> int:
+        return bytes.__len__(self)
+
+    def __eq__(self, other):
+        if isinstance(other, Truncated):
+            return self.length == other.length and bytes.__eq__(self, other)
+        if isinstance(other, bytes):
+            return False
+        return NotImplemented
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = bytes.__hash__
+
+    def __repr__(self) -> str:
+        return f"Truncated({bytes.__repr__(self)}, {self.length})"
+
+    def __reduce__(self):
+        return Truncated, (bytes(self), self.length)
+
+
+def _truncated(head: bytes, length: int) -> bytes:
+    return Truncated(head, length) if length > len(head) else head
 
 
 @attrs.frozen
@@ -154,6 +206,7 @@ _DOUBLE_RE = re.compile(
 )
 _PENDING = object()
 _LAZY = 2  # the "sized" mode of feed_spans(lazy=True)
+STREAM_MIN = 64 * 1024  # with max_value, strings longer than max(max_value, this) are streamed
 _HIREDIS_MIN = 256  # below this many bytes the pure parser is as fast
 _HIREDIS_MIN_BULKS = 64  # the same for a run of bulk replies
 _RISKY_TYPE = re.compile(rb"\r\n[~>|=]")
@@ -392,6 +445,10 @@ class RespParser:
 
     With ``inline=True`` (a server reading requests) a top-level frame not starting with ``*`` is
     an inline command, as in Redis; empty inline lines are skipped.
+
+    With ``max_value`` (a passive decoder) long strings are streamed, not collected: see the
+    module docstring. What the parser holds is then bounded by ``max(max_value, STREAM_MIN,
+    max_inline)`` plus one feed, whatever ``max_bulk`` is (``buffered()`` tells).
     """
 
     def __init__(
@@ -401,8 +458,13 @@ class RespParser:
         max_inline: int = 64 * 1024,
         inline: bool = False,
         use_hiredis: bool = True,
+        max_value: int | None = None,
     ):
+        # strings longer than this are streamed (None: collected whole, up to max_bulk)
+        self._stream_over = None if max_value is None else max(max_value, STREAM_MIN)
         self.max_bulk = max_bulk
+        self._keep = (max_value or STREAM_MIN) + 1  # bytes kept of a streamed string
+        self._lines = max_value is not None and not inline  # stream long +/- lines too
         self.max_depth = max_depth
         self.max_inline = max_inline
         self.inline = inline
@@ -418,6 +480,10 @@ class RespParser:
         self._tail = b""  # CRLF bytes seen after the body
         self._bkind = 0
         self._bstart = 0  # stream offset of the bulk's header
+        self._blen = 0  # a streamed string: its declared length (a line: its length so far)
+        self._keep_left = 0  # bytes of the body still to keep
+        self._lcr = False  # a streamed line: its last byte so far is a CR (not counted yet)
+        self._lbad = False  # a streamed line: a CR inside it
         self._reader = None  # a hiredis reader for whole single-command feeds
 
     @property
@@ -438,6 +504,32 @@ class RespParser:
         ``(values, run, None)`` instead: ``run.span(i)`` (a :class:`SpanRun`) gives the offsets
         of ``values[i]`` when needed."""
         return self._feed(data, _LAZY if lazy else True)
+
+    @property
+    def max_bulk(self) -> int:
+        return self._max_bulk
+
+    @max_bulk.setter
+    def max_bulk(self, value: int) -> None:
+        self._max_bulk = value
+        over = self._stream_over
+        # the longest string collected whole (longer ones fail, or are streamed)
+        self._longest_whole = value if over is None or over > value else over
+
+    def buffered(self) -> int:
+        """Bytes of input held: a partial line, the kept part of a string being read."""
+        n = len(self._pend)
+        if self._chunks is not None:
+            n += sum(map(bytes.__len__, self._chunks)) + len(self._tail)
+        return n
+
+    def frame_head(self):
+        """The first element of the unfinished top-level array, once read (else None): a
+        command's name while its arguments still come."""
+        stack = self._stack
+        if stack and stack[0][0] == _ARRAY and stack[0][2]:
+            return stack[0][2][0]
+        return None
 
     @property
     def frame_start(self) -> int:
@@ -483,7 +575,8 @@ class RespParser:
         elif t == _BULK:
             line = data[1:nl]
             if not line.isdigit() or (line[0] == 48 and nl != 2) or (
-                    n != nl + 4 + int(line) or data[-2:] != b"\r\n" or n - nl - 4 > self.max_bulk):
+                    n != nl + 4 + int(line) or data[-2:] != b"\r\n" or (
+                        n - nl - 4 > self._longest_whole)):
                 return NOT_ONE
             value = data[nl + 2 : -2]
         elif t == _INT:
@@ -509,7 +602,7 @@ class RespParser:
         except Exception:
             return 0
         if not values or not _hiredis_idle(reader) or set(map(type, values)) != _BYTES_ONLY or (
-                not _hiredis_exact(data, values, 0, self.max_bulk)):
+                not _hiredis_exact(data, values, 0, self._longest_whole)):
             return 0
         out.extend(values)
         return len(data)
@@ -519,6 +612,7 @@ class RespParser:
         self._stack = []
         self._pend = bytearray()
         self._chunks = None
+        self._tail = b""
         err = ProtocolError(message, offset)
         out.append((err, offset, offset) if sized else err)
         return out
@@ -532,7 +626,7 @@ class RespParser:
         try:
             start = 0
             if self._chunks is not None:
-                start = self._continue_bulk(data, out, sized)
+                start = self._continue_bulk(data, 0, out, sized)
                 if start < 0:
                     return out
                 buf = data
@@ -541,9 +635,11 @@ class RespParser:
                 pend += data
                 if pend.find(b"\n", self._scan) < 0:
                     self._scan = len(pend)
-                    if len(pend) > self.max_inline + 2:
+                    if len(pend) <= self.max_inline + 2:
+                        return out
+                    if not (self._lines and (pend[0] == _SIMPLE or pend[0] == _ERROR)):
                         raise _Failed("line longer than %d bytes" % self.max_inline, self._abs)
-                    return out
+                    # else a long simple string: _parse streams it
                 buf = bytes(pend)
                 self._pend = bytearray()
             else:
@@ -588,7 +684,7 @@ class RespParser:
             return 0
         nvalues = len(values)
         if not _hiredis_exact(prefix, list(_chain.from_iterable(values)), nvalues,
-                              self.max_bulk):
+                              self._longest_whole):
             return 0
         if sized == _LAZY:
             out.append((values, SpanRun(values, self._abs), None))
@@ -619,26 +715,32 @@ class RespParser:
         if type(value) is not list or not _hiredis_idle(reader):
             self._reader = None  # holds a partial or bad frame: not reused
             return None
-        return value if _hiredis_exact(buf, value, 1, self.max_bulk) else None
+        return value if _hiredis_exact(buf, value, 1, self._longest_whole) else None
 
-    def _continue_bulk(self, data: bytes, out: list, sized: bool) -> int:
-        """Feed a bulk body being collected; the position after it in ``data``, or -1."""
-        pos = 0
+    def _continue_bulk(self, data: bytes, pos: int, out: list, sized: bool) -> int:
+        """Feed a string being read from ``data[pos:]``; the position after it, or -1 (all of
+        ``data`` taken)."""
+        if self._bkind == _SIMPLE or self._bkind == _ERROR:
+            return self._continue_line(data, pos, out, sized)
         n = len(data)
         need = self._need
         if need:
-            if n <= need:
-                self._chunks.append(data)
-                self._need = need - n
-                self._abs += n
+            take = min(need, n - pos)
+            keep = self._keep_left
+            if keep:
+                k = min(keep, take)
+                self._chunks.append(data[pos : pos + k])  # all of data: no copy
+                self._keep_left = keep - k
+            self._need = need = need - take
+            self._abs += take
+            pos += take
+            if need:
                 return -1
-            self._chunks.append(data[:need])
-            self._need = 0
-            pos = need
         want = 2 - len(self._tail)
-        tail = self._tail + data[pos : pos + want]
-        pos += len(tail) - len(self._tail)
-        self._abs += pos
+        got = data[pos : pos + want]
+        tail = self._tail + got
+        pos += len(got)
+        self._abs += len(got)
         if len(tail) < 2:
             self._tail = tail
             return -1
@@ -647,9 +749,77 @@ class RespParser:
         body = b"".join(self._chunks)
         self._chunks = None
         self._tail = b""
-        value = self._bulk_value(self._bkind, body, self._bstart)
-        if self._stack:
-            top = self._stack[-1]
+        value = self._bulk_value(self._bkind, body, self._bstart, self._blen)
+        self._blen = 0
+        return self._complete(value, pos, out, sized)
+
+    def _stream(self, kind: int, length: int, start: int, fstart: int) -> None:
+        """Start reading a string value as it comes, keeping only its first bytes: a bulk,
+        verbatim or bulk error of ``length`` bytes, or (``length`` 0) a simple string or
+        error line; ``start``: the stream offset of its type byte."""
+        self._bkind = kind
+        self._bstart = start
+        self._fstart = fstart
+        self._blen = length
+        self._chunks = []
+        self._need = length
+        self._tail = b""
+        keep = self._keep + 4 if kind == _VERB else self._keep  # the format, then the text
+        self._keep_left = min(length, keep) if length else keep
+        self._lcr = self._lbad = False
+
+    def _continue_line(self, data: bytes, pos: int, out: list, sized: bool) -> int:
+        """``_continue_bulk`` for a streamed simple string or error line. Its errors are those
+        of a line read whole: a line end that is not CRLF, else a CR inside."""
+        n = len(data)
+        if pos >= n:
+            return -1
+        nl = data.find(b"\n", pos)
+        stop = n if nl < 0 else nl
+        if self._lcr and stop > pos:  # the CR held back was not the line end: content
+            self._lcr = False
+            self._lbad = True
+            self._take_line(b"\r", 0, 1)
+        if nl < 0:
+            cut = n - 1 if data[n - 1] == 13 else n
+        else:
+            cut = nl - 1 if nl > pos and data[nl - 1] == 13 else nl
+        if data.find(b"\r", pos, cut) >= 0:
+            self._lbad = True
+        self._take_line(data, pos, cut)
+        if self._blen > self.max_bulk:
+            raise _Failed("line longer than %d bytes" % self.max_bulk, self._bstart)
+        if nl < 0:
+            self._lcr = cut < n
+            self._abs += n - pos
+            return -1
+        terminated = cut < nl or self._lcr
+        self._abs += nl + 1 - pos
+        if not terminated:
+            raise _Failed("line not terminated by CRLF", self._abs - 1)
+        if self._lbad:
+            raise _Failed("CR inside a simple string", self._bstart)
+        head = _truncated(b"".join(self._chunks), self._blen)
+        value = Simple(head) if self._bkind == _SIMPLE else Error(head)
+        self._chunks = None
+        self._blen = 0
+        self._lcr = False
+        return self._complete(value, nl + 1, out, sized)
+
+    def _take_line(self, data: bytes, start: int, end: int) -> None:
+        """Count ``data[start:end]`` into the streamed line, keeping what the view needs."""
+        self._blen += end - start
+        keep = self._keep_left
+        if keep and end > start:
+            k = min(keep, end - start)
+            self._chunks.append(data[start : start + k])
+            self._keep_left = keep - k
+
+    def _complete(self, value, pos: int, out: list, sized: bool) -> int:
+        """A value read by ``_continue_bulk``: to its aggregate or out; returns ``pos``."""
+        stack = self._stack
+        if stack:
+            top = stack[-1]
             top[2].append(value)
             top[1] -= 1
             if top[1]:
@@ -661,14 +831,16 @@ class RespParser:
         return pos
 
     @staticmethod
-    def _bulk_value(kind: int, body: bytes, offset: int):
+    def _bulk_value(kind: int, body: bytes, offset: int, length: int = 0):
+        """The value of a bulk-like string; ``length``: the full length when only the first
+        part, ``body``, was kept."""
         if kind == _BULK:
-            return body
+            return _truncated(body, length) if length else body
         if kind == _BULKERR:
-            return Error(body, bulk=True)
+            return Error(_truncated(body, length) if length else body, bulk=True)
         if len(body) < 4 or body[3] != 58:
             raise _Failed("verbatim string without a 3-byte format", offset)
-        return Verbatim(body[:3], body[4:])
+        return Verbatim(body[:3], _truncated(body[4:], length - 4) if length else body[4:])
 
     def _close(self):
         """Pop completed aggregates; the completed top-level value, or _PENDING."""
@@ -701,6 +873,8 @@ class RespParser:
         n = len(buf)
         base = self._abs - pos  # stream offset of buf[0]
         max_bulk = self.max_bulk
+        big = self._longest_whole  # the fast paths take strings up to this long
+        lines = self._lines
         max_line = self.max_inline
         inline = self.inline
         fstart = self._fstart
@@ -749,7 +923,7 @@ class RespParser:
                             if (
                                 end + 2 > n
                                 or buf[end : end + 2] != b"\r\n"
-                                or end - nl - 2 > max_bulk
+                                or end - nl - 2 > big
                             ):
                                 break
                             items.append(buf[nl + 2 : end])
@@ -803,7 +977,7 @@ class RespParser:
                             else:
                                 end = nl + 2 + int(line)
                                 if end + 2 <= n and buf[end : end + 2] == b"\r\n" and (
-                                    end - nl - 2 <= max_bulk
+                                    end - nl - 2 <= big
                                 ):
                                     value = buf[nl + 2 : end]
                                     end += 2
@@ -823,12 +997,18 @@ class RespParser:
                             append((value, fstart, base + pos) if sized else value)
                             continue
             nl = find(b"\n", pos)
-            if nl < 0:
-                if n - pos > max_line + 2:
+            if (n if nl < 0 else nl) - pos > max_line + 2:
+                if not (lines and (t == _SIMPLE or t == _ERROR)):
                     raise _Failed("line longer than %d bytes" % max_line, base + pos)
+                # A long simple string (a MONITOR line): streamed.
+                self._stream(t, 0, base + pos, fstart)
+                self._abs = base + pos + 1
+                pos = self._continue_line(buf, pos + 1, out, sized)
+                if pos < 0:
+                    return
+                continue
+            if nl < 0:
                 break
-            if nl - pos > max_line + 2:
-                raise _Failed("line longer than %d bytes" % max_line, base + pos)
             if buf[nl - 1] != 13 or nl == pos:
                 raise _Failed("line not terminated by CRLF", base + nl)
             line = buf[pos + 1 : nl - 1]
@@ -848,6 +1028,14 @@ class RespParser:
                 else:
                     body = nl + 1
                     end = body + length
+                    if length > big:
+                        # Too long to keep whole: read it as it comes (the first bytes kept).
+                        self._stream(t, length, base + pos, fstart)
+                        self._abs = base + body
+                        pos = self._continue_bulk(buf, body, out, sized)
+                        if pos < 0:
+                            return
+                        continue
                     if end + 2 <= n:
                         if buf[end : end + 2] != b"\r\n":
                             raise _Failed("bulk not terminated by CRLF", base + end)
@@ -859,6 +1047,8 @@ class RespParser:
                         # Collect the body across feeds; join once at the end.
                         self._bkind = t
                         self._bstart = base + pos
+                        self._blen = 0
+                        self._keep_left = length
                         if end <= n:
                             self._chunks = [buf[body:end]]
                             self._need = 0

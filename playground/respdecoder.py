@@ -23,7 +23,10 @@ suppressed come out in order as exchanges with ``suppressed=True`` and no reply)
 QUIT and RESET. Inline commands (typed into nc/telnet) are understood like Redis does.
 
 Bounded: the parsers' ``max_bulk``/``max_depth``/``max_inline``, and ``max_pending`` commands
-awaiting replies (beyond it both directions are reported undecodable and pairing stops).
+awaiting replies (beyond it both directions are reported undecodable and pairing stops). With
+``max_value`` the parsers stream long strings (arguments, replies, MONITOR lines) instead of
+collecting them: their first ``max_value`` bytes and full length come as a ``resp.Truncated``,
+so what a conversation holds does not grow with ``max_bulk``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from playground.resp import (
     RespParser,
     Simple,
     SpanRun,
+    Truncated,
 )
 
 C2S = "c2s"
@@ -122,7 +126,7 @@ def secret_parts(args) -> list:
     """``(index, skip)`` for each argument holding a secret: bytes ``skip:`` of ``args[index]``
     are secret (``skip`` is 1 for ACL rules like ``>password``, whose first byte is the rule)."""
     n = len(args)
-    if n < 2 or not all(type(a) is bytes for a in args):
+    if n < 2 or not all(isinstance(a, bytes) for a in args):  # resp.Truncated too
         return []
     name = args[0].upper()
     if name == b"AUTH":
@@ -365,9 +369,10 @@ class RespConversation:
         max_depth: int = 128,
         max_inline: int = 64 * 1024,
         max_pending: int = 100_000,
+        max_value: int | None = None,
     ):
-        self._c2s = RespParser(max_bulk, max_depth, max_inline, inline=True)
-        self._s2c = RespParser(max_bulk, max_depth, max_inline)
+        self._c2s = RespParser(max_bulk, max_depth, max_inline, inline=True, max_value=max_value)
+        self._s2c = RespParser(max_bulk, max_depth, max_inline, max_value=max_value)
         self.max_pending = max_pending
         self.protocol = 2
         self._pending: deque = deque()
@@ -445,10 +450,22 @@ class RespConversation:
         return out
 
     def settled(self, direction: str) -> int:
-        """Bytes before this stream offset will not be found to hold a secret any more."""
+        """Bytes before this stream offset will not be found to hold a secret any more: all
+        but an unfinished command that may still carry one (its name not read yet, or one of
+        the commands that take passwords)."""
         if direction == C2S and not self._failed_c2s:
-            return self._c2s.frame_start
+            parser = self._c2s
+            start = parser.frame_start
+            if start < parser.offset:
+                name = parser.frame_head()
+                if isinstance(name, bytes) and name.upper() not in _SECRET_NAMES:
+                    return parser.offset  # e.g. SET with a long value still coming
+            return start
         return (self._c2s if direction == C2S else self._s2c).offset
+
+    def buffered(self) -> int:
+        """Bytes of input the two parsers hold (see ``RespParser.buffered``)."""
+        return self._c2s.buffered() + self._s2c.buffered()
 
     @property
     def pending(self) -> int:
@@ -636,7 +653,8 @@ class RespConversation:
                 self._track(kind, v.items)
             out.append(ServerPush(v, now, _kind(v), self.protocol))
             return
-        if t is Simple and self._monitor and _MONITOR_LINE.match(v.value):
+        if t is Simple and self._monitor and (
+                _MONITOR_LINE.match(v.value) or type(v.value) is Truncated):  # a long line, cut
             out.append(ServerPush(v, now, "monitor", self.protocol))
             return
         if t is list and v and self.protocol == 2 and type(v[0]) is bytes:

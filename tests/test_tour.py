@@ -109,7 +109,7 @@ SPEC: dict[str, object] = {
     "proxy-http-cli": FULL,
     "proxy-http-console": [
         "protocol http (detected)",
-        "GET /status/418 -> 418 I'm a Teapot text/plain; charset=utf-8 13 B",
+        "GET /status/418 -> 418 I'm a Teapot text/plain; charset=utf-8 13 B \"I'm a teapot\\n\"",
         "POST /post (5 B) -> 200 OK application/json",
         "GET /ip -> 200 OK application/json 24 B", "GET /uuid -> 200 OK application/json 49 B",
     ],
