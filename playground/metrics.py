@@ -10,7 +10,9 @@ service with a ``MetricsService`` (``/metrics`` in the Prometheus text format, `
 and/or a ``StatsLogService`` (one summary line per service every N seconds).
 
 The endpoint stays cheap under a flood: a page's body is rendered at most once per reactor turn
-(every request of that turn gets the same bytes), and a connection gets at most
+(every request of that turn gets the same bytes), a render redoes only the commands that saw
+traffic since the last one (``stats``: summaries and Prometheus lines are kept while their
+figures stay the same), and a connection gets at most
 ``MAX_PER_TURN`` pipelined requests answered per turn (the rest wait for the next turn, and
 Twisted stops reading from that connection meanwhile), so 1,000 pipelined GETs cost 125 short
 turns, not one long one.

@@ -396,3 +396,67 @@ def test_console_keeps_blocking_writes_when_stdout_cannot_be_reopened():
     finally:
         a.close()
         b.close()
+
+
+# -- the metrics figures: cheap to render again --------------------------------------------
+
+
+def _fresh_total(cs):
+    from playground.stats import Histogram
+
+    h = Histogram()
+    for c in cs.commands.values():
+        h.merge(c.latency)
+    return h
+
+
+def test_scrape_renders_only_what_changed_and_says_the_same():
+    """The all-commands histogram is kept up to date from what changed, the per-command lines
+    are re-used while their figures stay the same: the output is what a full render gives."""
+    import random
+
+    from playground import stats as S
+
+    rnd = random.Random(7)
+    cs = S.CommandStats(max_names=50)
+    for round_ in range(30):
+        for _ in range(rnd.randrange(0, 40)):
+            cs.record("resp", f"C{rnd.randrange(60)}", rnd.random() < 0.1,
+                      rnd.choice([None, rnd.random() / 50, 0.0, 300.0]), "ERR")
+        snap = {"service": "p", "kind": "proxy",
+                "connections": {"open": 0, "total": 0, "refused": 0},
+                "commands": cs.snapshot()}
+        total = _fresh_total(cs)
+        assert cs._all.counts == total.counts and cs._all.count == total.count
+        assert snap["commands"]["latency"] == total.summary()
+        cached = S.prometheus_text([snap], 1.0)
+        S._LINES.clear()
+        assert cached == S.prometheus_text([snap], 1.0), round_
+
+
+def test_quantiles_in_one_pass_match_one_at_a_time():
+    import random
+
+    from playground import stats as S
+    from playground.stats import Histogram
+
+    rnd = random.Random(3)
+    for _ in range(50):
+        h = Histogram()
+        for _ in range(rnd.randrange(0, 300)):
+            h.observe(rnd.choice([rnd.random(), rnd.random() / 1000, 500.0, 0.0]))
+        qs = sorted(rnd.random() for _ in range(4))
+        one_by_one = []
+        for q in qs:  # the former single-quantile walk
+            if not h.count:
+                one_by_one.append(None)
+                continue
+            rank, seen, found = q * h.count, 0, h.max
+            for i, n in enumerate(h.counts):
+                seen += n
+                if n and seen >= rank:
+                    found = h.max if i == len(h.counts) - 1 else min(
+                        max(S._MIN * S._GROWTH ** (i + 0.5) if i else S._MIN / 2, h.min), h.max)
+                    break
+            one_by_one.append(found)
+        assert h.quantiles(qs) == one_by_one
