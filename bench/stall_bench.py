@@ -13,7 +13,8 @@ does:
 * ``ping-flood-close``: the same write, then close at once (tens of thousands of commands are
   still unanswered when the pair closes: one ``unanswered`` record each);
 * ``metrics-flood``: 1,000 pipelined ``GET /metrics.json`` in one write to ``--metrics``,
-  reading every response.
+  reading every response (200 command names are counted first, the most the stats keep, so
+  each render has its full size).
 
 Each scenario runs ``--rounds`` times (plus a baseline with no hostile client); the table gives
 the WORST p99 and max over the rounds, the target (max < 100 ms) and whether it is met. A round
@@ -157,6 +158,15 @@ def hostile_gets(port: int) -> None:
             print(f"  (metrics-flood: {seen} of {N_GETS} responses)", file=sys.stderr)
 
 
+def name_200_commands(port: int) -> None:
+    """Make the proxy count 200 command names (the echo answers each with itself)."""
+    data = b"".join(b"*1\r\n$6\r\nCMD%03d\r\n" % i for i in range(200))
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(data)
+        if not recv_exactly(s, len(data), time.monotonic() + 30):
+            raise SystemExit("the echo did not answer the 200 commands")
+
+
 def percentile(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
@@ -201,6 +211,7 @@ def main() -> int:
             wait_port(echo_port)
             wait_port(proxy_port)
             wait_port(metrics_port)
+            name_200_commands(proxy_port)
             scenarios = {
                 "baseline": None,
                 "ping-flood": lambda: hostile_pings(proxy_port, True),
