@@ -29,6 +29,7 @@ The proxy subcommand takes its decoding options from here: ``OPT_PARAMETERS``, `
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from collections import deque
 from operator import itemgetter
@@ -194,6 +195,21 @@ def check_options(opts) -> None:
         raise usage.UsageError("--json and --pcap must be different files")
     if opts["pcap"] == "-":
         raise usage.UsageError("--pcap: write to a file, not stdout")
+    for flag in ("json", "pcap"):
+        if opts[flag] and opts[flag] != "-":
+            _check_writable(f"--{flag}", str(opts[flag]))
+
+
+def _check_writable(flag: str, path: str) -> None:
+    """Open ``path`` for append now, so an unwritable file is a usage error before anything
+    listens (the sinks open it at start-up); a file created by the check is removed again."""
+    existed = os.path.lexists(path)
+    try:
+        open(path, "ab").close()
+    except OSError as e:
+        raise usage.UsageError(f"{flag}: cannot write {path}: {e.strerror}")
+    if not existed:
+        os.unlink(path)
 
 
 def build(opts, reactor=None, stats=None):

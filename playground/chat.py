@@ -19,6 +19,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python import usage
 from zope.interface import implementer
 
+from playground import shutdown
 from playground.chatcore import ChatServer, Close, Send, SendRaw, room_name
 from playground.limits import LimitedFactory
 from playground.listening import ListeningService
@@ -201,27 +202,49 @@ class ChatFactory(LimitedFactory):
             elif isinstance(out, Close):
                 proto.close_politely(out.reason)
 
-    def shutdown(self) -> defer.Deferred:
+    def shutdown(self, timeout: float | None = None) -> defer.Deferred:
         """Tell every client the server is stopping, close them politely, and fire once all
-        are gone (at most ``close_grace`` seconds: slower ones are aborted)."""
+        are gone: those still there after ``timeout`` seconds (``--drain-timeout``; default
+        ``close_grace``), or at a second SIGINT/SIGTERM, are aborted."""
+        if timeout is not None:
+            self.close_grace = timeout  # the polite closes below are aborted after it
         now = self.reactor.seconds()
         protos = list(self.protocols.values())
         for proto in protos:
             self.dispatch(self.core.close(proto.conn_id, "shutdown", "the server is stopping",
                                           "server shutdown", now))
-        return defer.DeferredList([p.on_lost for p in protos if not p.on_lost.called])
+        waiting = [p for p in protos if not p.on_lost.called]
+        d = defer.DeferredList([p.on_lost for p in waiting])
+        if not waiting:
+            return d
+
+        def abort():
+            for p in waiting:
+                if not p.on_lost.called:
+                    p.transport.abortConnection()
+
+        release = shutdown.during_drain(abort, self.reactor)
+        self.log.info("chat closing {n} connection(s) for up to {timeout:g}s{hint}",
+                      n=len(waiting), timeout=self.close_grace, hint=shutdown.hint())
+
+        def done(result):
+            release()
+            return result
+
+        return d.addBoth(done)
 
 
 class ChatShutdown(service.Service):
     """On stop (SIGTERM), says goodbye to every client and holds shutdown until they are gone,
     so the goodbye line is flushed before the reactor drops the sockets."""
 
-    def __init__(self, factory: ChatFactory):
+    def __init__(self, factory: ChatFactory, drain_timeout: float | None = None):
         self.factory = factory
+        self.drain_timeout = drain_timeout
 
     def stopService(self):
         service.Service.stopService(self)
-        return self.factory.shutdown()
+        return self.factory.shutdown(self.drain_timeout)
 
 
 class Options(ServerOptions):
@@ -231,6 +254,12 @@ class Options(ServerOptions):
         "with: nc 127.0.0.1 7001   (then /nick NAME, /help). Protocol: docs/chat-protocol.md"
     )
     default_listen = "7001"
+    optParameters = [
+        ["drain-timeout", None, 5.0,
+         "On SIGTERM/SIGINT, seconds clients get to leave after the goodbye line before they "
+         "are cut off (a second Ctrl-C cuts them off at once).",
+         lambda v: non_negative_float("--drain-timeout", v)],
+    ]
 
     def __init__(self):
         super().__init__()
@@ -241,7 +270,7 @@ class Options(ServerOptions):
         self["room"] = "#lobby"
 
     def opt_max_line(self, value):
-        """Longest accepted line in bytes (16-1048576, default 1024); longer lines close the
+        """Longest accepted line in bytes (16-1048576); longer lines close the
         connection with an error line."""
         number = non_negative_int("--max-line", value)
         if not 16 <= number <= 1 << 20:
@@ -249,19 +278,19 @@ class Options(ServerOptions):
         self["max-line"] = number
 
     def opt_flood_rate(self, value):
-        """Lines per second each connection may send on average (default 5; 0 = no limit)."""
+        """Lines per second each connection may send on average (0 = no limit)."""
         self["flood-rate"] = non_negative_float("--flood-rate", value)
 
     def opt_flood_burst(self, value):
-        """Lines a connection may send at once before the rate applies (default 20)."""
+        """Lines a connection may send at once before the rate applies."""
         self["flood-burst"] = positive_int("--flood-burst", value)
 
     def opt_flood_strikes(self, value):
-        """Lines dropped for flooding before the connection is closed (default 5)."""
+        """Lines dropped for flooding before the connection is closed."""
         self["flood-strikes"] = positive_int("--flood-strikes", value)
 
     def opt_room(self, value):
-        """The room a client joins once it has a nick (default #lobby)."""
+        """The room a client joins once it has a nick."""
         room = room_name(value)
         if room is None:
             raise usage.UsageError(
@@ -291,6 +320,6 @@ def make_service(options, reactor=None) -> service.IService:
     factory = make_factory(options, reactor)
     top = service.MultiService()
     # Children stop in reverse order: first stop listening, then see the clients out.
-    ChatShutdown(factory).setServiceParent(top)
+    ChatShutdown(factory, options["drain-timeout"]).setServiceParent(top)
     ListeningService("chat", options["listen"], factory, reactor=reactor).setServiceParent(top)
     return top

@@ -19,6 +19,7 @@ from twisted.python import usage
 from playground import chain, httpserver, proxy, respserver
 from playground.addresses import server_string
 from playground.listening import ListeningService
+from playground.options import CommandOptions, non_negative_float
 
 INTERNAL = "tcp:0:interface=127.0.0.1"
 
@@ -85,7 +86,7 @@ class DemoService(service.MultiService):
     def _proxy_options(self, listen: str, target_port: int):
         o = self.options
         argv = ["--listen", listen, "--target", str(target_port), "--color", o["color"],
-                "--decode", "auto"]
+                "--decode", "auto", "--drain-timeout", str(o["drain-timeout"])]
         if o["json"]:
             argv += ["--json", o["json"]]
         if o["no-redact"]:
@@ -136,7 +137,7 @@ class DemoService(service.MultiService):
             self.log.info("{line}", line=line)
 
 
-class Options(usage.Options):
+class Options(CommandOptions):
     synopsis = "[--redis ADDR] [--http ADDR]"
     longdesc = (
         "The demo that 'make run' starts: the decoding proxy in front of the embedded RESP server "
@@ -149,6 +150,10 @@ class Options(usage.Options):
         ["http", None, "8081", "Where the proxy in front of the HTTP responder listens."],
         ["color", None, "auto", "Console colours: auto (only on a terminal), always, never."],
         ["json", None, None, "Also write the decoded events as JSON lines to FILE ('-' = stdout)."],
+        ["drain-timeout", None, 10.0,
+         "On SIGTERM/SIGINT, seconds open connections may finish before they are aborted (a "
+         "second Ctrl-C aborts them at once).",
+         lambda v: non_negative_float("--drain-timeout", v)],
     ]
     optFlags = [["no-redact", None, "Show passwords and cookies in clear."]]
     opt_verbose = chain.opt_verbose  # as the proxy's: -v headers, -vv bodies too

@@ -599,32 +599,32 @@ class Options(ServerOptions):
         self["max-pipeline"] = 32
 
     def opt_max_body(self, value):
-        """Largest request body in bytes; larger gets 413 (default 1 MiB)."""
+        """Largest request body in bytes; larger gets 413."""
         self["max-body"] = non_negative_int("--max-body", value)
 
     def opt_max_request_line(self, value):
-        """Longest request line in bytes; longer gets 414 (default 8192)."""
+        """Longest request line in bytes; longer gets 414."""
         self["max-request-line"] = positive_int("--max-request-line", value)
 
     def opt_max_header_bytes(self, value):
-        """Largest header section in bytes; larger gets 431 (default 16384)."""
+        """Largest header section in bytes; larger gets 431."""
         self["max-header-bytes"] = positive_int("--max-header-bytes", value)
 
     def opt_max_headers(self, value):
-        """Most header fields in a request; more gets 431 (default 100)."""
+        """Most header fields in a request; more gets 431."""
         self["max-headers"] = positive_int("--max-headers", value)
 
     def opt_header_timeout(self, value):
-        """Seconds allowed to send a complete request head; then 408 (default 5, 0 = never)."""
+        """Seconds allowed to send a complete request head; then 408 (0 = never)."""
         self["header-timeout"] = non_negative_float("--header-timeout", value)
 
     def opt_keepalive_timeout(self, value):
-        """Close a connection idle between requests after this many seconds (default 15,
-        0 = never)."""
+        """Close a connection idle between requests after this many seconds
+        (0 = never)."""
         self["keepalive-timeout"] = non_negative_float("--keepalive-timeout", value)
 
     def opt_max_pipeline(self, value):
-        """Requests read ahead of their responses on one connection (default 32)."""
+        """Requests read ahead of their responses on one connection."""
         self["max-pipeline"] = positive_int("--max-pipeline", value)
 
 

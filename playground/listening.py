@@ -2,7 +2,9 @@
 
 ``twistd`` runs ``privilegedStartService`` before dropping privileges and before the reactor
 runs; a bind failure here ends start-up with ``SystemExit("tcpplay LABEL: cannot listen on --listen ...: reason")``
-(one line, exit status 1) instead of a traceback.
+(one line, exit status 1) instead of a traceback. ``playground.tap`` calls it before twistd
+forks a daemon, so the launcher reports the failure itself. The "listening on" line is logged
+when the service starts (after twistd's own start-up lines), or when a late listen succeeds.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class ListeningService(service.Service):
         service.Service.startService(self)
         if self.port is None and self._waiting is None:
             self._listen()
+        elif self.port is not None:
+            self._announce()
 
     def _listen(self):
         try:
@@ -82,10 +86,13 @@ class ListeningService(service.Service):
     def _listening(self, port):
         self.port = port
         self._waiting = None
-        self.log.info(
-            "{label} listening on {address}", label=self.label, address=address_text(port.getHost())
-        )
+        if self.running:
+            self._announce()
         return port
+
+    def _announce(self):
+        self.log.info("{label} listening on {address}", label=self.label,
+                      address=address_text(self.port.getHost()))
 
     @property
     def address(self):

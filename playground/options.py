@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from twisted.python import usage
 
 from playground.addresses import client_string, server_string
@@ -34,7 +36,71 @@ def positive_int(flag: str, value) -> int:
     return number
 
 
-class ServerOptions(usage.Options):
+def version() -> str:
+    """tcpplay's version, from the installed package's metadata."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("tcpplay")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        from playground import __version__
+
+        return __version__
+
+
+def _shown(value) -> str | None:
+    if value is None or value == "" or value == [] or isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+class CommandOptions(usage.Options):
+    """The base of tcpplay's option classes.
+
+    ``--version`` prints tcpplay's version (usage.Options' own prints Twisted's and goes on).
+    The help shows every parameter's default one way, usage.Options' ``[default: X]`` at the end
+    of its line, also for parameters parsed by an ``opt_`` method (their default is the value
+    ``__init__`` set); ``shown_defaults`` may give a friendlier text (``{"max-bulk": "512m"}``).
+    Help texts therefore never write their default by hand.
+    """
+
+    shown_defaults: dict[str, str] = {}
+
+    def opt_version(self):
+        """Show tcpplay's version and exit."""
+        print(f"tcpplay {version()}")
+        sys.exit(0)
+
+    def parseOptions(self, options=None):
+        self._initial = dict(self)  # the defaults, before any argument is read
+        super().parseOptions(options)
+
+    def getUsage(self, width=None):
+        if hasattr(self, "subOptions"):  # usage.Options hands over to the subcommand's help
+            return super().getUsage(width)
+        initial = getattr(self, "_initial", None)
+        if initial is None:
+            initial = dict(self)
+        saved = self.defaults
+        shown = {}
+        for opt in self.longOpt:
+            if not opt.endswith("="):
+                continue
+            name = opt[:-1]
+            text = self.shown_defaults.get(name) or _shown(saved.get(name)) or _shown(
+                initial.get(name))
+            if text is not None:
+                shown[name] = text
+        self.defaults = shown
+        try:
+            return super().getUsage(width)
+        finally:
+            self.defaults = saved
+
+
+class ServerOptions(CommandOptions):
     """``--listen``, ``--idle-timeout``, ``--max-connections``, ``--max-connections-per-peer``.
 
     Subclasses set ``default_listen`` and may add their own parameters; they call
@@ -79,7 +145,7 @@ class ServerOptions(usage.Options):
 
     def opt_metrics(self, value):
         """Serve stats at http://ADDR/metrics (Prometheus text) and /metrics.json: PORT (on
-        127.0.0.1), HOST:PORT or a server endpoint string (default: off)."""
+        127.0.0.1), HOST:PORT or a server endpoint string (off when not given)."""
         self["metrics"] = server_string(str(value), "--metrics")
 
     def postOptions(self):

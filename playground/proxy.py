@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
-from playground import addresses, chain, directwrite
+from playground import addresses, chain, directwrite, shutdown
 from playground.limits import LimitedFactory
 from playground.listening import ListeningService
 from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Endpoint, PairInfo
@@ -592,28 +592,39 @@ class ProxyFactory(LimitedFactory):
 
     # -- graceful shutdown --------------------------------------------------------
     def drain(self, timeout: float) -> defer.Deferred:
-        """Fire when every open pair has finished, aborting what remains after ``timeout``."""
+        """Fire when every open pair has finished, aborting what remains after ``timeout``,
+        or at once on a second SIGINT/SIGTERM (see ``playground.shutdown``)."""
         if not self.pairs:
             return defer.succeed(None)
-        self.log.info("proxy draining {n} open pair(s) for up to {timeout:g}s",
-                      n=len(self.pairs), timeout=timeout)
         self._drained = defer.Deferred()
         d = self._drained
 
         def deadline():
             if self.pairs:
                 self.log.warn("proxy drain time over: aborting {n} pair(s)", n=len(self.pairs))
-                for pair in list(self.pairs.values()):
-                    pair.abort("shutdown")
+                self.abort_all()
 
+        def now():
+            if self.pairs:
+                self.log.info("proxy stopping now: aborting {n} pair(s)", n=len(self.pairs))
+                self.abort_all()
+
+        release = shutdown.during_drain(now, self.reactor)
+        self.log.info("proxy draining {n} open pair(s) for up to {timeout:g}s{hint}",
+                      n=len(self.pairs), timeout=timeout, hint=shutdown.hint())
         call = self.reactor.callLater(timeout, deadline)
 
         def done(result):
+            release()
             if call.active():
                 call.cancel()
             return result
 
         return d.addBoth(done)
+
+    def abort_all(self):
+        for pair in list(self.pairs.values()):
+            pair.abort("shutdown")
 
     def pair_finished(self):
         if self._drained is not None and not self.pairs:
@@ -698,11 +709,12 @@ class Options(ServerOptions):
          "Where to connect: PORT (on 127.0.0.1), HOST:PORT, or a Twisted client endpoint string "
          "(tcp:host=H:port=P, unix:path=P, tls:host=H:port=P: the hostname is verified)."],
         ["target-ca", None, None,
-         "PEM file of the CA that signs a tls: target's certificate (default: the system's CAs)."],
+         "PEM file of the CA that signs a tls: target's certificate (without it, the system's CAs)."],
         ["connect-timeout", None, 5.0, "Seconds to wait for the target to accept.",
          lambda v: non_negative_float("--connect-timeout", v)],
         ["drain-timeout", None, 10.0,
-         "On SIGTERM/SIGINT, seconds open pairs may finish before they are aborted.",
+         "On SIGTERM/SIGINT, seconds open pairs may finish before they are aborted (a second "
+         "Ctrl-C aborts them at once).",
          lambda v: non_negative_float("--drain-timeout", v)],
     ]
 
@@ -724,6 +736,16 @@ class Options(ServerOptions):
                 open(self["target-ca"], "rb").close()
             except OSError as e:
                 raise usage.UsageError(f"--target-ca: cannot read {self['target-ca']}: {e.strerror}")
+
+
+def daemonized(options) -> bool:
+    """Whether these options were given to twistd without ``-n`` (a daemon: stdout is gone)."""
+    parent = getattr(options, "parent", None)
+    while parent is not None:
+        if "nodaemon" in parent:
+            return not parent["nodaemon"]
+        parent = getattr(parent, "parent", None)
+    return False
 
 
 def _preload_decoders() -> None:
@@ -749,6 +771,12 @@ def make_service(options, reactor=None) -> service.IService:
         reactor=reactor,
         target_ca=options["target-ca"],
     )
+    # One view of a pair: the console's own open/close lines, or these log lines when there is
+    # no console (--quiet, --json -, --decode none) or when the log is a daemon's file.
+    from playground.console import ConsoleSink
+
+    factory.log_connections = daemonized(options) or not any(
+        isinstance(s, ConsoleSink) for s in sinks)
     listening = ListeningService("proxy", options["listen"], factory, reactor=reactor)
     proxy = ProxyService(listening, factory, options["drain-timeout"], sinks)
     return metrics.attach(proxy, options, "proxy", reactor=reactor,

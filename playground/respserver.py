@@ -356,6 +356,7 @@ class Options(ServerOptions):
         "expiry, pub/sub, MULTI/EXEC. Try: redis-cli -p 6380 set greeting hello"
     )
     default_listen = "6380"
+    shown_defaults = {"max-bulk": "512m", "max-inline": "64k", "max-query": "1g"}
 
     def __init__(self):
         super().__init__()
@@ -376,19 +377,19 @@ class Options(ServerOptions):
         self["max-connections"] = non_negative_int("--max-clients", value)
 
     def opt_max_bulk(self, value):
-        """Longest bulk string a request may carry, in bytes (k/m/g suffixes; default 512m)."""
+        """Longest bulk string a request may carry, in bytes (k/m/g suffixes)."""
         self["max-bulk"] = _size("--max-bulk", value)
 
     def opt_max_inline(self, value):
-        """Longest inline command line, in bytes (default 64k)."""
+        """Longest inline command line, in bytes (k/m/g suffixes)."""
         self["max-inline"] = _size("--max-inline", value)
 
     def opt_max_query(self, value):
-        """Most bytes of one unfinished request held per client (default 1g)."""
+        """Most bytes of one unfinished request held per client (k/m/g suffixes)."""
         self["max-query"] = _size("--max-query", value)
 
     def opt_sweep_interval(self, value):
-        """Seconds between expiry sweeps (default 0.1; 0 = expire lazily only)."""
+        """Seconds between expiry sweeps (0 = expire lazily only)."""
         self["sweep-interval"] = non_negative_float("--sweep-interval", value)
 
 

@@ -19,9 +19,10 @@ from twisted.python import usage
 
 from playground import config as C
 from playground import metrics
+from playground.options import CommandOptions
 
 
-class Options(usage.Options):
+class Options(CommandOptions):
     synopsis = "--config FILE [--set KIND.NAME.KEY=VALUE ...]"
     longdesc = (
         "Run the services described in a TOML config file (see config/tcpplay.toml and "
@@ -56,6 +57,7 @@ def make_service(options, reactor=None) -> service.IService:
     for spec in cfg.services:
         spec.options.stats_registry = registry  # stats go to the shared registry
         spec.options.stats_name = spec.name
+        spec.options.parent = options  # twistd's own options above (daemon or not)
         module = importlib.import_module(C.kinds()[spec.kind])
         svc = module.make_service(spec.options, reactor=reactor)
         svc = metrics.attach(svc, spec.options, spec.kind, reactor=reactor)

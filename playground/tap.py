@@ -7,12 +7,16 @@ Each subcommand lives in its own module exposing ``Options`` (a ``usage.Options`
 from __future__ import annotations
 
 import importlib
+import os
 import signal
+import stat
 import sys
 
 from twisted.application import service
 from twisted.internet import defer
 from twisted.python import usage
+
+from playground.options import CommandOptions
 
 # (name, module, one-line description)
 SUBCOMMANDS = [
@@ -33,7 +37,7 @@ def _lazy_options(module_name: str):
     return build
 
 
-class Options(usage.Options):
+class Options(CommandOptions):
     synopsis = "<subcommand> [options]"
     longdesc = (
         "A TCP protocol playground. Run 'twistd -n tcpplay <subcommand> --help' for the options "
@@ -62,12 +66,91 @@ class Options(usage.Options):
         if not explicit and parent.get("pidfile") == "twistd.pid":
             parent["pidfile"] = ""
 
+    def parseOptions(self, options=None):
+        """Under twistd, a usage error is one line and a hint, not the whole help.
+
+        twistd's own handler prints the full help (some 80 lines) before the error. Here the
+        error goes to stderr with a pointer to ``--help``, exit status 1 as twistd's. Parsed on
+        its own (tests, config files), the UsageError is raised as usual.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:
+                raise
+            command = " ".join(filter(None, ["twistd tcpplay", getattr(self, "subCommand", None)]))
+            sys.stderr.write(f"{command}: {e}\nRun '{command} --help' for the options.\n")
+            sys.exit(1)
+
+    def _log_where_it_can_go(self):
+        """Keep twistd's text log off a stdout that a sink owns, and off ``LogFile`` for a
+        ``--logfile`` that is no regular file.
+
+        * ``--json -`` (proxy, demo, or a ``serve`` config) writes JSON lines to stdout; twistd
+          in the foreground logs to stdout too, so ``... | jq .`` would choke on the log lines.
+          With no ``--logfile`` (or ``--logfile=-``), the log goes to stderr instead.
+        * ``--logfile=/dev/stderr`` (a pipe, a terminal, a FIFO): twistd's ``LogFile`` seeks to
+          the end and rotates by renaming, which such a file cannot do (``Illegal seek``
+          traceback). It is opened for appending instead, with no rotation.
+
+        Both go through twistd's ``--logger`` hook (a factory of the log observer), unless one
+        is given, or ``--syslog``; the log format stays twistd's.
+        """
+        global _append_log_to
+        parent = getattr(self, "parent", None)
+        if parent is None or parent.get("logger") or parent.get("syslog"):
+            return
+        logfile = parent.get("logfile") or ""
+        if logfile not in ("", "-"):
+            if _special_file(logfile):
+                _append_log_to = logfile
+                parent["logger"] = f"{__name__}.append_log_observer"  # twistd imports it
+        elif parent.get("nodaemon") and _owns_stdout(self):
+            parent["logger"] = f"{__name__}.stderr_log_observer"
+
     def postOptions(self):
+        self._log_where_it_can_go()
         self._no_pidfile_in_foreground()
         if self.subCommand is None:
             raise usage.UsageError(
                 "choose a subcommand: " + ", ".join(name for name, _, _ in SUBCOMMANDS)
             )
+
+
+def _owns_stdout(options) -> bool:
+    """Whether a sink of the chosen subcommand writes to stdout (``--json -``)."""
+    sub = getattr(options, "subOptions", None)
+    if sub is None:
+        return False
+    config = getattr(sub, "config", None)  # serve: every service of the file
+    specs = [spec.options for spec in config.services] if config is not None else [sub]
+    return any(o.get("json") == "-" for o in specs)
+
+
+def _special_file(path: str) -> bool:
+    """An existing path that is no regular file (a device, pipe or FIFO: /dev/stderr)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+_append_log_to: str | None = None  # the --logfile that append_log_observer opens
+
+
+def stderr_log_observer():
+    """twistd's text log on stderr (a ``--logger`` factory, set by Options)."""
+    from twisted.logger import textFileLogObserver
+
+    return textFileLogObserver(sys.stderr)
+
+
+def append_log_observer():
+    """twistd's text log appended to a ``--logfile`` that is a device, pipe or FIFO."""
+    from twisted.logger import textFileLogObserver
+
+    return textFileLogObserver(open(_append_log_to, "a", buffering=1))
 
 
 class TcpplayService(service.MultiService):
@@ -77,6 +160,14 @@ class TcpplayService(service.MultiService):
     since our services drain and close everything on that signal, the shutdown is an orderly
     one and is reported as such (status 0), like ``systemctl stop`` expects.
     """
+
+    _privileged = False
+
+    def privilegedStartService(self):
+        if self._privileged:  # already done by start_before_daemonizing
+            return
+        self._privileged = True
+        super().privilegedStartService()
 
     def stopService(self):
         d = defer.maybeDeferred(super().stopService)
@@ -101,4 +192,34 @@ def makeService(options) -> service.IService:
 
         svc = metrics.attach(svc, options.subOptions, options.subCommand)
     svc.setServiceParent(top)
+    start_before_daemonizing(top, getattr(options, "parent", None))
     return top
+
+
+def start_before_daemonizing(top: TcpplayService, config) -> None:
+    """Bind the listeners now, in the launching process, before twistd forks the daemon.
+
+    twistd binds in ``privilegedStartService`` after it has forked and written the pid file;
+    a bind failure there (a ``SystemExit``, see ``playground.listening``) is not reported to the
+    launcher waiting on the status pipe, which then waits forever, and the pid file stays. Done
+    here, a busy port ends the launcher itself: the one-line reason on its stderr, exit status 1,
+    no pid file yet, as in the foreground. The sockets are inherited by the daemon; its log
+    starts with the ports' own "starting on" lines, then twistd's.
+
+    Daemon mode only (``twistd -n`` has no status pipe to hang on), and left to twistd when
+    ``--chroot`` or ``--rundir`` is given (paths in endpoint strings are meant relative to
+    those). The umask twistd sets for a daemon (``--umask``, else 0077) applies to what is
+    created now (unix sockets).
+    """
+    if config is None or config.get("nodaemon", True):
+        return  # the foreground reports a bind failure as it is (twistd's own start-up lines first)
+    if config.get("chroot") is not None or config.get("rundir", ".") != ".":
+        return
+    umask = config.get("umask")
+    if umask is None:
+        umask = 0o077
+    old = os.umask(umask)
+    try:
+        top.privilegedStartService()
+    finally:
+        os.umask(old)

@@ -74,12 +74,38 @@ def test_busy_port_is_a_one_line_error(twistd):
 @pytest.mark.parametrize("value", ["abc", "99999", "tcp:notaport"])
 def test_bad_listen_is_a_usage_error_naming_the_flag(value):
     result = run_twistd("tcpplay", "echo", "--listen", value)
-    assert result.returncode != 0
+    assert result.returncode == 1
     text = result.stdout + result.stderr
-    last = text.strip().splitlines()[-1]
-    assert "--listen" in last, text
-    assert value in last
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("twistd tcpplay echo: --listen: "), text
+    assert value in first
     assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("args, command, error", [
+    (["echo", "--bogus"], "twistd tcpplay echo", "option --bogus not recognized"),
+    (["proxy", "--listen", "7000"], "twistd tcpplay proxy", "--target is required"),
+    ([], "twistd tcpplay", "choose a subcommand: demo, proxy"),
+    (["nosuch"], "twistd tcpplay", "Unknown command: nosuch"),
+])
+def test_usage_error_is_one_line_and_a_hint_not_the_whole_help(args, command, error):
+    result = run_twistd("tcpplay", *args)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(f"{command}: {error}"), result.stderr
+    assert lines[1] == f"Run '{command} --help' for the options."
+
+
+@pytest.mark.parametrize("args", [["--version"], ["proxy", "--version"], ["serve", "--version"],
+                                  ["demo", "--version"]])
+def test_version_is_tcpplays(args):
+    from importlib.metadata import version
+
+    result = run_twistd("tcpplay", *args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"tcpplay {version('tcpplay')}\n"
 
 
 def test_no_subcommand_is_a_usage_error():
@@ -121,6 +147,14 @@ def test_subcommand_help_describes_every_option(name, module):
         assert documented[opt], f"{name}: --{opt} has no help text:\n{text}"
         if opt not in ("help", "version"):
             assert (options.docs.get(opt) or "").strip(), f"{name}: --{opt} has no docstring"
+    # One style for defaults: usage.Options' "[default: X]" closing the option's help, shown
+    # for every parameter that has one (opt_ methods included), never written by hand.
+    assert not re.search(r"\(default|default \d|default:", text.replace("[default:", "")), text
+    blocks = re.split(r"\n(?= +(?:-\w, )?--)", text.split("Options:")[1])
+    for opt in options.longOpt:
+        if opt.endswith("=") and options.get(opt[:-1]) not in (None, "", []):
+            block = next(b for b in blocks if re.match(rf" +(?:-\w, )?--{opt[:-1]}=", b))
+            assert re.search(r"\[default: [^]]+\]$", " ".join(block.split())), block
 
 
 def test_foreground_writes_no_pidfile_so_two_servers_share_a_directory(tmp_path):
@@ -158,3 +192,118 @@ def test_subcommand_usage_line_names_the_subcommand_once():
     out = sp.run([TWISTD, "-n", "tcpplay", "echo", "--help"], capture_output=True, text=True,
                  timeout=60).stdout
     assert out.splitlines()[0] == "Usage: twistd [options] tcpplay echo [options]"
+
+
+@pytest.mark.parametrize("flag", ["--json", "--pcap"])
+@pytest.mark.parametrize("where", ["missing-dir", "directory"])
+def test_unwritable_output_file_is_a_usage_error_before_listening(tmp_path, flag, where):
+    path = tmp_path / "no" / "such" / "out" if where == "missing-dir" else tmp_path
+    port = free_port()
+    result = run_twistd("tcpplay", "proxy", "--listen", str(port), "--target", "6379",
+                        flag, str(path), timeout=30)
+    assert result.returncode == 1
+    text = result.stdout + result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"twistd tcpplay proxy: {flag}: cannot write {path}: "), text
+    assert "listening" not in text and "Traceback" not in text
+
+
+def test_output_file_check_leaves_no_file_behind(tmp_path):
+    from playground import proxy
+
+    opts = proxy.Options()
+    out = tmp_path / "later.json"
+    opts.parseOptions(["--target", "6379", "--json", str(out), "--pcap", str(tmp_path / "p")])
+    assert list(tmp_path.iterdir()) == []  # the sinks create them when the proxy starts
+
+
+def test_demo_checks_its_json_file_too(tmp_path):
+    result = run_twistd("tcpplay", "demo", "--json", str(tmp_path / "no" / "x.json"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("twistd tcpplay demo: --json: cannot write "), result.stderr
+
+
+class _Streams:
+    """A foreground twistd with stdout and stderr read apart (each line kept)."""
+
+    def __init__(self, argv, cwd):
+        import os
+        import threading
+
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.readers = [threading.Thread(target=self._read, args=(s, lines), daemon=True)
+                        for s, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for r in self.readers:
+            r.start()
+
+    @staticmethod
+    def _read(stream, lines):
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+
+    def stop(self) -> int:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(5)
+            for r in self.readers:
+                r.join(5)
+
+
+@pytest.mark.parametrize("kind", ["proxy", "serve"])
+def test_json_to_stdout_keeps_twistds_log_on_stderr(redis_server, tmp_path, kind):
+    """``--json -`` owns stdout: every stdout line is JSON (``| jq .`` works); the log is on
+    stderr."""
+    import json
+
+    from tests.conftest import need, wait_until
+
+    port = free_port()
+    args = ["proxy", "--listen", str(port), "--target", str(redis_server.port), "--json", "-"]
+    if kind == "serve":
+        config = tmp_path / "j.toml"
+        config.write_text(f'[proxy.r]\nlisten = {port}\ntarget = {redis_server.port}\n'
+                          'json = "-"\n')
+        args = ["serve", "--config", str(config)]
+    t = _Streams([TWISTD, "-n", "--pidfile=", "tcpplay", *args], str(tmp_path))
+    try:
+        wait_until(lambda: any("proxy listening on" in line for line in t.err), 15,
+                   "the listening line on stderr")
+        cli = need("redis-cli")
+        for cmd in (["SET", "jq-key", "v"], ["GET", "jq-key"]):
+            done = subprocess.run([cli, "-p", str(port), *cmd], capture_output=True, text=True,
+                                  timeout=10)
+            assert done.returncode == 0, done.stderr
+        wait_until(lambda: sum('"GET"' in line for line in t.out), 10, "the GET event")
+    finally:
+        code = t.stop()
+    assert code == 0, "\n".join(t.err)
+    events = [json.loads(line) for line in t.out]  # every stdout line is one JSON object
+    assert any("jq-key" in json.dumps(e) for e in events)
+    err = "\n".join(t.err)
+    assert "Server Shut Down." in err and "Traceback" not in err
+
+
+def test_logfile_dev_stderr_is_written_without_rotation(tmp_path):
+    from tests.conftest import wait_until
+
+    port = free_port()
+    t = _Streams([TWISTD, "-n", "--pidfile=", "--logfile=/dev/stderr", "tcpplay", "echo",
+                  "--listen", str(port)], str(tmp_path))
+    try:
+        wait_until(lambda: any("echo listening on" in line for line in t.err), 15,
+                   "the listening line on stderr")
+    finally:
+        code = t.stop()
+    err = "\n".join(t.err)
+    assert code == 0, err
+    assert t.out == [] and "Server Shut Down." in err and "Traceback" not in err

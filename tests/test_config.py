@@ -265,3 +265,14 @@ def test_random_text_gives_a_config_error_or_a_config(text):
     except C.ConfigError as e:
         assert str(e).startswith(("r.toml", "--set"))
     C.key_lines(text)  # never raises
+
+
+def test_unwritable_output_file_names_file_line_and_key(tmp_path):
+    msg = error(f"""\
+        [proxy.p]
+        target = 6379
+
+        pcap = "{tmp_path}/no/such/dir/x.pcap"
+        """)
+    assert msg == (f"x.toml:4: [proxy.p] pcap: cannot write {tmp_path}/no/such/dir/x.pcap: "
+                   "No such file or directory")

@@ -243,3 +243,33 @@ def test_event_as_json_fields_and_failures():
     assert out["obj"].startswith("<object object")
     assert "ZeroDivisionError" in out["traceback"]
     assert "log_format" not in out
+
+
+def _config(tmp_path, port: int) -> str:
+    path = tmp_path / "busy.toml"
+    path.write_text(f"[echo.first]\nlisten = {free_port()}\n\n[echo.second]\nlisten = {port}\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["echo", "serve"])
+def test_daemon_with_a_busy_port_fails_at_once_on_the_terminal(daemons, tmp_path, kind):
+    """The launcher reports the bind failure itself (before it forks the daemon): exit status 1,
+    the one-line reason on its stderr, no pid file, no daemon left running."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = ["echo", "--listen", port] if kind == "echo" else [
+            "serve", "--config", _config(tmp_path, port)]
+        d = daemons(tmp_path, args)
+        started = time.monotonic()
+        result = subprocess.run(d.argv, cwd=d.cwd, capture_output=True, text=True, timeout=20)
+        assert time.monotonic() - started < 10
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, out
+    assert lines[0].startswith("tcpplay echo") and "cannot listen on --listen" in lines[0], out
+    assert f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0], out
+    assert not d.pidfile.exists()
+    assert "Traceback" not in out + read(d.logfile)

@@ -38,11 +38,13 @@ from tests.conftest import (
 
 
 def close_lines(proc: Twistd) -> list[str]:
-    return [line for line in proc.output().splitlines() if re.search(r"proxy #\d+ close ", line)]
+    """The console's close lines (``#3 close CLIENT c2s ... (fin by client)``)."""
+    return [line for line in proc.output().splitlines() if re.search(r"#\d+ close ", line)]
 
 
 def close_line_for(proc: Twistd, sock_or_port, timeout: float = 10.0) -> str:
-    """The proxy's close line for the client bound to ``sock_or_port`` (its local port)."""
+    """The close line for the client bound to ``sock_or_port`` (its local port): the console's,
+    or with ``--quiet`` the log's."""
     port = sock_or_port if isinstance(sock_or_port, int) else sock_or_port.getsockname()[1]
     return proc.wait_for(f"close 127.0.0.1:{port} ", timeout=timeout)
 
@@ -252,15 +254,14 @@ def test_upstream_killed_mid_stream_closes_client(twistd, tmp_redis):
             wait_closed(s, timeout=3)
         # A client that saw EOF closes its side; the pair is then complete and logged.
         line = close_line_for(proc, me)
-        assert "first=server" in line, line
-        assert re.search(r"how=(fin|reset)", line), line
+        assert re.search(r"\((fin|reset) by server\)$", line), line
     finally:
         direct.close()
 
 
 def test_upstream_refusing_closes_client_and_logs(twistd):
     dead = free_port()  # nothing listens there
-    proc, port = start_proxy(twistd, dead)
+    proc, port = start_proxy(twistd, dead, "--quiet")  # no console: the log has the close line
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         me = s.getsockname()[1]
         s.sendall(PING)
@@ -300,7 +301,7 @@ def test_upstream_not_answering_hits_connect_timeout(twistd):
     listener, fillers = _unanswering_listener()
     try:
         target = listener.getsockname()[1]
-        proc, port = start_proxy(twistd, target, "--connect-timeout", "1")
+        proc, port = start_proxy(twistd, target, "--connect-timeout", "1", "--quiet")
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             me = s.getsockname()[1]
             s.sendall(PING)
@@ -401,7 +402,7 @@ def test_sigterm_under_load_drains_and_exits_0(twistd, redis_server, direct):
     assert code == 0, proc.output()[-3000:]
     assert took < 10, f"exit took {took:.2f}s, past the drain time"
     out = proc.output()
-    assert "drain time over" not in out and "how=shutdown" not in out, out[-3000:]
+    assert "drain time over" not in out and "shutdown by proxy" not in out, out[-3000:]
     assert len(close_lines(proc)) == 2
 
 
@@ -421,4 +422,25 @@ def test_short_drain_aborts_what_is_left_and_exits_0(twistd, redis_server):
     assert how == "reset", "an aborted connection ends with RST"
     assert "drain time over: aborting 1 pair(s)" in proc.output()
     line = close_line_for(proc, me)
-    assert "first=proxy how=shutdown" in line, line
+    assert line.endswith("(shutdown by proxy)"), line
+
+
+@pytest.mark.parametrize("extra, console", [((), True), (("--quiet", "--json", "{tmp}/x.json"), False),
+                                           (("--json", "-"), False), (("--decode", "none"), False)])
+def test_each_pair_is_shown_once(twistd, redis_server, tmp_path, extra, console):
+    """The console's open/close lines, or (no console) the log's: never both."""
+    extra = [a.format(tmp=tmp_path) for a in extra]
+    proc, port = start_proxy(twistd, redis_server.port, *extra)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        me = s.getsockname()[1]
+        s.sendall(PING)
+        assert recv_exactly(s, len(PONG)) == PONG
+    line = proc.wait_for(f"close 127.0.0.1:{me} ")
+    assert proc.terminate() == 0
+    lines = proc.output().splitlines()
+    logged = [t for t in lines if re.search(r"proxy #\d+ (open|close) ", t)]
+    shown = [t for t in lines if re.match(r"#\d+ (open|close) ", t)]
+    if console:
+        assert line.startswith("#1 close ") and len(shown) == 2 and logged == [], lines
+    else:
+        assert "proxy #1 close" in line and len(logged) == 2 and shown == [], lines

@@ -211,7 +211,7 @@ def test_tls_listener_in_front_of_redis(twistd, redis_server, pki):
 def test_tls_target_with_matching_name_passes_data(twistd, pki, echo_server):
     server = echo_server("localhost")
     proc, port = start_proxy(twistd, f"tls:host=localhost:port={server.port}",
-                             "--target-ca", pki["ca"].pem)
+                             "--target-ca", pki["ca"].pem, "--quiet")  # the log's close line
     message = b"hello over tls\n" + bytes(range(256)) * 64
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(message)
@@ -239,7 +239,7 @@ def test_tls_target_half_close_still_gets_the_reply(twistd, pki, echo_server):
 
 def _assert_handshake_refused(twistd, pki, server, expect: str):
     proc, port = start_proxy(twistd, f"tls:host=localhost:port={server.port}",
-                             "--target-ca", pki["ca"].pem)
+                             "--target-ca", pki["ca"].pem, "--quiet")  # the log's close line
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         me = s.getsockname()[1]
         s.sendall(b"secret that must not reach a wrong server\n")

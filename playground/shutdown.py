@@ -1,0 +1,63 @@
+"""Graceful stops that a second Ctrl-C (or SIGTERM) cuts short.
+
+SIGINT or SIGTERM stops the reactor; its "before shutdown" phase runs the services' drains (the
+proxy lets open pairs finish for ``--drain-timeout`` seconds, chat sees its clients out). A
+drain registers how to end it at once with ``during_drain(abort)``. If the reactor is shutting
+down, the first registration replaces the reactor's SIGINT/SIGTERM handlers (whose second
+``reactor.stop()`` would only raise ``ReactorNotRunning`` tracebacks) with one that calls every
+registered ``abort`` on the reactor thread. The process is ending, so the handlers stay: a
+signal after the drains are over does nothing, quietly.
+
+Idle connections are not cut on the first signal: no bytes moving does not mean nothing is
+awaited (a BLPOP, a SUBSCRIBE, a long poll wait for the server); the drain timeout bounds the
+wait and the second signal ends it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import threading
+from collections.abc import Callable
+
+_aborts: dict[int, Callable[[], None]] = {}
+_ids = itertools.count()
+_installed = False
+
+
+def during_drain(abort: Callable[[], None], reactor=None) -> Callable[[], None]:
+    """Call ``abort()`` on a second SIGINT/SIGTERM until the returned ``release()`` is called."""
+    if reactor is None:
+        from twisted.internet import reactor
+    key = next(_ids)
+    _aborts[key] = abort
+    _install(reactor)
+    return lambda: _aborts.pop(key, None)
+
+
+def hint() -> str:
+    """How to end the drains now, for the drain log line ('' when a signal would not)."""
+    if not _installed:
+        return ""
+    return "; Ctrl-C again to stop now" if os.isatty(0) else "; SIGINT or SIGTERM again to stop now"
+
+
+def _install(reactor) -> None:
+    global _installed
+    if _installed or not getattr(reactor, "_stopped", False):
+        return  # a drain outside a shutdown (a test stopping a service) leaves signals alone
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def again(signum, frame):
+        reactor.callFromThread(_abort_all)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, again)
+    _installed = True
+
+
+def _abort_all() -> None:
+    for abort in list(_aborts.values()):
+        abort()

@@ -1,0 +1,141 @@
+"""Stopping with idle clients connected: the drain timeout of proxy, demo and chat, and the second
+Ctrl-C that ends the drain at once (real twistd processes, real clients)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.conftest import PING, PONG, ROOT, TWISTD, free_port, recv_exactly, wait_closed
+
+
+class Foreground:
+    """``twistd -n tcpplay ...`` with a terminal as stdin (as when run by hand), output kept."""
+
+    def __init__(self, args):
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            [TWISTD, "-n", "--pidfile=", "tcpplay", *map(str, args)], stdin=slave,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(ROOT),
+            env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
+        os.close(slave)
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            with self._cond:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    raise AssertionError(f"{text!r} not seen:\n" + "\n".join(self.lines[-40:]))
+                self._cond.wait(min(left, 0.2))
+
+    def output(self) -> str:
+        self._reader.join(5)
+        return "\n".join(self.lines)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        os.close(self.master)
+
+
+@pytest.fixture
+def foreground():
+    started: list[Foreground] = []
+
+    def start(args) -> Foreground:
+        started.append(Foreground(args))
+        return started[-1]
+
+    yield start
+    for f in started:
+        f.close()
+
+
+def _twice(fg: Foreground, drain_line: str, first=signal.SIGINT) -> float:
+    """Ctrl-C, wait for the drain line, Ctrl-C again: the seconds until the process is gone."""
+    fg.proc.send_signal(first)
+    line = fg.wait_for(drain_line)
+    assert line.endswith("; Ctrl-C again to stop now"), line
+    t0 = time.monotonic()
+    fg.proc.send_signal(signal.SIGINT)
+    code = fg.proc.wait(10)
+    assert code == 0, fg.output()
+    return time.monotonic() - t0
+
+
+@pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM])
+def test_second_ctrl_c_aborts_the_proxy_drain_at_once(foreground, redis_server, first):
+    port = free_port()
+    fg = foreground(["proxy", "--listen", port, "--target", redis_server.port])
+    fg.wait_for("proxy listening on")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+        idle.sendall(PING)
+        assert recv_exactly(idle, len(PONG)) == PONG
+        took = _twice(fg, "proxy draining 1 open pair(s) for up to 10s", first)
+        how, _ = wait_closed(idle, timeout=2)
+    assert took < 2, f"exit {took:.2f}s after the second Ctrl-C"
+    assert how == "reset"
+    out = fg.output()
+    assert "proxy stopping now: aborting 1 pair(s)" in out
+    assert "(shutdown by proxy)" in out
+    assert "Traceback" not in out and "ReactorNotRunning" not in out
+
+
+def test_second_ctrl_c_ends_the_chat_goodbye_at_once(foreground):
+    port = free_port()
+    fg = foreground(["chat", "--listen", port, "--drain-timeout", 30])
+    fg.wait_for("chat listening on")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+        assert idle.recv(4096)  # the greeting; the client then stays, reading nothing more
+        took = _twice(fg, "chat closing 1 connection(s) for up to 30s")
+    assert took < 2, f"exit {took:.2f}s after the second Ctrl-C"
+    out = fg.output()
+    assert "Traceback" not in out and "ReactorNotRunning" not in out
+
+
+@pytest.mark.parametrize("kind", ["demo", "chat"])
+def test_drain_timeout_of_demo_and_chat(foreground, kind):
+    port = free_port()
+    if kind == "demo":
+        args = ["demo", "--redis", port, "--http", free_port(), "--drain-timeout", 1]
+        ready = "proxy redis listening on"
+    else:
+        args = ["chat", "--listen", port, "--drain-timeout", 1]
+        ready = "chat listening on"
+    fg = foreground(args)
+    fg.wait_for(ready)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+        if kind == "demo":
+            idle.sendall(PING)
+            assert recv_exactly(idle, len(PONG)) == PONG
+        else:
+            assert idle.recv(4096)  # the greeting: the server has the connection
+        t0 = time.monotonic()
+        fg.proc.send_signal(signal.SIGTERM)
+        code = fg.proc.wait(15)
+        took = time.monotonic() - t0
+    assert code == 0, fg.output()
+    assert 0.9 <= took < 4, f"exit after {took:.2f}s with --drain-timeout 1"
+    assert "Traceback" not in fg.output()
