@@ -15,6 +15,12 @@ both hand over to ``Chain._failed``): a decoder that fails on a direction turns 
 ``undecodable`` record and that direction falls back to the hex view; the observer itself never
 raises to the proxy. Per-pair state is dropped at ``pair_closed``.
 
+Work per call is bounded: a decoder result bigger than ``Chain.SLICE`` records (tens of thousands
+of commands unanswered at close, a huge list of records) is not handed on at once. The first slice
+goes to the sinks, the rest is *held* (``Chain.held``, in order; while anything is held, every
+later record queues behind it) and handed on one slice per ``Chain.work()`` call, which the proxy
+makes once per reactor turn before it feeds more bytes.
+
 The proxy subcommand takes its decoding options from here: ``OPT_PARAMETERS``, ``OPT_FLAGS``,
 ``opt_verbose`` (the counted ``-v``), ``check_options(opts)`` and
 ``build(opts, reactor) -> (services, observer)``.
@@ -25,6 +31,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from collections import deque
 from operator import itemgetter
 from operator import sub as _sub
 
@@ -73,7 +80,13 @@ OPT_PARAMETERS = [
      "grow with the traffic."],
     ["max-frame", None, 512 * MIB,
      "Largest RESP frame the decoder accepts (bytes); a larger one turns that direction to hex."],
+    ["slow-sink", None, None,
+     "When the console's stdout cannot keep up: block (wait for it; every record is kept, "
+     "forwarding waits too) or drop (never wait: records are dropped while the reader is behind, "
+     "and a line says how many when it catches up and at close). Default: block when stdout is "
+     "a regular file, drop for a pipe or a terminal."],
 ]
+SLOW_SINK_CHOICES = ("block", "drop")
 
 OPT_FLAGS = [
     ["no-redact", None,
@@ -156,6 +169,12 @@ def check_options(opts) -> None:
         raise usage.UsageError(f"--color: choose one of {', '.join(COLOR_CHOICES)}; "
                                f"got {opts['color']!r}")
     opts["color"] = color
+    slow = opts["slow-sink"]
+    if slow is not None:
+        slow = str(slow).lower()
+        if slow not in SLOW_SINK_CHOICES:
+            raise usage.UsageError(f"--slow-sink: choose block or drop; got {opts['slow-sink']!r}")
+        opts["slow-sink"] = slow
     opts["max-value"] = _int_option(opts, "max-value")
     opts["max-frame"] = _int_option(opts, "max-frame")
     if opts["max-frame"] < 1024:
@@ -231,7 +250,8 @@ def build(opts, reactor=None, stats=None):
 
             sinks.append(ConsoleSink(color=opts["color"], max_value=shown,
                                      reactor=reactor, verbose=opts.get("verbose", 0),
-                                     lifecycle=shows_lifecycle(opts)))
+                                     lifecycle=shows_lifecycle(opts),
+                                     slow_sink=opts["slow-sink"]))
     services.extend(sinks)
     if stats is not None and decode != "none":
         sinks.append(stats)  # a plain sink, not a service
@@ -519,7 +539,7 @@ class _Resp:
         chain = st.chain
         self._unfiltered = chain.only is None and chain.skip is None
         self._runs = chain.runs
-        self._emit = chain.emit
+        self._chain = chain  # chain.emit changes while records are held: look it up per call
         self._pid, self._client = st.id, st.client
 
     def feed(self, direction, data, now, offset):
@@ -528,16 +548,40 @@ class _Resp:
             e = events[0]
             if type(e) is tuple and len(events) == 1 and self._unfiltered:
                 # request/response traffic: one ordinary command answered by this read
-                self._emit(R.RedisExchange(self._pid, now, self._client, e[0], e[2],
-                                           e[4] - e[3], False))
+                self._chain.emit(R.RedisExchange(self._pid, now, self._client, e[0], e[2],
+                                                 e[4] - e[3], False))
                 return
             self._events(events, now, direction, data, offset)
 
     def eof(self, direction, now):
-        self._events(self._eof(direction, now), now)
+        self._in_steps(lambda limit: self._eof(direction, now, limit), now)
 
     def close(self, now):
-        self._events(self._close(now), now)
+        self._in_steps(lambda limit: self._close(now, limit), now)
+
+    def _in_steps(self, answers, now):
+        """``answers(limit)``: the conversation's eof/close events, at most ``limit`` a call. A
+        few unanswered commands are handed on now; tens of thousands one slice per step of
+        held work (``Chain.work``), the records after them (the pair's close) queued behind."""
+        chain = self._chain
+        limit = chain.SLICE
+        events = answers(limit)
+        self._events(events, now)
+        if len(events) < limit or not self.conv.pending:
+            return
+        st = self.st
+
+        def step() -> bool:
+            got = []
+
+            def one():
+                got.extend(answers(limit))
+                self._events(got, now)
+
+            return chain._guarded(st, None, now, one) and len(got) >= limit and (
+                self.conv.pending > 0)
+
+        chain.hold(step)
 
     def settled(self, direction):
         return self.conv.settled(direction)
@@ -710,7 +754,12 @@ class Chain:
             self.emit = self._emit_all
         # emit_many(records): one call per decoded chunk (a sink may take a list at once)
         self._many = [getattr(s, "emit_many", None) or _one_by_one(s.emit) for s in self.sinks]
-        self.emit_many = self._many[0] if n == 1 else self._emit_many_all
+        self._emit_one = self.emit
+        self._emit_list = self._many[0] if n == 1 else self._emit_many_all
+        self.emit_many = self._emit_bounded
+        # held work, in order: lists of records, and steps (callables: True = call again)
+        self.held: deque = deque()
+        self._stepping = False
 
     def hides(self, name: bytes) -> bool:
         """Does --only/--skip keep the Redis command ``name`` (upper case) from the sinks?"""
@@ -724,6 +773,62 @@ class Chain:
     def _emit_many_all(self, records):
         for emit_many in self._many:
             emit_many(records)
+
+    # -- bounded slices ----------------------------------------------------------------------
+    SLICE = 256  # records handed to the sinks at once; the rest waits for work()
+
+    def _emit_bounded(self, records):
+        if len(records) <= self.SLICE:
+            self._emit_list(records)
+        else:
+            self._emit_list(records[:self.SLICE])
+            self.hold(records[self.SLICE:])
+
+    def _emit_held(self, record):
+        self.held.append([record])
+
+    def _emit_many_held(self, records):
+        if records:
+            self.held.append(records)
+
+    def hold(self, work):
+        """Queue ``work`` (a list of records, or a step: a callable doing a bounded piece and
+        returning True while it has more) behind what is held; records emitted from now on
+        queue behind it until ``work()`` has handed everything on."""
+        self.held.append(work)
+        if not self._stepping:
+            self.emit, self.emit_many = self._emit_held, self._emit_many_held
+
+    def work(self) -> bool:
+        """Hand on one slice of the held work (about ``SLICE`` records, or one step); True
+        while more is held. The proxy calls it once per reactor turn while ``held``."""
+        held = self.held
+        emit_list = self._emit_list
+        budget = self.SLICE
+        self._stepping = True
+        self.emit, self.emit_many = self._emit_one, emit_list  # at the head: straight on
+        try:
+            while held and budget > 0:
+                w = held[0]
+                if type(w) is list:
+                    if len(w) > budget:
+                        held[0] = w[budget:]
+                        w = w[:budget]
+                    else:
+                        held.popleft()
+                    budget -= len(w)
+                    emit_list(w)
+                else:
+                    if not w():
+                        held.popleft()
+                    budget = 0  # a step is a slice
+        finally:
+            self._stepping = False
+            if held:
+                self.emit, self.emit_many = self._emit_held, self._emit_many_held
+            else:
+                self.emit, self.emit_many = self._emit_one, self._emit_bounded
+        return bool(held)
 
     # -- PairObserver ----------------------------------------------------------------------
     def pair_opened(self, pair, now):

@@ -21,7 +21,15 @@ Colours (ANSI) only when asked or, with ``auto``, when the output is a terminal.
 batches, each in a single ``write()`` of whole lines: the proxy's hot path only appends. A batch
 is written ``FLUSH_DELAY`` seconds after its first record (a reactor turn holds too few records
 when pipelining is light: a write per exchange would cost more than decoding it), or at once when
-``MAX_BACKLOG`` records are queued, so the backlog stays bounded.
+``MAX_BACKLOG`` records are queued, so the backlog stays bounded. A pipelined run
+(``RedisExchanges``) counts as its exchanges, and a flush formats at most ``MAX_BACKLOG`` of them
+per ``format_batch`` call (one ``write()`` each): an ``emit_many`` of 50,000 records is formatted
+in slices, never in one call (how many records a reactor turn hands over is bounded upstream, by
+the proxy and the chain).
+
+A console writing to a pipe or a terminal (not a regular file) uses ``--slow-sink drop`` by
+default: its stdout is a ``dropwriter.DropWriter``, and a batch that finds that writer's buffer
+full is dropped and counted, never formatted (``--slow-sink block``: wait, every record kept).
 """
 
 from __future__ import annotations
@@ -64,6 +72,7 @@ class BufferedSink(service.Service):
         self._extra = 0  # exchanges in the queued R.RedisExchanges beyond one per record
         self._call = None
         self.written = 0
+        self._dropper = None  # a dropwriter.DropWriter (--slow-sink drop), or None
 
     def open_output(self):
         raise NotImplementedError
@@ -88,12 +97,14 @@ class BufferedSink(service.Service):
             self._call.cancel()
         self._call = None
         self.flush()
+        result = None
         if self.out is not None:
             try:
-                self.close_output()
+                result = self.close_output()
             except OSError as e:
                 self._fail(e)
             self.out = None
+        return result
 
     def emit(self, record) -> None:
         if self.out is None or self.failed:
@@ -112,9 +123,12 @@ class BufferedSink(service.Service):
             return
         q = self._queue
         q.extend(records)
+        for r in records:
+            if type(r) is _RUN:
+                self._extra += len(r.commands) - 1
         if self._call is None:
             self._call = self.reactor.callLater(self.flush_delay, self._turn)
-        elif len(q) >= MAX_BACKLOG:
+        elif len(q) + self._extra >= MAX_BACKLOG:
             self.flush()
 
     def _turn(self):
@@ -122,9 +136,29 @@ class BufferedSink(service.Service):
         self.flush()
 
     def flush(self) -> None:
-        batch, self._queue = self._queue, []
+        queue, self._queue = self._queue, []
         extra, self._extra = self._extra, 0
-        if not batch or self.out is None or self.failed:
+        if not queue or self.out is None or self.failed:
+            return
+        if len(queue) + extra <= MAX_BACKLOG:
+            self._write_batch(queue, len(queue) + extra)
+            return
+        start = 0  # slices of at most MAX_BACKLOG exchanges (a bigger run: on its own)
+        while start < len(queue) and not self.failed:
+            end = start
+            n = 0
+            while end < len(queue) and n < MAX_BACKLOG:
+                r = queue[end]
+                n += len(r.commands) if type(r) is _RUN else 1
+                end += 1
+            self._write_batch(queue[start:end], n)
+            start = end
+
+    def _write_batch(self, batch: list, n: int) -> None:
+        """Format ``batch`` (``n`` exchanges) and write it in one ``write()``."""
+        dropper = self._dropper
+        if dropper is not None and dropper.full():
+            dropper.drop(n)  # the reader is behind: not even formatted
             return
         try:
             data = self.format_batch(batch)
@@ -137,7 +171,7 @@ class BufferedSink(service.Service):
         try:
             self.out.write(data)
             self.out.flush()
-            self.written += len(batch) + extra  # exchanges of a run each count
+            self.written += n  # exchanges of a run each count
         except (OSError, ValueError) as e:
             self._fail(e)
 
@@ -569,9 +603,10 @@ class ConsoleSink(BufferedSink):
     takes_runs = True  # R.RedisExchanges: see _run
 
     def __init__(self, out=None, color: str = "auto", max_value: int = 200, reactor=None,
-                 verbose: int = 0, lifecycle: bool = True):
+                 verbose: int = 0, lifecycle: bool = True, slow_sink: str | None = None):
         super().__init__(reactor)
         self._target = out
+        self.slow_sink = slow_sink  # block, drop, or None: drop unless stdout is a regular file
         self.color = color
         self.max_value = max_value
         self.verbose = verbose  # see ConsoleFormatter
@@ -585,14 +620,44 @@ class ConsoleSink(BufferedSink):
         if out is None:
             # twistd redirects sys.stdout into its log; write to the real stdout instead.
             out = (sys.__stdout__ or sys.stdout).buffer
+            out = self._slow_sink_policy(out)
         on = self.color == "always" or (
             self.color == "auto" and hasattr(out, "isatty") and out.isatty()
         )
         self.formatter = ConsoleFormatter(on, self.max_value, self.verbose, self.lifecycle)
         return out
 
+    def _slow_sink_policy(self, out):
+        """stdout as it is (block), or a DropWriter over it (drop; see the module docstring)."""
+        from playground import dropwriter
+
+        try:
+            fd = out.fileno()
+        except (AttributeError, OSError, ValueError):
+            return out
+        policy = self.slow_sink or ("block" if dropwriter.is_regular_file(fd) else "drop")
+        self.slow_sink = policy
+        if policy != "drop":
+            return out
+        out.flush()
+        try:
+            self._dropper = dropwriter.DropWriter(fd, self.reactor)
+        except OSError as e:
+            self.log.info("console: stdout cannot be reopened non-blocking ({error}): "
+                          "--slow-sink block", error=e.strerror or e)
+            self.slow_sink = "block"
+            return out
+        return self._dropper
+
     def close_output(self):
-        self.out.flush()
+        dropper = self._dropper
+        if dropper is None:
+            self.out.flush()
+            return None
+        if dropper.dropped:
+            self.log.warn("console: {n} records dropped in all: stdout could not keep up "
+                          "(--slow-sink drop)", n=dropper.dropped)
+        return dropper.close()
 
     def format_batch(self, batch: list) -> bytes:
         lines = []

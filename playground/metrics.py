@@ -9,6 +9,14 @@ When ``options`` asks for ``--metrics ADDR`` or ``--stats-interval N``, ``attach
 service with a ``MetricsService`` (``/metrics`` in the Prometheus text format, ``/metrics.json``)
 and/or a ``StatsLogService`` (one summary line per service every N seconds).
 
+The endpoint stays cheap under a flood: a page's body is rendered at most once per reactor turn
+(every request of that turn gets the same bytes), a render redoes only the commands that saw
+traffic since the last one (``stats``: summaries and Prometheus lines are kept while their
+figures stay the same), and a connection gets at most
+``MAX_PER_TURN`` pipelined requests answered per turn (the rest wait for the next turn, and
+Twisted stops reading from that connection meanwhile), so 1,000 pipelined GETs cost 125 short
+turns, not one long one.
+
 ``serve`` shares one ``Registry`` between its services by setting ``options.stats_registry``
 before calling a module's ``make_service``; ``attach`` then only registers (one endpoint and one
 log timer serve them all). ``attach`` is idempotent per service object.
@@ -22,7 +30,7 @@ import time
 from twisted.application import service
 from twisted.internet import task
 from twisted.logger import Logger
-from twisted.web import resource, server
+from twisted.web import http, resource, server
 
 from playground import stats as S
 from playground.limits import Refusal
@@ -218,17 +226,34 @@ def wrap(svc, registry: Registry, metrics: str | None, interval: float, reactor=
 
 
 class _Page(resource.Resource):
+    """A page whose body is rendered at most once per reactor turn."""
+
     isLeaf = True
 
-    def __init__(self, render, content_type: bytes):
+    def __init__(self, render, content_type: bytes, reactor=None):
         super().__init__()
         self._render = render
         self.content_type = content_type
+        self.reactor = reactor
+        self._body: bytes | None = None
+        self.renders = 0
 
     def render_GET(self, request):
         request.setHeader(b"content-type", self.content_type)
         request.setHeader(b"cache-control", b"no-store")
-        return self._render()
+        body = self._body
+        if body is None:
+            body = self._body = self._render()
+            self.renders += 1
+            if self.reactor is None:
+                from twisted.internet import reactor
+
+                self.reactor = reactor
+            self.reactor.callLater(0, self._forget)
+        return body
+
+    def _forget(self):
+        self._body = None
 
     def render_HEAD(self, request):
         self.render_GET(request)
@@ -241,18 +266,48 @@ class _Root(resource.Resource):
         return b"tcpplay metrics: /metrics (Prometheus text format), /metrics.json\n"
 
 
+MAX_PER_TURN = 8  # pipelined requests one connection gets answered per reactor turn
+
+
+class _Channel(http.HTTPChannel):
+    """``HTTPChannel`` that answers at most ``MAX_PER_TURN`` pipelined requests in a row: then
+    the next is taken on a later reactor turn (Twisted answers a pipeline in one go otherwise,
+    each request inside the previous one's completion)."""
+
+    _in_a_row = 0
+    _lost = False
+
+    def requestDone(self, request):
+        self._in_a_row += 1
+        if self._in_a_row < MAX_PER_TURN:
+            return super().requestDone(request)
+        self._in_a_row = 0
+        self.callLater(0, self._request_done_later, request)
+        return None
+
+    def _request_done_later(self, request):
+        if not self._lost and self.requests and self.requests[0] is request:
+            super().requestDone(request)
+
+    def connectionLost(self, reason):
+        self._lost = True
+        super().connectionLost(reason)
+
+
 class MetricsSite(server.Site):
-    """No access-log line per scrape (a scraper polls every few seconds)."""
+    """No access-log line per scrape (a scraper polls every few seconds); ``_Channel``s."""
+
+    protocol = _Channel
 
     def log(self, request):
         pass
 
 
-def site(registry: Registry) -> server.Site:
+def site(registry: Registry, reactor=None) -> server.Site:
     root = _Root()
-    root.putChild(b"metrics", _Page(registry.prometheus, CONTENT_TYPE))
-    root.putChild(b"metrics.json", _Page(registry.json, b"application/json"))
-    s = MetricsSite(root)
+    root.putChild(b"metrics", _Page(registry.prometheus, CONTENT_TYPE, reactor))
+    root.putChild(b"metrics.json", _Page(registry.json, b"application/json", reactor))
+    s = MetricsSite(root, reactor=reactor) if reactor is not None else MetricsSite(root)
     s.noisy = False
     s.displayTracebacks = False
     return s
@@ -268,7 +323,8 @@ class MetricsService(service.MultiService):
 
         self.registry = registry
         self.listening = ListeningService("metrics", server_string(str(listen), "--metrics"),
-                                          site(registry), flag="--metrics", reactor=reactor)
+                                          site(registry, reactor), flag="--metrics",
+                                          reactor=reactor)
         self.listening.setServiceParent(self)
 
 

@@ -1,9 +1,11 @@
 """What a proxy observer (the decoder chain, a test) receives: pair open/close and forwarded bytes.
 
-The proxy calls these *after* the bytes have been written to the other side: on the next reactor
-turn, in order, for everything that turn forwarded (timestamps are those of the reads), so an
-observer can never delay or alter forwarding. An observer that raises is logged once and
-detached.
+The proxy calls these *after* the bytes have been written to the other side: on later reactor
+turns, in order, a bounded slice per turn (timestamps are those of the reads; a big read comes in
+pieces), so an observer can never delay or alter forwarding. An observer that raises is logged
+once and detached. An observer may keep work for later turns: then it has ``held`` (true while
+anything waits) and ``work()`` (do one bounded slice of it; true while more waits), which the
+proxy calls once per turn before it hands over more bytes (``chain.Chain`` does).
 """
 
 from __future__ import annotations

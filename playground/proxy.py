@@ -7,12 +7,19 @@ connection limits, pair ids, byte counts, one structured log line on open and on
 drain on shutdown, and the observer hook the decoder chain uses (see ``playground.observer``).
 
 Forwarding never waits for observers: bytes are written to the other side first; the observer is
-told on the next reactor turn, in one batch (a backlog bounded at ``OBSERVER_BACKLOG`` bytes).
+told on a later reactor turn, in bounded slices (``ProxyFactory.flush_observer``): at most
+``OBSERVER_SLICE`` bytes or ``OBSERVER_TURN`` seconds per turn, in pieces of at most
+``OBSERVER_PIECE``, then a yield (``callLater(0)``) so other clients' reads and writes go first.
+Memory stays bounded by pausing, not by decoding faster: a side that fills the queue (more than
+``SIDE_BACKLOG`` bytes of its own, or more than a piece while the whole queue is past
+``OBSERVER_BACKLOG``) is paused (``pauseProducing`` on its transport: TCP pushes back on that
+client or server, and only on it) until the queue has drained to half. Nothing is dropped.
 With no observer, ``dataReceived`` is the plain forwarder: a write and a byte count.
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
 
 from twisted.application import service
@@ -90,6 +97,7 @@ class ClientSide(_Side):
 
     def __init__(self):
         self.nbytes = 0
+        self.queued = 0  # bytes read but not yet handed to the observer
         self.other = None
 
     def connectionMade(self):
@@ -104,6 +112,7 @@ class ServerSide(_Side):
     def __init__(self, pair: Pair):
         self.pair = pair
         self.nbytes = 0
+        self.queued = 0
         self.other = pair.client.transport
 
     def connectionMade(self):
@@ -125,8 +134,7 @@ class _Direct:
 class _Observed:
     def dataReceived(self, data):
         self._forward(data)
-        pair = self.pair
-        pair.factory.observe_data(pair.id, self.direction, data)
+        self.pair.factory.observe_data(self, data)
 
 
 class DirectClientSide(_Direct, ClientSide):
@@ -444,6 +452,7 @@ class ProxyFactory(LimitedFactory):
         self._queued: list = []
         self._queued_bytes = 0
         self._flush_call = None
+        self._paused: dict = {}  # id(side) -> side, paused while the observer backlog drains
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.pairs: dict[int, Pair] = {}
@@ -456,10 +465,20 @@ class ProxyFactory(LimitedFactory):
     def next_id(self) -> int:
         return next(self.ids)
 
-    # Observers are told on the next reactor turn, in one batch: the forwarding of everything a
-    # turn read comes first, and the decoding of it then runs in one tight loop. The backlog is
-    # one turn's reads; past OBSERVER_BACKLOG bytes it is handed over at once, so it stays bounded.
+    # Observers are told on a later reactor turn, in slices: each turn hands over at most
+    # OBSERVER_SLICE bytes (a chunk larger than OBSERVER_PIECE in pieces: decoders take any split)
+    # and stops early once it has taken OBSERVER_TURN seconds (the reactor's clock), after at most
+    # one slice of the observer's own held work (``held``/``work``, see ``chain.Chain.work``);
+    # then it yields with callLater(0). Memory stays bounded by pausing the sides that fill the
+    # queue (``_pause``): one with more than SIDE_BACKLOG bytes queued, and, once the whole queue
+    # is past OBSERVER_BACKLOG, any with more than a piece queued (a client sending a PING now
+    # and then is never paused for another's flood). A paused side is resumed when its own
+    # queue and the whole queue are down to half their bounds.
+    OBSERVER_SLICE = 64 * 1024
+    OBSERVER_PIECE = 4 * 1024
+    OBSERVER_TURN = 0.005
     OBSERVER_BACKLOG = 4 * 1024 * 1024
+    SIDE_BACKLOG = 1024 * 1024
 
     def notify(self, method: str, *args):
         """Queue a pair's open, half-close or close for the observer (bytes: observe_data)."""
@@ -469,39 +488,107 @@ class ProxyFactory(LimitedFactory):
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
-    def observe_data(self, pair_id: int, direction: str, data: bytes):
-        """Queue forwarded bytes for the observer; past OBSERVER_BACKLOG, hand them over now."""
+    def observe_data(self, side: _Side, data: bytes):
+        """Queue bytes ``side`` read (and forwarded) for the observer; pause it when it fills
+        the queue (see OBSERVER_BACKLOG)."""
         if self.observer is None:
             return
-        self._queued.append(("data", (pair_id, direction, data, self.reactor.seconds())))
-        self._queued_bytes += len(data)
-        if self._queued_bytes > self.OBSERVER_BACKLOG:
-            self.flush_observer()
-        elif self._flush_call is None:
+        pair = side.pair
+        n = len(data)
+        self._queued.append(("data", (pair.id, side.direction, data, self.reactor.seconds(),
+                                      side)))
+        self._queued_bytes += n
+        side.queued += n
+        if side.queued > self.SIDE_BACKLOG or (
+                self._queued_bytes > self.OBSERVER_BACKLOG and side.queued > self.OBSERVER_PIECE):
+            self._pause(side)
+        if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
-    def flush_observer(self):
+    def _pause(self, side: _Side):
+        """Stop reading from ``side`` until the queue drains. The splice's own producer
+        registration may resume it earlier (its peer's buffer drained): then its next read
+        pauses it again, so the queue grows by a read at most."""
+        if side.pair.lost & _BIT[side.role]:
+            return
+        side.transport.pauseProducing()
+        self._paused[id(side)] = side
+
+    def _resume_paused(self, everyone: bool = False):
+        if not everyone and self._queued_bytes > self.OBSERVER_BACKLOG // 2:
+            return
+        for key, side in list(self._paused.items()):
+            if not everyone and side.queued > self.SIDE_BACKLOG // 2:
+                continue
+            del self._paused[key]
+            pair = side.pair
+            if pair.finished or pair.lost & _BIT[side.role]:
+                continue
+            if getattr(side.other, "producerPaused", False):
+                continue  # its peer's buffer is full: the peer resumes it when drained
+            side.transport.resumeProducing()
+
+    def flush_observer(self, everything: bool = False):
+        """Hand queued events to the observer: one turn's slice, then yield (``callLater(0)``)
+        while more is queued; ``everything``: all of it now (shutdown)."""
         call, self._flush_call = self._flush_call, None
         if call is not None and call.active():
             call.cancel()
-        queued, self._queued, self._queued_bytes = self._queued, [], 0
+        queued, self._queued = self._queued, []
         observer = self.observer
         if observer is None:
+            self._queued_bytes = 0
             return
+        held = getattr(observer, "held", None)  # work the observer keeps for later turns
+        budget = self.OBSERVER_SLICE
+        piece = self.OBSERVER_PIECE
+        spent = 0
+        i = 0
+        n = len(queued)
         method = None
         data = observer.data
+        clock = self.reactor.seconds
+        deadline = clock() + self.OBSERVER_TURN
         try:
-            for method, args in queued:
+            while True:
+                if held and (observer.work() or clock() >= deadline) and not everything:
+                    break  # one slice of held work per turn
+                if i >= n:
+                    if everything and held:
+                        continue  # shutdown: the held work too
+                    break
+                if (spent >= budget or clock() >= deadline) and not everything:
+                    break
+                method, args = queued[i]
                 if method == "data":
-                    data(*args)
+                    pair_id, direction, chunk, now, side = args
+                    if len(chunk) > piece:
+                        queued[i] = (method, (pair_id, direction, chunk[piece:], now, side))
+                        chunk = chunk[:piece]
+                    else:
+                        i += 1
+                    side.queued -= len(chunk)
+                    spent += len(chunk)
+                    data(pair_id, direction, chunk, now)
                 else:
+                    i += 1
                     getattr(observer, method)(*args)
         except Exception:
             self.log.failure("observer {observer!r} raised in {method}; detached, forwarding goes on",
                              observer=observer, method=method)
             self.observer = None
+            self._queued, self._queued_bytes = [], 0
+            self._resume_paused(everyone=True)
             for pair in self.pairs.values():
                 pair.switch_to_plain()
+            return
+        if i < n:
+            self._queued = queued[i:] + self._queued if self._queued else queued[i:]
+        self._queued_bytes = max(0, self._queued_bytes - spent)
+        if self._paused:
+            self._resume_paused()
+        if (self._queued or held) and self._flush_call is None:
+            self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
     # -- graceful shutdown --------------------------------------------------------
     def drain(self, timeout: float) -> defer.Deferred:
@@ -589,11 +676,20 @@ class ProxyService(service.MultiService):
             sink.setServiceParent(self)
         listening.setServiceParent(self)
 
+    def startService(self):
+        super().startService()
+        # Everything loaded so far (modules, classes, functions: tens of thousands of objects)
+        # lives as long as the process: move it out of the cyclic GC's sight, so a full
+        # collection during a flood scans what traffic made, not the whole program (it took
+        # 30 ms of CPU per collection, a stall for every client, before).
+        gc.collect()
+        gc.freeze()
+
     def stopService(self):
         service.Service.stopService(self)
         d = defer.maybeDeferred(self.listening.stopService)
         d.addCallback(lambda _: self.factory.drain(self.drain_timeout))
-        d.addCallback(lambda _: self.factory.flush_observer())  # the sinks get everything
+        d.addCallback(lambda _: self.factory.flush_observer(everything=True))  # sinks get all
         d.addCallback(lambda _: defer.DeferredList(
             [defer.maybeDeferred(s.stopService) for s in reversed(self.sinks)]))
         return d

@@ -474,18 +474,20 @@ class RespConversation:
         """``direction``'s sender finished; after the server's, no reply can come."""
         return _exchanges(self.eof_answers(direction, now))
 
-    def eof_answers(self, direction: str, now: float) -> list:
+    def eof_answers(self, direction: str, now: float, limit: int | None = None) -> list:
+        """``limit``: at most this many events; call again while ``pending``."""
         out: list = []
         if direction == S2C:
-            self._flush_unanswered(now, "connection closed before a reply", out)
+            self._flush_unanswered(now, "connection closed before a reply", out, limit)
         return out
 
     def close(self, now: float) -> list:
         return _exchanges(self.close_answers(now))
 
-    def close_answers(self, now: float) -> list:
+    def close_answers(self, now: float, limit: int | None = None) -> list:
+        """``limit``: at most this many events; call again while ``pending``."""
         out: list = []
-        self._flush_unanswered(now, "connection closed before a reply", out)
+        self._flush_unanswered(now, "connection closed before a reply", out, limit)
         return out
 
     def settled(self, direction: str) -> int:
@@ -841,9 +843,9 @@ class RespConversation:
         else:
             self._in_tx = False
 
-    def _flush_unanswered(self, now, reason, out) -> None:
+    def _flush_unanswered(self, now, reason, out, limit=None) -> None:
         pending = self._pending
-        while pending:
+        while pending and (limit is None or len(out) < limit):
             p = pending.popleft()
             if type(p) is _PLAIN:
                 out.append(Unanswered(p[0], p[2], now, reason, False, self.protocol))

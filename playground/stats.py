@@ -6,7 +6,10 @@ logarithmic buckets (about 4.4% relative error, 1 microsecond to about 2 minutes
 under ``OTHER``), so a client sending garbage cannot grow the process.
 
 A *snapshot* is a plain dict (the ``/metrics.json`` body); ``prometheus_text(snapshots)`` renders a
-list of them in the Prometheus text exposition format (version 0.0.4).
+list of them in the Prometheus text exposition format (version 0.0.4). Scraping again costs what
+changed: a histogram keeps its summary until it observes more, ``CommandStats`` adds only the
+changed commands into its all-commands histogram, and a command's Prometheus lines are kept
+(a bounded cache) while its figures stay the same.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ _NAME = re.compile(rb"^[A-Za-z][A-Za-z0-9_.:|-]{0,31}$")
 class Histogram:
     """Latency distribution in fixed log buckets; ``quantile(q)`` estimates within ~4.4%."""
 
-    __slots__ = ("counts", "count", "sum", "min", "max")
+    __slots__ = ("counts", "count", "sum", "min", "max", "_summary")
 
     def __init__(self):
         self.counts = [0] * _BUCKETS
@@ -38,6 +41,7 @@ class Histogram:
         self.sum = 0.0
         self.min = math.inf
         self.max = 0.0
+        self._summary = None  # (count, summary): a scrape re-uses it while nothing was observed
 
     def observe(self, seconds: float) -> None:
         if seconds > _MIN:
@@ -58,21 +62,31 @@ class Histogram:
 
     def quantile(self, q: float) -> float | None:
         """The ``q`` quantile (0..1), or None when empty. Exact at the extremes (min/max)."""
+        return self.quantiles((q,))[0]
+
+    def quantiles(self, qs) -> list:
+        """``quantile`` of each of ``qs`` (ascending), in one pass over the buckets."""
         if not self.count:
-            return None
-        rank = q * self.count
+            return [None] * len(qs)
+        out = []
+        ranks = [q * self.count for q in qs]
+        k = 0
         seen = 0
         for i, n in enumerate(self.counts):
             if not n:
                 continue
             seen += n
-            if seen >= rank:
+            while k < len(ranks) and seen >= ranks[k]:
                 if i == _BUCKETS - 1:  # the overflow bucket has no upper edge
-                    return self.max
-                # the bucket's geometric middle, clamped to what was actually observed
-                mid = _MIN * _GROWTH ** (i + 0.5) if i else _MIN / 2
-                return min(max(mid, self.min), self.max)
-        return self.max
+                    out.append(self.max)
+                else:
+                    # the bucket's geometric middle, clamped to what was actually observed
+                    mid = _MIN * _GROWTH ** (i + 0.5) if i else _MIN / 2
+                    out.append(min(max(mid, self.min), self.max))
+                k += 1
+            if k == len(ranks):
+                return out
+        return out + [self.max] * (len(ranks) - k)
 
     def merge(self, other: Histogram) -> None:
         self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
@@ -82,15 +96,25 @@ class Histogram:
         self.max = max(self.max, other.max)
 
     def summary(self) -> dict:
-        return {
+        """Count, sum and ``QUANTILES``; kept until the next ``observe``/``merge`` (a scrape
+        costs little for the commands that saw no traffic since the last one)."""
+        cached = self._summary
+        if cached is not None and cached[0] == self.count:
+            return cached[1]
+        summary = {
             "count": self.count,
             "sum": self.sum,
-            "quantiles": {_qname(q): self.quantile(q) for q in QUANTILES},
+            "quantiles": dict(zip(_QNAMES, self.quantiles(QUANTILES), strict=True)),
         }
+        self._summary = (self.count, summary)
+        return summary
 
 
 def _qname(q: float) -> str:
     return format(q, "g")
+
+
+_QNAMES = tuple(_qname(q) for q in QUANTILES)
 
 
 def command_name(arg) -> str:
@@ -132,6 +156,10 @@ class CommandStats:
         self.error_codes: dict[tuple[str, str], int] = {}  # (protocol, code) -> n
         self.statuses: dict[tuple[str, int], int] = {}  # (method, status) -> n
         self.unanswered = 0
+        # every command's latencies together, kept up to date at snapshot time from what each
+        # command observed since (not re-merged from all of them on every scrape)
+        self._all = Histogram()
+        self._merged: dict[tuple[str, str], tuple[int, list]] = {}  # key -> (count, counts)
 
     def entry(self, protocol: str, name: str) -> Command:
         """The ``Command`` for a name (``OTHER`` once ``max_names`` names exist)."""
@@ -177,10 +205,37 @@ class CommandStats:
     def errors(self) -> int:
         return sum(c.errors for c in self.commands.values())
 
+    def _everything(self) -> Histogram:
+        """All commands' latencies in one histogram: only the commands with new observations
+        since the last call are added (their bucket differences)."""
+        agg = self._all
+        merged = self._merged
+        changed = False
+        for key, c in self.commands.items():
+            h = c.latency
+            seen = merged.get(key)
+            if seen is not None and seen[0] == h.count:
+                continue
+            counts = agg.counts
+            if seen is None:
+                for i, n in enumerate(h.counts):
+                    if n:
+                        counts[i] += n
+            else:
+                for i, (n, old) in enumerate(zip(h.counts, seen[1], strict=True)):
+                    if n != old:
+                        counts[i] += n - old
+            merged[key] = (h.count, list(h.counts))
+            agg.min = min(agg.min, h.min)
+            agg.max = max(agg.max, h.max)
+            changed = True
+        if changed:
+            agg.count = sum(c.latency.count for c in self.commands.values())
+            agg.sum = sum(c.latency.sum for c in self.commands.values())
+        return agg
+
     def snapshot(self) -> dict:
-        everything = Histogram()
-        for c in self.commands.values():
-            everything.merge(c.latency)
+        everything = self._everything()
         return {
             "count": self.count,
             "errors": self.errors,
@@ -276,14 +331,10 @@ def prometheus_text(snapshots: list[dict], start_time: float | None = None) -> s
             continue
         add("tcpplay_unanswered_total", svc, cmd["unanswered"])
         for e in cmd["commands"]:
-            lab = dict(svc, protocol=e["protocol"], command=e["command"])
-            add("tcpplay_commands_total", lab, e["count"])
-            add("tcpplay_command_errors_total", lab, e["errors"])
-            lat = e["latency"]
-            for q, v in lat["quantiles"].items():
-                add("tcpplay_command_duration_seconds", dict(lab, quantile=q), v)
-            add("tcpplay_command_duration_seconds", lab, lat["sum"], "_sum")
-            add("tcpplay_command_duration_seconds", lab, lat["count"], "_count")
+            total, errors, duration = _command_lines(s["service"], e)
+            samples["tcpplay_commands_total"].append(total)
+            samples["tcpplay_command_errors_total"].append(errors)
+            samples["tcpplay_command_duration_seconds"].extend(duration)
         for e in cmd["error_replies"]:
             add("tcpplay_error_replies_total",
                 dict(svc, protocol=e["protocol"], error=e["error"]), e["count"])
@@ -300,6 +351,33 @@ def prometheus_text(snapshots: list[dict], start_time: float | None = None) -> s
             out.append(f"# TYPE {name} {kind}")
             out.extend(samples[name])
     return "\n".join(out) + "\n"
+
+
+_LINES: dict = {}  # (service, protocol, command, count, errors) -> _command_lines' result
+_MAX_LINES = 4096
+
+
+def _command_lines(service: str, e: dict) -> tuple:
+    """One command's samples: its total line, its errors line, its duration lines. Kept while
+    its figures stay the same (a scrape re-renders only the commands that saw traffic)."""
+    lat = e["latency"]
+    key = (service, e["protocol"], e["command"], e["count"], e["errors"], lat["count"],
+           lat["sum"])
+    lines = _LINES.get(key)
+    if lines is not None:
+        return lines
+    lab = {"service": service, "protocol": e["protocol"], "command": e["command"]}
+    labels = _labels(**lab)
+    duration = [f"tcpplay_command_duration_seconds{_labels(**lab, quantile=q)} {_number(v)}"
+                for q, v in lat["quantiles"].items()]
+    duration.append(f"tcpplay_command_duration_seconds_sum{labels} {_number(lat['sum'])}")
+    duration.append(f"tcpplay_command_duration_seconds_count{labels} {_number(lat['count'])}")
+    lines = (f"tcpplay_commands_total{labels} {_number(e['count'])}",
+             f"tcpplay_command_errors_total{labels} {_number(e['errors'])}", duration)
+    if len(_LINES) >= _MAX_LINES:
+        _LINES.clear()
+    _LINES[key] = lines
+    return lines
 
 
 def _ms(value: float | None) -> str:

@@ -84,6 +84,18 @@ def until(predicate, what: str, timeout: float = 15.0):
     return poll()
 
 
+def reactor_turn(clock) -> int:
+    """Run the calls of a ``MemoryReactorClock`` due now, but not those they schedule with
+    ``callLater(0)`` (``advance(0)`` runs those too): one reactor turn. Returns how many ran."""
+    due = [c for c in clock.calls if c.getTime() <= clock.seconds()]
+    for c in due:
+        if c in clock.calls:  # not cancelled by an earlier one
+            clock.calls.remove(c)
+            c.called = 1
+            c.func(*c.args, **c.kw)
+    return len(due)
+
+
 def wait_closed(sock: socket.socket, timeout: float) -> tuple[str, float]:
     """Block until the peer ends the connection; return ("eof"|"reset", seconds waited).
 

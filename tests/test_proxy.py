@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 from playground.limits import Refusal
 from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from playground.proxy import ClientSide, Options, ProxyFactory, ServerSide
+from tests.conftest import reactor_turn
 
 
 class Transport(StringTransport):
@@ -291,20 +292,105 @@ def test_observer_runs_after_the_write():
     assert seen_at_write == [b"abc"]
 
 
-def test_observer_backlog_is_bounded():
-    """One reactor turn's reads wait for the observer; past the bound they are handed over at
-    once (nothing is dropped, memory stays bounded)."""
+def test_observer_gets_bounded_slices_per_turn_and_the_rest_later():
+    """A big read is handed to the observer in pieces, at most OBSERVER_SLICE bytes per reactor
+    turn; the rest is scheduled with callLater(0), in order, nothing lost."""
+    rec = Recorder()
+    clock, factory, client, ct, server, st = connected(observer=rec)
+    clock.advance(0)
+    sent = bytes(range(256)) * 1024  # 256 KiB, one read
+    client.dataReceived(sent)
+    assert st.value() == sent  # forwarded at once
+    turns = 0
+    while clock.getDelayedCalls() and turns < 100:
+        before = len(rec.calls)
+        reactor_turn(clock)
+        turns += 1
+        chunks = [c[3] for c in rec.calls[before:] if c[0] == "data"]
+        assert sum(map(len, chunks)) <= factory.OBSERVER_SLICE
+        assert all(len(c) <= factory.OBSERVER_PIECE for c in chunks)
+    assert turns >= len(sent) // factory.OBSERVER_SLICE
+    assert b"".join(c[3] for c in rec.calls if c[0] == "data") == sent
+    assert factory._queued_bytes == 0 and not factory._queued
+
+
+def test_observer_backlog_pauses_the_side_that_fills_it_until_it_drains():
+    """A side with more than SIDE_BACKLOG bytes queued for the observer is paused (TCP pushes
+    back on it), not decoded at once; its peer is not paused for it; it is resumed when its
+    queue is down to half. Nothing is dropped."""
     rec = Recorder()
     clock, factory, client, ct, server, st = connected(observer=rec)
     clock.advance(0)
     chunk = b"x" * 65536
-    for _ in range(factory.OBSERVER_BACKLOG // len(chunk)):
+    for _ in range(factory.SIDE_BACKLOG // len(chunk)):
         client.dataReceived(chunk)
+    assert ct.producerState == "producing"
+    client.dataReceived(chunk)  # over the bound: paused, and nothing decoded in this turn
+    assert ct.producerState == "paused"
     assert [c[0] for c in rec.calls] == ["open"]
-    client.dataReceived(chunk)  # over the bound: flushed now
-    assert len([c for c in rec.calls if c[0] == "data"]) == factory.OBSERVER_BACKLOG // 65536 + 1
-    assert factory._queued_bytes == 0
-    assert st.value() == chunk * (factory.OBSERVER_BACKLOG // 65536 + 1)
+    server.dataReceived(b"+PONG\r\n")  # the other side has next to nothing queued
+    assert st.producerState == "producing"
+    turns = 0
+    while ct.producerState == "paused" and turns < 1000:
+        reactor_turn(clock)
+        turns += 1
+    assert ct.producerState == "producing"
+    assert client.queued <= factory.SIDE_BACKLOG // 2
+    for _ in range(1000):
+        if not clock.getDelayedCalls():
+            break
+        reactor_turn(clock)
+    got = b"".join(c[3] for c in rec.calls if c[0] == "data" and c[2] == CLIENT_TO_SERVER)
+    assert got == chunk * (factory.SIDE_BACKLOG // 65536 + 1)
+    assert client.queued == 0 and factory._queued_bytes == 0
+
+
+def test_whole_backlog_pauses_the_busy_sides_but_not_a_quiet_one():
+    """Past OBSERVER_BACKLOG in all, a side that adds more than a piece of its own is paused;
+    a client with a PING queued is not."""
+    rec = Recorder()
+    clock, endpoint, factory = make(rec)
+    sides = []
+    for port in range(50001, 50007):
+        client, ct = accept(factory, peer=("127.0.0.1", port))
+        endpoint.succeed()
+        sides.append((client, ct))
+    clock.advance(0)
+    chunk = b"x" * 65536
+    per_side = factory.SIDE_BACKLOG - len(chunk)  # each under its own bound
+    for client, _ in sides[:-1]:
+        for _ in range(per_side // len(chunk)):
+            client.dataReceived(chunk)
+    assert factory._queued_bytes > factory.OBSERVER_BACKLOG
+    quiet, quiet_t = sides[-1]
+    quiet.dataReceived(b"*1\r\n$4\r\nPING\r\n")
+    assert quiet_t.producerState == "producing"
+    busy, busy_t = sides[0]
+    busy.dataReceived(chunk)
+    assert busy_t.producerState == "paused"
+    for _ in range(5000):
+        if not clock.getDelayedCalls():
+            break
+        reactor_turn(clock)
+    assert busy_t.producerState == "producing" and not factory._paused
+
+
+def test_backlog_resume_leaves_a_side_its_peer_paused():
+    """A side paused by its peer's full buffer (the splice's producer) is left for the peer to
+    resume: the backlog drain must not undo the splice's back-pressure."""
+    rec = Recorder()
+    clock, factory, client, ct, server, st = connected(observer=rec)
+    clock.advance(0)
+    chunk = b"x" * 65536
+    for _ in range(factory.OBSERVER_BACKLOG // len(chunk) + 1):
+        client.dataReceived(chunk)
+    assert ct.producerState == "paused"
+    st.producerPaused = True  # the server leg's write buffer is full
+    for _ in range(1000):
+        if not clock.getDelayedCalls():
+            break
+        clock.advance(0)
+    assert ct.producerState == "paused"
 
 
 def test_raising_observer_is_detached_and_forwarding_goes_on(logged):
