@@ -523,7 +523,7 @@ _DECODERS = {HEX: _Hex, TEXT: _Text, HTTP: _Http, RESP: _Resp}
 
 class _PairState:
     __slots__ = ("chain", "id", "client", "detector", "decoder", "offsets", "hex", "held",
-                 "pcap_off", "broken")
+                 "pcap_off", "broken", "forced")
 
     def __init__(self, chain, pair):
         self.chain = chain
@@ -536,6 +536,7 @@ class _PairState:
         self.held = None  # pcap hold-back: direction -> bytearray
         self.pcap_off = {CLIENT_TO_SERVER: 0, SERVER_TO_CLIENT: 0}
         self.broken = False
+        self.forced = None  # direction -> (start, end): unsettled bytes the bound sent masked
 
     def fall_back(self, direction):
         if self.hex is None:
@@ -546,8 +547,20 @@ class _PairState:
         pcap = self.chain.pcap
         if pcap is not None and self.chain.redact:
             leaked = pcap.mask(self.id, direction, start, end)
-            if leaked:
+            forced = self.forced and self.forced.get(direction)
+            if leaked and forced:  # bytes the hold-back bound already sent masked
+                leaked -= max(0, min(end, forced[1]) - max(start, forced[0]))
+            if leaked > 0:
                 self.chain.leaked += leaked
+
+    def mask_unsettled(self, direction, start, end):
+        """The hold-back bound sends bytes ``[start, end)`` that may still prove to hold a
+        secret (a password longer than MAX_HELD): masked, as the secret would be."""
+        if self.chain.pcap.mask(self.id, direction, start, end) < end - start:
+            if self.forced is None:
+                self.forced = {}
+            was = self.forced.get(direction)
+            self.forced[direction] = (was[0] if was and was[1] == start else start, end)
 
 
 class Chain:
@@ -751,7 +764,9 @@ class Chain:
         total = len(held)
         upto = total if settled is None else max(0, min(settled - start, total))
         if upto < total and total > MAX_HELD:
-            upto = total  # the bound: stop holding
+            # the bound: stop holding; what is not settled yet goes out masked
+            st.mask_unsettled(direction, start + upto, start + total)
+            upto = total
         if upto:
             chunk = bytes(held[:upto])
             del held[:upto]
