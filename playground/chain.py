@@ -267,11 +267,33 @@ def _secret_values(*header_lists) -> list[bytes]:
     return sorted(set(found), key=len, reverse=True)  # longest first: mask whole values first
 
 
-def _mask_preview(preview: bytes, secrets: list[bytes]) -> bytes:
+def _mask_preview(preview: bytes, secrets: list[bytes], size: int = 0) -> bytes:
+    """``preview`` with each secret replaced by ``(redacted)``; when the preview is the cut
+    start of a ``size``-byte body, a secret it ends inside is masked from its first byte."""
     for secret in secrets:
         if secret in preview:
             preview = preview.replace(secret, REDACTED)
+    if len(preview) < size:
+        for secret in secrets:
+            cut = _cut_secret(preview, secret)
+            if cut < len(preview):
+                preview = preview[:cut] + REDACTED
     return preview
+
+
+def _cut_secret(preview: bytes, secret: bytes) -> int:
+    """Where the longest tail of ``preview`` that is the start of ``secret`` begins
+    (``len(preview)`` if none)."""
+    n = len(preview)
+    i = max(0, n - len(secret) + 1)
+    first = secret[:1]
+    while True:
+        i = preview.find(first, i)
+        if i < 0:
+            return n
+        if secret.startswith(preview[i:]):
+            return i
+        i += 1
 
 
 # -- decoders as the chain sees them ---------------------------------------------------------
@@ -374,8 +396,10 @@ class _Http:
                     if secrets:
                         headers = _redact_headers(headers)
                         resp_headers = _redact_headers(resp_headers)
-                        request_preview = _mask_preview(request_preview, secrets)
-                        response_preview = _mask_preview(response_preview, secrets)
+                        request_preview = _mask_preview(request_preview, secrets,
+                                                        e.request_body_size)
+                        response_preview = _mask_preview(response_preview, secrets,
+                                                         e.response_body_size)
                 chain.emit(R.HttpExchange(
                     st.id, now, st.client, method, target, version, e.status, e.reason,
                     e.latency, headers, resp_headers, e.request_body_size,

@@ -185,6 +185,29 @@ def test_secrets_never_shown_at_any_level():
     assert '    < {"headers": {"Authorization": "(redacted)"}}' in text
 
 
+@given(st.integers(0, 40))
+def test_a_secret_cut_by_the_preview_shows_none_of_its_bytes(shift):
+    """A body that echoes a secret header where the preview (max(--max-value, 64) bytes) cuts
+    it: the part before the cut is masked too, on the console at -vv and in the JSON."""
+    token = b"s3cr3t-TOKEN-0123456789abcdefghijklmnopqrstuvwxyz"
+    lead = b'{"pad": "' + b"x" * (150 + shift) + b'", "Authorization": "Bearer '
+    body = lead + token + b'"}'
+    req = b"GET /headers HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\n\r\n" % token
+    res = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    sink = ListSink()
+    chain = Chain([sink], max_value=200)
+    chain.pair_opened(PairInfo(1, Endpoint("127.0.0.1", 5), Endpoint("127.0.0.1", 6), "t",
+                               Endpoint("127.0.0.1", 7)), 0.0)
+    chain.data(1, C2S, req, 1.0)
+    chain.data(1, S2C, res, 2.0)
+    chain.pair_closed(1, {}, 3.0)
+    [ex] = [r for r in sink.records if type(r) is R.HttpExchange]
+    assert len(ex.response_preview) < len(body)  # cut
+    text = "\n".join(ConsoleFormatter(False, 200, verbose=2).lines(ex))
+    assert "s3c" not in text and "s3c" not in ex.response_preview.decode()
+    assert "x" * 150 in text  # the rest of the preview is still shown
+
+
 # -- lifecycle lines ------------------------------------------------------------------------------
 
 LIFECYCLE = [R.Open(1, 0.0, "c", "l", "s", "t"), R.Detected(1, 0.0, "resp", False),
