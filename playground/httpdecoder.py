@@ -362,7 +362,11 @@ class HttpConversation:
             if not line:
                 continue
             if line[:1] in (b" ", b"\t") and headers:  # obsolete line folding
-                headers[-1][1] += b" " + line.strip()
+                more = line.strip()
+                headers[-1][1] += b" " + more
+                if more and headers[-1][0].lower() in SECRET_HEADERS:  # the secret goes on
+                    start = offset + line_at + len(line) - len(line.lstrip())
+                    out.append(HttpSecret(direction, start, start + len(more)))
                 continue
             colon = line.find(b":")
             if colon <= 0:
