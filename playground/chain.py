@@ -358,8 +358,11 @@ class _Http:
         self.hd = httpdecoder
         self.st = st
         chain = st.chain
+        from playground.resp import STREAM_MIN
+
+        # --max-value 0: bodies shown up to 64 KiB, as the sinks show values
         self.conv = httpdecoder.HttpConversation(
-            max_head=min(chain.max_frame, MIB), preview=max(chain.max_value, 64) or 200)
+            max_head=min(chain.max_frame, MIB), preview=max(chain.max_value or STREAM_MIN, 64))
 
     def feed(self, direction, data, now, offset):
         self._events(self.conv.feed(direction, data, now), now)

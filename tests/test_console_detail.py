@@ -208,6 +208,27 @@ def test_a_secret_cut_by_the_preview_shows_none_of_its_bytes(shift):
     assert "x" * 150 in text  # the rest of the preview is still shown
 
 
+def test_max_value_0_previews_bodies_up_to_64_kib():
+    """--max-value 0 means values whole up to 64 KiB (what the sinks are given): the bodies
+    shown at -vv are too, not the 64 bytes of the smallest preview."""
+    from playground.resp import STREAM_MIN
+
+    sink = ListSink()
+    chain = Chain([sink], max_value=0)
+    chain.pair_opened(PairInfo(1, Endpoint("127.0.0.1", 5), Endpoint("127.0.0.1", 6), "t",
+                               Endpoint("127.0.0.1", 7)), 0.0)
+    for body in (b"a" * 1000, b"b" * (STREAM_MIN + 10)):
+        chain.data(1, C2S, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", 1.0)
+        chain.data(1, S2C, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (
+            len(body), body), 2.0)
+    chain.pair_closed(1, {}, 3.0)
+    previews = [r.response_preview for r in sink.records if type(r) is R.HttpExchange]
+    assert previews == [b"a" * 1000, b"b" * STREAM_MIN]
+    lines = ConsoleFormatter(False, STREAM_MIN, verbose=2).lines(
+        [r for r in sink.records if type(r) is R.HttpExchange][0])
+    assert lines[-1] == "    < " + "a" * 1000
+
+
 # -- lifecycle lines ------------------------------------------------------------------------------
 
 LIFECYCLE = [R.Open(1, 0.0, "c", "l", "s", "t"), R.Detected(1, 0.0, "resp", False),
