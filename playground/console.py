@@ -206,9 +206,9 @@ def format_value(v, limit: int, depth: int = 0, budget: list | None = None) -> s
     if isinstance(v, float):
         return _spent(budget, f"(double) {v!r}")
     if isinstance(v, resp.Simple):
-        return _spent(budget, "+" + escape(v.value[:limit] if limit else v.value))
+        return _spent(budget, "+" + _cut(v.value, limit))
     if isinstance(v, resp.Error):
-        return _spent(budget, "-" + escape(v.value[:limit] if limit else v.value))
+        return _spent(budget, "-" + _cut(v.value, limit))
     if depth >= 3:
         return _spent(budget, "[...]")
     if budget is None and isinstance(v, (list, tuple, resp.Map, resp.Set, resp.Push)):
@@ -237,6 +237,14 @@ def format_value(v, limit: int, depth: int = 0, budget: list | None = None) -> s
     if isinstance(v, resp.Inline):
         return _spent(budget, format_args(v.args, limit))
     return _spent(budget, escape(repr(v).encode()[:200]))
+
+
+def _cut(data: bytes, limit: int) -> str:
+    """An unquoted value (a simple string or error): escaped, past ``limit`` bytes cut with
+    its full length (``len()``: a value the decoder cut, ``resp.Truncated``, says its own)."""
+    if limit and len(data) > limit:
+        return f"{escape(data[:limit])}... ({len(data)} bytes)"
+    return escape(data)
 
 
 def _spent(budget: list | None, text: str) -> str:

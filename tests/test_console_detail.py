@@ -308,6 +308,21 @@ def test_command_docs_in_one_short_line():
     safe([command_summary((b"COMMAND", b"LIST"), evil, 200)])
 
 
+def test_long_simple_strings_and_errors_show_their_length():
+    """Like every other value, a simple string or error longer than --max-value (a MONITOR
+    line, an error a server built from a long argument; the decoder cuts those over 64 KiB)
+    is shown cut with its full length, so a cut is never taken for the whole."""
+    line = b"1700000000.123456 [0 127.0.0.1:5] \"SET\" \"k\" \"" + b"v" * 300 + b'"'
+    cut = resp.Truncated(line[:11], 70_000)
+    for value, mark in ((resp.Simple(line), "+"), (resp.Error(line), "-"),
+                        (resp.Error(line, bulk=True), "-")):
+        shown = format_value(value, 10)
+        assert shown == mark + "1700000000... (%d bytes)" % len(line)
+    assert format_value(resp.Simple(cut), 10) == "+1700000000... (70000 bytes)"
+    assert format_value(resp.Simple(b"OK"), 10) == "+OK"
+    assert format_value(resp.Error(b"ERR 0123456"), 11) == "-ERR 0123456"
+
+
 def test_aggregates_are_bounded_in_characters():
     deep = [[[b"v" * 200] * 8] * 8] * 8  # 512 strings of 200 bytes, three levels
     text = format_value(deep, 200)
