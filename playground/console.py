@@ -182,7 +182,7 @@ def format_args(args, limit: int) -> str:
         if not isinstance(a, bytes):
             a = str(a).encode()
         if i == 0 or (i == 1 and _safe_token(a)):
-            out.append(escape(a[:limit] if limit else a))
+            out.append(_cut(a, limit))
         else:
             out.append(quoted(a, limit))
     if len(args) > 64:

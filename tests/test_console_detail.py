@@ -323,6 +323,18 @@ def test_long_simple_strings_and_errors_show_their_length():
     assert format_value(resp.Error(b"ERR 0123456"), 11) == "-ERR 0123456"
 
 
+def test_bare_command_words_and_keys_show_their_length_when_cut():
+    """The command word and a simple key are shown bare, not quoted; cut at --max-value they
+    still say their full length (a command word the decoder streamed as well)."""
+    from playground.console import format_args
+
+    assert format_args((b"GET", b"k" * 60), 10) == "GET kkkkkkkkkk... (60 bytes)"
+    assert format_args((b"X" * 30, b"k"), 10) == "XXXXXXXXXX... (30 bytes) k"
+    name = resp.Truncated(b"Y" * 11, 70_000)
+    assert format_args((name, b"k"), 10) == "YYYYYYYYYY... (70000 bytes) k"
+    assert format_args((b"GET", b"k" * 10), 10) == "GET kkkkkkkkkk"
+
+
 def test_aggregates_are_bounded_in_characters():
     deep = [[[b"v" * 200] * 8] * 8] * 8  # 512 strings of 200 bytes, three levels
     text = format_value(deep, 200)
