@@ -354,12 +354,11 @@ class _Http:
 
     def __init__(self, st):
         from playground import httpdecoder
+        from playground.resp import STREAM_MIN
 
         self.hd = httpdecoder
         self.st = st
         chain = st.chain
-        from playground.resp import STREAM_MIN
-
         # --max-value 0: bodies shown up to 64 KiB, as the sinks show values
         self.conv = httpdecoder.HttpConversation(
             max_head=min(chain.max_frame, MIB), preview=max(chain.max_value or STREAM_MIN, 64))
@@ -583,11 +582,13 @@ class _PairState:
     def mask_unsettled(self, direction, start, end):
         """The hold-back bound sends bytes ``[start, end)`` that may still prove to hold a
         secret (a password longer than MAX_HELD): masked, as the secret would be."""
-        if self.chain.pcap.mask(self.id, direction, start, end) < end - start:
-            if self.forced is None:
-                self.forced = {}
-            was = self.forced.get(direction)
-            self.forced[direction] = (was[0] if was and was[1] == start else start, end)
+        leaked = self.chain.pcap.mask(self.id, direction, start, end)
+        if leaked:
+            self.chain.leaked += leaked
+        if self.forced is None:
+            self.forced = {}
+        was = self.forced.get(direction)
+        self.forced[direction] = (was[0] if was and was[1] == start else start, end)
 
 
 class Chain:
