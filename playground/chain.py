@@ -416,10 +416,15 @@ class _Http:
                 if chain.http_filter is not None and not chain.http_filter(req.method,
                                                                            req.target):
                     continue
-                headers = _redact_headers(req.headers) if chain.redact else req.headers
+                headers, preview = req.headers, e.preview
+                if chain.redact:
+                    secrets = _secret_values(headers)
+                    if secrets:
+                        headers = _redact_headers(headers)
+                        preview = _mask_preview(preview, secrets, e.body_size)
                 chain.emit(R.HttpExchange(
                     st.id, now, st.client, req.method, req.target, req.version, None, b"",
-                    None, headers, (), e.body_size, 0, None, e.preview, b"", (), False))
+                    None, headers, (), e.body_size, 0, None, preview, b"", (), False))
             elif kind is hd.HttpUndecodable:
                 chain.emit(R.Undecodable(st.id, now, e.direction, HTTP, e.reason, e.offset))
             elif kind is hd.HttpSwitched:

@@ -208,6 +208,24 @@ def test_a_secret_cut_by_the_preview_shows_none_of_its_bytes(shift):
     assert "x" * 150 in text  # the rest of the preview is still shown
 
 
+def test_unanswered_request_body_masks_its_secrets_too():
+    """A request left without an answer shows its body at -vv like an answered one: a secret
+    header's value echoed in it is masked there too."""
+    body = b"token=Bearer s3cr3t-token&x=1"
+    req = (b"POST /introspect HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cr3t-token\r\n"
+           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    sink = ListSink()
+    chain = Chain([sink])
+    chain.pair_opened(PairInfo(1, Endpoint("127.0.0.1", 5), Endpoint("127.0.0.1", 6), "t",
+                               Endpoint("127.0.0.1", 7)), 0.0)
+    chain.data(1, C2S, req, 1.0)
+    chain.pair_closed(1, {}, 3.0)
+    [ex] = [r for r in sink.records if type(r) is R.HttpExchange]
+    assert ex.status is None and ex.request_preview == b"token=(redacted)&x=1"
+    text = "\n".join(ConsoleFormatter(False, 200, verbose=2).lines(ex))
+    assert "s3cr3t" not in text
+
+
 def test_max_value_0_previews_bodies_up_to_64_kib():
     """--max-value 0 means values whole up to 64 KiB (what the sinks are given): the bodies
     shown at -vv are too, not the 64 bytes of the smallest preview."""
