@@ -240,8 +240,9 @@ def format_value(v, limit: int, depth: int = 0, budget: list | None = None) -> s
 
 
 def _cut(data: bytes, limit: int) -> str:
-    """An unquoted value (a simple string or error): escaped, past ``limit`` bytes cut with
-    its full length (``len()``: a value the decoder cut, ``resp.Truncated``, says its own)."""
+    """An unquoted value (command word, bare key, simple string, error): escaped, past
+    ``limit`` bytes cut with its full length (``len()``: a value the decoder cut,
+    ``resp.Truncated``, says its own)."""
     if limit and len(data) > limit:
         return f"{escape(data[:limit])}... ({len(data)} bytes)"
     return escape(data)
