@@ -305,11 +305,33 @@ def _secret_values(*header_lists) -> list[bytes]:
     return sorted(set(found), key=len, reverse=True)  # longest first: mask whole values first
 
 
-def _mask_preview(preview: bytes, secrets: list[bytes]) -> bytes:
+def _mask_preview(preview: bytes, secrets: list[bytes], size: int = 0) -> bytes:
+    """``preview`` with each secret replaced by ``(redacted)``; when the preview is the cut
+    start of a ``size``-byte body, a secret it ends inside is masked from its first byte."""
     for secret in secrets:
         if secret in preview:
             preview = preview.replace(secret, REDACTED)
+    if len(preview) < size:
+        for secret in secrets:
+            cut = _cut_secret(preview, secret)
+            if cut < len(preview):
+                preview = preview[:cut] + REDACTED
     return preview
+
+
+def _cut_secret(preview: bytes, secret: bytes) -> int:
+    """Where the longest tail of ``preview`` that is the start of ``secret`` begins
+    (``len(preview)`` if none)."""
+    n = len(preview)
+    i = max(0, n - len(secret) + 1)
+    first = secret[:1]
+    while True:
+        i = preview.find(first, i)
+        if i < 0:
+            return n
+        if secret.startswith(preview[i:]):
+            return i
+        i += 1
 
 
 # -- decoders as the chain sees them ---------------------------------------------------------
@@ -447,12 +469,14 @@ class _Http:
 
     def __init__(self, st):
         from playground import httpdecoder
+        from playground.resp import STREAM_MIN
 
         self.hd = httpdecoder
         self.st = st
         chain = st.chain
+        # --max-value 0: bodies shown up to 64 KiB, as the sinks show values
         self.conv = httpdecoder.HttpConversation(
-            max_head=min(chain.max_frame, MIB), preview=max(chain.max_value, 64) or 200)
+            max_head=min(chain.max_frame, MIB), preview=max(chain.max_value or STREAM_MIN, 64))
 
     def feed(self, direction, data, now, offset):
         self._events(self.conv.feed(direction, data, now), now)
@@ -491,8 +515,10 @@ class _Http:
                     if secrets:
                         headers = _redact_headers(headers)
                         resp_headers = _redact_headers(resp_headers)
-                        request_preview = _mask_preview(request_preview, secrets)
-                        response_preview = _mask_preview(response_preview, secrets)
+                        request_preview = _mask_preview(request_preview, secrets,
+                                                        e.request_body_size)
+                        response_preview = _mask_preview(response_preview, secrets,
+                                                         e.response_body_size)
                 chain.emit(R.HttpExchange(
                     st.id, now, st.client, method, target, version, e.status, e.reason,
                     e.latency, headers, resp_headers, e.request_body_size,
@@ -507,10 +533,15 @@ class _Http:
                 if chain.http_filter is not None and not chain.http_filter(req.method,
                                                                            req.target):
                     continue
-                headers = _redact_headers(req.headers) if chain.redact else req.headers
+                headers, preview = req.headers, e.preview
+                if chain.redact:
+                    secrets = _secret_values(headers)
+                    if secrets:
+                        headers = _redact_headers(headers)
+                        preview = _mask_preview(preview, secrets, e.body_size)
                 chain.emit(R.HttpExchange(
                     st.id, now, st.client, req.method, req.target, req.version, None, b"",
-                    None, headers, (), e.body_size, 0, None, e.preview, b"", (), False))
+                    None, headers, (), e.body_size, 0, None, preview, b"", (), False))
             elif kind is hd.HttpUndecodable:
                 chain.emit(R.Undecodable(st.id, now, e.direction, HTTP, e.reason, e.offset))
             elif kind is hd.HttpSwitched:
@@ -676,7 +707,7 @@ _DECODERS = {HEX: _Hex, TEXT: _Text, HTTP: _Http, RESP: _Resp}
 
 class _PairState:
     __slots__ = ("chain", "id", "client", "detector", "decoder", "offsets", "hex", "hexview",
-                 "held", "pcap_off", "broken")
+                 "held", "pcap_off", "broken", "forced")
 
     def __init__(self, chain, pair):
         self.chain = chain
@@ -690,6 +721,7 @@ class _PairState:
         self.held = None  # pcap hold-back: direction -> bytearray
         self.pcap_off = {CLIENT_TO_SERVER: 0, SERVER_TO_CLIENT: 0}
         self.broken = False
+        self.forced = None  # direction -> (start, end): unsettled bytes the bound sent masked
 
     def fall_back(self, direction):
         if self.hex is None:
@@ -714,8 +746,22 @@ class _PairState:
         pcap = self.chain.pcap
         if pcap is not None and self.chain.redact:
             leaked = pcap.mask(self.id, direction, start, end)
-            if leaked:
+            forced = self.forced and self.forced.get(direction)
+            if leaked and forced:  # bytes the hold-back bound already sent masked
+                leaked -= max(0, min(end, forced[1]) - max(start, forced[0]))
+            if leaked > 0:
                 self.chain.leaked += leaked
+
+    def mask_unsettled(self, direction, start, end):
+        """The hold-back bound sends bytes ``[start, end)`` that may still prove to hold a
+        secret (a password longer than MAX_HELD): masked, as the secret would be."""
+        leaked = self.chain.pcap.mask(self.id, direction, start, end)
+        if leaked:
+            self.chain.leaked += leaked
+        if self.forced is None:
+            self.forced = {}
+        was = self.forced.get(direction)
+        self.forced[direction] = (was[0] if was and was[1] == start else start, end)
 
 
 class Chain:
@@ -988,7 +1034,9 @@ class Chain:
         total = len(held)
         upto = total if settled is None else max(0, min(settled - start, total))
         if upto < total and total > MAX_HELD:
-            upto = total  # the bound: stop holding
+            # the bound: stop holding; what is not settled yet goes out masked
+            st.mask_unsettled(direction, start + upto, start + total)
+            upto = total
         if upto:
             chunk = bytes(held[:upto])
             del held[:upto]

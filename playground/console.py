@@ -216,7 +216,7 @@ def format_args(args, limit: int) -> str:
         if not isinstance(a, bytes):
             a = str(a).encode()
         if i == 0 or (i == 1 and _safe_token(a)):
-            out.append(escape(a[:limit] if limit else a))
+            out.append(_cut(a, limit))
         else:
             out.append(quoted(a, limit))
     if len(args) > 64:
@@ -240,9 +240,9 @@ def format_value(v, limit: int, depth: int = 0, budget: list | None = None) -> s
     if isinstance(v, float):
         return _spent(budget, f"(double) {v!r}")
     if isinstance(v, resp.Simple):
-        return _spent(budget, "+" + escape(v.value[:limit] if limit else v.value))
+        return _spent(budget, "+" + _cut(v.value, limit))
     if isinstance(v, resp.Error):
-        return _spent(budget, "-" + escape(v.value[:limit] if limit else v.value))
+        return _spent(budget, "-" + _cut(v.value, limit))
     if depth >= 3:
         return _spent(budget, "[...]")
     if budget is None and isinstance(v, (list, tuple, resp.Map, resp.Set, resp.Push)):
@@ -271,6 +271,15 @@ def format_value(v, limit: int, depth: int = 0, budget: list | None = None) -> s
     if isinstance(v, resp.Inline):
         return _spent(budget, format_args(v.args, limit))
     return _spent(budget, escape(repr(v).encode()[:200]))
+
+
+def _cut(data: bytes, limit: int) -> str:
+    """An unquoted value (command word, bare key, simple string, error): escaped, past
+    ``limit`` bytes cut with its full length (``len()``: a value the decoder cut,
+    ``resp.Truncated``, says its own)."""
+    if limit and len(data) > limit:
+        return f"{escape(data[:limit])}... ({len(data)} bytes)"
+    return escape(data)
 
 
 def _spent(budget: list | None, text: str) -> str:

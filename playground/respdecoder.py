@@ -298,6 +298,7 @@ _SUB_KINDS = {
     b"SUNSUBSCRIBE": b"sunsubscribe",
 }
 _CONFIRMATIONS = frozenset(_SUB_KINDS.values())
+_SHARD_KINDS = frozenset({b"ssubscribe", b"sunsubscribe"})  # counted apart by the server
 _SUBSCRIBES = frozenset({b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE"})
 _UNSUBSCRIBED = {
     b"unsubscribe": b"subscribe",
@@ -428,6 +429,8 @@ class RespConversation:
         self._tx_queue: list = []
         self._monitor = False
         self._subs = {b"subscribe": set(), b"psubscribe": set(), b"ssubscribe": set()}
+        self._sub_count = {False: 0, True: 0}  # the server's last count: (not) shard channels
+        self._serial = _count()  # tells apart the subscriptions of cut names
 
     # -- public ---------------------------------------------------------------------------
     def feed(self, direction: str, data: bytes, now: float) -> list:
@@ -751,10 +754,29 @@ class RespConversation:
             return
         target = items[1]
         undone = _UNSUBSCRIBED.get(kind)
-        if undone is not None:
+        count = items[2] if len(items) > 2 and type(items[2]) is int else None
+        shard = kind in _SHARD_KINDS
+        if type(target) is Truncated:
+            self._track_cut(kind, undone, target, count, shard)
+        elif undone is not None:
             self._subs[undone].discard(target)
         else:
             self._subs[kind].add(target)
+        if count is not None:
+            self._sub_count[shard] = count
+
+    def _track_cut(self, kind, undone, target, count, shard) -> None:
+        """A name the parser cut: names that differ past the kept bytes compare equal, so
+        each subscription is its own entry, and a subscribe is new when the server's count
+        grew (a repeated one is confirmed with the same count)."""
+        if undone is not None:
+            subs = self._subs[undone]
+            for key in subs:
+                if type(key) is tuple and key[0] == target:
+                    subs.discard(key)
+                    return
+        elif count is None or count > self._sub_count[shard]:
+            self._subs[kind].add((target, next(self._serial)))
 
     def _confirmation(self, head, v, kind, now, out) -> None:
         if head.expected is None:
@@ -823,6 +845,7 @@ class RespConversation:
                 self._tx_queue = []
                 for s in self._subs.values():
                     s.clear()
+                self._sub_count = {False: 0, True: 0}
 
     def _suppressed(self, p, now, out) -> None:
         if p.name == b"CONFIG" and self._config_gets and _config_get(p.args):

@@ -23,6 +23,7 @@ _HTTP = R.HttpExchange
 _UNANSWERED = R.RedisUnanswered
 _ERROR = resp.Error
 MAX_CACHED = 1024  # raw spellings remembered (set, SET, Set ... map to one entry)
+MAX_NAME = 32  # the longest command name stats.command_name makes a label of
 
 
 class StatsSink:
@@ -34,7 +35,8 @@ class StatsSink:
 
     def _resp_entry(self, raw):
         entry = self.stats.entry("resp", command_name(raw))
-        if len(self._resp) < MAX_CACHED and isinstance(raw, bytes):
+        # only names that can be labels: a long one (UNKNOWN) would hold its bytes for good
+        if len(self._resp) < MAX_CACHED and isinstance(raw, bytes) and len(raw) <= MAX_NAME:
             self._resp[raw] = entry
         return entry
 

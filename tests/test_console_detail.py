@@ -185,6 +185,68 @@ def test_secrets_never_shown_at_any_level():
     assert '    < {"headers": {"Authorization": "(redacted)"}}' in text
 
 
+@given(st.integers(0, 40))
+def test_a_secret_cut_by_the_preview_shows_none_of_its_bytes(shift):
+    """A body that echoes a secret header where the preview (max(--max-value, 64) bytes) cuts
+    it: the part before the cut is masked too, on the console at -vv and in the JSON."""
+    token = b"s3cr3t-TOKEN-0123456789abcdefghijklmnopqrstuvwxyz"
+    lead = b'{"pad": "' + b"x" * (150 + shift) + b'", "Authorization": "Bearer '
+    body = lead + token + b'"}'
+    req = b"GET /headers HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\n\r\n" % token
+    res = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    sink = ListSink()
+    chain = Chain([sink], max_value=200)
+    chain.pair_opened(PairInfo(1, Endpoint("127.0.0.1", 5), Endpoint("127.0.0.1", 6), "t",
+                               Endpoint("127.0.0.1", 7)), 0.0)
+    chain.data(1, C2S, req, 1.0)
+    chain.data(1, S2C, res, 2.0)
+    chain.pair_closed(1, {}, 3.0)
+    [ex] = [r for r in sink.records if type(r) is R.HttpExchange]
+    assert len(ex.response_preview) < len(body)  # cut
+    text = "\n".join(ConsoleFormatter(False, 200, verbose=2).lines(ex))
+    assert "s3c" not in text and "s3c" not in ex.response_preview.decode()
+    assert "x" * 150 in text  # the rest of the preview is still shown
+
+
+def test_unanswered_request_body_masks_its_secrets_too():
+    """A request left without an answer shows its body at -vv like an answered one: a secret
+    header's value echoed in it is masked there too."""
+    body = b"token=Bearer s3cr3t-token&x=1"
+    req = (b"POST /introspect HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cr3t-token\r\n"
+           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    sink = ListSink()
+    chain = Chain([sink])
+    chain.pair_opened(PairInfo(1, Endpoint("127.0.0.1", 5), Endpoint("127.0.0.1", 6), "t",
+                               Endpoint("127.0.0.1", 7)), 0.0)
+    chain.data(1, C2S, req, 1.0)
+    chain.pair_closed(1, {}, 3.0)
+    [ex] = [r for r in sink.records if type(r) is R.HttpExchange]
+    assert ex.status is None and ex.request_preview == b"token=(redacted)&x=1"
+    text = "\n".join(ConsoleFormatter(False, 200, verbose=2).lines(ex))
+    assert "s3cr3t" not in text
+
+
+def test_max_value_0_previews_bodies_up_to_64_kib():
+    """--max-value 0 means values whole up to 64 KiB (what the sinks are given): the bodies
+    shown at -vv are too, not the 64 bytes of the smallest preview."""
+    from playground.resp import STREAM_MIN
+
+    sink = ListSink()
+    chain = Chain([sink], max_value=0)
+    chain.pair_opened(PairInfo(1, Endpoint("127.0.0.1", 5), Endpoint("127.0.0.1", 6), "t",
+                               Endpoint("127.0.0.1", 7)), 0.0)
+    for body in (b"a" * 1000, b"b" * (STREAM_MIN + 10)):
+        chain.data(1, C2S, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", 1.0)
+        chain.data(1, S2C, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (
+            len(body), body), 2.0)
+    chain.pair_closed(1, {}, 3.0)
+    previews = [r.response_preview for r in sink.records if type(r) is R.HttpExchange]
+    assert previews == [b"a" * 1000, b"b" * STREAM_MIN]
+    lines = ConsoleFormatter(False, STREAM_MIN, verbose=2).lines(
+        [r for r in sink.records if type(r) is R.HttpExchange][0])
+    assert lines[-1] == "    < " + "a" * 1000
+
+
 # -- lifecycle lines ------------------------------------------------------------------------------
 
 LIFECYCLE = [R.Open(1, 0.0, "c", "l", "s", "t"), R.Detected(1, 0.0, "resp", False),
@@ -262,6 +324,33 @@ def test_command_docs_in_one_short_line():
     assert line == f"#2 127.0.0.1:1 COMMAND DOCS -> {summary} (50.0 ms)"
     evil = [b"\x1b[2J" * 30] * 20
     safe([command_summary((b"COMMAND", b"LIST"), evil, 200)])
+
+
+def test_long_simple_strings_and_errors_show_their_length():
+    """Like every other value, a simple string or error longer than --max-value (a MONITOR
+    line, an error a server built from a long argument; the decoder cuts those over 64 KiB)
+    is shown cut with its full length, so a cut is never taken for the whole."""
+    line = b"1700000000.123456 [0 127.0.0.1:5] \"SET\" \"k\" \"" + b"v" * 300 + b'"'
+    cut = resp.Truncated(line[:11], 70_000)
+    for value, mark in ((resp.Simple(line), "+"), (resp.Error(line), "-"),
+                        (resp.Error(line, bulk=True), "-")):
+        shown = format_value(value, 10)
+        assert shown == mark + "1700000000... (%d bytes)" % len(line)
+    assert format_value(resp.Simple(cut), 10) == "+1700000000... (70000 bytes)"
+    assert format_value(resp.Simple(b"OK"), 10) == "+OK"
+    assert format_value(resp.Error(b"ERR 0123456"), 11) == "-ERR 0123456"
+
+
+def test_bare_command_words_and_keys_show_their_length_when_cut():
+    """The command word and a simple key are shown bare, not quoted; cut at --max-value they
+    still say their full length (a command word the decoder streamed as well)."""
+    from playground.console import format_args
+
+    assert format_args((b"GET", b"k" * 60), 10) == "GET kkkkkkkkkk... (60 bytes)"
+    assert format_args((b"X" * 30, b"k"), 10) == "XXXXXXXXXX... (30 bytes) k"
+    name = resp.Truncated(b"Y" * 11, 70_000)
+    assert format_args((name, b"k"), 10) == "YYYYYYYYYY... (70000 bytes) k"
+    assert format_args((b"GET", b"k" * 10), 10) == "GET kkkkkkkkkk"
 
 
 def test_aggregates_are_bounded_in_characters():

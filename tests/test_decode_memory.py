@@ -13,6 +13,7 @@ import time
 import tracemalloc
 import weakref
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
@@ -336,6 +337,35 @@ def test_huge_password_is_redacted_whole():
     assert ex.command == (b"AUTH", b"(redacted)") and ex.redacted
     start = len(frame) - 2 - len(secret)
     assert pcap.masks == [(C2S, start, start + len(secret))]
+    assert chain.leaked == 0
+
+
+@pytest.mark.parametrize("frame_args", [
+    (b"AUTH", b"P" * (3 * MIB)),
+    (b"HELLO", b"3", b"AUTH", b"default", b"P" * (3 * MIB)),
+    (b"CONFIG", b"SET", b"requirepass", b"P" * (3 * MIB)),
+])
+def test_password_longer_than_the_hold_back_never_reaches_the_pcap(tmp_path, frame_args):
+    """A secret argument longer than what the chain holds back from the pcap (MAX_HELD) goes
+    out masked as it streams, not in clear when the bound is reached."""
+    from playground.pcapsink import PcapSink
+
+    path = tmp_path / "out.pcap"
+    pcap = PcapSink(str(path), reactor=MemoryReactorClock())
+    pcap.startService()
+    chain = Chain([ListSink()], pcap=pcap, decode="resp")
+    chain.pair_opened(_pair(), 0.0)
+    frame = encode_command(*frame_args)
+    for i in range(0, len(frame), CHUNK):
+        chain.data(1, C2S, frame[i:i + CHUNK], 1.0)
+    chain.data(1, S2C, b"-WRONGPASS invalid\r\n", 2.0)
+    chain.data(1, C2S, encode_command("PING"), 3.0)
+    chain.pair_closed(1, SUMMARY, 4.0)
+    pcap.stopService()
+    written = path.read_bytes()
+    assert b"P" * 64 not in written
+    assert written.count(b"*" * 64) >= 3 * MIB // 64 - 64  # the filler, same length
+    assert encode_command("PING") in written  # what follows is not masked
     assert chain.leaked == 0
 
 

@@ -188,6 +188,16 @@ def test_a_failure_reason_hides_a_credential_header_line():
     assert "s3cret" not in u.reason and "Authorization: (redacted)" in u.reason
 
 
+def test_secret_header_ranges_cover_folded_lines():
+    """Obsolete line folding continues a header's value: a secret's continuation lines are
+    masked in the pcap too, also when its first line is empty."""
+    req = (b"GET / HTTP/1.1\r\nAuthorization: Bearer\r\n  s3cr3t-first\r\n\ts3cr3t-more \r\n"
+           b"Cookie:\r\n s3cr3t-cookie\r\nX-Other: a\r\n folded-plain\r\n\r\n")
+    out = HttpConversation().feed(C2S, req, 0.0)
+    secrets = [req[e.start : e.end] for e in out if isinstance(e, HttpSecret)]
+    assert secrets == [b"Bearer", b"s3cr3t-first", b"s3cr3t-more", b"s3cr3t-cookie"]
+
+
 def test_settled_holds_an_incomplete_head():
     conv = HttpConversation()
     conv.feed(C2S, GET, 0.0)

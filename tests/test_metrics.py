@@ -149,6 +149,20 @@ def test_stats_sink_counts_exchanges():
     assert q["0.99"] == pytest.approx(0.010, rel=0.05)
 
 
+def test_stats_sink_cache_holds_no_long_command_names():
+    """The raw-name cache keeps only names that can be labels (32 bytes at most): 1024
+    distinct 64 KiB command words (what the decoder keeps of one with --max-value 0) must not
+    stay in memory for the life of the process."""
+    sink = StatsSink()
+    for i in range(1100):
+        name = b"%04d" % i + b"x" * (64 * 1024)
+        sink.emit(R.RedisExchange(1, 0.0, "c", (name, b"k"), b"+OK", 0.001))
+        sink.emit(R.RedisExchange(1, 0.0, "c", (b"GET", b"k"), b"+OK", 0.001))
+    assert sum(map(len, sink._resp)) < 1024 * 64
+    by = {e["command"]: e["count"] for e in sink.stats.snapshot()["commands"]}
+    assert by == {"UNKNOWN": 1100, "GET": 1100}
+
+
 def test_stats_log_line_every_interval():
     from playground.limits import LimitedFactory
 

@@ -147,6 +147,32 @@ def test_unsubscribe_all_when_not_subscribed():
     ]
 
 
+def test_long_channels_cut_alike_are_counted_apart():
+    """Channel names longer than what the decoder keeps (their first --max-value bytes) may
+    compare equal though they differ further on: UNSUBSCRIBE without arguments still expects
+    one confirmation per channel (the server's counts tell a new channel from a repeat), so
+    the commands after it keep their replies."""
+    a, b = b"c" * 70_000 + b"A", b"c" * 70_000 + b"B"
+    events = run(
+        [
+            (C2S, cmd("SUBSCRIBE", a, b, a), 1.0),
+            (S2C, encode([b"subscribe", a, 1]) + encode([b"subscribe", b, 2]), 1.1),
+            (S2C, encode([b"subscribe", a, 2]), 1.2),  # a again: no new subscription
+            (C2S, cmd("UNSUBSCRIBE") + cmd("PING") + cmd("PING", "x"), 2.0),
+            (S2C, encode([b"unsubscribe", a, 1]) + encode([b"unsubscribe", b, 0]), 2.1),
+            (S2C, b"+PONG\r\n$1\r\nx\r\n", 2.2),
+        ],
+        RespConversation(max_value=200),
+    )
+    got = pairs(events)
+    assert [c[0] for c, _ in got] == [b"SUBSCRIBE", b"UNSUBSCRIBE", b"PING", b"PING"]
+    replies = [r for _, r in got]
+    assert [x[-1] for x in replies[0]] == [1, 2, 2]  # the server's counts
+    assert type(replies[1][0]) is list and [x[-1] for x in replies[1]] == [1, 0]
+    assert replies[2:] == [Simple(b"PONG"), b"x"]
+    assert of(events, ServerPush) == []
+
+
 def test_subscribe_arity_error_does_not_desync():
     events = run(
         [
