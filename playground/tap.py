@@ -206,20 +206,26 @@ def start_before_daemonizing(top: TcpplayService, config) -> None:
     no pid file yet, as in the foreground. The sockets are inherited by the daemon; its log
     starts with the ports' own "starting on" lines, then twistd's.
 
-    Daemon mode only (``twistd -n`` has no status pipe to hang on), and left to twistd when
-    ``--chroot`` or ``--rundir`` is given (paths in endpoint strings are meant relative to
-    those). The umask twistd sets for a daemon (``--umask``, else 0077) applies to what is
-    created now (unix sockets).
+    Daemon mode only (``twistd -n`` has no status pipe to hang on). Paths in endpoint strings
+    are relative to ``--rundir``, so the binding is done in that directory (the daemon changes
+    to it too); with ``--chroot`` it is left to twistd. The umask twistd sets for a daemon
+    (``--umask``, else 0077) applies to what is created now (unix sockets).
     """
     if config is None or config.get("nodaemon", True):
         return  # the foreground reports a bind failure as it is (twistd's own start-up lines first)
-    if config.get("chroot") is not None or config.get("rundir", ".") != ".":
+    if config.get("chroot") is not None:
         return
     umask = config.get("umask")
     if umask is None:
         umask = 0o077
+    here = os.getcwd()
+    try:
+        os.chdir(config.get("rundir") or ".")
+    except OSError:
+        return  # twistd reports it
     old = os.umask(umask)
     try:
         top.privilegedStartService()
     finally:
         os.umask(old)
+        os.chdir(here)
