@@ -172,13 +172,22 @@ def check_options(opts) -> None:
         path = opts[flag]
         if path is not None and not str(path).strip():
             raise usage.UsageError(f"--{flag}: give a file name")
-    if opts["json"] and opts["pcap"] and opts["json"] == opts["pcap"] and opts["json"] != "-":
+    if opts["json"] and opts["pcap"] and opts["json"] != "-" and _same_file(
+            str(opts["json"]), str(opts["pcap"])):
         raise usage.UsageError("--json and --pcap must be different files")
     if opts["pcap"] == "-":
         raise usage.UsageError("--pcap: write to a file, not stdout")
     for flag in ("json", "pcap"):
         if opts[flag] and opts[flag] != "-":
             _check_writable(f"--{flag}", str(opts[flag]))
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (``out`` and ``./out``, a link and its target)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist yet
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _check_writable(flag: str, path: str) -> None:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 
 import pytest
+from twisted.python import usage
 
 from playground.tap import SUBCOMMANDS
 from tests.conftest import ROOT, TWISTD, free_port
@@ -215,6 +216,23 @@ def test_output_file_check_leaves_no_file_behind(tmp_path):
     out = tmp_path / "later.json"
     opts.parseOptions(["--target", "6379", "--json", str(out), "--pcap", str(tmp_path / "p")])
     assert list(tmp_path.iterdir()) == []  # the sinks create them when the proxy starts
+
+
+@pytest.mark.parametrize("spelling", ["dot-slash", "symlink", "existing"])
+def test_json_and_pcap_naming_one_file_is_a_usage_error(tmp_path, spelling):
+    """Not only the same string: ``out`` and ``./out``, or a link to it, are one file too
+    (the pcap and the JSON lines would be written into each other)."""
+    from playground import proxy
+
+    out = tmp_path / "out"
+    other = f"{tmp_path}/./out"  # pathlib would drop the "."
+    if spelling == "symlink":
+        other = str(tmp_path / "link")
+        (tmp_path / "link").symlink_to(out)
+    if spelling == "existing":
+        out.write_bytes(b"")
+    with pytest.raises(usage.UsageError, match="--json and --pcap must be different files"):
+        proxy.Options().parseOptions(["--target", "6379", "--json", str(out), "--pcap", other])
 
 
 def test_demo_checks_its_json_file_too(tmp_path):
