@@ -25,6 +25,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import stat
 from operator import itemgetter
 from operator import sub as _sub
 
@@ -192,7 +193,19 @@ def _same_file(a: str, b: str) -> bool:
 
 def _check_writable(flag: str, path: str) -> None:
     """Open ``path`` for append now, so an unwritable file is a usage error before anything
-    listens (the sinks open it at start-up); a file created by the check is removed again."""
+    listens (the sinks open it at start-up); a file created by the check is removed again.
+
+    A FIFO is not opened: that would block until a reader comes, and closing it again would
+    end the reader's input (``cat fifo`` sees EOF before the sink writes anything).
+    """
+    try:
+        fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        fifo = False
+    if fifo:
+        if not os.access(path, os.W_OK):
+            raise usage.UsageError(f"{flag}: cannot write {path}: Permission denied")
+        return
     existed = os.path.lexists(path)
     try:
         open(path, "ab").close()

@@ -325,3 +325,40 @@ def test_logfile_dev_stderr_is_written_without_rotation(tmp_path):
     err = "\n".join(t.err)
     assert code == 0, err
     assert t.out == [] and "Server Shut Down." in err and "Traceback" not in err
+
+
+def test_json_to_a_fifo_reaches_its_reader(twistd, redis_server, tmp_path):
+    """``--json FIFO`` (``mkfifo f; jq . < f``): the option check does not open the FIFO (that
+    blocked with no reader, and its close ended the reader's input before any event)."""
+    import os
+    import threading
+
+    from tests.conftest import wait_until
+
+    fifo = tmp_path / "events"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+
+    def reader():
+        with open(fifo, "rb") as f:
+            got.append(f.read())
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    port = free_port()
+    t = twistd(["proxy", "--listen", port, "--target", redis_server.port, "--quiet",
+                "--json", fifo])
+    try:
+        t.wait_for("proxy listening on")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"*1\r\n$4\r\nPING\r\n")
+            assert s.recv(100) == b"+PONG\r\n"
+        t.wait_for("proxy #1 close")
+    finally:
+        code = t.terminate()
+        if thread.is_alive():  # never opened for writing: let the reader go
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(5)
+    assert code == 0, t.output()
+    wait_until(lambda: got, 5, "the reader's input")
+    assert b'"PING"' in got[0], got
