@@ -16,6 +16,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.python import usage
 
+from playground import shutdown
 from playground.options import CommandOptions
 
 # (name, module, one-line description)
@@ -177,6 +178,7 @@ class TcpplayService(service.MultiService):
 
             if getattr(reactor, "_exitSignal", None) in (signal.SIGTERM, signal.SIGINT):
                 reactor._exitSignal = None
+                shutdown.ignore_signals()
             return result
 
         return d.addBoth(orderly)
