@@ -184,8 +184,15 @@ def _type_name(value) -> str:
     return type(value).__name__ + f" {value!s}"
 
 
+_COUNTED = frozenset({"verbose"})  # flags given more than once on the command line (-vv)
+
+
 def _argument(name: str, takes_value: bool, value) -> list[str]:
     """The argv words for one key; ValueError says what is wrong with the value."""
+    if name in _COUNTED and isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= 2:
+            raise ValueError(f"expected true, false, or 0 to 2 (-vv), got {value}")
+        return [f"--{name}"] * value
     if not takes_value:
         if not isinstance(value, bool):
             raise ValueError(f"expected true or false, got {_type_name(value)}")

@@ -117,6 +117,24 @@ def test_wrong_values(line, expected):
         """) == expected
 
 
+@pytest.mark.parametrize("value, level", [("true", 1), ("false", 0), ("1", 1), ("2", 2)])
+def test_verbose_takes_a_level_as_the_command_line_takes_vv(value, level):
+    cfg = load(f"""\
+        [proxy.p]
+        target = 6379
+        verbose = {value}
+        """)
+    assert cfg.services[0].options.get("verbose", 0) == level
+
+
+def test_verbose_level_out_of_range():
+    assert error("""\
+        [proxy.p]
+        target = 6379
+        verbose = 3
+        """) == "x.toml:3: [proxy.p] verbose: expected true, false, or 0 to 2 (-vv), got 3"
+
+
 def test_missing_required_option_points_at_the_table():
     msg = error("""\
         stats-interval = 1
