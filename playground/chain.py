@@ -173,6 +173,9 @@ def check_options(opts) -> None:
         path = opts[flag]
         if path is not None and not str(path).strip():
             raise usage.UsageError(f"--{flag}: give a file name")
+    for flag in ("json", "pcap"):
+        if opts[flag] is not None and str(opts[flag]) in _STDOUT_NAMES:
+            opts[flag] = "-"  # stdout by any name: the console and twistd's log step aside
     if opts["json"] and opts["pcap"] and opts["json"] != "-" and _same_file(
             str(opts["json"]), str(opts["pcap"])):
         raise usage.UsageError("--json and --pcap must be different files")
@@ -181,6 +184,9 @@ def check_options(opts) -> None:
     for flag in ("json", "pcap"):
         if opts[flag] and opts[flag] != "-":
             _check_writable(f"--{flag}", str(opts[flag]))
+
+
+_STDOUT_NAMES = frozenset({"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"})
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -235,6 +235,14 @@ def test_json_and_pcap_naming_one_file_is_a_usage_error(tmp_path, spelling):
         proxy.Options().parseOptions(["--target", "6379", "--json", str(out), "--pcap", other])
 
 
+def test_pcap_to_stdout_by_any_name_is_refused():
+    from playground import proxy
+
+    for name in ("-", "/dev/stdout", "/dev/fd/1"):
+        with pytest.raises(usage.UsageError, match="--pcap: write to a file, not stdout"):
+            proxy.Options().parseOptions(["--target", "6379", "--pcap", name])
+
+
 def test_demo_checks_its_json_file_too(tmp_path):
     result = run_twistd("tcpplay", "demo", "--json", str(tmp_path / "no" / "x.json"))
     assert result.returncode == 1
@@ -277,16 +285,17 @@ class _Streams:
                 r.join(5)
 
 
-@pytest.mark.parametrize("kind", ["proxy", "serve"])
+@pytest.mark.parametrize("kind", ["proxy", "serve", "dev-stdout"])
 def test_json_to_stdout_keeps_twistds_log_on_stderr(redis_server, tmp_path, kind):
     """``--json -`` owns stdout: every stdout line is JSON (``| jq .`` works); the log is on
-    stderr."""
+    stderr. ``--json /dev/stdout`` is the same."""
     import json
 
     from tests.conftest import need, wait_until
 
     port = free_port()
-    args = ["proxy", "--listen", str(port), "--target", str(redis_server.port), "--json", "-"]
+    out = "/dev/stdout" if kind == "dev-stdout" else "-"
+    args = ["proxy", "--listen", str(port), "--target", str(redis_server.port), "--json", out]
     if kind == "serve":
         config = tmp_path / "j.toml"
         config.write_text(f'[proxy.r]\nlisten = {port}\ntarget = {redis_server.port}\n'
