@@ -109,7 +109,21 @@ class Options(CommandOptions):
         elif parent.get("nodaemon") and _owns_stdout(self):
             parent["logger"] = f"{__name__}.stderr_log_observer"
 
+    def _no_stdout_in_a_daemon(self):
+        """``--json -`` in daemon mode would write to /dev/null: say so instead."""
+        parent = getattr(self, "parent", None)
+        if parent is None or parent.get("nodaemon", True) or not _owns_stdout(self):
+            return
+        why = "a daemon has no stdout; give a file, or run in the foreground (twistd -n)"
+        config = getattr(self.subOptions, "config", None)
+        if config is None:
+            raise usage.UsageError(f"--json -: {why}")
+        spec = next(spec for spec in config.services if spec.options.get("json") == "-")
+        where = f"{config.path}:{spec.line}:" if spec.line else f"{config.path}:"
+        raise usage.UsageError(f"{where} [{spec.kind}.{spec.name}] json: {why}")
+
     def postOptions(self):
+        self._no_stdout_in_a_daemon()
         self._log_where_it_can_go()
         self._no_pidfile_in_foreground()
         if self.subCommand is None:

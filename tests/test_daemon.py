@@ -317,3 +317,22 @@ def test_daemon_with_rundir_binds_unix_paths_there_serves_and_stops(daemons, tmp
     wait_until(lambda: not d.pidfile.exists(), what="the pid file to be removed")
     wait_until(lambda: not alive(pid), what="the daemon to exit")
     assert "Traceback" not in read(d.logfile)
+
+
+@pytest.mark.parametrize("kind", ["proxy", "serve"])
+def test_json_to_stdout_in_daemon_mode_is_a_usage_error(daemons, tmp_path, kind):
+    """A daemon's stdout is /dev/null: ``--json -`` would lose every event without a word."""
+    args = ["proxy", "--listen", free_port(), "--target", "6379", "--json", "-"]
+    if kind == "serve":
+        config = tmp_path / "j.toml"
+        config.write_text(f'[proxy.r]\nlisten = {free_port()}\ntarget = 6379\njson = "-"\n')
+        args = ["serve", "--config", config]
+    d = daemons(tmp_path, args)
+    result = d.start()
+    if result.returncode == 0:  # a daemon started after all: the fixture stops it
+        d.wait_started()
+    assert result.returncode == 1, result.stdout + result.stderr
+    first = result.stderr.splitlines()[0]
+    assert "a daemon has no stdout" in first, result.stderr
+    assert (f"{config}:1: [proxy.r] json:" if kind == "serve" else "--json -:") in first
+    assert not d.pidfile.exists()
