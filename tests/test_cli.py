@@ -88,6 +88,9 @@ def test_bad_listen_is_a_usage_error_naming_the_flag(value):
     (["proxy", "--listen", "7000"], "twistd tcpplay proxy", "--target is required"),
     ([], "twistd tcpplay", "choose a subcommand: demo, proxy"),
     (["nosuch"], "twistd tcpplay", "Unknown command: nosuch"),
+    (["proxy", "--listen", "6479", "6379"], "twistd tcpplay proxy",
+     "unexpected argument '6379'"),
+    (["echo", "extra"], "twistd tcpplay echo", "unexpected argument 'extra'"),
 ])
 def test_usage_error_is_one_line_and_a_hint_not_the_whole_help(args, command, error):
     result = run_twistd("tcpplay", *args)
