@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import re
 import sys
 import tomllib
@@ -325,6 +326,7 @@ def _validate(doc: dict, path: str, where: _Where) -> Config:
             raise ConfigError(f"{where((key,))} {what}{_suggest(key, choices)}")
     names: dict[str, str] = {}
     listens: dict[str, str] = {}
+    outputs: dict[str, str] = {}
     if config.metrics:
         listens[config.metrics] = "metrics"
     for kind, table in doc.items():
@@ -351,11 +353,27 @@ def _validate(doc: dict, path: str, where: _Where) -> Config:
                 raise ConfigError(f"{where((kind, name, 'listen'))} {label} listen: {listen} is "
                                   f"already used by {listens[listen]}")
             listens[listen] = label
+            _one_writer_per_pcap(spec, label, outputs, where)
             config.services.append(spec)
     if not config.services:
         raise ConfigError(f"{path}: no services: add a table such as [echo.main] "
                           f"(kinds: {', '.join(known)})")
     return config
+
+
+def _one_writer_per_pcap(spec: ServiceSpec, label: str, outputs: dict, where: _Where) -> None:
+    """A pcap file is one header and one stream of records: no second service may write it
+    (a pcap or JSON lines). JSON files may be shared: each record is one whole line."""
+    for key in ("pcap", "json"):
+        path = spec.options.get(key)
+        if not path or path == "-":
+            continue
+        full = os.path.normpath(os.path.abspath(path))
+        other = outputs.get(full)
+        if other is not None and "pcap" in (key, other[1]):
+            raise ConfigError(f"{where((spec.kind, spec.name, key))} {label} {key}: {path} is "
+                              f"already written by {other[0]} {other[1]}")
+        outputs.setdefault(full, (label, key))
 
 
 def _service(kind: str, name: str, body: dict, where: _Where) -> ServiceSpec:

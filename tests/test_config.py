@@ -294,3 +294,42 @@ def test_unwritable_output_file_names_file_line_and_key(tmp_path):
         """)
     assert msg == (f"x.toml:4: [proxy.p] pcap: cannot write {tmp_path}/no/such/dir/x.pcap: "
                    "No such file or directory")
+
+
+@pytest.mark.parametrize("first, second, message", [
+    ('pcap = "t.pcap"', 'pcap = "./t.pcap"',
+     "x.toml:8: [proxy.b] pcap: ./t.pcap is already written by [proxy.a] pcap"),
+    ('json = "t.out"', 'pcap = "t.out"',
+     "x.toml:8: [proxy.b] pcap: t.out is already written by [proxy.a] json"),
+])
+def test_a_pcap_file_has_one_writer(tmp_path, monkeypatch, first, second, message):
+    """Two services writing one pcap file would interleave two captures into one that tshark
+    reads wrong; JSON lines may share a file (each record is a whole line)."""
+    monkeypatch.chdir(tmp_path)
+    assert error(f"""\
+        [proxy.a]
+        target = 6379
+        listen = 7001
+        {first}
+
+        [proxy.b]
+        target = 6379
+        {second}
+        listen = 7002
+        """) == message
+
+
+def test_json_files_may_be_shared(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load("""\
+        [proxy.a]
+        target = 6379
+        listen = 7001
+        json = "all.json"
+
+        [proxy.b]
+        target = 6379
+        listen = 7002
+        json = "./all.json"
+        """)
+    assert len(cfg.services) == 2
