@@ -106,6 +106,8 @@ class Options(CommandOptions):
             if _special_file(logfile):
                 _append_log_to = logfile
                 parent["logger"] = f"{__name__}.append_log_observer"  # twistd imports it
+            else:
+                _check_logfile(logfile)
         elif parent.get("nodaemon") and _owns_stdout(self):
             parent["logger"] = f"{__name__}.stderr_log_observer"
 
@@ -149,6 +151,21 @@ def _special_file(path: str) -> bool:
     except OSError:
         return False
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _check_logfile(path: str) -> None:
+    """A ``--logfile`` twistd cannot open is a usage error naming it, not twistd's traceback.
+
+    twistd opens it (relative to the directory it was started in) after the options are read;
+    opened for append now, a file created by the check is removed again.
+    """
+    existed = os.path.lexists(path)
+    try:
+        open(path, "ab").close()
+    except OSError as e:
+        raise usage.UsageError(f"--logfile: cannot write {path}: {e.strerror}")
+    if not existed:
+        os.unlink(path)
 
 
 _append_log_to: str | None = None  # the --logfile that append_log_observer opens

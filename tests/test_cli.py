@@ -374,3 +374,14 @@ def test_json_to_a_fifo_reaches_its_reader(twistd, redis_server, tmp_path):
     assert code == 0, t.output()
     wait_until(lambda: got, 5, "the reader's input")
     assert b'"PING"' in got[0], got
+
+
+@pytest.mark.parametrize("where", ["missing-dir", "directory"])
+def test_unwritable_logfile_is_one_line_not_twistds_traceback(tmp_path, where):
+    path = tmp_path / "no" / "x.log" if where == "missing-dir" else tmp_path
+    result = run_twistd(f"--logfile={path}", "tcpplay", "echo", "--listen", str(free_port()),
+                        timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"twistd tcpplay echo: --logfile: cannot write {path}: "), \
+        result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
