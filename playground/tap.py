@@ -107,7 +107,7 @@ class Options(CommandOptions):
                 _append_log_to = logfile
                 parent["logger"] = f"{__name__}.append_log_observer"  # twistd imports it
             else:
-                _check_logfile(logfile)
+                _check_writable_file("--logfile", logfile)
         elif parent.get("nodaemon") and _owns_stdout(self):
             parent["logger"] = f"{__name__}.stderr_log_observer"
 
@@ -124,10 +124,20 @@ class Options(CommandOptions):
         where = f"{config.path}:{spec.line}:" if spec.line else f"{config.path}:"
         raise usage.UsageError(f"{where} [{spec.kind}.{spec.name}] json: {why}")
 
+    def _pidfile_can_be_written(self):
+        """A ``--pidfile`` twistd cannot write is a usage error, not a traceback after start-up
+        (after the fork in daemon mode). twistd makes the path absolute from the directory it
+        was started in."""
+        parent = getattr(self, "parent", None)
+        if parent is None or not parent.get("pidfile") or parent.get("chroot") is not None:
+            return
+        _check_writable_file("--pidfile", parent["pidfile"])
+
     def postOptions(self):
         self._no_stdout_in_a_daemon()
         self._log_where_it_can_go()
         self._no_pidfile_in_foreground()
+        self._pidfile_can_be_written()
         if self.subCommand is None:
             raise usage.UsageError(
                 "choose a subcommand: " + ", ".join(name for name, _, _ in SUBCOMMANDS)
@@ -153,17 +163,16 @@ def _special_file(path: str) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
-def _check_logfile(path: str) -> None:
-    """A ``--logfile`` twistd cannot open is a usage error naming it, not twistd's traceback.
-
-    twistd opens it (relative to the directory it was started in) after the options are read;
-    opened for append now, a file created by the check is removed again.
+def _check_writable_file(flag: str, path: str) -> None:
+    """A file of twistd's (``--logfile``, ``--pidfile``) it could not open is a usage error
+    naming it, not twistd's traceback. Opened for append now (twistd opens it after the options
+    are read); a file created by the check is removed again.
     """
     existed = os.path.lexists(path)
     try:
         open(path, "ab").close()
     except OSError as e:
-        raise usage.UsageError(f"--logfile: cannot write {path}: {e.strerror}")
+        raise usage.UsageError(f"{flag}: cannot write {path}: {e.strerror}")
     if not existed:
         os.unlink(path)
 

@@ -385,3 +385,27 @@ def test_unwritable_logfile_is_one_line_not_twistds_traceback(tmp_path, where):
     assert result.stderr.startswith(f"twistd tcpplay echo: --logfile: cannot write {path}: "), \
         result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("daemon", [False, True])
+def test_unwritable_pidfile_is_one_line_not_twistds_traceback(tmp_path, daemon):
+    path = tmp_path / "no" / "x.pid"
+    argv = [TWISTD, *([] if daemon else ["-n"]), f"--pidfile={path}",
+            f"--logfile={tmp_path / 'x.log'}", "tcpplay", "echo", "--listen", str(free_port())]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=str(tmp_path))
+    if result.returncode == 0 and daemon:  # a daemon started after all: stop it
+        import os
+        import signal
+
+        from tests.conftest import wait_until
+
+        log = tmp_path / "x.log"
+        wait_until(lambda: log.exists() and "listening on" in log.read_text(), 10, "the log")
+        pids = subprocess.run(["pgrep", "-f", f"--logfile={log}"], capture_output=True,
+                              text=True).stdout.split()
+        for pid in pids:
+            os.kill(int(pid), signal.SIGTERM)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"twistd tcpplay echo: --pidfile: cannot write {path}: "), \
+        result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
