@@ -205,6 +205,10 @@ def _argument(name: str, takes_value: bool, value) -> list[str]:
     return [f"--{name}={value}"]
 
 
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
 def _suggest(name: str, choices) -> str:
     close = difflib.get_close_matches(name.replace("_", "-"), list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -387,7 +391,7 @@ def _service(kind: str, name: str, body: dict, where: _Where) -> ServiceSpec:
             raise ConfigError(f"{where(keypath)} {label} {key}: set it once at the top of the "
                               "file (one endpoint and one stats line serve every service)")
         if key not in names:
-            raise ConfigError(f"{where(keypath)} {label} {key}: unknown key for a {kind} "
+            raise ConfigError(f"{where(keypath)} {label} {key}: unknown key for {_a(kind)} "
                               f"service{_suggest(key, names)}")
         try:
             argv.extend(_argument(key, names[key], value))

@@ -96,7 +96,7 @@ def test_unknown_key_with_suggestion():
         listen = 7000
         max_connections = 3
         """)
-    assert msg == ("x.toml:3: [echo.e] max_connections: unknown key for a echo service "
+    assert msg == ("x.toml:3: [echo.e] max_connections: unknown key for an echo service "
                    "(did you mean 'max-connections'?)")
 
 
