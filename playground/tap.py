@@ -133,7 +133,19 @@ class Options(CommandOptions):
             return
         _check_writable_file("--pidfile", parent["pidfile"])
 
+    def _rundir_can_be_entered(self):
+        """A ``--rundir`` twistd cannot change to is a usage error, not a traceback (in daemon
+        mode a silent exit status 1, the traceback in the log)."""
+        parent = getattr(self, "parent", None)
+        if parent is None or parent.get("chroot") is not None:
+            return
+        rundir = parent.get("rundir") or "."
+        if not (os.path.isdir(rundir) and os.access(rundir, os.X_OK)):
+            reason = "not a directory" if os.path.exists(rundir) else "no such directory"
+            raise usage.UsageError(f"--rundir: cannot change to {rundir}: {reason}")
+
     def postOptions(self):
+        self._rundir_can_be_entered()
         self._no_stdout_in_a_daemon()
         self._log_where_it_can_go()
         self._no_pidfile_in_foreground()

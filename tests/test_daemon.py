@@ -336,3 +336,13 @@ def test_json_to_stdout_in_daemon_mode_is_a_usage_error(daemons, tmp_path, kind)
     assert "a daemon has no stdout" in first, result.stderr
     assert (f"{config}:1: [proxy.r] json:" if kind == "serve" else "--json -:") in first
     assert not d.pidfile.exists()
+
+
+def test_missing_rundir_is_one_line_on_the_terminal(daemons, tmp_path):
+    d = daemons(tmp_path, ["echo", "--listen", free_port()],
+                twistd_args=[f"--rundir={tmp_path / 'nope'}"])
+    result = d.start()
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"twistd tcpplay echo: --rundir: cannot change to "
+                                    f"{tmp_path / 'nope'}: no such directory"), result.stderr
+    assert "Traceback" not in read(d.logfile)
