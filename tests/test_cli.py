@@ -246,6 +246,15 @@ def test_pcap_to_stdout_by_any_name_is_refused():
             proxy.Options().parseOptions(["--target", "6379", "--pcap", name])
 
 
+@pytest.mark.parametrize("module", ["proxy", "demo"])
+def test_json_to_dev_stdout_is_json_to_stdout(module):
+    """So the console steps aside and twistd's log goes to stderr, as with ``--json -``."""
+    opts = importlib.import_module(f"playground.{module}").Options()
+    opts.parseOptions((["--target", "6379"] if module == "proxy" else []) +
+                      ["--json", "/dev/stdout"])
+    assert opts["json"] == "-"
+
+
 def test_demo_checks_its_json_file_too(tmp_path):
     result = run_twistd("tcpplay", "demo", "--json", str(tmp_path / "no" / "x.json"))
     assert result.returncode == 1
