@@ -157,6 +157,8 @@ class ServerOptions(CommandOptions):
 
     def postOptions(self):
         self["listen"] = server_string(str(self["listen"]), "--listen")
+        if self["metrics"] is not None and self["metrics"] == self["listen"]:
+            raise usage.UsageError("--metrics: needs an address of its own, not --listen's")
 
 
 def target_option(value: str, flag: str = "--target") -> str:
