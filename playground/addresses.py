@@ -34,10 +34,11 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
 
 
-def _port(flag: str, text: str, example: str) -> int:
+def _port(flag: str, text: str, example: str, lowest: int = 0) -> int:
+    """A port number; 0 (any free port) is for listening only (``lowest=1`` for targets)."""
     port = int(text)
-    if not 0 <= port <= 65535:
-        raise usage.UsageError(f"{flag}: port {port} is out of range 0-65535 ({example})")
+    if not lowest <= port <= 65535:
+        raise usage.UsageError(f"{flag}: port {port} is out of range {lowest}-65535 ({example})")
     return port
 
 
@@ -74,10 +75,11 @@ def client_string(value: str, flag: str = "--target") -> str:
     if not value:
         raise usage.UsageError(f"{flag}: empty address ({TARGET_EXAMPLE})")
     if value.isdigit():
-        return f"tcp:host=127.0.0.1:port={_port(flag, value, TARGET_EXAMPLE)}"
+        return f"tcp:host=127.0.0.1:port={_port(flag, value, TARGET_EXAMPLE, 1)}"
     if (m := _HOST_PORT.match(value)) and _kind(value) not in _ENDPOINT_TYPES:
         host = m.group("v6") or m.group("host")
-        return f"tcp:host={_escape(host)}:port={_port(flag, m.group('port'), TARGET_EXAMPLE)}"
+        port = _port(flag, m.group("port"), TARGET_EXAMPLE, 1)
+        return f"tcp:host={_escape(host)}:port={port}"
     if _kind(value) not in _ENDPOINT_TYPES:
         raise usage.UsageError(f"{flag}: cannot read {value!r} as an address ({TARGET_EXAMPLE})")
     args, kw = endpoints._parse(value)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import stat
 from collections import deque
 from operator import itemgetter
 from operator import sub as _sub
@@ -192,7 +193,11 @@ def check_options(opts) -> None:
         path = opts[flag]
         if path is not None and not str(path).strip():
             raise usage.UsageError(f"--{flag}: give a file name")
-    if opts["json"] and opts["pcap"] and opts["json"] == opts["pcap"] and opts["json"] != "-":
+    for flag in ("json", "pcap"):
+        if opts[flag] is not None and str(opts[flag]) in _STDOUT_NAMES:
+            opts[flag] = "-"  # stdout by any name: the console and twistd's log step aside
+    if opts["json"] and opts["pcap"] and opts["json"] != "-" and _same_file(
+            str(opts["json"]), str(opts["pcap"])):
         raise usage.UsageError("--json and --pcap must be different files")
     if opts["pcap"] == "-":
         raise usage.UsageError("--pcap: write to a file, not stdout")
@@ -201,9 +206,32 @@ def check_options(opts) -> None:
             _check_writable(f"--{flag}", str(opts[flag]))
 
 
+_STDOUT_NAMES = frozenset({"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"})
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (``out`` and ``./out``, a link and its target)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist yet
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
 def _check_writable(flag: str, path: str) -> None:
     """Open ``path`` for append now, so an unwritable file is a usage error before anything
-    listens (the sinks open it at start-up); a file created by the check is removed again."""
+    listens (the sinks open it at start-up); a file created by the check is removed again.
+
+    A FIFO is not opened: that would block until a reader comes, and closing it again would
+    end the reader's input (``cat fifo`` sees EOF before the sink writes anything).
+    """
+    try:
+        fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        fifo = False
+    if fifo:
+        if not os.access(path, os.W_OK):
+            raise usage.UsageError(f"{flag}: cannot write {path}: Permission denied")
+        return
     existed = os.path.lexists(path)
     try:
         open(path, "ab").close()

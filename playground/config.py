@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import re
 import sys
 import tomllib
@@ -184,8 +185,15 @@ def _type_name(value) -> str:
     return type(value).__name__ + f" {value!s}"
 
 
+_COUNTED = frozenset({"verbose"})  # flags given more than once on the command line (-vv)
+
+
 def _argument(name: str, takes_value: bool, value) -> list[str]:
     """The argv words for one key; ValueError says what is wrong with the value."""
+    if name in _COUNTED and isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= 2:
+            raise ValueError(f"expected true, false, or 0 to 2 (-vv), got {value}")
+        return [f"--{name}"] * value
     if not takes_value:
         if not isinstance(value, bool):
             raise ValueError(f"expected true or false, got {_type_name(value)}")
@@ -195,6 +203,10 @@ def _argument(name: str, takes_value: bool, value) -> list[str]:
     if isinstance(value, float):
         value = repr(value)
     return [f"--{name}={value}"]
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
 
 
 def _suggest(name: str, choices) -> str:
@@ -318,6 +330,7 @@ def _validate(doc: dict, path: str, where: _Where) -> Config:
             raise ConfigError(f"{where((key,))} {what}{_suggest(key, choices)}")
     names: dict[str, str] = {}
     listens: dict[str, str] = {}
+    outputs: dict[str, str] = {}
     if config.metrics:
         listens[config.metrics] = "metrics"
     for kind, table in doc.items():
@@ -344,11 +357,27 @@ def _validate(doc: dict, path: str, where: _Where) -> Config:
                 raise ConfigError(f"{where((kind, name, 'listen'))} {label} listen: {listen} is "
                                   f"already used by {listens[listen]}")
             listens[listen] = label
+            _one_writer_per_pcap(spec, label, outputs, where)
             config.services.append(spec)
     if not config.services:
         raise ConfigError(f"{path}: no services: add a table such as [echo.main] "
                           f"(kinds: {', '.join(known)})")
     return config
+
+
+def _one_writer_per_pcap(spec: ServiceSpec, label: str, outputs: dict, where: _Where) -> None:
+    """A pcap file is one header and one stream of records: no second service may write it
+    (a pcap or JSON lines). JSON files may be shared: each record is one whole line."""
+    for key in ("pcap", "json"):
+        path = spec.options.get(key)
+        if not path or path == "-":
+            continue
+        full = os.path.normpath(os.path.abspath(path))
+        other = outputs.get(full)
+        if other is not None and "pcap" in (key, other[1]):
+            raise ConfigError(f"{where((spec.kind, spec.name, key))} {label} {key}: {path} is "
+                              f"already written by {other[0]} {other[1]}")
+        outputs.setdefault(full, (label, key))
 
 
 def _service(kind: str, name: str, body: dict, where: _Where) -> ServiceSpec:
@@ -362,7 +391,7 @@ def _service(kind: str, name: str, body: dict, where: _Where) -> ServiceSpec:
             raise ConfigError(f"{where(keypath)} {label} {key}: set it once at the top of the "
                               "file (one endpoint and one stats line serve every service)")
         if key not in names:
-            raise ConfigError(f"{where(keypath)} {label} {key}: unknown key for a {kind} "
+            raise ConfigError(f"{where(keypath)} {label} {key}: unknown key for {_a(kind)} "
                               f"service{_suggest(key, names)}")
         try:
             argv.extend(_argument(key, names[key], value))

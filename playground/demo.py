@@ -171,6 +171,7 @@ class Options(CommandOptions):
             probe.parseOptions(argv)
         except usage.UsageError as e:
             raise usage.UsageError(str(e))
+        self["json"] = probe["json"]  # /dev/stdout is '-', as for the proxy
 
 
 def make_service(options, reactor=None) -> service.IService:

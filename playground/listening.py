@@ -4,7 +4,8 @@
 runs; a bind failure here ends start-up with ``SystemExit("tcpplay LABEL: cannot listen on --listen ...: reason")``
 (one line, exit status 1) instead of a traceback. ``playground.tap`` calls it before twistd
 forks a daemon, so the launcher reports the failure itself. The "listening on" line is logged
-when the service starts (after twistd's own start-up lines), or when a late listen succeeds.
+once the reactor runs (after twistd's own start-up lines, with the signal handlers in place),
+or when a late listen succeeds.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ class ListeningService(service.Service):
         if self.port is None and self._waiting is None:
             self._listen()
         elif self.port is not None:
-            self._announce()
+            # Once the reactor runs: its SIGINT/SIGTERM handlers are in place by then, so a
+            # signal sent on seeing the line (a script, a quick Ctrl-C) stops the service in
+            # order rather than raising KeyboardInterrupt in start-up code (exit status -2).
+            self._reactor().callWhenRunning(self._announce_if_listening)
 
     def _listen(self):
         try:
@@ -89,6 +93,10 @@ class ListeningService(service.Service):
         if self.running:
             self._announce()
         return port
+
+    def _announce_if_listening(self):
+        if self.running and self.port is not None:
+            self._announce()
 
     def _announce(self):
         self.log.info("{label} listening on {address}", label=self.label,

@@ -98,6 +98,13 @@ class CommandOptions(usage.Options):
         self._initial = dict(self)  # the defaults, before any argument is read
         super().parseOptions(options)
 
+    def parseArgs(self, *args):
+        """No positional arguments: name the first one (not usage.Options' "Wrong number of
+        arguments."), e.g. the 6379 of ``--listen 6479 6379`` that lost its ``--target``."""
+        if args:
+            raise usage.UsageError(f"unexpected argument {args[0]!r} (every value follows "
+                                   "its --option)")
+
     def getUsage(self, width=None):
         if hasattr(self, "subOptions"):  # usage.Options hands over to the subcommand's help
             return super().getUsage(width)
@@ -171,6 +178,8 @@ class ServerOptions(CommandOptions):
 
     def postOptions(self):
         self["listen"] = server_string(str(self["listen"]), "--listen")
+        if self["metrics"] is not None and self["metrics"] == self["listen"]:
+            raise usage.UsageError("--metrics: needs an address of its own, not --listen's")
 
 
 def target_option(value: str, flag: str = "--target") -> str:

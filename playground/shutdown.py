@@ -58,6 +58,19 @@ def _install(reactor) -> None:
     _installed = True
 
 
+def ignore_signals() -> None:
+    """From now on SIGINT and SIGTERM do nothing: the services are stopped, the process exits.
+
+    Ignored rather than handled: when Python finalizes it puts its own handlers back to the
+    default action, so a Ctrl-C landing in those last moments (a third one, say) would kill the
+    process (status -2) instead of letting it exit 0; an ignored signal stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _abort_all() -> None:
     for abort in list(_aborts.values()):
         abort()

@@ -16,6 +16,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.python import usage
 
+from playground import shutdown
 from playground.options import CommandOptions
 
 # (name, module, one-line description)
@@ -105,12 +106,50 @@ class Options(CommandOptions):
             if _special_file(logfile):
                 _append_log_to = logfile
                 parent["logger"] = f"{__name__}.append_log_observer"  # twistd imports it
+            else:
+                _check_writable_file("--logfile", logfile)
         elif parent.get("nodaemon") and _owns_stdout(self):
             parent["logger"] = f"{__name__}.stderr_log_observer"
 
+    def _no_stdout_in_a_daemon(self):
+        """``--json -`` in daemon mode would write to /dev/null: say so instead."""
+        parent = getattr(self, "parent", None)
+        if parent is None or parent.get("nodaemon", True) or not _owns_stdout(self):
+            return
+        why = "a daemon has no stdout; give a file, or run in the foreground (twistd -n)"
+        config = getattr(self.subOptions, "config", None)
+        if config is None:
+            raise usage.UsageError(f"--json -: {why}")
+        spec = next(spec for spec in config.services if spec.options.get("json") == "-")
+        where = f"{config.path}:{spec.line}:" if spec.line else f"{config.path}:"
+        raise usage.UsageError(f"{where} [{spec.kind}.{spec.name}] json: {why}")
+
+    def _pidfile_can_be_written(self):
+        """A ``--pidfile`` twistd cannot write is a usage error, not a traceback after start-up
+        (after the fork in daemon mode). twistd makes the path absolute from the directory it
+        was started in."""
+        parent = getattr(self, "parent", None)
+        if parent is None or not parent.get("pidfile") or parent.get("chroot") is not None:
+            return
+        _check_writable_file("--pidfile", parent["pidfile"])
+
+    def _rundir_can_be_entered(self):
+        """A ``--rundir`` twistd cannot change to is a usage error, not a traceback (in daemon
+        mode a silent exit status 1, the traceback in the log)."""
+        parent = getattr(self, "parent", None)
+        if parent is None or parent.get("chroot") is not None:
+            return
+        rundir = parent.get("rundir") or "."
+        if not (os.path.isdir(rundir) and os.access(rundir, os.X_OK)):
+            reason = "not a directory" if os.path.exists(rundir) else "no such directory"
+            raise usage.UsageError(f"--rundir: cannot change to {rundir}: {reason}")
+
     def postOptions(self):
+        self._rundir_can_be_entered()
+        self._no_stdout_in_a_daemon()
         self._log_where_it_can_go()
         self._no_pidfile_in_foreground()
+        self._pidfile_can_be_written()
         if self.subCommand is None:
             raise usage.UsageError(
                 "choose a subcommand: " + ", ".join(name for name, _, _ in SUBCOMMANDS)
@@ -134,6 +173,20 @@ def _special_file(path: str) -> bool:
     except OSError:
         return False
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _check_writable_file(flag: str, path: str) -> None:
+    """A file of twistd's (``--logfile``, ``--pidfile``) it could not open is a usage error
+    naming it, not twistd's traceback. Opened for append now (twistd opens it after the options
+    are read); a file created by the check is removed again.
+    """
+    existed = os.path.lexists(path)
+    try:
+        open(path, "ab").close()
+    except OSError as e:
+        raise usage.UsageError(f"{flag}: cannot write {path}: {e.strerror}")
+    if not existed:
+        os.unlink(path)
 
 
 _append_log_to: str | None = None  # the --logfile that append_log_observer opens
@@ -177,6 +230,7 @@ class TcpplayService(service.MultiService):
 
             if getattr(reactor, "_exitSignal", None) in (signal.SIGTERM, signal.SIGINT):
                 reactor._exitSignal = None
+                shutdown.ignore_signals()
             return result
 
         return d.addBoth(orderly)
@@ -206,20 +260,26 @@ def start_before_daemonizing(top: TcpplayService, config) -> None:
     no pid file yet, as in the foreground. The sockets are inherited by the daemon; its log
     starts with the ports' own "starting on" lines, then twistd's.
 
-    Daemon mode only (``twistd -n`` has no status pipe to hang on), and left to twistd when
-    ``--chroot`` or ``--rundir`` is given (paths in endpoint strings are meant relative to
-    those). The umask twistd sets for a daemon (``--umask``, else 0077) applies to what is
-    created now (unix sockets).
+    Daemon mode only (``twistd -n`` has no status pipe to hang on). Paths in endpoint strings
+    are relative to ``--rundir``, so the binding is done in that directory (the daemon changes
+    to it too); with ``--chroot`` it is left to twistd. The umask twistd sets for a daemon
+    (``--umask``, else 0077) applies to what is created now (unix sockets).
     """
     if config is None or config.get("nodaemon", True):
         return  # the foreground reports a bind failure as it is (twistd's own start-up lines first)
-    if config.get("chroot") is not None or config.get("rundir", ".") != ".":
+    if config.get("chroot") is not None:
         return
     umask = config.get("umask")
     if umask is None:
         umask = 0o077
+    here = os.getcwd()
+    try:
+        os.chdir(config.get("rundir") or ".")
+    except OSError:
+        return  # twistd reports it
     old = os.umask(umask)
     try:
         top.privilegedStartService()
     finally:
         os.umask(old)
+        os.chdir(here)

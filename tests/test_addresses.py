@@ -49,3 +49,14 @@ def test_bad_target_names_flag(value):
     with pytest.raises(usage.UsageError) as e:
         client_string(value, "--target")
     assert str(e.value).startswith("--target")
+
+
+@pytest.mark.parametrize("value", ["0", "localhost:0", "[::1]:0"])
+def test_target_port_zero_is_refused(value):
+    """Port 0 means any free port to listen on; nothing can be connected to there."""
+    with pytest.raises(usage.UsageError, match=r"--target: port 0 is out of range 1-65535"):
+        client_string(value, "--target")
+
+
+def test_listen_port_zero_is_any_free_port():
+    assert server_string("0") == "tcp:0:interface=127.0.0.1:backlog=1024"

@@ -8,6 +8,7 @@ import socket
 import subprocess
 
 import pytest
+from twisted.python import usage
 
 from playground.tap import SUBCOMMANDS
 from tests.conftest import ROOT, TWISTD, free_port
@@ -87,6 +88,9 @@ def test_bad_listen_is_a_usage_error_naming_the_flag(value):
     (["proxy", "--listen", "7000"], "twistd tcpplay proxy", "--target is required"),
     ([], "twistd tcpplay", "choose a subcommand: demo, proxy"),
     (["nosuch"], "twistd tcpplay", "Unknown command: nosuch"),
+    (["proxy", "--listen", "6479", "6379"], "twistd tcpplay proxy",
+     "unexpected argument '6379'"),
+    (["echo", "extra"], "twistd tcpplay echo", "unexpected argument 'extra'"),
 ])
 def test_usage_error_is_one_line_and_a_hint_not_the_whole_help(args, command, error):
     result = run_twistd("tcpplay", *args)
@@ -217,6 +221,40 @@ def test_output_file_check_leaves_no_file_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []  # the sinks create them when the proxy starts
 
 
+@pytest.mark.parametrize("spelling", ["dot-slash", "symlink", "existing"])
+def test_json_and_pcap_naming_one_file_is_a_usage_error(tmp_path, spelling):
+    """Not only the same string: ``out`` and ``./out``, or a link to it, are one file too
+    (the pcap and the JSON lines would be written into each other)."""
+    from playground import proxy
+
+    out = tmp_path / "out"
+    other = f"{tmp_path}/./out"  # pathlib would drop the "."
+    if spelling == "symlink":
+        other = str(tmp_path / "link")
+        (tmp_path / "link").symlink_to(out)
+    if spelling == "existing":
+        out.write_bytes(b"")
+    with pytest.raises(usage.UsageError, match="--json and --pcap must be different files"):
+        proxy.Options().parseOptions(["--target", "6379", "--json", str(out), "--pcap", other])
+
+
+def test_pcap_to_stdout_by_any_name_is_refused():
+    from playground import proxy
+
+    for name in ("-", "/dev/stdout", "/dev/fd/1"):
+        with pytest.raises(usage.UsageError, match="--pcap: write to a file, not stdout"):
+            proxy.Options().parseOptions(["--target", "6379", "--pcap", name])
+
+
+@pytest.mark.parametrize("module", ["proxy", "demo"])
+def test_json_to_dev_stdout_is_json_to_stdout(module):
+    """So the console steps aside and twistd's log goes to stderr, as with ``--json -``."""
+    opts = importlib.import_module(f"playground.{module}").Options()
+    opts.parseOptions((["--target", "6379"] if module == "proxy" else []) +
+                      ["--json", "/dev/stdout"])
+    assert opts["json"] == "-"
+
+
 def test_demo_checks_its_json_file_too(tmp_path):
     result = run_twistd("tcpplay", "demo", "--json", str(tmp_path / "no" / "x.json"))
     assert result.returncode == 1
@@ -259,16 +297,17 @@ class _Streams:
                 r.join(5)
 
 
-@pytest.mark.parametrize("kind", ["proxy", "serve"])
+@pytest.mark.parametrize("kind", ["proxy", "serve", "dev-stdout"])
 def test_json_to_stdout_keeps_twistds_log_on_stderr(redis_server, tmp_path, kind):
     """``--json -`` owns stdout: every stdout line is JSON (``| jq .`` works); the log is on
-    stderr."""
+    stderr. ``--json /dev/stdout`` is the same."""
     import json
 
     from tests.conftest import need, wait_until
 
     port = free_port()
-    args = ["proxy", "--listen", str(port), "--target", str(redis_server.port), "--json", "-"]
+    out = "/dev/stdout" if kind == "dev-stdout" else "-"
+    args = ["proxy", "--listen", str(port), "--target", str(redis_server.port), "--json", out]
     if kind == "serve":
         config = tmp_path / "j.toml"
         config.write_text(f'[proxy.r]\nlisten = {port}\ntarget = {redis_server.port}\n'
@@ -307,3 +346,75 @@ def test_logfile_dev_stderr_is_written_without_rotation(tmp_path):
     err = "\n".join(t.err)
     assert code == 0, err
     assert t.out == [] and "Server Shut Down." in err and "Traceback" not in err
+
+
+def test_json_to_a_fifo_reaches_its_reader(twistd, redis_server, tmp_path):
+    """``--json FIFO`` (``mkfifo f; jq . < f``): the option check does not open the FIFO (that
+    blocked with no reader, and its close ended the reader's input before any event)."""
+    import os
+    import threading
+
+    from tests.conftest import wait_until
+
+    fifo = tmp_path / "events"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+
+    def reader():
+        with open(fifo, "rb") as f:
+            got.append(f.read())
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    port = free_port()
+    t = twistd(["proxy", "--listen", port, "--target", redis_server.port, "--quiet",
+                "--json", fifo])
+    try:
+        t.wait_for("proxy listening on")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"*1\r\n$4\r\nPING\r\n")
+            assert s.recv(100) == b"+PONG\r\n"
+        t.wait_for("proxy #1 close")
+    finally:
+        code = t.terminate()
+        if thread.is_alive():  # never opened for writing: let the reader go
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(5)
+    assert code == 0, t.output()
+    wait_until(lambda: got, 5, "the reader's input")
+    assert b'"PING"' in got[0], got
+
+
+@pytest.mark.parametrize("where", ["missing-dir", "directory"])
+def test_unwritable_logfile_is_one_line_not_twistds_traceback(tmp_path, where):
+    path = tmp_path / "no" / "x.log" if where == "missing-dir" else tmp_path
+    result = run_twistd(f"--logfile={path}", "tcpplay", "echo", "--listen", str(free_port()),
+                        timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"twistd tcpplay echo: --logfile: cannot write {path}: "), \
+        result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("daemon", [False, True])
+def test_unwritable_pidfile_is_one_line_not_twistds_traceback(tmp_path, daemon):
+    path = tmp_path / "no" / "x.pid"
+    argv = [TWISTD, *([] if daemon else ["-n"]), f"--pidfile={path}",
+            f"--logfile={tmp_path / 'x.log'}", "tcpplay", "echo", "--listen", str(free_port())]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=str(tmp_path))
+    if result.returncode == 0 and daemon:  # a daemon started after all: stop it
+        import os
+        import signal
+
+        from tests.conftest import wait_until
+
+        log = tmp_path / "x.log"
+        wait_until(lambda: log.exists() and "listening on" in log.read_text(), 10, "the log")
+        pids = subprocess.run(["pgrep", "-f", f"--logfile={log}"], capture_output=True,
+                              text=True).stdout.split()
+        for pid in pids:
+            os.kill(int(pid), signal.SIGTERM)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"twistd tcpplay echo: --pidfile: cannot write {path}: "), \
+        result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

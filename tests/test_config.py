@@ -96,7 +96,7 @@ def test_unknown_key_with_suggestion():
         listen = 7000
         max_connections = 3
         """)
-    assert msg == ("x.toml:3: [echo.e] max_connections: unknown key for a echo service "
+    assert msg == ("x.toml:3: [echo.e] max_connections: unknown key for an echo service "
                    "(did you mean 'max-connections'?)")
 
 
@@ -115,6 +115,24 @@ def test_wrong_values(line, expected):
         target = 6379
         {line}
         """) == expected
+
+
+@pytest.mark.parametrize("value, level", [("true", 1), ("false", 0), ("1", 1), ("2", 2)])
+def test_verbose_takes_a_level_as_the_command_line_takes_vv(value, level):
+    cfg = load(f"""\
+        [proxy.p]
+        target = 6379
+        verbose = {value}
+        """)
+    assert cfg.services[0].options.get("verbose", 0) == level
+
+
+def test_verbose_level_out_of_range():
+    assert error("""\
+        [proxy.p]
+        target = 6379
+        verbose = 3
+        """) == "x.toml:3: [proxy.p] verbose: expected true, false, or 0 to 2 (-vv), got 3"
 
 
 def test_missing_required_option_points_at_the_table():
@@ -276,3 +294,42 @@ def test_unwritable_output_file_names_file_line_and_key(tmp_path):
         """)
     assert msg == (f"x.toml:4: [proxy.p] pcap: cannot write {tmp_path}/no/such/dir/x.pcap: "
                    "No such file or directory")
+
+
+@pytest.mark.parametrize("first, second, message", [
+    ('pcap = "t.pcap"', 'pcap = "./t.pcap"',
+     "x.toml:8: [proxy.b] pcap: ./t.pcap is already written by [proxy.a] pcap"),
+    ('json = "t.out"', 'pcap = "t.out"',
+     "x.toml:8: [proxy.b] pcap: t.out is already written by [proxy.a] json"),
+])
+def test_a_pcap_file_has_one_writer(tmp_path, monkeypatch, first, second, message):
+    """Two services writing one pcap file would interleave two captures into one that tshark
+    reads wrong; JSON lines may share a file (each record is a whole line)."""
+    monkeypatch.chdir(tmp_path)
+    assert error(f"""\
+        [proxy.a]
+        target = 6379
+        listen = 7001
+        {first}
+
+        [proxy.b]
+        target = 6379
+        {second}
+        listen = 7002
+        """) == message
+
+
+def test_json_files_may_be_shared(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load("""\
+        [proxy.a]
+        target = 6379
+        listen = 7001
+        json = "all.json"
+
+        [proxy.b]
+        target = 6379
+        listen = 7002
+        json = "./all.json"
+        """)
+    assert len(cfg.services) == 2

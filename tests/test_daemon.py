@@ -33,11 +33,12 @@ def read(path) -> str:
 
 
 class Daemon:
-    def __init__(self, cwd, args, logger: str | None = None):
+    def __init__(self, cwd, args, logger: str | None = None, twistd_args=()):
         self.cwd = cwd
         self.pidfile = cwd / "tcpplay.pid"
         self.logfile = cwd / "tcpplay.log"
-        self.argv = [TWISTD, f"--pidfile={self.pidfile}", f"--logfile={self.logfile}"]
+        self.argv = [TWISTD, f"--pidfile={self.pidfile}", f"--logfile={self.logfile}",
+                     *twistd_args]
         if logger:
             self.argv.append(f"--logger={logger}")
         self.argv += ["tcpplay", *map(str, args)]
@@ -273,3 +274,75 @@ def test_daemon_with_a_busy_port_fails_at_once_on_the_terminal(daemons, tmp_path
     assert f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0], out
     assert not d.pidfile.exists()
     assert "Traceback" not in out + read(d.logfile)
+
+
+def test_daemon_with_rundir_and_a_busy_port_fails_at_once(daemons, tmp_path):
+    """--rundir too: the launcher binds (in the run directory) and reports a busy port, rather
+    than waiting forever on a daemon that died, leaving its pid file."""
+    rundir = tmp_path / "run"
+    rundir.mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        d = daemons(tmp_path, ["echo", "--listen", port], twistd_args=[f"--rundir={rundir}"])
+        try:
+            result = subprocess.run(d.argv, cwd=d.cwd, capture_output=True, text=True,
+                                    timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the launcher hung on a busy port with --rundir")
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot listen on --listen" in lines[0], result.stderr
+    assert not d.pidfile.exists()
+
+
+def test_daemon_with_rundir_binds_unix_paths_there_serves_and_stops(daemons, tmp_path):
+    rundir = tmp_path / "run"
+    rundir.mkdir()
+    d = daemons(tmp_path, ["echo", "--listen", "unix:echo.sock"],
+                twistd_args=[f"--rundir={rundir}"])
+    started = d.start()
+    assert started.returncode == 0, started.stdout + started.stderr
+    pid = d.wait_started("echo listening on")
+    sock_path = rundir / "echo.sock"
+    assert sock_path.exists() and not (tmp_path / "echo.sock").exists()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(sock_path))
+        s.sendall(b"hi\n")
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(100) == b"hi\n"
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not d.pidfile.exists(), what="the pid file to be removed")
+    wait_until(lambda: not alive(pid), what="the daemon to exit")
+    assert "Traceback" not in read(d.logfile)
+
+
+@pytest.mark.parametrize("kind", ["proxy", "serve"])
+def test_json_to_stdout_in_daemon_mode_is_a_usage_error(daemons, tmp_path, kind):
+    """A daemon's stdout is /dev/null: ``--json -`` would lose every event without a word."""
+    args = ["proxy", "--listen", free_port(), "--target", "6379", "--json", "-"]
+    if kind == "serve":
+        config = tmp_path / "j.toml"
+        config.write_text(f'[proxy.r]\nlisten = {free_port()}\ntarget = 6379\njson = "-"\n')
+        args = ["serve", "--config", config]
+    d = daemons(tmp_path, args)
+    result = d.start()
+    if result.returncode == 0:  # a daemon started after all: the fixture stops it
+        d.wait_started()
+    assert result.returncode == 1, result.stdout + result.stderr
+    first = result.stderr.splitlines()[0]
+    assert "a daemon has no stdout" in first, result.stderr
+    assert (f"{config}:1: [proxy.r] json:" if kind == "serve" else "--json -:") in first
+    assert not d.pidfile.exists()
+
+
+def test_missing_rundir_is_one_line_on_the_terminal(daemons, tmp_path):
+    d = daemons(tmp_path, ["echo", "--listen", free_port()],
+                twistd_args=[f"--rundir={tmp_path / 'nope'}"])
+    result = d.start()
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"twistd tcpplay echo: --rundir: cannot change to "
+                                    f"{tmp_path / 'nope'}: no such directory"), result.stderr
+    assert "Traceback" not in read(d.logfile)

@@ -321,3 +321,15 @@ def test_stats_sink_counts_runs_as_their_exchanges():
     one_by_one.emit_many(run.exchanges())
     assert ran.stats.snapshot() == one_by_one.stats.snapshot()
     assert ran.stats.snapshot() != StatsSink().stats.snapshot()
+
+
+@pytest.mark.parametrize("module, extra", [("echo", []), ("proxy", ["--target", "6379"])])
+def test_metrics_on_the_listen_address_is_a_usage_error(module, extra):
+    """Not a start-up failure ("address already in use") after the first port is bound."""
+    import importlib
+
+    from twisted.python import usage
+
+    opts = importlib.import_module(f"playground.{module}").Options()
+    with pytest.raises(usage.UsageError, match="--metrics: needs an address of its own"):
+        opts.parseOptions(["--listen", "7100", "--metrics", "127.0.0.1:7100", *extra])

@@ -139,3 +139,50 @@ def test_drain_timeout_of_demo_and_chat(foreground, kind):
     assert code == 0, fg.output()
     assert 0.9 <= took < 4, f"exit after {took:.2f}s with --drain-timeout 1"
     assert "Traceback" not in fg.output()
+
+
+def test_signals_are_ignored_once_the_services_stopped_on_a_signal():
+    """After a signal-started stop has drained everything, further Ctrl-Cs are ignored (not
+    handled by Python, whose finalization puts the default action back: a Ctrl-C landing then
+    killed the process with status -2 instead of letting it exit 0)."""
+    from twisted.internet import reactor
+
+    from playground.tap import TcpplayService
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    top = TcpplayService()
+    top.startService()
+    reactor._exitSignal = signal.SIGINT
+    try:
+        top.stopService()
+        assert reactor._exitSignal is None  # reported as an orderly stop: exit status 0
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        reactor._exitSignal = None
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def test_signal_sent_on_seeing_the_listening_line_stops_in_order():
+    """"listening on" is logged once the reactor runs, with its signal handlers in place: a
+    SIGINT sent on seeing it (as scripts and tests do) is an orderly stop, not a
+    KeyboardInterrupt traceback in start-up code and exit status -2."""
+    for _ in range(5):
+        proc = subprocess.Popen([TWISTD, "-n", "--pidfile=", "tcpplay", "echo", "--listen", "0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(ROOT))
+        try:
+            out = b""
+            for line in proc.stdout:  # ends at EOF if it dies before the line
+                out += line
+                if b"listening on" in line:
+                    proc.send_signal(signal.SIGINT)
+                    break
+            rest, _ = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        text = (out + rest).decode("utf-8", "replace")
+        assert proc.returncode == 0 and "Traceback" not in text, text
+        assert "Server Shut Down." in text, text
