@@ -179,6 +179,31 @@ def _config_get(args) -> bool:
         args[0].upper() == b"CONFIG" and args[1].upper() == b"GET")
 
 
+def _answer_secret(args) -> bool:
+    """May the answer to ``args`` hold a password? ``CONFIG GET``'s, and an error echoing a
+    command's own secret (``ACL SETUSER u <pw`` is answered ``-ERR ... modifier '<pw': ...``)."""
+    return _config_get(args) or bool(secret_parts(args))
+
+
+def _echoed(args, error: bytes) -> list:
+    """The ``(start, end)`` of each of ``args``' secrets in the text of an ``error`` answer (as
+    Redis writes it: line ends turned to spaces); a secret kept only in part (``Truncated``)
+    is covered from its start to the end of the text."""
+    out = []
+    for i, skip in secret_parts(args):
+        value = args[i]
+        cut = len(value) != bytes.__len__(value)
+        value = bytes(value)[skip:]
+        if not value:
+            continue
+        for v in {value, value.replace(b"\r", b" ").replace(b"\n", b" ")}:
+            at = error.find(v)
+            while at >= 0:
+                out.append((at, len(error) if cut else at + len(v)))
+                at = error.find(v, at + 1)
+    return sorted(out)
+
+
 def _secret_config(name, value) -> bool:
     """Is ``value`` (of parameter ``name`` in a ``CONFIG GET`` answer) a password?"""
     return type(name) is bytes and name.lower() in _SECRET_CONFIG and bool(value)
@@ -186,7 +211,19 @@ def _secret_config(name, value) -> bool:
 
 def redact_reply(args, reply):
     """``CONFIG GET requirepass`` (or a pattern matching it) answers with the password: the
-    values of secret parameters hidden, in a RESP2 flat array or a RESP3 map reply."""
+    values of secret parameters hidden, in a RESP2 flat array or a RESP3 map reply; and an
+    error answer's copy of the command's own secret."""
+    if type(reply) is Error:
+        found = _echoed(args, reply.value)
+        if not found:
+            return reply
+        value = reply.value
+        out, at = [], 0
+        for s, e in found:
+            if e > at:
+                out.append(value[at:max(at, s)] + REDACTED)
+                at = e
+        return Error(b"".join(out) + value[at:], reply.bulk)
     if not _config_get(args):
         return reply
 
@@ -207,6 +244,15 @@ def reply_secret_ranges(args, reply, start: int, end: int) -> list:
     """Stream ranges ``(start, end)`` of the passwords in the answer to ``args`` (what
     ``redact_reply`` hides), whose frame spans ``start`` to ``end``: each secret value's bytes
     when the frame is the canonical encoding of ``reply`` (Redis' is), else the whole frame."""
+    if type(reply) is Error:
+        found = _echoed(args, reply.value)
+        if not found:
+            return []
+        n = len(reply.value)
+        at = start + (3 + len(str(n)) if reply.bulk else 1)
+        if at + n + 2 != end:
+            return [(start, end)]
+        return [(at + s, at + e) for s, e in found]
     if not _config_get(args):
         return []
     if isinstance(reply, list):
@@ -602,7 +648,7 @@ class RespConversation:
                 else:  # the line began in an earlier feed: cover all of it
                     ranges = [(start, end)] if secret_parts(args) else []
             out.extend(SecretRange(C2S, s, e) for s, e in ranges)
-            if name == b"CONFIG" and _config_get(args):
+            if _answer_secret(args):
                 self._config_gets += 1
         expected = 1
         in_tx = self._in_tx
@@ -795,7 +841,7 @@ class RespConversation:
         pending = self._pending
         pending.popleft()
         name = head.name
-        if name == b"CONFIG" and self._config_gets and _config_get(head.args):
+        if self._config_gets and name in _SECRET_NAMES and _answer_secret(head.args):
             self._config_gets -= 1
             if self._span is not None:
                 out.extend(SecretRange(S2C, s, e)
@@ -848,7 +894,7 @@ class RespConversation:
                 self._sub_count = {False: 0, True: 0}
 
     def _suppressed(self, p, now, out) -> None:
-        if p.name == b"CONFIG" and self._config_gets and _config_get(p.args):
+        if self._config_gets and p.name in _SECRET_NAMES and _answer_secret(p.args):
             self._config_gets -= 1
         p.reply = p.replied_at = p.latency = None
         p.suppressed = True
