@@ -306,3 +306,46 @@ def test_line_view_skip_leaves_the_state_feed_would(data, cuts):
             cut = b.skip(c)
             assert cut == (lines[-1].partial if lines else None)
             assert a.tail == b.tail
+
+
+def _bulks(*args) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+_RESP_SECRETS = (
+    _bulks(b"PING")
+    + _bulks(b"AUTH", b"pw-one")
+    + _bulks(b"auth", b"bob", b"pw-two")
+    + _bulks(b"HELLO", b"3", b"AUTH", b"alice", b"pw-three", b"SETNAME", b"cli")
+    + _bulks(b"CONFIG", b"SET", b"requirepass", b"pw-four")
+    + _bulks(b"ACL", b"SETUSER", b"u", b"on", b">pw-five", b"~*")
+    + _bulks(b"MIGRATE", b"h", b"1", b"", b"0", b"5000", b"AUTH2", b"carol", b"pw\nsix")
+    + _bulks(b"SET", b"k", b"v")
+)
+_RESP_ANSWER = (  # CONFIG GET requirepass (RESP2), then (RESP3)
+    b"+OK\r\n" + _bulks(b"requirepass", b"pw-seven") + b"$3\r\nabc\r\n"
+    + b"%1\r\n$10\r\nmasterauth\r\n$8\r\npw-eight\r\n"
+)
+_RESP_PWS = [b"pw-one", b"pw-two", b"pw-three", b"pw-four", b"pw-five", b"pw\nsix", b"pw-seven",
+             b"pw-eight"]
+
+
+@settings(max_examples=60)
+@given(st.lists(st.integers(0, 10**6), max_size=6), st.sampled_from(["text", "hex"]))
+def test_redis_commands_as_arrays_in_the_text_and_hex_views(cuts, decode):
+    """``--decode text|hex`` in front of redis-cli or redis-py: the commands are arrays of bulk
+    strings, the password alone on its line after its length; CONFIG GET answers likewise."""
+    data = _RESP_SECRETS + _RESP_ANSWER
+    c, sink, pcap = _run(decode, _cuts(data, cuts))
+    text, js = rendered(sink)
+    hexed = b"".join(r.data for r in sink.of(R.HexChunk))
+    for direction in (C2S, S2C):
+        masked = _masked(pcap, direction)
+        assert len(masked) == len(data)
+        for pw in _RESP_PWS:
+            assert pw not in masked, (direction, pw)
+    for pw in _RESP_PWS:
+        assert pw not in hexed and repr(pw)[2:-1] not in text and repr(pw)[2:-1] not in js
+    for shown in (b"alice", b"carol", b"requirepass", b"SETNAME"):  # (AUTH: all hidden)
+        assert shown.decode() in text or shown in hexed  # names and users stay
+    assert c.leaked == 0
