@@ -1014,7 +1014,7 @@ class Chain:
         """Pass to the pcap sink what the decoder has settled; hold the rest (bounded)."""
         held = st.held[direction]
         settled = None
-        if everything:
+        if everything and not (held and self.redact):
             pass
         elif st.hex is not None and direction in st.hex:
             settled = st.hexview.settled(direction)
@@ -1023,6 +1023,10 @@ class Chain:
         elif st.detector is not None:
             settled = st.pcap_off[direction]  # undecided: hold (bounded by the detector)
         start = st.pcap_off[direction]
+        if everything:
+            if settled is not None and settled < start + len(held):
+                self._unsettled_end(st, direction, max(settled, start), held, start)
+            settled = None
         if not held:
             if not data:
                 return
@@ -1042,6 +1046,19 @@ class Chain:
             del held[:upto]
             st.pcap_off[direction] = start + upto
             self.pcap.data(st.id, direction, chunk, now)
+
+
+    @staticmethod
+    def _unsettled_end(st, direction, at, held, start):
+        """The direction ends (FIN, close) with bytes from ``at`` the decoder never settled
+        (an unfinished command or head, requests after an unanswered Upgrade): if the line
+        scanner finds a credential in them, they go out masked from its first byte on."""
+        from playground.linesecrets import StreamMask
+
+        m = StreamMask(at)
+        found = m.feed(bytes(held[at - start:]))[2] + m.flush()[2]
+        if found:
+            st.mask_unsettled(direction, min(s for s, _ in found), start + len(held))
 
 
 def _drop(record):

@@ -349,3 +349,32 @@ def test_redis_commands_as_arrays_in_the_text_and_hex_views(cuts, decode):
     for shown in (b"alice", b"carol", b"requirepass", b"SETNAME"):  # (AUTH: all hidden)
         assert shown.decode() in text or shown in hexed  # names and users stay
     assert c.leaked == 0
+
+
+_UPGRADE = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+
+
+@pytest.mark.parametrize("c2s, s2c", [
+    (b"PING\r\nAUTH bob s3cret", b""),  # cut by the close: Redis never ran it
+    (b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nAUTH\r\n$6\r\ns3c", b""),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n", b""),  # head unfinished
+    (_UPGRADE + b"GET / HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n", b""),  # no answer
+    (_UPGRADE + b"GET / HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n",
+     b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),  # answered after the FIN
+])
+def test_what_the_decoder_never_settled_is_masked_at_the_end(c2s, s2c):
+    """The client finishes (FIN) with bytes the decoder still holds back from the pcap (an
+    unfinished command or head, requests after an unanswered Upgrade): they go to the pcap with
+    their credentials masked, not in clear."""
+    sink, pcap = ListSink(), FakePcap()
+    c = Chain([sink], pcap=pcap)
+    c.pair_opened(pair(), 0.0)
+    c.data(1, C2S, c2s, 1.0)
+    c.half_closed(1, C2S, 2.0)
+    if s2c:
+        c.data(1, S2C, s2c, 3.0)
+    c.pair_closed(1, SUMMARY, 9.0)
+    assert pcap.stream(C2S) == c2s
+    assert b"s3c" not in _masked(pcap, C2S)
+    assert c.leaked == 0
+    assert _masked(pcap, C2S)[:14] == c2s[:14]  # masked from the credential on only
