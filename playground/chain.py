@@ -199,6 +199,23 @@ def check_options(opts) -> None:
     for flag in ("json", "pcap"):
         if opts[flag] and opts[flag] != "-":
             _check_writable(f"--{flag}", str(opts[flag]))
+    if decode != "none" and _stdout_closed():
+        what = "--json -" if opts["json"] == "-" else "the console view"
+        raise usage.UsageError(f"standard output is closed: {what} writes there; "
+                               "redirect it (>/dev/null) instead of closing it")
+
+
+def _stdout_closed() -> bool:
+    """Was the process started with its standard output closed (``>&-``)?"""
+    import sys
+
+    if sys.__stdout__ is None:
+        return True
+    try:
+        os.fstat(1)
+    except OSError:
+        return True
+    return False
 
 
 def _check_writable(flag: str, path: str) -> None:
