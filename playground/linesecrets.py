@@ -52,7 +52,9 @@ _LEAD_QUOTES = _LEAD + b"\"'"
 # as a class up front keep the search fast
 _LINE_NAME = (rb"[ \t\r\x0b\x0c\"']*(?:(?=[" + b"".join(sorted({n[:1] + n[:1].upper() for n in _NAMES}))
               + rb"])(?i:" + b"|".join(re.escape(n) for n in sorted(_NAMES, key=len, reverse=True))
-              + rb')|"[^"\r\n]{0,80}\\)')
+              + rb')|"[^"\r\n]{0,80}\\|-ERR Error in ACL)')
+# Redis' answer to an ACL SETUSER rule it refuses quotes the rule: ``'<password'``
+_ACL_ERROR = re.compile(rb"-ERR Error in ACL SETUSER modifier '[<>#!]")
 _AFTER_LF = re.compile(b"\n" + _LINE_NAME)
 _AT_START = re.compile(_LINE_NAME)
 
@@ -122,6 +124,13 @@ class LineSecrets:
             return [(start, stop)] if stop > start else []
         self._header = False
         self._carry = False
+        if text[:1] == b"-":
+            m = _ACL_ERROR.match(text)
+            if m is None:
+                return []
+            self._carry = partial
+            close = text.rfind(b"': ", m.end())
+            return [(m.end(), close if close >= 0 else end)]
         word = _WORD.match(text.lstrip(_LEAD)).group()
         if word.strip(b"\"'").lower() not in _NAMES and not (word[:1] == b'"' and b"\\" in word):
             return []  # the common case: no secret's line (an escape is decoded first)
@@ -194,6 +203,9 @@ class LineSecrets:
             return self._carry
         if self._header and tail[:1] in (b" ", b"\t"):
             return True
+        if tail[:1] == b"-":  # an error: may it be an ACL rule quoted?
+            return _ACL_ERROR.pattern.startswith(tail[:38]) or (
+                _ACL_ERROR.match(tail) is not None)
         head = tail.lstrip(_LEAD)
         if not head or head[:1] in (b'"', b"'"):
             return True  # blank so far, or a quoted first word: wait for the line

@@ -378,3 +378,19 @@ def test_what_the_decoder_never_settled_is_masked_at_the_end(c2s, s2c):
     assert b"s3c" not in _masked(pcap, C2S)
     assert c.leaked == 0
     assert _masked(pcap, C2S)[:14] == c2s[:14]  # masked from the credential on only
+
+
+@pytest.mark.parametrize("decode", ["text", "hex"])
+def test_an_acl_error_echoing_the_rule_is_hidden_in_the_views(decode):
+    """Redis answers ``ACL SETUSER u <pw`` (a password u lacks) quoting the rule: the text and
+    hex views hide the password in the answer as the RESP decoder does."""
+    answer = (b"+OK\r\n-ERR Error in ACL SETUSER modifier '<s3cret pw': The password you are "
+              b"trying to remove from the user does not exist\r\n-ERR Error in ACL SETUSER "
+              b"modifier 'bogus': Syntax error\r\n")
+    for cuts in ([], [20], [60, 61]):
+        c, sink, pcap = _run(decode, _cuts(answer, cuts), (S2C,))
+        text, js = rendered(sink)
+        hexed = b"".join(r.data for r in sink.of(R.HexChunk))
+        assert b"s3cret" not in _masked(pcap, S2C) and c.leaked == 0
+        assert "s3cret" not in text and "s3cret" not in js and b"s3cret" not in hexed
+        assert "bogus" in text or b"bogus" in hexed  # another modifier is shown
