@@ -675,6 +675,9 @@ class _Resp:
                     shown, redacted = self._command(e.args)
                     emit(exchange(pid, now, client, shown, rd.redact_reply(e.args, e.reply),
                                   e.latency, redacted))
+                elif chain.redact and name == b"EXEC" and getattr(e, "queued", ()):
+                    emit(exchange(pid, now, client, e.args, rd.redact_exec(e.queued, e.reply),
+                                  e.latency, False))
                 else:
                     emit(exchange(pid, now, client, e.args, e.reply, e.latency, False))
             elif t is rd.ServerPush:

@@ -50,6 +50,7 @@ from playground.resp import (
     Simple,
     SpanRun,
     Truncated,
+    encode,
 )
 
 C2S = "c2s"
@@ -275,6 +276,49 @@ def reply_secret_ranges(args, reply, start: int, end: int) -> list:
             out.append((pos + head, pos + head + len(x)))
         pos += head + len(x) + 2
     return out if pos == end else [(start, end)]
+
+
+def redact_exec(queued, reply):
+    """EXEC's answer with each queued command's answer redacted (``redact_reply``)."""
+    if type(reply) is not list or len(reply) != len(queued):
+        return reply
+    if not any(_answer_secret(a) for a in queued):
+        return reply
+    return [redact_reply(a, r) if _answer_secret(a) else r for a, r in zip(queued, reply)]
+
+
+def _plain(v) -> bool:
+    """Is ``v`` one ``encode`` gives Redis' own bytes for (its length is its frame's)?"""
+    t = type(v)
+    return v is None or t is bytes or t is int or t is Simple or t is Error or (
+        t is list and all(type(x) is bytes for x in v)) or (
+        t is Map and all(type(x) is bytes for item in v.items for x in item))
+
+
+def exec_secret_ranges(queued, reply, start: int, end: int, protocol: int) -> list:
+    """``reply_secret_ranges`` for the answers inside EXEC's answer (frame ``start``-``end``):
+    each element's place follows from the ones before it when they are all as Redis writes
+    them; else the whole frame, if any of them hides something."""
+    if type(reply) is not list or len(reply) != len(queued):
+        return []
+    out = []
+    pos = start + 3 + len(str(len(reply)))
+    exact = True
+    for args, r in zip(queued, reply):
+        n = len(encode(r, protocol)) if exact and _plain(r) else None
+        if _answer_secret(args):
+            if n is None:
+                if redact_reply(args, r) is not r:
+                    return [(start, end)]
+            else:
+                out += reply_secret_ranges(args, r, pos, pos + n)
+        if n is None:
+            exact = False
+        else:
+            pos += n
+    if out and not (exact and pos == end):
+        return [(start, end)]
+    return out
 
 
 def redact_command(args) -> tuple:
@@ -846,6 +890,10 @@ class RespConversation:
             if self._span is not None:
                 out.extend(SecretRange(S2C, s, e)
                            for s, e in reply_secret_ranges(head.args, reply, *self._span))
+        elif name == b"EXEC" and self._config_gets and self._span is not None and (
+                not head.in_tx and self._tx_queue):
+            out.extend(SecretRange(S2C, s, e) for s, e in exec_secret_ranges(
+                self._tx_queue, reply, *self._span, self.protocol))
         head.reply = reply
         head.replied_at = now
         head.latency = now - head.sent_at
@@ -868,11 +916,13 @@ class RespConversation:
         if head.in_tx:
             if reply == _QUEUED:
                 self._tx_queue.append(head.args)
+                if name in _SECRET_NAMES and _answer_secret(head.args):
+                    self._config_gets += 1  # its answer comes inside EXEC's
         elif name == b"EXEC":
             head.queued = tuple(self._tx_queue)
-            self._tx_queue = []
+            self._tx_done()
         elif name == b"DISCARD":
-            self._tx_queue = []
+            self._tx_done()
         elif name == b"MULTI":
             if t is Error and b"nested" not in reply.value:
                 self._not_in_tx()
@@ -888,10 +938,17 @@ class RespConversation:
             if reply == _RESET:
                 self.protocol = 2
                 self._monitor = False
-                self._tx_queue = []
+                self._tx_done()
                 for s in self._subs.values():
                     s.clear()
                 self._sub_count = {False: 0, True: 0}
+
+    def _tx_done(self) -> None:
+        """The transaction ran or was dropped: no answer inside EXEC's is awaited any more."""
+        n = sum(1 for a in self._tx_queue if a and type(a[0]) is bytes
+                and a[0].upper() in _SECRET_NAMES and _answer_secret(a))
+        self._config_gets = max(0, self._config_gets - n)
+        self._tx_queue = []
 
     def _suppressed(self, p, now, out) -> None:
         if self._config_gets and p.name in _SECRET_NAMES and _answer_secret(p.args):

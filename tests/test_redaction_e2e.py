@@ -143,3 +143,15 @@ def test_acl_setuser_error_echoing_the_rule_is_masked(twistd, redis_pw, tmp_path
     for text in (out, json_path.read_text(), pcap_path.read_bytes().decode("latin-1")):
         assert "echoed-pw" not in text and PASSWORD not in text
     assert b"modifier '<*********'" in pcap_path.read_bytes()
+
+
+def test_answers_inside_exec_are_masked(twistd, redis_pw, tmp_path):
+    proc, port, json_path, pcap_path = _proxy(twistd, redis_pw.port, tmp_path)
+    sent = (b"AUTH s3cret\r\nMULTI\r\nCONFIG GET requirepass\r\nACL SETUSER u <echoed-pw\r\n"
+            b"EXEC\r\nPING\r\n")
+    got = _nc(port, sent)
+    assert b"s3cret" in got and b"echoed-pw" in got  # the client sees them
+    out = _finish(proc)
+    assert "PING -> +PONG" in out and '"requirepass", "(redacted)"' in out
+    for text in (out, json_path.read_text(), pcap_path.read_bytes().decode("latin-1")):
+        assert "echoed-pw" not in text and PASSWORD not in text

@@ -886,3 +886,29 @@ def test_one_frame_per_read_equals_pure(picks):
     got += fast.close_answers(t + 1)
     want += pure.close(t + 1)
     assert [exchange_of(a) for a in got] == want
+
+
+def test_answers_inside_exec_are_masked_too():
+    """``MULTI``, ``CONFIG GET requirepass``, ``ACL SETUSER u <pw``, ``EXEC``: the answers come
+    inside EXEC's array, with the password in them."""
+    from playground.respdecoder import redact_exec
+
+    conv = RespConversation()
+    sent = (cmd("MULTI") + cmd("CONFIG", "GET", "requirepass") + cmd("ACL", "SETUSER", "u", "<pw2")
+            + cmd("GET", "k") + cmd("EXEC") + cmd("PING"))
+    conv.feed(C2S, sent, 0.0)
+    answer = (b"*3\r\n*2\r\n$11\r\nrequirepass\r\n$3\r\npw1\r\n-ERR Error in ACL SETUSER "
+              b"modifier '<pw2': no\r\n$3\r\npw1\r\n")  # GET k's value is not a secret
+    stream = b"+OK\r\n" + b"+QUEUED\r\n" * 3 + answer + b"+PONG\r\n"
+    events = []
+    for i in range(len(stream)):
+        events += conv.feed(S2C, stream[i:i + 1], 1.0)
+        if i < len(stream) - 8:
+            assert conv.settled(S2C) <= stream.index(b"*3")  # held until EXEC is answered
+    found = [stream[r.start:r.end] for r in of(events, SecretRange)]
+    assert found == [b"pw1", b"pw2"]
+    exec_ = next(e for e in events if getattr(e, "command", ())[:1] == (b"EXEC",))
+    shown = redact_exec(exec_.queued, exec_.reply)
+    assert shown[0] == [b"requirepass", b"(redacted)"] and b"pw2" not in shown[1].value
+    assert shown[2] == b"pw1"
+    assert conv.settled(S2C) == len(stream)
