@@ -284,7 +284,7 @@ def redact_exec(queued, reply):
         return reply
     if not any(_answer_secret(a) for a in queued):
         return reply
-    return [redact_reply(a, r) if _answer_secret(a) else r for a, r in zip(queued, reply)]
+    return [redact_reply(a, r) if _answer_secret(a) else r for a, r in zip(queued, reply, strict=True)]
 
 
 def _plain(v) -> bool:
@@ -304,7 +304,7 @@ def exec_secret_ranges(queued, reply, start: int, end: int, protocol: int) -> li
     out = []
     pos = start + 3 + len(str(len(reply)))
     exact = True
-    for args, r in zip(queued, reply):
+    for args, r in zip(queued, reply, strict=True):
         n = len(encode(r, protocol)) if exact and _plain(r) else None
         if _answer_secret(args):
             if n is None:
