@@ -204,6 +204,23 @@ def check_options(opts) -> None:
     for flag in ("json", "pcap"):
         if opts[flag] and opts[flag] != "-":
             _check_writable(f"--{flag}", str(opts[flag]))
+    if decode != "none" and _stdout_closed():
+        what = "--json -" if opts["json"] == "-" else "the console view"
+        raise usage.UsageError(f"standard output is closed: {what} writes there; "
+                               "redirect it (>/dev/null) instead of closing it")
+
+
+def _stdout_closed() -> bool:
+    """Was the process started with its standard output closed (``>&-``)?"""
+    import sys
+
+    if sys.__stdout__ is None:
+        return True
+    try:
+        os.fstat(1)
+    except OSError:
+        return True
+    return False
 
 
 _STDOUT_NAMES = frozenset({"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"})
@@ -686,6 +703,9 @@ class _Resp:
                     shown, redacted = self._command(e.args)
                     emit(exchange(pid, now, client, shown, rd.redact_reply(e.args, e.reply),
                                   e.latency, redacted))
+                elif chain.redact and name == b"EXEC" and getattr(e, "queued", ()):
+                    emit(exchange(pid, now, client, e.args, rd.redact_exec(e.queued, e.reply),
+                                  e.latency, False))
                 else:
                     emit(exchange(pid, now, client, e.args, e.reply, e.latency, False))
             elif t is rd.ServerPush:
@@ -1042,7 +1062,7 @@ class Chain:
         """Pass to the pcap sink what the decoder has settled; hold the rest (bounded)."""
         held = st.held[direction]
         settled = None
-        if everything:
+        if everything and not (held and self.redact):
             pass
         elif st.hex is not None and direction in st.hex:
             settled = st.hexview.settled(direction)
@@ -1051,6 +1071,10 @@ class Chain:
         elif st.detector is not None:
             settled = st.pcap_off[direction]  # undecided: hold (bounded by the detector)
         start = st.pcap_off[direction]
+        if everything:
+            if settled is not None and settled < start + len(held):
+                self._unsettled_end(st, direction, max(settled, start), held, start)
+            settled = None
         if not held:
             if not data:
                 return
@@ -1070,6 +1094,19 @@ class Chain:
             del held[:upto]
             st.pcap_off[direction] = start + upto
             self.pcap.data(st.id, direction, chunk, now)
+
+
+    @staticmethod
+    def _unsettled_end(st, direction, at, held, start):
+        """The direction ends (FIN, close) with bytes from ``at`` the decoder never settled
+        (an unfinished command or head, requests after an unanswered Upgrade): if the line
+        scanner finds a credential in them, they go out masked from its first byte on."""
+        from playground.linesecrets import StreamMask
+
+        m = StreamMask(at)
+        found = m.feed(bytes(held[at - start:]))[2] + m.flush()[2]
+        if found:
+            st.mask_unsettled(direction, min(s for s, _ in found), start + len(held))
 
 
 def _drop(record):

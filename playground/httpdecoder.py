@@ -232,6 +232,8 @@ class HttpConversation:
             return side.head_offset
         if side.state == _PAUSED:
             return side.held_offset
+        if side.state == _TRAILER:
+            return side.offset - len(side.chunk_line)  # a trailer line may be a credential's
         return side.offset
 
     def eof(self, direction: str, now: float) -> list:
@@ -554,6 +556,11 @@ class HttpConversation:
             size = int(size_text, 16)
             side.state = _CHUNK_DATA if size else _TRAILER
             side.remaining = size
+        if state == _TRAILER and line:
+            span = secret_value(line)  # a trailer line is a header line
+            if span is not None and span[1] > span[0]:
+                at = side.offset - len(side.chunk_line)
+                out.append(HttpSecret(side.direction, at + span[0], at + span[1]))
         side.chunk_line = bytearray()
         side.offset += nl + 1 - pos
         if state == _TRAILER and not line:

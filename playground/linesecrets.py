@@ -10,7 +10,10 @@ direction and gives the byte ranges of
   own ``respdecoder.secret_ranges`` on the line split as Redis splits it;
 * the value of a credential HTTP header (``httpdecoder.SECRET_HEADERS``: ``Authorization``,
   ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``) and of its folded continuation lines;
-* the rest of a line cut at the line bound whose beginning carried one of these.
+* the rest of a line cut at the line bound whose beginning carried one of these;
+* the same passwords in a Redis command sent as an array of bulk strings (redis-cli, redis-py:
+  the command's name alone on its line, each argument on the line after its ``$length``), and
+  the value after a password parameter's name in a ``CONFIG GET`` answer (RESP2 or RESP3).
 
 A line is a secret's line or not from its beginning: ``pending(tail)`` says whether an incomplete
 line may still turn out to be one (its first word is, or may grow into, one of the names above),
@@ -27,13 +30,18 @@ import re
 
 from playground.httpdecoder import SECRET_HEADERS, folded_value, secret_value
 from playground.resp import split_inline
-from playground.respdecoder import REDACTED, SECRET_COMMANDS, secret_ranges
+from playground.respdecoder import REDACTED, SECRET_COMMANDS, secret_parts, secret_ranges
 from playground.views import LineView
 
 MASK = b"*"
 
+# the parameters whose value is a password (CONFIG SET/GET, SENTINEL SET)
+_SECRET_PARAMS = frozenset({b"requirepass", b"masterauth", b"tls-key-file-pass",
+                            b"tls-client-key-file-pass", b"auth-pass"})
 # first words a secret's line starts with (lower case), and the word of an incomplete line
-_NAMES = tuple({n.lower() for n in SECRET_COMMANDS} | SECRET_HEADERS)
+_NAMES = tuple({n.lower() for n in SECRET_COMMANDS} | SECRET_HEADERS | _SECRET_PARAMS)
+_BULK_LEN = re.compile(rb"\$(\d{1,10})\r?\n")  # a bulk string's length line, whole
+_KEEP = 64  # bytes kept of each argument of an array being followed (names, rules)
 _WORD = re.compile(rb"[^ \t\x0b\x0c:]*")
 _LEAD = b" \t\r\x0b\x0c"  # what Redis skips before an inline command (a newline ends the line)
 _LEAD_QUOTES = _LEAD + b"\"'"
@@ -44,7 +52,9 @@ _LEAD_QUOTES = _LEAD + b"\"'"
 # as a class up front keep the search fast
 _LINE_NAME = (rb"[ \t\r\x0b\x0c\"']*(?:(?=[" + b"".join(sorted({n[:1] + n[:1].upper() for n in _NAMES}))
               + rb"])(?i:" + b"|".join(re.escape(n) for n in sorted(_NAMES, key=len, reverse=True))
-              + rb')|"[^"\r\n]{0,80}\\)')
+              + rb')|"[^"\r\n]{0,80}\\|-ERR Error in ACL)')
+# Redis' answer to an ACL SETUSER rule it refuses quotes the rule: ``'<password'``
+_ACL_ERROR = re.compile(rb"-ERR Error in ACL SETUSER modifier '[<>#!]")
 _AFTER_LF = re.compile(b"\n" + _LINE_NAME)
 _AT_START = re.compile(_LINE_NAME)
 
@@ -78,17 +88,28 @@ class LineSecrets:
     ``resync``: the stream is taken up inside a line whose beginning was not seen (a decoder
     gave up there): the rest of that line is treated as secret."""
 
-    __slots__ = ("_header", "_open", "_carry")
+    __slots__ = ("_header", "_open", "_carry", "_args", "_left", "_hide")
 
     def __init__(self, resync: bool = False):
         self._header = False  # the last line was a credential header (or folded into one)
         self._open = resync  # the last piece was cut at the bound: the next continues its line
         self._carry = resync  # ... and its rest is secret
+        # an array of bulk strings being followed (a secret command's, or a password parameter
+        # and what comes after): the arguments so far (their first bytes), None when there is
+        # none; the bytes left of the bulk string in progress (with its CRLF; 0: a length
+        # line is expected next) and the part of it to hide (``(skip,)``, or None)
+        self._args = None
+        self._left = 0
+        self._hide = None
 
     def line(self, data: bytes, partial: bool = False) -> list[tuple[int, int]]:
         """The ranges of ``data`` (one line with its line end, or a piece of a cut line:
         ``partial``) that hold credentials, in order."""
         end = _body_end(data)
+        if self._args is not None:
+            found = self._bulk(data, partial)
+            if found is not None:
+                return found
         if self._open:  # the rest of a cut line: secret or not from its beginning
             self._open = partial
             if self._carry:
@@ -103,6 +124,13 @@ class LineSecrets:
             return [(start, stop)] if stop > start else []
         self._header = False
         self._carry = False
+        if text[:1] == b"-":
+            m = _ACL_ERROR.match(text)
+            if m is None:
+                return []
+            self._carry = partial
+            close = text.rfind(b"': ", m.end())
+            return [(m.end(), close if close >= 0 else end)]
         word = _WORD.match(text.lstrip(_LEAD)).group()
         if word.strip(b"\"'").lower() not in _NAMES and not (word[:1] == b'"' and b"\\" in word):
             return []  # the common case: no secret's line (an escape is decoded first)
@@ -111,9 +139,38 @@ class LineSecrets:
             self._header = True
             self._carry = partial
             return [span] if span[1] > span[0] else []
+        if word == text and not partial:  # a name alone: maybe an array's bulk string
+            self._args = [word]
+            self._left = 0
+            return []
         ranges = _command(text)
         self._carry = partial  # a cut line of a secret command: its rest is secret too
         return ranges
+
+    def _bulk(self, data: bytes, partial: bool) -> list | None:
+        """A line of the array being followed: its secret ranges, or None when the array
+        ended before it (the line is then looked at as any other)."""
+        left = self._left
+        if not left:
+            m = _BULK_LEN.fullmatch(data)
+            if m is None or partial:
+                self._args = None
+                return None
+            self._left = int(m.group(1)) + 2
+            self._hide = None
+            self._open = False
+            return []
+        value = min(len(data), left - 2)  # the value's bytes in this piece (not its CRLF)
+        skip = 0
+        if self._hide is None:  # the bulk string's first piece
+            head = data[:max(value, 0)][:_KEEP]
+            self._hide = _hidden(self._args, head)
+            self._args.append(head)
+            skip = self._hide or 0
+        hide = self._hide
+        self._left = max(0, left - len(data))
+        self._open = partial
+        return [(skip, value)] if hide is not False and value > skip else []
 
     @property
     def cut(self) -> bool:
@@ -123,8 +180,8 @@ class LineSecrets:
     @property
     def idle(self) -> bool:
         """No line seen so far makes the next ones secret (no header to fold into, no cut
-        secret line to continue)."""
-        return not self._header and not self._carry
+        secret line to continue, no array of a secret command or parameter to follow)."""
+        return not self._header and not self._carry and self._args is None
 
     def skip(self, cut: bool | None) -> None:
         """Lines went by that no secret's line can be among (``starts_secret_line`` said so,
@@ -137,10 +194,18 @@ class LineSecrets:
         """May the incomplete line ``tail`` (no line end yet) still turn out to hold a secret?"""
         if not tail:
             return False
+        if self._left:  # inside a bulk string of an array being followed
+            hide = self._hide
+            if hide is None:
+                hide = _hidden(self._args, tail[:_KEEP])
+            return hide is not False
         if self._open:
             return self._carry
         if self._header and tail[:1] in (b" ", b"\t"):
             return True
+        if tail[:1] == b"-":  # an error: may it be an ACL rule quoted?
+            return _ACL_ERROR.pattern.startswith(tail[:38]) or (
+                _ACL_ERROR.match(tail) is not None)
         head = tail.lstrip(_LEAD)
         if not head or head[:1] in (b'"', b"'"):
             return True  # blank so far, or a quoted first word: wait for the line
@@ -149,6 +214,23 @@ class LineSecrets:
             return word.lower() in _NAMES
         word = word.lower()
         return any(name.startswith(word) for name in _NAMES)
+
+
+def _hidden(args: list, value: bytes) -> int | bool:
+    """The next argument ``value`` of an array whose arguments so far are ``args``: False if
+    it holds no password, else the bytes of it to show before the password (an ACL rule's
+    first byte)."""
+    if args[-1].lower() in _SECRET_PARAMS:
+        return 0
+    name = args[0].upper()
+    if name == b"AUTH":  # a user name and a password, or a password: both hidden
+        return 0
+    if name in SECRET_COMMANDS:
+        i = len(args)
+        parts = dict(secret_parts([*args, value, b"", b""]))
+        if i in parts:
+            return parts[i]
+    return False
 
 
 def redact(line: bytes, ranges) -> bytes:

@@ -50,6 +50,7 @@ from playground.resp import (
     Simple,
     SpanRun,
     Truncated,
+    encode,
 )
 
 C2S = "c2s"
@@ -179,6 +180,31 @@ def _config_get(args) -> bool:
         args[0].upper() == b"CONFIG" and args[1].upper() == b"GET")
 
 
+def _answer_secret(args) -> bool:
+    """May the answer to ``args`` hold a password? ``CONFIG GET``'s, and an error echoing a
+    command's own secret (``ACL SETUSER u <pw`` is answered ``-ERR ... modifier '<pw': ...``)."""
+    return _config_get(args) or bool(secret_parts(args))
+
+
+def _echoed(args, error: bytes) -> list:
+    """The ``(start, end)`` of each of ``args``' secrets in the text of an ``error`` answer (as
+    Redis writes it: line ends turned to spaces); a secret kept only in part (``Truncated``)
+    is covered from its start to the end of the text."""
+    out = []
+    for i, skip in secret_parts(args):
+        value = args[i]
+        cut = len(value) != bytes.__len__(value)
+        value = bytes(value)[skip:]
+        if not value:
+            continue
+        for v in {value, value.replace(b"\r", b" ").replace(b"\n", b" ")}:
+            at = error.find(v)
+            while at >= 0:
+                out.append((at, len(error) if cut else at + len(v)))
+                at = error.find(v, at + 1)
+    return sorted(out)
+
+
 def _secret_config(name, value) -> bool:
     """Is ``value`` (of parameter ``name`` in a ``CONFIG GET`` answer) a password?"""
     return type(name) is bytes and name.lower() in _SECRET_CONFIG and bool(value)
@@ -186,7 +212,19 @@ def _secret_config(name, value) -> bool:
 
 def redact_reply(args, reply):
     """``CONFIG GET requirepass`` (or a pattern matching it) answers with the password: the
-    values of secret parameters hidden, in a RESP2 flat array or a RESP3 map reply."""
+    values of secret parameters hidden, in a RESP2 flat array or a RESP3 map reply; and an
+    error answer's copy of the command's own secret."""
+    if type(reply) is Error:
+        found = _echoed(args, reply.value)
+        if not found:
+            return reply
+        value = reply.value
+        out, at = [], 0
+        for s, e in found:
+            if e > at:
+                out.append(value[at:max(at, s)] + REDACTED)
+                at = e
+        return Error(b"".join(out) + value[at:], reply.bulk)
     if not _config_get(args):
         return reply
 
@@ -207,6 +245,15 @@ def reply_secret_ranges(args, reply, start: int, end: int) -> list:
     """Stream ranges ``(start, end)`` of the passwords in the answer to ``args`` (what
     ``redact_reply`` hides), whose frame spans ``start`` to ``end``: each secret value's bytes
     when the frame is the canonical encoding of ``reply`` (Redis' is), else the whole frame."""
+    if type(reply) is Error:
+        found = _echoed(args, reply.value)
+        if not found:
+            return []
+        n = len(reply.value)
+        at = start + (3 + len(str(n)) if reply.bulk else 1)
+        if at + n + 2 != end:
+            return [(start, end)]
+        return [(at + s, at + e) for s, e in found]
     if not _config_get(args):
         return []
     if isinstance(reply, list):
@@ -229,6 +276,49 @@ def reply_secret_ranges(args, reply, start: int, end: int) -> list:
             out.append((pos + head, pos + head + len(x)))
         pos += head + len(x) + 2
     return out if pos == end else [(start, end)]
+
+
+def redact_exec(queued, reply):
+    """EXEC's answer with each queued command's answer redacted (``redact_reply``)."""
+    if type(reply) is not list or len(reply) != len(queued):
+        return reply
+    if not any(_answer_secret(a) for a in queued):
+        return reply
+    return [redact_reply(a, r) if _answer_secret(a) else r for a, r in zip(queued, reply, strict=True)]
+
+
+def _plain(v) -> bool:
+    """Is ``v`` one ``encode`` gives Redis' own bytes for (its length is its frame's)?"""
+    t = type(v)
+    return v is None or t is bytes or t is int or t is Simple or t is Error or (
+        t is list and all(type(x) is bytes for x in v)) or (
+        t is Map and all(type(x) is bytes for item in v.items for x in item))
+
+
+def exec_secret_ranges(queued, reply, start: int, end: int, protocol: int) -> list:
+    """``reply_secret_ranges`` for the answers inside EXEC's answer (frame ``start``-``end``):
+    each element's place follows from the ones before it when they are all as Redis writes
+    them; else the whole frame, if any of them hides something."""
+    if type(reply) is not list or len(reply) != len(queued):
+        return []
+    out = []
+    pos = start + 3 + len(str(len(reply)))
+    exact = True
+    for args, r in zip(queued, reply, strict=True):
+        n = len(encode(r, protocol)) if exact and _plain(r) else None
+        if _answer_secret(args):
+            if n is None:
+                if redact_reply(args, r) is not r:
+                    return [(start, end)]
+            else:
+                out += reply_secret_ranges(args, r, pos, pos + n)
+        if n is None:
+            exact = False
+        else:
+            pos += n
+    if out and not (exact and pos == end):
+        return [(start, end)]
+    return out
 
 
 def redact_command(args) -> tuple:
@@ -602,7 +692,7 @@ class RespConversation:
                 else:  # the line began in an earlier feed: cover all of it
                     ranges = [(start, end)] if secret_parts(args) else []
             out.extend(SecretRange(C2S, s, e) for s, e in ranges)
-            if name == b"CONFIG" and _config_get(args):
+            if _answer_secret(args):
                 self._config_gets += 1
         expected = 1
         in_tx = self._in_tx
@@ -795,11 +885,15 @@ class RespConversation:
         pending = self._pending
         pending.popleft()
         name = head.name
-        if name == b"CONFIG" and self._config_gets and _config_get(head.args):
+        if self._config_gets and name in _SECRET_NAMES and _answer_secret(head.args):
             self._config_gets -= 1
             if self._span is not None:
                 out.extend(SecretRange(S2C, s, e)
                            for s, e in reply_secret_ranges(head.args, reply, *self._span))
+        elif name == b"EXEC" and self._config_gets and self._span is not None and (
+                not head.in_tx and self._tx_queue):
+            out.extend(SecretRange(S2C, s, e) for s, e in exec_secret_ranges(
+                self._tx_queue, reply, *self._span, self.protocol))
         head.reply = reply
         head.replied_at = now
         head.latency = now - head.sent_at
@@ -822,11 +916,13 @@ class RespConversation:
         if head.in_tx:
             if reply == _QUEUED:
                 self._tx_queue.append(head.args)
+                if name in _SECRET_NAMES and _answer_secret(head.args):
+                    self._config_gets += 1  # its answer comes inside EXEC's
         elif name == b"EXEC":
             head.queued = tuple(self._tx_queue)
-            self._tx_queue = []
+            self._tx_done()
         elif name == b"DISCARD":
-            self._tx_queue = []
+            self._tx_done()
         elif name == b"MULTI":
             if t is Error and b"nested" not in reply.value:
                 self._not_in_tx()
@@ -842,13 +938,20 @@ class RespConversation:
             if reply == _RESET:
                 self.protocol = 2
                 self._monitor = False
-                self._tx_queue = []
+                self._tx_done()
                 for s in self._subs.values():
                     s.clear()
                 self._sub_count = {False: 0, True: 0}
 
+    def _tx_done(self) -> None:
+        """The transaction ran or was dropped: no answer inside EXEC's is awaited any more."""
+        n = sum(1 for a in self._tx_queue if a and type(a[0]) is bytes
+                and a[0].upper() in _SECRET_NAMES and _answer_secret(a))
+        self._config_gets = max(0, self._config_gets - n)
+        self._tx_queue = []
+
     def _suppressed(self, p, now, out) -> None:
-        if p.name == b"CONFIG" and self._config_gets and _config_get(p.args):
+        if self._config_gets and p.name in _SECRET_NAMES and _answer_secret(p.args):
             self._config_gets -= 1
         p.reply = p.replied_at = p.latency = None
         p.suppressed = True

@@ -212,6 +212,22 @@ def test_unwritable_output_file_is_a_usage_error_before_listening(tmp_path, flag
     assert "listening" not in text and "Traceback" not in text
 
 
+@pytest.mark.parametrize("args", [[], ["--json", "-"]])
+def test_closed_stdout_is_a_usage_error_before_listening(tmp_path, args):
+    """``twistd ... tcpplay proxy ... >&-``: the console (or ``--json -``) has nowhere to
+    write; one line saying so, not a traceback."""
+    port = free_port()
+    command = [TWISTD, "-n", "--pidfile=", "tcpplay", "proxy", "--listen", str(port),
+               "--target", "6379", *args]
+    result = subprocess.run(["bash", "-c", 'exec "$@" >&-', "bash", *command],
+                            stderr=subprocess.PIPE, text=True, timeout=30, cwd=str(tmp_path))
+    assert result.returncode == 1, result.stderr
+    line = result.stderr.splitlines()[0]
+    assert line.startswith("twistd tcpplay proxy: standard output is closed: "), line
+    assert "Traceback" not in result.stderr
+    assert ("--json -" in line) == bool(args)
+
+
 def test_output_file_check_leaves_no_file_behind(tmp_path):
     from playground import proxy
 

@@ -375,3 +375,20 @@ def test_http_shaped_soup_never_raises_and_offsets_are_consistent(chunks):
             if isinstance(e, HttpRaw):
                 assert sent[e.direction][e.offset : e.offset + len(e.data)] == e.data
     conv.close(1.0)
+
+
+def test_a_credential_in_a_trailer_is_secret_and_held_back_until_its_line_ends():
+    """A chunked body's trailer lines are header lines too: a credential there is masked in
+    the pcap like one in the head, and its line is not settled before it ends."""
+    req = (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+           b"X-Sum: 1\r\nAuthorization: Basic s3cret\r\nCookie: a=s3cret2\r\n\r\n")
+    for step in (len(req), 7, 1):
+        conv = HttpConversation()
+        out = []
+        for i in range(0, len(req), step):
+            out += conv.feed(C2S, req[i:i + step], 0.0)
+        secrets = [req[e.start:e.end] for e in out if isinstance(e, HttpSecret)]
+        assert secrets == [b"Basic s3cret", b"a=s3cret2"], step
+    conv = HttpConversation()
+    conv.feed(C2S, req[:req.index(b"Basic") + 8], 0.0)
+    assert conv.settled(C2S) == req.index(b"Authorization")  # the line is not finished

@@ -306,3 +306,91 @@ def test_line_view_skip_leaves_the_state_feed_would(data, cuts):
             cut = b.skip(c)
             assert cut == (lines[-1].partial if lines else None)
             assert a.tail == b.tail
+
+
+def _bulks(*args) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+_RESP_SECRETS = (
+    _bulks(b"PING")
+    + _bulks(b"AUTH", b"pw-one")
+    + _bulks(b"auth", b"bob", b"pw-two")
+    + _bulks(b"HELLO", b"3", b"AUTH", b"alice", b"pw-three", b"SETNAME", b"cli")
+    + _bulks(b"CONFIG", b"SET", b"requirepass", b"pw-four")
+    + _bulks(b"ACL", b"SETUSER", b"u", b"on", b">pw-five", b"~*")
+    + _bulks(b"MIGRATE", b"h", b"1", b"", b"0", b"5000", b"AUTH2", b"carol", b"pw\nsix")
+    + _bulks(b"SET", b"k", b"v")
+)
+_RESP_ANSWER = (  # CONFIG GET requirepass (RESP2), then (RESP3)
+    b"+OK\r\n" + _bulks(b"requirepass", b"pw-seven") + b"$3\r\nabc\r\n"
+    + b"%1\r\n$10\r\nmasterauth\r\n$8\r\npw-eight\r\n"
+)
+_RESP_PWS = [b"pw-one", b"pw-two", b"pw-three", b"pw-four", b"pw-five", b"pw\nsix", b"pw-seven",
+             b"pw-eight"]
+
+
+@settings(max_examples=60)
+@given(st.lists(st.integers(0, 10**6), max_size=6), st.sampled_from(["text", "hex"]))
+def test_redis_commands_as_arrays_in_the_text_and_hex_views(cuts, decode):
+    """``--decode text|hex`` in front of redis-cli or redis-py: the commands are arrays of bulk
+    strings, the password alone on its line after its length; CONFIG GET answers likewise."""
+    data = _RESP_SECRETS + _RESP_ANSWER
+    c, sink, pcap = _run(decode, _cuts(data, cuts))
+    text, js = rendered(sink)
+    hexed = b"".join(r.data for r in sink.of(R.HexChunk))
+    for direction in (C2S, S2C):
+        masked = _masked(pcap, direction)
+        assert len(masked) == len(data)
+        for pw in _RESP_PWS:
+            assert pw not in masked, (direction, pw)
+    for pw in _RESP_PWS:
+        assert pw not in hexed and repr(pw)[2:-1] not in text and repr(pw)[2:-1] not in js
+    for shown in (b"alice", b"carol", b"requirepass", b"SETNAME"):  # (AUTH: all hidden)
+        assert shown.decode() in text or shown in hexed  # names and users stay
+    assert c.leaked == 0
+
+
+_UPGRADE = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+
+
+@pytest.mark.parametrize("c2s, s2c", [
+    (b"PING\r\nAUTH bob s3cret", b""),  # cut by the close: Redis never ran it
+    (b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nAUTH\r\n$6\r\ns3c", b""),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n", b""),  # head unfinished
+    (_UPGRADE + b"GET / HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n", b""),  # no answer
+    (_UPGRADE + b"GET / HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n",
+     b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),  # answered after the FIN
+])
+def test_what_the_decoder_never_settled_is_masked_at_the_end(c2s, s2c):
+    """The client finishes (FIN) with bytes the decoder still holds back from the pcap (an
+    unfinished command or head, requests after an unanswered Upgrade): they go to the pcap with
+    their credentials masked, not in clear."""
+    sink, pcap = ListSink(), FakePcap()
+    c = Chain([sink], pcap=pcap)
+    c.pair_opened(pair(), 0.0)
+    c.data(1, C2S, c2s, 1.0)
+    c.half_closed(1, C2S, 2.0)
+    if s2c:
+        c.data(1, S2C, s2c, 3.0)
+    c.pair_closed(1, SUMMARY, 9.0)
+    assert pcap.stream(C2S) == c2s
+    assert b"s3c" not in _masked(pcap, C2S)
+    assert c.leaked == 0
+    assert _masked(pcap, C2S)[:14] == c2s[:14]  # masked from the credential on only
+
+
+@pytest.mark.parametrize("decode", ["text", "hex"])
+def test_an_acl_error_echoing_the_rule_is_hidden_in_the_views(decode):
+    """Redis answers ``ACL SETUSER u <pw`` (a password u lacks) quoting the rule: the text and
+    hex views hide the password in the answer as the RESP decoder does."""
+    answer = (b"+OK\r\n-ERR Error in ACL SETUSER modifier '<s3cret pw': The password you are "
+              b"trying to remove from the user does not exist\r\n-ERR Error in ACL SETUSER "
+              b"modifier 'bogus': Syntax error\r\n")
+    for cuts in ([], [20], [60, 61]):
+        c, sink, pcap = _run(decode, _cuts(answer, cuts), (S2C,))
+        text, js = rendered(sink)
+        hexed = b"".join(r.data for r in sink.of(R.HexChunk))
+        assert b"s3cret" not in _masked(pcap, S2C) and c.leaked == 0
+        assert "s3cret" not in text and "s3cret" not in js and b"s3cret" not in hexed
+        assert "bogus" in text or b"bogus" in hexed  # another modifier is shown

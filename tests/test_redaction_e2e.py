@@ -127,3 +127,31 @@ def test_config_get_answer_masked_and_the_logged_tshark_command_decodes_the_file
         assert len(rows(decoded)) >= 4, decoded
     # (without it, tshark does not know the port is RESP)
     assert rows(tshark(pcap_path, "-Y", "resp")) == []
+
+
+def test_acl_setuser_error_echoing_the_rule_is_masked(twistd, redis_pw, tmp_path):
+    """Redis answers ``ACL SETUSER u <pw`` for a password ``u`` lacks with an error quoting the
+    rule, password included."""
+    cli = need("redis-cli")
+    proc, port, json_path, pcap_path = _proxy(twistd, redis_pw.port, tmp_path)
+    got = subprocess.run([cli, "-p", str(port), "-a", PASSWORD, "--no-auth-warning", "ACL",
+                          "SETUSER", "u", "on", "<echoed-pw"], capture_output=True, timeout=20,
+                         check=True)
+    assert b"'<echoed-pw'" in got.stdout  # the client sees it
+    out = _finish(proc)
+    assert "modifier '<(redacted)'" in out
+    for text in (out, json_path.read_text(), pcap_path.read_bytes().decode("latin-1")):
+        assert "echoed-pw" not in text and PASSWORD not in text
+    assert b"modifier '<*********'" in pcap_path.read_bytes()
+
+
+def test_answers_inside_exec_are_masked(twistd, redis_pw, tmp_path):
+    proc, port, json_path, pcap_path = _proxy(twistd, redis_pw.port, tmp_path)
+    sent = (b"AUTH s3cret\r\nMULTI\r\nCONFIG GET requirepass\r\nACL SETUSER u <echoed-pw\r\n"
+            b"EXEC\r\nPING\r\n")
+    got = _nc(port, sent)
+    assert b"s3cret" in got and b"echoed-pw" in got  # the client sees them
+    out = _finish(proc)
+    assert "PING -> +PONG" in out and '"requirepass", "(redacted)"' in out
+    for text in (out, json_path.read_text(), pcap_path.read_bytes().decode("latin-1")):
+        assert "echoed-pw" not in text and PASSWORD not in text

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playground.resp import Map, Push, RespParser, Simple, encode, encode_command
+from playground.resp import Error, Map, Push, RespParser, Simple, encode, encode_command
 from playground.respdecoder import (
     C2S,
     S2C,
@@ -510,6 +510,33 @@ def test_config_get_answer_secret_ranges():
     assert reply_secret_ranges((b"CONFIG", b"SET"), [b"requirepass", b"pw"], 0, 30) == []
 
 
+def test_an_error_echoing_an_acl_rule_has_the_password_masked():
+    """``ACL SETUSER u <pw`` (a password the user does not have) is answered ``-ERR Error in
+    ACL SETUSER modifier '<pw': ...``: the password is in the answer too."""
+    from playground.respdecoder import redact_reply, reply_secret_ranges
+
+    args = (b"ACL", b"SETUSER", b"u", b"on", b"<hunter2")
+    conv = RespConversation()
+    conv.feed(C2S, cmd(*args) + cmd("PING"), 0.0)
+    error = (b"-ERR Error in ACL SETUSER modifier '<hunter2': The password you are trying to "
+             b"remove from the user does not exist\r\n")
+    stream = error + b"+PONG\r\n"
+    assert conv.settled(S2C) == 0
+    events = conv.feed(S2C, stream[:30], 1.0)
+    assert conv.settled(S2C) == 0  # the answer is held back until it is complete
+    events += conv.feed(S2C, stream[30:], 1.0)
+    [r] = of(events, SecretRange)
+    assert (r.direction, stream[r.start:r.end]) == (S2C, b"hunter2")
+    answer = next(e for e in events if getattr(e, "command", ())[:1] == (b"ACL",))
+    assert b"hunter2" not in redact_reply(args, answer.reply).value
+    assert b"(redacted)" in redact_reply(args, answer.reply).value
+    # a RESP3 bulk error, and a frame not as Redis writes it: the whole frame
+    bulk = Error(b"ERR modifier '<hunter2'", bulk=True)
+    assert reply_secret_ranges(args, bulk, 10, 10 + 1 + 2 + 2 + 23 + 2) == [(30, 37)]
+    assert reply_secret_ranges(args, Error(b"x hunter2"), 0, 99) == [(0, 99)]
+    assert reply_secret_ranges(args, Error(b"ERR syntax error"), 0, 19) == []
+
+
 def test_secret_range_events_come_before_the_exchange():
     conv = RespConversation()
     frame = cmd("AUTH", "bob", "hunter2")
@@ -859,3 +886,29 @@ def test_one_frame_per_read_equals_pure(picks):
     got += fast.close_answers(t + 1)
     want += pure.close(t + 1)
     assert [exchange_of(a) for a in got] == want
+
+
+def test_answers_inside_exec_are_masked_too():
+    """``MULTI``, ``CONFIG GET requirepass``, ``ACL SETUSER u <pw``, ``EXEC``: the answers come
+    inside EXEC's array, with the password in them."""
+    from playground.respdecoder import redact_exec
+
+    conv = RespConversation()
+    sent = (cmd("MULTI") + cmd("CONFIG", "GET", "requirepass") + cmd("ACL", "SETUSER", "u", "<pw2")
+            + cmd("GET", "k") + cmd("EXEC") + cmd("PING"))
+    conv.feed(C2S, sent, 0.0)
+    answer = (b"*3\r\n*2\r\n$11\r\nrequirepass\r\n$3\r\npw1\r\n-ERR Error in ACL SETUSER "
+              b"modifier '<pw2': no\r\n$3\r\npw1\r\n")  # GET k's value is not a secret
+    stream = b"+OK\r\n" + b"+QUEUED\r\n" * 3 + answer + b"+PONG\r\n"
+    events = []
+    for i in range(len(stream)):
+        events += conv.feed(S2C, stream[i:i + 1], 1.0)
+        if i < len(stream) - 8:
+            assert conv.settled(S2C) <= stream.index(b"*3")  # held until EXEC is answered
+    found = [stream[r.start:r.end] for r in of(events, SecretRange)]
+    assert found == [b"pw1", b"pw2"]
+    exec_ = next(e for e in events if getattr(e, "command", ())[:1] == (b"EXEC",))
+    shown = redact_exec(exec_.queued, exec_.reply)
+    assert shown[0] == [b"requirepass", b"(redacted)"] and b"pw2" not in shown[1].value
+    assert shown[2] == b"pw1"
+    assert conv.settled(S2C) == len(stream)
