@@ -74,6 +74,10 @@ class Proxied:
             yield task.deferLater(self.reactor, 0.02, lambda: None)
         assert not self.factory.pairs, "pairs still open"
         yield self.port.stopListening()
+        # as ProxyService.stopService does: the observer's queue and held records, all of them
+        # (decoding runs in slices on later reactor turns; a pair can be gone before its bytes
+        # are decoded)
+        self.factory.flush_observer(everything=True)
         for s in self.services:
             s.stopService()
         assert self.factory.observer is self.chain, "the chain was detached (it raised)"
