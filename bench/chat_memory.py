@@ -27,36 +27,8 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-TWISTD = str(Path(sys.executable).parent / "twistd")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"chat server not listening on {port} after {timeout}s")
+from benchsupport import ROOT, TWISTD, free_port, rss_mib, wait_port
 
 
 class Sampler(threading.Thread):
@@ -85,7 +57,7 @@ def one_round(args, budget: str, mode: str) -> dict:
     server = subprocess.Popen(cmd, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT)
     socks: list[socket.socket] = []
     try:
-        wait_port(port)
+        wait_port(port, what="chat server not")
         time.sleep(0.5)  # let the probe connection's close settle before the baseline
         start = rss_mib(server.pid)
         sampler = Sampler(server.pid)

@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from benchsupport import HERE, ROOT, free_port
+
 TARGET_RATIO = 1.5
 
 
@@ -37,12 +37,6 @@ def _bin(name: str) -> str:
     if found is None:
         sys.exit(f"http_bench: {name} not found (run from the project venv: make venv)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

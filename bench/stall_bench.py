@@ -36,32 +36,13 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
-TWISTD = str(BIN / "twistd")
+from benchsupport import TWISTD, free_port, wait_port
+
 PING = b"*1\r\n$4\r\nPING\r\n"  # the echo upstream sends it back as is
 N_PINGS = 100_000
 N_GETS = 1_000
 TARGET_MAX = 0.100  # seconds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
 def twistd(args, cwd, stdout=subprocess.DEVNULL) -> subprocess.Popen:
