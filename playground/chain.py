@@ -31,7 +31,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import stat
 from collections import deque
 from operator import itemgetter
 from operator import sub as _sub
@@ -42,6 +41,7 @@ from twisted.python import usage
 from playground import records as R
 from playground.detect import HEX, HTTP, PROTOCOLS, RESP, TEXT, Detector
 from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
+from playground.options import check_writable, non_negative_int
 
 MIB = 1024 * 1024
 DECODE_CHOICES = ("auto", "resp", "http", "text", "hex", "none")
@@ -122,8 +122,6 @@ def shows_lifecycle(opts) -> bool:
 
 
 def _int_option(opts, flag: str) -> int:
-    from playground.options import non_negative_int
-
     return non_negative_int(f"--{flag}", opts[flag])
 
 
@@ -203,7 +201,7 @@ def check_options(opts) -> None:
         raise usage.UsageError("--pcap: write to a file, not stdout")
     for flag in ("json", "pcap"):
         if opts[flag] and opts[flag] != "-":
-            _check_writable(f"--{flag}", str(opts[flag]))
+            check_writable(f"--{flag}", str(opts[flag]))
     if decode != "none" and _stdout_closed():
         what = "--json -" if opts["json"] == "-" else "the console view"
         raise usage.UsageError(f"standard output is closed: {what} writes there; "
@@ -234,28 +232,6 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _check_writable(flag: str, path: str) -> None:
-    """Open ``path`` for append now, so an unwritable file is a usage error before anything
-    listens (the sinks open it at start-up); a file created by the check is removed again.
-
-    A FIFO is not opened: that would block until a reader comes, and closing it again would
-    end the reader's input (``cat fifo`` sees EOF before the sink writes anything).
-    """
-    try:
-        fifo = stat.S_ISFIFO(os.stat(path).st_mode)
-    except OSError:
-        fifo = False
-    if fifo:
-        if not os.access(path, os.W_OK):
-            raise usage.UsageError(f"{flag}: cannot write {path}: Permission denied")
-        return
-    existed = os.path.lexists(path)
-    try:
-        open(path, "ab").close()
-    except OSError as e:
-        raise usage.UsageError(f"{flag}: cannot write {path}: {e.strerror}")
-    if not existed:
-        os.unlink(path)
 
 
 def build(opts, reactor=None, stats=None):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 
 from twisted.python import usage
@@ -184,3 +186,28 @@ class ServerOptions(CommandOptions):
 
 def target_option(value: str, flag: str = "--target") -> str:
     return client_string(value, flag)
+
+
+def check_writable(flag: str, path: str) -> None:
+    """Open ``path`` for append now, so an unwritable file (``--json``, ``--pcap``,
+    ``--logfile``, ``--pidfile``) is a usage error naming ``flag`` before anything listens or
+    twistd opens it; a file created by the check is removed again.
+
+    A FIFO is not opened: that would block until a reader comes, and closing it again would
+    end the reader's input (``cat fifo`` sees EOF before the sink writes anything).
+    """
+    try:
+        fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        fifo = False
+    if fifo:
+        if not os.access(path, os.W_OK):
+            raise usage.UsageError(f"{flag}: cannot write {path}: Permission denied")
+        return
+    existed = os.path.lexists(path)
+    try:
+        open(path, "ab").close()
+    except OSError as e:
+        raise usage.UsageError(f"{flag}: cannot write {path}: {e.strerror}")
+    if not existed:
+        os.unlink(path)

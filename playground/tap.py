@@ -17,7 +17,7 @@ from twisted.internet import defer
 from twisted.python import usage
 
 from playground import shutdown
-from playground.options import CommandOptions
+from playground.options import CommandOptions, check_writable
 
 # (name, module, one-line description)
 SUBCOMMANDS = [
@@ -107,7 +107,7 @@ class Options(CommandOptions):
                 _append_log_to = logfile
                 parent["logger"] = f"{__name__}.append_log_observer"  # twistd imports it
             else:
-                _check_writable_file("--logfile", logfile)
+                check_writable("--logfile", logfile)
         elif parent.get("nodaemon") and _owns_stdout(self):
             parent["logger"] = f"{__name__}.stderr_log_observer"
 
@@ -131,7 +131,7 @@ class Options(CommandOptions):
         parent = getattr(self, "parent", None)
         if parent is None or not parent.get("pidfile") or parent.get("chroot") is not None:
             return
-        _check_writable_file("--pidfile", parent["pidfile"])
+        check_writable("--pidfile", parent["pidfile"])
 
     def _rundir_can_be_entered(self):
         """A ``--rundir`` twistd cannot change to is a usage error, not a traceback (in daemon
@@ -175,18 +175,6 @@ def _special_file(path: str) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
-def _check_writable_file(flag: str, path: str) -> None:
-    """A file of twistd's (``--logfile``, ``--pidfile``) it could not open is a usage error
-    naming it, not twistd's traceback. Opened for append now (twistd opens it after the options
-    are read); a file created by the check is removed again.
-    """
-    existed = os.path.lexists(path)
-    try:
-        open(path, "ab").close()
-    except OSError as e:
-        raise usage.UsageError(f"{flag}: cannot write {path}: {e.strerror}")
-    if not existed:
-        os.unlink(path)
 
 
 _append_log_to: str | None = None  # the --logfile that append_log_observer opens
