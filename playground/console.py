@@ -639,7 +639,7 @@ class ConsoleSink(BufferedSink):
         try:
             super()._write_batch(batch, n)
         except blockwriter.Stopped as e:
-            self.log.warn("console: a stop was asked for while stdout was not read: what it "
+            self.log.warn("console: a stop was asked for during a write to stdout: what it "
                           "does not take at once is dropped from now on (--slow-sink block)")
             self._stop_blocking(e.written, min(n, e.lines))
 
