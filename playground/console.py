@@ -30,6 +30,14 @@ the proxy and the chain).
 A console writing to a pipe or a terminal (not a regular file) uses ``--slow-sink drop`` by
 default: its stdout is a ``dropwriter.DropWriter``, and a batch that finds that writer's buffer
 full is dropped and counted, never formatted (``--slow-sink block``: wait, every record kept).
+
+``--slow-sink block`` on a pipe or terminal writes through a ``blockwriter.BlockWriter``: its
+blocking ``write()`` ends when SIGINT/SIGTERM arrives (a pipe nobody reads would otherwise hold
+the reactor thread for ever, the drain deadline and the second signal with it). From that
+signal on, or once the reactor is stopping, the console drops instead of waiting, as with
+``drop``: a ``DropWriter`` over the same stdout takes what the pipe takes now, the rest is
+counted, the "... N records dropped" line is attempted at close and the log says the total.
+A regular file is written as before (a file write does not block for ever).
 """
 
 from __future__ import annotations
@@ -42,8 +50,8 @@ from operator import itemgetter
 from twisted.application import service
 from twisted.logger import Logger
 
+from playground import blockwriter, resp
 from playground import records as R
-from playground import resp
 from playground.views import escape, hexdump_lines, is_text, quoted
 
 MAX_BACKLOG = 512  # records queued before a synchronous flush (a batch: cache-warm)
@@ -623,6 +631,32 @@ class ConsoleSink(BufferedSink):
         self.formatter: ConsoleFormatter | None = None
         self._clients: dict = {}  # client address -> bytes
         self._replies = PlainReplies(b"+%s", b"(integer) %d", b"(nil)")
+        self._blocker: blockwriter.BlockWriter | None = None  # block on a pipe or terminal
+
+    def _write_batch(self, batch: list, n: int) -> None:
+        if self._blocker is not None and getattr(self.reactor, "_stopped", False):
+            self._stop_blocking()  # stopping: a write must not wait for a reader
+        try:
+            super()._write_batch(batch, n)
+        except blockwriter.Stopped as e:
+            self.log.warn("console: a stop was asked for during a write to stdout: what it "
+                          "does not take at once is dropped from now on (--slow-sink block)")
+            self._stop_blocking(e.written, min(n, e.lines))
+
+    def _stop_blocking(self, written: int = 0, dropped: int = 0) -> None:
+        """A stop was asked for: from now on drop what stdout does not take at once
+        (``dropped`` records of a write cut short, ``written`` bytes of it out)."""
+        from playground import dropwriter
+
+        blocker, self._blocker = self._blocker, None
+        try:
+            self._dropper = dropwriter.DropWriter(blocker.fd, self.reactor)
+        except OSError:  # cannot be reopened non-blocking (a socket): nothing more is written
+            self._dropper = blockwriter.Discard()
+        self.out = self._dropper
+        if written and dropped:
+            self._dropper.write(b"\n")  # end the line cut short
+        self._dropper.drop(dropped)
 
     def open_output(self):
         out = self._target
@@ -637,26 +671,30 @@ class ConsoleSink(BufferedSink):
         return out
 
     def _slow_sink_policy(self, out):
-        """stdout as it is (block), or a DropWriter over it (drop; see the module docstring)."""
+        """stdout as it is (block, a regular file), a BlockWriter (block, a pipe or terminal)
+        or a DropWriter over it (drop; see the module docstring)."""
         from playground import dropwriter
 
         try:
             fd = out.fileno()
         except (AttributeError, OSError, ValueError):
             return out
-        policy = self.slow_sink or ("block" if dropwriter.is_regular_file(fd) else "drop")
+        regular = dropwriter.is_regular_file(fd)
+        policy = self.slow_sink or ("block" if regular else "drop")
         self.slow_sink = policy
-        if policy != "drop":
+        if policy == "block" and regular:
             return out
         out.flush()
-        try:
-            self._dropper = dropwriter.DropWriter(fd, self.reactor)
-        except OSError as e:
-            self.log.info("console: stdout cannot be reopened non-blocking ({error}): "
-                          "--slow-sink block", error=e.strerror or e)
-            self.slow_sink = "block"
-            return out
-        return self._dropper
+        if policy == "drop":
+            try:
+                self._dropper = dropwriter.DropWriter(fd, self.reactor)
+                return self._dropper
+            except OSError as e:
+                self.log.info("console: stdout cannot be reopened non-blocking ({error}): "
+                              "--slow-sink block", error=e.strerror or e)
+                self.slow_sink = "block"
+        self._blocker = blockwriter.BlockWriter(fd)  # a stop ends its waits
+        return self._blocker
 
     def close_output(self):
         dropper = self._dropper
@@ -665,7 +703,7 @@ class ConsoleSink(BufferedSink):
             return None
         if dropper.dropped:
             self.log.warn("console: {n} records dropped in all: stdout could not keep up "
-                          "(--slow-sink drop)", n=dropper.dropped)
+                          "(--slow-sink {policy})", n=dropper.dropped, policy=self.slow_sink)
         return dropper.close()
 
     def format_batch(self, batch: list) -> bytes:

@@ -4,12 +4,13 @@ StringTransport and MemoryReactorClock, one reactor turn at a time: ``reactor_tu
 
 from __future__ import annotations
 
+import pytest
 from twisted.internet import error
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
-from playground import console
+from playground import blockwriter, console
 from playground import records as R
 from playground.chain import Chain
 from playground.proxy import ProxyFactory
@@ -362,6 +363,60 @@ def test_console_on_a_pipe_nobody_reads_drops_and_traffic_flows(tmp_path, redis_
     assert "records dropped in all" in log.read_text()
 
 
+def _answered_within(port: int, seconds: float) -> bool:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds) as s:
+        s.sendall(PING)
+        try:
+            return s.recv(7) != b""
+        except TimeoutError:
+            return False
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_signal_ends_a_proxy_blocked_on_a_console_pipe_nobody_reads(tmp_path, redis_server,
+                                                                      signum):
+    """``--slow-sink block``, stdout a pipe nobody reads: once the console's write() blocks,
+    traffic stops (a PING is not answered); SIGTERM (SIGINT) still ends the process, status 0,
+    about the drain timeout later, and the log says how many records were dropped."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    from tests.conftest import stop_process, wait_until
+
+    r, w = os.pipe()
+    proc, port, log = _proxy_with_stdout(tmp_path, w, redis_server.port, "--slow-sink", "block",
+                                         "--drain-timeout", "1")
+    os.close(w)
+    flood = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        try:
+            flood.sendall(PING * 20_000)  # far more console lines than the pipe holds
+        except TimeoutError:
+            pass  # the proxy stopped reading: blocked already
+        wait_until(lambda: not _answered_within(port, 1.0), 20, "the console to block")
+        start = time.monotonic()
+        proc.send_signal(getattr(signal, signum))
+        try:
+            status = proc.wait(10)
+        except subprocess.TimeoutExpired:
+            status = f"still running 10 s after {signum}"
+        elapsed = time.monotonic() - start
+    finally:
+        flood.close()
+        stop_process(proc)
+        os.close(r)
+    assert status == 0, log.read_text()[-2000:]
+    assert elapsed < 6  # drain timeout 1 s + at most 2 s for the dropped-count line
+    text = log.read_text()
+    assert "a stop was asked for during a write to stdout" in text
+    assert "records dropped in all" in text and "(--slow-sink block)" in text
+
+
 def test_console_to_a_regular_file_keeps_every_record(tmp_path, redis_server):
     from tests.conftest import stop_process, wait_until
 
@@ -390,7 +445,8 @@ def test_console_keeps_blocking_writes_when_stdout_cannot_be_reopened():
     try:
         out = io.BufferedWriter(io.FileIO(a.fileno(), "w", closefd=False))
         sink = console.ConsoleSink(color="never", reactor=MemoryReactorClock())
-        assert sink._slow_sink_policy(out) is out
+        writer = sink._slow_sink_policy(out)
+        assert isinstance(writer, blockwriter.BlockWriter) and writer.fd == a.fileno()
         assert sink.slow_sink == "block" and sink._dropper is None
         assert a.getblocking()
     finally:
