@@ -1022,13 +1022,7 @@ class Chain:
     def _start(self, st, proto, now, forced):
         if proto not in PROTOCOLS:
             proto = HEX
-        try:
-            decoder = _DECODERS[proto](st)
-        except ImportError:
-            # The RESP decoder is not available: lines are the next best view.
-            proto = TEXT
-            decoder = _Text(st)
-        st.decoder = decoder
+        st.decoder = _DECODERS[proto](st)
         if self._pcap_decoded is not None:
             self._pcap_decoded(st.id, proto)
         self.emit(R.Detected(st.id, now, proto, forced))

@@ -66,11 +66,6 @@ DM = 242
 NOP = 241
 SE = 240
 
-TELNET_NAMES = {
-    DONT: "DONT", DO: "DO", WONT: "WONT", WILL: "WILL", SB: "SB", GA: "GA", EL: "EL", EC: "EC",
-    AYT: "AYT", AO: "AO", IP: "IP", BRK: "BRK", DM: "DM", NOP: "NOP", SE: "SE",
-}
-
 # --- framing events ------------------------------------------------------------------------------
 
 

@@ -60,7 +60,6 @@ MAX_ITEMS = 8  # aggregate elements shown on a console line
 MAX_AGGREGATE = 300  # characters of an aggregate reply's elements before "... (N items)"
 LINE_PREVIEW = 40  # body bytes on the one-line HTTP view (-v 0), within --max-value
 LIFECYCLE = frozenset({R.Open, R.Detected, R.HalfClose, R.Close})  # hidden by --lifecycle hide
-ARROW = {"c2s": "->", "s2c": "<-"}
 
 
 class BufferedSink(service.Service):

@@ -8,7 +8,7 @@ import sys
 
 from twisted.python import usage
 
-from playground.addresses import client_string, server_string
+from playground.addresses import server_string
 
 
 def non_negative_float(flag: str, value) -> float:
@@ -182,10 +182,6 @@ class ServerOptions(CommandOptions):
         self["listen"] = server_string(str(self["listen"]), "--listen")
         if self["metrics"] is not None and self["metrics"] == self["listen"]:
             raise usage.UsageError("--metrics: needs an address of its own, not --listen's")
-
-
-def target_option(value: str, flag: str = "--target") -> str:
-    return client_string(value, flag)
 
 
 def check_writable(flag: str, path: str) -> None:

@@ -419,7 +419,6 @@ _first = itemgetter(0)
 # ``feed_answers`` as the tuple ``(args, name, reply, sent_at, replied_at, protocol, start,
 # end)``: see ``exchange_of``.
 _PLAIN = tuple
-_PLAIN_REPLY = 2  # where the reply is in an answered plain tuple
 
 
 def _span(start, end) -> tuple[int, int]:
