@@ -42,13 +42,13 @@ from playground import records as R
 from playground.detect import HEX, HTTP, PROTOCOLS, RESP, TEXT, Detector
 from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from playground.options import check_writable, non_negative_int
+from playground.redaction import REDACTED, SECRET_COMMANDS
 
 MIB = 1024 * 1024
 DECODE_CHOICES = ("auto", "resp", "http", "text", "hex", "none")
 COLOR_CHOICES = ("auto", "always", "never")
 LIFECYCLE_CHOICES = ("auto", "show", "hide")
 MAX_HELD = 1 * MIB  # bytes held back from the pcap sink per direction, at most
-REDACTED = b"(redacted)"  # the same mark as respdecoder.redact_command
 
 OPT_PARAMETERS = [
     ["decode", None, "auto",
@@ -293,8 +293,6 @@ def build(opts, reactor=None, stats=None):
 
 
 # -- redaction --------------------------------------------------------------------------------
-
-_SECRET_COMMANDS = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"SENTINEL"})
 
 def _redact_headers(headers) -> tuple:
     from playground.httpdecoder import SECRET_HEADERS
@@ -644,7 +642,7 @@ class _Resp:
         if not chain.redact or not args:
             return args, False
         first = args[0]
-        if not isinstance(first, bytes) or first.upper() not in _SECRET_COMMANDS:
+        if not isinstance(first, bytes) or first.upper() not in SECRET_COMMANDS:
             return args, False
         out = self.rd.redact_command(args)
         return out, out != tuple(args)
@@ -675,7 +673,7 @@ class _Resp:
                 name = e.name
                 if hides is not None and hides(name):
                     continue
-                if chain.redact and name in _SECRET_COMMANDS:
+                if chain.redact and name in SECRET_COMMANDS:
                     shown, redacted = self._command(e.args)
                     emit(exchange(pid, now, client, shown, rd.redact_reply(e.args, e.reply),
                                   e.latency, redacted))

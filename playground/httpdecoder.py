@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import attrs
 
+from playground.redaction import REDACTED
+
 C2S = "c2s"
 S2C = "s2c"
 
@@ -130,7 +132,7 @@ def _shown(line: bytes) -> bytes:
     """The start of a line quoted in a failure reason (a credential header's value hidden)."""
     span = secret_value(line)
     if span is not None:
-        line = line[:span[0]] + b"(redacted)"
+        line = line[:span[0]] + REDACTED
     return line[:60]
 
 

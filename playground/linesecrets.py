@@ -29,8 +29,9 @@ from __future__ import annotations
 import re
 
 from playground.httpdecoder import SECRET_HEADERS, folded_value, secret_value
+from playground.redaction import REDACTED, SECRET_COMMANDS
 from playground.resp import split_inline
-from playground.respdecoder import REDACTED, SECRET_COMMANDS, secret_parts, secret_ranges
+from playground.respdecoder import secret_parts, secret_ranges
 from playground.views import LineView
 
 MASK = b"*"

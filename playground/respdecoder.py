@@ -39,6 +39,7 @@ from operator import itemgetter
 
 import attrs
 
+from playground.redaction import REDACTED, SECRET_COMMANDS
 from playground.resp import (
     NOT_ONE,
     Error,
@@ -55,7 +56,6 @@ from playground.resp import (
 
 C2S = "c2s"
 S2C = "s2c"
-REDACTED = b"(redacted)"
 
 
 @attrs.frozen
@@ -400,13 +400,11 @@ _MONITOR_LINE = re.compile(rb"\d+\.\d+ \[")
 _QUEUED = Simple(b"QUEUED")
 _OK = Simple(b"OK")
 _RESET = Simple(b"RESET")
-_SECRET_NAMES = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"SENTINEL"})
-SECRET_COMMANDS = _SECRET_NAMES  # the commands ``secret_parts`` may find a password in
 # Executed at once even inside MULTI (not queued).
 _NOT_QUEUED = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"WATCH", b"QUIT", b"RESET"})
 # Commands that change the conversation's state when sent, or when answered.
 _DONE_SPECIAL = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"HELLO", b"MONITOR", b"RESET"})
-_SPECIAL = _SECRET_NAMES | _NOT_QUEUED | frozenset(_SUB_KINDS) | {b"CLIENT"} | _DONE_SPECIAL
+_SPECIAL = SECRET_COMMANDS | _NOT_QUEUED | frozenset(_SUB_KINDS) | {b"CLIENT"} | _DONE_SPECIAL
 
 
 _first = itemgetter(0)
@@ -591,7 +589,7 @@ class RespConversation:
             start = parser.frame_start
             if start < parser.offset:
                 name = parser.frame_head()
-                if isinstance(name, bytes) and name.upper() not in _SECRET_NAMES:
+                if isinstance(name, bytes) and name.upper() not in SECRET_COMMANDS:
                     return parser.offset  # e.g. SET with a long value still coming
             return start
         if direction == S2C and self._config_gets and not self._failed_s2c:
@@ -681,7 +679,7 @@ class RespConversation:
                 return
             pending.append((args, name, now, start, end))
             return
-        if name in _SECRET_NAMES:
+        if name in SECRET_COMMANDS:
             if data is None:
                 ranges = secret_ranges(args, None, start)
             else:  # inline: find the tokens in the line's bytes
@@ -884,7 +882,7 @@ class RespConversation:
         pending = self._pending
         pending.popleft()
         name = head.name
-        if self._config_gets and name in _SECRET_NAMES and _answer_secret(head.args):
+        if self._config_gets and name in SECRET_COMMANDS and _answer_secret(head.args):
             self._config_gets -= 1
             if self._span is not None:
                 out.extend(SecretRange(S2C, s, e)
@@ -915,7 +913,7 @@ class RespConversation:
         if head.in_tx:
             if reply == _QUEUED:
                 self._tx_queue.append(head.args)
-                if name in _SECRET_NAMES and _answer_secret(head.args):
+                if name in SECRET_COMMANDS and _answer_secret(head.args):
                     self._config_gets += 1  # its answer comes inside EXEC's
         elif name == b"EXEC":
             head.queued = tuple(self._tx_queue)
@@ -945,12 +943,12 @@ class RespConversation:
     def _tx_done(self) -> None:
         """The transaction ran or was dropped: no answer inside EXEC's is awaited any more."""
         n = sum(1 for a in self._tx_queue if a and type(a[0]) is bytes
-                and a[0].upper() in _SECRET_NAMES and _answer_secret(a))
+                and a[0].upper() in SECRET_COMMANDS and _answer_secret(a))
         self._config_gets = max(0, self._config_gets - n)
         self._tx_queue = []
 
     def _suppressed(self, p, now, out) -> None:
-        if self._config_gets and p.name in _SECRET_NAMES and _answer_secret(p.args):
+        if self._config_gets and p.name in SECRET_COMMANDS and _answer_secret(p.args):
             self._config_gets -= 1
         p.reply = p.replied_at = p.latency = None
         p.suppressed = True

@@ -13,7 +13,8 @@ from playground.tap import SUBCOMMANDS
 from tests.conftest import ROOT
 
 PURE = ["chatcore", "detect", "httpapp", "httpcore", "httpdecoder", "observer", "records", "resp",
-        "respcore", "respdecoder", "stats", "views", "pcap", "linesecrets"]
+        "respcore", "respdecoder", "stats", "views", "pcap", "linesecrets",
+        "redaction"]
 
 
 @pytest.mark.parametrize("name", PURE)
