@@ -52,6 +52,7 @@ from twisted.logger import Logger
 
 from playground import blockwriter, resp
 from playground import records as R
+from playground.defaultreactor import default_reactor
 from playground.views import escape, hexdump_lines, is_text, quoted
 
 MAX_BACKLOG = 512  # records queued before a synchronous flush (a batch: cache-warm)
@@ -91,10 +92,7 @@ class BufferedSink(service.Service):
         raise NotImplementedError
 
     def startService(self):
-        if self.reactor is None:
-            from twisted.internet import reactor
-
-            self.reactor = reactor
+        self.reactor = default_reactor(self.reactor)
         self.out = self.open_output()
         super().startService()
 

@@ -13,6 +13,8 @@ from collections import Counter
 from twisted.internet import protocol
 from twisted.logger import Logger
 
+from playground.defaultreactor import default_reactor
+
 
 class ConnectionLimits:
     """Counts open connections, overall and by peer host; decides admission."""
@@ -83,11 +85,7 @@ class LimitedFactory(protocol.Factory):
     service_name = "server"
 
     def __init__(self, max_connections: int = 0, max_per_peer: int = 0, reactor=None):
-        if reactor is None:
-            from twisted.internet import reactor as _reactor
-
-            reactor = _reactor
-        self.reactor = reactor
+        self.reactor = default_reactor(reactor)
         self.limits = ConnectionLimits(max_connections, max_per_peer)
 
     def buildProtocol(self, addr):

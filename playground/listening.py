@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from playground.addresses import server_endpoint
+from playground.defaultreactor import default_reactor
 from playground.limits import peer_text
 
 address_text = peer_text  # "host:port", "[v6]:port" or "unix:path", for any address
@@ -35,10 +36,7 @@ class ListeningService(service.Service):
         self._waiting = None
 
     def _reactor(self):
-        if self.reactor is None:
-            from twisted.internet import reactor
-
-            self.reactor = reactor
+        self.reactor = default_reactor(self.reactor)
         return self.reactor
 
     def privilegedStartService(self):

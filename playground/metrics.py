@@ -33,6 +33,7 @@ from twisted.logger import Logger
 from twisted.web import http, resource, server
 
 from playground import stats as S
+from playground.defaultreactor import default_reactor
 from playground.limits import Refusal
 from playground.listening import ListeningService
 
@@ -245,10 +246,7 @@ class _Page(resource.Resource):
         if body is None:
             body = self._body = self._render()
             self.renders += 1
-            if self.reactor is None:
-                from twisted.internet import reactor
-
-                self.reactor = reactor
+            self.reactor = default_reactor(self.reactor)
             self.reactor.callLater(0, self._forget)
         return body
 
@@ -342,10 +340,7 @@ class StatsLogService(service.Service):
 
     def startService(self):
         super().startService()
-        if self.reactor is None:
-            from twisted.internet import reactor
-
-            self.reactor = reactor
+        self.reactor = default_reactor(self.reactor)
         self._loop = task.LoopingCall(self.report)
         self._loop.clock = self.reactor
         self._loop.start(self.interval, now=False).addErrback(

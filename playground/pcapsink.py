@@ -34,6 +34,7 @@ import shlex
 from twisted.application import service
 from twisted.logger import Logger
 
+from playground.defaultreactor import default_reactor
 from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, PairInfo
 from playground.pcap import MAX_MASK_RANGES, PcapWriter, target_port
 
@@ -78,10 +79,7 @@ class PcapSink(service.Service):
         self._queued_opens: set[int] = set()
 
     def _reactor(self):
-        if self.reactor is None:
-            from twisted.internet import reactor
-
-            self.reactor = reactor
+        self.reactor = default_reactor(self.reactor)
         return self.reactor
 
     # -- IService ----------------------------------------------------------------------------

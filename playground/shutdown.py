@@ -21,6 +21,8 @@ import signal
 import threading
 from collections.abc import Callable
 
+from playground.defaultreactor import default_reactor
+
 _aborts: dict[int, Callable[[], None]] = {}
 _ids = itertools.count()
 _installed = False
@@ -28,11 +30,9 @@ _installed = False
 
 def during_drain(abort: Callable[[], None], reactor=None) -> Callable[[], None]:
     """Call ``abort()`` on a second SIGINT/SIGTERM until the returned ``release()`` is called."""
-    if reactor is None:
-        from twisted.internet import reactor
     key = next(_ids)
     _aborts[key] = abort
-    _install(reactor)
+    _install(default_reactor(reactor))
     return lambda: _aborts.pop(key, None)
 
 

@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 PURE = ["chatcore", "detect", "httpapp", "httpcore", "httpdecoder", "observer", "records", "resp",
         "respcore", "respdecoder", "stats", "views", "pcap", "linesecrets",
-        "redaction"]
+        "redaction", "defaultreactor"]
 
 
 @pytest.mark.parametrize("name", PURE)
@@ -25,6 +25,18 @@ def test_pure_core_imports_no_twisted(name):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          timeout=60)
     assert out.returncode == 0, f"playground.{name} pulls in {out.stdout.strip()}{out.stderr}"
+
+
+def test_default_reactor_is_the_given_one_or_the_global_one():
+    from twisted.internet import reactor
+    from twisted.internet.testing import MemoryReactorClock
+
+    from playground.defaultreactor import default_reactor
+
+    clock = MemoryReactorClock()
+    assert default_reactor(clock) is clock
+    assert default_reactor(None) is reactor
+    assert default_reactor() is reactor
 
 
 def _long_options(options) -> set[str]:
