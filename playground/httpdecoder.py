@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import attrs
 
+from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from playground.redaction import REDACTED
 
-C2S = "c2s"
-S2C = "s2c"
+C2S, S2C = CLIENT_TO_SERVER, SERVER_TO_CLIENT  # the directions, as the proxy names them
 
 SECRET_HEADERS = frozenset({b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"})
 

@@ -39,6 +39,7 @@ from operator import itemgetter
 
 import attrs
 
+from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from playground.redaction import REDACTED, SECRET_COMMANDS
 from playground.resp import (
     NOT_ONE,
@@ -54,8 +55,7 @@ from playground.resp import (
     encode,
 )
 
-C2S = "c2s"
-S2C = "s2c"
+C2S, S2C = CLIENT_TO_SERVER, SERVER_TO_CLIENT  # the directions, as the proxy names them
 
 
 @attrs.frozen
