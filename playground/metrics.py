@@ -190,11 +190,13 @@ def _factories(svc) -> list:
 def attach(svc, options, kind: str, commands=None, reactor=None):
     """Register ``svc``'s stats; wrap it with the metrics endpoint / stats log when asked.
 
-    ``commands`` is the ``CommandStats`` a ``StatsSink`` fills (proxy), if any. Returns the
-    service to use in place of ``svc`` (``svc`` itself when nothing is to be added).
+    ``commands`` is the ``CommandStats`` a ``StatsSink`` fills, if any (by default the
+    service's own ``command_stats``: the proxy's). Returns the service to use in place of ``svc``
+    (``svc`` itself when nothing is to be added). Called once per service, by whoever builds
+    the service tree (``tap.makeService``, ``serve.make_service``).
     """
-    if getattr(svc, "_stats_attached", False):
-        return svc
+    if commands is None:
+        commands = getattr(svc, "command_stats", None)
     shared = getattr(options, "stats_registry", None)
     if shared is None and not wanted(options):
         return svc
@@ -202,13 +204,11 @@ def attach(svc, options, kind: str, commands=None, reactor=None):
     source = ServiceSource(name, kind, _factories(svc), commands)
     if shared is not None:
         shared.add(source)
-        svc._stats_attached = True
         return svc
     registry = Registry()
     registry.add(source)
     top = wrap(svc, registry, _get(options, "metrics"), _get(options, "stats-interval") or 0,
                reactor)
-    top._stats_attached = True
     return top
 
 

@@ -672,6 +672,7 @@ class ProxyService(service.MultiService):
         self.factory = factory
         self.drain_timeout = drain_timeout
         self.sinks = list(sinks)
+        self.command_stats = None  # the CommandStats its StatsSink fills (metrics.attach reads it)
         for sink in self.sinks:  # started before the listener: open before the first pair
             sink.setServiceParent(self)
         listening.setServiceParent(self)
@@ -779,5 +780,6 @@ def make_service(options, reactor=None) -> service.IService:
         isinstance(s, ConsoleSink) for s in sinks)
     listening = ListeningService("proxy", options["listen"], factory, reactor=reactor)
     proxy = ProxyService(listening, factory, options["drain-timeout"], sinks)
-    return metrics.attach(proxy, options, "proxy", reactor=reactor,
-                          commands=stats.stats if stats is not None else None)
+    if stats is not None:
+        proxy.command_stats = stats.stats
+    return proxy

@@ -202,7 +202,21 @@ def test_no_stats_no_wrapping():
     top = metrics.attach(echo.make_service(o), o, "echo")
     kinds = [type(s).__name__ for s in top]
     assert kinds == ["MetricsService", "ListeningService", "StatsLogService"]
-    assert metrics.attach(top, o, "echo") is top  # idempotent
+
+
+def test_the_proxy_service_is_wrapped_once_by_its_caller_with_its_command_stats():
+    from playground import proxy
+
+    o = proxy.Options()
+    o.parseOptions(["--target", "6379", "--metrics", "9100", "--quiet"])
+    svc = proxy.make_service(o)
+    assert isinstance(svc, proxy.ProxyService)  # make_service wraps nothing: its caller attaches
+    assert svc.command_stats is not None
+    top = metrics.attach(svc, o, "proxy")
+    assert [type(s).__name__ for s in top][0] == "MetricsService" and svc in list(top)
+    registry = next(s for s in top if type(s).__name__ == "MetricsService").registry
+    [source] = registry.sources
+    assert source.commands is svc.command_stats
 
 
 # -- end to end: the proxy in front of a real redis-server ------------------------------------
