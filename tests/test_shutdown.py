@@ -8,50 +8,24 @@ import pty
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 
-from tests.conftest import PING, PONG, ROOT, TWISTD, free_port, recv_exactly, wait_closed
+from tests.conftest import PING, PONG, ROOT, TWISTD, Twistd, free_port, recv_exactly, wait_closed
 
 
-class Foreground:
+class Foreground(Twistd):
     """``twistd -n tcpplay ...`` with a terminal as stdin (as when run by hand), output kept."""
 
     def __init__(self, args):
         self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", "tcpplay", *map(str, args)], stdin=slave,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(ROOT),
-            env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
+        super().__init__([str(a) for a in args], stdin=slave, new_session=True)
         os.close(slave)
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for raw in self.proc.stdout:
-            with self._cond:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self._cond.notify_all()
-
-    def wait_for(self, text: str, timeout: float = 15.0) -> str:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines:
-                    if text in line:
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    raise AssertionError(f"{text!r} not seen:\n" + "\n".join(self.lines[-40:]))
-                self._cond.wait(min(left, 0.2))
 
     def output(self) -> str:
         self._reader.join(5)
-        return "\n".join(self.lines)
+        return super().output()
 
     def close(self):
         if self.proc.poll() is None:
