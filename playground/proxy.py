@@ -451,6 +451,7 @@ class ProxyFactory(LimitedFactory):
         self.observer = observer
         self._queued: list = []
         self._queued_bytes = 0
+        self._head_off = 0  # bytes of the first queued chunk already handed over
         self._flush_call = None
         self._paused: dict = {}  # id(side) -> side, paused while the observer backlog drains
         self.connect_timeout = connect_timeout
@@ -537,13 +538,14 @@ class ProxyFactory(LimitedFactory):
         queued, self._queued = self._queued, []
         observer = self.observer
         if observer is None:
-            self._queued_bytes = 0
+            self._queued_bytes = self._head_off = 0
             return
         held = getattr(observer, "held", None)  # work the observer keeps for later turns
         budget = self.OBSERVER_SLICE
         piece = self.OBSERVER_PIECE
         spent = 0
         i = 0
+        off = self._head_off
         n = len(queued)
         method = None
         data = observer.data
@@ -562,14 +564,17 @@ class ProxyFactory(LimitedFactory):
                 method, args = queued[i]
                 if method == "data":
                     pair_id, direction, chunk, now, side = args
-                    if len(chunk) > piece:
-                        queued[i] = (method, (pair_id, direction, chunk[piece:], now, side))
-                        chunk = chunk[:piece]
+                    end = off + piece
+                    if len(chunk) > end:  # a piece of it: each byte is copied once
+                        part = chunk[off:end]
+                        off = end
                     else:
+                        part = chunk[off:] if off else chunk
+                        off = 0
                         i += 1
-                    side.queued -= len(chunk)
-                    spent += len(chunk)
-                    data(pair_id, direction, chunk, now)
+                    side.queued -= len(part)
+                    spent += len(part)
+                    data(pair_id, direction, part, now)
                 else:
                     i += 1
                     getattr(observer, method)(*args)
@@ -577,11 +582,12 @@ class ProxyFactory(LimitedFactory):
             self.log.failure("observer {observer!r} raised in {method}; detached, forwarding goes on",
                              observer=observer, method=method)
             self.observer = None
-            self._queued, self._queued_bytes = [], 0
+            self._queued, self._queued_bytes, self._head_off = [], 0, 0
             self._resume_paused(everyone=True)
             for pair in self.pairs.values():
                 pair.switch_to_plain()
             return
+        self._head_off = off  # 0 unless queued[i] was handed over in part
         if i < n:
             self._queued = queued[i:] + self._queued if self._queued else queued[i:]
         self._queued_bytes = max(0, self._queued_bytes - spent)

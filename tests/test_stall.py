@@ -95,6 +95,50 @@ def test_100k_pipelined_pings_reach_the_sinks_in_bounded_slices_per_turn():
     assert not chain.held and not chain.pairs
 
 
+class _Pieces:
+    """An observer that keeps every piece of bytes it is handed, per direction."""
+
+    def __init__(self):
+        self.pieces = {"c2s": [], "s2c": []}
+
+    def pair_opened(self, pair, now):
+        pass
+
+    def data(self, pair_id, direction, data, now):
+        self.pieces[direction].append(data)
+
+    def half_closed(self, pair_id, direction, now):
+        pass
+
+    def pair_closed(self, pair_id, summary, now):
+        pass
+
+
+def test_big_reads_reach_the_observer_whole_in_order_in_pieces():
+    """Reads larger than a piece come out as pieces of at most OBSERVER_PIECE bytes, over as
+    many turns as the slice needs, and joined they are exactly the bytes read, in order."""
+    observer = _Pieces()
+    clock = MemoryReactorClock()
+    endpoint = Endpoint()
+    factory = ProxyFactory(endpoint, observer=observer, reactor=clock)
+    client = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+    client.makeConnection(Transport())
+    server, _ = endpoint.succeed()
+    reads = [bytes([65 + i % 26]) * n for i, n in enumerate((70_000, 3, 4096, 4097, 65_536, 1))]
+    for chunk in reads:
+        client.dataReceived(chunk)
+    server.dataReceived(b"+OK\r\n")
+    turns = 0
+    while clock.getDelayedCalls() and turns < 100:
+        reactor_turn(clock)
+        turns += 1
+    got = observer.pieces["c2s"]
+    assert b"".join(got) == b"".join(reads)
+    assert max(map(len, got)) <= factory.OBSERVER_PIECE
+    assert turns > 1  # more than one slice's worth: the head read was handed over in part
+    assert observer.pieces["s2c"] == [b"+OK\r\n"]
+
+
 def test_held_records_keep_their_order_and_later_records_queue_behind():
     sink = TurnSink()
     chain = Chain([sink], decode="resp")
