@@ -1,10 +1,12 @@
 """What every benchmark here needs: the venv's twistd, free loopback ports, waiting for a
-listener, and a process's resident memory. Benchmarks run as ``python bench/NAME.py``, so this
+listener, a process's resident memory, and stopping a process. Benchmarks run as ``python bench/NAME.py``, so this
 module is imported by its bare name."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,3 +46,14 @@ def rss_kib(pid: int) -> int:
 
 def rss_mib(pid: int) -> float:
     return rss_kib(pid) / 1024
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 
-from benchsupport import ROOT, TWISTD, free_port, rss_mib, wait_port
+from benchsupport import ROOT, TWISTD, free_port, rss_mib, stop, wait_port
 
 
 class Sampler(threading.Thread):
@@ -126,12 +126,7 @@ def one_round(args, budget: str, mode: str) -> dict:
     finally:
         for s in socks:
             s.close()
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
+        stop(server)
         log.close()
 
 

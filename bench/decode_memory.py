@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -27,19 +26,9 @@ import tempfile
 import threading
 import time
 
-from benchsupport import ROOT, TWISTD, free_port, rss_mib, wait_port
+from benchsupport import ROOT, TWISTD, free_port, rss_mib, stop, wait_port
 
 MIB = 1024 * 1024
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def ask(port: int, command: bytes, timeout: float = 10.0) -> bytes:

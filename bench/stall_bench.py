@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import tempfile
 import threading
 import time
 
-from benchsupport import TWISTD, free_port, wait_port
+from benchsupport import TWISTD, free_port, stop, wait_port
 
 PING = b"*1\r\n$4\r\nPING\r\n"  # the echo upstream sends it back as is
 N_PINGS = 100_000
@@ -48,16 +47,6 @@ TARGET_MAX = 0.100  # seconds
 def twistd(args, cwd, stdout=subprocess.DEVNULL) -> subprocess.Popen:
     return subprocess.Popen([TWISTD, "-n", "--pidfile=", "tcpplay", *args], cwd=cwd,
                             stdout=stdout, stderr=subprocess.DEVNULL)
-
-
-def stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
 
 
 def recv_exactly(sock: socket.socket, n: int, deadline: float) -> bool:
