@@ -19,7 +19,6 @@ With no observer, ``dataReceived`` is the plain forwarder: a write and a byte co
 
 from __future__ import annotations
 
-import gc
 import itertools
 
 from twisted.application import service
@@ -682,15 +681,6 @@ class ProxyService(service.MultiService):
         for sink in self.sinks:  # started before the listener: open before the first pair
             sink.setServiceParent(self)
         listening.setServiceParent(self)
-
-    def startService(self):
-        super().startService()
-        # Everything loaded so far (modules, classes, functions: tens of thousands of objects)
-        # lives as long as the process: move it out of the cyclic GC's sight, so a full
-        # collection during a flood scans what traffic made, not the whole program (it took
-        # 30 ms of CPU per collection, a stall for every client, before).
-        gc.collect()
-        gc.freeze()
 
     def stopService(self):
         service.Service.stopService(self)

@@ -6,6 +6,7 @@ Each subcommand lives in its own module exposing ``Options`` (a ``usage.Options`
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import signal
@@ -209,6 +210,15 @@ class TcpplayService(service.MultiService):
             return
         self._privileged = True
         super().privilegedStartService()
+
+    def startService(self):
+        # Everything loaded at start-up (modules, classes, functions: tens of thousands of
+        # objects) lives as long as the process: move it out of the cyclic GC's sight, so a full
+        # collection during a flood scans what traffic made, not the whole program (it took
+        # 30 ms of CPU per collection in the proxy, a stall for every client, before).
+        gc.collect()
+        gc.freeze()
+        super().startService()
 
     def stopService(self):
         d = defer.maybeDeferred(super().stopService)

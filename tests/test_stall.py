@@ -560,3 +560,19 @@ def test_quantiles_in_one_pass_match_one_at_a_time():
                     break
             one_by_one.append(found)
         assert h.quantiles(qs) == one_by_one
+
+
+def test_the_root_service_moves_start_up_objects_out_of_the_cyclic_gcs_sight():
+    """A full collection during a flood must not scan the whole program (30 ms a time)."""
+    import gc
+
+    from playground.tap import TcpplayService
+
+    gc.unfreeze()
+    root = TcpplayService()
+    try:
+        root.startService()
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+        root.running = False
