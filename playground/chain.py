@@ -39,9 +39,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from playground import records as R
+from playground.common.options import check_writable, non_negative_int
 from playground.detect import HEX, HTTP, PROTOCOLS, RESP, TEXT, Detector
 from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
-from playground.options import check_writable, non_negative_int
 from playground.redaction import REDACTED, SECRET_COMMANDS
 
 MIB = 1024 * 1024

@@ -26,11 +26,11 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python import usage
 from zope.interface import implementer
 
-from playground import shutdown
 from playground.chatcore import ChatServer, Close, Send, SendRaw, room_name
-from playground.limits import LimitedFactory
-from playground.listening import ListeningService
-from playground.options import (
+from playground.common import shutdown
+from playground.common.limits import LimitedFactory
+from playground.common.listening import ListeningService
+from playground.common.options import (
     ServerOptions,
     byte_size,
     non_negative_float,

@@ -35,8 +35,8 @@ import tomllib
 import attrs
 from twisted.python import usage
 
-from playground.addresses import server_string
-from playground.options import non_negative_float
+from playground.common.addresses import server_string
+from playground.common.options import non_negative_float
 
 KINDS = ("proxy", "echo", "chat", "http", "resp")  # the subcommands a table may name
 GLOBAL_KEYS = ("stats-interval", "metrics")

@@ -52,7 +52,7 @@ from twisted.logger import Logger
 
 from playground import blockwriter, resp
 from playground import records as R
-from playground.defaultreactor import default_reactor
+from playground.common.defaultreactor import default_reactor
 from playground.views import escape, hexdump_lines, is_text, quoted
 
 MAX_BACKLOG = 512  # records queued before a synchronous flush (a batch: cache-warm)

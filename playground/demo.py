@@ -17,9 +17,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from playground import chain, httpserver, proxy, respserver
-from playground.addresses import server_string
-from playground.listening import ListeningService
-from playground.options import CommandOptions, non_negative_float
+from playground.common.addresses import server_string
+from playground.common.listening import ListeningService
+from playground.common.options import CommandOptions, non_negative_float
 
 INTERNAL = "tcp:0:interface=127.0.0.1"
 

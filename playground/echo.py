@@ -13,9 +13,9 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
-from playground.limits import LimitedFactory
-from playground.listening import ListeningService
-from playground.options import ServerOptions
+from playground.common.limits import LimitedFactory
+from playground.common.listening import ListeningService
+from playground.common.options import ServerOptions
 
 
 @implementer(IHalfCloseableProtocol)

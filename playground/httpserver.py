@@ -31,7 +31,15 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from playground import directwrite
+from playground.common import directwrite
+from playground.common.limits import LimitedFactory
+from playground.common.listening import ListeningService
+from playground.common.options import (
+    ServerOptions,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
 from playground.httpapp import AppLimits, HttpApp, Response
 from playground.httpcore import (
     CONTINUE,
@@ -51,9 +59,6 @@ from playground.httpcore import (
     http_date,
     status_text,
 )
-from playground.limits import LimitedFactory
-from playground.listening import ListeningService
-from playground.options import ServerOptions, non_negative_float, non_negative_int, positive_int
 
 LINGER = 2.0  # seconds to drain a client's input after our final response, before closing
 
@@ -396,7 +401,7 @@ class HttpProtocol(protocol.Protocol):
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
-        if self._direct:  # send now when nothing is queued (see playground.directwrite)
+        if self._direct:  # send now when nothing is queued (see playground.common.directwrite)
             directwrite.write(self.transport, data)
         else:
             self.transport.write(data)

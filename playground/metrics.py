@@ -33,9 +33,9 @@ from twisted.logger import Logger
 from twisted.web import http, resource, server
 
 from playground import stats as S
-from playground.defaultreactor import default_reactor
-from playground.limits import Refusal
-from playground.listening import ListeningService
+from playground.common.defaultreactor import default_reactor
+from playground.common.limits import Refusal
+from playground.common.listening import ListeningService
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -317,7 +317,7 @@ class MetricsService(service.MultiService):
 
     def __init__(self, registry: Registry, listen: str, reactor=None):
         super().__init__()
-        from playground.addresses import server_string
+        from playground.common.addresses import server_string
 
         self.registry = registry
         self.listening = ListeningService("metrics", server_string(str(listen), "--metrics"),

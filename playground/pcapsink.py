@@ -34,7 +34,7 @@ import shlex
 from twisted.application import service
 from twisted.logger import Logger
 
-from playground.defaultreactor import default_reactor
+from playground.common.defaultreactor import default_reactor
 from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, PairInfo
 from playground.pcap import MAX_MASK_RANGES, PcapWriter, target_port
 

@@ -28,11 +28,12 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
-from playground import addresses, chain, directwrite, shutdown
-from playground.limits import LimitedFactory
-from playground.listening import ListeningService
+from playground import chain
+from playground.common import addresses, directwrite, shutdown
+from playground.common.limits import LimitedFactory
+from playground.common.listening import ListeningService
+from playground.common.options import ServerOptions, non_negative_float
 from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Endpoint, PairInfo
-from playground.options import ServerOptions, non_negative_float
 
 CLIENT = "client"
 SERVER = "server"
@@ -598,7 +599,7 @@ class ProxyFactory(LimitedFactory):
     # -- graceful shutdown --------------------------------------------------------
     def drain(self, timeout: float) -> defer.Deferred:
         """Fire when every open pair has finished, aborting what remains after ``timeout``,
-        or at once on a second SIGINT/SIGTERM (see ``playground.shutdown``)."""
+        or at once on a second SIGINT/SIGTERM (see ``playground.common.shutdown``)."""
         if not self.pairs:
             return defer.succeed(None)
         self._drained = defer.Deferred()
@@ -748,7 +749,12 @@ def daemonized(options) -> bool:
 def _preload_decoders() -> None:
     """Import the decoders now: a lazy import on the first pair would stall the reactor
     (and show as latency on the first exchange)."""
-    from playground import httpdecoder, linesecrets, respdecoder, views  # noqa: F401
+    from playground import (
+        httpdecoder,  # noqa: F401
+        linesecrets,  # noqa: F401
+        respdecoder,  # noqa: F401
+        views,  # noqa: F401
+    )
 
 
 def make_service(options, reactor=None) -> service.IService:

@@ -23,9 +23,9 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python import usage
 from zope.interface import implementer
 
-from playground.limits import LimitedFactory
-from playground.listening import ListeningService, address_text
-from playground.options import ServerOptions, byte_size, non_negative_float, non_negative_int
+from playground.common.limits import LimitedFactory
+from playground.common.listening import ListeningService, address_text
+from playground.common.options import ServerOptions, byte_size, non_negative_float, non_negative_int
 from playground.resp import Inline, ProtocolError, RespParser
 from playground.respcore import Close, Deliver, Engine, Reply, encode_reply
 

@@ -19,7 +19,7 @@ from twisted.python import usage
 
 from playground import config as C
 from playground import metrics
-from playground.options import CommandOptions
+from playground.common.options import CommandOptions
 
 
 class Options(CommandOptions):

@@ -17,8 +17,8 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.python import usage
 
-from playground import shutdown
-from playground.options import CommandOptions, check_writable
+from playground.common import shutdown
+from playground.common.options import CommandOptions, check_writable
 
 # (name, module, one-line description)
 SUBCOMMANDS = [
@@ -252,7 +252,7 @@ def start_before_daemonizing(top: TcpplayService, config) -> None:
     """Bind the listeners now, in the launching process, before twistd forks the daemon.
 
     twistd binds in ``privilegedStartService`` after it has forked and written the pid file;
-    a bind failure there (a ``SystemExit``, see ``playground.listening``) is not reported to the
+    a bind failure there (a ``SystemExit``, see ``playground.common.listening``) is not reported to the
     launcher waiting on the status pipe, which then waits forever, and the pid file stays. Done
     here, a busy port ends the launcher itself: the one-line reason on its stderr, exit status 1,
     no pid file yet, as in the foreground. The sockets are inherited by the daemon; its log

@@ -3,7 +3,7 @@
 import pytest
 from twisted.python import usage
 
-from playground.addresses import client_string, server_string
+from playground.common.addresses import client_string, server_string
 
 
 @pytest.mark.parametrize(

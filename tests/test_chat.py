@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from playground import chat
 from playground.chat import ChatFactory, ChatProtocol
 from playground.chatcore import ChatServer
-from playground.limits import Refusal
+from playground.common.limits import Refusal
 from tests.conftest import RawClient, free_port, need
 
 HELLO = "= hello tcpplay-chat: choose a nick with /nick NAME; /help lists the commands"
@@ -564,7 +564,7 @@ def test_real_sockets_a_client_that_never_reads_is_dropped_within_the_budget():
 def test_make_service_listens_and_sees_clients_out():
     from twisted.application import service
 
-    from playground.listening import ListeningService
+    from playground.common.listening import ListeningService
 
     opts = chat.Options()
     opts.parseOptions(["--listen", "0"])

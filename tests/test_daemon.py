@@ -177,7 +177,7 @@ def test_json_logger_in_daemon_mode(daemons, tmp_path):
     events = json_lines(d.logfile)  # every line is one JSON object
     listening = [e for e in events if e["message"].startswith("echo listening on")]
     assert listening and listening[0]["level"] == "info"
-    assert listening[0]["namespace"] == "playground.listening.ListeningService"
+    assert listening[0]["namespace"] == "playground.common.listening.ListeningService"
     assert listening[0]["address"] == f"127.0.0.1:{port}"
     assert "T" in listening[0]["time"] and listening[0]["time"].endswith("Z")
 

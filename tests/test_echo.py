@@ -18,8 +18,8 @@ from twisted.logger import formatEvent
 from twisted.python import failure, usage
 
 from playground import echo
-from playground.limits import Refusal
-from playground.listening import ListeningService
+from playground.common.limits import Refusal
+from playground.common.listening import ListeningService
 from tests.conftest import need, until
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40001)
@@ -469,7 +469,7 @@ class _LateEndpoint:
 def _start_pending(monkeypatch) -> tuple[_LateEndpoint, ListeningService]:
     """A started echo ListeningService whose listen() has not answered yet."""
     endpoint = _LateEndpoint()
-    monkeypatch.setattr("playground.listening.server_endpoint", lambda *a: endpoint)
+    monkeypatch.setattr("playground.common.listening.server_endpoint", lambda *a: endpoint)
     svc = ListeningService(
         "echo",
         "onion:80",

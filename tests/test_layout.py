@@ -31,7 +31,7 @@ def test_default_reactor_is_the_given_one_or_the_global_one():
     from twisted.internet import reactor
     from twisted.internet.testing import MemoryReactorClock
 
-    from playground.defaultreactor import default_reactor
+    from playground.common.defaultreactor import default_reactor
 
     clock = MemoryReactorClock()
     assert default_reactor(clock) is clock

@@ -14,7 +14,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import failure
 
 from playground import echo
-from playground.limits import ConnectionLimits, LimitedFactory, Refusal, peer_host, peer_text
+from playground.common.limits import ConnectionLimits, LimitedFactory, Refusal, peer_host, peer_text
 from tests.conftest import until
 
 # --- ConnectionLimits -----------------------------------------------------------------------

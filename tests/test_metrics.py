@@ -164,7 +164,7 @@ def test_stats_sink_cache_holds_no_long_command_names():
 
 
 def test_stats_log_line_every_interval():
-    from playground.limits import LimitedFactory
+    from playground.common.limits import LimitedFactory
 
     clock = MemoryReactorClock()
     factory = LimitedFactory()

@@ -9,7 +9,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
-from playground.limits import Refusal
+from playground.common.limits import Refusal
 from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from playground.proxy import ClientSide, Options, ProxyFactory, ServerSide
 from tests.conftest import reactor_turn

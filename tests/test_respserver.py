@@ -20,7 +20,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import failure, usage
 
 from playground import respserver
-from playground.limits import Refusal
+from playground.common.limits import Refusal
 from playground.resp import Error, Map, ProtocolError, RespParser, encode_command
 from playground.respserver import ExpirySweep, RespFactory, RespService
 from tests.conftest import (

@@ -21,7 +21,7 @@ import signal
 import threading
 from collections.abc import Callable
 
-from playground.defaultreactor import default_reactor
+from playground.common.defaultreactor import default_reactor
 
 _aborts: dict[int, Callable[[], None]] = {}
 _ids = itertools.count()

@@ -8,7 +8,7 @@ import sys
 
 from twisted.python import usage
 
-from playground.addresses import server_string
+from playground.common.addresses import server_string
 
 
 def non_negative_float(flag: str, value) -> float:

@@ -15,9 +15,9 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 
-from playground.addresses import server_endpoint
-from playground.defaultreactor import default_reactor
-from playground.limits import peer_text
+from playground.common.addresses import server_endpoint
+from playground.common.defaultreactor import default_reactor
+from playground.common.limits import peer_text
 
 address_text = peer_text  # "host:port", "[v6]:port" or "unix:path", for any address
 

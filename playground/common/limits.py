@@ -13,7 +13,7 @@ from collections import Counter
 from twisted.internet import protocol
 from twisted.logger import Logger
 
-from playground.defaultreactor import default_reactor
+from playground.common.defaultreactor import default_reactor
 
 
 class ConnectionLimits:

@@ -1,0 +1,7 @@
+"""What every layer shares: addresses and endpoint strings, command-line option helpers, the
+listening service, connection limits, the SIGTERM drain, the default reactor and the direct
+socket write.
+
+May import Twisted and the standard library; imports nothing else from ``playground``, so every
+other package can import it.
+"""
