@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from playground import chain as C  # noqa: E402
-from playground.observer import Endpoint, PairInfo  # noqa: E402
+from playground.decode import chain as C  # noqa: E402
+from playground.proxy.observer import Endpoint, PairInfo  # noqa: E402
 
 KEY = b"key:__rand_int__"
 SET = b"*3\r\n$3\r\nSET\r\n$16\r\n" + KEY + b"\r\n$3\r\nxxx\r\n"
@@ -94,11 +94,11 @@ def make_sinks(kind: str, reactor, out):
         return [_Null()]
     sinks = []
     if kind in ("json", "both"):
-        from playground.jsonsink import JsonSink
+        from playground.sinks.jsonlines import JsonSink
 
         sinks.append(JsonSink(out, max_value=200, reactor=reactor))
     if kind in ("console", "both"):
-        from playground.console import ConsoleSink
+        from playground.sinks.console import ConsoleSink
 
         sinks.append(ConsoleSink(open(out if kind == "console" else os.devnull, "ab"),
                                  color="never", max_value=200, reactor=reactor))

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from playground.chain import Chain  # noqa: E402
-from playground.observer import Endpoint, PairInfo  # noqa: E402
+from playground.decode.chain import Chain  # noqa: E402
+from playground.proxy.observer import Endpoint, PairInfo  # noqa: E402
 
 READ = 64 * 1024
 SIZE = 32 * READ

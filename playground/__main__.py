@@ -11,7 +11,7 @@ import sys
 
 # name -> (module, one-line description); the module's main(argv, prog) returns an exit code
 COMMANDS = {
-    "chat-client": ("playground.chatclient", "interactive client for the chat server"),
+    "chat-client": ("playground.examples.chat.client", "interactive client for the chat server"),
 }
 
 

@@ -22,13 +22,13 @@ from playground.common.options import CommandOptions, check_writable
 
 # (name, module, one-line description)
 SUBCOMMANDS = [
-    ("demo", "playground.demo", "The demo: decoding proxy in front of the RESP server and HTTP responder"),
-    ("proxy", "playground.proxy", "Forwarding proxy that shows the traffic: --listen 6479 --target 6379"),
-    ("echo", "playground.echo", "Echo server: every byte comes back (half-close aware)"),
-    ("chat", "playground.chat", "Chat-line server for telnet/nc: nicks, rooms, private messages"),
-    ("resp", "playground.respserver", "Small in-memory Redis-protocol (RESP2/RESP3) server"),
-    ("http", "playground.httpserver", "HTTP/1.1 responder, httpbin-style endpoints"),
-    ("serve", "playground.serve", "Run the services described in a TOML config file"),
+    ("demo", "playground.examples.demo", "The demo: decoding proxy in front of the RESP server and HTTP responder"),
+    ("proxy", "playground.proxy.service", "Forwarding proxy that shows the traffic: --listen 6479 --target 6379"),
+    ("echo", "playground.examples.echo", "Echo server: every byte comes back (half-close aware)"),
+    ("chat", "playground.examples.chat.server", "Chat-line server for telnet/nc: nicks, rooms, private messages"),
+    ("resp", "playground.examples.resp.server", "Small in-memory Redis-protocol (RESP2/RESP3) server"),
+    ("http", "playground.examples.http.server", "HTTP/1.1 responder, httpbin-style endpoints"),
+    ("serve", "playground.daemon.serve", "Run the services described in a TOML config file"),
 ]
 
 
@@ -240,7 +240,7 @@ def makeService(options) -> service.IService:
     top = TcpplayService()
     svc = module.make_service(options.subOptions)
     if "stats-interval" in options.subOptions:  # --metrics / --stats-interval of ServerOptions
-        from playground import metrics
+        from playground.daemon import metrics
 
         svc = metrics.attach(svc, options.subOptions, options.subCommand)
     svc.setServiceParent(top)

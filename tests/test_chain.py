@@ -8,13 +8,15 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
-from playground import chain as chain_mod
-from playground import records as R
-from playground.chain import Chain, HttpFilter, check_options
-from playground.console import ConsoleFormatter
-from playground.observer import Endpoint, PairInfo
-from playground.records import to_json
-from playground.respdecoder import redact_command, secret_parts
+from playground.decode import chain as chain_mod
+from playground.decode import records as R
+from playground.decode.chain import Chain, HttpFilter
+from playground.decode.records import to_json
+from playground.decode.respdecoder import redact_command, secret_parts
+from playground.proxy import decoding
+from playground.proxy.decoding import check_options
+from playground.proxy.observer import Endpoint, PairInfo
+from playground.sinks.console import ConsoleFormatter
 
 C2S, S2C = "c2s", "s2c"
 SUMMARY = {"bytes_c2s": 1, "bytes_s2c": 2, "duration": 0.5, "closed_by": "client", "how": "fin"}
@@ -265,8 +267,8 @@ def test_redact_args(args, hidden):
 
 
 class Opts(usage.Options):
-    optParameters = chain_mod.OPT_PARAMETERS
-    optFlags = chain_mod.OPT_FLAGS
+    optParameters = decoding.OPT_PARAMETERS
+    optFlags = decoding.OPT_FLAGS
 
     def postOptions(self):
         check_options(self)
@@ -299,30 +301,30 @@ def test_bad_options_name_the_flag(argv, flag):
 def test_build(tmp_path):
     o = Opts()
     o.parseOptions(["--decode", "none"])
-    assert chain_mod.build(o, MemoryReactorClock()) == ([], None)
+    assert decoding.build(o, MemoryReactorClock()) == ([], None)
     o = Opts()
     o.parseOptions(["--json", str(tmp_path / "j"), "--quiet", "--only", "get,Set"])
-    services, observer = chain_mod.build(o, MemoryReactorClock())
+    services, observer = decoding.build(o, MemoryReactorClock())
     assert [type(s).__name__ for s in services] == ["JsonSink"]
     assert observer.only == frozenset({b"GET", b"SET"})
     o = Opts()
     o.parseOptions(["--pcap", str(tmp_path / "p"), "--decode", "none"])
-    services, observer = chain_mod.build(o, MemoryReactorClock())
+    services, observer = decoding.build(o, MemoryReactorClock())
     assert [type(s).__name__ for s in services] == ["PcapSink"]
     assert isinstance(observer, Chain) and observer.sinks == []  # decodes only to mask
     o = Opts()
     o.parseOptions(["--quiet"])
-    assert chain_mod.build(o, MemoryReactorClock()) == ([], None)  # nothing to show
+    assert decoding.build(o, MemoryReactorClock()) == ([], None)  # nothing to show
     o = Opts()
     o.parseOptions(["--json", "-"])
-    services, _ = chain_mod.build(o, MemoryReactorClock())
+    services, _ = decoding.build(o, MemoryReactorClock())
     assert [type(s).__name__ for s in services] == ["JsonSink"]  # '-' replaces the console
 
 
 # -- RESP through the chain (the real respdecoder) ------------------------------------------
 
 def cmd(*args):
-    from playground.resp import encode_command
+    from playground.codec.resp import encode_command
 
     return encode_command(*args)
 
@@ -412,7 +414,7 @@ class RunSink(ListSink):
 def test_pipelined_reads_come_as_runs_to_sinks_that_take_them():
     """A read answering several ordinary commands is one R.RedisExchanges for sinks that take
     runs; expanded, it is what any other sink gets."""
-    from playground.resp import encode_command
+    from playground.codec.resp import encode_command
 
     c2s = b"".join(encode_command("SET", f"k{i}", "v") for i in range(16))
     c2s += encode_command("AUTH", "s3cret") + encode_command("GET", "k1")

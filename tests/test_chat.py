@@ -15,10 +15,10 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from playground import chat
-from playground.chat import ChatFactory, ChatProtocol
-from playground.chatcore import ChatServer
 from playground.common.limits import Refusal
+from playground.examples.chat import server as chat
+from playground.examples.chat.core import ChatServer
+from playground.examples.chat.server import ChatFactory, ChatProtocol
 from tests.conftest import RawClient, free_port, need
 
 HELLO = "= hello tcpplay-chat: choose a nick with /nick NAME; /help lists the commands"
@@ -344,7 +344,7 @@ def test_options_defaults_and_errors():
 def test_subcommand_is_registered():
     from playground import tap
 
-    assert ("chat", "playground.chat") in [(n, m) for n, m, _ in tap.SUBCOMMANDS]
+    assert ("chat", "playground.examples.chat.server") in [(n, m) for n, m, _ in tap.SUBCOMMANDS]
     opts = tap.Options()
     opts.parseOptions(["chat", "--listen", "0"])
     assert opts.subCommand == "chat"

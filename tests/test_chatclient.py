@@ -13,7 +13,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from playground import __main__ as cli
-from playground.chatclient import ChatClientProtocol, InputLines, main
+from playground.examples.chat.client import ChatClientProtocol, InputLines, main
 from tests.conftest import ROOT, RawClient, free_port
 
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import playground.chatcore as chatcore
-from playground.chatcore import (
+import playground.examples.chat.core as chatcore
+from playground.examples.chat.core import (
     AYT,
     DO,
     DONT,

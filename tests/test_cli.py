@@ -229,9 +229,9 @@ def test_closed_stdout_is_a_usage_error_before_listening(tmp_path, args):
 
 
 def test_output_file_check_leaves_no_file_behind(tmp_path):
-    from playground import proxy
+    from playground.proxy import service
 
-    opts = proxy.Options()
+    opts = service.Options()
     out = tmp_path / "later.json"
     opts.parseOptions(["--target", "6379", "--json", str(out), "--pcap", str(tmp_path / "p")])
     assert list(tmp_path.iterdir()) == []  # the sinks create them when the proxy starts
@@ -241,7 +241,7 @@ def test_output_file_check_leaves_no_file_behind(tmp_path):
 def test_json_and_pcap_naming_one_file_is_a_usage_error(tmp_path, spelling):
     """Not only the same string: ``out`` and ``./out``, or a link to it, are one file too
     (the pcap and the JSON lines would be written into each other)."""
-    from playground import proxy
+    from playground.proxy import service
 
     out = tmp_path / "out"
     other = f"{tmp_path}/./out"  # pathlib would drop the "."
@@ -251,21 +251,21 @@ def test_json_and_pcap_naming_one_file_is_a_usage_error(tmp_path, spelling):
     if spelling == "existing":
         out.write_bytes(b"")
     with pytest.raises(usage.UsageError, match="--json and --pcap must be different files"):
-        proxy.Options().parseOptions(["--target", "6379", "--json", str(out), "--pcap", other])
+        service.Options().parseOptions(["--target", "6379", "--json", str(out), "--pcap", other])
 
 
 def test_pcap_to_stdout_by_any_name_is_refused():
-    from playground import proxy
+    from playground.proxy import service
 
     for name in ("-", "/dev/stdout", "/dev/fd/1"):
         with pytest.raises(usage.UsageError, match="--pcap: write to a file, not stdout"):
-            proxy.Options().parseOptions(["--target", "6379", "--pcap", name])
+            service.Options().parseOptions(["--target", "6379", "--pcap", name])
 
 
 @pytest.mark.parametrize("module", ["proxy", "demo"])
 def test_json_to_dev_stdout_is_json_to_stdout(module):
     """So the console steps aside and twistd's log goes to stderr, as with ``--json -``."""
-    opts = importlib.import_module(f"playground.{module}").Options()
+    opts = importlib.import_module(dict((n, m) for n, m, _ in SUBCOMMANDS)[module]).Options()
     opts.parseOptions((["--target", "6379"] if module == "proxy" else []) +
                       ["--json", "/dev/stdout"])
     assert opts["json"] == "-"

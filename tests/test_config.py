@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.python import usage
 
-from playground import config as C
-from playground import serve, tap
+from playground import tap
+from playground.daemon import config as C
+from playground.daemon import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "tcpplay.toml"

@@ -16,10 +16,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 
-from playground import records as R
-from playground import resp
-from playground.chain import Chain, build
-from playground.console import (
+from playground.codec import resp
+from playground.decode import records as R
+from playground.decode.chain import Chain
+from playground.proxy.decoding import build
+from playground.proxy.observer import CLIENT_TO_SERVER as C2S
+from playground.proxy.observer import SERVER_TO_CLIENT as S2C
+from playground.proxy.observer import Endpoint, PairInfo
+from playground.proxy.service import Options
+from playground.sinks.console import (
     LINE_PREVIEW,
     MAX_AGGREGATE,
     ConsoleFormatter,
@@ -27,10 +32,6 @@ from playground.console import (
     command_summary,
     format_value,
 )
-from playground.observer import CLIENT_TO_SERVER as C2S
-from playground.observer import SERVER_TO_CLIENT as S2C
-from playground.observer import Endpoint, PairInfo
-from playground.proxy import Options
 from tests.conftest import TWISTD, free_port, need, start_proxy
 
 JSON_BODY = b'{"args": {}, "url": "http://h/get"}\n'
@@ -229,7 +230,7 @@ def test_unanswered_request_body_masks_its_secrets_too():
 def test_max_value_0_previews_bodies_up_to_64_kib():
     """--max-value 0 means values whole up to 64 KiB (what the sinks are given): the bodies
     shown at -vv are too, not the 64 bytes of the smallest preview."""
-    from playground.resp import STREAM_MIN
+    from playground.codec.resp import STREAM_MIN
 
     sink = ListSink()
     chain = Chain([sink], max_value=0)
@@ -344,7 +345,7 @@ def test_long_simple_strings_and_errors_show_their_length():
 def test_bare_command_words_and_keys_show_their_length_when_cut():
     """The command word and a simple key are shown bare, not quoted; cut at --max-value they
     still say their full length (a command word the decoder streamed as well)."""
-    from playground.console import format_args
+    from playground.sinks.console import format_args
 
     assert format_args((b"GET", b"k" * 60), 10) == "GET kkkkkkkkkk... (60 bytes)"
     assert format_args((b"X" * 30, b"k"), 10) == "XXXXXXXXXX... (30 bytes) k"
@@ -413,7 +414,7 @@ def test_curl_through_the_proxy_at_each_level(twistd):
 
 
 def test_demo_passes_verbose_to_its_proxies():
-    from playground import demo
+    from playground.examples import demo
 
     opts = demo.Options()
     opts.parseOptions(["-vv", "--redis", "0", "--http", "1"])

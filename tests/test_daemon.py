@@ -13,7 +13,7 @@ import pytest
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
-from playground import jsonlog
+from playground.daemon import jsonlog
 from tests.conftest import TWISTD, free_port, wait_until
 
 
@@ -171,7 +171,7 @@ def json_lines(path) -> list[dict]:
 
 def test_json_logger_in_daemon_mode(daemons, tmp_path):
     port = free_port()
-    d = daemons(tmp_path, ["echo", "--listen", port], logger="playground.jsonlog.observer")
+    d = daemons(tmp_path, ["echo", "--listen", port], logger="playground.daemon.jsonlog.observer")
     assert d.start().returncode == 0
     pid = d.wait_started("echo listening on")
     events = json_lines(d.logfile)  # every line is one JSON object
@@ -200,7 +200,7 @@ def test_json_logger_in_daemon_mode(daemons, tmp_path):
 
 def test_json_logger_in_the_foreground_writes_stdout(tmp_path):
     port = free_port()
-    proc = subprocess.Popen([TWISTD, "-n", "--pidfile=", "--logger=playground.jsonlog.observer",
+    proc = subprocess.Popen([TWISTD, "-n", "--pidfile=", "--logger=playground.daemon.jsonlog.observer",
                              "tcpplay", "echo", "--listen", str(port)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -19,15 +19,8 @@ from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
-from playground import chain as chain_mod
-from playground import records as R
-from playground import resp as resp_module
-from playground.chain import Chain
-from playground.console import ConsoleFormatter, ConsoleSink
-from playground.jsonsink import JsonSink
-from playground.observer import Endpoint, PairInfo
-from playground.records import to_json
-from playground.resp import (
+from playground.codec import resp as resp_module
+from playground.codec.resp import (
     Attributed,
     Error,
     Map,
@@ -41,7 +34,14 @@ from playground.resp import (
     encode,
     encode_command,
 )
-from playground.respdecoder import C2S, S2C, Exchange, RespConversation, ServerPush
+from playground.decode import records as R
+from playground.decode.chain import Chain
+from playground.decode.records import to_json
+from playground.decode.respdecoder import C2S, S2C, Exchange, RespConversation, ServerPush
+from playground.proxy import decoding
+from playground.proxy.observer import Endpoint, PairInfo
+from playground.sinks.console import ConsoleFormatter, ConsoleSink
+from playground.sinks.jsonlines import JsonSink
 from tests.conftest import recv_exactly, start_proxy, wait_until
 
 MIB = 1024 * 1024
@@ -348,7 +348,7 @@ def test_huge_password_is_redacted_whole():
 def test_password_longer_than_the_hold_back_never_reaches_the_pcap(tmp_path, frame_args):
     """A secret argument longer than what the chain holds back from the pcap (MAX_HELD) goes
     out masked as it streams, not in clear when the bound is reached."""
-    from playground.pcapsink import PcapSink
+    from playground.sinks.pcapsink import PcapSink
 
     path = tmp_path / "out.pcap"
     pcap = PcapSink(str(path), reactor=MemoryReactorClock())
@@ -422,16 +422,16 @@ def test_truncated_values_show_as_the_whole_ones(args, reply, limit, push):
 
 def test_max_value_0_shows_values_whole_up_to_what_the_decoder_keeps(tmp_path):
     class Opts(usage.Options):
-        optParameters = chain_mod.OPT_PARAMETERS
-        optFlags = chain_mod.OPT_FLAGS
+        optParameters = decoding.OPT_PARAMETERS
+        optFlags = decoding.OPT_FLAGS
 
         def postOptions(self):
-            chain_mod.check_options(self)
+            decoding.check_options(self)
 
     path = tmp_path / "out.jsonl"
     opts = Opts()
     opts.parseOptions(["--json", str(path), "--quiet", "--max-value", "0", "--decode", "resp"])
-    services, chain = chain_mod.build(opts, MemoryReactorClock())
+    services, chain = decoding.build(opts, MemoryReactorClock())
     for s in services:
         s.startService()
     chain.pair_opened(_pair(), 0.0)

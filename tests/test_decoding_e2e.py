@@ -20,9 +20,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, task, threads
 
-from playground.chain import Chain
-from playground.console import ConsoleSink
-from playground.jsonsink import JsonSink
+from playground.decode.chain import Chain
+from playground.sinks.console import ConsoleSink
+from playground.sinks.jsonlines import JsonSink
 from tests.conftest import free_port, need, redis_commands, start_redis, stop_process, tshark
 
 
@@ -32,7 +32,7 @@ class Proxied:
     def __init__(self, target_port: int, tmp_path, pcap: bool = False, **chain_kw):
         from twisted.internet import reactor
 
-        from playground.proxy import ProxyFactory
+        from playground.proxy.splice import ProxyFactory
 
         self.reactor = reactor
         self.json_path = tmp_path / "out.jsonl"
@@ -44,7 +44,7 @@ class Proxied:
         ]
         pcap_sink = None
         if pcap:
-            from playground.pcapsink import PcapSink
+            from playground.sinks.pcapsink import PcapSink
 
             pcap_sink = PcapSink(str(self.pcap_path), reactor=reactor)
         self.chain = Chain(self.services, pcap=pcap_sink, **chain_kw)

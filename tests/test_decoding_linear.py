@@ -16,12 +16,12 @@ import time
 
 from twisted.internet.testing import MemoryReactorClock
 
-from playground import records as R
-from playground.chain import Chain
-from playground.console import ConsoleSink
-from playground.jsonsink import JsonSink
-from playground.observer import Endpoint, PairInfo
-from playground.resp import Truncated
+from playground.codec.resp import Truncated
+from playground.decode import records as R
+from playground.decode.chain import Chain
+from playground.proxy.observer import Endpoint, PairInfo
+from playground.sinks.console import ConsoleSink
+from playground.sinks.jsonlines import JsonSink
 
 CHUNK = 16 * 1024
 MAX_RATIO = 8.0  # linear: ~4; quadratic: ~16

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground.detect import HEX, HTTP, MAX_BLANK, PEEK, RESP, TEXT, Detector, classify
+from playground.decode.detect import HEX, HTTP, MAX_BLANK, PEEK, RESP, TEXT, Detector, classify
 
 
 @pytest.mark.parametrize(

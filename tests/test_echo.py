@@ -17,9 +17,9 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import formatEvent
 from twisted.python import failure, usage
 
-from playground import echo
 from playground.common.limits import Refusal
 from playground.common.listening import ListeningService
+from playground.examples import echo
 from tests.conftest import need, until
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40001)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playground.httpcore import (
+from playground.examples.http.parser import (
     CONTINUE,
     BodyChunk,
     HttpRequestParser,
@@ -468,7 +468,7 @@ def test_error_responses_are_valid_http(status):
 
 def test_pure_modules_import_no_twisted():
     code = (
-        "import sys, playground.httpcore, playground.httpapp; "
+        "import sys, playground.examples.http.parser, playground.examples.http.app; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'twisted'))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

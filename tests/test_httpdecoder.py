@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playground.httpdecoder import (
+from playground.decode.httpdecoder import (
     C2S,
     S2C,
     HttpConversation,

@@ -18,9 +18,9 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import formatEvent
 from twisted.python import failure, usage
 
-from playground import httpserver
-from playground.httpapp import AppLimits, HttpApp
-from playground.httpcore import HttpRequestParser, RequestHead
+from playground.examples.http import server as httpserver
+from playground.examples.http.app import AppLimits, HttpApp
+from playground.examples.http.parser import HttpRequestParser, RequestHead
 from tests.conftest import free_port, need
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40001)

@@ -12,19 +12,55 @@ import pytest
 from playground.tap import SUBCOMMANDS
 from tests.conftest import ROOT
 
-PURE = ["chatcore", "detect", "httpapp", "httpcore", "httpdecoder", "observer", "records", "resp",
-        "respcore", "respdecoder", "stats", "views", "pcap", "linesecrets",
-        "redaction", "defaultreactor"]
+PLAYGROUND = ROOT / "playground"
+
+
+def _modules(package: str) -> list[str]:
+    """Every module of a package, by dotted name."""
+    base = PLAYGROUND / package.replace(".", "/")
+    return sorted("playground." + ".".join(p.relative_to(PLAYGROUND).with_suffix("").parts)
+                  .removesuffix(".__init__") for p in base.rglob("*.py"))
+
+
+# Pure: no Twisted at all. Whole packages, and the pure module of each mixed one.
+PURE = (_modules("codec") + ["playground.examples.chat.core", "playground.examples.http.parser",
+                            "playground.examples.http.app", "playground.examples.resp.engine",
+                            "playground.proxy.observer", "playground.sinks.pcapwriter",
+                            "playground.daemon.stats", "playground.common.defaultreactor"])
+# Pure apart from logging: twisted.logger and what it imports, nothing else of Twisted.
+LOGGING_ONLY = _modules("decode")
+
+_CHECK = """
+import sys
+{baseline}
+before = set(sys.modules)
+import {name}
+bad = sorted(m for m in set(sys.modules) - before if m.split('.')[0] == 'twisted')
+print(bad)
+sys.exit(1 if bad else 0)
+"""
+
+
+def _twisted_pulled_in(name: str, baseline: str = "") -> subprocess.CompletedProcess:
+    code = _CHECK.format(baseline=baseline, name=name)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
+
+
+def test_the_package_lists_are_not_empty():
+    assert len(_modules("codec")) >= 2 and len(LOGGING_ONLY) >= 8
 
 
 @pytest.mark.parametrize("name", PURE)
-def test_pure_core_imports_no_twisted(name):
-    code = (f"import sys, playground.{name}; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'twisted'); "
-            "print(bad); sys.exit(1 if bad else 0)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         timeout=60)
-    assert out.returncode == 0, f"playground.{name} pulls in {out.stdout.strip()}{out.stderr}"
+def test_pure_module_imports_no_twisted(name):
+    out = _twisted_pulled_in(name)
+    assert out.returncode == 0, f"{name} pulls in {out.stdout.strip()}{out.stderr}"
+
+
+@pytest.mark.parametrize("name", LOGGING_ONLY)
+def test_decode_imports_nothing_of_twisted_but_its_logger(name):
+    out = _twisted_pulled_in(name, baseline="import twisted.logger")
+    assert out.returncode == 0, f"{name} pulls in {out.stdout.strip()}{out.stderr}"
 
 
 def test_default_reactor_is_the_given_one_or_the_global_one():

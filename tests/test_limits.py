@@ -13,8 +13,8 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import failure
 
-from playground import echo
 from playground.common.limits import ConnectionLimits, LimitedFactory, Refusal, peer_host, peer_text
+from playground.examples import echo
 from tests.conftest import until
 
 # --- ConnectionLimits -----------------------------------------------------------------------

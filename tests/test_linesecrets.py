@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground import records as R
-from playground.chain import Chain
-from playground.linesecrets import LineSecrets, StreamMask, mask, redact
+from playground.decode import records as R
+from playground.decode.chain import Chain
+from playground.decode.linesecrets import LineSecrets, StreamMask, mask, redact
 from tests.test_chain import SUMMARY, FakePcap, ListSink, pair, rendered
 
 C2S, S2C = "c2s", "s2c"
@@ -272,7 +272,7 @@ def test_no_redact_leaves_the_views_alone():
 def test_the_quick_way_over_a_chunk_changes_nothing(draw, cuts):
     """``StreamMask`` skips the lines of a chunk ``starts_secret_line`` rules out: the same
     output as looking at every line, whatever the bytes and the split."""
-    import playground.linesecrets as ls
+    import playground.decode.linesecrets as ls
 
     data, _ = draw.draw(streams())
     data += draw.draw(st.binary(max_size=50))  # and an unfinished line
@@ -297,7 +297,7 @@ def test_the_quick_way_over_a_chunk_changes_nothing(draw, cuts):
 
 @given(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=6))
 def test_line_view_skip_leaves_the_state_feed_would(data, cuts):
-    from playground.views import LineView
+    from playground.decode.views import LineView
 
     for chunks in (_cuts(data, cuts), [data]):
         a, b = LineView(16), LineView(16)

@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
 
-from playground import metrics, resp
-from playground import records as R
-from playground import stats as S
-from playground.statssink import StatsSink
+from playground.codec import resp
+from playground.daemon import metrics
+from playground.daemon import stats as S
+from playground.decode import records as R
+from playground.sinks.statssink import StatsSink
+from playground.tap import SUBCOMMANDS
 from tests.conftest import PING, PONG, free_port, recv_exactly
 
 # -- a tiny Prometheus text-format parser ------------------------------------------------------
@@ -191,7 +193,7 @@ def test_stats_log_line_every_interval():
 
 
 def test_no_stats_no_wrapping():
-    from playground import echo
+    from playground.examples import echo
 
     o = echo.Options()
     o.parseOptions(["--listen", "7000"])
@@ -205,12 +207,12 @@ def test_no_stats_no_wrapping():
 
 
 def test_the_proxy_service_is_wrapped_once_by_its_caller_with_its_command_stats():
-    from playground import proxy
+    from playground.proxy import service
 
-    o = proxy.Options()
+    o = service.Options()
     o.parseOptions(["--target", "6379", "--metrics", "9100", "--quiet"])
-    svc = proxy.make_service(o)
-    assert isinstance(svc, proxy.ProxyService)  # make_service wraps nothing: its caller attaches
+    svc = service.make_service(o)
+    assert isinstance(svc, service.ProxyService)  # make_service wraps nothing: its caller attaches
     assert svc.command_stats is not None
     top = metrics.attach(svc, o, "proxy")
     assert [type(s).__name__ for s in top][0] == "MetricsService" and svc in list(top)
@@ -322,9 +324,9 @@ def test_metrics_listen_failure_is_one_line(twistd, tmp_path):
 
 
 def test_stats_sink_counts_runs_as_their_exchanges():
-    from playground import records as R
-    from playground.resp import Error, Simple
-    from playground.statssink import StatsSink
+    from playground.codec.resp import Error, Simple
+    from playground.decode import records as R
+    from playground.sinks.statssink import StatsSink
 
     run = R.RedisExchanges(1, 5.0, "127.0.0.1:1", [(b"SET", b"k", b"v"), (b"GET", b"k"),
                                                    (b"INCR", b"k")],
@@ -344,6 +346,6 @@ def test_metrics_on_the_listen_address_is_a_usage_error(module, extra):
 
     from twisted.python import usage
 
-    opts = importlib.import_module(f"playground.{module}").Options()
+    opts = importlib.import_module(dict((n, m) for n, m, _ in SUBCOMMANDS)[module]).Options()
     with pytest.raises(usage.UsageError, match="--metrics: needs an address of its own"):
         opts.parseOptions(["--listen", "7100", "--metrics", "127.0.0.1:7100", *extra])

@@ -17,10 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 
-from playground.observer import CLIENT_TO_SERVER as C2S
-from playground.observer import SERVER_TO_CLIENT as S2C
-from playground.observer import Endpoint, PairInfo
-from playground.pcap import (
+from playground.proxy.observer import CLIENT_TO_SERVER as C2S
+from playground.proxy.observer import SERVER_TO_CLIENT as S2C
+from playground.proxy.observer import Endpoint, PairInfo
+from playground.sinks.pcapsink import PcapSink
+from playground.sinks.pcapwriter import (
     ACK,
     FIN,
     PSH,
@@ -30,7 +31,6 @@ from playground.pcap import (
     internet_checksum,
     target_port,
 )
-from playground.pcapsink import PcapSink
 from tests.conftest import redis_commands, rows, tshark
 
 T0 = 1_700_000_000.0
@@ -41,7 +41,7 @@ HDR = PcapWriter().header()
 
 
 def naive_checksum(data: bytes) -> int:
-    """RFC 1071 written the slow, obvious way (independent of playground.pcap)."""
+    """RFC 1071 written the slow, obvious way (independent of playground.sinks.pcapwriter)."""
     if len(data) % 2:
         data += b"\0"
     total = 0
@@ -782,7 +782,7 @@ def test_sink_write_failure_is_logged_once(tmp_path):
 
 def test_pure_module_imports_no_twisted():
     code = (
-        "import sys, playground.pcap; "
+        "import sys, playground.sinks.pcapwriter; "
         "sys.exit(any(m.split('.')[0] == 'twisted' for m in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

@@ -10,8 +10,9 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from playground.common.limits import Refusal
-from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
-from playground.proxy import ClientSide, Options, ProxyFactory, ServerSide
+from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
+from playground.proxy.service import Options
+from playground.proxy.splice import ClientSide, ProxyFactory, ServerSide
 from tests.conftest import reactor_turn
 
 

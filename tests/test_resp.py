@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from playground import resp as resp_module
-from playground.resp import (
+from playground.codec import resp as resp_module
+from playground.codec.resp import (
     Attributed,
     BigNumber,
     Error,

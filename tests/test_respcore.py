@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground.resp import Error, Map, Push, Set, Simple, Verbatim
-from playground.respcore import (
+from playground.codec.resp import Error, Map, Push, Set, Simple, Verbatim
+from playground.examples.resp.engine import (
     COMMANDS,
     NULL_ARRAY,
     Close,

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playground.resp import Error, Map, Push, RespParser, Simple, encode, encode_command
-from playground.respdecoder import (
+from playground.codec.resp import Error, Map, Push, RespParser, Simple, encode, encode_command
+from playground.decode.respdecoder import (
     C2S,
     S2C,
     Exchange,
@@ -490,7 +490,7 @@ def test_inline_secret_found_when_the_same_read_then_fails():
 
 
 def test_config_get_answer_secret_ranges():
-    from playground.respdecoder import reply_secret_ranges
+    from playground.decode.respdecoder import reply_secret_ranges
 
     conv = RespConversation()
     conv.feed(C2S, cmd("PING") + cmd("CONFIG", "GET", "*") + cmd("PING"), 0.0)
@@ -513,7 +513,7 @@ def test_config_get_answer_secret_ranges():
 def test_an_error_echoing_an_acl_rule_has_the_password_masked():
     """``ACL SETUSER u <pw`` (a password the user does not have) is answered ``-ERR Error in
     ACL SETUSER modifier '<pw': ...``: the password is in the answer too."""
-    from playground.respdecoder import redact_reply, reply_secret_ranges
+    from playground.decode.respdecoder import redact_reply, reply_secret_ranges
 
     args = (b"ACL", b"SETUSER", b"u", b"on", b"<hunter2")
     conv = RespConversation()
@@ -891,7 +891,7 @@ def test_one_frame_per_read_equals_pure(picks):
 def test_answers_inside_exec_are_masked_too():
     """``MULTI``, ``CONFIG GET requirepass``, ``ACL SETUSER u <pw``, ``EXEC``: the answers come
     inside EXEC's array, with the password in them."""
-    from playground.respdecoder import redact_exec
+    from playground.decode.respdecoder import redact_exec
 
     conv = RespConversation()
     sent = (cmd("MULTI") + cmd("CONFIG", "GET", "requirepass") + cmd("ACL", "SETUSER", "u", "<pw2")

@@ -19,10 +19,10 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import failure, usage
 
-from playground import respserver
+from playground.codec.resp import Error, Map, ProtocolError, RespParser, encode_command
 from playground.common.limits import Refusal
-from playground.resp import Error, Map, ProtocolError, RespParser, encode_command
-from playground.respserver import ExpirySweep, RespFactory, RespService
+from playground.examples.resp import server as respserver
+from playground.examples.resp.server import ExpirySweep, RespFactory, RespService
 from tests.conftest import (
     Twistd,
     free_port,
@@ -416,7 +416,7 @@ def test_subcommand_is_registered():
 
     assert (
         "resp",
-        "playground.respserver",
+        "playground.examples.resp.server",
         "Small in-memory Redis-protocol (RESP2/RESP3) server",
     ) in tap.SUBCOMMANDS
 

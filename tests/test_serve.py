@@ -8,7 +8,7 @@ import subprocess
 import sys
 import urllib.request
 
-from playground import metrics, serve
+from playground.daemon import metrics, serve
 from tests.conftest import ROOT, TWISTD, free_port
 
 
@@ -83,7 +83,7 @@ def test_bad_file_starts_nothing(tmp_path):
 
 
 def test_check_module_runs_as_a_command(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "playground.config",
+    proc = subprocess.run([sys.executable, "-m", "playground.daemon.config",
                            str(ROOT / "config" / "tcpplay.toml")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

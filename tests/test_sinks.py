@@ -9,9 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 
-from playground import records as R
-from playground import resp
-from playground.console import (
+from playground.codec import resp
+from playground.decode import records as R
+from playground.decode.records import json_bytes, json_value, to_json
+from playground.sinks.console import (
     FLUSH_DELAY,
     MAX_BACKLOG,
     ConsoleFormatter,
@@ -19,9 +20,8 @@ from playground.console import (
     format_args,
     format_value,
 )
-from playground.jsonsink import JsonSink
-from playground.jsonsink import _encode as _json_encode
-from playground.records import json_bytes, json_value, to_json
+from playground.sinks.jsonlines import JsonSink
+from playground.sinks.jsonlines import _encode as _json_encode
 
 
 class CountingIO(io.BytesIO):

@@ -10,10 +10,10 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
-from playground import blockwriter, console
-from playground import records as R
-from playground.chain import Chain
-from playground.proxy import ProxyFactory
+from playground.decode import records as R
+from playground.decode.chain import Chain
+from playground.proxy.splice import ProxyFactory
+from playground.sinks import blockwriter, console
 from tests.conftest import reactor_turn
 from tests.test_proxy import Endpoint, Transport
 
@@ -201,7 +201,7 @@ class _CountingRegistry:
 def test_metrics_pipelined_flood_is_answered_a_few_per_turn_and_rendered_once_per_turn():
     from twisted.internet.testing import StringTransport
 
-    from playground import metrics
+    from playground.daemon import metrics
 
     clock = MemoryReactorClock()
     registry = _CountingRegistry()
@@ -238,7 +238,7 @@ def test_slow_sink_option_is_checked_and_named():
     import pytest
     from twisted.python import usage
 
-    from playground.proxy import Options
+    from playground.proxy.service import Options
 
     o = Options()
     o.parseOptions(["--target", "6379", "--slow-sink", "DROP"])
@@ -251,7 +251,7 @@ def test_slow_sink_option_is_checked_and_named():
 
 
 def test_slow_sink_from_a_config_file(tmp_path):
-    from playground import config
+    from playground.daemon import config
 
     cfg = config.loads('[proxy.r]\ntarget = "6379"\nslow-sink = "block"\n')
     (spec,) = cfg.services
@@ -274,7 +274,7 @@ def _fill(writer, line=b"x" * 99 + b"\n", limit=100_000):
 def test_drop_writer_drops_whole_batches_and_says_so_when_drained():
     import os
 
-    from playground import dropwriter
+    from playground.sinks import dropwriter
 
     clock = MemoryReactorClock()
     r, w = os.pipe()
@@ -313,7 +313,7 @@ def test_drop_writer_drops_whole_batches_and_says_so_when_drained():
 def test_drop_writer_reports_drops_at_close_and_gives_up_on_a_reader_that_never_comes():
     import os
 
-    from playground import dropwriter
+    from playground.sinks import dropwriter
 
     clock = MemoryReactorClock()
     r, w = os.pipe()
@@ -502,7 +502,7 @@ def test_console_keeps_blocking_writes_when_stdout_cannot_be_reopened():
 
 
 def _fresh_total(cs):
-    from playground.stats import Histogram
+    from playground.daemon.stats import Histogram
 
     h = Histogram()
     for c in cs.commands.values():
@@ -515,7 +515,7 @@ def test_scrape_renders_only_what_changed_and_says_the_same():
     are re-used while their figures stay the same: the output is what a full render gives."""
     import random
 
-    from playground import stats as S
+    from playground.daemon import stats as S
 
     rnd = random.Random(7)
     cs = S.CommandStats(max_names=50)
@@ -537,8 +537,8 @@ def test_scrape_renders_only_what_changed_and_says_the_same():
 def test_quantiles_in_one_pass_match_one_at_a_time():
     import random
 
-    from playground import stats as S
-    from playground.stats import Histogram
+    from playground.daemon import stats as S
+    from playground.daemon.stats import Histogram
 
     rnd = random.Random(3)
     for _ in range(50):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground.views import Line, LineView, escape, hexdump, hexdump_lines, is_text, quoted
+from playground.decode.views import Line, LineView, escape, hexdump, hexdump_lines, is_text, quoted
 from tests.conftest import need
 
 

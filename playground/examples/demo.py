@@ -16,10 +16,14 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 
-from playground import chain, httpserver, proxy, respserver
 from playground.common.addresses import server_string
 from playground.common.listening import ListeningService
 from playground.common.options import CommandOptions, non_negative_float
+from playground.examples.http import server as httpserver
+from playground.examples.resp import server as respserver
+from playground.proxy import decoding
+from playground.proxy import service as proxyservice
+from playground.proxy import splice as proxy
 
 INTERNAL = "tcp:0:interface=127.0.0.1"
 
@@ -92,7 +96,7 @@ class DemoService(service.MultiService):
         if o["no-redact"]:
             argv.append("--no-redact")
         argv += ["--verbose"] * o.get("verbose", 0)
-        opts = proxy.Options()
+        opts = proxyservice.Options()
         opts.parseOptions(argv)
         return opts
 
@@ -102,8 +106,8 @@ class DemoService(service.MultiService):
                    (self.options["http"], "--http", _listening(self.http).port.getHost().port))
         # One decoder chain and one set of sinks for both proxies (one numbering of pairs), so
         # the console shows the traffic of both in the order it happened.
-        self.sinks, observer = chain.build(self._proxy_options(*targets[0][::2]), self.reactor)
-        proxy._preload_decoders()
+        self.sinks, observer = decoding.build(self._proxy_options(*targets[0][::2]), self.reactor)
+        proxyservice.preload_decoders()
         for sink in self.sinks:
             sink.startService()
         ids = itertools.count(1)
@@ -116,7 +120,7 @@ class DemoService(service.MultiService):
             factory.log_connections = False  # the console shows opens and closes
             listening = ListeningService(f"proxy {flag[2:]}", opts["listen"], factory, flag=flag,
                                          reactor=self.reactor)
-            svc = proxy.ProxyService(listening, factory, opts["drain-timeout"])
+            svc = proxyservice.ProxyService(listening, factory, opts["drain-timeout"])
             svc.setServiceParent(self)
             svc.privilegedStartService()
             self.proxies.append(svc)
@@ -156,15 +160,15 @@ class Options(CommandOptions):
          lambda v: non_negative_float("--drain-timeout", v)],
     ]
     optFlags = [["no-redact", None, "Show passwords and cookies in clear."]]
-    opt_verbose = chain.opt_verbose  # as the proxy's: -v headers, -vv bodies too
-    opt_v = chain.opt_verbose
+    opt_verbose = decoding.opt_verbose  # as the proxy's: -v headers, -vv bodies too
+    opt_v = decoding.opt_verbose
 
     def postOptions(self):
         self["redis"] = server_string(self["redis"], "--redis")
         self["http"] = server_string(self["http"], "--http")
         if self["redis"] == self["http"]:
             raise usage.UsageError("--redis and --http must differ")
-        probe = proxy.Options()  # validate --color/--json the way the proxy does
+        probe = proxyservice.Options()  # validate --color/--json the way the proxy does
         argv = ["--target", "1", "--color", self["color"]] + (
             ["--json", self["json"]] if self["json"] else [])
         try:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 
-from playground.views import is_text
+from playground.decode.views import is_text
 
 RESP = "resp"
 HTTP = "http"

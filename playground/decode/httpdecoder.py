@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import attrs
 
-from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
-from playground.redaction import REDACTED
+from playground.decode.redaction import REDACTED
+from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
 C2S, S2C = CLIENT_TO_SERVER, SERVER_TO_CLIENT  # the directions, as the proxy names them
 

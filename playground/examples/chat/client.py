@@ -19,8 +19,8 @@ from collections.abc import Callable
 from twisted.internet import defer, endpoints, protocol, task
 from twisted.python import usage
 
-from playground.chatcore import NICK_RULE, valid_nick
 from playground.common.addresses import client_string
+from playground.examples.chat.core import NICK_RULE, valid_nick
 
 MAX_LINE = 1 << 20  # server lines longer than this are shown in pieces
 

@@ -50,10 +50,11 @@ from operator import itemgetter
 from twisted.application import service
 from twisted.logger import Logger
 
-from playground import blockwriter, resp
-from playground import records as R
+from playground.codec import resp
 from playground.common.defaultreactor import default_reactor
-from playground.views import escape, hexdump_lines, is_text, quoted
+from playground.decode import records as R
+from playground.decode.views import escape, hexdump_lines, is_text, quoted
+from playground.sinks import blockwriter
 
 MAX_BACKLOG = 512  # records queued before a synchronous flush (a batch: cache-warm)
 FLUSH_DELAY = 0.05  # seconds a record may wait in the queue
@@ -643,7 +644,7 @@ class ConsoleSink(BufferedSink):
     def _stop_blocking(self, written: int = 0, dropped: int = 0) -> None:
         """A stop was asked for: from now on drop what stdout does not take at once
         (``dropped`` records of a write cut short, ``written`` bytes of it out)."""
-        from playground import dropwriter
+        from playground.sinks import dropwriter
 
         blocker, self._blocker = self._blocker, None
         try:
@@ -670,7 +671,7 @@ class ConsoleSink(BufferedSink):
     def _slow_sink_policy(self, out):
         """stdout as it is (block, a regular file), a BlockWriter (block, a pipe or terminal)
         or a DropWriter over it (drop; see the module docstring)."""
-        from playground import dropwriter
+        from playground.sinks import dropwriter
 
         try:
             fd = out.fileno()

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import re
 
-from playground.httpdecoder import SECRET_HEADERS, folded_value, secret_value
-from playground.redaction import REDACTED, SECRET_COMMANDS
-from playground.resp import split_inline
-from playground.respdecoder import secret_parts, secret_ranges
-from playground.views import LineView
+from playground.codec.resp import split_inline
+from playground.decode.httpdecoder import SECRET_HEADERS, folded_value, secret_value
+from playground.decode.redaction import REDACTED, SECRET_COMMANDS
+from playground.decode.respdecoder import secret_parts, secret_ranges
+from playground.decode.views import LineView
 
 MASK = b"*"
 

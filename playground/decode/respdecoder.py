@@ -39,9 +39,7 @@ from operator import itemgetter
 
 import attrs
 
-from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
-from playground.redaction import REDACTED, SECRET_COMMANDS
-from playground.resp import (
+from playground.codec.resp import (
     NOT_ONE,
     Error,
     Inline,
@@ -54,6 +52,8 @@ from playground.resp import (
     Truncated,
     encode,
 )
+from playground.decode.redaction import REDACTED, SECRET_COMMANDS
+from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
 C2S, S2C = CLIENT_TO_SERVER, SERVER_TO_CLIENT  # the directions, as the proxy names them
 

@@ -1,6 +1,6 @@
 """``--pcap FILE``: a proxy observer that writes every pair as a TCP conversation in a pcap file.
 
-The framing is made by the pure ``playground.pcap.PcapWriter``; this module owns the file.
+The framing is made by the pure ``playground.sinks.pcapwriter.PcapWriter``; this module owns the file.
 ``PcapSink`` is an ``IService`` and a ``PairObserver``:
 
 * ``startService`` opens (truncates) the file and writes the global header, so even a run that
@@ -35,8 +35,8 @@ from twisted.application import service
 from twisted.logger import Logger
 
 from playground.common.defaultreactor import default_reactor
-from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, PairInfo
-from playground.pcap import MAX_MASK_RANGES, PcapWriter, target_port
+from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, PairInfo
+from playground.sinks.pcapwriter import MAX_MASK_RANGES, PcapWriter, target_port
 
 DISSECTORS = ("resp", "http")  # decoded protocols tshark has a dissector for (same names)
 

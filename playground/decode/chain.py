@@ -1,9 +1,9 @@
 """The proxy's decoder chain: detect -> decode -> pair -> redact -> filter -> sinks.
 
-``Chain`` is the ``PairObserver`` the proxy calls (see ``playground.observer``). Per pair it
-detects the protocol from the first bytes (``playground.detect``) or uses the forced one, feeds a
-decoder (RESP via ``playground.respdecoder``, HTTP via ``playground.httpdecoder``, a line view,
-a hex view), turns decoder events into records (``playground.records``), redacts credentials,
+``Chain`` is the ``PairObserver`` the proxy calls (see ``playground.proxy.observer``). Per pair it
+detects the protocol from the first bytes (``playground.decode.detect``) or uses the forced one, feeds a
+decoder (RESP via ``playground.decode.respdecoder``, HTTP via ``playground.decode.httpdecoder``, a line view,
+a hex view), turns decoder events into records (``playground.decode.records``), redacts credentials,
 applies the ``--only``/``--skip``/``--http-filter`` filters and hands records to the sinks
 (console, JSON lines). The pcap sink gets every byte; when redaction is on, the chain holds back
 the bytes a decoder has not settled yet (an incomplete HTTP head or RESP command may still turn
@@ -29,107 +29,32 @@ The proxy subcommand takes its decoding options from here: ``OPT_PARAMETERS``, `
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 from collections import deque
 from operator import itemgetter
 from operator import sub as _sub
 
 from twisted.logger import Logger
-from twisted.python import usage
 
-from playground import records as R
-from playground.common.options import check_writable, non_negative_int
-from playground.detect import HEX, HTTP, PROTOCOLS, RESP, TEXT, Detector
-from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
-from playground.redaction import REDACTED, SECRET_COMMANDS
+from playground.decode import records as R
+from playground.decode.detect import HEX, HTTP, PROTOCOLS, RESP, TEXT, Detector
+from playground.decode.redaction import REDACTED, SECRET_COMMANDS
+from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
 MIB = 1024 * 1024
-DECODE_CHOICES = ("auto", "resp", "http", "text", "hex", "none")
-COLOR_CHOICES = ("auto", "always", "never")
-LIFECYCLE_CHOICES = ("auto", "show", "hide")
 MAX_HELD = 1 * MIB  # bytes held back from the pcap sink per direction, at most
 
-OPT_PARAMETERS = [
-    ["decode", None, "auto",
-     "How to show the traffic: auto (detect per connection from its first bytes: RESP, "
-     "HTTP/1.x, text lines, else hex), resp, http, text, hex, or none (no decoding: the "
-     "plain forwarder; only --pcap may still be used)."],
-    ["json", None, None,
-     "Also write every event as one JSON object per line to FILE (appended; '-' = stdout, "
-     "which replaces the console view). Schema: docs/json-schema.md."],
-    ["pcap", None, None,
-     "Write the traffic to FILE as a pcap for tshark/Wireshark. Redacted secrets are masked "
-     "with same-length filler ('*') at the same byte positions, so TCP framing, RESP lengths "
-     "and Content-Length stay valid (--no-redact writes them in clear)."],
-    ["color", None, "auto", "Console colours: auto (only on a terminal), always, never."],
-    ["only", None, None,
-     "Show only these Redis commands (comma-separated, case-insensitive), e.g. GET,SET. "
-     "Console and JSON only; the pcap stays whole."],
-    ["skip", None, None, "Hide these Redis commands, e.g. PING,INFO (console and JSON only)."],
-    ["http-filter", None, None,
-     "Show only HTTP exchanges matching '[METHOD[,METHOD...]] [PATH-GLOB]', e.g. "
-     "'GET /api/*', 'POST,PUT', '/static/*' (the glob matches the request target, query "
-     "included; console and JSON only)."],
-    ["lifecycle", None, "auto",
-     "Console lines for each connection's open, protocol, FIN and close: show, hide, or auto "
-     "(hidden when --only, --skip or --http-filter is given, shown otherwise). JSON keeps "
-     "them.", lambda v: _choice("--lifecycle", v, LIFECYCLE_CHOICES)],
-    ["max-value", None, 200,
-     "Show at most this many bytes of any value, with its full length (0 = up to 64 KiB). "
-     "The RESP decoder keeps no more of a long value: its memory per connection does not "
-     "grow with the traffic."],
-    ["max-frame", None, 512 * MIB,
-     "Largest RESP frame the decoder accepts (bytes); a larger one turns that direction to hex."],
-    ["slow-sink", None, None,
-     "When the console's stdout cannot keep up: block (wait for it; every record is kept, "
-     "forwarding waits too) or drop (never wait: records are dropped while the reader is behind, "
-     "and a line says how many when it catches up and at close). Default: block when stdout is "
-     "a regular file, drop for a pipe or a terminal."],
-]
-SLOW_SINK_CHOICES = ("block", "drop")
-
-OPT_FLAGS = [
-    ["no-redact", None,
-     "Show passwords in clear: AUTH, HELLO AUTH, MIGRATE AUTH/AUTH2, CONFIG SET "
-     "requirepass/masterauth (and CONFIG GET's answer), ACL SETUSER, and HTTP Authorization, "
-     "Proxy-Authorization, Cookie and Set-Cookie values, also where a body echoes them "
-     "(redacted by default in console and JSON, text and hex views included; commands, headers "
-     "and CONFIG GET answers also masked in the pcap)."],
-    ["quiet", None, "No console view (--json and --pcap are still written)."],
-]
 
 
-def opt_verbose(opts):
-    """More HTTP detail on the console, like curl: -v adds the request and response headers
-    (secrets redacted), -vv also the start of each body (--max-value bytes)."""
-    opts["verbose"] = opts.get("verbose", 0) + 1
 
 
-def _choice(flag: str, value, choices) -> str:
-    chosen = str(value).lower()
-    if chosen not in choices:
-        raise usage.UsageError(f"{flag}: choose one of {', '.join(choices)}; got {value!r}")
-    return chosen
 
 
-def shows_lifecycle(opts) -> bool:
-    """Does the console show open/protocol/FIN/close lines (``--lifecycle``)?"""
-    lifecycle = opts.get("lifecycle", "auto")
-    if lifecycle == "auto":
-        return not (opts["only"] or opts["skip"] or opts["http-filter"])
-    return lifecycle == "show"
 
 
-def _int_option(opts, flag: str) -> int:
-    return non_negative_int(f"--{flag}", opts[flag])
 
 
-def _commands(value) -> frozenset | None:
-    if not value:
-        return None
-    names = frozenset(w.strip().upper().encode() for w in str(value).split(",") if w.strip())
-    return names or None
+
 
 
 class HttpFilter:
@@ -156,146 +81,22 @@ class HttpFilter:
         return self.glob is None or bool(self.glob.match(target or b""))
 
 
-def check_options(opts) -> None:
-    """Validate and normalise the decoding options in place; UsageError names the flag."""
-    decode = str(opts["decode"]).lower()
-    if decode not in DECODE_CHOICES:
-        raise usage.UsageError(f"--decode: choose one of {', '.join(DECODE_CHOICES)}; "
-                               f"got {opts['decode']!r}")
-    opts["decode"] = decode
-    color = str(opts["color"]).lower()
-    if color not in COLOR_CHOICES:
-        raise usage.UsageError(f"--color: choose one of {', '.join(COLOR_CHOICES)}; "
-                               f"got {opts['color']!r}")
-    opts["color"] = color
-    slow = opts["slow-sink"]
-    if slow is not None:
-        slow = str(slow).lower()
-        if slow not in SLOW_SINK_CHOICES:
-            raise usage.UsageError(f"--slow-sink: choose block or drop; got {opts['slow-sink']!r}")
-        opts["slow-sink"] = slow
-    opts["max-value"] = _int_option(opts, "max-value")
-    opts["max-frame"] = _int_option(opts, "max-frame")
-    if opts["max-frame"] < 1024:
-        raise usage.UsageError("--max-frame: must be at least 1024 bytes")
-    if decode == "none" and opts["json"]:
-        raise usage.UsageError("--json needs decoding: drop --decode none")
-    if decode == "none" and (opts["only"] or opts["skip"] or opts["http-filter"]):
-        raise usage.UsageError("--only/--skip/--http-filter need decoding: drop --decode none")
-    if opts["http-filter"]:
-        try:
-            HttpFilter(opts["http-filter"])
-        except ValueError as e:
-            raise usage.UsageError(f"--http-filter: {e}")
-    for flag in ("json", "pcap"):
-        path = opts[flag]
-        if path is not None and not str(path).strip():
-            raise usage.UsageError(f"--{flag}: give a file name")
-    for flag in ("json", "pcap"):
-        if opts[flag] is not None and str(opts[flag]) in _STDOUT_NAMES:
-            opts[flag] = "-"  # stdout by any name: the console and twistd's log step aside
-    if opts["json"] and opts["pcap"] and opts["json"] != "-" and _same_file(
-            str(opts["json"]), str(opts["pcap"])):
-        raise usage.UsageError("--json and --pcap must be different files")
-    if opts["pcap"] == "-":
-        raise usage.UsageError("--pcap: write to a file, not stdout")
-    for flag in ("json", "pcap"):
-        if opts[flag] and opts[flag] != "-":
-            check_writable(f"--{flag}", str(opts[flag]))
-    if decode != "none" and _stdout_closed():
-        what = "--json -" if opts["json"] == "-" else "the console view"
-        raise usage.UsageError(f"standard output is closed: {what} writes there; "
-                               "redirect it (>/dev/null) instead of closing it")
-
-
-def _stdout_closed() -> bool:
-    """Was the process started with its standard output closed (``>&-``)?"""
-    import sys
-
-    if sys.__stdout__ is None:
-        return True
-    try:
-        os.fstat(1)
-    except OSError:
-        return True
-    return False
-
-
-_STDOUT_NAMES = frozenset({"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"})
-
-
-def _same_file(a: str, b: str) -> bool:
-    """Whether two paths name one file (``out`` and ``./out``, a link and its target)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one does not exist yet
-        return os.path.realpath(a) == os.path.realpath(b)
 
 
 
 
-def build(opts, reactor=None, stats=None):
-    """The sink services and the observer for the proxy, from checked options.
 
-    Returns ``(services, observer)``; ``observer`` is None when nothing is to be observed
-    (``--decode none`` without ``--pcap``). ``stats`` (a ``statssink.StatsSink``, optional)
-    gets the same records as the other sinks, unless decoding is off.
-    """
-    services = []
-    sinks = []
-    pcap = None
-    redact = not opts["no-redact"]
-    if opts["pcap"]:
-        from playground.pcapsink import PcapSink
 
-        pcap = PcapSink(opts["pcap"], reactor=reactor, target=opts.get("target"),
-                        listen=opts.get("listen"), decode=opts["decode"])
-        services.append(pcap)
-    decode = opts["decode"]
-    if decode == "none":
-        if pcap is None:
-            return services, None
-        if not redact:
-            return services, pcap
-    if decode != "none":
-        from playground.resp import STREAM_MIN
 
-        # 0: values whole up to what the RESP decoder keeps of a long one, then cut there
-        shown = opts["max-value"] or STREAM_MIN
-        if opts["json"]:
-            from playground.jsonsink import JsonSink
 
-            sinks.append(JsonSink(opts["json"], max_value=shown, reactor=reactor))
-        if not opts["quiet"] and opts["json"] != "-":
-            from playground.console import ConsoleSink
 
-            sinks.append(ConsoleSink(color=opts["color"], max_value=shown,
-                                     reactor=reactor, verbose=opts.get("verbose", 0),
-                                     lifecycle=shows_lifecycle(opts),
-                                     slow_sink=opts["slow-sink"]))
-    services.extend(sinks)
-    if stats is not None and decode != "none":
-        sinks.append(stats)  # a plain sink, not a service
-    if not sinks and pcap is None:
-        return services, None  # --quiet without --json or --pcap: nothing would use a decode
-    chain = Chain(
-        sinks,
-        pcap=pcap,
-        decode="auto" if decode == "none" else decode,
-        redact=redact,
-        only=_commands(opts["only"]),
-        skip=_commands(opts["skip"]),
-        http_filter=HttpFilter(opts["http-filter"]) if opts["http-filter"] else None,
-        max_value=opts["max-value"],
-        max_frame=opts["max-frame"],
-    )
-    return services, chain
+
 
 
 # -- redaction --------------------------------------------------------------------------------
 
 def _redact_headers(headers) -> tuple:
-    from playground.httpdecoder import SECRET_HEADERS
+    from playground.decode.httpdecoder import SECRET_HEADERS
 
     out = []
     changed = False
@@ -311,7 +112,7 @@ def _redact_headers(headers) -> tuple:
 def _secret_values(*header_lists) -> list[bytes]:
     """The secret header values (and the credential after an ``Authorization`` scheme), so a
     body that echoes them (httpbin's ``/headers``, ``/get``) can be masked in previews too."""
-    from playground.httpdecoder import SECRET_HEADERS
+    from playground.decode.httpdecoder import SECRET_HEADERS
 
     found = []
     for headers in header_lists:
@@ -359,7 +160,7 @@ def _cut_secret(preview: bytes, secret: bytes) -> int:
 class _Hex:
     """Fallback and ``--decode hex``: every chunk as a hexdump record.
 
-    With redaction, the credentials of the lines it carries (``playground.linesecrets``) are
+    With redaction, the credentials of the lines it carries (``playground.decode.linesecrets``) are
     overwritten with ``*`` and masked in the pcap, and an incomplete line that may still turn
     out to hold one is held back until its line ends."""
 
@@ -382,7 +183,7 @@ class _Hex:
         if m is None or m.next != offset:
             if m is not None:
                 self._show(direction, m.flush(), now)
-            from playground.linesecrets import StreamMask
+            from playground.decode.linesecrets import StreamMask
 
             m = self.masks[direction] = StreamMask(offset, resync=resync or m is not None)
         if show_from > offset:
@@ -416,19 +217,19 @@ class _Hex:
 
 
 class _Text:
-    """Text lines; with redaction, the credentials they carry (``playground.linesecrets``)
+    """Text lines; with redaction, the credentials they carry (``playground.decode.linesecrets``)
     are shown as ``(redacted)`` and masked in the pcap."""
 
     protocol = TEXT
 
     def __init__(self, st):
-        from playground.views import LineView
+        from playground.decode.views import LineView
 
         self.st = st
         self.views = {CLIENT_TO_SERVER: LineView(), SERVER_TO_CLIENT: LineView()}
         self.secrets = None
         if st.chain.redact:
-            from playground.linesecrets import LineSecrets, redact, starts_secret_line
+            from playground.decode.linesecrets import LineSecrets, redact, starts_secret_line
 
             self.secrets = {CLIENT_TO_SERVER: LineSecrets(), SERVER_TO_CLIENT: LineSecrets()}
             self._redact = redact
@@ -487,8 +288,8 @@ class _Http:
     protocol = HTTP
 
     def __init__(self, st):
-        from playground import httpdecoder
-        from playground.resp import STREAM_MIN
+        from playground.codec.resp import STREAM_MIN
+        from playground.decode import httpdecoder
 
         self.hd = httpdecoder
         self.st = st
@@ -570,12 +371,12 @@ class _Http:
 
 
 class _Resp:
-    """Wraps ``playground.respdecoder.RespConversation``."""
+    """Wraps ``playground.decode.respdecoder.RespConversation``."""
 
     protocol = RESP
 
     def __init__(self, st):
-        from playground import respdecoder
+        from playground.decode import respdecoder
 
         self.rd = respdecoder
         self.st = st
@@ -716,7 +517,7 @@ class _Resp:
             chain.emit_many(records)
 
 
-# the items of an answered plain tuple (see playground.respdecoder)
+# the items of an answered plain tuple (see playground.decode.respdecoder)
 _ARGS, _REPLY, _SENT_AT, _REPLIED_AT = itemgetter(0), itemgetter(2), itemgetter(3), itemgetter(4)
 _TUPLES_ONLY = {tuple}
 
@@ -1069,7 +870,7 @@ class Chain:
         """The direction ends (FIN, close) with bytes from ``at`` the decoder never settled
         (an unfinished command or head, requests after an unanswered Upgrade): if the line
         scanner finds a credential in them, they go out masked from its first byte on."""
-        from playground.linesecrets import StreamMask
+        from playground.decode.linesecrets import StreamMask
 
         m = StreamMask(at)
         found = m.feed(bytes(held[at - start:]))[2] + m.flush()[2]

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import attrs
 
-from playground.httpcore import RequestHead
+from playground.examples.http.parser import RequestHead
 
 MiB = 1 << 20
 

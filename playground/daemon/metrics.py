@@ -32,10 +32,10 @@ from twisted.internet import task
 from twisted.logger import Logger
 from twisted.web import http, resource, server
 
-from playground import stats as S
 from playground.common.defaultreactor import default_reactor
 from playground.common.limits import Refusal
 from playground.common.listening import ListeningService
+from playground.daemon import stats as S
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 

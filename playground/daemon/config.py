@@ -414,10 +414,10 @@ def _service(kind: str, name: str, body: dict, where: _Where) -> ServiceSpec:
 
 
 def main(argv=None) -> int:
-    """``python -m playground.config FILE [--set K=V ...]``: check a file, list its services."""
+    """``python -m playground.daemon.config FILE [--set K=V ...]``: check a file, list its services."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print("usage: python -m playground.config FILE [--set KIND.NAME.KEY=VALUE ...]")
+        print("usage: python -m playground.daemon.config FILE [--set KIND.NAME.KEY=VALUE ...]")
         return 2
     path, rest, overrides = args[0], args[1:], []
     while rest:

@@ -1,6 +1,6 @@
 """The stats sink: counts the decoder chain's exchange records into ``stats.CommandStats``.
 
-It takes the records the console and JSON sinks get (``playground.records``): a Redis exchange
+It takes the records the console and JSON sinks get (``playground.decode.records``): a Redis exchange
 gives its command name, whether the reply is an error (and its code) and its latency; an HTTP
 exchange its method, status (>= 400 counts as an error) and latency; unanswered requests are
 counted apart. Other records are ignored at the cost of one type check. Being a chain sink, it
@@ -13,9 +13,9 @@ and one histogram update.
 
 from __future__ import annotations
 
-from playground import records as R
-from playground import resp
-from playground.stats import CommandStats, command_name, error_code
+from playground.codec import resp
+from playground.daemon.stats import CommandStats, command_name, error_code
+from playground.decode import records as R
 
 _EXCHANGE = R.RedisExchange
 _RUN = R.RedisExchanges

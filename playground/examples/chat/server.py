@@ -1,4 +1,4 @@
-"""Chat-line server for telnet and nc: the Twisted adapter around ``playground.chatcore``.
+"""Chat-line server for telnet and nc: the Twisted adapter around ``playground.examples.chat.core``.
 
 ``twistd -n tcpplay chat`` listens on 127.0.0.1:7001; try ``nc 127.0.0.1 7001`` or
 ``telnet 127.0.0.1 7001`` from two terminals, or ``tcpplay-chat 7001 --nick alice``. Each
@@ -26,7 +26,6 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python import usage
 from zope.interface import implementer
 
-from playground.chatcore import ChatServer, Close, Send, SendRaw, room_name
 from playground.common import shutdown
 from playground.common.limits import LimitedFactory
 from playground.common.listening import ListeningService
@@ -37,6 +36,7 @@ from playground.common.options import (
     non_negative_int,
     positive_int,
 )
+from playground.examples.chat.core import ChatServer, Close, Send, SendRaw, room_name
 
 DEFAULT_MAX_SENDQ = 1 << 20  # bytes queued for one client that does not read
 DEFAULT_SEND_BUDGET = 64 << 20  # bytes queued for all of them together

@@ -1,7 +1,7 @@
 """Turn proxy observer calls into classic libpcap records with synthesized Ethernet/IP/TCP framing.
 
 Pure: no I/O, no clock, no ``twisted``. Every method returns the bytes to append to the file, so
-an I/O layer (``playground.pcapsink``) only writes them. The result opens in ``tshark -r FILE`` and
+an I/O layer (``playground.sinks.pcapsink``) only writes them. The result opens in ``tshark -r FILE`` and
 Wireshark as ordinary TCP conversations, one per proxied pair, that "Follow TCP Stream" and the
 HTTP / RESP dissectors decode.
 
@@ -55,7 +55,7 @@ from array import array
 
 import attrs
 
-from playground.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Endpoint, PairInfo
+from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Endpoint, PairInfo
 
 PCAP_MAGIC = 0xA1B2C3D4
 LINKTYPE_ETHERNET = 1

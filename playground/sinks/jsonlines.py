@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import sys
 
-from playground import records as R
-from playground import resp
-from playground.console import _NOT_PLAIN, BufferedSink, PlainReplies, plain_batch, remember
-from playground.records import to_json
+from playground.codec import resp
+from playground.decode import records as R
+from playground.decode.records import to_json
+from playground.sinks.console import _NOT_PLAIN, BufferedSink, PlainReplies, plain_batch, remember
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False,
                            allow_nan=False).encode

@@ -1,4 +1,4 @@
-"""Operational logs as JSON lines: ``twistd --logger=playground.jsonlog.observer ...``.
+"""Operational logs as JSON lines: ``twistd --logger=playground.daemon.jsonlog.observer ...``.
 
 twistd calls the ``--logger`` factory with no arguments, so ``observer()`` reads twistd's own
 ``--logfile``/``-l`` and ``--nodaemon``/``-n`` from the command line (with twistd's option table,
@@ -75,7 +75,7 @@ def format_event(event: dict) -> str:
     try:
         return _encode(event_as_json(event)) + "\n"
     except Exception as e:  # a value whose repr fails: still one valid line
-        return _encode({"time": None, "level": "error", "namespace": "playground.jsonlog",
+        return _encode({"time": None, "level": "error", "namespace": "playground.daemon.jsonlog",
                         "message": f"unloggable event: {e!r}"}) + "\n"
 
 

@@ -40,8 +40,8 @@ from playground.common.options import (
     non_negative_int,
     positive_int,
 )
-from playground.httpapp import AppLimits, HttpApp, Response
-from playground.httpcore import (
+from playground.examples.http.app import AppLimits, HttpApp, Response
+from playground.examples.http.parser import (
     CONTINUE,
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_HEADER_BYTES,

@@ -1,6 +1,6 @@
 """``twistd tcpplay serve --config FILE``: run every service a TOML config file describes.
 
-The file is read and checked by ``playground.config`` while the options are parsed, so a bad file
+The file is read and checked by ``playground.daemon.config`` while the options are parsed, so a bad file
 is a usage error and nothing starts. Each ``[KIND.NAME]`` table is built by its own subcommand's
 ``make_service`` from the options its own ``Options`` class parsed; all of them share one stats
 registry, served by one ``metrics`` endpoint and one ``stats-interval`` log timer (global keys).
@@ -17,9 +17,9 @@ import importlib
 from twisted.application import service
 from twisted.python import usage
 
-from playground import config as C
-from playground import metrics
 from playground.common.options import CommandOptions
+from playground.daemon import config as C
+from playground.daemon import metrics
 
 
 class Options(CommandOptions):
