@@ -17,11 +17,11 @@ from playground import tap
 from playground.daemon import config as C
 from tests.conftest import need
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
 K8S = CONFIG / "k8s"
 UNIT = CONFIG / "tcpplay.service"
-BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
+BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 
 
 def _yaml():

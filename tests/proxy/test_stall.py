@@ -15,7 +15,7 @@ from playground.decode.chain import Chain
 from playground.proxy.splice import ProxyFactory
 from playground.sinks import blockwriter, console
 from tests.conftest import reactor_turn
-from tests.test_proxy import Endpoint, Transport
+from tests.proxy.test_proxy import Endpoint, Transport
 
 PING = b"*1\r\n$4\r\nPING\r\n"  # an echo upstream answers it with itself
 

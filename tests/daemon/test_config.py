@@ -14,7 +14,7 @@ from playground import tap
 from playground.daemon import config as C
 from playground.daemon import serve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "tcpplay.toml"
 
 

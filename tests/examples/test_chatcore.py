@@ -649,7 +649,7 @@ def test_random_bytes_from_many_connections_never_raise(steps):
 
 def test_every_error_code_and_event_is_documented():
     source = Path(chatcore.__file__).read_text()
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "chat-protocol.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "chat-protocol.md").read_text()
     codes = set(re.findall(r'"! ([a-z0-9-]+) ', source))
     events = set(re.findall(r'"= ([a-z]+)[ "]', source))
     assert {"bad-nick", "flood", "line-too-long", "bad-utf8"} <= codes
