@@ -1,4 +1,4 @@
-"""HTTP/1.1 responder: the Twisted adapter around ``httpcore`` (parsing) and ``httpapp`` (endpoints).
+"""HTTP/1.1 responder: the Twisted adapter around ``parser`` (parsing) and ``app`` (endpoints).
 
 ``twistd -n tcpplay http --listen 8080``, then ``curl -v http://127.0.0.1:8080/get``.
 
