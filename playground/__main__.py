@@ -12,6 +12,7 @@ import sys
 # name -> (module, one-line description); the module's main(argv, prog) returns an exit code
 COMMANDS = {
     "chat-client": ("playground.examples.chat.client", "interactive client for the chat server"),
+    "check-config": ("playground.daemon.config", "check a serve config file, start nothing"),
 }
 
 

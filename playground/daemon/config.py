@@ -413,11 +413,11 @@ def _service(kind: str, name: str, body: dict, where: _Where) -> ServiceSpec:
     return ServiceSpec(kind, name, argv, options, where.line((kind, name)))
 
 
-def main(argv=None) -> int:
-    """``python -m playground.daemon.config FILE [--set K=V ...]``: check a file, list its services."""
+def main(argv=None, prog: str = "python -m playground check-config") -> int:
+    """``python -m playground check-config FILE [--set K=V ...]``: check a file, list its services."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print("usage: python -m playground.daemon.config FILE [--set KIND.NAME.KEY=VALUE ...]")
+        print(f"usage: {prog} FILE [--set KIND.NAME.KEY=VALUE ...]")
         return 2
     path, rest, overrides = args[0], args[1:], []
     while rest:

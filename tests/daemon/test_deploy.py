@@ -111,7 +111,7 @@ def test_systemd_execstart_is_a_valid_tcpplay_command(tmp_path):
     assert drains and int(s["TimeoutStopSec"]) > max(drains)
     # the pre-start check is the config checker on the same file
     pre = shlex.split(s["ExecStartPre"])
-    assert pre[1:] == ["-m", "playground.daemon.config", "/etc/tcpplay/tcpplay.toml"]
+    assert pre[1:] == ["-m", "playground", "check-config", "/etc/tcpplay/tcpplay.toml"]
 
 
 def test_systemd_analyze_verify(tmp_path):

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
+
 from playground.daemon import metrics, serve
 from tests.conftest import ROOT, TWISTD, free_port
 
@@ -82,12 +84,21 @@ def test_bad_file_starts_nothing(tmp_path):
     assert "listening" not in out
 
 
-def test_check_module_runs_as_a_command(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "playground.daemon.config",
-                           str(ROOT / "config" / "tcpplay.toml")],
+@pytest.mark.parametrize("command", [["playground", "check-config"], ["playground.daemon.config"]])
+def test_config_check_runs_as_a_command(command):
+    proc = subprocess.run([sys.executable, "-m", *command, str(ROOT / "config" / "tcpplay.toml")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "[echo.echo] --listen=7000" in proc.stdout
+
+
+def test_config_check_names_the_bad_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[echo.e]\nlisten = "abc"\n')
+    proc = subprocess.run([sys.executable, "-m", "playground", "check-config", str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert f"{bad}:2: [echo.e] listen" in proc.stderr
 
 
 def test_make_service_builds_each_kind_with_a_shared_registry():
