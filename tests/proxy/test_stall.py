@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 from playground.decode import records as R
 from playground.decode.chain import Chain
 from playground.proxy.splice import ProxyFactory
-from playground.sinks import blockwriter, console
+from playground.sinks import batching, blockwriter, console
 from tests.conftest import reactor_turn
 from tests.proxy.test_proxy import Endpoint, Transport
 
@@ -174,7 +174,7 @@ def test_sink_formats_a_50k_emit_many_in_slices(tmp_path):
                for _ in range(50_000)]
     sink.emit(records[0])
     sink.emit_many(records[1:])
-    assert max(sink.batches) <= console.MAX_BACKLOG
+    assert max(sink.batches) <= batching.MAX_BACKLOG
     run = R.RedisExchanges(1, 0.0, "127.0.0.1:1", [(b"GET", b"k")] * 5000, [b"v"] * 5000,
                            [0.001] * 5000)
     sink.batches.clear()

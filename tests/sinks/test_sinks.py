@@ -12,16 +12,11 @@ from twisted.internet.testing import MemoryReactorClock
 from playground.codec import resp
 from playground.decode import records as R
 from playground.decode.records import json_bytes, json_value, to_json
-from playground.sinks.console import (
-    FLUSH_DELAY,
-    MAX_BACKLOG,
-    ConsoleFormatter,
-    ConsoleSink,
-    format_args,
-    format_value,
-)
+from playground.sinks.batching import FLUSH_DELAY, MAX_BACKLOG, BufferedSink
+from playground.sinks.console import ConsoleFormatter, ConsoleSink, format_args, format_value
 from playground.sinks.jsonlines import JsonSink
 from playground.sinks.jsonlines import _encode as _json_encode
+from playground.sinks.plain import NOT_PLAIN, PlainReplies, plain_batch, remember
 
 
 class CountingIO(io.BytesIO):
@@ -241,6 +236,136 @@ def test_sinks_bound_their_backlog():
     clock.advance(FLUSH_DELAY)
     assert out.writes == 4 and out.getvalue().endswith(b'GET b -> (nil) (0.21 ms)\n')
     sink.stopService()
+
+
+# -- batching: what a sink states is its output and its format; the queue is shared -----------
+
+
+class Lines(BufferedSink):
+    """The least a sink states: where it writes and how a batch looks."""
+
+    label = "lines"
+
+    def __init__(self, reactor, fail_on=None):
+        super().__init__(reactor)
+        self.target = CountingIO()
+        self.batches: list[list] = []
+        self.fail_on = fail_on
+
+    def open_output(self):
+        return self.target
+
+    def format_batch(self, batch):
+        self.batches.append(list(batch))
+        if self.fail_on in batch:
+            raise ValueError("cannot format")
+        return b"".join(b"%d\n" % r for r in batch)
+
+
+def test_buffered_sink_writes_a_batch_per_flush_delay_and_at_the_bound():
+    clock = MemoryReactorClock()
+    sink = Lines(clock)
+    sink.emit(1)  # not started: nothing is queued
+    sink.startService()
+    sink.emit(1)
+    sink.emit_many([2, 3])
+    assert sink.target.writes == 0 and len(clock.getDelayedCalls()) == 1  # one timer per batch
+    clock.advance(FLUSH_DELAY)
+    assert sink.target.getvalue() == b"1\n2\n3\n" and sink.written == 3
+    sink.emit(0)  # a timer is set; at the bound the batch is written at once
+    sink.emit_many(list(range(1, MAX_BACKLOG)))
+    assert sink.target.writes == 2 and sink.batches[-1] == list(range(MAX_BACKLOG))
+    sink.emit(7)
+    sink.stopService()  # flushes what is queued, cancels the timer
+    assert sink.target.getvalue().endswith(b"\n7\n") and not clock.getDelayedCalls()
+    sink.emit(8)  # ignored once stopped
+    assert sink.written == MAX_BACKLOG + 4
+
+
+def test_buffered_sink_slices_a_big_flush_and_counts_runs_as_their_exchanges():
+    clock = MemoryReactorClock()
+    sink = Lines(clock)
+    sink.format_batch = lambda batch: sink.batches.append(list(batch)) or b"x\n"
+    sink.startService()
+    run = R.RedisExchanges(1, 0.0, "c", [(b"GET", b"k")] * 200, [b"v"] * 200, [0.001] * 200)
+    sink.emit(1)
+    sink.emit_many([run])
+    sink.emit_many([run])
+    assert not sink.batches  # 401 exchanges queued
+    sink.emit_many([run, 2])  # 602: written at once, in slices of about MAX_BACKLOG exchanges
+    assert sink.batches == [[1, run, run, run], [2]] and sink.written == 602
+    sink.stopService()
+
+
+def test_buffered_sink_drops_a_batch_it_cannot_format_and_stops_on_a_write_error():
+    clock = MemoryReactorClock()
+    sink = Lines(clock, fail_on=2)
+    sink.startService()
+    sink.emit_many([1, 2])
+    clock.advance(FLUSH_DELAY)
+    sink.emit(3)
+    clock.advance(FLUSH_DELAY)
+    assert sink.target.getvalue() == b"3\n" and not sink.failed  # the failing batch only
+
+    def broken(data):
+        raise OSError(28, "No space left on device")
+
+    sink.target.write = broken
+    sink.emit(4)
+    clock.advance(FLUSH_DELAY)
+    assert sink.failed
+    sink.emit(5)  # nothing more is queued
+    assert not sink._queue
+    sink.stopService()
+
+
+def test_plain_batch_looks_at_the_batch_once():
+    ok = resp.Simple(b"OK")
+    plain = [redis([b"SET", b"k", b"v"], ok), redis([b"GET", b"k"], b"v")]
+    assert plain_batch(plain, 200) == (True, 2, 3, True)
+    assert plain_batch(plain + [R.Notice(1, 1.0, "not an exchange")], 200) == (True, 2, 3, True)
+    assert plain_batch([R.Notice(1, 1.0, "x")], 200) == (False, 0, 0, False)
+    assert plain_batch(plain + [redis([b"GET", b'"k'], None)], 200)[0] is False
+    assert plain_batch(plain + [redis([b"GET", 5], None)], 200)[0] is False  # not bytes
+    assert plain_batch(plain + [redis([b"GET", b"k" * 5], None)], 4)[0] is False  # over lim
+    assert plain_batch(plain + [redis([b"GET", b"k" * 5], None)], 0)[0] is True  # no bound
+    assert plain_batch(plain + [redis([b"GET", b"k"], b"\n")], 200)[3] is False  # the bulk
+    run = R.RedisExchanges(3, 1.0, "c", [(b"GET", b"a", b"b", b"c")], [b"\xff"], [0.001])
+    assert plain_batch(plain + [run], 200) == (True, 2, 4, False)
+
+
+def test_plain_replies_in_a_sinks_own_notation():
+    replies = PlainReplies(b"+%s", b"(integer) %d", b"(nil)")
+    assert replies(resp.Simple(b"OK"), 200) == b"+OK"
+    assert replies(resp.Simple(b"OK"), 200) is replies(resp.Simple(b"OK"), 200)  # made once
+    assert replies(b"abc", 200) == b'"abc"'
+    assert replies(b"abc", 2) is None and replies(b"abc", 2, checked=True) == b'"abc"'
+    assert replies(b"a\\b", 200) is None and replies(resp.Simple(b"\x00"), 200) is None
+    assert replies(7, 200) == b"(integer) 7" and replies(None, 200) == b"(nil)"
+    assert replies([b"a"], 200) is None  # no list notation given
+    assert replies(resp.Error(b"ERR x"), 200) is None  # the sink's general formatter
+    listing = PlainReplies(b"%s", b"%d", b"null", items=lambda v, lim: b"[%d]" % len(v))
+    assert listing([b"a", b"b"], 200) == b"[2]"
+
+
+def test_not_plain_is_what_escape_and_json_would_change():
+    for byte in range(256):
+        b = bytes([byte])
+        shown_as_is = escape_keeps(b) and json.dumps(b.decode("latin-1"))[1:-1] == chr(byte)
+        assert (NOT_PLAIN.search(b) is None) == shown_as_is, b
+
+
+def escape_keeps(b: bytes) -> bool:
+    from playground.decode.views import escape
+
+    return escape(b) == b.decode("latin-1")
+
+
+def test_remember_holds_a_bounded_number_of_entries():
+    cache: dict = {}
+    for i in range(1000):
+        assert remember(cache, i, str(i)) == str(i)
+    assert len(cache) == 256 and cache[255] == "255" and 256 not in cache
 
 
 # -- runs: one R.RedisExchanges shows exactly as the exchanges it stands for ------------------
