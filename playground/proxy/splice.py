@@ -41,7 +41,7 @@ def _endpoint(addr) -> Endpoint:
     name = getattr(addr, "name", None)
     if isinstance(name, bytes):
         name = name.decode("utf-8", "replace")
-    return Endpoint(name or "unix", 0)
+    return Endpoint(name or "", 0)  # a unix socket; "": one without a name
 
 
 def _tune(transport) -> None:

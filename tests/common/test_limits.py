@@ -13,8 +13,10 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import failure
 
-from playground.common.limits import ConnectionLimits, LimitedFactory, Refusal, peer_host, peer_text
+from playground.common.addresstext import address_text, format_address
+from playground.common.limits import ConnectionLimits, LimitedFactory, Refusal, peer_host
 from playground.examples import echo
+from playground.proxy.observer import Endpoint
 from tests.conftest import until
 
 # --- ConnectionLimits -----------------------------------------------------------------------
@@ -104,7 +106,38 @@ def test_peer_names(addr, host, text):
         assert peer_host(addr) == peer_host(UNIXAddress(None))
     else:
         assert peer_host(addr) == host
-    assert peer_text(addr) == text
+    assert address_text(addr) == text
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        (b"", "unix:(unnamed)"),
+        (b"rel.sock", "unix:rel.sock"),
+        (b"/tmp/\xff.sock", "unix:/tmp/\ufffd.sock"),
+        ("/tmp/s.sock", "unix:/tmp/s.sock"),
+    ],
+)
+def test_unix_socket_names(name, text):
+    assert address_text(UNIXAddress(name)) == text
+
+
+@pytest.mark.parametrize(
+    "host, port, text",
+    [
+        ("127.0.0.1", 6379, "127.0.0.1:6379"),
+        ("::1", 6379, "[::1]:6379"),
+        ("fe80::1%eth0", 80, "[fe80::1%eth0]:80"),
+        ("db.local", 6379, "db.local:6379"),
+        ("/tmp/redis.sock", 0, "unix:/tmp/redis.sock"),
+        ("redis.sock", 0, "unix:redis.sock"),
+        ("", 0, "unix:(unnamed)"),
+    ],
+)
+def test_one_text_for_an_address_in_logs_and_records(host, port, text):
+    """The observer's Endpoint (port 0: a unix socket) reads as the logs write addresses."""
+    assert str(Endpoint(host, port)) == text
+    assert format_address(host, port or None) == text
 
 
 # --- LimitedFactory -------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from twisted.internet import defer, error
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
@@ -409,6 +409,57 @@ def test_raising_observer_is_detached_and_forwarding_goes_on(logged):
     assert type(client) is ClientSide
     failures = [e for e in logged if e.get("log_failure") is not None]
     assert len(failures) == 1
+
+
+class Opened:
+    """An observer that keeps the PairInfo of each pair."""
+
+    def __init__(self):
+        self.pairs = []
+
+    def pair_opened(self, pair, now):
+        self.pairs.append(pair)
+
+    def data(self, *a):
+        pass
+
+    def half_closed(self, *a):
+        pass
+
+    def pair_closed(self, *a):
+        pass
+
+
+@pytest.mark.parametrize(
+    "client, server, client_text, server_text",
+    [
+        (IPv4Address("TCP", "127.0.0.1", 50000), IPv4Address("TCP", "127.0.0.1", 6379),
+         "127.0.0.1:50000", "127.0.0.1:6379"),
+        (IPv6Address("TCP", "::1", 50000), IPv6Address("TCP", "::1", 6379), "[::1]:50000",
+         "[::1]:6379"),
+        (UNIXAddress(None), UNIXAddress(b"/tmp/redis.sock"), "unix:(unnamed)",
+         "unix:/tmp/redis.sock"),
+        (UNIXAddress(b"client.sock"), UNIXAddress(b""), "unix:client.sock", "unix:(unnamed)"),
+    ],
+)
+def test_logs_and_records_name_an_address_alike(client, server, client_text, server_text,
+                                                 logged):
+    observer = Opened()
+    clock, endpoint, factory = make(observer)
+    proto = factory.buildProtocol(client)
+    ct = StringTransport(IPv4Address("TCP", "127.0.0.1", 6479), client)
+    ct.setTcpNoDelay = lambda on: None
+    proto.makeConnection(ct)
+    factory_, d = endpoint.attempts[-1]
+    upstream = factory_.buildProtocol(server)
+    st = StringTransport(IPv4Address("TCP", "127.0.0.1", 40000), server)
+    st.setTcpNoDelay = lambda on: None
+    upstream.makeConnection(st)
+    d.callback(upstream)
+    clock.advance(0)  # observers hear of it on a later turn
+    (pair,) = observer.pairs
+    assert (str(pair.client), str(pair.server)) == (client_text, server_text)
+    assert any(f"proxy #1 open {client_text} -> " in t for t in texts(logged))
 
 
 def test_options_require_target_and_name_flags():

@@ -24,8 +24,9 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from playground.codec.resp import Inline, ProtocolError, RespParser
+from playground.common.addresstext import address_text
 from playground.common.limits import LimitedFactory
-from playground.common.listening import ListeningService, address_text
+from playground.common.listening import ListeningService
 from playground.common.options import ServerOptions, byte_size, non_negative_float, non_negative_int
 from playground.examples.resp.engine import Close, Deliver, Engine, Reply, encode_reply
 
