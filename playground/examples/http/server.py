@@ -36,8 +36,10 @@ from playground.common.limits import LimitedFactory
 from playground.common.listening import ListeningService
 from playground.common.options import (
     ServerOptions,
+    limit_arguments,
     non_negative_float,
     non_negative_int,
+    parameter,
     positive_int,
 )
 from playground.examples.http.app import AppLimits, HttpApp, Response
@@ -614,58 +616,32 @@ class Options(ServerOptions):
     default_listen = "8080"
     default_idle_timeout = 30.0
     optFlags = [["no-access-log", None, "Do not log a line per request."]]
-
-    def __init__(self):
-        super().__init__()
-        self["max-body"] = DEFAULT_MAX_BODY
-        self["max-request-line"] = DEFAULT_MAX_REQUEST_LINE
-        self["max-header-bytes"] = DEFAULT_MAX_HEADER_BYTES
-        self["max-headers"] = DEFAULT_MAX_HEADERS
-        self["header-timeout"] = 5.0
-        self["body-timeout"] = 30.0
-        self["keepalive-timeout"] = 15.0
-        self["max-pipeline"] = 32
-
-    def opt_max_body(self, value):
-        """Largest request body in bytes; larger gets 413."""
-        self["max-body"] = non_negative_int("--max-body", value)
-
-    def opt_max_request_line(self, value):
-        """Longest request line in bytes; longer gets 414."""
-        self["max-request-line"] = positive_int("--max-request-line", value)
-
-    def opt_max_header_bytes(self, value):
-        """Largest header section in bytes; larger gets 431."""
-        self["max-header-bytes"] = positive_int("--max-header-bytes", value)
-
-    def opt_max_headers(self, value):
-        """Most header fields in a request; more gets 431."""
-        self["max-headers"] = positive_int("--max-headers", value)
-
-    def opt_header_timeout(self, value):
-        """Seconds allowed to send a complete request head; then 408 (0 = never)."""
-        self["header-timeout"] = non_negative_float("--header-timeout", value)
-
-    def opt_body_timeout(self, value):
-        """Seconds allowed to send a whole request body, counted from the end of its head;
-        then 408 (0 = never)."""
-        self["body-timeout"] = non_negative_float("--body-timeout", value)
-
-    def opt_keepalive_timeout(self, value):
-        """Close a connection idle between requests after this many seconds
-        (0 = never)."""
-        self["keepalive-timeout"] = non_negative_float("--keepalive-timeout", value)
-
-    def opt_max_pipeline(self, value):
-        """Requests read ahead of their responses on one connection."""
-        self["max-pipeline"] = positive_int("--max-pipeline", value)
+    optParameters = [
+        parameter("max-body", DEFAULT_MAX_BODY, "Largest request body in bytes; larger gets 413.",
+                  non_negative_int),
+        parameter("max-request-line", DEFAULT_MAX_REQUEST_LINE,
+                  "Longest request line in bytes; longer gets 414.", positive_int),
+        parameter("max-header-bytes", DEFAULT_MAX_HEADER_BYTES,
+                  "Largest header section in bytes; larger gets 431.", positive_int),
+        parameter("max-headers", DEFAULT_MAX_HEADERS,
+                  "Most header fields in a request; more gets 431.", positive_int),
+        parameter("header-timeout", 5.0,
+                  "Seconds allowed to send a complete request head; then 408 (0 = never).",
+                  non_negative_float),
+        parameter("body-timeout", 30.0,
+                  "Seconds allowed to send a whole request body, counted from the end of its "
+                  "head; then 408 (0 = never).", non_negative_float),
+        parameter("keepalive-timeout", 15.0,
+                  "Close a connection idle between requests after this many seconds "
+                  "(0 = never).", non_negative_float),
+        parameter("max-pipeline", 32, "Requests read ahead of their responses on one "
+                  "connection.", positive_int),
+    ]
 
 
 def make_factory(options, reactor=None) -> HttpFactory:
     return HttpFactory(
         reactor,
-        max_connections=options["max-connections"],
-        max_per_peer=options["max-connections-per-peer"],
         max_request_line=options["max-request-line"],
         max_header_bytes=options["max-header-bytes"],
         max_headers=options["max-headers"],
@@ -673,9 +649,9 @@ def make_factory(options, reactor=None) -> HttpFactory:
         header_timeout=options["header-timeout"],
         body_timeout=options["body-timeout"],
         keepalive_timeout=options["keepalive-timeout"],
-        idle_timeout=options["idle-timeout"],
         max_pipeline=options["max-pipeline"],
         access_log=not options["no-access-log"],
+        **limit_arguments(options),
     )
 
 
