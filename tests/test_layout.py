@@ -92,3 +92,39 @@ def test_readme_documents_every_option(name, module):
     options = importlib.import_module(module).Options()
     missing = sorted(o for o in _long_options(options) if f"--{o}" not in readme)
     assert not missing, f"README does not mention {name} options: {missing}"
+
+
+def _private_uses(path) -> list[str]:
+    """``module._name`` reads and ``from module import _name`` of playground modules in a file."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    modules = {}  # local name -> a playground module
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("playground"):
+            for alias in node.names:
+                dotted = f"{node.module}.{alias.name}"
+                if (PLAYGROUND.parent / (dotted.replace(".", "/") + ".py")).exists():
+                    modules[alias.asname or alias.name] = dotted
+                elif alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"from {node.module} import {alias.name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("playground") and alias.asname:
+                    modules[alias.asname] = alias.name
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in modules and node.attr.startswith("_")
+                and not node.attr.startswith("__")):
+            found.append(f"{modules[node.value.id]}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names():
+    """A module that needs a sibling's private name is in the wrong place: the shared piece
+    gets a module both import (as the console and JSON sinks share sinks.batching and
+    sinks.plain)."""
+    found = {str(p.relative_to(PLAYGROUND)): uses for p in sorted(PLAYGROUND.rglob("*.py"))
+             if (uses := _private_uses(p))}
+    assert not found, found
