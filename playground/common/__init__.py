@@ -1,6 +1,6 @@
 """What every layer shares: addresses and endpoint strings, command-line option helpers, the
-listening service, connection limits, the SIGTERM drain, the default reactor and the direct
-socket write.
+listening service, connection limits, the SIGTERM drain, the default reactor, and the one module
+that uses Twisted's private API (``twistedprivate``: the direct socket write among others).
 
 May import Twisted and the standard library; imports nothing else from ``playground``, so every
 other package can import it.

@@ -74,9 +74,10 @@ class Options(ServerOptions):
         decoding.check_options(self)
         if not self["target"]:
             raise usage.UsageError(f"--target is required ({addresses.TARGET_EXAMPLE})")
-        self["target"] = addresses.client_string(self["target"], "--target")
+        self.target = addresses.client_target(self["target"], "--target")  # read once
+        self["target"] = self.target.desc
         if self["target-ca"]:
-            if not self["target"].lower().startswith("tls:"):
+            if self.target.kind != "tls":
                 raise usage.UsageError("--target-ca only applies to a tls: --target")
             try:
                 open(self["target-ca"], "rb").close()
@@ -109,7 +110,7 @@ def make_service(options, reactor=None) -> service.IService:
     if observer is not None:
         preload_decoders()
     factory = ProxyFactory(
-        options["target"],
+        options.target,
         observer=observer,
         connect_timeout=options["connect-timeout"],
         idle_timeout=options["idle-timeout"],
