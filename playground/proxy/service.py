@@ -56,7 +56,9 @@ class Options(ServerOptions):
          "(tcp:host=H:port=P, unix:path=P, tls:host=H:port=P: the hostname is verified)."],
         ["target-ca", None, None,
          "PEM file of the CA that signs a tls: target's certificate (without it, the system's CAs)."],
-        ["connect-timeout", None, 5.0, "Seconds to wait for the target to accept.",
+        ["connect-timeout", None, 5.0,
+         "Seconds to wait for the target to accept; 0: no timeout of tcpplay's own (the "
+         "system's applies, or a target endpoint string's timeout=, 30 unless given).",
          lambda v: non_negative_float("--connect-timeout", v)],
         ["drain-timeout", None, 10.0,
          "On SIGTERM/SIGINT, seconds open pairs may finish before they are aborted (a second "

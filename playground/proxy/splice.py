@@ -226,12 +226,13 @@ class Pair:
                 "proxy #{pair} open {client} -> {target}",
                 pair=self.id, client=client.peer, target=f.target_desc,
             )
+        # --connect-timeout: seconds, or 0 for none of ours (see ProxyFactory), on both paths.
         if f.target is not None and f.target.plain_tcp:
             # Plain TCP: connect like portforward does, with no endpoint wrapper protocol
             # between the transport and us (one call less per chunk, less memory per pair).
             self.connecting = self.reactor.connectTCP(
                 f.target.host, f.target.port, _UpstreamFactory(self),
-                timeout=f.connect_timeout or 30,
+                timeout=f.connect_timeout or None,
             )
             return
         d = f.target_endpoint.connect(_UpstreamFactory(self))
@@ -245,11 +246,16 @@ class Pair:
         if self.finished or self.lost & 1:
             return None
         f = self.factory
-        # Endpoints cancel with ConnectingCancelledError, which addTimeout passes on as is;
-        # connectTCP's own timeout is a TimeoutError.
-        if reason.check(defer.TimeoutError, defer.CancelledError, error.ConnectingCancelledError,
-                        error.TimeoutError):
+        # Our timeout: on an endpoint, addTimeout cancels it (endpoints cancel with
+        # ConnectingCancelledError, which addTimeout passes on as is); on plain TCP, connectTCP's
+        # timeout is a TimeoutError. On an endpoint, a TimeoutError is the endpoint's own.
+        ours = (defer.TimeoutError, defer.CancelledError, error.ConnectingCancelledError)
+        if f.target is not None and f.target.plain_tcp:
+            ours += (error.TimeoutError,)
+        if f.connect_timeout and reason.check(*ours):
             why = f"no answer within --connect-timeout {f.connect_timeout:g}s"
+        elif reason.check(error.TimeoutError):
+            why = "no answer within the target endpoint's own timeout= (30s unless given)"
         else:
             why = reason.getErrorMessage()
         f.connect_failures += 1
@@ -431,7 +437,10 @@ class ProxyFactory(LimitedFactory):
 
     ``target`` is a ``Target`` (``addresses.client_target``), a ``--target`` string (read into
     one), or an ``IStreamClientEndpoint``. ``observer`` (optional) follows
-    ``playground.proxy.observer.PairObserver``.
+    ``playground.proxy.observer.PairObserver``. ``connect_timeout``: seconds the target has to
+    accept, on every kind of target; 0 sets no timeout of ours (then what bounds a connect is the
+    system's own, about two minutes on Linux, or an endpoint string's ``timeout=``, Twisted's
+    default 30 s).
     """
 
     protocol = ClientSide
