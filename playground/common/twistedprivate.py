@@ -4,9 +4,9 @@ Nothing else in the package reads an underscore name of a Twisted object or modu
 internals of ``twisted.internet.tcp`` connections; code that needs one calls a function here.
 ``tests/common/test_twistedprivate.py`` holds each item below to its contract on real
 ``tcp.Server`` and ``tcp.Client`` connections and real reactors, so a Twisted release that
-renames or changes one fails the tests, not a deployment. ``pyproject.toml`` pins Twisted to the
-releases this was checked against: 24.3.0 and 26.10.0 (the source of each item read, and the
-contract tests run, on both).
+renames or changes one fails the tests, not a deployment. Checked against Twisted 24.3.0, 25.5.0,
+26.4.0 and 26.10.0 (the contract tests and the proxy's pass on each); ``pyproject.toml`` pins
+Twisted to that range (``>=24.3,<27``): raise the bound once they pass on a newer release.
 
 What is used, and why:
 
