@@ -44,6 +44,9 @@ What is used, and why:
   ``ReactorBase._stopped`` (true from ``reactor.stop()`` on, and before ``run()``), and
   ``_exitSignal`` (the signal that stopped the reactor, which ``twistd`` raises again after
   shutdown).
+
+Not here: what Twisted documents as public on ``FileDescriptor``, such as ``bufferSize`` (the
+chat server sets it; the contract tests read it).
 """
 
 from __future__ import annotations
