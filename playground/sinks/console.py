@@ -41,6 +41,7 @@ import sys
 from operator import itemgetter
 
 from playground.codec import resp
+from playground.common.twistedprivate import reactor_stopped
 from playground.decode import records as R
 from playground.decode.views import escape, hexdump_lines, is_text, quoted
 from playground.sinks import blockwriter
@@ -425,7 +426,7 @@ class ConsoleSink(BufferedSink):
         self._blocker: blockwriter.BlockWriter | None = None  # block on a pipe or terminal
 
     def _write_batch(self, batch: list, n: int) -> None:
-        if self._blocker is not None and getattr(self.reactor, "_stopped", False):
+        if self._blocker is not None and reactor_stopped(self.reactor):
             self._stop_blocking()  # stopping: a write must not wait for a reader
         try:
             super()._write_batch(batch, n)

@@ -188,6 +188,67 @@ def test_connect_timeout_closes_client(logged):
     assert any("first=server how=connect-failed" in t for t in texts(logged))
 
 
+# --connect-timeout: N seconds on every kind of target; 0: no timeout of ours on any.
+
+
+def plain(target="tcp:host=127.0.0.1:port=6379", **kw):
+    """A client of a proxy whose target the splice connects with connectTCP itself."""
+    clock = MemoryReactorClock()
+    factory = ProxyFactory(target, reactor=clock, **kw)
+    client, ct = accept(factory)
+    return clock, factory, client, ct
+
+
+@pytest.mark.parametrize("target", ["6379", "tcp:host=127.0.0.1:port=6379"])
+def test_plain_tcp_target_connects_with_connect_timeout(logged, target):
+    clock, factory, client, ct = plain(target, connect_timeout=5.0)
+    host, port, upstream, timeout, _ = clock.tcpClients[-1]
+    assert (host, port, timeout) == ("127.0.0.1", 6379, 5.0)
+    # connectTCP's timeout firing, as the real connector reports it
+    upstream.clientConnectionFailed(clock.connectors[-1], Failure(error.TimeoutError()))
+    assert ct.disconnecting
+    assert any("no answer within --connect-timeout 5s" in t for t in texts(logged))
+
+
+def test_plain_tcp_target_with_connect_timeout_0_sets_no_timeout(logged):
+    clock, factory, client, ct = plain(connect_timeout=0)
+    assert clock.tcpClients[-1][3] is None  # connectTCP's default would be 30 s
+    assert not clock.getDelayedCalls()
+    # only the system gives up (Linux: about two minutes of SYN retries)
+    upstream = clock.tcpClients[-1][2]
+    upstream.clientConnectionFailed(clock.connectors[-1], Failure(error.TCPTimedOutError()))
+    assert ct.disconnecting
+    assert not any("--connect-timeout" in t for t in texts(logged))
+
+
+def test_endpoint_target_with_connect_timeout_0_sets_no_timeout(logged):
+    clock, endpoint, factory = make(connect_timeout=0)
+    client, ct = accept(factory)
+    assert not clock.getDelayedCalls()
+    clock.advance(3600)
+    assert not ct.disconnecting and len(factory.pairs) == 1
+    # the endpoint's own timeout (an endpoint string's timeout=) still ends it
+    endpoint.attempts[0][1].errback(Failure(error.TimeoutError()))
+    assert ct.disconnecting
+    logs = texts(logged)
+    assert any("the target endpoint's own timeout=" in t for t in logs)
+    assert not any("--connect-timeout" in t for t in logs)
+
+
+@pytest.mark.parametrize("connect_timeout, ours", [(5.0, True), (0, False)])
+def test_endpoint_string_target_keeps_its_own_timeout_beside_ours(logged, connect_timeout, ours):
+    """A target string with more than host and port goes through clientFromString: the endpoint's
+    own timeout= (30 s unless given) is passed to connectTCP; --connect-timeout is ours."""
+    clock, factory, client, ct = plain("tcp:host=127.0.0.1:port=6379:timeout=60",
+                                       connect_timeout=connect_timeout)
+    assert clock.tcpClients[-1][3] == 60
+    assert bool(clock.getDelayedCalls()) is ours
+    clock.advance(5.0)
+    assert ct.disconnecting is ours
+    if ours:
+        assert any("no answer within --connect-timeout 5s" in t for t in texts(logged))
+
+
 def test_connect_refused_closes_client(logged):
     clock, endpoint, factory = make()
     client, ct = accept(factory)

@@ -31,7 +31,7 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from playground.common import directwrite
+from playground.common import twistedprivate
 from playground.common.limits import LimitedFactory
 from playground.common.listening import ListeningService
 from playground.common.options import (
@@ -126,7 +126,7 @@ class HttpProtocol(protocol.Protocol):
         self._access_log = self.log  # bound once (each ``self.log`` builds a new Logger)
         self.transport.registerProducer(self, True)
         # plain TCP (no TLS layered on the socket): direct sends and half-close are safe
-        self._plain = directwrite.supported(self.transport)
+        self._plain = twistedprivate.direct_write_supported(self.transport)
         self._direct = f.direct_send and self._plain
         self._arm()
 
@@ -403,8 +403,8 @@ class HttpProtocol(protocol.Protocol):
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
-        if self._direct:  # send now when nothing is queued (see playground.common.directwrite)
-            directwrite.write(self.transport, data)
+        if self._direct:  # send now when nothing is queued (see playground.common.twistedprivate)
+            twistedprivate.direct_write(self.transport, data)
         else:
             self.transport.write(data)
         if self._finished:
@@ -485,10 +485,9 @@ class HttpProtocol(protocol.Protocol):
 
     def _pending_out(self) -> int | None:
         """Bytes waiting in a plain TCP transport's buffer (None when unknown)."""
-        t = self.transport
         if not self._plain:
             return None
-        return len(t.dataBuffer) - t.offset + t._tempDataLen
+        return twistedprivate.pending_write_bytes(self.transport)
 
     # One lazy timer per connection: setting or clearing a deadline is an attribute write; the
     # single DelayedCall, when it fires early, reschedules itself for the current deadline.
