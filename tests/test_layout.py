@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from playground.tap import SUBCOMMANDS
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 PLAYGROUND = ROOT / "playground"
 

@@ -28,7 +28,7 @@ from playground.codec.resp import (
     encode_command,
     split_inline,
 )
-from tests.conftest import resp_exchange
+from tests.support.net import resp_exchange
 
 # ---------------------------------------------------------------------------------------------
 # helpers

@@ -15,7 +15,7 @@ from twisted.python import failure
 
 from playground.common.limits import ConnectionLimits, LimitedFactory, Refusal, peer_host, peer_text
 from playground.examples import echo
-from tests.conftest import until
+from tests.support.waiting import until
 
 # --- ConnectionLimits -----------------------------------------------------------------------
 

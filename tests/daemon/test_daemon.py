@@ -14,7 +14,9 @@ from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
 from playground.daemon import jsonlog
-from tests.conftest import TWISTD, free_port, wait_until
+from tests.support.net import free_port
+from tests.support.paths import TWISTD
+from tests.support.waiting import wait_until
 
 
 def alive(pid: int) -> bool:

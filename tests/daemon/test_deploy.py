@@ -15,7 +15,7 @@ import pytest
 
 from playground import tap
 from playground.daemon import config as C
-from tests.conftest import need
+from tests.support.processes import need
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"

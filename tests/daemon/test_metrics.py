@@ -20,7 +20,7 @@ from playground.daemon import stats as S
 from playground.decode import records as R
 from playground.sinks.statssink import StatsSink
 from playground.tap import SUBCOMMANDS
-from tests.conftest import PING, PONG, free_port, recv_exactly
+from tests.support.net import PING, PONG, free_port, recv_exactly
 
 # -- a tiny Prometheus text-format parser ------------------------------------------------------
 

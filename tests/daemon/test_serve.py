@@ -9,7 +9,8 @@ import sys
 import urllib.request
 
 from playground.daemon import metrics, serve
-from tests.conftest import ROOT, TWISTD, free_port
+from tests.support.net import free_port
+from tests.support.paths import ROOT, TWISTD
 
 
 def _talk(port: int, data: bytes, timeout: float = 10.0) -> bytes:

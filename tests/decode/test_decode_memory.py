@@ -42,7 +42,9 @@ from playground.proxy import decoding
 from playground.proxy.observer import Endpoint, PairInfo
 from playground.sinks.console import ConsoleFormatter, ConsoleSink
 from playground.sinks.jsonlines import JsonSink
-from tests.conftest import recv_exactly, start_proxy, wait_until
+from tests.support.net import recv_exactly
+from tests.support.processes import start_proxy
+from tests.support.waiting import wait_until
 
 MIB = 1024 * 1024
 CHUNK = 64 * 1024  # what a proxy read gives at most

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from playground.decode.views import Line, LineView, escape, hexdump, hexdump_lines, is_text, quoted
-from tests.conftest import need
+from tests.support.processes import need
 
 
 @pytest.mark.parametrize("byte", list(range(0x20)) + [0x7F])

@@ -11,7 +11,8 @@ import pytest
 from twisted.python import usage
 
 from playground.tap import SUBCOMMANDS
-from tests.conftest import ROOT, TWISTD, free_port
+from tests.support.net import free_port
+from tests.support.paths import ROOT, TWISTD
 
 
 def run_twistd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -166,7 +167,8 @@ def test_foreground_writes_no_pidfile_so_two_servers_share_a_directory(tmp_path)
     directory); an explicit --pidfile is still honoured."""
     import subprocess as sp
 
-    from tests.conftest import TWISTD, free_port, wait_port
+    from tests.support.net import free_port, wait_port
+    from tests.support.paths import TWISTD
 
     procs = []
     try:
@@ -191,7 +193,7 @@ def test_foreground_writes_no_pidfile_so_two_servers_share_a_directory(tmp_path)
 def test_subcommand_usage_line_names_the_subcommand_once():
     import subprocess as sp
 
-    from tests.conftest import TWISTD
+    from tests.support.paths import TWISTD
 
     out = sp.run([TWISTD, "-n", "tcpplay", "echo", "--help"], capture_output=True, text=True,
                  timeout=60).stdout
@@ -319,7 +321,8 @@ def test_json_to_stdout_keeps_twistds_log_on_stderr(redis_server, tmp_path, kind
     stderr. ``--json /dev/stdout`` is the same."""
     import json
 
-    from tests.conftest import need, wait_until
+    from tests.support.processes import need
+    from tests.support.waiting import wait_until
 
     port = free_port()
     out = "/dev/stdout" if kind == "dev-stdout" else "-"
@@ -349,7 +352,7 @@ def test_json_to_stdout_keeps_twistds_log_on_stderr(redis_server, tmp_path, kind
 
 
 def test_logfile_dev_stderr_is_written_without_rotation(tmp_path):
-    from tests.conftest import wait_until
+    from tests.support.waiting import wait_until
 
     port = free_port()
     t = _Streams([TWISTD, "-n", "--pidfile=", "--logfile=/dev/stderr", "tcpplay", "echo",
@@ -370,7 +373,7 @@ def test_json_to_a_fifo_reaches_its_reader(twistd, redis_server, tmp_path):
     import os
     import threading
 
-    from tests.conftest import wait_until
+    from tests.support.waiting import wait_until
 
     fifo = tmp_path / "events"
     os.mkfifo(fifo)
@@ -422,7 +425,7 @@ def test_unwritable_pidfile_is_one_line_not_twistds_traceback(tmp_path, daemon):
         import os
         import signal
 
-        from tests.conftest import wait_until
+        from tests.support.waiting import wait_until
 
         log = tmp_path / "x.log"
         wait_until(lambda: log.exists() and "listening on" in log.read_text(), 10, "the log")

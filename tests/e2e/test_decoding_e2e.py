@@ -23,7 +23,9 @@ from twisted.internet import defer, task, threads
 from playground.decode.chain import Chain
 from playground.sinks.console import ConsoleSink
 from playground.sinks.jsonlines import JsonSink
-from tests.conftest import free_port, need, redis_commands, start_redis, stop_process, tshark
+from tests.support.capture import redis_commands, tshark
+from tests.support.net import free_port
+from tests.support.processes import need, start_redis, stop_process
 
 
 class Proxied:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from playground.tap import SUBCOMMANDS
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 TWISTD_CODE = (
     "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; sys.exit(run())"

@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-from tests.conftest import PING, PONG, ROOT, TWISTD, Twistd, free_port, recv_exactly, wait_closed
+from tests.support.net import PING, PONG, free_port, recv_exactly, wait_closed
+from tests.support.paths import ROOT, TWISTD
+from tests.support.processes import Twistd
 
 
 class Foreground(Twistd):

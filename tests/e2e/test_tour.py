@@ -29,7 +29,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT, free_port, need, wait_port, wait_until
+from tests.support.net import free_port, wait_port
+from tests.support.paths import BIN, ROOT
+from tests.support.processes import need
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -19,7 +19,8 @@ from playground.common.limits import Refusal
 from playground.examples.chat import server as chat
 from playground.examples.chat.core import ChatServer
 from playground.examples.chat.server import ChatFactory, ChatProtocol
-from tests.conftest import RawClient, free_port, need
+from tests.support.net import RawClient, free_port
+from tests.support.processes import need
 
 HELLO = "= hello tcpplay-chat: choose a nick with /nick NAME; /help lists the commands"
 

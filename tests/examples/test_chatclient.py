@@ -14,7 +14,8 @@ from twisted.python.failure import Failure
 
 from playground import __main__ as cli
 from playground.examples.chat.client import ChatClientProtocol, InputLines, main
-from tests.conftest import ROOT, RawClient, free_port
+from tests.support.net import RawClient, free_port
+from tests.support.paths import ROOT
 
 
 class Shown:

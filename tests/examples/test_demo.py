@@ -7,7 +7,8 @@ import subprocess
 
 import redis
 
-from tests.conftest import free_port, need
+from tests.support.net import free_port
+from tests.support.processes import need
 
 
 def test_demo_proxies_resp_and_http_and_shows_them(twistd):

@@ -20,7 +20,8 @@ from twisted.python import failure, usage
 from playground.common.limits import Refusal
 from playground.common.listening import ListeningService
 from playground.examples import echo
-from tests.conftest import need, until
+from tests.support.processes import need
+from tests.support.waiting import until
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40001)
 

@@ -21,7 +21,8 @@ from twisted.python import failure, usage
 from playground.examples.http import server as httpserver
 from playground.examples.http.app import AppLimits, HttpApp
 from playground.examples.http.parser import HttpRequestParser, RequestHead
-from tests.conftest import free_port, need
+from tests.support.net import free_port
+from tests.support.processes import need
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40001)
 

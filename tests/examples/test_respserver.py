@@ -23,15 +23,9 @@ from playground.codec.resp import Error, Map, ProtocolError, RespParser, encode_
 from playground.common.limits import Refusal
 from playground.examples.resp import server as respserver
 from playground.examples.resp.server import ExpirySweep, RespFactory, RespService
-from tests.conftest import (
-    Twistd,
-    free_port,
-    need,
-    resp_exchange,
-    start_redis,
-    stop_process,
-    wait_until,
-)
+from tests.support.net import free_port, resp_exchange
+from tests.support.processes import Twistd, need, start_redis, stop_process
+from tests.support.waiting import wait_until
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40001)
 

@@ -4,56 +4,17 @@ half-close each way, resets, connect and idle timeouts, limits, drain then abort
 from __future__ import annotations
 
 import pytest
-from twisted.internet import defer, error
+from twisted.internet import error
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 from playground.common.limits import Refusal
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from playground.proxy.service import Options
 from playground.proxy.splice import ClientSide, ProxyFactory, ServerSide
-from tests.conftest import reactor_turn
-
-
-class Transport(StringTransport):
-    """StringTransport plus the half-close and abort bookkeeping the proxy uses."""
-
-    def __init__(self, peer=("127.0.0.1", 50000), host=("127.0.0.1", 6479)):
-        super().__init__(IPv4Address("TCP", *host), IPv4Address("TCP", *peer), lenient=True)
-        self.write_closed = False
-        self.aborted = False
-        self.nodelay = False
-
-    def loseWriteConnection(self):
-        self.write_closed = True
-
-    def abortConnection(self):
-        self.aborted = True
-        super().abortConnection()
-
-    def setTcpNoDelay(self, enabled):
-        self.nodelay = enabled
-
-
-class Endpoint:
-    """A client endpoint whose connection attempts the test completes by hand."""
-
-    def __init__(self):
-        self.attempts: list[tuple[object, defer.Deferred]] = []
-
-    def connect(self, factory):
-        d = defer.Deferred(lambda d: None)
-        self.attempts.append((factory, d))
-        return d
-
-    def succeed(self, index=-1):
-        factory, d = self.attempts[index]
-        proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 6379))
-        transport = Transport(peer=("127.0.0.1", 6379), host=("127.0.0.1", 40000))
-        proto.makeConnection(transport)
-        d.callback(proto)
-        return proto, transport
+from tests.support.splice import Endpoint, Transport
+from tests.support.waiting import reactor_turn
 
 
 class Recorder:

@@ -20,19 +20,9 @@ import pytest
 import redis
 
 from playground.codec.resp import encode_command
-from tests.conftest import (
-    PING,
-    PONG,
-    Twistd,
-    free_port,
-    need,
-    recv_exactly,
-    start_proxy,
-    start_redis,
-    stop_process,
-    wait_closed,
-    wait_until,
-)
+from tests.support.net import PING, PONG, free_port, recv_exactly, wait_closed
+from tests.support.processes import Twistd, need, start_proxy, start_redis, stop_process
+from tests.support.waiting import wait_until
 
 # --- helpers ---------------------------------------------------------------------------------
 

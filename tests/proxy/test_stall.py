@@ -14,8 +14,8 @@ from playground.decode import records as R
 from playground.decode.chain import Chain
 from playground.proxy.splice import ProxyFactory
 from playground.sinks import blockwriter, console
-from tests.conftest import reactor_turn
-from tests.proxy.test_proxy import Endpoint, Transport
+from tests.support.splice import Endpoint, Transport
+from tests.support.waiting import reactor_turn
 
 PING = b"*1\r\n$4\r\nPING\r\n"  # an echo upstream answers it with itself
 
@@ -334,7 +334,9 @@ def test_drop_writer_reports_drops_at_close_and_gives_up_on_a_reader_that_never_
 def _proxy_with_stdout(tmp_path, stdout, target: int, *extra):
     import subprocess
 
-    from tests.conftest import TWISTD, free_port, wait_until
+    from tests.support.net import free_port
+    from tests.support.paths import TWISTD
+    from tests.support.waiting import wait_until
 
     port = free_port()
     log = tmp_path / "twistd.log"
@@ -350,7 +352,7 @@ def _proxy_with_stdout(tmp_path, stdout, target: int, *extra):
 def _pings(port: int, n: int) -> None:
     import socket
 
-    from tests.conftest import recv_exactly
+    from tests.support.net import recv_exactly
 
     with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
         s.sendall(PING * n)
@@ -361,7 +363,7 @@ def _one_ping(port: int) -> float:
     import socket
     import time
 
-    from tests.conftest import recv_exactly
+    from tests.support.net import recv_exactly
 
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         start = time.monotonic()
@@ -377,7 +379,7 @@ def test_console_on_a_pipe_nobody_reads_drops_and_traffic_flows(tmp_path, redis_
     import os
     import time
 
-    from tests.conftest import stop_process
+    from tests.support.processes import stop_process
 
     r, w = os.pipe()
     proc, port, log = _proxy_with_stdout(tmp_path, w, redis_server.port)
@@ -430,7 +432,8 @@ def test_a_signal_ends_a_proxy_blocked_on_a_console_pipe_nobody_reads(tmp_path, 
     import subprocess
     import time
 
-    from tests.conftest import stop_process, wait_until
+    from tests.support.processes import stop_process
+    from tests.support.waiting import wait_until
 
     r, w = os.pipe()
     proc, port, log = _proxy_with_stdout(tmp_path, w, redis_server.port, "--slow-sink", "block",
@@ -462,7 +465,8 @@ def test_a_signal_ends_a_proxy_blocked_on_a_console_pipe_nobody_reads(tmp_path, 
 
 
 def test_console_to_a_regular_file_keeps_every_record(tmp_path, redis_server):
-    from tests.conftest import stop_process, wait_until
+    from tests.support.processes import stop_process
+    from tests.support.waiting import wait_until
 
     out = open(tmp_path / "console.txt", "wb")
     proc, port, log = _proxy_with_stdout(tmp_path, out, redis_server.port)

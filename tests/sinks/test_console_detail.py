@@ -32,7 +32,9 @@ from playground.sinks.console import (
     command_summary,
     format_value,
 )
-from tests.conftest import TWISTD, free_port, need, start_proxy
+from tests.support.net import free_port
+from tests.support.paths import TWISTD
+from tests.support.processes import need, start_proxy
 
 JSON_BODY = b'{"args": {}, "url": "http://h/get"}\n'
 

@@ -31,7 +31,7 @@ from playground.sinks.pcapwriter import (
     internet_checksum,
     target_port,
 )
-from tests.conftest import redis_commands, rows, tshark
+from tests.support.capture import redis_commands, rows, tshark
 
 T0 = 1_700_000_000.0
 HDR = PcapWriter().header()
