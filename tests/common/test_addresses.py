@@ -5,6 +5,8 @@ from twisted.python import usage
 
 from playground.common.addresses import client_string, server_string
 
+pytestmark = pytest.mark.pure
+
 
 @pytest.mark.parametrize(
     "value, expected",

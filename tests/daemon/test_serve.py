@@ -8,6 +8,8 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
+
 from playground.daemon import metrics, serve
 from tests.support.net import free_port
 from tests.support.paths import ROOT, TWISTD
@@ -35,6 +37,7 @@ def _config(tmp_path, echo_port, proxy_port, metrics_port=None, extra=""):
     return path
 
 
+@pytest.mark.twistd
 def test_echo_and_proxy_in_front_of_it(twistd, tmp_path):
     echo_port, proxy_port, metrics_port = free_port(), free_port(), free_port()
     path = _config(tmp_path, echo_port, proxy_port, metrics_port)
@@ -59,6 +62,7 @@ def test_echo_and_proxy_in_front_of_it(twistd, tmp_path):
     assert "proxy stopped listening" in out and "echo stopped listening" in out
 
 
+@pytest.mark.twistd
 def test_set_overrides_the_file(twistd, tmp_path):
     echo_port, proxy_port, other = free_port(), free_port(), free_port()
     path = _config(tmp_path, echo_port, proxy_port)
@@ -71,6 +75,7 @@ def test_set_overrides_the_file(twistd, tmp_path):
     assert t.terminate() == 0
 
 
+@pytest.mark.twistd
 def test_bad_file_starts_nothing(tmp_path):
     port = free_port()
     path = tmp_path / "bad.toml"
@@ -83,6 +88,7 @@ def test_bad_file_starts_nothing(tmp_path):
     assert "listening" not in out
 
 
+@pytest.mark.real
 def test_check_module_runs_as_a_command(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "playground.daemon.config",
                            str(ROOT / "config" / "tcpplay.toml")],
@@ -91,6 +97,7 @@ def test_check_module_runs_as_a_command(tmp_path):
     assert "[echo.echo] --listen=7000" in proc.stdout
 
 
+@pytest.mark.memory
 def test_make_service_builds_each_kind_with_a_shared_registry():
     from twisted.internet.testing import MemoryReactorClock
 

@@ -12,6 +12,8 @@ from playground.decode.chain import Chain
 from playground.decode.linesecrets import LineSecrets, StreamMask, mask, redact
 from tests.support.chain import SUMMARY, FakePcap, ListSink, pair, rendered
 
+pytestmark = pytest.mark.pure
+
 C2S, S2C = "c2s", "s2c"
 
 

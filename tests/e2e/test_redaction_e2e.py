@@ -15,6 +15,8 @@ from tests.support.capture import rows, tshark
 from tests.support.net import free_port
 from tests.support.processes import need, start_proxy, start_redis, stop_process
 
+pytestmark = pytest.mark.twistd
+
 PASSWORD = "s3cret"
 
 

@@ -61,6 +61,7 @@ def connected(observer=None, **kw):
     return clock, factory, client, ct, server, st
 
 
+@pytest.mark.memory
 def test_client_paused_until_upstream_connects():
     clock, endpoint, factory = make()
     client, ct = accept(factory)
@@ -74,6 +75,7 @@ def test_client_paused_until_upstream_connects():
     assert ct.nodelay and st.nodelay
 
 
+@pytest.mark.memory
 def test_bytes_forwarded_both_ways_and_counted():
     clock, factory, client, ct, server, st = connected()
     client.dataReceived(b"*1\r\n$4\r\nPING\r\n")
@@ -83,11 +85,13 @@ def test_bytes_forwarded_both_ways_and_counted():
     assert client.nbytes == 14 and server.nbytes == 7
 
 
+@pytest.mark.memory
 def test_no_observer_means_plain_forwarder():
     clock, factory, client, ct, server, st = connected()
     assert type(client) is ClientSide and type(server) is ServerSide
 
 
+@pytest.mark.memory
 def test_client_half_close_passed_on_and_reverse_keeps_flowing():
     clock, factory, client, ct, server, st = connected()
     client.dataReceived(b"PING\r\n")
@@ -101,6 +105,7 @@ def test_client_half_close_passed_on_and_reverse_keeps_flowing():
     assert ct.disconnecting and st.disconnecting and not ct.aborted and not st.aborted
 
 
+@pytest.mark.memory
 def test_server_half_close_passed_on_and_client_keeps_sending(logged):
     clock, factory, client, ct, server, st = connected()
     server.dataReceived(b"220 hello\r\n")
@@ -117,6 +122,7 @@ def test_server_half_close_passed_on_and_client_keeps_sending(logged):
     assert not factory.pairs
 
 
+@pytest.mark.memory
 @pytest.mark.parametrize("who", ["client", "server"])
 def test_reset_aborts_the_other_side(who, logged):
     clock, factory, client, ct, server, st = connected()
@@ -128,6 +134,7 @@ def test_reset_aborts_the_other_side(who, logged):
     assert f"first={who} how=reset" in line
 
 
+@pytest.mark.memory
 def test_clean_close_lets_queued_bytes_out():
     clock, factory, client, ct, server, st = connected()
     server.dataReceived(b"last words")
@@ -136,6 +143,7 @@ def test_clean_close_lets_queued_bytes_out():
     assert ct.value() == b"last words"
 
 
+@pytest.mark.memory
 def test_connect_timeout_closes_client(logged):
     clock, endpoint, factory = make(connect_timeout=5.0)
     client, ct = accept(factory)
@@ -149,6 +157,7 @@ def test_connect_timeout_closes_client(logged):
     assert any("first=server how=connect-failed" in t for t in texts(logged))
 
 
+@pytest.mark.memory
 def test_connect_refused_closes_client(logged):
     clock, endpoint, factory = make()
     client, ct = accept(factory)
@@ -157,6 +166,7 @@ def test_connect_refused_closes_client(logged):
     assert any("cannot reach" in t and "refused" in t.lower() for t in texts(logged))
 
 
+@pytest.mark.memory
 def test_client_gone_while_connecting_cancels_attempt():
     clock, endpoint, factory = make()
     client, ct = accept(factory)
@@ -166,6 +176,7 @@ def test_client_gone_while_connecting_cancels_attempt():
     assert not factory.pairs
 
 
+@pytest.mark.memory
 def test_idle_timeout_aborts_both_and_activity_defers_it():
     clock, factory, client, ct, server, st = connected(idle_timeout=10.0)
     for _ in range(50):  # traffic every 0.5 s for 25 s keeps the pair alive
@@ -180,6 +191,7 @@ def test_idle_timeout_aborts_both_and_activity_defers_it():
     assert 10.0 <= idle <= 12.5 + 0.5  # detected between 1x and 1.25x the timeout
 
 
+@pytest.mark.memory
 def test_max_connections_refuses_extra_clients(logged):
     clock, endpoint, factory = make(max_connections=1)
     accept(factory)
@@ -189,6 +201,7 @@ def test_max_connections_refuses_extra_clients(logged):
     assert any("max-connections (1) reached" in t for t in texts(logged))
 
 
+@pytest.mark.memory
 def test_max_connections_per_peer():
     clock, endpoint, factory = make(max_per_peer=1)
     accept(factory, ("127.0.0.5", 1))
@@ -196,6 +209,7 @@ def test_max_connections_per_peer():
     assert isinstance(factory.buildProtocol(IPv4Address("TCP", "127.0.0.6", 2)), ClientSide)
 
 
+@pytest.mark.memory
 def test_drain_waits_for_open_pairs_then_aborts_the_rest():
     clock, factory, client, ct, server, st = connected()
     d = factory.drain(10)
@@ -211,6 +225,7 @@ def test_drain_waits_for_open_pairs_then_aborts_the_rest():
     assert d.called
 
 
+@pytest.mark.memory
 def test_drain_finishes_early_when_pairs_close():
     clock, factory, client, ct, server, st = connected()
     d = factory.drain(10)
@@ -221,6 +236,7 @@ def test_drain_finishes_early_when_pairs_close():
     assert d.called and not clock.getDelayedCalls()
 
 
+@pytest.mark.memory
 def test_observer_sees_bytes_after_forwarding():
     rec = Recorder()
     clock, factory, client, ct, server, st = connected(observer=rec)
@@ -239,6 +255,7 @@ def test_observer_sees_bytes_after_forwarding():
     assert rec.calls[-1][2]["bytes_c2s"] == 18 and rec.calls[-1][2]["how"] == "fin"
 
 
+@pytest.mark.memory
 def test_observer_runs_after_the_write():
     seen_at_write = []
 
@@ -254,6 +271,7 @@ def test_observer_runs_after_the_write():
     assert seen_at_write == [b"abc"]
 
 
+@pytest.mark.memory
 def test_observer_gets_bounded_slices_per_turn_and_the_rest_later():
     """A big read is handed to the observer in pieces, at most OBSERVER_SLICE bytes per reactor
     turn; the rest is scheduled with callLater(0), in order, nothing lost."""
@@ -276,6 +294,7 @@ def test_observer_gets_bounded_slices_per_turn_and_the_rest_later():
     assert factory._queued_bytes == 0 and not factory._queued
 
 
+@pytest.mark.memory
 def test_observer_backlog_pauses_the_side_that_fills_it_until_it_drains():
     """A side with more than SIDE_BACKLOG bytes queued for the observer is paused (TCP pushes
     back on it), not decoded at once; its peer is not paused for it; it is resumed when its
@@ -307,6 +326,7 @@ def test_observer_backlog_pauses_the_side_that_fills_it_until_it_drains():
     assert client.queued == 0 and factory._queued_bytes == 0
 
 
+@pytest.mark.memory
 def test_whole_backlog_pauses_the_busy_sides_but_not_a_quiet_one():
     """Past OBSERVER_BACKLOG in all, a side that adds more than a piece of its own is paused;
     a client with a PING queued is not."""
@@ -337,6 +357,7 @@ def test_whole_backlog_pauses_the_busy_sides_but_not_a_quiet_one():
     assert busy_t.producerState == "producing" and not factory._paused
 
 
+@pytest.mark.memory
 def test_backlog_resume_leaves_a_side_its_peer_paused():
     """A side paused by its peer's full buffer (the splice's producer) is left for the peer to
     resume: the backlog drain must not undo the splice's back-pressure."""
@@ -355,6 +376,7 @@ def test_backlog_resume_leaves_a_side_its_peer_paused():
     assert ct.producerState == "paused"
 
 
+@pytest.mark.memory
 def test_raising_observer_is_detached_and_forwarding_goes_on(logged):
     class Broken(Recorder):
         def data(self, *a):
@@ -372,6 +394,7 @@ def test_raising_observer_is_detached_and_forwarding_goes_on(logged):
     assert len(failures) == 1
 
 
+@pytest.mark.pure
 def test_options_require_target_and_name_flags():
     from twisted.python import usage
 

@@ -27,6 +27,8 @@ from tests.support.net import PING, PONG, recv_exactly, wait_closed
 from tests.support.processes import start_proxy
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.twistd
+
 # --- certificates ----------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
@@ -38,6 +39,7 @@ def redis(cmd, reply, latency=0.00021):
     return R.RedisExchange(3, 1.0, "127.0.0.1:51234", tuple(cmd), reply, latency)
 
 
+@pytest.mark.pure
 def test_console_redis_line():
     f = ConsoleFormatter(False, 200)
     assert f.lines(redis([b"SET", b"foo", b"bar"], resp.Simple(b"OK"))) == [
@@ -49,6 +51,7 @@ def test_console_redis_line():
     assert line == '#3 <- message news "hello"'
 
 
+@pytest.mark.pure
 def test_console_http_line():
     r = R.HttpExchange(
         4,
@@ -73,6 +76,7 @@ def test_console_http_line():
     ]
 
 
+@pytest.mark.pure
 def test_format_values():
     assert format_value(None, 10) == "(nil)"
     assert format_value(5, 10) == "(integer) 5"
@@ -83,6 +87,7 @@ def test_format_values():
     assert format_args([b"SET", b"a b", b"\r\n"], 10) == 'SET "a b" "\\r\\n"'
 
 
+@pytest.mark.memory
 def test_console_colours_only_when_asked():
     r = redis([b"PING"], resp.Simple(b"PONG"))
     assert "\x1b[" in ConsoleFormatter(True).lines(r)[0]
@@ -95,6 +100,7 @@ def test_console_colours_only_when_asked():
     assert b"\x1b" not in out.getvalue()  # not a terminal
 
 
+@pytest.mark.memory
 def test_console_writes_once_per_batch():
     clock = MemoryReactorClock()
     out = CountingIO()
@@ -115,6 +121,7 @@ def test_console_writes_once_per_batch():
     assert b"after" not in out.getvalue()
 
 
+@pytest.mark.memory
 def test_json_sink_lifecycle(tmp_path):
     path = tmp_path / "out.jsonl"
     clock = MemoryReactorClock()
@@ -139,6 +146,7 @@ def test_json_sink_lifecycle(tmp_path):
     assert len(path.read_text().splitlines()) == 4
 
 
+@pytest.mark.pure
 def test_json_values():
     assert json_bytes(b"abc") == "abc"
     assert json_bytes("é".encode() * 3, 3) == {"text": "é", "length": 6}
@@ -150,6 +158,7 @@ def test_json_values():
     assert json_value(True) is True and json_value(None) is None
 
 
+@pytest.mark.pure
 def test_every_record_kind_serialises():
     recs = [
         R.Open(1, 0.0, "c", "l", "s", "t"),
@@ -203,6 +212,7 @@ _exchange = st.builds(
 _records = st.lists(st.one_of(_exchange, st.just(R.Notice(2, 1.0, "note"))), max_size=12)
 
 
+@pytest.mark.pure
 @given(_records, st.sampled_from([0, 4, 200]))
 @settings(max_examples=300, deadline=None)
 def test_json_fast_path_equals_to_json(records, limit):
@@ -219,6 +229,7 @@ def test_json_fast_path_equals_to_json(records, limit):
     assert [parsed(line) for line in fast[:-1]] == [parsed(line) for line in slow]
 
 
+@pytest.mark.pure
 @given(_records, st.sampled_from([0, 4, 200]))
 @settings(max_examples=300, deadline=None)
 def test_console_fast_path_equals_formatter(records, limit):
@@ -229,6 +240,7 @@ def test_console_fast_path_equals_formatter(records, limit):
     assert fast == slow.encode("utf-8", "surrogateescape")
 
 
+@pytest.mark.memory
 def test_sinks_bound_their_backlog():
     clock = MemoryReactorClock()
     out = CountingIO()
@@ -271,6 +283,7 @@ def _filled(run, items):
     return run
 
 
+@pytest.mark.pure
 @given(_run, _run_items, st.lists(_exchange, max_size=3), st.sampled_from([0, 4, 200]),
        st.booleans())
 @settings(max_examples=300, deadline=None)
@@ -285,6 +298,7 @@ def test_runs_show_as_their_exchanges(run, items, around, limit, color):
     assert console.format_batch(batch) == console.format_batch(expanded)
 
 
+@pytest.mark.pure
 def test_common_runs_take_the_fast_path(monkeypatch):
     """A run of plain SETs or GETs is formatted without making one record per exchange."""
     run = R.RedisExchanges(3, 1.7e9, "127.0.0.1:5", [(b"SET", b"k", b"v")] * 16,
