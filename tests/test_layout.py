@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from playground.tap import SUBCOMMANDS
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 PLAYGROUND = ROOT / "playground"
 
@@ -47,22 +47,26 @@ def _twisted_pulled_in(name: str, baseline: str = "") -> subprocess.CompletedPro
                           timeout=60)
 
 
+@pytest.mark.pure
 def test_the_package_lists_are_not_empty():
     assert len(_modules("codec")) >= 2 and len(LOGGING_ONLY) >= 8
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("name", PURE)
 def test_pure_module_imports_no_twisted(name):
     out = _twisted_pulled_in(name)
     assert out.returncode == 0, f"{name} pulls in {out.stdout.strip()}{out.stderr}"
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("name", LOGGING_ONLY)
 def test_decode_imports_nothing_of_twisted_but_its_logger(name):
     out = _twisted_pulled_in(name, baseline="import twisted.logger")
     assert out.returncode == 0, f"{name} pulls in {out.stdout.strip()}{out.stderr}"
 
 
+@pytest.mark.real
 def test_default_reactor_is_the_given_one_or_the_global_one():
     from twisted.internet import reactor
     from twisted.internet.testing import MemoryReactorClock
@@ -85,6 +89,7 @@ def _long_options(options) -> set[str]:
     return names - {"help", "version"}
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("name, module", [(n, m) for n, m, _ in SUBCOMMANDS])
 def test_readme_documents_every_option(name, module):
     readme = (ROOT / "README.md").read_text()
@@ -121,6 +126,7 @@ def _private_uses(path) -> list[str]:
     return found
 
 
+@pytest.mark.pure
 def test_no_module_uses_another_modules_private_names():
     """A module that needs a sibling's private name is in the wrong place: the shared piece
     gets a module both import (as the console and JSON sinks share sinks.batching and

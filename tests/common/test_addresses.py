@@ -6,6 +6,8 @@ from twisted.python import usage
 
 from playground.common.addresses import Target, client_string, client_target, server_string
 
+pytestmark = pytest.mark.pure
+
 
 @pytest.mark.parametrize(
     "value, expected",

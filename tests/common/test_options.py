@@ -26,6 +26,7 @@ class Tiny(ServerOptions):
     optParameters = [parameter("max-things", 3, "Most things.", non_negative_int)]
 
 
+@pytest.mark.pure
 def test_a_parameter_row_names_its_flag_in_errors():
     row = parameter("max-things", 3, "Most things.", non_negative_int)
     assert row[:4] == ["max-things", None, 3, "Most things."]
@@ -35,6 +36,7 @@ def test_a_parameter_row_names_its_flag_in_errors():
     assert parameter("name", None, "Doc.", short="n") == ["name", "n", None, "Doc."]
 
 
+@pytest.mark.pure
 def test_a_server_states_only_its_own_and_gets_the_shared_ones():
     o = Tiny()
     o.parseOptions([])
@@ -54,6 +56,7 @@ def test_a_server_states_only_its_own_and_gets_the_shared_ones():
     assert "(0 = never). [default: 2]" in help_text  # a subclass's own default is shown
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("module", SERVERS + [proxy])
 def test_every_server_takes_the_shared_options(module):
     o = module.Options()
@@ -62,6 +65,7 @@ def test_every_server_takes_the_shared_options(module):
     assert limit_arguments(o) == {"idle_timeout": 4.0, "max_connections": 5, "max_per_peer": 6}
 
 
+@pytest.mark.memory
 @pytest.mark.parametrize("module", SERVERS)
 def test_every_servers_factory_gets_the_limits(module):
     from twisted.internet.testing import MemoryReactorClock

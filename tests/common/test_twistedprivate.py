@@ -21,9 +21,10 @@ from zope.interface import implementer
 from playground.common import twistedprivate
 from playground.common.addresses import client_target
 from playground.common.twistedprivate import direct_write, pending_write_bytes, producer_paused
-from tests.conftest import until
+from tests.support.waiting import until
 
-pytestmark = pytest.mark.timeout(60)
+# real tcp.Server/tcp.Client pairs on the real reactor
+pytestmark = [pytest.mark.real, pytest.mark.timeout(60)]
 
 KINDS = ["server", "client"]  # the side of the connection the reactor holds: tcp.Server/Client
 

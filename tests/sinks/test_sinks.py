@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
@@ -33,6 +34,7 @@ def redis(cmd, reply, latency=0.00021):
     return R.RedisExchange(3, 1.0, "127.0.0.1:51234", tuple(cmd), reply, latency)
 
 
+@pytest.mark.pure
 def test_console_redis_line():
     f = ConsoleFormatter(False, 200)
     assert f.lines(redis([b"SET", b"foo", b"bar"], resp.Simple(b"OK"))) == [
@@ -44,6 +46,7 @@ def test_console_redis_line():
     assert line == '#3 <- message news "hello"'
 
 
+@pytest.mark.pure
 def test_console_http_line():
     r = R.HttpExchange(
         4,
@@ -68,6 +71,7 @@ def test_console_http_line():
     ]
 
 
+@pytest.mark.pure
 def test_format_values():
     assert format_value(None, 10) == "(nil)"
     assert format_value(5, 10) == "(integer) 5"
@@ -78,6 +82,7 @@ def test_format_values():
     assert format_args([b"SET", b"a b", b"\r\n"], 10) == 'SET "a b" "\\r\\n"'
 
 
+@pytest.mark.memory
 def test_console_colours_only_when_asked():
     r = redis([b"PING"], resp.Simple(b"PONG"))
     assert "\x1b[" in ConsoleFormatter(True).lines(r)[0]
@@ -90,6 +95,7 @@ def test_console_colours_only_when_asked():
     assert b"\x1b" not in out.getvalue()  # not a terminal
 
 
+@pytest.mark.memory
 def test_console_writes_once_per_batch():
     clock = MemoryReactorClock()
     out = CountingIO()
@@ -110,6 +116,7 @@ def test_console_writes_once_per_batch():
     assert b"after" not in out.getvalue()
 
 
+@pytest.mark.memory
 def test_json_sink_lifecycle(tmp_path):
     path = tmp_path / "out.jsonl"
     clock = MemoryReactorClock()
@@ -134,6 +141,7 @@ def test_json_sink_lifecycle(tmp_path):
     assert len(path.read_text().splitlines()) == 4
 
 
+@pytest.mark.pure
 def test_json_values():
     assert json_bytes(b"abc") == "abc"
     assert json_bytes("é".encode() * 3, 3) == {"text": "é", "length": 6}
@@ -145,6 +153,7 @@ def test_json_values():
     assert json_value(True) is True and json_value(None) is None
 
 
+@pytest.mark.pure
 def test_every_record_kind_serialises():
     recs = [
         R.Open(1, 0.0, "c", "l", "s", "t"),
@@ -198,6 +207,7 @@ _exchange = st.builds(
 _records = st.lists(st.one_of(_exchange, st.just(R.Notice(2, 1.0, "note"))), max_size=12)
 
 
+@pytest.mark.pure
 @given(_records, st.sampled_from([0, 4, 200]))
 @settings(max_examples=300, deadline=None)
 def test_json_fast_path_equals_to_json(records, limit):
@@ -214,6 +224,7 @@ def test_json_fast_path_equals_to_json(records, limit):
     assert [parsed(line) for line in fast[:-1]] == [parsed(line) for line in slow]
 
 
+@pytest.mark.pure
 @given(_records, st.sampled_from([0, 4, 200]))
 @settings(max_examples=300, deadline=None)
 def test_console_fast_path_equals_formatter(records, limit):
@@ -224,6 +235,7 @@ def test_console_fast_path_equals_formatter(records, limit):
     assert fast == slow.encode("utf-8", "surrogateescape")
 
 
+@pytest.mark.memory
 def test_sinks_bound_their_backlog():
     clock = MemoryReactorClock()
     out = CountingIO()
@@ -262,6 +274,7 @@ class Lines(BufferedSink):
         return b"".join(b"%d\n" % r for r in batch)
 
 
+@pytest.mark.memory
 def test_buffered_sink_writes_a_batch_per_flush_delay_and_at_the_bound():
     clock = MemoryReactorClock()
     sink = Lines(clock)
@@ -282,6 +295,7 @@ def test_buffered_sink_writes_a_batch_per_flush_delay_and_at_the_bound():
     assert sink.written == MAX_BACKLOG + 4
 
 
+@pytest.mark.memory
 def test_buffered_sink_slices_a_big_flush_and_counts_runs_as_their_exchanges():
     clock = MemoryReactorClock()
     sink = Lines(clock)
@@ -297,6 +311,7 @@ def test_buffered_sink_slices_a_big_flush_and_counts_runs_as_their_exchanges():
     sink.stopService()
 
 
+@pytest.mark.memory
 def test_buffered_sink_drops_a_batch_it_cannot_format_and_stops_on_a_write_error():
     clock = MemoryReactorClock()
     sink = Lines(clock, fail_on=2)
@@ -319,6 +334,7 @@ def test_buffered_sink_drops_a_batch_it_cannot_format_and_stops_on_a_write_error
     sink.stopService()
 
 
+@pytest.mark.pure
 def test_plain_batch_looks_at_the_batch_once():
     ok = resp.Simple(b"OK")
     plain = [redis([b"SET", b"k", b"v"], ok), redis([b"GET", b"k"], b"v")]
@@ -334,6 +350,7 @@ def test_plain_batch_looks_at_the_batch_once():
     assert plain_batch(plain + [run], 200) == (True, 2, 4, False)
 
 
+@pytest.mark.pure
 def test_plain_replies_in_a_sinks_own_notation():
     replies = PlainReplies(b"+%s", b"(integer) %d", b"(nil)")
     assert replies(resp.Simple(b"OK"), 200) == b"+OK"
@@ -348,6 +365,7 @@ def test_plain_replies_in_a_sinks_own_notation():
     assert listing([b"a", b"b"], 200) == b"[2]"
 
 
+@pytest.mark.pure
 def test_not_plain_is_what_escape_and_json_would_change():
     for byte in range(256):
         b = bytes([byte])
@@ -361,6 +379,7 @@ def escape_keeps(b: bytes) -> bool:
     return escape(b) == b.decode("latin-1")
 
 
+@pytest.mark.pure
 def test_remember_holds_a_bounded_number_of_entries():
     cache: dict = {}
     for i in range(1000):
@@ -396,6 +415,7 @@ def _filled(run, items):
     return run
 
 
+@pytest.mark.pure
 @given(_run, _run_items, st.lists(_exchange, max_size=3), st.sampled_from([0, 4, 200]),
        st.booleans())
 @settings(max_examples=300, deadline=None)
@@ -410,6 +430,7 @@ def test_runs_show_as_their_exchanges(run, items, around, limit, color):
     assert console.format_batch(batch) == console.format_batch(expanded)
 
 
+@pytest.mark.pure
 def test_common_runs_take_the_fast_path(monkeypatch):
     """A run of plain SETs or GETs is formatted without making one record per exchange."""
     run = R.RedisExchanges(3, 1.7e9, "127.0.0.1:5", [(b"SET", b"k", b"v")] * 16,
