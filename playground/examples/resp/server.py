@@ -27,7 +27,8 @@ from playground.codec.resp import Inline, ProtocolError, RespParser
 from playground.common.limits import LimitedFactory
 from playground.common.listening import ListeningService, address_text
 from playground.common.options import ServerOptions, byte_size, non_negative_float, non_negative_int
-from playground.examples.resp.engine import Close, Deliver, Engine, Reply, encode_reply
+from playground.examples.resp.engine import Engine
+from playground.examples.resp.replies import Close, Deliver, Reply, encode_reply
 
 DEFAULT_MAX_BULK = 512 * 1024 * 1024  # Redis's proto-max-bulk-len
 DEFAULT_MAX_INLINE = 64 * 1024  # Redis's PROTO_INLINE_MAX_SIZE
