@@ -54,22 +54,22 @@ def value_types(modules: tuple[ModuleType, ...]) -> tuple[ValueType, ...]:
     return tuple(m.VALUE_TYPE for m in modules if hasattr(m, "VALUE_TYPE"))
 
 
-COMMANDS = command_table(MODULES)
-VALUE_TYPES = value_types(MODULES)
+COMMANDS = command_table(MODULES)  # the server's commands, as COMMAND lists them
 
 _SUBSCRIBED_ONLY = ("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / "
                     "QUIT / RESET are allowed in this context")
 
 
 class Engine:
-    """One in-memory database, its clients, and the commands they run."""
+    """One in-memory database, its clients, and the commands they run (those of ``modules``)."""
 
-    commands = COMMANDS
-
-    def __init__(self, password: bytes | str | None = None, config: dict | None = None):
+    def __init__(self, password: bytes | str | None = None, config: dict | None = None,
+                 modules: tuple[ModuleType, ...] = MODULES):
         if isinstance(password, str):
             password = password.encode()
         self.password = password or None
+        self.commands = COMMANDS if modules is MODULES else command_table(modules)
+        self.value_types = value_types(modules)
         self.keyspace = Keyspace()
         self.sessions: dict[int, Session] = {}
         self.channels: dict[bytes, dict[Session, None]] = {}
@@ -103,11 +103,10 @@ class Engine:
         """Expire keys whose time is up (bounded work per call); return how many went."""
         return self.keyspace.sweep(milliseconds(now), limit)
 
-    @staticmethod
-    def type_name(value) -> bytes:
+    def type_name(self, value) -> bytes:
         """What TYPE says of a stored value (``none`` for a missing key)."""
         if value is not None:
-            for kind in VALUE_TYPES:
+            for kind in self.value_types:
                 if isinstance(value, kind.cls):
                     return kind.name
         return b"none"
@@ -115,7 +114,7 @@ class Engine:
     # -- dispatch
     def lookup(self, args: list[bytes]) -> Command | Error:
         name = args[0].lower().decode("latin-1")
-        cmd = COMMANDS.get(name)
+        cmd = self.commands.get(name)
         if cmd is None:
             shown = b""
             for arg in args[1:]:

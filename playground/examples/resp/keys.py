@@ -22,7 +22,7 @@ def _exists(engine, session, args, now):
 
 
 def _expire_in(engine, args, now, unit_ms: int, name: str):
-    """EXPIRE and PEXPIRE: a deadline ``args[2]`` units of ``unit_ms`` from now, with NX/XX/GT/LT."""
+    """EXPIRE and PEXPIRE: the deadline is ``args[2]`` times ``unit_ms`` from now."""
     key = args[1]
     amount = parse_int(args[2])
     if amount is None:
