@@ -166,35 +166,19 @@ def _config_get(engine, session, args, now):
 
 COMMANDS = group(
     "server",
-    command("info", -1, _info,
-            summary="Returns information and statistics about the server."),
-    command("dbsize", 1, _dbsize, "readonly fast",
-            summary="Returns the number of keys in the database."),
-    command("flushdb", -1, _flush, "write",
-            summary="Removes all keys from the current database."),
+    command("info", -1, _info, summary="Returns information and statistics about the server."),
+    command("dbsize", 1, _dbsize, "readonly fast", summary="Returns the number of keys in the database."),
+    command("flushdb", -1, _flush, "write", summary="Removes all keys from the current database."),
     command("flushall", -1, _flush, "write", summary="Removes all keys from all databases."),
     command("time", 1, _time, "fast", summary="Returns the server time.", since="2.6.0"),
-    command("command", -1, _command,
-            summary="Returns detailed information about all commands.", since="2.8.13",
-            subcommands=(
-                command("count", 2, _command_count,
-                        summary="Returns a count of commands.", since="2.8.13"),
-                command("docs", -2, _command_docs,
-                        summary="Returns documentary information about one, multiple or all "
-                                "commands.", since="7.0.0"),
-                command("info", -2, _command_info,
-                        summary="Returns information about one, multiple or all commands.",
-                        since="2.8.13"),
-                command("list", -2, _command_list,
-                        summary="Returns a list of command names.", since="7.0.0"),
-                command("help", 2, _command_help,
-                        summary="Returns helpful text about the different subcommands.",
-                        since="5.0.0"),
-            )),
-    command("config", -2, None, summary="A container for server configuration commands.",
-            since="2.0.0", subcommands=(
-                command("get", -3, _config_get,
-                        summary="Returns the effective values of configuration parameters.",
-                        since="2.0.0"),
-            )),
+    command("command", -1, _command, summary="Returns detailed information about all commands.", since="2.8.13", subcommands=(
+        command("count", 2, _command_count, summary="Returns a count of commands.", since="2.8.13"),
+        command("docs", -2, _command_docs, summary="Returns documentary information about one, multiple or all commands.", since="7.0.0"),
+        command("info", -2, _command_info, summary="Returns information about one, multiple or all commands.", since="2.8.13"),
+        command("list", -2, _command_list, summary="Returns a list of command names.", since="7.0.0"),
+        command("help", 2, _command_help, summary="Returns helpful text about the different subcommands.", since="5.0.0"),
+    )),
+    command("config", -2, None, summary="A container for server configuration commands.", since="2.0.0", subcommands=(
+        command("get", -3, _config_get, summary="Returns the effective values of configuration parameters.", since="2.0.0"),
+    )),
 )

@@ -61,16 +61,10 @@ def _hexists(engine, session, args, now):
 
 COMMANDS = group(
     "hash",
-    command("hset", -4, _hset, "write fast", ONE_KEY,
-            summary="Creates or modifies the value of a field in a hash.", since="2.0.0"),
-    command("hget", 3, _hget, "readonly fast", ONE_KEY,
-            summary="Returns the value of a field in a hash.", since="2.0.0"),
-    command("hdel", -3, _hdel, "write fast", ONE_KEY,
-            summary="Deletes one or more fields and their values from a hash.", since="2.0.0"),
-    command("hgetall", 2, _hgetall, "readonly", ONE_KEY,
-            summary="Returns all fields and values in a hash.", since="2.0.0"),
-    command("hlen", 2, _hlen, "readonly fast", ONE_KEY,
-            summary="Returns the number of fields in a hash.", since="2.0.0"),
-    command("hexists", 3, _hexists, "readonly fast", ONE_KEY,
-            summary="Determines whether a field exists in a hash.", since="2.0.0"),
+    command("hset", -4, _hset, "write fast", ONE_KEY, summary="Creates or modifies the value of a field in a hash.", since="2.0.0"),
+    command("hget", 3, _hget, "readonly fast", ONE_KEY, summary="Returns the value of a field in a hash.", since="2.0.0"),
+    command("hdel", -3, _hdel, "write fast", ONE_KEY, summary="Deletes one or more fields and their values from a hash.", since="2.0.0"),
+    command("hgetall", 2, _hgetall, "readonly", ONE_KEY, summary="Returns all fields and values in a hash.", since="2.0.0"),
+    command("hlen", 2, _hlen, "readonly fast", ONE_KEY, summary="Returns the number of fields in a hash.", since="2.0.0"),
+    command("hexists", 3, _hexists, "readonly fast", ONE_KEY, summary="Determines whether a field exists in a hash.", since="2.0.0"),
 )

@@ -101,15 +101,10 @@ def _llen(engine, session, args, now):
 
 COMMANDS = group(
     "list",
-    command("lpush", -3, _lpush, "write fast", ONE_KEY,
-            summary="Prepends one or more elements to a list."),
-    command("rpush", -3, _rpush, "write fast", ONE_KEY,
-            summary="Appends one or more elements to a list."),
-    command("lpop", -2, _lpop, "write fast", ONE_KEY,
-            summary="Returns the first elements in a list after removing it."),
-    command("rpop", -2, _rpop, "write fast", ONE_KEY,
-            summary="Returns and removes the last elements of a list."),
-    command("lrange", 4, _lrange, "readonly", ONE_KEY,
-            summary="Returns a range of elements from a list."),
+    command("lpush", -3, _lpush, "write fast", ONE_KEY, summary="Prepends one or more elements to a list."),
+    command("rpush", -3, _rpush, "write fast", ONE_KEY, summary="Appends one or more elements to a list."),
+    command("lpop", -2, _lpop, "write fast", ONE_KEY, summary="Returns the first elements in a list after removing it."),
+    command("rpop", -2, _rpop, "write fast", ONE_KEY, summary="Returns and removes the last elements of a list."),
+    command("lrange", 4, _lrange, "readonly", ONE_KEY, summary="Returns a range of elements from a list."),
     command("llen", 2, _llen, "readonly fast", ONE_KEY, summary="Returns the length of a list."),
 )

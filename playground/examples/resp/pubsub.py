@@ -92,16 +92,9 @@ def _publish(engine, session, args, now):
 
 COMMANDS = group(
     "pubsub",
-    command("subscribe", -2, _subscribe, "pubsub",
-            summary="Listens for messages published to channels.", since="2.0.0"),
-    command("unsubscribe", -1, _unsubscribe, "pubsub",
-            summary="Stops listening to messages posted to channels.", since="2.0.0"),
-    command("psubscribe", -2, _psubscribe, "pubsub",
-            summary="Listens for messages published to channels that match one or more "
-                    "patterns.", since="2.0.0"),
-    command("punsubscribe", -1, _punsubscribe, "pubsub",
-            summary="Stops listening to messages published to channels that match one or more "
-                    "patterns.", since="2.0.0"),
-    command("publish", 3, _publish, "pubsub fast", summary="Posts a message to a channel.",
-            since="2.0.0"),
+    command("subscribe", -2, _subscribe, "pubsub", summary="Listens for messages published to channels.", since="2.0.0"),
+    command("unsubscribe", -1, _unsubscribe, "pubsub", summary="Stops listening to messages posted to channels.", since="2.0.0"),
+    command("psubscribe", -2, _psubscribe, "pubsub", summary="Listens for messages published to channels that match one or more patterns.", since="2.0.0"),
+    command("punsubscribe", -1, _punsubscribe, "pubsub", summary="Stops listening to messages published to channels that match one or more patterns.", since="2.0.0"),
+    command("publish", 3, _publish, "pubsub fast", summary="Posts a message to a channel.", since="2.0.0"),
 )

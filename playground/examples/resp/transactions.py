@@ -80,9 +80,6 @@ COMMANDS = group(
     command("multi", 1, _multi, "fast", summary="Starts a transaction.", since="1.2.0"),
     command("exec", 1, _exec, summary="Executes all commands in a transaction.", since="1.2.0"),
     command("discard", 1, _discard, "fast", summary="Discards a transaction.", since="2.0.0"),
-    command("watch", -2, _watch, "fast", ALL_KEYS,
-            summary="Monitors changes to keys to determine the execution of a transaction.",
-            since="2.2.0"),
-    command("unwatch", 1, _unwatch, "fast",
-            summary="Forgets about watched keys of a transaction.", since="2.2.0"),
+    command("watch", -2, _watch, "fast", ALL_KEYS, summary="Monitors changes to keys to determine the execution of a transaction.", since="2.2.0"),
+    command("unwatch", 1, _unwatch, "fast", summary="Forgets about watched keys of a transaction.", since="2.2.0"),
 )
