@@ -1,7 +1,7 @@
 """The command engine of the small Redis-protocol server: sessions, dispatch, argument checks.
 
 Pure and clock-free: ``Engine.execute(session, args, now)`` takes one command (a list of
-``bytes``) and the current time, and returns a list of effects (``replies``): ``Reply(value)``
+``bytes``) and the current time, and returns a list of effects (module ``replies``): ``Reply(value)``
 for the calling client (values in the ``playground.codec.resp`` value model),
 ``Deliver(session_id, value)`` for pub/sub messages to other clients, ``Close(reason)`` when the
 client must be disconnected. Keys expire lazily on access and in ``Engine.sweep(now)``, which the
