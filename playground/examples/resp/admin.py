@@ -120,7 +120,7 @@ def _named(table: dict[str, Command], args: list[bytes]) -> list[Command | None]
         top, _, sub = name.lower().decode("latin-1").partition("|")
         cmd = table.get(top)
         if cmd is not None and sub:
-            cmd = next((s for s in cmd.subcommands if s.name == sub), None)
+            cmd = cmd.subcommand(sub)
         found.append(cmd)
     return found
 

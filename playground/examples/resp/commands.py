@@ -46,6 +46,10 @@ class Command:
     def fullname(self) -> str:
         return f"{self.parent}|{self.name}" if self.parent else self.name
 
+    def subcommand(self, name: str) -> Command | None:
+        """The subcommand called ``name`` (lower case), if there is one."""
+        return next((s for s in self.subcommands if s.name == name), None)
+
 
 @attrs.frozen
 class ValueType:

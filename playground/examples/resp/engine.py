@@ -124,10 +124,9 @@ class Engine:
             return error(b"ERR unknown command '" + args[0][:128] + b"', with args beginning with: "
                          + shown)
         if cmd.subcommands and len(args) >= 2:
-            sub = args[1].lower().decode("latin-1")
-            for s in cmd.subcommands:
-                if s.name == sub:
-                    return s
+            sub = cmd.subcommand(args[1].lower().decode("latin-1"))
+            if sub is not None:
+                return sub
             return error(b"ERR unknown subcommand '" + args[1][:128] + b"'. Try "
                          + name.upper().encode() + b" HELP.")
         return cmd
