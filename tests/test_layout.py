@@ -24,9 +24,10 @@ def _modules(package: str) -> list[str]:
 
 # Pure: no Twisted at all. Whole packages, and the pure module of each mixed one.
 PURE = (_modules("codec") + ["playground.examples.chat.core", "playground.examples.http.parser",
-                            "playground.examples.http.app", "playground.examples.resp.engine",
-                            "playground.proxy.observer", "playground.sinks.pcapwriter",
-                            "playground.daemon.stats", "playground.common.defaultreactor"])
+                            "playground.examples.http.app", "playground.proxy.observer",
+                            "playground.sinks.pcapwriter", "playground.daemon.stats",
+                            "playground.common.defaultreactor"]
+        + [m for m in _modules("examples.resp") if m != "playground.examples.resp.server"])
 # Pure apart from logging: twisted.logger and what it imports, nothing else of Twisted.
 LOGGING_ONLY = _modules("decode")
 

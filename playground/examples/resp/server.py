@@ -35,7 +35,8 @@ from playground.common.options import (
     non_negative_int,
     parameter,
 )
-from playground.examples.resp.engine import Close, Deliver, Engine, Reply, encode_reply
+from playground.examples.resp.engine import Engine
+from playground.examples.resp.replies import Close, Deliver, Reply, encode_reply
 
 DEFAULT_MAX_BULK = 512 * 1024 * 1024  # Redis's proto-max-bulk-len
 DEFAULT_MAX_INLINE = 64 * 1024  # Redis's PROTO_INLINE_MAX_SIZE
