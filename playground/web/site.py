@@ -239,6 +239,9 @@ class WebRoot(resource.Resource):
     def _route(self, request, path):
         if path in ([], [""], ["index.html"]):
             return self._asset(request, "index.html")
+        if path == ["favicon.ico"]:
+            request.setResponseCode(204)  # none: a browser asks for it anyway
+            return b""
         if path[0] == "static" and len(path) == 2 and path[1] in self.assets:
             return self._asset(request, path[1])
         if path[0] != "api" or len(path) < 2:
@@ -324,7 +327,7 @@ class WebRoot(resource.Resource):
         since = _int_arg(request, "since", 0)
         last = request.getHeader(b"last-event-id")
         if last:
-            epoch, _, seq = last.partition("-")
+            epoch, _, seq = last.decode("ascii", "replace").partition("-")
             since = int(seq) if epoch == self.feed.epoch and seq.isdigit() else 0
         request.setHeader(b"content-type", b"text/event-stream")
         request.setHeader(b"cache-control", b"no-store")
