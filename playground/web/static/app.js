@@ -213,7 +213,8 @@ function showConnection(one) {
     tr.appendChild(el("td", "arrow", x.kind === "push" ? "⇐" : "→"));
     const rep = el("td", "rep", x.reply); rep.title = x.reply; tr.appendChild(rep);
     tr.appendChild(el("td", "num", ms(x.latency)));
-    tr.appendChild(el("td", "num", [size(x.request_size), size(x.reply_size)].filter(Boolean).join(" / ")));
+    const known = x.request_size !== null || x.reply_size !== null;
+    tr.appendChild(el("td", "num", known ? `${size(x.request_size) || "–"} / ${size(x.reply_size) || "–"}` : ""));
     exBody.appendChild(tr);
     lastExchange = x.index;
   }
