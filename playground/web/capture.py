@@ -3,7 +3,7 @@
 Pure (no Twisted, no clock, no I/O): every call takes its time ``now``. ``Capture`` keeps, per
 connection (the proxy's pair id), what the connections list shows (client, listen -> target,
 protocol, state, bytes each way, start and duration, exchange and error counts), its exchanges
-(already formatted as short text by the adapter) and its stream as chunks in arrival order, with
+(in entries of one or more rows, kept as the adapter gives them, with the bytes they hold) and its stream as chunks in arrival order, with
 FIN/RST marks where they happened (the follow-stream view).
 
 Bounds: at most ``max_connections`` connections (the oldest go first) and at most ``max_bytes``
@@ -39,29 +39,26 @@ OPEN = "open"
 CLOSED = "closed"
 
 
-@attrs.define(slots=True)
-class Exchange:
-    """One row of a connection's exchanges table (text made by the adapter, bounded)."""
+@attrs.frozen
+class Exchanges:
+    """One or more rows of a connection's exchanges table, in order: ``count`` rows numbered
+    from ``first`` (a pipelined run is one entry). ``data`` is what the adapter stored, opaque
+    here (``playground.web.sink.rows`` makes the rows of it on read); ``cost``: the bytes it holds,
+    as the adapter counted them, plus ``CHUNK_COST``."""
 
-    index: int  # 1, 2, ... within the connection
+    first: int  # 1, 2, ... within the connection
+    count: int
     ts: float
     kind: str  # redis | http | push | unanswered | error | notice
-    request: str
-    reply: str
-    latency: float | None
-    request_size: int | None
-    reply_size: int | None
-    error: bool
-
-    @property
-    def cost(self) -> int:
-        return CHUNK_COST + len(self.request) + len(self.reply)
+    data: object
+    errors: int
+    cost: int
 
 
 @attrs.define(slots=True)
 class Chunk:
-    """Stream bytes of one direction in arrival order, or a mark (``fin``, ``rst``,
-    ``close``) with ``data`` empty."""
+    """Stream bytes of one direction in arrival order (``data`` grows in place while the same
+    direction goes on), or a mark (``fin``, ``rst``, ``close``) with ``data`` empty."""
 
     n: int  # 1, 2, ... within the connection (the follow view asks for chunks after n)
     ts: float
@@ -194,7 +191,7 @@ class Capture:
         if (last is not None and last.mark is None and last.direction == direction
                 and last.offset + len(last.data) == offset
                 and len(last.data) + len(data) <= MAX_CHUNK):
-            last.data += data
+            last.data.extend(data)
             cost = len(data)
             stored = last
             start_in = len(last.data) - len(data)
@@ -275,18 +272,17 @@ class Capture:
         self._touch(c)
         self._bound()
 
-    def exchange(self, pair: int, now: float, kind: str, request: str, reply: str = "",
-                 latency: float | None = None, request_size: int | None = None,
-                 reply_size: int | None = None, error: bool = False) -> None:
+    def add_exchanges(self, pair: int, now: float, kind: str, data, count: int = 1,
+                      errors: int = 0, cost: int = 0) -> None:
+        """``count`` exchanges (rows) of ``kind`` the adapter keeps as ``data`` (opaque here),
+        ``errors`` of them errors, holding ``cost`` bytes."""
         c = self.connections.get(pair)
         if c is None:
-            self.dropped_records += 1
+            self.dropped_records += count
             return
-        c.exchange_count += 1
-        if error:
-            c.error_count += 1
-        e = Exchange(c.exchange_count, now, kind, request, reply, latency, request_size,
-                     reply_size, error)
+        e = Exchanges(c.exchange_count + 1, count, now, kind, data, errors, CHUNK_COST + cost)
+        c.exchange_count += count
+        c.error_count += errors
         c.exchanges.append(e)
         self._add_cost(c, e.cost)
         self._touch(c)
@@ -338,7 +334,7 @@ class Capture:
                 self._sub_cost(c, ch.cost)
             elif c.exchanges:
                 e = c.exchanges.popleft()
-                c.exchanges_evicted += 1
+                c.exchanges_evicted += e.count
                 self.evicted_bytes += e.cost - CHUNK_COST
                 self._sub_cost(c, e.cost)
             else:  # nothing left to account for (cannot happen: cost follows what is stored)

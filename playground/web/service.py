@@ -40,7 +40,8 @@ class WebService(service.MultiService):
         self.capture = Capture(max_connections=opts.get("web-connections", 1000),
                                max_bytes=opts.get("web-memory", 64) * MIB)
         self.sink = WebSink(self.capture, max_value=max_value, reactor=reactor)
-        self.site = make_site(self.capture, token=self.token, reactor=reactor)
+        self.site = make_site(self.capture, token=self.token, reactor=reactor,
+                              describe=self.sink.rows)
         self.listening = _WebListening(self, "web", opts["web"], self.site, flag="--web",
                                        reactor=reactor)
         self.listening.setServiceParent(self)

@@ -38,6 +38,7 @@ from zope.interface import implementer
 
 from playground.common.defaultreactor import default_reactor
 from playground.web.capture import Capture
+from playground.web.sink import rows as exchange_rows
 
 ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
           "app.css": "text/css; charset=utf-8"}
@@ -189,9 +190,11 @@ class WebRoot(resource.Resource):
     log = Logger()
 
     def __init__(self, capture: Capture, token: str | None = None, reactor=None,
-                 assets: dict[str, bytes] | None = None, feed: EventFeed | None = None):
+                 assets: dict[str, bytes] | None = None, feed: EventFeed | None = None,
+                 describe=exchange_rows):
         super().__init__()
         self.capture = capture
+        self.describe = describe  # an exchanges entry -> its table rows
         self.token = token
         self.reactor = default_reactor(reactor)
         self.assets = assets if assets is not None else load_assets()
@@ -291,14 +294,16 @@ class WebRoot(resource.Resource):
     def _connection(self, request, c) -> bytes:
         after = _int_arg(request, "after", 0)
         limit = _int_arg(request, "limit", MAX_LIMIT, 1, MAX_LIMIT)
-        rows = [e for e in c.exchanges if e.index > after][:limit]
-        return self._json(request, {
-            "connection": c.summary(self.reactor.seconds()),
-            "exchanges": [{"index": e.index, "ts": e.ts, "kind": e.kind, "request": e.request,
-                           "reply": e.reply, "latency": e.latency,
-                           "request_size": e.request_size, "reply_size": e.reply_size,
-                           "error": e.error} for e in rows],
-            "exchanges_evicted": c.exchanges_evicted})
+        rows: list[dict] = []
+        for entry in c.exchanges:
+            if entry.first + entry.count - 1 <= after:
+                continue
+            rows += [row for row in self.describe(entry) if row["index"] > after]
+            if len(rows) >= limit:
+                break
+        return self._json(request, {"connection": c.summary(self.reactor.seconds()),
+                                    "exchanges": rows[:limit],
+                                    "exchanges_evicted": c.exchanges_evicted})
 
     def _stream(self, request, c) -> bytes:
         after = _int_arg(request, "after", 0)
@@ -336,8 +341,9 @@ class WebRoot(resource.Resource):
         return server.NOT_DONE_YET
 
 
-def make_site(capture: Capture, token: str | None = None, reactor=None) -> server.Site:
-    root = WebRoot(capture, token=token, reactor=reactor)
+def make_site(capture: Capture, token: str | None = None, reactor=None,
+              describe=exchange_rows) -> server.Site:
+    root = WebRoot(capture, token=token, reactor=reactor, describe=describe)
     site = server.Site(root)
     site.displayTracebacks = False
     site.noisy = False

@@ -31,13 +31,13 @@ def test_a_connection_its_bytes_state_and_exchanges():
     cap.detected(1, "resp")
     cap.data(1, C2S, b"*1\r\n$4\r\nPING\r\n", 10.1)
     cap.data(1, S2C, b"+PONG\r\n", 10.2)
-    cap.exchange(1, 10.2, "redis", "PING", "+PONG", 0.1, 14, 7)
-    cap.exchange(1, 10.3, "redis", "GETX", "-ERR unknown", 0.1, error=True)
+    cap.add_exchanges(1, 10.2, "redis", "PING -> +PONG", cost=13)
+    cap.add_exchanges(1, 10.3, "redis", "a run of three", count=3, errors=1, cost=14)
     cap.half_closed(1, C2S, 10.4)
     row = cap.get(1).summary(10.5)
     assert row["state"] == "half-closed c2s"
     assert (row["bytes_c2s"], row["bytes_s2c"]) == (14, 7)
-    assert (row["exchanges"], row["errors"], row["protocol"]) == (2, 1, "resp")
+    assert (row["exchanges"], row["errors"], row["protocol"]) == (4, 1, "resp")
     assert row["duration"] == 0.5
     cap.half_closed(1, S2C, 10.5)
     assert cap.get(1).state == "half-closed c2s, s2c"
@@ -51,7 +51,9 @@ def test_a_connection_its_bytes_state_and_exchanges():
         (C2S, 14, b"", "fin"), (S2C, 7, b"", "fin"), (C2S, 14, b"", "close")]
     assert [c.n for c in chunks] == [1, 2, 3, 4, 5]
     assert [c.n for c in cap.stream(1, after=3)] == [4, 5]
-    assert [e.request for e in cap.get(1).exchanges] == ["PING", "GETX"]
+    assert [(e.first, e.count, e.data) for e in cap.get(1).exchanges] == [
+        (1, 1, "PING -> +PONG"), (2, 3, "a run of three")]
+    assert cap.bytes == sum(ch.cost for ch in chunks) + 2 * CHUNK_COST + 13 + 14
 
 
 def test_a_reset_is_marked_rst():
@@ -95,8 +97,8 @@ def test_too_many_connections_evicts_the_oldest_and_counts_them():
     assert list(cap.connections) == [3, 4, 5]
     assert cap.evicted_connections == 2
     # late records for an evicted connection are counted, not stored
-    cap.exchange(1, 2.0, "redis", "PING", "+PONG")
-    assert cap.dropped_records == 1
+    cap.add_exchanges(1, 2.0, "redis", "PING", count=2)
+    assert cap.dropped_records == 2
     assert cap.bytes == sum(c.cost for c in cap.connections.values())
 
 
@@ -114,7 +116,7 @@ def test_memory_bound_evicts_oldest_stream_bytes_then_exchanges_and_marks_them()
     assert [bytes(c.data)[:1] for c in one.chunks] == [b"b"]
     assert cap.evicted_bytes == 100
     assert cap.bytes <= cap.max_bytes
-    cap.exchange(2, 1.4, "redis", "x" * 100, "")
+    cap.add_exchanges(2, 1.4, "redis", "x" * 100, cost=100)
     assert cap.connections[1].stream_evicted == {C2S: 100, S2C: 100}
     assert one.cost == 0 and cap.bytes <= cap.max_bytes
     assert cap.evicted_connections == 0  # the rows stay, only their contents went
@@ -124,10 +126,10 @@ def test_exchanges_are_evicted_with_a_count():
     cap = Capture(max_bytes=2 * (CHUNK_COST + 10))
     _open(cap, 1)
     for i in range(5):
-        cap.exchange(1, 1.0 + i, "redis", f"GET k{i:04d}", "")  # 9+1 chars: cost 74
+        cap.add_exchanges(1, 1.0 + i, "redis", f"run {i}", count=2, cost=10)
     c = cap.get(1)
-    assert c.exchange_count == 5 and len(c.exchanges) == 2 and c.exchanges_evicted == 3
-    assert [e.index for e in c.exchanges] == [4, 5]
+    assert c.exchange_count == 10 and len(c.exchanges) == 2 and c.exchanges_evicted == 6
+    assert [e.first for e in c.exchanges] == [7, 9]
 
 
 def test_changes_since_a_seq_and_resync():
@@ -163,8 +165,8 @@ _ops = st.lists(st.one_of(
     st.tuples(st.just("open"), st.integers(1, 12)),
     st.tuples(st.just("data"), st.integers(1, 12), st.sampled_from([C2S, S2C]),
               st.binary(min_size=1, max_size=300)),
-    st.tuples(st.just("exchange"), st.integers(1, 12), st.text(max_size=120),
-              st.text(max_size=120), st.booleans()),
+    st.tuples(st.just("exchange"), st.integers(1, 12), st.integers(1, 20), st.integers(0, 300),
+              st.integers(0, 20)),
     st.tuples(st.just("mask"), st.integers(1, 12), st.sampled_from([C2S, S2C]),
               st.integers(0, 400), st.integers(0, 60)),
     st.tuples(st.just("fin"), st.integers(1, 12), st.sampled_from([C2S, S2C])),
@@ -191,7 +193,8 @@ def test_bounds_hold_for_any_sequence_of_events(ops, max_connections, max_bytes)
                 sent[pair, op[2]] = sent.get((pair, op[2]), 0) + len(op[3])
             cap.data(pair, op[2], op[3], now)
         elif kind == "exchange":
-            cap.exchange(pair, now, "redis", op[2], op[3], error=op[4])
+            cap.add_exchanges(pair, now, "redis", None, count=op[2], cost=op[3],
+                              errors=min(op[4], op[2]))
         elif kind == "mask":
             cap.mask(pair, op[2], op[3], op[3] + op[4])
         elif kind == "fin":
@@ -206,7 +209,7 @@ def test_bounds_hold_for_any_sequence_of_events(ops, max_connections, max_bytes)
         assert cap.bytes == sum(c.cost for c in cap.connections.values())
         for c in cap.connections.values():
             assert c.cost == sum(ch.cost for ch in c.chunks) + sum(e.cost for e in c.exchanges)
-            assert c.exchanges_evicted + len(c.exchanges) == c.exchange_count
+            assert c.exchanges_evicted + sum(e.count for e in c.exchanges) == c.exchange_count
             for direction in (C2S, S2C):
                 # what is kept of a direction is its tail from the evicted mark on, in order
                 kept = [ch for ch in c.chunks if ch.direction == direction and ch.mark is None]

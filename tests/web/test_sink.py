@@ -11,7 +11,7 @@ from playground.decode.chain import Chain
 from playground.proxy import decoding
 from playground.proxy.service import Options
 from playground.web.capture import Capture
-from playground.web.sink import WebSink, command_size, reply_size
+from playground.web.sink import WebSink, command_size, reply_size, rows
 from tests.decode.test_chain import GET, OK, SUMMARY, FakePcap, pair
 
 C2S, S2C = "c2s", "s2c"
@@ -32,8 +32,12 @@ def drive(calls, pcap=None, **kw):
     return chain, web.capture
 
 
-def rows(capture: Capture, pair_id: int = 1) -> list[tuple[str, str]]:
-    return [(e.request, e.reply) for e in capture.get(pair_id).exchanges]
+def table(capture: Capture, pair_id: int = 1) -> list[dict]:
+    return [row for e in capture.get(pair_id).exchanges for row in rows(e)]
+
+
+def requests_replies(capture: Capture, pair_id: int = 1) -> list[tuple[str, str]]:
+    return [(row["request"], row["reply"]) for row in table(capture, pair_id)]
 
 
 def stream(capture: Capture, direction: str) -> bytes:
@@ -54,21 +58,22 @@ def test_redis_exchanges_read_as_the_console_writes_them():
                     (C2S, _resp(b"GET", b"<script>alert(1)</script>")),
                     (S2C, b"$8\r\n\x1b[31mred\r\n"), (C2S, _resp(b"NOPE")),
                     (S2C, b"-ERR unknown command\r\n")])
-    assert rows(cap) == [('set foo "bar"', "+OK"),
+    assert requests_replies(cap) == [('set foo "bar"', "+OK"),
                          ('GET "<script>alert(1)</script>"', '"\\x1b[31mred"'),
                          ("NOPE", "-ERR unknown command")]
     c = cap.get(1)
     assert (c.protocol, c.exchange_count, c.error_count) == ("resp", 3, 1)
-    first = c.exchanges[0]
-    assert (first.request_size, first.reply_size) == (len(_resp(b"set", b"foo", b"bar")), 5)
-    assert first.latency == 1.0
+    first, _, last = table(cap)
+    assert (first["request_size"], first["reply_size"]) == (len(_resp(b"set", b"foo", b"bar")), 5)
+    assert first["latency"] == 1.0 and first["index"] == 1 and not first["error"]
+    assert last["error"] and last["index"] == 3
 
 
 def test_pipelined_runs_become_one_row_each():
     cmds = b"".join(_resp(b"SET", b"k%d" % i, b"v") for i in range(20))
     chain, cap = drive([(C2S, cmds), (S2C, b"+OK\r\n" * 20)])
     assert chain.runs  # the web sink takes RedisExchanges: the fast path stays on
-    assert rows(cap) == [(f"SET k{i} \"v\"", "+OK") for i in range(20)]
+    assert requests_replies(cap) == [(f"SET k{i} \"v\"", "+OK") for i in range(20)]
 
 
 def test_auth_is_redacted_in_rows_and_in_the_stream_exactly_as_in_the_pcap():
@@ -80,7 +85,7 @@ def test_auth_is_redacted_in_rows_and_in_the_stream_exactly_as_in_the_pcap():
     assert b"hunter2" not in stream(cap, C2S)
     assert stream(cap, C2S) == masked(pcap, C2S) == auth.replace(b"hunter2-secret", b"*" * 14)
     assert stream(cap, S2C) == masked(pcap, S2C) == b"+OK\r\n"
-    assert "hunter2" not in repr(rows(cap))
+    assert "hunter2" not in repr(requests_replies(cap))
 
 
 def test_http_secrets_masked_like_the_pcap_and_rows():
@@ -91,8 +96,8 @@ def test_http_secrets_masked_like_the_pcap_and_rows():
     for d in (C2S, S2C):
         assert stream(cap, d) == masked(pcap, d)
         assert b"s3cr3t" not in stream(cap, d)
-    assert rows(cap) == [("GET /api/x", "200 OK")]
-    assert cap.get(1).exchanges[0].reply_size == 2
+    assert requests_replies(cap) == [("GET /api/x", "200 OK")]
+    assert table(cap)[0]["reply_size"] == 2 and table(cap)[0]["kind"] == "http"
 
 
 def test_no_redact_keeps_the_stream_whole():
