@@ -10,7 +10,7 @@ Routes (all JSON but the page and its assets; an error is ``{"error": ...}`` wit
 * ``/api/connections/{id}`` one connection and its exchanges (``?after=INDEX``, ``?limit=N``);
 * ``/api/connections/{id}/stream`` its stream in arrival order, FIN/RST marks in place
   (``?after=N``, ``?limit=N``, ``?encoding=base64|text``: text is escaped, ``\\r`` ``\\n``
-  ``\\xNN``);
+  ``\\xNN``), about ``MAX_STREAM_ANSWER`` bytes at most; ``more``: ask again ``?after=``;
 * ``/api/events`` Server-Sent Events: one message per tick (``interval``, 0.2 s: at most five a
   second) to each client that is behind, ``capture.changes(since)`` as JSON with ``id:
   EPOCH-SEQ`` (a reconnecting EventSource sends it back as ``Last-Event-ID`` and gets what it
@@ -45,6 +45,7 @@ ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 MAX_LIMIT = 5000  # rows or chunks one API answer holds at most
+MAX_STREAM_ANSWER = 1 << 20  # stream bytes one API answer holds at most (one chunk at least)
 MAX_EVENT_ROWS = 1000  # connection rows one event message holds at most
 MAX_EVENT_CLIENTS = 32
 
@@ -299,10 +300,10 @@ class WebRoot(resource.Resource):
             if entry.first + entry.count - 1 <= after:
                 continue
             rows += [row for row in self.describe(entry) if row["index"] > after]
-            if len(rows) >= limit:
+            if len(rows) > limit:
                 break
         return self._json(request, {"connection": c.summary(self.reactor.seconds()),
-                                    "exchanges": rows[:limit],
+                                    "exchanges": rows[:limit], "more": len(rows) > limit,
                                     "exchanges_evicted": c.exchanges_evicted})
 
     def _stream(self, request, c) -> bytes:
@@ -312,7 +313,12 @@ class WebRoot(resource.Resource):
         if encoding not in (b"base64", b"text"):
             raise BadQuery("encoding: base64 or text")
         chunks = []
-        for ch in self.capture.stream(c.id, after, limit):
+        size = 0
+        stored = self.capture.stream(c.id, after, limit + 1)
+        for ch in stored[:limit]:
+            if size >= MAX_STREAM_ANSWER:
+                break
+            size += len(ch.data)
             item = {"n": ch.n, "ts": ch.ts, "direction": ch.direction, "offset": ch.offset}
             if ch.mark is not None:
                 item["mark"] = ch.mark
@@ -324,7 +330,7 @@ class WebRoot(resource.Resource):
                 item["length"] = len(ch.data)
             chunks.append(item)
         return self._json(request, {"id": c.id, "stream_evicted": dict(c.stream_evicted),
-                                    "chunks": chunks})
+                                    "chunks": chunks, "more": len(chunks) < len(stored)})
 
     def _events(self, request):
         if len(self.feed.clients) >= MAX_EVENT_CLIENTS:

@@ -132,3 +132,39 @@ def test_an_event_stream_that_does_not_read_is_dropped_and_nothing_waits():
         s.close()
         feed.stop()
         yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_api_answers_are_bounded_and_say_there_is_more():
+    from twisted.web.client import Agent, readBody
+
+    from playground.web import site as site_mod
+
+    cap = Capture()
+    cap.opened(1, 1.0, "c", "l", "t")
+    for i in range(3):  # three chunks of 700 KiB: the answer stops after the second
+        cap.data(1, C2S if i % 2 == 0 else "s2c", b"x" * (700 * 1024), 2.0 + i)
+    for i in range(7):
+        cap.add_exchanges(1, 3.0, "notice", (f"n{i}", "", None, None, None))
+    site, feed = _site(cap)
+    port = yield _listen(site)
+    base = f"http://127.0.0.1:{port.getHost().port}"
+    agent = Agent(reactor)
+    try:
+        response = yield agent.request(b"GET", f"{base}/api/connections/1/stream".encode())
+        first = json.loads((yield readBody(response)))
+        assert [ch["n"] for ch in first["chunks"]] == [1, 2] and first["more"]
+        assert 2 * 700 * 1024 >= site_mod.MAX_STREAM_ANSWER
+        response = yield agent.request(b"GET", f"{base}/api/connections/1/stream?after=2".encode())
+        rest = json.loads((yield readBody(response)))
+        assert [ch["n"] for ch in rest["chunks"]] == [3] and not rest["more"]
+        response = yield agent.request(b"GET", f"{base}/api/connections/1?limit=5".encode())
+        one = json.loads((yield readBody(response)))
+        assert [r["request"] for r in one["exchanges"]] == [f"n{i}" for i in range(5)]
+        assert one["more"]
+        response = yield agent.request(b"GET", f"{base}/api/connections/1?after=5".encode())
+        one = json.loads((yield readBody(response)))
+        assert [r["index"] for r in one["exchanges"]] == [6, 7] and not one["more"]
+    finally:
+        feed.stop()
+        yield port.stopListening()

@@ -187,6 +187,7 @@ async function refreshDetail() {
     if (one.error) { showGone(); return; }
     showConnection(one);
     showStream(stream);
+    if (one.more || stream.more) again = true; // answers are bounded: ask for the rest
   } catch (e) {
     statusEl.textContent = "reconnecting…"; statusEl.className = "status down";
   } finally {
