@@ -181,6 +181,7 @@ class EventFeed:
         for client in list(self.clients):
             self._remove(client)
             if not client.request.finished and client.request.channel is not None:
+                client.request.unregisterProducer()
                 client.request.finish()
 
 
