@@ -29,6 +29,7 @@ import hmac
 import json
 import secrets
 from importlib import resources
+from urllib.parse import quote
 
 from twisted.internet import task
 from twisted.internet.interfaces import IPushProducer
@@ -273,7 +274,14 @@ class WebRoot(resource.Resource):
         request.setHeader(b"content-type", ASSETS[name].encode())
         request.setHeader(b"content-security-policy", CSP.encode())
         request.setHeader(b"cache-control", b"no-cache")
-        return self.assets[name]
+        body = self.assets[name]
+        if name == "index.html" and self.token is not None:
+            # the page's own requests for its assets carry the token too (app.js adds it to
+            # the API's); only a request that had it gets this page
+            query = b"?token=" + quote(self.token, safe="").encode()
+            for asset in (b"static/app.css", b"static/app.js"):
+                body = body.replace(b'"' + asset + b'"', b'"' + asset + query + b'"')
+        return body
 
     # -- the API -----------------------------------------------------------------------------
     def _connections(self, request) -> bytes:

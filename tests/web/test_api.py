@@ -192,6 +192,11 @@ def test_off_loopback_every_request_needs_the_token(twistd, redis_server):
     assert curl(base + "/api/connections", "-H", f"Authorization: Bearer {token}")[0] == 200
     status, page = curl(base + f"/?token={token}")
     assert status == 200 and "<script" in page
+    # the page's assets are asked for with the token (a browser sends no header for them)
+    assets = re.findall(r'(?:src|href)="(static/[^"]+)"', page)
+    assert sorted(assets) == [f"static/app.css?token={token}", f"static/app.js?token={token}"]
+    for asset in assets:
+        assert curl(f"{base}/{asset}")[0] == 200
     assert proc.terminate() == 0
 
 

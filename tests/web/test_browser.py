@@ -152,3 +152,19 @@ def test_the_page_follows_redis_cli_and_shows_traffic_as_text(twistd, redis_serv
         time.sleep(0.3)  # the last frame painted
         browser.save_screenshot(str(ROOT / target))
     assert proc.terminate() == 0
+
+
+def test_the_page_works_with_a_token_off_loopback(twistd, redis_server, browser):
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0", "--quiet")
+    url = web_url(proc)
+    assert "?token=" in url
+    browser.get(url)  # the printed address: the page passes the token on to what it asks for
+    wait_until(lambda: browser.find_element(By.ID, "status").text == "live", 10, "live feed")
+    assert redis_cli(port, "ping") == "PONG"
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#connections tbody tr"), 5,
+               "the connection")
+    browser.find_element(By.CSS_SELECTOR, "#connections tbody tr").click()
+    wait_until(lambda: "PONG" in browser.find_element(By.ID, "exchanges").text, 5, "its row")
+    assert proc.terminate() == 0
