@@ -4,7 +4,9 @@
 subcommand's options (``playground.proxy.service.Options``, and the ``demo`` and config files
 through it); ``check_options(opts)`` validates and normalises them in place (a ``UsageError``
 names the flag); ``build(opts, reactor) -> (services, observer)`` makes the sinks they ask for
-and the decoder chain (``playground.decode.chain.Chain``) that feeds them.
+and the decoder chain (``playground.decode.chain.Chain``) that feeds them. The web view's options
+(``--web``, ``playground.web.options``) are among them: its sink takes the records and, beside the
+pcap sink (``playground.decode.bytetee.ByteTee``), the chain's redacted bytes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import os
 from twisted.python import usage
 
 from playground.common.options import check_writable, non_negative_int
+from playground.decode.bytetee import ByteTee
 from playground.decode.chain import MIB, Chain, HttpFilter
+from playground.web import options as web
 
 DECODE_CHOICES = ("auto", "resp", "http", "text", "hex", "none")
 COLOR_CHOICES = ("auto", "always", "never")
@@ -56,6 +60,7 @@ OPT_PARAMETERS = [
      "and a line says how many when it catches up and at close). Default: block when stdout is "
      "a regular file, drop for a pipe or a terminal."],
 ]
+OPT_PARAMETERS += web.OPT_PARAMETERS
 SLOW_SINK_CHOICES = ("block", "drop")
 OPT_FLAGS = [
     ["no-redact", None,
@@ -146,6 +151,7 @@ def check_options(opts) -> None:
     for flag in ("json", "pcap"):
         if opts[flag] and opts[flag] != "-":
             check_writable(f"--{flag}", str(opts[flag]))
+    web.check_options(opts)
     if decode != "none" and _stdout_closed():
         what = "--json -" if opts["json"] == "-" else "the console view"
         raise usage.UsageError(f"standard output is closed: {what} writes there; "
@@ -178,8 +184,8 @@ def build(opts, reactor=None, stats=None):
     """The sink services and the observer for the proxy, from checked options.
 
     Returns ``(services, observer)``; ``observer`` is None when nothing is to be observed
-    (``--decode none`` without ``--pcap``). ``stats`` (a ``statssink.StatsSink``, optional)
-    gets the same records as the other sinks, unless decoding is off.
+    (``--decode none`` without ``--pcap`` or ``--web``). ``stats`` (a ``statssink.StatsSink``,
+    optional) gets the same records as the other sinks, unless decoding is off.
     """
     services = []
     sinks = []
@@ -191,6 +197,18 @@ def build(opts, reactor=None, stats=None):
         pcap = PcapSink(opts["pcap"], reactor=reactor, target=opts.get("target"),
                         listen=opts.get("listen"), decode=opts["decode"])
         services.append(pcap)
+    from playground.codec.resp import STREAM_MIN
+
+    # 0: values whole up to what the RESP decoder keeps of a long one, then cut there
+    shown = opts["max-value"] or STREAM_MIN
+    view = None
+    if opts.get("web"):
+        from playground.web.service import WebService
+
+        view = WebService(opts, reactor=reactor, max_value=min(shown, 1024))
+        services.append(view)
+        # the web view gets the bytes the pcap gets: same hold-back, same masks
+        pcap = view.sink if pcap is None else ByteTee([pcap, view.sink])
     decode = opts["decode"]
     if decode == "none":
         if pcap is None:
@@ -198,10 +216,6 @@ def build(opts, reactor=None, stats=None):
         if not redact:
             return services, pcap
     if decode != "none":
-        from playground.codec.resp import STREAM_MIN
-
-        # 0: values whole up to what the RESP decoder keeps of a long one, then cut there
-        shown = opts["max-value"] or STREAM_MIN
         if opts["json"]:
             from playground.sinks.jsonlines import JsonSink
 
@@ -216,6 +230,8 @@ def build(opts, reactor=None, stats=None):
     services.extend(sinks)
     if stats is not None and decode != "none":
         sinks.append(stats)  # a plain sink, not a service
+    if view is not None and decode != "none":
+        sinks.append(view.sink)  # its service is above
     if not sinks and pcap is None:
         return services, None  # --quiet without --json or --pcap: nothing would use a decode
     chain = Chain(

@@ -99,6 +99,9 @@ def test_wheel_contents(installed):
     for module in sorted((src / "playground").glob("*.py")):
         assert f"playground/{module.name}" in names
     assert not any(n.startswith("tests/") for n in names)
+    # the web view's page ships in the package (served from it: works offline)
+    for name in ("index.html", "app.js", "app.css"):
+        assert f"playground/web/static/{name}" in names
 
 
 @pytest.mark.real

@@ -1,0 +1,357 @@
+"""The bounded store the web view reads: connections, their exchanges and their stream bytes.
+
+Pure (no Twisted, no clock, no I/O): every call takes its time ``now``. ``Capture`` keeps, per
+connection (the proxy's pair id), what the connections list shows (client, listen -> target,
+protocol, state, bytes each way, start and duration, exchange and error counts), its exchanges
+(in entries of one or more rows, kept as the adapter gives them, with the bytes they hold) and its stream as chunks in arrival order, with
+FIN/RST marks where they happened (the follow-stream view).
+
+Bounds: at most ``max_connections`` connections (the oldest go first) and at most ``max_bytes``
+of exchanges and stream bytes in total (the oldest connection's oldest chunks, then its oldest
+exchanges go first). Nothing goes silently: ``evicted_connections`` counts the connections that
+went, and a connection says which stream bytes (``stream_evicted``: offsets 0-X per direction)
+and how many exchanges (``exchanges_evicted``) it lost.
+
+Changes: every change takes the next sequence number (``seq``); ``changes(since)`` says what
+changed after a number in one batch (the connections to redraw and the ids that went), or that
+the caller is too far behind and must reload everything (``resync``).
+
+Redaction: ``mask(pair, direction, start, end)`` overwrites stream bytes ``[start, end)`` with
+``*`` (same length, like the pcap) whether they are stored already or arrive later.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+
+import attrs
+
+C2S = "c2s"  # the values of playground.proxy.observer's directions
+S2C = "s2c"
+MIB = 1024 * 1024
+MASK_BYTE = 0x2A  # "*": the pcap's filler
+CHUNK_COST = 64  # bookkeeping counted per stored chunk or exchange, beside its bytes
+MAX_CHUNK = 64 * 1024  # a chunk grows by appending same-direction bytes up to this size
+MAX_EVICTION_LOG = 4096  # ids of evicted connections remembered for changes(since)
+MAX_PENDING_MASKS = 64  # ranges registered ahead of their bytes, per direction
+
+OPEN = "open"
+CLOSED = "closed"
+
+
+@attrs.frozen
+class Exchanges:
+    """One or more rows of a connection's exchanges table, in order: ``count`` rows numbered
+    from ``first`` (a pipelined run is one entry). ``data`` is what the adapter stored, opaque
+    here (``playground.web.sink.rows`` makes the rows of it on read); ``cost``: the bytes it holds,
+    as the adapter counted them, plus ``CHUNK_COST``."""
+
+    first: int  # 1, 2, ... within the connection
+    count: int
+    ts: float
+    kind: str  # redis | http | push | unanswered | error | notice
+    data: object
+    errors: int
+    cost: int
+
+
+@attrs.define(slots=True)
+class Chunk:
+    """Stream bytes of one direction in arrival order (``data`` grows in place while the same
+    direction goes on), or a mark (``fin``, ``rst``, ``close``) with ``data`` empty."""
+
+    n: int  # 1, 2, ... within the connection (the follow view asks for chunks after n)
+    ts: float
+    direction: str
+    offset: int  # stream offset of data[0] in its direction
+    data: bytearray
+    mark: str | None = None
+
+    @property
+    def cost(self) -> int:
+        return CHUNK_COST + len(self.data)
+
+
+@attrs.define(slots=True, eq=False)
+class Connection:
+    id: int
+    started: float
+    client: str
+    listen: str
+    target: str
+    server: str = ""
+    protocol: str = ""
+    state: str = OPEN  # open | half-closed c2s | half-closed s2c | closed
+    half_closed: tuple = ()  # directions whose sender sent FIN
+    closed_by: str = ""
+    how: str = ""  # fin | reset | timeout | ... (the proxy's close summary)
+    ended: float | None = None
+    bytes_c2s: int = 0
+    bytes_s2c: int = 0
+    exchange_count: int = 0
+    error_count: int = 0
+    exchanges: deque = attrs.field(factory=deque)
+    exchanges_evicted: int = 0
+    chunks: deque = attrs.field(factory=deque)
+    chunk_count: int = 0
+    stream_evicted: dict = attrs.field(factory=lambda: {C2S: 0, S2C: 0})  # bytes 0-X gone
+    pending_masks: dict = attrs.field(factory=dict)  # direction -> [(start, end)] not yet here
+    cost: int = 0
+    seq: int = 0
+
+    def duration(self, now: float) -> float:
+        return (self.ended if self.ended is not None else now) - self.started
+
+    def summary(self, now: float) -> dict:
+        """The connections list's row (JSON-ready)."""
+        return {
+            "id": self.id, "client": self.client, "listen": self.listen,
+            "target": self.target, "server": self.server, "protocol": self.protocol,
+            "state": self.state, "closed_by": self.closed_by, "how": self.how,
+            "started": self.started, "duration": round(self.duration(now), 6),
+            "bytes_c2s": self.bytes_c2s, "bytes_s2c": self.bytes_s2c,
+            "exchanges": self.exchange_count, "errors": self.error_count,
+            "exchanges_evicted": self.exchanges_evicted,
+            "stream_evicted": dict(self.stream_evicted), "seq": self.seq,
+        }
+
+
+class Capture:
+    """See the module docstring."""
+
+    def __init__(self, max_connections: int = 1000, max_bytes: int = 64 * MIB):
+        if max_connections < 1 or max_bytes < 0:
+            raise ValueError("max_connections must be >= 1 and max_bytes >= 0")
+        self.max_connections = max_connections
+        self.max_bytes = max_bytes
+        self.connections: OrderedDict[int, Connection] = OrderedDict()  # oldest first
+        self.seq = 0
+        self.bytes = 0  # cost of what is stored, against max_bytes
+        self.evicted_connections = 0
+        self.evicted_bytes = 0  # stream bytes and exchange text evicted, in total
+        self.dropped_records = 0  # exchanges for connections no longer (or never) here
+        self._evictions: deque = deque(maxlen=MAX_EVICTION_LOG)  # (seq, id)
+        self._holding: OrderedDict[int, None] = OrderedDict()  # ids with a cost, oldest first
+
+    # -- changes ---------------------------------------------------------------------------
+    def _touch(self, c: Connection) -> None:
+        self.seq += 1
+        c.seq = self.seq
+
+    def changes(self, since: int, now: float, limit: int = 0) -> dict:
+        """What changed after ``since``: ``{"seq", "resync", "connections": [rows], "evicted":
+        [ids], "evicted_total"}``. ``resync``: ``since`` is older than what the eviction log
+        remembers (or in the future): the rows are then every connection, and the caller drops
+        what it had. ``limit`` > 0: at most that many rows (the newest changed); the caller
+        asks again from the ``seq`` returned (it is then the seq of the last row sent)."""
+        resync = since <= 0 or since > self.seq or (
+            len(self._evictions) == self._evictions.maxlen and self._evictions[0][0] > since)
+        if resync:
+            rows = list(self.connections.values())
+            evicted = []
+        else:
+            rows = [c for c in self.connections.values() if c.seq > since]
+            evicted = [cid for s, cid in self._evictions if s > since]
+        rows.sort(key=lambda c: c.seq)
+        seq = self.seq
+        if limit and len(rows) > limit:
+            rows = rows[:limit]
+            seq = rows[-1].seq
+            evicted = [cid for s, cid in self._evictions if since < s <= seq] if not resync else []
+        return {"seq": seq, "resync": resync, "connections": [c.summary(now) for c in rows],
+                "evicted": evicted, "evicted_total": self.evicted_connections}
+
+    # -- what the proxy saw ----------------------------------------------------------------
+    def opened(self, pair: int, now: float, client: str, listen: str, target: str,
+               server: str = "") -> Connection:
+        c = Connection(pair, now, client, listen, target, server)
+        self.connections[pair] = c
+        self._touch(c)
+        while len(self.connections) > self.max_connections:
+            self._evict_connection(next(iter(self.connections)))
+        return c
+
+    def detected(self, pair: int, protocol: str) -> None:
+        c = self.connections.get(pair)
+        if c is not None and c.protocol != protocol:
+            c.protocol = protocol
+            self._touch(c)
+
+    def data(self, pair: int, direction: str, data: bytes, now: float) -> None:
+        c = self.connections.get(pair)
+        if c is None or not data:
+            return
+        if direction == C2S:
+            offset = c.bytes_c2s
+            c.bytes_c2s += len(data)
+        else:
+            offset = c.bytes_s2c
+            c.bytes_s2c += len(data)
+        last = c.chunks[-1] if c.chunks else None
+        if (last is not None and last.mark is None and last.direction == direction
+                and last.offset + len(last.data) == offset
+                and len(last.data) + len(data) <= MAX_CHUNK):
+            last.data.extend(data)
+            cost = len(data)
+            stored = last
+            start_in = len(last.data) - len(data)
+        else:
+            c.chunk_count += 1
+            stored = Chunk(c.chunk_count, now, direction, offset, bytearray(data))
+            c.chunks.append(stored)
+            cost = stored.cost
+            start_in = 0
+        pending = c.pending_masks.get(direction)
+        if pending:
+            end = offset + len(data)
+            left = []
+            for s, e in pending:
+                if s < end and e > offset:
+                    _overwrite(stored.data, max(s, offset) - offset + start_in,
+                               min(e, end) - offset + start_in)
+                if e > end:
+                    left.append((s, e))
+            c.pending_masks[direction] = left
+        self._add_cost(c, cost)
+        self._touch(c)
+        self._bound()
+
+    def mask(self, pair: int, direction: str, start: int, end: int) -> int:
+        """Overwrite stream bytes ``[start, end)`` of ``direction`` with ``*``, now for those
+        stored and on arrival for those still to come. Returns 0 (nothing stored stays in
+        clear; bytes already evicted are gone)."""
+        c = self.connections.get(pair)
+        if c is None or end <= start or direction not in (C2S, S2C):
+            return 0
+        for chunk in c.chunks:
+            if chunk.direction != direction or chunk.mark is not None:
+                continue
+            lo, hi = chunk.offset, chunk.offset + len(chunk.data)
+            if lo < end and hi > start:
+                _overwrite(chunk.data, max(start, lo) - lo, min(end, hi) - lo)
+        received = c.bytes_c2s if direction == C2S else c.bytes_s2c
+        if end > received:
+            pending = c.pending_masks.setdefault(direction, [])
+            if len(pending) >= MAX_PENDING_MASKS:  # merge: mask more rather than less
+                s0 = min(s for s, _ in pending)
+                e0 = max(e for _, e in pending)
+                pending[:] = [(min(s0, start), max(e0, end))]
+            else:
+                pending.append((max(start, received), end))
+        self._touch(c)
+        return 0
+
+    def half_closed(self, pair: int, direction: str, now: float) -> None:
+        c = self.connections.get(pair)
+        if c is None:
+            return
+        if direction not in c.half_closed:
+            c.half_closed = c.half_closed + (direction,)
+        if c.state != CLOSED:
+            c.state = "half-closed " + ", ".join(c.half_closed)
+        self._mark(c, direction, "fin", now)
+        self._touch(c)
+        self._bound()
+
+    def closed(self, pair: int, now: float, closed_by: str = "", how: str = "",
+               bytes_c2s: int | None = None, bytes_s2c: int | None = None) -> None:
+        c = self.connections.get(pair)
+        if c is None:
+            return
+        c.state = CLOSED
+        c.closed_by = closed_by
+        c.how = how
+        c.ended = now
+        if bytes_c2s is not None:
+            c.bytes_c2s = max(c.bytes_c2s, bytes_c2s)
+        if bytes_s2c is not None:
+            c.bytes_s2c = max(c.bytes_s2c, bytes_s2c)
+        c.pending_masks.clear()
+        direction = C2S if closed_by == "client" else S2C if closed_by == "server" else ""
+        self._mark(c, direction, "rst" if how == "reset" else "close", now)
+        self._touch(c)
+        self._bound()
+
+    def add_exchanges(self, pair: int, now: float, kind: str, data, count: int = 1,
+                      errors: int = 0, cost: int = 0) -> None:
+        """``count`` exchanges (rows) of ``kind`` the adapter keeps as ``data`` (opaque here),
+        ``errors`` of them errors, holding ``cost`` bytes."""
+        c = self.connections.get(pair)
+        if c is None:
+            self.dropped_records += count
+            return
+        e = Exchanges(c.exchange_count + 1, count, now, kind, data, errors, CHUNK_COST + cost)
+        c.exchange_count += count
+        c.error_count += errors
+        c.exchanges.append(e)
+        self._add_cost(c, e.cost)
+        self._touch(c)
+        self._bound()
+
+    # -- what the API reads ----------------------------------------------------------------
+    def get(self, pair: int) -> Connection | None:
+        return self.connections.get(pair)
+
+    def stream(self, pair: int, after: int = 0, limit: int = 0) -> list[Chunk]:
+        """The connection's chunks numbered after ``after`` (at most ``limit``, 0 = all)."""
+        c = self.connections.get(pair)
+        if c is None:
+            return []
+        out = [ch for ch in c.chunks if ch.n > after] if after else list(c.chunks)
+        return out[:limit] if limit else out
+
+    # -- bounds ----------------------------------------------------------------------------
+    def _mark(self, c: Connection, direction: str, mark: str, now: float) -> None:
+        c.chunk_count += 1
+        offset = c.bytes_c2s if direction == C2S else c.bytes_s2c if direction == S2C else 0
+        ch = Chunk(c.chunk_count, now, direction, offset, bytearray(), mark)
+        c.chunks.append(ch)
+        self._add_cost(c, ch.cost)
+
+    def _add_cost(self, c: Connection, cost: int) -> None:
+        if c.cost == 0:
+            self._holding[c.id] = None
+        c.cost += cost
+        self.bytes += cost
+
+    def _sub_cost(self, c: Connection, cost: int) -> None:
+        c.cost -= cost
+        self.bytes -= cost
+        if c.cost <= 0:
+            self._holding.pop(c.id, None)
+
+    def _bound(self) -> None:
+        """Evict the oldest stored things until the total is within ``max_bytes``."""
+        while self.bytes > self.max_bytes and self._holding:
+            c = self.connections[next(iter(self._holding))]
+            if c.chunks:
+                ch = c.chunks.popleft()
+                if ch.mark is None:
+                    end = ch.offset + len(ch.data)
+                    if end > c.stream_evicted[ch.direction]:
+                        c.stream_evicted[ch.direction] = end
+                    self.evicted_bytes += len(ch.data)
+                self._sub_cost(c, ch.cost)
+            elif c.exchanges:
+                e = c.exchanges.popleft()
+                c.exchanges_evicted += e.count
+                self.evicted_bytes += e.cost - CHUNK_COST
+                self._sub_cost(c, e.cost)
+            else:  # nothing left to account for (cannot happen: cost follows what is stored)
+                self._holding.pop(c.id, None)
+                continue
+            self._touch(c)
+
+    def _evict_connection(self, pair: int) -> None:
+        c = self.connections.pop(pair)
+        self._holding.pop(pair, None)
+        self.bytes -= c.cost
+        self.evicted_bytes += c.cost
+        self.evicted_connections += 1
+        self.seq += 1
+        self._evictions.append((self.seq, pair))
+
+
+def _overwrite(buf: bytearray, start: int, end: int) -> None:
+    if end > start:
+        buf[start:end] = bytes([MASK_BYTE]) * (end - start)

@@ -1,0 +1,72 @@
+"""The web view's options, joined to the ``proxy`` subcommand's by ``playground.proxy.decoding``.
+
+``OPT_PARAMETERS`` are ``--web ADDR`` (off by default; a bare port is 127.0.0.1),
+``--web-token``, ``--web-connections`` and ``--web-memory``; ``check_options(opts)`` validates
+them in place (a ``UsageError`` names the flag). An address that is not loopback needs a token:
+``--web-token``, else a random one, printed in the start-up line. Light on purpose: the proxy
+imports it whether or not the view is on (``playground.web.service`` is imported only then).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+
+from twisted.internet import endpoints
+from twisted.python import usage
+
+from playground.common.addresses import server_string
+from playground.common.options import non_negative_int, positive_int
+
+OPT_PARAMETERS = [
+    ["web", None, None,
+     "Serve a live web view of the traffic at ADDR (PORT = 127.0.0.1:PORT, HOST:PORT, or an "
+     "endpoint string): connections, their exchanges and their byte streams, redacted like the "
+     "pcap. Off by default. Not on loopback, every request needs the token (--web-token)."],
+    ["web-token", None, None,
+     "The token the web view asks for (?token= or the X-Tcpplay-Token header). Default: none "
+     "on loopback; elsewhere a random one, printed at start."],
+    ["web-connections", None, 1000,
+     "The web view keeps the last N connections (older ones are counted as evicted).",
+     lambda v: positive_int("--web-connections", v)],
+    ["web-memory", None, 64,
+     "The web view keeps at most this many MiB of exchanges and stream bytes in total (the "
+     "oldest go first, marked as evicted).",
+     lambda v: non_negative_int("--web-memory", v)],
+]
+
+
+def is_loopback(desc: str) -> bool:
+    """Whether a server endpoint string listens only on loopback (a unix socket counts)."""
+    args, kw = endpoints._parse(desc)
+    kind = args[0].lower() if args else ""
+    if kind == "unix":
+        return True
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return False
+    host = kw.get("interface", "")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "" is every interface
+
+
+def check_options(opts) -> None:
+    """Validate ``--web`` and friends in place; UsageError names the flag."""
+    for flag in ("web-connections", "web-memory"):
+        if flag in opts and isinstance(opts[flag], str):
+            opts[flag] = (positive_int if flag == "web-connections" else non_negative_int)(
+                f"--{flag}", opts[flag])
+    if not opts.get("web"):
+        if opts.get("web-token"):
+            raise usage.UsageError("--web-token needs --web")
+        return
+    opts["web"] = server_string(str(opts["web"]), "--web")
+    token = opts.get("web-token")
+    if token is not None and (len(str(token)) < 8 or not str(token).isprintable()
+                              or " " in str(token)):
+        raise usage.UsageError("--web-token: at least 8 printable characters, no spaces")
+    if token is None and not is_loopback(opts["web"]):
+        opts["web-token"] = secrets.token_urlsafe(18)

@@ -1,0 +1,51 @@
+"""``--web ADDR``: the service that serves the web view (its options: ``playground.web.options``).
+
+``WebService`` owns the capture, the sink the decoder chain feeds
+(``sink.WebSink``) and the listening site (``site.make_site``); it logs
+``web view: open http://HOST:PORT/`` (with ``?token=`` when one is needed) once listening.
+"""
+
+from __future__ import annotations
+
+from twisted.application import service
+
+from playground.common.listening import ListeningService, address_text
+from playground.web.capture import MIB, Capture
+from playground.web.sink import WebSink
+from playground.web.site import make_site
+
+
+class _WebListening(ListeningService):
+    def __init__(self, web: WebService, *args, **kw):
+        super().__init__(*args, **kw)
+        self.web = web
+
+    def _announce(self):
+        super()._announce()
+        host = self.port.getHost()
+        where = address_text(host)
+        if getattr(host, "host", "") in ("0.0.0.0", "::"):
+            where = where.replace(host.host, "127.0.0.1" if host.host == "0.0.0.0" else "[::1]", 1)
+        token = self.web.token
+        self.log.info("web view: open http://{where}/{query}", where=where,
+                      query=f"?token={token}" if token else "")
+
+
+class WebService(service.MultiService):
+    """The capture, its sink and the site on ``opts["web"]``."""
+
+    def __init__(self, opts, reactor=None, max_value: int = 200):
+        super().__init__()
+        self.token = opts.get("web-token")
+        self.capture = Capture(max_connections=opts.get("web-connections", 1000),
+                               max_bytes=opts.get("web-memory", 64) * MIB)
+        self.sink = WebSink(self.capture, max_value=max_value, reactor=reactor)
+        self.site = make_site(self.capture, token=self.token, reactor=reactor,
+                              describe=self.sink.rows)
+        self.listening = _WebListening(self, "web", opts["web"], self.site, flag="--web",
+                                       reactor=reactor)
+        self.listening.setServiceParent(self)
+
+    def stopService(self):
+        self.site.feed.stop()
+        return super().stopService()

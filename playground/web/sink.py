@@ -1,0 +1,211 @@
+"""The web view's sink: the decoder chain's records and its byte path into a ``capture.Capture``.
+
+``WebSink`` is two things to the chain (``playground.decode.chain.Chain``):
+
+* a record sink (``emit``, ``emit_many``, ``takes_runs``, like ``playground.sinks.statssink``):
+  exchanges are kept as the decoder made them, a pipelined run as one entry, and become rows of
+  text when read (``rows``), made with the console's formatting (``set foo "bar"`` -> ``+OK``,
+  bounded at ``max_value`` bytes a value); the detected protocol is noted; other records are
+  ignored at the cost of one type check;
+* a byte consumer, the pcap sink's contract (``pair_opened``, ``data``, ``half_closed``,
+  ``pair_closed``, ``mask``, ``decoded``): the chain hands it the same bytes it hands the pcap
+  sink, with the same hold-back and the same masks (``playground.decode.bytetee.ByteTee`` when
+  both are on), so the follow-stream view is redacted exactly as the pcap is. Without decoding
+  (``--decode none --no-redact``) it is the proxy's observer itself.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from operator import attrgetter
+
+from playground.codec import resp
+from playground.codec.resp import STREAM_MIN
+from playground.decode import records as R
+from playground.sinks.console import command_summary, format_args, format_value
+from playground.web.capture import Capture
+
+_EXCHANGE = R.RedisExchange
+_RUN = R.RedisExchanges
+_HTTP = R.HttpExchange
+_PUSH = R.RedisPush
+_UNANSWERED = R.RedisUnanswered
+_DETECTED = R.Detected
+_UNDECODABLE = R.Undecodable
+_NOTICE = R.Notice
+_ERROR = resp.Error
+_SIMPLE = resp.Simple
+_TRUNCATED = resp.Truncated
+_SCALARS = frozenset({bytes, _TRUNCATED, int, type(None), float, bool})
+_KEPT = STREAM_MIN  # the most the RESP decoder keeps of a long string
+_BULKS = frozenset({bytes})
+_LINES = frozenset({resp.Simple, resp.Error})
+_VALUE = attrgetter("value")
+_flat = chain.from_iterable
+
+
+def command_size(command) -> int | None:
+    """The bytes of ``command`` sent as a RESP array of bulk strings (what clients send)."""
+    size = 3 + len(str(len(command)))
+    for a in command:
+        if not isinstance(a, bytes):
+            return None
+        n = len(a)  # a value the decoder cut (resp.Truncated) says its full length
+        size += 5 + len(str(n)) + n
+    return size
+
+
+def reply_size(value) -> int | None:
+    """The bytes of a simple reply on the wire; None where the form is ambiguous or big
+    (an aggregate, a nil: RESP2 and RESP3 spell them differently)."""
+    kind = type(value)
+    if kind is _SIMPLE or kind is _ERROR:
+        return 3 + len(value.value)
+    if kind is int:
+        return 3 + len(str(value))
+    if isinstance(value, bytes):
+        n = len(value)
+        return 5 + len(str(n)) + n
+    return None
+
+
+def rows(entry, max_value: int = 200) -> list[dict]:
+    """The table rows of a ``capture.Exchanges`` entry the sink stored (JSON-ready)."""
+    first = entry.first
+    if entry.kind == "redis":
+        commands, replies, latencies = entry.data  # an aggregate reply: already its text
+        out = []
+        for i, (command, reply, latency) in enumerate(
+                zip(commands, replies, latencies, strict=True)):
+            shown = reply if type(reply) is str else (
+                command_summary(command, reply, max_value) or format_value(reply, max_value))
+            out.append({"index": first + i, "ts": entry.ts, "kind": "redis",
+                        "request": format_args(command, max_value), "reply": shown,
+                        "latency": latency, "request_size": command_size(command),
+                        "reply_size": None if type(reply) is str else reply_size(reply),
+                        "error": type(reply) is _ERROR or (type(reply) is str
+                                                           and reply.startswith("-"))})
+        return out
+    request, reply, latency, request_size, size = entry.data
+    return [{"index": first, "ts": entry.ts, "kind": entry.kind, "request": request,
+             "reply": reply, "latency": latency, "request_size": request_size,
+             "reply_size": size, "error": bool(entry.errors)}]
+
+
+class WebSink:
+    """See the module docstring. ``capture``: the store the site reads."""
+
+    takes_runs = True  # R.RedisExchanges records are welcome
+
+    def __init__(self, capture: Capture | None = None, max_value: int = 200, reactor=None):
+        self.capture = capture if capture is not None else Capture()
+        self.max_value = max_value
+        self.reactor = reactor
+
+    def rows(self, entry) -> list[dict]:
+        return rows(entry, self.max_value)
+
+    # -- records -----------------------------------------------------------------------------
+    def _redis(self, pair, ts, commands, replies, latencies) -> None:
+        """Cheap on purpose (the hot path of pipelined traffic): scalars are kept as they
+        are and formatted when read; an aggregate reply is formatted now (bounded text)."""
+        cost = sum(map(len, _flat(commands)))
+        if cost > _KEPT:  # long arguments: count what the decoder keeps of each
+            cost = sum(min(len(a), _KEPT) for command in commands for a in command)
+        cost += 16 * len(commands)
+        types = set(map(type, replies))
+        errors = 0
+        kept = replies
+        if types <= _BULKS:  # the common cases first: GET's, SET's
+            cost += sum(map(len, replies))
+        elif types <= _LINES:
+            cost += sum(map(len, map(_VALUE, replies)))
+            if _ERROR in types:
+                errors = sum(1 for reply in replies if type(reply) is _ERROR)
+        else:
+            scalars = _SCALARS
+            for i, reply in enumerate(replies):
+                kind = type(reply)
+                if kind in scalars:
+                    cost += min(len(reply), _KEPT) if kind is bytes or kind is _TRUNCATED else 8
+                elif kind is _SIMPLE:
+                    cost += len(reply.value)
+                elif kind is _ERROR:
+                    errors += 1
+                    cost += len(reply.value)
+                else:
+                    if kept is replies:
+                        kept = list(replies)
+                    kept[i] = shown = format_value(reply, self.max_value)
+                    cost += len(shown)
+        self.capture.add_exchanges(pair, ts, "redis", (tuple(commands), tuple(kept),
+                                                       tuple(latencies)),
+                                   len(commands), errors, cost)
+
+    def _row(self, pair, ts, kind, request, reply="", latency=None, request_size=None,
+             size=None, error=False) -> None:
+        self.capture.add_exchanges(pair, ts, kind, (request, reply, latency, request_size, size),
+                                   1, int(error), len(request) + len(reply))
+
+    def emit(self, r) -> None:
+        kind = type(r)
+        if kind is _RUN:
+            self._redis(r.pair, r.ts, r.commands, r.replies, r.latencies)
+        elif kind is _EXCHANGE:
+            self._redis(r.pair, r.ts, (r.command,), (r.reply,), (r.latency,))
+        elif kind is _HTTP:
+            self._http(r)
+        elif kind is _PUSH:
+            self._row(r.pair, r.ts, "push", "(push)", format_value(r.value, self.max_value))
+        elif kind is _UNANSWERED:
+            self._row(r.pair, r.ts, "unanswered", format_args(r.command, self.max_value),
+                      "(no reply)", request_size=command_size(r.command))
+        elif kind is _DETECTED:
+            self.capture.detected(r.pair, r.protocol)
+        elif kind is _UNDECODABLE:
+            self._row(r.pair, r.ts, "error", f"undecodable {r.direction} ({r.protocol})",
+                      r.reason, error=True)
+        elif kind is _NOTICE:
+            self._row(r.pair, r.ts, "notice", r.message)
+
+    def emit_many(self, records) -> None:
+        emit = self.emit
+        for r in records:
+            emit(r)
+
+    def _http(self, r) -> None:
+        limit = self.max_value
+        method = (r.method or b"?").decode("latin-1")
+        target = format_args([r.target or b""], limit) if r.target is not None else ""
+        request = f"{method} {target}".strip()
+        if r.status is None:
+            reply, error = "(no response)", False
+        else:
+            reply = f"{r.status} {r.reason.decode('latin-1', 'replace')}".strip()
+            if not r.complete:
+                reply += " (incomplete)"
+            error = r.status >= 400
+        self._row(r.pair, r.ts, "http", request, reply, r.latency, r.request_body_size,
+                  r.response_body_size, error)
+
+    # -- the byte path (the pcap sink's contract) ---------------------------------------------
+    def pair_opened(self, pair, now: float) -> None:
+        self.capture.opened(pair.id, now, str(pair.client), str(pair.listen), pair.target,
+                            str(pair.server) if pair.server is not None else "")
+
+    def data(self, pair_id: int, direction: str, data: bytes, now: float) -> None:
+        self.capture.data(pair_id, direction, data, now)
+
+    def half_closed(self, pair_id: int, direction: str, now: float) -> None:
+        self.capture.half_closed(pair_id, direction, now)
+
+    def pair_closed(self, pair_id: int, summary: dict, now: float) -> None:
+        self.capture.closed(pair_id, now, str(summary.get("closed_by", "")),
+                            str(summary.get("how", "")), summary.get("bytes_c2s"),
+                            summary.get("bytes_s2c"))
+
+    def mask(self, pair_id: int, direction: str, start: int, end: int) -> int:
+        return self.capture.mask(pair_id, direction, start, end)
+
+    def decoded(self, pair_id: int, protocol: str) -> None:
+        self.capture.detected(pair_id, protocol)

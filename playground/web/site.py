@@ -1,0 +1,367 @@
+"""The web view's HTTP side: twisted.web resources over a ``capture.Capture``, on the proxy's reactor.
+
+Routes (all JSON but the page and its assets; an error is ``{"error": ...}`` with its status:
+404 unknown id or path, 400 bad query, 401 no or wrong token, 405 not GET):
+
+* ``/`` the page; ``/static/NAME`` its assets, read once from the package
+  (``importlib.resources``): nothing is fetched from elsewhere, and the Content-Security-Policy
+  says so to the browser too;
+* ``/api/connections`` the connections list (``?since=SEQ``: only what changed after it);
+* ``/api/connections/{id}`` one connection and its exchanges (``?after=INDEX``, ``?limit=N``);
+* ``/api/connections/{id}/stream`` its stream in arrival order, FIN/RST marks in place
+  (``?after=N``, ``?limit=N``, ``?encoding=base64|text``: text is escaped, ``\\r`` ``\\n``
+  ``\\xNN``), about ``MAX_STREAM_ANSWER`` bytes at most; ``more``: ask again ``?after=``;
+* ``/api/events`` Server-Sent Events: one message per tick (``interval``, 0.2 s: at most five a
+  second) to each client that is behind, ``capture.changes(since)`` as JSON with ``id:
+  EPOCH-SEQ`` (a reconnecting EventSource sends it back as ``Last-Event-ID`` and gets what it
+  missed, or a ``resync`` when the proxy restarted or it is too far behind). A client whose connection does not take what is sent (the transport pauses it)
+  gets nothing more, and after ``stall_ticks`` ticks it is dropped (``abortConnection``): it
+  never makes the proxy wait, and when it comes back it resyncs.
+
+``token``: when set, every request must carry it (``?token=`` or the ``X-Tcpplay-Token``
+header; ``Authorization: Bearer`` too), compared in constant time; the page passes it on.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import secrets
+from importlib import resources
+from urllib.parse import quote
+
+from twisted.internet import task
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.web import resource, server
+from zope.interface import implementer
+
+from playground.common.defaultreactor import default_reactor
+from playground.web.capture import Capture
+from playground.web.sink import rows as exchange_rows
+
+ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+          "app.css": "text/css; charset=utf-8"}
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+       "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+MAX_LIMIT = 5000  # rows or chunks one API answer holds at most
+MAX_STREAM_ANSWER = 1 << 20  # stream bytes one API answer holds at most (one chunk at least)
+MAX_EVENT_ROWS = 1000  # connection rows one event message holds at most
+MAX_EVENT_CLIENTS = 32
+
+
+class BadQuery(ValueError):
+    pass
+
+
+def load_assets() -> dict[str, bytes]:
+    """The page's files, from the package (``playground/web/static``)."""
+    folder = resources.files("playground.web") / "static"
+    return {name: (folder / name).read_bytes() for name in ASSETS}
+
+
+def stream_text(data: bytes) -> str:
+    """Bytes as escaped text: printable ASCII as it is, ``\\r``, ``\\n``, ``\\t``, ``\\\\``
+    and ``\\xNN`` for the rest (one line per ``\\n``)."""
+    out = []
+    for b in data:
+        if b == 0x0A:
+            out.append("\\n\n")
+        elif b == 0x0D:
+            out.append("\\r")
+        elif b == 0x09:
+            out.append("\\t")
+        elif b == 0x5C:
+            out.append("\\\\")
+        elif 0x20 <= b < 0x7F:
+            out.append(chr(b))
+        else:
+            out.append(f"\\x{b:02x}")
+    return "".join(out)
+
+
+def _int_arg(request, name: str, default: int, lowest: int = 0, highest: int = 1 << 62) -> int:
+    values = request.args.get(name.encode())
+    if not values:
+        return default
+    try:
+        value = int(values[-1])
+    except ValueError:
+        raise BadQuery(f"{name}: expected an integer, got {values[-1][:40]!r}")
+    if not lowest <= value <= highest:
+        raise BadQuery(f"{name}: must be {lowest}-{highest}, got {value}")
+    return value
+
+
+@implementer(IPushProducer)
+class EventClient:
+    """One ``/api/events`` stream: the seq it has seen, and whether its transport keeps up."""
+
+    def __init__(self, request, seq: int):
+        self.request = request
+        self.seq = seq
+        self.paused = False
+        self.stalled = 0  # ticks it had something to get while paused
+        self.gone = False
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+        self.stalled = 0
+
+    def stopProducing(self):
+        self.gone = True
+
+
+class EventFeed:
+    """The ticks of ``/api/events``: runs only while a client is connected."""
+
+    log = Logger()
+
+    def __init__(self, capture: Capture, reactor=None, interval: float = 0.2,
+                 stall_ticks: int = 25):
+        self.capture = capture
+        self.reactor = default_reactor(reactor)
+        self.interval = interval
+        self.stall_ticks = stall_ticks
+        self.clients: list[EventClient] = []
+        # event ids are EPOCH-SEQ: a page that reconnects to a restarted proxy resyncs
+        self.epoch = secrets.token_hex(4)
+        self.dropped = 0  # clients dropped for not reading
+        self._loop = None
+
+    def add(self, request, since: int) -> EventClient:
+        client = EventClient(request, since)
+        self.clients.append(client)
+        request.registerProducer(client, True)
+        request.notifyFinish().addBoth(lambda _: self._remove(client))
+        self._send(client)  # what it missed, at once
+        if self._loop is None:
+            self._loop = task.LoopingCall(self.tick)
+            self._loop.clock = self.reactor
+            self._loop.start(self.interval, now=False).addErrback(
+                lambda f: self.log.failure("web event feed failed", f))
+        return client
+
+    def _remove(self, client: EventClient) -> None:
+        client.gone = True
+        if client in self.clients:
+            self.clients.remove(client)
+        if not self.clients and self._loop is not None:
+            loop, self._loop = self._loop, None
+            if loop.running:
+                loop.stop()
+
+    def tick(self) -> None:
+        seq = self.capture.seq
+        for client in list(self.clients):
+            if client.gone or client.seq == seq:
+                continue
+            if client.paused:
+                client.stalled += 1
+                if client.stalled > self.stall_ticks:
+                    self.dropped += 1
+                    self.log.info("web: dropping an event stream that does not read")
+                    self._remove(client)
+                    transport = client.request.channel.transport if client.request.channel else None
+                    if transport is not None:
+                        transport.abortConnection()
+                continue
+            self._send(client)
+
+    def _send(self, client: EventClient) -> None:
+        changes = self.capture.changes(client.seq, self.reactor.seconds(), MAX_EVENT_ROWS)
+        client.seq = changes["seq"]
+        payload = json.dumps(changes, separators=(",", ":"))
+        client.request.write(f"id: {self.epoch}-{changes['seq']}\ndata: {payload}\n\n".encode())
+
+    def stop(self) -> None:
+        for client in list(self.clients):
+            self._remove(client)
+            if not client.request.finished and client.request.channel is not None:
+                client.request.unregisterProducer()
+                client.request.finish()
+
+
+class WebRoot(resource.Resource):
+    """Every route (see the module docstring); one leaf resource that dispatches by path."""
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, capture: Capture, token: str | None = None, reactor=None,
+                 assets: dict[str, bytes] | None = None, feed: EventFeed | None = None,
+                 describe=exchange_rows):
+        super().__init__()
+        self.capture = capture
+        self.describe = describe  # an exchanges entry -> its table rows
+        self.token = token
+        self.reactor = default_reactor(reactor)
+        self.assets = assets if assets is not None else load_assets()
+        self.feed = feed if feed is not None else EventFeed(capture, self.reactor)
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _json(self, request, obj, status: int = 200) -> bytes:
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    def _error(self, request, status: int, message: str) -> bytes:
+        return self._json(request, {"error": message, "status": status}, status)
+
+    def _authorised(self, request) -> bool:
+        if self.token is None:
+            return True
+        given = (request.args.get(b"token") or [b""])[-1]
+        header = request.getHeader(b"x-tcpplay-token")
+        auth = request.getHeader(b"authorization")
+        if header:
+            given = header.encode() if isinstance(header, str) else header
+        elif auth and auth.lower().startswith(b"bearer "):
+            given = auth[7:].strip()
+        return hmac.compare_digest(given, self.token.encode())
+
+    def render(self, request):
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"referrer-policy", b"no-referrer")
+        if not self._authorised(request):
+            return self._error(request, 401, "a token is needed: add ?token=TOKEN (printed at "
+                                             "start) or the X-Tcpplay-Token header")
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"allow", b"GET, HEAD")
+            return self._error(request, 405, "only GET")
+        path = [p.decode("utf-8", "replace") for p in request.postpath]
+        if path and path[-1] == "" and len(path) > 1:
+            path = path[:-1]
+        try:
+            return self._route(request, path)
+        except BadQuery as e:
+            return self._error(request, 400, str(e))
+
+    def _route(self, request, path):
+        if path in ([], [""], ["index.html"]):
+            return self._asset(request, "index.html")
+        if path == ["favicon.ico"]:
+            request.setResponseCode(204)  # none: a browser asks for it anyway
+            return b""
+        if path[0] == "static" and len(path) == 2 and path[1] in self.assets:
+            return self._asset(request, path[1])
+        if path[0] != "api" or len(path) < 2:
+            return self._error(request, 404, "no such page")
+        if path[1:] == ["connections"]:
+            return self._connections(request)
+        if path[1:] == ["events"]:
+            return self._events(request)
+        if path[1] == "connections" and len(path) in (3, 4):
+            try:
+                pair = int(path[2])
+            except ValueError:
+                return self._error(request, 404, f"no connection {path[2][:40]!r}")
+            c = self.capture.get(pair)
+            if c is None:
+                return self._error(request, 404, f"no connection {pair} (unknown or evicted)")
+            if len(path) == 3:
+                return self._connection(request, c)
+            if path[3] == "stream":
+                return self._stream(request, c)
+        return self._error(request, 404, "no such API path")
+
+    def _asset(self, request, name: str) -> bytes:
+        request.setHeader(b"content-type", ASSETS[name].encode())
+        request.setHeader(b"content-security-policy", CSP.encode())
+        request.setHeader(b"cache-control", b"no-cache")
+        body = self.assets[name]
+        if name == "index.html" and self.token is not None:
+            # the page's own requests for its assets carry the token too (app.js adds it to
+            # the API's); only a request that had it gets this page
+            query = b"?token=" + quote(self.token, safe="").encode()
+            for asset in (b"static/app.css", b"static/app.js"):
+                body = body.replace(b'"' + asset + b'"', b'"' + asset + query + b'"')
+        return body
+
+    # -- the API -----------------------------------------------------------------------------
+    def _connections(self, request) -> bytes:
+        capture = self.capture
+        now = self.reactor.seconds()
+        since = _int_arg(request, "since", 0)
+        if since:
+            out = capture.changes(since, now)
+        else:
+            out = {"seq": capture.seq, "resync": True,
+                   "connections": [c.summary(now) for c in capture.connections.values()],
+                   "evicted": [], "evicted_total": capture.evicted_connections}
+        out["capture"] = {"connections": len(capture.connections),
+                          "max_connections": capture.max_connections,
+                          "bytes": capture.bytes, "max_bytes": capture.max_bytes,
+                          "evicted_connections": capture.evicted_connections,
+                          "evicted_bytes": capture.evicted_bytes}
+        return self._json(request, out)
+
+    def _connection(self, request, c) -> bytes:
+        after = _int_arg(request, "after", 0)
+        limit = _int_arg(request, "limit", MAX_LIMIT, 1, MAX_LIMIT)
+        rows: list[dict] = []
+        for entry in c.exchanges:
+            if entry.first + entry.count - 1 <= after:
+                continue
+            rows += [row for row in self.describe(entry) if row["index"] > after]
+            if len(rows) > limit:
+                break
+        return self._json(request, {"connection": c.summary(self.reactor.seconds()),
+                                    "exchanges": rows[:limit], "more": len(rows) > limit,
+                                    "exchanges_evicted": c.exchanges_evicted})
+
+    def _stream(self, request, c) -> bytes:
+        after = _int_arg(request, "after", 0)
+        limit = _int_arg(request, "limit", MAX_LIMIT, 1, MAX_LIMIT)
+        encoding = (request.args.get(b"encoding") or [b"base64"])[-1]
+        if encoding not in (b"base64", b"text"):
+            raise BadQuery("encoding: base64 or text")
+        chunks = []
+        size = 0
+        stored = self.capture.stream(c.id, after, limit + 1)
+        for ch in stored[:limit]:
+            if size >= MAX_STREAM_ANSWER:
+                break
+            size += len(ch.data)
+            item = {"n": ch.n, "ts": ch.ts, "direction": ch.direction, "offset": ch.offset}
+            if ch.mark is not None:
+                item["mark"] = ch.mark
+            elif encoding == b"text":
+                item["text"] = stream_text(bytes(ch.data))
+                item["length"] = len(ch.data)
+            else:
+                item["base64"] = base64.b64encode(ch.data).decode("ascii")
+                item["length"] = len(ch.data)
+            chunks.append(item)
+        return self._json(request, {"id": c.id, "stream_evicted": dict(c.stream_evicted),
+                                    "chunks": chunks, "more": len(chunks) < len(stored)})
+
+    def _events(self, request):
+        if len(self.feed.clients) >= MAX_EVENT_CLIENTS:
+            return self._error(request, 503, "too many event streams")
+        since = _int_arg(request, "since", 0)
+        last = request.getHeader(b"last-event-id")
+        if last:
+            epoch, _, seq = last.decode("ascii", "replace").partition("-")
+            since = int(seq) if epoch == self.feed.epoch and seq.isdigit() else 0
+        request.setHeader(b"content-type", b"text/event-stream")
+        request.setHeader(b"cache-control", b"no-store")
+        request.write(b"retry: 1000\n\n")
+        self.feed.add(request, since)
+        return server.NOT_DONE_YET
+
+
+def make_site(capture: Capture, token: str | None = None, reactor=None,
+              describe=exchange_rows) -> server.Site:
+    root = WebRoot(capture, token=token, reactor=reactor, describe=describe)
+    site = server.Site(root)
+    site.displayTracebacks = False
+    site.noisy = False
+    site.log = lambda request: None  # no access log: the proxy's log is for the proxy
+    site.feed = root.feed
+    return site

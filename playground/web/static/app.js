@@ -1,0 +1,298 @@
+// tcpplay's live web view: the connections list (live, from /api/events), one connection's
+// exchanges and its follow-stream view. Plain JS, no framework. Traffic is attacker data: it is
+// only ever set with textContent, never as HTML.
+"use strict";
+
+const token = new URLSearchParams(location.search).get("token");
+
+function api(path, params) {
+  const q = new URLSearchParams(params || {});
+  if (token) q.set("token", token);
+  const s = q.toString();
+  return s ? `${path}?${s}` : path;
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+
+function ms(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  if (seconds < 0.001) return `${(seconds * 1e6).toFixed(0)} µs`;
+  if (seconds < 1) return `${(seconds * 1e3).toFixed(2)} ms`;
+  return `${seconds.toFixed(3)} s`;
+}
+
+function size(n) {
+  if (n === null || n === undefined) return "";
+  if (n < 10 * 1024) return `${n} B`;
+  if (n < 10 * 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+const ARROW = { c2s: "client → server", s2c: "server → client" };
+const conns = new Map(); // id -> summary row
+const rows = new Map(); // id -> <tr>
+let sortKey = "id", sortDesc = false;
+let picked = null;
+let evictedTotal = 0;
+let renderQueued = false;
+
+// -- the connections list ---------------------------------------------------------------------
+const listPane = document.getElementById("list-pane");
+const tbody = document.querySelector("#connections tbody");
+
+function cellsOf(c) {
+  return [
+    [c.id, "num"], [c.client, ""], [`${c.listen} → ${c.server || c.target}`, ""],
+    [c.protocol || "…", ""], [c.state, c.state === "closed" ? "closed" : ""],
+    [size(c.bytes_c2s), "num"], [size(c.bytes_s2c), "num"], [ms(c.duration), "num"],
+    [c.exchanges, "num"], [c.errors, c.errors ? "num errors-some" : "num"],
+    [c.how ? `${c.how} (${c.closed_by})` : "", ""],
+  ];
+}
+
+function rowFor(c) {
+  let tr = rows.get(c.id);
+  if (!tr) {
+    tr = el("tr");
+    tr.dataset.id = c.id;
+    for (let i = 0; i < 11; i++) tr.appendChild(el("td"));
+    tr.addEventListener("click", () => pick(c.id));
+    rows.set(c.id, tr);
+  }
+  const cells = cellsOf(c);
+  for (let i = 0; i < cells.length; i++) {
+    const td = tr.children[i];
+    const text = String(cells[i][0]);
+    if (td.textContent !== text) td.textContent = text;
+    if (td.className !== cells[i][1]) td.className = cells[i][1];
+  }
+  tr.classList.toggle("picked", c.id === picked);
+  return tr;
+}
+
+function sortValue(c) {
+  if (sortKey === "route") return `${c.listen} ${c.server || c.target}`;
+  if (sortKey === "how") return c.how || "";
+  return c[sortKey];
+}
+
+function render() {
+  renderQueued = false;
+  const atEnd = listPane.scrollTop + listPane.clientHeight >= listPane.scrollHeight - 4;
+  const list = Array.from(conns.values());
+  list.sort((a, b) => {
+    const x = sortValue(a), y = sortValue(b);
+    const r = x < y ? -1 : x > y ? 1 : a.id - b.id;
+    return sortDesc ? -r : r;
+  });
+  for (const [id, tr] of rows) {
+    if (!conns.has(id)) { tr.remove(); rows.delete(id); }
+  }
+  let before = tbody.firstChild;
+  for (const c of list) {
+    const tr = rowFor(c);
+    if (tr !== before) tbody.insertBefore(tr, before);
+    else before = before.nextSibling;
+  }
+  if (atEnd) listPane.scrollTop = listPane.scrollHeight; // stick to the newest
+  const note = document.getElementById("evicted-note");
+  note.hidden = evictedTotal === 0;
+  note.textContent = `${evictedTotal} older connection(s) evicted (--web-connections, --web-memory)`;
+  document.getElementById("totals").textContent =
+    `${conns.size} connection(s) · ${evictedTotal} evicted`;
+}
+
+function queueRender() {
+  if (!renderQueued) { renderQueued = true; requestAnimationFrame(render); }
+}
+
+document.querySelectorAll("#connections th").forEach((th) => {
+  th.addEventListener("click", () => {
+    const key = th.dataset.key;
+    if (key === sortKey) sortDesc = !sortDesc; else { sortKey = key; sortDesc = false; }
+    document.querySelectorAll("#connections th").forEach((h) => {
+      h.classList.toggle("sorted", h.dataset.key === sortKey);
+      h.classList.toggle("desc", h.dataset.key === sortKey && sortDesc);
+    });
+    queueRender();
+  });
+});
+document.querySelector('#connections th[data-key="id"]').classList.add("sorted");
+
+// -- live feed ----------------------------------------------------------------------------------
+const statusEl = document.getElementById("status");
+let source = null;
+
+function connect() {
+  source = new EventSource(api("api/events"));
+  source.onopen = () => { statusEl.textContent = "live"; statusEl.className = "status live"; };
+  source.onerror = () => {
+    statusEl.textContent = "reconnecting…"; statusEl.className = "status down";
+    // EventSource retries by itself (the server asks for 1 s); a closed one is made anew
+    if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
+  };
+  source.onmessage = (ev) => apply(JSON.parse(ev.data));
+}
+
+function apply(batch) {
+  if (batch.resync) conns.clear();
+  for (const id of batch.evicted) conns.delete(id);
+  for (const c of batch.connections) conns.set(c.id, c);
+  evictedTotal = batch.evicted_total;
+  queueRender();
+  if (picked !== null) {
+    if (batch.resync && !conns.has(picked)) { showGone(); return; }
+    if (batch.evicted.includes(picked)) { showGone(); return; }
+    if (batch.resync || batch.connections.some((c) => c.id === picked)) refreshDetail();
+  }
+}
+
+// -- one connection ---------------------------------------------------------------------------
+const detail = document.getElementById("detail-pane");
+const exBody = document.querySelector("#exchanges tbody");
+const streamEl = document.getElementById("stream");
+let lastExchange = 0, lastChunk = 0, fetching = false, again = false;
+let hexView = false;
+let chunks = []; // kept to redraw on a text/hex toggle
+
+function pick(id) {
+  picked = id;
+  lastExchange = 0; lastChunk = 0; chunks = [];
+  exBody.replaceChildren();
+  streamEl.replaceChildren();
+  detail.hidden = false;
+  for (const [rid, tr] of rows) tr.classList.toggle("picked", rid === id);
+  refreshDetail();
+}
+
+function showGone() {
+  document.getElementById("detail-summary").textContent = "evicted: no longer kept";
+}
+
+async function refreshDetail() {
+  if (fetching) { again = true; return; }
+  fetching = true;
+  const id = picked;
+  try {
+    const [one, stream] = await Promise.all([
+      fetch(api(`api/connections/${id}`, { after: lastExchange })).then((r) => r.json()),
+      fetch(api(`api/connections/${id}/stream`, { after: lastChunk })).then((r) => r.json()),
+    ]);
+    if (id !== picked) return;
+    if (one.error) { showGone(); return; }
+    showConnection(one);
+    showStream(stream);
+    if (one.more || stream.more) again = true; // answers are bounded: ask for the rest
+  } catch (e) {
+    statusEl.textContent = "reconnecting…"; statusEl.className = "status down";
+  } finally {
+    fetching = false;
+    if (again) { again = false; refreshDetail(); }
+  }
+}
+
+function showConnection(one) {
+  const c = one.connection;
+  document.getElementById("detail-title").textContent = `#${c.id} ${c.client} → ${c.server || c.target}`;
+  document.getElementById("detail-summary").textContent =
+    `${c.protocol || "undetected"} · ${c.state}${c.how ? ` (${c.how}, ${c.closed_by})` : ""} · ` +
+    `${size(c.bytes_c2s)} c→s · ${size(c.bytes_s2c)} s→c · ${ms(c.duration)} · ` +
+    `${c.exchanges} exchange(s), ${c.errors} error(s)`;
+  document.getElementById("exchanges-note").textContent =
+    one.exchanges_evicted ? `${one.exchanges_evicted} older exchange(s) evicted` : "";
+  const box = exBody.parentElement.parentElement;
+  const atEnd = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+  for (const x of one.exchanges) {
+    const tr = el("tr", x.error ? "error" : x.kind);
+    tr.appendChild(el("td", "num", x.index));
+    const req = el("td", "req", x.request); req.title = x.request; tr.appendChild(req);
+    tr.appendChild(el("td", "arrow", x.kind === "push" ? "⇐" : "→"));
+    const rep = el("td", "rep", x.reply); rep.title = x.reply; tr.appendChild(rep);
+    tr.appendChild(el("td", "num", ms(x.latency)));
+    const known = x.request_size !== null || x.reply_size !== null;
+    tr.appendChild(el("td", "num", known ? `${size(x.request_size) || "–"} / ${size(x.reply_size) || "–"}` : ""));
+    exBody.appendChild(tr);
+    lastExchange = x.index;
+  }
+  if (atEnd) box.scrollTop = box.scrollHeight;
+}
+
+function bytesOf(b64) {
+  const s = atob(b64);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+// The exact bytes as text: printable ASCII as it is, \r \n \t \\ and \xNN for the rest.
+function asText(bytes) {
+  let s = "";
+  for (const b of bytes) {
+    if (b === 0x0a) s += "\\n\n";
+    else if (b === 0x0d) s += "\\r";
+    else if (b === 0x09) s += "\\t";
+    else if (b === 0x5c) s += "\\\\";
+    else if (b >= 0x20 && b < 0x7f) s += String.fromCharCode(b);
+    else s += "\\x" + b.toString(16).padStart(2, "0");
+  }
+  return s;
+}
+
+function asHex(bytes, offset) {
+  const lines = [];
+  for (let i = 0; i < bytes.length; i += 16) {
+    const row = bytes.slice(i, i + 16);
+    const hex = Array.from(row, (b) => b.toString(16).padStart(2, "0")).join(" ");
+    const ascii = Array.from(row, (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : ".")).join("");
+    lines.push(`${(offset + i).toString(16).padStart(8, "0")}  ${hex.padEnd(47)}  ${ascii}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+const MARKS = { fin: "FIN", rst: "RST", close: "closed" };
+
+function chunkNode(ch) {
+  if (ch.mark) {
+    const who = ch.direction === "c2s" ? "client" : ch.direction === "s2c" ? "server" : "proxy";
+    return el("span", "mark", `── ${MARKS[ch.mark] || ch.mark} from the ${who} ──`);
+  }
+  const bytes = bytesOf(ch.base64);
+  const span = el("span", ch.direction, hexView ? asHex(bytes, ch.offset) : asText(bytes));
+  span.title = `${ARROW[ch.direction]}, offset ${ch.offset}, ${bytes.length} byte(s)`;
+  return span;
+}
+
+let streamEvicted = { c2s: 0, s2c: 0 };
+
+function showStream(stream) {
+  streamEvicted = stream.stream_evicted;
+  const gone = [];
+  for (const d of ["c2s", "s2c"]) {
+    if (streamEvicted[d]) gone.push(`${ARROW[d]} bytes 0-${streamEvicted[d]} evicted`);
+  }
+  document.getElementById("stream-note").textContent = gone.join("; ");
+  const atEnd = streamEl.scrollTop + streamEl.clientHeight >= streamEl.scrollHeight - 4;
+  for (const ch of stream.chunks) {
+    chunks.push(ch);
+    streamEl.appendChild(chunkNode(ch));
+    lastChunk = ch.n;
+  }
+  while (chunks.length > 5000) { chunks.shift(); streamEl.firstChild.remove(); }
+  if (atEnd) streamEl.scrollTop = streamEl.scrollHeight;
+}
+
+function setView(hex) {
+  hexView = hex;
+  document.getElementById("view-text").classList.toggle("on", !hex);
+  document.getElementById("view-hex").classList.toggle("on", hex);
+  streamEl.replaceChildren(...chunks.map(chunkNode));
+}
+document.getElementById("view-text").addEventListener("click", () => setView(false));
+document.getElementById("view-hex").addEventListener("click", () => setView(true));
+
+connect();

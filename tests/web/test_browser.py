@@ -1,0 +1,170 @@
+"""The web view in a real browser: Debian's chromium, headless, driven by Selenium through Debian's
+chromium-driver (no Selenium Manager download), the proxy in front of a real redis-server.
+
+A failing test saves a screenshot under its pytest tmp dir and prints the path. With
+``TCPPLAY_WEB_SCREENSHOT=docs/web.png`` the test also saves the page it ends on there (the
+README's picture).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from playground.web.site import stream_text
+from tests.conftest import ROOT, need, start_proxy, wait_until
+from tests.web.test_api import web_url
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser(tmp_path, request):
+    need("chromium")
+    need("chromedriver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = need("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,860", f"--user-data-dir={tmp_path / 'chromium'}",
+                "--no-first-run", "--disable-extensions"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(20)
+    try:
+        yield driver
+    finally:
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            shot = tmp_path / "failure.png"
+            driver.save_screenshot(str(shot))
+            print(f"\nweb view screenshot of the failure: {shot}")
+        driver.quit()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call = report
+
+
+def redis_cli(port: int, *args: str, stdin: bytes | None = None) -> str:
+    out = subprocess.run([need("redis-cli"), "-p", str(port), *args], input=stdin,
+                         capture_output=True, timeout=20, check=True)
+    return out.stdout.decode().strip()
+
+
+def test_the_page_follows_redis_cli_and_shows_traffic_as_text(twistd, redis_server, browser,
+                                                              tmp_path):
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--quiet")
+    browser.get(web_url(proc))
+    wait_until(lambda: browser.find_element(By.ID, "status").text == "live", 10, "live feed")
+
+    def rows():
+        return browser.find_elements(By.CSS_SELECTOR, "#connections tbody tr")
+
+    def row_of(pair_text):
+        return [r for r in rows() if r.find_elements(By.TAG_NAME, "td")[0].text == pair_text]
+
+    def pick(tr):
+        tr.click()
+        wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#exchanges tbody tr"), 5,
+                   "the exchanges of the picked connection")
+
+    def exchange_rows():
+        return [tuple(td.text for td in tr.find_elements(By.TAG_NAME, "td"))
+                for tr in browser.find_elements(By.CSS_SELECTOR, "#exchanges tbody tr")]
+
+    # 1. the connection shows within a second
+    assert redis_cli(port, "set", "foo", "bar") == "OK"
+    done = time.monotonic()
+    wait_until(lambda: rows(), 1.0, "the connection in the list within a second")
+    assert time.monotonic() - done <= 1.0
+    wait_until(lambda: "closed" in rows()[0].text, 5, "its close")
+    cells = [td.text for td in rows()[0].find_elements(By.TAG_NAME, "td")]
+    assert cells[0] == "1" and cells[3] == "resp" and cells[4] == "closed"
+
+    # 2. clicking it shows set foo "bar" -> +OK
+    pick(rows()[0])
+    (index, request, arrow, reply, latency, sizes), = exchange_rows()
+    assert (index, request, arrow, reply) == ("1", 'set foo "bar"', "→", "+OK")
+    assert latency.endswith(("µs", "ms")) and sizes == "31 B / 5 B"
+
+    # 3. the follow view shows the exact bytes, client and server apart
+    sent = b"*3\r\n$3\r\nset\r\n$3\r\nfoo\r\n$3\r\nbar\r\n"
+
+    def spans(direction):
+        return "".join(s.get_attribute("textContent")
+                       for s in browser.find_elements(By.CSS_SELECTOR, f"#stream span.{direction}"))
+
+    wait_until(lambda: spans("s2c"), 5, "the server's bytes")
+    assert spans("c2s") == stream_text(sent)
+    assert spans("s2c") == stream_text(b"+OK\r\n")
+    marks = [m.text for m in browser.find_elements(By.CSS_SELECTOR, "#stream .mark")]
+    assert marks == ["── FIN from the client ──", "── FIN from the server ──",
+                     "── closed from the client ──"]
+    browser.find_element(By.ID, "view-hex").click()
+    assert "00000000  2a 33 0d 0a 24 33 0d 0a 73 65 74 0d 0a 24 33 0d  *3..$3..set..$3." in \
+        spans("c2s")
+    browser.find_element(By.ID, "view-text").click()
+
+    # 4. attacker data renders as text: a <script> value, an escape sequence
+    redis_cli(port, "set", "x", "<script>alert(1)</script>")
+    redis_cli(port, "set", "esc", "\x1b[31mred")
+    wait_until(lambda: row_of("3"), 5, "the third connection")
+    pick(row_of("2")[0])
+    wait_until(lambda: exchange_rows() and "x" in exchange_rows()[0][1], 5, "connection 2")
+    assert exchange_rows()[0][1] == 'set x "<script>alert(1)</script>"'
+    assert browser.execute_script("return document.querySelectorAll('script').length") == 1  # app.js only
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text  # noqa: B018
+    wait_until(lambda: "<script>alert(1)</script>" in spans("c2s"), 5, "the script as bytes")
+    pick(row_of("3")[0])
+    wait_until(lambda: exchange_rows() and "esc" in exchange_rows()[0][1], 5, "connection 3")
+    assert exchange_rows()[0][1] == 'set esc "\\x1b[31mred"'
+    wait_until(lambda: "\\x1b[31mred" in spans("c2s"), 5, "the escape as text")
+
+    # the README's picture: a connection with a few kinds of replies
+    commands = (b"set greeting hello\nget greeting\nincr visits\nrpush queue a b c\n"
+                b"lrange queue 0 -1\nhset user:1 name ada lang en\nhgetall user:1\n"
+                b"get missing\nnosuchcmd\n")
+    redis_cli(port, stdin=commands)
+    wait_until(lambda: row_of("4") and "closed" in row_of("4")[0].text, 5, "connection 4")
+    pick(row_of("4")[0])
+    wait_until(lambda: exchange_rows()[-1][3].startswith("-ERR unknown command"), 5,
+               "its exchanges")  # COMMAND DOCS (redis-cli asks first), then the nine
+    assert [r[1] for r in exchange_rows()][-3:] == ['hgetall user:1', 'get missing', 'nosuchcmd']
+    assert [m.text for m in browser.find_elements(By.CSS_SELECTOR, "#connections td.errors-some")
+            ] == ["1"]
+    target = os.environ.get("TCPPLAY_WEB_SCREENSHOT")
+    if target:
+        time.sleep(0.3)  # the last frame painted
+        browser.save_screenshot(str(ROOT / target))
+    assert proc.terminate() == 0
+
+
+def test_the_page_works_with_a_token_off_loopback(twistd, redis_server, browser):
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0", "--quiet")
+    url = web_url(proc)
+    assert "?token=" in url
+    browser.get(url)  # the printed address: the page passes the token on to what it asks for
+    wait_until(lambda: browser.find_element(By.ID, "status").text == "live", 10, "live feed")
+    assert redis_cli(port, "ping") == "PONG"
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#connections tbody tr"), 5,
+               "the connection")
+    browser.find_element(By.CSS_SELECTOR, "#connections tbody tr").click()
+    wait_until(lambda: "PONG" in browser.find_element(By.ID, "exchanges").text, 5, "its row")
+    assert proc.terminate() == 0

@@ -1,0 +1,223 @@
+"""The web view's store (playground.web.capture): what it keeps, its bounds, its marks of what it
+evicted, its change log; pure (no Twisted)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from playground.web.capture import C2S, CHUNK_COST, S2C, Capture
+from tests.test_layout import _twisted_pulled_in
+
+
+def _open(cap: Capture, pair: int, now: float = 1.0):
+    return cap.opened(pair, now, f"127.0.0.1:{40000 + pair}", "127.0.0.1:6479",
+                      "tcp:host=127.0.0.1:port=6379", "127.0.0.1:6379")
+
+
+def _stream_bytes(cap: Capture, pair: int, direction: str) -> bytes:
+    return b"".join(bytes(ch.data) for ch in cap.stream(pair)
+                    if ch.direction == direction and ch.mark is None)
+
+
+def test_capture_imports_no_twisted():
+    out = _twisted_pulled_in("playground.web.capture")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_connection_its_bytes_state_and_exchanges():
+    cap = Capture()
+    _open(cap, 1, now=10.0)
+    cap.detected(1, "resp")
+    cap.data(1, C2S, b"*1\r\n$4\r\nPING\r\n", 10.1)
+    cap.data(1, S2C, b"+PONG\r\n", 10.2)
+    cap.add_exchanges(1, 10.2, "redis", "PING -> +PONG", cost=13)
+    cap.add_exchanges(1, 10.3, "redis", "a run of three", count=3, errors=1, cost=14)
+    cap.half_closed(1, C2S, 10.4)
+    row = cap.get(1).summary(10.5)
+    assert row["state"] == "half-closed c2s"
+    assert (row["bytes_c2s"], row["bytes_s2c"]) == (14, 7)
+    assert (row["exchanges"], row["errors"], row["protocol"]) == (4, 1, "resp")
+    assert row["duration"] == 0.5
+    cap.half_closed(1, S2C, 10.5)
+    assert cap.get(1).state == "half-closed c2s, s2c"
+    cap.closed(1, 10.6, "client", "fin", 14, 7)
+    row = cap.get(1).summary(99.0)
+    assert (row["state"], row["how"], row["closed_by"]) == ("closed", "fin", "client")
+    assert abs(row["duration"] - 0.6) < 1e-9  # ended: the clock no longer counts
+    chunks = cap.stream(1)
+    assert [(c.direction, c.offset, bytes(c.data), c.mark) for c in chunks] == [
+        (C2S, 0, b"*1\r\n$4\r\nPING\r\n", None), (S2C, 0, b"+PONG\r\n", None),
+        (C2S, 14, b"", "fin"), (S2C, 7, b"", "fin"), (C2S, 14, b"", "close")]
+    assert [c.n for c in chunks] == [1, 2, 3, 4, 5]
+    assert [c.n for c in cap.stream(1, after=3)] == [4, 5]
+    assert [(e.first, e.count, e.data) for e in cap.get(1).exchanges] == [
+        (1, 1, "PING -> +PONG"), (2, 3, "a run of three")]
+    assert cap.bytes == sum(ch.cost for ch in chunks) + 2 * CHUNK_COST + 13 + 14
+
+
+def test_a_reset_is_marked_rst():
+    cap = Capture()
+    _open(cap, 1)
+    cap.closed(1, 2.0, "server", "reset")
+    assert [(c.direction, c.mark) for c in cap.stream(1)] == [(S2C, "rst")]
+
+
+def test_same_direction_reads_join_one_chunk_in_arrival_order():
+    cap = Capture()
+    _open(cap, 1)
+    cap.data(1, C2S, b"ab", 1.0)
+    cap.data(1, C2S, b"cd", 1.1)
+    cap.data(1, S2C, b"xy", 1.2)
+    cap.data(1, C2S, b"ef", 1.3)
+    assert [(c.direction, c.offset, bytes(c.data)) for c in cap.stream(1)] == [
+        (C2S, 0, b"abcd"), (S2C, 0, b"xy"), (C2S, 4, b"ef")]
+
+
+def test_mask_overwrites_stored_bytes_and_bytes_still_to_come():
+    cap = Capture()
+    _open(cap, 1)
+    cap.data(1, C2S, b"AUTH hunter2", 1.0)
+    assert cap.mask(1, C2S, 5, 12) == 0
+    assert _stream_bytes(cap, 1, C2S) == b"AUTH *******"
+    # registered ahead of its bytes, split across two reads
+    cap.mask(1, C2S, 19, 27)  # "secretpw"
+    cap.data(1, C2S, b"\r\nAUTH sec", 1.1)
+    cap.data(1, S2C, b"+OK\r\n", 1.2)  # another direction is not touched
+    cap.data(1, C2S, b"retpw\r\n", 1.3)
+    assert _stream_bytes(cap, 1, C2S) == b"AUTH *******\r\nAUTH ********\r\n"
+    assert _stream_bytes(cap, 1, S2C) == b"+OK\r\n"
+
+
+def test_too_many_connections_evicts_the_oldest_and_counts_them():
+    cap = Capture(max_connections=3)
+    for pair in range(1, 6):
+        _open(cap, pair)
+        cap.data(pair, C2S, b"x" * 10, 1.0)
+    assert list(cap.connections) == [3, 4, 5]
+    assert cap.evicted_connections == 2
+    # late records for an evicted connection are counted, not stored
+    cap.add_exchanges(1, 2.0, "redis", "PING", count=2)
+    assert cap.dropped_records == 2
+    assert cap.bytes == sum(c.cost for c in cap.connections.values())
+
+
+def test_memory_bound_evicts_oldest_stream_bytes_then_exchanges_and_marks_them():
+    cap = Capture(max_bytes=3 * (CHUNK_COST + 100))
+    _open(cap, 1)
+    cap.data(1, C2S, b"a" * 100, 1.0)
+    cap.data(1, S2C, b"b" * 100, 1.1)
+    _open(cap, 2)
+    cap.data(2, C2S, b"c" * 100, 1.2)
+    assert cap.bytes <= cap.max_bytes and cap.connections[1].stream_evicted == {C2S: 0, S2C: 0}
+    cap.data(2, S2C, b"d" * 100, 1.3)  # over: connection 1's oldest chunk goes
+    one = cap.connections[1]
+    assert one.stream_evicted == {C2S: 100, S2C: 0}
+    assert [bytes(c.data)[:1] for c in one.chunks] == [b"b"]
+    assert cap.evicted_bytes == 100
+    assert cap.bytes <= cap.max_bytes
+    cap.add_exchanges(2, 1.4, "redis", "x" * 100, cost=100)
+    assert cap.connections[1].stream_evicted == {C2S: 100, S2C: 100}
+    assert one.cost == 0 and cap.bytes <= cap.max_bytes
+    assert cap.evicted_connections == 0  # the rows stay, only their contents went
+
+
+def test_exchanges_are_evicted_with_a_count():
+    cap = Capture(max_bytes=2 * (CHUNK_COST + 10))
+    _open(cap, 1)
+    for i in range(5):
+        cap.add_exchanges(1, 1.0 + i, "redis", f"run {i}", count=2, cost=10)
+    c = cap.get(1)
+    assert c.exchange_count == 10 and len(c.exchanges) == 2 and c.exchanges_evicted == 6
+    assert [e.first for e in c.exchanges] == [7, 9]
+
+
+def test_changes_since_a_seq_and_resync():
+    cap = Capture(max_connections=2)
+    _open(cap, 1)
+    _open(cap, 2)
+    first = cap.changes(0, 5.0)
+    assert first["resync"] and [r["id"] for r in first["connections"]] == [1, 2]
+    seq = first["seq"]
+    assert cap.changes(seq, 5.0)["connections"] == []
+    cap.data(1, C2S, b"x", 5.0)
+    later = cap.changes(seq, 5.0)
+    assert not later["resync"] and [r["id"] for r in later["connections"]] == [1]
+    seq = later["seq"]
+    _open(cap, 3)  # evicts 1
+    batch = cap.changes(seq, 5.0)
+    assert batch["evicted"] == [1] and [r["id"] for r in batch["connections"]] == [3]
+    assert batch["evicted_total"] == 1
+    assert cap.changes(cap.seq + 10, 5.0)["resync"]  # a seq from another run: start over
+
+
+def test_changes_limit_sends_the_oldest_changes_first_and_resumes():
+    cap = Capture()
+    for pair in range(1, 6):
+        _open(cap, pair)
+    part = cap.changes(0, 1.0, limit=2)
+    assert [r["id"] for r in part["connections"]] == [1, 2]
+    rest = cap.changes(part["seq"], 1.0)
+    assert [r["id"] for r in rest["connections"]] == [3, 4, 5]
+
+
+_ops = st.lists(st.one_of(
+    st.tuples(st.just("open"), st.integers(1, 12)),
+    st.tuples(st.just("data"), st.integers(1, 12), st.sampled_from([C2S, S2C]),
+              st.binary(min_size=1, max_size=300)),
+    st.tuples(st.just("exchange"), st.integers(1, 12), st.integers(1, 20), st.integers(0, 300),
+              st.integers(0, 20)),
+    st.tuples(st.just("mask"), st.integers(1, 12), st.sampled_from([C2S, S2C]),
+              st.integers(0, 400), st.integers(0, 60)),
+    st.tuples(st.just("fin"), st.integers(1, 12), st.sampled_from([C2S, S2C])),
+    st.tuples(st.just("close"), st.integers(1, 12), st.sampled_from(["fin", "reset"])),
+), max_size=80)
+
+
+@given(ops=_ops, max_connections=st.integers(1, 6), max_bytes=st.integers(0, 2000))
+def test_bounds_hold_for_any_sequence_of_events(ops, max_connections, max_bytes):
+    cap = Capture(max_connections=max_connections, max_bytes=max_bytes)
+    opened: set[int] = set()
+    sent: dict[tuple[int, str], int] = {}
+    seq = cap.seq
+    for i, op in enumerate(ops):
+        now = float(i)
+        kind, pair = op[0], op[1]
+        if kind == "open":
+            if pair in opened:
+                continue
+            opened.add(pair)
+            _open(cap, pair, now)
+        elif kind == "data":
+            if pair in cap.connections:
+                sent[pair, op[2]] = sent.get((pair, op[2]), 0) + len(op[3])
+            cap.data(pair, op[2], op[3], now)
+        elif kind == "exchange":
+            cap.add_exchanges(pair, now, "redis", None, count=op[2], cost=op[3],
+                              errors=min(op[4], op[2]))
+        elif kind == "mask":
+            cap.mask(pair, op[2], op[3], op[3] + op[4])
+        elif kind == "fin":
+            cap.half_closed(pair, op[2], now)
+        else:
+            cap.closed(pair, now, "client", op[2])
+        assert cap.seq >= seq
+        seq = cap.seq
+        # the bounds
+        assert len(cap.connections) <= max_connections
+        assert cap.bytes <= max_bytes
+        assert cap.bytes == sum(c.cost for c in cap.connections.values())
+        for c in cap.connections.values():
+            assert c.cost == sum(ch.cost for ch in c.chunks) + sum(e.cost for e in c.exchanges)
+            assert c.exchanges_evicted + sum(e.count for e in c.exchanges) == c.exchange_count
+            for direction in (C2S, S2C):
+                # what is kept of a direction is its tail from the evicted mark on, in order
+                kept = [ch for ch in c.chunks if ch.direction == direction and ch.mark is None]
+                at = c.stream_evicted[direction]
+                for ch in kept:
+                    assert ch.offset >= at
+                    at = ch.offset + len(ch.data)
+                assert at <= sent.get((c.id, direction), 0)
+            assert [ch.n for ch in c.chunks] == sorted(ch.n for ch in c.chunks)
+    # nothing silently missing: every connection opened is kept or counted as evicted
+    assert len(cap.connections) + cap.evicted_connections == len(opened)

@@ -1,0 +1,186 @@
+"""The web view's sink on the decoder chain: exchange rows as the console writes them, the stream
+redacted exactly as the pcap (same bytes, same masks, through ByteTee), and the --web options."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.python import usage
+
+from playground.decode.bytetee import ByteTee
+from playground.decode.chain import Chain
+from playground.proxy import decoding
+from playground.proxy.service import Options
+from playground.web.capture import Capture
+from playground.web.sink import WebSink, command_size, reply_size, rows
+from tests.decode.test_chain import GET, OK, SUMMARY, FakePcap, pair
+
+C2S, S2C = "c2s", "s2c"
+
+
+def _resp(*args: bytes) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+def drive(calls, pcap=None, **kw):
+    web = WebSink(Capture())
+    consumer = web if pcap is None else ByteTee([pcap, web])
+    chain = Chain([web], pcap=consumer, **kw)
+    chain.pair_opened(pair(), 0.0)
+    for i, (d, data) in enumerate(calls):
+        chain.data(1, d, data, float(i + 1))
+    chain.pair_closed(1, SUMMARY, 100.0)
+    return chain, web.capture
+
+
+def table(capture: Capture, pair_id: int = 1) -> list[dict]:
+    return [row for e in capture.get(pair_id).exchanges for row in rows(e)]
+
+
+def requests_replies(capture: Capture, pair_id: int = 1) -> list[tuple[str, str]]:
+    return [(row["request"], row["reply"]) for row in table(capture, pair_id)]
+
+
+def stream(capture: Capture, direction: str) -> bytes:
+    return b"".join(bytes(c.data) for c in capture.stream(1)
+                    if c.direction == direction and c.mark is None)
+
+
+def masked(pcap: FakePcap, direction: str, filler: bytes = b"*") -> bytes:
+    data = bytearray(pcap.stream(direction))
+    for d, start, end in pcap.masks:
+        if d == direction:
+            data[start:end] = filler * (end - start)
+    return bytes(data)
+
+
+def test_redis_exchanges_read_as_the_console_writes_them():
+    _, cap = drive([(C2S, _resp(b"set", b"foo", b"bar")), (S2C, b"+OK\r\n"),
+                    (C2S, _resp(b"GET", b"<script>alert(1)</script>")),
+                    (S2C, b"$8\r\n\x1b[31mred\r\n"), (C2S, _resp(b"NOPE")),
+                    (S2C, b"-ERR unknown command\r\n")])
+    assert requests_replies(cap) == [('set foo "bar"', "+OK"),
+                         ('GET "<script>alert(1)</script>"', '"\\x1b[31mred"'),
+                         ("NOPE", "-ERR unknown command")]
+    c = cap.get(1)
+    assert (c.protocol, c.exchange_count, c.error_count) == ("resp", 3, 1)
+    first, _, last = table(cap)
+    assert (first["request_size"], first["reply_size"]) == (len(_resp(b"set", b"foo", b"bar")), 5)
+    assert first["latency"] == 1.0 and first["index"] == 1 and not first["error"]
+    assert last["error"] and last["index"] == 3
+
+
+def test_pipelined_runs_become_one_row_each():
+    cmds = b"".join(_resp(b"SET", b"k%d" % i, b"v") for i in range(20))
+    chain, cap = drive([(C2S, cmds), (S2C, b"+OK\r\n" * 20)])
+    assert chain.runs  # the web sink takes RedisExchanges: the fast path stays on
+    assert requests_replies(cap) == [(f"SET k{i} \"v\"", "+OK") for i in range(20)]
+
+
+def test_auth_is_redacted_in_rows_and_in_the_stream_exactly_as_in_the_pcap():
+    auth = _resp(b"AUTH", b"hunter2-secret")
+    cut = auth.index(b"hunter2") + 3
+    pcap = FakePcap()
+    chain, cap = drive([(C2S, auth[:cut]), (C2S, auth[cut:]), (S2C, b"+OK\r\n")], pcap=pcap)
+    assert chain.leaked == 0
+    assert b"hunter2" not in stream(cap, C2S)
+    assert stream(cap, C2S) == masked(pcap, C2S) == auth.replace(b"hunter2-secret", b"*" * 14)
+    assert stream(cap, S2C) == masked(pcap, S2C) == b"+OK\r\n"
+    assert "hunter2" not in repr(requests_replies(cap))
+
+
+def test_http_secrets_masked_like_the_pcap_and_rows():
+    cut = GET.index(b"s3cr3t-token") + 3
+    pcap = FakePcap()
+    _, cap = drive([(C2S, GET[:cut]), (C2S, GET[cut:]), (S2C, OK[:40]), (S2C, OK[40:])],
+                   pcap=pcap)
+    for d in (C2S, S2C):
+        assert stream(cap, d) == masked(pcap, d)
+        assert b"s3cr3t" not in stream(cap, d)
+    assert requests_replies(cap) == [("GET /api/x", "200 OK")]
+    assert table(cap)[0]["reply_size"] == 2 and table(cap)[0]["kind"] == "http"
+
+
+def test_no_redact_keeps_the_stream_whole():
+    auth = _resp(b"AUTH", b"pw12345")
+    _, cap = drive([(C2S, auth), (S2C, b"+OK\r\n")], redact=False)
+    assert stream(cap, C2S) == auth
+
+
+def test_bytetee_passes_every_call_to_every_consumer():
+    a, b = FakePcap(), FakePcap()
+    decided = []
+    b.decoded = lambda pid, proto: decided.append((pid, proto))
+    tee = ByteTee([a, b])
+    tee.pair_opened(pair(), 0.0)
+    tee.data(1, C2S, b"abc", 0.0)
+    assert tee.mask(1, C2S, 1, 5) == 2  # the most any consumer had in clear
+    tee.decoded(1, "resp")
+    tee.half_closed(1, C2S, 0.0)
+    tee.pair_closed(1, SUMMARY, 0.0)
+    for consumer in (a, b):
+        assert consumer.data_calls == [(C2S, b"abc")] and consumer.masks == [(C2S, 1, 5)]
+        assert consumer.events == ["open", ("half", C2S), "close"]
+    assert decided == [(1, "resp")]
+
+
+def test_sizes():
+    assert command_size((b"PING",)) == len(_resp(b"PING"))
+    assert command_size((b"SET", b"k" * 120, b"v")) == len(_resp(b"SET", b"k" * 120, b"v"))
+    assert reply_size(b"bar") == len(b"$3\r\nbar\r\n")
+    assert reply_size(42) == len(b":42\r\n")
+    assert reply_size(None) is None and reply_size([b"a"]) is None
+
+
+# -- options and build -------------------------------------------------------------------------
+
+
+def _opts(*argv) -> Options:
+    o = Options()
+    o.parseOptions(["--target", "6379", *argv])
+    return o
+
+
+def test_web_is_off_by_default_and_a_bare_port_is_loopback():
+    assert _opts()["web"] is None
+    o = _opts("--web", "8478")
+    assert o["web"].startswith("tcp:8478:interface=127.0.0.1")
+    assert o["web-token"] is None  # loopback: no token asked
+
+
+def test_a_non_loopback_web_address_gets_a_token():
+    o = _opts("--web", "0.0.0.0:8478")
+    assert o["web-token"] and len(o["web-token"]) >= 16
+    assert _opts("--web", "0.0.0.0:8478", "--web-token", "given-token")["web-token"] == \
+        "given-token"
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--web-token", "abcdefgh"], "--web-token"),
+    (["--web", "nonsense"], "--web"),
+    (["--web", "8478", "--web-token", "short"], "--web-token"),
+    (["--web", "8478", "--web-memory", "x"], "--web-memory"),
+    (["--web", "8478", "--web-connections", "0"], "--web-connections"),
+])
+def test_bad_web_options_name_the_flag(argv, flag):
+    with pytest.raises(usage.UsageError, match=flag):
+        _opts(*argv)
+
+
+def test_build_hands_the_web_sink_records_and_bytes_beside_the_pcap(tmp_path):
+    from playground.web.service import WebService
+
+    services, chain = decoding.build(_opts("--web", "0", "--quiet", "--pcap",
+                                           str(tmp_path / "x.pcap"), "--web-memory", "2",
+                                           "--web-connections", "7"))
+    (view,) = [s for s in services if isinstance(s, WebService)]
+    assert view.sink in chain.sinks
+    assert isinstance(chain.pcap, ByteTee) and view.sink in chain.pcap.consumers
+    assert (view.capture.max_bytes, view.capture.max_connections) == (2 * 1024 * 1024, 7)
+
+
+def test_build_without_decoding():
+    _, chain = decoding.build(_opts("--web", "0", "--decode", "none"))
+    assert isinstance(chain, Chain) and chain.sinks == []  # decodes only to redact the bytes
+    assert isinstance(chain.pcap, WebSink)
+    _, observer = decoding.build(_opts("--web", "0", "--decode", "none", "--no-redact"))
+    assert isinstance(observer, WebSink)

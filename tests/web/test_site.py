@@ -1,0 +1,170 @@
+"""The web view's event stream on the real reactor: a reconnecting page gets what it missed (or a
+resync after a restart), and a client that does not read is dropped without stalling anything."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest_twisted
+from twisted.internet import defer, endpoints, reactor, task
+
+from playground.web.capture import C2S, Capture
+from playground.web.site import EventFeed, WebRoot, server, stream_text
+from tests.conftest import until
+
+
+def _site(capture: Capture, **feed_kw):
+    feed = EventFeed(capture, reactor, **feed_kw)
+    root = WebRoot(capture, reactor=reactor, feed=feed)
+    site = server.Site(root)
+    site.log = lambda request: None
+    return site, feed
+
+
+@defer.inlineCallbacks
+def _listen(site):
+    port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+    return port
+
+
+def _get(port: int, path: str, headers: str = "", rcvbuf: int | None = None) -> socket.socket:
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect(("127.0.0.1", port))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+    s.setblocking(False)
+    return s
+
+
+def _read(s: socket.socket) -> bytes:
+    out = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except BlockingIOError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+def _read_into(s: socket.socket, holder: list) -> bytes:
+    """Read what is there into ``holder[0]``; return all read so far."""
+    holder[0] += _read(s)
+    return holder[0]
+
+
+def _messages(raw: bytes) -> list[tuple[str, dict]]:
+    out = []
+    for block in raw.decode().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "data" in lines:
+            out.append((lines["id"], json.loads(lines["data"])))
+    return out
+
+
+def test_stream_text_escapes_what_is_not_printable():
+    assert stream_text(b"GET /\r\n\x1b[31m\\\t\xff") == "GET /\\r\\n\n\\x1b[31m\\\\\\t\\xff"
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_page_that_reconnects_gets_what_it_missed_or_a_resync():
+    cap = Capture()
+    cap.opened(1, 1.0, "c", "l", "t")
+    site, feed = _site(cap, interval=0.05)
+    port = yield _listen(site)
+    buf = [b""]
+    try:
+        s = _get(port.getHost().port, "/api/events")
+        yield until(lambda: _messages(_read_into(s, buf)), "the first message")
+        (event_id, first), = _messages(buf[0])
+        assert first["resync"] and [c["id"] for c in first["connections"]] == [1]
+        s.close()
+        yield until(lambda: not feed.clients, "the feed to let go of the client")
+        cap.opened(2, 2.0, "c", "l", "t")
+        buf[0] = b""
+        s = _get(port.getHost().port, "/api/events", f"Last-Event-ID: {event_id}\r\n")
+        yield until(lambda: _messages(_read_into(s, buf)), "the missed change")
+        (_, missed), = _messages(buf[0])
+        assert not missed["resync"] and [c["id"] for c in missed["connections"]] == [2]
+        s.close()
+        buf[0] = b""
+        s = _get(port.getHost().port, "/api/events", "Last-Event-ID: 0badc0de-3\r\n")
+        yield until(lambda: _messages(_read_into(s, buf)), "a resync")
+        (_, again), = _messages(buf[0])
+        assert again["resync"] and [c["id"] for c in again["connections"]] == [1, 2]
+        s.close()
+    finally:
+        feed.stop()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_event_stream_that_does_not_read_is_dropped_and_nothing_waits():
+    cap = Capture(max_connections=2000)
+    for pair in range(1, 1001):
+        cap.opened(pair, 1.0, "127.0.0.1:40000", "127.0.0.1:6479", "tcp:host=h:port=1" + "x" * 200)
+    site, feed = _site(cap, interval=0.02, stall_ticks=5)
+    port = yield _listen(site)
+    lags = []
+    last = [time.monotonic()]
+
+    def beat():  # how late the reactor runs a 10 ms timer: it must never be stalled
+        now = time.monotonic()
+        lags.append(now - last[0])
+        last[0] = now
+
+    heartbeat = task.LoopingCall(beat)
+    heartbeat.start(0.01)
+    changer = task.LoopingCall(lambda: [cap.data(p, C2S, b"x", 2.0) for p in range(1, 1001)])
+    changer.start(0.02)  # every connection changes every tick: ~300 KB per message
+    s = _get(port.getHost().port, "/api/events", rcvbuf=4096)  # and it never reads
+    try:
+        yield until(lambda: feed.dropped == 1, "the stalled client to be dropped", timeout=30)
+        assert feed.clients == []
+        assert max(lags) < 1.0, max(lags)
+    finally:
+        changer.stop()
+        heartbeat.stop()
+        s.close()
+        feed.stop()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_api_answers_are_bounded_and_say_there_is_more():
+    from twisted.web.client import Agent, readBody
+
+    from playground.web import site as site_mod
+
+    cap = Capture()
+    cap.opened(1, 1.0, "c", "l", "t")
+    for i in range(3):  # three chunks of 700 KiB: the answer stops after the second
+        cap.data(1, C2S if i % 2 == 0 else "s2c", b"x" * (700 * 1024), 2.0 + i)
+    for i in range(7):
+        cap.add_exchanges(1, 3.0, "notice", (f"n{i}", "", None, None, None))
+    site, feed = _site(cap)
+    port = yield _listen(site)
+    base = f"http://127.0.0.1:{port.getHost().port}"
+    agent = Agent(reactor)
+    try:
+        response = yield agent.request(b"GET", f"{base}/api/connections/1/stream".encode())
+        first = json.loads((yield readBody(response)))
+        assert [ch["n"] for ch in first["chunks"]] == [1, 2] and first["more"]
+        assert 2 * 700 * 1024 >= site_mod.MAX_STREAM_ANSWER
+        response = yield agent.request(b"GET", f"{base}/api/connections/1/stream?after=2".encode())
+        rest = json.loads((yield readBody(response)))
+        assert [ch["n"] for ch in rest["chunks"]] == [3] and not rest["more"]
+        response = yield agent.request(b"GET", f"{base}/api/connections/1?limit=5".encode())
+        one = json.loads((yield readBody(response)))
+        assert [r["request"] for r in one["exchanges"]] == [f"n{i}" for i in range(5)]
+        assert one["more"]
+        response = yield agent.request(b"GET", f"{base}/api/connections/1?after=5".encode())
+        one = json.loads((yield readBody(response)))
+        assert [r["index"] for r in one["exchanges"]] == [6, 7] and not one["more"]
+    finally:
+        feed.stop()
+        yield port.stopListening()
