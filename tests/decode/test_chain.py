@@ -12,7 +12,7 @@ from playground.decode.chain import Chain, HttpFilter
 from playground.decode.respdecoder import redact_command, secret_parts
 from playground.proxy import decoding
 from playground.proxy.decoding import check_options
-from tests.support.chain import SUMMARY, FakePcap, ListSink, pair, rendered
+from tests.support.chain import GET, OK, SUMMARY, FakePcap, ListSink, pair, rendered
 
 C2S, S2C = "c2s", "s2c"
 
@@ -26,15 +26,6 @@ def drive(calls, **kw):
     c.pair_closed(1, SUMMARY, 100.0)
     return c, sink
 
-
-GET = (
-    b"GET /api/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cr3t-token\r\n"
-    b"Cookie: sid=s3cr3t-cookie\r\n\r\n"
-)
-OK = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nSet-Cookie: sid=s3cr3t-set\r\n"
-    b"Content-Length: 2\r\n\r\n{}"
-)
 
 
 @pytest.mark.pure

@@ -69,3 +69,14 @@ def rendered(sink, max_value=200):
     text = "\n".join(line for r in sink.records for line in f.lines(r))
     js = "\n".join(json.dumps(to_json(r, max_value)) for r in sink.records)
     return text, js
+
+
+# an HTTP request and answer carrying every kind of credential header
+GET = (
+    b"GET /api/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cr3t-token\r\n"
+    b"Cookie: sid=s3cr3t-cookie\r\n\r\n"
+)
+OK = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nSet-Cookie: sid=s3cr3t-set\r\n"
+    b"Content-Length: 2\r\n\r\n{}"
+)

@@ -12,7 +12,11 @@ import time
 
 import pytest
 
-from tests.conftest import Twistd, need, start_proxy, start_redis, stop_process, wait_until
+from tests.support.processes import Twistd, need, start_proxy, start_redis, stop_process
+from tests.support.waiting import wait_until
+from tests.support.web import web_url
+
+pytestmark = pytest.mark.twistd
 
 PASSWORD = "web-s3cret-pw-4711"
 
@@ -35,11 +39,6 @@ def redis_cli(port: int, *args: str, password: str | None = None) -> str:
     out = subprocess.run(argv + list(args), capture_output=True, timeout=20, check=True,
                          text=True)
     return out.stdout.strip()
-
-
-def web_url(proc: Twistd) -> str:
-    line = proc.wait_for("web view: open http://")
-    return re.search(r"(http://\S+)", line).group(1)
 
 
 class WebProxy:

@@ -15,8 +15,12 @@ import time
 import pytest
 
 from playground.web.site import stream_text
-from tests.conftest import ROOT, need, start_proxy, wait_until
-from tests.web.test_api import web_url
+from tests.support.paths import ROOT
+from tests.support.processes import need, start_proxy
+from tests.support.waiting import wait_until
+from tests.support.web import web_url
+
+pytestmark = pytest.mark.twistd
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 

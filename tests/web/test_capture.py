@@ -3,11 +3,13 @@ evicted, its change log; pure (no Twisted)."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from playground.web.capture import C2S, CHUNK_COST, S2C, Capture
-from tests.test_layout import _twisted_pulled_in
+
+pytestmark = pytest.mark.pure
 
 
 def _open(cap: Capture, pair: int, now: float = 1.0):
@@ -18,11 +20,6 @@ def _open(cap: Capture, pair: int, now: float = 1.0):
 def _stream_bytes(cap: Capture, pair: int, direction: str) -> bytes:
     return b"".join(bytes(ch.data) for ch in cap.stream(pair)
                     if ch.direction == direction and ch.mark is None)
-
-
-def test_capture_imports_no_twisted():
-    out = _twisted_pulled_in("playground.web.capture")
-    assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_a_connection_its_bytes_state_and_exchanges():

@@ -12,7 +12,9 @@ from playground.proxy import decoding
 from playground.proxy.service import Options
 from playground.web.capture import Capture
 from playground.web.sink import WebSink, command_size, reply_size, rows
-from tests.decode.test_chain import GET, OK, SUMMARY, FakePcap, pair
+from tests.support.chain import GET, OK, SUMMARY, FakePcap, pair
+
+pytestmark = pytest.mark.pure
 
 C2S, S2C = "c2s", "s2c"
 

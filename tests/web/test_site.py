@@ -7,12 +7,15 @@ import json
 import socket
 import time
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints, reactor, task
 
 from playground.web.capture import C2S, Capture
 from playground.web.site import EventFeed, WebRoot, server, stream_text
-from tests.conftest import until
+from tests.support.waiting import until
+
+pytestmark = pytest.mark.real
 
 
 def _site(capture: Capture, **feed_kw):
