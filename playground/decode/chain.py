@@ -38,7 +38,12 @@ from twisted.logger import Logger
 
 from playground.decode import records as R
 from playground.decode.detect import HEX, HTTP, PROTOCOLS, RESP, TEXT, Detector
-from playground.decode.redaction import REDACTED, SECRET_COMMANDS
+from playground.decode.redaction import (
+    SECRET_COMMANDS,
+    mask_preview,
+    redact_headers,
+    secret_values,
+)
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
 MIB = 1024 * 1024
@@ -91,67 +96,6 @@ class HttpFilter:
 
 
 
-
-
-# -- redaction --------------------------------------------------------------------------------
-
-def _redact_headers(headers) -> tuple:
-    from playground.decode.httpdecoder import SECRET_HEADERS
-
-    out = []
-    changed = False
-    for k, v in headers:
-        if v and k.lower() in SECRET_HEADERS:
-            out.append((k, REDACTED))
-            changed = True
-        else:
-            out.append((k, v))
-    return tuple(out) if changed else headers
-
-
-def _secret_values(*header_lists) -> list[bytes]:
-    """The secret header values (and the credential after an ``Authorization`` scheme), so a
-    body that echoes them (httpbin's ``/headers``, ``/get``) can be masked in previews too."""
-    from playground.decode.httpdecoder import SECRET_HEADERS
-
-    found = []
-    for headers in header_lists:
-        for k, v in headers:
-            if v and k.lower() in SECRET_HEADERS:
-                found.append(v)
-                scheme, _, credential = v.partition(b" ")
-                if len(credential) >= 4:
-                    found.append(credential.strip())
-    return sorted(set(found), key=len, reverse=True)  # longest first: mask whole values first
-
-
-def _mask_preview(preview: bytes, secrets: list[bytes], size: int = 0) -> bytes:
-    """``preview`` with each secret replaced by ``(redacted)``; when the preview is the cut
-    start of a ``size``-byte body, a secret it ends inside is masked from its first byte."""
-    for secret in secrets:
-        if secret in preview:
-            preview = preview.replace(secret, REDACTED)
-    if len(preview) < size:
-        for secret in secrets:
-            cut = _cut_secret(preview, secret)
-            if cut < len(preview):
-                preview = preview[:cut] + REDACTED
-    return preview
-
-
-def _cut_secret(preview: bytes, secret: bytes) -> int:
-    """Where the longest tail of ``preview`` that is the start of ``secret`` begins
-    (``len(preview)`` if none)."""
-    n = len(preview)
-    i = max(0, n - len(secret) + 1)
-    first = secret[:1]
-    while True:
-        i = preview.find(first, i)
-        if i < 0:
-            return n
-        if secret.startswith(preview[i:]):
-            return i
-        i += 1
 
 
 # -- decoders as the chain sees them ---------------------------------------------------------
@@ -331,13 +275,13 @@ class _Http:
                 resp_headers = e.response_headers
                 request_preview, response_preview = e.request_preview, e.response_preview
                 if chain.redact:
-                    secrets = _secret_values(headers, resp_headers)
+                    secrets = secret_values(headers, resp_headers)
                     if secrets:
-                        headers = _redact_headers(headers)
-                        resp_headers = _redact_headers(resp_headers)
-                        request_preview = _mask_preview(request_preview, secrets,
+                        headers = redact_headers(headers)
+                        resp_headers = redact_headers(resp_headers)
+                        request_preview = mask_preview(request_preview, secrets,
                                                         e.request_body_size)
-                        response_preview = _mask_preview(response_preview, secrets,
+                        response_preview = mask_preview(response_preview, secrets,
                                                          e.response_body_size)
                 chain.emit(R.HttpExchange(
                     st.id, now, st.client, method, target, version, e.status, e.reason,
@@ -355,10 +299,10 @@ class _Http:
                     continue
                 headers, preview = req.headers, e.preview
                 if chain.redact:
-                    secrets = _secret_values(headers)
+                    secrets = secret_values(headers)
                     if secrets:
-                        headers = _redact_headers(headers)
-                        preview = _mask_preview(preview, secrets, e.body_size)
+                        headers = redact_headers(headers)
+                        preview = mask_preview(preview, secrets, e.body_size)
                 chain.emit(R.HttpExchange(
                     st.id, now, st.client, req.method, req.target, req.version, None, b"",
                     None, headers, (), e.body_size, 0, None, preview, b"", (), False))
