@@ -31,8 +31,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections import deque
-from operator import itemgetter
-from operator import sub as _sub
+from operator import attrgetter
 
 from twisted.logger import Logger
 
@@ -44,6 +43,7 @@ from playground.decode.redaction import (
     redact_headers,
     secret_values,
 )
+from playground.decode.respdecoder import Exchange
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
 MIB = 1024 * 1024
@@ -324,15 +324,14 @@ class _Resp:
 
         self.rd = respdecoder
         self.st = st
-        # long strings are streamed: the decoder keeps what the view shows (resp.Truncated)
-        conv = self.conv = respdecoder.RespConversation(max_bulk=st.chain.max_frame,
-                                                        max_value=st.chain.max_value)
-        # the cheap interface: answered commands come as ``Answer``s or plain tuples
-        self._feed = conv.feed_answers
-        self._eof = conv.eof_answers
-        self._close = conv.close_answers
         chain = st.chain
+        # long strings are streamed: the decoder keeps what the view shows (resp.Truncated)
+        conv = self.conv = respdecoder.RespConversation(max_bulk=chain.max_frame,
+                                                        max_value=chain.max_value)
+        self._feed = conv.feed
         self._unfiltered = chain.only is None and chain.skip is None
+        # the commands whose records redaction may change (none when it is off)
+        self._redactable = _REDACTABLE if chain.redact else frozenset()
         self._runs = chain.runs
         self._chain = chain  # chain.emit changes while records are held: look it up per call
         self._pid, self._client = st.id, st.client
@@ -341,26 +340,28 @@ class _Resp:
         events = self._feed(direction, data, now)
         if events:
             e = events[0]
-            if type(e) is tuple and len(events) == 1 and self._unfiltered:
-                # request/response traffic: one ordinary command answered by this read
-                self._chain.emit(R.RedisExchange(self._pid, now, self._client, e[0], e[2],
-                                                 e[4] - e[3], False))
+            if len(events) == 1 and type(e) is self.rd.Exchange and self._unfiltered and (
+                    e.name not in self._redactable):
+                # request/response traffic: one command answered by this read
+                self._chain.emit(R.RedisExchange(self._pid, now, self._client, e.command,
+                                                 e.reply, e.latency, False))
                 return
             self._events(events, now, direction, data, offset)
 
     def eof(self, direction, now):
-        self._in_steps(lambda limit: self._eof(direction, now, limit), now)
+        self._in_steps(lambda limit: self.conv.eof(direction, now, limit), now)
 
     def close(self, now):
-        self._in_steps(lambda limit: self._close(now, limit), now)
+        self._in_steps(lambda limit: self.conv.close(now, limit), now)
 
-    def _in_steps(self, answers, now):
-        """``answers(limit)``: the conversation's eof/close events, at most ``limit`` a call. A
-        few unanswered commands are handed on now; tens of thousands one slice per step of
-        held work (``Chain.work``), the records after them (the pair's close) queued behind."""
+    def _in_steps(self, events_upto, now):
+        """``events_upto(limit)``: the conversation's eof/close events, at most ``limit`` a
+        call. A few unanswered commands are handed on now; tens of thousands one slice per step
+        of held work (``Chain.work``), the records after them (the pair's close) queued
+        behind."""
         chain = self._chain
         limit = chain.SLICE
-        events = answers(limit)
+        events = events_upto(limit)
         self._events(events, now)
         if len(events) < limit or not self.conv.pending:
             return
@@ -370,7 +371,7 @@ class _Resp:
             got = []
 
             def one():
-                got.extend(answers(limit))
+                got.extend(events_upto(limit))
                 self._events(got, now)
 
             return chain._guarded(st, None, now, one) and len(got) >= limit and (
@@ -400,33 +401,30 @@ class _Resp:
         pid, client = st.id, st.client
         exchange = R.RedisExchange
         if self._runs and hides is None and len(events) > 1 and (
-                set(map(type, events)) == _TUPLES_ONLY):
-            # pipelined ordinary commands answered by one read: one record for them all
-            chain.emit(R.RedisExchanges(pid, now, client, list(map(_ARGS, events)),
-                                        list(map(_REPLY, events)),
-                                        list(map(_sub, map(_REPLIED_AT, events),
-                                                 map(_SENT_AT, events)))))
+                set(map(type, events)) == _EXCHANGES_ONLY) and (
+                self._redactable.isdisjoint(map(_NAME, events))):
+            # pipelined commands answered by one read: one record for them all
+            chain.emit(R.RedisExchanges(pid, now, client, list(map(_COMMAND, events)),
+                                        list(map(_REPLY, events)), list(map(_LATENCY, events))))
             return
+        redact = chain.redact
         records = []  # handed over at once, in order
         emit = records.append
         for e in events:
             t = type(e)
-            if t is tuple:  # the hot path: an ordinary command answered (see respdecoder)
-                if hides is None or not hides(e[1]):
-                    emit(exchange(pid, now, client, e[0], e[2], e[4] - e[3], False))
-            elif t is rd.Answer:
+            if t is rd.Exchange:
                 name = e.name
                 if hides is not None and hides(name):
                     continue
-                if chain.redact and name in SECRET_COMMANDS:
-                    shown, redacted = self._command(e.args)
-                    emit(exchange(pid, now, client, shown, rd.redact_reply(e.args, e.reply),
+                if redact and name in SECRET_COMMANDS:
+                    shown, redacted = self._command(e.command)
+                    emit(exchange(pid, now, client, shown, rd.redact_reply(e.command, e.reply),
                                   e.latency, redacted))
-                elif chain.redact and name == b"EXEC" and getattr(e, "queued", ()):
-                    emit(exchange(pid, now, client, e.args, rd.redact_exec(e.queued, e.reply),
+                elif redact and name == b"EXEC" and e.queued:
+                    emit(exchange(pid, now, client, e.command, rd.redact_exec(e.queued, e.reply),
                                   e.latency, False))
                 else:
-                    emit(exchange(pid, now, client, e.args, e.reply, e.latency, False))
+                    emit(exchange(pid, now, client, e.command, e.reply, e.latency, False))
             elif t is rd.ServerPush:
                 if chain.shows_pushes:
                     emit(R.RedisPush(pid, now, e.value))
@@ -461,9 +459,12 @@ class _Resp:
             chain.emit_many(records)
 
 
-# the items of an answered plain tuple (see playground.decode.respdecoder)
-_ARGS, _REPLY, _SENT_AT, _REPLIED_AT = itemgetter(0), itemgetter(2), itemgetter(3), itemgetter(4)
-_TUPLES_ONLY = {tuple}
+_COMMAND, _NAME, _REPLY, _LATENCY = (attrgetter("command"), attrgetter("name"),
+                                     attrgetter("reply"), attrgetter("latency"))
+_EXCHANGES_ONLY = {Exchange}
+# The commands whose exchanges redaction may change: their arguments, their answer, the answers
+# inside EXEC's.
+_REDACTABLE = SECRET_COMMANDS | {b"EXEC"}
 
 _PUSH_NAMES = frozenset({b"PUSH", b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE", b"MONITOR",
                          b"CLIENT"})
