@@ -29,6 +29,9 @@ awaiting replies (beyond it both directions are reported undecodable and pairing
 ``max_value`` the parsers stream long strings (arguments, replies, MONITOR lines) instead of
 collecting them: their first ``max_value`` bytes and full length come as a ``resp.Truncated``,
 so what a conversation holds does not grow with ``max_bulk``.
+
+:class:`RespStream` is the conversation as the decoder chain (``playground.decode.chain``) uses
+it: events in, records (``playground.decode.records``) out to the chain's sinks.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import re
 from collections import deque
 from itertools import count as _count
 from itertools import repeat as _repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
 import attrs
@@ -55,6 +58,8 @@ from playground.codec.resp import (
     Truncated,
     encode,
 )
+from playground.decode import records as R
+from playground.decode.detect import RESP
 from playground.decode.redaction import REDACTED, SECRET_COMMANDS
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
@@ -972,3 +977,158 @@ class RespConversation:
         out.append(Undecodable(S2C, now, reason, self._s2c.offset))
         self._pending.clear()
         self._config_gets = 0
+
+
+# -- the chain's RESP decoder ------------------------------------------------------------------
+
+
+class RespStream:
+    """The decoder chain's RESP decoder for one pair: a ``RespConversation`` whose events become
+    records (``--only``/``--skip`` applied, secrets redacted; the exchanges one pipelined read
+    answers as one ``RedisExchanges`` record when every sink takes them), its eof and close
+    backlogs handed on in slices, its secrets' stream ranges sent to the pcap. ``st`` is the
+    chain's per-pair state (``playground.decode.chain.PairState``)."""
+
+    protocol = RESP
+
+    def __init__(self, st):
+        self.st = st
+        chain = st.chain
+        # long strings are streamed: the decoder keeps what the view shows (resp.Truncated)
+        conv = self.conv = RespConversation(max_bulk=chain.max_frame, max_value=chain.max_value)
+        self._feed = conv.feed
+        self._unfiltered = chain.only is None and chain.skip is None
+        # the commands whose records redaction may change (none when it is off)
+        self._redactable = _REDACTABLE if chain.redact else frozenset()
+        self._runs = chain.runs
+        self._chain = chain  # chain.emit changes while records are held: look it up per call
+        self._pid, self._client = st.id, st.client
+
+    def feed(self, direction, data, now, offset):
+        events = self._feed(direction, data, now)
+        if events:
+            e = events[0]
+            if len(events) == 1 and type(e) is Exchange and self._unfiltered and (
+                    e.name not in self._redactable):
+                # request/response traffic: one command answered by this read
+                self._chain.emit(R.RedisExchange(self._pid, now, self._client, e.command,
+                                                 e.reply, e.latency, False))
+                return
+            self._events(events, now, direction, data, offset)
+
+    def eof(self, direction, now):
+        self._in_steps(lambda limit: self.conv.eof(direction, now, limit), now)
+
+    def close(self, now):
+        self._in_steps(lambda limit: self.conv.close(now, limit), now)
+
+    def _in_steps(self, events_upto, now):
+        """``events_upto(limit)``: the conversation's eof/close events, at most ``limit`` a
+        call. A few unanswered commands are handed on now; tens of thousands one slice per step
+        of held work (``Chain.work``), the records after them (the pair's close) queued
+        behind."""
+        chain = self._chain
+        limit = chain.SLICE
+        events = events_upto(limit)
+        self._events(events, now)
+        if len(events) < limit or not self.conv.pending:
+            return
+        st = self.st
+
+        def step() -> bool:
+            got = []
+
+            def one():
+                got.extend(events_upto(limit))
+                self._events(got, now)
+
+            return chain.guarded(st, None, now, one) and len(got) >= limit and (
+                self.conv.pending > 0)
+
+        chain.hold(step)
+
+    def settled(self, direction):
+        return self.conv.settled(direction)
+
+    def _command(self, args):
+        """(args for display, redacted?)"""
+        chain = self.st.chain
+        if not chain.redact or not args:
+            return args, False
+        first = args[0]
+        if not isinstance(first, bytes) or first.upper() not in SECRET_COMMANDS:
+            return args, False
+        out = redact_command(args)
+        return out, out != tuple(args)
+
+    def _events(self, events, now, fed=None, data=b"", offset=0):
+        st = self.st
+        chain = st.chain
+        hides = None if self._unfiltered else chain.hides
+        pid, client = st.id, st.client
+        exchange = R.RedisExchange
+        if self._runs and hides is None and len(events) > 1 and (
+                set(map(type, events)) == _EXCHANGES_ONLY) and (
+                self._redactable.isdisjoint(map(_NAME, events))):
+            # pipelined commands answered by one read: one record for them all
+            chain.emit(R.RedisExchanges(pid, now, client, list(map(_COMMAND, events)),
+                                        list(map(_REPLY, events)), list(map(_LATENCY, events))))
+            return
+        redact = chain.redact
+        records = []  # handed over at once, in order
+        emit = records.append
+        for e in events:
+            t = type(e)
+            if t is Exchange:
+                name = e.name
+                if hides is not None and hides(name):
+                    continue
+                if redact and name in SECRET_COMMANDS:
+                    shown, redacted = self._command(e.command)
+                    emit(exchange(pid, now, client, shown, redact_reply(e.command, e.reply),
+                                  e.latency, redacted))
+                elif redact and name == b"EXEC" and e.queued:
+                    emit(exchange(pid, now, client, e.command, redact_exec(e.queued, e.reply),
+                                  e.latency, False))
+                else:
+                    emit(exchange(pid, now, client, e.command, e.reply, e.latency, False))
+            elif t is ServerPush:
+                if chain.shows_pushes:
+                    emit(R.RedisPush(pid, now, e.value))
+            elif t is Unanswered:
+                args = e.command
+                first = args[0] if args else b""
+                if hides is None or not hides(first.upper() if type(first) is bytes else b""):
+                    shown, redacted = self._command(args)
+                    emit(R.RedisUnanswered(pid, now, client, shown, redacted))
+            elif t is Undecodable:
+                direction, at = e.direction, e.offset
+                emit(R.Undecodable(pid, now, direction, RESP, e.reason, at))
+                st.fall_back(direction)
+                if direction == fed and at is not None and at < offset + len(data):
+                    # the rest of this chunk, from where decoding stopped, as hex
+                    chain.emit_many(records)
+                    records = []
+                    emit = records.append
+                    early = st.early(direction)
+                    if early is not None and early[0] <= at:
+                        # the pcap has not had the bytes from the failed frame's start (for
+                        # commands) yet: all are searched for secrets, those from ``at`` on
+                        # are shown
+                        st.hexview.feed(direction, early[1] + data, now, early[0], False, at)
+                    elif at >= offset:
+                        st.hexview.feed(direction, data[at - offset:], now, at)
+                    else:  # it stopped in an earlier chunk, whose bytes are gone
+                        st.hexview.feed(direction, data, now, offset, True)
+            elif t is SecretRange:
+                st.secret(e.direction, e.start, e.end)
+        if records:
+            chain.emit_many(records)
+
+
+_COMMAND, _NAME, _REPLY, _LATENCY = (attrgetter("command"), attrgetter("name"),
+                                     attrgetter("reply"), attrgetter("latency"))
+_EXCHANGES_ONLY = {Exchange}
+# The commands whose exchanges redaction may change: their arguments, their answer, the answers
+# inside EXEC's.
+_REDACTABLE = SECRET_COMMANDS | {b"EXEC"}

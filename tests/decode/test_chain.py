@@ -8,11 +8,12 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
-from playground.decode import chain as chain_mod
 from playground.decode import records as R
 from playground.decode.chain import Chain, HttpFilter
+from playground.decode.httpdecoder import HttpStream
+from playground.decode.plainviews import HexStream, TextStream
 from playground.decode.records import to_json
-from playground.decode.respdecoder import redact_command, secret_parts
+from playground.decode.respdecoder import RespStream, redact_command, secret_parts
 from playground.proxy import decoding
 from playground.proxy.decoding import check_options
 from playground.proxy.observer import Endpoint, PairInfo
@@ -175,7 +176,7 @@ def test_decoder_exception_becomes_undecodable_then_hex(monkeypatch):
     def boom(self, direction, data, now, offset):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(chain_mod._Text, "feed", boom)
+    monkeypatch.setattr(TextStream, "feed", boom)
     c, sink = drive([(C2S, b"hello\n"), (C2S, b"more\n"), (S2C, b"x\n")], decode="text")
     assert c.failures == 2
     assert [r.direction for r in sink.of(R.Undecodable)] == [C2S, S2C]
@@ -187,6 +188,19 @@ def test_forced_decoders():
     assert sink.of(R.Detected)[0].forced and sink.of(R.HexChunk)
     _, sink = drive([(C2S, b"\x00\x01\n")], decode="text")
     assert sink.of(R.TextLine)[0].data == b"\x00\x01\n"
+
+
+@pytest.mark.parametrize("decode, stream", [("resp", RespStream), ("http", HttpStream),
+                                            ("text", TextStream), ("hex", HexStream)])
+def test_each_protocol_is_decoded_by_the_stream_beside_its_decoder(decode, stream):
+    """The chain feeds a pair through the adapter that lives with the protocol's decoder; the
+    adapter takes the pair's state and says which protocol it decodes."""
+    c = Chain([ListSink()], decode=decode)
+    c.pair_opened(pair(), 0.0)
+    st = c.pairs[1]
+    assert type(st.decoder) is stream and stream.protocol == decode and st.decoder.st is st
+    for step in ("feed", "eof", "close", "settled"):
+        assert callable(getattr(st.decoder, step))
 
 
 def test_half_close_decides_and_flushes():
