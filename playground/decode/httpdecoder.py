@@ -62,6 +62,10 @@ class HttpRequest:
 
 @attrs.frozen
 class HttpExchange:
+    """A request and its response. ``latency`` is set once, when the response completes: from
+    the request's last byte (its head's arrival while its body is incomplete) to the response's
+    last byte, 0.0 for a response nobody asked for."""
+
     request: HttpRequest | None  # None: a response nobody asked for
     status: int
     reason: bytes
