@@ -6,7 +6,7 @@ ends, and produces:
 
 * :class:`Exchange` per answered command, in pipeline order, with the latency from the feed that
   completed the command to the feed that completed its reply (a named tuple: the hot path
-  makes one per command, as cheap as a plain tuple, read by field name);
+  makes one per command, about as cheap as a plain tuple, read by field name);
 * :class:`ServerPush` for what is not a reply: pub/sub messages (RESP2 arrays while subscribed,
   RESP3 ``>`` pushes), client-tracking invalidations, MONITOR's stream lines, and replies nobody
   asked for;
@@ -69,8 +69,8 @@ C2S, S2C = CLIENT_TO_SERVER, SERVER_TO_CLIENT  # the directions, as the proxy na
 class Exchange(NamedTuple):
     """A command and its reply: what ``feed``, ``eof`` and ``close`` give per answered command.
 
-    A named tuple, made on the hot path with ``tuple.__new__`` (``_exchange``): as cheap as a
-    plain tuple, read by field name. ``reply`` is a list of confirmations for
+    A named tuple, made on the hot path with ``tuple.__new__`` (``_exchange``): about as cheap
+    as a plain tuple, read by field name. ``reply`` is a list of confirmations for
     (P|S)(UN)SUBSCRIBE with several channels; ``queued`` (EXEC only) holds the commands the
     reply's items answer. ``latency`` is set once, when the reply completes:
     ``replied_at - sent_at`` (None, like ``reply`` and ``replied_at``, for a ``suppressed``
