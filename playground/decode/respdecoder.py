@@ -742,6 +742,7 @@ class RespConversation:
         pending = self._pending
         append = out.append
         values = self._s2c.feed(data) if not self._config_gets else self._spanned(data)
+        protocol = self.protocol
         for value in values:
             t = type(value)
             # The common case inline: a reply (not pub/sub, not MONITOR traffic) to the oldest
@@ -750,8 +751,8 @@ class RespConversation:
                 t is not ProtocolError and not (self._monitor and t is Simple)
             ):
                 head = pending.popleft()
-                append(_exchange(Exchange, head + (value, now, now - head[2], self.protocol,
-                                                   False, (), False)))
+                append(_exchange(Exchange, head + (value, now, now - head[2], protocol, False,
+                                                   (), False)))
                 if pending and type(pending[0]) is not _ORDINARY:
                     self._release_suppressed(now, out)
                 continue
@@ -760,6 +761,7 @@ class RespConversation:
                 append(Undecodable(S2C, now, value.message, value.offset))
                 break
             reply(value, now, out)
+            protocol = self.protocol  # HELLO and RESET change it
         self._span = None
         return out
 
@@ -1067,14 +1069,21 @@ class RespStream:
         hides = None if self._unfiltered else chain.hides
         pid, client = st.id, st.client
         exchange = R.RedisExchange
-        if self._runs and hides is None and len(events) > 1 and (
-                set(map(type, events)) == _EXCHANGES_ONLY) and (
-                self._redactable.isdisjoint(map(_NAME, events))):
-            # pipelined commands answered by one read: one record for them all
-            chain.emit(R.RedisExchanges(pid, now, client, list(map(_COMMAND, events)),
-                                        list(map(_REPLY, events)), list(map(_LATENCY, events))))
+        redactable = self._redactable
+        if hides is None and len(events) > 1 and set(map(type, events)) == _EXCHANGES_ONLY and (
+                redactable.isdisjoint(map(_NAME, events))):
+            # pipelined commands answered by one read, shown as they came
+            n = len(events)
+            commands, replies = map(_COMMAND, events), map(_REPLY, events)
+            latencies = map(_LATENCY, events)
+            if self._runs:  # one record for them all
+                chain.emit(R.RedisExchanges(pid, now, client, list(commands), list(replies),
+                                            list(latencies)))
+            else:
+                chain.emit_many(list(map(exchange, _repeat(pid, n), _repeat(now, n),
+                                         _repeat(client, n), commands, replies, latencies,
+                                         _repeat(False, n))))
             return
-        redact = chain.redact
         records = []  # handed over at once, in order
         emit = records.append
         for e in events:
@@ -1083,15 +1092,18 @@ class RespStream:
                 name = e.name
                 if hides is not None and hides(name):
                     continue
-                if redact and name in SECRET_COMMANDS:
+                if name not in redactable:
+                    emit(exchange(pid, now, client, e.command, e.reply, e.latency, False))
+                elif name == b"EXEC":
+                    if e.queued:
+                        emit(exchange(pid, now, client, e.command,
+                                      redact_exec(e.queued, e.reply), e.latency, False))
+                    else:
+                        emit(exchange(pid, now, client, e.command, e.reply, e.latency, False))
+                else:
                     shown, redacted = self._command(e.command)
                     emit(exchange(pid, now, client, shown, redact_reply(e.command, e.reply),
                                   e.latency, redacted))
-                elif redact and name == b"EXEC" and e.queued:
-                    emit(exchange(pid, now, client, e.command, redact_exec(e.queued, e.reply),
-                                  e.latency, False))
-                else:
-                    emit(exchange(pid, now, client, e.command, e.reply, e.latency, False))
             elif t is ServerPush:
                 if chain.shows_pushes:
                     emit(R.RedisPush(pid, now, e.value))

@@ -449,3 +449,7 @@ def test_pipelined_reads_come_as_runs_to_sinks_that_take_them():
     assert R.expand(sinks[RunSink].records) == sinks[ListSink].records
     assert not sinks[ListSink].of(R.RedisExchanges)
     assert all(b"s3cret" not in r.command for r in sinks[ListSink].of(R.RedisExchange))
+    # the pipelined read, record by record, for a sink that takes no runs
+    last = [(r.command, r.reply, r.latency, r.redacted, r.ts)
+            for r in sinks[ListSink].of(R.RedisExchange)][-3:]
+    assert last == [((b"GET", b"a"), b"x", 1.0, False, 3.0)] * 3
