@@ -17,7 +17,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.python import usage
 
-from playground.common import shutdown
+from playground.common import shutdown, twistedprivate
 from playground.common.options import CommandOptions, check_writable
 
 # (name, module, one-line description)
@@ -226,8 +226,7 @@ class TcpplayService(service.MultiService):
         def orderly(result):
             from twisted.internet import reactor
 
-            if getattr(reactor, "_exitSignal", None) in (signal.SIGTERM, signal.SIGINT):
-                reactor._exitSignal = None
+            if twistedprivate.forget_exit_signal(reactor, (signal.SIGTERM, signal.SIGINT)):
                 shutdown.ignore_signals()
             return result
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from playground.tap import SUBCOMMANDS
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 PLAYGROUND = ROOT / "playground"
 
@@ -47,22 +47,26 @@ def _twisted_pulled_in(name: str, baseline: str = "") -> subprocess.CompletedPro
                           timeout=60)
 
 
+@pytest.mark.pure
 def test_the_package_lists_are_not_empty():
     assert len(_modules("codec")) >= 2 and len(LOGGING_ONLY) >= 8
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("name", PURE)
 def test_pure_module_imports_no_twisted(name):
     out = _twisted_pulled_in(name)
     assert out.returncode == 0, f"{name} pulls in {out.stdout.strip()}{out.stderr}"
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("name", LOGGING_ONLY)
 def test_decode_imports_nothing_of_twisted_but_its_logger(name):
     out = _twisted_pulled_in(name, baseline="import twisted.logger")
     assert out.returncode == 0, f"{name} pulls in {out.stdout.strip()}{out.stderr}"
 
 
+@pytest.mark.real
 def test_default_reactor_is_the_given_one_or_the_global_one():
     from twisted.internet import reactor
     from twisted.internet.testing import MemoryReactorClock
@@ -85,6 +89,7 @@ def _long_options(options) -> set[str]:
     return names - {"help", "version"}
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("name, module", [(n, m) for n, m, _ in SUBCOMMANDS])
 def test_readme_documents_every_option(name, module):
     readme = (ROOT / "README.md").read_text()
@@ -92,3 +97,40 @@ def test_readme_documents_every_option(name, module):
     options = importlib.import_module(module).Options()
     missing = sorted(o for o in _long_options(options) if f"--{o}" not in readme)
     assert not missing, f"README does not mention {name} options: {missing}"
+
+
+def _private_uses(path) -> list[str]:
+    """``module._name`` reads and ``from module import _name`` of playground modules in a file."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    modules = {}  # local name -> a playground module
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("playground"):
+            for alias in node.names:
+                dotted = f"{node.module}.{alias.name}"
+                if (PLAYGROUND.parent / (dotted.replace(".", "/") + ".py")).exists():
+                    modules[alias.asname or alias.name] = dotted
+                elif alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"from {node.module} import {alias.name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("playground") and alias.asname:
+                    modules[alias.asname] = alias.name
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in modules and node.attr.startswith("_")
+                and not node.attr.startswith("__")):
+            found.append(f"{modules[node.value.id]}.{node.attr}")
+    return found
+
+
+@pytest.mark.pure
+def test_no_module_uses_another_modules_private_names():
+    """A module that needs a sibling's private name is in the wrong place: the shared piece
+    gets a module both import (as the console and JSON sinks share sinks.batching and
+    sinks.plain)."""
+    found = {str(p.relative_to(PLAYGROUND)): uses for p in sorted(PLAYGROUND.rglob("*.py"))
+             if (uses := _private_uses(p))}
+    assert not found, found

@@ -7,6 +7,9 @@ Accepted forms, for both sides:
 * ``host:port`` (``[::1]:6479`` for IPv6);
 * any Twisted endpoint string (``tcp:``, ``tcp6:``, ``unix:``, ``ssl:``, ``tls:`` ...).
 
+A target is read once, into a ``Target`` (the endpoint string and what it names), so the proxy
+knows a plain TCP ``host:port`` or a ``tls:`` host and port without parsing the string again.
+
 Listening TCP/SSL/UNIX endpoints get ``backlog=1024`` unless one is given, so a burst of
 connects (``redis-benchmark -c 50`` and more) is not stalled by Twisted's default of 50.
 A bad value raises ``usage.UsageError`` naming the flag and showing an example.
@@ -16,8 +19,11 @@ from __future__ import annotations
 
 import re
 
+import attrs
 from twisted.internet import endpoints
 from twisted.python import usage
+
+from playground.common import twistedprivate
 
 DEFAULT_BACKLOG = 1024
 
@@ -63,33 +69,70 @@ def server_string(value: str, flag: str = "--listen") -> str:
     if _kind(desc) in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in desc:
         desc += f":backlog={DEFAULT_BACKLOG}"
     try:
-        endpoints._parseServer(desc, None)  # syntax only; nothing is opened
+        twistedprivate.check_server_endpoint(desc)  # nothing is opened
     except Exception as e:
         raise usage.UsageError(f"{flag}: bad endpoint {value!r}: {e} ({LISTEN_EXAMPLE})")
     return desc
 
 
-def client_string(value: str, flag: str = "--target") -> str:
-    """Normalise a ``--target`` value to a client endpoint string, validating its syntax."""
+@attrs.frozen
+class Target:
+    """A ``--target`` read once: the client endpoint string and what it names.
+
+    ``kind`` is the endpoint type in lower case (``tcp``, ``tls``, ``unix`` ...); ``host`` and
+    ``port`` are what a network kind names (None when the string leaves them out), ``path`` what
+    ``unix`` names. ``plain_tcp``: a ``tcp:`` target with a host and a port and no other
+    parameter, which the proxy connects with ``connectTCP`` itself (no endpoint in between).
+    """
+
+    kind: str
+    host: str | None
+    port: int | None
+    desc: str = attrs.field(kw_only=True)  # the client endpoint string
+    path: str | None = attrs.field(default=None, kw_only=True)
+    plain_tcp: bool = attrs.field(default=False, kw_only=True)
+
+
+def _tcp_target(host: str, port: int) -> Target:
+    return Target("tcp", host, port, desc=f"tcp:host={_escape(host)}:port={port}", plain_tcp=True)
+
+
+def client_target(value: str, flag: str = "--target") -> Target:
+    """Read a ``--target`` value into a ``Target``, validating its syntax."""
     value = (value or "").strip()
     if not value:
         raise usage.UsageError(f"{flag}: empty address ({TARGET_EXAMPLE})")
     if value.isdigit():
-        return f"tcp:host=127.0.0.1:port={_port(flag, value, TARGET_EXAMPLE, 1)}"
+        return _tcp_target("127.0.0.1", _port(flag, value, TARGET_EXAMPLE, 1))
     if (m := _HOST_PORT.match(value)) and _kind(value) not in _ENDPOINT_TYPES:
         host = m.group("v6") or m.group("host")
-        port = _port(flag, m.group("port"), TARGET_EXAMPLE, 1)
-        return f"tcp:host={_escape(host)}:port={port}"
+        return _tcp_target(host, _port(flag, m.group("port"), TARGET_EXAMPLE, 1))
     if _kind(value) not in _ENDPOINT_TYPES:
         raise usage.UsageError(f"{flag}: cannot read {value!r} as an address ({TARGET_EXAMPLE})")
-    args, kw = endpoints._parse(value)
+    args, kw = twistedprivate.endpoint_args(value)
     kind = args[0].lower() if args else ""
+    plain_tcp = [a.lower() for a in args] == ["tcp"] and set(kw) == {"host", "port"}
     args = [a for a in args if a != ""]
-    if kind in ("tcp", "tcp6", "tls", "ssl") and not (kw.get("port") or len(args) > 2):
+    if kind == "unix":
+        path = kw.get("path") or (args[1] if len(args) > 1 else None)
+        if not path:
+            raise usage.UsageError(f"{flag}: {value!r} names no path ({TARGET_EXAMPLE})")
+        return Target(kind, None, None, desc=value, path=path)
+    if kind not in ("tcp", "tcp6", "tls", "ssl"):
+        return Target(kind, None, None, desc=value)  # a plugin's: its parser reads the rest
+    host = kw.get("host") or (args[1] if len(args) > 1 else None)
+    port = kw.get("port") or (args[2] if len(args) > 2 else None)
+    if not port:
         raise usage.UsageError(f"{flag}: {value!r} names no port ({TARGET_EXAMPLE})")
-    if kind == "unix" and not (kw.get("path") or len(args) > 1):
-        raise usage.UsageError(f"{flag}: {value!r} names no path ({TARGET_EXAMPLE})")
-    return value
+    if not port.isdigit():
+        raise usage.UsageError(f"{flag}: {value!r}: port {port!r} is not a number "
+                               f"({TARGET_EXAMPLE})")
+    return Target(kind, host, int(port), desc=value, plain_tcp=plain_tcp)
+
+
+def client_string(value: str, flag: str = "--target") -> str:
+    """Normalise a ``--target`` value to a client endpoint string, validating its syntax."""
+    return client_target(value, flag).desc
 
 
 def server_endpoint(reactor, desc: str, flag: str = "--listen"):

@@ -13,6 +13,7 @@ from collections import Counter
 from twisted.internet import protocol
 from twisted.logger import Logger
 
+from playground.common.addresstext import address_text
 from playground.common.defaultreactor import default_reactor
 
 
@@ -51,14 +52,6 @@ def peer_host(addr) -> str:
     return getattr(addr, "host", None) or getattr(addr, "name", None) or str(addr)
 
 
-def peer_text(addr) -> str:
-    host = getattr(addr, "host", None)
-    if host is not None:
-        return f"[{host}]:{addr.port}" if ":" in host else f"{host}:{addr.port}"
-    name = getattr(addr, "name", None)
-    return f"unix:{name.decode() if isinstance(name, bytes) else name or '(unnamed)'}"
-
-
 class Refusal(protocol.Protocol):
     """Writes a goodbye message (if any) and closes: what an over-limit client gets."""
 
@@ -95,7 +88,7 @@ class LimitedFactory(protocol.Factory):
             self.log.warn(
                 "{service} refused {peer}: {reason} (refused so far: {refused})",
                 service=self.service_name,
-                peer=peer_text(addr),
+                peer=address_text(addr),
                 reason=reason,
                 refused=self.limits.refused,
             )
@@ -104,7 +97,7 @@ class LimitedFactory(protocol.Factory):
             return p
         p = super().buildProtocol(addr)
         p.peer_host = host
-        p.peer = peer_text(addr)
+        p.peer = address_text(addr)
         return p
 
     def connectionClosed(self, proto) -> None:

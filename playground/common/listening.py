@@ -16,10 +16,8 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from playground.common.addresses import server_endpoint
+from playground.common.addresstext import address_text
 from playground.common.defaultreactor import default_reactor
-from playground.common.limits import peer_text
-
-address_text = peer_text  # "host:port", "[v6]:port" or "unix:path", for any address
 
 
 class ListeningService(service.Service):

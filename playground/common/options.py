@@ -130,58 +130,74 @@ class CommandOptions(usage.Options):
             self.defaults = saved
 
 
-class ServerOptions(CommandOptions):
-    """``--listen``, ``--idle-timeout``, ``--max-connections``, ``--max-connections-per-peer``.
+def parameter(name: str, default, doc: str, check=None, short: str | None = None) -> list:
+    """An ``optParameters`` row for ``--NAME``. ``check(flag, value)`` (``non_negative_int``,
+    ``byte_size``, ...) parses the value, so a bad one is a ``UsageError`` naming ``--NAME``."""
+    if check is None:
+        return [name, short, default, doc]
+    flag = f"--{name}"
+    return [name, short, default, doc, lambda value: check(flag, value)]
 
-    Subclasses set ``default_listen`` and may add their own parameters; they call
-    ``super().postOptions()``. After parsing, ``self["listen"]`` is an endpoint string.
+
+class ServerOptions(CommandOptions):
+    """What every server takes: ``--listen``, ``--idle-timeout``, ``--max-connections``,
+    ``--max-connections-per-peer``, ``--stats-interval``, ``--metrics``.
+
+    A server states only its own: ``default_listen`` (and ``default_idle_timeout`` or
+    ``default_max_connections`` where its defaults differ) and its own ``optParameters`` rows
+    (``parameter(...)``), which usage.Options adds to these. Subclasses that check more call
+    ``super().postOptions()``. After parsing, ``self["listen"]`` is an endpoint string and
+    ``limit_arguments(self)`` the factory arguments these options give.
     """
 
     default_listen = "7000"
     default_idle_timeout = 0.0
     default_max_connections = 1000
 
+    optParameters = [
+        # defaults None here: the class attributes above give them (see __init__)
+        parameter("listen", None,
+                  "Where to listen: PORT (on 127.0.0.1), HOST:PORT, or a Twisted server endpoint "
+                  "string (tcp:PORT:interface=ADDR, unix:PATH, ssl:PORT:privateKey=KEY:certKey=CERT).",
+                  short="l"),
+        parameter("idle-timeout", None,
+                  "Close a connection idle for this many seconds (0 = never).",
+                  non_negative_float),
+        parameter("max-connections", None,
+                  "Refuse connections beyond this many open at once (0 = unlimited).",
+                  non_negative_int),
+        parameter("max-connections-per-peer", 0,
+                  "Refuse connections beyond this many open at once from one peer host "
+                  "(0 = unlimited).", non_negative_int),
+        parameter("stats-interval", 0.0,
+                  "Log a one-line stats summary every this many seconds (0 = never).",
+                  non_negative_float),
+        parameter("metrics", None,
+                  "Serve stats at http://ADDR/metrics (Prometheus text) and /metrics.json: PORT "
+                  "(on 127.0.0.1), HOST:PORT or a server endpoint string (off when not given).",
+                  lambda flag, value: server_string(str(value), flag)),
+    ]
+
     def __init__(self):
         super().__init__()
         self["listen"] = self.default_listen
         self["idle-timeout"] = self.default_idle_timeout
         self["max-connections"] = self.default_max_connections
-        self["max-connections-per-peer"] = 0
-        self["stats-interval"] = 0.0
-        self["metrics"] = None
-
-    def opt_listen(self, value):
-        """Where to listen: PORT (on 127.0.0.1), HOST:PORT, or a Twisted server endpoint
-        string (tcp:PORT:interface=ADDR, unix:PATH, ssl:PORT:privateKey=KEY:certKey=CERT)."""
-        self["listen"] = value
-
-    opt_l = opt_listen
-
-    def opt_idle_timeout(self, value):
-        """Close a connection idle for this many seconds (0 = never)."""
-        self["idle-timeout"] = non_negative_float("--idle-timeout", value)
-
-    def opt_max_connections(self, value):
-        """Refuse connections beyond this many open at once (0 = unlimited)."""
-        self["max-connections"] = non_negative_int("--max-connections", value)
-
-    def opt_max_connections_per_peer(self, value):
-        """Refuse connections beyond this many open at once from one peer host (0 = unlimited)."""
-        self["max-connections-per-peer"] = non_negative_int("--max-connections-per-peer", value)
-
-    def opt_stats_interval(self, value):
-        """Log a one-line stats summary every this many seconds (0 = never)."""
-        self["stats-interval"] = non_negative_float("--stats-interval", value)
-
-    def opt_metrics(self, value):
-        """Serve stats at http://ADDR/metrics (Prometheus text) and /metrics.json: PORT (on
-        127.0.0.1), HOST:PORT or a server endpoint string (off when not given)."""
-        self["metrics"] = server_string(str(value), "--metrics")
 
     def postOptions(self):
         self["listen"] = server_string(str(self["listen"]), "--listen")
         if self["metrics"] is not None and self["metrics"] == self["listen"]:
             raise usage.UsageError("--metrics: needs an address of its own, not --listen's")
+
+
+def limit_arguments(options) -> dict:
+    """The arguments every server's factory (a ``limits.LimitedFactory``) takes from its
+    options: ``idle_timeout``, ``max_connections``, ``max_per_peer``."""
+    return {
+        "idle_timeout": options["idle-timeout"],
+        "max_connections": options["max-connections"],
+        "max_per_peer": options["max-connections-per-peer"],
+    }
 
 
 def check_writable(flag: str, path: str) -> None:

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 
 from playground.common.defaultreactor import default_reactor
+from playground.common.twistedprivate import reactor_stopped
 
 _aborts: dict[int, Callable[[], None]] = {}
 _ids = itertools.count()
@@ -45,7 +46,7 @@ def hint() -> str:
 
 def _install(reactor) -> None:
     global _installed
-    if _installed or not getattr(reactor, "_stopped", False):
+    if _installed or not reactor_stopped(reactor):
         return  # a drain outside a shutdown (a test stopping a service) leaves signals alone
     if threading.current_thread() is not threading.main_thread():
         return

@@ -113,7 +113,7 @@ class DemoService(service.MultiService):
         ids = itertools.count(1)
         for listen, flag, port in targets:
             opts = self._proxy_options(listen, port)
-            factory = proxy.ProxyFactory(opts["target"], observer=observer,
+            factory = proxy.ProxyFactory(opts.target, observer=observer,
                                          connect_timeout=opts["connect-timeout"],
                                          reactor=self.reactor)
             factory.ids = ids

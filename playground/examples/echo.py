@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from playground.common.limits import LimitedFactory
 from playground.common.listening import ListeningService
-from playground.common.options import ServerOptions
+from playground.common.options import ServerOptions, limit_arguments
 
 
 @implementer(IHalfCloseableProtocol)
@@ -105,10 +105,5 @@ class Options(ServerOptions):
 
 
 def make_service(options, reactor=None) -> service.IService:
-    factory = EchoFactory(
-        idle_timeout=options["idle-timeout"],
-        max_connections=options["max-connections"],
-        max_per_peer=options["max-connections-per-peer"],
-        reactor=reactor,
-    )
+    factory = EchoFactory(reactor=reactor, **limit_arguments(options))
     return ListeningService("echo", options["listen"], factory, reactor=reactor)

@@ -2,7 +2,8 @@
 it tells what crossed (``observer``), and the ``proxy`` subcommand's options and service
 (``service``, with the decoding options in ``decoding``).
 
-``observer`` is pure and imports nothing: it is the contract ``decode`` and ``sinks`` build on.
+``observer`` is pure (it imports only ``common.addresstext``, pure too): it is the contract
+``decode`` and ``sinks`` build on.
 ``splice`` imports ``common`` only; ``service`` and ``decoding`` put the pieces together and
 may import ``decode`` and ``sinks``.
 """

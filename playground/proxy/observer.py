@@ -14,21 +14,24 @@ from typing import Protocol
 
 import attrs
 
+from playground.common.addresstext import format_address
+
 CLIENT_TO_SERVER = "c2s"
 SERVER_TO_CLIENT = "s2c"
 
 
 @attrs.frozen
 class Endpoint:
-    """One side of a TCP connection as seen by the proxy (host may be a unix path)."""
+    """One side of a connection as seen by the proxy: an IP address and port, or a unix socket
+    (``port`` 0, ``host`` its path, ``""`` when it has none). Shown as logs show addresses
+    (``common.addresstext``): ``127.0.0.1:6379``, ``[::1]:6379``, ``unix:PATH``,
+    ``unix:(unnamed)``."""
 
     host: str
     port: int
 
     def __str__(self) -> str:
-        if self.port == 0 and "/" in self.host:
-            return f"unix:{self.host}"
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return format_address(self.host, self.port or None)
 
 
 @attrs.frozen

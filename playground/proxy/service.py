@@ -56,7 +56,9 @@ class Options(ServerOptions):
          "(tcp:host=H:port=P, unix:path=P, tls:host=H:port=P: the hostname is verified)."],
         ["target-ca", None, None,
          "PEM file of the CA that signs a tls: target's certificate (without it, the system's CAs)."],
-        ["connect-timeout", None, 5.0, "Seconds to wait for the target to accept.",
+        ["connect-timeout", None, 5.0,
+         "Seconds to wait for the target to accept; 0: no timeout of tcpplay's own (the "
+         "system's applies, or a target endpoint string's timeout=, 30 unless given).",
          lambda v: non_negative_float("--connect-timeout", v)],
         ["drain-timeout", None, 10.0,
          "On SIGTERM/SIGINT, seconds open pairs may finish before they are aborted (a second "
@@ -74,9 +76,10 @@ class Options(ServerOptions):
         decoding.check_options(self)
         if not self["target"]:
             raise usage.UsageError(f"--target is required ({addresses.TARGET_EXAMPLE})")
-        self["target"] = addresses.client_string(self["target"], "--target")
+        self.target = addresses.client_target(self["target"], "--target")  # read once
+        self["target"] = self.target.desc
         if self["target-ca"]:
-            if not self["target"].lower().startswith("tls:"):
+            if self.target.kind != "tls":
                 raise usage.UsageError("--target-ca only applies to a tls: --target")
             try:
                 open(self["target-ca"], "rb").close()
@@ -109,7 +112,7 @@ def make_service(options, reactor=None) -> service.IService:
     if observer is not None:
         preload_decoders()
     factory = ProxyFactory(
-        options["target"],
+        options.target,
         observer=observer,
         connect_timeout=options["connect-timeout"],
         idle_timeout=options["idle-timeout"],

@@ -27,8 +27,10 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
-from playground.common import addresses, directwrite, shutdown
+from playground.common import addresses, shutdown, twistedprivate
+from playground.common.addresses import Target
 from playground.common.limits import LimitedFactory
+from playground.common.twistedprivate import direct_write
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Endpoint, PairInfo
 
 CLIENT = "client"
@@ -41,7 +43,7 @@ def _endpoint(addr) -> Endpoint:
     name = getattr(addr, "name", None)
     if isinstance(name, bytes):
         name = name.decode("utf-8", "replace")
-    return Endpoint(name or "unix", 0)
+    return Endpoint(name or "", 0)  # a unix socket; "": one without a name
 
 
 def _tune(transport) -> None:
@@ -117,12 +119,13 @@ class ServerSide(_Side):
 
 # The forwarding variants. A side takes its variant by ``__class__`` assignment once the pair is
 # connected (no per-instance bound methods, no extra memory per pair):
-#   direct:   the other leg is plain TCP, so send at once when its buffer is empty (directwrite);
+#   direct:   the other leg is plain TCP, so send at once when its buffer is empty
+#             (twistedprivate.direct_write);
 #   observed: after forwarding, tell the observer (the decoder chain).
 class _Direct:
     def _forward(self, data):
         self.nbytes += len(data)
-        directwrite.write(self.other, data)
+        direct_write(self.other, data)
 
     dataReceived = _forward
 
@@ -223,12 +226,13 @@ class Pair:
                 "proxy #{pair} open {client} -> {target}",
                 pair=self.id, client=client.peer, target=f.target_desc,
             )
-        if f.target_tcp is not None:
+        # --connect-timeout: seconds, or 0 for none of ours (see ProxyFactory), on both paths.
+        if f.target is not None and f.target.plain_tcp:
             # Plain TCP: connect like portforward does, with no endpoint wrapper protocol
             # between the transport and us (one call less per chunk, less memory per pair).
-            host, port = f.target_tcp
             self.connecting = self.reactor.connectTCP(
-                host, port, _UpstreamFactory(self), timeout=f.connect_timeout or 30
+                f.target.host, f.target.port, _UpstreamFactory(self),
+                timeout=f.connect_timeout or None,
             )
             return
         d = f.target_endpoint.connect(_UpstreamFactory(self))
@@ -241,17 +245,23 @@ class Pair:
         self.connecting = None
         if self.finished or self.lost & 1:
             return None
-        # Endpoints cancel with ConnectingCancelledError, which addTimeout passes on as is;
-        # connectTCP's own timeout is a TimeoutError.
-        if reason.check(defer.TimeoutError, defer.CancelledError, error.ConnectingCancelledError,
-                        error.TimeoutError):
-            why = f"no answer within --connect-timeout {self.factory.connect_timeout:g}s"
+        f = self.factory
+        # Our timeout: on an endpoint, addTimeout cancels it (endpoints cancel with
+        # ConnectingCancelledError, which addTimeout passes on as is); on plain TCP, connectTCP's
+        # timeout is a TimeoutError. On an endpoint, a TimeoutError is the endpoint's own.
+        ours = (defer.TimeoutError, defer.CancelledError, error.ConnectingCancelledError)
+        if f.target is not None and f.target.plain_tcp:
+            ours += (error.TimeoutError,)
+        if f.connect_timeout and reason.check(*ours):
+            why = f"no answer within --connect-timeout {f.connect_timeout:g}s"
+        elif reason.check(error.TimeoutError):
+            why = "no answer within the target endpoint's own timeout= (30s unless given)"
         else:
             why = reason.getErrorMessage()
-        self.factory.connect_failures += 1
+        f.connect_failures += 1
         self.log.warn(
             "proxy #{pair} cannot reach {target}: {why}; closing {client}",
-            pair=self.id, target=self.factory.target_desc, why=why, client=self.client.peer,
+            pair=self.id, target=f.target_desc, why=why, client=self.client.peer,
         )
         self.closed_first = (SERVER, "connect-failed")
         self.client.transport.loseConnection()
@@ -270,8 +280,9 @@ class Pair:
         st.registerProducer(ct, True)  # a slow server slows the reads from the client
         f = self.factory
         observed = f.observer is not None
-        self.client.__class__ = _VARIANTS[CLIENT, directwrite.supported(st), observed]
-        server.__class__ = _VARIANTS[SERVER, directwrite.supported(ct), observed]
+        direct = twistedprivate.direct_write_supported
+        self.client.__class__ = _VARIANTS[CLIENT, direct(st), observed]
+        server.__class__ = _VARIANTS[SERVER, direct(ct), observed]
         if observed:
             self.info = PairInfo(
                 id=self.id,
@@ -424,8 +435,12 @@ class Pair:
 class ProxyFactory(LimitedFactory):
     """Accepts clients; each gets a ``Pair`` connected to ``target``.
 
-    ``target`` is an endpoint string (``tcp:host=...:port=...``) or an ``IStreamClientEndpoint``.
-    ``observer`` (optional) follows ``playground.proxy.observer.PairObserver``.
+    ``target`` is a ``Target`` (``addresses.client_target``), a ``--target`` string (read into
+    one), or an ``IStreamClientEndpoint``. ``observer`` (optional) follows
+    ``playground.proxy.observer.PairObserver``. ``connect_timeout``: seconds the target has to
+    accept, on every kind of target; 0 sets no timeout of ours (then what bounds a connect is the
+    system's own, about two minutes on Linux, or an endpoint string's ``timeout=``, Twisted's
+    default 30 s).
     """
 
     protocol = ClientSide
@@ -436,12 +451,14 @@ class ProxyFactory(LimitedFactory):
                  idle_timeout: float = 0.0, max_connections: int = 0, max_per_peer: int = 0,
                  reactor=None, target_ca: str | None = None):
         super().__init__(max_connections, max_per_peer, reactor)
-        self.target_tcp = None
         if isinstance(target, str):
-            self.target_desc = target
+            target = addresses.client_target(target)
+        if isinstance(target, Target):
+            self.target: Target | None = target
+            self.target_desc = target.desc
             self.target_endpoint = _client_endpoint(self.reactor, target, target_ca)
-            self.target_tcp = _plain_tcp(target)
         else:
+            self.target = None
             self.target_desc = repr(target)
             self.target_endpoint = target
         self.observer = observer
@@ -521,7 +538,7 @@ class ProxyFactory(LimitedFactory):
             pair = side.pair
             if pair.finished or pair.lost & _BIT[side.role]:
                 continue
-            if getattr(side.other, "producerPaused", False):
+            if twistedprivate.producer_paused(side.other):
                 continue  # its peer's buffer is full: the peer resumes it when drained
             side.transport.resumeProducing()
 
@@ -634,30 +651,17 @@ class ProxyFactory(LimitedFactory):
             d.callback(None)
 
 
-def _plain_tcp(desc: str) -> tuple[str, int] | None:
-    """(host, port) when ``desc`` is a plain ``tcp:host=H:port=P`` target, else None."""
-    from twisted.internet import endpoints
-
-    args, kw = endpoints._parse(desc)
-    if [a.lower() for a in args] == ["tcp"] and set(kw) == {"host", "port"}:
-        return kw["host"], int(kw["port"])
-    return None
-
-
-def _client_endpoint(reactor, desc: str, target_ca: str | None):
+def _client_endpoint(reactor, target: Target, target_ca: str | None):
     """``clientFromString``, except that ``tls:`` with ``--target-ca`` trusts only that CA."""
-    if target_ca and desc.split(":", 1)[0].lower() == "tls":
+    if target_ca and target.kind == "tls":
         from twisted.internet import endpoints, ssl
 
-        args, kw = endpoints._parse(desc)
-        host = kw.get("host") or (args[1] if len(args) > 1 else None)
-        port = int(kw.get("port") or (args[2] if len(args) > 2 else 0))
         try:
             with open(target_ca, "rb") as f:
                 ca = ssl.Certificate.loadPEM(f.read())
         except Exception as e:
             raise usage.UsageError(f"--target-ca: cannot read {target_ca}: {e}")
-        options = ssl.optionsForClientTLS(host, trustRoot=ca)
-        tcp = endpoints.HostnameEndpoint(reactor, host, port)
+        options = ssl.optionsForClientTLS(target.host, trustRoot=ca)
+        tcp = endpoints.HostnameEndpoint(reactor, target.host, target.port)
         return endpoints.wrapClientTLS(options, tcp)
-    return addresses.client_endpoint(reactor, desc, "--target")
+    return addresses.client_endpoint(reactor, target.desc, "--target")

@@ -17,15 +17,9 @@ An HTTP exchange's header lines (``>`` request, ``<`` response) follow at ``verb
 bodies too at 2. ``lifecycle=False`` leaves out the open/protocol/FIN/close lines.
 Colours (ANSI) only when asked or, with ``auto``, when the output is a terminal.
 
-``BufferedSink`` (shared with the JSON sink) queues records and formats and writes them in
-batches, each in a single ``write()`` of whole lines: the proxy's hot path only appends. A batch
-is written ``FLUSH_DELAY`` seconds after its first record (a reactor turn holds too few records
-when pipelining is light: a write per exchange would cost more than decoding it), or at once when
-``MAX_BACKLOG`` records are queued, so the backlog stays bounded. A pipelined run
-(``RedisExchanges``) counts as its exchanges, and a flush formats at most ``MAX_BACKLOG`` of them
-per ``format_batch`` call (one ``write()`` each): an ``emit_many`` of 50,000 records is formatted
-in slices, never in one call (how many records a reactor turn hands over is bounded upstream, by
-the proxy and the chain).
+Records are queued and written in batches, each in one ``write()`` of whole lines
+(``batching.BufferedSink``, shared with the JSON sink); the common Redis exchange without colours
+is made as bytes on a fast path (``plain``: one look at the batch, the common replies' bytes).
 
 A console writing to a pipe or a terminal (not a regular file) uses ``--slow-sink drop`` by
 default: its stdout is a ``dropwriter.DropWriter``, and a batch that finds that writer's buffer
@@ -44,148 +38,20 @@ from __future__ import annotations
 
 import re
 import sys
-from itertools import chain as _chain
 from operator import itemgetter
 
-from twisted.application import service
-from twisted.logger import Logger
-
 from playground.codec import resp
-from playground.common.defaultreactor import default_reactor
+from playground.common.twistedprivate import reactor_stopped
 from playground.decode import records as R
 from playground.decode.views import escape, hexdump_lines, is_text, quoted
 from playground.sinks import blockwriter
+from playground.sinks.batching import BufferedSink
+from playground.sinks.plain import NOT_PLAIN, PlainReplies, plain_batch, remember
 
-MAX_BACKLOG = 512  # records queued before a synchronous flush (a batch: cache-warm)
-FLUSH_DELAY = 0.05  # seconds a record may wait in the queue
 MAX_ITEMS = 8  # aggregate elements shown on a console line
 MAX_AGGREGATE = 300  # characters of an aggregate reply's elements before "... (N items)"
 LINE_PREVIEW = 40  # body bytes on the one-line HTTP view (-v 0), within --max-value
 LIFECYCLE = frozenset({R.Open, R.Detected, R.HalfClose, R.Close})  # hidden by --lifecycle hide
-
-
-class BufferedSink(service.Service):
-    """Queues records; ``FLUSH_DELAY`` after the first (or at ``MAX_BACKLOG``), ``format_batch``
-    turns them into bytes for one ``write()``. Subclasses implement ``open_output``/``format_batch``.
-    """
-
-    log = Logger()
-    label = "sink"
-    flush_delay = FLUSH_DELAY
-
-    def __init__(self, reactor=None):
-        self.reactor = reactor
-        self.out = None
-        self.failed = False
-        self._queue: list = []
-        self._extra = 0  # exchanges in the queued R.RedisExchanges beyond one per record
-        self._call = None
-        self.written = 0
-        self._dropper = None  # a dropwriter.DropWriter (--slow-sink drop), or None
-
-    def open_output(self):
-        raise NotImplementedError
-
-    def close_output(self):
-        pass
-
-    def format_batch(self, batch: list) -> bytes:
-        raise NotImplementedError
-
-    def startService(self):
-        self.reactor = default_reactor(self.reactor)
-        self.out = self.open_output()
-        super().startService()
-
-    def stopService(self):
-        super().stopService()
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
-        self.flush()
-        result = None
-        if self.out is not None:
-            try:
-                result = self.close_output()
-            except OSError as e:
-                self._fail(e)
-            self.out = None
-        return result
-
-    def emit(self, record) -> None:
-        if self.out is None or self.failed:
-            return
-        q = self._queue
-        q.append(record)
-        if type(record) is _RUN:  # counts as its exchanges: batches stay cache-sized
-            self._extra += len(record.commands) - 1
-        if self._call is None:
-            self._call = self.reactor.callLater(self.flush_delay, self._turn)
-        elif len(q) + self._extra >= MAX_BACKLOG:
-            self.flush()
-
-    def emit_many(self, records: list) -> None:
-        if self.out is None or self.failed:
-            return
-        q = self._queue
-        q.extend(records)
-        for r in records:
-            if type(r) is _RUN:
-                self._extra += len(r.commands) - 1
-        if self._call is None:
-            self._call = self.reactor.callLater(self.flush_delay, self._turn)
-        elif len(q) + self._extra >= MAX_BACKLOG:
-            self.flush()
-
-    def _turn(self):
-        self._call = None
-        self.flush()
-
-    def flush(self) -> None:
-        queue, self._queue = self._queue, []
-        extra, self._extra = self._extra, 0
-        if not queue or self.out is None or self.failed:
-            return
-        if len(queue) + extra <= MAX_BACKLOG:
-            self._write_batch(queue, len(queue) + extra)
-            return
-        start = 0  # slices of at most MAX_BACKLOG exchanges (a bigger run: on its own)
-        while start < len(queue) and not self.failed:
-            end = start
-            n = 0
-            while end < len(queue) and n < MAX_BACKLOG:
-                r = queue[end]
-                n += len(r.commands) if type(r) is _RUN else 1
-                end += 1
-            self._write_batch(queue[start:end], n)
-            start = end
-
-    def _write_batch(self, batch: list, n: int) -> None:
-        """Format ``batch`` (``n`` exchanges) and write it in one ``write()``."""
-        dropper = self._dropper
-        if dropper is not None and dropper.full():
-            dropper.drop(n)  # the reader is behind: not even formatted
-            return
-        try:
-            data = self.format_batch(batch)
-        except Exception:
-            self.log.failure("{label}: cannot format {n} record(s); dropped",
-                             label=self.label, n=len(batch))
-            return
-        if not data:
-            return
-        try:
-            self.out.write(data)
-            self.out.flush()
-            self.written += n  # exchanges of a run each count
-        except (OSError, ValueError) as e:
-            self._fail(e)
-
-    def _fail(self, e) -> None:
-        if not self.failed:
-            self.failed = True
-            self.log.error("{label}: write failed, no more output: {error}",
-                           label=self.label, error=e)
 
 
 # -- colours -------------------------------------------------------------------------------
@@ -205,9 +71,6 @@ class _Palette:
 
 
 _SAFE_TOKEN = re.compile(rb"[0-9A-Za-z_\-.:/@*{}]{1,64}")
-# Bytes ``escape``/``quoted`` show as they are: printable ASCII but '"' and '\' (also the
-# bytes JSON writes as they are inside a string, so the JSON sink uses the same test).
-_NOT_PLAIN = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
 
 
 def _safe_token(arg: bytes) -> bool:
@@ -534,81 +397,12 @@ def _text_part(data: bytes) -> bytes | None:
 _EXCHANGE = R.RedisExchange
 _RUN = R.RedisExchanges
 _SECOND = itemgetter(1)
-_SIMPLE = resp.Simple
-_CACHED = 256
 _UNSET = object()
 # head, command name, second argument[, the rest], reply, latency
 _LINE2 = b"%s%s %s -> %s%s"
 _LINE2Q = b'%s%s "%s" -> %s%s'
 _LINE = b'%s%s %s "%s" -> %s%s'
 _LINEQ = b'%s%s "%s" "%s" -> %s%s'
-
-
-def remember(cache: dict, key, value):
-    """Keep ``value`` for ``key`` while the cache holds fewer than _CACHED entries."""
-    if len(cache) < _CACHED:
-        cache[key] = value
-    return value
-
-
-def plain_batch(batch: list, lim: int) -> tuple[bool, int, int, bool]:
-    """One look at a batch for the sinks' fast paths, instead of one per record:
-    ``(args, fewest, most, bulks)``: ``args`` when the Redis exchanges' arguments are all
-    printable-ASCII bytes of at most ``lim`` bytes (0: no bound), ``fewest``/``most`` arguments
-    of one exchange, ``bulks`` when their bulk-string replies are all printable ASCII within
-    ``lim`` too."""
-    commands = [r.command for r in batch if type(r) is _EXCHANGE]
-    bulks = [r.reply for r in batch if type(r) is _EXCHANGE and type(r.reply) is bytes]
-    for r in batch:
-        if type(r) is _RUN:
-            commands += r.commands
-            bulks += [v for v in r.replies if type(v) is bytes]
-    if not commands:
-        return False, 0, 0, False
-    try:
-        every = list(_chain.from_iterable(commands))
-        args = _NOT_PLAIN.search(b"".join(every)) is None and not (
-            lim and max(map(len, every), default=0) > lim)
-    except TypeError:  # an argument that is not bytes
-        args = False
-    plain_bulks = _NOT_PLAIN.search(b"".join(bulks)) is None and not (
-        lim and max(map(len, bulks), default=0) > lim)
-    return args, min(map(len, commands)), max(map(len, commands)), plain_bulks
-
-
-class PlainReplies:
-    """The bytes a sink writes for the common replies: printable bulk and simple strings,
-    integers and nil (and, given ``items``, flat lists), or None for anything else (the sink's
-    general formatter does those). Simple strings are remembered: ``+OK`` is made once."""
-
-    def __init__(self, simple: bytes, integer: bytes, nil: bytes, items=None):
-        self.simple_format = simple  # e.g. b"+%s"
-        self.integer_format = integer  # e.g. b"(integer) %d"
-        self.nil = nil
-        self.items = items  # (list, lim) -> bytes or None
-        self.simples: dict = {}  # simple-string value -> its bytes
-
-    def simple(self, value: bytes, lim: int):
-        if (lim and len(value) > lim) or _NOT_PLAIN.search(value) is not None:
-            return None
-        return remember(self.simples, value, self.simple_format % value)
-
-    def __call__(self, v, lim: int, checked: bool = False):
-        """``checked``: bulk strings are known printable and short (``plain_batch``)."""
-        t = type(v)
-        if t is _SIMPLE:
-            return self.simples.get(v.value) or self.simple(v.value, lim)
-        if t is bytes:
-            if not checked and ((lim and len(v) > lim) or _NOT_PLAIN.search(v) is not None):
-                return None
-            return b'"' + v + b'"'
-        if t is int:
-            return self.integer_format % v
-        if v is None:
-            return self.nil
-        if t is list and self.items is not None:
-            return self.items(v, lim)
-        return None
 
 
 class ConsoleSink(BufferedSink):
@@ -632,7 +426,7 @@ class ConsoleSink(BufferedSink):
         self._blocker: blockwriter.BlockWriter | None = None  # block on a pipe or terminal
 
     def _write_batch(self, batch: list, n: int) -> None:
-        if self._blocker is not None and getattr(self.reactor, "_stopped", False):
+        if self._blocker is not None and reactor_stopped(self.reactor):
             self._stop_blocking()  # stopping: a write must not wait for a reader
         try:
             super()._write_batch(batch, n)
@@ -712,7 +506,7 @@ class ConsoleSink(BufferedSink):
         lim = self.max_value
         reply_text = self._replies
         join = b"".join
-        not_plain = _NOT_PLAIN.search
+        not_plain = NOT_PLAIN.search
         token = _SAFE_TOKEN.fullmatch
         last_latency = last_reply = _UNSET  # pipelined replies share their latency
         text = None

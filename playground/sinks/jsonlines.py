@@ -2,7 +2,7 @@
 
 An ``IService``: ``startService`` opens the file for appending (``-`` is the process's stdout),
 ``stopService`` writes what is queued, flushes and closes. Records are encoded in batches
-(``console.BufferedSink``: at most ``FLUSH_DELAY`` after the first) and each batch is written in a
+(``batching.BufferedSink``: at most ``FLUSH_DELAY`` after the first) and each batch is written in a
 single ``write()`` of whole lines, so a reader or a log rotation never sees half a record at a
 flush point.
 
@@ -16,17 +16,16 @@ from __future__ import annotations
 import json
 import sys
 
-from playground.codec import resp
 from playground.decode import records as R
 from playground.decode.records import to_json
-from playground.sinks.console import _NOT_PLAIN, BufferedSink, PlainReplies, plain_batch, remember
+from playground.sinks.batching import BufferedSink
+from playground.sinks.plain import NOT_PLAIN, PlainReplies, plain_batch, remember
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False,
                            allow_nan=False).encode
 _EXCHANGE = R.RedisExchange
 _ts_micros = R.ts_micros
 _RUN = R.RedisExchanges
-_SIMPLE = resp.Simple
 _UNSET = object()
 
 
@@ -44,7 +43,7 @@ def _plain_items(items, lim: int):
         return None
     if lim and len(joined) > lim and max(map(len, items)) > lim:
         return None
-    if len(items) > R.MAX_ITEMS or _NOT_PLAIN.search(joined) is not None:
+    if len(items) > R.MAX_ITEMS or NOT_PLAIN.search(joined) is not None:
         return None
     return b'["' + b'","'.join(items) + b'"]'
 
@@ -89,7 +88,7 @@ class JsonSink(BufferedSink):
         lines = []
         append = lines.append
         join = b"".join
-        not_plain = _NOT_PLAIN.search
+        not_plain = NOT_PLAIN.search
         reply_json = self._replies
         # Records of one feed share pair, ts and client; pipelined replies share the latency.
         last_pair = last_ts = last_client = head = None

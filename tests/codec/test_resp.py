@@ -28,7 +28,7 @@ from playground.codec.resp import (
     encode_command,
     split_inline,
 )
-from tests.conftest import resp_exchange
+from tests.support.net import resp_exchange
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -94,6 +94,7 @@ def error_of(data: bytes, **kw) -> ProtocolError:
 # every type
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     "wire, value",
     [
@@ -154,11 +155,13 @@ def test_every_type(wire, value):
     assert RespParser().feed_sized(wire) == [(got, len(wire))] or math.isnan(got) is True
 
 
+@pytest.mark.pure
 def test_nan():
     assert math.isnan(one(b",nan\r\n"))
     assert math.isnan(one(b",-nan\r\n"))
 
 
+@pytest.mark.pure
 def test_pipeline_and_sizes():
     wire = b"+OK\r\n$3\r\nabc\r\n*1\r\n:1\r\n-E\r\n"
     assert RespParser().feed_sized(wire) == [
@@ -169,6 +172,7 @@ def test_pipeline_and_sizes():
     ]
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     "wire, what",
     [
@@ -209,6 +213,7 @@ def test_malformed(wire, what):
     assert isinstance(parse_bytewise(wire)[-1], ProtocolError)
 
 
+@pytest.mark.pure
 def test_error_offset_and_stays_failed():
     p = RespParser()
     out = p.feed(b"+OK\r\n:1\r\n$x\r\n+NEVER\r\n")
@@ -218,6 +223,7 @@ def test_error_offset_and_stays_failed():
     assert p.feed(b"+OK\r\n") == []
 
 
+@pytest.mark.pure
 def test_max_bulk():
     p = RespParser(max_bulk=10)
     assert p.feed(b"$10\r\n0123456789\r\n") == [b"0123456789"]
@@ -227,6 +233,7 @@ def test_max_bulk():
     assert "exceeds" in huge.message and huge.offset == 4
 
 
+@pytest.mark.pure
 def test_max_bulk_on_the_command_fast_path():
     for use_hiredis in (True, False):
         p = RespParser(max_bulk=3, use_hiredis=use_hiredis)
@@ -236,6 +243,7 @@ def test_max_bulk_on_the_command_fast_path():
         assert isinstance(out[-1], ProtocolError) and "exceeds" in out[-1].message
 
 
+@pytest.mark.pure
 def test_depth_cap():
     assert one(b"*1\r\n" * 5 + b":1\r\n", max_depth=5) == [[[[[1]]]]]
     err = error_of(b"*1\r\n" * 6 + b":1\r\n", max_depth=5)
@@ -244,6 +252,7 @@ def test_depth_cap():
     assert "deeper" in error_of(b"*1\r\n" * 100_000).message
 
 
+@pytest.mark.pure
 def test_line_limit():
     assert "longer" in error_of(b"+" + b"a" * 100 + b"\r\n", max_inline=50).message
     p = RespParser(max_inline=50)
@@ -274,6 +283,7 @@ REDIS_REQUEST_CASES = [
 ]
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("data,message", REDIS_REQUEST_CASES)
 def test_redis_requests_header_errors(data, message):
     for cut in (None, 1, 3, len(data) // 2, len(data) - 1):  # the same error however it is split
@@ -283,6 +293,7 @@ def test_redis_requests_header_errors(data, message):
         assert out[0].message.startswith(message), (cut, out)
 
 
+@pytest.mark.pure
 def test_redis_requests_counts():
     def parse(data, **kw):
         return RespParser(inline=True, redis_requests=True, **kw).feed(data)
@@ -300,6 +311,7 @@ def test_redis_requests_counts():
     assert RespParser(inline=True).feed(b"*2147483648\r\n") == []
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("data", [
     b"*2147483647\r\n",
     b"*1\r\n$4\r\nPING\r\n*2147483647\r\n" + b"*1\r\n$4\r\nPING\r\n" * 100,
@@ -320,6 +332,7 @@ def test_huge_aggregate_header_allocates_nothing(data, redis_requests):
     assert peak < 10 * 1024 * 1024
 
 
+@pytest.mark.pure
 def test_incomplete_returns_nothing_then_completes():
     p = RespParser()
     assert p.feed(b"*2\r\n$3\r\nfo") == []
@@ -328,6 +341,7 @@ def test_incomplete_returns_nothing_then_completes():
     assert p.feed(b"\n") == [[b"foo", 7]]
 
 
+@pytest.mark.pure
 def test_big_bulk_in_small_chunks_is_linear():
     """A bulk fed 1 KiB at a time costs time proportional to its size: 4x the bytes take well
     under 8x the CPU (a parser that joined or rescanned the buffer per chunk would take ~16x)."""
@@ -349,6 +363,7 @@ def test_big_bulk_in_small_chunks_is_linear():
     assert large < 8 * max(small, 0.005), (small, large)
 
 
+@pytest.mark.pure
 def test_many_tiny_frames_split_anywhere():
     data = b"+OK\r\n" * 20_000
     out = parse_chunks(data, range(0, len(data), 3))
@@ -359,6 +374,7 @@ def test_many_tiny_frames_split_anywhere():
 # inline commands
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     "line, args",
     [
@@ -384,6 +400,7 @@ def test_split_inline(line, args):
     assert split_inline(line) == args
 
 
+@pytest.mark.pure
 def test_inline_parser():
     p = RespParser(inline=True)
     data = b'PING\r\n\r\n\nset foo "bar baz"\nGET foo\r\n*1\r\n$4\r\nPING\r\n$3\r\n'
@@ -417,6 +434,7 @@ INLINE_CASES = [
 ]
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("args_line", INLINE_CASES)
 def test_inline_splitting_matches_redis(redis_server, args_line):
     key = b"tcpplay:inline:%d" % INLINE_CASES.index(args_line)
@@ -429,6 +447,7 @@ def test_inline_splitting_matches_redis(redis_server, args_line):
     assert replies[2] == list(ours[0].args[2:])
 
 
+@pytest.mark.real
 def test_inline_unbalanced_quotes_like_redis(redis_server):
     replies = resp_exchange(redis_server.port, b'SET k "abc\r\n', 1)
     assert isinstance(replies[0], Error) and b"unbalanced" in replies[0].value
@@ -439,6 +458,7 @@ def test_inline_unbalanced_quotes_like_redis(redis_server):
 # encoding
 
 
+@pytest.mark.pure
 def test_encode_resp3_and_resp2():
     cases = [
         (b"x", b"$1\r\nx\r\n", b"$1\r\nx\r\n"),
@@ -474,6 +494,7 @@ def test_encode_resp3_and_resp2():
         assert encode(value) == resp2, value
 
 
+@pytest.mark.pure
 def test_encode_rejects():
     with pytest.raises(ValueError):
         encode(Simple(b"a\r\nb"))
@@ -483,6 +504,7 @@ def test_encode_rejects():
         encode(Verbatim(b"text", b"x"), protocol=3)
 
 
+@pytest.mark.pure
 def test_encode_command():
     assert encode_command("SET", b"k", 12, 1.5) == (
         b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n12\r\n$3\r\n1.5\r\n"
@@ -546,6 +568,7 @@ def downgrade(v):
     return v
 
 
+@pytest.mark.pure
 @given(st.lists(values, min_size=1, max_size=5))
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_roundtrip_resp3(vals):
@@ -555,6 +578,7 @@ def test_roundtrip_resp3(vals):
     assert [n for _, n in sized] == [len(encode(v, protocol=3)) for v in vals]
 
 
+@pytest.mark.pure
 @given(st.lists(values, min_size=1, max_size=5))
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_roundtrip_resp2(vals):
@@ -577,6 +601,7 @@ streams = st.builds(
 )
 
 
+@pytest.mark.pure
 @given(streams, st.lists(st.integers(0, 400), max_size=8), st.booleans())
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_split_invariance(data, cuts, inline):
@@ -591,6 +616,7 @@ def test_split_invariance(data, cuts, inline):
         assert sum(n for _, n in sized_whole) <= len(data)
 
 
+@pytest.mark.pure
 @given(st.binary(max_size=300), st.booleans(), st.lists(st.integers(0, 300), max_size=5))
 @settings(max_examples=500)
 def test_random_bytes_never_raise(data, inline, cuts):
@@ -608,6 +634,7 @@ _REQUEST_BITS = st.sampled_from([
 ])
 
 
+@pytest.mark.pure
 @given(st.lists(st.one_of(_REQUEST_BITS, st.binary(max_size=6)), max_size=30),
        st.lists(st.integers(0, 200), max_size=5), st.sampled_from([None, 3]))
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -656,6 +683,7 @@ risky = st.sampled_from(
 )
 
 
+@pytest.mark.pure
 @given(commands, risky, commands, st.lists(st.integers(0, 2000), max_size=4))
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_hiredis_fast_path_equals_pure_parser(a, middle, b, cuts):
@@ -688,6 +716,7 @@ def readers(monkeypatch) -> list:
     return made
 
 
+@pytest.mark.pure
 def test_hiredis_fast_path_is_used_and_exact(readers):
     frame = encode_command("SET", "key:000000000001", "xxx")
     data = frame * 16
@@ -749,6 +778,7 @@ def hiredis_all(data: bytes) -> tuple[list, bool]:
     return out, False
 
 
+@pytest.mark.pure
 @given(
     st.lists(resp2_values, min_size=1, max_size=5),
     # mutations that keep to RESP2 type bytes (hiredis reads RESP3 attributes differently)
@@ -774,6 +804,7 @@ def test_hiredis_oracle_resp2(vals, edits):
         assert not failed and not ours_failed and len(ours) == len(theirs)
 
 
+@pytest.mark.pure
 def test_spans_and_frame_start():
     for use_hiredis in (True, False):
         p = RespParser(inline=True, use_hiredis=use_hiredis)
@@ -811,6 +842,7 @@ def _spans_lazy(data: bytes, cuts, **kw) -> list:
     return out
 
 
+@pytest.mark.pure
 @given(commands, risky, commands, st.lists(st.integers(0, 2000), max_size=4))
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 def test_lazy_spans_equal_spans(a, middle, b, cuts):
@@ -826,6 +858,7 @@ def test_lazy_spans_equal_spans(a, middle, b, cuts):
         assert _spans_lazy(data, cuts, inline=inline) == want
 
 
+@pytest.mark.pure
 @given(st.one_of(commands, risky), st.booleans())
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_whole_feed_hiredis_path_equals_pure_parser(frames, inline):
@@ -836,6 +869,7 @@ def test_whole_feed_hiredis_path_equals_pure_parser(frames, inline):
         assert ours.offset == pure.offset
 
 
+@pytest.mark.pure
 def test_whole_feed_hiredis_path_is_used(readers):
     p = RespParser(max_bulk=4)
     frame = encode_command("SET", "k", "xx")
@@ -847,6 +881,7 @@ def test_whole_feed_hiredis_path_is_used(readers):
     assert p.feed(b"*1\r\n$5\r\nabcde\r\n")[0].message.startswith("bulk length 5 exceeds")
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("data", [
     b"+OK\r\n" * 16,
     b"+OK\r\n" * 15 + b"+OK\r",
@@ -872,6 +907,7 @@ replies = st.one_of(
 )
 
 
+@pytest.mark.pure
 @given(st.one_of(commands, risky), st.booleans())
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_feed_command_equals_pure_parser(data, inline):
@@ -887,6 +923,7 @@ def test_feed_command_equals_pure_parser(data, inline):
         assert want == [(got, 0, len(data))] and fast.offset == len(data)
 
 
+@pytest.mark.pure
 @given(replies)
 @settings(max_examples=500)
 def test_feed_reply_equals_pure_parser(data):
@@ -901,6 +938,7 @@ def test_feed_reply_equals_pure_parser(data):
         assert fast.offset == len(data)
 
 
+@pytest.mark.pure
 @given(st.lists(st.binary(max_size=30), min_size=1, max_size=30),
        st.sampled_from([b"", b"+OK\r\n", b"$-1\r\n", b"=5\r\ntxt:a\r\n", b"$2\r\na\r\nY",
                         b"$1\r\n\r\r\n", b"|1\r\n:1\r\n:2\r\n$1\r\nx\r\n", b"*1\r\n$1\r\na\r\n"]),
@@ -917,6 +955,7 @@ def test_bulk_reply_runs_equal_pure_parser(bodies, odd, at, cuts):
     assert [canon(v) for v in fast] == [canon(v) for v in pure]
 
 
+@pytest.mark.pure
 def test_bulk_reply_run_uses_hiredis(readers):
     data = b"$3\r\nxxx\r\n" * 16
     assert RespParser().feed(data) == [b"xxx"] * 16 and readers == [1]
@@ -934,6 +973,7 @@ _FOUND = b"".join((  # found by hypothesis: cut at byte 204, just after the last
 ))
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("feeds", [
     # a feed ending just after an aggregate's (or a bulk's) header: hiredis has consumed it and
     # says has_data() False, and its CRLF can make up for a simple string's missing one

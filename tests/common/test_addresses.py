@@ -1,9 +1,12 @@
-"""--listen/--target parsing: every accepted form, and errors that name the flag."""
+"""--listen/--target parsing: every accepted form, the Target a --target is read into, and errors
+that name the flag."""
 
 import pytest
 from twisted.python import usage
 
-from playground.common.addresses import client_string, server_string
+from playground.common.addresses import Target, client_string, client_target, server_string
+
+pytestmark = pytest.mark.pure
 
 
 @pytest.mark.parametrize(
@@ -60,3 +63,41 @@ def test_target_port_zero_is_refused(value):
 
 def test_listen_port_zero_is_any_free_port():
     assert server_string("0") == "tcp:0:interface=127.0.0.1:backlog=1024"
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("6379", Target("tcp", "127.0.0.1", 6379, desc="tcp:host=127.0.0.1:port=6379",
+                        plain_tcp=True)),
+        ("db.local:6379", Target("tcp", "db.local", 6379, desc="tcp:host=db.local:port=6379",
+                                 plain_tcp=True)),
+        ("[::1]:6379", Target("tcp", "::1", 6379, desc="tcp:host=\\:\\:1:port=6379",
+                              plain_tcp=True)),
+        ("tcp:host=db:port=6379", Target("tcp", "db", 6379, desc="tcp:host=db:port=6379",
+                                         plain_tcp=True)),
+        ("TCP:port=6379:host=db", Target("tcp", "db", 6379, desc="TCP:port=6379:host=db",
+                                         plain_tcp=True)),
+        # anything beyond host and port goes through the endpoint (which reads it)
+        ("tcp:db:6379", Target("tcp", "db", 6379, desc="tcp:db:6379")),
+        ("tcp:host=db:port=6379:timeout=3",
+         Target("tcp", "db", 6379, desc="tcp:host=db:port=6379:timeout=3")),
+        ("tcp6:host=\\:\\:1:port=6379", Target("tcp6", "::1", 6379, desc="tcp6:host=\\:\\:1:port=6379")),
+        ("tls:host=db:port=6380", Target("tls", "db", 6380, desc="tls:host=db:port=6380")),
+        ("tls:db:6380", Target("tls", "db", 6380, desc="tls:db:6380")),
+        ("unix:path=/tmp/r.sock", Target("unix", None, None, desc="unix:path=/tmp/r.sock",
+                                         path="/tmp/r.sock")),
+        ("unix:/tmp/r.sock", Target("unix", None, None, desc="unix:/tmp/r.sock",
+                                    path="/tmp/r.sock")),
+    ],
+)
+def test_a_target_is_read_once_into_a_target(value, expected):
+    target = client_target(value)
+    assert target == expected
+    assert client_string(value) == target.desc
+
+
+def test_a_target_port_must_be_a_number():
+    with pytest.raises(usage.UsageError, match=r"^--target: 'tcp:host=db:port=redis': port 'redis' "
+                                               r"is not a number"):
+        client_target("tcp:host=db:port=redis", "--target")

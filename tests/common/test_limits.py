@@ -13,13 +13,16 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import failure
 
-from playground.common.limits import ConnectionLimits, LimitedFactory, Refusal, peer_host, peer_text
+from playground.common.addresstext import address_text, format_address
+from playground.common.limits import ConnectionLimits, LimitedFactory, Refusal, peer_host
 from playground.examples import echo
-from tests.conftest import until
+from playground.proxy.observer import Endpoint
+from tests.support.waiting import until
 
 # --- ConnectionLimits -----------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_unlimited_by_default():
     limits = ConnectionLimits()
     for _ in range(500):
@@ -27,6 +30,7 @@ def test_unlimited_by_default():
     assert (limits.open, limits.total, limits.refused) == (500, 500, 0)
 
 
+@pytest.mark.pure
 def test_total_limit_and_release():
     limits = ConnectionLimits(max_connections=2)
     assert limits.admit("a") is None
@@ -38,6 +42,7 @@ def test_total_limit_and_release():
     assert (limits.open, limits.total, limits.refused) == (2, 3, 1)
 
 
+@pytest.mark.pure
 def test_per_peer_limit():
     limits = ConnectionLimits(max_per_peer=2)
     assert limits.admit("a") is None
@@ -49,12 +54,14 @@ def test_per_peer_limit():
     assert limits.refused == 1
 
 
+@pytest.mark.pure
 def test_total_limit_is_checked_before_per_peer():
     limits = ConnectionLimits(max_connections=1, max_per_peer=1)
     assert limits.admit("a") is None
     assert limits.admit("a") == "max-connections (1) reached"
 
 
+@pytest.mark.pure
 @given(
     max_connections=st.integers(0, 4),
     max_per_peer=st.integers(0, 3),
@@ -90,6 +97,7 @@ def test_limits_invariants(max_connections, max_per_peer, ops):
 # --- peer naming ----------------------------------------------------------------------------
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     "addr, host, text",
     [
@@ -104,7 +112,40 @@ def test_peer_names(addr, host, text):
         assert peer_host(addr) == peer_host(UNIXAddress(None))
     else:
         assert peer_host(addr) == host
-    assert peer_text(addr) == text
+    assert address_text(addr) == text
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        (b"", "unix:(unnamed)"),
+        (b"rel.sock", "unix:rel.sock"),
+        (b"/tmp/\xff.sock", "unix:/tmp/\ufffd.sock"),
+        ("/tmp/s.sock", "unix:/tmp/s.sock"),
+    ],
+)
+def test_unix_socket_names(name, text):
+    assert address_text(UNIXAddress(name)) == text
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize(
+    "host, port, text",
+    [
+        ("127.0.0.1", 6379, "127.0.0.1:6379"),
+        ("::1", 6379, "[::1]:6379"),
+        ("fe80::1%eth0", 80, "[fe80::1%eth0]:80"),
+        ("db.local", 6379, "db.local:6379"),
+        ("/tmp/redis.sock", 0, "unix:/tmp/redis.sock"),
+        ("redis.sock", 0, "unix:redis.sock"),
+        ("", 0, "unix:(unnamed)"),
+    ],
+)
+def test_one_text_for_an_address_in_logs_and_records(host, port, text):
+    """The observer's Endpoint (port 0: a unix socket) reads as the logs write addresses."""
+    assert str(Endpoint(host, port)) == text
+    assert format_address(host, port or None) == text
 
 
 # --- LimitedFactory -------------------------------------------------------------------------
@@ -121,6 +162,7 @@ class RedisLike(LimitedFactory):
     refusal_message = b"-ERR max number of clients reached\r\n"
 
 
+@pytest.mark.memory
 def test_refusal_sends_the_protocol_goodbye_and_closes():
     factory = RedisLike(max_connections=1, reactor=MemoryReactorClock())
     admitted = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
@@ -138,12 +180,14 @@ def test_refusal_sends_the_protocol_goodbye_and_closes():
     assert factory.limits.open == 0
 
 
+@pytest.mark.memory
 def test_admitted_protocol_knows_its_peer():
     factory = RedisLike(reactor=MemoryReactorClock())
     p = factory.buildProtocol(IPv6Address("TCP", "::1", 7))
     assert (p.peer, p.peer_host, p.factory) == ("[::1]:7", "::1", factory)
 
 
+@pytest.mark.real
 def test_default_reactor_is_the_global_one():
     from twisted.internet import reactor
 
@@ -171,6 +215,7 @@ def _closed_by_server(sock: socket.socket) -> bool:
         return True
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_max_connections_on_a_real_socket():
     from twisted.internet import threads

@@ -14,6 +14,8 @@ from playground import tap
 from playground.daemon import config as C
 from playground.daemon import serve
 
+pytestmark = pytest.mark.pure
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "tcpplay.toml"
 

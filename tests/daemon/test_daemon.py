@@ -14,7 +14,9 @@ from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
 from playground.daemon import jsonlog
-from tests.conftest import TWISTD, free_port, wait_until
+from tests.support.net import free_port
+from tests.support.paths import TWISTD
+from tests.support.waiting import wait_until
 
 
 def alive(pid: int) -> bool:
@@ -91,6 +93,7 @@ def ping(sock) -> bytes:
     return buf
 
 
+@pytest.mark.twistd
 def test_daemon_pidfile_log_rotation_drain_and_single_instance(daemons, redis_server, tmp_path):
     port = free_port()
     d = daemons(tmp_path, ["proxy", "--listen", port, "--target", redis_server.port,
@@ -144,6 +147,7 @@ def test_daemon_pidfile_log_rotation_drain_and_single_instance(daemons, redis_se
     assert "Traceback" not in log + rotated.read_text()
 
 
+@pytest.mark.twistd
 def test_stale_pidfile_is_replaced(daemons, tmp_path):
     port = free_port()
     d = daemons(tmp_path, ["echo", "--listen", port])
@@ -169,6 +173,7 @@ def json_lines(path) -> list[dict]:
     return [json.loads(line) for line in read(path).splitlines() if line.strip()]
 
 
+@pytest.mark.twistd
 def test_json_logger_in_daemon_mode(daemons, tmp_path):
     port = free_port()
     d = daemons(tmp_path, ["echo", "--listen", port], logger="playground.daemon.jsonlog.observer")
@@ -198,6 +203,7 @@ def test_json_logger_in_daemon_mode(daemons, tmp_path):
     assert any(e["message"].startswith("echo close") for e in json_lines(rotated))
 
 
+@pytest.mark.twistd
 def test_json_logger_in_the_foreground_writes_stdout(tmp_path):
     port = free_port()
     proc = subprocess.Popen([TWISTD, "-n", "--pidfile=", "--logger=playground.daemon.jsonlog.observer",
@@ -221,6 +227,7 @@ def test_json_logger_in_the_foreground_writes_stdout(tmp_path):
     assert [json.loads(line)["message"] for line in rest.splitlines()][-1] == "Server Shut Down."
 
 
+@pytest.mark.pure
 def test_twistd_destination_reads_twistds_own_options():
     assert jsonlog.twistd_destination(
         ["--pidfile=x", "--logfile=/tmp/a.log", "tcpplay", "echo", "--logfile=no"]
@@ -230,6 +237,7 @@ def test_twistd_destination_reads_twistds_own_options():
     assert jsonlog.twistd_destination(["--nodaemon", "tcpplay", "-l", "x"]) == (None, True)
 
 
+@pytest.mark.pure
 def test_event_as_json_fields_and_failures():
     failure = Failure(ZeroDivisionError("division by zero"))
     event = {"log_format": "pair {pair} from {peer}", "pair": 3, "peer": b"\xff1.2.3.4",
@@ -252,6 +260,7 @@ def _config(tmp_path, port: int) -> str:
     return str(path)
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("kind", ["echo", "serve"])
 def test_daemon_with_a_busy_port_fails_at_once_on_the_terminal(daemons, tmp_path, kind):
     """The launcher reports the bind failure itself (before it forks the daemon): exit status 1,
@@ -276,6 +285,7 @@ def test_daemon_with_a_busy_port_fails_at_once_on_the_terminal(daemons, tmp_path
     assert "Traceback" not in out + read(d.logfile)
 
 
+@pytest.mark.twistd
 def test_daemon_with_rundir_and_a_busy_port_fails_at_once(daemons, tmp_path):
     """--rundir too: the launcher binds (in the run directory) and reports a busy port, rather
     than waiting forever on a daemon that died, leaving its pid file."""
@@ -297,6 +307,7 @@ def test_daemon_with_rundir_and_a_busy_port_fails_at_once(daemons, tmp_path):
     assert not d.pidfile.exists()
 
 
+@pytest.mark.twistd
 def test_daemon_with_rundir_binds_unix_paths_there_serves_and_stops(daemons, tmp_path):
     rundir = tmp_path / "run"
     rundir.mkdir()
@@ -319,6 +330,7 @@ def test_daemon_with_rundir_binds_unix_paths_there_serves_and_stops(daemons, tmp
     assert "Traceback" not in read(d.logfile)
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("kind", ["proxy", "serve"])
 def test_json_to_stdout_in_daemon_mode_is_a_usage_error(daemons, tmp_path, kind):
     """A daemon's stdout is /dev/null: ``--json -`` would lose every event without a word."""
@@ -338,6 +350,7 @@ def test_json_to_stdout_in_daemon_mode_is_a_usage_error(daemons, tmp_path, kind)
     assert not d.pidfile.exists()
 
 
+@pytest.mark.twistd
 def test_missing_rundir_is_one_line_on_the_terminal(daemons, tmp_path):
     d = daemons(tmp_path, ["echo", "--listen", free_port()],
                 twistd_args=[f"--rundir={tmp_path / 'nope'}"])

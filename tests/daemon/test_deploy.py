@@ -15,7 +15,7 @@ import pytest
 
 from playground import tap
 from playground.daemon import config as C
-from tests.conftest import need
+from tests.support.processes import need
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
@@ -83,6 +83,7 @@ def unit() -> configparser.ConfigParser:
     return p
 
 
+@pytest.mark.pure
 def test_systemd_unit_fields():
     u = unit()
     assert set(u.sections()) == {"Unit", "Service", "Install"}
@@ -97,6 +98,7 @@ def test_systemd_unit_fields():
     assert u["Install"]["WantedBy"] == "multi-user.target"
 
 
+@pytest.mark.pure
 def test_systemd_execstart_is_a_valid_tcpplay_command(tmp_path):
     s = unit()["Service"]
     argv = shlex.split(s["ExecStart"])
@@ -114,6 +116,7 @@ def test_systemd_execstart_is_a_valid_tcpplay_command(tmp_path):
     assert pre[1:] == ["-m", "playground", "check-config", "/etc/tcpplay/tcpplay.toml"]
 
 
+@pytest.mark.real
 def test_systemd_analyze_verify(tmp_path):
     tool = need("systemd-analyze")
     # point the executables at this checkout's venv so the paths exist
@@ -129,6 +132,7 @@ def test_systemd_analyze_verify(tmp_path):
 # -- Kubernetes ----------------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_manifests_parse_and_have_their_kinds():
     docs = manifests()
     assert {"Deployment/redis", "Service/redis", "ConfigMap/tcpplay-config",
@@ -143,6 +147,7 @@ def _containers():
     return spec, {c["name"]: c for c in spec["containers"]}
 
 
+@pytest.mark.pure
 def test_deployment_runs_redis_and_the_proxy_sidecar(tmp_path):
     docs = manifests()
     dep = docs["Deployment/redis"]
@@ -188,6 +193,7 @@ def test_deployment_runs_redis_and_the_proxy_sidecar(tmp_path):
     assert redis_args[redis_args.index("--port") + 1] == "6379"
 
 
+@pytest.mark.pure
 def test_service_targets_the_proxy():
     docs = manifests()
     svc = docs["Service/redis"]["spec"]
@@ -202,6 +208,7 @@ def test_service_targets_the_proxy():
                                                                   9100: "metrics"}
 
 
+@pytest.mark.pure
 def test_configmap_toml_passes_the_config_parser():
     toml = manifests()["ConfigMap/tcpplay-config"]["data"]["tcpplay.toml"]
     cfg = C.loads(toml, "configmap:tcpplay.toml")
@@ -212,6 +219,7 @@ def test_configmap_toml_passes_the_config_parser():
 # -- the image -------------------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_dockerfile_builds_what_the_deployment_runs(tmp_path):
     import json
 

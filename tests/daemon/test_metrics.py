@@ -20,7 +20,7 @@ from playground.daemon import stats as S
 from playground.decode import records as R
 from playground.sinks.statssink import StatsSink
 from playground.tap import SUBCOMMANDS
-from tests.conftest import PING, PONG, free_port, recv_exactly
+from tests.support.net import PING, PONG, free_port, recv_exactly
 
 # -- a tiny Prometheus text-format parser ------------------------------------------------------
 
@@ -73,6 +73,7 @@ def value(samples, name, **labels):
 # -- pure: histogram, command stats, text format --------------------------------------------
 
 
+@pytest.mark.pure
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.floats(min_value=2e-6, max_value=100.0), min_size=1, max_size=300))
 def test_histogram_quantiles_within_bucket_error(values):
@@ -89,6 +90,7 @@ def test_histogram_quantiles_within_bucket_error(values):
     assert h.quantile(1.0) <= max(values) and h.quantile(0.0) >= min(values)
 
 
+@pytest.mark.pure
 def test_histogram_edges_and_bounded_size():
     h = S.Histogram()
     assert h.quantile(0.5) is None
@@ -98,6 +100,7 @@ def test_histogram_edges_and_bounded_size():
     assert h.quantile(0.99) == 1e9  # clamped to the largest observed
 
 
+@pytest.mark.pure
 def test_command_names_are_bounded_and_sanitised():
     c = S.CommandStats(max_names=3)
     for name in (b"get", b"SET", b"del", b"XADD", b"\x00\xff", b"A" * 40):
@@ -110,6 +113,7 @@ def test_command_names_are_bounded_and_sanitised():
     assert S.error_code(b"WRONGTYPE Operation against a key") == "WRONGTYPE"
 
 
+@pytest.mark.pure
 def test_prometheus_text_escapes_and_parses():
     snap = {"service": 'we"ird\\na\nme', "kind": "echo",
             "connections": {"open": 1, "total": 2, "refused": 3}}
@@ -120,6 +124,7 @@ def test_prometheus_text_escapes_and_parses():
     assert value(samples, "tcpplay_start_time_seconds") == 1.5
 
 
+@pytest.mark.pure
 def test_stats_sink_counts_exchanges():
     sink = StatsSink()
     ok, err = b"+OK", resp.Error(b"WRONGTYPE no")
@@ -151,6 +156,7 @@ def test_stats_sink_counts_exchanges():
     assert q["0.99"] == pytest.approx(0.010, rel=0.05)
 
 
+@pytest.mark.pure
 def test_stats_sink_cache_holds_no_long_command_names():
     """The raw-name cache keeps only names that can be labels (32 bytes at most): 1024
     distinct 64 KiB command words (what the decoder keeps of one with --max-value 0) must not
@@ -165,6 +171,7 @@ def test_stats_sink_cache_holds_no_long_command_names():
     assert by == {"UNKNOWN": 1100, "GET": 1100}
 
 
+@pytest.mark.memory
 def test_stats_log_line_every_interval():
     from playground.common.limits import LimitedFactory
 
@@ -192,6 +199,7 @@ def test_stats_log_line_every_interval():
     assert not clock.getDelayedCalls()
 
 
+@pytest.mark.pure
 def test_no_stats_no_wrapping():
     from playground.examples import echo
 
@@ -206,6 +214,7 @@ def test_no_stats_no_wrapping():
     assert kinds == ["MetricsService", "ListeningService", "StatsLogService"]
 
 
+@pytest.mark.pure
 def test_the_proxy_service_is_wrapped_once_by_its_caller_with_its_command_stats():
     from playground.proxy import service
 
@@ -238,6 +247,7 @@ def _scrape(port: int):
     return text, data
 
 
+@pytest.mark.twistd
 def test_metrics_after_100_sets_through_the_proxy(twistd, redis_server, tmp_path):
     port, mport = free_port(), free_port()
     t = twistd(["proxy", "--listen", port, "--target", redis_server.port, "--quiet",
@@ -293,6 +303,7 @@ def test_metrics_after_100_sets_through_the_proxy(twistd, redis_server, tmp_path
     assert t.terminate() == 0
 
 
+@pytest.mark.twistd
 def test_refused_connections_are_counted(twistd, redis_server, tmp_path):
     port, mport = free_port(), free_port()
     t = twistd(["proxy", "--listen", port, "--target", redis_server.port, "--quiet",
@@ -312,6 +323,7 @@ def test_refused_connections_are_counted(twistd, redis_server, tmp_path):
     assert t.terminate() == 0
 
 
+@pytest.mark.twistd
 def test_metrics_listen_failure_is_one_line(twistd, tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -323,6 +335,7 @@ def test_metrics_listen_failure_is_one_line(twistd, tmp_path):
         assert t.terminate() != 0
 
 
+@pytest.mark.pure
 def test_stats_sink_counts_runs_as_their_exchanges():
     from playground.codec.resp import Error, Simple
     from playground.decode import records as R
@@ -339,6 +352,7 @@ def test_stats_sink_counts_runs_as_their_exchanges():
     assert ran.stats.snapshot() != StatsSink().stats.snapshot()
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("module, extra", [("echo", []), ("proxy", ["--target", "6379"])])
 def test_metrics_on_the_listen_address_is_a_usage_error(module, extra):
     """Not a start-up failure ("address already in use") after the first port is bound."""

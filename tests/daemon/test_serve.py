@@ -11,7 +11,8 @@ import urllib.request
 import pytest
 
 from playground.daemon import metrics, serve
-from tests.conftest import ROOT, TWISTD, free_port
+from tests.support.net import free_port
+from tests.support.paths import ROOT, TWISTD
 
 
 def _talk(port: int, data: bytes, timeout: float = 10.0) -> bytes:
@@ -36,6 +37,7 @@ def _config(tmp_path, echo_port, proxy_port, metrics_port=None, extra=""):
     return path
 
 
+@pytest.mark.twistd
 def test_echo_and_proxy_in_front_of_it(twistd, tmp_path):
     echo_port, proxy_port, metrics_port = free_port(), free_port(), free_port()
     path = _config(tmp_path, echo_port, proxy_port, metrics_port)
@@ -60,6 +62,7 @@ def test_echo_and_proxy_in_front_of_it(twistd, tmp_path):
     assert "proxy stopped listening" in out and "echo stopped listening" in out
 
 
+@pytest.mark.twistd
 def test_set_overrides_the_file(twistd, tmp_path):
     echo_port, proxy_port, other = free_port(), free_port(), free_port()
     path = _config(tmp_path, echo_port, proxy_port)
@@ -72,6 +75,7 @@ def test_set_overrides_the_file(twistd, tmp_path):
     assert t.terminate() == 0
 
 
+@pytest.mark.twistd
 def test_bad_file_starts_nothing(tmp_path):
     port = free_port()
     path = tmp_path / "bad.toml"
@@ -84,6 +88,7 @@ def test_bad_file_starts_nothing(tmp_path):
     assert "listening" not in out
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("command", [["playground", "check-config"], ["playground.daemon.config"]])
 def test_config_check_runs_as_a_command(command):
     proc = subprocess.run([sys.executable, "-m", *command, str(ROOT / "config" / "tcpplay.toml")],
@@ -92,6 +97,7 @@ def test_config_check_runs_as_a_command(command):
     assert "[echo.echo] --listen=7000" in proc.stdout
 
 
+@pytest.mark.real
 def test_config_check_names_the_bad_line(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[echo.e]\nlisten = "abc"\n')
@@ -101,6 +107,7 @@ def test_config_check_names_the_bad_line(tmp_path):
     assert f"{bad}:2: [echo.e] listen" in proc.stderr
 
 
+@pytest.mark.memory
 def test_make_service_builds_each_kind_with_a_shared_registry():
     from twisted.internet.testing import MemoryReactorClock
 

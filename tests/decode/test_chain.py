@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
@@ -12,66 +10,12 @@ from playground.decode import records as R
 from playground.decode.chain import Chain, HttpFilter
 from playground.decode.httpdecoder import HttpStream
 from playground.decode.plainviews import HexStream, TextStream
-from playground.decode.records import to_json
 from playground.decode.respdecoder import RespStream, redact_command, secret_parts
 from playground.proxy import decoding
 from playground.proxy.decoding import check_options
-from playground.proxy.observer import Endpoint, PairInfo
-from playground.sinks.console import ConsoleFormatter
+from tests.support.chain import SUMMARY, FakePcap, ListSink, pair, rendered
 
 C2S, S2C = "c2s", "s2c"
-SUMMARY = {"bytes_c2s": 1, "bytes_s2c": 2, "duration": 0.5, "closed_by": "client", "how": "fin"}
-
-
-class ListSink:
-    def __init__(self):
-        self.records = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-    def of(self, kind):
-        return [r for r in self.records if isinstance(r, kind)]
-
-
-class FakePcap:
-    """Records what the chain passes on: data per direction and masks."""
-
-    def __init__(self):
-        self.data_calls = []
-        self.masks = []
-        self.written = {C2S: 0, S2C: 0}
-        self.events = []
-
-    def pair_opened(self, pair, now):
-        self.events.append("open")
-
-    def data(self, pair_id, direction, data, now):
-        self.data_calls.append((direction, bytes(data)))
-        self.written[direction] += len(data)
-
-    def mask(self, pair_id, direction, start, end):
-        self.masks.append((direction, start, end))
-        return max(0, min(end, self.written[direction]) - start)
-
-    def half_closed(self, pair_id, direction, now):
-        self.events.append(("half", direction))
-
-    def pair_closed(self, pair_id, summary, now):
-        self.events.append("close")
-
-    def stream(self, direction):
-        return b"".join(d for dr, d in self.data_calls if dr == direction)
-
-
-def pair(pid=1):
-    return PairInfo(
-        pid,
-        Endpoint("127.0.0.1", 51234),
-        Endpoint("127.0.0.1", 6479),
-        "tcp:host=127.0.0.1:port=6379",
-        Endpoint("127.0.0.1", 6379),
-    )
 
 
 def drive(calls, **kw):
@@ -84,13 +28,6 @@ def drive(calls, **kw):
     return c, sink
 
 
-def rendered(sink, max_value=200):
-    f = ConsoleFormatter(False, max_value)
-    text = "\n".join(line for r in sink.records for line in f.lines(r))
-    js = "\n".join(json.dumps(to_json(r, max_value)) for r in sink.records)
-    return text, js
-
-
 GET = (
     b"GET /api/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cr3t-token\r\n"
     b"Cookie: sid=s3cr3t-cookie\r\n\r\n"
@@ -101,6 +38,7 @@ OK = (
 )
 
 
+@pytest.mark.pure
 def test_http_exchange_line_and_redaction():
     c, sink = drive([(C2S, GET), (S2C, OK)])
     [ex] = sink.of(R.HttpExchange)
@@ -112,6 +50,7 @@ def test_http_exchange_line_and_redaction():
     assert not c.pairs  # state freed at close
 
 
+@pytest.mark.pure
 def test_body_echoing_credentials_is_masked_in_previews():
     """httpbin-style /headers echoes the request's Authorization and Cookie in its body: the
     preview must not leak what the header view redacts."""
@@ -130,12 +69,14 @@ def test_body_echoing_credentials_is_masked_in_previews():
     assert "s3cr3t-token" in js
 
 
+@pytest.mark.pure
 def test_no_redact_shows_headers():
     _, sink = drive([(C2S, GET), (S2C, OK)], redact=False)
     _, js = rendered(sink)
     assert "s3cr3t-token" in js and "s3cr3t-set" in js
 
 
+@pytest.mark.pure
 def test_http_filter():
     calls = [
         (C2S, GET),
@@ -151,6 +92,7 @@ def test_http_filter():
     assert sink.of(R.HttpExchange) == []
 
 
+@pytest.mark.pure
 def test_garbage_falls_back_to_hex_and_text_lines():
     _, sink = drive([(C2S, b"\x16\x03\x01\x00\x05hello"), (S2C, b"\x15\x03\x01\x00\x02\x02\x28")])
     assert [r.protocol for r in sink.of(R.Detected)] == ["hex"]
@@ -165,6 +107,7 @@ def test_garbage_falls_back_to_hex_and_text_lines():
     assert "\x1b" not in text and "\\x1b[2J\\n" in text
 
 
+@pytest.mark.pure
 def test_http_then_garbage_direction_goes_hex():
     _, sink = drive([(C2S, b"GET / HTTP/1.1\r\n\r\n"), (S2C, b"\x00\x01garbage\r\n\r\nxyz")])
     [u] = sink.of(R.Undecodable)
@@ -172,6 +115,7 @@ def test_http_then_garbage_direction_goes_hex():
     assert b"".join(r.data for r in sink.of(R.HexChunk)) == b"\x00\x01garbage\r\n\r\nxyz"
 
 
+@pytest.mark.pure
 def test_decoder_exception_becomes_undecodable_then_hex(monkeypatch):
     def boom(self, direction, data, now, offset):
         raise RuntimeError("bug")
@@ -183,6 +127,7 @@ def test_decoder_exception_becomes_undecodable_then_hex(monkeypatch):
     assert [r.data for r in sink.of(R.HexChunk)] == [b"hello\n", b"more\n", b"x\n"]
 
 
+@pytest.mark.pure
 def test_forced_decoders():
     _, sink = drive([(C2S, b"GET / HTTP/1.1\r\n\r\n")], decode="hex")
     assert sink.of(R.Detected)[0].forced and sink.of(R.HexChunk)
@@ -190,6 +135,7 @@ def test_forced_decoders():
     assert sink.of(R.TextLine)[0].data == b"\x00\x01\n"
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("decode, stream", [("resp", RespStream), ("http", HttpStream),
                                             ("text", TextStream), ("hex", HexStream)])
 def test_each_protocol_is_decoded_by_the_stream_beside_its_decoder(decode, stream):
@@ -203,6 +149,7 @@ def test_each_protocol_is_decoded_by_the_stream_beside_its_decoder(decode, strea
         assert callable(getattr(st.decoder, step))
 
 
+@pytest.mark.pure
 def test_half_close_decides_and_flushes():
     sink = ListSink()
     c = Chain([sink])
@@ -214,6 +161,7 @@ def test_half_close_decides_and_flushes():
     assert isinstance(sink.records[-1], R.HalfClose)
 
 
+@pytest.mark.pure
 def test_unknown_pair_ids_are_ignored():
     c = Chain([ListSink()])
     c.data(99, C2S, b"x", 0.0)
@@ -224,6 +172,7 @@ def test_unknown_pair_ids_are_ignored():
 # -- pcap hold-back and masking ------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_pcap_masks_a_secret_split_across_chunks():
     pcap = FakePcap()
     req = GET
@@ -237,6 +186,7 @@ def test_pcap_masks_a_secret_split_across_chunks():
     assert pcap.events == ["open", "close"]
 
 
+@pytest.mark.pure
 def test_pcap_without_redaction_passes_chunks_through():
     pcap = FakePcap()
     drive([(C2S, GET[:10]), (C2S, GET[10:])], pcap=pcap, redact=False)
@@ -244,6 +194,7 @@ def test_pcap_without_redaction_passes_chunks_through():
     assert pcap.masks == []
 
 
+@pytest.mark.pure
 def test_pcap_hex_and_text_pass_at_once():
     pcap = FakePcap()
     drive([(C2S, b"\x00\x01"), (C2S, b"hello\n")], pcap=pcap)
@@ -253,6 +204,7 @@ def test_pcap_hex_and_text_pass_at_once():
 # -- redaction rules --------------------------------------------------------------------------
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     "args, hidden",
     [
@@ -288,6 +240,7 @@ class Opts(usage.Options):
         check_options(self)
 
 
+@pytest.mark.pure
 def test_options_defaults_and_help():
     o = Opts()
     o.parseOptions([])
@@ -295,6 +248,7 @@ def test_options_defaults_and_help():
     assert "same-length" in str(o)
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     "argv, flag",
     [
@@ -312,6 +266,7 @@ def test_bad_options_name_the_flag(argv, flag):
         Opts().parseOptions(argv)
 
 
+@pytest.mark.memory
 def test_build(tmp_path):
     o = Opts()
     o.parseOptions(["--decode", "none"])
@@ -343,6 +298,7 @@ def cmd(*args):
     return encode_command(*args)
 
 
+@pytest.mark.pure
 def test_config_get_reply_hides_secret_parameters():
     calls = [(C2S, cmd(b"CONFIG", b"GET", b"*pass*")),
              (S2C, b"*4\r\n$11\r\nrequirepass\r\n$7\r\nhunter2\r\n"
@@ -361,6 +317,7 @@ def test_config_get_reply_hides_secret_parameters():
     assert "hunter2" in text and "s3cret" in text
 
 
+@pytest.mark.pure
 def test_resp_filters_redacts_and_falls_back():
     calls = [(C2S, cmd(b"AUTH", b"hunter2")), (S2C, b"+OK\r\n"), (C2S, cmd(b"PING")),
              (S2C, b"+PONG\r\n"), (C2S, cmd(b"CONFIG", b"SET", b"requirepass", b"newpass")),
@@ -390,6 +347,7 @@ def test_resp_filters_redacts_and_falls_back():
     assert [r.data for r in sink.of(R.HexChunk)] == [b"?garbage\r\n", b"more"]
 
 
+@pytest.mark.pure
 def test_resp_password_masked_in_pcap_even_when_split():
     pcap = FakePcap()
     frame = cmd(b"AUTH", b"user", b"hunter2-pw")
@@ -399,6 +357,7 @@ def test_resp_password_masked_in_pcap_even_when_split():
     assert [frame[s:e] for d, s, e in pcap.masks] == [b"hunter2-pw"]
 
 
+@pytest.mark.pure
 def test_config_get_password_masked_in_pcap_even_when_split():
     """The answer console and JSON show redacted is masked in the pcap: held back while a
     CONFIG GET waits, its secret values' bytes filled, RESP2 array or RESP3 map, any split."""
@@ -425,6 +384,7 @@ class RunSink(ListSink):
     takes_runs = True
 
 
+@pytest.mark.pure
 def test_pipelined_reads_come_as_runs_to_sinks_that_take_them():
     """A read answering several ordinary commands is one R.RedisExchanges for sinks that take
     runs; expanded, it is what any other sink gets."""

@@ -42,7 +42,9 @@ from playground.proxy import decoding
 from playground.proxy.observer import Endpoint, PairInfo
 from playground.sinks.console import ConsoleFormatter, ConsoleSink
 from playground.sinks.jsonlines import JsonSink
-from tests.conftest import recv_exactly, start_proxy, wait_until
+from tests.support.net import recv_exactly
+from tests.support.processes import start_proxy
+from tests.support.waiting import wait_until
 
 MIB = 1024 * 1024
 CHUNK = 64 * 1024  # what a proxy read gives at most
@@ -119,6 +121,7 @@ _commands = st.lists(st.lists(_text, min_size=1, max_size=5).map(lambda a: encod
                      min_size=1, max_size=6).map(b"".join)
 
 
+@pytest.mark.pure
 @given(st.lists(_values, min_size=1, max_size=5), st.integers(0, 20),
        st.lists(st.integers(0, 2000), max_size=8))
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
@@ -141,6 +144,7 @@ def test_streamed_strings_equal_the_whole_value_cut(values, max_value, cuts):
     assert got[-1][2] == len(data)
 
 
+@pytest.mark.pure
 @given(_commands, st.integers(1, 20), st.lists(st.integers(0, 3000), max_size=6))
 @settings(max_examples=200, deadline=None)
 def test_streamed_commands_hiredis_paths_included(data, max_value, cuts):
@@ -154,6 +158,7 @@ def test_streamed_commands_hiredis_paths_included(data, max_value, cuts):
                                             [c for c in cuts if c < len(data)])] == want
 
 
+@pytest.mark.pure
 @given(st.binary(max_size=300), st.booleans(), st.lists(st.integers(0, 300), max_size=5))
 @settings(max_examples=500, deadline=None)
 def test_random_bytes_never_raise_when_streaming(data, inline, cuts):
@@ -169,6 +174,7 @@ def test_random_bytes_never_raise_when_streaming(data, inline, cuts):
                     assert 0 <= v.offset <= len(data) and "internal" not in v.message
 
 
+@pytest.mark.pure
 def test_long_lines_are_streamed_only_in_reply_parsers():
     line = b"+1700000000.123456 [0 127.0.0.1:1] " + b'"v"' * 40_000 + b"\r\n"
     assert RespParser(max_value=8).feed(line + b"+OK\r\n") == [
@@ -182,6 +188,7 @@ def test_long_lines_are_streamed_only_in_reply_parsers():
         ProtocolError("line longer than 100000 bytes", 0)
 
 
+@pytest.mark.pure
 def test_truncated_is_bytes_with_the_full_length():
     t = Truncated(b"abc", 10)
     assert isinstance(t, bytes) and len(t) == 10 and t.kept == 3 and t[:2] == b"ab"
@@ -193,6 +200,7 @@ def test_truncated_is_bytes_with_the_full_length():
 # -- the conversation: bounded while a 50 MiB value streams ----------------------------------
 
 
+@pytest.mark.pure
 def test_conversation_holds_no_more_than_the_view_and_one_chunk():
     """50 MiB of a SET argument, then of a GET reply, in 64 KiB reads: what the decoder holds
     never exceeds max-value + one read, and Python allocates no more than a few reads' worth
@@ -226,6 +234,7 @@ def test_conversation_holds_no_more_than_the_view_and_one_chunk():
     assert conv.buffered() == 0
 
 
+@pytest.mark.pure
 def test_settled_advances_while_a_long_argument_streams():
     """The pcap hold-back waits for commands that may carry a password, not for a SET's value."""
     conv = RespConversation(max_value=200)
@@ -283,6 +292,7 @@ def _pair(pid=1):
 SUMMARY = {"bytes_c2s": 1, "bytes_s2c": 2, "duration": 0.5, "closed_by": "client", "how": "fin"}
 
 
+@pytest.mark.pure
 def test_chain_memory_does_not_follow_an_unfinished_value():
     """An unfinished 50 MiB bulk through the chain (default --max-value and --max-frame):
     allocations stay within a few reads, and at close everything goes."""
@@ -306,6 +316,7 @@ def test_chain_memory_does_not_follow_an_unfinished_value():
     assert [type(r) for r in sink.records] == [R.Open, R.Detected, R.Close]
 
 
+@pytest.mark.pure
 def test_closed_pair_is_freed_without_the_cyclic_gc():
     chain = Chain([ListSink()], decode="auto")
     gc.collect()
@@ -322,6 +333,7 @@ def test_closed_pair_is_freed_without_the_cyclic_gc():
         gc.enable()
 
 
+@pytest.mark.pure
 def test_huge_password_is_redacted_whole():
     sink = ListSink()
     pcap = Pcap()
@@ -340,6 +352,7 @@ def test_huge_password_is_redacted_whole():
     assert chain.leaked == 0
 
 
+@pytest.mark.memory
 @pytest.mark.parametrize("frame_args", [
     (b"AUTH", b"P" * (3 * MIB)),
     (b"HELLO", b"3", b"AUTH", b"default", b"P" * (3 * MIB)),
@@ -369,6 +382,7 @@ def test_password_longer_than_the_hold_back_never_reaches_the_pcap(tmp_path, fra
     assert chain.leaked == 0
 
 
+@pytest.mark.pure
 def test_pcap_hold_back_passes_a_long_value_as_it_streams():
     pcap = Pcap()
     chain = Chain([ListSink()], pcap=pcap, decode="resp")
@@ -394,6 +408,7 @@ _long_value = st.one_of(
 )
 
 
+@pytest.mark.pure
 @given(st.lists(st.one_of(_arg, _long), min_size=1, max_size=5), _long_value,
        st.integers(1, 12), st.booleans())
 @settings(max_examples=300, deadline=None)
@@ -420,6 +435,7 @@ def test_truncated_values_show_as_the_whole_ones(args, reply, limit, push):
     assert js.format_batch(shown * 2) == js.format_batch(whole * 2)
 
 
+@pytest.mark.memory
 def test_max_value_0_shows_values_whole_up_to_what_the_decoder_keeps(tmp_path):
     class Opts(usage.Options):
         optParameters = decoding.OPT_PARAMETERS
@@ -456,6 +472,7 @@ def _cmd_reply(sock, data: bytes, reply: bytes) -> None:
     assert recv_exactly(sock, len(reply)) == reply
 
 
+@pytest.mark.twistd
 def test_monitor_with_long_values_stays_decoded(redis_server, twistd, tmp_path):
     """A MONITOR client through the proxy sees a 200 KiB SET (a 200 KiB MONITOR line): the
     line is shown cut, with its length, and the small SET after it is still decoded; the
@@ -499,6 +516,7 @@ def test_monitor_with_long_values_stays_decoded(redis_server, twistd, tmp_path):
     assert proc.terminate() == 0
 
 
+@pytest.mark.pure
 @given(st.lists(st.tuples(st.binary(max_size=60), st.binary(max_size=60)), min_size=1,
                 max_size=4),
        st.lists(st.integers(0, 1000), max_size=6), st.lists(st.integers(0, 1000), max_size=6))

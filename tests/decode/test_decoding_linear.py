@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from twisted.internet.testing import MemoryReactorClock
 
 from playground.codec.resp import Truncated
@@ -22,6 +23,8 @@ from playground.decode.chain import Chain
 from playground.proxy.observer import Endpoint, PairInfo
 from playground.sinks.console import ConsoleSink
 from playground.sinks.jsonlines import JsonSink
+
+pytestmark = pytest.mark.memory
 
 CHUNK = 16 * 1024
 MAX_RATIO = 8.0  # linear: ~4; quadratic: ~16

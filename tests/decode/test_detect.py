@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from playground.decode.detect import HEX, HTTP, MAX_BLANK, PEEK, RESP, TEXT, Detector, classify
 
+pytestmark = pytest.mark.pure
+
 
 @pytest.mark.parametrize(
     "first, expected",

@@ -19,6 +19,8 @@ from playground.decode.httpdecoder import (
     HttpUndecodable,
 )
 
+pytestmark = pytest.mark.pure
+
 
 def run(chunks, **kw):
     """chunks: [(direction, bytes)]; returns all events, ending with close."""

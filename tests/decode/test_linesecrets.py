@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from playground.decode import records as R
 from playground.decode.chain import Chain
 from playground.decode.linesecrets import LineSecrets, StreamMask, mask, redact
-from tests.decode.test_chain import SUMMARY, FakePcap, ListSink, pair, rendered
+from tests.support.chain import SUMMARY, FakePcap, ListSink, pair, rendered
+
+pytestmark = pytest.mark.pure
 
 C2S, S2C = "c2s", "s2c"
 

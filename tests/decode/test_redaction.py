@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from playground.decode.redaction import (
     REDACTED,
     SECRET_HEADERS,
@@ -9,6 +11,8 @@ from playground.decode.redaction import (
     redact_headers,
     secret_values,
 )
+
+pytestmark = pytest.mark.pure
 
 
 def test_the_secret_headers():

@@ -54,6 +54,7 @@ def of(events, kind) -> list:
 OK = b"+OK\r\n"
 
 
+@pytest.mark.pure
 def test_pipelining_order_and_latency():
     events = run(
         [
@@ -72,6 +73,7 @@ def test_pipelining_order_and_latency():
     assert events[1].offset == len(cmd("SET", "a", "1")) and events[1].size == len(cmd("GET", "a"))
 
 
+@pytest.mark.pure
 def test_latency_counts_from_the_feed_that_completes_frames():
     c = cmd("GET", "key")
     events = run(
@@ -80,21 +82,25 @@ def test_latency_counts_from_the_feed_that_completes_frames():
     assert [(e.sent_at, e.replied_at, e.latency) for e in events] == [(2.0, 4.5, 2.5)]
 
 
+@pytest.mark.pure
 def test_inline_commands_pair():
     events = run([(C2S, b'SET k "a b"\r\n\r\nGET k\n', 1.0), (S2C, OK + b"$3\r\na b\r\n", 2.0)])
     assert pairs(events) == [((b"SET", b"k", b"a b"), Simple(b"OK")), ((b"GET", b"k"), b"a b")]
 
 
+@pytest.mark.pure
 def test_empty_arrays_are_ignored_like_redis():
     events = run([(C2S, b"*0\r\n*-1\r\n" + cmd("PING"), 1.0), (S2C, b"+PONG\r\n", 2.0)])
     assert pairs(events) == [((b"PING",), Simple(b"PONG"))]
 
 
+@pytest.mark.pure
 def test_reply_without_command_is_a_push():
     events = run([(S2C, b"-ERR max number of clients reached\r\n", 1.0)])
     assert [(type(e), e.kind) for e in events] == [(ServerPush, "unsolicited")]
 
 
+@pytest.mark.pure
 def test_pubsub_resp2():
     conv = RespConversation()
     events = run(
@@ -134,6 +140,7 @@ def test_pubsub_resp2():
     assert conv.pending == 0
 
 
+@pytest.mark.pure
 def test_unsubscribe_all_when_not_subscribed():
     events = run(
         [
@@ -147,6 +154,7 @@ def test_unsubscribe_all_when_not_subscribed():
     ]
 
 
+@pytest.mark.pure
 def test_long_channels_cut_alike_are_counted_apart():
     """Channel names longer than what the decoder keeps (their first --max-value bytes) may
     compare equal though they differ further on: UNSUBSCRIBE without arguments still expects
@@ -173,6 +181,7 @@ def test_long_channels_cut_alike_are_counted_apart():
     assert of(events, ServerPush) == []
 
 
+@pytest.mark.pure
 def test_subscribe_arity_error_does_not_desync():
     events = run(
         [
@@ -186,6 +195,7 @@ def test_subscribe_arity_error_does_not_desync():
 HELLO3 = encode(Map(((b"server", b"redis"), (b"proto", 3))), 3)
 
 
+@pytest.mark.pure
 def test_hello3_and_pubsub_resp3():
     conv = RespConversation()
     events = run(
@@ -214,6 +224,7 @@ def test_hello3_and_pubsub_resp3():
     assert [p.kind for p in of(events, ServerPush)] == ["message", "message", "invalidate"]
 
 
+@pytest.mark.pure
 def test_hello_failure_keeps_resp2_and_hello2_goes_back():
     conv = RespConversation()
     run([(C2S, cmd("HELLO", "4"), 1), (S2C, b"-NOPROTO unsupported protocol version\r\n", 2)], conv)
@@ -224,6 +235,7 @@ def test_hello_failure_keeps_resp2_and_hello2_goes_back():
     assert conv.protocol == 2 and events[0].protocol == 2
 
 
+@pytest.mark.pure
 def test_multi_exec():
     events = run(
         [
@@ -246,6 +258,7 @@ def test_multi_exec():
     assert ex[4].queued == ((b"SET", b"a", b"1"), (b"INCR", b"a"))
 
 
+@pytest.mark.pure
 def test_discard_and_nested_multi_and_watch_abort():
     events = run(
         [
@@ -269,6 +282,7 @@ def test_discard_and_nested_multi_and_watch_abort():
     assert ex[-1].reply is None and ex[-1].queued == ((b"GET", b"a"),)
 
 
+@pytest.mark.pure
 def test_failed_multi_unmarks_the_commands_after_it():
     events = run(
         [
@@ -279,6 +293,7 @@ def test_failed_multi_unmarks_the_commands_after_it():
     assert [e.in_transaction for e in of(events, Exchange)] == [False, False, False]
 
 
+@pytest.mark.pure
 def test_monitor():
     events = run(
         [
@@ -294,6 +309,7 @@ def test_monitor():
     assert [p.kind for p in of(events, ServerPush)] == ["monitor", "monitor"]
 
 
+@pytest.mark.pure
 def test_client_reply_off_skip_on():
     events = run(
         [
@@ -326,6 +342,7 @@ def test_client_reply_off_skip_on():
     assert all(e.replied_at is None and e.latency is None for e in ex if e.suppressed)
 
 
+@pytest.mark.pure
 def test_quit_then_unanswered_at_eof():
     conv = RespConversation()
     events = run([(C2S, cmd("QUIT") + cmd("GET", "a"), 1), (S2C, OK, 2), ("eof", S2C, 3)], conv)
@@ -336,12 +353,14 @@ def test_quit_then_unanswered_at_eof():
     assert conv.pending == 0
 
 
+@pytest.mark.pure
 def test_client_eof_keeps_waiting_and_close_flushes():
     conv = RespConversation()
     assert run([(C2S, cmd("BLPOP", "q", 0), 1), ("eof", C2S, 2)], conv) == []
     assert [type(e) for e in conv.close(3)] == [Unanswered]
 
 
+@pytest.mark.pure
 def test_reset():
     conv = RespConversation()
     events = run(
@@ -356,6 +375,7 @@ def test_reset():
     assert [c[0] for c, _ in pairs(events)] == [b"HELLO", b"SUBSCRIBE", b"RESET", b"GET"]
 
 
+@pytest.mark.pure
 def test_undecodable_reply_stream():
     events = run([(C2S, cmd("GET", "a"), 1), (S2C, b"$3\r\nabcX\r\n", 2), (S2C, OK, 3)])
     assert [type(e) for e in events] == [Undecodable]
@@ -364,6 +384,7 @@ def test_undecodable_reply_stream():
     assert events == [Undecodable(C2S, 1, "bad bulk length b'x'", 4)]
 
 
+@pytest.mark.pure
 def test_pending_cap():
     conv = RespConversation(max_pending=10)
     events = conv.feed(C2S, cmd("PING") * 11, 1.0)
@@ -453,6 +474,7 @@ REDACTION_CASES = [
 ]
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("args, shown", REDACTION_CASES)
 def test_redact_command(args, shown):
     assert redact_command(args) == shown
@@ -467,6 +489,7 @@ def test_redact_command(args, shown):
     assert len(RespParser().feed(bytes(masked))[0]) == len(args)
 
 
+@pytest.mark.pure
 def test_secret_ranges_inline():
     line = b"AUTH  user  s3cret\r\n"
     args = RespParser(inline=True).feed(line)[0].args
@@ -477,6 +500,7 @@ def test_secret_ranges_inline():
     assert b"s3 cret" in line[s:e] and b"user" not in line[s:e]
 
 
+@pytest.mark.pure
 def test_inline_secret_found_when_the_same_read_then_fails():
     """The parser stops at the error: the inline line's place in the read is still known."""
     for prefix in (b"", cmd("PING"), b"\r\n"):
@@ -489,6 +513,7 @@ def test_inline_secret_found_when_the_same_read_then_fails():
         assert of(events, Undecodable)
 
 
+@pytest.mark.pure
 def test_config_get_answer_secret_ranges():
     from playground.decode.respdecoder import reply_secret_ranges
 
@@ -510,6 +535,7 @@ def test_config_get_answer_secret_ranges():
     assert reply_secret_ranges((b"CONFIG", b"SET"), [b"requirepass", b"pw"], 0, 30) == []
 
 
+@pytest.mark.pure
 def test_an_error_echoing_an_acl_rule_has_the_password_masked():
     """``ACL SETUSER u <pw`` (a password the user does not have) is answered ``-ERR Error in
     ACL SETUSER modifier '<pw': ...``: the password is in the answer too."""
@@ -537,6 +563,7 @@ def test_an_error_echoing_an_acl_rule_has_the_password_masked():
     assert reply_secret_ranges(args, Error(b"ERR syntax error"), 0, 19) == []
 
 
+@pytest.mark.pure
 def test_secret_range_events_come_before_the_exchange():
     conv = RespConversation()
     frame = cmd("AUTH", "bob", "hunter2")
@@ -595,6 +622,7 @@ def _feed_split(conv, direction, data, cuts):
     return out
 
 
+@pytest.mark.pure
 def test_script_whole():
     conv = RespConversation()
     events = conv.feed(C2S, SCRIPT_C2S, 0.0) + conv.feed(S2C, SCRIPT_S2C, 0.0)
@@ -614,6 +642,7 @@ def test_script_whole():
     assert conv.pending == 0 and len(of(events, ServerPush)) == 1
 
 
+@pytest.mark.pure
 @given(
     st.lists(st.integers(0, len(SCRIPT_C2S)), max_size=10),
     st.lists(st.integers(0, len(SCRIPT_S2C)), max_size=10),
@@ -627,6 +656,7 @@ def test_split_invariance(c_cuts, s_cuts):
     assert with_spans(got) == with_spans(expected)
 
 
+@pytest.mark.pure
 @given(st.lists(st.tuples(st.booleans(), st.binary(max_size=40)), max_size=12))
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_random_bytes_never_raise(chunks):
@@ -661,6 +691,7 @@ SOUP = [
 ]
 
 
+@pytest.mark.pure
 @given(st.lists(st.tuples(st.booleans(), st.sampled_from(SOUP)), max_size=30))
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_protocol_soup_never_raises(chunks):
@@ -705,6 +736,7 @@ class Recorder:
         self.sock.close()
 
 
+@pytest.mark.real
 def test_real_conversation(redis_server):
     port = redis_server.port
     k = "tcpplay:decoder:%d" % time.monotonic_ns()
@@ -789,6 +821,7 @@ def test_real_conversation(redis_server):
     ]
 
 
+@pytest.mark.real
 def test_real_monitor(redis_server):
     port = redis_server.port
     k = "tcpplay:monitor:%d" % time.monotonic_ns()
@@ -844,6 +877,7 @@ def _script(picks):
             yield frame, _REPLIES[name]
 
 
+@pytest.mark.pure
 @given(st.lists(st.sampled_from(range(len(_PIPELINE))), min_size=1, max_size=60),
        st.lists(st.integers(0, 3000), max_size=3))
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
@@ -865,6 +899,7 @@ def test_pipelined_runs_equal_frame_by_frame(picks, cuts):
     assert with_spans(got) == with_spans(want)
 
 
+@pytest.mark.pure
 @given(st.lists(st.sampled_from(range(len(_PIPELINE))), min_size=1, max_size=40))
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 def test_one_frame_per_read_equals_pure(picks):
@@ -888,6 +923,7 @@ def test_one_frame_per_read_equals_pure(picks):
     assert with_spans(got) == with_spans(want)
 
 
+@pytest.mark.pure
 def test_answers_inside_exec_are_masked_too():
     """``MULTI``, ``CONFIG GET requirepass``, ``ACL SETUSER u <pw``, ``EXEC``: the answers come
     inside EXEC's array, with the password in them."""
@@ -914,6 +950,7 @@ def test_answers_inside_exec_are_masked_too():
     assert conv.settled(S2C) == len(stream)
 
 
+@pytest.mark.pure
 def test_every_path_gives_the_one_exchange_type_with_its_latency_set_once():
     """One command per read (the fast paths), a pipelined run (offsets worked out when asked), a
     command followed for its state (AUTH, MULTI/EXEC) and a suppressed one: all come out as

@@ -11,7 +11,8 @@ import pytest
 from twisted.python import usage
 
 from playground.tap import SUBCOMMANDS
-from tests.conftest import ROOT, TWISTD, free_port
+from tests.support.net import free_port
+from tests.support.paths import ROOT, TWISTD
 
 
 def run_twistd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -37,6 +38,7 @@ def echo_roundtrip(port: int, data: bytes) -> bytes:
         return got
 
 
+@pytest.mark.twistd
 def test_echo_serves_and_exits_cleanly_on_sigterm(twistd):
     port = free_port()
     t = twistd(["echo", "--listen", port])
@@ -56,6 +58,7 @@ def test_echo_serves_and_exits_cleanly_on_sigterm(twistd):
     assert "Traceback" not in out
 
 
+@pytest.mark.twistd
 def test_busy_port_is_a_one_line_error(twistd):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -72,6 +75,7 @@ def test_busy_port_is_a_one_line_error(twistd):
     assert "Traceback" not in out
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("value", ["abc", "99999", "tcp:notaport"])
 def test_bad_listen_is_a_usage_error_naming_the_flag(value):
     result = run_twistd("tcpplay", "echo", "--listen", value)
@@ -83,6 +87,7 @@ def test_bad_listen_is_a_usage_error_naming_the_flag(value):
     assert "Traceback" not in text
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("args, command, error", [
     (["echo", "--bogus"], "twistd tcpplay echo", "option --bogus not recognized"),
     (["proxy", "--listen", "7000"], "twistd tcpplay proxy", "--target is required"),
@@ -102,6 +107,7 @@ def test_usage_error_is_one_line_and_a_hint_not_the_whole_help(args, command, er
     assert lines[1] == f"Run '{command} --help' for the options."
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("args", [["--version"], ["proxy", "--version"], ["serve", "--version"],
                                   ["demo", "--version"]])
 def test_version_is_tcpplays(args):
@@ -112,12 +118,14 @@ def test_version_is_tcpplays(args):
     assert result.stdout == f"tcpplay {version('tcpplay')}\n"
 
 
+@pytest.mark.twistd
 def test_no_subcommand_is_a_usage_error():
     result = run_twistd("tcpplay")
     assert result.returncode != 0
     assert "choose a subcommand" in result.stdout + result.stderr
 
 
+@pytest.mark.twistd
 def test_tcpplay_help_lists_every_subcommand():
     result = run_twistd("tcpplay", "--help")
     assert result.returncode == 0, result.stderr
@@ -128,6 +136,7 @@ def test_tcpplay_help_lists_every_subcommand():
 _OPTION_LINE = re.compile(r"^ +(?:-\w, )?--(?P<name>[\w-]+)=?(?P<help>.*)$")
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("name, module", [(name, module) for name, module, _ in SUBCOMMANDS])
 def test_subcommand_help_describes_every_option(name, module):
     result = run_twistd("tcpplay", name, "--help")
@@ -161,12 +170,14 @@ def test_subcommand_help_describes_every_option(name, module):
             assert re.search(r"\[default: [^]]+\]$", " ".join(block.split())), block
 
 
+@pytest.mark.twistd
 def test_foreground_writes_no_pidfile_so_two_servers_share_a_directory(tmp_path):
     """``twistd -n tcpplay ...`` without --pidfile writes no twistd.pid (two terminals, one
     directory); an explicit --pidfile is still honoured."""
     import subprocess as sp
 
-    from tests.conftest import TWISTD, free_port, wait_port
+    from tests.support.net import free_port, wait_port
+    from tests.support.paths import TWISTD
 
     procs = []
     try:
@@ -188,16 +199,18 @@ def test_foreground_writes_no_pidfile_so_two_servers_share_a_directory(tmp_path)
             assert p.wait(20) == 0
 
 
+@pytest.mark.twistd
 def test_subcommand_usage_line_names_the_subcommand_once():
     import subprocess as sp
 
-    from tests.conftest import TWISTD
+    from tests.support.paths import TWISTD
 
     out = sp.run([TWISTD, "-n", "tcpplay", "echo", "--help"], capture_output=True, text=True,
                  timeout=60).stdout
     assert out.splitlines()[0] == "Usage: twistd [options] tcpplay echo [options]"
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("flag", ["--json", "--pcap"])
 @pytest.mark.parametrize("where", ["missing-dir", "directory"])
 def test_unwritable_output_file_is_a_usage_error_before_listening(tmp_path, flag, where):
@@ -212,6 +225,7 @@ def test_unwritable_output_file_is_a_usage_error_before_listening(tmp_path, flag
     assert "listening" not in text and "Traceback" not in text
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("args", [[], ["--json", "-"]])
 def test_closed_stdout_is_a_usage_error_before_listening(tmp_path, args):
     """``twistd ... tcpplay proxy ... >&-``: the console (or ``--json -``) has nowhere to
@@ -228,6 +242,7 @@ def test_closed_stdout_is_a_usage_error_before_listening(tmp_path, args):
     assert ("--json -" in line) == bool(args)
 
 
+@pytest.mark.pure
 def test_output_file_check_leaves_no_file_behind(tmp_path):
     from playground.proxy import service
 
@@ -237,6 +252,7 @@ def test_output_file_check_leaves_no_file_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []  # the sinks create them when the proxy starts
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("spelling", ["dot-slash", "symlink", "existing"])
 def test_json_and_pcap_naming_one_file_is_a_usage_error(tmp_path, spelling):
     """Not only the same string: ``out`` and ``./out``, or a link to it, are one file too
@@ -254,6 +270,7 @@ def test_json_and_pcap_naming_one_file_is_a_usage_error(tmp_path, spelling):
         service.Options().parseOptions(["--target", "6379", "--json", str(out), "--pcap", other])
 
 
+@pytest.mark.pure
 def test_pcap_to_stdout_by_any_name_is_refused():
     from playground.proxy import service
 
@@ -262,6 +279,7 @@ def test_pcap_to_stdout_by_any_name_is_refused():
             service.Options().parseOptions(["--target", "6379", "--pcap", name])
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("module", ["proxy", "demo"])
 def test_json_to_dev_stdout_is_json_to_stdout(module):
     """So the console steps aside and twistd's log goes to stderr, as with ``--json -``."""
@@ -271,6 +289,7 @@ def test_json_to_dev_stdout_is_json_to_stdout(module):
     assert opts["json"] == "-"
 
 
+@pytest.mark.twistd
 def test_demo_checks_its_json_file_too(tmp_path):
     result = run_twistd("tcpplay", "demo", "--json", str(tmp_path / "no" / "x.json"))
     assert result.returncode == 1
@@ -313,13 +332,15 @@ class _Streams:
                 r.join(5)
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("kind", ["proxy", "serve", "dev-stdout"])
 def test_json_to_stdout_keeps_twistds_log_on_stderr(redis_server, tmp_path, kind):
     """``--json -`` owns stdout: every stdout line is JSON (``| jq .`` works); the log is on
     stderr. ``--json /dev/stdout`` is the same."""
     import json
 
-    from tests.conftest import need, wait_until
+    from tests.support.processes import need
+    from tests.support.waiting import wait_until
 
     port = free_port()
     out = "/dev/stdout" if kind == "dev-stdout" else "-"
@@ -348,8 +369,9 @@ def test_json_to_stdout_keeps_twistds_log_on_stderr(redis_server, tmp_path, kind
     assert "Server Shut Down." in err and "Traceback" not in err
 
 
+@pytest.mark.twistd
 def test_logfile_dev_stderr_is_written_without_rotation(tmp_path):
-    from tests.conftest import wait_until
+    from tests.support.waiting import wait_until
 
     port = free_port()
     t = _Streams([TWISTD, "-n", "--pidfile=", "--logfile=/dev/stderr", "tcpplay", "echo",
@@ -364,13 +386,14 @@ def test_logfile_dev_stderr_is_written_without_rotation(tmp_path):
     assert t.out == [] and "Server Shut Down." in err and "Traceback" not in err
 
 
+@pytest.mark.twistd
 def test_json_to_a_fifo_reaches_its_reader(twistd, redis_server, tmp_path):
     """``--json FIFO`` (``mkfifo f; jq . < f``): the option check does not open the FIFO (that
     blocked with no reader, and its close ended the reader's input before any event)."""
     import os
     import threading
 
-    from tests.conftest import wait_until
+    from tests.support.waiting import wait_until
 
     fifo = tmp_path / "events"
     os.mkfifo(fifo)
@@ -401,6 +424,7 @@ def test_json_to_a_fifo_reaches_its_reader(twistd, redis_server, tmp_path):
     assert b'"PING"' in got[0], got
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("where", ["missing-dir", "directory"])
 def test_unwritable_logfile_is_one_line_not_twistds_traceback(tmp_path, where):
     path = tmp_path / "no" / "x.log" if where == "missing-dir" else tmp_path
@@ -412,6 +436,7 @@ def test_unwritable_logfile_is_one_line_not_twistds_traceback(tmp_path, where):
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("daemon", [False, True])
 def test_unwritable_pidfile_is_one_line_not_twistds_traceback(tmp_path, daemon):
     path = tmp_path / "no" / "x.pid"
@@ -422,7 +447,7 @@ def test_unwritable_pidfile_is_one_line_not_twistds_traceback(tmp_path, daemon):
         import os
         import signal
 
-        from tests.conftest import wait_until
+        from tests.support.waiting import wait_until
 
         log = tmp_path / "x.log"
         wait_until(lambda: log.exists() and "listening on" in log.read_text(), 10, "the log")

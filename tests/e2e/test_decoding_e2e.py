@@ -23,7 +23,9 @@ from twisted.internet import defer, task, threads
 from playground.decode.chain import Chain
 from playground.sinks.console import ConsoleSink
 from playground.sinks.jsonlines import JsonSink
-from tests.conftest import free_port, need, redis_commands, start_redis, stop_process, tshark
+from tests.support.capture import redis_commands, tshark
+from tests.support.net import free_port
+from tests.support.processes import need, start_redis, stop_process
 
 
 class Proxied:
@@ -112,6 +114,7 @@ def echo_port(twistd):
     return _serving(twistd, "echo")
 
 
+@pytest.mark.twistd
 @pytest_twisted.inlineCallbacks
 def test_curl_keepalive_chunked_head_and_big_post(http_port, tmp_path):
     curl = need("curl")
@@ -172,6 +175,7 @@ def test_curl_keepalive_chunked_head_and_big_post(http_port, tmp_path):
     assert len(rows[2][2]) == len("Basic " + b64)
 
 
+@pytest.mark.twistd
 @pytest_twisted.inlineCallbacks
 def test_binary_and_garbage_forwarded_exactly_and_shown_as_hex(echo_port, tmp_path):
     p = Proxied(echo_port, tmp_path)
@@ -200,6 +204,7 @@ def test_binary_and_garbage_forwarded_exactly_and_shown_as_hex(echo_port, tmp_pa
     assert "00000000  00 01 02 03" in p.text()
 
 
+@pytest.mark.twistd
 @pytest_twisted.inlineCallbacks
 def test_http_garbage_reply_falls_back_to_hex(echo_port, tmp_path):
     """An 'HTTP' client talking to an echo server: the answer is not HTTP; no traceback."""
@@ -230,6 +235,7 @@ def redis_pw(tmp_path):
     stop_process(server.proc)
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_redis_cli_and_redis_py_through_the_chain(redis_pw, tmp_path):
     cli = need("redis-cli")
@@ -286,6 +292,7 @@ def test_redis_cli_and_redis_py_through_the_chain(redis_pw, tmp_path):
     assert total == len(p.records("redis")) + len(p.records("redis_unanswered"))
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_only_and_skip_filters(redis_server, tmp_path):
     cli = need("redis-cli")
@@ -300,6 +307,7 @@ def test_only_and_skip_filters(redis_server, tmp_path):
 # -- the command line ---------------------------------------------------------------------------
 
 
+@pytest.mark.twistd
 def test_twistd_proxy_json_and_console(twistd, echo_port, tmp_path):
     port = free_port()
     out = tmp_path / "events.jsonl"
@@ -332,6 +340,7 @@ def test_twistd_proxy_json_and_console(twistd, echo_port, tmp_path):
     assert "Traceback" not in t.output()
 
 
+@pytest.mark.pure
 def test_tools_present():
     for tool in ("curl", "tshark"):
         assert shutil.which(tool), tool

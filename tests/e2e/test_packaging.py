@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from playground.tap import SUBCOMMANDS
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 TWISTD_CODE = (
     "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; sys.exit(run())"
@@ -86,6 +86,7 @@ def installed(tmp_path_factory):
     return wheel, python, empty, Path(purelib), src
 
 
+@pytest.mark.real
 def test_wheel_contents(installed):
     wheel, src = installed[0], installed[4]
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -100,6 +101,7 @@ def test_wheel_contents(installed):
     assert not any(n.startswith("tests/") for n in names)
 
 
+@pytest.mark.real
 def test_installed_code_comes_from_the_wheel(installed):
     _, python, cwd, purelib, _ = installed
     out = run(
@@ -118,12 +120,14 @@ def test_installed_code_comes_from_the_wheel(installed):
     assert not any(Path(entry) in (ROOT, Path(cwd)) for entry in json.loads(path) if entry)
 
 
+@pytest.mark.twistd
 def test_installed_twistd_lists_tcpplay(installed):
     _, python, cwd, _, _ = installed
     out = run([python, "-I", "-c", TWISTD_CODE, "--help"], cwd=cwd).stdout
     assert re.search(r"^ +tcpplay +\S", out, re.M), out
 
 
+@pytest.mark.twistd
 def test_installed_twistd_tcpplay_help(installed):
     _, python, cwd, _, _ = installed
     out = run([python, "-I", "-c", TWISTD_CODE, "tcpplay", "--help"], cwd=cwd).stdout

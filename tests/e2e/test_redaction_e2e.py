@@ -11,7 +11,11 @@ import subprocess
 
 import pytest
 
-from tests.conftest import free_port, need, rows, start_proxy, start_redis, stop_process, tshark
+from tests.support.capture import rows, tshark
+from tests.support.net import free_port
+from tests.support.processes import need, start_proxy, start_redis, stop_process
+
+pytestmark = pytest.mark.twistd
 
 PASSWORD = "s3cret"
 

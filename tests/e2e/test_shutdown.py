@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-from tests.conftest import PING, PONG, ROOT, TWISTD, Twistd, free_port, recv_exactly, wait_closed
+from tests.support.net import PING, PONG, free_port, recv_exactly, wait_closed
+from tests.support.paths import ROOT, TWISTD
+from tests.support.processes import Twistd
 
 
 class Foreground(Twistd):
@@ -59,6 +61,7 @@ def _twice(fg: Foreground, drain_line: str, first=signal.SIGINT) -> float:
     return time.monotonic() - t0
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM])
 def test_second_ctrl_c_aborts_the_proxy_drain_at_once(foreground, redis_server, first):
     port = free_port()
@@ -77,6 +80,7 @@ def test_second_ctrl_c_aborts_the_proxy_drain_at_once(foreground, redis_server, 
     assert "Traceback" not in out and "ReactorNotRunning" not in out
 
 
+@pytest.mark.twistd
 def test_second_ctrl_c_ends_the_chat_goodbye_at_once(foreground):
     port = free_port()
     fg = foreground(["chat", "--listen", port, "--drain-timeout", 30])
@@ -89,6 +93,7 @@ def test_second_ctrl_c_ends_the_chat_goodbye_at_once(foreground):
     assert "Traceback" not in out and "ReactorNotRunning" not in out
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("kind", ["demo", "chat"])
 def test_drain_timeout_of_demo_and_chat(foreground, kind):
     port = free_port()
@@ -115,6 +120,7 @@ def test_drain_timeout_of_demo_and_chat(foreground, kind):
     assert "Traceback" not in fg.output()
 
 
+@pytest.mark.real
 def test_signals_are_ignored_once_the_services_stopped_on_a_signal():
     """After a signal-started stop has drained everything, further Ctrl-Cs are ignored (not
     handled by Python, whose finalization puts the default action back: a Ctrl-C landing then
@@ -138,6 +144,7 @@ def test_signals_are_ignored_once_the_services_stopped_on_a_signal():
             signal.signal(sig, handler)
 
 
+@pytest.mark.twistd
 def test_signal_sent_on_seeing_the_listening_line_stops_in_order():
     """"listening on" is logged once the reactor runs, with its signal handlers in place: a
     SIGINT sent on seeing it (as scripts and tests do) is an orderly stop, not a

@@ -29,7 +29,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT, free_port, need, wait_port, wait_until
+from tests.support.net import free_port, wait_port
+from tests.support.paths import BIN, ROOT
+from tests.support.processes import need
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -425,6 +428,7 @@ def await_keys(tour: Tour, name: str, server) -> None:
 
 # -- the page itself --------------------------------------------------------------------------
 
+@pytest.mark.pure
 def test_every_block_is_checked():
     assert set(BLOCKS) == set(SPEC), (
         f"blocks without a check: {sorted(set(BLOCKS) - set(SPEC))}; "
@@ -436,12 +440,14 @@ def test_every_block_is_checked():
                 assert text in BLOCKS[name].body, f"[{name}] key {key!r} not in the block"
 
 
+@pytest.mark.pure
 def test_readme_links_the_tour():
     assert "(docs/tour.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 # -- 1. bytes over TCP ------------------------------------------------------------------------
 
+@pytest.mark.twistd
 def test_echo(twistd, tour, sessions):
     need("nc")
     echo = start_server(twistd, tour, "echo-server")
@@ -494,6 +500,7 @@ def _converse(tour: Tour, terminals: dict, steps: list) -> None:
         session.wait_for(tour.sub(block.after(typed)))
 
 
+@pytest.mark.twistd
 def test_chat(twistd, tour, sessions):
     need("nc")
     chat = start_server(twistd, tour, "chat-server")
@@ -538,6 +545,7 @@ def test_chat(twistd, tour, sessions):
 
 # -- 3. HTTP ----------------------------------------------------------------------------------
 
+@pytest.mark.twistd
 def test_http(twistd, tour, sessions):
     need("nc")
     need("curl")
@@ -572,6 +580,7 @@ def test_http(twistd, tour, sessions):
 
 # -- 4 and 5. RESP, the proxy -----------------------------------------------------------------
 
+@pytest.mark.twistd
 def test_resp_and_proxy(twistd, tour, sessions):
     for tool in ("nc", "curl", "redis-cli", "redis-server", "tshark", "hexdump"):
         need(tool)
@@ -657,6 +666,7 @@ def start_doc_redis(tour: Tour, sessions) -> Session:
 
 # -- 6. running it for real -------------------------------------------------------------------
 
+@pytest.mark.twistd
 def test_daemon(tour):
     need("nc")
     cmds = tour.commands("daemon")
@@ -688,6 +698,7 @@ def test_daemon(tour):
             os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
 
 
+@pytest.mark.twistd
 def test_metrics(twistd, tour):
     need("nc")
     need("curl")
@@ -698,6 +709,7 @@ def test_metrics(twistd, tour):
     assert echo.terminate() == 0
 
 
+@pytest.mark.twistd
 def test_serve_and_drain(twistd, tour, sessions):
     for tool in ("redis-cli", "redis-server", "curl"):
         need(tool)

@@ -19,7 +19,8 @@ from playground.common.limits import Refusal
 from playground.examples.chat import server as chat
 from playground.examples.chat.core import ChatServer
 from playground.examples.chat.server import ChatFactory, ChatProtocol
-from tests.conftest import RawClient, free_port, need
+from tests.support.net import RawClient, free_port
+from tests.support.processes import need
 
 HELLO = "= hello tcpplay-chat: choose a nick with /nick NAME; /help lists the commands"
 
@@ -75,6 +76,7 @@ def take(transport) -> list[str]:
     return data.decode("utf-8").split("\r\n")[:-1]
 
 
+@pytest.mark.memory
 def test_several_protocols_on_one_factory_talk():
     h = Harness()
     a, ta = h.connect()
@@ -105,6 +107,7 @@ def test_several_protocols_on_one_factory_talk():
     assert sorted(h.factory.protocols) == [b.conn_id]
 
 
+@pytest.mark.memory
 def test_over_long_line_closes_politely():
     h = Harness(max_line=64)
     a, ta = h.user("alice")
@@ -122,6 +125,7 @@ def test_over_long_line_closes_politely():
     assert a.close_reason == "line too long" and h.factory.limits.open == 1
 
 
+@pytest.mark.memory
 def test_polite_close_ends_when_the_client_closes_too():
     h = Harness(max_line=64)
     a, ta = h.user("alice")
@@ -131,6 +135,7 @@ def test_polite_close_ends_when_the_client_closes_too():
     assert ta.disconnecting and not ta.disconnected
 
 
+@pytest.mark.twistd
 def test_over_long_line_error_arrives_despite_unread_input(twistd):
     """A client that sends far more than the limit in one go still reads the error line: the
     server half-closes and drains instead of closing with unread input (which sends a reset)."""
@@ -149,6 +154,7 @@ def test_over_long_line_error_arrives_despite_unread_input(twistd):
     assert server.terminate() == 0
 
 
+@pytest.mark.memory
 def test_polite_close_cancels_the_abort_when_the_connection_ends():
     h = Harness()
     a, ta = h.user("alice")
@@ -158,6 +164,7 @@ def test_polite_close_cancels_the_abort_when_the_connection_ends():
     assert not ta.disconnected
 
 
+@pytest.mark.memory
 def test_idle_timeout_via_clock():
     h = Harness(idle_timeout=30)
     a, ta = h.user("alice")
@@ -178,6 +185,7 @@ def test_idle_timeout_via_clock():
     assert take(tb) == ["! idle-timeout no input for 30s; closing"] and tb.disconnecting
 
 
+@pytest.mark.memory
 def test_max_connections_refusal():
     h = Harness(max_connections=2)
     a, _ = h.user("alice")
@@ -192,6 +200,7 @@ def test_max_connections_refusal():
     assert isinstance(c, ChatProtocol) and take(tc) == [HELLO]
 
 
+@pytest.mark.memory
 def test_telnet_option_requests_are_refused_in_raw_bytes():
     h = Harness()
     a, ta = h.user("alice")
@@ -199,6 +208,7 @@ def test_telnet_option_requests_are_refused_in_raw_bytes():
     assert ta.value() == b"\xff\xfc\x01\xff\xfe\x1f<alice> hi\r\n"
 
 
+@pytest.mark.memory
 def test_half_close_finishes_the_last_line_and_says_goodbye():
     h = Harness()
     a, ta = h.user("alice")
@@ -208,6 +218,7 @@ def test_half_close_finishes_the_last_line_and_says_goodbye():
     assert ta.disconnecting
 
 
+@pytest.mark.memory
 def test_slow_reader_is_dropped_when_its_sendq_is_over_its_cap():
     h = Harness()
     h.factory.max_sendq = 1000
@@ -224,6 +235,7 @@ def test_slow_reader_is_dropped_when_its_sendq_is_over_its_cap():
     assert take(tb)[-1].startswith("= quit alice SendQ exceeded (")
 
 
+@pytest.mark.memory
 def test_send_budget_drops_the_longest_queue_first():
     h = Harness()
     f = h.factory
@@ -248,6 +260,7 @@ def test_send_budget_drops_the_longest_queue_first():
     assert not ts.disconnecting
 
 
+@pytest.mark.memory
 def test_sendq_drains_in_order_when_the_client_reads_again():
     h = Harness()
     a, ta = h.user("alice")
@@ -267,6 +280,7 @@ def test_sendq_drains_in_order_when_the_client_reads_again():
     assert take(ta) == ["<bob> five"] and ta.write_closed and h.factory.queued == 0
 
 
+@pytest.mark.memory
 def test_stopping_the_service_tells_everyone_and_waits_for_them():
     h = Harness()
     a, ta = h.user("alice")
@@ -284,6 +298,7 @@ def test_stopping_the_service_tells_everyone_and_waits_for_them():
     assert done.called
 
 
+@pytest.mark.memory
 def test_one_log_line_per_open_and_close(monkeypatch):
     events = []
     monkeypatch.setattr(ChatProtocol, "log", Logger(observer=events.append))
@@ -299,6 +314,7 @@ def test_one_log_line_per_open_and_close(monkeypatch):
     assert closed["bytes_in"] == len(b"/nick alice\r\nhi\n/quit\n") and closed["duration"] == 2.5
 
 
+@pytest.mark.memory
 def test_options_defaults_and_errors():
     opts = chat.Options()
     opts.parseOptions([])
@@ -341,6 +357,7 @@ def test_options_defaults_and_errors():
     assert (factory.send_budget, factory.max_sendq) == (8 << 20, 64 << 10)
 
 
+@pytest.mark.pure
 def test_subcommand_is_registered():
     from playground import tap
 
@@ -411,6 +428,7 @@ async def chat_port():
     await defer.maybeDeferred(port.stopListening)
 
 
+@pytest.mark.real
 @pytest.mark.timeout(30)
 @pytest_twisted.ensureDeferred
 async def test_real_sockets_clients_talk_and_a_conch_telnet_client_is_refused_options(chat_port):
@@ -454,6 +472,7 @@ async def test_real_sockets_clients_talk_and_a_conch_telnet_client_is_refused_op
 # --- real sockets: a twistd subprocess, raw sockets, nc ------------------------------------------
 
 
+@pytest.mark.twistd
 @pytest.mark.timeout(60)
 def test_twistd_chat_with_raw_sockets_nc_and_telnet_bytes(twistd):
     nc = need("nc")
@@ -519,6 +538,7 @@ def test_twistd_chat_with_raw_sockets_nc_and_telnet_bytes(twistd):
     assert "nick=ncuser" in log and "reason=end of input" in log
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_real_sockets_a_client_that_never_reads_is_dropped_within_the_budget():
     from twisted.internet import reactor, threads
@@ -561,6 +581,7 @@ def test_real_sockets_a_client_that_never_reads_is_dropped_within_the_budget():
     assert max(peak) <= budget and factory.queued == 0
 
 
+@pytest.mark.memory
 def test_make_service_listens_and_sees_clients_out():
     from twisted.application import service
 

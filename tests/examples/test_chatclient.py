@@ -14,7 +14,8 @@ from twisted.python.failure import Failure
 
 from playground import __main__ as cli
 from playground.examples.chat.client import ChatClientProtocol, InputLines, main
-from tests.conftest import ROOT, RawClient, free_port
+from tests.support.net import RawClient, free_port
+from tests.support.paths import ROOT
 
 
 class Shown:
@@ -32,11 +33,13 @@ def client(nick="x", **kw):
     return proto, transport, shown, clock
 
 
+@pytest.mark.memory
 def test_sends_its_nick_on_connect():
     _, transport, _, _ = client("alice")
     assert transport.value() == b"/nick alice\n"
 
 
+@pytest.mark.memory
 def test_shows_server_lines_however_they_are_split():
     proto, _, shown, _ = client()
     data = "= hello\r\n<bob> caf\u00e9\r\n* bob waves\n[from bob] hi\r\n".encode()
@@ -49,6 +52,7 @@ def test_shows_server_lines_however_they_are_split():
     assert shown.lines[-1] == "unfinished"
 
 
+@pytest.mark.memory
 def test_over_long_server_lines_are_shown_in_pieces():
     proto, _, shown, _ = client(max_line=10)
     proto.dataReceived(b"0123456789abcdefghij0123")
@@ -57,6 +61,7 @@ def test_over_long_server_lines_are_shown_in_pieces():
     assert shown.lines[-1] == "0123"
 
 
+@pytest.mark.memory
 def test_send_line_flattens_line_breaks():
     proto, transport, _, _ = client()
     transport.clear()
@@ -64,6 +69,7 @@ def test_send_line_flattens_line_breaks():
     assert transport.value() == "hello world \u2713\n".encode()
 
 
+@pytest.mark.memory
 def test_quit_sends_quit_waits_for_the_server_then_aborts():
     proto, transport, shown, clock = client()
     transport.clear()
@@ -80,6 +86,7 @@ def test_quit_sends_quit_waits_for_the_server_then_aborts():
     assert shown.notices == [f"disconnected: {proto.close_reason}"]
 
 
+@pytest.mark.memory
 def test_server_close_fires_when_closed_and_cancels_the_timer():
     proto, transport, _, clock = client()
     d = proto.quit("bye now")
@@ -95,6 +102,7 @@ def test_server_close_fires_when_closed_and_cancels_the_timer():
     assert later == ["connection closed"]
 
 
+@pytest.mark.memory
 def test_input_lines_go_to_the_server_and_eof_quits():
     proto, transport, _, _ = client()
     transport.clear()
@@ -107,6 +115,7 @@ def test_input_lines_go_to_the_server_and_eof_quits():
     assert transport.value() == b"hello\n/me waves\nlast\n/quit\n"
 
 
+@pytest.mark.pure
 def test_main_rejects_a_bad_nick_and_address(capsys):
     with pytest.raises(SystemExit) as e:
         main(["127.0.0.1:1", "--nick", "no spaces"])
@@ -116,6 +125,7 @@ def test_main_rejects_a_bad_nick_and_address(capsys):
     assert e.value.code == 2 and "cannot read" in capsys.readouterr().err
 
 
+@pytest.mark.pure
 def test_python_m_playground_dispatches(capsys):
     assert cli.main(["--help"]) == 0
     assert "chat-client" in capsys.readouterr().out
@@ -175,6 +185,7 @@ def joined_client(port: int, nick: str = "x") -> tuple[Peer, subprocess.Popen]:
     return watcher, proc
 
 
+@pytest.mark.twistd
 @pytest.mark.timeout(60)
 def test_client_message_then_eof(chat_server):
     watcher, proc = joined_client(chat_server.port)
@@ -186,6 +197,7 @@ def test_client_message_then_eof(chat_server):
     assert "-- connected to 127.0.0.1:" in err.decode()
 
 
+@pytest.mark.twistd
 @pytest.mark.timeout(60)
 def test_client_exits_0_when_the_server_goes_away(chat_server):
     _watcher, proc = joined_client(chat_server.port, "y")
@@ -196,6 +208,7 @@ def test_client_exits_0_when_the_server_goes_away(chat_server):
     assert "-- disconnected" in err.decode()
 
 
+@pytest.mark.twistd
 @pytest.mark.timeout(60)
 def test_client_ctrl_c_quits_cleanly(chat_server):
     watcher, proc = joined_client(chat_server.port, "z")
@@ -206,6 +219,7 @@ def test_client_ctrl_c_quits_cleanly(chat_server):
     assert "= bye goodbye" in out.decode()
 
 
+@pytest.mark.real
 def test_client_cannot_connect_exits_1():
     proc = run_client(free_port())
     out, err = finish(proc)

@@ -39,6 +39,8 @@ from playground.examples.chat.core import (
     valid_nick,
 )
 
+pytestmark = pytest.mark.pure
+
 HELLO = "= hello tcpplay-chat: choose a nick with /nick NAME; /help lists the commands"
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import socket
 import subprocess
 
+import pytest
 import redis
 
-from tests.conftest import free_port, need
+from tests.support.net import free_port
+from tests.support.processes import need
+
+pytestmark = pytest.mark.twistd
 
 
 def test_demo_proxies_resp_and_http_and_shows_them(twistd):

@@ -20,7 +20,8 @@ from twisted.python import failure, usage
 from playground.common.limits import Refusal
 from playground.common.listening import ListeningService
 from playground.examples import echo
-from tests.conftest import need, until
+from tests.support.processes import need
+from tests.support.waiting import until
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40001)
 
@@ -51,6 +52,7 @@ def close(proto, exc=None):
 # --- adapter: bytes, producer, half-close ---------------------------------------------------
 
 
+@pytest.mark.memory
 def test_bytes_are_echoed_and_counted():
     factory, _ = make_factory()
     proto, transport = connect(factory)
@@ -62,6 +64,7 @@ def test_bytes_are_echoed_and_counted():
     assert not transport.disconnecting
 
 
+@pytest.mark.memory
 def test_transport_is_its_own_streaming_producer():
     factory, _ = make_factory()
     proto, transport = connect(factory)
@@ -69,6 +72,7 @@ def test_transport_is_its_own_streaming_producer():
     assert transport.streaming is True
 
 
+@pytest.mark.memory
 def test_half_close_writes_everything_then_closes():
     factory, _ = make_factory()
     proto, transport = connect(factory)
@@ -85,6 +89,7 @@ def test_half_close_writes_everything_then_closes():
     assert factory.limits.open == 0
 
 
+@pytest.mark.memory
 def test_half_closed_client_that_never_reads_is_still_timed_out():
     factory, clock = make_factory(idle_timeout=5)
     proto, transport = connect(factory)
@@ -95,6 +100,7 @@ def test_half_closed_client_that_never_reads_is_still_timed_out():
     assert proto.close_reason == "idle timeout (5s)"
 
 
+@pytest.mark.memory
 def test_client_closing_and_reset_reasons(logged):
     factory, _ = make_factory()
     proto, _ = connect(factory)
@@ -110,6 +116,7 @@ def test_client_closing_and_reset_reasons(logged):
 # --- adapter: idle timeout ------------------------------------------------------------------
 
 
+@pytest.mark.memory
 def test_idle_timeout_aborts_and_data_resets_it(logged):
     factory, clock = make_factory(idle_timeout=5)
     proto, transport = connect(factory)
@@ -127,6 +134,7 @@ def test_idle_timeout_aborts_and_data_resets_it(logged):
     assert clock.getDelayedCalls() == []
 
 
+@pytest.mark.memory
 def test_no_idle_timeout_by_default():
     factory, clock = make_factory()
     proto, transport = connect(factory)
@@ -135,6 +143,7 @@ def test_no_idle_timeout_by_default():
     assert not transport.disconnecting
 
 
+@pytest.mark.memory
 def test_closing_cancels_the_idle_timer():
     factory, clock = make_factory(idle_timeout=30)
     proto, _ = connect(factory)
@@ -146,6 +155,7 @@ def test_closing_cancels_the_idle_timer():
 # --- adapter: limits ------------------------------------------------------------------------
 
 
+@pytest.mark.memory
 def test_max_connections_refuses_and_logs_reason(logged):
     factory, _ = make_factory(max_connections=2)
     first, _ = connect(factory)
@@ -168,6 +178,7 @@ def test_max_connections_refuses_and_logs_reason(logged):
     assert factory.limits.refused == 1
 
 
+@pytest.mark.memory
 def test_max_connections_per_peer(logged):
     factory, _ = make_factory(max_per_peer=1)
     connect(factory, IPv4Address("TCP", "10.0.0.1", 1000))
@@ -185,6 +196,7 @@ def test_max_connections_per_peer(logged):
 # --- adapter: structured log lines ----------------------------------------------------------
 
 
+@pytest.mark.memory
 def test_open_and_close_log_lines_carry_fields(logged):
     factory, clock = make_factory()
     proto, _ = connect(factory)
@@ -210,6 +222,7 @@ def test_open_and_close_log_lines_carry_fields(logged):
 # --- options and service --------------------------------------------------------------------
 
 
+@pytest.mark.memory
 def test_options_build_a_limited_listening_service(logged):
     opts = echo.Options()
     opts.parseOptions(
@@ -241,6 +254,7 @@ def test_options_build_a_limited_listening_service(logged):
     svc.stopService()
 
 
+@pytest.mark.pure
 def test_option_defaults():
     opts = echo.Options()
     opts.parseOptions([])
@@ -250,6 +264,7 @@ def test_option_defaults():
     assert opts["max-connections-per-peer"] == 0
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     "args, flag",
     [
@@ -310,6 +325,7 @@ def roundtrip(port: int, data: bytes, timeout: float = 60.0) -> tuple[int, str]:
     return received, digest.hexdigest()
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_ten_megabytes_byte_exact(logged):
     from twisted.internet import threads
@@ -329,6 +345,7 @@ def test_ten_megabytes_byte_exact(logged):
         yield svc.stopService()
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_nc_half_close_gets_the_echo(logged):
     from twisted.internet import threads
@@ -393,6 +410,7 @@ class Flood:
         return received
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_client_that_does_not_read_cannot_grow_server_memory():
     from twisted.internet import threads
@@ -442,6 +460,7 @@ def test_client_that_does_not_read_cannot_grow_server_memory():
 # --- the listening service ------------------------------------------------------------------
 
 
+@pytest.mark.real
 def test_bind_failure_is_one_line_system_exit():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -484,6 +503,7 @@ def _errors(logged: list[dict]) -> list[dict]:
     return [e for e in logged if e.get("log_level") and e["log_level"].name == "error"]
 
 
+@pytest.mark.memory
 def test_late_listen_failure_is_logged_not_lost(monkeypatch, logged):
     endpoint, svc = _start_pending(monkeypatch)
     assert svc.port is None
@@ -493,6 +513,7 @@ def test_late_listen_failure_is_logged_not_lost(monkeypatch, logged):
     svc.stopService()  # nothing left waiting to cancel
 
 
+@pytest.mark.memory
 def test_stopping_while_listen_is_pending_cancels_quietly(monkeypatch, logged):
     endpoint, svc = _start_pending(monkeypatch)
     svc.stopService()

@@ -64,6 +64,7 @@ GET = b"GET /get?a=1 HTTP/1.1\r\nHost: example.test\r\nUser-Agent: t\r\n\r\n"
 # --- well-formed requests --------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_simple_get():
     events = feed_all(GET)
     assert len(events) == 2
@@ -78,6 +79,7 @@ def test_simple_get():
     assert head.get("user-agent") == "t" and head.get("x-none") is None
 
 
+@pytest.mark.pure
 def test_content_length_body():
     data = b"POST /post HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
     head, body, end = feed_all(data)
@@ -85,6 +87,7 @@ def test_content_length_body():
     assert body == BodyChunk(b"hello") and isinstance(end, RequestEnd)
 
 
+@pytest.mark.pure
 def test_body_arrives_in_pieces():
     p = HttpRequestParser()
     events = p.feed(b"PUT /put HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nab", 1.0)
@@ -95,6 +98,7 @@ def test_body_arrives_in_pieces():
     assert p.awaiting_head and p.buffered == 3
 
 
+@pytest.mark.pure
 def test_chunked_body_with_extensions_and_trailers():
     data = (
         b"POST /post HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -106,6 +110,7 @@ def test_chunked_body_with_extensions_and_trailers():
     assert isinstance(end, RequestEnd)
 
 
+@pytest.mark.pure
 def test_pipelined_requests_in_one_feed():
     data = GET + b"POST /post HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok" + GET
     events = feed_all(data)
@@ -121,6 +126,7 @@ def test_pipelined_requests_in_one_feed():
     ]
 
 
+@pytest.mark.pure
 def test_bare_lf_line_endings_are_accepted():
     (head, _end) = feed_all(b"GET /echo HTTP/1.1\nHost: x\n\n")
     assert head.target == "/echo" and head.host == "x"
@@ -128,16 +134,19 @@ def test_bare_lf_line_endings_are_accepted():
     assert head.headers == (("Host", "x"), ("A", "b"))
 
 
+@pytest.mark.pure
 def test_empty_lines_before_a_request_are_skipped():
     events = feed_all(b"\r\n\n\r\n" + GET)
     assert isinstance(events[0], RequestHead)
 
 
+@pytest.mark.pure
 def test_header_values_are_trimmed_and_may_be_empty():
     (head, _) = feed_all(b"GET / HTTP/1.1\r\nHost:h\r\nX-A: \t spaced out \t\r\nX-E:\r\n\r\n")
     assert head.headers == (("Host", "h"), ("X-A", "spaced out"), ("X-E", ""))
 
 
+@pytest.mark.pure
 def test_absolute_form_target_and_asterisk():
     (head, _) = feed_all(b"GET http://example.test/get?x=1 HTTP/1.1\r\nHost: example.test\r\n\r\n")
     assert head.target == "http://example.test/get?x=1"
@@ -147,6 +156,7 @@ def test_absolute_form_target_and_asterisk():
     assert only_error(feed_all(b"GET get HTTP/1.1\r\nHost: h\r\n\r\n")).status == 400
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     "version,headers,keep_alive",
     [
@@ -164,6 +174,7 @@ def test_keep_alive_rules(version, headers, keep_alive):
     assert head.keep_alive is keep_alive
 
 
+@pytest.mark.pure
 def test_input_after_a_closing_request_is_ignored():
     p = HttpRequestParser()
     events = p.feed(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" + GET, 1.0)
@@ -171,6 +182,7 @@ def test_input_after_a_closing_request_is_ignored():
     assert p.finished and p.feed(GET, 2.0) == []
 
 
+@pytest.mark.pure
 def test_http_1_0_needs_no_host_and_minor_versions_read_as_1_1():
     (head, _) = feed_all(b"GET / HTTP/1.0\r\n\r\n")
     assert head.version == "HTTP/1.0" and head.host is None
@@ -178,6 +190,7 @@ def test_http_1_0_needs_no_host_and_minor_versions_read_as_1_1():
     assert head.version == "HTTP/1.1"
 
 
+@pytest.mark.pure
 def test_expect_100_continue():
     data = b"POST /post HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n"
     p = HttpRequestParser()
@@ -188,6 +201,7 @@ def test_expect_100_continue():
     assert not head.expect_continue
 
 
+@pytest.mark.pure
 def test_max_requests_holds_bytes_back():
     p = HttpRequestParser()
     events = p.feed(GET * 3, 1.0, max_requests=1)
@@ -199,6 +213,7 @@ def test_max_requests_holds_bytes_back():
     assert not p.held and p.buffered == 0
 
 
+@pytest.mark.pure
 def test_eof():
     p = HttpRequestParser()
     p.feed(GET, 1.0)
@@ -290,6 +305,7 @@ ERRORS = [
 ]
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("data,status", ERRORS, ids=[f"{s}-{i}" for i, (_, s) in enumerate(ERRORS)])
 def test_errors(data, status):
     p = HttpRequestParser()
@@ -302,6 +318,7 @@ def test_errors(data, status):
     assert p.feed(GET, 2.0) == []  # nothing after an error
 
 
+@pytest.mark.pure
 def test_chunked_total_over_max_body():
     data = (
         b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -312,6 +329,7 @@ def test_chunked_total_over_max_body():
     assert events[1] == BodyChunk(b"12345678")  # the first chunk fit
 
 
+@pytest.mark.pure
 def test_limits_are_options():
     assert only_error(feed_all(GET, max_request_line=10)).status == 414
     assert only_error(feed_all(GET, max_header_bytes=10)).status == 431
@@ -321,6 +339,7 @@ def test_limits_are_options():
     assert isinstance(feed_all(post, max_body=11)[-1], RequestEnd)
 
 
+@pytest.mark.pure
 def test_buffer_stays_bounded_under_a_flood():
     p = HttpRequestParser()
     events = []
@@ -344,6 +363,7 @@ def h11_request_bytes(method, target, headers, body=b""):
     return data
 
 
+@pytest.mark.pure
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
     path=st.text("abcxyz019-._~%/", max_size=30),
@@ -394,11 +414,13 @@ CORPUS = [
 ] + [data for data, _ in ERRORS if len(data) < 30000]
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("data", CORPUS, ids=range(len(CORPUS)))
 def test_whole_equals_byte_by_byte(data):
     assert feed_all(data) == feed_split(data, range(1, len(data)))
 
 
+@pytest.mark.pure
 @given(
     data=st.sampled_from(CORPUS),
     cuts=st.lists(st.integers(min_value=0, max_value=40000), max_size=12),
@@ -409,6 +431,7 @@ def test_any_split_gives_the_same_events(data, cuts):
     assert feed_split(data, cuts) == feed_all(data)
 
 
+@pytest.mark.pure
 @given(data=st.binary(max_size=2000), cuts=st.lists(st.integers(0, 2000), max_size=6))
 @settings(max_examples=300, deadline=None)
 def test_random_bytes_never_raise(data, cuts):
@@ -421,6 +444,7 @@ def test_random_bytes_never_raise(data, cuts):
     p.eof(2.0)
 
 
+@pytest.mark.pure
 @given(
     base=st.sampled_from(CORPUS[:7]),
     pos=st.integers(0, 10000),
@@ -440,6 +464,7 @@ def test_mutated_requests_never_raise_and_stay_split_invariant(base, pos, junk):
 # --- response helpers ------------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_response_helpers():
     assert status_line(200) == b"HTTP/1.1 200 OK\r\n"
     assert status_line(299) == b"HTTP/1.1 299 Unknown\r\n"
@@ -451,6 +476,7 @@ def test_response_helpers():
     assert not bodiless_status(200)
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("status", [400, 408, 413, 414, 417, 431, 501, 505, 503])
 def test_error_responses_are_valid_http(status):
     data = error_response(status, "because", http_date(0))
@@ -466,6 +492,7 @@ def test_error_responses_are_valid_http(status):
     assert isinstance(c.next_event(), h11.EndOfMessage)
 
 
+@pytest.mark.real
 def test_pure_modules_import_no_twisted():
     code = (
         "import sys, playground.examples.http.parser, playground.examples.http.app; "

@@ -21,7 +21,8 @@ from twisted.python import failure, usage
 from playground.examples.http import server as httpserver
 from playground.examples.http.app import AppLimits, HttpApp
 from playground.examples.http.parser import HttpRequestParser, RequestHead
-from tests.conftest import free_port, need
+from tests.support.net import free_port
+from tests.support.processes import need
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40001)
 
@@ -96,6 +97,7 @@ def req(target="/get", method="GET", headers=b"", body=b"", version=b"HTTP/1.1")
 # --- endpoints (pure) ------------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_get_echoes_args_headers_origin_url():
     r = app_call(req("/get?a=1&a=2&b=", headers=b"User-Agent: t\r\n"))
     assert r.status == 200 and dict(r.headers)["Content-Type"] == "application/json"
@@ -105,6 +107,7 @@ def test_get_echoes_args_headers_origin_url():
                     "origin": "10.0.0.1", "url": "http://test/get?a=1&a=2&b="}
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
 def test_body_methods(method):
     path = "/" + method.lower()
@@ -116,6 +119,7 @@ def test_body_methods(method):
     assert r.status == 405 and dict(r.headers)["Allow"] == method
 
 
+@pytest.mark.pure
 def test_form_binary_and_anything():
     body = b"a=1&b=two+words&a=3"
     r = app_call(req("/post", "POST", b"Content-Type: application/x-www-form-urlencoded\r\n",
@@ -129,6 +133,7 @@ def test_form_binary_and_anything():
     assert json.loads(app_call(req("/anything")).body)["url"] == "http://test/anything"
 
 
+@pytest.mark.pure
 def test_small_endpoints():
     ua = b"User-Agent: probe/1\r\n"
     assert json.loads(app_call(req("/user-agent", headers=ua)).body) == {"user-agent": "probe/1"}
@@ -145,6 +150,7 @@ def test_small_endpoints():
     assert app_call(raw, b"hi there").body == raw
 
 
+@pytest.mark.pure
 def test_status_bytes_redirect_delay_stream_drip():
     app = HttpApp(AppLimits(max_bytes=100, max_stream=3, max_delay=2))
     assert app_call(req("/status/418"), app=app).status == 418
@@ -169,6 +175,7 @@ def test_status_bytes_redirect_delay_stream_drip():
     assert app_call(req("/drip?numbytes=0"), app=app).status == 400
 
 
+@pytest.mark.pure
 def test_routing_errors():
     assert app_call(req("/nope")).status == 404
     assert app_call(req("/get", "POST", body=b"x")).status == 405
@@ -187,6 +194,7 @@ def test_routing_errors():
 # --- adapter: StringTransport + MemoryReactorClock -------------------------------------------
 
 
+@pytest.mark.memory
 def test_simple_exchange_and_framing_headers():
     factory, clock = make()
     clock.advance(784111777)
@@ -201,6 +209,7 @@ def test_simple_exchange_and_framing_headers():
     assert not t.disconnecting
 
 
+@pytest.mark.memory
 def test_head_has_get_headers_and_no_body():
     factory, _ = make()
     proto, t = connect(factory)
@@ -211,6 +220,7 @@ def test_head_has_get_headers_and_no_body():
     assert dict(stream.headers)[b"transfer-encoding"] == b"chunked"
 
 
+@pytest.mark.memory
 def test_pipelining_order_with_a_delayed_first_response():
     factory, clock = make()
     proto, t = connect(factory)
@@ -224,6 +234,7 @@ def test_pipelining_order_with_a_delayed_first_response():
         "http://test/delay/2", "http://test/get?n=2", "uuid"]
 
 
+@pytest.mark.memory
 def test_delays_overlap_but_answers_keep_order():
     factory, clock = make()
     proto, t = connect(factory)
@@ -235,6 +246,7 @@ def test_delays_overlap_but_answers_keep_order():
         "http://test/delay/2", "http://test/delay/1"]
 
 
+@pytest.mark.memory
 def test_one_write_per_batch():
     factory, _ = make()
     proto, t = connect(factory)
@@ -245,6 +257,7 @@ def test_one_write_per_batch():
     assert len(writes) == 1 and len(responses(writes[0])) == 5
 
 
+@pytest.mark.memory
 def test_pipeline_limit_holds_reading_and_resumes():
     factory, clock = make(max_pipeline=2)
     proto, t = connect(factory)
@@ -257,6 +270,7 @@ def test_pipeline_limit_holds_reading_and_resumes():
     assert t.producerState == "producing" and not proto.parser.held
 
 
+@pytest.mark.memory
 def test_write_backpressure_stops_responses():
     factory, _ = make()
     proto, t = connect(factory)
@@ -268,6 +282,7 @@ def test_write_backpressure_stops_responses():
     assert len(responses(t.value())) == 1 and t.producerState == "producing"
 
 
+@pytest.mark.memory
 def test_client_that_never_reads_is_aborted():
     factory, clock = make(idle_timeout=10)
     proto, t = connect(factory)
@@ -279,6 +294,7 @@ def test_client_that_never_reads_is_aborted():
     assert t.disconnected  # aborted
 
 
+@pytest.mark.memory
 def test_header_timeout_slowloris():
     factory, clock = make(header_timeout=5)
     proto, t = connect(factory)
@@ -293,6 +309,7 @@ def test_header_timeout_slowloris():
     assert t.disconnecting
 
 
+@pytest.mark.memory
 def test_each_head_gets_its_own_header_deadline():
     factory, clock = make(header_timeout=2, keepalive_timeout=0)
     proto, t = connect(factory)
@@ -304,6 +321,7 @@ def test_each_head_gets_its_own_header_deadline():
     assert not t.disconnecting and len(responses(t.value())) == 6
 
 
+@pytest.mark.memory
 def test_header_timeout_on_a_silent_connection():
     factory, clock = make(header_timeout=2)
     proto, t = connect(factory)
@@ -311,6 +329,7 @@ def test_header_timeout_on_a_silent_connection():
     assert responses(t.value())[0][0].status_code == 408 and t.disconnecting
 
 
+@pytest.mark.memory
 def test_keepalive_timeout_closes_quietly():
     factory, clock = make(keepalive_timeout=3, header_timeout=1)
     proto, t = connect(factory)
@@ -325,6 +344,7 @@ def test_keepalive_timeout_closes_quietly():
     assert t.disconnecting and len(responses(t.value())) == 2 and len(t.value()) == 2 * n
 
 
+@pytest.mark.memory
 def test_body_idle_timeout():
     factory, clock = make(idle_timeout=4)
     proto, t = connect(factory)
@@ -337,6 +357,7 @@ def test_body_idle_timeout():
     assert responses(t.value())[0][0].status_code == 408 and t.disconnecting
 
 
+@pytest.mark.memory
 def test_body_timeout_trickle():
     # Content-Length: 1000 sent one byte a second: every byte is progress for the idle timer,
     # but the whole body has a deadline from the end of the head
@@ -354,6 +375,7 @@ def test_body_timeout_trickle():
     assert (b"connection", b"close") in resp.headers and t.disconnecting
 
 
+@pytest.mark.memory
 def test_body_timeout_is_per_request_and_a_body_in_time_passes():
     factory, clock = make(body_timeout=3, keepalive_timeout=0)
     proto, t = connect(factory)
@@ -368,6 +390,7 @@ def test_body_timeout_is_per_request_and_a_body_in_time_passes():
     assert all(json.loads(b)["data"] == "hello" for _, b in rs)
 
 
+@pytest.mark.memory
 def test_body_timeout_chunked_and_zero_means_never():
     factory, clock = make(body_timeout=2)
     proto, t = connect(factory)
@@ -385,6 +408,7 @@ def test_body_timeout_chunked_and_zero_means_never():
     assert t.value() == b"" and not t.disconnecting
 
 
+@pytest.mark.memory
 def test_body_timeout_starts_at_100_continue():
     # the client sends nothing until 100 Continue, which waits behind a delayed response
     factory, clock = make(body_timeout=3, idle_timeout=0)
@@ -399,6 +423,7 @@ def test_body_timeout_starts_at_100_continue():
     assert [r.status_code for r, _ in rs] == [200, 200] and not t.disconnecting
 
 
+@pytest.mark.memory
 def test_expect_100_continue():
     factory, _ = make()
     proto, t = connect(factory)
@@ -409,6 +434,7 @@ def test_expect_100_continue():
     assert resp.status_code == 200 and json.loads(body)["data"] == "hello"
 
 
+@pytest.mark.memory
 def test_expect_100_continue_waits_for_its_turn():
     factory, clock = make()
     proto, t = connect(factory)
@@ -422,6 +448,7 @@ def test_expect_100_continue_waits_for_its_turn():
     assert [r.status_code for r, _ in got] == [200, 200] and json.loads(got[1][1])["data"] == "ok"
 
 
+@pytest.mark.memory
 def test_expect_100_continue_refused_when_the_body_is_not_wanted():
     factory, _ = make()
     proto, t = connect(factory)
@@ -432,6 +459,7 @@ def test_expect_100_continue_refused_when_the_body_is_not_wanted():
     assert t.disconnecting
 
 
+@pytest.mark.memory
 def test_expect_too_large_is_413_without_100():
     factory, _ = make(max_body=4)
     proto, t = connect(factory)
@@ -439,6 +467,7 @@ def test_expect_too_large_is_413_without_100():
     assert t.value().startswith(b"HTTP/1.1 413 ") and t.disconnecting
 
 
+@pytest.mark.memory
 @pytest.mark.parametrize(
     "data,status",
     [
@@ -468,6 +497,7 @@ def test_errors_are_answered_then_closed(data, status):
     assert len(t.value()) == n
 
 
+@pytest.mark.memory
 def test_error_waits_behind_a_delayed_response():
     factory, clock = make()
     proto, t = connect(factory)
@@ -477,6 +507,7 @@ def test_error_waits_behind_a_delayed_response():
     assert [r.status_code for r, _ in responses(t.value())] == [200, 400] and t.disconnecting
 
 
+@pytest.mark.memory
 def test_http_1_0_and_connection_close():
     factory, _ = make()
     proto, t = connect(factory)
@@ -492,6 +523,7 @@ def test_http_1_0_and_connection_close():
     assert len(responses(t.value())) == 1 and t.disconnecting
 
 
+@pytest.mark.memory
 def test_http_1_0_stream_is_not_chunked():
     factory, _ = make()
     proto, t = connect(factory)
@@ -500,6 +532,7 @@ def test_http_1_0_stream_is_not_chunked():
     assert t.value().count(b'"id"') == 3
 
 
+@pytest.mark.memory
 def test_drip_is_spread_over_time():
     factory, clock = make()
     proto, t = connect(factory)
@@ -515,6 +548,7 @@ def test_drip_is_spread_over_time():
     assert got[0][1] == b"****" and len(got) == 2
 
 
+@pytest.mark.memory
 def test_half_close_still_answers():
     factory, _ = make()
     proto, t = connect(factory)
@@ -523,6 +557,7 @@ def test_half_close_still_answers():
     assert len(responses(t.value())) == 1 and t.disconnecting
 
 
+@pytest.mark.memory
 def test_half_close_after_more_requests_than_the_pipeline_limit():
     factory, clock = make(max_pipeline=2)
     proto, t = connect(factory)
@@ -534,6 +569,7 @@ def test_half_close_after_more_requests_than_the_pipeline_limit():
     assert t.disconnecting
 
 
+@pytest.mark.memory
 def test_half_close_mid_head_is_a_400():
     factory, _ = make()
     proto, t = connect(factory)
@@ -542,6 +578,7 @@ def test_half_close_mid_head_is_a_400():
     assert [r.status_code for r, _ in responses(t.value())] == [200, 400] and t.disconnecting
 
 
+@pytest.mark.memory
 def test_access_log_line_per_request(logged):
     factory, clock = make()
     proto, t = connect(factory)
@@ -558,6 +595,7 @@ def test_access_log_line_per_request(logged):
     assert text[3].startswith("127.0.0.1:40001 - - - 400 ") and lines[3]["reason"]
 
 
+@pytest.mark.memory
 def test_connection_count_released():
     factory, _ = make(max_connections=1)
     proto, t = connect(factory)
@@ -567,6 +605,7 @@ def test_connection_count_released():
     assert factory.limits.open == 0
 
 
+@pytest.mark.memory
 def test_options():
     o = httpserver.Options()
     o.parseOptions([])
@@ -611,6 +650,7 @@ def curl(*args):
                                           env=os.environ)
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_curl_get_head_and_1_0(server):
     base = f"http://127.0.0.1:{server.port}"
@@ -624,6 +664,7 @@ def test_curl_get_head_and_1_0(server):
     assert code == 0 and b"GET /uuid HTTP/1.0" in err and len(json.loads(out)["uuid"]) == 36
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_curl_post_1mb_with_expect_100_continue(server, tmp_path):
     payload = os.urandom(500_000).hex().encode()[:1_000_000]
@@ -637,6 +678,7 @@ def test_curl_post_1mb_with_expect_100_continue(server, tmp_path):
     assert json.loads(out)["data"].encode() == payload
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_curl_reuses_one_connection_for_several_urls(server):
     base = f"http://127.0.0.1:{server.port}"
@@ -682,6 +724,7 @@ def h11_exchange(port: int, requests: list[tuple[str, str, bytes]]) -> list:
     return out
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_h11_validates_every_endpoint(server):
     plan = [
@@ -723,6 +766,7 @@ def raw_pipeline(port: int, data: bytes, expect: int) -> bytes:
         return buf
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_raw_socket_pipelining(server):
     data = req("/delay/0.3") + req("/get?n=1") + req("/anything", "POST", body=b"b") + \
@@ -748,6 +792,7 @@ def send_all_then_half_close(port: int, data: bytes) -> bytes:
         raise AssertionError("server did not close after the last response")
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_raw_socket_half_close_after_40_pipelined_requests(server):
     data = b"".join(req(f"/get?i={i}") for i in range(40))
@@ -779,6 +824,7 @@ def many_connections(port: int, n: int) -> list[int]:
             s.close()
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_500_concurrent_connections(server):
     statuses = yield threads.deferToThread(many_connections, server.port, 500)
@@ -801,6 +847,7 @@ def slow_read(port: int, request: bytes, pause: float) -> bytes:
         return bytes(buf)
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_slow_reader_of_a_closing_response_gets_everything(server, monkeypatch):
     # HTTP/1.0: the server half-closes after the response and lingers for the client; a
@@ -846,6 +893,7 @@ def trickle_body(port: int, head: bytes, pause: float) -> tuple[bytes, int, floa
         return buf, sent, time.monotonic() - start
 
 
+@pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_raw_socket_body_trickle_gets_408(server, monkeypatch):
     monkeypatch.setattr(server, "body_timeout", 0.6)
@@ -856,6 +904,7 @@ def test_raw_socket_body_trickle_gets_408(server, monkeypatch):
     assert 3 < sent < 1000 and took < 5
 
 
+@pytest.mark.twistd
 def test_twistd_end_to_end(twistd):
     port = free_port()
     t = twistd(["http", "--listen", str(port), "--header-timeout", "0.5"])

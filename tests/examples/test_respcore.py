@@ -22,6 +22,8 @@ from playground.examples.resp.engine import (
     parse_int,
 )
 
+pytestmark = pytest.mark.pure
+
 OK = Simple(b"OK")
 
 

@@ -23,15 +23,9 @@ from playground.codec.resp import Error, Map, ProtocolError, RespParser, encode_
 from playground.common.limits import Refusal
 from playground.examples.resp import server as respserver
 from playground.examples.resp.server import ExpirySweep, RespFactory, RespService
-from tests.conftest import (
-    Twistd,
-    free_port,
-    need,
-    resp_exchange,
-    start_redis,
-    stop_process,
-    wait_until,
-)
+from tests.support.net import free_port, resp_exchange
+from tests.support.processes import Twistd, need, start_redis, stop_process
+from tests.support.waiting import wait_until
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40001)
 
@@ -69,6 +63,7 @@ def cmds(*commands) -> bytes:
     return b"".join(encode_command(*c) for c in commands)
 
 
+@pytest.mark.memory
 def test_pipelined_commands_get_one_write():
     factory, _ = make_factory()
     proto, transport, writes = connect(factory)
@@ -77,6 +72,7 @@ def test_pipelined_commands_get_one_write():
     assert proto.commands == 4
 
 
+@pytest.mark.memory
 def test_requests_split_anywhere_give_the_same_replies():
     data = cmds(("SET", "k", "v" * 100), ("GET", "k"), ("DEL", "k")) + b"PING\r\nECHO x\r\n"
     factory, _ = make_factory()
@@ -91,6 +87,7 @@ def test_requests_split_anywhere_give_the_same_replies():
     assert one_by_one == b"+OK\r\n$100\r\n" + b"v" * 100 + b"\r\n:1\r\n+PONG\r\n$1\r\nx\r\n"
 
 
+@pytest.mark.memory
 def test_half_close_still_gets_every_reply():
     """``printf 'PING\\r\\n' | nc -N``: the FIN comes right after the request; the replies queued
     for it go out before the close, as with redis-server."""
@@ -103,6 +100,7 @@ def test_half_close_still_gets_every_reply():
     assert proto.close_reason == "client finished sending (half-close)"
 
 
+@pytest.mark.twistd
 def test_half_close_with_nc_answers_every_time(resp_port):
     nc = need("nc")
     for _ in range(20):
@@ -111,6 +109,7 @@ def test_half_close_with_nc_answers_every_time(resp_port):
         assert out.stdout == b"+PONG\r\n"
 
 
+@pytest.mark.memory
 def test_inline_commands_like_nc():
     factory, _ = make_factory()
     proto, transport, _ = connect(factory)
@@ -118,6 +117,7 @@ def test_inline_commands_like_nc():
     assert transport.value() == b"+OK\r\n$11\r\nhello world\r\n"
 
 
+@pytest.mark.memory
 def test_empty_multibulk_is_ignored():
     factory, _ = make_factory()
     proto, transport, _ = connect(factory)
@@ -125,6 +125,7 @@ def test_empty_multibulk_is_ignored():
     assert transport.value() == b"+PONG\r\n"
 
 
+@pytest.mark.memory
 @pytest.mark.parametrize(
     "data,reply",
     [
@@ -157,6 +158,7 @@ _FRAGMENTS = st.sampled_from([
 ])
 
 
+@pytest.mark.memory
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(_FRAGMENTS, st.binary(max_size=8)), max_size=40),
        st.integers(min_value=1, max_value=16))
@@ -175,6 +177,7 @@ def test_random_input_never_raises(fragments, step):
     assert factory.limits.open == 1
 
 
+@pytest.mark.memory
 def test_default_limits_are_redis_like():
     factory, _ = make_factory()
     assert factory.max_bulk == 512 * 1024 * 1024
@@ -190,6 +193,7 @@ def test_default_limits_are_redis_like():
     assert transport.value() == b"" and not transport.disconnecting
 
 
+@pytest.mark.memory
 def test_query_buffer_limit_closes():
     factory, _ = make_factory(max_query=1000)
     proto, transport, _ = connect(factory)
@@ -200,6 +204,7 @@ def test_query_buffer_limit_closes():
     assert proto.close_reason == "query buffer over 1000 bytes"
 
 
+@pytest.mark.memory
 def test_quit_stops_the_pipeline_and_closes():
     factory, _ = make_factory()
     proto, transport, _ = connect(factory)
@@ -209,6 +214,7 @@ def test_quit_stops_the_pipeline_and_closes():
     assert factory.engine.keyspace.data == {b"a": b"1"}
 
 
+@pytest.mark.memory
 def test_hello3_switches_encoding_mid_pipeline():
     factory, _ = make_factory()
     proto, transport, _ = connect(factory)
@@ -218,6 +224,7 @@ def test_hello3_switches_encoding_mid_pipeline():
     assert value.endswith(b"*0\r\n_\r\n")
 
 
+@pytest.mark.memory
 def test_max_clients_refusal_text():
     factory, _ = make_factory(max_connections=1)
     first, _, _ = connect(factory)
@@ -233,6 +240,7 @@ def test_max_clients_refusal_text():
     assert transport.value() == b"+PONG\r\n"
 
 
+@pytest.mark.memory
 def test_pubsub_between_connections():
     factory, _ = make_factory()
     sub, sub_t, _ = connect(factory, 1)
@@ -258,6 +266,7 @@ def test_pubsub_between_connections():
     assert pub_t.value() == b":1\r\n"
 
 
+@pytest.mark.memory
 def test_slow_subscriber_is_dropped_past_its_backlog():
     factory, _ = make_factory(pubsub_backlog=1000)
     sub, sub_t, _ = connect(factory, 1)
@@ -273,6 +282,7 @@ def test_slow_subscriber_is_dropped_past_its_backlog():
     assert sub.close_reason == "pub/sub backlog over 1000 bytes"
 
 
+@pytest.mark.memory
 def test_backlog_resets_when_the_subscriber_drains():
     factory, _ = make_factory(pubsub_backlog=1000)
     sub, sub_t, _ = connect(factory, 1)
@@ -285,6 +295,7 @@ def test_backlog_resets_when_the_subscriber_drains():
     assert not sub_t.disconnecting
 
 
+@pytest.mark.memory
 def test_connection_lost_releases_everything(logged):
     factory, clock = make_factory(max_connections=5)
     proto, transport, _ = connect(factory)
@@ -302,6 +313,7 @@ def test_connection_lost_releases_everything(logged):
     assert c["reason"] == "client closed" and c["bytes_in"] > 0 and c["bytes_out"] > 0
 
 
+@pytest.mark.memory
 def test_idle_timeout_spares_subscribers():
     factory, clock = make_factory(idle_timeout=10)
     idle, idle_t, _ = connect(factory, 1)
@@ -316,6 +328,7 @@ def test_idle_timeout_spares_subscribers():
     assert not sub_t.disconnecting
 
 
+@pytest.mark.memory
 def test_expiry_uses_the_injected_clock_and_sweep():
     factory, clock = make_factory()
     sweep = ExpirySweep(factory, interval=0.1)
@@ -335,6 +348,7 @@ def test_expiry_uses_the_injected_clock_and_sweep():
     assert not clock.getDelayedCalls()
 
 
+@pytest.mark.memory
 def test_requirepass_over_the_adapter():
     factory, _ = make_factory(password="pw")
     proto, transport, _ = connect(factory)
@@ -342,6 +356,7 @@ def test_requirepass_over_the_adapter():
     assert transport.value() == b"-NOAUTH Authentication required.\r\n+OK\r\n$-1\r\n"
 
 
+@pytest.mark.memory
 def test_unauthenticated_clients_may_only_send_small_requests():
     factory, _ = make_factory(password="pw")
     proto, transport, _ = connect(factory)
@@ -360,6 +375,7 @@ def test_unauthenticated_clients_may_only_send_small_requests():
         b"+RESET\r\n-ERR Protocol error: unauthenticated bulk length\r\n")
 
 
+@pytest.mark.memory
 def test_options_and_make_service():
     opts = respserver.Options()
     opts.parseOptions([])
@@ -396,6 +412,7 @@ def test_options_and_make_service():
     svc.stopService()
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     "args",
     [
@@ -411,6 +428,7 @@ def test_bad_options_name_the_flag(args):
         respserver.Options().parseOptions(args)
 
 
+@pytest.mark.pure
 def test_subcommand_is_registered():
     from playground import tap
 
@@ -456,6 +474,7 @@ def r(resp_port):
     client.close()
 
 
+@pytest.mark.real
 def test_redis_py_resp2_basics(r):
     assert r.ping() is True
     assert r.echo("hi") == b"hi"
@@ -501,6 +520,7 @@ def test_redis_py_resp2_basics(r):
         r.execute_command("FOO", "bar")
 
 
+@pytest.mark.real
 def test_redis_py_scan_iter(r):
     with r.pipeline(transaction=False) as pipe:
         for i in range(500):
@@ -511,6 +531,7 @@ def test_redis_py_scan_iter(r):
     assert len(found) == 500 and len(set(found)) == 500
 
 
+@pytest.mark.real
 def test_redis_py_resp3(resp_port):
     r3 = redis.Redis(port=resp_port, protocol=3, socket_timeout=10)
     try:
@@ -531,6 +552,7 @@ def test_redis_py_resp3(resp_port):
         r3.close()
 
 
+@pytest.mark.real
 def test_redis_py_pipelines(r):
     pipe = r.pipeline(transaction=False)
     for i in range(200):
@@ -549,6 +571,7 @@ def test_redis_py_pipelines(r):
     assert r.get("n") == b"x"  # the transaction ran; only INCR failed
 
 
+@pytest.mark.real
 def test_redis_py_watch(resp_port, r):
     other = redis.Redis(port=resp_port, socket_timeout=10)
     try:
@@ -581,6 +604,7 @@ def _next_message(pubsub, kind="message", timeout=10.0):
     raise AssertionError(f"no {kind} within {timeout}s")
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("protocol", [2, 3])
 def test_redis_py_pubsub(resp_port, protocol):
     subscriber = redis.Redis(port=resp_port, protocol=protocol, socket_timeout=10)
@@ -611,6 +635,7 @@ def test_redis_py_pubsub(resp_port, protocol):
         publisher.close()
 
 
+@pytest.mark.twistd
 def test_redis_py_auth(resp_pass_port):
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(port=resp_pass_port, socket_timeout=10).ping()
@@ -643,6 +668,7 @@ def _admitted(port: int, count: int) -> list[socket.socket]:
     return wait_until(attempt, 10, f"{count} connections answered -NOAUTH", interval=0.05)
 
 
+@pytest.mark.real
 def test_max_clients_real_sockets(resp_pass_port):
     held = _admitted(resp_pass_port, 3)
     try:
@@ -656,6 +682,7 @@ def test_max_clients_real_sockets(resp_pass_port):
             s.close()
 
 
+@pytest.mark.real
 def test_redis_cli_commands(resp_port, r):
     cli = need("redis-cli")
 
@@ -692,6 +719,7 @@ def test_redis_cli_commands(resp_port, r):
     assert out.stdout.decode() == "OK\n42\n42\n"
 
 
+@pytest.mark.real
 def test_redis_cli_pipe_mass_insert(resp_port, r):
     cli = need("redis-cli")
     lines = b"".join(encode_command("SET", f"key:{i}", f"value:{i}") for i in range(100_000))
@@ -743,6 +771,7 @@ BENCH_TESTS = [
 ]
 
 
+@pytest.mark.real
 def test_redis_benchmark(resp_port, r):
     text = _benchmark(resp_port)
     print("\ntcpplay resp:\n" + text)
@@ -1133,6 +1162,7 @@ def _run_script(port: int, script: list) -> list:
     return values
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_differential_against_redis(name, resp_port, redis_server):
     script = SCRIPTS[name]
@@ -1190,6 +1220,7 @@ FRAMING_CASES = [
 ]
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("data", FRAMING_CASES, ids=lambda d: repr(d[:24]))
 def test_request_framing_errors_match_redis(data, resp_port, redis_server):
     if len(data) < 100:
@@ -1199,6 +1230,7 @@ def test_request_framing_errors_match_redis(data, resp_port, redis_server):
     assert ours[0].startswith((b"-ERR Protocol error: ", b"+PONG", b"$")) or ours == (b"", False)
 
 
+@pytest.mark.real
 def test_unauthenticated_framing_errors_match_redis(resp_pass_port, tmp_path):
     real = start_redis(str(tmp_path), "s3cret")
     try:
@@ -1210,6 +1242,7 @@ def test_unauthenticated_framing_errors_match_redis(resp_pass_port, tmp_path):
         stop_process(real.proc)
 
 
+@pytest.mark.real
 def test_differential_auth(resp_pass_port, tmp_path):
     real = start_redis(str(tmp_path), "s3cret")
     try:
@@ -1244,6 +1277,7 @@ def test_differential_auth(resp_pass_port, tmp_path):
         stop_process(real.proc)
 
 
+@pytest.mark.real
 def test_benchmark_reference_redis(redis_server):
     """redis-benchmark against the real redis-server, for scale (printed with -s)."""
     text = _benchmark(redis_server.port)
@@ -1252,6 +1286,7 @@ def test_benchmark_reference_redis(redis_server):
         assert re.search(rf"^{re.escape(name)}: [0-9.]+ requests per second", text, re.M), text
 
 
+@pytest.mark.real
 def test_publish_to_many_subscribers_over_sockets(resp_port):
     """50 RESP2 subscribers on real sockets each get every message, in order."""
     subs = [socket.create_connection(("127.0.0.1", resp_port), timeout=10) for _ in range(50)]

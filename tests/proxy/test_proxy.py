@@ -4,8 +4,8 @@ half-close each way, resets, connect and idle timeouts, limits, drain then abort
 from __future__ import annotations
 
 import pytest
-from twisted.internet import defer, error
-from twisted.internet.address import IPv4Address
+from twisted.internet import error
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
@@ -13,47 +13,8 @@ from playground.common.limits import Refusal
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from playground.proxy.service import Options
 from playground.proxy.splice import ClientSide, ProxyFactory, ServerSide
-from tests.conftest import reactor_turn
-
-
-class Transport(StringTransport):
-    """StringTransport plus the half-close and abort bookkeeping the proxy uses."""
-
-    def __init__(self, peer=("127.0.0.1", 50000), host=("127.0.0.1", 6479)):
-        super().__init__(IPv4Address("TCP", *host), IPv4Address("TCP", *peer), lenient=True)
-        self.write_closed = False
-        self.aborted = False
-        self.nodelay = False
-
-    def loseWriteConnection(self):
-        self.write_closed = True
-
-    def abortConnection(self):
-        self.aborted = True
-        super().abortConnection()
-
-    def setTcpNoDelay(self, enabled):
-        self.nodelay = enabled
-
-
-class Endpoint:
-    """A client endpoint whose connection attempts the test completes by hand."""
-
-    def __init__(self):
-        self.attempts: list[tuple[object, defer.Deferred]] = []
-
-    def connect(self, factory):
-        d = defer.Deferred(lambda d: None)
-        self.attempts.append((factory, d))
-        return d
-
-    def succeed(self, index=-1):
-        factory, d = self.attempts[index]
-        proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 6379))
-        transport = Transport(peer=("127.0.0.1", 6379), host=("127.0.0.1", 40000))
-        proto.makeConnection(transport)
-        d.callback(proto)
-        return proto, transport
+from tests.support.splice import Endpoint, Transport
+from tests.support.waiting import reactor_turn
 
 
 class Recorder:
@@ -100,6 +61,7 @@ def connected(observer=None, **kw):
     return clock, factory, client, ct, server, st
 
 
+@pytest.mark.memory
 def test_client_paused_until_upstream_connects():
     clock, endpoint, factory = make()
     client, ct = accept(factory)
@@ -113,6 +75,7 @@ def test_client_paused_until_upstream_connects():
     assert ct.nodelay and st.nodelay
 
 
+@pytest.mark.memory
 def test_bytes_forwarded_both_ways_and_counted():
     clock, factory, client, ct, server, st = connected()
     client.dataReceived(b"*1\r\n$4\r\nPING\r\n")
@@ -122,11 +85,13 @@ def test_bytes_forwarded_both_ways_and_counted():
     assert client.nbytes == 14 and server.nbytes == 7
 
 
+@pytest.mark.memory
 def test_no_observer_means_plain_forwarder():
     clock, factory, client, ct, server, st = connected()
     assert type(client) is ClientSide and type(server) is ServerSide
 
 
+@pytest.mark.memory
 def test_client_half_close_passed_on_and_reverse_keeps_flowing():
     clock, factory, client, ct, server, st = connected()
     client.dataReceived(b"PING\r\n")
@@ -140,6 +105,7 @@ def test_client_half_close_passed_on_and_reverse_keeps_flowing():
     assert ct.disconnecting and st.disconnecting and not ct.aborted and not st.aborted
 
 
+@pytest.mark.memory
 def test_server_half_close_passed_on_and_client_keeps_sending(logged):
     clock, factory, client, ct, server, st = connected()
     server.dataReceived(b"220 hello\r\n")
@@ -156,6 +122,7 @@ def test_server_half_close_passed_on_and_client_keeps_sending(logged):
     assert not factory.pairs
 
 
+@pytest.mark.memory
 @pytest.mark.parametrize("who", ["client", "server"])
 def test_reset_aborts_the_other_side(who, logged):
     clock, factory, client, ct, server, st = connected()
@@ -167,6 +134,7 @@ def test_reset_aborts_the_other_side(who, logged):
     assert f"first={who} how=reset" in line
 
 
+@pytest.mark.memory
 def test_clean_close_lets_queued_bytes_out():
     clock, factory, client, ct, server, st = connected()
     server.dataReceived(b"last words")
@@ -175,6 +143,7 @@ def test_clean_close_lets_queued_bytes_out():
     assert ct.value() == b"last words"
 
 
+@pytest.mark.memory
 def test_connect_timeout_closes_client(logged):
     clock, endpoint, factory = make(connect_timeout=5.0)
     client, ct = accept(factory)
@@ -188,6 +157,72 @@ def test_connect_timeout_closes_client(logged):
     assert any("first=server how=connect-failed" in t for t in texts(logged))
 
 
+# --connect-timeout: N seconds on every kind of target; 0: no timeout of ours on any.
+
+
+def plain(target="tcp:host=127.0.0.1:port=6379", **kw):
+    """A client of a proxy whose target the splice connects with connectTCP itself."""
+    clock = MemoryReactorClock()
+    factory = ProxyFactory(target, reactor=clock, **kw)
+    client, ct = accept(factory)
+    return clock, factory, client, ct
+
+
+@pytest.mark.memory
+@pytest.mark.parametrize("target", ["6379", "tcp:host=127.0.0.1:port=6379"])
+def test_plain_tcp_target_connects_with_connect_timeout(logged, target):
+    clock, factory, client, ct = plain(target, connect_timeout=5.0)
+    host, port, upstream, timeout, _ = clock.tcpClients[-1]
+    assert (host, port, timeout) == ("127.0.0.1", 6379, 5.0)
+    # connectTCP's timeout firing, as the real connector reports it
+    upstream.clientConnectionFailed(clock.connectors[-1], Failure(error.TimeoutError()))
+    assert ct.disconnecting
+    assert any("no answer within --connect-timeout 5s" in t for t in texts(logged))
+
+
+@pytest.mark.memory
+def test_plain_tcp_target_with_connect_timeout_0_sets_no_timeout(logged):
+    clock, factory, client, ct = plain(connect_timeout=0)
+    assert clock.tcpClients[-1][3] is None  # connectTCP's default would be 30 s
+    assert not clock.getDelayedCalls()
+    # only the system gives up (Linux: about two minutes of SYN retries)
+    upstream = clock.tcpClients[-1][2]
+    upstream.clientConnectionFailed(clock.connectors[-1], Failure(error.TCPTimedOutError()))
+    assert ct.disconnecting
+    assert not any("--connect-timeout" in t for t in texts(logged))
+
+
+@pytest.mark.memory
+def test_endpoint_target_with_connect_timeout_0_sets_no_timeout(logged):
+    clock, endpoint, factory = make(connect_timeout=0)
+    client, ct = accept(factory)
+    assert not clock.getDelayedCalls()
+    clock.advance(3600)
+    assert not ct.disconnecting and len(factory.pairs) == 1
+    # the endpoint's own timeout (an endpoint string's timeout=) still ends it
+    endpoint.attempts[0][1].errback(Failure(error.TimeoutError()))
+    assert ct.disconnecting
+    logs = texts(logged)
+    assert any("the target endpoint's own timeout=" in t for t in logs)
+    assert not any("--connect-timeout" in t for t in logs)
+
+
+@pytest.mark.memory
+@pytest.mark.parametrize("connect_timeout, ours", [(5.0, True), (0, False)])
+def test_endpoint_string_target_keeps_its_own_timeout_beside_ours(logged, connect_timeout, ours):
+    """A target string with more than host and port goes through clientFromString: the endpoint's
+    own timeout= (30 s unless given) is passed to connectTCP; --connect-timeout is ours."""
+    clock, factory, client, ct = plain("tcp:host=127.0.0.1:port=6379:timeout=60",
+                                       connect_timeout=connect_timeout)
+    assert clock.tcpClients[-1][3] == 60
+    assert bool(clock.getDelayedCalls()) is ours
+    clock.advance(5.0)
+    assert ct.disconnecting is ours
+    if ours:
+        assert any("no answer within --connect-timeout 5s" in t for t in texts(logged))
+
+
+@pytest.mark.memory
 def test_connect_refused_closes_client(logged):
     clock, endpoint, factory = make()
     client, ct = accept(factory)
@@ -196,6 +231,7 @@ def test_connect_refused_closes_client(logged):
     assert any("cannot reach" in t and "refused" in t.lower() for t in texts(logged))
 
 
+@pytest.mark.memory
 def test_client_gone_while_connecting_cancels_attempt():
     clock, endpoint, factory = make()
     client, ct = accept(factory)
@@ -205,6 +241,7 @@ def test_client_gone_while_connecting_cancels_attempt():
     assert not factory.pairs
 
 
+@pytest.mark.memory
 def test_idle_timeout_aborts_both_and_activity_defers_it():
     clock, factory, client, ct, server, st = connected(idle_timeout=10.0)
     for _ in range(50):  # traffic every 0.5 s for 25 s keeps the pair alive
@@ -219,6 +256,7 @@ def test_idle_timeout_aborts_both_and_activity_defers_it():
     assert 10.0 <= idle <= 12.5 + 0.5  # detected between 1x and 1.25x the timeout
 
 
+@pytest.mark.memory
 def test_max_connections_refuses_extra_clients(logged):
     clock, endpoint, factory = make(max_connections=1)
     accept(factory)
@@ -228,6 +266,7 @@ def test_max_connections_refuses_extra_clients(logged):
     assert any("max-connections (1) reached" in t for t in texts(logged))
 
 
+@pytest.mark.memory
 def test_max_connections_per_peer():
     clock, endpoint, factory = make(max_per_peer=1)
     accept(factory, ("127.0.0.5", 1))
@@ -235,6 +274,7 @@ def test_max_connections_per_peer():
     assert isinstance(factory.buildProtocol(IPv4Address("TCP", "127.0.0.6", 2)), ClientSide)
 
 
+@pytest.mark.memory
 def test_drain_waits_for_open_pairs_then_aborts_the_rest():
     clock, factory, client, ct, server, st = connected()
     d = factory.drain(10)
@@ -250,6 +290,7 @@ def test_drain_waits_for_open_pairs_then_aborts_the_rest():
     assert d.called
 
 
+@pytest.mark.memory
 def test_drain_finishes_early_when_pairs_close():
     clock, factory, client, ct, server, st = connected()
     d = factory.drain(10)
@@ -260,6 +301,7 @@ def test_drain_finishes_early_when_pairs_close():
     assert d.called and not clock.getDelayedCalls()
 
 
+@pytest.mark.memory
 def test_observer_sees_bytes_after_forwarding():
     rec = Recorder()
     clock, factory, client, ct, server, st = connected(observer=rec)
@@ -278,6 +320,7 @@ def test_observer_sees_bytes_after_forwarding():
     assert rec.calls[-1][2]["bytes_c2s"] == 18 and rec.calls[-1][2]["how"] == "fin"
 
 
+@pytest.mark.memory
 def test_observer_runs_after_the_write():
     seen_at_write = []
 
@@ -293,6 +336,7 @@ def test_observer_runs_after_the_write():
     assert seen_at_write == [b"abc"]
 
 
+@pytest.mark.memory
 def test_observer_gets_bounded_slices_per_turn_and_the_rest_later():
     """A big read is handed to the observer in pieces, at most OBSERVER_SLICE bytes per reactor
     turn; the rest is scheduled with callLater(0), in order, nothing lost."""
@@ -315,6 +359,7 @@ def test_observer_gets_bounded_slices_per_turn_and_the_rest_later():
     assert factory._queued_bytes == 0 and not factory._queued
 
 
+@pytest.mark.memory
 def test_observer_backlog_pauses_the_side_that_fills_it_until_it_drains():
     """A side with more than SIDE_BACKLOG bytes queued for the observer is paused (TCP pushes
     back on it), not decoded at once; its peer is not paused for it; it is resumed when its
@@ -346,6 +391,7 @@ def test_observer_backlog_pauses_the_side_that_fills_it_until_it_drains():
     assert client.queued == 0 and factory._queued_bytes == 0
 
 
+@pytest.mark.memory
 def test_whole_backlog_pauses_the_busy_sides_but_not_a_quiet_one():
     """Past OBSERVER_BACKLOG in all, a side that adds more than a piece of its own is paused;
     a client with a PING queued is not."""
@@ -376,6 +422,7 @@ def test_whole_backlog_pauses_the_busy_sides_but_not_a_quiet_one():
     assert busy_t.producerState == "producing" and not factory._paused
 
 
+@pytest.mark.memory
 def test_backlog_resume_leaves_a_side_its_peer_paused():
     """A side paused by its peer's full buffer (the splice's producer) is left for the peer to
     resume: the backlog drain must not undo the splice's back-pressure."""
@@ -394,6 +441,7 @@ def test_backlog_resume_leaves_a_side_its_peer_paused():
     assert ct.producerState == "paused"
 
 
+@pytest.mark.memory
 def test_raising_observer_is_detached_and_forwarding_goes_on(logged):
     class Broken(Recorder):
         def data(self, *a):
@@ -411,6 +459,59 @@ def test_raising_observer_is_detached_and_forwarding_goes_on(logged):
     assert len(failures) == 1
 
 
+class Opened:
+    """An observer that keeps the PairInfo of each pair."""
+
+    def __init__(self):
+        self.pairs = []
+
+    def pair_opened(self, pair, now):
+        self.pairs.append(pair)
+
+    def data(self, *a):
+        pass
+
+    def half_closed(self, *a):
+        pass
+
+    def pair_closed(self, *a):
+        pass
+
+
+@pytest.mark.memory
+@pytest.mark.parametrize(
+    "client, server, client_text, server_text",
+    [
+        (IPv4Address("TCP", "127.0.0.1", 50000), IPv4Address("TCP", "127.0.0.1", 6379),
+         "127.0.0.1:50000", "127.0.0.1:6379"),
+        (IPv6Address("TCP", "::1", 50000), IPv6Address("TCP", "::1", 6379), "[::1]:50000",
+         "[::1]:6379"),
+        (UNIXAddress(None), UNIXAddress(b"/tmp/redis.sock"), "unix:(unnamed)",
+         "unix:/tmp/redis.sock"),
+        (UNIXAddress(b"client.sock"), UNIXAddress(b""), "unix:client.sock", "unix:(unnamed)"),
+    ],
+)
+def test_logs_and_records_name_an_address_alike(client, server, client_text, server_text,
+                                                 logged):
+    observer = Opened()
+    clock, endpoint, factory = make(observer)
+    proto = factory.buildProtocol(client)
+    ct = StringTransport(IPv4Address("TCP", "127.0.0.1", 6479), client)
+    ct.setTcpNoDelay = lambda on: None
+    proto.makeConnection(ct)
+    factory_, d = endpoint.attempts[-1]
+    upstream = factory_.buildProtocol(server)
+    st = StringTransport(IPv4Address("TCP", "127.0.0.1", 40000), server)
+    st.setTcpNoDelay = lambda on: None
+    upstream.makeConnection(st)
+    d.callback(upstream)
+    clock.advance(0)  # observers hear of it on a later turn
+    (pair,) = observer.pairs
+    assert (str(pair.client), str(pair.server)) == (client_text, server_text)
+    assert any(f"proxy #1 open {client_text} -> " in t for t in texts(logged))
+
+
+@pytest.mark.pure
 def test_options_require_target_and_name_flags():
     from twisted.python import usage
 

@@ -20,19 +20,9 @@ import pytest
 import redis
 
 from playground.codec.resp import encode_command
-from tests.conftest import (
-    PING,
-    PONG,
-    Twistd,
-    free_port,
-    need,
-    recv_exactly,
-    start_proxy,
-    start_redis,
-    stop_process,
-    wait_closed,
-    wait_until,
-)
+from tests.support.net import PING, PONG, free_port, recv_exactly, wait_closed
+from tests.support.processes import Twistd, need, start_proxy, start_redis, stop_process
+from tests.support.waiting import wait_until
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -107,6 +97,7 @@ def tmp_redis(tmp_path):
 # --- real clients through the proxy ----------------------------------------------------------
 
 
+@pytest.mark.twistd
 def test_redis_cli_ping_info_set_get(proxy):
     cli = need("redis-cli")
     port = str(proxy[1])
@@ -124,6 +115,7 @@ def test_redis_cli_ping_info_set_get(proxy):
     assert run("get", "proxy-real:cli").strip() == "hello world"
 
 
+@pytest.mark.real
 def test_pipeline_of_10000_commands(client):
     n = 5000
     pipe = client.pipeline(transaction=False)
@@ -137,6 +129,7 @@ def test_pipeline_of_10000_commands(client):
     assert results[n:] == [str(i).encode() for i in range(n)]
 
 
+@pytest.mark.real
 def test_pubsub_through_proxy_gets_direct_and_proxied_publishes(client, direct):
     sub = client.pubsub()
     try:
@@ -159,6 +152,7 @@ def test_pubsub_through_proxy_gets_direct_and_proxied_publishes(client, direct):
         sub.close()
 
 
+@pytest.mark.real
 def test_multi_exec(client):
     client.delete("proxy-real:tx")
     pipe = client.pipeline(transaction=True)
@@ -173,6 +167,7 @@ def test_multi_exec(client):
         assert recv_exactly(s, len(expected)) == expected
 
 
+@pytest.mark.real
 def test_5mb_value_round_trip_is_byte_exact(client, direct):
     value = os.urandom(5 * 1024 * 1024)
     assert client.set("proxy-real:big", value)
@@ -181,6 +176,7 @@ def test_5mb_value_round_trip_is_byte_exact(client, direct):
     client.delete("proxy-real:big")
 
 
+@pytest.mark.real
 def test_nc_half_close_still_gets_the_reply(proxy):
     nc = need("nc")
     p = subprocess.run(f"printf 'PING\\r\\n' | {nc} -N 127.0.0.1 {proxy[1]}", shell=True,
@@ -189,6 +185,7 @@ def test_nc_half_close_still_gets_the_reply(proxy):
     assert p.stdout == PONG
 
 
+@pytest.mark.real
 def test_redis_benchmark_through_proxy(proxy):
     bench = need("redis-benchmark")
     p = subprocess.run([bench, "-h", "127.0.0.1", "-p", str(proxy[1]), "-q", "-n", "20000",
@@ -201,6 +198,7 @@ def test_redis_benchmark_through_proxy(proxy):
     print(re.findall(r"(?:SET|GET): [\d.]+ requests per second", out))
 
 
+@pytest.mark.real
 def test_1000_concurrent_connections_all_answered(proxy):
     n = 1000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -241,6 +239,7 @@ def test_1000_concurrent_connections_all_answered(proxy):
 # --- upstream trouble -----------------------------------------------------------------------
 
 
+@pytest.mark.twistd
 def test_upstream_killed_mid_stream_closes_client(twistd, tmp_redis):
     proc, port = start_proxy(twistd, tmp_redis.port)
     direct = redis.Redis(host="127.0.0.1", port=tmp_redis.port, socket_timeout=5)
@@ -259,6 +258,7 @@ def test_upstream_killed_mid_stream_closes_client(twistd, tmp_redis):
         direct.close()
 
 
+@pytest.mark.twistd
 def test_upstream_refusing_closes_client_and_logs(twistd):
     dead = free_port()  # nothing listens there
     proc, port = start_proxy(twistd, dead, "--quiet")  # no console: the log has the close line
@@ -297,6 +297,7 @@ def _unanswering_listener() -> tuple[socket.socket, list[socket.socket]]:
     pytest.fail("could not fill a loopback accept queue: no way to make an unanswering target")
 
 
+@pytest.mark.twistd
 def test_upstream_not_answering_hits_connect_timeout(twistd):
     listener, fillers = _unanswering_listener()
     try:
@@ -316,6 +317,7 @@ def test_upstream_not_answering_hits_connect_timeout(twistd):
         listener.close()
 
 
+@pytest.mark.twistd
 def test_max_connections_refuses_the_third_client(twistd, redis_server):
     proc, port = start_proxy(twistd, redis_server.port, "--max-connections", "2")
     a = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -344,6 +346,7 @@ def test_max_connections_refuses_the_third_client(twistd, redis_server):
 # --- end to end: SIGTERM drains, then aborts ----------------------------------------------
 
 
+@pytest.mark.twistd
 def test_sigterm_under_load_drains_and_exits_0(twistd, redis_server, direct):
     """Open pairs go on being served after SIGTERM; a command sent before it gets its reply."""
     proc, port = start_proxy(twistd, redis_server.port, "--drain-timeout", "10")
@@ -406,6 +409,7 @@ def test_sigterm_under_load_drains_and_exits_0(twistd, redis_server, direct):
     assert len(close_lines(proc)) == 2
 
 
+@pytest.mark.twistd
 def test_short_drain_aborts_what_is_left_and_exits_0(twistd, redis_server):
     proc, port = start_proxy(twistd, redis_server.port, "--drain-timeout", "1")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
@@ -425,6 +429,7 @@ def test_short_drain_aborts_what_is_left_and_exits_0(twistd, redis_server):
     assert line.endswith("(shutdown by proxy)"), line
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("extra, console", [((), True), (("--quiet", "--json", "{tmp}/x.json"), False),
                                            (("--json", "-"), False), (("--decode", "none"), False)])
 def test_each_pair_is_shown_once(twistd, redis_server, tmp_path, extra, console):

@@ -23,7 +23,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import PING, PONG, recv_exactly, start_proxy, wait_closed, wait_until
+from tests.support.net import PING, PONG, recv_exactly, wait_closed
+from tests.support.processes import start_proxy
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.twistd
 
 # --- certificates ----------------------------------------------------------------------------
 

@@ -13,9 +13,9 @@ from twisted.python.failure import Failure
 from playground.decode import records as R
 from playground.decode.chain import Chain
 from playground.proxy.splice import ProxyFactory
-from playground.sinks import blockwriter, console
-from tests.conftest import reactor_turn
-from tests.proxy.test_proxy import Endpoint, Transport
+from playground.sinks import batching, blockwriter, console
+from tests.support.splice import Endpoint, Transport
+from tests.support.waiting import reactor_turn
 
 PING = b"*1\r\n$4\r\nPING\r\n"  # an echo upstream answers it with itself
 
@@ -66,6 +66,7 @@ def _run_turns(clock, sink, limit=10_000) -> int:
     return turns
 
 
+@pytest.mark.memory
 def test_100k_pipelined_pings_reach_the_sinks_in_bounded_slices_per_turn():
     """100,000 pipelined PINGs in one write, half answered by an echo, then the client closes:
     every reactor turn hands the sink a bounded amount (the 50,000 unanswered at close too),
@@ -114,6 +115,7 @@ class _Pieces:
         pass
 
 
+@pytest.mark.memory
 def test_big_reads_reach_the_observer_whole_in_order_in_pieces():
     """Reads larger than a piece come out as pieces of at most OBSERVER_PIECE bytes, over as
     many turns as the slice needs, and joined they are exactly the bytes read, in order."""
@@ -139,6 +141,7 @@ def test_big_reads_reach_the_observer_whole_in_order_in_pieces():
     assert observer.pieces["s2c"] == [b"+OK\r\n"]
 
 
+@pytest.mark.pure
 def test_held_records_keep_their_order_and_later_records_queue_behind():
     sink = TurnSink()
     chain = Chain([sink], decode="resp")
@@ -165,6 +168,7 @@ class _Slices(console.ConsoleSink):
         return super().format_batch(batch)
 
 
+@pytest.mark.memory
 def test_sink_formats_a_50k_emit_many_in_slices(tmp_path):
     out = open(tmp_path / "console.txt", "wb")
     sink = _Slices(out)
@@ -174,7 +178,7 @@ def test_sink_formats_a_50k_emit_many_in_slices(tmp_path):
                for _ in range(50_000)]
     sink.emit(records[0])
     sink.emit_many(records[1:])
-    assert max(sink.batches) <= console.MAX_BACKLOG
+    assert max(sink.batches) <= batching.MAX_BACKLOG
     run = R.RedisExchanges(1, 0.0, "127.0.0.1:1", [(b"GET", b"k")] * 5000, [b"v"] * 5000,
                            [0.001] * 5000)
     sink.batches.clear()
@@ -198,6 +202,7 @@ class _CountingRegistry:
     prometheus = json
 
 
+@pytest.mark.memory
 def test_metrics_pipelined_flood_is_answered_a_few_per_turn_and_rendered_once_per_turn():
     from twisted.internet.testing import StringTransport
 
@@ -234,6 +239,7 @@ def test_metrics_pipelined_flood_is_answered_a_few_per_turn_and_rendered_once_pe
 # -- --slow-sink -------------------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_slow_sink_option_is_checked_and_named():
     import pytest
     from twisted.python import usage
@@ -250,6 +256,7 @@ def test_slow_sink_option_is_checked_and_named():
         Options().parseOptions(["--target", "6379", "--slow-sink", "wait"])
 
 
+@pytest.mark.pure
 def test_slow_sink_from_a_config_file(tmp_path):
     from playground.daemon import config
 
@@ -271,6 +278,7 @@ def _fill(writer, line=b"x" * 99 + b"\n", limit=100_000):
     return n * len(line)
 
 
+@pytest.mark.memory
 def test_drop_writer_drops_whole_batches_and_says_so_when_drained():
     import os
 
@@ -310,6 +318,7 @@ def test_drop_writer_drops_whole_batches_and_says_so_when_drained():
         os.close(w)
 
 
+@pytest.mark.memory
 def test_drop_writer_reports_drops_at_close_and_gives_up_on_a_reader_that_never_comes():
     import os
 
@@ -334,7 +343,9 @@ def test_drop_writer_reports_drops_at_close_and_gives_up_on_a_reader_that_never_
 def _proxy_with_stdout(tmp_path, stdout, target: int, *extra):
     import subprocess
 
-    from tests.conftest import TWISTD, free_port, wait_until
+    from tests.support.net import free_port
+    from tests.support.paths import TWISTD
+    from tests.support.waiting import wait_until
 
     port = free_port()
     log = tmp_path / "twistd.log"
@@ -350,7 +361,7 @@ def _proxy_with_stdout(tmp_path, stdout, target: int, *extra):
 def _pings(port: int, n: int) -> None:
     import socket
 
-    from tests.conftest import recv_exactly
+    from tests.support.net import recv_exactly
 
     with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
         s.sendall(PING * n)
@@ -361,7 +372,7 @@ def _one_ping(port: int) -> float:
     import socket
     import time
 
-    from tests.conftest import recv_exactly
+    from tests.support.net import recv_exactly
 
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         start = time.monotonic()
@@ -370,6 +381,7 @@ def _one_ping(port: int) -> float:
         return time.monotonic() - start
 
 
+@pytest.mark.twistd
 def test_console_on_a_pipe_nobody_reads_drops_and_traffic_flows(tmp_path, redis_server):
     """stdout a pipe the reader has stopped reading (a paused ``less``): the default policy for
     a pipe is drop, so a second client's PING still gets +PONG at once; when the pipe is read
@@ -377,7 +389,7 @@ def test_console_on_a_pipe_nobody_reads_drops_and_traffic_flows(tmp_path, redis_
     import os
     import time
 
-    from tests.conftest import stop_process
+    from tests.support.processes import stop_process
 
     r, w = os.pipe()
     proc, port, log = _proxy_with_stdout(tmp_path, w, redis_server.port)
@@ -418,6 +430,7 @@ def _answered_within(port: int, seconds: float) -> bool:
             return False
 
 
+@pytest.mark.twistd
 @pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
 def test_a_signal_ends_a_proxy_blocked_on_a_console_pipe_nobody_reads(tmp_path, redis_server,
                                                                       signum):
@@ -430,7 +443,8 @@ def test_a_signal_ends_a_proxy_blocked_on_a_console_pipe_nobody_reads(tmp_path, 
     import subprocess
     import time
 
-    from tests.conftest import stop_process, wait_until
+    from tests.support.processes import stop_process
+    from tests.support.waiting import wait_until
 
     r, w = os.pipe()
     proc, port, log = _proxy_with_stdout(tmp_path, w, redis_server.port, "--slow-sink", "block",
@@ -461,8 +475,10 @@ def test_a_signal_ends_a_proxy_blocked_on_a_console_pipe_nobody_reads(tmp_path, 
     assert "records dropped in all" in text and "(--slow-sink block)" in text
 
 
+@pytest.mark.twistd
 def test_console_to_a_regular_file_keeps_every_record(tmp_path, redis_server):
-    from tests.conftest import stop_process, wait_until
+    from tests.support.processes import stop_process
+    from tests.support.waiting import wait_until
 
     out = open(tmp_path / "console.txt", "wb")
     proc, port, log = _proxy_with_stdout(tmp_path, out, redis_server.port)
@@ -479,6 +495,7 @@ def test_console_to_a_regular_file_keeps_every_record(tmp_path, redis_server):
     assert b"records dropped" not in text
 
 
+@pytest.mark.real
 def test_console_keeps_blocking_writes_when_stdout_cannot_be_reopened():
     """A socket on stdout cannot be reopened through /proc: the console says so and blocks
     (it never sets O_NONBLOCK on a description twistd's log shares)."""
@@ -510,6 +527,7 @@ def _fresh_total(cs):
     return h
 
 
+@pytest.mark.pure
 def test_scrape_renders_only_what_changed_and_says_the_same():
     """The all-commands histogram is kept up to date from what changed, the per-command lines
     are re-used while their figures stay the same: the output is what a full render gives."""
@@ -534,6 +552,7 @@ def test_scrape_renders_only_what_changed_and_says_the_same():
         assert cached == S.prometheus_text([snap], 1.0), round_
 
 
+@pytest.mark.pure
 def test_quantiles_in_one_pass_match_one_at_a_time():
     import random
 
@@ -562,6 +581,7 @@ def test_quantiles_in_one_pass_match_one_at_a_time():
         assert h.quantiles(qs) == one_by_one
 
 
+@pytest.mark.pure
 def test_the_root_service_moves_start_up_objects_out_of_the_cyclic_gcs_sight():
     """A full collection during a flood must not scan the whole program (30 ms a time)."""
     import gc

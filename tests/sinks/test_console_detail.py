@@ -12,6 +12,7 @@ import io
 import re
 import subprocess
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
@@ -32,7 +33,9 @@ from playground.sinks.console import (
     command_summary,
     format_value,
 )
-from tests.conftest import TWISTD, free_port, need, start_proxy
+from tests.support.net import free_port
+from tests.support.paths import TWISTD
+from tests.support.processes import need, start_proxy
 
 JSON_BODY = b'{"args": {}, "url": "http://h/get"}\n'
 
@@ -55,6 +58,7 @@ def safe(lines):
 
 # -- the HTTP detail levels --------------------------------------------------------------------
 
+@pytest.mark.pure
 def test_line_has_a_short_text_preview():
     f = ConsoleFormatter(False, 200)
     assert f.lines(http()) == [
@@ -70,6 +74,7 @@ def test_line_has_a_short_text_preview():
     assert '36 B "{\\"arg..." (1.20 ms)' in line
 
 
+@pytest.mark.pure
 def test_verbose_shows_headers_escaped_and_bounded():
     headers = ((b"Host", b"h"), (b"X-Evil", b"\x1b]0;pwned\x07\r\nInjected: 1"),
                (b"X-Long", b"v" * 500), (b"Authorization", b"(redacted)"))
@@ -87,6 +92,7 @@ def test_verbose_shows_headers_escaped_and_bounded():
     assert ConsoleFormatter(False, 200).lines(r) == lines[:1]  # level 0: the line alone
 
 
+@pytest.mark.pure
 def test_very_verbose_shows_bodies():
     f = ConsoleFormatter(False, 200, verbose=2)
     r = http(((b"Content-Length", b"7"),), ((b"Content-Length", b"36"),),
@@ -122,6 +128,7 @@ def test_very_verbose_shows_bodies():
     assert lines[-2:] == ["    < hé", "    < ... (100 bytes)"]
 
 
+@pytest.mark.memory
 def test_lines_end_as_whole_lines():
     f = ConsoleFormatter(False, 200, verbose=2)
     out = io.BytesIO()
@@ -133,6 +140,7 @@ def test_lines_end_as_whole_lines():
     assert out.getvalue().decode() == "\n".join(f.lines(r)) + "\n"
 
 
+@pytest.mark.pure
 @given(st.lists(st.tuples(st.binary(max_size=300), st.binary(max_size=300)), max_size=5),
        st.binary(max_size=300), st.binary(max_size=300), st.integers(0, 3),
        st.sampled_from([0, 1, 16, 200]))
@@ -147,6 +155,7 @@ def test_any_traffic_stays_terminal_safe_and_bounded(headers, req, res, verbose,
     assert len(lines) <= 1 + 2 * (len(headers) + 2 + (limit or 300) + 2)
 
 
+@pytest.mark.pure
 def test_colours_mark_directions():
     lines = ConsoleFormatter(True, 200, verbose=2).lines(http(((b"A", b"1"),), ((b"B", b"2"),),
                                                              req_preview=b"q"))
@@ -164,6 +173,7 @@ class ListSink:
         self.records.append(record)
 
 
+@pytest.mark.pure
 def test_secrets_never_shown_at_any_level():
     req = (b"POST /anything HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cr3t-token\r\n"
            b"Cookie: sid=s3cr3t-cookie\r\nContent-Length: 12\r\n\r\ntok=s3cr3t-x")
@@ -186,6 +196,7 @@ def test_secrets_never_shown_at_any_level():
     assert '    < {"headers": {"Authorization": "(redacted)"}}' in text
 
 
+@pytest.mark.pure
 @given(st.integers(0, 40))
 def test_a_secret_cut_by_the_preview_shows_none_of_its_bytes(shift):
     """A body that echoes a secret header where the preview (max(--max-value, 64) bytes) cuts
@@ -209,6 +220,7 @@ def test_a_secret_cut_by_the_preview_shows_none_of_its_bytes(shift):
     assert "x" * 150 in text  # the rest of the preview is still shown
 
 
+@pytest.mark.pure
 def test_unanswered_request_body_masks_its_secrets_too():
     """A request left without an answer shows its body at -vv like an answered one: a secret
     header's value echoed in it is masked there too."""
@@ -227,6 +239,7 @@ def test_unanswered_request_body_masks_its_secrets_too():
     assert "s3cr3t" not in text
 
 
+@pytest.mark.pure
 def test_max_value_0_previews_bodies_up_to_64_kib():
     """--max-value 0 means values whole up to 64 KiB (what the sinks are given): the bodies
     shown at -vv are too, not the 64 bytes of the smallest preview."""
@@ -254,6 +267,7 @@ LIFECYCLE = [R.Open(1, 0.0, "c", "l", "s", "t"), R.Detected(1, 0.0, "resp", Fals
              R.HalfClose(1, 0.0, "c2s"), R.Close(1, 0.0, "c", 1, 2, 0.5, "client", "fin")]
 
 
+@pytest.mark.memory
 def test_lifecycle_hidden_on_request():
     shown = ConsoleFormatter(False, 200)
     hidden = ConsoleFormatter(False, 200, lifecycle=False)
@@ -277,6 +291,7 @@ def console_of(argv):
     return console
 
 
+@pytest.mark.memory
 def test_filters_hide_the_lifecycle_unless_asked():
     assert console_of([]).lifecycle
     assert not console_of(["--only", "GET"]).lifecycle
@@ -289,6 +304,7 @@ def test_filters_hide_the_lifecycle_unless_asked():
     assert console_of([]).verbose == 0
 
 
+@pytest.mark.twistd
 def test_bad_lifecycle_names_the_flag():
     proc = subprocess.run([TWISTD, "-n", "--pidfile=", "tcpplay", "proxy", "--target", "1",
                            "--lifecycle", "sometimes"], capture_output=True, text=True, timeout=30)
@@ -305,6 +321,7 @@ def docs(n):
                            b"generic", b"arguments", [[b"name", b"key"]] * 5]]
 
 
+@pytest.mark.pure
 def test_command_docs_in_one_short_line():
     flat = [x for i in range(240) for x in docs(i)]  # RESP2: name, docs, name, docs, ...
     summary = '(240 commands: "cmd0", "cmd1", "cmd2", ... 237 more)'
@@ -327,6 +344,7 @@ def test_command_docs_in_one_short_line():
     safe([command_summary((b"COMMAND", b"LIST"), evil, 200)])
 
 
+@pytest.mark.pure
 def test_long_simple_strings_and_errors_show_their_length():
     """Like every other value, a simple string or error longer than --max-value (a MONITOR
     line, an error a server built from a long argument; the decoder cuts those over 64 KiB)
@@ -342,6 +360,7 @@ def test_long_simple_strings_and_errors_show_their_length():
     assert format_value(resp.Error(b"ERR 0123456"), 11) == "-ERR 0123456"
 
 
+@pytest.mark.pure
 def test_bare_command_words_and_keys_show_their_length_when_cut():
     """The command word and a simple key are shown bare, not quoted; cut at --max-value they
     still say their full length (a command word the decoder streamed as well)."""
@@ -354,6 +373,7 @@ def test_bare_command_words_and_keys_show_their_length_when_cut():
     assert format_args((b"GET", b"k" * 10), 10) == "GET kkkkkkkkkk"
 
 
+@pytest.mark.pure
 def test_aggregates_are_bounded_in_characters():
     deep = [[[b"v" * 200] * 8] * 8] * 8  # 512 strings of 200 bytes, three levels
     text = format_value(deep, 200)
@@ -362,6 +382,7 @@ def test_aggregates_are_bounded_in_characters():
     assert format_value([b"a", 1, None], 10) == '["a", (integer) 1, (nil)]'  # small: whole
 
 
+@pytest.mark.twistd
 def test_redis_cli_command_docs_through_the_proxy(twistd, redis_server):
     """redis-cli 7 reading commands from stdin first asks for COMMAND DOCS (160 KiB): one line."""
     cli = need("redis-cli")
@@ -376,6 +397,7 @@ def test_redis_cli_command_docs_through_the_proxy(twistd, redis_server):
     assert proc.terminate() == 0
 
 
+@pytest.mark.twistd
 def test_curl_through_the_proxy_at_each_level(twistd):
     curl = need("curl")
     http_port = free_port()
@@ -413,6 +435,7 @@ def test_curl_through_the_proxy_at_each_level(twistd):
     assert any(line.startswith("    < ... (") and line.endswith(" bytes)") for line in vv)
 
 
+@pytest.mark.pure
 def test_demo_passes_verbose_to_its_proxies():
     from playground.examples import demo
 

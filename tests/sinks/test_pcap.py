@@ -31,7 +31,7 @@ from playground.sinks.pcapwriter import (
     internet_checksum,
     target_port,
 )
-from tests.conftest import redis_commands, rows, tshark
+from tests.support.capture import redis_commands, rows, tshark
 
 T0 = 1_700_000_000.0
 HDR = PcapWriter().header()
@@ -128,6 +128,7 @@ def stream_of(pkts, sport, dport):
 # -- pure ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_global_header_fields_and_once():
     w = PcapWriter()
     hdr = w.header()
@@ -140,6 +141,7 @@ def test_global_header_fields_and_once():
     assert not w2.data(1, C2S, b"x", T0).startswith(hdr[:4])
 
 
+@pytest.mark.pure
 def test_handshake_and_timestamps():
     w = PcapWriter()
     pkts = read_pcap(w.header() + w.pair_opened(pair(), T0 + 0.1234567))
@@ -160,6 +162,7 @@ def test_handshake_and_timestamps():
     assert syn.src_mac != synack.src_mac and syn.dst_mac == synack.src_mac
 
 
+@pytest.mark.pure
 def test_seq_ack_over_segments_both_directions():
     w = PcapWriter()
     blob = w.header() + w.pair_opened(pair(), T0)
@@ -187,6 +190,7 @@ def test_seq_ack_over_segments_both_directions():
     assert w.offset(1, C2S) == 18 and w.offset(1, S2C) == 103
 
 
+@pytest.mark.pure
 def test_large_chunk_is_split_at_65000():
     w = PcapWriter()
     chunk = os.urandom(150_001)
@@ -199,6 +203,7 @@ def test_large_chunk_is_split_at_65000():
     assert all(p.checksums_ok() for p in pkts)
 
 
+@pytest.mark.pure
 def test_snaplen_truncates_captured_bytes_only():
     w = PcapWriter(snaplen=100)
     assert struct.unpack("<IHHiIII", w.header())[5] == 100
@@ -211,6 +216,7 @@ def test_snaplen_truncates_captured_bytes_only():
     assert incl2 == orig2 == 54, "the receiver's ACK"
 
 
+@pytest.mark.pure
 def test_sequence_numbers_wrap():
     w = PcapWriter()
     blob = w.header() + w.pair_opened(pair(), T0)
@@ -229,6 +235,7 @@ def test_sequence_numbers_wrap():
     assert pkts[5].seq == 0x18
 
 
+@pytest.mark.pure
 def test_half_close_then_close_fin_flags():
     w = PcapWriter()
     blob = w.header() + w.pair_opened(pair(), T0) + w.data(1, C2S, b"PING\r\n", T0)
@@ -249,6 +256,7 @@ def test_half_close_then_close_fin_flags():
     assert w.pair_closed(1, {"how": "fin"}, T0) == b"" and not w.is_open(1)
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     "summary, sender",
     [
@@ -269,6 +277,7 @@ def test_reset_kinds(summary, sender):
     assert last.seq == expected_seq
 
 
+@pytest.mark.pure
 def test_close_without_half_close_fins_both_ways():
     w = PcapWriter()
     blob = w.header() + w.pair_opened(pair(), T0)
@@ -281,6 +290,7 @@ def test_close_without_half_close_fins_both_ways():
     ]
 
 
+@pytest.mark.pure
 def test_ipv6_framing_and_mixed_families():
     w = PcapWriter()
     p6 = pair(2, client=("::1", 50000), server=("::1", 6379))
@@ -295,6 +305,7 @@ def test_ipv6_framing_and_mixed_families():
     assert all(p.checksums_ok() for p in pkts)
 
 
+@pytest.mark.pure
 def test_synthesized_addresses_for_unix_and_unknown_sides():
     w = PcapWriter()
     unix = PairInfo(
@@ -317,6 +328,7 @@ def test_synthesized_addresses_for_unix_and_unknown_sides():
     assert syn.dport == 80
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     "target, port",
     [
@@ -335,6 +347,7 @@ def test_target_port(target, port):
     assert target_port(target) == port
 
 
+@pytest.mark.pure
 def test_checksums_against_independent_computation():
     w = PcapWriter()
     blob = w.header() + w.pair_opened(pair(), T0)
@@ -359,6 +372,7 @@ def test_checksums_against_independent_computation():
     )  # RFC 1071 / Wikipedia example
 
 
+@pytest.mark.pure
 def test_masking_keeps_lengths_and_framing():
     w = PcapWriter()
     blob = w.header() + w.pair_opened(pair(), T0)
@@ -382,6 +396,7 @@ def test_masking_keeps_lengths_and_framing():
     assert w.mask(99, C2S, 0, 5) == 5, "an unknown pair cannot be masked"
 
 
+@pytest.mark.pure
 def test_odd_calls_never_raise():
     w = PcapWriter()
     assert w.data(1, C2S, b"x", T0) == b""
@@ -395,6 +410,7 @@ def test_odd_calls_never_raise():
     assert closing[0].ts == 0 and closing[0].flags == FIN | ACK
 
 
+@pytest.mark.pure
 @settings(max_examples=60, deadline=None)
 @given(
     st.binary(max_size=3000),
@@ -524,6 +540,7 @@ def http_methods(path) -> list[str]:
     )
 
 
+@pytest.mark.real
 def test_tshark_decodes_http_and_redis(tmp_path):
     path = tmp_path / "x.pcap"
     path.write_bytes(write_exchanges())
@@ -576,6 +593,7 @@ def test_tshark_decodes_http_and_redis(tmp_path):
     }
 
 
+@pytest.mark.real
 def test_tshark_decode_as_for_other_ports(tmp_path):
     path = tmp_path / "ports.pcap"
     path.write_bytes(write_exchanges(http_port=8081))
@@ -630,6 +648,7 @@ def random_split_pcap(rng, pairs: int, anywhere: bool) -> tuple[bytes, dict]:
     return blob, expected
 
 
+@pytest.mark.real
 def test_tshark_counts_pipelined_commands_and_requests(tmp_path):
     """Whole commands/requests grouped at random into segments: tshark counts every one."""
     path = tmp_path / "pipelined.pcap"
@@ -641,6 +660,7 @@ def test_tshark_counts_pipelined_commands_and_requests(tmp_path):
     no_problems(path)
 
 
+@pytest.mark.real
 def test_tshark_reassembles_streams_cut_anywhere(tmp_path):
     """Cut anywhere (mid-line, between CR and LF): the streams reassemble byte for byte, HTTP
     still counts exactly, nothing is malformed. tshark 4.0's RESP dissector miscounts some of
@@ -656,6 +676,7 @@ def test_tshark_reassembles_streams_cut_anywhere(tmp_path):
     no_problems(path)
 
 
+@pytest.mark.real
 def test_tshark_shows_masked_secret(tmp_path):
     w = PcapWriter()
     blob = w.header() + w.pair_opened(pair(), T0)
@@ -670,6 +691,7 @@ def test_tshark_shows_masked_secret(tmp_path):
     no_problems(path)
 
 
+@pytest.mark.real
 def test_no_problems_check_can_fail(tmp_path):
     """The checksum filter used above does catch a corrupted byte."""
     w = PcapWriter()
@@ -684,6 +706,7 @@ def test_no_problems_check_can_fail(tmp_path):
 # -- the sink -----------------------------------------------------------------------------------
 
 
+@pytest.mark.real
 def test_sink_open_write_close_cycle(tmp_path):
     clock = MemoryReactorClock()
     path = tmp_path / "sink.pcap"
@@ -711,6 +734,7 @@ def test_sink_open_write_close_cycle(tmp_path):
     no_problems(path)
 
 
+@pytest.mark.memory
 def test_sink_stop_flushes_queued_records(tmp_path):
     clock = MemoryReactorClock()
     path = tmp_path / "stop.pcap"
@@ -724,6 +748,7 @@ def test_sink_stop_flushes_queued_records(tmp_path):
     assert not clock.getDelayedCalls()
 
 
+@pytest.mark.memory
 def test_sink_threshold_writes_at_once(tmp_path):
     clock = MemoryReactorClock()
     path = tmp_path / "big.pcap"
@@ -738,6 +763,7 @@ def test_sink_threshold_writes_at_once(tmp_path):
     sink.stopService()
 
 
+@pytest.mark.memory
 def test_sink_mask_in_same_turn_after_the_data(tmp_path):
     clock = MemoryReactorClock()
     path = tmp_path / "mask.pcap"
@@ -760,6 +786,7 @@ def test_sink_mask_in_same_turn_after_the_data(tmp_path):
     )
 
 
+@pytest.mark.memory
 def test_sink_write_failure_is_logged_once(tmp_path):
     clock = MemoryReactorClock()
     sink = PcapSink(str(tmp_path / "fail.pcap"), reactor=clock)
@@ -780,6 +807,7 @@ def test_sink_write_failure_is_logged_once(tmp_path):
     sink.stopService()
 
 
+@pytest.mark.real
 def test_pure_module_imports_no_twisted():
     code = (
         "import sys, playground.sinks.pcapwriter; "
@@ -788,6 +816,7 @@ def test_pure_module_imports_no_twisted():
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
+@pytest.mark.real
 @pytest_twisted.ensureDeferred
 async def test_sink_with_the_global_reactor(tmp_path):
     from twisted.internet import reactor
@@ -812,6 +841,7 @@ async def test_sink_with_the_global_reactor(tmp_path):
 # -- the tshark command the sink logs ---------------------------------------------------------
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     "target, listen, decode, hint",
     [
@@ -833,6 +863,7 @@ def test_sink_start_hint(target, listen, decode, hint):
     assert PcapSink("F", target=target, listen=listen, decode=decode).start_hint() == hint
 
 
+@pytest.mark.memory
 def test_sink_close_hint_from_ports_written_and_protocols_decoded(tmp_path):
     clock = MemoryReactorClock()
     path = tmp_path / "a b.pcap"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
@@ -12,16 +13,11 @@ from twisted.internet.testing import MemoryReactorClock
 from playground.codec import resp
 from playground.decode import records as R
 from playground.decode.records import json_bytes, json_value, to_json
-from playground.sinks.console import (
-    FLUSH_DELAY,
-    MAX_BACKLOG,
-    ConsoleFormatter,
-    ConsoleSink,
-    format_args,
-    format_value,
-)
+from playground.sinks.batching import FLUSH_DELAY, MAX_BACKLOG, BufferedSink
+from playground.sinks.console import ConsoleFormatter, ConsoleSink, format_args, format_value
 from playground.sinks.jsonlines import JsonSink
 from playground.sinks.jsonlines import _encode as _json_encode
+from playground.sinks.plain import NOT_PLAIN, PlainReplies, plain_batch, remember
 
 
 class CountingIO(io.BytesIO):
@@ -38,6 +34,7 @@ def redis(cmd, reply, latency=0.00021):
     return R.RedisExchange(3, 1.0, "127.0.0.1:51234", tuple(cmd), reply, latency)
 
 
+@pytest.mark.pure
 def test_console_redis_line():
     f = ConsoleFormatter(False, 200)
     assert f.lines(redis([b"SET", b"foo", b"bar"], resp.Simple(b"OK"))) == [
@@ -49,6 +46,7 @@ def test_console_redis_line():
     assert line == '#3 <- message news "hello"'
 
 
+@pytest.mark.pure
 def test_console_http_line():
     r = R.HttpExchange(
         4,
@@ -73,6 +71,7 @@ def test_console_http_line():
     ]
 
 
+@pytest.mark.pure
 def test_format_values():
     assert format_value(None, 10) == "(nil)"
     assert format_value(5, 10) == "(integer) 5"
@@ -83,6 +82,7 @@ def test_format_values():
     assert format_args([b"SET", b"a b", b"\r\n"], 10) == 'SET "a b" "\\r\\n"'
 
 
+@pytest.mark.memory
 def test_console_colours_only_when_asked():
     r = redis([b"PING"], resp.Simple(b"PONG"))
     assert "\x1b[" in ConsoleFormatter(True).lines(r)[0]
@@ -95,6 +95,7 @@ def test_console_colours_only_when_asked():
     assert b"\x1b" not in out.getvalue()  # not a terminal
 
 
+@pytest.mark.memory
 def test_console_writes_once_per_batch():
     clock = MemoryReactorClock()
     out = CountingIO()
@@ -115,6 +116,7 @@ def test_console_writes_once_per_batch():
     assert b"after" not in out.getvalue()
 
 
+@pytest.mark.memory
 def test_json_sink_lifecycle(tmp_path):
     path = tmp_path / "out.jsonl"
     clock = MemoryReactorClock()
@@ -139,6 +141,7 @@ def test_json_sink_lifecycle(tmp_path):
     assert len(path.read_text().splitlines()) == 4
 
 
+@pytest.mark.pure
 def test_json_values():
     assert json_bytes(b"abc") == "abc"
     assert json_bytes("é".encode() * 3, 3) == {"text": "é", "length": 6}
@@ -150,6 +153,7 @@ def test_json_values():
     assert json_value(True) is True and json_value(None) is None
 
 
+@pytest.mark.pure
 def test_every_record_kind_serialises():
     recs = [
         R.Open(1, 0.0, "c", "l", "s", "t"),
@@ -203,6 +207,7 @@ _exchange = st.builds(
 _records = st.lists(st.one_of(_exchange, st.just(R.Notice(2, 1.0, "note"))), max_size=12)
 
 
+@pytest.mark.pure
 @given(_records, st.sampled_from([0, 4, 200]))
 @settings(max_examples=300, deadline=None)
 def test_json_fast_path_equals_to_json(records, limit):
@@ -219,6 +224,7 @@ def test_json_fast_path_equals_to_json(records, limit):
     assert [parsed(line) for line in fast[:-1]] == [parsed(line) for line in slow]
 
 
+@pytest.mark.pure
 @given(_records, st.sampled_from([0, 4, 200]))
 @settings(max_examples=300, deadline=None)
 def test_console_fast_path_equals_formatter(records, limit):
@@ -229,6 +235,7 @@ def test_console_fast_path_equals_formatter(records, limit):
     assert fast == slow.encode("utf-8", "surrogateescape")
 
 
+@pytest.mark.memory
 def test_sinks_bound_their_backlog():
     clock = MemoryReactorClock()
     out = CountingIO()
@@ -241,6 +248,143 @@ def test_sinks_bound_their_backlog():
     clock.advance(FLUSH_DELAY)
     assert out.writes == 4 and out.getvalue().endswith(b'GET b -> (nil) (0.21 ms)\n')
     sink.stopService()
+
+
+# -- batching: what a sink states is its output and its format; the queue is shared -----------
+
+
+class Lines(BufferedSink):
+    """The least a sink states: where it writes and how a batch looks."""
+
+    label = "lines"
+
+    def __init__(self, reactor, fail_on=None):
+        super().__init__(reactor)
+        self.target = CountingIO()
+        self.batches: list[list] = []
+        self.fail_on = fail_on
+
+    def open_output(self):
+        return self.target
+
+    def format_batch(self, batch):
+        self.batches.append(list(batch))
+        if self.fail_on in batch:
+            raise ValueError("cannot format")
+        return b"".join(b"%d\n" % r for r in batch)
+
+
+@pytest.mark.memory
+def test_buffered_sink_writes_a_batch_per_flush_delay_and_at_the_bound():
+    clock = MemoryReactorClock()
+    sink = Lines(clock)
+    sink.emit(1)  # not started: nothing is queued
+    sink.startService()
+    sink.emit(1)
+    sink.emit_many([2, 3])
+    assert sink.target.writes == 0 and len(clock.getDelayedCalls()) == 1  # one timer per batch
+    clock.advance(FLUSH_DELAY)
+    assert sink.target.getvalue() == b"1\n2\n3\n" and sink.written == 3
+    sink.emit(0)  # a timer is set; at the bound the batch is written at once
+    sink.emit_many(list(range(1, MAX_BACKLOG)))
+    assert sink.target.writes == 2 and sink.batches[-1] == list(range(MAX_BACKLOG))
+    sink.emit(7)
+    sink.stopService()  # flushes what is queued, cancels the timer
+    assert sink.target.getvalue().endswith(b"\n7\n") and not clock.getDelayedCalls()
+    sink.emit(8)  # ignored once stopped
+    assert sink.written == MAX_BACKLOG + 4
+
+
+@pytest.mark.memory
+def test_buffered_sink_slices_a_big_flush_and_counts_runs_as_their_exchanges():
+    clock = MemoryReactorClock()
+    sink = Lines(clock)
+    sink.format_batch = lambda batch: sink.batches.append(list(batch)) or b"x\n"
+    sink.startService()
+    run = R.RedisExchanges(1, 0.0, "c", [(b"GET", b"k")] * 200, [b"v"] * 200, [0.001] * 200)
+    sink.emit(1)
+    sink.emit_many([run])
+    sink.emit_many([run])
+    assert not sink.batches  # 401 exchanges queued
+    sink.emit_many([run, 2])  # 602: written at once, in slices of about MAX_BACKLOG exchanges
+    assert sink.batches == [[1, run, run, run], [2]] and sink.written == 602
+    sink.stopService()
+
+
+@pytest.mark.memory
+def test_buffered_sink_drops_a_batch_it_cannot_format_and_stops_on_a_write_error():
+    clock = MemoryReactorClock()
+    sink = Lines(clock, fail_on=2)
+    sink.startService()
+    sink.emit_many([1, 2])
+    clock.advance(FLUSH_DELAY)
+    sink.emit(3)
+    clock.advance(FLUSH_DELAY)
+    assert sink.target.getvalue() == b"3\n" and not sink.failed  # the failing batch only
+
+    def broken(data):
+        raise OSError(28, "No space left on device")
+
+    sink.target.write = broken
+    sink.emit(4)
+    clock.advance(FLUSH_DELAY)
+    assert sink.failed
+    sink.emit(5)  # nothing more is queued
+    assert not sink._queue
+    sink.stopService()
+
+
+@pytest.mark.pure
+def test_plain_batch_looks_at_the_batch_once():
+    ok = resp.Simple(b"OK")
+    plain = [redis([b"SET", b"k", b"v"], ok), redis([b"GET", b"k"], b"v")]
+    assert plain_batch(plain, 200) == (True, 2, 3, True)
+    assert plain_batch(plain + [R.Notice(1, 1.0, "not an exchange")], 200) == (True, 2, 3, True)
+    assert plain_batch([R.Notice(1, 1.0, "x")], 200) == (False, 0, 0, False)
+    assert plain_batch(plain + [redis([b"GET", b'"k'], None)], 200)[0] is False
+    assert plain_batch(plain + [redis([b"GET", 5], None)], 200)[0] is False  # not bytes
+    assert plain_batch(plain + [redis([b"GET", b"k" * 5], None)], 4)[0] is False  # over lim
+    assert plain_batch(plain + [redis([b"GET", b"k" * 5], None)], 0)[0] is True  # no bound
+    assert plain_batch(plain + [redis([b"GET", b"k"], b"\n")], 200)[3] is False  # the bulk
+    run = R.RedisExchanges(3, 1.0, "c", [(b"GET", b"a", b"b", b"c")], [b"\xff"], [0.001])
+    assert plain_batch(plain + [run], 200) == (True, 2, 4, False)
+
+
+@pytest.mark.pure
+def test_plain_replies_in_a_sinks_own_notation():
+    replies = PlainReplies(b"+%s", b"(integer) %d", b"(nil)")
+    assert replies(resp.Simple(b"OK"), 200) == b"+OK"
+    assert replies(resp.Simple(b"OK"), 200) is replies(resp.Simple(b"OK"), 200)  # made once
+    assert replies(b"abc", 200) == b'"abc"'
+    assert replies(b"abc", 2) is None and replies(b"abc", 2, checked=True) == b'"abc"'
+    assert replies(b"a\\b", 200) is None and replies(resp.Simple(b"\x00"), 200) is None
+    assert replies(7, 200) == b"(integer) 7" and replies(None, 200) == b"(nil)"
+    assert replies([b"a"], 200) is None  # no list notation given
+    assert replies(resp.Error(b"ERR x"), 200) is None  # the sink's general formatter
+    listing = PlainReplies(b"%s", b"%d", b"null", items=lambda v, lim: b"[%d]" % len(v))
+    assert listing([b"a", b"b"], 200) == b"[2]"
+
+
+@pytest.mark.pure
+def test_not_plain_is_what_escape_and_json_would_change():
+    for byte in range(256):
+        b = bytes([byte])
+        shown_as_is = escape_keeps(b) and json.dumps(b.decode("latin-1"))[1:-1] == chr(byte)
+        assert (NOT_PLAIN.search(b) is None) == shown_as_is, b
+
+
+def escape_keeps(b: bytes) -> bool:
+    from playground.decode.views import escape
+
+    return escape(b) == b.decode("latin-1")
+
+
+@pytest.mark.pure
+def test_remember_holds_a_bounded_number_of_entries():
+    cache: dict = {}
+    for i in range(1000):
+        assert remember(cache, i, str(i)) == str(i)
+    assert len(cache) == 256 and cache[255] == "255" and 256 not in cache
 
 
 # -- runs: one R.RedisExchanges shows exactly as the exchanges it stands for ------------------
@@ -271,6 +415,7 @@ def _filled(run, items):
     return run
 
 
+@pytest.mark.pure
 @given(_run, _run_items, st.lists(_exchange, max_size=3), st.sampled_from([0, 4, 200]),
        st.booleans())
 @settings(max_examples=300, deadline=None)
@@ -285,6 +430,7 @@ def test_runs_show_as_their_exchanges(run, items, around, limit, color):
     assert console.format_batch(batch) == console.format_batch(expanded)
 
 
+@pytest.mark.pure
 def test_common_runs_take_the_fast_path(monkeypatch):
     """A run of plain SETs or GETs is formatted without making one record per exchange."""
     run = R.RedisExchanges(3, 1.7e9, "127.0.0.1:5", [(b"SET", b"k", b"v")] * 16,

@@ -32,8 +32,10 @@ from playground.common.listening import ListeningService
 from playground.common.options import (
     ServerOptions,
     byte_size,
+    limit_arguments,
     non_negative_float,
     non_negative_int,
+    parameter,
     positive_int,
 )
 from playground.examples.chat.core import ChatServer, Close, Send, SendRaw, room_name
@@ -328,6 +330,22 @@ class ChatShutdown(service.Service):
         return self.factory.shutdown(self.drain_timeout)
 
 
+def _line_length(flag: str, value) -> int:
+    number = non_negative_int(flag, value)
+    if not 16 <= number <= 1 << 20:
+        raise usage.UsageError(f"{flag}: must be 16-1048576 bytes, got {value!r}")
+    return number
+
+
+def _room(flag: str, value) -> str:
+    room = room_name(value)
+    if room is None:
+        raise usage.UsageError(
+            f"{flag}: {value!r} is not a room name (1-20 of A-Z a-z 0-9 _ -, e.g. #lobby)"
+        )
+    return room
+
+
 class Options(ServerOptions):
     synopsis = "[options]"
     longdesc = (
@@ -337,60 +355,28 @@ class Options(ServerOptions):
     default_listen = "7001"
     shown_defaults = {"max-sendq": "1m", "send-budget": "64m"}
     optParameters = [
-        ["drain-timeout", None, 5.0,
-         "On SIGTERM/SIGINT, seconds clients get to leave after the goodbye line before they "
-         "are cut off (a second Ctrl-C cuts them off at once).",
-         lambda v: non_negative_float("--drain-timeout", v)],
+        parameter("drain-timeout", 5.0,
+                  "On SIGTERM/SIGINT, seconds clients get to leave after the goodbye line "
+                  "before they are cut off (a second Ctrl-C cuts them off at once).",
+                  non_negative_float),
+        parameter("max-line", 1024,
+                  "Longest accepted line in bytes (16-1048576); longer lines close the "
+                  "connection with an error line.", _line_length),
+        parameter("flood-rate", 5.0,
+                  "Lines per second each connection may send on average (0 = no limit).",
+                  non_negative_float),
+        parameter("flood-burst", 20, "Lines a connection may send at once before the rate "
+                  "applies.", positive_int),
+        parameter("flood-strikes", 5, "Lines dropped for flooding before the connection is "
+                  "closed.", positive_int),
+        parameter("max-sendq", DEFAULT_MAX_SENDQ,
+                  'Bytes queued for one client that does not read before it is dropped ("SendQ '
+                  'exceeded"; k/m/g suffixes).', byte_size),
+        parameter("send-budget", DEFAULT_SEND_BUDGET,
+                  "Bytes queued for all clients together; when full, the client with the "
+                  "longest queue is dropped (k/m/g suffixes).", byte_size),
+        parameter("room", "#lobby", "The room a client joins once it has a nick.", _room),
     ]
-
-    def __init__(self):
-        super().__init__()
-        self["max-line"] = 1024
-        self["flood-rate"] = 5.0
-        self["flood-burst"] = 20
-        self["flood-strikes"] = 5
-        self["room"] = "#lobby"
-        self["max-sendq"] = DEFAULT_MAX_SENDQ
-        self["send-budget"] = DEFAULT_SEND_BUDGET
-
-    def opt_max_line(self, value):
-        """Longest accepted line in bytes (16-1048576); longer lines close the connection
-        with an error line."""
-        number = non_negative_int("--max-line", value)
-        if not 16 <= number <= 1 << 20:
-            raise usage.UsageError(f"--max-line: must be 16-1048576 bytes, got {value!r}")
-        self["max-line"] = number
-
-    def opt_flood_rate(self, value):
-        """Lines per second each connection may send on average (0 = no limit)."""
-        self["flood-rate"] = non_negative_float("--flood-rate", value)
-
-    def opt_flood_burst(self, value):
-        """Lines a connection may send at once before the rate applies."""
-        self["flood-burst"] = positive_int("--flood-burst", value)
-
-    def opt_flood_strikes(self, value):
-        """Lines dropped for flooding before the connection is closed."""
-        self["flood-strikes"] = positive_int("--flood-strikes", value)
-
-    def opt_max_sendq(self, value):
-        """Bytes queued for one client that does not read before it is dropped ("SendQ
-        exceeded"; k/m/g suffixes)."""
-        self["max-sendq"] = byte_size("--max-sendq", value)
-
-    def opt_send_budget(self, value):
-        """Bytes queued for all clients together; when full, the client with the longest queue
-        is dropped (k/m/g suffixes)."""
-        self["send-budget"] = byte_size("--send-budget", value)
-
-    def opt_room(self, value):
-        """The room a client joins once it has a nick."""
-        room = room_name(value)
-        if room is None:
-            raise usage.UsageError(
-                f"--room: {value!r} is not a room name (1-20 of A-Z a-z 0-9 _ -, e.g. #lobby)"
-            )
-        self["room"] = room
 
 
 def make_factory(options, reactor=None) -> ChatFactory:
@@ -403,12 +389,10 @@ def make_factory(options, reactor=None) -> ChatFactory:
     )
     return ChatFactory(
         core,
-        idle_timeout=options["idle-timeout"],
-        max_connections=options["max-connections"],
-        max_per_peer=options["max-connections-per-peer"],
         reactor=reactor,
         max_sendq=options["max-sendq"],
         send_budget=options["send-budget"],
+        **limit_arguments(options),
     )
 
 

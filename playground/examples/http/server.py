@@ -31,13 +31,15 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from playground.common import directwrite
+from playground.common import twistedprivate
 from playground.common.limits import LimitedFactory
 from playground.common.listening import ListeningService
 from playground.common.options import (
     ServerOptions,
+    limit_arguments,
     non_negative_float,
     non_negative_int,
+    parameter,
     positive_int,
 )
 from playground.examples.http.app import AppLimits, HttpApp, Response
@@ -124,7 +126,7 @@ class HttpProtocol(protocol.Protocol):
         self._access_log = self.log  # bound once (each ``self.log`` builds a new Logger)
         self.transport.registerProducer(self, True)
         # plain TCP (no TLS layered on the socket): direct sends and half-close are safe
-        self._plain = directwrite.supported(self.transport)
+        self._plain = twistedprivate.direct_write_supported(self.transport)
         self._direct = f.direct_send and self._plain
         self._arm()
 
@@ -401,8 +403,8 @@ class HttpProtocol(protocol.Protocol):
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
-        if self._direct:  # send now when nothing is queued (see playground.common.directwrite)
-            directwrite.write(self.transport, data)
+        if self._direct:  # send now when nothing is queued (see playground.common.twistedprivate)
+            twistedprivate.direct_write(self.transport, data)
         else:
             self.transport.write(data)
         if self._finished:
@@ -483,10 +485,9 @@ class HttpProtocol(protocol.Protocol):
 
     def _pending_out(self) -> int | None:
         """Bytes waiting in a plain TCP transport's buffer (None when unknown)."""
-        t = self.transport
         if not self._plain:
             return None
-        return len(t.dataBuffer) - t.offset + t._tempDataLen
+        return twistedprivate.pending_write_bytes(self.transport)
 
     # One lazy timer per connection: setting or clearing a deadline is an attribute write; the
     # single DelayedCall, when it fires early, reschedules itself for the current deadline.
@@ -614,58 +615,32 @@ class Options(ServerOptions):
     default_listen = "8080"
     default_idle_timeout = 30.0
     optFlags = [["no-access-log", None, "Do not log a line per request."]]
-
-    def __init__(self):
-        super().__init__()
-        self["max-body"] = DEFAULT_MAX_BODY
-        self["max-request-line"] = DEFAULT_MAX_REQUEST_LINE
-        self["max-header-bytes"] = DEFAULT_MAX_HEADER_BYTES
-        self["max-headers"] = DEFAULT_MAX_HEADERS
-        self["header-timeout"] = 5.0
-        self["body-timeout"] = 30.0
-        self["keepalive-timeout"] = 15.0
-        self["max-pipeline"] = 32
-
-    def opt_max_body(self, value):
-        """Largest request body in bytes; larger gets 413."""
-        self["max-body"] = non_negative_int("--max-body", value)
-
-    def opt_max_request_line(self, value):
-        """Longest request line in bytes; longer gets 414."""
-        self["max-request-line"] = positive_int("--max-request-line", value)
-
-    def opt_max_header_bytes(self, value):
-        """Largest header section in bytes; larger gets 431."""
-        self["max-header-bytes"] = positive_int("--max-header-bytes", value)
-
-    def opt_max_headers(self, value):
-        """Most header fields in a request; more gets 431."""
-        self["max-headers"] = positive_int("--max-headers", value)
-
-    def opt_header_timeout(self, value):
-        """Seconds allowed to send a complete request head; then 408 (0 = never)."""
-        self["header-timeout"] = non_negative_float("--header-timeout", value)
-
-    def opt_body_timeout(self, value):
-        """Seconds allowed to send a whole request body, counted from the end of its head;
-        then 408 (0 = never)."""
-        self["body-timeout"] = non_negative_float("--body-timeout", value)
-
-    def opt_keepalive_timeout(self, value):
-        """Close a connection idle between requests after this many seconds
-        (0 = never)."""
-        self["keepalive-timeout"] = non_negative_float("--keepalive-timeout", value)
-
-    def opt_max_pipeline(self, value):
-        """Requests read ahead of their responses on one connection."""
-        self["max-pipeline"] = positive_int("--max-pipeline", value)
+    optParameters = [
+        parameter("max-body", DEFAULT_MAX_BODY, "Largest request body in bytes; larger gets 413.",
+                  non_negative_int),
+        parameter("max-request-line", DEFAULT_MAX_REQUEST_LINE,
+                  "Longest request line in bytes; longer gets 414.", positive_int),
+        parameter("max-header-bytes", DEFAULT_MAX_HEADER_BYTES,
+                  "Largest header section in bytes; larger gets 431.", positive_int),
+        parameter("max-headers", DEFAULT_MAX_HEADERS,
+                  "Most header fields in a request; more gets 431.", positive_int),
+        parameter("header-timeout", 5.0,
+                  "Seconds allowed to send a complete request head; then 408 (0 = never).",
+                  non_negative_float),
+        parameter("body-timeout", 30.0,
+                  "Seconds allowed to send a whole request body, counted from the end of its "
+                  "head; then 408 (0 = never).", non_negative_float),
+        parameter("keepalive-timeout", 15.0,
+                  "Close a connection idle between requests after this many seconds "
+                  "(0 = never).", non_negative_float),
+        parameter("max-pipeline", 32, "Requests read ahead of their responses on one "
+                  "connection.", positive_int),
+    ]
 
 
 def make_factory(options, reactor=None) -> HttpFactory:
     return HttpFactory(
         reactor,
-        max_connections=options["max-connections"],
-        max_per_peer=options["max-connections-per-peer"],
         max_request_line=options["max-request-line"],
         max_header_bytes=options["max-header-bytes"],
         max_headers=options["max-headers"],
@@ -673,9 +648,9 @@ def make_factory(options, reactor=None) -> HttpFactory:
         header_timeout=options["header-timeout"],
         body_timeout=options["body-timeout"],
         keepalive_timeout=options["keepalive-timeout"],
-        idle_timeout=options["idle-timeout"],
         max_pipeline=options["max-pipeline"],
         access_log=not options["no-access-log"],
+        **limit_arguments(options),
     )
 
 

@@ -24,9 +24,17 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from playground.codec.resp import Inline, ProtocolError, RespParser
+from playground.common.addresstext import address_text
 from playground.common.limits import LimitedFactory
-from playground.common.listening import ListeningService, address_text
-from playground.common.options import ServerOptions, byte_size, non_negative_float, non_negative_int
+from playground.common.listening import ListeningService
+from playground.common.options import (
+    ServerOptions,
+    byte_size,
+    limit_arguments,
+    non_negative_float,
+    non_negative_int,
+    parameter,
+)
 from playground.examples.resp.engine import Close, Deliver, Engine, Reply, encode_reply
 
 DEFAULT_MAX_BULK = 512 * 1024 * 1024  # Redis's proto-max-bulk-len
@@ -350,6 +358,12 @@ class RespService(service.MultiService):
             ExpirySweep(factory, sweep_interval).setServiceParent(self)
 
 
+def _password(flag: str, value) -> str:
+    if not value:
+        raise usage.UsageError(f"{flag}: the password must not be empty")
+    return value
+
+
 class Options(ServerOptions):
     synopsis = "[options]"
     longdesc = (
@@ -358,40 +372,24 @@ class Options(ServerOptions):
     )
     default_listen = "6380"
     shown_defaults = {"max-bulk": "512m", "max-inline": "64k", "max-query": "1g"}
-
-    def __init__(self):
-        super().__init__()
-        self["requirepass"] = None
-        self["max-bulk"] = DEFAULT_MAX_BULK
-        self["max-inline"] = DEFAULT_MAX_INLINE
-        self["max-query"] = DEFAULT_MAX_QUERY
-        self["sweep-interval"] = DEFAULT_SWEEP_INTERVAL
-
-    def opt_requirepass(self, value):
-        """Clients must AUTH (or HELLO ... AUTH default PASSWORD) with this password."""
-        if not value:
-            raise usage.UsageError("--requirepass: the password must not be empty")
-        self["requirepass"] = value
+    optParameters = [
+        parameter("requirepass", None, "Clients must AUTH (or HELLO ... AUTH default PASSWORD) "
+                  "with this password.", _password),
+        parameter("max-bulk", DEFAULT_MAX_BULK,
+                  "Longest bulk string a request may carry, in bytes (k/m/g suffixes).",
+                  byte_size),
+        parameter("max-inline", DEFAULT_MAX_INLINE,
+                  "Longest inline command line, in bytes (k/m/g suffixes).", byte_size),
+        parameter("max-query", DEFAULT_MAX_QUERY,
+                  "Most bytes of one unfinished request held per client (k/m/g suffixes).",
+                  byte_size),
+        parameter("sweep-interval", DEFAULT_SWEEP_INTERVAL,
+                  "Seconds between expiry sweeps (0 = expire lazily only).", non_negative_float),
+    ]
 
     def opt_max_clients(self, value):
         """Redis's name for --max-connections: refuse clients beyond this many (0 = unlimited)."""
         self["max-connections"] = non_negative_int("--max-clients", value)
-
-    def opt_max_bulk(self, value):
-        """Longest bulk string a request may carry, in bytes (k/m/g suffixes)."""
-        self["max-bulk"] = byte_size("--max-bulk", value)
-
-    def opt_max_inline(self, value):
-        """Longest inline command line, in bytes (k/m/g suffixes)."""
-        self["max-inline"] = byte_size("--max-inline", value)
-
-    def opt_max_query(self, value):
-        """Most bytes of one unfinished request held per client (k/m/g suffixes)."""
-        self["max-query"] = byte_size("--max-query", value)
-
-    def opt_sweep_interval(self, value):
-        """Seconds between expiry sweeps (0 = expire lazily only)."""
-        self["sweep-interval"] = non_negative_float("--sweep-interval", value)
 
 
 def make_service(options, reactor=None) -> service.IService:
@@ -400,10 +398,8 @@ def make_service(options, reactor=None) -> service.IService:
         max_bulk=options["max-bulk"],
         max_inline=options["max-inline"],
         max_query=options["max-query"],
-        idle_timeout=options["idle-timeout"],
-        max_connections=options["max-connections"],
-        max_per_peer=options["max-connections-per-peer"],
         reactor=reactor,
+        **limit_arguments(options),
     )
     return RespService(factory, options["listen"], sweep_interval=options["sweep-interval"],
                        reactor=reactor)

@@ -1,0 +1,122 @@
+"""Every use of Twisted's private API in ``playground``, in one module.
+
+Nothing else in the package reads an underscore name of a Twisted object or module, or the
+internals of ``twisted.internet.tcp`` connections; code that needs one calls a function here.
+``tests/common/test_twistedprivate.py`` holds each item below to its contract on real
+``tcp.Server`` and ``tcp.Client`` connections and real reactors, so a Twisted release that
+renames or changes one fails the tests, not a deployment. Checked against Twisted 24.3.0, 25.5.0,
+26.4.0 and 26.10.0 (the contract tests and the proxy's pass on each); ``pyproject.toml`` pins
+Twisted to that range (``>=24.3,<27``): raise the bound once they pass on a newer release.
+
+What is used, and why:
+
+* **Direct write** (``direct_write_supported``, ``direct_write``; the proxy's forwarding and the
+  HTTP example server's responses). ``transport.write`` queues the bytes and asks the reactor to
+  watch for writability; the send happens on a later reactor turn, costing two epoll changes and
+  a turn per chunk. When nothing is queued, sending at once is what would happen next anyway,
+  minus that cost. It reads, on ``twisted.internet.tcp.Server`` / ``Client`` (matched by exact
+  type; TLS wraps the socket, so a transport with ``TLS`` set or providing ``ISSLTransport`` is
+  never written to directly):
+
+  - ``connected``, ``disconnecting`` (public attributes of ``FileDescriptor``, outside
+    ``ITransport``), ``_writeDisconnecting`` (set by ``loseWriteConnection``) and ``_aborting``
+    (set by ``abortConnection``): the send happens only on a connection open both ways from our
+    side, as ``FileDescriptor.write`` would send it;
+  - ``dataBuffer``, ``offset``, ``_tempDataLen``: ``FileDescriptor``'s write buffer, which must be
+    empty (else the bytes would overtake queued ones);
+  - ``writeSomeData(data)``: ``tcp.Connection``'s one ``send`` (an int, the bytes the kernel took,
+    or an exception when the connection is lost).
+
+  Whatever is not sent at once goes to ``transport.write``, which refuses, queues, and pauses a
+  registered producer exactly as it always does.
+* **Bytes queued** (``pending_write_bytes``; the HTTP example server's send and linger
+  deadlines): ``len(dataBuffer) - offset + _tempDataLen``.
+* **Producer paused** (``producer_paused``; the proxy's observer backlog): ``producerPaused``,
+  ``FileDescriptor``'s flag that it paused its registered streaming producer (its buffer is full;
+  it resumes the producer when it drains).
+* **Endpoint strings** (``endpoint_args``, ``check_server_endpoint``; ``playground.common.addresses``):
+  ``endpoints._parse`` splits a description into positional and ``key=value`` parameters,
+  unescaped, the way ``clientFromString`` reads it; ``endpoints._parseServer(desc, None)`` runs
+  ``serverFromString``'s parser for a description without listening. Used to check what users type
+  and to read a user's ``tcp:``/``tls:`` string once; a target built from ``PORT`` or
+  ``HOST:PORT`` is never re-read (see ``addresses.Target``).
+* **Reactor state** (``reactor_stopped``, ``forget_exit_signal``; shutdown and the console sink):
+  ``ReactorBase._stopped`` (true from ``reactor.stop()`` on, and before ``run()``), and
+  ``_exitSignal`` (the signal that stopped the reactor, which ``twistd`` raises again after
+  shutdown).
+
+Not here: what Twisted documents as public on ``FileDescriptor``, such as ``bufferSize`` (the
+chat server sets it; the contract tests read it).
+"""
+
+from __future__ import annotations
+
+from twisted.internet import endpoints, tcp
+from twisted.internet.interfaces import ISSLTransport
+
+_PLAIN_TCP = (tcp.Server, tcp.Client)
+
+# What direct_write reads on a transport (see the module docstring): a Twisted release without
+# one of them makes direct_write_supported() false (plain writes: correct, a little slower) and
+# the contract tests fail.
+_WRITE_STATE = ("connected", "disconnecting", "_writeDisconnecting", "_aborting", "dataBuffer",
+                "offset", "_tempDataLen", "writeSomeData")
+
+
+def direct_write_supported(transport) -> bool:
+    """Whether ``direct_write`` may send on ``transport``: a plain (not TLS) TCP connection of
+    ``twisted.internet.tcp`` with every attribute it reads. Checked once per connection."""
+    return (type(transport) in _PLAIN_TCP and not getattr(transport, "TLS", False)
+            and not ISSLTransport.providedBy(transport)
+            and all(hasattr(transport, name) for name in _WRITE_STATE))
+
+
+def direct_write(transport, data: bytes) -> None:
+    """``transport.write(data)`` for a transport ``direct_write_supported`` accepts, sending at
+    once when the connection is open both ways from our side and nothing is queued."""
+    t = transport
+    if (t.connected and not t.disconnecting and not t._writeDisconnecting and not t._aborting
+            and not t.dataBuffer and not t._tempDataLen):
+        sent = t.writeSomeData(data)
+        if sent == len(data):
+            return
+        if type(sent) is int:
+            data = data[sent:]
+    t.write(data)
+
+
+def pending_write_bytes(transport) -> int:
+    """Bytes written to a transport ``direct_write_supported`` accepts and not yet sent."""
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+def producer_paused(transport) -> bool:
+    """Whether ``transport`` paused its registered streaming producer (its buffer is full)."""
+    return getattr(transport, "producerPaused", False)
+
+
+def endpoint_args(desc: str) -> tuple[list[str], dict[str, str]]:
+    """An endpoint description as ``clientFromString`` reads it: the positional parameters (the
+    endpoint type first) and the ``key=value`` ones, unescaped."""
+    return endpoints._parse(desc)
+
+
+def check_server_endpoint(desc: str) -> None:
+    """Raise what ``serverFromString`` would raise for ``desc``, without listening (files an
+    ``ssl:`` description names are read)."""
+    endpoints._parseServer(desc, None)
+
+
+def reactor_stopped(reactor) -> bool:
+    """Whether ``reactor.stop()`` was called (also true before ``run()``; false for a reactor
+    without the flag, such as ``MemoryReactorClock``)."""
+    return getattr(reactor, "_stopped", False)
+
+
+def forget_exit_signal(reactor, signals) -> bool:
+    """When one of ``signals`` stopped ``reactor``, forget it, so ``twistd`` does not raise it
+    again after shutdown (exit status -N); return whether it did."""
+    if getattr(reactor, "_exitSignal", None) in signals:
+        reactor._exitSignal = None
+        return True
+    return False

@@ -1,0 +1,93 @@
+"""The console and JSON sinks' fast paths: which records are plain, and the bytes of the common
+replies.
+
+"Plain" bytes are printable ASCII but ``"`` and ``\\``: ``views.escape``/``quoted`` show them as
+they are, and JSON writes them as they are inside a string, so both sinks can put them into a line
+without escaping. ``plain_batch`` looks at a whole batch once (instead of once per record);
+``PlainReplies`` makes the bytes of the common replies (printable bulk and simple strings,
+integers, nil) in a sink's own notation and remembers the simple strings (``+OK`` is made once).
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import chain as _chain
+
+from playground.codec import resp
+from playground.decode import records as R
+
+# Any byte that is not plain (see the module docstring).
+NOT_PLAIN = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+
+_EXCHANGE = R.RedisExchange
+_RUN = R.RedisExchanges
+_SIMPLE = resp.Simple
+_CACHED = 256
+_not_plain = NOT_PLAIN.search
+
+
+def remember(cache: dict, key, value):
+    """Keep ``value`` for ``key`` while the cache holds fewer than _CACHED entries."""
+    if len(cache) < _CACHED:
+        cache[key] = value
+    return value
+
+
+def plain_batch(batch: list, lim: int) -> tuple[bool, int, int, bool]:
+    """One look at a batch for the sinks' fast paths, instead of one per record:
+    ``(args, fewest, most, bulks)``: ``args`` when the Redis exchanges' arguments are all
+    printable-ASCII bytes of at most ``lim`` bytes (0: no bound), ``fewest``/``most`` arguments
+    of one exchange, ``bulks`` when their bulk-string replies are all printable ASCII within
+    ``lim`` too."""
+    commands = [r.command for r in batch if type(r) is _EXCHANGE]
+    bulks = [r.reply for r in batch if type(r) is _EXCHANGE and type(r.reply) is bytes]
+    for r in batch:
+        if type(r) is _RUN:
+            commands += r.commands
+            bulks += [v for v in r.replies if type(v) is bytes]
+    if not commands:
+        return False, 0, 0, False
+    try:
+        every = list(_chain.from_iterable(commands))
+        args = _not_plain(b"".join(every)) is None and not (
+            lim and max(map(len, every), default=0) > lim)
+    except TypeError:  # an argument that is not bytes
+        args = False
+    plain_bulks = _not_plain(b"".join(bulks)) is None and not (
+        lim and max(map(len, bulks), default=0) > lim)
+    return args, min(map(len, commands)), max(map(len, commands)), plain_bulks
+
+
+class PlainReplies:
+    """The bytes a sink writes for the common replies: printable bulk and simple strings,
+    integers and nil (and, given ``items``, flat lists), or None for anything else (the sink's
+    general formatter does those). Simple strings are remembered: ``+OK`` is made once."""
+
+    def __init__(self, simple: bytes, integer: bytes, nil: bytes, items=None):
+        self.simple_format = simple  # e.g. b"+%s"
+        self.integer_format = integer  # e.g. b"(integer) %d"
+        self.nil = nil
+        self.items = items  # (list, lim) -> bytes or None
+        self.simples: dict = {}  # simple-string value -> its bytes
+
+    def simple(self, value: bytes, lim: int):
+        if (lim and len(value) > lim) or _not_plain(value) is not None:
+            return None
+        return remember(self.simples, value, self.simple_format % value)
+
+    def __call__(self, v, lim: int, checked: bool = False):
+        """``checked``: bulk strings are known printable and short (``plain_batch``)."""
+        t = type(v)
+        if t is _SIMPLE:
+            return self.simples.get(v.value) or self.simple(v.value, lim)
+        if t is bytes:
+            if not checked and ((lim and len(v) > lim) or _not_plain(v) is not None):
+                return None
+            return b'"' + v + b'"'
+        if t is int:
+            return self.integer_format % v
+        if v is None:
+            return self.nil
+        if t is list and self.items is not None:
+            return self.items(v, lim)
+        return None

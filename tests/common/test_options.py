@@ -1,0 +1,86 @@
+"""The options every server shares: a server's Options states only its own parameters."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.python import usage
+
+from playground.common.options import (
+    ServerOptions,
+    limit_arguments,
+    non_negative_int,
+    parameter,
+)
+from playground.examples import echo
+from playground.examples.chat import server as chat
+from playground.examples.http import server as http
+from playground.examples.resp import server as resp
+from playground.proxy import service as proxy
+
+SERVERS = [echo, chat, http, resp]
+
+
+class Tiny(ServerOptions):
+    default_listen = "7100"
+    default_idle_timeout = 2.0
+    optParameters = [parameter("max-things", 3, "Most things.", non_negative_int)]
+
+
+@pytest.mark.pure
+def test_a_parameter_row_names_its_flag_in_errors():
+    row = parameter("max-things", 3, "Most things.", non_negative_int)
+    assert row[:4] == ["max-things", None, 3, "Most things."]
+    assert row[4]("7") == 7
+    with pytest.raises(usage.UsageError, match=r"^--max-things: must be >= 0, got '-1'$"):
+        row[4]("-1")
+    assert parameter("name", None, "Doc.", short="n") == ["name", "n", None, "Doc."]
+
+
+@pytest.mark.pure
+def test_a_server_states_only_its_own_and_gets_the_shared_ones():
+    o = Tiny()
+    o.parseOptions([])
+    assert o["listen"] == "tcp:7100:interface=127.0.0.1:backlog=1024"
+    assert (o["idle-timeout"], o["max-connections"], o["max-things"]) == (2.0, 1000, 3)
+    o = Tiny()
+    o.parseOptions(["-l", "7200", "--max-things", "9", "--max-connections-per-peer", "2",
+                    "--metrics", "7300"])
+    assert (o["max-things"], o["max-connections-per-peer"]) == (9, 2)
+    assert o["metrics"] == "tcp:7300:interface=127.0.0.1:backlog=1024"
+    with pytest.raises(usage.UsageError, match="^--max-things: expected a whole number"):
+        Tiny().parseOptions(["--max-things", "many"])
+    with pytest.raises(usage.UsageError, match="^--metrics: needs an address of its own"):
+        Tiny().parseOptions(["--metrics", "7100"])
+    help_text = Tiny().getUsage()
+    assert "Most things. [default: 3]" in help_text
+    assert "(0 = never). [default: 2]" in help_text  # a subclass's own default is shown
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("module", SERVERS + [proxy])
+def test_every_server_takes_the_shared_options(module):
+    o = module.Options()
+    argv = ["--idle-timeout", "4", "--max-connections", "5", "--max-connections-per-peer", "6"]
+    o.parseOptions(argv + (["--target", "6379"] if module is proxy else []))
+    assert limit_arguments(o) == {"idle_timeout": 4.0, "max_connections": 5, "max_per_peer": 6}
+
+
+@pytest.mark.memory
+@pytest.mark.parametrize("module", SERVERS)
+def test_every_servers_factory_gets_the_limits(module):
+    from twisted.internet.testing import MemoryReactorClock
+
+    o = module.Options()
+    o.parseOptions(["--idle-timeout", "4", "--max-connections", "5",
+                    "--max-connections-per-peer", "6"])
+    top = module.make_service(o, reactor=MemoryReactorClock())
+    factory = _factory(top)
+    assert (factory.limits.max_connections, factory.limits.max_per_peer) == (5, 6)
+    assert factory.idle_timeout == 4.0
+
+
+def _factory(svc):
+    """The factory of a server's service (a MultiService: of the child that has one)."""
+    if hasattr(svc, "factory"):
+        return svc.factory
+    return next(child.factory for child in svc if hasattr(child, "factory"))

@@ -1,0 +1,71 @@
+"""Driving the decoder chain without a proxy: a list sink, a fake pcap sink, a pair's description,
+a closing summary, and the console and JSON renderings of what a sink received."""
+
+from __future__ import annotations
+
+import json
+
+from playground.decode.records import to_json
+from playground.proxy.observer import Endpoint, PairInfo
+from playground.sinks.console import ConsoleFormatter
+
+C2S, S2C = "c2s", "s2c"
+SUMMARY = {"bytes_c2s": 1, "bytes_s2c": 2, "duration": 0.5, "closed_by": "client", "how": "fin"}
+
+
+class ListSink:
+    def __init__(self):
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def of(self, kind):
+        return [r for r in self.records if isinstance(r, kind)]
+
+
+class FakePcap:
+    """Records what the chain passes on: data per direction and masks."""
+
+    def __init__(self):
+        self.data_calls = []
+        self.masks = []
+        self.written = {C2S: 0, S2C: 0}
+        self.events = []
+
+    def pair_opened(self, pair, now):
+        self.events.append("open")
+
+    def data(self, pair_id, direction, data, now):
+        self.data_calls.append((direction, bytes(data)))
+        self.written[direction] += len(data)
+
+    def mask(self, pair_id, direction, start, end):
+        self.masks.append((direction, start, end))
+        return max(0, min(end, self.written[direction]) - start)
+
+    def half_closed(self, pair_id, direction, now):
+        self.events.append(("half", direction))
+
+    def pair_closed(self, pair_id, summary, now):
+        self.events.append("close")
+
+    def stream(self, direction):
+        return b"".join(d for dr, d in self.data_calls if dr == direction)
+
+
+def pair(pid=1):
+    return PairInfo(
+        pid,
+        Endpoint("127.0.0.1", 51234),
+        Endpoint("127.0.0.1", 6479),
+        "tcp:host=127.0.0.1:port=6379",
+        Endpoint("127.0.0.1", 6379),
+    )
+
+
+def rendered(sink, max_value=200):
+    f = ConsoleFormatter(False, max_value)
+    text = "\n".join(line for r in sink.records for line in f.lines(r))
+    js = "\n".join(json.dumps(to_json(r, max_value)) for r in sink.records)
+    return text, js

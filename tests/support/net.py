@@ -1,0 +1,136 @@
+"""Real sockets on loopback: free ports, waiting for a listener, bounded reads, a RESP exchange
+and a CRLF-line client."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+import pytest
+
+PING = b"*1\r\n$4\r\nPING\r\n"
+PONG = b"+PONG\r\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def wait_closed(sock: socket.socket, timeout: float) -> tuple[str, float]:
+    """Block until the peer ends the connection; return ("eof"|"reset", seconds waited).
+
+    Bytes that arrive first are read and ignored; hitting the deadline fails the test.
+    """
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"connection still open after {timeout}s")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except (ConnectionResetError, ssl.SSLError):
+            return "reset", time.monotonic() - t0
+        if not chunk:
+            return "eof", time.monotonic() - t0
+
+
+def recv_exactly(sock: socket.socket, n: int, timeout: float = 10.0) -> bytes:
+    """Read until ``n`` bytes have arrived, the peer closes, or the deadline passes; return what
+    arrived. Reads whole chunks, so bytes beyond ``n`` that come with the last one are returned
+    too (a caller comparing with ``==`` also sees a surplus)."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def resp_exchange(port: int, data: bytes, count: int, timeout: float = 10.0) -> list:
+    """Send ``data`` to a RESP server on loopback ``port``; read ``count`` replies (fewer if it
+    closes first or the deadline passes)."""
+    from playground.codec.resp import RespParser
+
+    parser = RespParser()
+    values: list = []
+    deadline = time.monotonic() + timeout
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        while len(values) < count and time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            values += parser.feed(chunk)
+    return values
+
+
+class RawClient:
+    """A blocking CRLF-line client on a real socket (bounded waits)."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+        self.raw = b""
+        self.lines: list[str] = []
+
+    def send(self, data: bytes):
+        self.sock.sendall(data)
+
+    def read_until(self, text: str, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\r\n" in self.buf:
+                line, self.buf = self.buf.split(b"\r\n", 1)
+                self.lines.append(line.decode("utf-8", "replace"))
+                if text in self.lines[-1]:
+                    return self.lines[-1]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{text!r} not received; got {self.lines}")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise AssertionError(f"closed before {text!r}; got {self.lines}")
+            self.buf += chunk
+            self.raw += chunk
+
+    def read_to_close(self, timeout: float = 5.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        data = self.buf
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        raise AssertionError(f"not closed within {timeout}s; got {data!r}")
+
+    def close(self):
+        self.sock.close()
