@@ -22,18 +22,28 @@ decoder is lenient in what it accepts, never raises (a malformed message is an e
 rescans (the head search remembers where it stopped), and counts bodies without buffering them:
 only a bounded preview (``preview`` bytes) is kept. Heads are bounded by ``max_head``, pipelined
 requests by ``max_pipeline``. h11 serves as the oracle in the tests.
+
+:class:`HttpStream` is the conversation as the decoder chain (``playground.decode.chain``) uses
+it: events in, records (``playground.decode.records``) out to the chain's sinks.
 """
 
 from __future__ import annotations
 
 import attrs
 
-from playground.decode.redaction import REDACTED
+from playground.codec.resp import STREAM_MIN
+from playground.decode import records as R
+from playground.decode.detect import HTTP
+from playground.decode.redaction import (
+    REDACTED,
+    SECRET_HEADERS,
+    mask_preview,
+    redact_headers,
+    secret_values,
+)
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
 C2S, S2C = CLIENT_TO_SERVER, SERVER_TO_CLIENT  # the directions, as the proxy names them
-
-SECRET_HEADERS = frozenset({b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"})
 
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -52,6 +62,10 @@ class HttpRequest:
 
 @attrs.frozen
 class HttpExchange:
+    """A request and its response. ``latency`` is set once, when the response completes: from
+    the request's last byte (its head's arrival while its body is incomplete) to the response's
+    last byte, 0.0 for a response nobody asked for."""
+
     request: HttpRequest | None  # None: a response nobody asked for
     status: int
     reason: bytes
@@ -620,3 +634,99 @@ class HttpConversation:
         if side.state != _RAW:
             side.state = _HEAD
             side.head_offset = side.offset
+
+
+# -- the chain's HTTP decoder ------------------------------------------------------------------
+
+
+class HttpStream:
+    """The decoder chain's HTTP decoder for one pair: an ``HttpConversation`` whose events become
+    records (``--http-filter`` applied, credentials redacted), raw bytes go to the pair's hex
+    view and secrets' stream ranges to the pcap. ``st`` is the chain's per-pair state
+    (``playground.decode.chain.PairState``)."""
+
+    protocol = HTTP
+
+    def __init__(self, st):
+        self.st = st
+        chain = st.chain
+        # heads bounded by --max-frame, 1 MiB at most; --max-value 0: bodies shown up to
+        # 64 KiB, as the sinks show values
+        self.conv = HttpConversation(max_head=min(chain.max_frame, 1024 * 1024),
+                                     preview=max(chain.max_value or STREAM_MIN, 64))
+
+    def feed(self, direction, data, now, offset):
+        self._events(self.conv.feed(direction, data, now), now)
+
+    def eof(self, direction, now):
+        self._events(self.conv.eof(direction, now), now)
+
+    def close(self, now):
+        self._events(self.conv.close(now), now)
+
+    def settled(self, direction):
+        settled = self.conv.settled(direction)
+        held = self.st.hexview.settled(direction) if self.st.hexview is not None else None
+        return settled if held is None else min(settled, held)
+
+    def _events(self, events, now):
+        st = self.st
+        chain = st.chain
+        for e in events:
+            kind = type(e)
+            if kind is HttpExchange:
+                req = e.request
+                if req is not None:
+                    method, target, version, headers = (req.method, req.target, req.version,
+                                                        req.headers)
+                else:
+                    method = target = version = None
+                    headers = ()
+                if chain.http_filter is not None and not chain.http_filter(method, target):
+                    continue
+                resp_headers = e.response_headers
+                request_preview, response_preview = e.request_preview, e.response_preview
+                if chain.redact:
+                    secrets = secret_values(headers, resp_headers)
+                    if secrets:
+                        headers = redact_headers(headers)
+                        resp_headers = redact_headers(resp_headers)
+                        request_preview = mask_preview(request_preview, secrets,
+                                                       e.request_body_size)
+                        response_preview = mask_preview(response_preview, secrets,
+                                                        e.response_body_size)
+                chain.emit(R.HttpExchange(
+                    pair=st.id, ts=now, client=st.client, method=method, target=target,
+                    version=version, status=e.status, reason=e.reason, latency=e.latency,
+                    request_headers=headers, response_headers=resp_headers,
+                    request_body_size=e.request_body_size,
+                    response_body_size=e.response_body_size, content_type=e.content_type,
+                    request_preview=request_preview, response_preview=response_preview,
+                    interim=e.interim, complete=e.complete))
+            elif kind is HttpRaw:
+                st.hex_view().feed(e.direction, e.data, now, e.offset)
+            elif kind is HttpSecret:
+                st.secret(e.direction, e.start, e.end)
+            elif kind is HttpUnanswered:
+                req = e.request
+                if chain.http_filter is not None and not chain.http_filter(req.method,
+                                                                           req.target):
+                    continue
+                headers, preview = req.headers, e.preview
+                if chain.redact:
+                    secrets = secret_values(headers)
+                    if secrets:
+                        headers = redact_headers(headers)
+                        preview = mask_preview(preview, secrets, e.body_size)
+                chain.emit(R.HttpExchange(
+                    pair=st.id, ts=now, client=st.client, method=req.method, target=req.target,
+                    version=req.version, status=None, reason=b"", latency=None,
+                    request_headers=headers, response_headers=(), request_body_size=e.body_size,
+                    response_body_size=0, content_type=None, request_preview=preview,
+                    response_preview=b"", interim=(), complete=False))
+            elif kind is HttpUndecodable:
+                chain.emit(R.Undecodable(st.id, now, e.direction, HTTP, e.reason, e.offset))
+            elif kind is HttpSwitched:
+                what = e.protocol.decode("latin-1") or e.how
+                chain.emit(R.Notice(st.id, now, f"switched to {what} ({e.status}): "
+                                                "the rest is shown raw"))

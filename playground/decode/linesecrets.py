@@ -8,7 +8,7 @@ direction and gives the byte ranges of
 * the passwords of a Redis inline command (``AUTH``, ``HELLO ... AUTH``, ``MIGRATE ... AUTH``,
   ``CONFIG SET requirepass|masterauth``, ``ACL SETUSER`` rules...), found by the RESP decoder's
   own ``respdecoder.secret_ranges`` on the line split as Redis splits it;
-* the value of a credential HTTP header (``httpdecoder.SECRET_HEADERS``: ``Authorization``,
+* the value of a credential HTTP header (``redaction.SECRET_HEADERS``: ``Authorization``,
   ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``) and of its folded continuation lines;
 * the rest of a line cut at the line bound whose beginning carried one of these;
 * the same passwords in a Redis command sent as an array of bulk strings (redis-cli, redis-py:
@@ -29,8 +29,8 @@ from __future__ import annotations
 import re
 
 from playground.codec.resp import split_inline
-from playground.decode.httpdecoder import SECRET_HEADERS, folded_value, secret_value
-from playground.decode.redaction import REDACTED, SECRET_COMMANDS
+from playground.decode.httpdecoder import folded_value, secret_value
+from playground.decode.redaction import REDACTED, SECRET_COMMANDS, SECRET_HEADERS
 from playground.decode.respdecoder import secret_parts, secret_ranges
 from playground.decode.views import LineView
 

@@ -1,10 +1,12 @@
 """A passive RESP conversation decoder: pairs each Redis reply with its command (pure, no I/O).
 
 ``RespConversation.feed(direction, data, now) -> events`` takes both directions of one proxied
-connection ("c2s" commands, "s2c" replies) and produces:
+connection ("c2s" commands, "s2c" replies), ``eof(direction, now)`` and ``close(now)`` their
+ends, and produces:
 
 * :class:`Exchange` per answered command, in pipeline order, with the latency from the feed that
-  completed the command to the feed that completed its reply;
+  completed the command to the feed that completed its reply (a named tuple: the hot path
+  makes one per command, about as cheap as a plain tuple, read by field name);
 * :class:`ServerPush` for what is not a reply: pub/sub messages (RESP2 arrays while subscribed,
   RESP3 ``>`` pushes), client-tracking invalidations, MONITOR's stream lines, and replies nobody
   asked for;
@@ -27,6 +29,9 @@ awaiting replies (beyond it both directions are reported undecodable and pairing
 ``max_value`` the parsers stream long strings (arguments, replies, MONITOR lines) instead of
 collecting them: their first ``max_value`` bytes and full length come as a ``resp.Truncated``,
 so what a conversation holds does not grow with ``max_bulk``.
+
+:class:`RespStream` is the conversation as the decoder chain (``playground.decode.chain``) uses
+it: events in, records (``playground.decode.records``) out to the chain's sinks.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import re
 from collections import deque
 from itertools import count as _count
 from itertools import repeat as _repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
+from typing import NamedTuple
 
 import attrs
 
@@ -52,28 +58,65 @@ from playground.codec.resp import (
     Truncated,
     encode,
 )
+from playground.decode import records as R
+from playground.decode.detect import RESP
 from playground.decode.redaction import REDACTED, SECRET_COMMANDS
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
 C2S, S2C = CLIENT_TO_SERVER, SERVER_TO_CLIENT  # the directions, as the proxy names them
 
 
-@attrs.frozen
-class Exchange:
-    """A command and its reply. ``reply`` is a list of confirmations for (P|S)(UN)SUBSCRIBE with
-    several channels; ``queued`` (EXEC only) holds the commands the reply's items answer."""
+class Exchange(NamedTuple):
+    """A command and its reply: what ``feed``, ``eof`` and ``close`` give per answered command.
 
+    A named tuple, made on the hot path with ``tuple.__new__`` (``_exchange``): about as cheap
+    as a plain tuple, read by field name. ``reply`` is a list of confirmations for
+    (P|S)(UN)SUBSCRIBE with several channels; ``queued`` (EXEC only) holds the commands the
+    reply's items answer. ``latency`` is set once, when the reply completes:
+    ``replied_at - sent_at`` (None, like ``reply`` and ``replied_at``, for a ``suppressed``
+    command). ``start`` and ``end`` locate the command frame in the c2s stream; read them
+    through ``span``, ``offset`` and ``size``: for a command parsed in a pipelined run,
+    ``start`` is the run (a ``resp.SpanRun``) and ``end`` the command's index in it, worked out
+    only when asked."""
+
+    # the command, as it waits for its reply (an ordinary one as these five in a plain tuple)
     command: tuple
-    reply: object
+    name: bytes  # command[0] upper-cased (b"" when it is not bytes)
     sent_at: float
+    start: int | SpanRun
+    end: int
+    # the answer
+    reply: object
     replied_at: float | None
     latency: float | None
+    protocol: int
     in_transaction: bool = False
-    protocol: int = 2
     queued: tuple = ()
     suppressed: bool = False  # CLIENT REPLY OFF/SKIP: no reply was sent, by request
-    offset: int = 0  # c2s stream offset of the command frame
-    size: int = 0  # its length in bytes
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """The command frame's c2s stream offsets ``(start, end)``."""
+        start = self.start
+        if type(start) is SpanRun:
+            return start.span(self.end)
+        return start, self.end
+
+    @property
+    def offset(self) -> int:
+        """The c2s stream offset of the command frame."""
+        return self.span[0]
+
+    @property
+    def size(self) -> int:
+        """The command frame's length in bytes."""
+        start, end = self.span
+        return end - start
+
+
+# ``_exchange(Exchange, (all twelve fields))``: the named tuple made without its Python-level
+# ``__new__`` (the hot path makes one per answered command)
+_exchange = tuple.__new__
 
 
 @attrs.frozen
@@ -412,46 +455,17 @@ _first = itemgetter(0)
 
 # An ordinary command (one reply expected, outside MULTI and CLIENT REPLY OFF/SKIP) waits for its
 # reply as a plain tuple, made by C-level loops for a pipelined run: ``(args, name, sent_at,
-# start, end)`` (``start`` may be a ``SpanRun`` and ``end`` the index in it). It becomes an
-# ``Answer`` only when something unusual comes for it (``_head``). Answered, it comes out of
-# ``feed_answers`` as the tuple ``(args, name, reply, sent_at, replied_at, protocol, start,
-# end)``: see ``exchange_of``.
-_PLAIN = tuple
+# start, end)``, the first fields of its ``Exchange`` (``start`` may be a ``SpanRun`` and ``end``
+# the index in it). It becomes a ``_Waiting`` only when something unusual comes for it
+# (``_head``). Both stay inside the conversation: what comes out is an ``Exchange``.
+_ORDINARY = tuple
 
 
-def _span(start, end) -> tuple[int, int]:
-    if type(start) is SpanRun:
-        return start.span(end)
-    return start, end
+class _Waiting:
+    """A command awaiting its reply (or replies) with more to follow than an ordinary one: how
+    many replies it expects, the ones come so far, whether it is in a transaction."""
 
-
-def exchange_of(e):
-    """The event ``feed`` gives for an item of ``feed_answers``: an :class:`Exchange` for an
-    :class:`Answer` or an answered plain tuple, the item itself otherwise."""
-    t = type(e)
-    if t is Answer:
-        return e.exchange()
-    if t is _PLAIN:
-        args, _, reply, sent_at, replied_at, protocol, start, end = e
-        start, end = _span(start, end)
-        return Exchange(args, reply, sent_at, replied_at, replied_at - sent_at, False, protocol,
-                        (), False, start, end - start)
-    return e
-
-
-def _exchanges(events: list) -> list:
-    return list(map(exchange_of, events)) if events else events
-
-
-class Answer:
-    """A command as the conversation tracks it, and, once answered, its reply.
-
-    ``feed_answers`` hands these out instead of :class:`Exchange` (one object per command, made
-    when the command is sent; no second one per exchange); ``exchange()`` gives the event.
-    """
-
-    __slots__ = ("args", "name", "sent_at", "expected", "in_tx", "replies", "start", "end",
-                 "reply", "replied_at", "latency", "protocol", "queued", "suppressed")
+    __slots__ = ("args", "name", "sent_at", "expected", "in_tx", "replies", "start", "end")
 
     def __init__(self, args, name, sent_at, expected, in_tx, start, end):
         self.args = args
@@ -460,22 +474,8 @@ class Answer:
         self.expected = expected  # replies to wait for; None: decided by the first one
         self.in_tx = in_tx
         self.replies = None
-        self.start = start  # or a SpanRun, and ``end`` the index in it: see ``span``
+        self.start = start  # or a SpanRun, and ``end`` the index in it (see Exchange.span)
         self.end = end
-        # Set when answered: reply, replied_at, latency, protocol; queued (EXEC) and
-        # suppressed only when they apply (unset slots cost nothing on the hot path).
-
-    def span(self) -> tuple[int, int]:
-        """The command frame's stream offsets ``(start, end)``."""
-        self.start, self.end = _span(self.start, self.end)  # a SpanRun: worked out now
-        return self.start, self.end
-
-    def exchange(self) -> Exchange:
-        start, end = self.span()
-        return Exchange(self.args, self.reply, self.sent_at, self.replied_at, self.latency,
-                        self.in_tx, self.protocol, getattr(self, "queued", ()),
-                        getattr(self, "suppressed", False), start, end - start)
-
 
 
 def _kind(v) -> str:
@@ -521,14 +521,8 @@ class RespConversation:
 
     # -- public ---------------------------------------------------------------------------
     def feed(self, direction: str, data: bytes, now: float) -> list:
-        events = self._feed_c2s(data, now) if direction == C2S else self._feed_s2c(data, now)
-        return _exchanges(events)
-
-    def feed_answers(self, direction: str, data: bytes, now: float) -> list:
-        """As ``feed``, but each exchange comes as its :class:`Answer`, or, for an ordinary
-        command, as the tuple ``(args, name, reply, sent_at, replied_at, protocol, start,
-        end)`` (cheaper: nothing is made per command but tuples; ``exchange_of`` turns either
-        into the :class:`Exchange`)."""
+        """The events ``data`` completes, in order: an :class:`Exchange` per answered command,
+        and the other events of the module docstring."""
         if direction == C2S:
             # The common case first: the read is one whole command, an ordinary one.
             if not (self._in_tx or self._reply_off or self._skip_next or self._failed_c2s
@@ -549,33 +543,29 @@ class RespConversation:
         pending = self._pending
         if pending and not self._monitor and not self._failed_s2c and not self._stopped:
             head = pending[0]
-            if type(head) is _PLAIN:
+            if type(head) is _ORDINARY:
                 value = self._s2c.feed_reply(data)
                 if value is not NOT_ONE:
                     pending.popleft()
-                    out = [(head[0], head[1], value, head[2], now, self.protocol, head[3],
-                            head[4])]
-                    if pending and type(pending[0]) is not _PLAIN:
+                    out = [_exchange(Exchange, head + (value, now, now - head[2], self.protocol,
+                                                       False, (), False))]
+                    if pending and type(pending[0]) is not _ORDINARY:
                         self._release_suppressed(now, out)
                     return out
         return self._feed_s2c(data, now)
 
-    def eof(self, direction: str, now: float) -> list:
-        """``direction``'s sender finished; after the server's, no reply can come."""
-        return _exchanges(self.eof_answers(direction, now))
-
-    def eof_answers(self, direction: str, now: float, limit: int | None = None) -> list:
-        """``limit``: at most this many events; call again while ``pending``."""
+    def eof(self, direction: str, now: float, limit: int | None = None) -> list:
+        """``direction``'s sender finished; after the server's, no reply can come: the
+        commands still waiting come out (``Unanswered``). ``limit``: at most this many events;
+        call again while ``pending``."""
         out: list = []
         if direction == S2C:
             self._flush_unanswered(now, "connection closed before a reply", out, limit)
         return out
 
-    def close(self, now: float) -> list:
-        return _exchanges(self.close_answers(now))
-
-    def close_answers(self, now: float, limit: int | None = None) -> list:
-        """``limit``: at most this many events; call again while ``pending``."""
+    def close(self, now: float, limit: int | None = None) -> list:
+        """The connection is gone: the commands still waiting come out (``Unanswered``).
+        ``limit``: at most this many events; call again while ``pending``."""
         out: list = []
         self._flush_unanswered(now, "connection closed before a reply", out, limit)
         return out
@@ -737,7 +727,7 @@ class RespConversation:
         if len(pending) >= self.max_pending:
             self._stop(now, out)
             return
-        p = Answer(args, name, now, expected, in_tx, start, end)
+        p = _Waiting(args, name, now, expected, in_tx, start, end)
         if expected == 0 and not pending:
             self._suppressed(p, now, out)
         else:
@@ -752,16 +742,18 @@ class RespConversation:
         pending = self._pending
         append = out.append
         values = self._s2c.feed(data) if not self._config_gets else self._spanned(data)
+        protocol = self.protocol
         for value in values:
             t = type(value)
             # The common case inline: a reply (not pub/sub, not MONITOR traffic) to the oldest
             # command, an ordinary one; the rest goes through _reply.
-            if pending and type(pending[0]) is _PLAIN and t is not list and t is not Push and (
+            if pending and type(pending[0]) is _ORDINARY and t is not list and t is not Push and (
                 t is not ProtocolError and not (self._monitor and t is Simple)
             ):
                 head = pending.popleft()
-                append((head[0], head[1], value, head[2], now, self.protocol, head[3], head[4]))
-                if pending and type(pending[0]) is not _PLAIN:
+                append(_exchange(Exchange, head + (value, now, now - head[2], protocol, False,
+                                                   (), False)))
+                if pending and type(pending[0]) is not _ORDINARY:
                     self._release_suppressed(now, out)
                 continue
             if t is ProtocolError:
@@ -769,6 +761,7 @@ class RespConversation:
                 append(Undecodable(S2C, now, value.message, value.offset))
                 break
             reply(value, now, out)
+            protocol = self.protocol  # HELLO and RESET change it
         self._span = None
         return out
 
@@ -824,12 +817,12 @@ class RespConversation:
         self._done(head, v, now, out)
 
     def _head(self):
-        """The oldest command waiting, as an :class:`Answer` (a plain tuple is turned into one
+        """The oldest command waiting, as a :class:`_Waiting` (a plain tuple is turned into one
         when something other than its ordinary reply comes)."""
         head = self._pending[0]
-        if type(head) is _PLAIN:
+        if type(head) is _ORDINARY:
             args, name, sent_at, start, end = head
-            head = self._pending[0] = Answer(args, name, sent_at, 1, False, start, end)
+            head = self._pending[0] = _Waiting(args, name, sent_at, 1, False, start, end)
         return head
 
     def _subscribed(self) -> bool:
@@ -891,20 +884,20 @@ class RespConversation:
                 not head.in_tx and self._tx_queue):
             out.extend(SecretRange(S2C, s, e) for s, e in exec_secret_ranges(
                 self._tx_queue, reply, *self._span, self.protocol))
-        head.reply = reply
-        head.replied_at = now
-        head.latency = now - head.sent_at
-        head.protocol = self.protocol
-        out.append(head)
+        queued = ()
         if head.in_tx or name in _DONE_SPECIAL:
-            self._done_special(head, reply)
-            head.protocol = self.protocol
+            if name == b"EXEC" and not head.in_tx:
+                queued = tuple(self._tx_queue)  # the commands EXEC's reply answers
+            self._done_special(head, reply)  # HELLO and RESET: the exchange has the new protocol
+        sent_at = head.sent_at
+        out.append(_exchange(Exchange, (head.args, name, sent_at, head.start, head.end, reply, now,
+                                        now - sent_at, self.protocol, head.in_tx, queued, False)))
         self._release_suppressed(now, out)
 
     def _release_suppressed(self, now, out) -> None:
         """The commands next in line whose replies CLIENT REPLY suppressed: out now, in order."""
         pending = self._pending
-        while pending and type(pending[0]) is not _PLAIN and pending[0].expected == 0:
+        while pending and type(pending[0]) is not _ORDINARY and pending[0].expected == 0:
             self._suppressed(pending.popleft(), now, out)
 
     def _done_special(self, head, reply) -> None:
@@ -915,10 +908,7 @@ class RespConversation:
                 self._tx_queue.append(head.args)
                 if name in SECRET_COMMANDS and _answer_secret(head.args):
                     self._config_gets += 1  # its answer comes inside EXEC's
-        elif name == b"EXEC":
-            head.queued = tuple(self._tx_queue)
-            self._tx_done()
-        elif name == b"DISCARD":
+        elif name == b"EXEC" or name == b"DISCARD":
             self._tx_done()
         elif name == b"MULTI":
             if t is Error and b"nested" not in reply.value:
@@ -950,15 +940,13 @@ class RespConversation:
     def _suppressed(self, p, now, out) -> None:
         if self._config_gets and p.name in SECRET_COMMANDS and _answer_secret(p.args):
             self._config_gets -= 1
-        p.reply = p.replied_at = p.latency = None
-        p.suppressed = True
-        p.protocol = self.protocol
-        out.append(p)
+        out.append(_exchange(Exchange, (p.args, p.name, p.sent_at, p.start, p.end, None, None,
+                                        None, self.protocol, p.in_tx, (), True)))
 
     def _not_in_tx(self) -> None:
         """MULTI failed (not nested): the commands sent after it were not queued."""
         for p in self._pending:
-            if type(p) is _PLAIN:
+            if type(p) is _ORDINARY:
                 continue  # sent before MULTI: never in the transaction
             if p.name in (b"EXEC", b"DISCARD"):
                 break
@@ -970,7 +958,7 @@ class RespConversation:
         pending = self._pending
         while pending and (limit is None or len(out) < limit):
             p = pending.popleft()
-            if type(p) is _PLAIN:
+            if type(p) is _ORDINARY:
                 out.append(Unanswered(p[0], p[2], now, reason, False, self.protocol))
             elif p.expected == 0:
                 self._suppressed(p, now, out)
@@ -991,3 +979,168 @@ class RespConversation:
         out.append(Undecodable(S2C, now, reason, self._s2c.offset))
         self._pending.clear()
         self._config_gets = 0
+
+
+# -- the chain's RESP decoder ------------------------------------------------------------------
+
+
+class RespStream:
+    """The decoder chain's RESP decoder for one pair: a ``RespConversation`` whose events become
+    records (``--only``/``--skip`` applied, secrets redacted; the exchanges one pipelined read
+    answers as one ``RedisExchanges`` record when every sink takes them), its eof and close
+    backlogs handed on in slices, its secrets' stream ranges sent to the pcap. ``st`` is the
+    chain's per-pair state (``playground.decode.chain.PairState``)."""
+
+    protocol = RESP
+
+    def __init__(self, st):
+        self.st = st
+        chain = st.chain
+        # long strings are streamed: the decoder keeps what the view shows (resp.Truncated)
+        conv = self.conv = RespConversation(max_bulk=chain.max_frame, max_value=chain.max_value)
+        self._feed = conv.feed
+        self._unfiltered = chain.only is None and chain.skip is None
+        # the commands whose records redaction may change (none when it is off)
+        self._redactable = _REDACTABLE if chain.redact else frozenset()
+        self._runs = chain.runs
+        self._chain = chain  # chain.emit changes while records are held: look it up per call
+        self._pid, self._client = st.id, st.client
+
+    def feed(self, direction, data, now, offset):
+        events = self._feed(direction, data, now)
+        if events:
+            e = events[0]
+            if len(events) == 1 and type(e) is Exchange and self._unfiltered and (
+                    e.name not in self._redactable):
+                # request/response traffic: one command answered by this read
+                self._chain.emit(R.RedisExchange(self._pid, now, self._client, e.command,
+                                                 e.reply, e.latency, False))
+                return
+            self._events(events, now, direction, data, offset)
+
+    def eof(self, direction, now):
+        self._in_steps(lambda limit: self.conv.eof(direction, now, limit), now)
+
+    def close(self, now):
+        self._in_steps(lambda limit: self.conv.close(now, limit), now)
+
+    def _in_steps(self, events_upto, now):
+        """``events_upto(limit)``: the conversation's eof/close events, at most ``limit`` a
+        call. A few unanswered commands are handed on now; tens of thousands one slice per step
+        of held work (``Chain.work``), the records after them (the pair's close) queued
+        behind."""
+        chain = self._chain
+        limit = chain.SLICE
+        events = events_upto(limit)
+        self._events(events, now)
+        if len(events) < limit or not self.conv.pending:
+            return
+        st = self.st
+
+        def step() -> bool:
+            got = []
+
+            def one():
+                got.extend(events_upto(limit))
+                self._events(got, now)
+
+            return chain.guarded(st, None, now, one) and len(got) >= limit and (
+                self.conv.pending > 0)
+
+        chain.hold(step)
+
+    def settled(self, direction):
+        return self.conv.settled(direction)
+
+    def _command(self, args):
+        """(args for display, redacted?)"""
+        chain = self.st.chain
+        if not chain.redact or not args:
+            return args, False
+        first = args[0]
+        if not isinstance(first, bytes) or first.upper() not in SECRET_COMMANDS:
+            return args, False
+        out = redact_command(args)
+        return out, out != tuple(args)
+
+    def _events(self, events, now, fed=None, data=b"", offset=0):
+        st = self.st
+        chain = st.chain
+        hides = None if self._unfiltered else chain.hides
+        pid, client = st.id, st.client
+        exchange = R.RedisExchange
+        redactable = self._redactable
+        if hides is None and len(events) > 1 and set(map(type, events)) == _EXCHANGES_ONLY and (
+                redactable.isdisjoint(map(_NAME, events))):
+            # pipelined commands answered by one read, shown as they came
+            n = len(events)
+            commands, replies = map(_COMMAND, events), map(_REPLY, events)
+            latencies = map(_LATENCY, events)
+            if self._runs:  # one record for them all
+                chain.emit(R.RedisExchanges(pid, now, client, list(commands), list(replies),
+                                            list(latencies)))
+            else:
+                chain.emit_many(list(map(exchange, _repeat(pid, n), _repeat(now, n),
+                                         _repeat(client, n), commands, replies, latencies,
+                                         _repeat(False, n))))
+            return
+        records = []  # handed over at once, in order
+        emit = records.append
+        for e in events:
+            t = type(e)
+            if t is Exchange:
+                name = e.name
+                if hides is not None and hides(name):
+                    continue
+                if name not in redactable:
+                    emit(exchange(pid, now, client, e.command, e.reply, e.latency, False))
+                elif name == b"EXEC":
+                    if e.queued:
+                        emit(exchange(pid, now, client, e.command,
+                                      redact_exec(e.queued, e.reply), e.latency, False))
+                    else:
+                        emit(exchange(pid, now, client, e.command, e.reply, e.latency, False))
+                else:
+                    shown, redacted = self._command(e.command)
+                    emit(exchange(pid, now, client, shown, redact_reply(e.command, e.reply),
+                                  e.latency, redacted))
+            elif t is ServerPush:
+                if chain.shows_pushes:
+                    emit(R.RedisPush(pid, now, e.value))
+            elif t is Unanswered:
+                args = e.command
+                first = args[0] if args else b""
+                if hides is None or not hides(first.upper() if type(first) is bytes else b""):
+                    shown, redacted = self._command(args)
+                    emit(R.RedisUnanswered(pid, now, client, shown, redacted))
+            elif t is Undecodable:
+                direction, at = e.direction, e.offset
+                emit(R.Undecodable(pid, now, direction, RESP, e.reason, at))
+                st.fall_back(direction)
+                if direction == fed and at is not None and at < offset + len(data):
+                    # the rest of this chunk, from where decoding stopped, as hex
+                    chain.emit_many(records)
+                    records = []
+                    emit = records.append
+                    early = st.early(direction)
+                    if early is not None and early[0] <= at:
+                        # the pcap has not had the bytes from the failed frame's start (for
+                        # commands) yet: all are searched for secrets, those from ``at`` on
+                        # are shown
+                        st.hexview.feed(direction, early[1] + data, now, early[0], False, at)
+                    elif at >= offset:
+                        st.hexview.feed(direction, data[at - offset:], now, at)
+                    else:  # it stopped in an earlier chunk, whose bytes are gone
+                        st.hexview.feed(direction, data, now, offset, True)
+            elif t is SecretRange:
+                st.secret(e.direction, e.start, e.end)
+        if records:
+            chain.emit_many(records)
+
+
+_COMMAND, _NAME, _REPLY, _LATENCY = (attrgetter("command"), attrgetter("name"),
+                                     attrgetter("reply"), attrgetter("latency"))
+_EXCHANGES_ONLY = {Exchange}
+# The commands whose exchanges redaction may change: their arguments, their answer, the answers
+# inside EXEC's.
+_REDACTABLE = SECRET_COMMANDS | {b"EXEC"}

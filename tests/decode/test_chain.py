@@ -6,10 +6,11 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
-from playground.decode import chain as chain_mod
 from playground.decode import records as R
 from playground.decode.chain import Chain, HttpFilter
-from playground.decode.respdecoder import redact_command, secret_parts
+from playground.decode.httpdecoder import HttpStream
+from playground.decode.plainviews import HexStream, TextStream
+from playground.decode.respdecoder import RespStream, redact_command, secret_parts
 from playground.proxy import decoding
 from playground.proxy.decoding import check_options
 from tests.support.chain import GET, OK, SUMMARY, FakePcap, ListSink, pair, rendered
@@ -110,7 +111,7 @@ def test_decoder_exception_becomes_undecodable_then_hex(monkeypatch):
     def boom(self, direction, data, now, offset):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(chain_mod._Text, "feed", boom)
+    monkeypatch.setattr(TextStream, "feed", boom)
     c, sink = drive([(C2S, b"hello\n"), (C2S, b"more\n"), (S2C, b"x\n")], decode="text")
     assert c.failures == 2
     assert [r.direction for r in sink.of(R.Undecodable)] == [C2S, S2C]
@@ -123,6 +124,20 @@ def test_forced_decoders():
     assert sink.of(R.Detected)[0].forced and sink.of(R.HexChunk)
     _, sink = drive([(C2S, b"\x00\x01\n")], decode="text")
     assert sink.of(R.TextLine)[0].data == b"\x00\x01\n"
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("decode, stream", [("resp", RespStream), ("http", HttpStream),
+                                            ("text", TextStream), ("hex", HexStream)])
+def test_each_protocol_is_decoded_by_the_stream_beside_its_decoder(decode, stream):
+    """The chain feeds a pair through the adapter that lives with the protocol's decoder; the
+    adapter takes the pair's state and says which protocol it decodes."""
+    c = Chain([ListSink()], decode=decode)
+    c.pair_opened(pair(), 0.0)
+    st = c.pairs[1]
+    assert type(st.decoder) is stream and stream.protocol == decode and st.decoder.st is st
+    for step in ("feed", "eof", "close", "settled"):
+        assert callable(getattr(st.decoder, step))
 
 
 @pytest.mark.pure
@@ -385,3 +400,7 @@ def test_pipelined_reads_come_as_runs_to_sinks_that_take_them():
     assert R.expand(sinks[RunSink].records) == sinks[ListSink].records
     assert not sinks[ListSink].of(R.RedisExchanges)
     assert all(b"s3cret" not in r.command for r in sinks[ListSink].of(R.RedisExchange))
+    # the pipelined read, record by record, for a sink that takes no runs
+    last = [(r.command, r.reply, r.latency, r.redacted, r.ts)
+            for r in sinks[ListSink].of(R.RedisExchange)][-3:]
+    assert last == [((b"GET", b"a"), b"x", 1.0, False, 3.0)] * 3

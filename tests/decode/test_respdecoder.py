@@ -20,11 +20,11 @@ from playground.decode.respdecoder import (
     ServerPush,
     Unanswered,
     Undecodable,
-    exchange_of,
     redact_command,
     secret_parts,
     secret_ranges,
 )
+from tests.support.resp_events import general_feed, with_spans
 
 
 def cmd(*args) -> bytes:
@@ -653,7 +653,7 @@ def test_split_invariance(c_cuts, s_cuts):
     expected = whole.feed(C2S, SCRIPT_C2S, 0.0) + whole.feed(S2C, SCRIPT_S2C, 0.0)
     conv = RespConversation()
     got = _feed_split(conv, C2S, SCRIPT_C2S, c_cuts) + _feed_split(conv, S2C, SCRIPT_S2C, s_cuts)
-    assert got == expected
+    assert with_spans(got) == with_spans(expected)
 
 
 @pytest.mark.pure
@@ -890,13 +890,13 @@ def test_pipelined_runs_equal_frame_by_frame(picks, cuts):
     pure._c2s._use_hiredis = pure._s2c._use_hiredis = False
     got = _feed_split(fast, C2S, c2s, cuts) + fast.feed(S2C, s2c, 1.0) + fast.close(2.0)
     want = _feed_split(pure, C2S, c2s, cuts) + pure.feed(S2C, s2c, 1.0) + pure.close(2.0)
-    assert got == want
-    # feed_answers gives the same, with Answers in place of Exchanges
+    assert with_spans(got) == with_spans(want)
+    # fed whole (one run of commands, one read of replies), the fast paths included: the same
+    # as the general parsing loop gives
     conv, ref = RespConversation(), RespConversation()
-    answers = conv.feed_answers(C2S, c2s, 0.0) + conv.feed_answers(S2C, s2c, 1.0)
-    answers += conv.close_answers(2.0)
-    want = ref.feed(C2S, c2s, 0.0) + ref.feed(S2C, s2c, 1.0) + ref.close(2.0)
-    assert [exchange_of(a) for a in answers] == want
+    got = conv.feed(C2S, c2s, 0.0) + conv.feed(S2C, s2c, 1.0) + conv.close(2.0)
+    want = general_feed(ref, C2S, c2s, 0.0) + general_feed(ref, S2C, s2c, 1.0) + ref.close(2.0)
+    assert with_spans(got) == with_spans(want)
 
 
 @pytest.mark.pure
@@ -904,23 +904,23 @@ def test_pipelined_runs_equal_frame_by_frame(picks, cuts):
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 def test_one_frame_per_read_equals_pure(picks):
     """Request/response traffic, one command or one reply per read (the fast paths of
-    feed_answers), gives the events of the pure parser fed the same reads."""
+    feed), gives the events of the pure parser fed the same reads."""
     fast, pure = RespConversation(), RespConversation()
     pure._c2s._use_hiredis = pure._s2c._use_hiredis = False
     got, want = [], []
     t = 0.0
     for frame, reply in _script(picks):
         t += 1.0
-        got += fast.feed_answers(C2S, frame, t)
-        want += pure.feed(C2S, frame, t)
+        got += fast.feed(C2S, frame, t)
+        want += general_feed(pure, C2S, frame, t)
         if reply is None:
             continue
         t += 0.5
-        got += fast.feed_answers(S2C, reply, t)
-        want += pure.feed(S2C, reply, t)
-    got += fast.close_answers(t + 1)
+        got += fast.feed(S2C, reply, t)
+        want += general_feed(pure, S2C, reply, t)
+    got += fast.close(t + 1)
     want += pure.close(t + 1)
-    assert [exchange_of(a) for a in got] == want
+    assert with_spans(got) == with_spans(want)
 
 
 @pytest.mark.pure
@@ -948,3 +948,32 @@ def test_answers_inside_exec_are_masked_too():
     assert shown[0] == [b"requirepass", b"(redacted)"] and b"pw2" not in shown[1].value
     assert shown[2] == b"pw1"
     assert conv.settled(S2C) == len(stream)
+
+
+@pytest.mark.pure
+def test_every_path_gives_the_one_exchange_type_with_its_latency_set_once():
+    """One command per read (the fast paths), a pipelined run (offsets worked out when asked), a
+    command followed for its state (AUTH, MULTI/EXEC) and a suppressed one: all come out as
+    ``Exchange``, read by name, with ``latency`` the reply's time less the command's."""
+    conv = RespConversation()
+    got = conv.feed(C2S, cmd("GET", "a"), 1.0) + conv.feed(S2C, b"$1\r\n1\r\n", 1.25)
+    run_ = cmd("SET", "b", "2") + cmd("GET", "b")
+    got += conv.feed(C2S, run_, 2.0) + conv.feed(S2C, OK + b"$1\r\n2\r\n", 2.5)
+    special = cmd("AUTH", "pw") + cmd("MULTI") + cmd("INCR", "n") + cmd("EXEC")
+    got += conv.feed(C2S, special, 3.0)
+    got += conv.feed(S2C, b"+OK\r\n+OK\r\n+QUEUED\r\n*1\r\n:1\r\n", 3.75)
+    got += conv.feed(C2S, cmd("CLIENT", "REPLY", "SKIP") + cmd("PING"), 4.0)
+    exchanges = of(got, Exchange)
+    assert [type(e) for e in got if type(e) is not SecretRange] == [Exchange] * 9
+    assert [e.name for e in exchanges] == [b"GET", b"SET", b"GET", b"AUTH", b"MULTI", b"INCR",
+                                           b"EXEC", b"CLIENT", b"PING"] and conv.pending == 0
+    answered = [e for e in exchanges if not e.suppressed]
+    assert [e.latency for e in answered] == [0.25, 0.5, 0.5, 0.75, 0.75, 0.75, 0.75]
+    assert all(e.latency == e.replied_at - e.sent_at for e in answered)
+    assert [(e.reply, e.replied_at, e.latency) for e in exchanges if e.suppressed] == [
+        (None, None, None)] * 2
+    assert exchanges[5].in_transaction and exchanges[6].queued == ((b"INCR", b"n"),)
+    starts = [0, len(cmd("GET", "a")), len(cmd("GET", "a")) + len(cmd("SET", "b", "2"))]
+    assert [e.offset for e in exchanges[:3]] == starts
+    assert [e.size for e in exchanges[:3]] == [len(cmd("GET", "a")), len(cmd("SET", "b", "2")),
+                                               len(cmd("GET", "b"))]
