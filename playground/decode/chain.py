@@ -288,7 +288,7 @@ class _Http:
     protocol = HTTP
 
     def __init__(self, st):
-        from playground.codec.resp import STREAM_MIN
+        from playground.codec.parser import STREAM_MIN
         from playground.decode import httpdecoder
 
         self.hd = httpdecoder

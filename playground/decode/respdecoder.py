@@ -39,19 +39,9 @@ from operator import itemgetter
 
 import attrs
 
-from playground.codec.resp import (
-    NOT_ONE,
-    Error,
-    Inline,
-    Map,
-    ProtocolError,
-    Push,
-    RespParser,
-    Simple,
-    SpanRun,
-    Truncated,
-    encode,
-)
+from playground.codec.encoder import encode
+from playground.codec.parser import NOT_ONE, RespParser, SpanRun
+from playground.codec.values import Error, Inline, Map, ProtocolError, Push, Simple, Truncated
 from playground.decode.redaction import REDACTED, SECRET_COMMANDS
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 

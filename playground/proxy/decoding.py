@@ -198,7 +198,7 @@ def build(opts, reactor=None, stats=None):
         if not redact:
             return services, pcap
     if decode != "none":
-        from playground.codec.resp import STREAM_MIN
+        from playground.codec.parser import STREAM_MIN
 
         # 0: values whole up to what the RESP decoder keeps of a long one, then cut there
         shown = opts["max-value"] or STREAM_MIN

@@ -50,7 +50,7 @@ from operator import itemgetter
 from twisted.application import service
 from twisted.logger import Logger
 
-from playground.codec import resp
+from playground.codec import values as resp
 from playground.common.defaultreactor import default_reactor
 from playground.decode import records as R
 from playground.decode.views import escape, hexdump_lines, is_text, quoted

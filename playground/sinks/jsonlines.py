@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sys
 
-from playground.codec import resp
+from playground.codec import values as resp
 from playground.decode import records as R
 from playground.decode.records import to_json
 from playground.sinks.console import _NOT_PLAIN, BufferedSink, PlainReplies, plain_batch, remember

@@ -19,20 +19,19 @@ from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
-from playground.codec import resp as resp_module
-from playground.codec.resp import (
+from playground.codec import parser as resp_module
+from playground.codec.encoder import encode, encode_command
+from playground.codec.parser import RespParser
+from playground.codec.values import (
     Attributed,
     Error,
     Map,
     ProtocolError,
     Push,
-    RespParser,
     Set,
     Simple,
     Truncated,
     Verbatim,
-    encode,
-    encode_command,
 )
 from playground.decode import records as R
 from playground.decode.chain import Chain

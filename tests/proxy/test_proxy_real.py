@@ -19,7 +19,7 @@ import time
 import pytest
 import redis
 
-from playground.codec.resp import encode_command
+from playground.codec.encoder import encode_command
 from tests.conftest import (
     PING,
     PONG,

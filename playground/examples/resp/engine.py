@@ -2,7 +2,7 @@
 
 Pure and clock-free: ``Engine.execute(session, args, now)`` takes one command (a list of
 ``bytes``) and the current time, and returns a list of effects: ``Reply(value)`` for the
-calling client (values in the ``playground.codec.resp`` value model), ``Deliver(session_id, value)``
+calling client (values in the ``playground.codec.values`` model), ``Deliver(session_id, value)``
 for pub/sub messages to other clients, ``Close(reason)`` when the client must be disconnected.
 Keys expire lazily on access and in ``Engine.sweep(now)``, which the adapter calls periodically.
 Replies and error texts follow Redis 7 (``ERR wrong number of arguments for 'get' command``).
@@ -18,7 +18,8 @@ from typing import Any
 
 import attrs
 
-from playground.codec.resp import Error, Map, Push, Set, Simple, Verbatim, encode
+from playground.codec.encoder import encode
+from playground.codec.values import Error, Map, Push, Set, Simple, Verbatim
 
 REDIS_VERSION = b"7.0.0"
 MAX_STRING = 512 * 1024 * 1024  # proto-max-bulk-len: no string value grows beyond this
