@@ -1,5 +1,6 @@
-r"""hiredis as the RESP parser's fast path: :func:`parse_prefix` reads the leading whole frames of
-a buffer with hiredis's C reader, and gives them only where they are exactly what the pure parser
+r"""hiredis as the RESP parser's fast path, behind one entry point: ``parse_prefix`` (a method of
+:class:`HiredisPrefix`, which keeps the reader it reuses) reads the leading whole frames of a
+buffer with hiredis's C reader, and gives them only where they are exactly what the pure parser
 (:class:`~playground.codec.parser.RespParser`) gives for the same bytes (pure, no I/O).
 
 What it takes: the two shapes pipelines carry, at a frame boundary of the pure parser.
@@ -14,14 +15,17 @@ Why its results agree with the pure parser's
 hiredis is given ``prefix`` (the bytes above). Its values are used only when all of these hold;
 each closes one way hiredis reads bytes differently from the pure parser.
 
-1. *Whole frames* (the reader-state probe, ``_idle``). ``gets()`` returning ``False`` says no
-   further frame is complete, not that the reader holds nothing: the header and elements of a
-   partly read aggregate are consumed already (a read ending in ``*2\r\n`` leaves
-   ``has_data()`` False). So the probe feeds an empty array and expects exactly ``[]`` back with
-   nothing left over. A reader waiting inside an aggregate takes ``*0`` as an element (``[[]]``
-   or still nothing), one inside a line or a body makes it part of that (nothing, an error, or
-   bytes left): only a reader at a frame boundary answers ``[]``. So hiredis read all of
-   ``prefix`` as whole frames, and ``values`` are all of them.
+1. *Whole frames* (the reader-state probe). ``gets()`` returning ``False`` says no further
+   frame is complete, not that the reader holds nothing: the header and elements of a partly
+   read aggregate are consumed already (a read ending in ``*2\r\n`` leaves ``has_data()``
+   False). So once the first frame is read, an empty array ``*0\r\n`` is fed after ``prefix``,
+   and the frames are read until ``gets()`` gives ``False``: the last must be ``[]``, with
+   nothing left over. A reader waiting inside an aggregate takes ``*0`` as an element
+   (``[[]]``, or still nothing), one inside a line or a body makes it part of that (nothing, an
+   error, or bytes left). The only frame read as ``[]`` is ``*0\r\n`` itself, so a last ``[]``
+   with nothing left is the probe's four bytes read as a frame of their own: the reader was at
+   a frame boundary before them. So hiredis read all of ``prefix`` as whole frames, and
+   ``values`` (the probe's ``[]`` removed) are all of them.
 2. *Types.* In the ``*`` run every value is a list and every element bytes (``b"\x00".join``
    raises otherwise: a nested array or map, an integer, a null, a double, an error); in the
    ``$`` run every value is bytes. hiredis gives bytes for a bulk ``$``, a simple string ``+``,
@@ -68,7 +72,7 @@ from itertools import chain
 
 import hiredis
 
-__all__ = ["parse_prefix"]
+__all__ = ["HiredisPrefix"]
 
 _NOT_TAKEN: tuple = ((), 0)
 _BIG_ARRAY = re.compile(rb"\*[0-9]{7}")
@@ -77,58 +81,81 @@ _RISKY_TYPE = re.compile(rb"\r\n[~>|=]")
 _RISKY_SHORT = re.compile(rb"\r\n(?:[~>|=]|\*[0-9]{7})")
 _LIST_ONLY = {list}
 _BYTES_ONLY = {bytes}
-# Idle readers for reuse (at most one): making a Reader costs about as much as parsing a short
-# command. Only a reader the probe found at a frame boundary is put back.
-_spare: list = []
+class HiredisPrefix:
+    """hiredis behind one entry point, :meth:`parse_prefix`. Holds the reader it reuses
+    (making one costs about as much as parsing a short command): one per parser, which is used
+    from one thread; a reader left inside a frame is dropped."""
 
+    __slots__ = ("_reader",)
 
-def parse_prefix(data: bytes, longest: int) -> tuple:
-    r"""The leading whole frames of ``data`` read by hiredis, where that gives exactly the pure
-    parser's values: ``(values, used)``, ``used`` the bytes they span; ``((), 0)`` when not
-    taken (the pure parser reads ``data`` instead).
+    def __init__(self):
+        self._reader = None
 
-    ``data`` starts at a frame boundary: with ``*``, a run of arrays of bulk strings is read
-    up to the last ``\r\n*`` (all of ``data`` when it ends with ``\r\n``); with ``$``, a run of
-    bulk strings, all of ``data``. ``longest``: the longest body the caller takes whole. See the
-    module docstring for why the values agree.
-    """
-    kind = data[:1]
-    if kind == b"*":
-        if data.endswith(b"\r\n"):
-            end = len(data)
-        else:
+    def parse_prefix(self, data: bytes, longest: int) -> tuple:
+        r"""The leading whole frames of ``data`` read by hiredis, where that gives exactly the
+        pure parser's values: ``(values, used)``, ``used`` the bytes they span; ``((), 0)`` when
+        not taken (the pure parser reads ``data`` instead).
+
+        ``data`` (not empty) starts at a frame boundary: with ``*``, a run of arrays of bulk
+        strings is read up to the last ``\r\n*`` (all of ``data`` when it ends with ``\r\n``);
+        with ``$``, a run of bulk strings, all of ``data``. ``longest``: the longest body the
+        caller takes whole. The module docstring says why the values agree.
+        """
+        kind = data[0]
+        if data[-2:] == b"\r\n":
+            if kind != 42 and kind != 36:  # neither "*" nor "$"
+                return _NOT_TAKEN
+            prefix = data
+        elif kind == 42:  # up to the last "\r\n*"
             end = data.rfind(b"\r\n*") + 2
             if end <= 2:
                 return _NOT_TAKEN
-    elif kind == b"$":
-        if not data.endswith(b"\r\n"):
+            prefix = data[:end]
+        else:
             return _NOT_TAKEN
-        end = len(data)
-    else:
-        return _NOT_TAKEN
-    prefix = data[:end] if end < len(data) else data
-    if _risky(prefix):
-        return _NOT_TAKEN
-    reader = _spare.pop() if _spare else hiredis.Reader()
-    reader.feed(prefix)
-    try:
-        values = list(iter(reader.gets, False))
-    except Exception:  # hiredis.ProtocolError: the reader is dropped
-        return _NOT_TAKEN
-    if not values or not _idle(reader):
-        return _NOT_TAKEN
-    if not _spare:
-        _spare.append(reader)
-    if kind == b"$":
-        if set(map(type, values)) != _BYTES_ONLY or not _exact(prefix, values, 0, longest):
+        if _risky(prefix):
             return _NOT_TAKEN
-    elif len(values) == 1:  # one command per read: the common case, checked for less
-        if type(values[0]) is not list or not _exact(prefix, values[0], 1, longest):
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = hiredis.Reader()
+        reader.feed(prefix)
+        try:
+            first = reader.gets()
+            if first is False:
+                self._reader = None
+                return _NOT_TAKEN
+            # The probe (check 1), fed after the first frame. Read right after it, it says the
+            # frame was the only one (one command per read, the common case); else the frames
+            # that follow come first, and it must come last.
+            reader.feed(b"*0\r\n")
+            second = reader.gets()
+            single = second == [] and not reader.has_data()
+            if not single:
+                values = [first, second]
+                if second is not False:
+                    values.extend(iter(reader.gets, False))
+                if values.pop() != [] or reader.has_data():
+                    self._reader = None
+                    return _NOT_TAKEN
+        except Exception:  # hiredis.ProtocolError
+            self._reader = None
             return _NOT_TAKEN
-    elif set(map(type, values)) != _LIST_ONLY or not _exact(
-            prefix, list(chain.from_iterable(values)), len(values), longest):
-        return _NOT_TAKEN
-    return values, end
+        commands = kind == 42
+        if single:  # one command per read: the common case, checked for less
+            if commands:
+                if type(first) is not list or not _exact(prefix, first, 1, longest):
+                    return _NOT_TAKEN
+            elif type(first) is not bytes or not _exact(prefix, [first], 0, longest):
+                return _NOT_TAKEN
+            return [first], len(prefix)
+        if set(map(type, values)) != (_LIST_ONLY if commands else _BYTES_ONLY):
+            return _NOT_TAKEN
+        if commands:
+            if not _exact(prefix, list(chain.from_iterable(values)), len(values), longest):
+                return _NOT_TAKEN
+        elif not _exact(prefix, values, 0, longest):
+            return _NOT_TAKEN
+        return values, len(prefix)
 
 
 def _risky(data: bytes) -> bool:
@@ -138,16 +165,6 @@ def _risky(data: bytes) -> bool:
         return _RISKY_SHORT.search(data) is not None or (
             data[:1] == b"*" and data[1:8].isdigit())
     return _RISKY_TYPE.search(data) is not None or _BIG_ARRAY.search(data) is not None
-
-
-def _idle(reader) -> bool:
-    """Whether ``reader``, its ``gets()`` having given False, holds no part of a frame (check 1
-    of the module docstring)."""
-    reader.feed(b"*0\r\n")
-    try:
-        return reader.gets() == [] and not reader.has_data()
-    except Exception:  # hiredis.ProtocolError: mid-line
-        return False
 
 
 def _exact(data: bytes, flat: list, headers: int, longest: int) -> bool:

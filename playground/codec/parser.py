@@ -2,8 +2,9 @@
 
 :class:`RespParser` turns bytes into the values of :mod:`playground.codec.values`. Its own loop
 (``RespParser._parse_pure``) reads everything; runs of whole commands and of bulk replies may go
-to hiredis instead, through :func:`playground.codec.hiredisprefix.parse_prefix`, which takes
-them only where its values are exactly the pure loop's.
+to hiredis instead, through its one entry point
+:meth:`playground.codec.hiredisprefix.HiredisPrefix.parse_prefix`, which takes them only where
+its values are exactly the pure loop's.
 
 With ``max_value`` set, the parser never holds a whole long string: a bulk, verbatim or bulk
 error longer than ``max(max_value, STREAM_MIN)`` bytes (and, in a reply parser, a simple string
@@ -28,7 +29,7 @@ from itertools import chain as _chain
 from operator import add as _add
 from operator import sub as _sub
 
-from playground.codec.hiredisprefix import parse_prefix
+from playground.codec.hiredisprefix import HiredisPrefix
 from playground.codec.inline import split_inline
 from playground.codec.values import (
     Attributed,
@@ -58,7 +59,7 @@ _DOUBLE_RE = re.compile(
 )
 _PENDING = object()
 # What a feed returns (``spans`` below): values; (value, start, end) with stream offsets; the
-# same, but a run of commands read by hiredis as one item (values, SpanRun, None).
+# same, but a run of two or more commands read by hiredis as one item (values, SpanRun, None).
 _VALUES, _SPANS, _LAZY_SPANS = 0, 1, 2
 STREAM_MIN = 64 * 1024  # with max_value, strings longer than max(max_value, this) are streamed
 # When parse_prefix is tried: once per feed, where the pure loop first reaches a top-level "*"
@@ -213,6 +214,7 @@ class RespParser:
         self.redis_requests = redis_requests and inline
         self.max_count = max_count
         self._use_hiredis = use_hiredis
+        self._hiredis = HiredisPrefix()  # parse_prefix, and the hiredis reader it reuses
         self.failed = False
         self._stack: list = []  # frames: [kind, remaining, items, attributes-map]
         self._pend = bytearray()  # a partial line
@@ -291,7 +293,7 @@ class RespParser:
             self.failed or not self._use_hiredis or len(data) >= _HIREDIS_MIN
         ):
             return None
-        values, used = parse_prefix(data, self._longest_whole)
+        values, used = self._hiredis.parse_prefix(data, self._longest_whole)
         if used != len(data) or len(values) != 1:
             return None
         self._abs += used
@@ -577,7 +579,7 @@ class RespParser:
                 return 0
         elif left < _HIREDIS_MIN_BULKS:
             return 0
-        values, used = parse_prefix(buf[pos:] if pos else buf, self._longest_whole)
+        values, used = self._hiredis.parse_prefix(buf[pos:] if pos else buf, self._longest_whole)
         if not used:
             return 0
         start = self._abs

@@ -45,9 +45,14 @@ __all__ = [
 
 
 class Truncated(bytes):
-    """A string value longer than what is kept of it: the bytes are its first part, ``len()``
-    is its full length on the wire (``kept`` the bytes held). Equal to a ``Truncated`` with
-    the same first part and length, never to plain bytes."""
+    """A string value longer than what is kept of it (a parser with ``max_value`` streams it):
+    the bytes are its first part, ``len()`` is its full length on the wire (``kept`` the bytes
+    held, ``bytes(value)`` those bytes). Equal to a ``Truncated`` with the same first part and
+    length, never to plain bytes.
+
+    ``len()`` says the wire length on purpose: what reads a string's size downstream (the
+    views' ``"prefix..." (N bytes)``, the JSON ``length``, the redaction's wire offsets) does so
+    with ``len()``, so a cut value is shown and placed exactly as the whole one would be."""
 
     def __new__(cls, head: bytes, length: int):
         self = super().__new__(cls, head)
