@@ -2,8 +2,9 @@
 
 - ``values``: the value model (``Simple``, ``Error``, ``Map``, ``Truncated``, ``ProtocolError``...);
 - ``parser``: ``RespParser``, the incremental, bounded parser (its pure loop reads everything);
-- ``hiredisprefix``: ``parse_prefix``, hiredis as the parser's fast path on runs of commands and
-  of bulk replies, with the argument for why it gives exactly the pure loop's values;
+- ``hiredisprefix``: ``HiredisPrefix.parse_prefix``, hiredis as the parser's fast path on runs
+  of commands and of bulk replies, with the argument for why it gives exactly the pure loop's
+  values;
 - ``encoder``: ``encode`` and ``encode_command``;
 - ``inline``: ``split_inline``, an inline command split as redis-server splits it.
 
