@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from playground.codec.resp import RespParser  # noqa: E402
+from playground.codec.parser import RespParser  # noqa: E402
 
 SET = b"*3\r\n$3\r\nSET\r\n$16\r\nkey:000000000001\r\n$3\r\nxxx\r\n"
 GET = b"*2\r\n$3\r\nGET\r\n$16\r\nkey:000000000001\r\n"

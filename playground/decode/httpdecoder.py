@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import attrs
 
-from playground.codec.resp import STREAM_MIN
+from playground.codec.parser import STREAM_MIN
 from playground.decode import records as R
 from playground.decode.detect import HTTP
 from playground.decode.redaction import (

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 
-from playground.codec.resp import split_inline
+from playground.codec.inline import split_inline
 from playground.decode.httpdecoder import folded_value, secret_value
 from playground.decode.redaction import REDACTED, SECRET_COMMANDS, SECRET_HEADERS
 from playground.decode.respdecoder import secret_parts, secret_ranges

@@ -13,7 +13,7 @@ from itertools import repeat
 
 import attrs
 
-from playground.codec import resp
+from playground.codec import values as resp
 
 SCHEMA = 1
 MAX_ITEMS = 1000  # elements of one aggregate shown in JSON before {"more": N}
@@ -62,7 +62,7 @@ class RedisExchange:
     ts: float
     client: str
     command: tuple  # bytes arguments, redacted when redaction is on
-    reply: object  # a playground.codec.resp value
+    reply: object  # a playground.codec.values value
     latency: float | None
     redacted: bool = False
 
@@ -78,7 +78,7 @@ class RedisExchanges:
     ts: float
     client: str
     commands: list  # tuples of bytes arguments
-    replies: list  # playground.codec.resp values
+    replies: list  # playground.codec.values values
     latencies: list
 
     def exchanges(self) -> list:
@@ -199,7 +199,7 @@ def json_bytes(data: bytes, limit: int = 0):
 
 
 def json_value(value, limit: int = 0, depth: int = 0):
-    """A RESP value (``playground.codec.resp`` model) as JSON; see docs/json-schema.md."""
+    """A RESP value (``playground.codec.values`` model) as JSON; see docs/json-schema.md."""
     if isinstance(value, bytes):
         return json_bytes(value, limit)
     if value is None or isinstance(value, (bool, int)):

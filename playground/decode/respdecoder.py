@@ -45,19 +45,9 @@ from typing import NamedTuple
 
 import attrs
 
-from playground.codec.resp import (
-    NOT_ONE,
-    Error,
-    Inline,
-    Map,
-    ProtocolError,
-    Push,
-    RespParser,
-    Simple,
-    SpanRun,
-    Truncated,
-    encode,
-)
+from playground.codec.encoder import encode
+from playground.codec.parser import NOT_ONE, RespParser, SpanRun
+from playground.codec.values import Error, Inline, Map, ProtocolError, Push, Simple, Truncated
 from playground.decode import records as R
 from playground.decode.detect import RESP
 from playground.decode.redaction import REDACTED, SECRET_COMMANDS

@@ -197,7 +197,7 @@ def build(opts, reactor=None, stats=None):
         pcap = PcapSink(opts["pcap"], reactor=reactor, target=opts.get("target"),
                         listen=opts.get("listen"), decode=opts["decode"])
         services.append(pcap)
-    from playground.codec.resp import STREAM_MIN
+    from playground.codec.parser import STREAM_MIN
 
     # 0: values whole up to what the RESP decoder keeps of a long one, then cut there
     shown = opts["max-value"] or STREAM_MIN

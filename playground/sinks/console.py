@@ -40,7 +40,7 @@ import re
 import sys
 from operator import itemgetter
 
-from playground.codec import resp
+from playground.codec import values as resp
 from playground.common.twistedprivate import reactor_stopped
 from playground.decode import records as R
 from playground.decode.views import escape, hexdump_lines, is_text, quoted

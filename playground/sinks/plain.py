@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from itertools import chain as _chain
 
-from playground.codec import resp
+from playground.codec import values as resp
 from playground.decode import records as R
 
 # Any byte that is not plain (see the module docstring).

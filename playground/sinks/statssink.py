@@ -13,7 +13,7 @@ and one histogram update.
 
 from __future__ import annotations
 
-from playground.codec import resp
+from playground.codec import values as resp
 from playground.daemon.stats import CommandStats, command_name, error_code
 from playground.decode import records as R
 

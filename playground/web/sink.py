@@ -19,8 +19,8 @@ from __future__ import annotations
 from itertools import chain
 from operator import attrgetter
 
-from playground.codec import resp
-from playground.codec.resp import STREAM_MIN
+from playground.codec import values as resp
+from playground.codec.parser import STREAM_MIN
 from playground.decode import records as R
 from playground.sinks.console import command_summary, format_args, format_value
 from playground.web.capture import Capture

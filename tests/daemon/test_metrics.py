@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
 
-from playground.codec import resp
+from playground.codec import values as resp
 from playground.daemon import metrics
 from playground.daemon import stats as S
 from playground.decode import records as R
@@ -337,7 +337,7 @@ def test_metrics_listen_failure_is_one_line(twistd, tmp_path):
 
 @pytest.mark.pure
 def test_stats_sink_counts_runs_as_their_exchanges():
-    from playground.codec.resp import Error, Simple
+    from playground.codec.values import Error, Simple
     from playground.decode import records as R
     from playground.sinks.statssink import StatsSink
 

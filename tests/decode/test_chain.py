@@ -284,7 +284,7 @@ def test_build(tmp_path):
 # -- RESP through the chain (the real respdecoder) ------------------------------------------
 
 def cmd(*args):
-    from playground.codec.resp import encode_command
+    from playground.codec.encoder import encode_command
 
     return encode_command(*args)
 
@@ -379,7 +379,7 @@ class RunSink(ListSink):
 def test_pipelined_reads_come_as_runs_to_sinks_that_take_them():
     """A read answering several ordinary commands is one R.RedisExchanges for sinks that take
     runs; expanded, it is what any other sink gets."""
-    from playground.codec.resp import encode_command
+    from playground.codec.encoder import encode_command
 
     c2s = b"".join(encode_command("SET", f"k{i}", "v") for i in range(16))
     c2s += encode_command("AUTH", "s3cret") + encode_command("GET", "k1")

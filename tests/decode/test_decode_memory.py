@@ -19,20 +19,19 @@ from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
-from playground.codec import resp as resp_module
-from playground.codec.resp import (
+from playground.codec import parser as resp_module
+from playground.codec.encoder import encode, encode_command
+from playground.codec.parser import RespParser
+from playground.codec.values import (
     Attributed,
     Error,
     Map,
     ProtocolError,
     Push,
-    RespParser,
     Set,
     Simple,
     Truncated,
     Verbatim,
-    encode,
-    encode_command,
 )
 from playground.decode import records as R
 from playground.decode.chain import Chain
@@ -44,6 +43,7 @@ from playground.sinks.console import ConsoleFormatter, ConsoleSink
 from playground.sinks.jsonlines import JsonSink
 from tests.support.net import recv_exactly
 from tests.support.processes import start_proxy
+from tests.support.resp_events import with_spans
 from tests.support.waiting import wait_until
 
 MIB = 1024 * 1024
@@ -541,8 +541,8 @@ def test_conversation_events_are_the_same_at_any_split(pairs, c_cuts, s_cuts):
                     last = cut
         return out
 
-    whole = run([], [])
-    assert run(c_cuts, s_cuts) == whole
+    whole = with_spans(run([], []))
+    assert with_spans(run(c_cuts, s_cuts)) == whole
     gets = [e.reply for e in whole if type(e) is Exchange and e.command[0] == b"GET"]
     assert gets == [Truncated(v[:5], len(v)) if len(v) > 16 else v for _, v in pairs]
     assert len([e for e in whole if type(e) is ServerPush and e.kind == "monitor"]) == len(pairs)

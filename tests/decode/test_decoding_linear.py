@@ -17,7 +17,7 @@ import time
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
-from playground.codec.resp import Truncated
+from playground.codec.values import Truncated
 from playground.decode import records as R
 from playground.decode.chain import Chain
 from playground.proxy.observer import Endpoint, PairInfo

@@ -10,7 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playground.codec.resp import Error, Map, Push, RespParser, Simple, encode, encode_command
+from playground.codec.encoder import encode, encode_command
+from playground.codec.parser import RespParser
+from playground.codec.values import Error, Map, Push, Simple
 from playground.decode.respdecoder import (
     C2S,
     S2C,

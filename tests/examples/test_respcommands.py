@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from playground.codec.resp import Error, Map, Simple
+from playground.codec.values import Error, Map, Simple
 from playground.examples.resp import hashes, lists, strings
 from playground.examples.resp.commands import ONE_KEY, ValueType, command, group
 from playground.examples.resp.engine import COMMANDS, MODULES, Engine, command_table, value_types

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground.codec.resp import Error, Map, Push, Set, Simple, Verbatim
+from playground.codec.values import Error, Map, Push, Set, Simple, Verbatim
 from playground.examples.resp.arguments import glob_match, parse_int
 from playground.examples.resp.engine import COMMANDS, Engine
 from playground.examples.resp.replies import NULL_ARRAY, Close, Deliver, Reply, encode_reply

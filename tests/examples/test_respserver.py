@@ -19,7 +19,9 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import failure, usage
 
-from playground.codec.resp import Error, Map, ProtocolError, RespParser, encode_command
+from playground.codec.encoder import encode_command
+from playground.codec.parser import RespParser
+from playground.codec.values import Error, Map, ProtocolError
 from playground.common.limits import Refusal
 from playground.examples.resp import server as respserver
 from playground.examples.resp.server import ExpirySweep, RespFactory, RespService

@@ -19,7 +19,7 @@ import time
 import pytest
 import redis
 
-from playground.codec.resp import encode_command
+from playground.codec.encoder import encode_command
 from tests.support.net import PING, PONG, free_port, recv_exactly, wait_closed
 from tests.support.processes import Twistd, need, start_proxy, start_redis, stop_process
 from tests.support.waiting import wait_until

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 
-from playground.codec import resp
+from playground.codec import values as resp
 from playground.decode import records as R
 from playground.decode.chain import Chain
 from playground.proxy.decoding import build
@@ -243,7 +243,7 @@ def test_unanswered_request_body_masks_its_secrets_too():
 def test_max_value_0_previews_bodies_up_to_64_kib():
     """--max-value 0 means values whole up to 64 KiB (what the sinks are given): the bodies
     shown at -vv are too, not the 64 bytes of the smallest preview."""
-    from playground.codec.resp import STREAM_MIN
+    from playground.codec.parser import STREAM_MIN
 
     sink = ListSink()
     chain = Chain([sink], max_value=0)

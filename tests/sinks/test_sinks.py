@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 
-from playground.codec import resp
+from playground.codec import values as resp
 from playground.decode import records as R
 from playground.decode.records import json_bytes, json_value, to_json
 from playground.sinks.batching import FLUSH_DELAY, MAX_BACKLOG, BufferedSink

@@ -76,7 +76,7 @@ def recv_exactly(sock: socket.socket, n: int, timeout: float = 10.0) -> bytes:
 def resp_exchange(port: int, data: bytes, count: int, timeout: float = 10.0) -> list:
     """Send ``data`` to a RESP server on loopback ``port``; read ``count`` replies (fewer if it
     closes first or the deadline passes)."""
-    from playground.codec.resp import RespParser
+    from playground.codec.parser import RespParser
 
     parser = RespParser()
     values: list = []

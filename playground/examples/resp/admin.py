@@ -3,7 +3,7 @@ introspection (read from the engine's command table) and CONFIG GET."""
 
 from __future__ import annotations
 
-from playground.codec.resp import Map, Set, Simple, Verbatim
+from playground.codec.values import Map, Set, Simple, Verbatim
 from playground.examples.resp.arguments import glob_match
 from playground.examples.resp.commands import Command, command, group, subcommand_help
 from playground.examples.resp.replies import OK, REDIS_VERSION, SYNTAX

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from playground.codec.resp import Simple
+from playground.codec.values import Simple
 
 if TYPE_CHECKING:
     from playground.examples.resp.engine import Engine

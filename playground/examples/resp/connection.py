@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from playground.codec.resp import Map, Simple, Verbatim
+from playground.codec.values import Map, Simple, Verbatim
 from playground.examples.resp.arguments import parse_int
 from playground.examples.resp.commands import command, group, subcommand_help
 from playground.examples.resp.pubsub import unsubscribe_all

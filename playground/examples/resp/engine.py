@@ -2,7 +2,7 @@
 
 Pure and clock-free: ``Engine.execute(session, args, now)`` takes one command (a list of
 ``bytes``) and the current time, and returns a list of effects (module ``replies``): ``Reply(value)``
-for the calling client (values in the ``playground.codec.resp`` value model),
+for the calling client (values in the ``playground.codec.values`` value model),
 ``Deliver(session_id, value)`` for pub/sub messages to other clients, ``Close(reason)`` when the
 client must be disconnected. Keys expire lazily on access and in ``Engine.sweep(now)``, which the
 adapter calls periodically. Replies and error texts follow Redis 7
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from playground.codec.resp import Error
+from playground.codec.values import Error
 from playground.examples.resp import (
     admin,
     connection,

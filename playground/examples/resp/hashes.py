@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from playground.codec.resp import Map
+from playground.codec.values import Map
 from playground.examples.resp.commands import ONE_KEY, ValueType, command, group
 from playground.examples.resp.keyspace import milliseconds
 from playground.examples.resp.replies import wrong_arity

@@ -3,7 +3,7 @@ PEXPIRE, TTL, PTTL, PERSIST, TYPE, RENAME, KEYS, SCAN."""
 
 from __future__ import annotations
 
-from playground.codec.resp import Simple
+from playground.codec.values import Simple
 from playground.examples.resp.arguments import I64_MAX, I64_MIN, glob_to_regex, parse_int
 from playground.examples.resp.commands import ALL_KEYS, ONE_KEY, command, group
 from playground.examples.resp.keyspace import milliseconds

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from playground.examples.resp.replies import WRONGTYPE
 
 if TYPE_CHECKING:
-    from playground.codec.resp import Error
+    from playground.codec.values import Error
     from playground.examples.resp.session import Session
 
 

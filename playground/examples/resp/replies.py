@@ -7,7 +7,8 @@ from typing import Any
 
 import attrs
 
-from playground.codec.resp import Error, Simple, encode
+from playground.codec.encoder import encode
+from playground.codec.values import Error, Simple
 
 REDIS_VERSION = b"7.0.0"  # the version whose replies and error texts the engine follows (HELLO, INFO)
 

@@ -1,7 +1,7 @@
 """``twistd -n tcpplay resp``: a small in-memory Redis-protocol (RESP2/RESP3) server.
 
 A thin Twisted adapter around ``playground.examples.resp.engine.Engine``: each connection feeds its bytes to
-a ``playground.codec.resp.RespParser``, runs the commands, and writes all the replies produced by one
+a ``playground.codec.parser.RespParser``, runs the commands, and writes all the replies produced by one
 ``dataReceived`` in one ``write``. Pub/sub messages go to the subscribers' transports; a
 subscriber that does not read is dropped once its backlog passes a bound. Requests are framed as
 redis-server frames them (``RespParser(redis_requests=True)``): bad input (a bulk over
@@ -23,7 +23,8 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python import usage
 from zope.interface import implementer
 
-from playground.codec.resp import Inline, ProtocolError, RespParser
+from playground.codec.parser import RespParser
+from playground.codec.values import Inline, ProtocolError
 from playground.common.addresstext import address_text
 from playground.common.limits import LimitedFactory
 from playground.common.listening import ListeningService

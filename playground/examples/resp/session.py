@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import attrs
 
-from playground.codec.resp import Push
+from playground.codec.values import Push
 
 
 @attrs.define(eq=False)

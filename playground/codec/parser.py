@@ -1,38 +1,23 @@
-"""RESP2/RESP3 wire format: an incremental, bounded parser and an encoder (pure, no I/O).
+"""The RESP2/RESP3 parser: incremental and bounded, never raising on input (pure, no I/O).
 
-Value model (what :class:`RespParser` produces and :func:`encode` accepts):
-
-=========================  ===========================================
-RESP                       Python
-=========================  ===========================================
-bulk string ``$``          ``bytes``
-simple string ``+``        :class:`Simple`
-simple error ``-``         :class:`Error` (bulk error ``!``: ``bulk=True``)
-integer ``:``              ``int``
-null ``$-1`` ``*-1`` ``_`` ``None``
-boolean ``#``              ``bool``
-double ``,``               ``float`` (``inf``, ``-inf``, ``nan``)
-big number ``(``           :class:`BigNumber`
-verbatim ``=``             :class:`Verbatim`
-array ``*``                ``list``
-map ``%``                  :class:`Map` (a tuple of key/value pairs)
-set ``~``                  :class:`Set`
-push ``>``                 :class:`Push`
-attribute ``|``            :class:`Attributed` wrapping the value that follows
-inline command             :class:`Inline` (only with ``inline=True``)
-a string too long to keep  :class:`Truncated` (only with ``max_value``)
-=========================  ===========================================
+:class:`RespParser` turns bytes into the values of :mod:`playground.codec.values`. Its own loop
+(``RespParser._parse_pure``) reads everything; runs of whole commands and of bulk replies may go
+to hiredis instead, through its one entry point
+:meth:`playground.codec.hiredisprefix.HiredisPrefix.parse_prefix`, which takes them only where
+its values are exactly the pure loop's.
 
 With ``max_value`` set, the parser never holds a whole long string: a bulk, verbatim or bulk
 error longer than ``max(max_value, STREAM_MIN)`` bytes (and, in a reply parser, a simple string
 or error line longer than ``max_inline``: MONITOR lines carry whole values) is read as it comes,
 keeping its first ``max_value + 1`` bytes (``STREAM_MIN + 1`` for 0: one more than a view of
 ``max_value`` shows, so even its bytes alone say it goes on) and counting the rest: it comes out
-as a :class:`Truncated`, which is ``bytes`` (those first bytes) whose ``len()`` is the full
-length, so a view that shows ``"prefix..." (N bytes)`` shows it exactly as the whole value.
+as a :class:`~playground.codec.values.Truncated`, which is ``bytes`` (those first bytes) whose
+``len()`` is the full length, so a view that shows ``"prefix..." (N bytes)`` shows it exactly as
+the whole value.
 
-The parser never raises on input: malformed or over-limit input becomes a :class:`ProtocolError`
-as the last item of a ``feed`` result, after which the parser stays failed.
+The parser never raises on input: malformed or over-limit input becomes a
+:class:`~playground.codec.values.ProtocolError` as the last item of a ``feed`` result, after
+which the parser stays failed.
 """
 
 from __future__ import annotations
@@ -44,182 +29,47 @@ from itertools import chain as _chain
 from operator import add as _add
 from operator import sub as _sub
 
-import attrs
+from playground.codec.hiredisprefix import HiredisPrefix
+from playground.codec.inline import split_inline
+from playground.codec.values import (
+    Attributed,
+    BigNumber,
+    Error,
+    Inline,
+    Map,
+    ProtocolError,
+    Push,
+    Set,
+    Simple,
+    Truncated,
+    Verbatim,
+)
 
-try:
-    import hiredis as _hiredis
-except ImportError:  # pragma: no cover - hiredis is a dependency; the pure parser suffices
-    _hiredis = None
-
-__all__ = [
-    "Attributed",
-    "BigNumber",
-    "Error",
-    "Inline",
-    "Map",
-    "ProtocolError",
-    "Push",
-    "RespParser",
-    "STREAM_MIN",
-    "Set",
-    "SpanRun",
-    "Simple",
-    "Truncated",
-    "Verbatim",
-    "encode",
-    "encode_command",
-    "split_inline",
-]
-
-
-class Truncated(bytes):
-    """A string value longer than what is kept of it: the bytes are its first part, ``len()``
-    is its full length on the wire (``kept`` the bytes held). Equal to a ``Truncated`` with
-    the same first part and length, never to plain bytes."""
-
-    def __new__(cls, head: bytes, length: int):
-        self = super().__new__(cls, head)
-        self.length = length
-        return self
-
-    def __len__(self) -> int:
-        return self.length
-
-    @property
-    def kept(self) -> int:
-        return bytes.__len__(self)
-
-    def __eq__(self, other):
-        if isinstance(other, Truncated):
-            return self.length == other.length and bytes.__eq__(self, other)
-        if isinstance(other, bytes):
-            return False
-        return NotImplemented
-
-    def __ne__(self, other):
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
-
-    __hash__ = bytes.__hash__
-
-    def __repr__(self) -> str:
-        return f"Truncated({bytes.__repr__(self)}, {self.length})"
-
-    def __reduce__(self):
-        return Truncated, (bytes(self), self.length)
-
-
-def _truncated(head: bytes, length: int) -> bytes:
-    return Truncated(head, length) if length > len(head) else head
-
-
-@attrs.frozen
-class Simple:
-    """A simple string (``+OK``)."""
-
-    value: bytes
-
-
-@attrs.frozen
-class Error:
-    """An error reply: ``-ERR ...`` or, with ``bulk=True``, the RESP3 bulk error ``!``."""
-
-    value: bytes
-    bulk: bool = False
-
-    @property
-    def code(self) -> bytes:
-        """The error code, the first word (``ERR``, ``WRONGTYPE``, ``NOAUTH``...)."""
-        return self.value.split(b" ", 1)[0]
-
-
-@attrs.frozen
-class BigNumber:
-    value: int
-
-
-@attrs.frozen
-class Verbatim:
-    """A RESP3 verbatim string: a three-byte ``format`` (``txt``, ``mkd``) and the text."""
-
-    format: bytes
-    text: bytes
-
-
-@attrs.frozen
-class Map:
-    """A RESP3 map, as an ordered tuple of ``(key, value)`` pairs (keys may be unhashable)."""
-
-    items: tuple = ()
-
-    def get(self, key, default=None):
-        for k, v in self.items:
-            if k == key:
-                return v
-        return default
-
-
-@attrs.frozen
-class Set:
-    items: tuple = ()
-
-
-@attrs.frozen
-class Push:
-    """A RESP3 out-of-band push (pub/sub messages, invalidations)."""
-
-    items: tuple = ()
-
-
-@attrs.frozen
-class Attributed:
-    """A value preceded by a RESP3 attribute map."""
-
-    attributes: Map
-    value: object
-
-
-@attrs.frozen
-class Inline:
-    """An inline command (``PING\\r\\n`` typed into nc/telnet), split the way Redis splits it."""
-
-    args: tuple
-
-
-@attrs.frozen
-class ProtocolError:
-    """Input that is not RESP (or exceeds a bound), at absolute stream ``offset``."""
-
-    message: str
-    offset: int
-
+__all__ = ["NOT_ONE", "STREAM_MIN", "RespParser", "SpanRun"]
 
 # Type bytes.
 _BULK, _SIMPLE, _ERROR, _INT, _ARRAY = 36, 43, 45, 58, 42
 _NULL, _BOOL, _DOUBLE, _BIG, _BULKERR, _VERB = 95, 35, 44, 40, 33, 61
 _MAP, _SET, _PUSH, _ATTR = 37, 126, 62, 124
 _WRAP = -1  # internal frame: waiting for the value an attribute map applies to
-_TYPE_BYTES = frozenset(b"$+-:*_#,(!=%~>|")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _INT_MAX = 2**31 - 1  # redis-server's bound on a request's argument count
 _DOUBLE_RE = re.compile(
     rb"-?(?:inf|nan|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\Z", re.IGNORECASE
 )
 _PENDING = object()
-_LAZY = 2  # the "sized" mode of feed_spans(lazy=True)
+# What a feed returns (``spans`` below): values; (value, start, end) with stream offsets; the
+# same, but a run of two or more commands read by hiredis as one item (values, SpanRun, None).
+_VALUES, _SPANS, _LAZY_SPANS = 0, 1, 2
 STREAM_MIN = 64 * 1024  # with max_value, strings longer than max(max_value, this) are streamed
-_HIREDIS_MIN = 256  # below this many bytes the pure parser is as fast
-_HIREDIS_MIN_BULKS = 64  # the same for a run of bulk replies
-# Type bytes hiredis shows differently. And array headers of a million elements or more:
-# hiredis allocates an array's list when it reads the header, and a list of 2**31 slots takes
-# seconds to free when the frame never comes (``*2147483647\r\n``). (Maps become dicts, which
-# it does not size ahead.) One regex for short inputs; for long ones two literal-led searches
-# are cheaper than the alternation.
-_RISKY_TYPE = re.compile(rb"\r\n[~>|=]")
-_BIG_ARRAY = re.compile(rb"\*[0-9]{7}")
-_RISKY_SHORT = re.compile(rb"\r\n(?:[~>|=]|\*[0-9]{7})")
-_LIST_ONLY = {list}
-_BYTES_ONLY = {bytes}
+# When parse_prefix is tried: once per feed, where the pure loop first reaches a top-level "*"
+# (or "$", when neither spans nor inline commands are wanted). A run of commands when the feed
+# starts with it (one whole command per read is the common case) or when at least _HIREDIS_MIN
+# bytes are left after frames the pure loop read (for fewer it is about as fast); a run of bulk
+# replies when at least _HIREDIS_MIN_BULKS bytes are left. feed_command takes reads shorter
+# than _HIREDIS_MIN (longer ones are mostly pipelines, for feed_spans).
+_HIREDIS_MIN = 256
+_HIREDIS_MIN_BULKS = 64
 _EMPTY = {_ARRAY: list, _MAP: Map, _SET: Set, _PUSH: Push}
 # Common simple strings, parsed once (values are immutable, so they can be shared).
 _SIMPLES = {v: Simple(v) for v in (b"OK", b"QUEUED", b"PONG", b"RESET")}
@@ -261,93 +111,8 @@ def _double(s: bytes):
     return v
 
 
-_ESCAPES = {
-    ord("n"): 10,
-    ord("r"): 13,
-    ord("t"): 9,
-    ord("b"): 8,
-    ord("a"): 7,
-}
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-_SPACE = frozenset(b" \t\n\r\x0b\x0c")
-_TOKEN_END = frozenset(b" \n\r\t")
-_PLAIN_SPLIT_UNSAFE = re.compile(rb"[\"'\x0b\x0c]")
-
-
-def split_inline(line: bytes):
-    """Split an inline command line exactly as Redis' ``sdssplitargs`` does.
-
-    Returns a tuple of arguments, or ``None`` for unbalanced quotes. Like Redis (which handles the
-    line as a C string), a NUL byte ends the line.
-    """
-    nul = line.find(b"\x00")
-    if nul >= 0:
-        line = line[:nul]
-    if _PLAIN_SPLIT_UNSAFE.search(line) is None:
-        return tuple(line.split())
-    args = []
-    i, n = 0, len(line)
-    while True:
-        while i < n and line[i] in _SPACE:
-            i += 1
-        if i >= n:
-            return tuple(args)
-        cur = bytearray()
-        inq = insq = False
-        while True:
-            if inq:
-                if i >= n:
-                    return None
-                c = line[i]
-                if (
-                    c == 92
-                    and i + 3 < n
-                    and line[i + 1] == 120
-                    and line[i + 2] in _HEX
-                    and line[i + 3] in _HEX
-                ):
-                    cur.append(int(line[i + 2 : i + 4], 16))
-                    i += 3
-                elif c == 92 and i + 1 < n:
-                    i += 1
-                    cur.append(_ESCAPES.get(line[i], line[i]))
-                elif c == 34:
-                    if i + 1 < n and line[i + 1] not in _SPACE:
-                        return None
-                    i += 1
-                    break
-                else:
-                    cur.append(c)
-            elif insq:
-                if i >= n:
-                    return None
-                c = line[i]
-                if c == 92 and i + 1 < n and line[i + 1] == 39:
-                    i += 1
-                    cur.append(39)
-                elif c == 39:
-                    if i + 1 < n and line[i + 1] not in _SPACE:
-                        return None
-                    i += 1
-                    break
-                else:
-                    cur.append(c)
-            else:
-                if i >= n:
-                    break
-                c = line[i]
-                if c in _TOKEN_END:
-                    i += 1
-                    break
-                if c == 34:
-                    inq = True
-                elif c == 39:
-                    insq = True
-                else:
-                    cur.append(c)
-            i += 1
-        args.append(bytes(cur))
-
+def _truncated(head: bytes, length: int) -> bytes:
+    return Truncated(head, length) if length > len(head) else head
 
 def _frame_starts(lens: list, counts: list, base: int) -> list:
     """Stream offsets where each of a run of canonical bulk-string arrays starts, and where the
@@ -359,57 +124,9 @@ def _frame_starts(lens: list, counts: list, base: int) -> list:
     return list(_accumulate(sizes, initial=base))
 
 
-def _risky(data: bytes) -> bool:
-    """Whether ``data`` is left to the pure parser (see ``_RISKY_TYPE``)."""
-    if len(data) < 1024:
-        return _RISKY_SHORT.search(data) is not None or (
-            data[:1] == b"*" and data[1:8].isdigit())
-    return _RISKY_TYPE.search(data) is not None or _BIG_ARRAY.search(data) is not None
-
-
-def _hiredis_idle(reader) -> bool:
-    """Whether hiredis holds no part of a frame after ``gets()`` gave False. ``has_data()`` does
-    not tell: the header and elements of a partly read aggregate are consumed already (a read
-    ending in ``*2\r\n`` leaves nothing in its buffer). So feed an empty array and expect it
-    back, alone; the reader is at a frame boundary again when it is."""
-    reader.feed(b"*0\r\n")
-    try:
-        return reader.gets() == [] and not reader.has_data()
-    except Exception:  # hiredis.ProtocolError: mid-line
-        return False
-
-
-def _hiredis_exact(data: bytes, flat: list, headers: int, max_bulk: int) -> bool:
-    """Whether hiredis read ``data`` (``headers`` array header lines, then the bulk strings
-    ``flat``) exactly as the pure parser would, the callers having ruled out the type bytes it
-    shows as lists or as bytes of another size (``_RISKY_TYPE``).
-
-    hiredis reads lengths exactly as strictly as we do (no sign, no leading zero, no space), but
-    skips the two bytes after a bulk body without looking at them: so count CRLFs. Expected: one
-    per header line, two per bulk, plus those inside the bodies (the NUL separator keeps bodies
-    from forming one across). A bad terminator, or a simple string or big number in place of a
-    bulk (hiredis shows both as bytes, with one CRLF), removes one, unless a body ends with CR
-    and the bad pair starts with LF: such bodies are left to the pure parser. Nothing can add
-    one: header lines hold one each and are followed by a type byte or a body. False too for an
-    element that is not bytes (the join fails) or a body over ``max_bulk`` (the pure parser
-    reports it).
-    """
-    try:
-        joined = b"\x00".join(flat)
-    except TypeError:
-        return False
-    crlfs = headers + 2 * len(flat)
-    if joined.find(13) >= 0:  # a CR in some body (rare)
-        if b"\r\x00" in joined or joined.endswith(b"\r"):
-            return False
-        crlfs += joined.count(b"\r\n")
-    if data.count(b"\r\n") != crlfs:
-        return False
-    return len(data) <= max_bulk or max(map(len, flat), default=0) <= max_bulk
-
-
 class SpanRun:
-    """The stream offsets of a run of commands parsed in one go, worked out when first asked:
+    """The stream offsets of a run of commands parsed in one go, worked out when first asked
+    (from the values alone: the frames are canonical, see ``parse_prefix``):
     ``feed_spans(data, lazy=True)`` gives ``(values, run, None)`` for the run (``values``: the
     commands, each a list of bytes, in canonical form), ``run.span(i)`` is ``(start, end)`` of
     ``values[i]``. (Most callers never ask: the work is saved.)"""
@@ -455,9 +172,10 @@ class RespParser:
     bytes, a bulk that is not complete in one feed is collected as a list of chunks joined once,
     and aggregates keep their completed elements on an explicit stack.
 
-    Runs of complete arrays of bulk strings (ordinary commands) are parsed by ``hiredis`` where
-    that is exact (about twice as fast; see ``_hiredis_prefix`` for why it is exact);
-    ``use_hiredis=False`` turns that off.
+    Runs of complete arrays of bulk strings (ordinary commands), and of bulk replies, are read
+    by hiredis where that is exact (several times faster; see
+    :mod:`playground.codec.hiredisprefix` for why it is exact); ``use_hiredis=False`` turns that
+    off.
 
     With ``inline=True`` (a server reading requests) a top-level frame not starting with ``*`` is
     an inline command, as in Redis; empty inline lines are skipped.
@@ -495,7 +213,8 @@ class RespParser:
         self.inline = inline
         self.redis_requests = redis_requests and inline
         self.max_count = max_count
-        self._use_hiredis = use_hiredis and _hiredis is not None
+        self._use_hiredis = use_hiredis
+        self._hiredis = HiredisPrefix()  # parse_prefix, and the hiredis reader it reuses
         self.failed = False
         self._stack: list = []  # frames: [kind, remaining, items, attributes-map]
         self._pend = bytearray()  # a partial line
@@ -511,7 +230,6 @@ class RespParser:
         self._keep_left = 0  # bytes of the body still to keep
         self._lcr = False  # a streamed line: its last byte so far is a CR (not counted yet)
         self._lbad = False  # a streamed line: a CR inside it
-        self._reader = None  # a hiredis reader for whole single-command feeds
 
     @property
     def offset(self) -> int:
@@ -519,18 +237,18 @@ class RespParser:
         return self._abs + len(self._pend)
 
     def feed(self, data: bytes) -> list:
-        return self._feed(data, False)
+        return self._feed(data, _VALUES)
 
     def feed_sized(self, data: bytes) -> list:
-        return [(v, end - start) for v, start, end in self._feed(data, True)]
+        return [(v, end - start) for v, start, end in self._feed(data, _SPANS)]
 
     def feed_spans(self, data: bytes, lazy: bool = False) -> list:
         """``(value, start, end)``: each frame with its stream offsets (a final
         :class:`ProtocolError` comes as ``(error, offset, offset)``). With ``lazy``, a run of
-        commands parsed in one go (by hiredis; each an array of bulk strings) comes as one item
-        ``(values, run, None)`` instead: ``run.span(i)`` (a :class:`SpanRun`) gives the offsets
+        two or more commands parsed in one go (by hiredis; each an array of bulk strings) comes
+        as one item ``(values, run, None)`` instead: ``run.span(i)`` (a :class:`SpanRun`) gives the offsets
         of ``values[i]`` when needed."""
-        return self._feed(data, _LAZY if lazy else True)
+        return self._feed(data, _LAZY_SPANS if lazy else _SPANS)
 
     @property
     def max_bulk(self) -> int:
@@ -569,15 +287,17 @@ class RespParser:
         """The fast path for a feed that is exactly one whole command (an array of bulk
         strings), the common case of request/response traffic: its arguments (a list of
         bytes), or None when ``data`` is anything else, and nothing was consumed (``feed_spans``
-        then takes it). The frame spans ``offset - len(data)`` to ``offset``."""
+        then takes it). The frame spans ``offset - len(data)`` to ``offset``. Reads of
+        ``_HIREDIS_MIN`` bytes or more are left to ``feed_spans`` (mostly pipelines: a run)."""
         if data[:1] != b"*" or self._stack or self._pend or self._chunks is not None or (
             self.failed or not self._use_hiredis or len(data) >= _HIREDIS_MIN
         ):
             return None
-        value = self._hiredis_whole(data)
-        if value is not None:
-            self._abs += len(data)
-        return value
+        values, used = self._hiredis.parse_prefix(data, self._longest_whole)
+        if used != len(data) or len(values) != 1:
+            return None
+        self._abs += used
+        return values[0]
 
     def feed_reply(self, data: bytes):
         """The fast path for a feed that is exactly one simple string, bulk string or integer
@@ -616,35 +336,17 @@ class RespParser:
         self._abs += n
         return value
 
-    def _hiredis_bulks(self, data: bytes, out: list) -> int:
-        """A run of whole bulk-string replies (``data`` starts with ``$``) parsed by hiredis,
-        when that is exact (as in ``_hiredis_prefix``: every value bytes, no ``~ > | =`` type
-        byte, two CRLFs per value besides those in the bodies); the bytes consumed, or 0."""
-        if not data.endswith(b"\r\n") or _risky(data):
-            return 0
-        reader = _hiredis.Reader()
-        reader.feed(data)
-        try:
-            values = list(iter(reader.gets, False))
-        except Exception:
-            return 0
-        if not values or not _hiredis_idle(reader) or set(map(type, values)) != _BYTES_ONLY or (
-                not _hiredis_exact(data, values, 0, self._longest_whole)):
-            return 0
-        out.extend(values)
-        return len(data)
-
-    def _fail(self, out: list, sized: bool, message: str, offset: int) -> list:
+    def _fail(self, out: list, spans: int, message: str, offset: int) -> list:
         self.failed = True
         self._stack = []
         self._pend = bytearray()
         self._chunks = None
         self._tail = b""
         err = ProtocolError(message, offset)
-        out.append((err, offset, offset) if sized else err)
+        out.append((err, offset, offset) if spans else err)
         return out
 
-    def _feed(self, data, sized: bool) -> list:
+    def _feed(self, data, spans: int) -> list:
         out: list = []
         if self.failed or not data:
             return out
@@ -653,7 +355,7 @@ class RespParser:
         try:
             start = 0
             if self._chunks is not None:
-                start = self._continue_bulk(data, 0, out, sized)
+                start = self._continue_bulk(data, 0, out, spans)
                 if start < 0:
                     return out
                 buf = data
@@ -676,83 +378,18 @@ class RespParser:
             else:
                 buf = data
             if start < len(buf):
-                self._parse(buf, start, out, sized)
+                self._parse(buf, start, out, spans)
         except _Failed as e:
-            return self._fail(out, sized, e.message, e.offset)
+            return self._fail(out, spans, e.message, e.offset)
         except Exception as e:  # a bug must not become a traceback in the caller
-            return self._fail(out, sized, "internal parser error: %r" % (e,), self.offset)
+            return self._fail(out, spans, "internal parser error: %r" % (e,), self.offset)
         return out
 
-    def _hiredis_prefix(self, data: bytes, out: list, sized: bool) -> int:
-        r"""Parse the leading complete frames of ``data`` with hiredis where that is exact.
-
-        ``data`` starts at a frame boundary, with ``*``. hiredis parses it up to the last
-        ``\r\n*`` (a candidate boundary). The result is used only when hiredis consumed that
-        prefix into complete frames that are flat lists of bytes, the prefix holds no ``\r\n``
-        followed by a type byte whose value hiredis shows as a list or as bytes of a size other
-        than a bulk's (``~ > | =``), and ``_hiredis_exact`` holds. Returns the bytes consumed;
-        0 means "not used", and the pure parser goes on.
-        """
-        end = data.rfind(b"\r\n*") + 2
-        if end <= 2:
-            end = len(data) if data.endswith(b"\r\n") else 0
-            if not end:
-                return 0
-        elif data.endswith(b"\r\n"):
-            end = len(data)
-        prefix = data[:end] if end < len(data) else data
-        if _risky(prefix):
-            return 0
-        reader = _hiredis.Reader()
-        reader.feed(prefix)
-        try:
-            values = list(iter(reader.gets, False))
-        except Exception:  # hiredis.ProtocolError: the pure parser reports it precisely
-            return 0
-        if not values or not _hiredis_idle(reader):
-            return 0
-        if set(map(type, values)) != _LIST_ONLY:
-            return 0
-        nvalues = len(values)
-        if not _hiredis_exact(prefix, list(_chain.from_iterable(values)), nvalues,
-                              self._longest_whole):
-            return 0
-        if sized == _LAZY:
-            out.append((values, SpanRun(values, self._abs), None))
-        elif sized:
-            if nvalues == 1:
-                out.append((values[0], self._abs, self._abs + end))
-            else:
-                starts = SpanRun(values, self._abs).starts()
-                out.extend(zip(values, starts, starts[1:], strict=False))
-        else:
-            out.extend(values)
-        self._abs += end
-        return end
-
-    def _hiredis_whole(self, buf: bytes):
-        """``buf`` as one array of bulk strings, parsed by hiredis, when it is exactly that
-        frame (checked as in ``_hiredis_prefix``); else None."""
-        if buf[-2:] != b"\r\n" or _risky(buf):
-            return None
-        reader = self._reader
-        if reader is None:
-            reader = self._reader = _hiredis.Reader()
-        reader.feed(buf)
-        try:
-            value = reader.gets()
-        except Exception:
-            value = None
-        if type(value) is not list or not _hiredis_idle(reader):
-            self._reader = None  # holds a partial or bad frame: not reused
-            return None
-        return value if _hiredis_exact(buf, value, 1, self._longest_whole) else None
-
-    def _continue_bulk(self, data: bytes, pos: int, out: list, sized: bool) -> int:
+    def _continue_bulk(self, data: bytes, pos: int, out: list, spans: int) -> int:
         """Feed a string being read from ``data[pos:]``; the position after it, or -1 (all of
         ``data`` taken)."""
         if self._bkind == _SIMPLE or self._bkind == _ERROR:
-            return self._continue_line(data, pos, out, sized)
+            return self._continue_line(data, pos, out, spans)
         n = len(data)
         need = self._need
         if need:
@@ -782,7 +419,7 @@ class RespParser:
         self._tail = b""
         value = self._bulk_value(self._bkind, body, self._bstart, self._blen)
         self._blen = 0
-        return self._complete(value, pos, out, sized)
+        return self._complete(value, pos, out, spans)
 
     def _stream(self, kind: int, length: int, start: int, fstart: int) -> None:
         """Start reading a string value as it comes, keeping only its first bytes: a bulk,
@@ -799,7 +436,7 @@ class RespParser:
         self._keep_left = min(length, keep) if length else keep
         self._lcr = self._lbad = False
 
-    def _continue_line(self, data: bytes, pos: int, out: list, sized: bool) -> int:
+    def _continue_line(self, data: bytes, pos: int, out: list, spans: int) -> int:
         """``_continue_bulk`` for a streamed simple string or error line. Its errors are those
         of a line read whole: a line end that is not CRLF, else a CR inside."""
         n = len(data)
@@ -835,7 +472,7 @@ class RespParser:
         self._chunks = None
         self._blen = 0
         self._lcr = False
-        return self._complete(value, nl + 1, out, sized)
+        return self._complete(value, nl + 1, out, spans)
 
     def _take_line(self, data: bytes, start: int, end: int) -> None:
         """Count ``data[start:end]`` into the streamed line, keeping what the view needs."""
@@ -846,7 +483,7 @@ class RespParser:
             self._chunks.append(data[start : start + k])
             self._keep_left = keep - k
 
-    def _complete(self, value, pos: int, out: list, sized: bool) -> int:
+    def _complete(self, value, pos: int, out: list, spans: int) -> int:
         """A value read by ``_continue_bulk``: to its aggregate or out; returns ``pos``."""
         stack = self._stack
         if stack:
@@ -858,7 +495,7 @@ class RespParser:
             value = self._close()
             if value is _PENDING:
                 return pos
-        out.append((value, self._fstart, self._abs) if sized else value)
+        out.append((value, self._fstart, self._abs) if spans else value)
         return pos
 
     @staticmethod
@@ -922,7 +559,47 @@ class RespParser:
             what = "bad bulk length" if self._stack else "bad aggregate length"
             raise _Failed("%s (line not terminated by CRLF)" % what, base + pos)
 
-    def _parse(self, buf: bytes, pos: int, out: list, sized: bool) -> None:
+    def _parse(self, buf: bytes, pos: int, out: list, spans: int) -> None:
+        """Parse ``buf[pos:]`` into ``out``: the pure loop, except that where it first reaches
+        the start of a run hiredis may read, ``parse_prefix`` is tried (once per feed)."""
+        if self._use_hiredis:
+            pos = self._parse_pure(buf, pos, out, spans, True)
+            if pos < 0:
+                return
+            pos += self._parse_run(buf, pos, out, spans)
+        self._parse_pure(buf, pos, out, spans, False)
+
+    def _parse_run(self, buf: bytes, pos: int, out: list, spans: int) -> int:
+        """The frames at ``buf[pos:]`` (top level: a ``*``, or a ``$`` when neither spans nor
+        inline commands are wanted) that ``parse_prefix`` takes, into ``out``: the bytes taken
+        (0: none, the pure loop reads them)."""
+        left = len(buf) - pos
+        if buf[pos] == _ARRAY:
+            if left < _HIREDIS_MIN and pos:
+                return 0
+        elif left < _HIREDIS_MIN_BULKS:
+            return 0
+        values, used = self._hiredis.parse_prefix(buf[pos:] if pos else buf, self._longest_whole)
+        if not used:
+            return 0
+        start = self._abs
+        if not spans:
+            out.extend(values)
+        elif len(values) == 1:
+            out.append((values[0], start, start + used))
+        elif spans == _LAZY_SPANS:
+            out.append((values, SpanRun(values, start), None))
+        else:
+            starts = SpanRun(values, start).starts()
+            out.extend(zip(values, starts, starts[1:], strict=False))
+        self._abs = start + used
+        return used
+
+    def _parse_pure(self, buf: bytes, pos: int, out: list, spans: int, handoff: bool) -> int:
+        """The pure parser: parse ``buf[pos:]`` into ``out``, keeping what is unfinished for
+        the next feed; -1 then. With ``handoff``, stop where a top-level frame starts that
+        ``_parse_run`` may take: its position (the parser's state is that of a frame boundary
+        there)."""
         stack = self._stack
         n = len(buf)
         base = self._abs - pos  # stream offset of buf[0]
@@ -934,27 +611,16 @@ class RespParser:
         fstart = self._fstart
         find = buf.find
         append = out.append
-        try_hiredis = self._use_hiredis
+        bulk_runs = handoff and not spans and not inline
         try_run = True
         while pos < n:
             t = buf[pos]
             if not stack:
                 fstart = base + pos
+                if handoff and (t == _ARRAY or (t == _BULK and bulk_runs)):
+                    self._abs = base + pos
+                    return pos
                 if t == _ARRAY:
-                    if try_hiredis and n - pos >= _HIREDIS_MIN:
-                        try_hiredis = False  # once per feed: it takes all it can
-                        self._abs = base + pos
-                        used = self._hiredis_prefix(buf[pos:] if pos else buf, out, sized)
-                        if used:
-                            pos += used
-                            continue
-                    elif try_hiredis and not pos:
-                        try_hiredis = False
-                        value = self._hiredis_whole(buf)
-                        if value is not None:  # the feed is exactly one command
-                            append((value, base, base + n) if sized else value)
-                            pos = n
-                            break
                     # Fast path: a whole array of bulk strings (every command, many replies).
                     nl = find(b"\r\n", pos)
                     s = buf[pos + 1 : nl]
@@ -984,7 +650,7 @@ class RespParser:
                             p = end + 2
                             count -= 1
                         if not count:
-                            append((items, base + pos, base + p) if sized else items)
+                            append((items, base + pos, base + p) if spans else items)
                             pos = p
                             continue
                 elif inline:
@@ -1002,15 +668,9 @@ class RespParser:
                     pos = nl + 1
                     if args:
                         value = Inline(args)
-                        append((value, fstart, base + pos) if sized else value)
+                        append((value, fstart, base + pos) if spans else value)
                     continue
                 elif t == _SIMPLE or t == _BULK or t == _INT:
-                    if t == _BULK and try_hiredis and not sized and n - pos >= _HIREDIS_MIN_BULKS:
-                        try_hiredis = False  # a run of bulk replies (pipelined GETs): hiredis
-                        used = self._hiredis_bulks(buf[pos:] if pos else buf, out)
-                        if used:
-                            pos += used
-                            break
                     # Fast path: a whole top-level scalar (most replies); anything unusual in
                     # it (signs, nulls, stray CR/LF, over a bound) is left to the general code.
                     nl = find(b"\r\n", pos)
@@ -1036,7 +696,7 @@ class RespParser:
                                     value = buf[nl + 2 : end]
                                     end += 2
                         if value is not _PENDING:
-                            if try_run and end < n and t != _BULK and not sized:
+                            if try_run and end < n and t != _BULK and not spans:
                                 # Once per feed: is the rest this same line over and over (a
                                 # pipeline of +OK or :1 replies)? One count() instead of a
                                 # loop turn per reply.
@@ -1048,7 +708,7 @@ class RespParser:
                                     pos = n
                                     break
                             pos = end
-                            append((value, fstart, base + pos) if sized else value)
+                            append((value, fstart, base + pos) if spans else value)
                             continue
             nl = find(b"\n", pos)
             if self.redis_requests:
@@ -1059,9 +719,9 @@ class RespParser:
                 # A long simple string (a MONITOR line): streamed.
                 self._stream(t, 0, base + pos, fstart)
                 self._abs = base + pos + 1
-                pos = self._continue_line(buf, pos + 1, out, sized)
+                pos = self._continue_line(buf, pos + 1, out, spans)
                 if pos < 0:
-                    return
+                    return -1
                 continue
             if nl < 0:
                 break
@@ -1088,9 +748,9 @@ class RespParser:
                         # Too long to keep whole: read it as it comes (the first bytes kept).
                         self._stream(t, length, base + pos, fstart)
                         self._abs = base + body
-                        pos = self._continue_bulk(buf, body, out, sized)
+                        pos = self._continue_bulk(buf, body, out, spans)
                         if pos < 0:
-                            return
+                            return -1
                         continue
                     if end + 2 <= n:
                         if buf[end : end + 2] != b"\r\n":
@@ -1115,7 +775,7 @@ class RespParser:
                             self._tail = b""
                         self._fstart = fstart
                         self._abs = base + n
-                        return
+                        return -1
             elif t == _SIMPLE or t == _ERROR:
                 if 13 in line:
                     raise _Failed("CR inside a simple string", base + pos)
@@ -1195,139 +855,11 @@ class RespParser:
                 value = self._close()
                 if value is _PENDING:
                     continue
-            append((value, fstart, base + pos) if sized else value)
+            append((value, fstart, base + pos) if spans else value)
         self._fstart = fstart
         self._abs = base + pos
         if pos < n:
             self._pend = bytearray(memoryview(buf)[pos:])
             self._scan = n - pos
+        return -1
 
-
-# ---------------------------------------------------------------------------------------------
-# Encoding
-
-
-def _format_double(x: float) -> bytes:
-    if math.isnan(x):
-        return b"nan"
-    if math.isinf(x):
-        return b"inf" if x > 0 else b"-inf"
-    r = repr(x)
-    if r.endswith(".0"):
-        r = r[:-2]
-    return r.encode()
-
-
-def _line(value: bytes, what: str) -> bytes:
-    if b"\r" in value or b"\n" in value:
-        raise ValueError("a %s cannot contain CR or LF: %r" % (what, value[:40]))
-    return value
-
-
-def _encode(value, protocol: int, parts: list) -> None:
-    append = parts.append
-    if isinstance(value, bytes | bytearray | memoryview):
-        value = bytes(value)
-        append(b"$%d\r\n%b\r\n" % (len(value), value))
-    elif isinstance(value, str):
-        value = value.encode()
-        append(b"$%d\r\n%b\r\n" % (len(value), value))
-    elif isinstance(value, Simple):
-        append(b"+%b\r\n" % _line(value.value, "simple string"))
-    elif value is None:
-        append(b"_\r\n" if protocol == 3 else b"$-1\r\n")
-    elif isinstance(value, bool):
-        if protocol == 3:
-            append(b"#t\r\n" if value else b"#f\r\n")
-        else:
-            append(b":1\r\n" if value else b":0\r\n")
-    elif isinstance(value, int):
-        append(b":%d\r\n" % value)
-    elif isinstance(value, list | tuple):
-        append(b"*%d\r\n" % len(value))
-        for item in value:
-            _encode(item, protocol, parts)
-    elif isinstance(value, Error):
-        if value.bulk and protocol == 3:
-            append(b"!%d\r\n%b\r\n" % (len(value.value), value.value))
-        else:
-            text = value.value.replace(b"\r\n", b" ").replace(b"\r", b" ").replace(b"\n", b" ")
-            append(b"-%b\r\n" % text)
-    elif isinstance(value, float):
-        text = _format_double(value)
-        if protocol == 3:
-            append(b",%b\r\n" % text)
-        else:
-            append(b"$%d\r\n%b\r\n" % (len(text), text))
-    elif isinstance(value, Map | dict):
-        items = value.items if isinstance(value, Map) else tuple(value.items())
-        append(b"%%%d\r\n" % len(items) if protocol == 3 else b"*%d\r\n" % (2 * len(items)))
-        for k, v in items:
-            _encode(k, protocol, parts)
-            _encode(v, protocol, parts)
-    elif isinstance(value, Set | set | frozenset):
-        items = value.items if isinstance(value, Set) else tuple(value)
-        append(b"%s%d\r\n" % (b"~" if protocol == 3 else b"*", len(items)))
-        for item in items:
-            _encode(item, protocol, parts)
-    elif isinstance(value, Push):
-        append(b"%s%d\r\n" % (b">" if protocol == 3 else b"*", len(value.items)))
-        for item in value.items:
-            _encode(item, protocol, parts)
-    elif isinstance(value, BigNumber):
-        text = b"%d" % value.value
-        if protocol == 3:
-            append(b"(%b\r\n" % text)
-        else:
-            append(b"$%d\r\n%b\r\n" % (len(text), text))
-    elif isinstance(value, Verbatim):
-        if protocol == 3:
-            if len(value.format) != 3:
-                raise ValueError("a verbatim format is 3 bytes: %r" % (value.format,))
-            append(b"=%d\r\n%b:%b\r\n" % (len(value.text) + 4, value.format, value.text))
-        else:
-            append(b"$%d\r\n%b\r\n" % (len(value.text), value.text))
-    elif isinstance(value, Attributed):
-        if protocol == 3:
-            items = value.attributes.items
-            append(b"|%d\r\n" % len(items))
-            for k, v in items:
-                _encode(k, protocol, parts)
-                _encode(v, protocol, parts)
-        _encode(value.value, protocol, parts)
-    elif isinstance(value, Inline):
-        append(encode_command(*value.args))
-    else:
-        raise TypeError("cannot encode %s as RESP" % type(value).__name__)
-
-
-def encode(value, protocol: int = 2) -> bytes:
-    """RESP bytes for ``value``; ``protocol=2`` downgrades RESP3 types the way Redis does.
-
-    RESP2: Map → flat array, Set and Push → array, bool → ``:1``/``:0``, None → ``$-1``,
-    double, big number and verbatim → bulk string, bulk error → simple error, attributes dropped.
-    """
-    if isinstance(value, bytes):
-        return b"$%d\r\n%b\r\n" % (len(value), value)
-    parts: list = []
-    _encode(value, protocol, parts)
-    return b"".join(parts)
-
-
-def encode_command(*args) -> bytes:
-    """A command as an array of bulk strings; args may be bytes, str, int or float."""
-    parts = [b"*%d\r\n" % len(args)]
-    append = parts.append
-    for a in args:
-        if isinstance(a, str):
-            a = a.encode()
-        elif isinstance(a, bool):
-            raise TypeError("booleans are not command arguments")
-        elif isinstance(a, int):
-            a = b"%d" % a
-        elif isinstance(a, float):
-            a = _format_double(a)
-        elif not isinstance(a, bytes):
-            a = bytes(a)
-        append(b"$%d\r\n%b\r\n" % (len(a), a))
-    return b"".join(parts)
