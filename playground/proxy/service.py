@@ -127,6 +127,9 @@ def make_service(options, reactor=None) -> service.IService:
 
     factory.log_connections = daemonized(options) or not any(
         isinstance(s, ConsoleSink) for s in sinks)
+    for sink in sinks:
+        if hasattr(sink, "proxies"):  # the web view (--web): it may close this proxy's pairs
+            sink.proxies.append(factory)
     listening = ListeningService("proxy", options["listen"], factory, reactor=reactor)
     proxy = ProxyService(listening, factory, options["drain-timeout"], sinks)
     if stats is not None:

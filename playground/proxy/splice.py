@@ -20,6 +20,8 @@ With no observer, ``dataReceived`` is the plain forwarder: a write and a byte co
 from __future__ import annotations
 
 import itertools
+import socket
+import struct
 
 from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IHalfCloseableProtocol, ISSLTransport
@@ -52,6 +54,16 @@ def _tune(transport) -> None:
         transport.setTcpNoDelay(True)
     except Exception:
         pass  # unix sockets and TLS wrappers of them have no Nagle to switch off
+
+
+def _linger_zero(transport) -> None:
+    """SO_LINGER {1, 0}: closing the socket then sends RST, not FIN (Twisted's abortConnection
+    sets it too on TCP; set here so a reset never depends on that)."""
+    try:
+        transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                         struct.pack("ii", 1, 0))
+    except Exception:
+        pass  # no socket of its own (a TLS wrapper over a test transport): abort alone
 
 
 def _how(reason) -> str:
@@ -371,6 +383,27 @@ class Pair:
         if self.connecting is not None:
             self._cancel_connect()
 
+    def close(self, how: str, by: str) -> None:
+        """Close both sides now, on request (the web view): ``fin`` gracefully (``loseConnection``:
+        what is already queued still goes out, then FIN), ``rst`` by reset (SO_LINGER 0, then
+        ``abortConnection``). The close record says ``by`` and ``fin`` / ``reset``.
+        A pair still connecting closes its client; the connect is cancelled as when a client
+        leaves."""
+        if how not in ("fin", "rst"):
+            raise ValueError(f"how: fin or rst, not {how!r}")
+        self.closed_first = (by, "fin" if how == "fin" else "reset")
+        self.log.info("proxy #{pair} closed by {by} ({how})", pair=self.id, by=by, how=how)
+        for side in (self.client, self.server):
+            if side is None or self.lost & _BIT[side.role]:
+                continue
+            transport = side.transport
+            if how == "fin":
+                transport.unregisterProducer()  # a paused producer would hold the close back
+                transport.loseConnection()
+            else:
+                _linger_zero(transport)
+                transport.abortConnection()
+
     def _cancel_connect(self):
         connecting, self.connecting = self.connecting, None
         if isinstance(connecting, defer.Deferred):
@@ -640,6 +673,14 @@ class ProxyFactory(LimitedFactory):
             return result
 
         return d.addBoth(done)
+
+    def close_pair(self, pair_id: int, how: str, by: str) -> bool:
+        """Close open pair ``pair_id`` (``Pair.close``); False if there is no such open pair."""
+        pair = self.pairs.get(pair_id)
+        if pair is None or pair.finished:
+            return False
+        pair.close(how, by)
+        return True
 
     def abort_all(self):
         for pair in list(self.pairs.values()):

@@ -3,6 +3,8 @@
 ``WebService`` owns the capture, the sink the decoder chain feeds
 (``sink.WebSink``) and the listening site (``site.make_site``); it logs
 ``web view: open http://HOST:PORT/`` (with ``?token=`` when one is needed) once listening.
+The proxies it may act on (``POST /api/connections/{id}/close``) are added to ``proxies``: any
+object with ``close_pair(pair_id, how, by) -> bool`` (the splice's ``ProxyFactory``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class _WebListening(ListeningService):
 
 
 class WebService(service.MultiService):
-    """The capture, its sink and the site on ``opts["web"]``."""
+    """The capture, its sink and the site on ``opts["web"]``; ``proxies``: whose pairs it closes."""
 
     def __init__(self, opts, reactor=None, max_value: int = 200):
         super().__init__()
@@ -40,11 +42,16 @@ class WebService(service.MultiService):
         self.capture = Capture(max_connections=opts.get("web-connections", 1000),
                                max_bytes=opts.get("web-memory", 64) * MIB)
         self.sink = WebSink(self.capture, max_value=max_value, reactor=reactor)
+        self.proxies: list = []
         self.site = make_site(self.capture, token=self.token, reactor=reactor,
-                              describe=self.sink.rows)
+                              describe=self.sink.rows, close=self.close_pair)
         self.listening = _WebListening(self, "web", opts["web"], self.site, flag="--web",
                                        reactor=reactor)
         self.listening.setServiceParent(self)
+
+    def close_pair(self, pair_id: int, how: str) -> bool:
+        """Close open pair ``pair_id`` with ``fin`` or ``rst``; False if no proxy has it open."""
+        return any(proxy.close_pair(pair_id, how, by="web view") for proxy in self.proxies)
 
     def stopService(self):
         self.site.feed.stop()

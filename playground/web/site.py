@@ -1,7 +1,8 @@
 """The web view's HTTP side: twisted.web resources over a ``capture.Capture``, on the proxy's reactor.
 
 Routes (all JSON but the page and its assets; an error is ``{"error": ...}`` with its status:
-404 unknown id or path, 400 bad query, 401 no or wrong token, 405 not GET):
+404 unknown id or path, 400 bad query or body, 401 no or wrong token, 403 an action without its
+header or from another origin, 405 not GET, or not POST for an action):
 
 * ``/`` the page; ``/static/NAME`` its assets, read once from the package
   (``importlib.resources``): nothing is fetched from elsewhere, and the Content-Security-Policy
@@ -11,6 +12,12 @@ Routes (all JSON but the page and its assets; an error is ``{"error": ...}`` wit
 * ``/api/connections/{id}/stream`` its stream in arrival order, FIN/RST marks in place
   (``?after=N``, ``?limit=N``, ``?encoding=base64|text``: text is escaped, ``\\r`` ``\\n``
   ``\\xNN``), about ``MAX_STREAM_ANSWER`` bytes at most; ``more``: ask again ``?after=``;
+* ``POST /api/connections/{id}/close`` with ``{"how": "fin"|"rst"}``: close that open pair
+  gracefully or by reset (``close``, the ``WebService``'s, reaches the proxies); 202 when
+  asked, 404 when it is not open. It must carry ``X-Tcpplay-Action: close``: a custom header
+  makes a cross-site request a CORS preflight, which this site never grants, so a page on
+  another site cannot send it (a plain form POST cannot set a header); and an ``Origin`` header,
+  when present, must name this host;
 * ``/api/events`` Server-Sent Events: one message per tick (``interval``, 0.2 s: at most five a
   second) to each client that is behind, ``capture.changes(since)`` as JSON with ``id:
   EPOCH-SEQ`` (a reconnecting EventSource sends it back as ``Last-Event-ID`` and gets what it
@@ -49,6 +56,9 @@ MAX_LIMIT = 5000  # rows or chunks one API answer holds at most
 MAX_STREAM_ANSWER = 1 << 20  # stream bytes one API answer holds at most (one chunk at least)
 MAX_EVENT_ROWS = 1000  # connection rows one event message holds at most
 MAX_EVENT_CLIENTS = 32
+MAX_ACTION_BODY = 1024
+ACTION_HEADER = b"x-tcpplay-action"
+CLOSE_HOW = ("fin", "rst")
 
 
 class BadQuery(ValueError):
@@ -194,8 +204,9 @@ class WebRoot(resource.Resource):
 
     def __init__(self, capture: Capture, token: str | None = None, reactor=None,
                  assets: dict[str, bytes] | None = None, feed: EventFeed | None = None,
-                 describe=exchange_rows):
+                 describe=exchange_rows, close=None):
         super().__init__()
+        self.close = close  # (pair_id, how) -> bool: closed; None: the view cannot act
         self.capture = capture
         self.describe = describe  # an exchanges entry -> its table rows
         self.token = token
@@ -231,12 +242,17 @@ class WebRoot(resource.Resource):
         if not self._authorised(request):
             return self._error(request, 401, "a token is needed: add ?token=TOKEN (printed at "
                                              "start) or the X-Tcpplay-Token header")
-        if request.method not in (b"GET", b"HEAD"):
-            request.setHeader(b"allow", b"GET, HEAD")
-            return self._error(request, 405, "only GET")
         path = [p.decode("utf-8", "replace") for p in request.postpath]
         if path and path[-1] == "" and len(path) > 1:
             path = path[:-1]
+        if len(path) == 4 and path[:2] == ["api", "connections"] and path[3] == "close":
+            if request.method != b"POST":
+                request.setHeader(b"allow", b"POST")
+                return self._error(request, 405, "only POST")
+            return self._close(request, path[2])
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"allow", b"GET, HEAD")
+            return self._error(request, 405, "only GET")
         try:
             return self._route(request, path)
         except BadQuery as e:
@@ -341,6 +357,27 @@ class WebRoot(resource.Resource):
         return self._json(request, {"id": c.id, "stream_evicted": dict(c.stream_evicted),
                                     "chunks": chunks, "more": len(chunks) < len(stored)})
 
+    def _close(self, request, pair_text: str) -> bytes:
+        if request.getHeader(ACTION_HEADER) != b"close":
+            return self._error(request, 403, "an action needs the header X-Tcpplay-Action: close")
+        origin = request.getHeader(b"origin")
+        if origin is not None and _origin_host(origin) != request.getHeader(b"host"):
+            return self._error(request, 403, "an action from another origin")
+        body = request.content.read(MAX_ACTION_BODY + 1) if request.content is not None else b""
+        try:
+            how = json.loads(body)["how"] if len(body) <= MAX_ACTION_BODY else None
+        except (ValueError, TypeError, KeyError):
+            how = None
+        if how not in CLOSE_HOW:
+            return self._error(request, 400, 'the body must be {"how": "fin"} or {"how": "rst"}')
+        try:
+            pair = int(pair_text)
+        except ValueError:
+            return self._error(request, 404, f"no connection {pair_text[:40]!r}")
+        if self.close is None or not self.close(pair, how):
+            return self._error(request, 404, f"no open connection {pair}")
+        return self._json(request, {"id": pair, "how": how, "closing": True}, 202)
+
     def _events(self, request):
         if len(self.feed.clients) >= MAX_EVENT_CLIENTS:
             return self._error(request, 503, "too many event streams")
@@ -356,9 +393,15 @@ class WebRoot(resource.Resource):
         return server.NOT_DONE_YET
 
 
+def _origin_host(origin: bytes) -> bytes:
+    """``http://host:port`` -> ``host:port``: what a same-origin request's Host header says
+    (``null``, an opaque origin, gives ``b""``: never a host)."""
+    return origin.partition(b"://")[2].rstrip(b"/")
+
+
 def make_site(capture: Capture, token: str | None = None, reactor=None,
-              describe=exchange_rows) -> server.Site:
-    root = WebRoot(capture, token=token, reactor=reactor, describe=describe)
+              describe=exchange_rows, close=None) -> server.Site:
+    root = WebRoot(capture, token=token, reactor=reactor, describe=describe, close=close)
     site = server.Site(root)
     site.displayTracebacks = False
     site.noisy = False

@@ -1,5 +1,5 @@
 // tcpplay's live web view: the connections list (live, from /api/events), one connection's
-// exchanges and its follow-stream view. Plain JS, no framework. Traffic is attacker data: it is
+// exchanges and its follow-stream view, its Close (FIN) and Reset (RST) buttons. Plain JS, no framework. Traffic is attacker data: it is
 // only ever set with textContent, never as HTML.
 "use strict";
 
@@ -162,6 +162,7 @@ let chunks = []; // kept to redraw on a text/hex toggle
 
 function pick(id) {
   picked = id;
+  setActions(conns.has(id) && conns.get(id).state !== "closed");
   lastExchange = 0; lastChunk = 0; chunks = [];
   exBody.replaceChildren();
   streamEl.replaceChildren();
@@ -172,7 +173,38 @@ function pick(id) {
 
 function showGone() {
   document.getElementById("detail-summary").textContent = "evicted: no longer kept";
+  setActions(false);
 }
+
+// -- acting on the picked connection ------------------------------------------------------------
+const finButton = document.getElementById("close-fin");
+const rstButton = document.getElementById("close-rst");
+
+function setActions(open) {
+  finButton.disabled = !open;
+  rstButton.disabled = !open;
+}
+
+async function closePicked(how) {
+  const id = picked;
+  setActions(false); // until the list says how it went
+  try {
+    const r = await fetch(api(`api/connections/${id}/close`), {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-tcpplay-action": "close" },
+      body: JSON.stringify({ how }),
+    });
+    if (!r.ok) {
+      const answer = await r.json();
+      document.getElementById("detail-summary").textContent = `could not close: ${answer.error}`;
+    }
+  } catch (e) {
+    statusEl.textContent = "reconnecting…"; statusEl.className = "status down";
+  }
+  if (id === picked) refreshDetail();
+}
+finButton.addEventListener("click", () => closePicked("fin"));
+rstButton.addEventListener("click", () => closePicked("rst"));
 
 async function refreshDetail() {
   if (fetching) { again = true; return; }
@@ -198,6 +230,7 @@ async function refreshDetail() {
 
 function showConnection(one) {
   const c = one.connection;
+  setActions(c.state !== "closed");
   document.getElementById("detail-title").textContent = `#${c.id} ${c.client} → ${c.server || c.target}`;
   document.getElementById("detail-summary").textContent =
     `${c.protocol || "undetected"} · ${c.state}${c.how ? ` (${c.how}, ${c.closed_by})` : ""} · ` +
