@@ -9,6 +9,7 @@ README's picture).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 
@@ -151,6 +152,30 @@ def test_the_page_follows_redis_cli_and_shows_traffic_as_text(twistd, redis_serv
     assert [r[1] for r in exchange_rows()][-3:] == ['hgetall user:1', 'get missing', 'nosuchcmd']
     assert [m.text for m in browser.find_elements(By.CSS_SELECTOR, "#connections td.errors-some")
             ] == ["1"]
+
+    # 5. Reset (RST) on an idle connection: the client sees a reset, the row turns closed
+    assert browser.find_element(By.ID, "close-rst").get_attribute("disabled")  # 4 is closed
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with sock:
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        assert sock.recv(100) == b"+PONG\r\n"
+        wait_until(lambda: row_of("5") and row_of("5")[0].find_elements(
+            By.TAG_NAME, "td")[8].text == "1", 5, "the idle connection")
+        pick(row_of("5")[0])
+        reset = browser.find_element(By.ID, "close-rst")
+        wait_until(lambda: reset.is_enabled(), 5, "Reset enabled on an open connection")
+        reset.click()
+        clicked = time.monotonic()
+        with pytest.raises(ConnectionResetError):
+            sock.recv(100)
+    wait_until(lambda: row_of("5")[0].find_elements(By.TAG_NAME, "td")[4].text == "closed", 1.0,
+               "the row closed within a second")
+    assert time.monotonic() - clicked <= 1.5
+    assert row_of("5")[0].find_elements(By.TAG_NAME, "td")[10].text == "reset (web view)"
+    wait_until(lambda: not reset.is_enabled() and not browser.find_element(
+        By.ID, "close-fin").is_enabled(), 5, "both buttons disabled once closed")
+    pick(row_of("4")[0])  # the README's picture shows connection 4
+
     target = os.environ.get("TCPPLAY_WEB_SCREENSHOT")
     if target:
         time.sleep(0.3)  # the last frame painted
