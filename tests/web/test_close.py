@@ -39,12 +39,19 @@ def get(url: str) -> dict:
 
 
 @pytest.fixture
-def proxy(twistd, redis_server):
+def proxy(twistd, redis_server, tmp_path):
     proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
-                             "--color", "never")
+                             "--color", "never", "--json", tmp_path / "events.jsonl")
     base = web_url(proc).split("?")[0].rstrip("/")
     yield proc, port, base
     assert proc.terminate() == 0, proc.output()[-2000:]
+
+
+def json_closes(proc, tmp_path) -> list[dict]:
+    """The JSON lines sink's close records (flushed when the proxy stops)."""
+    assert proc.terminate() == 0, proc.output()[-2000:]
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] == "close"]
 
 
 def idle_client(port: int, base: str) -> tuple[socket.socket, int]:
@@ -66,7 +73,7 @@ def closed_row(base: str, pair: int) -> dict:
                       ["state"] == "closed" and c, 10, "the closed row", interval=0.05)
 
 
-def test_rst_resets_the_client_and_is_recorded_as_the_web_views(proxy):
+def test_rst_resets_the_client_and_is_recorded_as_the_web_views(proxy, tmp_path):
     proc, port, base = proxy
     sock, pair = idle_client(port, base)
     with sock:
@@ -81,9 +88,11 @@ def test_rst_resets_the_client_and_is_recorded_as_the_web_views(proxy):
     # now closed: a second close is a 404
     status, answer = post(f"{base}/api/connections/{pair}/close", '{"how": "rst"}', *ACTION)
     assert status == 404 and answer["error"] == f"no open connection {pair}"
+    closes = [r for r in json_closes(proc, tmp_path) if r["pair"] == pair]
+    assert [(r["closed_by"], r["how"]) for r in closes] == [("web view", "reset")]
 
 
-def test_fin_ends_the_client_with_eof_after_the_bytes_in_flight(proxy):
+def test_fin_ends_the_client_with_eof_after_the_bytes_in_flight(proxy, tmp_path):
     proc, port, base = proxy
     sock, pair = idle_client(port, base)
     with sock:
@@ -96,6 +105,8 @@ def test_fin_ends_the_client_with_eof_after_the_bytes_in_flight(proxy):
     proc.wait_for("(fin by web view)")
     stream = get(f"{base}/api/connections/{pair}/stream")
     assert [ch["mark"] for ch in stream["chunks"] if "mark" in ch][-1] == "close"
+    closes = [r for r in json_closes(proc, tmp_path) if r["pair"] == pair]
+    assert [(r["closed_by"], r["how"]) for r in closes] == [("web view", "fin")]
 
 
 def test_close_errors(proxy):
