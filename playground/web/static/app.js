@@ -1,6 +1,6 @@
 // tcpplay's live web view: the connections list (live, from /api/events), one connection's
-// exchanges and its follow-stream view, its Close (FIN) and Reset (RST) buttons. Plain JS, no framework. Traffic is attacker data: it is
-// only ever set with textContent, never as HTML.
+// exchanges, its follow-stream view and its Close (FIN) and Reset (RST) buttons. Plain JS, no
+// framework. Traffic is attacker data: it is only ever set with textContent, never as HTML.
 "use strict";
 
 const token = new URLSearchParams(location.search).get("token");
