@@ -181,7 +181,8 @@ class Options(CommandOptions):
         ["http", None, "8081", "Where the proxy in front of the HTTP responder listens."],
         ["web", None, None,
          "Where the web view of both proxies' traffic is served (PORT on 127.0.0.1, HOST:PORT or "
-         "an endpoint string; not on loopback, a token is printed). Default: 8478; --no-web: off."],
+         "an endpoint string; not on loopback, a token is printed). [default: 8478; off with "
+         "--no-web]"],
         ["color", None, "auto", "Console colours: auto (only on a terminal), always, never."],
         ["json", None, None, "Also write the decoded events as JSON lines to FILE ('-' = stdout)."],
         ["drain-timeout", None, 10.0,
@@ -190,7 +191,7 @@ class Options(CommandOptions):
          lambda v: non_negative_float("--drain-timeout", v)],
     ]
     optFlags = [["no-redact", None, "Show passwords and cookies in clear."],
-                ["no-web", None, "No web view."]]
+                ["no-web", None, "No web view (the demo serves one on --web, 8478, unless told not to)."]]
     opt_verbose = decoding.opt_verbose  # as the proxy's: -v headers, -vv bodies too
     opt_v = decoding.opt_verbose
 
