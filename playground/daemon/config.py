@@ -352,11 +352,14 @@ def _validate(doc: dict, path: str, where: _Where) -> Config:
                                   f"used by [{names[name]}.{name}]; names are unique")
             names[name] = kind
             spec = _service(kind, name, body, where)
-            listen = spec.options["listen"]
-            if listen in listens:
-                raise ConfigError(f"{where((kind, name, 'listen'))} {label} listen: {listen} is "
-                                  f"already used by {listens[listen]}")
-            listens[listen] = label
+            for key in ("listen", "web"):  # every address a service listens on is its own
+                address = spec.options.get(key)
+                if not address:
+                    continue
+                if address in listens:
+                    raise ConfigError(f"{where((kind, name, key))} {label} {key}: {address} is "
+                                      f"already used by {listens[address]}")
+                listens[address] = label if key == "listen" else f"{label} web"
             _one_writer_per_pcap(spec, label, outputs, where)
             config.services.append(spec)
     if not config.services:

@@ -3,7 +3,8 @@ project's own RESP server and HTTP responder, in one process, and a note of what
 
 The RESP server and the HTTP responder listen on internal loopback ports chosen by the system;
 the proxies listen on 6479 (Redis) and 8081 (HTTP) unless told otherwise, and print the decoded
-traffic on the console.
+traffic on the console. Both proxies share one decoder chain, so one web view (``--web``, on at
+8478 unless ``--no-web``) shows the connections of both, numbered as the console numbers them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from playground.common.addresses import server_string
+from playground.common.addresstext import address_text
 from playground.common.listening import ListeningService
 from playground.common.options import CommandOptions, non_negative_float
 from playground.examples.http import server as httpserver
@@ -26,6 +28,7 @@ from playground.proxy import service as proxyservice
 from playground.proxy import splice as proxy
 
 INTERNAL = "tcp:0:interface=127.0.0.1"
+DEFAULT_WEB = "8478"
 
 
 def _listening(svc) -> ListeningService | None:
@@ -44,7 +47,18 @@ def _port(desc: str) -> str:
     return desc.split(":")[1] if desc.startswith("tcp:") else desc
 
 
-def hints(redis_listen: str, http_listen: str) -> list[str]:
+def web_url(web) -> str:
+    """Where a started ``WebService`` is browsed: its bound address (a wildcard one reached on
+    loopback), with the token when one is needed."""
+    host = web.listening.port.getHost()
+    where = address_text(host)
+    if getattr(host, "host", "") in ("0.0.0.0", "::"):
+        where = where.replace(host.host, "127.0.0.1" if host.host == "0.0.0.0" else "[::1]", 1)
+    return f"http://{where}/" + (f"?token={web.token}" if web.token else "")
+
+
+def hints(redis_listen: str, http_listen: str, url: str | None = None) -> list[str]:
+    """What to try, for the start banner; ``url`` is the web view's, when it is on."""
     rport, hport = _port(redis_listen), _port(http_listen)
     lines = ["tcpplay demo: the decoding proxy is in front of an embedded Redis-protocol server "
              "and an HTTP responder. Try, in another terminal:"]
@@ -61,6 +75,8 @@ def hints(redis_listen: str, http_listen: str) -> list[str]:
             "  python3 -c \"import urllib.request as u; print(u.urlopen("
             f"'http://127.0.0.1:{hport}/get').read().decode())\"      (curl is not installed)"
         )
+    if url:
+        lines.append(f"  open {url}      (the web view: connections, exchanges, byte streams)")
     lines.append("The decoded traffic appears below. Ctrl-C stops.")
     return lines
 
@@ -86,6 +102,7 @@ class DemoService(service.MultiService):
         self.http.setServiceParent(self)
         self.proxies = []
         self.sinks = []
+        self.web = None  # the WebService, once started with --web
 
     def _proxy_options(self, listen: str, target_port: int):
         o = self.options
@@ -95,6 +112,10 @@ class DemoService(service.MultiService):
             argv += ["--json", o["json"]]
         if o["no-redact"]:
             argv.append("--no-redact")
+        if o["web"]:
+            argv += ["--web", o["web"]]
+        if o["web-token"]:
+            argv += ["--web-token", o["web-token"]]
         argv += ["--verbose"] * o.get("verbose", 0)
         opts = proxyservice.Options()
         opts.parseOptions(argv)
@@ -109,7 +130,11 @@ class DemoService(service.MultiService):
         self.sinks, observer = decoding.build(self._proxy_options(*targets[0][::2]), self.reactor)
         proxyservice.preload_decoders()
         for sink in self.sinks:
-            sink.startService()
+            sink.startService()  # the web view listens now (a busy port names --web)
+        if self.options["web"]:
+            from playground.web.service import WebService
+
+            self.web = next(s for s in self.sinks if isinstance(s, WebService))
         ids = itertools.count(1)
         for listen, flag, port in targets:
             opts = self._proxy_options(listen, port)
@@ -137,21 +162,27 @@ class DemoService(service.MultiService):
 
     def startService(self):
         super().startService()
-        for line in hints(self.options["redis"], self.options["http"]):
+        url = web_url(self.web) if self.web is not None else None
+        for line in hints(self.options["redis"], self.options["http"], url):
             self.log.info("{line}", line=line)
 
 
 class Options(CommandOptions):
-    synopsis = "[--redis ADDR] [--http ADDR]"
+    synopsis = "[--redis ADDR] [--http ADDR] [--web ADDR | --no-web]"
     longdesc = (
         "The demo that 'make run' starts: the decoding proxy in front of the embedded RESP server "
-        "(on --redis) and in front of the HTTP responder (on --http), decoded traffic on the console."
+        "(on --redis) and in front of the HTTP responder (on --http), decoded traffic on the console "
+        "and in the web view (on --web)."
     )
     optParameters = [
         ["redis", None, "6479",
          "Where the proxy in front of the RESP server listens (PORT on 127.0.0.1, HOST:PORT or an "
          "endpoint string)."],
         ["http", None, "8081", "Where the proxy in front of the HTTP responder listens."],
+        ["web", None, None,
+         "Where the web view of both proxies' traffic is served (PORT on 127.0.0.1, HOST:PORT or "
+         "an endpoint string; not on loopback, a token is printed). [default: 8478; off with "
+         "--no-web]"],
         ["color", None, "auto", "Console colours: auto (only on a terminal), always, never."],
         ["json", None, None, "Also write the decoded events as JSON lines to FILE ('-' = stdout)."],
         ["drain-timeout", None, 10.0,
@@ -159,7 +190,8 @@ class Options(CommandOptions):
          "second Ctrl-C aborts them at once).",
          lambda v: non_negative_float("--drain-timeout", v)],
     ]
-    optFlags = [["no-redact", None, "Show passwords and cookies in clear."]]
+    optFlags = [["no-redact", None, "Show passwords and cookies in clear."],
+                ["no-web", None, "No web view (the demo serves one on --web, 8478, unless told not to)."]]
     opt_verbose = decoding.opt_verbose  # as the proxy's: -v headers, -vv bodies too
     opt_v = decoding.opt_verbose
 
@@ -168,14 +200,21 @@ class Options(CommandOptions):
         self["http"] = server_string(self["http"], "--http")
         if self["redis"] == self["http"]:
             raise usage.UsageError("--redis and --http must differ")
-        probe = proxyservice.Options()  # validate --color/--json the way the proxy does
+        if self["no-web"] and self["web"] is not None:
+            raise usage.UsageError("--web and --no-web: give one of them")
+        web = None if self["no-web"] else (DEFAULT_WEB if self["web"] is None else self["web"])
+        probe = proxyservice.Options()  # validate --color/--json/--web the way the proxy does
         argv = ["--target", "1", "--color", self["color"]] + (
-            ["--json", self["json"]] if self["json"] else [])
+            ["--json", self["json"]] if self["json"] else []) + (["--web", web] if web else [])
         try:
             probe.parseOptions(argv)
         except usage.UsageError as e:
             raise usage.UsageError(str(e))
         self["json"] = probe["json"]  # /dev/stdout is '-', as for the proxy
+        # an endpoint string (None when off, '' included), and the token a non-loopback one needs
+        self["web"], self["web-token"] = probe["web"] or None, probe["web-token"]
+        if self["web"] in (self["redis"], self["http"]):
+            raise usage.UsageError("--web must differ from --redis and --http")
 
 
 def make_service(options, reactor=None) -> service.IService:

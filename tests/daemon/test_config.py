@@ -210,6 +210,39 @@ def test_structure_errors():
     assert error('[echo."a b"]\n').startswith("x.toml:1: [echo.a b]: a service name is")
 
 
+def test_web_view_address_is_a_listen_address_of_its_own():
+    cfg = load("""\
+        [proxy.a]
+        target = 6379
+        web = "8478"
+        """)
+    assert cfg.services[0].options["web"] == "tcp:8478:interface=127.0.0.1:backlog=1024"
+    two = """\
+        [proxy.a]
+        target = 6379
+        web = "8478"
+
+        [proxy.b]
+        listen = 6480
+        target = 6379
+        web = "8478"
+        """
+    assert error(two) == (
+        "x.toml:8: [proxy.b] web: tcp:8478:interface=127.0.0.1:backlog=1024 is already used by "
+        "[proxy.a] web")
+    assert error(two, ["proxy.b.web=6479"]) == (
+        "--set proxy.b.web=6479: [proxy.b] web: tcp:6479:interface=127.0.0.1:backlog=1024 is "
+        "already used by [proxy.a]")
+    assert error('metrics = "8478"\n[proxy.a]\ntarget = 1\nweb = 8478\n') == (
+        "x.toml:4: [proxy.a] web: tcp:8478:interface=127.0.0.1:backlog=1024 is already used by "
+        "metrics")
+    assert error("[proxy.a]\ntarget = 1\nweb = 9000\n[echo.e]\nlisten = 9000\n") == (
+        "x.toml:5: [echo.e] listen: tcp:9000:interface=127.0.0.1:backlog=1024 is already used "
+        "by [proxy.a] web")
+    assert error("[proxy.a]\ntarget = 1\nweb = \"abc\"\n").startswith(
+        "x.toml:3: [proxy.a] web: cannot read 'abc' as an address")
+
+
 def test_toml_syntax_error_has_the_line():
     assert error("[echo.a]\nlisten = \n") == "x.toml:2: Invalid value"
 

@@ -13,6 +13,8 @@ import pytest
 from playground.daemon import metrics, serve
 from tests.support.net import free_port
 from tests.support.paths import ROOT, TWISTD
+from tests.support.waiting import wait_until
+from tests.support.web import web_url
 
 
 def _talk(port: int, data: bytes, timeout: float = 10.0) -> bytes:
@@ -75,6 +77,33 @@ def test_set_overrides_the_file(twistd, tmp_path):
     assert t.terminate() == 0
 
 
+def _get_json(url: str):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.load(r)
+
+
+@pytest.mark.twistd
+def test_a_proxy_table_serves_its_web_view(twistd, tmp_path):
+    echo_port, proxy_port, web_port = free_port(), free_port(), free_port()
+    path = _config(tmp_path, echo_port, proxy_port, extra=f'web = "{web_port}"\n')
+    t = twistd(["serve", "--config", path], cwd=str(tmp_path))
+    assert web_url(t) == f"http://127.0.0.1:{web_port}/"
+    t.wait_for("proxy listening on")
+    assert _talk(proxy_port, b"hello web\n") == b"hello web\n"
+
+    def closed():
+        rows = _get_json(f"http://127.0.0.1:{web_port}/api/connections")["connections"]
+        return rows if rows and rows[0]["state"] == "closed" else None
+
+    [row] = wait_until(closed, 10, "the pair closed in the web view")
+    assert row["protocol"] == "text" and row["bytes_c2s"] == row["bytes_s2c"] == 10
+    assert row["listen"] == f"127.0.0.1:{proxy_port}"
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/", timeout=10) as r:
+        assert r.status == 200 and b"<html" in r.read().lower()
+    assert t.terminate() == 0
+    assert "web stopped listening" in t.output()
+
+
 @pytest.mark.twistd
 def test_bad_file_starts_nothing(tmp_path):
     port = free_port()
@@ -86,6 +115,21 @@ def test_bad_file_starts_nothing(tmp_path):
     assert proc.returncode != 0
     assert f"{path}:6: [proxy.b] listen: cannot read 'abc' as an address" in out
     assert "listening" not in out
+
+
+@pytest.mark.twistd
+def test_two_web_views_on_one_port_is_a_config_error(tmp_path):
+    web_port = free_port()
+    path = tmp_path / "webs.toml"
+    path.write_text(f'[proxy.a]\nlisten = {free_port()}\ntarget = 1\nweb = "{web_port}"\n\n'
+                    f'[proxy.b]\nlisten = {free_port()}\ntarget = 1\nweb = "{web_port}"\n')
+    proc = subprocess.run([TWISTD, "-n", "--pidfile=", "tcpplay", "serve", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert (f"{path}:9: [proxy.b] web: tcp:{web_port}:interface=127.0.0.1:backlog=1024 is "
+            "already used by [proxy.a] web") in out
+    assert "listening" not in out and "Traceback" not in out
 
 
 @pytest.mark.real

@@ -98,7 +98,8 @@ def test_second_ctrl_c_ends_the_chat_goodbye_at_once(foreground):
 def test_drain_timeout_of_demo_and_chat(foreground, kind):
     port = free_port()
     if kind == "demo":
-        args = ["demo", "--redis", port, "--http", free_port(), "--drain-timeout", 1]
+        args = ["demo", "--redis", port, "--http", free_port(), "--web", free_port(),
+                "--drain-timeout", 1]
         ready = "proxy redis listening on"
     else:
         args = ["chat", "--listen", port, "--drain-timeout", 1]

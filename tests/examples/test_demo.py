@@ -1,25 +1,97 @@
-"""``twistd tcpplay demo`` (what ``make run`` starts): both proxies answer and show decoded traffic."""
+"""``twistd tcpplay demo`` (what ``make run`` starts): both proxies answer and show decoded
+traffic, on the console and in one web view (on by default, ``--no-web`` turns it off)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
+import urllib.request
 
 import pytest
 import redis
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
 
+from playground.examples import demo
 from tests.support.net import free_port
 from tests.support.processes import need
+from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.twistd
+
+@pytest.mark.pure
+def test_web_view_is_on_at_8478_unless_turned_off():
+    def parsed(*argv):
+        opts = demo.Options()
+        opts.parseOptions(list(argv))
+        return opts
+
+    assert parsed()["web"] == "tcp:8478:interface=127.0.0.1:backlog=1024"
+    assert parsed()["web-token"] is None  # loopback: no token
+    assert parsed("--web", "9000")["web"] == "tcp:9000:interface=127.0.0.1:backlog=1024"
+    assert parsed("--no-web")["web"] is None
+    assert parsed("--web", "")["web"] is None  # as for the proxy
+    assert len(parsed("--web", "0.0.0.0:9000")["web-token"]) >= 8  # printed at start
+    for argv, message in [(["--no-web", "--web", "9000"], "--web and --no-web: give one"),
+                          (["--web", "6479"], "--web must differ from --redis and --http"),
+                          (["--web", "abc"], "--web: cannot read 'abc' as an address")]:
+        with pytest.raises(usage.UsageError, match=message):
+            parsed(*argv)
 
 
+class _Reactor(MemoryReactorClock):
+    """Gives port 0 (the demo's internal servers) a port of its own, as the system would."""
+
+    def __init__(self):
+        super().__init__()
+        self._chosen = iter(range(40000, 41000))
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):
+        return super().listenTCP(port or next(self._chosen), factory, backlog, interface)
+
+
+def _started(*argv):
+    opts = demo.Options()
+    opts.parseOptions(list(argv))
+    reactor = _Reactor()
+    svc = demo.make_service(opts, reactor)
+    svc.privilegedStartService()
+    svc.startService()
+    return svc, reactor
+
+
+@pytest.mark.memory
+def test_one_web_view_for_both_proxies_and_its_url_in_the_banner(logged):
+    svc, reactor = _started()
+    try:
+        assert sorted(p[0] for p in reactor.tcpServers) == [6479, 8081, 8478, 40000, 40001]
+        assert svc.web is not None and svc.web in svc.sinks
+        banner = [e["line"] for e in logged if "line" in e]
+        assert "  redis-cli -p 6479 set foo bar" in banner
+        assert any(line.startswith("  open http://127.0.0.1:8478/ ") for line in banner)
+    finally:
+        svc.stopService()
+
+
+@pytest.mark.memory
+def test_no_web_serves_no_view(logged):
+    svc, reactor = _started("--no-web")
+    try:
+        assert sorted(p[0] for p in reactor.tcpServers) == [6479, 8081, 40000, 40001]
+        assert svc.web is None
+        assert not any("open http" in e.get("line", "") for e in logged)
+    finally:
+        svc.stopService()
+
+
+@pytest.mark.twistd
 def test_demo_proxies_resp_and_http_and_shows_them(twistd):
     rport, hport = free_port(), free_port()
-    t = twistd(["demo", "--redis", rport, "--http", hport, "--color", "never"])
+    t = twistd(["demo", "--redis", rport, "--http", hport, "--color", "never", "--no-web"])
     t.wait_for("The decoded traffic appears below")
     assert f"redis-cli -p {rport} set foo bar" in t.output()
     assert f"curl localhost:{hport}/get" in t.output()
+    assert "open http" not in t.output() and "web listening" not in t.output()
 
     client = redis.Redis(port=rport, socket_timeout=10)
     assert client.set("foo", "bar") is True
@@ -39,13 +111,50 @@ def test_demo_proxies_resp_and_http_and_shows_them(twistd):
     assert "Traceback" not in t.output()
 
 
-def test_demo_busy_port_names_the_flag(twistd):
+@pytest.mark.twistd
+def test_web_view_lists_the_redis_and_http_pairs(twistd):
+    rport, hport, wport = free_port(), free_port(), free_port()
+    t = twistd(["demo", "--redis", rport, "--http", hport, "--web", wport, "--color", "never"])
+    t.wait_for("The decoded traffic appears below")
+    assert f"  open http://127.0.0.1:{wport}/ " in t.output()
+    out = subprocess.run([need("redis-cli"), "-p", str(rport), "set", "foo", "bar"],
+                         capture_output=True, text=True, timeout=20)
+    assert out.stdout.strip() == "OK"
+    t.wait_for('set foo "bar" -> +OK')  # the redis pair is #1 before curl opens #2
+    body = subprocess.run([need("curl"), "-s", f"http://127.0.0.1:{hport}/get"],
+                          capture_output=True, text=True, timeout=20).stdout
+    assert '"url": "http://127.0.0.1:' in body
+
+    def both_closed():
+        with urllib.request.urlopen(f"http://127.0.0.1:{wport}/api/connections", timeout=10) as r:
+            rows = json.load(r)["connections"]
+        return rows if len(rows) == 2 and all(c["state"] == "closed" for c in rows) else None
+
+    rows = wait_until(both_closed, 10, "both pairs closed in the web view")
+    by_id = {c["id"]: c for c in rows}
+    assert sorted(by_id) == [1, 2]  # one numbering for both proxies, as on the console
+    assert (by_id[1]["protocol"], by_id[1]["listen"]) == ("resp", f"127.0.0.1:{rport}")
+    assert (by_id[2]["protocol"], by_id[2]["listen"]) == ("http", f"127.0.0.1:{hport}")
+    with urllib.request.urlopen(f"http://127.0.0.1:{wport}/api/connections/1", timeout=10) as r:
+        [exchange] = json.load(r)["exchanges"]
+    assert (exchange["request"], exchange["reply"]) == ('set foo "bar"', "+OK")
+    with urllib.request.urlopen(f"http://127.0.0.1:{wport}/api/connections/2", timeout=10) as r:
+        [exchange] = json.load(r)["exchanges"]
+    assert exchange["request"].startswith("GET /get") and exchange["reply"].startswith("200 OK")
+    assert t.terminate() == 0
+    assert "Traceback" not in t.output()
+
+
+@pytest.mark.twistd
+@pytest.mark.parametrize("flag", ["--redis", "--web"])
+def test_demo_busy_port_names_the_flag(twistd, flag):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        t = twistd(["demo", "--redis", port, "--http", free_port()])
+        ports = {"--redis": free_port(), "--http": free_port(), "--web": free_port(), flag: port}
+        t = twistd(["demo"] + [str(w) for pair in ports.items() for w in pair])
         code = t.proc.wait(20)
         t.terminate()
     assert code == 1
-    assert f"cannot listen on --redis tcp:{port}" in t.output()
+    assert f"cannot listen on {flag} tcp:{port}" in t.output()
