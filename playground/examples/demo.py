@@ -143,6 +143,8 @@ class DemoService(service.MultiService):
                                          reactor=self.reactor)
             factory.ids = ids
             factory.log_connections = False  # the console shows opens and closes
+            if self.web is not None:  # its close/reset buttons reach this proxy's pairs
+                self.web.proxies.append(factory)
             listening = ListeningService(f"proxy {flag[2:]}", opts["listen"], factory, flag=flag,
                                          reactor=self.reactor)
             svc = proxyservice.ProxyService(listening, factory, opts["drain-timeout"])

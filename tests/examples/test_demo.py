@@ -66,6 +66,8 @@ def test_one_web_view_for_both_proxies_and_its_url_in_the_banner(logged):
     try:
         assert sorted(p[0] for p in reactor.tcpServers) == [6479, 8081, 8478, 40000, 40001]
         assert svc.web is not None and svc.web in svc.sinks
+        # its close/reset buttons reach the pairs of both proxies
+        assert svc.web.proxies == [p.factory for p in svc.proxies]
         banner = [e["line"] for e in logged if "line" in e]
         assert "  redis-cli -p 6479 set foo bar" in banner
         assert any(line.startswith("  open http://127.0.0.1:8478/ ") for line in banner)
