@@ -18,11 +18,17 @@ the caller is too far behind and must reload everything (``resync``).
 
 Redaction: ``mask(pair, direction, start, end)`` overwrites stream bytes ``[start, end)`` with
 ``*`` (same length, like the pcap) whether they are stored already or arrive later.
+
+Filters: ``Filter.parse(query)`` reads the view's filter (``proto``, ``cmd``, ``http``,
+``errors``, ``slow``, ``client``; a bad value raises ``BadFilter`` naming its parameter);
+``connection_matches(summary, rows)`` and ``row_matches(row)`` apply it to a connection's list
+row and its exchanges' table rows.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from fnmatch import fnmatchcase
 
 import attrs
 
@@ -350,6 +356,110 @@ class Capture:
         self.evicted_connections += 1
         self.seq += 1
         self._evictions.append((self.seq, pair))
+
+
+PROTOCOLS = ("resp", "http", "text", "hex")  # playground.decode.detect's names
+
+
+class BadFilter(ValueError):
+    """A filter parameter with a bad value; ``name`` is the parameter."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+@attrs.frozen
+class Filter:
+    """What the web view shows: connections of ``proto`` from a ``client`` (glob) that hold an
+    exchange matching ``cmd`` (RESP command name glob, case-insensitive), ``http`` (METHOD and
+    path glob, like ``--http-filter``), ``errors`` (an error reply or HTTP status >= 400) and
+    ``slow`` (latency above, seconds). Unset parts match everything."""
+
+    proto: str = ""
+    cmd: str = ""
+    http_method: str = ""
+    http_path: str = ""
+    errors: bool = False
+    slow: float | None = None
+    client: str = ""
+
+    FIELDS = ("proto", "cmd", "http", "errors", "slow", "client")
+
+    @classmethod
+    def parse(cls, query: dict[str, str]) -> Filter:
+        """From the query's values (``slow`` in milliseconds); an empty value is unset."""
+        kw: dict = {}
+        proto = query.get("proto", "").strip().lower()
+        if proto and proto not in PROTOCOLS:
+            raise BadFilter("proto", f"one of {'|'.join(PROTOCOLS)}, got {proto[:40]!r}")
+        kw["proto"] = proto
+        kw["cmd"] = query.get("cmd", "").strip().upper()
+        http = query.get("http", "").split()
+        if len(http) > 2:
+            raise BadFilter("http", "expected METHOD [PATH-GLOB]")
+        if http:
+            kw["http_method"] = http[0].upper()
+            kw["http_path"] = http[1] if len(http) == 2 else "*"
+        errors = query.get("errors", "").strip()
+        if errors not in ("", "0", "1"):
+            raise BadFilter("errors", f"expected 0 or 1, got {errors[:40]!r}")
+        kw["errors"] = errors == "1"
+        slow = query.get("slow", "").strip()
+        if slow:
+            try:
+                ms = float(slow)
+            except ValueError:
+                ms = -1.0
+            if not 0 <= ms < 1e9:
+                raise BadFilter("slow", f"expected milliseconds >= 0, got {slow[:40]!r}")
+            kw["slow"] = ms / 1000
+        kw["client"] = query.get("client", "").strip()
+        return cls(**kw)
+
+    @property
+    def on_exchanges(self) -> bool:
+        """Whether it looks at exchanges (else a connection matches by itself)."""
+        return bool(self.cmd or self.http_method or self.errors or self.slow is not None)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.proto or self.client or self.on_exchanges)
+
+    def row_matches(self, row: dict) -> bool:
+        """Whether an exchanges table row (``playground.web.sink.rows``) matches."""
+        if self.errors and not row.get("error"):
+            return False
+        if self.slow is not None:
+            latency = row.get("latency")
+            if latency is None or latency <= self.slow:
+                return False
+        if self.cmd:
+            if row.get("kind") != "redis":
+                return False
+            name = row.get("request", "").split(" ", 1)[0].upper()
+            if not fnmatchcase(name, self.cmd):
+                return False
+        if self.http_method:
+            if row.get("kind") != "http":
+                return False
+            method, _, target = row.get("request", "").partition(" ")
+            if self.http_method not in ("*", method.upper()):
+                return False
+            if not fnmatchcase(target.split("?", 1)[0], self.http_path):
+                return False
+        return True
+
+    def connection_matches(self, summary: dict, rows=()) -> bool:
+        """Whether a connection (its list row) matches: by itself for ``proto`` and
+        ``client``, and by one of its exchange ``rows`` (any iterable) for the rest."""
+        if self.proto and summary.get("protocol") != self.proto:
+            return False
+        if self.client and not fnmatchcase(summary.get("client", ""), self.client):
+            return False
+        if self.on_exchanges:
+            return any(self.row_matches(row) for row in rows)
+        return True
 
 
 def _overwrite(buf: bytearray, start: int, end: int) -> None:

@@ -9,6 +9,10 @@ header or from another origin, 405 not GET, or not POST for an action):
   says so to the browser too;
 * ``/api/connections`` the connections list (``?since=SEQ``: only what changed after it);
 * ``/api/connections/{id}`` one connection and its exchanges (``?after=INDEX``, ``?limit=N``);
+* on both, the view's filter (``capture.Filter``): ``?proto=resp|http|text|hex``, ``?cmd=GLOB``,
+  ``?http=METHOD PATH-GLOB``, ``?errors=1``, ``?slow=MS``, ``?client=GLOB``: only the
+  connections that match, and of a connection only its matching exchanges (a bad value: 400
+  naming the parameter);
 * ``/api/connections/{id}/stream`` its stream in arrival order, FIN/RST marks in place
   (``?after=N``, ``?limit=N``, ``?encoding=base64|text``: text is escaped, ``\\r`` ``\\n``
   ``\\xNN``), about ``MAX_STREAM_ANSWER`` bytes at most; ``more``: ask again ``?after=``;
@@ -45,7 +49,7 @@ from twisted.web import resource, server
 from zope.interface import implementer
 
 from playground.common.defaultreactor import default_reactor
-from playground.web.capture import Capture
+from playground.web.capture import BadFilter, Capture, Filter
 from playground.web.sink import rows as exchange_rows
 
 ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
@@ -89,6 +93,18 @@ def stream_text(data: bytes) -> str:
         else:
             out.append(f"\\x{b:02x}")
     return "".join(out)
+
+
+def _filter_arg(request) -> Filter:
+    query = {}
+    for name in Filter.FIELDS:
+        values = request.args.get(name.encode())
+        if values:
+            query[name] = values[-1].decode("utf-8", "replace")
+    try:
+        return Filter.parse(query)
+    except BadFilter as e:
+        raise BadQuery(str(e))
 
 
 def _int_arg(request, name: str, default: int, lowest: int = 0, highest: int = 1 << 62) -> int:
@@ -304,6 +320,7 @@ class WebRoot(resource.Resource):
         capture = self.capture
         now = self.reactor.seconds()
         since = _int_arg(request, "since", 0)
+        shown = _filter_arg(request)
         if since:
             out = capture.changes(since, now)
         else:
@@ -315,16 +332,27 @@ class WebRoot(resource.Resource):
                           "bytes": capture.bytes, "max_bytes": capture.max_bytes,
                           "evicted_connections": capture.evicted_connections,
                           "evicted_bytes": capture.evicted_bytes}
+        if shown.active:
+            out["connections"] = [
+                row for row in out["connections"]
+                if shown.connection_matches(row, self._rows(capture.get(row["id"])))]
         return self._json(request, out)
+
+    def _rows(self, c):
+        """A connection's exchange rows, described as they are read (a filter stops early)."""
+        for entry in c.exchanges if c is not None else ():
+            yield from self.describe(entry)
 
     def _connection(self, request, c) -> bytes:
         after = _int_arg(request, "after", 0)
         limit = _int_arg(request, "limit", MAX_LIMIT, 1, MAX_LIMIT)
+        shown = _filter_arg(request)
         rows: list[dict] = []
         for entry in c.exchanges:
             if entry.first + entry.count - 1 <= after:
                 continue
-            rows += [row for row in self.describe(entry) if row["index"] > after]
+            rows += [row for row in self.describe(entry)
+                     if row["index"] > after and (not shown.on_exchanges or shown.row_matches(row))]
             if len(rows) > limit:
                 break
         return self._json(request, {"connection": c.summary(self.reactor.seconds()),
