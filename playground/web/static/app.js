@@ -12,6 +12,41 @@ function api(path, params) {
   return s ? `${path}?${s}` : path;
 }
 
+// -- the filter: its state is the URL's hash (#proto=resp&cmd=GET&slow=5), so a shared URL opens
+// with it; the server says which connections match (/api/connections?...) and which exchanges
+const FILTER_KEYS = ["proto", "cmd", "http", "errors", "slow", "client"];
+let filter = {}; // the hash's known keys with a value
+let matching = null; // ids the server says match, or null: no filter
+let matchFetching = false, matchAgain = false;
+
+function readFilter() {
+  const h = new URLSearchParams(location.hash.slice(1));
+  filter = {};
+  for (const k of FILTER_KEYS) if (h.get(k)) filter[k] = h.get(k);
+  return Object.keys(filter).length > 0;
+}
+
+async function refreshMatching() {
+  if (!Object.keys(filter).length) { matching = null; return; }
+  if (matchFetching) { matchAgain = true; return; }
+  matchFetching = true;
+  const note = document.getElementById("filter-note");
+  try {
+    const r = await fetch(api("api/connections", filter));
+    const out = await r.json();
+    if (r.ok) {
+      matching = new Set(out.connections.map((c) => c.id));
+      note.textContent = "";
+    } else {
+      note.textContent = out.error;
+    }
+    queueRender();
+  } finally {
+    matchFetching = false;
+    if (matchAgain) { matchAgain = false; refreshMatching(); }
+  }
+}
+
 function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
@@ -84,14 +119,14 @@ function sortValue(c) {
 function render() {
   renderQueued = false;
   const atEnd = listPane.scrollTop + listPane.clientHeight >= listPane.scrollHeight - 4;
-  const list = Array.from(conns.values());
+  const list = Array.from(conns.values()).filter((c) => matching === null || matching.has(c.id));
   list.sort((a, b) => {
     const x = sortValue(a), y = sortValue(b);
     const r = x < y ? -1 : x > y ? 1 : a.id - b.id;
     return sortDesc ? -r : r;
   });
   for (const [id, tr] of rows) {
-    if (!conns.has(id)) { tr.remove(); rows.delete(id); }
+    if (!conns.has(id) || (matching !== null && !matching.has(id))) { tr.remove(); rows.delete(id); }
   }
   let before = tbody.firstChild;
   for (const c of list) {
@@ -144,6 +179,7 @@ function apply(batch) {
   for (const id of batch.evicted) conns.delete(id);
   for (const c of batch.connections) conns.set(c.id, c);
   evictedTotal = batch.evicted_total;
+  if (Object.keys(filter).length) refreshMatching();
   queueRender();
   if (picked !== null) {
     if (batch.resync && !conns.has(picked)) { showGone(); return; }
@@ -212,7 +248,7 @@ async function refreshDetail() {
   const id = picked;
   try {
     const [one, stream] = await Promise.all([
-      fetch(api(`api/connections/${id}`, { after: lastExchange })).then((r) => r.json()),
+      fetch(api(`api/connections/${id}`, { ...filter, after: lastExchange })).then((r) => r.json()),
       fetch(api(`api/connections/${id}/stream`, { after: lastChunk })).then((r) => r.json()),
     ]);
     if (id !== picked) return;
@@ -327,5 +363,20 @@ function setView(hex) {
 }
 document.getElementById("view-text").addEventListener("click", () => setView(false));
 document.getElementById("view-hex").addEventListener("click", () => setView(true));
+
+const filterInput = document.getElementById("filter");
+function filterChanged() {
+  matching = readFilter() ? new Set() : null; // nothing shown until the server says what matches
+  filterInput.value = location.hash.slice(1);
+  refreshMatching();
+  queueRender();
+  if (picked !== null) pick(picked);
+}
+document.getElementById("filter-bar").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  location.hash = filterInput.value.trim(); // a hashchange applies it
+});
+window.addEventListener("hashchange", filterChanged);
+filterChanged();
 
 connect();
