@@ -212,3 +212,27 @@ def test_the_page_and_its_assets_come_from_the_package_and_name_no_other_site(we
     assert "content-security-policy: default-src 'none'" in headers
     assert web.api("/static/../../pyproject.toml", "--path-as-is")[0] == 404
     assert web.api("/static/capture.py")[0] == 404  # only the page's files
+
+
+def test_filters_list_only_the_connections_and_exchanges_that_match(web):
+    redis_cli(web.port, "blpop", "filter-none", "0.1", password=PASSWORD)  # ~100 ms: slow
+    redis_cli(web.port, "rpush", "filter-list", "x", password=PASSWORD)
+    redis_cli(web.port, "get", "filter-list", password=PASSWORD)  # WRONGTYPE: an error
+    slow = web.connection_with("blpop filter-none")["connection"]["id"]
+    wrong = web.connection_with("get filter-list")["connection"]["id"]
+
+    def ids(query):
+        status, listing = web.api("/api/connections?" + query)
+        assert status == 200
+        return {c["id"] for c in listing["connections"]}
+
+    assert slow in ids("cmd=BLPOP") and wrong not in ids("cmd=BLPOP")
+    assert slow in ids("slow=50") and wrong not in ids("slow=50")
+    assert wrong in ids("errors=1&cmd=g*") and slow not in ids("errors=1")
+    assert {slow, wrong} <= ids("proto=resp&client=127.0.0.1:*") and not ids("proto=http")
+    _, one = web.api(f"/api/connections/{wrong}?errors=1")
+    assert [(e["request"], e["error"]) for e in one["exchanges"]] == [("get filter-list", True)]
+    _, one = web.api(f"/api/connections/{slow}?cmd=auth")
+    assert [e["request"].split()[0] for e in one["exchanges"]] == ["AUTH"]
+    status, answer = web.api("/api/connections?slow=soon")
+    assert status == 400 and answer["error"].startswith("slow:")
