@@ -197,3 +197,37 @@ def test_the_page_works_with_a_token_off_loopback(twistd, redis_server, browser)
     browser.find_element(By.CSS_SELECTOR, "#connections tbody tr").click()
     wait_until(lambda: "PONG" in browser.find_element(By.ID, "exchanges").text, 5, "its row")
     assert proc.terminate() == 0
+
+
+def test_a_url_with_a_filter_opens_with_only_the_matching_rows(twistd, redis_server, browser):
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--quiet")
+    assert redis_cli(port, "set", "k", "v") == "OK"  # connection 1
+    assert redis_cli(port, "get", "k") == "v"  # connection 2
+    assert redis_cli(port, "ping") == "PONG"  # connection 3
+    browser.get(web_url(proc) + "#proto=resp&cmd=GET")
+    wait_until(lambda: browser.find_element(By.ID, "status").text == "live", 10, "live feed")
+    assert browser.find_element(By.ID, "filter").get_attribute("value") == "proto=resp&cmd=GET"
+
+    def listed():
+        return [tr.find_elements(By.TAG_NAME, "td")[0].text
+                for tr in browser.find_elements(By.CSS_SELECTOR, "#connections tbody tr")]
+
+    wait_until(lambda: listed() == ["2"], 5, "only the GET connection")
+    assert redis_cli(port, "get", "k") == "v"  # connection 4: live, it matches too
+    assert redis_cli(port, "ping") == "PONG"  # connection 5: it does not
+    wait_until(lambda: listed() == ["2", "4"], 5, "the new GET connection, live")
+    time.sleep(0.5)
+    assert listed() == ["2", "4"]
+    browser.find_element(By.CSS_SELECTOR, "#connections tbody tr").click()
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#exchanges tbody tr"), 5, "rows")
+    assert [tr.find_elements(By.TAG_NAME, "td")[1].text
+            for tr in browser.find_elements(By.CSS_SELECTOR, "#exchanges tbody tr")] == ["get k"]
+    field = browser.find_element(By.ID, "filter")  # the bar changes the URL and the list
+    field.clear()
+    field.send_keys("cmd=PING\n")
+    wait_until(lambda: listed() == ["3", "5"], 5, "the PING connections")
+    assert browser.current_url.endswith("#cmd=PING")
+    assert proc.terminate() == 0
