@@ -372,8 +372,8 @@ class BadFilter(ValueError):
 @attrs.frozen
 class Filter:
     """What the web view shows: connections of ``proto`` from a ``client`` (glob) that hold an
-    exchange matching ``cmd`` (RESP command name glob, case-insensitive), ``http`` (METHOD and
-    path glob, like ``--http-filter``), ``errors`` (an error reply or HTTP status >= 400) and
+    exchange matching ``cmd`` (RESP command name glob, case-insensitive), ``http`` (methods,
+    comma-separated, and a path glob, either may go, like ``--http-filter``), ``errors`` (an error reply or HTTP status >= 400) and
     ``slow`` (latency above, seconds). Unset parts match everything."""
 
     proto: str = ""
@@ -397,7 +397,9 @@ class Filter:
         kw["cmd"] = query.get("cmd", "").strip().upper()
         http = query.get("http", "").split()
         if len(http) > 2:
-            raise BadFilter("http", "expected METHOD [PATH-GLOB]")
+            raise BadFilter("http", "expected [METHOD[,METHOD...]] [PATH-GLOB]")
+        if len(http) == 1 and http[0].startswith("/"):  # a path alone: any method
+            http = ["*", http[0]]
         if http:
             kw["http_method"] = http[0].upper()
             kw["http_path"] = http[1] if len(http) == 2 else "*"
@@ -444,7 +446,7 @@ class Filter:
             if row.get("kind") != "http":
                 return False
             method, _, target = row.get("request", "").partition(" ")
-            if self.http_method not in ("*", method.upper()):
+            if self.http_method != "*" and method.upper() not in self.http_method.split(","):
                 return False
             if not fnmatchcase(target.split("?", 1)[0], self.http_path):
                 return False
