@@ -10,7 +10,7 @@ header or from another origin, 405 not GET, or not POST for an action):
 * ``/api/connections`` the connections list (``?since=SEQ``: only what changed after it);
 * ``/api/connections/{id}`` one connection and its exchanges (``?after=INDEX``, ``?limit=N``);
 * on both, the view's filter (``capture.Filter``): ``?proto=resp|http|text|hex``, ``?cmd=GLOB``,
-  ``?http=METHOD PATH-GLOB``, ``?errors=1``, ``?slow=MS``, ``?client=GLOB``: only the
+  ``?http=[METHOD[,METHOD...]] [PATH-GLOB]``, ``?errors=1``, ``?slow=MS``, ``?client=GLOB``: only the
   connections that match, and of a connection only its matching exchanges (a bad value: 400
   naming the parameter);
 * ``/api/connections/{id}/stream`` its stream in arrival order, FIN/RST marks in place
