@@ -16,6 +16,8 @@ header or from another origin, 405 not GET, or not POST for an action):
 * ``/api/connections/{id}/stream`` its stream in arrival order, FIN/RST marks in place
   (``?after=N``, ``?limit=N``, ``?encoding=base64|text``: text is escaped, ``\\r`` ``\\n``
   ``\\xNN``), about ``MAX_STREAM_ANSWER`` bytes at most; ``more``: ask again ``?after=``;
+* ``/api/connections/{id}.pcap`` and ``.jsonl``: that connection as a file to download
+  (``playground.web.export``; ``X-Tcpplay-Evicted`` names the stream bytes the pcap lacks);
 * ``POST /api/connections/{id}/close`` with ``{"how": "fin"|"rst"}``: close that open pair
   gracefully or by reset (``close``, the ``WebService``'s, reaches the proxies); 202 when
   asked, 404 when it is not open. It must carry ``X-Tcpplay-Action: close``: a custom header
@@ -50,6 +52,7 @@ from zope.interface import implementer
 
 from playground.common.defaultreactor import default_reactor
 from playground.web.capture import BadFilter, Capture, Filter
+from playground.web.export import connection_jsonl, connection_pcap, evicted_ranges
 from playground.web.sink import rows as exchange_rows
 
 ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
@@ -63,6 +66,7 @@ MAX_EVENT_CLIENTS = 32
 MAX_ACTION_BODY = 1024
 ACTION_HEADER = b"x-tcpplay-action"
 CLOSE_HOW = ("fin", "rst")
+DOWNLOADS = (".pcap", ".jsonl")  # /api/connections/{id}.pcap and .jsonl
 
 
 class BadQuery(ValueError):
@@ -288,6 +292,8 @@ class WebRoot(resource.Resource):
             return self._connections(request)
         if path[1:] == ["events"]:
             return self._events(request)
+        if path[1] == "connections" and len(path) == 3 and path[2].endswith(DOWNLOADS):
+            return self._download(request, path[2])
         if path[1] == "connections" and len(path) in (3, 4):
             try:
                 pair = int(path[2])
@@ -384,6 +390,23 @@ class WebRoot(resource.Resource):
             chunks.append(item)
         return self._json(request, {"id": c.id, "stream_evicted": dict(c.stream_evicted),
                                     "chunks": chunks, "more": len(chunks) < len(stored)})
+
+    def _download(self, request, name: str) -> bytes:
+        stem, _, kind = name.rpartition(".")
+        c = self.capture.get(int(stem)) if stem.isdigit() else None
+        if c is None:
+            return self._error(request, 404, f"no connection {stem[:40]!r} (unknown or evicted)")
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"content-disposition",
+                          f'attachment; filename="tcpplay-{c.id}.{kind}"'.encode())
+        if kind == "pcap":
+            request.setHeader(b"content-type", b"application/vnd.tcpdump.pcap")
+            evicted = evicted_ranges(c)
+            if evicted:
+                request.setHeader(b"x-tcpplay-evicted", f"bytes {evicted}".encode())
+            return connection_pcap(c, self.capture.stream(c.id))
+        request.setHeader(b"content-type", b"application/x-ndjson; charset=utf-8")
+        return connection_jsonl(c, self.describe)
 
     def _close(self, request, pair_text: str) -> bytes:
         if request.getHeader(ACTION_HEADER) != b"close":

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests.support.capture import tshark
 from tests.support.processes import Twistd, need, start_proxy, start_redis, stop_process
 from tests.support.waiting import wait_until
 from tests.support.web import web_url
@@ -236,3 +237,57 @@ def test_filters_list_only_the_connections_and_exchanges_that_match(web):
     assert [e["request"].split()[0] for e in one["exchanges"]] == ["AUTH"]
     status, answer = web.api("/api/connections?slow=soon")
     assert status == 400 and answer["error"].startswith("slow:")
+
+
+# -- downloading one connection: .pcap read back by tshark, .jsonl line by line
+
+
+def download(web, path: str, target) -> dict:
+    """GET ``path`` into the file ``target``: the response headers (lower-case names)."""
+    out = subprocess.run([need("curl"), "-sS", "-D", "-", "-o", str(target), web.base + path],
+                         capture_output=True, timeout=20, check=True, text=True)
+    lines = out.stdout.splitlines()
+    headers = {"status": lines[0].split()[1]}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def test_one_connection_downloads_as_pcap_and_json_lines(web, secured_redis, tmp_path):
+    assert redis_cli(web.port, "set", "dlkey", "dlvalue", password=PASSWORD) == "OK"
+    cid = web.connection_with('set dlkey "dlvalue"')["connection"]["id"]
+    wait_until(lambda: web.api(f"/api/connections/{cid}")[1]["connection"]["state"]
+               == "closed", 10, "the close", interval=0.1)
+
+    pcap = tmp_path / "one.pcap"
+    headers = download(web, f"/api/connections/{cid}.pcap", pcap)
+    assert headers["status"] == "200"
+    assert headers["content-disposition"] == f'attachment; filename="tcpplay-{cid}.pcap"'
+    assert "x-tcpplay-evicted" not in headers  # nothing evicted
+    payloads = tshark(pcap, "-T", "fields", "-e", "tcp.payload")
+    clear = b"".join(bytes.fromhex(h) for h in payloads.split())
+    assert b"*3\r\n$3\r\nset\r\n$5\r\ndlkey\r\n$7\r\ndlvalue\r\n" in clear
+    assert PASSWORD.encode() not in clear and b"*" * len(PASSWORD) in clear
+    resp = tshark(pcap, "-d", f"tcp.port=={secured_redis.port},resp", "-Y", "resp")
+    assert resp.strip()
+    flags = tshark(pcap, "-T", "fields", "-e", "tcp.flags.fin")
+    assert flags.split().count("1") == 2  # both FINs
+
+    jsonl = tmp_path / "one.jsonl"
+    headers = download(web, f"/api/connections/{cid}.jsonl", jsonl)
+    assert headers["content-disposition"] == f'attachment; filename="tcpplay-{cid}.jsonl"'
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert records[0]["type"] == "open" and records[-1]["type"] == "close"
+    assert all(r["pair"] == cid for r in records)
+    sets = [r for r in records if r["type"] == "redis" and r["request"] == 'set dlkey "dlvalue"']
+    assert sets and sets[0]["reply"] == "+OK"
+    assert (records[-1]["how"], records[-1]["closed_by"]) == ("fin", "client")
+    assert PASSWORD not in jsonl.read_text()
+
+
+def test_unknown_downloads_are_json_404s(web):
+    for path in ("/api/connections/99999.pcap", "/api/connections/99999.jsonl",
+                 "/api/connections/x.pcap"):
+        status, body = web.api(path)
+        assert status == 404 and body["status"] == 404, path

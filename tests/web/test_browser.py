@@ -105,6 +105,10 @@ def test_the_page_follows_redis_cli_and_shows_traffic_as_text(twistd, redis_serv
     (index, request, arrow, reply, latency, sizes), = exchange_rows()
     assert (index, request, arrow, reply) == ("1", 'set foo "bar"', "→", "+OK")
     assert latency.endswith(("µs", "ms")) and sizes == "31 B / 5 B"
+    for kind in ("pcap", "jsonl"):  # the header's download links: this connection's files
+        link = browser.find_element(By.ID, f"download-{kind}")
+        assert link.get_attribute("href").split("?")[0].endswith(f"/api/connections/1.{kind}")
+        assert link.get_attribute("download") is not None
 
     # 3. the follow view shows the exact bytes, client and server apart
     sent = b"*3\r\n$3\r\nset\r\n$3\r\nfoo\r\n$3\r\nbar\r\n"

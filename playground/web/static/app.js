@@ -202,6 +202,8 @@ function pick(id) {
   lastExchange = 0; lastChunk = 0; chunks = [];
   exBody.replaceChildren();
   streamEl.replaceChildren();
+  document.getElementById("download-pcap").href = api(`api/connections/${id}.pcap`);
+  document.getElementById("download-jsonl").href = api(`api/connections/${id}.jsonl`);
   detail.hidden = false;
   for (const [rid, tr] of rows) tr.classList.toggle("picked", rid === id);
   refreshDetail();

@@ -1,0 +1,47 @@
+"""The download routes on WebRoot, rendered in memory: headers, the evicted bytes, 404s."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from twisted.internet.testing import MemoryReactorClock
+from twisted.web.test.requesthelper import DummyRequest
+
+from playground.web.capture import C2S, Capture
+from playground.web.site import WebRoot
+
+pytestmark = pytest.mark.memory
+
+
+def get(root: WebRoot, name: str):
+    request = DummyRequest([b"api", b"connections", name.encode()])
+    body = root.render(request)
+    return request, body
+
+
+def header(request, name: bytes):
+    values = request.responseHeaders.getRawHeaders(name)
+    return values[-1] if values else None
+
+
+def test_a_pcap_download_names_its_file_and_the_bytes_the_capture_evicted():
+    capture = Capture(max_bytes=300)
+    capture.opened(7, 1.0, "127.0.0.1:50000", "127.0.0.1:6479", "tcp:x:6379", "127.0.0.1:6379")
+    capture.data(7, C2S, b"A" * 300, 1.1)
+    capture.data(7, C2S, b"later", 1.2)
+    root = WebRoot(capture, reactor=MemoryReactorClock(), assets={})
+    request, body = get(root, "7.pcap")
+    assert header(request, b"content-disposition") == b'attachment; filename="tcpplay-7.pcap"'
+    assert header(request, b"x-tcpplay-evicted") == b"bytes c2s 0-299"
+    assert b"later" in body and b"A" * 300 not in body
+    request, body = get(root, "7.jsonl")
+    assert header(request, b"content-disposition") == b'attachment; filename="tcpplay-7.jsonl"'
+    assert json.loads(body.splitlines()[0])["type"] == "open"
+
+
+def test_unknown_ids_are_json_404s():
+    root = WebRoot(Capture(), reactor=MemoryReactorClock(), assets={})
+    for name in ("8.pcap", "8.jsonl", "x.pcap", ".jsonl"):
+        request, body = get(root, name)
+        assert request.responseCode == 404 and json.loads(body)["status"] == 404, name
