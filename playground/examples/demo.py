@@ -18,7 +18,6 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from playground.common.addresses import server_string
-from playground.common.addresstext import address_text
 from playground.common.listening import ListeningService
 from playground.common.options import CommandOptions, non_negative_float
 from playground.examples.http import server as httpserver
@@ -45,16 +44,6 @@ def _listening(svc) -> ListeningService | None:
 def _port(desc: str) -> str:
     """The port part of a listen endpoint string, for the hints."""
     return desc.split(":")[1] if desc.startswith("tcp:") else desc
-
-
-def web_url(web) -> str:
-    """Where a started ``WebService`` is browsed: its bound address (a wildcard one reached on
-    loopback), with the token when one is needed."""
-    host = web.listening.port.getHost()
-    where = address_text(host)
-    if getattr(host, "host", "") in ("0.0.0.0", "::"):
-        where = where.replace(host.host, "127.0.0.1" if host.host == "0.0.0.0" else "[::1]", 1)
-    return f"http://{where}/" + (f"?token={web.token}" if web.token else "")
 
 
 def hints(redis_listen: str, http_listen: str, url: str | None = None) -> list[str]:
@@ -164,7 +153,7 @@ class DemoService(service.MultiService):
 
     def startService(self):
         super().startService()
-        url = web_url(self.web) if self.web is not None else None
+        url = self.web.url() if self.web is not None else None
         for line in hints(self.options["redis"], self.options["http"], url):
             self.log.info("{line}", line=line)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from twisted.application import service
 
-from playground.common.listening import ListeningService, address_text
+from playground.common.addresstext import address_text
+from playground.common.listening import ListeningService
 from playground.web.capture import MIB, Capture
 from playground.web.sink import WebSink
 from playground.web.site import make_site
@@ -24,17 +25,20 @@ class _WebListening(ListeningService):
 
     def _announce(self):
         super()._announce()
-        host = self.port.getHost()
-        where = address_text(host)
-        if getattr(host, "host", "") in ("0.0.0.0", "::"):
-            where = where.replace(host.host, "127.0.0.1" if host.host == "0.0.0.0" else "[::1]", 1)
-        token = self.web.token
-        self.log.info("web view: open http://{where}/{query}", where=where,
-                      query=f"?token={token}" if token else "")
+        self.log.info("web view: open {url}", url=self.web.url())
 
 
 class WebService(service.MultiService):
     """The capture, its sink and the site on ``opts["web"]``; ``proxies``: whose pairs it closes."""
+
+    def url(self) -> str:
+        """Where the started view is browsed: its bound address (a wildcard one reached on
+        loopback), with the token when one is needed."""
+        host = self.listening.port.getHost()
+        where = address_text(host)
+        if getattr(host, "host", "") in ("0.0.0.0", "::"):
+            where = where.replace(host.host, "127.0.0.1" if host.host == "0.0.0.0" else "[::1]", 1)
+        return f"http://{where}/" + (f"?token={self.token}" if self.token else "")
 
     def __init__(self, opts, reactor=None, max_value: int = 200):
         super().__init__()
