@@ -117,7 +117,6 @@ class DemoService(service.MultiService):
         # One decoder chain and one set of sinks for both proxies (one numbering of pairs), so
         # the console shows the traffic of both in the order it happened.
         self.sinks, observer = decoding.build(self._proxy_options(*targets[0][::2]), self.reactor)
-        proxyservice.preload_decoders()
         for sink in self.sinks:
             sink.startService()  # the web view listens now (a busy port names --web)
         if self.options["web"]:

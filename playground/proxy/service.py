@@ -97,20 +97,12 @@ def daemonized(options) -> bool:
     return False
 
 
-def preload_decoders() -> None:
-    """Import the decoders now: a lazy import on the first pair would stall the reactor
-    (and show as latency on the first exchange)."""
-    from playground.decode import httpdecoder, linesecrets, respdecoder, views  # noqa: F401
-
-
 def make_service(options, reactor=None) -> service.IService:
     from playground.daemon import metrics
     from playground.sinks import statssink
 
     stats = statssink.StatsSink() if metrics.wanted(options) else None
     sinks, observer = decoding.build(options, reactor, stats=stats)
-    if observer is not None:
-        preload_decoders()
     factory = ProxyFactory(
         options.target,
         observer=observer,
