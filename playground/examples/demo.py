@@ -19,7 +19,7 @@ from twisted.python import usage
 
 from playground.common.addresses import server_string
 from playground.common.listening import ListeningService
-from playground.common.options import CommandOptions, non_negative_float
+from playground.common.options import CommandOptions, non_negative_float, parameter
 from playground.examples.http import server as httpserver
 from playground.examples.resp import server as respserver
 from playground.proxy import decoding
@@ -175,10 +175,10 @@ class Options(CommandOptions):
          "--no-web]"],
         ["color", None, "auto", "Console colours: auto (only on a terminal), always, never."],
         ["json", None, None, "Also write the decoded events as JSON lines to FILE ('-' = stdout)."],
-        ["drain-timeout", None, 10.0,
+        parameter("drain-timeout", 10.0,
          "On SIGTERM/SIGINT, seconds open connections may finish before they are aborted (a "
          "second Ctrl-C aborts them at once).",
-         lambda v: non_negative_float("--drain-timeout", v)],
+         non_negative_float),
     ]
     optFlags = [["no-redact", None, "Show passwords and cookies in clear."],
                 ["no-web", None, "No web view (the demo serves one on --web, 8478, unless told not to)."]]

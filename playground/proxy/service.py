@@ -10,7 +10,7 @@ from twisted.python import usage
 
 from playground.common import addresses
 from playground.common.listening import ListeningService
-from playground.common.options import ServerOptions, non_negative_float
+from playground.common.options import ServerOptions, non_negative_float, parameter
 from playground.proxy import decoding
 from playground.proxy.splice import ProxyFactory
 
@@ -56,14 +56,14 @@ class Options(ServerOptions):
          "(tcp:host=H:port=P, unix:path=P, tls:host=H:port=P: the hostname is verified)."],
         ["target-ca", None, None,
          "PEM file of the CA that signs a tls: target's certificate (without it, the system's CAs)."],
-        ["connect-timeout", None, 5.0,
+        parameter("connect-timeout", 5.0,
          "Seconds to wait for the target to accept; 0: no timeout of tcpplay's own (the "
          "system's applies, or a target endpoint string's timeout=, 30 unless given).",
-         lambda v: non_negative_float("--connect-timeout", v)],
-        ["drain-timeout", None, 10.0,
+         non_negative_float),
+        parameter("drain-timeout", 10.0,
          "On SIGTERM/SIGINT, seconds open pairs may finish before they are aborted (a second "
          "Ctrl-C aborts them at once).",
-         lambda v: non_negative_float("--drain-timeout", v)],
+         non_negative_float),
     ]
 
     optParameters = optParameters + decoding.OPT_PARAMETERS

@@ -16,7 +16,7 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from playground.common.addresses import server_string
-from playground.common.options import non_negative_int, positive_int
+from playground.common.options import non_negative_int, parameter, positive_int
 
 OPT_PARAMETERS = [
     ["web", None, None,
@@ -26,13 +26,13 @@ OPT_PARAMETERS = [
     ["web-token", None, None,
      "The token the web view asks for (?token= or the X-Tcpplay-Token header). Default: none "
      "on loopback; elsewhere a random one, printed at start."],
-    ["web-connections", None, 1000,
+    parameter("web-connections", 1000,
      "The web view keeps the last N connections (older ones are counted as evicted).",
-     lambda v: positive_int("--web-connections", v)],
-    ["web-memory", None, 64,
+     positive_int),
+    parameter("web-memory", 64,
      "The web view keeps at most this many MiB of exchanges and stream bytes in total (the "
      "oldest go first, marked as evicted).",
-     lambda v: non_negative_int("--web-memory", v)],
+     non_negative_int),
 ]
 
 
