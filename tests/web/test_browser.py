@@ -182,7 +182,9 @@ def test_the_page_follows_redis_cli_and_shows_traffic_as_text(twistd, redis_serv
 
     target = os.environ.get("TCPPLAY_WEB_SCREENSHOT")
     if target:
-        time.sleep(0.3)  # the last frame painted
+        # the last frame painted: two animation frames after the last change
+        browser.execute_async_script(
+            "requestAnimationFrame(() => requestAnimationFrame(arguments[0]))")
         browser.save_screenshot(str(ROOT / target))
     assert proc.terminate() == 0
 
@@ -223,8 +225,10 @@ def test_a_url_with_a_filter_opens_with_only_the_matching_rows(twistd, redis_ser
     assert redis_cli(port, "get", "k") == "v"  # connection 4: live, it matches too
     assert redis_cli(port, "ping") == "PONG"  # connection 5: it does not
     wait_until(lambda: listed() == ["2", "4"], 5, "the new GET connection, live")
-    time.sleep(0.5)
-    assert listed() == ["2", "4"]
+    # connection 6, a GET after the PING: once it is listed, the page has seen connection 5
+    assert redis_cli(port, "get", "k") == "v"
+    wait_until(lambda: len(listed()) == 3, 5, "connection 6, live")
+    assert listed() == ["2", "4", "6"]  # and left the PING out
     browser.find_element(By.CSS_SELECTOR, "#connections tbody tr").click()
     wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#exchanges tbody tr"), 5, "rows")
     assert [tr.find_elements(By.TAG_NAME, "td")[1].text
