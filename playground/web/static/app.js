@@ -33,13 +33,14 @@ async function refreshMatching() {
   if (matchFetching) { matchAgain = true; return; }
   matchFetching = true;
   const note = document.getElementById("filter-note");
-  const found = new Set();
+  const asked = filter, found = new Set();
   if (matching === null) matching = new Set();
   try {
     let before = null;
     for (;;) {
-      const r = await fetch(api("api/connections", before ? { ...filter, before } : filter));
+      const r = await fetch(api("api/connections", before ? { ...asked, before } : asked));
       const out = await r.json();
+      if (filter !== asked) break; // changed meanwhile: the next pass asks for the new one
       if (!r.ok) { note.textContent = out.error; break; }
       for (const c of out.connections) found.add(c.id);
       if (!out.more) { matching = found; note.textContent = ""; break; }
