@@ -231,8 +231,8 @@ def test_a_filter_finds_a_match_behind_more_rows_than_one_answer_reads(twistd, r
 
     proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
                              "--quiet")
-    assert redis_cli(port, "get", "k") == ""  # connection 1: the GET
-    sets = b"".join(b"set k%d v\n" % i for i in range(MAX_SCAN_ROWS + 500))
+    redis_cli(port, "get", "behind")  # connection 1: the GET
+    sets = b"".join(b"set behind%d v\n" % i for i in range(MAX_SCAN_ROWS + 500))
     redis_cli(port, stdin=sets)  # connection 2: more SETs than one answer reads
     browser.get(web_url(proc) + "#cmd=GET")
     wait_until(lambda: listed_ids(browser) == ["1"], 10, "the GET connection, behind the SETs")
