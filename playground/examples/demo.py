@@ -25,6 +25,7 @@ from playground.examples.resp import server as respserver
 from playground.proxy import decoding
 from playground.proxy import service as proxyservice
 from playground.proxy import splice as proxy
+from playground.web import options as weboptions
 
 INTERNAL = "tcp:0:interface=127.0.0.1"
 DEFAULT_WEB = "8478"
@@ -105,6 +106,9 @@ class DemoService(service.MultiService):
             argv += ["--web", o["web"]]
         if o["web-token"]:
             argv += ["--web-token", o["web-token"]]
+        if o["web"]:
+            argv += ["--web-connections", str(o["web-connections"]),
+                     "--web-memory", str(o["web-memory"])]
         argv += ["--verbose"] * o.get("verbose", 0)
         opts = proxyservice.Options()
         opts.parseOptions(argv)
@@ -157,8 +161,12 @@ class DemoService(service.MultiService):
             self.log.info("{line}", line=line)
 
 
+# the proxy's --web-token, --web-connections and --web-memory, for the demo's one view
+_WEB_LIMITS = [row for row in weboptions.OPT_PARAMETERS if row[0] != "web"]
+
+
 class Options(CommandOptions):
-    synopsis = "[--redis ADDR] [--http ADDR] [--web ADDR | --no-web]"
+    synopsis = "[--redis ADDR] [--http ADDR] [--web ADDR | --no-web] [--web-token TOKEN]"
     longdesc = (
         "The demo that 'make run' starts: the decoding proxy in front of the embedded RESP server "
         "(on --redis) and in front of the HTTP responder (on --http), decoded traffic on the console "
@@ -173,6 +181,7 @@ class Options(CommandOptions):
          "Where the web view of both proxies' traffic is served (PORT on 127.0.0.1, HOST:PORT or "
          "an endpoint string; not on loopback, a token is printed). [default: 8478; off with "
          "--no-web]"],
+        *_WEB_LIMITS,
         ["color", None, "auto", "Console colours: auto (only on a terminal), always, never."],
         ["json", None, None, "Also write the decoded events as JSON lines to FILE ('-' = stdout)."],
         parameter("drain-timeout", 10.0,
@@ -193,9 +202,11 @@ class Options(CommandOptions):
         if self["no-web"] and self["web"] is not None:
             raise usage.UsageError("--web and --no-web: give one of them")
         web = None if self["no-web"] else (DEFAULT_WEB if self["web"] is None else self["web"])
-        probe = proxyservice.Options()  # validate --color/--json/--web the way the proxy does
+        probe = proxyservice.Options()  # validate --color/--json/--web* the way the proxy does
         argv = ["--target", "1", "--color", self["color"]] + (
             ["--json", self["json"]] if self["json"] else []) + (["--web", web] if web else [])
+        if self["web-token"] is not None:
+            argv += ["--web-token", self["web-token"]]
         try:
             probe.parseOptions(argv)
         except usage.UsageError as e:

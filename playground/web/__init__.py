@@ -4,7 +4,8 @@
 ``sink`` feeds it from the decoder chain (records, and the chain's redacted byte path, as the
 pcap sink gets it); ``site`` serves it with ``twisted.web`` on the proxy's reactor; ``options``
 and ``service`` are ``--web`` and the service that owns the rest; ``export`` (pure) makes one
-connection's pcap and JSON lines downloads; ``static/`` holds the page's
+connection's pcap and JSON lines downloads; ``filterscan`` (pure) finds the connections a filter
+matches in bounded steps; ``static/`` holds the page's
 files (plain JS, no framework, nothing fetched from elsewhere). Docs: ``docs/web.md``.
 
 May import the decoder records (``playground.decode.records``), the observer contract

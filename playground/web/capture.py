@@ -452,12 +452,16 @@ class Filter:
                 return False
         return True
 
+    def by_itself(self, summary: dict) -> bool:
+        """Whether a connection's list row matches ``proto`` and ``client``."""
+        if self.proto and summary.get("protocol") != self.proto:
+            return False
+        return not self.client or fnmatchcase(summary.get("client", ""), self.client)
+
     def connection_matches(self, summary: dict, rows=()) -> bool:
         """Whether a connection (its list row) matches: by itself for ``proto`` and
         ``client``, and by one of its exchange ``rows`` (any iterable) for the rest."""
-        if self.proto and summary.get("protocol") != self.proto:
-            return False
-        if self.client and not fnmatchcase(summary.get("client", ""), self.client):
+        if not self.by_itself(summary):
             return False
         if self.on_exchanges:
             return any(self.row_matches(row) for row in rows)

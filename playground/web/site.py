@@ -7,12 +7,14 @@ header or from another origin, 405 not GET, or not POST for an action):
 * ``/`` the page; ``/static/NAME`` its assets, read once from the package
   (``importlib.resources``): nothing is fetched from elsewhere, and the Content-Security-Policy
   says so to the browser too;
-* ``/api/connections`` the connections list (``?since=SEQ``: only what changed after it);
+* ``/api/connections`` the connections list, newest first, at most ``?limit=N`` (``more``: ask
+  again with ``?before=`` the answer's ``before``); ``?since=SEQ``: only what changed after it;
 * ``/api/connections/{id}`` one connection and its exchanges (``?after=INDEX``, ``?limit=N``);
 * on both, the view's filter (``capture.Filter``): ``?proto=resp|http|text|hex``, ``?cmd=GLOB``,
   ``?http=[METHOD[,METHOD...]] [PATH-GLOB]``, ``?errors=1``, ``?slow=MS``, ``?client=GLOB``: only the
   connections that match, and of a connection only its matching exchanges (a bad value: 400
-  naming the parameter);
+  naming the parameter); a list answer reads at most ``MAX_SCAN_ROWS`` exchange rows
+  (``filterscan.FilterScan`` remembers how far it read), and says ``more`` when it stopped;
 * ``/api/connections/{id}/stream`` its stream in arrival order, FIN/RST marks in place
   (``?after=N``, ``?limit=N``, ``?encoding=base64|text``: text is escaped, ``\\r`` ``\\n``
   ``\\xNN``), about ``MAX_STREAM_ANSWER`` bytes at most; ``more``: ask again ``?after=``;
@@ -53,6 +55,7 @@ from zope.interface import implementer
 from playground.common.defaultreactor import default_reactor
 from playground.web.capture import BadFilter, Capture, Filter
 from playground.web.export import connection_jsonl, connection_pcap, evicted_ranges
+from playground.web.filterscan import FilterScan
 from playground.web.sink import rows as exchange_rows
 
 ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
@@ -60,6 +63,7 @@ ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 MAX_LIMIT = 5000  # rows or chunks one API answer holds at most
+MAX_SCAN_ROWS = 2000  # exchange rows a filtered list answer reads at most (tens of ms)
 MAX_STREAM_ANSWER = 1 << 20  # stream bytes one API answer holds at most (one chunk at least)
 MAX_EVENT_ROWS = 1000  # connection rows one event message holds at most
 MAX_EVENT_CLIENTS = 32
@@ -233,6 +237,8 @@ class WebRoot(resource.Resource):
         self.reactor = default_reactor(reactor)
         self.assets = assets if assets is not None else load_assets()
         self.feed = feed if feed is not None else EventFeed(capture, self.reactor)
+        self.scan = FilterScan(describe)
+        self._forgotten = 0  # capture.evicted_connections when the scan last forgot the gone
 
     # -- plumbing ----------------------------------------------------------------------------
     def _json(self, request, obj, status: int = 200) -> bytes:
@@ -326,28 +332,49 @@ class WebRoot(resource.Resource):
         capture = self.capture
         now = self.reactor.seconds()
         since = _int_arg(request, "since", 0)
+        limit = _int_arg(request, "limit", MAX_LIMIT, 1, MAX_LIMIT)
+        before = _int_arg(request, "before", 0)
         shown = _filter_arg(request)
         if since:
             out = capture.changes(since, now)
+            candidates = [(capture.get(row["id"]), row) for row in out["connections"]]
         else:
-            out = {"seq": capture.seq, "resync": True,
-                   "connections": [c.summary(now) for c in capture.connections.values()],
-                   "evicted": [], "evicted_total": capture.evicted_connections}
+            out = {"seq": capture.seq, "resync": True, "evicted": [],
+                   "evicted_total": capture.evicted_connections}
+            candidates = ((c, None) for c in reversed(capture.connections.values())
+                          if not before or c.id < before)  # newest first
+            if shown.on_exchanges and self._forgotten != capture.evicted_connections:
+                self._forgotten = capture.evicted_connections
+                self.scan.forget(capture.connections)
+        rows: list[dict] = []
+        budget, more, resume = MAX_SCAN_ROWS, False, None
+        for c, row in candidates:
+            if not since and len(rows) >= limit:
+                more, resume = True, rows[-1]["id"]
+                break
+            row = row if row is not None else c.summary(now)
+            if shown.active:
+                matched, read = self.scan.matches(shown, c, row, budget)
+                budget -= read
+                if matched is None:  # read enough for one answer: the rest on the next ask
+                    more, resume = True, c.id + 1
+                    break
+                if not matched:
+                    continue
+            rows.append(row)
+        out["connections"] = rows
+        out["more"] = more
+        if since:
+            if more:
+                out["seq"] = since  # ask again from the same point: it goes on where it stopped
+        else:
+            out["before"] = resume
         out["capture"] = {"connections": len(capture.connections),
                           "max_connections": capture.max_connections,
                           "bytes": capture.bytes, "max_bytes": capture.max_bytes,
                           "evicted_connections": capture.evicted_connections,
                           "evicted_bytes": capture.evicted_bytes}
-        if shown.active:
-            out["connections"] = [
-                row for row in out["connections"]
-                if shown.connection_matches(row, self._rows(capture.get(row["id"])))]
         return self._json(request, out)
-
-    def _rows(self, c):
-        """A connection's exchange rows, described as they are read (a filter stops early)."""
-        for entry in c.exchanges if c is not None else ():
-            yield from self.describe(entry)
 
     def _connection(self, request, c) -> bytes:
         after = _int_arg(request, "after", 0)

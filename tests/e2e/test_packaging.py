@@ -100,8 +100,10 @@ def test_wheel_contents(installed):
         assert f"playground/{module.name}" in names
     assert not any(n.startswith("tests/") for n in names)
     # the web view's page ships in the package (served from it: works offline)
-    for name in ("index.html", "app.js", "app.css"):
-        assert f"playground/web/static/{name}" in names
+    static = sorted((src / "playground" / "web" / "static").iterdir())
+    assert {"index.html", "app.js", "app.css"} <= {p.name for p in static}
+    for asset in static:
+        assert f"playground/web/static/{asset.name}" in names
 
 
 @pytest.mark.real

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import urllib.error
 import urllib.request
 
 import pytest
@@ -35,6 +36,27 @@ def test_web_view_is_on_at_8478_unless_turned_off():
     for argv, message in [(["--no-web", "--web", "9000"], "--web and --no-web: give one"),
                           (["--web", "6479"], "--web must differ from --redis and --http"),
                           (["--web", "abc"], "--web: cannot read 'abc' as an address")]:
+        with pytest.raises(usage.UsageError, match=message):
+            parsed(*argv)
+
+
+@pytest.mark.pure
+def test_web_token_and_limits_as_on_the_proxy():
+    def parsed(*argv):
+        opts = demo.Options()
+        opts.parseOptions(list(argv))
+        return opts
+
+    opts = parsed("--web-token", "letmein-42", "--web-connections", "5", "--web-memory", "2")
+    assert (opts["web-token"], opts["web-connections"], opts["web-memory"]) == (
+        "letmein-42", 5, 2)
+    assert parsed("--web", "0.0.0.0:9000", "--web-token", "letmein-42")["web-token"] == \
+        "letmein-42"  # given, not a random one
+    assert (parsed()["web-connections"], parsed()["web-memory"]) == (1000, 64)
+    for argv, message in [(["--web-token", "short"], "--web-token: at least 8 printable"),
+                          (["--no-web", "--web-token", "letmein-42"], "--web-token needs --web"),
+                          (["--web-connections", "0"], "--web-connections: must be at least 1"),
+                          (["--web-memory", "lots"], "--web-memory: expected a whole number")]:
         with pytest.raises(usage.UsageError, match=message):
             parsed(*argv)
 
@@ -71,6 +93,20 @@ def test_one_web_view_for_both_proxies_and_its_url_in_the_banner(logged):
         banner = [e["line"] for e in logged if "line" in e]
         assert "  redis-cli -p 6479 set foo bar" in banner
         assert any(line.startswith("  open http://127.0.0.1:8478/ ") for line in banner)
+    finally:
+        svc.stopService()
+
+
+@pytest.mark.memory
+def test_the_view_takes_the_token_and_limits(logged):
+    svc, reactor = _started("--web-token", "letmein-42", "--web-connections", "3",
+                            "--web-memory", "1")
+    try:
+        assert svc.web.token == "letmein-42"
+        assert (svc.web.capture.max_connections, svc.web.capture.max_bytes) == (3, 1 << 20)
+        banner = [e["line"] for e in logged if "line" in e]
+        assert any(line.startswith("  open http://127.0.0.1:8478/?token=letmein-42 ")
+                   for line in banner)
     finally:
         svc.stopService()
 
@@ -145,6 +181,34 @@ def test_web_view_lists_the_redis_and_http_pairs(twistd):
     assert exchange["request"].startswith("GET /get") and exchange["reply"].startswith("200 OK")
     assert t.terminate() == 0
     assert "Traceback" not in t.output()
+
+
+@pytest.mark.twistd
+def test_web_view_with_a_token_and_a_connection_limit(twistd):
+    rport, hport, wport = free_port(), free_port(), free_port()
+    t = twistd(["demo", "--redis", rport, "--http", hport, "--web", wport, "--color", "never",
+                "--web-token", "letmein-42", "--web-connections", "1"])
+    t.wait_for("The decoded traffic appears below")
+    assert f"  open http://127.0.0.1:{wport}/?token=letmein-42 " in t.output()
+    for key in ("a", "b"):
+        out = subprocess.run([need("redis-cli"), "-p", str(rport), "set", key, "v"],
+                             capture_output=True, text=True, timeout=20)
+        assert out.stdout.strip() == "OK"
+    t.wait_for('set b "v" -> +OK')
+    api = f"http://127.0.0.1:{wport}/api/connections"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(api, timeout=10)
+    assert refused.value.code == 401
+
+    def listing():
+        with urllib.request.urlopen(api + "?token=letmein-42", timeout=10) as r:
+            out = json.load(r)
+        return out if out["capture"]["evicted_connections"] == 1 else None
+
+    out = wait_until(listing, 10, "the first pair evicted")
+    assert [c["id"] for c in out["connections"]] == [2]  # the last one only
+    assert out["capture"]["max_connections"] == 1
+    assert t.terminate() == 0
 
 
 @pytest.mark.twistd

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from playground.web.site import stream_text
+from tests.support.net import free_port
 from tests.support.paths import ROOT
 from tests.support.processes import need, start_proxy
 from tests.support.waiting import wait_until
@@ -26,8 +27,8 @@ pytestmark = pytest.mark.twistd
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
-@pytest.fixture
-def browser(tmp_path, request):
+def _chromium(tmp_path, request, *extra: str):
+    """Headless chromium with ``extra`` flags; a screenshot when the test failed."""
     need("chromium")
     need("chromedriver")
     from selenium import webdriver
@@ -37,7 +38,7 @@ def browser(tmp_path, request):
     options.binary_location = need("chromium")
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--window-size=1400,860", f"--user-data-dir={tmp_path / 'chromium'}",
-                "--no-first-run", "--disable-extensions"):
+                "--no-first-run", "--disable-extensions", *extra):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(20)
@@ -52,6 +53,24 @@ def browser(tmp_path, request):
         driver.quit()
 
 
+@pytest.fixture
+def browser(tmp_path, request):
+    yield from _chromium(tmp_path, request)
+
+
+# The network off: every request that is not to loopback goes to a proxy that is not there
+# (port 9, refused; loopback bypasses a proxy by default), and no name resolves but loopback's.
+OFFLINE = ("--proxy-server=http://127.0.0.1:9",
+           "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+           "--disable-background-networking", "--disable-component-update",
+           "--disable-domain-reliability", "--disable-sync", "--no-pings")
+
+
+@pytest.fixture
+def offline_browser(tmp_path, request):
+    yield from _chromium(tmp_path, request, *OFFLINE)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -64,6 +83,160 @@ def redis_cli(port: int, *args: str, stdin: bytes | None = None) -> str:
     out = subprocess.run([need("redis-cli"), "-p", str(port), *args], input=stdin,
                          capture_output=True, timeout=20, check=True)
     return out.stdout.decode().strip()
+
+
+def listed_ids(browser) -> list[str]:
+    """The ids of the list's rows in the page, in order (read at once: rows come and go)."""
+    return browser.execute_script(
+        "return Array.from(document.querySelectorAll('#connections tbody tr'), "
+        "(tr) => tr.dataset.id)")
+
+
+def status(browser) -> str:
+    from selenium.webdriver.common.by import By
+
+    return browser.find_element(By.ID, "status").text
+
+
+def test_the_page_works_with_the_network_off(twistd, redis_server, offline_browser):
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--quiet")
+    url = web_url(proc)
+    from selenium.common.exceptions import WebDriverException
+
+    with pytest.raises(WebDriverException, match="net::ERR_PROXY_CONNECTION_FAILED"):
+        offline_browser.get("http://192.0.2.1/")  # the switch works: elsewhere is out of reach
+    offline_browser.get(url)
+    wait_until(lambda: status(offline_browser) == "live", 10, "live feed")
+    assert redis_cli(port, "set", "k", "v") == "OK"
+    wait_until(lambda: listed_ids(offline_browser) == ["1"], 5, "the connection")
+    styled = offline_browser.execute_script(
+        "return getComputedStyle(document.querySelector('header')).display")
+    assert styled == "flex"  # app.css came
+    origin = url.split("/")[0] + "//" + url.split("/")[2]
+    asked = offline_browser.execute_script(
+        "return performance.getEntries().filter((e) => e.entryType === 'navigation' || "
+        "e.entryType === 'resource').map((e) => e.name)")
+    assert any(name.startswith(origin + "/static/app.js") for name in asked)
+    assert [name for name in asked if not name.startswith(origin + "/")] == []
+    assert proc.terminate() == 0
+
+
+def test_the_page_reconnects_after_a_restart(twistd, redis_server, browser):
+    from selenium.webdriver.common.by import By
+
+    listen, web = free_port(), free_port()
+    argv = ("--web", f"tcp:{web}:interface=127.0.0.1", "--quiet")
+    proc, port = start_proxy(twistd, redis_server.port, *argv,
+                             listen=f"tcp:{listen}:interface=127.0.0.1")
+    browser.get(web_url(proc))
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    assert redis_cli(port, "set", "before", "1") == "OK"
+    assert redis_cli(port, "ping") == "PONG"
+    wait_until(lambda: listed_ids(browser) == ["1", "2"], 5, "two connections")
+    browser.find_element(By.CSS_SELECTOR, '#connections tbody tr[data-id="1"]').click()
+    wait_until(lambda: "before" in browser.find_element(By.ID, "exchanges").text, 5, "its row")
+
+    assert proc.terminate() == 0
+    wait_until(lambda: status(browser) == "reconnecting…", 5, "the page to say it is gone")
+    assert browser.find_element(By.ID, "status").get_attribute("class") == "status down"
+    time.sleep(1.5)  # a retry or two against a closed port: still reconnecting, nothing lost
+    assert status(browser) == "reconnecting…" and listed_ids(browser) == ["1", "2"]
+
+    proc, port = start_proxy(twistd, redis_server.port, *argv,
+                             listen=f"tcp:{listen}:interface=127.0.0.1")
+    wait_until(lambda: status(browser) == "live", 10, "the feed back")
+    assert listed_ids(browser) == []  # another process: its list replaces the old one
+    assert browser.find_element(By.ID, "detail-pane").get_attribute("hidden") is not None
+    assert redis_cli(port, "get", "before") == "1"
+    wait_until(lambda: listed_ids(browser) == ["1"], 5, "the new connection")
+    browser.find_element(By.CSS_SELECTOR, '#connections tbody tr[data-id="1"]').click()
+    wait_until(lambda: "get before" in browser.find_element(By.ID, "exchanges").text, 5,
+               "the new connection's exchanges, not the old one's")
+    assert "set before" not in browser.find_element(By.ID, "exchanges").text
+    assert proc.terminate() == 0
+
+
+def _connections(port: int, count: int) -> None:
+    """Open and close ``count`` connections to ``port``, a hundred at a time."""
+    for start in range(0, count, 100):
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=10)
+                 for _ in range(min(100, count - start))]
+        for s in socks:
+            s.close()
+
+
+def test_thousands_of_rows_stay_cheap_and_do_not_yank_the_view(twistd, redis_server, browser):
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--web-connections", "5000", "--quiet")
+    _connections(port, 3000)
+    browser.get(web_url(proc))
+    wait_until(lambda: browser.find_element(By.ID, "totals").text.startswith(
+        "3000 connection(s)"), 20, "3000 connections in the page")
+    pane = browser.find_element(By.ID, "list-pane")
+
+    def at_end():
+        return browser.execute_script(
+            "const p = arguments[0]; return p.scrollTop + p.clientHeight >= p.scrollHeight - 4",
+            pane)
+
+    # it sticks to the newest: the last rows are drawn, and only a window of them
+    wait_until(lambda: "3000" in listed_ids(browser), 5, "the newest row drawn")
+    assert at_end()
+    drawn = listed_ids(browser)
+    assert 10 < len(drawn) < 200, len(drawn)
+    ms = browser.execute_script(
+        "const t = performance.now(); for (let i = 0; i < 10; i++) render(); "
+        "return (performance.now() - t) / 10")
+    assert ms < 50, f"a render of 3000 rows took {ms:.1f} ms"
+
+    # scrolled to the top: the first rows; new ones do not move it
+    browser.execute_script("arguments[0].scrollTop = 0", pane)
+    wait_until(lambda: listed_ids(browser)[:1] == ["1"], 5, "the first rows drawn")
+    _connections(port, 20)
+    wait_until(lambda: browser.find_element(By.ID, "totals").text.startswith(
+        "3020 connection(s)"), 10, "the new connections")
+    browser.execute_async_script("requestAnimationFrame(() => requestAnimationFrame(arguments[0]))")
+    assert browser.execute_script("return arguments[0].scrollTop", pane) == 0
+    assert listed_ids(browser)[:1] == ["1"] and "3020" not in listed_ids(browser)
+
+    # the middle: the rows there are drawn, where they belong
+    browser.execute_script("arguments[0].scrollTop = arguments[0].scrollHeight / 2", pane)
+    row = wait_until(lambda: browser.execute_script(
+        "const p = arguments[0], r = p.getBoundingClientRect();"
+        "const e = document.elementFromPoint(r.left + 20, r.top + r.height / 2);"
+        "return e && e.closest('tr') && e.closest('tr').dataset.id", pane), 5, "a middle row")
+    assert 1400 <= int(row) <= 1620, row
+
+    # sorted newest first: the top row is the newest
+    head = browser.find_element(By.CSS_SELECTOR, '#connections th[data-key="id"]')
+    head.click()  # already sorted by id: the other way
+    browser.execute_script("arguments[0].scrollTop = 0", pane)
+    wait_until(lambda: listed_ids(browser)[:1] == ["3020"], 5, "the newest on top")
+
+    # at the end again: it sticks to the newest as they come
+    head.click()
+    browser.execute_script("arguments[0].scrollTop = arguments[0].scrollHeight", pane)
+    _connections(port, 5)
+    wait_until(lambda: "3025" in listed_ids(browser), 10, "the newest row, followed")
+    assert at_end()
+    assert proc.terminate() == 0
+
+
+def test_a_filter_finds_a_match_behind_more_rows_than_one_answer_reads(twistd, redis_server,
+                                                                       browser):
+    from playground.web.site import MAX_SCAN_ROWS
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--quiet")
+    redis_cli(port, "get", "behind")  # connection 1: the GET
+    sets = b"".join(b"set behind%d v\n" % i for i in range(MAX_SCAN_ROWS + 500))
+    redis_cli(port, stdin=sets)  # connection 2: more SETs than one answer reads
+    browser.get(web_url(proc) + "#cmd=GET")
+    wait_until(lambda: listed_ids(browser) == ["1"], 10, "the GET connection, behind the SETs")
+    assert proc.terminate() == 0
 
 
 def test_the_page_follows_redis_cli_and_shows_traffic_as_text(twistd, redis_server, browser,

@@ -132,7 +132,7 @@ def _get(root: WebRoot, path: bytes, **args: str):
 def test_the_api_lists_only_matching_connections_and_exchanges():
     root = WebRoot(_capture(), reactor=MemoryReactorClock(), assets={})
     ids = lambda answer: [c["id"] for c in answer[1]["connections"]]  # noqa: E731
-    assert ids(_get(root, b"api/connections")) == [1, 2]
+    assert ids(_get(root, b"api/connections")) == [2, 1]  # newest first
     assert ids(_get(root, b"api/connections", cmd="get")) == [1]
     assert ids(_get(root, b"api/connections", cmd="PING")) == [2]
     assert ids(_get(root, b"api/connections", errors="1")) == [1]

@@ -26,21 +26,32 @@ function readFilter() {
   return Object.keys(filter).length > 0;
 }
 
+// The server reads a bounded part of a full capture per answer (more: ask again with before=):
+// the matches fill in as the answers come, and the last one of a pass is the new set.
 async function refreshMatching() {
   if (!Object.keys(filter).length) { matching = null; return; }
   if (matchFetching) { matchAgain = true; return; }
   matchFetching = true;
   const note = document.getElementById("filter-note");
+  const asked = filter, found = new Set();
+  if (matching === null) matching = new Set();
   try {
-    const r = await fetch(api("api/connections", filter));
-    const out = await r.json();
-    if (r.ok) {
-      matching = new Set(out.connections.map((c) => c.id));
-      note.textContent = "";
-    } else {
-      note.textContent = out.error;
+    let before = null;
+    for (;;) {
+      const r = await fetch(api("api/connections", before ? { ...asked, before } : asked));
+      const out = await r.json();
+      if (filter !== asked) break; // changed meanwhile: the next pass asks for the new one
+      if (!r.ok) { note.textContent = out.error; break; }
+      for (const c of out.connections) found.add(c.id);
+      if (!out.more) { matching = found; note.textContent = ""; break; }
+      for (const id of found) matching.add(id); // meanwhile: what was found so far, too
+      note.textContent = "searching older exchanges…";
+      before = out.before;
+      queueRender();
     }
     queueRender();
+  } catch (e) {
+    note.textContent = "";
   } finally {
     matchFetching = false;
     if (matchAgain) { matchAgain = false; refreshMatching(); }
@@ -77,8 +88,16 @@ let evictedTotal = 0;
 let renderQueued = false;
 
 // -- the connections list ---------------------------------------------------------------------
+// A window of it: only the rows in view and ROW_MARGIN around them are in the table; two spacers
+// stand for the others, so a capture of many thousands scrolls as one long list.
 const listPane = document.getElementById("list-pane");
-const tbody = document.querySelector("#connections tbody");
+const listTable = document.getElementById("connections");
+const tbody = listTable.querySelector("tbody");
+const ROW_MARGIN = 40;
+const padAbove = el("div", "list-pad"), padBelow = el("div", "list-pad");
+listTable.before(padAbove);
+listTable.after(padBelow);
+let rowHeight = 24; // measured from the rows drawn
 
 function cellsOf(c) {
   return [
@@ -125,14 +144,28 @@ function render() {
     const r = x < y ? -1 : x > y ? 1 : a.id - b.id;
     return sortDesc ? -r : r;
   });
+  // the rows in view: at the end when it sticks to the newest, else where the user scrolled
+  const head = listTable.tHead.offsetHeight, view = listPane.clientHeight;
+  const top = atEnd ? head + list.length * rowHeight - view : listPane.scrollTop;
+  const first = Math.max(0, Math.floor((top - head) / rowHeight) - ROW_MARGIN);
+  const last = Math.min(list.length, Math.ceil((top - head + view) / rowHeight) + ROW_MARGIN);
+  const drawn = list.slice(first, last);
+  const keep = new Set(drawn.map((c) => c.id));
   for (const [id, tr] of rows) {
-    if (!conns.has(id) || (matching !== null && !matching.has(id))) { tr.remove(); rows.delete(id); }
+    if (!keep.has(id)) { tr.remove(); rows.delete(id); }
   }
   let before = tbody.firstChild;
-  for (const c of list) {
+  for (const c of drawn) {
     const tr = rowFor(c);
     if (tr !== before) tbody.insertBefore(tr, before);
     else before = before.nextSibling;
+  }
+  padAbove.style.height = `${first * rowHeight}px`;
+  padBelow.style.height = `${(list.length - last) * rowHeight}px`;
+  if (drawn.length > 1) { // the spacers' unit: the rows' real height (fractional pixels add up)
+    const measured = (tbody.lastChild.getBoundingClientRect().bottom -
+                      tbody.firstChild.getBoundingClientRect().top) / drawn.length;
+    if (Math.abs(measured - rowHeight) > 0.01) { rowHeight = measured; queueRender(); }
   }
   if (atEnd) listPane.scrollTop = listPane.scrollHeight; // stick to the newest
   const note = document.getElementById("evicted-note");
@@ -158,20 +191,35 @@ document.querySelectorAll("#connections th").forEach((th) => {
   });
 });
 document.querySelector('#connections th[data-key="id"]').classList.add("sorted");
+listPane.addEventListener("scroll", () => queueRender(), { passive: true });
 
 // -- live feed ----------------------------------------------------------------------------------
+// EventSource reconnects by itself (the server asks for 1 s) and sends the last event id back:
+// the same server sends what was missed; a restarted one (another EPOCH in EPOCH-SEQ) a resync,
+// and its pair ids are new ones: the picked connection is no longer the one shown.
 const statusEl = document.getElementById("status");
 let source = null;
+let epoch = null;
 
 function connect() {
   source = new EventSource(api("api/events"));
   source.onopen = () => { statusEl.textContent = "live"; statusEl.className = "status live"; };
   source.onerror = () => {
     statusEl.textContent = "reconnecting…"; statusEl.className = "status down";
-    // EventSource retries by itself (the server asks for 1 s); a closed one is made anew
+    // a closed one (an answer that was not an event stream) is made anew
     if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
   };
-  source.onmessage = (ev) => apply(JSON.parse(ev.data));
+  source.onmessage = (ev) => {
+    const from = ev.lastEventId.split("-")[0];
+    if (epoch !== null && from !== epoch) restarted();
+    epoch = from;
+    apply(JSON.parse(ev.data));
+  };
+}
+
+function restarted() {
+  picked = null;
+  detail.hidden = true;
 }
 
 function apply(batch) {
