@@ -137,9 +137,9 @@ def _parse_quantity(type_: str, key: str, text: str):
 def make_toxic(type: str, name: str | None = None, stream: str = DOWNSTREAM,
                toxicity: float = 1.0, attributes: Mapping[str, object] | None = None) -> Toxic:
     """A checked ``Toxic``: unknown type, stream, attribute or a bad value raises ``FaultError``."""
-    if type not in TOXIC_TYPES:
+    if not isinstance(type, str) or type not in TOXIC_TYPES:
         raise FaultError(f"type: unknown toxic {type!r} (known: {', '.join(TOXIC_TYPES)})")
-    if stream not in STREAMS:
+    if not isinstance(stream, str) or stream not in STREAMS:
         raise FaultError(f"stream: expected upstream or downstream, got {stream!r}")
     if name is None:
         name = f"{type}_{stream}"
@@ -201,6 +201,8 @@ def parse_fault(text: str) -> Toxic:
     type_ = type_.strip().lower()
     if type_ in ("resp", "http"):
         return _parse_protocol_fault(type_, rest)
+    if type_ not in TOXIC_TYPES:
+        raise FaultError(f"type: unknown toxic {type_!r} (known: {', '.join(TOXIC_TYPES)})")
     stream = DOWNSTREAM
     head, _, pairs = rest.partition(",")
     parts = [p for p in head.split(":")] if head else []
