@@ -482,8 +482,9 @@ class ProxyFactory(LimitedFactory):
 
     def __init__(self, target, observer=None, connect_timeout: float = 5.0,
                  idle_timeout: float = 0.0, max_connections: int = 0, max_per_peer: int = 0,
-                 reactor=None, target_ca: str | None = None):
+                 reactor=None, target_ca: str | None = None, toxics=None):
         super().__init__(max_connections, max_per_peer, reactor)
+        self.toxics = toxics  # the live ToxicSet (playground.faults.model) of this proxy, or None
         if isinstance(target, str):
             target = addresses.client_target(target)
         if isinstance(target, Target):
