@@ -162,8 +162,18 @@ class Proxy:
     def enabled(self) -> bool:
         return self.port is not None
 
+    @property
+    def endpoint(self) -> str:
+        """The server endpoint string to listen on."""
+        if self.listening is not None:
+            return self.listening.desc
+        return listen_address(self.listen).endpoint
+
     def to_json(self) -> dict:
-        """toxiproxy's shape: name, listen, upstream, enabled and the toxics."""
+        """toxiproxy's shape: name, listen (the bound address once listening), upstream,
+        enabled and the toxics."""
+        if self.port is not None and getattr(self.port.getHost(), "host", None) is not None:
+            self.listen = address_text(*_host_port(self.port))
         return {"name": self.name, "listen": self.listen, "upstream": self.upstream,
                 "enabled": self.enabled, "toxics": [t.to_json() for t in self.toxics]}
 
@@ -209,8 +219,7 @@ class Registry(service.Service):
     def adopt(self, name: str, factory: ProxyFactory, listening, upstream: str) -> Proxy:
         """Take in a proxy that runs already (``proxy --api``): its factory (made with
         ``toxics=``) and its listener."""
-        listen = address_text(*_host_port(listening.port)) if listening.port else listening.desc
-        proxy = Proxy(name, listen, upstream, factory, factory.toxics, listening=listening)
+        proxy = Proxy(name, listening.desc, upstream, factory, factory.toxics, listening=listening)
         self.proxies[name] = proxy
         return proxy
 
@@ -374,18 +383,16 @@ class Registry(service.Service):
     def _start(self, proxy: Proxy):
         if proxy.enabled:
             return proxy
-        address = listen_address(proxy.listen)
         try:
-            endpoint = addresses.server_endpoint(self.reactor, address.endpoint, "listen")
+            endpoint = addresses.server_endpoint(self.reactor, proxy.endpoint, "listen")
             port = yield endpoint.listen(proxy.factory)
         except usage.UsageError as e:
             raise ApiError(str(e), 400)
         except Exception as e:  # the bind failed: toxiproxy answers 500 with the reason
             raise ApiError(f"listen {proxy.listen}: {e}", 500)
         proxy.port = port
-        proxy.listen = address_text(*_host_port(port))
         self.log.info("toxiproxy: proxy {name} listening on {listen} -> {upstream}",
-                      name=proxy.name, listen=proxy.listen, upstream=proxy.upstream)
+                      name=proxy.name, listen=proxy.to_json()["listen"], upstream=proxy.upstream)
         return proxy
 
     def _stop(self, proxy: Proxy):

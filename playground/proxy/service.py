@@ -11,6 +11,8 @@ from twisted.python import usage
 from playground.common import addresses
 from playground.common.listening import ListeningService
 from playground.common.options import ServerOptions, non_negative_float, parameter
+from playground.faults import apioptions
+from playground.faults.model import ToxicSet
 from playground.proxy import decoding
 from playground.proxy.splice import ProxyFactory
 
@@ -27,6 +29,8 @@ class ProxyService(service.MultiService):
         self.drain_timeout = drain_timeout
         self.sinks = list(sinks)
         self.command_stats = None  # the CommandStats its StatsSink fills (metrics.attach reads it)
+        self.api = None  # --api: the toxiproxy API's listener and its registry (_serve_api)
+        self.registry = None
         for sink in self.sinks:  # started before the listener: open before the first pair
             sink.setServiceParent(self)
         listening.setServiceParent(self)
@@ -34,6 +38,9 @@ class ProxyService(service.MultiService):
     def stopService(self):
         service.Service.stopService(self)
         d = defer.maybeDeferred(self.listening.stopService)
+        if self.api is not None:
+            d.addCallback(lambda _: self.api.stopService())
+            d.addCallback(lambda _: self.registry.stopService())
         d.addCallback(lambda _: self.factory.drain(self.drain_timeout))
         d.addCallback(lambda _: self.factory.flush_observer(everything=True))  # sinks get all
         d.addCallback(lambda _: defer.DeferredList(
@@ -67,6 +74,7 @@ class Options(ServerOptions):
     ]
 
     optParameters = optParameters + decoding.OPT_PARAMETERS
+    optParameters += apioptions.api_parameters(None) + [apioptions.NAME_PARAMETER]
     optFlags = decoding.OPT_FLAGS
     opt_verbose = decoding.opt_verbose  # counted: -vv
     opt_v = decoding.opt_verbose
@@ -74,6 +82,7 @@ class Options(ServerOptions):
     def postOptions(self):
         super().postOptions()
         decoding.check_options(self)
+        apioptions.check_options(self)
         if not self["target"]:
             raise usage.UsageError(f"--target is required ({addresses.TARGET_EXAMPLE})")
         self.target = addresses.client_target(self["target"], "--target")  # read once
@@ -112,6 +121,7 @@ def make_service(options, reactor=None) -> service.IService:
         max_per_peer=options["max-connections-per-peer"],
         reactor=reactor,
         target_ca=options["target-ca"],
+        toxics=ToxicSet() if options.get("api") else None,
     )
     # One view of a pair: the console's own open/close lines, or these log lines when there is
     # no console (--quiet, --json -, --decode none) or when the log is a daemon's file.
@@ -126,4 +136,26 @@ def make_service(options, reactor=None) -> service.IService:
     proxy = ProxyService(listening, factory, options["drain-timeout"], sinks)
     if stats is not None:
         proxy.command_stats = stats.stats
+    if options.get("api"):
+        _serve_api(proxy, options, reactor)
     return proxy
+
+
+def _serve_api(proxy: ProxyService, options, reactor) -> None:
+    """``--api``: toxiproxy's API with this proxy in it as ``--name`` (its toxics set at runtime;
+    more proxies may be created through it, sharing this one's sinks)."""
+    from playground.faults.api import ApiListening
+    from playground.faults.registry import Registry, address_text
+
+    registry = Registry(observer=proxy.factory.observer, reactor=reactor,
+                        connect_timeout=options["connect-timeout"],
+                        drain_timeout=options["drain-timeout"],
+                        log_connections=proxy.factory.log_connections, ids=proxy.factory.ids)
+    target = options.target
+    upstream = address_text(target.host, target.port) if target.kind == "tcp" else target.desc
+    registry.adopt(options["name"], proxy.factory, proxy.listening, upstream)
+    api = ApiListening(registry, options["api"], token=options["api-token"], reactor=reactor)
+    registry.setServiceParent(proxy)
+    api.setServiceParent(proxy)
+    proxy.api = api
+    proxy.registry = registry
