@@ -6,78 +6,25 @@ threads."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import socket
 
 import pytest
 import pytest_twisted
 
-from playground.faults.api import MAX_BODY, ApiListening
-from playground.faults.registry import Registry
-from tests.support.net import PING, PONG, free_port, recv_exactly
+from playground.faults.api import MAX_BODY
+from tests.support.faultsapi import call, listen_port, ping, refused, run
+from tests.support.net import PING, PONG, free_port
 
 pytestmark = pytest.mark.real
 
 TOKEN = "s3cret-token-4711"
 
 
-def call(port: int, method: str, path: str, body=None, raw: bytes | None = None,
-         headers: dict | None = None):
-    """One request: (status, parsed JSON body or None, the response)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        conn.request(method, path, body=data, headers=headers or {})
-        response = conn.getresponse()
-        text = response.read()
-    finally:
-        conn.close()
-    return response.status, (json.loads(text) if text else None), response
-
-
-def ping(port: int) -> bytes:
-    """PING through a proxy on ``port``: what came back."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(PING)
-        return recv_exactly(s, len(PONG))
-
-
-def refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()
-    except ConnectionRefusedError:
-        return True
-    return False
-
-
-def start_api(token: str | None = None) -> tuple[Registry, ApiListening]:
-    registry = Registry(drain_timeout=1.0)
-    api = ApiListening(registry, "tcp:0:interface=127.0.0.1", token=token)
-    registry.startService()
-    api.privilegedStartService()
-    api.startService()
-    return registry, api
-
-
-@pytest_twisted.inlineCallbacks
-def run(check, token: str | None = None):
-    """Start the API, run ``check(api_port)`` in a thread, stop everything."""
-    from twisted.internet import threads
-
-    registry, api = start_api(token)
-    try:
-        result = yield threads.deferToThread(check, api.address.port)
-    finally:
-        yield api.stopService()
-        yield registry.stopService()
-    return result
-
-
 def proxy_body(name: str, upstream: int, **more) -> dict:
     return {"name": name, "upstream": f"127.0.0.1:{upstream}", **more}
 
 
+@pytest_twisted.inlineCallbacks
 def test_version_and_unknown_routes():
     def check(api):
         status, body, response = call(api, "GET", "/version")
@@ -92,17 +39,19 @@ def test_version_and_unknown_routes():
         status, body, _ = call(api, "GET", "/proxies", headers={"User-Agent": "Mozilla/5.0"})
         assert (status, body) == (403, {"error": "User agent not allowed", "status": 403})
 
-    return run(check)
+    yield run(check)
 
 
+@pytest_twisted.inlineCallbacks
 def test_create_show_list_and_forward(redis_server):
     def check(api):
         status, body, _ = call(api, "POST", "/proxies", proxy_body("redis", redis_server.port))
         assert status == 201
-        port = int(body.pop("listen").rsplit(":", 1)[1])
+        port = listen_port(body)
         assert port != 0  # 127.0.0.1:0 by default: the real port is reported
-        assert body == {"name": "redis", "upstream": f"127.0.0.1:{redis_server.port}",
-                        "enabled": True, "toxics": []}
+        assert body == {"name": "redis", "listen": f"127.0.0.1:{port}",
+                        "upstream": f"127.0.0.1:{redis_server.port}", "enabled": True,
+                        "toxics": []}
         assert ping(port) == PONG
         status, listing, _ = call(api, "GET", "/proxies")
         assert status == 200 and list(listing) == ["redis"]
@@ -114,9 +63,10 @@ def test_create_show_list_and_forward(redis_server):
         assert call(api, "POST", "/proxies", proxy_body("redis", redis_server.port))[:2] == (
             409, {"error": "proxy already exists", "status": 409})
 
-    return run(check)
+    yield run(check)
 
 
+@pytest_twisted.inlineCallbacks
 def test_create_errors():
     def check(api):
         cases = [
@@ -141,9 +91,10 @@ def test_create_errors():
         assert (status, answer["status"]) == (413, 413)
         assert call(api, "GET", "/proxies")[1] == {}  # nothing was created
 
-    return run(check)
+    yield run(check)
 
 
+@pytest_twisted.inlineCallbacks
 def test_a_port_that_cannot_be_bound_is_a_500_and_no_proxy():
     def check(api):
         status, body, _ = call(api, "POST", "/proxies",
@@ -151,13 +102,14 @@ def test_a_port_that_cannot_be_bound_is_a_500_and_no_proxy():
         assert status == 500 and body["error"].startswith(f"listen 127.0.0.1:{api}: ")
         assert call(api, "GET", "/proxies")[1] == {}
 
-    return run(check)
+    yield run(check)
 
 
+@pytest_twisted.inlineCallbacks
 def test_disable_refuses_and_closes_enable_listens_again(redis_server):
     def check(api):
         _, body, _ = call(api, "POST", "/proxies", proxy_body("redis", redis_server.port))
-        port = int(body["listen"].rsplit(":", 1)[1])
+        port = listen_port(body)
         held = socket.create_connection(("127.0.0.1", port), timeout=10)
         held.sendall(PING)
         assert held.recv(100) == PONG
@@ -184,9 +136,10 @@ def test_disable_refuses_and_closes_enable_listens_again(redis_server):
         assert refused(port)
         assert call(api, "DELETE", "/proxies/redis")[0] == 404
 
-    return run(check)
+    yield run(check)
 
 
+@pytest_twisted.inlineCallbacks
 def test_created_disabled_does_not_listen():
     def check(api):
         port = free_port()
@@ -195,9 +148,10 @@ def test_created_disabled_does_not_listen():
         assert status == 201 and body["enabled"] is False
         assert refused(port)
 
-    return run(check)
+    yield run(check)
 
 
+@pytest_twisted.inlineCallbacks
 def test_toxics_routes(redis_server):
     def check(api):
         call(api, "POST", "/proxies", proxy_body("redis", redis_server.port))
@@ -231,9 +185,10 @@ def test_toxics_routes(redis_server):
         assert call(api, "GET", "/proxies/nope/toxics")[0] == 404
         assert call(api, "POST", "/proxies/nope/toxics", {"type": "latency"})[0] == 404
 
-    return run(check)
+    yield run(check)
 
 
+@pytest_twisted.inlineCallbacks
 def test_toxic_errors_name_the_field(redis_server):
     def check(api):
         call(api, "POST", "/proxies", proxy_body("redis", redis_server.port))
@@ -257,9 +212,10 @@ def test_toxic_errors_name_the_field(redis_server):
         assert call(api, "POST", "/proxies/redis/toxics/latency_downstream", raw=b"{")[0] == 400
         assert call(api, "GET", "/proxies/redis/toxics")[1][0]["attributes"]["latency"] == 0
 
-    return run(check)
+    yield run(check)
 
 
+@pytest_twisted.inlineCallbacks
 def test_populate_creates_keeps_and_replaces(redis_server):
     def check(api):
         a, b = free_port(), free_port()
@@ -288,9 +244,10 @@ def test_populate_creates_keeps_and_replaces(redis_server):
         assert status == 500 and body["status"] == 500 and body["error"].startswith("listen ")
         assert [p["name"] for p in body["proxies"]] == ["e"]
 
-    return run(check)
+    yield run(check)
 
 
+@pytest_twisted.inlineCallbacks
 def test_reset_enables_every_proxy_and_removes_every_toxic(redis_server):
     def check(api):
         for name in ("a", "b"):
@@ -300,12 +257,13 @@ def test_reset_enables_every_proxy_and_removes_every_toxic(redis_server):
         assert call(api, "POST", "/reset")[:2] == (204, None)
         listing = call(api, "GET", "/proxies")[1]
         assert [(p["enabled"], p["toxics"]) for p in listing.values()] == [(True, [])] * 2
-        port = int(listing["b"]["listen"].rsplit(":", 1)[1])
+        port = listen_port(listing["b"])
         assert ping(port) == PONG
 
-    return run(check)
+    yield run(check)
 
 
+@pytest_twisted.inlineCallbacks
 def test_token_beyond_loopback():
     def check(api):
         status, body, _ = call(api, "GET", "/proxies")
@@ -316,4 +274,4 @@ def test_token_beyond_loopback():
         assert call(api, "GET", "/proxies",
                     headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
 
-    return run(check, token=TOKEN)
+    yield run(check, token=TOKEN)
