@@ -263,8 +263,9 @@ class Registry(service.Service):
             was_enabled = proxy.enabled
             yield self._disable(proxy)
             proxy.listen = listen
-            if upstream != proxy.upstream:
+            if upstream != proxy.upstream:  # a new factory, with the toxics in a set of its own
                 proxy.upstream = upstream
+                proxy.toxics = ToxicSet(proxy.toxics)
                 proxy.factory = self._factory(upstream, proxy.toxics)
             if was_enabled and "enabled" not in body:
                 enabled = True

@@ -122,10 +122,13 @@ def test_disable_refuses_and_closes_enable_listens_again(redis_server):
         status, body, _ = call(api, "PATCH", "/proxies/redis", {"enabled": True})
         assert status == 200 and body["enabled"] is True
         assert ping(port) == PONG
-        # a new upstream restarts it, on the same listen address
+        # a new upstream restarts it, on the same listen address, with its toxics
+        call(api, "POST", "/proxies/redis/toxics", {"type": "latency"})
         status, body, _ = call(api, "POST", "/proxies/redis", {"upstream": "127.0.0.1:1"})
         assert status == 200 and body["upstream"] == "127.0.0.1:1" and body["enabled"] is True
         assert body["listen"] == f"127.0.0.1:{port}"
+        assert [t["name"] for t in body["toxics"]] == ["latency_downstream"]
+        call(api, "DELETE", "/proxies/redis/toxics/latency_downstream")
         status, body, _ = call(api, "POST", "/proxies/redis",
                                {"upstream": f"127.0.0.1:{redis_server.port}"})
         assert ping(port) == PONG

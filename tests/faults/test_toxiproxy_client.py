@@ -1,10 +1,11 @@
 """The real toxiproxy client from PyPI (``toxiproxy-python``) driving tcpplay's API unchanged, in
 front of a real redis-server: create, toxics, down (redis-cli gets "Connection refused"),
-reset, populate, destroy. The API runs on the test's reactor, the client in a thread."""
+reset, populate, destroy; a latency toxic it adds is seen by redis-py, and gone once removed. The API runs on the test's reactor, the client in a thread."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 import pytest_twisted
@@ -16,6 +17,16 @@ from tests.support.net import free_port
 from tests.support.processes import need
 
 pytestmark = pytest.mark.real
+
+
+def get_times(client, rounds: int = 5) -> list[float]:
+    """The seconds each of ``rounds`` GETs through redis-py took."""
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        client.get("toxiapi:key")
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def redis_cli(port: int, *args: str) -> str:
@@ -74,5 +85,28 @@ def test_the_toxiproxy_client_drives_tcpplay(redis_server):
         server.destroy_all()
         assert server.proxies() == {}
         assert "Connection refused" in redis_cli(port, "ping")
+
+    yield run(check)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_latency_toxic_added_through_the_client_is_seen_by_redis_py(redis_server):
+    import redis
+
+    def check(api):
+        server = Toxiproxy()
+        server.update_api_consumer("127.0.0.1", api)
+        proxy = server.create(upstream=f"127.0.0.1:{redis_server.port}", name="redis")
+        client = redis.Redis(port=int(proxy.listen.rsplit(":", 1)[1]), socket_timeout=10)
+        try:
+            assert max(get_times(client)) < 0.1
+            proxy.add_toxic(type="latency", attributes={"latency": 200})
+            # every reply waits 200 ms (on the open connection too, as toxiproxy does)
+            slowed = get_times(client)
+            assert 0.2 <= min(slowed) and max(slowed) < 0.4, slowed
+            proxy.destroy_toxic("latency_downstream")
+            assert max(get_times(client)) < 0.1
+        finally:
+            client.close()
 
     yield run(check)
