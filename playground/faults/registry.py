@@ -234,11 +234,7 @@ class Registry(service.Service):
         proxy = Proxy(fields["name"], fields["listen"], fields["upstream"],
                       self._factory(fields["upstream"], toxics), toxics)
         if fields["enabled"]:
-            yield self._start(proxy)
-        if fields["name"] in self.proxies:  # created meanwhile (a listen that took a while)
-            self._close_pairs(proxy)
-            yield self._stop(proxy)
-            raise ApiError("proxy already exists", 409)
+            yield self._start(proxy)  # TCP: bound at once, nothing else runs meanwhile
         self.proxies[proxy.name] = proxy
         return proxy
 
@@ -251,7 +247,9 @@ class Registry(service.Service):
             raise bad_request("expected a JSON object")
         listen = body.get("listen") or proxy.listen
         upstream = body.get("upstream") or proxy.upstream
-        enabled = body.get("enabled", proxy.enabled)
+        enabled = body.get("enabled")
+        if enabled is None:
+            enabled = proxy.enabled
         if not isinstance(enabled, bool):
             raise bad_request(f"enabled: expected true or false, got {enabled!r}")
         moved = _differs(proxy, listen, upstream)
@@ -267,7 +265,7 @@ class Registry(service.Service):
                 proxy.upstream = upstream
                 proxy.toxics = ToxicSet(proxy.toxics)
                 proxy.factory = self._factory(upstream, proxy.toxics)
-            if was_enabled and "enabled" not in body:
+            if was_enabled and body.get("enabled") is None:
                 enabled = True
         if enabled and not proxy.enabled:
             yield self._start(proxy)
