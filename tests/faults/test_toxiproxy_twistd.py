@@ -114,3 +114,15 @@ def test_config_errors_are_one_line(tmp_path, config, message):
     [line] = [line for line in text.splitlines() if "--config" in line]
     assert message.format(path=path, busy=port) in line
     assert "Traceback" not in text
+
+
+def test_serve_config_proxy_table_takes_api(twistd, redis_server, tmp_path):
+    api, port = free_port(), free_port()
+    config = tmp_path / "tcpplay.toml"
+    config.write_text(f'[proxy.cache]\nlisten = "{port}"\ntarget = "{redis_server.port}"\n'
+                      f'api = "{api}"\nname = "cache"\nquiet = true\n')
+    t = twistd(["serve", "--config", config])
+    t.wait_for("toxiproxy API listening")
+    status, listing = curl(api, "/proxies/cache")
+    assert status == 200 and listing["listen"] == f"127.0.0.1:{port}"
+    assert t.terminate() == 0
