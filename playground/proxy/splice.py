@@ -199,6 +199,7 @@ class ObservedDirectServerSide(_Observed, DirectServerSide):
 # receiver gets, when it gets it.
 class _Toxic:
     observed = False
+    direct = False  # the other leg takes twistedprivate.direct_write
 
     def _forward(self, data):
         self.nbytes += len(data)
@@ -403,6 +404,7 @@ class Pair:
         if side.pipeline is None:
             side.pipeline = pipeline
             side.__class__ = _TOXIC_VARIANTS[side.role, hasattr(side, "unobserved")]
+            side.direct = twistedprivate.direct_write_supported(side.other)
         if self.toxic_names is None:
             self.toxic_names = set()
         if toxic.name not in self.toxic_names:
@@ -416,7 +418,10 @@ class Pair:
         for action in actions:
             kind = type(action)
             if kind is Write:
-                side.other.write(action.data)
+                if side.direct:
+                    direct_write(side.other, action.data)
+                else:
+                    side.other.write(action.data)
                 if side.observed:
                     self.factory.observe_data(side, action.data)
             elif kind is Wait:
