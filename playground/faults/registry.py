@@ -141,7 +141,7 @@ class Proxy:
         self.factory = factory
         self.toxics = toxics
         self.listening = listening
-        self._port = None
+        self.own_port = None  # the port the registry bound (None: disabled, or adopted)
 
     @property
     def fixed(self) -> bool:
@@ -149,14 +149,7 @@ class Proxy:
 
     @property
     def port(self):
-        return self.listening.port if self.listening is not None else self._port
-
-    @port.setter
-    def port(self, port):
-        if self.listening is not None:
-            self.listening.port = port
-        else:
-            self._port = port
+        return self.listening.port if self.listening is not None else self.own_port
 
     @property
     def enabled(self) -> bool:
@@ -165,8 +158,6 @@ class Proxy:
     @property
     def endpoint(self) -> str:
         """The server endpoint string to listen on."""
-        if self.listening is not None:
-            return self.listening.desc
         return listen_address(self.listen).endpoint
 
     def to_json(self) -> dict:
@@ -382,20 +373,27 @@ class Registry(service.Service):
     def _start(self, proxy: Proxy):
         if proxy.enabled:
             return proxy
-        try:
-            endpoint = addresses.server_endpoint(self.reactor, proxy.endpoint, "listen")
-            port = yield endpoint.listen(proxy.factory)
-        except usage.UsageError as e:
-            raise ApiError(str(e), 400)
-        except Exception as e:  # the bind failed: toxiproxy answers 500 with the reason
-            raise ApiError(f"listen {proxy.listen}: {e}", 500)
-        proxy.port = port
+        if proxy.listening is not None:  # the proxy subcommand's listener: on its address again
+            proxy.listening.listen_again()
+            if proxy.listening.port is None:
+                raise ApiError(f"listen {proxy.listen}: cannot listen again (the log says why)",
+                               500)
+        else:
+            try:
+                endpoint = addresses.server_endpoint(self.reactor, proxy.endpoint, "listen")
+                proxy.own_port = yield endpoint.listen(proxy.factory)
+            except usage.UsageError as e:
+                raise ApiError(str(e), 400)
+            except Exception as e:  # the bind failed: toxiproxy answers 500 with the reason
+                raise ApiError(f"listen {proxy.listen}: {e}", 500)
         self.log.info("toxiproxy: proxy {name} listening on {listen} -> {upstream}",
                       name=proxy.name, listen=proxy.to_json()["listen"], upstream=proxy.upstream)
         return proxy
 
     def _stop(self, proxy: Proxy):
-        port, proxy.port = proxy.port, None
+        if proxy.listening is not None:
+            return defer.maybeDeferred(proxy.listening.stop_listening)
+        port, proxy.own_port = proxy.own_port, None
         if port is None:
             return defer.succeed(None)
         return defer.maybeDeferred(port.stopListening)

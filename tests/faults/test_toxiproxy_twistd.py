@@ -13,7 +13,7 @@ import pytest
 from tests.support.faultsapi import listen_port
 from tests.support.net import free_port
 from tests.support.paths import ROOT, TWISTD
-from tests.support.processes import need
+from tests.support.processes import need, start_proxy
 
 pytestmark = pytest.mark.twistd
 
@@ -125,4 +125,25 @@ def test_serve_config_proxy_table_takes_api(twistd, redis_server, tmp_path):
     t.wait_for("toxiproxy API listening")
     status, listing = curl(api, "/proxies/cache")
     assert status == 200 and listing["listen"] == f"127.0.0.1:{port}"
+    assert t.terminate() == 0
+
+
+def test_proxy_api_on_port_0_comes_back_on_its_port_and_takes_the_down_toxic(twistd, redis_server):
+    api = free_port()
+    t, port = start_proxy(twistd, redis_server.port, "--api", api, "--quiet")
+    t.wait_for("toxiproxy API listening")
+    assert listen_port(curl(api, "/proxies/tcpplay")[1]) == port  # --name's default
+    curl(api, "/proxies/tcpplay", "-d", '{"enabled": false}')
+    assert "Connection refused" in redis_cli(port, "ping")
+    status, proxy = curl(api, "/proxies/tcpplay", "-d", '{"enabled": true}')
+    assert status == 200 and listen_port(proxy) == port  # the same port, not a new one
+    assert redis_cli(port, "ping") == "PONG"
+    # tcpplay's down toxic through the API: refused while it is there
+    status, _ = curl(api, "/proxies/tcpplay/toxics", "-d", '{"type": "down"}')
+    assert status == 200
+    t.wait_for("proxy down (toxic down_downstream)")
+    assert "Connection refused" in redis_cli(port, "ping")
+    assert curl(api, "/proxies/tcpplay/toxics/down_downstream", "-X", "DELETE")[0] == 204
+    t.wait_for("proxy up again")
+    assert redis_cli(port, "ping") == "PONG"
     assert t.terminate() == 0
