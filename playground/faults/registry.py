@@ -1,9 +1,11 @@
 """The named proxies of one process, as toxiproxy keeps them: create, update, delete, populate, reset.
 
 A proxy here is toxiproxy's: a ``name``, a ``listen`` and an ``upstream`` in ``HOST:PORT`` form,
-``enabled`` (listening or not) and its live ``ToxicSet``. Each one is a decoding tcpplay proxy
-(``playground.proxy.splice.ProxyFactory`` with ``toxics=``); all of them share the process's
-decoder chain and sinks and one numbering of pairs, as the demo's two proxies do.
+``enabled`` (listening or not) and its live ``ToxicSet``. Each one is a decoding tcpplay proxy, a
+``playground.proxy.service.ProxyService`` (its ``ProxyFactory`` with ``toxics=``, its listener,
+the ``down`` toxic's hook); all of them share the process's decoder chain and sinks and one
+numbering of pairs, as the demo's two proxies do. Enabling again listens on the address the proxy
+had (the same port, also when it was asked for port 0), as toxiproxy does.
 
 The bookkeeping follows toxiproxy's ``ProxyCollection``: a new proxy is enabled unless told
 otherwise; ``listen`` ``127.0.0.1:0`` picks a free port and the proxy then reports the real one;
@@ -29,7 +31,9 @@ from twisted.python import usage
 
 from playground.common import addresses
 from playground.common.defaultreactor import default_reactor
+from playground.common.listening import ListeningService
 from playground.faults.model import FaultError, ToxicSet, toxic_from_json
+from playground.proxy.service import ProxyService
 from playground.proxy.splice import ProxyFactory
 
 MAX_PROXIES = 256
@@ -127,38 +131,35 @@ def proxy_fields(body, where: str = "") -> dict:
 
 
 class Proxy:
-    """One named proxy: its fields as toxiproxy shows them, its toxics, its factory and port.
+    """One named proxy: its fields as toxiproxy shows them and the ``ProxyService`` that runs it
+    (its listener, its factory, the factory's toxics; the ``down`` toxic's hook).
 
-    ``listening`` (optional) is a ``playground.common.listening.ListeningService`` whose port is
-    this proxy's: the ``proxy --api`` subcommand's own listener, adopted; its ``listen`` and
-    ``upstream`` are then fixed (``fixed``)."""
+    ``fixed``: the ``proxy --api`` subcommand's own proxy, adopted; its ``listen`` and
+    ``upstream`` are those of ``--listen`` and ``--target``."""
 
-    def __init__(self, name: str, listen: str, upstream: str, factory: ProxyFactory,
-                 toxics: ToxicSet, listening=None):
+    def __init__(self, name: str, listen: str, upstream: str, runner: ProxyService,
+                 fixed: bool = False):
         self.name = name
         self.listen = listen
         self.upstream = upstream
-        self.factory = factory
-        self.toxics = toxics
-        self.listening = listening
-        self.own_port = None  # the port the registry bound (None: disabled, or adopted)
+        self.runner = runner
+        self.fixed = fixed
 
     @property
-    def fixed(self) -> bool:
-        return self.listening is not None
+    def factory(self) -> ProxyFactory:
+        return self.runner.factory
+
+    @property
+    def toxics(self) -> ToxicSet:
+        return self.runner.factory.toxics
 
     @property
     def port(self):
-        return self.listening.port if self.listening is not None else self.own_port
+        return self.runner.listening.port
 
     @property
     def enabled(self) -> bool:
         return self.port is not None
-
-    @property
-    def endpoint(self) -> str:
-        """The server endpoint string to listen on."""
-        return listen_address(self.listen).endpoint
 
     def to_json(self) -> dict:
         """toxiproxy's shape: name, listen (the bound address once listening), upstream,
@@ -207,10 +208,10 @@ class Registry(service.Service):
         return any(p.factory.close_pair(pair_id, how, by) for p in self.proxies.values())
 
     # -- proxies ------------------------------------------------------------------------------
-    def adopt(self, name: str, factory: ProxyFactory, listening, upstream: str) -> Proxy:
-        """Take in a proxy that runs already (``proxy --api``): its factory (made with
-        ``toxics=``) and its listener."""
-        proxy = Proxy(name, listening.desc, upstream, factory, factory.toxics, listening=listening)
+    def adopt(self, name: str, runner: ProxyService, upstream: str) -> Proxy:
+        """Take in a proxy that runs already (``proxy --api``: its factory made with
+        ``toxics=``)."""
+        proxy = Proxy(name, runner.listening.desc, upstream, runner, fixed=True)
         self.proxies[name] = proxy
         return proxy
 
@@ -221,9 +222,9 @@ class Registry(service.Service):
             raise ApiError("proxy already exists", 409)
         if len(self.proxies) >= self.max_proxies:
             raise ApiError(f"at most {self.max_proxies} proxies", 409)
-        toxics = ToxicSet()
         proxy = Proxy(fields["name"], fields["listen"], fields["upstream"],
-                      self._factory(fields["upstream"], toxics), toxics)
+                      self._runner(fields["name"], fields["listen"], fields["upstream"],
+                                   ToxicSet()))
         if fields["enabled"]:
             yield self._start(proxy)  # TCP: bound at once, nothing else runs meanwhile
         self.proxies[proxy.name] = proxy
@@ -250,12 +251,10 @@ class Registry(service.Service):
             listen_address(listen)
             upstream_target(upstream)
             was_enabled = proxy.enabled
-            yield self._disable(proxy)
-            proxy.listen = listen
-            if upstream != proxy.upstream:  # a new factory, with the toxics in a set of its own
-                proxy.upstream = upstream
-                proxy.toxics = ToxicSet(proxy.toxics)
-                proxy.factory = self._factory(upstream, proxy.toxics)
+            yield self._retire(proxy)
+            # a new runner, with the toxics in a set of its own (the old one listens to the old)
+            proxy.listen, proxy.upstream = listen, upstream
+            proxy.runner = self._runner(name, listen, upstream, ToxicSet(proxy.toxics))
             if was_enabled and body.get("enabled") is None:
                 enabled = True
         if enabled and not proxy.enabled:
@@ -271,7 +270,7 @@ class Registry(service.Service):
             raise ApiError(f"{name}: the proxy of --listen/--target cannot be deleted "
                            "(disable it: enabled false)", 400)
         del self.proxies[name]
-        yield self._disable(proxy)
+        yield self._retire(proxy)
         self.log.info("toxiproxy: proxy {name} deleted", name=name)
 
     @defer.inlineCallbacks
@@ -300,7 +299,7 @@ class Registry(service.Service):
                 raise ApiError(f"{existing.name}: listen and upstream are fixed by --listen "
                                "and --target", 400)
             del self.proxies[existing.name]
-            yield self._disable(existing)
+            yield self._retire(existing)
         return (yield self.create(fields))
 
     @defer.inlineCallbacks
@@ -358,7 +357,9 @@ class Registry(service.Service):
         proxy.toxics.remove(toxic_name)
 
     # -- listening ----------------------------------------------------------------------------
-    def _factory(self, upstream: str, toxics: ToxicSet) -> ProxyFactory:
+    def _runner(self, name: str, listen: str, upstream: str, toxics: ToxicSet) -> ProxyService:
+        """A proxy's service, not started: a decoding ``ProxyFactory`` with ``toxics`` and its
+        listener on ``listen``."""
         factory = ProxyFactory(upstream_target(upstream), observer=self.observer,
                                connect_timeout=self.connect_timeout,
                                idle_timeout=self.idle_timeout,
@@ -367,36 +368,33 @@ class Registry(service.Service):
         factory.log_connections = self.log_connections
         if self.ids is not None:
             factory.ids = self.ids
-        return factory
+        listening = ListeningService(f"proxy {name}", listen_address(listen).endpoint, factory,
+                                     flag="listen", reactor=self.reactor)
+        return ProxyService(listening, factory, self.drain_timeout)
 
     @defer.inlineCallbacks
     def _start(self, proxy: Proxy):
+        """Listen: the first time by binding and starting its service, later on the address it
+        had (``listen_again``)."""
+        runner = proxy.runner
         if proxy.enabled:
             return proxy
-        if proxy.listening is not None:  # the proxy subcommand's listener: on its address again
-            proxy.listening.listen_again()
-            if proxy.listening.port is None:
+        if runner.running:
+            runner.listening.listen_again()
+            if runner.listening.port is None:
                 raise ApiError(f"listen {proxy.listen}: cannot listen again (the log says why)",
                                500)
-        else:
-            try:
-                endpoint = addresses.server_endpoint(self.reactor, proxy.endpoint, "listen")
-                proxy.own_port = yield endpoint.listen(proxy.factory)
-            except usage.UsageError as e:
-                raise ApiError(str(e), 400)
-            except Exception as e:  # the bind failed: toxiproxy answers 500 with the reason
-                raise ApiError(f"listen {proxy.listen}: {e}", 500)
-        self.log.info("toxiproxy: proxy {name} listening on {listen} -> {upstream}",
-                      name=proxy.name, listen=proxy.to_json()["listen"], upstream=proxy.upstream)
+            return proxy
+        try:
+            endpoint = addresses.server_endpoint(self.reactor, runner.listening.desc, "listen")
+            port = yield endpoint.listen(runner.factory)
+        except usage.UsageError as e:
+            raise ApiError(str(e), 400)
+        except Exception as e:  # the bind failed: toxiproxy answers 500 with the reason
+            raise ApiError(f"listen {proxy.listen}: {e}", 500)
+        runner.listening.port = port  # bound here, so the error is the API's; then started
+        runner.startService()
         return proxy
-
-    def _stop(self, proxy: Proxy):
-        if proxy.listening is not None:
-            return defer.maybeDeferred(proxy.listening.stop_listening)
-        port, proxy.own_port = proxy.own_port, None
-        if port is None:
-            return defer.succeed(None)
-        return defer.maybeDeferred(port.stopListening)
 
     def _close_pairs(self, proxy: Proxy) -> None:
         for pair_id in list(proxy.factory.pairs):
@@ -406,20 +404,28 @@ class Registry(service.Service):
     def _disable(self, proxy: Proxy):
         """Stop listening (new clients are refused) and close the open connections."""
         was = proxy.enabled
-        yield self._stop(proxy)
+        yield proxy.runner.listening.stop_listening()
         self._close_pairs(proxy)
         if was:
             self.log.info("toxiproxy: proxy {name} disabled", name=proxy.name)
+
+    @defer.inlineCallbacks
+    def _retire(self, proxy: Proxy):
+        """Disable it and stop its service for good (the answer does not wait for the closed
+        connections to finish: the drain goes on behind it)."""
+        yield self._disable(proxy)
+        if proxy.runner.running:
+            d = defer.maybeDeferred(proxy.runner.stopService)
+            d.addErrback(lambda f: self.log.failure("toxiproxy: stopping proxy {name}", f,
+                                                    name=proxy.name))
 
     # -- service ------------------------------------------------------------------------------
     @defer.inlineCallbacks
     def stopService(self):
         service.Service.stopService(self)
-        proxies = [p for p in self.proxies.values() if not p.fixed]
-        yield defer.DeferredList([self._stop(p) for p in proxies])
-        yield defer.DeferredList([p.factory.drain(self.drain_timeout) for p in proxies])
-        for proxy in proxies:
-            proxy.factory.flush_observer(everything=True)
+        yield defer.DeferredList([defer.maybeDeferred(p.runner.stopService)
+                                  for p in self.proxies.values()
+                                  if not p.fixed and p.runner.running])
 
 
 class PopulateError(ApiError):

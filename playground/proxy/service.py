@@ -237,7 +237,7 @@ def _serve_api(proxy: ProxyService, options, reactor) -> None:
                         log_connections=proxy.factory.log_connections, ids=proxy.factory.ids)
     target = options.target
     upstream = address_text(target.host, target.port) if target.kind == "tcp" else target.desc
-    registry.adopt(options["name"], proxy.factory, proxy.listening, upstream)
+    registry.adopt(options["name"], proxy, upstream)
     api = ApiListening(registry, options["api"], token=options["api-token"], reactor=reactor)
     registry.setServiceParent(proxy)
     api.setServiceParent(proxy)

@@ -13,7 +13,8 @@ import pytest_twisted
 
 from playground.faults.api import MAX_BODY
 from tests.support.faultsapi import call, listen_port, ping, refused, run
-from tests.support.net import PING, PONG, free_port
+from tests.support.net import PING, PONG, free_port, recv_exactly
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real
 
@@ -278,3 +279,21 @@ def test_token_beyond_loopback():
                     headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
 
     yield run(check, token=TOKEN)
+
+
+@pytest_twisted.inlineCallbacks
+def test_down_toxic_refuses_a_created_proxys_clients_until_removed(redis_server):
+    def check(api):
+        _, body, _ = call(api, "POST", "/proxies", proxy_body("redis", redis_server.port))
+        port = listen_port(body)
+        held = socket.create_connection(("127.0.0.1", port), timeout=10)
+        assert call(api, "POST", "/proxies/redis/toxics", {"type": "down"})[0] == 200
+        wait_until(lambda: refused(port), 10, "the proxy refusing new clients")
+        held.sendall(PING)
+        assert recv_exactly(held, len(PONG)) == PONG  # open pairs go on
+        held.close()
+        assert call(api, "DELETE", "/proxies/redis/toxics/down_downstream")[0] == 204
+        wait_until(lambda: not refused(port), 10, "the proxy listening again")
+        assert ping(port) == PONG
+
+    yield run(check)
