@@ -131,6 +131,7 @@ def _parse_quantity(type_: str, key: str, text: str):
         if unit not in _SIZE_UNITS or key == "rate" and unit in ("k", "kb"):
             raise FaultError(f"{type_}.{key}: unknown unit {unit!r}")
         number *= _SIZE_UNITS[unit]
+    number = round(number, 6)  # "9us" is 9 us, not 9.000000000000002
     return int(number) if number == int(number) else number
 
 
