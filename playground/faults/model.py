@@ -198,7 +198,9 @@ def parse_fault(text: str) -> Toxic:
     text = text.strip()
     if not text:
         raise FaultError("empty fault")
-    type_, _, rest = text.partition(":")
+    type_, sep, rest = re.match(r"([^:,]*)([:,]?)(.*)\Z", text, re.S).groups()
+    if sep == ",":  # "down,after=1s": no stream, no value, pairs at once
+        rest = "," + rest
     type_ = type_.strip().lower()
     if type_ in ("resp", "http"):
         return _parse_protocol_fault(type_, rest)
