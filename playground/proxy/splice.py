@@ -393,6 +393,8 @@ class Pair:
         if event == "removed":
             if pipeline is not None:
                 pipeline.remove(toxic.name)
+                if not pipeline and not pipeline.done and not pipeline.paused:
+                    self._untoxic(side)
             return
         now = self.reactor.seconds()
         if pipeline is None:
@@ -412,6 +414,16 @@ class Pair:
             self.log.info("proxy #{pair} toxic {toxic} ({type}, {stream}) acts on this pair",
                           pair=self.id, toxic=toxic.name, type=toxic.type, stream=toxic.stream)
         self._toxic_wait(side, now)  # a cut due at once (reset_peer 0) on the next turn
+
+    def _untoxic(self, side: _Side) -> None:
+        """The last toxic of ``side``'s direction is gone and nothing is held: back to the plain
+        side class (a FIN still to come is passed on as without toxics)."""
+        if side.toxic_call is not None and side.toxic_call.active():
+            side.toxic_call.cancel()
+        side.toxic_call = None
+        observed, direct = side.observed, side.direct
+        del side.pipeline, side.direct
+        side.__class__ = _VARIANTS[side.role, direct, observed]
 
     def toxic_actions(self, side: _Side, actions) -> None:
         """Carry out what ``side``'s pipeline says, towards ``side.other``."""
@@ -458,7 +470,10 @@ class Pair:
         side.toxic_call = None
         if self.finished or self.lost & _BIT[self._other(side.role).role]:
             return
-        self.toxic_actions(side, side.pipeline.tick(self.reactor.seconds()))
+        pipeline = side.pipeline
+        self.toxic_actions(side, pipeline.tick(self.reactor.seconds()))
+        if not pipeline and not pipeline.done and not pipeline.paused and side.pipeline is pipeline:
+            self._untoxic(side)  # its last toxic went while it held bytes: they are out now
 
     # -- half-close and close ---------------------------------------------------
     def _side(self, role):

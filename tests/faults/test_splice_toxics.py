@@ -184,6 +184,7 @@ def test_toxics_added_and_removed_apply_to_open_pairs():
     server.dataReceived(b"fast")
     clock.advance(0.1)
     assert ct.value() == b"slowfast"  # order kept
+    assert type(server) is ServerSide  # nothing held, no toxic left: the plain side again
     server.dataReceived(b"now")
     assert ct.value() == b"slowfastnow"
     toxics.add(make_toxic("limit_data", attributes={"bytes": 2}))
