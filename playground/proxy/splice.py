@@ -446,16 +446,15 @@ class Pair:
                 if not twistedprivate.producer_paused(side.other):
                     side.transport.resumeProducing()
             elif kind is Close or kind is Abort:
-                self._toxic_close(side, action)
+                self._toxic_close(action)
 
-    def _toxic_close(self, side: _Side, action) -> None:
-        toxic = action.toxic
-        by = f"toxic {toxic.name}"
+    def _toxic_close(self, action) -> None:
         if self.lost == 3 or self.finished:
             return
+        toxic = action.toxic
         self.log.info("proxy #{pair} toxic {toxic} ({type}, {stream}) closes the pair",
                       pair=self.id, toxic=toxic.name, type=toxic.type, stream=toxic.stream)
-        self.close("fin" if type(action) is Close else "rst", by)
+        self.close("fin" if type(action) is Close else "rst", f"toxic {toxic.name}")
 
     def _toxic_wait(self, side: _Side, at: float) -> None:
         call = side.toxic_call
@@ -537,7 +536,8 @@ class Pair:
             except Exception:
                 pass
             if how == "fin" and side.pipeline is not None and not side.pipeline.done:
-                pass  # its toxics still hold bytes: the FIN they pass on closes the other side
+                # its toxics may still hold bytes: the FIN they pass on closes the other side
+                self.toxic_actions(side, side.pipeline.eof(self.reactor.seconds()))
             elif how == "fin":
                 # A clean close: what we already queued for the other side still goes out.
                 other.transport.loseConnection()

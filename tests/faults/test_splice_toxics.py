@@ -263,3 +263,12 @@ def test_without_cutting_toxics_both_ways_get_every_byte_then_the_fin(specs, ste
     assert st_.value() == sent[True] and ct.value() == sent[False]
     assert st_.write_closed and ct.write_closed
     assert st_.disconnecting and ct.disconnecting
+
+
+def test_a_full_close_without_a_half_close_first_still_waits_for_the_held_bytes():
+    clock, factory, client, ct, server, st = connected("latency:downstream:100ms")
+    server.dataReceived(b"bye")
+    server.connectionLost(Failure(error.ConnectionDone()))  # no readConnectionLost before it
+    assert ct.value() == b"" and not ct.disconnecting
+    clock.advance(0.1)
+    assert ct.value() == b"bye" and ct.disconnecting and not ct.aborted
