@@ -131,6 +131,7 @@ def _parse_quantity(type_: str, key: str, text: str):
         if unit not in _SIZE_UNITS or key == "rate" and unit in ("k", "kb"):
             raise FaultError(f"{type_}.{key}: unknown unit {unit!r}")
         number *= _SIZE_UNITS[unit]
+    number = round(number, 6)  # "9us" is 9 us, not 9.000000000000002
     return int(number) if number == int(number) else number
 
 
@@ -197,7 +198,9 @@ def parse_fault(text: str) -> Toxic:
     text = text.strip()
     if not text:
         raise FaultError("empty fault")
-    type_, _, rest = text.partition(":")
+    type_, sep, rest = re.match(r"([^:,]*)([:,]?)(.*)\Z", text, re.S).groups()
+    if sep == ",":  # "down,after=1s": no stream, no value, pairs at once
+        rest = "," + rest
     type_ = type_.strip().lower()
     if type_ in ("resp", "http"):
         return _parse_protocol_fault(type_, rest)

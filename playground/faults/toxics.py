@@ -225,6 +225,7 @@ class Pipeline:
         self._queue: deque = deque()  # (time, bytes | _FIN | _CLOSE, toxic)
         self._last = float("-inf")
         self._eof = False
+        self._cut: tuple[float, str, Toxic] | None = None  # the earliest cut set in advance
 
     def __bool__(self) -> bool:
         return bool(self.stages or self._queue)
@@ -238,23 +239,27 @@ class Pipeline:
         if toxic.type not in _STAGES or self.rng.random() >= toxic.toxicity:
             return False
         self.stages.append(_STAGES[toxic.type](toxic, self.rng, now))
+        self._find_cut()
         return True
 
     def update(self, toxic: Toxic, now: float) -> bool:
         """Replace the stage of the toxic of that name in place (rolled again); True if kept."""
         for i, stage in enumerate(self.stages):
             if stage.toxic.name == toxic.name:
-                if toxic.type in _STAGES and self.rng.random() < toxic.toxicity:
+                kept = toxic.type in _STAGES and self.rng.random() < toxic.toxicity
+                if kept:
                     self.stages[i] = _STAGES[toxic.type](toxic, self.rng, now)
-                    return True
-                del self.stages[i]
-                return False
+                else:
+                    del self.stages[i]
+                self._find_cut()
+                return kept
         return self.add(toxic, now)
 
     def remove(self, name: str) -> bool:
         """Drop the toxic's stage; what it already queued still goes out at its time."""
         before = len(self.stages)
         self.stages = [s for s in self.stages if s.toxic.name != name]
+        self._find_cut()
         return len(self.stages) != before
 
     def feed(self, data: bytes, now: float) -> list:
@@ -273,6 +278,11 @@ class Pipeline:
                 closing = (closing[0] if passed is None else passed, closing[1])
             elif stage.closing is not None:
                 closing = (stage.closing, stage)
+        if (closing is None and not self._queue and not self.paused and items
+                and items[-1][0] <= now and self._cut is None):
+            # nothing held and nothing to wait for: the bytes go out now
+            self._last = max(self._last, items[-1][0])
+            return [Write(items[0][1] if len(items) == 1 else b"".join(c for _, c in items))]
         for t, chunk in items:
             self._push(t, chunk, None)
             self.held += len(chunk)
@@ -298,16 +308,16 @@ class Pipeline:
         self._last = t = max(t, self._last)
         self._queue.append((t, what, toxic))
 
-    def next_cut(self) -> tuple[float, str, Toxic] | None:
+    def _find_cut(self) -> None:
         cuts = [(s.cut[0], s.cut[1], s.toxic) for s in self.stages if s.cut is not None]
-        return min(cuts, key=lambda c: c[0]) if cuts else None
+        self._cut = min(cuts, key=lambda c: c[0]) if cuts else None
 
     def tick(self, now: float) -> list:
         """What is due at ``now``, then ``Wait`` for the next thing due (if any)."""
         if self.done:
             return []
         actions: list = []
-        cut = self.next_cut()
+        cut = self._cut
         queue = self._queue
         pending: list[bytes] = []
         while queue and queue[0][0] <= now and (cut is None or queue[0][0] < cut[0]):

@@ -393,6 +393,8 @@ class Pair:
         if event == "removed":
             if pipeline is not None:
                 pipeline.remove(toxic.name)
+                if not pipeline and not pipeline.done and not pipeline.paused:
+                    self._untoxic(side)
             return
         now = self.reactor.seconds()
         if pipeline is None:
@@ -412,6 +414,16 @@ class Pair:
             self.log.info("proxy #{pair} toxic {toxic} ({type}, {stream}) acts on this pair",
                           pair=self.id, toxic=toxic.name, type=toxic.type, stream=toxic.stream)
         self._toxic_wait(side, now)  # a cut due at once (reset_peer 0) on the next turn
+
+    def _untoxic(self, side: _Side) -> None:
+        """The last toxic of ``side``'s direction is gone and nothing is held: back to the plain
+        side class (a FIN still to come is passed on as without toxics)."""
+        if side.toxic_call is not None and side.toxic_call.active():
+            side.toxic_call.cancel()
+        side.toxic_call = None
+        observed, direct = side.observed, side.direct
+        del side.pipeline, side.direct
+        side.__class__ = _VARIANTS[side.role, direct, observed]
 
     def toxic_actions(self, side: _Side, actions) -> None:
         """Carry out what ``side``'s pipeline says, towards ``side.other``."""
@@ -434,16 +446,15 @@ class Pair:
                 if not twistedprivate.producer_paused(side.other):
                     side.transport.resumeProducing()
             elif kind is Close or kind is Abort:
-                self._toxic_close(side, action)
+                self._toxic_close(action)
 
-    def _toxic_close(self, side: _Side, action) -> None:
-        toxic = action.toxic
-        by = f"toxic {toxic.name}"
+    def _toxic_close(self, action) -> None:
         if self.lost == 3 or self.finished:
             return
+        toxic = action.toxic
         self.log.info("proxy #{pair} toxic {toxic} ({type}, {stream}) closes the pair",
                       pair=self.id, toxic=toxic.name, type=toxic.type, stream=toxic.stream)
-        self.close("fin" if type(action) is Close else "rst", by)
+        self.close("fin" if type(action) is Close else "rst", f"toxic {toxic.name}")
 
     def _toxic_wait(self, side: _Side, at: float) -> None:
         call = side.toxic_call
@@ -458,7 +469,10 @@ class Pair:
         side.toxic_call = None
         if self.finished or self.lost & _BIT[self._other(side.role).role]:
             return
-        self.toxic_actions(side, side.pipeline.tick(self.reactor.seconds()))
+        pipeline = side.pipeline
+        self.toxic_actions(side, pipeline.tick(self.reactor.seconds()))
+        if not pipeline and not pipeline.done and not pipeline.paused and side.pipeline is pipeline:
+            self._untoxic(side)  # its last toxic went while it held bytes: they are out now
 
     # -- half-close and close ---------------------------------------------------
     def _side(self, role):
@@ -522,7 +536,8 @@ class Pair:
             except Exception:
                 pass
             if how == "fin" and side.pipeline is not None and not side.pipeline.done:
-                pass  # its toxics still hold bytes: the FIN they pass on closes the other side
+                # its toxics may still hold bytes: the FIN they pass on closes the other side
+                self.toxic_actions(side, side.pipeline.eof(self.reactor.seconds()))
             elif how == "fin":
                 # A clean close: what we already queued for the other side still goes out.
                 other.transport.loseConnection()

@@ -1,6 +1,7 @@
 """``twistd tcpplay proxy --fault ...`` with real peers: latency at the client, bandwidth over a
-bounded transfer, limit_data cutting curl, reset_peer giving ECONNRESET, down refusing redis-cli,
-and nc's half-close still answered under latency."""
+2 MiB transfer, slicer's segments at the receiver, timeout and half_open leaving the client
+waiting, limit_data cutting curl, reset_peer giving ECONNRESET, down refusing redis-cli, and nc's
+half-close still answered under latency."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 import pytest
 import redis
 
+from playground.codec.encoder import encode_command
 from tests.support.net import PING, PONG, free_port, recv_exactly, wait_closed
 from tests.support.processes import need, start_proxy
 
@@ -44,19 +46,47 @@ def test_latency_delays_every_redis_command_by_at_least_the_latency(twistd, redi
 
 
 def test_bandwidth_paces_a_bounded_transfer(twistd, redis_server):
-    proc, port = start_proxy(twistd, redis_server.port, "--fault", "bandwidth:downstream:200",
+    proc, port = start_proxy(twistd, redis_server.port, "--fault", "bandwidth:downstream:1024",
                              "--quiet")
+    size = 2 * 1024 * 1024
     direct = redis.Redis(port=redis_server.port)
-    direct.set("faults:bandwidth", b"x" * (300 * 1024))
+    direct.set("faults:bandwidth", b"x" * size)
     client = redis.Redis(port=port, socket_timeout=20)
     try:
+        client.ping()
         t0 = time.monotonic()
-        assert len(client.get("faults:bandwidth")) == 300 * 1024
+        assert len(client.get("faults:bandwidth")) == size
         took = time.monotonic() - t0
     finally:
         client.close()
         direct.close()
-    assert 1.5 * 0.9 <= took <= 1.5 * 1.25, took  # 300 KB at 200 KB/s
+    assert 2.0 * 0.9 <= took <= 2.0 * 1.1, took  # 2 MiB at 1024 KB/s: 2 s, +-10%
+
+
+def test_slicer_segments_arrive_apart(twistd, redis_server):
+    proc, port = start_proxy(twistd, redis_server.port,
+                             "--fault", "slicer:downstream:100,delay=20ms", "--quiet")
+    redis.Redis(port=redis_server.port).set("faults:slicer", b"y" * 1000)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(encode_command("GET", "faults:slicer"))
+        reads = []
+        expected = len(b"$1000\r\n") + 1000 + 2
+        while sum(map(len, reads)) < expected:
+            chunk = s.recv(65536)
+            assert chunk, "closed early"
+            reads.append(chunk)
+    assert len(reads) >= 8, [len(r) for r in reads]  # 11 segments of 100 bytes, 20 ms apart
+    assert max(map(len, reads)) <= 200
+
+
+@pytest.mark.parametrize("fault", ["timeout:downstream", "half_open:upstream"])
+def test_timeout_and_half_open_leave_the_client_waiting(twistd, redis_server, fault):
+    proc, port = start_proxy(twistd, redis_server.port, "--fault", fault, "--quiet")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(PING)
+        s.settimeout(1.5)
+        with pytest.raises(TimeoutError):
+            s.recv(100)  # no reply, and no close either: the client waits
 
 
 def test_limit_data_cuts_curl(twistd):

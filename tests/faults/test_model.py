@@ -59,7 +59,11 @@ def test_bad_json_names_the_field(body, field):
     ("slicer:upstream:10,delay=1ms", "slicer", "upstream",
      {"average_size": 10, "size_variation": 0, "delay": 1000}),
     ("down:5s", "down", "downstream", {"after": 0, "duration": 5000}),
+    ("slicer:1,delay=9us", "slicer", "downstream",
+     {"average_size": 1, "size_variation": 0, "delay": 9}),
     ("reset_peer:upstream", "reset_peer", "upstream", {"timeout": 0}),
+    ("down,after=500ms", "down", "downstream", {"after": 500, "duration": 0}),
+    ("latency,jitter=5", "latency", "downstream", {"latency": 0, "jitter": 5}),
 ])
 def test_fault_syntax(text, type_, stream, attributes):
     toxic = parse_fault(text)

@@ -1,10 +1,13 @@
 """Byte toxics in the splice, with StringTransport and MemoryReactorClock: bytes held until the
 clock reaches them, the FIN after delayed bytes, limit_data and reset_peer closing the pair with
-the toxic named, backpressure, toxics changed on open pairs, and pairs without toxics untouched."""
+the toxic named, backpressure, toxics changed on open pairs, pairs without toxics untouched, and
+(hypothesis) every byte both ways then the FIN under any mix of the toxics that cut nothing."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import error
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
@@ -181,6 +184,7 @@ def test_toxics_added_and_removed_apply_to_open_pairs():
     server.dataReceived(b"fast")
     clock.advance(0.1)
     assert ct.value() == b"slowfast"  # order kept
+    assert type(server) is ServerSide  # nothing held, no toxic left: the plain side again
     server.dataReceived(b"now")
     assert ct.value() == b"slowfastnow"
     toxics.add(make_toxic("limit_data", attributes={"bytes": 2}))
@@ -221,3 +225,50 @@ def test_drain_aborts_pairs_a_toxic_holds_open():
     assert ct.aborted and st.aborted
     lose_both(client, server, error.ConnectionAborted)
     assert d.called
+
+
+_NON_CUTTING = st.sampled_from([
+    "latency:{s}:{n}ms,jitter={j}ms", "bandwidth:{s}:{n}", "slicer:{s}:{n},delay={j}us",
+    "slow_close:{s}:{n}ms"])
+
+
+@st.composite
+def fault_specs(draw):
+    specs = []
+    for i in range(draw(st.integers(0, 4))):
+        spec = draw(_NON_CUTTING).format(s=draw(st.sampled_from(["upstream", "downstream"])),
+                                         n=draw(st.integers(1, 300)), j=draw(st.integers(0, 50)))
+        specs.append(f"{spec},name=t{i}")
+    return specs
+
+
+@settings(max_examples=60)
+@given(fault_specs(),
+       st.lists(st.tuples(st.booleans(), st.binary(min_size=1, max_size=300),
+                          st.floats(0, 0.3)), max_size=10),
+       st.booleans())
+def test_without_cutting_toxics_both_ways_get_every_byte_then_the_fin(specs, steps, client_first):
+    clock, factory, client, ct, server, st_ = connected(*specs)
+    sent = {True: b"", False: b""}
+    for from_client, data, gap in steps:
+        (client if from_client else server).dataReceived(data)
+        sent[from_client] += data
+        clock.advance(gap)
+    for side in ((client, server) if client_first else (server, client)):
+        side.readConnectionLost()
+    for _ in range(10_000):
+        if not clock.getDelayedCalls():
+            break
+        clock.advance(max(0.0, min(c.getTime() for c in clock.getDelayedCalls()) - clock.seconds()))
+    assert st_.value() == sent[True] and ct.value() == sent[False]
+    assert st_.write_closed and ct.write_closed
+    assert st_.disconnecting and ct.disconnecting
+
+
+def test_a_full_close_without_a_half_close_first_still_waits_for_the_held_bytes():
+    clock, factory, client, ct, server, st = connected("latency:downstream:100ms")
+    server.dataReceived(b"bye")
+    server.connectionLost(Failure(error.ConnectionDone()))  # no readConnectionLost before it
+    assert ct.value() == b"" and not ct.disconnecting
+    clock.advance(0.1)
+    assert ct.value() == b"bye" and ct.disconnecting and not ct.aborted
