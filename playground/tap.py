@@ -28,6 +28,7 @@ SUBCOMMANDS = [
     ("chat", "playground.examples.chat.server", "Chat-line server for telnet/nc: nicks, rooms, private messages"),
     ("resp", "playground.examples.resp.server", "Small in-memory Redis-protocol (RESP2/RESP3) server"),
     ("http", "playground.examples.http.server", "HTTP/1.1 responder, httpbin-style endpoints"),
+    ("toxiproxy", "playground.faults.toxiproxy", "toxiproxy's HTTP API, no proxies at start: --api 8474"),
     ("serve", "playground.daemon.serve", "Run the services described in a TOML config file"),
 ]
 

@@ -26,8 +26,13 @@ def _modules(package: str) -> list[str]:
 PURE = (_modules("codec") + ["playground.examples.chat.core", "playground.examples.http.parser",
                             "playground.examples.http.app", "playground.proxy.observer",
                             "playground.sinks.pcapwriter", "playground.daemon.stats",
-                            "playground.common.defaultreactor", "playground.web.capture",
-                            "playground.web.export", "playground.web.filterscan"]
+                            "playground.common.defaultreactor",
+                            "playground.web.capture",
+                            "playground.web.export",
+                            "playground.web.filterscan",
+                            "playground.faults.model",
+                            "playground.faults.toxics",
+                            ]
         + [m for m in _modules("examples.resp") if m != "playground.examples.resp.server"])
 # Pure apart from logging: twisted.logger and what it imports, nothing else of Twisted.
 LOGGING_ONLY = _modules("decode")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.logger import Logger
 from twisted.python import usage
 
 from playground.common.addresses import server_endpoint
 from playground.common.addresstext import address_text
 from playground.common.defaultreactor import default_reactor
+from playground.common.twistedprivate import endpoint_args
 
 
 class ListeningService(service.Service):
@@ -32,6 +34,7 @@ class ListeningService(service.Service):
         self.reactor = reactor
         self.port = None
         self._waiting = None
+        self._rebind = None  # where listen_again listens: the TCP address stop_listening closed
 
     def _reactor(self):
         self.reactor = default_reactor(self.reactor)
@@ -101,6 +104,33 @@ class ListeningService(service.Service):
     @property
     def address(self):
         return self.port.getHost() if self.port is not None else None
+
+    def stop_listening(self):
+        """Close the listening socket while the service runs (new clients are refused); the
+        address it had is kept for ``listen_again``."""
+        if self.port is None:
+            return None
+        host = self.port.getHost()
+        if isinstance(host, (IPv4Address, IPv6Address)) and self._rebind is None:
+            interface = host.host.replace(":", "\\:")  # the same port, even if it was 0
+            self._rebind = f"tcp:{host.port}:interface={interface}"
+        port, self.port = self.port, None
+        return defer.maybeDeferred(port.stopListening)
+
+    def listen_again(self):
+        """Listen again after ``stop_listening``, on the same address (a late failure is
+        logged, as at start-up)."""
+        if self.port is not None or self._waiting is not None:
+            return
+        desc = self.desc
+        if self._rebind is not None and endpoint_args(desc)[0][:1] == ["tcp"]:
+            self.desc = self._rebind
+        try:
+            self._listen()
+        except SystemExit as e:
+            self.log.error("{message}", message=str(e))
+        finally:
+            self.desc = desc
 
     def stopService(self):
         service.Service.stopService(self)

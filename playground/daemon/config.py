@@ -9,6 +9,7 @@ A file holds global keys first, then one table per service, named ``[KIND.NAME]`
     listen = "0.0.0.0:6479"    # keys are that subcommand's long options, without "--"
     target = "6379"
     quiet = true               # flags take true/false
+    fault = ["latency:downstream:200ms"]   # a repeatable option takes an array
 
 Each table becomes the argv of its subcommand's ``Options`` (``--listen=0.0.0.0:6479
 --target=6379 --quiet``), parsed by that very class, so the file accepts exactly what the command
@@ -186,6 +187,7 @@ def _type_name(value) -> str:
 
 
 _COUNTED = frozenset({"verbose"})  # flags given more than once on the command line (-vv)
+_REPEATED = frozenset({"fault"})  # options given more than once: an array of strings, or one
 
 
 def _argument(name: str, takes_value: bool, value) -> list[str]:
@@ -194,6 +196,10 @@ def _argument(name: str, takes_value: bool, value) -> list[str]:
         if not 0 <= value <= 2:
             raise ValueError(f"expected true, false, or 0 to 2 (-vv), got {value}")
         return [f"--{name}"] * value
+    if name in _REPEATED and isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError("expected an array of strings")
+        return [f"--{name}={v}" for v in value]
     if not takes_value:
         if not isinstance(value, bool):
             raise ValueError(f"expected true or false, got {_type_name(value)}")

@@ -3,5 +3,5 @@ adapter: ``echo``, ``chat`` (core, server, client), ``http`` (parser, app, serve
 (engine, server), and ``demo``, which puts the proxy in front of two of them.
 
 May import ``common`` and ``codec``; the cores import nothing from Twisted. Only ``demo`` imports
-the proxy.
+the proxy (and ``faults.model`` for its ``--fault``).
 """

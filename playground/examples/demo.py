@@ -22,6 +22,7 @@ from playground.common.listening import ListeningService
 from playground.common.options import CommandOptions, non_negative_float, parameter
 from playground.examples.http import server as httpserver
 from playground.examples.resp import server as respserver
+from playground.faults.model import ToxicSet
 from playground.proxy import decoding
 from playground.proxy import service as proxyservice
 from playground.proxy import splice as proxy
@@ -132,7 +133,8 @@ class DemoService(service.MultiService):
             opts = self._proxy_options(listen, port)
             factory = proxy.ProxyFactory(opts.target, observer=observer,
                                          connect_timeout=opts["connect-timeout"],
-                                         reactor=self.reactor)
+                                         reactor=self.reactor,
+                                         toxics=ToxicSet(self.options["fault"]))
             factory.ids = ids
             factory.log_connections = False  # the console shows opens and closes
             if self.web is not None:  # its close/reset buttons reach this proxy's pairs
@@ -193,6 +195,15 @@ class Options(CommandOptions):
                 ["no-web", None, "No web view (the demo serves one on --web, 8478, unless told not to)."]]
     opt_verbose = decoding.opt_verbose  # as the proxy's: -v headers, -vv bodies too
     opt_v = decoding.opt_verbose
+
+    def __init__(self):
+        super().__init__()
+        self["fault"] = []
+
+    def opt_fault(self, spec):
+        """Inject a fault on both proxies, repeatable, as the proxy's --fault (e.g.
+        latency:downstream:200ms)."""
+        self["fault"].append(proxyservice.check_fault(spec, [t.name for t in self["fault"]]))
 
     def postOptions(self):
         self["redis"] = server_string(self["redis"], "--redis")

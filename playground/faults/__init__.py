@@ -1,9 +1,14 @@
 """Fault injection: break a connection on purpose.
 
 ``model`` (pure) is what a fault is: toxiproxy's toxic (name, type, stream, toxicity, attributes) plus
-tcpplay's own types, their checking, the ``--fault`` syntax and the live set a proxy holds. The
-byte-level toxics, the protocol-aware faults and the toxiproxy-compatible HTTP API build on it.
+tcpplay's own types, their checking, the ``--fault`` syntax and the live set a proxy holds.
+``toxics`` (pure) is one direction's byte-level toxics as a pipeline the splice
+(``proxy.splice``) drives. The protocol-aware faults and the toxiproxy-compatible HTTP API build
+on them: ``registry`` (the named proxies, each a ``proxy.service.ProxyService``), ``api`` (its
+routes, twisted.web), ``apioptions`` (``--api``, ``--api-token``, ``--name``) and ``toxiproxy``
+(the subcommand).
 
-May import: ``playground.common``, ``playground.codec``, ``playground.decode``, ``playground.proxy``
-and Twisted (apart from ``model``, which imports nothing of Twisted).
+May import: ``playground.common``, ``playground.codec``, ``playground.decode``, ``playground.proxy``,
+``playground.web.options`` (``is_loopback``, for the API's token) and Twisted (apart from ``model`` and ``toxics``, which import nothing of Twisted, so the splice
+can use them).
 """

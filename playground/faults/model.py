@@ -131,15 +131,16 @@ def _parse_quantity(type_: str, key: str, text: str):
         if unit not in _SIZE_UNITS or key == "rate" and unit in ("k", "kb"):
             raise FaultError(f"{type_}.{key}: unknown unit {unit!r}")
         number *= _SIZE_UNITS[unit]
+    number = round(number, 6)  # "9us" is 9 us, not 9.000000000000002
     return int(number) if number == int(number) else number
 
 
 def make_toxic(type: str, name: str | None = None, stream: str = DOWNSTREAM,
                toxicity: float = 1.0, attributes: Mapping[str, object] | None = None) -> Toxic:
     """A checked ``Toxic``: unknown type, stream, attribute or a bad value raises ``FaultError``."""
-    if type not in TOXIC_TYPES:
+    if not isinstance(type, str) or type not in TOXIC_TYPES:
         raise FaultError(f"type: unknown toxic {type!r} (known: {', '.join(TOXIC_TYPES)})")
-    if stream not in STREAMS:
+    if not isinstance(stream, str) or stream not in STREAMS:
         raise FaultError(f"stream: expected upstream or downstream, got {stream!r}")
     if name is None:
         name = f"{type}_{stream}"
@@ -197,10 +198,14 @@ def parse_fault(text: str) -> Toxic:
     text = text.strip()
     if not text:
         raise FaultError("empty fault")
-    type_, _, rest = text.partition(":")
+    type_, sep, rest = re.match(r"([^:,]*)([:,]?)(.*)\Z", text, re.S).groups()
+    if sep == ",":  # "down,after=1s": no stream, no value, pairs at once
+        rest = "," + rest
     type_ = type_.strip().lower()
     if type_ in ("resp", "http"):
         return _parse_protocol_fault(type_, rest)
+    if type_ not in TOXIC_TYPES:
+        raise FaultError(f"type: unknown toxic {type_!r} (known: {', '.join(TOXIC_TYPES)})")
     stream = DOWNSTREAM
     head, _, pairs = rest.partition(",")
     parts = [p for p in head.split(":")] if head else []

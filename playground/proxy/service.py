@@ -1,23 +1,34 @@
 """The ``proxy`` subcommand: its options (``Options``, with the decoding options of
-``playground.proxy.decoding``), the target's client endpoint, and the service that holds the sinks
-and the listener and drains the pairs on shutdown (``ProxyService``, ``make_service``)."""
+``playground.proxy.decoding`` and the repeatable ``--fault``), the target's client endpoint, and the
+service that holds the sinks and the listener, drains the pairs on shutdown and stops listening
+while a ``down`` toxic is in force (``ProxyService``, ``make_service``)."""
 
 from __future__ import annotations
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.python import usage
 
 from playground.common import addresses
 from playground.common.listening import ListeningService
 from playground.common.options import ServerOptions, non_negative_float, parameter
+from playground.faults import apioptions
+from playground.faults.model import FaultError, ToxicSet, parse_fault
+from playground.faults.toxics import BYTE_TYPES
 from playground.proxy import decoding
 from playground.proxy.splice import ProxyFactory
 
 
 class ProxyService(service.MultiService):
     """Sinks, then the listener. On stop: stop listening, drain open pairs, abort the rest, and
-    only then stop the sinks (so they flush what the drained pairs produced)."""
+    only then stop the sinks (so they flush what the drained pairs produced).
+
+    A ``down`` toxic in the factory's ``toxics`` closes the listening socket ``after`` ms (new
+    clients are refused: ECONNREFUSED, not accepted and closed; open pairs go on) until it is
+    removed, or for ``duration`` ms when that is not 0 (then it removes itself)."""
+
+    log = Logger()
 
     def __init__(self, listening: ListeningService, factory: ProxyFactory, drain_timeout: float,
                  sinks=()):
@@ -27,13 +38,66 @@ class ProxyService(service.MultiService):
         self.drain_timeout = drain_timeout
         self.sinks = list(sinks)
         self.command_stats = None  # the CommandStats its StatsSink fills (metrics.attach reads it)
+        self.api = None  # --api: the toxiproxy API's listener and its registry (_serve_api)
+        self.registry = None
+        self._down_calls: dict[str, list] = {}  # a down toxic's name -> its pending calls
+        self._down: set[str] = set()  # the down toxics in force
         for sink in self.sinks:  # started before the listener: open before the first pair
             sink.setServiceParent(self)
         listening.setServiceParent(self)
+        if factory.toxics is not None:
+            factory.toxics.listen(self._toxic_changed)
+
+    def startService(self):
+        super().startService()
+        for toxic in self.factory.toxics or ():
+            self._toxic_changed("added", toxic)
+
+    def _toxic_changed(self, event: str, toxic) -> None:
+        if toxic.type != "down" or not self.running:
+            return
+        for call in self._down_calls.pop(toxic.name, ()):
+            if call.active():
+                call.cancel()
+        if event == "removed":
+            self._up(toxic)
+            return
+        reactor = self.factory.reactor
+        after, duration = toxic.attributes["after"] / 1000, toxic.attributes["duration"] / 1000
+        calls = [reactor.callLater(after, self._go_down, toxic)]
+        if duration:
+            calls.append(reactor.callLater(after + duration, self._expire, toxic))
+        self._down_calls[toxic.name] = calls
+
+    def _go_down(self, toxic) -> None:
+        if not self._down and self.listening.port is not None:
+            self.log.info("proxy down (toxic {toxic}): not listening, new clients are refused",
+                          toxic=toxic.name)
+            self.listening.stop_listening()
+        self._down.add(toxic.name)
+
+    def _up(self, toxic) -> None:
+        self._down.discard(toxic.name)
+        if not self._down and self.running and self.listening.port is None:
+            self.log.info("proxy up again (toxic {toxic} gone)", toxic=toxic.name)
+            self.listening.listen_again()
+
+    def _expire(self, toxic) -> None:
+        self._down_calls.pop(toxic.name, None)
+        if self.factory.toxics.get(toxic.name) == toxic:
+            self.factory.toxics.remove(toxic.name)  # tells _toxic_changed: up again
 
     def stopService(self):
+        for calls in self._down_calls.values():
+            for call in calls:
+                if call.active():
+                    call.cancel()
+        self._down_calls.clear()
         service.Service.stopService(self)
         d = defer.maybeDeferred(self.listening.stopService)
+        if self.api is not None:
+            d.addCallback(lambda _: self.api.stopService())
+            d.addCallback(lambda _: self.registry.stopService())
         d.addCallback(lambda _: self.factory.drain(self.drain_timeout))
         d.addCallback(lambda _: self.factory.flush_observer(everything=True))  # sinks get all
         d.addCallback(lambda _: defer.DeferredList(
@@ -67,13 +131,27 @@ class Options(ServerOptions):
     ]
 
     optParameters = optParameters + decoding.OPT_PARAMETERS
+    optParameters += apioptions.api_parameters(None) + [apioptions.NAME_PARAMETER]
     optFlags = decoding.OPT_FLAGS
     opt_verbose = decoding.opt_verbose  # counted: -vv
     opt_v = decoding.opt_verbose
 
+    def __init__(self):
+        super().__init__()
+        self["fault"] = []
+
+    def opt_fault(self, spec):
+        """Inject a fault, repeatable: TYPE[:STREAM][:VALUE][,key=value...], e.g.
+        latency:downstream:200ms,jitter=50ms; bandwidth:upstream:64 (KB/s); slicer:10,delay=1ms;
+        slow_close:1s; timeout:5s; reset_peer:2s; limit_data:1k; half_open:upstream;
+        down:5s (refuse new clients). STREAM: upstream (client to server) or downstream
+        (the default); toxicity=0.5 and name=N among the pairs."""
+        self["fault"].append(check_fault(spec, [t.name for t in self["fault"]]))
+
     def postOptions(self):
         super().postOptions()
         decoding.check_options(self)
+        apioptions.check_options(self)
         if not self["target"]:
             raise usage.UsageError(f"--target is required ({addresses.TARGET_EXAMPLE})")
         self.target = addresses.client_target(self["target"], "--target")  # read once
@@ -85,6 +163,21 @@ class Options(ServerOptions):
                 open(self["target-ca"], "rb").close()
             except OSError as e:
                 raise usage.UsageError(f"--target-ca: cannot read {self['target-ca']}: {e.strerror}")
+
+
+def check_fault(spec: str, taken=()):
+    """The toxic a ``--fault`` spec stands for; a ``UsageError`` naming ``--fault`` if none."""
+    try:
+        toxic = parse_fault(spec)
+    except FaultError as e:
+        raise usage.UsageError(f"--fault: {spec!r}: {e}")
+    if toxic.type not in BYTE_TYPES and toxic.type != "down":
+        raise usage.UsageError(f"--fault: {spec!r}: {toxic.type}: not a toxic the proxy applies "
+                               f"(byte toxics: {', '.join(BYTE_TYPES)}, down)")
+    if toxic.name in taken:
+        raise usage.UsageError(f"--fault: {spec!r}: a toxic named {toxic.name} is already "
+                               f"given; add name=OTHER")
+    return toxic
 
 
 def daemonized(options) -> bool:
@@ -112,6 +205,7 @@ def make_service(options, reactor=None) -> service.IService:
         max_per_peer=options["max-connections-per-peer"],
         reactor=reactor,
         target_ca=options["target-ca"],
+        toxics=ToxicSet(options["fault"]),
     )
     # One view of a pair: the console's own open/close lines, or these log lines when there is
     # no console (--quiet, --json -, --decode none) or when the log is a daemon's file.
@@ -126,4 +220,26 @@ def make_service(options, reactor=None) -> service.IService:
     proxy = ProxyService(listening, factory, options["drain-timeout"], sinks)
     if stats is not None:
         proxy.command_stats = stats.stats
+    if options.get("api"):
+        _serve_api(proxy, options, reactor)
     return proxy
+
+
+def _serve_api(proxy: ProxyService, options, reactor) -> None:
+    """``--api``: toxiproxy's API with this proxy in it as ``--name`` (its toxics set at runtime;
+    more proxies may be created through it, sharing this one's sinks)."""
+    from playground.faults.api import ApiListening
+    from playground.faults.registry import Registry, address_text
+
+    registry = Registry(observer=proxy.factory.observer, reactor=reactor,
+                        connect_timeout=options["connect-timeout"],
+                        drain_timeout=options["drain-timeout"],
+                        log_connections=proxy.factory.log_connections, ids=proxy.factory.ids)
+    target = options.target
+    upstream = address_text(target.host, target.port) if target.kind == "tcp" else target.desc
+    registry.adopt(options["name"], proxy, upstream)
+    api = ApiListening(registry, options["api"], token=options["api-token"], reactor=reactor)
+    registry.setServiceParent(proxy)
+    api.setServiceParent(proxy)
+    proxy.api = api
+    proxy.registry = registry

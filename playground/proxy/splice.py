@@ -15,11 +15,19 @@ Memory stays bounded by pausing, not by decoding faster: a side that fills the q
 ``OBSERVER_BACKLOG``) is paused (``pauseProducing`` on its transport: TCP pushes back on that
 client or server, and only on it) until the queue has drained to half. Nothing is dropped.
 With no observer, ``dataReceived`` is the plain forwarder: a write and a byte count.
+
+Fault injection (``toxics``, a ``playground.faults.model.ToxicSet``): a direction with byte toxics
+gets a ``playground.faults.toxics.Pipeline`` and the toxic side class, which feeds the pipeline
+and carries out its actions (writes on timers of the factory's reactor, the FIN after delayed
+bytes, pause/resume of the reading side, a close or reset naming the toxic); its observer sees the
+bytes as the receiver gets them. A direction without toxics keeps the plain classes and pays
+nothing. Toxics added, changed or removed apply to open pairs from their next bytes.
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 import socket
 import struct
 
@@ -33,6 +41,18 @@ from playground.common import addresses, shutdown, twistedprivate
 from playground.common.addresses import Target
 from playground.common.limits import LimitedFactory
 from playground.common.twistedprivate import direct_write
+from playground.faults.model import UPSTREAM
+from playground.faults.toxics import (
+    BYTE_TYPES,
+    Abort,
+    Close,
+    CloseWrite,
+    Pause,
+    Pipeline,
+    Resume,
+    Wait,
+    Write,
+)
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Endpoint, PairInfo
 
 CLIENT = "client"
@@ -83,6 +103,8 @@ class _Side(protocol.Protocol):
     pair: Pair
     role: str
     direction: str  # the direction of the bytes this side receives
+    pipeline: Pipeline | None = None  # the toxics on the bytes this side receives
+    toxic_call = None  # the pending call of the pipeline's next tick
 
     def _forward(self, data):  # the plain forwarder: a write and a byte count
         self.other.write(data)
@@ -172,6 +194,46 @@ class ObservedDirectServerSide(_Observed, DirectServerSide):
     unobserved = DirectServerSide
 
 
+# With toxics: the bytes go through the side's pipeline (Pair.toxic_actions writes them); an
+# observed toxic side tells the observer what it writes, so decoders and the pcap see what the
+# receiver gets, when it gets it.
+class _Toxic:
+    observed = False
+    direct = False  # the other leg takes twistedprivate.direct_write
+
+    def _forward(self, data):
+        self.nbytes += len(data)
+        pipeline = self.pipeline
+        self.pair.toxic_actions(self, pipeline.feed(data, self.pair.reactor.seconds()))
+        if pipeline.paused:  # the peer's producer registration may have resumed us
+            self.transport.pauseProducing()
+
+    dataReceived = _forward
+
+
+class ToxicClientSide(_Toxic, ClientSide):
+    pass
+
+
+class ToxicServerSide(_Toxic, ServerSide):
+    pass
+
+
+class ObservedToxicClientSide(ToxicClientSide):
+    observed = True
+    unobserved = ToxicClientSide
+
+
+class ObservedToxicServerSide(ToxicServerSide):
+    observed = True
+    unobserved = ToxicServerSide
+
+
+_TOXIC_VARIANTS = {  # (role, observed) -> class
+    (CLIENT, False): ToxicClientSide, (CLIENT, True): ObservedToxicClientSide,
+    (SERVER, False): ToxicServerSide, (SERVER, True): ObservedToxicServerSide,
+}
+
 _VARIANTS = {  # (role, direct, observed) -> class
     (CLIENT, False, False): ClientSide, (CLIENT, True, False): DirectClientSide,
     (CLIENT, False, True): ObservedClientSide, (CLIENT, True, True): ObservedDirectClientSide,
@@ -206,7 +268,7 @@ class Pair:
 
     __slots__ = ("factory", "reactor", "client", "server", "id", "opened", "info", "connecting",
                  "closed_first", "read_closed", "lost", "finished", "_idle_call", "_idle_mark",
-                 "_idle_checks")
+                 "_idle_checks", "toxic_names")
     log = Logger()
 
     def __init__(self, factory: ProxyFactory, client: ClientSide):
@@ -225,6 +287,7 @@ class Pair:
         self._idle_call = None
         self._idle_mark = -1
         self._idle_checks = 0
+        self.toxic_names: set[str] | None = None  # the toxics logged as acting on this pair
 
     # -- set-up ---------------------------------------------------------------
     def start(self):
@@ -307,6 +370,9 @@ class Pair:
             f.notify("pair_opened", self.info, self.reactor.seconds())
         if f.idle_timeout:
             self._schedule_idle()
+        if f.toxics:
+            for toxic in f.toxics:
+                self.toxic_changed("added", toxic)
         ct.resumeProducing()
 
     # -- observers ------------------------------------------------------------
@@ -314,6 +380,99 @@ class Pair:
         for side in (self.client, self.server):
             if side is not None:
                 side.__class__ = getattr(side, "unobserved", side.__class__)
+
+    # -- toxics ------------------------------------------------------------------
+    def toxic_changed(self, event: str, toxic) -> None:
+        """A toxic was added, updated or removed: the pipeline of its direction follows."""
+        if toxic.type not in BYTE_TYPES or self.finished:
+            return
+        side = self.client if toxic.stream == UPSTREAM else self.server
+        if side is None or self.lost & _BIT[side.role]:
+            return
+        pipeline = side.pipeline
+        if event == "removed":
+            if pipeline is not None:
+                pipeline.remove(toxic.name)
+                if not pipeline and not pipeline.done and not pipeline.paused:
+                    self._untoxic(side)
+            return
+        now = self.reactor.seconds()
+        if pipeline is None:
+            f = self.factory
+            pipeline = Pipeline(random.Random(f.fault_random.getrandbits(64)), f.toxic_max_held)
+        acts = pipeline.update(toxic, now) if event == "updated" else pipeline.add(toxic, now)
+        if not acts:
+            return
+        if side.pipeline is None:
+            side.pipeline = pipeline
+            side.__class__ = _TOXIC_VARIANTS[side.role, hasattr(side, "unobserved")]
+            side.direct = twistedprivate.direct_write_supported(side.other)
+        if self.toxic_names is None:
+            self.toxic_names = set()
+        if toxic.name not in self.toxic_names:
+            self.toxic_names.add(toxic.name)
+            self.log.info("proxy #{pair} toxic {toxic} ({type}, {stream}) acts on this pair",
+                          pair=self.id, toxic=toxic.name, type=toxic.type, stream=toxic.stream)
+        self._toxic_wait(side, now)  # a cut due at once (reset_peer 0) on the next turn
+
+    def _untoxic(self, side: _Side) -> None:
+        """The last toxic of ``side``'s direction is gone and nothing is held: back to the plain
+        side class (a FIN still to come is passed on as without toxics)."""
+        if side.toxic_call is not None and side.toxic_call.active():
+            side.toxic_call.cancel()
+        side.toxic_call = None
+        observed, direct = side.observed, side.direct
+        del side.pipeline, side.direct
+        side.__class__ = _VARIANTS[side.role, direct, observed]
+
+    def toxic_actions(self, side: _Side, actions) -> None:
+        """Carry out what ``side``'s pipeline says, towards ``side.other``."""
+        for action in actions:
+            kind = type(action)
+            if kind is Write:
+                if side.direct:
+                    direct_write(side.other, action.data)
+                else:
+                    side.other.write(action.data)
+                if side.observed:
+                    self.factory.observe_data(side, action.data)
+            elif kind is Wait:
+                self._toxic_wait(side, action.at)
+            elif kind is CloseWrite:
+                self._pass_fin(side.role)
+            elif kind is Pause:
+                side.transport.pauseProducing()
+            elif kind is Resume:
+                if not twistedprivate.producer_paused(side.other):
+                    side.transport.resumeProducing()
+            elif kind is Close or kind is Abort:
+                self._toxic_close(action)
+
+    def _toxic_close(self, action) -> None:
+        if self.lost == 3 or self.finished:
+            return
+        toxic = action.toxic
+        self.log.info("proxy #{pair} toxic {toxic} ({type}, {stream}) closes the pair",
+                      pair=self.id, toxic=toxic.name, type=toxic.type, stream=toxic.stream)
+        self.close("fin" if type(action) is Close else "rst", f"toxic {toxic.name}")
+
+    def _toxic_wait(self, side: _Side, at: float) -> None:
+        call = side.toxic_call
+        if call is not None and call.active():
+            if call.getTime() <= at:
+                return
+            call.cancel()
+        side.toxic_call = self.reactor.callLater(max(0.0, at - self.reactor.seconds()),
+                                                 self._toxic_tick, side)
+
+    def _toxic_tick(self, side: _Side) -> None:
+        side.toxic_call = None
+        if self.finished or self.lost & _BIT[self._other(side.role).role]:
+            return
+        pipeline = side.pipeline
+        self.toxic_actions(side, pipeline.tick(self.reactor.seconds()))
+        if not pipeline and not pipeline.done and not pipeline.paused and side.pipeline is pipeline:
+            self._untoxic(side)  # its last toxic went while it held bytes: they are out now
 
     # -- half-close and close ---------------------------------------------------
     def _side(self, role):
@@ -323,15 +482,25 @@ class Pair:
         return self.server if role == CLIENT else self.client
 
     def read_done(self, role: str):
-        """``role`` sent FIN: pass it on as a half-close; finish when both directions are done."""
+        """``role`` sent FIN: pass it on as a half-close (after what its toxics still hold);
+        finish when both directions are done."""
         if self.closed_first is None:
             self.closed_first = (role, "fin")
+        side = self._side(role)
+        if side.pipeline is not None:
+            self.toxic_actions(side, side.pipeline.eof(self.reactor.seconds()))
+            return
+        self._pass_fin(role)
+
+    def _pass_fin(self, role: str):
         self.read_closed |= _BIT[role]
         other = self._other(role)
         side = self._side(role)
         if other is not None and not self.lost & _BIT[other.role]:
             other.transport.unregisterProducer()  # nothing more will come from `side`
-            if ISSLTransport.providedBy(other.transport):
+            if self.lost & _BIT[role]:  # `side` is gone: its toxics held the close till now
+                other.transport.loseConnection()
+            elif ISSLTransport.providedBy(other.transport):
                 # TLS has no half-close of its own (its loseWriteConnection is the TCP one
                 # underneath, which bypasses TLS): send close_notify; replies still arrive.
                 other.transport.loseConnection()
@@ -366,7 +535,10 @@ class Pair:
                 side.transport.unregisterProducer()
             except Exception:
                 pass
-            if how == "fin":
+            if how == "fin" and side.pipeline is not None and not side.pipeline.done:
+                # its toxics may still hold bytes: the FIN they pass on closes the other side
+                self.toxic_actions(side, side.pipeline.eof(self.reactor.seconds()))
+            elif how == "fin":
                 # A clean close: what we already queued for the other side still goes out.
                 other.transport.loseConnection()
             else:
@@ -417,6 +589,9 @@ class Pair:
         self.finished = True
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
+        for side in (self.client, self.server):
+            if side is not None and side.toxic_call is not None and side.toxic_call.active():
+                side.toxic_call.cancel()
         f = self.factory
         f.pairs.pop(self.id, None)
         f.connectionClosed(self.client)
@@ -482,7 +657,8 @@ class ProxyFactory(LimitedFactory):
 
     def __init__(self, target, observer=None, connect_timeout: float = 5.0,
                  idle_timeout: float = 0.0, max_connections: int = 0, max_per_peer: int = 0,
-                 reactor=None, target_ca: str | None = None):
+                 reactor=None, target_ca: str | None = None, toxics=None,
+                 fault_seed: int | None = None):
         super().__init__(max_connections, max_per_peer, reactor)
         if isinstance(target, str):
             target = addresses.client_target(target)
@@ -508,6 +684,16 @@ class ProxyFactory(LimitedFactory):
         self.bytes_c2s = 0
         self.bytes_s2c = 0
         self._drained: defer.Deferred | None = None
+        self.toxics = toxics  # a ToxicSet: pairs started after a change see it, open ones too
+        self.fault_random = random.Random(fault_seed)  # toxicity, jitter and slices, per pair
+        self.toxic_max_held = 1024 * 1024  # bytes a pipeline holds before pausing its reader
+        if toxics is not None:
+            toxics.listen(self._toxic_changed)
+
+    def _toxic_changed(self, event: str, toxic) -> None:
+        for pair in list(self.pairs.values()):
+            if pair.server is not None:  # still connecting: it reads the set once connected
+                pair.toxic_changed(event, toxic)
 
     def next_id(self) -> int:
         return next(self.ids)

@@ -20,7 +20,8 @@ What each call produces:
 * ``pair_closed``: for ``how == "fin"`` (and other graceful values, see ``GRACEFUL_HOWS``) a
   FIN+ACK for each direction not yet finished; for anything else (``reset``, ``abort``,
   ``timeout``, errors, limits: the proxy aborts those legs) one RST+ACK, sent by the server side
-  when ``closed_by`` names it, else by the client side. Nothing when both directions already sent
+  when ``closed_by`` names it or an injected fault (``toxic NAME``: the client got the RST as if
+  from the server), else by the client side. Nothing when both directions already sent
   their FIN.
 
 Addresses. The conversation is drawn between ``PairInfo.client`` and ``PairInfo.server`` (the
@@ -280,7 +281,7 @@ class PcapWriter:
                 out += self._fin(conn, s, c, now)
             return self.header() + out
         by = str(summary.get("closed_by") or "").lower()
-        src, dst = (s, c) if by in SERVER_NAMES else (c, s)
+        src, dst = (s, c) if by in SERVER_NAMES or by.startswith("toxic ") else (c, s)
         return self.header() + self._segment(conn, src, dst, RST | ACK, now, window=0)
 
     def mask(self, pair_id: int, direction: str, start: int, end: int) -> int:

@@ -369,3 +369,28 @@ def test_json_files_may_be_shared(tmp_path, monkeypatch):
         json = "./all.json"
         """)
     assert len(cfg.services) == 2
+
+
+def test_faults_are_an_array_of_specs():
+    config = load("""\
+        [proxy.redis]
+        target = 6379
+        fault = ["latency:downstream:200ms,jitter=50ms", "limit_data:upstream:1k"]
+        """)
+    toxics = config.services[0].options["fault"]
+    assert [(t.type, t.stream) for t in toxics] == [("latency", "downstream"),
+                                                    ("limit_data", "upstream")]
+    assert load('[proxy.p]\ntarget = 6379\nfault = "slicer:10"\n').services[0].options["fault"]
+
+
+def test_bad_fault_names_file_line_and_key():
+    msg = error("""\
+        [proxy.redis]
+        target = 6379
+        fault = ["latency:200ms",
+                 "limit_data:lots"]
+        """)
+    assert msg == ("x.toml:3: [proxy.redis] fault: 'limit_data:lots': limit_data.bytes: "
+                   "expected a number, got 'lots'")
+    assert error('[proxy.p]\ntarget = 6379\nfault = [1]\n') == (
+        "x.toml:3: [proxy.p] fault: expected an array of strings")

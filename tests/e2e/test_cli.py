@@ -163,7 +163,9 @@ def test_subcommand_help_describes_every_option(name, module):
     # One style for defaults: usage.Options' "[default: X]" closing the option's help, shown
     # for every parameter that has one (opt_ methods included), never written by hand.
     assert not re.search(r"\(default|default \d|default:", text.replace("[default:", "")), text
-    blocks = re.split(r"\n(?= +(?:-\w, )?--)", text.split("Options:")[1])
+    # an option's line is indented a few spaces; a wrapped help line that starts with a flag
+    # ("--only, --skip ...") is indented to the help column and starts no block
+    blocks = re.split(r"\n(?= {1,8}(?:-\w, )?--)", text.split("Options:")[1])
     for opt in options.longOpt:
         if opt.endswith("=") and options.get(opt[:-1]) not in (None, "", []):
             block = next(b for b in blocks if re.match(rf" +(?:-\w, )?--{opt[:-1]}=", b))

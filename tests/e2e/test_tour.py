@@ -128,6 +128,17 @@ SPEC: dict[str, object] = {
                      "GET foo -> -NOAUTH Authentication required."],
     "auth-tshark": ["Request: AUTH ******", "Request: SET foo bar",
                     "Response: Error: NOAUTH Authentication required."],
+    "fault-latency-server": ["proxy listening on 127.0.0.1:6482"],
+    "fault-latency-cli": FULL,
+    "fault-latency-console": [
+        "proxy #1 toxic latency_downstream (latency, downstream) acts on this pair",
+        "PING -> +PONG (20"],
+    "fault-reset-server": ["proxy listening on 127.0.0.1:6482"],
+    "fault-reset-cli": FULL,
+    "fault-reset-console": ["(reset by toxic reset_peer_downstream)"],
+    "fault-down-server": ["proxy listening on 127.0.0.1:6482",
+                          "proxy down (toxic down_downstream): not listening"],
+    "fault-down-cli": FULL,
     # 6. running it for real
     "daemon": ["^still here$", "Another twistd server is running, PID ",
                "echo listening on 127.0.0.1:7000", "Received SIGTERM, shutting down.",
@@ -652,6 +663,27 @@ def test_resp_and_proxy(twistd, tour, sessions):
     redis.stop(signal.SIGTERM)
     for server in (http, resp):
         assert server.terminate() == 0
+
+
+@pytest.mark.twistd
+def test_break_it_on_purpose(twistd, tour):
+    for tool in ("nc", "redis-cli"):
+        need(tool)
+    resp = start_server(twistd, tour, "resp-server")
+    proxy = start_server(twistd, tour, "fault-latency-server")
+    started = time.monotonic()
+    check(tour, "fault-latency-cli", run_block(tour, "fault-latency-cli", tty=True))
+    assert time.monotonic() - started >= 0.2
+    await_keys(tour, "fault-latency-console", proxy)
+    assert proxy.terminate() == 0
+    proxy = start_server(twistd, tour, "fault-reset-server")
+    check(tour, "fault-reset-cli", run_block(tour, "fault-reset-cli"))
+    await_keys(tour, "fault-reset-console", proxy)
+    assert proxy.terminate() == 0
+    proxy = start_server(twistd, tour, "fault-down-server")
+    check(tour, "fault-down-cli", run_block(tour, "fault-down-cli"))
+    assert proxy.terminate() == 0
+    assert resp.terminate() == 0
 
 
 def start_doc_redis(tour: Tour, sessions) -> Session:

@@ -264,6 +264,7 @@ def test_half_close_then_close_fin_flags():
         ({"how": "reset", "closed_by": "client"}, 40001),
         ({"how": "abort"}, 40001),
         ({"how": "timeout", "closed_by": "proxy"}, 40001),
+        ({"how": "reset", "closed_by": "toxic reset_peer_downstream"}, 6379),
     ],
 )
 def test_reset_kinds(summary, sender):

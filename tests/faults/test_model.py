@@ -1,0 +1,172 @@
+"""The fault model: checked toxics, toxiproxy's JSON both ways, the --fault syntax, the live set."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from playground.faults.model import (
+    STREAMS,
+    TOXIC_TYPES,
+    FaultError,
+    ToxicSet,
+    make_toxic,
+    parse_fault,
+    toxic_from_json,
+)
+
+pytestmark = pytest.mark.pure
+
+
+def test_attributes_are_complete_with_defaults():
+    toxic = make_toxic("latency", attributes={"latency": 200})
+    assert toxic.name == "latency_downstream"
+    assert dict(toxic.attributes) == {"latency": 200, "jitter": 0}
+    assert toxic.toxicity == 1.0
+
+
+def test_to_json_is_toxiproxys_shape():
+    toxic = make_toxic("bandwidth", stream="upstream", toxicity=0.5, attributes={"rate": 64})
+    assert toxic.to_json() == {"name": "bandwidth_upstream", "type": "bandwidth",
+                               "stream": "upstream", "toxicity": 0.5,
+                               "attributes": {"rate": 64}}
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"type": "nope"}, "type"),
+    ({"type": "latency", "stream": "sideways"}, "stream"),
+    ({"type": "latency", "toxicity": 2}, "toxicity"),
+    ({"type": "latency", "attributes": {"latency": -1}}, "latency.latency"),
+    ({"type": "latency", "attributes": {"latency": True}}, "latency.latency"),
+    ({"type": "latency", "attributes": {"colour": 1}}, "colour"),
+    ({"type": "limit_data", "attributes": {"bytes": 1.5}}, "limit_data.bytes"),
+    ({"type": "latency", "name": "a b"}, "name"),
+    ({"attributes": {}}, "type"),
+    ({"type": "latency", "extra": 1}, "extra"),
+])
+def test_bad_json_names_the_field(body, field):
+    with pytest.raises(FaultError, match=field.replace(".", r"\.")):
+        toxic_from_json(body)
+
+
+@pytest.mark.parametrize("text, type_, stream, attributes", [
+    ("latency:downstream:200ms,jitter=50ms", "latency", "downstream",
+     {"latency": 200, "jitter": 50}),
+    ("latency:1.5s", "latency", "downstream", {"latency": 1500, "jitter": 0}),
+    ("bandwidth:upstream:64", "bandwidth", "upstream", {"rate": 64}),
+    ("limit_data:1k", "limit_data", "downstream", {"bytes": 1024}),
+    ("slicer:upstream:10,delay=1ms", "slicer", "upstream",
+     {"average_size": 10, "size_variation": 0, "delay": 1000}),
+    ("down:5s", "down", "downstream", {"after": 0, "duration": 5000}),
+    ("slicer:1,delay=9us", "slicer", "downstream",
+     {"average_size": 1, "size_variation": 0, "delay": 9}),
+    ("reset_peer:upstream", "reset_peer", "upstream", {"timeout": 0}),
+    ("down,after=500ms", "down", "downstream", {"after": 500, "duration": 0}),
+    ("latency,jitter=5", "latency", "downstream", {"latency": 0, "jitter": 5}),
+])
+def test_fault_syntax(text, type_, stream, attributes):
+    toxic = parse_fault(text)
+    assert (toxic.type, toxic.stream, dict(toxic.attributes)) == (type_, stream, attributes)
+
+
+def test_fault_syntax_name_and_toxicity():
+    toxic = parse_fault("timeout:upstream:1s,name=slow_up,toxicity=0.25")
+    assert (toxic.name, toxic.toxicity, toxic.attributes["timeout"]) == ("slow_up", 0.25, 1000)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("", "empty"),
+    ("latency:downstream:200parsecs", "time unit"),
+    ("latency:a:b:c", "expected TYPE"),
+    ("limit_data:lots", "limit_data.bytes"),
+    ("latency,toxicity=x", "toxicity"),
+    ("sideways:1", "unknown toxic"),
+])
+def test_bad_fault_says_what(text, words):
+    with pytest.raises(FaultError, match=words):
+        parse_fault(text)
+
+
+_ATTRIBUTE_VALUES = {int: st.integers(0, 10**9), float: st.floats(0, 1e9),
+                     str: st.text(max_size=40)}
+
+
+@st.composite
+def toxics(draw):
+    type_ = draw(st.sampled_from(sorted(TOXIC_TYPES)))
+    schema = TOXIC_TYPES[type_]
+    attributes = {}
+    for key, default in schema.items():
+        if key == "action":
+            continue
+        if key == "status":
+            attributes[key] = draw(st.integers(100, 599))
+        elif draw(st.booleans()):
+            attributes[key] = draw(_ATTRIBUTE_VALUES[type(default)])
+    name = draw(st.none() | st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True))
+    return make_toxic(type_, name=name, stream=draw(st.sampled_from(STREAMS)),
+                      toxicity=draw(st.floats(0, 1)), attributes=attributes)
+
+
+@given(toxics())
+def test_json_round_trip(toxic):
+    assert toxic_from_json(toxic.to_json()) == toxic
+
+
+@given(st.text(max_size=80))
+def test_parse_fault_raises_nothing_but_fault_error(text):
+    try:
+        toxic = parse_fault(text)
+    except FaultError:
+        return
+    assert toxic.type in TOXIC_TYPES and toxic.stream in STREAMS
+
+
+@given(st.lists(st.sampled_from(["latency", "bandwidth", ":", ",", "=", "upstream", "200ms",
+                                 "jitter", "toxicity", "0.5", "resp", "http", "GET", " ", "*",
+                                 "error", "-LOADING", "nth", "1k", "name", "x"]), max_size=12))
+def test_parse_fault_near_misses_raise_nothing_but_fault_error(words):
+    try:
+        parse_fault("".join(words))
+    except FaultError:
+        pass
+
+
+@given(st.dictionaries(st.sampled_from(["name", "type", "stream", "toxicity", "attributes", "x"]),
+                       st.none() | st.integers() | st.text(max_size=10) | st.floats()
+                       | st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8),
+                                         max_size=3)))
+def test_from_json_raises_nothing_but_fault_error(body):
+    try:
+        toxic_from_json(body)
+    except FaultError:
+        pass
+
+
+def test_toxic_set_tells_listeners_and_keeps_order():
+    heard = []
+    toxics_ = ToxicSet()
+    stop = toxics_.listen(lambda event, toxic: heard.append((event, toxic.name)))
+    toxics_.add(make_toxic("latency"))
+    toxics_.add(make_toxic("limit_data", stream="upstream"))
+    toxics_.update("latency_downstream", attributes={"latency": 5})
+    assert toxics_.get("latency_downstream").attributes == {"latency": 5, "jitter": 0}
+    assert [t.name for t in toxics_] == ["latency_downstream", "limit_data_upstream"]
+    toxics_.remove("limit_data_upstream")
+    stop()
+    toxics_.reset()
+    assert len(toxics_) == 0
+    assert heard == [("added", "latency_downstream"), ("added", "limit_data_upstream"),
+                     ("updated", "latency_downstream"), ("removed", "limit_data_upstream")]
+
+
+def test_toxic_set_refuses_duplicates_and_bounds_its_size():
+    toxics_ = ToxicSet(limit=1)
+    toxics_.add(make_toxic("latency"))
+    with pytest.raises(FaultError, match="already exists"):
+        toxics_.add(make_toxic("latency"))
+    with pytest.raises(FaultError, match="at most 1"):
+        toxics_.add(make_toxic("latency", stream="upstream"))
+    with pytest.raises(KeyError):
+        toxics_.remove("nope")
