@@ -5,6 +5,7 @@ half-close still answered under latency."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
@@ -142,3 +143,15 @@ def test_nc_half_close_under_latency_still_gets_the_reply(twistd, redis_server):
                        capture_output=True, timeout=20)
     assert p.returncode == 0, p.stderr
     assert p.stdout == PONG and time.monotonic() - t0 >= 0.3
+
+
+def test_sigterm_drains_a_pair_whose_reply_a_toxic_still_holds(twistd, redis_server):
+    proc, port = start_proxy(twistd, redis_server.port, "--fault", "latency:downstream:500ms")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(PING)
+        proc.wait_for("toxic latency_downstream (latency, downstream) acts on this pair")
+        proc.proc.send_signal(signal.SIGTERM)
+        proc.signalled = True
+        proc.wait_for("proxy draining 1 open pair(s)")
+        assert recv_exactly(s, len(PONG)) == PONG  # the held reply still arrives
+    assert proc.terminate() == 0

@@ -38,12 +38,12 @@ class Recorder:
         self.calls.append(("close", summary["closed_by"], summary["how"]))
 
 
-def connected(*faults, observer=None, toxics=None):
+def connected(*faults, observer=None, toxics=None, idle=0.0):
     clock = MemoryReactorClock()
     endpoint = Endpoint()
     toxics = toxics if toxics is not None else ToxicSet(parse_fault(f) for f in faults)
     factory = ProxyFactory(endpoint, observer=observer, reactor=clock, toxics=toxics,
-                           fault_seed=1)
+                           fault_seed=1, idle_timeout=idle)
     client = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
     ct = Transport()
     client.makeConnection(ct)
@@ -272,3 +272,13 @@ def test_a_full_close_without_a_half_close_first_still_waits_for_the_held_bytes(
     assert ct.value() == b"" and not ct.disconnecting
     clock.advance(0.1)
     assert ct.value() == b"bye" and ct.disconnecting and not ct.aborted
+
+
+def test_idle_timeout_still_ends_a_pair_a_toxic_holds_open():
+    clock, factory, client, ct, server, st = connected("timeout:downstream", idle=1.0)
+    server.dataReceived(b"dropped")
+    for _ in range(4):
+        clock.advance(0.25)
+    assert not ct.aborted
+    clock.advance(0.25)  # idle for between 1x and 1.25x the timeout
+    assert ct.aborted and st.aborted
