@@ -15,6 +15,9 @@ internal port); ``RespService`` bundles its listening port and the periodic expi
 
 from __future__ import annotations
 
+import os
+import random
+
 from twisted.application import service
 from twisted.internet import protocol, task
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
@@ -310,7 +313,10 @@ class RespFactory(LimitedFactory):
             b"timeout": b"%d" % idle_timeout,
             b"proto-max-bulk-len": str(max_bulk).encode(),
         }
-        self.engine = engine if engine is not None else Engine(password=password, config=config)
+        if engine is None:
+            engine = Engine(password=password, config=config,
+                            rng=random.Random(os.urandom(16)))  # SPOP, SRANDMEMBER
+        self.engine = engine
         self.max_bulk = max_bulk
         self.max_inline = max_inline
         self.max_query = max_query
