@@ -294,13 +294,14 @@ def _score_key(entry):
     return entry[0]
 
 
-def _by_score(order, low, high, reverse: bool):
+def _by_score(order, low, high, reverse: bool, offset: int, limit: int):
     (lo, lo_ex), (hi, hi_ex) = low, high
     if lo > hi or (lo == hi and (lo_ex or hi_ex)):
         return []
     first = (bisect.bisect_right if lo_ex else bisect.bisect_left)(order, lo, key=_score_key)
     end = (bisect.bisect_left if hi_ex else bisect.bisect_right)(order, hi, key=_score_key)
-    return order[first:end][::-1] if reverse else order[first:end]
+    entries = order[first:end][::-1] if reverse else order[first:end]
+    return entries[offset:] if limit < 0 else entries[offset: offset + limit]
 
 
 def _lex_gte(member: bytes, bound) -> bool:
@@ -317,24 +318,36 @@ def _lex_lte(member: bytes, bound) -> bool:
     return member < value if exclusive else member <= value
 
 
-def _by_lex(order, low, high, reverse: bool):
-    """As Redis walks a small sorted set: from one end to the first member inside the range,
-    then on while members stay inside it (members of equal scores are in lexical order)."""
-    out = []
-    if reverse:
-        i = len(order) - 1
-        while i >= 0 and not _lex_lte(order[i][1], high):
-            i -= 1
-        while i >= 0 and _lex_gte(order[i][1], low):
-            out.append(order[i])
-            i -= 1
+def _by_lex(order, low, high, reverse: bool, offset: int, limit: int):
+    """As Redis walks a small sorted set (members of equal scores are in lexical order; with
+    mixed scores the result is what Redis's walk gives): nothing unless the range is not empty,
+    the last member is >= min and the first <= max; else from one end to the first member on
+    the near side of the range, nothing if it is past the far side; skip ``offset`` members,
+    then take up to ``limit`` while they stay inside the far side."""
+    lo, hi = low, high
+    if lo[2] > 0 or hi[2] < 0:
+        return []
+    if not lo[2] and not hi[2] and (lo[0] > hi[0] or (lo[0] == hi[0] and (lo[1] or hi[1]))):
+        return []
+    if not order or not _lex_gte(order[-1][1], lo) or not _lex_lte(order[0][1], hi):
+        return []
+    near, far = (_lex_lte, hi), (_lex_gte, lo)
+    if not reverse:
+        near, far = (_lex_gte, lo), (_lex_lte, hi)
+    walk = reversed(order) if reverse else iter(order)
+    for entry in walk:
+        if near[0](entry[1], near[1]):
+            if not far[0](entry[1], far[1]):
+                return []
+            break
     else:
-        i = 0
-        while i < len(order) and not _lex_gte(order[i][1], low):
-            i += 1
-        while i < len(order) and _lex_lte(order[i][1], high):
-            out.append(order[i])
-            i += 1
+        return []
+    rest = [entry, *walk]
+    out = []
+    for entry in rest[offset:]:
+        if len(out) == limit or not far[0](entry[1], far[1]):
+            break
+        out.append(entry)
     return out
 
 
@@ -386,8 +399,7 @@ def _zrange(engine, session, args, now):
         if offset < 0 or (offset > 0 and offset >= len(zset)):
             return []
         pick = _by_score if kind == b"byscore" else _by_lex
-        entries = pick(zset.order, low, high, reverse)
-        entries = entries[offset:] if limit < 0 else entries[offset: offset + limit]
+        entries = pick(zset.order, low, high, reverse, offset, limit)
     return _pairs(entries, session, withscores, nested=True)
 
 
