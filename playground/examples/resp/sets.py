@@ -3,8 +3,7 @@ SRANDMEMBER, SUNION, SINTER, SDIFF.
 
 SPOP and SRANDMEMBER draw from the engine's ``random`` (a seeded ``random.Random``), so a test
 that seeds it gets the same members every run. Replies are Redis 7.0's: a set (``~`` in RESP3)
-from SMEMBERS, SPOP with a count and the set operations; an array from SRANDMEMBER with a count
-smaller than the set.
+from SMEMBERS, SPOP with a count and the set operations; an array from SRANDMEMBER with a count.
 """
 
 from __future__ import annotations
@@ -182,8 +181,8 @@ def _srandmember(engine, session, args, now):
         return [members.choice(rng) for _ in range(-count)]
     if count == 0:
         return []
-    if count >= len(members):  # Redis answers with the whole set, as a set
-        return Set(tuple(members))
+    if count >= len(members):  # the whole set
+        return list(members)
     return members.sample(rng, count)
 
 
