@@ -228,7 +228,7 @@ def _zadd(engine, session, args, now, incr: bool = False):
     if added or updated:
         engine.keyspace.touch(args[1])
     if incr:
-        return Score(result + 0.0) if processed else None
+        return Score(result) if processed else None  # a new member: -0 as given
     return added + updated if b"ch" in flags else added
 
 
