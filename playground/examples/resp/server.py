@@ -7,7 +7,7 @@ subscriber that does not read is dropped once its backlog passes a bound. Reques
 redis-server frames them (``RespParser(redis_requests=True)``): bad input (a bulk over
 ``--max-bulk``, a count over ``INT_MAX``, an inline line over 64 KiB, garbage) gets Redis's
 ``-ERR Protocol error: ...`` and the connection is closed. Try ``redis-cli -p 6380 ping`` or
-``redis-benchmark -p 6380 -q -t set,get``.
+``redis-benchmark -p 6380 -q`` (its stock run: every test).
 
 ``RespFactory(password=None, ..., reactor=None)`` is usable on its own (e.g. behind a proxy on an
 internal port); ``RespService`` bundles its listening port and the periodic expiry sweep.
@@ -376,7 +376,7 @@ class Options(ServerOptions):
     synopsis = "[options]"
     longdesc = (
         "A small in-memory Redis-protocol server (RESP2 and RESP3): strings, lists, hashes, "
-        "expiry, pub/sub, MULTI/EXEC. Try: redis-cli -p 6380 set greeting hello"
+        "sets, sorted sets, expiry, pub/sub, MULTI/EXEC. Try: redis-cli -p 6380 set greeting hello"
     )
     default_listen = "6380"
     shown_defaults = {"max-bulk": "512m", "max-inline": "64k", "max-query": "1g"}
