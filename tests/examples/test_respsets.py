@@ -108,7 +108,8 @@ def test_sorted_set_keeps_score_then_member_order(steps):
 @pytest.mark.parametrize("text, value", [
     (b"1", 1.0), (b"-1.5", -1.5), (b"+2", 2.0), (b"1.", 1.0), (b".5", 0.5), (b"1e3", 1000.0),
     (b"0x10", 16.0), (b"0x1p-2", 0.25), (b"inf", math.inf), (b"-INF", -math.inf),
-    (b"+infinity", math.inf), (b"-0", 0.0), (b"5e-324", 5e-324),
+    (b"+infinity", math.inf), (b"-0", 0.0), (b"5e-324", 5e-324), (b"0" * 400, 0.0),
+    (b"9" * 299, float("9" * 299)),
 ])
 def test_scores_are_read_as_redis_reads_them(text, value):
     assert parse_score(text) == value
@@ -116,7 +117,8 @@ def test_scores_are_read_as_redis_reads_them(text, value):
 
 @pytest.mark.pure
 @pytest.mark.parametrize("text", [b"", b" 1", b"1 ", b"nan", b"-nan", b"1e400", b"1e-400",
-                                  b"1_0", b"x", b"1e", b"0x", b".", b"--1", b"in", b"1,5"])
+                                  b"1_0", b"x", b"1e", b"0x", b".", b"--1", b"in", b"1,5",
+                                  b"9" * 400, b"0x1p-2000", b"\xd9\xa3"])
 def test_scores_redis_refuses(text):
     assert parse_score(text) is None
 

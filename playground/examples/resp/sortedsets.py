@@ -107,23 +107,22 @@ def _strtod(text: bytes) -> tuple[float, bool] | None:
     m = _STRTOD.match(text)
     if m is None:
         return None
-    sign, hexa, decimal, _ = m.groups()
-    if hexa is not None:
-        value = float.fromhex(hexa.decode())
-        mantissa = hexa[2:].split(b"p")[0].split(b"P")[0]
-    elif decimal is not None:
-        value = float(decimal)
-        mantissa = re.split(rb"[eE]", decimal)[0]
-    else:
+    sign, hexa, decimal, infinity = m.groups()
+    if infinity is not None:
         return (-math.inf if sign == b"-" else math.inf), False
+    value = float(decimal) if decimal is not None else float.fromhex(hexa.decode())
     if sign == b"-":
         value = -value
-    out_of_range = math.isinf(value) or (value == 0 and mantissa.strip(b"0.") != b"")
-    return value, out_of_range
+    if value == 0:  # out of range if the digits were not all zeros (an underflow)
+        digits = re.split(rb"[pP]", hexa[2:])[0] if hexa else re.split(rb"[eE]", decimal)[0]
+        return value, digits.strip(b"0.") != b""
+    return value, math.isinf(value)
 
 
 def parse_score(text: bytes) -> float | None:
     """A score argument as Redis's ``string2d``: strict, no blanks, no NaN, no overflow."""
+    if text.isdigit() and len(text) < 300:  # the common case, and float() reads it as strtod
+        return float(text)
     read = _strtod(text)
     if read is None or read[1]:
         return None
@@ -174,51 +173,60 @@ def _zset(engine, key: bytes, now: float, create: bool = False):
 
 # ---------------------------------------------------------------------------- commands
 
-_ZADD_FLAGS = (b"nx", b"xx", b"gt", b"lt", b"ch", b"incr")
-
-
 def _zadd(engine, session, args, now, incr: bool = False):
-    flags = set()
-    i = 2
-    while i < len(args) and args[i].lower() in _ZADD_FLAGS:
-        flags.add(args[i].lower())
+    nx = xx = gt = lt = ch = False
+    i, n = 2, len(args)
+    while i < n:  # the flags, in any order, until the first score
+        opt = args[i].lower()
+        if opt == b"nx":
+            nx = True
+        elif opt == b"xx":
+            xx = True
+        elif opt == b"gt":
+            gt = True
+        elif opt == b"lt":
+            lt = True
+        elif opt == b"ch":
+            ch = True
+        elif opt == b"incr":
+            incr = True
+        else:
+            break
         i += 1
-    incr = incr or b"incr" in flags
-    rest = args[i:]
-    if not rest or len(rest) % 2:
+    pairs = n - i
+    if not pairs or pairs % 2:
         return SYNTAX
-    if {b"nx", b"xx"} <= flags:
+    if nx and xx:
         return error("ERR XX and NX options at the same time are not compatible")
-    if len(flags & {b"nx", b"gt", b"lt"}) > 1:
+    if nx + gt + lt > 1:
         return error("ERR GT, LT, and/or NX options at the same time are not compatible")
-    if incr and len(rest) > 2:
+    if incr and pairs > 2:
         return error("ERR INCR option supports a single increment-element pair")
-    scores = [parse_score(s) for s in rest[::2]]
+    scores = [parse_score(s) for s in args[i::2]]
     if None in scores:
         return NOT_FLOAT
-    zset, wrong = _zset(engine, args[1], now)
+    zset, wrong = engine.keyspace.get_typed(args[1], milliseconds(now), SortedSet,
+                                            create=not xx)
     if wrong:
         return wrong
     added = updated = processed = 0
     result = None
-    if zset is not None or b"xx" not in flags:
-        if zset is None:
-            zset, _ = _zset(engine, args[1], now, create=True)
-        for score, member in zip(scores, rest[1::2], strict=True):
+    if zset is not None:
+        for score, member in zip(scores, args[i + 1::2], strict=True):
             current = zset.scores.get(member)
             if current is None:
-                if b"xx" in flags:
+                if xx:
                     continue
                 zset.set(member, score)
                 added += 1
             else:
-                if b"nx" in flags:
+                if nx:
                     continue
                 if incr:
                     score += current
                     if math.isnan(score):
                         return NAN_SCORE
-                if (b"lt" in flags and score >= current) or (b"gt" in flags and score <= current):
+                if (lt and score >= current) or (gt and score <= current):
                     continue
                 if score != current:
                     zset.set(member, score)
@@ -229,7 +237,7 @@ def _zadd(engine, session, args, now, incr: bool = False):
         engine.keyspace.touch(args[1])
     if incr:
         return Score(result) if processed else None  # a new member: -0 as given
-    return added + updated if b"ch" in flags else added
+    return added + updated if ch else added
 
 
 def _zincrby(engine, session, args, now):
