@@ -1,5 +1,6 @@
 """Sorted sets (``SortedSet`` values): ZADD (NX XX GT LT CH INCR), ZINCRBY, ZREM, ZCARD, ZSCORE,
-ZRANK, ZREVRANK, ZRANGE (by index, BYSCORE or BYLEX; REV, LIMIT, WITHSCORES), ZPOPMIN, ZPOPMAX.
+ZRANK, ZREVRANK, ZRANGE (by index, BYSCORE or BYLEX; REV, LIMIT, WITHSCORES) and its older forms
+ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZCOUNT, ZPOPMIN, ZPOPMAX.
 
 Scores are doubles read as Redis reads them (``strtod``: ``inf``, ``-inf``, hex floats; no NaN,
 no blanks, no overflow) and printed as Redis 7.0 prints them (``%.17g``: ``1.1`` comes back
@@ -359,9 +360,11 @@ def _by_lex(order, low, high, reverse: bool, offset: int, limit: int):
     return out
 
 
-def _zrange(engine, session, args, now):
-    withscores = reverse = False
-    kind = None
+def _zrange(engine, session, args, now, kind: bytes | None = None,
+            reverse: bool | None = None):
+    """ZRANGE and its older forms, which fix the kind (``rank``, ``byscore``) and the direction:
+    then the option that would set it is a syntax error, as in Redis."""
+    withscores = False
     offset, limit = 0, -1
     i = 4
     while i < len(args):
@@ -373,20 +376,21 @@ def _zrange(engine, session, args, now):
             if offset is None or limit is None:
                 return NOT_INTEGER
             i += 2
-        elif opt == b"rev" and not reverse:
+        elif opt == b"rev" and reverse is None:
             reverse = True
         elif opt in (b"byscore", b"bylex") and kind is None:
             kind = opt
         else:
             return SYNTAX
         i += 1
-    if limit != -1 and kind is None:
+    reverse, kind = bool(reverse), kind or b"rank"
+    if limit != -1 and kind == b"rank":
         return error("ERR syntax error, LIMIT is only supported in combination with either "
                      "BYSCORE or BYLEX")
     if withscores and kind == b"bylex":
         return error("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
-    low, high = (args[3], args[2]) if reverse and kind else (args[2], args[3])
-    if kind is None:
+    low, high = (args[3], args[2]) if reverse and kind != b"rank" else (args[2], args[3])
+    if kind == b"rank":
         start, stop = parse_int(low), parse_int(high)
         if start is None or stop is None:
             return NOT_INTEGER
@@ -401,7 +405,7 @@ def _zrange(engine, session, args, now):
     zset, wrong = _zset(engine, args[1], now)
     if wrong or zset is None:
         return wrong or []
-    if kind is None:
+    if kind == b"rank":
         entries = _by_index(zset.order, start, stop, reverse)
     else:
         if offset < 0 or (offset > 0 and offset >= len(zset)):
@@ -409,6 +413,28 @@ def _zrange(engine, session, args, now):
         pick = _by_score if kind == b"byscore" else _by_lex
         entries = pick(zset.order, low, high, reverse, offset, limit)
     return _pairs(entries, session, withscores, nested=True)
+
+
+def _zrevrange(engine, session, args, now):
+    return _zrange(engine, session, args, now, kind=b"rank", reverse=True)
+
+
+def _zrangebyscore(engine, session, args, now):
+    return _zrange(engine, session, args, now, kind=b"byscore", reverse=False)
+
+
+def _zrevrangebyscore(engine, session, args, now):
+    return _zrange(engine, session, args, now, kind=b"byscore", reverse=True)
+
+
+def _zcount(engine, session, args, now):
+    low, high = _range_bound(args[2]), _range_bound(args[3])
+    if low is None or high is None:
+        return NOT_FLOAT_RANGE
+    zset, wrong = _zset(engine, args[1], now)
+    if wrong or zset is None:
+        return wrong or 0
+    return len(_by_score(zset.order, low, high, False, 0, -1))
 
 
 def _zpop(engine, session, args, now, highest: bool):
@@ -448,6 +474,10 @@ COMMANDS = group(
     command("zrank", 3, _zrank, "readonly fast", ONE_KEY, summary="Returns the index of a member in a sorted set ordered by ascending scores.", since="2.0.0"),
     command("zrevrank", 3, _zrevrank, "readonly fast", ONE_KEY, summary="Returns the index of a member in a sorted set ordered by descending scores.", since="2.0.0"),
     command("zrange", -4, _zrange, "readonly", ONE_KEY, summary="Returns members in a sorted set within a range of indexes.", since="1.2.0"),
+    command("zrevrange", -4, _zrevrange, "readonly", ONE_KEY, summary="Returns members in a sorted set within a range of indexes in reverse order.", since="1.2.0"),
+    command("zrangebyscore", -4, _zrangebyscore, "readonly", ONE_KEY, summary="Returns members in a sorted set within a range of scores.", since="1.0.5"),
+    command("zrevrangebyscore", -4, _zrevrangebyscore, "readonly", ONE_KEY, summary="Returns members in a sorted set within a range of scores in reverse order.", since="2.2.0"),
+    command("zcount", 4, _zcount, "readonly fast", ONE_KEY, summary="Returns the count of members in a sorted set that have scores within a range.", since="2.0.0"),
     command("zpopmin", -2, _zpopmin, "write fast", ONE_KEY, summary="Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", since="5.0.0"),
     command("zpopmax", -2, _zpopmax, "write fast", ONE_KEY, summary="Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", since="5.0.0"),
 )
