@@ -605,3 +605,33 @@ def test_stock_benchmark_passes_against_the_demo_and_through_its_proxy(twistd):
     demo.wait_for("ZPOPMIN myzset -> ")  # the proxy decoded the sorted-set traffic too
     assert demo.terminate() == 0
     assert "Traceback" not in demo.output()
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_redis_py_sets_and_sorted_sets(resp_port, protocol):
+    import redis
+
+    r = redis.Redis(port=resp_port, protocol=protocol, socket_timeout=10)
+
+    def pairs(reply):  # redis-py gives tuples in RESP2, the nested arrays as lists in RESP3
+        return [tuple(p) for p in reply]
+
+    try:
+        r.flushall()
+        assert r.sadd("s", "a", "b", "c") == 3
+        assert r.smembers("s") == {b"a", b"b", b"c"}
+        assert r.smismember("s", ["a", "z"]) == [1, 0]
+        assert r.spop("s", 3) is not None and r.exists("s") == 0
+        assert r.zadd("z", {"a": 1.5, "b": 2, "c": 3}) == 3
+        assert pairs(r.zrange("z", 0, -1, withscores=True)) == [(b"a", 1.5), (b"b", 2.0),
+                                                                (b"c", 3.0)]
+        assert r.zrange("z", 0, 0, desc=True) == [b"c"]
+        assert r.zrangebyscore("z", "(1.5", "+inf") == [b"b", b"c"]
+        assert r.zscore("z", "a") == 1.5 and r.zincrby("z", 1, "a") == 2.5
+        assert r.zrank("z", "c") == 2 and r.zcard("z") == 3 and r.zcount("z", 2, 3) == 3
+        assert pairs(r.zpopmin("z", 1)) == [(b"b", 2.0)]
+        assert pairs(r.zpopmax("z", 2)) == [(b"c", 3.0), (b"a", 2.5)]
+        assert r.type("z") == b"none"
+    finally:
+        r.close()
