@@ -12,6 +12,7 @@ import shlex
 import subprocess
 
 import pytest
+import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -610,8 +611,6 @@ def test_stock_benchmark_passes_against_the_demo_and_through_its_proxy(twistd):
 @pytest.mark.real
 @pytest.mark.parametrize("protocol", [2, 3])
 def test_redis_py_sets_and_sorted_sets(resp_port, protocol):
-    import redis
-
     r = redis.Redis(port=resp_port, protocol=protocol, socket_timeout=10)
 
     def pairs(reply):  # redis-py gives tuples in RESP2, the nested arrays as lists in RESP3

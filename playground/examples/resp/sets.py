@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from random import Random
 
-from playground.codec.values import Set
+from playground.codec.values import Error, Set
 from playground.examples.resp.arguments import I64_MAX, I64_MIN, parse_int
 from playground.examples.resp.commands import ALL_KEYS, ONE_KEY, ValueType, command, group
 from playground.examples.resp.keyspace import milliseconds
-from playground.examples.resp.replies import NOT_INTEGER, NOT_POSITIVE, SYNTAX, WRONGTYPE, error
+from playground.examples.resp.replies import NOT_INTEGER, NOT_POSITIVE, SYNTAX, error
 
 # SRANDMEMBER with a negative count may repeat members: the reply's length is the count, not
 # bounded by the set, so the server refuses counts that would build a reply larger than this.
@@ -200,7 +200,7 @@ def _operands(engine, keys: list[bytes], now: float):
 
 def _sunion(engine, session, args, now):
     sets = _operands(engine, args[1:], now)
-    if sets is WRONGTYPE:
+    if isinstance(sets, Error):
         return sets
     out: dict[bytes, None] = {}
     for members in sets:
@@ -210,7 +210,7 @@ def _sunion(engine, session, args, now):
 
 def _sinter(engine, session, args, now):
     sets = _operands(engine, args[1:], now)
-    if sets is WRONGTYPE:
+    if isinstance(sets, Error):
         return sets
     if any(members is None for members in sets):
         return Set()
@@ -220,7 +220,7 @@ def _sinter(engine, session, args, now):
 
 def _sdiff(engine, session, args, now):
     sets = _operands(engine, args[1:], now)
-    if sets is WRONGTYPE:
+    if isinstance(sets, Error):
         return sets
     first, *others = sets
     others = [s for s in others if s]

@@ -39,9 +39,9 @@ class SortedSet:
     ``(score, member)``.
 
     Lookups (ZSCORE) are O(1); ranks and range starts are O(log n) (bisect); adding, moving or
-    removing a member is O(log n) to find plus O(n) to shift the list, which is a memmove and
-    fast for the sizes a request can build (bounded by ``--max-query``); a range of m members
-    costs O(log n + m).
+    removing a member is O(log n) to find plus O(n) to shift the list: a memmove, some 35 µs
+    for a member in the middle of 100,000, fine for a playground (Redis's skip list is
+    O(log n)); a range of m members costs O(log n + m), ZPOPMIN/ZPOPMAX O(n).
     """
 
     __slots__ = ("scores", "order")
@@ -168,8 +168,8 @@ def _pairs(entries, session, withscores: bool, nested: bool):
     return out
 
 
-def _zset(engine, key: bytes, now: float, create: bool = False):
-    return engine.keyspace.get_typed(key, milliseconds(now), SortedSet, create=create)
+def _zset(engine, key: bytes, now: float):
+    return engine.keyspace.get_typed(key, milliseconds(now), SortedSet)
 
 
 # ---------------------------------------------------------------------------- commands
