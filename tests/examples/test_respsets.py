@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from playground.codec.encoder import encode_command
 from playground.codec.values import Error, Set, Simple
+from playground.examples.resp import sets, sortedsets
 from playground.examples.resp.engine import Engine
 from playground.examples.resp.replies import NULL_ARRAY, Reply, encode_reply
 from playground.examples.resp.server import RespFactory
@@ -347,6 +348,24 @@ def test_watch_sees_set_and_zset_writes():
         c("MULTI")
         c("PING")
         assert c("EXEC") is NULL_ARRAY, write
+
+
+_WORDS = st.sampled_from([b"k", b"s", b"a", b"0", b"1", b"-1", b"2.5", b"(1", b"[a", b"-", b"+",
+                          b"inf", b"nan", b"NX", b"XX", b"GT", b"LT", b"CH", b"INCR", b"REV",
+                          b"LIMIT", b"BYSCORE", b"BYLEX", b"WITHSCORES", b"9223372036854775807",
+                          b"-9223372036854775808", b""]) | st.binary(max_size=6)
+
+
+@pytest.mark.pure
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.sampled_from([c.name for m in (sets, sortedsets) for c in m.COMMANDS]),
+                          st.lists(_WORDS, max_size=7)), max_size=8),
+       st.sampled_from([2, 3]))
+def test_any_arguments_get_a_reply_never_an_exception(commands, protocol):
+    c = Client(protocol=protocol)
+    for name, args in commands:
+        [effect] = c.engine.execute(c.session, [name.encode(), *args], c.now)
+        encode_reply(effect.value, protocol)  # and every reply can be written
 
 
 @pytest.mark.memory
