@@ -8,7 +8,7 @@ import types
 import pytest
 
 from playground.codec.values import Error, Map, Simple
-from playground.examples.resp import hashes, lists, strings
+from playground.examples.resp import hashes, lists, sets, sortedsets, strings
 from playground.examples.resp.commands import ONE_KEY, ValueType, command, group
 from playground.examples.resp.engine import COMMANDS, MODULES, Engine, command_table, value_types
 from playground.examples.resp.keyspace import milliseconds
@@ -47,14 +47,15 @@ def test_a_name_declared_twice_is_refused():
 
 
 def test_the_data_type_modules_declare_their_values():
-    assert value_types(MODULES) == (strings.VALUE_TYPE, lists.VALUE_TYPE, hashes.VALUE_TYPE)
-    assert [t.name for t in value_types(MODULES)] == [b"string", b"list", b"hash"]
+    assert value_types(MODULES) == (strings.VALUE_TYPE, lists.VALUE_TYPE, hashes.VALUE_TYPE,
+                                    sets.VALUE_TYPE, sortedsets.VALUE_TYPE)
+    assert [t.name for t in value_types(MODULES)] == [b"string", b"list", b"hash", b"set", b"zset"]
 
 
 # ------------------------------------------------------------------ adding a data type
 
 
-def _sadd(engine, session, args, now):
+def _toyadd(engine, session, args, now):
     members, wrong = engine.keyspace.get_typed(args[1], milliseconds(now), set, create=True)
     if wrong:
         return wrong
@@ -64,7 +65,7 @@ def _sadd(engine, session, args, now):
     return len(members) - before
 
 
-def _scard(engine, session, args, now):
+def _toycard(engine, session, args, now):
     members, wrong = engine.keyspace.get_typed(args[1], milliseconds(now), set)
     return wrong or len(members or ())
 
@@ -72,11 +73,11 @@ def _scard(engine, session, args, now):
 def _toy_sets() -> types.ModuleType:
     """A data-type module as the server's own are written: VALUE_TYPE and COMMANDS."""
     module = types.ModuleType("toy_sets")
-    module.VALUE_TYPE = ValueType(b"set", set)
+    module.VALUE_TYPE = ValueType(b"toyset", set)
     module.COMMANDS = group(
-        "set",
-        command("sadd", -3, _sadd, "write fast", ONE_KEY, summary="Adds members to a set."),
-        command("scard", 2, _scard, "readonly fast", ONE_KEY,
+        "toyset",
+        command("toyadd", -3, _toyadd, "write fast", ONE_KEY, summary="Adds members to a set."),
+        command("toycard", 2, _toycard, "readonly fast", ONE_KEY,
                 summary="Returns the number of members in a set."),
     )
     return module
@@ -91,18 +92,18 @@ def test_a_new_data_type_is_one_module_and_one_registration():
         assert isinstance(effect, Reply)
         return effect.value
 
-    assert run("SADD", "s", "a", "b", "a") == 2
-    assert run("SCARD", "s") == 2
-    assert run("TYPE", "s") == Simple(b"set")
-    assert run("SCAN", "0", "TYPE", "set") == [b"0", [b"s"]]
+    assert run("TOYADD", "s", "a", "b", "a") == 2
+    assert run("TOYCARD", "s") == 2
+    assert run("TYPE", "s") == Simple(b"toyset")
+    assert run("SCAN", "0", "TYPE", "toyset") == [b"0", [b"s"]]
     assert run("GET", "s") == WRONGTYPE
     run("SET", "str", "v")
-    assert run("SADD", "str", "x") == WRONGTYPE
-    assert run("SADD", "s") == Error(b"ERR wrong number of arguments for 'sadd' command")
+    assert run("TOYADD", "str", "x") == WRONGTYPE
+    assert run("TOYADD", "s") == Error(b"ERR wrong number of arguments for 'toyadd' command")
     assert run("COMMAND", "COUNT") == len(COMMANDS) + 2
-    docs = run("COMMAND", "DOCS", "sadd")
-    assert isinstance(docs, Map) and docs.items[0][1].get(b"group") == b"set"
+    docs = run("COMMAND", "DOCS", "toyadd")
+    assert isinstance(docs, Map) and docs.items[0][1].get(b"group") == b"toyset"
     assert run("MULTI") == Simple(b"OK")
-    assert run("SADD", "s", "c") == Simple(b"QUEUED")
+    assert run("TOYADD", "s", "c") == Simple(b"QUEUED")
     assert run("EXEC") == [1]
     assert run("DEL", "s") == 1

@@ -15,6 +15,7 @@ and one line there.
 
 from __future__ import annotations
 
+import random
 from types import ModuleType
 
 from playground.codec.values import Error
@@ -25,6 +26,8 @@ from playground.examples.resp import (
     keys,
     lists,
     pubsub,
+    sets,
+    sortedsets,
     strings,
     transactions,
 )
@@ -34,8 +37,8 @@ from playground.examples.resp.replies import NOAUTH, QUEUED, Effects, Reply, err
 from playground.examples.resp.session import Session
 
 # The command modules, in the order COMMAND lists their commands.
-MODULES: tuple[ModuleType, ...] = (connection, admin, strings, keys, lists, hashes, pubsub,
-                                   transactions)
+MODULES: tuple[ModuleType, ...] = (connection, admin, strings, keys, lists, hashes, sets,
+                                   sortedsets, pubsub, transactions)
 
 
 def command_table(modules: tuple[ModuleType, ...]) -> dict[str, Command]:
@@ -55,22 +58,29 @@ def value_types(modules: tuple[ModuleType, ...]) -> tuple[ValueType, ...]:
 
 
 COMMANDS = command_table(MODULES)  # the server's commands, as COMMAND lists them
+DEFAULT_SEED = 0  # SPOP and SRANDMEMBER's choices when no ``rng`` is given: the same every run
 
 _SUBSCRIBED_ONLY = ("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / "
                     "QUIT / RESET are allowed in this context")
 
 
 class Engine:
-    """One in-memory database, its clients, and the commands they run (those of ``modules``)."""
+    """One in-memory database, its clients, and the commands they run (those of ``modules``).
+
+    ``rng`` is where commands draw random choices (SPOP, SRANDMEMBER): a ``random.Random``
+    seeded with ``DEFAULT_SEED`` unless given, so the engine stays deterministic; the server
+    passes one seeded from ``os.urandom``.
+    """
 
     def __init__(self, password: bytes | str | None = None, config: dict | None = None,
-                 modules: tuple[ModuleType, ...] = MODULES):
+                 modules: tuple[ModuleType, ...] = MODULES, rng: random.Random | None = None):
         if isinstance(password, str):
             password = password.encode()
         self.password = password or None
         self.commands = COMMANDS if modules is MODULES else command_table(modules)
         self.value_types = value_types(modules)
         self.keyspace = Keyspace()
+        self.random = rng if rng is not None else random.Random(DEFAULT_SEED)
         self.sessions: dict[int, Session] = {}
         self.channels: dict[bytes, dict[Session, None]] = {}
         self.patterns: dict[bytes, dict[Session, None]] = {}

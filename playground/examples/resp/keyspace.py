@@ -19,8 +19,8 @@ def milliseconds(now: float) -> int:
 
 
 class Keyspace:
-    """Keys to values (each data-type module's ``VALUE_TYPE``: ``bytes``, ``deque``, ``dict``)
-    with expiry.
+    """Keys to values (each data-type module's ``VALUE_TYPE``: ``bytes``, ``deque``, ``dict``,
+    ``MemberSet``, ``SortedSet``) with expiry.
 
     Deadlines are integer milliseconds; a key is expired once ``now_ms > deadline`` (as Redis).
     A min-heap of deadlines makes the periodic sweep cost proportional to what expires.

@@ -7,13 +7,16 @@ subscriber that does not read is dropped once its backlog passes a bound. Reques
 redis-server frames them (``RespParser(redis_requests=True)``): bad input (a bulk over
 ``--max-bulk``, a count over ``INT_MAX``, an inline line over 64 KiB, garbage) gets Redis's
 ``-ERR Protocol error: ...`` and the connection is closed. Try ``redis-cli -p 6380 ping`` or
-``redis-benchmark -p 6380 -q -t set,get``.
+``redis-benchmark -p 6380 -q`` (its stock run: every test).
 
 ``RespFactory(password=None, ..., reactor=None)`` is usable on its own (e.g. behind a proxy on an
 internal port); ``RespService`` bundles its listening port and the periodic expiry sweep.
 """
 
 from __future__ import annotations
+
+import os
+import random
 
 from twisted.application import service
 from twisted.internet import protocol, task
@@ -310,7 +313,10 @@ class RespFactory(LimitedFactory):
             b"timeout": b"%d" % idle_timeout,
             b"proto-max-bulk-len": str(max_bulk).encode(),
         }
-        self.engine = engine if engine is not None else Engine(password=password, config=config)
+        if engine is None:
+            engine = Engine(password=password, config=config,
+                            rng=random.Random(os.urandom(16)))  # SPOP, SRANDMEMBER
+        self.engine = engine
         self.max_bulk = max_bulk
         self.max_inline = max_inline
         self.max_query = max_query
@@ -370,7 +376,7 @@ class Options(ServerOptions):
     synopsis = "[options]"
     longdesc = (
         "A small in-memory Redis-protocol server (RESP2 and RESP3): strings, lists, hashes, "
-        "expiry, pub/sub, MULTI/EXEC. Try: redis-cli -p 6380 set greeting hello"
+        "sets, sorted sets, expiry, pub/sub, MULTI/EXEC. Try: redis-cli -p 6380 set greeting hello"
     )
     default_listen = "6380"
     shown_defaults = {"max-bulk": "512m", "max-inline": "64k", "max-query": "1g"}
