@@ -6,6 +6,8 @@
 ``release(client)`` gives it back once every reply is read (a client released with requests
 still unanswered is closed instead: their replies would reach the next user). ``execute(*args)``
 does all three. ``close()`` drains the pool and fires when every connection is closed.
+:class:`Unpooled` is the baseline with the same methods: a new connection per ``acquire``,
+closed at ``release``.
 
 Connects go through the endpoint given (``clientFromString``); the health check is a ``PING``
 answered ``+PONG``; timeouts are one ``callLater`` on the injected reactor at the core's next
@@ -57,7 +59,32 @@ _ERRORS = {poolcore.TIMEOUT: AcquireTimeout, poolcore.CLOSED: PoolClosed,
            poolcore.QUEUE_FULL: PoolFull, poolcore.CONNECT_FAILED: ConnectFailed}
 
 
-class ConnectionPool:
+class _Executes:
+    """``execute`` on top of ``acquire`` and ``release``."""
+
+    @defer.inlineCallbacks
+    def execute(self, *args, idempotent: bool = False):
+        """Acquire, send one command, release: a Deferred of the reply. A request lost with
+        its connection is sent again once on another connection when ``idempotent``; one that
+        could not be sent (the connection ended as it was handed out) is, always."""
+        for attempt in range(2):
+            client = yield self.acquire()
+            try:
+                reply = yield client.request(*args)
+            except RequestLost:
+                if attempt or not idempotent:
+                    raise
+                continue
+            except ConnectionClosed:  # not sent: safe to send elsewhere
+                if attempt:
+                    raise
+                continue
+            finally:
+                self.release(client)
+            return reply
+
+
+class ConnectionPool(_Executes):
     """A bounded pool of RESP connections to one endpoint (settings as ``PoolCore``'s)."""
 
     log = Logger()
@@ -114,27 +141,6 @@ class ConnectionPool:
             self._run(self.core.fail(conn, self.reactor.seconds(), "discarded"))
         if client.transport is not None:
             client.transport.abortConnection()
-
-    @defer.inlineCallbacks
-    def execute(self, *args, idempotent: bool = False):
-        """Acquire, send one command, release: a Deferred of the reply. A request lost with
-        its connection is sent again once on another connection when ``idempotent``; one that
-        could not be sent (the connection ended as it was handed out) is, always."""
-        for attempt in range(2):
-            client = yield self.acquire()
-            try:
-                reply = yield client.request(*args)
-            except RequestLost:
-                if attempt or not idempotent:
-                    raise
-                continue
-            except ConnectionClosed:  # not sent: safe to send elsewhere
-                if attempt:
-                    raise
-                continue
-            finally:
-                self.release(client)
-            return reply
 
     def close(self) -> defer.Deferred:
         """Drain: fail the waiters, close idle connections now and the others when they are
@@ -256,6 +262,62 @@ class ConnectionPool:
     def _maybe_closed(self) -> None:
         if self._closed_waiters and self.core.drained and not self._clients and (
                 not self._connecting):
+            waiters, self._closed_waiters = self._closed_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+
+class Unpooled(_Executes):
+    """The baseline without a pool: ``acquire`` opens a new connection, ``release`` closes it."""
+
+    def __init__(self, endpoint, connect_timeout: float = 5.0, reactor=None):
+        self.endpoint = endpoint
+        self.connect_timeout = connect_timeout
+        self.reactor = default_reactor(reactor)
+        self.connections_made = 0
+        self._open: set[RespClientProtocol] = set()
+        self._closed_waiters: list[defer.Deferred] = []
+
+    def acquire(self) -> defer.Deferred:
+        client = RespClientProtocol(on_lost=self._lost)
+        d = endpoints.connectProtocol(self.endpoint, client)
+        d.addTimeout(self.connect_timeout, self.reactor)
+
+        def made(_):
+            self.connections_made += 1
+            self._open.add(client)
+            return client
+
+        def failed(f):
+            raise ConnectFailed(f"{poolcore.CONNECT_FAILED}: {f.getErrorMessage()}")
+
+        return d.addCallbacks(made, failed)
+
+    def release(self, client: RespClientProtocol) -> None:
+        if client in self._open:
+            client.transport.loseConnection()
+
+    def discard(self, client: RespClientProtocol) -> None:
+        if client in self._open:
+            client.transport.abortConnection()
+
+    def close(self) -> defer.Deferred:
+        """Fires once every connection is closed."""
+        d = defer.Deferred()
+        self._closed_waiters.append(d)
+        self._maybe_closed()
+        return d
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
+
+    def _lost(self, client: RespClientProtocol, why: str) -> None:
+        self._open.discard(client)
+        self._maybe_closed()
+
+    def _maybe_closed(self) -> None:
+        if self._closed_waiters and not self._open:
             waiters, self._closed_waiters = self._closed_waiters, []
             for d in waiters:
                 d.callback(None)

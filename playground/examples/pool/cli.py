@@ -1,0 +1,230 @@
+"""``tcpplay-pool``: what a connection pool saves, measured. Also ``python -m playground pool``.
+
+``tcpplay-pool --target 6379 --requests 10000 --concurrency 50 --pool-size 8`` sends the
+requests (alternately ``SET key value`` and ``GET key``, over 1000 keys), ``--concurrency`` at
+a time, through a :class:`~playground.examples.pool.pool.ConnectionPool`; ``--no-pool`` opens a
+new connection for each request instead. It prints requests per second, the latency
+percentiles (acquire included: that is where a new connection costs) and how many TCP
+connections it opened; ``--json`` prints the same as one JSON object. A request lost with its
+connection is sent again once (``SET`` of a fixed value and ``GET`` are idempotent); any
+request that still fails is counted, and the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+
+import attrs
+from twisted.internet import defer, task
+from twisted.python import usage
+
+from playground.common.addresses import client_endpoint, client_string
+from playground.examples.pool.pool import ConnectionPool, Unpooled
+
+KEYS = 1000  # the requests cycle over this many keys
+VALUE = b"tcpplay-pool-val"  # 16 bytes
+
+
+@attrs.frozen
+class Report:
+    """What one run measured."""
+
+    mode: str  # "pool" or "no pool"
+    requests: int
+    concurrency: int
+    pool_size: int | None
+    seconds: float
+    latencies: tuple[float, ...]  # of the requests that succeeded, sorted, in seconds
+    errors: tuple[tuple[str, int], ...]  # (first message of a kind, how many)
+    connections: int
+
+    @property
+    def failed(self) -> int:
+        return sum(n for _, n in self.errors)
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    def percentile(self, p: float) -> float:
+        """Nearest-rank percentile of the latencies, in seconds (0 when none succeeded)."""
+        if not self.latencies:
+            return 0.0
+        rank = max(1, -(-len(self.latencies) * p // 100))
+        return self.latencies[int(rank) - 1]
+
+    def as_dict(self) -> dict:
+        return {"mode": self.mode, "requests": self.requests, "concurrency": self.concurrency,
+                "pool_size": self.pool_size, "seconds": round(self.seconds, 6),
+                "requests_per_second": round(self.per_second, 1),
+                "p50_ms": round(self.percentile(50) * 1000, 3),
+                "p99_ms": round(self.percentile(99) * 1000, 3),
+                "max_ms": round(self.percentile(100) * 1000, 3),
+                "connections": self.connections, "failed": self.failed,
+                "errors": dict(self.errors)}
+
+    def text(self, target: str) -> str:
+        how = (f"a pool of {self.pool_size} connections" if self.mode == "pool"
+               else "a new connection per request")
+        lines = [
+            f"{self.requests} requests to {target}, {self.concurrency} at a time, {how}",
+            f"  {self.per_second:.0f} requests/s ({self.seconds:.2f} s)",
+            f"  latency p50 {self.percentile(50) * 1000:.2f} ms, "
+            f"p99 {self.percentile(99) * 1000:.2f} ms, max {self.percentile(100) * 1000:.2f} ms",
+            f"  {self.connections} TCP connection(s) opened",
+            f"  {self.failed} request(s) failed",
+        ]
+        lines += [f"    {n} x {message}" for message, n in self.errors]
+        return "\n".join(lines)
+
+
+async def run_load(send, requests: int, concurrency: int, timer=time.perf_counter):
+    """Call ``send(i)`` (a Deferred) for i in ``range(requests)``, ``concurrency`` at a time;
+    return (seconds, sorted latencies of the successes, error counts by first message)."""
+    latencies: list[float] = []
+    errors: Counter = Counter()
+    first: dict[str, str] = {}
+    numbers = iter(range(requests))
+
+    async def worker():
+        for i in numbers:
+            t0 = timer()
+            try:
+                await send(i)
+            except Exception as e:
+                kind = type(e).__name__
+                first.setdefault(kind, f"{kind}: {e}")
+                errors[first[kind]] += 1
+            else:
+                latencies.append(timer() - t0)
+
+    start = timer()
+    await defer.gatherResults([defer.ensureDeferred(worker()) for _ in range(concurrency)])
+    latencies.sort()
+    return timer() - start, tuple(latencies), tuple(errors.most_common())
+
+
+def resp_request(source, i: int) -> defer.Deferred:
+    """Request ``i``: ``SET`` for even ``i``, ``GET`` of the same key for odd ones."""
+    key = b"tcpplay:pool:%d" % (i // 2 % KEYS)
+    if i % 2:
+        return source.execute("GET", key, idempotent=True)
+    return source.execute("SET", key, VALUE, idempotent=True)
+
+
+def make_source(args, reactor):
+    endpoint = client_endpoint(reactor, args.desc)
+    if args.no_pool:
+        return Unpooled(endpoint, connect_timeout=args.connect_timeout, reactor=reactor)
+    return ConnectionPool(
+        endpoint, max_size=args.pool_size, acquire_timeout=args.acquire_timeout,
+        check_after=args.check_after, idle_timeout=args.idle_timeout or None,
+        max_lifetime=args.max_lifetime or None, connect_timeout=args.connect_timeout,
+        max_waiters=args.concurrency, reactor=reactor)
+
+
+async def measure(reactor, args) -> Report:
+    """One run of the RESP workload as ``args`` say."""
+    source = make_source(args, reactor)
+    try:
+        seconds, latencies, errors = await run_load(
+            lambda i: resp_request(source, i), args.requests, args.concurrency)
+    finally:
+        await source.close()
+    return Report("no pool" if args.no_pool else "pool", args.requests, args.concurrency,
+                  None if args.no_pool else args.pool_size, seconds, latencies, errors,
+                  source.connections_made)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text}")
+    return value
+
+
+def build_parser(prog: str = "tcpplay-pool") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Send GET/SET requests to a Redis-protocol server through a connection "
+        "pool (or a new connection per request with --no-pool) and print requests/s, latency "
+        "percentiles and the TCP connections opened.")
+    parser.add_argument("--target", "-t", required=True,
+                        help="the server: PORT (on 127.0.0.1), HOST:PORT or a Twisted client "
+                        "endpoint string (tcp:host=H:port=P, unix:path=P, tls:...)")
+    parser.add_argument("--requests", "-n", type=_positive_int, default=10000,
+                        help="how many requests")
+    parser.add_argument("--concurrency", "-c", type=_positive_int, default=10,
+                        help="requests in flight at once")
+    sizing = parser.add_mutually_exclusive_group()
+    sizing.add_argument("--pool-size", type=_positive_int, default=8,
+                        help="the pool's most connections")
+    sizing.add_argument("--no-pool", action="store_true",
+                        help="no pool: a new connection for each request, closed after it")
+    parser.add_argument("--acquire-timeout", type=_seconds, default=5.0,
+                        help="seconds a request waits for a free connection")
+    parser.add_argument("--connect-timeout", type=_seconds, default=5.0,
+                        help="seconds a connect (or a health check) may take")
+    parser.add_argument("--check-after", type=_seconds, default=5.0,
+                        help="PING a connection idle this long before handing it out "
+                        "(0: before every use)")
+    parser.add_argument("--idle-timeout", type=_seconds, default=60.0,
+                        help="close connections idle this long (0: never)")
+    parser.add_argument("--max-lifetime", type=_seconds, default=0.0,
+                        help="retire connections this old (0: never)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the figures as one JSON object")
+    return parser
+
+
+def parse_args(argv, prog: str = "tcpplay-pool") -> argparse.Namespace:
+    """The checked arguments; a bad one exits with status 2 and a line naming its flag."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    for flag in ("acquire_timeout", "connect_timeout"):
+        if getattr(args, flag) == 0:
+            parser.error(f"argument --{flag.replace('_', '-')}: must be more than 0 seconds")
+    try:
+        args.desc = client_string(args.target, "--target")
+    except usage.UsageError as e:
+        parser.error(str(e))
+    return args
+
+
+def main(argv: list[str] | None = None, prog: str = "tcpplay-pool") -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv, prog)
+
+    async def run(reactor):
+        report = await measure(reactor, args)
+        print(json.dumps(report.as_dict()) if args.json else report.text(args.target),
+              flush=True)
+        if report.failed:
+            raise SystemExit(1)
+
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
