@@ -5,7 +5,12 @@ closed by the server's timeout)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
+import pytest_twisted
 from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -13,6 +18,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisc
 from twisted.python import failure
 
 from playground.codec.values import Simple
+from playground.examples.pool import cli
 from playground.examples.pool.pool import (
     AcquireTimeout,
     ConnectFailed,
@@ -25,6 +31,11 @@ from playground.examples.pool.respclient import (
     RequestLost,
     RespClientProtocol,
 )
+from playground.examples.resp.server import RespFactory
+from tests.support.net import free_port
+from tests.support.paths import ROOT
+from tests.support.processes import start_redis, stop_process
+from tests.support.waiting import until
 
 PING = b"*1\r\n$4\r\nPING\r\n"
 
@@ -317,3 +328,242 @@ def test_close_fails_the_waiters_and_stops_connects_under_way():
     assert clock.connectors[1].stoppedConnecting
     pool.release(held)
     assert a.closed and result(closed) is None
+
+
+# ============================================================== the command line
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("argv, flag", [
+    (["--target", "6379", "--requests", "0"], "--requests"),
+    (["--target", "6379", "-c", "many"], "--concurrency"),
+    (["--target", "6379", "--pool-size", "3", "--no-pool"], "--no-pool"),
+    (["--target", "6379", "--acquire-timeout", "0"], "--acquire-timeout"),
+    (["--target", "6379", "--check-after", "-1"], "--check-after"),
+    (["--target", "6379", "--idle-timeout", "nan"], "--idle-timeout"),
+    (["--target", "db:port"], "--target"),
+    (["--requests", "5"], "--target"),
+])
+def test_a_bad_flag_is_named(argv, flag, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.parse_args(argv, "tcpplay-pool")
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("tcpplay-pool: error:") and flag in err, err
+
+
+@pytest.mark.pure
+def test_the_report_gives_rate_percentiles_connections_and_errors():
+    latencies = tuple(i / 1000 for i in range(1, 101))  # 1..100 ms
+    report = cli.Report("pool", 102, 4, 8, 0.5, latencies, (("ConnectFailed: refused", 2),), 8)
+    assert report.percentile(50) == 0.050 and report.percentile(99) == 0.099
+    assert report.as_dict()["requests_per_second"] == 204.0 and report.failed == 2
+    text = report.text("6379")
+    assert "204 requests/s" in text and "p50 50.00 ms, p99 99.00 ms" in text
+    assert "8 TCP connection(s) opened" in text and "2 x ConnectFailed: refused" in text
+
+
+@pytest.mark.pure
+def test_python_m_playground_lists_pool(capsys):
+    from playground.__main__ import main
+
+    assert main(["--help"]) == 0
+    assert "pool" in capsys.readouterr().out
+
+
+# ============================================================== real servers
+
+
+def tcp_pool(port: int, **kw) -> ConnectionPool:
+    from twisted.internet import reactor
+
+    return ConnectionPool(TCP4ClientEndpoint(reactor, "127.0.0.1", port), **kw)
+
+
+class InProcessResp:
+    """The RESP example server on the test's reactor, restartable on its port (its keys kept:
+    a restart drops every connection and stops listening for a moment)."""
+
+    def __init__(self, **kw):
+        from twisted.internet import reactor
+
+        self.factory = RespFactory(reactor=reactor, **kw)
+        self.port = 0
+        self.listening = None
+
+    @defer.inlineCallbacks
+    def start(self):
+        from twisted.internet import endpoints, reactor
+
+        ep = endpoints.TCP4ServerEndpoint(reactor, self.port, interface="127.0.0.1")
+        self.listening = yield ep.listen(self.factory)
+        self.port = self.listening.getHost().port
+
+    @defer.inlineCallbacks
+    def stop(self):
+        yield self.listening.stopListening()
+        for client in list(self.factory.clients.values()):
+            client.transport.abortConnection()
+
+    def executed(self, name: bytes) -> int:
+        return int(self.factory.engine.execute(
+            self.factory.engine.connect(0.0), [b"GET", name], 0.0)[0].value or 0)
+
+
+@pytest.fixture
+def resp_example():
+    server = InProcessResp()
+    pytest_twisted.blockon(server.start())
+    yield server
+    pytest_twisted.blockon(server.stop())
+
+
+@pytest.mark.real
+@pytest.mark.timeout(60)
+@pytest_twisted.inlineCallbacks
+def test_many_concurrent_requests_share_max_size_connections(redis_server):
+    pool = tcp_pool(redis_server.port, max_size=4)
+    ids = [b"r%d" % i for i in range(400)]
+    replies = yield defer.gatherResults([pool.execute("ECHO", i) for i in ids])
+    assert replies == ids
+    assert pool.connections_made == 4
+    yield pool.close()
+    assert pool.open_connections == 0
+
+
+@pytest.mark.real
+@pytest.mark.timeout(60)
+@pytest_twisted.inlineCallbacks
+def test_a_restart_mid_run_loses_no_request_and_runs_none_twice(resp_example):
+    """INCR is not idempotent: the pool never sends it twice. Each request ends exactly once:
+    a reply (a count no other request got) or an error; the server ran every answered INCR, and
+    of the lost ones (RequestLost: sent, no reply) some, none or all."""
+    pool = tcp_pool(resp_example.port, max_size=4, acquire_timeout=10)
+    outcomes = {}
+
+    def record(result, i):
+        assert i not in outcomes, f"request {i} ended twice"
+        outcomes[i] = result
+
+    def send(i):
+        d = pool.execute("INCR", "hits")
+        d.addBoth(record, i)
+        return d.addErrback(lambda _: None)
+
+    first = [send(i) for i in range(200)]
+    yield until(lambda: len(outcomes) >= 50, "the first replies")
+    yield resp_example.stop()
+    yield resp_example.start()  # on the same port
+    rest = [send(i) for i in range(200, 400)]
+    yield defer.gatherResults(first + rest)
+    assert len(outcomes) == 400
+    counts = [r for r in outcomes.values() if not isinstance(r, failure.Failure)]
+    errors = [r for r in outcomes.values() if isinstance(r, failure.Failure)]
+    assert len(set(counts)) == len(counts), "a reply reached two requests"
+    assert all(f.check(RequestLost, ConnectFailed) for f in errors), errors
+    assert all(not isinstance(outcomes[i], failure.Failure) for i in range(200, 400))
+    ran = resp_example.executed(b"hits")
+    lost = sum(1 for f in errors if f.check(RequestLost))
+    assert len(counts) <= ran <= len(counts) + lost
+    assert pool.connections_made > 4  # the dropped ones were replaced
+    yield pool.close()
+
+
+@pytest.mark.real
+@pytest.mark.timeout(90)
+@pytest_twisted.inlineCallbacks
+def test_redis_server_restarted_mid_run_idempotent_requests_are_answered(tmp_path):
+    from twisted.internet import threads
+
+    server = start_redis(str(tmp_path))
+    pool = tcp_pool(server.port, max_size=4, acquire_timeout=10)
+    outcomes = {}
+
+    def send(i):
+        d = pool.execute("ECHO", b"r%d" % i, idempotent=True)
+        d.addBoth(lambda r: outcomes.setdefault(i, []).append(r))
+        return d
+
+    def restart():
+        stop_process(server.proc)
+        return start_redis(str(tmp_path), port=server.port)
+
+    try:
+        first = [send(i) for i in range(300)]
+        yield until(lambda: len(outcomes) >= 50, "the first replies")
+        server = yield threads.deferToThread(restart)  # the load goes on meanwhile
+        rest = [send(i) for i in range(300, 400)]
+        yield defer.DeferredList(first + rest, consumeErrors=True)
+        assert sorted(outcomes) == list(range(400))
+        assert all(len(r) == 1 for r in outcomes.values()), "a request ended twice"
+        for i, [r] in outcomes.items():
+            if isinstance(r, failure.Failure):  # only while the server was down
+                assert r.check(ConnectFailed, RequestLost) and i < 300, (i, r)
+            else:
+                assert r == b"r%d" % i
+        assert all(outcomes[i] == [b"r%d" % i] for i in range(300, 400))
+        yield pool.close()
+    finally:
+        stop_process(server.proc)
+
+
+@pytest.mark.real
+@pytest.mark.timeout(60)
+@pytest_twisted.inlineCallbacks
+def test_connections_the_servers_idle_timeout_closed_are_replaced(tmp_path):
+    """redis-server's ``timeout 1`` closes the pooled connections while they idle; the pool
+    sees each close (a FIN) and forgets it; the next requests get new connections."""
+    server = start_redis(str(tmp_path), extra=("--timeout", "1"))
+    try:
+        pool = tcp_pool(server.port, max_size=3, check_after=0.5)
+        replies = yield defer.gatherResults([pool.execute("PING") for _ in range(6)])
+        assert replies == [Simple(b"PONG")] * 6 and pool.connections_made == 3
+        yield until(lambda: pool.core.size == 0, "the server's idle timeout", timeout=20)
+        replies = yield defer.gatherResults([pool.execute("PING") for _ in range(6)])
+        assert replies == [Simple(b"PONG")] * 6 and pool.connections_made == 6
+        yield pool.close()
+    finally:
+        stop_process(server.proc)
+
+
+@pytest.mark.real
+@pytest.mark.timeout(60)
+@pytest_twisted.inlineCallbacks
+def test_the_resp_example_servers_idle_timeout_likewise():
+    server = InProcessResp(idle_timeout=0.5)
+    yield server.start()
+    try:
+        pool = tcp_pool(server.port, max_size=2, check_after=0.2)
+        yield defer.gatherResults([pool.execute("SET", "k", "v") for _ in range(4)])
+        assert pool.connections_made == 2
+        yield until(lambda: pool.core.size == 0, "the server's idle timeout")
+        assert (yield pool.execute("GET", "k")) == b"v"
+        assert pool.connections_made == 3
+        yield pool.close()
+    finally:
+        yield server.stop()
+
+
+@pytest.mark.real
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", [[], ["--no-pool"]])
+def test_the_command_line_against_redis_server(redis_server, mode):
+    sizing = mode or ["--pool-size", "3"]
+    out = subprocess.run(
+        [sys.executable, "-m", "playground", "pool", "--target", str(redis_server.port),
+         "--requests", "300", "--concurrency", "6", *sizing, "--json"],
+        capture_output=True, text=True, timeout=100, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["requests"] == 300 and report["failed"] == 0 and report["p99_ms"] > 0
+    assert report["connections"] == (300 if mode else 3)
+
+
+@pytest.mark.real
+@pytest.mark.timeout(60)
+def test_the_command_line_exits_1_when_requests_fail():
+    out = subprocess.run(
+        [sys.executable, "-m", "playground", "pool", "--target", str(free_port()),
+         "--requests", "3"], capture_output=True, text=True, timeout=50, cwd=ROOT)
+    assert out.returncode == 1
+    assert "3 request(s) failed" in out.stdout and "ConnectFailed" in out.stdout
