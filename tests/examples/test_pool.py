@@ -343,6 +343,7 @@ def test_close_fails_the_waiters_and_stops_connects_under_way():
     (["--target", "6379", "--idle-timeout", "nan"], "--idle-timeout"),
     (["--target", "db:port"], "--target"),
     (["--requests", "5"], "--target"),
+    (["--target", "8080", "--http", "--check-after", "1"], "--check-after"),
 ])
 def test_a_bad_flag_is_named(argv, flag, capsys):
     with pytest.raises(SystemExit) as e:
@@ -567,3 +568,54 @@ def test_the_command_line_exits_1_when_requests_fail():
          "--requests", "3"], capture_output=True, text=True, timeout=50, cwd=ROOT)
     assert out.returncode == 1
     assert "3 request(s) failed" in out.stdout and "ConnectFailed" in out.stdout
+
+
+@pytest.fixture
+def http_example():
+    """The example HTTP responder in this process on a free loopback port."""
+    from twisted.internet import endpoints, reactor
+
+    from playground.examples.http.server import HttpFactory
+
+    factory = HttpFactory(reactor, max_connections=2000, access_log=False)
+    ep = endpoints.serverFromString(reactor, "tcp:0:interface=127.0.0.1:backlog=1024")
+    port = pytest_twisted.blockon(ep.listen(factory))
+    factory.port = port.getHost().port
+    yield factory
+    pytest_twisted.blockon(defer.maybeDeferred(port.stopListening))
+
+
+@pytest.mark.real
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", [[], ["--no-pool"]])
+@pytest_twisted.inlineCallbacks
+def test_http_through_twisteds_pool_and_without(http_example, mode):
+    """The connections the client counts are those the server saw."""
+    from twisted.internet import reactor
+
+    before = http_example.limits.total
+    args = cli.parse_args(["--http", "--target", str(http_example.port), "-n", "200", "-c", "4",
+                           *(mode or ["--pool-size", "2"])])
+    report = yield defer.ensureDeferred(cli.measure(reactor, args))
+    assert report.failed == 0 and len(report.latencies) == 200
+    yield until(lambda: http_example.limits.open == 0, "the connections to close")
+    assert report.connections == http_example.limits.total - before
+    if mode:
+        assert report.connections == 200 and report.mode == "http no pool"
+    else:
+        assert 2 <= report.connections <= 4 and report.mode == "http pool"
+
+
+@pytest.mark.real
+@pytest.mark.timeout(120)
+@pytest_twisted.inlineCallbacks
+def test_resp_connections_counted_are_those_the_server_saw(resp_example):
+    from twisted.internet import reactor
+
+    for mode, expected in ((["--pool-size", "3"], 3), (["--no-pool"], 150)):
+        before = resp_example.factory.limits.total
+        args = cli.parse_args(["--target", str(resp_example.port), "-n", "150", "-c", "5", *mode])
+        report = yield defer.ensureDeferred(cli.measure(reactor, args))
+        assert report.failed == 0 and report.connections == expected
+        yield until(lambda: resp_example.factory.limits.open == 0, "the connections to close")
+        assert resp_example.factory.limits.total - before == expected

@@ -8,6 +8,11 @@ percentiles (acquire included: that is where a new connection costs) and how man
 connections it opened; ``--json`` prints the same as one JSON object. A request lost with its
 connection is sent again once (``SET`` of a fixed value and ``GET`` are idempotent); any
 request that still fails is counted, and the exit status is then 1.
+
+``--http`` makes the same comparison against an HTTP server (the example responder, ``twistd
+tcpplay http``) with Twisted's own ``HTTPConnectionPool`` (``httpload``): ``POST /post`` and
+``GET /get`` alternately; ``--pool-size`` is the connections it keeps, ``--idle-timeout`` how
+long it keeps them, and the RESP pool's other settings do not apply.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import attrs
 from twisted.internet import defer, task
 from twisted.python import usage
 
-from playground.common.addresses import client_endpoint, client_string
+from playground.common.addresses import client_endpoint, client_target
+from playground.examples.pool.httpload import HttpClients
 from playground.examples.pool.pool import ConnectionPool, Unpooled
 
 KEYS = 1000  # the requests cycle over this many keys
@@ -33,7 +39,7 @@ VALUE = b"tcpplay-pool-val"  # 16 bytes
 class Report:
     """What one run measured."""
 
-    mode: str  # "pool" or "no pool"
+    mode: str  # "pool", "no pool", "http pool", "http no pool"
     requests: int
     concurrency: int
     pool_size: int | None
@@ -68,8 +74,10 @@ class Report:
                 "errors": dict(self.errors)}
 
     def text(self, target: str) -> str:
-        how = (f"a pool of {self.pool_size} connections" if self.mode == "pool"
-               else "a new connection per request")
+        how = {"pool": f"a pool of {self.pool_size} connections",
+               "no pool": "a new connection per request",
+               "http pool": f"HTTPConnectionPool keeping {self.pool_size} connections",
+               "http no pool": "HTTPConnectionPool(persistent=False)"}[self.mode]
         lines = [
             f"{self.requests} requests to {target}, {self.concurrency} at a time, {how}",
             f"  {self.per_second:.0f} requests/s ({self.seconds:.2f} s)",
@@ -128,14 +136,23 @@ def make_source(args, reactor):
 
 
 async def measure(reactor, args) -> Report:
-    """One run of the RESP workload as ``args`` say."""
-    source = make_source(args, reactor)
+    """One run of the RESP (or, with ``--http``, the HTTP) workload as ``args`` say."""
+    if args.http:
+        source = HttpClients(client_endpoint(reactor, args.desc), args.host,
+                             pool_size=args.pool_size, pooled=not args.no_pool,
+                             idle_timeout=args.idle_timeout, reactor=reactor)
+        send = source.request
+    else:
+        source = make_source(args, reactor)
+
+        def send(i):
+            return resp_request(source, i)
     try:
-        seconds, latencies, errors = await run_load(
-            lambda i: resp_request(source, i), args.requests, args.concurrency)
+        seconds, latencies, errors = await run_load(send, args.requests, args.concurrency)
     finally:
         await source.close()
-    return Report("no pool" if args.no_pool else "pool", args.requests, args.concurrency,
+    mode = ("http " if args.http else "") + ("no pool" if args.no_pool else "pool")
+    return Report(mode, args.requests, args.concurrency,
                   None if args.no_pool else args.pool_size, seconds, latencies, errors,
                   source.connections_made)
 
@@ -178,33 +195,50 @@ def build_parser(prog: str = "tcpplay-pool") -> argparse.ArgumentParser:
                         help="the pool's most connections")
     sizing.add_argument("--no-pool", action="store_true",
                         help="no pool: a new connection for each request, closed after it")
-    parser.add_argument("--acquire-timeout", type=_seconds, default=5.0,
-                        help="seconds a request waits for a free connection")
-    parser.add_argument("--connect-timeout", type=_seconds, default=5.0,
-                        help="seconds a connect (or a health check) may take")
-    parser.add_argument("--check-after", type=_seconds, default=5.0,
-                        help="PING a connection idle this long before handing it out "
-                        "(0: before every use)")
+    parser.add_argument("--http", action="store_true",
+                        help="an HTTP server instead (POST /post, GET /get) through Twisted's "
+                        "HTTPConnectionPool; --pool-size is the connections it keeps")
+    for flag, default, text in RESP_ONLY:
+        parser.add_argument(flag, type=_seconds, default=argparse.SUPPRESS,
+                            help=f"{text} [default: {default:g}; not with --http]")
     parser.add_argument("--idle-timeout", type=_seconds, default=60.0,
                         help="close connections idle this long (0: never)")
-    parser.add_argument("--max-lifetime", type=_seconds, default=0.0,
-                        help="retire connections this old (0: never)")
     parser.add_argument("--json", action="store_true",
                         help="print the figures as one JSON object")
     return parser
+
+
+# The RESP pool's own settings: (flag, default, help)
+RESP_ONLY = (
+    ("--acquire-timeout", 5.0, "seconds a request waits for a free connection"),
+    ("--connect-timeout", 5.0, "seconds a connect (or a health check) may take"),
+    ("--check-after", 5.0, "PING a connection idle this long before handing it out "
+     "(0: before every use)"),
+    ("--max-lifetime", 0.0, "retire connections this old (0: never)"),
+)
 
 
 def parse_args(argv, prog: str = "tcpplay-pool") -> argparse.Namespace:
     """The checked arguments; a bad one exits with status 2 and a line naming its flag."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    for flag, default, _ in RESP_ONLY:
+        name = flag[2:].replace("-", "_")
+        if not hasattr(args, name):
+            setattr(args, name, default)
+        elif args.http:
+            parser.error(f"argument {flag}: not used with --http (HTTPConnectionPool has no "
+                         "such setting)")
     for flag in ("acquire_timeout", "connect_timeout"):
         if getattr(args, flag) == 0:
             parser.error(f"argument --{flag.replace('_', '-')}: must be more than 0 seconds")
     try:
-        args.desc = client_string(args.target, "--target")
+        target = client_target(args.target, "--target")
     except usage.UsageError as e:
         parser.error(str(e))
+    args.desc = target.desc
+    host = target.host or "localhost"
+    args.host = (f"[{host}]" if ":" in host else host) + (f":{target.port}" if target.port else "")
     return args
 
 
