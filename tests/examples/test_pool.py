@@ -362,6 +362,25 @@ def test_the_report_gives_rate_percentiles_connections_and_errors():
     text = report.text("6379")
     assert "204 requests/s" in text and "p50 50.00 ms, p99 99.00 ms" in text
     assert "8 TCP connection(s) opened" in text and "2 x ConnectFailed: refused" in text
+    assert "0 health check(s) (PING)" in text
+    assert cli.Report("no pool", 1, 1, None, 1.0, (0.001,), (), 1, round=2).text(
+        "6379", "round 2: ").startswith("round 2: 1 requests to 6379, 1 at a time, a new conn")
+
+
+@pytest.mark.real
+@pytest.mark.timeout(60)
+@pytest_twisted.inlineCallbacks
+def test_rounds_reuse_the_pool_and_ping_connections_that_idled(resp_example):
+    from twisted.internet import reactor
+
+    args = cli.parse_args(["--target", str(resp_example.port), "-n", "20", "-c", "2",
+                           "--pool-size", "2", "--rounds", "3", "--pause", "0.3",
+                           "--check-after", "0.2"])
+    shown = []
+    reports = yield defer.ensureDeferred(cli.measure(reactor, args, shown.append))
+    assert shown == reports and [r.round for r in reports] == [1, 2, 3]
+    assert [(r.connections, r.checks, r.failed) for r in reports] == [(2, 0, 0), (0, 2, 0),
+                                                                     (0, 2, 0)]
 
 
 @pytest.mark.pure
@@ -596,7 +615,7 @@ def test_http_through_twisteds_pool_and_without(http_example, mode):
     before = http_example.limits.total
     args = cli.parse_args(["--http", "--target", str(http_example.port), "-n", "200", "-c", "4",
                            *(mode or ["--pool-size", "2"])])
-    report = yield defer.ensureDeferred(cli.measure(reactor, args))
+    [report] = yield defer.ensureDeferred(cli.measure(reactor, args))
     assert report.failed == 0 and len(report.latencies) == 200
     yield until(lambda: http_example.limits.open == 0, "the connections to close")
     assert report.connections == http_example.limits.total - before
@@ -615,7 +634,7 @@ def test_resp_connections_counted_are_those_the_server_saw(resp_example):
     for mode, expected in ((["--pool-size", "3"], 3), (["--no-pool"], 150)):
         before = resp_example.factory.limits.total
         args = cli.parse_args(["--target", str(resp_example.port), "-n", "150", "-c", "5", *mode])
-        report = yield defer.ensureDeferred(cli.measure(reactor, args))
+        [report] = yield defer.ensureDeferred(cli.measure(reactor, args))
         assert report.failed == 0 and report.connections == expected
         yield until(lambda: resp_example.factory.limits.open == 0, "the connections to close")
         assert resp_example.factory.limits.total - before == expected

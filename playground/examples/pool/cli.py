@@ -5,7 +5,9 @@ requests (alternately ``SET key value`` and ``GET key``, over 1000 keys), ``--co
 a time, through a :class:`~playground.examples.pool.pool.ConnectionPool`; ``--no-pool`` opens a
 new connection for each request instead. It prints requests per second, the latency
 percentiles (acquire included: that is where a new connection costs) and how many TCP
-connections it opened; ``--json`` prints the same as one JSON object. A request lost with its
+connections it opened; ``--json`` prints the same as one JSON object. ``--rounds N`` runs the
+requests N times over the same pool, ``--pause`` seconds apart: time for the pooled connections
+to idle, to be health-checked, or to be closed by the server. A request lost with its
 connection is sent again once (``SET`` of a fixed value and ``GET`` are idempotent); any
 request that still fails is counted, and the exit status is then 1.
 
@@ -46,7 +48,9 @@ class Report:
     seconds: float
     latencies: tuple[float, ...]  # of the requests that succeeded, sorted, in seconds
     errors: tuple[tuple[str, int], ...]  # (first message of a kind, how many)
-    connections: int
+    connections: int  # TCP connections opened during the run
+    checks: int = 0  # health checks (PING) the RESP pool sent during the run
+    round: int = 1
 
     @property
     def failed(self) -> int:
@@ -70,22 +74,25 @@ class Report:
                 "p50_ms": round(self.percentile(50) * 1000, 3),
                 "p99_ms": round(self.percentile(99) * 1000, 3),
                 "max_ms": round(self.percentile(100) * 1000, 3),
-                "connections": self.connections, "failed": self.failed,
-                "errors": dict(self.errors)}
+                "connections": self.connections, "checks": self.checks, "round": self.round,
+                "failed": self.failed, "errors": dict(self.errors)}
 
-    def text(self, target: str) -> str:
+    def text(self, target: str, label: str = "") -> str:
+        """The report for a terminal; ``label`` starts its first line."""
         how = {"pool": f"a pool of {self.pool_size} connections",
                "no pool": "a new connection per request",
                "http pool": f"HTTPConnectionPool keeping {self.pool_size} connections",
                "http no pool": "HTTPConnectionPool(persistent=False)"}[self.mode]
         lines = [
-            f"{self.requests} requests to {target}, {self.concurrency} at a time, {how}",
+            f"{label}{self.requests} requests to {target}, {self.concurrency} at a time, {how}",
             f"  {self.per_second:.0f} requests/s ({self.seconds:.2f} s)",
             f"  latency p50 {self.percentile(50) * 1000:.2f} ms, "
             f"p99 {self.percentile(99) * 1000:.2f} ms, max {self.percentile(100) * 1000:.2f} ms",
             f"  {self.connections} TCP connection(s) opened",
-            f"  {self.failed} request(s) failed",
         ]
+        if self.mode == "pool":
+            lines.append(f"  {self.checks} health check(s) (PING)")
+        lines.append(f"  {self.failed} request(s) failed")
         lines += [f"    {n} x {message}" for message, n in self.errors]
         return "\n".join(lines)
 
@@ -135,8 +142,10 @@ def make_source(args, reactor):
         max_waiters=args.concurrency, reactor=reactor)
 
 
-async def measure(reactor, args) -> Report:
-    """One run of the RESP (or, with ``--http``, the HTTP) workload as ``args`` say."""
+async def measure(reactor, args, each=None) -> list[Report]:
+    """The RESP (or, with ``--http``, the HTTP) workload as ``args`` say: ``--rounds`` runs
+    over the same pool, ``--pause`` seconds apart; a report for each (also given to ``each``
+    as soon as its round is done)."""
     if args.http:
         source = HttpClients(client_endpoint(reactor, args.desc), args.host,
                              pool_size=args.pool_size, pooled=not args.no_pool,
@@ -147,14 +156,23 @@ async def measure(reactor, args) -> Report:
 
         def send(i):
             return resp_request(source, i)
+    mode = ("http " if args.http else "") + ("no pool" if args.no_pool else "pool")
+    reports = []
     try:
-        seconds, latencies, errors = await run_load(send, args.requests, args.concurrency)
+        for n in range(1, args.rounds + 1):
+            if n > 1:
+                await task.deferLater(reactor, args.pause, lambda: None)
+            made, checks = source.connections_made, getattr(source, "checks", 0)
+            seconds, latencies, errors = await run_load(send, args.requests, args.concurrency)
+            reports.append(Report(
+                mode, args.requests, args.concurrency, None if args.no_pool else args.pool_size,
+                seconds, latencies, errors, source.connections_made - made,
+                getattr(source, "checks", 0) - checks, n))
+            if each is not None:
+                each(reports[-1])
     finally:
         await source.close()
-    mode = ("http " if args.http else "") + ("no pool" if args.no_pool else "pool")
-    return Report(mode, args.requests, args.concurrency,
-                  None if args.no_pool else args.pool_size, seconds, latencies, errors,
-                  source.connections_made)
+    return reports
 
 
 def _positive_int(text: str) -> int:
@@ -203,8 +221,12 @@ def build_parser(prog: str = "tcpplay-pool") -> argparse.ArgumentParser:
                             help=f"{text} [default: {default:g}; not with --http]")
     parser.add_argument("--idle-timeout", type=_seconds, default=60.0,
                         help="close connections idle this long (0: never)")
+    parser.add_argument("--rounds", type=_positive_int, default=1,
+                        help="run the requests this many times over the same pool")
+    parser.add_argument("--pause", type=_seconds, default=5.0,
+                        help="seconds between rounds, the pool idle")
     parser.add_argument("--json", action="store_true",
-                        help="print the figures as one JSON object")
+                        help="print the figures as one JSON object (a line per round)")
     return parser
 
 
@@ -246,11 +268,14 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-pool") -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv, prog)
 
-    async def run(reactor):
-        report = await measure(reactor, args)
-        print(json.dumps(report.as_dict()) if args.json else report.text(args.target),
+    def show(report: Report) -> None:
+        label = f"round {report.round}: " if args.rounds > 1 else ""
+        print(json.dumps(report.as_dict()) if args.json else report.text(args.target, label),
               flush=True)
-        if report.failed:
+
+    async def run(reactor):
+        reports = await measure(reactor, args, show)
+        if any(report.failed for report in reports):
             raise SystemExit(1)
 
     try:
