@@ -58,9 +58,9 @@ def main() -> int:
         plain, decoding = free_port(), free_port()
         common = [TWISTD, "-n", "--pidfile=", "tcpplay", "proxy", "--target", str(server)]
         procs.append(start(common + ["--listen", str(plain), "--decode", "none"]))
-        console = open(f"{tmp}/console.txt", "wb")  # the process holds it till the end
-        procs.append(start(common + ["--listen", str(decoding), "--decode", "resp",
-                                     "--color", "never"], stdout=console))
+        with open(f"{tmp}/console.txt", "wb") as console:  # the proxy keeps its own copy
+            procs.append(start(common + ["--listen", str(decoding), "--decode", "resp",
+                                         "--color", "never"], stdout=console))
         wait_port(plain, what="no proxy")
         wait_port(decoding, what="no decoding proxy")
         targets = [("direct", server), ("proxy --decode none", plain),
