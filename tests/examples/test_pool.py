@@ -426,8 +426,13 @@ class InProcessResp:
             client.transport.abortConnection()
 
     def executed(self, name: bytes) -> int:
-        return int(self.factory.engine.execute(
-            self.factory.engine.connect(0.0), [b"GET", name], 0.0)[0].value or 0)
+        """The integer stored at key ``name``, read inside the server."""
+        engine = self.factory.engine
+        session = engine.connect(0.0)
+        try:
+            return int(engine.execute(session, [b"GET", name], 0.0)[0].value or 0)
+        finally:
+            engine.disconnect(session)
 
 
 @pytest.fixture

@@ -58,7 +58,6 @@ class RespClientProtocol(protocol.Protocol):
         self.on_lost = on_lost
         self._parser = RespParser(max_bulk=max_bulk)
         self._pending: deque[tuple[defer.Deferred, str]] = deque()
-        self.connected_ = False
         self.ended = False
         self.why = ""
 
@@ -67,12 +66,9 @@ class RespClientProtocol(protocol.Protocol):
         """Requests sent and not answered yet."""
         return len(self._pending)
 
-    def connectionMade(self):
-        self.connected_ = True
-
     def request(self, *args) -> defer.Deferred:
         """Send one command (bytes, str, int or float arguments); a Deferred of its reply."""
-        if not self.connected_ or self.ended:
+        if not self.connected or self.ended:  # connected: set by makeConnection
             return defer.fail(ConnectionClosed(f"{_command_name(args)} not sent: "
                                                f"{self.why or 'not connected'}"))
         d = defer.Deferred()
