@@ -150,6 +150,12 @@ SPEC: dict[str, object] = {
     "pool-idle": ["round 2: 100 requests to 6479", "^  2 TCP connection(s) opened$"],
     "pool-idle-log": ["reason=idle timeout (3s)"],
     "pool-idle-console": ["(reset by server)"],
+    "pool-max-server": ["resp listening on 127.0.0.1:6380"],
+    "pool-max": ["a pool of 2 connections", "x ReplyError: ERR max number of clients reached",
+                 "a pool of 1 connection", "^  1 TCP connection(s) opened$",
+                 "^  0 request(s) failed$"],
+    "pool-max-log": ["max-connections (1) reached (refused so far: 1)"],
+    "pool-max-console": ["-ERR max number of clients reached", "(fin by server)"],
     # 7. running it for real
     "daemon": ["^still here$", "Another twistd server is running, PID ",
                "echo listening on 127.0.0.1:7000", "Received SIGTERM, shutting down.",
@@ -732,6 +738,20 @@ def test_pool(twistd, tour, sessions):
     assert "  2 TCP connection(s) opened" in _round_2(out)
     await_keys(tour, "pool-idle-log", resp)
     await_keys(tour, "pool-idle-console", proxy)
+
+    # A server with room for one client: a pool of two keeps being refused, a pool of one fits.
+    assert resp.terminate() == 0
+    resp = start_server(twistd, tour, "pool-max-server")
+    first, second = tour.commands("pool-max")
+    out, code = run(first, 90)
+    assert code == 1 and "request(s) failed" in out
+    refused = re.search(r"^    (\d+) x ReplyError: ERR max number of clients reached$", out, re.M)
+    assert refused and int(refused.group(1)) >= 1, out
+    more, code = run(second, 90)
+    assert code == 0
+    check(tour, "pool-max", out + more)
+    await_keys(tour, "pool-max-log", resp)
+    await_keys(tour, "pool-max-console", proxy)
     for server in (proxy, resp):
         assert server.terminate() == 0
 

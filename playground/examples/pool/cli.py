@@ -79,9 +79,10 @@ class Report:
 
     def text(self, target: str, label: str = "") -> str:
         """The report for a terminal; ``label`` starts its first line."""
-        how = {"pool": f"a pool of {self.pool_size} connections",
+        connections = f"{self.pool_size} connection" + ("" if self.pool_size == 1 else "s")
+        how = {"pool": f"a pool of {connections}",
                "no pool": "a new connection per request",
-               "http pool": f"HTTPConnectionPool keeping {self.pool_size} connections",
+               "http pool": f"HTTPConnectionPool keeping {connections}",
                "http no pool": "HTTPConnectionPool(persistent=False)"}[self.mode]
         lines = [
             f"{label}{self.requests} requests to {target}, {self.concurrency} at a time, {how}",
