@@ -24,6 +24,7 @@ from playground.examples.pool.pool import (
     ConnectFailed,
     ConnectionPool,
     PoolClosed,
+    Unpooled,
 )
 from playground.examples.pool.respclient import (
     ConnectionClosed,
@@ -328,6 +329,30 @@ def test_close_fails_the_waiters_and_stops_connects_under_way():
     assert clock.connectors[1].stoppedConnecting
     pool.release(held)
     assert a.closed and result(closed) is None
+
+
+@pytest.mark.memory
+def test_unpooled_opens_a_connection_per_acquire_and_closes_it_at_release():
+    clock = MemoryReactorClock()
+    source = Unpooled(TCP4ClientEndpoint(clock, "127.0.0.1", 6379), reactor=clock)
+    first, second = source.acquire(), source.acquire()
+    a, b = FakeServer(clock, 0), FakeServer(clock, 1)
+    assert result(first) is a.client and result(second) is b.client
+    closed = source.close()
+    source.release(a.client)
+    assert a.closed and pending(closed)
+    source.release(b.client)
+    assert b.closed and result(closed) is None and source.connections_made == 2
+
+
+@pytest.mark.memory
+def test_unpooled_gives_up_a_connect_after_the_connect_timeout():
+    clock = MemoryReactorClock()
+    source = Unpooled(TCP4ClientEndpoint(clock, "127.0.0.1", 6379), connect_timeout=2,
+                      reactor=clock)
+    d = source.acquire()
+    clock.advance(2)
+    assert result(d).check(ConnectFailed) and clock.connectors[0].stoppedConnecting
 
 
 # ============================================================== the command line
