@@ -256,6 +256,21 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout():
 
 
 @pytest.mark.memory
+def test_reuse_moves_the_idle_deadline_and_one_timer_follows_it():
+    pool, clock = make_pool(idle_timeout=30, check_after=None)
+    d = pool.acquire()
+    server = FakeServer(clock, 0)
+    pool.release(result(d))
+    clock.advance(10)
+    pool.release(result(pool.acquire()))  # idle again from t=10: closed at t=40, not 30
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(20)
+    assert not server.closed and len(clock.getDelayedCalls()) == 1
+    clock.advance(10)
+    assert server.closed and not clock.getDelayedCalls()
+
+
+@pytest.mark.memory
 def test_a_connection_the_server_closes_while_idle_is_forgotten():
     pool, clock = make_pool()
     d = pool.acquire()

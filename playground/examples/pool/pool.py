@@ -245,9 +245,12 @@ class ConnectionPool(_Executes):
             self._run(self.core.cancel(waiter, self.reactor.seconds()))
 
     def _schedule(self) -> None:
+        """One timer at the core's next deadline. A timer due earlier is kept (its tick finds
+        nothing to do and schedules the next), so the release of a busy connection, which
+        moves its idle deadline, costs no cancel and new call."""
         deadline = self.core.next_deadline()
         if self._timer is not None and self._timer.active():
-            if deadline is not None and self._timer.getTime() == deadline:
+            if deadline is not None and self._timer.getTime() <= deadline:
                 return
             self._timer.cancel()
         self._timer = None
