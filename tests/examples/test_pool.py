@@ -36,7 +36,7 @@ from playground.examples.resp.server import RespFactory
 from tests.support.net import free_port
 from tests.support.paths import ROOT
 from tests.support.processes import start_redis, stop_process
-from tests.support.waiting import until
+from tests.support.waiting import until, wait_until
 
 PING = b"*1\r\n$4\r\nPING\r\n"
 
@@ -588,6 +588,40 @@ def test_connections_the_servers_idle_timeout_closed_are_replaced(tmp_path):
         assert replies == [Simple(b"PONG")] * 6 and pool.connections_made == 6
         yield pool.close()
     finally:
+        stop_process(server.proc)
+
+
+@pytest.mark.real
+@pytest.mark.timeout(90)
+@pytest_twisted.inlineCallbacks
+def test_the_health_check_catches_a_close_the_pool_has_not_read_yet(tmp_path):
+    """A busy client (its reactor blocked) has not read the FIN of a connection that the
+    server's ``timeout`` closed. With the check, the PING before reuse finds it dead and the
+    request goes out on a new connection; without it, the request is sent on the dead one and
+    lost (INCR: not sent again)."""
+    import redis as redispy
+
+    server = start_redis(str(tmp_path), extra=("--timeout", "1"))
+    admin = redispy.Redis(port=server.port)
+    try:
+        for check_after in (0.5, None):
+            pool = tcp_pool(server.port, max_size=1, check_after=check_after)
+            yield pool.execute("PING")
+            # Blocks the reactor on purpose: the pool reads nothing until the server has
+            # closed its connection (only the admin connection is left).
+            wait_until(lambda: len(admin.client_list()) == 1, timeout=20,
+                       what="the server's idle timeout")
+            d = pool.execute("INCR", "n")
+            if check_after is None:
+                with pytest.raises(RequestLost):
+                    yield d
+                assert pool.checks == 0
+            else:
+                assert (yield d) == 1
+                assert pool.checks == 1 and pool.connections_made == 2
+            yield pool.close()
+    finally:
+        admin.close()
         stop_process(server.proc)
 
 
