@@ -176,7 +176,8 @@ class ConnectionPool(_Executes):
         conn = action.conn
         client = RespClientProtocol(on_lost=self._lost)
         d = endpoints.connectProtocol(self.endpoint, client)
-        self._connecting[conn] = d  # before the callbacks: they may run at once
+        # before the callbacks, which may run at once; a Close while connecting cancels it
+        self._connecting[conn] = d
 
         def made(_):
             self._connecting.pop(conn, None)
@@ -184,8 +185,6 @@ class ConnectionPool(_Executes):
             self._ids[client] = conn
             self._clients[conn] = client
             self._run(self.core.connected(conn, self.reactor.seconds()))
-            if self.core.state(conn) is None and not client.ended:
-                client.transport.abortConnection()  # closed meanwhile (drain)
 
         def failed(f):
             self._connecting.pop(conn, None)
