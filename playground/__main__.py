@@ -13,6 +13,8 @@ import sys
 COMMANDS = {
     "chat-client": ("playground.examples.chat.client", "interactive client for the chat server"),
     "check-config": ("playground.daemon.config", "check a serve config file, start nothing"),
+    "pool": ("playground.examples.pool.cli", "requests/s and latency with and without a "
+             "connection pool"),
 }
 
 

@@ -23,7 +23,8 @@ def _modules(package: str) -> list[str]:
 
 
 # Pure: no Twisted at all. Whole packages, and the pure module of each mixed one.
-PURE = (_modules("codec") + ["playground.examples.chat.core", "playground.examples.http.parser",
+PURE = (_modules("codec") + ["playground.examples.chat.core", "playground.examples.pool.core",
+                            "playground.examples.http.parser",
                             "playground.examples.http.app", "playground.proxy.observer",
                             "playground.sinks.pcapwriter", "playground.daemon.stats",
                             "playground.common.defaultreactor",

@@ -37,7 +37,7 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.timeout(120)
 
 DOC = ROOT / "docs" / "tour.md"
-DOC_PORTS = (7000, 7001, 8080, 8081, 8082, 6379, 6380, 6479, 6481, 6482, 9100)
+DOC_PORTS = (7000, 7001, 8080, 8081, 8082, 6379, 6380, 6479, 6481, 6482, 8478, 9100)
 DEFAULT_LISTEN = {"echo": 7000, "chat": 7001, "http": 8080, "resp": 6380}
 ENV = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1")
 # Lines of an excerpt that differ on every run: never compared.
@@ -139,7 +139,35 @@ SPEC: dict[str, object] = {
     "fault-down-server": ["proxy listening on 127.0.0.1:6482",
                           "proxy down (toxic down_downstream): not listening"],
     "fault-down-cli": FULL,
-    # 6. running it for real
+    # 6. connection pools
+    "pool-demo": ["proxy redis listening on 127.0.0.1:6479"],
+    "pool-no-pool": ["200 requests to 6479, 4 at a time, a new connection per request",
+                     "^  200 TCP connection(s) opened$", "^  0 request(s) failed$"],
+    "pool-no-pool-console": ['SET tcpplay:pool:0 "tcpplay-pool-val" -> +OK',
+                             "(via 127.0.0.1:6479)", "#200 close 127.0.0.1:", "(fin by client)"],
+    "pool-pooled": ["200 requests to 6479, 4 at a time, a pool of 2 connections",
+                    "^  2 TCP connection(s) opened$", "^  0 health check(s) (PING)$",
+                    "^  0 request(s) failed$"],
+    "pool-pooled-console": ["#201 open 127.0.0.1:", "#202 open 127.0.0.1:",
+                            "#202 close 127.0.0.1:"],
+    "pool-resp-server": ["resp listening on 127.0.0.1:6380"],
+    "pool-proxy-server": ["proxy listening on 127.0.0.1:6479"],
+    "pool-check": ["round 2: 100 requests to 6479", "^  0 TCP connection(s) opened$",
+                   "^  2 health check(s) (PING)$"],
+    "pool-check-console": ["PING -> +PONG"],
+    "pool-restart": ["round 2: 100 requests to 6479", "^  0 request(s) failed$"],
+    "pool-resp-restart": ["resp listening on 127.0.0.1:6380"],
+    "pool-restart-console": ["<- FIN (server finished sending)", "(fin by server)"],
+    "pool-idle": ["round 2: 100 requests to 6479", "^  2 TCP connection(s) opened$"],
+    "pool-idle-log": ["reason=idle timeout (3s)"],
+    "pool-idle-console": ["(reset by server)"],
+    "pool-max-server": ["resp listening on 127.0.0.1:6380"],
+    "pool-max": ["a pool of 2 connections", "x ReplyError: ERR max number of clients reached",
+                 "a pool of 1 connection", "^  1 TCP connection(s) opened$",
+                 "^  0 request(s) failed$"],
+    "pool-max-log": ["max-connections (1) reached (refused so far: 1)"],
+    "pool-max-console": ["-ERR max number of clients reached", "(fin by server)"],
+    # 7. running it for real
     "daemon": ["^still here$", "Another twistd server is running, PID ",
                "echo listening on 127.0.0.1:7000", "Received SIGTERM, shutting down.",
                "echo stopped listening", "Server Shut Down."],
@@ -696,7 +724,71 @@ def start_doc_redis(tour: Tour, sessions) -> Session:
     return redis
 
 
-# -- 6. running it for real -------------------------------------------------------------------
+# -- 6. connection pools ----------------------------------------------------------------------
+
+def _round_2(text: str) -> str:
+    """What ``tcpplay-pool --rounds 2`` printed for its second round."""
+    assert "round 2: " in text, text
+    return text.split("round 2: ", 1)[1]
+
+
+@pytest.mark.twistd
+def test_pool(twistd, tour, sessions):
+    p = tour.port
+    demo = start_server(twistd, tour, "pool-demo", "--redis", str(p(6479)),
+                        "--http", str(p(8081)), "--web", str(p(8478)))
+    check(tour, "pool-no-pool", run_block(tour, "pool-no-pool", timeout=90))
+    await_keys(tour, "pool-no-pool-console", demo)
+    check(tour, "pool-pooled", run_block(tour, "pool-pooled", timeout=90))
+    demo.wait_for("#202 close")
+    await_keys(tour, "pool-pooled-console", demo)
+    assert "#203 open" not in demo.output()  # two pairs carried the 200 requests
+    assert demo.terminate() == 0
+
+    resp = start_server(twistd, tour, "pool-resp-server")
+    proxy = start_server(twistd, tour, "pool-proxy-server")
+    out = run_block(tour, "pool-check", timeout=90)
+    check(tour, "pool-check", out)
+    assert "  2 health check(s) (PING)" in _round_2(out)
+    await_keys(tour, "pool-check-console", proxy)
+
+    # Restart the server while the pool idles between its rounds.
+    (cmd,) = tour.commands("pool-restart")
+    pooled = sessions(cmd, stdin=False)
+    pooled.wait_for("request(s) failed", timeout=60)  # round 1 is done
+    assert resp.terminate() == 0
+    resp = start_server(twistd, tour, "pool-resp-restart")
+    assert pooled.wait(60) == 0
+    check(tour, "pool-restart", pooled.text())
+    second = _round_2(pooled.text())
+    assert "  2 TCP connection(s) opened" in second and "  0 request(s) failed" in second
+    await_keys(tour, "pool-restart-console", proxy)
+
+    # The server's idle timeout (3 s) closes them during a 5-second pause.
+    out = run_block(tour, "pool-idle", timeout=90)
+    check(tour, "pool-idle", out)
+    assert "  2 TCP connection(s) opened" in _round_2(out)
+    await_keys(tour, "pool-idle-log", resp)
+    await_keys(tour, "pool-idle-console", proxy)
+
+    # A server with room for one client: a pool of two keeps being refused, a pool of one fits.
+    assert resp.terminate() == 0
+    resp = start_server(twistd, tour, "pool-max-server")
+    first, second = tour.commands("pool-max")
+    out, code = run(first, 90)
+    assert code == 1 and "request(s) failed" in out
+    refused = re.search(r"^    (\d+) x ReplyError: ERR max number of clients reached$", out, re.M)
+    assert refused and int(refused.group(1)) >= 1, out
+    more, code = run(second, 90)
+    assert code == 0
+    check(tour, "pool-max", out + more)
+    await_keys(tour, "pool-max-log", resp)
+    await_keys(tour, "pool-max-console", proxy)
+    for server in (proxy, resp):
+        assert server.terminate() == 0
+
+
+# -- 7. running it for real -------------------------------------------------------------------
 
 @pytest.mark.twistd
 def test_daemon(tour):

@@ -42,13 +42,17 @@ class RedisServer:
         self.password = password
 
 
-def start_redis(tmpdir: str, password: str | None = None) -> RedisServer:
+def start_redis(tmpdir: str, password: str | None = None, port: int | None = None,
+                extra: tuple[str, ...] = ()) -> RedisServer:
+    """A redis-server on ``port`` (a free one unless given: a restart reuses its port), with
+    ``extra`` arguments (``--timeout 1``)."""
     exe = need("redis-server")
-    port = free_port()
+    port = port or free_port()
     args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", tmpdir, "--daemonize", "no", "--loglevel", "warning"]
     if password:
         args += ["--requirepass", password]
+    args += extra
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return RedisServer(port, proc, password)
