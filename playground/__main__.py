@@ -13,6 +13,7 @@ import sys
 COMMANDS = {
     "chat-client": ("playground.examples.chat.client", "interactive client for the chat server"),
     "check-config": ("playground.daemon.config", "check a serve config file, start nothing"),
+    "replay": ("playground.replay.cli", "replay a capture against a server, compare the replies"),
 }
 
 

@@ -102,25 +102,59 @@ def decode(chunks, protocol: str | None = None) -> Decoded:
     ``protocol`` defaults to what the client's first bytes say."""
     if protocol is None:
         protocol = protocol_of(b"".join(c[2] for c in chunks if c[0] == C2S)[:4096])
-    if protocol == RESP:
-        return _decode_resp(chunks)
-    if protocol == HTTP:
-        return _decode_http(chunks)
-    return Decoded(protocol, [], f"the client speaks {protocol}: only Redis and HTTP replay")
-
-
-def _decode_resp(chunks) -> Decoded:
-    conv = RespConversation()
-    out: list = []
-    problem = None
+    live = Live(protocol)
     last = 0.0
     for direction, ts, data in chunks:
+        live.feed(direction, data, ts)
         last = ts
-        for e in conv.feed(direction, data, ts):
-            problem = _resp_event(e, out) or problem
-    for e in conv.close(last):
-        problem = _resp_event(e, out) or problem
-    return Decoded(RESP, out, problem)
+    return live.finish(last)
+
+
+class Live:
+    """A connection decoded as its bytes come: ``feed`` returns how many replies the bytes
+    completed (what a runner waits for), ``finish`` the :class:`Decoded` result."""
+
+    def __init__(self, protocol: str):
+        self.protocol = protocol
+        self.exchanges: list = []
+        self.problem: str | None = None
+        self._client_end = 0
+        if protocol == RESP:
+            self._conv = RespConversation()
+            self._event = _resp_event
+        elif protocol == HTTP:
+            self._conv = HttpConversation(preview=MAX_BODY)
+            self._event = _http_event
+        else:
+            self._conv = None
+            self.problem = f"the client speaks {protocol}: only Redis and HTTP replay"
+
+    def feed(self, direction: str, data: bytes, now: float) -> int:
+        if self._conv is None:
+            return 0
+        if direction == C2S:
+            self._client_end += len(data)
+        return self._events(self._conv.feed(direction, data, now))
+
+    def _events(self, events) -> int:
+        out = self.exchanges
+        before = len(out)
+        for e in events:
+            self.problem = self._event(e, out) or self.problem
+        return sum(1 for x in out[before:] if x.expects_reply) if len(out) > before else 0
+
+    def finish(self, now: float) -> Decoded:
+        if self.protocol == HTTP:
+            self._events(self._conv.eof(S2C, now) + self._conv.close(now))
+            out = self.exchanges
+            # each request runs until the next one starts
+            self.exchanges = [
+                attrs.evolve(x, start=0 if i == 0 else x.start,
+                             end=out[i + 1].start if i + 1 < len(out) else self._client_end)
+                for i, x in enumerate(out)]
+        elif self._conv is not None:
+            self._events(self._conv.close(now))
+        return Decoded(self.protocol, self.exchanges, self.problem)
 
 
 def _resp_event(e, out: list) -> str | None:
@@ -133,28 +167,6 @@ def _resp_event(e, out: list) -> str | None:
     if kind == "Undecodable":
         return f"the {'client' if e.direction == C2S else 'server'} stream is not RESP: {e.reason}"
     return None  # pushes are not replies; unanswered commands are sent but have no reply
-
-
-def _decode_http(chunks) -> Decoded:
-    conv = HttpConversation(preview=MAX_BODY)
-    out: list = []
-    problem = None
-    last = 0.0
-    client_end = 0
-    for direction, ts, data in chunks:
-        last = ts
-        if direction == C2S:
-            client_end += len(data)
-        for e in conv.feed(direction, data, ts):
-            problem = _http_event(e, out) or problem
-    for e in conv.eof(S2C, last) + conv.close(last):
-        problem = _http_event(e, out) or problem
-    # each request runs until the next one starts
-    fixed = []
-    for i, x in enumerate(out):
-        end = out[i + 1].start if i + 1 < len(out) else client_end
-        fixed.append(attrs.evolve(x, start=0 if i == 0 else x.start, end=end))
-    return Decoded(HTTP, fixed, problem)
 
 
 def _http_event(e, out: list) -> str | None:
