@@ -16,7 +16,7 @@ recorded offset from the first (divided by ``speed``).
 from __future__ import annotations
 
 import attrs
-from twisted.internet import defer, protocol, task
+from twisted.internet import defer, error, protocol, task
 from twisted.logger import Logger
 
 from playground.common.addresses import client_endpoint
@@ -94,7 +94,7 @@ class Session:
         return self.done
 
     def _connect_failed(self, failure) -> None:
-        if failure.check(defer.CancelledError):
+        if failure.check(defer.CancelledError, error.ConnectingCancelledError):
             self._finish(f"no connection within {self.timeout:g} s")
         else:
             self._finish(f"cannot connect: {failure.getErrorMessage()}")
