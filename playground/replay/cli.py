@@ -170,6 +170,9 @@ def prepare(conns, selection: Selection, secrets: C.Secrets) -> tuple[list, list
         protocol = C.protocol_of(client[:4096]) if client else "none"
         if not selection.picks(conn, protocol):
             continue
+        if conn.problem:
+            items.append(Item(conn, C.Decoded(protocol, []), problem=conn.problem))
+            continue
         if not client:
             continue  # nothing was asked
         decoded = C.decode(conn.chunks, protocol)

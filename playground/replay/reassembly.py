@@ -171,6 +171,7 @@ class Connection:
     gaps: list = attrs.field(factory=list)
     syn: bool = False
     reset: bool = False
+    problem: str | None = None  # why it cannot be replayed, found while reading the file
 
     @property
     def done(self) -> bool:
@@ -210,7 +211,7 @@ class Tracker:
                 client, server = (src, dst) if syn_only else (dst, src)
             else:  # the capture missed the handshake: the higher port is the client's
                 client, server = (src, dst) if src[1] >= dst[1] else (dst, src)
-            conn = self._new(ts, client, server)
+            conn = self.new_connection(ts, client, server)
             self._by_key[key] = conn
         c2s = conn.client == src
         stream, other = (conn.c2s, conn.s2c) if c2s else (conn.s2c, conn.c2s)
@@ -235,7 +236,7 @@ class Tracker:
             raise CaptureError(f"the capture holds more than {self.max_bytes} bytes of TCP "
                                f"payload (--max-bytes)")
 
-    def _new(self, ts: float, client: tuple, server: tuple) -> Connection:
+    def new_connection(self, ts: float, client: tuple, server: tuple) -> Connection:
         if len(self.connections) >= self.max_connections:
             raise CaptureError(f"the capture holds more than {self.max_connections} TCP "
                                f"connections (--max-connections)")

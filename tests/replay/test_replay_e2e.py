@@ -1,5 +1,5 @@
 """Round trips with real peers: a redis-cli / redis-py session and a curl session captured by
-the proxy's --pcap, replayed with ``python -m playground replay`` against fresh servers
+the proxy's --pcap (and --json), replayed with ``python -m playground replay`` against fresh servers
 (identical: exit 0) and against servers whose data changed (the differences, exit 1)."""
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ def test_a_redis_session_replays_identically_then_shows_what_changed(twistd, tmp
     servers = [_seeded_redis(tmp_path, "recorded", "fast")]
     try:
         pcap = tmp_path / "session.pcap"
-        proxy, port = start_proxy(twistd, servers[0].port, "--pcap", pcap, "--quiet")
+        events = tmp_path / "session.jsonl"
+        proxy, port = start_proxy(twistd, servers[0].port, "--pcap", pcap, "--json", events,
+                                  "--quiet")
         assert _redis_cli(port, "SET", "user:1", "alice") == "OK"
         assert _redis_cli(port, "GET", "config:mode") == "fast"
         client = redis.Redis(port=port, password=PASSWORD)
@@ -57,6 +59,12 @@ def test_a_redis_session_replays_identically_then_shows_what_changed(twistd, tmp
         same = _replay(pcap, "--target", servers[-1].port, "--auth", PASSWORD, "--speed", "max")
         assert same.returncode == 0, same.stdout + same.stderr
         assert "0 different, 0 without a reply; 0 of 3 connection(s)" in same.stdout
+
+        servers.append(_seeded_redis(tmp_path, "fresh-for-json", "fast"))
+        from_json = _replay(events, "--target", servers[-1].port, "--auth", PASSWORD, "--speed",
+                            "max")
+        assert from_json.returncode == 0, from_json.stdout + from_json.stderr
+        assert "0 of 3 connection(s)" in from_json.stdout
 
         missing = _replay(pcap, "--target", servers[-1].port)
         assert missing.returncode == 2
@@ -72,7 +80,7 @@ def test_a_redis_session_replays_identically_then_shows_what_changed(twistd, tmp
                        "--speed", "max", "--select", "2")
         assert text.returncode == 1
         assert '  #2 GET config:mode: recorded "fast", now "slow"' in text.stdout.splitlines()
-        for out in (same, missing, changed, text):
+        for out in (same, from_json, missing, changed, text):
             assert PASSWORD not in out.stdout + out.stderr
     finally:
         for server in servers:
