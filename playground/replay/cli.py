@@ -148,6 +148,7 @@ class Item:
     outcomes: list = attrs.field(factory=list)
     error: str | None = None  # how the replay went wrong
     replayed: bool = False
+    seconds: float = 0.0  # from connecting to the end of the replay
 
     def count(self, verdict: str) -> int:
         return sum(1 for o in self.outcomes if o.verdict == verdict)
@@ -252,7 +253,7 @@ def json_report(items: list, capture: str, target: str) -> dict:
             "result": _result(item), "problem": item.problem, "error": item.error,
             "requests": len(item.outcomes), "exact": item.count(C.EXACT),
             "ignored": item.count(C.IGNORED), "different": item.count(C.DIFFERENT),
-            "missing": item.count(C.MISSING),
+            "missing": item.count(C.MISSING), "seconds": round(item.seconds, 6),
             "differences": [{"request": o.number, "label": o.label, "verdict": o.verdict,
                              "line": o.line} for o in item.outcomes if o.line]})
     totals = _totals(items)
@@ -320,6 +321,7 @@ async def _run(reactor, runnable, target, speed, pipelined, timeout, concurrency
     for item, result in zip(runnable, results, strict=True):
         item.replayed = True
         item.error = result.error
+        item.seconds = result.seconds
         item.outcomes = C.compare(item.decoded.exchanges, result.decoded.exchanges, rules)
 
 

@@ -35,7 +35,7 @@ from playground.codec.values import (
 from playground.decode.detect import HTTP, RESP, classify
 from playground.decode.httpdecoder import HttpConversation
 from playground.decode.httpdecoder import HttpExchange as _HttpDone
-from playground.decode.redaction import REDACTED, SECRET_HEADERS
+from playground.decode.redaction import REDACTED, SECRET_COMMANDS, SECRET_HEADERS
 from playground.decode.respdecoder import Exchange, RespConversation, redact_command, secret_parts
 from playground.decode.views import escape, quoted
 from playground.replay.reassembly import C2S, S2C
@@ -75,12 +75,18 @@ class Exchanged:
 
     start: int
     end: int
-    label: str
     reply: object
     sent_at: float
     args: tuple = ()
     head: tuple = ()
     expects_reply: bool = True
+
+    @property
+    def label(self) -> str:
+        """What a difference line calls the request (made only when one is shown)."""
+        if self.head:
+            return label_http(self.head[0], self.head[1])
+        return label_command(self.args)
 
 
 @attrs.frozen
@@ -160,8 +166,8 @@ class Live:
 def _resp_event(e, out: list) -> str | None:
     if type(e) is Exchange:
         start, end = e.span
-        out.append(Exchanged(start, end, label_command(e.command), e.reply, e.sent_at,
-                             args=e.command, expects_reply=not e.suppressed))
+        out.append(Exchanged(start, end, e.reply, e.sent_at, args=e.command,
+                             expects_reply=not e.suppressed))
         return None
     kind = type(e).__name__
     if kind == "Undecodable":
@@ -176,8 +182,8 @@ def _http_event(e, out: list) -> str | None:
                         if k.lower() not in FRAMING_HEADERS)
         reply = HttpReply(e.status, headers, e.response_preview, e.response_body_size,
                           e.content_type or b"")
-        out.append(Exchanged(r.offset, r.offset, label_http(r.method, r.target), reply,
-                             e.request_done or r.started, head=(r.method, r.target, r.headers)))
+        out.append(Exchanged(r.offset, r.offset, reply, e.request_done or r.started,
+                             head=(r.method, r.target, r.headers)))
         return None
     kind = type(e).__name__
     if kind == "HttpUndecodable":
@@ -309,6 +315,9 @@ def plan(decoded: Decoded, client: bytes, secrets: Secrets) -> tuple[list, list]
 
 def _resp_secrets(n, x: Exchanged, data: bytes, frame_at: int, secrets: Secrets,
                   missing: list) -> bytes:
+    name = x.args[0] if x.args else b""
+    if type(name) is not bytes or name.upper() not in SECRET_COMMANDS:
+        return data
     parts = [(i, skip) for i, skip in secret_parts(x.args) if masked(x.args[i][skip:])]
     if not parts:
         return data
@@ -491,7 +500,7 @@ class Outcome:
     """One request's verdict; ``line`` says how it differs (None when it does not)."""
 
     number: int
-    label: str
+    label: str  # the request, as difference lines name it ("" for an exact reply)
     verdict: str  # exact | ignored | different | missing
     line: str | None = None
 
@@ -507,7 +516,7 @@ def compare(recorded: list, now: list, rules: Rules) -> list[Outcome]:
                                f"#{n} {x.label}: recorded {describe(x.reply)}, now (no reply)"))
             continue
         if reply == x.reply:
-            out.append(Outcome(n, x.label, EXACT))
+            out.append(Outcome(n, "", EXACT))
             continue
         if isinstance(x.reply, HttpReply) and isinstance(reply, HttpReply):
             how = _http_difference(x.reply, reply, rules)

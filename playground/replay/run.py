@@ -15,12 +15,15 @@ recorded offset from the first (divided by ``speed``).
 
 from __future__ import annotations
 
+from functools import partial
+
 import attrs
 from twisted.internet import defer, error, protocol, task
 from twisted.logger import Logger
 
 from playground.common.addresses import client_endpoint
 from playground.common.defaultreactor import default_reactor
+from playground.common.twistedprivate import direct_write, direct_write_supported
 from playground.replay.compare import Decoded, Live
 from playground.replay.reassembly import C2S, S2C
 
@@ -101,6 +104,13 @@ class Session:
 
     def connected(self, proto: _ReplayProtocol) -> None:
         self._proto = proto
+        transport = proto.transport
+        if hasattr(transport, "setTcpNoDelay"):
+            transport.setTcpNoDelay(True)  # the requests keep their own segmentation
+        if direct_write_supported(transport):  # one request, one send: no reactor turn between
+            self._write = partial(direct_write, transport)
+        else:
+            self._write = transport.write
         self._started = self.reactor.seconds()
         self._send()
 
@@ -139,7 +149,7 @@ class Session:
                 return
             req = self.requests[self._next]
             self._next += 1
-            proto.transport.write(req.data)
+            self._write(req.data)
             self.live.feed(C2S, req.data, now)
             written += len(req.data)
             count += 1
