@@ -325,10 +325,5 @@ async def _run(reactor, runnable, target, speed, pipelined, timeout, concurrency
         item.outcomes = C.compare(item.decoded.exchanges, result.decoded.exchanges, rules)
 
 
-def script() -> None:
-    """The ``tcpplay-replay`` console entry."""
-    sys.exit(main())
-
-
 if __name__ == "__main__":
-    script()
+    sys.exit(main())

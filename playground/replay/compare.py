@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from typing import NamedTuple
 
 import attrs
 
@@ -67,11 +68,11 @@ class HttpReply:
     content_type: bytes
 
 
-@attrs.frozen
-class Exchanged:
+class Exchanged(NamedTuple):
     """One request of a connection and its reply: the request is bytes ``[start, end)`` of the
-    client stream; ``args`` (Redis) or ``head`` (HTTP: ``(method, target, headers)``) as
-    parsed; ``reply`` a ``codec.values`` value, an :class:`HttpReply`, or ``NO_REPLY``."""
+    client stream (0, 0 where the decoding was told not to locate requests); ``args`` (Redis)
+    or ``head`` (HTTP: ``(method, target, headers)``) as parsed; ``reply`` a ``codec.values``
+    value, an :class:`HttpReply`, or ``NO_REPLY``. A named tuple: one is made per reply."""
 
     start: int
     end: int
@@ -120,8 +121,9 @@ class Live:
     """A connection decoded as its bytes come: ``feed`` returns how many replies the bytes
     completed (what a runner waits for), ``finish`` the :class:`Decoded` result."""
 
-    def __init__(self, protocol: str):
+    def __init__(self, protocol: str, locate: bool = True):
         self.protocol = protocol
+        self.locate = locate  # find each request's place in the client stream (a replay's: no)
         self.exchanges: list = []
         self.problem: str | None = None
         self._client_end = 0
@@ -146,7 +148,7 @@ class Live:
         out = self.exchanges
         before = len(out)
         for e in events:
-            self.problem = self._event(e, out) or self.problem
+            self.problem = self._event(e, out, self.locate) or self.problem
         return sum(1 for x in out[before:] if x.expects_reply) if len(out) > before else 0
 
     def finish(self, now: float) -> Decoded:
@@ -155,17 +157,17 @@ class Live:
             out = self.exchanges
             # each request runs until the next one starts
             self.exchanges = [
-                attrs.evolve(x, start=0 if i == 0 else x.start,
-                             end=out[i + 1].start if i + 1 < len(out) else self._client_end)
+                x._replace(start=0 if i == 0 else x.start,
+                           end=out[i + 1].start if i + 1 < len(out) else self._client_end)
                 for i, x in enumerate(out)]
         elif self._conv is not None:
             self._events(self._conv.close(now))
         return Decoded(self.protocol, self.exchanges, self.problem)
 
 
-def _resp_event(e, out: list) -> str | None:
+def _resp_event(e, out: list, locate: bool = True) -> str | None:
     if type(e) is Exchange:
-        start, end = e.span
+        start, end = e.span if locate else (0, 0)
         out.append(Exchanged(start, end, e.reply, e.sent_at, args=e.command,
                              expects_reply=not e.suppressed))
         return None
@@ -175,7 +177,7 @@ def _resp_event(e, out: list) -> str | None:
     return None  # pushes are not replies; unanswered commands are sent but have no reply
 
 
-def _http_event(e, out: list) -> str | None:
+def _http_event(e, out: list, locate: bool = True) -> str | None:
     if type(e) is _HttpDone and e.request is not None:
         r = e.request
         headers = tuple((k.lower(), v) for k, v in e.response_headers

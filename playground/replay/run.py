@@ -72,7 +72,7 @@ class Session:
         self.pipelined = pipelined
         self.timeout = timeout
         self.reactor = default_reactor(reactor)
-        self.live = Live(protocol_name)
+        self.live = Live(protocol_name, locate=False)
         self.done: defer.Deferred = defer.Deferred()
         self._proto: _ReplayProtocol | None = None
         self._next = 0  # index of the next request to send

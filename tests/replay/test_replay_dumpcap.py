@@ -6,14 +6,13 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from playground.replay.capture import read_capture
 from playground.replay.reassembly import CaptureError
-from tests.support.paths import ROOT
+from tests.support.paths import BIN, ROOT
 from tests.support.processes import need, start_redis, stop_process
 from tests.support.waiting import wait_until
 
@@ -64,7 +63,7 @@ def test_a_dumpcap_capture_of_redis_cli_replays_identically(tmp_path):
         wait_until(lambda: _both_closed(path), what="dumpcap to write both connections")
         dumpcap.send_signal(signal.SIGINT)
         dumpcap.wait(15)
-        out = subprocess.run([sys.executable, "-m", "playground", "replay", str(path),
+        out = subprocess.run([str(BIN / "tcpplay-replay"), str(path),  # the console entry
                               "--target", str(fresh.port), "--speed", "max"],
                              capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert out.returncode == 0, out.stdout + out.stderr
