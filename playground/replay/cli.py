@@ -155,7 +155,8 @@ class Item:
 
     @property
     def failed(self) -> bool:
-        return bool(self.error or (self.problem and self.decoded.protocol in ("resp", "http"))
+        return bool(self.error or self.conn.gaps
+                    or (self.problem and self.decoded.protocol in ("resp", "http"))
                     or any(o.verdict in (C.DIFFERENT, C.MISSING) for o in self.outcomes))
 
 
@@ -174,7 +175,7 @@ def prepare(conns, selection: Selection, secrets: C.Secrets) -> tuple[list, list
         if conn.problem:
             items.append(Item(conn, C.Decoded(protocol, []), problem=conn.problem))
             continue
-        if not client:
+        if not client and not conn.gaps:
             continue  # nothing was asked
         decoded = C.decode(conn.chunks, protocol)
         item = Item(conn, decoded)

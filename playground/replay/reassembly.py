@@ -209,10 +209,14 @@ class Tracker:
         if conn is None:
             if flags & SYN:
                 client, server = (src, dst) if syn_only else (dst, src)
-            else:  # the capture missed the handshake: the higher port is the client's
+            else:  # the capture missed the handshake: the higher port is the client's, until
+                # the first bytes say otherwise
                 client, server = (src, dst) if src[1] >= dst[1] else (dst, src)
             conn = self.new_connection(ts, client, server)
             self._by_key[key] = conn
+        if (payload and not conn.syn and conn.client != src and not conn.chunks
+                and not conn.c2s.out_of_order and not conn.s2c.out_of_order):
+            self._turn(conn)  # no handshake seen: the first to send bytes is the client
         c2s = conn.client == src
         stream, other = (conn.c2s, conn.s2c) if c2s else (conn.s2c, conn.c2s)
         if flags & SYN:
@@ -235,6 +239,12 @@ class Tracker:
         if self.held > self.max_bytes:
             raise CaptureError(f"the capture holds more than {self.max_bytes} bytes of TCP "
                                f"payload (--max-bytes)")
+
+    @staticmethod
+    def _turn(conn: Connection) -> None:
+        conn.client, conn.server = conn.server, conn.client
+        conn.c2s, conn.s2c = conn.s2c, conn.c2s
+        conn.c2s.direction, conn.s2c.direction = C2S, S2C
 
     def new_connection(self, ts: float, client: tuple, server: tuple) -> Connection:
         if len(self.connections) >= self.max_connections:

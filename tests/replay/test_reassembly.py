@@ -129,11 +129,15 @@ def test_a_syn_after_the_end_starts_a_new_connection_on_the_same_addresses():
     assert first.stream(C2S) == b"" and second.stream(C2S) == b"again"
 
 
-def test_without_a_handshake_the_higher_port_is_the_client():
+def test_without_a_handshake_the_first_to_send_bytes_is_the_client():
     tracker = Tracker()
-    tracker.packet(0, ("10.0.0.2", 6379), ("10.0.0.1", 45000), 5, 0, ACK, b"+OK\r\n")
+    low, high = ("10.0.0.1", 40000), ("10.0.0.2", 50000)
+    tracker.packet(0, low, high, 7, 5, ACK, b"")  # a pure ACK first: the higher port for now
+    tracker.packet(1, low, high, 7, 5, ACK, b"PING\r\n")
+    tracker.packet(2, high, low, 5, 13, ACK, b"+PONG\r\n")
     (conn,) = tracker.finish()
-    assert conn.client == ("10.0.0.1", 45000) and conn.stream(S2C) == b"+OK\r\n"
+    assert conn.client == low and conn.stream(C2S) == b"PING\r\n"
+    assert conn.stream(S2C) == b"+PONG\r\n" and conn.gaps == []
 
 
 def test_bounds_are_clear_errors():
