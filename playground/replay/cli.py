@@ -222,7 +222,8 @@ def text_report(items: list, out) -> None:
         print("  ".join(c.rjust(w) if c.isdigit() else c.ljust(w)
                         for c, w in zip(r, widths, strict=True)).rstrip(), file=out)
     totals = _totals(items)
-    print(f"\n{totals['requests']} replies compared: {totals['exact']} exact, "
+    n = totals["requests"]
+    print(f"\n{n} repl{'y' if n == 1 else 'ies'} compared: {totals['exact']} exact, "
           f"{totals['ignored']} equal ignoring volatile values, {totals['different']} different, "
           f"{totals['missing']} without a reply; {totals['failed']} of {len(items)} "
           f"connection(s) differ or failed", file=out)
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
                   file=sys.stderr)
         try:
             task.react(_run, (runnable, target, speed, args.pipelined, args.timeout,
-                              args.concurrency, rules))
+                              args.concurrency, rules, sys.stderr.isatty() and not args.json))
         except SystemExit as e:
             if e.code not in (0, None):
                 return 2
@@ -314,9 +315,22 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
     return 1 if any(i.failed for i in items) else 0
 
 
-async def _run(reactor, runnable, target, speed, pipelined, timeout, concurrency, rules):
+async def _run(reactor, runnable, target, speed, pipelined, timeout, concurrency, rules,
+               show_progress):
     sessions = [Session(i.conn.number, i.decoded.protocol, i.requests, target, speed, pipelined,
                         timeout, reactor) for i in runnable]
+    if show_progress:
+        finished = [0]
+
+        def tick(result):
+            finished[0] += 1
+            sys.stderr.write(f"\r{finished[0]}/{len(sessions)} connection(s) replayed")
+            if finished[0] == len(sessions):
+                sys.stderr.write("\n")
+            return result
+
+        for session in sessions:
+            session.done.addCallback(tick)
     results = await replay(sessions, [i.conn.started for i in runnable], speed, concurrency,
                            reactor)
     for item, result in zip(runnable, results, strict=True):
