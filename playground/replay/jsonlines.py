@@ -7,7 +7,8 @@ can be rebuilt: each command encoded as a RESP array, each reply encoded from it
 ``--max-value`` (an object with ``length``) or an aggregate cut at 1000 elements (``{"more":
 N}``) makes its connection not replayable, and says so. HTTP records keep only a preview of
 each body, so HTTP connections are not rebuilt from JSON lines: record with ``--pcap`` for them.
-Lines that are not JSON objects are a :class:`CaptureError` naming the line.
+Connections keep the proxy's pair ids as their numbers. Lines that are not JSON objects are a
+:class:`CaptureError` naming the line.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def read_jsonlines(f, path: str, tracker: Tracker):
         conn = by_pair.get(pair)
         if conn is None:
             client = _address(r.get("client"))
-            conn = tracker.new_connection(ts, client, _address(r.get("server")))
+            conn = tracker.new_connection(ts, client, _address(r.get("server")), pair)
             by_pair[pair] = conn
         if kind == "open":
             conn.client, conn.server = _address(r.get("client")), _address(r.get("server"))

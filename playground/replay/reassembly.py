@@ -246,11 +246,13 @@ class Tracker:
         conn.c2s, conn.s2c = conn.s2c, conn.c2s
         conn.c2s.direction, conn.s2c.direction = C2S, S2C
 
-    def new_connection(self, ts: float, client: tuple, server: tuple) -> Connection:
+    def new_connection(self, ts: float, client: tuple, server: tuple,
+                       number: int | None = None) -> Connection:
+        """A connection numbered ``number`` (default: the next number)."""
         if len(self.connections) >= self.max_connections:
             raise CaptureError(f"the capture holds more than {self.max_connections} TCP "
                                f"connections (--max-connections)")
-        conn = Connection(len(self.connections) + 1, client, server, ts,
+        conn = Connection(number or len(self.connections) + 1, client, server, ts,
                           Stream(C2S, self.max_pending), Stream(S2C, self.max_pending))
         self.connections.append(conn)
         return conn

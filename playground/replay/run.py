@@ -19,7 +19,6 @@ from functools import partial
 
 import attrs
 from twisted.internet import defer, error, protocol, task
-from twisted.logger import Logger
 
 from playground.common.addresses import client_endpoint
 from playground.common.defaultreactor import default_reactor
@@ -60,8 +59,6 @@ class Session:
     """One recorded connection replayed; ``start()`` returns a Deferred firing a
     :class:`Replayed`. See the module docstring."""
 
-    log = Logger()
-
     def __init__(self, number: int, protocol_name: str, requests: list, target: str,
                  speed: float | None = 1.0, pipelined: bool = False, timeout: float = 10.0,
                  reactor=None):
@@ -75,6 +72,7 @@ class Session:
         self.live = Live(protocol_name, locate=False)
         self.done: defer.Deferred = defer.Deferred()
         self._proto: _ReplayProtocol | None = None
+        self._write = None  # the transport's write, or the direct write where it applies
         self._next = 0  # index of the next request to send
         self._expected = 0  # replies the requests sent so far ask for
         self._replies = 0

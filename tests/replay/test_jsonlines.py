@@ -25,13 +25,13 @@ def _write(path, records, limit=0):
 
 
 def test_redis_records_rebuild_both_streams(tmp_path):
-    records = [R.Open(1, 10.0, "127.0.0.1:50000", "127.0.0.1:6479", "127.0.0.1:6379", "6379")]
-    records += [R.RedisExchange(1, 11.0 + i, "127.0.0.1:50000", (b"CMD", b"%d" % i), reply, 0.001)
+    records = [R.Open(7, 10.0, "127.0.0.1:50000", "127.0.0.1:6479", "127.0.0.1:6379", "6379")]
+    records += [R.RedisExchange(7, 11.0 + i, "127.0.0.1:50000", (b"CMD", b"%d" % i), reply, 0.001)
                 for i, reply in enumerate(REPLIES)]
-    records.append(R.RedisUnanswered(1, 30.0, "127.0.0.1:50000", (b"BLPOP", b"q", b"0")))
+    records.append(R.RedisUnanswered(7, 30.0, "127.0.0.1:50000", (b"BLPOP", b"q", b"0")))
     capture = read_capture(_write(tmp_path / "ev.jsonl", records))
     (conn,) = capture.connections
-    assert capture.kind == "jsonl" and conn.client == ("127.0.0.1", 50000)
+    assert capture.kind == "jsonl" and conn.client == ("127.0.0.1", 50000) and conn.number == 7
     assert conn.server == ("127.0.0.1", 6379) and conn.problem is None
     decoded = decode(conn.chunks)
     assert [x.reply for x in decoded.exchanges] == REPLIES
@@ -44,6 +44,7 @@ def test_cut_values_and_http_records_are_not_replayed(tmp_path):
                R.HttpExchange(2, 1.0, "c:2", b"GET", b"/", b"HTTP/1.1", 200, b"OK", 0.1, (), (),
                               0, 0, None, b"", b"")]
     first, second = read_capture(_write(tmp_path / "cut.jsonl", records, limit=200)).connections
+    assert (first.number, second.number) == (1, 2)  # the pair ids
     assert first.problem.startswith("line 1: the JSON lines cut a value")
     assert "HTTP records keep only a preview" in second.problem
 
