@@ -12,6 +12,7 @@ or a secret the capture masks that no ``--auth``/``--header`` supplies (never pr
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import re
 import sys
@@ -282,12 +283,19 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
         parser.error(str(e))
     secrets = C.Secrets(args.auth.encode() if args.auth is not None else None, headers,
                         args.host.encode() if args.host is not None else None)
+    # Reading and decoding make an object or two per segment and per request, none in a cycle:
+    # the cyclic GC would only rescan them, again and again. Frozen afterwards, the replay's
+    # collections leave them out too.
+    gc.disable()
     try:
         capture = read_capture(args.capture, Tracker(args.max_connections, args.max_bytes))
+        items, missing = prepare(capture.connections, selection, secrets)
     except CaptureError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 2
-    items, missing = prepare(capture.connections, selection, secrets)
+    finally:
+        gc.freeze()
+        gc.enable()
     if missing:
         print(f"{prog}: the capture masks secrets the replay needs:", file=sys.stderr)
         for line in missing:
