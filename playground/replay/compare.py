@@ -34,10 +34,11 @@ from playground.codec.values import (
     Verbatim,
 )
 from playground.decode.detect import HTTP, RESP, classify
-from playground.decode.httpdecoder import HttpConversation
+from playground.decode.httpdecoder import HttpConversation, HttpSwitched, HttpUndecodable
 from playground.decode.httpdecoder import HttpExchange as _HttpDone
 from playground.decode.redaction import REDACTED, SECRET_COMMANDS, SECRET_HEADERS
 from playground.decode.respdecoder import Exchange, RespConversation, redact_command, secret_parts
+from playground.decode.respdecoder import Undecodable as RespUndecodable
 from playground.decode.views import escape, quoted
 from playground.replay.reassembly import C2S, S2C
 
@@ -127,6 +128,7 @@ class Live:
         self.exchanges: list = []
         self.problem: str | None = None
         self._client_end = 0
+        self._server_done = False
         if protocol == RESP:
             self._conv = RespConversation()
             self._event = _resp_event
@@ -151,9 +153,18 @@ class Live:
             self.problem = self._event(e, out, self.locate) or self.problem
         return sum(1 for x in out[before:] if x.expects_reply) if len(out) > before else 0
 
+    def server_done(self, now: float) -> int:
+        """The server closed its side: how many replies that completed (an HTTP response
+        delimited by the close)."""
+        if self.protocol != HTTP or self._server_done:
+            return 0
+        self._server_done = True
+        return self._events(self._conv.eof(S2C, now))
+
     def finish(self, now: float) -> Decoded:
         if self.protocol == HTTP:
-            self._events(self._conv.eof(S2C, now) + self._conv.close(now))
+            self.server_done(now)
+            self._events(self._conv.close(now))
             out = self.exchanges
             # each request runs until the next one starts
             self.exchanges = [
@@ -171,8 +182,7 @@ def _resp_event(e, out: list, locate: bool = True) -> str | None:
         out.append(Exchanged(start, end, e.reply, e.sent_at, args=e.command,
                              expects_reply=not e.suppressed))
         return None
-    kind = type(e).__name__
-    if kind == "Undecodable":
+    if type(e) is RespUndecodable:
         return f"the {'client' if e.direction == C2S else 'server'} stream is not RESP: {e.reason}"
     return None  # pushes are not replies; unanswered commands are sent but have no reply
 
@@ -187,11 +197,10 @@ def _http_event(e, out: list, locate: bool = True) -> str | None:
         out.append(Exchanged(r.offset, r.offset, reply, e.request_done or r.started,
                              head=(r.method, r.target, r.headers)))
         return None
-    kind = type(e).__name__
-    if kind == "HttpUndecodable":
+    if type(e) is HttpUndecodable:
         return (f"the {'client' if e.direction == C2S else 'server'} stream is not HTTP: "
                 f"{e.reason}")
-    if kind == "HttpSwitched":
+    if type(e) is HttpSwitched:
         return f"the connection switched protocols ({e.how}): not replayed past it"
     return None
 

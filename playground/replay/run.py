@@ -120,6 +120,7 @@ class Session:
 
     def lost(self, reason) -> None:
         self._proto = None
+        self._replies += self.live.server_done(self.reactor.seconds())
         if self._error is None and not self._closing and (
                 self._next < len(self.requests) or self._replies < self._expected):
             self._error = (f"the server closed the connection after {self._next} of "

@@ -126,3 +126,23 @@ def test_concurrency_one_runs_connections_one_after_the_other():
     proto.dataReceived(b"+OK\r\n")
     proto.connectionLost(None)
     assert [r.number for r in all_done.result] == [1, 2]
+
+
+def test_an_http_response_ended_by_the_close_is_a_reply():
+    clock = MemoryReactorClock()
+    request = b"GET / HTTP/1.0\r\n\r\n"
+    done = Session(1, "http", [Request(request, 0.0, True)], TARGET, speed=None,
+                   reactor=clock).start()
+    proto, transport = _connect(clock)
+    assert transport.value() == request
+    proto.dataReceived(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello")
+
+    class Closed:
+        def getErrorMessage(self):
+            return "Connection was closed cleanly."
+
+    proto.connectionLost(Closed())
+    result = done.result
+    assert result.error is None
+    (x,) = result.decoded.exchanges
+    assert (x.reply.status, x.reply.body) == (200, b"hello")
