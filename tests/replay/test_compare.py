@@ -142,3 +142,32 @@ def test_json_paths():
 def test_other_protocols_are_not_compared():
     assert decode([(C2S, 0.0, b"hello there\n")]).problem == \
         "the client speaks text: only Redis and HTTP replay"
+
+
+POST = (b"POST /items HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 11\r\n\r\n{\"name\":1}\n")
+GET_ITEMS = b"GET /items HTTP/1.1\r\nHost: h\r\n\r\n"
+
+
+def test_http_requests_keep_their_bodies_and_blank_lines():
+    created = b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+    listed = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]"
+    client = b"\r\n" + POST + GET_ITEMS
+    decoded = decode([(C2S, 0.0, client[:30]), (C2S, 0.1, client[30:len(POST) + 2]),
+                      (S2C, 0.2, created), (C2S, 0.3, GET_ITEMS), (S2C, 0.4, listed)])
+    requests, _ = plan(decoded, client, Secrets(host=b"new"))
+    assert [r.data for r in requests] == [
+        b"\r\nPOST /items HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 11\r\n"
+        b"Host: new\r\n\r\n{\"name\":1}\n",
+        b"GET /items HTTP/1.1\r\nHost: new\r\n\r\n"]
+    assert [x.reply.status for x in decoded.exchanges] == [201, 200]
+
+
+@given(client=st.binary(max_size=200), server=st.binary(max_size=200),
+       protocol=st.sampled_from(["resp", "http", None]))
+def test_random_bytes_never_raise(client, server, protocol):
+    decoded = decode([(C2S, 0.0, client), (S2C, 1.0, server)], protocol)
+    requests, _ = plan(decoded, client, Secrets(auth=b"pw", headers=((b"X", b"y"),), host=b"h"))
+    compare(decoded.exchanges, decoded.exchanges[:1], Rules.parse(["TIME,$.a"]))
+    if decoded.exchanges:
+        assert [x.label for x in decoded.exchanges]

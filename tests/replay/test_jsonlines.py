@@ -3,15 +3,19 @@ records say why they cannot be replayed; damaged lines are a CaptureError."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from playground.codec.values import Error, Map, Simple, Verbatim
 from playground.decode import records as R
 from playground.replay.capture import read_capture
 from playground.replay.compare import decode
-from playground.replay.reassembly import C2S, CaptureError
+from playground.replay.jsonlines import read_jsonlines
+from playground.replay.reassembly import C2S, CaptureError, Tracker
 
 pytestmark = pytest.mark.pure
 
@@ -53,3 +57,11 @@ def test_damaged_lines(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"type": "redis", "pair": 1}\n{not json\n')
     with pytest.raises(CaptureError, match="line 2 is not a tcpplay JSON record"):
         read_capture(str(tmp_path / "bad.jsonl"))
+
+
+@given(data=st.binary(max_size=300))
+def test_garbage_lines_raise_only_capture_error(data):
+    try:
+        read_jsonlines(io.BytesIO(b'{"type": "open", "pair": 1}\n' + data), "g.jsonl", Tracker())
+    except CaptureError:
+        pass
