@@ -156,8 +156,10 @@ class Item:
 
     @property
     def failed(self) -> bool:
-        return bool(self.error or self.conn.gaps
-                    or (self.problem and self.decoded.protocol in ("resp", "http"))
+        # a problem counts where the replay had something to check: Redis, HTTP, or a stream
+        # whose protocol a hole at its start hides
+        checked = self.decoded.protocol in ("resp", "http", "none")
+        return bool(self.error or (self.problem and checked)
                     or any(o.verdict in (C.DIFFERENT, C.MISSING) for o in self.outcomes))
 
 
@@ -232,7 +234,7 @@ def text_report(items: list, out) -> None:
 
 def _result(item: Item) -> str:
     if item.problem and not item.replayed:
-        return "skipped" if item.decoded.protocol not in ("resp", "http") else "not compared"
+        return "not compared" if item.failed else "skipped"
     if item.error:
         return "error"
     return "differs" if item.failed else "same"

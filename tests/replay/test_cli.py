@@ -76,3 +76,15 @@ def test_speed_and_selection():
     sel = Selection.parse(["1,3-4", "port:8080,redis"])
     assert sel.numbers == {1} and sel.ranges == ((3, 4),) and sel.ports == {8080}
     assert sel.protocols == {"resp"} and Selection.parse([]).everything
+
+
+def test_other_protocols_are_skipped_and_do_not_count(tmp_path, capsys):
+    conv = Conversation(server=("10.0.0.2", 25))
+    frames = conv.handshake() + [conv.data(True, b"EHLO there\r\n")]
+    conv.data(True, b"lost\r\n")  # a hole in a text connection: nothing to check there
+    frames.append(conv.data(True, b"QUIT\r\n"))
+    write_pcap(tmp_path / "smtp.pcap", frames)
+    assert main([str(tmp_path / "smtp.pcap"), "-t", "6379"]) == 0
+    out = capsys.readouterr().out
+    assert "(text): not replayed: the capture misses 6 bytes of the client stream" in out
+    assert out.splitlines()[-3].endswith("skipped")
