@@ -171,3 +171,16 @@ def test_random_bytes_never_raise(client, server, protocol):
     compare(decoded.exchanges, decoded.exchanges[:1], Rules.parse(["TIME,$.a"]))
     if decoded.exchanges:
         assert [x.label for x in decoded.exchanges]
+
+
+def test_transactions_and_suppressed_replies_plan_as_the_server_answers():
+    e = encode_command
+    commands = [e("MULTI"), e("SET", "a", "1"), e("INCR", "a"), e("EXEC"),
+                e("CLIENT", "REPLY", "OFF"), e("SET", "b", "2"), e("CLIENT", "REPLY", "ON"),
+                e("GET", "b")]
+    replies = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n:2\r\n+OK\r\n$1\r\n2\r\n"
+    decoded = decode([(C2S, 0.0, b"".join(commands)), (S2C, 1.0, replies)])
+    requests, _ = plan(decoded, b"".join(commands), Secrets())
+    assert [r.data for r in requests] == commands
+    # the runner waits after each but the two whose replies CLIENT REPLY OFF suppresses
+    assert [r.expects_reply for r in requests] == [True] * 4 + [False, False, True, True]
