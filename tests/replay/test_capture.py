@@ -140,3 +140,31 @@ def test_garbage_raises_only_capture_error(pcapng, garbage, keep):
         read_pcap(damaged, "g.pcap", Tracker(), "pcapng" if pcapng else "pcap")
     except CaptureError:
         pass
+
+
+def _ip_of(ethernet_frame: bytes) -> bytes:
+    return bytes(dpkt.ethernet.Ethernet(ethernet_frame).data)
+
+
+@pytest.mark.parametrize("linktype, wrap", [
+    (0, lambda ip: struct.pack("<I", 2) + ip),  # BSD loopback, AF_INET in host order
+    (113, lambda ip: bytes(dpkt.sll.SLL(hrd=772, ethtype=0x0800)) + ip),  # Linux cooked
+    (276, lambda ip: bytes(dpkt.sll2.SLL2(hrd=772, ethtype=0x0800)) + ip),  # -i any
+    (101, lambda ip: ip),  # raw IP
+])
+def test_other_link_types(tmp_path, linktype, wrap):
+    frames, _ = _session()
+    path = tmp_path / "link.pcap"
+    with open(path, "wb") as f:
+        writer = dpkt.pcap.Writer(f, linktype=linktype)
+        for i, frame in enumerate(frames):
+            writer.writepkt(wrap(_ip_of(frame)), ts=1.0 + i)
+    (conn,) = read_capture(str(path)).connections
+    assert conn.stream(C2S) == PING + GET and conn.gaps == []
+
+
+def test_an_unknown_link_type_is_named(tmp_path):
+    with open(tmp_path / "ble.pcap", "wb") as f:
+        dpkt.pcap.Writer(f, linktype=251).writepkt(b"\x00" * 10, ts=1.0)
+    with pytest.raises(CaptureError, match="link type 251 is not supported"):
+        read_capture(str(tmp_path / "ble.pcap"))
