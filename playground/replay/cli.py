@@ -16,6 +16,7 @@ import gc
 import json
 import re
 import sys
+import traceback
 
 import attrs
 from twisted.internet import task
@@ -316,7 +317,8 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
             task.react(_run, (runnable, target, speed, args.pipelined, args.timeout,
                               args.concurrency, rules, sys.stderr.isatty() and not args.json))
         except SystemExit as e:
-            if e.code not in (0, None):
+            if e.code not in (0, None):  # a defect, not bad input: react logged nothing visible
+                print(f"{prog}: the replay stopped on an internal error", file=sys.stderr)
                 return 2
     if args.json:
         print(json.dumps(json_report(items, args.capture, target), ensure_ascii=False))
@@ -325,8 +327,16 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
     return 1 if any(i.failed for i in items) else 0
 
 
-async def _run(reactor, runnable, target, speed, pipelined, timeout, concurrency, rules,
-               show_progress):
+async def _run(reactor, *args):
+    try:
+        await _replay_all(reactor, *args)
+    except Exception:
+        traceback.print_exc()  # a defect: show where, then react exits 1
+        raise
+
+
+async def _replay_all(reactor, runnable, target, speed, pipelined, timeout, concurrency, rules,
+                      show_progress):
     sessions = [Session(i.conn.number, i.decoded.protocol, i.requests, target, speed, pipelined,
                         timeout, reactor) for i in runnable]
     if show_progress:
