@@ -1,4 +1,5 @@
-"""``python -m playground COMMAND ...``: the project's command-line tools, one subcommand each.
+"""``python -m playground COMMAND ...`` (or ``tcpplay COMMAND ...``): the project's command-line
+tools, one subcommand each.
 
 Each entry names a module and its ``main(argv, prog)`` function, imported only when used, so a
 new tool is one more line in ``COMMANDS``.
@@ -7,6 +8,7 @@ new tool is one more line in ``COMMANDS``.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # name -> (module, one-line description); the module's main(argv, prog) returns an exit code
@@ -15,14 +17,20 @@ COMMANDS = {
     "check-config": ("playground.daemon.config", "check a serve config file, start nothing"),
     "pool": ("playground.examples.pool.cli", "requests/s and latency with and without a "
              "connection pool"),
+    "replay": ("playground.replay.cli", "replay a capture against a server, compare the replies"),
 }
+
+
+def _prog() -> str:
+    """How the user called us: ``tcpplay`` (the console entry) or ``python -m playground``."""
+    return "tcpplay" if os.path.basename(sys.argv[0]) == "tcpplay" else "python -m playground"
 
 
 def usage_text() -> str:
     width = max(len(name) for name in COMMANDS)
-    lines = ["usage: python -m playground COMMAND [ARGS...]", "", "commands:"]
+    lines = [f"usage: {_prog()} COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name.ljust(width)}  {desc}" for name, (_, desc) in sorted(COMMANDS.items())]
-    lines += ["", "Run 'python -m playground COMMAND --help' for the arguments of each command."]
+    lines += ["", f"Run '{_prog()} COMMAND --help' for the arguments of each command."]
     return "\n".join(lines)
 
 
@@ -33,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"python -m playground: unknown command {name!r}\n\n{usage_text()}", file=sys.stderr)
+        print(f"{_prog()}: unknown command {name!r}\n\n{usage_text()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    return module.main(rest, prog=f"python -m playground {name}")
+    return module.main(rest, prog=f"{_prog()} {name}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ PURE = (_modules("codec") + ["playground.examples.chat.core", "playground.exampl
                             "playground.faults.model",
                             "playground.faults.toxics",
                             ]
+        + [m for m in _modules("replay") if m.split(".")[-1] not in ("run", "cli")]
         + [m for m in _modules("examples.resp") if m != "playground.examples.resp.server"])
 # Pure apart from logging: twisted.logger and what it imports, nothing else of Twisted.
 LOGGING_ONLY = _modules("decode")

@@ -1,0 +1,217 @@
+"""Sending recorded requests to a target over Twisted, one connection per recorded connection.
+
+:class:`Session` replays one connection: it connects to the target (a client endpoint string,
+``playground.common.addresses``), sends the requests of ``compare.plan`` one by one (send, wait
+for the reply, send the next) or, ``pipelined``, as they were recorded, keeping the recorded
+gaps divided by ``speed`` (``None``: no waiting at all), and decodes what comes back as it comes
+(``compare.Live``), so it knows when a reply is complete. A reply that does not come within
+``timeout`` seconds of the last byte (or a connection that is not up within it) ends the session
+with the connection aborted. Work per reactor turn is bounded: at most ``SLICE_REQUESTS``
+requests or ``SLICE_BYTES`` bytes are written before the session yields to the reactor.
+
+:func:`replay` runs several sessions, at most ``concurrency`` at once, each starting at its
+recorded offset from the first (divided by ``speed``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import attrs
+from twisted.internet import defer, error, protocol, task
+
+from playground.common.addresses import client_endpoint
+from playground.common.defaultreactor import default_reactor
+from playground.common.twistedprivate import direct_write, direct_write_supported
+from playground.replay.compare import Decoded, Live
+from playground.replay.reassembly import C2S, S2C
+
+SLICE_REQUESTS = 256
+SLICE_BYTES = 64 * 1024
+
+
+@attrs.frozen
+class Replayed:
+    """What a session saw: the replies decoded, and how it ended when that was not normally."""
+
+    number: int
+    decoded: Decoded
+    error: str | None = None
+    sent: int = 0  # requests written
+    seconds: float = 0.0
+
+
+class _ReplayProtocol(protocol.Protocol):
+    def __init__(self, session: Session):
+        self.session = session
+
+    def connectionMade(self):
+        self.session.connected(self)
+
+    def dataReceived(self, data: bytes):
+        self.session.received(data)
+
+    def connectionLost(self, reason):
+        self.session.lost(reason)
+
+
+class Session:
+    """One recorded connection replayed; ``start()`` returns a Deferred firing a
+    :class:`Replayed`. See the module docstring."""
+
+    def __init__(self, number: int, protocol_name: str, requests: list, target: str,
+                 speed: float | None = 1.0, pipelined: bool = False, timeout: float = 10.0,
+                 reactor=None):
+        self.number = number
+        self.requests = requests
+        self.target = target
+        self.speed = speed
+        self.pipelined = pipelined
+        self.timeout = timeout
+        self.reactor = default_reactor(reactor)
+        self.live = Live(protocol_name, locate=False)
+        self.done: defer.Deferred = defer.Deferred()
+        self._proto: _ReplayProtocol | None = None
+        self._write = None  # the transport's write, or the direct write where it applies
+        self._next = 0  # index of the next request to send
+        self._expected = 0  # replies the requests sent so far ask for
+        self._replies = 0
+        self._timer = None
+        self._send_call = None
+        self._error: str | None = None
+        self._started = 0.0
+        self._closing = False
+        self._connecting: defer.Deferred | None = None
+        first = requests[0].sent_at if requests else 0.0
+        self._offsets = [max(0.0, r.sent_at - first) for r in requests]
+
+    # -- the connection -----------------------------------------------------------------------
+    def start(self) -> defer.Deferred:
+        self._started = self.reactor.seconds()
+        factory = protocol.Factory.forProtocol(lambda: _ReplayProtocol(self))
+        self._connecting = client_endpoint(self.reactor, self.target).connect(factory)
+        self._arm()
+        self._connecting.addErrback(self._connect_failed)
+        return self.done
+
+    def _connect_failed(self, failure) -> None:
+        if failure.check(defer.CancelledError, error.ConnectingCancelledError):
+            self._finish(f"no connection within {self.timeout:g} s")
+        else:
+            self._finish(f"cannot connect: {failure.getErrorMessage()}")
+
+    def connected(self, proto: _ReplayProtocol) -> None:
+        self._proto = proto
+        transport = proto.transport
+        if hasattr(transport, "setTcpNoDelay"):
+            transport.setTcpNoDelay(True)  # the requests keep their own segmentation
+        if direct_write_supported(transport):  # one request, one send: no reactor turn between
+            self._write = partial(direct_write, transport)
+        else:
+            self._write = transport.write
+        self._started = self.reactor.seconds()
+        self._send()
+
+    def received(self, data: bytes) -> None:
+        self._replies += self.live.feed(S2C, data, self.reactor.seconds())
+        self._arm()
+        if self._replies >= self._expected and self._send_call is None:
+            self._send()
+
+    def lost(self, reason) -> None:
+        self._proto = None
+        self._replies += self.live.server_done(self.reactor.seconds())
+        if self._error is None and not self._closing and (
+                self._next < len(self.requests) or self._replies < self._expected):
+            self._error = (f"the server closed the connection after {self._next} of "
+                           f"{len(self.requests)} requests ({reason.getErrorMessage()})")
+        self._finish(self._error)
+
+    # -- sending ------------------------------------------------------------------------------
+    def _send(self) -> None:
+        self._send_call = None
+        proto = self._proto
+        if proto is None or self._closing:
+            return
+        now = self.reactor.seconds()
+        written = count = 0
+        while self._next < len(self.requests):
+            if not self.pipelined and self._replies < self._expected:
+                return  # waiting for a reply
+            if self.speed is not None:
+                due = self._started + self._offsets[self._next] / self.speed
+                if due > now + 0.0005:
+                    self._send_call = self.reactor.callLater(due - now, self._send)
+                    return
+            if count >= SLICE_REQUESTS or written >= SLICE_BYTES:
+                self._send_call = self.reactor.callLater(0, self._send)
+                return
+            req = self.requests[self._next]
+            self._next += 1
+            self._write(req.data)
+            self.live.feed(C2S, req.data, now)
+            written += len(req.data)
+            count += 1
+            if req.expects_reply:
+                self._expected += 1
+                self._arm()
+        if self._replies >= self._expected:
+            self._close()
+
+    def _arm(self) -> None:
+        """(Re)start the reply timeout."""
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self.timeout)
+        else:
+            self._timer = self.reactor.callLater(self.timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self._proto is None and not self._closing:
+            self._connecting.cancel()  # the errback ends the session
+            return
+        if self._replies < self._expected:
+            self._error = (f"no reply within {self.timeout:g} s "
+                           f"({self._expected - self._replies} awaited)")
+            if self._proto is not None:
+                self._closing = True
+                self._proto.transport.abortConnection()
+
+    def _close(self) -> None:
+        self._closing = True
+        if self._proto is not None:
+            self._proto.transport.loseConnection()
+
+    def _finish(self, error: str | None) -> None:
+        if self.done.called:
+            return
+        for call in (self._timer, self._send_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._send_call = None
+        now = self.reactor.seconds()
+        decoded = self.live.finish(now)
+        self.done.callback(Replayed(self.number, decoded, error, self._next,
+                                    now - self._started))
+
+
+def replay(sessions: list, starts: list, speed: float | None, concurrency: int,
+           reactor=None) -> defer.Deferred:
+    """Run ``sessions`` (with their recorded start times ``starts``), at most ``concurrency``
+    at once; fires with their :class:`Replayed` results in order."""
+    reactor = default_reactor(reactor)
+    gate = defer.DeferredSemaphore(max(1, concurrency))
+    first = min(starts) if starts else 0.0
+    began = reactor.seconds()
+    runs = []
+    for session, start in zip(sessions, starts, strict=True):
+        delay = 0.0 if speed is None else max(0.0, (start - first) / speed)
+
+        def run(_=None, session=session, delay=delay):
+            wait = began + delay - reactor.seconds()
+            if wait > 0:
+                return task.deferLater(reactor, wait, session.start)
+            return session.start()
+
+        runs.append(gate.run(run))
+    return defer.gatherResults(runs, consumeErrors=True)

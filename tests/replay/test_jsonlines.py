@@ -1,0 +1,67 @@
+"""tcpplay's JSON lines read back: Redis streams rebuilt from whole values; cut values and HTTP
+records say why they cannot be replayed; damaged lines are a CaptureError."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from playground.codec.values import Error, Map, Simple, Verbatim
+from playground.decode import records as R
+from playground.replay.capture import read_capture
+from playground.replay.compare import decode
+from playground.replay.jsonlines import read_jsonlines
+from playground.replay.reassembly import C2S, CaptureError, Tracker
+
+pytestmark = pytest.mark.pure
+
+REPLIES = [Simple(b"OK"), b"alice", None, 7, [b"a", [b"b", 1]], Error(b"ERR no"),
+           Map(((b"k", 1.5),)), Verbatim(b"txt", b"hi"), b"\xff\x00binary", True]
+
+
+def _write(path, records, limit=0):
+    path.write_text("".join(json.dumps(R.to_json(r, limit)) + "\n" for r in records))
+    return str(path)
+
+
+def test_redis_records_rebuild_both_streams(tmp_path):
+    records = [R.Open(7, 10.0, "127.0.0.1:50000", "127.0.0.1:6479", "127.0.0.1:6379", "6379")]
+    records += [R.RedisExchange(7, 11.0 + i, "127.0.0.1:50000", (b"CMD", b"%d" % i), reply, 0.001)
+                for i, reply in enumerate(REPLIES)]
+    records.append(R.RedisUnanswered(7, 30.0, "127.0.0.1:50000", (b"BLPOP", b"q", b"0")))
+    capture = read_capture(_write(tmp_path / "ev.jsonl", records))
+    (conn,) = capture.connections
+    assert capture.kind == "jsonl" and conn.client == ("127.0.0.1", 50000) and conn.number == 7
+    assert conn.server == ("127.0.0.1", 6379) and conn.problem is None
+    decoded = decode(conn.chunks)
+    assert [x.reply for x in decoded.exchanges] == REPLIES
+    assert [x.args[1] for x in decoded.exchanges] == [b"%d" % i for i in range(len(REPLIES))]
+    assert conn.stream(C2S).endswith(b"*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n")
+
+
+def test_cut_values_and_http_records_are_not_replayed(tmp_path):
+    records = [R.RedisExchange(1, 1.0, "c:1", (b"GET", b"k"), b"x" * 300, 0.001),
+               R.HttpExchange(2, 1.0, "c:2", b"GET", b"/", b"HTTP/1.1", 200, b"OK", 0.1, (), (),
+                              0, 0, None, b"", b"")]
+    first, second = read_capture(_write(tmp_path / "cut.jsonl", records, limit=200)).connections
+    assert (first.number, second.number) == (1, 2)  # the pair ids
+    assert first.problem.startswith("line 1: the JSON lines cut a value")
+    assert "HTTP records keep only a preview" in second.problem
+
+
+def test_damaged_lines(tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"type": "redis", "pair": 1}\n{not json\n')
+    with pytest.raises(CaptureError, match="line 2 is not a tcpplay JSON record"):
+        read_capture(str(tmp_path / "bad.jsonl"))
+
+
+@given(data=st.binary(max_size=300))
+def test_garbage_lines_raise_only_capture_error(data):
+    try:
+        read_jsonlines(io.BytesIO(b'{"type": "open", "pair": 1}\n' + data), "g.jsonl", Tracker())
+    except CaptureError:
+        pass

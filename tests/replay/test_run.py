@@ -1,0 +1,148 @@
+"""The runner over a memory reactor: request by request, pipelined, the recorded gaps kept or
+compressed, timeouts."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+from playground.codec.encoder import encode_command
+from playground.codec.values import Simple
+from playground.replay.compare import Request
+from playground.replay.run import Session, replay
+
+pytestmark = pytest.mark.memory
+
+TARGET = "tcp:host=127.0.0.1:port=6379"
+SET = encode_command("SET", "k", "v")
+GET = encode_command("GET", "k")
+
+
+def _requests(*gaps):
+    """SET, GET, GET... sent ``gaps`` seconds after the first."""
+    out = [Request(SET, 100.0, True)]
+    out += [Request(GET, 100.0 + g, True) for g in gaps]
+    return out
+
+
+def _connect(clock):
+    """Accept the session's pending connection: the protocol and its transport."""
+    _, _, factory, _, _ = clock.tcpClients[-1]
+    proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 6379))
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def test_request_by_request_waits_for_each_reply():
+    clock = MemoryReactorClock()
+    session = Session(1, "resp", _requests(0.0, 0.0), TARGET, speed=None, reactor=clock)
+    done = session.start()
+    proto, transport = _connect(clock)
+    assert transport.value() == SET
+    proto.dataReceived(b"+O")
+    assert transport.value() == SET  # half a reply is no reply
+    proto.dataReceived(b"K\r\n")
+    assert transport.value() == SET + GET
+    proto.dataReceived(b"$1\r\nv\r\n$1\r")
+    assert transport.value() == SET + GET + GET
+    proto.dataReceived(b"\nv\r\n")
+    assert transport.disconnecting
+    proto.connectionLost(None)
+    result = done.result
+    assert result.error is None and result.sent == 3
+    assert [x.reply for x in result.decoded.exchanges] == [Simple(b"OK"), b"v", b"v"]
+
+
+def test_pipelined_sends_everything_as_recorded():
+    clock = MemoryReactorClock()
+    session = Session(1, "resp", _requests(0.0, 0.0), TARGET, speed=None, pipelined=True,
+                      reactor=clock)
+    session.start()
+    _, transport = _connect(clock)
+    assert transport.value() == SET + GET + GET
+
+
+def test_the_recorded_gaps_are_kept_or_divided_by_speed():
+    for speed, first_wait in ((1.0, 5.0), (10.0, 0.5)):
+        clock = MemoryReactorClock()
+        session = Session(1, "resp", _requests(5.0), TARGET, speed=speed, reactor=clock)
+        session.start()
+        proto, transport = _connect(clock)
+        proto.dataReceived(b"+OK\r\n")
+        assert transport.value() == SET
+        clock.advance(first_wait * 0.9)
+        assert transport.value() == SET
+        clock.advance(first_wait * 0.2)
+        assert transport.value() == SET + GET
+
+
+def test_no_reply_within_the_timeout_aborts():
+    clock = MemoryReactorClock()
+    session = Session(3, "resp", _requests(0.0), TARGET, speed=None, timeout=2.0, reactor=clock)
+    done = session.start()
+    proto, transport = _connect(clock)
+    clock.advance(1.9)
+    assert not done.called
+    clock.advance(0.2)
+    assert transport.disconnecting  # aborted
+    proto.connectionLost(None)
+    assert done.result.error == "no reply within 2 s (1 awaited)"
+
+
+def test_no_connection_within_the_timeout():
+    clock = MemoryReactorClock()
+    done = Session(1, "resp", _requests(), TARGET, timeout=3.0, reactor=clock).start()
+    clock.advance(3.1)
+    assert done.result.error == "no connection within 3 s"
+
+
+def test_the_server_closing_early_is_reported():
+    clock = MemoryReactorClock()
+    done = Session(1, "resp", _requests(0.0), TARGET, speed=None, reactor=clock).start()
+    proto, _ = _connect(clock)
+
+    class Reason:
+        def getErrorMessage(self):
+            return "Connection was closed cleanly."
+
+    proto.connectionLost(Reason())
+    assert done.result.error == ("the server closed the connection after 1 of 2 requests "
+                                 "(Connection was closed cleanly.)")
+
+
+def test_concurrency_one_runs_connections_one_after_the_other():
+    clock = MemoryReactorClock()
+    sessions = [Session(n, "resp", _requests(), TARGET, speed=None, reactor=clock)
+                for n in (1, 2)]
+    all_done = replay(sessions, [0.0, 0.0], None, 1, clock)
+    assert len(clock.tcpClients) == 1
+    proto, _ = _connect(clock)
+    proto.dataReceived(b"+OK\r\n")
+    proto.connectionLost(None)
+    assert len(clock.tcpClients) == 2
+    proto, _ = _connect(clock)
+    proto.dataReceived(b"+OK\r\n")
+    proto.connectionLost(None)
+    assert [r.number for r in all_done.result] == [1, 2]
+
+
+def test_an_http_response_ended_by_the_close_is_a_reply():
+    clock = MemoryReactorClock()
+    request = b"GET / HTTP/1.0\r\n\r\n"
+    done = Session(1, "http", [Request(request, 0.0, True)], TARGET, speed=None,
+                   reactor=clock).start()
+    proto, transport = _connect(clock)
+    assert transport.value() == request
+    proto.dataReceived(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello")
+
+    class Closed:
+        def getErrorMessage(self):
+            return "Connection was closed cleanly."
+
+    proto.connectionLost(Closed())
+    result = done.result
+    assert result.error is None
+    (x,) = result.decoded.exchanges
+    assert (x.reply.status, x.reply.body) == (200, b"hello")
