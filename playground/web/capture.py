@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from fnmatch import fnmatchcase
+from typing import NamedTuple
 
 import attrs
 
@@ -45,12 +46,16 @@ OPEN = "open"
 CLOSED = "closed"
 
 
-@attrs.frozen
-class Exchanges:
+class Exchanges(NamedTuple):
     """One or more rows of a connection's exchanges table, in order: ``count`` rows numbered
     from ``first`` (a pipelined run is one entry). ``data`` is what the adapter stored, opaque
     here (``playground.web.sink.rows`` makes the rows of it on read); ``cost``: the bytes it holds,
-    as the adapter counted them, plus ``CHUNK_COST``."""
+    as the adapter counted them, plus ``CHUNK_COST``.
+
+    The store keeps each as a plain tuple in this order (``Connection.kept_exchanges``) and
+    hands out this type on read (``Connection.exchanges``): the cyclic GC stops tracking a plain
+    tuple that holds only numbers, strings, bytes and such tuples, so the stored exchanges
+    cost nothing in each full collection (an instance of a tuple subclass stays tracked)."""
 
     first: int  # 1, 2, ... within the connection
     count: int
@@ -61,10 +66,11 @@ class Exchanges:
     cost: int
 
 
-@attrs.define(slots=True)
-class Chunk:
+class Chunk(NamedTuple):
     """Stream bytes of one direction in arrival order (``data`` grows in place while the same
-    direction goes on), or a mark (``fin``, ``rst``, ``close``) with ``data`` empty."""
+    direction goes on), or a mark (``fin``, ``rst``, ``close``) with ``data`` empty. Kept as
+    a plain tuple in this order (``Connection.kept_chunks``), as ``Exchanges`` are and for the
+    same reason (a bytearray holds no references)."""
 
     n: int  # 1, 2, ... within the connection (the follow view asks for chunks after n)
     ts: float
@@ -96,14 +102,24 @@ class Connection:
     bytes_s2c: int = 0
     exchange_count: int = 0
     error_count: int = 0
-    exchanges: deque = attrs.field(factory=deque)
+    kept_exchanges: deque = attrs.field(factory=deque, init=False)  # Exchanges as tuples
     exchanges_evicted: int = 0
-    chunks: deque = attrs.field(factory=deque)
+    kept_chunks: deque = attrs.field(factory=deque, init=False)  # Chunks as plain tuples
     chunk_count: int = 0
     stream_evicted: dict = attrs.field(factory=lambda: {C2S: 0, S2C: 0})  # bytes 0-X gone
     pending_masks: dict = attrs.field(factory=dict)  # direction -> [(start, end)] not yet here
     cost: int = 0
     seq: int = 0
+
+    @property
+    def exchanges(self) -> list[Exchanges]:
+        """Its stored exchanges entries, oldest first."""
+        return list(map(Exchanges._make, self.kept_exchanges))
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        """Its stored stream chunks and marks, in arrival order."""
+        return list(map(Chunk._make, self.kept_chunks))
 
     def duration(self, now: float) -> float:
         return (self.ended if self.ended is not None else now) - self.started
@@ -184,43 +200,66 @@ class Capture:
             self._touch(c)
 
     def data(self, pair: int, direction: str, data: bytes, now: float) -> None:
+        """Bytes the proxy forwarded: appended to the last chunk while the same direction goes
+        on (up to ``MAX_CHUNK``), else a new chunk. The hot path of the byte side: one dict
+        lookup, one append, the cost and the seq updated in place."""
         c = self.connections.get(pair)
         if c is None or not data:
             return
+        n = len(data)
         if direction == C2S:
             offset = c.bytes_c2s
-            c.bytes_c2s += len(data)
+            c.bytes_c2s = offset + n
         else:
             offset = c.bytes_s2c
-            c.bytes_s2c += len(data)
-        last = c.chunks[-1] if c.chunks else None
-        if (last is not None and last.mark is None and last.direction == direction
-                and last.offset + len(last.data) == offset
-                and len(last.data) + len(data) <= MAX_CHUNK):
-            last.data.extend(data)
-            cost = len(data)
-            stored = last
-            start_in = len(last.data) - len(data)
+            c.bytes_s2c = offset + n
+        chunks = c.kept_chunks
+        if chunks:
+            _, _, last_direction, last_offset, stored, mark = chunks[-1]
+            start_in = len(stored)
+            grows = (last_direction == direction and mark is None
+                     and last_offset + start_in == offset and start_in + n <= MAX_CHUNK)
+        else:
+            grows = False
+        if grows:
+            stored += data
+            cost = n
         else:
             c.chunk_count += 1
-            stored = Chunk(c.chunk_count, now, direction, offset, bytearray(data))
-            c.chunks.append(stored)
-            cost = stored.cost
+            stored = bytearray(data)
+            chunks.append((c.chunk_count, now, direction, offset, stored, None))
+            cost = CHUNK_COST + n
             start_in = 0
+        if c.pending_masks:
+            self._mask_arrived(c, direction, offset, offset + n, stored, start_in)
+        if c.cost == 0:
+            self._holding[pair] = None
+        c.cost += cost
+        self.bytes += cost
+        self.seq += 1
+        c.seq = self.seq
+        if self.bytes > self.max_bytes:
+            self._bound()
+
+    @staticmethod
+    def _mask_arrived(c: Connection, direction: str, offset: int, end: int, stored: bytearray,
+                      start_in: int) -> None:
+        """Mask the ranges registered ahead of bytes ``[offset, end)`` that just arrived (they
+        are ``stored[start_in:]``)."""
         pending = c.pending_masks.get(direction)
-        if pending:
-            end = offset + len(data)
-            left = []
-            for s, e in pending:
-                if s < end and e > offset:
-                    _overwrite(stored.data, max(s, offset) - offset + start_in,
-                               min(e, end) - offset + start_in)
-                if e > end:
-                    left.append((s, e))
+        if not pending:
+            return
+        left = []
+        for s, e in pending:
+            if s < end and e > offset:
+                _overwrite(stored, max(s, offset) - offset + start_in,
+                           min(e, end) - offset + start_in)
+            if e > end:
+                left.append((s, e))
+        if left:
             c.pending_masks[direction] = left
-        self._add_cost(c, cost)
-        self._touch(c)
-        self._bound()
+        else:
+            del c.pending_masks[direction]  # none left: the hot path skips this call again
 
     def mask(self, pair: int, direction: str, start: int, end: int) -> int:
         """Overwrite stream bytes ``[start, end)`` of ``direction`` with ``*``, now for those
@@ -229,12 +268,12 @@ class Capture:
         c = self.connections.get(pair)
         if c is None or end <= start or direction not in (C2S, S2C):
             return 0
-        for chunk in c.chunks:
-            if chunk.direction != direction or chunk.mark is not None:
+        for _, _, chunk_direction, lo, stored, mark in c.kept_chunks:
+            if chunk_direction != direction or mark is not None:
                 continue
-            lo, hi = chunk.offset, chunk.offset + len(chunk.data)
+            hi = lo + len(stored)
             if lo < end and hi > start:
-                _overwrite(chunk.data, max(start, lo) - lo, min(end, hi) - lo)
+                _overwrite(stored, max(start, lo) - lo, min(end, hi) - lo)
         received = c.bytes_c2s if direction == C2S else c.bytes_s2c
         if end > received:
             pending = c.pending_masks.setdefault(direction, [])
@@ -286,13 +325,20 @@ class Capture:
         if c is None:
             self.dropped_records += count
             return
-        e = Exchanges(c.exchange_count + 1, count, now, kind, data, errors, CHUNK_COST + cost)
-        c.exchange_count += count
-        c.error_count += errors
-        c.exchanges.append(e)
-        self._add_cost(c, e.cost)
-        self._touch(c)
-        self._bound()
+        cost += CHUNK_COST
+        first = c.exchange_count + 1
+        c.kept_exchanges.append((first, count, now, kind, data, errors, cost))  # an Exchanges
+        c.exchange_count = first - 1 + count
+        if errors:
+            c.error_count += errors
+        if c.cost == 0:
+            self._holding[pair] = None
+        c.cost += cost
+        self.bytes += cost
+        self.seq += 1
+        c.seq = self.seq
+        if self.bytes > self.max_bytes:
+            self._bound()
 
     # -- what the API reads ----------------------------------------------------------------
     def get(self, pair: int) -> Connection | None:
@@ -303,16 +349,16 @@ class Capture:
         c = self.connections.get(pair)
         if c is None:
             return []
-        out = [ch for ch in c.chunks if ch.n > after] if after else list(c.chunks)
-        return out[:limit] if limit else out
+        kept = c.kept_chunks
+        out = [ch for ch in kept if ch[0] > after] if after else list(kept)
+        return list(map(Chunk._make, out[:limit] if limit else out))
 
     # -- bounds ----------------------------------------------------------------------------
     def _mark(self, c: Connection, direction: str, mark: str, now: float) -> None:
         c.chunk_count += 1
         offset = c.bytes_c2s if direction == C2S else c.bytes_s2c if direction == S2C else 0
-        ch = Chunk(c.chunk_count, now, direction, offset, bytearray(), mark)
-        c.chunks.append(ch)
-        self._add_cost(c, ch.cost)
+        c.kept_chunks.append((c.chunk_count, now, direction, offset, bytearray(), mark))
+        self._add_cost(c, CHUNK_COST)
 
     def _add_cost(self, c: Connection, cost: int) -> None:
         if c.cost == 0:
@@ -330,16 +376,16 @@ class Capture:
         """Evict the oldest stored things until the total is within ``max_bytes``."""
         while self.bytes > self.max_bytes and self._holding:
             c = self.connections[next(iter(self._holding))]
-            if c.chunks:
-                ch = c.chunks.popleft()
+            if c.kept_chunks:
+                ch = Chunk._make(c.kept_chunks.popleft())
                 if ch.mark is None:
                     end = ch.offset + len(ch.data)
                     if end > c.stream_evicted[ch.direction]:
                         c.stream_evicted[ch.direction] = end
                     self.evicted_bytes += len(ch.data)
                 self._sub_cost(c, ch.cost)
-            elif c.exchanges:
-                e = c.exchanges.popleft()
+            elif c.kept_exchanges:
+                e = Exchanges._make(c.kept_exchanges.popleft())
                 c.exchanges_evicted += e.count
                 self.evicted_bytes += e.cost - CHUNK_COST
                 self._sub_cost(c, e.cost)

@@ -69,7 +69,7 @@ def test_evicted_bytes_are_named_and_the_pcap_starts_where_the_capture_has_them(
 
 def test_the_json_lines_are_open_exchanges_and_close():
     capture = stored()
-    capture.add_exchanges(3, 10.2, "redis", ((((b"get", b"k"),)), ("$v",), (0.001,)), 1, 0, 8)
+    capture.add_exchanges(3, 10.2, "redis", ((b"get", b"k"), "$v", 0.001), 1, 0, 8)
     lines = connection_jsonl(capture.get(3), rows).decode().splitlines()
     recs = [json.loads(line) for line in lines]
     assert [r["type"] for r in recs] == ["open", "redis", "close"]

@@ -3,6 +3,8 @@ redacted exactly as the pcap (same bytes, same masks, through ByteTee), and the 
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from twisted.python import usage
 
@@ -76,6 +78,32 @@ def test_pipelined_runs_become_one_row_each():
     chain, cap = drive([(C2S, cmds), (S2C, b"+OK\r\n" * 20)])
     assert chain.runs  # the web sink takes RedisExchanges: the fast path stays on
     assert requests_replies(cap) == [(f"SET k{i} \"v\"", "+OK") for i in range(20)]
+
+
+def test_what_is_stored_is_left_alone_by_the_cyclic_gc():
+    # one exchange per read, a pipelined run, simple strings, errors (a RESP3 bulk error too),
+    # integers, nils and an aggregate: each kept in a form the GC stops tracking
+    run = b"".join(_resp(b"INCR", b"n%d" % i) for i in range(5))
+    chain, cap = drive([(C2S, _resp(b"SET", b"k", b"v")), (S2C, b"+OK\r\n"),
+                        (C2S, _resp(b"NOPE")), (S2C, b"-ERR unknown command\r\n"),
+                        (C2S, _resp(b"EVAL", b"x", b"0")), (S2C, b"!9\r\nERR oops!\r\n"),
+                        (C2S, _resp(b"GET", b"none")), (S2C, b"$-1\r\n"),
+                        (C2S, _resp(b"KEYS", b"*")), (S2C, b"*1\r\n$1\r\nk\r\n"),
+                        (C2S, run), (S2C, b":1\r\n+OK\r\n-ERR no\r\n:4\r\n:5\r\n")])
+    assert requests_replies(cap) == [
+        ('SET k "v"', "+OK"), ("NOPE", "-ERR unknown command"), ('EVAL x "0"', "-ERR oops!"),
+        ("GET none", "(nil)"), ("KEYS *", '["k"]'), ("INCR n0", "(integer) 1"),
+        ("INCR n1", "+OK"), ("INCR n2", "-ERR no"), ("INCR n3", "(integer) 4"),
+        ("INCR n4", "(integer) 5")]
+    assert [row["error"] for row in table(cap)] == [False, True, True] + [False] * 4 + [
+        True, False, False]
+    assert cap.get(1).error_count == 3
+    for _ in range(4):  # a pass untracks a tuple whose items are untracked: 4 levels deep
+        gc.collect()
+    c = cap.get(1)
+    assert len(c.kept_exchanges) == 6 and len(c.kept_chunks) == 13  # 12 reads and the close
+    assert not [e for e in c.kept_exchanges if gc.is_tracked(e)]
+    assert not [ch for ch in c.kept_chunks if gc.is_tracked(ch)]
 
 
 def test_auth_is_redacted_in_rows_and_in_the_stream_exactly_as_in_the_pcap():
