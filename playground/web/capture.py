@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from fnmatch import fnmatchcase
+from itertools import chain, islice
 from typing import NamedTuple
 
 import attrs
@@ -41,9 +42,75 @@ CHUNK_COST = 64  # bookkeeping counted per stored chunk or exchange, beside its 
 MAX_CHUNK = 64 * 1024  # a chunk grows by appending same-direction bytes up to this size
 MAX_EVICTION_LOG = 4096  # ids of evicted connections remembered for changes(since)
 MAX_PENDING_MASKS = 64  # ranges registered ahead of their bytes, per direction
+BLOCK = 64  # items per block of a TupleLog
 
 OPEN = "open"
 CLOSED = "closed"
+
+
+class TupleLog:
+    """A queue of plain tuples, oldest first, that the cyclic GC does not walk item by item.
+
+    A deque of a million stored tuples costs every full collection a visit per tuple, tracked
+    or not (the deque is a container the GC traverses): tens of milliseconds, during which the
+    proxy forwards nothing. Here the items live in blocks, tuples of ``BLOCK`` items that the
+    GC stops tracking as it does the items (a full collection visits one per block); the
+    newest in a ``tail`` list until it fills, the oldest being taken in a ``head`` list (from
+    ``skip`` on; a taken item's place is emptied, so it is freed at once)."""
+
+    __slots__ = ("head", "skip", "blocks", "tail")
+
+    def __init__(self):
+        self.head: list = []
+        self.skip = 0
+        self.blocks: deque[tuple] = deque()
+        self.tail: list = []
+
+    def append(self, item: tuple) -> None:
+        tail = self.tail
+        tail.append(item)
+        if len(tail) == BLOCK:
+            self.seal()
+
+    def seal(self) -> None:
+        """The tail becomes a block (``append`` calls it when the tail has ``BLOCK`` items)."""
+        self.blocks.append(tuple(self.tail))
+        self.tail = []
+
+    def last(self) -> tuple | None:
+        """The newest item, or None."""
+        if self.tail:
+            return self.tail[-1]
+        if self.blocks:
+            return self.blocks[-1][-1]
+        return self.head[-1] if self.skip < len(self.head) else None
+
+    def popleft(self) -> tuple:
+        """The oldest item, taken out (IndexError when there is none)."""
+        head, skip = self.head, self.skip
+        if skip == len(head):
+            if self.blocks:
+                head = self.head = list(self.blocks.popleft())
+            else:
+                head, self.head, self.tail = self.tail, self.tail, []
+            skip = 0
+        item = head[skip]
+        head[skip] = None
+        skip += 1
+        if skip == len(head):
+            self.head, skip = [], 0
+        self.skip = skip
+        return item
+
+    def __iter__(self):
+        return chain(islice(self.head, self.skip, None), chain.from_iterable(self.blocks),
+                     self.tail)
+
+    def __len__(self) -> int:
+        return len(self.head) - self.skip + sum(map(len, self.blocks)) + len(self.tail)
+
+    def __bool__(self) -> bool:
+        return bool(self.tail or self.blocks or self.skip < len(self.head))
 
 
 class Exchanges(NamedTuple):
@@ -52,10 +119,11 @@ class Exchanges(NamedTuple):
     here (``playground.web.sink.rows`` makes the rows of it on read); ``cost``: the bytes it holds,
     as the adapter counted them, plus ``CHUNK_COST``.
 
-    The store keeps each as a plain tuple in this order (``Connection.kept_exchanges``) and
-    hands out this type on read (``Connection.exchanges``): the cyclic GC stops tracking a plain
-    tuple that holds only numbers, strings, bytes and such tuples, so the stored exchanges
-    cost nothing in each full collection (an instance of a tuple subclass stays tracked)."""
+    The store keeps each as a plain tuple in this order (``Connection.kept_exchanges``, a
+    ``TupleLog``) and hands out this type on read (``Connection.exchanges``): the cyclic GC
+    stops tracking a plain tuple that holds only numbers, strings, bytes and such tuples (an
+    instance of a tuple subclass stays tracked), so the stored exchanges cost the proxy nothing
+    in each full collection."""
 
     first: int  # 1, 2, ... within the connection
     count: int
@@ -102,9 +170,9 @@ class Connection:
     bytes_s2c: int = 0
     exchange_count: int = 0
     error_count: int = 0
-    kept_exchanges: deque = attrs.field(factory=deque, init=False)  # Exchanges as tuples
+    kept_exchanges: TupleLog = attrs.field(factory=TupleLog, init=False)  # Exchanges' tuples
     exchanges_evicted: int = 0
-    kept_chunks: deque = attrs.field(factory=deque, init=False)  # Chunks as plain tuples
+    kept_chunks: TupleLog = attrs.field(factory=TupleLog, init=False)  # Chunks' tuples
     chunk_count: int = 0
     stream_evicted: dict = attrs.field(factory=lambda: {C2S: 0, S2C: 0})  # bytes 0-X gone
     pending_masks: dict = attrs.field(factory=dict)  # direction -> [(start, end)] not yet here
@@ -213,9 +281,11 @@ class Capture:
         else:
             offset = c.bytes_s2c
             c.bytes_s2c = offset + n
-        chunks = c.kept_chunks
-        if chunks:
-            _, _, last_direction, last_offset, stored, mark = chunks[-1]
+        chunks = c.kept_chunks  # its last() and append(), inline
+        tail = chunks.tail
+        last = tail[-1] if tail else chunks.last()
+        if last is not None:
+            _, _, last_direction, last_offset, stored, mark = last
             start_in = len(stored)
             grows = (last_direction == direction and mark is None
                      and last_offset + start_in == offset and start_in + n <= MAX_CHUNK)
@@ -227,7 +297,9 @@ class Capture:
         else:
             c.chunk_count += 1
             stored = bytearray(data)
-            chunks.append((c.chunk_count, now, direction, offset, stored, None))
+            tail.append((c.chunk_count, now, direction, offset, stored, None))
+            if len(tail) == BLOCK:
+                chunks.seal()
             cost = CHUNK_COST + n
             start_in = 0
         if c.pending_masks:
@@ -377,18 +449,18 @@ class Capture:
         while self.bytes > self.max_bytes and self._holding:
             c = self.connections[next(iter(self._holding))]
             if c.kept_chunks:
-                ch = Chunk._make(c.kept_chunks.popleft())
-                if ch.mark is None:
-                    end = ch.offset + len(ch.data)
-                    if end > c.stream_evicted[ch.direction]:
-                        c.stream_evicted[ch.direction] = end
-                    self.evicted_bytes += len(ch.data)
-                self._sub_cost(c, ch.cost)
+                _, _, direction, offset, data, mark = c.kept_chunks.popleft()  # a Chunk
+                size = len(data)
+                if mark is None:
+                    if offset + size > c.stream_evicted[direction]:
+                        c.stream_evicted[direction] = offset + size
+                    self.evicted_bytes += size
+                self._sub_cost(c, CHUNK_COST + size)
             elif c.kept_exchanges:
-                e = Exchanges._make(c.kept_exchanges.popleft())
-                c.exchanges_evicted += e.count
-                self.evicted_bytes += e.cost - CHUNK_COST
-                self._sub_cost(c, e.cost)
+                _, count, _, _, _, _, cost = c.kept_exchanges.popleft()  # an Exchanges
+                c.exchanges_evicted += count
+                self.evicted_bytes += cost - CHUNK_COST
+                self._sub_cost(c, cost)
             else:  # nothing left to account for (cannot happen: cost follows what is stored)
                 self._holding.pop(c.id, None)
                 continue

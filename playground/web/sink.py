@@ -130,6 +130,8 @@ class WebSink:
         self.capture = capture if capture is not None else Capture()
         self.max_value = max_value
         self.reactor = reactor
+        # the byte path's hot call, ``data(pair_id, direction, data, now)``, goes straight on
+        self.data = self.capture.data
 
     def rows(self, entry) -> list[dict]:
         return rows(entry, self.max_value)
@@ -180,7 +182,11 @@ class WebSink:
             cost += sum(map(len, map(_VALUE, replies)))
             if _ERROR in types:
                 errors = sum(1 for reply in replies if type(reply) is _ERROR)
-            kept = tuple(map(_stored, replies))
+            first = replies[0]
+            if replies.count(first) == len(replies):  # SET's: one shared +OK (identity: fast)
+                kept = (_stored(first),) * len(replies)
+            else:
+                kept = tuple(map(_stored, replies))
         else:
             kept = list(replies)
             scalars = _SCALARS
@@ -249,9 +255,6 @@ class WebSink:
     def pair_opened(self, pair, now: float) -> None:
         self.capture.opened(pair.id, now, str(pair.client), str(pair.listen), pair.target,
                             str(pair.server) if pair.server is not None else "")
-
-    def data(self, pair_id: int, direction: str, data: bytes, now: float) -> None:
-        self.capture.data(pair_id, direction, data, now)
 
     def half_closed(self, pair_id: int, direction: str, now: float) -> None:
         self.capture.half_closed(pair_id, direction, now)
