@@ -16,6 +16,10 @@ Changes: every change takes the next sequence number (``seq``); ``changes(since)
 changed after a number in one batch (the connections to redraw and the ids that went), or that
 the caller is too far behind and must reload everything (``resync``).
 
+Cost: the store is fed on the proxy's hot path, so what it keeps is cheap to add and invisible
+to the cyclic GC: each chunk and each exchanges entry is a plain tuple (``Chunk`` and
+``Exchanges`` are the types handed out on read), in a ``TupleLog`` per connection.
+
 Redaction: ``mask(pair, direction, start, end)`` overwrites stream bytes ``[start, end)`` with
 ``*`` (same length, like the pcap) whether they are stored already or arrive later.
 
@@ -38,7 +42,10 @@ C2S = "c2s"  # the values of playground.proxy.observer's directions
 S2C = "s2c"
 MIB = 1024 * 1024
 MASK_BYTE = 0x2A  # "*": the pcap's filler
-CHUNK_COST = 64  # bookkeeping counted per stored chunk or exchange, beside its bytes
+# Counted per stored chunk or exchanges entry beside the bytes it holds: Python's own (a chunk:
+# its tuple, numbers and bytearray; an entry: its tuple, numbers and data tuple), measured with
+# tracemalloc on CPython 3.11, so that --web-memory bounds what the process really holds.
+CHUNK_COST = 240
 MAX_CHUNK = 64 * 1024  # a chunk grows by appending same-direction bytes up to this size
 MAX_EVICTION_LOG = 4096  # ids of evicted connections remembered for changes(since)
 MAX_PENDING_MASKS = 64  # ranges registered ahead of their bytes, per direction

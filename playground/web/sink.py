@@ -41,6 +41,10 @@ _KEPT = STREAM_MIN  # the most the RESP decoder keeps of a long string
 _BULKS = frozenset({bytes})
 _LINES = frozenset({resp.Simple, resp.Error})
 _VALUE = attrgetter("value")
+# Python's own bytes beside the values', counted in an entry's cost (tracemalloc, CPython 3.11):
+_PER_COMMAND = 120  # its tuple, its latency, its reply's object header, its slots in a run
+_PER_ARG = 41  # an argument's bytes object header and its slot in the command's tuple
+_PER_ROW = 200  # an HTTP, push, notice... row: its tuple and its strings' headers
 _flat = chain.from_iterable
 
 
@@ -143,22 +147,23 @@ class WebSink:
         cost = sum(map(len, command))
         if cost > _KEPT:  # long arguments: count what the decoder keeps of each
             cost = sum(min(len(a), _KEPT) for a in command)
+        cost += _PER_COMMAND + _PER_ARG * len(command)
         errors = 0
         kind = type(reply)
         if kind is bytes:
-            cost += 16 + len(reply)
+            cost += len(reply)
         elif kind is _SIMPLE:
-            cost += 16 + len(reply.value)
+            cost += len(reply.value)
             reply = _SIMPLE_TAGS.get(reply.value) or (b"+", reply.value)
         elif kind is _ERROR:
             errors = 1
-            cost += 16 + len(reply.value)
+            cost += len(reply.value)
             reply = (b"!" if reply.bulk else b"-", reply.value)
         elif kind in _SCALARS:
-            cost += 16 + (min(len(reply), _KEPT) if kind is _TRUNCATED else 8)
+            cost += min(len(reply), _KEPT) if kind is _TRUNCATED else 8
         else:
             reply = format_value(reply, self.max_value)
-            cost += 16 + len(reply)
+            cost += len(reply)
         self.capture.add_exchanges(pair, ts, "redis", (tuple(command), reply, latency), 1, errors,
                                    cost)
 
@@ -172,7 +177,7 @@ class WebSink:
         cost = sum(map(len, _flat(commands)))
         if cost > _KEPT:  # long arguments: count what the decoder keeps of each
             cost = sum(min(len(a), _KEPT) for command in commands for a in command)
-        cost += 16 * len(commands)
+        cost += _PER_COMMAND * len(commands) + _PER_ARG * sum(map(len, commands))
         types = set(map(type, replies))
         errors = 0
         if types <= _BULKS:  # the common cases first: GET's, SET's
@@ -208,7 +213,7 @@ class WebSink:
     def _row(self, pair, ts, kind, request, reply="", latency=None, request_size=None,
              size=None, error=False) -> None:
         self.capture.add_exchanges(pair, ts, kind, (request, reply, latency, request_size, size),
-                                   1, int(error), len(request) + len(reply))
+                                   1, int(error), _PER_ROW + len(request) + len(reply))
 
     def emit(self, r) -> None:
         kind = type(r)

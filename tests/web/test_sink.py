@@ -4,6 +4,7 @@ redacted exactly as the pcap (same bytes, same masks, through ByteTee), and the 
 from __future__ import annotations
 
 import gc
+import tracemalloc
 
 import pytest
 from twisted.python import usage
@@ -104,6 +105,31 @@ def test_what_is_stored_is_left_alone_by_the_cyclic_gc():
     assert len(c.kept_exchanges) == 6 and len(c.kept_chunks) == 13  # 12 reads and the close
     assert not [e for e in c.kept_exchanges if gc.is_tracked(e)]
     assert not [ch for ch in c.kept_chunks if gc.is_tracked(ch)]
+
+
+@pytest.mark.parametrize("pipeline", [1, 16])
+def test_the_counted_cost_covers_what_the_process_holds(pipeline):
+    # --web-memory bounds real memory: what the store counts is at least what tracemalloc sees
+    sets = b"".join(_resp(b"SET", b"key:%06d" % i, b"xxx") for i in range(pipeline))
+    gets = b"".join(_resp(b"GET", b"key:%06d" % i) for i in range(pipeline))
+    web = WebSink(Capture(max_bytes=1 << 40))
+    chain = Chain([web], pcap=web)
+    chain.pair_opened(pair(), 0.0)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(1000 // pipeline):
+            chain.data(1, C2S, sets, 1.0 + i)
+            chain.data(1, S2C, b"+OK\r\n" * pipeline, 1.0 + i)
+            chain.data(1, C2S, gets, 1.0 + i)
+            chain.data(1, S2C, b"$3\r\nxxx\r\n" * pipeline, 1.0 + i)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert web.capture.get(1).exchange_count == 2 * (1000 // pipeline) * pipeline
+    assert held <= web.capture.bytes
 
 
 def test_auth_is_redacted_in_rows_and_in_the_stream_exactly_as_in_the_pcap():
