@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -131,6 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="rounds; the worst is shown")
     ap.add_argument("--no-browser", action="store_true", help="skip the chromium rows")
     args = ap.parse_args(argv)
+    # SIGTERM stops like Ctrl-C: the proxy, redis-server and chromium are stopped on the way out
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     missing = [t for t in ("redis-server", "redis-benchmark") if not shutil.which(t)]
     if missing:
         print(f"missing peers: {', '.join(missing)} (Debian: apt-get install redis-server "
