@@ -445,33 +445,39 @@ class Capture:
         c.cost += cost
         self.bytes += cost
 
-    def _sub_cost(self, c: Connection, cost: int) -> None:
-        c.cost -= cost
-        self.bytes -= cost
-        if c.cost <= 0:
-            self._holding.pop(c.id, None)
-
     def _bound(self) -> None:
-        """Evict the oldest stored things until the total is within ``max_bytes``."""
-        while self.bytes > self.max_bytes and self._holding:
-            c = self.connections[next(iter(self._holding))]
-            if c.kept_chunks:
-                _, _, direction, offset, data, mark = c.kept_chunks.popleft()  # a Chunk
+        """Evict the oldest stored things until the total is within ``max_bytes`` (from 1 MiB
+        on, less a 1/64 slack: a full capture then evicts once per so many records, in one
+        tight loop, not a chunk on each call)."""
+        goal = self.max_bytes - (self.max_bytes >> 6 if self.max_bytes >= MIB else 0)
+        holding = self._holding
+        evicted = 0
+        while self.bytes > goal and holding:
+            pair = next(iter(holding))
+            c = self.connections[pair]
+            over = self.bytes - goal
+            freed = 0
+            chunks, exchanges = c.kept_chunks, c.kept_exchanges
+            stream_evicted = c.stream_evicted
+            while chunks and freed < over:
+                _, _, direction, offset, data, mark = chunks.popleft()  # a Chunk
                 size = len(data)
                 if mark is None:
-                    if offset + size > c.stream_evicted[direction]:
-                        c.stream_evicted[direction] = offset + size
-                    self.evicted_bytes += size
-                self._sub_cost(c, CHUNK_COST + size)
-            elif c.kept_exchanges:
-                _, count, _, _, _, _, cost = c.kept_exchanges.popleft()  # an Exchanges
+                    if offset + size > stream_evicted[direction]:
+                        stream_evicted[direction] = offset + size
+                    evicted += size
+                freed += CHUNK_COST + size
+            while not chunks and exchanges and freed < over:
+                _, count, _, _, _, _, cost = exchanges.popleft()  # an Exchanges
                 c.exchanges_evicted += count
-                self.evicted_bytes += cost - CHUNK_COST
-                self._sub_cost(c, cost)
-            else:  # nothing left to account for (cannot happen: cost follows what is stored)
-                self._holding.pop(c.id, None)
-                continue
+                evicted += cost - CHUNK_COST
+                freed += cost
+            c.cost -= freed
+            self.bytes -= freed
+            if c.cost <= 0 or not (chunks or exchanges):  # (both go together)
+                del holding[pair]
             self._touch(c)
+        self.evicted_bytes += evicted
 
     def _evict_connection(self, pair: int) -> None:
         c = self.connections.pop(pair)

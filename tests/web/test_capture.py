@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from playground.web.capture import BLOCK, C2S, CHUNK_COST, S2C, Capture, TupleLog
+from playground.web.capture import BLOCK, C2S, CHUNK_COST, MIB, S2C, Capture, TupleLog
 
 pytestmark = pytest.mark.pure
 
@@ -251,3 +251,19 @@ def test_a_tuple_log_is_left_alone_by_the_cyclic_gc():
     assert len(log.blocks) == 10 and not [b for b in log.blocks if gc.is_tracked(b)]
     taken = log.popleft()
     assert taken == (0, 1.5, "c2s", bytearray(b"x")) and log.head[0] is None  # freed at once
+
+
+def test_a_large_capture_evicts_a_slack_at_once_then_nothing_until_full_again():
+    cap = Capture(max_bytes=MIB)
+    _open(cap, 1)
+    chunk = 4096 - CHUNK_COST  # each read a new chunk: directions alternate
+    for i in range(256):
+        cap.data(1, C2S if i % 2 else S2C, b"x" * chunk, 1.0 + i)
+    assert cap.bytes == cap.max_bytes and cap.evicted_bytes == 0  # full, not over
+    cap.data(1, S2C, b"x" * chunk, 300.0)  # over: down to 1/64 under the bound
+    assert cap.max_bytes - cap.bytes >= MIB // 64 > cap.max_bytes - cap.bytes - 4096
+    evicted = cap.evicted_bytes
+    assert evicted == 5 * chunk and cap.get(1).stream_evicted == {C2S: 2 * chunk, S2C: 3 * chunk}
+    for i in range(3):  # the slack takes them without evicting
+        cap.data(1, C2S if i % 2 else S2C, b"x" * chunk, 301.0 + i)
+    assert cap.evicted_bytes == evicted
