@@ -3,8 +3,9 @@
 ``WebSink`` is two things to the chain (``playground.decode.chain.Chain``):
 
 * a record sink (``emit``, ``emit_many``, ``takes_runs``, like ``playground.sinks.statssink``):
-  exchanges are kept as the decoder made them, a pipelined run as one entry, and become rows of
-  text when read (``rows``), made with the console's formatting (``set foo "bar"`` -> ``+OK``,
+  exchanges are kept as the decoder made them (in plain tuples the cyclic GC leaves alone: a
+  simple string or an error as a tagged tuple), one exchange or a pipelined run as one entry,
+  and become rows of text when read (``rows``), made with the console's formatting (``set foo "bar"`` -> ``+OK``,
   bounded at ``max_value`` bytes a value); the detected protocol is noted; other records are
   ignored at the cost of one type check;
 * a byte consumer, the pcap sink's contract (``pair_opened``, ``data``, ``half_closed``,
@@ -219,7 +220,7 @@ class WebSink:
         kind = type(r)
         if kind is _RUN:
             self._redis(r.pair, r.ts, r.commands, r.replies, r.latencies)
-        elif kind is _EXCHANGE:
+        elif kind is _EXCHANGE:  # one exchange: _one (a run of one, from _redis, too)
             self._one(r.pair, r.ts, r.command, r.reply, r.latency)
         elif kind is _HTTP:
             self._http(r)
