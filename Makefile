@@ -54,6 +54,7 @@ run: $(STAMP)
 
 bench: $(STAMP) bench-tools
 	$(BIN)/python bench/proxy_bench.py --decode
+	$(BIN)/python bench/web_bench.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -1,20 +1,25 @@
 """Decoding cost without sockets: redis-benchmark-like traffic replayed through Chain + sinks.
 
     python bench/decode_replay.py [--pipeline 1 16] [--exchanges 200000]
-                                  [--sink none json console both] [--profile] [--out FILE]
+                                  [--sink none json console both web] [--profile] [--out FILE]
 
 Synthesises what ``redis-benchmark -t set,get -c 50 -P N`` sends and receives (SET/GET of a
 3-byte value; each chunk is one pipeline batch of one client), feeds it to ``chain.Chain`` as
 the proxy would (a ``data`` call per chunk, both directions) and lets the sinks format and write
 as the proxy's reactor would (on a virtual clock, ``--rate`` chunks per second, a turn every
 ``--turn`` chunks). Prints exchanges/s and the CPU time per exchange; ``--sink none`` measures
-decoding alone, ``--profile`` prints the top of a cProfile run. Not a test.
+decoding alone; ``--sink web`` is the console sink plus the web view (``--web`` on, no browser:
+its sink on the records and, as the pcap sink would be, on the byte path with redaction's
+hold-back); ``--profile`` prints the top of a cProfile run. Each line also says how long one
+full collection of the cyclic GC takes once the run is over, with what the sinks keep (the
+start-up's objects frozen first, as ``twistd tcpplay`` does). Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import os
 import pstats
 import sys
@@ -90,21 +95,28 @@ class _Null:
 
 
 def make_sinks(kind: str, reactor, out):
+    """The record sinks for ``kind``, and the byte consumer (the web view's sink) or None."""
     if kind == "none":
-        return [_Null()]
+        return [_Null()], None
     sinks = []
     if kind in ("json", "both"):
         from playground.sinks.jsonlines import JsonSink
 
         sinks.append(JsonSink(out, max_value=200, reactor=reactor))
-    if kind in ("console", "both"):
+    if kind in ("console", "both", "web"):
         from playground.sinks.console import ConsoleSink
 
-        sinks.append(ConsoleSink(open(out if kind == "console" else os.devnull, "ab"),
+        sinks.append(ConsoleSink(open(out if kind != "both" else os.devnull, "ab"),
                                  color="never", max_value=200, reactor=reactor))
     for s in sinks:
         s.startService()
-    return sinks
+    view = None
+    if kind == "web":
+        from playground.web.sink import WebSink
+
+        view = WebSink(max_value=200, reactor=reactor)  # as playground.proxy.decoding builds it
+        sinks.append(view)
+    return sinks, view
 
 
 def traffic(pipeline: int, exchanges: int, clients: int = 50):
@@ -129,8 +141,8 @@ def traffic(pipeline: int, exchanges: int, clients: int = 50):
 def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: bool,
         rate: float = 20000.0) -> float:
     reactor = FakeReactor()
-    sinks = make_sinks(sink, reactor, out)
-    chain = C.Chain(sinks, decode="resp", max_value=200)
+    sinks, view = make_sinks(sink, reactor, out)
+    chain = C.Chain(sinks, pcap=view, decode="resp", max_value=200)
     clients = 50
     for pid in range(1, clients + 1):
         chain.pair_opened(PairInfo(pid, Endpoint("127.0.0.1", 40000 + pid),
@@ -138,6 +150,8 @@ def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: 
                                    Endpoint("127.0.0.1", 6379)), reactor.now)
     reactor.turn()
     chunks = traffic(pipeline, exchanges, clients)
+    gc.collect()
+    gc.freeze()  # as playground.tap does at start: a full collection sees what came after
     prof = cProfile.Profile() if profile else None
     data = chain.data
     step = 1.0 / rate  # virtual seconds per chunk
@@ -153,11 +167,17 @@ def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: 
     if prof:
         prof.disable()
     dt = time.process_time() - t0
+    t1 = time.process_time()
+    gc.collect()
+    full_gc = time.process_time() - t1
+    gc.unfreeze()
     for s in sinks:
-        s.stopService()
+        if s is not view:
+            s.stopService()
     n = len(chunks) // 2 * pipeline
     print(f"-P {pipeline:<3} sink={sink:<8} {n / dt:>12,.0f} exchanges/s "
-          f"{dt / n * 1e6:6.2f} us/exchange  ({n:,} exchanges, {dt:.2f} s CPU)")
+          f"{dt / n * 1e6:6.2f} us/exchange  ({n:,} exchanges, {dt:.2f} s CPU; "
+          f"then a full GC {full_gc * 1e3:.1f} ms)")
     if prof:
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
     return dt / n
@@ -167,7 +187,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pipeline", type=int, nargs="*", default=[1, 16])
     ap.add_argument("--exchanges", type=int, default=200_000)
-    ap.add_argument("--sink", choices=("json", "console", "both", "none"), nargs="*",
+    ap.add_argument("--sink", choices=("json", "console", "both", "none", "web"), nargs="*",
                     default=["json", "console"])
     ap.add_argument("--turn", type=int, default=2, help="chunks per reactor turn")
     ap.add_argument("--rate", type=float, default=20000.0, help="chunks per virtual second")

@@ -16,6 +16,10 @@ Changes: every change takes the next sequence number (``seq``); ``changes(since)
 changed after a number in one batch (the connections to redraw and the ids that went), or that
 the caller is too far behind and must reload everything (``resync``).
 
+Cost: the store is fed on the proxy's hot path, so what it keeps is cheap to add and invisible
+to the cyclic GC: each chunk and each exchanges entry is a plain tuple (``Chunk`` and
+``Exchanges`` are the types handed out on read), in a ``TupleLog`` per connection.
+
 Redaction: ``mask(pair, direction, start, end)`` overwrites stream bytes ``[start, end)`` with
 ``*`` (same length, like the pcap) whether they are stored already or arrive later.
 
@@ -29,6 +33,8 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from fnmatch import fnmatchcase
+from itertools import chain, islice
+from typing import NamedTuple
 
 import attrs
 
@@ -36,21 +42,95 @@ C2S = "c2s"  # the values of playground.proxy.observer's directions
 S2C = "s2c"
 MIB = 1024 * 1024
 MASK_BYTE = 0x2A  # "*": the pcap's filler
-CHUNK_COST = 64  # bookkeeping counted per stored chunk or exchange, beside its bytes
+# Counted per stored chunk or exchanges entry beside the bytes it holds: Python's own (a chunk:
+# its tuple, numbers and bytearray; an entry: its tuple, numbers and data tuple), measured with
+# tracemalloc on CPython 3.11, so that --web-memory bounds what the process really holds.
+CHUNK_COST = 240
 MAX_CHUNK = 64 * 1024  # a chunk grows by appending same-direction bytes up to this size
 MAX_EVICTION_LOG = 4096  # ids of evicted connections remembered for changes(since)
 MAX_PENDING_MASKS = 64  # ranges registered ahead of their bytes, per direction
+BLOCK = 64  # items per block of a TupleLog
 
 OPEN = "open"
 CLOSED = "closed"
 
 
-@attrs.frozen
-class Exchanges:
+class TupleLog:
+    """A queue of plain tuples, oldest first, that the cyclic GC does not walk item by item.
+
+    A deque of a million stored tuples costs every full collection a visit per tuple, tracked
+    or not (the deque is a container the GC traverses): tens of milliseconds, during which the
+    proxy forwards nothing. Here the items live in blocks, tuples of ``BLOCK`` items that the
+    GC stops tracking as it does the items (a full collection visits one per block); the
+    newest in a ``tail`` list until it fills, the oldest being taken in a ``head`` list (from
+    ``skip`` on; a taken item's place is emptied, so it is freed at once)."""
+
+    __slots__ = ("head", "skip", "blocks", "tail")
+
+    def __init__(self):
+        self.head: list = []
+        self.skip = 0
+        self.blocks: deque[tuple] = deque()
+        self.tail: list = []
+
+    def append(self, item: tuple) -> None:
+        tail = self.tail
+        tail.append(item)
+        if len(tail) == BLOCK:
+            self.seal()
+
+    def seal(self) -> None:
+        """The tail becomes a block (``append`` calls it when the tail has ``BLOCK`` items)."""
+        self.blocks.append(tuple(self.tail))
+        self.tail = []
+
+    def last(self) -> tuple | None:
+        """The newest item, or None."""
+        if self.tail:
+            return self.tail[-1]
+        if self.blocks:
+            return self.blocks[-1][-1]
+        return self.head[-1] if self.skip < len(self.head) else None
+
+    def popleft(self) -> tuple:
+        """The oldest item, taken out (IndexError when there is none)."""
+        head, skip = self.head, self.skip
+        if skip == len(head):
+            if self.blocks:
+                head = self.head = list(self.blocks.popleft())
+            else:
+                head, self.head, self.tail = self.tail, self.tail, []
+            skip = 0
+        item = head[skip]
+        head[skip] = None
+        skip += 1
+        if skip == len(head):
+            self.head, skip = [], 0
+        self.skip = skip
+        return item
+
+    def __iter__(self):
+        return chain(islice(self.head, self.skip, None), chain.from_iterable(self.blocks),
+                     self.tail)
+
+    def __len__(self) -> int:
+        return len(self.head) - self.skip + sum(map(len, self.blocks)) + len(self.tail)
+
+    def __bool__(self) -> bool:
+        return bool(self.tail or self.blocks or self.skip < len(self.head))
+
+
+class Exchanges(NamedTuple):
     """One or more rows of a connection's exchanges table, in order: ``count`` rows numbered
     from ``first`` (a pipelined run is one entry). ``data`` is what the adapter stored, opaque
     here (``playground.web.sink.rows`` makes the rows of it on read); ``cost``: the bytes it holds,
-    as the adapter counted them, plus ``CHUNK_COST``."""
+    as the adapter counted them, plus ``CHUNK_COST``.
+
+    The store keeps each as a plain tuple in this order (``Connection.kept_exchanges``, a
+    ``TupleLog``) and hands out this type on read (``Connection.exchanges``): the cyclic GC
+    stops tracking a plain tuple that holds only numbers, strings, bytes and such tuples (an
+    instance of a tuple subclass stays tracked), so the stored exchanges cost the proxy nothing
+    in each full collection."""
 
     first: int  # 1, 2, ... within the connection
     count: int
@@ -61,10 +141,11 @@ class Exchanges:
     cost: int
 
 
-@attrs.define(slots=True)
-class Chunk:
+class Chunk(NamedTuple):
     """Stream bytes of one direction in arrival order (``data`` grows in place while the same
-    direction goes on), or a mark (``fin``, ``rst``, ``close``) with ``data`` empty."""
+    direction goes on), or a mark (``fin``, ``rst``, ``close``) with ``data`` empty. Kept as
+    a plain tuple in this order (``Connection.kept_chunks``), as ``Exchanges`` are and for the
+    same reason (a bytearray holds no references)."""
 
     n: int  # 1, 2, ... within the connection (the follow view asks for chunks after n)
     ts: float
@@ -96,14 +177,24 @@ class Connection:
     bytes_s2c: int = 0
     exchange_count: int = 0
     error_count: int = 0
-    exchanges: deque = attrs.field(factory=deque)
+    kept_exchanges: TupleLog = attrs.field(factory=TupleLog, init=False)  # Exchanges' tuples
     exchanges_evicted: int = 0
-    chunks: deque = attrs.field(factory=deque)
+    kept_chunks: TupleLog = attrs.field(factory=TupleLog, init=False)  # Chunks' tuples
     chunk_count: int = 0
     stream_evicted: dict = attrs.field(factory=lambda: {C2S: 0, S2C: 0})  # bytes 0-X gone
     pending_masks: dict = attrs.field(factory=dict)  # direction -> [(start, end)] not yet here
     cost: int = 0
     seq: int = 0
+
+    @property
+    def exchanges(self) -> list[Exchanges]:
+        """Its stored exchanges entries, oldest first."""
+        return list(map(Exchanges._make, self.kept_exchanges))
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        """Its stored stream chunks and marks, in arrival order."""
+        return list(map(Chunk._make, self.kept_chunks))
 
     def duration(self, now: float) -> float:
         return (self.ended if self.ended is not None else now) - self.started
@@ -184,43 +275,70 @@ class Capture:
             self._touch(c)
 
     def data(self, pair: int, direction: str, data: bytes, now: float) -> None:
+        """Bytes the proxy forwarded: appended to the last chunk while the same direction goes
+        on (up to ``MAX_CHUNK``), else a new chunk. The hot path of the byte side: one dict
+        lookup, one append, the cost and the seq updated in place."""
         c = self.connections.get(pair)
         if c is None or not data:
             return
+        n = len(data)
         if direction == C2S:
             offset = c.bytes_c2s
-            c.bytes_c2s += len(data)
+            c.bytes_c2s = offset + n
         else:
             offset = c.bytes_s2c
-            c.bytes_s2c += len(data)
-        last = c.chunks[-1] if c.chunks else None
-        if (last is not None and last.mark is None and last.direction == direction
-                and last.offset + len(last.data) == offset
-                and len(last.data) + len(data) <= MAX_CHUNK):
-            last.data.extend(data)
-            cost = len(data)
-            stored = last
-            start_in = len(last.data) - len(data)
+            c.bytes_s2c = offset + n
+        chunks = c.kept_chunks  # its last() and append(), inline
+        tail = chunks.tail
+        last = tail[-1] if tail else chunks.last()
+        if last is not None:
+            _, _, last_direction, last_offset, stored, mark = last
+            start_in = len(stored)
+            grows = (last_direction == direction and mark is None
+                     and last_offset + start_in == offset and start_in + n <= MAX_CHUNK)
+        else:
+            grows = False
+        if grows:
+            stored += data
+            cost = n
         else:
             c.chunk_count += 1
-            stored = Chunk(c.chunk_count, now, direction, offset, bytearray(data))
-            c.chunks.append(stored)
-            cost = stored.cost
+            stored = bytearray(data)
+            tail.append((c.chunk_count, now, direction, offset, stored, None))
+            if len(tail) == BLOCK:
+                chunks.seal()
+            cost = CHUNK_COST + n
             start_in = 0
+        if c.pending_masks:
+            self._mask_arrived(c, direction, offset, offset + n, stored, start_in)
+        if c.cost == 0:
+            self._holding[pair] = None
+        c.cost += cost
+        self.bytes += cost
+        self.seq += 1
+        c.seq = self.seq
+        if self.bytes > self.max_bytes:
+            self._bound()
+
+    @staticmethod
+    def _mask_arrived(c: Connection, direction: str, offset: int, end: int, stored: bytearray,
+                      start_in: int) -> None:
+        """Mask the ranges registered ahead of bytes ``[offset, end)`` that just arrived (they
+        are ``stored[start_in:]``)."""
         pending = c.pending_masks.get(direction)
-        if pending:
-            end = offset + len(data)
-            left = []
-            for s, e in pending:
-                if s < end and e > offset:
-                    _overwrite(stored.data, max(s, offset) - offset + start_in,
-                               min(e, end) - offset + start_in)
-                if e > end:
-                    left.append((s, e))
+        if not pending:
+            return
+        left = []
+        for s, e in pending:
+            if s < end and e > offset:
+                _overwrite(stored, max(s, offset) - offset + start_in,
+                           min(e, end) - offset + start_in)
+            if e > end:
+                left.append((s, e))
+        if left:
             c.pending_masks[direction] = left
-        self._add_cost(c, cost)
-        self._touch(c)
-        self._bound()
+        else:
+            del c.pending_masks[direction]  # none left: the hot path skips this call again
 
     def mask(self, pair: int, direction: str, start: int, end: int) -> int:
         """Overwrite stream bytes ``[start, end)`` of ``direction`` with ``*``, now for those
@@ -229,12 +347,12 @@ class Capture:
         c = self.connections.get(pair)
         if c is None or end <= start or direction not in (C2S, S2C):
             return 0
-        for chunk in c.chunks:
-            if chunk.direction != direction or chunk.mark is not None:
+        for _, _, chunk_direction, lo, stored, mark in c.kept_chunks:
+            if chunk_direction != direction or mark is not None:
                 continue
-            lo, hi = chunk.offset, chunk.offset + len(chunk.data)
+            hi = lo + len(stored)
             if lo < end and hi > start:
-                _overwrite(chunk.data, max(start, lo) - lo, min(end, hi) - lo)
+                _overwrite(stored, max(start, lo) - lo, min(end, hi) - lo)
         received = c.bytes_c2s if direction == C2S else c.bytes_s2c
         if end > received:
             pending = c.pending_masks.setdefault(direction, [])
@@ -286,13 +404,20 @@ class Capture:
         if c is None:
             self.dropped_records += count
             return
-        e = Exchanges(c.exchange_count + 1, count, now, kind, data, errors, CHUNK_COST + cost)
-        c.exchange_count += count
-        c.error_count += errors
-        c.exchanges.append(e)
-        self._add_cost(c, e.cost)
-        self._touch(c)
-        self._bound()
+        cost += CHUNK_COST
+        first = c.exchange_count + 1
+        c.kept_exchanges.append((first, count, now, kind, data, errors, cost))  # an Exchanges
+        c.exchange_count = first - 1 + count
+        if errors:
+            c.error_count += errors
+        if c.cost == 0:
+            self._holding[pair] = None
+        c.cost += cost
+        self.bytes += cost
+        self.seq += 1
+        c.seq = self.seq
+        if self.bytes > self.max_bytes:
+            self._bound()
 
     # -- what the API reads ----------------------------------------------------------------
     def get(self, pair: int) -> Connection | None:
@@ -303,16 +428,16 @@ class Capture:
         c = self.connections.get(pair)
         if c is None:
             return []
-        out = [ch for ch in c.chunks if ch.n > after] if after else list(c.chunks)
-        return out[:limit] if limit else out
+        kept = c.kept_chunks
+        out = [ch for ch in kept if ch[0] > after] if after else list(kept)
+        return list(map(Chunk._make, out[:limit] if limit else out))
 
     # -- bounds ----------------------------------------------------------------------------
     def _mark(self, c: Connection, direction: str, mark: str, now: float) -> None:
         c.chunk_count += 1
         offset = c.bytes_c2s if direction == C2S else c.bytes_s2c if direction == S2C else 0
-        ch = Chunk(c.chunk_count, now, direction, offset, bytearray(), mark)
-        c.chunks.append(ch)
-        self._add_cost(c, ch.cost)
+        c.kept_chunks.append((c.chunk_count, now, direction, offset, bytearray(), mark))
+        self._add_cost(c, CHUNK_COST)
 
     def _add_cost(self, c: Connection, cost: int) -> None:
         if c.cost == 0:
@@ -320,33 +445,39 @@ class Capture:
         c.cost += cost
         self.bytes += cost
 
-    def _sub_cost(self, c: Connection, cost: int) -> None:
-        c.cost -= cost
-        self.bytes -= cost
-        if c.cost <= 0:
-            self._holding.pop(c.id, None)
-
     def _bound(self) -> None:
-        """Evict the oldest stored things until the total is within ``max_bytes``."""
-        while self.bytes > self.max_bytes and self._holding:
-            c = self.connections[next(iter(self._holding))]
-            if c.chunks:
-                ch = c.chunks.popleft()
-                if ch.mark is None:
-                    end = ch.offset + len(ch.data)
-                    if end > c.stream_evicted[ch.direction]:
-                        c.stream_evicted[ch.direction] = end
-                    self.evicted_bytes += len(ch.data)
-                self._sub_cost(c, ch.cost)
-            elif c.exchanges:
-                e = c.exchanges.popleft()
-                c.exchanges_evicted += e.count
-                self.evicted_bytes += e.cost - CHUNK_COST
-                self._sub_cost(c, e.cost)
-            else:  # nothing left to account for (cannot happen: cost follows what is stored)
-                self._holding.pop(c.id, None)
-                continue
+        """Evict the oldest stored things until the total is within ``max_bytes`` (from 1 MiB
+        on, less a 1/64 slack: a full capture then evicts once per so many records, in one
+        tight loop, not a chunk on each call)."""
+        goal = self.max_bytes - (self.max_bytes >> 6 if self.max_bytes >= MIB else 0)
+        holding = self._holding
+        evicted = 0
+        while self.bytes > goal and holding:
+            pair = next(iter(holding))
+            c = self.connections[pair]
+            over = self.bytes - goal
+            freed = 0
+            chunks, exchanges = c.kept_chunks, c.kept_exchanges
+            stream_evicted = c.stream_evicted
+            while chunks and freed < over:
+                _, _, direction, offset, data, mark = chunks.popleft()  # a Chunk
+                size = len(data)
+                if mark is None:
+                    if offset + size > stream_evicted[direction]:
+                        stream_evicted[direction] = offset + size
+                    evicted += size
+                freed += CHUNK_COST + size
+            while not chunks and exchanges and freed < over:
+                _, count, _, _, _, _, cost = exchanges.popleft()  # an Exchanges
+                c.exchanges_evicted += count
+                evicted += cost - CHUNK_COST
+                freed += cost
+            c.cost -= freed
+            self.bytes -= freed
+            if c.cost <= 0 or not (chunks or exchanges):  # (both go together)
+                del holding[pair]
             self._touch(c)
+        self.evicted_bytes += evicted
 
     def _evict_connection(self, pair: int) -> None:
         c = self.connections.pop(pair)

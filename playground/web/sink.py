@@ -3,8 +3,9 @@
 ``WebSink`` is two things to the chain (``playground.decode.chain.Chain``):
 
 * a record sink (``emit``, ``emit_many``, ``takes_runs``, like ``playground.sinks.statssink``):
-  exchanges are kept as the decoder made them, a pipelined run as one entry, and become rows of
-  text when read (``rows``), made with the console's formatting (``set foo "bar"`` -> ``+OK``,
+  exchanges are kept as the decoder made them (in plain tuples the cyclic GC leaves alone: a
+  simple string or an error as a tagged tuple), one exchange or a pipelined run as one entry,
+  and become rows of text when read (``rows``), made with the console's formatting (``set foo "bar"`` -> ``+OK``,
   bounded at ``max_value`` bytes a value); the detected protocol is noted; other records are
   ignored at the cost of one type check;
 * a byte consumer, the pcap sink's contract (``pair_opened``, ``data``, ``half_closed``,
@@ -41,6 +42,10 @@ _KEPT = STREAM_MIN  # the most the RESP decoder keeps of a long string
 _BULKS = frozenset({bytes})
 _LINES = frozenset({resp.Simple, resp.Error})
 _VALUE = attrgetter("value")
+# Python's own bytes beside the values', counted in an entry's cost (tracemalloc, CPython 3.11):
+_PER_COMMAND = 120  # its tuple, its latency, its reply's object header, its slots in a run
+_PER_ARG = 41  # an argument's bytes object header and its slot in the command's tuple
+_PER_ROW = 200  # an HTTP, push, notice... row: its tuple and its strings' headers
 _flat = chain.from_iterable
 
 
@@ -69,22 +74,51 @@ def reply_size(value) -> int | None:
     return None
 
 
+def _stored(reply):
+    """A reply as the sink keeps it: a simple string or an error as a tuple (``(b"+", value)``,
+    ``(b"-", value)``, ``(b"!", value)`` for a RESP3 bulk error), a scalar as it is; tuples of
+    bytes are left alone by the cyclic GC, the attrs values are not. (An aggregate is text.)"""
+    kind = type(reply)
+    if kind is _SIMPLE:
+        return _SIMPLE_TAGS.get(reply.value) or (b"+", reply.value)
+    if kind is _ERROR:
+        return (b"!" if reply.bulk else b"-", reply.value)
+    return reply
+
+
+_SIMPLE_TAGS = {v: (b"+", v) for v in (b"OK", b"QUEUED", b"PONG", b"RESET")}  # shared
+
+
+def _value(stored):
+    """The reply ``_stored`` kept, as the decoder made it (text stays text)."""
+    if type(stored) is tuple:
+        tag, value = stored
+        return resp.Simple(value) if tag == b"+" else resp.Error(value, tag == b"!")
+    return stored
+
+
 def rows(entry, max_value: int = 200) -> list[dict]:
-    """The table rows of a ``capture.Exchanges`` entry the sink stored (JSON-ready)."""
+    """The table rows of a ``capture.Exchanges`` entry the sink stored (JSON-ready). A RESP
+    entry of one exchange holds ``(command, reply, latency)``, a run ``(commands, replies,
+    latencies)``; replies as ``_stored`` keeps them, an aggregate already as its text."""
     first = entry.first
     if entry.kind == "redis":
-        commands, replies, latencies = entry.data  # an aggregate reply: already its text
+        if entry.count == 1:
+            command, reply, latency = entry.data
+            exchanges = ((command, reply, latency),)
+        else:
+            exchanges = zip(*entry.data, strict=True)
         out = []
-        for i, (command, reply, latency) in enumerate(
-                zip(commands, replies, latencies, strict=True)):
-            shown = reply if type(reply) is str else (
+        for i, (command, stored, latency) in enumerate(exchanges):
+            text = type(stored) is str
+            reply = stored if text else _value(stored)
+            shown = reply if text else (
                 command_summary(command, reply, max_value) or format_value(reply, max_value))
             out.append({"index": first + i, "ts": entry.ts, "kind": "redis",
                         "request": format_args(command, max_value), "reply": shown,
                         "latency": latency, "request_size": command_size(command),
-                        "reply_size": None if type(reply) is str else reply_size(reply),
-                        "error": type(reply) is _ERROR or (type(reply) is str
-                                                           and reply.startswith("-"))})
+                        "reply_size": None if text else reply_size(reply),
+                        "error": type(reply) is _ERROR or (text and reply.startswith("-"))})
         return out
     request, reply, latency, request_size, size = entry.data
     return [{"index": first, "ts": entry.ts, "kind": entry.kind, "request": request,
@@ -101,58 +135,93 @@ class WebSink:
         self.capture = capture if capture is not None else Capture()
         self.max_value = max_value
         self.reactor = reactor
+        # the byte path's hot call, ``data(pair_id, direction, data, now)``, goes straight on
+        self.data = self.capture.data
 
     def rows(self, entry) -> list[dict]:
         return rows(entry, self.max_value)
 
     # -- records -----------------------------------------------------------------------------
+    def _one(self, pair, ts, command, reply, latency) -> None:
+        """One exchange (unpipelined traffic: the hot path there): kept as
+        ``(command, reply, latency)``, the reply as ``_stored`` keeps it."""
+        cost = sum(map(len, command))
+        if cost > _KEPT:  # long arguments: count what the decoder keeps of each
+            cost = sum(min(len(a), _KEPT) for a in command)
+        cost += _PER_COMMAND + _PER_ARG * len(command)
+        errors = 0
+        kind = type(reply)
+        if kind is bytes:
+            cost += len(reply)
+        elif kind is _SIMPLE:
+            cost += len(reply.value)
+            reply = _SIMPLE_TAGS.get(reply.value) or (b"+", reply.value)
+        elif kind is _ERROR:
+            errors = 1
+            cost += len(reply.value)
+            reply = (b"!" if reply.bulk else b"-", reply.value)
+        elif kind in _SCALARS:
+            cost += min(len(reply), _KEPT) if kind is _TRUNCATED else 8
+        else:
+            reply = format_value(reply, self.max_value)
+            cost += len(reply)
+        self.capture.add_exchanges(pair, ts, "redis", (tuple(command), reply, latency), 1, errors,
+                                   cost)
+
     def _redis(self, pair, ts, commands, replies, latencies) -> None:
-        """Cheap on purpose (the hot path of pipelined traffic): scalars are kept as they
-        are and formatted when read; an aggregate reply is formatted now (bounded text)."""
+        """A pipelined run (the hot path of pipelined traffic): one entry, ``(commands,
+        replies, latencies)``; scalars are kept as they are and formatted when read, an
+        aggregate reply is formatted now (bounded text)."""
+        if len(commands) == 1:
+            self._one(pair, ts, commands[0], replies[0], latencies[0])
+            return
         cost = sum(map(len, _flat(commands)))
         if cost > _KEPT:  # long arguments: count what the decoder keeps of each
             cost = sum(min(len(a), _KEPT) for command in commands for a in command)
-        cost += 16 * len(commands)
+        cost += _PER_COMMAND * len(commands) + _PER_ARG * sum(map(len, commands))
         types = set(map(type, replies))
         errors = 0
-        kept = replies
         if types <= _BULKS:  # the common cases first: GET's, SET's
             cost += sum(map(len, replies))
+            kept = tuple(replies)
         elif types <= _LINES:
             cost += sum(map(len, map(_VALUE, replies)))
             if _ERROR in types:
                 errors = sum(1 for reply in replies if type(reply) is _ERROR)
+            first = replies[0]
+            if replies.count(first) == len(replies):  # SET's: one shared +OK (identity: fast)
+                kept = (_stored(first),) * len(replies)
+            else:
+                kept = tuple(map(_stored, replies))
         else:
+            kept = list(replies)
             scalars = _SCALARS
             for i, reply in enumerate(replies):
                 kind = type(reply)
                 if kind in scalars:
                     cost += min(len(reply), _KEPT) if kind is bytes or kind is _TRUNCATED else 8
-                elif kind is _SIMPLE:
+                elif kind is _SIMPLE or kind is _ERROR:
+                    errors += kind is _ERROR
                     cost += len(reply.value)
-                elif kind is _ERROR:
-                    errors += 1
-                    cost += len(reply.value)
+                    kept[i] = _stored(reply)
                 else:
-                    if kept is replies:
-                        kept = list(replies)
                     kept[i] = shown = format_value(reply, self.max_value)
                     cost += len(shown)
-        self.capture.add_exchanges(pair, ts, "redis", (tuple(commands), tuple(kept),
-                                                       tuple(latencies)),
+            kept = tuple(kept)
+        self.capture.add_exchanges(pair, ts, "redis", (tuple(commands), kept, tuple(latencies)),
                                    len(commands), errors, cost)
 
     def _row(self, pair, ts, kind, request, reply="", latency=None, request_size=None,
              size=None, error=False) -> None:
         self.capture.add_exchanges(pair, ts, kind, (request, reply, latency, request_size, size),
-                                   1, int(error), len(request) + len(reply))
+                                   1, int(error), _PER_ROW + len(request) + len(reply))
 
     def emit(self, r) -> None:
         kind = type(r)
         if kind is _RUN:
             self._redis(r.pair, r.ts, r.commands, r.replies, r.latencies)
-        elif kind is _EXCHANGE:
-            self._redis(r.pair, r.ts, (r.command,), (r.reply,), (r.latency,))
+        elif kind is _EXCHANGE:  # one exchange: _one (a run of one, from _redis, too)
+            self._one(r.pair, r.ts, r.command, r.reply, r.latency)
         elif kind is _HTTP:
             self._http(r)
         elif kind is _PUSH:
@@ -192,9 +261,6 @@ class WebSink:
     def pair_opened(self, pair, now: float) -> None:
         self.capture.opened(pair.id, now, str(pair.client), str(pair.listen), pair.target,
                             str(pair.server) if pair.server is not None else "")
-
-    def data(self, pair_id: int, direction: str, data: bytes, now: float) -> None:
-        self.capture.data(pair_id, direction, data, now)
 
     def half_closed(self, pair_id: int, direction: str, now: float) -> None:
         self.capture.half_closed(pair_id, direction, now)

@@ -3,11 +3,14 @@ evicted, its change log; pure (no Twisted)."""
 
 from __future__ import annotations
 
+import gc
+from collections import deque
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from playground.web.capture import C2S, CHUNK_COST, S2C, Capture
+from playground.web.capture import BLOCK, C2S, CHUNK_COST, MIB, S2C, Capture, TupleLog
 
 pytestmark = pytest.mark.pure
 
@@ -218,3 +221,49 @@ def test_bounds_hold_for_any_sequence_of_events(ops, max_connections, max_bytes)
             assert [ch.n for ch in c.chunks] == sorted(ch.n for ch in c.chunks)
     # nothing silently missing: every connection opened is kept or counted as evicted
     assert len(cap.connections) + cap.evicted_connections == len(opened)
+
+
+@given(st.lists(st.one_of(st.integers(0, 200), st.none()), max_size=60))
+def test_a_tuple_log_is_a_queue(ops):
+    # an integer: append that many items; None: take the oldest (if any)
+    log, model = TupleLog(), deque()
+    n = 0
+    for op in ops:
+        if op is None:
+            if model:
+                assert log.popleft() == model.popleft()
+        else:
+            for _ in range(op):
+                n += 1
+                log.append((n, b"x"))
+                model.append((n, b"x"))
+        assert list(log) == list(model)
+        assert len(log) == len(model) and bool(log) == bool(model)
+        assert log.last() == (model[-1] if model else None)
+
+
+def test_a_tuple_log_is_left_alone_by_the_cyclic_gc():
+    log = TupleLog()
+    for n in range(10 * BLOCK + 3):
+        log.append((n, 1.5, "c2s", bytearray(b"x")))
+    for _ in range(2):
+        gc.collect()
+    assert len(log.blocks) == 10 and not [b for b in log.blocks if gc.is_tracked(b)]
+    taken = log.popleft()
+    assert taken == (0, 1.5, "c2s", bytearray(b"x")) and log.head[0] is None  # freed at once
+
+
+def test_a_large_capture_evicts_a_slack_at_once_then_nothing_until_full_again():
+    cap = Capture(max_bytes=MIB)
+    _open(cap, 1)
+    chunk = 4096 - CHUNK_COST  # each read a new chunk: directions alternate
+    for i in range(256):
+        cap.data(1, C2S if i % 2 else S2C, b"x" * chunk, 1.0 + i)
+    assert cap.bytes == cap.max_bytes and cap.evicted_bytes == 0  # full, not over
+    cap.data(1, S2C, b"x" * chunk, 300.0)  # over: down to 1/64 under the bound
+    assert cap.max_bytes - cap.bytes >= MIB // 64 > cap.max_bytes - cap.bytes - 4096
+    evicted = cap.evicted_bytes
+    assert evicted == 5 * chunk and cap.get(1).stream_evicted == {C2S: 2 * chunk, S2C: 3 * chunk}
+    for i in range(3):  # the slack takes them without evicting
+        cap.data(1, C2S if i % 2 else S2C, b"x" * chunk, 301.0 + i)
+    assert cap.evicted_bytes == evicted

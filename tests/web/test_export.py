@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from playground.web.capture import C2S, S2C, Capture
+from playground.web.capture import C2S, CHUNK_COST, S2C, Capture
 from playground.web.export import connection_jsonl, connection_pcap, endpoint, evicted_ranges
 from playground.web.sink import rows
 
@@ -58,7 +58,7 @@ def test_the_pcap_holds_the_stored_bytes_masked_with_handshake_and_fins():
 
 
 def test_evicted_bytes_are_named_and_the_pcap_starts_where_the_capture_has_them():
-    capture = stored(max_bytes=300)
+    capture = stored(max_bytes=4 * CHUNK_COST + 30)  # all but the first chunk
     c = capture.get(3)
     assert c.stream_evicted[C2S] == 300
     assert evicted_ranges(c) == "c2s 0-299"
@@ -69,7 +69,7 @@ def test_evicted_bytes_are_named_and_the_pcap_starts_where_the_capture_has_them(
 
 def test_the_json_lines_are_open_exchanges_and_close():
     capture = stored()
-    capture.add_exchanges(3, 10.2, "redis", ((((b"get", b"k"),)), ("$v",), (0.001,)), 1, 0, 8)
+    capture.add_exchanges(3, 10.2, "redis", ((b"get", b"k"), "$v", 0.001), 1, 0, 8)
     lines = connection_jsonl(capture.get(3), rows).decode().splitlines()
     recs = [json.loads(line) for line in lines]
     assert [r["type"] for r in recs] == ["open", "redis", "close"]

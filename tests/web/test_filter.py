@@ -117,7 +117,7 @@ def _capture() -> Capture:
                       (b"OK", b"v", "-ERR wrong type"), (0.001, 0.008, 0.002)), 3, 1, 10)
     cap.opened(2, 2.0, "10.0.0.9:40002", "127.0.0.1:6479", "tcp:6379")
     cap.detected(2, "resp")
-    cap.add_exchanges(2, 2.0, "redis", (((b"PING",),), (b"PONG",), (0.0001,)), 1, 0, 4)
+    cap.add_exchanges(2, 2.0, "redis", ((b"PING",), b"PONG", 0.0001), 1, 0, 4)
     return cap
 
 

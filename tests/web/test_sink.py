@@ -3,6 +3,9 @@ redacted exactly as the pcap (same bytes, same masks, through ByteTee), and the 
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import pytest
 from twisted.python import usage
 
@@ -76,6 +79,57 @@ def test_pipelined_runs_become_one_row_each():
     chain, cap = drive([(C2S, cmds), (S2C, b"+OK\r\n" * 20)])
     assert chain.runs  # the web sink takes RedisExchanges: the fast path stays on
     assert requests_replies(cap) == [(f"SET k{i} \"v\"", "+OK") for i in range(20)]
+
+
+def test_what_is_stored_is_left_alone_by_the_cyclic_gc():
+    # one exchange per read, a pipelined run, simple strings, errors (a RESP3 bulk error too),
+    # integers, nils and an aggregate: each kept in a form the GC stops tracking
+    run = b"".join(_resp(b"INCR", b"n%d" % i) for i in range(5))
+    chain, cap = drive([(C2S, _resp(b"SET", b"k", b"v")), (S2C, b"+OK\r\n"),
+                        (C2S, _resp(b"NOPE")), (S2C, b"-ERR unknown command\r\n"),
+                        (C2S, _resp(b"EVAL", b"x", b"0")), (S2C, b"!9\r\nERR oops!\r\n"),
+                        (C2S, _resp(b"GET", b"none")), (S2C, b"$-1\r\n"),
+                        (C2S, _resp(b"KEYS", b"*")), (S2C, b"*1\r\n$1\r\nk\r\n"),
+                        (C2S, run), (S2C, b":1\r\n+OK\r\n-ERR no\r\n:4\r\n:5\r\n")])
+    assert requests_replies(cap) == [
+        ('SET k "v"', "+OK"), ("NOPE", "-ERR unknown command"), ('EVAL x "0"', "-ERR oops!"),
+        ("GET none", "(nil)"), ("KEYS *", '["k"]'), ("INCR n0", "(integer) 1"),
+        ("INCR n1", "+OK"), ("INCR n2", "-ERR no"), ("INCR n3", "(integer) 4"),
+        ("INCR n4", "(integer) 5")]
+    assert [row["error"] for row in table(cap)] == [False, True, True] + [False] * 4 + [
+        True, False, False]
+    assert cap.get(1).error_count == 3
+    for _ in range(4):  # a pass untracks a tuple whose items are untracked: 4 levels deep
+        gc.collect()
+    c = cap.get(1)
+    assert len(c.kept_exchanges) == 6 and len(c.kept_chunks) == 13  # 12 reads and the close
+    assert not [e for e in c.kept_exchanges if gc.is_tracked(e)]
+    assert not [ch for ch in c.kept_chunks if gc.is_tracked(ch)]
+
+
+@pytest.mark.parametrize("pipeline", [1, 16])
+def test_the_counted_cost_covers_what_the_process_holds(pipeline):
+    # --web-memory bounds real memory: what the store counts is at least what tracemalloc sees
+    sets = b"".join(_resp(b"SET", b"key:%06d" % i, b"xxx") for i in range(pipeline))
+    gets = b"".join(_resp(b"GET", b"key:%06d" % i) for i in range(pipeline))
+    web = WebSink(Capture(max_bytes=1 << 40))
+    chain = Chain([web], pcap=web)
+    chain.pair_opened(pair(), 0.0)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(1000 // pipeline):
+            chain.data(1, C2S, sets, 1.0 + i)
+            chain.data(1, S2C, b"+OK\r\n" * pipeline, 1.0 + i)
+            chain.data(1, C2S, gets, 1.0 + i)
+            chain.data(1, S2C, b"$3\r\nxxx\r\n" * pipeline, 1.0 + i)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert web.capture.get(1).exchange_count == 2 * (1000 // pipeline) * pipeline
+    assert held <= web.capture.bytes
 
 
 def test_auth_is_redacted_in_rows_and_in_the_stream_exactly_as_in_the_pcap():
