@@ -26,7 +26,7 @@ def _modules(package: str) -> list[str]:
 PURE = (_modules("codec") + ["playground.examples.chat.core", "playground.examples.http.parser",
                             "playground.examples.http.app", "playground.proxy.observer",
                             "playground.sinks.pcapwriter", "playground.daemon.stats",
-                            "playground.common.defaultreactor"]
+                            "playground.common.defaultreactor", "playground.web.latency"]
         + [m for m in _modules("examples.resp") if m != "playground.examples.resp.server"])
 # Pure apart from logging: twisted.logger and what it imports, nothing else of Twisted.
 LOGGING_ONLY = _modules("decode")
