@@ -6,7 +6,8 @@
   exchanges are kept as the decoder made them, a pipelined run as one entry, and become rows of
   text when read (``rows``), made with the console's formatting (``set foo "bar"`` -> ``+OK``,
   bounded at ``max_value`` bytes a value); the detected protocol is noted; other records are
-  ignored at the cost of one type check;
+  ignored at the cost of one type check; each exchange is counted in ``latency``
+  (``playground.web.latency``: the pictures);
 * a byte consumer, the pcap sink's contract (``pair_opened``, ``data``, ``half_closed``,
   ``pair_closed``, ``mask``, ``decoded``): the chain hands it the same bytes it hands the pcap
   sink, with the same hold-back and the same masks (``playground.decode.bytetee.ByteTee`` when
@@ -24,6 +25,7 @@ from playground.codec.parser import STREAM_MIN
 from playground.decode import records as R
 from playground.sinks.console import command_summary, format_args, format_value
 from playground.web.capture import Capture
+from playground.web.latency import Latency
 
 _EXCHANGE = R.RedisExchange
 _RUN = R.RedisExchanges
@@ -97,8 +99,10 @@ class WebSink:
 
     takes_runs = True  # R.RedisExchanges records are welcome
 
-    def __init__(self, capture: Capture | None = None, max_value: int = 200, reactor=None):
+    def __init__(self, capture: Capture | None = None, max_value: int = 200, reactor=None,
+                 latency: Latency | None = None):
         self.capture = capture if capture is not None else Capture()
+        self.latency = latency if latency is not None else Latency()  # the pictures' numbers
         self.max_value = max_value
         self.reactor = reactor
 
@@ -109,6 +113,7 @@ class WebSink:
     def _redis(self, pair, ts, commands, replies, latencies) -> None:
         """Cheap on purpose (the hot path of pipelined traffic): scalars are kept as they
         are and formatted when read; an aggregate reply is formatted now (bounded text)."""
+        self.latency.redis(ts, commands, replies, latencies)
         cost = sum(map(len, _flat(commands)))
         if cost > _KEPT:  # long arguments: count what the decoder keeps of each
             cost = sum(min(len(a), _KEPT) for command in commands for a in command)
@@ -185,6 +190,7 @@ class WebSink:
             if not r.complete:
                 reply += " (incomplete)"
             error = r.status >= 400
+        self.latency.http(r.ts, r.method, r.status, r.latency)
         self._row(r.pair, r.ts, "http", request, reply, r.latency, r.request_body_size,
                   r.response_body_size, error)
 

@@ -100,7 +100,7 @@ def test_wheel_contents(installed):
         assert f"playground/{module.name}" in names
     assert not any(n.startswith("tests/") for n in names)
     # the web view's page ships in the package (served from it: works offline)
-    for name in ("index.html", "app.js", "app.css"):
+    for name in ("index.html", "app.js", "app.css", "plots.js"):
         assert f"playground/web/static/{name}" in names
 
 

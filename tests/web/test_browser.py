@@ -135,7 +135,7 @@ def test_the_page_follows_redis_cli_and_shows_traffic_as_text(twistd, redis_serv
     pick(row_of("2")[0])
     wait_until(lambda: exchange_rows() and "x" in exchange_rows()[0][1], 5, "connection 2")
     assert exchange_rows()[0][1] == 'set x "<script>alert(1)</script>"'
-    assert browser.execute_script("return document.querySelectorAll('script').length") == 1  # app.js only
+    assert browser.execute_script("return document.querySelectorAll('script').length") == 2  # app.js, plots.js
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text  # noqa: B018
     wait_until(lambda: "<script>alert(1)</script>" in spans("c2s"), 5, "the script as bytes")
