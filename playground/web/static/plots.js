@@ -62,29 +62,45 @@
   }
 
   // -- the table ---------------------------------------------------------------------------------
+  const trs = new Map(); // "resp GET" -> its <tr>
+
+  function rowFor(row) {
+    const key = keyOf(row);
+    let tr = trs.get(key);
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.dataset.key = key;
+      for (let i = 0; i < 8; i++) tr.appendChild(document.createElement("td"));
+      tr.addEventListener("click", () => { picked = key; show(last); });
+      trs.set(key, tr);
+    }
+    const cells = [[row.protocol, ""], [row.name, "name"], [row.count, "num"],
+                   [row.errors, row.errors ? "num errors-some" : "num"], [ms(row.p50), "num"],
+                   [ms(row.p90), "num"], [ms(row.p99), "num"], [ms(row.max), "num"]];
+    cells.forEach(([text, cls], i) => {
+      const td = tr.children[i];
+      if (td.textContent !== String(text ?? "")) td.textContent = String(text ?? "");
+      if (td.className !== cls) td.className = cls;
+    });
+    tr.title = `${row.name}: ${row.count} exchange(s), ${row.timed} timed, mean ${ms(row.mean)}`;
+    tr.classList.toggle("picked", key === picked);
+    return tr;
+  }
+
   function show(answer) {
     const rows = answer.commands;
     const ignored = answer.ignores.length ? ` · the filter's ${answer.ignores.join(", ")} not applied` : "";
-    note.textContent = `±${(answer.error_bound * 100).toFixed(1)} % · since start${ignored}`;
+    note.textContent =
+      `percentiles within ${(answer.error_bound * 100).toFixed(1)} % · since start${ignored}`;
     if (!rows.some((r) => keyOf(r) === picked)) picked = rows.length ? keyOf(rows[0]) : null;
-    const trs = rows.map((row) => {
-      const tr = document.createElement("tr");
-      tr.dataset.key = keyOf(row);
-      tr.classList.toggle("picked", keyOf(row) === picked);
-      const cells = [[row.protocol, ""], [row.name, "name"], [row.count, "num"],
-                     [row.errors, row.errors ? "num errors-some" : "num"], [ms(row.p50), "num"],
-                     [ms(row.p90), "num"], [ms(row.p99), "num"], [ms(row.max), "num"]];
-      for (const [text, cls] of cells) {
-        const td = document.createElement("td");
-        td.textContent = String(text ?? "");
-        if (cls) td.className = cls;
-        tr.appendChild(td);
-      }
-      tr.title = `${row.name}: ${row.count} exchange(s), ${row.timed} timed, mean ${ms(row.mean)}`;
-      tr.addEventListener("click", () => { picked = keyOf(row); show(last); });
-      return tr;
-    });
-    body.replaceChildren(...trs);
+    const keys = new Set(rows.map(keyOf));
+    for (const [key, tr] of trs) if (!keys.has(key)) { tr.remove(); trs.delete(key); }
+    let before = body.firstChild;
+    for (const row of rows) { // rows stay the same elements, updated in place
+      const tr = rowFor(row);
+      if (tr !== before) body.insertBefore(tr, before);
+      else before = before.nextSibling;
+    }
     drawHistogram(rows.find((r) => keyOf(r) === picked) || null);
     drawRate(answer.series);
   }
@@ -124,7 +140,7 @@
     const buckets = row.buckets.map(([low, high, n]) => [low || high / 2, high || low * 1.0625, n]);
     const lo = Math.log10(buckets[0][0]), hi = Math.log10(buckets[buckets.length - 1][1]);
     const from = Math.floor(lo), to = Math.max(Math.ceil(hi), from + 1);
-    const pad = { left: 8, right: 8, top: 8, bottom: 20 };
+    const pad = { left: 8, right: 8, top: 18, bottom: 20 };
     const plotW = w - pad.left - pad.right, plotH = h - pad.top - pad.bottom;
     const x = (v) => pad.left + ((Math.log10(v) - from) / (to - from)) * plotW;
     const most = Math.max(...buckets.map((b) => b[2]));
@@ -145,51 +161,52 @@
     for (const [name, colour] of [["p50", COLOURS.p50], ["p99", COLOURS.p99]]) {
       const px = Math.round(x(row[name])) + 0.5;
       ctx.strokeStyle = colour; ctx.setLineDash([3, 2]);
-      ctx.beginPath(); ctx.moveTo(px, pad.top); ctx.lineTo(px, pad.top + plotH); ctx.stroke();
+      ctx.beginPath(); ctx.moveTo(px, pad.top - 4); ctx.lineTo(px, pad.top + plotH); ctx.stroke();
       ctx.setLineDash([]);
-      const right = px > w - 40;
-      label(ctx, name, right ? px - 3 : px + 3, pad.top + 10 + (name === "p99" ? 12 : 0),
-            right ? "right" : "left", colour);
+      // p50 to the left of its line, p99 to the right: apart even when the lines are close
+      const left = name === "p50" ? px > pad.left + 30 : px > w - pad.right - 30;
+      label(ctx, name, left ? px - 3 : px + 3, pad.top - 6, left ? "right" : "left", colour);
     }
-    label(ctx, `${most}`, w - pad.right, pad.top + 10, "right", COLOURS.axis);
     histogram.dataset.bars = String(buckets.length);
   }
 
-  // Exchanges per second, oldest left, now right; errors stacked in red at each bar's foot.
+  // Exchanges per second, now at the right, errors in red at each bar's foot. The window is the
+  // last minute, growing to the last five as the traffic goes back further.
   function drawRate(series) {
     const { ctx, w, h } = canvas2d(rate);
-    const counts = series.exchanges, errors = series.errors, n = counts.length;
+    const first = series.exchanges.findIndex((c) => c > 0);
+    const n = Math.max(60, first < 0 ? 0 : series.exchanges.length - first);
+    const counts = series.exchanges.slice(-n), errors = series.errors.slice(-n);
     const peak = Math.max(...counts);
     const now = counts[n - 2] ?? 0; // the last whole second
-    rateTitle.textContent =
-      `exchanges/s · last ${Math.round(n / 60)} min · now ${now}/s · peak ${peak}/s`;
+    const span = n > 60 ? `${Math.ceil(n / 60)} min` : "minute";
+    rateTitle.textContent = `exchanges/s · last ${span} · now ${now}/s · peak ${peak}/s`;
     const pad = { left: 8, right: 8, top: 14, bottom: 20 };
     const plotW = w - pad.left - pad.right, plotH = h - pad.top - pad.bottom;
     const bw = plotW / n;
     let bars = 0;
-    if (peak > 0) {
-      for (let i = 0; i < n; i++) {
-        if (!counts[i]) continue;
-        const bh = Math.max(1, (counts[i] / peak) * plotH);
-        const x0 = pad.left + i * bw;
-        ctx.fillStyle = COLOURS.bar;
-        ctx.fillRect(x0, pad.top + plotH - bh, Math.max(bw - 0.3, 0.8), bh);
-        if (errors[i]) {
-          const eh = Math.max(1, (errors[i] / peak) * plotH);
-          ctx.fillStyle = COLOURS.error;
-          ctx.fillRect(x0, pad.top + plotH - eh, Math.max(bw - 0.3, 0.8), eh);
-        }
-        bars++;
+    for (let i = 0; i < n && peak > 0; i++) {
+      if (!counts[i]) continue;
+      const bh = Math.max(1, (counts[i] / peak) * plotH);
+      const x0 = pad.left + i * bw, width = Math.max(bw - (bw > 3 ? 1 : 0.3), 0.8);
+      ctx.fillStyle = COLOURS.bar;
+      ctx.fillRect(x0, pad.top + plotH - bh, width, bh);
+      if (errors[i]) {
+        const eh = Math.max(1, (errors[i] / peak) * plotH);
+        ctx.fillStyle = COLOURS.error;
+        ctx.fillRect(x0, pad.top + plotH - eh, width, eh);
       }
-    } else {
-      label(ctx, "no exchanges in the last minutes", w / 2, h / 2, "center", COLOURS.axis);
+      bars++;
     }
+    if (peak === 0) label(ctx, "no exchanges in the last minutes", w / 2, h / 2, "center", COLOURS.axis);
     ctx.strokeStyle = COLOURS.axis;
     ctx.beginPath(); ctx.moveTo(pad.left, pad.top + plotH + 0.5); ctx.lineTo(w - pad.right, pad.top + plotH + 0.5); ctx.stroke();
-    for (let m = 0; m <= n / 60; m++) { // a tick a minute, "now" at the right
-      const px = w - pad.right - (m * 60 / n) * plotW;
+    const step = n > 60 ? 60 : 10; // a tick a minute, or every ten seconds
+    for (let s = 0; s <= n; s += step) {
+      const px = w - pad.right - (s / n) * plotW;
       ctx.beginPath(); ctx.moveTo(px, pad.top + plotH); ctx.lineTo(px, pad.top + plotH + 4); ctx.stroke();
-      label(ctx, m ? `-${m} min` : "now", px, h - 6, m === 0 ? "right" : m >= n / 60 ? "left" : "center");
+      const text = s === 0 ? "now" : step === 60 ? `-${s / 60} min` : `-${s} s`;
+      label(ctx, text, px, h - 6, s === 0 ? "right" : s + step > n ? "left" : "center");
     }
     if (peak > 0) label(ctx, `${peak}/s`, pad.left, pad.top - 3, "left", COLOURS.axis);
     rate.dataset.bars = String(bars);
