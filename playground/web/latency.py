@@ -6,7 +6,8 @@ Pure (no Twisted, no clock, no I/O): every call takes its time. ``Latency`` keep
 * per command name (RESP: the command's first word, ``GET``, ``SET``; HTTP: the method) a
   ``Histogram``: a count per log-spaced bucket (HdrHistogram's layout: ``SUB`` = 16 linear
   buckets per power of two of microseconds, 1 us .. 2**26 us = 67 s, one bucket below and one
-  above: ``len(BOUNDS) + 1`` = 418 counts), the count, errors, sum, min and max. Memory is
+  above: ``len(BOUNDS) + 1`` = 418 counts), the exchanges without a latency, errors, min and
+  max (the count is the buckets' sum, counted when read). Memory is
   ``O(buckets)`` per name and the names are bounded (``max_names`` per protocol, 64): the
   names that come later share one ``(other)`` row. A name is at most ``MAX_NAME`` bytes.
 * a ``RateRing``: exchanges and errors per whole second over the last ``SECONDS`` (300).
@@ -19,8 +20,9 @@ the min and max seen. For an exact value ``x`` in 1 us .. 67 s, the answer is wi
 ``max`` and ``min`` are exact, and so is a percentile whose rank is the first or the last.
 
 Cost per exchange: a dict look-up (by the raw name's bytes: every spelling seen is remembered,
-at most ``4 * max_names`` of them), one ``bisect`` on ``BOUNDS`` for the bucket index and a
-few integer additions; a pipelined run is one call.
+at most ``4 * max_names`` of them), one ``bisect`` on ``BOUNDS`` for the bucket index, one
+increment and two comparisons, no call (``Histogram.add`` is inlined); a pipelined run is one
+call, its per-second count one addition.
 """
 
 from __future__ import annotations
@@ -51,42 +53,50 @@ def bucket_bounds(i: int) -> tuple[float, float | None]:
 
 
 class Histogram:
-    """One name's latencies: counts per bucket of ``BOUNDS``, count, errors, sum, min, max."""
+    """One name's latencies: counts per bucket of ``BOUNDS``, the exchanges without a latency,
+    errors, min and max. Fed inline by ``Latency`` (no call per exchange); ``add`` is the same
+    for one sample."""
 
-    __slots__ = ("name", "buckets", "count", "timed", "errors", "total", "min", "max")
+    __slots__ = ("name", "buckets", "untimed", "errors", "min", "max")
 
     def __init__(self, name: str):
         self.name = name
         self.buckets = [0] * BUCKETS
-        self.count = 0  # exchanges
-        self.timed = 0  # of them with a latency (an unanswered one has none)
+        self.untimed = 0  # exchanges without a latency (unanswered)
         self.errors = 0
-        self.total = 0.0
         self.min = float("inf")
-        self.max = 0.0
+        self.max = float("-inf")
 
     def add(self, latency: float | None, error: bool = False) -> None:
-        self.count += 1
         if error:
             self.errors += 1
-        if latency is not None:
-            self.buckets[bisect_right(BOUNDS, latency)] += 1
-            self.timed += 1
-            self.total += latency
-            if latency > self.max:
-                self.max = latency
-            if latency < self.min:
-                self.min = latency
+        if latency is None:
+            self.untimed += 1
+            return
+        self.buckets[bisect_right(BOUNDS, latency)] += 1
+        if latency > self.max:
+            self.max = latency
+        if latency < self.min:
+            self.min = latency
+
+    @property
+    def timed(self) -> int:
+        return sum(self.buckets)
+
+    @property
+    def count(self) -> int:
+        return self.timed + self.untimed
 
     def percentiles(self, ps=PERCENTILES) -> list[float | None]:
         """The ``ps``-th percentiles (nearest rank), each within the module's error bound."""
-        if not self.timed:
-            return [None] * len(ps)
         cumulative = list(accumulate(self.buckets))
+        timed = cumulative[-1]
+        if not timed:
+            return [None] * len(ps)
         out = []
         for p in ps:
-            rank = max(1, ceil(p * self.timed / 100))
-            if rank == 1 or rank >= self.timed:  # the smallest or the largest: known exactly
+            rank = max(1, ceil(p * timed / 100))
+            if rank == 1 or rank >= timed:  # the smallest or the largest: known exactly
                 out.append(self.min if rank == 1 else self.max)
                 continue
             low, high = bucket_bounds(bisect_left(cumulative, rank))
@@ -97,10 +107,9 @@ class Histogram:
     def summary(self, protocol: str) -> dict:
         """The API's row (JSON-ready): counts, percentiles and the non-empty buckets."""
         timed = self.timed
-        row = {"protocol": protocol, "name": self.name, "count": self.count,
+        row = {"protocol": protocol, "name": self.name, "count": timed + self.untimed,
                "errors": self.errors, "timed": timed,
-               "min": self.min if timed else None, "max": self.max if timed else None,
-               "mean": self.total / timed if timed else None}
+               "min": self.min if timed else None, "max": self.max if timed else None}
         row.update(zip((f"p{p}" for p in PERCENTILES), self.percentiles(), strict=True))
         row["buckets"] = [[*bucket_bounds(i), n] for i, n in enumerate(self.buckets) if n]
         return row
@@ -201,16 +210,23 @@ class Latency:
         """RESP exchanges answered at ``ts``: commands (tuples of bytes arguments), their
         replies (``playground.codec.values``: an ``Error`` counts as an error) and latencies."""
         table = self._resp
-        spellings = table.spellings
+        get = table.spellings.get
+        bounds = BOUNDS
         errors = 0
         for command, reply, latency in zip(commands, replies, latencies, strict=True):
-            raw = command[0] if command else b""
-            h = spellings.get(raw) or table.histogram(raw)
+            h = get(command[0] if command else b"") or table.histogram(command[0] if command
+                                                                        else b"")
+            if latency is None:
+                h.untimed += 1
+            else:  # Histogram.add, inline: no call per exchange
+                h.buckets[bisect_right(bounds, latency)] += 1
+                if latency > h.max:
+                    h.max = latency
+                if latency < h.min:
+                    h.min = latency
             if type(reply) is Error:
+                h.errors += 1
                 errors += 1
-                h.add(latency, True)
-            else:
-                h.add(latency)
         table.rate.add(ts, len(commands), errors)
 
     def http(self, ts: float, method: bytes | None, status: int | None,

@@ -82,7 +82,8 @@
       if (td.textContent !== String(text ?? "")) td.textContent = String(text ?? "");
       if (td.className !== cls) td.className = cls;
     });
-    tr.title = `${row.name}: ${row.count} exchange(s), ${row.timed} timed, mean ${ms(row.mean)}`;
+    tr.title = `${row.name}: ${row.count} exchange(s), ${row.timed} with a latency, ` +
+      `min ${ms(row.min)}`;
     tr.classList.toggle("picked", key === picked);
     return tr;
   }
