@@ -4,56 +4,81 @@ Pure (no Twisted, no clock, no I/O): every call takes its time. ``Latency`` keep
 (``resp``, ``http``):
 
 * per command name (RESP: the command's first word, ``GET``, ``SET``; HTTP: the method) a
-  ``Histogram``: a count per log-spaced bucket (HdrHistogram's layout: ``SUB`` = 16 linear
-  buckets per power of two of microseconds, 1 us .. 2**26 us = 67 s, one bucket below and one
-  above: ``len(BOUNDS) + 1`` = 418 counts), the exchanges without a latency, errors, min and
-  max (the count is the buckets' sum, counted when read). Memory is
-  ``O(buckets)`` per name and the names are bounded (``max_names`` per protocol, 64): the
-  names that come later share one ``(other)`` row. A name is at most ``MAX_NAME`` bytes.
+  ``Histogram``: a count per bucket (HdrHistogram's layout, 1 us units: 32 buckets of 1 us,
+  then 16 per power of two up to 2**26 us = 67 s, and one above: ``BUCKETS`` = 369 counts),
+  the exchanges without a latency, errors, min and max (the count is the buckets' sum, made
+  when read). Memory is ``O(buckets)`` per name and the names are bounded (``max_names`` per
+  protocol, 64): the names that come later share one ``(other)`` row. A name is at most
+  ``MAX_NAME`` bytes.
 * a ``RateRing``: exchanges and errors per whole second over the last ``SECONDS`` (300).
 
 Error bound: a percentile (``p50``, ``p90``, ``p99``: nearest rank, the ``ceil(p/100 * n)``-th
 smallest sample) is read from the bucket holding that rank, as the bucket's midpoint clamped to
-the min and max seen. For an exact value ``x`` in 1 us .. 67 s, the answer is within
-``x / (2 * SUB)`` of it (3.1 %): a bucket ``[lo, hi)`` of the power of two ``2**e`` is
-``2**e / SUB`` wide and ``lo >= 2**e``. Below 1 us it is within 1 us; above 67 s it is the max.
-``max`` and ``min`` are exact, and so is a percentile whose rank is the first or the last.
+the min and max seen. For an exact value ``x`` up to 67 s, the answer is within
+``max(x / 32, 0.5 us)`` of it (3.1 %): from 32 us up, a bucket ``[j * 2**e, (j + 1) * 2**e)``
+has ``j >= 16``, so half its width is at most a 32nd of its low bound; below, buckets are 1 us
+wide. Above 67 s it is the max. ``max`` and ``min`` are exact, and so is a percentile whose rank
+is the first or the last. A negative latency (the clock went back) counts in the first bucket.
 
 Cost per exchange: a dict look-up (by the raw name's bytes: every spelling seen is remembered,
-at most ``4 * max_names`` of them), one ``bisect`` on ``BOUNDS`` for the bucket index, one
-increment and two comparisons, no call (``Histogram.add`` is inlined); a pipelined run is one
-call, its per-second count one addition.
+at most ``4 * max_names`` of them), the bucket index from a table (``INDEX``, by whole
+microseconds, below 16 ms; a few integer operations above), one increment and two comparisons,
+no call (``Histogram.add`` is inlined); a pipelined run is one call, its per-second count one
+addition, and a run of one command name (``redis-benchmark -P 16``) leaves the look-up, the
+comparisons and the error check to builtins, once per run.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from itertools import accumulate
 from math import ceil
+from operator import itemgetter
 
 from playground.codec.values import Error
 
-SUB = 16  # linear buckets per power of two
-OCTAVES = 26  # 1 us .. 2**26 us (67.1 s)
-BOUNDS = [(1 << e) * (SUB + j) / SUB / 1e6 for e in range(OCTAVES) for j in range(SUB)]
-BOUNDS.append((1 << OCTAVES) / 1e6)  # bucket i holds [BOUNDS[i-1], BOUNDS[i]); 0: below 1 us
-BUCKETS = len(BOUNDS) + 1
-ERROR_BOUND = 1 / (2 * SUB)  # relative, for values in BOUNDS[0] .. BOUNDS[-1]
+SUB = 16  # buckets per power of two (HdrHistogram's sub-bucket half count)
+TOP_US = 1 << 26  # 67.1 s: the last bucket holds what is longer
+OVERFLOW = 16 * (TOP_US.bit_length() - 6) + 2 * SUB  # 368: the index of that last bucket
+BUCKETS = OVERFLOW + 1
+ERROR_BOUND = 1 / (2 * SUB)  # relative, from 16 us up (0.5 us absolute below)
 SECONDS = 300
 MAX_NAMES = 64
 MAX_NAME = 32
 OTHER = "(other)"
 PERCENTILES = (50, 90, 99)
 PROTOCOLS = ("resp", "http")
+_first = itemgetter(0)
+
+
+def index(us: int) -> int:
+    """The bucket of a latency of ``us`` whole microseconds."""
+    if us < 2 * SUB:
+        return max(us, 0)
+    if us >= TOP_US:
+        return OVERFLOW
+    e = us.bit_length() - 5  # us >> e is 16 .. 31
+    return SUB * e + (us >> e)
+
+
+INDEX_SIZE = 1 << 14  # 16.4 ms: the latencies whose bucket is looked up (a 128 KiB list)
+_SMALL = list(range(BUCKETS))  # one int object per index, shared by the table
+INDEX = [_SMALL[index(us)] for us in range(INDEX_SIZE)]
 
 
 def bucket_bounds(i: int) -> tuple[float, float | None]:
     """Bucket ``i``'s ``[low, high)`` in seconds (``high`` None: the last, unbounded)."""
-    return (BOUNDS[i - 1] if i else 0.0), (BOUNDS[i] if i < len(BOUNDS) else None)
+    if i < 2 * SUB:
+        return i / 1e6, (i + 1) / 1e6
+    if i >= OVERFLOW:
+        return TOP_US / 1e6, None
+    e = i // SUB - 1
+    j = i - SUB * e
+    return (j << e) / 1e6, ((j + 1) << e) / 1e6
 
 
 class Histogram:
-    """One name's latencies: counts per bucket of ``BOUNDS``, the exchanges without a latency,
+    """One name's latencies: counts per bucket (``index``), the exchanges without a latency,
     errors, min and max. Fed inline by ``Latency`` (no call per exchange); ``add`` is the same
     for one sample."""
 
@@ -73,7 +98,8 @@ class Histogram:
         if latency is None:
             self.untimed += 1
             return
-        self.buckets[bisect_right(BOUNDS, latency)] += 1
+        us = int(latency * 1e6)
+        self.buckets[INDEX[us] if 0 <= us < INDEX_SIZE else index(us)] += 1
         if latency > self.max:
             self.max = latency
         if latency < self.min:
@@ -210,8 +236,9 @@ class Latency:
         """RESP exchanges answered at ``ts``: commands (tuples of bytes arguments), their
         replies (``playground.codec.values``: an ``Error`` counts as an error) and latencies."""
         table = self._resp
+        if len(commands) > 1 and self._run(table, ts, commands, replies, latencies):
+            return
         get = table.spellings.get
-        bounds = BOUNDS
         errors = 0
         for command, reply, latency in zip(commands, replies, latencies, strict=True):
             h = get(command[0] if command else b"") or table.histogram(command[0] if command
@@ -219,7 +246,8 @@ class Latency:
             if latency is None:
                 h.untimed += 1
             else:  # Histogram.add, inline: no call per exchange
-                h.buckets[bisect_right(bounds, latency)] += 1
+                us = int(latency * 1e6)
+                h.buckets[INDEX[us] if 0 <= us < INDEX_SIZE else index(us)] += 1
                 if latency > h.max:
                     h.max = latency
                 if latency < h.min:
@@ -228,6 +256,31 @@ class Latency:
                 h.errors += 1
                 errors += 1
         table.rate.add(ts, len(commands), errors)
+
+    @staticmethod
+    def _run(table: Table, ts: float, commands, replies, latencies) -> bool:
+        """A pipelined run of one command (the common case: ``redis-benchmark -P``) with the
+        per-exchange work left to builtins but the index; False: not such a run."""
+        try:
+            names = set(map(_first, commands))
+            low, high = min(latencies), max(latencies)
+        except (IndexError, TypeError):  # an empty command, an exchange without a latency
+            return False
+        if len(names) != 1:
+            return False
+        h = table.histogram(names.pop())
+        buckets = h.buckets
+        for latency in latencies:
+            us = int(latency * 1e6)
+            buckets[INDEX[us] if 0 <= us < INDEX_SIZE else index(us)] += 1
+        if high > h.max:
+            h.max = high
+        if low < h.min:
+            h.min = low
+        errors = sum(type(r) is Error for r in replies) if Error in map(type, replies) else 0
+        h.errors += errors
+        table.rate.add(ts, len(commands), errors)
+        return True
 
     def http(self, ts: float, method: bytes | None, status: int | None,
              latency: float | None) -> None:
