@@ -135,8 +135,8 @@ class Histogram:
         timed = self.timed
         row = {"protocol": protocol, "name": self.name, "count": timed + self.untimed,
                "errors": self.errors, "timed": timed,
-               "min": self.min if timed else None, "max": self.max if timed else None}
-        row.update(zip((f"p{p}" for p in PERCENTILES), self.percentiles(), strict=True))
+               "min": _ns(self.min) if timed else None, "max": _ns(self.max) if timed else None}
+        row.update(zip((f"p{p}" for p in PERCENTILES), map(_ns, self.percentiles()), strict=True))
         row["buckets"] = [[*bucket_bounds(i), n] for i, n in enumerate(self.buckets) if n]
         return row
 
@@ -310,6 +310,11 @@ class Latency:
             series = RateRing(next(iter(self.tables.values())).rate.seconds).series(now)
         return {"commands": rows, "series": series, "error_bound": ERROR_BOUND,
                 "percentiles": [f"p{p}" for p in PERCENTILES]}
+
+
+def _ns(seconds: float | None) -> float | None:
+    """Seconds rounded to the nanosecond (``0.004`` rather than ``0.0040000000000048885``)."""
+    return None if seconds is None else round(seconds, 9)
 
 
 def _sum_series(a: dict, b: dict) -> dict:
