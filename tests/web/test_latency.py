@@ -156,12 +156,15 @@ exchange = st.tuples(st.sampled_from([(b"GET", b"k"), (b"get",), (b"SET", b"k", 
                      st.one_of(st.none(), IN_RANGE, st.floats(min_value=-1, max_value=100)))
 
 
-@given(st.lists(exchange, min_size=1, max_size=30), st.booleans())
-def test_a_pipelined_run_counts_as_its_exchanges_one_by_one(run, same):
-    """The run's shortcut (one command name) and the general loop agree with feeding the
-    exchanges one at a time."""
-    if same:  # one name throughout: the shortcut's case
-        run = [((b"GET", b"k"), reply, latency) for _, reply, latency in run]
+@given(st.lists(exchange, min_size=1, max_size=30),
+       st.sampled_from(["mixed", "one name", "one name, one latency"]))
+def test_a_pipelined_run_counts_as_its_exchanges_one_by_one(run, shape):
+    """The run's shortcuts (one command name; and one latency) and the general loop agree with
+    feeding the exchanges one at a time."""
+    if shape != "mixed":
+        first = run[0][2] if run[0][2] is not None else 0.0002
+        run = [((b"GET", b"k"), reply, first if shape.endswith("latency") else latency)
+               for _, reply, latency in run]
     together, apart = Latency(), Latency()
     commands, replies, latencies = (list(column) for column in zip(*run, strict=True))
     together.redis(5.0, commands, replies, latencies)
