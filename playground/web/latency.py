@@ -39,9 +39,9 @@ from operator import itemgetter
 
 from playground.codec.values import Error
 
-SUB = 16  # buckets per power of two (HdrHistogram's sub-bucket half count)
+SUB = 16  # buckets per power of two (HdrHistogram's sub-bucket half count), a power of two
 TOP_US = 1 << 26  # 67.1 s: the last bucket holds what is longer
-OVERFLOW = 16 * (TOP_US.bit_length() - 6) + 2 * SUB  # 368: the index of that last bucket
+OVERFLOW = SUB * (TOP_US.bit_length() - SUB.bit_length()) + SUB  # 368: that last bucket's index
 BUCKETS = OVERFLOW + 1
 ERROR_BOUND = 1 / (2 * SUB)  # relative, from 16 us up (0.5 us absolute below)
 SECONDS = 300
@@ -59,7 +59,7 @@ def index(us: int) -> int:
         return max(us, 0)
     if us >= TOP_US:
         return OVERFLOW
-    e = us.bit_length() - 5  # us >> e is 16 .. 31
+    e = us.bit_length() - SUB.bit_length()  # us >> e is SUB .. 2 * SUB - 1
     return SUB * e + (us >> e)
 
 
@@ -243,8 +243,8 @@ class Latency:
         get = table.spellings.get
         errors = 0
         for command, reply, latency in zip(commands, replies, latencies, strict=True):
-            h = get(command[0] if command else b"") or table.histogram(command[0] if command
-                                                                        else b"")
+            raw = command[0] if command else b""
+            h = get(raw) or table.histogram(raw)
             if latency is None:
                 h.untimed += 1
             else:  # Histogram.add, inline: no call per exchange
