@@ -246,7 +246,13 @@ def test_the_latency_panel_shows_redis_benchmark_per_command(twistd, redis_serve
     assert browser.find_element(By.CSS_SELECTOR, "#latency tbody tr.picked").get_attribute(
         "data-key") == "resp SET"
 
-    browser.find_elements(By.CSS_SELECTOR, "#connections tbody tr")[-1].click()  # beside it
+    # a command name is attacker data: text in the table, never HTML
+    subprocess.run([need("redis-cli"), "-p", str(port), "<b>x</b>"], capture_output=True,
+                   timeout=20)
+    wait_until(lambda: "resp <B>X</B>" in table(), 5, "the unknown command's row")
+    assert table()["resp <B>X</B>"][1:4] == ["<B>X</B>", "1", "1"]  # one, an error
+    assert not browser.find_elements(By.CSS_SELECTOR, "#latency b")
+    browser.find_elements(By.CSS_SELECTOR, "#connections tbody tr")[-2].click()  # beside it
     wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#exchanges tbody tr")) > 400,
                5, "a benchmark connection's exchanges under the panel")
     target = os.environ.get("TCPPLAY_WEB_LATENCY_SCREENSHOT")
