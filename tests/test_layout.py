@@ -31,6 +31,7 @@ PURE = (_modules("codec") + ["playground.examples.chat.core", "playground.exampl
                             "playground.web.capture",
                             "playground.web.export",
                             "playground.web.filterscan",
+                            "playground.web.latency",
                             "playground.faults.model",
                             "playground.faults.toxics",
                             ]

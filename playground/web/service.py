@@ -48,7 +48,8 @@ class WebService(service.MultiService):
         self.sink = WebSink(self.capture, max_value=max_value, reactor=reactor)
         self.proxies: list = []
         self.site = make_site(self.capture, token=self.token, reactor=reactor,
-                              describe=self.sink.rows, close=self.close_pair)
+                              describe=self.sink.rows, close=self.close_pair,
+                              latency=self.sink.latency)
         self.listening = _WebListening(self, "web", opts["web"], self.site, flag="--web",
                                        reactor=reactor)
         self.listening.setServiceParent(self)

@@ -7,7 +7,8 @@
   simple string or an error as a tagged tuple), one exchange or a pipelined run as one entry,
   and become rows of text when read (``rows``), made with the console's formatting (``set foo "bar"`` -> ``+OK``,
   bounded at ``max_value`` bytes a value); the detected protocol is noted; other records are
-  ignored at the cost of one type check;
+  ignored at the cost of one type check; each exchange is counted in ``latency``
+  (``playground.web.latency``: the pictures);
 * a byte consumer, the pcap sink's contract (``pair_opened``, ``data``, ``half_closed``,
   ``pair_closed``, ``mask``, ``decoded``): the chain hands it the same bytes it hands the pcap
   sink, with the same hold-back and the same masks (``playground.decode.bytetee.ByteTee`` when
@@ -25,6 +26,7 @@ from playground.codec.parser import STREAM_MIN
 from playground.decode import records as R
 from playground.sinks.console import command_summary, format_args, format_value
 from playground.web.capture import Capture
+from playground.web.latency import Latency
 
 _EXCHANGE = R.RedisExchange
 _RUN = R.RedisExchanges
@@ -131,8 +133,10 @@ class WebSink:
 
     takes_runs = True  # R.RedisExchanges records are welcome
 
-    def __init__(self, capture: Capture | None = None, max_value: int = 200, reactor=None):
+    def __init__(self, capture: Capture | None = None, max_value: int = 200, reactor=None,
+                 latency: Latency | None = None):
         self.capture = capture if capture is not None else Capture()
+        self.latency = latency if latency is not None else Latency()  # the pictures' numbers
         self.max_value = max_value
         self.reactor = reactor
         # the byte path's hot call, ``data(pair_id, direction, data, now)``, goes straight on
@@ -145,6 +149,7 @@ class WebSink:
     def _one(self, pair, ts, command, reply, latency) -> None:
         """One exchange (unpipelined traffic: the hot path there): kept as
         ``(command, reply, latency)``, the reply as ``_stored`` keeps it."""
+        self.latency.redis(ts, (command,), (reply,), (latency,))
         cost = sum(map(len, command))
         if cost > _KEPT:  # long arguments: count what the decoder keeps of each
             cost = sum(min(len(a), _KEPT) for a in command)
@@ -175,6 +180,7 @@ class WebSink:
         if len(commands) == 1:
             self._one(pair, ts, commands[0], replies[0], latencies[0])
             return
+        self.latency.redis(ts, commands, replies, latencies)
         cost = sum(map(len, _flat(commands)))
         if cost > _KEPT:  # long arguments: count what the decoder keeps of each
             cost = sum(min(len(a), _KEPT) for command in commands for a in command)
@@ -254,6 +260,7 @@ class WebSink:
             if not r.complete:
                 reply += " (incomplete)"
             error = r.status >= 400
+        self.latency.http(r.ts, r.method, r.status, r.latency)
         self._row(r.pair, r.ts, "http", request, reply, r.latency, r.request_body_size,
                   r.response_body_size, error)
 

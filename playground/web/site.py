@@ -15,6 +15,10 @@ header or from another origin, 405 not GET, or not POST for an action):
   connections that match, and of a connection only its matching exchanges (a bad value: 400
   naming the parameter); a list answer reads at most ``MAX_SCAN_ROWS`` exchange rows
   (``filterscan.FilterScan`` remembers how far it read), and says ``more`` when it stopped;
+* ``/api/latency`` the pictures' numbers (``latency.Latency.snapshot``): per command name its
+  count, errors, p50/p90/p99/max and histogram buckets, and exchanges per second; it follows
+  the filter's ``proto``, ``cmd`` (RESP names) and ``http`` methods, and says which of the
+  filter's other parts it ``ignores``;
 * ``/api/connections/{id}/stream`` its stream in arrival order, FIN/RST marks in place
   (``?after=N``, ``?limit=N``, ``?encoding=base64|text``: text is escaped, ``\\r`` ``\\n``
   ``\\xNN``), about ``MAX_STREAM_ANSWER`` bytes at most; ``more``: ask again ``?after=``;
@@ -43,6 +47,7 @@ import base64
 import hmac
 import json
 import secrets
+from fnmatch import fnmatchcase
 from importlib import resources
 from urllib.parse import quote
 
@@ -56,10 +61,12 @@ from playground.common.defaultreactor import default_reactor
 from playground.web.capture import BadFilter, Capture, Filter
 from playground.web.export import connection_jsonl, connection_pcap, evicted_ranges
 from playground.web.filterscan import FilterScan
+from playground.web.latency import PROTOCOLS as TIMED_PROTOCOLS
+from playground.web.latency import Latency
 from playground.web.sink import rows as exchange_rows
 
 ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-          "app.css": "text/css; charset=utf-8"}
+          "app.css": "text/css; charset=utf-8", "plots.js": "text/javascript; charset=utf-8"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 MAX_LIMIT = 5000  # rows or chunks one API answer holds at most
@@ -228,8 +235,9 @@ class WebRoot(resource.Resource):
 
     def __init__(self, capture: Capture, token: str | None = None, reactor=None,
                  assets: dict[str, bytes] | None = None, feed: EventFeed | None = None,
-                 describe=exchange_rows, close=None):
+                 describe=exchange_rows, close=None, latency: Latency | None = None):
         super().__init__()
+        self.latency = latency if latency is not None else Latency()
         self.close = close  # (pair_id, how) -> bool: closed; None: the view cannot act
         self.capture = capture
         self.describe = describe  # an exchanges entry -> its table rows
@@ -298,6 +306,8 @@ class WebRoot(resource.Resource):
             return self._connections(request)
         if path[1:] == ["events"]:
             return self._events(request)
+        if path[1:] == ["latency"]:
+            return self._latency(request)
         if path[1] == "connections" and len(path) == 3 and path[2].endswith(DOWNLOADS):
             return self._download(request, path[2])
         if path[1] == "connections" and len(path) in (3, 4):
@@ -323,7 +333,7 @@ class WebRoot(resource.Resource):
             # the page's own requests for its assets carry the token too (app.js adds it to
             # the API's); only a request that had it gets this page
             query = b"?token=" + quote(self.token, safe="").encode()
-            for asset in (b"static/app.css", b"static/app.js"):
+            for asset in (b"static/app.css", b"static/app.js", b"static/plots.js"):
                 body = body.replace(b'"' + asset + b'"', b'"' + asset + query + b'"')
         return body
 
@@ -435,6 +445,26 @@ class WebRoot(resource.Resource):
         request.setHeader(b"content-type", b"application/x-ndjson; charset=utf-8")
         return connection_jsonl(c, self.describe)
 
+    def _latency(self, request) -> bytes:
+        shown = _filter_arg(request)
+        protocols = tuple(p for p in TIMED_PROTOCOLS if not shown.proto or p == shown.proto)
+        if shown.cmd:  # a command name is RESP's, a method HTTP's (as on the exchanges)
+            protocols = tuple(p for p in protocols if p == "resp")
+        if shown.http_method:
+            protocols = tuple(p for p in protocols if p == "http")
+        methods = shown.http_method.split(",") if shown.http_method not in ("", "*") else None
+
+        def named(protocol: str, name: str) -> bool:
+            if protocol == "resp":
+                return not shown.cmd or fnmatchcase(name, shown.cmd)
+            return methods is None or name in methods
+
+        out = self.latency.snapshot(self.reactor.seconds(), protocols, named)
+        out["ignores"] = [name for name, on in (
+            ("http", shown.http_path not in ("", "*")), ("errors", shown.errors),
+            ("slow", shown.slow is not None), ("client", bool(shown.client))) if on]
+        return self._json(request, out)
+
     def _close(self, request, pair_text: str) -> bytes:
         if request.getHeader(ACTION_HEADER) != b"close":
             return self._error(request, 403, "an action needs the header X-Tcpplay-Action: close")
@@ -478,8 +508,9 @@ def _origin_host(origin: bytes) -> bytes:
 
 
 def make_site(capture: Capture, token: str | None = None, reactor=None,
-              describe=exchange_rows, close=None) -> server.Site:
-    root = WebRoot(capture, token=token, reactor=reactor, describe=describe, close=close)
+              describe=exchange_rows, close=None, latency: Latency | None = None) -> server.Site:
+    root = WebRoot(capture, token=token, reactor=reactor, describe=describe, close=close,
+                   latency=latency)
     site = server.Site(root)
     site.displayTracebacks = False
     site.noisy = False

@@ -101,7 +101,7 @@ def test_wheel_contents(installed):
     assert not any(n.startswith("tests/") for n in names)
     # the web view's page ships in the package (served from it: works offline)
     static = sorted((src / "playground" / "web" / "static").iterdir())
-    assert {"index.html", "app.js", "app.css"} <= {p.name for p in static}
+    assert {"index.html", "app.js", "app.css", "plots.js"} <= {p.name for p in static}
     for asset in static:
         assert f"playground/web/static/{asset.name}" in names
 

@@ -194,7 +194,8 @@ def test_off_loopback_every_request_needs_the_token(twistd, redis_server):
     assert status == 200 and "<script" in page
     # the page's assets are asked for with the token (a browser sends no header for them)
     assets = re.findall(r'(?:src|href)="(static/[^"]+)"', page)
-    assert sorted(assets) == [f"static/app.css?token={token}", f"static/app.js?token={token}"]
+    assert sorted(assets) == [f"static/app.css?token={token}", f"static/app.js?token={token}",
+                              f"static/plots.js?token={token}"]
     for asset in assets:
         assert curl(f"{base}/{asset}")[0] == 200
     assert proc.terminate() == 0
@@ -203,7 +204,7 @@ def test_off_loopback_every_request_needs_the_token(twistd, redis_server):
 def test_the_page_and_its_assets_come_from_the_package_and_name_no_other_site(web):
     status, page = web.api("/")
     assert status == 200 and 'src="static/app.js"' in page
-    for name in ("app.js", "app.css"):
+    for name in ("app.js", "app.css", "plots.js"):
         status, text = web.api(f"/static/{name}")
         assert status == 200 and text
         assert not re.search(r"https?://", text), name  # nothing fetched from elsewhere

@@ -308,7 +308,7 @@ def test_the_page_follows_redis_cli_and_shows_traffic_as_text(twistd, redis_serv
     pick(row_of("2")[0])
     wait_until(lambda: exchange_rows() and "x" in exchange_rows()[0][1], 5, "connection 2")
     assert exchange_rows()[0][1] == 'set x "<script>alert(1)</script>"'
-    assert browser.execute_script("return document.querySelectorAll('script').length") == 1  # app.js only
+    assert browser.execute_script("return document.querySelectorAll('script').length") == 2  # app.js, plots.js
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text  # noqa: B018
     wait_until(lambda: "<script>alert(1)</script>" in spans("c2s"), 5, "the script as bytes")
@@ -375,6 +375,64 @@ def test_the_page_works_with_a_token_off_loopback(twistd, redis_server, browser)
                "the connection")
     browser.find_element(By.CSS_SELECTOR, "#connections tbody tr").click()
     wait_until(lambda: "PONG" in browser.find_element(By.ID, "exchanges").text, 5, "its row")
+    assert proc.terminate() == 0
+
+
+def test_the_latency_panel_shows_redis_benchmark_per_command(twistd, redis_server, browser):
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--quiet")
+    browser.get(web_url(proc))
+    wait_until(lambda: browser.find_element(By.ID, "status").text == "live", 10, "live feed")
+    assert not browser.find_element(By.ID, "latency-pane").is_displayed()
+    browser.find_element(By.ID, "latency-toggle").click()
+    assert browser.find_element(By.ID, "latency-pane").is_displayed()
+    subprocess.run([need("redis-benchmark"), "-p", str(port), "-t", "get,set", "-n", "2000",
+                    "-c", "4", "-q"], capture_output=True, timeout=120, check=True)
+
+    def table():
+        return {tr.get_attribute("data-key"): [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+                for tr in browser.find_elements(By.CSS_SELECTOR, "#latency tbody tr")}
+
+    wait_until(lambda: {"resp GET", "resp SET"} <= set(table()) and table()["resp GET"][2] == "2000"
+               and table()["resp SET"][2] == "2000", 5, "GET and SET rows, 2000 each")
+    for name in ("resp GET", "resp SET"):
+        proto, command, count, errors, *times = table()[name]
+        assert (proto, command, count, errors) == ("resp", name[5:], "2000", "0")
+        assert all(t.endswith(("µs", "ms")) for t in times), times  # p50 p90 p99 max
+
+    def painted(canvas_id):  # pixels the chart drew (a cleared canvas has none)
+        return browser.execute_script(
+            "const c = document.getElementById(arguments[0]);"
+            "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            "let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n;", canvas_id)
+
+    for canvas_id in ("histogram", "rate"):
+        canvas = browser.find_element(By.ID, canvas_id)
+        assert int(canvas.get_attribute("data-bars")) > 0, canvas_id
+        assert painted(canvas_id) > 500, canvas_id
+    assert browser.find_element(By.ID, "rate-title").text.startswith("exchanges/s")
+    browser.find_element(By.CSS_SELECTOR, '#latency tbody tr[data-key="resp SET"]').click()
+    wait_until(lambda: browser.find_element(By.ID, "histogram-title").text.startswith("resp SET"),
+               3, "the picked command's histogram")
+    assert browser.find_element(By.CSS_SELECTOR, "#latency tbody tr.picked").get_attribute(
+        "data-key") == "resp SET"
+
+    # a command name is attacker data: text in the table, never HTML
+    subprocess.run([need("redis-cli"), "-p", str(port), "<b>x</b>"], capture_output=True,
+                   timeout=20)
+    wait_until(lambda: "resp <B>X</B>" in table(), 5, "the unknown command's row")
+    assert table()["resp <B>X</B>"][1:4] == ["<B>X</B>", "1", "1"]  # one, an error
+    assert not browser.find_elements(By.CSS_SELECTOR, "#latency b")
+    browser.find_elements(By.CSS_SELECTOR, "#connections tbody tr")[-2].click()  # beside it
+    wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#exchanges tbody tr")) > 400,
+               5, "a benchmark connection's exchanges under the panel")
+    target = os.environ.get("TCPPLAY_WEB_LATENCY_SCREENSHOT")
+    if target:  # docs/web-latency.png
+        browser.execute_async_script(
+            "requestAnimationFrame(() => requestAnimationFrame(arguments[0]))")
+        browser.save_screenshot(str(ROOT / target))
     assert proc.terminate() == 0
 
 
