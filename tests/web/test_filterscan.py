@@ -21,10 +21,13 @@ NAMES = (b"GET", b"SET", b"PING")
 
 
 def _add(capture: Capture, pair: int, names: list[bytes]) -> None:
-    """One entry of ``len(names)`` pipelined commands (a run), as the sink stores it."""
+    """One entry of ``len(names)`` pipelined commands (a run, or one exchange), as the sink stores it."""
     commands = tuple((name, b"k") for name in names)
-    capture.add_exchanges(pair, 1.0, "redis", (commands, (b"v",) * len(names),
-                                               (0.001,) * len(names)), len(names), 0, 10)
+    if len(commands) == 1:  # one exchange is stored on its own: (command, reply, latency)
+        data = (commands[0], b"v", 0.001)
+    else:
+        data = (commands, (b"v",) * len(names), (0.001,) * len(names))
+    capture.add_exchanges(pair, 1.0, "redis", data, len(names), 0, 10)
 
 
 def _open(capture: Capture, pair: int) -> None:
