@@ -27,7 +27,7 @@ PURE = (_modules("codec") + ["playground.examples.chat.core", "playground.exampl
                             "playground.examples.http.app", "playground.proxy.observer",
                             "playground.sinks.pcapwriter", "playground.daemon.stats",
                             "playground.common.defaultreactor", "playground.faults.model",
-                            "playground.faults.toxics"]
+                            "playground.faults.toxics", "playground.faults.respfaults"]
         + [m for m in _modules("examples.resp") if m != "playground.examples.resp.server"])
 # Pure apart from logging: twisted.logger and what it imports, nothing else of Twisted.
 LOGGING_ONLY = _modules("decode")
