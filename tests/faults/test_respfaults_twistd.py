@@ -88,3 +88,18 @@ def test_drop_times_redis_py_out(twistd, redis_server):
             client.get("d")
     finally:
         client.close()
+
+
+def test_redis_py_with_retries_rides_out_loading_on_half_the_connections(twistd, redis_server):
+    redis.Redis(port=redis_server.port).set("user:9", "v")
+    proc, port = start_proxy(twistd, redis_server.port,
+                             "--fault", "resp:GET user:*:error=-LOADING,toxicity=0.5")
+    client = redis.Redis(port=port, socket_timeout=10, retry=Retry(NoBackoff(), 30),
+                         retry_on_error=[redis.exceptions.BusyLoadingError])
+    try:
+        for _ in range(20):  # a new connection each time: each rolls the toxicity again
+            assert client.get("user:9") == b"v"
+            client.connection_pool.disconnect()
+    finally:
+        client.close()
+    proc.wait_for("fault resp_downstream injected -LOADING for GET user:9")  # 1 in 2**20 fails
