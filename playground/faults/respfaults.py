@@ -20,7 +20,8 @@ What does not break: RESP3 pushes (``>``) are not replies: they pass at once and
 would leave it queued or in MULTI state; ``delay``, ``drop``, ``close`` and ``reset`` still act.
 After ``SUBSCRIBE``, ``PSUBSCRIBE``, ``SSUBSCRIBE``, ``MONITOR`` or ``CLIENT REPLY`` (replies no
 longer one per command) faults stop for the connection: what is held goes out in order, then
-bytes pass unchanged. The same on garbage either way or when more than ``max_held`` bytes
+bytes pass unchanged. The same on garbage either way, on an HTTP request line (a ``resp`` fault
+given to a proxy of HTTP traffic, as ``demo --fault`` does) or when more than ``max_held`` bytes
 would be held: the core gives up, says so once (a ``Note``), and passes bytes through.
 
 Actions: ``ToServer(data)``, ``ToClient(data, injected)`` (``injected`` is the toxic whose error
@@ -166,6 +167,8 @@ class RespFaults:
             if not isinstance(args, (list, tuple)) or not all(type(a) is bytes for a in args):
                 return self._give_up(out, forward, done_to,
                                      "the client sent what is not a command", now)
+            if type(value) is Inline and args and args[-1].startswith(b"HTTP/"):
+                return self._give_up(out, forward, done_to, "the client speaks HTTP", now)
             done_to = end
             if self.passing:  # a mode changer earlier in this feed
                 forward.append(raw)

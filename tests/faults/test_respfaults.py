@@ -229,6 +229,15 @@ def test_garbage_from_the_client_gives_up_once_and_passes_bytes():
     assert len([n for n in run.notes if "stop" in n]) == 1
 
 
+def test_an_http_request_is_left_alone():
+    c = core("resp:GET:error=-X")
+    request = b"GET /status/200 HTTP/1.1\r\nHost: x\r\n\r\n"
+    run = drive(c, [request], [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+    assert run.server == request
+    assert run.client == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    assert run.injected == []
+
+
 def test_garbage_from_the_server_gives_up():
     c = core("resp:GET:delay=1s")
     run = drive(c, [cmd(b"GET", b"a") + cmd(b"GET", b"b")], [b"$1\r\n1\r\n", b"?what\r\n"],
