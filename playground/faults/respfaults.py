@@ -125,7 +125,9 @@ class RespFaults:
         self._cbase = 0  # stream offset of _cbuf[0]
         self._sbuf = bytearray()  # server bytes of the unfinished reply
         self._sbase = 0
-        self._slots: deque[_Slot] = deque()
+        self._slots: deque[_Slot] = deque()  # every reply the client is owed, in order
+        self._awaiting: deque[_Slot] = deque()  # the forwarded ones whose reply is not read yet
+        self._held = 0  # bytes of the replies in _slots
         self._in_multi = False
         self._server_eof = False
         self._fin_sent = False
@@ -146,8 +148,7 @@ class RespFaults:
         self.toxics = [t for t in self.toxics if t.name != name]
 
     def held(self) -> int:
-        return len(self._cbuf) + len(self._sbuf) + sum(
-            len(s.data) for s in self._slots if s.data is not None)
+        return len(self._cbuf) + len(self._sbuf) + self._held
 
     # -- client -> server ----------------------------------------------------------
     def client_data(self, data: bytes, now: float) -> list:
@@ -212,6 +213,7 @@ class RespFaults:
         if action == "error" and not exempt:
             reply = error_reply(str(toxic.attributes["error"]))
             self._slots.append(_Slot(reply, toxic=toxic))
+            self._held += len(reply)
             out.append(Note(toxic, f"injected {reply[:-2].decode('utf-8', 'replace')} for "
                                    f"{describe(args)}"))
             return False
@@ -225,6 +227,7 @@ class RespFaults:
             out.append(Note(toxic, f"delays the reply of {describe(args)} by {delay} ms"))
         else:
             self._slots.append(_Slot())
+        self._awaiting.append(self._slots[-1])
         if name == b"MULTI":
             self._in_multi = True
         elif name in (b"EXEC", b"DISCARD"):
@@ -279,13 +282,15 @@ class RespFaults:
                 return self._give_up(out, [], self._cbase, "the server sent what is not RESP",
                                      now)
             raw = bytes(self._sbuf[start - self._sbase:end - self._sbase])
-            i = self._waiting()
-            if type(value) is Push or i is None:
-                # a push (not a reply), or a reply nobody waits for: after the replies already
-                # read, before those still to come
-                self._slots.insert(len(self._slots) if i is None else i, _Slot(raw))
+            if type(value) is Push:  # not a reply: out at once, after the replies not held
+                out.extend(self._release(now))
+                out.append(ToClient(raw))
+            elif not self._awaiting:  # a reply nobody waits for: in its place
+                self._slots.append(_Slot(raw))
+                self._held += len(raw)
             else:
-                slot = self._slots[i]
+                slot = self._awaiting.popleft()
+                self._held += len(raw)
                 slot.data = raw
                 slot.done = True
                 slot.until = now + slot.delay
@@ -299,21 +304,11 @@ class RespFaults:
         out.extend(self._release(now))
         return out
 
-    def _waiting(self) -> int | None:
-        """The index of the first slot still waiting for its reply."""
-        for i, slot in enumerate(self._slots):
-            if not slot.done:
-                return i
-        return None
-
     def server_eof(self, now: float) -> list:
         """The server's FIN: it reaches the client after every held reply (the replies still
         awaited will not come)."""
         self._server_eof = True
-        for slot in self._slots:
-            if not slot.done:
-                slot.data = b""
-                slot.done = True
+        self._no_more_replies()
         return self._release(now)
 
     def tick(self, now: float) -> list:
@@ -333,6 +328,7 @@ class RespFaults:
                 out.append(Wait(slot.until))
                 return out
             slots.popleft()
+            self._held -= len(slot.data)
             toxic = slot.toxic
             if toxic is not None:
                 if pending:
@@ -369,10 +365,15 @@ class RespFaults:
         for slot in self._slots:
             slot.until = 0.0
             slot.drop = False
-            if slot.data is None:
-                slot.data = b""  # its reply comes in the bytes that now pass unchanged
-                slot.done = True
+        self._no_more_replies()  # the replies still to come are in the bytes passed unchanged
         if first:
             out.append(Note(None, f"RESP faults stop on this pair: {why}; bytes pass unchanged"))
         out.extend(self._release(now))
         return out
+
+    def _no_more_replies(self) -> None:
+        """The replies still awaited will not be read as replies: their slots are empty."""
+        for slot in self._awaiting:
+            slot.data = b""
+            slot.done = True
+        self._awaiting.clear()
