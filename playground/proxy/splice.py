@@ -452,6 +452,10 @@ class Pair:
         if self.faults is not None:
             if toxic.type == "resp" and not self.finished:
                 self._resp_changed(event, toxic)
+            elif toxic.type in BYTE_TYPES and event != "removed":
+                self.log.info("proxy #{pair} toxic {toxic} ({type}) does not act on this pair: "
+                              "it has resp faults", pair=self.id, toxic=toxic.name,
+                              type=toxic.type)
             return
         if toxic.type not in BYTE_TYPES or self.finished:
             return

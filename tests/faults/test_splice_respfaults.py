@@ -135,3 +135,14 @@ def test_a_changed_resp_toxic_reaches_open_pairs():
     toxics.remove("resp_downstream")
     client.dataReceived(cmd(b"GET", b"k"))
     assert st.value() == cmd(b"GET", b"k")
+
+
+def test_byte_toxics_stand_aside_on_a_pair_with_resp_faults(logged):
+    clock, factory, client, ct, server, st = connected("resp:GET:error=-X",
+                                                       "latency:downstream:1s")
+    assert type(server) is FaultedServerSide
+    client.dataReceived(cmd(b"PING"))
+    server.dataReceived(b"+PONG\r\n")
+    assert ct.value() == b"+PONG\r\n"  # no latency
+    text = "\n".join(formatEvent(e) for e in logged)
+    assert "toxic latency_downstream (latency) does not act on this pair: it has resp faults" in text
