@@ -139,6 +139,12 @@ SPEC: dict[str, object] = {
     "fault-down-server": ["proxy listening on 127.0.0.1:6482",
                           "proxy down (toxic down_downstream): not listening"],
     "fault-down-cli": FULL,
+    "fault-resp-server": ["proxy listening on 127.0.0.1:6482"],
+    "fault-resp-cli": FULL,
+    "fault-resp-console": [
+        "fault resp_downstream injected -LOADING Redis is loading the dataset in memory for "
+        "GET user:1 on pair 1",
+        "GET user:1 -> -LOADING Redis is loading the dataset in memory ("],
     # 6. connection pools
     "pool-demo": ["proxy redis listening on 127.0.0.1:6479"],
     "pool-no-pool": ["200 requests to 6479, 4 at a time, a new connection per request",
@@ -751,6 +757,10 @@ def test_break_it_on_purpose(twistd, tour):
     assert proxy.terminate() == 0
     proxy = start_server(twistd, tour, "fault-down-server")
     check(tour, "fault-down-cli", run_block(tour, "fault-down-cli"))
+    assert proxy.terminate() == 0
+    proxy = start_server(twistd, tour, "fault-resp-server")
+    check(tour, "fault-resp-cli", run_block(tour, "fault-resp-cli", tty=True))
+    await_keys(tour, "fault-resp-console", proxy)
     assert proxy.terminate() == 0
     assert resp.terminate() == 0
 
