@@ -66,6 +66,21 @@ from playground.examples.http.parser import (
 LINGER = 2.0  # seconds to drain a client's input after our final response, before closing
 
 
+_HEADER_BLOCKS: dict = {}  # an endpoint's header fields -> (their text, has Content-Length)
+
+
+def _header_block(headers: tuple) -> tuple[str, bool]:
+    """``Name: value\\r\\n`` for each field, and whether one is ``Content-Length``: made once
+    per distinct set of fields (endpoints answer with a few constant ones; at most 256 kept)."""
+    block = _HEADER_BLOCKS.get(headers)
+    if block is None:
+        block = ("".join([f"{name}: {value}\r\n" for name, value in headers]),
+                 any(name == "Content-Length" for name, _ in headers))
+        if len(_HEADER_BLOCKS) < 256:
+            _HEADER_BLOCKS[headers] = block
+    return block
+
+
 class _Slot:
     """One request in the response queue."""
 
@@ -327,9 +342,8 @@ class HttpProtocol(protocol.Protocol):
         keep = head.keep_alive and not slot.close
         slot.close = not keep
         self._date()
-        headers = [status_text(status), self.factory._preamble]
-        for name, value in resp.headers:
-            headers.append(f"{name}: {value}\r\n")
+        fields, has_length = _header_block(resp.headers)
+        headers = [status_text(status), self.factory._preamble, fields]
         body = resp.body
         pieces = resp.pieces
         chunked = False
@@ -348,7 +362,7 @@ class HttpProtocol(protocol.Protocol):
                 if not resp.interval:
                     body = b"".join(pieces)
                     pieces = None
-        elif not any(k == "Content-Length" for k, _ in resp.headers):
+        elif not has_length:
             headers.append(f"Content-Length: {len(body)}\r\n")
         if not keep:
             headers.append("Connection: close\r\n\r\n")
