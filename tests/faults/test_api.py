@@ -202,6 +202,8 @@ def test_toxic_errors_name_the_field(redis_server):
             ({"type": "latency", "toxicity": 2}, "toxicity: expected a number from 0 to 1"),
             ({"type": "latency", "attributes": {"latency": -1}}, "latency.latency: must be >= 0"),
             ({"type": "latency", "attributes": {"colour": 1}}, "unknown attribute 'colour'"),
+            ({"type": "reset_peer", "attributes": {"timeout": 10**400}},
+             "reset_peer.timeout: at most"),
             ({"attributes": {}}, "type: missing"),
             ("latency", "expected a JSON object"),
         ]
