@@ -130,7 +130,8 @@ class ToxiproxyApi(resource.Resource):
             if failure.check(ApiError):
                 return self._error(request, failure.value.status, failure.value.message)
             self.log.failure("toxiproxy API: {method} {uri} failed", failure,
-                             method=request.method.decode(), uri=request.uri.decode("replace"))
+                             method=request.method.decode("ascii", "replace"),
+                             uri=request.uri.decode("utf-8", "replace"))
             return self._error(request, 500, "internal error (see the server's log)")
 
         def write(body: bytes):

@@ -68,6 +68,7 @@ _MILLISECONDS = {("latency", "latency"), ("latency", "jitter"), ("slow_close", "
 _MICROSECONDS = {("slicer", "delay")}
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 _MAX_STRING = 1024
+MAX_NUMBER = 2**53  # the largest whole number a JSON double carries exactly; toxiproxy's int64 is wider
 
 
 @attrs.frozen
@@ -104,6 +105,8 @@ def _number(type_: str, key: str, value, default):
         raise FaultError(f"{type_}.{key}: expected a number, got {value!r}")
     if value < 0:
         raise FaultError(f"{type_}.{key}: must be >= 0, got {value!r}")
+    if value > MAX_NUMBER:
+        raise FaultError(f"{type_}.{key}: at most {MAX_NUMBER}, got {_short(value)}")
     if isinstance(default, int) and not isinstance(value, int):
         if value != int(value):
             raise FaultError(f"{type_}.{key}: expected a whole number, got {value!r}")
@@ -122,6 +125,8 @@ def _parse_quantity(type_: str, key: str, text: str):
     if not match:
         raise FaultError(f"{type_}.{key}: expected a number, got {text!r}")
     number, unit = float(match.group(1)), match.group(2).lower()
+    if number > MAX_NUMBER:  # "9" * 400 is inf as a float
+        raise FaultError(f"{type_}.{key}: at most {MAX_NUMBER}, got {_short(text)}")
     if (type_, key) in _MILLISECONDS or (type_, key) in _MICROSECONDS:
         if unit not in _TIME_UNITS_MS:
             raise FaultError(f"{type_}.{key}: unknown time unit {unit!r} (use us, ms, s, m)")
@@ -133,6 +138,12 @@ def _parse_quantity(type_: str, key: str, text: str):
         number *= _SIZE_UNITS[unit]
     number = round(number, 6)  # "9us" is 9 us, not 9.000000000000002
     return int(number) if number == int(number) else number
+
+
+def _short(value) -> str:
+    """A value for an error message, cut to 40 characters (a 400-digit number is not echoed)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def make_toxic(type: str, name: str | None = None, stream: str = DOWNSTREAM,

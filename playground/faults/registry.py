@@ -101,9 +101,12 @@ def upstream_target(text) -> addresses.Target:
     if not isinstance(text, str):
         raise ApiError(f"upstream: expected HOST:PORT, got {text!r}", 400)
     try:
-        return addresses.client_target(text, "upstream")
+        target = addresses.client_target(text, "upstream")
+        # an endpoint type the syntax admits but this build cannot connect with ("stdio:")
+        addresses.client_endpoint(None, target.desc, "upstream")
     except usage.UsageError as e:
         raise ApiError(str(e), 400)
+    return target
 
 
 def proxy_fields(body, where: str = "") -> dict:

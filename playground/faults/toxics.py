@@ -25,8 +25,8 @@ always comes after the bytes before it, whatever the delays. Semantics (toxiprox
 
 Toxicity is decided once per toxic and pipeline (one per connection and direction) with the
 random generator passed in, as are the jitter and slice sizes: a seeded generator gives the same
-run twice. Memory is bounded: above ``max_held`` bytes queued the pipeline says ``Pause``, and
-``Resume`` once below half. Pure: no Twisted, no clock.
+run twice. Memory is bounded: above ``max_held`` bytes (or ``max_pieces`` pieces) queued the
+pipeline says ``Pause``, and ``Resume`` once below half. Pure: no Twisted, no clock.
 """
 
 from __future__ import annotations
@@ -218,6 +218,8 @@ class Pipeline:
     def __init__(self, rng: random.Random, max_held: int = MAX_HELD):
         self.rng = rng
         self.max_held = max_held
+        # a queued piece costs ~100 bytes of bookkeeping: 1-byte slices would hold 100x the bytes
+        self.max_pieces = max(64, max_held // 64)
         self.stages: list[_Stage] = []
         self.held = 0
         self.paused = False
@@ -339,10 +341,10 @@ class Pipeline:
             queue.clear()
             self.held = 0
             return actions
-        if self.paused and self.held <= self.max_held // 2:
+        if self.paused and self.held <= self.max_held // 2 and len(queue) <= self.max_pieces // 2:
             self.paused = False
             actions.append(Resume())
-        elif not self.paused and self.held > self.max_held:
+        elif not self.paused and (self.held > self.max_held or len(queue) > self.max_pieces):
             self.paused = True
             actions.append(Pause())
         due = queue[0][0] if queue else None

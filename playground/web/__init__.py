@@ -8,7 +8,7 @@ connection's pcap and JSON lines downloads; ``filterscan`` (pure) finds the conn
 matches in bounded steps; ``static/`` holds the page's
 files (plain JS, no framework, nothing fetched from elsewhere). Docs: ``docs/web.md``.
 
-May import the decoder records (``playground.decode.records``), the observer contract
+May import the decoder records (``playground.decode.records``) and escaping (``views.escape``), the observer contract
 (``playground.proxy.observer``), ``codec`` for reply types, the console's value formatting
 (``playground.sinks.console``: rows read as the console's lines do), the pcap sink's pure
 writer (``playground.sinks.pcapwriter``: the download's pcap), ``common`` and

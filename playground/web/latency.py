@@ -38,6 +38,7 @@ from math import ceil
 from operator import itemgetter
 
 from playground.codec.values import Error
+from playground.decode.views import escape
 
 SUB = 16  # buckets per power of two (HdrHistogram's sub-bucket half count), a power of two
 TOP_US = 1 << 26  # 67.1 s: the last bucket holds what is longer
@@ -207,7 +208,7 @@ class Table:
         h = self.spellings.get(raw)
         if h is not None:
             return h
-        name = bytes(raw[:MAX_NAME]).upper().decode("latin-1")
+        name = escape(bytes(raw[:MAX_NAME]).upper())  # as the console shows it
         h = self.names.get(name)
         if h is None:
             if len(self.names) >= self.max_names:

@@ -77,6 +77,8 @@ def test_create_errors():
             ({"name": "a", "upstream": "127.0.0.1:1", "listen": "nowhere"}, "listen: expected"),
             ({"name": "a", "upstream": "127.0.0.1:1", "listen": "127.0.0.1:70000"}, "out of range"),
             ({"name": "a", "upstream": "no port"}, "upstream: cannot read"),
+            # an endpoint type tcpplay reads but cannot connect with (it once hung the request)
+            ({"name": "a", "upstream": "stdio:"}, "upstream: 'stdio:': Unknown endpoint type"),
             ({"name": "a", "upstream": "127.0.0.1:1", "enabled": "yes"}, "enabled: expected"),
             ([1, 2], "bad request body: expected a JSON object"),
         ]
@@ -91,6 +93,10 @@ def test_create_errors():
         status, answer, _ = call(api, "POST", "/proxies", raw=b"x" * (MAX_BODY + 1))
         assert (status, answer["status"]) == (413, 413)
         assert call(api, "GET", "/proxies")[1] == {}  # nothing was created
+        call(api, "POST", "/proxies", {"name": "a", "upstream": "127.0.0.1:1"})
+        status, answer, _ = call(api, "POST", "/proxies/a", {"upstream": "stdio:"})
+        assert status == 400 and "Unknown endpoint type" in answer["error"]
+        assert call(api, "GET", "/proxies/a")[1]["enabled"]  # left as it was, still listening
 
     yield run(check)
 
@@ -202,6 +208,8 @@ def test_toxic_errors_name_the_field(redis_server):
             ({"type": "latency", "toxicity": 2}, "toxicity: expected a number from 0 to 1"),
             ({"type": "latency", "attributes": {"latency": -1}}, "latency.latency: must be >= 0"),
             ({"type": "latency", "attributes": {"colour": 1}}, "unknown attribute 'colour'"),
+            ({"type": "reset_peer", "attributes": {"timeout": 10**400}},
+             "reset_peer.timeout: at most"),
             ({"attributes": {}}, "type: missing"),
             ("latency", "expected a JSON object"),
         ]

@@ -88,6 +88,29 @@ def test_bad_fault_says_what(text, words):
         parse_fault(text)
 
 
+_NUMERIC = [(type_, key) for type_, schema in sorted(TOXIC_TYPES.items())
+            for key, default in schema.items() if not isinstance(default, str)]
+
+
+@pytest.mark.parametrize("type_, key", _NUMERIC)
+@pytest.mark.parametrize("value", [10**400, 1e30, "9" * 400, 2**53 + 1],
+                         ids=["10**400", "1e30", "9*400", "2**53+1"])
+def test_a_number_too_large_is_a_fault_error_naming_the_field(type_, key, value):
+    # 10**400 ms overflowed float division in the pipeline (a 500 from the API); "9" * 400
+    # overflowed int() in the --fault parser (a traceback from twistd)
+    with pytest.raises(FaultError, match=rf"{type_}\.{key}: .*at most"):
+        make_toxic(type_, attributes={key: value})
+
+
+def test_a_fault_too_large_is_a_fault_error():
+    with pytest.raises(FaultError, match=r"latency\.latency: .*at most"):
+        parse_fault("latency:" + "9" * 400)
+
+
+def test_the_largest_number_is_kept():
+    assert make_toxic("latency", attributes={"latency": 2**53}).attributes["latency"] == 2**53
+
+
 _ATTRIBUTE_VALUES = {int: st.integers(0, 10**9), float: st.floats(0, 1e9),
                      str: st.text(max_size=40)}
 

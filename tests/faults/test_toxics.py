@@ -201,6 +201,20 @@ def test_pause_above_the_bound_resume_below_half():
     assert p.tick(0.1) == [Write(b"x" * 9), Resume(), Wait(pytest.approx(0.15))]
 
 
+def test_tiny_slices_pause_on_their_count_not_only_their_bytes():
+    # 1-byte slices: each costs ~100 bytes of bookkeeping, so 1 MiB held was ~110 MB in memory
+    p = pipeline(make_toxic("slicer", attributes={"average_size": 1, "delay": 1000}))
+    fed, written, actions = 0, 0, []
+    while Pause() not in actions:
+        actions = p.feed(b"x" * 4096, 0.0)
+        fed += 4096
+        assert fed <= 64 * 1024, "no Pause after 64 KiB of 1-byte slices"
+        written += sum(len(a.data) for a in actions if type(a) is Write)  # pieces due at 0
+    actions = p.tick(1e9)
+    assert Resume() in actions and p.held == 0
+    assert sum(len(a.data) for a in actions if type(a) is Write) + written == fed
+
+
 def test_protocol_and_service_toxics_are_not_byte_stages():
     p = Pipeline(random.Random(1))
     assert not p.add(make_toxic("down"), 0.0)

@@ -140,7 +140,7 @@ def test_memory_is_bounded_whatever_the_names(raws, max_names):
     assert len(table.names) <= max_names
     assert len(table.spellings) <= 4 * max_names
     assert all(len(h.buckets) == BUCKETS for h in [*table.names.values(), table.other])
-    assert all(len(name.encode("latin-1")) <= MAX_NAME for name in table.names)
+    assert all(len(name) <= 4 * MAX_NAME for name in table.names)  # each byte at most \xNN
     rows = latency.snapshot(1.0)["commands"]
     assert sum(r["count"] for r in rows) == len(raws)  # nothing lost: the rest is (other)
     assert len(rows) <= max_names + 1
@@ -177,6 +177,16 @@ def test_spellings_of_one_name_share_its_row():
     latency = Latency()
     latency.redis(1.0, [(b"get",), (b"GET",), (b"gEt",)], [b"", b"", b""], [0.1, 0.1, 0.1])
     assert [(r["name"], r["count"]) for r in latency.snapshot(1.0)["commands"]] == [("GET", 3)]
+
+
+def test_names_are_shown_escaped_as_the_console_shows_them():
+    # the panel showed control characters raw (an ESC hidden in a name) and UTF-8 names as
+    # Latin-1 upper-cased (b"\xce\xba" as "\u00ce\u00ba")
+    latency = Latency()
+    latency.redis(1.0, [(b"ge\x1b[31mt",), ("κλειδί".encode(),), (b"a\x00",)],
+                  [b"", b"", b""], [0.1, 0.1, 0.1])
+    names = sorted(r["name"] for r in latency.snapshot(1.0)["commands"])
+    assert names == ["A\\x00", "GE\\x1b[31MT", "κλειδί"]
 
 
 @given(st.lists(st.tuples(st.floats(min_value=0, max_value=900, allow_nan=False),

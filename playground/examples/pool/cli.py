@@ -119,7 +119,8 @@ async def run_load(send, requests: int, concurrency: int, timer=time.perf_counte
                 latencies.append(timer() - t0)
 
     start = timer()
-    await defer.gatherResults([defer.ensureDeferred(worker()) for _ in range(concurrency)])
+    workers = min(concurrency, requests)  # -c 1000000 -n 10: ten workers, not a million
+    await defer.gatherResults([defer.ensureDeferred(worker()) for _ in range(workers)])
     latencies.sort()
     return timer() - start, tuple(latencies), tuple(errors.most_common())
 
