@@ -257,11 +257,17 @@ class Pipeline:
                 return kept
         return self.add(toxic, now)
 
-    def remove(self, name: str) -> bool:
-        """Drop the toxic's stage; what it already queued still goes out at its time."""
+    def remove(self, name: str, now: float | None = None) -> bool:
+        """Drop the toxic's stage. With ``now`` and no stage left, what was queued is due at
+        once, in order, as toxiproxy lets a removed toxic's held data go (a latency of hours
+        removed does not keep the bytes for hours); with stages left, or without ``now``, the
+        queued bytes keep their time (what delayed each is no longer known)."""
         before = len(self.stages)
         self.stages = [s for s in self.stages if s.toxic.name != name]
         self._find_cut()
+        if now is not None and not self.stages and self._queue:
+            self._queue = deque((min(t, now), what, toxic) for t, what, toxic in self._queue)
+            self._last = min(self._last, now)
         return len(self.stages) != before
 
     def feed(self, data: bytes, now: float) -> list:

@@ -465,9 +465,12 @@ class Pair:
         pipeline = side.pipeline
         if event == "removed":
             if pipeline is not None:
-                pipeline.remove(toxic.name)
+                now = self.reactor.seconds()
+                pipeline.remove(toxic.name, now)
                 if not pipeline and not pipeline.done and not pipeline.paused:
                     self._untoxic(side)
+                elif not pipeline.done:
+                    self._toxic_wait(side, now)  # what it held may be due now
             return
         now = self.reactor.seconds()
         if pipeline is None:

@@ -192,6 +192,19 @@ def test_toxics_added_and_removed_apply_to_open_pairs():
     assert ct.value() == b"slowfastnowab" and ct.disconnecting
 
 
+def test_removing_a_latency_toxic_releases_what_it_held_at_once():
+    toxics = ToxicSet()
+    clock, factory, client, ct, server, st = connected(toxics=toxics)
+    toxics.add(make_toxic("latency", attributes={"latency": 4000}))
+    server.dataReceived(b"+PONG\r\n")
+    clock.advance(0.5)
+    assert ct.value() == b""
+    toxics.remove("latency_downstream")
+    clock.advance(0)
+    assert ct.value() == b"+PONG\r\n"  # not 3.5 s later
+    assert type(server) is ServerSide  # nothing held, no toxic left: the plain side again
+
+
 def test_reset_peer_added_to_an_open_pair_resets_it_on_the_next_turn():
     toxics = ToxicSet()
     clock, factory, client, ct, server, st = connected(toxics=toxics)

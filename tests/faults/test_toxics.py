@@ -182,10 +182,26 @@ def test_toxicity_decides_per_pipeline():
 def test_removing_a_toxic_applies_to_the_next_bytes_queued_ones_keep_their_time():
     p = pipeline(make_toxic("latency", attributes={"latency": 1000}))
     assert p.feed(b"slow", 0.0) == [Wait(1.0)]
-    assert p.remove("latency_downstream")
+    assert p.remove("latency_downstream")  # no time given: the queued bytes keep theirs
     assert p.feed(b"fast", 0.1) == [Wait(1.0)]  # behind "slow": order is kept
     assert p.tick(1.0) == [Write(b"slowfast")]
     assert p.feed(b"now", 1.1) == [Write(b"now")]
+
+
+def test_removing_the_last_toxic_lets_what_it_held_go_at_once_in_order():
+    p = pipeline(make_toxic("latency", attributes={"latency": 3_600_000}))  # an hour
+    assert p.feed(b"held", 0.0) == [Wait(3600.0)]
+    assert p.eof(0.1) == [Wait(3600.0)]
+    assert p.remove("latency_downstream", 0.5)
+    assert p.tick(0.5) == [Write(b"held"), CloseWrite()]  # the FIN still after the bytes
+
+
+def test_removing_one_of_two_toxics_leaves_the_queue_to_the_other():
+    p = pipeline(make_toxic("latency", attributes={"latency": 1000}),
+                 make_toxic("slow_close", attributes={"delay": 10}))
+    assert p.feed(b"x", 0.0) == [Wait(1.0)]
+    assert p.remove("latency_downstream", 0.5)
+    assert p.tick(0.5) == [Wait(1.0)]  # a stage is left: the queued bytes keep their time
 
 
 def test_update_replaces_in_place():
