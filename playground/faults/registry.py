@@ -96,6 +96,9 @@ def address_text(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+NETWORK_KINDS = ("tcp", "tcp6", "tls", "ssl")
+
+
 def upstream_target(text) -> addresses.Target:
     """toxiproxy's ``upstream``: ``HOST:PORT`` (a tcpplay ``--target`` value is accepted too)."""
     if not isinstance(text, str):
@@ -106,6 +109,11 @@ def upstream_target(text) -> addresses.Target:
         addresses.client_endpoint(None, target.desc, "upstream")
     except usage.UsageError as e:
         raise ApiError(str(e), 400)
+    if target.kind not in NETWORK_KINDS:
+        # safe by default: whoever reaches the API must not reach the local sockets through it
+        # (a unix: upstream to a daemon's control socket); `proxy --target` still takes one
+        raise ApiError(f"upstream: only a network address (HOST:PORT, tcp:, tls:) through the "
+                       f"API, got a {target.kind}: endpoint", 400)
     return target
 
 

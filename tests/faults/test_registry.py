@@ -19,6 +19,7 @@ from playground.faults.registry import (
     address_text,
     listen_address,
     proxy_fields,
+    upstream_target,
 )
 from playground.faults.toxiproxy import Options, read_config
 
@@ -151,3 +152,18 @@ def test_config_file_errors_name_the_file_and_the_entry(tmp_path, text, message)
 def test_config_file_missing(tmp_path):
     with pytest.raises(usage.UsageError, match="--config: cannot read .*No such file"):
         read_config(str(tmp_path / "none.json"))
+
+
+@pytest.mark.parametrize("text", ["unix:path=/var/run/docker.sock", "unix:/tmp/x.sock"])
+def test_the_api_refuses_an_upstream_on_a_local_socket(text):
+    """Whoever reaches the API must not reach a daemon's control socket through a proxy."""
+    with pytest.raises(ApiError) as caught:
+        upstream_target(text)
+    assert caught.value.status == 400
+    assert "only a network address" in caught.value.message
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1:6379", "[::1]:6379", "tcp:host=127.0.0.1:port=1",
+                                  "localhost:80"])
+def test_the_api_takes_network_upstreams(text):
+    assert upstream_target(text).kind in ("tcp", "tcp6")
