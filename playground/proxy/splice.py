@@ -22,6 +22,11 @@ and carries out its actions (writes on timers of the factory's reactor, the FIN 
 bytes, pause/resume of the reading side, a close or reset naming the toxic); its observer sees the
 bytes as the receiver gets them. A direction without toxics keeps the plain classes and pays
 nothing. Toxics added, changed or removed apply to open pairs from their next bytes.
+
+Zero-copy: a pair of a factory with no observer and no toxics (``toxics`` None) whose legs are
+both plain TCP moves its bytes with ``splice(2)`` (``playground.proxy.zerocopy``), chosen when
+the upstream connects; ``zero_copy=False`` (``--no-zero-copy``) keeps every pair on the paths
+above.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from playground.faults.toxics import (
     Wait,
     Write,
 )
+from playground.proxy import zerocopy
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Endpoint, PairInfo
 
 CLIENT = "client"
@@ -268,7 +274,7 @@ class Pair:
 
     __slots__ = ("factory", "reactor", "client", "server", "id", "opened", "info", "connecting",
                  "closed_first", "read_closed", "lost", "finished", "_idle_call", "_idle_mark",
-                 "_idle_checks", "toxic_names")
+                 "_idle_checks", "toxic_names", "splicer")
     log = Logger()
 
     def __init__(self, factory: ProxyFactory, client: ClientSide):
@@ -288,6 +294,7 @@ class Pair:
         self._idle_mark = -1
         self._idle_checks = 0
         self.toxic_names: set[str] | None = None  # the toxics logged as acting on this pair
+        self.splicer: zerocopy.Splicer | None = None  # set when the pair splices zero-copy
 
     # -- set-up ---------------------------------------------------------------
     def start(self):
@@ -351,9 +358,15 @@ class Pair:
         ct, st = self.client.transport, server.transport
         _tune(st)
         self.client.other = st
+        f = self.factory
+        if f.zero_copy and f.observer is None and f.toxics is None:
+            self.splicer = zerocopy.start(self)  # None where it does not apply: the path below
+            if self.splicer is not None:
+                if f.idle_timeout:
+                    self._schedule_idle()
+                return
         ct.registerProducer(st, True)  # a slow client slows the reads from the server
         st.registerProducer(ct, True)  # a slow server slows the reads from the client
-        f = self.factory
         observed = f.observer is not None
         direct = twistedprivate.direct_write_supported
         self.client.__class__ = _VARIANTS[CLIENT, direct(st), observed]
@@ -549,6 +562,8 @@ class Pair:
     def abort(self, how: str):
         if self.closed_first is None:
             self.closed_first = ("proxy", how)
+        if self.splicer is not None:
+            self.splicer.stop()
         for side in (self.client, self.server):
             if side is not None and not self.lost & _BIT[side.role]:
                 side.transport.abortConnection()
@@ -565,6 +580,8 @@ class Pair:
             raise ValueError(f"how: fin or rst, not {how!r}")
         self.closed_first = (by, "fin" if how == "fin" else "reset")
         self.log.info("proxy #{pair} closed by {by} ({how})", pair=self.id, by=by, how=how)
+        if self.splicer is not None:
+            self.splicer.stop()
         for side in (self.client, self.server):
             if side is None or self.lost & _BIT[side.role]:
                 continue
@@ -658,7 +675,7 @@ class ProxyFactory(LimitedFactory):
     def __init__(self, target, observer=None, connect_timeout: float = 5.0,
                  idle_timeout: float = 0.0, max_connections: int = 0, max_per_peer: int = 0,
                  reactor=None, target_ca: str | None = None, toxics=None,
-                 fault_seed: int | None = None):
+                 fault_seed: int | None = None, zero_copy: bool = True):
         super().__init__(max_connections, max_per_peer, reactor)
         if isinstance(target, str):
             target = addresses.client_target(target)
@@ -687,6 +704,9 @@ class ProxyFactory(LimitedFactory):
         self.toxics = toxics  # a ToxicSet: pairs started after a change see it, open ones too
         self.fault_random = random.Random(fault_seed)  # toxicity, jitter and slices, per pair
         self.toxic_max_held = 1024 * 1024  # bytes a pipeline holds before pausing its reader
+        # A pair with no observer and no toxics (``toxics`` None: none can come) splices kernel
+        # to kernel where it can (playground.proxy.zerocopy); False: always in Python.
+        self.zero_copy = zero_copy
         if toxics is not None:
             toxics.listen(self._toxic_changed)
 
