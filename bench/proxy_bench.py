@@ -1,15 +1,20 @@
-"""Proxy benchmark, side by side in one run: direct vs tcpplay vs Twisted's portforward vs socat.
+"""Proxy benchmark, side by side in one run: direct vs tcpplay vs Twisted's portforward vs socat
+vs haproxy.
 
-    python bench/proxy_bench.py [--quick] [--only redis,bulk,slow,idle] [--decode]
+    python bench/proxy_bench.py [--quick] [--only redis,bulk,slow,idle] [--decode] [--rounds N]
 
 * redis: ``redis-benchmark -q -t set,get -n 100000 -c 50`` at ``-P 1`` and ``-P 16`` against a real
-  redis-server: direct, through tcpplay (no decoding), through portforward, through socat; with
-  ``--decode`` also through tcpplay decoding RESP into the JSON sink and into the console sink
-  (both writing to files).
+  redis-server: direct, through tcpplay (``--decode none``: the zero-copy splice), through tcpplay
+  ``--decode none --no-zero-copy`` (forwarding in Python), through portforward, socat and
+  haproxy (Debian's, ``mode tcp``, its default threads); with ``--decode`` also through tcpplay
+  decoding RESP into the JSON sink and into the console sink (both writing to files).
 * bulk: 1 GiB in one direction through each proxy into a sink; MB/s.
 * slow: a sender pushes 512 MiB, the receiver reads 1 MB/s for 10 s: the proxy's RSS growth.
 * idle: 2,000 idle proxied pairs: the proxy's RSS per pair.
 
+The redis and bulk rows run ``--rounds`` rounds (default 3), the kinds interleaved in each round;
+each row shows the median and the worst round, and the ratios of the medians (the issue's
+targets: tcpplay >= 1.0x haproxy at ``-P 16`` and on bulk, >= 1.5x portforward at ``-P 1``).
 Prints one table with every figure and every ratio; exits 2 when a peer it needs is missing.
 Only loopback traffic; every loop is bounded in count and time.
 """
@@ -56,10 +61,17 @@ class Proc:
 def start_proxy(kind: str, target: int, tmp: str, extra=None, stdout=None) -> tuple[Proc, int]:
     """``extra``: tcpplay's decoding flags (default: --decode none, the plain splice)."""
     port = free_port()
+    if kind == "tcpplay-python":
+        kind, extra = "tcpplay", ["--decode", "none", "--no-zero-copy"]
     if kind == "tcpplay":
         args = [TWISTD, "-n", "--pidfile=", "tcpplay", "proxy", "--listen", str(port),
                 "--target", str(target), "--max-connections", "0",
                 *(extra if extra is not None else ["--decode", "none"])]
+    elif kind == "haproxy":
+        config = f"{tmp}/haproxy-{port}.cfg"
+        with open(config, "w") as f:
+            f.write(HAPROXY_CONFIG.format(listen=port, target=target))
+        args = ["haproxy", "-db", "-f", config]
     elif kind == "portforward":
         args = [sys.executable, str(HERE / "portforward.py"), str(port), str(target)]
     elif kind == "socat":
@@ -68,6 +80,24 @@ def start_proxy(kind: str, target: int, tmp: str, extra=None, stdout=None) -> tu
     else:
         raise ValueError(kind)
     return Proc(args, port, cwd=tmp, stdout=stdout or subprocess.DEVNULL), port
+
+
+# haproxy as a plain TCP hop: mode tcp, Debian's defaults otherwise (threads: one per core).
+HAPROXY_CONFIG = """global
+    maxconn 5000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend bench
+    bind 127.0.0.1:{listen}
+    default_backend target
+backend target
+    server target 127.0.0.1:{target}
+"""
+
+PROXIES = ("tcpplay", "tcpplay-python", "portforward", "socat", "haproxy")
 
 
 # -- redis-benchmark -------------------------------------------------------------------------
@@ -233,20 +263,37 @@ class Table:
 DECODE_TARGETS = {1: 0.75, 16: 0.35}
 
 
+def _mean(fig: dict[str, float]) -> float:
+    return (fig["SET"] + fig["GET"]) / 2
+
+
+def _ratio(value: float, ref: float, name: str, target: float | None = None) -> str:
+    text = f"{value / ref:.2f}x {name}"
+    if target is not None:
+        text += f" (target >= {target:g}x: {'met' if value / ref >= target else 'NOT met'})"
+    return text
+
+
+# The issue's targets for the zero-copy splice (tcpplay --decode none), on the medians.
+SPLICE_TARGETS = {("redis", 1): ("portforward", 1.5), ("redis", 16): ("haproxy", 1.0),
+                  ("bulk", 0): ("haproxy", 1.0)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
     ap.add_argument("--only", default="redis,bulk,slow,idle")
     ap.add_argument("--decode", action="store_true", help="also tcpplay with RESP decoding on")
     ap.add_argument("--rounds", type=int, default=3,
-                    help="redis-benchmark rounds per setting; the median is shown")
+                    help="rounds per redis and bulk setting; the median and the worst are shown")
     args = ap.parse_args(argv)
     parts = set(args.only.split(","))
 
-    missing = [t for t in ("redis-server", "redis-benchmark", "socat") if not shutil.which(t)]
+    missing = [t for t in ("redis-server", "redis-benchmark", "socat", "haproxy")
+               if not shutil.which(t)]
     if missing:
         print(f"missing peers: {', '.join(missing)} (Debian: apt-get install redis-server "
-              "redis-tools socat; or run 'make bench')", file=sys.stderr)
+              "redis-tools socat haproxy; or run 'make bench')", file=sys.stderr)
         return 2
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
@@ -259,9 +306,9 @@ def main(argv=None) -> int:
                   "--appendonly", "no", "--maxclients", "10000"], rport, cwd=tmp)
     try:
         print(f"machine: {os.cpu_count()} cores; redis-benchmark -q -t set,get -n {n} -c 50; "
-              f"median of {args.rounds} rounds")
+              f"median and worst of {args.rounds} rounds")
         if "redis" in parts:
-            kinds = ["direct", "tcpplay", "portforward", "socat"]
+            kinds = ["direct", *PROXIES]
             decoding = []
             if args.decode:
                 decoding = [
@@ -279,54 +326,70 @@ def main(argv=None) -> int:
                 results = {kind: {name: statistics.median(r[name] for r in runs)
                                   for name in ("SET", "GET")}
                            for kind, runs in rounds.items()}
+                worst = {kind: min(runs, key=_mean) for kind, runs in rounds.items()}
+                ref = _mean(results["portforward"])
                 for kind, fig in results.items():
-                    mean = (fig["SET"] + fig["GET"]) / 2
-                    ref = results["portforward"]
-                    refmean = (ref["SET"] + ref["GET"]) / 2
-                    ratio = f"{mean / refmean:.2f}x portforward"
+                    mean = _mean(fig)
+                    ratio = _ratio(mean, ref, "portforward")
                     if "+" in kind:
-                        off = results["tcpplay"]
-                        share = mean / ((off["SET"] + off["GET"]) / 2)
+                        share = mean / _mean(results["tcpplay"])
                         target = DECODE_TARGETS[pipeline]
                         ratio = (f"{share:.0%} of decoding off (target >= {target:.0%}: "
                                  f"{'met' if share >= target else 'NOT met'})")
-                    elif kind == "socat" or kind == "direct":
-                        ratio = f"{mean / refmean:.2f}x portforward"
-                    table.add(f"redis -P {pipeline} {kind} (SET/GET req/s)",
-                              f"{fig['SET']:,.0f}/{fig['GET']:,.0f}", ratio)
+                    elif kind == "tcpplay":
+                        against, target = SPLICE_TARGETS["redis", pipeline]
+                        ratio = "; ".join(
+                            _ratio(mean, _mean(results[k]), k, target if k == against else None)
+                            for k in ("portforward", "haproxy"))
+                    elif kind != "direct":
+                        ratio += "; " + _ratio(mean, _mean(results["haproxy"]), "haproxy")
+                    w = worst[kind]
+                    table.add(f"redis -P {pipeline} {kind} (SET/GET req/s, median; worst)",
+                              f"{fig['SET']:,.0f}/{fig['GET']:,.0f}; "
+                              f"{w['SET']:,.0f}/{w['GET']:,.0f}", ratio)
         if "bulk" in parts:
             size = (256 << 20) if args.quick else (1 << 30)
             sink, sport = start_sink()
+            runs: dict[str, list[float]] = {}
             try:
-                speeds = {"direct": bulk(sport, sink, size)}
-                for kind in ("tcpplay", "portforward", "socat"):
-                    proxy, port = start_proxy(kind, sport, tmp)
-                    try:
-                        speeds[kind] = bulk(port, sink, size)
-                    finally:
-                        proxy.stop()
+                for _ in range(args.rounds):
+                    runs.setdefault("direct", []).append(bulk(sport, sink, size))
+                    for kind in PROXIES:
+                        proxy, port = start_proxy(kind, sport, tmp)
+                        try:
+                            runs.setdefault(kind, []).append(bulk(port, sink, size))
+                        finally:
+                            proxy.stop()
             finally:
                 sink.kill()
                 sink.wait()
+            speeds = {kind: statistics.median(r) for kind, r in runs.items()}
             for kind, mbs in speeds.items():
-                table.add(f"bulk {size >> 20} MiB {kind} (MB/s)", f"{mbs:,.0f}",
-                          f"{mbs / speeds['socat']:.2f}x socat")
+                ratio = _ratio(mbs, speeds["socat"], "socat")
+                if kind == "tcpplay":
+                    ratio += "; " + _ratio(mbs, speeds["haproxy"], "haproxy", 1.0)
+                elif kind != "haproxy":
+                    ratio += "; " + _ratio(mbs, speeds["haproxy"], "haproxy")
+                table.add(f"bulk {size >> 20} MiB {kind} (MB/s, median; worst)",
+                          f"{mbs:,.0f}; {min(runs[kind]):,.0f}", ratio)
         if "slow" in parts:
             seconds = 3.0 if args.quick else 10.0
-            for kind in ("tcpplay", "portforward"):
+            for kind in ("tcpplay", "tcpplay-python", "portforward", "haproxy"):
                 base, growth = slow_reader(kind, tmp, seconds)
                 table.add(f"slow reader 1 MB/s {seconds:g}s {kind} RSS growth",
                           f"{growth / 1024:.1f} MiB", f"(idle RSS {base / 1024:.1f} MiB; target < 16)")
         if "idle" in parts:
             count = 500 if args.quick else 2000
-            for kind in ("tcpplay", "portforward"):
+            for kind in ("tcpplay", "tcpplay-python", "portforward", "haproxy"):
                 base, per_pair = idle_pairs(kind, rport, tmp, count)
                 table.add(f"{count} idle pairs {kind} RSS per pair", f"{per_pair:.2f} KiB",
-                          "(target <= 4 KiB)" if kind == "tcpplay" else "")
+                          "(target <= 4 KiB)" if kind.startswith("tcpplay") else "")
     finally:
         redis.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     table.show()
+    print("tcpplay: --decode none (zero-copy splice(2)); tcpplay-python: --decode none "
+          "--no-zero-copy; haproxy: mode tcp, default threads")
     if args.decode and "redis" in parts:
         print("decoding: in the proxy process, one reactor turn after the forwarding; its "
               "backlog is bounded (handed over at once past 4 MiB), nothing is dropped")
