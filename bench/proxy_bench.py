@@ -48,6 +48,12 @@ class Proc:
     def pid(self):
         return self.p.pid
 
+    def cpu(self) -> float:
+        """CPU seconds the process (its threads, and its reaped children: socat's) used so far."""
+        with open(f"/proc/{self.p.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGTERM)
@@ -163,7 +169,10 @@ def send_bulk(port: int, nbytes: int, deadline: float) -> None:
             pass
 
 
-def bulk(port: int, sink: subprocess.Popen, nbytes: int) -> float:
+def bulk(port: int, sink: subprocess.Popen, nbytes: int, proxy: Proc | None = None
+         ) -> tuple[float, float]:
+    """MB/s, and the proxy's CPU seconds per GiB."""
+    cpu = proxy.cpu() if proxy else 0.0
     start = time.monotonic()
     send_bulk(port, nbytes, start + 300)
     received = 0
@@ -172,7 +181,8 @@ def bulk(port: int, sink: subprocess.Popen, nbytes: int) -> float:
     seconds = time.monotonic() - start
     if received != nbytes:
         raise SystemExit(f"bulk: sink received {received} of {nbytes} bytes")
-    return nbytes / seconds / 1e6
+    used = proxy.cpu() - cpu if proxy else 0.0
+    return nbytes / seconds / 1e6, used / (nbytes / (1 << 30))
 
 
 # -- slow reader ---------------------------------------------------------------------------------
@@ -237,7 +247,10 @@ def measure_redis(kind, pipeline, n, rport, tmp, decoding) -> dict[str, float]:
     with open(f"{tmp}/console.txt", "wb") as console:
         proxy, port = start_proxy(base, rport, tmp, extra, stdout=console)
         try:
-            return redis_benchmark(port, pipeline, n)
+            cpu = proxy.cpu()
+            figures = redis_benchmark(port, pipeline, n)
+            figures["cpu_us"] = (proxy.cpu() - cpu) / (2 * n) * 1e6  # per request
+            return figures
         finally:
             proxy.stop()
 
@@ -323,8 +336,8 @@ def main(argv=None) -> int:
                     for kind in kinds + [d[0] for d in decoding]:
                         rounds.setdefault(kind, []).append(
                             measure_redis(kind, pipeline, n, rport, tmp, dict(decoding)))
-                results = {kind: {name: statistics.median(r[name] for r in runs)
-                                  for name in ("SET", "GET")}
+                results = {kind: {name: statistics.median(r.get(name, 0.0) for r in runs)
+                                  for name in ("SET", "GET", "cpu_us")}
                            for kind, runs in rounds.items()}
                 worst = {kind: min(runs, key=_mean) for kind, runs in rounds.items()}
                 ref = _mean(results["portforward"])
@@ -344,9 +357,11 @@ def main(argv=None) -> int:
                     elif kind != "direct":
                         ratio += "; " + _ratio(mean, _mean(results["haproxy"]), "haproxy")
                     w = worst[kind]
-                    table.add(f"redis -P {pipeline} {kind} (SET/GET req/s, median; worst)",
+                    cpu = f"; {fig['cpu_us']:.2f} us" if kind != "direct" else ""
+                    table.add(f"redis -P {pipeline} {kind} (SET/GET req/s median; worst; "
+                              "proxy CPU/req)",
                               f"{fig['SET']:,.0f}/{fig['GET']:,.0f}; "
-                              f"{w['SET']:,.0f}/{w['GET']:,.0f}", ratio)
+                              f"{w['SET']:,.0f}/{w['GET']:,.0f}{cpu}", ratio)
         if "bulk" in parts:
             size = (256 << 20) if args.quick else (1 << 30)
             sink, sport = start_sink()
@@ -357,21 +372,23 @@ def main(argv=None) -> int:
                     for kind in PROXIES:
                         proxy, port = start_proxy(kind, sport, tmp)
                         try:
-                            runs.setdefault(kind, []).append(bulk(port, sink, size))
+                            runs.setdefault(kind, []).append(bulk(port, sink, size, proxy))
                         finally:
                             proxy.stop()
             finally:
                 sink.kill()
                 sink.wait()
-            speeds = {kind: statistics.median(r) for kind, r in runs.items()}
+            speeds = {kind: statistics.median(mbs for mbs, _ in r) for kind, r in runs.items()}
             for kind, mbs in speeds.items():
                 ratio = _ratio(mbs, speeds["socat"], "socat")
                 if kind == "tcpplay":
                     ratio += "; " + _ratio(mbs, speeds["haproxy"], "haproxy", 1.0)
                 elif kind != "haproxy":
                     ratio += "; " + _ratio(mbs, speeds["haproxy"], "haproxy")
-                table.add(f"bulk {size >> 20} MiB {kind} (MB/s, median; worst)",
-                          f"{mbs:,.0f}; {min(runs[kind]):,.0f}", ratio)
+                cpu = statistics.median(c for _, c in runs[kind])
+                table.add(f"bulk {size >> 20} MiB {kind} (MB/s, median; worst; proxy CPU s/GiB)",
+                          f"{mbs:,.0f}; {min(m for m, _ in runs[kind]):,.0f}"
+                          + (f"; {cpu:.2f}" if kind != "direct" else ""), ratio)
         if "slow" in parts:
             seconds = 3.0 if args.quick else 10.0
             for kind in ("tcpplay", "tcpplay-python", "portforward", "haproxy"):

@@ -11,8 +11,9 @@ then from the pipe into the destination socket; Python never sees the bytes. The
 through one descriptor per socket (``_Leg``), registered instead of the transport's own reading
 (the transports are stopped, and take the sockets back only to close them):
 
-* readable: one read of at most a pipe's worth (``PIPE_CHUNK``), then the pipe is drained into
-  the other socket; bounded work per reactor turn.
+* readable: a read of at most a pipe's worth (``PIPE_CHUNK``), then the pipe is drained into
+  the other socket; again while the socket had a full pipe's worth and the other took it all, up
+  to ``READS_PER_TURN`` times: bounded work per reactor turn.
 * backpressure: while the destination takes less than the pipe holds (EAGAIN), the source is
   not read and the destination is watched for writability; once the pipe is drained the source
   is read again. A slow reader holds at most a pipe's worth, in the kernel.
@@ -47,6 +48,7 @@ log = Logger()
 AVAILABLE = hasattr(os, "splice")
 _FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if AVAILABLE else 0
 PIPE_CHUNK = 64 * 1024  # a Linux pipe's default size: what one read moves at most
+READS_PER_TURN = 4  # pipe-fulls one readable socket may move per reactor turn
 FDS_PER_PAIR = 6  # two sockets, two pipes of two ends each
 
 _logged: set[str] = set()  # the reasons already logged (once per process)
@@ -163,20 +165,25 @@ class _Direction:
         self.fin = False  # the source sent FIN
 
     def read(self):
-        try:
-            n = os.splice(self.src.fd, self.wfd, PIPE_CHUNK, flags=_FLAGS)
-        except BlockingIOError:
-            return
-        except OSError:
-            self.splicer.reset(self.src.role)
-            return
-        if n == 0:
-            self.fin = True
-            self.src.want_read(False)
-        else:
+        """At most ``READS_PER_TURN`` pipe-fulls, each drained before the next is read."""
+        for _ in range(READS_PER_TURN):
+            try:
+                n = os.splice(self.src.fd, self.wfd, PIPE_CHUNK, flags=_FLAGS)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.splicer.reset(self.src.role)
+                return
+            if n == 0:
+                self.fin = True
+                self.src.want_read(False)
+                self.drain()
+                return
             self.side.nbytes += n
             self.pending += n
-        self.drain()
+            self.drain()
+            if self.pending or n < PIPE_CHUNK or self.splicer.stopped:
+                return  # the destination is full, or the source had no more than this
 
     def drain(self):
         pending = self.pending
