@@ -710,6 +710,10 @@ class ProxyFactory(LimitedFactory):
         if toxics is not None:
             toxics.listen(self._toxic_changed)
 
+    def startFactory(self):
+        if self.zero_copy and self.observer is None and self.toxics is None:
+            zerocopy.reserve_fds(self.limits.max_connections)  # six fds a pair, not two
+
     def _toxic_changed(self, event: str, toxic) -> None:
         for pair in list(self.pairs.values()):
             if pair.server is not None:  # still connecting: it reads the set once connected

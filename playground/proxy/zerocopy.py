@@ -26,7 +26,10 @@ through one descriptor per socket (``_Leg``), registered instead of the transpor
   (``playground.proxy.splice.Pair``): the sides' ``nbytes`` are counted here; ``Pair.abort`` and
   ``Pair.close`` stop the splicer before they close the sockets.
 
-Cost per pair: two pipes, so four more file descriptors (six in all with the two sockets) and,
+Cost per pair: two pipes, so four more file descriptors (six in all with the two sockets;
+``reserve_fds``, at the factory's start, raises the soft open files limit to cover six per pair
+of ``--max-connections`` where the hard limit allows, and says how many it covers when not; a
+pair that cannot get its pipes forwards in Python) and,
 in the kernel, a pipe's bookkeeping (about 1 KiB each) plus up to ``PIPE_CHUNK`` of pages while
 bytes are in flight; in Python, one slotted ``Splicer`` with two ``_Direction`` and two ``_Leg``
 objects (about 0.6 KiB).
@@ -35,6 +38,7 @@ objects (about 0.6 KiB).
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import struct
 
@@ -50,6 +54,7 @@ _FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if AVAILABLE else 0
 PIPE_CHUNK = 64 * 1024  # a Linux pipe's default size: what one read moves at most
 READS_PER_TURN = 4  # pipe-fulls one readable socket may move per reactor turn
 FDS_PER_PAIR = 6  # two sockets, two pipes of two ends each
+_SPARE_FDS = 64  # listeners, logs, sinks, the reactor's own
 
 _logged: set[str] = set()  # the reasons already logged (once per process)
 
@@ -87,6 +92,29 @@ def start(pair) -> Splicer | None:
     _once("on", "proxy: plain pairs forward kernel to kernel (splice(2), 4 pipe fds per pair; "
                 "--no-zero-copy turns it off)")
     return Splicer(pair, pipes)
+
+
+def reserve_fds(max_connections: int) -> None:
+    """Raise the soft open files limit towards ``FDS_PER_PAIR`` per pair of ``--max-connections``
+    (up to the hard limit); say once how many zero-copy pairs the limit covers when it falls
+    short (pairs past it forward in Python, two fds each). 0 (no limit): nothing to size."""
+    if not max_connections:
+        return
+    need = max_connections * FDS_PER_PAIR + _SPARE_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+        except (OSError, ValueError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < need:
+        _once("budget", "proxy: the open files limit ({limit}) covers about {pairs} zero-copy "
+                        "pairs ({per} fds each) of --max-connections {max}; pairs past it forward "
+                        "in Python (raise it: ulimit -n)",
+              limit=soft, pairs=max(0, (soft - _SPARE_FDS) // FDS_PER_PAIR), per=FDS_PER_PAIR,
+              max=max_connections)
 
 
 def _pipes(n: int = 2) -> list[tuple[int, int]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import struct
@@ -19,6 +20,7 @@ import time
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import globalLogPublisher
 
 from playground.proxy import service, zerocopy
 from playground.proxy.splice import ProxyFactory
@@ -312,3 +314,23 @@ def test_sigterm_drains_an_open_pair_then_exits_0(twistd, upstream):
     assert ON in proc.output()
     proc.terminate()
     assert counts(close_line(proc, me)) == (2 * len(PING), len(PONG), "client", "fin")
+
+
+@pytest.mark.pure
+def test_reserve_fds_raises_the_soft_limit_to_six_per_pair():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    seen: list[dict] = []
+    globalLogPublisher.addObserver(seen.append)
+    zerocopy._logged.discard("budget")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+        zerocopy.reserve_fds(100)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 100 * 6 + 64
+        assert not [e for e in seen if "covers about" in e.get("log_format", "")]
+        if hard != resource.RLIM_INFINITY:  # past the hard limit: as far as it goes, and said
+            zerocopy.reserve_fds(hard)
+            assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard
+            assert [e for e in seen if "covers about" in e.get("log_format", "")]
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
