@@ -6,7 +6,7 @@ vs haproxy.
 * redis: ``redis-benchmark -q -t set,get -n 100000 -c 50`` at ``-P 1`` and ``-P 16`` against a real
   redis-server: direct, through tcpplay (``--decode none``: the zero-copy splice), through tcpplay
   ``--decode none --no-zero-copy`` (forwarding in Python), through portforward, socat and
-  haproxy (Debian's, ``mode tcp``, its default threads); with ``--decode`` also through tcpplay
+  haproxy (Debian's, ``mode tcp``, its default threads, and ``haproxy-1t``: ``nbthread 1``); with ``--decode`` also through tcpplay
   decoding RESP into the JSON sink and into the console sink (both writing to files).
 * bulk: 1 GiB in one direction through each proxy into a sink; MB/s.
 * slow: a sender pushes 512 MiB, the receiver reads 1 MB/s for 10 s: the proxy's RSS growth.
@@ -73,10 +73,11 @@ def start_proxy(kind: str, target: int, tmp: str, extra=None, stdout=None) -> tu
         args = [TWISTD, "-n", "--pidfile=", "tcpplay", "proxy", "--listen", str(port),
                 "--target", str(target), "--max-connections", "0",
                 *(extra if extra is not None else ["--decode", "none"])]
-    elif kind == "haproxy":
+    elif kind in ("haproxy", "haproxy-1t"):
         config = f"{tmp}/haproxy-{port}.cfg"
+        threads = "    nbthread 1\n" if kind == "haproxy-1t" else ""
         with open(config, "w") as f:
-            f.write(HAPROXY_CONFIG.format(listen=port, target=target))
+            f.write(HAPROXY_CONFIG.format(listen=port, target=target, threads=threads))
         args = ["haproxy", "-db", "-f", config]
     elif kind == "portforward":
         args = [sys.executable, str(HERE / "portforward.py"), str(port), str(target)]
@@ -88,10 +89,11 @@ def start_proxy(kind: str, target: int, tmp: str, extra=None, stdout=None) -> tu
     return Proc(args, port, cwd=tmp, stdout=stdout or subprocess.DEVNULL), port
 
 
-# haproxy as a plain TCP hop: mode tcp, Debian's defaults otherwise (threads: one per core).
+# haproxy as a plain TCP hop: mode tcp, Debian's defaults otherwise (threads: one per core);
+# haproxy-1t: one thread, as tcpplay has.
 HAPROXY_CONFIG = """global
     maxconn 5000
-defaults
+{threads}defaults
     mode tcp
     timeout connect 5s
     timeout client 1h
@@ -103,7 +105,7 @@ backend target
     server target 127.0.0.1:{target}
 """
 
-PROXIES = ("tcpplay", "tcpplay-python", "portforward", "socat", "haproxy")
+PROXIES = ("tcpplay", "tcpplay-python", "portforward", "socat", "haproxy", "haproxy-1t")
 
 
 # -- redis-benchmark -------------------------------------------------------------------------
@@ -353,7 +355,7 @@ def main(argv=None) -> int:
                         against, target = SPLICE_TARGETS["redis", pipeline]
                         ratio = "; ".join(
                             _ratio(mean, _mean(results[k]), k, target if k == against else None)
-                            for k in ("portforward", "haproxy"))
+                            for k in ("portforward", "haproxy", "haproxy-1t"))
                     elif kind != "direct":
                         ratio += "; " + _ratio(mean, _mean(results["haproxy"]), "haproxy")
                     w = worst[kind]
@@ -383,6 +385,7 @@ def main(argv=None) -> int:
                 ratio = _ratio(mbs, speeds["socat"], "socat")
                 if kind == "tcpplay":
                     ratio += "; " + _ratio(mbs, speeds["haproxy"], "haproxy", 1.0)
+                    ratio += "; " + _ratio(mbs, speeds["haproxy-1t"], "haproxy-1t")
                 elif kind != "haproxy":
                     ratio += "; " + _ratio(mbs, speeds["haproxy"], "haproxy")
                 cpu = statistics.median(c for _, c in runs[kind])
@@ -406,7 +409,7 @@ def main(argv=None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     table.show()
     print("tcpplay: --decode none (zero-copy splice(2)); tcpplay-python: --decode none "
-          "--no-zero-copy; haproxy: mode tcp, default threads")
+          "--no-zero-copy; haproxy: mode tcp, default threads (haproxy-1t: nbthread 1)")
     if args.decode and "redis" in parts:
         print("decoding: in the proxy process, one reactor turn after the forwarding; its "
               "backlog is bounded (handed over at once past 4 MiB), nothing is dropped")
