@@ -30,7 +30,7 @@ Cost per pair: two pipes, so four more file descriptors (six in all with the two
 ``reserve_fds``, at the factory's start, raises the soft open files limit to cover six per pair
 of ``--max-connections`` where the hard limit allows, and says how many it covers when not; a
 pair that cannot get its pipes forwards in Python) and,
-in the kernel, a pipe's bookkeeping (about 1 KiB each) plus up to ``PIPE_CHUNK`` of pages while
+in the kernel, a pipe's bookkeeping (about 2 KiB each) plus up to ``PIPE_CHUNK`` of pages while
 bytes are in flight; in Python, one slotted ``Splicer`` with two ``_Direction`` and two ``_Leg``
 objects (about 0.6 KiB).
 """
