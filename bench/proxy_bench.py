@@ -375,6 +375,8 @@ def main(argv=None) -> int:
                         proxy, port = start_proxy(kind, sport, tmp)
                         try:
                             runs.setdefault(kind, []).append(bulk(port, sink, size, proxy))
+                        except OSError as e:
+                            raise SystemExit(f"bulk through {kind}: {e}")
                         finally:
                             proxy.stop()
             finally:
