@@ -34,6 +34,7 @@ PURE = (_modules("codec") + ["playground.examples.chat.core", "playground.exampl
                             "playground.web.latency",
                             "playground.faults.model",
                             "playground.faults.toxics",
+                            "playground.faults.respfaults",
                             ]
         + [m for m in _modules("replay") if m.split(".")[-1] not in ("run", "cli")]
         + [m for m in _modules("examples.resp") if m != "playground.examples.resp.server"])

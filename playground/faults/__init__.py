@@ -3,12 +3,14 @@
 ``model`` (pure) is what a fault is: toxiproxy's toxic (name, type, stream, toxicity, attributes) plus
 tcpplay's own types, their checking, the ``--fault`` syntax and the live set a proxy holds.
 ``toxics`` (pure) is one direction's byte-level toxics as a pipeline the splice
-(``proxy.splice``) drives. The protocol-aware faults and the toxiproxy-compatible HTTP API build
-on them: ``registry`` (the named proxies, each a ``proxy.service.ProxyService``), ``api`` (its
-routes, twisted.web), ``apioptions`` (``--api``, ``--api-token``, ``--name``) and ``toxiproxy``
-(the subcommand).
+(``proxy.splice``) drives; ``respfaults`` (pure) one pair's ``resp`` faults (commands and replies
+in, actions out), which the splice drives too. The toxiproxy-compatible HTTP API builds on them:
+``registry`` (the named proxies, each a ``proxy.service.ProxyService``), ``api`` (its routes,
+twisted.web), ``apioptions`` (``--api``, ``--api-token``, ``--name``) and ``toxiproxy`` (the
+subcommand).
 
 May import: ``playground.common``, ``playground.codec``, ``playground.decode``, ``playground.proxy``,
-``playground.web.options`` (``is_loopback``, for the API's token) and Twisted (apart from ``model`` and ``toxics``, which import nothing of Twisted, so the splice
+``playground.web.options`` (``is_loopback``, for the API's token) and Twisted (apart from ``model``,
+``toxics`` and ``respfaults``, which import nothing of Twisted, so the splice
 can use them).
 """

@@ -246,9 +246,16 @@ def _pairs(type_: str, text: str, attributes: dict) -> dict:
 
 
 def _parse_protocol_fault(type_: str, rest: str) -> Toxic:
-    target, sep, action_text = rest.rpartition(":")
-    if not sep:
-        raise FaultError(f"{type_}: expected {type_}:TARGET:ACTION[=VALUE][,key=value...]")
+    # the target ends at the first ":ACTION" followed by "=", "," or the end: a key glob
+    # ("user:*") and an error ("-MOVED 3999 127.0.0.1:6381") may hold colons themselves
+    found = re.match(r"(.*?):\s*(%s)\s*(?=[=,]|\Z)(.*)\Z" % "|".join(ACTIONS[type_]), rest,
+                     re.S | re.I)
+    if found is None:
+        target, sep, action_text = rest.rpartition(":")
+        if not sep:
+            raise FaultError(f"{type_}: expected {type_}:TARGET:ACTION[=VALUE][,key=value...]")
+    else:
+        target, action_text = found.group(1), found.group(2) + found.group(3)
     words = target.split()
     attributes: dict[str, object] = {}
     if type_ == "resp":

@@ -150,7 +150,9 @@ class Options(ServerOptions):
         latency:downstream:200ms,jitter=50ms; bandwidth:upstream:64 (KB/s); slicer:10,delay=1ms;
         slow_close:1s; timeout:5s; reset_peer:2s; limit_data:1k; half_open:upstream;
         down:5s (refuse new clients). STREAM: upstream (client to server) or downstream
-        (the default); toxicity=0.5 and name=N among the pairs."""
+        (the default); toxicity=0.5 and name=N among the pairs. Redis commands:
+        resp:COMMAND [KEYGLOB]:ACTION, e.g. resp:GET user:*:error=-LOADING, resp:GET:delay=200ms,
+        resp:GET:drop, resp:SET:reset,nth=3 (close too)."""
         self["fault"].append(check_fault(spec, [t.name for t in self["fault"]]))
 
     def postOptions(self):
@@ -176,9 +178,9 @@ def check_fault(spec: str, taken=()):
         toxic = parse_fault(spec)
     except FaultError as e:
         raise usage.UsageError(f"--fault: {spec!r}: {e}")
-    if toxic.type not in BYTE_TYPES and toxic.type != "down":
+    if toxic.type not in BYTE_TYPES and toxic.type not in ("down", "resp"):
         raise usage.UsageError(f"--fault: {spec!r}: {toxic.type}: not a toxic the proxy applies "
-                               f"(byte toxics: {', '.join(BYTE_TYPES)}, down)")
+                               f"(byte toxics: {', '.join(BYTE_TYPES)}, down, resp)")
     if toxic.name in taken:
         raise usage.UsageError(f"--fault: {spec!r}: a toxic named {toxic.name} is already "
                                f"given; add name=OTHER")

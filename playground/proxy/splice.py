@@ -23,6 +23,15 @@ bytes, pause/resume of the reading side, a close or reset naming the toxic); its
 bytes as the receiver gets them. A direction without toxics keeps the plain classes and pays
 nothing. Toxics added, changed or removed apply to open pairs from their next bytes.
 
+Protocol-aware faults (``resp`` toxics): a pair that starts while one exists gets a
+``playground.faults.respfaults.RespFaults`` core and the faulted side classes on both legs (the
+core needs both directions: it matches replies to commands); a pair without keeps its classes.
+The observer sees what the client sent (a command the fault kept from the server included) and
+what the client received (an injected reply as server bytes), so the decoded view and the pcap
+show the exchange the client had; each fault acting is one log line naming it and the pair.
+``resp`` toxics added later apply to pairs started after them (a core cannot start mid-stream);
+changed or removed ones reach open pairs. A pair with a ``resp`` core takes no byte toxics.
+
 Zero-copy: a pair of a factory with no observer and no toxics (``toxics`` None) whose legs are
 both plain TCP moves its bytes with ``splice(2)`` (``playground.proxy.zerocopy``), chosen when
 the upstream connects; ``zero_copy=False`` (``--no-zero-copy``) keeps every pair on the paths
@@ -47,6 +56,14 @@ from playground.common.addresses import Target
 from playground.common.limits import LimitedFactory
 from playground.common.twistedprivate import direct_write
 from playground.faults.model import UPSTREAM
+from playground.faults.respfaults import (
+    FinToClient,
+    FinToServer,
+    Note,
+    RespFaults,
+    ToClient,
+    ToServer,
+)
 from playground.faults.toxics import (
     BYTE_TYPES,
     Abort,
@@ -235,6 +252,50 @@ class ObservedToxicServerSide(ToxicServerSide):
     unobserved = ToxicServerSide
 
 
+# With protocol-aware faults: both legs feed the pair's core (Pair.fault_actions carries out what
+# it says). Observed, the client leg tells the observer what the client sent; what the client
+# receives is told as it is written (fault_actions).
+class _Faulted:
+    observed = False
+
+    def _forward(self, data):
+        self.nbytes += len(data)
+        pair = self.pair
+        faults = pair.faults
+        now = pair.reactor.seconds()
+        if self.role == CLIENT:
+            if self.observed:
+                pair.factory.observe_data(self, data)
+            pair.fault_actions(faults.client_data(data, now))
+        else:
+            pair.fault_actions(faults.server_data(data, now))
+
+    dataReceived = _forward
+
+
+class FaultedClientSide(_Faulted, ClientSide):
+    pass
+
+
+class FaultedServerSide(_Faulted, ServerSide):
+    pass
+
+
+class ObservedFaultedClientSide(FaultedClientSide):
+    observed = True
+    unobserved = FaultedClientSide
+
+
+class ObservedFaultedServerSide(FaultedServerSide):
+    observed = True
+    unobserved = FaultedServerSide
+
+
+_FAULTED_VARIANTS = {  # (role, observed) -> class
+    (CLIENT, False): FaultedClientSide, (CLIENT, True): ObservedFaultedClientSide,
+    (SERVER, False): FaultedServerSide, (SERVER, True): ObservedFaultedServerSide,
+}
+
 _TOXIC_VARIANTS = {  # (role, observed) -> class
     (CLIENT, False): ToxicClientSide, (CLIENT, True): ObservedToxicClientSide,
     (SERVER, False): ToxicServerSide, (SERVER, True): ObservedToxicServerSide,
@@ -274,7 +335,7 @@ class Pair:
 
     __slots__ = ("factory", "reactor", "client", "server", "id", "opened", "info", "connecting",
                  "closed_first", "read_closed", "lost", "finished", "_idle_call", "_idle_mark",
-                 "_idle_checks", "toxic_names", "splicer")
+                 "_idle_checks", "toxic_names", "faults", "fault_call", "splicer")
     log = Logger()
 
     def __init__(self, factory: ProxyFactory, client: ClientSide):
@@ -294,6 +355,8 @@ class Pair:
         self._idle_mark = -1
         self._idle_checks = 0
         self.toxic_names: set[str] | None = None  # the toxics logged as acting on this pair
+        self.faults: RespFaults | None = None  # the protocol-aware faults' core, if any
+        self.fault_call = None  # the pending call of the core's next tick
         self.splicer: zerocopy.Splicer | None = None  # set when the pair splices zero-copy
 
     # -- set-up ---------------------------------------------------------------
@@ -384,6 +447,8 @@ class Pair:
         if f.idle_timeout:
             self._schedule_idle()
         if f.toxics:
+            if any(toxic.type == "resp" for toxic in f.toxics):
+                self._start_faults(observed)
             for toxic in f.toxics:
                 self.toxic_changed("added", toxic)
         ct.resumeProducing()
@@ -397,6 +462,14 @@ class Pair:
     # -- toxics ------------------------------------------------------------------
     def toxic_changed(self, event: str, toxic) -> None:
         """A toxic was added, updated or removed: the pipeline of its direction follows."""
+        if self.faults is not None:
+            if toxic.type == "resp" and not self.finished:
+                self._resp_changed(event, toxic)
+            elif toxic.type in BYTE_TYPES and event != "removed":
+                self.log.info("proxy #{pair} toxic {toxic} ({type}) does not act on this pair: "
+                              "it has resp faults", pair=self.id, toxic=toxic.name,
+                              type=toxic.type)
+            return
         if toxic.type not in BYTE_TYPES or self.finished:
             return
         side = self.client if toxic.stream == UPSTREAM else self.server
@@ -427,6 +500,64 @@ class Pair:
             self.log.info("proxy #{pair} toxic {toxic} ({type}, {stream}) acts on this pair",
                           pair=self.id, toxic=toxic.name, type=toxic.type, stream=toxic.stream)
         self._toxic_wait(side, now)  # a cut due at once (reset_peer 0) on the next turn
+
+    # -- protocol-aware faults ---------------------------------------------------------
+    def _start_faults(self, observed: bool) -> None:
+        f = self.factory
+        self.faults = RespFaults(random.Random(f.fault_random.getrandbits(64)))
+        for side in (self.client, self.server):
+            side.__class__ = _FAULTED_VARIANTS[side.role, observed]
+
+    def _resp_changed(self, event: str, toxic) -> None:
+        faults = self.faults
+        if event == "removed":
+            faults.remove(toxic.name)
+            return
+        acts = faults.update(toxic) if event == "updated" else faults.add(toxic)
+        if acts:
+            self.log.info("proxy #{pair} fault {toxic} (resp) acts on this pair",
+                          pair=self.id, toxic=toxic.name)
+
+    def fault_actions(self, actions) -> None:
+        """Carry out what the pair's protocol-aware core says."""
+        for action in actions:
+            kind = type(action)
+            if kind is ToServer:
+                if not self.lost & 2:
+                    self.server.transport.write(action.data)
+            elif kind is ToClient:
+                if not self.lost & 1:
+                    self.client.transport.write(action.data)
+                    if self.server.observed:
+                        self.factory.observe_data(self.server, action.data)
+            elif kind is Wait:
+                self._fault_wait(action.at)
+            elif kind is Note:
+                if action.toxic is None:
+                    self.log.info("proxy #{pair} {text}", pair=self.id, text=action.text)
+                else:
+                    self.log.info("fault {toxic} {text} on pair {pair}", toxic=action.toxic.name,
+                                  text=action.text, pair=self.id)
+            elif kind is FinToServer:
+                self._pass_fin(CLIENT)
+            elif kind is FinToClient:
+                self._pass_fin(SERVER)
+            elif kind is Close or kind is Abort:
+                self._toxic_close(action)
+
+    def _fault_wait(self, at: float) -> None:
+        call = self.fault_call
+        if call is not None and call.active():
+            if call.getTime() <= at:
+                return
+            call.cancel()
+        self.fault_call = self.reactor.callLater(max(0.0, at - self.reactor.seconds()),
+                                                 self._fault_tick)
+
+    def _fault_tick(self) -> None:
+        self.fault_call = None
+        if not self.finished and not self.lost & 1:
+            self.fault_actions(self.faults.tick(self.reactor.seconds()))
 
     def _untoxic(self, side: _Side) -> None:
         """The last toxic of ``side``'s direction is gone and nothing is held: back to the plain
@@ -499,6 +630,11 @@ class Pair:
         finish when both directions are done."""
         if self.closed_first is None:
             self.closed_first = (role, "fin")
+        if self.faults is not None:
+            now = self.reactor.seconds()
+            faults = self.faults
+            self.fault_actions(faults.client_eof(now) if role == CLIENT else faults.server_eof(now))
+            return
         side = self._side(role)
         if side.pipeline is not None:
             self.toxic_actions(side, side.pipeline.eof(self.reactor.seconds()))
@@ -548,7 +684,10 @@ class Pair:
                 side.transport.unregisterProducer()
             except Exception:
                 pass
-            if how == "fin" and side.pipeline is not None and not side.pipeline.done:
+            if how == "fin" and self.faults is not None and role == SERVER:
+                # replies the faults hold still reach the client: the FIN after them closes it
+                self.fault_actions(self.faults.server_eof(self.reactor.seconds()))
+            elif how == "fin" and side.pipeline is not None and not side.pipeline.done:
                 # its toxics may still hold bytes: the FIN they pass on closes the other side
                 self.toxic_actions(side, side.pipeline.eof(self.reactor.seconds()))
             elif how == "fin":
@@ -609,6 +748,8 @@ class Pair:
         for side in (self.client, self.server):
             if side is not None and side.toxic_call is not None and side.toxic_call.active():
                 side.toxic_call.cancel()
+        if self.fault_call is not None and self.fault_call.active():
+            self.fault_call.cancel()
         f = self.factory
         f.pairs.pop(self.id, None)
         f.connectionClosed(self.client)

@@ -139,6 +139,12 @@ SPEC: dict[str, object] = {
     "fault-down-server": ["proxy listening on 127.0.0.1:6482",
                           "proxy down (toxic down_downstream): not listening"],
     "fault-down-cli": FULL,
+    "fault-resp-server": ["proxy listening on 127.0.0.1:6482"],
+    "fault-resp-cli": FULL,
+    "fault-resp-console": [
+        "fault resp_downstream injected -LOADING Redis is loading the dataset in memory for "
+        "GET user:1 on pair 1",
+        "GET user:1 -> -LOADING Redis is loading the dataset in memory ("],
     # 6. connection pools
     "pool-demo": ["proxy redis listening on 127.0.0.1:6479"],
     "pool-no-pool": ["200 requests to 6479, 4 at a time, a new connection per request",
@@ -167,7 +173,45 @@ SPEC: dict[str, object] = {
                  "^  0 request(s) failed$"],
     "pool-max-log": ["max-connections (1) reached (refused so far: 1)"],
     "pool-max-console": ["-ERR max number of clients reached", "(fin by server)"],
-    # 7. running it for real
+    # 7. layer 4 and layer 7
+    "l4-resp-server": ["resp listening on 127.0.0.1:6380"],
+    "l7-proxy": ["proxy listening on 127.0.0.1:6479"],
+    "l4-proxy": ["proxy listening on 127.0.0.1:6481"],
+    "l4-l7-cli": FULL,
+    # The server's offsets depend on the size of COMMAND DOCS' reply: only the client's are keys.
+    "l4-console": [
+        "#1 protocol hex (forced)", "#1 -> 27 bytes at offset 0",
+        "    00000000  2a 32 0d 0a 24 37 0d 0a  43 4f 4d 4d 41 4e 44 0d  |*2..$7..COMMAND.|",
+        "#1 -> 38 bytes at offset 27",
+        "    0000001b  2a 33 0d 0a 24 33 0d 0a  53 45 54 0d 0a 24 38 0d  |*3..$3..SET..$8.|",
+        "    0000002b  0a 67 72 65 65 74 69 6e  67 0d 0a 24 35 0d 0a 68  |.greeting..$5..h|",
+        "    0000003b  65 6c 6c 6f 0d 0a                                 |ello..|",
+        "  2b 4f 4b 0d 0a                                    |+OK..|",
+        "#1 -> 27 bytes at offset 65",
+        "  24 35 0d 0a 68 65 6c 6c  6f 0d 0a                 |$5..hello..|",
+        " c2s 92 B s2c ",
+    ],
+    "l7-console": ["#1 protocol resp (forced)", " COMMAND DOCS -> (", 'SET greeting "hello" -> +OK',
+                   'GET greeting -> "hello"', " c2s 92 B s2c "],
+    "k8s-service": FULL,
+    "k8s-probes": FULL,
+    "k8s-probes-log": ["cannot reach tcp:host=127.0.0.1:port=6380: Connection was refused"],
+    # 8. resource limits
+    "limit-server": ["echo listening on 127.0.0.1:7000"],
+    "limit-clients": FULL,
+    "limit-log": ["echo open 127.0.0.1:",
+                  ": max-connections (2) reached (refused so far: 1)"],
+    "slow-resp-server": ["resp listening on 127.0.0.1:6380"],
+    "slow-proxy": ["proxy listening on 127.0.0.1:6479"],
+    "slow-set": FULL,
+    "slow-reader": ["VmRSS:"],
+    "slow-console": ["GET big -> (no reply before close)", "(reset by client)"],
+    "ulimit-server": ["echo listening on 127.0.0.1:7000"],
+    "ulimit-clients": FULL,
+    "ulimit-log": ["EMFILE encountered; releasing reserved file descriptor.",
+                   "EMFILE recovery: Closed socket from ('127.0.0.1', ",
+                   "Re-reserving EMFILE recovery file descriptor."],
+    # 9. running it for real
     "daemon": ["^still here$", "Another twistd server is running, PID ",
                "echo listening on 127.0.0.1:7000", "Received SIGTERM, shutting down.",
                "echo stopped listening", "Server Shut Down."],
@@ -261,9 +305,12 @@ class Tour:
         return args + list(extra)
 
 
-def check(tour: Tour, name: str, actual: str, interactive: bool = False) -> None:
-    """The block's FULL lines (in order) or key lines appear in ``actual``."""
+def check(tour: Tour, name: str, actual: str, interactive: bool = False,
+          mapped: bool = True) -> None:
+    """The block's FULL lines (in order) or key lines appear in ``actual``; ``mapped=False``:
+    the excerpt's ports as printed (a file's contents, not a running server's)."""
     block = tour.block(name)
+    sub = tour.sub if mapped else str
     got = [line.rstrip("\r").rstrip() for line in actual.splitlines()]
     spec = SPEC[name]
     if spec == FULL:
@@ -271,7 +318,7 @@ def check(tour: Tour, name: str, actual: str, interactive: bool = False) -> None
         for line in block.output(interactive):
             if line in ("", "...") or VOLATILE.match(line):
                 continue
-            want = tour.sub(line).rstrip()
+            want = sub(line).rstrip()
             try:
                 at = got.index(want, at) + 1
             except ValueError:
@@ -284,7 +331,7 @@ def check(tour: Tour, name: str, actual: str, interactive: bool = False) -> None
         doc_lines = block.output(interactive)
         assert (text in doc_lines) if exact else (text in block.body), (
             f"[{name}] key {key!r} is no longer shown in docs/tour.md")
-        want = tour.sub(text)
+        want = sub(text)
         found = (want in got) if exact else (want in actual)
         assert found, f"[{name}] {want!r} not in the output:\n" + "\n".join(got[-60:])
 
@@ -711,6 +758,10 @@ def test_break_it_on_purpose(twistd, tour):
     proxy = start_server(twistd, tour, "fault-down-server")
     check(tour, "fault-down-cli", run_block(tour, "fault-down-cli"))
     assert proxy.terminate() == 0
+    proxy = start_server(twistd, tour, "fault-resp-server")
+    check(tour, "fault-resp-cli", run_block(tour, "fault-resp-cli", tty=True))
+    await_keys(tour, "fault-resp-console", proxy)
+    assert proxy.terminate() == 0
     assert resp.terminate() == 0
 
 
@@ -788,7 +839,88 @@ def test_pool(twistd, tour, sessions):
         assert server.terminate() == 0
 
 
-# -- 7. running it for real -------------------------------------------------------------------
+# -- 7. layer 4 and layer 7 -------------------------------------------------------------------
+
+@pytest.mark.twistd
+def test_layer4_and_layer7(twistd, tour):
+    for tool in ("nc", "redis-cli"):
+        need(tool)
+    resp = start_server(twistd, tour, "l4-resp-server")
+    l7 = start_server(twistd, tour, "l7-proxy")
+    l4 = start_server(twistd, tour, "l4-proxy")
+    check(tour, "l4-l7-cli", run_block(tour, "l4-l7-cli"))
+    await_keys(tour, "l4-console", l4)
+    await_keys(tour, "l7-console", l7)
+
+    # The Service file as the page quotes it: its ports are the file's, not this run's.
+    (grep,) = tour.block("k8s-service").commands
+    check(tour, "k8s-service", run(grep)[0], mapped=False)
+
+    # With the server stopped, the proxy still accepts (layer 4) but nothing answers (layer 7).
+    assert resp.terminate() == 0
+    check(tour, "k8s-probes", run_block(tour, "k8s-probes"))
+    await_keys(tour, "k8s-probes-log", l7)
+    for proxy in (l4, l7):
+        assert proxy.terminate() == 0
+
+
+# -- 8. resource limits -----------------------------------------------------------------------
+
+def _count(server, text: str) -> int:
+    return sum(text in line for line in server.lines)
+
+
+@pytest.mark.twistd
+def test_resource_limits(twistd, tour, sessions):
+    for tool in ("nc", "redis-cli"):
+        need(tool)
+    # --max-connections 2: two clients held open, the third refused and logged, then room again.
+    echo = start_server(twistd, tour, "limit-server")
+    hold, third, fourth = tour.commands("limit-clients")
+    started = time.monotonic()
+    out = [run(hold)[0]]
+    assert time.monotonic() - started < 2, "the background clients held the command"
+    wait_until(lambda: _count(echo, "echo open") == 2, what="two clients in")
+    out.append(run(third)[0])
+    echo.wait_for("max-connections (2) reached")
+    assert time.monotonic() - started < 3, "the third client came after the first two left"
+    out.append(run(fourth)[0])
+    check(tour, "limit-clients", "".join(out))
+    await_keys(tour, "limit-log", echo)
+    assert echo.terminate() == 0
+
+    # A client that never reads 50 MB of replies: the proxy's resident memory stays put.
+    resp = start_server(twistd, tour, "slow-resp-server")
+    proxy = start_server(twistd, tour, "slow-proxy")
+    check(tour, "slow-set", run_block(tour, "slow-set"))
+    before, after = (run(c, timeout=30)[0] for c in tour.commands("slow-reader"))
+    check(tour, "slow-reader", before + after)
+    kib = [int(re.search(r"^VmRSS:\s+(\d+) kB$", text, re.M).group(1)) for text in (before, after)]
+    assert kib[1] - kib[0] < 8 * 1024, f"the proxy grew from {kib[0]} to {kib[1]} KiB"
+    await_keys(tour, "slow-console", proxy)
+    closed = re.search(r"#1 close \S+ c2s 450 B s2c (\d+) B", proxy.output())
+    assert closed and 0 < int(closed.group(1)) < 40_000_000, proxy.output()[-2000:]
+    for server in (proxy, resp):
+        assert server.terminate() == 0
+
+    # ulimit -n 24: accept() fails with EMFILE, Twisted closes the extra clients, then recovers.
+    (cmd,) = tour.commands("ulimit-server")
+    limited = sessions("bash -c " + shlex.quote(cmd), stdin=False)
+    limited.wait_for(tour.sub(SPEC["ulimit-server"][0]))
+    check(tour, "ulimit-server", limited.text())
+    clients, again = tour.commands("ulimit-clients")
+    out = [run(clients)[0]]
+    for key in SPEC["ulimit-log"]:
+        limited.wait_for(tour.sub(key))
+    check(tour, "ulimit-log", limited.text())
+    out.append(run(again)[0])
+    check(tour, "ulimit-clients", "".join(out))
+    assert "Traceback" not in limited.text()
+    assert limited.text().count("EMFILE encountered") < 50, "accept() retried in a loop"
+    limited.stop(signal.SIGTERM)
+
+
+# -- 9. running it for real -------------------------------------------------------------------
 
 @pytest.mark.twistd
 def test_daemon(tour):

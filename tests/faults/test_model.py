@@ -170,3 +170,10 @@ def test_toxic_set_refuses_duplicates_and_bounds_its_size():
         toxics_.add(make_toxic("latency", stream="upstream"))
     with pytest.raises(KeyError):
         toxics_.remove("nope")
+
+
+def test_protocol_fault_target_and_error_may_hold_colons():
+    moved = parse_fault("resp:GET user:*:error=-MOVED 3999 127.0.0.1:6381")
+    assert (moved.attributes["key"], moved.attributes["error"]) == (
+        "user:*", "-MOVED 3999 127.0.0.1:6381")
+    assert parse_fault("resp:GET user:error*:delay=1").attributes["key"] == "user:error*"

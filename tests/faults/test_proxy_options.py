@@ -27,10 +27,16 @@ def test_faults_repeat_in_order():
     assert parse()["fault"] == []
 
 
+def test_resp_faults_are_taken():
+    options = parse("--fault", "resp:GET user:*:error=-LOADING", "--fault", "resp:SET:reset,nth=3,name=r")
+    assert [(t.type, t.attributes["action"]) for t in options["fault"]] == [
+        ("resp", "error"), ("resp", "reset")]
+
+
 @pytest.mark.parametrize("spec, says", [
     ("latency:200parsecs", "--fault: 'latency:200parsecs': latency.latency: unknown time unit"),
     ("nope", "--fault: 'nope': type: unknown toxic 'nope'"),
-    ("resp:GET:error=-LOADING", "--fault: 'resp:GET:error=-LOADING': resp: not a toxic"),
+    ("http:GET /*:delay=1s", "--fault: 'http:GET /*:delay=1s': http: not a toxic"),
 ])
 def test_bad_fault_is_a_usage_error_naming_the_flag(spec, says):
     with pytest.raises(usage.UsageError) as e:

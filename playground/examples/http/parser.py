@@ -102,6 +102,7 @@ _TOKEN_BYTES = frozenset(b"!#$%&'*+-.^_`|~0123456789"
                          b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FIELD = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # tokens
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection", "expect"})
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_TARGET = re.compile(r"[^\x21-\x7e]")
@@ -359,7 +360,7 @@ class HttpRequestParser:
         if len(parts) != 3:
             raise _Fail(400, "malformed request line")
         method, target, version = parts
-        if not _TOKEN.fullmatch(method):
+        if method not in _METHODS and not _TOKEN.fullmatch(method):
             raise _Fail(400, "malformed request line: bad method")
         if not target or _BAD_TARGET.search(target):
             raise _Fail(400, "malformed request line: bad target")
@@ -397,8 +398,8 @@ class HttpRequestParser:
             if m is None:
                 _check_field(lines[i])  # raises with the precise reason
                 raise _Fail(400, "invalid header line")
-            name = m.group(1)
-            value = m.group(2).rstrip(" \t")
+            name, value = m.groups()
+            value = value.rstrip(" \t")
             headers.append((name, value))
             low = name.lower()
             if low not in _FRAMING:
