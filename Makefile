@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # command:debian-package pairs of the real peers the tests talk to
 TEST_TOOLS := redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools \
 	nc:netcat-openbsd curl:curl tshark:tshark systemd-analyze:systemd hexdump:bsdextrautils \
-	chromium:chromium chromedriver:chromium-driver
+	chromium:chromium chromedriver:chromium-driver haproxy:haproxy
 BENCH_TOOLS := $(TEST_TOOLS) socat:socat wrk:wrk
 
 .PHONY: run test lint bench venv test-tools bench-tools clean

@@ -1,15 +1,20 @@
-"""Proxy benchmark, side by side in one run: direct vs tcpplay vs Twisted's portforward vs socat.
+"""Proxy benchmark, side by side in one run: direct vs tcpplay vs Twisted's portforward vs socat
+vs haproxy.
 
-    python bench/proxy_bench.py [--quick] [--only redis,bulk,slow,idle] [--decode]
+    python bench/proxy_bench.py [--quick] [--only redis,bulk,slow,idle] [--decode] [--rounds N]
 
 * redis: ``redis-benchmark -q -t set,get -n 100000 -c 50`` at ``-P 1`` and ``-P 16`` against a real
-  redis-server: direct, through tcpplay (no decoding), through portforward, through socat; with
-  ``--decode`` also through tcpplay decoding RESP into the JSON sink and into the console sink
-  (both writing to files).
+  redis-server: direct, through tcpplay (``--decode none``: the zero-copy splice), through tcpplay
+  ``--decode none --no-zero-copy`` (forwarding in Python), through portforward, socat and
+  haproxy (Debian's, ``mode tcp``, its default threads, and ``haproxy-1t``: ``nbthread 1``); with ``--decode`` also through tcpplay
+  decoding RESP into the JSON sink and into the console sink (both writing to files).
 * bulk: 1 GiB in one direction through each proxy into a sink; MB/s.
 * slow: a sender pushes 512 MiB, the receiver reads 1 MB/s for 10 s: the proxy's RSS growth.
 * idle: 2,000 idle proxied pairs: the proxy's RSS per pair.
 
+The redis and bulk rows run ``--rounds`` rounds (default 3), the kinds interleaved in each round;
+each row shows the median and the worst round, and the ratios of the medians (the issue's
+targets: tcpplay >= 1.0x haproxy at ``-P 16`` and on bulk, >= 1.5x portforward at ``-P 1``).
 Prints one table with every figure and every ratio; exits 2 when a peer it needs is missing.
 Only loopback traffic; every loop is bounded in count and time.
 """
@@ -43,6 +48,12 @@ class Proc:
     def pid(self):
         return self.p.pid
 
+    def cpu(self) -> float:
+        """CPU seconds the process (its threads, and its reaped children: socat's) used so far."""
+        with open(f"/proc/{self.p.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGTERM)
@@ -56,10 +67,18 @@ class Proc:
 def start_proxy(kind: str, target: int, tmp: str, extra=None, stdout=None) -> tuple[Proc, int]:
     """``extra``: tcpplay's decoding flags (default: --decode none, the plain splice)."""
     port = free_port()
+    if kind == "tcpplay-python":
+        kind, extra = "tcpplay", ["--decode", "none", "--no-zero-copy"]
     if kind == "tcpplay":
         args = [TWISTD, "-n", "--pidfile=", "tcpplay", "proxy", "--listen", str(port),
                 "--target", str(target), "--max-connections", "0",
                 *(extra if extra is not None else ["--decode", "none"])]
+    elif kind in ("haproxy", "haproxy-1t"):
+        config = f"{tmp}/haproxy-{port}.cfg"
+        threads = "    nbthread 1\n" if kind == "haproxy-1t" else ""
+        with open(config, "w") as f:
+            f.write(HAPROXY_CONFIG.format(listen=port, target=target, threads=threads))
+        args = ["haproxy", "-db", "-f", config]
     elif kind == "portforward":
         args = [sys.executable, str(HERE / "portforward.py"), str(port), str(target)]
     elif kind == "socat":
@@ -68,6 +87,25 @@ def start_proxy(kind: str, target: int, tmp: str, extra=None, stdout=None) -> tu
     else:
         raise ValueError(kind)
     return Proc(args, port, cwd=tmp, stdout=stdout or subprocess.DEVNULL), port
+
+
+# haproxy as a plain TCP hop: mode tcp, Debian's defaults otherwise (threads: one per core);
+# haproxy-1t: one thread, as tcpplay has.
+HAPROXY_CONFIG = """global
+    maxconn 5000
+{threads}defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend bench
+    bind 127.0.0.1:{listen}
+    default_backend target
+backend target
+    server target 127.0.0.1:{target}
+"""
+
+PROXIES = ("tcpplay", "tcpplay-python", "portforward", "socat", "haproxy", "haproxy-1t")
 
 
 # -- redis-benchmark -------------------------------------------------------------------------
@@ -98,11 +136,14 @@ while True:
     buf = bytearray(1 << 20); view = memoryview(buf); total = 0; start = time.monotonic()
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16) if rate else None
     while time.monotonic() - start < limit:
-        if rate:
-            n = c.recv_into(view[: int(rate / 10)])
-            time.sleep(0.1)
-        else:
-            n = c.recv_into(view)
+        try:  # a reset ends this connection, not the sink (a short count fails the bulk row)
+            if rate:
+                n = c.recv_into(view[: int(rate / 10)])
+                time.sleep(0.1)
+            else:
+                n = c.recv_into(view)
+        except OSError:
+            break
         if not n:
             break
         total += n
@@ -133,7 +174,10 @@ def send_bulk(port: int, nbytes: int, deadline: float) -> None:
             pass
 
 
-def bulk(port: int, sink: subprocess.Popen, nbytes: int) -> float:
+def bulk(port: int, sink: subprocess.Popen, nbytes: int, proxy: Proc | None = None
+         ) -> tuple[float, float]:
+    """MB/s, and the proxy's CPU seconds per GiB."""
+    cpu = proxy.cpu() if proxy else 0.0
     start = time.monotonic()
     send_bulk(port, nbytes, start + 300)
     received = 0
@@ -142,7 +186,8 @@ def bulk(port: int, sink: subprocess.Popen, nbytes: int) -> float:
     seconds = time.monotonic() - start
     if received != nbytes:
         raise SystemExit(f"bulk: sink received {received} of {nbytes} bytes")
-    return nbytes / seconds / 1e6
+    used = proxy.cpu() - cpu if proxy else 0.0
+    return nbytes / seconds / 1e6, used / (nbytes / (1 << 30))
 
 
 # -- slow reader ---------------------------------------------------------------------------------
@@ -207,7 +252,10 @@ def measure_redis(kind, pipeline, n, rport, tmp, decoding) -> dict[str, float]:
     with open(f"{tmp}/console.txt", "wb") as console:
         proxy, port = start_proxy(base, rport, tmp, extra, stdout=console)
         try:
-            return redis_benchmark(port, pipeline, n)
+            cpu = proxy.cpu()
+            figures = redis_benchmark(port, pipeline, n)
+            figures["cpu_us"] = (proxy.cpu() - cpu) / (2 * n) * 1e6  # per request
+            return figures
         finally:
             proxy.stop()
 
@@ -233,20 +281,37 @@ class Table:
 DECODE_TARGETS = {1: 0.75, 16: 0.35}
 
 
+def _mean(fig: dict[str, float]) -> float:
+    return (fig["SET"] + fig["GET"]) / 2
+
+
+def _ratio(value: float, ref: float, name: str, target: float | None = None) -> str:
+    text = f"{value / ref:.2f}x {name}"
+    if target is not None:
+        text += f" (target >= {target:g}x: {'met' if value / ref >= target else 'NOT met'})"
+    return text
+
+
+# The issue's targets for the zero-copy splice (tcpplay --decode none), on the medians.
+SPLICE_TARGETS = {("redis", 1): ("portforward", 1.5), ("redis", 16): ("haproxy", 1.0),
+                  ("bulk", 0): ("haproxy", 1.0)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
     ap.add_argument("--only", default="redis,bulk,slow,idle")
     ap.add_argument("--decode", action="store_true", help="also tcpplay with RESP decoding on")
     ap.add_argument("--rounds", type=int, default=3,
-                    help="redis-benchmark rounds per setting; the median is shown")
+                    help="rounds per redis and bulk setting; the median and the worst are shown")
     args = ap.parse_args(argv)
     parts = set(args.only.split(","))
 
-    missing = [t for t in ("redis-server", "redis-benchmark", "socat") if not shutil.which(t)]
+    missing = [t for t in ("redis-server", "redis-benchmark", "socat", "haproxy")
+               if not shutil.which(t)]
     if missing:
         print(f"missing peers: {', '.join(missing)} (Debian: apt-get install redis-server "
-              "redis-tools socat; or run 'make bench')", file=sys.stderr)
+              "redis-tools socat haproxy; or run 'make bench')", file=sys.stderr)
         return 2
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
@@ -259,9 +324,9 @@ def main(argv=None) -> int:
                   "--appendonly", "no", "--maxclients", "10000"], rport, cwd=tmp)
     try:
         print(f"machine: {os.cpu_count()} cores; redis-benchmark -q -t set,get -n {n} -c 50; "
-              f"median of {args.rounds} rounds")
+              f"median and worst of {args.rounds} rounds")
         if "redis" in parts:
-            kinds = ["direct", "tcpplay", "portforward", "socat"]
+            kinds = ["direct", *PROXIES]
             decoding = []
             if args.decode:
                 decoding = [
@@ -276,57 +341,80 @@ def main(argv=None) -> int:
                     for kind in kinds + [d[0] for d in decoding]:
                         rounds.setdefault(kind, []).append(
                             measure_redis(kind, pipeline, n, rport, tmp, dict(decoding)))
-                results = {kind: {name: statistics.median(r[name] for r in runs)
-                                  for name in ("SET", "GET")}
+                results = {kind: {name: statistics.median(r.get(name, 0.0) for r in runs)
+                                  for name in ("SET", "GET", "cpu_us")}
                            for kind, runs in rounds.items()}
+                worst = {kind: min(runs, key=_mean) for kind, runs in rounds.items()}
+                ref = _mean(results["portforward"])
                 for kind, fig in results.items():
-                    mean = (fig["SET"] + fig["GET"]) / 2
-                    ref = results["portforward"]
-                    refmean = (ref["SET"] + ref["GET"]) / 2
-                    ratio = f"{mean / refmean:.2f}x portforward"
+                    mean = _mean(fig)
+                    ratio = _ratio(mean, ref, "portforward")
                     if "+" in kind:
-                        off = results["tcpplay"]
-                        share = mean / ((off["SET"] + off["GET"]) / 2)
+                        share = mean / _mean(results["tcpplay"])
                         target = DECODE_TARGETS[pipeline]
                         ratio = (f"{share:.0%} of decoding off (target >= {target:.0%}: "
                                  f"{'met' if share >= target else 'NOT met'})")
-                    elif kind == "socat" or kind == "direct":
-                        ratio = f"{mean / refmean:.2f}x portforward"
-                    table.add(f"redis -P {pipeline} {kind} (SET/GET req/s)",
-                              f"{fig['SET']:,.0f}/{fig['GET']:,.0f}", ratio)
+                    elif kind == "tcpplay":
+                        against, target = SPLICE_TARGETS["redis", pipeline]
+                        ratio = "; ".join(
+                            _ratio(mean, _mean(results[k]), k, target if k == against else None)
+                            for k in ("portforward", "haproxy", "haproxy-1t"))
+                    elif kind != "direct":
+                        ratio += "; " + _ratio(mean, _mean(results["haproxy"]), "haproxy")
+                    w = worst[kind]
+                    cpu = f"; {fig['cpu_us']:.2f} us" if kind != "direct" else ""
+                    table.add(f"redis -P {pipeline} {kind} (SET/GET req/s median; worst; "
+                              "proxy CPU/req)",
+                              f"{fig['SET']:,.0f}/{fig['GET']:,.0f}; "
+                              f"{w['SET']:,.0f}/{w['GET']:,.0f}{cpu}", ratio)
         if "bulk" in parts:
             size = (256 << 20) if args.quick else (1 << 30)
             sink, sport = start_sink()
+            runs: dict[str, list[float]] = {}
             try:
-                speeds = {"direct": bulk(sport, sink, size)}
-                for kind in ("tcpplay", "portforward", "socat"):
-                    proxy, port = start_proxy(kind, sport, tmp)
-                    try:
-                        speeds[kind] = bulk(port, sink, size)
-                    finally:
-                        proxy.stop()
+                for _ in range(args.rounds):
+                    runs.setdefault("direct", []).append(bulk(sport, sink, size))
+                    for kind in PROXIES:
+                        proxy, port = start_proxy(kind, sport, tmp)
+                        try:
+                            runs.setdefault(kind, []).append(bulk(port, sink, size, proxy))
+                        except OSError as e:
+                            raise SystemExit(f"bulk through {kind}: {e}")
+                        finally:
+                            proxy.stop()
             finally:
                 sink.kill()
                 sink.wait()
+            speeds = {kind: statistics.median(mbs for mbs, _ in r) for kind, r in runs.items()}
             for kind, mbs in speeds.items():
-                table.add(f"bulk {size >> 20} MiB {kind} (MB/s)", f"{mbs:,.0f}",
-                          f"{mbs / speeds['socat']:.2f}x socat")
+                ratio = _ratio(mbs, speeds["socat"], "socat")
+                if kind == "tcpplay":
+                    ratio += "; " + _ratio(mbs, speeds["haproxy"], "haproxy", 1.0)
+                    ratio += "; " + _ratio(mbs, speeds["haproxy-1t"], "haproxy-1t")
+                elif kind != "haproxy":
+                    ratio += "; " + _ratio(mbs, speeds["haproxy"], "haproxy")
+                cpu = statistics.median(c for _, c in runs[kind])
+                table.add(f"bulk {size >> 20} MiB {kind} (MB/s, median; worst; proxy CPU s/GiB)",
+                          f"{mbs:,.0f}; {min(m for m, _ in runs[kind]):,.0f}"
+                          + (f"; {cpu:.2f}" if kind != "direct" else ""), ratio)
         if "slow" in parts:
             seconds = 3.0 if args.quick else 10.0
-            for kind in ("tcpplay", "portforward"):
+            for kind in ("tcpplay", "tcpplay-python", "portforward", "haproxy"):
                 base, growth = slow_reader(kind, tmp, seconds)
                 table.add(f"slow reader 1 MB/s {seconds:g}s {kind} RSS growth",
                           f"{growth / 1024:.1f} MiB", f"(idle RSS {base / 1024:.1f} MiB; target < 16)")
         if "idle" in parts:
             count = 500 if args.quick else 2000
-            for kind in ("tcpplay", "portforward"):
+            for kind in ("tcpplay", "tcpplay-python", "portforward", "haproxy"):
                 base, per_pair = idle_pairs(kind, rport, tmp, count)
                 table.add(f"{count} idle pairs {kind} RSS per pair", f"{per_pair:.2f} KiB",
-                          "(target <= 4 KiB)" if kind == "tcpplay" else "")
+                          "(target <= 4 KiB)" if kind.startswith("tcpplay") else "")
     finally:
         redis.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     table.show()
+    print("tcpplay: --decode none (zero-copy splice(2)); tcpplay-python: --decode none "
+          "--no-zero-copy; haproxy: mode tcp, default threads (haproxy-1t: nbthread 1)")
     if args.decode and "redis" in parts:
         print("decoding: in the proxy process, one reactor turn after the forwarding; its "
               "backlog is bounded (handed over at once past 4 MiB), nothing is dropped")

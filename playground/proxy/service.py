@@ -132,7 +132,12 @@ class Options(ServerOptions):
 
     optParameters = optParameters + decoding.OPT_PARAMETERS
     optParameters += apioptions.api_parameters(None) + [apioptions.NAME_PARAMETER]
-    optFlags = decoding.OPT_FLAGS
+    optFlags = decoding.OPT_FLAGS + [
+        ["no-zero-copy", None,
+         "Forward in Python even where nothing looks at the bytes (by default a pair with "
+         "--decode none, no pcap, web view or --fault/--api moves its bytes kernel to kernel "
+         "with splice(2), at 4 more file descriptors per pair)."],
+    ]
     opt_verbose = decoding.opt_verbose  # counted: -vv
     opt_v = decoding.opt_verbose
 
@@ -207,7 +212,9 @@ def make_service(options, reactor=None) -> service.IService:
         max_per_peer=options["max-connections-per-peer"],
         reactor=reactor,
         target_ca=options["target-ca"],
-        toxics=ToxicSet(options["fault"]),
+        # no ToxicSet when no toxic can come: the pairs may then splice zero-copy
+        toxics=ToxicSet(options["fault"]) if options["fault"] or options.get("api") else None,
+        zero_copy=not options["no-zero-copy"],
     )
     # One view of a pair: the console's own open/close lines, or these log lines when there is
     # no console (--quiet, --json -, --decode none) or when the log is a daemon's file.

@@ -31,6 +31,11 @@ what the client received (an injected reply as server bytes), so the decoded vie
 show the exchange the client had; each fault acting is one log line naming it and the pair.
 ``resp`` toxics added later apply to pairs started after them (a core cannot start mid-stream);
 changed or removed ones reach open pairs. A pair with a ``resp`` core takes no byte toxics.
+
+Zero-copy: a pair of a factory with no observer and no toxics (``toxics`` None) whose legs are
+both plain TCP moves its bytes with ``splice(2)`` (``playground.proxy.zerocopy``), chosen when
+the upstream connects; ``zero_copy=False`` (``--no-zero-copy``) keeps every pair on the paths
+above.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ from playground.faults.toxics import (
     Wait,
     Write,
 )
+from playground.proxy import zerocopy
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Endpoint, PairInfo
 
 CLIENT = "client"
@@ -329,7 +335,7 @@ class Pair:
 
     __slots__ = ("factory", "reactor", "client", "server", "id", "opened", "info", "connecting",
                  "closed_first", "read_closed", "lost", "finished", "_idle_call", "_idle_mark",
-                 "_idle_checks", "toxic_names", "faults", "fault_call")
+                 "_idle_checks", "toxic_names", "faults", "fault_call", "splicer")
     log = Logger()
 
     def __init__(self, factory: ProxyFactory, client: ClientSide):
@@ -351,6 +357,7 @@ class Pair:
         self.toxic_names: set[str] | None = None  # the toxics logged as acting on this pair
         self.faults: RespFaults | None = None  # the protocol-aware faults' core, if any
         self.fault_call = None  # the pending call of the core's next tick
+        self.splicer: zerocopy.Splicer | None = None  # set when the pair splices zero-copy
 
     # -- set-up ---------------------------------------------------------------
     def start(self):
@@ -414,9 +421,15 @@ class Pair:
         ct, st = self.client.transport, server.transport
         _tune(st)
         self.client.other = st
+        f = self.factory
+        if f.zero_copy and f.observer is None and f.toxics is None:
+            self.splicer = zerocopy.start(self)  # None where it does not apply: the path below
+            if self.splicer is not None:
+                if f.idle_timeout:
+                    self._schedule_idle()
+                return
         ct.registerProducer(st, True)  # a slow client slows the reads from the server
         st.registerProducer(ct, True)  # a slow server slows the reads from the client
-        f = self.factory
         observed = f.observer is not None
         direct = twistedprivate.direct_write_supported
         self.client.__class__ = _VARIANTS[CLIENT, direct(st), observed]
@@ -691,6 +704,8 @@ class Pair:
     def abort(self, how: str):
         if self.closed_first is None:
             self.closed_first = ("proxy", how)
+        if self.splicer is not None:
+            self.splicer.stop()
         for side in (self.client, self.server):
             if side is not None and not self.lost & _BIT[side.role]:
                 side.transport.abortConnection()
@@ -707,6 +722,8 @@ class Pair:
             raise ValueError(f"how: fin or rst, not {how!r}")
         self.closed_first = (by, "fin" if how == "fin" else "reset")
         self.log.info("proxy #{pair} closed by {by} ({how})", pair=self.id, by=by, how=how)
+        if self.splicer is not None:
+            self.splicer.stop()
         for side in (self.client, self.server):
             if side is None or self.lost & _BIT[side.role]:
                 continue
@@ -802,7 +819,7 @@ class ProxyFactory(LimitedFactory):
     def __init__(self, target, observer=None, connect_timeout: float = 5.0,
                  idle_timeout: float = 0.0, max_connections: int = 0, max_per_peer: int = 0,
                  reactor=None, target_ca: str | None = None, toxics=None,
-                 fault_seed: int | None = None):
+                 fault_seed: int | None = None, zero_copy: bool = True):
         super().__init__(max_connections, max_per_peer, reactor)
         if isinstance(target, str):
             target = addresses.client_target(target)
@@ -831,8 +848,15 @@ class ProxyFactory(LimitedFactory):
         self.toxics = toxics  # a ToxicSet: pairs started after a change see it, open ones too
         self.fault_random = random.Random(fault_seed)  # toxicity, jitter and slices, per pair
         self.toxic_max_held = 1024 * 1024  # bytes a pipeline holds before pausing its reader
+        # A pair with no observer and no toxics (``toxics`` None: none can come) splices kernel
+        # to kernel where it can (playground.proxy.zerocopy); False: always in Python.
+        self.zero_copy = zero_copy
         if toxics is not None:
             toxics.listen(self._toxic_changed)
+
+    def startFactory(self):
+        if self.zero_copy and self.observer is None and self.toxics is None:
+            zerocopy.reserve_fds(self.limits.max_connections)  # six fds a pair, not two
 
     def _toxic_changed(self, event: str, toxic) -> None:
         for pair in list(self.pairs.values()):

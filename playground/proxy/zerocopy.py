@@ -1,0 +1,312 @@
+"""The zero-copy splice: a pair's bytes moved kernel to kernel with ``splice(2)``.
+
+Taken at pair start (``Pair.upstream_connected``) when nothing looks at the bytes (no observer:
+``--decode none`` and no pcap or web view; no toxics) and both legs are plain TCP sockets of
+``twisted.internet.tcp`` on a reactor with ``IReactorFDSet``; anywhere else (no ``os.splice``, a
+TLS or UNIX leg, no fds left for the pipes) the pair keeps the ordinary path, and the reason is
+logged once per process.
+
+Each direction has its own pipe: ``splice`` moves what the source socket holds into the pipe,
+then from the pipe into the destination socket; Python never sees the bytes. The reactor drives it
+through one descriptor per socket (``_Leg``), registered instead of the transport's own reading
+(the transports are stopped, and take the sockets back only to close them):
+
+* readable: a read of at most a pipe's worth (``PIPE_CHUNK``), then the pipe is drained into
+  the other socket; again while the socket had a full pipe's worth and the other took it all, up
+  to ``READS_PER_TURN`` times: bounded work per reactor turn.
+* backpressure: while the destination takes less than the pipe holds (EAGAIN), the source is
+  not read and the destination is watched for writability; once the pipe is drained the source
+  is read again. A slow reader holds at most a pipe's worth, in the kernel.
+* half-close: a read of 0 bytes (FIN) is passed on as ``shutdown(SHUT_WR)`` of the other socket
+  once the pipe is drained; the other direction goes on; when both are done both sockets are
+  closed the Twisted way (``loseConnection``).
+* reset: an error on either socket aborts both (SO_LINGER 0: RST); the close record says
+  ``reset`` and who did it.
+* byte counts, idle timeout, the close log line and the drain on shutdown are the pair's own
+  (``playground.proxy.splice.Pair``): the sides' ``nbytes`` are counted here; ``Pair.abort`` and
+  ``Pair.close`` stop the splicer before they close the sockets.
+
+Cost per pair: two pipes, so four more file descriptors (six in all with the two sockets;
+``reserve_fds``, at the factory's start, raises the soft open files limit to cover six per pair
+of ``--max-connections`` where the hard limit allows, and says how many it covers when not; a
+pair that cannot get its pipes forwards in Python) and,
+in the kernel, a pipe's bookkeeping (about 2 KiB each) plus up to ``PIPE_CHUNK`` of pages while
+bytes are in flight; in Python, one slotted ``Splicer`` with two ``_Direction`` and two ``_Leg``
+objects (about 0.6 KiB).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import struct
+
+from twisted.internet import tcp
+from twisted.internet.interfaces import IReactorFDSet, IReadWriteDescriptor, ISSLTransport
+from twisted.logger import Logger
+from zope.interface import implementer
+
+log = Logger()
+
+AVAILABLE = hasattr(os, "splice")
+_FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if AVAILABLE else 0
+PIPE_CHUNK = 64 * 1024  # a Linux pipe's default size: what one read moves at most
+READS_PER_TURN = 4  # pipe-fulls one readable socket may move per reactor turn
+FDS_PER_PAIR = 6  # two sockets, two pipes of two ends each
+_SPARE_FDS = 64  # listeners, logs, sinks, the reactor's own
+
+_logged: set[str] = set()  # the reasons already logged (once per process)
+
+
+def _once(key: str, text: str, **fields) -> None:
+    if key not in _logged:
+        _logged.add(key)
+        log.info(text, **fields)
+
+
+def _plain_tcp(transport) -> bool:
+    return (type(transport) in (tcp.Server, tcp.Client) and not getattr(transport, "TLS", False)
+            and not ISSLTransport.providedBy(transport)
+            and IReactorFDSet.providedBy(getattr(transport, "reactor", None)))
+
+
+def start(pair) -> Splicer | None:
+    """Splice ``pair`` (just connected, the client still paused) kernel to kernel; None when that
+    does not apply to it (the caller takes the ordinary path; the reason is logged once)."""
+    ct, st = pair.client.transport, pair.server.transport
+    if not AVAILABLE:
+        _once("platform", "proxy: no splice(2) on this platform (os.splice): forwarding in Python")
+        return None
+    if not (_plain_tcp(ct) and _plain_tcp(st)):
+        _once("transport", "proxy: a TLS or UNIX leg: its pairs forward in Python, not with "
+                           "splice(2)")
+        return None
+    try:
+        pipes = _pipes()
+    except OSError as e:
+        _once(f"pipe-{e.errno}", "proxy: cannot create pipes for splice(2) ({why}): such pairs "
+                                 "forward in Python (raise the open files limit, ulimit -n)",
+              why=e.strerror)
+        return None
+    _once("on", "proxy: plain pairs forward kernel to kernel (splice(2), 4 pipe fds per pair; "
+                "--no-zero-copy turns it off)")
+    return Splicer(pair, pipes)
+
+
+def reserve_fds(max_connections: int) -> None:
+    """Raise the soft open files limit towards ``FDS_PER_PAIR`` per pair of ``--max-connections``
+    (up to the hard limit); say once how many zero-copy pairs the limit covers when it falls
+    short (pairs past it forward in Python, two fds each). 0 (no limit): nothing to size."""
+    if not max_connections:
+        return
+    need = max_connections * FDS_PER_PAIR + _SPARE_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+        except (OSError, ValueError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < need:
+        _once("budget", "proxy: the open files limit ({limit}) covers about {pairs} zero-copy "
+                        "pairs ({per} fds each) of --max-connections {max}; pairs past it forward "
+                        "in Python (raise it: ulimit -n)",
+              limit=soft, pairs=max(0, (soft - _SPARE_FDS) // FDS_PER_PAIR), per=FDS_PER_PAIR,
+              max=max_connections)
+
+
+def _pipes(n: int = 2) -> list[tuple[int, int]]:
+    """``n`` non-blocking pipes, or an ``OSError`` with none of them left open."""
+    made: list[tuple[int, int]] = []
+    try:
+        for _ in range(n):
+            made.append(os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC))
+    except OSError:
+        for r, w in made:
+            os.close(r)
+            os.close(w)
+        raise
+    return made
+
+
+@implementer(IReadWriteDescriptor)
+class _Leg:
+    """One socket's registration with the reactor: readable moves bytes out of it (``out``),
+    writable drains the pipe into it (``into``)."""
+
+    __slots__ = ("fd", "transport", "reactor", "out", "into", "reading", "writing", "role",
+                 "splicer")
+
+    def __init__(self, splicer: Splicer, transport, role: str):
+        self.splicer = splicer
+        self.transport = transport
+        self.fd = transport.fileno()
+        self.reactor = transport.reactor
+        self.role = role
+        self.reading = False
+        self.writing = False
+        self.out: _Direction | None = None
+        self.into: _Direction | None = None
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def logPrefix(self) -> str:
+        return "ZeroCopySplice"
+
+    def doRead(self):
+        self.out.read()
+
+    def doWrite(self):
+        self.into.drain()
+
+    def connectionLost(self, reason):
+        """The reactor let go of the socket (its shutdown, or a hang-up while only writing)."""
+        self.reading = self.writing = False
+        self.splicer.reset(self.role)
+
+    def want_read(self, on: bool) -> None:
+        if on != self.reading:
+            self.reading = on
+            (self.reactor.addReader if on else self.reactor.removeReader)(self)
+
+    def want_write(self, on: bool) -> None:
+        if on != self.writing:
+            self.writing = on
+            (self.reactor.addWriter if on else self.reactor.removeWriter)(self)
+
+
+class _Direction:
+    """Bytes read from ``src`` go through one pipe into ``dst``; counted on ``side.nbytes``."""
+
+    __slots__ = ("splicer", "side", "src", "dst", "rfd", "wfd", "pending", "fin")
+
+    def __init__(self, splicer: Splicer, side, src: _Leg, dst: _Leg, pipe: tuple[int, int]):
+        self.splicer = splicer
+        self.side = side
+        self.src = src
+        self.dst = dst
+        self.rfd, self.wfd = pipe
+        self.pending = 0  # bytes in the pipe
+        self.fin = False  # the source sent FIN
+
+    def read(self):
+        """At most ``READS_PER_TURN`` pipe-fulls, each drained before the next is read."""
+        for _ in range(READS_PER_TURN):
+            try:
+                n = os.splice(self.src.fd, self.wfd, PIPE_CHUNK, flags=_FLAGS)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.splicer.reset(self.src.role)
+                return
+            if n == 0:
+                self.fin = True
+                self.src.want_read(False)
+                self.drain()
+                return
+            self.side.nbytes += n
+            self.pending += n
+            self.drain()
+            if self.pending or n < PIPE_CHUNK or self.splicer.stopped:
+                return  # the destination is full, or the source had no more than this
+
+    def drain(self):
+        pending = self.pending
+        while pending:
+            try:
+                pending -= os.splice(self.rfd, self.dst.fd, pending, flags=_FLAGS)
+            except BlockingIOError:
+                break
+            except OSError:
+                self.pending = pending
+                self.splicer.reset(self.dst.role)
+                return
+        self.pending = pending
+        if pending:  # the destination is full: stop reading until it takes the rest
+            self.src.want_read(False)
+            self.dst.want_write(True)
+            return
+        self.dst.want_write(False)
+        if self.fin:
+            self.splicer.passed_fin(self)
+        else:
+            self.src.want_read(True)
+
+
+class Splicer:
+    """The zero-copy state of one pair: a leg per socket, a direction per way."""
+
+    __slots__ = ("pair", "legs", "directions", "stopped")
+
+    def __init__(self, pair, pipes):
+        self.pair = pair
+        self.stopped = False
+        client, server = pair.client, pair.server
+        ct, st = client.transport, server.transport
+        for t in (ct, st):  # the transports hand their sockets over until the close
+            t.stopReading()
+            t.stopWriting()
+        cleg, sleg = _Leg(self, ct, client.role), _Leg(self, st, server.role)
+        c2s = _Direction(self, client, cleg, sleg, pipes[0])
+        s2c = _Direction(self, server, sleg, cleg, pipes[1])
+        cleg.out, cleg.into = c2s, s2c
+        sleg.out, sleg.into = s2c, c2s
+        self.legs = (cleg, sleg)
+        self.directions = (c2s, s2c)
+        cleg.want_read(True)
+        sleg.want_read(True)
+
+    def stop(self) -> None:
+        """Unregister the legs and close the pipes (what they hold is dropped); the transports
+        are the pair's again. Idempotent; called while the sockets are still open."""
+        if self.stopped:
+            return
+        self.stopped = True
+        for leg in self.legs:
+            leg.want_read(False)
+            leg.want_write(False)
+        for d in self.directions:
+            os.close(d.rfd)
+            os.close(d.wfd)
+
+    def passed_fin(self, direction: _Direction) -> None:
+        """``direction``'s source sent FIN and the pipe is drained: half-close the other socket;
+        close both once both ways are done."""
+        pair = self.pair
+        role = direction.src.role
+        bit = 1 if direction is self.directions[0] else 2
+        if pair.read_closed & bit:
+            return
+        pair.read_closed |= bit
+        if pair.closed_first is None:
+            pair.closed_first = (role, "fin")
+        if pair.read_closed == 3:
+            self.stop()
+            pair.client.transport.loseConnection()
+            pair.server.transport.loseConnection()
+            return
+        try:
+            direction.dst.transport.getHandle().shutdown(socket.SHUT_WR)
+        except OSError:
+            self.reset(direction.dst.role)
+
+    def reset(self, role: str) -> None:
+        """``role``'s socket failed (reset, or the reactor let go of it): abort both, by RST."""
+        if self.stopped:
+            return
+        pair = self.pair
+        if pair.closed_first is None:
+            pair.closed_first = (role, "reset")
+        self.stop()
+        for leg in self.legs:
+            transport = leg.transport
+            try:
+                transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                                 struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            transport.abortConnection()
+
