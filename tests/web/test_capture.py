@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from playground.web.capture import BLOCK, C2S, CHUNK_COST, MIB, S2C, Capture, TupleLog
+from playground.web.capture import (
+    BLOCK,
+    C2S,
+    CHUNK_COST,
+    ENTRY_COST,
+    MIB,
+    S2C,
+    Capture,
+    TupleLog,
+)
 
 pytestmark = pytest.mark.pure
 
@@ -53,7 +62,7 @@ def test_a_connection_its_bytes_state_and_exchanges():
     assert [c.n for c in cap.stream(1, after=3)] == [4, 5]
     assert [(e.first, e.count, e.data) for e in cap.get(1).exchanges] == [
         (1, 1, "PING -> +PONG"), (2, 3, "a run of three")]
-    assert cap.bytes == sum(ch.cost for ch in chunks) + 2 * CHUNK_COST + 13 + 14
+    assert cap.bytes == sum(ch.cost for ch in chunks) + 2 * ENTRY_COST + 13 + 14
 
 
 def test_a_reset_is_marked_rst():
@@ -123,7 +132,7 @@ def test_memory_bound_evicts_oldest_stream_bytes_then_exchanges_and_marks_them()
 
 
 def test_exchanges_are_evicted_with_a_count():
-    cap = Capture(max_bytes=2 * (CHUNK_COST + 10))
+    cap = Capture(max_bytes=2 * (ENTRY_COST + 10))
     _open(cap, 1)
     for i in range(5):
         cap.add_exchanges(1, 1.0 + i, "redis", f"run {i}", count=2, cost=10)
