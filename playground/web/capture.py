@@ -20,8 +20,8 @@ the caller is too far behind and must reload everything (``resync``).
 
 Cost: the store is fed on the proxy's hot path, so what it keeps is cheap to add and invisible
 to the cyclic GC: a read appends its bytes to its direction's bytearray and, when it starts a
-chunk, a number to each of four arrays (``array``: time, offset, length, kind), no object per
-read; each exchanges entry is a plain tuple in a ``TupleLog`` per connection. Eviction trims
+chunk, a number to each of two arrays (``array``: its time; its offset and kind), no object per
+read (a chunk's length is where the next of its direction starts); each exchanges entry is a plain tuple in a ``TupleLog`` per connection. Eviction trims
 the front of the arrays and bytearrays (``Chunk`` and ``Exchanges`` are the types handed out on
 read).
 
@@ -53,7 +53,7 @@ MASK_BYTE = 0x2A  # "*": the pcap's filler
 # and data tuple), measured with tracemalloc on CPython 3.11, so that --web-memory bounds what
 # the process really holds.
 ENTRY_COST = 240
-# Counted per stream chunk or mark beside its bytes: its 25 bytes in the chunk table's arrays,
+# Counted per stream chunk or mark beside its bytes: its 16 bytes in the chunk table's arrays,
 # with their over-allocation and the evicted front not yet compacted (COMPACT), and the
 # direction's bytearray's slack (at most a quarter of it: see Capture._trim).
 CHUNK_COST = 64
@@ -203,9 +203,7 @@ class Connection:
     c2s: bytearray = attrs.field(factory=bytearray, init=False)
     s2c: bytearray = attrs.field(factory=bytearray, init=False)
     chunk_ts: array = attrs.field(factory=lambda: array("d"), init=False)
-    chunk_at: array = attrs.field(factory=lambda: array("q"), init=False)  # stream offset
-    chunk_len: array = attrs.field(factory=lambda: array("q"), init=False)
-    chunk_kind: bytearray = attrs.field(factory=bytearray, init=False)  # _KIND's index
+    chunk_info: array = attrs.field(factory=lambda: array("q"), init=False)  # offset << 4 | kind
     chunk_first: int = 0
     chunk_count: int = 0
     stream_evicted: dict = attrs.field(factory=lambda: {C2S: 0, S2C: 0})  # bytes 0-X gone
@@ -225,28 +223,45 @@ class Connection:
 
     def chunks_after(self, after: int = 0, limit: int = 0) -> list[Chunk]:
         """Its stored chunks numbered after ``after``, at most ``limit`` (0: all)."""
-        end = len(self.chunk_kind)
+        info = self.chunk_info
+        end = len(info)
         first_n = self.chunk_count - end + 1  # the number of row 0
         i = max(self.chunk_first, after - first_n + 1)
         stop = min(end, i + limit) if limit else end
-        base = {C2S: self.stream_evicted[C2S], S2C: self.stream_evicted[S2C]}
         out = []
         for row in range(i, stop):
-            direction, mark = _KIND[self.chunk_kind[row]]
-            at = self.chunk_at[row]
+            key = info[row]
+            direction, mark = _KIND[key & 15]
+            at = key >> 4
             if mark is None:
-                lo = at - base[direction]
+                lo = at - self.stream_evicted[direction]
                 data = bytes((self.c2s if direction == C2S else self.s2c)[
-                    lo:lo + self.chunk_len[row]])
+                    lo:lo + self.chunk_size(row)])
             else:
                 data = b""
             out.append(Chunk(first_n + row, self.chunk_ts[row], direction, at, data, mark))
         return out
 
+    def chunk_size(self, row: int) -> int:
+        """The bytes of chunk-table row ``row``: to where the next chunk of its direction
+        starts, or to the stream's end (0 for a mark). The next is a few rows on at most: one
+        direction's consecutive reads join one chunk up to ``MAX_CHUNK``, so only marks and
+        chunks that reached it come between."""
+        info = self.chunk_info
+        key = info[row]
+        code = key & 15
+        if code > 1:
+            return 0
+        for j in range(row + 1, len(info)):
+            if info[j] & 15 == code:
+                return (info[j] >> 4) - (key >> 4)
+        direction, stored = (C2S, self.c2s) if code == 0 else (S2C, self.s2c)
+        return self.stream_evicted[direction] + len(stored) - (key >> 4)
+
     @property
     def chunk_rows(self) -> int:
         """How many chunks and marks it stores."""
-        return len(self.chunk_kind) - self.chunk_first
+        return len(self.chunk_info) - self.chunk_first
 
     def duration(self, now: float) -> float:
         return (self.ended if self.ended is not None else now) - self.started
@@ -345,20 +360,17 @@ class Capture:
             code = 1
         start_in = len(stored)
         stored += data
-        kinds = c.chunk_kind
-        if kinds and kinds[-1] == code and len(kinds) > c.chunk_first and (
-                c.chunk_len[-1] + n <= MAX_CHUNK):
-            c.chunk_len[-1] += n
+        offset = c.stream_evicted[direction] + start_in
+        info = c.chunk_info
+        last = info[-1] if len(info) > c.chunk_first else -1
+        if last & 15 == code and offset + n - (last >> 4) <= MAX_CHUNK:  # the last one grows
             cost = n
         else:
             c.chunk_count += 1
-            kinds.append(code)
+            info.append(offset << 4 | code)
             c.chunk_ts.append(now)
-            c.chunk_at.append(c.stream_evicted[direction] + start_in)
-            c.chunk_len.append(n)
             cost = CHUNK_COST + n
         if c.pending_masks:
-            offset = c.stream_evicted[direction] + start_in
             self._mask_arrived(c, direction, offset, offset + n, stored, start_in)
         if c.cost == 0:
             self._holding[pair] = None
@@ -478,10 +490,8 @@ class Capture:
     def _mark(self, c: Connection, direction: str, mark: str, now: float) -> None:
         c.chunk_count += 1
         offset = c.bytes_c2s if direction == C2S else c.bytes_s2c if direction == S2C else 0
-        c.chunk_kind.append(_MARK_CODE[mark, direction])
+        c.chunk_info.append(offset << 4 | _MARK_CODE[mark, direction])
         c.chunk_ts.append(now)
-        c.chunk_at.append(offset)
-        c.chunk_len.append(0)
         self._add_cost(c, CHUNK_COST)
 
     def _add_cost(self, c: Connection, cost: int) -> None:
@@ -503,13 +513,14 @@ class Capture:
             over = self.bytes - goal
             freed = 0
             exchanges = c.kept_exchanges
-            kinds, lengths = c.chunk_kind, c.chunk_len
-            i, end = c.chunk_first, len(kinds)
+            info, size_of = c.chunk_info, c.chunk_size
+            i, end = c.chunk_first, len(info)
             trimmed = [0, 0]  # bytes of c2s, s2c
             while i < end and freed < over:
-                size = lengths[i]
-                code = kinds[i]
+                code = info[i] & 15
+                size = 0
                 if code < 2:  # bytes, not a mark
+                    size = size_of(i)
                     trimmed[code] += size
                     evicted += size
                 freed += CHUNK_COST + size
@@ -544,9 +555,9 @@ class Capture:
                         c.c2s = bytearray(stored)
                     else:
                         c.s2c = bytearray(stored)
-        end = len(c.chunk_kind)
+        end = len(c.chunk_info)
         if first == end or (first >= COMPACT and 4 * first >= end):
-            for table in (c.chunk_ts, c.chunk_at, c.chunk_len, c.chunk_kind):
+            for table in (c.chunk_ts, c.chunk_info):
                 del table[:first]
             first = 0
         c.chunk_first = first

@@ -107,8 +107,8 @@ def test_what_is_stored_is_left_alone_by_the_cyclic_gc():
     assert not [e for e in c.kept_exchanges if gc.is_tracked(e)]
     # the stream holds no Python object per read: bytearrays the GC skips, and arrays of
     # numbers (one visit each in a collection, whatever their length)
-    assert not [b for b in (c.c2s, c.s2c, c.chunk_kind) if gc.is_tracked(b)]
-    tables = (c.chunk_ts, c.chunk_at, c.chunk_len)
+    assert not [b for b in (c.c2s, c.s2c) if gc.is_tracked(b)]
+    tables = (c.chunk_ts, c.chunk_info)
     assert all(type(t) is array and gc.get_referents(t) in ([], [array]) for t in tables)
 
 
