@@ -21,9 +21,9 @@ the caller is too far behind and must reload everything (``resync``).
 Cost: the store is fed on the proxy's hot path, so what it keeps is cheap to add and invisible
 to the cyclic GC: a read appends its bytes to its direction's bytearray and, when it starts a
 chunk, a number to each of two arrays (``array``: its time; its offset and kind), no object per
-read (a chunk's length is where the next of its direction starts); each exchanges entry is a plain tuple in a ``TupleLog`` per connection. Eviction trims
-the front of the arrays and bytearrays (``Chunk`` and ``Exchanges`` are the types handed out on
-read).
+read (a chunk's length is where the next of its direction starts); each exchanges entry is a
+plain tuple in a ``TupleLog`` per connection. Eviction trims the front of the arrays and the
+bytearrays (``Chunk`` and ``Exchanges`` are the types handed out on read).
 
 Redaction: ``mask(pair, direction, start, end)`` overwrites stream bytes ``[start, end)`` with
 ``*`` (same length, like the pcap) whether they are stored already or arrive later.
