@@ -286,11 +286,21 @@ class Chain:
                               offset > 0)
         elif st.detector is not None:
             self.guarded(st, direction, now, self._detect, st, direction, data, now)
-        if self.pcap is not None:
-            if st.held is None:
-                self.pcap.data(pair_id, direction, data, now)
-            else:
+        pcap = self.pcap
+        if pcap is not None:
+            held = st.held
+            if held is None:
+                pcap.data(pair_id, direction, data, now)
+            elif held[direction] or st.hex is not None or st.decoder is None or not data:
                 self._release(st, direction, data, now)
+            else:  # _release's common case, inline: nothing held, the decoder settled it all
+                end = st.pcap_off[direction] + len(data)
+                settled = st.decoder.settled(direction)
+                if settled is None or settled >= end:
+                    st.pcap_off[direction] = end
+                    pcap.data(pair_id, direction, data, now)
+                else:
+                    self._release(st, direction, data, now)
 
     def half_closed(self, pair_id, direction, now):
         st = self.pairs.get(pair_id)

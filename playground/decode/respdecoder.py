@@ -989,6 +989,9 @@ class RespStream:
         # long strings are streamed: the decoder keeps what the view shows (resp.Truncated)
         conv = self.conv = RespConversation(max_bulk=chain.max_frame, max_value=chain.max_value)
         self._feed = conv.feed
+        # settled(direction): the chain's hold-back asks on every read; the conversation's
+        # own method answers, without a call of ours around it
+        self.settled = conv.settled
         self._unfiltered = chain.only is None and chain.skip is None
         # the commands whose records redaction may change (none when it is off)
         self._redactable = _REDACTABLE if chain.redact else frozenset()
@@ -1038,9 +1041,6 @@ class RespStream:
                 self.conv.pending > 0)
 
         chain.hold(step)
-
-    def settled(self, direction):
-        return self.conv.settled(direction)
 
     def _command(self, args):
         """(args for display, redacted?)"""

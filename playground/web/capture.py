@@ -3,8 +3,10 @@
 Pure (no Twisted, no clock, no I/O): every call takes its time ``now``. ``Capture`` keeps, per
 connection (the proxy's pair id), what the connections list shows (client, listen -> target,
 protocol, state, bytes each way, start and duration, exchange and error counts), its exchanges
-(in entries of one or more rows, kept as the adapter gives them, with the bytes they hold) and its stream as chunks in arrival order, with
-FIN/RST marks where they happened (the follow-stream view).
+(in entries of one or more rows, kept as the adapter gives them, with the bytes they hold) and its
+stream: the bytes of each direction in one bytearray, and a table of chunks in arrival order
+(consecutive reads of one direction join one chunk), with FIN/RST marks where they happened
+(the follow-stream view).
 
 Bounds: at most ``max_connections`` connections (the oldest go first) and at most ``max_bytes``
 of exchanges and stream bytes in total (the oldest connection's oldest chunks, then its oldest
@@ -17,8 +19,11 @@ changed after a number in one batch (the connections to redraw and the ids that 
 the caller is too far behind and must reload everything (``resync``).
 
 Cost: the store is fed on the proxy's hot path, so what it keeps is cheap to add and invisible
-to the cyclic GC: each chunk and each exchanges entry is a plain tuple (``Chunk`` and
-``Exchanges`` are the types handed out on read), in a ``TupleLog`` per connection.
+to the cyclic GC: a read appends its bytes to its direction's bytearray and, when it starts a
+chunk, a number to each of two arrays (``array``: its time; its offset and kind), no object per
+read (a chunk's length is where the next of its direction starts); each exchanges entry is a
+plain tuple in a ``TupleLog`` per connection. Eviction trims the front of the arrays and the
+bytearrays (``Chunk`` and ``Exchanges`` are the types handed out on read).
 
 Redaction: ``mask(pair, direction, start, end)`` overwrites stream bytes ``[start, end)`` with
 ``*`` (same length, like the pcap) whether they are stored already or arrive later.
@@ -31,6 +36,8 @@ row and its exchanges' table rows.
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections import OrderedDict, deque
 from fnmatch import fnmatchcase
 from itertools import chain, islice
@@ -42,10 +49,15 @@ C2S = "c2s"  # the values of playground.proxy.observer's directions
 S2C = "s2c"
 MIB = 1024 * 1024
 MASK_BYTE = 0x2A  # "*": the pcap's filler
-# Counted per stored chunk or exchanges entry beside the bytes it holds: Python's own (a chunk:
-# its tuple, numbers and bytearray; an entry: its tuple, numbers and data tuple), measured with
-# tracemalloc on CPython 3.11, so that --web-memory bounds what the process really holds.
-CHUNK_COST = 240
+# Counted per stored exchanges entry beside the bytes it holds: Python's own (its tuple, numbers
+# and data tuple), measured with tracemalloc on CPython 3.11, so that --web-memory bounds what
+# the process really holds.
+ENTRY_COST = 240
+# Counted per stream chunk or mark beside its bytes: its 16 bytes in the chunk table's arrays,
+# with their over-allocation and the evicted front not yet compacted (COMPACT), and the
+# direction's bytearray's slack (at most a quarter of it: see Capture._trim).
+CHUNK_COST = 64
+COMPACT = 1024  # evicted chunk-table rows kept in front before the arrays are compacted
 MAX_CHUNK = 64 * 1024  # a chunk grows by appending same-direction bytes up to this size
 MAX_EVICTION_LOG = 4096  # ids of evicted connections remembered for changes(since)
 MAX_PENDING_MASKS = 64  # ranges registered ahead of their bytes, per direction
@@ -53,6 +65,14 @@ BLOCK = 64  # items per block of a TupleLog
 
 OPEN = "open"
 CLOSED = "closed"
+
+# A chunk's kind, one byte in the chunk table: 0 c2s bytes, 1 s2c bytes, then the marks, one
+# code per (mark, direction); the direction "" is a close nobody in particular started.
+_DIRECTIONS = (C2S, S2C, "")
+_MARKS = ("fin", "rst", "close")
+_MARK_CODE = {(m, d): 2 + 3 * i + j for i, m in enumerate(_MARKS)
+              for j, d in enumerate(_DIRECTIONS)}
+_KIND = [(C2S, None), (S2C, None)] + [(d, m) for m in _MARKS for d in _DIRECTIONS]
 
 
 class TupleLog:
@@ -124,7 +144,7 @@ class Exchanges(NamedTuple):
     """One or more rows of a connection's exchanges table, in order: ``count`` rows numbered
     from ``first`` (a pipelined run is one entry). ``data`` is what the adapter stored, opaque
     here (``playground.web.sink.rows`` makes the rows of it on read); ``cost``: the bytes it holds,
-    as the adapter counted them, plus ``CHUNK_COST``.
+    as the adapter counted them, plus ``ENTRY_COST``.
 
     The store keeps each as a plain tuple in this order (``Connection.kept_exchanges``, a
     ``TupleLog``) and hands out this type on read (``Connection.exchanges``): the cyclic GC
@@ -138,20 +158,19 @@ class Exchanges(NamedTuple):
     kind: str  # redis | http | push | unanswered | error | notice
     data: object
     errors: int
-    cost: int
+    cost: int  # ENTRY_COST included
 
 
 class Chunk(NamedTuple):
-    """Stream bytes of one direction in arrival order (``data`` grows in place while the same
-    direction goes on), or a mark (``fin``, ``rst``, ``close``) with ``data`` empty. Kept as
-    a plain tuple in this order (``Connection.kept_chunks``), as ``Exchanges`` are and for the
-    same reason (a bytearray holds no references)."""
+    """Stream bytes of one direction in arrival order (consecutive reads of one direction, up to
+    ``MAX_CHUNK``), or a mark (``fin``, ``rst``, ``close``) with ``data`` empty. Made on read
+    from the connection's chunk table and its direction's bytearray."""
 
     n: int  # 1, 2, ... within the connection (the follow view asks for chunks after n)
     ts: float
     direction: str
     offset: int  # stream offset of data[0] in its direction
-    data: bytearray
+    data: bytes
     mark: str | None = None
 
     @property
@@ -179,7 +198,13 @@ class Connection:
     error_count: int = 0
     kept_exchanges: TupleLog = attrs.field(factory=TupleLog, init=False)  # Exchanges' tuples
     exchanges_evicted: int = 0
-    kept_chunks: TupleLog = attrs.field(factory=TupleLog, init=False)  # Chunks' tuples
+    # the stream: each direction's bytes from stream_evicted[direction] on, and the chunk
+    # table (rows from chunk_first on are kept; row i is chunk number chunk_count - (len - 1 - i))
+    c2s: bytearray = attrs.field(factory=bytearray, init=False)
+    s2c: bytearray = attrs.field(factory=bytearray, init=False)
+    chunk_ts: array = attrs.field(factory=lambda: array("d"), init=False)
+    chunk_info: array = attrs.field(factory=lambda: array("q"), init=False)  # offset << 4 | kind
+    chunk_first: int = 0
     chunk_count: int = 0
     stream_evicted: dict = attrs.field(factory=lambda: {C2S: 0, S2C: 0})  # bytes 0-X gone
     pending_masks: dict = attrs.field(factory=dict)  # direction -> [(start, end)] not yet here
@@ -194,7 +219,49 @@ class Connection:
     @property
     def chunks(self) -> list[Chunk]:
         """Its stored stream chunks and marks, in arrival order."""
-        return list(map(Chunk._make, self.kept_chunks))
+        return self.chunks_after(0)
+
+    def chunks_after(self, after: int = 0, limit: int = 0) -> list[Chunk]:
+        """Its stored chunks numbered after ``after``, at most ``limit`` (0: all)."""
+        info = self.chunk_info
+        end = len(info)
+        first_n = self.chunk_count - end + 1  # the number of row 0
+        i = max(self.chunk_first, after - first_n + 1)
+        stop = min(end, i + limit) if limit else end
+        out = []
+        for row in range(i, stop):
+            key = info[row]
+            direction, mark = _KIND[key & 15]
+            at = key >> 4
+            if mark is None:
+                lo = at - self.stream_evicted[direction]
+                data = bytes((self.c2s if direction == C2S else self.s2c)[
+                    lo:lo + self.chunk_size(row)])
+            else:
+                data = b""
+            out.append(Chunk(first_n + row, self.chunk_ts[row], direction, at, data, mark))
+        return out
+
+    def chunk_size(self, row: int) -> int:
+        """The bytes of chunk-table row ``row``: to where the next chunk of its direction
+        starts, or to the stream's end (0 for a mark). The next is a few rows on at most: one
+        direction's consecutive reads join one chunk up to ``MAX_CHUNK``, so only marks and
+        chunks that reached it come between."""
+        info = self.chunk_info
+        key = info[row]
+        code = key & 15
+        if code > 1:
+            return 0
+        for j in range(row + 1, len(info)):
+            if info[j] & 15 == code:
+                return (info[j] >> 4) - (key >> 4)
+        direction, stored = (C2S, self.c2s) if code == 0 else (S2C, self.s2c)
+        return self.stream_evicted[direction] + len(stored) - (key >> 4)
+
+    @property
+    def chunk_rows(self) -> int:
+        """How many chunks and marks it stores."""
+        return len(self.chunk_info) - self.chunk_first
 
     def duration(self, now: float) -> float:
         return (self.ended if self.ended is not None else now) - self.started
@@ -275,40 +342,34 @@ class Capture:
             self._touch(c)
 
     def data(self, pair: int, direction: str, data: bytes, now: float) -> None:
-        """Bytes the proxy forwarded: appended to the last chunk while the same direction goes
-        on (up to ``MAX_CHUNK``), else a new chunk. The hot path of the byte side: one dict
-        lookup, one append, the cost and the seq updated in place."""
+        """Bytes the proxy forwarded: appended to their direction's bytearray; the last chunk
+        grows while the same direction goes on (up to ``MAX_CHUNK``), else a chunk-table row is
+        added. The hot path of the byte side: one dict lookup, a few appends, the cost and the
+        seq updated in place, no object made."""
         c = self.connections.get(pair)
         if c is None or not data:
             return
         n = len(data)
         if direction == C2S:
-            offset = c.bytes_c2s
-            c.bytes_c2s = offset + n
+            stored = c.c2s
+            c.bytes_c2s += n
+            code = 0
         else:
-            offset = c.bytes_s2c
-            c.bytes_s2c = offset + n
-        chunks = c.kept_chunks  # its last() and append(), inline
-        tail = chunks.tail
-        last = tail[-1] if tail else chunks.last()
-        if last is not None:
-            _, _, last_direction, last_offset, stored, mark = last
-            start_in = len(stored)
-            grows = (last_direction == direction and mark is None
-                     and last_offset + start_in == offset and start_in + n <= MAX_CHUNK)
-        else:
-            grows = False
-        if grows:
-            stored += data
+            stored = c.s2c
+            c.bytes_s2c += n
+            code = 1
+        start_in = len(stored)
+        stored += data
+        offset = c.stream_evicted[direction] + start_in
+        info = c.chunk_info
+        last = info[-1] if len(info) > c.chunk_first else -1
+        if last & 15 == code and offset + n - (last >> 4) <= MAX_CHUNK:  # the last one grows
             cost = n
         else:
             c.chunk_count += 1
-            stored = bytearray(data)
-            tail.append((c.chunk_count, now, direction, offset, stored, None))
-            if len(tail) == BLOCK:
-                chunks.seal()
+            info.append(offset << 4 | code)
+            c.chunk_ts.append(now)
             cost = CHUNK_COST + n
-            start_in = 0
         if c.pending_masks:
             self._mask_arrived(c, direction, offset, offset + n, stored, start_in)
         if c.cost == 0:
@@ -347,13 +408,10 @@ class Capture:
         c = self.connections.get(pair)
         if c is None or end <= start or direction not in (C2S, S2C):
             return 0
-        for _, _, chunk_direction, lo, stored, mark in c.kept_chunks:
-            if chunk_direction != direction or mark is not None:
-                continue
-            hi = lo + len(stored)
-            if lo < end and hi > start:
-                _overwrite(stored, max(start, lo) - lo, min(end, hi) - lo)
-        received = c.bytes_c2s if direction == C2S else c.bytes_s2c
+        stored = c.c2s if direction == C2S else c.s2c
+        base = c.stream_evicted[direction]
+        received = base + len(stored)
+        _overwrite(stored, max(start, base) - base, min(end, received) - base)
         if end > received:
             pending = c.pending_masks.setdefault(direction, [])
             if len(pending) >= MAX_PENDING_MASKS:  # merge: mask more rather than less
@@ -404,7 +462,7 @@ class Capture:
         if c is None:
             self.dropped_records += count
             return
-        cost += CHUNK_COST
+        cost += ENTRY_COST
         first = c.exchange_count + 1
         c.kept_exchanges.append((first, count, now, kind, data, errors, cost))  # an Exchanges
         c.exchange_count = first - 1 + count
@@ -426,17 +484,14 @@ class Capture:
     def stream(self, pair: int, after: int = 0, limit: int = 0) -> list[Chunk]:
         """The connection's chunks numbered after ``after`` (at most ``limit``, 0 = all)."""
         c = self.connections.get(pair)
-        if c is None:
-            return []
-        kept = c.kept_chunks
-        out = [ch for ch in kept if ch[0] > after] if after else list(kept)
-        return list(map(Chunk._make, out[:limit] if limit else out))
+        return [] if c is None else c.chunks_after(after, limit)
 
     # -- bounds ----------------------------------------------------------------------------
     def _mark(self, c: Connection, direction: str, mark: str, now: float) -> None:
         c.chunk_count += 1
         offset = c.bytes_c2s if direction == C2S else c.bytes_s2c if direction == S2C else 0
-        c.kept_chunks.append((c.chunk_count, now, direction, offset, bytearray(), mark))
+        c.chunk_info.append(offset << 4 | _MARK_CODE[mark, direction])
+        c.chunk_ts.append(now)
         self._add_cost(c, CHUNK_COST)
 
     def _add_cost(self, c: Connection, cost: int) -> None:
@@ -457,27 +512,55 @@ class Capture:
             c = self.connections[pair]
             over = self.bytes - goal
             freed = 0
-            chunks, exchanges = c.kept_chunks, c.kept_exchanges
-            stream_evicted = c.stream_evicted
-            while chunks and freed < over:
-                _, _, direction, offset, data, mark = chunks.popleft()  # a Chunk
-                size = len(data)
-                if mark is None:
-                    if offset + size > stream_evicted[direction]:
-                        stream_evicted[direction] = offset + size
+            exchanges = c.kept_exchanges
+            info, size_of = c.chunk_info, c.chunk_size
+            i, end = c.chunk_first, len(info)
+            trimmed = [0, 0]  # bytes of c2s, s2c
+            while i < end and freed < over:
+                code = info[i] & 15
+                size = 0
+                if code < 2:  # bytes, not a mark
+                    size = size_of(i)
+                    trimmed[code] += size
                     evicted += size
                 freed += CHUNK_COST + size
-            while not chunks and exchanges and freed < over:
+                i += 1
+            if i != c.chunk_first:
+                self._trim(c, i, trimmed)
+            while i == end and exchanges and freed < over:
                 _, count, _, _, _, _, cost = exchanges.popleft()  # an Exchanges
                 c.exchanges_evicted += count
-                evicted += cost - CHUNK_COST
+                evicted += cost - ENTRY_COST
                 freed += cost
             c.cost -= freed
             self.bytes -= freed
-            if c.cost <= 0 or not (chunks or exchanges):  # (both go together)
+            if c.cost <= 0 or not (i < end or exchanges):  # (both go together)
                 del holding[pair]
             self._touch(c)
         self.evicted_bytes += evicted
+
+    @staticmethod
+    def _trim(c: Connection, first: int, trimmed: list[int]) -> None:
+        """Chunk-table rows before ``first`` are evicted, and ``trimmed`` bytes of c2s and s2c:
+        the bytearrays lose their front (a copy when more than a quarter of one would be
+        slack, so what it holds stays within what is counted), the arrays theirs once
+        ``COMPACT`` rows and a quarter of the table wait there (at once when none is left)."""
+        for k, direction in ((0, C2S), (1, S2C)):
+            if trimmed[k]:
+                stored = c.c2s if k == 0 else c.s2c
+                del stored[:trimmed[k]]
+                c.stream_evicted[direction] += trimmed[k]
+                if sys.getsizeof(stored) - len(stored) > (len(stored) >> 2) + 64:
+                    if k == 0:
+                        c.c2s = bytearray(stored)
+                    else:
+                        c.s2c = bytearray(stored)
+        end = len(c.chunk_info)
+        if first == end or (first >= COMPACT and 4 * first >= end):
+            for table in (c.chunk_ts, c.chunk_info):
+                del table[:first]
+            first = 0
+        c.chunk_first = first
 
     def _evict_connection(self, pair: int) -> None:
         c = self.connections.pop(pair)

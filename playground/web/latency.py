@@ -238,27 +238,39 @@ class Latency:
     def redis(self, ts: float, commands, replies, latencies) -> None:
         """RESP exchanges answered at ``ts``: commands (tuples of bytes arguments), their
         replies (``playground.codec.values``: an ``Error`` counts as an error) and latencies."""
-        table = self._resp
-        if len(commands) > 1 and self._run(table, ts, commands, replies, latencies):
+        if len(commands) > 1 and self._run(self._resp, ts, commands, replies, latencies):
             return
-        get = table.spellings.get
-        errors = 0
+        one = self.one
         for command, reply, latency in zip(commands, replies, latencies, strict=True):
-            raw = command[0] if command else b""
-            h = get(raw) or table.histogram(raw)
-            if latency is None:
-                h.untimed += 1
-            else:  # Histogram.add, inline: no call per exchange
-                us = int(latency * 1e6)
-                h.buckets[INDEX[us] if 0 <= us < INDEX_SIZE else index(us)] += 1
-                if latency > h.max:
-                    h.max = latency
-                if latency < h.min:
-                    h.min = latency
-            if type(reply) is Error:
-                h.errors += 1
-                errors += 1
-        table.rate.add(ts, len(commands), errors)
+            one(ts, command, reply, latency)
+
+    def one(self, ts: float, command, reply, latency: float | None) -> None:
+        """One RESP exchange (``redis`` with one of each; the hot path of unpipelined
+        traffic: no tuple made, the rate ring's current second counted in place)."""
+        table = self._resp
+        raw = command[0] if command else b""
+        h = table.spellings.get(raw) or table.histogram(raw)
+        if latency is None:
+            h.untimed += 1
+        else:  # Histogram.add, inline: no call per exchange
+            us = int(latency * 1e6)
+            h.buckets[INDEX[us] if 0 <= us < INDEX_SIZE else index(us)] += 1
+            if latency > h.max:
+                h.max = latency
+            if latency < h.min:
+                h.min = latency
+        error = type(reply) is Error
+        if error:
+            h.errors += 1
+        rate = table.rate
+        second = int(ts // 1)
+        if second == rate.last:  # RateRing.add, inline for the second being counted
+            slot = second % rate.seconds
+            rate.counts[slot] += 1
+            if error:
+                rate.errors[slot] += 1
+        else:
+            rate.add(ts, 1, int(error))
 
     @staticmethod
     def _run(table: Table, ts: float, commands, replies, latencies) -> bool:

@@ -149,7 +149,7 @@ class WebSink:
     def _one(self, pair, ts, command, reply, latency) -> None:
         """One exchange (unpipelined traffic: the hot path there): kept as
         ``(command, reply, latency)``, the reply as ``_stored`` keeps it."""
-        self.latency.redis(ts, (command,), (reply,), (latency,))
+        self.latency.one(ts, command, reply, latency)
         cost = sum(map(len, command))
         if cost > _KEPT:  # long arguments: count what the decoder keeps of each
             cost = sum(min(len(a), _KEPT) for a in command)

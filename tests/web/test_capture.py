@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from playground.web.capture import BLOCK, C2S, CHUNK_COST, MIB, S2C, Capture, TupleLog
+from playground.web.capture import (
+    BLOCK,
+    C2S,
+    CHUNK_COST,
+    ENTRY_COST,
+    MIB,
+    S2C,
+    Capture,
+    TupleLog,
+)
 
 pytestmark = pytest.mark.pure
 
@@ -53,7 +62,7 @@ def test_a_connection_its_bytes_state_and_exchanges():
     assert [c.n for c in cap.stream(1, after=3)] == [4, 5]
     assert [(e.first, e.count, e.data) for e in cap.get(1).exchanges] == [
         (1, 1, "PING -> +PONG"), (2, 3, "a run of three")]
-    assert cap.bytes == sum(ch.cost for ch in chunks) + 2 * CHUNK_COST + 13 + 14
+    assert cap.bytes == sum(ch.cost for ch in chunks) + 2 * ENTRY_COST + 13 + 14
 
 
 def test_a_reset_is_marked_rst():
@@ -123,7 +132,7 @@ def test_memory_bound_evicts_oldest_stream_bytes_then_exchanges_and_marks_them()
 
 
 def test_exchanges_are_evicted_with_a_count():
-    cap = Capture(max_bytes=2 * (CHUNK_COST + 10))
+    cap = Capture(max_bytes=2 * (ENTRY_COST + 10))
     _open(cap, 1)
     for i in range(5):
         cap.add_exchanges(1, 1.0 + i, "redis", f"run {i}", count=2, cost=10)
@@ -267,3 +276,49 @@ def test_a_large_capture_evicts_a_slack_at_once_then_nothing_until_full_again():
     for i in range(3):  # the slack takes them without evicting
         cap.data(1, C2S if i % 2 else S2C, b"x" * chunk, 301.0 + i)
     assert cap.evicted_bytes == evicted
+
+
+@given(st.lists(st.one_of(
+    st.tuples(st.sampled_from([C2S, S2C]), st.binary(min_size=1, max_size=300)),
+    st.tuples(st.just("big"), st.sampled_from([C2S, S2C]), st.integers(1, 3)),
+    st.tuples(st.just("fin"), st.sampled_from([C2S, S2C]))), max_size=60),
+    st.integers(0, 40_000))
+def test_the_stream_kept_is_the_tail_of_what_was_sent_whatever_is_evicted(ops, max_bytes):
+    """One bytearray per direction and a chunk table: what a read of the stream gives, joined
+    per direction, is exactly the bytes sent from the evicted mark on; chunks keep their
+    numbers and arrival order; a direction's chunks join up to MAX_CHUNK."""
+    cap = Capture(max_bytes=max_bytes)
+    _open(cap, 1)
+    sent = {C2S: b"", S2C: b""}
+    order = []  # (direction, mark) of every chunk made, in arrival order
+    started = 0  # where the last chunk started in its direction
+    for i, op in enumerate(ops):
+        if op[0] == "fin":
+            cap.half_closed(1, op[1], float(i))
+            order.append((op[1], "fin"))
+            continue
+        if op[0] == "big":  # reads that fill chunks to their bound
+            direction, data = op[1], bytes([i % 251]) * (op[2] * 30_000)
+        else:
+            direction, data = op
+        # a read joins the last chunk: same direction, still kept (an evicted one does not
+        # grow), within the bound
+        joins = order and order[-1] == (direction, None) and cap.get(1).chunk_rows and (
+            len(sent[direction]) - started + len(data) <= 64 * 1024)
+        if not joins:
+            order.append((direction, None))
+            started = len(sent[direction])
+        sent[direction] += data
+        cap.data(1, direction, data, float(i))
+        assert cap.bytes <= cap.max_bytes
+    c = cap.get(1)
+    chunks = cap.stream(1)
+    for direction in (C2S, S2C):
+        kept = b"".join(ch.data for ch in chunks if ch.direction == direction and not ch.mark)
+        assert kept == sent[direction][c.stream_evicted[direction]:]
+    assert [ch.n for ch in chunks] == list(range(len(order) - len(chunks) + 1, len(order) + 1))
+    assert [(ch.direction, ch.mark) for ch in chunks] == order[len(order) - len(chunks):]
+    assert c.cost == sum(ch.cost for ch in chunks)
+    if len(chunks) > 1:
+        assert cap.stream(1, after=len(order) - 1) == chunks[-1:]
+        assert cap.stream(1, after=len(order) - 2, limit=1) == chunks[-2:-1]

@@ -231,3 +231,23 @@ def test_random_latencies_and_replies_never_raise():
     latency.redis(1.0, [(), (b"",), (b"x" * 10_000,)], [None, Error(b"E"), 7], [None, -1.0, 1e9])
     rows = latency.snapshot(1.0)["commands"]
     assert sum(r["count"] for r in rows) == 3 and sum(r["errors"] for r in rows) == 1
+
+
+@given(st.lists(st.tuples(st.floats(min_value=0, max_value=100, allow_nan=False), exchange),
+                max_size=60))
+def test_one_exchange_at_a_time_counts_as_the_general_path(stamped):
+    """``Latency.one`` (the sink's call for an unpipelined exchange, the rate ring's current
+    second counted in place) agrees with a histogram and a ring fed by their own ``add``."""
+    latency = Latency(seconds=10)
+    ring = RateRing(10)
+    names: dict[str, Histogram] = {}
+    for ts, (command, reply, took) in stamped:
+        latency.one(ts, command, reply, took)
+        error = type(reply) is Error
+        ring.add(ts, 1, int(error))
+        name = (command[0] if command else b"").upper().decode()
+        names.setdefault(name, Histogram(name)).add(took, error)
+    got = latency.snapshot(0)
+    assert got["series"] == ring.series(0)
+    assert sorted(got["commands"], key=lambda r: r["name"]) == [
+        names[n].summary("resp") for n in sorted(names)]
