@@ -292,6 +292,39 @@ class Chain:
             else:
                 self._release(st, direction, data, now)
 
+    def injected(self, pair_id, direction, data, now, fault):
+        """``data`` (what the client received) is a reply a fault named ``fault`` injected: as
+        ``data``, and the exchanges it completes carry the fault's name."""
+        emit, emit_many = self.emit, self.emit_many
+
+        def marked(record):
+            kind = type(record)
+            if kind is R.RedisExchange:
+                record = R.InjectedRedisExchange(record.pair, record.ts, record.client,
+                                                 record.command, record.reply, record.latency,
+                                                 record.redacted, fault)
+            elif kind is R.RedisExchanges:
+                return [marked(r) for r in record.exchanges()]
+            elif kind is R.HttpExchange and record.status is not None:
+                record.fault = fault
+            return [record]
+
+        def emit_marked(record):
+            for r in marked(record):
+                emit(r)
+
+        def emit_many_marked(records):
+            emit_many([m for r in records for m in marked(r)])
+
+        self.emit, self.emit_many = emit_marked, emit_many_marked
+        try:
+            self.data(pair_id, direction, data, now)
+        finally:  # unless the records were held meanwhile (hold() set its own)
+            if self.emit is emit_marked:
+                self.emit = emit
+            if self.emit_many is emit_many_marked:
+                self.emit_many = emit_many
+
     def half_closed(self, pair_id, direction, now):
         st = self.pairs.get(pair_id)
         if st is None:

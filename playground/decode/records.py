@@ -68,6 +68,14 @@ class RedisExchange:
 
 
 @attrs.define(slots=True)
+class InjectedRedisExchange(RedisExchange):
+    """An exchange whose reply the server never sent: a fault (``fault``, its name) injected it.
+    A type of its own, so the plain exchange keeps its fast paths in the sinks."""
+
+    fault: str = ""
+
+
+@attrs.define(slots=True)
 class RedisExchanges:
     """Ordinary commands answered by one read (pipelined traffic), in order: shown exactly as
     the ``RedisExchange`` records ``exchanges()`` gives (not redacted: ordinary commands hold
@@ -135,6 +143,7 @@ class HttpExchange:
     response_preview: bytes
     interim: tuple = ()
     complete: bool = True
+    fault: str | None = None  # the fault that injected the response (the server sent none)
 
 
 @attrs.define(slots=True)
@@ -278,7 +287,15 @@ def to_json(r, limit: int = 0) -> dict:
                 "command": _json_items(r.command, limit, 0),
                 "reply": json_value(r.reply, limit), "latency": json_latency(r.latency),
                 "redacted": r.redacted}
+    if kind is InjectedRedisExchange:
+        return {"type": "redis", "pair": r.pair, "ts": json_ts(r.ts), "client": r.client,
+                "command": _json_items(r.command, limit, 0),
+                "reply": json_value(r.reply, limit), "latency": json_latency(r.latency),
+                "redacted": r.redacted, "fault": r.fault, "injected": True}
     if kind is HttpExchange:
+        if r.fault is not None:
+            return {**to_json(attrs.evolve(r, fault=None), limit), "fault": r.fault,
+                    "injected": True}
         return {"type": "http", "pair": r.pair, "ts": json_ts(r.ts), "client": r.client,
                 "method": _text(r.method), "target": json_bytes(r.target or b"", limit),
                 "version": _text(r.version), "status": r.status, "reason": _text(r.reason),

@@ -524,7 +524,11 @@ class Pair:
                 if not self.lost & 1:
                     self.client.transport.write(action.data)
                     if self.server.observed:
-                        self.factory.observe_data(self.server, action.data)
+                        if action.injected is None:
+                            self.factory.observe_data(self.server, action.data)
+                        else:
+                            self.factory.observe_injected(self.server, action.data,
+                                                          action.injected.name)
             elif kind is Wait:
                 self._fault_wait(action.at)
             elif kind is Note:
@@ -886,6 +890,19 @@ class ProxyFactory(LimitedFactory):
             self._pause(side)
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
+
+    def observe_injected(self, side: _Side, data: bytes, fault: str):
+        """Queue bytes a fault named ``fault`` injected towards ``side``'s receiver (an
+        injected reply: small, and not read from any socket, so not counted against the
+        backlog); an observer without ``injected`` gets them as data."""
+        observer = self.observer
+        if observer is None:
+            return
+        if not hasattr(observer, "injected"):
+            self.observe_data(side, data)
+            return
+        self.notify("injected", side.pair.id, side.direction, data, self.reactor.seconds(),
+                    fault)
 
     def _pause(self, side: _Side):
         """Stop reading from ``side`` until the queue drains. The splice's own producer

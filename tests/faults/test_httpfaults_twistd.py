@@ -1,25 +1,31 @@
 """``twistd tcpplay proxy --fault 'http:...'`` in front of ``twistd tcpplay http``, driven by curl:
 an injected 503 with Retry-After the server never sees (its access log), a delayed response, a
-slow body (timed, bounded), a cut body (curl's transfer error)."""
+slow body (timed, bounded), a cut body (curl's transfer error); the injected mark in the console
+and the JSON lines for http and resp faults."""
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import time
 
 import pytest
 
-from tests.support.net import free_port
+from playground.codec.encoder import encode_command
+from tests.support.net import free_port, recv_exactly
 from tests.support.processes import need, start_proxy
 
 pytestmark = pytest.mark.twistd
 
 
-def http_proxy(twistd, *faults):
+def http_proxy(twistd, *faults_and_options):
     http_port = free_port()
     server = twistd(["http", "--listen", str(http_port)])
     server.wait_for("listening on")
-    extra = [a for f in faults for a in ("--fault", f)]
+    extra = []
+    for a in faults_and_options:  # "http:..." is a fault, the rest options as they are
+        extra += ["--fault", a] if str(a).startswith("http:") else [a]
     proc, port = start_proxy(twistd, http_port, *extra)
     return server, proc, f"http://127.0.0.1:{port}"
 
@@ -70,3 +76,35 @@ def test_cut_gives_curl_a_partial_transfer(twistd):
     assert out.returncode == 18, out  # CURLE_PARTIAL_FILE
     assert len(out.stdout) == 100
     proc.wait_for("closed by toxic http_downstream (fin)")
+
+
+def test_injected_mark_in_console_and_json_for_http_and_resp(twistd, redis_server, tmp_path):
+    json_http = tmp_path / "http.jsonl"
+    server, proc, url = http_proxy(twistd, "http:GET /status/*:status=503", "--json",
+                                   json_http)
+    assert curl(f"{url}/status/200", f"{url}/get").returncode == 0
+    line = proc.wait_for("GET /status/200 -> 503")
+    assert line.endswith("[injected: http_downstream]"), line
+    assert "[injected" not in proc.wait_for("GET /get -> 200")
+    assert proc.terminate() == 0
+    records = [json.loads(x) for x in json_http.read_text().splitlines()]
+    http = {r["target"]: r for r in records if r["type"] == "http"}
+    assert http["/status/200"]["fault"] == "http_downstream"
+    assert http["/status/200"]["injected"] is True
+    assert "fault" not in http["/get"]
+
+    json_resp = tmp_path / "resp.jsonl"
+    proc, port = start_proxy(twistd, redis_server.port, "--fault",
+                             "resp:GET user:*:error=-LOADING", "--json", json_resp)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(encode_command("GET", "user:1") + encode_command("GET", "other"))
+        want = b"-LOADING\r\n$-1\r\n"
+        assert recv_exactly(s, len(want)) == want
+    line = proc.wait_for("GET user:1 -> ")
+    assert "-LOADING" in line and line.endswith("[injected: resp_downstream]"), line
+    assert proc.terminate() == 0
+    redis_records = [json.loads(x) for x in json_resp.read_text().splitlines()]
+    by_key = {r["command"][1]: r for r in redis_records if r["type"] == "redis"}
+    assert by_key["user:1"]["fault"] == "resp_downstream"
+    assert by_key["user:1"]["injected"] is True
+    assert "fault" not in by_key["other"]
