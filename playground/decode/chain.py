@@ -292,21 +292,23 @@ class Chain:
             else:
                 self._release(st, direction, data, now)
 
-    def injected(self, pair_id, direction, data, now, fault):
-        """``data`` (what the client received) is a reply a fault named ``fault`` injected: as
-        ``data``, and the exchanges it completes carry the fault's name."""
+    def faulted(self, pair_id, direction, data, now, fault, injected=True):
+        """``data`` (what the client received) is a reply a fault named ``fault`` injected
+        (``injected``) or held back: as ``data``, and the exchanges it completes carry the
+        fault's name."""
         emit, emit_many = self.emit, self.emit_many
 
         def marked(record):
             kind = type(record)
             if kind is R.RedisExchange:
-                record = R.InjectedRedisExchange(record.pair, record.ts, record.client,
+                record = R.FaultedRedisExchange(record.pair, record.ts, record.client,
                                                  record.command, record.reply, record.latency,
-                                                 record.redacted, fault)
+                                                 record.redacted, fault, injected)
             elif kind is R.RedisExchanges:
                 return [marked(r) for r in record.exchanges()]
             elif kind is R.HttpExchange and record.status is not None:
                 record.fault = fault
+                record.injected = injected
             return [record]
 
         def emit_marked(record):

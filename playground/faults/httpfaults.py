@@ -358,7 +358,16 @@ class HttpFaults:
                 out.append(ToClient(bytes(slot.data), slot.toxic))
                 self._held -= len(slot.data)
                 slot.data.clear()
-            wait = self._send(slot, now, pending)
+            if slot.action is None or slot.action == "status":
+                wait = self._send(slot, now, pending)
+            else:  # bytes a fault holds back: an action of their own, naming it
+                if pending:
+                    out.append(ToClient(b"".join(pending)))
+                    pending = []
+                own: list[bytes] = []
+                wait = self._send(slot, now, own)
+                if own:
+                    out.append(ToClient(b"".join(own), affected=slot.toxic))
             if wait is not None:
                 if pending:
                     out.append(ToClient(b"".join(pending)))

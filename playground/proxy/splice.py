@@ -524,11 +524,12 @@ class Pair:
                 if not self.lost & 1:
                     self.client.transport.write(action.data)
                     if self.server.observed:
-                        if action.injected is None:
+                        toxic = action.injected or action.affected
+                        if toxic is None:
                             self.factory.observe_data(self.server, action.data)
                         else:
-                            self.factory.observe_injected(self.server, action.data,
-                                                          action.injected.name)
+                            self.factory.observe_faulted(self.server, action.data, toxic.name,
+                                                         action.injected is not None)
             elif kind is Wait:
                 self._fault_wait(action.at)
             elif kind is Note:
@@ -891,18 +892,19 @@ class ProxyFactory(LimitedFactory):
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
-    def observe_injected(self, side: _Side, data: bytes, fault: str):
-        """Queue bytes a fault named ``fault`` injected towards ``side``'s receiver (an
-        injected reply: small, and not read from any socket, so not counted against the
-        backlog); an observer without ``injected`` gets them as data."""
+    def observe_faulted(self, side: _Side, data: bytes, fault: str, injected: bool):
+        """Queue bytes towards ``side``'s receiver that a fault named ``fault`` injected
+        (``injected``) or held back, for the observer's ``faulted``: whole, not counted against
+        the backlog, so only up to a piece (an injected reply is short; held-back bytes past a
+        piece go as data, unmarked, in pieces). An observer without ``faulted`` gets data."""
         observer = self.observer
         if observer is None:
             return
-        if not hasattr(observer, "injected"):
+        if not hasattr(observer, "faulted") or len(data) > self.OBSERVER_PIECE:
             self.observe_data(side, data)
             return
-        self.notify("injected", side.pair.id, side.direction, data, self.reactor.seconds(),
-                    fault)
+        self.notify("faulted", side.pair.id, side.direction, data, self.reactor.seconds(),
+                    fault, injected)
 
     def _pause(self, side: _Side):
         """Stop reading from ``side`` until the queue drains. The splice's own producer

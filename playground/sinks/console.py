@@ -244,14 +244,15 @@ class ConsoleFormatter:
         if not self.lifecycle and kind in LIFECYCLE:
             return []
         tag = p.dim(f"#{r.pair}")
-        if kind is R.RedisExchange or kind is R.InjectedRedisExchange:
+        if kind is R.RedisExchange or kind is R.FaultedRedisExchange:
             reply = r.reply
             if isinstance(reply, resp.Error):
                 shown = p.err(format_value(reply, lim))
             else:
                 summary = command_summary(r.command, reply, lim)
                 shown = p.ok(summary if summary is not None else format_value(reply, lim))
-            mark = f" [injected: {r.fault}]" if kind is R.InjectedRedisExchange else ""
+            mark = "" if kind is R.RedisExchange else (
+                f" [{'injected' if r.injected else 'fault'}: {r.fault}]")
             return [f"{tag} {r.client} {p.cmd(format_args(r.command, lim))} -> {shown}"
                     f"{_ms(r.latency)}{mark}"]
         if kind is R.HttpExchange:
@@ -334,7 +335,8 @@ class ConsoleFormatter:
             ct = f" {escape(r.content_type[:100])}" if r.content_type else ""
             cut = " (cut short)" if not r.complete else ""
             body = self._line_preview(r.response_preview, r.response_body_size)
-            mark = f" [injected: {r.fault}]" if r.fault is not None else ""
+            mark = "" if r.fault is None else (
+                f" [{'injected' if r.injected else 'fault'}: {r.fault}]")
             out = [f"{tag} {r.client} {p.cmd(req)} ->{extra} {status}{ct} "
                    f"{_size(r.response_body_size)}{body}{cut}{_ms(r.latency)}{mark}"]
         if self.verbose >= 1:

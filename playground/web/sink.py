@@ -230,9 +230,9 @@ class WebSink:
             self._one(r.pair, r.ts, r.command, r.reply, r.latency)
         elif kind is _HTTP:
             self._http(r)
-        elif kind is R.InjectedRedisExchange:  # the mark rides on the error shown
+        elif kind is R.FaultedRedisExchange:  # the mark rides on the error shown
             reply = r.reply
-            if type(reply) is _ERROR:
+            if type(reply) is _ERROR and r.injected:
                 reply = _ERROR(reply.value + f" [injected: {r.fault}]".encode(), reply.bulk)
             self._one(r.pair, r.ts, r.command, reply, r.latency)
         elif kind is _PUSH:
@@ -265,7 +265,7 @@ class WebSink:
             if not r.complete:
                 reply += " (incomplete)"
             if r.fault is not None:
-                reply += f" [injected: {r.fault}]"
+                reply += f" [{'injected' if r.injected else 'fault'}: {r.fault}]"
             error = r.status >= 400
         self.latency.http(r.ts, r.method, r.status, r.latency)
         self._row(r.pair, r.ts, "http", request, reply, r.latency, r.request_body_size,

@@ -80,31 +80,33 @@ def test_cut_gives_curl_a_partial_transfer(twistd):
 
 def test_injected_mark_in_console_and_json_for_http_and_resp(twistd, redis_server, tmp_path):
     json_http = tmp_path / "http.jsonl"
-    server, proc, url = http_proxy(twistd, "http:GET /status/*:status=503", "--json",
-                                   json_http)
-    assert curl(f"{url}/status/200", f"{url}/get").returncode == 0
+    server, proc, url = http_proxy(twistd, "http:GET /status/*:status=503",
+                                   "http:GET /headers:delay=50ms,name=slow", "--json", json_http)
+    assert curl(f"{url}/status/200", f"{url}/get", f"{url}/headers").returncode == 0
     line = proc.wait_for("GET /status/200 -> 503")
     assert line.endswith("[injected: http_downstream]"), line
     assert "[injected" not in proc.wait_for("GET /get -> 200")
+    assert proc.wait_for("GET /headers -> 200").endswith("[fault: slow]")
     assert proc.terminate() == 0
     records = [json.loads(x) for x in json_http.read_text().splitlines()]
     http = {r["target"]: r for r in records if r["type"] == "http"}
     assert http["/status/200"]["fault"] == "http_downstream"
     assert http["/status/200"]["injected"] is True
     assert "fault" not in http["/get"]
+    assert http["/headers"]["fault"] == "slow" and "injected" not in http["/headers"]
 
     json_resp = tmp_path / "resp.jsonl"
     proc, port = start_proxy(twistd, redis_server.port, "--fault",
                              "resp:GET user:*:error=-LOADING", "--json", json_resp)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(encode_command("GET", "user:1") + encode_command("GET", "other"))
-        want = b"-LOADING\r\n$-1\r\n"
+        s.sendall(encode_command("GET", "user:1") + encode_command("PING"))
+        want = b"-LOADING\r\n+PONG\r\n"
         assert recv_exactly(s, len(want)) == want
     line = proc.wait_for("GET user:1 -> ")
     assert "-LOADING" in line and line.endswith("[injected: resp_downstream]"), line
     assert proc.terminate() == 0
     redis_records = [json.loads(x) for x in json_resp.read_text().splitlines()]
-    by_key = {r["command"][1]: r for r in redis_records if r["type"] == "redis"}
-    assert by_key["user:1"]["fault"] == "resp_downstream"
-    assert by_key["user:1"]["injected"] is True
-    assert "fault" not in by_key["other"]
+    by_name = {r["command"][0]: r for r in redis_records if r["type"] == "redis"}
+    assert by_name["GET"]["command"] == ["GET", "user:1"]
+    assert by_name["GET"]["fault"] == "resp_downstream" and by_name["GET"]["injected"] is True
+    assert "fault" not in by_name["PING"]

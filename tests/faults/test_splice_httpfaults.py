@@ -93,3 +93,48 @@ def test_resp_wins_when_both_kinds_exist(logged):
     assert type(client.pair.faults) is RespFaults
     text = "\n".join(formatEvent(e) for e in logged)
     assert "toxic http_downstream (http) does not act on this pair: it has resp faults" in text
+
+
+class FaultedRecorder:
+    """An observer with ``faulted``: what it was told, by kind."""
+
+    def __init__(self):
+        self.calls = []
+
+    def pair_opened(self, pair, now):
+        pass
+
+    def data(self, pair_id, direction, data, now):
+        self.calls.append(("data", direction, data))
+
+    def faulted(self, pair_id, direction, data, now, fault, injected):
+        self.calls.append(("faulted", direction, data, fault, injected))
+
+    def half_closed(self, pair_id, direction, now):
+        pass
+
+    def pair_closed(self, pair_id, summary, now):
+        pass
+
+
+def test_the_observer_is_told_which_bytes_a_fault_injected_or_held():
+    clock = MemoryReactorClock()
+    endpoint = Endpoint()
+    observer = FaultedRecorder()
+    toxics = ToxicSet([parse_fault("http:GET /api/*:status=503"),
+                       parse_fault("http:GET /slow:delay=100ms,name=slow")])
+    factory = ProxyFactory(endpoint, observer=observer, reactor=clock, toxics=toxics,
+                           fault_seed=1)
+    client = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+    ct = Transport()
+    client.makeConnection(ct)
+    server, st = endpoint.succeed()
+    client.dataReceived(get(b"/api/x") + get(b"/slow") + get(b"/b"))
+    server.dataReceived(ok(b"S") + ok(b"B"))
+    clock.advance(0.2)
+    clock.advance(0)
+    told = [c for c in observer.calls if c[1] == "s2c"]
+    assert [(c[0], c[-2:] if c[0] == "faulted" else None) for c in told] == [
+        ("faulted", ("http_downstream", True)), ("faulted", ("slow", False)), ("data", None)]
+    assert told[1][2] == ok(b"S") and told[2][2] == ok(b"B")
+    assert ct.value().endswith(ok(b"S") + ok(b"B"))

@@ -27,7 +27,7 @@ def replies(calls) -> list[tuple[str, str]]:
         if fault is None:
             chain.data(1, d, data, float(i + 1))
         else:
-            chain.injected(1, d, data, float(i + 1), fault)
+            chain.faulted(1, d, data, float(i + 1), fault)
     chain.pair_closed(1, SUMMARY, 100.0)
     return [(row["request"], row["reply"]) for e in web.capture.get(1).exchanges
             for row in rows(e)]
