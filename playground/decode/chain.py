@@ -11,6 +11,10 @@ chain holds back the bytes a decoder has not settled yet (an incomplete HTTP hea
 may still turn out to carry a password) and registers the secrets' stream ranges with the sink
 first, so the file has same-length filler exactly where the secrets were.
 
+Bytes a fault injected or held back come through ``faulted`` (see ``playground.proxy.observer``):
+the exchanges they complete carry the fault's name (``records.FaultedRedisExchange``,
+``HttpExchange.fault``), so every sink marks them.
+
 Decoder failures are caught in one place (``Chain.guarded``, inlined on the hot path of
 ``data``; both hand over to ``Chain._failed``): a decoder that fails on a direction turns into
 an ``undecodable`` record and that direction falls back to the hex view; the observer itself

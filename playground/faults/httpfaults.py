@@ -24,7 +24,8 @@ pair: it says so once (a ``Note``), what it holds goes out in order, then bytes 
 
 Actions are ``playground.faults.respfaults``' (``ToServer``, ``ToClient``, ``FinToServer``,
 ``FinToClient``, ``Note``) and ``playground.faults.toxics``' (``Wait(at)``: call ``tick``;
-``Close``). Pure: no Twisted, no clock.
+``Close``). An injected response is a ``ToClient`` of its own naming the toxic (``injected``), so
+are the bytes a fault held back or paced (``affected``). Pure: no Twisted, no clock.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ bytes pass unchanged. The same on garbage either way, on an HTTP request line (a
 given to a proxy of HTTP traffic, as ``demo --fault`` does) or when more than ``max_held`` bytes
 would be held: the core gives up, says so once (a ``Note``), and passes bytes through.
 
-Actions: ``ToServer(data)``, ``ToClient(data, injected)`` (``injected`` is the toxic whose error
-reply this is, else None), ``FinToServer()`` / ``FinToClient()`` (pass a FIN on, after every
+Actions: ``ToServer(data)``, ``ToClient(data, injected, affected)`` (``injected`` is the toxic
+whose error reply this is, ``affected`` the one that delayed these bytes, else None), ``FinToServer()`` / ``FinToClient()`` (pass a FIN on, after every
 byte before it), ``Wait(at)`` (call ``tick``), ``Close(toxic)`` / ``Abort(toxic)`` (from
 ``playground.faults.toxics``) and ``Note(toxic, text)`` (a line for the log). Pure: no Twisted,
 no clock.

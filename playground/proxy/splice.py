@@ -31,6 +31,8 @@ pair without keeps its classes.
 The observer sees what the client sent (a command the fault kept from the server included) and
 what the client received (an injected reply as server bytes), so the decoded view and the pcap
 show the exchange the client had; each fault acting is one log line naming it and the pair.
+Bytes a fault injected or held back reach an observer with ``faulted`` through it (with the
+fault's name), so the exchanges they complete are marked in the sinks.
 Protocol-aware toxics added later apply to pairs started after them (a core cannot start
 mid-stream); changed or removed ones reach open pairs. A pair with a core takes no byte toxics
 (nor toxics of the other protocol).
