@@ -35,6 +35,7 @@ PURE = (_modules("codec") + ["playground.examples.chat.core", "playground.exampl
                             "playground.faults.model",
                             "playground.faults.toxics",
                             "playground.faults.respfaults",
+                            "playground.faults.httpfaults",
                             ]
         + [m for m in _modules("replay") if m.split(".")[-1] not in ("run", "cli")]
         + [m for m in _modules("examples.resp") if m != "playground.examples.resp.server"])

@@ -11,6 +11,10 @@ chain holds back the bytes a decoder has not settled yet (an incomplete HTTP hea
 may still turn out to carry a password) and registers the secrets' stream ranges with the sink
 first, so the file has same-length filler exactly where the secrets were.
 
+Bytes a fault injected or held back come through ``faulted`` (see ``playground.proxy.observer``):
+the exchanges they complete carry the fault's name (``records.FaultedRedisExchange``,
+``HttpExchange.fault``), so every sink marks them.
+
 Decoder failures are caught in one place (``Chain.guarded``, inlined on the hot path of
 ``data``; both hand over to ``Chain._failed``): a decoder that fails on a direction turns into
 an ``undecodable`` record and that direction falls back to the hex view; the observer itself
@@ -301,6 +305,41 @@ class Chain:
                     pcap.data(pair_id, direction, data, now)
                 else:
                     self._release(st, direction, data, now)
+
+    def faulted(self, pair_id, direction, data, now, fault, injected=True):
+        """``data`` (what the client received) is a reply a fault named ``fault`` injected
+        (``injected``) or held back: as ``data``, and the exchanges it completes carry the
+        fault's name."""
+        emit, emit_many = self.emit, self.emit_many
+
+        def marked(record):
+            kind = type(record)
+            if kind is R.RedisExchange:
+                record = R.FaultedRedisExchange(record.pair, record.ts, record.client,
+                                                 record.command, record.reply, record.latency,
+                                                 record.redacted, fault, injected)
+            elif kind is R.RedisExchanges:
+                return [marked(r) for r in record.exchanges()]
+            elif kind is R.HttpExchange and record.status is not None:
+                record.fault = fault
+                record.injected = injected
+            return [record]
+
+        def emit_marked(record):
+            for r in marked(record):
+                emit(r)
+
+        def emit_many_marked(records):
+            emit_many([m for r in records for m in marked(r)])
+
+        self.emit, self.emit_many = emit_marked, emit_many_marked
+        try:
+            self.data(pair_id, direction, data, now)
+        finally:  # unless the records were held meanwhile (hold() set its own)
+            if self.emit is emit_marked:
+                self.emit = emit
+            if self.emit_many is emit_many_marked:
+                self.emit_many = emit_many
 
     def half_closed(self, pair_id, direction, now):
         st = self.pairs.get(pair_id)

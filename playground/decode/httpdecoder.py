@@ -118,6 +118,18 @@ class HttpRaw:
 
 
 @attrs.frozen
+class HttpMark:
+    """Where a message's parts end (only with ``marks=True``, for framing without decoding):
+    ``kind`` ``"head"`` (a request head, or a final response head, ends at stream ``offset``;
+    ``request`` is the request's) or ``"end"`` (the message, body included, ends there)."""
+
+    direction: str
+    kind: str
+    offset: int
+    request: HttpRequest | None = None
+
+
+@attrs.frozen
 class HttpSecret:
     direction: str
     start: int
@@ -216,8 +228,9 @@ class HttpConversation:
     """Both directions of one HTTP/1.x connection; see the module docstring."""
 
     def __init__(self, max_head: int = 64 * 1024, preview: int = 200, max_pipeline: int = 1000,
-                 max_chunk_line: int = 4096):
+                 max_chunk_line: int = 4096, marks: bool = False):
         self.max_head = max_head
+        self.marks = marks  # also say where heads and messages end (HttpMark)
         self.preview_size = preview
         self.max_pipeline = max_pipeline
         self.max_chunk_line = max_chunk_line
@@ -463,6 +476,8 @@ class HttpConversation:
         req = HttpRequest(method, target, version, headers, self._now, offset)
         self.pending.append(_Pending(req, upgrade, connect))
         side = self.req
+        if self.marks:
+            out.append(HttpMark(C2S, "head", side.offset, req))
         side.body_size = 0
         side.preview = bytearray()
         if framing == -1:
@@ -498,6 +513,8 @@ class HttpConversation:
         if 100 <= status < 200:
             self._interim.append(status)
             return
+        if self.marks:
+            out.append(HttpMark(S2C, "head", side.offset))
         self._status, self._reason, self._version, self._headers = (
             status, reason, parts[0], headers)
         side.body_size = 0
@@ -585,6 +602,8 @@ class HttpConversation:
 
     # -- completion ---------------------------------------------------------------------------
     def _message_done(self, side: _Side, out: list) -> None:
+        if self.marks:
+            out.append(HttpMark(side.direction, "end", side.offset))
         side.state = _HEAD
         side.head_offset = side.offset
         if side is self.req:

@@ -68,6 +68,16 @@ class RedisExchange:
 
 
 @attrs.define(slots=True)
+class FaultedRedisExchange(RedisExchange):
+    """An exchange a fault (``fault``, its name) acted on: ``injected``, its reply is the
+    fault's (the server never sent it); else the fault held it back (a delay). A type of its
+    own, so the plain exchange keeps its fast paths in the sinks."""
+
+    fault: str = ""
+    injected: bool = True
+
+
+@attrs.define(slots=True)
 class RedisExchanges:
     """Ordinary commands answered by one read (pipelined traffic), in order: shown exactly as
     the ``RedisExchange`` records ``exchanges()`` gives (not redacted: ordinary commands hold
@@ -135,6 +145,8 @@ class HttpExchange:
     response_preview: bytes
     interim: tuple = ()
     complete: bool = True
+    fault: str | None = None  # the fault that acted on the response
+    injected: bool = False  # the fault's own response (the server sent none)
 
 
 @attrs.define(slots=True)
@@ -278,7 +290,16 @@ def to_json(r, limit: int = 0) -> dict:
                 "command": _json_items(r.command, limit, 0),
                 "reply": json_value(r.reply, limit), "latency": json_latency(r.latency),
                 "redacted": r.redacted}
+    if kind is FaultedRedisExchange:
+        return {"type": "redis", "pair": r.pair, "ts": json_ts(r.ts), "client": r.client,
+                "command": _json_items(r.command, limit, 0),
+                "reply": json_value(r.reply, limit), "latency": json_latency(r.latency),
+                "redacted": r.redacted, "fault": r.fault,
+                **({"injected": True} if r.injected else {})}
     if kind is HttpExchange:
+        if r.fault is not None:
+            return {**to_json(attrs.evolve(r, fault=None), limit), "fault": r.fault,
+                    **({"injected": True} if r.injected else {})}
         return {"type": "http", "pair": r.pair, "ts": json_ts(r.ts), "client": r.client,
                 "method": _text(r.method), "target": json_bytes(r.target or b"", limit),
                 "version": _text(r.version), "status": r.status, "reason": _text(r.reason),

@@ -5,12 +5,13 @@ tcpplay's own types, their checking, the ``--fault`` syntax and the live set a p
 ``toxics`` (pure) is one direction's byte-level toxics as a pipeline the splice
 (``proxy.splice``) drives; ``respfaults`` (pure) one pair's ``resp`` faults (commands and replies
 in, actions out), which the splice drives too. The toxiproxy-compatible HTTP API builds on them:
+``httpfaults`` (pure) the same for ``http`` faults (requests and responses in, actions out).
 ``registry`` (the named proxies, each a ``proxy.service.ProxyService``), ``api`` (its routes,
 twisted.web), ``apioptions`` (``--api``, ``--api-token``, ``--name``) and ``toxiproxy`` (the
 subcommand).
 
 May import: ``playground.common``, ``playground.codec``, ``playground.decode``, ``playground.proxy``,
 ``playground.web.options`` (``is_loopback``, for the API's token) and Twisted (apart from ``model``,
-``toxics`` and ``respfaults``, which import nothing of Twisted, so the splice
+``toxics``, ``respfaults`` and ``httpfaults``, which import nothing of Twisted, so the splice
 can use them).
 """

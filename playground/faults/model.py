@@ -46,7 +46,7 @@ TOXIC_TYPES: Mapping[str, Mapping[str, object]] = MappingProxyType({
     "resp": {"command": "*", "key": "*", "action": "error", "error": "-ERR injected by tcpplay",
              "delay": 0, "nth": 0},
     "http": {"method": "*", "path": "*", "action": "status", "status": 503, "retry_after": 0,
-             "delay": 0, "rate": 0, "cut_after": 0},
+             "delay": 0, "rate": 0, "cut_after": 0, "nth": 0},
 })
 
 # what each protocol-aware type accepts as its "action" attribute

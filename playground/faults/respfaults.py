@@ -24,8 +24,8 @@ bytes pass unchanged. The same on garbage either way, on an HTTP request line (a
 given to a proxy of HTTP traffic, as ``demo --fault`` does) or when more than ``max_held`` bytes
 would be held: the core gives up, says so once (a ``Note``), and passes bytes through.
 
-Actions: ``ToServer(data)``, ``ToClient(data, injected)`` (``injected`` is the toxic whose error
-reply this is, else None), ``FinToServer()`` / ``FinToClient()`` (pass a FIN on, after every
+Actions: ``ToServer(data)``, ``ToClient(data, injected, affected)`` (``injected`` is the toxic
+whose error reply this is, ``affected`` the one that delayed these bytes, else None), ``FinToServer()`` / ``FinToClient()`` (pass a FIN on, after every
 byte before it), ``Wait(at)`` (call ``tick``), ``Close(toxic)`` / ``Abort(toxic)`` (from
 ``playground.faults.toxics``) and ``Note(toxic, text)`` (a line for the log). Pure: no Twisted,
 no clock.
@@ -60,6 +60,7 @@ class ToServer:
 class ToClient:
     data: bytes
     injected: Toxic | None = None
+    affected: Toxic | None = None  # the toxic that held these bytes back (a delay)
 
 
 @attrs.frozen
@@ -83,7 +84,7 @@ class Note:
 class _Slot:
     """One reply the client waits for, in order: a forwarded command's or an injected one."""
 
-    __slots__ = ("data", "drop", "delay", "until", "done", "toxic")
+    __slots__ = ("data", "drop", "delay", "until", "done", "toxic", "affected")
 
     def __init__(self, data: bytes | None = None, drop: bool = False, delay: float = 0.0,
                  toxic: Toxic | None = None):
@@ -93,6 +94,7 @@ class _Slot:
         self.delay = delay  # seconds held once the reply is there
         self.until = 0.0
         self.toxic = toxic  # set on an injected reply: the toxic that injected it
+        self.affected: Toxic | None = None  # set on a delayed reply: the toxic delaying it
 
 
 def describe(args) -> str:
@@ -224,6 +226,7 @@ class RespFaults:
         elif action == "delay":
             delay = toxic.attributes["delay"]
             self._slots.append(_Slot(delay=delay / 1000))
+            self._slots[-1].affected = toxic
             out.append(Note(toxic, f"delays the reply of {describe(args)} by {delay} ms"))
         else:
             self._slots.append(_Slot())
@@ -335,6 +338,11 @@ class RespFaults:
                     out.append(ToClient(b"".join(pending)))
                     pending = []
                 out.append(ToClient(slot.data, toxic))
+            elif slot.affected is not None and slot.data:
+                if pending:
+                    out.append(ToClient(b"".join(pending)))
+                    pending = []
+                out.append(ToClient(slot.data, affected=slot.affected))
             elif not slot.drop:
                 pending.append(slot.data)
         if self.passing and not slots and self._sbuf:

@@ -57,6 +57,10 @@ class PairObserver(Protocol):
     def data(self, pair_id: int, direction: str, data: bytes, now: float) -> None:
         """``direction`` is CLIENT_TO_SERVER or SERVER_TO_CLIENT; ``data`` was already forwarded."""
 
+    # Optional: ``faulted(pair_id, direction, data, now, fault, injected)``: ``data`` went to
+    # the client as ``data`` does, but a fault named ``fault`` injected it (``injected``: the
+    # server never sent it) or held it back; an observer without it is told ``data``.
+
     def half_closed(self, pair_id: int, direction: str, now: float) -> None:
         """The sender of ``direction`` shut down its write side (FIN), and it was passed on."""
 

@@ -178,9 +178,9 @@ def check_fault(spec: str, taken=()):
         toxic = parse_fault(spec)
     except FaultError as e:
         raise usage.UsageError(f"--fault: {spec!r}: {e}")
-    if toxic.type not in BYTE_TYPES and toxic.type not in ("down", "resp"):
+    if toxic.type not in BYTE_TYPES and toxic.type not in ("down", "resp", "http"):
         raise usage.UsageError(f"--fault: {spec!r}: {toxic.type}: not a toxic the proxy applies "
-                               f"(byte toxics: {', '.join(BYTE_TYPES)}, down, resp)")
+                               f"(byte toxics: {', '.join(BYTE_TYPES)}, down, resp, http)")
     if toxic.name in taken:
         raise usage.UsageError(f"--fault: {spec!r}: a toxic named {toxic.name} is already "
                                f"given; add name=OTHER")

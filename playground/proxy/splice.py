@@ -23,14 +23,19 @@ bytes, pause/resume of the reading side, a close or reset naming the toxic); its
 bytes as the receiver gets them. A direction without toxics keeps the plain classes and pays
 nothing. Toxics added, changed or removed apply to open pairs from their next bytes.
 
-Protocol-aware faults (``resp`` toxics): a pair that starts while one exists gets a
-``playground.faults.respfaults.RespFaults`` core and the faulted side classes on both legs (the
-core needs both directions: it matches replies to commands); a pair without keeps its classes.
+Protocol-aware faults (``resp`` and ``http`` toxics): a pair that starts while one exists gets a
+``playground.faults.respfaults.RespFaults`` core (``resp``; it wins when both types exist) or a
+``playground.faults.httpfaults.HttpFaults`` core (``http``) and the faulted side classes on both
+legs (the core needs both directions: it matches replies to commands, responses to requests); a
+pair without keeps its classes.
 The observer sees what the client sent (a command the fault kept from the server included) and
 what the client received (an injected reply as server bytes), so the decoded view and the pcap
 show the exchange the client had; each fault acting is one log line naming it and the pair.
-``resp`` toxics added later apply to pairs started after them (a core cannot start mid-stream);
-changed or removed ones reach open pairs. A pair with a ``resp`` core takes no byte toxics.
+Bytes a fault injected or held back reach an observer with ``faulted`` through it (with the
+fault's name), so the exchanges they complete are marked in the sinks.
+Protocol-aware toxics added later apply to pairs started after them (a core cannot start
+mid-stream); changed or removed ones reach open pairs. A pair with a core takes no byte toxics
+(nor toxics of the other protocol).
 
 Zero-copy: a pair of a factory with no observer and no toxics (``toxics`` None) whose legs are
 both plain TCP moves its bytes with ``splice(2)`` (``playground.proxy.zerocopy``), chosen when
@@ -55,6 +60,7 @@ from playground.common import addresses, shutdown, twistedprivate
 from playground.common.addresses import Target
 from playground.common.limits import LimitedFactory
 from playground.common.twistedprivate import direct_write
+from playground.faults.httpfaults import HttpFaults
 from playground.faults.model import UPSTREAM
 from playground.faults.respfaults import (
     FinToClient,
@@ -355,7 +361,7 @@ class Pair:
         self._idle_mark = -1
         self._idle_checks = 0
         self.toxic_names: set[str] | None = None  # the toxics logged as acting on this pair
-        self.faults: RespFaults | None = None  # the protocol-aware faults' core, if any
+        self.faults: RespFaults | HttpFaults | None = None  # the protocol-aware core, if any
         self.fault_call = None  # the pending call of the core's next tick
         self.splicer: zerocopy.Splicer | None = None  # set when the pair splices zero-copy
 
@@ -447,8 +453,9 @@ class Pair:
         if f.idle_timeout:
             self._schedule_idle()
         if f.toxics:
-            if any(toxic.type == "resp" for toxic in f.toxics):
-                self._start_faults(observed)
+            types = {toxic.type for toxic in f.toxics}
+            if "resp" in types or "http" in types:
+                self._start_faults(observed, "resp" if "resp" in types else "http")
             for toxic in f.toxics:
                 self.toxic_changed("added", toxic)
         ct.resumeProducing()
@@ -463,12 +470,14 @@ class Pair:
     def toxic_changed(self, event: str, toxic) -> None:
         """A toxic was added, updated or removed: the pipeline of its direction follows."""
         if self.faults is not None:
-            if toxic.type == "resp" and not self.finished:
-                self._resp_changed(event, toxic)
-            elif toxic.type in BYTE_TYPES and event != "removed":
+            kind = "resp" if type(self.faults) is RespFaults else "http"
+            if toxic.type == kind and not self.finished:
+                self._fault_changed(event, toxic)
+            elif (toxic.type in BYTE_TYPES or toxic.type in ("resp", "http")) and (
+                    event != "removed"):
                 self.log.info("proxy #{pair} toxic {toxic} ({type}) does not act on this pair: "
-                              "it has resp faults", pair=self.id, toxic=toxic.name,
-                              type=toxic.type)
+                              "it has {kind} faults", pair=self.id, toxic=toxic.name,
+                              type=toxic.type, kind=kind)
             return
         if toxic.type not in BYTE_TYPES or self.finished:
             return
@@ -505,21 +514,22 @@ class Pair:
         self._toxic_wait(side, now)  # a cut due at once (reset_peer 0) on the next turn
 
     # -- protocol-aware faults ---------------------------------------------------------
-    def _start_faults(self, observed: bool) -> None:
+    def _start_faults(self, observed: bool, kind: str) -> None:
         f = self.factory
-        self.faults = RespFaults(random.Random(f.fault_random.getrandbits(64)))
+        core = RespFaults if kind == "resp" else HttpFaults
+        self.faults = core(random.Random(f.fault_random.getrandbits(64)))
         for side in (self.client, self.server):
             side.__class__ = _FAULTED_VARIANTS[side.role, observed]
 
-    def _resp_changed(self, event: str, toxic) -> None:
+    def _fault_changed(self, event: str, toxic) -> None:
         faults = self.faults
         if event == "removed":
             faults.remove(toxic.name)
             return
         acts = faults.update(toxic) if event == "updated" else faults.add(toxic)
         if acts:
-            self.log.info("proxy #{pair} fault {toxic} (resp) acts on this pair",
-                          pair=self.id, toxic=toxic.name)
+            self.log.info("proxy #{pair} fault {toxic} ({type}) acts on this pair",
+                          pair=self.id, toxic=toxic.name, type=toxic.type)
 
     def fault_actions(self, actions) -> None:
         """Carry out what the pair's protocol-aware core says."""
@@ -532,7 +542,12 @@ class Pair:
                 if not self.lost & 1:
                     self.client.transport.write(action.data)
                     if self.server.observed:
-                        self.factory.observe_data(self.server, action.data)
+                        toxic = action.injected or action.affected
+                        if toxic is None:
+                            self.factory.observe_data(self.server, action.data)
+                        else:
+                            self.factory.observe_faulted(self.server, action.data, toxic.name,
+                                                         action.injected is not None)
             elif kind is Wait:
                 self._fault_wait(action.at)
             elif kind is Note:
@@ -905,6 +920,20 @@ class ProxyFactory(LimitedFactory):
             self._pause(side)
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
+
+    def observe_faulted(self, side: _Side, data: bytes, fault: str, injected: bool):
+        """Queue bytes towards ``side``'s receiver that a fault named ``fault`` injected
+        (``injected``) or held back, for the observer's ``faulted``: whole, not counted against
+        the backlog, so only up to a piece (an injected reply is short; held-back bytes past a
+        piece go as data, unmarked, in pieces). An observer without ``faulted`` gets data."""
+        observer = self.observer
+        if observer is None:
+            return
+        if not hasattr(observer, "faulted") or len(data) > self.OBSERVER_PIECE:
+            self.observe_data(side, data)
+            return
+        self.notify("faulted", side.pair.id, side.direction, data, self.reactor.seconds(),
+                    fault, injected)
 
     def _pause(self, side: _Side):
         """Stop reading from ``side`` until the queue drains. The splice's own producer

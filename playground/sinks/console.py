@@ -244,15 +244,17 @@ class ConsoleFormatter:
         if not self.lifecycle and kind in LIFECYCLE:
             return []
         tag = p.dim(f"#{r.pair}")
-        if kind is R.RedisExchange:
+        if kind is R.RedisExchange or kind is R.FaultedRedisExchange:
             reply = r.reply
             if isinstance(reply, resp.Error):
                 shown = p.err(format_value(reply, lim))
             else:
                 summary = command_summary(r.command, reply, lim)
                 shown = p.ok(summary if summary is not None else format_value(reply, lim))
+            mark = "" if kind is R.RedisExchange else (
+                f" [{'injected' if r.injected else 'fault'}: {r.fault}]")
             return [f"{tag} {r.client} {p.cmd(format_args(r.command, lim))} -> {shown}"
-                    f"{_ms(r.latency)}"]
+                    f"{_ms(r.latency)}{mark}"]
         if kind is R.HttpExchange:
             return self._http(r, tag)
         if kind is R.TextLine:
@@ -333,8 +335,10 @@ class ConsoleFormatter:
             ct = f" {escape(r.content_type[:100])}" if r.content_type else ""
             cut = " (cut short)" if not r.complete else ""
             body = self._line_preview(r.response_preview, r.response_body_size)
+            mark = "" if r.fault is None else (
+                f" [{'injected' if r.injected else 'fault'}: {r.fault}]")
             out = [f"{tag} {r.client} {p.cmd(req)} ->{extra} {status}{ct} "
-                   f"{_size(r.response_body_size)}{body}{cut}{_ms(r.latency)}"]
+                   f"{_size(r.response_body_size)}{body}{cut}{_ms(r.latency)}{mark}"]
         if self.verbose >= 1:
             out += self._message(p.c2s(">"), r.request_headers, r.request_preview,
                                  r.request_body_size)

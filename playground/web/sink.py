@@ -230,6 +230,11 @@ class WebSink:
             self._one(r.pair, r.ts, r.command, r.reply, r.latency)
         elif kind is _HTTP:
             self._http(r)
+        elif kind is R.FaultedRedisExchange:  # the mark rides on the error shown
+            reply = r.reply
+            if type(reply) is _ERROR and r.injected:
+                reply = _ERROR(reply.value + f" [injected: {r.fault}]".encode(), reply.bulk)
+            self._one(r.pair, r.ts, r.command, reply, r.latency)
         elif kind is _PUSH:
             self._row(r.pair, r.ts, "push", "(push)", format_value(r.value, self.max_value))
         elif kind is _UNANSWERED:
@@ -259,6 +264,8 @@ class WebSink:
             reply = f"{r.status} {r.reason.decode('latin-1', 'replace')}".strip()
             if not r.complete:
                 reply += " (incomplete)"
+            if r.fault is not None:
+                reply += f" [{'injected' if r.injected else 'fault'}: {r.fault}]"
             error = r.status >= 400
         self.latency.http(r.ts, r.method, r.status, r.latency)
         self._row(r.pair, r.ts, "http", request, reply, r.latency, r.request_body_size,

@@ -33,10 +33,18 @@ def test_resp_faults_are_taken():
         ("resp", "error"), ("resp", "reset")]
 
 
+def test_http_faults_are_taken():
+    options = parse("--fault", "http:GET /api/*:status=503,retry_after=5")
+    [toxic] = options["fault"]
+    assert (toxic.type, toxic.attributes["action"], toxic.attributes["status"]) == (
+        "http", "status", 503)
+
+
 @pytest.mark.parametrize("spec, says", [
     ("latency:200parsecs", "--fault: 'latency:200parsecs': latency.latency: unknown time unit"),
     ("nope", "--fault: 'nope': type: unknown toxic 'nope'"),
-    ("http:GET /*:delay=1s", "--fault: 'http:GET /*:delay=1s': http: not a toxic"),
+    ("http:GET /*:delay=1s,nope=1", "--fault: 'http:GET /*:delay=1s,nope=1': http: unknown "
+     "attribute 'nope'"),
 ])
 def test_bad_fault_is_a_usage_error_naming_the_flag(spec, says):
     with pytest.raises(usage.UsageError) as e:

@@ -1,0 +1,112 @@
+"""``twistd tcpplay proxy --fault 'http:...'`` in front of ``twistd tcpplay http``, driven by curl:
+an injected 503 with Retry-After the server never sees (its access log), a delayed response, a
+slow body (timed, bounded), a cut body (curl's transfer error); the injected mark in the console
+and the JSON lines for http and resp faults."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+
+import pytest
+
+from playground.codec.encoder import encode_command
+from tests.support.net import free_port, recv_exactly
+from tests.support.processes import need, start_proxy
+
+pytestmark = pytest.mark.twistd
+
+
+def http_proxy(twistd, *faults_and_options):
+    http_port = free_port()
+    server = twistd(["http", "--listen", str(http_port)])
+    server.wait_for("listening on")
+    extra = []
+    for a in faults_and_options:  # "http:..." is a fault, the rest options as they are
+        extra += ["--fault", a] if str(a).startswith("http:") else [a]
+    proc, port = start_proxy(twistd, http_port, *extra)
+    return server, proc, f"http://127.0.0.1:{port}"
+
+
+def curl(*args, timeout=30):
+    return subprocess.run([need("curl"), "-sS", *args], capture_output=True, timeout=timeout)
+
+
+def test_503_with_retry_after_never_reaches_the_server(twistd):
+    server, proc, url = http_proxy(twistd, "http:GET /status/*:status=503,retry_after=7")
+    out = curl("-D", "-", f"{url}/status/200", f"{url}/get?x=1")  # one connection, two requests
+    text = out.stdout.decode("latin-1")
+    assert text.startswith("HTTP/1.1 503 Service Unavailable\r\n"), text
+    assert "Retry-After: 7\r\n" in text
+    assert "injected by tcpplay fault http_downstream" in text
+    assert "HTTP/1.1 200 OK" in text  # the second request went through
+    proc.wait_for("fault http_downstream answered 503 for GET /status/200 on pair 1")
+    server.wait_for("GET /get?x=1 ")
+    assert "/status/200" not in server.output()
+
+
+def test_delay_holds_the_response(twistd):
+    server, proc, url = http_proxy(twistd, "http:GET /get:delay=400ms")
+    t0 = time.monotonic()
+    fast = curl(f"{url}/headers")
+    fast_took = time.monotonic() - t0
+    t0 = time.monotonic()
+    slow = curl(f"{url}/get")
+    slow_took = time.monotonic() - t0
+    assert fast.returncode == 0 and slow.returncode == 0
+    assert slow_took >= 0.4 and slow_took < 0.4 * 1.1 + 0.3, slow_took
+    assert fast_took < 0.3, fast_took
+
+
+def test_slow_body_is_paced(twistd):
+    server, proc, url = http_proxy(twistd, "http:GET /bytes/*:slow_body=2000")
+    t0 = time.monotonic()
+    out = curl(f"{url}/bytes/3000?seed=1")
+    took = time.monotonic() - t0
+    assert out.returncode == 0 and len(out.stdout) == 3000
+    # 3000 bytes at 2000 B/s, the first tenth of a second's piece at once: 1.4 s
+    assert 1.3 <= took < 1.4 * 1.1 + 0.3, took
+
+
+def test_cut_gives_curl_a_partial_transfer(twistd):
+    server, proc, url = http_proxy(twistd, "http:GET /bytes/*:cut=100")
+    out = curl(f"{url}/bytes/1000?seed=1")
+    assert out.returncode == 18, out  # CURLE_PARTIAL_FILE
+    assert len(out.stdout) == 100
+    proc.wait_for("closed by toxic http_downstream (fin)")
+
+
+def test_injected_mark_in_console_and_json_for_http_and_resp(twistd, redis_server, tmp_path):
+    json_http = tmp_path / "http.jsonl"
+    server, proc, url = http_proxy(twistd, "http:GET /status/*:status=503",
+                                   "http:GET /headers:delay=50ms,name=slow", "--json", json_http)
+    assert curl(f"{url}/status/200", f"{url}/get", f"{url}/headers").returncode == 0
+    line = proc.wait_for("GET /status/200 -> 503")
+    assert line.endswith("[injected: http_downstream]"), line
+    assert "[injected" not in proc.wait_for("GET /get -> 200")
+    assert proc.wait_for("GET /headers -> 200").endswith("[fault: slow]")
+    assert proc.terminate() == 0
+    records = [json.loads(x) for x in json_http.read_text().splitlines()]
+    http = {r["target"]: r for r in records if r["type"] == "http"}
+    assert http["/status/200"]["fault"] == "http_downstream"
+    assert http["/status/200"]["injected"] is True
+    assert "fault" not in http["/get"]
+    assert http["/headers"]["fault"] == "slow" and "injected" not in http["/headers"]
+
+    json_resp = tmp_path / "resp.jsonl"
+    proc, port = start_proxy(twistd, redis_server.port, "--fault",
+                             "resp:GET user:*:error=-LOADING", "--json", json_resp)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(encode_command("GET", "user:1") + encode_command("PING"))
+        want = b"-LOADING\r\n+PONG\r\n"
+        assert recv_exactly(s, len(want)) == want
+    line = proc.wait_for("GET user:1 -> ")
+    assert "-LOADING" in line and line.endswith("[injected: resp_downstream]"), line
+    assert proc.terminate() == 0
+    redis_records = [json.loads(x) for x in json_resp.read_text().splitlines()]
+    by_name = {r["command"][0]: r for r in redis_records if r["type"] == "redis"}
+    assert by_name["GET"]["command"] == ["GET", "user:1"]
+    assert by_name["GET"]["fault"] == "resp_downstream" and by_name["GET"]["injected"] is True
+    assert "fault" not in by_name["PING"]
