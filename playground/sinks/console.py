@@ -425,11 +425,11 @@ class ConsoleSink(BufferedSink):
         self._replies = PlainReplies(b"+%s", b"(integer) %d", b"(nil)")
         self._blocker: blockwriter.BlockWriter | None = None  # block on a pipe or terminal
 
-    def _write_batch(self, batch: list, n: int) -> None:
+    def _write_batch(self, batch: list, n: int, look: tuple | None = None) -> None:
         if self._blocker is not None and reactor_stopped(self.reactor):
             self._stop_blocking()  # stopping: a write must not wait for a reader
         try:
-            super()._write_batch(batch, n)
+            super()._write_batch(batch, n, look)
         except blockwriter.Stopped as e:
             self.log.warn("console: a stop was asked for during a write to stdout: what it "
                           "does not take at once is dropped from now on (--slow-sink block)")
@@ -498,7 +498,7 @@ class ConsoleSink(BufferedSink):
                           "(--slow-sink {policy})", n=dropper.dropped, policy=self.slow_sink)
         return dropper.close()
 
-    def format_batch(self, batch: list) -> bytes:
+    def format_batch(self, batch: list, look: tuple | None = None) -> bytes:
         lines = []
         append = lines.append
         fmt = self.formatter.lines
@@ -513,7 +513,7 @@ class ConsoleSink(BufferedSink):
         ms = b""
         last_pair = last_client = None
         head = b""
-        args_plain, fewest, most, bulks_plain = plain_batch(batch, lim) if plain else (
+        args_plain, fewest, most, bulks_plain = (look or plain_batch(batch, lim)) if plain else (
             False, 0, 0, False)
         checked = args_plain and fewest > 1 and most <= 64
         for r in batch:

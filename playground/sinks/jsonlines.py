@@ -79,11 +79,11 @@ class JsonSink(BufferedSink):
         else:
             self.out.flush()
 
-    def format_batch(self, batch: list) -> bytes:
+    def format_batch(self, batch: list, look: tuple | None = None) -> bytes:
         lim = self.max_value
         # One check for the whole batch: are all the exchanges' arguments short printable
         # ASCII? Then no record needs its own.
-        args_plain, fewest, most, bulks_plain = plain_batch(batch, lim)
+        args_plain, fewest, most, bulks_plain = look or plain_batch(batch, lim)
         plain = args_plain and fewest > 0 and most <= R.MAX_ITEMS
         lines = []
         append = lines.append
