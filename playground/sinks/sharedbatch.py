@@ -32,6 +32,8 @@ class SharedBatch(BufferedSink):
         self.max_value = limits.pop() if len(limits) == 1 else None
         for m in self.members:
             m.shared = self
+            if m.out is not None:  # started already
+                self.member_started(m)
 
     def member_started(self, member) -> None:
         self.reactor = member.reactor

@@ -40,9 +40,10 @@ def _run(records, clock, tmp_path, name, together, limit=200):
     """Write ``records`` through the JSON and console sinks (on one queue when ``together``),
     as the chain hands them over: one emit_many per chunk of 7, a reactor turn now and then."""
     json, console = _sinks(clock, tmp_path, name, limit)
-    targets = shared([json, console]) if together else [json, console]
     for s in (json, console):
         s.startService()
+    # members started before or after they share: both as the chain's builders may do it
+    targets = shared([json, console]) if together else [json, console]
     for i in range(0, len(records), 7):
         for t in targets:
             t.emit_many(records[i:i + 7])
