@@ -4,8 +4,9 @@
 
 * redis: ``redis-benchmark -q -t set,get -n 100000 -c 50`` at ``-P 1`` and ``-P 16`` against a real
   redis-server: direct, through tcpplay (no decoding), through portforward, through socat; with
-  ``--decode`` also through tcpplay decoding RESP into the JSON sink and into the console sink
-  (both writing to files).
+  ``--decode`` also through tcpplay decoding RESP into the JSON sink, into the console sink, and
+  into both at once (all writing to files); each against the median and the worst round of
+  tcpplay with ``--decode none``.
 * bulk: 1 GiB in one direction through each proxy into a sink; MB/s.
 * slow: a sender pushes 512 MiB, the receiver reads 1 MB/s for 10 s: the proxy's RSS growth.
 * idle: 2,000 idle proxied pairs: the proxy's RSS per pair.
@@ -230,7 +231,11 @@ class Table:
 # Decoding rows: the share of the decoding-off rate they must reach. Decoding runs in the
 # proxy's process, on the forwarding path: nothing is queued or dropped, every exchange is
 # decoded and written (the rates are what full decoding costs).
-DECODE_TARGETS = {1: 0.75, 16: 0.35}
+DECODE_TARGETS = {  # sinks -> -P -> share
+    "json": {1: 0.75, 16: 0.5},
+    "console": {1: 0.75, 16: 0.35},
+    "console+json": {1: 0.8, 16: 0.4},  # the default view with --json: what people run
+}
 
 
 def main(argv=None) -> int:
@@ -267,6 +272,8 @@ def main(argv=None) -> int:
                 decoding = [
                     ("tcpplay+json", ["--decode", "resp", "--quiet", "--json", f"{tmp}/out.jsonl"]),
                     ("tcpplay+console", ["--decode", "resp", "--color", "never"]),
+                    ("tcpplay+console+json", ["--decode", "resp", "--color", "never", "--json",
+                                              f"{tmp}/both.jsonl"]),
                 ]
             for pipeline in (1, 16):
                 # Several rounds, the kinds interleaved in each, and the median per kind: one
@@ -279,6 +286,9 @@ def main(argv=None) -> int:
                 results = {kind: {name: statistics.median(r[name] for r in runs)
                                   for name in ("SET", "GET")}
                            for kind, runs in rounds.items()}
+                # the worst round of a kind: its lowest SET/GET mean
+                worst = {kind: min((r["SET"] + r["GET"]) / 2 for r in runs)
+                         for kind, runs in rounds.items()}
                 for kind, fig in results.items():
                     mean = (fig["SET"] + fig["GET"]) / 2
                     ref = results["portforward"]
@@ -287,9 +297,11 @@ def main(argv=None) -> int:
                     if "+" in kind:
                         off = results["tcpplay"]
                         share = mean / ((off["SET"] + off["GET"]) / 2)
-                        target = DECODE_TARGETS[pipeline]
-                        ratio = (f"{share:.0%} of decoding off (target >= {target:.0%}: "
-                                 f"{'met' if share >= target else 'NOT met'})")
+                        target = DECODE_TARGETS[kind.removeprefix("tcpplay+")][pipeline]
+                        ratio = (f"{share:.2f}x decoding off (target >= {target:.2f}x: "
+                                 f"{'met' if share >= target else 'NOT met'}); worst round "
+                                 f"{worst[kind]:,.0f} = {worst[kind] / worst['tcpplay']:.2f}x "
+                                 "the worst decoding-off round")
                     elif kind == "socat" or kind == "direct":
                         ratio = f"{mean / refmean:.2f}x portforward"
                     table.add(f"redis -P {pipeline} {kind} (SET/GET req/s)",
