@@ -581,7 +581,9 @@ class ConsoleSink(BufferedSink):
         for args, reply, latency in zip(r.commands, r.replies, r.latencies, strict=True):
             if reply is not last_reply:  # pipelined +OK replies are one object
                 last_reply = reply
-                text = reply_text(reply, lim, bulks_plain)
+                # a checked bulk reply is shown as it is, quoted: no call for the common GET
+                text = b'"' + reply + b'"' if bulks_plain and type(reply) is bytes else (
+                    reply_text(reply, lim, bulks_plain))
             if text is None:
                 x = R.RedisExchange(r.pair, r.ts, r.client, args, reply, latency, False)
                 append("\n".join(self.formatter.lines(x)).encode("utf-8", "surrogateescape"))

@@ -158,7 +158,9 @@ class JsonSink(BufferedSink):
         for args, reply, latency in zip(r.commands, r.replies, r.latencies, strict=True):
             if reply is not last_reply:  # pipelined +OK replies are one object
                 last_reply = reply
-                text = reply_json(reply, lim, plain)
+                # a checked bulk reply is a JSON string as it is: no call for the common GET
+                text = b'"' + reply + b'"' if plain and type(reply) is bytes else (
+                    reply_json(reply, lim, plain))
             if latency != last_latency:
                 last_latency = latency
                 latency_json = _latency_json(latency)
