@@ -27,6 +27,7 @@ _EXCHANGE = R.RedisExchange
 _ts_micros = R.ts_micros
 _RUN = R.RedisExchanges
 _UNSET = object()
+_AROUND = 1024  # heads remembered (pair and client), at most
 
 
 def _line(r, lim: int) -> bytes:
@@ -66,6 +67,7 @@ class JsonSink(BufferedSink):
         self.max_value = max_value
         self._owned = path != "-"
         self._client: dict = {}  # client address -> its JSON
+        self._around: dict = {}  # (pair, client) -> an exchange head's bytes around its ts
         self._replies = PlainReplies(b'{"simple":"%s"}', b"%d", b"null", items=_plain_items)
 
     def open_output(self):
@@ -177,8 +179,18 @@ class JsonSink(BufferedSink):
         us = _ts_micros(ts)
         if us is None:
             return None
-        return b'{"type":"redis","pair":%d,"ts":%d.%06d,"client":%s,"command":["' % (
-            pair, *divmod(us, 1_000_000), self._client_json(client))
+        around = self._around.get((pair, client)) or self._around_ts(pair, client)
+        return b"%s%d.%06d%s" % (around[0], us // 1_000_000, us % 1_000_000, around[1])
+
+    def _around_ts(self, pair, client) -> tuple[bytes, bytes]:
+        """The head's bytes before and after ``ts`` for one pair and client (remembered: an
+        unpipelined exchange has a ``ts`` of its own, its pair and client are the last's)."""
+        around = self._around
+        if len(around) >= _AROUND:  # pairs come and go: the live ones are back at once
+            around.clear()
+        parts = around[pair, client] = (b'{"type":"redis","pair":%d,"ts":' % pair,
+                                        b',"client":%s,"command":["' % self._client_json(client))
+        return parts
 
     def _client_json(self, client) -> bytes:
         return self._client.get(client) or remember(
