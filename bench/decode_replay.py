@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from playground.decode import chain as C  # noqa: E402
 from playground.proxy.observer import Endpoint, PairInfo  # noqa: E402
+from playground.sinks.sharedbatch import shared  # noqa: E402
 
 KEY = b"key:__rand_int__"
 SET = b"*3\r\n$3\r\nSET\r\n$16\r\n" + KEY + b"\r\n$3\r\nxxx\r\n"
@@ -142,7 +143,7 @@ def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: 
         rate: float = 20000.0) -> float:
     reactor = FakeReactor()
     sinks, view = make_sinks(sink, reactor, out)
-    chain = C.Chain(sinks, pcap=view, decode="resp", max_value=200)
+    chain = C.Chain(shared(sinks), pcap=view, decode="resp", max_value=200)  # as decoding.build
     clients = 50
     for pid in range(1, clients + 1):
         chain.pair_opened(PairInfo(pid, Endpoint("127.0.0.1", 40000 + pid),

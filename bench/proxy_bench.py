@@ -6,8 +6,10 @@ vs haproxy.
 * redis: ``redis-benchmark -q -t set,get -n 100000 -c 50`` at ``-P 1`` and ``-P 16`` against a real
   redis-server: direct, through tcpplay (``--decode none``: the zero-copy splice), through tcpplay
   ``--decode none --no-zero-copy`` (forwarding in Python), through portforward, socat and
-  haproxy (Debian's, ``mode tcp``, its default threads, and ``haproxy-1t``: ``nbthread 1``); with ``--decode`` also through tcpplay
-  decoding RESP into the JSON sink and into the console sink (both writing to files).
+  haproxy (Debian's, ``mode tcp``, its default threads, and ``haproxy-1t``: ``nbthread 1``); with
+  ``--decode`` also through tcpplay decoding RESP into the JSON sink, into the console sink, and
+  into both at once (all writing to files); each against the median and the worst round of
+  tcpplay with ``--decode none``.
 * bulk: 1 GiB in one direction through each proxy into a sink; MB/s.
 * slow: a sender pushes 512 MiB, the receiver reads 1 MB/s for 10 s: the proxy's RSS growth.
 * idle: 2,000 idle proxied pairs: the proxy's RSS per pair.
@@ -278,7 +280,11 @@ class Table:
 # Decoding rows: the share of the decoding-off rate they must reach. Decoding runs in the
 # proxy's process, on the forwarding path: nothing is queued or dropped, every exchange is
 # decoded and written (the rates are what full decoding costs).
-DECODE_TARGETS = {1: 0.75, 16: 0.35}
+DECODE_TARGETS = {  # sinks -> -P -> share
+    "json": {1: 0.75, 16: 0.5},
+    "console": {1: 0.75, 16: 0.35},
+    "console+json": {1: 0.8, 16: 0.4},  # the default view with --json: what people run
+}
 
 
 def _mean(fig: dict[str, float]) -> float:
@@ -332,6 +338,8 @@ def main(argv=None) -> int:
                 decoding = [
                     ("tcpplay+json", ["--decode", "resp", "--quiet", "--json", f"{tmp}/out.jsonl"]),
                     ("tcpplay+console", ["--decode", "resp", "--color", "never"]),
+                    ("tcpplay+console+json", ["--decode", "resp", "--color", "never", "--json",
+                                              f"{tmp}/both.jsonl"]),
                 ]
             for pipeline in (1, 16):
                 # Several rounds, the kinds interleaved in each, and the median per kind: one
@@ -351,9 +359,11 @@ def main(argv=None) -> int:
                     ratio = _ratio(mean, ref, "portforward")
                     if "+" in kind:
                         share = mean / _mean(results["tcpplay"])
-                        target = DECODE_TARGETS[pipeline]
-                        ratio = (f"{share:.0%} of decoding off (target >= {target:.0%}: "
-                                 f"{'met' if share >= target else 'NOT met'})")
+                        target = DECODE_TARGETS[kind.removeprefix("tcpplay+")][pipeline]
+                        worst_share = _mean(worst[kind]) / _mean(worst["tcpplay"])
+                        ratio = (f"{share:.2f}x decoding off (target >= {target:.2f}x: "
+                                 f"{'met' if share >= target else 'NOT met'}); worst round "
+                                 f"{worst_share:.2f}x the worst decoding-off round")
                     elif kind == "tcpplay":
                         against, target = SPLICE_TARGETS["redis", pipeline]
                         ratio = "; ".join(

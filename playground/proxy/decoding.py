@@ -234,8 +234,10 @@ def build(opts, reactor=None, stats=None):
         sinks.append(view.sink)  # its service is above
     if not sinks and pcap is None:
         return services, None  # --quiet without --json or --pcap: nothing would use a decode
+    from playground.sinks.sharedbatch import shared
+
     chain = Chain(
-        sinks,
+        shared(sinks),  # console and JSON on one queue: each batch looked at once
         pcap=pcap,
         decode="auto" if decode == "none" else decode,
         redact=redact,

@@ -44,6 +44,7 @@ class BufferedSink(service.Service):
         self._call = None
         self.written = 0
         self._dropper = None  # a dropwriter.DropWriter (--slow-sink drop), or None
+        self.shared = None  # the sharedbatch.SharedBatch that queues for this sink, or None
 
     def open_output(self):
         raise NotImplementedError
@@ -51,15 +52,20 @@ class BufferedSink(service.Service):
     def close_output(self):
         pass
 
-    def format_batch(self, batch: list) -> bytes:
+    def format_batch(self, batch: list, look: tuple | None = None) -> bytes:
+        """``look``: ``plain.plain_batch(batch, self.max_value)`` when a caller has it."""
         raise NotImplementedError
 
     def startService(self):
         self.reactor = default_reactor(self.reactor)
         self.out = self.open_output()
         super().startService()
+        if self.shared is not None:
+            self.shared.member_started(self)
 
     def stopService(self):
+        if self.shared is not None:
+            self.shared.member_stopped(self)  # what it queued for this sink is written first
         super().stopService()
         if self._call is not None and self._call.active():
             self._call.cancel()
@@ -122,14 +128,15 @@ class BufferedSink(service.Service):
             self._write_batch(queue[start:end], n)
             start = end
 
-    def _write_batch(self, batch: list, n: int) -> None:
-        """Format ``batch`` (``n`` exchanges) and write it in one ``write()``."""
+    def _write_batch(self, batch: list, n: int, look: tuple | None = None) -> None:
+        """Format ``batch`` (``n`` exchanges) and write it in one ``write()``; ``look``: see
+        ``format_batch``."""
         dropper = self._dropper
         if dropper is not None and dropper.full():
             dropper.drop(n)  # the reader is behind: not even formatted
             return
         try:
-            data = self.format_batch(batch)
+            data = self.format_batch(batch) if look is None else self.format_batch(batch, look)
         except Exception:
             self.log.failure("{label}: cannot format {n} record(s); dropped",
                              label=self.label, n=len(batch))

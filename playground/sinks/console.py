@@ -429,11 +429,11 @@ class ConsoleSink(BufferedSink):
         self._replies = PlainReplies(b"+%s", b"(integer) %d", b"(nil)")
         self._blocker: blockwriter.BlockWriter | None = None  # block on a pipe or terminal
 
-    def _write_batch(self, batch: list, n: int) -> None:
+    def _write_batch(self, batch: list, n: int, look: tuple | None = None) -> None:
         if self._blocker is not None and reactor_stopped(self.reactor):
             self._stop_blocking()  # stopping: a write must not wait for a reader
         try:
-            super()._write_batch(batch, n)
+            super()._write_batch(batch, n, look)
         except blockwriter.Stopped as e:
             self.log.warn("console: a stop was asked for during a write to stdout: what it "
                           "does not take at once is dropped from now on (--slow-sink block)")
@@ -502,7 +502,7 @@ class ConsoleSink(BufferedSink):
                           "(--slow-sink {policy})", n=dropper.dropped, policy=self.slow_sink)
         return dropper.close()
 
-    def format_batch(self, batch: list) -> bytes:
+    def format_batch(self, batch: list, look: tuple | None = None) -> bytes:
         lines = []
         append = lines.append
         fmt = self.formatter.lines
@@ -517,7 +517,7 @@ class ConsoleSink(BufferedSink):
         ms = b""
         last_pair = last_client = None
         head = b""
-        args_plain, fewest, most, bulks_plain = plain_batch(batch, lim) if plain else (
+        args_plain, fewest, most, bulks_plain = (look or plain_batch(batch, lim)) if plain else (
             False, 0, 0, False)
         checked = args_plain and fewest > 1 and most <= 64
         for r in batch:
@@ -585,7 +585,9 @@ class ConsoleSink(BufferedSink):
         for args, reply, latency in zip(r.commands, r.replies, r.latencies, strict=True):
             if reply is not last_reply:  # pipelined +OK replies are one object
                 last_reply = reply
-                text = reply_text(reply, lim, bulks_plain)
+                # a checked bulk reply is shown as it is, quoted: no call for the common GET
+                text = b'"' + reply + b'"' if bulks_plain and type(reply) is bytes else (
+                    reply_text(reply, lim, bulks_plain))
             if text is None:
                 x = R.RedisExchange(r.pair, r.ts, r.client, args, reply, latency, False)
                 append("\n".join(self.formatter.lines(x)).encode("utf-8", "surrogateescape"))

@@ -27,6 +27,7 @@ _EXCHANGE = R.RedisExchange
 _ts_micros = R.ts_micros
 _RUN = R.RedisExchanges
 _UNSET = object()
+_AROUND = 1024  # heads remembered (pair and client), at most
 
 
 def _line(r, lim: int) -> bytes:
@@ -66,6 +67,7 @@ class JsonSink(BufferedSink):
         self.max_value = max_value
         self._owned = path != "-"
         self._client: dict = {}  # client address -> its JSON
+        self._around: dict = {}  # (pair, client) -> an exchange head's bytes around its ts
         self._replies = PlainReplies(b'{"simple":"%s"}', b"%d", b"null", items=_plain_items)
 
     def open_output(self):
@@ -79,11 +81,11 @@ class JsonSink(BufferedSink):
         else:
             self.out.flush()
 
-    def format_batch(self, batch: list) -> bytes:
+    def format_batch(self, batch: list, look: tuple | None = None) -> bytes:
         lim = self.max_value
         # One check for the whole batch: are all the exchanges' arguments short printable
         # ASCII? Then no record needs its own.
-        args_plain, fewest, most, bulks_plain = plain_batch(batch, lim)
+        args_plain, fewest, most, bulks_plain = look or plain_batch(batch, lim)
         plain = args_plain and fewest > 0 and most <= R.MAX_ITEMS
         lines = []
         append = lines.append
@@ -158,7 +160,9 @@ class JsonSink(BufferedSink):
         for args, reply, latency in zip(r.commands, r.replies, r.latencies, strict=True):
             if reply is not last_reply:  # pipelined +OK replies are one object
                 last_reply = reply
-                text = reply_json(reply, lim, plain)
+                # a checked bulk reply is a JSON string as it is: no call for the common GET
+                text = b'"' + reply + b'"' if plain and type(reply) is bytes else (
+                    reply_json(reply, lim, plain))
             if latency != last_latency:
                 last_latency = latency
                 latency_json = _latency_json(latency)
@@ -175,8 +179,18 @@ class JsonSink(BufferedSink):
         us = _ts_micros(ts)
         if us is None:
             return None
-        return b'{"type":"redis","pair":%d,"ts":%d.%06d,"client":%s,"command":["' % (
-            pair, *divmod(us, 1_000_000), self._client_json(client))
+        around = self._around.get((pair, client)) or self._around_ts(pair, client)
+        return b"%s%d.%06d%s" % (around[0], us // 1_000_000, us % 1_000_000, around[1])
+
+    def _around_ts(self, pair, client) -> tuple[bytes, bytes]:
+        """The head's bytes before and after ``ts`` for one pair and client (remembered: an
+        unpipelined exchange has a ``ts`` of its own, its pair and client are the last's)."""
+        around = self._around
+        if len(around) >= _AROUND:  # pairs come and go: the live ones are back at once
+            around.clear()
+        parts = around[pair, client] = (b'{"type":"redis","pair":%d,"ts":' % pair,
+                                        b',"client":%s,"command":["' % self._client_json(client))
+        return parts
 
     def _client_json(self, client) -> bytes:
         return self._client.get(client) or remember(

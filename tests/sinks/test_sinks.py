@@ -444,3 +444,19 @@ def test_common_runs_take_the_fast_path(monkeypatch):
     monkeypatch.setattr(R.RedisExchanges, "exchanges", None)  # the fast path must not need it
     assert JsonSink("unused").format_batch([run, gets]) == want_json
     assert console.format_batch([run, gets]) == want_console
+
+
+@pytest.mark.pure
+def test_json_heads_stay_right_past_the_remembered_pairs():
+    """An exchange head's bytes around ts are remembered per pair and client, a bounded number:
+    past the bound (the remembered ones dropped) every line is still what to_json says."""
+    from playground.sinks.jsonlines import _AROUND
+
+    sink = JsonSink("unused")
+    records = [R.RedisExchange(p, 1.7e9 + p / 7, f"127.0.0.1:{p}", (b"GET", b"k"), b"v", 0.0002)
+               for p in range(1, 2 * _AROUND + 10)]
+    for batch in (records, records[::-1]):
+        lines = sink.format_batch(batch).split(b"\n")[:-1]
+        assert [json.loads(x) for x in lines] == [json.loads(_json_encode(to_json(r, 200)))
+                                                  for r in batch]
+    assert len(sink._around) <= _AROUND
