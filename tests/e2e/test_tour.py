@@ -139,6 +139,25 @@ SPEC: dict[str, object] = {
     "fault-down-server": ["proxy listening on 127.0.0.1:6482",
                           "proxy down (toxic down_downstream): not listening"],
     "fault-down-cli": FULL,
+    "fault-bandwidth-server": ["proxy listening on 127.0.0.1:8081"],
+    "fault-bandwidth-cli": ["131072 bytes in "],
+    "fault-bandwidth-console": [
+        "proxy #1 toxic bandwidth_downstream (bandwidth, downstream) acts on this pair",
+        "GET /bytes/131072 -> 200 OK application/octet-stream 131072 B ("],
+    "fault-hangup-reset-server": ["proxy listening on 127.0.0.1:6482"],
+    "fault-hangup-reset-cli": ["^PONG$", "^Error: Connection reset by peer$", "^exit 1$"],
+    "fault-hangup-reset-console": ["proxy #1 closed by toxic reset_peer_downstream (rst)",
+                                   "(reset by toxic reset_peer_downstream)"],
+    "fault-hangup-timeout-server": ["proxy listening on 127.0.0.1:6482"],
+    "fault-hangup-timeout-cli": FULL,
+    "fault-hangup-timeout-console": ["proxy #1 closed by toxic timeout_downstream (fin)",
+                                     "PING -> (no reply before close)",
+                                     "(fin by toxic timeout_downstream)"],
+    "fault-hangup-half-open-server": ["proxy listening on 127.0.0.1:6482"],
+    "fault-hangup-half-open-cli": FULL,
+    "fault-hangup-half-open-console": [
+        "proxy #1 toxic half_open_downstream (half_open, downstream) acts on this pair",
+        "#1 -> FIN (client finished sending)"],
     "fault-resp-server": ["proxy listening on 127.0.0.1:6482"],
     "fault-resp-cli": FULL,
     "fault-resp-console": [
@@ -758,11 +777,38 @@ def test_break_it_on_purpose(twistd, tour):
     proxy = start_server(twistd, tour, "fault-down-server")
     check(tour, "fault-down-cli", run_block(tour, "fault-down-cli"))
     assert proxy.terminate() == 0
+    _bandwidth_and_hangups(twistd, tour)
     proxy = start_server(twistd, tour, "fault-resp-server")
     check(tour, "fault-resp-cli", run_block(tour, "fault-resp-cli", tty=True))
     await_keys(tour, "fault-resp-console", proxy)
     assert proxy.terminate() == 0
     assert resp.terminate() == 0
+
+
+def _bandwidth_and_hangups(twistd, tour: Tour) -> None:
+    """curl under a 64 KB/s toxic; one redis-cli under reset_peer, timeout and half_open."""
+    need("curl")
+    http = start_server(twistd, tour, "http-server")
+    proxy = start_server(twistd, tour, "fault-bandwidth-server")
+    out = run_block(tour, "fault-bandwidth-cli")
+    check(tour, "fault-bandwidth-cli", out)
+    m = re.search(r"^131072 bytes in ([\d.]+) s: (\d+) B/s$", out, re.M)
+    assert m, out
+    assert float(m.group(1)) >= 1.8 and int(m.group(2)) <= 64 * 1024 * 1.1, out
+    await_keys(tour, "fault-bandwidth-console", proxy)
+    assert proxy.terminate() == 0
+    assert http.terminate() == 0
+    for name, lasted in (("reset", (0.9, 2.0)), ("timeout", (0.9, 2.0)),
+                         ("half-open", (2.9, 3.5))):
+        proxy = start_server(twistd, tour, f"fault-hangup-{name}-server")
+        started = time.monotonic()
+        check(tour, f"fault-hangup-{name}-cli", run_block(tour, f"fault-hangup-{name}-cli"))
+        took = time.monotonic() - started
+        assert lasted[0] <= took <= lasted[1], (name, took)
+        await_keys(tour, f"fault-hangup-{name}-console", proxy)
+        if name == "half-open":  # the proxy closed nothing
+            assert "#1 close" not in proxy.output()
+        assert proxy.terminate() == 0
 
 
 def start_doc_redis(tour: Tour, sessions) -> Session:

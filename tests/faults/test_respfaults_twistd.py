@@ -1,6 +1,7 @@
 """``twistd tcpplay proxy --fault 'resp:...'`` with redis-server, redis-py and redis-cli: an
 injected -LOADING raised as BusyLoadingError for matching keys only, pipeline order kept, a delay
-on GETs only, a reset at the third SET, a dropped reply timing redis-py out."""
+on GETs only, a reset at the third SET, a dropped reply timing redis-py out; an
+injected -MOVED raised as MovedError and printed by redis-cli."""
 
 from __future__ import annotations
 
@@ -103,3 +104,23 @@ def test_redis_py_with_retries_rides_out_loading_on_half_the_connections(twistd,
     finally:
         client.close()
     proc.wait_for("fault resp_downstream injected -LOADING for GET user:9")  # 1 in 2**20 fails
+
+
+def test_injected_moved_raised_by_redis_py_and_printed_by_redis_cli(twistd, redis_server):
+    proc, port = start_proxy(twistd, redis_server.port,
+                             "--fault", "resp:GET user:*:error=-MOVED 3999 127.0.0.1:6381")
+    client = redis.Redis(port=port, socket_timeout=10, retry=Retry(NoBackoff(), 0))
+    try:
+        with pytest.raises(redis.exceptions.MovedError) as raised:
+            client.get("user:1")
+        assert (raised.value.slot_id, raised.value.host, raised.value.port) == (
+            3999, "127.0.0.1", 6381)
+        client.set("plain", "p")
+        assert client.get("plain") == b"p"  # only user:* keys are "moved"
+    finally:
+        client.close()
+    # --no-raw: the format redis-cli uses at a terminal
+    out = subprocess.run([need("redis-cli"), "--no-raw", "-h", "127.0.0.1", "-p", str(port),
+                          "GET", "user:7"], capture_output=True, text=True, timeout=20)
+    assert out.stdout.strip() == "(error) MOVED 3999 127.0.0.1:6381", out
+    proc.wait_for("fault resp_downstream injected -MOVED 3999 127.0.0.1:6381 for GET user:7")
