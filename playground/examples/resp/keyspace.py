@@ -94,6 +94,14 @@ class Keyspace:
         self.touch(key)
         return True
 
+    def shrunk(self, key: bytes, value, changed: bool = True) -> None:
+        """After removing from the collection ``value`` stored at ``key``: the key goes once
+        ``value`` is empty (as Redis), else it is marked modified when ``changed``."""
+        if not value:
+            self.delete(key)
+        elif changed:
+            self.touch(key)
+
     def touch(self, key: bytes) -> None:
         """Mark ``key`` modified: transactions WATCHing it will fail."""
         watchers = self._watchers.get(key)

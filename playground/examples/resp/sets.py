@@ -96,10 +96,7 @@ def _srem(engine, session, args, now):
     if wrong or members is None:
         return wrong or 0
     removed = sum(1 for m in args[2:] if members.discard(m))
-    if not members:
-        engine.keyspace.delete(args[1])
-    elif removed:
-        engine.keyspace.touch(args[1])
+    engine.keyspace.shrunk(args[1], members, changed=removed > 0)
     return removed
 
 
@@ -149,10 +146,7 @@ def _spop(engine, session, args, now):
         popped = members.pop_random(rng)
     else:
         popped = Set(tuple(members.pop_random(rng) for _ in range(count)))
-    if not members:
-        engine.keyspace.delete(args[1])
-    else:
-        engine.keyspace.touch(args[1])
+    engine.keyspace.shrunk(args[1], members)
     return popped
 
 

@@ -250,10 +250,7 @@ def _zrem(engine, session, args, now):
     if wrong or zset is None:
         return wrong or 0
     removed = sum(1 for m in args[2:] if zset.remove(m))
-    if not zset:
-        engine.keyspace.delete(args[1])
-    elif removed:
-        engine.keyspace.touch(args[1])
+    engine.keyspace.shrunk(args[1], zset, changed=removed > 0)
     return removed
 
 
@@ -449,10 +446,7 @@ def _zpop(engine, session, args, now, highest: bool):
     if wrong or zset is None or count == 0:
         return wrong or []
     taken = zset.pop(1 if count is None else count, highest)
-    if not zset:
-        engine.keyspace.delete(args[1])
-    else:
-        engine.keyspace.touch(args[1])
+    engine.keyspace.shrunk(args[1], zset)
     return _pairs(taken, session, withscores=True, nested=count is not None)
 
 
