@@ -97,6 +97,15 @@ def pending(d: defer.Deferred) -> bool:
     return not d.called
 
 
+def connected(pool: ConnectionPool, clock: MemoryReactorClock,
+              index: int = 0) -> tuple[RespClientProtocol, FakeServer]:
+    """Acquire from ``pool`` and accept the connection it opens (the ``index``-th on ``clock``):
+    the pool's client and the far end."""
+    d = pool.acquire()
+    server = FakeServer(clock, index)
+    return result(d), server
+
+
 @pytest.mark.memory
 def test_acquire_connects_and_a_released_connection_is_reused():
     pool, clock = make_pool()
@@ -117,9 +126,7 @@ def test_acquire_connects_and_a_released_connection_is_reused():
 @pytest.mark.memory
 def test_pipelined_replies_split_anywhere_reach_their_requests_in_order():
     pool, clock = make_pool()
-    d = pool.acquire()
-    server = FakeServer(clock, 0)
-    client = result(d)
+    client, server = connected(pool, clock)
     replies = [client.request("GET", "a"), client.request("GET", "b"), client.request("INCR", "c")]
     data = b"$1\r\n1\r\n$-1\r\n-ERR value is not an integer or out of range\r\n"
     for i in range(len(data)):
@@ -133,9 +140,7 @@ def test_pipelined_replies_split_anywhere_reach_their_requests_in_order():
 @pytest.mark.memory
 def test_an_idle_connection_is_pinged_before_it_is_handed_out():
     pool, clock = make_pool(check_after=5)
-    d = pool.acquire()
-    server = FakeServer(clock, 0)
-    client = result(d)
+    client, server = connected(pool, clock)
     pool.release(client)
     clock.advance(6)
     d = pool.acquire()
@@ -147,9 +152,8 @@ def test_an_idle_connection_is_pinged_before_it_is_handed_out():
 @pytest.mark.memory
 def test_a_connection_that_fails_its_check_is_replaced():
     pool, clock = make_pool(check_after=5)
-    d = pool.acquire()
-    old = FakeServer(clock, 0)
-    pool.release(result(d))
+    client, old = connected(pool, clock)
+    pool.release(client)
     clock.advance(6)
     d = pool.acquire()
     assert old.take() == PING
@@ -162,9 +166,8 @@ def test_a_connection_that_fails_its_check_is_replaced():
 @pytest.mark.memory
 def test_a_check_that_gets_no_answer_is_aborted_and_replaced():
     pool, clock = make_pool(check_after=5, connect_timeout=2, acquire_timeout=10)
-    d = pool.acquire()
-    old = FakeServer(clock, 0)
-    pool.release(result(d))
+    client, old = connected(pool, clock)
+    pool.release(client)
     clock.advance(6)
     d = pool.acquire()
     clock.advance(2)
@@ -176,9 +179,7 @@ def test_a_check_that_gets_no_answer_is_aborted_and_replaced():
 @pytest.mark.memory
 def test_a_waiter_times_out_when_the_pool_stays_full():
     pool, clock = make_pool(max_size=1, acquire_timeout=3)
-    d = pool.acquire()
-    FakeServer(clock, 0)
-    held = result(d)
+    held, _ = connected(pool, clock)
     second = pool.acquire()
     clock.advance(2.9)
     assert pending(second)
@@ -233,9 +234,7 @@ def test_requests_in_flight_on_a_lost_connection_fail_and_idempotent_ones_are_se
 @pytest.mark.memory
 def test_a_server_half_close_fails_what_is_in_flight_and_closes_the_connection():
     pool, clock = make_pool()
-    d = pool.acquire()
-    server = FakeServer(clock, 0)
-    client = result(d)
+    client, server = connected(pool, clock)
     reply = client.request("BLPOP", "q", 0)
     server.protocol.readConnectionLost()
     assert result(reply).check(RequestLost)
@@ -246,9 +245,8 @@ def test_a_server_half_close_fails_what_is_in_flight_and_closes_the_connection()
 @pytest.mark.memory
 def test_an_idle_connection_is_closed_after_the_idle_timeout():
     pool, clock = make_pool(idle_timeout=30)
-    d = pool.acquire()
-    server = FakeServer(clock, 0)
-    pool.release(result(d))
+    client, server = connected(pool, clock)
+    pool.release(client)
     clock.advance(29)
     assert not server.closed
     clock.advance(1)
@@ -258,9 +256,8 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout():
 @pytest.mark.memory
 def test_reuse_moves_the_idle_deadline_and_one_timer_follows_it():
     pool, clock = make_pool(idle_timeout=30, check_after=None)
-    d = pool.acquire()
-    server = FakeServer(clock, 0)
-    pool.release(result(d))
+    client, server = connected(pool, clock)
+    pool.release(client)
     clock.advance(10)
     pool.release(result(pool.acquire()))  # idle again from t=10: closed at t=40, not 30
     assert len(clock.getDelayedCalls()) == 1
@@ -273,9 +270,8 @@ def test_reuse_moves_the_idle_deadline_and_one_timer_follows_it():
 @pytest.mark.memory
 def test_a_connection_the_server_closes_while_idle_is_forgotten():
     pool, clock = make_pool()
-    d = pool.acquire()
-    server = FakeServer(clock, 0)
-    pool.release(result(d))
+    client, server = connected(pool, clock)
+    pool.release(client)
     server.protocol.readConnectionLost()
     assert server.closed and pool.core.size == 0
     pool.acquire()
@@ -285,9 +281,7 @@ def test_a_connection_the_server_closes_while_idle_is_forgotten():
 @pytest.mark.memory
 def test_a_cancelled_acquire_gives_up_its_place():
     pool, clock = make_pool(max_size=1)
-    d = pool.acquire()
-    FakeServer(clock, 0)
-    held = result(d)
+    held, _ = connected(pool, clock)
     waiting = pool.acquire()
     waiting.cancel()
     assert result(waiting).check(defer.CancelledError)
@@ -298,9 +292,7 @@ def test_a_cancelled_acquire_gives_up_its_place():
 @pytest.mark.memory
 def test_releasing_with_replies_outstanding_closes_the_connection():
     pool, clock = make_pool()
-    d = pool.acquire()
-    server = FakeServer(clock, 0)
-    client = result(d)
+    client, server = connected(pool, clock)
     reply = client.request("GET", "k")
     pool.release(client)
     assert server.closed and result(reply).check(RequestLost) and pool.core.size == 0
@@ -310,9 +302,8 @@ def test_releasing_with_replies_outstanding_closes_the_connection():
 @pytest.mark.parametrize("data", [b"?garbage\r\n", b"+PONG\r\n"])
 def test_an_unreadable_or_unasked_reply_aborts_the_connection(data):
     pool, clock = make_pool()
-    d = pool.acquire()
-    server = FakeServer(clock, 0)
-    pool.release(result(d))
+    client, server = connected(pool, clock)
+    pool.release(client)
     server.reply(data)
     assert server.closed and pool.core.size == 0
 
