@@ -37,10 +37,7 @@ def _hdel(engine, session, args, now):
     if fields is None:
         return 0
     removed = sum(1 for f in args[2:] if fields.pop(f, None) is not None)
-    if not fields:
-        engine.keyspace.delete(args[1])
-    elif removed:
-        engine.keyspace.touch(args[1])
+    engine.keyspace.shrunk(args[1], fields, changed=removed > 0)
     return removed
 
 

@@ -50,10 +50,7 @@ def _pop(engine, args, now, left: bool):
         out = pop()
     else:
         out = [pop() for _ in range(min(count, len(items)))]
-    if not items:
-        engine.keyspace.delete(args[1])
-    else:
-        engine.keyspace.touch(args[1])
+    engine.keyspace.shrunk(args[1], items)
     return out
 
 
