@@ -3,12 +3,14 @@
 ``OPT_PARAMETERS`` are ``--web ADDR`` (off by default; a bare port is 127.0.0.1),
 ``--web-token``, ``--web-connections`` and ``--web-memory``; ``check_options(opts)`` validates
 them in place (a ``UsageError`` names the flag). An address that is not loopback needs a token:
-``--web-token``, else a random one, printed in the start-up line. Light on purpose: the proxy
+``--web-token``, else a random one, printed in the start-up line. ``authorised(request, token)``
+checks a request's token (the toxiproxy API asks it too). Light on purpose: the proxy
 imports it whether or not the view is on (``playground.web.service`` is imported only then).
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import secrets
 
@@ -34,6 +36,22 @@ OPT_PARAMETERS = [
      "oldest go first, marked as evicted).",
      non_negative_int),
 ]
+
+
+def authorised(request, token: str | None) -> bool:
+    """Whether a twisted.web request carries ``token`` (always, when ``token`` is None): the
+    X-Tcpplay-Token header, else ``Authorization: Bearer``, else ``?token=``; compared in
+    constant time. The web view and the toxiproxy API (``playground.faults.api``) both ask it."""
+    if token is None:
+        return True
+    given = (request.args.get(b"token") or [b""])[-1]
+    header = request.getHeader(b"x-tcpplay-token")
+    auth = request.getHeader(b"authorization")
+    if header:
+        given = header.encode() if isinstance(header, str) else header
+    elif auth and auth.lower().startswith(b"bearer "):
+        given = auth[7:].strip()
+    return hmac.compare_digest(given, token.encode())
 
 
 def is_loopback(desc: str) -> bool:
