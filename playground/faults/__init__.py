@@ -13,6 +13,6 @@ subcommand).
 
 May import: ``playground.common``, ``playground.codec``, ``playground.decode``, ``playground.proxy``,
 ``playground.web.options`` (``is_loopback`` and ``authorised``, for the API's token) and
-Twisted (apart from ``model``, ``toxics``, ``respfaults`` and ``httpfaults``, which import nothing of Twisted, so the splice
-can use them).
+Twisted (apart from ``model``, ``toxics``, ``respfaults`` and ``httpfaults``, which import nothing
+of Twisted, so the splice can use them).
 """
