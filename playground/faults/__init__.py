@@ -12,7 +12,7 @@ twisted.web), ``apioptions`` (``--api``, ``--api-token``, ``--name``) and ``toxi
 subcommand).
 
 May import: ``playground.common``, ``playground.codec``, ``playground.decode``, ``playground.proxy``,
-``playground.web.options`` (``is_loopback`` and ``authorised``, for the API's token) and
+``playground.web.options`` (``check_token`` and ``authorised``, for the API's token) and
 Twisted (apart from ``model``, ``toxics``, ``respfaults`` and ``httpfaults``, which import nothing
 of Twisted, so the splice can use them).
 """
