@@ -26,7 +26,6 @@ time; 401 otherwise. On loopback none is needed.
 
 from __future__ import annotations
 
-import hmac
 import json
 
 from twisted.internet import defer
@@ -36,6 +35,7 @@ from twisted.web import resource, server
 import playground
 from playground.common.listening import ListeningService
 from playground.faults.registry import ApiError, PopulateError, Registry, bad_request, proxy_fields
+from playground.web.options import authorised
 
 MAX_BODY = 64 * 1024
 VERSION = f"tcpplay {playground.__version__}"
@@ -75,18 +75,6 @@ class ToxiproxyApi(resource.Resource):
     def _error(self, request, status: int, message: str) -> bytes:
         return self._json(request, {"error": message, "status": status}, status)
 
-    def _authorised(self, request) -> bool:
-        if self.token is None:
-            return True
-        given = (request.args.get(b"token") or [b""])[-1]
-        header = request.getHeader(b"x-tcpplay-token")
-        auth = request.getHeader(b"authorization")
-        if header:
-            given = header.encode() if isinstance(header, str) else header
-        elif auth and auth.lower().startswith(b"bearer "):
-            given = auth[7:].strip()
-        return hmac.compare_digest(given, self.token.encode())
-
     def _body(self, request):
         """The request's JSON body; ``ApiError`` 413 when too long, 400 when not JSON."""
         if request.received > MAX_BODY:
@@ -103,7 +91,7 @@ class ToxiproxyApi(resource.Resource):
         user_agent = request.getHeader(b"user-agent") or b""
         if user_agent.startswith(b"Mozilla/"):
             return self._error(request, 403, "User agent not allowed")
-        if not self._authorised(request):
+        if not authorised(request, self.token):
             return self._error(request, 401, "a token is needed: the Authorization: Bearer "
                                              "TOKEN header, X-Tcpplay-Token, or ?token=TOKEN")
         path = [p.decode("utf-8", "replace") for p in request.postpath]

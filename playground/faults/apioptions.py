@@ -10,12 +10,11 @@ Light on purpose: the proxy imports it whether or not the API is on.
 from __future__ import annotations
 
 import re
-import secrets
 
 from twisted.python import usage
 
 from playground.common.addresses import server_string
-from playground.web.options import is_loopback
+from playground.web.options import check_token
 
 DEFAULT_NAME = "tcpplay"
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
@@ -48,9 +47,4 @@ def check_options(opts) -> None:
             raise usage.UsageError("--api-token needs --api")
         return
     opts["api"] = server_string(str(opts["api"]), "--api")
-    token = opts.get("api-token")
-    if token is not None and (len(str(token)) < 8 or not str(token).isprintable()
-                              or " " in str(token)):
-        raise usage.UsageError("--api-token: at least 8 printable characters, no spaces")
-    if token is None and not is_loopback(opts["api"]):
-        opts["api-token"] = secrets.token_urlsafe(18)
+    check_token(opts, "api", "api-token")

@@ -44,7 +44,7 @@ from playground.decode.httpdecoder import (
     HttpUndecodable,
     header,
 )
-from playground.faults.model import Toxic
+from playground.faults.model import ConnectionToxics, Toxic
 from playground.faults.respfaults import FinToClient, FinToServer, Note, ToClient, ToServer
 from playground.faults.toxics import Close, Wait
 
@@ -115,14 +115,14 @@ class _Slot:
         self.close = False  # close the pair once the response is out
 
 
-class HttpFaults:
+class HttpFaults(ConnectionToxics):
     """The ``http`` toxics of one connection. ``passing`` once it has stopped acting."""
 
+    protocol = "http"
+
     def __init__(self, rng: random.Random, max_held: int = MAX_HELD):
-        self.rng = rng
+        super().__init__(rng)
         self.max_held = max_held
-        self.toxics: list[Toxic] = []  # the ones whose toxicity roll came up, in order
-        self.matches: dict[str, int] = {}  # toxic name -> matching requests seen
         self.passing = False
         self._requests = HttpConversation(marks=True)  # the client's bytes
         self._responses = HttpConversation(marks=True)  # the forwarded requests and the responses
@@ -138,21 +138,6 @@ class HttpFaults:
         self._server_eof = False
         self._fin_sent = False
         self.closed = False  # the core closed the pair: nothing more goes either way
-
-    # -- the toxics --------------------------------------------------------------
-    def add(self, toxic: Toxic) -> bool:
-        """Roll ``toxic``'s toxicity; True if it applies to this connection."""
-        if toxic.type != "http" or self.rng.random() >= toxic.toxicity:
-            return False
-        self.toxics.append(toxic)
-        return True
-
-    def update(self, toxic: Toxic) -> bool:
-        self.remove(toxic.name)
-        return self.add(toxic)
-
-    def remove(self, name: str) -> None:
-        self.toxics = [t for t in self.toxics if t.name != name]
 
     def held(self) -> int:
         return len(self._cbuf) + self._held + len(self._tail)
@@ -252,11 +237,8 @@ class HttpFaults:
             glob = str(a["path"])
             if glob != "*" and not fnmatchcase(path, glob) and not fnmatchcase(target, glob):
                 continue
-            n = self.matches.get(toxic.name, 0) + 1
-            self.matches[toxic.name] = n
-            if a["nth"] and n != a["nth"]:
-                continue
-            return toxic
+            if self._counts(toxic):
+                return toxic
         return None
 
     def _server_view(self, forward: list, out: list, now: float) -> None:

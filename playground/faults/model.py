@@ -14,6 +14,7 @@ pairs listen to it. Pure: no Twisted, no clock.
 from __future__ import annotations
 
 import math
+import random
 import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -375,3 +376,37 @@ class ToxicSet:
     def _tell(self, event: str, toxic: Toxic) -> None:
         for listener in list(self._listeners):
             listener(event, toxic)
+
+
+class ConnectionToxics:
+    """The toxics of one protocol (``protocol``: ``"resp"`` or ``"http"``) that apply to one
+    connection: each toxic's toxicity rolled once, when added; ``matches`` counts the requests
+    each one matched, for its ``nth`` attribute. The base of ``RespFaults`` and ``HttpFaults``."""
+
+    protocol = ""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.toxics: list[Toxic] = []  # the ones whose toxicity roll came up, in order
+        self.matches: dict[str, int] = {}  # toxic name -> matching requests seen
+
+    def add(self, toxic: Toxic) -> bool:
+        """Roll ``toxic``'s toxicity; True if it applies to this connection."""
+        if toxic.type != self.protocol or self.rng.random() >= toxic.toxicity:
+            return False
+        self.toxics.append(toxic)
+        return True
+
+    def update(self, toxic: Toxic) -> bool:
+        self.remove(toxic.name)
+        return self.add(toxic)
+
+    def remove(self, name: str) -> None:
+        self.toxics = [t for t in self.toxics if t.name != name]
+
+    def _counts(self, toxic: Toxic) -> bool:
+        """Count one more match of ``toxic``; True if this is the one it acts on (``nth``)."""
+        n = self.matches.get(toxic.name, 0) + 1
+        self.matches[toxic.name] = n
+        nth = toxic.attributes["nth"]
+        return not nth or n == nth

@@ -41,7 +41,7 @@ import attrs
 
 from playground.codec.parser import RespParser
 from playground.codec.values import Inline, ProtocolError, Push
-from playground.faults.model import Toxic
+from playground.faults.model import ConnectionToxics, Toxic
 from playground.faults.toxics import Abort, Close, Wait
 
 __all__ = ["MAX_HELD", "FinToClient", "FinToServer", "Note", "RespFaults", "ToClient", "ToServer"]
@@ -112,14 +112,14 @@ def error_reply(text: str) -> bytes:
     return line.encode("utf-8") + b"\r\n"
 
 
-class RespFaults:
+class RespFaults(ConnectionToxics):
     """The ``resp`` toxics of one connection. ``passing`` once it has stopped acting."""
 
+    protocol = "resp"
+
     def __init__(self, rng: random.Random, max_held: int = MAX_HELD):
-        self.rng = rng
+        super().__init__(rng)
         self.max_held = max_held
-        self.toxics: list[Toxic] = []  # the ones whose toxicity roll came up, in order
-        self.matches: dict[str, int] = {}  # toxic name -> matching commands seen
         self.passing = False
         self._commands = RespParser(inline=True, use_hiredis=False, redis_requests=True)
         self._replies = RespParser(use_hiredis=False)
@@ -133,21 +133,6 @@ class RespFaults:
         self._in_multi = False
         self._server_eof = False
         self._fin_sent = False
-
-    # -- the toxics --------------------------------------------------------------
-    def add(self, toxic: Toxic) -> bool:
-        """Roll ``toxic``'s toxicity; True if it applies to this connection."""
-        if toxic.type != "resp" or self.rng.random() >= toxic.toxicity:
-            return False
-        self.toxics.append(toxic)
-        return True
-
-    def update(self, toxic: Toxic) -> bool:
-        self.remove(toxic.name)
-        return self.add(toxic)
-
-    def remove(self, name: str) -> None:
-        self.toxics = [t for t in self.toxics if t.name != name]
 
     def held(self) -> int:
         return len(self._cbuf) + len(self._sbuf) + self._held
@@ -253,11 +238,8 @@ class RespFaults:
             key_glob = str(a["key"])
             if key_glob != "*" and (key_text is None or not fnmatchcase(key_text, key_glob)):
                 continue
-            n = self.matches.get(toxic.name, 0) + 1
-            self.matches[toxic.name] = n
-            if a["nth"] and n != a["nth"]:
-                continue
-            return toxic
+            if self._counts(toxic):
+                return toxic
         return None
 
     def client_eof(self, now: float) -> list:

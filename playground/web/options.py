@@ -3,12 +3,15 @@
 ``OPT_PARAMETERS`` are ``--web ADDR`` (off by default; a bare port is 127.0.0.1),
 ``--web-token``, ``--web-connections`` and ``--web-memory``; ``check_options(opts)`` validates
 them in place (a ``UsageError`` names the flag). An address that is not loopback needs a token:
-``--web-token``, else a random one, printed in the start-up line. Light on purpose: the proxy
-imports it whether or not the view is on (``playground.web.service`` is imported only then).
+``--web-token``, else a random one, printed in the start-up line (``check_token``);
+``authorised(request, token)`` checks a request's token. The toxiproxy API uses both for
+``--api-token``. Light on purpose: the proxy imports it whether or not the view is on
+(``playground.web.service`` is imported only then).
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import secrets
 
@@ -36,6 +39,22 @@ OPT_PARAMETERS = [
 ]
 
 
+def authorised(request, token: str | None) -> bool:
+    """Whether a twisted.web request carries ``token`` (always, when ``token`` is None): the
+    X-Tcpplay-Token header, else ``Authorization: Bearer``, else ``?token=``; compared in
+    constant time. The web view and the toxiproxy API (``playground.faults.api``) both ask it."""
+    if token is None:
+        return True
+    given = (request.args.get(b"token") or [b""])[-1]
+    header = request.getHeader(b"x-tcpplay-token")
+    auth = request.getHeader(b"authorization")
+    if header:
+        given = header.encode() if isinstance(header, str) else header
+    elif auth and auth.lower().startswith(b"bearer "):
+        given = auth[7:].strip()
+    return hmac.compare_digest(given, token.encode())
+
+
 def is_loopback(desc: str) -> bool:
     """Whether a server endpoint string listens only on loopback (a unix socket counts)."""
     args, kw = endpoints._parse(desc)
@@ -53,6 +72,17 @@ def is_loopback(desc: str) -> bool:
         return False  # "" is every interface
 
 
+def check_token(opts, address: str, flag: str) -> None:
+    """Check ``opts[flag]`` (a token: at least 8 printable characters, no spaces; UsageError
+    names ``--flag``), or make a random one when ``opts[address]`` is not loopback."""
+    token = opts.get(flag)
+    if token is not None and (len(str(token)) < 8 or not str(token).isprintable()
+                              or " " in str(token)):
+        raise usage.UsageError(f"--{flag}: at least 8 printable characters, no spaces")
+    if token is None and not is_loopback(opts[address]):
+        opts[flag] = secrets.token_urlsafe(18)
+
+
 def check_options(opts) -> None:
     """Validate ``--web`` and friends in place; UsageError names the flag."""
     for flag in ("web-connections", "web-memory"):
@@ -64,9 +94,4 @@ def check_options(opts) -> None:
             raise usage.UsageError("--web-token needs --web")
         return
     opts["web"] = server_string(str(opts["web"]), "--web")
-    token = opts.get("web-token")
-    if token is not None and (len(str(token)) < 8 or not str(token).isprintable()
-                              or " " in str(token)):
-        raise usage.UsageError("--web-token: at least 8 printable characters, no spaces")
-    if token is None and not is_loopback(opts["web"]):
-        opts["web-token"] = secrets.token_urlsafe(18)
+    check_token(opts, "web", "web-token")

@@ -44,7 +44,6 @@ header; ``Authorization: Bearer`` too), compared in constant time; the page pass
 from __future__ import annotations
 
 import base64
-import hmac
 import json
 import secrets
 from fnmatch import fnmatchcase
@@ -63,6 +62,7 @@ from playground.web.export import connection_jsonl, connection_pcap, evicted_ran
 from playground.web.filterscan import FilterScan
 from playground.web.latency import PROTOCOLS as TIMED_PROTOCOLS
 from playground.web.latency import Latency
+from playground.web.options import authorised
 from playground.web.sink import rows as exchange_rows
 
 ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
@@ -258,22 +258,10 @@ class WebRoot(resource.Resource):
     def _error(self, request, status: int, message: str) -> bytes:
         return self._json(request, {"error": message, "status": status}, status)
 
-    def _authorised(self, request) -> bool:
-        if self.token is None:
-            return True
-        given = (request.args.get(b"token") or [b""])[-1]
-        header = request.getHeader(b"x-tcpplay-token")
-        auth = request.getHeader(b"authorization")
-        if header:
-            given = header.encode() if isinstance(header, str) else header
-        elif auth and auth.lower().startswith(b"bearer "):
-            given = auth[7:].strip()
-        return hmac.compare_digest(given, self.token.encode())
-
     def render(self, request):
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"referrer-policy", b"no-referrer")
-        if not self._authorised(request):
+        if not authorised(request, self.token):
             return self._error(request, 401, "a token is needed: add ?token=TOKEN (printed at "
                                              "start) or the X-Tcpplay-Token header")
         path = [p.decode("utf-8", "replace") for p in request.postpath]

@@ -37,7 +37,7 @@ def test_latency_delays_every_redis_command_by_at_least_the_latency(twistd, redi
     finally:
         client.close()
     assert min(times) >= 0.2
-    assert max(times) < 0.2 * 1.1 + 0.05, times  # +-10%, and a loaded machine's turn
+    assert max(times) < 0.2 * 2, times  # applied once, not twice (a loaded machine's turns vary)
     proc.wait_for("toxic latency_downstream (latency, downstream) acts on this pair")
     cli = need("redis-cli")
     t0 = time.monotonic()
@@ -61,7 +61,8 @@ def test_bandwidth_paces_a_bounded_transfer(twistd, redis_server):
     finally:
         client.close()
         direct.close()
-    assert 2.0 * 0.9 <= took <= 2.0 * 1.1, took  # 2 MiB at 1024 KB/s: 2 s, +-10%
+    # 2 MiB at 1024 KB/s: 2 s; the lower bound is the pacing, the upper one a rate far off
+    assert 2.0 * 0.9 <= took <= 2.0 * 1.5, took
 
 
 def test_slicer_segments_arrive_apart(twistd, redis_server):

@@ -15,6 +15,7 @@ from playground.faults.httpfaults import HttpFaults
 from playground.faults.model import parse_fault
 from playground.faults.respfaults import FinToClient, FinToServer, Note, ToClient, ToServer
 from playground.faults.toxics import Close, Wait
+from tests.support.faults import split
 
 pytestmark = pytest.mark.pure
 
@@ -90,15 +91,6 @@ def ticking(c, run, start, stop, step):
         if at > stop:
             break
         run.take(c.tick(max(at, start)), max(at, start))
-
-
-def split(data: bytes, cuts) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces, last = [], 0
-    for p in points + [len(data)]:
-        pieces.append(data[last:p])
-        last = p
-    return [p for p in pieces if p]
 
 
 # -- status --------------------------------------------------------------------------------------

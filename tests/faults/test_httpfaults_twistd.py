@@ -56,8 +56,8 @@ def test_delay_holds_the_response(twistd):
     slow = curl(f"{url}/get")
     slow_took = time.monotonic() - t0
     assert fast.returncode == 0 and slow.returncode == 0
-    assert slow_took >= 0.4 and slow_took < 0.4 * 1.1 + 0.3, slow_took
-    assert fast_took < 0.3, fast_took
+    assert slow_took >= 0.4 and slow_took < 0.4 * 2, slow_took  # held once, not twice
+    assert fast_took < 0.4, fast_took  # not held (the bound: the delay itself)
 
 
 def test_slow_body_is_paced(twistd):

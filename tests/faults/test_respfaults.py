@@ -20,6 +20,7 @@ from playground.faults.respfaults import (
     ToServer,
 )
 from playground.faults.toxics import Abort, Close, Wait
+from tests.support.faults import split
 
 pytestmark = pytest.mark.pure
 
@@ -80,15 +81,6 @@ def drive(c, client_chunks, server_chunks, end=100.0):
         run.take(c.server_data(chunk, 0.0))
     run.take(c.tick(end))
     return run
-
-
-def split(data: bytes, cuts) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces, last = [], 0
-    for p in points + [len(data)]:
-        pieces.append(data[last:p])
-        last = p
-    return [p for p in pieces if p]
 
 
 # -- the actions ---------------------------------------------------------------------------

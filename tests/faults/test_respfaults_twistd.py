@@ -61,8 +61,8 @@ def test_delay_only_for_gets(twistd, redis_server):
         get_took = time.monotonic() - t0
     finally:
         client.close()
-    assert get_took >= 0.2 and get_took < 0.2 * 1.1 + 0.05, get_took
-    assert set_took < 0.15, set_took
+    assert get_took >= 0.2 and get_took < 0.2 * 2, get_took  # held once, not twice
+    assert set_took < 0.2, set_took  # not held (the bound: the delay itself)
 
 
 def test_reset_at_the_third_set(twistd, redis_server):

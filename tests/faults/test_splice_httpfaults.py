@@ -14,21 +14,10 @@ from playground.faults.httpfaults import HttpFaults
 from playground.faults.model import ToxicSet, parse_fault
 from playground.faults.respfaults import RespFaults
 from playground.proxy.splice import FaultedServerSide, ProxyFactory
+from tests.support.faults import connected
 from tests.support.splice import Endpoint, Transport
 
 pytestmark = pytest.mark.memory
-
-
-def connected(*faults):
-    clock = MemoryReactorClock()
-    endpoint = Endpoint()
-    toxics = ToxicSet(parse_fault(f) for f in faults)
-    factory = ProxyFactory(endpoint, reactor=clock, toxics=toxics, fault_seed=1)
-    client = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
-    ct = Transport()
-    client.makeConnection(ct)
-    server, st = endpoint.succeed()
-    return clock, factory, client, ct, server, st
 
 
 def get(path: bytes) -> bytes:

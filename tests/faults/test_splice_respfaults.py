@@ -7,57 +7,18 @@ from __future__ import annotations
 
 import pytest
 from twisted.internet import error
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import formatEvent
-from twisted.python.failure import Failure
 
 from playground.faults.model import ToxicSet, parse_fault
 from playground.proxy.splice import (
     DirectServerSide,
     FaultedServerSide,
     ObservedFaultedClientSide,
-    ProxyFactory,
     ServerSide,
 )
-from tests.support.splice import Endpoint, Transport
+from tests.support.faults import Recorder, connected, lose_both
 
 pytestmark = pytest.mark.memory
-
-
-class Recorder:
-    def __init__(self):
-        self.calls = []
-
-    def pair_opened(self, pair, now):
-        self.calls.append(("open", pair.id))
-
-    def data(self, pair_id, direction, data, now):
-        self.calls.append(("data", direction, data, now))
-
-    def half_closed(self, pair_id, direction, now):
-        self.calls.append(("half", direction))
-
-    def pair_closed(self, pair_id, summary, now):
-        self.calls.append(("close", summary["closed_by"], summary["how"]))
-
-
-def connected(*faults, observer=None, toxics=None):
-    clock = MemoryReactorClock()
-    endpoint = Endpoint()
-    toxics = toxics if toxics is not None else ToxicSet(parse_fault(f) for f in faults)
-    factory = ProxyFactory(endpoint, observer=observer, reactor=clock, toxics=toxics,
-                           fault_seed=1)
-    client = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
-    ct = Transport()
-    client.makeConnection(ct)
-    server, st = endpoint.succeed()
-    return clock, factory, client, ct, server, st
-
-
-def lose_both(client, server, reason=error.ConnectionDone):
-    client.connectionLost(Failure(reason()))
-    server.connectionLost(Failure(reason()))
 
 
 def cmd(*args: bytes) -> bytes:
