@@ -47,8 +47,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import socket
-import struct
 
 from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IHalfCloseableProtocol, ISSLTransport
@@ -103,16 +101,6 @@ def _tune(transport) -> None:
         transport.setTcpNoDelay(True)
     except Exception:
         pass  # unix sockets and TLS wrappers of them have no Nagle to switch off
-
-
-def _linger_zero(transport) -> None:
-    """SO_LINGER {1, 0}: closing the socket then sends RST, not FIN (Twisted's abortConnection
-    sets it too on TCP; set here so a reset never depends on that)."""
-    try:
-        transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                         struct.pack("ii", 1, 0))
-    except Exception:
-        pass  # no socket of its own (a TLS wrapper over a test transport): abort alone
 
 
 def _how(reason) -> str:
@@ -747,7 +735,7 @@ class Pair:
                 transport.unregisterProducer()  # a paused producer would hold the close back
                 transport.loseConnection()
             else:
-                _linger_zero(transport)
+                zerocopy.linger_zero(transport)
                 transport.abortConnection()
 
     def _cancel_connect(self):
