@@ -249,35 +249,41 @@ class ObservedToxicServerSide(ToxicServerSide):
 # With protocol-aware faults: both legs feed the pair's core (Pair.fault_actions carries out what
 # it says). Observed, the client leg tells the observer what the client sent; what the client
 # receives is told as it is written (fault_actions).
+# The role and the observer are chosen by the class, not tested per chunk.
 class _Faulted:
     observed = False
 
+
+class FaultedClientSide(_Faulted, ClientSide):
     def _forward(self, data):
         self.nbytes += len(data)
         pair = self.pair
-        faults = pair.faults
-        now = pair.reactor.seconds()
-        if self.role == CLIENT:
-            if self.observed:
-                pair.factory.observe_data(self, data)
-            pair.fault_actions(faults.client_data(data, now))
-        else:
-            pair.fault_actions(faults.server_data(data, now))
+        pair.fault_actions(pair.faults.client_data(data, pair.reactor.seconds()))
 
     dataReceived = _forward
 
 
-class FaultedClientSide(_Faulted, ClientSide):
-    pass
-
-
 class FaultedServerSide(_Faulted, ServerSide):
-    pass
+    def _forward(self, data):
+        self.nbytes += len(data)
+        pair = self.pair
+        pair.fault_actions(pair.faults.server_data(data, pair.reactor.seconds()))
+
+    dataReceived = _forward
 
 
 class ObservedFaultedClientSide(FaultedClientSide):
     observed = True
     unobserved = FaultedClientSide
+
+    def _forward(self, data):
+        self.nbytes += len(data)
+        pair = self.pair
+        now = pair.reactor.seconds()
+        pair.factory.observe_data(self, data)
+        pair.fault_actions(pair.faults.client_data(data, now))
+
+    dataReceived = _forward
 
 
 class ObservedFaultedServerSide(FaultedServerSide):
