@@ -24,7 +24,7 @@ from operator import attrgetter
 from playground.codec import values as resp
 from playground.codec.parser import STREAM_MIN
 from playground.decode import records as R
-from playground.sinks.console import command_summary, format_args, format_value
+from playground.sinks.console import command_summary, fault_mark, format_args, format_value
 from playground.web.capture import Capture
 from playground.web.latency import Latency
 
@@ -265,7 +265,7 @@ class WebSink:
             if not r.complete:
                 reply += " (incomplete)"
             if r.fault is not None:
-                reply += f" [{'injected' if r.injected else 'fault'}: {r.fault}]"
+                reply += fault_mark(r)
             error = r.status >= 400
         self.latency.http(r.ts, r.method, r.status, r.latency)
         self._row(r.pair, r.ts, "http", request, reply, r.latency, r.request_body_size,
