@@ -158,13 +158,10 @@ class WebSink:
         kind = type(reply)
         if kind is bytes:
             cost += len(reply)
-        elif kind is _SIMPLE:
+        elif kind is _SIMPLE or kind is _ERROR:
+            errors = 1 if kind is _ERROR else 0
             cost += len(reply.value)
-            reply = _SIMPLE_TAGS.get(reply.value) or (b"+", reply.value)
-        elif kind is _ERROR:
-            errors = 1
-            cost += len(reply.value)
-            reply = (b"!" if reply.bulk else b"-", reply.value)
+            reply = _stored(reply)
         elif kind in _SCALARS:
             cost += min(len(reply), _KEPT) if kind is _TRUNCATED else 8
         else:
