@@ -282,6 +282,11 @@ def json_latency(seconds):
     return seconds
 
 
+def _fault_json(r) -> dict:
+    """The keys of an exchange a fault acted on: ``fault``, and ``injected`` when it is so."""
+    return {"fault": r.fault, "injected": True} if r.injected else {"fault": r.fault}
+
+
 def to_json(r, limit: int = 0) -> dict:
     """The JSON object of record ``r``; bytes values are cut at ``limit`` bytes (0 = whole)."""
     kind = type(r)
@@ -290,16 +295,12 @@ def to_json(r, limit: int = 0) -> dict:
                 "command": _json_items(r.command, limit, 0),
                 "reply": json_value(r.reply, limit), "latency": json_latency(r.latency),
                 "redacted": r.redacted}
-    if kind is FaultedRedisExchange:
-        return {"type": "redis", "pair": r.pair, "ts": json_ts(r.ts), "client": r.client,
-                "command": _json_items(r.command, limit, 0),
-                "reply": json_value(r.reply, limit), "latency": json_latency(r.latency),
-                "redacted": r.redacted, "fault": r.fault,
-                **({"injected": True} if r.injected else {})}
+    if kind is FaultedRedisExchange:  # the plain exchange's object and the fault's keys
+        plain = RedisExchange(r.pair, r.ts, r.client, r.command, r.reply, r.latency, r.redacted)
+        return {**to_json(plain, limit), **_fault_json(r)}
     if kind is HttpExchange:
         if r.fault is not None:
-            return {**to_json(attrs.evolve(r, fault=None), limit), "fault": r.fault,
-                    **({"injected": True} if r.injected else {})}
+            return {**to_json(attrs.evolve(r, fault=None), limit), **_fault_json(r)}
         return {"type": "http", "pair": r.pair, "ts": json_ts(r.ts), "client": r.client,
                 "method": _text(r.method), "target": json_bytes(r.target or b"", limit),
                 "version": _text(r.version), "status": r.status, "reason": _text(r.reason),

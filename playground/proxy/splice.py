@@ -47,8 +47,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import socket
-import struct
 
 from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IHalfCloseableProtocol, ISSLTransport
@@ -103,16 +101,6 @@ def _tune(transport) -> None:
         transport.setTcpNoDelay(True)
     except Exception:
         pass  # unix sockets and TLS wrappers of them have no Nagle to switch off
-
-
-def _linger_zero(transport) -> None:
-    """SO_LINGER {1, 0}: closing the socket then sends RST, not FIN (Twisted's abortConnection
-    sets it too on TCP; set here so a reset never depends on that)."""
-    try:
-        transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                         struct.pack("ii", 1, 0))
-    except Exception:
-        pass  # no socket of its own (a TLS wrapper over a test transport): abort alone
 
 
 def _how(reason) -> str:
@@ -261,35 +249,41 @@ class ObservedToxicServerSide(ToxicServerSide):
 # With protocol-aware faults: both legs feed the pair's core (Pair.fault_actions carries out what
 # it says). Observed, the client leg tells the observer what the client sent; what the client
 # receives is told as it is written (fault_actions).
+# The role and the observer are chosen by the class, not tested per chunk.
 class _Faulted:
     observed = False
 
+
+class FaultedClientSide(_Faulted, ClientSide):
     def _forward(self, data):
         self.nbytes += len(data)
         pair = self.pair
-        faults = pair.faults
-        now = pair.reactor.seconds()
-        if self.role == CLIENT:
-            if self.observed:
-                pair.factory.observe_data(self, data)
-            pair.fault_actions(faults.client_data(data, now))
-        else:
-            pair.fault_actions(faults.server_data(data, now))
+        pair.fault_actions(pair.faults.client_data(data, pair.reactor.seconds()))
 
     dataReceived = _forward
 
 
-class FaultedClientSide(_Faulted, ClientSide):
-    pass
-
-
 class FaultedServerSide(_Faulted, ServerSide):
-    pass
+    def _forward(self, data):
+        self.nbytes += len(data)
+        pair = self.pair
+        pair.fault_actions(pair.faults.server_data(data, pair.reactor.seconds()))
+
+    dataReceived = _forward
 
 
 class ObservedFaultedClientSide(FaultedClientSide):
     observed = True
     unobserved = FaultedClientSide
+
+    def _forward(self, data):
+        self.nbytes += len(data)
+        pair = self.pair
+        now = pair.reactor.seconds()
+        pair.factory.observe_data(self, data)
+        pair.fault_actions(pair.faults.client_data(data, now))
+
+    dataReceived = _forward
 
 
 class ObservedFaultedServerSide(FaultedServerSide):
@@ -747,7 +741,7 @@ class Pair:
                 transport.unregisterProducer()  # a paused producer would hold the close back
                 transport.loseConnection()
             else:
-                _linger_zero(transport)
+                zerocopy.linger_zero(transport)
                 transport.abortConnection()
 
     def _cancel_connect(self):

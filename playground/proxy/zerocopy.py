@@ -117,6 +117,16 @@ def reserve_fds(max_connections: int) -> None:
               max=max_connections)
 
 
+def linger_zero(transport) -> None:
+    """SO_LINGER {1, 0}: closing the socket then sends RST, not FIN (Twisted's abortConnection
+    sets it too on TCP; set here so a reset never depends on that)."""
+    try:
+        transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                         struct.pack("ii", 1, 0))
+    except Exception:
+        pass  # no socket of its own (a TLS wrapper over a test transport): abort alone
+
+
 def _pipes(n: int = 2) -> list[tuple[int, int]]:
     """``n`` non-blocking pipes, or an ``OSError`` with none of them left open."""
     made: list[tuple[int, int]] = []
@@ -303,10 +313,6 @@ class Splicer:
         self.stop()
         for leg in self.legs:
             transport = leg.transport
-            try:
-                transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                                 struct.pack("ii", 1, 0))
-            except OSError:
-                pass
+            linger_zero(transport)
             transport.abortConnection()
 

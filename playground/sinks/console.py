@@ -203,6 +203,12 @@ def command_summary(command, reply, limit: int) -> str | None:
     return f"({len(names)} commands: {shown}, ... {len(names) - _NAMES_SHOWN} more)"
 
 
+def fault_mark(r) -> str:
+    """The mark of an exchange a fault acted on (``fault``, ``injected``): `` [fault: name]``
+    or `` [injected: name]``."""
+    return f" [{'injected' if r.injected else 'fault'}: {r.fault}]"
+
+
 def _ms(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -251,8 +257,7 @@ class ConsoleFormatter:
             else:
                 summary = command_summary(r.command, reply, lim)
                 shown = p.ok(summary if summary is not None else format_value(reply, lim))
-            mark = "" if kind is R.RedisExchange else (
-                f" [{'injected' if r.injected else 'fault'}: {r.fault}]")
+            mark = "" if kind is R.RedisExchange else fault_mark(r)
             return [f"{tag} {r.client} {p.cmd(format_args(r.command, lim))} -> {shown}"
                     f"{_ms(r.latency)}{mark}"]
         if kind is R.HttpExchange:
@@ -335,8 +340,7 @@ class ConsoleFormatter:
             ct = f" {escape(r.content_type[:100])}" if r.content_type else ""
             cut = " (cut short)" if not r.complete else ""
             body = self._line_preview(r.response_preview, r.response_body_size)
-            mark = "" if r.fault is None else (
-                f" [{'injected' if r.injected else 'fault'}: {r.fault}]")
+            mark = "" if r.fault is None else fault_mark(r)
             out = [f"{tag} {r.client} {p.cmd(req)} ->{extra} {status}{ct} "
                    f"{_size(r.response_body_size)}{body}{cut}{_ms(r.latency)}{mark}"]
         if self.verbose >= 1:

@@ -24,7 +24,7 @@ from operator import attrgetter
 from playground.codec import values as resp
 from playground.codec.parser import STREAM_MIN
 from playground.decode import records as R
-from playground.sinks.console import command_summary, format_args, format_value
+from playground.sinks.console import command_summary, fault_mark, format_args, format_value
 from playground.web.capture import Capture
 from playground.web.latency import Latency
 
@@ -158,13 +158,10 @@ class WebSink:
         kind = type(reply)
         if kind is bytes:
             cost += len(reply)
-        elif kind is _SIMPLE:
+        elif kind is _SIMPLE or kind is _ERROR:
+            errors = 1 if kind is _ERROR else 0
             cost += len(reply.value)
-            reply = _SIMPLE_TAGS.get(reply.value) or (b"+", reply.value)
-        elif kind is _ERROR:
-            errors = 1
-            cost += len(reply.value)
-            reply = (b"!" if reply.bulk else b"-", reply.value)
+            reply = _stored(reply)
         elif kind in _SCALARS:
             cost += min(len(reply), _KEPT) if kind is _TRUNCATED else 8
         else:
@@ -265,7 +262,7 @@ class WebSink:
             if not r.complete:
                 reply += " (incomplete)"
             if r.fault is not None:
-                reply += f" [{'injected' if r.injected else 'fault'}: {r.fault}]"
+                reply += fault_mark(r)
             error = r.status >= 400
         self.latency.http(r.ts, r.method, r.status, r.latency)
         self._row(r.pair, r.ts, "http", request, reply, r.latency, r.request_body_size,

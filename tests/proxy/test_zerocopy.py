@@ -45,6 +45,15 @@ class Upstream:
         conn.settimeout(timeout)
         return conn
 
+    def pinged(self, port: int) -> tuple[socket.socket, socket.socket, int]:
+        """A client through the proxy on ``port`` and the connection the proxy made here, a
+        PING already across: (client, server side, the client's port)."""
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s = self.accept()
+        c.sendall(PING)
+        assert recv_exactly(s, len(PING)) == PING
+        return c, s, c.getsockname()[1]
+
     def close(self):
         self.listener.close()
 
@@ -148,11 +157,8 @@ def test_four_pipe_fds_per_pair_and_none_after(twistd, upstream):
     proc, port = start_proxy(twistd, upstream.port, "--decode", "none")
     pid = proc.proc.pid
     base = pipes_open(pid)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
-        me = c.getsockname()[1]
-        s = upstream.accept()
-        c.sendall(PING)
-        assert recv_exactly(s, len(PING)) == PING
+    c, s, me = upstream.pinged(port)
+    with c:
         assert pipes_open(pid) == base + 4
         s.close()
         wait_closed(c, timeout=5)
@@ -166,11 +172,8 @@ def test_four_pipe_fds_per_pair_and_none_after(twistd, upstream):
 def test_no_zero_copy_flag_forwards_in_python(twistd, upstream):
     proc, port = start_proxy(twistd, upstream.port, "--decode", "none", "--no-zero-copy")
     base = pipes_open(proc.proc.pid)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
-        me = c.getsockname()[1]
-        s = upstream.accept()
-        c.sendall(PING)
-        assert recv_exactly(s, len(PING)) == PING
+    c, s, me = upstream.pinged(port)
+    with c:
         assert pipes_open(proc.proc.pid) == base
         s.close()
     close_line(proc, me)
@@ -181,12 +184,8 @@ def test_no_zero_copy_flag_forwards_in_python(twistd, upstream):
 @pytest.mark.twistd
 def test_client_reset_aborts_the_server_side(twistd, upstream):
     proc, port = start_proxy(twistd, upstream.port, "--decode", "none")
-    c = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s = upstream.accept()
+    c, s, me = upstream.pinged(port)
     with s:
-        c.sendall(PING)
-        assert recv_exactly(s, len(PING)) == PING
-        me = c.getsockname()[1]
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()  # RST
         how, _ = wait_closed(s, timeout=5)
@@ -199,13 +198,9 @@ def test_client_reset_aborts_the_server_side(twistd, upstream):
 @pytest.mark.twistd
 def test_idle_timeout(twistd, upstream):
     proc, port = start_proxy(twistd, upstream.port, "--decode", "none", "--idle-timeout", "1")
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
-        me = c.getsockname()[1]
-        s = upstream.accept()
-        with s:
-            c.sendall(PING)
-            assert recv_exactly(s, len(PING)) == PING
-            how, waited = wait_closed(c, timeout=5)
+    c, s, me = upstream.pinged(port)
+    with c, s:
+        how, waited = wait_closed(c, timeout=5)
     assert how == "reset" and 0.9 <= waited < 3, (how, waited)
     assert counts(close_line(proc, me)) == (len(PING), 0, "proxy", "idle-timeout")
     assert ON in proc.output()  # the pair took the zero-copy path
@@ -295,12 +290,9 @@ def test_redis_clients_and_nc_half_close(twistd, redis_server):
 @pytest.mark.twistd
 def test_sigterm_drains_an_open_pair_then_exits_0(twistd, upstream):
     proc, port = start_proxy(twistd, upstream.port, "--decode", "none", "--drain-timeout", "10")
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
-        me = c.getsockname()[1]
-        s = upstream.accept()
+    c, s, me = upstream.pinged(port)
+    with c:
         with s:
-            c.sendall(PING)
-            assert recv_exactly(s, len(PING)) == PING
             proc.proc.send_signal(signal.SIGTERM)
             proc.wait_for("proxy draining 1 open pair(s)")
             s.sendall(PONG)  # the open pair is still served during the drain
