@@ -1,7 +1,8 @@
 """The pool's core over a fake clock: its rules one by one, then hypothesis's state machine
-(any sequence of acquire, cancel, connect, check, release, fail, time and drain steps keeps the
-pool bounded, hands no connection out twice, starves no waiter past its timeout, and the drain
-closes everything)."""
+(any sequence of acquire, cancel, connect, check, request, reply, release, fail, time and drain
+steps keeps the pool bounded, hands no connection out twice, starves no waiter past its timeout,
+lets no request wait past the request timeout, never hands out a connection with a request in
+flight, and the drain closes everything)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from playground.examples.pool.core import (
     IDLE,
     IN_USE,
     QUEUE_FULL,
+    REQUEST_TIMEOUT,
     TIMEOUT,
+    UNANSWERED,
     Check,
     Close,
     Connect,
@@ -194,10 +197,58 @@ def test_releasing_twice_is_a_programming_error():
 
 @pytest.mark.parametrize("kw", [{"max_size": 0}, {"acquire_timeout": 0}, {"idle_timeout": 0},
                                 {"max_lifetime": -1}, {"check_after": -1}, {"max_waiters": -1},
-                                {"connect_timeout": 0}])
+                                {"connect_timeout": 0}, {"request_timeout": 0}])
 def test_bad_settings_are_refused(kw):
     with pytest.raises(ValueError):
         PoolCore(**{"max_size": 1, **kw})
+
+
+def test_a_request_without_a_reply_closes_its_connection_and_a_waiter_gets_a_new_one():
+    core = PoolCore(max_size=1, request_timeout=2, acquire_timeout=10)
+    _, conn = ready(core)
+    core.sent(conn, 1.0)
+    core.sent(conn, 1.5)
+    core.answered(conn, 2.0)  # the first reply: the deadline follows the second request
+    waiter, actions = core.acquire(2.0)
+    assert actions == [] and core.next_deadline() == 3.5
+    assert core.tick(3.4) == []
+    [close, connect] = core.tick(3.5)
+    assert close == Close(conn, REQUEST_TIMEOUT) and isinstance(connect, Connect)
+    assert core.state(conn) is None
+    assert core.connected(connect.conn, 3.6) == [HandOut(connect.conn, waiter)]
+    core.answered(conn, 4.0)  # the late reply: ignored
+    assert core.release(conn, 4.0) == []
+
+
+def test_answered_requests_and_no_timeout_keep_the_connection():
+    core = PoolCore(max_size=1, request_timeout=None, idle_timeout=None, check_after=None)
+    _, conn = ready(core)
+    core.sent(conn, 1.0)
+    assert core.next_deadline() is None and core.tick(1000.0) == []
+    timed = PoolCore(max_size=1, request_timeout=2, idle_timeout=None)
+    _, conn = ready(timed)
+    timed.sent(conn, 1.0)
+    timed.answered(conn, 1.5)
+    assert timed.next_deadline() is None and timed.tick(100.0) == []
+    assert timed.state(conn) == IN_USE
+
+
+def test_a_health_check_is_not_a_request():
+    core = PoolCore(max_size=1, request_timeout=1, connect_timeout=5, check_after=0)
+    _, conn = ready(core)
+    core.release(conn, 0.0)
+    core.acquire(1.0)
+    core.sent(conn, 1.0)  # the PING: the connect timeout covers it
+    assert core.next_deadline() == 6.0
+
+
+def test_a_connection_released_with_a_request_in_flight_is_closed():
+    core = PoolCore(max_size=1)
+    _, conn = ready(core)
+    core.sent(conn, 1.0)
+    waiter, _ = core.acquire(1.0)
+    [close, connect] = core.release(conn, 1.5)
+    assert close == Close(conn, UNANSWERED) and isinstance(connect, Connect)
 
 
 # ============================================================== the state machine
@@ -214,7 +265,8 @@ class PoolMachine(RuleBasedStateMachine):
                 check_after=st.sampled_from([None, 0.0, 1.0, 5.0]),
                 idle_timeout=st.sampled_from([None, 2.0, 10.0]),
                 max_lifetime=st.sampled_from([None, 3.0, 20.0]),
-                connect_timeout=st.sampled_from([1.0, 5.0]), max_waiters=st.integers(0, 8))
+                connect_timeout=st.sampled_from([1.0, 5.0]), max_waiters=st.sampled_from([8, 1, 0]),
+                request_timeout=st.sampled_from([1.0, None, 5.0]))
     def start(self, **settings_):
         self.core = PoolCore(**settings_)
         self.now = 0.0
@@ -222,6 +274,7 @@ class PoolMachine(RuleBasedStateMachine):
         self.closed: set[int] = set()
         self.waiters: dict[int, float] = {}  # outstanding waiter -> deadline
         self.holder: dict[int, int] = {}  # conn in use -> waiter
+        self.sent: dict[int, list[float]] = {}  # conn in use -> its unanswered requests' times
 
     def apply(self, actions):
         for a in actions:
@@ -236,10 +289,19 @@ class PoolMachine(RuleBasedStateMachine):
                 assert self.now < self.waiters.pop(a.waiter), "handed out past the deadline"
                 assert self.conns.get(a.conn) in (CONNECTING, CHECKING, IDLE, RELEASING), (
                     "handed out twice")
+                assert not self.sent.get(a.conn), "handed out with a request in flight"
                 self.conns[a.conn] = IN_USE
                 self.holder[a.conn] = a.waiter
             elif isinstance(a, Close):
                 assert a.conn in self.conns, "closed twice or never opened"
+                sent = self.sent.pop(a.conn, [])
+                if a.reason == REQUEST_TIMEOUT:
+                    assert sent and sent[0] + self.core.request_timeout <= self.now, (
+                        "a request closed before its timeout")
+                elif a.reason == UNANSWERED:
+                    assert sent, "closed as unanswered with every reply read"
+                elif self.conns[a.conn] == IN_USE:
+                    raise AssertionError(f"a connection in use closed: {a.reason}")
                 del self.conns[a.conn]
                 self.holder.pop(a.conn, None)
                 self.closed.add(a.conn)
@@ -294,6 +356,35 @@ class PoolMachine(RuleBasedStateMachine):
         else:
             self._lost(conn)
 
+    @rule(data=st.data())
+    def send(self, data):
+        """A user sends a request on a connection it holds (first taking one, if it holds none:
+        the random steps above seldom reach a hand-out)."""
+        if not self.holder:
+            self.acquire()
+            self.every_connect_and_check_succeeds()
+        if not self.holder:
+            return
+        conn = data.draw(st.sampled_from(sorted(self.holder)))
+        self.sent.setdefault(conn, []).append(self.now)
+        self.core.sent(conn, self.now)
+
+    @precondition(lambda self: any(self.sent.values()))
+    @rule(data=st.data())
+    def reply(self, data):
+        conn = data.draw(st.sampled_from(sorted(c for c, s in self.sent.items() if s)))
+        self.sent[conn].pop(0)
+        self.core.answered(conn, self.now)
+
+    def every_connect_and_check_succeeds(self):
+        for conn, state in sorted(self.conns.items()):
+            if state == CONNECTING:
+                self.apply(self.core.connected(conn, self.now))
+                self.settled(conn, CONNECTING)
+            elif state == CHECKING:
+                self.apply(self.core.checked(conn, self.now))
+                self.settled(conn, CHECKING)
+
     @precondition(lambda self: self.holder)
     @rule(data=st.data())
     def release(self, data):
@@ -311,12 +402,19 @@ class PoolMachine(RuleBasedStateMachine):
     def _lost(self, conn):
         del self.conns[conn]
         self.holder.pop(conn, None)
+        self.sent.pop(conn, None)
         self.closed.add(conn)
         self.apply(self.core.fail(conn, self.now, "lost"))
 
     @rule(dt=TIMES)
     def time_passes(self, dt):
         self.now += dt
+        self.apply(self.core.tick(self.now))
+
+    @precondition(lambda self: self.core.next_deadline() is not None)
+    @rule()
+    def time_reaches_the_next_deadline(self):
+        self.now = self.core.next_deadline()
         self.apply(self.core.tick(self.now))
 
     @precondition(lambda self: not self.core.closing)
@@ -340,6 +438,15 @@ class PoolMachine(RuleBasedStateMachine):
             assert all(d > self.now for d in self.waiters.values())
             deadline = self.core.next_deadline()
             assert deadline is None or deadline > self.now
+
+    @invariant()
+    def no_request_waits_past_the_request_timeout(self):
+        if not hasattr(self, "core") or self.core.request_timeout is None:
+            return
+        for conn, sent in self.sent.items():
+            if sent:
+                assert self.conns.get(conn) == IN_USE
+                assert sent[0] + self.core.request_timeout > self.now
 
     @invariant()
     def waiters_are_being_served(self):

@@ -2,14 +2,15 @@
 
 :class:`PoolCore` knows which connections exist and in what state, and who waits for one. The
 adapter (``playground.examples.pool.pool``) tells it what happened, each step with the time
-(``acquire``, ``cancel``, ``connected``, ``checked``, ``release``, ``fail``, ``tick``,
-``drain``), and carries out the actions it returns, in order:
+(``acquire``, ``cancel``, ``connected``, ``checked``, ``sent``, ``answered``, ``release``,
+``fail``, ``tick``, ``drain``), and carries out the actions it returns, in order:
 
 - :class:`Connect`: open connection ``conn`` (the adapter answers ``connected`` or ``fail``);
 - :class:`Check`: health-check idle connection ``conn`` before it is handed out (a ``PING``;
   the adapter answers ``checked`` or ``fail``);
 - :class:`HandOut`: give connection ``conn`` to waiter ``waiter``;
-- :class:`Close`: close connection ``conn`` (the core has already forgotten it);
+- :class:`Close`: close connection ``conn`` (the core has already forgotten it); for
+  ``REQUEST_TIMEOUT`` the adapter fails the requests in flight on it first;
 - :class:`FailWaiter`: waiter ``waiter`` gets no connection (``reason``: see ``FAIL_REASONS``).
 
 The rules:
@@ -24,6 +25,11 @@ The rules:
 - ``tick(now)`` closes connections idle for ``idle_timeout`` seconds or older than
   ``max_lifetime``, gives up on connects and checks taking over ``connect_timeout``, and fails
   waiters that waited ``acquire_timeout``. ``next_deadline()`` says when the next tick is due.
+- A connection in use tells the core of each request it sends (``sent``) and each reply it
+  reads (``answered``; replies come in order). One whose oldest unanswered request has waited
+  ``request_timeout`` seconds (None: no limit) is closed by ``tick`` (``REQUEST_TIMEOUT``) and
+  forgotten, so a late reply can never reach the next user; a waiter gets a new connection.
+  A connection released with requests unanswered is closed (``UNANSWERED``), never handed out.
 - ``fail`` (an error, a half-close or a lost connection, in any state) forgets the connection; a
   connect that failed or took too long fails the oldest waiter at once (the target is not
   answering: better a quick error than a wait for the acquire timeout), a failed check only
@@ -35,6 +41,8 @@ The rules:
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import attrs
 
@@ -66,7 +74,8 @@ class HandOut:
 @attrs.frozen
 class Close:
     """Close connection ``conn``: ``idle``, ``lifetime``, ``timeout`` (a connect or check that
-    took too long) or ``drain``."""
+    took too long), ``request timeout`` (a reply that took too long), ``unanswered`` (released
+    with requests in flight) or ``drain``."""
 
     conn: int
     reason: str
@@ -90,6 +99,9 @@ QUEUE_FULL = "queue full"  # max_waiters were already waiting
 CONNECT_FAILED = "connect failed"  # a connect opened for the waiters failed
 FAIL_REASONS = (TIMEOUT, CLOSED, QUEUE_FULL, CONNECT_FAILED)
 
+REQUEST_TIMEOUT = "request timeout"  # Close: a request in use waited request_timeout
+UNANSWERED = "unanswered"  # Close: released with requests in flight
+
 # connection states
 CONNECTING, CHECKING, IDLE, IN_USE = "connecting", "checking", "idle", "in use"
 
@@ -99,6 +111,8 @@ class _Conn:
     state: str
     created: float
     since: float  # when it entered its state
+    # in use: when each unanswered request was sent, oldest first (replies come in order)
+    sent: deque[float] = attrs.field(factory=deque)
 
 
 class PoolCore:
@@ -107,7 +121,7 @@ class PoolCore:
     def __init__(self, max_size: int, acquire_timeout: float = 5.0,
                  check_after: float | None = 5.0, idle_timeout: float | None = 60.0,
                  max_lifetime: float | None = None, connect_timeout: float = 5.0,
-                 max_waiters: int = 10_000):
+                 max_waiters: int = 10_000, request_timeout: float | None = 5.0):
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         if max_waiters < 0:
@@ -118,7 +132,8 @@ class PoolCore:
                 raise ValueError(f"{name} must be positive")
         if check_after is not None and check_after < 0:
             raise ValueError("check_after must not be negative")
-        for name, value in (("idle_timeout", idle_timeout), ("max_lifetime", max_lifetime)):
+        for name, value in (("idle_timeout", idle_timeout), ("max_lifetime", max_lifetime),
+                            ("request_timeout", request_timeout)):
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be positive (None: never)")
         self.max_size = max_size
@@ -128,6 +143,7 @@ class PoolCore:
         self.max_lifetime = max_lifetime
         self.connect_timeout = connect_timeout
         self.max_waiters = max_waiters
+        self.request_timeout = request_timeout
         self.closing = False
         self._conns: dict[int, _Conn] = {}
         self._idle: list[int] = []  # most recently released last
@@ -173,6 +189,8 @@ class PoolCore:
                 times.append(c.since + self.connect_timeout)
             elif c.state == IDLE and self.idle_timeout is not None:
                 times.append(c.since + self.idle_timeout)
+            elif c.sent and self.request_timeout is not None:
+                times.append(c.sent[0] + self.request_timeout)
             if self.max_lifetime is not None and c.state == IDLE:
                 times.append(c.created + self.max_lifetime)
         return min(times) if times else None
@@ -205,6 +223,19 @@ class PoolCore:
         """A health check succeeded."""
         return self._ready(conn, CHECKING, now)
 
+    def sent(self, conn: int, now: float) -> None:
+        """A request went out on ``conn``; only those in use count (a check has its own
+        timeout), others and unknown connections are ignored."""
+        c = self._conns.get(conn)
+        if c is not None and c.state == IN_USE:
+            c.sent.append(now)
+
+    def answered(self, conn: int, now: float) -> None:
+        """The reply to ``conn``'s oldest request came."""
+        c = self._conns.get(conn)
+        if c is not None and c.sent:
+            c.sent.popleft()
+
     def release(self, conn: int, now: float) -> list[Action]:
         """The user is done with ``conn`` (every reply read). A connection the core forgot (it
         failed while in use) is ignored; releasing one not in use is a programming error."""
@@ -214,7 +245,9 @@ class PoolCore:
         if c.state != IN_USE:
             raise ValueError(f"connection {conn} is {c.state}, not in use: released twice?")
         actions: list[Action] = []
-        if self.closing:
+        if c.sent:
+            self._forget(conn, actions, UNANSWERED)
+        elif self.closing:
             self._forget(conn, actions, "drain")
         elif self._too_old(c, now):
             self._forget(conn, actions, "lifetime")
@@ -239,7 +272,7 @@ class PoolCore:
 
     def tick(self, now: float) -> list[Action]:
         """Everything due at ``now``: waiters past their deadline, idle and old connections,
-        connects and checks that took too long."""
+        connects, checks and requests that took too long."""
         actions: list[Action] = []
         while self._waiters:
             waiter, deadline = next(iter(self._waiters.items()))
@@ -257,6 +290,9 @@ class PoolCore:
                     self._forget(conn, actions, "lifetime")
                 elif self.idle_timeout is not None and c.since + self.idle_timeout <= now:
                     self._forget(conn, actions, "idle")
+            elif (c.sent and self.request_timeout is not None
+                  and c.sent[0] + self.request_timeout <= now):
+                self._forget(conn, actions, REQUEST_TIMEOUT)
         self._settle(now, actions)
         return actions
 
