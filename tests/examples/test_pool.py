@@ -1,7 +1,7 @@
 """The pool's Twisted adapter and its RESP client: over MemoryReactorClock and StringTransport
 (connects, replies, health checks, timeouts, lost and half-closed connections, the drain), then
 against the RESP example server and a real redis-server (restarts mid-run, idle connections
-closed by the server's timeout)."""
+closed by the server's timeout, requests timed out on a server that never answers or sleeps)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, error
+from twisted.internet import defer, error, protocol
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
@@ -30,6 +30,7 @@ from playground.examples.pool.respclient import (
     ConnectionClosed,
     ReplyError,
     RequestLost,
+    RequestTimeout,
     RespClientProtocol,
 )
 from playground.examples.resp.server import RespFactory
@@ -361,6 +362,79 @@ def test_unpooled_gives_up_a_connect_after_the_connect_timeout():
     assert result(d).check(ConnectFailed) and clock.connectors[0].stoppedConnecting
 
 
+@pytest.mark.memory
+def test_a_request_without_a_reply_times_out_closes_its_connection_and_the_pool_refills():
+    pool, clock = make_pool(max_size=1, request_timeout=2, acquire_timeout=10)
+    get = pool.execute("GET", "k", idempotent=True)
+    waiting = pool.execute("GET", "j")
+    silent = FakeServer(clock, 0)
+    assert silent.take() == b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+    clock.advance(1.9)
+    assert pending(get)
+    clock.advance(0.1)
+    f = result(get)
+    assert f.check(RequestTimeout) and "GET got no reply within 2s" in str(f.value)
+    assert silent.closed and silent.transport.disconnected  # aborted, not sent again
+    late = silent.client
+    silent.reply(b"$4\r\nlate\r\n")  # a reply after the timeout: read by nobody
+    fresh = FakeServer(clock, 1)  # the waiter's new connection
+    assert fresh.take() == b"*2\r\n$3\r\nGET\r\n$1\r\nj\r\n"
+    fresh.reply(b"$1\r\nv\r\n")
+    assert result(waiting) == b"v" and fresh.client is not late
+    assert pool.core.size == 1 and len(clock.tcpClients) == 2
+
+
+@pytest.mark.memory
+def test_each_pipelined_request_has_its_own_deadline_and_those_behind_are_lost():
+    pool, clock = make_pool(request_timeout=2)
+    client, server = connected(pool, clock)
+    first = client.request("GET", "a")
+    clock.advance(1)
+    second, third = client.request("GET", "b"), client.request("GET", "c")
+    server.reply(b"$1\r\n1\r\n")  # the first answered at t+1: the second is due at t+3
+    assert result(first) == b"1"
+    clock.advance(1.9)
+    assert pending(second) and not server.closed
+    clock.advance(0.1)
+    assert result(second).check(RequestTimeout) and result(third).check(RequestLost)
+    assert server.closed and pool.core.size == 0
+
+
+@pytest.mark.memory
+def test_answered_requests_leave_no_timer_behind_and_no_timeout_means_none():
+    for timeout in (2, None):
+        pool, clock = make_pool(request_timeout=timeout, idle_timeout=None, check_after=None)
+        client, server = connected(pool, clock)
+        reply = client.request("PING")
+        clock.advance(1)
+        server.reply(b"+PONG\r\n")
+        assert result(reply) == Simple(b"PONG")
+        clock.advance(100)
+        assert not server.closed and not clock.getDelayedCalls()
+        if timeout is None:
+            slow = client.request("BLPOP", "q", 0)
+            clock.advance(1000)
+            assert pending(slow) and not server.closed
+
+
+@pytest.mark.memory
+def test_unpooled_times_out_a_request_without_a_reply():
+    clock = MemoryReactorClock()
+    source = Unpooled(TCP4ClientEndpoint(clock, "127.0.0.1", 6379), request_timeout=1.5,
+                      reactor=clock)
+    d = source.execute("GET", "k")
+    server = FakeServer(clock, 0)
+    clock.advance(1.4)
+    assert pending(d)
+    clock.advance(0.1)
+    f = result(d)
+    assert f.check(RequestTimeout) and "within 1.5s" in str(f.value)
+    assert server.closed and source.open_connections == 0 and not clock.getDelayedCalls()
+    answered = source.execute("GET", "k")
+    FakeServer(clock, 1).reply(b"$1\r\nv\r\n")
+    assert result(answered) == b"v" and not clock.getDelayedCalls()
+
+
 # ============================================================== the command line
 
 
@@ -375,6 +449,8 @@ def test_unpooled_gives_up_a_connect_after_the_connect_timeout():
     (["--target", "db:port"], "--target"),
     (["--requests", "5"], "--target"),
     (["--target", "8080", "--http", "--check-after", "1"], "--check-after"),
+    (["--target", "6379", "--timeout", "-1"], "--timeout"),
+    (["--target", "8080", "--http", "--timeout", "1"], "--timeout"),
 ])
 def test_a_bad_flag_is_named(argv, flag, capsys):
     with pytest.raises(SystemExit) as e:
@@ -708,3 +784,83 @@ def test_resp_connections_counted_are_those_the_server_saw(resp_example):
         assert report.failed == 0 and report.connections == expected
         yield until(lambda: resp_example.factory.limits.open == 0, "the connections to close")
         assert resp_example.factory.limits.total - before == expected
+
+
+class SilentFirst(protocol.Factory):
+    """Its first connection accepts and never answers; the later ones are the RESP example."""
+
+    def __init__(self):
+        from twisted.internet import reactor
+
+        self.resp = RespFactory(reactor=reactor)
+        self.accepted = 0
+
+    def buildProtocol(self, addr):
+        self.accepted += 1
+        if self.accepted == 1:
+            return protocol.Protocol()  # reads, never writes
+        return self.resp.buildProtocol(addr)
+
+
+@pytest.mark.real
+@pytest.mark.timeout(60)
+@pytest_twisted.inlineCallbacks
+def test_a_server_that_never_answers_times_out_and_the_next_request_gets_a_good_connection():
+    from twisted.internet import endpoints, reactor
+
+    listening = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        SilentFirst())
+    pool = tcp_pool(listening.getHost().port, max_size=1, request_timeout=0.5)
+    try:
+        start = reactor.seconds()
+        with pytest.raises(RequestTimeout, match="SET got no reply within 0.5s"):
+            yield pool.execute("SET", "k", "v", idempotent=True)
+        assert 0.5 <= reactor.seconds() - start < 2.0
+        assert (yield pool.execute("SET", "k", "v")) == Simple(b"OK")
+        assert (yield pool.execute("GET", "k")) == b"v"
+        assert pool.connections_made == 2
+    finally:
+        yield pool.close()
+        yield listening.stopListening()
+
+
+@pytest.mark.real
+@pytest.mark.timeout(60)
+@pytest_twisted.inlineCallbacks
+def test_redis_debug_sleep_times_out_and_the_late_reply_reaches_nobody(tmp_path):
+    """``DEBUG SLEEP 1`` outlasts a 0.5 s request timeout: it fails at 0.5 s and its connection
+    is aborted; the GET sent right after waits on a new connection for redis-server to wake,
+    and gets its own reply, not the sleep's late ``+OK``."""
+    from twisted.internet import reactor
+
+    server = start_redis(str(tmp_path), extra=("--enable-debug-command", "local"))
+    try:
+        pool = tcp_pool(server.port, max_size=1, request_timeout=0.8)
+        yield pool.execute("SET", "k", "v")
+        start = reactor.seconds()
+        with pytest.raises(RequestTimeout, match="DEBUG got no reply within 0.8s"):
+            yield pool.execute("DEBUG", "SLEEP", "1.2")
+        assert 0.8 <= reactor.seconds() - start < 2.0
+        assert (yield pool.execute("GET", "k")) == b"v"
+        assert pool.connections_made == 2 and pool.core.size == 1
+        yield pool.close()
+    finally:
+        stop_process(server.proc)
+
+
+@pytest.mark.real
+@pytest.mark.timeout(60)
+def test_the_command_line_counts_timed_out_requests(tmp_path):
+    server = start_redis(str(tmp_path), extra=("--enable-debug-command", "local"))
+    try:
+        sleeper = subprocess.Popen(["redis-cli", "-p", str(server.port), "DEBUG", "SLEEP", "3"],
+                                   stdout=subprocess.DEVNULL)
+        out = subprocess.run(
+            [sys.executable, "-m", "playground", "pool", "--target", str(server.port),
+             "--requests", "4", "--concurrency", "2", "--timeout", "0.5"],
+            capture_output=True, text=True, timeout=50, cwd=ROOT)
+        sleeper.wait(timeout=10)
+    finally:
+        stop_process(server.proc)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "RequestTimeout" in out.stdout and "within 0.5s" in out.stdout

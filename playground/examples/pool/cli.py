@@ -8,8 +8,9 @@ percentiles (acquire included: that is where a new connection costs) and how man
 connections it opened; ``--json`` prints the same as one JSON object. ``--rounds N`` runs the
 requests N times over the same pool, ``--pause`` seconds apart: time for the pooled connections
 to idle, to be health-checked, or to be closed by the server. A request lost with its
-connection is sent again once (``SET`` of a fixed value and ``GET`` are idempotent); any
-request that still fails is counted, and the exit status is then 1.
+connection is sent again once (``SET`` of a fixed value and ``GET`` are idempotent); one with
+no reply within ``--timeout`` seconds fails and its connection is closed; any request that
+still fails is counted, and the exit status is then 1.
 
 ``--http`` makes the same comparison against an HTTP server (the example responder, ``twistd
 tcpplay http``) with Twisted's own ``HTTPConnectionPool`` (``httpload``): ``POST /post`` and
@@ -136,12 +137,13 @@ def resp_request(source, i: int) -> defer.Deferred:
 def make_source(args, reactor):
     endpoint = client_endpoint(reactor, args.desc)
     if args.no_pool:
-        return Unpooled(endpoint, connect_timeout=args.connect_timeout, reactor=reactor)
+        return Unpooled(endpoint, connect_timeout=args.connect_timeout,
+                        request_timeout=args.timeout or None, reactor=reactor)
     return ConnectionPool(
         endpoint, max_size=args.pool_size, acquire_timeout=args.acquire_timeout,
         check_after=args.check_after, idle_timeout=args.idle_timeout or None,
         max_lifetime=args.max_lifetime or None, connect_timeout=args.connect_timeout,
-        max_waiters=args.concurrency, reactor=reactor)
+        max_waiters=args.concurrency, request_timeout=args.timeout or None, reactor=reactor)
 
 
 async def measure(reactor, args, each=None) -> list[Report]:
@@ -239,6 +241,8 @@ RESP_ONLY = (
     ("--check-after", 5.0, "PING a connection idle this long before handing it out "
      "(0: before every use)"),
     ("--max-lifetime", 0.0, "retire connections this old (0: never)"),
+    ("--timeout", 5.0, "seconds a request waits for its reply; it then fails and its "
+     "connection is closed (0: no limit)"),
 )
 
 

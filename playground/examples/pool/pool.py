@@ -14,7 +14,11 @@ answered ``+PONG``; timeouts are one ``callLater`` on the injected reactor at th
 deadline, so tests drive the pool with ``MemoryReactorClock.advance()``.
 
 A connection that ends while requests are in flight fails them with ``RequestLost`` (sent, so
-the server may or may not have run them) and is forgotten; the next waiter gets another.
+the server may or may not have run them) and is forgotten; the next waiter gets another. A
+request that gets no reply within ``request_timeout`` seconds (None: no limit) fails with
+``RequestTimeout``, and its connection is aborted and forgotten (the core decides; the client
+tells it of each request and reply): a late reply never reaches the next user, and the pool
+opens another connection for the waiters. A timed-out request is not sent again.
 ``execute(..., idempotent=True)`` sends a lost request once more on a fresh connection; a
 request that must not run twice (``INCR``, ``LPUSH``) is left to its caller. ``acquire`` fails
 with :class:`AcquireTimeout`, :class:`PoolClosed`, :class:`PoolFull` or :class:`ConnectFailed`.
@@ -92,13 +96,14 @@ class ConnectionPool(_Executes):
     def __init__(self, endpoint, max_size: int = 8, acquire_timeout: float = 5.0,
                  check_after: float | None = 5.0, idle_timeout: float | None = 60.0,
                  max_lifetime: float | None = None, connect_timeout: float = 5.0,
-                 max_waiters: int = 10_000, reactor=None):
+                 max_waiters: int = 10_000, request_timeout: float | None = 5.0, reactor=None):
         self.endpoint = endpoint
         self.reactor = default_reactor(reactor)
         self.core = poolcore.PoolCore(
             max_size, acquire_timeout=acquire_timeout, check_after=check_after,
             idle_timeout=idle_timeout, max_lifetime=max_lifetime,
-            connect_timeout=connect_timeout, max_waiters=max_waiters)
+            connect_timeout=connect_timeout, max_waiters=max_waiters,
+            request_timeout=request_timeout)
         self.connections_made = 0  # TCP connections established, ever
         self.checks = 0  # health checks sent
         self._waiters: dict[int, defer.Deferred] = {}
@@ -174,7 +179,8 @@ class ConnectionPool(_Executes):
 
     def _do_Connect(self, action: poolcore.Connect) -> None:
         conn = action.conn
-        client = RespClientProtocol(on_lost=self._lost)
+        client = RespClientProtocol(on_lost=self._lost, on_sent=self._sent,
+                                    on_answered=self._answered)
         d = endpoints.connectProtocol(self.endpoint, client)
         # before the callbacks, which may run at once; a Close while connecting cancels it
         self._connecting[conn] = d
@@ -222,8 +228,10 @@ class ConnectionPool(_Executes):
         client = self._clients.get(conn)
         if client is None:
             return
-        if action.reason == poolcore.TIMEOUT:
-            client.transport.abortConnection()  # a check that hangs
+        if action.reason == poolcore.REQUEST_TIMEOUT:
+            client.time_out(self.core.request_timeout)  # fails its requests, aborts
+        elif action.reason in (poolcore.TIMEOUT, poolcore.UNANSWERED):
+            client.transport.abortConnection()  # a check that hangs; replies nobody will read
         else:
             client.transport.loseConnection()
 
@@ -238,6 +246,17 @@ class ConnectionPool(_Executes):
             return
         self._clients.pop(conn, None)
         self._run(self.core.fail(conn, self.reactor.seconds(), why))
+
+    def _sent(self, client: RespClientProtocol) -> None:
+        conn = self._ids.get(client)
+        if conn is not None:
+            self.core.sent(conn, self.reactor.seconds())
+            self._schedule()
+
+    def _answered(self, client: RespClientProtocol) -> None:
+        conn = self._ids.get(client)
+        if conn is not None:  # the deadline moves later: the timer due earlier is kept
+            self.core.answered(conn, self.reactor.seconds())
 
     def _cancel(self, waiter: int) -> None:
         if self._waiters.pop(waiter, None) is not None:
@@ -270,18 +289,24 @@ class ConnectionPool(_Executes):
 
 
 class Unpooled(_Executes):
-    """The baseline without a pool: ``acquire`` opens a new connection, ``release`` closes it."""
+    """The baseline without a pool: ``acquire`` opens a new connection, ``release`` closes it.
+    A request unanswered after ``request_timeout`` seconds fails and aborts its connection, as
+    in the pool (a timer per request: each connection carries one)."""
 
-    def __init__(self, endpoint, connect_timeout: float = 5.0, reactor=None):
+    def __init__(self, endpoint, connect_timeout: float = 5.0,
+                 request_timeout: float | None = 5.0, reactor=None):
         self.endpoint = endpoint
         self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
         self.reactor = default_reactor(reactor)
         self.connections_made = 0
         self._open: set[RespClientProtocol] = set()
+        self._timers: dict[RespClientProtocol, deque] = {}  # one per request in flight
         self._closed_waiters: list[defer.Deferred] = []
 
     def acquire(self) -> defer.Deferred:
-        client = RespClientProtocol(on_lost=self._lost)
+        client = RespClientProtocol(on_lost=self._lost, on_sent=self._sent,
+                                    on_answered=self._answered)
         d = endpoints.connectProtocol(self.endpoint, client)
         d.addTimeout(self.connect_timeout, self.reactor)
 
@@ -314,8 +339,22 @@ class Unpooled(_Executes):
     def open_connections(self) -> int:
         return len(self._open)
 
+    def _sent(self, client: RespClientProtocol) -> None:
+        if self.request_timeout is not None:
+            timer = self.reactor.callLater(self.request_timeout, client.time_out,
+                                           self.request_timeout)
+            self._timers.setdefault(client, deque()).append(timer)
+
+    def _answered(self, client: RespClientProtocol) -> None:
+        timers = self._timers.get(client)
+        if timers:
+            timers.popleft().cancel()
+
     def _lost(self, client: RespClientProtocol, why: str) -> None:
         self._open.discard(client)
+        for timer in self._timers.pop(client, ()):
+            if timer.active():
+                timer.cancel()
         self._maybe_closed()
 
     def _maybe_closed(self) -> None:

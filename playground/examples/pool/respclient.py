@@ -9,6 +9,11 @@ ends, or the server shuts down its write half, every request still waiting fails
 can tell whether sending it again is safe (the pool's ``execute(..., idempotent=True)`` does so
 once). A request made after that fails at once with :class:`ConnectionClosed` (it was not sent).
 A reply the client cannot read, or one nobody asked for, aborts the connection.
+
+The client keeps no clock: its owner, told of each request sent (``on_sent``) and each reply
+read (``on_answered``), calls ``time_out(seconds)`` when a reply is overdue. The oldest request
+then fails with :class:`RequestTimeout`, the others with ``RequestLost``, and the connection is
+aborted, so a late reply is never read as the answer to another request.
 """
 
 from __future__ import annotations
@@ -40,6 +45,11 @@ class RequestLost(Exception):
     may or may not have run it."""
 
 
+class RequestTimeout(Exception):
+    """No reply within the request timeout; the connection was closed (the server may or may
+    not have run the request)."""
+
+
 class ConnectionClosed(Exception):
     """The connection was already closed: the request was not sent."""
 
@@ -51,11 +61,17 @@ def _command_name(args: tuple) -> str:
 
 @implementer(IHalfCloseableProtocol)
 class RespClientProtocol(protocol.Protocol):
-    """One connection to a RESP server. ``on_lost(client, why)`` is called once when it ends."""
+    """One connection to a RESP server. ``on_lost(client, why)`` is called once when it ends;
+    ``on_sent(client)`` after each request is written, ``on_answered(client)`` as each reply is
+    read, before its Deferred fires."""
 
     def __init__(self, on_lost: Callable[[RespClientProtocol, str], None] | None = None,
-                 max_bulk: int = DEFAULT_MAX_BULK):
+                 max_bulk: int = DEFAULT_MAX_BULK,
+                 on_sent: Callable[[RespClientProtocol], None] | None = None,
+                 on_answered: Callable[[RespClientProtocol], None] | None = None):
         self.on_lost = on_lost
+        self.on_sent = on_sent
+        self.on_answered = on_answered
         self._parser = RespParser(max_bulk=max_bulk)
         self._pending: deque[tuple[defer.Deferred, str]] = deque()
         self.ended = False
@@ -74,9 +90,26 @@ class RespClientProtocol(protocol.Protocol):
         d = defer.Deferred()
         self._pending.append((d, _command_name(args)))
         self.transport.write(encode_command(*args))
+        if self.on_sent is not None:
+            self.on_sent(self)
         return d
 
+    def time_out(self, seconds: float) -> None:
+        """The oldest request got no reply within ``seconds``: fail it with
+        :class:`RequestTimeout` (those behind it with ``RequestLost``) and abort the
+        connection."""
+        if self.ended:
+            return
+        name = self._pending[0][1] if self._pending else "the request"
+        self._end(f"{name} got no reply within the {seconds:g}s request timeout",
+                  RequestTimeout(f"{name} got no reply within {seconds:g}s (the request "
+                                 "timeout): its connection was closed"))
+        if self.transport is not None:
+            self.transport.abortConnection()
+
     def dataReceived(self, data: bytes):
+        if self.ended:
+            return  # timed out or given up: a late reply is nobody's
         for value in self._parser.feed(data):
             if isinstance(value, ProtocolError):
                 self._end(f"unreadable reply: {value.message}")
@@ -87,6 +120,8 @@ class RespClientProtocol(protocol.Protocol):
                 self.transport.abortConnection()
                 return
             d, _ = self._pending.popleft()
+            if self.on_answered is not None:
+                self.on_answered(self)
             if isinstance(value, Error):
                 d.errback(ReplyError(value))
             else:
@@ -107,7 +142,8 @@ class RespClientProtocol(protocol.Protocol):
             why = reason.getErrorMessage()
         self._end(why)
 
-    def _end(self, why: str) -> None:
+    def _end(self, why: str, first: Exception | None = None) -> None:
+        """Fail every request waiting (the oldest with ``first`` when given)."""
         if self.ended:
             return
         self.ended = True
@@ -116,4 +152,5 @@ class RespClientProtocol(protocol.Protocol):
         if self.on_lost is not None:  # first, so a caller reacting to its error sees it gone
             self.on_lost(self, why)
         for d, name in pending:
-            d.errback(RequestLost(f"{name} got no reply: {why}"))
+            d.errback(first or RequestLost(f"{name} got no reply: {why}"))
+            first = None
