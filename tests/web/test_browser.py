@@ -92,6 +92,13 @@ def listed_ids(browser) -> list[str]:
         "(tr) => tr.dataset.id)")
 
 
+def drawn_exchanges(browser) -> list[int]:
+    """The indexes of the exchanges table's rows in the page, in order."""
+    return browser.execute_script(
+        "return Array.from(document.querySelectorAll('#exchanges tbody tr'), "
+        "(tr) => Number(tr.dataset.index))")
+
+
 def status(browser) -> str:
     from selenium.webdriver.common.by import By
 
@@ -426,8 +433,8 @@ def test_the_latency_panel_shows_redis_benchmark_per_command(twistd, redis_serve
     assert table()["resp <B>X</B>"][1:4] == ["<B>X</B>", "1", "1"]  # one, an error
     assert not browser.find_elements(By.CSS_SELECTOR, "#latency b")
     browser.find_elements(By.CSS_SELECTOR, "#connections tbody tr")[-2].click()  # beside it
-    wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#exchanges tbody tr")) > 400,
-               5, "a benchmark connection's exchanges under the panel")
+    wait_until(lambda: (drawn_exchanges(browser) or [0])[-1] > 400, 5,
+               "a benchmark connection's exchanges under the panel")
     target = os.environ.get("TCPPLAY_WEB_LATENCY_SCREENSHOT")
     if target:  # docs/web-latency.png
         browser.execute_async_script(
@@ -469,4 +476,134 @@ def test_a_url_with_a_filter_opens_with_only_the_matching_rows(twistd, redis_ser
     field.send_keys("cmd=PING\n")
     wait_until(lambda: listed() == ["3", "5"], 5, "the PING connections")
     assert browser.current_url.endswith("#cmd=PING")
+    assert proc.terminate() == 0
+
+
+def _api(url: str, path: str, **params) -> dict:
+    import json
+    import urllib.parse
+    import urllib.request
+
+    base, _, query = url.partition("?")
+    q = dict(urllib.parse.parse_qsl(query), **{k: str(v) for k, v in params.items()})
+    with urllib.request.urlopen(f"{base}{path}?{urllib.parse.urlencode(q)}", timeout=10) as r:
+        return json.load(r)
+
+
+def test_one_connections_many_exchanges_are_drawn_as_a_window(twistd, redis_server, browser):
+    """redis-benchmark -P 16 -c 1 sends 24,000 SETs through one connection: the table draws a
+    few hundred rows at most, the right ones at the top, in the middle and at the bottom; on a
+    live connection it keeps the place the user scrolled to, follows new rows at the end, and
+    a filter still picks the rows."""
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--quiet")
+    url = web_url(proc)
+    subprocess.run([need("redis-benchmark"), "-p", str(port), "-t", "set", "-n", "24000",
+                    "-P", "16", "-c", "1", "-r", "100000", "-q"], capture_output=True,
+                   timeout=120, check=True)
+    wait_until(lambda: max(c["exchanges"] for c in _api(url, "api/connections")["connections"])
+               == 24000, 10, "the benchmark's 24,000 SETs in the capture")
+    bench = max(_api(url, "api/connections")["connections"], key=lambda c: c["exchanges"])
+    total = bench["exchanges"]
+
+    browser.get(url)
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    def click_row(pair: int) -> None:
+        wait_until(lambda: str(pair) in listed_ids(browser), 5, f"connection {pair} listed")
+        browser.find_element(By.CSS_SELECTOR, f'#connections tbody tr[data-id="{pair}"]').click()
+
+    click_row(bench["id"])
+    box = browser.find_element(By.CSS_SELECTOR, ".exchanges-box .scroll")
+
+    def in_view() -> int:
+        """The index of the row in the middle of the table's view."""
+        return browser.execute_script(
+            "const r = arguments[0].getBoundingClientRect();"
+            "const e = document.elementFromPoint(r.left + 60, r.top + r.height / 2);"
+            "return e && e.closest('tr') && Number(e.closest('tr').dataset.index)", box)
+
+    def same_as_the_api(index: int) -> None:
+        [row] = _api(url, f"api/connections/{bench['id']}", after=index - 1, limit=1)["exchanges"]
+        tr = browser.find_element(By.CSS_SELECTOR, f'#exchanges tbody tr[data-index="{index}"]')
+        cells = [td.get_attribute("textContent") for td in tr.find_elements(By.TAG_NAME, "td")]
+        assert cells[:4] == [str(index), row["request"], "→", row["reply"]], (cells, row)
+        assert row["request"].startswith("SET key:") and row["reply"] == "+OK"
+
+    # the bottom: it follows the rows as the pages of the answer come, to the last
+    wait_until(lambda: (drawn_exchanges(browser) or [0])[-1] == total, 20, "the last row drawn")
+    drawn = drawn_exchanges(browser)
+    assert drawn == list(range(drawn[0], total + 1)) and 10 < len(drawn) < 300, len(drawn)
+    assert total - 40 <= in_view() <= total
+    same_as_the_api(total)
+
+    # the top
+    browser.execute_script("arguments[0].scrollTop = 0", box)
+    wait_until(lambda: drawn_exchanges(browser)[:1] == [1], 5, "the first rows drawn")
+    drawn = drawn_exchanges(browser)
+    assert drawn == list(range(1, len(drawn) + 1)) and len(drawn) < 300
+    same_as_the_api(1)
+
+    # the middle, where the scroll bar says
+    browser.execute_script("arguments[0].scrollTop = arguments[0].scrollHeight / 2", box)
+    middle = wait_until(in_view, 5, "a middle row")
+    assert abs(middle - total / 2) < total * 0.01, middle
+    same_as_the_api(middle)
+    drawn = drawn_exchanges(browser)
+    assert drawn == list(range(drawn[0], drawn[-1] + 1)) and len(drawn) < 300
+
+    # a redraw after a jump: every row new
+    ms = browser.execute_script(
+        "const box = arguments[0], worst = [];"
+        "for (let i = 0; i < 10; i++) {"
+        "  box.scrollTop = (i % 2 ? 0.1 : 0.9) * box.scrollHeight - i * 1000;"
+        "  const t = performance.now(); renderExchanges(); worst.push(performance.now() - t); }"
+        "return Math.max(...worst)", box)
+    print(f"\nexchanges table of {total} rows: a redraw after a jump took {ms:.1f} ms at worst")
+    assert ms < 100, f"a redraw of the exchanges table took {ms:.1f} ms"
+
+    # a live connection: scrolled up, new rows leave the view where it is; at the end, followed
+    live = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        def pings(n: int) -> None:
+            live.sendall(b"PING\r\n" * n)
+            got = b""
+            while got.count(b"+PONG") < n:
+                got += live.recv(65536)
+
+        pings(3000)
+        wait_until(lambda: any(c["exchanges"] == 3000 for c in
+                               _api(url, "api/connections")["connections"]), 10, "3000 PINGs")
+        live_id = max(c["id"] for c in _api(url, "api/connections")["connections"])
+        click_row(live_id)
+        wait_until(lambda: (drawn_exchanges(browser) or [0])[-1] == 3000, 10, "the live rows")
+        browser.execute_script("arguments[0].scrollTop = arguments[0].scrollHeight / 3", box)
+        held = wait_until(in_view, 5, "a row a third of the way")
+        top = browser.execute_script("return arguments[0].scrollTop", box)
+        pings(500)
+        wait_until(lambda: browser.execute_script(
+            "return arguments[0].scrollHeight", box) > top * 3 + 400, 10, "the new rows' room")
+        assert browser.execute_script("return arguments[0].scrollTop", box) == top
+        assert in_view() == held
+        browser.execute_script("arguments[0].scrollTop = arguments[0].scrollHeight", box)
+        wait_until(lambda: 3500 in drawn_exchanges(browser), 5, "the end")
+        pings(200)
+        wait_until(lambda: drawn_exchanges(browser)[-1:] == [3700], 10, "the new rows, followed")
+        assert 3650 <= in_view() <= 3700
+
+        # a filter still applies: only the matching rows, in a window of their own
+        live.sendall(b"ECHO a\r\n" + b"PING\r\n" * 1000 + b"ECHO b\r\n")
+        got = b""
+        while got.count(b"+PONG") < 1000 or not got.endswith(b"$1\r\nb\r\n"):
+            got += live.recv(65536)
+        wait_until(lambda: drawn_exchanges(browser)[-1:] == [4702], 10, "the ECHO b row")
+        field = browser.find_element(By.ID, "filter")
+        field.send_keys("cmd=ECHO\n")
+        wait_until(lambda: drawn_exchanges(browser) == [3701, 4702], 10, "only the ECHO rows")
+        target = os.environ.get("TCPPLAY_WEB_EXCHANGES_SCREENSHOT")
+        if target:
+            browser.save_screenshot(target)
+    finally:
+        live.close()
     assert proc.terminate() == 0

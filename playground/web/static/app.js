@@ -238,7 +238,9 @@ function apply(batch) {
 
 // -- one connection ---------------------------------------------------------------------------
 const detail = document.getElementById("detail-pane");
-const exBody = document.querySelector("#exchanges tbody");
+const exTable = document.getElementById("exchanges");
+const exBody = exTable.querySelector("tbody");
+const exBox = exTable.parentElement;
 const streamEl = document.getElementById("stream");
 let lastExchange = 0, lastChunk = 0, fetching = false, again = false;
 let hexView = false;
@@ -248,7 +250,11 @@ function pick(id) {
   picked = id;
   setActions(conns.has(id) && conns.get(id).state !== "closed");
   lastExchange = 0; lastChunk = 0; chunks = [];
+  exchanges.length = 0;
+  exDrawn.clear();
   exBody.replaceChildren();
+  exBox.scrollTop = 0;
+  renderExchanges();
   streamEl.replaceChildren();
   document.getElementById("download-pcap").href = api(`api/connections/${id}.pcap`);
   document.getElementById("download-jsonl").href = api(`api/connections/${id}.jsonl`);
@@ -324,22 +330,68 @@ function showConnection(one) {
     `${c.exchanges} exchange(s), ${c.errors} error(s)`;
   document.getElementById("exchanges-note").textContent =
     one.exchanges_evicted ? `${one.exchanges_evicted} older exchange(s) evicted` : "";
-  const box = exBody.parentElement.parentElement;
-  const atEnd = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
   for (const x of one.exchanges) {
-    const tr = el("tr", x.error ? "error" : x.kind);
-    tr.appendChild(el("td", "num", x.index));
-    const req = el("td", "req", x.request); req.title = x.request; tr.appendChild(req);
-    tr.appendChild(el("td", "arrow", x.kind === "push" ? "⇐" : "→"));
-    const rep = el("td", "rep", x.reply); rep.title = x.reply; tr.appendChild(rep);
-    tr.appendChild(el("td", "num", ms(x.latency)));
-    const known = x.request_size !== null || x.reply_size !== null;
-    tr.appendChild(el("td", "num", known ? `${size(x.request_size) || "–"} / ${size(x.reply_size) || "–"}` : ""));
-    exBody.appendChild(tr);
+    exchanges.push(x);
     lastExchange = x.index;
   }
-  if (atEnd) box.scrollTop = box.scrollHeight;
+  if (one.exchanges.length) queueExchanges();
 }
+
+// The exchanges table is a window, as the connections list: every row fetched is kept (the
+// capture bounds how many), only those in view and ROW_MARGIN around them are drawn, two
+// spacers stand for the others. At the end, it follows the new rows; scrolled up, it stays.
+const exchanges = []; // the rows fetched, in order
+const exDrawn = new Map(); // position in exchanges -> <tr>
+const exPadAbove = el("div", "list-pad"), exPadBelow = el("div", "list-pad");
+exTable.before(exPadAbove);
+exTable.after(exPadBelow);
+let exRowHeight = 22; // measured from the rows drawn
+let exQueued = false;
+
+function exchangeRow(x) {
+  const tr = el("tr", x.error ? "error" : x.kind);
+  tr.dataset.index = x.index;
+  tr.appendChild(el("td", "num", x.index));
+  const req = el("td", "req", x.request); req.title = x.request; tr.appendChild(req);
+  tr.appendChild(el("td", "arrow", x.kind === "push" ? "⇐" : "→"));
+  const rep = el("td", "rep", x.reply); rep.title = x.reply; tr.appendChild(rep);
+  tr.appendChild(el("td", "num", ms(x.latency)));
+  const known = x.request_size !== null || x.reply_size !== null;
+  tr.appendChild(el("td", "num", known ? `${size(x.request_size) || "–"} / ${size(x.reply_size) || "–"}` : ""));
+  return tr;
+}
+
+function renderExchanges() {
+  exQueued = false;
+  const atEnd = exBox.scrollTop + exBox.clientHeight >= exBox.scrollHeight - 4;
+  const n = exchanges.length, head = exTable.tHead.offsetHeight, view = exBox.clientHeight;
+  const top = atEnd ? head + n * exRowHeight - view : exBox.scrollTop;
+  const first = Math.max(0, Math.floor((top - head) / exRowHeight) - ROW_MARGIN);
+  const last = Math.min(n, Math.ceil((top - head + view) / exRowHeight) + ROW_MARGIN);
+  for (const [i, tr] of exDrawn) {
+    if (i < first || i >= last) { tr.remove(); exDrawn.delete(i); }
+  }
+  let before = exBody.firstChild;
+  for (let i = first; i < last; i++) {
+    let tr = exDrawn.get(i);
+    if (!tr) { tr = exchangeRow(exchanges[i]); exDrawn.set(i, tr); }
+    if (tr !== before) exBody.insertBefore(tr, before);
+    else before = before.nextSibling;
+  }
+  exPadAbove.style.height = `${first * exRowHeight}px`;
+  exPadBelow.style.height = `${(n - last) * exRowHeight}px`;
+  if (last - first > 1) { // the spacers' unit: the rows' real height
+    const measured = (exBody.lastChild.getBoundingClientRect().bottom -
+                      exBody.firstChild.getBoundingClientRect().top) / (last - first);
+    if (Math.abs(measured - exRowHeight) > 0.01) { exRowHeight = measured; queueExchanges(); }
+  }
+  if (atEnd) exBox.scrollTop = exBox.scrollHeight; // follow the new rows
+}
+
+function queueExchanges() {
+  if (!exQueued) { exQueued = true; requestAnimationFrame(renderExchanges); }
+}
+exBox.addEventListener("scroll", () => queueExchanges(), { passive: true });
 
 function bytesOf(b64) {
   const s = atob(b64);
