@@ -249,9 +249,15 @@ class ConnectionPool(_Executes):
 
     def _sent(self, client: RespClientProtocol) -> None:
         conn = self._ids.get(client)
-        if conn is not None:
-            self.core.sent(conn, self.reactor.seconds())
-            self._schedule()
+        if conn is None:
+            return
+        now = self.reactor.seconds()
+        self.core.sent(conn, now)
+        timeout = self.core.request_timeout
+        timer = self._timer
+        if timeout is not None and not (
+                timer is not None and timer.active() and timer.getTime() <= now + timeout):
+            self._schedule()  # else the timer due first still is: the new deadline is later
 
     def _answered(self, client: RespClientProtocol) -> None:
         conn = self._ids.get(client)
