@@ -70,7 +70,8 @@ class _Executes:
     def execute(self, *args, idempotent: bool = False):
         """Acquire, send one command, release: a Deferred of the reply. A request lost with
         its connection is sent again once on another connection when ``idempotent``; one that
-        could not be sent (the connection ended as it was handed out) is, always."""
+        could not be sent (the connection ended as it was handed out) is, always; one that
+        timed out (``RequestTimeout``) never: its time is spent."""
         for attempt in range(2):
             client = yield self.acquire()
             try:
