@@ -2,7 +2,7 @@
 vs haproxy.
 
     python bench/proxy_bench.py [--quick] [--only redis,bulk,slow,idle] [--decode] [--rounds N]
-                                [--pipelines 1,16] [--kinds tcpplay,haproxy]
+                                [--pipelines 1,16] [--kinds tcpplay,haproxy] [--base REV]
 
 * redis: ``redis-benchmark -q -t set,get -n 100000 -c 50`` at ``-P 1`` and ``-P 16`` against a real
   redis-server: direct, through tcpplay (``--decode none``: the zero-copy splice), through tcpplay
@@ -17,6 +17,8 @@ vs haproxy.
 
 ``--pipelines`` and ``--kinds`` narrow a run to the rows one needs (say ``--only redis
 --pipelines 16 --kinds tcpplay,haproxy``); a ratio against a kind not run is left out.
+``--base REV`` adds ``tcpplay-base``: the same ``--decode none`` proxy of revision REV (exported
+with ``git archive``), to measure a change side by side with the code before it.
 The redis and bulk rows run ``--rounds`` rounds (default 3), the kinds interleaved in each round;
 each row shows the median and the worst round, and the ratios of the medians (the issue's
 targets: tcpplay >= 1.0x haproxy at ``-P 16`` and on bulk, >= 1.5x portforward at ``-P 1``).
@@ -41,6 +43,7 @@ import threading
 import time
 
 from benchsupport import HERE, TWISTD, free_port, rss_kib, wait_port
+from faults_bench import RUN_PROXY, export
 
 
 class Proc:
@@ -74,7 +77,10 @@ def start_proxy(kind: str, target: int, tmp: str, extra=None, stdout=None) -> tu
     port = free_port()
     if kind == "tcpplay-python":
         kind, extra = "tcpplay", ["--decode", "none", "--no-zero-copy"]
-    if kind == "tcpplay":
+    if kind == "tcpplay-base":  # the tree exported into tmp/base, run without twistd
+        args = [sys.executable, "-c", RUN_PROXY, f"{tmp}/base", "--listen", str(port),
+                "--target", str(target), "--max-connections", "0", "--decode", "none"]
+    elif kind == "tcpplay":
         args = [TWISTD, "-n", "--pidfile=", "tcpplay", "proxy", "--listen", str(port),
                 "--target", str(target), "--max-connections", "0",
                 *(extra if extra is not None else ["--decode", "none"])]
@@ -324,6 +330,8 @@ def main(argv=None) -> int:
                     help="the redis-benchmark -P values to run (comma separated)")
     ap.add_argument("--kinds", default=",".join(PROXIES),
                     help=f"the proxies to run (comma separated, of: {', '.join(PROXIES)})")
+    ap.add_argument("--base", metavar="REV",
+                    help="also tcpplay-base: the --decode none proxy of git revision REV")
     args = ap.parse_args(argv)
     parts = set(args.only.split(","))
     try:
@@ -334,6 +342,9 @@ def main(argv=None) -> int:
     unknown = [k for k in proxies if k not in PROXIES]
     if unknown or not proxies:
         ap.error(f"--kinds {args.kinds!r}: of {', '.join(PROXIES)}")
+    if args.base:
+        proxies.insert(proxies.index("tcpplay") + 1 if "tcpplay" in proxies else 0,
+                       "tcpplay-base")
 
     missing = [t for t in ("redis-server", "redis-benchmark", "socat", "haproxy")
                if not shutil.which(t)]
@@ -347,6 +358,9 @@ def main(argv=None) -> int:
     n = 20000 if args.quick else 100000
     table = Table()
     tmp = tempfile.mkdtemp(prefix="tcpplay-bench-")
+    if args.base:
+        os.mkdir(f"{tmp}/base")
+        export(args.base, f"{tmp}/base")
     rport = free_port()
     redis = Proc(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
                   "--appendonly", "no", "--maxclients", "10000"], rport, cwd=tmp)
@@ -385,7 +399,7 @@ def main(argv=None) -> int:
                         ratio = (f"{share:.2f}x decoding off (target >= {target:.2f}x: "
                                  f"{'met' if share >= target else 'NOT met'}); worst round "
                                  f"{worst_share:.2f}x the worst decoding-off round")
-                    elif kind == "tcpplay":
+                    elif kind in ("tcpplay", "tcpplay-base"):
                         ratio = _ratios(mean, means, ("portforward", "haproxy", "haproxy-1t"),
                                         SPLICE_TARGETS["redis", pipeline])
                     elif kind != "direct":
@@ -418,7 +432,7 @@ def main(argv=None) -> int:
                 sink.wait()
             speeds = {kind: statistics.median(mbs for mbs, _ in r) for kind, r in runs.items()}
             for kind, mbs in speeds.items():
-                if kind == "tcpplay":
+                if kind in ("tcpplay", "tcpplay-base"):
                     ratio = _ratios(mbs, speeds, ("socat", "haproxy", "haproxy-1t"),
                                     SPLICE_TARGETS["bulk", 0])
                 else:
@@ -429,15 +443,15 @@ def main(argv=None) -> int:
                           + (f"; {cpu:.2f}" if kind != "direct" else ""), ratio)
         if "slow" in parts:
             seconds = 3.0 if args.quick else 10.0
-            for kind in [k for k in proxies if k in ("tcpplay", "tcpplay-python", "portforward",
-                                                     "haproxy")]:
+            for kind in [k for k in proxies if k in ("tcpplay", "tcpplay-base", "tcpplay-python",
+                                                     "portforward", "haproxy")]:
                 base, growth = slow_reader(kind, tmp, seconds)
                 table.add(f"slow reader 1 MB/s {seconds:g}s {kind} RSS growth",
                           f"{growth / 1024:.1f} MiB", f"(idle RSS {base / 1024:.1f} MiB; target < 16)")
         if "idle" in parts:
             count = 500 if args.quick else 2000
-            for kind in [k for k in proxies if k in ("tcpplay", "tcpplay-python", "portforward",
-                                                     "haproxy")]:
+            for kind in [k for k in proxies if k in ("tcpplay", "tcpplay-base", "tcpplay-python",
+                                                     "portforward", "haproxy")]:
                 base, per_pair = idle_pairs(kind, rport, tmp, count)
                 table.add(f"{count} idle pairs {kind} RSS per pair", f"{per_pair:.2f} KiB",
                           "(target <= 4 KiB)" if kind.startswith("tcpplay") else "")
