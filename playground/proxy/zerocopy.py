@@ -37,13 +37,15 @@ objects (about 0.6 KiB).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import resource
+import select
 import socket
 import struct
 
 from twisted.internet import tcp
-from twisted.internet.interfaces import IReactorFDSet, IReadWriteDescriptor, ISSLTransport
+from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor, ISSLTransport
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -51,8 +53,11 @@ log = Logger()
 
 AVAILABLE = hasattr(os, "splice")
 _FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if AVAILABLE else 0
-PIPE_CHUNK = 64 * 1024  # a Linux pipe's default size: what one read moves at most
-READS_PER_TURN = 4  # pipe-fulls one readable socket may move per reactor turn
+PIPE_CHUNK = 64 * 1024  # a Linux pipe's default size: what a new pipe holds
+PIPE_SIZE = 1 << 20  # what a pipe a read filled is grown to (F_SETPIPE_SZ)
+READS_PER_TURN = 4  # reads one readable socket may take per reactor turn
+EVENTS_PER_TURN = 256  # ready sockets handled per reactor turn
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 FDS_PER_PAIR = 6  # two sockets, two pipes of two ends each
 _SPARE_FDS = 64  # listeners, logs, sinks, the reactor's own
 
@@ -127,6 +132,19 @@ def linger_zero(transport) -> None:
         pass  # no socket of its own (a TLS wrapper over a test transport): abort alone
 
 
+def _max_pipe_size() -> int:
+    """``PIPE_SIZE``, or less where ``/proc/sys/fs/pipe-max-size`` says so (above it only a
+    privileged process may grow a pipe)."""
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            return max(PIPE_CHUNK, min(PIPE_SIZE, int(f.read())))
+    except (OSError, ValueError):
+        return PIPE_CHUNK
+
+
+_pipe_size = _max_pipe_size()
+
+
 def _pipes(n: int = 2) -> list[tuple[int, int]]:
     """``n`` non-blocking pipes, or an ``OSError`` with none of them left open."""
     made: list[tuple[int, int]] = []
@@ -141,57 +159,117 @@ def _pipes(n: int = 2) -> list[tuple[int, int]]:
     return made
 
 
-@implementer(IReadWriteDescriptor)
-class _Leg:
-    """One socket's registration with the reactor: readable moves bytes out of it (``out``),
-    writable drains the pipe into it (``into``)."""
+@implementer(IReadDescriptor)
+class _Dispatcher:
+    """One private ``epoll`` for every zero-copy socket of a reactor, registered with the reactor
+    as a single reader: its fd is readable while any socket in it is ready. ``doRead`` takes at
+    most ``EVENTS_PER_TURN`` ready sockets and runs their handlers in one loop (the rest wait
+    for the next turn: the fd stays readable), instead of a reactor dispatch
+    (``callWithLogger``, ``_doReadOrWrite``) per socket."""
 
-    __slots__ = ("fd", "transport", "reactor", "out", "into", "reading", "writing", "role",
+    __slots__ = ("reactor", "epoll", "legs", "registered", "__weakref__")
+
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self.epoll = select.epoll()
+        self.legs: dict[int, _Leg] = {}  # fd -> the leg watched for it
+        self.registered = False  # with the reactor, while any leg is watched
+
+    def fileno(self) -> int:
+        return self.epoll.fileno()
+
+    def logPrefix(self) -> str:
+        return "ZeroCopySplice"
+
+    def watch(self, leg: _Leg) -> None:
+        """Follow ``leg.reading`` and ``leg.writing``: a socket watched for neither is out of
+        the epoll (its hang-up would be reported on every poll)."""
+        fd = leg.fd
+        mask = (_EPOLLIN if leg.reading else 0) | (_EPOLLOUT if leg.writing else 0)
+        if not mask:
+            if self.legs.pop(fd, None) is not None:
+                self.epoll.unregister(fd)
+                if not self.legs and self.registered:
+                    self.registered = False
+                    self.reactor.removeReader(self)
+        elif fd in self.legs:
+            self.epoll.modify(fd, mask)
+        else:
+            self.epoll.register(fd, mask)
+            self.legs[fd] = leg
+            if not self.registered:
+                self.registered = True
+                self.reactor.addReader(self)
+
+    def doRead(self):
+        legs = self.legs
+        for fd, events in self.epoll.poll(0, EVENTS_PER_TURN):
+            leg = legs.get(fd)
+            try:
+                if leg is not None and leg.reading and events & _READY_IN:
+                    leg.out.read()
+                if leg is not None and leg.writing and events & _READY_OUT:
+                    leg.into.drain()
+            except Exception:  # a bug in one pair's handler: that pair, not every pair, ends
+                log.failure("zero-copy splice: {role} socket's handler failed", role=leg.role)
+                leg.splicer.reset(leg.role)
+
+    def connectionLost(self, reason):
+        """The reactor let go of the epoll (its shutdown): every pair in it is aborted."""
+        self.registered = False
+        _dispatchers.pop(self.reactor, None)
+        for leg in list(self.legs.values()):
+            leg.splicer.reset(leg.role)
+        self.legs.clear()
+        self.epoll.close()
+
+
+_dispatchers: dict = {}  # reactor -> its _Dispatcher
+_EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
+_READY_IN = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR  # a read says which
+_READY_OUT = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
+
+
+def _dispatcher(reactor) -> _Dispatcher:
+    d = _dispatchers.get(reactor)
+    if d is None:
+        d = _dispatchers[reactor] = _Dispatcher(reactor)
+    return d
+
+
+class _Leg:
+    """One socket: readable moves bytes out of it (``out``), writable drains the pipe into it
+    (``into``); watched in its reactor's ``_Dispatcher``."""
+
+    __slots__ = ("fd", "transport", "dispatcher", "out", "into", "reading", "writing", "role",
                  "splicer")
 
-    def __init__(self, splicer: Splicer, transport, role: str):
+    def __init__(self, splicer: Splicer, transport, role: str, dispatcher: _Dispatcher):
         self.splicer = splicer
         self.transport = transport
         self.fd = transport.fileno()
-        self.reactor = transport.reactor
+        self.dispatcher = dispatcher
         self.role = role
         self.reading = False
         self.writing = False
         self.out: _Direction | None = None
         self.into: _Direction | None = None
 
-    def fileno(self) -> int:
-        return self.fd
-
-    def logPrefix(self) -> str:
-        return "ZeroCopySplice"
-
-    def doRead(self):
-        self.out.read()
-
-    def doWrite(self):
-        self.into.drain()
-
-    def connectionLost(self, reason):
-        """The reactor let go of the socket (its shutdown, or a hang-up while only writing)."""
-        self.reading = self.writing = False
-        self.splicer.reset(self.role)
-
     def want_read(self, on: bool) -> None:
         if on != self.reading:
             self.reading = on
-            (self.reactor.addReader if on else self.reactor.removeReader)(self)
+            self.dispatcher.watch(self)
 
     def want_write(self, on: bool) -> None:
         if on != self.writing:
             self.writing = on
-            (self.reactor.addWriter if on else self.reactor.removeWriter)(self)
+            self.dispatcher.watch(self)
 
 
 class _Direction:
     """Bytes read from ``src`` go through one pipe into ``dst``; counted on ``side.nbytes``."""
 
-    __slots__ = ("splicer", "side", "src", "dst", "rfd", "wfd", "pending", "fin")
+    __slots__ = ("splicer", "side", "src", "dst", "rfd", "wfd", "pending", "fin", "size")
 
     def __init__(self, splicer: Splicer, side, src: _Leg, dst: _Leg, pipe: tuple[int, int]):
         self.splicer = splicer
@@ -199,15 +277,19 @@ class _Direction:
         self.src = src
         self.dst = dst
         self.rfd, self.wfd = pipe
+        self.size = PIPE_CHUNK  # what the pipe holds: grown once a read fills it
         self.pending = 0  # bytes in the pipe
         self.fin = False  # the source sent FIN
 
     def read(self):
-        """At most ``READS_PER_TURN`` pipe-fulls, each drained before the next is read."""
+        """Up to ``READS_PER_TURN`` reads into the pipe while it has room, each followed by a
+        drain into the destination unless that is known to be full."""
         for _ in range(READS_PER_TURN):
             try:
-                n = os.splice(self.src.fd, self.wfd, PIPE_CHUNK, flags=_FLAGS)
-            except BlockingIOError:
+                n = os.splice(self.src.fd, self.wfd, self.size, flags=_FLAGS)
+            except BlockingIOError:  # the source is empty, or the pipe is full
+                if self.pending:  # (which of them, EAGAIN does not say): the writable
+                    self.src.want_read(False)  # destination's drain resumes the reads
                 return
             except OSError:
                 self.splicer.reset(self.src.role)
@@ -215,13 +297,25 @@ class _Direction:
             if n == 0:
                 self.fin = True
                 self.src.want_read(False)
-                self.drain()
+                if not self.dst.writing:
+                    self.drain()
                 return
             self.side.nbytes += n
             self.pending += n
-            self.drain()
-            if self.pending or n < PIPE_CHUNK or self.splicer.stopped:
-                return  # the destination is full, or the source had no more than this
+            if n == self.size and self.size < _pipe_size:
+                self._grow()
+            if not self.dst.writing:
+                self.drain()
+            if self.splicer.stopped or (n < self.size and not self.pending):
+                return  # the source had no more than this (the common case: one read)
+
+    def _grow(self) -> None:
+        """A read filled the pipe: give it ``PIPE_SIZE`` (where the kernel allows), so one call
+        moves more. Once per direction; a refusal keeps the pipe as it is, quietly."""
+        try:
+            self.size = fcntl.fcntl(self.wfd, _F_SETPIPE_SZ, _pipe_size)
+        except OSError:
+            self.size = _pipe_size  # not asked again (the pipe keeps its own size)
 
     def drain(self):
         pending = self.pending
@@ -234,10 +328,12 @@ class _Direction:
                 self.pending = pending
                 self.splicer.reset(self.dst.role)
                 return
+        moved = pending != self.pending
         self.pending = pending
-        if pending:  # the destination is full: stop reading until it takes the rest
-            self.src.want_read(False)
+        if pending:  # the destination is full: watched until it takes the rest
             self.dst.want_write(True)
+            if moved and not self.fin:  # the pipe has room again
+                self.src.want_read(True)
             return
         self.dst.want_write(False)
         if self.fin:
@@ -259,7 +355,9 @@ class Splicer:
         for t in (ct, st):  # the transports hand their sockets over until the close
             t.stopReading()
             t.stopWriting()
-        cleg, sleg = _Leg(self, ct, client.role), _Leg(self, st, server.role)
+        dispatcher = _dispatcher(ct.reactor)
+        cleg = _Leg(self, ct, client.role, dispatcher)
+        sleg = _Leg(self, st, server.role, dispatcher)
         c2s = _Direction(self, client, cleg, sleg, pipes[0])
         s2c = _Direction(self, server, sleg, cleg, pipes[1])
         cleg.out, cleg.into = c2s, s2c
