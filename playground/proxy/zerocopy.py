@@ -7,21 +7,31 @@ TLS or UNIX leg, no fds left for the pipes) the pair keeps the ordinary path, an
 logged once per process.
 
 Each direction has its own pipe: ``splice`` moves what the source socket holds into the pipe,
-then from the pipe into the destination socket; Python never sees the bytes. The reactor drives it
-through one descriptor per socket (``_Leg``), registered instead of the transport's own reading
-(the transports are stopped, and take the sockets back only to close them):
+then from the pipe into the destination socket; Python never sees the bytes. The sockets are
+handed over from their transports (stopped; they take the sockets back only to close them) to
+one private ``epoll`` per reactor (``_Dispatcher``), which the reactor watches as a single
+reader: each reactor turn it takes at most ``EVENTS_PER_TURN`` ready sockets and runs their
+handlers in one loop (the rest on the next turn: its fd stays readable), rather than the
+reactor's dispatch per socket (``callWithLogger``, ``_doReadOrWrite``: costly per event).
 
-* readable: a read of at most a pipe's worth (``PIPE_CHUNK``), then the pipe is drained into
-  the other socket; again while the socket had a full pipe's worth and the other took it all, up
-  to ``READS_PER_TURN`` times: bounded work per reactor turn.
-* backpressure: while the destination takes less than the pipe holds (EAGAIN), the source is
-  not read and the destination is watched for writability; once the pipe is drained the source
-  is read again. A slow reader holds at most a pipe's worth, in the kernel.
+* readable: a read of what the pipe has room for, then the pipe is drained into the other
+  socket; again while the socket had more, up to ``READS_PER_TURN`` reads: bounded work per
+  reactor turn. A new pipe holds 64 KiB (``PIPE_CHUNK``); the first read that fills it grows it
+  to ``PIPE_SIZE`` (1 MiB, or ``/proc/sys/fs/pipe-max-size`` if less; where the kernel refuses,
+  the pipe stays as it is, quietly), so bulk moves more per call while pairs of small messages
+  never ask the kernel for more.
+* backpressure: while the destination takes less than the pipe holds (EAGAIN), it is watched
+  for writability and the source is still read while the pipe has room (so the destination
+  has a full pipe to take when it is writable); once the pipe is full (its bytes, or EAGAIN
+  with bytes in it: a pipe's slots can run out first) the source is not read until the
+  destination takes some. A slow reader holds at most ``PIPE_SIZE`` per direction, in the
+  kernel; then TCP holds the sender back.
 * half-close: a read of 0 bytes (FIN) is passed on as ``shutdown(SHUT_WR)`` of the other socket
   once the pipe is drained; the other direction goes on; when both are done both sockets are
   closed the Twisted way (``loseConnection``).
 * reset: an error on either socket aborts both (SO_LINGER 0: RST); the close record says
-  ``reset`` and who did it.
+  ``reset`` and who did it. An exception in one pair's handler aborts that pair (logged), not
+  the dispatcher; the reactor letting go of the dispatcher (its shutdown) aborts every pair.
 * byte counts, idle timeout, the close log line and the drain on shutdown are the pair's own
   (``playground.proxy.splice.Pair``): the sides' ``nbytes`` are counted here; ``Pair.abort`` and
   ``Pair.close`` stop the splicer before they close the sockets.
@@ -30,9 +40,12 @@ Cost per pair: two pipes, so four more file descriptors (six in all with the two
 ``reserve_fds``, at the factory's start, raises the soft open files limit to cover six per pair
 of ``--max-connections`` where the hard limit allows, and says how many it covers when not; a
 pair that cannot get its pipes forwards in Python) and,
-in the kernel, a pipe's bookkeeping (about 2 KiB each) plus up to ``PIPE_CHUNK`` of pages while
-bytes are in flight; in Python, one slotted ``Splicer`` with two ``_Direction`` and two ``_Leg``
-objects (about 0.6 KiB).
+in the kernel, a pipe's bookkeeping (about 2 KiB each; a grown pipe's slot ring about 10 KiB)
+plus, only while bytes are in flight, page references for at most its size (64 KiB, 1 MiB once
+grown: 2 MiB per pair at most, beside what the two sockets' own buffers hold); in Python, one
+slotted ``Splicer`` with two ``_Direction`` and two ``_Leg`` objects (about 0.6 KiB).
+Unprivileged, grown pipes count against ``/proc/sys/fs/pipe-user-pages-soft`` (256 pages
+each); past it the kernel refuses to grow more, and gives new pipes 2 pages (slower, working).
 """
 
 from __future__ import annotations
@@ -285,9 +298,13 @@ class _Direction:
         """Up to ``READS_PER_TURN`` reads into the pipe while it has room, each followed by a
         drain into the destination unless that is known to be full."""
         for _ in range(READS_PER_TURN):
+            room = self.size - self.pending  # bytes: a pipe's slot may hold more than a page
+            if room <= 0:
+                self.src.want_read(False)  # until the writable destination takes some
+                return
             try:
-                n = os.splice(self.src.fd, self.wfd, self.size, flags=_FLAGS)
-            except BlockingIOError:  # the source is empty, or the pipe is full
+                n = os.splice(self.src.fd, self.wfd, room, flags=_FLAGS)
+            except BlockingIOError:  # the source is empty, or the pipe's slots are full
                 if self.pending:  # (which of them, EAGAIN does not say): the writable
                     self.src.want_read(False)  # destination's drain resumes the reads
                 return
@@ -306,16 +323,17 @@ class _Direction:
                 self._grow()
             if not self.dst.writing:
                 self.drain()
-            if self.splicer.stopped or (n < self.size and not self.pending):
+            if self.splicer.stopped or (n < room and not self.pending):
                 return  # the source had no more than this (the common case: one read)
 
     def _grow(self) -> None:
         """A read filled the pipe: give it ``PIPE_SIZE`` (where the kernel allows), so one call
-        moves more. Once per direction; a refusal keeps the pipe as it is, quietly."""
+        moves more. Once per direction; a refusal keeps the pipe as it is, quietly (the kernel
+        then stops the reads when its slots are full; the bytes held stay <= ``PIPE_SIZE``)."""
         try:
             self.size = fcntl.fcntl(self.wfd, _F_SETPIPE_SZ, _pipe_size)
         except OSError:
-            self.size = _pipe_size  # not asked again (the pipe keeps its own size)
+            self.size = _pipe_size  # not asked again
 
     def drain(self):
         pending = self.pending
