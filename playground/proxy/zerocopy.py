@@ -66,6 +66,7 @@ log = Logger()
 
 AVAILABLE = hasattr(os, "splice")
 _FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if AVAILABLE else 0
+_splice = getattr(os, "splice", None)
 PIPE_CHUNK = 64 * 1024  # a Linux pipe's default size: what a new pipe holds
 PIPE_SIZE = 1 << 20  # what a pipe a read filled is grown to (F_SETPIPE_SZ)
 READS_PER_TURN = 4  # reads one readable socket may take per reactor turn
@@ -297,34 +298,48 @@ class _Direction:
     def read(self):
         """Up to ``READS_PER_TURN`` reads into the pipe while it has room, each followed by a
         drain into the destination unless that is known to be full."""
+        src = self.src
         for _ in range(READS_PER_TURN):
-            room = self.size - self.pending  # bytes: a pipe's slot may hold more than a page
+            pending = self.pending
+            room = self.size - pending  # bytes: a pipe's slot may hold more than a page
             if room <= 0:
-                self.src.want_read(False)  # until the writable destination takes some
+                src.want_read(False)  # until the writable destination takes some
                 return
             try:
-                n = os.splice(self.src.fd, self.wfd, room, flags=_FLAGS)
+                n = _splice(src.fd, self.wfd, room, flags=_FLAGS)
             except BlockingIOError:  # the source is empty, or the pipe's slots are full
-                if self.pending:  # (which of them, EAGAIN does not say): the writable
-                    self.src.want_read(False)  # destination's drain resumes the reads
+                if pending:  # (which of them, EAGAIN does not say): the writable
+                    src.want_read(False)  # destination's drain resumes the reads
                 return
             except OSError:
-                self.splicer.reset(self.src.role)
+                self.splicer.reset(src.role)
                 return
             if n == 0:
                 self.fin = True
-                self.src.want_read(False)
+                src.want_read(False)
                 if not self.dst.writing:
                     self.drain()
                 return
             self.side.nbytes += n
-            self.pending += n
             if n == self.size and self.size < _pipe_size:
                 self._grow()
-            if not self.dst.writing:
-                self.drain()
+            if not pending and not self.dst.writing:  # the common case: straight through
+                try:
+                    moved = _splice(self.rfd, self.dst.fd, n, flags=_FLAGS)
+                except OSError:
+                    moved = 0  # EAGAIN, or an error: drain() below tries again and says which
+                if moved == n:
+                    if n < room:
+                        return  # the source had no more than this (the common case)
+                    continue
+                self.pending = n - moved
+            else:
+                self.pending = pending + n
+                if self.dst.writing:
+                    continue  # its writability drains the pipe; read on while it has room
+            self.drain()
             if self.splicer.stopped or (n < room and not self.pending):
-                return  # the source had no more than this (the common case: one read)
+                return
 
     def _grow(self) -> None:
         """A read filled the pipe: give it ``PIPE_SIZE`` (where the kernel allows), so one call
