@@ -216,17 +216,26 @@ class _Dispatcher:
                 self.reactor.addReader(self)
 
     def doRead(self):
+        """The ready sockets' handlers, polled again while some were ready (bytes the peers
+        sent meanwhile, with no reactor turn between), ``EVENTS_PER_TURN`` at most."""
         legs = self.legs
-        for fd, events in self.epoll.poll(0, EVENTS_PER_TURN):
-            leg = legs.get(fd)
-            try:
-                if leg is not None and leg.reading and events & _READY_IN:
-                    leg.out.read()
-                if leg is not None and leg.writing and events & _READY_OUT:
-                    leg.into.drain()
-            except Exception:  # a bug in one pair's handler: that pair, not every pair, ends
-                log.failure("zero-copy splice: {role} socket's handler failed", role=leg.role)
-                leg.splicer.reset(leg.role)
+        budget = EVENTS_PER_TURN
+        while budget > 0:
+            ready = self.epoll.poll(0, budget)
+            if not ready:
+                return
+            budget -= len(ready)
+            for fd, events in ready:
+                leg = legs.get(fd)
+                try:
+                    if leg is not None and leg.reading and events & _READY_IN:
+                        leg.out.read()
+                    if leg is not None and leg.writing and events & _READY_OUT:
+                        leg.into.drain()
+                except Exception:  # a bug in one pair's handler: that pair, not every pair
+                    log.failure("zero-copy splice: {role} socket's handler failed",
+                                role=leg.role)
+                    leg.splicer.reset(leg.role)
 
     def connectionLost(self, reason):
         """The reactor let go of the epoll (its shutdown): every pair in it is aborted."""
