@@ -157,6 +157,9 @@ def test_bytes_both_ways_counted(reactor, spliced):
     p.server.sendall(b"+PONG\r\n")
     turns(d, lambda: p.pair.server.nbytes == 7)
     assert recv_exactly(p.client, 7) == b"+PONG\r\n"
+    # small messages never fill a pipe: both keep a new pipe's size
+    assert [x.size for x in p.splicer.directions] == [zerocopy.PIPE_CHUNK] * 2
+    assert [x.pending for x in p.splicer.directions] == [0, 0]
 
 
 def test_at_most_events_per_turn_the_rest_next_turn(reactor, spliced, monkeypatch):
@@ -218,6 +221,34 @@ def test_backpressure_holds_at_most_a_pipe_then_delivers_everything(reactor, spl
     assert len(got) == sent == p.pair.client.nbytes
     assert got == (block * (sent // len(block) + 1))[:sent]
     assert cleg.reading and not sleg.writing
+
+
+def test_a_refused_grow_keeps_the_pipe_and_loses_nothing(reactor, spliced, monkeypatch):
+    """The kernel refuses F_SETPIPE_SZ (here: a command it does not know): asked once, quietly;
+    the pipe keeps its size, and 8 MiB pass through it intact."""
+    monkeypatch.setattr(zerocopy, "_F_SETPIPE_SZ", 0x7FFF)
+    (p,) = spliced()
+    d = dispatcher(reactor)
+    block = bytes(range(256)) * 4096
+    got = bytearray()
+    p.client.setblocking(False)
+    sent = 0
+    while len(got) < 8 << 20:
+        if sent < 8 << 20:
+            try:
+                sent += p.client.send(block[: min(len(block), (8 << 20) - sent)])
+            except BlockingIOError:
+                pass
+        if ready(d, 0.01):
+            d.doRead()
+        try:
+            got += p.server.recv(1 << 20, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        assert p.splicer.directions[0].pending <= zerocopy._pipe_size
+    assert got == block * 8
+    assert p.splicer.directions[0].size == zerocopy._pipe_size  # not asked again
+    assert not p.splicer.stopped
 
 
 def test_fin_half_closes_the_other_side_and_the_other_way_goes_on(reactor, spliced):
