@@ -22,9 +22,8 @@ reactor's dispatch per socket (``callWithLogger``, ``_doReadOrWrite``: costly pe
   never ask the kernel for more.
 * backpressure: while the destination takes less than the pipe holds (EAGAIN), it is watched
   for writability and the source is still read while the pipe has room (so the destination
-  has a full pipe to take when it is writable); once the pipe is full (its bytes, or EAGAIN
-  with bytes in it: a pipe's slots can run out first) the source is not read until the
-  destination takes some. A slow reader holds at most ``PIPE_SIZE`` per direction, in the
+  has a full pipe to take when it is writable); once the pipe is full (its bytes, or its
+  slots: a pipe's poll says so) the source is not read until the destination takes some. A slow reader holds at most ``PIPE_SIZE`` per direction, in the
   kernel; then TCP holds the sender back.
 * half-close: a read of 0 bytes (FIN) is passed on as ``shutdown(SHUT_WR)`` of the other socket
   once the pipe is drained; the other direction goes on; when both are done both sockets are
@@ -317,8 +316,8 @@ class _Direction:
             try:
                 n = _splice(src.fd, self.wfd, room, flags=_FLAGS)
             except BlockingIOError:  # the source is empty, or the pipe's slots are full
-                if pending:  # (which of them, EAGAIN does not say): the writable
-                    src.want_read(False)  # destination's drain resumes the reads
+                if pending and self._pipe_full():  # then the writable destination's drain
+                    src.want_read(False)  # resumes the reads
                 return
             except OSError:
                 self.splicer.reset(src.role)
@@ -349,6 +348,14 @@ class _Direction:
             self.drain()
             if self.splicer.stopped or (n < room and not self.pending):
                 return
+
+    def _pipe_full(self) -> bool:
+        """Whether the pipe has no slot left (EAGAIN does not say whether it was the source or
+        the pipe; the pipe's own poll does; a source read while the pipe is full would wake
+        the dispatcher on every poll)."""
+        poll = select.poll()
+        poll.register(self.wfd, select.POLLOUT)
+        return not poll.poll(0)
 
     def _grow(self) -> None:
         """A read filled the pipe: give it ``PIPE_SIZE`` (where the kernel allows), so one call

@@ -223,6 +223,47 @@ def test_backpressure_holds_at_most_a_pipe_then_delivers_everything(reactor, spl
     assert cleg.reading and not sleg.writing
 
 
+def test_a_pipe_full_of_small_reads_stops_the_reads_without_spinning(reactor, spliced):
+    """The server does not read and the client sends small messages one at a time: each read
+    takes a slot of the pipe, so its slots run out long before its bytes. The client is then
+    no longer read (and the dispatcher not woken for it: no busy loop), until the server reads;
+    then every byte arrives, in order."""
+    (p,) = spliced()
+    d = dispatcher(reactor)
+    p.server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    p.pair.server.transport.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    cleg, sleg = p.splicer.legs
+    c2s = p.splicer.directions[0]
+    sent = bytearray()
+    for i in range(2000):
+        message = b"%05d" % i + b"." * 95
+        p.client.sendall(message)
+        sent += message
+        if ready(d, 0.05):
+            d.doRead()
+        if not cleg.reading:
+            break
+    assert not cleg.reading and sleg.writing
+    assert 0 < c2s.pending < c2s.size == zerocopy.PIPE_CHUNK  # full by its slots, not bytes
+    p.client.sendall(b"!" * 100)  # bytes waiting in the client's socket wake nothing while
+    sent += b"!" * 100  # the pipe is full: the dispatcher goes quiet (the server's socket
+    for _ in range(100):  # may still take a little, so a few turns may move some)
+        if not ready(d, 0.05):
+            break
+        d.doRead()
+    else:
+        raise AssertionError("the dispatcher never went quiet: reading a full pipe's source")
+    got = bytearray()
+    while len(got) < len(sent):
+        try:
+            got += p.server.recv(1 << 16)
+        except TimeoutError:
+            pass
+        if ready(d, 0.01):
+            d.doRead()
+    assert got == sent
+
+
 def test_a_refused_grow_keeps_the_pipe_and_loses_nothing(reactor, spliced, monkeypatch):
     """The kernel refuses F_SETPIPE_SZ (here: a command it does not know): asked once, quietly;
     the pipe keeps its size, and 8 MiB pass through it intact."""
