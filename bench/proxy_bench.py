@@ -342,6 +342,8 @@ def main(argv=None) -> int:
     unknown = [k for k in proxies if k not in PROXIES]
     if unknown or not proxies:
         ap.error(f"--kinds {args.kinds!r}: of {', '.join(PROXIES)}")
+    if args.decode and "tcpplay" not in proxies:
+        ap.error("--decode compares with tcpplay: keep it in --kinds")
     if args.base:
         proxies.insert(proxies.index("tcpplay") + 1 if "tcpplay" in proxies else 0,
                        "tcpplay-base")
