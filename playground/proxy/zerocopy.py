@@ -23,8 +23,9 @@ reactor's dispatch per socket (``callWithLogger``, ``_doReadOrWrite``: costly pe
 * backpressure: while the destination takes less than the pipe holds (EAGAIN), it is watched
   for writability and the source is still read while the pipe has room (so the destination
   has a full pipe to take when it is writable); once the pipe is full (its bytes, or its
-  slots: a pipe's poll says so) the source is not read until the destination takes some. A slow reader holds at most ``PIPE_SIZE`` per direction, in the
-  kernel; then TCP holds the sender back.
+  slots: a pipe's poll says so) the source is not read until the destination takes some. A
+  slow reader holds at most ``PIPE_SIZE`` per direction, in the kernel; then TCP holds the
+  sender back.
 * half-close: a read of 0 bytes (FIN) is passed on as ``shutdown(SHUT_WR)`` of the other socket
   once the pipe is drained; the other direction goes on; when both are done both sockets are
   closed the Twisted way (``loseConnection``).
@@ -63,7 +64,7 @@ from zope.interface import implementer
 
 log = Logger()
 
-AVAILABLE = hasattr(os, "splice")
+AVAILABLE = hasattr(os, "splice") and hasattr(select, "epoll")  # Linux
 _FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if AVAILABLE else 0
 _splice = getattr(os, "splice", None)
 PIPE_CHUNK = 64 * 1024  # a Linux pipe's default size: what a new pipe holds
@@ -180,7 +181,7 @@ class _Dispatcher:
     for the next turn: the fd stays readable), instead of a reactor dispatch
     (``callWithLogger``, ``_doReadOrWrite``) per socket."""
 
-    __slots__ = ("reactor", "epoll", "legs", "registered", "__weakref__")
+    __slots__ = ("reactor", "epoll", "legs", "registered")
 
     def __init__(self, reactor):
         self.reactor = reactor
@@ -247,9 +248,10 @@ class _Dispatcher:
 
 
 _dispatchers: dict = {}  # reactor -> its _Dispatcher
-_EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
-_READY_IN = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR  # a read says which
-_READY_OUT = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
+_EPOLLIN, _EPOLLOUT = getattr(select, "EPOLLIN", 0), getattr(select, "EPOLLOUT", 0)
+_HANGUP = getattr(select, "EPOLLHUP", 0) | getattr(select, "EPOLLERR", 0)
+_READY_IN = _EPOLLIN | _HANGUP  # a hang-up or an error: the read or the drain says which
+_READY_OUT = _EPOLLOUT | _HANGUP
 
 
 def _dispatcher(reactor) -> _Dispatcher:
