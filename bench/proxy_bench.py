@@ -2,6 +2,7 @@
 vs haproxy.
 
     python bench/proxy_bench.py [--quick] [--only redis,bulk,slow,idle] [--decode] [--rounds N]
+                                [--pipelines 1,16] [--kinds tcpplay,haproxy] [--base REV]
 
 * redis: ``redis-benchmark -q -t set,get -n 100000 -c 50`` at ``-P 1`` and ``-P 16`` against a real
   redis-server: direct, through tcpplay (``--decode none``: the zero-copy splice), through tcpplay
@@ -14,6 +15,10 @@ vs haproxy.
 * slow: a sender pushes 512 MiB, the receiver reads 1 MB/s for 10 s: the proxy's RSS growth.
 * idle: 2,000 idle proxied pairs: the proxy's RSS per pair.
 
+``--pipelines`` and ``--kinds`` narrow a run to the rows one needs (say ``--only redis
+--pipelines 16 --kinds tcpplay,haproxy``); a ratio against a kind not run is left out.
+``--base REV`` adds ``tcpplay-base``: the same ``--decode none`` proxy of revision REV (exported
+with ``git archive``), to measure a change side by side with the code before it.
 The redis and bulk rows run ``--rounds`` rounds (default 3), the kinds interleaved in each round;
 each row shows the median and the worst round, and the ratios of the medians (the issue's
 targets: tcpplay >= 1.0x haproxy at ``-P 16`` and on bulk, >= 1.5x portforward at ``-P 1``).
@@ -38,6 +43,7 @@ import threading
 import time
 
 from benchsupport import HERE, TWISTD, free_port, rss_kib, wait_port
+from faults_bench import RUN_PROXY, export
 
 
 class Proc:
@@ -71,7 +77,10 @@ def start_proxy(kind: str, target: int, tmp: str, extra=None, stdout=None) -> tu
     port = free_port()
     if kind == "tcpplay-python":
         kind, extra = "tcpplay", ["--decode", "none", "--no-zero-copy"]
-    if kind == "tcpplay":
+    if kind == "tcpplay-base":  # the tree exported into tmp/base, run without twistd
+        args = [sys.executable, "-c", RUN_PROXY, f"{tmp}/base", "--listen", str(port),
+                "--target", str(target), "--max-connections", "0", "--decode", "none"]
+    elif kind == "tcpplay":
         args = [TWISTD, "-n", "--pidfile=", "tcpplay", "proxy", "--listen", str(port),
                 "--target", str(target), "--max-connections", "0",
                 *(extra if extra is not None else ["--decode", "none"])]
@@ -298,6 +307,13 @@ def _ratio(value: float, ref: float, name: str, target: float | None = None) -> 
     return text
 
 
+def _ratios(value: float, refs: dict[str, float], names, target=(None, None)) -> str:
+    """``value`` against each of ``names`` that ran; ``target``: (name,
+    ratio) to say met or not against."""
+    return "; ".join(_ratio(value, refs[k], k, target[1] if k == target[0] else None)
+                     for k in names if k in refs)
+
+
 # The issue's targets for the zero-copy splice (tcpplay --decode none), on the medians.
 SPLICE_TARGETS = {("redis", 1): ("portforward", 1.5), ("redis", 16): ("haproxy", 1.0),
                   ("bulk", 0): ("haproxy", 1.0)}
@@ -310,8 +326,27 @@ def main(argv=None) -> int:
     ap.add_argument("--decode", action="store_true", help="also tcpplay with RESP decoding on")
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds per redis and bulk setting; the median and the worst are shown")
+    ap.add_argument("--pipelines", default="1,16",
+                    help="the redis-benchmark -P values to run (comma separated)")
+    ap.add_argument("--kinds", default=",".join(PROXIES),
+                    help=f"the proxies to run (comma separated, of: {', '.join(PROXIES)})")
+    ap.add_argument("--base", metavar="REV",
+                    help="also tcpplay-base: the --decode none proxy of git revision REV")
     args = ap.parse_args(argv)
     parts = set(args.only.split(","))
+    try:
+        pipelines = [int(p) for p in args.pipelines.split(",")]
+    except ValueError:
+        ap.error(f"--pipelines {args.pipelines!r}: comma-separated numbers, say 1,16")
+    proxies = [k for k in args.kinds.split(",") if k]
+    unknown = [k for k in proxies if k not in PROXIES]
+    if unknown or not proxies:
+        ap.error(f"--kinds {args.kinds!r}: of {', '.join(PROXIES)}")
+    if args.decode and "tcpplay" not in proxies:
+        ap.error("--decode compares with tcpplay: keep it in --kinds")
+    if args.base:
+        proxies.insert(proxies.index("tcpplay") + 1 if "tcpplay" in proxies else 0,
+                       "tcpplay-base")
 
     missing = [t for t in ("redis-server", "redis-benchmark", "socat", "haproxy")
                if not shutil.which(t)]
@@ -325,6 +360,9 @@ def main(argv=None) -> int:
     n = 20000 if args.quick else 100000
     table = Table()
     tmp = tempfile.mkdtemp(prefix="tcpplay-bench-")
+    if args.base:
+        os.mkdir(f"{tmp}/base")
+        export(args.base, f"{tmp}/base")
     rport = free_port()
     redis = Proc(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
                   "--appendonly", "no", "--maxclients", "10000"], rport, cwd=tmp)
@@ -332,7 +370,7 @@ def main(argv=None) -> int:
         print(f"machine: {os.cpu_count()} cores; redis-benchmark -q -t set,get -n {n} -c 50; "
               f"median and worst of {args.rounds} rounds")
         if "redis" in parts:
-            kinds = ["direct", *PROXIES]
+            kinds = ["direct", *proxies]
             decoding = []
             if args.decode:
                 decoding = [
@@ -341,7 +379,7 @@ def main(argv=None) -> int:
                     ("tcpplay+console+json", ["--decode", "resp", "--color", "never", "--json",
                                               f"{tmp}/both.jsonl"]),
                 ]
-            for pipeline in (1, 16):
+            for pipeline in pipelines:
                 # Several rounds, the kinds interleaved in each, and the median per kind: one
                 # run of each is at the mercy of whatever else the two cores are doing.
                 rounds: dict[str, list[dict[str, float]]] = {}
@@ -353,24 +391,23 @@ def main(argv=None) -> int:
                                   for name in ("SET", "GET", "cpu_us")}
                            for kind, runs in rounds.items()}
                 worst = {kind: min(runs, key=_mean) for kind, runs in rounds.items()}
-                ref = _mean(results["portforward"])
+                means = {kind: _mean(fig) for kind, fig in results.items()}
                 for kind, fig in results.items():
-                    mean = _mean(fig)
-                    ratio = _ratio(mean, ref, "portforward")
+                    mean = means[kind]
                     if "+" in kind:
-                        share = mean / _mean(results["tcpplay"])
+                        share = mean / means["tcpplay"]
                         target = DECODE_TARGETS[kind.removeprefix("tcpplay+")][pipeline]
                         worst_share = _mean(worst[kind]) / _mean(worst["tcpplay"])
                         ratio = (f"{share:.2f}x decoding off (target >= {target:.2f}x: "
                                  f"{'met' if share >= target else 'NOT met'}); worst round "
                                  f"{worst_share:.2f}x the worst decoding-off round")
-                    elif kind == "tcpplay":
-                        against, target = SPLICE_TARGETS["redis", pipeline]
-                        ratio = "; ".join(
-                            _ratio(mean, _mean(results[k]), k, target if k == against else None)
-                            for k in ("portforward", "haproxy", "haproxy-1t"))
+                    elif kind in ("tcpplay", "tcpplay-base"):
+                        ratio = _ratios(mean, means, ("portforward", "haproxy", "haproxy-1t"),
+                                        SPLICE_TARGETS["redis", pipeline])
                     elif kind != "direct":
-                        ratio += "; " + _ratio(mean, _mean(results["haproxy"]), "haproxy")
+                        ratio = _ratios(mean, means, ("portforward", "haproxy"))
+                    else:
+                        ratio = _ratios(mean, means, ("portforward",))
                     w = worst[kind]
                     cpu = f"; {fig['cpu_us']:.2f} us" if kind != "direct" else ""
                     table.add(f"redis -P {pipeline} {kind} (SET/GET req/s median; worst; "
@@ -384,7 +421,7 @@ def main(argv=None) -> int:
             try:
                 for _ in range(args.rounds):
                     runs.setdefault("direct", []).append(bulk(sport, sink, size))
-                    for kind in PROXIES:
+                    for kind in proxies:
                         proxy, port = start_proxy(kind, sport, tmp)
                         try:
                             runs.setdefault(kind, []).append(bulk(port, sink, size, proxy))
@@ -397,25 +434,26 @@ def main(argv=None) -> int:
                 sink.wait()
             speeds = {kind: statistics.median(mbs for mbs, _ in r) for kind, r in runs.items()}
             for kind, mbs in speeds.items():
-                ratio = _ratio(mbs, speeds["socat"], "socat")
-                if kind == "tcpplay":
-                    ratio += "; " + _ratio(mbs, speeds["haproxy"], "haproxy", 1.0)
-                    ratio += "; " + _ratio(mbs, speeds["haproxy-1t"], "haproxy-1t")
-                elif kind != "haproxy":
-                    ratio += "; " + _ratio(mbs, speeds["haproxy"], "haproxy")
+                if kind in ("tcpplay", "tcpplay-base"):
+                    ratio = _ratios(mbs, speeds, ("socat", "haproxy", "haproxy-1t"),
+                                    SPLICE_TARGETS["bulk", 0])
+                else:
+                    ratio = _ratios(mbs, speeds, ("socat", "haproxy"))
                 cpu = statistics.median(c for _, c in runs[kind])
                 table.add(f"bulk {size >> 20} MiB {kind} (MB/s, median; worst; proxy CPU s/GiB)",
                           f"{mbs:,.0f}; {min(m for m, _ in runs[kind]):,.0f}"
                           + (f"; {cpu:.2f}" if kind != "direct" else ""), ratio)
         if "slow" in parts:
             seconds = 3.0 if args.quick else 10.0
-            for kind in ("tcpplay", "tcpplay-python", "portforward", "haproxy"):
+            for kind in [k for k in proxies if k in ("tcpplay", "tcpplay-base", "tcpplay-python",
+                                                     "portforward", "haproxy")]:
                 base, growth = slow_reader(kind, tmp, seconds)
                 table.add(f"slow reader 1 MB/s {seconds:g}s {kind} RSS growth",
                           f"{growth / 1024:.1f} MiB", f"(idle RSS {base / 1024:.1f} MiB; target < 16)")
         if "idle" in parts:
             count = 500 if args.quick else 2000
-            for kind in ("tcpplay", "tcpplay-python", "portforward", "haproxy"):
+            for kind in [k for k in proxies if k in ("tcpplay", "tcpplay-base", "tcpplay-python",
+                                                     "portforward", "haproxy")]:
                 base, per_pair = idle_pairs(kind, rport, tmp, count)
                 table.add(f"{count} idle pairs {kind} RSS per pair", f"{per_pair:.2f} KiB",
                           "(target <= 4 KiB)" if kind.startswith("tcpplay") else "")

@@ -7,21 +7,31 @@ TLS or UNIX leg, no fds left for the pipes) the pair keeps the ordinary path, an
 logged once per process.
 
 Each direction has its own pipe: ``splice`` moves what the source socket holds into the pipe,
-then from the pipe into the destination socket; Python never sees the bytes. The reactor drives it
-through one descriptor per socket (``_Leg``), registered instead of the transport's own reading
-(the transports are stopped, and take the sockets back only to close them):
+then from the pipe into the destination socket; Python never sees the bytes. The sockets are
+handed over from their transports (stopped; they take the sockets back only to close them) to
+one private ``epoll`` per reactor (``_Dispatcher``), which the reactor watches as a single
+reader: each reactor turn it takes at most ``EVENTS_PER_TURN`` ready sockets and runs their
+handlers in one loop (the rest on the next turn: its fd stays readable), rather than the
+reactor's dispatch per socket (``callWithLogger``, ``_doReadOrWrite``: costly per event).
 
-* readable: a read of at most a pipe's worth (``PIPE_CHUNK``), then the pipe is drained into
-  the other socket; again while the socket had a full pipe's worth and the other took it all, up
-  to ``READS_PER_TURN`` times: bounded work per reactor turn.
-* backpressure: while the destination takes less than the pipe holds (EAGAIN), the source is
-  not read and the destination is watched for writability; once the pipe is drained the source
-  is read again. A slow reader holds at most a pipe's worth, in the kernel.
+* readable: a read of what the pipe has room for, then the pipe is drained into the other
+  socket; again while the socket had more, up to ``READS_PER_TURN`` reads: bounded work per
+  reactor turn. A new pipe holds 64 KiB (``PIPE_CHUNK``); the first read that fills it grows it
+  to ``PIPE_SIZE`` (1 MiB, or ``/proc/sys/fs/pipe-max-size`` if less; where the kernel refuses,
+  the pipe stays as it is, quietly), so bulk moves more per call while pairs of small messages
+  never ask the kernel for more.
+* backpressure: while the destination takes less than the pipe holds (EAGAIN), it is watched
+  for writability and the source is still read while the pipe has room (so the destination
+  has a full pipe to take when it is writable); once the pipe is full (its bytes, or its
+  slots: a pipe's poll says so) the source is not read until the destination takes some. A
+  slow reader holds at most ``PIPE_SIZE`` per direction, in the kernel; then TCP holds the
+  sender back.
 * half-close: a read of 0 bytes (FIN) is passed on as ``shutdown(SHUT_WR)`` of the other socket
   once the pipe is drained; the other direction goes on; when both are done both sockets are
   closed the Twisted way (``loseConnection``).
 * reset: an error on either socket aborts both (SO_LINGER 0: RST); the close record says
-  ``reset`` and who did it.
+  ``reset`` and who did it. An exception in one pair's handler aborts that pair (logged), not
+  the dispatcher; the reactor letting go of the dispatcher (its shutdown) aborts every pair.
 * byte counts, idle timeout, the close log line and the drain on shutdown are the pair's own
   (``playground.proxy.splice.Pair``): the sides' ``nbytes`` are counted here; ``Pair.abort`` and
   ``Pair.close`` stop the splicer before they close the sockets.
@@ -30,29 +40,38 @@ Cost per pair: two pipes, so four more file descriptors (six in all with the two
 ``reserve_fds``, at the factory's start, raises the soft open files limit to cover six per pair
 of ``--max-connections`` where the hard limit allows, and says how many it covers when not; a
 pair that cannot get its pipes forwards in Python) and,
-in the kernel, a pipe's bookkeeping (about 2 KiB each) plus up to ``PIPE_CHUNK`` of pages while
-bytes are in flight; in Python, one slotted ``Splicer`` with two ``_Direction`` and two ``_Leg``
-objects (about 0.6 KiB).
+in the kernel, a pipe's bookkeeping (about 2 KiB each; a grown pipe's slot ring about 10 KiB)
+plus, only while bytes are in flight, page references for at most its size (64 KiB, 1 MiB once
+grown: 2 MiB per pair at most, beside what the two sockets' own buffers hold); in Python, one
+slotted ``Splicer`` with two ``_Direction`` and two ``_Leg`` objects (about 0.6 KiB).
+Unprivileged, grown pipes count against ``/proc/sys/fs/pipe-user-pages-soft`` (256 pages
+each); past it the kernel refuses to grow more, and gives new pipes 2 pages (slower, working).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import resource
+import select
 import socket
 import struct
 
 from twisted.internet import tcp
-from twisted.internet.interfaces import IReactorFDSet, IReadWriteDescriptor, ISSLTransport
+from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor, ISSLTransport
 from twisted.logger import Logger
 from zope.interface import implementer
 
 log = Logger()
 
-AVAILABLE = hasattr(os, "splice")
+AVAILABLE = hasattr(os, "splice") and hasattr(select, "epoll")  # Linux
 _FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if AVAILABLE else 0
-PIPE_CHUNK = 64 * 1024  # a Linux pipe's default size: what one read moves at most
-READS_PER_TURN = 4  # pipe-fulls one readable socket may move per reactor turn
+_splice = getattr(os, "splice", None)
+PIPE_CHUNK = 64 * 1024  # a Linux pipe's default size: what a new pipe holds
+PIPE_SIZE = 1 << 20  # what a pipe a read filled is grown to (F_SETPIPE_SZ)
+READS_PER_TURN = 4  # reads one readable socket may take per reactor turn
+EVENTS_PER_TURN = 256  # ready sockets handled per reactor turn
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 FDS_PER_PAIR = 6  # two sockets, two pipes of two ends each
 _SPARE_FDS = 64  # listeners, logs, sinks, the reactor's own
 
@@ -127,6 +146,19 @@ def linger_zero(transport) -> None:
         pass  # no socket of its own (a TLS wrapper over a test transport): abort alone
 
 
+def _max_pipe_size() -> int:
+    """``PIPE_SIZE``, or less where ``/proc/sys/fs/pipe-max-size`` says so (above it only a
+    privileged process may grow a pipe)."""
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            return max(PIPE_CHUNK, min(PIPE_SIZE, int(f.read())))
+    except (OSError, ValueError):
+        return PIPE_CHUNK
+
+
+_pipe_size = _max_pipe_size()
+
+
 def _pipes(n: int = 2) -> list[tuple[int, int]]:
     """``n`` non-blocking pipes, or an ``OSError`` with none of them left open."""
     made: list[tuple[int, int]] = []
@@ -141,57 +173,127 @@ def _pipes(n: int = 2) -> list[tuple[int, int]]:
     return made
 
 
-@implementer(IReadWriteDescriptor)
-class _Leg:
-    """One socket's registration with the reactor: readable moves bytes out of it (``out``),
-    writable drains the pipe into it (``into``)."""
+@implementer(IReadDescriptor)
+class _Dispatcher:
+    """One private ``epoll`` for every zero-copy socket of a reactor, registered with the reactor
+    as a single reader: its fd is readable while any socket in it is ready. ``doRead`` takes at
+    most ``EVENTS_PER_TURN`` ready sockets and runs their handlers in one loop (the rest wait
+    for the next turn: the fd stays readable), instead of a reactor dispatch
+    (``callWithLogger``, ``_doReadOrWrite``) per socket."""
 
-    __slots__ = ("fd", "transport", "reactor", "out", "into", "reading", "writing", "role",
+    __slots__ = ("reactor", "epoll", "legs", "registered")
+
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self.epoll = select.epoll()
+        self.legs: dict[int, _Leg] = {}  # fd -> the leg watched for it
+        self.registered = False  # with the reactor, while any leg is watched
+
+    def fileno(self) -> int:
+        return self.epoll.fileno()
+
+    def logPrefix(self) -> str:
+        return "ZeroCopySplice"
+
+    def watch(self, leg: _Leg) -> None:
+        """Follow ``leg.reading`` and ``leg.writing``: a socket watched for neither is out of
+        the epoll (its hang-up would be reported on every poll)."""
+        fd = leg.fd
+        mask = (_EPOLLIN if leg.reading else 0) | (_EPOLLOUT if leg.writing else 0)
+        if not mask:
+            if self.legs.pop(fd, None) is not None:
+                self.epoll.unregister(fd)
+                if not self.legs and self.registered:
+                    self.registered = False
+                    self.reactor.removeReader(self)
+        elif fd in self.legs:
+            self.epoll.modify(fd, mask)
+        else:
+            self.epoll.register(fd, mask)
+            self.legs[fd] = leg
+            if not self.registered:
+                self.registered = True
+                self.reactor.addReader(self)
+
+    def doRead(self):
+        """The ready sockets' handlers, polled again while some were ready (bytes the peers
+        sent meanwhile, with no reactor turn between), ``EVENTS_PER_TURN`` at most."""
+        legs = self.legs
+        budget = EVENTS_PER_TURN
+        while budget > 0:
+            ready = self.epoll.poll(0, budget)
+            if not ready:
+                return
+            budget -= len(ready)
+            for fd, events in ready:
+                leg = legs.get(fd)
+                try:
+                    if leg is not None and leg.reading and events & _READY_IN:
+                        leg.out.read()
+                    if leg is not None and leg.writing and events & _READY_OUT:
+                        leg.into.drain()
+                except Exception:  # a bug in one pair's handler: that pair, not every pair
+                    log.failure("zero-copy splice: {role} socket's handler failed",
+                                role=leg.role)
+                    leg.splicer.reset(leg.role)
+
+    def connectionLost(self, reason):
+        """The reactor let go of the epoll (its shutdown): every pair in it is aborted."""
+        self.registered = False
+        _dispatchers.pop(self.reactor, None)
+        for leg in list(self.legs.values()):
+            leg.splicer.reset(leg.role)
+        self.legs.clear()
+        self.epoll.close()
+
+
+_dispatchers: dict = {}  # reactor -> its _Dispatcher
+_EPOLLIN, _EPOLLOUT = getattr(select, "EPOLLIN", 0), getattr(select, "EPOLLOUT", 0)
+_HANGUP = getattr(select, "EPOLLHUP", 0) | getattr(select, "EPOLLERR", 0)
+_READY_IN = _EPOLLIN | _HANGUP  # a hang-up or an error: the read or the drain says which
+_READY_OUT = _EPOLLOUT | _HANGUP
+
+
+def _dispatcher(reactor) -> _Dispatcher:
+    d = _dispatchers.get(reactor)
+    if d is None:
+        d = _dispatchers[reactor] = _Dispatcher(reactor)
+    return d
+
+
+class _Leg:
+    """One socket: readable moves bytes out of it (``out``), writable drains the pipe into it
+    (``into``); watched in its reactor's ``_Dispatcher``."""
+
+    __slots__ = ("fd", "transport", "dispatcher", "out", "into", "reading", "writing", "role",
                  "splicer")
 
-    def __init__(self, splicer: Splicer, transport, role: str):
+    def __init__(self, splicer: Splicer, transport, role: str, dispatcher: _Dispatcher):
         self.splicer = splicer
         self.transport = transport
         self.fd = transport.fileno()
-        self.reactor = transport.reactor
+        self.dispatcher = dispatcher
         self.role = role
         self.reading = False
         self.writing = False
         self.out: _Direction | None = None
         self.into: _Direction | None = None
 
-    def fileno(self) -> int:
-        return self.fd
-
-    def logPrefix(self) -> str:
-        return "ZeroCopySplice"
-
-    def doRead(self):
-        self.out.read()
-
-    def doWrite(self):
-        self.into.drain()
-
-    def connectionLost(self, reason):
-        """The reactor let go of the socket (its shutdown, or a hang-up while only writing)."""
-        self.reading = self.writing = False
-        self.splicer.reset(self.role)
-
     def want_read(self, on: bool) -> None:
         if on != self.reading:
             self.reading = on
-            (self.reactor.addReader if on else self.reactor.removeReader)(self)
+            self.dispatcher.watch(self)
 
     def want_write(self, on: bool) -> None:
         if on != self.writing:
             self.writing = on
-            (self.reactor.addWriter if on else self.reactor.removeWriter)(self)
+            self.dispatcher.watch(self)
 
 
 class _Direction:
     """Bytes read from ``src`` go through one pipe into ``dst``; counted on ``side.nbytes``."""
 
-    __slots__ = ("splicer", "side", "src", "dst", "rfd", "wfd", "pending", "fin")
+    __slots__ = ("splicer", "side", "src", "dst", "rfd", "wfd", "pending", "fin", "size")
 
     def __init__(self, splicer: Splicer, side, src: _Leg, dst: _Leg, pipe: tuple[int, int]):
         self.splicer = splicer
@@ -199,29 +301,72 @@ class _Direction:
         self.src = src
         self.dst = dst
         self.rfd, self.wfd = pipe
+        self.size = PIPE_CHUNK  # what the pipe holds: grown once a read fills it
         self.pending = 0  # bytes in the pipe
         self.fin = False  # the source sent FIN
 
     def read(self):
-        """At most ``READS_PER_TURN`` pipe-fulls, each drained before the next is read."""
+        """Up to ``READS_PER_TURN`` reads into the pipe while it has room, each followed by a
+        drain into the destination unless that is known to be full."""
+        src = self.src
         for _ in range(READS_PER_TURN):
+            pending = self.pending
+            room = self.size - pending  # bytes: a pipe's slot may hold more than a page
+            if room <= 0:
+                src.want_read(False)  # until the writable destination takes some
+                return
             try:
-                n = os.splice(self.src.fd, self.wfd, PIPE_CHUNK, flags=_FLAGS)
-            except BlockingIOError:
+                n = _splice(src.fd, self.wfd, room, flags=_FLAGS)
+            except BlockingIOError:  # the source is empty, or the pipe's slots are full
+                if pending and self._pipe_full():  # then the writable destination's drain
+                    src.want_read(False)  # resumes the reads
                 return
             except OSError:
-                self.splicer.reset(self.src.role)
+                self.splicer.reset(src.role)
                 return
             if n == 0:
                 self.fin = True
-                self.src.want_read(False)
-                self.drain()
+                src.want_read(False)
+                if not self.dst.writing:
+                    self.drain()
                 return
             self.side.nbytes += n
-            self.pending += n
+            if n == self.size and self.size < _pipe_size:
+                self._grow()
+            if not pending and not self.dst.writing:  # the common case: straight through
+                try:
+                    moved = _splice(self.rfd, self.dst.fd, n, flags=_FLAGS)
+                except OSError:
+                    moved = 0  # EAGAIN, or an error: drain() below tries again and says which
+                if moved == n:
+                    if n < room:
+                        return  # the source had no more than this (the common case)
+                    continue
+                self.pending = n - moved
+            else:
+                self.pending = pending + n
+                if self.dst.writing:
+                    continue  # its writability drains the pipe; read on while it has room
             self.drain()
-            if self.pending or n < PIPE_CHUNK or self.splicer.stopped:
-                return  # the destination is full, or the source had no more than this
+            if self.splicer.stopped or (n < room and not self.pending):
+                return
+
+    def _pipe_full(self) -> bool:
+        """Whether the pipe has no slot left (EAGAIN does not say whether it was the source or
+        the pipe; the pipe's own poll does; a source read while the pipe is full would wake
+        the dispatcher on every poll)."""
+        poll = select.poll()
+        poll.register(self.wfd, select.POLLOUT)
+        return not poll.poll(0)
+
+    def _grow(self) -> None:
+        """A read filled the pipe: give it ``PIPE_SIZE`` (where the kernel allows), so one call
+        moves more. Once per direction; a refusal keeps the pipe as it is, quietly (the kernel
+        then stops the reads when its slots are full; the bytes held stay <= ``PIPE_SIZE``)."""
+        try:
+            self.size = fcntl.fcntl(self.wfd, _F_SETPIPE_SZ, _pipe_size)
+        except OSError:
+            self.size = _pipe_size  # not asked again
 
     def drain(self):
         pending = self.pending
@@ -234,10 +379,12 @@ class _Direction:
                 self.pending = pending
                 self.splicer.reset(self.dst.role)
                 return
+        moved = pending != self.pending
         self.pending = pending
-        if pending:  # the destination is full: stop reading until it takes the rest
-            self.src.want_read(False)
+        if pending:  # the destination is full: watched until it takes the rest
             self.dst.want_write(True)
+            if moved and not self.fin:  # the pipe has room again
+                self.src.want_read(True)
             return
         self.dst.want_write(False)
         if self.fin:
@@ -259,7 +406,9 @@ class Splicer:
         for t in (ct, st):  # the transports hand their sockets over until the close
             t.stopReading()
             t.stopWriting()
-        cleg, sleg = _Leg(self, ct, client.role), _Leg(self, st, server.role)
+        dispatcher = _dispatcher(ct.reactor)
+        cleg = _Leg(self, ct, client.role, dispatcher)
+        sleg = _Leg(self, st, server.role, dispatcher)
         c2s = _Direction(self, client, cleg, sleg, pipes[0])
         s2c = _Direction(self, server, sleg, cleg, pipes[1])
         cleg.out, cleg.into = c2s, s2c
