@@ -405,12 +405,18 @@ def _text_part(data: bytes) -> bytes | None:
 _EXCHANGE = R.RedisExchange
 _RUN = R.RedisExchanges
 _SECOND = itemgetter(1)
+_BYTES_ONLY = {bytes}
+_SCALARS = frozenset({resp.Simple, bytes, int, type(None)})  # equal ones are shown alike
 _UNSET = object()
 # head, command name, second argument[, the rest], reply, latency
 _LINE2 = b"%s%s %s -> %s%s"
 _LINE2Q = b'%s%s "%s" -> %s%s'
 _LINE = b'%s%s %s "%s" -> %s%s'
 _LINEQ = b'%s%s "%s" "%s" -> %s%s'
+# A command of n arguments (2 to 64) whose second is a bare key, as a line shows it: name, key,
+# then each further argument quoted. Indexed by n.
+_ARGS = [b""] * 2 + [b"%s %s" + b' "%s"' * (n - 2) for n in range(2, 65)]
+_QUOTED = b'"%s"'
 
 
 class ConsoleSink(BufferedSink):
@@ -580,10 +586,12 @@ class ConsoleSink(BufferedSink):
         reply_text = self._replies
         token = _SAFE_TOKEN.fullmatch
         head = b"#%d %s " % (r.pair, self._client_bytes(r.client))
-        last_latency = _UNSET
-        ms = b""
         # every key bare (one look for the run), else each line decides
         bare = all(map(token, map(_SECOND, r.commands)))
+        if bare and self._whole_run(r, append, head, bulks_plain):
+            return
+        last_latency = _UNSET
+        ms = b""
         last_reply = _UNSET
         text = None
         for args, reply, latency in zip(r.commands, r.replies, r.latencies, strict=True):
@@ -608,6 +616,37 @@ class ConsoleSink(BufferedSink):
                 append((_LINE if bare or token(second) else _LINEQ) % (
                     head, args[0], second, args[2] if n == 3 else b'" "'.join(args[2:]), text,
                     ms))
+
+    def _whole_run(self, r, append, head: bytes, bulks_plain: bool) -> bool:
+        """The common run's lines in one go, C-level maps and joins, no Python per line: every
+        key bare, one latency, and its replies one reply (pipelined ``+OK``) or each a checked
+        bulk string (pipelined ``GET``). False when the run is not that (``_run`` makes it line
+        by line); the caller checked its arguments (``plain_batch``)."""
+        commands, replies, latencies = r.commands, r.replies, r.latencies
+        n = len(replies)
+        if latencies.count(latencies[0]) != n:
+            return False
+        kinds = set(map(type, replies))
+        first = replies[0]
+        if replies.count(first) == n and kinds <= _SCALARS:  # equal replies of one type
+            text = self._replies(first, self.max_value, bulks_plain)
+            if text is None:
+                return False
+            texts = None
+        elif bulks_plain and kinds == _BYTES_ONLY:
+            text = None
+            texts = map(_QUOTED.__mod__, replies)
+        else:
+            return False
+        shown = map(bytes.__mod__, map(_ARGS.__getitem__, map(len, commands)), commands)
+        ms = _ms_bytes(latencies[0])
+        if texts is None:  # one text for all
+            after = b" -> %s%s" % (text, ms)
+            append(head + (after + b"\n" + head).join(shown) + after)
+        else:
+            lines = map(b"%s -> %s".__mod__, zip(shown, texts, strict=True))
+            append(head + (ms + b"\n" + head).join(lines) + ms)
+        return True
 
     def _client_bytes(self, client) -> bytes:
         return self._clients.get(client) or remember(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 
+from playground.codec import values as resp
 from playground.decode import records as R
 from playground.decode.records import to_json
 from playground.sinks.batching import BufferedSink
@@ -27,6 +28,9 @@ _EXCHANGE = R.RedisExchange
 _ts_micros = R.ts_micros
 _RUN = R.RedisExchanges
 _UNSET = object()
+_ARGS_JOIN = b'","'.join  # a command's plain arguments, inside its JSON list's quotes
+_BYTES_ONLY = {bytes}
+_SCALARS = frozenset({resp.Simple, bytes, int, type(None)})  # equal ones are written alike
 _AROUND = 1024  # heads remembered (pair and client), at most
 
 
@@ -153,6 +157,8 @@ class JsonSink(BufferedSink):
         if head is None:
             append(self.format_batch(r.exchanges())[:-1])  # exchange by exchange
             return
+        if self._whole_run(r, append, head, plain):
+            return
         ts = r.ts
         reply_json = self._replies
         last_latency = last_reply = _UNSET
@@ -172,6 +178,36 @@ class JsonSink(BufferedSink):
                 continue
             append(b'%s%s"],"reply":%s,"latency":%s,"redacted":false}' % (
                 head, b'","'.join(args), text, latency_json))
+
+    def _whole_run(self, r, append, head: bytes, plain: bool) -> bool:
+        """The common run's lines in one go, C-level maps and joins, no Python per line: one
+        latency, and its replies one reply (pipelined ``+OK``) or each a checked bulk string
+        (pipelined ``GET``). False when the run is not that (``_run`` makes it line by line);
+        the caller checked its arguments (``plain_batch``) and made its ``head``."""
+        replies, latencies = r.replies, r.latencies
+        n = len(replies)
+        if latencies.count(latencies[0]) != n:
+            return False
+        latency_json = _latency_json(latencies[0])
+        kinds = set(map(type, replies))
+        if latency_json is None:
+            return False
+        first = replies[0]
+        tail = b',"latency":%s,"redacted":false}' % latency_json
+        shown = map(_ARGS_JOIN, r.commands)
+        if replies.count(first) == n and kinds <= _SCALARS:  # equal replies of one type
+            text = b'"' + first + b'"' if plain and type(first) is bytes else (
+                self._replies(first, self.max_value, plain))
+            if text is None:
+                return False
+            after = b'"],"reply":%s%s' % (text, tail)
+            append(head + (after + b"\n" + head).join(shown) + after)
+        elif plain and kinds == _BYTES_ONLY:
+            lines = map(b'%s"],"reply":"%s"'.__mod__, zip(shown, replies, strict=True))
+            append(head + (tail + b"\n" + head).join(lines) + tail)
+        else:
+            return False
+        return True
 
     def _head(self, pair, ts, client) -> bytes | None:
         """An exchange line up to its first argument, ``ts`` as records.json_ts gives it; None
