@@ -46,7 +46,7 @@ from playground.decode import records as R
 from playground.decode.views import escape, hexdump_lines, is_text, quoted
 from playground.sinks import blockwriter
 from playground.sinks.batching import BufferedSink
-from playground.sinks.plain import NOT_PLAIN, PlainReplies, plain_batch, remember
+from playground.sinks.plain import PlainReplies, is_plain, plain_batch, remember
 
 MAX_ITEMS = 8  # aggregate elements shown on a console line
 MAX_AGGREGATE = 300  # characters of an aggregate reply's elements before "... (N items)"
@@ -520,7 +520,6 @@ class ConsoleSink(BufferedSink):
         lim = self.max_value
         reply_text = self._replies
         join = b"".join
-        not_plain = NOT_PLAIN.search
         token = _SAFE_TOKEN.fullmatch
         last_latency = last_reply = _UNSET  # pipelined replies share their latency
         text = None
@@ -542,7 +541,7 @@ class ConsoleSink(BufferedSink):
                     except TypeError:  # not all bytes
                         joined = None
                 if checked or (
-                    joined is not None and 1 < n <= 64 and not_plain(joined) is None and not (
+                    joined is not None and 1 < n <= 64 and is_plain(joined) and not (
                         lim and len(joined) > lim and max(map(len, args)) > lim)
                 ):
                     if r.reply is not last_reply:  # +OK replies are one object

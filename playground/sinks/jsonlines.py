@@ -20,7 +20,7 @@ from playground.codec import values as resp
 from playground.decode import records as R
 from playground.decode.records import to_json
 from playground.sinks.batching import BufferedSink
-from playground.sinks.plain import NOT_PLAIN, PlainReplies, plain_batch, remember
+from playground.sinks.plain import PlainReplies, is_plain, plain_batch, remember
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False,
                            allow_nan=False).encode
@@ -48,7 +48,7 @@ def _plain_items(items, lim: int):
         return None
     if lim and len(joined) > lim and max(map(len, items)) > lim:
         return None
-    if len(items) > R.MAX_ITEMS or NOT_PLAIN.search(joined) is not None:
+    if len(items) > R.MAX_ITEMS or not is_plain(joined):
         return None
     return b'["' + b'","'.join(items) + b'"]'
 
@@ -94,7 +94,6 @@ class JsonSink(BufferedSink):
         lines = []
         append = lines.append
         join = b"".join
-        not_plain = NOT_PLAIN.search
         reply_json = self._replies
         # Records of one feed share pair, ts and client; pipelined replies share the latency.
         last_pair = last_ts = last_client = head = None
@@ -116,7 +115,7 @@ class JsonSink(BufferedSink):
                 except TypeError:  # not all bytes
                     append(_line(r, lim))
                     continue
-                if not args or not_plain(joined) is not None or len(args) > R.MAX_ITEMS or (
+                if not args or not is_plain(joined) or len(args) > R.MAX_ITEMS or (
                     lim and len(joined) > lim and max(map(len, args)) > lim
                 ):
                     append(_line(r, lim))

@@ -17,7 +17,7 @@ from playground.sinks.batching import FLUSH_DELAY, MAX_BACKLOG, BufferedSink
 from playground.sinks.console import ConsoleFormatter, ConsoleSink, format_args, format_value
 from playground.sinks.jsonlines import JsonSink
 from playground.sinks.jsonlines import _encode as _json_encode
-from playground.sinks.plain import NOT_PLAIN, PlainReplies, plain_batch, remember
+from playground.sinks.plain import PlainReplies, is_plain, plain_batch, remember
 
 
 class CountingIO(io.BytesIO):
@@ -366,11 +366,12 @@ def test_plain_replies_in_a_sinks_own_notation():
 
 
 @pytest.mark.pure
-def test_not_plain_is_what_escape_and_json_would_change():
+def test_plain_is_what_escape_and_json_leave_as_it_is():
     for byte in range(256):
         b = bytes([byte])
         shown_as_is = escape_keeps(b) and json.dumps(b.decode("latin-1"))[1:-1] == chr(byte)
-        assert (NOT_PLAIN.search(b) is None) == shown_as_is, b
+        assert is_plain(b) == shown_as_is, b
+    assert is_plain(b"") and is_plain(b"SET key:1 x") and not is_plain(b"SET key:1 \xff")
 
 
 def escape_keeps(b: bytes) -> bool:
