@@ -520,3 +520,14 @@ def test_json_heads_stay_right_past_the_remembered_pairs():
         assert [json.loads(x) for x in lines] == [json.loads(_json_encode(to_json(r, 200)))
                                                   for r in batch]
     assert len(sink._around) <= _AROUND
+
+
+@pytest.mark.pure
+@given(st.lists(st.one_of(st.binary(max_size=70), st.sampled_from([b"key:1", b"x" * 64, b"x" * 65,
+                                                                    b"{a}.b-c/d@e*f_9"])),
+                min_size=1, max_size=8))
+@settings(max_examples=300)
+def test_keys_looked_at_together_are_bare_as_each_alone(keys):
+    from playground.sinks.console import _SAFE_TOKEN, _bare
+
+    assert _bare(keys) == all(_SAFE_TOKEN.fullmatch(k) is not None for k in keys)
