@@ -19,7 +19,9 @@ Colours (ANSI) only when asked or, with ``auto``, when the output is a terminal.
 
 Records are queued and written in batches, each in one ``write()`` of whole lines
 (``batching.BufferedSink``, shared with the JSON sink); the common Redis exchange without colours
-is made as bytes on a fast path (``plain``: one look at the batch, the common replies' bytes).
+is made as bytes on a fast path (``plain``: one look at the batch, the common replies' bytes), and
+the common pipelined run (one latency; one reply for all, or a printable bulk string each) in one
+go, with C-level maps and joins.
 
 A console writing to a pipe or a terminal (not a regular file) uses ``--slow-sink drop`` by
 default: its stdout is a ``dropwriter.DropWriter``, and a batch that finds that writer's buffer

@@ -7,8 +7,9 @@ single ``write()`` of whole lines, so a reader or a log rotation never sees half
 flush point.
 
 The common Redis exchange (printable ASCII arguments, a simple, bulk, integer or nil reply) is
-written by hand, byte for byte what ``json`` would write for ``records.to_json``; anything else
-goes through ``to_json`` and the ``json`` encoder.
+written by hand, byte for byte what ``json`` would write for ``records.to_json`` (the common
+pipelined run, one latency and one reply for all or a printable bulk string each, in one go);
+anything else goes through ``to_json`` and the ``json`` encoder.
 """
 
 from __future__ import annotations
