@@ -80,7 +80,10 @@ class _Call:
 
 
 class _Null:
-    """A sink that takes records and drops them (the cost of decoding alone)."""
+    """A sink that takes records and drops them (the cost of decoding alone): it takes runs
+    (``RedisExchanges``), as the console and JSON sinks do."""
+
+    takes_runs = True
 
     def emit(self, record):
         pass

@@ -563,10 +563,18 @@ class RespParser:
         """Parse ``buf[pos:]`` into ``out``: the pure loop, except that where it first reaches
         the start of a run hiredis may read, ``parse_prefix`` is tried (once per feed)."""
         if self._use_hiredis:
-            pos = self._parse_pure(buf, pos, out, spans, True)
-            if pos < 0:
-                return
-            pos += self._parse_run(buf, pos, out, spans)
+            t = buf[pos]
+            if not pos and not self._stack and (
+                    t == _ARRAY or (t == _BULK and not spans and not self.inline)):
+                # the common feed (a pipelined batch) starts where a run may: straight to it
+                pos = self._parse_run(buf, 0, out, spans)
+                if pos == len(buf):
+                    return
+            else:
+                pos = self._parse_pure(buf, pos, out, spans, True)
+                if pos < 0:
+                    return
+                pos += self._parse_run(buf, pos, out, spans)
         self._parse_pure(buf, pos, out, spans, False)
 
     def _parse_run(self, buf: bytes, pos: int, out: list, spans: int) -> int:

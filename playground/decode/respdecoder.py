@@ -7,6 +7,9 @@ ends, and produces:
 * :class:`Exchange` per answered command, in pipeline order, with the latency from the feed that
   completed the command to the feed that completed its reply (a named tuple: the hot path
   makes one per command, about as cheap as a plain tuple, read by field name);
+* with ``runs=True``, :class:`Answered` instead for ordinary commands that one read answers
+  together (pipelining): their commands, replies and latencies matched in bulk, as lists,
+  with no object per exchange;
 * :class:`ServerPush` for what is not a reply: pub/sub messages (RESP2 arrays while subscribed,
   RESP3 ``>`` pushes), client-tracking invalidations, MONITOR's stream lines, and replies nobody
   asked for;
@@ -39,8 +42,10 @@ from __future__ import annotations
 import re
 from collections import deque
 from itertools import count as _count
+from itertools import islice as _islice
 from itertools import repeat as _repeat
 from operator import attrgetter, itemgetter
+from operator import sub as _sub
 from typing import NamedTuple
 
 import attrs
@@ -102,6 +107,17 @@ class Exchange(NamedTuple):
         """The command frame's length in bytes."""
         start, end = self.span
         return end - start
+
+
+class Answered(NamedTuple):
+    """Ordinary commands (one reply each, outside MULTI and CLIENT REPLY OFF/SKIP) that one
+    read answered, in order: what :class:`Exchange` events would say of them (their
+    ``command``, ``reply`` and ``latency``), as three lists matched in bulk. Given instead of
+    those exchanges by a conversation made with ``runs=True``, for two or more replies."""
+
+    commands: list  # tuples of bytes
+    replies: list
+    latencies: list
 
 
 # ``_exchange(Exchange, (all twelve fields))``: the named tuple made without its Python-level
@@ -441,6 +457,7 @@ _SPECIAL = SECRET_COMMANDS | _NOT_QUEUED | frozenset(_SUB_KINDS) | {b"CLIENT"} |
 
 
 _first = itemgetter(0)
+_third = itemgetter(2)  # an ordinary command's sent_at
 
 
 # An ordinary command (one reply expected, outside MULTI and CLIENT REPLY OFF/SKIP) waits for its
@@ -449,6 +466,9 @@ _first = itemgetter(0)
 # the index in it). It becomes a ``_Waiting`` only when something unusual comes for it
 # (``_head``). Both stay inside the conversation: what comes out is an ``Exchange``.
 _ORDINARY = tuple
+_ORDINARY_ONLY = {tuple}
+# What is not the plain answer to an ordinary command (_feed_s2c's general loop says why).
+_NOT_ANSWERS = frozenset({list, Push, ProtocolError})
 
 
 class _Waiting:
@@ -485,7 +505,9 @@ class RespConversation:
         max_inline: int = 64 * 1024,
         max_pending: int = 100_000,
         max_value: int | None = None,
+        runs: bool = False,
     ):
+        self._runs = runs  # Answered for the ordinary replies of one read (see Answered)
         self._c2s = RespParser(max_bulk, max_depth, max_inline, inline=True, max_value=max_value)
         self._s2c = RespParser(max_bulk, max_depth, max_inline, max_value=max_value)
         self.max_pending = max_pending
@@ -731,7 +753,14 @@ class RespConversation:
         reply = self._reply
         pending = self._pending
         append = out.append
-        values = self._s2c.feed(data) if not self._config_gets else self._spanned(data)
+        if self._config_gets:
+            values = self._spanned(data)
+        else:
+            values = self._s2c.feed(data)
+            if self._runs and len(values) > 1 and not self._monitor:
+                answered = self._answered(values, now)
+                if answered is not None:
+                    return answered
         protocol = self.protocol
         for value in values:
             t = type(value)
@@ -753,6 +782,30 @@ class RespConversation:
             reply(value, now, out)
             protocol = self.protocol  # HELLO and RESET change it
         self._span = None
+        return out
+
+    def _answered(self, values: list, now: float) -> list | None:
+        """``values`` (two or more replies, not MONITOR traffic) matched in bulk to the oldest
+        commands when all are ordinary and every value is their plain answer (no pub/sub, no
+        error of the parser): the events, an :class:`Answered` first; else None, nothing done."""
+        pending = self._pending
+        n = len(values)
+        waiting = len(pending)
+        if n > waiting or not _NOT_ANSWERS.isdisjoint(set(map(type, values))):
+            return None
+        heads = list(pending) if n == waiting else list(_islice(pending, n))
+        if set(map(type, heads)) != _ORDINARY_ONLY:
+            return None
+        if n == waiting:
+            pending.clear()
+        else:
+            popleft = pending.popleft
+            for _ in _repeat(None, n):
+                popleft()
+        out = [Answered(list(map(_first, heads)), values,
+                        list(map(_sub, _repeat(now, n), map(_third, heads))))]
+        if pending and type(pending[0]) is not _ORDINARY:
+            self._release_suppressed(now, out)
         return out
 
     def _spanned(self, data: bytes):
@@ -986,13 +1039,16 @@ class RespStream:
     def __init__(self, st):
         self.st = st
         chain = st.chain
-        # long strings are streamed: the decoder keeps what the view shows (resp.Truncated)
-        conv = self.conv = RespConversation(max_bulk=chain.max_frame, max_value=chain.max_value)
+        self._unfiltered = chain.only is None and chain.skip is None
+        # long strings are streamed: the decoder keeps what the view shows (resp.Truncated);
+        # the replies one read gives ordinary commands come matched in bulk (Answered) when
+        # they become one record as they are
+        conv = self.conv = RespConversation(max_bulk=chain.max_frame, max_value=chain.max_value,
+                                            runs=chain.runs and self._unfiltered)
         self._feed = conv.feed
         # settled(direction): the chain's hold-back asks on every read; the conversation's
         # own method answers, without a call of ours around it
         self.settled = conv.settled
-        self._unfiltered = chain.only is None and chain.skip is None
         # the commands whose records redaction may change (none when it is off)
         self._redactable = _REDACTABLE if chain.redact else frozenset()
         self._runs = chain.runs
@@ -1003,6 +1059,11 @@ class RespStream:
         events = self._feed(direction, data, now)
         if events:
             e = events[0]
+            if len(events) == 1 and type(e) is Answered:
+                # pipelined commands answered by this read, matched in bulk: one record
+                self._chain.emit(R.RedisExchanges(self._pid, now, self._client, e.commands,
+                                                  e.replies, e.latencies))
+                return
             if len(events) == 1 and type(e) is Exchange and self._unfiltered and (
                     e.name not in self._redactable):
                 # request/response traffic: one command answered by this read
@@ -1094,6 +1155,8 @@ class RespStream:
                     shown, redacted = self._command(e.command)
                     emit(exchange(pid, now, client, shown, redact_reply(e.command, e.reply),
                                   e.latency, redacted))
+            elif t is Answered:  # only when unfiltered, and every sink takes runs
+                emit(R.RedisExchanges(pid, now, client, e.commands, e.replies, e.latencies))
             elif t is ServerPush:
                 if chain.shows_pushes:
                     emit(R.RedisPush(pid, now, e.value))

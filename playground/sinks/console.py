@@ -19,7 +19,9 @@ Colours (ANSI) only when asked or, with ``auto``, when the output is a terminal.
 
 Records are queued and written in batches, each in one ``write()`` of whole lines
 (``batching.BufferedSink``, shared with the JSON sink); the common Redis exchange without colours
-is made as bytes on a fast path (``plain``: one look at the batch, the common replies' bytes).
+is made as bytes on a fast path (``plain``: one look at the batch, the common replies' bytes), and
+the common pipelined run (one latency; one reply for all, or a printable bulk string each) in one
+go, with C-level maps and joins.
 
 A console writing to a pipe or a terminal (not a regular file) uses ``--slow-sink drop`` by
 default: its stdout is a ``dropwriter.DropWriter``, and a batch that finds that writer's buffer
@@ -46,7 +48,7 @@ from playground.decode import records as R
 from playground.decode.views import escape, hexdump_lines, is_text, quoted
 from playground.sinks import blockwriter
 from playground.sinks.batching import BufferedSink
-from playground.sinks.plain import NOT_PLAIN, PlainReplies, plain_batch, remember
+from playground.sinks.plain import PlainReplies, is_plain, plain_batch, remember
 
 MAX_ITEMS = 8  # aggregate elements shown on a console line
 MAX_AGGREGATE = 300  # characters of an aggregate reply's elements before "... (N items)"
@@ -76,6 +78,17 @@ _SAFE_TOKEN = re.compile(rb"[0-9A-Za-z_\-.:/@*{}]{1,64}")
 def _safe_token(arg: bytes) -> bool:
     # len(): a long value the decoder cut (resp.Truncated) is as long as it was on the wire
     return len(arg) <= 64 and _SAFE_TOKEN.fullmatch(arg) is not None
+
+
+_TOKEN_BYTES = bytes(b for b in range(256) if _SAFE_TOKEN.fullmatch(bytes([b])))
+
+
+def _bare(keys: list) -> bool:
+    """Whether each of ``keys`` (bytes) is a safe token, shown bare: what ``_SAFE_TOKEN``
+    says of each, said of all at once (one ``bytes.translate`` deleting the token bytes, not a
+    regular expression per key). A key cut by the decoder (``Truncated``) counts as long."""
+    sizes = list(map(len, keys))
+    return 0 < min(sizes) and max(sizes) <= 64 and not b"".join(keys).translate(None, _TOKEN_BYTES)
 
 
 def format_args(args, limit: int) -> str:
@@ -405,12 +418,18 @@ def _text_part(data: bytes) -> bytes | None:
 _EXCHANGE = R.RedisExchange
 _RUN = R.RedisExchanges
 _SECOND = itemgetter(1)
+_BYTES_ONLY = {bytes}
+_SCALARS = frozenset({resp.Simple, bytes, int, type(None)})  # equal ones are shown alike
 _UNSET = object()
 # head, command name, second argument[, the rest], reply, latency
 _LINE2 = b"%s%s %s -> %s%s"
 _LINE2Q = b'%s%s "%s" -> %s%s'
 _LINE = b'%s%s %s "%s" -> %s%s'
 _LINEQ = b'%s%s "%s" "%s" -> %s%s'
+# A command of n arguments (2 to 64) whose second is a bare key, as a line shows it: name, key,
+# then each further argument quoted. Indexed by n.
+_ARGS = [b""] * 2 + [b"%s %s" + b' "%s"' * (n - 2) for n in range(2, 65)]
+_QUOTED = b'"%s"'
 
 
 class ConsoleSink(BufferedSink):
@@ -514,7 +533,6 @@ class ConsoleSink(BufferedSink):
         lim = self.max_value
         reply_text = self._replies
         join = b"".join
-        not_plain = NOT_PLAIN.search
         token = _SAFE_TOKEN.fullmatch
         last_latency = last_reply = _UNSET  # pipelined replies share their latency
         text = None
@@ -536,7 +554,7 @@ class ConsoleSink(BufferedSink):
                     except TypeError:  # not all bytes
                         joined = None
                 if checked or (
-                    joined is not None and 1 < n <= 64 and not_plain(joined) is None and not (
+                    joined is not None and 1 < n <= 64 and is_plain(joined) and not (
                         lim and len(joined) > lim and max(map(len, args)) > lim)
                 ):
                     if r.reply is not last_reply:  # +OK replies are one object
@@ -580,10 +598,12 @@ class ConsoleSink(BufferedSink):
         reply_text = self._replies
         token = _SAFE_TOKEN.fullmatch
         head = b"#%d %s " % (r.pair, self._client_bytes(r.client))
+        # every key bare (one look for the run), else each line decides
+        bare = _bare(list(map(_SECOND, r.commands)))
+        if bare and self._whole_run(r, append, head, bulks_plain):
+            return
         last_latency = _UNSET
         ms = b""
-        # every key bare (one look for the run), else each line decides
-        bare = all(map(token, map(_SECOND, r.commands)))
         last_reply = _UNSET
         text = None
         for args, reply, latency in zip(r.commands, r.replies, r.latencies, strict=True):
@@ -608,6 +628,37 @@ class ConsoleSink(BufferedSink):
                 append((_LINE if bare or token(second) else _LINEQ) % (
                     head, args[0], second, args[2] if n == 3 else b'" "'.join(args[2:]), text,
                     ms))
+
+    def _whole_run(self, r, append, head: bytes, bulks_plain: bool) -> bool:
+        """The common run's lines in one go, C-level maps and joins, no Python per line: every
+        key bare, one latency, and its replies one reply (pipelined ``+OK``) or each a checked
+        bulk string (pipelined ``GET``). False when the run is not that (``_run`` makes it line
+        by line); the caller checked its arguments (``plain_batch``)."""
+        commands, replies, latencies = r.commands, r.replies, r.latencies
+        n = len(replies)
+        if latencies.count(latencies[0]) != n:
+            return False
+        kinds = set(map(type, replies))
+        first = replies[0]
+        if replies.count(first) == n and kinds <= _SCALARS:  # equal replies of one type
+            text = self._replies(first, self.max_value, bulks_plain)
+            if text is None:
+                return False
+            texts = None
+        elif bulks_plain and kinds == _BYTES_ONLY:
+            text = None
+            texts = map(_QUOTED.__mod__, replies)
+        else:
+            return False
+        shown = map(bytes.__mod__, map(_ARGS.__getitem__, map(len, commands)), commands)
+        ms = _ms_bytes(latencies[0])
+        if texts is None:  # one text for all
+            after = b" -> %s%s" % (text, ms)
+            append(head + (after + b"\n" + head).join(shown) + after)
+        else:
+            lines = map(b"%s -> %s".__mod__, zip(shown, texts, strict=True))
+            append(head + (ms + b"\n" + head).join(lines) + ms)
+        return True
 
     def _client_bytes(self, client) -> bytes:
         return self._clients.get(client) or remember(

@@ -7,8 +7,9 @@ single ``write()`` of whole lines, so a reader or a log rotation never sees half
 flush point.
 
 The common Redis exchange (printable ASCII arguments, a simple, bulk, integer or nil reply) is
-written by hand, byte for byte what ``json`` would write for ``records.to_json``; anything else
-goes through ``to_json`` and the ``json`` encoder.
+written by hand, byte for byte what ``json`` would write for ``records.to_json`` (the common
+pipelined run, one latency and one reply for all or a printable bulk string each, in one go);
+anything else goes through ``to_json`` and the ``json`` encoder.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from __future__ import annotations
 import json
 import sys
 
+from playground.codec import values as resp
 from playground.decode import records as R
 from playground.decode.records import to_json
 from playground.sinks.batching import BufferedSink
-from playground.sinks.plain import NOT_PLAIN, PlainReplies, plain_batch, remember
+from playground.sinks.plain import PlainReplies, is_plain, plain_batch, remember
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False,
                            allow_nan=False).encode
@@ -27,6 +29,9 @@ _EXCHANGE = R.RedisExchange
 _ts_micros = R.ts_micros
 _RUN = R.RedisExchanges
 _UNSET = object()
+_ARGS_JOIN = b'","'.join  # a command's plain arguments, inside its JSON list's quotes
+_BYTES_ONLY = {bytes}
+_SCALARS = frozenset({resp.Simple, bytes, int, type(None)})  # equal ones are written alike
 _AROUND = 1024  # heads remembered (pair and client), at most
 
 
@@ -44,7 +49,7 @@ def _plain_items(items, lim: int):
         return None
     if lim and len(joined) > lim and max(map(len, items)) > lim:
         return None
-    if len(items) > R.MAX_ITEMS or NOT_PLAIN.search(joined) is not None:
+    if len(items) > R.MAX_ITEMS or not is_plain(joined):
         return None
     return b'["' + b'","'.join(items) + b'"]'
 
@@ -90,7 +95,6 @@ class JsonSink(BufferedSink):
         lines = []
         append = lines.append
         join = b"".join
-        not_plain = NOT_PLAIN.search
         reply_json = self._replies
         # Records of one feed share pair, ts and client; pipelined replies share the latency.
         last_pair = last_ts = last_client = head = None
@@ -112,7 +116,7 @@ class JsonSink(BufferedSink):
                 except TypeError:  # not all bytes
                     append(_line(r, lim))
                     continue
-                if not args or not_plain(joined) is not None or len(args) > R.MAX_ITEMS or (
+                if not args or not is_plain(joined) or len(args) > R.MAX_ITEMS or (
                     lim and len(joined) > lim and max(map(len, args)) > lim
                 ):
                     append(_line(r, lim))
@@ -153,6 +157,8 @@ class JsonSink(BufferedSink):
         if head is None:
             append(self.format_batch(r.exchanges())[:-1])  # exchange by exchange
             return
+        if self._whole_run(r, append, head, plain):
+            return
         ts = r.ts
         reply_json = self._replies
         last_latency = last_reply = _UNSET
@@ -172,6 +178,36 @@ class JsonSink(BufferedSink):
                 continue
             append(b'%s%s"],"reply":%s,"latency":%s,"redacted":false}' % (
                 head, b'","'.join(args), text, latency_json))
+
+    def _whole_run(self, r, append, head: bytes, plain: bool) -> bool:
+        """The common run's lines in one go, C-level maps and joins, no Python per line: one
+        latency, and its replies one reply (pipelined ``+OK``) or each a checked bulk string
+        (pipelined ``GET``). False when the run is not that (``_run`` makes it line by line);
+        the caller checked its arguments (``plain_batch``) and made its ``head``."""
+        replies, latencies = r.replies, r.latencies
+        n = len(replies)
+        if latencies.count(latencies[0]) != n:
+            return False
+        latency_json = _latency_json(latencies[0])
+        kinds = set(map(type, replies))
+        if latency_json is None:
+            return False
+        first = replies[0]
+        tail = b',"latency":%s,"redacted":false}' % latency_json
+        shown = map(_ARGS_JOIN, r.commands)
+        if replies.count(first) == n and kinds <= _SCALARS:  # equal replies of one type
+            text = b'"' + first + b'"' if plain and type(first) is bytes else (
+                self._replies(first, self.max_value, plain))
+            if text is None:
+                return False
+            after = b'"],"reply":%s%s' % (text, tail)
+            append(head + (after + b"\n" + head).join(shown) + after)
+        elif plain and kinds == _BYTES_ONLY:
+            lines = map(b'%s"],"reply":"%s"'.__mod__, zip(shown, replies, strict=True))
+            append(head + (tail + b"\n" + head).join(lines) + tail)
+        else:
+            return False
+        return True
 
     def _head(self, pair, ts, client) -> bytes | None:
         """An exchange line up to its first argument, ``ts`` as records.json_ts gives it; None

@@ -367,3 +367,20 @@ def test_parse_prefix_shapes():
                  b"~1\r\n$1\r\na\r\n", b"*1\r\n~1\r\n$1\r\na\r\n", b"*1\r\n$3\r\nabc\r\n",
                  b"*2147483647\r\n", b"*1\r\n$x\r\n"):
         assert parse_prefix(data, 2) == ((), 0), data
+
+
+def test_long_runs_with_a_type_hiredis_shows_differently_are_not_taken():
+    """A run long enough for the byte-level look first (256 bytes or more): a set, push,
+    attribute or verbatim string anywhere in it, or a huge array header, and the run is left
+    to the pure parser; the same type bytes inside a value are no reason to refuse it."""
+    parse_prefix = HiredisPrefix().parse_prefix
+    cmd = encode_command("SET", "k", "v")
+    run = cmd * 20  # 540 bytes
+    for inner in (b"*1\r\n~1\r\n$1\r\na\r\n", b"*1\r\n>1\r\n$1\r\na\r\n",
+                  b"*1\r\n|1\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n", b"*1\r\n=5\r\ntxt:a\r\n",
+                  b"*1\r\n*1\r\n$1\r\na\r\n", b"*1234567\r\n"):
+        for data in (inner + run, run + inner + cmd, run + inner):
+            assert len(data) >= 256 and parse_prefix(data, 100) == ((), 0), data
+    value = encode_command("SET", "k", "a~>|=")
+    assert parse_prefix(run + value, 100) == (
+        [[b"SET", b"k", b"v"]] * 20 + [[b"SET", b"k", b"a~>|="]], len(run + value))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
+from playground.codec.encoder import encode_command
 from playground.decode import records as R
 from playground.decode.chain import Chain, HttpFilter
 from playground.decode.httpdecoder import HttpStream
@@ -404,3 +407,39 @@ def test_pipelined_reads_come_as_runs_to_sinks_that_take_them():
     last = [(r.command, r.reply, r.latency, r.redacted, r.ts)
             for r in sinks[ListSink].of(R.RedisExchange)][-3:]
     assert last == [((b"GET", b"a"), b"x", 1.0, False, 3.0)] * 3
+
+
+_FRAMES = [encode_command("SET", "k", "v"), encode_command("GET", "k"), encode_command("INCR", "n"),
+           encode_command("AUTH", "s3cret"), encode_command("CONFIG", "GET", "requirepass"),
+           encode_command("MULTI"), encode_command("EXEC"), encode_command("PING")]
+_ANSWERS = {b"SET": b"+OK\r\n", b"GET": b"$1\r\nv\r\n", b"INCR": b":1\r\n",
+            b"AUTH": b"-WRONGPASS s3cret\r\n", b"CONFIG": b"*2\r\n$11\r\nrequirepass\r\n$2\r\npw\r\n",
+            b"MULTI": b"+OK\r\n", b"EXEC": b"*0\r\n", b"PING": b"+PONG\r\n"}
+
+
+@pytest.mark.pure
+@given(st.lists(st.sampled_from(range(len(_FRAMES))), min_size=1, max_size=40),
+       st.lists(st.integers(0, 2000), max_size=3), st.lists(st.integers(0, 600), max_size=3))
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+def test_replies_matched_in_bulk_give_the_records_of_exchange_by_exchange(picks, cuts, reply_cuts):
+    """A sink taking runs gets, from the replies matched in bulk, the records (redaction
+    included) a sink taking none gets exchange by exchange, for any split of the same bytes."""
+    c2s = b"".join(_FRAMES[i] for i in picks)
+    s2c = b"".join(_ANSWERS[_FRAMES[i].split(b"\r\n")[2]] for i in picks)
+    calls = []
+    for direction, data, at in ((C2S, c2s, cuts), (S2C, s2c, reply_cuts)):
+        prev = 0
+        for cut in sorted({c for c in at if 0 < c < len(data)}) + [len(data)]:
+            calls.append((direction, data[prev:cut]))
+            prev = cut
+    sinks = {}
+    for kind in (ListSink, RunSink):
+        sink = sinks[kind] = kind()
+        c = Chain([sink], decode="resp")
+        c.pair_opened(pair(), 0.0)
+        for i, (d, data) in enumerate(calls):
+            c.data(1, d, data, float(i))
+        c.pair_closed(1, SUMMARY, 100.0)
+    assert R.expand(sinks[RunSink].records) == sinks[ListSink].records
+    text, js = rendered(sinks[ListSink])
+    assert "s3cret" not in text + js and '"pw"' not in js

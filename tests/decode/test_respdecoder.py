@@ -16,6 +16,7 @@ from playground.codec.values import Error, Map, Push, Simple
 from playground.decode.respdecoder import (
     C2S,
     S2C,
+    Answered,
     Exchange,
     RespConversation,
     SecretRange,
@@ -979,3 +980,73 @@ def test_every_path_gives_the_one_exchange_type_with_its_latency_set_once():
     assert [e.offset for e in exchanges[:3]] == starts
     assert [e.size for e in exchanges[:3]] == [len(cmd("GET", "a")), len(cmd("SET", "b", "2")),
                                                len(cmd("GET", "b"))]
+
+
+def _triples(events) -> list:
+    """Each answered command as ``(command, reply, latency)`` (an ``Answered`` as its
+    exchanges), and every other event as it is."""
+    out = []
+    for e in events:
+        if type(e) is Answered:
+            out += zip(e.commands, e.replies, e.latencies, strict=True)
+        elif type(e) is Exchange and not (e.suppressed or e.in_transaction or e.queued):
+            out.append((e.command, e.reply, e.latency))
+        else:
+            out.append(e)
+    return out
+
+
+@pytest.mark.pure
+def test_replies_to_a_pipelined_run_come_matched_in_bulk():
+    """With ``runs``, a read answering several ordinary commands gives one ``Answered``: the
+    commands, replies and latencies as lists, no object per exchange."""
+    conv = RespConversation(runs=True)
+    sent = cmd("SET", "a", "1") + cmd("GET", "a") + cmd("GET", "b")
+    assert conv.feed(C2S, sent, 1.0) == []
+    events = conv.feed(S2C, OK + b"$1\r\n1\r\n", 1.5) + conv.feed(S2C, b"$-1\r\n", 2.0)
+    assert events[0] == Answered([(b"SET", b"a", b"1"), (b"GET", b"a")],
+                                 [Simple(b"OK"), b"1"], [0.5, 0.5])
+    assert [(e.command, e.reply, e.latency) for e in events[1:]] == [((b"GET", b"b"), None, 1.0)]
+    assert conv.pending == 0
+    # not all ordinary (AUTH), a pub/sub push, an error of the parser: exchange by exchange
+    conv.feed(C2S, cmd("AUTH", "pw") + cmd("GET", "a"), 3.0)
+    assert [type(e) for e in conv.feed(S2C, b"+OK\r\n$1\r\n1\r\n", 3.5)] == [Exchange] * 2
+    conv.feed(C2S, cmd("GET", "a") * 2, 4.0)
+    assert [type(e) for e in conv.feed(S2C, b"$1\r\n1\r\n%1\r\n", 4.5)] == [Exchange]
+    assert type(conv.feed(S2C, b"\r\n", 4.6)[-1]) is Undecodable
+
+
+@pytest.mark.pure
+@given(st.lists(st.sampled_from(range(len(_PIPELINE))), min_size=1, max_size=60),
+       st.lists(st.integers(0, 3000), max_size=3), st.lists(st.integers(0, 3000), max_size=4))
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_replies_matched_in_bulk_equal_exchange_by_exchange(picks, cuts, reply_cuts):
+    """The same bytes, split alike, give the same answers (command, reply, latency, in order)
+    and the same other events with ``runs`` (replies matched in bulk) as without."""
+    c2s = b"".join(_PIPELINE[i] for i in picks)
+    s2c = b"".join(reply for _, reply in _script(picks) if reply is not None)
+    got, want = [], []
+    for runs, out in ((True, got), (False, want)):
+        conv = RespConversation(runs=runs)
+        out += _feed_split(conv, C2S, c2s, cuts)
+        prev = 0
+        for i, cut in enumerate(sorted({c for c in reply_cuts if 0 < c < len(s2c)})
+                                + [len(s2c)]):
+            out += conv.feed(S2C, s2c[prev:cut], 1.0 + i)
+            prev = cut
+        out += conv.close(9.0)
+    assert _triples(with_spans(got)) == _triples(with_spans(want))
+
+
+@pytest.mark.pure
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from(SOUP)), max_size=30))
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_protocol_soup_matched_in_bulk_equals_exchange_by_exchange(chunks):
+    got, want = [], []
+    for runs, out in ((True, got), (False, want)):
+        conv = RespConversation(max_pending=50, runs=runs)
+        for i, (c2s, data) in enumerate(chunks):
+            # several replies a read, as a pipelined server sends them
+            out += conv.feed(C2S if c2s else S2C, data * (1 if c2s else 3), float(i))
+        out += conv.eof(S2C, 99.0)
+    assert _triples(with_spans(got)) == _triples(with_spans(want))

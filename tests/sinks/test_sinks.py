@@ -17,7 +17,7 @@ from playground.sinks.batching import FLUSH_DELAY, MAX_BACKLOG, BufferedSink
 from playground.sinks.console import ConsoleFormatter, ConsoleSink, format_args, format_value
 from playground.sinks.jsonlines import JsonSink
 from playground.sinks.jsonlines import _encode as _json_encode
-from playground.sinks.plain import NOT_PLAIN, PlainReplies, plain_batch, remember
+from playground.sinks.plain import PlainReplies, is_plain, plain_batch, remember
 
 
 class CountingIO(io.BytesIO):
@@ -366,11 +366,12 @@ def test_plain_replies_in_a_sinks_own_notation():
 
 
 @pytest.mark.pure
-def test_not_plain_is_what_escape_and_json_would_change():
+def test_plain_is_what_escape_and_json_leave_as_it_is():
     for byte in range(256):
         b = bytes([byte])
         shown_as_is = escape_keeps(b) and json.dumps(b.decode("latin-1"))[1:-1] == chr(byte)
-        assert (NOT_PLAIN.search(b) is None) == shown_as_is, b
+        assert is_plain(b) == shown_as_is, b
+    assert is_plain(b"") and is_plain(b"SET key:1 x") and not is_plain(b"SET key:1 \xff")
 
 
 def escape_keeps(b: bytes) -> bool:
@@ -446,6 +447,65 @@ def test_common_runs_take_the_fast_path(monkeypatch):
     assert console.format_batch([run, gets]) == want_console
 
 
+_uniform_run = st.tuples(
+    st.one_of(*(st.lists(st.lists(st.sampled_from(args), min_size=1, max_size=5).map(tuple),
+                         min_size=1, max_size=20)
+                for args in ([b"GET", b"k", b"v"], [b"GET", b"key:1", b"a b", b"x" * 250, b"\xff"]))),
+    st.one_of(
+        # one reply for all (pipelined +OK), or equal ones of one type, or of several types
+        st.sampled_from([resp.Simple(b"OK"), b"xxx", 1, None, True, 1.0, resp.Simple(b"\xff"),
+                         b"y" * 250, [b"a"]]).map(lambda v: lambda n: [v] * n),
+        st.sampled_from([1, True]).map(lambda v: lambda n: [1] * (n - 1) + [v]),
+        # bulk strings each (pipelined GET), plain or not
+        st.lists(st.sampled_from([b"a", b"bb", b"", b"q\"", b"z" * 250]), min_size=20,
+                 max_size=20).map(lambda vs: lambda n: [bytes(bytearray(v)) for v in vs[:n]]),
+    ),
+    st.one_of(st.sampled_from([0.00021, 12.5, None]).map(lambda x: lambda n: [x] * n),
+              st.just(lambda n: [0.0002] * (n - 1) + [0.0003])),
+)
+
+
+@pytest.mark.pure
+@given(_uniform_run, st.sampled_from([0, 4, 200]))
+@settings(max_examples=300, deadline=None)
+def test_common_runs_made_in_one_go_show_as_their_exchanges(uniform, limit):
+    """The runs the sinks make in one go (one latency; one reply, or a bulk string each)
+    show exactly as their exchanges, whatever their arguments and replies."""
+    commands, replies, latencies = uniform
+    n = len(commands)
+    run = R.RedisExchanges(2, 1.7e9 + 0.5, "127.0.0.1:9", commands, replies(n), latencies(n))
+    expanded = R.expand([run])
+    sink = JsonSink("unused", max_value=limit)
+    assert sink.format_batch([run]) == sink.format_batch(expanded)
+    console = ConsoleSink(out=io.BytesIO(), color="never", max_value=limit)
+    console.formatter = ConsoleFormatter(False, limit)
+    assert console.format_batch([run]) == console.format_batch(expanded)
+
+
+@pytest.mark.pure
+def test_common_runs_are_made_in_one_go(monkeypatch):
+    """Pipelined SETs (one ``+OK`` for all) and GETs (a bulk string each) with one latency
+    are written without a Python step per line: no reply is looked up one by one."""
+    sets = R.RedisExchanges(3, 1.7e9, "127.0.0.1:5", [(b"SET", b"k%d" % i, b"v") for i in
+                                                      range(16)], [resp.Simple(b"OK")] * 16,
+                            [0.0002] * 16)
+    gets = R.RedisExchanges(3, 1.7e9, "127.0.0.1:5", [(b"GET", b"k%d" % i) for i in range(16)],
+                            [b"v%d" % i for i in range(16)], [0.0002] * 16)
+    json_sink = JsonSink("unused")
+    console = ConsoleSink(out=io.BytesIO(), color="never")
+    console.formatter = ConsoleFormatter(False, 200)
+    want = json_sink.format_batch(R.expand([sets, gets])), console.format_batch(
+        R.expand([sets, gets]))
+    calls = []
+    for sink in (json_sink, console):
+        reply_text = sink._replies
+        monkeypatch.setattr(sink, "_replies", lambda *a, f=reply_text: calls.append(a) or f(*a))
+    got = json_sink.format_batch([sets, gets]), console.format_batch([sets, gets])
+    assert got == want
+    assert len(calls) == 2  # +OK, once per sink
+    assert got[1].splitlines()[16] == b'#3 127.0.0.1:5 GET k0 -> "v0" (0.20 ms)'
+
+
 @pytest.mark.pure
 def test_json_heads_stay_right_past_the_remembered_pairs():
     """An exchange head's bytes around ts are remembered per pair and client, a bounded number:
@@ -460,3 +520,14 @@ def test_json_heads_stay_right_past_the_remembered_pairs():
         assert [json.loads(x) for x in lines] == [json.loads(_json_encode(to_json(r, 200)))
                                                   for r in batch]
     assert len(sink._around) <= _AROUND
+
+
+@pytest.mark.pure
+@given(st.lists(st.one_of(st.binary(max_size=70), st.sampled_from([b"key:1", b"x" * 64, b"x" * 65,
+                                                                    b"{a}.b-c/d@e*f_9"])),
+                min_size=1, max_size=8))
+@settings(max_examples=300)
+def test_keys_looked_at_together_are_bare_as_each_alone(keys):
+    from playground.sinks.console import _SAFE_TOKEN, _bare
+
+    assert _bare(keys) == all(_SAFE_TOKEN.fullmatch(k) is not None for k in keys)
