@@ -19,13 +19,14 @@
 from __future__ import annotations
 
 from itertools import chain
+from marshal import dumps, loads
 from operator import attrgetter
 
 from playground.codec import values as resp
 from playground.codec.parser import STREAM_MIN
 from playground.decode import records as R
 from playground.sinks.console import command_summary, fault_mark, format_args, format_value
-from playground.web.capture import Capture
+from playground.web.capture import Capture, encoded_rows, is_encoded
 from playground.web.latency import Latency
 
 _EXCHANGE = R.RedisExchange
@@ -49,6 +50,9 @@ _PER_COMMAND = 120  # its tuple, its latency, its reply's object header, its slo
 _PER_ARG = 41  # an argument's bytes object header and its slot in the command's tuple
 _PER_ROW = 200  # an HTTP, push, notice... row: its tuple and its strings' headers
 _flat = chain.from_iterable
+_ROW_LIMIT = 4096  # an exchange with more bytes in its command or its reply is kept as a tuple
+_AS_IS = frozenset({bytes, int, type(None), float, bool})  # replies an encoded row keeps as they are
+_MARSHAL = 2  # marshal's format for a row: floats in binary, no references (the fastest)
 
 
 def command_size(command) -> int | None:
@@ -101,22 +105,27 @@ def _value(stored):
 
 def rows(entry, max_value: int = 200) -> list[dict]:
     """The table rows of a ``capture.Exchanges`` entry the sink stored (JSON-ready). A RESP
-    entry of one exchange holds ``(command, reply, latency)``, a run ``(commands, replies,
-    latencies)``; replies as ``_stored`` keeps them, an aggregate already as its text."""
+    entry holds encoded rows (``capture.Rows``: each exchange ``(ts, command, reply,
+    latency)`` marshalled), or, for one exchange, ``(command, reply, latency)``, or for a run
+    ``(commands, replies, latencies)``; replies as ``_stored`` keeps them, an aggregate already
+    as its text."""
     first = entry.first
     if entry.kind == "redis":
-        if entry.count == 1:
-            command, reply, latency = entry.data
-            exchanges = ((command, reply, latency),)
+        data = entry.data
+        if is_encoded(data):  # one exchange per row, each with its time
+            exchanges = map(loads, encoded_rows(data))
+        elif entry.count == 1:
+            exchanges = ((entry.ts, *data),)
         else:
-            exchanges = zip(*entry.data, strict=True)
+            ts = entry.ts
+            exchanges = ((ts, *exchange) for exchange in zip(*data, strict=True))
         out = []
-        for i, (command, stored, latency) in enumerate(exchanges):
+        for i, (ts, command, stored, latency) in enumerate(exchanges):
             text = type(stored) is str
             reply = stored if text else _value(stored)
             shown = reply if text else (
                 command_summary(command, reply, max_value) or format_value(reply, max_value))
-            out.append({"index": first + i, "ts": entry.ts, "kind": "redis",
+            out.append({"index": first + i, "ts": ts, "kind": "redis",
                         "request": format_args(command, max_value), "reply": shown,
                         "latency": latency, "request_size": command_size(command),
                         "reply_size": None if text else reply_size(reply),
@@ -147,26 +156,47 @@ class WebSink:
 
     # -- records -----------------------------------------------------------------------------
     def _one(self, pair, ts, command, reply, latency) -> None:
-        """One exchange (unpipelined traffic: the hot path there): kept as
-        ``(command, reply, latency)``, the reply as ``_stored`` keeps it."""
+        """One exchange (unpipelined traffic: the hot path there): ``(ts, command, reply,
+        latency)`` marshalled into the connection's growing rows (``Capture.add_row``: no
+        object kept per exchange), the reply as ``_stored`` keeps it, an aggregate as its text.
+        A long one (a command or a reply over ``_ROW_LIMIT`` bytes: a value the decoder may
+        have cut, which marshal would not say) is an entry of its own, as ``_kept_one``."""
         self.latency.one(ts, command, reply, latency)
+        kind = type(reply)
+        errors = 0
+        if kind is bytes:
+            small = len(reply) <= _ROW_LIMIT
+        elif kind is _SIMPLE or kind is _ERROR:
+            small = len(reply.value) <= _ROW_LIMIT
+            errors = 1 if kind is _ERROR else 0
+            reply = _stored(reply)
+        elif kind in _AS_IS:
+            small = True
+        elif kind is _TRUNCATED:
+            small = False
+        else:
+            reply = format_value(reply, self.max_value)
+            small = True
+        if small and sum(map(len, command)) <= _ROW_LIMIT:
+            self.capture.add_row(pair, ts, "redis", dumps((ts, command, reply, latency), _MARSHAL),
+                                 errors)
+        else:
+            self._kept_one(pair, ts, command, reply, latency, errors)
+
+    def _kept_one(self, pair, ts, command, reply, latency, errors) -> None:
+        """One exchange as an entry of its own, ``(command, reply, latency)``, ``reply`` as
+        ``_one`` made it."""
         cost = sum(map(len, command))
         if cost > _KEPT:  # long arguments: count what the decoder keeps of each
             cost = sum(min(len(a), _KEPT) for a in command)
         cost += _PER_COMMAND + _PER_ARG * len(command)
-        errors = 0
         kind = type(reply)
-        if kind is bytes:
+        if kind is bytes or kind is str:
             cost += len(reply)
-        elif kind is _SIMPLE or kind is _ERROR:
-            errors = 1 if kind is _ERROR else 0
-            cost += len(reply.value)
-            reply = _stored(reply)
-        elif kind in _SCALARS:
-            cost += min(len(reply), _KEPT) if kind is _TRUNCATED else 8
+        elif kind is tuple:  # a simple string or an error, as _stored keeps it
+            cost += len(reply[1])
         else:
-            reply = format_value(reply, self.max_value)
-            cost += len(reply)
+            cost += min(len(reply), _KEPT) if kind is _TRUNCATED else 8
         self.capture.add_exchanges(pair, ts, "redis", (tuple(command), reply, latency), 1, errors,
                                    cost)
 
