@@ -426,8 +426,7 @@ class Capture:
             self._holding[pair] = None
         c.cost += cost
         self.bytes += cost
-        self.seq += 1
-        c.seq = self.seq
+        self.seq = c.seq = self.seq + 1
         if self.bytes > self.max_bytes:
             self._bound()
 
@@ -550,7 +549,8 @@ class Capture:
             cost += ROWS_COST + ENTRY_COST
         blob = rows.blob
         blob += row
-        rows.ends.append(len(blob))
+        ends = rows.ends
+        ends.append(len(blob))
         rows.cost += cost
         c.exchange_count += 1
         if errors:
@@ -560,9 +560,8 @@ class Capture:
             self._holding[pair] = None
         c.cost += cost
         self.bytes += cost
-        self.seq += 1
-        c.seq = self.seq
-        if len(rows.ends) == MAX_ROWS:
+        self.seq = c.seq = self.seq + 1
+        if len(ends) == MAX_ROWS:
             self._seal(c)
         if self.bytes > self.max_bytes:
             self._bound()

@@ -251,10 +251,10 @@ class WebSink:
 
     def emit(self, r) -> None:
         kind = type(r)
-        if kind is _RUN:
-            self._redis(r.pair, r.ts, r.commands, r.replies, r.latencies)
-        elif kind is _EXCHANGE:  # one exchange: _one (a run of one, from _redis, too)
+        if kind is _EXCHANGE:  # one exchange (unpipelined traffic: the most records)
             self._one(r.pair, r.ts, r.command, r.reply, r.latency)
+        elif kind is _RUN:
+            self._redis(r.pair, r.ts, r.commands, r.replies, r.latencies)
         elif kind is _HTTP:
             self._http(r)
         elif kind is R.FaultedRedisExchange:  # the mark rides on the error shown
