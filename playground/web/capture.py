@@ -183,7 +183,7 @@ def encoded_rows(data) -> list[bytes]:
         blob, ends = data.blob, data.ends
     else:
         blob, ends = data[0], array("I", data[1])
-    return [blob[start:end] for start, end in zip(chain((0,), ends), ends)]
+    return [blob[start:end] for start, end in zip(chain((0,), ends[:-1]), ends, strict=True)]
 
 
 class Exchanges(NamedTuple):

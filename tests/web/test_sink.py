@@ -75,6 +75,27 @@ def test_redis_exchanges_read_as_the_console_writes_them():
     assert last["error"] and last["index"] == 3
 
 
+def test_unpipelined_exchanges_share_one_entry_each_row_with_its_time():
+    big = b"v" * 5000  # over the row limit: an entry of its own, between two of rows
+    _, cap = drive([(C2S, _resp(b"SET", b"a", b"1")), (S2C, b"+OK\r\n"),
+                    (C2S, _resp(b"INCR", b"n")), (S2C, b":7\r\n"),
+                    (C2S, _resp(b"SET", b"b", big)), (S2C, b"+OK\r\n"),
+                    (C2S, _resp(b"GET", b"b")), (S2C, b"$5000\r\n" + big + b"\r\n"),
+                    (C2S, _resp(b"HGETALL", b"h")), (S2C, b"*2\r\n$1\r\nf\r\n$1\r\nx\r\n"),
+                    (C2S, _resp(b"GET", b"none")), (S2C, b"$-1\r\n")])
+    entries = cap.get(1).exchanges
+    assert [(e.first, e.count) for e in entries] == [(1, 2), (3, 1), (4, 1), (5, 2)]
+    rows_ = table(cap)
+    assert [(r["index"], r["ts"], r["latency"]) for r in rows_] == [
+        (1, 2.0, 1.0), (2, 4.0, 1.0), (3, 6.0, 1.0), (4, 8.0, 1.0), (5, 10.0, 1.0),
+        (6, 12.0, 1.0)]
+    assert [(r["request"][:12], r["reply"][:12]) for r in rows_] == [
+        ('SET a "1"', "+OK"), ("INCR n", "(integer) 7"), ('SET b "vvvvv', "+OK"),
+        ("GET b", '"vvvvvvvvvvv'), ("HGETALL h", '["f", "x"]'), ("GET none", "(nil)")]
+    assert [(r["request_size"], r["reply_size"]) for r in rows_[:2]] == [
+        (len(_resp(b"SET", b"a", b"1")), 5), (len(_resp(b"INCR", b"n")), 4)]
+
+
 def test_pipelined_runs_become_one_row_each():
     cmds = b"".join(_resp(b"SET", b"k%d" % i, b"v") for i in range(20))
     chain, cap = drive([(C2S, cmds), (S2C, b"+OK\r\n" * 20)])
