@@ -612,19 +612,10 @@ class Capture:
             over = self.bytes - goal
             freed = 0
             exchanges = c.kept_exchanges
-            info, size_of = c.chunk_info, c.chunk_size
-            i, end = c.chunk_first, len(info)
-            trimmed = [0, 0]  # bytes of c2s, s2c
-            while i < end and freed < over:
-                code = info[i] & 15
-                size = 0
-                if code < 2:  # bytes, not a mark
-                    size = size_of(i)
-                    trimmed[code] += size
-                    evicted += size
-                freed += CHUNK_COST + size
-                i += 1
-            if i != c.chunk_first:
+            i, end = c.chunk_first, len(c.chunk_info)
+            if i < end:  # its oldest chunks: as few as free ``over`` (or all of them)
+                i, freed, trimmed = self._oldest_chunks(c, over)
+                evicted += trimmed[0] + trimmed[1]
                 self._trim(c, i, trimmed)
             while i == end and freed < over:
                 if not exchanges:
@@ -641,6 +632,40 @@ class Capture:
                 del holding[pair]
             self._touch(c)
         self.evicted_bytes += evicted
+
+    @staticmethod
+    def _oldest_chunks(c: Connection, over: int) -> tuple[int, int, list[int]]:
+        """The fewest of ``c``'s oldest chunk-table rows whose eviction frees ``over`` (all of
+        them if that is not enough): ``(the first row kept, the cost freed, [c2s, s2c bytes
+        freed])``. Found by bisection, not row by row: a direction's chunks are contiguous in
+        its stream, so the bytes of its chunks before row ``k`` are where its next chunk from
+        ``k`` on starts (or its stream's end) less where its first one starts."""
+        info = c.chunk_info
+        first, end = c.chunk_first, len(info)
+        ends = (c.stream_evicted[C2S] + len(c.c2s), c.stream_evicted[S2C] + len(c.s2c))
+
+        def start_from(row: int, code: int) -> int:
+            for j in range(row, end):
+                key = info[j]
+                if key & 15 == code:
+                    return key >> 4
+            return ends[code]
+
+        base = (start_from(first, 0), start_from(first, 1))
+
+        def freed(k: int) -> tuple[int, list[int]]:
+            trimmed = [start_from(k, 0) - base[0], start_from(k, 1) - base[1]]
+            return CHUNK_COST * (k - first) + trimmed[0] + trimmed[1], trimmed
+
+        lo, hi = first + 1, end  # the answer is in [lo, hi]: hi frees everything there is
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if freed(mid)[0] >= over:
+                hi = mid
+            else:
+                lo = mid + 1
+        cost, trimmed = freed(lo)
+        return lo, cost, trimmed
 
     @staticmethod
     def _trim(c: Connection, first: int, trimmed: list[int]) -> None:
