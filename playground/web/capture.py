@@ -22,8 +22,11 @@ Cost: the store is fed on the proxy's hot path, so what it keeps is cheap to add
 to the cyclic GC: a read appends its bytes to its direction's bytearray and, when it starts a
 chunk, a number to each of two arrays (``array``: its time; its offset and kind), no object per
 read (a chunk's length is where the next of its direction starts); each exchanges entry is a
-plain tuple in a ``TupleLog`` per connection. Eviction trims the front of the arrays and the
-bytearrays (``Chunk`` and ``Exchanges`` are the types handed out on read).
+plain tuple in a ``TupleLog`` per connection, and the adapter's single exchanges are rows it
+encodes as bytes, appended to the connection's growing entry (``add_row``, ``Rows``: no object
+per exchange). Eviction trims the front of the arrays and the bytearrays (how many chunks go is
+found by bisection) and takes whole entries (``Chunk`` and ``Exchanges`` are the types handed
+out on read).
 
 Redaction: ``mask(pair, direction, start, end)`` overwrites stream bytes ``[start, end)`` with
 ``*`` (same length, like the pcap) whether they are stored already or arrive later.

@@ -3,8 +3,9 @@
 ``WebSink`` is two things to the chain (``playground.decode.chain.Chain``):
 
 * a record sink (``emit``, ``emit_many``, ``takes_runs``, like ``playground.sinks.statssink``):
-  exchanges are kept as the decoder made them (in plain tuples the cyclic GC leaves alone: a
-  simple string or an error as a tagged tuple), one exchange or a pipelined run as one entry,
+  exchanges are kept as the decoder made them, in forms the cyclic GC leaves alone (a simple
+  string or an error as a tagged tuple): one exchange as a ``marshal``led row of its
+  connection's growing entry (``Capture.add_row``), a pipelined run as one entry of plain tuples,
   and become rows of text when read (``rows``), made with the console's formatting (``set foo "bar"`` -> ``+OK``,
   bounded at ``max_value`` bytes a value); the detected protocol is noted; other records are
   ignored at the cost of one type check; each exchange is counted in ``latency``
