@@ -50,6 +50,7 @@ _VALUE = attrgetter("value")
 _PER_COMMAND = 120  # its tuple, its latency, its reply's object header, its slots in a run
 _PER_ARG = 41  # an argument's bytes object header and its slot in the command's tuple
 _PER_ROW = 200  # an HTTP, push, notice... row: its tuple and its strings' headers
+_PER_BLOB = 48  # a marshalled run's bytes object header
 _flat = chain.from_iterable
 _ROW_LIMIT = 4096  # an exchange with more bytes in its command or its reply is kept as a tuple
 _AS_IS = frozenset({bytes, int, type(None), float, bool})  # replies an encoded row keeps as they are
@@ -108,7 +109,7 @@ def rows(entry, max_value: int = 200) -> list[dict]:
     """The table rows of a ``capture.Exchanges`` entry the sink stored (JSON-ready). A RESP
     entry holds encoded rows (``capture.Rows``: each exchange ``(ts, command, reply,
     latency)`` marshalled), or, for one exchange, ``(command, reply, latency)``, or for a run
-    ``(commands, replies, latencies)``; replies as ``_stored`` keeps them, an aggregate already
+    ``(commands, replies, latencies)``, marshalled or not; replies as ``_stored`` keeps them, an aggregate already
     as its text."""
     first = entry.first
     if entry.kind == "redis":
@@ -117,9 +118,10 @@ def rows(entry, max_value: int = 200) -> list[dict]:
             exchanges = map(loads, encoded_rows(data))
         elif entry.count == 1:
             exchanges = ((entry.ts, *data),)
-        else:
+        else:  # a run, marshalled or (long values) as it was
             ts = entry.ts
-            exchanges = ((ts, *exchange) for exchange in zip(*data, strict=True))
+            runs = loads(data) if type(data) is bytes else data
+            exchanges = ((ts, *exchange) for exchange in zip(*runs, strict=True))
         out = []
         for i, (ts, command, stored, latency) in enumerate(exchanges):
             text = type(stored) is str
@@ -203,23 +205,21 @@ class WebSink:
 
     def _redis(self, pair, ts, commands, replies, latencies) -> None:
         """A pipelined run (the hot path of pipelined traffic): one entry, ``(commands,
-        replies, latencies)``; scalars are kept as they are and formatted when read, an
-        aggregate reply is formatted now (bounded text)."""
+        replies, latencies)`` ``marshal``led into one bytes (a tuple of them when a value is
+        long: one the decoder may have cut, which marshal would not say); scalars are kept as
+        they are and formatted when read, an aggregate reply is formatted now (bounded text)."""
         if len(commands) == 1:
             self._one(pair, ts, commands[0], replies[0], latencies[0])
             return
         self.latency.redis(ts, commands, replies, latencies)
-        cost = sum(map(len, _flat(commands)))
-        if cost > _KEPT:  # long arguments: count what the decoder keeps of each
-            cost = sum(min(len(a), _KEPT) for command in commands for a in command)
-        cost += _PER_COMMAND * len(commands) + _PER_ARG * sum(map(len, commands))
+        args = sum(map(len, _flat(commands)))
         types = set(map(type, replies))
         errors = 0
         if types <= _BULKS:  # the common cases first: GET's, SET's
-            cost += sum(map(len, replies))
-            kept = tuple(replies)
+            size = sum(map(len, replies))
+            kept = replies
         elif types <= _LINES:
-            cost += sum(map(len, map(_VALUE, replies)))
+            size = sum(map(len, map(_VALUE, replies)))
             if _ERROR in types:
                 errors = sum(1 for reply in replies if type(reply) is _ERROR)
             first = replies[0]
@@ -229,21 +229,29 @@ class WebSink:
                 kept = tuple(map(_stored, replies))
         else:
             kept = list(replies)
+            size = 0
             scalars = _SCALARS
             for i, reply in enumerate(replies):
                 kind = type(reply)
                 if kind in scalars:
-                    cost += min(len(reply), _KEPT) if kind is bytes or kind is _TRUNCATED else 8
+                    size += min(len(reply), _KEPT) if kind is bytes or kind is _TRUNCATED else 8
                 elif kind is _SIMPLE or kind is _ERROR:
                     errors += kind is _ERROR
-                    cost += len(reply.value)
+                    size += len(reply.value)
                     kept[i] = _stored(reply)
                 else:
                     kept[i] = shown = format_value(reply, self.max_value)
-                    cost += len(shown)
-            kept = tuple(kept)
-        self.capture.add_exchanges(pair, ts, "redis", (tuple(commands), kept, tuple(latencies)),
-                                   len(commands), errors, cost)
+                    size += len(shown)
+        if args + size <= _KEPT and _TRUNCATED not in types:
+            data = dumps((commands, kept, latencies), _MARSHAL)
+            cost = len(data) + _PER_BLOB
+        else:
+            data = (tuple(commands), tuple(kept), tuple(latencies))
+            if args > _KEPT:  # long arguments: count what the decoder keeps of each
+                args = sum(min(len(a), _KEPT) for command in commands for a in command)
+            cost = (args + size + _PER_COMMAND * len(commands)
+                    + _PER_ARG * sum(map(len, commands)))
+        self.capture.add_exchanges(pair, ts, "redis", data, len(commands), errors, cost)
 
     def _row(self, pair, ts, kind, request, reply="", latency=None, request_size=None,
              size=None, error=False) -> None:
