@@ -96,6 +96,20 @@ def test_unpipelined_exchanges_share_one_entry_each_row_with_its_time():
         (len(_resp(b"SET", b"a", b"1")), 5), (len(_resp(b"INCR", b"n")), 4)]
 
 
+def test_a_pipelined_run_is_one_marshalled_bytes_unless_a_value_is_long():
+    big = b"v" * 70000  # longer than the decoder keeps whole: cut, which marshal would not say
+    small = _resp(b"SET", b"a", b"1") + _resp(b"INCR", b"n")
+    long_ = _resp(b"SET", b"b", big) + _resp(b"GET", b"a")
+    _, cap = drive([(C2S, small), (S2C, b"+OK\r\n:7\r\n"),
+                    (C2S, long_), (S2C, b"+OK\r\n$1\r\n1\r\n")])
+    entries = cap.get(1).exchanges
+    assert [(e.first, e.count, type(e.data)) for e in entries] == [(1, 2, bytes), (3, 2, tuple)]
+    rows_ = table(cap)
+    assert [(r["request"][:12], r["reply"]) for r in rows_] == [
+        ('SET a "1"', "+OK"), ("INCR n", "(integer) 7"), ('SET b "vvvvv', "+OK"), ("GET a", '"1"')]
+    assert rows_[2]["request_size"] == len(_resp(b"SET", b"b", big))  # the cut value's length
+
+
 def test_pipelined_runs_become_one_row_each():
     cmds = b"".join(_resp(b"SET", b"k%d" % i, b"v") for i in range(20))
     chain, cap = drive([(C2S, cmds), (S2C, b"+OK\r\n" * 20)])
