@@ -12,7 +12,9 @@ decoding alone; ``--sink web`` is the console sink plus the web view (``--web`` 
 its sink on the records and, as the pcap sink would be, on the byte path with redaction's
 hold-back); ``--profile`` prints the top of a cProfile run. Each line also says how long one
 full collection of the cyclic GC takes once the run is over, with what the sinks keep (the
-start-up's objects frozen first, as ``twistd tcpplay`` does). Not a test.
+start-up's objects frozen first, as ``twistd tcpplay`` does); with the view, how many
+exchanges it keeps in how much of its ``--web-memory`` (64 MiB: ``--exchanges 600000`` fills
+it at ``-P 1``, so the run includes its evictions). Not a test.
 """
 
 from __future__ import annotations
@@ -182,6 +184,11 @@ def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: 
     print(f"-P {pipeline:<3} sink={sink:<8} {n / dt:>12,.0f} exchanges/s "
           f"{dt / n * 1e6:6.2f} us/exchange  ({n:,} exchanges, {dt:.2f} s CPU; "
           f"then a full GC {full_gc * 1e3:.1f} ms)")
+    if view is not None:
+        cap = view.capture
+        kept = sum(c.exchange_count - c.exchanges_evicted for c in cap.connections.values())
+        print(f"       the view keeps {kept:,} exchanges in {cap.bytes / 2**20:.1f} of "
+              f"{cap.max_bytes / 2**20:.0f} MiB (evicted: {cap.evicted_bytes / 2**20:.1f} MiB)")
     if prof:
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
     return dt / n

@@ -22,8 +22,11 @@ Cost: the store is fed on the proxy's hot path, so what it keeps is cheap to add
 to the cyclic GC: a read appends its bytes to its direction's bytearray and, when it starts a
 chunk, a number to each of two arrays (``array``: its time; its offset and kind), no object per
 read (a chunk's length is where the next of its direction starts); each exchanges entry is a
-plain tuple in a ``TupleLog`` per connection. Eviction trims the front of the arrays and the
-bytearrays (``Chunk`` and ``Exchanges`` are the types handed out on read).
+plain tuple in a ``TupleLog`` per connection, and the adapter's single exchanges are rows it
+encodes as bytes, appended to the connection's growing entry (``add_row``, ``Rows``: no object
+per exchange). Eviction trims the front of the arrays and the bytearrays (how many chunks go is
+found by bisection) and takes whole entries (``Chunk`` and ``Exchanges`` are the types handed
+out on read).
 
 Redaction: ``mask(pair, direction, start, end)`` overwrites stream bytes ``[start, end)`` with
 ``*`` (same length, like the pcap) whether they are stored already or arrive later.
@@ -62,6 +65,12 @@ MAX_CHUNK = 64 * 1024  # a chunk grows by appending same-direction bytes up to t
 MAX_EVICTION_LOG = 4096  # ids of evicted connections remembered for changes(since)
 MAX_PENDING_MASKS = 64  # ranges registered ahead of their bytes, per direction
 BLOCK = 64  # items per block of a TupleLog
+# A Rows entry (exchanges encoded by the adapter, one bytes per row): counted per entry, its
+# object, its bytearray's and array's headers and its entry tuple; per row, its bytes with the
+# bytearray's growth slack (an eighth) and its end in the array (4 bytes, with slack).
+ROWS_COST = 512
+ROW_COST = 8
+MAX_ROWS = 256  # rows per Rows entry: then it is sealed and a new one starts
 
 OPEN = "open"
 CLOSED = "closed"
@@ -140,6 +149,46 @@ class TupleLog:
         return bool(self.tail or self.blocks or self.skip < len(self.head))
 
 
+class Rows:
+    """A connection's newest exchanges entry while it grows: rows the adapter encoded, one
+    bytes each (the web sink: ``marshal``), in one bytearray with an array of their ends, so
+    a row adds no Python object (nothing for the cyclic GC) and costs its bytes and 4 more.
+    Sealed (``Capture._seal``) once it holds ``MAX_ROWS`` rows, when another entry follows, at
+    close or when eviction reaches it: kept then as a plain tuple of two bytes (the rows, their
+    ends), which the GC stops tracking (an array it would not). ``encoded_rows(data)`` reads either form."""
+
+    __slots__ = ("first", "ts", "kind", "blob", "ends", "errors", "cost")
+
+    def __init__(self, first: int, ts: float, kind: str):
+        self.first = first
+        self.ts = ts
+        self.kind = kind
+        self.blob = bytearray()
+        self.ends = array("I")
+        self.errors = 0
+        self.cost = 0  # as counted by Capture.add_row
+
+    def entry(self) -> Exchanges:
+        return Exchanges(self.first, len(self.ends), self.ts, self.kind, self, self.errors,
+                         self.cost)
+
+
+def is_encoded(data) -> bool:
+    """Whether an entry's ``data`` holds encoded rows (a ``Rows``, open or sealed)."""
+    return type(data) is Rows or (type(data) is tuple and len(data) == 2
+                                  and type(data[1]) is bytes)
+
+
+def encoded_rows(data) -> list[bytes]:
+    """The rows of a ``Rows`` entry's ``data`` (open or sealed), each as the adapter encoded
+    it (copies: the open entry's bytearray may grow meanwhile)."""
+    if type(data) is Rows:
+        blob, ends = data.blob, data.ends
+    else:
+        blob, ends = data[0], array("I", data[1])
+    return [blob[start:end] for start, end in zip(chain((0,), ends[:-1]), ends, strict=True)]
+
+
 class Exchanges(NamedTuple):
     """One or more rows of a connection's exchanges table, in order: ``count`` rows numbered
     from ``first`` (a pipelined run is one entry). ``data`` is what the adapter stored, opaque
@@ -197,6 +246,7 @@ class Connection:
     exchange_count: int = 0
     error_count: int = 0
     kept_exchanges: TupleLog = attrs.field(factory=TupleLog, init=False)  # Exchanges' tuples
+    open_rows: Rows | None = attrs.field(default=None, init=False)  # the newest, growing
     exchanges_evicted: int = 0
     # the stream: each direction's bytes from stream_evicted[direction] on, and the chunk
     # table (rows from chunk_first on are kept; row i is chunk number chunk_count - (len - 1 - i))
@@ -213,8 +263,11 @@ class Connection:
 
     @property
     def exchanges(self) -> list[Exchanges]:
-        """Its stored exchanges entries, oldest first."""
-        return list(map(Exchanges._make, self.kept_exchanges))
+        """Its stored exchanges entries, oldest first (the growing ``Rows`` last)."""
+        out = list(map(Exchanges._make, self.kept_exchanges))
+        if self.open_rows is not None:
+            out.append(self.open_rows.entry())
+        return out
 
     @property
     def chunks(self) -> list[Chunk]:
@@ -376,8 +429,7 @@ class Capture:
             self._holding[pair] = None
         c.cost += cost
         self.bytes += cost
-        self.seq += 1
-        c.seq = self.seq
+        self.seq = c.seq = self.seq + 1
         if self.bytes > self.max_bytes:
             self._bound()
 
@@ -449,6 +501,8 @@ class Capture:
         if bytes_s2c is not None:
             c.bytes_s2c = max(c.bytes_s2c, bytes_s2c)
         c.pending_masks.clear()
+        if c.open_rows is not None:
+            self._seal(c)
         direction = C2S if closed_by == "client" else S2C if closed_by == "server" else ""
         self._mark(c, direction, "rst" if how == "reset" else "close", now)
         self._touch(c)
@@ -462,6 +516,8 @@ class Capture:
         if c is None:
             self.dropped_records += count
             return
+        if c.open_rows is not None:
+            self._seal(c)
         cost += ENTRY_COST
         first = c.exchange_count + 1
         c.kept_exchanges.append((first, count, now, kind, data, errors, cost))  # an Exchanges
@@ -476,6 +532,52 @@ class Capture:
         c.seq = self.seq
         if self.bytes > self.max_bytes:
             self._bound()
+
+    def add_row(self, pair: int, now: float, kind: str, row: bytes, errors: int = 0) -> None:
+        """One exchange (row) of ``kind`` the adapter encoded as ``row``, ``errors`` 0 or 1:
+        appended to the connection's growing ``Rows`` entry (the hot path of unpipelined
+        traffic: no object kept per exchange). Its cost: its bytes, ``ROW_COST`` and the
+        slack, and ``ROWS_COST`` for each new entry."""
+        c = self.connections.get(pair)
+        if c is None:
+            self.dropped_records += 1
+            return
+        rows = c.open_rows
+        n = len(row)
+        cost = n + (n >> 3) + ROW_COST
+        if rows is None or rows.kind != kind:
+            if rows is not None:
+                self._seal(c)
+            rows = c.open_rows = Rows(c.exchange_count + 1, now, kind)
+            cost += ROWS_COST + ENTRY_COST
+        blob = rows.blob
+        blob += row
+        ends = rows.ends
+        ends.append(len(blob))
+        rows.cost += cost
+        c.exchange_count += 1
+        if errors:
+            rows.errors += errors
+            c.error_count += errors
+        if c.cost == 0:
+            self._holding[pair] = None
+        c.cost += cost
+        self.bytes += cost
+        self.seq = c.seq = self.seq + 1
+        if len(ends) == MAX_ROWS:
+            self._seal(c)
+        if self.bytes > self.max_bytes:
+            self._bound()
+
+    @staticmethod
+    def _seal(c: Connection) -> None:
+        """The connection's growing ``Rows`` becomes a stored entry like the others, its
+        data a plain tuple of two bytes (its cost stays as counted)."""
+        rows = c.open_rows
+        c.open_rows = None
+        c.kept_exchanges.append((rows.first, len(rows.ends), rows.ts, rows.kind,
+                                 (bytes(rows.blob), rows.ends.tobytes()), rows.errors,
+                                 rows.cost))
 
     # -- what the API reads ----------------------------------------------------------------
     def get(self, pair: int) -> Connection | None:
@@ -513,31 +615,60 @@ class Capture:
             over = self.bytes - goal
             freed = 0
             exchanges = c.kept_exchanges
-            info, size_of = c.chunk_info, c.chunk_size
-            i, end = c.chunk_first, len(info)
-            trimmed = [0, 0]  # bytes of c2s, s2c
-            while i < end and freed < over:
-                code = info[i] & 15
-                size = 0
-                if code < 2:  # bytes, not a mark
-                    size = size_of(i)
-                    trimmed[code] += size
-                    evicted += size
-                freed += CHUNK_COST + size
-                i += 1
-            if i != c.chunk_first:
+            i, end = c.chunk_first, len(c.chunk_info)
+            if i < end:  # its oldest chunks: as few as free ``over`` (or all of them)
+                i, freed, trimmed = self._oldest_chunks(c, over)
+                evicted += trimmed[0] + trimmed[1]
                 self._trim(c, i, trimmed)
-            while i == end and exchanges and freed < over:
+            while i == end and freed < over:
+                if not exchanges:
+                    if c.open_rows is None:
+                        break
+                    self._seal(c)
                 _, count, _, _, _, _, cost = exchanges.popleft()  # an Exchanges
                 c.exchanges_evicted += count
                 evicted += cost - ENTRY_COST
                 freed += cost
             c.cost -= freed
             self.bytes -= freed
-            if c.cost <= 0 or not (i < end or exchanges):  # (both go together)
+            if c.cost <= 0 or not (i < end or exchanges or c.open_rows is not None):
                 del holding[pair]
             self._touch(c)
         self.evicted_bytes += evicted
+
+    @staticmethod
+    def _oldest_chunks(c: Connection, over: int) -> tuple[int, int, list[int]]:
+        """The fewest of ``c``'s oldest chunk-table rows whose eviction frees ``over`` (all of
+        them if that is not enough): ``(the first row kept, the cost freed, [c2s, s2c bytes
+        freed])``. Found by bisection, not row by row: a direction's chunks are contiguous in
+        its stream, so the bytes of its chunks before row ``k`` are where its next chunk from
+        ``k`` on starts (or its stream's end) less where its first one starts."""
+        info = c.chunk_info
+        first, end = c.chunk_first, len(info)
+        ends = (c.stream_evicted[C2S] + len(c.c2s), c.stream_evicted[S2C] + len(c.s2c))
+
+        def start_from(row: int, code: int) -> int:
+            for j in range(row, end):
+                key = info[j]
+                if key & 15 == code:
+                    return key >> 4
+            return ends[code]
+
+        base = (start_from(first, 0), start_from(first, 1))
+
+        def freed(k: int) -> tuple[int, list[int]]:
+            trimmed = [start_from(k, 0) - base[0], start_from(k, 1) - base[1]]
+            return CHUNK_COST * (k - first) + trimmed[0] + trimmed[1], trimmed
+
+        lo, hi = first + 1, end  # the answer is in [lo, hi]: hi frees everything there is
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if freed(mid)[0] >= over:
+                hi = mid
+            else:
+                lo = mid + 1
+        cost, trimmed = freed(lo)
+        return lo, cost, trimmed
 
     @staticmethod
     def _trim(c: Connection, first: int, trimmed: list[int]) -> None:

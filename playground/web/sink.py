@@ -3,8 +3,9 @@
 ``WebSink`` is two things to the chain (``playground.decode.chain.Chain``):
 
 * a record sink (``emit``, ``emit_many``, ``takes_runs``, like ``playground.sinks.statssink``):
-  exchanges are kept as the decoder made them (in plain tuples the cyclic GC leaves alone: a
-  simple string or an error as a tagged tuple), one exchange or a pipelined run as one entry,
+  exchanges are kept as the decoder made them, in forms the cyclic GC leaves alone (a simple
+  string or an error as a tagged tuple): one exchange as a ``marshal``led row of its
+  connection's growing entry (``Capture.add_row``), a pipelined run as one entry of plain tuples,
   and become rows of text when read (``rows``), made with the console's formatting (``set foo "bar"`` -> ``+OK``,
   bounded at ``max_value`` bytes a value); the detected protocol is noted; other records are
   ignored at the cost of one type check; each exchange is counted in ``latency``
@@ -19,13 +20,14 @@
 from __future__ import annotations
 
 from itertools import chain
+from marshal import dumps, loads
 from operator import attrgetter
 
 from playground.codec import values as resp
 from playground.codec.parser import STREAM_MIN
 from playground.decode import records as R
 from playground.sinks.console import command_summary, fault_mark, format_args, format_value
-from playground.web.capture import Capture
+from playground.web.capture import Capture, encoded_rows, is_encoded
 from playground.web.latency import Latency
 
 _EXCHANGE = R.RedisExchange
@@ -48,7 +50,11 @@ _VALUE = attrgetter("value")
 _PER_COMMAND = 120  # its tuple, its latency, its reply's object header, its slots in a run
 _PER_ARG = 41  # an argument's bytes object header and its slot in the command's tuple
 _PER_ROW = 200  # an HTTP, push, notice... row: its tuple and its strings' headers
+_PER_BLOB = 48  # a marshalled run's bytes object header
 _flat = chain.from_iterable
+_ROW_LIMIT = 4096  # an exchange with more bytes in its command or its reply is kept as a tuple
+_AS_IS = frozenset({bytes, int, type(None), float, bool})  # replies an encoded row keeps as they are
+_MARSHAL = 2  # marshal's format for a row: floats in binary, no references (the fastest)
 
 
 def command_size(command) -> int | None:
@@ -101,22 +107,28 @@ def _value(stored):
 
 def rows(entry, max_value: int = 200) -> list[dict]:
     """The table rows of a ``capture.Exchanges`` entry the sink stored (JSON-ready). A RESP
-    entry of one exchange holds ``(command, reply, latency)``, a run ``(commands, replies,
-    latencies)``; replies as ``_stored`` keeps them, an aggregate already as its text."""
+    entry holds encoded rows (``capture.Rows``: each exchange ``(ts, command, reply,
+    latency)`` marshalled), or, for one exchange, ``(command, reply, latency)``, or for a run
+    ``(commands, replies, latencies)``, marshalled or not; replies as ``_stored`` keeps them, an aggregate already
+    as its text."""
     first = entry.first
     if entry.kind == "redis":
-        if entry.count == 1:
-            command, reply, latency = entry.data
-            exchanges = ((command, reply, latency),)
-        else:
-            exchanges = zip(*entry.data, strict=True)
+        data = entry.data
+        if is_encoded(data):  # one exchange per row, each with its time
+            exchanges = map(loads, encoded_rows(data))
+        elif entry.count == 1:
+            exchanges = ((entry.ts, *data),)
+        else:  # a run, marshalled or (long values) as it was
+            ts = entry.ts
+            runs = loads(data) if type(data) is bytes else data
+            exchanges = ((ts, *exchange) for exchange in zip(*runs, strict=True))
         out = []
-        for i, (command, stored, latency) in enumerate(exchanges):
+        for i, (ts, command, stored, latency) in enumerate(exchanges):
             text = type(stored) is str
             reply = stored if text else _value(stored)
             shown = reply if text else (
                 command_summary(command, reply, max_value) or format_value(reply, max_value))
-            out.append({"index": first + i, "ts": entry.ts, "kind": "redis",
+            out.append({"index": first + i, "ts": ts, "kind": "redis",
                         "request": format_args(command, max_value), "reply": shown,
                         "latency": latency, "request_size": command_size(command),
                         "reply_size": None if text else reply_size(reply),
@@ -147,48 +159,67 @@ class WebSink:
 
     # -- records -----------------------------------------------------------------------------
     def _one(self, pair, ts, command, reply, latency) -> None:
-        """One exchange (unpipelined traffic: the hot path there): kept as
-        ``(command, reply, latency)``, the reply as ``_stored`` keeps it."""
+        """One exchange (unpipelined traffic: the hot path there): ``(ts, command, reply,
+        latency)`` marshalled into the connection's growing rows (``Capture.add_row``: no
+        object kept per exchange), the reply as ``_stored`` keeps it, an aggregate as its text.
+        A long one (a command or a reply over ``_ROW_LIMIT`` bytes: a value the decoder may
+        have cut, which marshal would not say) is an entry of its own, as ``_kept_one``."""
         self.latency.one(ts, command, reply, latency)
+        kind = type(reply)
+        errors = 0
+        if kind is bytes:
+            small = len(reply) <= _ROW_LIMIT
+        elif kind is _SIMPLE or kind is _ERROR:
+            small = len(reply.value) <= _ROW_LIMIT
+            errors = 1 if kind is _ERROR else 0
+            reply = _stored(reply)
+        elif kind in _AS_IS:
+            small = True
+        elif kind is _TRUNCATED:
+            small = False
+        else:
+            reply = format_value(reply, self.max_value)
+            small = True
+        if small and sum(map(len, command)) <= _ROW_LIMIT:
+            self.capture.add_row(pair, ts, "redis", dumps((ts, command, reply, latency), _MARSHAL),
+                                 errors)
+        else:
+            self._kept_one(pair, ts, command, reply, latency, errors)
+
+    def _kept_one(self, pair, ts, command, reply, latency, errors) -> None:
+        """One exchange as an entry of its own, ``(command, reply, latency)``, ``reply`` as
+        ``_one`` made it."""
         cost = sum(map(len, command))
         if cost > _KEPT:  # long arguments: count what the decoder keeps of each
             cost = sum(min(len(a), _KEPT) for a in command)
         cost += _PER_COMMAND + _PER_ARG * len(command)
-        errors = 0
         kind = type(reply)
-        if kind is bytes:
+        if kind is bytes or kind is str:
             cost += len(reply)
-        elif kind is _SIMPLE or kind is _ERROR:
-            errors = 1 if kind is _ERROR else 0
-            cost += len(reply.value)
-            reply = _stored(reply)
-        elif kind in _SCALARS:
-            cost += min(len(reply), _KEPT) if kind is _TRUNCATED else 8
+        elif kind is tuple:  # a simple string or an error, as _stored keeps it
+            cost += len(reply[1])
         else:
-            reply = format_value(reply, self.max_value)
-            cost += len(reply)
+            cost += min(len(reply), _KEPT) if kind is _TRUNCATED else 8
         self.capture.add_exchanges(pair, ts, "redis", (tuple(command), reply, latency), 1, errors,
                                    cost)
 
     def _redis(self, pair, ts, commands, replies, latencies) -> None:
         """A pipelined run (the hot path of pipelined traffic): one entry, ``(commands,
-        replies, latencies)``; scalars are kept as they are and formatted when read, an
-        aggregate reply is formatted now (bounded text)."""
+        replies, latencies)`` ``marshal``led into one bytes (a tuple of them when a value is
+        long: one the decoder may have cut, which marshal would not say); scalars are kept as
+        they are and formatted when read, an aggregate reply is formatted now (bounded text)."""
         if len(commands) == 1:
             self._one(pair, ts, commands[0], replies[0], latencies[0])
             return
         self.latency.redis(ts, commands, replies, latencies)
-        cost = sum(map(len, _flat(commands)))
-        if cost > _KEPT:  # long arguments: count what the decoder keeps of each
-            cost = sum(min(len(a), _KEPT) for command in commands for a in command)
-        cost += _PER_COMMAND * len(commands) + _PER_ARG * sum(map(len, commands))
+        args = sum(map(len, _flat(commands)))
         types = set(map(type, replies))
         errors = 0
         if types <= _BULKS:  # the common cases first: GET's, SET's
-            cost += sum(map(len, replies))
-            kept = tuple(replies)
+            size = sum(map(len, replies))
+            kept = replies
         elif types <= _LINES:
-            cost += sum(map(len, map(_VALUE, replies)))
+            size = sum(map(len, map(_VALUE, replies)))
             if _ERROR in types:
                 errors = sum(1 for reply in replies if type(reply) is _ERROR)
             first = replies[0]
@@ -198,21 +229,29 @@ class WebSink:
                 kept = tuple(map(_stored, replies))
         else:
             kept = list(replies)
+            size = 0
             scalars = _SCALARS
             for i, reply in enumerate(replies):
                 kind = type(reply)
                 if kind in scalars:
-                    cost += min(len(reply), _KEPT) if kind is bytes or kind is _TRUNCATED else 8
+                    size += min(len(reply), _KEPT) if kind is bytes or kind is _TRUNCATED else 8
                 elif kind is _SIMPLE or kind is _ERROR:
                     errors += kind is _ERROR
-                    cost += len(reply.value)
+                    size += len(reply.value)
                     kept[i] = _stored(reply)
                 else:
                     kept[i] = shown = format_value(reply, self.max_value)
-                    cost += len(shown)
-            kept = tuple(kept)
-        self.capture.add_exchanges(pair, ts, "redis", (tuple(commands), kept, tuple(latencies)),
-                                   len(commands), errors, cost)
+                    size += len(shown)
+        if args + size <= _KEPT and _TRUNCATED not in types:
+            data = dumps((commands, kept, latencies), _MARSHAL)
+            cost = len(data) + _PER_BLOB
+        else:
+            data = (tuple(commands), tuple(kept), tuple(latencies))
+            if args > _KEPT:  # long arguments: count what the decoder keeps of each
+                args = sum(min(len(a), _KEPT) for command in commands for a in command)
+            cost = (args + size + _PER_COMMAND * len(commands)
+                    + _PER_ARG * sum(map(len, commands)))
+        self.capture.add_exchanges(pair, ts, "redis", data, len(commands), errors, cost)
 
     def _row(self, pair, ts, kind, request, reply="", latency=None, request_size=None,
              size=None, error=False) -> None:
@@ -221,10 +260,10 @@ class WebSink:
 
     def emit(self, r) -> None:
         kind = type(r)
-        if kind is _RUN:
-            self._redis(r.pair, r.ts, r.commands, r.replies, r.latencies)
-        elif kind is _EXCHANGE:  # one exchange: _one (a run of one, from _redis, too)
+        if kind is _EXCHANGE:  # one exchange (unpipelined traffic: the most records)
             self._one(r.pair, r.ts, r.command, r.reply, r.latency)
+        elif kind is _RUN:
+            self._redis(r.pair, r.ts, r.commands, r.replies, r.latencies)
         elif kind is _HTTP:
             self._http(r)
         elif kind is R.FaultedRedisExchange:  # the mark rides on the error shown

@@ -15,10 +15,15 @@ from playground.web.capture import (
     C2S,
     CHUNK_COST,
     ENTRY_COST,
+    MAX_ROWS,
     MIB,
+    ROW_COST,
+    ROWS_COST,
     S2C,
     Capture,
     TupleLog,
+    encoded_rows,
+    is_encoded,
 )
 
 pytestmark = pytest.mark.pure
@@ -178,6 +183,7 @@ _ops = st.lists(st.one_of(
               st.integers(0, 20)),
     st.tuples(st.just("mask"), st.integers(1, 12), st.sampled_from([C2S, S2C]),
               st.integers(0, 400), st.integers(0, 60)),
+    st.tuples(st.just("row"), st.integers(1, 12), st.binary(max_size=200), st.integers(0, 1)),
     st.tuples(st.just("fin"), st.integers(1, 12), st.sampled_from([C2S, S2C])),
     st.tuples(st.just("close"), st.integers(1, 12), st.sampled_from(["fin", "reset"])),
 ), max_size=80)
@@ -204,6 +210,8 @@ def test_bounds_hold_for_any_sequence_of_events(ops, max_connections, max_bytes)
         elif kind == "exchange":
             cap.add_exchanges(pair, now, "redis", None, count=op[2], cost=op[3],
                               errors=min(op[4], op[2]))
+        elif kind == "row":
+            cap.add_row(pair, now, "redis", op[2], op[3])
         elif kind == "mask":
             cap.mask(pair, op[2], op[3], op[3] + op[4])
         elif kind == "fin":
@@ -219,6 +227,11 @@ def test_bounds_hold_for_any_sequence_of_events(ops, max_connections, max_bytes)
         for c in cap.connections.values():
             assert c.cost == sum(ch.cost for ch in c.chunks) + sum(e.cost for e in c.exchanges)
             assert c.exchanges_evicted + sum(e.count for e in c.exchanges) == c.exchange_count
+            # entries are numbered on: each starts where the one before it ended
+            entries = c.exchanges
+            assert all(a.first + a.count == b.first for a, b in zip(entries, entries[1:], strict=False))
+            assert all(len(encoded_rows(e.data)) == e.count for e in entries
+                       if is_encoded(e.data))
             for direction in (C2S, S2C):
                 # what is kept of a direction is its tail from the evicted mark on, in order
                 kept = [ch for ch in c.chunks if ch.direction == direction and ch.mark is None]
@@ -322,3 +335,57 @@ def test_the_stream_kept_is_the_tail_of_what_was_sent_whatever_is_evicted(ops, m
     if len(chunks) > 1:
         assert cap.stream(1, after=len(order) - 1) == chunks[-1:]
         assert cap.stream(1, after=len(order) - 2, limit=1) == chunks[-2:-1]
+
+
+def test_rows_grow_one_entry_sealed_when_full_or_followed_and_read_back():
+    cap = Capture()
+    _open(cap, 1)
+    for i in range(MAX_ROWS + 2):
+        cap.add_row(1, 1.0 + i, "redis", b"row %d" % i, errors=int(i == 3))
+    c = cap.get(1)
+    # the first MAX_ROWS rows are a sealed entry (plain bytes, left alone by the GC), the
+    # rest the growing one, read as it is now
+    assert [(e.first, e.count, e.ts) for e in c.exchanges] == [
+        (1, MAX_ROWS, 1.0), (MAX_ROWS + 1, 2, 1.0 + MAX_ROWS)]
+    sealed, growing = c.exchanges
+    assert encoded_rows(sealed.data) == [b"row %d" % i for i in range(MAX_ROWS)]
+    assert encoded_rows(growing.data) == [b"row %d" % i for i in (MAX_ROWS, MAX_ROWS + 1)]
+    assert (sealed.errors, growing.errors, c.error_count) == (1, 0, 1)
+    for _ in range(3):  # a pass untracks a tuple whose items are untracked
+        gc.collect()
+    assert not [e for e in c.kept_exchanges if gc.is_tracked(e)]
+    # counted: each row's bytes, an eighth of them and ROW_COST; each entry ROWS_COST and
+    # ENTRY_COST
+    size = sum(len(b"row %d" % i) for i in range(MAX_ROWS + 2))
+    assert cap.bytes == c.cost == sealed.cost + growing.cost == (
+        size + sum(len(b"row %d" % i) >> 3 for i in range(MAX_ROWS + 2))
+        + (MAX_ROWS + 2) * ROW_COST + 2 * (ROWS_COST + ENTRY_COST))
+    # another kind of entry seals the growing one first, and rows go on after it
+    cap.add_exchanges(1, 500.0, "notice", "hello", cost=5)
+    cap.add_row(1, 501.0, "redis", b"after")
+    assert [(e.first, e.count, e.kind) for e in c.exchanges] == [
+        (1, MAX_ROWS, "redis"), (MAX_ROWS + 1, 2, "redis"), (MAX_ROWS + 3, 1, "notice"),
+        (MAX_ROWS + 4, 1, "redis")]
+    assert encoded_rows(c.exchanges[-1].data) == [b"after"]
+    cap.closed(1, 502.0)  # and the close seals it
+    assert c.open_rows is None and c.exchange_count == MAX_ROWS + 4
+    assert encoded_rows(c.exchanges[-1].data) == [b"after"]
+
+
+def test_eviction_takes_a_growing_rows_entry_whole_and_rows_start_again():
+    cap = Capture(max_bytes=ROWS_COST + ENTRY_COST + 10 * (ROW_COST + 100))
+    _open(cap, 1)
+    for i in range(12):  # the 10th goes over the bound: the whole entry goes, counted
+        cap.add_row(1, float(i), "redis", bytes([65 + i]) * 90)
+        assert cap.bytes <= cap.max_bytes
+    c = cap.get(1)
+    assert c.exchanges_evicted == 10 and c.exchange_count == 12
+    assert [(e.first, e.count) for e in c.exchanges] == [(11, 2)]
+    assert encoded_rows(c.exchanges[0].data) == [b"K" * 90, b"L" * 90]
+    assert cap.bytes == c.cost == c.exchanges[0].cost
+
+
+def test_rows_for_a_connection_not_here_are_counted_as_dropped():
+    cap = Capture()
+    cap.add_row(7, 1.0, "redis", b"x")
+    assert cap.dropped_records == 1 and cap.bytes == 0
