@@ -12,7 +12,10 @@ handed over from their transports (stopped; they take the sockets back only to c
 one private ``epoll`` per reactor (``_Dispatcher``), which the reactor watches as a single
 reader: each reactor turn it takes at most ``EVENTS_PER_TURN`` ready sockets and runs their
 handlers in one loop (the rest on the next turn: its fd stays readable), rather than the
-reactor's dispatch per socket (``callWithLogger``, ``_doReadOrWrite``: costly per event).
+reactor's dispatch per socket (``callWithLogger``, ``_doReadOrWrite``: costly per event). The
+common event (a socket readable, its pipe empty, its destination not waiting to be writable:
+every request and reply of a request/response protocol) is handled in that loop itself, two
+``splice`` calls and little else; every other case goes through ``_Direction``'s methods.
 
 * readable: a read of what the pipe has room for, then the pipe is drained into the other
   socket; again while the socket had more, up to ``READS_PER_TURN`` reads: bounded work per
