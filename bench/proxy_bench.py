@@ -52,6 +52,18 @@ import time
 from benchsupport import HERE, TWISTD, free_port, rss_kib, wait_port
 from faults_bench import RUN_PROXY, export
 
+# tcpplay-base: the proxy of the exported tree, logging as ``twistd -n`` does (one text line per
+# event to stdout: the open and close lines are part of each pair's cost) and with tap.py's
+# gc.freeze() at start, so the two trees are measured alike.
+RUN_BASE = RUN_PROXY.replace(
+    "service.startService()",
+    "import gc\n"
+    "from twisted.logger import globalLogBeginner, textFileLogObserver\n"
+    "globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])\n"
+    "gc.collect()\n"
+    "gc.freeze()\n"
+    "service.startService()")
+
 
 class Proc:
     def __init__(self, args, port=None, stdout=subprocess.DEVNULL, **kw):
@@ -85,7 +97,7 @@ def start_proxy(kind: str, target: int, tmp: str, extra=None, stdout=None) -> tu
     if kind == "tcpplay-python":
         kind, extra = "tcpplay", ["--decode", "none", "--no-zero-copy"]
     if kind == "tcpplay-base":  # the tree exported into tmp/base, run without twistd
-        args = [sys.executable, "-c", RUN_PROXY, f"{tmp}/base", "--listen", str(port),
+        args = [sys.executable, "-c", RUN_BASE, f"{tmp}/base", "--listen", str(port),
                 "--target", str(target), "--max-connections", "0", "--decode", "none"]
     elif kind == "tcpplay":
         args = [TWISTD, "-n", "--pidfile=", "tcpplay", "proxy", "--listen", str(port),
