@@ -389,7 +389,7 @@ class _Direction:
             except OSError:
                 moved = 0  # EAGAIN, or an error: drain() below tries again and says which
             if moved == n:
-                return n >= room  # the source had more than the room: read on
+                return n >= room  # a read that took all the room may have left more
             self.pending = n - moved
         else:
             self.pending = pending + n
