@@ -715,6 +715,8 @@ class Pair:
             elif how == "fin" and side.pipeline is not None and not side.pipeline.done:
                 # its toxics may still hold bytes: the FIN they pass on closes the other side
                 self.toxic_actions(side, side.pipeline.eof(self.reactor.seconds()))
+            elif how == "fin" and self.read_closed == 3:
+                pass  # both ways done: the other side's close is under way already
             elif how == "fin":
                 # A clean close: what we already queued for the other side still goes out.
                 other.transport.loseConnection()

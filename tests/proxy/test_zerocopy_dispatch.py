@@ -12,6 +12,7 @@ import select
 import socket
 
 import pytest
+from twisted.internet import error
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
@@ -28,7 +29,9 @@ class SocketTransport:
         sock.setblocking(False)
         self.sock = sock
         self.reactor = reactor
-        self.lost = None  # "fin" or "abort", once closed
+        self.lost = None  # "fin", "closed" (connectionLost called, as at the end) or "abort"
+        self.connected = True
+        self.disconnecting = False
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -47,6 +50,11 @@ class SocketTransport:
 
     def abortConnection(self):
         self.lost = self.lost or "abort"
+
+    def connectionLost(self, reason):
+        assert reason.check(error.ConnectionDone)
+        self.connected = False
+        self.lost = self.lost or "closed"
 
 
 class Side:
@@ -306,7 +314,8 @@ def test_fin_half_closes_the_other_side_and_the_other_way_goes_on(reactor, splic
     assert recv_exactly(p.client, 5) == b"reply"
     p.server.shutdown(socket.SHUT_WR)
     turns(d, lambda: p.pair.read_closed == 3)
-    assert p.pair.client.transport.lost == p.pair.server.transport.lost == "fin"
+    # both ways done: both closed at once, not on a later turn (loseConnection)
+    assert p.pair.client.transport.lost == p.pair.server.transport.lost == "closed"
     assert p.splicer.stopped
 
 
