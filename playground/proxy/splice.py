@@ -119,11 +119,12 @@ def _tune(transport) -> None:
 
 
 def _how(reason) -> str:
-    if reason is None or reason.check(error.ConnectionDone):
+    value = reason.value if reason is not None else None  # isinstance: Failure.check's answer
+    if value is None or isinstance(value, error.ConnectionDone):
         return "fin"
-    if reason.check(error.ConnectionAborted):
+    if isinstance(value, error.ConnectionAborted):
         return "abort"
-    if reason.check(error.ConnectionLost):
+    if isinstance(value, error.ConnectionLost):
         return "reset"
     return reason.getErrorMessage()
 
