@@ -104,8 +104,8 @@ _CLOSE = ("proxy #{pair} close {client} c2s={bytes_c2s} s2c={bytes_s2c} "
 def _log_formatted(log: Logger, text_format: str, **fields) -> None:
     """``log.info(text_format, **fields)``, with the text formatted once here (``str.format``)
     and given as the event's ``log_format`` (its braces doubled): an observer formatting the
-    event (twistd's, with ``string.Formatter`` in Python, a third of the cost of a short-lived
-    pair's two lines) has no field left to look up. The fields stay in the event as they are."""
+    event (twistd's runs ``string.Formatter``, in Python: 70 us for the close line with its
+    fields, 21 us formatted) has no field left to look up. The fields stay in the event."""
     text = text_format.format(**fields)
     log.info(text.replace("{", "{{").replace("}", "}}"), **fields)
 

@@ -31,7 +31,8 @@ every request and reply of a request/response protocol) is handled in that loop 
   sender back.
 * half-close: a read of 0 bytes (FIN) is passed on as ``shutdown(SHUT_WR)`` of the other socket
   once the pipe is drained; the other direction goes on; when both are done both sockets are
-  closed the Twisted way (``loseConnection``).
+  closed in that call (``_close_now``: the transport's ``connectionLost``, as its
+  ``loseConnection`` does once its write half is closed; nothing is queued in it).
 * reset: an error on either socket aborts both (SO_LINGER 0: RST); the close record says
   ``reset`` and who did it. An exception in one pair's handler aborts that pair (logged), not
   the dispatcher; the reactor letting go of the dispatcher (its shutdown) aborts every pair.
