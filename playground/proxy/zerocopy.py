@@ -505,8 +505,10 @@ class Splicer:
             pair.closed_first = (role, "fin")
         if pair.read_closed == 3:
             self.stop()
-            _close_now(pair.client.transport)
-            _close_now(pair.server.transport)
+            try:
+                _close_now(pair.client.transport)
+            finally:  # closed even if the first close's handlers raised (logged by doRead)
+                _close_now(pair.server.transport)
             return
         try:
             direction.dst.transport.getHandle().shutdown(socket.SHUT_WR)

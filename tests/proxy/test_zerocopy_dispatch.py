@@ -431,3 +431,21 @@ def test_a_fin_read_in_the_loop_half_closes_once_the_pipe_is_drained(reactor, sp
     assert p.client.recv(10) == b""  # the server's FIN passed on to the client
     assert p.pair.closed_first == ("server", "fin")
     assert not p.splicer.stopped  # the client's way goes on
+
+
+def test_the_server_socket_closes_even_if_the_client_close_raises(reactor, spliced):
+    """Both ways done: the two sockets are closed in the dispatcher's call; an exception from
+    the first close's handlers does not leave the second open (it is logged, as any handler's)."""
+    (p,) = spliced()
+    d = dispatcher(reactor)
+
+    def broken(reason):
+        p.pair.client.transport.lost = "closed"
+        raise RuntimeError("a close handler broken on purpose")
+
+    p.pair.client.transport.connectionLost = broken
+    p.client.shutdown(socket.SHUT_WR)
+    p.server.shutdown(socket.SHUT_WR)
+    turns(d, lambda: p.pair.read_closed == 3)
+    assert p.pair.client.transport.lost == p.pair.server.transport.lost == "closed"
+    assert p.splicer.stopped
