@@ -1,8 +1,9 @@
 """Proxy benchmark, side by side in one run: direct vs tcpplay vs Twisted's portforward vs socat
 vs haproxy.
 
-    python bench/proxy_bench.py [--quick] [--only redis,bulk,slow,idle] [--decode] [--rounds N]
-                                [--pipelines 1,16] [--kinds tcpplay,haproxy] [--base REV]
+    python bench/proxy_bench.py [--quick] [--only redis,bulk,slow,idle,pairs] [--decode]
+                                [--rounds N] [--pipelines 1,16] [--kinds tcpplay,haproxy]
+                                [--base REV] [--requests N]
 
 * redis: ``redis-benchmark -q -t set,get -n 100000 -c 50`` at ``-P 1`` and ``-P 16`` against a real
   redis-server: direct, through tcpplay (``--decode none``: the zero-copy splice), through tcpplay
@@ -14,6 +15,12 @@ vs haproxy.
 * bulk: 1 GiB in one direction through each proxy into a sink; MB/s.
 * slow: a sender pushes 512 MiB, the receiver reads 1 MB/s for 10 s: the proxy's RSS growth.
 * idle: 2,000 idle proxied pairs: the proxy's RSS per pair.
+* pairs (not in the default ``--only``): 2,000 connections one after the other, each a PING,
+  its PONG and the close: the proxy's CPU per pair (accept, connect, the open and close log
+  lines, the teardown). redis-benchmark opens 50 connections per test, so each redis row
+  carries about 101 pairs' setup in its CPU per request: at ``-P 16`` and ``-n 100000`` a
+  fixed cost of 0.5 ms per pair is 0.25 us of each request's; ``--requests`` (redis-benchmark's
+  ``-n``, default 100,000) shows the rows with less of it.
 
 ``--pipelines`` and ``--kinds`` narrow a run to the rows one needs (say ``--only redis
 --pipelines 16 --kinds tcpplay,haproxy``); a ratio against a kind not run is left out.
@@ -44,6 +51,18 @@ import time
 
 from benchsupport import HERE, TWISTD, free_port, rss_kib, wait_port
 from faults_bench import RUN_PROXY, export
+
+# tcpplay-base: the proxy of the exported tree, logging as ``twistd -n`` does (one text line per
+# event to stdout: the open and close lines are part of each pair's cost) and with tap.py's
+# gc.freeze() at start, so the two trees are measured alike.
+RUN_BASE = RUN_PROXY.replace(
+    "service.startService()",
+    "import gc\n"
+    "from twisted.logger import globalLogBeginner, textFileLogObserver\n"
+    "globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])\n"
+    "gc.collect()\n"
+    "gc.freeze()\n"
+    "service.startService()")
 
 
 class Proc:
@@ -78,7 +97,7 @@ def start_proxy(kind: str, target: int, tmp: str, extra=None, stdout=None) -> tu
     if kind == "tcpplay-python":
         kind, extra = "tcpplay", ["--decode", "none", "--no-zero-copy"]
     if kind == "tcpplay-base":  # the tree exported into tmp/base, run without twistd
-        args = [sys.executable, "-c", RUN_PROXY, f"{tmp}/base", "--listen", str(port),
+        args = [sys.executable, "-c", RUN_BASE, f"{tmp}/base", "--listen", str(port),
                 "--target", str(target), "--max-connections", "0", "--decode", "none"]
     elif kind == "tcpplay":
         args = [TWISTD, "-n", "--pidfile=", "tcpplay", "proxy", "--listen", str(port),
@@ -254,6 +273,27 @@ def idle_pairs(kind: str, target: int, tmp: str, count: int) -> tuple[int, float
     return base, (after - base) / count
 
 
+def pairs_cpu(kind: str, target: int, tmp: str, count: int) -> float:
+    """The proxy's CPU per pair, in us: ``count`` connections one after the other, each a PING,
+    its PONG, then the close (the proxy's close seen before the next one starts)."""
+    proxy, port = start_proxy(kind, target, tmp)
+    try:
+        time.sleep(0.5)
+        cpu = proxy.cpu()
+        for _ in range(count):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"PING\r\n")
+                if not s.recv(64).startswith(b"+PONG"):
+                    raise SystemExit(f"pairs: no PONG through {kind}")
+                s.shutdown(socket.SHUT_WR)
+                while s.recv(64):  # the proxy passes redis-server's close on
+                    pass
+        time.sleep(0.5)  # the last close's teardown
+        return (proxy.cpu() - cpu) / count * 1e6
+    finally:
+        proxy.stop()
+
+
 def measure_redis(kind, pipeline, n, rport, tmp, decoding) -> dict[str, float]:
     if kind == "direct":
         return redis_benchmark(rport, pipeline, n)
@@ -332,12 +372,16 @@ def main(argv=None) -> int:
                     help=f"the proxies to run (comma separated, of: {', '.join(PROXIES)})")
     ap.add_argument("--base", metavar="REV",
                     help="also tcpplay-base: the --decode none proxy of git revision REV")
+    ap.add_argument("--requests", type=int, metavar="N",
+                    help="redis-benchmark -n (default 100000; 20000 with --quick)")
     args = ap.parse_args(argv)
     parts = set(args.only.split(","))
     try:
         pipelines = [int(p) for p in args.pipelines.split(",")]
     except ValueError:
         ap.error(f"--pipelines {args.pipelines!r}: comma-separated numbers, say 1,16")
+    if parts - {"redis", "bulk", "slow", "idle", "pairs"}:
+        ap.error(f"--only {args.only!r}: of redis, bulk, slow, idle, pairs")
     proxies = [k for k in args.kinds.split(",") if k]
     unknown = [k for k in proxies if k not in PROXIES]
     if unknown or not proxies:
@@ -357,7 +401,9 @@ def main(argv=None) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
 
-    n = 20000 if args.quick else 100000
+    n = args.requests or (20000 if args.quick else 100000)
+    if n < 1000:
+        ap.error(f"--requests {n}: at least 1000")
     table = Table()
     tmp = tempfile.mkdtemp(prefix="tcpplay-bench-")
     if args.base:
@@ -457,6 +503,16 @@ def main(argv=None) -> int:
                 base, per_pair = idle_pairs(kind, rport, tmp, count)
                 table.add(f"{count} idle pairs {kind} RSS per pair", f"{per_pair:.2f} KiB",
                           "(target <= 4 KiB)" if kind.startswith("tcpplay") else "")
+        if "pairs" in parts:
+            count = 500 if args.quick else 2000
+            runs = {}
+            for _ in range(args.rounds):
+                for kind in proxies:
+                    runs.setdefault(kind, []).append(pairs_cpu(kind, rport, tmp, count))
+            for kind, us in runs.items():
+                table.add(f"{count} pairs one after the other {kind} (proxy CPU per pair, "
+                          "median; worst)", f"{statistics.median(us):,.0f}; {max(us):,.0f} us",
+                          "(accept, connect, PING, close)")
     finally:
         redis.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -95,6 +95,21 @@ def _endpoint(addr) -> Endpoint:
     return Endpoint(name or "", 0)  # a unix socket; "": one without a name
 
 
+# The open and close lines, one each per pair.
+_OPEN = "proxy #{pair} open {client} -> {target}"
+_CLOSE = ("proxy #{pair} close {client} c2s={bytes_c2s} s2c={bytes_s2c} "
+          "duration={duration:.3f}s first={closed_by} how={how}")
+
+
+def _log_formatted(log: Logger, text_format: str, **fields) -> None:
+    """``log.info(text_format, **fields)``, with the text formatted once here (``str.format``)
+    and given as the event's ``log_format`` (its braces doubled): an observer formatting the
+    event (twistd's runs ``string.Formatter``, in Python: 70 us for the close line with its
+    fields, 21 us formatted) has no field left to look up. The fields stay in the event."""
+    text = text_format.format(**fields)
+    log.info(text.replace("{", "{{").replace("}", "}}"), **fields)
+
+
 def _tune(transport) -> None:
     """TCP_NODELAY keeps the client's own segmentation (matters for request/response latency)."""
     try:
@@ -104,11 +119,12 @@ def _tune(transport) -> None:
 
 
 def _how(reason) -> str:
-    if reason is None or reason.check(error.ConnectionDone):
+    value = reason.value if reason is not None else None  # isinstance: Failure.check's answer
+    if value is None or isinstance(value, error.ConnectionDone):
         return "fin"
-    if reason.check(error.ConnectionAborted):
+    if isinstance(value, error.ConnectionAborted):
         return "abort"
-    if reason.check(error.ConnectionLost):
+    if isinstance(value, error.ConnectionLost):
         return "reset"
     return reason.getErrorMessage()
 
@@ -367,10 +383,8 @@ class Pair:
         _tune(client.transport)
         f.pairs[self.id] = self
         if f.log_connections:
-            self.log.info(
-                "proxy #{pair} open {client} -> {target}",
-                pair=self.id, client=client.peer, target=f.target_desc,
-            )
+            _log_formatted(self.log, _OPEN, pair=self.id, client=client.peer,
+                           target=f.target_desc)
         # --connect-timeout: seconds, or 0 for none of ours (see ProxyFactory), on both paths.
         if f.target is not None and f.target.plain_tcp:
             # Plain TCP: connect like portforward does, with no endpoint wrapper protocol
@@ -702,6 +716,8 @@ class Pair:
             elif how == "fin" and side.pipeline is not None and not side.pipeline.done:
                 # its toxics may still hold bytes: the FIN they pass on closes the other side
                 self.toxic_actions(side, side.pipeline.eof(self.reactor.seconds()))
+            elif how == "fin" and self.read_closed == 3:
+                pass  # both ways done: the other side's close is under way already
             elif how == "fin":
                 # A clean close: what we already queued for the other side still goes out.
                 other.transport.loseConnection()
@@ -777,11 +793,7 @@ class Pair:
         f.bytes_c2s += summary["bytes_c2s"]
         f.bytes_s2c += summary["bytes_s2c"]
         if f.log_connections:
-            self.log.info(
-                "proxy #{pair} close {client} c2s={bytes_c2s} s2c={bytes_s2c} "
-                "duration={duration:.3f}s first={closed_by} how={how}",
-                pair=self.id, client=self.client.peer, **summary,
-            )
+            _log_formatted(self.log, _CLOSE, pair=self.id, client=self.client.peer, **summary)
         if self.info is not None:
             f.notify("pair_closed", self.id, summary, now)
         f.pair_finished()

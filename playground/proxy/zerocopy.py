@@ -12,7 +12,10 @@ handed over from their transports (stopped; they take the sockets back only to c
 one private ``epoll`` per reactor (``_Dispatcher``), which the reactor watches as a single
 reader: each reactor turn it takes at most ``EVENTS_PER_TURN`` ready sockets and runs their
 handlers in one loop (the rest on the next turn: its fd stays readable), rather than the
-reactor's dispatch per socket (``callWithLogger``, ``_doReadOrWrite``: costly per event).
+reactor's dispatch per socket (``callWithLogger``, ``_doReadOrWrite``: costly per event). The
+common event (a socket readable, its pipe empty, its destination not waiting to be writable:
+every request and reply of a request/response protocol) is handled in that loop itself, two
+``splice`` calls and little else; every other case goes through ``_Direction``'s methods.
 
 * readable: a read of what the pipe has room for, then the pipe is drained into the other
   socket; again while the socket had more, up to ``READS_PER_TURN`` reads: bounded work per
@@ -28,7 +31,8 @@ reactor's dispatch per socket (``callWithLogger``, ``_doReadOrWrite``: costly pe
   sender back.
 * half-close: a read of 0 bytes (FIN) is passed on as ``shutdown(SHUT_WR)`` of the other socket
   once the pipe is drained; the other direction goes on; when both are done both sockets are
-  closed the Twisted way (``loseConnection``).
+  closed in that call (``_close_now``: the transport's ``connectionLost``, as its
+  ``loseConnection`` does once its write half is closed; nothing is queued in it).
 * reset: an error on either socket aborts both (SO_LINGER 0: RST); the close record says
   ``reset`` and who did it. An exception in one pair's handler aborts that pair (logged), not
   the dispatcher; the reactor letting go of the dispatcher (its shutdown) aborts every pair.
@@ -57,9 +61,10 @@ import select
 import socket
 import struct
 
-from twisted.internet import tcp
+from twisted.internet import error, tcp
 from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor, ISSLTransport
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 log = Logger()
@@ -146,6 +151,18 @@ def linger_zero(transport) -> None:
         pass  # no socket of its own (a TLS wrapper over a test transport): abort alone
 
 
+def _close_now(transport) -> None:
+    """Close a spliced leg whose both directions are done, in this call: what
+    ``loseConnection`` does for a transport whose write half is already closed (a stopped
+    transport with nothing queued: the splice never writes through it), rather than watching
+    it for writability to find its empty buffer on a later reactor turn (an epoll change, a
+    dispatch and a turn per socket). The protocol hears ``connectionLost`` (ConnectionDone)."""
+    if transport.connected and not transport.disconnecting:
+        transport.stopReading()
+        transport.stopWriting()
+        transport.connectionLost(Failure(error.ConnectionDone()))
+
+
 def _max_pipe_size() -> int:
     """``PIPE_SIZE``, or less where ``/proc/sys/fs/pipe-max-size`` says so (above it only a
     privileged process may grow a pipe)."""
@@ -217,20 +234,60 @@ class _Dispatcher:
 
     def doRead(self):
         """The ready sockets' handlers, polled again while some were ready (bytes the peers
-        sent meanwhile, with no reactor turn between), ``EVENTS_PER_TURN`` at most."""
+        sent meanwhile, with no reactor turn between), ``EVENTS_PER_TURN`` at most.
+
+        The common event, a socket readable and nothing else, whose pipe is empty and whose
+        destination is not waiting to be writable, is handled here in line (``_Direction.read``'s
+        first read and its drain, with nothing looked up twice): a read into the pipe, then the
+        pipe into the destination; anything else (the destination full, a FIN, a filled pipe,
+        an error, a writable event) goes on in ``_Direction``'s own methods, as before."""
         legs = self.legs
+        poll = self.epoll.poll
+        splice = _splice
+        flags = _FLAGS
         budget = EVENTS_PER_TURN
         while budget > 0:
-            ready = self.epoll.poll(0, budget)
+            ready = poll(0, budget)
             if not ready:
                 return
             budget -= len(ready)
             for fd, events in ready:
                 leg = legs.get(fd)
+                if leg is None:
+                    continue
                 try:
-                    if leg is not None and leg.reading and events & _READY_IN:
+                    if events == _EPOLLIN:  # readable, and nothing else
+                        if not leg.reading:  # stopped by a handler earlier in this loop
+                            continue
+                        d = leg.out
+                        dst = d.dst
+                        if d.pending or dst.writing:
+                            d.read()
+                            continue
+                        size = d.size
+                        try:
+                            n = splice(fd, d.wfd, size, None, None, flags)
+                        except BlockingIOError:  # the pipe is empty: so is the source
+                            continue
+                        except OSError:
+                            d.splicer.reset(leg.role)
+                            continue
+                        if not 0 < n < size:  # a FIN, or a full pipe: the general way
+                            if d.after_read(n, size):
+                                d.read()
+                            continue
+                        d.side.nbytes += n
+                        try:
+                            moved = splice(d.rfd, dst.fd, n, None, None, flags)
+                        except OSError:
+                            moved = 0  # EAGAIN, or an error: drain() says which
+                        if moved != n:
+                            d.pending = n - moved
+                            d.drain()
+                        continue
+                    if leg.reading and events & _READY_IN:
                         leg.out.read()
-                    if leg is not None and leg.writing and events & _READY_OUT:
+                    if leg.writing and events & _READY_OUT:
                         leg.into.drain()
                 except Exception:  # a bug in one pair's handler: that pair, not every pair
                     log.failure("zero-copy splice: {role} socket's handler failed",
@@ -316,7 +373,7 @@ class _Direction:
                 src.want_read(False)  # until the writable destination takes some
                 return
             try:
-                n = _splice(src.fd, self.wfd, room, flags=_FLAGS)
+                n = _splice(src.fd, self.wfd, room, None, None, _FLAGS)
             except BlockingIOError:  # the source is empty, or the pipe's slots are full
                 if pending and self._pipe_full():  # then the writable destination's drain
                     src.want_read(False)  # resumes the reads
@@ -324,32 +381,36 @@ class _Direction:
             except OSError:
                 self.splicer.reset(src.role)
                 return
-            if n == 0:
-                self.fin = True
-                src.want_read(False)
-                if not self.dst.writing:
-                    self.drain()
+            if not self.after_read(n, room):
                 return
-            self.side.nbytes += n
-            if n == self.size and self.size < _pipe_size:
-                self._grow()
-            if not pending and not self.dst.writing:  # the common case: straight through
-                try:
-                    moved = _splice(self.rfd, self.dst.fd, n, flags=_FLAGS)
-                except OSError:
-                    moved = 0  # EAGAIN, or an error: drain() below tries again and says which
-                if moved == n:
-                    if n < room:
-                        return  # the source had no more than this (the common case)
-                    continue
-                self.pending = n - moved
-            else:
-                self.pending = pending + n
-                if self.dst.writing:
-                    continue  # its writability drains the pipe; read on while it has room
-            self.drain()
-            if self.splicer.stopped or (n < room and not self.pending):
-                return
+
+    def after_read(self, n: int, room: int) -> bool:
+        """``n`` bytes were read into the pipe, which had ``room``: pass them on (or the FIN);
+        whether to read the source again."""
+        if n == 0:
+            self.fin = True
+            self.src.want_read(False)
+            if not self.dst.writing:
+                self.drain()
+            return False
+        self.side.nbytes += n
+        if n == self.size and self.size < _pipe_size:
+            self._grow()
+        pending = self.pending
+        if not pending and not self.dst.writing:  # the common case: straight through
+            try:
+                moved = _splice(self.rfd, self.dst.fd, n, None, None, _FLAGS)
+            except OSError:
+                moved = 0  # EAGAIN, or an error: drain() below tries again and says which
+            if moved == n:
+                return n >= room  # a read that took all the room may have left more
+            self.pending = n - moved
+        else:
+            self.pending = pending + n
+            if self.dst.writing:
+                return True  # its writability drains the pipe; read on while it has room
+        self.drain()
+        return not self.splicer.stopped and (n >= room or bool(self.pending))
 
     def _pipe_full(self) -> bool:
         """Whether the pipe has no slot left (EAGAIN does not say whether it was the source or
@@ -372,7 +433,7 @@ class _Direction:
         pending = self.pending
         while pending:
             try:
-                pending -= os.splice(self.rfd, self.dst.fd, pending, flags=_FLAGS)
+                pending -= _splice(self.rfd, self.dst.fd, pending, None, None, _FLAGS)
             except BlockingIOError:
                 break
             except OSError:
@@ -444,8 +505,10 @@ class Splicer:
             pair.closed_first = (role, "fin")
         if pair.read_closed == 3:
             self.stop()
-            pair.client.transport.loseConnection()
-            pair.server.transport.loseConnection()
+            try:
+                _close_now(pair.client.transport)
+            finally:  # closed even if the first close's handlers raised (logged by doRead)
+                _close_now(pair.server.transport)
             return
         try:
             direction.dst.transport.getHandle().shutdown(socket.SHUT_WR)

@@ -10,6 +10,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from playground.common.limits import Refusal
+from playground.proxy import splice
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from playground.proxy.service import Options
 from playground.proxy.splice import ClientSide, ProxyFactory, ServerSide
@@ -527,3 +528,40 @@ def test_options_require_target_and_name_flags():
     o.parseOptions(["--target", "6379"])
     assert o["target"] == "tcp:host=127.0.0.1:port=6379"
     assert o["listen"] == "tcp:6479:interface=127.0.0.1:backlog=1024"
+
+
+@pytest.mark.memory
+def test_open_and_close_lines_formatted_once_with_their_fields(logged):
+    """The two lines' text comes formatted (``log_format`` holds it, no field to look up), and
+    the event keeps every field for structured observers (the JSON log)."""
+    clock, factory, client, ct, server, st = connected()
+    client.dataReceived(b"PING\r\n")
+    server.dataReceived(b"+PONG\r\n")
+    clock.advance(1.25)
+    client.readConnectionLost()
+    server.readConnectionLost()
+    client.connectionLost(Failure(error.ConnectionDone()))
+    server.connectionLost(Failure(error.ConnectionDone()))
+    opened = [e for e in logged if e["log_format"].startswith("proxy #1 open ")]
+    closed = [e for e in logged if e["log_format"].startswith("proxy #1 close ")]
+    assert len(opened) == len(closed) == 1
+    assert opened[0]["log_format"] == f"proxy #1 open 127.0.0.1:50000 -> {factory.target_desc}"
+    assert opened[0]["pair"] == 1 and opened[0]["client"] == "127.0.0.1:50000"
+    assert closed[0]["log_format"] == ("proxy #1 close 127.0.0.1:50000 c2s=6 s2c=7 "
+                                       "duration=1.250s first=client how=fin")
+    assert {k: closed[0][k] for k in ("pair", "bytes_c2s", "bytes_s2c", "duration",
+                                      "closed_by", "how")} == {
+        "pair": 1, "bytes_c2s": 6, "bytes_s2c": 7, "duration": 1.25, "closed_by": "client",
+        "how": "fin"}
+    assert texts(opened + closed) == [opened[0]["log_format"], closed[0]["log_format"]]
+
+
+@pytest.mark.pure
+def test_a_formatted_line_keeps_braces_from_its_fields():
+    from twisted.logger import Logger, formatEvent
+
+    events = []
+    splice._log_formatted(Logger(observer=events.append), splice._OPEN, pair=1,
+                          client="{peer}", target="tls:host={x}")
+    assert formatEvent(events[0]) == "proxy #1 open {peer} -> tls:host={x}"
+    assert events[0]["client"] == "{peer}" and events[0]["target"] == "tls:host={x}"

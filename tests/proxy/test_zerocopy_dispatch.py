@@ -12,6 +12,7 @@ import select
 import socket
 
 import pytest
+from twisted.internet import error
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
@@ -28,7 +29,9 @@ class SocketTransport:
         sock.setblocking(False)
         self.sock = sock
         self.reactor = reactor
-        self.lost = None  # "fin" or "abort", once closed
+        self.lost = None  # "fin", "closed" (connectionLost called, as at the end) or "abort"
+        self.connected = True
+        self.disconnecting = False
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -47,6 +50,11 @@ class SocketTransport:
 
     def abortConnection(self):
         self.lost = self.lost or "abort"
+
+    def connectionLost(self, reason):
+        assert reason.check(error.ConnectionDone)
+        self.connected = False
+        self.lost = self.lost or "closed"
 
 
 class Side:
@@ -123,7 +131,7 @@ def ready(d: zerocopy._Dispatcher, timeout: float = 5.0) -> bool:
     return bool(select.select([d], [], [], timeout)[0])
 
 
-def turns(d: zerocopy._Dispatcher, until, limit: int = 1000) -> int:
+def turns(d: zerocopy._Dispatcher, until, limit: int = 100) -> int:
     """Run the dispatcher as the reactor would (a doRead whenever its fd is readable) until
     ``until()``; how many turns it took."""
     for n in range(1, limit + 1):
@@ -306,7 +314,8 @@ def test_fin_half_closes_the_other_side_and_the_other_way_goes_on(reactor, splic
     assert recv_exactly(p.client, 5) == b"reply"
     p.server.shutdown(socket.SHUT_WR)
     turns(d, lambda: p.pair.read_closed == 3)
-    assert p.pair.client.transport.lost == p.pair.server.transport.lost == "fin"
+    # both ways done: both closed at once, not on a later turn (loseConnection)
+    assert p.pair.client.transport.lost == p.pair.server.transport.lost == "closed"
     assert p.splicer.stopped
 
 
@@ -352,3 +361,91 @@ def test_reactor_letting_go_aborts_every_pair(reactor, spliced):
     assert dispatcher(reactor) is not d
     later.client.sendall(b"z")
     turns(dispatcher(reactor), lambda: later.pair.client.nbytes == 1)
+
+
+def test_the_common_event_is_handled_in_the_dispatchers_loop(reactor, spliced, monkeypatch):
+    """A socket readable, its pipe empty and its destination taking everything: the
+    dispatcher's loop moves the bytes itself (one read into the pipe, one drain), counted and
+    in order, without ``_Direction.read`` (made to fail here: it is not called)."""
+    pairs = spliced(3)
+    d = dispatcher(reactor)
+
+    def not_called(self):
+        raise AssertionError("the common event went through _Direction.read")
+
+    monkeypatch.setattr(zerocopy._Direction, "read", not_called)
+    for round_ in range(3):
+        for i, p in enumerate(pairs):
+            p.client.sendall(b"SET k%d %d\r\n" % (i, round_))  # 10 bytes
+        turns(d, lambda n=10 * (round_ + 1): all(p.pair.client.nbytes == n for p in pairs))
+        for i, p in enumerate(pairs):
+            assert recv_exactly(p.server, 10) == b"SET k%d %d\r\n" % (i, round_)
+            p.server.sendall(b"+OK\r\n")
+        turns(d, lambda n=5 * (round_ + 1): all(p.pair.server.nbytes == n for p in pairs))
+        for p in pairs:
+            assert recv_exactly(p.client, 5) == b"+OK\r\n"
+    assert not any(p.splicer.stopped for p in pairs)
+    assert all(x.pending == 0 for p in pairs for x in p.splicer.directions)
+
+
+def test_a_destination_full_in_the_loop_keeps_the_rest_in_the_pipe(reactor, spliced):
+    """The in-line drain moves only part of a read (the server's socket is full): the rest
+    waits in the pipe, the server is watched for writability and the client's further bytes
+    go through ``_Direction.read``; once the server reads, every byte arrives in order."""
+    (p,) = spliced()
+    d = dispatcher(reactor)
+    p.server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    p.pair.server.transport.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    cleg, sleg = p.splicer.legs
+    c2s = p.splicer.directions[0]
+    sent = bytearray()
+    for i in range(200):  # messages of 40 KiB: each fits a new pipe, not the server's socket
+        message = (b"%06d" % i) * (40 * 1024 // 6)
+        p.client.sendall(message)
+        sent += message
+        total = len(sent)
+        turns(d, lambda n=total: p.pair.client.nbytes == n or c2s.pending)
+        if c2s.pending:
+            break
+    assert c2s.pending and sleg.writing, "part of a read left in the pipe, the server watched"
+    got = bytearray()
+    while len(got) < len(sent):
+        try:
+            got += p.server.recv(1 << 16)
+        except TimeoutError:
+            pass
+        if ready(d, 0.01):
+            d.doRead()
+    assert got == sent
+    assert not sleg.writing and cleg.reading and c2s.pending == 0
+
+
+def test_a_fin_read_in_the_loop_half_closes_once_the_pipe_is_drained(reactor, spliced):
+    (p,) = spliced()
+    d = dispatcher(reactor)
+    p.server.sendall(b"+PONG\r\n")
+    turns(d, lambda: p.pair.server.nbytes == 7)
+    p.server.shutdown(socket.SHUT_WR)
+    turns(d, lambda: p.pair.read_closed == 2)
+    assert recv_exactly(p.client, 7) == b"+PONG\r\n"
+    assert p.client.recv(10) == b""  # the server's FIN passed on to the client
+    assert p.pair.closed_first == ("server", "fin")
+    assert not p.splicer.stopped  # the client's way goes on
+
+
+def test_the_server_socket_closes_even_if_the_client_close_raises(reactor, spliced):
+    """Both ways done: the two sockets are closed in the dispatcher's call; an exception from
+    the first close's handlers does not leave the second open (it is logged, as any handler's)."""
+    (p,) = spliced()
+    d = dispatcher(reactor)
+
+    def broken(reason):
+        p.pair.client.transport.lost = "closed"
+        raise RuntimeError("a close handler broken on purpose")
+
+    p.pair.client.transport.connectionLost = broken
+    p.client.shutdown(socket.SHUT_WR)
+    p.server.shutdown(socket.SHUT_WR)
+    turns(d, lambda: p.pair.read_closed == 3)
+    assert p.pair.client.transport.lost == p.pair.server.transport.lost == "closed"
+    assert p.splicer.stopped
