@@ -613,7 +613,7 @@ class ConsoleSink(BufferedSink):
                 text = b'"' + reply + b'"' if bulks_plain and type(reply) is bytes else (
                     reply_text(reply, lim, bulks_plain))
             if text is None:
-                x = R.RedisExchange(r.pair, r.ts, r.client, args, reply, latency, False)
+                x = R.RedisExchange(r.pair, r.ts, r.client, tuple(args), reply, latency, False)
                 append("\n".join(self.formatter.lines(x)).encode("utf-8", "surrogateescape"))
                 continue
             if latency != last_latency:
@@ -650,7 +650,9 @@ class ConsoleSink(BufferedSink):
             texts = map(_QUOTED.__mod__, replies)
         else:
             return False
-        shown = map(bytes.__mod__, map(_ARGS.__getitem__, map(len, commands)), commands)
+        # (a run's commands may be lists, as the parser gave them: "%" takes a tuple)
+        shown = map(bytes.__mod__, map(_ARGS.__getitem__, map(len, commands)),
+                    map(tuple, commands))
         ms = _ms_bytes(latencies[0])
         if texts is None:  # one text for all
             after = b" -> %s%s" % (text, ms)

@@ -173,7 +173,7 @@ class JsonSink(BufferedSink):
                 last_latency = latency
                 latency_json = _latency_json(latency)
             if text is None or latency_json is None:
-                append(_line(R.RedisExchange(r.pair, ts, r.client, args, reply, latency, False),
+                append(_line(R.RedisExchange(r.pair, ts, r.client, tuple(args), reply, latency, False),
                              lim))
                 continue
             append(b'%s%s"],"reply":%s,"latency":%s,"redacted":false}' % (
