@@ -40,9 +40,7 @@ from __future__ import annotations
 
 import re
 import sys
-from itertools import repeat as _repeat
 from operator import itemgetter
-from operator import mod as _mod
 
 from playground.codec import values as resp
 from playground.common.twistedprivate import reactor_stopped
@@ -50,14 +48,7 @@ from playground.decode import records as R
 from playground.decode.views import escape, hexdump_lines, is_text, quoted
 from playground.sinks import blockwriter
 from playground.sinks.batching import BufferedSink
-from playground.sinks.plain import (
-    PlainReplies,
-    is_plain,
-    literal,
-    plain_batch,
-    remember,
-    run_format,
-)
+from playground.sinks.plain import PlainReplies, is_plain, plain_batch, remember
 
 MAX_ITEMS = 8  # aggregate elements shown on a console line
 MAX_AGGREGATE = 300  # characters of an aggregate reply's elements before "... (N items)"
@@ -438,6 +429,7 @@ _LINEQ = b'%s%s "%s" "%s" -> %s%s'
 # A command of n arguments (2 to 64) whose second is a bare key, as a line shows it: name, key,
 # then each further argument quoted. Indexed by n.
 _ARGS = [b""] * 2 + [b"%s %s" + b' "%s"' * (n - 2) for n in range(2, 65)]
+_QUOTED = b'"%s"'
 
 
 class ConsoleSink(BufferedSink):
@@ -655,23 +647,19 @@ class ConsoleSink(BufferedSink):
             texts = None
         elif bulks_plain and kinds == _BYTES_ONLY:
             text = None
-            texts = True  # each its own, quoted
+            texts = map(_QUOTED.__mod__, replies)
         else:
             return False
+        # (a run's commands may be lists, as the parser gave them: "%" takes a tuple)
+        shown = map(bytes.__mod__, map(_ARGS.__getitem__, map(len, commands)),
+                    map(tuple, commands))
         ms = _ms_bytes(latencies[0])
         if texts is None:  # one text for all
-            after = literal(b" -> %s%s" % (text, ms))
-            made = run_format(literal(head), after, commands, _ARGS)
+            after = b" -> %s%s" % (text, ms)
+            append(head + (after + b"\n" + head).join(shown) + after)
         else:
-            made = run_format(literal(head), b' -> "%s"' + literal(ms), commands, _ARGS, replies)
-        if made is not None:
-            append(made[0] % made[1])
-            return True
-        # commands of several lengths, with replies of their own: a line at a time
-        # (a run's commands may be lists, as the parser gave them: "%" takes a tuple)
-        shown = map(_mod, map(_ARGS.__getitem__, map(len, commands)), map(tuple, commands))
-        lines = map(_mod, _repeat(b'%s -> "%s"'), zip(shown, replies, strict=True))
-        append(head + (ms + b"\n" + head).join(lines) + ms)
+            lines = map(b"%s -> %s".__mod__, zip(shown, texts, strict=True))
+            append(head + (ms + b"\n" + head).join(lines) + ms)
         return True
 
     def _client_bytes(self, client) -> bytes:

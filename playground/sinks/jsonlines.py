@@ -21,14 +21,7 @@ from playground.codec import values as resp
 from playground.decode import records as R
 from playground.decode.records import to_json
 from playground.sinks.batching import BufferedSink
-from playground.sinks.plain import (
-    PlainReplies,
-    is_plain,
-    literal,
-    plain_batch,
-    remember,
-    run_format,
-)
+from playground.sinks.plain import PlainReplies, is_plain, plain_batch, remember
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False,
                            allow_nan=False).encode
@@ -36,8 +29,7 @@ _EXCHANGE = R.RedisExchange
 _ts_micros = R.ts_micros
 _RUN = R.RedisExchanges
 _UNSET = object()
-# The format of a command's n plain arguments, inside its JSON list's quotes. Indexed by n.
-_ARGS = [b'","'.join([b"%s"] * n) for n in range(65)]
+_ARGS_JOIN = b'","'.join  # a command's plain arguments, inside its JSON list's quotes
 _BYTES_ONLY = {bytes}
 _SCALARS = frozenset({resp.Simple, bytes, int, type(None)})  # equal ones are written alike
 _AROUND = 1024  # heads remembered (pair and client), at most
@@ -202,21 +194,19 @@ class JsonSink(BufferedSink):
             return False
         first = replies[0]
         tail = b',"latency":%s,"redacted":false}' % latency_json
+        shown = map(_ARGS_JOIN, r.commands)
         if replies.count(first) == n and kinds <= _SCALARS:  # equal replies of one type
             text = b'"' + first + b'"' if plain and type(first) is bytes else (
                 self._replies(first, self.max_value, plain))
             if text is None:
                 return False
-            made = run_format(literal(head), literal(b'"],"reply":%s%s' % (text, tail)),
-                              r.commands, _ARGS)
+            after = b'"],"reply":%s%s' % (text, tail)
+            append(head + (after + b"\n" + head).join(shown) + after)
         elif plain and kinds == _BYTES_ONLY:
-            made = run_format(literal(head), b'"],"reply":"%s"' + literal(tail), r.commands,
-                              _ARGS, replies)
+            lines = map(b'%s"],"reply":"%s"'.__mod__, zip(shown, replies, strict=True))
+            append(head + (tail + b"\n" + head).join(lines) + tail)
         else:
             return False
-        if made is None:  # commands longer than the table, or of several lengths
-            return False
-        append(made[0] % made[1])
         return True
 
     def _head(self, pair, ts, client) -> bytes | None:

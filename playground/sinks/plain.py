@@ -72,40 +72,6 @@ def plain_batch(batch: list, lim: int) -> tuple[bool, int, int, bool]:
     return args, min(sizes), max(sizes), plain_bulks
 
 
-def run_format(before: bytes, after: bytes, commands: list, arguments: list,
-               replies: list | None = None):
-    """A whole run's lines as one ``%`` (no call, no object per line): ``(format, values)``,
-    or None when the run is not one the format fits. Each line is the format ``before``, its
-    command's arguments (``arguments[n]``: the format of ``n`` of them), then the format
-    ``after``; lines are joined by newlines. Given ``replies``, ``after`` starts with one more
-    ``%s``, each line's reply, and every command must have as many arguments as the first
-    (the values are interleaved by slices); else commands of any length (up to
-    ``len(arguments) - 1``) fit. Text put into ``before`` and ``after`` has its ``%`` doubled
-    (``literal``)."""
-    if replies is None:
-        try:
-            shapes = list(map(arguments.__getitem__, map(len, commands)))
-        except IndexError:  # a command longer than the table
-            return None
-        return (before + (after + b"\n" + before).join(shapes) + after,
-                tuple(_chain.from_iterable(commands)))
-    n = len(commands[0])
-    k = len(commands)
-    flat = list(_chain.from_iterable(commands))
-    if len(flat) != n * k or n >= len(arguments) or list(map(len, commands)).count(n) != k:
-        return None
-    values = [None] * (k * (n + 1))
-    for j in range(n):
-        values[j::n + 1] = flat[j::n]
-    values[n::n + 1] = replies
-    return b"\n".join([before + arguments[n] + after] * k), tuple(values)
-
-
-def literal(text: bytes) -> bytes:
-    """``text`` as a ``%`` format that gives it back."""
-    return text.replace(b"%", b"%%")
-
-
 class PlainReplies:
     """The bytes a sink writes for the common replies: printable bulk and simple strings,
     integers and nil (and, given ``items``, flat lists), or None for anything else (the sink's
