@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import sys
+from itertools import repeat as _repeat
+from operator import mod as _mod
 
 from playground.codec import values as resp
 from playground.decode import records as R
@@ -203,7 +205,8 @@ class JsonSink(BufferedSink):
             after = b'"],"reply":%s%s' % (text, tail)
             append(head + (after + b"\n" + head).join(shown) + after)
         elif plain and kinds == _BYTES_ONLY:
-            lines = map(b'%s"],"reply":"%s"'.__mod__, zip(shown, replies, strict=True))
+            # operator.mod: no method wrapper per call
+            lines = map(_mod, _repeat(b'%s"],"reply":"%s"'), zip(shown, replies, strict=True))
             append(head + (tail + b"\n" + head).join(lines) + tail)
         else:
             return False
