@@ -77,8 +77,11 @@ __all__ = ["HiredisPrefix"]
 _NOT_TAKEN: tuple = ((), 0)
 _BIG_ARRAY = re.compile(rb"\*[0-9]{7}")
 _RISKY_TYPE = re.compile(rb"\r\n[~>|=]")
-# bytes.translate deleting every byte but the four (_NOT_RISKY) says first, in one C loop,
-# whether any is there at all; only then does the regular expression try every CRLF.
+# The same in one regex: cheaper on short inputs; on longer ones (a run) a bytes.translate
+# deleting every byte but the four (_NOT_RISKY) says first whether any is there at all, then
+# the two literal-led searches (translate's own set-up, two 256-entry tables, costs more than
+# the whole regex on a short command).
+_RISKY_SHORT = re.compile(rb"\r\n(?:[~>|=]|\*[0-9]{7})")
 _NOT_RISKY = bytes(b for b in range(256) if b not in b"~>|=")
 _LIST_ONLY = {list}
 _BYTES_ONLY = {bytes}
@@ -161,12 +164,14 @@ class HiredisPrefix:
 def _risky(data: bytes) -> bool:
     """Whether ``data`` holds a type byte hiredis shows differently, or a huge array header
     (check 4 of the module docstring)."""
+    if len(data) < 256:
+        return _RISKY_SHORT.search(data) is not None or (
+            data[:1] == b"*" and data[1:8].isdigit())
+    # A run's CRLFs are many, and the regular expression tries each: first, in one C loop,
+    # is any of the four bytes there at all?
     if data.translate(None, _NOT_RISKY) and _RISKY_TYPE.search(data) is not None:
         return True
-    if data[:1] == b"*" and data[1:8].isdigit():
-        return True
-    # after the first byte, a "*" is rare but in a run of commands (a byte search finds none)
-    return data.find(b"*", 1) >= 0 and _BIG_ARRAY.search(data, 1) is not None
+    return _BIG_ARRAY.search(data) is not None
 
 
 def _exact(data: bytes, flat: list, headers: int, longest: int) -> bool:
