@@ -18,8 +18,8 @@ each closes one way hiredis reads bytes differently from the pure parser.
 1. *Whole frames* (the reader-state probe). ``gets()`` returning ``False`` says no further
    frame is complete, not that the reader holds nothing: the header and elements of a partly
    read aggregate are consumed already (a read ending in ``*2\r\n`` leaves ``has_data()``
-   False). So once the first frame is read, an empty array ``*0\r\n`` is fed after ``prefix``,
-   and the frames are read until ``gets()`` gives ``False``: the last must be ``[]``, with
+   False). So an empty array ``*0\r\n`` is fed after ``prefix`` (in the same call), and the
+   frames are read until ``gets()`` gives ``False``: the last must be ``[]``, with
    nothing left over. A reader waiting inside an aggregate takes ``*0`` as an element
    (``[[]]``, or still nothing), one inside a line or a body makes it part of that (nothing, an
    error, or bytes left). The only frame read as ``[]`` is ``*0\r\n`` itself, so a last ``[]``
@@ -79,7 +79,8 @@ _BIG_ARRAY = re.compile(rb"\*[0-9]{7}")
 _RISKY_TYPE = re.compile(rb"\r\n[~>|=]")
 # The same in one regex: cheaper on short inputs; on longer ones (a run) a bytes.translate
 # deleting every byte but the four (_NOT_RISKY) says first whether any is there at all, then
-# the two literal-led searches.
+# the two literal-led searches (translate's own set-up, two 256-entry tables, costs more than
+# the whole regex on a short command).
 _RISKY_SHORT = re.compile(rb"\r\n(?:[~>|=]|\*[0-9]{7})")
 _NOT_RISKY = bytes(b for b in range(256) if b not in b"~>|=")
 _LIST_ONLY = {list}
@@ -121,16 +122,15 @@ class HiredisPrefix:
         reader = self._reader
         if reader is None:
             reader = self._reader = hiredis.Reader()
-        reader.feed(prefix)
+        reader.feed(prefix + b"*0\r\n")  # the probe (check 1) after the frames: one call
         try:
             first = reader.gets()
             if first is False:
                 self._reader = None
                 return _NOT_TAKEN
-            # The probe (check 1), fed after the first frame. Read right after it, it says the
-            # frame was the only one (one command per read, the common case); else the frames
-            # that follow come first, and it must come last.
-            reader.feed(b"*0\r\n")
+            # Read right after the first frame, the probe says the frame was the only one (one
+            # command per read, the common case); else the frames that follow come first, and
+            # it must come last.
             second = reader.gets()
             single = second == [] and not reader.has_data()
             if not single:

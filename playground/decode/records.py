@@ -87,15 +87,15 @@ class RedisExchanges:
     pair: int
     ts: float
     client: str
-    commands: list  # tuples of bytes arguments
+    commands: list  # each a sequence of bytes arguments (a list as the parser gave it, or a tuple)
     replies: list  # playground.codec.values values
     latencies: list
 
     def exchanges(self) -> list:
         n = len(self.commands)
         return list(map(RedisExchange, repeat(self.pair, n), repeat(self.ts, n),
-                        repeat(self.client, n), self.commands, self.replies, self.latencies,
-                        repeat(False, n)))
+                        repeat(self.client, n), map(tuple, self.commands), self.replies,
+                        self.latencies, repeat(False, n)))
 
 
 def expand(records) -> list:

@@ -42,10 +42,8 @@ from __future__ import annotations
 import re
 from collections import deque
 from itertools import count as _count
-from itertools import islice as _islice
 from itertools import repeat as _repeat
 from operator import attrgetter, itemgetter
-from operator import sub as _sub
 from typing import NamedTuple
 
 import attrs
@@ -115,7 +113,7 @@ class Answered(NamedTuple):
     ``command``, ``reply`` and ``latency``), as three lists matched in bulk. Given instead of
     those exchanges by a conversation made with ``runs=True``, for two or more replies."""
 
-    commands: list  # tuples of bytes
+    commands: list  # each a sequence of bytes: a list as the parser gave it, or a tuple
     replies: list
     latencies: list
 
@@ -457,16 +455,37 @@ _SPECIAL = SECRET_COMMANDS | _NOT_QUEUED | frozenset(_SUB_KINDS) | {b"CLIENT"} |
 
 
 _first = itemgetter(0)
-_third = itemgetter(2)  # an ordinary command's sent_at
 
 
 # An ordinary command (one reply expected, outside MULTI and CLIENT REPLY OFF/SKIP) waits for its
-# reply as a plain tuple, made by C-level loops for a pipelined run: ``(args, name, sent_at,
-# start, end)``, the first fields of its ``Exchange`` (``start`` may be a ``SpanRun`` and ``end``
-# the index in it). It becomes a ``_Waiting`` only when something unusual comes for it
-# (``_head``). Both stay inside the conversation: what comes out is an ``Exchange``.
+# reply as a plain tuple: ``(args, name, sent_at, start, end)``, the first fields of its
+# ``Exchange`` (``start`` may be a ``SpanRun`` and ``end`` the index in it). The ordinary
+# commands of a pipelined run wait together as one ``_Run``. Either becomes a ``_Waiting`` only
+# when something unusual comes for it (``_head``). All stay inside the conversation: what comes
+# out is an ``Exchange`` or an ``Answered``.
 _ORDINARY = tuple
-_ORDINARY_ONLY = {tuple}
+
+
+class _Run:
+    """Ordinary commands parsed in one go (a pipelined read), waiting for their replies as one
+    entry of the queue: the parser's lists as they came (``commands``), ``first`` the index of
+    the oldest one still waiting. Replies matched in bulk take slices of it (``_answered``);
+    anything else turns what is left into one plain tuple per command first (``_explode``)."""
+
+    __slots__ = ("commands", "sent_at", "run", "first")
+
+    def __init__(self, commands, sent_at, run):
+        self.commands = commands
+        self.sent_at = sent_at
+        self.run = run  # the SpanRun: command i's frame is run.span(i)
+        self.first = 0
+
+    def tuples(self) -> list:
+        """What is left, one plain tuple per command (an ordinary command's, above)."""
+        sent_at, run = self.sent_at, self.run
+        return [(tuple(args), args[0].upper(), sent_at, run, i)
+                for i, args in enumerate(self.commands[self.first:], self.first)]
+
 # What is not the plain answer to an ordinary command (_feed_s2c's general loop says why).
 _NOT_ANSWERS = frozenset({list, Push, ProtocolError})
 
@@ -513,6 +532,7 @@ class RespConversation:
         self.max_pending = max_pending
         self.protocol = 2
         self._pending: deque = deque()
+        self._extra = 0  # commands waiting in _Run entries beyond one per entry
         self._failed_c2s = False
         self._failed_s2c = False
         self._stopped = False
@@ -538,7 +558,7 @@ class RespConversation:
         if direction == C2S:
             # The common case first: the read is one whole command, an ordinary one.
             if not (self._in_tx or self._reply_off or self._skip_next or self._failed_c2s
-                    or self._stopped) and len(self._pending) < self.max_pending:
+                    or self._stopped) and len(self._pending) + self._extra < self.max_pending:
                 value = self._c2s.feed_command(data)
                 if value is not None:
                     end = self._c2s.offset
@@ -605,7 +625,7 @@ class RespConversation:
     @property
     def pending(self) -> int:
         """Commands awaiting a reply."""
-        return len(self._pending)
+        return len(self._pending) + self._extra
 
     # -- client to server -----------------------------------------------------------------
     def _feed_c2s(self, data: bytes, now: float) -> list:
@@ -618,14 +638,14 @@ class RespConversation:
         # The common case inline: an ordinary command (an array of bulk strings) expecting one
         # reply, outside MULTI and CLIENT REPLY OFF/SKIP; the rest goes through _command.
         plain = not (self._in_tx or self._reply_off or self._skip_next)
-        room = self.max_pending - len(pending)
+        room = self.max_pending - len(pending) - self._extra
         data_start = self._c2s.offset  # where ``data`` begins (a failure stops the offset)
         for value, start, end in self._c2s.feed_spans(data, lazy=True):
             if end is None:  # a run of commands (pipelining)
                 if self._run(value, start, now, out):
                     break
                 plain = not (self._in_tx or self._reply_off or self._skip_next)
-                room = self.max_pending - len(pending)
+                room = self.max_pending - len(pending) - self._extra
                 continue
             t = type(value)
             if t is list and plain and room > 0 and value and type(value[0]) is bytes:
@@ -647,19 +667,20 @@ class RespConversation:
             if self._stopped:
                 break
             plain = not (self._in_tx or self._reply_off or self._skip_next)
-            room = self.max_pending - len(pending)
+            room = self.max_pending - len(pending) - self._extra
         return out
 
     def _run(self, values, run, now, out) -> bool:
         """A run of commands parsed in one go; True when pairing stopped."""
         pending = self._pending
         if not (self._in_tx or self._reply_off or self._skip_next) and all(values) and (
-            len(values) <= self.max_pending - len(pending)
+            len(values) <= self.max_pending - len(pending) - self._extra
         ):
-            names = list(map(bytes.upper, map(_first, values)))
-            if _SPECIAL.isdisjoint(names):  # all ordinary: queued with C-level loops
-                pending.extend(zip(map(tuple, values), names, _repeat(now), _repeat(run),
-                                   _count()))
+            # the names, each distinct one upper-cased once (a run repeats a few names)
+            if _SPECIAL.isdisjoint(map(bytes.upper, set(map(_first, values)))):
+                # all ordinary: queued as one entry, as they are
+                pending.append(_Run(values, now, run))
+                self._extra += len(values) - 1
                 return False
         command = self._command
         for i, value in enumerate(values):
@@ -676,7 +697,7 @@ class RespConversation:
         pending = self._pending
         if name not in _SPECIAL and not (self._in_tx or self._reply_off or self._skip_next):
             # the common case: an ordinary command expecting one reply
-            if len(pending) >= self.max_pending:
+            if len(pending) + self._extra >= self.max_pending:
                 self._stop(now, out)
                 return
             pending.append((args, name, now, start, end))
@@ -736,7 +757,7 @@ class RespConversation:
                     suppressed = True
         if suppressed:
             expected = 0
-        if len(pending) >= self.max_pending:
+        if len(pending) + self._extra >= self.max_pending:
             self._stop(now, out)
             return
         p = _Waiting(args, name, now, expected, in_tx, start, end)
@@ -787,26 +808,72 @@ class RespConversation:
     def _answered(self, values: list, now: float) -> list | None:
         """``values`` (two or more replies, not MONITOR traffic) matched in bulk to the oldest
         commands when all are ordinary and every value is their plain answer (no pub/sub, no
-        error of the parser): the events, an :class:`Answered` first; else None, nothing done."""
+        error of the parser): the events, an :class:`Answered` first; else None, nothing done.
+        The commands of a ``_Run`` are matched as slices of it (all of it, the common case:
+        one read answers one pipelined read)."""
         pending = self._pending
         n = len(values)
-        waiting = len(pending)
-        if n > waiting or not _NOT_ANSWERS.isdisjoint(set(map(type, values))):
+        if not pending or n > len(pending) + self._extra or not _NOT_ANSWERS.isdisjoint(
+                set(map(type, values))):
             return None
-        heads = list(pending) if n == waiting else list(_islice(pending, n))
-        if set(map(type, heads)) != _ORDINARY_ONLY:
-            return None
-        if n == waiting:
-            pending.clear()
+        head = pending[0]
+        if type(head) is _Run and len(head.commands) - head.first >= n:
+            first = head.first
+            if len(head.commands) - first == n:  # the rest of the run (all of it, mostly)
+                commands = head.commands[first:] if first else head.commands
+                pending.popleft()
+                self._extra -= n - 1
+            else:
+                commands = head.commands[first:first + n]
+                head.first = first + n
+                self._extra -= n
+            out = [Answered(commands, values, [now - head.sent_at] * n)]
         else:
-            popleft = pending.popleft
-            for _ in _repeat(None, n):
-                popleft()
-        out = [Answered(list(map(_first, heads)), values,
-                        list(map(_sub, _repeat(now, n), map(_third, heads))))]
-        if pending and type(pending[0]) is not _ORDINARY:
+            out = self._answered_across(values, now)
+            if out is None:
+                return None
+        if pending and type(pending[0]) is _Waiting:
             self._release_suppressed(now, out)
         return out
+
+    def _answered_across(self, values: list, now: float) -> list | None:
+        """``_answered`` for replies whose commands are in several entries of the queue (runs,
+        or parts of them, and plain tuples); None when one of them is not ordinary."""
+        pending = self._pending
+        need = len(values)
+        commands: list = []
+        latencies: list = []
+        entries = 0
+        for entry in pending:
+            t = type(entry)
+            if t is _Run:
+                first = entry.first
+                take = min(need, len(entry.commands) - first)
+                commands += entry.commands[first:first + take]
+                latencies += [now - entry.sent_at] * take
+            elif t is _ORDINARY:
+                take = 1
+                commands.append(entry[0])
+                latencies.append(now - entry[2])
+            else:
+                return None
+            entries += 1
+            need -= take
+            if not need:
+                break
+        for _ in _repeat(None, entries - 1):
+            entry = pending.popleft()
+            if type(entry) is _Run:
+                self._extra -= len(entry.commands) - entry.first - 1
+        last = pending[0]
+        if type(last) is _Run and last.first + take < len(last.commands):
+            last.first += take
+            self._extra -= take
+        else:
+            pending.popleft()
+            if type(last) is _Run:
+                self._extra -= take - 1
+        return [Answered(commands, values, latencies)]
 
     def _spanned(self, data: bytes):
         """The values of ``data``, each one's stream span in ``_span`` while it is handled."""
@@ -863,10 +930,21 @@ class RespConversation:
         """The oldest command waiting, as a :class:`_Waiting` (a plain tuple is turned into one
         when something other than its ordinary reply comes)."""
         head = self._pending[0]
+        if type(head) is _Run:
+            self._explode()
+            head = self._pending[0]
         if type(head) is _ORDINARY:
             args, name, sent_at, start, end = head
             head = self._pending[0] = _Waiting(args, name, sent_at, 1, False, start, end)
         return head
+
+    def _explode(self) -> None:
+        """The ``_Run`` at the head of the queue as one plain tuple per command."""
+        pending = self._pending
+        run = pending.popleft()
+        tuples = run.tuples()
+        self._extra -= len(tuples) - 1
+        pending.extendleft(reversed(tuples))
 
     def _subscribed(self) -> bool:
         s = self._subs
@@ -940,7 +1018,7 @@ class RespConversation:
     def _release_suppressed(self, now, out) -> None:
         """The commands next in line whose replies CLIENT REPLY suppressed: out now, in order."""
         pending = self._pending
-        while pending and type(pending[0]) is not _ORDINARY and pending[0].expected == 0:
+        while pending and type(pending[0]) is _Waiting and pending[0].expected == 0:
             self._suppressed(pending.popleft(), now, out)
 
     def _done_special(self, head, reply) -> None:
@@ -989,8 +1067,8 @@ class RespConversation:
     def _not_in_tx(self) -> None:
         """MULTI failed (not nested): the commands sent after it were not queued."""
         for p in self._pending:
-            if type(p) is _ORDINARY:
-                continue  # sent before MULTI: never in the transaction
+            if type(p) is not _Waiting:
+                continue  # ordinary, sent before MULTI: never in the transaction
             if p.name in (b"EXEC", b"DISCARD"):
                 break
             p.in_tx = False
@@ -1000,6 +1078,8 @@ class RespConversation:
     def _flush_unanswered(self, now, reason, out, limit=None) -> None:
         pending = self._pending
         while pending and (limit is None or len(out) < limit):
+            if type(pending[0]) is _Run:
+                self._explode()
             p = pending.popleft()
             if type(p) is _ORDINARY:
                 out.append(Unanswered(p[0], p[2], now, reason, False, self.protocol))
@@ -1021,6 +1101,7 @@ class RespConversation:
         out.append(Undecodable(C2S, now, reason, self._c2s.offset))
         out.append(Undecodable(S2C, now, reason, self._s2c.offset))
         self._pending.clear()
+        self._extra = 0
         self._config_gets = 0
 
 

@@ -40,7 +40,9 @@ from __future__ import annotations
 
 import re
 import sys
+from itertools import repeat as _repeat
 from operator import itemgetter
+from operator import mod as _mod
 
 from playground.codec import values as resp
 from playground.common.twistedprivate import reactor_stopped
@@ -429,7 +431,6 @@ _LINEQ = b'%s%s "%s" "%s" -> %s%s'
 # A command of n arguments (2 to 64) whose second is a bare key, as a line shows it: name, key,
 # then each further argument quoted. Indexed by n.
 _ARGS = [b""] * 2 + [b"%s %s" + b' "%s"' * (n - 2) for n in range(2, 65)]
-_QUOTED = b'"%s"'
 
 
 class ConsoleSink(BufferedSink):
@@ -613,7 +614,7 @@ class ConsoleSink(BufferedSink):
                 text = b'"' + reply + b'"' if bulks_plain and type(reply) is bytes else (
                     reply_text(reply, lim, bulks_plain))
             if text is None:
-                x = R.RedisExchange(r.pair, r.ts, r.client, args, reply, latency, False)
+                x = R.RedisExchange(r.pair, r.ts, r.client, tuple(args), reply, latency, False)
                 append("\n".join(self.formatter.lines(x)).encode("utf-8", "surrogateescape"))
                 continue
             if latency != last_latency:
@@ -644,19 +645,24 @@ class ConsoleSink(BufferedSink):
             text = self._replies(first, self.max_value, bulks_plain)
             if text is None:
                 return False
-            texts = None
         elif bulks_plain and kinds == _BYTES_ONLY:
-            text = None
-            texts = map(_QUOTED.__mod__, replies)
+            text = None  # each its own, quoted
         else:
             return False
-        shown = map(bytes.__mod__, map(_ARGS.__getitem__, map(len, commands)), commands)
+        # One format for every command when they have as many arguments (a run mostly repeats
+        # one command), else each its own; "%" (operator.mod: no method wrapper per call)
+        # takes a tuple, and a run's commands may be lists, as the parser gave them.
+        sizes = list(map(len, commands))
+        size = sizes[0]
+        formats = _repeat(_ARGS[size]) if sizes.count(size) == n else map(
+            _ARGS.__getitem__, sizes)
+        shown = map(_mod, formats, map(tuple, commands))
         ms = _ms_bytes(latencies[0])
-        if texts is None:  # one text for all
+        if text is not None:  # one text for all
             after = b" -> %s%s" % (text, ms)
             append(head + (after + b"\n" + head).join(shown) + after)
         else:
-            lines = map(b"%s -> %s".__mod__, zip(shown, texts, strict=True))
+            lines = map(_mod, _repeat(b'%s -> "%s"'), zip(shown, replies, strict=True))
             append(head + (ms + b"\n" + head).join(lines) + ms)
         return True
 

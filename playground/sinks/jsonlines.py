@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import sys
+from itertools import repeat as _repeat
+from operator import mod as _mod
 
 from playground.codec import values as resp
 from playground.decode import records as R
@@ -173,7 +175,7 @@ class JsonSink(BufferedSink):
                 last_latency = latency
                 latency_json = _latency_json(latency)
             if text is None or latency_json is None:
-                append(_line(R.RedisExchange(r.pair, ts, r.client, args, reply, latency, False),
+                append(_line(R.RedisExchange(r.pair, ts, r.client, tuple(args), reply, latency, False),
                              lim))
                 continue
             append(b'%s%s"],"reply":%s,"latency":%s,"redacted":false}' % (
@@ -203,7 +205,8 @@ class JsonSink(BufferedSink):
             after = b'"],"reply":%s%s' % (text, tail)
             append(head + (after + b"\n" + head).join(shown) + after)
         elif plain and kinds == _BYTES_ONLY:
-            lines = map(b'%s"],"reply":"%s"'.__mod__, zip(shown, replies, strict=True))
+            # operator.mod: no method wrapper per call
+            lines = map(_mod, _repeat(b'%s"],"reply":"%s"'), zip(shown, replies, strict=True))
             append(head + (tail + b"\n" + head).join(lines) + tail)
         else:
             return False

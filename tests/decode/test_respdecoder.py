@@ -988,7 +988,7 @@ def _triples(events) -> list:
     out = []
     for e in events:
         if type(e) is Answered:
-            out += zip(e.commands, e.replies, e.latencies, strict=True)
+            out += zip(map(tuple, e.commands), e.replies, e.latencies, strict=True)
         elif type(e) is Exchange and not (e.suppressed or e.in_transaction or e.queued):
             out.append((e.command, e.reply, e.latency))
         else:
@@ -1004,7 +1004,7 @@ def test_replies_to_a_pipelined_run_come_matched_in_bulk():
     sent = cmd("SET", "a", "1") + cmd("GET", "a") + cmd("GET", "b")
     assert conv.feed(C2S, sent, 1.0) == []
     events = conv.feed(S2C, OK + b"$1\r\n1\r\n", 1.5) + conv.feed(S2C, b"$-1\r\n", 2.0)
-    assert events[0] == Answered([(b"SET", b"a", b"1"), (b"GET", b"a")],
+    assert events[0] == Answered([[b"SET", b"a", b"1"], [b"GET", b"a"]],
                                  [Simple(b"OK"), b"1"], [0.5, 0.5])
     assert [(e.command, e.reply, e.latency) for e in events[1:]] == [((b"GET", b"b"), None, 1.0)]
     assert conv.pending == 0
@@ -1050,3 +1050,94 @@ def test_protocol_soup_matched_in_bulk_equals_exchange_by_exchange(chunks):
             out += conv.feed(C2S if c2s else S2C, data * (1 if c2s else 3), float(i))
         out += conv.eof(S2C, 99.0)
     assert _triples(with_spans(got)) == _triples(with_spans(want))
+
+
+@pytest.mark.pure
+def test_pending_cap_counts_each_command_of_a_run():
+    """The commands of a pipelined run wait as one entry of the queue, but count one each
+    against ``max_pending``."""
+    conv = RespConversation(max_pending=10)
+    assert conv.feed(C2S, cmd("GET", "a") * 6, 1.0) == [] and conv.pending == 6
+    assert conv.feed(C2S, cmd("GET", "b") * 4, 1.0) == [] and conv.pending == 10
+    events = conv.feed(C2S, cmd("GET", "c") * 2, 1.0)
+    assert [(type(e), e.direction) for e in events] == [(Undecodable, C2S), (Undecodable, S2C)]
+    assert conv.pending == 0
+
+
+# Mostly ordinary commands with scalar replies (SET, GET, PING), so that runs of them, answered
+# in bulk, are common.
+_MOSTLY_ORDINARY = [0, 1, 7, 11] * 8 + list(range(len(_PIPELINE)))
+
+
+@pytest.mark.pure
+@given(st.lists(st.sampled_from(_MOSTLY_ORDINARY), min_size=1, max_size=40),
+       st.lists(st.integers(0, 40), max_size=8), st.lists(st.integers(0, 300), max_size=6),
+       st.integers(0, 300), st.integers(1, 7), st.booleans())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_a_pipelined_run_answers_as_its_commands_read_one_by_one(picks, groups, reply_cuts,
+                                                                 answered, limit, runs):
+    """Commands read in pipelined runs (a run waits as one queue entry, its replies matched to
+    slices of it, or to several entries at once) give the same events as the same commands
+    read one a read (each waiting as its own): replies split anywhere, some left unanswered
+    and handed out at close ``limit`` at a time."""
+    frames = [_PIPELINE[i] for i in picks]
+    s2c = b"".join(reply for _, reply in _script(picks) if reply is not None)[:answered]
+    cuts = sorted({c for c in groups if 0 < c < len(frames)}) + [len(frames)]
+    got, want = [], []
+    for pipelined, out in ((True, got), (False, want)):
+        conv = RespConversation(runs=runs)
+        if pipelined:
+            prev = 0
+            for cut in cuts:
+                out += conv.feed(C2S, b"".join(frames[prev:cut]), 1.0)
+                prev = cut
+        else:
+            for frame in frames:
+                out += conv.feed(C2S, frame, 1.0)
+        prev = 0
+        for i, cut in enumerate(sorted({c for c in reply_cuts if 0 < c < len(s2c)})
+                                + [len(s2c)]):
+            out += conv.feed(S2C, s2c[prev:cut], 2.0 + i)
+            out.append(("waiting", conv.pending))
+            prev = cut
+        for _ in range(len(frames) + 1):
+            step = conv.close(9.0, limit)
+            out += step
+            assert len(step) <= limit
+            if not conv.pending:
+                break
+        assert conv.pending == 0
+    assert _triples(with_spans(got)) == _triples(with_spans(want))
+
+
+@pytest.mark.pure
+def test_replies_matched_to_slices_of_runs_and_across_entries():
+    """Replies matched in bulk take a run's commands in slices, and cross from one waiting
+    entry to the next (a run, part of one, a command read on its own)."""
+    conv = RespConversation(runs=True)
+    conv.feed(C2S, cmd("SET", "a", "1") * 3, 1.0)  # a run
+    conv.feed(C2S, cmd("GET", "a") * 3, 2.0)  # another
+    conv.feed(C2S, cmd("GET", "b"), 3.0)  # on its own
+    assert conv.pending == 7
+    value = b"$1\r\n1\r\n"
+    first = conv.feed(S2C, OK * 2, 4.0)  # a slice of the first run
+    second = conv.feed(S2C, OK + value, 5.0)  # its rest and the second's first
+    assert conv.pending == 3
+    third = conv.feed(S2C, value * 3, 6.0)  # the second's rest and the one on its own
+    assert conv.pending == 0
+    sets, gets = [b"SET", b"a", b"1"], [b"GET", b"a"]
+    assert first == [Answered([sets] * 2, [Simple(b"OK")] * 2, [3.0] * 2)]
+    assert second == [Answered([sets, gets], [Simple(b"OK"), b"1"], [4.0, 3.0])]
+    assert third == [Answered([gets, gets, (b"GET", b"b")], [b"1"] * 3, [4.0, 4.0, 3.0])]
+    # the rest of a run answered one reply at a time: each its own exchange
+    conv.feed(C2S, cmd("GET", "a") * 3, 7.0)
+    assert conv.feed(S2C, value * 2, 8.0) == [Answered([gets] * 2, [b"1"] * 2, [1.0] * 2)]
+    assert [(e.command, e.latency) for e in conv.feed(S2C, value, 9.0)] == [
+        ((b"GET", b"a"), 2.0)]
+    assert conv.pending == 0
+    # two whole runs answered by one read
+    conv.feed(C2S, cmd("SET", "a", "1") * 2, 10.0)
+    conv.feed(C2S, cmd("GET", "a") * 2, 10.5)
+    assert conv.feed(S2C, OK * 2 + value * 2, 11.0) == [
+        Answered([sets, sets, gets, gets], [Simple(b"OK")] * 2 + [b"1"] * 2, [1.0] * 2 + [0.5] * 2)]
+    assert conv.pending == 0

@@ -450,15 +450,16 @@ def test_common_runs_take_the_fast_path(monkeypatch):
 _uniform_run = st.tuples(
     st.one_of(*(st.lists(st.lists(st.sampled_from(args), min_size=1, max_size=5).map(tuple),
                          min_size=1, max_size=20)
-                for args in ([b"GET", b"k", b"v"], [b"GET", b"key:1", b"a b", b"x" * 250, b"\xff"]))),
+                for args in ([b"GET", b"k", b"v"], [b"GET", b"key:1", b"a b", b"x" * 250, b"\xff"],
+                             [b"SET", b"k%s", b"%d%%"]))),
     st.one_of(
         # one reply for all (pipelined +OK), or equal ones of one type, or of several types
         st.sampled_from([resp.Simple(b"OK"), b"xxx", 1, None, True, 1.0, resp.Simple(b"\xff"),
-                         b"y" * 250, [b"a"]]).map(lambda v: lambda n: [v] * n),
+                         b"y" * 250, [b"a"], resp.Simple(b"1%s%%")]).map(lambda v: lambda n: [v] * n),
         st.sampled_from([1, True]).map(lambda v: lambda n: [1] * (n - 1) + [v]),
         # bulk strings each (pipelined GET), plain or not
-        st.lists(st.sampled_from([b"a", b"bb", b"", b"q\"", b"z" * 250]), min_size=20,
-                 max_size=20).map(lambda vs: lambda n: [bytes(bytearray(v)) for v in vs[:n]]),
+        st.lists(st.sampled_from([b"a", b"bb", b"", b"q\"", b"z" * 250, b"%s"]), min_size=21,
+                 max_size=21).map(lambda vs: lambda n: [bytes(bytearray(v)) for v in vs[:n]]),
     ),
     st.one_of(st.sampled_from([0.00021, 12.5, None]).map(lambda x: lambda n: [x] * n),
               st.just(lambda n: [0.0002] * (n - 1) + [0.0003])),
@@ -466,14 +467,21 @@ _uniform_run = st.tuples(
 
 
 @pytest.mark.pure
-@given(_uniform_run, st.sampled_from([0, 4, 200]))
+@given(_uniform_run, st.sampled_from([0, 4, 200]), st.sampled_from(["127.0.0.1:9", "/t%s%%.sock"]),
+       st.booleans(), st.integers(0, 3))
 @settings(max_examples=300, deadline=None)
-def test_common_runs_made_in_one_go_show_as_their_exchanges(uniform, limit):
+def test_common_runs_made_in_one_go_show_as_their_exchanges(uniform, limit, client, as_lists,
+                                                            long_one):
     """The runs the sinks make in one go (one latency; one reply, or a bulk string each)
-    show exactly as their exchanges, whatever their arguments and replies."""
+    show exactly as their exchanges, whatever their arguments (as tuples, or lists as the
+    parser gives them; of one length or several; one with 70 of them), replies and client."""
     commands, replies, latencies = uniform
+    if long_one == 3:
+        commands = commands + [(b"MSET",) + (b"k",) * 69]
+    if as_lists:
+        commands = list(map(list, commands))
     n = len(commands)
-    run = R.RedisExchanges(2, 1.7e9 + 0.5, "127.0.0.1:9", commands, replies(n), latencies(n))
+    run = R.RedisExchanges(2, 1.7e9 + 0.5, client, commands, replies(n), latencies(n))
     expanded = R.expand([run])
     sink = JsonSink("unused", max_value=limit)
     assert sink.format_batch([run]) == sink.format_batch(expanded)
