@@ -495,27 +495,38 @@ class Capture:
     def _append_many(c: Connection, group) -> int:
         """``_append`` for each read of ``group`` (no mask waiting), in one loop: the cost."""
         c2s, s2c = c.c2s, c.s2c
-        had = (len(c2s), len(s2c))
-        bases = (c.stream_evicted[C2S], c.stream_evicted[S2C])
+        had_c2s, had_s2c = len(c2s), len(s2c)
+        at_c2s = c.stream_evicted[C2S] + had_c2s  # the stream offset the next byte gets
+        at_s2c = c.stream_evicted[S2C] + had_s2c
         info = c.chunk_info
         new_chunk, new_ts = info.append, c.chunk_ts.append
         last = info[-1] if len(info) > c.chunk_first else -1
         last_code, last_start = last & 15, last >> 4
         chunks = 0
         for _, direction, data, now in group:
+            n = len(data)
+            if not n:
+                continue
             if direction == C2S:
-                stored, code = c2s, 0
+                c2s += data
+                at = at_c2s
+                at_c2s += n
+                if last_code == 0 and at_c2s - last_start <= MAX_CHUNK:
+                    continue  # the last one grows
+                new_chunk(at << 4)
+                last_code = 0
             else:
-                stored, code = s2c, 1
-            offset = bases[code] + len(stored)
-            stored += data
-            if (code == last_code and offset + len(data) - last_start <= MAX_CHUNK) or not data:
-                continue  # the last one grows (an empty read changes nothing)
-            new_chunk(offset << 4 | code)
+                s2c += data
+                at = at_s2c
+                at_s2c += n
+                if last_code == 1 and at_s2c - last_start <= MAX_CHUNK:
+                    continue
+                new_chunk(at << 4 | 1)
+                last_code = 1
             new_ts(now)
+            last_start = at
             chunks += 1
-            last_code, last_start = code, offset
-        sent_c2s, sent_s2c = len(c2s) - had[0], len(s2c) - had[1]
+        sent_c2s, sent_s2c = len(c2s) - had_c2s, len(s2c) - had_s2c
         c.bytes_c2s += sent_c2s
         c.bytes_s2c += sent_s2c
         c.chunk_count += chunks

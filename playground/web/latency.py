@@ -34,9 +34,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from itertools import accumulate
+from itertools import accumulate, compress, repeat
 from math import ceil, floor
-from operator import itemgetter
+from operator import eq, itemgetter
 
 from playground.codec.values import Error
 from playground.decode.views import escape
@@ -280,10 +280,11 @@ class Latency:
     def ones(self, stamps, commands, replies, latencies) -> None:
         """Unpipelined RESP exchanges, many at once (the web sink's batch): as ``one`` for
         each, with the per-exchange work left to builtins: the bucket indexes looked up by
-        ``map`` and counted per (name, bucket) by ``Counter``, each name's min and max read
-        from one sort, the per-second counts counted per second, errors looked at only when
-        there is one. An exchange without a latency, an empty command, or a latency outside
-        the index table (16 ms and more, or negative) sends the batch through ``one``."""
+        ``map`` and counted per (name, bucket) by ``Counter``, each name's min and max taken
+        by ``min``/``max`` over its latencies, the per-second counts counted per second,
+        errors looked at only when there is one. An exchange without a latency, an empty
+        command, or a latency outside the index table (16 ms and more, or negative) sends
+        the batch through ``one``."""
         table = self._resp
         try:
             names = list(map(_first, commands))
@@ -296,41 +297,42 @@ class Latency:
                 one(*exchange)
             return
         spellings = table.spellings
-        distinct = set(names)
-        if len(distinct) == 1:  # one command name (a batch of GETs)
-            raw = names[0]
-            h = spellings.get(raw) or table.histogram(raw)
+        histograms = {raw: spellings.get(raw) or table.histogram(raw) for raw in set(names)}
+        if len(histograms) == 1:  # one command name (a batch of GETs)
+            (h,) = histograms.values()
             buckets = h.buckets
             for i, n in Counter(map(INDEX.__getitem__, us)).items():
                 buckets[i] += n
-            low, high = min(latencies), max(latencies)
+            extremes = ((h, min(latencies), max(latencies)),)
+        else:
+            for (raw, i), n in Counter(zip(names, map(INDEX.__getitem__, us),
+                                           strict=True)).items():
+                histograms[raw].buckets[i] += n
+            if len(histograms) <= 8:  # a pass per name, by builtins
+                extremes = [(h, min(compress(latencies, map(eq, names, repeat(raw)))),
+                             max(compress(latencies, map(eq, names, repeat(raw)))))
+                            for raw, h in histograms.items()]
+            else:  # many names: one pass in Python
+                low, high = {}, {}
+                for raw, latency in zip(names, latencies, strict=True):
+                    if latency < low.get(raw, latency + 1):
+                        low[raw] = latency
+                    if latency > high.get(raw, latency - 1):
+                        high[raw] = latency
+                extremes = [(histograms[raw], low[raw], high[raw]) for raw in low]
+        for h, low, high in extremes:
             if high > h.max:
                 h.max = high
             if low < h.min:
                 h.min = low
-            histograms = None
-        else:
-            histograms = {raw: spellings.get(raw) or table.histogram(raw) for raw in distinct}
-            for (raw, i), n in Counter(zip(names, map(INDEX.__getitem__, us), strict=True)).items():
-                histograms[raw].buckets[i] += n
-            ordered = sorted(zip(names, latencies, strict=True))  # by name, then latency
-            for raw, high in dict(ordered).items():  # the last of each name: its largest
-                h = histograms[raw]
-                if high > h.max:
-                    h.max = high
-            for raw, low in dict(reversed(ordered)).items():  # and its smallest
-                h = histograms[raw]
-                if low < h.min:
-                    h.min = low
-        seconds = Counter(map(floor, stamps))
         failed: Counter = Counter()
         if Error in set(map(type, replies)):
             for name, stamp, reply in zip(names, stamps, replies, strict=True):
                 if type(reply) is Error:
-                    (histograms[name] if histograms else h).errors += 1
+                    histograms[name].errors += 1
                     failed[floor(stamp)] += 1
         rate = table.rate
-        for second, n in seconds.items():
+        for second, n in Counter(map(floor, stamps)).items():
             rate.add(second, n, failed[second])
 
     @staticmethod

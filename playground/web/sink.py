@@ -55,6 +55,7 @@ _TRUNCATED = resp.Truncated
 _SCALARS = frozenset({bytes, _TRUNCATED, int, type(None), float, bool})
 _KEPT = STREAM_MIN  # the most the RESP decoder keeps of a long string
 _BULKS = frozenset({bytes})
+_SIMPLES = frozenset({resp.Simple})
 _LINES = frozenset({resp.Simple, resp.Error})
 _VALUE = attrgetter("value")
 # Python's own bytes beside the values', counted in an entry's cost (tracemalloc, CPython 3.11):
@@ -118,6 +119,12 @@ def _stored(reply):
 _SIMPLE_TAGS = {v: (b"+", v) for v in (b"OK", b"QUEUED", b"PONG", b"RESET")}  # shared
 
 
+def _stored_size(stored) -> int:
+    """The bytes of a reply ``_stored`` keeps as it is or as a tuple (0: a number, a nil)."""
+    kind = type(stored)
+    return len(stored) if kind is bytes else len(stored[1]) if kind is tuple else 0
+
+
 def _value(stored):
     """The reply ``_stored`` kept, as the decoder made it (text stays text)."""
     if type(stored) is tuple:
@@ -126,17 +133,28 @@ def _value(stored):
     return stored
 
 
+def _segment_rows(segment: bytes):
+    """The ``(ts, command, reply, latency)`` rows of a segment ``_ones`` encoded: its columns
+    ``(stamps, commands, replies, latencies)`` marshalled, the replies as ``_stored`` keeps
+    them or, when all are simple strings, ``(b"+", their values)``."""
+    stamps, commands, replies, latencies = loads(segment)
+    if type(replies) is tuple:
+        tag, values = replies
+        replies = [(tag, value) for value in values]
+    return zip(stamps, commands, replies, latencies, strict=True)
+
+
 def rows(entry, max_value: int = 200) -> list[dict]:
     """The table rows of a ``capture.Exchanges`` entry the sink stored (JSON-ready). A RESP
-    entry holds encoded rows (``capture.Rows``: each exchange ``(ts, command, reply,
-    latency)`` marshalled), or, for one exchange, ``(command, reply, latency)``, or for a run
-    ``(commands, replies, latencies)``, marshalled or not; replies as ``_stored`` keeps them, an aggregate already
-    as its text."""
+    entry holds encoded rows (``capture.Rows``: segments of exchanges, ``_segment_rows``), or,
+    for one exchange, ``(command, reply, latency)``, or for a run ``(commands, replies,
+    latencies)``, marshalled or not; replies as ``_stored`` keeps them, an aggregate already as
+    its text."""
     first = entry.first
     if entry.kind == "redis":
         data = entry.data
         if is_encoded(data):  # segments of rows, each row with its time
-            exchanges = _flat(map(loads, encoded_rows(data)))
+            exchanges = _flat(map(_segment_rows, encoded_rows(data)))
         elif entry.count == 1:
             exchanges = ((entry.ts, *data),)
         else:  # a run, marshalled or (long values) as it was
@@ -226,8 +244,10 @@ class WebSink:
 
     def _store(self, records: list) -> None:
         """The queued records in order, a connection's unpipelined exchanges gathered (their
-        order among its other records kept) and stored at once (``_ones``)."""
+        order among its other records kept) and stored at once (``_ones``), and all of them
+        counted in ``latency`` at once."""
         ones: dict = {}  # pair -> its unpipelined exchanges not stored yet
+        timed: tuple = ([], [], [], [])  # what _ones stored: stamps, commands, replies, latencies
         emit = self._emit
         for r in records:
             if type(r) is _EXCHANGE:
@@ -238,17 +258,19 @@ class WebSink:
                     group.append(r)
             else:
                 if ones and r.pair in ones:  # its exchanges before it come first
-                    self._ones(r.pair, ones.pop(r.pair))
+                    self._ones(r.pair, ones.pop(r.pair), timed)
                 emit(r)
         for pair, group in ones.items():
-            self._ones(pair, group)
+            self._ones(pair, group, timed)
+        if timed[0]:
+            self.latency.ones(*timed)
 
-    def _ones(self, pair, records: list) -> None:
+    def _ones(self, pair, records: list, timed: tuple) -> None:
         """A connection's unpipelined exchanges of a batch, in order: one segment of rows,
-        ``[(ts, command, reply, latency), ...]`` ``marshal``led at once, the replies as
-        ``_stored`` keeps them, and counted in ``latency`` at once. A batch with a reply
-        that is not a scalar, a simple string or an error, or a long one (as ``_one`` says),
-        goes one by one through ``_one``."""
+        its columns ``marshal``led at once (``_segment_rows``), the replies as ``_stored``
+        keeps them; their columns are added to ``timed`` (the latency counts them). A batch
+        with a reply that is not a scalar, a simple string or an error, or a long one (as
+        ``_one`` says), goes one by one through ``_one``."""
         replies = list(map(_REPLY, records))
         kinds = set(map(type, replies))
         commands = list(map(_COMMAND, records))
@@ -256,39 +278,32 @@ class WebSink:
         if kinds <= _BULKS:  # GET's
             small = max(map(len, replies)) <= _ROW_LIMIT
             kept = replies
+        elif kinds == _SIMPLES:  # SET's
+            values = list(map(_VALUE, replies))
+            small = max(map(len, values)) <= _ROW_LIMIT
+            kept = (b"+", values)
         elif kinds <= _PLAIN:
-            small = True
-            kept = []
-            keep = kept.append
-            for reply in replies:
-                kind = type(reply)
-                if kind is _SIMPLE:
-                    value = reply.value
-                    keep(_SIMPLE_TAGS.get(value) or (b"+", value))
-                elif kind is _ERROR:
-                    value = reply.value
-                    keep((b"!" if reply.bulk else b"-", value))
-                    errors += 1
-                elif kind is bytes:
-                    value = reply
-                    keep(reply)
-                else:
-                    keep(reply)
-                    continue
-                if len(value) > _ROW_LIMIT:
-                    small = False
+            kept = list(map(_stored, replies))
+            small = max(map(_stored_size, kept)) <= _ROW_LIMIT
+            if _ERROR in kinds:
+                errors = list(map(type, replies)).count(_ERROR)
         else:
             small = False
-        if not small or max(map(sum, map(map, repeat(len), commands))) > _ROW_LIMIT:
+        if not small or (sum(map(len, _flat(commands))) > _ROW_LIMIT and  # rarely: each one
+                         max(map(sum, map(map, repeat(len), commands))) > _ROW_LIMIT):
             one = self._one
             for r in records:
                 one(pair, r.ts, r.command, r.reply, r.latency)
             return
         stamps = list(map(_TS, records))
         latencies = list(map(_LATENCY, records))
-        self.latency.ones(stamps, commands, replies, latencies)
-        segment = dumps(list(zip(stamps, commands, kept, latencies, strict=True)), _MARSHAL)
-        self.capture.add_rows(pair, stamps[0], "redis", segment, len(records), errors)
+        self.capture.add_rows(pair, stamps[0], "redis",
+                              dumps((stamps, commands, kept, latencies), _MARSHAL),
+                              len(records), errors)
+        timed[0].extend(stamps)
+        timed[1].extend(commands)
+        timed[2].extend(replies)
+        timed[3].extend(latencies)
 
     # -- records -----------------------------------------------------------------------------
     def _one(self, pair, ts, command, reply, latency) -> None:
@@ -314,7 +329,7 @@ class WebSink:
             reply = format_value(reply, self.max_value)
             small = True
         if small and sum(map(len, command)) <= _ROW_LIMIT:
-            self.capture.add_rows(pair, ts, "redis", dumps([(ts, command, reply, latency)],
+            self.capture.add_rows(pair, ts, "redis", dumps(([ts], [command], [reply], [latency]),
                                                            _MARSHAL), 1, errors)
         else:
             self._kept_one(pair, ts, command, reply, latency, errors)
