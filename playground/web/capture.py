@@ -31,7 +31,8 @@ bytearrays (how many chunks go is found by bisection) and takes whole entries (`
 Batches: an adapter may queue what it is handed and give it over in batches (the web sink:
 ``add_reads``, a batch of reads at once; ``add_rows``). It registers how in ``before_read``:
 ``sync()`` calls it, and every read (``get``, ``stream``, ``changes``) and every change that
-must come after the queued ones (``opened``, ``half_closed``, ``closed``, ``mask``) syncs first,
+must come after the queued ones (``half_closed``, ``closed``, ``mask``; ``opened`` when it
+evicts a connection) syncs first,
 so a reader never sees the store behind what was handed over, and a mask reaches every byte.
 
 Redaction: ``mask(pair, direction, start, end)`` overwrites stream bytes ``[start, end)`` with
@@ -78,6 +79,7 @@ BLOCK = 64  # items per block of a TupleLog
 # array, 4 bytes with slack, counted as if each row were one).
 ROWS_COST = 512
 ROW_COST = 8
+FEW_READS = 8  # reads add_reads stores one by one rather than grouped
 MAX_ROWS = 256  # rows per Rows entry: from then on it is sealed and a new one starts
 
 _PAIR = itemgetter(0)  # a queued read's connection
@@ -403,7 +405,8 @@ class Capture:
     # -- what the proxy saw ----------------------------------------------------------------
     def opened(self, pair: int, now: float, client: str, listen: str, target: str,
                server: str = "") -> Connection:
-        self.sync()
+        if len(self.connections) >= self.max_connections:
+            self.sync()  # what is queued for the connection about to go is counted as it goes
         c = Connection(pair, now, client, listen, target, server)
         self.connections[pair] = c
         self._touch(c)
@@ -466,8 +469,12 @@ class Capture:
         connection). The hot path of the byte side, done per batch: the reads sorted by
         connection (stable: each keeps its order), then per connection a tight loop of
         appends, its counts and cost updated once. ``reads`` is consumed (sorted, emptied)."""
-        if len(reads) > 1:
-            reads.sort(key=_PAIR)
+        if len(reads) < FEW_READS:  # a few (a short connection's): one by one costs less
+            for read in reads:
+                self.data(*read)
+            reads.clear()
+            return
+        reads.sort(key=_PAIR)
         connections = self.connections
         for pair, group in groupby(reads, _PAIR):
             c = connections.get(pair)

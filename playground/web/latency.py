@@ -53,6 +53,7 @@ OTHER = "(other)"
 PERCENTILES = (50, 90, 99)
 PROTOCOLS = ("resp", "http")
 _first = itemgetter(0)
+_FEW = 8  # exchanges in a batch worth its counters
 _MICROSECONDS = (1e6).__mul__  # seconds -> microseconds, as ``int(latency * 1e6)``
 
 
@@ -291,7 +292,7 @@ class Latency:
             us = list(map(int, map(_MICROSECONDS, latencies)))
         except (IndexError, TypeError):  # an empty command, an exchange without a latency
             us = None
-        if not us or min(us) < 0 or max(us) >= INDEX_SIZE:
+        if not us or len(us) < _FEW or min(us) < 0 or max(us) >= INDEX_SIZE:
             one = self.one
             for exchange in zip(stamps, commands, replies, latencies, strict=True):
                 one(*exchange)

@@ -75,6 +75,7 @@ _TS, _COMMAND, _REPLY, _LATENCY = map(attrgetter, ("ts", "command", "reply", "la
 # and per read READ_COST (its tuple, its time, its bytes' header, its slot) and its bytes twice
 # (theirs, and the copies the records decoded from them hold).
 QUEUE_LIMIT = 1 << 20
+_FEW = 4  # a connection's unpipelined exchanges in a batch worth a segment of their own
 RECORD_COST = 384
 READ_COST = 160
 
@@ -270,7 +271,13 @@ class WebSink:
         its columns ``marshal``led at once (``_segment_rows``), the replies as ``_stored``
         keeps them; their columns are added to ``timed`` (the latency counts them). A batch
         with a reply that is not a scalar, a simple string or an error, or a long one (as
-        ``_one`` says), goes one by one through ``_one``."""
+        ``_one`` says), goes one by one through ``_one``, and so do fewer than ``_FEW``
+        exchanges (a short connection's, a batch a reader cut short)."""
+        if len(records) < _FEW:  # a segment's own costs would not pay
+            one = self._one
+            for r in records:
+                one(pair, r.ts, r.command, r.reply, r.latency)
+            return
         replies = list(map(_REPLY, records))
         kinds = set(map(type, replies))
         commands = list(map(_COMMAND, records))
