@@ -408,16 +408,19 @@ def _state(cap: Capture) -> list:
         cap.bytes, cap.evicted_bytes]
 
 
-_reads = st.lists(st.one_of(
+_read = st.one_of(
     st.tuples(st.integers(1, 4), st.sampled_from([C2S, S2C]), st.binary(max_size=300)),
-    st.tuples(st.integers(1, 4), st.sampled_from([C2S, S2C]), st.integers(1, 3)),  # big
-    st.tuples(st.just("mask"), st.integers(1, 4), st.sampled_from([C2S, S2C]),
-              st.integers(0, 2000), st.integers(1, 50)),
-    st.just("batch")), max_size=60)
+    st.tuples(st.integers(1, 4), st.sampled_from([C2S, S2C]), st.integers(1, 3)))  # big
+_mask = st.tuples(st.integers(1, 4), st.sampled_from([C2S, S2C]), st.integers(0, 2000),
+                  st.integers(1, 50))
+# batches of reads (small ones are stored one by one, larger ones grouped), each handed over
+# at its end or by a mask registered after it
+_batches = st.lists(st.tuples(st.lists(_read, max_size=20), st.one_of(st.none(), _mask)),
+                    max_size=6)
 
 
-@given(ops=_reads, max_bytes=st.sampled_from([200, 5_000, 100_000, 64 * MIB]))
-def test_reads_handed_over_in_batches_are_stored_as_one_by_one(ops, max_bytes):
+@given(batches=_batches, max_bytes=st.sampled_from([200, 5_000, 100_000, 64 * MIB]))
+def test_reads_handed_over_in_batches_are_stored_as_one_by_one(batches, max_bytes):
     """``add_reads`` (the web sink's batches, any cut) keeps exactly what ``data`` read by read
     keeps without eviction: the same chunks (numbers, times, offsets, bytes), counts, costs
     and masks; with eviction the bounds hold and what is kept is the tail of what was sent."""
@@ -425,30 +428,26 @@ def test_reads_handed_over_in_batches_are_stored_as_one_by_one(ops, max_bytes):
     for cap in (one, batched):
         for pair in range(1, 4):  # pair 4 is never opened: its reads go nowhere
             _open(cap, pair)
-    queue = []
     sent: dict = {}
     masks = []
-    for i, op in enumerate(ops):
-        now = 2.0 + i
-        if op == "batch":
-            batched.add_reads(queue)
-            assert queue == []
-            continue
-        if op[0] == "mask":  # the store syncs first: what is queued is handed over before
-            _, pair, direction, start, length = op
+    i = 0
+    for reads, mask in batches:
+        queue = []
+        for pair, direction, data in reads:
+            i += 1
+            if type(data) is int:
+                data = bytes([i % 251]) * (data * 30_000)
+            sent[pair, direction] = sent.get((pair, direction), b"") + data
+            one.data(pair, direction, data, 2.0 + i)
+            queue.append((pair, direction, data, 2.0 + i))
+        batched.add_reads(queue)
+        assert queue == []
+        if mask is not None:
+            pair, direction, start, length = mask
             masks.append((pair, direction, start, start + length))
             one.mask(pair, direction, start, start + length)
-            batched.add_reads(queue)
             batched.mask(pair, direction, start, start + length)
-            continue
-        pair, direction, data = op
-        if type(data) is int:
-            data = bytes([i % 251]) * (data * 30_000)
-        sent[pair, direction] = sent.get((pair, direction), b"") + data
-        one.data(pair, direction, data, now)
-        queue.append((pair, direction, data, now))
-    batched.add_reads(queue)
-    assert batched.bytes <= batched.max_bytes
+        assert batched.bytes <= batched.max_bytes
     if one.evicted_bytes == 0 and batched.evicted_bytes == 0:
         assert _state(batched) == _state(one)
     for c in batched.connections.values():
