@@ -32,8 +32,8 @@ Batches: an adapter may queue what it is handed and give it over in batches (the
 ``add_reads``, a batch of reads at once; ``add_rows``). It registers how in ``before_read``:
 ``sync()`` calls it, and every read (``get``, ``stream``, ``changes``) and every change that
 must come after the queued ones (``half_closed``, ``closed``, ``mask``; ``opened`` when it
-evicts a connection) syncs first,
-so a reader never sees the store behind what was handed over, and a mask reaches every byte.
+evicts a connection) syncs first, so a reader never sees the store behind what was handed
+over, and a mask reaches every byte.
 
 Redaction: ``mask(pair, direction, start, end)`` overwrites stream bytes ``[start, end)`` with
 ``*`` (same length, like the pcap) whether they are stored already or arrive later.
