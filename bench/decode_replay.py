@@ -2,6 +2,7 @@
 
     python bench/decode_replay.py [--pipeline 1 16] [--exchanges 200000]
                                   [--sink none json console both web] [--profile] [--out FILE]
+                                  [--rounds N]
 
 Synthesises what ``redis-benchmark -t set,get -c 50 -P N`` sends and receives (SET/GET of a
 3-byte value; each chunk is one pipeline batch of one client), feeds it to ``chain.Chain`` as
@@ -14,7 +15,10 @@ hold-back); ``--profile`` prints the top of a cProfile run. Each line also says 
 full collection of the cyclic GC takes once the run is over, with what the sinks keep (the
 start-up's objects frozen first, as ``twistd tcpplay`` does); with the view, how many
 exchanges it keeps in how much of its ``--web-memory`` (64 MiB: ``--exchanges 600000`` fills
-it at ``-P 1``, so the run includes its evictions). Not a test.
+it at ``-P 1``, so the run includes its evictions). ``--rounds N`` runs every setting N times,
+interleaved (the machine may be shared), and ends with the worst and the median of each and,
+with ``console`` and ``web`` both asked, the view's cost: web minus console in each round. Not a
+test.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import pstats
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -120,7 +125,7 @@ def make_sinks(kind: str, reactor, out):
     if kind == "web":
         from playground.web.sink import WebSink
 
-        view = WebSink(max_value=200, reactor=reactor)  # as playground.proxy.decoding builds it
+        view = WebSink(max_value=200)  # as playground.proxy.decoding builds it
         sinks.append(view)
     return sinks, view
 
@@ -170,6 +175,8 @@ def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: 
         if i % turn == turn - 1:
             reactor.turn()
     reactor.turn(final=True)
+    if view is not None:
+        view.flush()  # what the view still queues is part of the run
     if prof:
         prof.disable()
     dt = time.process_time() - t0
@@ -204,10 +211,23 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=20000.0, help="chunks per virtual second")
     ap.add_argument("--out", default=os.devnull)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every setting this many times, interleaved; then the worst")
     args = ap.parse_args(argv)
-    for p in args.pipeline:
-        for s in args.sink:
-            run(p, args.exchanges, s, args.turn, args.out, args.profile, args.rate)
+    times: dict[tuple[int, str], list[float]] = {}
+    for _ in range(args.rounds):
+        for p in args.pipeline:
+            for s in args.sink:
+                t = run(p, args.exchanges, s, args.turn, args.out, args.profile, args.rate)
+                times.setdefault((p, s), []).append(t * 1e6)
+    if args.rounds > 1:
+        print(f"worst (median) of {args.rounds} rounds, us per exchange:")
+        for p in args.pipeline:
+            line = [f"{s} {max(times[p, s]):.2f} ({median(times[p, s]):.2f})" for s in args.sink]
+            if "web" in args.sink and "console" in args.sink:  # the view's cost, round by round
+                cost = [w - c for w, c in zip(times[p, "web"], times[p, "console"], strict=True)]
+                line.append(f"web - console {max(cost):.2f} ({median(cost):.2f})")
+            print(f"-P {p:<3} " + ", ".join(line))
     return 0
 
 

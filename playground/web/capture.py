@@ -18,15 +18,22 @@ Changes: every change takes the next sequence number (``seq``); ``changes(since)
 changed after a number in one batch (the connections to redraw and the ids that went), or that
 the caller is too far behind and must reload everything (``resync``).
 
-Cost: the store is fed on the proxy's hot path, so what it keeps is cheap to add and invisible
-to the cyclic GC: a read appends its bytes to its direction's bytearray and, when it starts a
-chunk, a number to each of two arrays (``array``: its time; its offset and kind), no object per
-read (a chunk's length is where the next of its direction starts); each exchanges entry is a
-plain tuple in a ``TupleLog`` per connection, and the adapter's single exchanges are rows it
-encodes as bytes, appended to the connection's growing entry (``add_row``, ``Rows``: no object
-per exchange). Eviction trims the front of the arrays and the bytearrays (how many chunks go is
-found by bisection) and takes whole entries (``Chunk`` and ``Exchanges`` are the types handed
-out on read).
+Cost: the store is fed from the proxy's hot path, so what it keeps is cheap to add and
+invisible to the cyclic GC: a read appends its bytes to its direction's bytearray and, when it
+starts a chunk, a number to each of two arrays (``array``: its time; its offset and kind), no
+object per read (a chunk's length is where the next of its direction starts); each exchanges
+entry is a plain tuple in a ``TupleLog`` per connection, and the adapter's single exchanges are
+rows it encodes as bytes, a segment of them at once, appended to the connection's growing entry
+(``add_rows``, ``Rows``: no object per exchange). Eviction trims the front of the arrays and the
+bytearrays (how many chunks go is found by bisection) and takes whole entries (``Chunk`` and
+``Exchanges`` are the types handed out on read).
+
+Batches: an adapter may queue what it is handed and give it over in batches (the web sink:
+``add_reads``, a batch of reads at once; ``add_rows``). It registers how in ``before_read``:
+``sync()`` calls it, and every read (``get``, ``stream``, ``changes``) and every change that
+must come after the queued ones (``half_closed``, ``closed``, ``mask``; ``opened`` when it
+evicts a connection) syncs first, so a reader never sees the store behind what was handed
+over, and a mask reaches every byte.
 
 Redaction: ``mask(pair, direction, start, end)`` overwrites stream bytes ``[start, end)`` with
 ``*`` (same length, like the pcap) whether they are stored already or arrive later.
@@ -43,7 +50,8 @@ import sys
 from array import array
 from collections import OrderedDict, deque
 from fnmatch import fnmatchcase
-from itertools import chain, islice
+from itertools import chain, groupby, islice
+from operator import itemgetter
 from typing import NamedTuple
 
 import attrs
@@ -65,12 +73,16 @@ MAX_CHUNK = 64 * 1024  # a chunk grows by appending same-direction bytes up to t
 MAX_EVICTION_LOG = 4096  # ids of evicted connections remembered for changes(since)
 MAX_PENDING_MASKS = 64  # ranges registered ahead of their bytes, per direction
 BLOCK = 64  # items per block of a TupleLog
-# A Rows entry (exchanges encoded by the adapter, one bytes per row): counted per entry, its
-# object, its bytearray's and array's headers and its entry tuple; per row, its bytes with the
-# bytearray's growth slack (an eighth) and its end in the array (4 bytes, with slack).
+# A Rows entry (exchanges encoded by the adapter, one bytes per segment of rows): counted per
+# entry, its object, its bytearray's and array's headers and its entry tuple; per segment, its
+# bytes with the bytearray's growth slack (an eighth); per row, 8 (a segment's end in the
+# array, 4 bytes with slack, counted as if each row were one).
 ROWS_COST = 512
 ROW_COST = 8
-MAX_ROWS = 256  # rows per Rows entry: then it is sealed and a new one starts
+FEW_READS = 8  # reads add_reads stores one by one rather than grouped
+MAX_ROWS = 256  # rows per Rows entry: from then on it is sealed and a new one starts
+
+_PAIR = itemgetter(0)  # a queued read's connection
 
 OPEN = "open"
 CLOSED = "closed"
@@ -150,14 +162,16 @@ class TupleLog:
 
 
 class Rows:
-    """A connection's newest exchanges entry while it grows: rows the adapter encoded, one
-    bytes each (the web sink: ``marshal``), in one bytearray with an array of their ends, so
-    a row adds no Python object (nothing for the cyclic GC) and costs its bytes and 4 more.
-    Sealed (``Capture._seal``) once it holds ``MAX_ROWS`` rows, when another entry follows, at
-    close or when eviction reaches it: kept then as a plain tuple of two bytes (the rows, their
-    ends), which the GC stops tracking (an array it would not). ``encoded_rows(data)`` reads either form."""
+    """A connection's newest exchanges entry while it grows: segments of rows the adapter
+    encoded, one bytes per segment (the web sink: a batch's exchanges of one connection,
+    ``marshal``led at once), in one bytearray with an array of their ends, so a segment adds
+    no Python object (nothing for the cyclic GC) and costs its bytes and 4 more. Sealed
+    (``Capture._seal``) once it holds ``MAX_ROWS`` rows or more, when another entry follows,
+    at close or when eviction reaches it: kept then as a plain tuple of two bytes (the
+    segments, their ends), which the GC stops tracking (an array it would not).
+    ``encoded_rows(data)`` reads either form."""
 
-    __slots__ = ("first", "ts", "kind", "blob", "ends", "errors", "cost")
+    __slots__ = ("first", "ts", "kind", "blob", "ends", "count", "errors", "cost")
 
     def __init__(self, first: int, ts: float, kind: str):
         self.first = first
@@ -165,11 +179,12 @@ class Rows:
         self.kind = kind
         self.blob = bytearray()
         self.ends = array("I")
+        self.count = 0  # rows, in all its segments
         self.errors = 0
-        self.cost = 0  # as counted by Capture.add_row
+        self.cost = 0  # as counted by Capture.add_rows
 
     def entry(self) -> Exchanges:
-        return Exchanges(self.first, len(self.ends), self.ts, self.kind, self, self.errors,
+        return Exchanges(self.first, self.count, self.ts, self.kind, self, self.errors,
                          self.cost)
 
 
@@ -180,8 +195,8 @@ def is_encoded(data) -> bool:
 
 
 def encoded_rows(data) -> list[bytes]:
-    """The rows of a ``Rows`` entry's ``data`` (open or sealed), each as the adapter encoded
-    it (copies: the open entry's bytearray may grow meanwhile)."""
+    """The segments of a ``Rows`` entry's ``data`` (open or sealed), each as the adapter
+    encoded it (copies: the open entry's bytearray may grow meanwhile)."""
     if type(data) is Rows:
         blob, ends = data.blob, data.ends
     else:
@@ -349,6 +364,14 @@ class Capture:
         self.dropped_records = 0  # exchanges for connections no longer (or never) here
         self._evictions: deque = deque(maxlen=MAX_EVICTION_LOG)  # (seq, id)
         self._holding: OrderedDict[int, None] = OrderedDict()  # ids with a cost, oldest first
+        # callables that hand over what an adapter queued (the web sink's batch): every read
+        # (get, stream, changes) and every change that must come after it calls them first
+        self.before_read: list = []
+
+    def sync(self) -> None:
+        """Take in what the adapters queued (``before_read``): the readers call it first."""
+        for hand_over in self.before_read:
+            hand_over()
 
     # -- changes ---------------------------------------------------------------------------
     def _touch(self, c: Connection) -> None:
@@ -361,6 +384,7 @@ class Capture:
         remembers (or in the future): the rows are then every connection, and the caller drops
         what it had. ``limit`` > 0: at most that many rows (the newest changed); the caller
         asks again from the ``seq`` returned (it is then the seq of the last row sent)."""
+        self.sync()
         resync = since <= 0 or since > self.seq or (
             len(self._evictions) == self._evictions.maxlen and self._evictions[0][0] > since)
         if resync:
@@ -381,6 +405,8 @@ class Capture:
     # -- what the proxy saw ----------------------------------------------------------------
     def opened(self, pair: int, now: float, client: str, listen: str, target: str,
                server: str = "") -> Connection:
+        if len(self.connections) >= self.max_connections:
+            self.sync()  # what is queued for the connection about to go is counted as it goes
         c = Connection(pair, now, client, listen, target, server)
         self.connections[pair] = c
         self._touch(c)
@@ -397,11 +423,21 @@ class Capture:
     def data(self, pair: int, direction: str, data: bytes, now: float) -> None:
         """Bytes the proxy forwarded: appended to their direction's bytearray; the last chunk
         grows while the same direction goes on (up to ``MAX_CHUNK``), else a chunk-table row is
-        added. The hot path of the byte side: one dict lookup, a few appends, the cost and the
-        seq updated in place, no object made."""
+        added. (The web sink hands reads over in batches: ``add_reads``.)"""
         c = self.connections.get(pair)
         if c is None or not data:
             return
+        cost = self._append(c, direction, data, now)
+        if c.cost == 0:
+            self._holding[pair] = None
+        c.cost += cost
+        self.bytes += cost
+        self.seq = c.seq = self.seq + 1
+        if self.bytes > self.max_bytes:
+            self._bound()
+
+    def _append(self, c: Connection, direction: str, data: bytes, now: float) -> int:
+        """``data`` stored (masked where a range registered ahead of it says): its cost."""
         n = len(data)
         if direction == C2S:
             stored = c.c2s
@@ -425,13 +461,83 @@ class Capture:
             cost = CHUNK_COST + n
         if c.pending_masks:
             self._mask_arrived(c, direction, offset, offset + n, stored, start_in)
-        if c.cost == 0:
-            self._holding[pair] = None
-        c.cost += cost
-        self.bytes += cost
-        self.seq = c.seq = self.seq + 1
-        if self.bytes > self.max_bytes:
-            self._bound()
+        return cost
+
+    def add_reads(self, reads: list) -> None:
+        """Reads the proxy forwarded, ``(pair, direction, data, now)`` in arrival order, as
+        ``data`` one by one would store them (the same chunks, costs and bounds; one seq per
+        connection). The hot path of the byte side, done per batch: the reads sorted by
+        connection (stable: each keeps its order), then per connection a tight loop of
+        appends, its counts and cost updated once. ``reads`` is consumed (sorted, emptied)."""
+        if len(reads) < FEW_READS:  # a few (a short connection's): one by one costs less
+            for read in reads:
+                self.data(*read)
+            reads.clear()
+            return
+        reads.sort(key=_PAIR)
+        connections = self.connections
+        for pair, group in groupby(reads, _PAIR):
+            c = connections.get(pair)
+            if c is None:
+                continue
+            if c.pending_masks:  # a mask waits for some of these bytes: one by one, exactly
+                cost = 0
+                for _, direction, data, now in group:
+                    if data:
+                        cost += self._append(c, direction, data, now)
+            else:
+                cost = self._append_many(c, group)
+            if not cost:
+                continue
+            if c.cost == 0:
+                self._holding[pair] = None
+            c.cost += cost
+            self.bytes += cost
+            self.seq = c.seq = self.seq + 1
+            if self.bytes > self.max_bytes:
+                self._bound()
+        reads.clear()
+
+    @staticmethod
+    def _append_many(c: Connection, group) -> int:
+        """``_append`` for each read of ``group`` (no mask waiting), in one loop: the cost."""
+        c2s, s2c = c.c2s, c.s2c
+        had_c2s, had_s2c = len(c2s), len(s2c)
+        at_c2s = c.stream_evicted[C2S] + had_c2s  # the stream offset the next byte gets
+        at_s2c = c.stream_evicted[S2C] + had_s2c
+        info = c.chunk_info
+        new_chunk, new_ts = info.append, c.chunk_ts.append
+        last = info[-1] if len(info) > c.chunk_first else -1
+        last_code, last_start = last & 15, last >> 4
+        chunks = 0
+        for _, direction, data, now in group:
+            n = len(data)
+            if not n:
+                continue
+            if direction == C2S:
+                c2s += data
+                at = at_c2s
+                at_c2s += n
+                if last_code == 0 and at_c2s - last_start <= MAX_CHUNK:
+                    continue  # the last one grows
+                new_chunk(at << 4)
+                last_code = 0
+            else:
+                s2c += data
+                at = at_s2c
+                at_s2c += n
+                if last_code == 1 and at_s2c - last_start <= MAX_CHUNK:
+                    continue
+                new_chunk(at << 4 | 1)
+                last_code = 1
+            new_ts(now)
+            last_start = at
+            chunks += 1
+        sent_c2s, sent_s2c = len(c2s) - had_c2s, len(s2c) - had_s2c
+        c.bytes_c2s += sent_c2s
+        c.bytes_s2c += sent_s2c
+        c.chunk_count += chunks
+        return CHUNK_COST * chunks + sent_c2s + sent_s2c
 
     @staticmethod
     def _mask_arrived(c: Connection, direction: str, offset: int, end: int, stored: bytearray,
@@ -457,6 +563,7 @@ class Capture:
         """Overwrite stream bytes ``[start, end)`` of ``direction`` with ``*``, now for those
         stored and on arrival for those still to come. Returns 0 (nothing stored stays in
         clear; bytes already evicted are gone)."""
+        self.sync()  # what was queued comes first: the mask reaches it
         c = self.connections.get(pair)
         if c is None or end <= start or direction not in (C2S, S2C):
             return 0
@@ -476,6 +583,7 @@ class Capture:
         return 0
 
     def half_closed(self, pair: int, direction: str, now: float) -> None:
+        self.sync()
         c = self.connections.get(pair)
         if c is None:
             return
@@ -489,6 +597,7 @@ class Capture:
 
     def closed(self, pair: int, now: float, closed_by: str = "", how: str = "",
                bytes_c2s: int | None = None, bytes_s2c: int | None = None) -> None:
+        self.sync()
         c = self.connections.get(pair)
         if c is None:
             return
@@ -533,29 +642,31 @@ class Capture:
         if self.bytes > self.max_bytes:
             self._bound()
 
-    def add_row(self, pair: int, now: float, kind: str, row: bytes, errors: int = 0) -> None:
-        """One exchange (row) of ``kind`` the adapter encoded as ``row``, ``errors`` 0 or 1:
-        appended to the connection's growing ``Rows`` entry (the hot path of unpipelined
-        traffic: no object kept per exchange). Its cost: its bytes, ``ROW_COST`` and the
-        slack, and ``ROWS_COST`` for each new entry."""
+    def add_rows(self, pair: int, now: float, kind: str, segment: bytes, count: int = 1,
+                 errors: int = 0) -> None:
+        """``count`` exchanges (rows) of ``kind`` the adapter encoded as one ``segment``,
+        ``errors`` of them errors: appended to the connection's growing ``Rows`` entry (the
+        hot path of unpipelined traffic: no object kept per exchange). Their cost: the
+        segment's bytes with the slack, ``ROW_COST`` a row, and ``ROWS_COST`` for each new
+        entry."""
         c = self.connections.get(pair)
         if c is None:
-            self.dropped_records += 1
+            self.dropped_records += count
             return
         rows = c.open_rows
-        n = len(row)
-        cost = n + (n >> 3) + ROW_COST
+        n = len(segment)
+        cost = n + (n >> 3) + ROW_COST * count
         if rows is None or rows.kind != kind:
             if rows is not None:
                 self._seal(c)
             rows = c.open_rows = Rows(c.exchange_count + 1, now, kind)
             cost += ROWS_COST + ENTRY_COST
         blob = rows.blob
-        blob += row
-        ends = rows.ends
-        ends.append(len(blob))
+        blob += segment
+        rows.ends.append(len(blob))
+        rows.count += count
         rows.cost += cost
-        c.exchange_count += 1
+        c.exchange_count += count
         if errors:
             rows.errors += errors
             c.error_count += errors
@@ -564,7 +675,7 @@ class Capture:
         c.cost += cost
         self.bytes += cost
         self.seq = c.seq = self.seq + 1
-        if len(ends) == MAX_ROWS:
+        if rows.count >= MAX_ROWS:
             self._seal(c)
         if self.bytes > self.max_bytes:
             self._bound()
@@ -575,16 +686,18 @@ class Capture:
         data a plain tuple of two bytes (its cost stays as counted)."""
         rows = c.open_rows
         c.open_rows = None
-        c.kept_exchanges.append((rows.first, len(rows.ends), rows.ts, rows.kind,
+        c.kept_exchanges.append((rows.first, rows.count, rows.ts, rows.kind,
                                  (bytes(rows.blob), rows.ends.tobytes()), rows.errors,
                                  rows.cost))
 
     # -- what the API reads ----------------------------------------------------------------
     def get(self, pair: int) -> Connection | None:
+        self.sync()
         return self.connections.get(pair)
 
     def stream(self, pair: int, after: int = 0, limit: int = 0) -> list[Chunk]:
         """The connection's chunks numbered after ``after`` (at most ``limit``, 0 = all)."""
+        self.sync()
         c = self.connections.get(pair)
         return [] if c is None else c.chunks_after(after, limit)
 

@@ -33,9 +33,10 @@ increment in all.
 from __future__ import annotations
 
 from bisect import bisect_left
-from itertools import accumulate
-from math import ceil
-from operator import itemgetter
+from collections import Counter
+from itertools import accumulate, compress, repeat
+from math import ceil, floor
+from operator import eq, itemgetter
 
 from playground.codec.values import Error
 from playground.decode.views import escape
@@ -52,6 +53,8 @@ OTHER = "(other)"
 PERCENTILES = (50, 90, 99)
 PROTOCOLS = ("resp", "http")
 _first = itemgetter(0)
+_FEW = 8  # exchanges in a batch worth its counters
+_MICROSECONDS = (1e6).__mul__  # seconds -> microseconds, as ``int(latency * 1e6)``
 
 
 def index(us: int) -> int:
@@ -234,6 +237,9 @@ class Latency:
         self.tables = {p: Table(max_names, seconds) for p in PROTOCOLS}
         self._resp = self.tables["resp"]
         self._http = self.tables["http"]
+        # callables that hand over what an adapter queued (the web sink's batch): ``snapshot``
+        # calls them first, so it counts everything handed to the adapter
+        self.before_read: list = []
 
     def redis(self, ts: float, commands, replies, latencies) -> None:
         """RESP exchanges answered at ``ts``: commands (tuples of bytes arguments), their
@@ -271,6 +277,64 @@ class Latency:
                 rate.errors[slot] += 1
         else:
             rate.add(ts, 1, int(error))
+
+    def ones(self, stamps, commands, replies, latencies) -> None:
+        """Unpipelined RESP exchanges, many at once (the web sink's batch): as ``one`` for
+        each, with the per-exchange work left to builtins: the bucket indexes looked up by
+        ``map`` and counted per (name, bucket) by ``Counter``, each name's min and max taken
+        by ``min``/``max`` over its latencies, the per-second counts counted per second,
+        errors looked at only when there is one. An exchange without a latency, an empty
+        command, or a latency outside the index table (16 ms and more, or negative) sends
+        the batch through ``one``."""
+        table = self._resp
+        try:
+            names = list(map(_first, commands))
+            us = list(map(int, map(_MICROSECONDS, latencies)))
+        except (IndexError, TypeError):  # an empty command, an exchange without a latency
+            us = None
+        if not us or len(us) < _FEW or min(us) < 0 or max(us) >= INDEX_SIZE:
+            one = self.one
+            for exchange in zip(stamps, commands, replies, latencies, strict=True):
+                one(*exchange)
+            return
+        spellings = table.spellings
+        histograms = {raw: spellings.get(raw) or table.histogram(raw) for raw in set(names)}
+        if len(histograms) == 1:  # one command name (a batch of GETs)
+            (h,) = histograms.values()
+            buckets = h.buckets
+            for i, n in Counter(map(INDEX.__getitem__, us)).items():
+                buckets[i] += n
+            extremes = ((h, min(latencies), max(latencies)),)
+        else:
+            for (raw, i), n in Counter(zip(names, map(INDEX.__getitem__, us),
+                                           strict=True)).items():
+                histograms[raw].buckets[i] += n
+            if len(histograms) <= 8:  # a pass per name, by builtins
+                extremes = [(h, min(compress(latencies, map(eq, names, repeat(raw)))),
+                             max(compress(latencies, map(eq, names, repeat(raw)))))
+                            for raw, h in histograms.items()]
+            else:  # many names: one pass in Python
+                low, high = {}, {}
+                for raw, latency in zip(names, latencies, strict=True):
+                    if latency < low.get(raw, latency + 1):
+                        low[raw] = latency
+                    if latency > high.get(raw, latency - 1):
+                        high[raw] = latency
+                extremes = [(histograms[raw], low[raw], high[raw]) for raw in low]
+        for h, low, high in extremes:
+            if high > h.max:
+                h.max = high
+            if low < h.min:
+                h.min = low
+        failed: Counter = Counter()
+        if Error in set(map(type, replies)):
+            for name, stamp, reply in zip(names, stamps, replies, strict=True):
+                if type(reply) is Error:
+                    histograms[name].errors += 1
+                    failed[floor(stamp)] += 1
+        rate = table.rate
+        for second, n in Counter(map(floor, stamps)).items():
+            rate.add(second, n, failed[second])
 
     @staticmethod
     def _run(table: Table, ts: float, commands, replies, latencies) -> bool:
@@ -312,6 +376,8 @@ class Latency:
     def snapshot(self, now: float, protocols=PROTOCOLS, shown=None) -> dict:
         """What ``/api/latency`` answers (JSON-ready): the rows of ``protocols`` whose name
         ``shown(protocol, name)`` accepts (None: all), and their protocols' summed series."""
+        for hand_over in self.before_read:
+            hand_over()
         rows = []
         series = None
         for protocol in protocols:

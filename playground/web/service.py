@@ -45,7 +45,7 @@ class WebService(service.MultiService):
         self.token = opts.get("web-token")
         self.capture = Capture(max_connections=opts.get("web-connections", 1000),
                                max_bytes=opts.get("web-memory", 64) * MIB)
-        self.sink = WebSink(self.capture, max_value=max_value, reactor=reactor)
+        self.sink = WebSink(self.capture, max_value=max_value)
         self.proxies: list = []
         self.site = make_site(self.capture, token=self.token, reactor=reactor,
                               describe=self.sink.rows, close=self.close_pair,

@@ -4,24 +4,35 @@
 
 * a record sink (``emit``, ``emit_many``, ``takes_runs``, like ``playground.sinks.statssink``):
   exchanges are kept as the decoder made them, in forms the cyclic GC leaves alone (a simple
-  string or an error as a tagged tuple): one exchange as a ``marshal``led row of its
-  connection's growing entry (``Capture.add_row``), a pipelined run as one entry of plain tuples,
-  and become rows of text when read (``rows``), made with the console's formatting (``set foo "bar"`` -> ``+OK``,
-  bounded at ``max_value`` bytes a value); the detected protocol is noted; other records are
-  ignored at the cost of one type check; each exchange is counted in ``latency``
-  (``playground.web.latency``: the pictures);
+  string or an error as a tagged tuple): a connection's unpipelined exchanges as a ``marshal``led
+  segment of rows of its growing entry (``Capture.add_rows``), a pipelined run as one entry of
+  plain tuples, and become rows of text when read (``rows``), made with the console's
+  formatting (``set foo "bar"`` -> ``+OK``, bounded at ``max_value`` bytes a value); the
+  detected protocol is noted; other records are ignored; each exchange is counted in
+  ``latency`` (``playground.web.latency``: the pictures);
 * a byte consumer, the pcap sink's contract (``pair_opened``, ``data``, ``half_closed``,
   ``pair_closed``, ``mask``, ``decoded``): the chain hands it the same bytes it hands the pcap
   sink, with the same hold-back and the same masks (``playground.decode.bytetee.ByteTee`` when
   both are on), so the follow-stream view is redacted exactly as the pcap is. Without decoding
   (``--decode none --no-redact``) it is the proxy's observer itself.
+
+Batches: on the proxy's hot path a record or a read is only queued (an append and a count);
+``flush`` stores the queue at once: a connection's unpipelined exchanges of the batch become one
+segment (one ``marshal``), their latencies are counted together (``Latency.ones``), the reads go
+in per connection (``Capture.add_reads``). It runs when the queue holds ``QUEUE_LIMIT`` (what a
+record and a read hold, counted: bounded memory, bounded work per call), and before anything
+reads the capture or the pictures or changes what must come after the queued (a mask, a FIN, a
+close: ``Capture.before_read``, ``Latency.before_read``), so every answer is as live as before
+and a mask reaches every byte before it can be served.
 """
 
 from __future__ import annotations
 
-from itertools import chain
+from itertools import chain, repeat
 from marshal import dumps, loads
 from operator import attrgetter
+
+from twisted.logger import Logger
 
 from playground.codec import values as resp
 from playground.codec.parser import STREAM_MIN
@@ -44,6 +55,7 @@ _TRUNCATED = resp.Truncated
 _SCALARS = frozenset({bytes, _TRUNCATED, int, type(None), float, bool})
 _KEPT = STREAM_MIN  # the most the RESP decoder keeps of a long string
 _BULKS = frozenset({bytes})
+_SIMPLES = frozenset({resp.Simple})
 _LINES = frozenset({resp.Simple, resp.Error})
 _VALUE = attrgetter("value")
 # Python's own bytes beside the values', counted in an entry's cost (tracemalloc, CPython 3.11):
@@ -55,6 +67,17 @@ _flat = chain.from_iterable
 _ROW_LIMIT = 4096  # an exchange with more bytes in its command or its reply is kept as a tuple
 _AS_IS = frozenset({bytes, int, type(None), float, bool})  # replies an encoded row keeps as they are
 _MARSHAL = 2  # marshal's format for a row: floats in binary, no references (the fastest)
+_PLAIN = _AS_IS | {_SIMPLE, _ERROR}  # replies a batch keeps without formatting
+_TS, _COMMAND, _REPLY, _LATENCY = map(attrgetter, ("ts", "command", "reply", "latency"))
+# The queue (records and reads waiting for the flush) holds at most QUEUE_LIMIT of what it
+# counts (tracemalloc, CPython 3.11): RECORD_COST per exchange (a record, or each of a run's,
+# with its command's tuple, its arguments' and its reply's headers, its times and its slot),
+# and per read READ_COST (its tuple, its time, its bytes' header, its slot) and its bytes twice
+# (theirs, and the copies the records decoded from them hold).
+QUEUE_LIMIT = 1 << 20
+_FEW = 4  # a connection's unpipelined exchanges in a batch worth a segment of their own
+RECORD_COST = 384
+READ_COST = 160
 
 
 def command_size(command) -> int | None:
@@ -97,6 +120,12 @@ def _stored(reply):
 _SIMPLE_TAGS = {v: (b"+", v) for v in (b"OK", b"QUEUED", b"PONG", b"RESET")}  # shared
 
 
+def _stored_size(stored) -> int:
+    """The bytes of a reply ``_stored`` keeps as it is or as a tuple (0: a number, a nil)."""
+    kind = type(stored)
+    return len(stored) if kind is bytes else len(stored[1]) if kind is tuple else 0
+
+
 def _value(stored):
     """The reply ``_stored`` kept, as the decoder made it (text stays text)."""
     if type(stored) is tuple:
@@ -105,17 +134,28 @@ def _value(stored):
     return stored
 
 
+def _segment_rows(segment: bytes):
+    """The ``(ts, command, reply, latency)`` rows of a segment ``_ones`` encoded: its columns
+    ``(stamps, commands, replies, latencies)`` marshalled, the replies as ``_stored`` keeps
+    them or, when all are simple strings, ``(b"+", their values)``."""
+    stamps, commands, replies, latencies = loads(segment)
+    if type(replies) is tuple:
+        tag, values = replies
+        replies = [(tag, value) for value in values]
+    return zip(stamps, commands, replies, latencies, strict=True)
+
+
 def rows(entry, max_value: int = 200) -> list[dict]:
     """The table rows of a ``capture.Exchanges`` entry the sink stored (JSON-ready). A RESP
-    entry holds encoded rows (``capture.Rows``: each exchange ``(ts, command, reply,
-    latency)`` marshalled), or, for one exchange, ``(command, reply, latency)``, or for a run
-    ``(commands, replies, latencies)``, marshalled or not; replies as ``_stored`` keeps them, an aggregate already
-    as its text."""
+    entry holds encoded rows (``capture.Rows``: segments of exchanges, ``_segment_rows``), or,
+    for one exchange, ``(command, reply, latency)``, or for a run ``(commands, replies,
+    latencies)``, marshalled or not; replies as ``_stored`` keeps them, an aggregate already as
+    its text."""
     first = entry.first
     if entry.kind == "redis":
         data = entry.data
-        if is_encoded(data):  # one exchange per row, each with its time
-            exchanges = map(loads, encoded_rows(data))
+        if is_encoded(data):  # segments of rows, each row with its time
+            exchanges = _flat(map(_segment_rows, encoded_rows(data)))
         elif entry.count == 1:
             exchanges = ((entry.ts, *data),)
         else:  # a run, marshalled or (long values) as it was
@@ -144,18 +184,133 @@ class WebSink:
     """See the module docstring. ``capture``: the store the site reads."""
 
     takes_runs = True  # R.RedisExchanges records are welcome
+    log = Logger()
 
-    def __init__(self, capture: Capture | None = None, max_value: int = 200, reactor=None,
+    def __init__(self, capture: Capture | None = None, max_value: int = 200,
                  latency: Latency | None = None):
         self.capture = capture if capture is not None else Capture()
         self.latency = latency if latency is not None else Latency()  # the pictures' numbers
         self.max_value = max_value
-        self.reactor = reactor
-        # the byte path's hot call, ``data(pair_id, direction, data, now)``, goes straight on
-        self.data = self.capture.data
+        self.records: list = []  # queued records, in order
+        self.reads: list = []  # queued reads: (pair, direction, data, now), in arrival order
+        self.queued = 0  # what the queues hold, counted: RECORD_COST a record, READ_COST a read
+        # a reader of the capture or of the pictures sees all that was handed over
+        self.capture.before_read.append(self.flush)
+        self.latency.before_read.append(self.flush)
 
     def rows(self, entry) -> list[dict]:
         return rows(entry, self.max_value)
+
+    # -- the queue (the hot path: an append, a count, a comparison) ------------------------------
+    def emit(self, record) -> None:
+        self.records.append(record)
+        self.queued += RECORD_COST if type(record) is not _RUN else (
+            RECORD_COST * len(record.commands))
+        if self.queued > QUEUE_LIMIT:
+            self.flush()
+
+    def emit_many(self, records) -> None:
+        self.records += records
+        runs = sum(len(r.commands) - 1 for r in records if type(r) is _RUN)
+        self.queued += RECORD_COST * (len(records) + runs)
+        if self.queued > QUEUE_LIMIT:
+            self.flush()
+
+    def data(self, pair_id: int, direction: str, data: bytes, now: float) -> None:
+        """Bytes the chain forwarded (after its hold-back): queued, stored at the flush."""
+        self.reads.append((pair_id, direction, data, now))
+        self.queued += READ_COST + 2 * len(data)
+        if self.queued > QUEUE_LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store what is queued: the records (a connection's unpipelined exchanges in one
+        segment of rows), then the reads (``Capture.add_reads``). The capture calls it before
+        every read and every change that must come after (``Capture.before_read``). A
+        failure is logged and what it was storing dropped: it never reaches the proxy."""
+        records, reads = self.records, self.reads
+        if not (records or reads):
+            return
+        self.records, self.reads, self.queued = [], [], 0
+        try:
+            if records:
+                self._store(records)
+        except Exception:
+            self.log.failure("web view: cannot store {n} record(s); dropped", n=len(records))
+        try:
+            if reads:
+                self.capture.add_reads(reads)
+        except Exception:
+            self.log.failure("web view: cannot store {n} read(s); dropped", n=len(reads))
+
+    def _store(self, records: list) -> None:
+        """The queued records in order, a connection's unpipelined exchanges gathered (their
+        order among its other records kept) and stored at once (``_ones``), and all of them
+        counted in ``latency`` at once."""
+        ones: dict = {}  # pair -> its unpipelined exchanges not stored yet
+        timed: tuple = ([], [], [], [])  # what _ones stored: stamps, commands, replies, latencies
+        emit = self._emit
+        for r in records:
+            if type(r) is _EXCHANGE:
+                group = ones.get(r.pair)
+                if group is None:
+                    ones[r.pair] = [r]
+                else:
+                    group.append(r)
+            else:
+                if ones and r.pair in ones:  # its exchanges before it come first
+                    self._ones(r.pair, ones.pop(r.pair), timed)
+                emit(r)
+        for pair, group in ones.items():
+            self._ones(pair, group, timed)
+        if timed[0]:
+            self.latency.ones(*timed)
+
+    def _ones(self, pair, records: list, timed: tuple) -> None:
+        """A connection's unpipelined exchanges of a batch, in order: one segment of rows,
+        its columns ``marshal``led at once (``_segment_rows``), the replies as ``_stored``
+        keeps them; their columns are added to ``timed`` (the latency counts them). A batch
+        with a reply that is not a scalar, a simple string or an error, or a long one (as
+        ``_one`` says), goes one by one through ``_one``, and so do fewer than ``_FEW``
+        exchanges (a short connection's, a batch a reader cut short)."""
+        if len(records) < _FEW:  # a segment's own costs would not pay
+            one = self._one
+            for r in records:
+                one(pair, r.ts, r.command, r.reply, r.latency)
+            return
+        replies = list(map(_REPLY, records))
+        kinds = set(map(type, replies))
+        commands = list(map(_COMMAND, records))
+        errors = 0
+        if kinds <= _BULKS:  # GET's
+            small = max(map(len, replies)) <= _ROW_LIMIT
+            kept = replies
+        elif kinds == _SIMPLES:  # SET's
+            values = list(map(_VALUE, replies))
+            small = max(map(len, values)) <= _ROW_LIMIT
+            kept = (b"+", values)
+        elif kinds <= _PLAIN:
+            kept = list(map(_stored, replies))
+            small = max(map(_stored_size, kept)) <= _ROW_LIMIT
+            if _ERROR in kinds:
+                errors = list(map(type, replies)).count(_ERROR)
+        else:
+            small = False
+        if not small or (sum(map(len, _flat(commands))) > _ROW_LIMIT and  # rarely: each one
+                         max(map(sum, map(map, repeat(len), commands))) > _ROW_LIMIT):
+            one = self._one
+            for r in records:
+                one(pair, r.ts, r.command, r.reply, r.latency)
+            return
+        stamps = list(map(_TS, records))
+        latencies = list(map(_LATENCY, records))
+        self.capture.add_rows(pair, stamps[0], "redis",
+                              dumps((stamps, commands, kept, latencies), _MARSHAL),
+                              len(records), errors)
+        timed[0].extend(stamps)
+        timed[1].extend(commands)
+        timed[2].extend(replies)
+        timed[3].extend(latencies)
 
     # -- records -----------------------------------------------------------------------------
     def _one(self, pair, ts, command, reply, latency) -> None:
@@ -181,8 +336,8 @@ class WebSink:
             reply = format_value(reply, self.max_value)
             small = True
         if small and sum(map(len, command)) <= _ROW_LIMIT:
-            self.capture.add_row(pair, ts, "redis", dumps((ts, command, reply, latency), _MARSHAL),
-                                 errors)
+            self.capture.add_rows(pair, ts, "redis", dumps(([ts], [command], [reply], [latency]),
+                                                           _MARSHAL), 1, errors)
         else:
             self._kept_one(pair, ts, command, reply, latency, errors)
 
@@ -258,7 +413,8 @@ class WebSink:
         self.capture.add_exchanges(pair, ts, kind, (request, reply, latency, request_size, size),
                                    1, int(error), _PER_ROW + len(request) + len(reply))
 
-    def emit(self, r) -> None:
+    def _emit(self, r) -> None:
+        """One record stored (``flush`` gathers the unpipelined exchanges first)."""
         kind = type(r)
         if kind is _EXCHANGE:  # one exchange (unpipelined traffic: the most records)
             self._one(r.pair, r.ts, r.command, r.reply, r.latency)
@@ -283,11 +439,6 @@ class WebSink:
                       r.reason, error=True)
         elif kind is _NOTICE:
             self._row(r.pair, r.ts, "notice", r.message)
-
-    def emit_many(self, records) -> None:
-        emit = self.emit
-        for r in records:
-            emit(r)
 
     def _http(self, r) -> None:
         limit = self.max_value

@@ -197,6 +197,7 @@ class EventFeed:
                 loop.stop()
 
     def tick(self) -> None:
+        self.capture.sync()  # what the sink queued is in, so the seq says it
         seq = self.capture.seq
         for client in list(self.clients):
             if client.gone or client.seq == seq:
@@ -264,6 +265,7 @@ class WebRoot(resource.Resource):
         if not authorised(request, self.token):
             return self._error(request, 401, "a token is needed: add ?token=TOKEN (printed at "
                                              "start) or the X-Tcpplay-Token header")
+        self.capture.sync()  # an answer sees everything the sink was handed
         path = [p.decode("utf-8", "replace") for p in request.postpath]
         if path and path[-1] == "" and len(path) > 1:
             path = path[:-1]

@@ -183,7 +183,11 @@ _ops = st.lists(st.one_of(
               st.integers(0, 20)),
     st.tuples(st.just("mask"), st.integers(1, 12), st.sampled_from([C2S, S2C]),
               st.integers(0, 400), st.integers(0, 60)),
-    st.tuples(st.just("row"), st.integers(1, 12), st.binary(max_size=200), st.integers(0, 1)),
+    st.tuples(st.just("row"), st.integers(1, 12), st.binary(max_size=200), st.integers(0, 1),
+              st.integers(1, 3)),
+    st.tuples(st.just("reads"), st.integers(1, 12),
+              st.lists(st.tuples(st.integers(1, 12), st.sampled_from([C2S, S2C]),
+                                 st.binary(max_size=300)), max_size=8)),
     st.tuples(st.just("fin"), st.integers(1, 12), st.sampled_from([C2S, S2C])),
     st.tuples(st.just("close"), st.integers(1, 12), st.sampled_from(["fin", "reset"])),
 ), max_size=80)
@@ -207,11 +211,16 @@ def test_bounds_hold_for_any_sequence_of_events(ops, max_connections, max_bytes)
             if pair in cap.connections:
                 sent[pair, op[2]] = sent.get((pair, op[2]), 0) + len(op[3])
             cap.data(pair, op[2], op[3], now)
+        elif kind == "reads":  # a batch, as the web sink hands them over
+            for p, direction, data in op[2]:
+                if p in cap.connections:
+                    sent[p, direction] = sent.get((p, direction), 0) + len(data)
+            cap.add_reads([(p, direction, data, now) for p, direction, data in op[2]])
         elif kind == "exchange":
             cap.add_exchanges(pair, now, "redis", None, count=op[2], cost=op[3],
                               errors=min(op[4], op[2]))
         elif kind == "row":
-            cap.add_row(pair, now, "redis", op[2], op[3])
+            cap.add_rows(pair, now, "redis", op[2], op[4], op[3])
         elif kind == "mask":
             cap.mask(pair, op[2], op[3], op[3] + op[4])
         elif kind == "fin":
@@ -230,7 +239,7 @@ def test_bounds_hold_for_any_sequence_of_events(ops, max_connections, max_bytes)
             # entries are numbered on: each starts where the one before it ended
             entries = c.exchanges
             assert all(a.first + a.count == b.first for a, b in zip(entries, entries[1:], strict=False))
-            assert all(len(encoded_rows(e.data)) == e.count for e in entries
+            assert all(0 < len(encoded_rows(e.data)) <= e.count for e in entries
                        if is_encoded(e.data))
             for direction in (C2S, S2C):
                 # what is kept of a direction is its tail from the evicted mark on, in order
@@ -341,7 +350,7 @@ def test_rows_grow_one_entry_sealed_when_full_or_followed_and_read_back():
     cap = Capture()
     _open(cap, 1)
     for i in range(MAX_ROWS + 2):
-        cap.add_row(1, 1.0 + i, "redis", b"row %d" % i, errors=int(i == 3))
+        cap.add_rows(1, 1.0 + i, "redis", b"row %d" % i, errors=int(i == 3))
     c = cap.get(1)
     # the first MAX_ROWS rows are a sealed entry (plain bytes, left alone by the GC), the
     # rest the growing one, read as it is now
@@ -362,7 +371,7 @@ def test_rows_grow_one_entry_sealed_when_full_or_followed_and_read_back():
         + (MAX_ROWS + 2) * ROW_COST + 2 * (ROWS_COST + ENTRY_COST))
     # another kind of entry seals the growing one first, and rows go on after it
     cap.add_exchanges(1, 500.0, "notice", "hello", cost=5)
-    cap.add_row(1, 501.0, "redis", b"after")
+    cap.add_rows(1, 501.0, "redis", b"after")
     assert [(e.first, e.count, e.kind) for e in c.exchanges] == [
         (1, MAX_ROWS, "redis"), (MAX_ROWS + 1, 2, "redis"), (MAX_ROWS + 3, 1, "notice"),
         (MAX_ROWS + 4, 1, "redis")]
@@ -376,7 +385,7 @@ def test_eviction_takes_a_growing_rows_entry_whole_and_rows_start_again():
     cap = Capture(max_bytes=ROWS_COST + ENTRY_COST + 10 * (ROW_COST + 100))
     _open(cap, 1)
     for i in range(12):  # the 10th goes over the bound: the whole entry goes, counted
-        cap.add_row(1, float(i), "redis", bytes([65 + i]) * 90)
+        cap.add_rows(1, float(i), "redis", bytes([65 + i]) * 90)
         assert cap.bytes <= cap.max_bytes
     c = cap.get(1)
     assert c.exchanges_evicted == 10 and c.exchange_count == 12
@@ -387,5 +396,83 @@ def test_eviction_takes_a_growing_rows_entry_whole_and_rows_start_again():
 
 def test_rows_for_a_connection_not_here_are_counted_as_dropped():
     cap = Capture()
-    cap.add_row(7, 1.0, "redis", b"x")
+    cap.add_rows(7, 1.0, "redis", b"x")
     assert cap.dropped_records == 1 and cap.bytes == 0
+
+
+def _state(cap: Capture) -> list:
+    """Everything a reader sees of each connection's stream, and the store's counts."""
+    return [(c.id, c.bytes_c2s, c.bytes_s2c, c.cost, dict(c.stream_evicted),
+             [(ch.n, ch.ts, ch.direction, ch.offset, bytes(ch.data), ch.mark)
+              for ch in cap.stream(c.id)]) for c in cap.connections.values()] + [
+        cap.bytes, cap.evicted_bytes]
+
+
+_read = st.one_of(
+    st.tuples(st.integers(1, 4), st.sampled_from([C2S, S2C]), st.binary(max_size=300)),
+    st.tuples(st.integers(1, 4), st.sampled_from([C2S, S2C]), st.integers(1, 3)))  # big
+_mask = st.tuples(st.integers(1, 4), st.sampled_from([C2S, S2C]), st.integers(0, 2000),
+                  st.integers(1, 50))
+# batches of reads (small ones are stored one by one, larger ones grouped), each handed over
+# at its end or by a mask registered after it
+_batches = st.lists(st.tuples(st.lists(_read, max_size=20), st.one_of(st.none(), _mask)),
+                    max_size=6)
+
+
+@given(batches=_batches, max_bytes=st.sampled_from([200, 5_000, 100_000, 64 * MIB]))
+def test_reads_handed_over_in_batches_are_stored_as_one_by_one(batches, max_bytes):
+    """``add_reads`` (the web sink's batches, any cut) keeps exactly what ``data`` read by read
+    keeps without eviction: the same chunks (numbers, times, offsets, bytes), counts, costs
+    and masks; with eviction the bounds hold and what is kept is the tail of what was sent."""
+    one, batched = Capture(max_bytes=max_bytes), Capture(max_bytes=max_bytes)
+    for cap in (one, batched):
+        for pair in range(1, 4):  # pair 4 is never opened: its reads go nowhere
+            _open(cap, pair)
+    sent: dict = {}
+    masks = []
+    i = 0
+    for reads, mask in batches:
+        queue = []
+        for pair, direction, data in reads:
+            i += 1
+            if type(data) is int:
+                data = bytes([i % 251]) * (data * 30_000)
+            sent[pair, direction] = sent.get((pair, direction), b"") + data
+            one.data(pair, direction, data, 2.0 + i)
+            queue.append((pair, direction, data, 2.0 + i))
+        batched.add_reads(queue)
+        assert queue == []
+        if mask is not None:
+            pair, direction, start, length = mask
+            masks.append((pair, direction, start, start + length))
+            one.mask(pair, direction, start, start + length)
+            batched.mask(pair, direction, start, start + length)
+        assert batched.bytes <= batched.max_bytes
+    if one.evicted_bytes == 0 and batched.evicted_bytes == 0:
+        assert _state(batched) == _state(one)
+    for c in batched.connections.values():
+        for direction in (C2S, S2C):
+            kept = b"".join(ch.data for ch in batched.stream(c.id)
+                            if ch.direction == direction and not ch.mark)
+            whole = bytearray(sent.get((c.id, direction), b""))
+            for pair, d, start, end in masks:
+                if (pair, d) == (c.id, direction):
+                    whole[start:end] = b"*" * len(whole[start:end])
+            assert kept == whole[c.stream_evicted[direction]:]
+
+
+def test_rows_in_segments_count_each_row_and_seal_from_max_rows_on():
+    cap = Capture()
+    _open(cap, 1)
+    cap.add_rows(1, 1.0, "redis", b"three rows", count=3, errors=1)
+    cap.add_rows(1, 2.0, "redis", b"one", count=1)
+    c = cap.get(1)
+    (entry,) = c.exchanges
+    assert (entry.first, entry.count, entry.errors, entry.ts) == (1, 4, 1, 1.0)
+    assert encoded_rows(entry.data) == [b"three rows", b"one"]
+    assert cap.bytes == c.cost == (ROWS_COST + ENTRY_COST + 4 * ROW_COST
+                                   + 10 + (10 >> 3) + 3 + (3 >> 3))
+    cap.add_rows(1, 3.0, "redis", b"many", count=MAX_ROWS)  # over: sealed, 4 + MAX_ROWS rows
+    cap.add_rows(1, 4.0, "redis", b"next", count=2)
+    assert [(e.first, e.count) for e in c.exchanges] == [(1, 4 + MAX_ROWS), (5 + MAX_ROWS, 2)]
+    assert c.exchange_count == 6 + MAX_ROWS and c.error_count == 1

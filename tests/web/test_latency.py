@@ -251,3 +251,32 @@ def test_one_exchange_at_a_time_counts_as_the_general_path(stamped):
     assert got["series"] == ring.series(0)
     assert sorted(got["commands"], key=lambda r: r["name"]) == [
         names[n].summary("resp") for n in sorted(names)]
+
+
+many_names = st.tuples(st.sampled_from([(b"GET", b"k"), (b"get",), (b"SET", b"k", b"v"),
+                                        (b"INCR", b"n"), (b"DEL", b"k")]
+                                       + [(b"CMD%d" % i,) for i in range(10)]),
+                       st.sampled_from([b"v", None, Error(b"ERR x"), 3]),
+                       st.one_of(IN_RANGE, st.floats(min_value=0, max_value=0.016)))
+
+
+@given(st.lists(st.tuples(st.floats(min_value=0, max_value=20, allow_nan=False),
+                          st.one_of(exchange, many_names)), min_size=1, max_size=60),
+       st.sampled_from(["as drawn", "one name", "all timed in the table"]))
+def test_a_batch_of_exchanges_counts_as_one_at_a_time(stamped, shape):
+    """``Latency.ones`` (the sink's batch: one name, a few, many; latencies in and out of the
+    index table; none; errors; stamps in any order) agrees with ``one`` per exchange."""
+    if shape == "one name":
+        stamped = [(ts, ((b"GET", b"k"), reply, took)) for ts, (_, reply, took) in stamped]
+    elif shape == "all timed in the table":  # the batch's own path, not ``one`` for each
+        stamped = [(ts, (command or (b"PING",), reply,
+                         abs(took) % 0.016 if took is not None else 0.001))
+                   for ts, (command, reply, took) in stamped]
+    together, apart = Latency(seconds=30), Latency(seconds=30)
+    stamps = [ts for ts, _ in stamped]
+    commands, replies, latencies = (list(c) for c in zip(*(e for _, e in stamped), strict=True))
+    together.ones(stamps, commands, replies, latencies)
+    for ts, (command, reply, took) in stamped:
+        apart.one(ts, command, reply, took)
+    assert together.snapshot(20.0) == apart.snapshot(20.0)
+    assert together.tables["resp"].rate.late == apart.tables["resp"].rate.late
