@@ -362,7 +362,8 @@ class Pair:
         self.id = factory.next_id()
         self.opened = self.reactor.seconds()
         self.info: PairInfo | None = None
-        self.connecting = None  # a Deferred (endpoints) or an IConnector (plain TCP)
+        self.connecting = None  # a Deferred (endpoints), an IConnector (plain TCP) or a
+        # zerocopy.Connector (plain TCP to an IP literal, spliced)
         self.closed_first: tuple[str, str] | None = None  # (who, how)
         self.read_closed = 0  # bits (_BIT) of the roles that sent FIN
         self.lost = 0  # bits of the roles whose connection is gone
@@ -387,6 +388,15 @@ class Pair:
                            target=f.target_desc)
         # --connect-timeout: seconds, or 0 for none of ours (see ProxyFactory), on both paths.
         if f.target is not None and f.target.plain_tcp:
+            # A pair that will splice, to an IP literal: connected in the splice's own epoll,
+            # the socket never a Twisted transport (playground.proxy.zerocopy.Connector).
+            connector = (zerocopy.connector(self.client.transport, f.target_family)
+                         if f.target_family is not None and f.splices() else None)
+            if connector is not None:
+                self.connecting = connector
+                connector.connect(f.target.host, f.target.port, _UpstreamFactory(self),
+                                  f.connect_timeout)
+                return
             # Plain TCP: connect like portforward does, with no endpoint wrapper protocol
             # between the transport and us (one call less per chunk, less memory per pair).
             self.connecting = self.reactor.connectTCP(
@@ -436,7 +446,7 @@ class Pair:
         _tune(st)
         self.client.other = st
         f = self.factory
-        if f.zero_copy and f.observer is None and f.toxics is None:
+        if f.splices():
             self.splicer = zerocopy.start(self)  # None where it does not apply: the path below
             if self.splicer is not None:
                 if f.idle_timeout:
@@ -848,7 +858,10 @@ class ProxyFactory(LimitedFactory):
             self.target: Target | None = target
             self.target_desc = target.desc
             self.target_endpoint = _client_endpoint(self.reactor, target, target_ca)
+            # an IP literal's family: its spliced pairs connect in zerocopy's epoll
+            self.target_family = zerocopy.ip_family(target.host) if target.plain_tcp else None
         else:
+            self.target_family = None
             self.target = None
             self.target_desc = repr(target)
             self.target_endpoint = target
@@ -875,8 +888,12 @@ class ProxyFactory(LimitedFactory):
         if toxics is not None:
             toxics.listen(self._toxic_changed)
 
+    def splices(self) -> bool:
+        """Whether its pairs splice kernel to kernel where their legs allow (zerocopy.start)."""
+        return self.zero_copy and self.observer is None and self.toxics is None
+
     def startFactory(self):
-        if self.zero_copy and self.observer is None and self.toxics is None:
+        if self.splices():
             zerocopy.reserve_fds(self.limits.max_connections)  # six fds a pair, not two
 
     def _toxic_changed(self, event: str, toxic) -> None:

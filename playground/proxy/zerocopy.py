@@ -54,6 +54,7 @@ each); past it the kernel refuses to grow more, and gives new pipes 2 pages (slo
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import resource
@@ -61,7 +62,7 @@ import select
 import socket
 import struct
 
-from twisted.internet import error, tcp
+from twisted.internet import address, error, tcp
 from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor, ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -99,6 +100,9 @@ def start(pair) -> Splicer | None:
     """Splice ``pair`` (just connected, the client still paused) kernel to kernel; None when that
     does not apply to it (the caller takes the ordinary path; the reason is logged once)."""
     ct, st = pair.client.transport, pair.server.transport
+    if type(st) is UpstreamSocket:  # connected here, its pipes made before the connect
+        pipes, st.pipes = st.pipes, None
+        return Splicer(pair, pipes)
     if not AVAILABLE:
         _once("platform", "proxy: no splice(2) on this platform (os.splice): forwarding in Python")
         return None
@@ -106,6 +110,12 @@ def start(pair) -> Splicer | None:
         _once("transport", "proxy: a TLS or UNIX leg: its pairs forward in Python, not with "
                            "splice(2)")
         return None
+    pipes = _pipes_or_none()
+    return None if pipes is None else Splicer(pair, pipes)
+
+
+def _pipes_or_none() -> list[tuple[int, int]] | None:
+    """A pair's two pipes, or None (the reason logged once: the pair forwards in Python)."""
     try:
         pipes = _pipes()
     except OSError as e:
@@ -115,7 +125,29 @@ def start(pair) -> Splicer | None:
         return None
     _once("on", "proxy: plain pairs forward kernel to kernel (splice(2), 4 pipe fds per pair; "
                 "--no-zero-copy turns it off)")
-    return Splicer(pair, pipes)
+    return pipes
+
+
+def ip_family(host: str | None) -> int | None:
+    """``AF_INET`` or ``AF_INET6`` for an IP literal (what ``connector`` connects to); None for
+    a host name (resolved by Twisted's ``connectTCP``) or no host."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host or "")
+        except (OSError, ValueError):
+            continue
+        return family
+    return None
+
+
+def connector(client_transport, family: int) -> Connector | None:
+    """A ``Connector`` for the upstream of a pair that will splice (no observer, no toxics:
+    the caller's check), its pipes made; None where the splice does not apply to the client
+    leg or no pipes are to be had (the caller takes ``connectTCP``; the reason is logged once)."""
+    if not AVAILABLE or not _plain_tcp(client_transport):
+        return None  # start() says why, once the upstream is up
+    pipes = _pipes_or_none()
+    return None if pipes is None else Connector(client_transport.reactor, family, pipes)
 
 
 def reserve_fds(max_connections: int) -> None:
@@ -452,6 +484,174 @@ class _Direction:
             self.splicer.passed_fin(self)
         else:
             self.src.want_read(True)
+
+
+class Connector:
+    """An upstream connect in the private epoll, in place of ``connectTCP`` (whose Connector,
+    Deferred, transport and extra reactor turn cost a pair more than its splice does): a
+    non-blocking socket, ``connect``, and at once a second ``connect`` (on loopback the handshake
+    is done by then: connected in this call, nothing watched); else the socket is watched for
+    writability in the dispatcher (as a ``_Leg`` is, ``drain`` its handler) and ``SO_ERROR`` says
+    how it went. Connected: ``factory.buildProtocol(addr).makeConnection(UpstreamSocket)``;
+    refused or no answer within ``timeout`` (a ``TimeoutError``, 0: none of ours):
+    ``factory.clientConnectionFailed(self, reason)``, what ``connectTCP`` reports.
+    ``stopConnecting`` (the client left) closes it quietly."""
+
+    __slots__ = ("reactor", "family", "pipes", "sock", "fd", "factory", "addr", "timer",
+                 "dispatcher", "reading", "writing", "role", "into", "splicer")
+
+    def __init__(self, reactor, family: int, pipes: list[tuple[int, int]]):
+        self.reactor = reactor
+        self.family = family
+        self.pipes = pipes
+        self.sock: socket.socket | None = None
+        self.fd = -1
+        self.factory = None
+        self.addr = None
+        self.timer = None
+        self.dispatcher: _Dispatcher | None = None
+        # as a _Leg, for the dispatcher: watched for writability, which calls into.drain()
+        self.reading = False
+        self.writing = False
+        self.role = "server"
+        self.into = self.splicer = self
+
+    def connect(self, host: str, port: int, factory, timeout: float) -> None:
+        self.factory = factory
+        self.addr = (address.IPv4Address if self.family == socket.AF_INET
+                     else address.IPv6Address)("TCP", host, port)
+        try:
+            self.sock = sock = socket.socket(self.family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            err = sock.connect_ex((host, port))
+            if err == errno.EINPROGRESS:
+                err = sock.connect_ex((host, port))  # 0 once the handshake is done
+        except OSError as e:
+            err = e.errno or errno.EIO
+        if err in (0, errno.EISCONN):
+            self._connected()
+        elif err in (errno.EINPROGRESS, errno.EALREADY):
+            self.fd = self.sock.fileno()
+            self.dispatcher = _dispatcher(self.reactor)
+            self.writing = True
+            self.dispatcher.watch(self)
+            if timeout:
+                self.timer = self.reactor.callLater(timeout, self._timed_out)
+        else:
+            self._failed(error.getConnectError((err, os.strerror(err))))
+
+    def drain(self) -> None:
+        """Writable (or an error): the connect is done, one way or the other."""
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        self._unwatch()
+        if err:
+            self._failed(error.getConnectError((err, os.strerror(err))))
+        else:
+            self._connected()
+
+    def reset(self, role: str) -> None:
+        """The dispatcher let go of the socket (the reactor's shutdown), or its handler raised."""
+        self._unwatch()
+        self._failed(error.ConnectionLost())
+
+    def stopConnecting(self) -> None:
+        self._unwatch()
+        self._close()
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        self._unwatch()
+        self._failed(error.TimeoutError())
+
+    def _unwatch(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.writing:
+            self.writing = False
+            self.dispatcher.watch(self)
+
+    def _close(self) -> None:
+        if self.pipes is not None:
+            for r, w in self.pipes:
+                os.close(r)
+                os.close(w)
+            self.pipes = None
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def _failed(self, exc: Exception) -> None:
+        self._close()
+        self.factory.clientConnectionFailed(self, Failure(exc))
+
+    def _connected(self) -> None:
+        transport = UpstreamSocket(self.sock, self.reactor, self.pipes)
+        self.sock = self.pipes = None
+        protocol = self.factory.buildProtocol(self.addr)
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+
+
+class UpstreamSocket:
+    """The upstream leg of a pair a ``Connector`` connected: what the pair and the splicer ask
+    of a transport, over a socket the reactor never sees (the splicer takes ``pipes``). Closing
+    is ``close`` alone (no ``shutdown`` first: the splice has passed any FIN already, and a
+    close with unread bytes resets as Twisted's ``shutdown`` then ``close`` does);
+    ``loseConnection`` and ``abortConnection`` (SO_LINGER 0: RST) close on the next reactor turn,
+    as Twisted's transports do; ``connectionLost`` at once (``_close_now``)."""
+
+    __slots__ = ("socket", "reactor", "pipes", "protocol", "connected", "disconnecting")
+
+    def __init__(self, sock: socket.socket, reactor, pipes):
+        self.socket = sock
+        self.reactor = reactor
+        self.pipes = pipes
+        self.protocol = None
+        self.connected = True
+        self.disconnecting = False
+
+    def fileno(self) -> int:
+        return self.socket.fileno()
+
+    def getHandle(self) -> socket.socket:
+        return self.socket
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, enabled)
+
+    def stopReading(self) -> None:
+        """Never in the reactor: nothing to stop (the splicer watches the socket)."""
+
+    stopWriting = stopReading
+
+    def unregisterProducer(self) -> None:
+        """Nothing is ever registered: the splice moves the bytes."""
+
+    def loseConnection(self) -> None:
+        self._close_later(error.ConnectionDone())
+
+    def abortConnection(self) -> None:
+        linger_zero(self)
+        self._close_later(error.ConnectionAborted())
+
+    def _close_later(self, exc: Exception) -> None:
+        if self.connected and not self.disconnecting:
+            self.disconnecting = True
+            self.reactor.callLater(0, self.connectionLost, Failure(exc))
+
+    def connectionLost(self, reason: Failure) -> None:
+        if not self.connected:
+            return
+        self.connected = False
+        self.disconnecting = True
+        if self.pipes is not None:  # never spliced (the client left first)
+            for r, w in self.pipes:
+                os.close(r)
+                os.close(w)
+            self.pipes = None
+        self.socket.close()
+        self.protocol.connectionLost(reason)
 
 
 class Splicer:
