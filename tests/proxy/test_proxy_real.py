@@ -20,7 +20,14 @@ import pytest
 import redis
 
 from playground.codec.encoder import encode_command
-from tests.support.net import PING, PONG, free_port, recv_exactly, wait_closed
+from tests.support.net import (
+    PING,
+    PONG,
+    free_port,
+    recv_exactly,
+    unanswering_listener,
+    wait_closed,
+)
 from tests.support.processes import Twistd, need, start_proxy, start_redis, stop_process
 from tests.support.waiting import wait_until
 
@@ -271,35 +278,9 @@ def test_upstream_refusing_closes_client_and_logs(twistd):
     assert "first=server how=connect-failed" in close_line_for(proc, me)
 
 
-def _unanswering_listener() -> tuple[socket.socket, list[socket.socket]]:
-    """A loopback listener whose accept queue is full, so new SYNs get no answer."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers: list[socket.socket] = []
-    for _ in range(16):
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", port))
-        fillers.append(s)
-        probe = socket.socket()
-        probe.settimeout(0.3)
-        try:
-            probe.connect(("127.0.0.1", port))
-        except TimeoutError:
-            probe.close()
-            return listener, fillers
-        fillers.append(probe)
-    for s in fillers:
-        s.close()
-    listener.close()
-    pytest.fail("could not fill a loopback accept queue: no way to make an unanswering target")
-
-
 @pytest.mark.twistd
 def test_upstream_not_answering_hits_connect_timeout(twistd):
-    listener, fillers = _unanswering_listener()
+    listener, fillers = unanswering_listener()
     try:
         target = listener.getsockname()[1]
         proc, port = start_proxy(twistd, target, "--connect-timeout", "1", "--quiet")

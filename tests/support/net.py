@@ -1,5 +1,5 @@
-"""Real sockets on loopback: free ports, waiting for a listener, bounded reads, a RESP exchange
-and a CRLF-line client."""
+"""Real sockets on loopback: free ports, waiting for a listener, bounded reads, a RESP exchange,
+a CRLF-line client, and a listener that never answers."""
 
 from __future__ import annotations
 
@@ -134,3 +134,29 @@ class RawClient:
 
     def close(self):
         self.sock.close()
+
+
+def unanswering_listener() -> tuple[socket.socket, list[socket.socket]]:
+    """A loopback listener whose accept queue is full, so new SYNs get no answer."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers: list[socket.socket] = []
+    for _ in range(16):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fillers.append(s)
+        probe = socket.socket()
+        probe.settimeout(0.3)
+        try:
+            probe.connect(("127.0.0.1", port))
+        except TimeoutError:
+            probe.close()
+            return listener, fillers
+        fillers.append(probe)
+    for s in fillers:
+        s.close()
+    listener.close()
+    pytest.fail("could not fill a loopback accept queue: no way to make an unanswering target")
