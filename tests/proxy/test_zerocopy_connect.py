@@ -16,7 +16,7 @@ import socket
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, endpoints, error, protocol, reactor, tcp
+from twisted.internet import defer, endpoints, error, protocol, tcp
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
@@ -25,6 +25,7 @@ from playground.proxy import zerocopy
 from playground.proxy.splice import ProxyFactory
 from tests.support.net import free_port, unanswering_listener
 from tests.support.waiting import until
+
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
@@ -214,6 +215,8 @@ def texts(events) -> list[str]:
 def through(factory: ProxyFactory, data: bytes = b""):
     """A client connected through ``factory`` (listening on loopback): it sends ``data``; the
     client protocol, the listening port and the pair once the proxy has one."""
+    from twisted.internet import reactor
+
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     client = Client()
     yield endpoints.connectProtocol(
@@ -232,6 +235,8 @@ def through(factory: ProxyFactory, data: bytes = b""):
 @pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_which_pairs_connect_in_the_splices_epoll(host, transport_type, logged):
+    from twisted.internet import reactor
+
     upstream = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
     factory = ProxyFactory(f"tcp:host={host}:port={upstream.getHost().port}")
     try:
