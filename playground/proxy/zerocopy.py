@@ -230,13 +230,13 @@ class _Dispatcher:
     for the next turn: the fd stays readable), instead of a reactor dispatch
     (``callWithLogger``, ``_doReadOrWrite``) per socket."""
 
-    __slots__ = ("reactor", "epoll", "legs", "registered")
+    __slots__ = ("reactor", "epoll", "legs", "registered")  # registered: with the reactor
 
     def __init__(self, reactor):
         self.reactor = reactor
         self.epoll = select.epoll()
         self.legs: dict[int, _Leg] = {}  # fd -> the leg watched for it
-        self.registered = False  # with the reactor, while any leg is watched
+        self.registered = False  # with the reactor: from the first leg on
 
     def fileno(self) -> int:
         return self.epoll.fileno()
@@ -246,15 +246,14 @@ class _Dispatcher:
 
     def watch(self, leg: _Leg) -> None:
         """Follow ``leg.reading`` and ``leg.writing``: a socket watched for neither is out of
-        the epoll (its hang-up would be reported on every poll)."""
+        the epoll (its hang-up would be reported on every poll). The reactor watches the epoll
+        from the first socket on, until it lets go (an epoll with nothing ready costs its poll
+        nothing; adding and removing it per pair cost two ``epoll_ctl`` a pair)."""
         fd = leg.fd
         mask = (_EPOLLIN if leg.reading else 0) | (_EPOLLOUT if leg.writing else 0)
         if not mask:
             if self.legs.pop(fd, None) is not None:
                 self.epoll.unregister(fd)
-                if not self.legs and self.registered:
-                    self.registered = False
-                    self.reactor.removeReader(self)
         elif fd in self.legs:
             self.epoll.modify(fd, mask)
         else:
@@ -263,6 +262,12 @@ class _Dispatcher:
             if not self.registered:
                 self.registered = True
                 self.reactor.addReader(self)
+
+    def forget(self, leg: _Leg) -> None:
+        """``leg``'s socket is closed next, in this call: its fd leaves the epoll with the close
+        (no ``epoll_ctl``); it is only taken out of ``legs``."""
+        leg.reading = leg.writing = False
+        self.legs.pop(leg.fd, None)
 
     def doRead(self):
         """The ready sockets' handlers, polled again while some were ready (bytes the peers
@@ -679,15 +684,21 @@ class Splicer:
         cleg.want_read(True)
         sleg.want_read(True)
 
-    def stop(self) -> None:
+    def stop(self, closing: bool = False) -> None:
         """Unregister the legs and close the pipes (what they hold is dropped); the transports
-        are the pair's again. Idempotent; called while the sockets are still open."""
+        are the pair's again. Idempotent; called while the sockets are still open.
+        ``closing``: both sockets are closed next, in this call (``_close_now``): an open leg
+        is only forgotten (``_Dispatcher.forget``), its close takes it out of the epoll."""
         if self.stopped:
             return
         self.stopped = True
         for leg in self.legs:
-            leg.want_read(False)
-            leg.want_write(False)
+            t = leg.transport
+            if closing and t.connected and not t.disconnecting:
+                leg.dispatcher.forget(leg)
+            else:
+                leg.want_read(False)
+                leg.want_write(False)
         for d in self.directions:
             os.close(d.rfd)
             os.close(d.wfd)
@@ -704,7 +715,7 @@ class Splicer:
         if pair.closed_first is None:
             pair.closed_first = (role, "fin")
         if pair.read_closed == 3:
-            self.stop()
+            self.stop(closing=True)
             try:
                 _close_now(pair.client.transport)
             finally:  # closed even if the first close's handlers raised (logged by doRead)

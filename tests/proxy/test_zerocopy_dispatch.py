@@ -55,6 +55,7 @@ class SocketTransport:
         assert reason.check(error.ConnectionDone)
         self.connected = False
         self.lost = self.lost or "closed"
+        self.sock.close()  # as a transport's connectionLost does
 
 
 class Side:
@@ -144,7 +145,7 @@ def turns(d: zerocopy._Dispatcher, until, limit: int = 100) -> int:
 
 def test_one_reactor_reader_for_every_spliced_socket(reactor, spliced):
     """Three pairs, six sockets: the reactor watches one fd (the dispatcher's), not six; once
-    the last pair stops, none."""
+    the last pair stops, still that one (idle, never readable: not added and removed per pair)."""
     pairs = spliced(3)
     d = dispatcher(reactor)
     assert reactor.getReaders() == [d]
@@ -152,8 +153,9 @@ def test_one_reactor_reader_for_every_spliced_socket(reactor, spliced):
     assert len(d.legs) == 6
     for p in pairs:
         p.splicer.stop()
-    assert reactor.getReaders() == []
+    assert reactor.getReaders() == [d]
     assert d.legs == {}
+    assert not ready(d, 0)
 
 
 def test_bytes_both_ways_counted(reactor, spliced):
@@ -317,6 +319,8 @@ def test_fin_half_closes_the_other_side_and_the_other_way_goes_on(reactor, splic
     # both ways done: both closed at once, not on a later turn (loseConnection)
     assert p.pair.client.transport.lost == p.pair.server.transport.lost == "closed"
     assert p.splicer.stopped
+    # forgotten, not unregistered: their close took them out of the epoll
+    assert d.legs == {} and d.epoll.poll(0) == []
 
 
 def test_reset_aborts_both_sides(reactor, spliced):
