@@ -255,6 +255,37 @@ def test_which_pairs_connect_in_the_splices_epoll(host, transport_type, logged):
         yield upstream.stopListening()
 
 
+class Resetting(protocol.Protocol):
+    def dataReceived(self, data):
+        self.transport.abortConnection()  # SO_LINGER 0: RST
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_the_target_resetting_resets_the_client(logged):
+    """An ``UpstreamSocket`` leg reset by the target: both legs aborted, the close record says
+    the server reset it, the client sees a reset."""
+    from twisted.internet import reactor
+
+    upstream = reactor.listenTCP(0, protocol.Factory.forProtocol(Resetting),
+                                 interface="127.0.0.1")
+    factory = ProxyFactory(f"127.0.0.1:{upstream.getHost().port}")
+    lost = []
+    try:
+        client, port, pair = yield through(factory, b"PING\r\n")
+        assert type(pair.server.transport) is zerocopy.UpstreamSocket
+        client.connectionLost = lambda reason: (lost.append(reason), client.closed.callback(None))
+        yield client.closed
+        yield until(lambda: pair.finished, "the pair's close")
+        assert lost[0].check(error.ConnectionLost)
+        assert pair.closed_first == ("server", "reset")
+        assert any(f"#{pair.id} close" in t and "first=server how=reset" in t
+                   for t in texts(logged))
+    finally:
+        yield port.stopListening()
+        yield upstream.stopListening()
+
+
 @pytest.mark.real
 @pytest.mark.parametrize("zero_copy", [True, False])
 @pytest_twisted.inlineCallbacks
