@@ -1,7 +1,7 @@
 """Proxy benchmark, side by side in one run: direct vs tcpplay vs Twisted's portforward vs socat
 vs haproxy.
 
-    python bench/proxy_bench.py [--quick] [--only redis,bulk,slow,idle,pairs] [--decode]
+    python bench/proxy_bench.py [--quick] [--only redis,bulk,slow,idle,pairs,copy] [--decode]
                                 [--rounds N] [--pipelines 1,16] [--kinds tcpplay,haproxy]
                                 [--base REV] [--requests N]
 
@@ -22,6 +22,13 @@ vs haproxy.
   fixed cost of 0.5 ms per pair is 0.25 us of each request's; ``--requests`` (redis-benchmark's
   ``-n``, default 100,000) shows the rows with less of it.
 
+* copy (not in the default ``--only``): no proxy process; in this one, 50 pairs of loopback
+  sockets, batches of 16 SET commands and their 16 ``+OK`` replies, each read moved by the
+  splice's way (``splice`` into a pipe, ``splice`` out of it) or by a copy (``recv_into`` one
+  reused buffer, ``send``), the two interleaved over ``--rounds`` rounds: this thread's CPU per
+  batch (the request and its reply, ``epoll`` included), and the peers' ``recv`` of what was
+  moved. Whether copying small reads would cost less than splicing them.
+
 ``--pipelines`` and ``--kinds`` narrow a run to the rows one needs (say ``--only redis
 --pipelines 16 --kinds tcpplay,haproxy``); a ratio against a kind not run is left out.
 ``--base REV`` adds ``tcpplay-base``: the same ``--decode none`` proxy of revision REV (exported
@@ -39,6 +46,7 @@ import argparse
 import os
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -294,6 +302,95 @@ def pairs_cpu(kind: str, target: int, tmp: str, count: int) -> float:
         proxy.stop()
 
 
+# -- copy or splice, in one process -------------------------------------------------------------
+COPY_REQUEST = b"*3\r\n$3\r\nSET\r\n$16\r\nkey:000000000042\r\n$3\r\nxxx\r\n" * 16
+COPY_REPLY = b"+OK\r\n" * 16
+
+
+def _loopback_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        a = socket.create_connection(listener.getsockname())
+        b, _ = listener.accept()
+    for s in (a, b):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    b.setblocking(False)
+    return a, b
+
+
+def copy_or_splice(batches: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """Per way ("splice", "copy"): per round, (this thread's CPU moving one batch both ways,
+    the peers' recv of it), in us. 50 pairs: client -> (a, b) proxy (c, d) <- server."""
+    flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+    pairs, routes, fds = [], {}, []
+    ep = select.epoll()
+    buf = memoryview(bytearray(1 << 16))
+    for _ in range(50):
+        client, a = _loopback_pair()
+        server, d = _loopback_pair()
+        d.setblocking(False)
+        ab, dc = os.pipe2(os.O_NONBLOCK), os.pipe2(os.O_NONBLOCK)
+        fds += [*ab, *dc]
+        routes[a.fileno()] = (a, d, ab)
+        routes[d.fileno()] = (d, a, dc)
+        ep.register(a.fileno(), select.EPOLLIN)
+        ep.register(d.fileno(), select.EPOLLIN)
+        pairs.append((client, server, a, d))
+
+    def by_splice(fd):
+        src, dst, (r, w) = routes[fd]
+        os.splice(r, dst.fileno(), os.splice(fd, w, 1 << 16, None, None, flags), None, None,
+                  flags)
+
+    def by_copy(fd):
+        src, dst, _ = routes[fd]
+        dst.send(buf[:src.recv_into(buf)])
+
+    def moved(move) -> float:
+        start, done = time.thread_time(), 0
+        while done < len(pairs):
+            for fd, _ in ep.poll(1):
+                move(fd)
+                done += 1
+        return time.thread_time() - start
+
+    def run(move, n):
+        proxy = peers = 0.0
+        for _ in range(n // len(pairs)):
+            for client, *_ in pairs:
+                client.send(COPY_REQUEST)
+            proxy += moved(move)
+            t = time.thread_time()
+            for _, server, *_ in pairs:
+                server.recv(1 << 16)
+            peers += time.thread_time() - t
+            for _, server, *_ in pairs:
+                server.send(COPY_REPLY)
+            proxy += moved(move)
+            t = time.thread_time()
+            for client, *_ in pairs:
+                client.recv(1 << 16)
+            peers += time.thread_time() - t
+        done = n // len(pairs) * len(pairs)
+        return proxy / done * 1e6, peers / done * 1e6
+
+    try:
+        ways = {"splice": by_splice, "copy": by_copy}
+        for move in ways.values():
+            run(move, 1000)  # warm-up
+        out: dict[str, list[tuple[float, float]]] = {}
+        for _ in range(rounds):
+            for name, move in ways.items():
+                out.setdefault(name, []).append(run(move, batches))
+        return out
+    finally:
+        ep.close()
+        for fd in fds:
+            os.close(fd)
+        for p in pairs:
+            for s in p:
+                s.close()
+
+
 def measure_redis(kind, pipeline, n, rport, tmp, decoding) -> dict[str, float]:
     if kind == "direct":
         return redis_benchmark(rport, pipeline, n)
@@ -380,8 +477,19 @@ def main(argv=None) -> int:
         pipelines = [int(p) for p in args.pipelines.split(",")]
     except ValueError:
         ap.error(f"--pipelines {args.pipelines!r}: comma-separated numbers, say 1,16")
-    if parts - {"redis", "bulk", "slow", "idle", "pairs"}:
-        ap.error(f"--only {args.only!r}: of redis, bulk, slow, idle, pairs")
+    if parts - {"redis", "bulk", "slow", "idle", "pairs", "copy"}:
+        ap.error(f"--only {args.only!r}: of redis, bulk, slow, idle, pairs, copy")
+    if "copy" in parts and len(parts) > 1:
+        ap.error("--only copy runs alone (no proxy, no peers: this process)")
+    if parts == {"copy"}:
+        runs = copy_or_splice(4000 if args.quick else 40000, args.rounds)
+        for name, figures in runs.items():
+            proxy = [p for p, _ in figures]
+            peers = [q for _, q in figures]
+            print(f"{name:6} this thread's CPU per batch of 16 and its reply, median; worst: "
+                  f"{statistics.median(proxy):.2f}; {max(proxy):.2f} us (the peers' recv "
+                  f"{statistics.median(peers):.2f} us)")
+        return 0
     proxies = [k for k in args.kinds.split(",") if k]
     unknown = [k for k in proxies if k not in PROXIES]
     if unknown or not proxies:
