@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import resource
 import select
@@ -188,11 +189,15 @@ def _close_now(transport) -> None:
     ``loseConnection`` does for a transport whose write half is already closed (a stopped
     transport with nothing queued: the splice never writes through it), rather than watching
     it for writability to find its empty buffer on a later reactor turn (an epoll change, a
-    dispatch and a turn per socket). The protocol hears ``connectionLost`` (ConnectionDone)."""
+    dispatch and a turn per socket). The protocol hears ``connectionLost`` (ConnectionDone;
+    the transport's own ``connectionLost`` stops its reading and writing)."""
     if transport.connected and not transport.disconnecting:
-        transport.stopReading()
-        transport.stopWriting()
-        transport.connectionLost(Failure(error.ConnectionDone()))
+        transport.connectionLost(_DONE)
+
+
+# The reason of every clean close of a spliced pair: one Failure, read (never changed) by the
+# pair's handlers, not one built per leg.
+_DONE = Failure(error.ConnectionDone())
 
 
 def _max_pipe_size() -> int:
@@ -523,8 +528,7 @@ class Connector:
 
     def connect(self, host: str, port: int, factory, timeout: float) -> None:
         self.factory = factory
-        self.addr = (address.IPv4Address if self.family == socket.AF_INET
-                     else address.IPv6Address)("TCP", host, port)
+        self.addr = (host, port)
         try:
             self.sock = sock = socket.socket(self.family, socket.SOCK_STREAM)
             sock.setblocking(False)
@@ -593,9 +597,16 @@ class Connector:
     def _connected(self) -> None:
         transport = UpstreamSocket(self.sock, self.reactor, self.pipes)
         self.sock = self.pipes = None
-        protocol = self.factory.buildProtocol(self.addr)
+        protocol = self.factory.buildProtocol(_address(self.family, *self.addr))
         transport.protocol = protocol
         protocol.makeConnection(transport)
+
+
+@functools.lru_cache(maxsize=64)
+def _address(family: int, host: str, port: int):
+    """The target's address for ``buildProtocol``: the same for every pair of a target."""
+    kind = address.IPv4Address if family == socket.AF_INET else address.IPv6Address
+    return kind("TCP", host, port)
 
 
 class UpstreamSocket:
