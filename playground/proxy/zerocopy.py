@@ -431,9 +431,10 @@ class _Direction:
         whether to read the source again."""
         if n == 0:
             self.fin = True
-            self.src.want_read(False)
             if not self.dst.writing:
-                self.drain()
+                self.drain()  # the last FIN closes both sockets (their close leaves the epoll)
+            if not self.splicer.stopped:
+                self.src.want_read(False)
             return False
         self.side.nbytes += n
         if n == self.size and self.size < _pipe_size:
@@ -530,8 +531,8 @@ class Connector:
         self.factory = factory
         self.addr = (host, port)
         try:
-            self.sock = sock = socket.socket(self.family, socket.SOCK_STREAM)
-            sock.setblocking(False)
+            self.sock = sock = socket.socket(self.family,
+                                             socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
             err = sock.connect_ex((host, port))
             if err == errno.EINPROGRESS:
                 err = sock.connect_ex((host, port))  # 0 once the handshake is done
