@@ -39,8 +39,8 @@ mid-stream); changed or removed ones reach open pairs. A pair with a core takes 
 
 Zero-copy: a pair of a factory with no observer and no toxics (``toxics`` None) whose legs are
 both plain TCP moves its bytes with ``splice(2)`` (``playground.proxy.zerocopy``), chosen when
-the upstream connects; ``zero_copy=False`` (``--no-zero-copy``) keeps every pair on the paths
-above.
+the upstream connects (such a pair to an IP literal is connected by ``zerocopy.Connector``, not
+``connectTCP``); ``zero_copy=False`` (``--no-zero-copy``) keeps every pair on the paths above.
 """
 
 from __future__ import annotations

@@ -6,6 +6,13 @@ Taken at pair start (``Pair.upstream_connected``) when nothing looks at the byte
 TLS or UNIX leg, no fds left for the pipes) the pair keeps the ordinary path, and the reason is
 logged once per process.
 
+Such a pair whose target is an IP literal is also connected here (``connector``, ``Connector``):
+its pipes made first, a non-blocking socket and ``connect`` in the private epoll, not
+``connectTCP`` (whose Connector, Deferred, transport and extra reactor turn cost a pair more
+than its splice); the socket stays out of Twisted (``UpstreamSocket``), and a refusal or no
+answer is reported to the pair as ``connectTCP`` reports it. A host name (resolved by
+``connectTCP``) or another kind of target keeps the pair's ordinary connect.
+
 Each direction has its own pipe: ``splice`` moves what the source socket holds into the pipe,
 then from the pipe into the destination socket; Python never sees the bytes. The sockets are
 handed over from their transports (stopped; they take the sockets back only to close them) to
@@ -47,7 +54,10 @@ pair that cannot get its pipes forwards in Python) and,
 in the kernel, a pipe's bookkeeping (about 2 KiB each; a grown pipe's slot ring about 10 KiB)
 plus, only while bytes are in flight, page references for at most its size (64 KiB, 1 MiB once
 grown: 2 MiB per pair at most, beside what the two sockets' own buffers hold); in Python, one
-slotted ``Splicer`` with two ``_Direction`` and two ``_Leg`` objects (about 0.6 KiB).
+slotted ``Splicer`` with two ``_Direction`` and two ``_Leg`` objects (about 0.6 KiB), and for
+an upstream connected here an ``UpstreamSocket`` in place of a Twisted transport (lighter).
+Copying small reads (``recv_into``, ``send``) instead of splicing them was measured and costs
+the same (``bench/proxy_bench.py --only copy``): every read goes through its pipe.
 Unprivileged, grown pipes count against ``/proc/sys/fs/pipe-user-pages-soft`` (256 pages
 each); past it the kernel refuses to grow more, and gives new pipes 2 pages (slower, working).
 """
