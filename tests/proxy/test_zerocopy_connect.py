@@ -17,7 +17,7 @@ import socket
 import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints, error, protocol, tcp
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
 
@@ -94,6 +94,25 @@ def test_a_loopback_connect_is_done_in_the_call(clock):
             assert server.recv(16) == b"hello"
             transport.connectionLost(None)  # closes the socket (and the unused pipes)
             assert server.recv(16) == b""
+
+
+@pytest.mark.real
+def test_an_ipv6_literal_is_connected_too(clock):
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with listener:
+        port = listener.getsockname()[1]
+        factory = Recorder()
+        zerocopy.Connector(clock, socket.AF_INET6, zerocopy._pipes()).connect(
+            "::1", port, factory, 5.0)
+        assert factory.addr == IPv6Address("TCP", "::1", port)
+        transport = factory.protocol.transport
+        server, _ = listener.accept()
+        with server:
+            assert server.getpeername()[:2] == transport.getHandle().getsockname()[:2]
+        transport.connectionLost(None)
 
 
 @pytest.mark.real
