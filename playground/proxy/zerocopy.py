@@ -516,7 +516,8 @@ class Connector:
     how it went. Connected: ``factory.buildProtocol(addr).makeConnection(UpstreamSocket)``;
     refused or no answer within ``timeout`` (a ``TimeoutError``, 0: none of ours):
     ``factory.clientConnectionFailed(self, reason)``, what ``connectTCP`` reports.
-    ``stopConnecting`` (the client left) closes it quietly."""
+    ``stopConnecting`` (the pair aborted meanwhile: the drain's deadline, a second signal)
+    closes it quietly."""
 
     __slots__ = ("reactor", "family", "pipes", "sock", "fd", "factory", "addr", "timer",
                  "dispatcher", "reading", "writing", "role", "into", "splicer")
