@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from itertools import chain, repeat
 from marshal import dumps, loads
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 from twisted.logger import Logger
 
@@ -69,6 +69,7 @@ _AS_IS = frozenset({bytes, int, type(None), float, bool})  # replies an encoded 
 _MARSHAL = 2  # marshal's format for a row: floats in binary, no references (the fastest)
 _PLAIN = _AS_IS | {_SIMPLE, _ERROR}  # replies a batch keeps without formatting
 _TS, _COMMAND, _REPLY, _LATENCY = map(attrgetter, ("ts", "command", "reply", "latency"))
+_PAIR_DIRECTION = itemgetter(0, 1)  # of a queued read
 # The queue (records and reads waiting for the flush) holds at most QUEUE_LIMIT of what it
 # counts (tracemalloc, CPython 3.11): RECORD_COST per exchange (a record, or each of a run's,
 # with its command's tuple, its arguments' and its reply's headers, its times and its slot),
@@ -194,6 +195,10 @@ class WebSink:
         self.records: list = []  # queued records, in order
         self.reads: list = []  # queued reads: (pair, direction, data, now), in arrival order
         self.queued = 0  # what the queues hold, counted: RECORD_COST a record, READ_COST a read
+        # the chain's hold-back per batch (``settle_with``; None: the chain settles each read)
+        self.unsettled = None
+        self.max_held = 0
+        self.kept: list = []  # reads not settled at the last flush, stored when they are
         # a reader of the capture or of the pictures sees all that was handed over
         self.capture.before_read.append(self.flush)
         self.latency.before_read.append(self.flush)
@@ -229,7 +234,7 @@ class WebSink:
         every read and every change that must come after (``Capture.before_read``). A
         failure is logged and what it was storing dropped: it never reaches the proxy."""
         records, reads = self.records, self.reads
-        if not (records or reads):
+        if not (records or reads or self.kept):
             return
         self.records, self.reads, self.queued = [], [], 0
         try:
@@ -238,10 +243,82 @@ class WebSink:
         except Exception:
             self.log.failure("web view: cannot store {n} record(s); dropped", n=len(records))
         try:
+            if self.unsettled is not None:
+                reads = self._settled(reads)
             if reads:
                 self.capture.add_reads(reads)
         except Exception:
             self.log.failure("web view: cannot store {n} read(s); dropped", n=len(reads))
+
+    # -- the hold-back per batch (the chain's ``settles_later``) ----------------------------------
+    settles_later = True  # the chain hands every read at once when the view is its only consumer
+
+    def settle_with(self, unsettled, max_held: int) -> None:
+        """The chain (``Chain.unsettled``): from which stream offset a pair's direction may
+        still hold a secret; ``max_held``: the most bytes of a direction kept back."""
+        self.unsettled = unsettled
+        self.max_held = max_held
+
+    def _settled(self, reads: list) -> list:
+        """Of ``reads`` (after what the last flush kept back), those the chain has settled;
+        the rest is kept for a later flush. One question per connection and direction in the
+        batch; a direction's read that is partly settled is cut. Beyond ``max_held`` kept bytes
+        of a direction, they are stored masked from where they stop being settled, as the
+        chain's hold-back bound does (the mask registered first, so they arrive masked)."""
+        if self.kept:
+            reads = self.kept + reads  # older: each connection's reads stay in order
+            self.kept = []
+        unsettled = self.unsettled
+        late = {}
+        for key in set(map(_PAIR_DIRECTION, reads)):
+            at = unsettled(*key)
+            if at is not None:
+                late[key] = at
+        if not late:
+            return reads
+        settled, kept = [], []
+        reached = {}  # (pair, direction) -> the stream offset its reads reached
+        for read in reads:
+            key = read[:2]
+            at = late.get(key)
+            if at is None:
+                settled.append(read)
+                continue
+            offset = reached.get(key)
+            if offset is None:
+                offset = self.capture.stream_end(*key)
+            pair, direction, data, now = read
+            end = reached[key] = offset + len(data)
+            if end <= at:
+                settled.append(read)
+            elif offset >= at:
+                kept.append(read)
+            else:
+                settled.append((pair, direction, data[:at - offset], now))
+                kept.append((pair, direction, data[at - offset:], now))
+        over = {key for key in late if reached.get(key, 0) - late[key] > self.max_held}
+        for key in over:  # the bound: no more holding; masked as a secret would be
+            self.capture.mask(*key, late[key], reached[key])
+        if over:
+            settled += [read for read in kept if read[:2] in over]
+            kept = [read for read in kept if read[:2] not in over]
+        self.kept = kept
+        return settled
+
+    def unsettled_end(self, pair_id: int, direction: str, at: int, find) -> None:
+        """The chain's ``direction`` ended (FIN, close) with bytes from stream offset ``at`` on
+        that the decoder never settled: stored now, masked from the first credential the
+        chain's line scanner ``find(offset, data)`` finds in them (as its hold-back does)."""
+        self.flush()
+        key = (pair_id, direction)
+        mine = [read for read in self.kept if read[:2] == key]
+        if mine:
+            self.kept = [read for read in self.kept if read[:2] != key]
+            self.capture.add_reads(mine)
+        offset, tail = self.capture.stream_from(pair_id, direction, at)
+        first = find(offset, tail) if tail else None
+        if first is not None:
+            self.capture.mask(pair_id, direction, first, offset + len(tail))
 
     def _store(self, records: list) -> None:
         """The queued records in order, a connection's unpipelined exchanges gathered (their
