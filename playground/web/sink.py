@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from playground.codec import values as resp
 from playground.codec.parser import STREAM_MIN
 from playground.decode import records as R
+from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from playground.sinks.console import command_summary, fault_mark, format_args, format_value
 from playground.web.capture import Capture, encoded_rows, is_encoded
 from playground.web.latency import Latency
@@ -69,7 +70,8 @@ _AS_IS = frozenset({bytes, int, type(None), float, bool})  # replies an encoded 
 _MARSHAL = 2  # marshal's format for a row: floats in binary, no references (the fastest)
 _PLAIN = _AS_IS | {_SIMPLE, _ERROR}  # replies a batch keeps without formatting
 _TS, _COMMAND, _REPLY, _LATENCY = map(attrgetter, ("ts", "command", "reply", "latency"))
-_PAIR_DIRECTION = itemgetter(0, 1)  # of a queued read
+_PAIR = itemgetter(0)  # of a queued read
+_DIRECTIONS = (CLIENT_TO_SERVER, SERVER_TO_CLIENT)
 # The queue (records and reads waiting for the flush) holds at most QUEUE_LIMIT of what it
 # counts (tracemalloc, CPython 3.11): RECORD_COST per exchange (a record, or each of a run's,
 # with its command's tuple, its arguments' and its reply's headers, its times and its slot),
@@ -270,10 +272,11 @@ class WebSink:
             self.kept = []
         unsettled = self.unsettled
         late = {}
-        for key in set(map(_PAIR_DIRECTION, reads)):
-            at = unsettled(*key)
-            if at is not None:
-                late[key] = at
+        for pair in set(map(_PAIR, reads)):
+            for direction in _DIRECTIONS:
+                at = unsettled(pair, direction)
+                if at is not None:
+                    late[pair, direction] = at
         if not late:
             return reads
         settled, kept = [], []
