@@ -50,8 +50,8 @@ import sys
 from array import array
 from collections import OrderedDict, deque
 from fnmatch import fnmatchcase
-from itertools import accumulate, chain, groupby, islice, repeat
-from operator import itemgetter, lshift, or_
+from itertools import chain, groupby, islice
+from operator import itemgetter
 from typing import NamedTuple
 
 import attrs
@@ -500,36 +500,6 @@ class Capture:
 
     @staticmethod
     def _append_many(c: Connection, group) -> int:
-        """``_append`` for each read of ``group`` (no mask waiting): the cost. When every read
-        starts a chunk (each is not empty and the directions alternate from the last chunk
-        on, as request and reply do unpipelined), the bytes and the chunk table go in by
-        builtins, a pass each (the offsets by ``accumulate``); otherwise in one loop."""
-        group = list(group)
-        _, directions, datas, stamps = zip(*group, strict=True)
-        first = directions[0]
-        code = 0 if first == C2S else 1
-        info = c.chunk_info
-        last = info[-1] if len(info) > c.chunk_first else -1
-        sizes = list(map(len, datas))
-        firsts, seconds = directions[0::2], directions[1::2]
-        if last & 15 == code or 0 in sizes or firsts.count(first) != len(firsts) or (
-                seconds and seconds.count(first) != 0):
-            return Capture._append_loop(c, group)
-        # c2s reads are at code::2, s2c at 1 - code::2
-        at_c2s, c2s_keys = _offsets(c, C2S, c.c2s, datas[code::2], sizes[code::2])
-        at_s2c, s2c_keys = _offsets(c, S2C, c.s2c, datas[1 - code::2], sizes[1 - code::2])
-        keys = [0] * len(group)
-        keys[code::2] = map(lshift, c2s_keys, repeat(4))
-        keys[1 - code::2] = map(or_, map(lshift, s2c_keys, repeat(4)), repeat(1))
-        info.extend(keys)
-        c.chunk_ts.extend(stamps)
-        c.chunk_count += len(group)
-        c.bytes_c2s += at_c2s
-        c.bytes_s2c += at_s2c
-        return CHUNK_COST * len(group) + at_c2s + at_s2c
-
-    @staticmethod
-    def _append_loop(c: Connection, group) -> int:
         """``_append`` for each read of ``group`` (no mask waiting), in one loop: the cost."""
         c2s, s2c = c.c2s, c.s2c
         had_c2s, had_s2c = len(c2s), len(s2c)
@@ -971,16 +941,6 @@ class Filter:
         if self.on_exchanges:
             return any(self.row_matches(row) for row in rows)
         return True
-
-
-def _offsets(c: Connection, direction: str, stored: bytearray, datas, sizes) -> tuple:
-    """Reads of ``direction``, each a chunk, appended to ``stored``: how many bytes they
-    added, and the chunks' stream offsets."""
-    at = c.stream_evicted[direction] + len(stored)
-    offsets = list(accumulate(sizes, initial=at))
-    sent = offsets.pop() - at
-    stored += b"".join(datas)
-    return sent, offsets
 
 
 def _overwrite(buf: bytearray, start: int, end: int) -> None:

@@ -485,7 +485,7 @@ def test_rows_in_segments_count_each_row_and_seal_from_max_rows_on():
        before=st.lists(st.tuples(st.integers(1, 3), st.sampled_from([C2S, S2C])), max_size=4),
        picks=st.lists(st.integers(0, 2), min_size=36, max_size=36))
 def test_alternating_reads_batched_are_stored_as_one_by_one(starts, sizes, before, picks):
-    """Request and reply (each read a chunk: the fast path of ``add_reads``) after whatever
+    """Request and reply (each read a chunk, as unpipelined traffic goes) after whatever
     chunk came last, empty and big reads among them: kept as ``data`` read by read keeps
     them."""
     one, batched = Capture(), Capture()
