@@ -36,7 +36,7 @@ from bisect import bisect_left
 from collections import Counter
 from itertools import accumulate, compress, repeat
 from math import ceil, floor
-from operator import eq, itemgetter
+from operator import add, eq, itemgetter
 
 from playground.codec.values import Error
 from playground.decode.views import escape
@@ -289,7 +289,8 @@ class Latency:
         table = self._resp
         try:
             names = list(map(_first, commands))
-            us = list(map(int, map(_MICROSECONDS, latencies)))
+            # floor, not int (faster): they differ on negative latencies, which go to ``one``
+            us = list(map(floor, map(_MICROSECONDS, latencies)))
         except (IndexError, TypeError):  # an empty command, an exchange without a latency
             us = None
         if not us or len(us) < _FEW or min(us) < 0 or max(us) >= INDEX_SIZE:
@@ -299,28 +300,33 @@ class Latency:
             return
         spellings = table.spellings
         histograms = {raw: spellings.get(raw) or table.histogram(raw) for raw in set(names)}
+        low, high = min(latencies), max(latencies)
         if len(histograms) == 1:  # one command name (a batch of GETs)
             (h,) = histograms.values()
             buckets = h.buckets
             for i, n in Counter(map(INDEX.__getitem__, us)).items():
                 buckets[i] += n
-            extremes = ((h, min(latencies), max(latencies)),)
-        else:
-            for (raw, i), n in Counter(zip(names, map(INDEX.__getitem__, us),
-                                           strict=True)).items():
-                histograms[raw].buckets[i] += n
-            if len(histograms) <= 8:  # a pass per name, by builtins
+            extremes = ((h, low, high),)
+        else:  # counted per (name, bucket), the pair as one number: name's place << 10 | bucket
+            places = {raw: k << 10 for k, raw in enumerate(histograms)}
+            found = list(histograms.values())
+            for key, n in Counter(map(add, map(places.__getitem__, names),
+                                      map(INDEX.__getitem__, us))).items():
+                found[key >> 10].buckets[key & 1023] += n
+            # a name's own extremes only where the batch's go beyond what a histogram has
+            beyond = [(raw, h) for raw, h in histograms.items() if low < h.min or high > h.max]
+            if len(beyond) <= 8:  # a pass per name, by builtins
                 extremes = [(h, min(compress(latencies, map(eq, names, repeat(raw)))),
                              max(compress(latencies, map(eq, names, repeat(raw)))))
-                            for raw, h in histograms.items()]
+                            for raw, h in beyond]
             else:  # many names: one pass in Python
-                low, high = {}, {}
+                lows, highs = {}, {}
                 for raw, latency in zip(names, latencies, strict=True):
-                    if latency < low.get(raw, latency + 1):
-                        low[raw] = latency
-                    if latency > high.get(raw, latency - 1):
-                        high[raw] = latency
-                extremes = [(histograms[raw], low[raw], high[raw]) for raw in low]
+                    if latency < lows.get(raw, latency + 1):
+                        lows[raw] = latency
+                    if latency > highs.get(raw, latency - 1):
+                        highs[raw] = latency
+                extremes = [(histograms[raw], lows[raw], highs[raw]) for raw in lows]
         for h, low, high in extremes:
             if high > h.max:
                 h.max = high
@@ -333,6 +339,10 @@ class Latency:
                     histograms[name].errors += 1
                     failed[floor(stamp)] += 1
         rate = table.rate
+        first, last = floor(min(stamps)), floor(max(stamps))
+        if first == last:  # the batch within one second (the common case): no Counter
+            rate.add(first, len(stamps), failed[first])
+            return
         for second, n in Counter(map(floor, stamps)).items():
             rate.add(second, n, failed[second])
 
