@@ -70,6 +70,7 @@ def index(us: int) -> int:
 INDEX_SIZE = 1 << 14  # 16.4 ms: the latencies whose bucket is looked up (a 128 KiB list)
 _SMALL = list(range(BUCKETS))  # one int object per index, shared by the table
 INDEX = [_SMALL[index(us)] for us in range(INDEX_SIZE)]
+_LAST = INDEX_SIZE - 1
 
 
 def bucket_bounds(i: int) -> tuple[float, float | None]:
@@ -283,8 +284,9 @@ class Latency:
         each, with the per-exchange work left to builtins: the bucket indexes looked up by
         ``map`` and counted per (name, bucket) by ``Counter``, each name's min and max taken
         by ``min``/``max`` over its latencies, the per-second counts counted per second,
-        errors looked at only when there is one. An exchange without a latency, an empty
-        command, or a latency outside the index table (16 ms and more, or negative) sends
+        errors looked at only when there is one. A latency beyond the index table (16 ms and
+        more: a loaded proxy's) is looked up as the table's last and moved to its own bucket
+        after. An exchange without a latency, an empty command or a negative latency sends
         the batch through ``one``."""
         table = self._resp
         try:
@@ -293,11 +295,15 @@ class Latency:
             us = list(map(floor, map(_MICROSECONDS, latencies)))
         except (IndexError, TypeError):  # an empty command, an exchange without a latency
             us = None
-        if not us or len(us) < _FEW or min(us) < 0 or max(us) >= INDEX_SIZE:
+        if not us or len(us) < _FEW or min(us) < 0:
             one = self.one
             for exchange in zip(stamps, commands, replies, latencies, strict=True):
                 one(*exchange)
             return
+        beyond_table = max(us) > _LAST
+        if beyond_table:
+            exact = us
+            us = list(map(min, us, repeat(_LAST)))
         spellings = table.spellings
         histograms = {raw: spellings.get(raw) or table.histogram(raw) for raw in set(names)}
         low, high = min(latencies), max(latencies)
@@ -332,6 +338,13 @@ class Latency:
                 h.max = high
             if low < h.min:
                 h.min = low
+        if beyond_table:  # counted in the table's last bucket: moved to their own
+            last = INDEX[_LAST]
+            for raw, u in zip(compress(names, map(_LAST.__lt__, exact)),
+                              filter(_LAST.__lt__, exact), strict=True):
+                buckets = histograms[raw].buckets
+                buckets[last] -= 1
+                buckets[index(u)] += 1
         failed: Counter = Counter()
         if Error in set(map(type, replies)):
             for name, stamp, reply in zip(names, stamps, replies, strict=True):

@@ -262,7 +262,7 @@ many_names = st.tuples(st.sampled_from([(b"GET", b"k"), (b"get",), (b"SET", b"k"
 
 @given(st.lists(st.tuples(st.floats(min_value=0, max_value=20, allow_nan=False),
                           st.one_of(exchange, many_names)), min_size=1, max_size=60),
-       st.sampled_from(["as drawn", "one name", "all timed in the table"]),
+       st.sampled_from(["as drawn", "one name", "all timed in the table", "all timed"]),
        st.integers(0, 60))
 def test_a_batch_of_exchanges_counts_as_one_at_a_time(stamped, shape, cut):
     """``Latency.ones`` (the sink's batch: one name, a few, many; latencies in and out of the
@@ -273,6 +273,9 @@ def test_a_batch_of_exchanges_counts_as_one_at_a_time(stamped, shape, cut):
     elif shape == "all timed in the table":  # the batch's own path, not ``one`` for each
         stamped = [(ts, (command or (b"PING",), reply,
                          abs(took) % 0.016 if took is not None else 0.001))
+                   for ts, (command, reply, took) in stamped]
+    elif shape == "all timed":  # beyond the index table too (a loaded proxy): still a batch
+        stamped = [(ts, (command or (b"PING",), reply, abs(took) if took is not None else 0.02))
                    for ts, (command, reply, took) in stamped]
     together, apart = Latency(seconds=30), Latency(seconds=30)
     stamps = [ts for ts, _ in stamped]
