@@ -184,6 +184,8 @@ class Chain:
             self.emit = _drop
         elif n == 1:
             self.emit = self.sinks[0].emit
+        elif n == 2:  # the console's batch and the web view: no loop per record
+            self.emit = _both(self.sinks[0].emit, self.sinks[1].emit)
         else:
             self.emit = self._emit_all
         # emit_many(records): one call per decoded chunk (a sink may take a list at once)
@@ -527,6 +529,14 @@ def credential_from(at: int, data: bytes) -> int | None:
 
 def _drop(record):
     pass
+
+
+def _both(first, second):
+    def emit(record):
+        first(record)
+        second(record)
+
+    return emit
 
 
 def _one_by_one(emit):

@@ -28,7 +28,7 @@ and a mask reaches every byte before it can be served.
 
 from __future__ import annotations
 
-from itertools import chain, repeat
+from itertools import chain, groupby, repeat
 from marshal import dumps, loads
 from operator import attrgetter, itemgetter
 
@@ -71,6 +71,8 @@ _MARSHAL = 2  # marshal's format for a row: floats in binary, no references (the
 _PLAIN = _AS_IS | {_SIMPLE, _ERROR}  # replies a batch keeps without formatting
 _TS, _COMMAND, _REPLY, _LATENCY = map(attrgetter, ("ts", "command", "reply", "latency"))
 _PAIR = itemgetter(0)  # of a queued read
+_PAIR_OF = attrgetter("pair")  # of a record
+_EXCHANGES = {_EXCHANGE}
 _DIRECTIONS = (CLIENT_TO_SERVER, SERVER_TO_CLIENT)
 # The queue (records and reads waiting for the flush) holds at most QUEUE_LIMIT of what it
 # counts (tracemalloc, CPython 3.11): RECORD_COST per exchange (a record, or each of a run's,
@@ -327,8 +329,14 @@ class WebSink:
         """The queued records in order, a connection's unpipelined exchanges gathered (their
         order among its other records kept) and stored at once (``_ones``), and all of them
         counted in ``latency`` at once."""
-        ones: dict = {}  # pair -> its unpipelined exchanges not stored yet
         timed: tuple = ([], [], [], [])  # what _ones stored: stamps, commands, replies, latencies
+        if set(map(type, records)) == _EXCHANGES:  # unpipelined traffic: no loop per record
+            records.sort(key=_PAIR_OF)  # stable: each connection's stay in order
+            for pair, group in groupby(records, _PAIR_OF):
+                self._ones(pair, list(group), timed)
+            self.latency.ones(*timed)
+            return
+        ones: dict = {}  # pair -> its unpipelined exchanges not stored yet
         emit = self._emit
         for r in records:
             if type(r) is _EXCHANGE:
