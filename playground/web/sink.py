@@ -48,6 +48,9 @@ _HTTP = R.HttpExchange
 _PUSH = R.RedisPush
 _UNANSWERED = R.RedisUnanswered
 _DETECTED = R.Detected
+# records the view keeps nothing of: the byte path tells it of opens, closes, half-closes and
+# the detected protocol (``pair_opened``, ``pair_closed``, ``half_closed``, ``decoded``)
+_UNSTORED = frozenset({R.Open, R.Close, R.HalfClose, R.Detected})
 _UNDECODABLE = R.Undecodable
 _NOTICE = R.Notice
 _ERROR = resp.Error
@@ -212,9 +215,15 @@ class WebSink:
 
     # -- the queue (the hot path: an append, a count, a comparison) ------------------------------
     def emit(self, record) -> None:
-        self.records.append(record)
-        self.queued += RECORD_COST if type(record) is not _RUN else (
-            RECORD_COST * len(record.commands))
+        kind = type(record)
+        if kind is _EXCHANGE:
+            self.records.append(record)
+            self.queued += RECORD_COST
+        elif kind in _UNSTORED:
+            return
+        else:
+            self.records.append(record)
+            self.queued += RECORD_COST * len(record.commands) if kind is _RUN else RECORD_COST
         if self.queued > QUEUE_LIMIT:
             self.flush()
 
@@ -334,7 +343,8 @@ class WebSink:
             records.sort(key=_PAIR_OF)  # stable: each connection's stay in order
             for pair, group in groupby(records, _PAIR_OF):
                 self._ones(pair, list(group), timed)
-            self.latency.ones(*timed)
+            if timed[0]:
+                self.latency.ones(*timed)
             return
         ones: dict = {}  # pair -> its unpipelined exchanges not stored yet
         emit = self._emit
