@@ -279,7 +279,7 @@ class Latency:
         else:
             rate.add(ts, 1, int(error))
 
-    def ones(self, stamps, commands, replies, latencies) -> None:
+    def ones(self, stamps, commands, replies, latencies, errors: bool | None = None) -> None:
         """Unpipelined RESP exchanges, many at once (the web sink's batch): as ``one`` for
         each, with the per-exchange work left to builtins: the bucket indexes looked up by
         ``map`` and counted per (name, bucket) by ``Counter``, each name's min and max taken
@@ -287,7 +287,8 @@ class Latency:
         errors looked at only when there is one. A latency beyond the index table (16 ms and
         more: a loaded proxy's) is looked up as the table's last and moved to its own bucket
         after. An exchange without a latency, an empty command or a negative latency sends
-        the batch through ``one``."""
+        the batch through ``one``. ``errors``: False when the caller knows that no reply is
+        an error (None: looked at)."""
         table = self._resp
         try:
             names = list(map(_first, commands))
@@ -295,18 +296,20 @@ class Latency:
             us = list(map(floor, map(_MICROSECONDS, latencies)))
         except (IndexError, TypeError):  # an empty command, an exchange without a latency
             us = None
-        if not us or len(us) < _FEW or min(us) < 0:
+        low = high = 0
+        if us and len(us) >= _FEW:
+            low, high = min(latencies), max(latencies)  # us's are floor(1e6 * these)
+        if not us or len(us) < _FEW or low < 0:
             one = self.one
             for exchange in zip(stamps, commands, replies, latencies, strict=True):
                 one(*exchange)
             return
-        beyond_table = max(us) > _LAST
+        beyond_table = floor(_MICROSECONDS(high)) > _LAST
         if beyond_table:
             exact = us
             us = list(map(min, us, repeat(_LAST)))
         spellings = table.spellings
         histograms = {raw: spellings.get(raw) or table.histogram(raw) for raw in set(names)}
-        low, high = min(latencies), max(latencies)
         if len(histograms) == 1:  # one command name (a batch of GETs)
             (h,) = histograms.values()
             buckets = h.buckets
@@ -346,7 +349,7 @@ class Latency:
                 buckets[last] -= 1
                 buckets[index(u)] += 1
         failed: Counter = Counter()
-        if Error in set(map(type, replies)):
+        if errors is not False and Error in set(map(type, replies)):
             for name, stamp, reply in zip(names, stamps, replies, strict=True):
                 if type(reply) is Error:
                     histograms[name].errors += 1

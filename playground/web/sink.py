@@ -338,13 +338,14 @@ class WebSink:
         """The queued records in order, a connection's unpipelined exchanges gathered (their
         order among its other records kept) and stored at once (``_ones``), and all of them
         counted in ``latency`` at once."""
-        timed: tuple = ([], [], [], [])  # what _ones stored: stamps, commands, replies, latencies
+        # what _ones stored: stamps, commands, replies, latencies; and whether an error is among
+        timed: list = [[], [], [], [], False]
         if set(map(type, records)) == _EXCHANGES:  # unpipelined traffic: no loop per record
             records.sort(key=_PAIR_OF)  # stable: each connection's stay in order
             for pair, group in groupby(records, _PAIR_OF):
                 self._ones(pair, list(group), timed)
             if timed[0]:
-                self.latency.ones(*timed)
+                self.latency.ones(*timed[:4], errors=timed[4])
             return
         ones: dict = {}  # pair -> its unpipelined exchanges not stored yet
         emit = self._emit
@@ -362,9 +363,9 @@ class WebSink:
         for pair, group in ones.items():
             self._ones(pair, group, timed)
         if timed[0]:
-            self.latency.ones(*timed)
+            self.latency.ones(*timed[:4], errors=timed[4])
 
-    def _ones(self, pair, records: list, timed: tuple) -> None:
+    def _ones(self, pair, records: list, timed: list) -> None:
         """A connection's unpipelined exchanges of a batch, in order: one segment of rows,
         its columns ``marshal``led at once (``_segment_rows``), the replies as ``_stored``
         keeps them; their columns are added to ``timed`` (the latency counts them). A batch
@@ -405,6 +406,8 @@ class WebSink:
         self.capture.add_rows(pair, stamps[0], "redis",
                               dumps((stamps, commands, kept, latencies), _MARSHAL),
                               len(records), errors)
+        if errors:
+            timed[4] = True
         timed[0].extend(stamps)
         timed[1].extend(commands)
         timed[2].extend(replies)
