@@ -9,7 +9,10 @@ decoder's events into records (``playground.decode.records``), redacted and filt
 (console, JSON lines) through the chain. The pcap sink gets every byte; when redaction is on, the
 chain holds back the bytes a decoder has not settled yet (an incomplete HTTP head or RESP command
 may still turn out to carry a password) and registers the secrets' stream ranges with the sink
-first, so the file has same-length filler exactly where the secrets were.
+first, so the file has same-length filler exactly where the secrets were. A byte consumer that
+holds back itself (``settles_later``: the web view when no pcap sink is on) gets every read at
+once and asks ``unsettled`` once per pair when it stores a batch; at a direction's end the chain
+hands it the line scanner for what was never settled (``credential_from``).
 
 Bytes a fault injected or held back come through ``faulted`` (see ``playground.proxy.observer``):
 the exchanges they complete carry the fault's name (``records.FaultedRedisExchange``,

@@ -13,8 +13,11 @@
 * a byte consumer, the pcap sink's contract (``pair_opened``, ``data``, ``half_closed``,
   ``pair_closed``, ``mask``, ``decoded``): the chain hands it the same bytes it hands the pcap
   sink, with the same hold-back and the same masks (``playground.decode.bytetee.ByteTee`` when
-  both are on), so the follow-stream view is redacted exactly as the pcap is. Without decoding
-  (``--decode none --no-redact``) it is the proxy's observer itself.
+  both are on), so the follow-stream view is redacted exactly as the pcap is. Alone on that
+  path (no pcap sink), it takes the hold-back over (``settles_later``): the chain hands it every
+  read and the view asks the chain once per connection, when it stores a batch, how far the
+  decoder has settled them, keeping the rest back (``settle_with``, ``unsettled_end``). Without
+  decoding (``--decode none --no-redact``) it is the proxy's observer itself.
 
 Batches: on the proxy's hot path a record or a read is only queued (an append and a count);
 ``flush`` stores the queue at once: a connection's unpipelined exchanges of the batch become one
