@@ -285,8 +285,11 @@ class WebSink:
             reads = self.kept + reads  # older: each connection's reads stay in order
             self.kept = []
         unsettled = self.unsettled
+        stored = self.capture.connections
         late = {}
         for pair in set(map(_PAIR, reads)):
+            if pair not in stored:  # evicted (or never here): its reads go nowhere anyway
+                continue
             for direction in _DIRECTIONS:
                 at = unsettled(pair, direction)
                 if at is not None:

@@ -144,6 +144,16 @@ def test_a_password_longer_than_the_hold_back_is_stored_masked_as_it_streams():
     assert shown.count(b"*" * 64) >= 2 * MAX_HELD // 64 - 64
 
 
+def test_nothing_is_kept_back_for_a_connection_the_view_evicted():
+    view = WebSink(Capture(max_connections=1))
+    chain = Chain([view], pcap=view, decode="resp")
+    chain.pair_opened(pair(1), 0.0)
+    chain.pair_opened(pair(2), 0.0)  # the view keeps the last one only
+    chain.data(1, C2S, cmd(b"AUTH", b"hunter2-secret")[:20], 1.0)
+    view.flush()
+    assert view.kept == [] and view.capture.get(1) is None
+
+
 def test_beside_the_pcap_the_chain_settles_each_read_as_before():
     from playground.decode.bytetee import ByteTee
 
