@@ -2,7 +2,7 @@
 
     python bench/decode_replay.py [--pipeline 1 16] [--exchanges 200000]
                                   [--sink none json console both web] [--profile] [--out FILE]
-                                  [--rounds N]
+                                  [--rounds N] [--short]
 
 Synthesises what ``redis-benchmark -t set,get -c 50 -P N`` sends and receives (SET/GET of a
 3-byte value; each chunk is one pipeline batch of one client), feeds it to ``chain.Chain`` as
@@ -17,8 +17,9 @@ start-up's objects frozen first, as ``twistd tcpplay`` does); with the view, how
 exchanges it keeps in how much of its ``--web-memory`` (64 MiB: ``--exchanges 600000`` fills
 it at ``-P 1``, so the run includes its evictions). ``--rounds N`` runs every setting N times,
 interleaved (the machine may be shared), and ends with the worst and the median of each and,
-with ``console`` and ``web`` both asked, the view's cost: web minus console in each round. Not a
-test.
+with ``console`` and ``web`` both asked, the view's cost: web minus console in each round.
+``--short``: short connections instead (each opens, sends one ``SET``, gets ``+OK`` and closes;
+``--exchanges`` of them, ``--pipeline`` ignored), the figures per connection. Not a test.
 """
 
 from __future__ import annotations
@@ -149,18 +150,38 @@ def traffic(pipeline: int, exchanges: int, clients: int = 50):
     return out
 
 
+def _pair(pid: int) -> PairInfo:
+    return PairInfo(pid, Endpoint("127.0.0.1", 40000 + pid % 20000), Endpoint("127.0.0.1", 6479),
+                    "tcp:host=127.0.0.1:port=6379", Endpoint("127.0.0.1", 6379))
+
+
+SUMMARY = {"bytes_c2s": len(SET), "bytes_s2c": len(OK), "duration": 0.0002,
+           "closed_by": "client", "how": "fin"}
+
+
+def short_connections(chain, reactor, connections: int, turn: int, step: float) -> None:
+    """Each connection opens, sends one SET, gets +OK and closes, one after the other."""
+    for pid in range(1, connections + 1):
+        reactor.now += step
+        chain.pair_opened(_pair(pid), reactor.now)
+        chain.data(pid, "c2s", SET, reactor.now)
+        reactor.now += step
+        chain.data(pid, "s2c", OK, reactor.now)
+        chain.pair_closed(pid, SUMMARY, reactor.now)
+        if pid % turn == 0:
+            reactor.turn()
+
+
 def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: bool,
-        rate: float = 20000.0) -> float:
+        rate: float = 20000.0, short: bool = False) -> float:
     reactor = FakeReactor()
     sinks, view = make_sinks(sink, reactor, out)
     chain = C.Chain(shared(sinks), pcap=view, decode="resp", max_value=200)  # as decoding.build
-    clients = 50
+    clients = 0 if short else 50
     for pid in range(1, clients + 1):
-        chain.pair_opened(PairInfo(pid, Endpoint("127.0.0.1", 40000 + pid),
-                                   Endpoint("127.0.0.1", 6479), "tcp:host=127.0.0.1:port=6379",
-                                   Endpoint("127.0.0.1", 6379)), reactor.now)
+        chain.pair_opened(_pair(pid), reactor.now)
     reactor.turn()
-    chunks = traffic(pipeline, exchanges, clients)
+    chunks = [] if short else traffic(pipeline, exchanges, clients)
     gc.collect()
     gc.freeze()  # as playground.tap does at start: a full collection sees what came after
     prof = cProfile.Profile() if profile else None
@@ -174,6 +195,8 @@ def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: 
         data(pid, direction, chunk, reactor.now)
         if i % turn == turn - 1:
             reactor.turn()
+    if short:
+        short_connections(chain, reactor, exchanges, turn, step)
     reactor.turn(final=True)
     if view is not None:
         view.flush()  # what the view still queues is part of the run
@@ -187,9 +210,11 @@ def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: 
     for s in sinks:
         if s is not view:
             s.stopService()
-    n = len(chunks) // 2 * pipeline
-    print(f"-P {pipeline:<3} sink={sink:<8} {n / dt:>12,.0f} exchanges/s "
-          f"{dt / n * 1e6:6.2f} us/exchange  ({n:,} exchanges, {dt:.2f} s CPU; "
+    n = exchanges if short else len(chunks) // 2 * pipeline
+    unit = "connection" if short else "exchange"
+    label = "short" if short else f"-P {pipeline:<3}"
+    print(f"{label} sink={sink:<8} {n / dt:>12,.0f} {unit}s/s "
+          f"{dt / n * 1e6:6.2f} us/{unit}  ({n:,} {unit}s, {dt:.2f} s CPU; "
           f"then a full GC {full_gc * 1e3:.1f} ms)")
     if view is not None:
         cap = view.capture
@@ -213,21 +238,27 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--rounds", type=int, default=1,
                     help="run every setting this many times, interleaved; then the worst")
+    ap.add_argument("--short", action="store_true",
+                    help="short connections: each opens, sends one SET and closes")
     args = ap.parse_args(argv)
+    if args.short:
+        args.pipeline = [1]
     times: dict[tuple[int, str], list[float]] = {}
     for _ in range(args.rounds):
         for p in args.pipeline:
             for s in args.sink:
-                t = run(p, args.exchanges, s, args.turn, args.out, args.profile, args.rate)
+                t = run(p, args.exchanges, s, args.turn, args.out, args.profile, args.rate,
+                        args.short)
                 times.setdefault((p, s), []).append(t * 1e6)
     if args.rounds > 1:
-        print(f"worst (median) of {args.rounds} rounds, us per exchange:")
+        unit = "connection" if args.short else "exchange"
+        print(f"worst (median) of {args.rounds} rounds, us per {unit}:")
         for p in args.pipeline:
             line = [f"{s} {max(times[p, s]):.2f} ({median(times[p, s]):.2f})" for s in args.sink]
             if "web" in args.sink and "console" in args.sink:  # the view's cost, round by round
                 cost = [w - c for w, c in zip(times[p, "web"], times[p, "console"], strict=True)]
                 line.append(f"web - console {max(cost):.2f} ({median(cost):.2f})")
-            print(f"-P {p:<3} " + ", ".join(line))
+            print(("short " if args.short else f"-P {p:<3} ") + ", ".join(line))
     return 0
 
 

@@ -9,7 +9,10 @@ decoder's events into records (``playground.decode.records``), redacted and filt
 (console, JSON lines) through the chain. The pcap sink gets every byte; when redaction is on, the
 chain holds back the bytes a decoder has not settled yet (an incomplete HTTP head or RESP command
 may still turn out to carry a password) and registers the secrets' stream ranges with the sink
-first, so the file has same-length filler exactly where the secrets were.
+first, so the file has same-length filler exactly where the secrets were. A byte consumer that
+holds back itself (``settles_later``: the web view when no pcap sink is on) gets every read at
+once and asks ``unsettled`` once per pair when it stores a batch; at a direction's end the chain
+hands it the line scanner for what was never settled (``credential_from``).
 
 Bytes a fault injected or held back come through ``faulted`` (see ``playground.proxy.observer``):
 the exchanges they complete carry the fault's name (``records.FaultedRedisExchange``,
@@ -166,6 +169,13 @@ class Chain:
         self.leaked = 0  # secret bytes the pcap already had in clear (could not be masked)
         self.failures = 0
         self._hold = pcap is not None and redact
+        # a byte consumer that settles reads per batch itself (``settles_later``: the web
+        # view alone) gets every read at once and asks ``unsettled`` per pair and batch, not
+        # the decoder per read; the end of a direction is scanned as ``_unsettled_end`` does
+        self._later = self._hold and getattr(pcap, "settles_later", False)
+        if self._later:
+            self._hold = False
+            pcap.settle_with(self.unsettled, MAX_HELD)
         self._pcap_decoded = getattr(pcap, "decoded", None)  # the pcap sink's tshark hint
         # --only/--skip and the pushes: does a server push (pub/sub, MONITOR) reach the sinks?
         self.shows_pushes = not ((only is not None and not (only & _PUSH_NAMES)) or (
@@ -177,6 +187,8 @@ class Chain:
             self.emit = _drop
         elif n == 1:
             self.emit = self.sinks[0].emit
+        elif n == 2:  # the console's batch and the web view: no loop per record
+            self.emit = _both(self.sinks[0].emit, self.sinks[1].emit)
         else:
             self.emit = self._emit_all
         # emit_many(records): one call per decoded chunk (a sink may take a list at once)
@@ -355,6 +367,8 @@ class Chain:
         if self.pcap is not None:
             if st.held is not None:
                 self._release(st, direction, b"", now, everything=True)
+            elif self._later:
+                self._end_later(st, direction)
             self.pcap.half_closed(pair_id, direction, now)
 
     def pair_closed(self, pair_id, summary, now):
@@ -374,6 +388,9 @@ class Chain:
             if st.held is not None:
                 for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
                     self._release(st, d, b"", now, everything=True)
+            elif self._later:
+                for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
+                    self._end_later(st, d)
             self.pcap.pair_closed(pair_id, summary, now)
         # The decoders point back at st: break the cycle, so their buffers go now, not when
         # the cyclic GC runs.
@@ -473,14 +490,56 @@ class Chain:
         """The direction ends (FIN, close) with bytes from ``at`` the decoder never settled
         (an unfinished command or head, requests after an unanswered Upgrade): if the line
         scanner finds a credential in them, they go out masked from its first byte on."""
-        m = StreamMask(at)
-        found = m.feed(bytes(held[at - start:]))[2] + m.flush()[2]
-        if found:
-            st.mask_unsettled(direction, min(s for s, _ in found), start + len(held))
+        first = credential_from(at, bytes(held[at - start:]))
+        if first is not None:
+            st.mask_unsettled(direction, first, start + len(held))
+
+    # -- settled per batch (``settles_later``) ------------------------------------------------
+    def unsettled(self, pair_id, direction) -> int | None:
+        """The stream offset from which the bytes of ``direction`` fed so far may still prove
+        to hold a secret, or None when they are all settled (or the pair is gone): what the
+        hold-back asks per read, asked by a ``settles_later`` consumer per batch."""
+        st = self.pairs.get(pair_id)
+        return None if st is None else self._unsettled(st, direction)
+
+    @staticmethod
+    def _unsettled(st, direction):
+        if st.hex is not None and direction in st.hex:
+            settled = st.hexview.settled(direction)
+        elif st.decoder is not None:
+            settled = st.decoder.settled(direction)
+        elif st.detector is not None:
+            return 0  # undecided: nothing is settled (bounded by the detector)
+        else:
+            return None
+        return settled if settled is not None and settled < st.offsets[direction] else None
+
+    def _end_later(self, st, direction):
+        """``direction`` ends (FIN, close): bytes the decoder never settled go to the
+        consumer's ``unsettled_end`` with the line scanner (as ``_unsettled_end``)."""
+        at = self._unsettled(st, direction)
+        if at is not None:
+            self.pcap.unsettled_end(st.id, direction, at, credential_from)
+
+
+def credential_from(at: int, data: bytes) -> int | None:
+    """The stream offset of the first credential the line scanner finds in ``data`` (bytes
+    from stream offset ``at`` that the decoder never settled), or None."""
+    m = StreamMask(at)
+    found = m.feed(data)[2] + m.flush()[2]
+    return min(s for s, _ in found) if found else None
 
 
 def _drop(record):
     pass
+
+
+def _both(first, second):
+    def emit(record):
+        first(record)
+        second(record)
+
+    return emit
 
 
 def _one_by_one(emit):

@@ -690,6 +690,23 @@ class Capture:
                                  (bytes(rows.blob), rows.ends.tobytes()), rows.errors,
                                  rows.cost))
 
+    def stream_end(self, pair: int, direction: str) -> int:
+        """The stream offset the stored bytes of ``direction`` reach (0: no such connection)."""
+        c = self.connections.get(pair)
+        if c is None:
+            return 0
+        return c.stream_evicted[direction] + len(c.c2s if direction == C2S else c.s2c)
+
+    def stream_from(self, pair: int, direction: str, offset: int) -> tuple[int, bytes]:
+        """The stored bytes of ``direction`` from stream offset ``offset`` on (or from the
+        first one kept, when it was evicted): ``(their offset, bytes)``."""
+        c = self.connections.get(pair)
+        if c is None:
+            return offset, b""
+        base = c.stream_evicted[direction]
+        start = max(offset, base)
+        return start, bytes((c.c2s if direction == C2S else c.s2c)[start - base:])
+
     # -- what the API reads ----------------------------------------------------------------
     def get(self, pair: int) -> Connection | None:
         self.sync()

@@ -36,7 +36,7 @@ from bisect import bisect_left
 from collections import Counter
 from itertools import accumulate, compress, repeat
 from math import ceil, floor
-from operator import eq, itemgetter
+from operator import add, eq, itemgetter
 
 from playground.codec.values import Error
 from playground.decode.views import escape
@@ -70,6 +70,7 @@ def index(us: int) -> int:
 INDEX_SIZE = 1 << 14  # 16.4 ms: the latencies whose bucket is looked up (a 128 KiB list)
 _SMALL = list(range(BUCKETS))  # one int object per index, shared by the table
 INDEX = [_SMALL[index(us)] for us in range(INDEX_SIZE)]
+_LAST = INDEX_SIZE - 1
 
 
 def bucket_bounds(i: int) -> tuple[float, float | None]:
@@ -278,25 +279,35 @@ class Latency:
         else:
             rate.add(ts, 1, int(error))
 
-    def ones(self, stamps, commands, replies, latencies) -> None:
+    def ones(self, stamps, commands, replies, latencies, errors: bool | None = None) -> None:
         """Unpipelined RESP exchanges, many at once (the web sink's batch): as ``one`` for
         each, with the per-exchange work left to builtins: the bucket indexes looked up by
         ``map`` and counted per (name, bucket) by ``Counter``, each name's min and max taken
         by ``min``/``max`` over its latencies, the per-second counts counted per second,
-        errors looked at only when there is one. An exchange without a latency, an empty
-        command, or a latency outside the index table (16 ms and more, or negative) sends
-        the batch through ``one``."""
+        errors looked at only when there is one. A latency beyond the index table (16 ms and
+        more: a loaded proxy's) is looked up as the table's last and moved to its own bucket
+        after. An exchange without a latency, an empty command or a negative latency sends
+        the batch through ``one``. ``errors``: False when the caller knows that no reply is
+        an error (None: looked at)."""
         table = self._resp
         try:
             names = list(map(_first, commands))
-            us = list(map(int, map(_MICROSECONDS, latencies)))
+            # floor, not int (faster): they differ on negative latencies, which go to ``one``
+            us = list(map(floor, map(_MICROSECONDS, latencies)))
         except (IndexError, TypeError):  # an empty command, an exchange without a latency
             us = None
-        if not us or len(us) < _FEW or min(us) < 0 or max(us) >= INDEX_SIZE:
+        low = high = 0
+        if us and len(us) >= _FEW:
+            low, high = min(latencies), max(latencies)  # us's are floor(1e6 * these)
+        if not us or len(us) < _FEW or low < 0:
             one = self.one
             for exchange in zip(stamps, commands, replies, latencies, strict=True):
                 one(*exchange)
             return
+        beyond_table = floor(_MICROSECONDS(high)) > _LAST
+        if beyond_table:
+            exact = us
+            us = list(map(min, us, repeat(_LAST)))
         spellings = table.spellings
         histograms = {raw: spellings.get(raw) or table.histogram(raw) for raw in set(names)}
         if len(histograms) == 1:  # one command name (a batch of GETs)
@@ -304,35 +315,50 @@ class Latency:
             buckets = h.buckets
             for i, n in Counter(map(INDEX.__getitem__, us)).items():
                 buckets[i] += n
-            extremes = ((h, min(latencies), max(latencies)),)
-        else:
-            for (raw, i), n in Counter(zip(names, map(INDEX.__getitem__, us),
-                                           strict=True)).items():
-                histograms[raw].buckets[i] += n
-            if len(histograms) <= 8:  # a pass per name, by builtins
+            extremes = ((h, low, high),)
+        else:  # counted per (name, bucket), the pair as one number: name's place << 10 | bucket
+            places = {raw: k << 10 for k, raw in enumerate(histograms)}
+            found = list(histograms.values())
+            for key, n in Counter(map(add, map(places.__getitem__, names),
+                                      map(INDEX.__getitem__, us))).items():
+                found[key >> 10].buckets[key & 1023] += n
+            # a name's own extremes only where the batch's go beyond what a histogram has
+            beyond = [(raw, h) for raw, h in histograms.items() if low < h.min or high > h.max]
+            if len(beyond) <= 8:  # a pass per name, by builtins
                 extremes = [(h, min(compress(latencies, map(eq, names, repeat(raw)))),
                              max(compress(latencies, map(eq, names, repeat(raw)))))
-                            for raw, h in histograms.items()]
+                            for raw, h in beyond]
             else:  # many names: one pass in Python
-                low, high = {}, {}
+                lows, highs = {}, {}
                 for raw, latency in zip(names, latencies, strict=True):
-                    if latency < low.get(raw, latency + 1):
-                        low[raw] = latency
-                    if latency > high.get(raw, latency - 1):
-                        high[raw] = latency
-                extremes = [(histograms[raw], low[raw], high[raw]) for raw in low]
+                    if latency < lows.get(raw, latency + 1):
+                        lows[raw] = latency
+                    if latency > highs.get(raw, latency - 1):
+                        highs[raw] = latency
+                extremes = [(histograms[raw], lows[raw], highs[raw]) for raw in lows]
         for h, low, high in extremes:
             if high > h.max:
                 h.max = high
             if low < h.min:
                 h.min = low
+        if beyond_table:  # counted in the table's last bucket: moved to their own
+            last = INDEX[_LAST]
+            for raw, u in zip(compress(names, map(_LAST.__lt__, exact)),
+                              filter(_LAST.__lt__, exact), strict=True):
+                buckets = histograms[raw].buckets
+                buckets[last] -= 1
+                buckets[index(u)] += 1
         failed: Counter = Counter()
-        if Error in set(map(type, replies)):
+        if errors is not False and Error in set(map(type, replies)):
             for name, stamp, reply in zip(names, stamps, replies, strict=True):
                 if type(reply) is Error:
                     histograms[name].errors += 1
                     failed[floor(stamp)] += 1
         rate = table.rate
+        first, last = floor(min(stamps)), floor(max(stamps))
+        if first == last:  # the batch within one second (the common case): no Counter
+            rate.add(first, len(stamps), failed[first])
+            return
         for second, n in Counter(map(floor, stamps)).items():
             rate.add(second, n, failed[second])
 

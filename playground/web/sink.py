@@ -13,8 +13,11 @@
 * a byte consumer, the pcap sink's contract (``pair_opened``, ``data``, ``half_closed``,
   ``pair_closed``, ``mask``, ``decoded``): the chain hands it the same bytes it hands the pcap
   sink, with the same hold-back and the same masks (``playground.decode.bytetee.ByteTee`` when
-  both are on), so the follow-stream view is redacted exactly as the pcap is. Without decoding
-  (``--decode none --no-redact``) it is the proxy's observer itself.
+  both are on), so the follow-stream view is redacted exactly as the pcap is. Alone on that
+  path (no pcap sink), it takes the hold-back over (``settles_later``): the chain hands it every
+  read and the view asks the chain once per connection, when it stores a batch, how far the
+  decoder has settled them, keeping the rest back (``settle_with``, ``unsettled_end``). Without
+  decoding (``--decode none --no-redact``) it is the proxy's observer itself.
 
 Batches: on the proxy's hot path a record or a read is only queued (an append and a count);
 ``flush`` stores the queue at once: a connection's unpipelined exchanges of the batch become one
@@ -28,15 +31,16 @@ and a mask reaches every byte before it can be served.
 
 from __future__ import annotations
 
-from itertools import chain, repeat
+from itertools import chain, groupby, repeat
 from marshal import dumps, loads
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 from twisted.logger import Logger
 
 from playground.codec import values as resp
 from playground.codec.parser import STREAM_MIN
 from playground.decode import records as R
+from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from playground.sinks.console import command_summary, fault_mark, format_args, format_value
 from playground.web.capture import Capture, encoded_rows, is_encoded
 from playground.web.latency import Latency
@@ -47,6 +51,9 @@ _HTTP = R.HttpExchange
 _PUSH = R.RedisPush
 _UNANSWERED = R.RedisUnanswered
 _DETECTED = R.Detected
+# records the view keeps nothing of: the byte path tells it of opens, closes, half-closes and
+# the detected protocol (``pair_opened``, ``pair_closed``, ``half_closed``, ``decoded``)
+_UNSTORED = frozenset({R.Open, R.Close, R.HalfClose, R.Detected})
 _UNDECODABLE = R.Undecodable
 _NOTICE = R.Notice
 _ERROR = resp.Error
@@ -69,6 +76,10 @@ _AS_IS = frozenset({bytes, int, type(None), float, bool})  # replies an encoded 
 _MARSHAL = 2  # marshal's format for a row: floats in binary, no references (the fastest)
 _PLAIN = _AS_IS | {_SIMPLE, _ERROR}  # replies a batch keeps without formatting
 _TS, _COMMAND, _REPLY, _LATENCY = map(attrgetter, ("ts", "command", "reply", "latency"))
+_PAIR = itemgetter(0)  # of a queued read
+_PAIR_OF = attrgetter("pair")  # of a record
+_EXCHANGES = {_EXCHANGE}
+_DIRECTIONS = (CLIENT_TO_SERVER, SERVER_TO_CLIENT)
 # The queue (records and reads waiting for the flush) holds at most QUEUE_LIMIT of what it
 # counts (tracemalloc, CPython 3.11): RECORD_COST per exchange (a record, or each of a run's,
 # with its command's tuple, its arguments' and its reply's headers, its times and its slot),
@@ -194,6 +205,10 @@ class WebSink:
         self.records: list = []  # queued records, in order
         self.reads: list = []  # queued reads: (pair, direction, data, now), in arrival order
         self.queued = 0  # what the queues hold, counted: RECORD_COST a record, READ_COST a read
+        # the chain's hold-back per batch (``settle_with``; None: the chain settles each read)
+        self.unsettled = None
+        self.max_held = 0
+        self.kept: list = []  # reads not settled at the last flush, stored when they are
         # a reader of the capture or of the pictures sees all that was handed over
         self.capture.before_read.append(self.flush)
         self.latency.before_read.append(self.flush)
@@ -203,9 +218,15 @@ class WebSink:
 
     # -- the queue (the hot path: an append, a count, a comparison) ------------------------------
     def emit(self, record) -> None:
-        self.records.append(record)
-        self.queued += RECORD_COST if type(record) is not _RUN else (
-            RECORD_COST * len(record.commands))
+        kind = type(record)
+        if kind is _EXCHANGE:
+            self.records.append(record)
+            self.queued += RECORD_COST
+        elif kind in _UNSTORED:
+            return
+        else:
+            self.records.append(record)
+            self.queued += RECORD_COST * len(record.commands) if kind is _RUN else RECORD_COST
         if self.queued > QUEUE_LIMIT:
             self.flush()
 
@@ -229,7 +250,7 @@ class WebSink:
         every read and every change that must come after (``Capture.before_read``). A
         failure is logged and what it was storing dropped: it never reaches the proxy."""
         records, reads = self.records, self.reads
-        if not (records or reads):
+        if not (records or reads or self.kept):
             return
         self.records, self.reads, self.queued = [], [], 0
         try:
@@ -238,17 +259,101 @@ class WebSink:
         except Exception:
             self.log.failure("web view: cannot store {n} record(s); dropped", n=len(records))
         try:
+            if self.unsettled is not None:
+                reads = self._settled(reads)
             if reads:
                 self.capture.add_reads(reads)
         except Exception:
             self.log.failure("web view: cannot store {n} read(s); dropped", n=len(reads))
 
+    # -- the hold-back per batch (the chain's ``settles_later``) ----------------------------------
+    settles_later = True  # the chain hands every read at once when the view is its only consumer
+
+    def settle_with(self, unsettled, max_held: int) -> None:
+        """The chain (``Chain.unsettled``): from which stream offset a pair's direction may
+        still hold a secret; ``max_held``: the most bytes of a direction kept back."""
+        self.unsettled = unsettled
+        self.max_held = max_held
+
+    def _settled(self, reads: list) -> list:
+        """Of ``reads`` (after what the last flush kept back), those the chain has settled;
+        the rest is kept for a later flush. One question per connection and direction in the
+        batch; a direction's read that is partly settled is cut. Beyond ``max_held`` kept bytes
+        of a direction, they are stored masked from where they stop being settled, as the
+        chain's hold-back bound does (the mask registered first, so they arrive masked)."""
+        if self.kept:
+            reads = self.kept + reads  # older: each connection's reads stay in order
+            self.kept = []
+        unsettled = self.unsettled
+        stored = self.capture.connections
+        late = {}
+        for pair in set(map(_PAIR, reads)):
+            if pair not in stored:  # evicted (or never here): its reads go nowhere anyway
+                continue
+            for direction in _DIRECTIONS:
+                at = unsettled(pair, direction)
+                if at is not None:
+                    late[pair, direction] = at
+        if not late:
+            return reads
+        settled, kept = [], []
+        reached = {}  # (pair, direction) -> the stream offset its reads reached
+        for read in reads:
+            key = read[:2]
+            at = late.get(key)
+            if at is None:
+                settled.append(read)
+                continue
+            offset = reached.get(key)
+            if offset is None:
+                offset = self.capture.stream_end(*key)
+            pair, direction, data, now = read
+            end = reached[key] = offset + len(data)
+            if end <= at:
+                settled.append(read)
+            elif offset >= at:
+                kept.append(read)
+            else:
+                settled.append((pair, direction, data[:at - offset], now))
+                kept.append((pair, direction, data[at - offset:], now))
+        over = {key for key in late if reached.get(key, 0) - late[key] > self.max_held}
+        for key in over:  # the bound: no more holding; masked as a secret would be
+            self.capture.mask(*key, late[key], reached[key])
+        if over:
+            settled += [read for read in kept if read[:2] in over]
+            kept = [read for read in kept if read[:2] not in over]
+        self.kept = kept
+        return settled
+
+    def unsettled_end(self, pair_id: int, direction: str, at: int, find) -> None:
+        """The chain's ``direction`` ended (FIN, close) with bytes from stream offset ``at`` on
+        that the decoder never settled: stored now, masked from the first credential the
+        chain's line scanner ``find(offset, data)`` finds in them (as its hold-back does)."""
+        self.flush()
+        key = (pair_id, direction)
+        mine = [read for read in self.kept if read[:2] == key]
+        if mine:
+            self.kept = [read for read in self.kept if read[:2] != key]
+            self.capture.add_reads(mine)
+        offset, tail = self.capture.stream_from(pair_id, direction, at)
+        first = find(offset, tail) if tail else None
+        if first is not None:
+            self.capture.mask(pair_id, direction, first, offset + len(tail))
+
     def _store(self, records: list) -> None:
         """The queued records in order, a connection's unpipelined exchanges gathered (their
         order among its other records kept) and stored at once (``_ones``), and all of them
         counted in ``latency`` at once."""
+        # what _ones stored: stamps, commands, replies, latencies; and whether an error is among
+        timed: list = [[], [], [], [], False]
+        if set(map(type, records)) == _EXCHANGES:  # unpipelined traffic: no loop per record
+            records.sort(key=_PAIR_OF)  # stable: each connection's stay in order
+            for pair, group in groupby(records, _PAIR_OF):
+                self._ones(pair, list(group), timed)
+            if timed[0]:
+                self.latency.ones(*timed[:4], errors=timed[4])
+            return
         ones: dict = {}  # pair -> its unpipelined exchanges not stored yet
-        timed: tuple = ([], [], [], [])  # what _ones stored: stamps, commands, replies, latencies
         emit = self._emit
         for r in records:
             if type(r) is _EXCHANGE:
@@ -264,9 +369,9 @@ class WebSink:
         for pair, group in ones.items():
             self._ones(pair, group, timed)
         if timed[0]:
-            self.latency.ones(*timed)
+            self.latency.ones(*timed[:4], errors=timed[4])
 
-    def _ones(self, pair, records: list, timed: tuple) -> None:
+    def _ones(self, pair, records: list, timed: list) -> None:
         """A connection's unpipelined exchanges of a batch, in order: one segment of rows,
         its columns ``marshal``led at once (``_segment_rows``), the replies as ``_stored``
         keeps them; their columns are added to ``timed`` (the latency counts them). A batch
@@ -307,6 +412,8 @@ class WebSink:
         self.capture.add_rows(pair, stamps[0], "redis",
                               dumps((stamps, commands, kept, latencies), _MARSHAL),
                               len(records), errors)
+        if errors:
+            timed[4] = True
         timed[0].extend(stamps)
         timed[1].extend(commands)
         timed[2].extend(replies)

@@ -476,3 +476,39 @@ def test_rows_in_segments_count_each_row_and_seal_from_max_rows_on():
     cap.add_rows(1, 4.0, "redis", b"next", count=2)
     assert [(e.first, e.count) for e in c.exchanges] == [(1, 4 + MAX_ROWS), (5 + MAX_ROWS, 2)]
     assert c.exchange_count == 6 + MAX_ROWS and c.error_count == 1
+
+
+
+@given(starts=st.lists(st.tuples(st.sampled_from([C2S, S2C]), st.integers(0, 12)), min_size=3,
+                       max_size=3),
+       sizes=st.lists(st.integers(0, 70_000), min_size=10, max_size=10),
+       before=st.lists(st.tuples(st.integers(1, 3), st.sampled_from([C2S, S2C])), max_size=4),
+       picks=st.lists(st.integers(0, 2), min_size=36, max_size=36))
+def test_alternating_reads_batched_are_stored_as_one_by_one(starts, sizes, before, picks):
+    """Request and reply (each read a chunk, as unpipelined traffic goes) after whatever
+    chunk came last, empty and big reads among them: kept as ``data`` read by read keeps
+    them."""
+    one, batched = Capture(), Capture()
+    for cap in (one, batched):
+        for pair in range(1, 4):
+            _open(cap, pair)
+    for i, (pair, direction) in enumerate(before):  # the last chunks before the batch
+        for cap in (one, batched):
+            cap.data(pair, direction, b"b", 1.0 + i)
+    sizes = iter(sizes)
+    own = []  # each connection's reads, directions alternating
+    for pair, (first, n) in enumerate(starts, 1):
+        other = S2C if first == C2S else C2S
+        own.append([(pair, first if k % 2 == 0 else other,
+                     bytes([k]) * (next(sizes) if k % 4 == 1 else k)) for k in range(n)])
+    queue = []
+    for pick in picks:  # the connections interleave; each one's reads stay in order
+        for mine in own[pick:] + own[:pick]:
+            if mine:
+                pair, direction, data = mine.pop(0)
+                now = 2.0 + len(queue)
+                one.data(pair, direction, data, now)
+                queue.append((pair, direction, data, now))
+                break
+    batched.add_reads(queue)
+    assert _state(batched) == _state(one)

@@ -262,21 +262,47 @@ many_names = st.tuples(st.sampled_from([(b"GET", b"k"), (b"get",), (b"SET", b"k"
 
 @given(st.lists(st.tuples(st.floats(min_value=0, max_value=20, allow_nan=False),
                           st.one_of(exchange, many_names)), min_size=1, max_size=60),
-       st.sampled_from(["as drawn", "one name", "all timed in the table"]))
-def test_a_batch_of_exchanges_counts_as_one_at_a_time(stamped, shape):
+       st.sampled_from(["as drawn", "one name", "all timed in the table", "all timed"]),
+       st.integers(0, 60))
+def test_a_batch_of_exchanges_counts_as_one_at_a_time(stamped, shape, cut):
     """``Latency.ones`` (the sink's batch: one name, a few, many; latencies in and out of the
-    index table; none; errors; stamps in any order) agrees with ``one`` per exchange."""
+    index table; none; errors; stamps in any order; a batch after another, within or beyond
+    the extremes it counted) agrees with ``one`` per exchange."""
     if shape == "one name":
         stamped = [(ts, ((b"GET", b"k"), reply, took)) for ts, (_, reply, took) in stamped]
     elif shape == "all timed in the table":  # the batch's own path, not ``one`` for each
         stamped = [(ts, (command or (b"PING",), reply,
                          abs(took) % 0.016 if took is not None else 0.001))
                    for ts, (command, reply, took) in stamped]
+    elif shape == "all timed":  # beyond the index table too (a loaded proxy): still a batch
+        stamped = [(ts, (command or (b"PING",), reply, abs(took) if took is not None else 0.02))
+                   for ts, (command, reply, took) in stamped]
     together, apart = Latency(seconds=30), Latency(seconds=30)
     stamps = [ts for ts, _ in stamped]
     commands, replies, latencies = (list(c) for c in zip(*(e for _, e in stamped), strict=True))
-    together.ones(stamps, commands, replies, latencies)
+    together.ones(stamps[:cut], commands[:cut], replies[:cut], latencies[:cut])
+    together.ones(stamps[cut:], commands[cut:], replies[cut:], latencies[cut:])
     for ts, (command, reply, took) in stamped:
         apart.one(ts, command, reply, took)
     assert together.snapshot(20.0) == apart.snapshot(20.0)
     assert together.tables["resp"].rate.late == apart.tables["resp"].rate.late
+
+
+def test_batches_of_a_few_names_keep_each_names_extremes():
+    """``Latency.ones`` with two names, each batch within one second and with an error: a batch
+    within the extremes counted so far, then one beyond them for one name only, then beyond
+    for the other: each name's min and max, and the second's counts, as ``one`` per exchange
+    keeps them."""
+    together, apart = Latency(), Latency()
+    commands = [(b"GET", b"k"), (b"SET", b"k", b"v")] * 6
+    for latencies in ([0.001 * (i + 1) for i in range(12)],  # GET 1-11 ms, SET 2-12 ms
+                      [0.005] * 12,  # within both
+                      [0.0005 if i == 0 else 0.005 for i in range(12)],  # GET's min only
+                      [0.013 if i == 11 else 0.005 for i in range(12)]):  # SET's max only
+        replies = [Error(b"ERR x") if i == 3 else b"v" for i in range(12)]  # one error each
+        together.ones([1.5] * 12, commands, replies, latencies)  # all within one second
+        for command, reply, took in zip(commands, replies, latencies, strict=True):
+            apart.one(1.5, command, reply, took)
+        assert together.snapshot(2.0) == apart.snapshot(2.0)
+    got = {r["name"]: (r["min"], r["max"]) for r in together.snapshot(2.0)["commands"]}
+    assert got == {"GET": (0.0005, 0.011), "SET": (0.002, 0.013)}

@@ -73,6 +73,30 @@ def test_the_sink_counts_each_exchange_and_a_pipelined_run():
     assert rows["resp", "GET"]["p50"] == pytest.approx(0.004, rel=1 / 32)
 
 
+@pytest.mark.pure
+@pytest.mark.parametrize("error", [False, True])
+def test_the_sinks_batches_count_as_one_by_one(error):
+    """Unpipelined exchanges stored as a batch (a segment per connection, their latencies
+    counted at once, with or without an error among them, a latency beyond 16 ms among them)
+    count as ``Latency.one`` per exchange does."""
+    from playground.codec.values import Error, Simple
+    from playground.web.latency import Latency
+
+    web, apart = WebSink(Capture()), Latency()
+    for pid in (1, 2):
+        web.capture.opened(pid, 100.0, "c", "l", "t")
+    for i in range(40):
+        command = (b"GET", b"k") if i % 3 else (b"SET", b"k", b"v")
+        reply = Error(b"ERR x") if error and i == 13 else Simple(b"OK") if i % 3 == 0 else b"v"
+        took = 0.02 if i == 7 else 0.0001 * (i + 1)
+        web.emit(R.RedisExchange(1 + i % 2, 100.0 + i / 100, "c", command, reply, took))
+        apart.one(100.0 + i / 100, command, reply, took)
+    web.flush()
+    assert web.latency.snapshot(101.0) == apart.snapshot(101.0)
+    rows = {r["name"]: r["errors"] for r in web.latency.snapshot(101.0)["commands"]}
+    assert rows == {"GET": int(error), "SET": 0}
+
+
 @pytest.mark.memory
 def test_the_api_answers_rows_buckets_and_the_series():
     status, answer = _get(_root(_fed()))

@@ -1,0 +1,162 @@
+"""The web view alone on the chain's byte path settles its reads per batch (``settles_later``):
+what it stores and serves is, at every moment, a prefix of what the pcap's per-read hold-back
+gives (the same masks, no secret byte shown before it is masked), with any split of the
+traffic and readers at any point; the hold-back's bound and its end-of-stream scan included."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from playground.codec.encoder import encode_command as cmd
+from playground.decode.chain import MAX_HELD, Chain
+from playground.web.capture import Capture
+from playground.web.sink import WebSink
+from tests.support.chain import GET, OK, SUMMARY, FakePcap, ListSink, pair
+
+pytestmark = pytest.mark.pure
+
+C2S, S2C = "c2s", "s2c"
+CONFIG_REPLY = b"*2\r\n$11\r\nrequirepass\r\n$14\r\nhunter2-secret\r\n"
+RESP = [
+    (C2S, cmd(b"AUTH", b"hunter2-secret")), (S2C, b"+OK\r\n"),
+    (C2S, cmd(b"SET", b"key", b"v" * 40)), (S2C, b"+OK\r\n"),
+    (C2S, cmd(b"HELLO", b"3", b"AUTH", b"default", b"pw-secret-42")),
+    (S2C, b"%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n"),
+    (C2S, cmd(b"CONFIG", b"GET", b"requirepass")), (S2C, CONFIG_REPLY),
+    (C2S, cmd(b"GET", b"key")), (S2C, b"$3\r\nabc\r\n"),
+]
+HTTP = [(C2S, GET), (S2C, OK), (C2S, GET), (S2C, OK)]
+TEXT = [(C2S, b"HELO x\r\n"), (C2S, b"AUTH PLAIN c2VjcmV0LXRleHQ=\r\n"), (S2C, b"235 ok\r\n")]
+SECRETS = (b"hunter2", b"pw-secret", b"s3cr3t", b"c2VjcmV0")
+
+
+def pcap_streams(calls, decode):
+    """What the pcap's per-read hold-back gives, masks applied: direction -> bytes."""
+    pcap = FakePcap()
+    chain = Chain([ListSink()], pcap=pcap, decode=decode)
+    chain.pair_opened(pair(), 0.0)
+    for i, (d, data) in enumerate(calls):
+        chain.data(1, d, data, float(i + 1))
+    chain.pair_closed(1, SUMMARY, 100.0)
+    assert chain.leaked == 0
+    out = {}
+    for d in (C2S, S2C):
+        data = bytearray(pcap.stream(d))
+        for md, start, end in pcap.masks:
+            if md == d:
+                data[start:end] = b"*" * (end - start)
+        out[d] = bytes(data)
+    return out
+
+
+def view_stream(capture: Capture, direction: str) -> bytes:
+    return b"".join(c.data for c in capture.stream(1) if c.direction == direction)
+
+
+def split(messages, cuts):
+    """The messages' bytes in order, each direction's run cut at ``cuts`` (positions)."""
+    calls = []
+    for d, data in messages:
+        at = sorted({c % (len(data) + 1) for c in cuts})
+        for start, end in zip([0, *at], [*at, len(data)], strict=True):
+            if end > start:
+                calls.append((d, data[start:end]))
+    return calls
+
+
+@given(st.sampled_from([("resp", RESP), ("http", HTTP), ("auto", TEXT), ("auto", RESP)]),
+       st.lists(st.integers(0, 200), max_size=4), st.sets(st.integers(0, 60)))
+def test_the_view_alone_shows_at_every_moment_a_prefix_of_the_masked_pcap(case, cuts, reads):
+    decode, messages = case
+    calls = split(messages, cuts)
+    expected = pcap_streams(calls, decode)
+    view = WebSink(Capture())
+    chain = Chain([view], pcap=view, decode=decode)
+    assert view.unsettled is not None  # settled per batch, not per read
+    chain.pair_opened(pair(), 0.0)
+    for i, (d, data) in enumerate(calls):
+        chain.data(1, d, data, float(i + 1))
+        if i in reads:  # a reader (an API answer, the event feed) stores what is settled
+            for direction in (C2S, S2C):
+                shown = view_stream(view.capture, direction)
+                assert shown == expected[direction][:len(shown)]
+    chain.pair_closed(1, SUMMARY, 100.0)
+    for d in (C2S, S2C):
+        assert view_stream(view.capture, d) == expected[d]
+        assert not any(s in expected[d] for s in SECRETS)
+
+
+def test_an_unfinished_auth_is_kept_back_until_it_is_complete():
+    auth = cmd(b"AUTH", b"hunter2-secret")
+    cut = auth.index(b"hunter2") + 3
+    view = WebSink(Capture())
+    chain = Chain([view], pcap=view, decode="resp")
+    chain.pair_opened(pair(), 0.0)
+    chain.data(1, C2S, cmd(b"PING") + auth[:cut], 1.0)
+    assert view_stream(view.capture, C2S) == cmd(b"PING")  # the AUTH's start waits
+    assert view.kept
+    chain.data(1, C2S, auth[cut:], 2.0)
+    assert view_stream(view.capture, C2S) == cmd(b"PING") + auth.replace(b"hunter2-secret",
+                                                                         b"*" * 14)
+    assert not view.kept
+
+
+@pytest.mark.parametrize("end", ["fin", "close"])
+@pytest.mark.parametrize("unfinished", [b"*2\r\n$4\r\nAUTH\r\n$14\r\nhunter2-se",
+                                        b"*3\r\n$4\r\nAUTH\r\n$4\r\nuser\r\n$14\r\nhunter2-se",
+                                        b"AUTH hunter2-sec"])
+def test_an_auth_never_finished_is_scanned_at_the_end(end, unfinished):
+    calls = [(C2S, cmd(b"PING")), (S2C, b"+PONG\r\n"), (C2S, unfinished)]
+    expected = pcap_streams(calls, "resp")
+    assert b"hunter2" not in expected[C2S]
+    view = WebSink(Capture())
+    chain = Chain([view], pcap=view, decode="resp")
+    chain.pair_opened(pair(), 0.0)
+    for i, (d, data) in enumerate(calls):
+        chain.data(1, d, data, float(i + 1))
+    assert view_stream(view.capture, C2S) == cmd(b"PING")
+    if end == "fin":
+        chain.half_closed(1, C2S, 10.0)
+        assert view_stream(view.capture, C2S) == expected[C2S]
+    chain.pair_closed(1, SUMMARY, 100.0)
+    assert view_stream(view.capture, C2S) == expected[C2S]
+    assert not view.kept
+
+
+def test_a_password_longer_than_the_hold_back_is_stored_masked_as_it_streams():
+    frame = cmd(b"AUTH", b"P" * (2 * MAX_HELD))
+    view = WebSink(Capture(max_bytes=16 * MAX_HELD))
+    chain = Chain([view], pcap=view, decode="resp")
+    chain.pair_opened(pair(), 0.0)
+    step = 64 * 1024
+    for i in range(0, len(frame), step):
+        chain.data(1, C2S, frame[i:i + step], 1.0)
+        shown = view_stream(view.capture, C2S)
+        assert b"P" * 64 not in shown
+        assert sum(len(r[2]) for r in view.kept) <= MAX_HELD + step  # bounded
+    chain.data(1, C2S, cmd(b"PING"), 2.0)
+    chain.pair_closed(1, SUMMARY, 3.0)
+    shown = view_stream(view.capture, C2S)
+    assert len(shown) == len(frame) + len(cmd(b"PING"))
+    assert b"P" * 64 not in shown and shown.endswith(cmd(b"PING"))
+    assert shown.count(b"*" * 64) >= 2 * MAX_HELD // 64 - 64
+
+
+def test_nothing_is_kept_back_for_a_connection_the_view_evicted():
+    view = WebSink(Capture(max_connections=1))
+    chain = Chain([view], pcap=view, decode="resp")
+    chain.pair_opened(pair(1), 0.0)
+    chain.pair_opened(pair(2), 0.0)  # the view keeps the last one only
+    chain.data(1, C2S, cmd(b"AUTH", b"hunter2-secret")[:20], 1.0)
+    view.flush()
+    assert view.kept == [] and view.capture.get(1) is None
+
+
+def test_beside_the_pcap_the_chain_settles_each_read_as_before():
+    from playground.decode.bytetee import ByteTee
+
+    view = WebSink(Capture())
+    Chain([view], pcap=ByteTee([FakePcap(), view]), decode="resp")
+    assert view.unsettled is None
