@@ -431,6 +431,7 @@ _LINEQ = b'%s%s "%s" "%s" -> %s%s'
 # A command of n arguments (2 to 64) whose second is a bare key, as a line shows it: name, key,
 # then each further argument quoted. Indexed by n.
 _ARGS = [b""] * 2 + [b"%s %s" + b' "%s"' * (n - 2) for n in range(2, 65)]
+_SPACED = b" ".join  # _ARGS[2] % (name, key)
 
 
 class ConsoleSink(BufferedSink):
@@ -654,9 +655,12 @@ class ConsoleSink(BufferedSink):
         # takes a tuple, and a run's commands may be lists, as the parser gave them.
         sizes = list(map(len, commands))
         size = sizes[0]
-        formats = _repeat(_ARGS[size]) if sizes.count(size) == n else map(
-            _ARGS.__getitem__, sizes)
-        shown = map(_mod, formats, map(tuple, commands))
+        if sizes.count(size) != n:
+            shown = map(_mod, map(_ARGS.__getitem__, sizes), map(tuple, commands))
+        elif size == 2:  # "name key": a join, no tuple and no format (pipelined GETs)
+            shown = map(_SPACED, commands)
+        else:
+            shown = map(_mod, _repeat(_ARGS[size]), map(tuple, commands))
         ms = _ms_bytes(latencies[0])
         if text is not None:  # one text for all
             after = b" -> %s%s" % (text, ms)
