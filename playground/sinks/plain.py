@@ -69,7 +69,7 @@ def plain_batch(batch: list, lim: int) -> tuple[bool, int, int, bool]:
     joined = b"".join(bulks)
     plain_bulks = is_plain(joined) and not (
         lim and len(joined) > lim and max(map(len, bulks)) > lim)
-    sizes = list(map(len, commands))
+    sizes = set(map(len, commands))  # a few distinct ones: min and max look at those only
     return args, min(sizes), max(sizes), plain_bulks
 
 
