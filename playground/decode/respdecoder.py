@@ -816,7 +816,7 @@ class RespConversation:
         n = len(values)
         if not pending or n > len(pending) + self._extra:
             return None
-        kinds = frozenset(map(type, values))
+        kinds = self._s2c.last_types or frozenset(map(type, values))  # the parser may know
         if not _NOT_ANSWERS.isdisjoint(kinds):
             return None
         head = pending[0]
