@@ -120,7 +120,7 @@ class Answered(NamedTuple):
 
 
 # ``_exchange(Exchange, (all twelve fields))``: the named tuple made without its Python-level
-# ``__new__`` (the hot path makes one per answered command)
+# ``__new__`` (the hot path makes one per answered command; and an ``Answered`` per read)
 _exchange = tuple.__new__
 
 
@@ -830,7 +830,7 @@ class RespConversation:
                 commands = head.commands[first:first + n]
                 head.first = first + n
                 self._extra -= n
-            out = [Answered(commands, values, [now - head.sent_at] * n, kinds)]
+            out = [_exchange(Answered, (commands, values, [now - head.sent_at] * n, kinds))]
         else:
             out = self._answered_across(values, now, kinds)
             if out is None:
