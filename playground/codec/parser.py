@@ -71,6 +71,7 @@ STREAM_MIN = 64 * 1024  # with max_value, strings longer than max(max_value, thi
 _HIREDIS_MIN = 256
 _HIREDIS_MIN_BULKS = 64
 _EMPTY = {_ARRAY: list, _MAP: Map, _SET: Set, _PUSH: Push}
+_BYTES_TYPES = frozenset((bytes,))
 # Common simple strings, parsed once (values are immutable, so they can be shared).
 _SIMPLES = {v: Simple(v) for v in (b"OK", b"QUEUED", b"PONG", b"RESET")}
 NOT_ONE = object()  # RespParser.feed_reply: the feed is not exactly one scalar
@@ -216,6 +217,9 @@ class RespParser:
         self._use_hiredis = use_hiredis
         self._hiredis = HiredisPrefix()  # parse_prefix, and the hiredis reader it reuses
         self.failed = False
+        # the types of the values the last feed gave when known without a look at each (a run
+        # of bulk strings hiredis read whole, one line over and over): a frozenset; else None
+        self.last_types = None
         self._stack: list = []  # frames: [kind, remaining, items, attributes-map]
         self._pend = bytearray()  # a partial line
         self._scan = 0  # how far _pend has been searched for a newline
@@ -338,6 +342,7 @@ class RespParser:
 
     def _fail(self, out: list, spans: int, message: str, offset: int) -> list:
         self.failed = True
+        self.last_types = None
         self._stack = []
         self._pend = bytearray()
         self._chunks = None
@@ -348,6 +353,7 @@ class RespParser:
 
     def _feed(self, data, spans: int) -> list:
         out: list = []
+        self.last_types = None
         if self.failed or not data:
             return out
         if not isinstance(data, bytes):
@@ -569,6 +575,8 @@ class RespParser:
                 # the common feed (a pipelined batch) starts where a run may: straight to it
                 pos = self._parse_run(buf, 0, out, spans)
                 if pos == len(buf):
+                    if t == _BULK:  # a run of bulk strings, all of the feed
+                        self.last_types = _BYTES_TYPES
                     return
             else:
                 pos = self._parse_pure(buf, pos, out, spans, True)
@@ -712,6 +720,8 @@ class RespParser:
                                 size = end - pos
                                 k, rest = divmod(n - pos, size)
                                 if not rest and buf.count(buf[pos:end], pos) == k:
+                                    if not out:  # the feed is this line over and over
+                                        self.last_types = frozenset((type(value),))
                                     out.extend([value] * k)
                                     pos = n
                                     break

@@ -90,6 +90,9 @@ class RedisExchanges:
     commands: list  # each a sequence of bytes arguments (a list as the parser gave it, or a tuple)
     replies: list  # playground.codec.values values
     latencies: list
+    # the replies' types when the decoder knows them (a frozenset: what set(map(type, replies))
+    # gives), so that the sinks do not each make it again; None: not known
+    reply_types: frozenset | None = attrs.field(default=None, eq=False, repr=False)
 
     def exchanges(self) -> list:
         n = len(self.commands)

@@ -116,10 +116,11 @@ class Answered(NamedTuple):
     commands: list  # each a sequence of bytes: a list as the parser gave it, or a tuple
     replies: list
     latencies: list
+    reply_types: frozenset  # the replies' types (made once here, looked at by every sink)
 
 
 # ``_exchange(Exchange, (all twelve fields))``: the named tuple made without its Python-level
-# ``__new__`` (the hot path makes one per answered command)
+# ``__new__`` (the hot path makes one per answered command; and an ``Answered`` per read)
 _exchange = tuple.__new__
 
 
@@ -813,8 +814,10 @@ class RespConversation:
         one read answers one pipelined read)."""
         pending = self._pending
         n = len(values)
-        if not pending or n > len(pending) + self._extra or not _NOT_ANSWERS.isdisjoint(
-                set(map(type, values))):
+        if not pending or n > len(pending) + self._extra:
+            return None
+        kinds = self._s2c.last_types or frozenset(map(type, values))  # the parser may know
+        if not _NOT_ANSWERS.isdisjoint(kinds):
             return None
         head = pending[0]
         if type(head) is _Run and len(head.commands) - head.first >= n:
@@ -827,16 +830,16 @@ class RespConversation:
                 commands = head.commands[first:first + n]
                 head.first = first + n
                 self._extra -= n
-            out = [Answered(commands, values, [now - head.sent_at] * n)]
+            out = [_exchange(Answered, (commands, values, [now - head.sent_at] * n, kinds))]
         else:
-            out = self._answered_across(values, now)
+            out = self._answered_across(values, now, kinds)
             if out is None:
                 return None
         if pending and type(pending[0]) is _Waiting:
             self._release_suppressed(now, out)
         return out
 
-    def _answered_across(self, values: list, now: float) -> list | None:
+    def _answered_across(self, values: list, now: float, kinds: frozenset) -> list | None:
         """``_answered`` for replies whose commands are in several entries of the queue (runs,
         or parts of them, and plain tuples); None when one of them is not ordinary."""
         pending = self._pending
@@ -873,7 +876,7 @@ class RespConversation:
             pending.popleft()
             if type(last) is _Run:
                 self._extra -= take - 1
-        return [Answered(commands, values, latencies)]
+        return [Answered(commands, values, latencies, kinds)]
 
     def _spanned(self, data: bytes):
         """The values of ``data``, each one's stream span in ``_span`` while it is handled."""
@@ -1143,7 +1146,7 @@ class RespStream:
             if len(events) == 1 and type(e) is Answered:
                 # pipelined commands answered by this read, matched in bulk: one record
                 self._chain.emit(R.RedisExchanges(self._pid, now, self._client, e.commands,
-                                                  e.replies, e.latencies))
+                                                  e.replies, e.latencies, e.reply_types))
                 return
             if len(events) == 1 and type(e) is Exchange and self._unfiltered and (
                     e.name not in self._redactable):
@@ -1237,7 +1240,8 @@ class RespStream:
                     emit(exchange(pid, now, client, shown, redact_reply(e.command, e.reply),
                                   e.latency, redacted))
             elif t is Answered:  # only when unfiltered, and every sink takes runs
-                emit(R.RedisExchanges(pid, now, client, e.commands, e.replies, e.latencies))
+                emit(R.RedisExchanges(pid, now, client, e.commands, e.replies, e.latencies,
+                                      e.reply_types))
             elif t is ServerPush:
                 if chain.shows_pushes:
                     emit(R.RedisPush(pid, now, e.value))

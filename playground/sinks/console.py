@@ -89,7 +89,7 @@ def _bare(keys: list) -> bool:
     """Whether each of ``keys`` (bytes) is a safe token, shown bare: what ``_SAFE_TOKEN``
     says of each, said of all at once (one ``bytes.translate`` deleting the token bytes, not a
     regular expression per key). A key cut by the decoder (``Truncated``) counts as long."""
-    sizes = list(map(len, keys))
+    sizes = set(map(len, keys))  # a few distinct ones: min and max look at those only
     return 0 < min(sizes) and max(sizes) <= 64 and not b"".join(keys).translate(None, _TOKEN_BYTES)
 
 
@@ -431,6 +431,7 @@ _LINEQ = b'%s%s "%s" "%s" -> %s%s'
 # A command of n arguments (2 to 64) whose second is a bare key, as a line shows it: name, key,
 # then each further argument quoted. Indexed by n.
 _ARGS = [b""] * 2 + [b"%s %s" + b' "%s"' * (n - 2) for n in range(2, 65)]
+_SPACED = b" ".join  # _ARGS[2] % (name, key)
 
 
 class ConsoleSink(BufferedSink):
@@ -639,7 +640,7 @@ class ConsoleSink(BufferedSink):
         n = len(replies)
         if latencies.count(latencies[0]) != n:
             return False
-        kinds = set(map(type, replies))
+        kinds = r.reply_types or set(map(type, replies))
         first = replies[0]
         if replies.count(first) == n and kinds <= _SCALARS:  # equal replies of one type
             text = self._replies(first, self.max_value, bulks_plain)
@@ -654,9 +655,12 @@ class ConsoleSink(BufferedSink):
         # takes a tuple, and a run's commands may be lists, as the parser gave them.
         sizes = list(map(len, commands))
         size = sizes[0]
-        formats = _repeat(_ARGS[size]) if sizes.count(size) == n else map(
-            _ARGS.__getitem__, sizes)
-        shown = map(_mod, formats, map(tuple, commands))
+        if sizes.count(size) != n:
+            shown = map(_mod, map(_ARGS.__getitem__, sizes), map(tuple, commands))
+        elif size == 2:  # "name key": a join, no tuple and no format (pipelined GETs)
+            shown = map(_SPACED, commands)
+        else:
+            shown = map(_mod, _repeat(_ARGS[size]), map(tuple, commands))
         ms = _ms_bytes(latencies[0])
         if text is not None:  # one text for all
             after = b" -> %s%s" % (text, ms)

@@ -51,7 +51,8 @@ def plain_batch(batch: list, lim: int) -> tuple[bool, int, int, bool]:
         if type(r) is _RUN:
             commands += r.commands
             replies = r.replies
-            kinds = set(map(type, replies))  # a run's replies are mostly of one type
+            # a run's replies are mostly of one type; the decoder may have said which
+            kinds = r.reply_types or set(map(type, replies))
             if kinds == _BYTES_ONLY:
                 bulks += replies
             elif bytes in kinds:
@@ -68,7 +69,7 @@ def plain_batch(batch: list, lim: int) -> tuple[bool, int, int, bool]:
     joined = b"".join(bulks)
     plain_bulks = is_plain(joined) and not (
         lim and len(joined) > lim and max(map(len, bulks)) > lim)
-    sizes = list(map(len, commands))
+    sizes = set(map(len, commands))  # a few distinct ones: min and max look at those only
     return args, min(sizes), max(sizes), plain_bulks
 
 

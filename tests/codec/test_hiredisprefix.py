@@ -370,7 +370,7 @@ def test_parse_prefix_shapes():
 
 
 def test_long_runs_with_a_type_hiredis_shows_differently_are_not_taken():
-    """A run long enough for the byte-level look first (256 bytes or more): a set, push,
+    """A run long enough for the byte-level look first (128 bytes or more): a set, push,
     attribute or verbatim string anywhere in it, or a huge array header, and the run is left
     to the pure parser; the same type bytes inside a value are no reason to refuse it."""
     parse_prefix = HiredisPrefix().parse_prefix
@@ -384,3 +384,11 @@ def test_long_runs_with_a_type_hiredis_shows_differently_are_not_taken():
     value = encode_command("SET", "k", "a~>|=")
     assert parse_prefix(run + value, 100) == (
         [[b"SET", b"k", b"v"]] * 20 + [[b"SET", b"k", b"a~>|="]], len(run + value))
+    # a run of bulk replies (pipelined GETs), mostly without a "*"
+    bulks = b"$1\r\na\r\n" * 20  # 140 bytes
+    for inner in (b"~1\r\n$1\r\na\r\n", b">1\r\n$1\r\na\r\n", b"=5\r\ntxt:a\r\n",
+                  b"*1234567\r\n", b"*1\r\n$1\r\na\r\n"):
+        for data in (bulks + inner, bulks + inner + bulks):
+            assert len(data) >= 128 and parse_prefix(data, 100) == ((), 0), data
+    assert parse_prefix(bulks, 100) == ([b"a"] * 20, 140)
+    assert parse_prefix(b"$3\r\n*~|\r\n" + bulks, 100) == ([b"*~|"] + [b"a"] * 20, 149)

@@ -500,3 +500,35 @@ def test_feed_reply_equals_pure_parser(data):
         assert fast.offset == len(data)
 
 
+
+
+_RUN_PIECES = st.sampled_from([
+    b"$3\r\nxxx\r\n", b"$0\r\n\r\n", b"+OK\r\n", b":1\r\n", b"$-1\r\n", b"*1\r\n$1\r\na\r\n",
+    b"-ERR x\r\n", b"$3\r\nab", b"\r\n", b"+QUEUED\r\n", b"=5\r\ntxt:a\r\n", b"~1\r\n$1\r\na\r\n",
+])
+
+
+@given(st.one_of(
+    # runs of one reply over and over (pipelined GETs and SETs), with something else at times
+    st.tuples(_RUN_PIECES, st.integers(1, 40), st.lists(_RUN_PIECES, max_size=3)).map(
+        lambda t: t[0] * t[1] + b"".join(t[2])),
+    st.lists(_RUN_PIECES, min_size=1, max_size=30).map(b"".join),
+    streams,
+), st.lists(st.integers(0, 400), max_size=6), st.sampled_from([None, 16]))
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+def test_last_types_say_the_types_of_the_values_a_feed_gave(data, cuts, max_value):
+    """``last_types``, when a feed sets it (a run hiredis read whole, one line over and over),
+    is exactly the set of the types of what that feed gave, at any split."""
+    parser = RespParser(max_value=max_value)
+    prev = 0
+    for cut in sorted({c for c in cuts if c < len(data)}) + [len(data)]:
+        values = parser.feed(data[prev:cut])
+        prev = cut
+        if parser.last_types is not None:
+            assert parser.last_types == frozenset(map(type, values))
+    runs = RespParser()
+    assert runs.feed(b"$3\r\nxxx\r\n" * 16) == [b"xxx"] * 16
+    assert runs.last_types == frozenset({bytes})
+    assert runs.feed(b"+OK\r\n" * 16) == [Simple(b"OK")] * 16
+    assert runs.last_types == frozenset({Simple})
+    assert runs.feed(b"+OK\r\n:1\r\n") and runs.last_types is None

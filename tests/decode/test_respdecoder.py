@@ -984,10 +984,11 @@ def test_every_path_gives_the_one_exchange_type_with_its_latency_set_once():
 
 def _triples(events) -> list:
     """Each answered command as ``(command, reply, latency)`` (an ``Answered`` as its
-    exchanges), and every other event as it is."""
+    exchanges), and every other event as it is. An ``Answered`` says its replies' types."""
     out = []
     for e in events:
         if type(e) is Answered:
+            assert e.reply_types == frozenset(map(type, e.replies))
             out += zip(map(tuple, e.commands), e.replies, e.latencies, strict=True)
         elif type(e) is Exchange and not (e.suppressed or e.in_transaction or e.queued):
             out.append((e.command, e.reply, e.latency))
@@ -1005,7 +1006,7 @@ def test_replies_to_a_pipelined_run_come_matched_in_bulk():
     assert conv.feed(C2S, sent, 1.0) == []
     events = conv.feed(S2C, OK + b"$1\r\n1\r\n", 1.5) + conv.feed(S2C, b"$-1\r\n", 2.0)
     assert events[0] == Answered([[b"SET", b"a", b"1"], [b"GET", b"a"]],
-                                 [Simple(b"OK"), b"1"], [0.5, 0.5])
+                                 [Simple(b"OK"), b"1"], [0.5, 0.5], frozenset({Simple, bytes}))
     assert [(e.command, e.reply, e.latency) for e in events[1:]] == [((b"GET", b"b"), None, 1.0)]
     assert conv.pending == 0
     # not all ordinary (AUTH), a pub/sub push, an error of the parser: exchange by exchange
@@ -1126,12 +1127,15 @@ def test_replies_matched_to_slices_of_runs_and_across_entries():
     third = conv.feed(S2C, value * 3, 6.0)  # the second's rest and the one on its own
     assert conv.pending == 0
     sets, gets = [b"SET", b"a", b"1"], [b"GET", b"a"]
-    assert first == [Answered([sets] * 2, [Simple(b"OK")] * 2, [3.0] * 2)]
-    assert second == [Answered([sets, gets], [Simple(b"OK"), b"1"], [4.0, 3.0])]
-    assert third == [Answered([gets, gets, (b"GET", b"b")], [b"1"] * 3, [4.0, 4.0, 3.0])]
+    assert first == [Answered([sets] * 2, [Simple(b"OK")] * 2, [3.0] * 2, frozenset({Simple}))]
+    assert second == [Answered([sets, gets], [Simple(b"OK"), b"1"], [4.0, 3.0],
+                                 frozenset({Simple, bytes}))]
+    assert third == [Answered([gets, gets, (b"GET", b"b")], [b"1"] * 3, [4.0, 4.0, 3.0],
+                                frozenset({bytes}))]
     # the rest of a run answered one reply at a time: each its own exchange
     conv.feed(C2S, cmd("GET", "a") * 3, 7.0)
-    assert conv.feed(S2C, value * 2, 8.0) == [Answered([gets] * 2, [b"1"] * 2, [1.0] * 2)]
+    assert conv.feed(S2C, value * 2, 8.0) == [Answered([gets] * 2, [b"1"] * 2, [1.0] * 2,
+                                                                frozenset({bytes}))]
     assert [(e.command, e.latency) for e in conv.feed(S2C, value, 9.0)] == [
         ((b"GET", b"a"), 2.0)]
     assert conv.pending == 0
@@ -1139,5 +1143,6 @@ def test_replies_matched_to_slices_of_runs_and_across_entries():
     conv.feed(C2S, cmd("SET", "a", "1") * 2, 10.0)
     conv.feed(C2S, cmd("GET", "a") * 2, 10.5)
     assert conv.feed(S2C, OK * 2 + value * 2, 11.0) == [
-        Answered([sets, sets, gets, gets], [Simple(b"OK")] * 2 + [b"1"] * 2, [1.0] * 2 + [0.5] * 2)]
+        Answered([sets, sets, gets, gets], [Simple(b"OK")] * 2 + [b"1"] * 2, [1.0] * 2 + [0.5] * 2,
+                 frozenset({Simple, bytes}))]
     assert conv.pending == 0

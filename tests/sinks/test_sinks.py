@@ -468,20 +468,23 @@ _uniform_run = st.tuples(
 
 @pytest.mark.pure
 @given(_uniform_run, st.sampled_from([0, 4, 200]), st.sampled_from(["127.0.0.1:9", "/t%s%%.sock"]),
-       st.booleans(), st.integers(0, 3))
+       st.booleans(), st.integers(0, 3), st.booleans())
 @settings(max_examples=300, deadline=None)
 def test_common_runs_made_in_one_go_show_as_their_exchanges(uniform, limit, client, as_lists,
-                                                            long_one):
+                                                            long_one, typed):
     """The runs the sinks make in one go (one latency; one reply, or a bulk string each)
     show exactly as their exchanges, whatever their arguments (as tuples, or lists as the
-    parser gives them; of one length or several; one with 70 of them), replies and client."""
+    parser gives them; of one length or several; one with 70 of them), replies and client,
+    and whether the decoder said the replies' types (``reply_types``) or not."""
     commands, replies, latencies = uniform
     if long_one == 3:
         commands = commands + [(b"MSET",) + (b"k",) * 69]
     if as_lists:
         commands = list(map(list, commands))
     n = len(commands)
-    run = R.RedisExchanges(2, 1.7e9 + 0.5, client, commands, replies(n), latencies(n))
+    shown = replies(n)
+    run = R.RedisExchanges(2, 1.7e9 + 0.5, client, commands, shown, latencies(n),
+                           frozenset(map(type, shown)) if typed else None)
     expanded = R.expand([run])
     sink = JsonSink("unused", max_value=limit)
     assert sink.format_batch([run]) == sink.format_batch(expanded)
