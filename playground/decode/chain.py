@@ -114,10 +114,12 @@ class PairState:
         self.hex_view()
 
     def early(self, direction):
-        """``(offset, bytes)`` the pcap hold-back still has of ``direction`` (before the chunk
-        being decoded), or None."""
+        """``(offset, bytes)`` the byte consumer has not had yet of ``direction`` (before the
+        chunk being decoded): what the pcap hold-back still has, or what a ``settles_later``
+        consumer has not stored (its ``unstored``); or None."""
         if self.held is None:
-            return None
+            chain = self.chain
+            return chain.pcap.unstored(self.id, direction) if chain._later else None
         return self.pcap_off[direction], bytes(self.held[direction])
 
     def hex_view(self):

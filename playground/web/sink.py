@@ -325,6 +325,18 @@ class WebSink:
         self.kept = kept
         return settled
 
+    def unstored(self, pair_id: int, direction: str) -> tuple[int, bytes] | None:
+        """``(stream offset, bytes)`` of ``direction`` handed over and not stored yet (kept
+        back or queued), or None when the view does not store the connection: what a decoder
+        that gives up on a frame searches for secrets from the frame's start
+        (``PairState.early``)."""
+        if pair_id not in self.capture.connections:
+            return None
+        key = (pair_id, direction)
+        data = b"".join([read[2] for read in self.kept if read[:2] == key]
+                        + [read[2] for read in self.reads if read[:2] == key])
+        return self.capture.stream_end(pair_id, direction), data
+
     def unsettled_end(self, pair_id: int, direction: str, at: int, find) -> None:
         """The chain's ``direction`` ended (FIN, close) with bytes from stream offset ``at`` on
         that the decoder never settled: stored now, masked from the first credential the

@@ -1,0 +1,64 @@
+"""Attacks on the web view's redaction with its hold-back per batch (``settles_later``): traffic
+an adversary shapes (split anywhere, malformed, cut by a FIN or a close, read by the API between
+the reads) must never put a password or a credential header's value into what the view stores
+and serves, and the view must mask what the pcap's per-read hold-back masks."""
+
+from __future__ import annotations
+
+import pytest
+
+from playground.decode.chain import Chain
+from playground.web.capture import Capture
+from playground.web.sink import WebSink
+from tests.support.chain import SUMMARY, FakePcap, ListSink, pair
+
+pytestmark = pytest.mark.pure
+
+C2S, S2C = "c2s", "s2c"
+PASSWORD = b"hunter2-secret"
+
+
+def pcap_stream(calls, decode, direction=C2S):
+    """What the pcap's per-read hold-back gives of ``direction``, masks applied."""
+    pcap = FakePcap()
+    chain = Chain([ListSink()], pcap=pcap, decode=decode)
+    chain.pair_opened(pair(), 0.0)
+    for i, (d, data) in enumerate(calls):
+        chain.data(1, d, data, float(i + 1))
+    chain.pair_closed(1, SUMMARY, 100.0)
+    data = bytearray(pcap.stream(direction))
+    for md, start, end in pcap.masks:
+        if md == direction:
+            data[start:end] = b"*" * (end - start)
+    return bytes(data)
+
+
+def view_stream(capture: Capture, direction: str = C2S) -> bytes:
+    return b"".join(c.data for c in capture.stream(1) if c.direction == direction)
+
+
+def view_chain(decode="resp", **capture):
+    view = WebSink(Capture(**capture))
+    chain = Chain([view], pcap=view, decode=decode)
+    chain.pair_opened(pair(), 0.0)
+    return view, chain
+
+
+# a command the RESP parser cannot follow once the password is read: a framing error
+FRAMING = [b"*2\r\n$4\r\nAUTH\r\n$14\r\nhunter2-secretXX\r\n",  # no CRLF after the bulk
+           b"*2\r\n$4\r\nAUTH\r\n$3\r\nhunter2-secret\r\n"]  # a bulk length that lies
+
+
+@pytest.mark.parametrize("frame", FRAMING)
+@pytest.mark.parametrize("cut", [None, 12, 20, 30])
+def test_a_password_in_a_frame_the_parser_gives_up_on_is_masked_as_in_the_pcap(frame, cut):
+    calls = [(C2S, frame)] if cut is None else [(C2S, frame[:cut]), (C2S, frame[cut:])]
+    expected = pcap_stream(calls, "resp")
+    assert b"hunter2" not in expected
+    view, chain = view_chain()
+    for i, (d, data) in enumerate(calls):
+        chain.data(1, d, data, float(i + 1))
+        shown = view_stream(view.capture)  # the API reads between the reads
+        assert shown == expected[:len(shown)]
+    chain.pair_closed(1, SUMMARY, 100.0)
+    assert view_stream(view.capture) == expected
