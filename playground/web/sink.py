@@ -23,7 +23,8 @@ Batches: on the proxy's hot path a record or a read is only queued (an append an
 ``flush`` stores the queue at once: a connection's unpipelined exchanges of the batch become one
 segment (one ``marshal``), their latencies are counted together (``Latency.ones``), the reads go
 in per connection (``Capture.add_reads``). It runs when the queue holds ``QUEUE_LIMIT`` (what a
-record and a read hold, counted: bounded memory, bounded work per call), and before anything
+record and a read hold, counted: bounded memory, bounded work per call; when a record fills it,
+the records alone: the chain is decoding a read then, see ``_flush_records``), and before anything
 reads the capture or the pictures or changes what must come after the queued (a mask, a FIN, a
 close: ``Capture.before_read``, ``Latency.before_read``), so every answer is as live as before
 and a mask reaches every byte before it can be served.
@@ -228,14 +229,14 @@ class WebSink:
             self.records.append(record)
             self.queued += RECORD_COST * len(record.commands) if kind is _RUN else RECORD_COST
         if self.queued > QUEUE_LIMIT:
-            self.flush()
+            self._flush_records()
 
     def emit_many(self, records) -> None:
         self.records += records
         runs = sum(len(r.commands) - 1 for r in records if type(r) is _RUN)
         self.queued += RECORD_COST * (len(records) + runs)
         if self.queued > QUEUE_LIMIT:
-            self.flush()
+            self._flush_records()
 
     def data(self, pair_id: int, direction: str, data: bytes, now: float) -> None:
         """Bytes the chain forwarded (after its hold-back): queued, stored at the flush."""
@@ -265,6 +266,18 @@ class WebSink:
                 self.capture.add_reads(reads)
         except Exception:
             self.log.failure("web view: cannot store {n} read(s); dropped", n=len(reads))
+
+    def _flush_records(self) -> None:
+        """The queue is full at a record: the records are stored, the reads wait for the next
+        ``flush`` (``data``'s, a reader's). A record comes while the chain decodes a read, when
+        what it says is settled may be in flux (a RESP decoder giving up on a frame has not
+        had its fallback search the frame yet)."""
+        records, self.records = self.records, []
+        self.queued = sum(READ_COST + 2 * len(read[2]) for read in self.reads)
+        try:
+            self._store(records)
+        except Exception:
+            self.log.failure("web view: cannot store {n} record(s); dropped", n=len(records))
 
     # -- the hold-back per batch (the chain's ``settles_later``) ----------------------------------
     settles_later = True  # the chain hands every read at once when the view is its only consumer

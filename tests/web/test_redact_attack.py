@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
+from playground.codec.encoder import encode_command as cmd
 from playground.decode.chain import Chain
 from playground.web.capture import Capture
-from playground.web.sink import WebSink
+from playground.web.sink import QUEUE_LIMIT, READ_COST, RECORD_COST, WebSink
 from tests.support.chain import SUMMARY, FakePcap, ListSink, pair
 
 pytestmark = pytest.mark.pure
@@ -62,3 +63,19 @@ def test_a_password_in_a_frame_the_parser_gives_up_on_is_masked_as_in_the_pcap(f
         assert shown == expected[:len(shown)]
     chain.pair_closed(1, SUMMARY, 100.0)
     assert view_stream(view.capture) == expected
+
+
+def test_a_full_queue_while_the_parser_gives_up_stores_no_password():
+    """Another connection's traffic fills the view's queue to just below its limit; the record
+    of the failed frame (the decoder mid-read, its fallback not fed yet) tips it over."""
+    view, chain = view_chain()
+    chain.pair_opened(pair(2), 0.0)
+    frame = FRAMING[0]
+    chain.data(1, C2S, frame[:24], 1.0)  # the AUTH's start and half the password
+    assert view_stream(view.capture) == b""  # the API reads: kept back
+    filler = QUEUE_LIMIT - 100 - READ_COST  # the queue's count of a read: its cost, bytes twice
+    chain.data(2, C2S, cmd(b"SET", b"k", b"v" * filler)[:filler // 2], 2.0)
+    assert QUEUE_LIMIT - RECORD_COST < view.queued <= QUEUE_LIMIT
+    chain.data(1, C2S, frame[24:], 3.0)
+    shown = view_stream(view.capture)
+    assert b"hunte" not in shown and shown == pcap_stream([(C2S, frame)], "resp")
