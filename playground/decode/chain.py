@@ -374,9 +374,11 @@ class Chain:
             self.pcap.half_closed(pair_id, direction, now)
 
     def pair_closed(self, pair_id, summary, now):
-        st = self.pairs.pop(pair_id, None)
+        st = self.pairs.get(pair_id)
         if st is None:
             return
+        if not self._later:
+            del self.pairs[pair_id]
         if st.decoder is None and st.detector is not None and st.detector.pending:
             self.guarded(st, None, now, self._decide, st, st.detector.finish(), now)
         if st.decoder is not None:
@@ -393,6 +395,9 @@ class Chain:
             elif self._later:
                 for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
                     self._end_later(st, d)
+                # asked about (``unsettled``) until here: storing one direction's end must
+                # not take the other's kept-back bytes for settled
+                del self.pairs[pair_id]
             self.pcap.pair_closed(pair_id, summary, now)
         # The decoders point back at st: break the cycle, so their buffers go now, not when
         # the cyclic GC runs.

@@ -353,17 +353,22 @@ class WebSink:
     def unsettled_end(self, pair_id: int, direction: str, at: int, find) -> None:
         """The chain's ``direction`` ended (FIN, close) with bytes from stream offset ``at`` on
         that the decoder never settled: stored now, masked from the first credential the
-        chain's line scanner ``find(offset, data)`` finds in them (as its hold-back does)."""
+        chain's line scanner ``find(offset, data)`` finds in them (as its hold-back does). The
+        mask is registered before they are stored: storing them may make the capture's bound
+        evict the connection's oldest bytes, the credential's start with them."""
         self.flush()
         key = (pair_id, direction)
         mine = [read for read in self.kept if read[:2] == key]
         if mine:
             self.kept = [read for read in self.kept if read[:2] != key]
-            self.capture.add_reads(mine)
         offset, tail = self.capture.stream_from(pair_id, direction, at)
+        if mine:
+            tail += b"".join([read[2] for read in mine])
         first = find(offset, tail) if tail else None
         if first is not None:
             self.capture.mask(pair_id, direction, first, offset + len(tail))
+        if mine:
+            self.capture.add_reads(mine)
 
     def _store(self, records: list) -> None:
         """The queued records in order, a connection's unpipelined exchanges gathered (their

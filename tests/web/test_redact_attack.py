@@ -79,3 +79,24 @@ def test_a_full_queue_while_the_parser_gives_up_stores_no_password():
     chain.data(1, C2S, frame[24:], 3.0)
     shown = view_stream(view.capture)
     assert b"hunte" not in shown and shown == pcap_stream([(C2S, frame)], "resp")
+
+
+@pytest.mark.parametrize("end", ["fin", "close"])
+def test_an_unfinished_auth_stored_at_the_end_is_masked_before_the_bound_evicts_its_start(end):
+    """A small capture: storing the unfinished AUTH's kept bytes at the end evicts the
+    connection's oldest chunk (the AUTH's name with it); the password's rest stays masked."""
+    view, chain = view_chain(max_bytes=100_000)
+    chain.pair_opened(pair(2), 0.0)
+    chain.data(1, C2S, cmd(b"PING"), 1.0)
+    assert view_stream(view.capture) == cmd(b"PING")  # stored: the oldest the bound takes
+    frame = cmd(b"AUTH", b"P" * 90_000)[:-10]  # never finished
+    for i in range(0, len(frame), 10_000):
+        chain.data(1, C2S, frame[i:i + 10_000], 2.0)
+        assert view_stream(view.capture) == cmd(b"PING")  # the API reads: kept back
+    chain.data(2, C2S, cmd(b"SET", b"k", b"v" * 50_000), 3.0)
+    if end == "fin":
+        chain.half_closed(1, C2S, 4.0)
+    chain.pair_closed(1, SUMMARY, 5.0)
+    c = view.capture.get(1)
+    assert c.stream_evicted[C2S] > 0  # the bound took the AUTH's start
+    assert b"P" * 16 not in view_stream(view.capture)
