@@ -10,6 +10,7 @@ import base64
 import json
 import socket
 import struct
+import threading
 import time
 import urllib.request
 
@@ -162,3 +163,80 @@ def test_no_answer_of_the_api_carries_the_password(twistd, redis, tmp_path, pcap
     assert proc.terminate() == 0, proc.output()[-2000:]
     if pcap:
         assert not leaks((tmp_path / "all.pcap").read_bytes())
+
+
+TOKEN = b"Zq7-adv-h77p-token"
+PIECE = TOKEN[:10]  # what a cut token still shows
+
+
+def upstream_http(listener: socket.socket, stop: threading.Event) -> None:
+    """A loopback HTTP server thread: answers every request head with a Set-Cookie
+    carrying the token, a byte at a time."""
+    listener.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        with conn:
+            conn.settimeout(10)
+            head = b""
+            try:
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                if b"\r\n\r\n" in head:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    answer = (b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=" + TOKEN
+                              + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+                    for i in range(len(answer)):
+                        conn.sendall(answer[i:i + 1])
+                        time.sleep(0.002)
+            except OSError:
+                pass
+
+
+def test_http_credentials_split_byte_by_byte_are_in_no_answer(twistd):
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    server = threading.Thread(target=upstream_http, args=(listener, stop), daemon=True)
+    server.start()
+    try:
+        proc, port = start_proxy(lambda args: twistd(args, env={"PYTHONPATH": str(ROOT)}),
+                                 listener.getsockname()[1], "--web",
+                                 "tcp:0:interface=127.0.0.1", "--quiet")
+        base = web_url(proc).split("?")[0].rstrip("/")
+        request = (b"GET /x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer " + TOKEN
+                   + b"\r\nCookie: a=" + TOKEN + b"\r\nProxy-Authorization: Basic " + TOKEN
+                   + b"\r\n\r\n")
+        ids = []
+        for cut in (None, request.index(b"Cookie") - 6):  # whole; cut by a FIN in a value
+            sock = connect(port)
+            sent = request if cut is None else request[:cut]
+            sock.sendall(sent[:1])
+            cid = cid_of(base, sock)
+            for i in range(1, len(sent)):
+                sock.sendall(sent[i:i + 1])
+                time.sleep(0.002)
+                if i % 8 == 0:
+                    assert PIECE not in stream_bytes(base, cid), i
+            if cut is not None:
+                sock.shutdown(socket.SHUT_WR)
+            while sock.recv(4096):
+                assert PIECE not in stream_bytes(base, cid)
+            sock.close()
+            ids.append(cid)
+        for cid in ids:
+            wait_until(lambda cid=cid: closed(base, cid), 10, "the close", interval=0.05)
+            assert b"*" * len(TOKEN) in stream_bytes(base, cid)
+            for path in (f"/api/connections/{cid}", f"/api/connections/{cid}/stream",
+                         f"/api/connections/{cid}/stream?encoding=text",
+                         f"/api/connections/{cid}.pcap", f"/api/connections/{cid}.jsonl"):
+                assert PIECE not in get(base, path), path
+        assert proc.terminate() == 0, proc.output()[-2000:]
+    finally:
+        stop.set()
+        server.join(5)
+        listener.close()
