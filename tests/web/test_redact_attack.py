@@ -100,3 +100,22 @@ def test_an_unfinished_auth_stored_at_the_end_is_masked_before_the_bound_evicts_
     c = view.capture.get(1)
     assert c.stream_evicted[C2S] > 0  # the bound took the AUTH's start
     assert b"P" * 16 not in view_stream(view.capture)
+
+
+@pytest.mark.parametrize("decode", ["hex", "text"])
+@pytest.mark.parametrize("cut", [b"AUTH\r", b"AUTH", b"AUTH\r\n$14\r"])
+def test_an_auth_array_cut_before_its_line_end_is_masked_in_the_raw_views(decode, cut):
+    """--decode hex (and none with redaction) and the text view follow a RESP array with the
+    line scanner: a read that ends inside the AUTH line's CRLF must not lose the array."""
+    frame = cmd(b"AUTH", PASSWORD)
+    at = frame.index(cut) + len(cut)
+    calls = [(C2S, frame[:at]), (C2S, frame[at:])]
+    masked = frame.replace(PASSWORD, b"*" * len(PASSWORD))
+    assert pcap_stream(calls, decode) == masked
+    view, chain = view_chain(decode)
+    for i, (d, data) in enumerate(calls):
+        chain.data(1, d, data, float(i + 1))
+        shown = view_stream(view.capture)
+        assert shown == masked[:len(shown)]
+    chain.pair_closed(1, SUMMARY, 100.0)
+    assert view_stream(view.capture) == masked
