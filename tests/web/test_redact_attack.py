@@ -119,3 +119,32 @@ def test_an_auth_array_cut_before_its_line_end_is_masked_in_the_raw_views(decode
         assert shown == masked[:len(shown)]
     chain.pair_closed(1, SUMMARY, 100.0)
     assert view_stream(view.capture) == masked
+
+
+CONFIG_GET = cmd(b"CONFIG", b"GET", b"requirepass")
+CONFIG_REPLY = b"*2\r\n$11\r\nrequirepass\r\n$14\r\n" + PASSWORD + b"\r\n"
+
+
+@pytest.mark.parametrize("end", ["server fin", "close"])
+@pytest.mark.parametrize("cut", [len(CONFIG_REPLY) - 2, len(CONFIG_REPLY) - 9])
+def test_a_config_get_answer_cut_by_the_end_is_masked_in_the_view_and_the_pcap(end, cut):
+    """The decoder's end (eof, close) forgets the CONFIG GET it waited on: what it had not
+    settled before is what the end scans."""
+    calls = [(C2S, CONFIG_GET), (S2C, CONFIG_REPLY[:cut])]
+    pcap = FakePcap()
+    view = WebSink(Capture())
+    for chain in (Chain([ListSink()], pcap=pcap, decode="resp"),
+                  Chain([view], pcap=view, decode="resp")):
+        chain.pair_opened(pair(), 0.0)
+        for i, (d, data) in enumerate(calls):
+            chain.data(1, d, data, float(i + 1))
+        if end == "server fin":
+            chain.half_closed(1, S2C, 10.0)
+        chain.pair_closed(1, SUMMARY, 100.0)
+    written = bytearray(pcap.stream(S2C))
+    for d, start, stop in pcap.masks:
+        if d == S2C:
+            written[start:stop] = b"*" * (stop - start)
+    masked = CONFIG_REPLY[:cut].replace(PASSWORD[:cut - 27], b"*" * (cut - 27))
+    assert bytes(written) == masked
+    assert view_stream(view.capture, S2C) == masked
