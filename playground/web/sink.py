@@ -311,6 +311,7 @@ class WebSink:
             return reads
         settled, kept = [], []
         reached = {}  # (pair, direction) -> the stream offset its reads reached
+        ends = {}  # (pair, direction) -> the stream offset its stored bytes reach
         for read in reads:
             key = read[:2]
             at = late.get(key)
@@ -319,7 +320,7 @@ class WebSink:
                 continue
             offset = reached.get(key)
             if offset is None:
-                offset = self.capture.stream_end(*key)
+                offset = ends[key] = self.capture.stream_end(*key)
             pair, direction, data, now = read
             end = reached[key] = offset + len(data)
             if end <= at:
@@ -330,8 +331,9 @@ class WebSink:
                 settled.append((pair, direction, data[:at - offset], now))
                 kept.append((pair, direction, data[at - offset:], now))
         over = {key for key in late if reached.get(key, 0) - late[key] > self.max_held}
-        for key in over:  # the bound: no more holding; masked as a secret would be
-            self.capture.mask(*key, late[key], reached[key])
+        for key in over:  # the bound: no more holding; masked as a secret would be (what is
+            # stored from there on went out masked before, or settled)
+            self.capture.mask(*key, max(late[key], ends[key]), reached[key])
         if over:
             settled += [read for read in kept if read[:2] in over]
             kept = [read for read in kept if read[:2] not in over]

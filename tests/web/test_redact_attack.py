@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from playground.codec.encoder import encode_command as cmd
-from playground.decode.chain import Chain
+from playground.decode.chain import MAX_HELD, Chain
 from playground.web.capture import Capture
 from playground.web.sink import QUEUE_LIMIT, READ_COST, RECORD_COST, WebSink
 from tests.support.chain import SUMMARY, FakePcap, ListSink, pair
@@ -148,3 +148,25 @@ def test_a_config_get_answer_cut_by_the_end_is_masked_in_the_view_and_the_pcap(e
     masked = CONFIG_REPLY[:cut].replace(PASSWORD[:cut - 27], b"*" * (cut - 27))
     assert bytes(written) == masked
     assert view_stream(view.capture, S2C) == masked
+
+
+def test_a_password_beyond_the_bound_is_masked_once_not_at_every_batch():
+    """Past the hold-back's bound every batch of the password goes out masked; the bytes
+    masked before are not overwritten again (a 64 MiB AUTH would cost the proxy seconds)."""
+    view, chain = view_chain()
+    ranges = []
+    mask = view.capture.mask
+
+    def counted(pair_id, direction, start, end):
+        ranges.append((start, end))
+        return mask(pair_id, direction, start, end)
+
+    view.capture.mask = counted
+    size = 3 * MAX_HELD
+    chain.data(1, C2S, b"*2\r\n$4\r\nAUTH\r\n$%d\r\n" % size, 1.0)
+    piece = b"P" * (64 * 1024)
+    for _ in range(size // len(piece)):
+        chain.data(1, C2S, piece, 2.0)
+        view.flush()  # a reader between the reads
+    assert b"P" * 64 not in view_stream(view.capture)
+    assert sum(end - start for start, end in ranges) <= size + 2 * MAX_HELD
