@@ -170,3 +170,19 @@ def test_a_password_beyond_the_bound_is_masked_once_not_at_every_batch():
         view.flush()  # a reader between the reads
     assert b"P" * 64 not in view_stream(view.capture)
     assert sum(end - start for start, end in ranges) <= size + 2 * MAX_HELD
+
+
+def test_a_connection_evicted_while_its_auth_is_kept_back_leaves_nothing_behind():
+    view, chain = view_chain(max_connections=2)
+    frame = FRAMING[0]
+    chain.data(1, C2S, frame[:24], 1.0)
+    assert view_stream(view.capture) == b"" and view.kept  # the API reads: kept back
+    for p in (2, 3):  # the view keeps the last two
+        chain.pair_opened(pair(p), 2.0)
+        chain.data(p, C2S, cmd(b"PING"), 2.0)
+    chain.data(1, C2S, frame[24:], 3.0)  # the parser gives up on the evicted connection's AUTH
+    chain.pair_closed(1, SUMMARY, 4.0)
+    assert view.capture.get(1) is None and view.kept == []
+    assert view.unstored(1, C2S) is None
+    for p in (2, 3):
+        assert b"".join(c.data for c in view.capture.stream(p)) == cmd(b"PING")
