@@ -114,10 +114,12 @@ class PairState:
         self.hex_view()
 
     def early(self, direction):
-        """``(offset, bytes)`` the pcap hold-back still has of ``direction`` (before the chunk
-        being decoded), or None."""
+        """``(offset, bytes)`` the byte consumer has not had yet of ``direction`` (before the
+        chunk being decoded): what the pcap hold-back still has, or what a ``settles_later``
+        consumer has not stored (its ``unstored``); or None."""
         if self.held is None:
-            return None
+            chain = self.chain
+            return chain.pcap.unstored(self.id, direction) if chain._later else None
         return self.pcap_off[direction], bytes(self.held[direction])
 
     def hex_view(self):
@@ -357,6 +359,9 @@ class Chain:
         st = self.pairs.get(pair_id)
         if st is None:
             return
+        # the decoder's end may forget what it waited on (a CONFIG GET's answer): what it had
+        # not settled before is scanned too
+        before = self._unsettled(st, direction) if self.pcap is not None else None
         if st.decoder is None and st.detector is not None:
             self.guarded(st, direction, now, self._decide, st, st.detector.finish(), now)
         if st.decoder is not None:
@@ -366,15 +371,19 @@ class Chain:
         self.emit(R.HalfClose(pair_id, now, direction))
         if self.pcap is not None:
             if st.held is not None:
-                self._release(st, direction, b"", now, everything=True)
+                self._release(st, direction, b"", now, everything=True, before=before)
             elif self._later:
-                self._end_later(st, direction)
+                self._end_later(st, direction, before)
             self.pcap.half_closed(pair_id, direction, now)
 
     def pair_closed(self, pair_id, summary, now):
-        st = self.pairs.pop(pair_id, None)
+        st = self.pairs.get(pair_id)
         if st is None:
             return
+        if not self._later:
+            del self.pairs[pair_id]
+        before = {d: self._unsettled(st, d) for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT)} if (
+            self.pcap is not None) else None  # as in half_closed
         if st.decoder is None and st.detector is not None and st.detector.pending:
             self.guarded(st, None, now, self._decide, st, st.detector.finish(), now)
         if st.decoder is not None:
@@ -387,10 +396,13 @@ class Chain:
         if self.pcap is not None:
             if st.held is not None:
                 for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
-                    self._release(st, d, b"", now, everything=True)
+                    self._release(st, d, b"", now, everything=True, before=before[d])
             elif self._later:
                 for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT):
-                    self._end_later(st, d)
+                    self._end_later(st, d, before[d])
+                # asked about (``unsettled``) until here: storing one direction's end must
+                # not take the other's kept-back bytes for settled
+                del self.pairs[pair_id]
             self.pcap.pair_closed(pair_id, summary, now)
         # The decoders point back at st: break the cycle, so their buffers go now, not when
         # the cyclic GC runs.
@@ -447,8 +459,10 @@ class Chain:
         self.emit(R.Detected(st.id, now, proto, forced))
 
     # -- pcap hold-back --------------------------------------------------------------------
-    def _release(self, st, direction, data, now, everything=False):
-        """Pass to the pcap sink what the decoder has settled; hold the rest (bounded)."""
+    def _release(self, st, direction, data, now, everything=False, before=None):
+        """Pass to the pcap sink what the decoder has settled; hold the rest (bounded).
+        ``everything``: the direction ends; ``before``: what was unsettled before the
+        decoder's end (``_unsettled``)."""
         held = st.held[direction]
         settled = None
         if everything and not (held and self.redact):
@@ -461,6 +475,8 @@ class Chain:
             settled = st.pcap_off[direction]  # undecided: hold (bounded by the detector)
         start = st.pcap_off[direction]
         if everything:
+            if before is not None and held and self.redact:
+                settled = before if settled is None else min(settled, before)
             if settled is not None and settled < start + len(held):
                 self._unsettled_end(st, direction, max(settled, start), held, start)
             settled = None
@@ -514,10 +530,13 @@ class Chain:
             return None
         return settled if settled is not None and settled < st.offsets[direction] else None
 
-    def _end_later(self, st, direction):
-        """``direction`` ends (FIN, close): bytes the decoder never settled go to the
-        consumer's ``unsettled_end`` with the line scanner (as ``_unsettled_end``)."""
+    def _end_later(self, st, direction, before=None):
+        """``direction`` ends (FIN, close): bytes the decoder never settled (``before``: what
+        was unsettled before its end) go to the consumer's ``unsettled_end`` with the line
+        scanner (as ``_unsettled_end``)."""
         at = self._unsettled(st, direction)
+        if before is not None:
+            at = before if at is None else min(at, before)
         if at is not None:
             self.pcap.unsettled_end(st.id, direction, at, credential_from)
 

@@ -208,6 +208,8 @@ class LineSecrets:
             return _ACL_ERROR.pattern.startswith(tail[:38]) or (
                 _ACL_ERROR.match(tail) is not None)
         head = tail.lstrip(_LEAD)
+        if head[-1:] == b"\r":  # the line's CR, its LF in the next read: not the word's
+            head = head[:-1]
         if not head or head[:1] in (b'"', b"'"):
             return True  # blank so far, or a quoted first word: wait for the line
         word = _WORD.match(head).group()

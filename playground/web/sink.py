@@ -23,7 +23,8 @@ Batches: on the proxy's hot path a record or a read is only queued (an append an
 ``flush`` stores the queue at once: a connection's unpipelined exchanges of the batch become one
 segment (one ``marshal``), their latencies are counted together (``Latency.ones``), the reads go
 in per connection (``Capture.add_reads``). It runs when the queue holds ``QUEUE_LIMIT`` (what a
-record and a read hold, counted: bounded memory, bounded work per call), and before anything
+record and a read hold, counted: bounded memory, bounded work per call; when a record fills it,
+the records alone: the chain is decoding a read then, see ``_flush_records``), and before anything
 reads the capture or the pictures or changes what must come after the queued (a mask, a FIN, a
 close: ``Capture.before_read``, ``Latency.before_read``), so every answer is as live as before
 and a mask reaches every byte before it can be served.
@@ -228,14 +229,14 @@ class WebSink:
             self.records.append(record)
             self.queued += RECORD_COST * len(record.commands) if kind is _RUN else RECORD_COST
         if self.queued > QUEUE_LIMIT:
-            self.flush()
+            self._flush_records()
 
     def emit_many(self, records) -> None:
         self.records += records
         runs = sum(len(r.commands) - 1 for r in records if type(r) is _RUN)
         self.queued += RECORD_COST * (len(records) + runs)
         if self.queued > QUEUE_LIMIT:
-            self.flush()
+            self._flush_records()
 
     def data(self, pair_id: int, direction: str, data: bytes, now: float) -> None:
         """Bytes the chain forwarded (after its hold-back): queued, stored at the flush."""
@@ -265,6 +266,18 @@ class WebSink:
                 self.capture.add_reads(reads)
         except Exception:
             self.log.failure("web view: cannot store {n} read(s); dropped", n=len(reads))
+
+    def _flush_records(self) -> None:
+        """The queue is full at a record: the records are stored, the reads wait for the next
+        ``flush`` (``data``'s, a reader's). A record comes while the chain decodes a read, when
+        what it says is settled may be in flux (a RESP decoder giving up on a frame has not
+        had its fallback search the frame yet)."""
+        records, self.records = self.records, []
+        self.queued = sum(READ_COST + 2 * len(read[2]) for read in self.reads)
+        try:
+            self._store(records)
+        except Exception:
+            self.log.failure("web view: cannot store {n} record(s); dropped", n=len(records))
 
     # -- the hold-back per batch (the chain's ``settles_later``) ----------------------------------
     settles_later = True  # the chain hands every read at once when the view is its only consumer
@@ -298,6 +311,7 @@ class WebSink:
             return reads
         settled, kept = [], []
         reached = {}  # (pair, direction) -> the stream offset its reads reached
+        ends = {}  # (pair, direction) -> the stream offset its stored bytes reach
         for read in reads:
             key = read[:2]
             at = late.get(key)
@@ -306,7 +320,7 @@ class WebSink:
                 continue
             offset = reached.get(key)
             if offset is None:
-                offset = self.capture.stream_end(*key)
+                offset = ends[key] = self.capture.stream_end(*key)
             pair, direction, data, now = read
             end = reached[key] = offset + len(data)
             if end <= at:
@@ -317,28 +331,46 @@ class WebSink:
                 settled.append((pair, direction, data[:at - offset], now))
                 kept.append((pair, direction, data[at - offset:], now))
         over = {key for key in late if reached.get(key, 0) - late[key] > self.max_held}
-        for key in over:  # the bound: no more holding; masked as a secret would be
-            self.capture.mask(*key, late[key], reached[key])
+        for key in over:  # the bound: no more holding; masked as a secret would be (what is
+            # stored from there on went out masked before, or settled)
+            self.capture.mask(*key, max(late[key], ends[key]), reached[key])
         if over:
             settled += [read for read in kept if read[:2] in over]
             kept = [read for read in kept if read[:2] not in over]
         self.kept = kept
         return settled
 
+    def unstored(self, pair_id: int, direction: str) -> tuple[int, bytes] | None:
+        """``(stream offset, bytes)`` of ``direction`` handed over and not stored yet (kept
+        back or queued), or None when the view does not store the connection: what a decoder
+        that gives up on a frame searches for secrets from the frame's start
+        (``PairState.early``)."""
+        if pair_id not in self.capture.connections:
+            return None
+        key = (pair_id, direction)
+        data = b"".join([read[2] for read in self.kept if read[:2] == key]
+                        + [read[2] for read in self.reads if read[:2] == key])
+        return self.capture.stream_end(pair_id, direction), data
+
     def unsettled_end(self, pair_id: int, direction: str, at: int, find) -> None:
         """The chain's ``direction`` ended (FIN, close) with bytes from stream offset ``at`` on
         that the decoder never settled: stored now, masked from the first credential the
-        chain's line scanner ``find(offset, data)`` finds in them (as its hold-back does)."""
+        chain's line scanner ``find(offset, data)`` finds in them (as its hold-back does). The
+        mask is registered before they are stored: storing them may make the capture's bound
+        evict the connection's oldest bytes, the credential's start with them."""
         self.flush()
         key = (pair_id, direction)
         mine = [read for read in self.kept if read[:2] == key]
         if mine:
             self.kept = [read for read in self.kept if read[:2] != key]
-            self.capture.add_reads(mine)
         offset, tail = self.capture.stream_from(pair_id, direction, at)
+        if mine:
+            tail += b"".join([read[2] for read in mine])
         first = find(offset, tail) if tail else None
         if first is not None:
             self.capture.mask(pair_id, direction, first, offset + len(tail))
+        if mine:
+            self.capture.add_reads(mine)
 
     def _store(self, records: list) -> None:
         """The queued records in order, a connection's unpipelined exchanges gathered (their
