@@ -428,13 +428,7 @@ class Capture:
         if c is None or not data:
             return
         cost = self._append(c, direction, data, now)
-        if c.cost == 0:
-            self._holding[pair] = None
-        c.cost += cost
-        self.bytes += cost
-        self.seq = c.seq = self.seq + 1
-        if self.bytes > self.max_bytes:
-            self._bound()
+        self._charge(c, cost)
 
     def _append(self, c: Connection, direction: str, data: bytes, now: float) -> int:
         """``data`` stored (masked where a range registered ahead of it says): its cost."""
@@ -489,13 +483,7 @@ class Capture:
                 cost = self._append_many(c, group)
             if not cost:
                 continue
-            if c.cost == 0:
-                self._holding[pair] = None
-            c.cost += cost
-            self.bytes += cost
-            self.seq = c.seq = self.seq + 1
-            if self.bytes > self.max_bytes:
-                self._bound()
+            self._charge(c, cost)
         reads.clear()
 
     @staticmethod
@@ -633,14 +621,7 @@ class Capture:
         c.exchange_count = first - 1 + count
         if errors:
             c.error_count += errors
-        if c.cost == 0:
-            self._holding[pair] = None
-        c.cost += cost
-        self.bytes += cost
-        self.seq += 1
-        c.seq = self.seq
-        if self.bytes > self.max_bytes:
-            self._bound()
+        self._charge(c, cost)
 
     def add_rows(self, pair: int, now: float, kind: str, segment: bytes, count: int = 1,
                  errors: int = 0) -> None:
@@ -670,15 +651,9 @@ class Capture:
         if errors:
             rows.errors += errors
             c.error_count += errors
-        if c.cost == 0:
-            self._holding[pair] = None
-        c.cost += cost
-        self.bytes += cost
-        self.seq = c.seq = self.seq + 1
         if rows.count >= MAX_ROWS:
             self._seal(c)
-        if self.bytes > self.max_bytes:
-            self._bound()
+        self._charge(c, cost)
 
     @staticmethod
     def _seal(c: Connection) -> None:
@@ -731,6 +706,14 @@ class Capture:
             self._holding[c.id] = None
         c.cost += cost
         self.bytes += cost
+
+    def _charge(self, c: Connection, cost: int) -> None:
+        """What a new record or read of ``c`` costs counted, the change numbered, and the
+        bound kept."""
+        self._add_cost(c, cost)
+        self.seq = c.seq = self.seq + 1
+        if self.bytes > self.max_bytes:
+            self._bound()
 
     def _bound(self) -> None:
         """Evict the oldest stored things until the total is within ``max_bytes`` (from 1 MiB

@@ -403,6 +403,12 @@ class WebSink:
         if timed[0]:
             self.latency.ones(*timed[:4], errors=timed[4])
 
+    def _one_by_one(self, pair, records: list) -> None:
+        """A connection's unpipelined exchanges each stored through ``_one``."""
+        one = self._one
+        for r in records:
+            one(pair, r.ts, r.command, r.reply, r.latency)
+
     def _ones(self, pair, records: list, timed: list) -> None:
         """A connection's unpipelined exchanges of a batch, in order: one segment of rows,
         its columns ``marshal``led at once (``_segment_rows``), the replies as ``_stored``
@@ -411,9 +417,7 @@ class WebSink:
         ``_one`` says), goes one by one through ``_one``, and so do fewer than ``_FEW``
         exchanges (a short connection's, a batch a reader cut short)."""
         if len(records) < _FEW:  # a segment's own costs would not pay
-            one = self._one
-            for r in records:
-                one(pair, r.ts, r.command, r.reply, r.latency)
+            self._one_by_one(pair, records)
             return
         replies = list(map(_REPLY, records))
         kinds = set(map(type, replies))
@@ -435,9 +439,7 @@ class WebSink:
             small = False
         if not small or (sum(map(len, _flat(commands))) > _ROW_LIMIT and  # rarely: each one
                          max(map(sum, map(map, repeat(len), commands))) > _ROW_LIMIT):
-            one = self._one
-            for r in records:
-                one(pair, r.ts, r.command, r.reply, r.latency)
+            self._one_by_one(pair, records)
             return
         stamps = list(map(_TS, records))
         latencies = list(map(_LATENCY, records))
