@@ -1,10 +1,12 @@
 """Driving the decoder chain without a proxy: a list sink, a fake pcap sink, a pair's description,
-a closing summary, and the console and JSON renderings of what a sink received."""
+a closing summary, the console and JSON renderings of what a sink received, and the byte streams
+the pcap's hold-back and the web view give of pair 1."""
 
 from __future__ import annotations
 
 import json
 
+from playground.decode.chain import Chain
 from playground.decode.records import to_json
 from playground.proxy.observer import Endpoint, PairInfo
 from playground.sinks.console import ConsoleFormatter
@@ -80,3 +82,28 @@ OK = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nSet-Cookie: sid=s3cr3t-set\r\n"
     b"Content-Length: 2\r\n\r\n{}"
 )
+
+
+def masked_pcap_streams(calls, decode) -> tuple[dict, int]:
+    """What the pcap's per-read hold-back gives of pair 1 for ``calls`` (``(direction, data)``,
+    then the close), masks applied: direction -> bytes, and the bytes the chain counted as
+    leaked (released before their mask)."""
+    pcap = FakePcap()
+    chain = Chain([ListSink()], pcap=pcap, decode=decode)
+    chain.pair_opened(pair(), 0.0)
+    for i, (d, data) in enumerate(calls):
+        chain.data(1, d, data, float(i + 1))
+    chain.pair_closed(1, SUMMARY, 100.0)
+    out = {}
+    for d in (C2S, S2C):
+        data = bytearray(pcap.stream(d))
+        for md, start, end in pcap.masks:
+            if md == d:
+                data[start:end] = b"*" * (end - start)
+        out[d] = bytes(data)
+    return out, chain.leaked
+
+
+def view_stream(capture, direction: str = C2S) -> bytes:
+    """The bytes of pair 1's ``direction`` a web view's ``Capture`` serves."""
+    return b"".join(c.data for c in capture.stream(1) if c.direction == direction)

@@ -11,7 +11,7 @@ from playground.codec.encoder import encode_command as cmd
 from playground.decode.chain import MAX_HELD, Chain
 from playground.web.capture import Capture
 from playground.web.sink import QUEUE_LIMIT, READ_COST, RECORD_COST, WebSink
-from tests.support.chain import SUMMARY, FakePcap, ListSink, pair
+from tests.support.chain import SUMMARY, FakePcap, ListSink, masked_pcap_streams, pair, view_stream
 
 pytestmark = pytest.mark.pure
 
@@ -21,21 +21,7 @@ PASSWORD = b"hunter2-secret"
 
 def pcap_stream(calls, decode, direction=C2S):
     """What the pcap's per-read hold-back gives of ``direction``, masks applied."""
-    pcap = FakePcap()
-    chain = Chain([ListSink()], pcap=pcap, decode=decode)
-    chain.pair_opened(pair(), 0.0)
-    for i, (d, data) in enumerate(calls):
-        chain.data(1, d, data, float(i + 1))
-    chain.pair_closed(1, SUMMARY, 100.0)
-    data = bytearray(pcap.stream(direction))
-    for md, start, end in pcap.masks:
-        if md == direction:
-            data[start:end] = b"*" * (end - start)
-    return bytes(data)
-
-
-def view_stream(capture: Capture, direction: str = C2S) -> bytes:
-    return b"".join(c.data for c in capture.stream(1) if c.direction == direction)
+    return masked_pcap_streams(calls, decode)[0][direction]
 
 
 def view_chain(decode="resp", **capture):

@@ -13,7 +13,7 @@ from playground.codec.encoder import encode_command as cmd
 from playground.decode.chain import MAX_HELD, Chain
 from playground.web.capture import Capture
 from playground.web.sink import WebSink
-from tests.support.chain import GET, OK, SUMMARY, FakePcap, ListSink, pair
+from tests.support.chain import GET, OK, SUMMARY, FakePcap, masked_pcap_streams, pair, view_stream
 
 pytestmark = pytest.mark.pure
 
@@ -32,29 +32,6 @@ TEXT = [(C2S, b"HELO x\r\n"), (C2S, b"AUTH PLAIN c2VjcmV0LXRleHQ=\r\n"), (S2C, b
 SECRETS = (b"hunter2", b"pw-secret", b"s3cr3t", b"c2VjcmV0")
 
 
-def pcap_streams(calls, decode):
-    """What the pcap's per-read hold-back gives, masks applied: direction -> bytes."""
-    pcap = FakePcap()
-    chain = Chain([ListSink()], pcap=pcap, decode=decode)
-    chain.pair_opened(pair(), 0.0)
-    for i, (d, data) in enumerate(calls):
-        chain.data(1, d, data, float(i + 1))
-    chain.pair_closed(1, SUMMARY, 100.0)
-    assert chain.leaked == 0
-    out = {}
-    for d in (C2S, S2C):
-        data = bytearray(pcap.stream(d))
-        for md, start, end in pcap.masks:
-            if md == d:
-                data[start:end] = b"*" * (end - start)
-        out[d] = bytes(data)
-    return out
-
-
-def view_stream(capture: Capture, direction: str) -> bytes:
-    return b"".join(c.data for c in capture.stream(1) if c.direction == direction)
-
-
 def split(messages, cuts):
     """The messages' bytes in order, each direction's run cut at ``cuts`` (positions)."""
     calls = []
@@ -71,7 +48,8 @@ def split(messages, cuts):
 def test_the_view_alone_shows_at_every_moment_a_prefix_of_the_masked_pcap(case, cuts, reads):
     decode, messages = case
     calls = split(messages, cuts)
-    expected = pcap_streams(calls, decode)
+    expected, leaked = masked_pcap_streams(calls, decode)
+    assert leaked == 0
     view = WebSink(Capture())
     chain = Chain([view], pcap=view, decode=decode)
     assert view.unsettled is not None  # settled per batch, not per read
@@ -109,7 +87,8 @@ def test_an_unfinished_auth_is_kept_back_until_it_is_complete():
                                         b"AUTH hunter2-sec"])
 def test_an_auth_never_finished_is_scanned_at_the_end(end, unfinished):
     calls = [(C2S, cmd(b"PING")), (S2C, b"+PONG\r\n"), (C2S, unfinished)]
-    expected = pcap_streams(calls, "resp")
+    expected, leaked = masked_pcap_streams(calls, "resp")
+    assert leaked == 0
     assert b"hunter2" not in expected[C2S]
     view = WebSink(Capture())
     chain = Chain([view], pcap=view, decode="resp")
