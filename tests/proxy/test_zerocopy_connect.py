@@ -19,7 +19,7 @@ import pytest_twisted
 from twisted.internet import defer, endpoints, error, protocol, tcp
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 
 from playground.proxy import zerocopy
 from playground.proxy.splice import ProxyFactory
@@ -216,14 +216,6 @@ class Client(protocol.Protocol):
 class Echo(protocol.Protocol):
     def dataReceived(self, data):
         self.transport.write(data)
-
-
-@pytest.fixture
-def logged():
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def texts(events) -> list[str]:

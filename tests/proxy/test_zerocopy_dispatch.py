@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import select
 import socket
+import time
 
 import pytest
 from twisted.internet import error
@@ -143,6 +144,24 @@ def turns(d: zerocopy._Dispatcher, until, limit: int = 100) -> int:
     raise AssertionError(f"not done after {limit} turns")
 
 
+def received(p: Spliced, d: zerocopy._Dispatcher, size: int, bufsize: int = 1 << 16,
+             limit: float = 30.0) -> bytearray:
+    """The first ``size`` bytes the test's server socket receives, the dispatcher run as the
+    reactor would while they come; at most ``limit`` seconds."""
+    got = bytearray()
+    deadline = time.monotonic() + limit
+    while len(got) < size:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(got)} of {size} bytes after {limit} s")
+        try:
+            got += p.server.recv(bufsize)
+        except TimeoutError:
+            pass
+        if ready(d, 0.01):
+            d.doRead()
+    return got
+
+
 def test_one_reactor_reader_for_every_spliced_socket(reactor, spliced):
     """Three pairs, six sockets: the reactor watches one fd (the dispatcher's), not six; once
     the last pair stops, still that one (idle, never readable: not added and removed per pair)."""
@@ -183,8 +202,11 @@ def test_at_most_events_per_turn_the_rest_next_turn(reactor, spliced, monkeypatc
     waiting = select.epoll()
     for p in pairs:  # every proxy-side client socket has its bytes before the first turn
         waiting.register(p.pair.client.transport.fileno(), select.EPOLLIN)
-    while len(waiting.poll(5)) < 4:
-        pass
+    for _ in range(100):
+        if len(waiting.poll(5)) == 4:
+            break
+    else:
+        raise AssertionError("the proxy's client sockets never all had their bytes")
     waiting.close()
     assert ready(d)
     d.doRead()
@@ -220,14 +242,7 @@ def test_backpressure_holds_at_most_a_pipe_then_delivers_everything(reactor, spl
     assert c2s.size == zerocopy._pipe_size
     assert 0 < c2s.pending <= c2s.size
     assert sent < 64 << 20
-    got = bytearray()
-    while len(got) < sent:
-        try:
-            got += p.server.recv(1 << 20)
-        except TimeoutError:
-            pass
-        if ready(d, 0):
-            d.doRead()
+    got = received(p, d, sent, 1 << 20)
     assert len(got) == sent == p.pair.client.nbytes
     assert got == (block * (sent // len(block) + 1))[:sent]
     assert cleg.reading and not sleg.writing
@@ -263,14 +278,7 @@ def test_a_pipe_full_of_small_reads_stops_the_reads_without_spinning(reactor, sp
         d.doRead()
     else:
         raise AssertionError("the dispatcher never went quiet: reading a full pipe's source")
-    got = bytearray()
-    while len(got) < len(sent):
-        try:
-            got += p.server.recv(1 << 16)
-        except TimeoutError:
-            pass
-        if ready(d, 0.01):
-            d.doRead()
+    got = received(p, d, len(sent))
     assert got == sent
 
 
@@ -284,7 +292,9 @@ def test_a_refused_grow_keeps_the_pipe_and_loses_nothing(reactor, spliced, monke
     got = bytearray()
     p.client.setblocking(False)
     sent = 0
+    deadline = time.monotonic() + 30
     while len(got) < 8 << 20:
+        assert time.monotonic() < deadline, f"{len(got)} bytes after 30 s"
         if sent < 8 << 20:
             try:
                 sent += p.client.send(block[: min(len(block), (8 << 20) - sent)])
@@ -412,14 +422,7 @@ def test_a_destination_full_in_the_loop_keeps_the_rest_in_the_pipe(reactor, spli
         if c2s.pending:
             break
     assert c2s.pending and sleg.writing, "part of a read left in the pipe, the server watched"
-    got = bytearray()
-    while len(got) < len(sent):
-        try:
-            got += p.server.recv(1 << 16)
-        except TimeoutError:
-            pass
-        if ready(d, 0.01):
-            d.doRead()
+    got = received(p, d, len(sent))
     assert got == sent
     assert not sleg.writing and cleg.reading and c2s.pending == 0
 
