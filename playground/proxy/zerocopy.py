@@ -230,11 +230,16 @@ def _pipes(n: int = 2) -> list[tuple[int, int]]:
         for _ in range(n):
             made.append(os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC))
     except OSError:
-        for r, w in made:
-            os.close(r)
-            os.close(w)
+        _close_pipes(made)
         raise
     return made
+
+
+def _close_pipes(pipes: list[tuple[int, int]]) -> None:
+    """Close both ends of each of ``pipes`` (what they hold is dropped)."""
+    for r, w in pipes:
+        os.close(r)
+        os.close(w)
 
 
 @implementer(IReadDescriptor)
@@ -594,9 +599,7 @@ class Connector:
 
     def _close(self) -> None:
         if self.pipes is not None:
-            for r, w in self.pipes:
-                os.close(r)
-                os.close(w)
+            _close_pipes(self.pipes)
             self.pipes = None
         if self.sock is not None:
             self.sock.close()
@@ -674,9 +677,7 @@ class UpstreamSocket:
         self.connected = False
         self.disconnecting = True
         if self.pipes is not None:  # never spliced (the client left first)
-            for r, w in self.pipes:
-                os.close(r)
-                os.close(w)
+            _close_pipes(self.pipes)
             self.pipes = None
         self.socket.close()
         self.protocol.connectionLost(reason)
