@@ -446,18 +446,7 @@ class Pair:
         _tune(st)
         self.client.other = st
         f = self.factory
-        if f.splices():
-            self.splicer = zerocopy.start(self)  # None where it does not apply: the path below
-            if self.splicer is not None:
-                if f.idle_timeout:
-                    self._schedule_idle()
-                return
-        ct.registerProducer(st, True)  # a slow client slows the reads from the server
-        st.registerProducer(ct, True)  # a slow server slows the reads from the client
         observed = f.observer is not None
-        direct = twistedprivate.direct_write_supported
-        self.client.__class__ = _VARIANTS[CLIENT, direct(st), observed]
-        server.__class__ = _VARIANTS[SERVER, direct(ct), observed]
         if observed:
             self.info = PairInfo(
                 id=self.id,
@@ -468,6 +457,19 @@ class Pair:
                 upstream_local=_endpoint(st.getHost()),
             )
             f.notify("pair_opened", self.info, self.reactor.seconds())
+        if f.zero_copy and f.toxics is None:
+            # None where it does not apply: the path below. Unobserved: splice(2); observed:
+            # by copy in the same dispatcher, the observer told after each write.
+            self.splicer = zerocopy.start_copy(self) if observed else zerocopy.start(self)
+            if self.splicer is not None:
+                if f.idle_timeout:
+                    self._schedule_idle()
+                return
+        ct.registerProducer(st, True)  # a slow client slows the reads from the server
+        st.registerProducer(ct, True)  # a slow server slows the reads from the client
+        direct = twistedprivate.direct_write_supported
+        self.client.__class__ = _VARIANTS[CLIENT, direct(st), observed]
+        server.__class__ = _VARIANTS[SERVER, direct(ct), observed]
         if f.idle_timeout:
             self._schedule_idle()
         if f.toxics:
@@ -962,9 +964,13 @@ class ProxyFactory(LimitedFactory):
         """Stop reading from ``side`` until the queue drains. The splice's own producer
         registration may resume it earlier (its peer's buffer drained): then its next read
         pauses it again, so the queue grows by a read at most."""
-        if side.pair.lost & _BIT[side.role]:
+        pair = side.pair
+        if pair.lost & _BIT[side.role]:
             return
-        side.transport.pauseProducing()
+        if pair.splicer is not None:  # a copy pair: its leg, never the reactor's reads
+            pair.splicer.hold(side.role, True)
+        else:
+            side.transport.pauseProducing()
         self._paused[id(side)] = side
 
     def _resume_paused(self, everyone: bool = False):
@@ -976,6 +982,10 @@ class ProxyFactory(LimitedFactory):
             del self._paused[key]
             pair = side.pair
             if pair.finished or pair.lost & _BIT[side.role]:
+                continue
+            if pair.splicer is not None:  # a copy pair: read again unless stopped or its
+                if not pair.splicer.stopped:  # destination still has bytes to take
+                    pair.splicer.hold(side.role, False)
                 continue
             if twistedprivate.producer_paused(side.other):
                 continue  # its peer's buffer is full: the peer resumes it when drained

@@ -87,6 +87,7 @@ _splice = getattr(os, "splice", None)
 PIPE_CHUNK = 64 * 1024  # a Linux pipe's default size: what a new pipe holds
 PIPE_SIZE = 1 << 20  # what a pipe a read filled is grown to (F_SETPIPE_SZ)
 READS_PER_TURN = 4  # reads one readable socket may take per reactor turn
+COPY_READ = 64 * 1024  # what one read of a copy direction (an observed pair's) takes at most
 EVENTS_PER_TURN = 256  # ready sockets handled per reactor turn
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 FDS_PER_PAIR = 6  # two sockets, two pipes of two ends each
@@ -123,6 +124,24 @@ def start(pair) -> Splicer | None:
         return None
     pipes = _pipes_or_none()
     return None if pipes is None else Splicer(pair, pipes)
+
+
+def start_copy(pair) -> Splicer | None:
+    """Forward observed ``pair`` (just connected, the client still paused) by copy in the
+    dispatcher (``_CopyDirection``: no pipes, the observer told after each send); None when
+    that does not apply to it (the caller takes the ordinary path; the reason is logged once)."""
+    ct, st = pair.client.transport, pair.server.transport
+    if not hasattr(select, "epoll"):
+        _once("platform-copy", "proxy: no epoll on this platform: observed pairs forward "
+                               "through Twisted")
+        return None
+    if not (_plain_tcp(ct) and _plain_tcp(st)):
+        _once("transport-copy", "proxy: a TLS or UNIX leg: its observed pairs forward through "
+                                "Twisted, not in the zero-copy dispatcher")
+        return None
+    _once("copy", "proxy: observed plain pairs forward by copy in the zero-copy dispatcher "
+                  "(--no-zero-copy turns it off)")
+    return Splicer(pair, None)
 
 
 def _pipes_or_none() -> list[tuple[int, int]] | None:
@@ -487,6 +506,10 @@ class _Direction:
         except OSError:
             self.size = _pipe_size  # not asked again
 
+    def close(self) -> None:
+        os.close(self.rfd)  # what the pipe holds is dropped
+        os.close(self.wfd)
+
     def drain(self):
         pending = self.pending
         while pending:
@@ -510,6 +533,111 @@ class _Direction:
             self.splicer.passed_fin(self)
         else:
             self.src.want_read(True)
+
+
+class _CopyDirection:
+    """An observed pair's way: bytes read from ``src`` into Python (``os.read``, at most
+    ``COPY_READ``), written to ``dst`` at once (``os.write``, non-blocking), then handed to the
+    pair's observer (``factory.observe_data``, after the write: decoding never holds forwarding
+    back); counted on ``side.nbytes``. What ``dst`` did not take is kept (``buf`` from ``off``),
+    ``dst`` watched for writability and ``src`` not read until it is written: a slow reader holds
+    at most one read per direction here. ``held``: the observer's backpressure stopped the reads
+    (``Splicer.hold``); they start again only once it lets go and nothing is kept."""
+
+    __slots__ = ("splicer", "side", "src", "dst", "buf", "off", "fin", "held", "observe")
+    pending = True  # never a pipe: the dispatcher's in-line splice passes its events to read()
+
+    def __init__(self, splicer: Splicer, side, src: _Leg, dst: _Leg, observe):
+        self.splicer = splicer
+        self.side = side
+        self.src = src
+        self.dst = dst
+        self.buf: bytes | None = None  # what dst has not taken yet, from off
+        self.off = 0
+        self.fin = False  # the source sent FIN
+        self.held = False  # paused by the observer's backpressure
+        self.observe = observe  # factory.observe_data(side, data)
+
+    def read(self):
+        """Up to ``READS_PER_TURN`` reads, each written on at once, then observed; the reads
+        stop when one was short (the socket is empty: the next poll says when it is not), the
+        destination did not take it all, or the observer paused the source."""
+        src = self.src
+        sfd, dfd = src.fd, self.dst.fd
+        side = self.side
+        for _ in range(READS_PER_TURN):
+            try:
+                data = os.read(sfd, COPY_READ)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.splicer.reset(src.role)
+                return
+            n = len(data)
+            if not n:
+                self.fin = True
+                src.want_read(False)
+                if self.buf is None:
+                    self._pass_fin()
+                return
+            side.nbytes += n
+            try:
+                sent = os.write(dfd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self.splicer.reset(self.dst.role)
+                return
+            if sent != n:
+                self.buf = data
+                self.off = sent
+                self.dst.want_write(True)
+                src.want_read(False)
+            self.observe(side, data)  # may pause the source (hold)
+            if n < COPY_READ or not src.reading:
+                return
+
+    def drain(self):
+        """The destination is writable (or failed): write what it did not take; all written,
+        read the source again (unless the observer holds it) or pass its FIN on."""
+        buf = self.buf
+        if buf is not None:
+            off = self.off
+            try:
+                off += os.write(self.dst.fd, memoryview(buf)[off:])
+            except BlockingIOError:
+                return
+            except OSError:
+                self.splicer.reset(self.dst.role)
+                return
+            if off < len(buf):
+                self.off = off
+                return
+            self.buf = None
+        self.dst.want_write(False)
+        if self.fin:
+            self._pass_fin()
+        elif not self.held:
+            self.src.want_read(True)
+
+    def hold(self, on: bool) -> None:
+        """The observer's backpressure on the source: stop its reads (``on``) or let them go
+        on (unless bytes are still kept: then the drain starts them)."""
+        self.held = on
+        if not (self.fin or self.buf is not None or self.splicer.stopped):
+            self.src.want_read(not on)
+
+    def _pass_fin(self) -> None:
+        """Everything read is written: tell the observer of the FIN (as ``Pair._pass_fin``
+        does), then pass it on."""
+        pair = self.splicer.pair
+        if pair.info is not None:
+            pair.factory.notify("half_closed", pair.id, self.side.direction,
+                                pair.reactor.seconds())
+        self.splicer.passed_fin(self)
+
+    def close(self) -> None:
+        self.buf = None  # what it kept is dropped, as a pipe's bytes are
 
 
 class Connector:
@@ -684,7 +812,8 @@ class UpstreamSocket:
 
 
 class Splicer:
-    """The zero-copy state of one pair: a leg per socket, a direction per way."""
+    """The zero-copy state of one pair: a leg per socket, a direction per way: through a pipe
+    each (``pipes``: spliced), or by copy (``pipes`` None: an observed pair, ``start_copy``)."""
 
     __slots__ = ("pair", "legs", "directions", "stopped")
 
@@ -699,8 +828,13 @@ class Splicer:
         dispatcher = _dispatcher(ct.reactor)
         cleg = _Leg(self, ct, client.role, dispatcher)
         sleg = _Leg(self, st, server.role, dispatcher)
-        c2s = _Direction(self, client, cleg, sleg, pipes[0])
-        s2c = _Direction(self, server, sleg, cleg, pipes[1])
+        if pipes is None:
+            observe = pair.factory.observe_data
+            c2s = _CopyDirection(self, client, cleg, sleg, observe)
+            s2c = _CopyDirection(self, server, sleg, cleg, observe)
+        else:
+            c2s = _Direction(self, client, cleg, sleg, pipes[0])
+            s2c = _Direction(self, server, sleg, cleg, pipes[1])
         cleg.out, cleg.into = c2s, s2c
         sleg.out, sleg.into = s2c, c2s
         self.legs = (cleg, sleg)
@@ -724,8 +858,13 @@ class Splicer:
                 leg.want_read(False)
                 leg.want_write(False)
         for d in self.directions:
-            os.close(d.rfd)
-            os.close(d.wfd)
+            d.close()
+
+    def hold(self, role: str, on: bool) -> None:
+        """The observer's backpressure on ``role``'s reads (a copy pair's: ``ProxyFactory._pause``
+        and ``_resume_paused``), in place of the transport's ``pauseProducing`` and
+        ``resumeProducing`` (which would give the socket back to the reactor)."""
+        self.directions[0 if role == self.legs[0].role else 1].hold(on)
 
     def passed_fin(self, direction: _Direction) -> None:
         """``direction``'s source sent FIN and the pipe is drained: half-close the other socket;

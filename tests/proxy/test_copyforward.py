@@ -1,0 +1,535 @@
+"""An observed pair forwarded by copy in the zero-copy dispatcher (``zerocopy._CopyDirection``):
+its bytes go through Python (read, written on at once, then handed to the observer), its
+sockets out of the reactor as a spliced pair's are.
+
+Real sockets on 127.0.0.1, on the reactor pytest-twisted runs: the proxy is a ``ProxyFactory``
+of the test's own with a recording observer; its peers are plain blocking sockets in threads
+(the upstream's accept and the client), so the test's reactor thread only waits (``until``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+import pytest_twisted
+
+from playground.proxy import zerocopy
+from playground.proxy.observer import CLIENT_TO_SERVER as C2S
+from playground.proxy.observer import SERVER_TO_CLIENT as S2C
+from playground.proxy.splice import ProxyFactory
+from tests.support.waiting import until
+
+pytestmark = pytest.mark.real
+
+
+class Recorder:
+    """A ``PairObserver`` that keeps what it is told: the events in order, and per direction
+    the bytes (``keep``) or their count and sha256. ``slow``: seconds each ``data`` takes.
+    ``check``: called on each ``data`` (on the reactor thread)."""
+
+    def __init__(self, keep: bool = True, slow: float = 0.0, check=None):
+        self.keep = keep
+        self.slow = slow
+        self.check = check
+        self.events: list[tuple] = []
+        self.bytes = {C2S: bytearray(), S2C: bytearray()}
+        self.count = {C2S: 0, S2C: 0}
+        self.sha = {C2S: hashlib.sha256(), S2C: hashlib.sha256()}
+        self.infos = []
+
+    def pair_opened(self, pair, now):
+        self.infos.append(pair)
+        self.events.append(("opened",))
+
+    def data(self, pair_id, direction, data, now):
+        if self.slow:
+            time.sleep(self.slow)
+        if self.check is not None:
+            self.check()
+        if self.keep:
+            self.bytes[direction] += data
+        self.count[direction] += len(data)
+        self.sha[direction].update(data)
+        if not self.events or self.events[-1] != ("data", direction):
+            self.events.append(("data", direction))
+
+    def half_closed(self, pair_id, direction, now):
+        self.events.append(("half_closed", direction))
+
+    def pair_closed(self, pair_id, summary, now):
+        self.events.append(("closed", summary["closed_by"], summary["how"],
+                            summary["bytes_c2s"], summary["bytes_s2c"]))
+
+    def outline(self) -> list[tuple]:
+        """The events without the data's interleaving (which depends on timing): opened, the
+        half-closes in order, the close record."""
+        return [e for e in self.events if e[0] != "data"]
+
+
+class Peer(threading.Thread):
+    """``target(*args)`` on a thread; its result or exception kept for ``result()``."""
+
+    def __init__(self, target, *args):
+        super().__init__(daemon=True)
+        self.fn, self.args = target, args
+        self.value = self.error = None
+
+    def run(self):
+        try:
+            self.value = self.fn(*self.args)
+        except BaseException as e:  # reported by result()
+            self.error = e
+
+    def result(self):
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def recv_all(sock: socket.socket, timeout: float = 30.0) -> bytes:
+    sock.settimeout(timeout)
+    chunks = []
+    while chunk := sock.recv(1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def outcome(sock: socket.socket, timeout: float = 10.0) -> str:
+    """How the peer ended the connection: "eof" or "reset" (bytes before are read and dropped)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(1 << 16):
+            pass
+    except ConnectionResetError:
+        return "reset"
+    return "eof"
+
+
+def rst(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+class EveryPair(dict):
+    """``factory.pairs`` that also keeps every pair it was given (``all``), closed ones too."""
+
+    def __init__(self):
+        super().__init__()
+        self.all = []
+
+    def __setitem__(self, key, pair):
+        self.all.append(pair)
+        super().__setitem__(key, pair)
+
+
+class Proxied:
+    """An upstream listener and a proxy (``ProxyFactory`` with ``observer``) before it."""
+
+    def __init__(self, observer, zero_copy: bool = True, **options):
+        from twisted.internet import reactor
+
+        self.upstream = socket.create_server(("127.0.0.1", 0))
+        self.upstream.settimeout(10)
+        self.factory = ProxyFactory(f"127.0.0.1:{self.upstream.getsockname()[1]}",
+                                    observer=observer, zero_copy=zero_copy, **options)
+        self.factory.pairs = EveryPair()
+        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+
+    def connect(self) -> tuple[socket.socket, Peer]:
+        """A client socket connected to the proxy, and a thread accepting the upstream leg."""
+        accepting = Peer(lambda: self.upstream.accept()[0])
+        accepting.start()
+        client = socket.create_connection(("127.0.0.1", self.port.getHost().port), timeout=10)
+        return client, accepting
+
+    def pair(self):
+        """The first pair, open or closed."""
+        return self.factory.pairs.all[0] if self.factory.pairs.all else None
+
+    def close(self):
+        self.upstream.close()
+        return self.port.stopListening()
+
+
+def copy_directions(pair):
+    return pair.splicer is not None and all(
+        type(d) is zerocopy._CopyDirection for d in pair.splicer.directions)
+
+
+def exchange(proxied: Proxied, up: bytes, down: bytes):
+    """Client sends ``up`` then shuts down its write side, while the server sends ``down``; the
+    server reads to EOF, then shuts down too. Returns a thread giving (server got, client got)."""
+
+    def run():
+        client, accepting = proxied.connect()
+        accepting.join(10)
+        server = accepting.result()
+        server.settimeout(30)
+        sender = Peer(server.sendall, down)
+        sender.start()
+        writer = Peer(lambda: (client.sendall(up), client.shutdown(socket.SHUT_WR)))
+        writer.start()
+        got_up = recv_all(server)
+        sender.join(30)
+        sender.result()
+        server.shutdown(socket.SHUT_WR)
+        got_down = recv_all(client)
+        writer.join(30)
+        writer.result()
+        client.close()
+        server.close()
+        return got_up, got_down
+
+    peer = Peer(run)
+    peer.start()
+    return peer
+
+
+@pytest_twisted.inlineCallbacks
+def run_exchange(zero_copy: bool, up: bytes, down: bytes):
+    recorder = Recorder()
+    proxied = Proxied(recorder, zero_copy=zero_copy)
+    seen = []
+    try:
+        peer = exchange(proxied, up, down)
+        yield until(lambda: proxied.pair() is not None or not peer.is_alive(), "the pair")
+        seen.append(proxied.pair())
+        yield until(lambda: not peer.is_alive(), "the exchange", timeout=60)
+        got_up, got_down = peer.result()
+        yield until(lambda: recorder.events and recorder.events[-1][0] == "closed",
+                    "the close record")
+    finally:
+        yield proxied.close()
+    return recorder, seen[0], got_up, got_down
+
+
+@pytest_twisted.inlineCallbacks
+def test_bytes_both_ways_intact_and_observed_in_order_as_on_twisteds_path():
+    up, down = os.urandom(1_500_000), os.urandom(2_000_000)
+    runs = {}
+    for zero_copy in (True, False):
+        recorder, pair, got_up, got_down = yield run_exchange(zero_copy, up, down)
+        assert hashlib.sha256(got_up).digest() == hashlib.sha256(up).digest()
+        assert hashlib.sha256(got_down).digest() == hashlib.sha256(down).digest()
+        assert bytes(recorder.bytes[C2S]) == up and bytes(recorder.bytes[S2C]) == down
+        assert copy_directions(pair) is zero_copy
+        assert pair.client.nbytes == len(up) and pair.server.nbytes == len(down)
+        runs[zero_copy] = recorder
+    assert runs[True].outline() == runs[False].outline() == [
+        ("opened",), ("half_closed", C2S), ("half_closed", S2C),
+        ("closed", "client", "fin", len(up), len(down))]
+    info = runs[True].infos[0]  # made for a copy pair as for one on Twisted's path
+    assert info.server.host == info.client.host == info.upstream_local.host == "127.0.0.1"
+    assert info.listen.port > 0 and info.server.port > 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_half_close_the_server_still_replies_then_eof():
+    recorder = Recorder()
+    proxied = Proxied(recorder)
+
+    def run():
+        client, accepting = proxied.connect()
+        accepting.join(10)
+        server = accepting.result()
+        client.sendall(b"question")
+        client.shutdown(socket.SHUT_WR)
+        asked = recv_all(server, 10)  # up to the client's FIN, passed on
+        server.sendall(b"answer to " + asked)
+        server.close()
+        reply = recv_all(client, 10)
+        client.close()
+        return asked, reply
+
+    peer = Peer(run)
+    try:
+        peer.start()
+        yield until(lambda: proxied.pair() is not None or not peer.is_alive(), "the pair")
+        assert copy_directions(proxied.pair())
+        yield until(lambda: not peer.is_alive(), "the exchange")
+        assert peer.result() == (b"question", b"answer to question")
+        yield until(lambda: recorder.events[-1][0] == "closed", "the close record")
+        assert recorder.outline() == [("opened",), ("half_closed", C2S), ("half_closed", S2C),
+                                      ("closed", "client", "fin", 8, 18)]
+        assert bytes(recorder.bytes[C2S]) == b"question"
+        assert bytes(recorder.bytes[S2C]) == b"answer to question"
+    finally:
+        yield proxied.close()
+
+
+@pytest.mark.parametrize("who", ["client", "server"])
+@pytest_twisted.inlineCallbacks
+def test_a_reset_from_either_side_resets_the_other(who):
+    recorder = Recorder()
+    proxied = Proxied(recorder)
+
+    def run():
+        client, accepting = proxied.connect()
+        accepting.join(10)
+        server = accepting.result()
+        client.sendall(b"ping")
+        assert recv_all_n(server, 4) == b"ping"
+        server.sendall(b"pong")
+        assert recv_all_n(client, 4) == b"pong"
+        resetter, other = (client, server) if who == "client" else (server, client)
+        rst(resetter)
+        how = outcome(other)
+        other.close()
+        return how
+
+    peer = Peer(run)
+    try:
+        peer.start()
+        yield until(lambda: proxied.pair() is not None or not peer.is_alive(), "the pair")
+        assert copy_directions(proxied.pair())
+        yield until(lambda: not peer.is_alive(), "the reset")
+        assert peer.result() == "reset"
+        yield until(lambda: recorder.events and recorder.events[-1][0] == "closed",
+                    "the close record")
+        assert recorder.events[-1] == ("closed", who, "reset", 4, 4)
+        assert not proxied.factory.pairs
+    finally:
+        yield proxied.close()
+
+
+def recv_all_n(sock: socket.socket, n: int, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def kept(pair) -> int:
+    """Bytes the pair's copy directions hold in Python (read, not yet written on)."""
+    return sum(len(d.buf) - d.off for d in pair.splicer.directions if d.buf is not None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_slow_reader_holds_at_most_one_read_in_the_proxy_then_gets_everything():
+    total = 64 << 20
+    block = os.urandom(1 << 20)
+    recorder = Recorder(keep=False)
+    proxied = Proxied(recorder)
+    sent = [0]
+    go = threading.Event()
+
+    def run():
+        client, accepting = proxied.connect()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        accepting.join(10)
+        server = accepting.result()
+
+        def send():
+            for _ in range(total // len(block)):
+                server.sendall(block)
+                sent[0] += len(block)
+            server.close()
+
+        sender = Peer(send)
+        sender.start()
+        go.wait(30)  # the client reads nothing until the test has looked
+        sha, n = hashlib.sha256(), 0
+        client.settimeout(30)
+        while chunk := client.recv(1 << 16):
+            sha.update(chunk)
+            n += len(chunk)
+        sender.join(30)
+        sender.result()
+        client.close()
+        return n, sha.digest()
+
+    peer = Peer(run)
+    try:
+        peer.start()
+        yield until(lambda: proxied.pair() is not None, "the pair")
+        pair = proxied.pair()
+        assert copy_directions(pair)
+        # the sender stops: what it sent no longer grows
+        yield until(lambda: sent[0] > 0, "the first bytes")
+        previous = -1
+        for _ in range(200):
+            if sent[0] == previous and sent[0] > 0:
+                break
+            previous = sent[0]
+            yield sleep(0.1)
+        assert sent[0] < total // 2, "the sender was not held back"
+        assert kept(pair) <= zerocopy.COPY_READ
+        assert not pair.splicer.legs[1].reading and pair.splicer.legs[0].writing
+        assert proxied.factory._queued_bytes <= proxied.factory.OBSERVER_BACKLOG
+        go.set()
+        yield until(lambda: not peer.is_alive(), "the whole stream", timeout=90)
+        n, digest = peer.result()
+        assert n == total
+        expected = hashlib.sha256()
+        for _ in range(total // len(block)):
+            expected.update(block)
+        assert digest == expected.digest()
+        yield until(lambda: recorder.events[-1][0] == "closed", "the close record")
+        assert recorder.count[S2C] == total
+        assert recorder.sha[S2C].digest() == expected.digest()
+    finally:
+        go.set()
+        yield proxied.close()
+
+
+def sleep(seconds: float):
+    from twisted.internet import reactor, task
+
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_observer_backpressure_pauses_the_leg_never_the_reactor():
+    from twisted.internet import reactor
+
+    total = 8 << 20
+    up = os.urandom(total)
+    seen = {"paused": 0, "in_reactor": 0}
+    holder = []
+
+    def check():
+        pair = holder[0] if holder else None
+        if pair is None or pair.splicer is None:
+            return
+        transports = {pair.client.transport, pair.server.transport}
+        if transports & set(reactor.getReaders()):
+            seen["in_reactor"] += 1
+        if pair.splicer.directions[0].held:
+            seen["paused"] += 1
+            assert not pair.splicer.legs[0].reading
+
+    recorder = Recorder(keep=True, slow=0.0005, check=check)
+    proxied = Proxied(recorder)
+    proxied.factory.SIDE_BACKLOG = 256 * 1024  # a quicker test: the same code path
+    proxied.factory.OBSERVER_BACKLOG = 512 * 1024
+
+    def run():
+        client, accepting = proxied.connect()
+        accepting.join(10)
+        server = accepting.result()
+        writer = Peer(lambda: (client.sendall(up), client.shutdown(socket.SHUT_WR)))
+        writer.start()
+        got = recv_all(server, 60)
+        server.close()
+        writer.join(30)
+        writer.result()
+        client.close()
+        return got
+
+    peer = Peer(run)
+    try:
+        peer.start()
+        yield until(lambda: proxied.pair() is not None, "the pair")
+        holder.append(proxied.pair())
+        assert copy_directions(holder[0])
+        yield until(lambda: not peer.is_alive(), "the stream", timeout=90)
+        assert peer.result() == up
+        yield until(lambda: recorder.events[-1][0] == "closed", "the close record", timeout=60)
+        assert bytes(recorder.bytes[C2S]) == up
+        assert seen["paused"] > 0, "the observer's backlog never paused the client's reads"
+        assert seen["in_reactor"] == 0
+        assert not proxied.factory._paused
+    finally:
+        yield proxied.close()
+
+
+@pytest.mark.parametrize("how, expected", [("fin", "eof"), ("rst", "reset")])
+@pytest_twisted.inlineCallbacks
+def test_the_web_views_force_close_gives_the_client_fin_or_rst(how, expected):
+    recorder = Recorder()
+    proxied = Proxied(recorder)
+    asked = threading.Event()
+
+    def run():
+        client, accepting = proxied.connect()
+        accepting.join(10)
+        server = accepting.result()
+        client.sendall(b"ping")
+        assert recv_all_n(server, 4) == b"ping"
+        asked.set()
+        got = outcome(client), outcome(server)
+        client.close()
+        server.close()
+        return got
+
+    peer = Peer(run)
+    try:
+        peer.start()
+        yield until(lambda: asked.is_set() or not peer.is_alive(), "the first bytes")
+        pair = proxied.pair()
+        assert copy_directions(pair)
+        assert proxied.factory.close_pair(pair.id, how, "web")
+        yield until(lambda: not peer.is_alive(), "the close")
+        assert peer.result() == (expected, expected)
+        yield until(lambda: recorder.events[-1][0] == "closed", "the close record")
+        assert recorder.events[-1] == ("closed", "web", "fin" if how == "fin" else "reset", 4, 0)
+    finally:
+        yield proxied.close()
+
+
+class Raising(Recorder):
+    def data(self, pair_id, direction, data, now):
+        super().data(pair_id, direction, data, now)
+        raise RuntimeError("observer bug")
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_observer_detached_after_raising_leaves_the_pair_forwarding(logged):
+    recorder = Raising()
+    proxied = Proxied(recorder)
+    step = threading.Event()
+
+    def run():
+        client, accepting = proxied.connect()
+        accepting.join(10)
+        server = accepting.result()
+        client.sendall(b"first")
+        assert recv_all_n(server, 5) == b"first"
+        step.wait(10)
+        client.sendall(b"second")
+        assert recv_all_n(server, 6) == b"second"
+        server.sendall(b"reply")
+        assert recv_all_n(client, 5) == b"reply"
+        client.close()
+        server.close()
+
+    peer = Peer(run)
+    try:
+        peer.start()
+        yield until(lambda: proxied.factory.observer is None, "the observer detached")
+        pair = proxied.pair()
+        assert copy_directions(pair)
+        step.set()
+        yield until(lambda: not peer.is_alive(), "the rest of the exchange")
+        peer.result()
+        yield until(lambda: not proxied.factory.pairs, "the pair's close")
+        assert pair.client.nbytes == 11 and pair.server.nbytes == 5
+        assert bytes(recorder.bytes[C2S]) == b"first"
+    finally:
+        step.set()
+        yield proxied.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_no_zero_copy_keeps_observed_pairs_on_twisteds_path():
+    recorder = Recorder()
+    proxied = Proxied(recorder, zero_copy=False)
+    try:
+        peer = exchange(proxied, b"x" * 10, b"y" * 20)
+        yield until(lambda: proxied.pair() is not None or not peer.is_alive(), "the pair")
+        pair = proxied.pair()
+        assert pair is None or pair.splicer is None
+        yield until(lambda: not peer.is_alive(), "the exchange")
+        assert peer.result() == (b"x" * 10, b"y" * 20)
+    finally:
+        yield proxied.close()
