@@ -454,8 +454,7 @@ def test_a_url_with_a_filter_opens_with_only_the_matching_rows(twistd, redis_ser
     assert browser.find_element(By.ID, "filter").get_attribute("value") == "proto=resp&cmd=GET"
 
     def listed():
-        return [tr.find_elements(By.TAG_NAME, "td")[0].text
-                for tr in browser.find_elements(By.CSS_SELECTOR, "#connections tbody tr")]
+        return listed_ids(browser)  # read at once: a row read cell by cell may be redrawn
 
     wait_until(lambda: listed() == ["2"], 5, "only the GET connection")
     assert redis_cli(port, "get", "k") == "v"  # connection 4: live, it matches too
