@@ -40,7 +40,10 @@ mid-stream); changed or removed ones reach open pairs. A pair with a core takes 
 Zero-copy: a pair of a factory with no observer and no toxics (``toxics`` None) whose legs are
 both plain TCP moves its bytes with ``splice(2)`` (``playground.proxy.zerocopy``), chosen when
 the upstream connects (such a pair to an IP literal is connected by ``zerocopy.Connector``, not
-``connectTCP``); ``zero_copy=False`` (``--no-zero-copy``) keeps every pair on the paths above.
+``connectTCP``). A pair with an observer, no toxics and both legs plain TCP forwards by copy in
+the same dispatcher (``zerocopy.start_copy``): the observer is told after each write as above
+(``observe_data``), and its backpressure stops the reads of the leg (``Splicer.hold``), not the
+transport's. ``zero_copy=False`` (``--no-zero-copy``) keeps every pair on the paths above.
 """
 
 from __future__ import annotations
@@ -963,7 +966,9 @@ class ProxyFactory(LimitedFactory):
     def _pause(self, side: _Side):
         """Stop reading from ``side`` until the queue drains. The splice's own producer
         registration may resume it earlier (its peer's buffer drained): then its next read
-        pauses it again, so the queue grows by a read at most."""
+        pauses it again, so the queue grows by a read at most. A pair forwarding by copy in the
+        zero-copy dispatcher stops its leg's reads (``Splicer.hold``): they stay stopped until
+        ``_resume_paused``, whatever the destination does."""
         pair = side.pair
         if pair.lost & _BIT[side.role]:
             return
