@@ -295,7 +295,8 @@ class _Dispatcher:
         self.registered = False  # with the reactor: from the first leg on
 
     def fileno(self) -> int:
-        return self.epoll.fileno()
+        epoll = self.epoll  # -1 once closed (connectionLost): the reactor then looks it up
+        return -1 if epoll.closed else epoll.fileno()
 
     def logPrefix(self) -> str:
         return "ZeroCopySplice"
@@ -339,8 +340,8 @@ class _Dispatcher:
         splice = _splice
         flags = _FLAGS
         budget = EVENTS_PER_TURN
-        while budget > 0:
-            ready = poll(0, budget)
+        while budget > 0 and self.registered:  # not: a handler's close ended the reactor's
+            ready = poll(0, budget)  # drain, whose shutdown let go of it (epoll closed)
             if not ready:
                 return
             budget -= len(ready)

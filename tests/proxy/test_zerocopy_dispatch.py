@@ -377,6 +377,26 @@ def test_reactor_letting_go_aborts_every_pair(reactor, spliced):
     turns(dispatcher(reactor), lambda: later.pair.client.nbytes == 1)
 
 
+def test_a_close_that_ends_the_reactor_inside_the_dispatchers_loop(reactor, spliced):
+    """The last pair's close during a drain fires the drain, and the reactor's shutdown lets go
+    of the dispatcher (``connectionLost``: its epoll closed) inside ``doRead``: the loop ends
+    there quietly, nothing polled on the closed epoll; its ``fileno`` is then -1."""
+    (p,) = spliced()
+    d = dispatcher(reactor)
+    closed = p.pair.server.transport.connectionLost
+
+    def and_shutdown(reason):
+        closed(reason)
+        d.connectionLost(Failure(ConnectionError("reactor shutdown")))
+
+    p.pair.server.transport.connectionLost = and_shutdown
+    p.client.shutdown(socket.SHUT_WR)
+    p.server.shutdown(socket.SHUT_WR)
+    assert ready(d)
+    assert d.doRead() is None
+    assert p.pair.read_closed == 3 and d.epoll.closed and d.fileno() == -1
+
+
 def test_the_common_event_is_handled_in_the_dispatchers_loop(reactor, spliced, monkeypatch):
     """A socket readable, its pipe empty and its destination taking everything: the
     dispatcher's loop moves the bytes itself (one read into the pipe, one drain), counted and
