@@ -20,7 +20,9 @@ vs haproxy.
   lines, the teardown). redis-benchmark opens 50 connections per test, so each redis row
   carries about 101 pairs' setup in its CPU per request: at ``-P 16`` and ``-n 100000`` a
   fixed cost of 0.5 ms per pair is 0.25 us of each request's; ``--requests`` (redis-benchmark's
-  ``-n``, default 100,000) shows the rows with less of it.
+  ``-n``) shows the rows with less of it. Default ``-n``: 100,000 per unit of ``-P`` (1,600,000
+  at ``-P 16``): at ``-n 100000`` a ``-P 16`` test through the splice lasted 50-80 ms, and its
+  rate was mostly start-up and the scheduler's luck (rounds differed by 25%).
 
 * copy (not in the default ``--only``): no proxy process; in this one, 50 pairs of loopback
   sockets, batches of 16 SET commands and their 16 ``+OK`` replies, each read moved by the
@@ -470,7 +472,7 @@ def main(argv=None) -> int:
     ap.add_argument("--base", metavar="REV",
                     help="also tcpplay-base: the --decode none proxy of git revision REV")
     ap.add_argument("--requests", type=int, metavar="N",
-                    help="redis-benchmark -n (default 100000; 20000 with --quick)")
+                    help="redis-benchmark -n (default 100000 times -P; 20000 with --quick)")
     args = ap.parse_args(argv)
     parts = set(args.only.split(","))
     try:
@@ -509,9 +511,13 @@ def main(argv=None) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
 
-    n = args.requests or (20000 if args.quick else 100000)
-    if n < 1000:
-        ap.error(f"--requests {n}: at least 1000")
+    if args.requests is not None and args.requests < 1000:
+        ap.error(f"--requests {args.requests}: at least 1000")
+
+    def requests(pipeline: int) -> int:
+        """redis-benchmark's -n at ``pipeline``: a test lasts about a second at any -P."""
+        return args.requests or (20000 if args.quick else 100000 * max(1, pipeline))
+
     table = Table()
     tmp = tempfile.mkdtemp(prefix="tcpplay-bench-")
     if args.base:
@@ -521,7 +527,8 @@ def main(argv=None) -> int:
     redis = Proc(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
                   "--appendonly", "no", "--maxclients", "10000"], rport, cwd=tmp)
     try:
-        print(f"machine: {os.cpu_count()} cores; redis-benchmark -q -t set,get -n {n} -c 50; "
+        print(f"machine: {os.cpu_count()} cores; redis-benchmark -q -t set,get -c 50, "
+              + ", ".join(f"-P {p} -n {requests(p)}" for p in pipelines) + "; "
               f"median and worst of {args.rounds} rounds")
         if "redis" in parts:
             kinds = ["direct", *proxies]
@@ -540,7 +547,8 @@ def main(argv=None) -> int:
                 for _ in range(args.rounds):
                     for kind in kinds + [d[0] for d in decoding]:
                         rounds.setdefault(kind, []).append(
-                            measure_redis(kind, pipeline, n, rport, tmp, dict(decoding)))
+                            measure_redis(kind, pipeline, requests(pipeline), rport, tmp,
+                                          dict(decoding)))
                 results = {kind: {name: statistics.median(r.get(name, 0.0) for r in runs)
                                   for name in ("SET", "GET", "cpu_us")}
                            for kind, runs in rounds.items()}

@@ -300,8 +300,16 @@ class Chain:
                 st.decoder.feed(direction, data, now, offset)
             except Exception:
                 self._failed(st, direction, now)
-                self.guarded(st, direction, now, st.hexview.feed, direction, data, now, offset,
-                              offset > 0)
+                early = st.early(direction)
+                if early is not None and early[1] and early[0] < offset:
+                    # bytes the byte consumer has not had yet (an unfinished frame's start, an
+                    # AUTH's name and the start of its password, say): searched for secrets
+                    # with this chunk, as after an Undecodable; only this chunk is shown
+                    self.guarded(st, direction, now, st.hexview.feed, direction, early[1] + data,
+                                 now, early[0], False, offset)
+                else:
+                    self.guarded(st, direction, now, st.hexview.feed, direction, data, now,
+                                 offset, offset > 0)
         elif st.detector is not None:
             self.guarded(st, direction, now, self._detect, st, direction, data, now)
         pcap = self.pcap

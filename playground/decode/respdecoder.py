@@ -53,7 +53,7 @@ from playground.codec.parser import NOT_ONE, RespParser, SpanRun
 from playground.codec.values import Error, Inline, Map, ProtocolError, Push, Simple, Truncated
 from playground.decode import records as R
 from playground.decode.detect import RESP
-from playground.decode.redaction import REDACTED, SECRET_COMMANDS
+from playground.decode.redaction import REDACTED, SECRET_COMMANDS, SECRET_HEADERS
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
 C2S, S2C = CLIENT_TO_SERVER, SERVER_TO_CLIENT  # the directions, as the proxy names them
@@ -171,11 +171,44 @@ _SECRET_CONFIG = frozenset(
 )
 
 
+# HTTP read as RESP (``--decode resp`` forced on HTTP traffic): each header line is an inline
+# command whose first token is the header's name and its colon, the value's start glued to it
+# when no space follows the colon. A credential header's line hides all after its colon, as the
+# HTTP decoder hides its value; it is named by its upper-cased name and colon (``COOKIE:``),
+# never by its first token (which may hold the start of the secret).
+_HEADER_TOKENS = tuple(sorted(h + b":" for h in SECRET_HEADERS))  # lower case
+HEADER_NAMES = frozenset(h.upper() for h in _HEADER_TOKENS)  # as a command's name
+
+
+def header_secret(first: bytes) -> int:
+    """For a first token that starts with a credential header's name and colon (any case): the
+    length of that name and colon (where the secret value starts); else 0."""
+    if 58 not in first:  # no ":": the common case, one C scan
+        return 0
+    low = first.lower()
+    for token in _HEADER_TOKENS:
+        if low.startswith(token):
+            return len(token)
+    return 0
+
+
+def secret_name(first) -> bool:
+    """Whether a command whose first argument is ``first`` may carry a secret: one of
+    ``SECRET_COMMANDS``, or a credential header's line (``header_secret``)."""
+    return type(first) is bytes and (first.upper() in SECRET_COMMANDS or bool(header_secret(first)))
+
+
 def secret_parts(args) -> list:
     """``(index, skip)`` for each argument holding a secret: bytes ``skip:`` of ``args[index]``
-    are secret (``skip`` is 1 for ACL rules like ``>password``, whose first byte is the rule)."""
+    are secret (``skip`` is 1 for ACL rules like ``>password``, whose first byte is the rule;
+    for a credential header's line read as a command, the header's name and colon)."""
     n = len(args)
-    if n < 2 or not all(isinstance(a, bytes) for a in args):  # resp.Truncated too
+    if not n or not all(isinstance(a, bytes) for a in args):  # resp.Truncated too
+        return []
+    skip = header_secret(args[0])
+    if skip:
+        return ([(0, skip)] if len(args[0]) > skip else []) + [(i, 0) for i in range(1, n)]
+    if n < 2:
         return []
     name = args[0].upper()
     if name == b"AUTH":
@@ -452,7 +485,8 @@ _RESET = Simple(b"RESET")
 _NOT_QUEUED = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"WATCH", b"QUIT", b"RESET"})
 # Commands that change the conversation's state when sent, or when answered.
 _DONE_SPECIAL = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"HELLO", b"MONITOR", b"RESET"})
-_SPECIAL = SECRET_COMMANDS | _NOT_QUEUED | frozenset(_SUB_KINDS) | {b"CLIENT"} | _DONE_SPECIAL
+_SECRET_NAMES = SECRET_COMMANDS | HEADER_NAMES
+_SPECIAL = _SECRET_NAMES | _NOT_QUEUED | frozenset(_SUB_KINDS) | {b"CLIENT"} | _DONE_SPECIAL
 
 
 _first = itemgetter(0)
@@ -695,6 +729,10 @@ class RespConversation:
     def _command(self, args, start, end, now, out, data, data_start=0) -> None:
         first = args[0]
         name = first.upper() if type(first) is bytes else b""
+        if 58 in name:  # a ":": maybe a credential header's line (HTTP read as RESP)
+            skip = header_secret(first)
+            if skip:
+                name = name[:skip]
         pending = self._pending
         if name not in _SPECIAL and not (self._in_tx or self._reply_off or self._skip_next):
             # the common case: an ordinary command expecting one reply
@@ -703,7 +741,7 @@ class RespConversation:
                 return
             pending.append((args, name, now, start, end))
             return
-        if name in SECRET_COMMANDS:
+        if name in _SECRET_NAMES:
             if data is None:
                 ranges = secret_ranges(args, None, start)
             else:  # inline: find the tokens in the line's bytes
@@ -999,7 +1037,7 @@ class RespConversation:
         pending = self._pending
         pending.popleft()
         name = head.name
-        if self._config_gets and name in SECRET_COMMANDS and _answer_secret(head.args):
+        if self._config_gets and name in _SECRET_NAMES and _answer_secret(head.args):
             self._config_gets -= 1
             if self._span is not None:
                 out.extend(SecretRange(S2C, s, e)
@@ -1030,7 +1068,7 @@ class RespConversation:
         if head.in_tx:
             if reply == _QUEUED:
                 self._tx_queue.append(head.args)
-                if name in SECRET_COMMANDS and _answer_secret(head.args):
+                if name in _SECRET_NAMES and _answer_secret(head.args):
                     self._config_gets += 1  # its answer comes inside EXEC's
         elif name == b"EXEC" or name == b"DISCARD":
             self._tx_done()
@@ -1056,13 +1094,12 @@ class RespConversation:
 
     def _tx_done(self) -> None:
         """The transaction ran or was dropped: no answer inside EXEC's is awaited any more."""
-        n = sum(1 for a in self._tx_queue if a and type(a[0]) is bytes
-                and a[0].upper() in SECRET_COMMANDS and _answer_secret(a))
+        n = sum(1 for a in self._tx_queue if a and secret_name(a[0]) and _answer_secret(a))
         self._config_gets = max(0, self._config_gets - n)
         self._tx_queue = []
 
     def _suppressed(self, p, now, out) -> None:
-        if self._config_gets and p.name in SECRET_COMMANDS and _answer_secret(p.args):
+        if self._config_gets and p.name in _SECRET_NAMES and _answer_secret(p.args):
             self._config_gets -= 1
         out.append(_exchange(Exchange, (p.args, p.name, p.sent_at, p.start, p.end, None, None,
                                         None, self.protocol, p.in_tx, (), True)))
@@ -1192,8 +1229,7 @@ class RespStream:
         chain = self.st.chain
         if not chain.redact or not args:
             return args, False
-        first = args[0]
-        if not isinstance(first, bytes) or first.upper() not in SECRET_COMMANDS:
+        if not secret_name(args[0]):
             return args, False
         out = redact_command(args)
         return out, out != tuple(args)
@@ -1281,4 +1317,4 @@ _COMMAND, _NAME, _REPLY, _LATENCY = (attrgetter("command"), attrgetter("name"),
 _EXCHANGES_ONLY = {Exchange}
 # The commands whose exchanges redaction may change: their arguments, their answer, the answers
 # inside EXEC's.
-_REDACTABLE = SECRET_COMMANDS | {b"EXEC"}
+_REDACTABLE = _SECRET_NAMES | {b"EXEC"}

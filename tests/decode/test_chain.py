@@ -16,7 +16,16 @@ from playground.decode.plainviews import HexStream, TextStream
 from playground.decode.respdecoder import RespStream, redact_command, secret_parts
 from playground.proxy import decoding
 from playground.proxy.decoding import check_options
-from tests.support.chain import GET, OK, SUMMARY, FakePcap, ListSink, pair, rendered
+from tests.support.chain import (
+    GET,
+    OK,
+    SUMMARY,
+    FakePcap,
+    ListSink,
+    masked_pcap_streams,
+    pair,
+    rendered,
+)
 
 C2S, S2C = "c2s", "s2c"
 
@@ -443,3 +452,45 @@ def test_replies_matched_in_bulk_give_the_records_of_exchange_by_exchange(picks,
     assert R.expand(sinks[RunSink].records) == sinks[ListSink].records
     text, js = rendered(sinks[ListSink])
     assert "s3cret" not in text + js and '"pw"' not in js
+
+
+# HTTP traffic with --decode resp forced: every header line is an inline command. The credential
+# headers' values (after the colon, glued to it or not, any case) are hidden in the console and
+# JSON lines and masked in the pcap; redis-server answers such a line with an error echoing its
+# arguments, hidden too.
+_HTTP_AS_RESP = (b"GET /x HTTP/1.1\r\nHost: h\r\nAuthorization: Basic dXNlcjpwYXNz\r\n"
+                 b"Cookie:sid=c00kie-s3cret; b=2\r\nproxy-authorization: Bearer tok3n-s3cret\r\n"
+                 b"SET-COOKIE: \"q s3t-s3cret\"\r\n\r\n")
+_HTTP_SECRETS = (b"dXNlcjpwYXNz", b"c00kie-s3cret", b"tok3n-s3cret", b"s3t-s3cret")
+_ECHOED = (b"-ERR unknown command 'Cookie:sid=c00kie-s3cret;', with args beginning with: "
+           b"'b=2' \r\n")
+
+
+@pytest.mark.pure
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cuts=st.lists(st.integers(1, len(_HTTP_AS_RESP) - 1), max_size=4, unique=True))
+def test_http_read_as_resp_hides_credential_headers(cuts):
+    bounds = [0, *sorted(cuts), len(_HTTP_AS_RESP)]
+    calls = [(C2S, _HTTP_AS_RESP[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    calls += [(S2C, b"-ERR unknown command 'GET'\r\n-ERR unknown command 'Host:'\r\n"
+               b"-ERR unknown command 'Authorization:', with args beginning with: 'Basic' "
+               b"'dXNlcjpwYXNz' \r\n" + _ECHOED)]
+    _, sink = drive(calls, decode="resp")
+    text, js = rendered(sink)
+    for secret in _HTTP_SECRETS:
+        assert secret.decode() not in text + js
+    assert "Cookie:(redacted)" in text and "Host: h" in text
+    streams, leaked = masked_pcap_streams(calls, "resp")
+    assert leaked == 0
+    for secret in _HTTP_SECRETS:
+        assert secret not in streams[C2S] + streams[S2C]
+    assert b"Host: h\r\n" in streams[C2S]  # the other lines as they were
+    [exchange] = [r for r in sink.of(R.RedisExchange) if r.command[0] == b"Cookie:(redacted)"]
+    assert exchange.redacted and b"s3cret" not in repr(exchange.reply).encode()
+
+
+@pytest.mark.pure
+def test_http_read_as_resp_shows_credential_headers_with_no_redact():
+    _, sink = drive([(C2S, _HTTP_AS_RESP)], decode="resp", redact=False)
+    text, _ = rendered(sink)
+    assert all(secret.decode() in text for secret in _HTTP_SECRETS)

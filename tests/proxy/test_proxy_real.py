@@ -430,3 +430,26 @@ def test_each_pair_is_shown_once(twistd, redis_server, tmp_path, extra, console)
         assert line.startswith("#1 close ") and len(shown) == 2 and logged == [], lines
     else:
         assert "proxy #1 close" in line and len(logged) == 2 and shown == [], lines
+
+
+@pytest.mark.twistd
+def test_http_through_forced_resp_decoding_hides_credentials(twistd, redis_server, tmp_path):
+    """curl's request through ``--decode resp`` in front of redis-server: each header line is an
+    inline command (redis-server drops the connection at ``Host:``); the Authorization and
+    Cookie values are in no sink: console, JSON lines, pcap."""
+    curl = need("curl")
+    json_path, pcap_path = tmp_path / "x.jsonl", tmp_path / "x.pcap"
+    proc, port = start_proxy(twistd, redis_server.port, "--decode", "resp", "--color", "never",
+                             "--json", str(json_path), "--pcap", str(pcap_path))
+    subprocess.run([curl, "-sS", "--max-time", "5", "-H", "Authorization: Basic dXNlcjpwYXNz",
+                    "-H", "Cookie:sid=c00kie-s3cret", f"http://127.0.0.1:{port}/x"],
+                   capture_output=True, timeout=15)
+    proc.wait_for("close 127.0.0.1:")
+    assert proc.terminate() == 0
+    console = proc.output()
+    assert "Authorization: " in console and "Cookie:(redacted)" in console, console[-2000:]
+    dumped = json_path.read_bytes() + pcap_path.read_bytes()
+    assert b"Authorization:" in dumped  # the header lines are there, their values are not
+    for secret in ("dXNlcjpwYXNz", "c00kie-s3cret"):
+        assert secret not in console
+        assert secret.encode() not in dumped

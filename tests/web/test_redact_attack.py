@@ -172,3 +172,44 @@ def test_a_connection_evicted_while_its_auth_is_kept_back_leaves_nothing_behind(
     assert view.unstored(1, C2S) is None
     for p in (2, 3):
         assert b"".join(c.data for c in view.capture.stream(p)) == cmd(b"PING")
+
+
+def _raising_from_the_second_read(chain):
+    """The pair's decoder raises from its next feed on (a decoder bug, as the chain's guard
+    meets it): ``chain.data`` falls back to the hex view."""
+    def boom(*args):
+        raise RuntimeError("a decoder bug")
+
+    chain.pairs[1].decoder.feed = boom
+
+
+AUTH = cmd("PING") + cmd("AUTH", "user", PASSWORD.decode())
+
+
+@pytest.mark.parametrize("cut", range(len(cmd("PING")) + 1, len(AUTH)))
+def test_a_decoder_raising_inside_an_auth_masks_its_password_in_pcap_and_view(cut):
+    """The decoder raises on the read that ends an AUTH frame begun in the read before: the
+    bytes held back since the frame's start are searched for secrets with the read, in the
+    pcap's hold-back and the view's alike (the hex view alone saw only the read's bytes, and
+    the password went out in clear)."""
+    calls = [(C2S, AUTH[:cut]), (C2S, AUTH[cut:]), (S2C, b"+PONG\r\n+OK\r\n")]
+    pcap = FakePcap()
+    chain = Chain([ListSink()], pcap=pcap, decode="resp")
+    chain.pair_opened(pair(), 0.0)
+    view, view_only = view_chain()
+    for i, (d, data) in enumerate(calls):
+        for c in (chain, view_only):
+            if i == 1:
+                _raising_from_the_second_read(c)
+            c.data(1, d, data, float(i + 1))
+    for c in (chain, view_only):
+        c.pair_closed(1, SUMMARY, 100.0)
+    streamed = bytearray(pcap.stream(C2S))
+    for d, start, end in pcap.masks:
+        if d == C2S:
+            streamed[start:end] = b"*" * (end - start)
+    assert len(streamed) == len(AUTH) and chain.failures >= 1
+    shown = view_stream(view.capture)
+    for stored in (bytes(streamed), shown):
+        assert PASSWORD[:4] not in stored and PASSWORD[-4:] not in stored, stored
+    assert shown == bytes(streamed)
