@@ -533,3 +533,41 @@ def test_no_zero_copy_keeps_observed_pairs_on_twisteds_path():
         assert peer.result() == (b"x" * 10, b"y" * 20)
     finally:
         yield proxied.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_small_reads_are_copied_in_the_dispatchers_loop(monkeypatch):
+    """A read shorter than ``COPY_READ`` that the destination takes whole is read, written and
+    observed in ``_Dispatcher.doRead`` itself, not through ``_CopyDirection.read``."""
+    called = []
+    read = zerocopy._CopyDirection.read
+    monkeypatch.setattr(zerocopy._CopyDirection, "read",
+                        lambda self: (called.append(self), read(self)))
+    recorder = Recorder()
+    proxied = Proxied(recorder)
+
+    def run():
+        client, accepting = proxied.connect()
+        accepting.join(10)
+        server = accepting.result()
+        for i in range(20):
+            client.sendall(b"ping %d" % i)
+            assert recv_all_n(server, len(b"ping %d" % i)) == b"ping %d" % i
+            server.sendall(b"pong %d" % i)
+            assert recv_all_n(client, len(b"pong %d" % i)) == b"pong %d" % i
+        client.close()
+        server.close()
+
+    peer = Peer(run)
+    try:
+        peer.start()
+        yield until(lambda: not peer.is_alive(), "the exchanges")
+        peer.result()
+        assert copy_directions(proxied.pair())
+        yield until(lambda: recorder.events and recorder.events[-1][0] == "closed",
+                    "the close record")
+        assert bytes(recorder.bytes[C2S]) == b"".join(b"ping %d" % i for i in range(20))
+        assert bytes(recorder.bytes[S2C]) == b"".join(b"pong %d" % i for i in range(20))
+        assert called == []
+    finally:
+        yield proxied.close()
