@@ -571,3 +571,32 @@ def test_small_reads_are_copied_in_the_dispatchers_loop(monkeypatch):
         assert called == []
     finally:
         yield proxied.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_idle_copy_pair_is_closed_at_the_idle_timeout():
+    recorder = Recorder()
+    proxied = Proxied(recorder, idle_timeout=0.4)
+
+    def run():
+        client, accepting = proxied.connect()
+        accepting.join(10)
+        server = accepting.result()
+        client.sendall(b"ping")
+        assert recv_all_n(server, 4) == b"ping"
+        got = outcome(client), outcome(server)
+        client.close()
+        server.close()
+        return got
+
+    peer = Peer(run)
+    try:
+        peer.start()
+        yield until(lambda: not peer.is_alive(), "the idle timeout")
+        assert peer.result() == ("reset", "reset")
+        assert copy_directions(proxied.pair())
+        yield until(lambda: recorder.events and recorder.events[-1][0] == "closed",
+                    "the close record")
+        assert recorder.events[-1] == ("closed", "proxy", "idle-timeout", 4, 0)
+    finally:
+        yield proxied.close()
