@@ -763,7 +763,10 @@ class Pair:
         self.closed_first = (by, "fin" if how == "fin" else "reset")
         self.log.info("proxy #{pair} closed by {by} ({how})", pair=self.id, by=by, how=how)
         if self.splicer is not None:
+            kept = self.splicer.kept() if how == "fin" else ()
             self.splicer.stop()
+            for transport, data in kept:  # a copy pair's bytes read, not yet taken: before FIN
+                transport.write(data)
         for side in (self.client, self.server):
             if side is None or self.lost & _BIT[side.role]:
                 continue

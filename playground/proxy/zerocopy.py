@@ -595,7 +595,8 @@ class _CopyDirection:
     (``Splicer.hold``); they start again only once it lets go and nothing is kept."""
 
     __slots__ = ("splicer", "side", "src", "dst", "buf", "off", "fin", "held", "observe")
-    pending = True  # never a pipe: the dispatcher's in-line splice passes its events to read()
+    pending = True  # never a pipe: the dispatcher's in-line splice is not for it (its own
+    # in-line copy is)
 
     def __init__(self, splicer: Splicer, side, src: _Leg, dst: _Leg, observe):
         self.splicer = splicer
@@ -925,6 +926,13 @@ class Splicer:
                 leg.want_write(False)
         for d in self.directions:
             d.close()
+
+    def kept(self) -> list[tuple[object, bytes]]:
+        """What a copy pair's directions read but their destinations have not taken yet: (the
+        destination's transport, the bytes) each; nothing for a spliced pair (its pipes' bytes
+        are the kernel's). ``Pair.close`` hands them to the transports before a FIN."""
+        return [(d.dst.transport, bytes(memoryview(d.buf)[d.off:])) for d in self.directions
+                if type(d) is _CopyDirection and d.buf is not None]
 
     def hold(self, role: str, on: bool) -> None:
         """The observer's backpressure on ``role``'s reads (a copy pair's: ``ProxyFactory._pause``

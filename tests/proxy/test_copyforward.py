@@ -600,3 +600,54 @@ def test_an_idle_copy_pair_is_closed_at_the_idle_timeout():
         assert recorder.events[-1] == ("closed", "proxy", "idle-timeout", 4, 0)
     finally:
         yield proxied.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_web_views_fin_passes_on_what_the_proxy_kept_first():
+    """A slow reader's direction keeps a read its socket did not take; ``Pair.close("fin")``
+    hands it to the transport before the FIN: the client gets every byte the proxy read from
+    the server, then EOF."""
+    recorder = Recorder(keep=False)
+    proxied = Proxied(recorder)
+    go = threading.Event()
+    block = os.urandom(1 << 20)
+
+    def run():
+        client, accepting = proxied.connect()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        accepting.join(10)
+        server = accepting.result()
+        server.settimeout(10)
+
+        def send():
+            try:
+                while True:
+                    server.sendall(block)
+            except OSError:
+                pass  # the proxy closed the server's leg
+
+        sender = Peer(send)
+        sender.start()
+        go.wait(30)
+        got = recv_all(client, 30)
+        sender.join(30)
+        client.close()
+        server.close()
+        return got
+
+    peer = Peer(run)
+    try:
+        peer.start()
+        yield until(lambda: proxied.pair() is not None and proxied.pair().splicer is not None
+                    and kept(proxied.pair()) > 0, "a read the client's socket did not take")
+        pair = proxied.pair()
+        assert copy_directions(pair)
+        assert proxied.factory.close_pair(pair.id, "fin", "web")
+        go.set()
+        yield until(lambda: not peer.is_alive(), "the client's EOF")
+        got = peer.result()
+        assert len(got) == pair.server.nbytes > 0
+        assert got == (block * (len(got) // len(block) + 1))[:len(got)]
+    finally:
+        go.set()
+        yield proxied.close()
