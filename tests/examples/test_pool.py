@@ -586,14 +586,19 @@ def test_a_restart_mid_run_loses_no_request_and_runs_none_twice(resp_example):
     yield until(lambda: len(outcomes) >= 50, "the first replies")
     yield resp_example.stop()
     yield resp_example.start()  # on the same port
+    # The rest once the first have all ended: by then the pool has seen every connection the
+    # restart dropped and every connect it refused (one refused after the rest were queued
+    # fails the requests waiting then, the rest among them: seen under a full suite's load).
+    yield defer.gatherResults(first)
     rest = [send(i) for i in range(200, 400)]
-    yield defer.gatherResults(first + rest)
+    yield defer.gatherResults(rest)
     assert len(outcomes) == 400
     counts = [r for r in outcomes.values() if not isinstance(r, failure.Failure)]
     errors = [r for r in outcomes.values() if isinstance(r, failure.Failure)]
     assert len(set(counts)) == len(counts), "a reply reached two requests"
     assert all(f.check(RequestLost, ConnectFailed) for f in errors), errors
-    assert all(not isinstance(outcomes[i], failure.Failure) for i in range(200, 400))
+    failed = {i: outcomes[i] for i in range(200, 400) if isinstance(outcomes[i], failure.Failure)}
+    assert not failed, failed
     ran = resp_example.executed(b"hits")
     lost = sum(1 for f in errors if f.check(RequestLost))
     assert len(counts) <= ran <= len(counts) + lost
