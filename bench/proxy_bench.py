@@ -453,6 +453,14 @@ def _ratios(value: float, refs: dict[str, float], names, target=(None, None)) ->
                      for k in names if k in refs)
 
 
+def _per_round(rounds: dict, kind: str, ref: str) -> str:
+    """``kind`` against ``ref`` round by round (the two ran minutes apart at most, on the same
+    state of the machine, whose speed drifts by up to 2x between rounds here), and the median."""
+    shares = [_mean(a) / _mean(b) for a, b in zip(rounds[kind], rounds[ref], strict=True)]
+    return (f"per round {'/'.join(f'{x:.2f}' for x in shares)}x {ref}, median "
+            f"{statistics.median(shares):.2f}x")
+
+
 # The issue's targets for the zero-copy splice (tcpplay --decode none), on the medians.
 SPLICE_TARGETS = {("redis", 1): ("portforward", 1.5), ("redis", 16): ("haproxy", 1.0),
                   ("bulk", 0): ("haproxy", 1.0)}
@@ -562,10 +570,14 @@ def main(argv=None) -> int:
                         worst_share = _mean(worst[kind]) / _mean(worst["tcpplay"])
                         ratio = (f"{share:.2f}x decoding off (target >= {target:.2f}x: "
                                  f"{'met' if share >= target else 'NOT met'}); worst round "
-                                 f"{worst_share:.2f}x the worst decoding-off round")
+                                 f"{worst_share:.2f}x the worst decoding-off round; "
+                                 + _per_round(rounds, kind, "tcpplay"))
                     elif kind in ("tcpplay", "tcpplay-base"):
                         ratio = _ratios(mean, means, ("portforward", "haproxy", "haproxy-1t"),
                                         SPLICE_TARGETS["redis", pipeline])
+                        ref = SPLICE_TARGETS["redis", pipeline][0]
+                        if ref in rounds:
+                            ratio += "; " + _per_round(rounds, kind, ref)
                     elif kind != "direct":
                         ratio = _ratios(mean, means, ("portforward", "haproxy"))
                     else:
