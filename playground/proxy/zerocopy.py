@@ -9,7 +9,8 @@ logged once per process.
 A pair that has an observer (decoding, pcap, web view) but no toxics, its legs both plain TCP,
 forwards here too, by copy (``start_copy``, ``_CopyDirection``): its sockets are handed over
 and watched as a spliced pair's are, but each direction reads into Python (``os.read``, at most
-``COPY_READ``), writes at once to the other socket (``os.write``), keeps what it did not take
+``COPY_READ``; a full one is its last in the reactor's turn, as Twisted reads once a turn),
+writes at once to the other socket (``os.write``), keeps what it did not take
 (the source then not read until it is written: one read per direction held at most), and only
 then hands the bytes to the observer (``factory.observe_data``, as ``_Observed.dataReceived``
 does on Twisted's path). The observer's backpressure stops and restarts the reads of the leg
@@ -286,13 +287,15 @@ class _Dispatcher:
     for the next turn: the fd stays readable), instead of a reactor dispatch
     (``callWithLogger``, ``_doReadOrWrite``) per socket."""
 
-    __slots__ = ("reactor", "epoll", "legs", "registered")  # registered: with the reactor
+    __slots__ = ("reactor", "epoll", "legs", "registered", "turn")  # registered: with the
+    # reactor; turn: doRead's calls, counted (a copy direction's full read ends its turn)
 
     def __init__(self, reactor):
         self.reactor = reactor
         self.epoll = select.epoll()
         self.legs: dict[int, _Leg] = {}  # fd -> the leg watched for it
         self.registered = False  # with the reactor: from the first leg on
+        self.turn = 0
 
     def fileno(self) -> int:
         epoll = self.epoll  # -1 once closed (connectionLost): the reactor then looks it up
@@ -345,11 +348,13 @@ class _Dispatcher:
         flags = _FLAGS
         os_read, os_write = os.read, os.write
         budget = EVENTS_PER_TURN
+        self.turn = turn = self.turn + 1
         while budget > 0 and self.registered:  # not: a handler's close ended the reactor's
             ready = poll(0, budget)  # drain, whose shutdown let go of it (epoll closed)
             if not ready:
                 return
             budget -= len(ready)
+            served = 0  # copy directions that had their full read this turn, skipped
             for fd, events in ready:
                 leg = legs.get(fd)
                 if leg is None:
@@ -365,7 +370,10 @@ class _Dispatcher:
                                 d.read()
                                 continue
                             # a copy direction (pending: always True) whose destination
-                            # takes bytes: its read in line, as _CopyDirection.read's first
+                            # takes bytes: its read in line, as _CopyDirection.read's
+                            if d.turn == turn:  # a full read this turn already: the next
+                                served += 1  # turn's
+                                continue
                             try:
                                 data = os_read(fd, COPY_READ)
                             except BlockingIOError:
@@ -387,8 +395,9 @@ class _Dispatcher:
                                     d.observe(side, data)
                                 else:
                                     d.unsent(data, sent)
-                            elif d.forward(data) and leg.reading:  # a full read: more
-                                d.read()
+                            else:  # a full read (more on the next turn), or FIN
+                                d.turn = turn
+                                d.forward(data)
                             continue
                         size = d.size
                         try:
@@ -419,6 +428,8 @@ class _Dispatcher:
                     log.failure("zero-copy splice: {role} socket's handler failed",
                                 role=leg.role)
                     leg.splicer.reset(leg.role)
+            if served == len(ready):  # only those are ready: polling again would find
+                return  # them again; the next turn reads them
 
     def connectionLost(self, reason):
         """The reactor let go of the epoll (its shutdown): every pair in it is aborted."""
@@ -594,7 +605,7 @@ class _CopyDirection:
     at most one read per direction here. ``held``: the observer's backpressure stopped the reads
     (``Splicer.hold``); they start again only once it lets go and nothing is kept."""
 
-    __slots__ = ("splicer", "side", "src", "dst", "buf", "off", "fin", "held", "observe")
+    __slots__ = ("splicer", "side", "src", "dst", "buf", "off", "fin", "held", "observe", "turn")
     pending = True  # never a pipe: the dispatcher's in-line splice is not for it (its own
     # in-line copy is)
 
@@ -608,24 +619,30 @@ class _CopyDirection:
         self.fin = False  # the source sent FIN
         self.held = False  # paused by the observer's backpressure
         self.observe = observe  # factory.observe_data(side, data)
+        self.turn = -1  # the dispatcher's turn of its last full read (then none more in it)
 
     def read(self):
-        """Up to ``READS_PER_TURN`` reads, each written on at once, then observed; the reads
-        stop when one was short (the socket is empty: the next poll says when it is not), the
-        destination did not take it all, or the observer paused the source. (The dispatcher's
-        loop does the first read of a readable source in line, as here.)"""
+        """A read, written on at once, then observed; a full one (``COPY_READ``: the source
+        has more) is its last this reactor turn, as Twisted's ``doRead`` reads once a turn: a
+        flooding source takes no more of a turn than on Twisted's path (more reads, a
+        megabyte at once up to its observer's bound, made the server's replies come in bursts
+        whose records held another client's PING behind them), while short reads (requests
+        and replies) go on in the dispatcher's polls of the turn. (The dispatcher's loop does
+        the read of a readable source in line, as here.)"""
         src = self.src
-        sfd = src.fd
-        for _ in range(READS_PER_TURN):
-            try:
-                data = os.read(sfd, COPY_READ)
-            except BlockingIOError:
-                return
-            except OSError:
-                self.splicer.reset(src.role)
-                return
-            if not self.forward(data) or len(data) < COPY_READ or not src.reading:
-                return
+        turn = src.dispatcher.turn
+        if self.turn == turn:
+            return
+        try:
+            data = os.read(src.fd, COPY_READ)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.splicer.reset(src.role)
+            return
+        if len(data) == COPY_READ:
+            self.turn = turn
+        self.forward(data)
 
     def forward(self, data: bytes) -> bool:
         """``data`` was read: write it on, then observe it (an empty read: the FIN); whether

@@ -651,3 +651,43 @@ def test_the_web_views_fin_passes_on_what_the_proxy_kept_first():
     finally:
         go.set()
         yield proxied.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_flooding_client_has_one_full_read_a_reactor_turn_as_on_twisteds_path(monkeypatch):
+    """A copy leg's full read (``COPY_READ``: its socket has more) is its last in a reactor
+    turn, as Twisted's ``doRead`` reads once a turn: a client flooding pipelined commands gets
+    no more of a turn than on Twisted's path (short reads, requests and replies, go on in the
+    turn's polls: redis-benchmark -P 1 keeps its latency). Up to five reads an event and the dispatcher's polls again within the turn
+    let it take a megabyte at once (its observer's bound): the server's replies then came in
+    bursts of thousands, whose records the observer hands on in one piece, and another
+    client's PING waited behind them (redis-cli --pipe x3 through --decode resp --json:
+    its p99 13 ms, 5.5 ms with --no-zero-copy)."""
+    per_turn = []
+    proxied = None
+    do_read = zerocopy._Dispatcher.doRead
+
+    def counted(self):
+        pair = proxied.pair() if proxied is not None else None
+        before = pair.client.nbytes if pair is not None else 0
+        do_read(self)
+        if pair is not None:
+            per_turn.append(pair.client.nbytes - before)
+
+    monkeypatch.setattr(zerocopy._Dispatcher, "doRead", counted)
+    recorder = Recorder(keep=False)
+    proxied = Proxied(recorder)
+    up = os.urandom(8 << 20)
+    try:
+        peer = exchange(proxied, up, b"")
+        yield until(lambda: not peer.is_alive(), "the exchange", timeout=60)
+        got_up, got_down = peer.result()
+        assert got_up == up and got_down == b""
+        assert copy_directions(proxied.pair())
+        yield until(lambda: recorder.events and recorder.events[-1][0] == "closed",
+                    "the close record")
+        assert recorder.sha[C2S].digest() == hashlib.sha256(up).digest()
+        # short reads (the socket emptied) may come before a turn's full read: a few at most
+        assert max(per_turn) <= 4 * zerocopy.COPY_READ, sorted(per_turn)[-5:]
+    finally:
+        yield proxied.close()
