@@ -671,7 +671,8 @@ class _CopyDirection:
         """The destination took ``sent`` bytes of ``data`` (-1: it failed): keep the rest and
         watch it for writability, the source not read meanwhile; then observe ``data``. False:
         the source is not to be read now."""
-        if sent < 0:
+        if sent < 0:  # read and counted: observed too, as on Twisted's path, then the reset
+            self.observe(self.side, data)
             self.splicer.reset(self.dst.role)
             return False
         self.buf = data

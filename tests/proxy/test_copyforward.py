@@ -691,3 +691,30 @@ def test_a_flooding_client_has_one_full_read_a_reactor_turn_as_on_twisteds_path(
         assert max(per_turn) <= 4 * zerocopy.COPY_READ, sorted(per_turn)[-5:]
     finally:
         yield proxied.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_read_whose_write_fails_is_still_observed_as_the_close_record_counts_it():
+    """The write of a read to the other socket fails (the proxy's own upstream socket shut for
+    writing: EPIPE): the pair is reset, and the read, counted in the close record, reaches the
+    observer too, as on Twisted's path (the pcap and the decoders hold every byte counted)."""
+    recorder = Recorder()
+    proxied = Proxied(recorder)
+    client, accepting = proxied.connect()
+    try:
+        yield until(lambda: proxied.pair() is not None and proxied.pair().splicer is not None,
+                    "the copy pair")
+        accepting.join(10)
+        server = accepting.result()
+        pair = proxied.pair()
+        assert copy_directions(pair)
+        pair.server.transport.getHandle().shutdown(socket.SHUT_WR)  # its writes fail now
+        client.sendall(b"SET k v\r\n")
+        yield until(lambda: recorder.events and recorder.events[-1][0] == "closed",
+                    "the close record")
+        assert recorder.events[-1][2:] == ("reset", 9, 0), recorder.events
+        assert bytes(recorder.bytes[C2S]) == b"SET k v\r\n"
+        server.close()
+    finally:
+        client.close()
+        yield proxied.close()
