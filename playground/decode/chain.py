@@ -122,6 +122,21 @@ class PairState:
             return chain.pcap.unstored(self.id, direction) if chain._later else None
         return self.pcap_off[direction], bytes(self.held[direction])
 
+    def rescan(self, direction, data, now, offset, at, resync=False):
+        """After ``direction``'s decoder stopped at stream offset ``at`` (given up on a frame, or
+        raised) in ``data`` (which starts at ``offset``): its bytes from ``at`` on go to the hex
+        view, shown; the bytes the byte consumer has not had yet (``early``: an unfinished
+        frame's start, an AUTH's name and the start of its password) are searched for secrets
+        with them, not shown. ``resync``: ``at`` may be inside a line (no ``early`` bytes say
+        where the frame began)."""
+        early = self.early(direction)
+        if early is not None and early[0] <= at:
+            self.hexview.feed(direction, early[1] + data, now, early[0], False, at)
+        elif at >= offset:
+            self.hexview.feed(direction, data[at - offset:], now, at, resync)
+        else:  # it stopped in an earlier chunk, whose bytes are gone
+            self.hexview.feed(direction, data, now, offset, True)
+
     def hex_view(self):
         if self.hexview is None:
             decoder = self.decoder
@@ -299,17 +314,9 @@ class Chain:
             try:  # guarded, inline: this is the hot path
                 st.decoder.feed(direction, data, now, offset)
             except Exception:
-                self._failed(st, direction, now)
-                early = st.early(direction)
-                if early is not None and early[1] and early[0] < offset:
-                    # bytes the byte consumer has not had yet (an unfinished frame's start, an
-                    # AUTH's name and the start of its password, say): searched for secrets
-                    # with this chunk, as after an Undecodable; only this chunk is shown
-                    self.guarded(st, direction, now, st.hexview.feed, direction, early[1] + data,
-                                 now, early[0], False, offset)
-                else:
-                    self.guarded(st, direction, now, st.hexview.feed, direction, data, now,
-                                 offset, offset > 0)
+                self._failed(st, direction, now)  # this chunk shown as hex, as after an
+                self.guarded(st, direction, now, st.rescan, direction, data, now, offset, offset,
+                             offset > 0)  # Undecodable: what it may cut searched for secrets
         elif st.detector is not None:
             self.guarded(st, direction, now, self._detect, st, direction, data, now)
         pcap = self.pcap

@@ -1296,16 +1296,7 @@ class RespStream:
                     chain.emit_many(records)
                     records = []
                     emit = records.append
-                    early = st.early(direction)
-                    if early is not None and early[0] <= at:
-                        # the pcap has not had the bytes from the failed frame's start (for
-                        # commands) yet: all are searched for secrets, those from ``at`` on
-                        # are shown
-                        st.hexview.feed(direction, early[1] + data, now, early[0], False, at)
-                    elif at >= offset:
-                        st.hexview.feed(direction, data[at - offset:], now, at)
-                    else:  # it stopped in an earlier chunk, whose bytes are gone
-                        st.hexview.feed(direction, data, now, offset, True)
+                    st.rescan(direction, data, now, offset, at)
             elif t is SecretRange:
                 st.secret(e.direction, e.start, e.end)
         if records:
