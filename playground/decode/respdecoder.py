@@ -53,6 +53,7 @@ from playground.codec.parser import NOT_ONE, RespParser, SpanRun
 from playground.codec.values import Error, Inline, Map, ProtocolError, Push, Simple, Truncated
 from playground.decode import records as R
 from playground.decode.detect import RESP
+from playground.decode.httpdecoder import secret_value
 from playground.decode.redaction import REDACTED, SECRET_COMMANDS, SECRET_HEADERS
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
@@ -176,20 +177,17 @@ _SECRET_CONFIG = frozenset(
 # when no space follows the colon. A credential header's line hides all after its colon, as the
 # HTTP decoder hides its value; it is named by its upper-cased name and colon (``COOKIE:``),
 # never by its first token (which may hold the start of the secret).
-_HEADER_TOKENS = tuple(sorted(h + b":" for h in SECRET_HEADERS))  # lower case
-HEADER_NAMES = frozenset(h.upper() for h in _HEADER_TOKENS)  # as a command's name
+HEADER_NAMES = frozenset(h.upper() + b":" for h in SECRET_HEADERS)  # as a command's name
 
 
 def header_secret(first: bytes) -> int:
     """For a first token that starts with a credential header's name and colon (any case): the
-    length of that name and colon (where the secret value starts); else 0."""
+    length of that name and colon (where the secret value starts); else 0. The HTTP decoder's
+    own look at a header line (``httpdecoder.secret_value``), on the token."""
     if 58 not in first:  # no ":": the common case, one C scan
         return 0
-    low = first.lower()
-    for token in _HEADER_TOKENS:
-        if low.startswith(token):
-            return len(token)
-    return 0
+    found = secret_value(first)
+    return 0 if found is None else first.index(b":") + 1
 
 
 def secret_name(first) -> bool:
