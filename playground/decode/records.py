@@ -91,8 +91,15 @@ class RedisExchanges:
     replies: list  # playground.codec.values values
     latencies: list
     # the replies' types when the decoder knows them (a frozenset: what set(map(type, replies))
-    # gives), so that the sinks do not each make it again; None: not known
+    # gives), so that the sinks do not each make it again; None: not known yet (``types``)
     reply_types: frozenset | None = attrs.field(default=None, eq=False, repr=False)
+
+    def types(self) -> frozenset:
+        """The replies' types: the decoder's, or made here once for every sink."""
+        kinds = self.reply_types
+        if kinds is None:
+            kinds = self.reply_types = frozenset(map(type, self.replies))
+        return kinds
 
     def exchanges(self) -> list:
         n = len(self.commands)

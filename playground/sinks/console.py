@@ -640,7 +640,7 @@ class ConsoleSink(BufferedSink):
         n = len(replies)
         if latencies.count(latencies[0]) != n:
             return False
-        kinds = r.reply_types or set(map(type, replies))
+        kinds = r.types()
         first = replies[0]
         if replies.count(first) == n and kinds <= _SCALARS:  # equal replies of one type
             text = self._replies(first, self.max_value, bulks_plain)

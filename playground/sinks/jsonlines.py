@@ -191,7 +191,7 @@ class JsonSink(BufferedSink):
         if latencies.count(latencies[0]) != n:
             return False
         latency_json = _latency_json(latencies[0])
-        kinds = r.reply_types or set(map(type, replies))
+        kinds = r.types()
         if latency_json is None:
             return False
         first = replies[0]

@@ -51,8 +51,7 @@ def plain_batch(batch: list, lim: int) -> tuple[bool, int, int, bool]:
         if type(r) is _RUN:
             commands += r.commands
             replies = r.replies
-            # a run's replies are mostly of one type; the decoder may have said which
-            kinds = r.reply_types or set(map(type, replies))
+            kinds = r.types()  # a run's replies are mostly of one type
             if kinds == _BYTES_ONLY:
                 bulks += replies
             elif bytes in kinds:

@@ -499,17 +499,17 @@ class WebSink:
         self.capture.add_exchanges(pair, ts, "redis", (tuple(command), reply, latency), 1, errors,
                                    cost)
 
-    def _redis(self, pair, ts, commands, replies, latencies) -> None:
+    def _redis(self, pair, ts, commands, replies, latencies, types) -> None:
         """A pipelined run (the hot path of pipelined traffic): one entry, ``(commands,
         replies, latencies)`` ``marshal``led into one bytes (a tuple of them when a value is
         long: one the decoder may have cut, which marshal would not say); scalars are kept as
-        they are and formatted when read, an aggregate reply is formatted now (bounded text)."""
+        they are and formatted when read, an aggregate reply is formatted now (bounded text).
+        ``types``: the replies' types (``RedisExchanges.types``)."""
         if len(commands) == 1:
             self._one(pair, ts, commands[0], replies[0], latencies[0])
             return
         self.latency.redis(ts, commands, replies, latencies)
         args = sum(map(len, _flat(commands)))
-        types = set(map(type, replies))
         errors = 0
         if types <= _BULKS:  # the common cases first: GET's, SET's
             size = sum(map(len, replies))
@@ -560,7 +560,7 @@ class WebSink:
         if kind is _EXCHANGE:  # one exchange (unpipelined traffic: the most records)
             self._one(r.pair, r.ts, r.command, r.reply, r.latency)
         elif kind is _RUN:
-            self._redis(r.pair, r.ts, r.commands, r.replies, r.latencies)
+            self._redis(r.pair, r.ts, r.commands, r.replies, r.latencies, r.types())
         elif kind is _HTTP:
             self._http(r)
         elif kind is R.FaultedRedisExchange:  # the mark rides on the error shown
