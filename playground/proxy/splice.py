@@ -991,9 +991,8 @@ class ProxyFactory(LimitedFactory):
             pair = side.pair
             if pair.finished or pair.lost & _BIT[side.role]:
                 continue
-            if pair.splicer is not None:  # a copy pair: read again unless stopped or its
-                if not pair.splicer.stopped:  # destination still has bytes to take
-                    pair.splicer.hold(side.role, False)
+            if pair.splicer is not None:  # a copy pair: its leg reads again (unless stopped,
+                pair.splicer.hold(side.role, False)  # or its destination has bytes to take)
                 continue
             if twistedprivate.producer_paused(side.other):
                 continue  # its peer's buffer is full: the peer resumes it when drained
