@@ -84,14 +84,16 @@ OK = (
 )
 
 
-def masked_pcap_streams(calls, decode) -> tuple[dict, int]:
+def masked_pcap_streams(calls, decode, before=None) -> tuple[dict, int]:
     """What the pcap's per-read hold-back gives of pair 1 for ``calls`` (``(direction, data)``,
     then the close), masks applied: direction -> bytes, and the bytes the chain counted as
-    leaked (released before their mask)."""
+    leaked (released before their mask). ``before(i, chain)``: called before call ``i``."""
     pcap = FakePcap()
     chain = Chain([ListSink()], pcap=pcap, decode=decode)
     chain.pair_opened(pair(), 0.0)
     for i, (d, data) in enumerate(calls):
+        if before is not None:
+            before(i, chain)
         chain.data(1, d, data, float(i + 1))
     chain.pair_closed(1, SUMMARY, 100.0)
     out = {}
