@@ -99,17 +99,13 @@ def drawn_exchanges(browser) -> list[int]:
         "(tr) => Number(tr.dataset.index))")
 
 
-def read_rows(read, tries: int = 20):
-    """``read()`` (it walks a table's rows with Selenium), again when the page redrew a row under
-    it (a stale element: the live tables redraw while a test reads them); bounded."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    for _ in range(tries - 1):
-        try:
-            return read()
-        except StaleElementReferenceException:
-            time.sleep(0.02)
-    return read()
+def table_rows(browser, selector: str) -> list[tuple[str | None, tuple[str, ...]]]:
+    """The rows ``selector`` finds, read at once in the page (the live tables redraw while a
+    test reads them: row by row through Selenium, a row redrawn meanwhile is a stale element):
+    ``(its data-key, its cells' rendered text)`` each."""
+    return [(key, tuple(cells)) for key, cells in browser.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]), (tr) => [tr.dataset.key ?? null,"
+        " Array.from(tr.cells, (td) => td.innerText.trim())])", selector)]
 
 
 def status(browser) -> str:
@@ -279,9 +275,7 @@ def test_the_page_follows_redis_cli_and_shows_traffic_as_text(twistd, redis_serv
                    "the exchanges of the picked connection")
 
     def exchange_rows():
-        return read_rows(lambda: [
-            tuple(td.text for td in tr.find_elements(By.TAG_NAME, "td"))
-            for tr in browser.find_elements(By.CSS_SELECTOR, "#exchanges tbody tr")])
+        return [cells for _, cells in table_rows(browser, "#exchanges tbody tr")]
 
     # 1. the connection shows within a second
     assert redis_cli(port, "set", "foo", "bar") == "OK"
@@ -411,9 +405,7 @@ def test_the_latency_panel_shows_redis_benchmark_per_command(twistd, redis_serve
                     "-c", "4", "-q"], capture_output=True, timeout=120, check=True)
 
     def table():
-        return read_rows(lambda: {
-            tr.get_attribute("data-key"): [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
-            for tr in browser.find_elements(By.CSS_SELECTOR, "#latency tbody tr")})
+        return {key: list(cells) for key, cells in table_rows(browser, "#latency tbody tr")}
 
     wait_until(lambda: {"resp GET", "resp SET"} <= set(table()) and table()["resp GET"][2] == "2000"
                and table()["resp SET"][2] == "2000", 5, "GET and SET rows, 2000 each")
@@ -469,9 +461,7 @@ def test_a_url_with_a_filter_opens_with_only_the_matching_rows(twistd, redis_ser
     assert browser.find_element(By.ID, "filter").get_attribute("value") == "proto=resp&cmd=GET"
 
     def listed():
-        return read_rows(lambda: [
-            tr.find_elements(By.TAG_NAME, "td")[0].text
-            for tr in browser.find_elements(By.CSS_SELECTOR, "#connections tbody tr")])
+        return [cells[0] for _, cells in table_rows(browser, "#connections tbody tr")]
 
     wait_until(lambda: listed() == ["2"], 5, "only the GET connection")
     assert redis_cli(port, "get", "k") == "v"  # connection 4: live, it matches too
@@ -483,9 +473,7 @@ def test_a_url_with_a_filter_opens_with_only_the_matching_rows(twistd, redis_ser
     assert listed() == ["2", "4", "6"]  # and left the PING out
     browser.find_element(By.CSS_SELECTOR, "#connections tbody tr").click()
     wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#exchanges tbody tr"), 5, "rows")
-    assert read_rows(lambda: [
-        tr.find_elements(By.TAG_NAME, "td")[1].text
-        for tr in browser.find_elements(By.CSS_SELECTOR, "#exchanges tbody tr")]) == ["get k"]
+    assert [cells[1] for _, cells in table_rows(browser, "#exchanges tbody tr")] == ["get k"]
     field = browser.find_element(By.ID, "filter")  # the bar changes the URL and the list
     field.clear()
     field.send_keys("cmd=PING\n")
