@@ -500,8 +500,6 @@ def test_feed_reply_equals_pure_parser(data):
         assert fast.offset == len(data)
 
 
-
-
 _RUN_PIECES = st.sampled_from([
     b"$3\r\nxxx\r\n", b"$0\r\n\r\n", b"+OK\r\n", b":1\r\n", b"$-1\r\n", b"*1\r\n$1\r\na\r\n",
     b"-ERR x\r\n", b"$3\r\nab", b"\r\n", b"+QUEUED\r\n", b"=5\r\ntxt:a\r\n", b"~1\r\n$1\r\na\r\n",
