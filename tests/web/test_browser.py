@@ -108,6 +108,13 @@ def table_rows(browser, selector: str) -> list[tuple[str | None, tuple[str, ...]
         " Array.from(tr.cells, (td) => td.innerText.trim())])", selector)]
 
 
+def list_at_end(browser) -> bool:
+    """Whether the connections list is scrolled to its end (its newest rows in view)."""
+    return browser.execute_script(
+        "const p = document.getElementById('list-pane');"
+        "return p.scrollTop + p.clientHeight >= p.scrollHeight - 4")
+
+
 def status(browser) -> str:
     from selenium.webdriver.common.by import By
 
@@ -196,9 +203,7 @@ def test_thousands_of_rows_stay_cheap_and_do_not_yank_the_view(twistd, redis_ser
     pane = browser.find_element(By.ID, "list-pane")
 
     def at_end():
-        return browser.execute_script(
-            "const p = arguments[0]; return p.scrollTop + p.clientHeight >= p.scrollHeight - 4",
-            pane)
+        return list_at_end(browser)
 
     # it sticks to the newest: the last rows are drawn, and only a window of them
     wait_until(lambda: "3000" in listed_ids(browser), 5, "the newest row drawn")
@@ -440,6 +445,10 @@ def test_the_latency_panel_shows_redis_benchmark_per_command(twistd, redis_serve
     browser.find_elements(By.CSS_SELECTOR, "#connections tbody tr")[-2].click()  # beside it
     wait_until(lambda: (drawn_exchanges(browser) or [0])[-1] > 400, 5,
                "a benchmark connection's exchanges under the panel")
+    # the picked connection's pane made the list shorter: it still sticks to the newest (it
+    # stayed at its top, the newest and the picked row out of view)
+    wait_until(lambda: list_at_end(browser), 3, "the list at its newest row")
+    assert listed_ids(browser)[-2:] == ["9", "10"]
     target = os.environ.get("TCPPLAY_WEB_LATENCY_SCREENSHOT")
     if target:  # docs/web-latency.png
         browser.execute_async_script(

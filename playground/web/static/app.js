@@ -91,6 +91,11 @@ let renderQueued = false;
 // A window of it: only the rows in view and ROW_MARGIN around them are in the table; two spacers
 // stand for the others, so a capture of many thousands scrolls as one long list.
 const listPane = document.getElementById("list-pane");
+// The list sticks to the newest until the user scrolls away from the end, and again once they
+// scroll back: said by the scroll events (below), not by the pane's geometry at each render (a
+// pane made shorter, by the picked connection's pane or the latency pane opening, is not the
+// user leaving the end: the list stayed at its top, the newest and the picked rows out of view).
+let listAtEnd = true;
 const listTable = document.getElementById("connections");
 const tbody = listTable.querySelector("tbody");
 const ROW_MARGIN = 40;
@@ -137,7 +142,7 @@ function sortValue(c) {
 
 function render() {
   renderQueued = false;
-  const atEnd = listPane.scrollTop + listPane.clientHeight >= listPane.scrollHeight - 4;
+  const atEnd = listAtEnd;
   const list = Array.from(conns.values()).filter((c) => matching === null || matching.has(c.id));
   list.sort((a, b) => {
     const x = sortValue(a), y = sortValue(b);
@@ -191,7 +196,11 @@ document.querySelectorAll("#connections th").forEach((th) => {
   });
 });
 document.querySelector('#connections th[data-key="id"]').classList.add("sorted");
-listPane.addEventListener("scroll", () => queueRender(), { passive: true });
+listPane.addEventListener("scroll", () => {
+  listAtEnd = listPane.scrollTop + listPane.clientHeight >= listPane.scrollHeight - 4;
+  queueRender();
+}, { passive: true });
+new ResizeObserver(() => queueRender()).observe(listPane); // drawn again where it sticks
 
 // -- live feed ----------------------------------------------------------------------------------
 // EventSource reconnects by itself (the server asks for 1 s) and sends the last event id back:
