@@ -407,7 +407,8 @@ class Chain:
             self.guarded(st, None, now, st.hexview.close, now)
         self.emit(R.Close(pair_id, now, st.client, summary.get("bytes_c2s", 0),
                           summary.get("bytes_s2c", 0), summary.get("duration", 0.0),
-                          str(summary.get("closed_by", "")), str(summary.get("how", ""))))
+                          str(summary.get("closed_by", "")), str(summary.get("how", "")),
+                          str(summary.get("reason", ""))))
         if self.pcap is not None:
             if st.held is not None:
                 for d in (CLIENT_TO_SERVER, SERVER_TO_CLIENT):

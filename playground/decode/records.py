@@ -39,6 +39,7 @@ class Close:
     duration: float
     closed_by: str
     how: str
+    reason: str = ""  # why the proxy closed it (a failed connect's error), or ""
 
 
 @attrs.define(slots=True)
@@ -341,7 +342,7 @@ def to_json(r, limit: int = 0) -> dict:
     if kind is Close:
         return {"type": "close", "pair": r.pair, "ts": json_ts(r.ts), "client": r.client,
                 "bytes_c2s": r.bytes_c2s, "bytes_s2c": r.bytes_s2c, "duration": r.duration,
-                "closed_by": r.closed_by, "how": r.how}
+                "closed_by": r.closed_by, "how": r.how, **({"reason": r.reason} if r.reason else {})}
     if kind is HalfClose:
         return {"type": "half_close", "pair": r.pair, "ts": json_ts(r.ts), "direction": r.direction}
     if kind is Detected:

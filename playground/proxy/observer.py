@@ -40,7 +40,9 @@ class PairInfo:
 
     ``client``: the client's address; ``listen``: the proxy's address the client reached;
     ``upstream_local``: the proxy's own address on the upstream leg (None before it connects);
-    ``server``: the target's address; ``target``: the --target endpoint string.
+    ``server``: the target's address, None for a pair that never reached it (its connect
+    failed: it is opened and closed at once, ``how`` connect-failed); ``target``: the --target
+    endpoint string.
     """
 
     id: int
@@ -65,4 +67,5 @@ class PairObserver(Protocol):
         """The sender of ``direction`` shut down its write side (FIN), and it was passed on."""
 
     def pair_closed(self, pair_id: int, summary: dict, now: float) -> None:
-        """``summary``: bytes_c2s, bytes_s2c, duration, closed_by, how (fin|reset|timeout|...)."""
+        """``summary``: bytes_c2s, bytes_s2c, duration, closed_by, how (fin|reset|timeout|...),
+        and ``reason`` when the proxy says why it closed (a failed connect's error)."""

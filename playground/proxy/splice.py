@@ -354,7 +354,7 @@ class Pair:
 
     __slots__ = ("factory", "reactor", "client", "server", "id", "opened", "info", "connecting",
                  "closed_first", "read_closed", "lost", "finished", "_idle_call", "_idle_mark",
-                 "_idle_checks", "toxic_names", "faults", "fault_call", "splicer")
+                 "_idle_checks", "toxic_names", "faults", "fault_call", "splicer", "close_reason")
     log = Logger()
 
     def __init__(self, factory: ProxyFactory, client: ClientSide):
@@ -368,6 +368,8 @@ class Pair:
         self.connecting = None  # a Deferred (endpoints), an IConnector (plain TCP) or a
         # zerocopy.Connector (plain TCP to an IP literal, spliced)
         self.closed_first: tuple[str, str] | None = None  # (who, how)
+        self.close_reason = ""  # why the proxy closed it, said in the close record (a connect's
+        # error)
         self.read_closed = 0  # bits (_BIT) of the roles that sent FIN
         self.lost = 0  # bits of the roles whose connection is gone
         self.finished = False
@@ -436,6 +438,14 @@ class Pair:
             pair=self.id, target=f.target_desc, why=why, client=self.client.peer,
         )
         self.closed_first = (SERVER, "connect-failed")
+        self.close_reason = why
+        if f.observer is not None and self.info is None:
+            # The observer sees the attempt: opened at the accept, never connected (no
+            # ``server``), closed next with how and why (``_finish``).
+            ct = self.client.transport
+            self.info = PairInfo(id=self.id, client=_endpoint(ct.getPeer()),
+                                 listen=_endpoint(ct.getHost()), target=f.target_desc)
+            f.notify("pair_opened", self.info, self.opened)
         self.client.transport.loseConnection()
         return None
 
@@ -808,6 +818,8 @@ class Pair:
             "closed_by": who,
             "how": how,
         }
+        if self.close_reason:
+            summary["reason"] = self.close_reason
         f.bytes_c2s += summary["bytes_c2s"]
         f.bytes_s2c += summary["bytes_s2c"]
         if f.log_connections:

@@ -311,7 +311,8 @@ class ConsoleFormatter:
             return [f"{tag} {p.bold('open')} {r.client} -> {r.server}{via}"]
         if kind is R.Close:
             return [f"{tag} {p.bold('close')} {r.client} c2s {_size(r.bytes_c2s)} "
-                    f"s2c {_size(r.bytes_s2c)} {r.duration:.3f} s ({r.how} by {r.closed_by})"]
+                    f"s2c {_size(r.bytes_s2c)} {r.duration:.3f} s ({r.how} by {r.closed_by}"
+                    f"{': ' + r.reason if r.reason else ''})"]
         if kind is R.HalfClose:
             who = "client" if r.direction == "c2s" else "server"
             return [f"{tag} {self._arrow(r.direction)} FIN ({who} finished sending)"]

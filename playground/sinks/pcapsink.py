@@ -160,6 +160,8 @@ class PcapSink(service.Service):
     # -- PairObserver ------------------------------------------------------------------------
 
     def pair_opened(self, pair: PairInfo, now: float) -> None:
+        if pair.server is None:  # never reached its target (a failed connect): no conversation
+            return  # to draw; its close goes to a pair the writer does not know
         if self._accepting():
             port = self.writer.server_port_of(pair)
             self._pair_ports[pair.id] = port

@@ -255,6 +255,7 @@ class Connection:
     half_closed: tuple = ()  # directions whose sender sent FIN
     closed_by: str = ""
     how: str = ""  # fin | reset | timeout | ... (the proxy's close summary)
+    reason: str = ""  # why the proxy closed it (a failed connect's error), or ""
     ended: float | None = None
     bytes_c2s: int = 0
     bytes_s2c: int = 0
@@ -340,6 +341,7 @@ class Connection:
             "id": self.id, "client": self.client, "listen": self.listen,
             "target": self.target, "server": self.server, "protocol": self.protocol,
             "state": self.state, "closed_by": self.closed_by, "how": self.how,
+            "reason": self.reason,
             "started": self.started, "duration": round(self.duration(now), 6),
             "bytes_c2s": self.bytes_c2s, "bytes_s2c": self.bytes_s2c,
             "exchanges": self.exchange_count, "errors": self.error_count,
@@ -584,7 +586,8 @@ class Capture:
         self._bound()
 
     def closed(self, pair: int, now: float, closed_by: str = "", how: str = "",
-               bytes_c2s: int | None = None, bytes_s2c: int | None = None) -> None:
+               bytes_c2s: int | None = None, bytes_s2c: int | None = None,
+               reason: str = "") -> None:
         self.sync()
         c = self.connections.get(pair)
         if c is None:
@@ -592,6 +595,7 @@ class Capture:
         c.state = CLOSED
         c.closed_by = closed_by
         c.how = how
+        c.reason = reason
         c.ended = now
         if bytes_c2s is not None:
             c.bytes_c2s = max(c.bytes_c2s, bytes_c2s)

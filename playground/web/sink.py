@@ -610,7 +610,7 @@ class WebSink:
     def pair_closed(self, pair_id: int, summary: dict, now: float) -> None:
         self.capture.closed(pair_id, now, str(summary.get("closed_by", "")),
                             str(summary.get("how", "")), summary.get("bytes_c2s"),
-                            summary.get("bytes_s2c"))
+                            summary.get("bytes_s2c"), str(summary.get("reason", "")))
 
     def mask(self, pair_id: int, direction: str, start: int, end: int) -> int:
         return self.capture.mask(pair_id, direction, start, end)

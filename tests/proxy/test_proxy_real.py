@@ -6,6 +6,7 @@ test needs to see exactly when a connection ends. Every wait has a deadline; no 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import resource
@@ -15,7 +16,9 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 
+import dpkt
 import pytest
 import redis
 
@@ -276,6 +279,46 @@ def test_upstream_refusing_closes_client_and_logs(twistd):
         line = proc.wait_for("cannot reach")
     assert f"port={dead}" in line and "refused" in line.lower(), line
     assert "first=server how=connect-failed" in close_line_for(proc, me)
+
+
+def http_json(port: int, path: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+        return json.load(answer)
+
+
+def json_records(path, pair: int) -> list[dict]:
+    with open(path) as f:
+        return [r for r in map(json.loads, f) if r.get("pair") == pair]
+
+
+@pytest.mark.twistd
+def test_a_refused_connect_is_a_pair_in_the_records_but_not_in_the_pcap(twistd, tmp_path):
+    """The observer sees the attempt: the JSON lines and the web view have the pair, opened
+    and closed (connect-failed, and why); the pcap has no conversation for it (none happened)."""
+    dead = free_port()
+    web = free_port()
+    proc, port = start_proxy(twistd, dead, "--json", tmp_path / "x.jsonl", "--pcap",
+                             tmp_path / "x.pcap", "--web", web)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        me = s.getsockname()[1]
+        s.sendall(PING)
+        wait_closed(s, timeout=3)
+    assert f"close 127.0.0.1:{me} " in proc.wait_for(f"close 127.0.0.1:{me} ")
+    listed = wait_until(lambda: [c for c in http_json(web, "/api/connections")["connections"]
+                                 if c["client"] == f"127.0.0.1:{me}" and c["state"] == "closed"],
+                        10, "the web view to list the closed pair")
+    assert proc.terminate() == 0
+    (c,) = listed
+    assert (c["how"], c["closed_by"], c["server"]) == ("connect-failed", "server", "")
+    assert "refused" in c["reason"].lower(), c
+    records = json_records(tmp_path / "x.jsonl", c["id"])
+    assert [r["type"] for r in records] == ["open", "close"], records
+    assert records[0]["client"] == f"127.0.0.1:{me}"
+    close = records[1]
+    assert (close["how"], close["closed_by"], close["bytes_c2s"]) == ("connect-failed", "server", 0)
+    assert "refused" in close["reason"].lower(), close
+    with open(tmp_path / "x.pcap", "rb") as f:
+        assert list(dpkt.pcap.Reader(f)) == []
 
 
 @pytest.mark.twistd

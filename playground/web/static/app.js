@@ -334,7 +334,8 @@ function showConnection(one) {
   setActions(c.state !== "closed");
   document.getElementById("detail-title").textContent = `#${c.id} ${c.client} → ${c.server || c.target}`;
   document.getElementById("detail-summary").textContent =
-    `${c.protocol || "undetected"} · ${c.state}${c.how ? ` (${c.how}, ${c.closed_by})` : ""} · ` +
+    `${c.protocol || "undetected"} · ${c.state}` +
+    `${c.how ? ` (${c.how}, ${c.closed_by}${c.reason ? `: ${c.reason}` : ""})` : ""} · ` +
     `${size(c.bytes_c2s)} c→s · ${size(c.bytes_s2c)} s→c · ${ms(c.duration)} · ` +
     `${c.exchanges} exchange(s), ${c.errors} error(s)`;
   document.getElementById("exchanges-note").textContent =
