@@ -90,7 +90,7 @@ CLOSED = "closed"
 # A chunk's kind, one byte in the chunk table: 0 c2s bytes, 1 s2c bytes, then the marks, one
 # code per (mark, direction); the direction "" is a close nobody in particular started.
 _DIRECTIONS = (C2S, S2C, "")
-_MARKS = ("fin", "rst", "close")
+_MARKS = ("fin", "rst", "close", "unreached")  # unreached: the proxy's connect failed
 _MARK_CODE = {(m, d): 2 + 3 * i + j for i, m in enumerate(_MARKS)
               for j, d in enumerate(_DIRECTIONS)}
 _KIND = [(C2S, None), (S2C, None)] + [(d, m) for m in _MARKS for d in _DIRECTIONS]
@@ -605,7 +605,8 @@ class Capture:
         if c.open_rows is not None:
             self._seal(c)
         direction = C2S if closed_by == "client" else S2C if closed_by == "server" else ""
-        self._mark(c, direction, "rst" if how == "reset" else "close", now)
+        mark = "rst" if how == "reset" else "unreached" if how == "connect-failed" else "close"
+        self._mark(c, direction, mark, now)
         self._touch(c)
         self._bound()
 

@@ -43,6 +43,8 @@ def connection_pcap(c: Connection, chunks) -> bytes:
     writer = PcapWriter()
     pair = PairInfo(c.id, endpoint(c.client), endpoint(c.listen), c.target,
                     endpoint(c.server) if c.server else None)
+    if not c.server:  # never reached its target (a failed connect): no conversation to draw,
+        return writer.header()  # as in the --pcap file
     out = [writer.header(), writer.pair_opened(pair, c.started)]
     for ch in chunks:
         if ch.mark is None:
@@ -69,6 +71,7 @@ def connection_jsonl(c: Connection, describe) -> bytes:
         records.append({"type": "close", "pair": c.id, "ts": c.ended, "client": c.client,
                         "bytes_c2s": c.bytes_c2s, "bytes_s2c": c.bytes_s2c,
                         "duration": round(c.duration(c.ended), 6),
-                        "closed_by": c.closed_by, "how": c.how})
+                        "closed_by": c.closed_by, "how": c.how,
+                        **({"reason": c.reason} if c.reason else {})})
     return b"".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
                     for r in records)

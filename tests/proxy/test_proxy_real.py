@@ -307,10 +307,20 @@ def test_a_refused_connect_is_a_pair_in_the_records_but_not_in_the_pcap(twistd, 
     listed = wait_until(lambda: [c for c in http_json(web, "/api/connections")["connections"]
                                  if c["client"] == f"127.0.0.1:{me}" and c["state"] == "closed"],
                         10, "the web view to list the closed pair")
-    assert proc.terminate() == 0
     (c,) = listed
+    stream = http_json(web, f"/api/connections/{c['id']}/stream")
+    assert [ch.get("mark") for ch in stream["chunks"]] == ["unreached"], stream
+    with urllib.request.urlopen(f"http://127.0.0.1:{web}/api/connections/{c['id']}.pcap",
+                                timeout=10) as answer:
+        assert list(dpkt.pcap.Reader(answer)) == []  # nothing crossed: no conversation drawn
+    with urllib.request.urlopen(f"http://127.0.0.1:{web}/api/connections/{c['id']}.jsonl",
+                                timeout=10) as answer:
+        exported = [json.loads(line) for line in answer]
+    assert proc.terminate() == 0
     assert (c["how"], c["closed_by"], c["server"]) == ("connect-failed", "server", "")
     assert "refused" in c["reason"].lower(), c
+    assert [r["type"] for r in exported] == ["open", "close"], exported
+    assert exported[1]["reason"] == c["reason"]
     records = json_records(tmp_path / "x.jsonl", c["id"])
     assert [r["type"] for r in records] == ["open", "close"], records
     assert records[0]["client"] == f"127.0.0.1:{me}"

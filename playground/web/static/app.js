@@ -107,7 +107,7 @@ let rowHeight = 24; // measured from the rows drawn
 function cellsOf(c) {
   return [
     [c.id, "num"], [c.client, ""], [`${c.listen} → ${c.server || c.target}`, ""],
-    [c.protocol || "…", ""], [c.state, c.state === "closed" ? "closed" : ""],
+    [c.protocol || (c.state === "closed" ? "—" : "…"), ""], [c.state, c.state === "closed" ? "closed" : ""],
     [size(c.bytes_c2s), "num"], [size(c.bytes_s2c), "num"], [ms(c.duration), "num"],
     [c.exchanges, "num"], [c.errors, c.errors ? "num errors-some" : "num"],
     [c.how ? `${c.how} (${c.closed_by})` : "", ""],
@@ -438,6 +438,7 @@ function asHex(bytes, offset) {
 const MARKS = { fin: "FIN", rst: "RST", close: "closed" };
 
 function chunkNode(ch) {
+  if (ch.mark === "unreached") return el("span", "mark", "── the proxy could not reach the server ──");
   if (ch.mark) {
     const who = ch.direction === "c2s" ? "client" : ch.direction === "s2c" ? "server" : "proxy";
     return el("span", "mark", `── ${MARKS[ch.mark] || ch.mark} from the ${who} ──`);
