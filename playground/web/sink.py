@@ -273,7 +273,9 @@ class WebSink:
         what it says is settled may be in flux (a RESP decoder giving up on a frame has not
         had its fallback search the frame yet)."""
         records, self.records = self.records, []
-        self.queued = sum(READ_COST + 2 * len(read[2]) for read in self.reads)
+        # what they were counted as (see emit): the reads' count stays, with no pass over them
+        self.queued -= RECORD_COST * (len(records) + sum(
+            [len(r.commands) - 1 for r in records if type(r) is _RUN]))
         try:
             self._store(records)
         except Exception:

@@ -10,10 +10,12 @@ from array import array
 import pytest
 from twisted.python import usage
 
+from playground.decode import records as R
 from playground.decode.bytetee import ByteTee
 from playground.decode.chain import Chain
 from playground.proxy import decoding
 from playground.proxy.service import Options
+from playground.web import sink as web_sink
 from playground.web.capture import Capture
 from playground.web.sink import WebSink, command_size, reply_size, rows
 from tests.support.chain import GET, OK, SUMMARY, FakePcap, pair
@@ -189,6 +191,45 @@ def test_the_counted_cost_covers_what_the_process_holds(pipeline):
     assert max(queued) > 100_000  # the queue did hold a batch
     assert web.capture.get(1).exchange_count == 2 * (1000 // pipeline) * pipeline
     assert held <= web.capture.bytes
+
+
+class _Records:
+    """A record sink keeping what the chain emits (runs too)."""
+
+    takes_runs = True
+
+    def __init__(self):
+        self.got = []
+        self.emit = self.got.append
+        self.emit_many = self.got.extend
+
+
+@pytest.mark.parametrize("pipeline", [1, 16])
+def test_the_queue_counts_what_it_holds_after_a_record_fills_it(pipeline, monkeypatch):
+    # a record filling the queue stores the records alone: the count left is the reads' own
+    monkeypatch.setattr(web_sink, "QUEUE_LIMIT", 64 * 1024)
+    made = _Records()
+    chain = Chain([made])
+    chain.pair_opened(pair(), 0.0)
+    web = WebSink(Capture(max_bytes=1 << 40))
+    web.pair_opened(pair(), 0.0)
+    records_alone = 0
+    for i in range(400 // pipeline):
+        sets = b"".join(_resp(b"SET", b"key:%06d" % (i * pipeline + k), b"xxx")
+                        for k in range(pipeline))
+        for direction, data in ((C2S, sets), (S2C, b"+OK\r\n" * pipeline)):
+            made.got.clear()
+            chain.data(1, direction, data, 1.0 + i)
+            web.data(1, direction, data, 1.0 + i)
+            for record in made.got:
+                reads = len(web.reads)
+                web.emit(record)
+                counted = sum(web_sink.READ_COST + 2 * len(read[2]) for read in web.reads) + sum(
+                    web_sink.RECORD_COST * len(getattr(r, "commands", (r,)))
+                    for r in web.records if type(r) in (R.RedisExchange, R.RedisExchanges))
+                assert web.queued == counted
+                records_alone += not web.records and len(web.reads) == reads > 0
+    assert records_alone  # a record did fill it, and the reads stayed queued
 
 
 def test_auth_is_redacted_in_rows_and_in_the_stream_exactly_as_in_the_pcap():
