@@ -473,9 +473,10 @@ class WebSink:
             small = True
         elif kind is _TRUNCATED:
             small = False
-        else:
+        else:  # an aggregate or an attributed reply: its text (an attributed error's says "-")
             reply = format_value(reply, self.max_value)
             small = True
+            errors = 1 if reply.startswith("-") else 0
         if small and sum(map(len, command)) <= _ROW_LIMIT:
             self.capture.add_rows(pair, ts, "redis", dumps(([ts], [command], [reply], [latency]),
                                                            _MARSHAL), 1, errors)
@@ -535,8 +536,9 @@ class WebSink:
                     errors += kind is _ERROR
                     size += len(reply.value)
                     kept[i] = _stored(reply)
-                else:
+                else:  # its text (an attributed error's says "-", as its row does)
                     kept[i] = shown = format_value(reply, self.max_value)
+                    errors += shown.startswith("-")
                     size += len(shown)
         if args + size <= _KEPT and _TRUNCATED not in types:
             data = dumps((commands, kept, latencies), _MARSHAL)
