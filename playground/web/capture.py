@@ -51,6 +51,7 @@ import sys
 from array import array
 from collections import OrderedDict, deque
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from itertools import chain, groupby, islice
 from operator import itemgetter
 from typing import NamedTuple
@@ -822,6 +823,9 @@ class Capture:
 
 
 PROTOCOLS = ("resp", "http", "text", "hex")  # playground.decode.detect's names
+# whether a command name matches a cmd glob, remembered (a scan asks it of every RESP row it
+# peeks at, of a few distinct names): a third of fnmatchcase's time
+_name_matches = lru_cache(maxsize=1024)(fnmatchcase)
 
 
 class BadFilter(ValueError):
@@ -925,7 +929,7 @@ class Filter:
             return False
         if self.slow is not None and (latency is None or latency <= self.slow):
             return False
-        return not (self.cmd and name is not None and not fnmatchcase(name, self.cmd))
+        return not (self.cmd and name is not None and not _name_matches(name, self.cmd))
 
     def by_itself(self, summary: dict) -> bool:
         """Whether a connection's list row matches ``proto`` and ``client``."""
