@@ -2,10 +2,20 @@
 
 A filter on exchanges (``cmd``, ``http``, ``errors``, ``slow``) reads a connection's exchange
 rows until one matches; a capture at its bounds holds hundreds of thousands of them, and reading
-them all at once would hold the proxy's reactor for seconds. ``FilterScan.matches`` reads at most
-a given number of rows per call and remembers, per filter and connection, how far it read and
+them all at once would hold the proxy's reactor for seconds. ``FilterScan.matches`` does at most
+a given amount of work per call and remembers, per filter and connection, how far it read and
 which row matched: the next call goes on from there, and asking again (the page does, on every
 update) reads only the exchanges that came since. It remembers the last ``max_filters`` filters.
+
+Formatting a row costs 3-40 us; the sink can say what a filter tests of a RESP row without it
+(``peek``: its command name, latency and whether it is an error, read from the stored form):
+with it, an entry with no error is skipped whole by ``errors=1``, a RESP row is formatted only
+when what its stored form says may match (``Filter.may_match_resp``), and then confirmed on
+its formatted row (``row_matches``), so the answers are those of formatting every row. The work
+is counted in formatted rows: a row (or an entry) checked on its stored form counts
+``1 / PEEKS_PER_ROW``, so a call reads that many more rows in no more time. ``PEEKS_PER_ROW``
+is 4: about 5 rows are checked so in the time the cheapest row (a ``SET``'s ``+OK``, 3 us) is
+formatted (``bench/web_filter.py``), and a power of two keeps the counts exact.
 """
 
 from __future__ import annotations
@@ -18,13 +28,22 @@ from operator import attrgetter
 from playground.web.capture import Connection, Filter
 
 _FIRST = attrgetter("first")
+PEEKS_PER_ROW = 4  # rows checked on their stored form in less time than a SET's row is formatted
+_PEEKED = 1 / PEEKS_PER_ROW  # a power of two: the counts add up exactly
 
 
 class FilterScan:
-    """``describe(entry) -> rows``: the table rows of one stored exchanges entry."""
+    """``describe(entry) -> rows``: the table rows of one stored exchanges entry. ``peek``
+    (optional, with ``exchange_row``): ``peek(entry)`` -> per row ``(index, command name or
+    None, latency, error, exchange)`` read from the stored form without formatting, or None
+    for an entry it cannot read so (``playground.web.sink.peek``); ``exchange_row(index,
+    exchange)``: that row formatted. With ``peek``, an entry's ``errors`` is trusted to count
+    its error rows (the sink's do)."""
 
-    def __init__(self, describe, max_filters: int = 8):
+    def __init__(self, describe, peek=None, exchange_row=None, max_filters: int = 8):
         self.describe = describe
+        self.peek = peek
+        self.exchange_row = exchange_row
         self.max_filters = max_filters
         # filter -> {connection id: (last index read, index of the matching row or 0)}
         self._memo: OrderedDict[Filter, dict[int, tuple[int, int]]] = OrderedDict()
@@ -45,11 +64,12 @@ class FilterScan:
             for cid in [cid for cid in memo if cid not in live]:
                 del memo[cid]
 
-    def matches(self, shown: Filter, c: Connection, summary: dict, budget: int
-                ) -> tuple[bool | None, int]:
-        """Whether ``c`` (its list row: ``summary``) matches ``shown``, reading at most
-        ``budget`` rows (a pipelined entry is read whole): ``(True | False, rows read)``, or
-        ``(None, rows read)`` when the budget ran out first (ask again: it goes on)."""
+    def matches(self, shown: Filter, c: Connection, summary: dict, budget: float
+                ) -> tuple[bool | None, float]:
+        """Whether ``c`` (its list row: ``summary``) matches ``shown``, doing at most
+        ``budget`` work, in formatted rows (a row checked on its stored form: a fraction, see
+        the module docstring; an entry is read whole): ``(True | False, work done)``, or
+        ``(None, work done)`` when the budget ran out first (ask again: it goes on)."""
         if not shown.by_itself(summary):
             return False, 0
         if not shown.on_exchanges:
@@ -63,20 +83,55 @@ class FilterScan:
                 return True, 0
             done, matched = matched, 0  # its matching row was evicted: read on after it
         start = max(bisect_right(entries, done, key=_FIRST) - 1, 0)
+        peek = self.peek
+        only_errors = shown.errors and peek is not None
         read = 0
         for entry in islice(entries, start, None):
-            if entry.first + entry.count - 1 <= done:
+            last = entry.first + entry.count - 1
+            if last <= done:
                 continue
             if read >= budget:
                 memo[c.id] = (done, 0)
                 return None, read
-            for row in self.describe(entry):
-                if row["index"] <= done:
-                    continue
-                read += 1
-                if shown.row_matches(row):
-                    memo[c.id] = (row["index"], row["index"])
+            if only_errors and not entry.errors:  # no error row in it: none matches
+                read += _PEEKED
+            else:
+                peeked = peek(entry) if peek is not None else None
+                found = (self._first_match(shown, entry, done) if peeked is None
+                         else self._first_peeked_match(shown, peeked, done))
+                read += found[1]
+                if found[0]:
+                    memo[c.id] = (found[0], found[0])
                     return True, read
-            done = entry.first + entry.count - 1
+            done = last
         memo[c.id] = (done, 0)
         return False, read
+
+    def _first_match(self, shown: Filter, entry, done: int) -> tuple[int, float]:
+        """The first of ``entry``'s rows after index ``done`` that matches, its rows formatted
+        (``describe``): ``(its index or 0, work done)``."""
+        read = 0
+        for row in self.describe(entry):
+            if row["index"] <= done:
+                continue
+            read += 1
+            if shown.row_matches(row):
+                return row["index"], read
+        return 0, read
+
+    def _first_peeked_match(self, shown: Filter, peeked, done: int) -> tuple[int, float]:
+        """The first row after index ``done`` that matches, of a RESP entry's ``peeked`` rows
+        (``peek``): each checked on what its stored form says, formatted (``exchange_row``)
+        only when that may match: ``(its index or 0, work done)``."""
+        read = 0
+        may_match = shown.may_match_resp
+        for index, name, latency, error, exchange in peeked:
+            if index <= done:
+                continue
+            read += _PEEKED
+            if not may_match(name, latency, error):
+                continue
+            read += 1
+            if shown.row_matches(self.exchange_row(index, exchange)):
+                return index, read
+        return 0, read

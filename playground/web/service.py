@@ -49,7 +49,8 @@ class WebService(service.MultiService):
         self.proxies: list = []
         self.site = make_site(self.capture, token=self.token, reactor=reactor,
                               describe=self.sink.rows, close=self.close_pair,
-                              latency=self.sink.latency)
+                              latency=self.sink.latency, peek=self.sink.peek,
+                              exchange_row=self.sink.exchange_row)
         self.listening = _WebListening(self, "web", opts["web"], self.site, flag="--web",
                                        reactor=reactor)
         self.listening.setServiceParent(self)

@@ -32,6 +32,7 @@ and a mask reaches every byte before it can be served.
 
 from __future__ import annotations
 
+import re
 from itertools import chain, groupby, repeat
 from marshal import dumps, loads
 from operator import attrgetter, itemgetter
@@ -157,39 +158,86 @@ def _segment_rows(segment: bytes):
     return zip(stamps, commands, replies, latencies, strict=True)
 
 
+def _exchanges(entry):
+    """The ``(ts, command, stored reply, latency)`` of a RESP entry's exchanges, in order: its
+    encoded rows (``capture.Rows``: segments of exchanges, ``_segment_rows``), or, for one
+    exchange, ``(command, reply, latency)``, or for a run ``(commands, replies, latencies)``,
+    marshalled or not; replies as ``_stored`` keeps them, an aggregate already as its text."""
+    data = entry.data
+    if is_encoded(data):  # segments of rows, each row with its time
+        return _flat(map(_segment_rows, encoded_rows(data)))
+    if entry.count == 1:
+        return ((entry.ts, *data),)
+    ts = entry.ts  # a run, marshalled or (long values) as it was
+    runs = loads(data) if type(data) is bytes else data
+    return ((ts, *exchange) for exchange in zip(*runs, strict=True))
+
+
+def exchange_row(index: int, exchange, max_value: int = 200) -> dict:
+    """The table row numbered ``index`` of one RESP ``exchange`` as ``_exchanges`` gives it."""
+    ts, command, stored, latency = exchange
+    text = type(stored) is str
+    reply = stored if text else _value(stored)
+    shown = reply if text else (
+        command_summary(command, reply, max_value) or format_value(reply, max_value))
+    return {"index": index, "ts": ts, "kind": "redis",
+            "request": format_args(command, max_value), "reply": shown,
+            "latency": latency, "request_size": command_size(command),
+            "reply_size": None if text else reply_size(reply),
+            "error": type(reply) is _ERROR or (text and reply.startswith("-"))}
+
+
 def rows(entry, max_value: int = 200) -> list[dict]:
-    """The table rows of a ``capture.Exchanges`` entry the sink stored (JSON-ready). A RESP
-    entry holds encoded rows (``capture.Rows``: segments of exchanges, ``_segment_rows``), or,
-    for one exchange, ``(command, reply, latency)``, or for a run ``(commands, replies,
-    latencies)``, marshalled or not; replies as ``_stored`` keeps them, an aggregate already as
-    its text."""
+    """The table rows of a ``capture.Exchanges`` entry the sink stored (JSON-ready): a RESP
+    entry's exchanges (``_exchanges``) formatted with the console's formatting, another kind's
+    row as it was stored (text already)."""
     first = entry.first
     if entry.kind == "redis":
-        data = entry.data
-        if is_encoded(data):  # segments of rows, each row with its time
-            exchanges = _flat(map(_segment_rows, encoded_rows(data)))
-        elif entry.count == 1:
-            exchanges = ((entry.ts, *data),)
-        else:  # a run, marshalled or (long values) as it was
-            ts = entry.ts
-            runs = loads(data) if type(data) is bytes else data
-            exchanges = ((ts, *exchange) for exchange in zip(*runs, strict=True))
-        out = []
-        for i, (ts, command, stored, latency) in enumerate(exchanges):
-            text = type(stored) is str
-            reply = stored if text else _value(stored)
-            shown = reply if text else (
-                command_summary(command, reply, max_value) or format_value(reply, max_value))
-            out.append({"index": first + i, "ts": ts, "kind": "redis",
-                        "request": format_args(command, max_value), "reply": shown,
-                        "latency": latency, "request_size": command_size(command),
-                        "reply_size": None if text else reply_size(reply),
-                        "error": type(reply) is _ERROR or (text and reply.startswith("-"))})
-        return out
+        return [exchange_row(index, exchange, max_value)
+                for index, exchange in enumerate(_exchanges(entry), first)]
     request, reply, latency, request_size, size = entry.data
     return [{"index": first, "ts": entry.ts, "kind": entry.kind, "request": request,
              "reply": reply, "latency": latency, "request_size": request_size,
              "reply_size": size, "error": bool(entry.errors)}]
+
+
+# a command name format_args shows as it is (printable ASCII but the space, '"' and '\\')
+_PLAIN_NAME = re.compile(rb"[!#-\[\]-~]+")
+
+
+def command_name(command, max_value: int = 200) -> str | None:
+    """The command name a filter reads in ``command``'s formatted row (the first word of
+    ``format_args(command, max_value)``, upper-cased), without formatting: for a name of
+    plain printable ASCII (no space, quote or backslash) within ``max_value`` bytes; None for
+    any other (empty, escaped, cut, non-ASCII, a value the decoder cut): only its formatted
+    row says."""
+    if not command:
+        return None
+    name = command[0]
+    if type(name) is not bytes or (max_value and len(name) > max_value):
+        return None
+    if name.isalpha() or _PLAIN_NAME.fullmatch(name):
+        return name.decode("ascii").upper()
+    return None
+
+
+def peek(entry, max_value: int = 200):
+    """What a filter tests of each row of a RESP entry, read from its stored form without
+    formatting: ``(index, command name or None, latency, error, exchange)`` per row
+    (``command_name``; ``exchange``: for ``exchange_row``, which formats that row alone);
+    None for an entry of another kind (its row is text already: ``rows``)."""
+    if entry.kind != "redis":
+        return None
+    return _peeked(entry, max_value)
+
+
+def _peeked(entry, max_value: int):
+    """The rows ``peek`` says of a RESP entry (a generator: read as far as the scan needs)."""
+    for index, exchange in enumerate(_exchanges(entry), entry.first):
+        stored = exchange[2]
+        kind = type(stored)
+        error = (kind is tuple and stored[0] != b"+") or (kind is str and stored.startswith("-"))
+        yield index, command_name(exchange[1], max_value), exchange[3], error, exchange
 
 
 class WebSink:
@@ -215,7 +263,16 @@ class WebSink:
         self.latency.before_read.append(self.flush)
 
     def rows(self, entry) -> list[dict]:
+        """The table rows of a stored entry (``rows``), values bounded at ``max_value``."""
         return rows(entry, self.max_value)
+
+    def peek(self, entry):
+        """What a filter tests of a stored entry's rows, without formatting (``peek``)."""
+        return peek(entry, self.max_value)
+
+    def exchange_row(self, index: int, exchange) -> dict:
+        """One peeked exchange's table row (``exchange_row``), as ``rows`` would make it."""
+        return exchange_row(index, exchange, self.max_value)
 
     # -- the queue (the hot path: an append, a count, a comparison) ------------------------------
     def emit(self, record) -> None:
@@ -475,9 +532,10 @@ class WebSink:
             small = True
         elif kind is _TRUNCATED:
             small = False
-        else:
+        else:  # an aggregate or an attributed reply: its text (an attributed error's says "-")
             reply = format_value(reply, self.max_value)
             small = True
+            errors = 1 if reply.startswith("-") else 0
         if small and sum(map(len, command)) <= _ROW_LIMIT:
             self.capture.add_rows(pair, ts, "redis", dumps(([ts], [command], [reply], [latency]),
                                                            _MARSHAL), 1, errors)
@@ -537,8 +595,9 @@ class WebSink:
                     errors += kind is _ERROR
                     size += len(reply.value)
                     kept[i] = _stored(reply)
-                else:
+                else:  # its text (an attributed error's says "-", as its row does)
                     kept[i] = shown = format_value(reply, self.max_value)
+                    errors += shown.startswith("-")
                     size += len(shown)
         if args + size <= _KEPT and _TRUNCATED not in types:
             data = dumps((commands, kept, latencies), _MARSHAL)

@@ -13,8 +13,9 @@ header or from another origin, 405 not GET, or not POST for an action):
 * on both, the view's filter (``capture.Filter``): ``?proto=resp|http|text|hex``, ``?cmd=GLOB``,
   ``?http=[METHOD[,METHOD...]] [PATH-GLOB]``, ``?errors=1``, ``?slow=MS``, ``?client=GLOB``: only the
   connections that match, and of a connection only its matching exchanges (a bad value: 400
-  naming the parameter); a list answer reads at most ``MAX_SCAN_ROWS`` exchange rows
-  (``filterscan.FilterScan`` remembers how far it read), and says ``more`` when it stopped;
+  naming the parameter); a list answer reads at most ``MAX_SCAN_ROWS`` exchange rows' worth
+  (``filterscan.FilterScan`` remembers how far it read; a row it checks on its stored form,
+  the sink's ``peek``, counts a fraction of one), and says ``more`` when it stopped;
 * ``/api/latency`` the pictures' numbers (``latency.Latency.snapshot``): per command name its
   count, errors, p50/p90/p99/max and histogram buckets, and exchanges per second; it follows
   the filter's ``proto``, ``cmd`` (RESP names) and ``http`` methods, and says which of the
@@ -70,7 +71,7 @@ ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 MAX_LIMIT = 5000  # rows or chunks one API answer holds at most
-MAX_SCAN_ROWS = 2000  # exchange rows a filtered list answer reads at most (tens of ms)
+MAX_SCAN_ROWS = 2000  # formatted exchange rows' worth a filtered list answer reads (tens of ms)
 MAX_STREAM_ANSWER = 1 << 20  # stream bytes one API answer holds at most (one chunk at least)
 MAX_EVENT_ROWS = 1000  # connection rows one event message holds at most
 MAX_EVENT_CLIENTS = 32
@@ -236,7 +237,8 @@ class WebRoot(resource.Resource):
 
     def __init__(self, capture: Capture, token: str | None = None, reactor=None,
                  assets: dict[str, bytes] | None = None, feed: EventFeed | None = None,
-                 describe=exchange_rows, close=None, latency: Latency | None = None):
+                 describe=exchange_rows, close=None, latency: Latency | None = None,
+                 peek=None, exchange_row=None):
         super().__init__()
         self.latency = latency if latency is not None else Latency()
         self.close = close  # (pair_id, how) -> bool: closed; None: the view cannot act
@@ -246,7 +248,8 @@ class WebRoot(resource.Resource):
         self.reactor = default_reactor(reactor)
         self.assets = assets if assets is not None else load_assets()
         self.feed = feed if feed is not None else EventFeed(capture, self.reactor)
-        self.scan = FilterScan(describe)
+        # peek, exchange_row: a filter's look at a RESP row without formatting it (the sink's)
+        self.scan = FilterScan(describe, peek, exchange_row)
         self._forgotten = 0  # capture.evicted_connections when the scan last forgot the gone
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -498,9 +501,10 @@ def _origin_host(origin: bytes) -> bytes:
 
 
 def make_site(capture: Capture, token: str | None = None, reactor=None,
-              describe=exchange_rows, close=None, latency: Latency | None = None) -> server.Site:
+              describe=exchange_rows, close=None, latency: Latency | None = None,
+              peek=None, exchange_row=None) -> server.Site:
     root = WebRoot(capture, token=token, reactor=reactor, describe=describe, close=close,
-                   latency=latency)
+                   latency=latency, peek=peek, exchange_row=exchange_row)
     site = server.Site(root)
     site.displayTracebacks = False
     site.noisy = False
