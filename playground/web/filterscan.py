@@ -107,6 +107,53 @@ class FilterScan:
         memo[c.id] = (done, 0)
         return False, read
 
+    def rows(self, shown: Filter, entries, after: int, limit: int, budget: float
+             ) -> tuple[list[dict], int, bool]:
+        """A connection's exchange rows after index ``after`` that match ``shown`` (all of them
+        when it does not look at exchanges), at most ``limit``, doing at most ``budget`` work
+        (as ``matches`` counts it; an entry is read whole): ``(rows, the last index read,
+        whether there may be more)``: asked again from that index, it goes on. One
+        connection's page (``/api/connections/{id}``): a filter matching few of a big
+        connection's rows stops at the budget instead of formatting them all at once."""
+        out: list[dict] = []
+        read = 0
+        done = after
+        start = max(bisect_right(entries, after, key=_FIRST) - 1, 0)
+        peek = self.peek if shown.on_exchanges else None
+        only_errors = shown.errors and peek is not None
+        for entry in islice(entries, start, None):
+            last = entry.first + entry.count - 1
+            if last <= done:
+                continue
+            if len(out) >= limit or read >= budget:
+                return out[:limit], done, True
+            if only_errors and not entry.errors:  # no error row in it: none matches
+                read += _PEEKED
+                done = last
+                continue
+            peeked = peek(entry) if peek is not None else None
+            if peeked is None:
+                for row in self.describe(entry):
+                    if row["index"] > done:
+                        read += 1
+                        if not shown.on_exchanges or shown.row_matches(row):
+                            out.append(row)
+            else:
+                may_match = shown.may_match_resp
+                for index, name, latency, error, exchange in peeked:
+                    if index <= done:
+                        continue
+                    read += _PEEKED
+                    if may_match(name, latency, error):
+                        read += 1
+                        row = self.exchange_row(index, exchange)
+                        if shown.row_matches(row):
+                            out.append(row)
+            done = last
+            if len(out) > limit:  # the rest of the entry: asked for again from the last shown
+                return out[:limit], out[limit - 1]["index"], True
+        return out, done, False
+
     def _first_match(self, shown: Filter, entry, done: int) -> tuple[int, float]:
         """The first of ``entry``'s rows after index ``done`` that matches, its rows formatted
         (``describe``): ``(its index or 0, work done)``."""

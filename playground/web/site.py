@@ -9,11 +9,13 @@ header or from another origin, 405 not GET, or not POST for an action):
   says so to the browser too;
 * ``/api/connections`` the connections list, newest first, at most ``?limit=N`` (``more``: ask
   again with ``?before=`` the answer's ``before``); ``?since=SEQ``: only what changed after it;
-* ``/api/connections/{id}`` one connection and its exchanges (``?after=INDEX``, ``?limit=N``);
+* ``/api/connections/{id}`` one connection and its exchanges (``?after=INDEX``, ``?limit=N``;
+  ``more``: ask again with ``?after=`` the answer's ``next_after``);
 * on both, the view's filter (``capture.Filter``): ``?proto=resp|http|text|hex``, ``?cmd=GLOB``,
   ``?http=[METHOD[,METHOD...]] [PATH-GLOB]``, ``?errors=1``, ``?slow=MS``, ``?client=GLOB``: only the
   connections that match, and of a connection only its matching exchanges (a bad value: 400
-  naming the parameter); a list answer reads at most ``MAX_SCAN_ROWS`` exchange rows' worth
+  naming the parameter); a list answer, and a filtered connection's, reads at most
+  ``MAX_SCAN_ROWS`` exchange rows' worth
   (``filterscan.FilterScan`` remembers how far it read; a row it checks on its stored form,
   the sink's ``peek``, counts a fraction of one), and says ``more`` when it stopped;
 * ``/api/latency`` the pictures' numbers (``latency.Latency.snapshot``): per command name its
@@ -383,16 +385,10 @@ class WebRoot(resource.Resource):
         after = _int_arg(request, "after", 0)
         limit = _int_arg(request, "limit", MAX_LIMIT, 1, MAX_LIMIT)
         shown = _filter_arg(request)
-        rows: list[dict] = []
-        for entry in c.exchanges:
-            if entry.first + entry.count - 1 <= after:
-                continue
-            rows += [row for row in self.describe(entry)
-                     if row["index"] > after and (not shown.on_exchanges or shown.row_matches(row))]
-            if len(rows) > limit:
-                break
+        rows, read_to, more = self.scan.rows(shown, c.exchanges, after, limit,
+                                             MAX_SCAN_ROWS if shown.on_exchanges else limit)
         return self._json(request, {"connection": c.summary(self.reactor.seconds()),
-                                    "exchanges": rows[:limit], "more": len(rows) > limit,
+                                    "exchanges": rows, "more": more, "next_after": read_to,
                                     "exchanges_evicted": c.exchanges_evicted})
 
     def _stream(self, request, c) -> bytes:

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web.test.requesthelper import DummyRequest
 
+from playground.codec import values as resp
+from playground.decode import records as R
 from playground.web.capture import BadFilter, Capture, Filter
 from playground.web.site import WebRoot
 
@@ -153,3 +155,39 @@ def test_a_bad_filter_is_a_400_naming_the_parameter():
     for path in (b"api/connections", b"api/connections/1"):
         status, answer = _get(root, path, slow="soon")
         assert status == 400 and answer["error"].startswith("slow:")
+
+
+@pytest.mark.memory
+def test_one_connections_filtered_answer_reads_a_bounded_number_of_rows():
+    # ?cmd=GET on a connection of 20,000 SETs and a GET at the end: the first answer reads
+    # about MAX_SCAN_ROWS rows, holds none, says more and where it stopped; asked on from
+    # there (as the page does), the answers reach the GET (before, one answer formatted all)
+    from playground.web.sink import WebSink
+    from playground.web.site import MAX_SCAN_ROWS
+
+    sink = WebSink(Capture())
+    cap = sink.capture
+    cap.opened(1, 1.0, "127.0.0.1:40001", "127.0.0.1:6479", "tcp:6379")
+    cap.detected(1, "resp")
+    ok = resp.Simple(b"OK")
+    for start in range(0, 20_000, 500):
+        for i in range(start, start + 500):
+            sink.emit(R.RedisExchange(1, 1.0, "c", (b"SET", b"k%d" % i, b"v"), ok, 0.001))
+        sink.flush()
+    sink.emit(R.RedisExchange(1, 1.0, "c", (b"GET", b"k1"), b"v", 0.001))
+    sink.flush()
+    root = WebRoot(cap, reactor=MemoryReactorClock(), assets={}, describe=sink.rows)
+    formatted = []
+    describe = root.scan.describe
+    root.scan.describe = lambda entry: formatted.append(len(out := describe(entry))) or out
+    _, first = _get(root, b"api/connections/1", cmd="GET")
+    assert first["exchanges"] == [] and first["more"] and 0 < first["next_after"] < 20_000
+    assert sum(formatted) <= MAX_SCAN_ROWS + 500  # a budget's worth, and the entry it was in
+    after, found = first["next_after"], []
+    for _ in range(100):
+        _, answer = _get(root, b"api/connections/1", cmd="GET", after=str(after))
+        found += [r["request"] for r in answer["exchanges"]]
+        after = answer["next_after"]
+        if not answer["more"]:
+            break
+    assert found == ["GET k1"] and after == 20_001

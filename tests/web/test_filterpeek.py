@@ -186,3 +186,58 @@ def test_a_cmd_filter_over_a_large_capture_formats_almost_nothing():
     assert matched and now.formatted == 1  # the GET's row alone, to confirm it
     assert len(asks) <= len(old_asks) // PEEKS_PER_ROW + 2
     assert all(done <= budget + 256 for done in asks)
+
+
+def _pages(scan: FilterScan, shown: Filter, sink: WebSink, limit: int, budget: float
+           ) -> tuple[list[dict], list[tuple[int, float]]]:
+    """One connection's rows asked page by page as the page does (``?after=`` the answer's
+    ``next_after`` while it says ``more``): the rows, and (rows, work) of each answer."""
+    c = sink.capture.get(PAIR)
+    got, answers, after = [], [], 0
+    for _ in range(10_000):
+        before = Formatting(sink)
+        scan.describe, scan.exchange_row = before.rows, before.exchange_row
+        rows, after, more = scan.rows(shown, c.exchanges, after, limit, budget)
+        got += rows
+        answers.append((len(rows), before.formatted))
+        if not more:
+            return got, answers
+    raise AssertionError("still more after 10,000 answers")
+
+
+@pytest.mark.pure
+@settings(max_examples=300, deadline=None)
+@given(st.lists(records, max_size=25), st.one_of(filters, st.just({})), st.integers(1, 8),
+       st.integers(1, 20))
+def test_one_connections_rows_page_by_page_are_those_of_formatting_every_row(
+        script, query, limit, budget):
+    sink = _capture(script)
+    shown = Filter.parse(query)
+    expected = [row for entry in sink.capture.get(PAIR).exchanges for row in sink.rows(entry)
+                if not shown.on_exchanges or shown.row_matches(row)]
+    for scan in (FilterScan(sink.rows, sink.peek, sink.exchange_row), FilterScan(sink.rows)):
+        got, answers = _pages(scan, shown, sink, limit, budget)
+        assert got == expected
+        assert all(n <= limit for n, _ in answers)
+
+
+@pytest.mark.memory
+def test_one_connections_filtered_answer_is_bounded_and_goes_on_where_it_stopped():
+    # /api/connections/{id}?cmd=GET on 200,000 SETs and a GET: each answer formats at most a
+    # budget's worth (it formatted all 200,000 rows in one answer before), and paging on
+    # from next_after reaches the GET
+    n = 200_000
+    sink = _capture([])
+    ok = resp.Simple(b"OK")
+    for start in range(0, n, 1000):
+        sink.emit_many([R.RedisExchange(PAIR, 1.0, "c", (b"SET", b"key:%d" % i, b"v"), ok,
+                                        0.001) for i in range(start, start + 1000)])
+        sink.flush()
+    _feed(sink, [("one", ((b"GET", b"key:1"), b"v", 0.001))])
+    shown = Filter.parse({"cmd": "GET"})
+    budget = 2000
+    for scan in (FilterScan(sink.rows, sink.peek, sink.exchange_row), FilterScan(sink.rows)):
+        got, answers = _pages(scan, shown, sink, 5000, budget)
+        assert [row["index"] for row in got] == [n + 1]
+        assert len(answers) > 1
+        assert all(formatted <= budget + 1000 for _, formatted in answers)  # + one entry

@@ -344,6 +344,8 @@ function showConnection(one) {
     exchanges.push(x);
     lastExchange = x.index;
   }
+  // a filtered answer stops after reading a bounded number of rows: the next goes on from there
+  if (one.next_after > lastExchange) lastExchange = one.next_after;
   if (one.exchanges.length) queueExchanges();
 }
 
