@@ -619,3 +619,29 @@ def test_one_connections_many_exchanges_are_drawn_as_a_window(twistd, redis_serv
     finally:
         live.close()
     assert proc.terminate() == 0
+
+
+def test_a_client_the_proxy_could_not_connect_is_listed_with_why(twistd, browser):
+    # the target is down: the client's pair is in the list, closed, connect-failed; picked,
+    # its summary says why and its stream that the proxy could not reach the server
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, free_port(), "--web", "tcp:0:interface=127.0.0.1",
+                             "--quiet")
+    browser.get(web_url(proc))
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"PING\r\n")
+        assert s.recv(10) == b""  # closed by the proxy
+    row = wait_until(lambda: [cells for key, cells in table_rows(browser, "#connections tbody tr")
+                              if cells[-1] == "connect-failed (server)"], 5, "the failed pair")[0]
+    assert (row[0], row[3], row[4], row[5], row[6]) == ("1", "—", "closed", "0 B", "0 B")
+    assert "→ tcp:host=127.0.0.1:port=" in row[2]
+    browser.find_element(By.CSS_SELECTOR, "#connections tbody tr").click()
+    summary = wait_until(lambda: browser.find_element(By.ID, "detail-summary").text, 5,
+                         "the summary line")
+    assert "closed (connect-failed, server: " in summary and "refused" in summary.lower()
+    marks = wait_until(lambda: [m.text for m in browser.find_elements(By.CSS_SELECTOR,
+                                                                      "#stream .mark")], 5,
+                       "the stream's mark")
+    assert marks == ["── the proxy could not reach the server ──"]
