@@ -50,6 +50,7 @@ from __future__ import annotations
 import sys
 from array import array
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from itertools import chain, groupby, islice
@@ -283,6 +284,15 @@ class Connection:
     def exchanges(self) -> list[Exchanges]:
         """Its stored exchanges entries, oldest first (the growing ``Rows`` last)."""
         out = list(map(Exchanges._make, self.kept_exchanges))
+        if self.open_rows is not None:
+            out.append(self.open_rows.entry())
+        return out
+
+    def exchanges_kept(self) -> list[tuple]:
+        """Its stored exchanges entries as the plain tuples it keeps (``Exchanges._make`` of
+        each is the entry), oldest first: what ``exchanges`` gives, without making an entry of
+        each (a capture full of one connection's runs holds some 50,000 of them)."""
+        out = list(self.kept_exchanges)
         if self.open_rows is not None:
             out.append(self.open_rows.entry())
         return out
@@ -699,6 +709,33 @@ class Capture:
         self.sync()
         c = self.connections.get(pair)
         return [] if c is None else c.chunks_after(after, limit)
+
+    def stream_windows(self, pair: int, size: int = 256) -> Iterator[list[Chunk]]:
+        """The connection's stream as it is now, in windows of at most ``size`` chunks, each
+        read from the store when asked for (a download's pieces: a long stream is not copied
+        at once): the chunks up to the newest of now, their bytes up to each direction's end of
+        now (the newest chunk of a direction grows with later reads). It stops early when the
+        connection was evicted meanwhile; a window that does not follow the last (chunks
+        evicted between) is for the caller to see (``Chunk.n``)."""
+        self.sync()
+        c = self.connections.get(pair)
+        if c is None:
+            return
+        last = c.chunk_count
+        ends = {d: c.stream_evicted[d] + len(c.c2s if d == C2S else c.s2c) for d in (C2S, S2C)}
+        after = 0
+        while after < last:
+            self.sync()
+            if self.connections.get(pair) is not c:
+                return
+            window = [ch for ch in c.chunks_after(after, size) if ch.n <= last]
+            if not window:
+                return
+            for i, ch in enumerate(window):
+                if ch.mark is None and ch.offset + len(ch.data) > ends[ch.direction]:
+                    window[i] = ch._replace(data=ch.data[:max(ends[ch.direction] - ch.offset, 0)])
+            after = window[-1].n
+            yield window
 
     # -- bounds ----------------------------------------------------------------------------
     def _mark(self, c: Connection, direction: str, mark: str, now: float) -> None:

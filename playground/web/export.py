@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 
 from playground.proxy.observer import Endpoint, PairInfo
 from playground.sinks.pcapwriter import PcapWriter
-from playground.web.capture import CLOSED, Connection
+from playground.web.capture import CLOSED, Connection, Exchanges
 
 _HOST_PORT = re.compile(r"^\[?(?P<host>[^\[\]]*?)\]?:(?P<port>\d+)$")
 
@@ -38,40 +39,72 @@ def evicted_ranges(c: Connection) -> str:
     return ", ".join(f"{d} 0-{n - 1}" for d, n in sorted(c.stream_evicted.items()) if n)
 
 
-def connection_pcap(c: Connection, chunks) -> bytes:
-    """The pcap of connection ``c`` from its stored ``chunks`` (see the module docstring)."""
+def pcap_pieces(c: Connection, windows) -> Iterator[bytes]:
+    """The pcap of connection ``c``, a piece at a time (see the module docstring): the header
+    and the handshake, then a piece per window of its stored chunks. ``windows``: iterable of
+    lists of chunks, in order (``Capture.stream_windows``: each read from the capture when
+    asked for, so a long stream is not copied at once); a window that does not start where
+    the last one ended (the capture evicted the chunks between) ends the file there."""
     writer = PcapWriter()
+    yield writer.header()
+    if not c.server:  # never reached its target (a failed connect): no conversation to draw,
+        return  # as in the --pcap file
     pair = PairInfo(c.id, endpoint(c.client), endpoint(c.listen), c.target,
                     endpoint(c.server) if c.server else None)
-    if not c.server:  # never reached its target (a failed connect): no conversation to draw,
-        return writer.header()  # as in the --pcap file
-    out = [writer.header(), writer.pair_opened(pair, c.started)]
-    for ch in chunks:
-        if ch.mark is None:
-            out.append(writer.data(c.id, ch.direction, bytes(ch.data), ch.ts))
-        elif ch.mark == "fin":
-            out.append(writer.half_closed(c.id, ch.direction, ch.ts))
-        else:  # close or rst: the connection's close summary says how
-            out.append(writer.pair_closed(c.id, {"how": c.how, "closed_by": c.closed_by},
-                                          ch.ts))
-    return b"".join(out)
+    yield writer.pair_opened(pair, c.started)
+    summary = {"how": c.how, "closed_by": c.closed_by}
+    after = None  # the number of the last chunk written
+    for window in windows:
+        if not window or (after is not None and window[0].n != after + 1):
+            return
+        out = []
+        for ch in window:
+            if ch.mark is None:
+                out.append(writer.data(c.id, ch.direction, bytes(ch.data), ch.ts))
+            elif ch.mark == "fin":
+                out.append(writer.half_closed(c.id, ch.direction, ch.ts))
+            else:  # close or rst: the connection's close summary says how
+                out.append(writer.pair_closed(c.id, summary, ch.ts))
+        after = window[-1].n
+        yield b"".join(out)
+
+
+def connection_pcap(c: Connection, chunks) -> bytes:
+    """The pcap of connection ``c`` from its stored ``chunks``, at once."""
+    return b"".join(pcap_pieces(c, [chunks]))
+
+
+def jsonl_pieces(c: Connection, describe) -> Iterator[bytes]:
+    """The JSON lines of connection ``c``, a piece per stored exchanges entry (at most
+    ``capture.MAX_ROWS`` rows, or a pipelined run: bounded work each); ``describe``: an
+    exchanges entry -> its rows. What the capture holds when it starts: the entries are taken
+    then (plain tuples: a list of them, not their rows), each formatted when its piece is
+    asked for; the close line says the state of then."""
+    _line = _json_line
+    entries = c.exchanges_kept()
+    closed = c.state == CLOSED
+    yield _line({"type": "open", "pair": c.id, "ts": c.started, "client": c.client,
+                 "listen": c.listen, "server": c.server, "target": c.target})
+    pair, client = c.id, c.client
+    for entry in map(Exchanges._make, entries):
+        yield b"".join([_line({"type": row["kind"], "pair": pair, "ts": row["ts"],
+                               "client": client, "index": row["index"],
+                               "request": row["request"], "reply": row["reply"],
+                               "latency": row["latency"], "error": row["error"]})
+                        for row in describe(entry)])
+    if closed:
+        yield _line({"type": "close", "pair": c.id, "ts": c.ended, "client": c.client,
+                     "bytes_c2s": c.bytes_c2s, "bytes_s2c": c.bytes_s2c,
+                     "duration": round(c.duration(c.ended), 6),
+                     "closed_by": c.closed_by, "how": c.how,
+                     **({"reason": c.reason} if c.reason else {})})
 
 
 def connection_jsonl(c: Connection, describe) -> bytes:
-    """The JSON lines of connection ``c``; ``describe``: an exchanges entry -> its rows."""
-    records = [{"type": "open", "pair": c.id, "ts": c.started, "client": c.client,
-                "listen": c.listen, "server": c.server, "target": c.target}]
-    for entry in c.exchanges:
-        for row in describe(entry):
-            records.append({"type": row["kind"], "pair": c.id, "ts": row["ts"],
-                            "client": c.client, "index": row["index"],
-                            "request": row["request"], "reply": row["reply"],
-                            "latency": row["latency"], "error": row["error"]})
-    if c.state == CLOSED:
-        records.append({"type": "close", "pair": c.id, "ts": c.ended, "client": c.client,
-                        "bytes_c2s": c.bytes_c2s, "bytes_s2c": c.bytes_s2c,
-                        "duration": round(c.duration(c.ended), 6),
-                        "closed_by": c.closed_by, "how": c.how,
-                        **({"reason": c.reason} if c.reason else {})})
-    return b"".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-                    for r in records)
+    """The JSON lines of connection ``c``, at once; ``describe``: an exchanges entry -> its
+    rows."""
+    return b"".join(jsonl_pieces(c, describe))
+
+
+def _json_line(record: dict) -> bytes:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"

@@ -51,6 +51,7 @@ import json
 import secrets
 from fnmatch import fnmatchcase
 from importlib import resources
+from time import perf_counter
 from urllib.parse import quote
 
 from twisted.internet import task
@@ -61,7 +62,7 @@ from zope.interface import implementer
 
 from playground.common.defaultreactor import default_reactor
 from playground.web.capture import BadFilter, Capture, Filter
-from playground.web.export import connection_jsonl, connection_pcap, evicted_ranges
+from playground.web.export import evicted_ranges, jsonl_pieces, pcap_pieces
 from playground.web.filterscan import FilterScan
 from playground.web.latency import PROTOCOLS as TIMED_PROTOCOLS
 from playground.web.latency import Latency
@@ -76,6 +77,7 @@ MAX_LIMIT = 5000  # rows or chunks one API answer holds at most
 MAX_SCAN_ROWS = 2000  # formatted exchange rows' worth a filtered list answer reads (tens of ms)
 MAX_STREAM_ANSWER = 1 << 20  # stream bytes one API answer holds at most (one chunk at least)
 MAX_EVENT_ROWS = 1000  # connection rows one event message holds at most
+DOWNLOAD_TURN = 0.004  # seconds of download pieces per reactor turn, at most (and one piece)
 MAX_EVENT_CLIENTS = 32
 MAX_ACTION_BODY = 1024
 ACTION_HEADER = b"x-tcpplay-action"
@@ -158,6 +160,76 @@ class EventClient:
 
     def stopProducing(self):
         self.gone = True
+
+
+@implementer(IPushProducer)
+class PieceWriter:
+    """Writes a download (``pieces``: an iterator of bytes, each a bounded piece of work) to
+    its ``request`` through ``cooperator``, whose ticks are bounded in time
+    (``DOWNLOAD_TURN``): a connection's file of a full capture (5 s of formatting for 960,000
+    exchanges as JSON lines) goes out over many reactor turns, the proxy forwarding between
+    them. A push producer to the request: paused while the client's transport is full, so
+    what is made waits in the iterator, not in a buffer; stopped when the client goes. A piece
+    that raises is logged and the connection dropped: the client sees a cut transfer, never
+    a file that looks whole."""
+
+    log = Logger()
+
+    def __init__(self, request, pieces, cooperator: task.Cooperator):
+        self.request = request
+        self.done = False
+        self.paused = False
+        self.task = cooperator.cooperate(self._each(pieces))
+        request.registerProducer(self, True)
+        request.notifyFinish().addErrback(self._gone)
+        self.task.whenDone().addCallbacks(self._finished, self._failed)
+
+    def _each(self, pieces):
+        write = self.request.write
+        for piece in pieces:
+            if piece:
+                write(piece)
+            yield None
+
+    def pauseProducing(self):
+        if not (self.done or self.paused):
+            self.paused = True
+            self.task.pause()
+
+    def resumeProducing(self):
+        if self.paused and not self.done:
+            self.paused = False
+            self.task.resume()
+
+    def stopProducing(self):
+        if not self.done:
+            self.done = True
+            self.task.stop()
+
+    def _gone(self, _):
+        self.stopProducing()  # the client went before the end
+
+    def _finished(self, _):
+        self.done = True
+        self.request.unregisterProducer()
+        self.request.finish()
+
+    def _failed(self, failure):
+        self.done = True
+        if failure.check(task.TaskStopped):
+            return None  # stopProducing: the client is gone
+        self.log.failure("web view: a download failed; its connection is dropped", failure)
+        self.request.unregisterProducer()
+        transport = getattr(self.request, "transport", None)
+        if transport is not None:
+            transport.abortConnection()
+        return None
+
+
+def _turn_over(seconds: float):
+    """A cooperator tick's end: ``seconds`` from now (as ``task.Cooperator``'s own timer)."""
+    end = perf_counter() + seconds
+    return lambda: perf_counter() >= end
 
 
 class EventFeed:
@@ -252,6 +324,10 @@ class WebRoot(resource.Resource):
         self.feed = feed if feed is not None else EventFeed(capture, self.reactor)
         # peek, exchange_row: a filter's look at a RESP row without formatting it (the sink's)
         self.scan = FilterScan(describe, peek, exchange_row)
+        # downloads, a bounded slice of their pieces a reactor turn (PieceWriter)
+        self.cooperator = task.Cooperator(
+            terminationPredicateFactory=lambda: _turn_over(DOWNLOAD_TURN),
+            scheduler=lambda tick: self.reactor.callLater(0, tick))
         self._forgotten = 0  # capture.evicted_connections when the scan last forgot the gone
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -430,9 +506,12 @@ class WebRoot(resource.Resource):
             evicted = evicted_ranges(c)
             if evicted:
                 request.setHeader(b"x-tcpplay-evicted", f"bytes {evicted}".encode())
-            return connection_pcap(c, self.capture.stream(c.id))
-        request.setHeader(b"content-type", b"application/x-ndjson; charset=utf-8")
-        return connection_jsonl(c, self.describe)
+            pieces = pcap_pieces(c, self.capture.stream_windows(c.id))
+        else:
+            request.setHeader(b"content-type", b"application/x-ndjson; charset=utf-8")
+            pieces = jsonl_pieces(c, self.describe)
+        PieceWriter(request, pieces, self.cooperator)
+        return server.NOT_DONE_YET
 
     def _latency(self, request) -> bytes:
         shown = _filter_arg(request)

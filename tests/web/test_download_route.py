@@ -5,18 +5,49 @@ from __future__ import annotations
 import json
 
 import pytest
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
+from playground.decode.chain import Chain
 from playground.web.capture import C2S, Capture
+from playground.web.export import connection_jsonl, connection_pcap, pcap_pieces
+from playground.web.sink import WebSink
 from playground.web.site import WebRoot
+from tests.support.chain import pair
 
 pytestmark = pytest.mark.memory
+SET = b"*3\r\n$3\r\nSET\r\n$16\r\nkey:__rand_int__\r\n$3\r\nxxx\r\n"
+
+
+class Request(DummyRequest):
+    """A DummyRequest that takes a push producer (DummyRequest's own drives a pull producer
+    in a loop) and says what it was told."""
+
+    producer = None
+    paused = 0
+
+    def registerProducer(self, producer, streaming):
+        assert streaming
+        self.producer = producer
+
+    def unregisterProducer(self):
+        self.producer = None
 
 
 def get(root: WebRoot, name: str):
-    request = DummyRequest([b"api", b"connections", name.encode()])
+    """The answer to ``name``: a download comes in pieces over reactor turns (run here)."""
+    request = Request([b"api", b"connections", name.encode()])
     body = root.render(request)
+    if body is NOT_DONE_YET:
+        for _ in range(10_000):
+            if request.finished:
+                break
+            root.reactor.advance(0)
+        assert request.finished and request.producer is None
+        body = b"".join(request.written)
     return request, body
 
 
@@ -45,3 +76,109 @@ def test_unknown_ids_are_json_404s():
     for name in ("8.pcap", "8.jsonl", "x.pcap", ".jsonl"):
         request, body = get(root, name)
         assert request.responseCode == 404 and json.loads(body)["status"] == 404, name
+
+
+def turn(reactor: MemoryReactorClock) -> None:
+    """One reactor turn: the calls due when it starts (``Clock.advance`` also runs those they
+    schedule for now, which a real reactor leaves to its next turn)."""
+    due = [call for call in reactor.getDelayedCalls() if call.getTime() <= reactor.seconds()]
+    for call in due:
+        reactor.calls.remove(call)
+        call.called = True
+        call.func(*call.args, **call.kw)
+
+
+def _big(runs: int = 3000) -> WebSink:
+    """A connection of ``runs`` pipelined runs of 16 SETs (as redis-benchmark -P 16 makes),
+    stream included: 48,000 exchanges as JSON lines take ~150 ms to format."""
+    web = WebSink(Capture())
+    chain = Chain([web], pcap=web)
+    chain.pair_opened(pair(), 0.0)
+    for i in range(runs):
+        chain.data(1, "c2s", SET * 16, 1.0 + i * 1e-4)
+        chain.data(1, "s2c", b"+OK\r\n" * 16, 1.0 + i * 1e-4)
+    web.flush()
+    return web
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "pcap"])
+def test_a_big_download_goes_out_in_pieces_over_reactor_turns(kind):
+    # before, the whole file was made in the request's turn (JSON lines of a full capture:
+    # 5 s during which the proxy forwarded nothing)
+    web = _big()
+    reactor = MemoryReactorClock()
+    root = WebRoot(web.capture, reactor=reactor, assets={}, describe=web.rows)
+    request = Request([b"api", b"connections", f"1.{kind}".encode()])
+    assert root.render(request) is NOT_DONE_YET and request.written == []
+    turns = []
+    for _ in range(10_000):
+        if request.finished:
+            break
+        before = len(request.written)
+        turn(reactor)
+        turns.append(len(request.written) - before)
+    assert request.finished and request.producer is None
+    assert len(turns) > 3 and max(turns) < sum(turns)  # no turn made it all
+    c = web.capture.get(1)
+    whole = (connection_jsonl(c, web.rows) if kind == "jsonl"
+             else connection_pcap(c, web.capture.stream(1)))
+    assert b"".join(request.written) == whole
+
+
+def test_a_download_waits_while_the_client_does_not_read_and_stops_when_it_goes():
+    web = _big(300)
+    reactor = MemoryReactorClock()
+    root = WebRoot(web.capture, reactor=reactor, assets={}, describe=web.rows)
+    request = Request([b"api", b"connections", b"1.jsonl"])
+    root.render(request)
+    turn(reactor)
+    request.producer.pauseProducing()  # the transport's buffer is full
+    written = len(request.written)
+    for _ in range(20):
+        turn(reactor)
+    assert len(request.written) == written and not request.finished
+    request.producer.resumeProducing()
+    turn(reactor)
+    assert len(request.written) > written
+    request.processingFailed(Failure(ConnectionDone()))  # the client went
+    written = len(request.written)
+    for _ in range(20):
+        reactor.advance(0)
+    assert len(request.written) == written and not request.finished
+
+
+def test_a_download_whose_piece_raises_is_cut_not_finished():
+    web = _big(300)
+    reactor = MemoryReactorClock()
+    rows = iter(range(10))
+
+    def describe(entry):  # the fifth entry's rows raise
+        if next(rows, None) == 4:
+            raise ValueError("a bug")
+        return web.rows(entry)
+
+    root = WebRoot(web.capture, reactor=reactor, assets={}, describe=describe)
+    request = Request([b"api", b"connections", b"1.jsonl"])
+    request.transport = StringTransport()
+    root.render(request)
+    for _ in range(100):
+        reactor.advance(0)
+    assert not request.finished and request.transport.disconnecting
+    assert b"".join(request.written).count(b"\n") == 1 + 4 * 16  # open, four runs
+
+
+def test_a_pcap_download_ends_where_the_capture_evicted_chunks_meanwhile():
+    # the file is made window by window; chunks evicted between two windows end it there
+    # (a gap would be drawn as if the bytes had followed each other)
+    capture = Capture(max_bytes=64 * 1024)
+    capture.opened(7, 1.0, "127.0.0.1:50000", "127.0.0.1:6479", "tcp:x:6379", "127.0.0.1:6379")
+    for i in range(600):
+        capture.data(7, C2S if i % 2 == 0 else "s2c", b"x%d" % i, 1.0 + i)
+    whole = connection_pcap(capture.get(7), capture.stream(7))
+    pieces = pcap_pieces(capture.get(7), capture.stream_windows(7, size=256))
+    made = next(pieces) + next(pieces) + next(pieces)  # header, handshake, the first window
+    assert whole.startswith(made) and len(made) < len(whole)
+    for i in range(40):  # later reads: the oldest chunks are evicted
+        capture.data(7, C2S, b"y" * 1500, 700.0 + i)
+    assert capture.stream(7)[0].n > 257  # the next window's first chunk is gone
+    assert list(pieces) == []
