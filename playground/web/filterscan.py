@@ -23,11 +23,12 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import OrderedDict
 from itertools import islice
-from operator import attrgetter
+from operator import itemgetter
 
-from playground.web.capture import Connection, Filter
+from playground.web.capture import Connection, Exchanges, Filter
 
-_FIRST = attrgetter("first")
+_FIRST = itemgetter(0)  # an entry's first index, of its plain tuple as of an Exchanges
+_entries = Exchanges._make
 PEEKS_PER_ROW = 4  # rows checked on their stored form in less time than a SET's row is formatted
 _PEEKED = 1 / PEEKS_PER_ROW  # a power of two: the counts add up exactly
 
@@ -76,8 +77,8 @@ class FilterScan:
             return True, 0
         memo = self._progress(shown)
         done, matched = memo.get(c.id, (0, 0))
-        entries = c.exchanges
-        first_kept = entries[0].first if entries else c.exchange_count + 1
+        entries = c.exchanges_kept()  # plain tuples: an entry is made of the ones read
+        first_kept = entries[0][0] if entries else c.exchange_count + 1
         if matched:
             if matched >= first_kept:
                 return True, 0
@@ -86,7 +87,7 @@ class FilterScan:
         peek = self.peek
         only_errors = shown.errors and peek is not None
         read = 0
-        for entry in islice(entries, start, None):
+        for entry in map(_entries, islice(entries, start, None)):
             last = entry.first + entry.count - 1
             if last <= done:
                 continue
@@ -109,7 +110,8 @@ class FilterScan:
 
     def rows(self, shown: Filter, entries, after: int, limit: int, budget: float
              ) -> tuple[list[dict], int, bool]:
-        """A connection's exchange rows after index ``after`` that match ``shown`` (all of them
+        """A connection's exchange rows (``entries``: ``Connection.exchanges_kept``, its
+        entries as plain tuples) after index ``after`` that match ``shown`` (all of them
         when it does not look at exchanges), at most ``limit``, doing at most ``budget`` work
         (as ``matches`` counts it; an entry is read whole): ``(rows, the last index read,
         whether there may be more)``: asked again from that index, it goes on. One
@@ -121,7 +123,7 @@ class FilterScan:
         start = max(bisect_right(entries, after, key=_FIRST) - 1, 0)
         peek = self.peek if shown.on_exchanges else None
         only_errors = shown.errors and peek is not None
-        for entry in islice(entries, start, None):
+        for entry in map(_entries, islice(entries, start, None)):
             last = entry.first + entry.count - 1
             if last <= done:
                 continue
