@@ -135,6 +135,12 @@ def _int_arg(request, name: str, default: int, lowest: int = 0, highest: int = 1
     return value
 
 
+def _decimal(text: str) -> bool:
+    """``text`` is a number ``int`` takes: ASCII digits (``str.isdigit`` also says yes to
+    ``²``), not more of them than a seq or an id has (``int`` refuses over 4300)."""
+    return text.isascii() and text.isdigit() and len(text) <= 19
+
+
 @implementer(IPushProducer)
 class EventClient:
     """One ``/api/events`` stream: the seq it has seen, and whether its transport keeps up."""
@@ -420,7 +426,7 @@ class WebRoot(resource.Resource):
 
     def _download(self, request, name: str) -> bytes:
         stem, _, kind = name.rpartition(".")
-        c = self.capture.get(int(stem)) if stem.isdigit() else None
+        c = self.capture.get(int(stem)) if _decimal(stem) else None
         if c is None:
             return self._error(request, 404, f"no connection {stem[:40]!r} (unknown or evicted)")
         request.setHeader(b"cache-control", b"no-store")
@@ -483,7 +489,7 @@ class WebRoot(resource.Resource):
         last = request.getHeader(b"last-event-id")
         if last:
             epoch, _, seq = last.decode("ascii", "replace").partition("-")
-            since = int(seq) if epoch == self.feed.epoch and seq.isdigit() else 0
+            since = int(seq) if epoch == self.feed.epoch and _decimal(seq) else 0
         request.setHeader(b"content-type", b"text/event-stream")
         request.setHeader(b"cache-control", b"no-store")
         request.write(b"retry: 1000\n\n")

@@ -45,3 +45,13 @@ def test_unknown_ids_are_json_404s():
     for name in ("8.pcap", "8.jsonl", "x.pcap", ".jsonl"):
         request, body = get(root, name)
         assert request.responseCode == 404 and json.loads(body)["status"] == 404, name
+
+
+def test_ids_that_are_digits_only_to_unicode_are_404s_not_tracebacks():
+    # '²'.isdigit() is True but int('²') fails; so do 5000 ASCII digits: both were a 500
+    # "Processing Failed" with a traceback in the log
+    root = WebRoot(Capture(), reactor=MemoryReactorClock(), assets={})
+    for name in ("\u00b2.pcap", "\u00b2.jsonl", "9" * 5000 + ".pcap"):
+        request, body = get(root, name)
+        assert request.responseCode == 404 and json.loads(body)["status"] == 404, name[:8]
+
