@@ -57,6 +57,7 @@ from twisted.web import resource, server
 from zope.interface import implementer
 
 from playground.common.defaultreactor import default_reactor
+from playground.common.limits import CappedSite
 from playground.web.capture import BadFilter, Capture, Filter
 from playground.web.export import connection_jsonl, connection_pcap, evicted_ranges
 from playground.web.filterscan import FilterScan
@@ -507,7 +508,7 @@ def make_site(capture: Capture, token: str | None = None, reactor=None,
               describe=exchange_rows, close=None, latency: Latency | None = None) -> server.Site:
     root = WebRoot(capture, token=token, reactor=reactor, describe=describe, close=close,
                    latency=latency)
-    site = server.Site(root)
+    site = CappedSite(root)
     site.displayTracebacks = False
     site.noisy = False
     site.log = lambda request: None  # no access log: the proxy's log is for the proxy
