@@ -272,6 +272,10 @@ class WebRoot(resource.Resource):
         if not authorised(request, self.token):
             return self._error(request, 401, "a token is needed: add ?token=TOKEN (printed at "
                                              "start) or the X-Tcpplay-Token header")
+        if self.token is None and not loopback_host(request.getHeader(b"host")):
+            return self._error(request, 403, "without a token, the view answers only a Host "
+                                             "naming loopback (127.0.0.1, [::1], localhost): "
+                                             "a page on another name may be DNS rebinding")
         self.capture.sync()  # an answer sees everything the sink was handed
         path = [p.decode("utf-8", "replace") for p in request.postpath]
         if path and path[-1] == "" and len(path) > 1:
@@ -496,6 +500,23 @@ class WebRoot(resource.Resource):
         request.write(b"retry: 1000\n\n")
         self.feed.add(request, since)
         return server.NOT_DONE_YET
+
+
+def loopback_host(host: bytes | None) -> bool:
+    """Whether a Host header names loopback (``127.x.x.x``, ``[::1]``, ``localhost`` or a name
+    under ``.localhost``, with a port or not), or is absent (HTTP/1.0): what a tokenless view
+    answers. A browser sends the name it resolved: a page whose name was re-pointed at
+    127.0.0.1 (DNS rebinding) would otherwise read the capture, same-origin."""
+    if host is None:
+        return True
+    name = host.strip().lower()
+    if name.startswith(b"["):
+        return name.partition(b"]")[0] == b"[::1"
+    name = name.partition(b":")[0].rstrip(b".")
+    if name == b"localhost" or name.endswith(b".localhost"):
+        return True
+    parts = name.split(b".")
+    return len(parts) == 4 and parts[0] == b"127" and all(p.isdigit() for p in parts)
 
 
 def _origin_host(origin: bytes) -> bytes:

@@ -273,7 +273,7 @@ def test_a_site_holds_at_most_max_open_connections():
         return s
 
     def get(s: socket.socket) -> bytes:
-        s.sendall(b"GET /favicon.ico HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /favicon.ico HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         return s.recv(100)
 
     try:

@@ -55,3 +55,26 @@ def test_ids_that_are_digits_only_to_unicode_are_404s_not_tracebacks():
         request, body = get(root, name)
         assert request.responseCode == 404 and json.loads(body)["status"] == 404, name[:8]
 
+
+
+@pytest.mark.parametrize("host, status", [
+    (b"evil.example:8478", 403), (b"127.0.0.1.evil.example", 403), (b"[::2]:8478", 403),
+    (b"localhost.evil.example", 403), (b"127.0.0.1:8478", 200), (b"127.1.2.3", 200),
+    (b"localhost:8478", 200), (b"LOCALHOST.", 200), (b"app.localhost:1", 200),
+    (b"[::1]:8478", 200), (None, 200),
+])
+def test_without_a_token_only_a_loopback_host_is_answered(host, status):
+    # a page whose name was re-pointed at 127.0.0.1 (DNS rebinding) read the capture and could
+    # close connections, same-origin, from the tokenless view on loopback
+    root = WebRoot(Capture(), reactor=MemoryReactorClock(), assets={})
+    request = DummyRequest([b"api", b"connections"])
+    if host is not None:
+        request.requestHeaders.setRawHeaders(b"host", [host])
+    body = root.render(request)
+    assert (request.responseCode or 200) == status, body[:80]
+    request = DummyRequest([b"api", b"connections"])  # with a token, the token decides
+    request.requestHeaders.setRawHeaders(b"host", [b"evil.example"])
+    request.args[b"token"] = [b"t"]
+    root = WebRoot(Capture(), token="t", reactor=MemoryReactorClock(), assets={})
+    root.render(request)
+    assert (request.responseCode or 200) == 200
