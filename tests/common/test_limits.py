@@ -294,3 +294,46 @@ def test_a_site_holds_at_most_max_open_connections():
             s.close()
         site.feed.stop()
         yield port.stopListening()
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_site_keeps_a_bounded_request_body():
+    # a POST of 100 MiB to the web view's /close went whole to a temporary file in /tmp
+    # (twisted.web keeps a body before any resource sees it), token or not
+    from twisted.internet import endpoints, reactor, threads
+
+    from playground.web.capture import Capture
+    from playground.web.site import make_site
+
+    site = make_site(Capture())
+    kept = []
+
+    class Spy(site.requestFactory):
+        def process(self):
+            self.content.seek(0, 2)
+            kept.append(self.content.tell())
+            self.content.seek(0)
+            super().process()
+
+    site.requestFactory = Spy
+    port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+    size = 4 << 20
+
+    def post() -> bytes:
+        s = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+        try:
+            s.sendall(b"POST /api/connections/1/close HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"X-Tcpplay-Action: close\r\nContent-Length: %d\r\n\r\n" % size)
+            s.sendall(b"x" * size)
+            return s.recv(100)
+        finally:
+            s.close()
+
+    try:
+        answer = yield threads.deferToThread(post)
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        assert kept and kept[0] <= 64 * 1024
+    finally:
+        site.feed.stop()
+        yield port.stopListening()
