@@ -46,10 +46,12 @@ row and its exchanges' table rows.
 
 from __future__ import annotations
 
+import re
 import sys
 from array import array
 from collections import OrderedDict, deque
-from fnmatch import fnmatchcase
+from fnmatch import translate
+from functools import lru_cache
 from itertools import chain, groupby, islice
 from operator import itemgetter
 from typing import NamedTuple
@@ -822,6 +824,17 @@ class Capture:
 
 
 PROTOCOLS = ("resp", "http", "text", "hex")  # playground.decode.detect's names
+
+
+@lru_cache(maxsize=64)
+def _glob(pattern: str):
+    return re.compile(translate(pattern)).match
+
+
+def fnmatchcase(name: str, pattern: str) -> bool:
+    """``fnmatch.fnmatchcase`` with a cache of its own, of 64 patterns: fnmatch's keeps up to
+    32768 for the process, and a filter's patterns come from any client of the web port."""
+    return _glob(pattern)(name) is not None
 
 
 class BadFilter(ValueError):

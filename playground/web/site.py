@@ -46,7 +46,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from fnmatch import fnmatchcase
 from importlib import resources
 from urllib.parse import quote
 
@@ -58,7 +57,7 @@ from zope.interface import implementer
 
 from playground.common.defaultreactor import default_reactor
 from playground.common.limits import CappedSite
-from playground.web.capture import BadFilter, Capture, Filter
+from playground.web.capture import BadFilter, Capture, Filter, fnmatchcase
 from playground.web.export import connection_jsonl, connection_pcap, evicted_ranges
 from playground.web.filterscan import FilterScan
 from playground.web.latency import PROTOCOLS as TIMED_PROTOCOLS

@@ -153,3 +153,22 @@ def test_a_bad_filter_is_a_400_naming_the_parameter():
     for path in (b"api/connections", b"api/connections/1"):
         status, answer = _get(root, path, slow="soon")
         assert status == 400 and answer["error"].startswith("slow:")
+
+
+@pytest.mark.pure
+def test_a_filter_pattern_does_not_stay_in_a_process_wide_cache():
+    # each distinct cmd/http/client glob of a request stayed compiled in fnmatch's cache (up to
+    # 32768 of them, about 40 kB each for 4 kB patterns): any web client could grow the proxy
+    # by gigabytes, one distinct ?cmd= at a time
+    import fnmatch
+
+    before = fnmatch._compile_pattern.cache_info().currsize
+    for i in range(300):
+        f = Filter.parse({"cmd": f"x{i}*", "client": f"c{i}*", "http": f"GET /p{i}*"})
+        assert not f.row_matches(_row(request="GET k"))
+        assert not f.row_matches(_row(kind="http", request="GET /q"))
+        assert not f.by_itself({"client": "127.0.0.1:1"})
+    assert fnmatch._compile_pattern.cache_info().currsize - before < 10
+    f = Filter.parse({"cmd": "g?t", "client": "127.*"})
+    assert f.row_matches(_row(request="GET k")) and f.by_itself({"client": "127.0.0.1:1"})
+    assert Filter.parse({"http": "GET /a*"}).row_matches(_row(kind="http", request="GET /ab?x"))
