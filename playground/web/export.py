@@ -40,38 +40,49 @@ def evicted_ranges(c: Connection) -> str:
 
 def connection_pcap(c: Connection, chunks) -> bytes:
     """The pcap of connection ``c`` from its stored ``chunks`` (see the module docstring)."""
+    return b"".join(pcap_parts(c, chunks))
+
+
+def pcap_parts(c: Connection, chunks):
+    """``connection_pcap`` a record or so at a time (a stored chunk's at most), for an answer
+    written over several reactor turns."""
     writer = PcapWriter()
     pair = PairInfo(c.id, endpoint(c.client), endpoint(c.listen), c.target,
                     endpoint(c.server) if c.server else None)
+    yield writer.header()
     if not c.server:  # never reached its target (a failed connect): no conversation to draw,
-        return writer.header()  # as in the --pcap file
-    out = [writer.header(), writer.pair_opened(pair, c.started)]
+        return  # as in the --pcap file
+    yield writer.pair_opened(pair, c.started)
     for ch in chunks:
         if ch.mark is None:
-            out.append(writer.data(c.id, ch.direction, bytes(ch.data), ch.ts))
+            yield writer.data(c.id, ch.direction, bytes(ch.data), ch.ts)
         elif ch.mark == "fin":
-            out.append(writer.half_closed(c.id, ch.direction, ch.ts))
+            yield writer.half_closed(c.id, ch.direction, ch.ts)
         else:  # close or rst: the connection's close summary says how
-            out.append(writer.pair_closed(c.id, {"how": c.how, "closed_by": c.closed_by},
-                                          ch.ts))
-    return b"".join(out)
+            yield writer.pair_closed(c.id, {"how": c.how, "closed_by": c.closed_by}, ch.ts)
 
 
 def connection_jsonl(c: Connection, describe) -> bytes:
     """The JSON lines of connection ``c``; ``describe``: an exchanges entry -> its rows."""
-    records = [{"type": "open", "pair": c.id, "ts": c.started, "client": c.client,
-                "listen": c.listen, "server": c.server, "target": c.target}]
-    for entry in c.exchanges:
+    return b"".join(jsonl_parts(c, describe))
+
+
+def jsonl_parts(c: Connection, describe):
+    """``connection_jsonl`` a line at a time, for an answer written over several turns."""
+    def line(record) -> bytes:
+        return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+    yield line({"type": "open", "pair": c.id, "ts": c.started, "client": c.client,
+                "listen": c.listen, "server": c.server, "target": c.target})
+    for entry in list(c.exchanges):
         for row in describe(entry):
-            records.append({"type": row["kind"], "pair": c.id, "ts": row["ts"],
-                            "client": c.client, "index": row["index"],
-                            "request": row["request"], "reply": row["reply"],
-                            "latency": row["latency"], "error": row["error"]})
+            yield line({"type": row["kind"], "pair": c.id, "ts": row["ts"],
+                        "client": c.client, "index": row["index"],
+                        "request": row["request"], "reply": row["reply"],
+                        "latency": row["latency"], "error": row["error"]})
     if c.state == CLOSED:
-        records.append({"type": "close", "pair": c.id, "ts": c.ended, "client": c.client,
-                        "bytes_c2s": c.bytes_c2s, "bytes_s2c": c.bytes_s2c,
-                        "duration": round(c.duration(c.ended), 6),
-                        "closed_by": c.closed_by, "how": c.how,
-                        **({"reason": c.reason} if c.reason else {})})
-    return b"".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-                    for r in records)
+        yield line({"type": "close", "pair": c.id, "ts": c.ended, "client": c.client,
+                    "bytes_c2s": c.bytes_c2s, "bytes_s2c": c.bytes_s2c,
+                    "duration": round(c.duration(c.ended), 6),
+                    "closed_by": c.closed_by, "how": c.how,
+                    **({"reason": c.reason} if c.reason else {})})

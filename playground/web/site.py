@@ -50,7 +50,7 @@ from importlib import resources
 from urllib.parse import quote
 
 from twisted.internet import task
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.logger import Logger
 from twisted.web import resource, server
 from zope.interface import implementer
@@ -58,7 +58,7 @@ from zope.interface import implementer
 from playground.common.defaultreactor import default_reactor
 from playground.common.limits import CappedSite
 from playground.web.capture import BadFilter, Capture, Filter, fnmatchcase
-from playground.web.export import connection_jsonl, connection_pcap, evicted_ranges
+from playground.web.export import evicted_ranges, jsonl_parts, pcap_parts
 from playground.web.filterscan import FilterScan
 from playground.web.latency import PROTOCOLS as TIMED_PROTOCOLS
 from playground.web.latency import Latency
@@ -139,6 +139,45 @@ def _decimal(text: str) -> bool:
     """``text`` is a number ``int`` takes: ASCII digits (``str.isdigit`` also says yes to
     ``²``), not more of them than a seq or an id has (``int`` refuses over 4300)."""
     return text.isascii() and text.isdigit() and len(text) <= 19
+
+
+@implementer(IPullProducer)
+class Slices:
+    """Writes ``parts`` (an iterator of bytes) to ``request`` about ``SLICE`` bytes per
+    ``resumeProducing`` (twisted.web asks again once the transport took them, a few times per
+    reactor turn at most), then finishes it: a download is made and sent a slice at a time,
+    so a connection of 64 MiB does not hold every other client's bytes for its whole build."""
+
+    SLICE = 256 * 1024
+
+    def __init__(self, request, parts):
+        self.request = request
+        self.parts = parts
+        self.done = False
+
+    def start(self) -> None:
+        self.request.notifyFinish().addErrback(lambda _: self.stopProducing())
+        self.request.registerProducer(self, False)
+
+    def resumeProducing(self) -> None:
+        # one write per call: twisted.web pauses a pull producer once per write that finds the
+        # transport's buffer full, and resumes it once when the buffer drains
+        out, size = [], 0
+        for part in self.parts:
+            out.append(part)
+            size += len(part)
+            if size >= self.SLICE:
+                break
+        if out and not self.done:
+            self.request.write(b"".join(out))
+        if size < self.SLICE and not self.done:  # all written
+            self.done = True
+            self.request.unregisterProducer()
+            self.request.finish()
+
+    def stopProducing(self) -> None:
+        self.done = True
+        self.parts = iter(())
 
 
 @implementer(IPushProducer)
@@ -441,9 +480,12 @@ class WebRoot(resource.Resource):
             evicted = evicted_ranges(c)
             if evicted:
                 request.setHeader(b"x-tcpplay-evicted", f"bytes {evicted}".encode())
-            return connection_pcap(c, self.capture.stream(c.id))
-        request.setHeader(b"content-type", b"application/x-ndjson; charset=utf-8")
-        return connection_jsonl(c, self.describe)
+            parts = pcap_parts(c, self.capture.stream(c.id))
+        else:
+            request.setHeader(b"content-type", b"application/x-ndjson; charset=utf-8")
+            parts = jsonl_parts(c, self.describe)
+        Slices(request, parts).start()
+        return server.NOT_DONE_YET
 
     def _latency(self, request) -> bytes:
         shown = _filter_arg(request)
