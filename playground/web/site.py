@@ -50,6 +50,7 @@ from importlib import resources
 from urllib.parse import quote
 
 from twisted.internet import task
+from twisted.internet.address import UNIXAddress
 from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.logger import Logger
 from twisted.web import resource, server
@@ -310,7 +311,8 @@ class WebRoot(resource.Resource):
         if not authorised(request, self.token):
             return self._error(request, 401, "a token is needed: add ?token=TOKEN (printed at "
                                              "start) or the X-Tcpplay-Token header")
-        if self.token is None and not loopback_host(request.getHeader(b"host")):
+        if self.token is None and not loopback_host(request.getHeader(b"host")) and (
+                not isinstance(request.getHost(), UNIXAddress)):  # no browser dials a socket
             return self._error(request, 403, "without a token, the view answers only a Host "
                                              "naming loopback (127.0.0.1, [::1], localhost): "
                                              "a page on another name may be DNS rebinding")

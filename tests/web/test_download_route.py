@@ -125,3 +125,15 @@ def test_a_big_download_is_made_a_slice_at_a_time():
     assert len(slices) >= 10 and max(slices) <= Slices.SLICE + 70000
     body = b"".join(request.written)
     assert body == connection_pcap(capture.get(7), capture.stream(7))
+
+
+def test_a_unix_socket_view_answers_any_host():
+    # no browser connects to a socket: a reverse proxy in front of one passes its own Host
+    from twisted.internet.address import UNIXAddress
+
+    root = WebRoot(Capture(), reactor=MemoryReactorClock(), assets={})
+    request = DummyRequest([b"api", b"connections"])
+    request.requestHeaders.setRawHeaders(b"host", [b"tcpplay.example"])
+    request.getHost = lambda: UNIXAddress(b"/run/tcpplay.sock")
+    root.render(request)
+    assert (request.responseCode or 200) == 200
