@@ -315,7 +315,8 @@ class WebRoot(resource.Resource):
                 not isinstance(request.getHost(), UNIXAddress)):  # no browser dials a socket
             return self._error(request, 403, "without a token, the view answers only a Host "
                                              "naming loopback (127.0.0.1, [::1], localhost): "
-                                             "a page on another name may be DNS rebinding")
+                                             "a page on another name may be DNS rebinding "
+                                             "(behind a proxy of your own: set --web-token)")
         self.capture.sync()  # an answer sees everything the sink was handed
         path = [p.decode("utf-8", "replace") for p in request.postpath]
         if path and path[-1] == "" and len(path) > 1:
