@@ -433,15 +433,26 @@ class WebRoot(resource.Resource):
         limit = _int_arg(request, "limit", MAX_LIMIT, 1, MAX_LIMIT)
         shown = _filter_arg(request)
         rows: list[dict] = []
+        read, stopped, last = 0, False, after
         for entry in c.exchanges:
             if entry.first + entry.count - 1 <= after:
                 continue
-            rows += [row for row in self.describe(entry)
-                     if row["index"] > after and (not shown.on_exchanges or shown.row_matches(row))]
+            if read >= MAX_SCAN_ROWS and shown.on_exchanges:  # read enough for one answer
+                stopped = True
+                break
+            described = [row for row in self.describe(entry) if row["index"] > after]
+            read += len(described)
+            if described:
+                last = described[-1]["index"]
+            rows += [row for row in described
+                     if not shown.on_exchanges or shown.row_matches(row)]
             if len(rows) > limit:
                 break
+        more = stopped or len(rows) > limit
         return self._json(request, {"connection": c.summary(self.reactor.seconds()),
-                                    "exchanges": rows[:limit], "more": len(rows) > limit,
+                                    "exchanges": rows[:limit], "more": more,
+                                    "after": rows[limit - 1]["index"] if len(rows) > limit
+                                    else last,
                                     "exchanges_evicted": c.exchanges_evicted})
 
     def _stream(self, request, c) -> bytes:

@@ -344,6 +344,7 @@ function showConnection(one) {
     exchanges.push(x);
     lastExchange = x.index;
   }
+  if (one.after > lastExchange) lastExchange = one.after; // a filtered scan read this far
   if (one.exchanges.length) queueExchanges();
 }
 
