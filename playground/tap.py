@@ -238,7 +238,11 @@ def makeService(options) -> service.IService:
     modules = {name: mod for name, mod, _ in SUBCOMMANDS}
     module = importlib.import_module(modules[options.subCommand])
     top = TcpplayService()
-    svc = module.make_service(options.subOptions)
+    try:
+        svc = module.make_service(options.subOptions)
+    except usage.UsageError as e:  # a value only the endpoint's parser refuses (port=1:timeout=x)
+        sys.stderr.write(f"twistd tcpplay {options.subCommand}: {e}\n")
+        raise SystemExit(1)
     if "stats-interval" in options.subOptions:  # --metrics / --stats-interval of ServerOptions
         from playground.daemon import metrics
 

@@ -42,9 +42,11 @@ def _escape(value: str) -> str:
 
 def _port(flag: str, text: str, example: str, lowest: int = 0) -> int:
     """A port number; 0 (any free port) is for listening only (``lowest=1`` for targets)."""
-    port = int(text)
-    if not lowest <= port <= 65535:
-        raise usage.UsageError(f"{flag}: port {port} is out of range {lowest}-65535 ({example})")
+    if not (text.isascii() and text.isdigit()):  # a \d of the patterns may be '²' or '٣'
+        raise usage.UsageError(f"{flag}: port {text[:20]!r} is not a number ({example})")
+    port = int(text) if len(text) <= 20 else None  # int() refuses over 4300 digits
+    if port is None or not lowest <= port <= 65535:
+        raise usage.UsageError(f"{flag}: port {text[:20]} is out of range {lowest}-65535 ({example})")
     return port
 
 
@@ -124,10 +126,10 @@ def client_target(value: str, flag: str = "--target") -> Target:
     port = kw.get("port") or (args[2] if len(args) > 2 else None)
     if not port:
         raise usage.UsageError(f"{flag}: {value!r} names no port ({TARGET_EXAMPLE})")
-    if not port.isdigit():
+    if not (port.isascii() and port.isdigit()):
         raise usage.UsageError(f"{flag}: {value!r}: port {port!r} is not a number "
                                f"({TARGET_EXAMPLE})")
-    return Target(kind, host, int(port), desc=value, plain_tcp=plain_tcp)
+    return Target(kind, host, _port(flag, port, TARGET_EXAMPLE, 0), desc=value, plain_tcp=plain_tcp)
 
 
 def client_string(value: str, flag: str = "--target") -> str:

@@ -12,6 +12,7 @@ from collections import Counter
 
 from twisted.internet import protocol
 from twisted.logger import Logger
+from twisted.web import server
 
 from playground.common.addresstext import address_text
 from playground.common.defaultreactor import default_reactor
@@ -102,3 +103,56 @@ class LimitedFactory(protocol.Factory):
 
     def connectionClosed(self, proto) -> None:
         self.limits.release(proto.peer_host)
+
+
+_site_log = Logger(namespace="playground.common.limits.CappedSite")  # Site.log is the access log
+
+
+class BoundedRequest(server.Request):
+    """A request that keeps at most ``max_body`` bytes of its body; the rest is counted in
+    ``received`` and dropped (twisted.web would keep it all, in a temporary file past 100 kB,
+    before any resource could look at the token or the length)."""
+
+    max_body = 64 * 1024
+    received = 0
+
+    def handleContentChunk(self, data):
+        self.received += len(data)
+        if self.received <= self.max_body:
+            super().handleContentChunk(data)
+        elif self.received - len(data) < self.max_body:
+            super().handleContentChunk(data[:self.max_body - self.received + len(data)])
+
+
+class CappedSite(server.Site):
+    """A ``server.Site`` (the web view, the toxiproxy API, the metrics) that holds at most
+    ``max_open`` connections at once: one over is closed at accept (``buildProtocol`` gives
+    None), so idle clients cannot take every file descriptor the proxy needs (each one kept
+    otherwise until the site's idle timeout). Its requests keep a bounded body
+    (``BoundedRequest``)."""
+
+    requestFactory = BoundedRequest
+    max_open = 256
+    open_connections = 0
+    refused = 0
+    label = "web"
+
+    def buildProtocol(self, addr):
+        if self.open_connections >= self.max_open:
+            self.refused += 1
+            if self.refused == 1 or not self.refused % 1000:
+                _site_log.warn("{label}: refused a connection from {peer}: {max} open already "
+                              "(refused so far: {refused})", label=self.label,
+                              peer=address_text(addr), max=self.max_open, refused=self.refused)
+            return None
+        p = super().buildProtocol(addr)
+        if p is not None:
+            self.open_connections += 1
+            lost = p.connectionLost
+
+            def connectionLost(reason):
+                self.open_connections -= 1
+                lost(reason)
+
+            p.connectionLost = connectionLost
+        return p

@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.web import http, resource, server
 
 from playground.common.defaultreactor import default_reactor
-from playground.common.limits import Refusal
+from playground.common.limits import CappedSite, Refusal
 from playground.common.listening import ListeningService
 from playground.daemon import stats as S
 
@@ -292,10 +292,11 @@ class _Channel(http.HTTPChannel):
         super().connectionLost(reason)
 
 
-class MetricsSite(server.Site):
+class MetricsSite(CappedSite):
     """No access-log line per scrape (a scraper polls every few seconds); ``_Channel``s."""
 
     protocol = _Channel
+    label = "metrics"
 
     def log(self, request):
         pass

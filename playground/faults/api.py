@@ -33,6 +33,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 import playground
+from playground.common.limits import CappedSite
 from playground.common.listening import ListeningService
 from playground.faults.registry import ApiError, PopulateError, Registry, bad_request, proxy_fields
 from playground.web.options import authorised
@@ -186,7 +187,8 @@ class ToxiproxyApi(resource.Resource):
 
 
 def make_site(registry: Registry, token: str | None = None) -> server.Site:
-    site = server.Site(ToxiproxyApi(registry, token=token), requestFactory=_BoundedRequest)
+    site = CappedSite(ToxiproxyApi(registry, token=token), requestFactory=_BoundedRequest)
+    site.label = "toxiproxy API"
     site.displayTracebacks = False
     site.noisy = False
     site.log = lambda request: None  # no access log: the registry logs what changes

@@ -104,16 +104,16 @@ class Selection:
         numbers, ranges, ports, protocols = set(), [], set(), set()
         for value in values:
             for item in filter(None, (x.strip().lower() for x in value.split(","))):
-                if item.isdigit():
+                if re.fullmatch(r"[0-9]{1,18}", item):  # not \d: '²' is one to re, not to int
                     numbers.add(int(item))
-                elif m := re.fullmatch(r"(\d+)-(\d+)", item):
+                elif m := re.fullmatch(r"([0-9]{1,18})-([0-9]{1,18})", item):
                     ranges.append((int(m.group(1)), int(m.group(2))))
-                elif m := re.fullmatch(r"port:(\d+)", item):
+                elif m := re.fullmatch(r"port:([0-9]{1,18})", item):
                     ports.add(int(m.group(1)))
                 elif item in ("resp", "redis", "http"):
                     protocols.add("resp" if item == "redis" else item)
                 else:
-                    raise ValueError(f"--select: cannot read {item!r} (a number, a range 2-5, "
+                    raise ValueError(f"--select: cannot read {item[:40]!r} (a number, a range 2-5, "
                                      f"port:N, resp or http)")
         return cls(frozenset(numbers), tuple(ranges), frozenset(ports), frozenset(protocols))
 

@@ -77,7 +77,8 @@ def _items(items: list) -> list:
 
 def _address(text) -> tuple:
     host, _, port = str(text or "").rpartition(":")
-    return host.strip("[]") or str(text), int(port) if port.isdigit() else 0
+    return host.strip("[]") or str(text), int(port) if (
+        port.isascii() and port.isdigit() and len(port) <= 5) else 0
 
 
 def read_jsonlines(f, path: str, tracker: Tracker):
@@ -94,7 +95,7 @@ def read_jsonlines(f, path: str, tracker: Tracker):
         try:
             r = json.loads(line)
             kind, pair, ts = r["type"], int(r["pair"]), float(r.get("ts") or 0.0)
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as e:
             raise CaptureError(f"{path}: line {number} is not a tcpplay JSON record ({e})")
         records += 1
         conn = by_pair.get(pair)
@@ -115,7 +116,7 @@ def read_jsonlines(f, path: str, tracker: Tracker):
                 conn.problem = (f"line {number}: the JSON lines cut a value (at --max-value or "
                                 f"1000 elements), so the stream cannot be rebuilt: record with "
                                 f"--pcap or a larger --max-value")
-            except (ValueError, TypeError) as e:
+            except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
                 raise CaptureError(f"{path}: line {number}: cannot read the record ({e})")
         elif kind == "http" and conn.problem is None:
             conn.problem = ("HTTP records keep only a preview of each body, so the stream "

@@ -47,11 +47,12 @@ row and its exchanges' table rows; ``may_match_resp`` to what a RESP row's store
 
 from __future__ import annotations
 
+import re
 import sys
 from array import array
 from collections import OrderedDict, deque
 from collections.abc import Iterator
-from fnmatch import fnmatchcase
+from fnmatch import translate
 from functools import lru_cache
 from itertools import chain, groupby, islice
 from operator import itemgetter
@@ -861,9 +862,22 @@ class Capture:
 
 
 PROTOCOLS = ("resp", "http", "text", "hex")  # playground.decode.detect's names
+
+
+@lru_cache(maxsize=64)
+def _glob(pattern: str):
+    return re.compile(translate(pattern)).match
+
+
+def fnmatchcase(name: str, pattern: str) -> bool:
+    """``fnmatch.fnmatchcase`` with a cache of its own, of 64 patterns: fnmatch's keeps up to
+    32768 for the process, and a filter's patterns come from any client of the web port."""
+    return _glob(pattern)(name) is not None
+
+
 # whether a command name matches a cmd glob, remembered (a scan asks it of every RESP row it
-# peeks at, of a few distinct names): a third of fnmatchcase's time
-_name_matches = lru_cache(maxsize=1024)(fnmatchcase)
+# peeks at, of a few distinct names): a third of fnmatchcase's time; bounded as _glob is
+_name_matches = lru_cache(maxsize=256)(fnmatchcase)
 
 
 class BadFilter(ValueError):

@@ -49,19 +49,20 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from fnmatch import fnmatchcase
 from importlib import resources
 from time import perf_counter
 from urllib.parse import quote
 
 from twisted.internet import task
+from twisted.internet.address import UNIXAddress
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.web import resource, server
 from zope.interface import implementer
 
 from playground.common.defaultreactor import default_reactor
-from playground.web.capture import BadFilter, Capture, Filter
+from playground.common.limits import CappedSite
+from playground.web.capture import BadFilter, Capture, Filter, fnmatchcase
 from playground.web.export import evicted_ranges, jsonl_pieces, pcap_pieces
 from playground.web.filterscan import FilterScan
 from playground.web.latency import PROTOCOLS as TIMED_PROTOCOLS
@@ -138,6 +139,12 @@ def _int_arg(request, name: str, default: int, lowest: int = 0, highest: int = 1
     if not lowest <= value <= highest:
         raise BadQuery(f"{name}: must be {lowest}-{highest}, got {value}")
     return value
+
+
+def _decimal(text: str) -> bool:
+    """``text`` is a number ``int`` takes: ASCII digits (``str.isdigit`` also says yes to
+    ``²``), not more of them than a seq or an id has (``int`` refuses over 4300)."""
+    return text.isascii() and text.isdigit() and len(text) <= 19
 
 
 @implementer(IPushProducer)
@@ -346,6 +353,12 @@ class WebRoot(resource.Resource):
         if not authorised(request, self.token):
             return self._error(request, 401, "a token is needed: add ?token=TOKEN (printed at "
                                              "start) or the X-Tcpplay-Token header")
+        if self.token is None and not loopback_host(request.getHeader(b"host")) and (
+                not isinstance(request.getHost(), UNIXAddress)):  # no browser dials a socket
+            return self._error(request, 403, "without a token, the view answers only a Host "
+                                             "naming loopback (127.0.0.1, [::1], localhost): "
+                                             "a page on another name may be DNS rebinding "
+                                             "(behind a proxy of your own: set --web-token)")
         self.capture.sync()  # an answer sees everything the sink was handed
         path = [p.decode("utf-8", "replace") for p in request.postpath]
         if path and path[-1] == "" and len(path) > 1:
@@ -495,7 +508,7 @@ class WebRoot(resource.Resource):
 
     def _download(self, request, name: str) -> bytes:
         stem, _, kind = name.rpartition(".")
-        c = self.capture.get(int(stem)) if stem.isdigit() else None
+        c = self.capture.get(int(stem)) if _decimal(stem) else None
         if c is None:
             return self._error(request, 404, f"no connection {stem[:40]!r} (unknown or evicted)")
         request.setHeader(b"cache-control", b"no-store")
@@ -561,12 +574,29 @@ class WebRoot(resource.Resource):
         last = request.getHeader(b"last-event-id")
         if last:
             epoch, _, seq = last.decode("ascii", "replace").partition("-")
-            since = int(seq) if epoch == self.feed.epoch and seq.isdigit() else 0
+            since = int(seq) if epoch == self.feed.epoch and _decimal(seq) else 0
         request.setHeader(b"content-type", b"text/event-stream")
         request.setHeader(b"cache-control", b"no-store")
         request.write(b"retry: 1000\n\n")
         self.feed.add(request, since)
         return server.NOT_DONE_YET
+
+
+def loopback_host(host: bytes | None) -> bool:
+    """Whether a Host header names loopback (``127.x.x.x``, ``[::1]``, ``localhost`` or a name
+    under ``.localhost``, with a port or not), or is absent (HTTP/1.0): what a tokenless view
+    answers. A browser sends the name it resolved: a page whose name was re-pointed at
+    127.0.0.1 (DNS rebinding) would otherwise read the capture, same-origin."""
+    if host is None:
+        return True
+    name = host.strip().lower()
+    if name.startswith(b"["):
+        return name.partition(b"]")[0] == b"[::1"
+    name = name.partition(b":")[0].rstrip(b".")
+    if name == b"localhost" or name.endswith(b".localhost"):
+        return True
+    parts = name.split(b".")
+    return len(parts) == 4 and parts[0] == b"127" and all(p.isdigit() for p in parts)
 
 
 def _origin_host(origin: bytes) -> bytes:
@@ -580,7 +610,7 @@ def make_site(capture: Capture, token: str | None = None, reactor=None,
               peek=None, exchange_row=None) -> server.Site:
     root = WebRoot(capture, token=token, reactor=reactor, describe=describe, close=close,
                    latency=latency, peek=peek, exchange_row=exchange_row)
-    site = server.Site(root)
+    site = CappedSite(root)
     site.displayTracebacks = False
     site.noisy = False
     site.log = lambda request: None  # no access log: the proxy's log is for the proxy

@@ -39,7 +39,8 @@ def test_client_forms(value, expected):
     assert client_string(value) == expected
 
 
-@pytest.mark.parametrize("value", ["", "abc", "99999", "tcp:abc", "host:port", "ssl:443:privateKey=/nonexistent"])
+@pytest.mark.parametrize("value", ["", "abc", "99999", "tcp:abc", "host:port", "ssl:443:privateKey=/nonexistent",
+                                   "\u00b2", "1\u00b2", "localhost:\u0663", "9" * 5000])
 def test_bad_listen_names_flag(value):
     with pytest.raises(usage.UsageError) as e:
         server_string(value)
@@ -47,7 +48,8 @@ def test_bad_listen_names_flag(value):
     assert "e.g." in str(e.value)
 
 
-@pytest.mark.parametrize("value", ["", "xyz", "70000", "tcp:host=a", "unix:"])
+@pytest.mark.parametrize("value", ["", "xyz", "70000", "tcp:host=a", "unix:", "\u00b2", "[::1]:1\u00b2",
+                                   "tcp:host=a:port=\u00b2", "tcp:host=a:port=" + "9" * 5000])
 def test_bad_target_names_flag(value):
     with pytest.raises(usage.UsageError) as e:
         client_string(value, "--target")

@@ -171,3 +171,18 @@ def test_make_service_builds_each_kind_with_a_shared_registry():
         assert 'tcpplay_service_info{service="lobby",kind="chat"} 1' in text
     finally:
         top.stopService()
+
+
+@pytest.mark.twistd
+@pytest.mark.parametrize("target", ["tcp:host=127.0.0.1:port=1:timeout=x",
+                                    "tls:host=127.0.0.1:port=1:caCertsDir=/nonexistent"])
+def test_a_target_only_the_endpoint_parser_refuses_is_one_line_naming_the_flag(tmp_path, target):
+    # it passed the option checks and failed as the service was built: a traceback ending in
+    # the UsageError, from twistd tcpplay proxy --target tcp:host=a:port=1:timeout=x
+    proc = subprocess.run([TWISTD, "-n", "--pidfile=", "tcpplay", "proxy", "--listen",
+                           str(free_port()), "--target", target],
+                          capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1
+    assert f"twistd tcpplay proxy: --target: {target!r}: " in out
+    assert "Traceback" not in out and "listening" not in out

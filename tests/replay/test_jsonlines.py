@@ -65,3 +65,22 @@ def test_garbage_lines_raise_only_capture_error(data):
         read_jsonlines(io.BytesIO(b'{"type": "open", "pair": 1}\n' + data), "g.jsonl", Tracker())
     except CaptureError:
         pass
+
+
+@pytest.mark.parametrize("line", [
+    '{"type": "redis", "pair": 1, "command": ["GET"], "reply": {"verbatim": "x", "format": 5}}',
+    '{"type": "redis", "pair": 1, "command": [{"text": 5}], "reply": 1}',
+    '{"type": "redis", "pair": 1, "command": ["GET"], "reply": ' + "[" * 3000 + "]" * 3000 + "}",
+    '{"type": "redis", "pair": 1e400, "command": ["GET"]}',
+    '{"type": "open", "pair": 1, "client": "127.0.0.1:\\u00b2"}',
+])
+def test_odd_json_records_are_a_capture_error_or_read(tmp_path, line):
+    # each was a traceback out of tcpplay-replay (AttributeError, RecursionError, OverflowError,
+    # ValueError from int('²')) instead of "line 1: cannot read ..." and exit status 2
+    (tmp_path / "odd.jsonl").write_text(line + "\n")
+    try:
+        capture = read_capture(str(tmp_path / "odd.jsonl"))
+    except CaptureError as e:
+        assert "line 1" in str(e)
+    else:
+        assert capture.connections[0].client == ("127.0.0.1", 0)

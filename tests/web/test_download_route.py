@@ -78,6 +78,50 @@ def test_unknown_ids_are_json_404s():
         assert request.responseCode == 404 and json.loads(body)["status"] == 404, name
 
 
+def test_ids_that_are_digits_only_to_unicode_are_404s_not_tracebacks():
+    # '²'.isdigit() is True but int('²') fails; so do 5000 ASCII digits: both were a 500
+    # "Processing Failed" with a traceback in the log
+    root = WebRoot(Capture(), reactor=MemoryReactorClock(), assets={})
+    for name in ("\u00b2.pcap", "\u00b2.jsonl", "9" * 5000 + ".pcap"):
+        request, body = get(root, name)
+        assert request.responseCode == 404 and json.loads(body)["status"] == 404, name[:8]
+
+
+@pytest.mark.parametrize("host, status", [
+    (b"evil.example:8478", 403), (b"127.0.0.1.evil.example", 403), (b"[::2]:8478", 403),
+    (b"localhost.evil.example", 403), (b"127.0.0.1:8478", 200), (b"127.1.2.3", 200),
+    (b"localhost:8478", 200), (b"LOCALHOST.", 200), (b"app.localhost:1", 200),
+    (b"[::1]:8478", 200), (None, 200),
+])
+def test_without_a_token_only_a_loopback_host_is_answered(host, status):
+    # a page whose name was re-pointed at 127.0.0.1 (DNS rebinding) read the capture and could
+    # close connections, same-origin, from the tokenless view on loopback
+    root = WebRoot(Capture(), reactor=MemoryReactorClock(), assets={})
+    request = DummyRequest([b"api", b"connections"])
+    if host is not None:
+        request.requestHeaders.setRawHeaders(b"host", [host])
+    body = root.render(request)
+    assert (request.responseCode or 200) == status, body[:80]
+    request = DummyRequest([b"api", b"connections"])  # with a token, the token decides
+    request.requestHeaders.setRawHeaders(b"host", [b"evil.example"])
+    request.args[b"token"] = [b"t"]
+    root = WebRoot(Capture(), token="t", reactor=MemoryReactorClock(), assets={})
+    root.render(request)
+    assert (request.responseCode or 200) == 200
+
+
+def test_a_unix_socket_view_answers_any_host():
+    # no browser connects to a socket: a reverse proxy in front of one passes its own Host
+    from twisted.internet.address import UNIXAddress
+
+    root = WebRoot(Capture(), reactor=MemoryReactorClock(), assets={})
+    request = DummyRequest([b"api", b"connections"])
+    request.requestHeaders.setRawHeaders(b"host", [b"tcpplay.example"])
+    request.getHost = lambda: UNIXAddress(b"/run/tcpplay.sock")
+    root.render(request)
+    assert (request.responseCode or 200) == 200
+
+
 def turn(reactor: MemoryReactorClock) -> None:
     """One reactor turn: the calls due when it starts (``Clock.advance`` also runs those they
     schedule for now, which a real reactor leaves to its next turn)."""

@@ -191,3 +191,22 @@ def test_one_connections_filtered_answer_reads_a_bounded_number_of_rows():
         if not answer["more"]:
             break
     assert found == ["GET k1"] and after == 20_001
+
+
+@pytest.mark.pure
+def test_a_filter_pattern_does_not_stay_in_a_process_wide_cache():
+    # each distinct cmd/http/client glob of a request stayed compiled in fnmatch's cache (up to
+    # 32768 of them, about 40 kB each for 4 kB patterns): any web client could grow the proxy
+    # by gigabytes, one distinct ?cmd= at a time
+    import fnmatch
+
+    before = fnmatch._compile_pattern.cache_info().currsize
+    for i in range(300):
+        f = Filter.parse({"cmd": f"x{i}*", "client": f"c{i}*", "http": f"GET /p{i}*"})
+        assert not f.row_matches(_row(request="GET k"))
+        assert not f.row_matches(_row(kind="http", request="GET /q"))
+        assert not f.by_itself({"client": "127.0.0.1:1"})
+    assert fnmatch._compile_pattern.cache_info().currsize - before < 10
+    f = Filter.parse({"cmd": "g?t", "client": "127.*"})
+    assert f.row_matches(_row(request="GET k")) and f.by_itself({"client": "127.0.0.1:1"})
+    assert Filter.parse({"http": "GET /a*"}).row_matches(_row(kind="http", request="GET /ab?x"))

@@ -37,7 +37,7 @@ def _get(port: int, path: str, headers: str = "", rcvbuf: int | None = None) -> 
     if rcvbuf:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.connect(("127.0.0.1", port))
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
     s.setblocking(False)
     return s
 
@@ -100,6 +100,30 @@ def test_a_page_that_reconnects_gets_what_it_missed_or_a_resync():
         (_, again), = _messages(buf[0])
         assert again["resync"] and [c["id"] for c in again["connections"]] == [1, 2]
         s.close()
+    finally:
+        feed.stop()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_last_event_id_with_a_seq_int_refuses_resyncs_instead_of_failing():
+    # the feed's own epoch and 5000 digits (int() refuses over 4300) was a 500 "Processing
+    # Failed" and a traceback in the log
+    cap = Capture()
+    cap.opened(1, 1.0, "c", "l", "t")
+    site, feed = _site(cap, interval=0.05)
+    port = yield _listen(site)
+    try:
+        for seq in ("9" * 5000, "\u00b2"):
+            buf = [b""]
+            s = _get(port.getHost().port, "/api/events",
+                      f"Last-Event-ID: {feed.epoch}-{seq}\r\n".encode().decode("latin-1"))
+            yield until(lambda s=s, buf=buf: b"\r\n\r\n" in _read_into(s, buf), "an answer")
+            assert buf[0].startswith(b"HTTP/1.1 200"), buf[0][:40]
+            yield until(lambda s=s, buf=buf: _messages(_read_into(s, buf)), "a resync")
+            (_, first), = _messages(buf[0].partition(b"\r\n\r\n")[2])
+            assert first["resync"]
+            s.close()
     finally:
         feed.stop()
         yield port.stopListening()
