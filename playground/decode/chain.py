@@ -9,7 +9,9 @@ decoder's events into records (``playground.decode.records``), redacted and filt
 (console, JSON lines) through the chain. The pcap sink gets every byte; when redaction is on, the
 chain holds back the bytes a decoder has not settled yet (an incomplete HTTP head or RESP command
 may still turn out to carry a password) and registers the secrets' stream ranges with the sink
-first, so the file has same-length filler exactly where the secrets were. A byte consumer that
+first, so the file has same-length filler exactly where the secrets were. What is held is
+bounded: ``MAX_HELD`` a direction and ``MAX_HELD_ALL`` over all pairs (past either, a
+direction's unsettled bytes go out masked, as a secret would). A byte consumer that
 holds back itself (``settles_later``: the web view when no pcap sink is on) gets every read at
 once and asks ``unsettled`` once per pair when it stores a batch; at a direction's end the chain
 hands it the line scanner for what was never settled (``credential_from``).
@@ -51,6 +53,7 @@ from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
 MIB = 1024 * 1024
 MAX_HELD = 1 * MIB  # bytes held back from the pcap sink per direction, at most
+MAX_HELD_ALL = 32 * MIB  # ... and over all pairs: past it, a direction's read goes out masked
 
 
 class HttpFilter:
@@ -184,6 +187,7 @@ class Chain:
         self.max_frame = max_frame
         self.pairs: dict[int, PairState] = {}
         self.leaked = 0  # secret bytes the pcap already had in clear (could not be masked)
+        self.held_bytes = 0  # bytes held back from the pcap sink, all pairs (MAX_HELD_ALL)
         self.failures = 0
         self._hold = pcap is not None and redact
         # a byte consumer that settles reads per batch itself (``settles_later``: the web
@@ -192,7 +196,7 @@ class Chain:
         self._later = self._hold and getattr(pcap, "settles_later", False)
         if self._later:
             self._hold = False
-            pcap.settle_with(self.unsettled, MAX_HELD)
+            pcap.settle_with(self.unsettled, MAX_HELD, MAX_HELD_ALL)
         self._pcap_decoded = getattr(pcap, "decoded", None)  # the pcap sink's tshark hint
         # --only/--skip and the pushes: does a server push (pub/sub, MONITOR) reach the sinks?
         self.shows_pushes = not ((only is not None and not (only & _PUSH_NAMES)) or (
@@ -503,11 +507,13 @@ class Chain:
                 st.pcap_off[direction] = start + len(data)
                 self.pcap.data(st.id, direction, data, now)
                 return
+        had = len(held)
         held += data
         total = len(held)
         upto = total if settled is None else max(0, min(settled - start, total))
-        if upto < total and total > MAX_HELD:
-            # the bound: stop holding; what is not settled yet goes out masked
+        if upto < total and (total > MAX_HELD or self.held_bytes - had + total > MAX_HELD_ALL):
+            # the bounds (a direction's, all pairs'): stop holding; what is not settled yet
+            # goes out masked
             st.mask_unsettled(direction, start + upto, start + total)
             upto = total
         if upto:
@@ -515,6 +521,7 @@ class Chain:
             del held[:upto]
             st.pcap_off[direction] = start + upto
             self.pcap.data(st.id, direction, chunk, now)
+        self.held_bytes += len(held) - had
 
 
     @staticmethod

@@ -257,6 +257,7 @@ class WebSink:
         # the chain's hold-back per batch (``settle_with``; None: the chain settles each read)
         self.unsettled = None
         self.max_held = 0
+        self.max_held_all = None
         self.kept: list = []  # reads not settled at the last flush, stored when they are
         # a reader of the capture or of the pictures sees all that was handed over
         self.capture.before_read.append(self.flush)
@@ -341,18 +342,20 @@ class WebSink:
     # -- the hold-back per batch (the chain's ``settles_later``) ----------------------------------
     settles_later = True  # the chain hands every read at once when the view is its only consumer
 
-    def settle_with(self, unsettled, max_held: int) -> None:
+    def settle_with(self, unsettled, max_held: int, max_held_all: int | None = None) -> None:
         """The chain (``Chain.unsettled``): from which stream offset a pair's direction may
-        still hold a secret; ``max_held``: the most bytes of a direction kept back."""
+        still hold a secret; ``max_held``: the most bytes of a direction kept back;
+        ``max_held_all``: over all of them (None: no bound of its own)."""
         self.unsettled = unsettled
         self.max_held = max_held
+        self.max_held_all = max_held_all
 
     def _settled(self, reads: list) -> list:
         """Of ``reads`` (after what the last flush kept back), those the chain has settled;
         the rest is kept for a later flush. One question per connection and direction in the
         batch; a direction's read that is partly settled is cut. Beyond ``max_held`` kept bytes
-        of a direction, they are stored masked from where they stop being settled, as the
-        chain's hold-back bound does (the mask registered first, so they arrive masked)."""
+        of a direction (or ``max_held_all`` over all), they are stored masked from where they
+        stop being settled, as the chain's hold-back bounds do (the mask registered first, so they arrive masked)."""
         if self.kept:
             reads = self.kept + reads  # older: each connection's reads stay in order
             self.kept = []
@@ -390,6 +393,9 @@ class WebSink:
                 settled.append((pair, direction, data[:at - offset], now))
                 kept.append((pair, direction, data[at - offset:], now))
         over = {key for key in late if reached.get(key, 0) - late[key] > self.max_held}
+        if self.max_held_all is not None and sum(len(read[2]) for read in kept) > (
+                self.max_held_all):  # over all connections: none is held any more
+            over = {key for key in late if key in reached}
         for key in over:  # the bound: no more holding; masked as a secret would be (what is
             # stored from there on went out masked before, or settled)
             self.capture.mask(*key, max(late[key], ends[key]), reached[key])

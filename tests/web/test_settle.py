@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from playground.codec.encoder import encode_command as cmd
+from playground.decode import chain as chain_module
 from playground.decode.chain import MAX_HELD, Chain
 from playground.web.capture import Capture
 from playground.web.sink import WebSink
@@ -139,3 +140,87 @@ def test_beside_the_pcap_the_chain_settles_each_read_as_before():
     view = WebSink(Capture())
     Chain([view], pcap=ByteTee([FakePcap(), view]), decode="resp")
     assert view.unsettled is None
+
+
+class PairPcap:
+    """A pcap sink's contract, per pair: the bytes it got and the masks registered."""
+
+    def __init__(self):
+        self.sent: dict = {}
+        self.masks: dict = {}
+
+    def pair_opened(self, pair, now):
+        pass
+
+    def data(self, pair_id, direction, data, now):
+        self.sent.setdefault((pair_id, direction), bytearray()).extend(data)
+
+    def mask(self, pair_id, direction, start, end):
+        self.masks.setdefault((pair_id, direction), []).append((start, end))
+        return max(0, min(end, len(self.sent.get((pair_id, direction), b""))) - start)
+
+    def half_closed(self, pair_id, direction, now):
+        pass
+
+    def pair_closed(self, pair_id, summary, now):
+        pass
+
+    def shown(self, pair_id, direction=C2S) -> bytes:
+        """What the file would hold: the bytes, the masked ranges as filler."""
+        out = bytearray(self.sent.get((pair_id, direction), b""))
+        for start, end in self.masks.get((pair_id, direction), []):
+            out[start:end] = b"*" * len(out[start:end])
+        return bytes(out)
+
+
+PAIRS = 8
+STEP = 64 * 1024
+
+
+def _unfinished_passwords(chain, measure):
+    """``PAIRS`` connections each send an AUTH whose password (3/4 of MAX_HELD, below the
+    bound of one direction) has not ended: ``measure()`` after each read."""
+    head = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n" % MAX_HELD
+    for p in range(1, PAIRS + 1):
+        chain.pair_opened(pair(p), 0.0)
+    seen = []
+    for p in range(1, PAIRS + 1):
+        data = head + b"P" * (MAX_HELD * 3 // 4)
+        for i in range(0, len(data), STEP):
+            chain.data(p, C2S, data[i:i + STEP], 1.0)
+            seen.append(measure())
+    return seen
+
+
+def test_what_the_pcap_hold_back_keeps_is_bounded_over_all_connections(monkeypatch):
+    # each connection's hold-back was bounded (MAX_HELD), their sum was not: 100 connections
+    # each holding an unfinished AUTH of 1 MB held 120 MB (10,000 connections: 12 GB)
+    monkeypatch.setattr(chain_module, "MAX_HELD_ALL", 2 * MAX_HELD)
+    pcap = PairPcap()
+    chain = Chain([], pcap=pcap, decode="resp")
+    held = _unfinished_passwords(
+        chain, lambda: sum(len(st.held[C2S]) for st in chain.pairs.values()))
+    assert max(held) <= 2 * MAX_HELD + STEP < PAIRS * MAX_HELD * 3 // 4
+    assert chain.held_bytes == held[-1]
+    assert chain.leaked == 0 and pcap.sent  # what went out was masked before it did
+    for p in range(1, PAIRS + 1):
+        assert b"P" * 64 not in pcap.shown(p)
+    for p in range(1, PAIRS + 1):
+        chain.pair_closed(p, SUMMARY, 2.0)
+    assert chain.held_bytes == 0
+
+
+def test_what_the_view_keeps_back_is_bounded_over_all_connections(monkeypatch):
+    monkeypatch.setattr(chain_module, "MAX_HELD_ALL", 2 * MAX_HELD)
+    view = WebSink(Capture(max_bytes=64 * MAX_HELD))
+    chain = Chain([view], pcap=view, decode="resp")
+
+    def kept():
+        view.flush()
+        return sum(len(read[2]) for read in view.kept)
+
+    held = _unfinished_passwords(chain, kept)
+    assert max(held) <= 2 * MAX_HELD + STEP < PAIRS * MAX_HELD * 3 // 4
+    for p in range(1, PAIRS + 1):
+        shown = b"".join(c.data for c in view.capture.stream(p) if c.direction == C2S)
+        assert b"P" * 64 not in shown
