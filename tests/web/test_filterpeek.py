@@ -165,16 +165,23 @@ class Formatting:
         return self.sink.exchange_row(index, exchange)
 
 
-@pytest.mark.memory
-def test_a_cmd_filter_over_a_large_capture_formats_almost_nothing():
-    n = 200_000
+def _sets_then_a_get(n: int) -> WebSink:
+    """A capture of ``n`` unpipelined SETs and a GET at the end, stored as the proxy's
+    batches come (a thousand at a time)."""
     sink = _capture([])
     ok = resp.Simple(b"OK")
-    for start in range(0, n, 1000):  # as the proxy's batches come
+    for start in range(0, n, 1000):
         sink.emit_many([R.RedisExchange(PAIR, 1.0, "c", (b"SET", b"key:%d" % i, b"v"), ok,
                                         0.001) for i in range(start, start + 1000)])
         sink.flush()
     _feed(sink, [("one", ((b"GET", b"key:1"), b"v", 0.001))])
+    return sink
+
+
+@pytest.mark.memory
+def test_a_cmd_filter_over_a_large_capture_formats_almost_nothing():
+    n = 200_000
+    sink = _sets_then_a_get(n)
     shown = Filter.parse({"cmd": "GET"})
     budget = 2000
     before = Formatting(sink)
@@ -227,13 +234,7 @@ def test_one_connections_filtered_answer_is_bounded_and_goes_on_where_it_stopped
     # budget's worth (it formatted all 200,000 rows in one answer before), and paging on
     # from next_after reaches the GET
     n = 200_000
-    sink = _capture([])
-    ok = resp.Simple(b"OK")
-    for start in range(0, n, 1000):
-        sink.emit_many([R.RedisExchange(PAIR, 1.0, "c", (b"SET", b"key:%d" % i, b"v"), ok,
-                                        0.001) for i in range(start, start + 1000)])
-        sink.flush()
-    _feed(sink, [("one", ((b"GET", b"key:1"), b"v", 0.001))])
+    sink = _sets_then_a_get(n)
     shown = Filter.parse({"cmd": "GET"})
     budget = 2000
     for scan in (FilterScan(sink.rows, sink.peek, sink.exchange_row), FilterScan(sink.rows)):
