@@ -1,9 +1,9 @@
 """What every layer shares: addresses and endpoint strings, the one text for an address,
 command-line option helpers, the listening service, connection limits, the SIGTERM drain, the
-default reactor, and the one module that uses Twisted's private API (``twistedprivate``: the
-direct socket write among others).
+default reactor, globs matched with a bounded cache (``globs``), and the one module that uses
+Twisted's private API (``twistedprivate``: the direct socket write among others).
 
 May import Twisted and the standard library; imports nothing else from ``playground``, so every
-other package can import it. ``addresstext`` and ``defaultreactor`` import no Twisted at all (the
+other package can import it. ``addresstext``, ``defaultreactor`` and ``globs`` import no Twisted at all (the
 pure observer contract uses ``addresstext``).
 """

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from fnmatch import fnmatchcase
 from http import HTTPStatus
 
+from playground.common.globs import fnmatchcase
 from playground.decode.httpdecoder import (
     HttpConversation,
     HttpMark,

@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from fnmatch import fnmatchcase
 
 import attrs
 
 from playground.codec.parser import RespParser
 from playground.codec.values import Inline, ProtocolError, Push
+from playground.common.globs import fnmatchcase
 from playground.faults.model import ConnectionToxics, Toxic
 from playground.faults.toxics import Abort, Close, Wait
 

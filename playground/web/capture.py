@@ -47,18 +47,18 @@ row and its exchanges' table rows; ``may_match_resp`` to what a RESP row's store
 
 from __future__ import annotations
 
-import re
 import sys
 from array import array
 from collections import OrderedDict, deque
 from collections.abc import Iterator
-from fnmatch import translate
 from functools import lru_cache
 from itertools import chain, groupby, islice
 from operator import itemgetter
 from typing import NamedTuple
 
 import attrs
+
+from playground.common.globs import fnmatchcase
 
 C2S = "c2s"  # the values of playground.proxy.observer's directions
 S2C = "s2c"
@@ -862,17 +862,6 @@ class Capture:
 
 
 PROTOCOLS = ("resp", "http", "text", "hex")  # playground.decode.detect's names
-
-
-@lru_cache(maxsize=64)
-def _glob(pattern: str):
-    return re.compile(translate(pattern)).match
-
-
-def fnmatchcase(name: str, pattern: str) -> bool:
-    """``fnmatch.fnmatchcase`` with a cache of its own, of 64 patterns: fnmatch's keeps up to
-    32768 for the process, and a filter's patterns come from any client of the web port."""
-    return _glob(pattern)(name) is not None
 
 
 # whether a command name matches a cmd glob, remembered (a scan asks it of every RESP row it

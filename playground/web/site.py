@@ -61,8 +61,9 @@ from twisted.web import resource, server
 from zope.interface import implementer
 
 from playground.common.defaultreactor import default_reactor
+from playground.common.globs import fnmatchcase
 from playground.common.limits import CappedSite
-from playground.web.capture import BadFilter, Capture, Filter, fnmatchcase
+from playground.web.capture import BadFilter, Capture, Filter
 from playground.web.export import evicted_ranges, jsonl_pieces, pcap_pieces
 from playground.web.filterscan import FilterScan
 from playground.web.latency import PROTOCOLS as TIMED_PROTOCOLS

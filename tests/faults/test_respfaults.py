@@ -322,3 +322,19 @@ def test_random_bytes_never_raise(cmds, client_noise, server_noise, specs):
     c.tick(1.0)
     c.server_eof(1.0)
     c.client_eof(1.0)
+
+
+def test_a_faults_globs_do_not_stay_in_a_process_wide_cache():
+    # a fault's command and key globs come from the toxiproxy API's clients; fnmatch kept each
+    # distinct one compiled for the process (up to 32,768): toxics made and deleted with new
+    # patterns grew the proxy without bound
+    import fnmatch
+
+    before = fnmatch._compile_pattern.cache_info().currsize
+    for i in range(300):
+        c = core(f"resp:X{i}* user:{i}*:error=-LOADING")
+        run = drive(c, [cmd(b"GET", b"user:1")], [b"$1\r\nv\r\n"])
+        assert b"LOADING" not in run.client
+    assert fnmatch._compile_pattern.cache_info().currsize - before < 10
+    run = drive(core("resp:G?T user:*:error=-LOADING"), [cmd(b"GET", b"user:1")], [])
+    assert b"-LOADING" in run.client
