@@ -18,6 +18,10 @@ def non_negative_float(flag: str, value) -> float:
         raise usage.UsageError(f"{flag}: expected a number of seconds, got {value!r}")
     if number < 0 or number != number:
         raise usage.UsageError(f"{flag}: must be >= 0, got {value!r}")
+    if number == float("inf"):  # a timer of inf seconds (the reactor's would never fire, or
+        # overflow its poll's timeout): 0 is how a time says none
+        raise usage.UsageError(f"{flag}: must be a finite number of seconds (0: none), "
+                               f"got {value!r}")
     return number
 
 

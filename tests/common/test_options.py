@@ -49,6 +49,9 @@ def test_a_server_states_only_its_own_and_gets_the_shared_ones():
     assert o["metrics"] == "tcp:7300:interface=127.0.0.1:backlog=1024"
     with pytest.raises(usage.UsageError, match="^--max-things: expected a whole number"):
         Tiny().parseOptions(["--max-things", "many"])
+    for seconds in ("inf", "1e400", "-inf"):  # a time: finite, >= 0
+        with pytest.raises(usage.UsageError, match="^--idle-timeout: must be"):
+            Tiny().parseOptions(["--idle-timeout", seconds])
     with pytest.raises(usage.UsageError, match="^--metrics: needs an address of its own"):
         Tiny().parseOptions(["--metrics", "7100"])
     help_text = Tiny().getUsage()

@@ -207,6 +207,8 @@ def test_structure_errors():
         "x.toml:1: metrics: cannot read 'nowhere' as an address")
     assert error("stats-interval = -2\n[echo.a]\n") == (
         "x.toml:1: stats-interval: must be >= 0, got -2")
+    assert error("stats-interval = inf\n[echo.a]\n") == (
+        "x.toml:1: stats-interval: must be a finite number of seconds (0: none), got inf")
     assert error('[echo."a b"]\n').startswith("x.toml:1: [echo.a b]: a service name is")
 
 
