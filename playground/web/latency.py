@@ -38,7 +38,7 @@ from itertools import accumulate, compress, repeat
 from math import ceil, floor
 from operator import add, eq, itemgetter
 
-from playground.codec.values import Error
+from playground.codec.values import Attributed, Error
 from playground.decode.views import escape
 
 SUB = 16  # buckets per power of two (HdrHistogram's sub-bucket half count), a power of two
@@ -244,7 +244,8 @@ class Latency:
 
     def redis(self, ts: float, commands, replies, latencies) -> None:
         """RESP exchanges answered at ``ts``: commands (tuples of bytes arguments), their
-        replies (``playground.codec.values``: an ``Error`` counts as an error) and latencies."""
+        replies (``playground.codec.values``: an ``Error`` counts as an error, and so does one
+        under RESP3 attributes, as its row says) and latencies."""
         if len(commands) > 1 and self._run(self._resp, ts, commands, replies, latencies):
             return
         one = self.one
@@ -266,7 +267,8 @@ class Latency:
                 h.max = latency
             if latency < h.min:
                 h.min = latency
-        error = type(reply) is Error
+        error = type(reply) is Error or (type(reply) is Attributed
+                                         and type(reply.value) is Error)  # as its row says
         if error:
             h.errors += 1
         rate = table.rate
@@ -349,9 +351,11 @@ class Latency:
                 buckets[last] -= 1
                 buckets[index(u)] += 1
         failed: Counter = Counter()
-        if errors is not False and Error in set(map(type, replies)):
+        kinds = set(map(type, replies)) if errors is not False else ()
+        if Error in kinds or Attributed in kinds:
             for name, stamp, reply in zip(names, stamps, replies, strict=True):
-                if type(reply) is Error:
+                if type(reply) is Error or type(reply) is Attributed and (
+                        type(reply.value) is Error):
                     histograms[name].errors += 1
                     failed[floor(stamp)] += 1
         rate = table.rate
@@ -386,7 +390,9 @@ class Latency:
             h.max = high
         if low < h.min:
             h.min = low
-        errors = sum(type(r) is Error for r in replies) if Error in map(type, replies) else 0
+        kinds = set(map(type, replies))
+        errors = sum(type(r) is Error or type(r) is Attributed and type(r.value) is Error
+                     for r in replies) if Error in kinds or Attributed in kinds else 0
         h.errors += errors
         table.rate.add(ts, len(commands), errors)
         return True

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from playground.codec.values import Error
+from playground.codec.values import Attributed, Error, Map
 from playground.web.latency import (
     BUCKETS,
     ERROR_BOUND,
@@ -30,6 +30,7 @@ from playground.web.latency import (
 pytestmark = pytest.mark.pure
 
 TOP = TOP_US / 1e6
+ATTRIBUTED_ERROR = Attributed(Map([]), Error(b"ERR under attributes"))
 IN_RANGE = st.one_of(st.floats(min_value=0, max_value=TOP, exclude_max=True),
                      st.floats(min_value=0, max_value=0.002))  # where most latencies are
 
@@ -112,6 +113,16 @@ def test_a_summary_row_counts_errors_and_lists_the_filled_buckets():
             ) == (1, 0, None)
 
 
+def test_an_error_under_resp3_attributes_counts_as_an_error_as_its_row_says():
+    # the list and the filters counted it (its row: error), the latency panel did not
+    latency = Latency()
+    latency.redis(1.0, [(b"GET", b"k")], [ATTRIBUTED_ERROR], [0.001])  # one
+    latency.redis(1.0, [(b"SET", b"k", b"v")] * 2, [ATTRIBUTED_ERROR, b"OK"], [0.001] * 2)  # a run
+    latency.ones([1.0] * 4, [(b"DEL", b"k")] * 4, [ATTRIBUTED_ERROR] + [1] * 3, [0.001] * 4)
+    rows = {r["name"]: r for r in latency.snapshot(1.5)["commands"]}
+    assert (rows["GET"]["errors"], rows["SET"]["errors"], rows["DEL"]["errors"]) == (1, 1, 1)
+
+
 def test_the_protocol_and_name_choice_and_the_summed_series():
     latency = Latency(seconds=10)
     latency.redis(50.5, [(b"get", b"k")], [b"v"], [0.001])
@@ -152,7 +163,8 @@ def test_memory_is_bounded_whatever_the_names(raws, max_names):
 
 
 exchange = st.tuples(st.sampled_from([(b"GET", b"k"), (b"get",), (b"SET", b"k", b"v"), ()]),
-                     st.sampled_from([b"v", None, Error(b"ERR x"), 3]),
+                     st.sampled_from([b"v", None, Error(b"ERR x"), 3, ATTRIBUTED_ERROR,
+                                      Attributed(Map([]), b"v")]),
                      st.one_of(st.none(), IN_RANGE, st.floats(min_value=-1, max_value=100)))
 
 
@@ -243,7 +255,7 @@ def test_one_exchange_at_a_time_counts_as_the_general_path(stamped):
     names: dict[str, Histogram] = {}
     for ts, (command, reply, took) in stamped:
         latency.one(ts, command, reply, took)
-        error = type(reply) is Error
+        error = type(reply) is Error or (type(reply) is Attributed and type(reply.value) is Error)
         ring.add(ts, 1, int(error))
         name = (command[0] if command else b"").upper().decode()
         names.setdefault(name, Histogram(name)).add(took, error)
