@@ -62,7 +62,7 @@ from zope.interface import implementer
 
 from playground.common.defaultreactor import default_reactor
 from playground.common.limits import CappedSite
-from playground.web.capture import BadFilter, Capture, Filter, fnmatchcase
+from playground.web.capture import BadFilter, Capture, Filter, StreamEvicted, fnmatchcase
 from playground.web.export import evicted_ranges, jsonl_pieces, pcap_pieces
 from playground.web.filterscan import FilterScan
 from playground.web.latency import PROTOCOLS as TIMED_PROTOCOLS
@@ -225,7 +225,11 @@ class PieceWriter:
         self.done = True
         if failure.check(task.TaskStopped):
             return None  # stopProducing: the client is gone
-        self.log.failure("web view: a download failed; its connection is dropped", failure)
+        if failure.check(StreamEvicted):  # the capture's bound, not a bug: no traceback
+            self.log.warn("web view: a download's connection was evicted from the capture "
+                          "while it was sent; the download is cut")
+        else:
+            self.log.failure("web view: a download failed; its connection is dropped", failure)
         self.request.unregisterProducer()
         transport = getattr(self.request, "transport", None)
         if transport is not None:
