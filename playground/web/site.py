@@ -192,10 +192,10 @@ class PieceWriter:
         self.task.whenDone().addCallbacks(self._finished, self._failed)
 
     def _each(self, pieces):
-        write = self.request.write
+        request = self.request
         for piece in pieces:
             if piece:
-                write(piece)
+                request.write(piece)  # looked up each time: twisted.web replaces it for HEAD
             yield None
 
     def pauseProducing(self):
@@ -527,6 +527,8 @@ class WebRoot(resource.Resource):
         else:
             request.setHeader(b"content-type", b"application/x-ndjson; charset=utf-8")
             pieces = jsonl_pieces(c, self.describe)
+        if request.method == b"HEAD":  # the headers alone: nothing to make
+            return b""
         PieceWriter(request, pieces, self.cooperator)
         return server.NOT_DONE_YET
 

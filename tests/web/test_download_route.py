@@ -256,3 +256,30 @@ def test_a_pcap_download_the_capture_evicts_meanwhile_is_cut_not_finished(whole)
     for _ in range(200):
         reactor.advance(0)
     assert not request.finished and request.transport.disconnecting
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "pcap"])
+def test_a_head_of_a_download_is_its_headers_alone(kind):
+    # before, PieceWriter wrote through the request's write taken before the first piece,
+    # past twisted.web's HEAD override: the headers, then the file but its first piece, raw,
+    # on a keep-alive connection (the next answer on it read as garbage)
+    from twisted.internet.address import IPv4Address
+    from twisted.web import server
+
+    web = _big(300)
+    reactor = MemoryReactorClock()
+    site = server.Site(WebRoot(web.capture, reactor=reactor, assets={}, describe=web.rows))
+    proto = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    proto.dataReceived(f"HEAD /api/connections/1.{kind} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                       "GET /api/connections/9.pcap HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    for _ in range(2000):
+        turn(reactor)
+    answers = transport.value().split(b"HTTP/1.1 ")
+    assert len(answers) == 3, transport.value()[:300]  # the HEAD's, then the 404's
+    head, _, body = answers[1].partition(b"\r\n\r\n")
+    assert head.startswith(b"200 ") and f"tcpplay-1.{kind}".encode() in head
+    assert body == b""
+    assert answers[2].startswith(b"404 ")
+    proto.connectionLost(Failure(ConnectionDone()))
