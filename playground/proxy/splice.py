@@ -420,6 +420,12 @@ class Pair:
         if self.finished or self.lost & 1:
             return None
         f = self.factory
+        if self.closed_first is not None:  # the proxy stopped it (abort: shutdown): no failure of
+            # the target's; the close says the proxy's how, as an open pair's would
+            self.close_reason = "stopped while connecting"
+            self._observe_unreached()
+            self.client.transport.loseConnection()
+            return None
         # Our timeout: on an endpoint, addTimeout cancels it (endpoints cancel with
         # ConnectingCancelledError, which addTimeout passes on as is); on plain TCP, connectTCP's
         # timeout is a TimeoutError. On an endpoint, a TimeoutError is the endpoint's own.
@@ -439,15 +445,19 @@ class Pair:
         )
         self.closed_first = (SERVER, "connect-failed")
         self.close_reason = why
+        self._observe_unreached()
+        self.client.transport.loseConnection()
+        return None
+
+    def _observe_unreached(self):
+        """The observer sees the attempt: opened at the accept, never connected (no
+        ``server``), closed next with how and why (``_finish``)."""
+        f = self.factory
         if f.observer is not None and self.info is None:
-            # The observer sees the attempt: opened at the accept, never connected (no
-            # ``server``), closed next with how and why (``_finish``).
             ct = self.client.transport
             self.info = PairInfo(id=self.id, client=_endpoint(ct.getPeer()),
                                  listen=_endpoint(ct.getHost()), target=f.target_desc)
             f.notify("pair_opened", self.info, self.opened)
-        self.client.transport.loseConnection()
-        return None
 
     def upstream_connected(self, server: ServerSide):
         self.connecting = None

@@ -363,6 +363,11 @@ class Connection:
         }
 
 
+class StreamEvicted(Exception):
+    """A connection's stream read window by window (``Capture.stream_windows``) lost chunks it
+    had not read yet: the connection, or its chunks after the last window, were evicted."""
+
+
 class Capture:
     """See the module docstring."""
 
@@ -715,9 +720,9 @@ class Capture:
         """The connection's stream as it is now, in windows of at most ``size`` chunks, each
         read from the store when asked for (a download's pieces: a long stream is not copied
         at once): the chunks up to the newest of now, their bytes up to each direction's end of
-        now (the newest chunk of a direction grows with later reads). It stops early when the
-        connection was evicted meanwhile; a window that does not follow the last (chunks
-        evicted between) is for the caller to see (``Chunk.n``)."""
+        now (the newest chunk of a direction grows with later reads). It raises
+        ``StreamEvicted`` when the connection, or chunks it has not given yet, were evicted
+        meanwhile (what it gave would otherwise look like the whole stream)."""
         self.sync()
         c = self.connections.get(pair)
         if c is None:
@@ -728,10 +733,12 @@ class Capture:
         while after < last:
             self.sync()
             if self.connections.get(pair) is not c:
-                return
+                raise StreamEvicted(pair)
             window = [ch for ch in c.chunks_after(after, size) if ch.n <= last]
-            if not window:
+            if not window and not after:  # nothing of it kept (evicted before)
                 return
+            if not window or (after and window[0].n != after + 1):
+                raise StreamEvicted(pair)
             for i, ch in enumerate(window):
                 if ch.mark is None and ch.offset + len(ch.data) > ends[ch.direction]:
                     window[i] = ch._replace(data=ch.data[:max(ends[ch.direction] - ch.offset, 0)])

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from playground.proxy.observer import Endpoint, PairInfo
 from playground.sinks.pcapwriter import PcapWriter
-from playground.web.capture import CLOSED, Connection, Exchanges
+from playground.web.capture import CLOSED, Connection, Exchanges, StreamEvicted
 
 _HOST_PORT = re.compile(r"^\[?(?P<host>[^\[\]]*?)\]?:(?P<port>\d+)$")
 
@@ -44,7 +44,8 @@ def pcap_pieces(c: Connection, windows) -> Iterator[bytes]:
     and the handshake, then a piece per window of its stored chunks. ``windows``: iterable of
     lists of chunks, in order (``Capture.stream_windows``: each read from the capture when
     asked for, so a long stream is not copied at once); a window that does not start where
-    the last one ended (the capture evicted the chunks between) ends the file there."""
+    the last one ended (the capture evicted the chunks between) raises ``StreamEvicted``: the
+    file is cut there, not drawn with a gap nor ended as if whole."""
     writer = PcapWriter()
     yield writer.header()
     if not c.server:  # never reached its target (a failed connect): no conversation to draw,
@@ -55,8 +56,10 @@ def pcap_pieces(c: Connection, windows) -> Iterator[bytes]:
     summary = {"how": c.how, "closed_by": c.closed_by}
     after = None  # the number of the last chunk written
     for window in windows:
-        if not window or (after is not None and window[0].n != after + 1):
-            return
+        if not window:
+            continue
+        if after is not None and window[0].n != after + 1:
+            raise StreamEvicted(c.id)
         out = []
         for ch in window:
             if ch.mark is None:

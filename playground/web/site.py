@@ -63,7 +63,7 @@ from zope.interface import implementer
 from playground.common.defaultreactor import default_reactor
 from playground.common.globs import fnmatchcase
 from playground.common.limits import CappedSite
-from playground.web.capture import BadFilter, Capture, Filter
+from playground.web.capture import BadFilter, Capture, Filter, StreamEvicted
 from playground.web.export import evicted_ranges, jsonl_pieces, pcap_pieces
 from playground.web.filterscan import FilterScan
 from playground.web.latency import PROTOCOLS as TIMED_PROTOCOLS
@@ -193,10 +193,10 @@ class PieceWriter:
         self.task.whenDone().addCallbacks(self._finished, self._failed)
 
     def _each(self, pieces):
-        write = self.request.write
+        request = self.request
         for piece in pieces:
             if piece:
-                write(piece)
+                request.write(piece)  # looked up each time: twisted.web replaces it for HEAD
             yield None
 
     def pauseProducing(self):
@@ -226,7 +226,11 @@ class PieceWriter:
         self.done = True
         if failure.check(task.TaskStopped):
             return None  # stopProducing: the client is gone
-        self.log.failure("web view: a download failed; its connection is dropped", failure)
+        if failure.check(StreamEvicted):  # the capture's bound, not a bug: no traceback
+            self.log.warn("web view: a download's connection was evicted from the capture "
+                          "while it was sent; the download is cut")
+        else:
+            self.log.failure("web view: a download failed; its connection is dropped", failure)
         self.request.unregisterProducer()
         transport = getattr(self.request, "transport", None)
         if transport is not None:
@@ -524,6 +528,8 @@ class WebRoot(resource.Resource):
         else:
             request.setHeader(b"content-type", b"application/x-ndjson; charset=utf-8")
             pieces = jsonl_pieces(c, self.describe)
+        if request.method == b"HEAD":  # the headers alone: nothing to make
+            return b""
         PieceWriter(request, pieces, self.cooperator)
         return server.NOT_DONE_YET
 

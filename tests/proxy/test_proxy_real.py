@@ -352,6 +352,39 @@ def test_upstream_not_answering_hits_connect_timeout(twistd):
 
 
 @pytest.mark.twistd
+@pytest.mark.parametrize("endpoint", [False, True])
+def test_a_connect_the_drain_aborts_is_the_proxys_shutdown_not_a_failed_connect(
+        twistd, tmp_path, endpoint):
+    """SIGTERM while a connect hangs: after --drain-timeout the pair closes as the proxy's
+    shutdown. Before, the cancelled connect read as the target's failure: 'connect-failed by
+    server' with the reason 'no answer within --connect-timeout 30s' (after 1.5 s) or 'User
+    aborted connection.', and a 'cannot reach' warning."""
+    listener, fillers = unanswering_listener()
+    try:
+        dead = listener.getsockname()[1]
+        target = f"tcp:127.0.0.1:{dead}" if endpoint else dead
+        proc, port = start_proxy(twistd, target, "--json", tmp_path / "x.jsonl",
+                                 "--drain-timeout", "1", "--connect-timeout", "30")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            me = s.getsockname()[1]
+            s.sendall(PING)
+            time.sleep(0.3)  # the connect is under way
+            proc.proc.send_signal(signal.SIGTERM)
+            wait_closed(s, timeout=6)
+            assert exit_code(proc, timeout=10) == 0, proc.output()[-3000:]
+    finally:
+        for f in fillers:
+            f.close()
+        listener.close()
+    assert "cannot reach" not in proc.output()
+    line = close_line_for(proc, me)
+    assert line.endswith("(shutdown by proxy: stopped while connecting)"), line
+    (close,) = [r for r in json_records(tmp_path / "x.jsonl", 1) if r["type"] == "close"]
+    assert (close["how"], close["closed_by"], close["reason"]) == (
+        "shutdown", "proxy", "stopped while connecting"), close
+
+
+@pytest.mark.twistd
 def test_max_connections_refuses_the_third_client(twistd, redis_server):
     proc, port = start_proxy(twistd, redis_server.port, "--max-connections", "2")
     a = socket.create_connection(("127.0.0.1", port), timeout=10)

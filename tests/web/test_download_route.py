@@ -12,7 +12,7 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
 from playground.decode.chain import Chain
-from playground.web.capture import C2S, Capture
+from playground.web.capture import C2S, Capture, StreamEvicted
 from playground.web.export import connection_jsonl, connection_pcap, pcap_pieces
 from playground.web.sink import WebSink
 from playground.web.site import WebRoot
@@ -211,9 +211,10 @@ def test_a_download_whose_piece_raises_is_cut_not_finished():
     assert b"".join(request.written).count(b"\n") == 1 + 4 * 16  # open, four runs
 
 
-def test_a_pcap_download_ends_where_the_capture_evicted_chunks_meanwhile():
-    # the file is made window by window; chunks evicted between two windows end it there
-    # (a gap would be drawn as if the bytes had followed each other)
+def test_a_pcap_download_is_cut_where_the_capture_evicted_chunks_meanwhile():
+    # the file is made window by window; chunks evicted between two windows cut it there
+    # (a gap would be drawn as if the bytes had followed each other; a file ended there looked
+    # whole)
     capture = Capture(max_bytes=64 * 1024)
     capture.opened(7, 1.0, "127.0.0.1:50000", "127.0.0.1:6479", "tcp:x:6379", "127.0.0.1:6379")
     for i in range(600):
@@ -225,4 +226,60 @@ def test_a_pcap_download_ends_where_the_capture_evicted_chunks_meanwhile():
     for i in range(40):  # later reads: the oldest chunks are evicted
         capture.data(7, C2S, b"y" * 1500, 700.0 + i)
     assert capture.stream(7)[0].n > 257  # the next window's first chunk is gone
-    assert list(pieces) == []
+    with pytest.raises(StreamEvicted):
+        next(pieces)
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_a_pcap_download_the_capture_evicts_meanwhile_is_cut_not_finished(whole):
+    # before, the transfer ended as if the file were whole (200, its last chunk sent): only a
+    # part of the connection, nothing said so (the x-tcpplay-evicted header is of the start)
+    capture = Capture(max_connections=1, max_bytes=256 * 1024)
+    capture.opened(7, 1.0, "127.0.0.1:50000", "127.0.0.1:6479", "tcp:x:6379", "127.0.0.1:6379")
+    for i in range(3000):
+        capture.data(7, C2S if i % 2 == 0 else "s2c", b"x%d" % i, 1.0 + i)
+    reactor = MemoryReactorClock()
+    root = WebRoot(capture, reactor=reactor, assets={})
+    request = Request([b"api", b"connections", b"7.pcap"])
+    request.transport = StringTransport()
+    assert root.render(request) is NOT_DONE_YET
+    turn(reactor)  # the first pieces
+    assert request.written and not request.finished
+    if whole:  # the connection goes: closed, another takes its place
+        capture.closed(7, 5000.0, "client", "fin")
+        capture.opened(8, 1.0, "127.0.0.1:50001", "127.0.0.1:6479", "tcp:x:6379",
+                       "127.0.0.1:6379")
+        assert capture.get(7) is None
+    else:  # its oldest chunks go, those the download has not sent among them
+        for i in range(300):
+            capture.data(7, C2S, b"y" * 1500, 6000.0 + i)
+    for _ in range(200):
+        reactor.advance(0)
+    assert not request.finished and request.transport.disconnecting
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "pcap"])
+def test_a_head_of_a_download_is_its_headers_alone(kind):
+    # before, PieceWriter wrote through the request's write taken before the first piece,
+    # past twisted.web's HEAD override: the headers, then the file but its first piece, raw,
+    # on a keep-alive connection (the next answer on it read as garbage)
+    from twisted.internet.address import IPv4Address
+    from twisted.web import server
+
+    web = _big(300)
+    reactor = MemoryReactorClock()
+    site = server.Site(WebRoot(web.capture, reactor=reactor, assets={}, describe=web.rows))
+    proto = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    proto.dataReceived(f"HEAD /api/connections/1.{kind} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                       "GET /api/connections/9.pcap HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    for _ in range(2000):
+        turn(reactor)
+    answers = transport.value().split(b"HTTP/1.1 ")
+    assert len(answers) == 3, transport.value()[:300]  # the HEAD's, then the 404's
+    head, _, body = answers[1].partition(b"\r\n\r\n")
+    assert head.startswith(b"200 ") and f"tcpplay-1.{kind}".encode() in head
+    assert body == b""
+    assert answers[2].startswith(b"404 ")
+    proto.connectionLost(Failure(ConnectionDone()))

@@ -270,3 +270,33 @@ def test_asking_on_from_the_end_makes_no_entry_of_the_ones_before(monkeypatch):
     rows, after, more = scan.rows(Filter.parse({}), c.exchanges_kept(), 19_990, 100, 100)
     assert [r["index"] for r in rows] == list(range(19_991, 20_001)) and not more
     assert len(made) <= 3
+
+
+@pytest.mark.pure
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(records, max_size=8), min_size=1, max_size=6),
+       st.one_of(filters, st.just({})), st.integers(1, 8), st.integers(1, 20))
+def test_paging_a_growing_connection_neither_skips_nor_repeats_rows(parts, query, limit, budget):
+    # the page asks on from max(its newest row, next_after) every update, while the connection
+    # (its newest entry among them) grows between answers
+    shown = Filter.parse(query)
+    for peeking in (True, False):
+        sink = _capture([])
+        scan = (FilterScan(sink.rows, sink.peek, sink.exchange_row) if peeking
+                else FilterScan(sink.rows))
+        c = sink.capture.get(PAIR)
+        got, after = [], 0
+        for part in [*parts, []]:
+            _feed(sink, part)
+            sink.flush()
+            for _ in range(1000):
+                rows, next_after, more = scan.rows(shown, c.exchanges_kept(), after, limit,
+                                                   budget)
+                got += rows
+                after = max([after, next_after, *(row["index"] for row in rows)])
+                if not more:
+                    break
+        expected = [row for entry in c.exchanges for row in sink.rows(entry)
+                    if not shown.on_exchanges or shown.row_matches(row)]
+        assert [row["index"] for row in got] == [row["index"] for row in expected]
+        assert got == expected
