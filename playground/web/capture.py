@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import sys
 from array import array
+from bisect import bisect_right
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from functools import lru_cache
@@ -87,6 +88,7 @@ FEW_READS = 8  # reads add_reads stores one by one rather than grouped
 MAX_ROWS = 256  # rows per Rows entry: from then on it is sealed and a new one starts
 
 _PAIR = itemgetter(0)  # a queued read's connection
+_ENTRY_FIRST = itemgetter(0)  # a stored exchanges entry's first index (its tuple's first)
 
 OPEN = "open"
 CLOSED = "closed"
@@ -159,7 +161,19 @@ class TupleLog:
                      self.tail)
 
     def __len__(self) -> int:
-        return len(self.head) - self.skip + sum(map(len, self.blocks)) + len(self.tail)
+        return len(self.head) - self.skip + len(self.blocks) * BLOCK + len(self.tail)
+
+    def __getitem__(self, i: int) -> tuple:
+        """The item at position ``i`` (0: the oldest; not negative): every block holds
+        ``BLOCK`` items, so this is a few index steps (``bisect`` searches it so)."""
+        in_head = len(self.head) - self.skip
+        if i < in_head:
+            return self.head[self.skip + i]
+        i -= in_head
+        in_blocks = len(self.blocks) * BLOCK
+        if i < in_blocks:
+            return self.blocks[i // BLOCK][i % BLOCK]
+        return self.tail[i - in_blocks]
 
     def __bool__(self) -> bool:
         return bool(self.tail or self.blocks or self.skip < len(self.head))
@@ -289,6 +303,18 @@ class Connection:
             out.append(self.open_rows.entry())
         return out
 
+    def exchanges_from(self, after: int, limit: int) -> list[Exchanges]:
+        """At most ``limit`` of its stored exchanges entries, oldest first, from the one that
+        holds the row after index ``after`` on (the first kept when it is older): found by
+        bisection, so reading a connection window by window costs each window alone."""
+        kept = self.kept_exchanges
+        n = len(kept)
+        start = max(bisect_right(kept, after, hi=n, key=_ENTRY_FIRST) - 1, 0)
+        out = [Exchanges._make(kept[i]) for i in range(start, min(n, start + limit))]
+        if len(out) < limit and self.open_rows is not None:
+            out.append(self.open_rows.entry())
+        return [e for e in out if e.first + e.count - 1 > after]
+
     def exchanges_kept(self) -> list[tuple]:
         """Its stored exchanges entries as the plain tuples it keeps (``Exchanges._make`` of
         each is the entry), oldest first: what ``exchanges`` gives, without making an entry of
@@ -364,8 +390,9 @@ class Connection:
 
 
 class StreamEvicted(Exception):
-    """A connection's stream read window by window (``Capture.stream_windows``) lost chunks it
-    had not read yet: the connection, or its chunks after the last window, were evicted."""
+    """A connection read window by window (``Capture.stream_windows``,
+    ``exchange_windows``) lost what it had not read yet: the connection, or its chunks or
+    exchanges after the last window, were evicted."""
 
 
 class Capture:
@@ -716,19 +743,52 @@ class Capture:
         c = self.connections.get(pair)
         return [] if c is None else c.chunks_after(after, limit)
 
+    def exchange_windows(self, pair: int, size: int = 16) -> Iterator[list[Exchanges]]:
+        """The connection's exchanges entries as they are now, in windows of at most ``size``
+        entries, each read from the store when asked for (a download's pieces: nothing is
+        taken ahead, so a paused download keeps no evicted entry alive), up to the entry of the
+        newest row of now (a growing entry may hold later rows by then: the caller keeps the
+        rows up to ``exchange_count`` of now, ``export.jsonl_pieces`` does). It raises
+        ``StreamEvicted`` when the connection, or entries it has not given yet, were evicted
+        meanwhile. What "now" is: this call (the windows are read later, when asked for)."""
+        self.sync()
+        c = self.connections.get(pair)
+        if c is None:
+            return iter(())
+        return self._exchange_windows(pair, c, c.exchange_count, size)
+
+    def _exchange_windows(self, pair: int, c: Connection, last: int, size: int
+                          ) -> Iterator[list[Exchanges]]:
+        after = 0
+        while after < last:
+            self.sync()
+            if self.connections.get(pair) is not c:
+                raise StreamEvicted(pair)
+            window = c.exchanges_from(after, size)
+            if not window and not after:  # nothing of it kept (evicted before)
+                return
+            if not window or (after and window[0].first > after + 1):
+                raise StreamEvicted(pair)
+            after = window[-1].first + window[-1].count - 1
+            yield window
+
     def stream_windows(self, pair: int, size: int = 256) -> Iterator[list[Chunk]]:
         """The connection's stream as it is now, in windows of at most ``size`` chunks, each
         read from the store when asked for (a download's pieces: a long stream is not copied
         at once): the chunks up to the newest of now, their bytes up to each direction's end of
         now (the newest chunk of a direction grows with later reads). It raises
         ``StreamEvicted`` when the connection, or chunks it has not given yet, were evicted
-        meanwhile (what it gave would otherwise look like the whole stream)."""
+        meanwhile (what it gave would otherwise look like the whole stream). What "now" is:
+        this call (the windows are read later, when asked for)."""
         self.sync()
         c = self.connections.get(pair)
         if c is None:
-            return
-        last = c.chunk_count
+            return iter(())
         ends = {d: c.stream_evicted[d] + len(c.c2s if d == C2S else c.s2c) for d in (C2S, S2C)}
+        return self._stream_windows(pair, c, c.chunk_count, ends, size)
+
+    def _stream_windows(self, pair: int, c: Connection, last: int, ends: dict, size: int
+                        ) -> Iterator[list[Chunk]]:
         after = 0
         while after < last:
             self.sync()

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from playground.proxy.observer import Endpoint, PairInfo
 from playground.sinks.pcapwriter import PcapWriter
-from playground.web.capture import CLOSED, Connection, Exchanges, StreamEvicted
+from playground.web.capture import CLOSED, Connection, StreamEvicted
 
 _HOST_PORT = re.compile(r"^\[?(?P<host>[^\[\]]*?)\]?:(?P<port>\d+)$")
 
@@ -77,36 +77,49 @@ def connection_pcap(c: Connection, chunks) -> bytes:
     return b"".join(pcap_pieces(c, [chunks]))
 
 
-def jsonl_pieces(c: Connection, describe) -> Iterator[bytes]:
+def jsonl_pieces(c: Connection, describe, windows) -> Iterator[bytes]:
     """The JSON lines of connection ``c``, a piece per stored exchanges entry (at most
     ``capture.MAX_ROWS`` rows, or a pipelined run: bounded work each); ``describe``: an
-    exchanges entry -> its rows. What the capture holds when it starts: the entries are taken
-    then (plain tuples: a list of them, not their rows), each formatted when its piece is
-    asked for; the close line says the state of then."""
+    exchanges entry -> its rows; ``windows``: iterable of lists of its entries, in order
+    (``Capture.exchange_windows``: each read from the capture when asked for, so a paused
+    download keeps nothing the capture evicts alive; it raises ``StreamEvicted`` when the
+    capture evicted entries not given yet). The rows up to the newest of when it starts, each
+    once; the close line says the state of then."""
+    opened = {"type": "open", "pair": c.id, "ts": c.started, "client": c.client,
+              "listen": c.listen, "server": c.server, "target": c.target}
+    closed = None if c.state != CLOSED else {
+        "type": "close", "pair": c.id, "ts": c.ended, "client": c.client,
+        "bytes_c2s": c.bytes_c2s, "bytes_s2c": c.bytes_s2c,
+        "duration": round(c.duration(c.ended), 6), "closed_by": c.closed_by, "how": c.how,
+        **({"reason": c.reason} if c.reason else {})}
+    # the newest row's index now (this call's: the pieces are made later): later rows are not
+    # this file's
+    return _jsonl_lines(c.id, c.client, opened, closed, c.exchange_count, describe, windows)
+
+
+def _jsonl_lines(pair, client, opened: dict, closed: dict | None, end: int, describe,
+                 windows) -> Iterator[bytes]:
     _line = _json_line
-    entries = c.exchanges_kept()
-    closed = c.state == CLOSED
-    yield _line({"type": "open", "pair": c.id, "ts": c.started, "client": c.client,
-                 "listen": c.listen, "server": c.server, "target": c.target})
-    pair, client = c.id, c.client
-    for entry in map(Exchanges._make, entries):
-        yield b"".join([_line({"type": row["kind"], "pair": pair, "ts": row["ts"],
-                               "client": client, "index": row["index"],
-                               "request": row["request"], "reply": row["reply"],
-                               "latency": row["latency"], "error": row["error"]})
-                        for row in describe(entry)])
-    if closed:
-        yield _line({"type": "close", "pair": c.id, "ts": c.ended, "client": c.client,
-                     "bytes_c2s": c.bytes_c2s, "bytes_s2c": c.bytes_s2c,
-                     "duration": round(c.duration(c.ended), 6),
-                     "closed_by": c.closed_by, "how": c.how,
-                     **({"reason": c.reason} if c.reason else {})})
+    yield _line(opened)
+    after = 0  # the index of the last row written (a growing entry comes again, grown)
+    for window in windows:
+        for entry in window:
+            rows = [row for row in describe(entry) if after < row["index"] <= end]
+            if rows:
+                after = rows[-1]["index"]
+                yield b"".join([_line({"type": row["kind"], "pair": pair, "ts": row["ts"],
+                                       "client": client, "index": row["index"],
+                                       "request": row["request"], "reply": row["reply"],
+                                       "latency": row["latency"], "error": row["error"]})
+                                for row in rows])
+    if closed is not None:
+        yield _line(closed)
 
 
 def connection_jsonl(c: Connection, describe) -> bytes:
     """The JSON lines of connection ``c``, at once; ``describe``: an exchanges entry -> its
     rows."""
-    return b"".join(jsonl_pieces(c, describe))
+    return b"".join(jsonl_pieces(c, describe, [c.exchanges]))
 
 
 def _json_line(record: dict) -> bytes:

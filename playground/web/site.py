@@ -527,7 +527,7 @@ class WebRoot(resource.Resource):
             pieces = pcap_pieces(c, self.capture.stream_windows(c.id))
         else:
             request.setHeader(b"content-type", b"application/x-ndjson; charset=utf-8")
-            pieces = jsonl_pieces(c, self.describe)
+            pieces = jsonl_pieces(c, self.describe, self.capture.exchange_windows(c.id))
         if request.method == b"HEAD":  # the headers alone: nothing to make
             return b""
         PieceWriter(request, pieces, self.cooperator)

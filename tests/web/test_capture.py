@@ -269,6 +269,7 @@ def test_a_tuple_log_is_a_queue(ops):
                 log.append((n, b"x"))
                 model.append((n, b"x"))
         assert list(log) == list(model)
+        assert [log[i] for i in range(len(model))] == list(model)  # by position too
         assert len(log) == len(model) and bool(log) == bool(model)
         assert log.last() == (model[-1] if model else None)
 

@@ -283,3 +283,53 @@ def test_a_head_of_a_download_is_its_headers_alone(kind):
     assert body == b""
     assert answers[2].startswith(b"404 ")
     proto.connectionLost(Failure(ConnectionDone()))
+
+
+def test_a_jsonl_download_the_capture_evicts_meanwhile_is_cut_not_finished():
+    # the entries are read from the store window by window, not taken at the start: a paused
+    # download kept every entry alive after the capture evicted it (a capture's worth a
+    # download); one whose unsent entries go is cut, as a pcap's
+    web = _big(3000)
+    capture = web.capture
+    reactor = MemoryReactorClock()
+    root = WebRoot(capture, reactor=reactor, assets={}, describe=web.rows)
+    request = Request([b"api", b"connections", b"1.jsonl"])
+    request.transport = StringTransport()
+    assert root.render(request) is NOT_DONE_YET
+    turn(reactor)
+    request.producer.pauseProducing()  # a client that stopped reading
+    written = b"".join(request.written).count(b"\n")
+    c = capture.get(1)
+    for _ in range(10_000):  # the oldest entries go, as the capture's bound takes them
+        if not c.kept_exchanges or c.kept_exchanges[0][0] > written + 2000:
+            break
+        c.kept_exchanges.popleft()
+    request.producer.resumeProducing()
+    for _ in range(200):
+        turn(reactor)
+    assert not request.finished and request.transport.disconnecting
+
+
+def test_a_jsonl_download_of_a_connection_that_grows_is_its_rows_of_the_start_once_each():
+    web = WebSink(Capture())
+    chain = Chain([web], pcap=web)
+    chain.pair_opened(pair(), 0.0)
+    ping, pong = b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n"
+    for i in range(1000):  # unpipelined: rows of one growing entry, then sealed ones
+        chain.data(1, "c2s", ping, 1.0 + i)
+        chain.data(1, "s2c", pong, 1.0 + i)
+    web.flush()
+    reactor = MemoryReactorClock()
+    root = WebRoot(web.capture, reactor=reactor, assets={}, describe=web.rows)
+    whole = connection_jsonl(web.capture.get(1), web.rows)
+    request = Request([b"api", b"connections", b"1.jsonl"])
+    root.render(request)
+    for i in range(10_000):
+        if request.finished:
+            break
+        chain.data(1, "c2s", ping, 2000.0 + i)  # it grows between the pieces
+        chain.data(1, "s2c", pong, 2000.0 + i)
+        web.flush()
+        turn(reactor)
+    assert request.finished
+    assert b"".join(request.written) == whole
