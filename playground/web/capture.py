@@ -310,10 +310,14 @@ class Connection:
         kept = self.kept_exchanges
         n = len(kept)
         start = max(bisect_right(kept, after, hi=n, key=_ENTRY_FIRST) - 1, 0)
+        if start < n and kept[start][0] + kept[start][1] - 1 <= after:  # it ends at ``after``
+            start += 1
         out = [Exchanges._make(kept[i]) for i in range(start, min(n, start + limit))]
         if len(out) < limit and self.open_rows is not None:
-            out.append(self.open_rows.entry())
-        return [e for e in out if e.first + e.count - 1 > after]
+            rows = self.open_rows.entry()
+            if rows.first + rows.count - 1 > after:
+                out.append(rows)
+        return out
 
     def exchanges_kept(self) -> list[tuple]:
         """Its stored exchanges entries as the plain tuples it keeps (``Exchanges._make`` of

@@ -20,15 +20,10 @@ formatted (``bench/web_filter.py``), and a power of two keeps the counts exact.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import OrderedDict
-from itertools import islice
-from operator import itemgetter
 
-from playground.web.capture import Connection, Exchanges, Filter
+from playground.web.capture import Connection, Filter
 
-_FIRST = itemgetter(0)  # an entry's first index, of its plain tuple as of an Exchanges
-_entries = Exchanges._make
 PEEKS_PER_ROW = 4  # rows checked on their stored form in less time than a SET's row is formatted
 _PEEKED = 1 / PEEKS_PER_ROW  # a power of two: the counts add up exactly
 
@@ -77,110 +72,92 @@ class FilterScan:
             return True, 0
         memo = self._progress(shown)
         done, matched = memo.get(c.id, (0, 0))
-        entries = c.exchanges_kept()  # plain tuples: an entry is made of the ones read
-        first_kept = entries[0][0] if entries else c.exchange_count + 1
         if matched:
-            if matched >= first_kept:
+            oldest = c.exchanges_from(0, 1)
+            if oldest and matched >= oldest[0].first:
                 return True, 0
             done, matched = matched, 0  # its matching row was evicted: read on after it
-        start = max(bisect_right(entries, done, key=_FIRST) - 1, 0)
-        peek = self.peek
-        only_errors = shown.errors and peek is not None
         read = 0
-        for entry in map(_entries, islice(entries, start, None)):
-            last = entry.first + entry.count - 1
-            if last <= done:
-                continue
+        for entry in _entries_after(c, done):
             if read >= budget:
                 memo[c.id] = (done, 0)
                 return None, read
-            if only_errors and not entry.errors:  # no error row in it: none matches
-                read += _PEEKED
-            else:
-                peeked = peek(entry) if peek is not None else None
-                found = (self._first_match(shown, entry, done) if peeked is None
-                         else self._first_peeked_match(shown, peeked, done))
-                read += found[1]
-                if found[0]:
-                    memo[c.id] = (found[0], found[0])
+            for row, work in self._matching(shown, entry, done):
+                read += work
+                if row is not None:
+                    memo[c.id] = (row["index"], row["index"])
                     return True, read
-            done = last
+            done = entry.first + entry.count - 1
         memo[c.id] = (done, 0)
         return False, read
 
-    def rows(self, shown: Filter, entries, after: int, limit: int, budget: float
+    def rows(self, shown: Filter, c: Connection, after: int, limit: int, budget: float
              ) -> tuple[list[dict], int, bool]:
-        """A connection's exchange rows (``entries``: ``Connection.exchanges_kept``, its
-        entries as plain tuples) after index ``after`` that match ``shown`` (all of them
-        when it does not look at exchanges), at most ``limit``, doing at most ``budget`` work
-        (as ``matches`` counts it; an entry is read whole): ``(rows, the last index read,
-        whether there may be more)``: asked again from that index, it goes on. One
-        connection's page (``/api/connections/{id}``): a filter matching few of a big
-        connection's rows stops at the budget instead of formatting them all at once."""
+        """``c``'s exchange rows after index ``after`` that match ``shown`` (all of them when
+        it does not look at exchanges), at most ``limit``, doing at most ``budget`` work (as
+        ``matches`` counts it; an entry is read whole): ``(rows, the last index read, whether
+        there may be more)``: asked again from that index, it goes on. One connection's page
+        (``/api/connections/{id}``): a filter matching few of a big connection's rows stops
+        at the budget instead of formatting them all at once."""
         out: list[dict] = []
         read = 0
         done = after
-        start = max(bisect_right(entries, after, key=_FIRST) - 1, 0)
-        peek = self.peek if shown.on_exchanges else None
-        only_errors = shown.errors and peek is not None
-        for entry in map(_entries, islice(entries, start, None)):
-            last = entry.first + entry.count - 1
-            if last <= done:
-                continue
+        for entry in _entries_after(c, after):
             if len(out) >= limit or read >= budget:
                 return out[:limit], done, True
-            if only_errors and not entry.errors:  # no error row in it: none matches
-                read += _PEEKED
-                done = last
-                continue
-            peeked = peek(entry) if peek is not None else None
-            if peeked is None:
-                for row in self.describe(entry):
-                    if row["index"] > done:
-                        read += 1
-                        if not shown.on_exchanges or shown.row_matches(row):
-                            out.append(row)
-            else:
-                may_match = shown.may_match_resp
-                for index, name, latency, error, exchange in peeked:
-                    if index <= done:
-                        continue
-                    read += _PEEKED
-                    if may_match(name, latency, error):
-                        read += 1
-                        row = self.exchange_row(index, exchange)
-                        if shown.row_matches(row):
-                            out.append(row)
-            done = last
+            for row, work in self._matching(shown, entry, done):
+                read += work
+                if row is not None:
+                    out.append(row)
+            done = entry.first + entry.count - 1
             if len(out) > limit:  # the rest of the entry: asked for again from the last shown
                 return out[:limit], out[limit - 1]["index"], True
         return out, done, False
 
-    def _first_match(self, shown: Filter, entry, done: int) -> tuple[int, float]:
-        """The first of ``entry``'s rows after index ``done`` that matches, its rows formatted
-        (``describe``): ``(its index or 0, work done)``."""
+    def _matching(self, shown: Filter, entry, done: int):
+        """``entry``'s rows after index ``done`` that match ``shown`` (every row when it does
+        not look at exchanges), each as ``(row, work done since the last)``, then ``(None,
+        the work of the rest)``. With ``peek``, an entry with no error row is skipped whole by
+        ``errors``, and a RESP row is checked on its stored form first, formatted
+        (``exchange_row``) only when that may match; else its rows are formatted
+        (``describe``)."""
+        peeked = None
+        if self.peek is not None and shown.on_exchanges:
+            if shown.errors and not entry.errors:  # no error row in it: none matches
+                yield None, _PEEKED
+                return
+            peeked = self.peek(entry)
         read = 0
-        for row in self.describe(entry):
-            if row["index"] <= done:
-                continue
-            read += 1
-            if shown.row_matches(row):
-                return row["index"], read
-        return 0, read
+        if peeked is None:
+            for row in self.describe(entry):
+                if row["index"] > done:
+                    read += 1
+                    if not shown.on_exchanges or shown.row_matches(row):
+                        yield row, read
+                        read = 0
+        else:
+            may_match = shown.may_match_resp
+            for index, name, latency, error, exchange in peeked:
+                if index <= done:
+                    continue
+                read += _PEEKED
+                if may_match(name, latency, error):
+                    read += 1
+                    row = self.exchange_row(index, exchange)
+                    if shown.row_matches(row):
+                        yield row, read
+                        read = 0
+        yield None, read
 
-    def _first_peeked_match(self, shown: Filter, peeked, done: int) -> tuple[int, float]:
-        """The first row after index ``done`` that matches, of a RESP entry's ``peeked`` rows
-        (``peek``): each checked on what its stored form says, formatted (``exchange_row``)
-        only when that may match: ``(its index or 0, work done)``."""
-        read = 0
-        may_match = shown.may_match_resp
-        for index, name, latency, error, exchange in peeked:
-            if index <= done:
-                continue
-            read += _PEEKED
-            if not may_match(name, latency, error):
-                continue
-            read += 1
-            if shown.row_matches(self.exchange_row(index, exchange)):
-                return index, read
-        return 0, read
+
+def _entries_after(c: Connection, after: int, window: int = 64):
+    """``c``'s exchanges entries holding rows after index ``after``, oldest first, read from
+    the store ``window`` at a time (``Connection.exchanges_from``: found by bisection, no
+    pass over the entries before, no entry made of them)."""
+    while True:
+        entries = c.exchanges_from(after, window)
+        if not entries:
+            return
+        yield from entries
+        last = entries[-1]
+        after = last.first + last.count - 1

@@ -479,7 +479,7 @@ class WebRoot(resource.Resource):
         after = _int_arg(request, "after", 0)
         limit = _int_arg(request, "limit", MAX_LIMIT, 1, MAX_LIMIT)
         shown = _filter_arg(request)
-        rows, read_to, more = self.scan.rows(shown, c.exchanges_kept(), after, limit,
+        rows, read_to, more = self.scan.rows(shown, c, after, limit,
                                              MAX_SCAN_ROWS if shown.on_exchanges else limit)
         return self._json(request, {"connection": c.summary(self.reactor.seconds()),
                                     "exchanges": rows, "more": more, "next_after": read_to,

@@ -204,7 +204,7 @@ def _pages(scan: FilterScan, shown: Filter, sink: WebSink, limit: int, budget: f
     for _ in range(10_000):
         before = Formatting(sink)
         scan.describe, scan.exchange_row = before.rows, before.exchange_row
-        rows, after, more = scan.rows(shown, c.exchanges_kept(), after, limit, budget)
+        rows, after, more = scan.rows(shown, c, after, limit, budget)
         got += rows
         answers.append((len(rows), before.formatted))
         if not more:
@@ -249,8 +249,6 @@ def test_asking_on_from_the_end_makes_no_entry_of_the_ones_before(monkeypatch):
     # a connection of 5,000 pipelined runs: asked again from where it read (the page does on
     # every update), the scan bisects the stored tuples and makes an entry of the ones it
     # reads alone (making one of each took 45 ms on a full capture's 53,000 at every answer)
-    from playground.web import filterscan
-
     sink = _capture([])
     ok = resp.Simple(b"OK")
     for i in range(5000):
@@ -258,7 +256,8 @@ def test_asking_on_from_the_end_makes_no_entry_of_the_ones_before(monkeypatch):
                                    [0.001] * 4))
     sink.flush()
     made = []
-    monkeypatch.setattr(filterscan, "_entries", lambda t: made.append(t) or Exchanges._make(t))
+    make = Exchanges._make
+    monkeypatch.setattr(Exchanges, "_make", staticmethod(lambda t: made.append(t) or make(t)))
     scan = FilterScan(sink.rows, sink.peek, sink.exchange_row)
     c = sink.capture.get(PAIR)
     shown = Filter.parse({"cmd": "GET"})
@@ -267,7 +266,7 @@ def test_asking_on_from_the_end_makes_no_entry_of_the_ones_before(monkeypatch):
     assert scan.matches(shown, c, c.summary(2.0), 100) == (False, 0)
     assert len(made) <= 1
     made.clear()
-    rows, after, more = scan.rows(Filter.parse({}), c.exchanges_kept(), 19_990, 100, 100)
+    rows, after, more = scan.rows(Filter.parse({}), c, 19_990, 100, 100)
     assert [r["index"] for r in rows] == list(range(19_991, 20_001)) and not more
     assert len(made) <= 3
 
@@ -290,7 +289,7 @@ def test_paging_a_growing_connection_neither_skips_nor_repeats_rows(parts, query
             _feed(sink, part)
             sink.flush()
             for _ in range(1000):
-                rows, next_after, more = scan.rows(shown, c.exchanges_kept(), after, limit,
+                rows, next_after, more = scan.rows(shown, c, after, limit,
                                                    budget)
                 got += rows
                 after = max([after, next_after, *(row["index"] for row in rows)])
