@@ -759,22 +759,10 @@ class Capture:
         c = self.connections.get(pair)
         if c is None:
             return iter(())
-        return self._exchange_windows(pair, c, c.exchange_count, size)
 
-    def _exchange_windows(self, pair: int, c: Connection, last: int, size: int
-                          ) -> Iterator[list[Exchanges]]:
-        after = 0
-        while after < last:
-            self.sync()
-            if self.connections.get(pair) is not c:
-                raise StreamEvicted(pair)
-            window = c.exchanges_from(after, size)
-            if not window and not after:  # nothing of it kept (evicted before)
-                return
-            if not window or (after and window[0].first > after + 1):
-                raise StreamEvicted(pair)
-            after = window[-1].first + window[-1].count - 1
-            yield window
+        return self._windows(pair, c, c.exchange_count,
+                             lambda after: c.exchanges_from(after, size),
+                             lambda entry: (entry.first, entry.first + entry.count - 1))
 
     def stream_windows(self, pair: int, size: int = 256) -> Iterator[list[Chunk]]:
         """The connection's stream as it is now, in windows of at most ``size`` chunks, each
@@ -789,24 +777,32 @@ class Capture:
         if c is None:
             return iter(())
         ends = {d: c.stream_evicted[d] + len(c.c2s if d == C2S else c.s2c) for d in (C2S, S2C)}
-        return self._stream_windows(pair, c, c.chunk_count, ends, size)
+        last = c.chunk_count
 
-    def _stream_windows(self, pair: int, c: Connection, last: int, ends: dict, size: int
-                        ) -> Iterator[list[Chunk]]:
+        def window_after(after: int) -> list[Chunk]:
+            window = [ch for ch in c.chunks_after(after, size) if ch.n <= last]
+            for i, ch in enumerate(window):  # a direction's newest chunk may have grown since
+                if ch.mark is None and ch.offset + len(ch.data) > ends[ch.direction]:
+                    window[i] = ch._replace(data=ch.data[:max(ends[ch.direction] - ch.offset, 0)])
+            return window
+
+        return self._windows(pair, c, last, window_after, lambda ch: (ch.n, ch.n))
+
+    def _windows(self, pair: int, c: Connection, last: int, window_after, numbers) -> Iterator:
+        """``window_after(after)``'s windows of ``c``'s items after number ``after``, up to
+        ``last``, each read when asked for; ``numbers(item)``: the first and last numbers it
+        holds. It raises ``StreamEvicted`` when ``c``, or items not given yet, were evicted."""
         after = 0
         while after < last:
             self.sync()
             if self.connections.get(pair) is not c:
                 raise StreamEvicted(pair)
-            window = [ch for ch in c.chunks_after(after, size) if ch.n <= last]
+            window = window_after(after)
             if not window and not after:  # nothing of it kept (evicted before)
                 return
-            if not window or (after and window[0].n != after + 1):
+            if not window or (after and numbers(window[0])[0] > after + 1):
                 raise StreamEvicted(pair)
-            for i, ch in enumerate(window):
-                if ch.mark is None and ch.offset + len(ch.data) > ends[ch.direction]:
-                    window[i] = ch._replace(data=ch.data[:max(ends[ch.direction] - ch.offset, 0)])
-            after = window[-1].n
+            after = numbers(window[-1])[1]
             yield window
 
     # -- bounds ----------------------------------------------------------------------------

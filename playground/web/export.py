@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from playground.proxy.observer import Endpoint, PairInfo
 from playground.sinks.pcapwriter import PcapWriter
-from playground.web.capture import CLOSED, Connection, StreamEvicted
+from playground.web.capture import CLOSED, Connection
 
 _HOST_PORT = re.compile(r"^\[?(?P<host>[^\[\]]*?)\]?:(?P<port>\d+)$")
 
@@ -43,9 +43,9 @@ def pcap_pieces(c: Connection, windows) -> Iterator[bytes]:
     """The pcap of connection ``c``, a piece at a time (see the module docstring): the header
     and the handshake, then a piece per window of its stored chunks. ``windows``: iterable of
     lists of chunks, in order (``Capture.stream_windows``: each read from the capture when
-    asked for, so a long stream is not copied at once); a window that does not start where
-    the last one ended (the capture evicted the chunks between) raises ``StreamEvicted``: the
-    file is cut there, not drawn with a gap nor ended as if whole."""
+    asked for, so a long stream is not copied at once; it raises ``StreamEvicted`` when the
+    capture evicted chunks it had not given: the file is cut there, not drawn with a gap nor
+    ended as if whole)."""
     writer = PcapWriter()
     yield writer.header()
     if not c.server:  # never reached its target (a failed connect): no conversation to draw,
@@ -54,12 +54,7 @@ def pcap_pieces(c: Connection, windows) -> Iterator[bytes]:
                     endpoint(c.server) if c.server else None)
     yield writer.pair_opened(pair, c.started)
     summary = {"how": c.how, "closed_by": c.closed_by}
-    after = None  # the number of the last chunk written
     for window in windows:
-        if not window:
-            continue
-        if after is not None and window[0].n != after + 1:
-            raise StreamEvicted(c.id)
         out = []
         for ch in window:
             if ch.mark is None:
@@ -68,7 +63,6 @@ def pcap_pieces(c: Connection, windows) -> Iterator[bytes]:
                 out.append(writer.half_closed(c.id, ch.direction, ch.ts))
             else:  # close or rst: the connection's close summary says how
                 out.append(writer.pair_closed(c.id, summary, ch.ts))
-        after = window[-1].n
         yield b"".join(out)
 
 
