@@ -319,15 +319,6 @@ class Connection:
                 out.append(rows)
         return out
 
-    def exchanges_kept(self) -> list[tuple]:
-        """Its stored exchanges entries as the plain tuples it keeps (``Exchanges._make`` of
-        each is the entry), oldest first: what ``exchanges`` gives, without making an entry of
-        each (a capture full of one connection's runs holds some 50,000 of them)."""
-        out = list(self.kept_exchanges)
-        if self.open_rows is not None:
-            out.append(self.open_rows.entry())
-        return out
-
     @property
     def chunks(self) -> list[Chunk]:
         """Its stored stream chunks and marks, in arrival order."""
