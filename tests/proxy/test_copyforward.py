@@ -166,6 +166,21 @@ class Proxied:
         return self.port.stopListening()
 
 
+def ping_then_outcomes(proxied: Proxied, sent: threading.Event | None = None
+                       ) -> tuple[str, str]:
+    """A pair's client sends ``ping`` to its server (``sent`` set once it arrived), then how
+    each side's socket ended (``outcome``) once the proxy closes the pair."""
+    client, server = proxied.connected()
+    client.sendall(b"ping")
+    assert recv_exactly(server, 4) == b"ping"
+    if sent is not None:
+        sent.set()
+    got = outcome(client), outcome(server)
+    client.close()
+    server.close()
+    return got
+
+
 def copy_directions(pair):
     return pair.splicer is not None and all(
         type(d) is zerocopy._CopyDirection for d in pair.splicer.directions)
@@ -423,17 +438,7 @@ def test_the_web_views_force_close_gives_the_client_fin_or_rst(how, expected):
     proxied = Proxied(recorder)
     asked = threading.Event()
 
-    def run():
-        client, server = proxied.connected()
-        client.sendall(b"ping")
-        assert recv_exactly(server, 4) == b"ping"
-        asked.set()
-        got = outcome(client), outcome(server)
-        client.close()
-        server.close()
-        return got
-
-    peer = Peer(run)
+    peer = Peer(lambda: ping_then_outcomes(proxied, asked))
     try:
         peer.start()
         yield until(lambda: asked.is_set() or not peer.is_alive(), "the first bytes")
@@ -544,16 +549,7 @@ def test_an_idle_copy_pair_is_closed_at_the_idle_timeout():
     recorder = Recorder()
     proxied = Proxied(recorder, idle_timeout=0.4)
 
-    def run():
-        client, server = proxied.connected()
-        client.sendall(b"ping")
-        assert recv_exactly(server, 4) == b"ping"
-        got = outcome(client), outcome(server)
-        client.close()
-        server.close()
-        return got
-
-    peer = Peer(run)
+    peer = Peer(lambda: ping_then_outcomes(proxied))
     try:
         peer.start()
         yield until(lambda: not peer.is_alive(), "the idle timeout")
