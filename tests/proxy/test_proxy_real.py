@@ -26,6 +26,7 @@ from playground.codec.encoder import encode_command
 from tests.support.net import (
     PING,
     PONG,
+    connecting_to,
     free_port,
     recv_exactly,
     unanswering_listener,
@@ -365,10 +366,11 @@ def test_a_connect_the_drain_aborts_is_the_proxys_shutdown_not_a_failed_connect(
         target = f"tcp:127.0.0.1:{dead}" if endpoint else dead
         proc, port = start_proxy(twistd, target, "--json", tmp_path / "x.jsonl",
                                  "--drain-timeout", "1", "--connect-timeout", "30")
+        waiting = connecting_to(dead)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             me = s.getsockname()[1]
             s.sendall(PING)
-            time.sleep(0.3)  # the connect is under way
+            wait_until(lambda: connecting_to(dead) > waiting, 10, "the proxy's connect")
             proc.proc.send_signal(signal.SIGTERM)
             wait_closed(s, timeout=6)
             assert exit_code(proc, timeout=10) == 0, proc.output()[-3000:]

@@ -136,6 +136,15 @@ class RawClient:
         self.sock.close()
 
 
+def connecting_to(port: int) -> int:
+    """How many IPv4 loopback sockets of this machine are connecting to ``port`` (SYN_SENT, as
+    ``/proc/net/tcp`` says): an unanswering listener's waiting connects."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        return sum(1 for line in f if (fields := line.split())[3] == "02"
+                   and int(fields[2].rsplit(":", 1)[1], 16) == port)
+
+
 def unanswering_listener() -> tuple[socket.socket, list[socket.socket]]:
     """A loopback listener whose accept queue is full, so new SYNs get no answer."""
     listener = socket.socket()
