@@ -183,8 +183,14 @@ def exchange_row(index: int, exchange, max_value: int = 200) -> dict:
     return {"index": index, "ts": ts, "kind": "redis",
             "request": format_args(command, max_value), "reply": shown,
             "latency": latency, "request_size": command_size(command),
-            "reply_size": None if text else reply_size(reply),
-            "error": type(reply) is _ERROR or (text and reply.startswith("-"))}
+            "reply_size": None if text else reply_size(reply), "error": _is_error(stored)}
+
+
+def _is_error(stored) -> bool:
+    """Whether a reply as ``_stored`` keeps it is an error: a tagged error, or the text of an
+    error under RESP3 attributes (it starts with "-", as the console shows it)."""
+    kind = type(stored)
+    return (kind is tuple and stored[0] != b"+") or (kind is str and stored.startswith("-"))
 
 
 def rows(entry, max_value: int = 200) -> list[dict]:
@@ -234,10 +240,8 @@ def peek(entry, max_value: int = 200):
 def _peeked(entry, max_value: int):
     """The rows ``peek`` says of a RESP entry (a generator: read as far as the scan needs)."""
     for index, exchange in enumerate(_exchanges(entry), entry.first):
-        stored = exchange[2]
-        kind = type(stored)
-        error = (kind is tuple and stored[0] != b"+") or (kind is str and stored.startswith("-"))
-        yield index, command_name(exchange[1], max_value), exchange[3], error, exchange
+        yield (index, command_name(exchange[1], max_value), exchange[3], _is_error(exchange[2]),
+               exchange)
 
 
 class WebSink:
