@@ -158,6 +158,10 @@ def test_curl_keepalive_chunked_head_and_big_post(http_port, tmp_path):
     out = yield threads.deferToThread(
         tshark,
         p.pcap_path,
+        # the file keeps the target's real port; tshark guesses a dissector by port, and a
+        # random client port can name another protocol first: say which port is HTTP
+        "-d",
+        f"tcp.port=={http_port},http",
         "-Y",
         "http.request",
         "-T",
