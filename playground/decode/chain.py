@@ -11,7 +11,9 @@ chain holds back the bytes a decoder has not settled yet (an incomplete HTTP hea
 may still turn out to carry a password) and registers the secrets' stream ranges with the sink
 first, so the file has same-length filler exactly where the secrets were. What is held is
 bounded: ``MAX_HELD`` a direction and ``MAX_HELD_ALL`` over all pairs (past either, a
-direction's unsettled bytes go out masked, as a secret would). A byte consumer that
+direction's unsettled bytes go out masked, as a secret would; past the second, the directions
+holding the most go first, so one client's flood of unfinished AUTHs does not blank another's
+few held bytes). A byte consumer that
 holds back itself (``settles_later``: the web view when no pcap sink is on) gets every read at
 once and asks ``unsettled`` once per pair when it stores a batch; at a direction's end the chain
 hands it the line scanner for what was never settled (``credential_from``).
@@ -40,6 +42,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections import deque
+from operator import itemgetter
 
 from twisted.logger import Logger
 
@@ -53,7 +56,9 @@ from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
 MIB = 1024 * 1024
 MAX_HELD = 1 * MIB  # bytes held back from the pcap sink per direction, at most
-MAX_HELD_ALL = 32 * MIB  # ... and over all pairs: past it, a direction's read goes out masked
+MAX_HELD_ALL = 32 * MIB  # ... and over all pairs: past it, the largest holders' bytes go out
+# masked (Chain._shed), then, if it is still the largest, the reader's
+_SIZE = itemgetter(0)
 
 
 class HttpFilter:
@@ -511,6 +516,9 @@ class Chain:
         held += data
         total = len(held)
         upto = total if settled is None else max(0, min(settled - start, total))
+        if upto < total and total <= MAX_HELD and self.held_bytes - had + total > MAX_HELD_ALL:
+            # all pairs' bound: the directions holding more than this one give way first
+            self._shed(self.held_bytes - had + total - MAX_HELD_ALL, total, held, now)
         if upto < total and (total > MAX_HELD or self.held_bytes - had + total > MAX_HELD_ALL):
             # the bounds (a direction's, all pairs'): stop holding; what is not settled yet
             # goes out masked
@@ -523,6 +531,30 @@ class Chain:
             self.pcap.data(st.id, direction, chunk, now)
         self.held_bytes += len(held) - had
 
+
+    def _shed(self, excess, mine, keep, now):
+        """Past all pairs' bound (MAX_HELD_ALL) by ``excess`` bytes: the directions holding
+        more than ``mine`` bytes (the reader's, whose hold-back is ``keep``), the largest
+        first, stop holding until ``excess`` is freed: what they hold goes out masked, as it
+        would at their own bound. A connection that holds the most gives way, not one that
+        holds a few bytes of an unfinished AUTH. A scan of the pairs, only past the bound."""
+        holders = sorted(
+            ((len(held), st, direction) for st in self.pairs.values() if st.held is not None
+             for direction, held in st.held.items() if len(held) > mine and held is not keep),
+            key=_SIZE, reverse=True)
+        pcap = self.pcap
+        for size, st, direction in holders:
+            if excess <= 0:
+                break
+            held = st.held[direction]
+            start = st.pcap_off[direction]
+            st.mask_unsettled(direction, start, start + size)  # all of it was unsettled
+            chunk = bytes(held)
+            del held[:]
+            st.pcap_off[direction] = start + size
+            self.held_bytes -= size
+            excess -= size
+            pcap.data(st.id, direction, chunk, now)
 
     @staticmethod
     def _unsettled_end(st, direction, at, held, start):

@@ -358,7 +358,8 @@ class WebSink:
         """Of ``reads`` (after what the last flush kept back), those the chain has settled;
         the rest is kept for a later flush. One question per connection and direction in the
         batch; a direction's read that is partly settled is cut. Beyond ``max_held`` kept bytes
-        of a direction (or ``max_held_all`` over all), they are stored masked from where they
+        of a direction (or ``max_held_all`` over all: the directions keeping the most, the
+        largest first, until the rest is within it), they are stored masked from where they
         stop being settled, as the chain's hold-back bounds do (the mask registered first, so they arrive masked)."""
         if self.kept:
             reads = self.kept + reads  # older: each connection's reads stay in order
@@ -397,9 +398,8 @@ class WebSink:
                 settled.append((pair, direction, data[:at - offset], now))
                 kept.append((pair, direction, data[at - offset:], now))
         over = {key for key in late if reached.get(key, 0) - late[key] > self.max_held}
-        if self.max_held_all is not None and sum(len(read[2]) for read in kept) > (
-                self.max_held_all):  # over all connections: none is held any more
-            over = {key for key in late if key in reached}
+        if self.max_held_all is not None:
+            over |= _largest_over(kept, over, self.max_held_all)
         for key in over:  # the bound: no more holding; masked as a secret would be (what is
             # stored from there on went out masked before, or settled)
             self.capture.mask(*key, max(late[key], ends[key]), reached[key])
@@ -688,3 +688,22 @@ class WebSink:
 
     def decoded(self, pair_id: int, protocol: str) -> None:
         self.capture.detected(pair_id, protocol)
+
+
+def _largest_over(kept: list, over: set, bound: int) -> set:
+    """The directions of ``kept`` reads (``over`` already released) that stop being held for
+    the rest to be within ``bound`` bytes over all connections: the largest first, as the
+    chain's hold-back does (``Chain._shed``)."""
+    sizes: dict = {}
+    for read in kept:
+        key = read[:2]
+        if key not in over:
+            sizes[key] = sizes.get(key, 0) + len(read[2])
+    total = sum(sizes.values())
+    out = set()
+    for key in sorted(sizes, key=sizes.__getitem__, reverse=True):
+        if total <= bound:
+            break
+        out.add(key)
+        total -= sizes[key]
+    return out

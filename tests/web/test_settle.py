@@ -224,3 +224,52 @@ def test_what_the_view_keeps_back_is_bounded_over_all_connections(monkeypatch):
     for p in range(1, PAIRS + 1):
         shown = b"".join(c.data for c in view.capture.stream(p) if c.direction == C2S)
         assert b"P" * 64 not in shown
+
+
+def _hogs_then_a_split_auth(chain, settle):
+    """Pairs 1 and 2 each hold an unfinished AUTH of 10 bytes less than MAX_HELD (the bound
+    of one direction), 20 bytes short of the bound of 2 MAX_HELD over all pairs; then pair 4
+    sends an ordinary AUTH in two reads, the first (22 bytes held) crossing that bound, the
+    second completing its password. ``settle()`` after each read (a view's reader)."""
+    head = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n" % MAX_HELD
+    for p in (1, 2, 4):
+        chain.pair_opened(pair(p), 0.0)
+    for p in (1, 2):
+        chain.data(p, C2S, head + b"P" * (MAX_HELD - 10 - len(head)), 1.0)
+        settle()
+    auth = cmd(b"AUTH", b"hunter2-secret")
+    cut = auth.index(b"hunter2") + 3
+    chain.data(4, C2S, cmd(b"PING") + auth[:cut], 2.0)
+    settle()
+    chain.data(4, C2S, auth[cut:], 3.0)
+    settle()
+    return cmd(b"PING") + auth.replace(b"hunter2-secret", b"*" * len(b"hunter2-secret"))
+
+
+def test_past_the_bound_over_all_pairs_the_largest_holders_give_way_in_the_pcap(monkeypatch):
+    # before, the read that crossed the bound went out masked: one client's flood of
+    # unfinished AUTHs blanked pair 4's whole AUTH command (its name included) in the file
+    monkeypatch.setattr(chain_module, "MAX_HELD_ALL", 2 * MAX_HELD)
+    pcap = PairPcap()
+    chain = Chain([], pcap=pcap, decode="resp")
+    expected = _hogs_then_a_split_auth(chain, lambda: None)
+    assert pcap.shown(4) == expected  # only the password masked, exactly where it was
+    assert chain.held_bytes <= 2 * MAX_HELD
+    assert chain.leaked == 0
+    shed = [p for p in (1, 2) if (p, C2S) in pcap.sent]
+    assert shed  # a hog gave way, masked
+    for p in shed:
+        assert b"P" * 64 not in pcap.shown(p) and b"AUTH" not in pcap.shown(p)
+
+
+def test_past_the_bound_over_all_pairs_the_largest_keepers_give_way_in_the_view(monkeypatch):
+    monkeypatch.setattr(chain_module, "MAX_HELD_ALL", 2 * MAX_HELD)
+    view = WebSink(Capture(max_bytes=64 * MAX_HELD))
+    chain = Chain([view], pcap=view, decode="resp")
+    expected = _hogs_then_a_split_auth(chain, view.flush)
+    shown = b"".join(c.data for c in view.capture.stream(4) if c.direction == C2S)
+    assert shown == expected
+    assert sum(len(read[2]) for read in view.kept) <= 2 * MAX_HELD
+    for p in (1, 2):
+        stored = b"".join(c.data for c in view.capture.stream(p) if c.direction == C2S)
+        assert b"P" * 64 not in stored
