@@ -264,12 +264,14 @@ def parse_override(text: str) -> tuple[tuple[str, ...], object]:
     return path, value
 
 
-def load(path: str, overrides=()) -> Config:
+def load(path: str, overrides=(), flag: str = "--config") -> Config:
+    """Read and check the file at ``path``; ``flag`` is what an unreadable file's error names
+    (``serve``'s ``--config``, or the command that was given the file)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise ConfigError(f"--config: cannot read {path}: {e.strerror}")
+        raise ConfigError(f"{flag}: cannot read {path}: {e.strerror}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -426,8 +428,12 @@ def main(argv=None, prog: str = "python -m playground check-config") -> int:
     """``python -m playground check-config FILE [--set K=V ...]``: check a file, list its services."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print(f"usage: {prog} FILE [--set KIND.NAME.KEY=VALUE ...]")
-        return 2
+        text = f"usage: {prog} FILE [--set KIND.NAME.KEY=VALUE ...]"
+        if not args:  # a mistake: on stderr, status 2; asked for: on stdout, status 0
+            print(text, file=sys.stderr)
+            return 2
+        print(text)
+        return 0
     path, rest, overrides = args[0], args[1:], []
     while rest:
         flag = rest.pop(0)
@@ -439,7 +445,7 @@ def main(argv=None, prog: str = "python -m playground check-config") -> int:
             print(f"unexpected argument {flag!r}", file=sys.stderr)
             return 2
     try:
-        config = load(path, overrides)
+        config = load(path, overrides, flag=prog)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1

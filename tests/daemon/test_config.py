@@ -311,6 +311,15 @@ def test_check_command(tmp_path, capsys):
     bad.write_text("[echo.a]\nlisten = 'abc'\n")
     assert C.main([str(bad)]) == 1
     assert capsys.readouterr().err.startswith(f"{bad}:2: [echo.a] listen: cannot read 'abc'")
+    # it has no --config flag: a file it cannot read is named with the command, not "--config"
+    missing = tmp_path / "missing.toml"
+    assert C.main([str(missing)], prog="tcpplay check-config") == 1
+    assert capsys.readouterr().err == (
+        f"tcpplay check-config: cannot read {missing}: No such file or directory\n")
+    assert C.main(["--help"], prog="tcpplay check-config") == 0  # asked for: not an error
+    assert capsys.readouterr().out.startswith("usage: tcpplay check-config FILE")
+    assert C.main([], prog="tcpplay check-config") == 2
+    assert capsys.readouterr().err.startswith("usage: tcpplay check-config FILE")
 
 
 @settings(max_examples=200, deadline=None)
