@@ -56,3 +56,35 @@ def test_two_toxics_of_one_name_need_a_name():
     with pytest.raises(usage.UsageError, match="already given; add name=OTHER"):
         parse("--fault", "latency:1s", "--fault", "latency:2s")
     assert len(parse("--fault", "latency:1s", "--fault", "latency:2s,name=more")["fault"]) == 2
+
+
+def test_the_help_shows_every_fault_type_with_examples_that_parse():
+    """``--help`` is where a user learns the --fault syntax: it names every type the proxy takes
+    (the http faults were missing), and each example it gives is a spec the proxy accepts."""
+    import re
+
+    from playground.faults.model import TOXIC_TYPES
+
+    text = " ".join(Options.opt_fault.__doc__.split())
+    for kind in TOXIC_TYPES:
+        assert re.search(rf"\b{kind}:", text), f"--fault help does not show {kind}"
+    examples = re.findall(r"\b(?:resp|http):[^,;]+?:[a-z_]+(?:=[^,;\s]+)?(?:,[a-z_]+=[^,;\s]+)*",
+                          text)
+    assert len(examples) >= 8, examples
+    for spec in examples:
+        parse("--fault", spec)
+
+
+def test_decode_none_takes_what_its_help_says_it_takes(tmp_path):
+    """--decode none's help names what still works beside it and what needs decoding."""
+    from playground.proxy.decoding import OPT_PARAMETERS
+
+    [help_text] = [p[3] for p in OPT_PARAMETERS if p[0] == "decode"]
+    assert "--pcap, --web and faults still work" in help_text
+    parse("--decode", "none", "--pcap", str(tmp_path / "o.pcap"), "--web", "0",
+          "--fault", "latency:10ms")
+    for flag, value in (("--json", str(tmp_path / "o.jsonl")), ("--only", "GET"),
+                        ("--skip", "PING"), ("--http-filter", "GET /x")):
+        assert flag in help_text
+        with pytest.raises(usage.UsageError, match="need"):
+            parse("--decode", "none", flag, value)
