@@ -473,6 +473,9 @@ def test_a_url_with_a_filter_opens_with_only_the_matching_rows(twistd, redis_ser
         return [cells[0] for _, cells in table_rows(browser, "#connections tbody tr")]
 
     wait_until(lambda: listed() == ["2"], 5, "only the GET connection")
+    # the header counts what the filter lets through, not only all three (which misled)
+    wait_until(lambda: browser.find_element(By.ID, "totals").text
+               == "1 of 3 connection(s) · 0 evicted", 5, "the filtered count")
     assert redis_cli(port, "get", "k") == "v"  # connection 4: live, it matches too
     assert redis_cli(port, "ping") == "PONG"  # connection 5: it does not
     wait_until(lambda: listed() == ["2", "4"], 5, "the new GET connection, live")
@@ -488,6 +491,12 @@ def test_a_url_with_a_filter_opens_with_only_the_matching_rows(twistd, redis_ser
     field.send_keys("cmd=PING\n")
     wait_until(lambda: listed() == ["3", "5"], 5, "the PING connections")
     assert browser.current_url.endswith("#cmd=PING")
+    wait_until(lambda: browser.find_element(By.ID, "totals").text
+               == "2 of 6 connection(s) · 0 evicted", 5, "the filtered count")
+    field.clear()
+    field.send_keys("\n")  # no filter: every connection, and the plain count
+    wait_until(lambda: len(listed()) == 6, 5, "every connection")
+    assert browser.find_element(By.ID, "totals").text == "6 connection(s) · 0 evicted"
     assert proc.terminate() == 0
 
 

@@ -176,8 +176,10 @@ function render() {
   const note = document.getElementById("evicted-note");
   note.hidden = evictedTotal === 0;
   note.textContent = `${evictedTotal} older connection(s) evicted (--web-connections, --web-memory)`;
+  // with a filter, say how many of them it lets through: the list is not all of them
+  const shown = matching === null ? "" : `${list.length} of `;
   document.getElementById("totals").textContent =
-    `${conns.size} connection(s) · ${evictedTotal} evicted`;
+    `${shown}${conns.size} connection(s) · ${evictedTotal} evicted`;
 }
 
 function queueRender() {
