@@ -45,6 +45,15 @@ def test_http_faults_are_taken():
     ("nope", "--fault: 'nope': type: unknown toxic 'nope'"),
     ("http:GET /*:delay=1s,nope=1", "--fault: 'http:GET /*:delay=1s,nope=1': http: unknown "
      "attribute 'nope'"),
+    # a negative value is a number, out of range (it was "expected a number, got '-1'")
+    ("bandwidth:-1", "--fault: 'bandwidth:-1': bandwidth.rate: must be >= 0, got '-1'"),
+    ("latency:-5ms", "--fault: 'latency:-5ms': latency.latency: must be >= 0, got '-5ms'"),
+    ("latency:-", "--fault: 'latency:-': latency.latency: expected a number, got '-'"),
+    # an unknown size unit says which it takes, as an unknown time unit does
+    ("limit_data:1x", "--fault: 'limit_data:1x': limit_data.bytes: unknown unit 'x' "
+     "(use b, k, kb, m, mb)"),
+    ("bandwidth:64k", "--fault: 'bandwidth:64k': bandwidth.rate: unknown unit 'k' "
+     "(a plain number)"),
 ])
 def test_bad_fault_is_a_usage_error_naming_the_flag(spec, says):
     with pytest.raises(usage.UsageError) as e:
