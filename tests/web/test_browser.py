@@ -493,10 +493,22 @@ def test_a_url_with_a_filter_opens_with_only_the_matching_rows(twistd, redis_ser
     assert browser.current_url.endswith("#cmd=PING")
     wait_until(lambda: browser.find_element(By.ID, "totals").text
                == "2 of 6 connection(s) · 0 evicted", 5, "the filtered count")
+    # a key that is not a filter (a typo) is said, not silently ignored while the bar shows it
+    field.clear()
+    field.send_keys("cmnd=GET&proto=resp\n")
+    wait_until(lambda: browser.find_element(By.ID, "filter-note").text
+               == "not a filter: cmnd (filters: proto, cmd, http, errors, slow, client)", 5,
+               "the note on the unknown key")
+    wait_until(lambda: len(listed()) == 6, 5, "proto=resp alone applied")
+    field.clear()
+    field.send_keys("GET\n")
+    wait_until(lambda: browser.find_element(By.ID, "filter-note").text.startswith(
+        "not a filter: GET ("), 5, "the note on a bare GET")
     field.clear()
     field.send_keys("\n")  # no filter: every connection, and the plain count
     wait_until(lambda: len(listed()) == 6, 5, "every connection")
     assert browser.find_element(By.ID, "totals").text == "6 connection(s) · 0 evicted"
+    assert browser.find_element(By.ID, "filter-note").text == ""
     assert proc.terminate() == 0
 
 
