@@ -54,6 +54,19 @@ def _kind(value: str) -> str:
     return value.split(":", 1)[0].lower()
 
 
+# An IPv6 ``interface=`` typed as it is written (``tcp:6479:interface=::1``): in Twisted's
+# endpoint strings its colons split arguments (``_parseTCP() got multiple values for argument
+# 'interface'``) unless escaped (``interface=\:\:1``); the address runs to the next ``:key=``.
+_V6_INTERFACE = re.compile(
+    r"(?<=:interface=)((?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]*(?:%[\w.-]+)?)(?=:[A-Za-z]+=|$)")
+
+
+def _escape_v6_interface(desc: str) -> str:
+    if _kind(desc) not in ("tcp", "tcp6", "ssl"):
+        return desc
+    return _V6_INTERFACE.sub(lambda m: m.group(1).replace(":", "\\:"), desc)
+
+
 def server_string(value: str, flag: str = "--listen") -> str:
     """Normalise a ``--listen`` value to a server endpoint string, validating its syntax."""
     value = (value or "").strip()
@@ -65,7 +78,7 @@ def server_string(value: str, flag: str = "--listen") -> str:
         host = m.group("v6") or m.group("host")
         desc = f"tcp:{_port(flag, m.group('port'), LISTEN_EXAMPLE)}:interface={_escape(host)}"
     elif _kind(value) in _ENDPOINT_TYPES:
-        desc = value
+        desc = _escape_v6_interface(value)
     else:
         raise usage.UsageError(f"{flag}: cannot read {value!r} as an address ({LISTEN_EXAMPLE})")
     if _kind(desc) in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in desc:

@@ -51,8 +51,12 @@ def byte_size(flag: str, value) -> int:
         if text.endswith(suffix):
             text, scale = text[: -len(suffix)], mult
             break
-    number = non_negative_int(flag, text) * scale
-    if number == 0:
+    try:
+        number = int(text) * scale
+    except ValueError:  # the flag's own forms, not only "a whole number" (its default is 1m)
+        raise usage.UsageError(f"{flag}: expected a byte count, a whole number with an optional "
+                               f"k/m/g suffix (64k, 1m, 2g), got {value!r}")
+    if number <= 0:
         raise usage.UsageError(f"{flag}: must be > 0, got {value!r}")
     return number
 

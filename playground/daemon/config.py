@@ -264,12 +264,14 @@ def parse_override(text: str) -> tuple[tuple[str, ...], object]:
     return path, value
 
 
-def load(path: str, overrides=()) -> Config:
+def load(path: str, overrides=(), flag: str = "--config") -> Config:
+    """Read and check the file at ``path``; ``flag`` is what an unreadable file's error names
+    (``serve``'s ``--config``, or the command that was given the file)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise ConfigError(f"--config: cannot read {path}: {e.strerror}")
+        raise ConfigError(f"{flag}: cannot read {path}: {e.strerror}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -423,23 +425,23 @@ def _service(kind: str, name: str, body: dict, where: _Where) -> ServiceSpec:
 
 
 def main(argv=None, prog: str = "python -m playground check-config") -> int:
-    """``python -m playground check-config FILE [--set K=V ...]``: check a file, list its services."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(f"usage: {prog} FILE [--set KIND.NAME.KEY=VALUE ...]")
-        return 2
-    path, rest, overrides = args[0], args[1:], []
-    while rest:
-        flag = rest.pop(0)
-        if flag == "--set" and rest:
-            overrides.append(rest.pop(0))
-        elif flag.startswith("--set="):
-            overrides.append(flag[len("--set="):])
-        else:
-            print(f"unexpected argument {flag!r}", file=sys.stderr)
-            return 2
+    """``python -m playground check-config FILE [--set K=V ...]``: check a file, list its services.
+    The flags go anywhere (``--set K=V FILE`` too); a bad command line is argparse's usage
+    error, status 2."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Check a serve config file (the services it would start, with "
+        "their options), start nothing. Status 0: valid; 1: an error, named by file, line and "
+        "key.")
+    parser.add_argument("file", metavar="FILE", help="the TOML config file")
+    parser.add_argument("--set", action="append", default=[], metavar="KIND.NAME.KEY=VALUE",
+                        help="override one key, as serve --set does (or KEY=VALUE, a global "
+                        "key); repeatable")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    path, overrides = args.file, args.set
     try:
-        config = load(path, overrides)
+        config = load(path, overrides, flag=prog)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1

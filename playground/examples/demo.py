@@ -17,6 +17,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 
+from playground.common import twistedprivate
 from playground.common.addresses import server_string
 from playground.common.listening import ListeningService
 from playground.common.options import CommandOptions, non_negative_float, parameter
@@ -43,28 +44,48 @@ def _listening(svc) -> ListeningService | None:
     return None
 
 
-def _port(desc: str) -> str:
-    """The port part of a listen endpoint string, for the hints."""
-    return desc.split(":")[1] if desc.startswith("tcp:") else desc
+def _where(desc: str) -> tuple[str, str, str]:
+    """Where a listen endpoint string can be reached, for the hints: ("unix", path, "") or
+    ("tcp", host, port), the host "" when a client's default (127.0.0.1) reaches it."""
+    args, kw = twistedprivate.endpoint_args(desc)
+    kind = args[0].lower()
+    if kind == "unix":
+        return "unix", kw.get("address") or (args[1] if len(args) > 1 else ""), ""
+    port = kw.get("port") or (args[1] if len(args) > 1 else "")
+    host = kw.get("interface") or (args[2] if len(args) > 2 else "")
+    return "tcp", "" if host in ("", "127.0.0.1", "0.0.0.0", "::") else host, port
 
 
 def hints(redis_listen: str, http_listen: str, url: str | None = None) -> list[str]:
-    """What to try, for the start banner; ``url`` is the web view's, when it is on."""
-    rport, hport = _port(redis_listen), _port(http_listen)
+    """What to try, for the start banner, each a command that reaches the proxy where it listens
+    (a UNIX socket, an IPv6 or other interface too); ``url`` is the web view's, when it is on."""
+    rkind, rhost, rport = _where(redis_listen)
+    hkind, hhost, hport = _where(http_listen)
     lines = ["tcpplay demo: the decoding proxy is in front of an embedded Redis-protocol server "
              "and an HTTP responder. Try, in another terminal:"]
     if shutil.which("redis-cli"):
-        lines.append(f"  redis-cli -p {rport} set foo bar")
-        lines.append(f"  redis-cli -p {rport} get foo")
+        where = (f"-s {rhost}" if rkind == "unix" else
+                 f"-h {rhost} -p {rport}" if rhost else f"-p {rport}")
+        lines.append(f"  redis-cli {where} set foo bar")
+        lines.append(f"  redis-cli {where} get foo")
     else:
-        lines.append(f"  printf 'SET foo bar\\r\\nGET foo\\r\\n' | nc -N 127.0.0.1 {rport}"
+        where = f"-U {rhost}" if rkind == "unix" else f"{rhost or '127.0.0.1'} {rport}"
+        lines.append(f"  printf 'SET foo bar\\r\\nGET foo\\r\\n' | nc -N {where}"
                      "      (redis-cli is not installed)")
+    host = f"[{hhost}]" if ":" in hhost else hhost
+    base = ("http://localhost" if hkind == "unix" else
+            f"http://{host}:{hport}" if hhost else f"localhost:{hport}")
     if shutil.which("curl"):
-        lines.append(f"  curl localhost:{hport}/get")
+        unix = f"--unix-socket {hhost} " if hkind == "unix" else ""
+        lines.append(f"  curl {unix}{base}/get")
+    elif hkind == "unix":
+        lines.append(f"  printf 'GET /get HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n' | nc -NU {hhost}"
+                     "      (curl is not installed)")
     else:
+        url_get = base if base.startswith("http") else f"http://127.0.0.1:{hport}"
         lines.append(
             "  python3 -c \"import urllib.request as u; print(u.urlopen("
-            f"'http://127.0.0.1:{hport}/get').read().decode())\"      (curl is not installed)"
+            f"'{url_get}/get').read().decode())\"      (curl is not installed)"
         )
     if url:
         lines.append(f"  open {url}      (the web view: connections, exchanges, byte streams)")

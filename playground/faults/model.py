@@ -124,6 +124,8 @@ def _parse_quantity(type_: str, key: str, text: str):
     """"200ms", "1.5s", "64k", "100": a number in the attribute's own unit."""
     match = _QUANTITY.match(text)
     if not match:
+        if _QUANTITY.match(text.strip()[1:]) and text.strip().startswith("-"):
+            raise FaultError(f"{type_}.{key}: must be >= 0, got {text!r}")  # a number, yes
         raise FaultError(f"{type_}.{key}: expected a number, got {text!r}")
     number, unit = float(match.group(1)), match.group(2).lower()
     if number > MAX_NUMBER:  # "9" * 400 is inf as a float
@@ -135,7 +137,8 @@ def _parse_quantity(type_: str, key: str, text: str):
         number = ms * 1000 if (type_, key) in _MICROSECONDS else ms
     elif unit:
         if unit not in _SIZE_UNITS or key == "rate" and unit in ("k", "kb"):
-            raise FaultError(f"{type_}.{key}: unknown unit {unit!r}")
+            hint = "a plain number" if key == "rate" else "use b, k, kb, m, mb"
+            raise FaultError(f"{type_}.{key}: unknown unit {unit!r} ({hint})")
         number *= _SIZE_UNITS[unit]
     number = round(number, 6)  # "9us" is 9 us, not 9.000000000000002
     return int(number) if number == int(number) else number

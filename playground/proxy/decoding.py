@@ -27,7 +27,8 @@ OPT_PARAMETERS = [
     ["decode", None, "auto",
      "How to show the traffic: auto (detect per connection from its first bytes: RESP, "
      "HTTP/1.x, text lines, else hex), resp, http, text, hex, or none (no decoding: the "
-     "plain forwarder; only --pcap may still be used)."],
+     "plain forwarder: --pcap, --web and faults still work; --json, --only, --skip and "
+     "--http-filter need decoding)."],
     ["json", None, None,
      "Also write every event as one JSON object per line to FILE (appended; '-' = stdout, "
      "which replaces the console view). Schema: docs/json-schema.md."],

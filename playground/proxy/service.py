@@ -152,7 +152,10 @@ class Options(ServerOptions):
         down:5s (refuse new clients). STREAM: upstream (client to server) or downstream
         (the default); toxicity=0.5 and name=N among the pairs. Redis commands:
         resp:COMMAND [KEYGLOB]:ACTION, e.g. resp:GET user:*:error=-LOADING, resp:GET:delay=200ms,
-        resp:GET:drop, resp:SET:reset,nth=3 (close too)."""
+        resp:GET:drop, resp:SET:reset,nth=3 (close too). HTTP requests:
+        http:METHOD PATHGLOB:ACTION, e.g. http:GET /api/*:status=503,retry_after=5,
+        http:* /slow*:delay=2s, http:GET /big:slow_body=10240, http:GET /dl/*:cut=1k
+        (slow_headers too)."""
         self["fault"].append(check_fault(spec, [t.name for t in self["fault"]]))
 
     def postOptions(self):

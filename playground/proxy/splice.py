@@ -202,8 +202,10 @@ class _Direct:
 
 class _Observed:
     def dataReceived(self, data):
+        pair = self.pair
+        now = pair.reactor.seconds()  # read now: the write may let the peer run (and answer)
         self._forward(data)
-        self.pair.factory.observe_data(self, data)
+        pair.factory.observe_data(self, data, now)
 
 
 class DirectClientSide(_Direct, ClientSide):
@@ -299,7 +301,7 @@ class ObservedFaultedClientSide(FaultedClientSide):
         self.nbytes += len(data)
         pair = self.pair
         now = pair.reactor.seconds()
-        pair.factory.observe_data(self, data)
+        pair.factory.observe_data(self, data, now)
         pair.fault_actions(pair.faults.client_data(data, now))
 
     dataReceived = _forward
@@ -583,11 +585,12 @@ class Pair:
                     self.server.transport.write(action.data)
             elif kind is ToClient:
                 if not self.lost & 1:
+                    now = self.reactor.seconds()  # before the write, as for a read
                     self.client.transport.write(action.data)
                     if self.server.observed:
                         toxic = action.injected or action.affected
                         if toxic is None:
-                            self.factory.observe_data(self.server, action.data)
+                            self.factory.observe_data(self.server, action.data, now)
                         else:
                             self.factory.observe_faulted(self.server, action.data, toxic.name,
                                                          action.injected is not None)
@@ -635,12 +638,13 @@ class Pair:
         for action in actions:
             kind = type(action)
             if kind is Write:
+                now = self.reactor.seconds()  # before the write, as for a read
                 if side.direct:
                     direct_write(side.other, action.data)
                 else:
                     side.other.write(action.data)
                 if side.observed:
-                    self.factory.observe_data(side, action.data)
+                    self.factory.observe_data(side, action.data, now)
             elif kind is Wait:
                 self._toxic_wait(side, action.at)
             elif kind is CloseWrite:
@@ -957,15 +961,18 @@ class ProxyFactory(LimitedFactory):
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
-    def observe_data(self, side: _Side, data: bytes):
-        """Queue bytes ``side`` read (and forwarded) for the observer; pause it when it fills
-        the queue (see OBSERVER_BACKLOG)."""
+    def observe_data(self, side: _Side, data: bytes, now: float | None = None):
+        """Queue bytes ``side`` read (and forwarded) for the observer, dated ``now``: when they
+        were read, taken before the write that forwarded them (a write to a loopback peer may
+        let it run and answer first; None: now); pause ``side`` when it fills the queue (see
+        OBSERVER_BACKLOG)."""
         if self.observer is None:
             return
         pair = side.pair
         n = len(data)
-        self._queued.append(("data", (pair.id, side.direction, data, self.reactor.seconds(),
-                                      side)))
+        if now is None:
+            now = self.reactor.seconds()
+        self._queued.append(("data", (pair.id, side.direction, data, now, side)))
         self._queued_bytes += n
         side.queued += n
         if side.queued > self.SIDE_BACKLOG or (

@@ -347,6 +347,7 @@ class _Dispatcher:
         splice = _splice
         flags = _FLAGS
         os_read, os_write = os.read, os.write
+        seconds = self.reactor.seconds
         budget = EVENTS_PER_TURN
         self.turn = turn = self.turn + 1
         while budget > 0 and self.registered:  # not: a handler's close ended the reactor's
@@ -385,6 +386,7 @@ class _Dispatcher:
                             if 0 < n < COPY_READ:
                                 side = d.side
                                 side.nbytes += n
+                                now = seconds()  # read now: the write may let the peer run
                                 try:
                                     sent = os_write(dst.fd, data)
                                 except BlockingIOError:
@@ -392,9 +394,9 @@ class _Dispatcher:
                                 except OSError:
                                     sent = -1
                                 if sent == n:
-                                    d.observe(side, data)
+                                    d.observe(side, data, now)
                                 else:
-                                    d.unsent(data, sent)
+                                    d.unsent(data, sent, now)
                             else:  # a full read (more on the next turn), or FIN
                                 d.turn = turn
                                 d.forward(data)
@@ -618,7 +620,7 @@ class _CopyDirection:
         self.off = 0
         self.fin = False  # the source sent FIN
         self.held = False  # paused by the observer's backpressure
-        self.observe = observe  # factory.observe_data(side, data)
+        self.observe = observe  # factory.observe_data(side, data, now)
         self.turn = -1  # the dispatcher's turn of its last full read (then none more in it)
 
     def read(self):
@@ -656,6 +658,7 @@ class _CopyDirection:
             return False
         side = self.side
         side.nbytes += n
+        now = self.splicer.pair.reactor.seconds()  # read now: the write may let the peer run
         try:
             sent = os.write(self.dst.fd, data)
         except BlockingIOError:
@@ -663,23 +666,23 @@ class _CopyDirection:
         except OSError:
             sent = -1
         if sent != n:
-            return self.unsent(data, sent)
-        self.observe(side, data)  # may pause the source (hold)
+            return self.unsent(data, sent, now)
+        self.observe(side, data, now)  # may pause the source (hold)
         return True
 
-    def unsent(self, data: bytes, sent: int) -> bool:
+    def unsent(self, data: bytes, sent: int, now: float) -> bool:
         """The destination took ``sent`` bytes of ``data`` (-1: it failed): keep the rest and
-        watch it for writability, the source not read meanwhile; then observe ``data``. False:
-        the source is not to be read now."""
+        watch it for writability, the source not read meanwhile; then observe ``data`` (read at
+        ``now``). False: the source is not to be read now."""
         if sent < 0:  # read and counted: observed too, as on Twisted's path, then the reset
-            self.observe(self.side, data)
+            self.observe(self.side, data, now)
             self.splicer.reset(self.dst.role)
             return False
         self.buf = data
         self.off = sent
         self.dst.want_write(True)
         self.src.want_read(False)
-        self.observe(self.side, data)
+        self.observe(self.side, data, now)
         return False
 
     def drain(self):

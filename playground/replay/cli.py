@@ -107,7 +107,11 @@ class Selection:
                 if re.fullmatch(r"[0-9]{1,18}", item):  # not \d: '²' is one to re, not to int
                     numbers.add(int(item))
                 elif m := re.fullmatch(r"([0-9]{1,18})-([0-9]{1,18})", item):
-                    ranges.append((int(m.group(1)), int(m.group(2))))
+                    low, high = int(m.group(1)), int(m.group(2))
+                    if low > high:  # else it silently selects nothing
+                        raise ValueError(f"--select: the range {item!r} is backwards "
+                                         f"(write {high}-{low})")
+                    ranges.append((low, high))
                 elif m := re.fullmatch(r"port:([0-9]{1,18})", item):
                     ports.add(int(m.group(1)))
                 elif item in ("resp", "redis", "http"):
@@ -128,6 +132,13 @@ class Selection:
         return (n in self.numbers or any(a <= n <= b for a, b in self.ranges)
                 or conn.client[1] in self.ports or conn.server[1] in self.ports
                 or protocol in self.protocols)
+
+
+def _ignore_rules(values) -> C.Rules:
+    try:
+        return C.Rules.parse(values)
+    except ValueError as e:
+        raise ValueError(f"--ignore: {e}") from None
 
 
 def parse_header(text: str) -> tuple[bytes, bytes]:
@@ -276,7 +287,7 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
         target = client_target(args.target, "--target").desc
         speed = parse_speed(args.speed)
         selection = Selection.parse(args.select)
-        rules = C.Rules.parse(args.ignore)
+        rules = _ignore_rules(args.ignore)
         headers = tuple(parse_header(h) for h in args.header)
         if args.concurrency < 1:
             raise ValueError(f"--concurrency: {args.concurrency} is not 1 or more")

@@ -106,8 +106,16 @@ def read_jsonlines(f, path: str, tracker: Tracker):
         if kind == "open":
             conn.client, conn.server = _address(r.get("client")), _address(r.get("server"))
         elif kind in ("redis", "redis_unanswered") and conn.problem is None:
+            if not isinstance(r.get("command"), list) or not r["command"]:
+                # not the --json sink's: the web view's .jsonl download keeps only the text of
+                # each exchange ("request"); replayed, it was an empty "*0" and "0 replies: same"
+                conn.problem = (f"line {number}: a {kind} record without its command "
+                                f"arguments (the web view's .jsonl has only their text): "
+                                f"replay the proxy's --json file, its --pcap, or the view's "
+                                f".pcap")
+                continue
             try:
-                command = encode_command(*[_bytes(a) for a in r.get("command") or []])
+                command = encode_command(*[_bytes(a) for a in r["command"]])
                 latency = r.get("latency") or 0.0
                 conn.chunks.append(Chunk(C2S, ts - float(latency), command))
                 if kind == "redis":

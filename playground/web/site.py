@@ -136,7 +136,8 @@ def _int_arg(request, name: str, default: int, lowest: int = 0, highest: int = 1
     try:
         value = int(values[-1])
     except ValueError:
-        raise BadQuery(f"{name}: expected an integer, got {values[-1][:40]!r}")
+        got = values[-1][:40].decode("utf-8", "replace")  # as typed, not a bytes repr
+        raise BadQuery(f"{name}: expected an integer, got {got!r}")
     if not lowest <= value <= highest:
         raise BadQuery(f"{name}: must be {lowest}-{highest}, got {value}")
     return value

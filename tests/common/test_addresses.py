@@ -19,10 +19,23 @@ pytestmark = pytest.mark.pure
         ("tcp:80", "tcp:80:backlog=1024"),
         ("tcp:80:backlog=5", "tcp:80:backlog=5"),
         ("unix:/tmp/x.sock", "unix:/tmp/x.sock:backlog=1024"),
+        # an IPv6 interface as people write it (the README's and the errors' own example was
+        # refused: "_parseTCP() got multiple values for argument 'interface'"), and escaped
+        ("tcp:6479:interface=::1", "tcp:6479:interface=\\:\\:1:backlog=1024"),
+        ("tcp:6479:interface=2001:db8::7:backlog=5", "tcp:6479:interface=2001\\:db8\\:\\:7:backlog=5"),
+        ("tcp6:6479:interface=fe80::1%lo", "tcp6:6479:interface=fe80\\:\\:1%lo:backlog=1024"),
+        ("tcp:6479:interface=\\:\\:1", "tcp:6479:interface=\\:\\:1:backlog=1024"),
     ],
 )
 def test_server_forms(value, expected):
     assert server_string(value) == expected
+
+
+def test_every_example_the_errors_give_is_accepted():
+    from playground.common.addresses import LISTEN_EXAMPLE
+
+    for example in LISTEN_EXAMPLE.removeprefix("e.g. ").split(", "):
+        server_string(example)
 
 
 @pytest.mark.parametrize(

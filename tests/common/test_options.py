@@ -87,3 +87,20 @@ def _factory(svc):
     if hasattr(svc, "factory"):
         return svc.factory
     return next(child.factory for child in svc if hasattr(child, "factory"))
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("argv, error", [
+    # a bad size said "expected a whole number", though the default is "1m"
+    (["--max-sendq", "1x"], "--max-sendq: expected a byte count, a whole number with an optional "
+                            "k/m/g suffix (64k, 1m, 2g), got '1x'"),
+    (["--send-budget", "lots"], "--send-budget: expected a byte count"),
+    # the value as given, not what was left once the suffix was cut off ('-1')
+    (["--max-sendq", "-1m"], "--max-sendq: must be > 0, got '-1m'"),
+    (["--max-sendq", "0k"], "--max-sendq: must be > 0, got '0k'"),
+])
+def test_a_bad_byte_size_names_the_forms_it_takes(argv, error):
+    with pytest.raises(usage.UsageError) as e:
+        chat.Options().parseOptions(argv)
+    assert str(e.value).startswith(error)
+    assert chat.Options().parseOptions(["--max-sendq", "64k"]) is None

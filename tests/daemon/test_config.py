@@ -311,6 +311,26 @@ def test_check_command(tmp_path, capsys):
     bad.write_text("[echo.a]\nlisten = 'abc'\n")
     assert C.main([str(bad)]) == 1
     assert capsys.readouterr().err.startswith(f"{bad}:2: [echo.a] listen: cannot read 'abc'")
+    # it has no --config flag: a file it cannot read is named with the command, not "--config"
+    missing = tmp_path / "missing.toml"
+    assert C.main([str(missing)], prog="tcpplay check-config") == 1
+    assert capsys.readouterr().err == (
+        f"tcpplay check-config: cannot read {missing}: No such file or directory\n")
+    with pytest.raises(SystemExit) as e:  # asked for: not an error
+        C.main(["--help"], prog="tcpplay check-config")
+    assert e.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: tcpplay check-config [-h]")
+    with pytest.raises(SystemExit) as e:
+        C.main([], prog="tcpplay check-config")
+    assert e.value.code == 2
+    assert "the following arguments are required: FILE" in capsys.readouterr().err
+    # --set before the file: it was read as the file's name ("unexpected argument 'x=1'")
+    assert C.main(["--set", "echo.echo.listen=7100", str(EXAMPLE)]) == 0
+    assert "[echo.echo] --listen=7100" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        C.main([str(EXAMPLE), "--set"], prog="tcpplay check-config")
+    assert e.value.code == 2
+    assert "argument --set: expected one argument" in capsys.readouterr().err
 
 
 @settings(max_examples=200, deadline=None)

@@ -4,6 +4,7 @@ traffic, on the console and in one web view (on by default, ``--no-web`` turns i
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import urllib.error
@@ -224,3 +225,24 @@ def test_demo_busy_port_names_the_flag(twistd, flag):
         t.terminate()
     assert code == 1
     assert f"cannot listen on {flag} tcp:{port}" in t.output()
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("redis_at, http_at, redis_cli, curl", [
+    ("6479", "8081", "redis-cli -p 6479 set foo bar", "curl localhost:8081/get"),
+    # these said "redis-cli -p unix:/tmp/d.sock:backlog=1024" and "redis-cli -p 7000" (which
+    # goes to 127.0.0.1, not ::1): commands that do not reach the proxy
+    ("unix:/tmp/d.sock", "unix:/tmp/h.sock", "redis-cli -s /tmp/d.sock set foo bar",
+     "curl --unix-socket /tmp/h.sock http://localhost/get"),
+    ("tcp:7000:interface=::1", "[::1]:8081", "redis-cli -h ::1 -p 7000 set foo bar",
+     "curl http://[::1]:8081/get"),
+    ("0.0.0.0:7000", "127.0.0.2:8081", "redis-cli -p 7000 set foo bar",
+     "curl http://127.0.0.2:8081/get"),
+])
+def test_the_banner_reaches_the_proxy_where_it_listens(redis_at, http_at, redis_cli, curl):
+    if not (shutil.which("redis-cli") and shutil.which("curl")):
+        pytest.skip("the banner names redis-cli and curl only when they are installed")
+    opts = demo.Options()
+    opts.parseOptions(["--redis", redis_at, "--http", http_at, "--no-web"])
+    lines = demo.hints(opts["redis"], opts["http"])
+    assert f"  {redis_cli}" in lines and f"  {curl}" in lines, lines

@@ -45,6 +45,15 @@ def test_http_faults_are_taken():
     ("nope", "--fault: 'nope': type: unknown toxic 'nope'"),
     ("http:GET /*:delay=1s,nope=1", "--fault: 'http:GET /*:delay=1s,nope=1': http: unknown "
      "attribute 'nope'"),
+    # a negative value is a number, out of range (it was "expected a number, got '-1'")
+    ("bandwidth:-1", "--fault: 'bandwidth:-1': bandwidth.rate: must be >= 0, got '-1'"),
+    ("latency:-5ms", "--fault: 'latency:-5ms': latency.latency: must be >= 0, got '-5ms'"),
+    ("latency:-", "--fault: 'latency:-': latency.latency: expected a number, got '-'"),
+    # an unknown size unit says which it takes, as an unknown time unit does
+    ("limit_data:1x", "--fault: 'limit_data:1x': limit_data.bytes: unknown unit 'x' "
+     "(use b, k, kb, m, mb)"),
+    ("bandwidth:64k", "--fault: 'bandwidth:64k': bandwidth.rate: unknown unit 'k' "
+     "(a plain number)"),
 ])
 def test_bad_fault_is_a_usage_error_naming_the_flag(spec, says):
     with pytest.raises(usage.UsageError) as e:
@@ -56,3 +65,35 @@ def test_two_toxics_of_one_name_need_a_name():
     with pytest.raises(usage.UsageError, match="already given; add name=OTHER"):
         parse("--fault", "latency:1s", "--fault", "latency:2s")
     assert len(parse("--fault", "latency:1s", "--fault", "latency:2s,name=more")["fault"]) == 2
+
+
+def test_the_help_shows_every_fault_type_with_examples_that_parse():
+    """``--help`` is where a user learns the --fault syntax: it names every type the proxy takes
+    (the http faults were missing), and each example it gives is a spec the proxy accepts."""
+    import re
+
+    from playground.faults.model import TOXIC_TYPES
+
+    text = " ".join(Options.opt_fault.__doc__.split())
+    for kind in TOXIC_TYPES:
+        assert re.search(rf"\b{kind}:", text), f"--fault help does not show {kind}"
+    examples = re.findall(r"\b(?:resp|http):[^,;]+?:[a-z_]+(?:=[^,;\s]+)?(?:,[a-z_]+=[^,;\s]+)*",
+                          text)
+    assert len(examples) >= 8, examples
+    for spec in examples:
+        parse("--fault", spec)
+
+
+def test_decode_none_takes_what_its_help_says_it_takes(tmp_path):
+    """--decode none's help names what still works beside it and what needs decoding."""
+    from playground.proxy.decoding import OPT_PARAMETERS
+
+    [help_text] = [p[3] for p in OPT_PARAMETERS if p[0] == "decode"]
+    assert "--pcap, --web and faults still work" in help_text
+    parse("--decode", "none", "--pcap", str(tmp_path / "o.pcap"), "--web", "0",
+          "--fault", "latency:10ms")
+    for flag, value in (("--json", str(tmp_path / "o.jsonl")), ("--only", "GET"),
+                        ("--skip", "PING"), ("--http-filter", "GET /x")):
+        assert flag in help_text
+        with pytest.raises(usage.UsageError, match="need"):
+            parse("--decode", "none", flag, value)

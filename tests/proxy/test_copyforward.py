@@ -672,3 +672,51 @@ def test_a_read_whose_write_fails_is_still_observed_as_the_close_record_counts_i
     finally:
         client.close()
         yield proxied.close()
+
+
+@pytest.mark.parametrize("size", [4, zerocopy.COPY_READ], ids=["in-line", "full-read"])
+@pytest_twisted.inlineCallbacks
+def test_observed_bytes_are_dated_when_read_not_after_their_write(monkeypatch, size):
+    """The write of a read to a loopback peer may hand it the CPU, and it answers before the
+    proxy goes on: the time the observer gets must be taken before that write (after it, a
+    request looked read as late as its answer: HTTP latencies of 0.01 ms). The proxy's write
+    of the marked bytes is made to take 0.2 s (the real write, then a sleep): the bytes are
+    dated before it, in the dispatcher's own loop (a short read) and in
+    ``_CopyDirection.forward`` (a full read, when the 64 KiB arrive in one)."""
+    mark = b"dated" + b"x" * (size - 5)
+    real_write = os.write
+    before = []
+
+    def write(fd, data):
+        if bytes(data[:5]) != b"dated":
+            return real_write(fd, data)
+        before.append(time.time())
+        n = real_write(fd, data)
+        time.sleep(0.2)  # the peer runs first
+        return n
+
+    dated = []
+    recorder = Recorder(check=None)
+    record = recorder.data
+    recorder.data = lambda pair_id, direction, data, now: (
+        dated.append((direction, bytes(data[:5]), now)), record(pair_id, direction, data, now))
+    proxied = Proxied(recorder)
+    client, accepting = proxied.connect()
+    try:
+        yield until(lambda: proxied.pair() is not None and proxied.pair().splicer is not None,
+                    "the copy pair")
+        accepting.join(10)
+        server = accepting.result()
+        assert copy_directions(proxied.pair())
+        monkeypatch.setattr(os, "write", write)
+        client.sendall(mark)
+        yield until(lambda: len(recorder.bytes[C2S]) >= len(mark), "the bytes observed")
+        monkeypatch.undo()
+        first = [now for direction, head, now in dated if direction == C2S and head == b"dated"]
+        assert before and first and first[0] <= before[0], (before, dated)
+        client.close()
+        server.close()
+    finally:
+        monkeypatch.undo()
+        client.close()
+        yield proxied.close()

@@ -565,3 +565,25 @@ def test_a_formatted_line_keeps_braces_from_its_fields():
                           client="{peer}", target="tls:host={x}")
     assert formatEvent(events[0]) == "proxy #1 open {peer} -> tls:host={x}"
     assert events[0]["client"] == "{peer}" and events[0]["target"] == "tls:host={x}"
+
+
+@pytest.mark.memory
+def test_observed_bytes_carry_the_time_they_were_read_not_after_the_write():
+    """A write to a loopback peer can hand the CPU to that peer (it wakes and answers) before
+    the proxy goes on: a time taken after the write made a request look read as late as its
+    answer (HTTP exchanges of 0.01 ms through a Python server). Here the write takes 0.5 s of
+    the clock: the bytes are still dated when they were read."""
+    rec = Recorder()
+    clock, factory, client, ct, server, st = connected(observer=rec)
+    clock.advance(10)
+    write = st.write
+
+    def slow_write(data):
+        write(data)
+        clock.advance(0.5)  # the peer ran meanwhile
+
+    st.write = slow_write
+    client.dataReceived(b"PING\r\n")
+    clock.advance(0)
+    [(_, _, direction, data, now)] = [c for c in rec.calls if c[0] == "data"]
+    assert (direction, data, now) == (CLIENT_TO_SERVER, b"PING\r\n", 10.0)

@@ -29,7 +29,8 @@ def _capture(path, *pairs):
     # these were int()'s "invalid literal" / "Exceeds the limit (4300 digits)", no flag named
     (["x.pcap", "-t", "6379", "--select", "\u00b2"], "--select: cannot read '\u00b2'"),
     (["x.pcap", "-t", "6379", "--select", "port:" + "9" * 5000], "--select: cannot read 'port:99"),
-    (["x.pcap", "-t", "6379", "--ignore", "$.a b"], "cannot read the JSON path"),
+    (["x.pcap", "-t", "6379", "--ignore", "$.a b"], "error: --ignore: '$.a b': cannot read the JSON path"),
+    (["x.pcap", "-t", "6379", "--select", "3-1"], "--select: the range '3-1' is backwards (write 1-3)"),
     (["x.pcap", "-t", "6379", "--header", "nocolon"], "--header: 'nocolon' is not 'Name: value'"),
     (["x.pcap", "-t", "6379", "--concurrency", "0"], "--concurrency: 0 is not 1 or more"),
 ])

@@ -53,6 +53,21 @@ def test_cut_values_and_http_records_are_not_replayed(tmp_path):
     assert "HTTP records keep only a preview" in second.problem
 
 
+def test_the_web_views_jsonl_download_is_not_replayed_as_an_empty_connection(tmp_path):
+    """The web view's .jsonl keeps an exchange as the text its table shows ("request"), not the
+    command's arguments: such a record was replayed as "*0" (nothing), "0 replies ... same",
+    exit status 0. Now the connection says why it is not replayed."""
+    (tmp_path / "tcpplay-1.jsonl").write_text(
+        '{"type":"open","pair":1,"ts":1.0,"client":"127.0.0.1:48428","listen":"127.0.0.1:6479",'
+        '"server":"127.0.0.1:36799","target":"tcp:host=127.0.0.1:port=36799"}\n'
+        '{"type":"redis","pair":1,"ts":1.1,"client":"127.0.0.1:48428","index":1,'
+        '"request":"set foo \\"bar\\"","reply":"+OK","latency":0.0004,"error":false}\n')
+    (conn,) = read_capture(str(tmp_path / "tcpplay-1.jsonl")).connections
+    assert conn.problem == (
+        "line 2: a redis record without its command arguments (the web view's .jsonl has only "
+        "their text): replay the proxy's --json file, its --pcap, or the view's .pcap")
+
+
 def test_damaged_lines(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"type": "redis", "pair": 1}\n{not json\n')
     with pytest.raises(CaptureError, match="line 2 is not a tcpplay JSON record"):

@@ -473,6 +473,9 @@ def test_a_url_with_a_filter_opens_with_only_the_matching_rows(twistd, redis_ser
         return [cells[0] for _, cells in table_rows(browser, "#connections tbody tr")]
 
     wait_until(lambda: listed() == ["2"], 5, "only the GET connection")
+    # the header counts what the filter lets through, not only all three (which misled)
+    wait_until(lambda: browser.find_element(By.ID, "totals").text
+               == "1 of 3 connection(s) · 0 evicted", 5, "the filtered count")
     assert redis_cli(port, "get", "k") == "v"  # connection 4: live, it matches too
     assert redis_cli(port, "ping") == "PONG"  # connection 5: it does not
     wait_until(lambda: listed() == ["2", "4"], 5, "the new GET connection, live")
@@ -488,6 +491,24 @@ def test_a_url_with_a_filter_opens_with_only_the_matching_rows(twistd, redis_ser
     field.send_keys("cmd=PING\n")
     wait_until(lambda: listed() == ["3", "5"], 5, "the PING connections")
     assert browser.current_url.endswith("#cmd=PING")
+    wait_until(lambda: browser.find_element(By.ID, "totals").text
+               == "2 of 6 connection(s) · 0 evicted", 5, "the filtered count")
+    # a key that is not a filter (a typo) is said, not silently ignored while the bar shows it
+    field.clear()
+    field.send_keys("cmnd=GET&proto=resp\n")
+    wait_until(lambda: browser.find_element(By.ID, "filter-note").text
+               == "not a filter: cmnd (filters: proto, cmd, http, errors, slow, client)", 5,
+               "the note on the unknown key")
+    wait_until(lambda: len(listed()) == 6, 5, "proto=resp alone applied")
+    field.clear()
+    field.send_keys("GET\n")
+    wait_until(lambda: browser.find_element(By.ID, "filter-note").text.startswith(
+        "not a filter: GET ("), 5, "the note on a bare GET")
+    field.clear()
+    field.send_keys("\n")  # no filter: every connection, and the plain count
+    wait_until(lambda: len(listed()) == 6, 5, "every connection")
+    assert browser.find_element(By.ID, "totals").text == "6 connection(s) · 0 evicted"
+    assert browser.find_element(By.ID, "filter-note").text == ""
     assert proc.terminate() == 0
 
 

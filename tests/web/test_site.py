@@ -195,3 +195,31 @@ def test_api_answers_are_bounded_and_say_there_is_more():
     finally:
         feed.stop()
         yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_bad_integer_in_the_query_is_named_as_typed():
+    """``?after=x`` is a 400 that shows ``'x'``, as the other parameters' errors show their value
+    (``slow: ... got 'abc'``), not Python's ``b'x'``."""
+    from twisted.web.client import Agent, readBody
+
+    cap = Capture()
+    cap.opened(1, 1.0, "c", "l", "t")
+    site, feed = _site(cap)
+    port = yield _listen(site)
+    base = f"http://127.0.0.1:{port.getHost().port}"
+    agent = Agent(reactor)
+    try:
+        for path, name in (("/api/connections?since=x", "since"),
+                           ("/api/connections?before=x", "before"),
+                           ("/api/connections/1?after=x", "after"),
+                           ("/api/connections/1/stream?after=x", "after"),
+                           ("/api/connections?limit=%C3%A9", "limit")):
+            response = yield agent.request(b"GET", f"{base}{path}".encode())
+            body = json.loads((yield readBody(response)))
+            got = "'é'" if name == "limit" else "'x'"
+            assert (response.code, body["error"]) == (
+                400, f"{name}: expected an integer, got {got}"), path
+    finally:
+        feed.stop()
+        yield port.stopListening()

@@ -16,6 +16,7 @@ function api(path, params) {
 // with it; the server says which connections match (/api/connections?...) and which exchanges
 const FILTER_KEYS = ["proto", "cmd", "http", "errors", "slow", "client"];
 let filter = {}; // the hash's known keys with a value
+let unknownKeys = []; // the hash's other keys: said in the note, never silently dropped
 let matching = null; // ids the server says match, or null: no filter
 let matchFetching = false, matchAgain = false;
 
@@ -23,7 +24,15 @@ function readFilter() {
   const h = new URLSearchParams(location.hash.slice(1));
   filter = {};
   for (const k of FILTER_KEYS) if (h.get(k)) filter[k] = h.get(k);
+  unknownKeys = [...new Set(h.keys())].filter((k) => !FILTER_KEYS.includes(k));
   return Object.keys(filter).length > 0;
+}
+
+// What the filter note says when nothing else is to be said: a key it does not know (a typo,
+// or "GET" without "cmd="), which would otherwise be ignored while the bar still shows it.
+function unknownNote() {
+  return unknownKeys.length ?
+    `not a filter: ${unknownKeys.join(", ")} (filters: ${FILTER_KEYS.join(", ")})` : "";
 }
 
 // The server reads a bounded part of a full capture per answer (more: ask again with before=):
@@ -43,7 +52,7 @@ async function refreshMatching() {
       if (filter !== asked) break; // changed meanwhile: the next pass asks for the new one
       if (!r.ok) { note.textContent = out.error; break; }
       for (const c of out.connections) found.add(c.id);
-      if (!out.more) { matching = found; note.textContent = ""; break; }
+      if (!out.more) { matching = found; note.textContent = unknownNote(); break; }
       for (const id of found) matching.add(id); // meanwhile: what was found so far, too
       note.textContent = "searching older exchanges…";
       before = out.before;
@@ -51,7 +60,7 @@ async function refreshMatching() {
     }
     queueRender();
   } catch (e) {
-    note.textContent = "";
+    note.textContent = unknownNote();
   } finally {
     matchFetching = false;
     if (matchAgain) { matchAgain = false; refreshMatching(); }
@@ -176,8 +185,10 @@ function render() {
   const note = document.getElementById("evicted-note");
   note.hidden = evictedTotal === 0;
   note.textContent = `${evictedTotal} older connection(s) evicted (--web-connections, --web-memory)`;
+  // with a filter, say how many of them it lets through: the list is not all of them
+  const shown = matching === null ? "" : `${list.length} of `;
   document.getElementById("totals").textContent =
-    `${conns.size} connection(s) · ${evictedTotal} evicted`;
+    `${shown}${conns.size} connection(s) · ${evictedTotal} evicted`;
 }
 
 function queueRender() {
@@ -482,6 +493,7 @@ document.getElementById("view-hex").addEventListener("click", () => setView(true
 const filterInput = document.getElementById("filter");
 function filterChanged() {
   matching = readFilter() ? new Set() : null; // nothing shown until the server says what matches
+  document.getElementById("filter-note").textContent = unknownNote();
   filterInput.value = location.hash.slice(1);
   refreshMatching();
   queueRender();
