@@ -11,7 +11,9 @@ drained briefly, so the client reads the answer instead of a reset.
 
 Flow control: the protocol is the transport's streaming producer; while the client does not
 read, no further response is produced and no further request is read. The parser reads at most
-``max_pipeline`` requests ahead of the responses.
+``max_pipeline`` requests ahead of the responses; past ``MAX_AHEAD`` bytes of responses made and
+not yet written, a request's response is made when its turn comes, and one pass writes about that
+much before the transport may pause us.
 
 Timers: ``--header-timeout`` from the first byte of a request head (or from the connection's
 start) to the end of the head (slowloris: 408); ``--keepalive-timeout`` while idle between
@@ -64,6 +66,10 @@ from playground.examples.http.parser import (
 )
 
 LINGER = 2.0  # seconds to drain a client's input after our final response, before closing
+# Response bytes made ahead of their turn on one connection: past it, a pipelined request's
+# response is made when the request reaches the front of the queue (a client pipelining 32
+# /bytes/10485760 and not reading held 320 MiB of made responses; 4 such clients 2.7 GB).
+MAX_AHEAD = 1 << 20
 
 
 _HEADER_BLOCKS: dict = {}  # an endpoint's header fields -> (their text, has Content-Length)
@@ -128,6 +134,7 @@ class HttpProtocol(protocol.Protocol):
         self._plain = False
         self._send_mark = None
         self.requests = 0
+        self._ahead = 0  # bytes of the responses made and not yet written (see MAX_AHEAD)
         self.parser: HttpRequestParser | None = None
 
     # -- connection life
@@ -226,8 +233,11 @@ class HttpProtocol(protocol.Protocol):
                     self._start_body_deadline(now)
             elif kind is RequestEnd:
                 slot, self._current = self._current, None
-                self._respond(slot, b"".join(slot.parts))
-                slot.parts = []
+                if self._ahead < MAX_AHEAD or slot is self.queue[0]:
+                    self._respond(slot, b"".join(slot.parts))
+                    slot.parts = []
+                else:  # made when its turn comes (``_pump``); its body waits in ``parts``
+                    slot.complete = True
             else:  # ParseError
                 self._fail(ev.status, ev.reason, now)
 
@@ -240,6 +250,7 @@ class HttpProtocol(protocol.Protocol):
             self.log.failure("http: endpoint failed for {target}", target=head.target)
             response = Response(500, (("Content-Type", "text/plain"),), b"internal error\n")
         slot.response = response
+        self._ahead += _size(response)
         if response.delay > 0:
             slot.timer = self.reactor.callLater(response.delay, self._delayed, slot)
         else:
@@ -302,8 +313,13 @@ class HttpProtocol(protocol.Protocol):
 
     def _pump(self):
         queue = self.queue
+        out = 0  # bytes put in ``_out`` here: past MAX_AHEAD they go to the transport, which
+        # pauses us when its buffer is full (all the ready responses went in one write before)
         while queue and not self._write_paused and not self._closing:
             slot = queue[0]
+            if slot.response is None and slot.complete and slot.error is None:
+                self._respond(slot, b"".join(slot.parts))  # held back by MAX_AHEAD
+                slot.parts = []
             if not slot.ready:
                 if slot.want_continue and not slot.continue_sent and not slot.complete:
                     slot.continue_sent = True
@@ -316,6 +332,10 @@ class HttpProtocol(protocol.Protocol):
             if not self._start(slot):
                 break  # streaming: the piece timer continues
             self._done(slot)
+            out += slot.sent
+            if out >= MAX_AHEAD:
+                out = 0
+                self._flush()
         if not queue and not self._closing and self._input_stopped:
             self._close()  # nothing more will be read (error, closing request, or EOF)
 
@@ -338,6 +358,7 @@ class HttpProtocol(protocol.Protocol):
             return True
         head = slot.head
         resp = slot.response
+        self._ahead -= _size(resp)
         status = resp.status
         keep = head.keep_alive and not slot.close
         slot.close = not keep
@@ -463,6 +484,7 @@ class HttpProtocol(protocol.Protocol):
             if slot.timer is not None and slot.timer.active():
                 slot.timer.cancel()
         self.queue.clear()
+        self._ahead = 0
         self._cancel_timer()
         self.transport.unregisterProducer()
         if self._read_closed or not self._plain:
@@ -584,6 +606,11 @@ class HttpProtocol(protocol.Protocol):
             self._abort()
             return
         self._settle()
+
+
+def _size(response: Response) -> int:
+    pieces = response.pieces
+    return len(response.body) if pieces is None else sum(map(len, pieces))
 
 
 class HttpFactory(LimitedFactory):
