@@ -276,6 +276,33 @@ def test_reset_enables_every_proxy_and_removes_every_toxic(redis_server):
 
 
 @pytest_twisted.inlineCallbacks
+def test_without_a_token_only_a_loopback_host_is_answered(redis_server):
+    # DNS rebinding: a page on evil.example re-pointed at 127.0.0.1 drives the API same-origin
+    # (Firefox lets a script set User-Agent), e.g. a proxy on 0.0.0.0 in front of local Redis
+    def check(api):
+        rebound = {"Host": f"evil.example:{api}", "User-Agent": "curl/8"}
+        status, body, _ = call(api, "POST", "/proxies",
+                               proxy_body("open", redis_server.port, listen="0.0.0.0:0"),
+                               headers=rebound)
+        assert status == 403 and "DNS rebinding" in body["error"]
+        assert call(api, "GET", "/proxies", headers=rebound)[:2] == (403, {
+            "error": body["error"], "status": 403})
+        for host in (f"127.0.0.1:{api}", f"localhost:{api}", "127.0.0.2", "LOCALHOST."):
+            assert call(api, "GET", "/proxies", headers={"Host": host})[:2] == (200, {}), host
+
+    yield run(check)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_token_lets_any_host_in():
+    def check(api):
+        headers = {"Host": "toxiproxy.internal:8474", "Authorization": f"Bearer {TOKEN}"}
+        assert call(api, "GET", "/proxies", headers=headers)[0] == 200
+
+    yield run(check, token=TOKEN)
+
+
+@pytest_twisted.inlineCallbacks
 def test_token_beyond_loopback():
     def check(api):
         status, body, _ = call(api, "GET", "/proxies")
