@@ -301,6 +301,36 @@ def test_responses_made_ahead_are_bounded_for_a_client_that_does_not_read():
 
 
 @pytest.mark.memory
+def test_request_bodies_read_ahead_are_bounded():
+    # 31 bodies of 256 kB behind a /delay: each was read as it came, 7.75 MiB a connection
+    # (1 MiB bodies: 31 MiB a connection, 31 GB at the default --max-connections 1000)
+    factory, clock = make()
+    proto, t = connect(factory)
+    body = b"b" * 256_000
+    data = req("/delay/1") + req("/anything", "POST", body=body) * 31
+    fed = 0
+
+    def read():  # as the transport reads: 64 KiB at a time, until it is paused
+        nonlocal fed
+        while t.producerState == "producing" and fed < len(data):
+            fed += 65536
+            proto.dataReceived(data[fed - 65536:fed])
+
+    read()
+    held = sum(len(p) for s in proto.queue for p in s.parts) + sum(
+        len(s.response.body) for s in proto.queue if s.response is not None)
+    assert held <= (1 << 20) + len(body) + 4096  # MAX_AHEAD and the body being read
+    assert t.producerState == "paused"  # no more reading meanwhile
+    for _ in range(200):  # each answer lets the next requests in
+        clock.advance(1)
+        read()
+    got = responses(t.value(), ["GET"] + ["POST"] * 31)
+    assert [r.status_code for r, _ in got] == [200] * 32
+    assert all(len(json.loads(b)["data"]) == len(body) for _, b in got[1:])
+    assert not proto.queue and proto._bodies == 0 and proto._ahead == 0
+
+
+@pytest.mark.memory
 def test_client_that_never_reads_is_aborted():
     factory, clock = make(idle_timeout=10)
     proto, t = connect(factory)

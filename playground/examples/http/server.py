@@ -66,9 +66,11 @@ from playground.examples.http.parser import (
 )
 
 LINGER = 2.0  # seconds to drain a client's input after our final response, before closing
-# Response bytes made ahead of their turn on one connection: past it, a pipelined request's
-# response is made when the request reaches the front of the queue (a client pipelining 32
-# /bytes/10485760 and not reading held 320 MiB of made responses; 4 such clients 2.7 GB).
+# Bytes held ahead of their turn on one connection, request bodies and made responses: past it,
+# a pipelined request's response is made when the request reaches the front of the queue (a
+# client pipelining 32 /bytes/10485760 and not reading held 320 MiB of made responses; 4 such
+# clients 2.7 GB), and no further request is read until it drops (31 bodies of 1 MiB behind a
+# /delay held 31 MiB a connection: 31 GB at --max-connections 1000).
 MAX_AHEAD = 1 << 20
 
 
@@ -135,6 +137,7 @@ class HttpProtocol(protocol.Protocol):
         self._send_mark = None
         self.requests = 0
         self._ahead = 0  # bytes of the responses made and not yet written (see MAX_AHEAD)
+        self._bodies = 0  # bytes of the request bodies read and not yet answered
         self.parser: HttpRequestParser | None = None
 
     # -- connection life
@@ -207,6 +210,8 @@ class HttpProtocol(protocol.Protocol):
     # -- input
 
     def _allowance(self) -> int:
+        if self._ahead + self._bodies >= MAX_AHEAD and self.queue:
+            return 0
         return max(0, self.factory.max_pipeline - len(self.queue))
 
     def _handle(self, events, now):
@@ -214,6 +219,7 @@ class HttpProtocol(protocol.Protocol):
             kind = type(ev)
             if kind is BodyChunk:
                 self._current.parts.append(ev.data)
+                self._bodies += len(ev.data)
             elif kind is RequestHead:
                 if self._timer_kind == "header":
                     self._cancel_timer()  # the head came in time; the next one gets its own
@@ -234,12 +240,18 @@ class HttpProtocol(protocol.Protocol):
             elif kind is RequestEnd:
                 slot, self._current = self._current, None
                 if self._ahead < MAX_AHEAD or slot is self.queue[0]:
-                    self._respond(slot, b"".join(slot.parts))
-                    slot.parts = []
+                    self._respond(slot, self._body(slot))
                 else:  # made when its turn comes (``_pump``); its body waits in ``parts``
                     slot.complete = True
             else:  # ParseError
                 self._fail(ev.status, ev.reason, now)
+
+    def _body(self, slot: _Slot) -> bytes:
+        """The request body read for ``slot``, taken out of it (and out of ``_bodies``)."""
+        body = b"".join(slot.parts)
+        slot.parts = []
+        self._bodies -= len(body)
+        return body
 
     def _respond(self, slot: _Slot, body: bytes):
         slot.complete = True
@@ -318,8 +330,7 @@ class HttpProtocol(protocol.Protocol):
         while queue and not self._write_paused and not self._closing:
             slot = queue[0]
             if slot.response is None and slot.complete and slot.error is None:
-                self._respond(slot, b"".join(slot.parts))  # held back by MAX_AHEAD
-                slot.parts = []
+                self._respond(slot, self._body(slot))  # held back by MAX_AHEAD
             if not slot.ready:
                 if slot.want_continue and not slot.continue_sent and not slot.complete:
                     slot.continue_sent = True
@@ -425,6 +436,8 @@ class HttpProtocol(protocol.Protocol):
         """Slot fully written: drop it (its log line follows the flush), close if it was the
         last."""
         self.queue.popleft()
+        if slot.parts:  # a body an error cut short
+            self._body(slot)
         self.requests += 1
         if self.factory.access_log:
             self._finished.append((slot, self.reactor.seconds()))
@@ -484,7 +497,7 @@ class HttpProtocol(protocol.Protocol):
             if slot.timer is not None and slot.timer.active():
                 slot.timer.cancel()
         self.queue.clear()
-        self._ahead = 0
+        self._ahead = self._bodies = 0
         self._cancel_timer()
         self.transport.unregisterProducer()
         if self._read_closed or not self._plain:
