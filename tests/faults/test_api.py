@@ -303,6 +303,34 @@ def test_a_token_lets_any_host_in():
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_proxys_connections_are_bounded(redis_server):
+    # the toxiproxy subcommand's proxies took any number of connections (the proxy
+    # subcommand's stop at --max-connections, 10000): clients, or a proxy whose upstream is
+    # itself, took every file descriptor, the API's too
+    def check(api):
+        status, proxy, _ = call(api, "POST", "/proxies", proxy_body("r", redis_server.port))
+        assert status == 201
+        port = listen_port(proxy)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as first, \
+                socket.create_connection(("127.0.0.1", port), timeout=5) as second:
+            first.sendall(PING)
+            assert recv_exactly(first, len(PONG)) == PONG
+            assert second.recv(100) == b""  # refused: closed at once
+
+    yield run(check, max_connections=1)
+
+
+def test_toxiproxy_max_connections_option():
+    from playground.faults.toxiproxy import Options, make_service
+
+    opts = Options()
+    opts.parseOptions(["--quiet"])
+    assert opts["max-connections"] == 10000
+    opts.parseOptions(["--quiet", "--max-connections", "3"])
+    assert make_service(opts).registry.max_connections == 3
+
+
+@pytest_twisted.inlineCallbacks
 def test_token_beyond_loopback():
     def check(api):
         status, body, _ = call(api, "GET", "/proxies")
