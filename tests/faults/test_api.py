@@ -320,6 +320,18 @@ def test_a_proxys_connections_are_bounded(redis_server):
     yield run(check, max_connections=1)
 
 
+@pytest_twisted.inlineCallbacks
+def test_an_upstream_that_is_the_proxy_itself_is_refused(redis_server):
+    def check(api):
+        status, proxy, _ = call(api, "POST", "/proxies", proxy_body("r", redis_server.port))
+        assert status == 201
+        status, body, _ = call(api, "POST", "/proxies/r", {"upstream": proxy["listen"]})
+        assert status == 400 and "own listen address" in body["error"]
+        assert call(api, "GET", "/proxies/r")[1]["upstream"] == f"127.0.0.1:{redis_server.port}"
+
+    yield run(check)
+
+
 def test_toxiproxy_max_connections_option():
     from playground.faults.toxiproxy import Options, make_service
 
