@@ -30,10 +30,10 @@ import time
 from twisted.application import service
 from twisted.internet import task
 from twisted.logger import Logger
-from twisted.web import http, resource, server
+from twisted.web import resource, server
 
 from playground.common.defaultreactor import default_reactor
-from playground.common.limits import CappedSite, Refusal
+from playground.common.limits import BoundedChannel, CappedSite, Refusal
 from playground.common.listening import ListeningService
 from playground.daemon import stats as S
 
@@ -267,7 +267,7 @@ class _Root(resource.Resource):
 MAX_PER_TURN = 8  # pipelined requests one connection gets answered per reactor turn
 
 
-class _Channel(http.HTTPChannel):
+class _Channel(BoundedChannel):
     """``HTTPChannel`` that answers at most ``MAX_PER_TURN`` pipelined requests in a row: then
     the next is taken on a later reactor turn (Twisted answers a pipeline in one go otherwise,
     each request inside the previous one's completion)."""
