@@ -135,13 +135,37 @@ _HEADERS_TOO_LARGE = _refusal(431, b"Request Header Fields Too Large",
                               b"request header fields too large\n")
 
 
+MAX_PER_TURN = 8  # pipelined requests one connection gets answered per reactor turn
+
+
 class BoundedChannel(http.HTTPChannel):
     """``HTTPChannel`` that answers a request line over ``MAX_LENGTH`` bytes with 414 and a header
     line, or a head over ``totalHeadersSize`` bytes, with 431 (Twisted closes without a word on
-    the first, answers a bare 400 on the last)."""
+    the first, answers a bare 400 on the last), and at most ``MAX_PER_TURN`` pipelined requests
+    in a row: then the next is taken on a later reactor turn (Twisted answers a pipeline in one
+    go otherwise, each request inside the previous one's completion: 2,000 pipelined GET
+    /proxies of the toxiproxy API kept another client's request waiting 1.9 s)."""
 
     _head_lines = 0  # lines of the request head being read
     _head_bytes = 0
+    _in_a_row = 0
+    _lost = False
+
+    def requestDone(self, request):
+        self._in_a_row += 1
+        if self._in_a_row < MAX_PER_TURN:
+            return super().requestDone(request)
+        self._in_a_row = 0
+        self.callLater(0, self._request_done_later, request)
+        return None
+
+    def _request_done_later(self, request):
+        if not self._lost and self.requests and self.requests[0] is request:
+            super().requestDone(request)
+
+    def connectionLost(self, reason):
+        self._lost = True
+        super().connectionLost(reason)
 
     def lineReceived(self, line):
         self._head_lines += 1

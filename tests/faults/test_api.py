@@ -372,3 +372,36 @@ def test_down_toxic_refuses_a_created_proxys_clients_until_removed(redis_server)
         assert ping(port) == PONG
 
     yield run(check)
+
+
+@pytest.mark.memory
+def test_a_pipelined_flood_is_answered_a_few_requests_per_turn():
+    # 2,000 pipelined GET /proxies were answered in one go: another client's request waited
+    # 1.9 s behind them
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from playground.faults.api import make_site
+    from playground.faults.registry import Registry
+    from tests.support.waiting import reactor_turn
+
+    clock = MemoryReactorClock()
+    site = make_site(Registry(reactor=clock))
+    site.reactor = clock
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 100)
+
+    def answered():
+        return transport.value().count(b"HTTP/1.1 200 OK")
+
+    per_turn = 8  # playground.common.limits.MAX_PER_TURN
+    assert answered() == per_turn
+    for _ in range(100):
+        if answered() == 100:
+            break
+        before = answered()
+        reactor_turn(clock)
+        assert answered() - before <= per_turn
+    assert answered() == 100
