@@ -36,7 +36,13 @@ from playground.codec.values import (
 from playground.decode.detect import HTTP, RESP, classify
 from playground.decode.httpdecoder import HttpConversation, HttpSwitched, HttpUndecodable
 from playground.decode.httpdecoder import HttpExchange as _HttpDone
-from playground.decode.redaction import REDACTED, SECRET_COMMANDS, SECRET_HEADERS
+from playground.decode.redaction import (
+    REDACTED,
+    SECRET_COMMANDS,
+    SECRET_HEADERS,
+    mask_preview,
+    secret_values,
+)
 from playground.decode.respdecoder import (
     Exchange,
     RespConversation,
@@ -536,7 +542,10 @@ def compare(recorded: list, now: list, rules: Rules) -> list[Outcome]:
             out.append(Outcome(n, "", EXACT))
             continue
         if isinstance(x.reply, HttpReply) and isinstance(reply, HttpReply):
-            how = _http_difference(x.reply, reply, rules)
+            secrets = secret_values(*(e.head[2] for e in (x, new) if e is not None and e.head))
+            how = _http_difference(_masked(x.reply, secrets), _masked(reply, secrets), rules)
+            if how is None and secrets and _http_difference(x.reply, reply, rules):
+                how = "body: differs where it echoes the request's credentials (not shown)"
         elif x.args and rules.name(x.args[0]):
             how = None
         else:
@@ -557,6 +566,14 @@ def _shown(reply, recorded: Exchanged, replayed: Exchanged | None):
         if x is not None and x.args:
             reply = redact_reply(x.args, reply)
     return reply
+
+
+def _masked(reply: HttpReply, secrets: list) -> HttpReply:
+    """``reply`` with its body's copies of the request's credentials (an echo such as
+    httpbin's ``/headers``: the one ``--header`` supplied too) as ``(redacted)``."""
+    if not secrets or not reply.body:
+        return reply
+    return attrs.evolve(reply, body=mask_preview(reply.body, secrets, reply.size))
 
 
 def _http_difference(a: HttpReply, b: HttpReply, rules: Rules) -> str | None:

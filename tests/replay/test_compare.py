@@ -149,6 +149,21 @@ def test_http_masked_header_and_host_are_supplied():
                                 b"Host: new:8080\r\n\r\n")
 
 
+def test_an_http_body_echoing_the_credential_is_shown_without_it():
+    # GET /headers (httpbin's echo) replayed with --header 'Authorization: Bearer s3cr3t-tok':
+    # "body $.headers.Authorization: recorded "************", now "Bearer s3cr3t-tok""
+    def echo(auth: bytes, extra: bytes = b""):
+        body = b'{"headers": {"Authorization": "%s"%s}}' % (auth, extra)
+        return _http(body=body)
+
+    decoded = decode(_chunks((REQ, echo(b"************"))))
+    requests, _ = plan(decoded, REQ, Secrets(headers=((b"Authorization", b"Bearer s3cr3t-tok"),)))
+    for body in (echo(b"Bearer s3cr3t-tok"), echo(b"Bearer s3cr3t-tok", b', "x": 1')):
+        replayed = decode(_chunks((requests[0].data, body))).exchanges
+        outcome = compare(decoded.exchanges, replayed, Rules.parse(["Date"]))[0]
+        assert outcome.verdict == DIFFERENT and "s3cr3t" not in outcome.line, outcome.line
+
+
 def test_json_paths():
     doc = {"id": 1, "items": [{"ts": 1, "v": 2}, {"ts": 3, "v": 4}], "deep": {"a": {"ts": 5}}}
     rules = Rules.parse(["$.id,$.items[*].ts", "$..ts"])
