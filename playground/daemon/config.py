@@ -41,6 +41,7 @@ from playground.common.options import non_negative_float
 
 KINDS = ("proxy", "echo", "chat", "http", "resp")  # the subcommands a table may name
 GLOBAL_KEYS = ("stats-interval", "metrics")
+MAX_BYTES = 1 << 20  # a config file is read whole: a larger one (/dev/zero) is refused
 _NOT_OPTIONS = frozenset({"help", "version"})
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _FLAG_IN_MESSAGE = re.compile(r"--([a-z0-9][a-z0-9-]*)")
@@ -261,6 +262,8 @@ def parse_override(text: str) -> tuple[tuple[str, ...], object]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"--set {'.'.join(path)}: arrays or inline tables nested too deep")
     return path, value
 
 
@@ -269,9 +272,11 @@ def load(path: str, overrides=(), flag: str = "--config") -> Config:
     (``serve``'s ``--config``, or the command that was given the file)."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{flag}: cannot read {path}: {e.strerror}")
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"{path}: more than {MAX_BYTES} bytes: not a tcpplay config file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -289,6 +294,8 @@ def loads(text: str, path: str = "<config>", overrides=()) -> Config:
             msg = str(e)[: m.start()].strip()
             raise ConfigError(f"{path}:{m.group(1)}: {msg}")
         raise ConfigError(f"{path}: {e}")
+    except RecursionError:  # tomllib recurses per level of nesting
+        raise ConfigError(f"{path}:{_deep_line(text)}: arrays or inline tables nested too deep")
     overridden: dict[tuple[str, ...], str] = {}
     for text_ in overrides:
         keypath, value = parse_override(text_)
@@ -303,6 +310,22 @@ def loads(text: str, path: str = "<config>", overrides=()) -> Config:
         overridden[keypath] = text_
     where = _Where(path, key_lines(text), overridden)
     return _validate(doc, path, where)
+
+
+def _deep_line(text: str, limit: int = 100) -> int:
+    """The line where brackets and braces first open ``limit`` deep (roughly: strings and
+    comments are not skipped); the last line if none does."""
+    depth = 0
+    number = 1
+    for number, line in enumerate(text.splitlines() or [""], 1):
+        for ch in line:
+            if ch in "[{":
+                depth += 1
+                if depth >= limit:
+                    return number
+            elif ch in "]}":
+                depth = max(0, depth - 1)
+    return number
 
 
 def _validate(doc: dict, path: str, where: _Where) -> Config:

@@ -13,7 +13,8 @@ The endpoint stays cheap under a flood: a page's body is rendered at most once p
 (every request of that turn gets the same bytes), a render redoes only the commands that saw
 traffic since the last one (``stats``: summaries and Prometheus lines are kept while their
 figures stay the same), and a connection gets at most
-``MAX_PER_TURN`` pipelined requests answered per turn (the rest wait for the next turn, and
+``MAX_PER_TURN`` pipelined requests answered per turn (``playground.common.limits``'s
+``BoundedChannel``, as every ``CappedSite``: the rest wait for the next turn, and
 Twisted stops reading from that connection meanwhile), so 1,000 pipelined GETs cost 125 short
 turns, not one long one.
 
@@ -30,7 +31,7 @@ import time
 from twisted.application import service
 from twisted.internet import task
 from twisted.logger import Logger
-from twisted.web import http, resource, server
+from twisted.web import resource, server
 
 from playground.common.defaultreactor import default_reactor
 from playground.common.limits import CappedSite, Refusal
@@ -264,38 +265,9 @@ class _Root(resource.Resource):
         return b"tcpplay metrics: /metrics (Prometheus text format), /metrics.json\n"
 
 
-MAX_PER_TURN = 8  # pipelined requests one connection gets answered per reactor turn
-
-
-class _Channel(http.HTTPChannel):
-    """``HTTPChannel`` that answers at most ``MAX_PER_TURN`` pipelined requests in a row: then
-    the next is taken on a later reactor turn (Twisted answers a pipeline in one go otherwise,
-    each request inside the previous one's completion)."""
-
-    _in_a_row = 0
-    _lost = False
-
-    def requestDone(self, request):
-        self._in_a_row += 1
-        if self._in_a_row < MAX_PER_TURN:
-            return super().requestDone(request)
-        self._in_a_row = 0
-        self.callLater(0, self._request_done_later, request)
-        return None
-
-    def _request_done_later(self, request):
-        if not self._lost and self.requests and self.requests[0] is request:
-            super().requestDone(request)
-
-    def connectionLost(self, reason):
-        self._lost = True
-        super().connectionLost(reason)
-
-
 class MetricsSite(CappedSite):
-    """No access-log line per scrape (a scraper polls every few seconds); ``_Channel``s."""
+    """No access-log line per scrape (a scraper polls every few seconds)."""
 
-    protocol = _Channel
     label = "metrics"
 
     def log(self, request):

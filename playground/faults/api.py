@@ -17,7 +17,10 @@ A proxy is ``{"name", "listen", "upstream", "enabled", "toxics"}``, a toxic
 ``FaultError`` text, naming the field), 404 an unknown proxy, toxic or route, 405 a method the
 route does not take, 409 a name already taken, 413 a body over ``MAX_BODY`` bytes, 500 a port
 that cannot be bound. Like toxiproxy, a request whose ``User-Agent`` starts with ``Mozilla/`` is
-refused (403): a web page cannot drive the API from a browser.
+refused (403): a web page cannot drive the API from a browser; so is, without a token, one
+whose ``Host`` does not name loopback (403): a page whose name was re-pointed at 127.0.0.1 (DNS
+rebinding) would otherwise drive it same-origin (Firefox lets a script set ``User-Agent``), e.g.
+create a proxy on 0.0.0.0 in front of a local Redis.
 
 ``token``: when set (the API is bound beyond loopback), every request must carry it: the
 ``Authorization: Bearer TOKEN`` or ``X-Tcpplay-Token`` header, or ``?token=``, compared in constant
@@ -29,6 +32,7 @@ from __future__ import annotations
 import json
 
 from twisted.internet import defer
+from twisted.internet.address import UNIXAddress
 from twisted.logger import Logger
 from twisted.web import resource, server
 
@@ -36,7 +40,7 @@ import playground
 from playground.common.limits import CappedSite
 from playground.common.listening import ListeningService
 from playground.faults.registry import ApiError, PopulateError, Registry, bad_request, proxy_fields
-from playground.web.options import authorised
+from playground.web.options import authorised, loopback_host
 
 MAX_BODY = 64 * 1024
 VERSION = f"tcpplay {playground.__version__}"
@@ -95,6 +99,12 @@ class ToxiproxyApi(resource.Resource):
         if not authorised(request, self.token):
             return self._error(request, 401, "a token is needed: the Authorization: Bearer "
                                              "TOKEN header, X-Tcpplay-Token, or ?token=TOKEN")
+        if self.token is None and not loopback_host(request.getHeader(b"host")) and (
+                not isinstance(request.getHost(), UNIXAddress)):
+            return self._error(request, 403, "without a token, the API answers only a Host "
+                                             "naming loopback (127.0.0.1, [::1], localhost): "
+                                             "a page on another name may be DNS rebinding "
+                                             "(set --api-token to reach it by another name)")
         path = [p.decode("utf-8", "replace") for p in request.postpath]
         while len(path) > 1 and path[-1] == "":
             path.pop()

@@ -117,6 +117,23 @@ def upstream_target(text) -> addresses.Target:
     return target
 
 
+_LOCAL_NAMES = {"", "0.0.0.0", "::", "localhost", "::1"}
+
+
+def _local(host: str | None) -> bool:
+    return host is not None and (host.lower() in _LOCAL_NAMES or host.startswith("127."))
+
+
+def check_not_itself(listen: str, upstream: str, where: str = "") -> None:
+    """400 when ``upstream`` is the proxy's own ``listen`` address: each connection would open
+    the next until the file descriptors run out (one client made 1018 pairs at nofile 2048)."""
+    bound, target = listen_address(listen), upstream_target(upstream)
+    if bound.port and target.port == bound.port and (
+            target.host == bound.host or _local(target.host) and _local(bound.host)):
+        raise ApiError(f"upstream: {upstream} is the proxy's own listen address {listen}"
+                       f"{where}: every connection would connect to itself", 400)
+
+
 def proxy_fields(body, where: str = "") -> dict:
     """The fields of a proxy's JSON body (``POST /proxies``, one entry of ``/populate``), checked:
     ``name`` and ``upstream`` required, ``listen`` defaulted to ``127.0.0.1:0``, ``enabled`` to
@@ -136,8 +153,7 @@ def proxy_fields(body, where: str = "") -> dict:
     if not isinstance(enabled, bool):
         raise bad_request(f"enabled: expected true or false, got {enabled!r}")
     listen = body.get("listen") or DEFAULT_LISTEN
-    listen_address(listen)
-    upstream_target(body["upstream"])
+    check_not_itself(listen, body["upstream"], where)
     return {"name": name, "listen": listen, "upstream": body["upstream"], "enabled": enabled}
 
 
@@ -259,8 +275,7 @@ class Registry(service.Service):
         if moved and proxy.fixed:
             raise ApiError(f"{name}: listen and upstream are fixed by --listen and --target", 400)
         if moved:
-            listen_address(listen)
-            upstream_target(upstream)
+            check_not_itself(listen, upstream)
             was_enabled = proxy.enabled
             yield self._retire(proxy)
             # a new runner, with the toxics in a set of its own (the old one listens to the old)

@@ -41,6 +41,7 @@ import attrs
 from playground.codec.parser import RespParser
 from playground.codec.values import Inline, ProtocolError, Push
 from playground.common.globs import fnmatchcase
+from playground.decode.respdecoder import redact_command
 from playground.faults.model import ConnectionToxics, Toxic
 from playground.faults.toxics import Abort, Close, Wait
 
@@ -98,8 +99,10 @@ class _Slot:
 
 
 def describe(args) -> str:
-    """A command for a log line: its name and first key, escaped, short."""
-    words = [a.decode("latin-1") for a in args[:2]]
+    """A command for a log line: its name and first key, escaped, short; a password
+    (``AUTH pw``) as ``(redacted)``: the log is no place for it, whatever ``--no-redact`` says
+    of the traffic's sinks."""
+    words = [a.decode("latin-1") for a in redact_command(args[:3])[:2]]
     text = " ".join(words).encode("unicode_escape").decode("ascii")
     return text if len(text) <= 80 else text[:77] + "..."
 

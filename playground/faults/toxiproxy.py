@@ -16,7 +16,13 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.python import usage
 
-from playground.common.options import CommandOptions, non_negative_float, parameter, positive_int
+from playground.common.options import (
+    CommandOptions,
+    non_negative_float,
+    non_negative_int,
+    parameter,
+    positive_int,
+)
 from playground.faults import apioptions
 from playground.faults.api import ApiListening
 from playground.faults.registry import MAX_PROXIES, ApiError, Registry, proxy_fields
@@ -38,6 +44,9 @@ class Options(CommandOptions):
          "toxiproxy's JSON file of proxies (a list of {name, listen, upstream, enabled}), "
          "created at start as POST /populate would."],
         parameter("max-proxies", MAX_PROXIES, "At most this many proxies.", positive_int),
+        parameter("max-connections", 10000,
+                  "Each proxy refuses connections beyond this many open at once "
+                  "(0 = unlimited).", non_negative_int),
         parameter("connect-timeout", 5.0,
                   "Seconds each proxy's upstream has to accept (0: the system's timeout).",
                   non_negative_float),
@@ -126,6 +135,7 @@ def make_service(options, reactor=None) -> service.IService:
     registry = Registry(
         observer=observer, reactor=reactor, max_proxies=options["max-proxies"],
         connect_timeout=options["connect-timeout"], idle_timeout=options["idle-timeout"],
+        max_connections=options["max-connections"],
         drain_timeout=options["drain-timeout"], ids=itertools.count(1),
         log_connections=daemonized(options) or not any(isinstance(s, ConsoleSink) for s in sinks))
     for sink in sinks:

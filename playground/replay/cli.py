@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import re
 import sys
 import traceback
@@ -291,8 +292,9 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
         headers = tuple(parse_header(h) for h in args.header)
         if args.concurrency < 1:
             raise ValueError(f"--concurrency: {args.concurrency} is not 1 or more")
-        if args.timeout <= 0:
-            raise ValueError(f"--timeout: {args.timeout:g} is not more than 0")
+        if not (0 < args.timeout < math.inf):  # nan too
+            raise ValueError(f"--timeout: {args.timeout:g} is not a finite number of seconds "
+                             f"more than 0")
     except (usage.UsageError, ValueError) as e:
         parser.error(str(e))
     secrets = C.Secrets(args.auth.encode() if args.auth is not None else None, headers,

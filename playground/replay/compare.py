@@ -36,8 +36,20 @@ from playground.codec.values import (
 from playground.decode.detect import HTTP, RESP, classify
 from playground.decode.httpdecoder import HttpConversation, HttpSwitched, HttpUndecodable
 from playground.decode.httpdecoder import HttpExchange as _HttpDone
-from playground.decode.redaction import REDACTED, SECRET_COMMANDS, SECRET_HEADERS
-from playground.decode.respdecoder import Exchange, RespConversation, redact_command, secret_parts
+from playground.decode.redaction import (
+    REDACTED,
+    SECRET_COMMANDS,
+    SECRET_HEADERS,
+    mask_preview,
+    secret_values,
+)
+from playground.decode.respdecoder import (
+    Exchange,
+    RespConversation,
+    redact_command,
+    redact_reply,
+    secret_parts,
+)
 from playground.decode.respdecoder import Undecodable as RespUndecodable
 from playground.decode.views import escape, quoted
 from playground.replay.reassembly import C2S, S2C
@@ -523,23 +535,45 @@ def compare(recorded: list, now: list, rules: Rules) -> list[Outcome]:
         new = now[n - 1] if n - 1 < len(now) else None
         reply = NO_REPLY if new is None else new.reply
         if new is None and x.expects_reply:
-            out.append(Outcome(n, x.label, MISSING,
-                               f"#{n} {x.label}: recorded {describe(x.reply)}, now (no reply)"))
+            out.append(Outcome(n, x.label, MISSING, f"#{n} {x.label}: recorded "
+                               f"{describe(_shown(x.reply, x, new))}, now (no reply)"))
             continue
         if reply == x.reply:
             out.append(Outcome(n, "", EXACT))
             continue
         if isinstance(x.reply, HttpReply) and isinstance(reply, HttpReply):
-            how = _http_difference(x.reply, reply, rules)
+            secrets = secret_values(*(e.head[2] for e in (x, new) if e is not None and e.head))
+            how = _http_difference(_masked(x.reply, secrets), _masked(reply, secrets), rules)
+            if how is None and secrets and _http_difference(x.reply, reply, rules):
+                how = "body: differs where it echoes the request's credentials (not shown)"
         elif x.args and rules.name(x.args[0]):
             how = None
         else:
-            how = f"recorded {describe(x.reply)}, now {describe(reply)}"
+            how = (f"recorded {describe(_shown(x.reply, x, new))}, "
+                   f"now {describe(_shown(reply, x, new))}")
         if how is None:
             out.append(Outcome(n, x.label, IGNORED))
         else:
             out.append(Outcome(n, x.label, DIFFERENT, f"#{n} {x.label}: {how}"))
     return out
+
+
+def _shown(reply, recorded: Exchanged, replayed: Exchanged | None):
+    """``reply`` as a difference line shows it: a password the command carried (the recorded
+    one, or the one sent: ``--auth``) hidden where the reply echoes it (``-ERR unknown command
+    'AUTH', with args beginning with: 'pw'``), and ``CONFIG GET``'s secret values."""
+    for x in (recorded, replayed):
+        if x is not None and x.args:
+            reply = redact_reply(x.args, reply)
+    return reply
+
+
+def _masked(reply: HttpReply, secrets: list) -> HttpReply:
+    """``reply`` with its body's copies of the request's credentials (an echo such as
+    httpbin's ``/headers``: the one ``--header`` supplied too) as ``(redacted)``."""
+    if not secrets or not reply.body:
+        return reply
+    return attrs.evolve(reply, body=mask_preview(reply.body, secrets, reply.size))
 
 
 def _http_difference(a: HttpReply, b: HttpReply, rules: Rules) -> str | None:

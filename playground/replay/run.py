@@ -5,8 +5,9 @@
 for the reply, send the next) or, ``pipelined``, as they were recorded, keeping the recorded
 gaps divided by ``speed`` (``None``: no waiting at all), and decodes what comes back as it comes
 (``compare.Live``), so it knows when a reply is complete. A reply that does not come within
-``timeout`` seconds of the last byte (or a connection that is not up within it) ends the session
-with the connection aborted. Work per reactor turn is bounded: at most ``SLICE_REQUESTS``
+``timeout`` seconds of the last request sent or reply completed (or a connection that is not up
+within it) ends the session with the connection aborted: bytes that complete no reply do not
+extend the wait, so a target streaming pushes or an endless body cannot hold the replay. Work per reactor turn is bounded: at most ``SLICE_REQUESTS``
 requests or ``SLICE_BYTES`` bytes are written before the session yields to the reactor.
 
 :func:`replay` runs several sessions, at most ``concurrency`` at once, each starting at its
@@ -113,8 +114,10 @@ class Session:
         self._send()
 
     def received(self, data: bytes) -> None:
-        self._replies += self.live.feed(S2C, data, self.reactor.seconds())
-        self._arm()
+        replies = self.live.feed(S2C, data, self.reactor.seconds())
+        if replies:  # bytes that complete no reply (pushes, an endless body) do not count
+            self._replies += replies
+            self._arm()
         if self._replies >= self._expected and self._send_call is None:
             self._send()
 

@@ -4,7 +4,8 @@
 ``--web-token``, ``--web-connections`` and ``--web-memory``; ``check_options(opts)`` validates
 them in place (a ``UsageError`` names the flag). An address that is not loopback needs a token:
 ``--web-token``, else a random one, printed in the start-up line (``check_token``);
-``authorised(request, token)`` checks a request's token. The toxiproxy API uses both for
+``authorised(request, token)`` checks a request's token, ``loopback_host(host)`` whether a
+tokenless request's Host names loopback (DNS rebinding). The toxiproxy API uses them all for
 ``--api-token``. Light on purpose: the proxy imports it whether or not the view is on
 (``playground.web.service`` is imported only then).
 """
@@ -53,6 +54,23 @@ def authorised(request, token: str | None) -> bool:
     elif auth and auth.lower().startswith(b"bearer "):
         given = auth[7:].strip()
     return hmac.compare_digest(given, token.encode())
+
+
+def loopback_host(host: bytes | None) -> bool:
+    """Whether a Host header names loopback (``127.x.x.x``, ``[::1]``, ``localhost`` or a name
+    under ``.localhost``, with a port or not), or is absent (HTTP/1.0): what a tokenless view
+    answers. A browser sends the name it resolved: a page whose name was re-pointed at
+    127.0.0.1 (DNS rebinding) would otherwise read the capture, same-origin."""
+    if host is None:
+        return True
+    name = host.strip().lower()
+    if name.startswith(b"["):
+        return name.partition(b"]")[0] == b"[::1"
+    name = name.partition(b":")[0].rstrip(b".")
+    if name == b"localhost" or name.endswith(b".localhost"):
+        return True
+    parts = name.split(b".")
+    return len(parts) == 4 and parts[0] == b"127" and all(p.isdigit() for p in parts)
 
 
 def is_loopback(desc: str) -> bool:

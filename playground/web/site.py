@@ -68,7 +68,7 @@ from playground.web.export import evicted_ranges, jsonl_pieces, pcap_pieces
 from playground.web.filterscan import FilterScan
 from playground.web.latency import PROTOCOLS as TIMED_PROTOCOLS
 from playground.web.latency import Latency
-from playground.web.options import authorised
+from playground.web.options import authorised, loopback_host
 from playground.web.sink import rows as exchange_rows
 
 ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
@@ -588,23 +588,6 @@ class WebRoot(resource.Resource):
         request.write(b"retry: 1000\n\n")
         self.feed.add(request, since)
         return server.NOT_DONE_YET
-
-
-def loopback_host(host: bytes | None) -> bool:
-    """Whether a Host header names loopback (``127.x.x.x``, ``[::1]``, ``localhost`` or a name
-    under ``.localhost``, with a port or not), or is absent (HTTP/1.0): what a tokenless view
-    answers. A browser sends the name it resolved: a page whose name was re-pointed at
-    127.0.0.1 (DNS rebinding) would otherwise read the capture, same-origin."""
-    if host is None:
-        return True
-    name = host.strip().lower()
-    if name.startswith(b"["):
-        return name.partition(b"]")[0] == b"[::1"
-    name = name.partition(b":")[0].rstrip(b".")
-    if name == b"localhost" or name.endswith(b".localhost"):
-        return True
-    parts = name.split(b".")
-    return len(parts) == 4 and parts[0] == b"127" and all(p.isdigit() for p in parts)
 
 
 def _origin_host(origin: bytes) -> bytes:

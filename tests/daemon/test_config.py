@@ -249,6 +249,26 @@ def test_toml_syntax_error_has_the_line():
     assert error("[echo.a]\nlisten = \n") == "x.toml:2: Invalid value"
 
 
+def test_nesting_too_deep_names_the_line_not_a_traceback():
+    # tomllib recurses per level: 600 nested arrays raised RecursionError through twistd
+    deep = "[" * 600 + "]" * 600
+    assert error(f"[echo.a]\nlisten = 1\nx = {deep}\n") == (
+        "x.toml:3: arrays or inline tables nested too deep")
+    assert error("[echo.a]\nx = [\n" + "{a = [\n" * 400 + "\n") == (
+        "x.toml:52: arrays or inline tables nested too deep")  # 100 deep
+    assert error(GOOD, [f"echo.e.listen={deep}"]) == (
+        "--set echo.e.listen: arrays or inline tables nested too deep")
+
+
+def test_a_file_that_is_no_config_is_refused_unread(tmp_path):
+    # the file was read whole: --config /dev/zero until memory ran out (MemoryError through
+    # twistd); a file just over the bound stands for it here
+    big = tmp_path / "big.toml"
+    big.write_text("[echo.e]\nlisten = 1\n" + "#" * (1 << 20))
+    with pytest.raises(C.ConfigError, match="more than 1048576 bytes: not a tcpplay config"):
+        C.load(str(big))
+
+
 def test_overrides():
     cfg = load(GOOD, ["proxy.redis.listen=7100", "echo.e.max-connections=5", "metrics=9200",
                       "proxy.redis.quiet=false", 'proxy.redis.only="GET,SET"'])

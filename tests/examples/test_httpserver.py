@@ -23,6 +23,7 @@ from playground.examples.http.app import AppLimits, HttpApp
 from playground.examples.http.parser import HttpRequestParser, RequestHead
 from tests.support.net import free_port
 from tests.support.processes import need
+from tests.support.waiting import until
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40001)
 
@@ -280,6 +281,53 @@ def test_write_backpressure_stops_responses():
     assert t.value() == b""
     proto.resumeProducing()
     assert len(responses(t.value())) == 1 and t.producerState == "producing"
+
+
+@pytest.mark.memory
+def test_responses_made_ahead_are_bounded_for_a_client_that_does_not_read():
+    # 32 pipelined /bytes/1048576 from a client whose window is full: each response used to be
+    # made as its request was read, 32 MiB held by one connection (10 MiB each: 320 MiB)
+    factory, _ = make()
+    proto, t = connect(factory)
+    proto.pauseProducing()  # the transport's buffer is full
+    proto.dataReceived(req("/bytes/1048576?seed=1") * 32)
+    made = sum(len(s.response.body) for s in proto.queue if s.response is not None)
+    assert len(proto.queue) == 32 and made <= 2 << 20  # MAX_AHEAD (1 MiB) and one more
+    proto.resumeProducing()  # each of the rest is made when its turn comes, in order
+    got = responses(t.value())
+    assert [r.status_code for r, _ in got] == [200] * 32
+    assert {b for _, b in got} == {got[0][1]} and len(got[0][1]) == 1 << 20
+    assert not proto.queue and proto._ahead == 0
+
+
+@pytest.mark.memory
+def test_request_bodies_read_ahead_are_bounded():
+    # 31 bodies of 256 kB behind a /delay: each was read as it came, 7.75 MiB a connection
+    # (1 MiB bodies: 31 MiB a connection, 31 GB at the default --max-connections 1000)
+    factory, clock = make()
+    proto, t = connect(factory)
+    body = b"b" * 256_000
+    data = req("/delay/1") + req("/anything", "POST", body=body) * 31
+    fed = 0
+
+    def read():  # as the transport reads: 64 KiB at a time, until it is paused
+        nonlocal fed
+        while t.producerState == "producing" and fed < len(data):
+            fed += 65536
+            proto.dataReceived(data[fed - 65536:fed])
+
+    read()
+    held = sum(len(p) for s in proto.queue for p in s.parts) + sum(
+        len(s.response.body) for s in proto.queue if s.response is not None)
+    assert held <= (1 << 20) + len(body) + 4096  # MAX_AHEAD and the body being read
+    assert t.producerState == "paused"  # no more reading meanwhile
+    for _ in range(200):  # each answer lets the next requests in
+        clock.advance(1)
+        read()
+    got = responses(t.value(), ["GET"] + ["POST"] * 31)
+    assert [r.status_code for r, _ in got] == [200] * 32
+    assert all(len(json.loads(b)["data"]) == len(body) for _, b in got[1:])
+    assert not proto.queue and proto._bodies == 0 and proto._ahead == 0
 
 
 @pytest.mark.memory
@@ -776,6 +824,50 @@ def test_raw_socket_pipelining(server):
     assert [json.loads(b)["url"] for _, b in got] == [
         "http://test/delay/0.3", "http://test/get?n=1", "http://test/anything",
         "http://test/get?n=3"]
+
+
+def pipeline_unread(port: int, data: bytes) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(data)
+    return s
+
+
+def read_until_closed(s: socket.socket) -> bytes:
+    buf = b""
+    deadline = time.monotonic() + 15
+    with s:
+        while time.monotonic() < deadline:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_client_pipelining_big_responses_and_not_reading_holds_a_bounded_amount(server):
+    # 32 pipelined /bytes/1048576, none read: every ready response went into the transport's
+    # buffer in one write (32 MiB a connection; at /bytes/10485760, 320 MiB)
+    from twisted.internet import reactor, task
+
+    from playground.common.twistedprivate import pending_write_bytes
+
+    protocols = []
+    build = server.buildProtocol
+    server.buildProtocol = lambda addr: protocols.append(build(addr)) or protocols[-1]
+    data = req("/bytes/1048576?seed=2") * 31 + req("/bytes/1048576?seed=2",
+                                                    headers=b"Connection: close\r\n")
+    s = yield threads.deferToThread(pipeline_unread, server.port, data)
+    yield until(lambda: protocols and protocols[0]._write_paused, "the transport to fill")
+    yield task.deferLater(reactor, 0.2, lambda: None)  # time to write on, had it not paused
+    p = protocols[0]
+    held = pending_write_bytes(p.transport) + sum(
+        len(slot.response.body) for slot in p.queue if slot.response is not None)
+    assert held <= 4 << 20, held  # MAX_AHEAD (1 MiB) twice and a response or two
+    buf = yield threads.deferToThread(read_until_closed, s)
+    got = responses(buf)
+    assert len(got) == 32 and {b for _, b in got} == {got[0][1]}
 
 
 def send_all_then_half_close(port: int, data: bytes) -> bytes:

@@ -102,6 +102,43 @@ def test_half_close_still_gets_every_reply():
     assert proto.close_reason == "client finished sending (half-close)"
 
 
+@pytest.mark.memory
+def test_replies_of_one_read_are_made_a_slice_at_a_time():
+    # 20 pipelined GETs of a 300 kB value in one read: all 6 MB of replies were made and
+    # written at once (one 64 KiB read of GETs of a 1 MB value: 7 GB)
+    factory, clock = make_factory()
+    proto, transport, writes = connect(factory)
+    other, other_transport, _ = connect(factory, 40002)
+    value = b"v" * 300_000
+    proto.dataReceived(cmds(("SET", "big", value)))
+    del writes[:]
+    proto.dataReceived(cmds(*[("GET", "big")] * 20))
+    assert len(writes) == 1 and len(writes[0]) <= (1 << 20) + len(value) + 20  # REPLY_SLICE
+    assert transport.producerState == "paused"  # no more reading while requests are held
+    other.dataReceived(b"PING\r\n")  # another client is served meanwhile
+    assert other_transport.value() == b"+PONG\r\n"
+    for _ in range(20):
+        clock.advance(0)
+    assert b"".join(writes) == (b"$300000\r\n" + value + b"\r\n") * 20
+    assert transport.producerState == "producing" and proto.commands == 21
+
+
+@pytest.mark.memory
+def test_held_requests_wait_for_the_transport_to_drain():
+    factory, clock = make_factory()
+    proto, transport, writes = connect(factory)
+    proto.dataReceived(cmds(("SET", "big", "v" * 600_000)))
+    proto.dataReceived(cmds(*[("GET", "big")] * 5) + b"PING\r\n")
+    proto.pauseProducing()  # the write filled the transport's buffer
+    clock.advance(0)
+    assert len(writes) == 2 and not writes[1].endswith(b"+PONG\r\n")  # the rest waits
+    proto.resumeProducing()
+    clock.advance(0)
+    assert b"".join(writes) == b"+OK\r\n" + (b"$600000\r\n" + b"v" * 600_000 + b"\r\n") * 5 \
+        + b"+PONG\r\n"
+    assert transport.producerState == "producing"
+
+
 @pytest.mark.twistd
 def test_half_close_with_nc_answers_every_time(resp_port):
     nc = need("nc")

@@ -276,6 +276,73 @@ def test_reset_enables_every_proxy_and_removes_every_toxic(redis_server):
 
 
 @pytest_twisted.inlineCallbacks
+def test_without_a_token_only_a_loopback_host_is_answered(redis_server):
+    # DNS rebinding: a page on evil.example re-pointed at 127.0.0.1 drives the API same-origin
+    # (Firefox lets a script set User-Agent), e.g. a proxy on 0.0.0.0 in front of local Redis
+    def check(api):
+        rebound = {"Host": f"evil.example:{api}", "User-Agent": "curl/8"}
+        status, body, _ = call(api, "POST", "/proxies",
+                               proxy_body("open", redis_server.port, listen="0.0.0.0:0"),
+                               headers=rebound)
+        assert status == 403 and "DNS rebinding" in body["error"]
+        assert call(api, "GET", "/proxies", headers=rebound)[:2] == (403, {
+            "error": body["error"], "status": 403})
+        for host in (f"127.0.0.1:{api}", f"localhost:{api}", "127.0.0.2", "LOCALHOST."):
+            assert call(api, "GET", "/proxies", headers={"Host": host})[:2] == (200, {}), host
+
+    yield run(check)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_token_lets_any_host_in():
+    def check(api):
+        headers = {"Host": "toxiproxy.internal:8474", "Authorization": f"Bearer {TOKEN}"}
+        assert call(api, "GET", "/proxies", headers=headers)[0] == 200
+
+    yield run(check, token=TOKEN)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_proxys_connections_are_bounded(redis_server):
+    # the toxiproxy subcommand's proxies took any number of connections (the proxy
+    # subcommand's stop at --max-connections, 10000): clients, or a proxy whose upstream is
+    # itself, took every file descriptor, the API's too
+    def check(api):
+        status, proxy, _ = call(api, "POST", "/proxies", proxy_body("r", redis_server.port))
+        assert status == 201
+        port = listen_port(proxy)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as first, \
+                socket.create_connection(("127.0.0.1", port), timeout=5) as second:
+            first.sendall(PING)
+            assert recv_exactly(first, len(PONG)) == PONG
+            assert second.recv(100) == b""  # refused: closed at once
+
+    yield run(check, max_connections=1)
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_upstream_that_is_the_proxy_itself_is_refused(redis_server):
+    def check(api):
+        status, proxy, _ = call(api, "POST", "/proxies", proxy_body("r", redis_server.port))
+        assert status == 201
+        status, body, _ = call(api, "POST", "/proxies/r", {"upstream": proxy["listen"]})
+        assert status == 400 and "own listen address" in body["error"]
+        assert call(api, "GET", "/proxies/r")[1]["upstream"] == f"127.0.0.1:{redis_server.port}"
+
+    yield run(check)
+
+
+def test_toxiproxy_max_connections_option():
+    from playground.faults.toxiproxy import Options, make_service
+
+    opts = Options()
+    opts.parseOptions(["--quiet"])
+    assert opts["max-connections"] == 10000
+    opts.parseOptions(["--quiet", "--max-connections", "3"])
+    assert make_service(opts).registry.max_connections == 3
+
+
+@pytest_twisted.inlineCallbacks
 def test_token_beyond_loopback():
     def check(api):
         status, body, _ = call(api, "GET", "/proxies")
@@ -305,3 +372,36 @@ def test_down_toxic_refuses_a_created_proxys_clients_until_removed(redis_server)
         assert ping(port) == PONG
 
     yield run(check)
+
+
+@pytest.mark.memory
+def test_a_pipelined_flood_is_answered_a_few_requests_per_turn():
+    # 2,000 pipelined GET /proxies were answered in one go: another client's request waited
+    # 1.9 s behind them
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from playground.faults.api import make_site
+    from playground.faults.registry import Registry
+    from tests.support.waiting import reactor_turn
+
+    clock = MemoryReactorClock()
+    site = make_site(Registry(reactor=clock))
+    site.reactor = clock
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 100)
+
+    def answered():
+        return transport.value().count(b"HTTP/1.1 200 OK")
+
+    per_turn = 8  # playground.common.limits.MAX_PER_TURN
+    assert answered() == per_turn
+    for _ in range(100):
+        if answered() == 100:
+            break
+        before = answered()
+        reactor_turn(clock)
+        assert answered() - before <= per_turn
+    assert answered() == 100

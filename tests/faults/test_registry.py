@@ -167,3 +167,26 @@ def test_the_api_refuses_an_upstream_on_a_local_socket(text):
                                   "localhost:80"])
 def test_the_api_takes_network_upstreams(text):
     assert upstream_target(text).kind in ("tcp", "tcp6")
+
+
+@pytest.mark.parametrize("listen, upstream", [
+    ("127.0.0.1:26379", "127.0.0.1:26379"),
+    ("127.0.0.1:26379", "localhost:26379"),
+    (":26379", "127.0.0.1:26379"),
+    ("0.0.0.0:26379", "127.0.0.2:26379"),
+    ("[::1]:26379", "[::1]:26379"),
+])
+def test_a_proxy_whose_upstream_is_itself_is_a_400(listen, upstream):
+    # one client connection chained a connection to itself until the fds ran out
+    with pytest.raises(ApiError, match="is the proxy's own listen address") as e:
+        proxy_fields({"name": "loop", "listen": listen, "upstream": upstream})
+    assert e.value.status == 400
+
+
+@pytest.mark.parametrize("listen, upstream", [
+    ("127.0.0.1:0", "127.0.0.1:26379"),  # port 0: a free port, never the upstream's
+    ("127.0.0.1:26379", "127.0.0.1:26380"),
+    ("127.0.0.1:26379", "10.0.0.1:26379"),
+])
+def test_a_proxy_to_another_port_or_host_is_fine(listen, upstream):
+    assert proxy_fields({"name": "p", "listen": listen, "upstream": upstream})["listen"] == listen

@@ -94,6 +94,18 @@ def test_error_is_injected_in_reply_order_and_the_command_not_forwarded():
     assert run.notes == ["injected -LOADING for GET user:1"]
 
 
+def test_a_password_does_not_reach_the_log_line():
+    # "fault resp_downstream injected -ERR x for AUTH sup3rsecret on pair 1" was logged
+    c = core("resp:*:error=-ERR x", "resp:AUTH:delay=10ms")
+    sent = cmd(b"AUTH", b"sup3rsecret") + cmd(b"auth", b"bob", b"hunter2") + \
+        b"AUTH inl1nepw\r\n"
+    run = drive(c, [sent], [])
+    assert len(run.notes) == 3 and not any(
+        pw in note for note in run.notes for pw in ("sup3rsecret", "hunter2", "inl1nepw"))
+    assert run.notes[0] == "injected -ERR x for AUTH (redacted)"
+    assert run.notes[1] == "injected -ERR x for auth bob"
+
+
 def test_error_waits_for_the_replies_of_earlier_commands():
     c = core("resp:GET user:*:error=MOVED 3999 127.0.0.1:6381")
     run = Run().take(c.client_data(cmd(b"SET", b"a", b"1") + cmd(b"GET", b"user:1"), 0.0))

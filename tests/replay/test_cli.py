@@ -33,6 +33,11 @@ def _capture(path, *pairs):
     (["x.pcap", "-t", "6379", "--select", "3-1"], "--select: the range '3-1' is backwards (write 1-3)"),
     (["x.pcap", "-t", "6379", "--header", "nocolon"], "--header: 'nocolon' is not 'Name: value'"),
     (["x.pcap", "-t", "6379", "--concurrency", "0"], "--concurrency: 0 is not 1 or more"),
+    # nan passed the check and reached callLater: a traceback, exit 1
+    (["x.pcap", "-t", "6379", "--timeout", "nan"], "--timeout: nan is not a finite number of "
+                                                  "seconds more than 0"),
+    (["x.pcap", "-t", "6379", "--timeout", "inf"], "--timeout: inf is not a finite number"),
+    (["x.pcap", "-t", "6379", "--timeout", "0"], "--timeout: 0 is not a finite number"),
 ])
 def test_bad_flags(argv, message, capsys):
     with pytest.raises(SystemExit) as e:

@@ -94,6 +94,25 @@ def test_a_masked_password_needs_auth_and_is_never_shown():
     assert "hunter2" not in repr(replayed.exchanges[0].label)
 
 
+def test_a_reply_echoing_the_password_is_shown_without_it():
+    # "#1 AUTH (redacted): recorded +OK, now -ERR unknown command 'AUTH', with args beginning
+    # with: 'sup3r..." printed the password the server echoed
+    echo = b"-ERR unknown command 'AUTH', with args beginning with: 'hunter2!' \r\n"
+    for recorded_auth, sent in ((encode_command("AUTH", "hunter2!"), None),
+                                (AUTH_MASKED, b"hunter2!")):
+        config_get = encode_command("CONFIG", "GET", "requirepass")
+        decoded = decode(_chunks((recorded_auth, b"+OK\r\n"), (
+            config_get, b"*2\r\n$11\r\nrequirepass\r\n$8\r\nhunter2!\r\n")))
+        requests, _ = plan(decoded, recorded_auth + config_get, Secrets(auth=sent))
+        replayed = decode(_chunks((requests[0].data, echo),
+                                  (requests[1].data, b"*2\r\n$11\r\nrequirepass\r\n$2\r\nx!\r\n")))
+        lines = [o.line for o in compare(decoded.exchanges, replayed.exchanges, Rules())]
+        assert len(lines) == 2 and all("hunter2" not in line for line in lines), lines
+        assert "with args beginning with: '(reda" in lines[0]  # (redacted), cut for the line
+        missing = compare(decoded.exchanges, [], Rules())
+        assert all("hunter2" not in o.line for o in missing)
+
+
 def _http(status=200, date=b"Mon, 01 Jan 2026 00:00:00 GMT", body=b'{"id": 1, "name": "a"}'):
     return (b"HTTP/1.1 %d OK\r\nDate: %s\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (status, date, len(body), body))
@@ -128,6 +147,21 @@ def test_http_masked_header_and_host_are_supplied():
     assert missing == []
     assert requests[0].data == (b"GET /user/1 HTTP/1.1\r\nAuthorization: Bearer t\r\n"
                                 b"Host: new:8080\r\n\r\n")
+
+
+def test_an_http_body_echoing_the_credential_is_shown_without_it():
+    # GET /headers (httpbin's echo) replayed with --header 'Authorization: Bearer s3cr3t-tok':
+    # "body $.headers.Authorization: recorded "************", now "Bearer s3cr3t-tok""
+    def echo(auth: bytes, extra: bytes = b""):
+        body = b'{"headers": {"Authorization": "%s"%s}}' % (auth, extra)
+        return _http(body=body)
+
+    decoded = decode(_chunks((REQ, echo(b"************"))))
+    requests, _ = plan(decoded, REQ, Secrets(headers=((b"Authorization", b"Bearer s3cr3t-tok"),)))
+    for body in (echo(b"Bearer s3cr3t-tok"), echo(b"Bearer s3cr3t-tok", b', "x": 1')):
+        replayed = decode(_chunks((requests[0].data, body))).exchanges
+        outcome = compare(decoded.exchanges, replayed, Rules.parse(["Date"]))[0]
+        assert outcome.verdict == DIFFERENT and "s3cr3t" not in outcome.line, outcome.line
 
 
 def test_json_paths():

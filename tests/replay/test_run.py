@@ -91,6 +91,22 @@ def test_no_reply_within_the_timeout_aborts():
     assert done.result.error == "no reply within 2 s (1 awaited)"
 
 
+def test_bytes_that_complete_no_reply_do_not_extend_the_wait():
+    # a target streaming RESP3 pushes (or an endless body) held the replay forever: each byte
+    # restarted the reply timeout
+    clock = MemoryReactorClock()
+    session = Session(3, "resp", _requests(), TARGET, speed=None, timeout=2.0, reactor=clock)
+    done = session.start()
+    proto, transport = _connect(clock)
+    push = b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n"
+    for _ in range(30):
+        clock.advance(0.1)
+        proto.dataReceived(push)
+    assert transport.disconnecting  # aborted after 2 s, not kept alive by the pushes
+    proto.connectionLost(None)
+    assert done.result.error == "no reply within 2 s (1 awaited)"
+
+
 def test_no_connection_within_the_timeout():
     clock = MemoryReactorClock()
     done = Session(1, "resp", _requests(), TARGET, timeout=3.0, reactor=clock).start()

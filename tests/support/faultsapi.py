@@ -45,7 +45,7 @@ def listen_port(proxy: dict) -> int:
     return int(proxy["listen"].rsplit(":", 1)[1])
 
 
-def run(check, token: str | None = None):
+def run(check, token: str | None = None, **registry_options):
     """Start a registry and its API on loopback, run ``check(api_port)`` in a thread, stop both;
     a Deferred (yield it from a ``pytest_twisted.inlineCallbacks`` test)."""
     from twisted.internet import defer, threads
@@ -53,7 +53,7 @@ def run(check, token: str | None = None):
     from playground.faults.api import ApiListening
     from playground.faults.registry import Registry
 
-    registry = Registry(drain_timeout=1.0)
+    registry = Registry(drain_timeout=1.0, **registry_options)
     api = ApiListening(registry, "tcp:0:interface=127.0.0.1", token=token)
     registry.startService()
     api.privilegedStartService()

@@ -11,7 +11,9 @@ drained briefly, so the client reads the answer instead of a reset.
 
 Flow control: the protocol is the transport's streaming producer; while the client does not
 read, no further response is produced and no further request is read. The parser reads at most
-``max_pipeline`` requests ahead of the responses.
+``max_pipeline`` requests ahead of the responses; past ``MAX_AHEAD`` bytes of responses made and
+not yet written, a request's response is made when its turn comes, and one pass writes about that
+much before the transport may pause us.
 
 Timers: ``--header-timeout`` from the first byte of a request head (or from the connection's
 start) to the end of the head (slowloris: 408); ``--keepalive-timeout`` while idle between
@@ -64,6 +66,12 @@ from playground.examples.http.parser import (
 )
 
 LINGER = 2.0  # seconds to drain a client's input after our final response, before closing
+# Bytes held ahead of their turn on one connection, request bodies and made responses: past it,
+# a pipelined request's response is made when the request reaches the front of the queue (a
+# client pipelining 32 /bytes/10485760 and not reading held 320 MiB of made responses; 4 such
+# clients 2.7 GB), and no further request is read until it drops (31 bodies of 1 MiB behind a
+# /delay held 31 MiB a connection: 31 GB at --max-connections 1000).
+MAX_AHEAD = 1 << 20
 
 
 _HEADER_BLOCKS: dict = {}  # an endpoint's header fields -> (their text, has Content-Length)
@@ -128,6 +136,8 @@ class HttpProtocol(protocol.Protocol):
         self._plain = False
         self._send_mark = None
         self.requests = 0
+        self._ahead = 0  # bytes of the responses made and not yet written (see MAX_AHEAD)
+        self._bodies = 0  # bytes of the request bodies read and not yet answered
         self.parser: HttpRequestParser | None = None
 
     # -- connection life
@@ -200,6 +210,8 @@ class HttpProtocol(protocol.Protocol):
     # -- input
 
     def _allowance(self) -> int:
+        if self._ahead + self._bodies >= MAX_AHEAD and self.queue:
+            return 0
         return max(0, self.factory.max_pipeline - len(self.queue))
 
     def _handle(self, events, now):
@@ -207,6 +219,7 @@ class HttpProtocol(protocol.Protocol):
             kind = type(ev)
             if kind is BodyChunk:
                 self._current.parts.append(ev.data)
+                self._bodies += len(ev.data)
             elif kind is RequestHead:
                 if self._timer_kind == "header":
                     self._cancel_timer()  # the head came in time; the next one gets its own
@@ -226,10 +239,19 @@ class HttpProtocol(protocol.Protocol):
                     self._start_body_deadline(now)
             elif kind is RequestEnd:
                 slot, self._current = self._current, None
-                self._respond(slot, b"".join(slot.parts))
-                slot.parts = []
+                if self._ahead < MAX_AHEAD or slot is self.queue[0]:
+                    self._respond(slot, self._body(slot))
+                else:  # made when its turn comes (``_pump``); its body waits in ``parts``
+                    slot.complete = True
             else:  # ParseError
                 self._fail(ev.status, ev.reason, now)
+
+    def _body(self, slot: _Slot) -> bytes:
+        """The request body read for ``slot``, taken out of it (and out of ``_bodies``)."""
+        body = b"".join(slot.parts)
+        slot.parts = []
+        self._bodies -= len(body)
+        return body
 
     def _respond(self, slot: _Slot, body: bytes):
         slot.complete = True
@@ -240,6 +262,7 @@ class HttpProtocol(protocol.Protocol):
             self.log.failure("http: endpoint failed for {target}", target=head.target)
             response = Response(500, (("Content-Type", "text/plain"),), b"internal error\n")
         slot.response = response
+        self._ahead += _size(response)
         if response.delay > 0:
             slot.timer = self.reactor.callLater(response.delay, self._delayed, slot)
         else:
@@ -302,8 +325,12 @@ class HttpProtocol(protocol.Protocol):
 
     def _pump(self):
         queue = self.queue
+        out = 0  # bytes put in ``_out`` here: past MAX_AHEAD they go to the transport, which
+        # pauses us when its buffer is full (all the ready responses went in one write before)
         while queue and not self._write_paused and not self._closing:
             slot = queue[0]
+            if slot.response is None and slot.complete and slot.error is None:
+                self._respond(slot, self._body(slot))  # held back by MAX_AHEAD
             if not slot.ready:
                 if slot.want_continue and not slot.continue_sent and not slot.complete:
                     slot.continue_sent = True
@@ -316,6 +343,10 @@ class HttpProtocol(protocol.Protocol):
             if not self._start(slot):
                 break  # streaming: the piece timer continues
             self._done(slot)
+            out += slot.sent
+            if out >= MAX_AHEAD:
+                out = 0
+                self._flush()
         if not queue and not self._closing and self._input_stopped:
             self._close()  # nothing more will be read (error, closing request, or EOF)
 
@@ -338,6 +369,7 @@ class HttpProtocol(protocol.Protocol):
             return True
         head = slot.head
         resp = slot.response
+        self._ahead -= _size(resp)
         status = resp.status
         keep = head.keep_alive and not slot.close
         slot.close = not keep
@@ -404,6 +436,8 @@ class HttpProtocol(protocol.Protocol):
         """Slot fully written: drop it (its log line follows the flush), close if it was the
         last."""
         self.queue.popleft()
+        if slot.parts:  # a body an error cut short
+            self._body(slot)
         self.requests += 1
         if self.factory.access_log:
             self._finished.append((slot, self.reactor.seconds()))
@@ -463,6 +497,7 @@ class HttpProtocol(protocol.Protocol):
             if slot.timer is not None and slot.timer.active():
                 slot.timer.cancel()
         self.queue.clear()
+        self._ahead = self._bodies = 0
         self._cancel_timer()
         self.transport.unregisterProducer()
         if self._read_closed or not self._plain:
@@ -584,6 +619,11 @@ class HttpProtocol(protocol.Protocol):
             self._abort()
             return
         self._settle()
+
+
+def _size(response: Response) -> int:
+    pieces = response.pieces
+    return len(response.body) if pieces is None else sum(map(len, pieces))
 
 
 class HttpFactory(LimitedFactory):
