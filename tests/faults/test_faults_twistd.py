@@ -119,7 +119,10 @@ def test_reset_peer_gives_the_client_econnreset(twistd, redis_server):
 
 def test_down_refuses_connections_then_listens_again(twistd, redis_server):
     cli = need("redis-cli")
-    proc, port = start_proxy(twistd, redis_server.port, "--fault", "down:2s,after=500ms")
+    # a port free_port holds: while the proxy is down, nothing else on the machine can take it
+    # (a port 0 the kernel chose would be anyone's for those two seconds)
+    proc, port = start_proxy(twistd, redis_server.port, "--fault", "down:2s,after=500ms",
+                             listen=f"tcp:{free_port()}:interface=127.0.0.1")
 
     def ping():
         return subprocess.run([cli, "-h", "127.0.0.1", "-p", str(port), "ping"],
