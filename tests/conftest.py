@@ -18,6 +18,7 @@ import pytest
 from hypothesis import settings
 
 from tests.support.layers import LAYERS, fixture_above, guard, layer_of
+from tests.support.net import release_ports
 from tests.support.processes import Twistd, start_redis, stop_process
 
 # `make test` is repeatable: hypothesis draws the same examples on every run and has no
@@ -42,6 +43,14 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(
             f"{len(unmarked)} test(s) carry no layer marker ({', '.join(LAYERS)}); add "
             f"'pytestmark = pytest.mark.<layer>' to the module or a decorator per test:\n  {listed}")
+
+
+@pytest.fixture(autouse=True)
+def _free_ports():
+    """The ports ``free_port`` handed out stay held until the test is over (its processes, which
+    a later fixture's teardown stops, are gone by then)."""
+    yield
+    release_ports()
 
 
 @pytest.fixture(autouse=True)

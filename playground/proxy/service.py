@@ -71,16 +71,20 @@ class ProxyService(service.MultiService):
 
     def _go_down(self, toxic) -> None:
         if not self._down and self.listening.port is not None:
-            self.log.info("proxy down (toxic {toxic}): not listening, new clients are refused",
-                          toxic=toxic.name)
-            self.listening.stop_listening()
+            # Said once the socket is closed (a turn later), not before: a client that acts on
+            # the line is refused, rather than accepted into the backlog and then reset.
+            d = self.listening.stop_listening()
+            d.addCallback(lambda _: self.log.info(
+                "proxy down (toxic {toxic}): not listening, new clients are refused",
+                toxic=toxic.name))
         self._down.add(toxic.name)
 
     def _up(self, toxic) -> None:
         self._down.discard(toxic.name)
         if not self._down and self.running and self.listening.port is None:
-            self.log.info("proxy up again (toxic {toxic} gone)", toxic=toxic.name)
-            self.listening.listen_again()
+            self.listening.listen_again()  # a failure is logged; then it is not up again
+            if self.listening.port is not None:
+                self.log.info("proxy up again (toxic {toxic} gone)", toxic=toxic.name)
 
     def _expire(self, toxic) -> None:
         self._down_calls.pop(toxic.name, None)

@@ -178,22 +178,28 @@ def test_foreground_writes_no_pidfile_so_two_servers_share_a_directory(tmp_path)
     directory); an explicit --pidfile is still honoured."""
     import subprocess as sp
 
-    from tests.support.net import free_port, wait_port
+    from tests.support.net import free_port
     from tests.support.paths import TWISTD
+    from tests.support.waiting import wait_until
 
     procs = []
+
+    def start(*args) -> None:
+        """twistd ... echo, its output in a file; back once it says it is listening (the
+        reactor runs then, its SIGTERM handler in place: the port accepts earlier, when a
+        SIGTERM still kills it with -15)."""
+        out = tmp_path / f"out{len(procs)}.log"
+        with open(out, "wb") as f:
+            procs.append(sp.Popen([TWISTD, "-n", *args], cwd=tmp_path, stdout=f,
+                                  stderr=sp.STDOUT))
+        wait_until(lambda: "echo listening on" in out.read_text(errors="replace"), 30,
+                   f"{out.name}: echo listening on")
+
     try:
-        ports = [free_port(), free_port()]
-        for port in ports:
-            procs.append(sp.Popen([TWISTD, "-n", "tcpplay", "echo", "--listen", str(port)],
-                                  cwd=tmp_path, stdout=sp.DEVNULL, stderr=sp.DEVNULL))
-        for port in ports:
-            wait_port(port)
+        for _ in range(2):
+            start("tcpplay", "echo", "--listen", str(free_port()))
         assert not (tmp_path / "twistd.pid").exists()
-        explicit = free_port()
-        procs.append(sp.Popen([TWISTD, "-n", "--pidfile=mine.pid", "tcpplay", "echo", "--listen",
-                               str(explicit)], cwd=tmp_path, stdout=sp.DEVNULL, stderr=sp.DEVNULL))
-        wait_port(explicit)
+        start("--pidfile=mine.pid", "tcpplay", "echo", "--listen", str(free_port()))
         assert (tmp_path / "mine.pid").read_text().strip() == str(procs[-1].pid)
     finally:
         for p in procs:

@@ -65,3 +65,30 @@ def test_stopping_the_service_cancels_a_pending_down():
     clock, toxics, listening, svc = service(make_toxic("down", attributes={"after": 1000}))
     svc.stopService()
     assert not clock.getDelayedCalls()
+
+
+def texts(events) -> list[str]:
+    from twisted.logger import formatEvent
+
+    return [formatEvent(e) for e in events]
+
+
+def test_down_and_up_are_said_once_true(logged):
+    """"proxy down" once the socket is closed (Port.stopListening's Deferred fires a turn later:
+    a client acting on an earlier line was accepted, then reset); "up again" once listening."""
+    from twisted.internet import defer
+
+    clock, toxics, listening, svc = service()
+    closed = defer.Deferred()
+    listening.port.stopListening = lambda: closed
+    toxics.add(make_toxic("down"))
+    clock.advance(0)
+    assert listening.port is None
+    assert not [t for t in texts(logged) if "proxy down" in t]
+    closed.callback(None)
+    assert [t for t in texts(logged) if "proxy down" in t] == [
+        "proxy down (toxic down_downstream): not listening, new clients are refused"]
+    toxics.remove("down_downstream")
+    said = [t for t in texts(logged) if "listening on" in t or "up again" in t]
+    assert said[-2].startswith("proxy listening on ")  # (the fake port's address)
+    assert said[-1] == "proxy up again (toxic down_downstream gone)"

@@ -47,27 +47,43 @@ def test_503_with_retry_after_never_reaches_the_server(twistd):
     assert "/status/200" not in server.output()
 
 
+WAITED = "\n%{time_starttransfer} %{time_pretransfer}"
+
+
+def waited(out) -> float:
+    """From what ``curl -w WAITED`` printed last: the seconds from its request sent to the first
+    byte of the response (not curl's start nor its connect, which a loaded machine stretches)."""
+    first_byte, request_sent = map(float, out.stdout.rsplit(b"\n", 1)[-1].split())
+    return first_byte - request_sent
+
+
 def test_delay_holds_the_response(twistd):
     server, proc, url = http_proxy(twistd, "http:GET /get:delay=400ms")
+    fast = curl("-w", WAITED, f"{url}/headers")
     t0 = time.monotonic()
-    fast = curl(f"{url}/headers")
-    fast_took = time.monotonic() - t0
-    t0 = time.monotonic()
-    slow = curl(f"{url}/get")
+    slow = curl("-w", WAITED, f"{url}/get")
     slow_took = time.monotonic() - t0
     assert fast.returncode == 0 and slow.returncode == 0
-    assert slow_took >= 0.4 and slow_took < 0.4 * 2, slow_took  # held once, not twice
-    assert fast_took < 0.4, fast_took  # not held (the bound: the delay itself)
+    # at least the delay from before curl starts; the upper bounds as curl timed the wait
+    fast_waited, slow_waited = waited(fast), waited(slow)
+    assert slow_took >= 0.4 and slow_waited < 0.4 * 2, (slow_took, slow_waited)  # once, not twice
+    assert fast_waited < 0.4, fast_waited  # not held (the bound: the delay itself)
 
 
-def test_slow_body_is_paced(twistd):
+def test_slow_body_is_paced(twistd, tmp_path):
     server, proc, url = http_proxy(twistd, "http:GET /bytes/*:slow_body=2000")
+    body = tmp_path / "body"
     t0 = time.monotonic()
-    out = curl(f"{url}/bytes/3000?seed=1")
+    out = curl("-o", body, "-w", "%{time_starttransfer} %{time_total}", f"{url}/bytes/3000?seed=1")
     took = time.monotonic() - t0
-    assert out.returncode == 0 and len(out.stdout) == 3000
-    # 3000 bytes at 2000 B/s, the first tenth of a second's piece at once: 1.4 s
-    assert 1.3 <= took < 1.4 * 1.1 + 0.3, took
+    assert out.returncode == 0 and len(body.read_bytes()) == 3000, out
+    # 3000 bytes at 2000 B/s, the head and the first tenth of a second's piece at once: 1.4 s.
+    # At least that from before curl started; at most that (with its margin) as curl timed it,
+    # from the response's first byte to its last: not curl's start, its connect and the
+    # proxy's to the server, which a loaded machine stretched by 1.3 s (2.73 s in all)
+    first, last = map(float, out.stdout.split())
+    assert 1.3 <= took, took
+    assert last - first < 1.4 * 1.1 + 0.3, (first, last)
 
 
 def test_cut_gives_curl_a_partial_transfer(twistd):

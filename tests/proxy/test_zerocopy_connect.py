@@ -117,9 +117,10 @@ def test_an_ipv6_literal_is_connected_too(clock):
 
 @pytest.mark.real
 def test_refused_is_reported_as_connectTCP_reports_it(clock):
+    dead = free_port()  # its holding socket open before the count
     before = open_fds()
     factory = Recorder()
-    connector(clock).connect("127.0.0.1", free_port(), factory, 5.0)
+    connector(clock).connect("127.0.0.1", dead, factory, 5.0)
     assert factory.protocol is None
     assert factory.failed.check(error.ConnectionRefusedError)
     twisted_says = error.getConnectError((errno.ECONNREFUSED, os.strerror(errno.ECONNREFUSED)))

@@ -13,10 +13,30 @@ PING = b"*1\r\n$4\r\nPING\r\n"
 PONG = b"+PONG\r\n"
 
 
+# The sockets holding the ports free_port handed out, until release_ports (the end of the test).
+_held: list[socket.socket] = []
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, kept for this test until ``release_ports``.
+
+    The port stays bound to a socket with SO_REUSEADDR that never listens: a server binding it
+    with SO_REUSEADDR too (twistd, redis-server, nc -l) listens there, while the kernel hands it
+    to no one else meanwhile, neither to a bind to port 0 nor as a connect's local port. Closed
+    at once, it was free for anyone (another test's listener or client, on this loaded machine)
+    between the choice and the server's bind: "Address already in use".
+    """
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    _held.append(s)
+    return s.getsockname()[1]
+
+
+def release_ports() -> None:
+    """Let go of the ports free_port handed out (their servers keep the ones they listen on)."""
+    while _held:
+        _held.pop().close()
 
 
 def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
