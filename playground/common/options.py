@@ -25,6 +25,19 @@ def non_negative_float(flag: str, value) -> float:
     return number
 
 
+MIN_STATS_INTERVAL = 0.1  # seconds: a shorter one would log a line per service every turn
+
+
+def stats_interval(flag: str, value) -> float:
+    """``--stats-interval`` (and the config file's ``stats-interval``): 0 (never) or at least
+    ``MIN_STATS_INTERVAL`` seconds; 1e-300 was taken and logged a line every reactor turn."""
+    number = non_negative_float(flag, value)
+    if 0 < number < MIN_STATS_INTERVAL:
+        raise usage.UsageError(f"{flag}: must be 0 (never) or at least {MIN_STATS_INTERVAL:g} "
+                               f"seconds, got {value!r}")
+    return number
+
+
 def non_negative_int(flag: str, value) -> int:
     try:
         number = int(value)
@@ -178,8 +191,8 @@ class ServerOptions(CommandOptions):
                   "Refuse connections beyond this many open at once from one peer host "
                   "(0 = unlimited).", non_negative_int),
         parameter("stats-interval", 0.0,
-                  "Log a one-line stats summary every this many seconds (0 = never).",
-                  non_negative_float),
+                  "Log a one-line stats summary every this many seconds (0 = never; at "
+                  "least 0.1).", stats_interval),
         parameter("metrics", None,
                   "Serve stats at http://ADDR/metrics (Prometheus text) and /metrics.json: PORT "
                   "(on 127.0.0.1), HOST:PORT or a server endpoint string (off when not given).",

@@ -37,7 +37,7 @@ import attrs
 from twisted.python import usage
 
 from playground.common.addresses import server_string
-from playground.common.options import non_negative_float
+from playground.common.options import stats_interval
 
 KINDS = ("proxy", "echo", "chat", "http", "resp")  # the subcommands a table may name
 GLOBAL_KEYS = ("stats-interval", "metrics")
@@ -349,7 +349,7 @@ def _validate(doc: dict, path: str, where: _Where) -> Config:
                 raise ConfigError(f"{where((key,))} stats-interval: expected a number of "
                                   f"seconds, got {_type_name(value)}")
             try:
-                config.stats_interval = non_negative_float("stats-interval", value)
+                config.stats_interval = stats_interval("stats-interval", value)
             except usage.UsageError as e:
                 raise ConfigError(f"{where((key,))} {e}")
         else:

@@ -209,6 +209,8 @@ def test_structure_errors():
         "x.toml:1: stats-interval: must be >= 0, got -2")
     assert error("stats-interval = inf\n[echo.a]\n") == (
         "x.toml:1: stats-interval: must be a finite number of seconds (0: none), got inf")
+    assert error("stats-interval = 1e-300\n[echo.a]\n") == (  # a log line every turn
+        "x.toml:1: stats-interval: must be 0 (never) or at least 0.1 seconds, got 1e-300")
     assert error('[echo."a b"]\n').startswith("x.toml:1: [echo.a b]: a service name is")
 
 

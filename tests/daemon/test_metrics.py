@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
+from twisted.python import usage
 
 from playground.codec import values as resp
 from playground.daemon import metrics
@@ -207,6 +208,13 @@ def test_no_stats_no_wrapping():
     o.parseOptions(["--listen", "7000"])
     svc = echo.make_service(o)
     assert metrics.attach(svc, o, "echo") is svc
+    o = echo.Options()
+    with pytest.raises(usage.UsageError, match=r"^--stats-interval: must be 0 \(never\) or at "
+                       r"least 0\.1 seconds, got '1e-300'$"):  # a log line every turn
+        o.parseOptions(["--stats-interval", "1e-300"])
+    o = echo.Options()
+    o.parseOptions(["--stats-interval", "0.1"])
+    assert o["stats-interval"] == 0.1
     o = echo.Options()
     o.parseOptions(["--metrics", "9100", "--stats-interval", "5"])
     top = metrics.attach(echo.make_service(o), o, "echo")
