@@ -36,9 +36,12 @@ def usage_text() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv:  # a usage error: the usage on stderr, as argparse and twistd do
+        print(usage_text(), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help", "help"):
         print(usage_text())
-        return 0 if argv else 2
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"{_prog()}: unknown command {name!r}\n\n{usage_text()}", file=sys.stderr)

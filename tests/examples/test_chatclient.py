@@ -130,6 +130,8 @@ def test_python_m_playground_dispatches(capsys):
     assert cli.main(["--help"]) == 0
     assert "chat-client" in capsys.readouterr().out
     assert cli.main([]) == 2
+    out = capsys.readouterr()  # a usage error: the usage on stderr, nothing on stdout
+    assert out.out == "" and out.err.startswith("usage: ") and "chat-client" in out.err
     assert cli.main(["no-such-thing"]) == 2
     assert "unknown command" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
