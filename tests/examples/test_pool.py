@@ -470,6 +470,11 @@ def test_the_report_gives_rate_percentiles_connections_and_errors():
     assert "204 requests/s" in text and "p50 50.00 ms, p99 99.00 ms" in text
     assert "8 TCP connection(s) opened" in text and "2 x ConnectFailed: refused" in text
     assert "0 health check(s) (PING)" in text
+    # every request failed: no latency to give (it read "p50 0.00 ms" as if they were instant)
+    failed = cli.Report("pool", 3, 1, 1, 0.5, (), (("ConnectFailed: refused", 3),), 3)
+    assert "latency: none (no request succeeded)" in failed.text("6379")
+    assert "0.00 ms" not in failed.text("6379")
+    assert [failed.as_dict()[k] for k in ("p50_ms", "p99_ms", "max_ms")] == [None] * 3
     assert cli.Report("no pool", 1, 1, None, 1.0, (0.001,), (), 1, round=2).text(
         "6379", "round 2: ").startswith("round 2: 1 requests to 6379, 1 at a time, a new conn")
 

@@ -72,11 +72,13 @@ class Report:
         return {"mode": self.mode, "requests": self.requests, "concurrency": self.concurrency,
                 "pool_size": self.pool_size, "seconds": round(self.seconds, 6),
                 "requests_per_second": round(self.per_second, 1),
-                "p50_ms": round(self.percentile(50) * 1000, 3),
-                "p99_ms": round(self.percentile(99) * 1000, 3),
-                "max_ms": round(self.percentile(100) * 1000, 3),
+                # null when no request succeeded: there is no latency to give
+                "p50_ms": self._ms(50), "p99_ms": self._ms(99), "max_ms": self._ms(100),
                 "connections": self.connections, "checks": self.checks, "round": self.round,
                 "failed": self.failed, "errors": dict(self.errors)}
+
+    def _ms(self, p: float) -> float | None:
+        return round(self.percentile(p) * 1000, 3) if self.latencies else None
 
     def text(self, target: str, label: str = "") -> str:
         """The report for a terminal; ``label`` starts its first line."""
@@ -89,7 +91,8 @@ class Report:
             f"{label}{self.requests} requests to {target}, {self.concurrency} at a time, {how}",
             f"  {self.per_second:.0f} requests/s ({self.seconds:.2f} s)",
             f"  latency p50 {self.percentile(50) * 1000:.2f} ms, "
-            f"p99 {self.percentile(99) * 1000:.2f} ms, max {self.percentile(100) * 1000:.2f} ms",
+            f"p99 {self.percentile(99) * 1000:.2f} ms, max {self.percentile(100) * 1000:.2f} ms"
+            if self.latencies else "  latency: none (no request succeeded)",
             f"  {self.connections} TCP connection(s) opened",
         ]
         if self.mode == "pool":
