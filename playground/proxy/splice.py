@@ -593,7 +593,7 @@ class Pair:
                             self.factory.observe_data(self.server, action.data, now)
                         else:
                             self.factory.observe_faulted(self.server, action.data, toxic.name,
-                                                         action.injected is not None)
+                                                         action.injected is not None, now)
             elif kind is Wait:
                 self._fault_wait(action.at)
             elif kind is Note:
@@ -961,17 +961,15 @@ class ProxyFactory(LimitedFactory):
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
-    def observe_data(self, side: _Side, data: bytes, now: float | None = None):
+    def observe_data(self, side: _Side, data: bytes, now: float):
         """Queue bytes ``side`` read (and forwarded) for the observer, dated ``now``: when they
         were read, taken before the write that forwarded them (a write to a loopback peer may
-        let it run and answer first; None: now); pause ``side`` when it fills the queue (see
+        let it run and answer first); pause ``side`` when it fills the queue (see
         OBSERVER_BACKLOG)."""
         if self.observer is None:
             return
         pair = side.pair
         n = len(data)
-        if now is None:
-            now = self.reactor.seconds()
         self._queued.append(("data", (pair.id, side.direction, data, now, side)))
         self._queued_bytes += n
         side.queued += n
@@ -981,19 +979,19 @@ class ProxyFactory(LimitedFactory):
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
-    def observe_faulted(self, side: _Side, data: bytes, fault: str, injected: bool):
+    def observe_faulted(self, side: _Side, data: bytes, fault: str, injected: bool, now: float):
         """Queue bytes towards ``side``'s receiver that a fault named ``fault`` injected
-        (``injected``) or held back, for the observer's ``faulted``: whole, not counted against
+        (``injected``) or held back, dated ``now`` (before the write, as ``observe_data``'s),
+        for the observer's ``faulted``: whole, not counted against
         the backlog, so only up to a piece (an injected reply is short; held-back bytes past a
         piece go as data, unmarked, in pieces). An observer without ``faulted`` gets data."""
         observer = self.observer
         if observer is None:
             return
         if not hasattr(observer, "faulted") or len(data) > self.OBSERVER_PIECE:
-            self.observe_data(side, data)
+            self.observe_data(side, data, now)
             return
-        self.notify("faulted", side.pair.id, side.direction, data, self.reactor.seconds(),
-                    fault, injected)
+        self.notify("faulted", side.pair.id, side.direction, data, now, fault, injected)
 
     def _pause(self, side: _Side):
         """Stop reading from ``side`` until the queue drains. The splice's own producer
