@@ -516,14 +516,16 @@ class Chain:
         held += data
         total = len(held)
         upto = total if settled is None else max(0, min(settled - start, total))
-        if upto < total and total <= MAX_HELD and self.held_bytes - had + total > MAX_HELD_ALL:
-            # all pairs' bound: the directions holding more than this one give way first
-            self._shed(self.held_bytes - had + total - MAX_HELD_ALL, total, held, now)
-        if upto < total and (total > MAX_HELD or self.held_bytes - had + total > MAX_HELD_ALL):
-            # the bounds (a direction's, all pairs'): stop holding; what is not settled yet
-            # goes out masked
-            st.mask_unsettled(direction, start + upto, start + total)
-            upto = total
+        if upto < total:
+            over_all = self.held_bytes - had + total - MAX_HELD_ALL  # past all pairs' bound
+            if over_all > 0 and total <= MAX_HELD:
+                # the directions holding more than this one give way first
+                over_all = self._shed(over_all, total, held, now)
+            if total > MAX_HELD or over_all > 0:
+                # the bounds (a direction's, all pairs'): stop holding; what is not settled
+                # yet goes out masked
+                st.mask_unsettled(direction, start + upto, start + total)
+                upto = total
         if upto:
             chunk = bytes(held[:upto])
             del held[:upto]
@@ -531,13 +533,13 @@ class Chain:
             self.pcap.data(st.id, direction, chunk, now)
         self.held_bytes += len(held) - had
 
-
-    def _shed(self, excess, mine, keep, now):
+    def _shed(self, excess, mine, keep, now) -> int:
         """Past all pairs' bound (MAX_HELD_ALL) by ``excess`` bytes: the directions holding
         more than ``mine`` bytes (the reader's, whose hold-back is ``keep``), the largest
         first, stop holding until ``excess`` is freed: what they hold goes out masked, as it
         would at their own bound. A connection that holds the most gives way, not one that
-        holds a few bytes of an unfinished AUTH. A scan of the pairs, only past the bound."""
+        holds a few bytes of an unfinished AUTH. A scan of the pairs, only past the bound.
+        The excess left (0 or less: within the bound)."""
         holders = sorted(
             ((len(held), st, direction) for st in self.pairs.values() if st.held is not None
              for direction, held in st.held.items() if len(held) > mine and held is not keep),
@@ -555,6 +557,7 @@ class Chain:
             self.held_bytes -= size
             excess -= size
             pcap.data(st.id, direction, chunk, now)
+        return excess
 
     @staticmethod
     def _unsettled_end(st, direction, at, held, start):
