@@ -18,6 +18,7 @@ import time
 
 import pytest
 import pytest_twisted
+from twisted.internet import defer
 
 from playground.proxy import zerocopy
 from playground.proxy.observer import CLIENT_TO_SERVER as C2S
@@ -156,6 +157,16 @@ class Proxied:
         client, accepting = self.connect(rcvbuf)
         accepting.join(10)
         return client, accepting.result()
+
+    @defer.inlineCallbacks
+    def copy_pair(self, accepting):
+        """Once the first pair forwards by copy, its upstream leg accepted (``accepting``, from
+        ``connect``): the server's socket."""
+        yield until(lambda: self.pair() is not None and self.pair().splicer is not None,
+                    "the copy pair")
+        accepting.join(10)
+        assert copy_directions(self.pair())
+        return accepting.result()
 
     def pair(self):
         """The first pair, open or closed."""
@@ -662,12 +673,8 @@ def test_a_read_whose_write_fails_is_still_observed_as_the_close_record_counts_i
     proxied = Proxied(recorder)
     client, accepting = proxied.connect()
     try:
-        yield until(lambda: proxied.pair() is not None and proxied.pair().splicer is not None,
-                    "the copy pair")
-        accepting.join(10)
-        server = accepting.result()
+        server = yield proxied.copy_pair(accepting)
         pair = proxied.pair()
-        assert copy_directions(pair)
         pair.server.transport.getHandle().shutdown(socket.SHUT_WR)  # its writes fail now
         client.sendall(b"SET k v\r\n")
         yield until(recorder.closed, "the close record")
@@ -708,11 +715,7 @@ def test_observed_bytes_are_dated_when_read_not_after_their_write(monkeypatch, s
     proxied = Proxied(recorder)
     client, accepting = proxied.connect()
     try:
-        yield until(lambda: proxied.pair() is not None and proxied.pair().splicer is not None,
-                    "the copy pair")
-        accepting.join(10)
-        server = accepting.result()
-        assert copy_directions(proxied.pair())
+        server = yield proxied.copy_pair(accepting)
         monkeypatch.setattr(os, "write", write)
         client.sendall(mark)
         yield until(lambda: len(recorder.bytes[C2S]) >= len(mark), "the bytes observed")
