@@ -398,8 +398,12 @@ class WebSink:
                 settled.append((pair, direction, data[:at - offset], now))
                 kept.append((pair, direction, data[at - offset:], now))
         over = {key for key in late if reached.get(key, 0) - late[key] > self.max_held}
-        if self.max_held_all is not None:
-            over |= _largest_over(kept, over, self.max_held_all)
+        if self.max_held_all is not None:  # over all connections: the largest give way
+            held = {key: max(0, reached[key] - max(late[key], ends[key]))
+                    for key in late if key in reached and key not in over}
+            excess = sum(held.values()) - self.max_held_all
+            if excess > 0:
+                over |= _largest(held, excess)
         for key in over:  # the bound: no more holding; masked as a secret would be (what is
             # stored from there on went out masked before, or settled)
             self.capture.mask(*key, max(late[key], ends[key]), reached[key])
@@ -690,20 +694,13 @@ class WebSink:
         self.capture.detected(pair_id, protocol)
 
 
-def _largest_over(kept: list, over: set, bound: int) -> set:
-    """The directions of ``kept`` reads (``over`` already released) that stop being held for
-    the rest to be within ``bound`` bytes over all connections: the largest first, as the
-    chain's hold-back does (``Chain._shed``)."""
-    sizes: dict = {}
-    for read in kept:
-        key = read[:2]
-        if key not in over:
-            sizes[key] = sizes.get(key, 0) + len(read[2])
-    total = sum(sizes.values())
+def _largest(held: dict, excess: int) -> set:
+    """The keys of ``held`` (key -> bytes kept back), the largest first, whose bytes make up
+    ``excess``: those that stop being held, as the chain's hold-back does (``Chain._shed``)."""
     out = set()
-    for key in sorted(sizes, key=sizes.__getitem__, reverse=True):
-        if total <= bound:
+    for key in sorted(held, key=held.__getitem__, reverse=True):
+        if excess <= 0:
             break
         out.add(key)
-        total -= sizes[key]
+        excess -= held[key]
     return out
