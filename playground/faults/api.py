@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 
 from twisted.internet import defer
-from twisted.internet.address import UNIXAddress
 from twisted.logger import Logger
 from twisted.web import resource, server
 
@@ -40,7 +39,7 @@ import playground
 from playground.common.limits import CappedSite
 from playground.common.listening import ListeningService
 from playground.faults.registry import ApiError, PopulateError, Registry, bad_request, proxy_fields
-from playground.web.options import authorised, loopback_host
+from playground.web.options import authorised, host_refused
 
 MAX_BODY = 64 * 1024
 VERSION = f"tcpplay {playground.__version__}"
@@ -99,8 +98,7 @@ class ToxiproxyApi(resource.Resource):
         if not authorised(request, self.token):
             return self._error(request, 401, "a token is needed: the Authorization: Bearer "
                                              "TOKEN header, X-Tcpplay-Token, or ?token=TOKEN")
-        if self.token is None and not loopback_host(request.getHeader(b"host")) and (
-                not isinstance(request.getHost(), UNIXAddress)):
+        if host_refused(request, self.token):
             return self._error(request, 403, "without a token, the API answers only a Host "
                                              "naming loopback (127.0.0.1, [::1], localhost): "
                                              "a page on another name may be DNS rebinding "

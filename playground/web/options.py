@@ -17,6 +17,7 @@ import ipaddress
 import secrets
 
 from twisted.internet import endpoints
+from twisted.internet.address import UNIXAddress
 from twisted.python import usage
 
 from playground.common.addresses import server_string
@@ -54,6 +55,15 @@ def authorised(request, token: str | None) -> bool:
     elif auth and auth.lower().startswith(b"bearer "):
         given = auth[7:].strip()
     return hmac.compare_digest(given, token.encode())
+
+
+def host_refused(request, token: str | None) -> bool:
+    """Whether a request without a token (``token`` None) names a Host that is not loopback
+    (``loopback_host``) on a TCP listener: refused, as DNS rebinding may send it. A UNIX
+    socket's requests pass (no browser dials one). The web view and the toxiproxy API
+    (``playground.faults.api``) both ask it."""
+    return token is None and not loopback_host(request.getHeader(b"host")) and (
+        not isinstance(request.getHost(), UNIXAddress))
 
 
 def loopback_host(host: bytes | None) -> bool:

@@ -54,7 +54,6 @@ from time import perf_counter
 from urllib.parse import quote
 
 from twisted.internet import task
-from twisted.internet.address import UNIXAddress
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.web import resource, server
@@ -68,7 +67,7 @@ from playground.web.export import evicted_ranges, jsonl_pieces, pcap_pieces
 from playground.web.filterscan import FilterScan
 from playground.web.latency import PROTOCOLS as TIMED_PROTOCOLS
 from playground.web.latency import Latency
-from playground.web.options import authorised, loopback_host
+from playground.web.options import authorised, host_refused
 from playground.web.sink import rows as exchange_rows
 
 ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
@@ -359,8 +358,7 @@ class WebRoot(resource.Resource):
         if not authorised(request, self.token):
             return self._error(request, 401, "a token is needed: add ?token=TOKEN (printed at "
                                              "start) or the X-Tcpplay-Token header")
-        if self.token is None and not loopback_host(request.getHeader(b"host")) and (
-                not isinstance(request.getHost(), UNIXAddress)):  # no browser dials a socket
+        if host_refused(request, self.token):
             return self._error(request, 403, "without a token, the view answers only a Host "
                                              "naming loopback (127.0.0.1, [::1], localhost): "
                                              "a page on another name may be DNS rebinding "
