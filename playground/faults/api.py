@@ -36,25 +36,14 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 import playground
-from playground.common.limits import CappedSite
+from playground.common.limits import BoundedRequest, CappedSite
 from playground.common.listening import ListeningService
 from playground.faults.registry import ApiError, PopulateError, Registry, bad_request, proxy_fields
 from playground.web.options import authorised, host_refused
 
-MAX_BODY = 64 * 1024
+MAX_BODY = BoundedRequest.max_body  # CappedSite's requests keep no more of a body
 VERSION = f"tcpplay {playground.__version__}"
 _UPDATE = (b"POST", b"PATCH")
-
-
-class _BoundedRequest(server.Request):
-    """A request that keeps at most ``MAX_BODY`` bytes of its body (the rest is counted)."""
-
-    received = 0
-
-    def handleContentChunk(self, data):
-        self.received += len(data)
-        if self.received <= MAX_BODY:
-            super().handleContentChunk(data)
 
 
 class ToxiproxyApi(resource.Resource):
@@ -195,7 +184,7 @@ class ToxiproxyApi(resource.Resource):
 
 
 def make_site(registry: Registry, token: str | None = None) -> server.Site:
-    site = CappedSite(ToxiproxyApi(registry, token=token), requestFactory=_BoundedRequest)
+    site = CappedSite(ToxiproxyApi(registry, token=token))
     site.label = "toxiproxy API"
     site.displayTracebacks = False
     site.noisy = False
