@@ -47,7 +47,11 @@ class Pinger:
             self.sock.sendall(PING)
             got = b""
             while not got.endswith(b"\r\n"):
-                got += self.sock.recv(64)
+                more = self.sock.recv(64)
+                if not more:  # the proxy closed it: no more pings (the round says so)
+                    self.running = False
+                    return
+                got += more
             self.times.append(time.perf_counter() - start)
             time.sleep(0.002)
 

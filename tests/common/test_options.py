@@ -103,4 +103,6 @@ def test_a_bad_byte_size_names_the_forms_it_takes(argv, error):
     with pytest.raises(usage.UsageError) as e:
         chat.Options().parseOptions(argv)
     assert str(e.value).startswith(error)
-    assert chat.Options().parseOptions(["--max-sendq", "64k"]) is None
+    good = chat.Options()
+    good.parseOptions(["--max-sendq", "64k"])
+    assert good["max-sendq"] == 64 * 1024
