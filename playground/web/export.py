@@ -2,14 +2,16 @@
 
 Pure (no Twisted, no I/O): both read what ``playground.web.capture`` keeps of a connection.
 
-* ``connection_pcap``: the stored stream chunks (already redacted as the pcap sink redacts)
+* ``pcap_pieces``: the stored stream chunks (already redacted as the pcap sink redacts)
   as a synthesised TCP conversation made by ``playground.sinks.pcapwriter.PcapWriter``, as the
   ``--pcap`` sink makes it: handshake, data segments and their ACKs, FIN per half-close, and the
   close (FINs, or a RST for a reset). Bytes the capture evicted are not in it: the stream starts
   where the capture has it (``evicted_ranges`` says which bytes went).
-* ``connection_jsonl``: the ``--json`` sink's records as far as the capture keeps them: ``open``,
+* ``jsonl_pieces``: the ``--json`` sink's records as far as the capture keeps them: ``open``,
   one line per exchange (its table row: request and reply as the view shows them) and
   ``close`` when the connection closed.
+
+Both give the file a piece at a time (bounded work each: the routes stream them).
 """
 
 from __future__ import annotations
@@ -50,8 +52,7 @@ def pcap_pieces(c: Connection, windows) -> Iterator[bytes]:
     yield writer.header()
     if not c.server:  # never reached its target (a failed connect): no conversation to draw,
         return  # as in the --pcap file
-    pair = PairInfo(c.id, endpoint(c.client), endpoint(c.listen), c.target,
-                    endpoint(c.server) if c.server else None)
+    pair = PairInfo(c.id, endpoint(c.client), endpoint(c.listen), c.target, endpoint(c.server))
     yield writer.pair_opened(pair, c.started)
     summary = {"how": c.how, "closed_by": c.closed_by}
     for window in windows:
@@ -64,11 +65,6 @@ def pcap_pieces(c: Connection, windows) -> Iterator[bytes]:
             else:  # close or rst: the connection's close summary says how
                 out.append(writer.pair_closed(c.id, summary, ch.ts))
         yield b"".join(out)
-
-
-def connection_pcap(c: Connection, chunks) -> bytes:
-    """The pcap of connection ``c`` from its stored ``chunks``, at once."""
-    return b"".join(pcap_pieces(c, [chunks]))
 
 
 def jsonl_pieces(c: Connection, describe, windows) -> Iterator[bytes]:
@@ -108,12 +104,6 @@ def _jsonl_lines(pair, client, opened: dict, closed: dict | None, end: int, desc
                                 for row in rows])
     if closed is not None:
         yield _line(closed)
-
-
-def connection_jsonl(c: Connection, describe) -> bytes:
-    """The JSON lines of connection ``c``, at once; ``describe``: an exchanges entry -> its
-    rows."""
-    return b"".join(jsonl_pieces(c, describe, [c.exchanges]))
 
 
 def _json_line(record: dict) -> bytes:

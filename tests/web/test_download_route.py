@@ -13,10 +13,11 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from playground.decode.chain import Chain
 from playground.web.capture import C2S, Capture, StreamEvicted
-from playground.web.export import connection_jsonl, connection_pcap, pcap_pieces
+from playground.web.export import pcap_pieces
 from playground.web.sink import WebSink
 from playground.web.site import WebRoot
 from tests.support.chain import pair
+from tests.support.webexport import connection_jsonl, connection_pcap
 
 pytestmark = pytest.mark.memory
 SET = b"*3\r\n$3\r\nSET\r\n$16\r\nkey:__rand_int__\r\n$3\r\nxxx\r\n"

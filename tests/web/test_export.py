@@ -8,8 +8,9 @@ import struct
 import pytest
 
 from playground.web.capture import C2S, CHUNK_COST, S2C, Capture
-from playground.web.export import connection_jsonl, connection_pcap, endpoint, evicted_ranges
+from playground.web.export import endpoint, evicted_ranges
 from playground.web.sink import rows
+from tests.support.webexport import connection_jsonl, connection_pcap
 
 pytestmark = pytest.mark.pure
 
