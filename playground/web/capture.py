@@ -923,7 +923,7 @@ PROTOCOLS = ("resp", "http", "text", "hex")  # playground.decode.detect's names
 
 
 # whether a command name matches a cmd glob, remembered (a scan asks it of every RESP row it
-# peeks at, of a few distinct names): a third of fnmatchcase's time; bounded as _glob is
+# peeks at, and again of the formatted row of one that may match, of a few distinct names): a third of fnmatchcase's time; bounded as _glob is
 _name_matches = lru_cache(maxsize=256)(fnmatchcase)
 
 
@@ -1006,7 +1006,7 @@ class Filter:
             if row.get("kind") != "redis":
                 return False
             name = row.get("request", "").split(" ", 1)[0].upper()
-            if not fnmatchcase(name, self.cmd):
+            if not _name_matches(name, self.cmd):
                 return False
         if self.http_method:
             if row.get("kind") != "http":

@@ -118,12 +118,14 @@ class FilterScan:
         """``entry``'s rows after index ``done`` that match ``shown`` (every row when it does
         not look at exchanges), each as ``(row, work done since the last)``, then ``(None,
         the work of the rest)``. With ``peek``, an entry with no error row is skipped whole by
-        ``errors``, and a RESP row is checked on its stored form first, formatted
+        ``errors``, a RESP entry by ``http``, and a RESP row is checked on its stored form first, formatted
         (``exchange_row``) only when that may match; else its rows are formatted
         (``describe``)."""
         peeked = None
         if self.peek is not None and shown.on_exchanges:
-            if shown.errors and not entry.errors:  # no error row in it: none matches
+            if (shown.errors and not entry.errors) or (
+                    shown.http_method and entry.kind == "redis"):
+                # no error row in it, or RESP rows for an HTTP filter: none matches
                 yield None, _PEEKED
                 return
             peeked = self.peek(entry)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from playground.codec import values as resp
 from playground.decode import records as R
 from playground.web.capture import Capture, Exchanges, Filter
-from playground.web.filterscan import PEEKS_PER_ROW, FilterScan
+from playground.web.filterscan import _PEEKED, PEEKS_PER_ROW, FilterScan
 from playground.web.sink import WebSink
 
 PAIR = 1
@@ -299,3 +299,17 @@ def test_paging_a_growing_connection_neither_skips_nor_repeats_rows(parts, query
                     if not shown.on_exchanges or shown.row_matches(row)]
         assert [row["index"] for row in got] == [row["index"] for row in expected]
         assert got == expected
+
+
+@pytest.mark.pure
+def test_an_http_filter_skips_a_resp_entry_whole():
+    # no RESP row matches an http= filter: each entry is skipped at one peek's cost, not
+    # peeked row by row (20,000 rows: 5,000 rows' budget before)
+    sink = _sets_then_a_get(20_000)
+    shown = Filter.parse({"http": "GET /*"})
+    counted = Formatting(sink)
+    matched, asks = _answer(FilterScan(counted.rows, sink.peek, counted.exchange_row), shown,
+                            sink, 2000)
+    assert matched is False and counted.formatted == 0
+    entries = len(sink.capture.get(PAIR).exchanges)
+    assert sum(asks) <= entries * _PEEKED < 20_000 * _PEEKED
