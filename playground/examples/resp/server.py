@@ -123,7 +123,7 @@ class RespProtocol(protocol.Protocol, TimeoutMixin):
         self.paused = False
         self.backlog = 0  # bytes queued for this client while its transport is full
         self.pending = 0  # bytes received that are not yet a complete request
-        self.held = None  # (parsed requests, index of the next) left by a pass over REPLY_SLICE
+        self.held = None  # the parsed requests (an iterator) a pass over REPLY_SLICE left
         self._held_call = None
         self.session = None
         self.parser = None
@@ -240,7 +240,7 @@ class RespProtocol(protocol.Protocol, TimeoutMixin):
         n = len(data)
         self.bytes_in += n
         self.pending += n
-        self._run(self.parser.feed_sized(data), 0)
+        self._run(iter(self.parser.feed_sized(data)))
 
     def _run_held(self) -> None:
         if self._held_call is not None and self._held_call.active():
@@ -251,14 +251,15 @@ class RespProtocol(protocol.Protocol, TimeoutMixin):
         held, self.held = self.held, None
         if held is None or self.closing:
             return
-        self._run(*held)
+        self._run(held)
         if self.held is None and not self.paused and not self.closing:
             self.transport.resumeProducing()
 
-    def _run(self, items: list, start: int) -> None:
-        """Run the parsed requests ``items[start:]``, writing their replies in one ``write``;
-        stop after ``REPLY_SLICE`` bytes of replies and hold the rest (``held``), not reading
-        meanwhile: they run when the transport has drained, or on a later reactor turn."""
+    def _run(self, items) -> None:
+        """Run the parsed requests ``items`` (an iterator), writing their replies in one
+        ``write``; stop after ``REPLY_SLICE`` bytes of replies and hold the rest (``held``: the
+        iterator, where it stopped), not reading meanwhile: they run when the transport has
+        drained, or on a later reactor turn."""
         f = self.factory
         engine = f.engine
         session = self.session
@@ -267,8 +268,7 @@ class RespProtocol(protocol.Protocol, TimeoutMixin):
         made = 0
         others: dict[RespProtocol, list[bytes]] = {}
         close = None
-        for i in range(start, len(items)):
-            value, size = items[i]
+        for value, size in items:
             if isinstance(value, ProtocolError):  # the parser's last item: reply and close
                 problem = protocol_error_text(value, f.max_bulk)
                 detail = f"{value.message} at offset {value.offset}"
@@ -307,8 +307,8 @@ class RespProtocol(protocol.Protocol, TimeoutMixin):
                 self._authenticated(session.authenticated)
             if close:
                 break
-            if made >= REPLY_SLICE and i + 1 < len(items):
-                self.held = (items, i + 1)
+            if made >= REPLY_SLICE:  # the rest waits (none may be left: that pass runs none)
+                self.held = items
                 break
         if close is None and self.pending > f.max_query:
             close = f"query buffer over {f.max_query} bytes"
