@@ -93,7 +93,7 @@ class _Slot:
     """One request in the response queue."""
 
     __slots__ = ("head", "parts", "complete", "response", "ready", "timer", "error", "close",
-                 "continue_sent", "want_continue", "streaming", "sent", "started")
+                 "continue_sent", "want_continue", "streaming", "sent", "started", "ahead")
 
     def __init__(self, head: RequestHead | None, started: float):
         self.head = head
@@ -104,6 +104,7 @@ class _Slot:
         self.timer = None
         self.error: tuple[int, str] | None = None
         self.close = False
+        self.ahead = 0  # the response's bytes, made ahead of its turn
         self.continue_sent = False
         self.want_continue = False
         self.streaming = False
@@ -262,7 +263,8 @@ class HttpProtocol(protocol.Protocol):
             self.log.failure("http: endpoint failed for {target}", target=head.target)
             response = Response(500, (("Content-Type", "text/plain"),), b"internal error\n")
         slot.response = response
-        self._ahead += _size(response)
+        slot.ahead = _size(response)  # counted in _ahead until it is written (_start)
+        self._ahead += slot.ahead
         if response.delay > 0:
             slot.timer = self.reactor.callLater(response.delay, self._delayed, slot)
         else:
@@ -369,7 +371,7 @@ class HttpProtocol(protocol.Protocol):
             return True
         head = slot.head
         resp = slot.response
-        self._ahead -= _size(resp)
+        self._ahead -= slot.ahead
         status = resp.status
         keep = head.keep_alive and not slot.close
         slot.close = not keep
