@@ -142,7 +142,7 @@ def client_target(value: str, flag: str = "--target") -> Target:
     if not (port.isascii() and port.isdigit()):
         raise usage.UsageError(f"{flag}: {value!r}: port {port!r} is not a number "
                                f"({TARGET_EXAMPLE})")
-    return Target(kind, host, _port(flag, port, TARGET_EXAMPLE, 0), desc=value, plain_tcp=plain_tcp)
+    return Target(kind, host, _port(flag, port, TARGET_EXAMPLE, 1), desc=value, plain_tcp=plain_tcp)
 
 
 def client_string(value: str, flag: str = "--target") -> str:

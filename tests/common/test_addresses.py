@@ -69,7 +69,7 @@ def test_bad_target_names_flag(value):
     assert str(e.value).startswith("--target")
 
 
-@pytest.mark.parametrize("value", ["0", "localhost:0", "[::1]:0"])
+@pytest.mark.parametrize("value", ["0", "localhost:0", "[::1]:0", "tcp:host=db:port=0"])
 def test_target_port_zero_is_refused(value):
     """Port 0 means any free port to listen on; nothing can be connected to there."""
     with pytest.raises(usage.UsageError, match=r"--target: port 0 is out of range 1-65535"):
