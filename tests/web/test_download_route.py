@@ -311,10 +311,10 @@ def test_a_jsonl_download_the_capture_evicts_meanwhile_is_cut_not_finished():
     request.producer.pauseProducing()  # a client that stopped reading
     written = b"".join(request.written).count(b"\n")
     c = capture.get(1)
-    for _ in range(10_000):  # the oldest entries go, as the capture's bound takes them
-        if not c.kept_exchanges or c.kept_exchanges[0][0] > written + 2000:
-            break
-        c.kept_exchanges.popleft()
+    # the capture's bound takes the oldest: its chunks, then entries past those written
+    capture.max_bytes = capture.bytes // 8
+    capture.data(1, C2S, b"x", 2.0)
+    assert c.exchanges_evicted > written + 2000
     request.producer.resumeProducing()
     for _ in range(200):
         turn(reactor)
