@@ -21,6 +21,7 @@ is the Twisted part that starts and stops the listening ports.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import attrs
@@ -117,11 +118,20 @@ def upstream_target(text) -> addresses.Target:
     return target
 
 
-_LOCAL_NAMES = {"", "0.0.0.0", "::", "localhost", "::1"}
-
-
 def _local(host: str | None) -> bool:
-    return host is not None and (host.lower() in _LOCAL_NAMES or host.startswith("127."))
+    """Whether ``host`` is this machine: every interface (``""``, ``0.0.0.0``, ``::``),
+    ``localhost`` or a loopback address (IPv4-mapped included), read as an address, so a
+    name that merely starts with ``127.`` is not one."""
+    if host is None:
+        return False
+    if host.lower() in ("", "localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or ip.is_unspecified or bool(mapped and mapped.is_loopback)
 
 
 def check_not_itself(listen: str, upstream: str, where: str = "") -> None:

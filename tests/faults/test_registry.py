@@ -175,6 +175,7 @@ def test_the_api_takes_network_upstreams(text):
     (":26379", "127.0.0.1:26379"),
     ("0.0.0.0:26379", "127.0.0.2:26379"),
     ("[::1]:26379", "[::1]:26379"),
+    ("127.0.0.1:26379", "[::ffff:127.0.0.1]:26379"),
 ])
 def test_a_proxy_whose_upstream_is_itself_is_a_400(listen, upstream):
     # one client connection chained a connection to itself until the fds ran out
@@ -187,6 +188,7 @@ def test_a_proxy_whose_upstream_is_itself_is_a_400(listen, upstream):
     ("127.0.0.1:0", "127.0.0.1:26379"),  # port 0: a free port, never the upstream's
     ("127.0.0.1:26379", "127.0.0.1:26380"),
     ("127.0.0.1:26379", "10.0.0.1:26379"),
+    ("127.0.0.1:26379", "127.example:26379"),  # a name, not a loopback address
 ])
 def test_a_proxy_to_another_port_or_host_is_fine(listen, upstream):
     assert proxy_fields({"name": "p", "listen": listen, "upstream": upstream})["listen"] == listen
