@@ -31,6 +31,7 @@ import attrs
 
 __all__ = [
     "Attributed",
+    "is_error",
     "BigNumber",
     "Error",
     "Inline",
@@ -150,6 +151,12 @@ class Attributed:
 
     attributes: Map
     value: object
+
+
+def is_error(value) -> bool:
+    """Whether a reply is an error: an :class:`Error`, or one under RESP3 attributes."""
+    kind = type(value)
+    return kind is Error or (kind is Attributed and type(value.value) is Error)
 
 
 @attrs.frozen

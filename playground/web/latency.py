@@ -38,7 +38,7 @@ from itertools import accumulate, compress, repeat
 from math import ceil, floor
 from operator import add, eq, itemgetter
 
-from playground.codec.values import Attributed, Error
+from playground.codec.values import Attributed, Error, is_error
 from playground.decode.views import escape
 
 SUB = 16  # buckets per power of two (HdrHistogram's sub-bucket half count), a power of two
@@ -267,6 +267,7 @@ class Latency:
                 h.max = latency
             if latency < h.min:
                 h.min = latency
+        # is_error(reply), inline: this runs per unpipelined exchange
         error = type(reply) is Error or (type(reply) is Attributed
                                          and type(reply.value) is Error)  # as its row says
         if error:
@@ -354,8 +355,7 @@ class Latency:
         kinds = set(map(type, replies)) if errors is not False else ()
         if Error in kinds or Attributed in kinds:
             for name, stamp, reply in zip(names, stamps, replies, strict=True):
-                if type(reply) is Error or type(reply) is Attributed and (
-                        type(reply.value) is Error):
+                if is_error(reply):
                     histograms[name].errors += 1
                     failed[floor(stamp)] += 1
         rate = table.rate
@@ -391,8 +391,7 @@ class Latency:
         if low < h.min:
             h.min = low
         kinds = set(map(type, replies))
-        errors = sum(type(r) is Error or type(r) is Attributed and type(r.value) is Error
-                     for r in replies) if Error in kinds or Attributed in kinds else 0
+        errors = sum(map(is_error, replies)) if Error in kinds or Attributed in kinds else 0
         h.errors += errors
         table.rate.add(ts, len(commands), errors)
         return True

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from playground.codec.values import Attributed, Error, Map
+from playground.codec.values import Attributed, Error, Map, is_error
 from playground.web.latency import (
     BUCKETS,
     ERROR_BOUND,
@@ -255,7 +255,7 @@ def test_one_exchange_at_a_time_counts_as_the_general_path(stamped):
     names: dict[str, Histogram] = {}
     for ts, (command, reply, took) in stamped:
         latency.one(ts, command, reply, took)
-        error = type(reply) is Error or (type(reply) is Attributed and type(reply.value) is Error)
+        error = is_error(reply)
         ring.add(ts, 1, int(error))
         name = (command[0] if command else b"").upper().decode()
         names.setdefault(name, Histogram(name)).add(took, error)
