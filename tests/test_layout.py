@@ -28,6 +28,7 @@ PURE = (_modules("codec") + ["playground.examples.chat.core", "playground.exampl
                             "playground.examples.http.app", "playground.proxy.observer",
                             "playground.sinks.pcapwriter", "playground.daemon.stats",
                             "playground.common.defaultreactor",
+                            "playground.common.digits",
                             "playground.web.capture",
                             "playground.web.export",
                             "playground.web.filterscan",

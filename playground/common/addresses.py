@@ -24,6 +24,7 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from playground.common import twistedprivate
+from playground.common.digits import decimal, digits_only
 
 DEFAULT_BACKLOG = 1024
 
@@ -42,9 +43,9 @@ def _escape(value: str) -> str:
 
 def _port(flag: str, text: str, example: str, lowest: int = 0) -> int:
     """A port number; 0 (any free port) is for listening only (``lowest=1`` for targets)."""
-    if not (text.isascii() and text.isdigit()):  # a \d of the patterns may be '²' or '٣'
+    if not digits_only(text):  # a \d of the patterns may be '²' or '٣'
         raise usage.UsageError(f"{flag}: port {text[:20]!r} is not a number ({example})")
-    port = int(text) if len(text) <= 20 else None  # int() refuses over 4300 digits
+    port = decimal(text, 20)  # 00080 is 80; more digits than that is out of range
     if port is None or not lowest <= port <= 65535:
         raise usage.UsageError(f"{flag}: port {text[:20]} is out of range {lowest}-65535 ({example})")
     return port
@@ -139,7 +140,7 @@ def client_target(value: str, flag: str = "--target") -> Target:
     port = kw.get("port") or (args[2] if len(args) > 2 else None)
     if not port:
         raise usage.UsageError(f"{flag}: {value!r} names no port ({TARGET_EXAMPLE})")
-    if not (port.isascii() and port.isdigit()):
+    if not digits_only(port):
         raise usage.UsageError(f"{flag}: {value!r}: port {port!r} is not a number "
                                f"({TARGET_EXAMPLE})")
     return Target(kind, host, _port(flag, port, TARGET_EXAMPLE, 1), desc=value, plain_tcp=plain_tcp)

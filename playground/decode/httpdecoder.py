@@ -32,6 +32,7 @@ from __future__ import annotations
 import attrs
 
 from playground.codec.parser import STREAM_MIN
+from playground.common.digits import decimal
 from playground.decode import records as R
 from playground.decode.detect import HTTP
 from playground.decode.redaction import (
@@ -453,9 +454,10 @@ class HttpConversation:
             if len(values) != 1:
                 raise _Failed("conflicting Content-Length values")
             value = values.pop()
-            if not value.isdigit() or len(value) > 18:
+            length = decimal(value, 18)
+            if length is None:
                 raise _Failed(f"bad Content-Length {value[:40]!r}")
-            return int(value)
+            return length
         return None
 
     def _request_head(self, block: bytes, offset: int, out: list) -> None:

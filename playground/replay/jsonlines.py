@@ -18,6 +18,7 @@ import json
 
 from playground.codec.encoder import encode, encode_command
 from playground.codec.values import Attributed, BigNumber, Error, Map, Push, Set, Simple, Verbatim
+from playground.common.digits import decimal
 from playground.replay.reassembly import C2S, S2C, Chunk, Connection, Tracker
 
 MAX_LINE = 16 * 1024 * 1024
@@ -77,8 +78,7 @@ def _items(items: list) -> list:
 
 def _address(text) -> tuple:
     host, _, port = str(text or "").rpartition(":")
-    return host.strip("[]") or str(text), int(port) if (
-        port.isascii() and port.isdigit() and len(port) <= 5) else 0
+    return host.strip("[]") or str(text), decimal(port, 5) or 0
 
 
 def read_jsonlines(f, path: str, tracker: Tracker):

@@ -60,6 +60,7 @@ from twisted.web import resource, server
 from zope.interface import implementer
 
 from playground.common.defaultreactor import default_reactor
+from playground.common.digits import decimal
 from playground.common.globs import fnmatchcase
 from playground.common.limits import CappedSite
 from playground.web.capture import BadFilter, Capture, Filter, StreamEvicted
@@ -84,6 +85,7 @@ MAX_ACTION_BODY = 1024
 ACTION_HEADER = b"x-tcpplay-action"
 CLOSE_HOW = ("fin", "rst")
 DOWNLOADS = (".pcap", ".jsonl")  # /api/connections/{id}.pcap and .jsonl
+_ID_DIGITS = 19  # a connection id or an event seq: ASCII digits, no more than a 63-bit one has
 
 
 class BadQuery(ValueError):
@@ -140,12 +142,6 @@ def _int_arg(request, name: str, default: int, lowest: int = 0, highest: int = 1
     if not lowest <= value <= highest:
         raise BadQuery(f"{name}: must be {lowest}-{highest}, got {value}")
     return value
-
-
-def _decimal(text: str) -> bool:
-    """``text`` is a number ``int`` takes: ASCII digits (``str.isdigit`` also says yes to
-    ``²``), not more of them than a seq or an id has (``int`` refuses over 4300)."""
-    return text.isascii() and text.isdigit() and len(text) <= 19
 
 
 @implementer(IPushProducer)
@@ -512,7 +508,8 @@ class WebRoot(resource.Resource):
 
     def _download(self, request, name: str) -> bytes:
         stem, _, kind = name.rpartition(".")
-        c = self.capture.get(int(stem)) if _decimal(stem) else None
+        pair = decimal(stem, _ID_DIGITS)
+        c = self.capture.get(pair) if pair is not None else None
         if c is None:
             return self._error(request, 404, f"no connection {stem[:40]!r} (unknown or evicted)")
         request.setHeader(b"cache-control", b"no-store")
@@ -580,7 +577,7 @@ class WebRoot(resource.Resource):
         last = request.getHeader(b"last-event-id")
         if last:
             epoch, _, seq = last.decode("ascii", "replace").partition("-")
-            since = int(seq) if epoch == self.feed.epoch and _decimal(seq) else 0
+            since = (decimal(seq, _ID_DIGITS) or 0) if epoch == self.feed.epoch else 0
         request.setHeader(b"content-type", b"text/event-stream")
         request.setHeader(b"cache-control", b"no-store")
         request.write(b"retry: 1000\n\n")

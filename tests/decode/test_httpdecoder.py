@@ -224,6 +224,14 @@ def test_garbage_gives_undecodable_then_raw():
     assert raw == b"\x16\x03\x01\x00garbage\r\n\r\nmorex"
 
 
+@pytest.mark.parametrize("length", [b"+2", b"1_0", b"0x2", "٢".encode(), b"9" * 19])
+def test_a_content_length_int_would_read_is_undecodable(length):
+    """Only ASCII digits (at most 18) frame a body; int() would take a sign, an underscore, any
+    Unicode digit, and a length no body has."""
+    out = run([(C2S, b"POST / HTTP/1.1\r\nContent-Length: " + length + b"\r\n\r\nok")])
+    assert isinstance(out[0], HttpUndecodable) and "bad Content-Length" in out[0].reason
+
+
 def test_head_bound():
     out = run([(C2S, b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 2000)], max_head=1024)
     assert isinstance(out[0], HttpUndecodable) and "larger" in out[0].reason

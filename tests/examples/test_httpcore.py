@@ -261,6 +261,8 @@ ERRORS = [
     (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: abc\r\n\r\n", 400),
     (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\n", 400),
     (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: +1\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1_0\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\n" + H + "Content-Length: ٣\r\n\r\n".encode(), 400),
     (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: \r\n\r\n", 400),
     (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1, 2\r\n\r\n", 400),
     (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),

@@ -23,6 +23,8 @@ from http import HTTPStatus
 
 import attrs
 
+from playground.common.digits import decimal, digits_only
+
 # ----------------------------------------------------------------------------- events
 
 
@@ -443,11 +445,11 @@ class HttpRequestParser:
             if len(values) != 1:
                 raise _Fail(400, "conflicting Content-Length values")
             (text_len,) = values
-            if not (text_len.isascii() and text_len.isdigit()):
+            content_length = decimal(text_len, 18)
+            if content_length is None and not digits_only(text_len):
                 raise _Fail(400, "invalid Content-Length")
-            if len(text_len) > 18 or int(text_len) > self.max_body:
+            if content_length is None or content_length > self.max_body:
                 raise _Fail(413, _TOO_LARGE_BODY)
-            content_length = int(text_len)
         expect_continue = False
         if expect is not None:
             items = {e.strip() for e in expect.split(",")} - {""}
