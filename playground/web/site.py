@@ -395,9 +395,8 @@ class WebRoot(resource.Resource):
         if path[1] == "connections" and len(path) == 3 and path[2].endswith(DOWNLOADS):
             return self._download(request, path[2])
         if path[1] == "connections" and len(path) in (3, 4):
-            try:
-                pair = int(path[2])
-            except ValueError:
+            pair = decimal(path[2], _ID_DIGITS)
+            if pair is None:
                 return self._error(request, 404, f"no connection {path[2][:40]!r}")
             c = self.capture.get(pair)
             if c is None:
@@ -562,9 +561,8 @@ class WebRoot(resource.Resource):
             how = None
         if how not in CLOSE_HOW:
             return self._error(request, 400, 'the body must be {"how": "fin"} or {"how": "rst"}')
-        try:
-            pair = int(pair_text)
-        except ValueError:
+        pair = decimal(pair_text, _ID_DIGITS)
+        if pair is None:
             return self._error(request, 404, f"no connection {pair_text[:40]!r}")
         if self.close is None or not self.close(pair, how):
             return self._error(request, 404, f"no open connection {pair}")

@@ -223,3 +223,43 @@ def test_a_bad_integer_in_the_query_is_named_as_typed():
     finally:
         feed.stop()
         yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_connection_id_in_the_path_is_ascii_digits_only():
+    """``/api/connections/+1`` (or `` 1``, ``0_1``, an Arabic-Indic one) names no connection,
+    as ``/api/connections/+1.jsonl`` does not: int() alone took them all for connection 1, and
+    a close for them closed connection 1."""
+    from io import BytesIO
+
+    from twisted.web.client import Agent, FileBodyProducer, readBody
+    from twisted.web.http_headers import Headers
+
+    cap = Capture()
+    cap.opened(1, 1.0, "c", "l", "t")
+    closed = []
+    root = WebRoot(cap, reactor=reactor, feed=EventFeed(cap, reactor),
+                   close=lambda pair, how: closed.append(pair) or True)
+    site = server.Site(root)
+    site.log = lambda request: None
+    port = yield _listen(site)
+    base = f"http://127.0.0.1:{port.getHost().port}/api/connections/"
+    agent = Agent(reactor)
+    try:
+        response = yield agent.request(b"GET", f"{base}01".encode())
+        assert response.code == 200
+        yield readBody(response)
+        for text in ("+1", "%201", "0_1", "%D9%A1", "+1.jsonl"):
+            response = yield agent.request(b"GET", f"{base}{text}".encode())
+            body = json.loads((yield readBody(response)))
+            assert (response.code, body["status"]) == (404, 404), text
+            response = yield agent.request(
+                b"POST", f"{base}{text}/close".encode(),
+                Headers({b"x-tcpplay-action": [b"close"]}),
+                FileBodyProducer(BytesIO(b'{"how": "fin"}')))
+            body = json.loads((yield readBody(response)))
+            assert (response.code, body["status"]) == (404, 404), text
+        assert closed == []
+    finally:
+        root.feed.stop()
+        yield port.stopListening()
