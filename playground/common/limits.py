@@ -193,31 +193,54 @@ class CappedSite(server.Site):
     ``max_open`` connections at once: one over is closed at accept (``buildProtocol`` gives
     None), so idle clients cannot take every file descriptor the proxy needs (each one kept
     otherwise until the site's idle timeout). Its requests keep a bounded body
-    (``BoundedRequest``); an over-long request line or head is a 414 or 431 (``BoundedChannel``)."""
+    (``BoundedRequest``); an over-long request line or head is a 414 or 431 (``BoundedChannel``).
+
+    The counting is ``ConnectionLimits``' (``limits``, as a ``LimitedFactory``'s, with no bound
+    per peer); ``max_open``, ``open_connections`` and ``refused`` are its figures by the site's
+    names (``max_open`` 0: no bound)."""
 
     protocol = BoundedChannel
     requestFactory = BoundedRequest
-    max_open = 256
-    open_connections = 0
-    refused = 0
     label = "web"
 
+    def __init__(self, *args, max_open: int = 256, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limits = ConnectionLimits(max_open)
+
+    @property
+    def max_open(self) -> int:
+        return self.limits.max_connections
+
+    @max_open.setter
+    def max_open(self, value: int) -> None:
+        self.limits.max_connections = value
+
+    @property
+    def open_connections(self) -> int:
+        return self.limits.open
+
+    @property
+    def refused(self) -> int:
+        return self.limits.refused
+
     def buildProtocol(self, addr):
-        if self.open_connections >= self.max_open:
-            self.refused += 1
-            if self.refused == 1 or not self.refused % 1000:
+        host = peer_host(addr)
+        if self.limits.admit(host) is not None:
+            refused = self.limits.refused
+            if refused == 1 or not refused % 1000:
                 _site_log.warn("{label}: refused a connection from {peer}: {max} open already "
                               "(refused so far: {refused})", label=self.label,
-                              peer=address_text(addr), max=self.max_open, refused=self.refused)
+                              peer=address_text(addr), max=self.max_open, refused=refused)
             return None
         p = super().buildProtocol(addr)
-        if p is not None:
-            self.open_connections += 1
-            lost = p.connectionLost
+        if p is None:
+            self.limits.release(host)
+            return None
+        lost = p.connectionLost
 
-            def connectionLost(reason):
-                self.open_connections -= 1
-                lost(reason)
+        def connectionLost(reason):
+            self.limits.release(host)
+            lost(reason)
 
-            p.connectionLost = connectionLost
+        p.connectionLost = connectionLost
         return p

@@ -252,6 +252,31 @@ def test_max_connections_on_a_real_socket():
         yield svc.stopService()
 
 
+@pytest.mark.memory
+def test_a_capped_site_counts_with_connection_limits_and_logs_the_first_refusal_of_a_thousand(
+        logged):
+    from twisted.logger import formatEvent
+    from twisted.web import resource
+
+    from playground.common.limits import CappedSite
+
+    site = CappedSite(resource.Resource(), max_open=2, reactor=MemoryReactorClock())
+    assert site.max_open == site.limits.max_connections == 2
+    addr = IPv4Address("TCP", "10.0.0.1", 5000)
+    held = [site.buildProtocol(addr) for _ in range(2)]
+    assert None not in held and site.open_connections == 2
+    assert [site.buildProtocol(addr) for _ in range(1000)] == [None] * 1000
+    assert site.refused == 1000 and site.open_connections == 2
+    lines = [formatEvent(e) for e in logged if "refused a connection" in formatEvent(e)]
+    assert lines == [f"web: refused a connection from 10.0.0.1:5000: 2 open already "
+                     f"(refused so far: {n})" for n in (1, 1000)]
+    held[0].connectionLost(failure.Failure(error.ConnectionDone()))
+    assert site.open_connections == 1 and site.limits.total == 2
+    assert site.buildProtocol(addr) is not None and site.open_connections == 2
+    site.max_open = 3
+    assert site.buildProtocol(addr) is not None and site.open_connections == 3
+
+
 @pytest.mark.real
 @pytest_twisted.inlineCallbacks
 def test_a_site_holds_at_most_max_open_connections():
