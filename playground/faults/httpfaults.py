@@ -34,7 +34,6 @@ import random
 from collections import deque
 from http import HTTPStatus
 
-from playground.common.globs import fnmatchcase
 from playground.decode.httpdecoder import (
     HttpConversation,
     HttpMark,
@@ -231,11 +230,10 @@ class HttpFaults(ConnectionToxics):
         target = request.target.decode("latin-1")
         path = target.partition("?")[0]
         for toxic in self.toxics:
-            a = toxic.attributes
-            if not fnmatchcase(method, str(a["method"]).upper()):
+            glob, path_glob = toxic.globs["method"], toxic.globs["path"]  # None: "*"
+            if glob is not None and glob(method) is None:
                 continue
-            glob = str(a["path"])
-            if glob != "*" and not fnmatchcase(path, glob) and not fnmatchcase(target, glob):
+            if path_glob is not None and path_glob(path) is None and path_glob(target) is None:
                 continue
             if self._counts(toxic):
                 return toxic

@@ -21,6 +21,8 @@ from types import MappingProxyType
 
 import attrs
 
+from playground.common.globs import compile_glob
+
 UPSTREAM = "upstream"
 DOWNSTREAM = "downstream"
 STREAMS = (UPSTREAM, DOWNSTREAM)
@@ -56,6 +58,12 @@ ACTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "http": ("status", "delay", "slow_headers", "slow_body", "cut"),
 })
 
+# type -> {glob attribute: whether it matches an upper-cased name (a command, a method)}
+GLOBS: Mapping[str, Mapping[str, bool]] = MappingProxyType({
+    "resp": {"command": True, "key": False},
+    "http": {"method": True, "path": False},
+})
+
 # the attribute a bare first value stands for in the --fault syntax ("latency:downstream:200ms")
 _MAIN_ATTRIBUTE = {
     "latency": "latency", "bandwidth": "rate", "slow_close": "delay", "timeout": "timeout",
@@ -74,13 +82,19 @@ MAX_NUMBER = 2**53  # the largest whole number a JSON double carries exactly; to
 
 @attrs.frozen
 class Toxic:
-    """One fault as toxiproxy models it; ``attributes`` is complete (defaults filled in) and read-only."""
+    """One fault as toxiproxy models it; ``attributes`` is complete (defaults filled in) and
+    read-only. ``globs`` holds its glob attributes (``GLOBS``) compiled once, when it is made,
+    for the per-request match (``playground.common.globs.compile_glob``; None for ``*``)."""
 
     name: str
     type: str
     stream: str = DOWNSTREAM
     toxicity: float = 1.0
     attributes: Mapping[str, object] = attrs.field(factory=dict, converter=MappingProxyType)
+    globs: Mapping[str, Callable[[str], object] | None] = attrs.field(
+        init=False, eq=False, repr=False,
+        default=attrs.Factory(lambda self: _compiled_globs(self.type, self.attributes),
+                              takes_self=True))
 
     def to_json(self) -> dict:
         """toxiproxy's JSON shape for a toxic."""
@@ -95,6 +109,14 @@ class Toxic:
                   "toxicity": self.toxicity, "attributes": merged}
         fields.update(changes)
         return make_toxic(**fields)
+
+
+def _compiled_globs(type_: str, attributes: Mapping[str, object]) -> Mapping:
+    out = {}
+    for key, upper in GLOBS.get(type_, {}).items():
+        pattern = attributes[key]
+        out[key] = None if pattern == "*" else compile_glob(pattern.upper() if upper else pattern)
+    return MappingProxyType(out)
 
 
 def _number(type_: str, key: str, value, default):

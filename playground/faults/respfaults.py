@@ -40,7 +40,6 @@ import attrs
 
 from playground.codec.parser import RespParser
 from playground.codec.values import Inline, ProtocolError, Push
-from playground.common.globs import fnmatchcase
 from playground.decode.respdecoder import redact_command
 from playground.faults.model import ConnectionToxics, Toxic
 from playground.faults.toxics import Abort, Close, Wait
@@ -235,11 +234,10 @@ class RespFaults(ConnectionToxics):
         name_text = name.decode("latin-1")
         key_text = args[1].decode("latin-1") if len(args) > 1 else None
         for toxic in self.toxics:
-            a = toxic.attributes
-            if not fnmatchcase(name_text, str(a["command"]).upper()):
+            command, key = toxic.globs["command"], toxic.globs["key"]  # None: "*"
+            if command is not None and command(name_text) is None:
                 continue
-            key_glob = str(a["key"])
-            if key_glob != "*" and (key_text is None or not fnmatchcase(key_text, key_glob)):
+            if key is not None and (key_text is None or key(key_text) is None):
                 continue
             if self._counts(toxic):
                 return toxic

@@ -350,3 +350,30 @@ def test_a_faults_globs_do_not_stay_in_a_process_wide_cache():
     assert fnmatch._compile_pattern.cache_info().currsize - before < 10
     run = drive(core("resp:G?T user:*:error=-LOADING"), [cmd(b"GET", b"user:1")], [])
     assert b"-LOADING" in run.client
+
+
+def test_many_toxics_alive_match_with_the_globs_compiled_when_they_were_made(monkeypatch):
+    # the globs were matched through a process-wide cache of 64 compiled patterns: with more
+    # toxics than that alive, every command compiled every toxic's glob again
+    from playground.common import globs
+
+    c = core(*(f"resp:X{i}* user:{i}*:error=-LOADING" for i in range(100)),
+             "resp:G?T user:*:error=-LOADING")
+    compiled = []
+    translate = globs.translate
+    monkeypatch.setattr(globs, "translate", lambda p: compiled.append(p) or translate(p))
+    run = drive(c, [cmd(b"SET", b"user:1", b"v") + cmd(b"X7", b"user:70") + cmd(b"X7", b"k")
+                    + cmd(b"GET", b"user:1")], [b"+OK\r\n$1\r\nv\r\n"])
+    assert run.client == b"+OK\r\n-LOADING\r\n$1\r\nv\r\n-LOADING\r\n"
+    assert compiled == []
+
+
+def test_a_toxics_globs_are_compiled_from_its_attributes_and_not_compared():
+    t = parse_fault("resp:get user:*:error=-LOADING")
+    assert t.globs["command"]("GET") and not t.globs["command"]("get")  # the name, upper-cased
+    assert t.globs["key"]("user:1") and not t.globs["key"]("User:1")
+    assert make_toxic("resp").globs == {"command": None, "key": None}  # "*" matches anything
+    changed = t.evolve(attributes={"key": "k[0-9]"})
+    assert changed.globs["key"]("k1") and not changed.globs["key"]("user:1")
+    assert t == parse_fault("resp:get user:*:error=-LOADING") and "globs" not in repr(t)
+    assert make_toxic("latency").globs == {}
