@@ -51,7 +51,7 @@ import sys
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from itertools import chain, groupby, islice
 from operator import itemgetter
@@ -59,7 +59,7 @@ from typing import NamedTuple
 
 import attrs
 
-from playground.common.globs import fnmatchcase
+from playground.common.globs import compile_glob
 
 C2S = "c2s"  # the values of playground.proxy.observer's directions
 S2C = "s2c"
@@ -922,9 +922,21 @@ class Capture:
 PROTOCOLS = ("resp", "http", "text", "hex")  # playground.decode.detect's names
 
 
-# whether a command name matches a cmd glob, remembered (a scan asks it of every RESP row it
-# peeks at, and again of the formatted row of one that may match, of a few distinct names): a third of fnmatchcase's time; bounded as _glob is
-_name_matches = lru_cache(maxsize=256)(fnmatchcase)
+MAX_NAMES = 256  # command names a filter remembers whether its cmd glob matches
+
+
+def _compiled(pattern: str):
+    return compile_glob(pattern) if pattern else None
+
+
+def _cmd_answers(shown: Filter):
+    """Whether a command name matches ``shown.cmd``, remembered by name (a scan asks it of every
+    RESP row it peeks at, and again of the formatted row of one that may match, of a few
+    distinct names): a third of the glob's time."""
+    if not shown.cmd:
+        return None
+    match = compile_glob(shown.cmd)
+    return lru_cache(maxsize=MAX_NAMES)(lambda name: match(name) is not None)
 
 
 class BadFilter(ValueError):
@@ -949,6 +961,15 @@ class Filter:
     errors: bool = False
     slow: float | None = None
     client: str = ""
+    # the globs compiled once, when the filter is made (None: not set)
+    _name_matches: Callable[[str], bool] | None = attrs.field(
+        init=False, eq=False, repr=False, default=attrs.Factory(_cmd_answers, takes_self=True))
+    _path_glob: Callable[[str], object] | None = attrs.field(
+        init=False, eq=False, repr=False,
+        default=attrs.Factory(lambda f: _compiled(f.http_path), takes_self=True))
+    _client_glob: Callable[[str], object] | None = attrs.field(
+        init=False, eq=False, repr=False,
+        default=attrs.Factory(lambda f: _compiled(f.client), takes_self=True))
 
     FIELDS = ("proto", "cmd", "http", "errors", "slow", "client")
 
@@ -994,6 +1015,10 @@ class Filter:
     def active(self) -> bool:
         return bool(self.proto or self.client or self.on_exchanges)
 
+    def cmd_matches(self, name: str) -> bool:
+        """Whether a RESP command name (upper-cased) matches ``cmd`` (unset: every name)."""
+        return not self.cmd or self._name_matches(name)
+
     def row_matches(self, row: dict) -> bool:
         """Whether an exchanges table row (``playground.web.sink.rows``) matches."""
         if self.errors and not row.get("error"):
@@ -1006,7 +1031,7 @@ class Filter:
             if row.get("kind") != "redis":
                 return False
             name = row.get("request", "").split(" ", 1)[0].upper()
-            if not _name_matches(name, self.cmd):
+            if not self._name_matches(name):
                 return False
         if self.http_method:
             if row.get("kind") != "http":
@@ -1014,7 +1039,7 @@ class Filter:
             method, _, target = row.get("request", "").partition(" ")
             if self.http_method != "*" and method.upper() not in self.http_method.split(","):
                 return False
-            if not fnmatchcase(target.split("?", 1)[0], self.http_path):
+            if self._path_glob(target.split("?", 1)[0]) is None:
                 return False
         return True
 
@@ -1028,13 +1053,13 @@ class Filter:
             return False
         if self.slow is not None and (latency is None or latency <= self.slow):
             return False
-        return not (self.cmd and name is not None and not _name_matches(name, self.cmd))
+        return not (self.cmd and name is not None and not self._name_matches(name))
 
     def by_itself(self, summary: dict) -> bool:
         """Whether a connection's list row matches ``proto`` and ``client``."""
         if self.proto and summary.get("protocol") != self.proto:
             return False
-        return not self.client or fnmatchcase(summary.get("client", ""), self.client)
+        return not self.client or self._client_glob(summary.get("client", "")) is not None
 
     def connection_matches(self, summary: dict, rows=()) -> bool:
         """Whether a connection (its list row) matches: by itself for ``proto`` and

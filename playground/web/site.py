@@ -61,7 +61,6 @@ from zope.interface import implementer
 
 from playground.common.defaultreactor import default_reactor
 from playground.common.digits import decimal
-from playground.common.globs import fnmatchcase
 from playground.common.limits import CappedSite
 from playground.web.capture import BadFilter, Capture, Filter, StreamEvicted
 from playground.web.export import evicted_ranges, jsonl_pieces, pcap_pieces
@@ -539,7 +538,7 @@ class WebRoot(resource.Resource):
 
         def named(protocol: str, name: str) -> bool:
             if protocol == "resp":
-                return not shown.cmd or fnmatchcase(name, shown.cmd)
+                return shown.cmd_matches(name)
             return methods is None or name in methods
 
         out = self.latency.snapshot(self.reactor.seconds(), protocols, named)

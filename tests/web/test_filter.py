@@ -210,3 +210,26 @@ def test_a_filter_pattern_does_not_stay_in_a_process_wide_cache():
     f = Filter.parse({"cmd": "g?t", "client": "127.*"})
     assert f.row_matches(_row(request="GET k")) and f.by_itself({"client": "127.0.0.1:1"})
     assert Filter.parse({"http": "GET /a*"}).row_matches(_row(kind="http", request="GET /ab?x"))
+
+
+@pytest.mark.pure
+def test_a_filters_globs_are_compiled_when_it_is_made_and_match_as_fnmatchcase(monkeypatch):
+    # matched through a process-wide cache of 64 compiled patterns, more filters than that alive
+    # compiled their globs again on every row
+    from playground.common import globs
+
+    by_cmd = [Filter.parse({"cmd": f"g{i}*", "client": f"10.0.0.{i}:*"}) for i in range(100)]
+    by_http = [Filter.parse({"http": f"GET /p{i}/*"}) for i in range(100)]
+    compiled = []
+    translate = globs.translate
+    monkeypatch.setattr(globs, "translate", lambda p: compiled.append(p) or translate(p))
+    for i, (f, g) in enumerate(zip(by_cmd, by_http, strict=True)):
+        assert f.cmd_matches(f"G{i}X") and not f.cmd_matches(f"X{i}")
+        assert f.row_matches(_row("redis", f"g{i}x k")) and not f.row_matches(_row("redis", "x"))
+        assert f.may_match_resp(f"G{i}", None, False) and not f.may_match_resp("X", None, False)
+        assert f.by_itself({"client": f"10.0.0.{i}:5000"})
+        assert not f.by_itself({"client": f"10.0.1.{i}:5000"})
+        assert g.row_matches(_row("http", f"GET /p{i}/a?q"))
+        assert not g.row_matches(_row("http", f"GET /q{i}/a"))
+    assert compiled == []
+    assert Filter.parse({"cmd": "G*"}) == Filter(cmd="G*") and Filter().cmd_matches("ANY")
