@@ -48,7 +48,8 @@ def build(exchanges: int) -> WebSink:
             replies = [OK if len(command) == 3 else 1 for command in commands]
             if pipelined:
                 sink.emit_many([R.RedisExchanges(pair, 1.0, "c", commands[i:i + RUN],
-                                                 replies[i:i + RUN], [0.001] * RUN)
+                                                 replies[i:i + RUN],
+                                                 [0.001] * len(commands[i:i + RUN]))
                                 for i in range(0, len(commands), RUN)])
             else:
                 sink.emit_many([R.RedisExchange(pair, 1.0, "c", command, reply, 0.001)
