@@ -9,15 +9,13 @@ Light on purpose: the proxy imports it whether or not the API is on.
 
 from __future__ import annotations
 
-import re
-
 from twisted.python import usage
 
 from playground.common.addresses import server_string
+from playground.faults.model import NAME_RULE, valid_name
 from playground.web.options import check_token
 
 DEFAULT_NAME = "tcpplay"
-_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 
 
 def api_parameters(default: str | None) -> list:
@@ -39,9 +37,8 @@ NAME_PARAMETER = ["name", None, DEFAULT_NAME,
 
 def check_options(opts) -> None:
     """Validate ``--api``, ``--api-token`` (and ``--name`` when present) in place."""
-    if "name" in opts and not _NAME.match(str(opts["name"])):
-        raise usage.UsageError(f"--name: 1-64 letters, digits or _.:- expected, "
-                               f"got {opts['name']!r}")
+    if "name" in opts and not valid_name(str(opts["name"])):
+        raise usage.UsageError(f"--name: {NAME_RULE} expected, got {opts['name']!r}")
     if not opts.get("api"):
         if opts.get("api-token"):
             raise usage.UsageError("--api-token needs --api")

@@ -76,6 +76,7 @@ _MILLISECONDS = {("latency", "latency"), ("latency", "jitter"), ("slow_close", "
                  ("http", "delay")}
 _MICROSECONDS = {("slicer", "delay")}
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+NAME_RULE = "1-64 letters, digits or _.:-"  # what valid_name takes, for an error message
 _MAX_STRING = 1024
 MAX_NUMBER = 2**53  # the largest whole number a JSON double carries exactly; toxiproxy's int64 is wider
 
@@ -172,6 +173,11 @@ def _short(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def valid_name(name) -> bool:
+    """Whether ``name`` may name a toxic or a proxy (in the API, ``--name``): ``NAME_RULE``."""
+    return isinstance(name, str) and _NAME.match(name) is not None
+
+
 def make_toxic(type: str, name: str | None = None, stream: str = DOWNSTREAM,
                toxicity: float = 1.0, attributes: Mapping[str, object] | None = None) -> Toxic:
     """A checked ``Toxic``: unknown type, stream, attribute or a bad value raises ``FaultError``."""
@@ -181,8 +187,8 @@ def make_toxic(type: str, name: str | None = None, stream: str = DOWNSTREAM,
         raise FaultError(f"stream: expected upstream or downstream, got {stream!r}")
     if name is None:
         name = f"{type}_{stream}"
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise FaultError(f"name: 1-64 letters, digits or _.:- expected, got {name!r}")
+    if not valid_name(name):
+        raise FaultError(f"name: {NAME_RULE} expected, got {name!r}")
     if isinstance(toxicity, bool) or not isinstance(toxicity, (int, float)) \
             or not 0.0 <= toxicity <= 1.0:
         raise FaultError(f"toxicity: expected a number from 0 to 1, got {toxicity!r}")

@@ -33,13 +33,12 @@ from twisted.python import usage
 from playground.common import addresses
 from playground.common.defaultreactor import default_reactor
 from playground.common.listening import ListeningService
-from playground.faults.model import FaultError, ToxicSet, toxic_from_json
+from playground.faults.model import NAME_RULE, FaultError, ToxicSet, toxic_from_json, valid_name
 from playground.proxy.service import ProxyService
 from playground.proxy.splice import ProxyFactory
 
 MAX_PROXIES = 256
 DEFAULT_LISTEN = "127.0.0.1:0"
-_PROXY_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 _HOST_PORT = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]\s]*)):(?P<port>[0-9]{1,5})\Z")
 
 
@@ -153,8 +152,8 @@ def proxy_fields(body, where: str = "") -> dict:
     name = body.get("name")
     if not name:
         raise missing_field(f"name{where}")
-    if not isinstance(name, str) or not _PROXY_NAME.match(name):
-        raise ApiError(f"name: 1-64 letters, digits or _.:- expected, got {name!r}", 400)
+    if not valid_name(name):
+        raise ApiError(f"name: {NAME_RULE} expected, got {name!r}", 400)
     if not body.get("upstream"):
         raise missing_field(f"upstream{where}")
     enabled = body.get("enabled", True)

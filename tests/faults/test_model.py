@@ -200,3 +200,29 @@ def test_protocol_fault_target_and_error_may_hold_colons():
     assert (moved.attributes["key"], moved.attributes["error"]) == (
         "user:*", "-MOVED 3999 127.0.0.1:6381")
     assert parse_fault("resp:GET user:error*:delay=1").attributes["key"] == "user:error*"
+
+
+
+@pytest.mark.parametrize("name", ["a", "x" * 64, "redis_1.main:6379-b", "", "x" * 65, "a b",
+                                  "é", "٣", "a/b", "a\n"])
+def test_a_toxic_a_proxy_and_the_name_flag_take_the_same_names(name):
+    """One rule (``valid_name``) for a toxic's name, a proxy's in the API and ``--name``."""
+    from twisted.python import usage
+
+    from playground.faults.apioptions import check_options
+    from playground.faults.model import NAME_RULE, valid_name
+    from playground.faults.registry import ApiError, proxy_fields
+
+    valid = 0 < len(name) <= 64 and all(c.isascii() and (c.isalnum() or c in "_.:-")
+                                        for c in name)
+    assert valid_name(name) is valid
+    for check, error in ((lambda: make_toxic("latency", name=name), FaultError),
+                         (lambda: proxy_fields({"name": name, "upstream": "127.0.0.1:6379"}),
+                          ApiError),
+                         (lambda: check_options({"name": name}), usage.UsageError)):
+        if valid:
+            check()
+        else:
+            with pytest.raises(error) as e:
+                check()
+            assert NAME_RULE in str(e.value) or (error is ApiError and name == "")  # "missing"
