@@ -32,7 +32,7 @@ from __future__ import annotations
 import attrs
 
 from playground.codec.parser import STREAM_MIN
-from playground.common.digits import decimal
+from playground.common.digits import decimal, hexadecimal
 from playground.decode import records as R
 from playground.decode.detect import HTTP
 from playground.decode.redaction import (
@@ -584,11 +584,9 @@ class HttpConversation:
             side.state = _CHUNK_SIZE
         elif state == _CHUNK_SIZE:
             size_text = line.split(b";", 1)[0].strip()
-            if not size_text or len(size_text) > 16 or not all(
-                c in b"0123456789abcdefABCDEF" for c in size_text
-            ):
+            size = hexadecimal(size_text, 16)
+            if size is None:
                 raise _Failed(f"bad chunk size {size_text[:20]!r}")
-            size = int(size_text, 16)
             side.state = _CHUNK_DATA if size else _TRAILER
             side.remaining = size
         if state == _TRAILER and line:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from playground.common.digits import decimal, digits_only
+from playground.common.digits import decimal, digits_only, hexadecimal
 
 NOT_DECIMALS = ["", "+5", "-5", "1_0", " 5", "5 ", "5\n", "\t5", "٣", "²", "5.0", "0x5", "five",
                 "５"]  # the last: a fullwidth digit, which int() reads as 5
@@ -58,3 +58,26 @@ def test_any_bytes_are_a_decimal_exactly_when_they_are_ascii_digits(data):
     ascii_digits = data != b"" and all(48 <= c <= 57 for c in data)
     assert digits_only(data) is ascii_digits
     assert decimal(data, 12) == (int(data) if ascii_digits else None)
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("data", [b"", b"0x5", b"+5", b"-5", b"5_0", b" 5", b"5 ", b"5\n", b"g",
+                                  "٣".encode(), b"1" * 17])
+def test_a_chunk_size_int_would_read_is_not_hexadecimal(data):
+    assert hexadecimal(data, 16) is None
+
+
+@pytest.mark.pure
+@given(st.integers(min_value=0, max_value=16**16 - 1), st.booleans(), st.integers(0, 3))
+def test_hex_written_out_reads_back(n, upper, zeros):
+    data = (b"0" * zeros + b"%x" % n)[-16:] if n else b"0" * (zeros + 1)
+    data = data.upper() if upper else data
+    assert hexadecimal(data, 16) == n
+    assert hexadecimal(data, len(data) - 1) is None
+
+
+@pytest.mark.pure
+@given(st.binary(max_size=18))
+def test_any_bytes_are_hexadecimal_exactly_when_they_are_ascii_hex_digits(data):
+    ok = 0 < len(data) <= 16 and all(c in b"0123456789abcdefABCDEF" for c in data)
+    assert hexadecimal(data, 16) == (int(data, 16) if ok else None)

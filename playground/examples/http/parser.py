@@ -23,7 +23,7 @@ from http import HTTPStatus
 
 import attrs
 
-from playground.common.digits import decimal, digits_only
+from playground.common.digits import decimal, digits_only, hexadecimal
 
 # ----------------------------------------------------------------------------- events
 
@@ -109,7 +109,6 @@ _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_TARGET = re.compile(r"[^\x21-\x7e]")
 _VERSION = re.compile(r"HTTP/([0-9])\.([0-9])")
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 _HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _DONE = range(7)
 
@@ -275,9 +274,9 @@ class HttpRequestParser:
                 if line.endswith(b"\r"):
                     line = line[:-1]
                 size_text = line.split(b";", 1)[0].rstrip(b" \t")
-                if not _HEX.fullmatch(size_text) or b"\r" in line:
+                size = hexadecimal(size_text, 16)
+                if size is None or b"\r" in line:
                     raise _Fail(400, "invalid chunk size line")
-                size = int(size_text, 16)
                 if size == 0:
                     self._state = _TRAILERS
                     continue
