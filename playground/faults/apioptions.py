@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from twisted.python import usage
 
-from playground.common.addresses import server_string
 from playground.faults.model import NAME_RULE, valid_name
 from playground.web.options import check_token
 
@@ -39,9 +38,4 @@ def check_options(opts) -> None:
     """Validate ``--api``, ``--api-token`` (and ``--name`` when present) in place."""
     if "name" in opts and not valid_name(str(opts["name"])):
         raise usage.UsageError(f"--name: {NAME_RULE} expected, got {opts['name']!r}")
-    if not opts.get("api"):
-        if opts.get("api-token"):
-            raise usage.UsageError("--api-token needs --api")
-        return
-    opts["api"] = server_string(str(opts["api"]), "--api")
     check_token(opts, "api", "api-token")

@@ -101,8 +101,15 @@ def is_loopback(desc: str) -> bool:
 
 
 def check_token(opts, address: str, flag: str) -> None:
-    """Check ``opts[flag]`` (a token: at least 8 printable characters, no spaces; UsageError
-    names ``--flag``), or make a random one when ``opts[address]`` is not loopback."""
+    """Check ``--address`` and its token ``--flag`` in place (a UsageError names the flag):
+    the token needs the address; the address is read into a server endpoint string
+    (``server_string``); the token is at least 8 printable characters, no spaces, or made at
+    random when the address is not loopback."""
+    if not opts.get(address):
+        if opts.get(flag):
+            raise usage.UsageError(f"--{flag} needs --{address}")
+        return
+    opts[address] = server_string(str(opts[address]), f"--{address}")
     token = opts.get(flag)
     if token is not None and (len(str(token)) < 8 or not str(token).isprintable()
                               or " " in str(token)):
@@ -117,9 +124,4 @@ def check_options(opts) -> None:
         if flag in opts and isinstance(opts[flag], str):
             opts[flag] = (positive_int if flag == "web-connections" else non_negative_int)(
                 f"--{flag}", opts[flag])
-    if not opts.get("web"):
-        if opts.get("web-token"):
-            raise usage.UsageError("--web-token needs --web")
-        return
-    opts["web"] = server_string(str(opts["web"]), "--web")
     check_token(opts, "web", "web-token")
