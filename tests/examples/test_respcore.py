@@ -651,6 +651,9 @@ def test_scan_errors(c):
     assert c("SCAN", "0", "MATCH") == err("ERR syntax error")
     assert c("SCAN", "0", "FOO", "x") == err("ERR syntax error")
     assert c("SCAN", str(2**64 - 1)) == [b"0", []]
+    assert c("SCAN", "0" * 30 + "1") == [b"0", []]
+    for cursor in ("", str(2**64), "9" * 5000, "0x1", "1_0", "٣"):  # 5000 digits: int() raised
+        assert c("SCAN", cursor) == err("ERR invalid cursor"), cursor
 
 
 @settings(max_examples=60, deadline=None)

@@ -4,6 +4,7 @@ PEXPIRE, TTL, PTTL, PERSIST, TYPE, RENAME, KEYS, SCAN."""
 from __future__ import annotations
 
 from playground.codec.values import Simple
+from playground.common.digits import decimal
 from playground.examples.resp.arguments import I64_MAX, I64_MIN, glob_to_regex, parse_int
 from playground.examples.resp.commands import ALL_KEYS, ONE_KEY, command, group
 from playground.examples.resp.keyspace import milliseconds
@@ -127,9 +128,10 @@ def _keys(engine, session, args, now):
 
 
 def _scan(engine, session, args, now):
-    if not args[1].isdigit() or int(args[1]) >= 2**64:  # an unsigned 64-bit number
+    # an unsigned 64-bit number; its leading zeros are read, as Redis's strtoull reads them
+    cursor = decimal(args[1].lstrip(b"0") or b"0", 20) if args[1] else None
+    if cursor is None or cursor >= 2**64:
         return error("ERR invalid cursor")
-    cursor = int(args[1])
     pattern = kind = None
     count = 10
     i = 2
