@@ -6,7 +6,9 @@ keep-alive and pipelining), :class:`HttpUnanswered` for requests left without an
 :class:`HttpUndecodable` when a direction stops being HTTP (that direction's further bytes come
 out as :class:`HttpRaw`), :class:`HttpSwitched` after ``101 Switching Protocols`` or a 2xx answer
 to ``CONNECT`` (the rest of both directions comes out as :class:`HttpRaw`), and
-:class:`HttpSecret` stream ranges of credential header values (for pcap masking).
+:class:`HttpSecret` stream ranges of credential header values and of the values of credential
+query parameters in a request target (``redaction.query_secrets``; looked for only in a target
+with a ``?``), for pcap masking.
 
 Framing handled: ``Content-Length``, ``Transfer-Encoding: chunked`` (extensions, trailers),
 close-delimited response bodies, no body for ``HEAD``, 1xx, 204 and 304; interim ``100 Continue``
@@ -38,7 +40,10 @@ from playground.decode.redaction import (
     REDACTED,
     SECRET_HEADERS,
     mask_preview,
+    query_secrets,
     redact_headers,
+    redact_query,
+    redact_target,
     secret_values,
 )
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
@@ -155,11 +160,20 @@ def folded_value(line: bytes) -> tuple[int, int]:
 
 
 def _shown(line: bytes) -> bytes:
-    """The start of a line quoted in a failure reason (a credential header's value hidden)."""
+    """The start of a line quoted in a failure reason (a credential header's value, or a
+    credential query parameter's in what may be a request line, hidden)."""
     span = secret_value(line)
     if span is not None:
         line = line[:span[0]] + REDACTED
+    elif b"?" in line:
+        line = redact_target(line)
     return line[:60]
+
+
+def _longest_first(secrets: list[bytes]) -> list[bytes]:
+    """``secrets`` without repeats, the longest first (``mask_preview`` masks whole values
+    first), as ``secret_values`` gives them."""
+    return sorted(set(secrets), key=len, reverse=True)
 
 
 def header(headers, name: bytes) -> bytes | None:
@@ -459,11 +473,16 @@ class HttpConversation:
         return None
 
     def _request_head(self, block: bytes, offset: int, out: list) -> None:
+        mark = len(out)
         first, headers = self._split_head(block, offset, C2S, out)
         parts = first.split()
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
             raise _Failed(f"not an HTTP request line: {_shown(first)!r}")
         method, target, version = parts
+        if b"?" in target:  # the query's secrets, before the headers' (in stream order)
+            at = offset + first.find(target, first.find(method) + len(method))
+            out[mark:mark] = [HttpSecret(C2S, at + start, at + end)
+                              for start, end in query_secrets(target)]
         if not all(c in _TOKEN for c in method):
             raise _Failed(f"bad method {method[:30]!r}")
         framing = self._framing(headers)
@@ -707,6 +726,10 @@ class HttpStream:
                 request_preview, response_preview = e.request_preview, e.response_preview
                 if chain.redact:
                     secrets = secret_values(headers, resp_headers)
+                    if target is not None and b"?" in target:
+                        target, values = redact_query(target)
+                        if values:
+                            secrets = _longest_first(secrets + values)
                     if secrets:
                         headers = redact_headers(headers)
                         resp_headers = redact_headers(resp_headers)
@@ -731,14 +754,18 @@ class HttpStream:
                 if chain.http_filter is not None and not chain.http_filter(req.method,
                                                                            req.target):
                     continue
-                headers, preview = req.headers, e.preview
+                headers, preview, target = req.headers, e.preview, req.target
                 if chain.redact:
                     secrets = secret_values(headers)
+                    if b"?" in target:
+                        target, values = redact_query(target)
+                        if values:
+                            secrets = _longest_first(secrets + values)
                     if secrets:
                         headers = redact_headers(headers)
                         preview = mask_preview(preview, secrets, e.body_size)
                 chain.emit(R.HttpExchange(
-                    pair=st.id, ts=now, client=st.client, method=req.method, target=req.target,
+                    pair=st.id, ts=now, client=st.client, method=req.method, target=target,
                     version=req.version, status=None, reason=b"", latency=None,
                     request_headers=headers, response_headers=(), request_body_size=e.body_size,
                     response_body_size=0, content_type=None, request_preview=preview,

@@ -494,3 +494,44 @@ def test_http_read_as_resp_shows_credential_headers_with_no_redact():
     _, sink = drive([(C2S, _HTTP_AS_RESP)], decode="resp", redact=False)
     text, _ = rendered(sink)
     assert all(secret.decode() in text for secret in _HTTP_SECRETS)
+
+
+# a request whose target carries credentials in its query, answered by an httpbin-style /get
+# echo of its arguments; the second one is left without an answer
+_Q_GET = b"GET /get?access_token=s3cr3t-tok&page=2&API_KEY=s3cr3t%2Dkey HTTP/1.1\r\nHost: h\r\n\r\n"
+_Q_BODY = b'{"args": {"access_token": "s3cr3t-tok", "API_KEY": "s3cr3t-key", "page": "2"}}'
+_Q_ECHO = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+           % len(_Q_BODY) + _Q_BODY)
+_Q_LEFT = b"GET /cb?x=1&password=s3cr3t-pw HTTP/1.1\r\nHost: h\r\n\r\n"
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("cut", [None, 9, 30, 60])
+def test_credential_query_values_are_redacted_in_records_previews_and_the_pcap(cut):
+    c2s = _Q_GET + _Q_LEFT
+    calls = ([(C2S, c2s)] if cut is None else [(C2S, c2s[:cut]), (C2S, c2s[cut:])])
+    calls.append((S2C, _Q_ECHO))
+    _, sink = drive(calls)
+    done, left = sink.of(R.HttpExchange)
+    assert done.target == b"/get?access_token=(redacted)&page=2&API_KEY=(redacted)"
+    assert left.target == b"/cb?x=1&password=(redacted)" and left.status is None
+    text, js = rendered(sink)
+    assert "s3cr3t" not in text + js
+    assert done.response_preview == _Q_BODY.replace(b"s3cr3t-tok", b"(redacted)").replace(
+        b"s3cr3t-key", b"(redacted)")  # the echo, its value percent-decoded too
+    assert "GET /get?access_token=(redacted)&page=2&API_KEY=(redacted) -> 200" in text
+    streams, leaked = masked_pcap_streams(calls, "http")
+    assert leaked == 0 and b"s3cr3t" not in streams[C2S]
+    assert streams[C2S] == c2s.replace(b"s3cr3t-tok", b"*" * 10).replace(
+        b"s3cr3t%2Dkey", b"*" * 12).replace(b"s3cr3t-pw", b"*" * 9)  # same length, same place
+    assert streams[S2C] == _Q_ECHO  # a body is masked in the previews only, as for headers
+    _, sink = drive(calls, redact=False)
+    assert sink.of(R.HttpExchange)[0].target == _Q_GET.split()[1]
+
+
+@pytest.mark.pure
+def test_a_target_without_a_credential_query_keeps_its_bytes():
+    target = b"/search?q=token&page=2"
+    _, sink = drive([(C2S, b"GET %s HTTP/1.1\r\n\r\n" % target), (S2C, OK)])
+    [ex] = sink.of(R.HttpExchange)
+    assert ex.target == target

@@ -394,3 +394,43 @@ def test_a_credential_in_a_trailer_is_secret_and_held_back_until_its_line_ends()
     conv = HttpConversation()
     conv.feed(C2S, req[:req.index(b"Basic") + 8], 0.0)
     assert conv.settled(C2S) == req.index(b"Authorization")  # the line is not finished
+
+
+_QUERY_REQ = (b"\r\nGET  /cb?access_token=abc123&x=1;sig=s1g&page=2 HTTP/1.1\r\nHost: x\r\n"
+              b"Authorization: Bearer t0k\r\n\r\n")
+
+
+def _secrets(req, out):
+    return [req[e.start:e.end] for e in out if isinstance(e, HttpSecret)]
+
+
+def test_credential_query_values_are_secret_ranges_before_the_headers():
+    """A request target's credential query parameters (``redaction.SECRET_PARAMS``) are
+    masked in the pcap like a credential header: their stream ranges, in stream order (a
+    blank line before the request and two spaces before the target included)."""
+    conv = HttpConversation()
+    out = conv.feed(C2S, _QUERY_REQ, 0.0)
+    assert _secrets(_QUERY_REQ, out) == [b"abc123", b"s1g", b"Bearer t0k"]
+    # the event keeps the target as sent: the chain's HttpStream redacts the records
+    [e] = conv.feed(S2C, OK, 1.0)
+    assert e.request.target == b"/cb?access_token=abc123&x=1;sig=s1g&page=2"
+    plain = b"GET /a?page=2&q=token HTTP/1.1\r\n\r\n"
+    assert _secrets(plain, HttpConversation().feed(C2S, plain, 0.0)) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, len(_QUERY_REQ)), max_size=8))
+def test_credential_query_ranges_whatever_the_splits(cuts):
+    chunks = [(C2S, _QUERY_REQ + GET), (S2C, OK + OK)]
+    whole = run(chunks)
+    assert split_run(chunks, cuts) == whole
+    assert _secrets(_QUERY_REQ, whole) == [b"abc123", b"s1g", b"Bearer t0k"]
+    conv = HttpConversation()
+    one = [e for i in range(len(_QUERY_REQ)) for e in conv.feed(C2S, _QUERY_REQ[i:i + 1], 0.0)]
+    assert _secrets(_QUERY_REQ, one) == [b"abc123", b"s1g", b"Bearer t0k"]
+
+
+def test_a_failure_reason_hides_a_credential_query_value():
+    out = HttpConversation().feed(C2S, b"GET /x?token=s3cret&a=1 HTTP/1.1 junk\r\n\r\n", 0.0)
+    [u] = [e for e in out if isinstance(e, HttpUndecodable)]
+    assert "s3cret" not in u.reason and "token=(redacted)" in u.reason
