@@ -11,7 +11,8 @@ query parameters in a request target (``redaction.query_secrets``; looked for on
 with a ``?``), for pcap masking.
 
 Framing handled: ``Content-Length``, ``Transfer-Encoding: chunked`` (extensions, trailers),
-close-delimited response bodies, no body for ``HEAD``, 1xx, 204 and 304; interim ``100 Continue``
+close-delimited response bodies (complete at the server's FIN, ``eof``; cut when the connection
+goes otherwise: a reset, an abort), no body for ``HEAD``, 1xx, 204 and 304; interim ``100 Continue``
 answers to ``Expect: 100-continue`` are noted and skipped; a request with ``Upgrade`` (or a
 ``CONNECT``) holds the client's following bytes until the answer says whether the stream
 switched. Latency is the request's last byte to the response's last byte.
@@ -291,9 +292,13 @@ class HttpConversation:
         return out
 
     def close(self, now: float) -> list:
-        """The connection is gone: finish what can be finished, report what was left."""
-        out = self.eof(S2C, now)
-        if self.resp.state in _FRAMED_BODY:
+        """The connection is gone: finish what can be finished, report what was left. A
+        response body still being read is cut (``complete=False``), a close-delimited one too:
+        only the server's FIN (``eof``, before this) ends that one, not a reset, an abort or
+        the proxy's force-close."""
+        out: list = []
+        self._now = now
+        if self.resp.state in _FRAMED_BODY or self.resp.state == _UNTIL_CLOSE:
             if self.pending or self._status:
                 self._response_done(out, complete=False)
         req = self.req
@@ -700,6 +705,8 @@ class HttpStream:
         self._events(self.conv.eof(direction, now), now)
 
     def close(self, now):
+        if self.st.server_fin:  # the server's clean close, not reported as a half-close
+            self._events(self.conv.eof(S2C, now), now)
         self._events(self.conv.close(now), now)
 
     def settled(self, direction):

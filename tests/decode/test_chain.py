@@ -535,3 +535,32 @@ def test_a_target_without_a_credential_query_keeps_its_bytes():
     _, sink = drive([(C2S, b"GET %s HTTP/1.1\r\n\r\n" % target), (S2C, OK)])
     [ex] = sink.of(R.HttpExchange)
     assert ex.target == target
+
+
+_CLOSE_DELIMITED = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nstreamed until the close"
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("closed_by,how,fin_first,complete", [
+    ("server", "reset", False, False),  # the server's RST (SO_LINGER 0)
+    ("proxy", "reset", False, False),  # the proxy's force-close (the web view's close, rst)
+    ("web", "fin", False, False),  # a force-close by FIN: the server never ended the body
+    ("client", "reset", False, False),  # the client went first: the body was cut off
+    ("server", "fin", True, True),  # the server's FIN, passed on as a half-close
+    ("server", "fin", False, True),  # a clean close with no half-close (TLS close_notify)
+])
+def test_a_close_delimited_response_is_cut_unless_the_server_closed_cleanly(
+        closed_by, how, fin_first, complete):
+    sink = ListSink()
+    c = Chain([sink])
+    c.pair_opened(pair(), 0.0)
+    c.data(1, C2S, b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n", 1.0)
+    c.data(1, S2C, _CLOSE_DELIMITED, 2.0)
+    if fin_first:
+        c.half_closed(1, S2C, 3.0)
+    c.pair_closed(1, {**SUMMARY, "closed_by": closed_by, "how": how}, 4.0)
+    [ex] = sink.of(R.HttpExchange)
+    assert ex.status == 200 and ex.response_body_size == len(b"streamed until the close")
+    assert ex.complete is complete
+    _, js = rendered(sink)
+    assert f'"complete": {str(complete).lower()}' in js

@@ -115,6 +115,28 @@ def test_close_delimited_response_completes_at_eof():
     assert e.response_body_size == 6 and e.complete and e.latency == 3.0
 
 
+def test_close_delimited_response_without_eof_is_cut_at_close():
+    """The connection went (a reset, an abort, the proxy's force-close) without the server's
+    FIN: a body delimited by the close never saw its end, so it is cut, as a Content-Length
+    body cut short is; whatever the bytes' splits."""
+    resp = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nabcdef"
+    for step in (len(resp), 7, 1):
+        conv = HttpConversation()
+        conv.feed(C2S, GET, 1.0)
+        for i in range(0, len(resp), step):
+            assert conv.feed(S2C, resp[i:i + step], 2.0) == []
+        [e] = conv.close(4.0)
+        assert isinstance(e, HttpExchange) and not e.complete
+        assert (e.status, e.response_body_size, e.response_preview) == (200, 6, b"abcdef")
+        assert e.request.target == b"/a"
+    conv = HttpConversation()  # with the FIN first, it is complete, and close adds nothing
+    conv.feed(C2S, GET, 1.0)
+    conv.feed(S2C, resp, 2.0)
+    [e] = conv.eof(S2C, 3.0)
+    assert e.complete and e.response_body_size == 6
+    assert conv.close(4.0) == []
+
+
 def test_expect_100_continue():
     req_head = b"POST /p HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
     conv = HttpConversation()
