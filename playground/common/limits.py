@@ -16,6 +16,7 @@ from twisted.web import http, server
 
 from playground.common.addresstext import address_text
 from playground.common.defaultreactor import default_reactor
+from playground.common.twistedprivate import head_fields, head_size
 
 
 class ConnectionLimits:
@@ -147,11 +148,12 @@ class BoundedChannel(http.HTTPChannel):
     request inside the previous one's completion: 2,000 pipelined GET /proxies of the toxiproxy
     API kept another client's request waiting 1.9 s).
 
-    The head is measured with Twisted's own counters (``_receivedHeaderSize``: the bytes of the
-    head's lines so far, request line included; ``_receivedHeaderCount``: its fields so far;
-    both reset when a request is complete, ``allContentReceived``), asked before Twisted's own
-    checks would answer 400: no second count to keep in step with them. They are private names
-    of Twisted's, so ``tests/common/test_limits.py`` drives a real site over each bound."""
+    The head is measured with Twisted's own counters (``twistedprivate.head_size``: the bytes of
+    the head's lines so far, request line included; ``head_fields``: its fields so far; both
+    reset when a request is complete), asked before Twisted's own checks would answer 400: no
+    second count to keep in step with them. They are private names of Twisted's: their contract
+    is tested in ``tests/common/test_twistedprivate.py``, and ``tests/common/test_limits.py``
+    drives a real site over each bound."""
 
     _in_a_row = 0
     _lost = False
@@ -173,21 +175,21 @@ class BoundedChannel(http.HTTPChannel):
         super().connectionLost(reason)
 
     def lineReceived(self, line):
-        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+        if head_size(self) + len(line) > self.totalHeadersSize:
             self._refuse(_HEADERS_TOO_LARGE)
             return
         super().lineReceived(line)
 
     def headerReceived(self, line):
         # Twisted counts a field once it is stored and answers 400 past ``maxHeaders``
-        if self._receivedHeaderCount >= self.maxHeaders:
+        if head_fields(self) >= self.maxHeaders:
             self._refuse(_HEADERS_TOO_LARGE)
             return False
         return super().headerReceived(line)
 
     def lineLengthExceeded(self, line):
         # a request line adds its bytes to the head's count: none yet, it is the request line
-        self._refuse(_HEADERS_TOO_LARGE if self._receivedHeaderSize else _URI_TOO_LONG)
+        self._refuse(_HEADERS_TOO_LARGE if head_size(self) else _URI_TOO_LONG)
 
     def _refuse(self, response: bytes) -> None:
         self.lineReceived = self.dataReceived = lambda *args: None  # nothing more is read
