@@ -260,6 +260,7 @@ class HttpConversation:
         self._headers: tuple = ()
         self._interim: list[int] = []
         self._now = 0.0
+        self._head_ended = False  # the client's side ended: an unfinished head's secrets given
 
     # -- public ---------------------------------------------------------------------------
     def feed(self, direction: str, data: bytes, now: float) -> list:
@@ -281,7 +282,8 @@ class HttpConversation:
         return side.offset
 
     def eof(self, direction: str, now: float) -> list:
-        """The sender of ``direction`` finished (FIN): a close-delimited response completes."""
+        """The sender of ``direction`` finished (FIN): a close-delimited response completes;
+        an unfinished request head gives its query secrets (``_unfinished_head``)."""
         out: list = []
         self._now = now
         side = self.req if direction == C2S else self.resp
@@ -289,6 +291,8 @@ class HttpConversation:
             self._response_done(out, complete=True)
             side.state = _HEAD
             side.reset_head()
+        elif side is self.req:
+            self._unfinished_head(out)
         return out
 
     def close(self, now: float) -> list:
@@ -298,6 +302,7 @@ class HttpConversation:
         the proxy's force-close."""
         out: list = []
         self._now = now
+        self._unfinished_head(out)
         if self.resp.state in _FRAMED_BODY or self.resp.state == _UNTIL_CLOSE:
             if self.pending or self._status:
                 self._response_done(out, complete=False)
@@ -310,6 +315,27 @@ class HttpConversation:
             out.append(HttpUnanswered(p.request, p.body_size, p.preview, p.done))
         self.pending = []
         return out
+
+    def _unfinished_head(self, out: list) -> None:
+        """The client's side ends (once) inside a request head: the credential query values of
+        its request line (whole, or cut in its target) are secret ranges, so the pcap masks
+        them as the line scanner masks a credential header there (``chain._unsettled_end``).
+        Before the end they are not: the head may still fail, and then the hex view has it."""
+        side = self.req
+        if self._head_ended or side.state != _HEAD or not side.head:
+            return
+        self._head_ended = True
+        head = side.head
+        nl = head.find(b"\n")
+        first = bytes(head if nl < 0 else head[:nl]).rstrip(b"\r")
+        if b"?" not in first:
+            return
+        parts = first.split()
+        if len(parts) < 2:
+            return
+        method, target = parts[0], parts[1]
+        at = side.head_offset + first.find(target, first.find(method) + len(method))
+        out += [HttpSecret(C2S, at + start, at + end) for start, end in query_secrets(target)]
 
     # -- the framing loop -------------------------------------------------------------------
     def _consume(self, side: _Side, data: bytes, out: list) -> None:

@@ -564,3 +564,29 @@ def test_a_close_delimited_response_is_cut_unless_the_server_closed_cleanly(
     assert ex.complete is complete
     _, js = rendered(sink)
     assert f'"complete": {str(complete).lower()}' in js
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("fin", [True, False])
+def test_an_unfinished_head_is_masked_in_the_pcap_from_its_query_secrets_as_from_a_credential(
+        fin):
+    """The connection ends in the middle of a request head: its query secrets are masked in
+    the pcap as its credential headers are (``Chain._unsettled_end``), not written in clear."""
+    data = b"GET /cb?access_token=s3cret-tok&x=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Basic s3c"
+    if fin:
+        pcap = FakePcap()
+        chain = Chain([ListSink()], pcap=pcap, decode="http")
+        chain.pair_opened(pair(), 0.0)
+        chain.data(1, C2S, data, 1.0)
+        chain.half_closed(1, C2S, 2.0)
+        chain.pair_closed(1, SUMMARY, 3.0)
+        stream = bytearray(pcap.stream(C2S))
+        for d, start, end in pcap.masks:
+            if d == C2S:
+                stream[start:end] = b"*" * (end - start)
+        stream, leaked = bytes(stream), chain.leaked
+    else:
+        streams, leaked = masked_pcap_streams([(C2S, data)], "http")
+        stream = streams[C2S]
+    assert leaked == 0 and b"s3cret-tok" not in stream and b"s3c" not in stream
+    assert stream.startswith(b"GET /cb?access_token=" + b"*" * 10 + b"&x=1 HTTP/1.1\r\n")

@@ -456,3 +456,26 @@ def test_a_failure_reason_hides_a_credential_query_value():
     out = HttpConversation().feed(C2S, b"GET /x?token=s3cret&a=1 HTTP/1.1 junk\r\n\r\n", 0.0)
     [u] = [e for e in out if isinstance(e, HttpUndecodable)]
     assert "s3cret" not in u.reason and "token=(redacted)" in u.reason
+
+
+@pytest.mark.parametrize("end", ["eof", "close"])
+def test_an_unfinished_head_at_the_end_gives_its_query_secrets(end):
+    """The client's side ends inside a request head (its FIN, the connection's close): the
+    credential query values of its request line, whole or cut, are secret ranges then, once."""
+    for req, secrets in ((b"\r\nGET /cb?access_token=s3cret&x=1 HTTP/1.1\r\nHost: x\r\n",
+                          [b"s3cret"]),
+                         (b"GET /cb?x=1;sig=s1g&token=s3cr", [b"s1g", b"s3cr"]),
+                         (b"GET /cb?access_tok", []),
+                         (b"GET /cb?page=2 HTTP/1.1\r\n", [])):
+        for step in (len(req), 1):
+            conv = HttpConversation()
+            out = [e for i in range(0, len(req), step) for e in conv.feed(C2S, req[i:i + step], 0)]
+            assert _secrets(req, out) == []  # not before the end: the head may still fail
+            if end == "eof":
+                out = conv.eof(C2S, 1.0)
+                assert _secrets(req, out) == secrets
+                out = conv.close(2.0)
+                assert _secrets(req, out) == []  # once
+            else:
+                out = conv.close(2.0)
+                assert _secrets(req, out) == secrets
