@@ -16,6 +16,7 @@ from twisted.web import http, server
 
 from playground.common.addresstext import address_text
 from playground.common.defaultreactor import default_reactor
+from playground.common.twistedprivate import head_fields, head_size
 
 
 class ConnectionLimits:
@@ -139,15 +140,21 @@ MAX_PER_TURN = 8  # pipelined requests one connection gets answered per reactor 
 
 
 class BoundedChannel(http.HTTPChannel):
-    """``HTTPChannel`` that answers a request line over ``MAX_LENGTH`` bytes with 414 and a header
-    line, or a head over ``totalHeadersSize`` bytes, with 431 (Twisted closes without a word on
-    the first, answers a bare 400 on the last), and at most ``MAX_PER_TURN`` pipelined requests
-    in a row: then the next is taken on a later reactor turn (Twisted answers a pipeline in one
-    go otherwise, each request inside the previous one's completion: 2,000 pipelined GET
-    /proxies of the toxiproxy API kept another client's request waiting 1.9 s)."""
+    """``HTTPChannel`` that answers a request line over ``MAX_LENGTH`` bytes with 414, and a
+    header line over it, a head over ``totalHeadersSize`` bytes or one with more than
+    ``maxHeaders`` fields with 431 (Twisted closes without a word on the first, answers a bare
+    400 on the others), and at most ``MAX_PER_TURN`` pipelined requests in a row: then the next
+    is taken on a later reactor turn (Twisted answers a pipeline in one go otherwise, each
+    request inside the previous one's completion: 2,000 pipelined GET /proxies of the toxiproxy
+    API kept another client's request waiting 1.9 s).
 
-    _head_lines = 0  # lines of the request head being read
-    _head_bytes = 0
+    The head is measured with Twisted's own counters (``twistedprivate.head_size``: the bytes of
+    the head's lines so far, request line included; ``head_fields``: its fields so far; both
+    reset when a request is complete), asked before Twisted's own checks would answer 400: no
+    second count to keep in step with them. They are private names of Twisted's: their contract
+    is tested in ``tests/common/test_twistedprivate.py``, and ``tests/common/test_limits.py``
+    drives a real site over each bound."""
+
     _in_a_row = 0
     _lost = False
 
@@ -168,19 +175,21 @@ class BoundedChannel(http.HTTPChannel):
         super().connectionLost(reason)
 
     def lineReceived(self, line):
-        self._head_lines += 1
-        self._head_bytes += len(line)
-        if self._head_bytes > self.totalHeadersSize:
+        if head_size(self) + len(line) > self.totalHeadersSize:
             self._refuse(_HEADERS_TOO_LARGE)
             return
         super().lineReceived(line)
 
-    def allHeadersReceived(self):
-        self._head_lines = self._head_bytes = 0
-        super().allHeadersReceived()
+    def headerReceived(self, line):
+        # Twisted counts a field once it is stored and answers 400 past ``maxHeaders``
+        if head_fields(self) >= self.maxHeaders:
+            self._refuse(_HEADERS_TOO_LARGE)
+            return False
+        return super().headerReceived(line)
 
     def lineLengthExceeded(self, line):
-        self._refuse(_HEADERS_TOO_LARGE if self._head_lines else _URI_TOO_LONG)
+        # a request line adds its bytes to the head's count: none yet, it is the request line
+        self._refuse(_HEADERS_TOO_LARGE if head_size(self) else _URI_TOO_LONG)
 
     def _refuse(self, response: bytes) -> None:
         self.lineReceived = self.dataReceived = lambda *args: None  # nothing more is read
@@ -193,7 +202,8 @@ class CappedSite(server.Site):
     ``max_open`` connections at once: one over is closed at accept (``buildProtocol`` gives
     None), so idle clients cannot take every file descriptor the proxy needs (each one kept
     otherwise until the site's idle timeout). Its requests keep a bounded body
-    (``BoundedRequest``); an over-long request line or head is a 414 or 431 (``BoundedChannel``).
+    (``BoundedRequest``); an over-long request line is a 414, an over-long head or one with too
+    many fields a 431 (``BoundedChannel``).
 
     The counting is ``ConnectionLimits``' (``limits``, as a ``LimitedFactory``'s, with no bound
     per peer); ``max_open``, ``open_connections`` and ``refused`` are its figures by the site's

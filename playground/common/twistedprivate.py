@@ -44,6 +44,14 @@ What is used, and why:
   ``ReactorBase._stopped`` (true from ``reactor.stop()`` on, and before ``run()``), and
   ``_exitSignal`` (the signal that stopped the reactor, which ``twistd`` raises again after
   shutdown).
+* **Request head counters** (``head_size``, ``head_fields``; ``limits.BoundedChannel``, the
+  web view's, toxiproxy API's and metrics' channel): ``HTTPChannel._receivedHeaderSize`` (the
+  bytes of the request head's lines so far, request line included) and
+  ``_receivedHeaderCount`` (the header fields stored so far), both reset when a request is
+  complete (``allContentReceived``). The channel asks them before Twisted's own checks of
+  ``totalHeadersSize`` and ``maxHeaders`` would answer a bare 400, to answer 431 instead,
+  rather than keeping counts of its own beside Twisted's. A release without them reads 0:
+  Twisted's own checks (and their 400) then apply.
 
 Not here: what Twisted documents as public on ``FileDescriptor``, such as ``bufferSize`` (the
 chat server sets it; the contract tests read it).
@@ -120,3 +128,15 @@ def forget_exit_signal(reactor, signals) -> bool:
         reactor._exitSignal = None
         return True
     return False
+
+
+def head_size(channel) -> int:
+    """The bytes of the request head an ``HTTPChannel`` has read so far (its lines, the request
+    line included, without their line ends); 0 between requests."""
+    return getattr(channel, "_receivedHeaderSize", 0)
+
+
+def head_fields(channel) -> int:
+    """The header fields of the request head an ``HTTPChannel`` has stored so far; 0 between
+    requests."""
+    return getattr(channel, "_receivedHeaderCount", 0)

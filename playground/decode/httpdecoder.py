@@ -6,10 +6,13 @@ keep-alive and pipelining), :class:`HttpUnanswered` for requests left without an
 :class:`HttpUndecodable` when a direction stops being HTTP (that direction's further bytes come
 out as :class:`HttpRaw`), :class:`HttpSwitched` after ``101 Switching Protocols`` or a 2xx answer
 to ``CONNECT`` (the rest of both directions comes out as :class:`HttpRaw`), and
-:class:`HttpSecret` stream ranges of credential header values (for pcap masking).
+:class:`HttpSecret` stream ranges of credential header values and of the values of credential
+query parameters in a request target (``redaction.query_secrets``; looked for only in a target
+with a ``?``), for pcap masking.
 
 Framing handled: ``Content-Length``, ``Transfer-Encoding: chunked`` (extensions, trailers),
-close-delimited response bodies, no body for ``HEAD``, 1xx, 204 and 304; interim ``100 Continue``
+close-delimited response bodies (complete at the server's FIN, ``eof``; cut when the connection
+goes otherwise: a reset, an abort), no body for ``HEAD``, 1xx, 204 and 304; interim ``100 Continue``
 answers to ``Expect: 100-continue`` are noted and skipped; a request with ``Upgrade`` (or a
 ``CONNECT``) holds the client's following bytes until the answer says whether the stream
 switched. Latency is the request's last byte to the response's last byte.
@@ -39,7 +42,10 @@ from playground.decode.redaction import (
     REDACTED,
     SECRET_HEADERS,
     mask_preview,
+    query_secrets,
     redact_headers,
+    redact_query,
+    redact_target,
     secret_values,
 )
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
@@ -156,11 +162,20 @@ def folded_value(line: bytes) -> tuple[int, int]:
 
 
 def _shown(line: bytes) -> bytes:
-    """The start of a line quoted in a failure reason (a credential header's value hidden)."""
+    """The start of a line quoted in a failure reason (a credential header's value, or a
+    credential query parameter's in what may be a request line, hidden)."""
     span = secret_value(line)
     if span is not None:
         line = line[:span[0]] + REDACTED
+    elif b"?" in line:
+        line = redact_target(line)
     return line[:60]
+
+
+def _longest_first(secrets: list[bytes]) -> list[bytes]:
+    """``secrets`` without repeats, the longest first (``mask_preview`` masks whole values
+    first), as ``secret_values`` gives them."""
+    return sorted(set(secrets), key=len, reverse=True)
 
 
 def header(headers, name: bytes) -> bytes | None:
@@ -246,6 +261,7 @@ class HttpConversation:
         self._headers: tuple = ()
         self._interim: list[int] = []
         self._now = 0.0
+        self._head_ended = False  # the client's side ended: an unfinished head's secrets given
 
     # -- public ---------------------------------------------------------------------------
     def feed(self, direction: str, data: bytes, now: float) -> list:
@@ -267,7 +283,8 @@ class HttpConversation:
         return side.offset
 
     def eof(self, direction: str, now: float) -> list:
-        """The sender of ``direction`` finished (FIN): a close-delimited response completes."""
+        """The sender of ``direction`` finished (FIN): a close-delimited response completes;
+        an unfinished request head gives its query secrets (``_unfinished_head``)."""
         out: list = []
         self._now = now
         side = self.req if direction == C2S else self.resp
@@ -275,12 +292,19 @@ class HttpConversation:
             self._response_done(out, complete=True)
             side.state = _HEAD
             side.reset_head()
+        elif side is self.req:
+            self._unfinished_head(out)
         return out
 
     def close(self, now: float) -> list:
-        """The connection is gone: finish what can be finished, report what was left."""
-        out = self.eof(S2C, now)
-        if self.resp.state in _FRAMED_BODY:
+        """The connection is gone: finish what can be finished, report what was left. A
+        response body still being read is cut (``complete=False``), a close-delimited one too:
+        only the server's FIN (``eof``, before this) ends that one, not a reset, an abort or
+        the proxy's force-close."""
+        out: list = []
+        self._now = now
+        self._unfinished_head(out)
+        if self.resp.state in _FRAMED_BODY or self.resp.state == _UNTIL_CLOSE:
             if self.pending or self._status:
                 self._response_done(out, complete=False)
         req = self.req
@@ -292,6 +316,27 @@ class HttpConversation:
             out.append(HttpUnanswered(p.request, p.body_size, p.preview, p.done))
         self.pending = []
         return out
+
+    def _unfinished_head(self, out: list) -> None:
+        """The client's side ends (once) inside a request head: the credential query values of
+        its request line (whole, or cut in its target) are secret ranges, so the pcap masks
+        them as the line scanner masks a credential header there (``chain._unsettled_end``).
+        Before the end they are not: the head may still fail, and then the hex view has it."""
+        side = self.req
+        if self._head_ended or side.state != _HEAD or not side.head:
+            return
+        self._head_ended = True
+        head = side.head
+        nl = head.find(b"\n")
+        first = bytes(head if nl < 0 else head[:nl]).rstrip(b"\r")
+        if b"?" not in first:
+            return
+        parts = first.split()
+        if len(parts) < 2:
+            return
+        method, target = parts[0], parts[1]
+        at = side.head_offset + first.find(target, first.find(method) + len(method))
+        out += [HttpSecret(C2S, at + start, at + end) for start, end in query_secrets(target)]
 
     # -- the framing loop -------------------------------------------------------------------
     def _consume(self, side: _Side, data: bytes, out: list) -> None:
@@ -461,11 +506,16 @@ class HttpConversation:
         return None
 
     def _request_head(self, block: bytes, offset: int, out: list) -> None:
+        mark = len(out)
         first, headers = self._split_head(block, offset, C2S, out)
         parts = first.split()
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
             raise _Failed(f"not an HTTP request line: {_shown(first)!r}")
         method, target, version = parts
+        if b"?" in target:  # the query's secrets, before the headers' (in stream order)
+            at = offset + first.find(target, first.find(method) + len(method))
+            out[mark:mark] = [HttpSecret(C2S, at + start, at + end)
+                              for start, end in query_secrets(target)]
         if not all(c in _TOKEN for c in method):
             raise _Failed(f"bad method {method[:30]!r}")
         framing = self._framing(headers)
@@ -681,6 +731,8 @@ class HttpStream:
         self._events(self.conv.eof(direction, now), now)
 
     def close(self, now):
+        if self.st.server_fin:  # the server's clean close, not reported as a half-close
+            self._events(self.conv.eof(S2C, now), now)
         self._events(self.conv.close(now), now)
 
     def settled(self, direction):
@@ -707,6 +759,10 @@ class HttpStream:
                 request_preview, response_preview = e.request_preview, e.response_preview
                 if chain.redact:
                     secrets = secret_values(headers, resp_headers)
+                    if target is not None and b"?" in target:
+                        target, values = redact_query(target)
+                        if values:
+                            secrets = _longest_first(secrets + values)
                     if secrets:
                         headers = redact_headers(headers)
                         resp_headers = redact_headers(resp_headers)
@@ -731,14 +787,18 @@ class HttpStream:
                 if chain.http_filter is not None and not chain.http_filter(req.method,
                                                                            req.target):
                     continue
-                headers, preview = req.headers, e.preview
+                headers, preview, target = req.headers, e.preview, req.target
                 if chain.redact:
                     secrets = secret_values(headers)
+                    if b"?" in target:
+                        target, values = redact_query(target)
+                        if values:
+                            secrets = _longest_first(secrets + values)
                     if secrets:
                         headers = redact_headers(headers)
                         preview = mask_preview(preview, secrets, e.body_size)
                 chain.emit(R.HttpExchange(
-                    pair=st.id, ts=now, client=st.client, method=req.method, target=req.target,
+                    pair=st.id, ts=now, client=st.client, method=req.method, target=target,
                     version=req.version, status=None, reason=b"", latency=None,
                     request_headers=headers, response_headers=(), request_body_size=e.body_size,
                     response_body_size=0, content_type=None, request_preview=preview,

@@ -1,19 +1,37 @@
-"""What is secret and how it is shown: the one definition of the mark, of the Redis commands and
-HTTP headers that carry credentials, and of how HTTP headers and body previews are masked.
+"""What is secret and how it is shown: the one definition of the mark, of the Redis commands,
+HTTP headers and query parameters that carry credentials, and of how HTTP headers, request
+targets and body previews are masked.
 
 Imported by the RESP and HTTP decoders and their stream adapters, and by the line views, so they
 cannot drift apart. Where a secret sits inside a protocol's frames is that protocol's knowledge
 and stays with its decoder (``respdecoder.secret_parts`` and friends for Redis commands and
-answers, ``httpdecoder.secret_value`` for a header line). Pure: imports nothing.
+answers, ``httpdecoder.secret_value`` for a header line); where a secret sits in a request
+target's query is said here (``query_secrets``), as the replay tool labels targets too. Pure:
+imports only the standard library's percent-decoding.
 """
 
 from __future__ import annotations
+
+from urllib.parse import unquote_to_bytes
 
 REDACTED = b"(redacted)"  # what a hidden secret is shown as, in every view
 # The commands ``respdecoder.secret_parts`` may find a password in.
 SECRET_COMMANDS = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"SENTINEL"})
 # The HTTP headers whose values are credentials (lower case).
 SECRET_HEADERS = frozenset({b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"})
+# The query parameters whose values are credentials, compared with a name percent-decoded, in
+# lower case and with ``-`` read as ``_`` (``X-Amz-Signature``, ``API-Key``, ``access%5Ftoken``).
+# Drawn from what peers mask by default: Sentry's denylist (password, passwd, secret, api_key,
+# apikey, auth, token, session...), HAR sanitizers (access_token, refresh_token, id_token,
+# client_secret; AWS presigned URLs' X-Amz-Signature and X-Amz-Security-Token), GitLab's
+# private_token. Left out on purpose: ``code`` and ``state`` (OAuth's, but also any country
+# code or page state: masking them would hide ordinary traffic), ``client_id`` and ``user``.
+SECRET_PARAMS = frozenset({
+    b"access_token", b"refresh_token", b"id_token", b"token", b"auth", b"auth_token",
+    b"private_token", b"api_key", b"apikey", b"key", b"password", b"passwd", b"pwd",
+    b"secret", b"client_secret", b"signature", b"sig", b"session", b"sessionid", b"session_id",
+    b"x_amz_signature", b"x_amz_security_token", b"x_goog_signature",
+})
 
 
 def redact_headers(headers) -> tuple:
@@ -28,6 +46,77 @@ def redact_headers(headers) -> tuple:
         else:
             out.append((k, v))
     return tuple(out) if changed else headers
+
+
+def secret_param(name: bytes) -> bool:
+    """Whether query parameter ``name`` (as sent) is one of ``SECRET_PARAMS``."""
+    if b"%" in name:
+        name = unquote_to_bytes(name)
+    return name.lower().replace(b"-", b"_") in SECRET_PARAMS
+
+
+def query_secrets(target: bytes) -> list[tuple[int, int]]:
+    """Where the values of credential query parameters (``SECRET_PARAMS``) are in a request
+    target: ``[(start, end), ...]`` in ``target``, in order, none empty; ``[]`` without a ``?``.
+    Parameters are split at ``&``; a name may also start after a ``;`` (servers that split
+    there too), and a secret's value runs to the next ``&``, so whichever way a server splits
+    ``token=a;b`` or ``x=1;token=b``, what it takes for the secret is inside the range."""
+    q = target.find(b"?")
+    if q < 0:
+        return []
+    out = []
+    n = len(target)
+    start = q + 1
+    while start < n:
+        amp = target.find(b"&", start)
+        end = n if amp < 0 else amp
+        at = start  # where a name may begin
+        while True:
+            eq = target.find(b"=", at, end)
+            if eq < 0:
+                break
+            semi = target.find(b";", at, eq)
+            if semi >= 0:  # ``a;token=``: the name is the part after the last ``;``
+                at = semi + 1
+                continue
+            if secret_param(target[at:eq]):
+                if end > eq + 1:
+                    out.append((eq + 1, end))
+                break
+            semi = target.find(b";", eq + 1, end)
+            if semi < 0:
+                break
+            at = semi + 1
+        start = end + 1
+    return out
+
+
+def redact_target(target: bytes) -> bytes:
+    """``target`` with each credential query parameter's value shown as ``REDACTED``; the same
+    bytes when there is none (callers ask only for a target with a ``?``)."""
+    return redact_query(target)[0]
+
+
+def redact_query(target: bytes) -> tuple[bytes, list[bytes]]:
+    """``(target redacted, values)``: ``target`` as ``redact_target`` shows it, and the
+    credential values it hid (as sent and percent-decoded; those of 4 bytes or more), so a body
+    that echoes them (httpbin's ``/get``: ``"args": {"access_token": ...}``) can be masked in
+    previews as ``secret_values``' are."""
+    spans = query_secrets(target)
+    if not spans:
+        return target, []
+    parts = []
+    values = []
+    last = 0
+    for start, end in spans:
+        parts += (target[last:start], REDACTED)
+        last = end
+        value = target[start:end]
+        values.append(value)
+        if b"%" in value or b"+" in value:
+            values.append(unquote_to_bytes(value.replace(b"+", b" ")))
+    parts.append(target[last:])
+    return b"".join(parts), [v for v in values if len(v) >= 4]
 
 
 def secret_values(*header_lists) -> list[bytes]:

@@ -43,6 +43,7 @@ from playground.decode.httpdecoder import (
     HttpUndecodable,
     header,
 )
+from playground.decode.redaction import redact_target
 from playground.faults.model import ConnectionToxics, Toxic
 from playground.faults.respfaults import FinToClient, FinToServer, Note, ToClient, ToServer
 from playground.faults.toxics import Close, Wait
@@ -56,8 +57,13 @@ _HEAD, _FORWARD, _SWALLOW = range(3)
 
 
 def describe(request: HttpRequest) -> str:
-    """A request for a log line: method and target, escaped, short."""
-    text = (request.method + b" " + request.target).decode("latin-1")
+    """A request for a log line: method and target, escaped, short; a credential query
+    parameter's value (``redaction.SECRET_PARAMS``) as ``(redacted)``: the log is no place for
+    it, whatever ``--no-redact`` says of the traffic's sinks."""
+    target = request.target
+    if b"?" in target:
+        target = redact_target(target)
+    text = (request.method + b" " + target).decode("latin-1")
     text = text.encode("unicode_escape").decode("ascii")
     return text if len(text) <= 80 else text[:77] + "..."
 

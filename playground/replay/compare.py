@@ -41,6 +41,7 @@ from playground.decode.redaction import (
     SECRET_COMMANDS,
     SECRET_HEADERS,
     mask_preview,
+    redact_target,
     secret_values,
 )
 from playground.decode.respdecoder import (
@@ -239,6 +240,11 @@ def label_command(args) -> str:
 
 
 def label_http(method: bytes, target: bytes) -> str:
+    """``GET /cb?access_token=(redacted)``: a credential query parameter's value hidden
+    (``redaction.SECRET_PARAMS``), as the proxy's sinks show it: a capture made with
+    ``--no-redact`` holds it in clear."""
+    if b"?" in target:
+        target = redact_target(target)
     return f"{escape(method)} {escape(target[:200])}"
 
 

@@ -418,3 +418,48 @@ def test_a_capped_site_answers_an_over_long_head_with_414_or_431():
         assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"hello")
     finally:
         yield port.stopListening()
+
+
+def _sites():
+    """The three twisted.web sites, as their modules make them: the web view, the
+    toxiproxy-compatible API, the metrics."""
+    from twisted.internet import reactor
+
+    from playground.daemon import metrics
+    from playground.faults import api
+    from playground.faults.registry import Registry
+    from playground.web.capture import Capture
+    from playground.web.site import make_site
+
+    web = make_site(Capture())
+    return {"web view": (web, web.feed.stop), "toxiproxy API": (api.make_site(Registry()), None),
+            "metrics": (metrics.site(metrics.Registry(start_time=reactor.seconds())), None)}
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("name", ["web view", "toxiproxy API", "metrics"])
+@pytest_twisted.inlineCallbacks
+def test_every_site_answers_too_many_small_headers_with_431(name):
+    # more than Twisted's maxHeaders (500) fields in a head far below totalHeadersSize got
+    # Twisted's bare 400, while an over-long head got 431
+    from twisted.internet import endpoints, reactor, threads
+
+    site, stop = _sites()[name]
+    port = yield endpoints.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
+    try:
+        n = port.getHost().port
+        many = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-N: 1\r\n" * 600 + b"\r\n"
+        assert len(many) < site.protocol.totalHeadersSize
+        got = yield threads.deferToThread(_ask, n, many)
+        assert got.startswith(b"HTTP/1.1 431 Request Header Fields Too Large"), got[:300]
+        assert b"Connection: close" in got
+        # at the bound (500 fields) it is still a request: what the site says to it, not a
+        # refusal
+        at_bound = (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-N: 1\r\n" * 498
+                    + b"Connection: close\r\n\r\n")
+        got = yield threads.deferToThread(_ask, n, at_bound)
+        assert got.startswith(b"HTTP/1.1 ") and got[9:12] not in (b"400", b"431"), got[:300]
+    finally:
+        if stop is not None:
+            stop()
+        yield port.stopListening()

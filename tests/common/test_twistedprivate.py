@@ -392,3 +392,32 @@ async def test_after_the_connection_is_lost_a_direct_write_is_refused(kind, writ
         assert pending_write_bytes(t) == 0
     finally:
         close(t, peer)
+
+
+@pytest.mark.memory
+def test_the_request_head_counters_count_what_the_channel_read_and_reset_per_request():
+    """``head_size``/``head_fields`` (``HTTPChannel._receivedHeaderSize``/``Count``): the bytes
+    of the head's lines so far (the request line's too, line ends not counted) and its stored
+    fields, 0 again once the request (its body included) is complete."""
+    from twisted.web import http, resource, server
+
+    from playground.common.twistedprivate import head_fields, head_size
+
+    channel = http.HTTPChannel()
+    channel.requestFactory = server.Request
+    channel.site = server.Site(resource.Resource())
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    assert (head_size(channel), head_fields(channel)) == (0, 0)
+    channel.dataReceived(b"POST / HTTP/1.1\r\n")
+    assert (head_size(channel), head_fields(channel)) == (len(b"POST / HTTP/1.1"), 0)
+    channel.dataReceived(b"Host: x\r\nContent-Length: 3\r\nX-A: 1\r\n")
+    # a field is stored when the next line shows it is not folded: two so far
+    assert head_size(channel) == len(b"POST / HTTP/1.1Host: xContent-Length: 3X-A: 1")
+    assert head_fields(channel) == 2
+    channel.dataReceived(b"\r\nab")  # the head ends; the body is not complete
+    assert head_fields(channel) == 3
+    channel.dataReceived(b"c")  # the request is complete: counted from 0 again
+    assert (head_size(channel), head_fields(channel)) == (0, 0)
+    assert transport.value().startswith(b"HTTP/1.1 404 ")  # it was a request
+    channel.connectionLost(None)

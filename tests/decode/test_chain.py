@@ -494,3 +494,99 @@ def test_http_read_as_resp_shows_credential_headers_with_no_redact():
     _, sink = drive([(C2S, _HTTP_AS_RESP)], decode="resp", redact=False)
     text, _ = rendered(sink)
     assert all(secret.decode() in text for secret in _HTTP_SECRETS)
+
+
+# a request whose target carries credentials in its query, answered by an httpbin-style /get
+# echo of its arguments; the second one is left without an answer
+_Q_GET = b"GET /get?access_token=s3cr3t-tok&page=2&API_KEY=s3cr3t%2Dkey HTTP/1.1\r\nHost: h\r\n\r\n"
+_Q_BODY = b'{"args": {"access_token": "s3cr3t-tok", "API_KEY": "s3cr3t-key", "page": "2"}}'
+_Q_ECHO = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+           % len(_Q_BODY) + _Q_BODY)
+_Q_LEFT = b"GET /cb?x=1&password=s3cr3t-pw HTTP/1.1\r\nHost: h\r\n\r\n"
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("cut", [None, 9, 30, 60])
+def test_credential_query_values_are_redacted_in_records_previews_and_the_pcap(cut):
+    c2s = _Q_GET + _Q_LEFT
+    calls = ([(C2S, c2s)] if cut is None else [(C2S, c2s[:cut]), (C2S, c2s[cut:])])
+    calls.append((S2C, _Q_ECHO))
+    _, sink = drive(calls)
+    done, left = sink.of(R.HttpExchange)
+    assert done.target == b"/get?access_token=(redacted)&page=2&API_KEY=(redacted)"
+    assert left.target == b"/cb?x=1&password=(redacted)" and left.status is None
+    text, js = rendered(sink)
+    assert "s3cr3t" not in text + js
+    assert done.response_preview == _Q_BODY.replace(b"s3cr3t-tok", b"(redacted)").replace(
+        b"s3cr3t-key", b"(redacted)")  # the echo, its value percent-decoded too
+    assert "GET /get?access_token=(redacted)&page=2&API_KEY=(redacted) -> 200" in text
+    streams, leaked = masked_pcap_streams(calls, "http")
+    assert leaked == 0 and b"s3cr3t" not in streams[C2S]
+    assert streams[C2S] == c2s.replace(b"s3cr3t-tok", b"*" * 10).replace(
+        b"s3cr3t%2Dkey", b"*" * 12).replace(b"s3cr3t-pw", b"*" * 9)  # same length, same place
+    assert streams[S2C] == _Q_ECHO  # a body is masked in the previews only, as for headers
+    _, sink = drive(calls, redact=False)
+    assert sink.of(R.HttpExchange)[0].target == _Q_GET.split()[1]
+
+
+@pytest.mark.pure
+def test_a_target_without_a_credential_query_keeps_its_bytes():
+    target = b"/search?q=token&page=2"
+    _, sink = drive([(C2S, b"GET %s HTTP/1.1\r\n\r\n" % target), (S2C, OK)])
+    [ex] = sink.of(R.HttpExchange)
+    assert ex.target == target
+
+
+_CLOSE_DELIMITED = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nstreamed until the close"
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("closed_by,how,fin_first,complete", [
+    ("server", "reset", False, False),  # the server's RST (SO_LINGER 0)
+    ("proxy", "reset", False, False),  # the proxy's force-close (the web view's close, rst)
+    ("web", "fin", False, False),  # a force-close by FIN: the server never ended the body
+    ("client", "reset", False, False),  # the client went first: the body was cut off
+    ("server", "fin", True, True),  # the server's FIN, passed on as a half-close
+    ("server", "fin", False, True),  # a clean close with no half-close (TLS close_notify)
+])
+def test_a_close_delimited_response_is_cut_unless_the_server_closed_cleanly(
+        closed_by, how, fin_first, complete):
+    sink = ListSink()
+    c = Chain([sink])
+    c.pair_opened(pair(), 0.0)
+    c.data(1, C2S, b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n", 1.0)
+    c.data(1, S2C, _CLOSE_DELIMITED, 2.0)
+    if fin_first:
+        c.half_closed(1, S2C, 3.0)
+    c.pair_closed(1, {**SUMMARY, "closed_by": closed_by, "how": how}, 4.0)
+    [ex] = sink.of(R.HttpExchange)
+    assert ex.status == 200 and ex.response_body_size == len(b"streamed until the close")
+    assert ex.complete is complete
+    _, js = rendered(sink)
+    assert f'"complete": {str(complete).lower()}' in js
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("fin", [True, False])
+def test_an_unfinished_head_is_masked_in_the_pcap_from_its_query_secrets_as_from_a_credential(
+        fin):
+    """The connection ends in the middle of a request head: its query secrets are masked in
+    the pcap as its credential headers are (``Chain._unsettled_end``), not written in clear."""
+    data = b"GET /cb?access_token=s3cret-tok&x=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Basic s3c"
+    if fin:
+        pcap = FakePcap()
+        chain = Chain([ListSink()], pcap=pcap, decode="http")
+        chain.pair_opened(pair(), 0.0)
+        chain.data(1, C2S, data, 1.0)
+        chain.half_closed(1, C2S, 2.0)
+        chain.pair_closed(1, SUMMARY, 3.0)
+        stream = bytearray(pcap.stream(C2S))
+        for d, start, end in pcap.masks:
+            if d == C2S:
+                stream[start:end] = b"*" * (end - start)
+        stream, leaked = bytes(stream), chain.leaked
+    else:
+        streams, leaked = masked_pcap_streams([(C2S, data)], "http")
+        stream = streams[C2S]
+    assert leaked == 0 and b"s3cret-tok" not in stream and b"s3c" not in stream
+    assert stream.startswith(b"GET /cb?access_token=" + b"*" * 10 + b"&x=1 HTTP/1.1\r\n")

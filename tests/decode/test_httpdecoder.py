@@ -115,6 +115,28 @@ def test_close_delimited_response_completes_at_eof():
     assert e.response_body_size == 6 and e.complete and e.latency == 3.0
 
 
+def test_close_delimited_response_without_eof_is_cut_at_close():
+    """The connection went (a reset, an abort, the proxy's force-close) without the server's
+    FIN: a body delimited by the close never saw its end, so it is cut, as a Content-Length
+    body cut short is; whatever the bytes' splits."""
+    resp = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nabcdef"
+    for step in (len(resp), 7, 1):
+        conv = HttpConversation()
+        conv.feed(C2S, GET, 1.0)
+        for i in range(0, len(resp), step):
+            assert conv.feed(S2C, resp[i:i + step], 2.0) == []
+        [e] = conv.close(4.0)
+        assert isinstance(e, HttpExchange) and not e.complete
+        assert (e.status, e.response_body_size, e.response_preview) == (200, 6, b"abcdef")
+        assert e.request.target == b"/a"
+    conv = HttpConversation()  # with the FIN first, it is complete, and close adds nothing
+    conv.feed(C2S, GET, 1.0)
+    conv.feed(S2C, resp, 2.0)
+    [e] = conv.eof(S2C, 3.0)
+    assert e.complete and e.response_body_size == 6
+    assert conv.close(4.0) == []
+
+
 def test_expect_100_continue():
     req_head = b"POST /p HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
     conv = HttpConversation()
@@ -402,3 +424,66 @@ def test_a_credential_in_a_trailer_is_secret_and_held_back_until_its_line_ends()
     conv = HttpConversation()
     conv.feed(C2S, req[:req.index(b"Basic") + 8], 0.0)
     assert conv.settled(C2S) == req.index(b"Authorization")  # the line is not finished
+
+
+_QUERY_REQ = (b"\r\nGET  /cb?access_token=abc123&x=1;sig=s1g&page=2 HTTP/1.1\r\nHost: x\r\n"
+              b"Authorization: Bearer t0k\r\n\r\n")
+
+
+def _secrets(req, out):
+    return [req[e.start:e.end] for e in out if isinstance(e, HttpSecret)]
+
+
+def test_credential_query_values_are_secret_ranges_before_the_headers():
+    """A request target's credential query parameters (``redaction.SECRET_PARAMS``) are
+    masked in the pcap like a credential header: their stream ranges, in stream order (a
+    blank line before the request and two spaces before the target included)."""
+    conv = HttpConversation()
+    out = conv.feed(C2S, _QUERY_REQ, 0.0)
+    assert _secrets(_QUERY_REQ, out) == [b"abc123", b"s1g", b"Bearer t0k"]
+    # the event keeps the target as sent: the chain's HttpStream redacts the records
+    [e] = conv.feed(S2C, OK, 1.0)
+    assert e.request.target == b"/cb?access_token=abc123&x=1;sig=s1g&page=2"
+    plain = b"GET /a?page=2&q=token HTTP/1.1\r\n\r\n"
+    assert _secrets(plain, HttpConversation().feed(C2S, plain, 0.0)) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, len(_QUERY_REQ)), max_size=8))
+def test_credential_query_ranges_whatever_the_splits(cuts):
+    chunks = [(C2S, _QUERY_REQ + GET), (S2C, OK + OK)]
+    whole = run(chunks)
+    assert split_run(chunks, cuts) == whole
+    assert _secrets(_QUERY_REQ, whole) == [b"abc123", b"s1g", b"Bearer t0k"]
+    conv = HttpConversation()
+    one = [e for i in range(len(_QUERY_REQ)) for e in conv.feed(C2S, _QUERY_REQ[i:i + 1], 0.0)]
+    assert _secrets(_QUERY_REQ, one) == [b"abc123", b"s1g", b"Bearer t0k"]
+
+
+def test_a_failure_reason_hides_a_credential_query_value():
+    out = HttpConversation().feed(C2S, b"GET /x?token=s3cret&a=1 HTTP/1.1 junk\r\n\r\n", 0.0)
+    [u] = [e for e in out if isinstance(e, HttpUndecodable)]
+    assert "s3cret" not in u.reason and "token=(redacted)" in u.reason
+
+
+@pytest.mark.parametrize("end", ["eof", "close"])
+def test_an_unfinished_head_at_the_end_gives_its_query_secrets(end):
+    """The client's side ends inside a request head (its FIN, the connection's close): the
+    credential query values of its request line, whole or cut, are secret ranges then, once."""
+    for req, secrets in ((b"\r\nGET /cb?access_token=s3cret&x=1 HTTP/1.1\r\nHost: x\r\n",
+                          [b"s3cret"]),
+                         (b"GET /cb?x=1;sig=s1g&token=s3cr", [b"s1g", b"s3cr"]),
+                         (b"GET /cb?access_tok", []),
+                         (b"GET /cb?page=2 HTTP/1.1\r\n", [])):
+        for step in (len(req), 1):
+            conv = HttpConversation()
+            out = [e for i in range(0, len(req), step) for e in conv.feed(C2S, req[i:i + step], 0)]
+            assert _secrets(req, out) == []  # not before the end: the head may still fail
+            if end == "eof":
+                out = conv.eof(C2S, 1.0)
+                assert _secrets(req, out) == secrets
+                out = conv.close(2.0)
+                assert _secrets(req, out) == []  # once
+            else:
+                out = conv.close(2.0)
+                assert _secrets(req, out) == secrets

@@ -1,4 +1,5 @@
-"""Redaction's one module: the secret headers and how headers and body previews are masked."""
+"""Redaction's one module: the secret headers and query parameters, and how headers, request
+targets and body previews are masked."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import pytest
 from playground.decode.redaction import (
     REDACTED,
     SECRET_HEADERS,
+    SECRET_PARAMS,
     mask_preview,
+    query_secrets,
     redact_headers,
+    redact_query,
+    redact_target,
     secret_values,
 )
 
@@ -50,3 +55,33 @@ def test_a_preview_cut_inside_a_secret_masks_it_from_its_first_byte():
     assert mask_preview(b'{"t": "tok12', secrets, 100) == b'{"t": "(redacted)'
     # the whole body: an ending that merely looks like a secret's start stays
     assert mask_preview(b'{"t": "tok12', secrets, 12) == b'{"t": "tok12'
+
+
+def test_credential_query_parameters_are_found_by_name_in_any_case_or_spelling():
+    target = (b"/cb?access_token=abc123&x=1&API-Key=k&Access%5Ftoken=pct&key=&token"
+              b"&X-Amz-Signature=f00d&page=2")
+    assert [target[s:e] for s, e in query_secrets(target)] == [b"abc123", b"k", b"pct", b"f00d"]
+    assert redact_target(target) == (b"/cb?access_token=(redacted)&x=1&API-Key=(redacted)"
+                                     b"&Access%5Ftoken=(redacted)&key=&token"
+                                     b"&X-Amz-Signature=(redacted)&page=2")
+    assert query_secrets(b"/search?q=token&code=US&state=x") == []  # names, not values
+    assert query_secrets(b"/no-query") == [] and query_secrets(b"/?") == []
+    assert {b"access_token", b"token", b"api_key", b"apikey", b"key", b"password",
+            b"passwd", b"secret", b"client_secret", b"signature", b"sig", b"auth",
+            b"session"} <= SECRET_PARAMS
+
+
+def test_a_secret_value_runs_to_the_next_ampersand_whichever_way_a_server_splits():
+    # ``;`` splits parameters for some servers: a name after it counts, and a secret's value
+    # is masked up to the next ``&`` (covering ``b`` when a server reads ``token=a;b``)
+    assert redact_target(b"/?token=a;b&x=1") == b"/?token=(redacted)&x=1"
+    assert redact_target(b"/?x=1;token=s3cret&y") == b"/?x=1;token=(redacted)&y"
+    assert redact_target(b"/?flag;password=s3cret") == b"/?flag;password=(redacted)"
+
+
+def test_redact_query_gives_the_values_for_previews_sent_and_decoded():
+    target = b"/get?token=a%2Bb%20c&sig=ab&password=p+w+d1"
+    shown, values = redact_query(target)
+    assert shown == b"/get?token=(redacted)&sig=(redacted)&password=(redacted)"
+    assert values == [b"a%2Bb%20c", b"a+b c", b"p+w+d1", b"p w d1"]  # "ab": too short alone
+    assert redact_query(b"/get?page=2") == (b"/get?page=2", [])

@@ -13,7 +13,9 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -348,3 +350,72 @@ def test_twistd_proxy_json_and_console(twistd, echo_port, tmp_path):
 def test_tools_present():
     for tool in ("curl", "tshark"):
         assert shutil.which(tool), tool
+
+
+def _close_delimited_server(reset: bool, sent: threading.Event):
+    """A one-shot server on 127.0.0.1 (port 0) that reads a request head, answers HTTP/1.0 with
+    no Content-Length (the body ends at the close) and, once ``sent`` is set (the client has
+    the body), closes: by RST (SO_LINGER 0) when ``reset``, else by FIN. ``(port, thread)``."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve():
+        with listener:
+            conn, _ = listener.accept()
+            conn.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"x" * 1000)
+            sent.wait(10)
+            if reset:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("reset", [True, False])
+@pytest_twisted.inlineCallbacks
+def test_a_close_delimited_response_cut_by_a_reset_is_reported_cut(tmp_path, reset):
+    """The server sends its body and resets the connection instead of closing it: the JSON
+    record says ``complete: false`` (the end of the body was never seen), as for a
+    Content-Length body cut short; a FIN ends the body, ``complete: true``."""
+    sent = threading.Event()
+    server_port, server = _close_delimited_server(reset, sent)
+    p = Proxied(server_port, tmp_path)
+    port = yield p.start()
+
+    def talk():
+        got = b""
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                while not got.endswith(b"x" * 1000):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+                sent.set()  # the proxy has forwarded (and decoded) the body: now close
+                while s.recv(65536):
+                    pass
+            except ConnectionResetError:
+                pass  # the proxy passes the server's reset on
+        return got
+
+    got = yield threads.deferToThread(talk)
+    yield threads.deferToThread(server.join, 10)
+    yield p.stop()
+    assert got.endswith(b"x" * 1000)
+    [record] = p.records("http")
+    assert (record["status"], record["response_body_size"]) == (200, 1000)
+    assert record["complete"] is not reset
+    if reset:
+        [close] = p.records("close")
+        assert (close["closed_by"], close["how"]) == ("server", "reset")

@@ -5,6 +5,7 @@ must pass unchanged, and the tshark command the proxy logs must decode the file.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -159,3 +160,39 @@ def test_answers_inside_exec_are_masked(twistd, redis_pw, tmp_path):
     assert "PING -> +PONG" in out and '"requirepass", "(redacted)"' in out
     for text in (out, json_path.read_text(), pcap_path.read_bytes().decode("latin-1")):
         assert "echoed-pw" not in text and PASSWORD not in text
+
+
+def test_credential_query_values_through_curl_are_redacted_in_json_console_and_pcap(
+        twistd, tmp_path):
+    """``curl 'http://127.0.0.1:PORT/ip?access_token=...' '.../get?access_token=...&page=2'``
+    through the proxy (one connection): the server gets the token (its /get echoes it back),
+    no output of the proxy has it in a request; the pcap has same-length filler where it was in
+    the request lines (the echo in /get's body is the server's, kept as for headers), and
+    tshark still reads the requests from it."""
+    http_port = free_port()
+    twistd(["http", "--listen", str(http_port)]).wait_for("listening on")
+    proc, port, json_path, pcap_path = _proxy(twistd, http_port, tmp_path)
+    token = "s3cretTok42"
+    base = f"http://127.0.0.1:{port}"
+    got = subprocess.run([need("curl"), "-sS", "--max-time", "20",
+                          f"{base}/ip?access_token={token}",
+                          f"{base}/get?access_token={token}&page=2"],
+                         capture_output=True, timeout=30, check=True).stdout
+    assert b'"args": {"access_token": "%s", "page": "2"}' % token.encode() in got  # unchanged
+    out = _finish(proc)
+    targets = ["/ip?access_token=(redacted)", "/get?access_token=(redacted)&page=2"]
+    for target in targets:
+        assert f"GET {target} -> 200" in out
+    records = [r for r in map(json.loads, json_path.read_text().splitlines())
+               if r["type"] == "http"]
+    assert [r["target"] for r in records] == targets
+    assert token not in records[1]["response_preview"]  # the echo, masked in the preview
+    for text in (out, json_path.read_text()):
+        assert token not in text
+    pcap = pcap_path.read_bytes()
+    assert pcap.count(token.encode()) == got.count(token.encode())  # only the server's echo
+    filler = "*" * len(token)
+    command = _hint(out, "pcap closed")
+    assert rows(_run_hint(command, "-Y", "http.request", "-T", "fields", "-e",
+                          "http.request.uri")) == [f"/ip?access_token={filler}",
+                                                   f"/get?access_token={filler}&page=2"]

@@ -1018,3 +1018,16 @@ def test_twistd_end_to_end(twistd):
     assert buf.startswith(b"HTTP/1.1 408 ")
     assert t.terminate() == 0
 
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_curl_with_too_many_small_header_fields_gets_431(server):
+    # a head far below --max-header-bytes with more fields than --max-headers (100): 431, as
+    # an over-long head gets; at the bound it is answered
+    base = f"http://127.0.0.1:{server.port}/headers"
+    for fields, status in ((600, b"431"), (101, b"431"), (97, b"200")):  # curl adds 3
+        extra = [a for i in range(fields) for a in ("-H", f"X-N{i}: 1")]
+        out, err, code = yield curl("-w", "\n%{http_code}", *extra, base)
+        assert code == 0, err
+        assert out.rsplit(b"\n", 1)[1] == status, (fields, out[-300:])

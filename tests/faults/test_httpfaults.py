@@ -113,6 +113,13 @@ def test_status_answers_in_order_without_forwarding_the_request():
     assert run.notes == ["answered 503 for GET /api/x?q=1"]
 
 
+def test_a_fault_log_line_hides_a_credential_query_value():
+    # the log is no place for it, whatever --no-redact says of the sinks (as AUTH's password)
+    c = core("http:GET /api/*:status=503")
+    run = Run().take(c.client_data(get("/api/x?access_token=s3cr3t&q=1"), 0.0))
+    assert run.notes == ["answered 503 for GET /api/x?access_token=(redacted)&q=1"]
+
+
 def test_status_swallows_the_request_body():
     c = core("http:POST /up:status=429")
     body = b"x" * 100

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
 import re
 import socket
@@ -263,3 +264,69 @@ def test_tls_target_with_wrong_name_fails_handshake(twistd, pki, echo_server):
 def test_tls_target_signed_by_unknown_ca_fails_handshake(twistd, pki, echo_server):
     server = echo_server("stranger")  # right name, untrusted issuer
     _assert_handshake_refused(twistd, pki, server, r"certificate verify failed|verif")
+
+
+# --- a close-delimited HTTP response over a TLS target ----------------------------------------
+
+
+def _tls_http_once(cert: Path, key: Path, clean: bool):
+    """A one-shot TLS server (a thread): reads a request head, answers HTTP/1.0 with no
+    Content-Length (the body ends at the close), then closes: with its close_notify when
+    ``clean``, else by dropping the TCP connection (a truncation). ``(port, thread, errors)``."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    errors: list[str] = []
+
+    def serve():
+        try:
+            with listener:
+                conn, _ = listener.accept()
+            conn.settimeout(10)
+            with conn, ctx.wrap_socket(conn, server_side=True) as tls:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                tls.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"y" * 500)
+                if clean:
+                    tls.unwrap()
+        except (OSError, ssl.SSLError) as e:
+            errors.append(repr(e))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread, errors
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_a_close_delimited_response_over_tls_is_complete_only_at_a_clean_close(
+        twistd, pki, tmp_path, clean):
+    """A TLS server's close_notify ends a close-delimited body (no half-close reaches the
+    decoder: the TLS leg closes whole), so the JSON record says ``complete: true``; a TCP close
+    without it is a truncation: ``complete: false``."""
+    server_port, server, errors = _tls_http_once(*pki["localhost"], clean)
+    json_path = tmp_path / "out.jsonl"
+    proc, port = start_proxy(twistd, f"tls:host=localhost:port={server_port}",
+                             "--target-ca", pki["ca"].pem, "--decode", "http",
+                             "--json", json_path, "--quiet")
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        me = s.getsockname()[1]
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+        except ConnectionResetError:
+            pass
+    server.join(10)
+    assert got.endswith(b"y" * 500) and not errors, (got[-100:], errors)
+    proc.wait_for(f"close 127.0.0.1:{me} ")
+    assert proc.terminate() == 0
+    [record] = [r for r in map(json.loads, json_path.read_text().splitlines())
+                if r["type"] == "http"]
+    assert (record["status"], record["response_body_size"]) == (200, 500)
+    assert record["complete"] is clean, (record, proc.output()[-2000:])

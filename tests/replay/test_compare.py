@@ -218,3 +218,12 @@ def test_transactions_and_suppressed_replies_plan_as_the_server_answers():
     assert [r.data for r in requests] == commands
     # the runner waits after each but the two whose replies CLIENT REPLY OFF suppresses
     assert [r.expects_reply for r in requests] == [True] * 4 + [False, False, True, True]
+
+
+def test_an_http_label_hides_a_credential_query_value():
+    # a capture made with --no-redact holds it in clear: the difference line must not show it
+    req = b"GET /cb?access_token=s3cr3t-tok&page=2 HTTP/1.1\r\nHost: h\r\n\r\n"
+    recorded = decode(_chunks((req, _http()))).exchanges
+    gone = decode(_chunks((req, _http(status=404)))).exchanges
+    assert compare(recorded, gone, Rules())[0].line == \
+        "#1 GET /cb?access_token=(redacted)&page=2: status: recorded 200, now 404"

@@ -10,7 +10,7 @@ import pytest
 from playground.codec.encoder import encode_command as cmd
 from playground.decode.chain import MAX_HELD, Chain
 from playground.web.capture import Capture
-from playground.web.sink import QUEUE_LIMIT, READ_COST, RECORD_COST, WebSink
+from playground.web.sink import QUEUE_LIMIT, READ_COST, RECORD_COST, WebSink, rows
 from tests.support.chain import SUMMARY, FakePcap, ListSink, masked_pcap_streams, pair, view_stream
 
 pytestmark = pytest.mark.pure
@@ -205,3 +205,38 @@ def test_a_decoder_raising_inside_an_auth_masks_its_password_in_pcap_and_view(cu
     for stored in (streamed, shown):
         assert PASSWORD[:4] not in stored and PASSWORD[-4:] not in stored, stored
     assert shown == streamed
+
+
+@pytest.mark.parametrize("cut", [None, 20, 40])
+def test_a_credential_query_value_is_masked_in_the_view_rows_and_stream(cut):
+    """The web view alone (no pcap sink: it holds back itself): the exchanges table shows the
+    target as the console does, the follow-stream bytes as the pcap has them."""
+    req = b"GET /get?access_token=s3cr3t-tok&page=2 HTTP/1.1\r\nHost: h\r\n\r\n"
+    calls = [(C2S, req)] if cut is None else [(C2S, req[:cut]), (C2S, req[cut:])]
+    calls.append((S2C, b"HTTP/1.1 204 No Content\r\n\r\n"))
+    expected = pcap_stream(calls, "http")
+    assert expected == req.replace(b"s3cr3t-tok", b"*" * 10)
+    view, chain = view_chain("http")
+    for i, (d, data) in enumerate(calls):
+        chain.data(1, d, data, float(i + 1))
+        shown = view_stream(view.capture)  # the API reads between the reads
+        assert shown == expected[:len(shown)]
+    chain.pair_closed(1, SUMMARY, 100.0)
+    view.flush()
+    assert view_stream(view.capture) == expected
+    [row] = [r for e in view.capture.get(1).exchanges for r in rows(e)]
+    assert row["request"] == "GET /get?access_token=(redacted)&page=2"
+
+
+@pytest.mark.parametrize("fin", [True, False])
+def test_an_unfinished_head_stored_at_the_end_has_its_query_secret_masked(fin):
+    data = b"GET /cb?access_token=s3cret-tok&x=1 HTTP/1.1\r\nHost: x\r\n"
+    view, chain = view_chain("http")
+    chain.data(1, C2S, data, 1.0)
+    assert view_stream(view.capture) == b""  # kept back: the head is not finished
+    if fin:
+        chain.half_closed(1, C2S, 2.0)
+    chain.pair_closed(1, SUMMARY, 3.0)
+    view.flush()
+    assert view_stream(view.capture) == data.replace(b"s3cret-tok", b"*" * 10)
+    assert chain.leaked == 0
