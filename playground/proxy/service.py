@@ -169,6 +169,11 @@ class Options(ServerOptions):
         if not self["target"]:
             raise usage.UsageError(f"--target is required ({addresses.TARGET_EXAMPLE})")
         self.target = addresses.client_target(self["target"], "--target")  # read once
+        if addresses.target_is_listen(self["listen"], self.target):
+            raise usage.UsageError(
+                f"--target: {self['target']} is the proxy's own --listen address "
+                f"({self['listen']}): every connection would connect to itself, and that one "
+                f"to itself, until --max-connections")
         self["target"] = self.target.desc
         if self["target-ca"]:
             if self.target.kind != "tls":

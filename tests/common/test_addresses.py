@@ -4,7 +4,13 @@ that name the flag."""
 import pytest
 from twisted.python import usage
 
-from playground.common.addresses import Target, client_string, client_target, server_string
+from playground.common.addresses import (
+    Target,
+    client_string,
+    client_target,
+    server_string,
+    target_is_listen,
+)
 
 pytestmark = pytest.mark.pure
 
@@ -116,3 +122,44 @@ def test_a_target_port_must_be_a_number():
     with pytest.raises(usage.UsageError, match=r"^--target: 'tcp:host=db:port=redis': port 'redis' "
                                                r"is not a number"):
         client_target("tcp:host=db:port=redis", "--target")
+
+
+# -- a target that is the listener itself ------------------------------------------------------
+
+
+@pytest.mark.parametrize("listen, target", [
+    ("16555", "16555"),  # a bare port: 127.0.0.1 both ways
+    ("16555", "127.0.0.1:16555"),
+    ("16555", "localhost:16555"),
+    ("16555", "[::ffff:127.0.0.1]:16555"),  # IPv4-mapped
+    ("16555", "0.0.0.0:16555"),  # Linux connects to 0.0.0.0 on loopback
+    ("0.0.0.0:16555", "127.0.0.2:16555"),  # every interface: any loopback address
+    ("0.0.0.0:16555", "16555"),
+    ("tcp:16555", "16555"),  # an interface left out is every interface
+    ("tcp6:16555", "[::1]:16555"),
+    ("tcp:16555:interface=::1", r"tcp:host=\:\:1:port=16555"),
+    ("[::1]:16555", "localhost:16555"),
+    ("localhost:16555", "127.0.0.1:16555"),
+    ("16555", "tcp:host=127.0.0.1:port=16555:timeout=3"),
+    ("16555", "tls:host=127.0.0.1:port=16555"),
+    ("unix:/tmp/tcpplay-self.sock", "unix:/tmp/tcpplay-self.sock"),
+    ("unix:/tmp/tcpplay-self.sock", "unix:path=/tmp/../tmp/tcpplay-self.sock"),
+])
+def test_a_target_that_is_the_listener_itself_is_seen(listen, target):
+    assert target_is_listen(server_string(listen), client_target(target))
+
+
+@pytest.mark.parametrize("listen, target", [
+    ("0", "16555"),  # port 0: a free port, never the target's
+    ("16555", "16556"),
+    ("16555", "127.0.0.2:16555"),  # another loopback address: another listener's
+    ("127.0.0.2:16555", "16555"),
+    ("16555", "10.0.0.1:16555"),
+    ("16555", "127.example:16555"),  # a name, not a loopback address: never resolved here
+    ("16555", "vm:16555"),
+    ("unix:/tmp/tcpplay-self.sock", "unix:/tmp/tcpplay-other.sock"),
+    ("unix:/tmp/tcpplay-self.sock", "16555"),
+    ("16555", "unix:/tmp/16555"),
+])
+def test_a_target_elsewhere_is_not_the_listener(listen, target):
+    assert not target_is_listen(server_string(listen), client_target(target))
