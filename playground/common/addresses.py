@@ -18,7 +18,8 @@ Whether a target is a listener's own address (``target_is_listen``, ``reaches``;
 target is itself connects to itself, pair after pair) is read from the addresses alone, as
 addresses (``ipaddress``: loopback, unspecified, IPv4-mapped), never by resolving a name: only
 ``localhost`` is taken for this machine. A name or a LAN address that leads back to the listener
-is for the proxy to notice when it connects (``playground.proxy.splice``).
+is for the proxy to notice when it connects (``playground.proxy.splice``), by the addresses of the
+connected socket (``leads_back``).
 """
 
 from __future__ import annotations
@@ -243,3 +244,21 @@ def target_is_listen(listen_desc: str, target: Target) -> bool:
         return (target.kind == "unix" and path is not None and target.path is not None
                 and os.path.abspath(path) == os.path.abspath(target.path))
     return target.kind in NETWORK_KINDS and reaches(host, port, target.host, target.port)
+
+
+def leads_back(listen_host: str | None, listen_port: int | None, peer_host: str,
+               peer_port: int, local_host: str) -> bool:
+    """Whether a connected socket (its peer ``peer_host:peer_port``, its own address
+    ``local_host``) reached a listener of this machine bound on ``listen_host:listen_port``
+    (``""``: every interface): the same port, and the listener's own address, or, for a listener
+    on every interface, an address of this machine: a loopback one, or the socket's own (Linux
+    connects to an address of its own from that address)."""
+    if not listen_port or peer_port != listen_port:
+        return False
+    peer = _ip(peer_host)
+    if peer is None:
+        return False
+    bound = _ip(listen_host) if listen_host else ipaddress.ip_address("0.0.0.0")
+    if bound is None or not bound.is_unspecified:
+        return peer == bound
+    return peer.is_loopback or peer.is_unspecified or peer == _ip(local_host)

@@ -37,6 +37,7 @@ class ProxyService(service.MultiService):
         self.factory = factory
         self.drain_timeout = drain_timeout
         self.sinks = list(sinks)
+        factory.listening = listening  # its pairs see a target that leads back to it
         self.command_stats = None  # the CommandStats its StatsSink fills (metrics.attach reads it)
         self.api = None  # --api: the toxiproxy API's listener and its registry (_serve_api)
         self.registry = None

@@ -840,6 +840,12 @@ def _address(family: int, host: str, port: int):
     return kind("TCP", host, port)
 
 
+def _socket_address(name: tuple):
+    """A socket's address (``getsockname``, ``getpeername``) as Twisted's ``getHost`` has it."""
+    kind = address.IPv6Address if len(name) == 4 else address.IPv4Address
+    return kind("TCP", name[0], name[1])
+
+
 class UpstreamSocket:
     """The upstream leg of a pair a ``Connector`` connected: what the pair and the splicer ask
     of a transport, over a socket the reactor never sees (the splicer takes ``pipes``). Closing
@@ -866,6 +872,12 @@ class UpstreamSocket:
 
     def setTcpNoDelay(self, enabled: bool) -> None:
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, enabled)
+
+    def getPeer(self):
+        return _socket_address(self.socket.getpeername())
+
+    def getHost(self):
+        return _socket_address(self.socket.getsockname())
 
     def stopReading(self) -> None:
         """Never in the reactor: nothing to stop (the splicer watches the socket)."""

@@ -8,6 +8,7 @@ from playground.common.addresses import (
     Target,
     client_string,
     client_target,
+    leads_back,
     server_string,
     target_is_listen,
 )
@@ -163,3 +164,19 @@ def test_a_target_that_is_the_listener_itself_is_seen(listen, target):
 ])
 def test_a_target_elsewhere_is_not_the_listener(listen, target):
     assert not target_is_listen(server_string(listen), client_target(target))
+
+
+@pytest.mark.parametrize("listen_host, peer_host, local_host, expected", [
+    ("127.0.0.1", "127.0.0.1", "127.0.0.1", True),
+    ("", "127.0.0.5", "127.0.0.1", True),  # every interface: any loopback address
+    ("0.0.0.0", "192.0.2.2", "192.0.2.2", True),  # an address of this machine: its own
+    ("::", "::ffff:192.0.2.2", "192.0.2.2", True),
+    ("0.0.0.0", "192.0.2.9", "192.0.2.2", False),  # another machine's
+    ("127.0.0.1", "127.0.0.2", "127.0.0.1", False),  # another listener's
+    ("192.0.2.2", "127.0.0.1", "127.0.0.1", False),
+])
+def test_a_connected_socket_leads_back_to_the_listener(listen_host, peer_host, local_host,
+                                                       expected):
+    assert leads_back(listen_host, 16555, peer_host, 16555, local_host) is expected
+    assert not leads_back(listen_host, 16555, peer_host, 16556, local_host)
+    assert not leads_back(listen_host, 0, peer_host, 0, local_host)
