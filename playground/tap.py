@@ -267,7 +267,8 @@ def makeService(options) -> service.IService:
     top = TcpplayService()
     try:
         svc = module.make_service(options.subOptions)
-    except usage.UsageError as e:  # a value only the endpoint's parser refuses (port=1:timeout=x)
+    except usage.UsageError as e:  # the last resort: the options refuse what they can tell
+        # (a --target whose endpoint Twisted cannot build: addresses.client_target)
         sys.stderr.write(f"twistd tcpplay {options.subCommand}: {e}\n")
         raise SystemExit(1)
     if "stats-interval" in options.subOptions:  # --metrics / --stats-interval of ServerOptions

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import warnings
 
 import attrs
 from twisted.internet import endpoints
@@ -122,7 +123,8 @@ def _tcp_target(host: str, port: int) -> Target:
 
 
 def client_target(value: str, flag: str = "--target") -> Target:
-    """Read a ``--target`` value into a ``Target``, validating its syntax."""
+    """Read a ``--target`` value into a ``Target``, validating its syntax and, for an endpoint
+    string, that Twisted builds a client endpoint from it (``_check_client_endpoint``)."""
     value = (value or "").strip()
     if not value:
         raise usage.UsageError(f"{flag}: empty address ({TARGET_EXAMPLE})")
@@ -133,6 +135,13 @@ def client_target(value: str, flag: str = "--target") -> Target:
         return _tcp_target(host, _port(flag, m.group("port"), TARGET_EXAMPLE, 1))
     if _kind(value) not in _ENDPOINT_TYPES:
         raise usage.UsageError(f"{flag}: cannot read {value!r} as an address ({TARGET_EXAMPLE})")
+    target = _endpoint_target(value, flag)
+    _check_client_endpoint(value, flag)
+    return target
+
+
+def _endpoint_target(value: str, flag: str) -> Target:
+    """A ``--target`` endpoint string read into a ``Target`` (its syntax checked)."""
     args, kw = twistedprivate.endpoint_args(value)
     kind = args[0].lower() if args else ""
     plain_tcp = [a.lower() for a in args] == ["tcp"] and set(kw) == {"host", "port"}
@@ -152,6 +161,22 @@ def client_target(value: str, flag: str = "--target") -> Target:
         raise usage.UsageError(f"{flag}: {value!r}: port {port!r} is not a number "
                                f"({TARGET_EXAMPLE})")
     return Target(kind, host, _port(flag, port, TARGET_EXAMPLE, 1), desc=value, plain_tcp=plain_tcp)
+
+
+def _check_client_endpoint(value: str, flag: str) -> None:
+    """Raise, naming ``flag``, what building the client endpoint would raise for ``value``
+    (``clientFromString``: a parameter its parser refuses, ``timeout=x``; a file an ``ssl:`` or
+    ``tls:`` one names and cannot read; a type with no client endpoint, ``tcp6:``, ``stdio:``),
+    now rather than when the service is built. No reactor: nothing connects."""
+    if _kind(value) == "tcp6":  # Twisted's tcp6: listens only; tcp: connects to IPv6 as well
+        raise usage.UsageError(f"{flag}: {value!r}: tcp6: is for listening; connect to IPv6 with "
+                               f"tcp:host=\\:\\:1:port=P or [::1]:P ({TARGET_EXAMPLE})")
+    with warnings.catch_warnings():  # HostnameEndpoint (tls:) warns of a reactor without a
+        warnings.simplefilter("ignore", DeprecationWarning)  # resolver: None here
+        try:
+            endpoints.clientFromString(None, value)
+        except Exception as e:
+            raise usage.UsageError(f"{flag}: {value!r}: {e}")
 
 
 def client_string(value: str, flag: str = "--target") -> str:
