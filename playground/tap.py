@@ -15,6 +15,7 @@ import sys
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.python import usage
 
 from playground.common import shutdown, twistedprivate
@@ -202,8 +203,16 @@ class TcpplayService(service.MultiService):
     twistd re-raises the signal that stopped the reactor after shutdown (exit status -15);
     since our services drain and close everything on that signal, the shutdown is an orderly
     one and is reported as such (status 0), like ``systemctl stop`` expects.
+
+    SIGUSR1 rotates the log file (twistd's ``--logfile``, or ``playground.daemon.jsonlog``'s),
+    whose logger claims the signal; a process whose log goes to no file of its own (stdout or
+    stderr in the foreground, a ``--logfile`` that is a device or pipe) has no handler, and
+    SIGUSR1's default action ended it (status 138, a logrotate ``postrotate`` killing every
+    service it was sent to). Unclaimed when the service starts (after twistd set up its log),
+    it is taken here: one log line says there is nothing to rotate, and the process goes on.
     """
 
+    log = Logger()
     _privileged = False
 
     def privilegedStartService(self):
@@ -219,7 +228,25 @@ class TcpplayService(service.MultiService):
         # 30 ms of CPU per collection in the proxy, a stall for every client, before).
         gc.collect()
         gc.freeze()
+        self._claim_sigusr1()
         super().startService()
+
+    def _claim_sigusr1(self):
+        """SIGUSR1 logs a line rather than ending the process, when no logger rotates on it."""
+        if signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, None):
+            return  # a log file's rotation (twistd's, jsonlog's), or whoever took it
+
+        def nothing_to_rotate(signum, frame):
+            from twisted.internet import reactor
+
+            reactor.callFromThread(self.log.info, "SIGUSR1: no log file to rotate (the log goes "
+                                   "to standard output or error, or to a device or pipe); "
+                                   "going on")
+
+        try:
+            signal.signal(signal.SIGUSR1, nothing_to_rotate)
+        except ValueError:  # not the main thread (a test's): nothing of twistd's to keep alive
+            pass
 
     def stopService(self):
         d = defer.maybeDeferred(super().stopService)
@@ -240,7 +267,8 @@ def makeService(options) -> service.IService:
     top = TcpplayService()
     try:
         svc = module.make_service(options.subOptions)
-    except usage.UsageError as e:  # a value only the endpoint's parser refuses (port=1:timeout=x)
+    except usage.UsageError as e:  # the last resort: the options refuse what they can tell
+        # (a --target whose endpoint Twisted cannot build: addresses.client_target)
         sys.stderr.write(f"twistd tcpplay {options.subCommand}: {e}\n")
         raise SystemExit(1)
     if "stats-interval" in options.subOptions:  # --metrics / --stats-interval of ServerOptions

@@ -13,11 +13,21 @@ knows a plain TCP ``host:port`` or a ``tls:`` host and port without parsing the 
 Listening TCP/SSL/UNIX endpoints get ``backlog=1024`` unless one is given, so a burst of
 connects (``redis-benchmark -c 50`` and more) is not stalled by Twisted's default of 50.
 A bad value raises ``usage.UsageError`` naming the flag and showing an example.
+
+Whether a target is a listener's own address (``target_is_listen``, ``reaches``; a proxy whose
+target is itself connects to itself, pair after pair) is read from the addresses alone, as
+addresses (``ipaddress``: loopback, unspecified, IPv4-mapped), never by resolving a name: only
+``localhost`` is taken for this machine. A name or a LAN address that leads back to the listener
+is for the proxy to notice when it connects (``playground.proxy.splice``), by the addresses of the
+connected socket (``leads_back``).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
+import warnings
 
 import attrs
 from twisted.internet import endpoints
@@ -114,7 +124,8 @@ def _tcp_target(host: str, port: int) -> Target:
 
 
 def client_target(value: str, flag: str = "--target") -> Target:
-    """Read a ``--target`` value into a ``Target``, validating its syntax."""
+    """Read a ``--target`` value into a ``Target``, validating its syntax and, for an endpoint
+    string, that Twisted builds a client endpoint from it (``_check_client_endpoint``)."""
     value = (value or "").strip()
     if not value:
         raise usage.UsageError(f"{flag}: empty address ({TARGET_EXAMPLE})")
@@ -125,6 +136,13 @@ def client_target(value: str, flag: str = "--target") -> Target:
         return _tcp_target(host, _port(flag, m.group("port"), TARGET_EXAMPLE, 1))
     if _kind(value) not in _ENDPOINT_TYPES:
         raise usage.UsageError(f"{flag}: cannot read {value!r} as an address ({TARGET_EXAMPLE})")
+    target = _endpoint_target(value, flag)
+    _check_client_endpoint(value, flag)
+    return target
+
+
+def _endpoint_target(value: str, flag: str) -> Target:
+    """A ``--target`` endpoint string read into a ``Target`` (its syntax checked)."""
     args, kw = twistedprivate.endpoint_args(value)
     kind = args[0].lower() if args else ""
     plain_tcp = [a.lower() for a in args] == ["tcp"] and set(kw) == {"host", "port"}
@@ -146,6 +164,22 @@ def client_target(value: str, flag: str = "--target") -> Target:
     return Target(kind, host, _port(flag, port, TARGET_EXAMPLE, 1), desc=value, plain_tcp=plain_tcp)
 
 
+def _check_client_endpoint(value: str, flag: str) -> None:
+    """Raise, naming ``flag``, what building the client endpoint would raise for ``value``
+    (``clientFromString``: a parameter its parser refuses, ``timeout=x``; a file an ``ssl:`` or
+    ``tls:`` one names and cannot read; a type with no client endpoint, ``tcp6:``, ``stdio:``),
+    now rather than when the service is built. No reactor: nothing connects."""
+    if _kind(value) == "tcp6":  # Twisted's tcp6: listens only; tcp: connects to IPv6 as well
+        raise usage.UsageError(f"{flag}: {value!r}: tcp6: is for listening; connect to IPv6 with "
+                               f"tcp:host=\\:\\:1:port=P or [::1]:P ({TARGET_EXAMPLE})")
+    with warnings.catch_warnings():  # HostnameEndpoint (tls:) warns of a reactor without a
+        warnings.simplefilter("ignore", DeprecationWarning)  # resolver: None here
+        try:
+            endpoints.clientFromString(None, value)
+        except Exception as e:
+            raise usage.UsageError(f"{flag}: {value!r}: {e}")
+
+
 def client_string(value: str, flag: str = "--target") -> str:
     """Normalise a ``--target`` value to a client endpoint string, validating its syntax."""
     return client_target(value, flag).desc
@@ -164,3 +198,93 @@ def client_endpoint(reactor, desc: str, flag: str = "--target"):
         return endpoints.clientFromString(reactor, desc)
     except Exception as e:
         raise usage.UsageError(f"{flag}: {desc!r}: {e}")
+
+
+# -- a target that is the listener itself --------------------------------------------------------
+
+NETWORK_KINDS = frozenset({"tcp", "tcp6", "ssl", "tls"})
+
+
+def _ip(host: str):
+    """``host`` read as an address (an IPv4-mapped IPv6 one as its IPv4), or None for a name."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return mapped if mapped is not None else ip
+
+
+_DEFAULT_LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+
+def reaches(listen_host: str | None, listen_port: int | None, target_host: str | None,
+            target_port: int | None) -> bool:
+    """Whether connecting to ``target_host:target_port`` reaches a listener of this machine
+    bound on ``listen_host:listen_port`` (``""`` for every interface), as far as the addresses
+    say: the same port, and the same host (``localhost`` as ``127.0.0.1``), or a listener on
+    every interface and a loopback target; a target of ``localhost`` or every interface
+    (``0.0.0.0``, which Linux connects to loopback) reaches a listener on ``127.0.0.1``,
+    ``::1`` or every interface. Port 0 (a port the system picks) is never a target's."""
+    if not listen_port or listen_port != target_port or target_host is None:
+        return False
+    listen_host = listen_host or ""
+    if listen_host.lower() == "localhost":
+        listen_host = "127.0.0.1"
+    bound = _ip(listen_host) if listen_host else ipaddress.ip_address("0.0.0.0")
+    if bound is None:  # an interface given by name: the same name only
+        return listen_host.lower() == target_host.lower()
+    if target_host.lower() in ("", "localhost"):
+        target = ipaddress.ip_address("0.0.0.0")
+    else:
+        target = _ip(target_host)
+        if target is None:
+            return False  # a name: only a connect can tell where it leads
+    if target.is_unspecified:
+        return bound.is_unspecified or bound in _DEFAULT_LOOPBACK
+    return target == bound or (bound.is_unspecified and target.is_loopback)
+
+
+def listen_parts(desc: str) -> tuple[str, str | None, int | None, str | None]:
+    """What a server endpoint string (``server_string``'s) binds: ``(kind, host, port, path)``;
+    the host ``""`` for every interface (``::`` for ``tcp6``), the path of a ``unix:`` one,
+    None where the string says nothing readable (another kind: ``systemd:``)."""
+    args, kw = twistedprivate.endpoint_args(desc)
+    kind = args[0].lower() if args else ""
+    if kind == "unix":
+        return kind, None, None, kw.get("address") or (args[1] if len(args) > 1 else None)
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return kind, None, None, None
+    port = kw.get("port") or (args[1] if len(args) > 1 else "")
+    host = kw.get("interface")
+    if host is None:
+        host = args[2] if kind != "ssl" and len(args) > 2 else ("::" if kind == "tcp6" else "")
+    return kind, host, int(port) if port.isascii() and port.isdigit() else None, None
+
+
+def target_is_listen(listen_desc: str, target: Target) -> bool:
+    """Whether ``target`` is the listener ``listen_desc`` itself (see ``reaches``; a ``unix:``
+    target of the listener's own path too): a proxy with it would connect to itself."""
+    kind, host, port, path = listen_parts(listen_desc)
+    if kind == "unix":
+        return (target.kind == "unix" and path is not None and target.path is not None
+                and os.path.abspath(path) == os.path.abspath(target.path))
+    return target.kind in NETWORK_KINDS and reaches(host, port, target.host, target.port)
+
+
+def leads_back(listen_host: str | None, listen_port: int | None, peer_host: str,
+               peer_port: int, local_host: str) -> bool:
+    """Whether a connected socket (its peer ``peer_host:peer_port``, its own address
+    ``local_host``) reached a listener of this machine bound on ``listen_host:listen_port``
+    (``""``: every interface): the same port, and the listener's own address, or, for a listener
+    on every interface, an address of this machine: a loopback one, or the socket's own (Linux
+    connects to an address of its own from that address)."""
+    if not listen_port or peer_port != listen_port:
+        return False
+    peer = _ip(peer_host)
+    if peer is None:
+        return False
+    bound = _ip(listen_host) if listen_host else ipaddress.ip_address("0.0.0.0")
+    if bound is None or not bound.is_unspecified:
+        return peer == bound
+    return peer.is_loopback or peer.is_unspecified or peer == _ip(local_host)

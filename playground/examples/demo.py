@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from playground.common import twistedprivate
-from playground.common.addresses import server_string
+from playground.common.addresses import listen_parts, server_string
 from playground.common.listening import ListeningService
 from playground.common.options import CommandOptions, non_negative_float, parameter
 from playground.examples.http import server as httpserver
@@ -54,6 +54,23 @@ def _where(desc: str) -> tuple[str, str, str]:
     port = kw.get("port") or (args[1] if len(args) > 1 else "")
     host = kw.get("interface") or (args[2] if len(args) > 2 else "")
     return "tcp", "" if host in ("", "127.0.0.1", "0.0.0.0", "::") else host, port
+
+
+def _as_bound(listening: ListeningService) -> str:
+    """Its endpoint string for the hints, with the port it got where it asked for port 0 (the
+    system's choice): a command naming port 0 reaches nothing."""
+    port = listen_parts(listening.desc)[2]
+    addr = listening.address
+    if port != 0 or getattr(addr, "port", None) is None:
+        return listening.desc
+    interface = addr.host.replace(":", "\\:")  # escaped, as in an endpoint string
+    return f"tcp:{addr.port}:interface={interface}"
+
+
+def _same(a: str, b: str) -> bool:
+    """Whether two listen endpoint strings are one address (two asking for port 0 are not: each
+    gets a port of its own)."""
+    return a == b and listen_parts(a)[2] != 0
 
 
 def hints(redis_listen: str, http_listen: str, url: str | None = None) -> list[str]:
@@ -180,7 +197,8 @@ class DemoService(service.MultiService):
     def startService(self):
         super().startService()
         url = self.web.url() if self.web is not None else None
-        for line in hints(self.options["redis"], self.options["http"], url):
+        redis_at, http_at = (_as_bound(p.listening) for p in self.proxies)
+        for line in hints(redis_at, http_at, url):
             self.log.info("{line}", line=line)
 
 
@@ -229,7 +247,7 @@ class Options(CommandOptions):
     def postOptions(self):
         self["redis"] = server_string(self["redis"], "--redis")
         self["http"] = server_string(self["http"], "--http")
-        if self["redis"] == self["http"]:
+        if _same(self["redis"], self["http"]):
             raise usage.UsageError("--redis and --http must differ")
         if self["no-web"] and self["web"] is not None:
             raise usage.UsageError("--web and --no-web: give one of them")
@@ -246,7 +264,7 @@ class Options(CommandOptions):
         self["json"] = probe["json"]  # /dev/stdout is '-', as for the proxy
         # an endpoint string (None when off, '' included), and the token a non-loopback one needs
         self["web"], self["web-token"] = probe["web"] or None, probe["web-token"]
-        if self["web"] in (self["redis"], self["http"]):
+        if self["web"] and (_same(self["web"], self["redis"]) or _same(self["web"], self["http"])):
             raise usage.UsageError("--web must differ from --redis and --http")
 
 

@@ -21,7 +21,6 @@ is the Twisted part that starts and stops the listening ports.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 import attrs
@@ -104,9 +103,8 @@ def upstream_target(text) -> addresses.Target:
     if not isinstance(text, str):
         raise ApiError(f"upstream: expected HOST:PORT, got {text!r}", 400)
     try:
+        # also refuses an endpoint type the syntax admits but no client endpoint has ("stdio:")
         target = addresses.client_target(text, "upstream")
-        # an endpoint type the syntax admits but this build cannot connect with ("stdio:")
-        addresses.client_endpoint(None, target.desc, "upstream")
     except usage.UsageError as e:
         raise ApiError(str(e), 400)
     if target.kind not in NETWORK_KINDS:
@@ -117,28 +115,12 @@ def upstream_target(text) -> addresses.Target:
     return target
 
 
-def _local(host: str | None) -> bool:
-    """Whether ``host`` is this machine: every interface (``""``, ``0.0.0.0``, ``::``),
-    ``localhost`` or a loopback address (IPv4-mapped included), read as an address, so a
-    name that merely starts with ``127.`` is not one."""
-    if host is None:
-        return False
-    if host.lower() in ("", "localhost"):
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return ip.is_loopback or ip.is_unspecified or bool(mapped and mapped.is_loopback)
-
-
 def check_not_itself(listen: str, upstream: str, where: str = "") -> None:
-    """400 when ``upstream`` is the proxy's own ``listen`` address: each connection would open
-    the next until the file descriptors run out (one client made 1018 pairs at nofile 2048)."""
+    """400 when ``upstream`` is the proxy's own ``listen`` address (``addresses.reaches``, the
+    rule ``proxy --target`` is held to as well): each connection would open the next until the
+    file descriptors run out (one client made 1018 pairs at nofile 2048)."""
     bound, target = listen_address(listen), upstream_target(upstream)
-    if bound.port and target.port == bound.port and (
-            target.host == bound.host or _local(target.host) and _local(bound.host)):
+    if addresses.reaches(bound.host, bound.port, target.host, target.port):
         raise ApiError(f"upstream: {upstream} is the proxy's own listen address {listen}"
                        f"{where}: every connection would connect to itself", 400)
 

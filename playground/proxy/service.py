@@ -37,6 +37,7 @@ class ProxyService(service.MultiService):
         self.factory = factory
         self.drain_timeout = drain_timeout
         self.sinks = list(sinks)
+        factory.listening = listening  # its pairs see a target that leads back to it
         self.command_stats = None  # the CommandStats its StatsSink fills (metrics.attach reads it)
         self.api = None  # --api: the toxiproxy API's listener and its registry (_serve_api)
         self.registry = None
@@ -169,6 +170,11 @@ class Options(ServerOptions):
         if not self["target"]:
             raise usage.UsageError(f"--target is required ({addresses.TARGET_EXAMPLE})")
         self.target = addresses.client_target(self["target"], "--target")  # read once
+        if addresses.target_is_listen(self["listen"], self.target):
+            raise usage.UsageError(
+                f"--target: {self['target']} is the proxy's own --listen address "
+                f"({self['listen']}): every connection would connect to itself, and that one "
+                f"to itself, until --max-connections")
         self["target"] = self.target.desc
         if self["target-ca"]:
             if self.target.kind != "tls":

@@ -37,6 +37,14 @@ Protocol-aware toxics added later apply to pairs started after them (a core cann
 mid-stream); changed or removed ones reach open pairs. A pair with a core takes no byte toxics
 (nor toxics of the other protocol).
 
+A target that leads back to the proxy's own listener (a name or a LAN address of this host that
+``--target``'s check cannot see: ``addresses.target_is_listen``) is found at the upstream's
+connect: its peer is the listener's address (``ProxyFactory.leads_back``; only when the target's
+port is the listener's, so other pairs pay nothing). That pair is closed at once (``how``
+``self-loop``), and so is the connection it made, at its accept (its peer is remembered in
+``ProxyFactory.looped``) or at once if it was accepted already, so it connects no further: one
+pair, not a chain of them until ``--max-connections``. One log line per process says so.
+
 Zero-copy: a pair of a factory with no observer and no toxics (``toxics`` None) whose legs are
 both plain TCP moves its bytes with ``splice(2)`` (``playground.proxy.zerocopy``), chosen when
 the upstream connects (such a pair to an IP literal is connected by ``zerocopy.Connector``, not
@@ -59,6 +67,7 @@ from zope.interface import implementer
 
 from playground.common import addresses, shutdown, twistedprivate
 from playground.common.addresses import Target
+from playground.common.addresstext import address_text, format_address
 from playground.common.limits import LimitedFactory
 from playground.common.twistedprivate import direct_write
 from playground.faults.httpfaults import HttpFaults
@@ -97,6 +106,11 @@ def _endpoint(addr) -> Endpoint:
         name = name.decode("utf-8", "replace")
     return Endpoint(name or "", 0)  # a unix socket; "": one without a name
 
+
+_said: set[str] = set()  # what was said once per process (the self-loop)
+
+_SELF_LOOP = ("proxy: the target {target} is this proxy's own listen address {listen} (a pair's "
+              "connect reached {peer}): closing; fix --target")
 
 # The open and close lines, one each per pair.
 _OPEN = "proxy #{pair} open {client} -> {target}"
@@ -393,6 +407,10 @@ class Pair:
         if f.log_connections:
             _log_formatted(self.log, _OPEN, pair=self.id, client=client.peer,
                            target=f.target_desc)
+        if f.looped and client.peer in f.looped:  # our own connect to our listener: no further
+            f.looped.discard(client.peer)
+            self._own_connection()
+            return
         # --connect-timeout: seconds, or 0 for none of ours (see ProxyFactory), on both paths.
         if f.target is not None and f.target.plain_tcp:
             # A pair that will splice, to an IP literal: connected in the splice's own epoll,
@@ -422,6 +440,8 @@ class Pair:
         if self.finished or self.lost & 1:
             return None
         f = self.factory
+        if self.closed_first == ("proxy", "self-loop"):  # closed as our own connection
+            return None
         if self.closed_first is not None:  # the proxy stopped it (abort: shutdown): no failure of
             # the target's; the close says the proxy's how, as an open pair's would
             self.close_reason = "stopped while connecting"
@@ -468,9 +488,12 @@ class Pair:
             server.transport.abortConnection()
             return
         ct, st = self.client.transport, server.transport
+        f = self.factory
+        if f.leads_back(st):
+            self._to_itself(st)
+            return
         _tune(st)
         self.client.other = st
-        f = self.factory
         observed = f.observer is not None
         if observed:
             self.info = PairInfo(
@@ -504,6 +527,38 @@ class Pair:
             for toxic in f.toxics:
                 self.toxic_changed("added", toxic)
         ct.resumeProducing()
+
+    # -- a target that leads back to this proxy ------------------------------------
+    def _to_itself(self, st) -> None:
+        """The upstream ``st`` just connected to this proxy's own listener: close this pair,
+        and the pair its connection is (or becomes, at its accept) so it connects no further."""
+        f = self.factory
+        local, peer = st.getHost(), st.getPeer()
+        keys = {format_address(local.host, local.port)}
+        if ":" not in local.host:  # as a listener on :: sees it
+            keys.add(format_address(f"::ffff:{local.host}", local.port))
+        if len(f.looped) > 1024:  # connections never accepted (a full backlog): forget them
+            f.looped.clear()
+        f.looped.update(keys)
+        for pair in list(f.pairs.values()):  # accepted already: it goes no further either
+            if pair is not self and pair.client.peer in keys:
+                f.looped.discard(pair.client.peer)
+                pair._own_connection()
+        if "self-loop" not in _said:
+            _said.add("self-loop")
+            self.log.error(_SELF_LOOP, target=f.target_desc,
+                           listen=address_text(f.bound_address()), peer=address_text(peer))
+        self.close_reason = "the target is this proxy's own listen address"
+        self._observe_unreached()
+        self.abort("self-loop")
+
+    def _own_connection(self) -> None:
+        """This pair's client is this proxy's own upstream connection (``_to_itself``): close
+        it, and its connect if one is under way."""
+        if self.closed_first is None:
+            self.closed_first = ("proxy", "self-loop")
+        self.close_reason = "a connection of this proxy to its own listen address"
+        self.abort("self-loop")
 
     # -- observers ------------------------------------------------------------
     def switch_to_plain(self):
@@ -921,6 +976,41 @@ class ProxyFactory(LimitedFactory):
         self.zero_copy = zero_copy
         if toxics is not None:
             toxics.listen(self._toxic_changed)
+        # The ListeningService that listens with it (ProxyService sets it): a pair whose
+        # upstream reached that listener is closed (leads_back); the address is read once per
+        # listening port. looped: the peers (address texts) of such connections, not accepted
+        # yet: closed at their accept.
+        self.listening = None
+        self._bound: tuple = (None, None)
+        self.looped: set[str] = set()
+
+    def bound_address(self):
+        """The address its listener is bound to (``getHost``), or None when not listening."""
+        port = self.listening.port if self.listening is not None else None
+        if port is None:
+            return None
+        if self._bound[0] is not port:
+            self._bound = (port, port.getHost())
+        return self._bound[1]
+
+    def leads_back(self, transport) -> bool:
+        """Whether ``transport``, a pair's upstream leg just connected, reached this proxy's own
+        listener (``addresses.leads_back``). Only asked of the socket when the target's port is
+        the listener's (or unknown): other pairs pay a comparison."""
+        if self.listening is None:
+            return False
+        bound = self.bound_address()
+        port = getattr(bound, "port", None)
+        target = self.target
+        if not port or (target is not None and target.port is not None and target.port != port):
+            return False
+        try:
+            peer, local = transport.getPeer(), transport.getHost()
+        except Exception:  # a transport that cannot say: not a loop we can see
+            return False
+        if getattr(peer, "port", None) is None or getattr(local, "host", None) is None:
+            return False  # a unix socket's
+        return addresses.leads_back(bound.host, port, peer.host, peer.port, local.host)
 
     def splices(self) -> bool:
         """Whether its pairs splice kernel to kernel where their legs allow (zerocopy.start)."""

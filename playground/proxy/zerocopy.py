@@ -55,7 +55,9 @@ every request and reply of a request/response protocol) is handled in that loop 
   closed in that call (``_close_now``: the transport's ``connectionLost``, as its
   ``loseConnection`` does once its write half is closed; nothing is queued in it).
 * reset: an error on either socket aborts both (SO_LINGER 0: RST); the close record says
-  ``reset`` and who did it. An exception in one pair's handler aborts that pair (logged), not
+  ``reset`` and who did it. Also on a socket not read at the time (its reads held back while
+  the other side does not read, or its FIN in): it stays in the epoll for its errors
+  (``_Dispatcher.watch``), so a peer's reset is not left to ``--idle-timeout``. An exception in one pair's handler aborts that pair (logged), not
   the dispatcher; the reactor letting go of the dispatcher (its shutdown) aborts every pair.
 * byte counts, idle timeout, the close log line and the drain on shutdown are the pair's own
   (``playground.proxy.splice.Pair``): the sides' ``nbytes`` are counted here; ``Pair.abort`` and
@@ -305,15 +307,20 @@ class _Dispatcher:
         return "ZeroCopySplice"
 
     def watch(self, leg: _Leg) -> None:
-        """Follow ``leg.reading`` and ``leg.writing``: a socket watched for neither is out of
-        the epoll (its hang-up would be reported on every poll). The reactor watches the epoll
-        from the first socket on, until it lets go (an epoll with nothing ready costs its poll
-        nothing; adding and removing it per pair cost two ``epoll_ctl`` a pair)."""
+        """Follow ``leg.reading`` and ``leg.writing``. A socket watched for neither (its reads
+        held back: the other side does not read; or done: its FIN came) stays in the epoll for
+        its errors alone (``EPOLLONESHOT`` and no events: the kernel reports ``EPOLLERR`` and
+        ``EPOLLHUP`` whatever the mask), so a reset of the peer nobody reads is seen at once
+        (``doRead``: a reset of the pair), not at ``--idle-timeout``; a hang-up without an
+        error (shut both ways: its FIN, unread yet, after ours) is reported once and left for
+        its reads. ``unwatch`` takes a socket out. The reactor watches the epoll from the first
+        socket on, until it lets go (an epoll with nothing ready costs its poll nothing; adding
+        and removing it per pair cost two ``epoll_ctl`` a pair)."""
         fd = leg.fd
         mask = (_EPOLLIN if leg.reading else 0) | (_EPOLLOUT if leg.writing else 0)
         if not mask:
-            if self.legs.pop(fd, None) is not None:
-                self.epoll.unregister(fd)
+            if fd in self.legs:
+                self.epoll.modify(fd, _EPOLLONESHOT)  # its errors only, reported once
         elif fd in self.legs:
             self.epoll.modify(fd, mask)
         else:
@@ -322,6 +329,13 @@ class _Dispatcher:
             if not self.registered:
                 self.registered = True
                 self.reactor.addReader(self)
+
+    def unwatch(self, leg: _Leg) -> None:
+        """Take ``leg``'s socket out of the epoll: it is the transport's again (a stopped
+        splice), or a connect's that is over."""
+        leg.reading = leg.writing = False
+        if self.legs.pop(leg.fd, None) is not None:
+            self.epoll.unregister(leg.fd)
 
     def forget(self, leg: _Leg) -> None:
         """``leg``'s socket is closed next, in this call: its fd leaves the epoll with the close
@@ -422,6 +436,10 @@ class _Dispatcher:
                             d.pending = n - moved
                             d.drain()
                         continue
+                    if not (leg.reading or leg.writing):  # watched for its errors alone
+                        if events & _EPOLLERR:  # a reset (or an error) of a peer not read
+                            leg.splicer.reset(leg.role)
+                        continue  # a hang-up alone: its reads, when they resume, say so
                     if leg.reading and events & _READY_IN:
                         leg.out.read()
                     if leg.writing and events & _READY_OUT:
@@ -445,7 +463,8 @@ class _Dispatcher:
 
 _dispatchers: dict = {}  # reactor -> its _Dispatcher
 _EPOLLIN, _EPOLLOUT = getattr(select, "EPOLLIN", 0), getattr(select, "EPOLLOUT", 0)
-_HANGUP = getattr(select, "EPOLLHUP", 0) | getattr(select, "EPOLLERR", 0)
+_EPOLLERR, _EPOLLONESHOT = getattr(select, "EPOLLERR", 0), getattr(select, "EPOLLONESHOT", 0)
+_HANGUP = getattr(select, "EPOLLHUP", 0) | _EPOLLERR
 _READY_IN = _EPOLLIN | _HANGUP  # a hang-up or an error: the read or the drain says which
 _READY_OUT = _EPOLLOUT | _HANGUP
 
@@ -810,8 +829,7 @@ class Connector:
             self.timer.cancel()
             self.timer = None
         if self.writing:
-            self.writing = False
-            self.dispatcher.watch(self)
+            self.dispatcher.unwatch(self)
 
     def _close(self) -> None:
         if self.pipes is not None:
@@ -840,6 +858,12 @@ def _address(family: int, host: str, port: int):
     return kind("TCP", host, port)
 
 
+def _socket_address(name: tuple):
+    """A socket's address (``getsockname``, ``getpeername``) as Twisted's ``getHost`` has it."""
+    kind = address.IPv6Address if len(name) == 4 else address.IPv4Address
+    return kind("TCP", name[0], name[1])
+
+
 class UpstreamSocket:
     """The upstream leg of a pair a ``Connector`` connected: what the pair and the splicer ask
     of a transport, over a socket the reactor never sees (the splicer takes ``pipes``). Closing
@@ -866,6 +890,12 @@ class UpstreamSocket:
 
     def setTcpNoDelay(self, enabled: bool) -> None:
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, enabled)
+
+    def getPeer(self):
+        return _socket_address(self.socket.getpeername())
+
+    def getHost(self):
+        return _socket_address(self.socket.getsockname())
 
     def stopReading(self) -> None:
         """Never in the reactor: nothing to stop (the splicer watches the socket)."""
@@ -943,8 +973,7 @@ class Splicer:
             if closing and t.connected and not t.disconnecting:
                 leg.dispatcher.forget(leg)
             else:
-                leg.want_read(False)
-                leg.want_write(False)
+                leg.dispatcher.unwatch(leg)
         for d in self.directions:
             d.close()
 

@@ -4,7 +4,14 @@ that name the flag."""
 import pytest
 from twisted.python import usage
 
-from playground.common.addresses import Target, client_string, client_target, server_string
+from playground.common.addresses import (
+    Target,
+    client_string,
+    client_target,
+    leads_back,
+    server_string,
+    target_is_listen,
+)
 
 pytestmark = pytest.mark.pure
 
@@ -97,7 +104,6 @@ def test_listen_port_zero_is_any_free_port():
         ("tcp:db:6379", Target("tcp", "db", 6379, desc="tcp:db:6379")),
         ("tcp:host=db:port=6379:timeout=3",
          Target("tcp", "db", 6379, desc="tcp:host=db:port=6379:timeout=3")),
-        ("tcp6:host=\\:\\:1:port=6379", Target("tcp6", "::1", 6379, desc="tcp6:host=\\:\\:1:port=6379")),
         ("tls:host=db:port=6380", Target("tls", "db", 6380, desc="tls:host=db:port=6380")),
         ("tls:db:6380", Target("tls", "db", 6380, desc="tls:db:6380")),
         ("unix:path=/tmp/r.sock", Target("unix", None, None, desc="unix:path=/tmp/r.sock",
@@ -112,7 +118,80 @@ def test_a_target_is_read_once_into_a_target(value, expected):
     assert client_string(value) == target.desc
 
 
+@pytest.mark.parametrize("value, error", [
+    # refused by Twisted's client endpoint parser only, once the service was built: now here
+    ("tcp:host=db:port=6379:timeout=x", "invalid literal for int() with base 10: 'x'"),
+    ("unix:/tmp/r.sock:timeout=y", "invalid literal for int() with base 10: 'y'"),
+    ("tcp:host=db:port=6379:bogus=1", "unexpected keyword argument 'bogus'"),
+    ("ssl:host=db:port=6380:certKey=/nonexistent/cert.pem", "No such file or directory"),
+    ("stdio:", "Unknown endpoint type: 'stdio'"),
+    ("tcp6:host=\\:\\:1:port=6379", "tcp6: is for listening; connect to IPv6 with"),
+])
+def test_a_target_twisted_cannot_build_an_endpoint_of_is_refused_here(value, error):
+    with pytest.raises(usage.UsageError) as e:
+        client_target(value, "--target")
+    assert str(e.value).startswith(f"--target: {value!r}: ")
+    assert error in str(e.value)
+
+
 def test_a_target_port_must_be_a_number():
     with pytest.raises(usage.UsageError, match=r"^--target: 'tcp:host=db:port=redis': port 'redis' "
                                                r"is not a number"):
         client_target("tcp:host=db:port=redis", "--target")
+
+
+# -- a target that is the listener itself ------------------------------------------------------
+
+
+@pytest.mark.parametrize("listen, target", [
+    ("16555", "16555"),  # a bare port: 127.0.0.1 both ways
+    ("16555", "127.0.0.1:16555"),
+    ("16555", "localhost:16555"),
+    ("16555", "[::ffff:127.0.0.1]:16555"),  # IPv4-mapped
+    ("16555", "0.0.0.0:16555"),  # Linux connects to 0.0.0.0 on loopback
+    ("0.0.0.0:16555", "127.0.0.2:16555"),  # every interface: any loopback address
+    ("0.0.0.0:16555", "16555"),
+    ("tcp:16555", "16555"),  # an interface left out is every interface
+    ("tcp6:16555", "[::1]:16555"),
+    ("tcp:16555:interface=::1", r"tcp:host=\:\:1:port=16555"),
+    ("[::1]:16555", "localhost:16555"),
+    ("localhost:16555", "127.0.0.1:16555"),
+    ("16555", "tcp:host=127.0.0.1:port=16555:timeout=3"),
+    ("16555", "tls:host=127.0.0.1:port=16555"),
+    ("unix:/tmp/tcpplay-self.sock", "unix:/tmp/tcpplay-self.sock"),
+    ("unix:/tmp/tcpplay-self.sock", "unix:path=/tmp/../tmp/tcpplay-self.sock"),
+])
+def test_a_target_that_is_the_listener_itself_is_seen(listen, target):
+    assert target_is_listen(server_string(listen), client_target(target))
+
+
+@pytest.mark.parametrize("listen, target", [
+    ("0", "16555"),  # port 0: a free port, never the target's
+    ("16555", "16556"),
+    ("16555", "127.0.0.2:16555"),  # another loopback address: another listener's
+    ("127.0.0.2:16555", "16555"),
+    ("16555", "10.0.0.1:16555"),
+    ("16555", "127.example:16555"),  # a name, not a loopback address: never resolved here
+    ("16555", "vm:16555"),
+    ("unix:/tmp/tcpplay-self.sock", "unix:/tmp/tcpplay-other.sock"),
+    ("unix:/tmp/tcpplay-self.sock", "16555"),
+    ("16555", "unix:/tmp/16555"),
+])
+def test_a_target_elsewhere_is_not_the_listener(listen, target):
+    assert not target_is_listen(server_string(listen), client_target(target))
+
+
+@pytest.mark.parametrize("listen_host, peer_host, local_host, expected", [
+    ("127.0.0.1", "127.0.0.1", "127.0.0.1", True),
+    ("", "127.0.0.5", "127.0.0.1", True),  # every interface: any loopback address
+    ("0.0.0.0", "192.0.2.2", "192.0.2.2", True),  # an address of this machine: its own
+    ("::", "::ffff:192.0.2.2", "192.0.2.2", True),
+    ("0.0.0.0", "192.0.2.9", "192.0.2.2", False),  # another machine's
+    ("127.0.0.1", "127.0.0.2", "127.0.0.1", False),  # another listener's
+    ("192.0.2.2", "127.0.0.1", "127.0.0.1", False),
+])
+def test_a_connected_socket_leads_back_to_the_listener(listen_host, peer_host, local_host,
+                                                       expected):
+    assert leads_back(listen_host, 16555, peer_host, 16555, local_host) is expected
+    assert not leads_back(listen_host, 16555, peer_host, 16556, local_host)
+    assert not leads_back(listen_host, 0, peer_host, 0, local_host)

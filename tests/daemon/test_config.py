@@ -120,6 +120,22 @@ def test_wrong_values(line, expected):
         """) == expected
 
 
+@pytest.mark.parametrize("target, why", [
+    ("tcp:host=127.0.0.1:port=1:timeout=x", "invalid literal for int() with base 10: 'x'"),
+    ("tls:host=db:port=6380:caCertsDir=/nonexistent", "unrecognized keyword arguments"),
+    ("tcp6:host=\\\\:\\\\:1:port=6379", "tcp6: is for listening"),
+])
+def test_a_target_only_twistds_endpoint_parser_refuses_names_file_and_line(target, why):
+    # it passed the file's checks (and check-config) and failed once the service was built
+    msg = error(f"""\
+        [proxy.p]
+        listen = 7000
+        target = "{target}"
+        """)
+    assert msg.startswith("x.toml:3: [proxy.p] target: "), msg
+    assert why in msg, msg
+
+
 @pytest.mark.parametrize("value, level", [("true", 1), ("false", 0), ("1", 1), ("2", 2)])
 def test_verbose_takes_a_level_as_the_command_line_takes_vv(value, level):
     cfg = load(f"""\

@@ -4,6 +4,7 @@ traffic, on the console and in one web view (on by default, ``--no-web`` turns i
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -148,6 +149,43 @@ def test_demo_proxies_resp_and_http_and_shows_them(twistd):
     t.wait_for("GET /get -> 200 OK application/json")
     assert t.terminate() == 0
     assert "Traceback" not in t.output()
+
+
+@pytest.mark.pure
+def test_port_0_twice_is_two_ports_not_one_address():
+    opts = demo.Options()
+    opts.parseOptions(["--redis", "0", "--http", "0", "--web", "0"])
+    assert opts["redis"] == opts["http"] == "tcp:0:interface=127.0.0.1:backlog=1024"
+    for argv in (["--redis", "7000", "--http", "7000"], ["--web", "6479"]):
+        with pytest.raises(usage.UsageError, match="must differ"):
+            demo.Options().parseOptions(argv)
+
+
+@pytest.mark.twistd
+def test_the_banner_of_port_0_names_the_ports_bound(twistd):
+    """``--redis 0``: the banner's commands name the port the system chose (they said
+    ``redis-cli -p 0``) and reach the proxies (``--http 0 --web 0`` too: the pure test above)."""
+    t = twistd(["demo", "--redis", "0", "--http", free_port(), "--web", free_port(),
+                "--color", "never"])
+    t.wait_for("The decoded traffic appears below")
+    rport = int(re.search(r"proxy redis listening on 127\.0\.0\.1:(\d+)",
+                          t.wait_for("proxy redis listening on")).group(1))
+    hport = int(re.search(r"proxy http listening on 127\.0\.0\.1:(\d+)",
+                          t.wait_for("proxy http listening on")).group(1))
+    wport = int(re.search(r"web listening on 127\.0\.0\.1:(\d+)",
+                          t.wait_for("web listening on")).group(1))
+    assert 0 not in (rport, hport, wport)
+    banner = re.search(r"  redis-cli (-p \d+) set foo bar", t.output())
+    assert banner and banner.group(1) == f"-p {rport}", t.output()
+    assert f"curl localhost:{hport}/get" in t.output()
+    assert f"open http://127.0.0.1:{wport}/ " in t.output()
+    out = subprocess.run([need("redis-cli"), *banner.group(1).split(), "ping"],
+                         capture_output=True, text=True, timeout=20)
+    assert out.stdout.strip() == "PONG"
+    body = subprocess.run([need("curl"), "-s", f"localhost:{hport}/get"],
+                          capture_output=True, text=True, timeout=20).stdout
+    assert '"url": "http://localhost:' in body
+    assert t.terminate() == 0
 
 
 @pytest.mark.twistd

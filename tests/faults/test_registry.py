@@ -189,6 +189,7 @@ def test_a_proxy_whose_upstream_is_itself_is_a_400(listen, upstream):
     ("127.0.0.1:26379", "127.0.0.1:26380"),
     ("127.0.0.1:26379", "10.0.0.1:26379"),
     ("127.0.0.1:26379", "127.example:26379"),  # a name, not a loopback address
+    ("127.0.0.1:26379", "127.0.0.2:26379"),  # another loopback address: another listener's
 ])
 def test_a_proxy_to_another_port_or_host_is_fine(listen, upstream):
     assert proxy_fields({"name": "p", "listen": listen, "upstream": upstream})["listen"] == listen

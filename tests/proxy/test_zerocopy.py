@@ -238,6 +238,80 @@ def test_slow_reader_holds_the_sender_back_without_growing(twistd, upstream):
     assert proc.terminate() == 0
 
 
+def push_until_held(s: socket.socket, seconds: float = 1.0, limit: int = 256 << 20) -> int:
+    """Send from ``s`` (non-blocking) until it has taken nothing for ``seconds``: the proxy no
+    longer reads it (its pipe or copy is full, the client reads nothing). Bytes sent."""
+    s.setblocking(False)
+    chunk = b"x" * (1 << 20)
+    sent = 0
+    idle_since = time.monotonic()
+    deadline = idle_since + 20
+    while time.monotonic() - idle_since < seconds and sent < limit:
+        assert time.monotonic() < deadline, "the proxy kept reading"
+        try:
+            sent += s.send(chunk)
+            idle_since = time.monotonic()
+        except BlockingIOError:
+            time.sleep(0.01)
+    assert sent < limit, f"{sent} bytes taken while nobody reads"
+    return sent
+
+
+@pytest.mark.twistd
+@pytest.mark.parametrize("decode", ["none", "auto"])  # spliced; by copy (observed)
+def test_a_reset_of_a_side_no_longer_read_is_seen_at_once(twistd, upstream, decode):
+    """The client reads nothing, so the proxy stops reading the server (which it watches for
+    nothing else): the server's reset still closes the pair at once, by reset both ways, not
+    at --idle-timeout (none here: never)."""
+    proc, port = start_proxy(twistd, upstream.port, "--decode", decode)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        me = c.getsockname()[1]
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s = upstream.accept()
+        push_until_held(s)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # RST
+        line = close_line(proc, me)
+        if decode == "none":
+            assert counts(line)[2:] == ("server", "reset"), line
+        else:  # the console's line
+            assert line.endswith("(reset by server)"), line
+        how, _ = wait_closed(c, timeout=5)
+    assert how == "reset"
+    assert (ON if decode == "none" else "by copy in the zero-copy dispatcher") in proc.output()
+    assert proc.terminate() == 0
+
+
+@pytest.mark.twistd
+def test_a_fin_both_ways_while_the_client_lags_is_no_reset(twistd, upstream):
+    """The client half-closes and reads nothing yet; the server answers more than the proxy
+    holds, then closes: the proxy's socket to it is shut both ways (a hang-up) while it is not
+    read; that is no reset: the client gets every byte and the FIN."""
+    proc, port = start_proxy(twistd, upstream.port, "--decode", "none")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        me = c.getsockname()[1]
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s = upstream.accept()
+        c.sendall(PING)
+        c.shutdown(socket.SHUT_WR)
+        s.settimeout(10)
+        assert recv_exactly(s, len(PING)) == PING
+        assert s.recv(1) == b""  # the FIN came through: the proxy shut its side for writing
+        sent = push_until_held(s)
+        s.close()  # FIN: the proxy's socket to the server is now shut both ways
+        time.sleep(0.5)  # a hang-up taken for a reset would close the pair meanwhile
+        c.settimeout(10)
+        got = 0
+        while True:
+            data = c.recv(1 << 20)
+            if not data:
+                break
+            got += len(data)
+    assert got == sent
+    assert counts(close_line(proc, me)) == (len(PING), sent, "client", "fin")
+    assert proc.terminate() == 0
+
+
 @pytest.mark.twistd
 def test_256_mib_bulk_in_bounded_time(twistd, upstream):
     size = 256 << 20

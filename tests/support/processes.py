@@ -62,12 +62,13 @@ class Twistd:
     """``twistd -n --pidfile= tcpplay ...`` as a subprocess whose log lines are collected."""
 
     def __init__(self, args: list[str], cwd: str | None = None, env: dict | None = None,
-                 stdin=None, new_session: bool = False):
+                 stdin=None, new_session: bool = False, twistd_args=()):
+        """``twistd_args``: twistd's own options (``--logfile=...``), before ``tcpplay``."""
         full_env = dict(os.environ, PYTHONUNBUFFERED="1")
         if env:
             full_env.update(env)
         self.proc = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", "tcpplay", *args], stdin=stdin,
+            [TWISTD, "-n", "--pidfile=", *twistd_args, "tcpplay", *args], stdin=stdin,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd or str(ROOT), env=full_env,
             start_new_session=new_session,
         )
