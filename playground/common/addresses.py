@@ -215,7 +215,18 @@ def _ip(host: str):
     return mapped if mapped is not None else ip
 
 
-_DEFAULT_LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+_LOOPBACK_OF = {4: ipaddress.ip_address("127.0.0.1"), 6: ipaddress.ip_address("::1")}
+
+
+def _accepts(bound, ip) -> bool:
+    """Whether a listener bound on ``bound`` takes a connection to ``ip``, an address of this
+    machine's loopback or the listener's own: the same address, or a listener on every
+    interface of the family: ``0.0.0.0`` takes IPv4 only, ``::`` both (Linux's default dual
+    stack; an IPv4 peer is read as IPv4, ``_ip``). An IPv4 listener on every interface and an
+    IPv6 one on ``::1`` are two sockets of the same port."""
+    if ip == bound:
+        return True
+    return bound.is_unspecified and (bound.version == 6 or ip.version == 4)
 
 
 def reaches(listen_host: str | None, listen_port: int | None, target_host: str | None,
@@ -223,9 +234,10 @@ def reaches(listen_host: str | None, listen_port: int | None, target_host: str |
     """Whether connecting to ``target_host:target_port`` reaches a listener of this machine
     bound on ``listen_host:listen_port`` (``""`` for every interface), as far as the addresses
     say: the same port, and the same host (``localhost`` as ``127.0.0.1``), or a listener on
-    every interface and a loopback target; a target of ``localhost`` or every interface
-    (``0.0.0.0``, which Linux connects to loopback) reaches a listener on ``127.0.0.1``,
-    ``::1`` or every interface. Port 0 (a port the system picks) is never a target's."""
+    every interface of the target's family (``_accepts``) and a loopback target. A target of
+    ``localhost`` is ``127.0.0.1`` (Twisted's TCP connect resolves a name to IPv4) and one of
+    every interface is its family's loopback (Linux connects ``0.0.0.0`` to ``127.0.0.1``,
+    ``::`` to ``::1``). Port 0 (a port the system picks) is never a target's."""
     if not listen_port or listen_port != target_port or target_host is None:
         return False
     listen_host = listen_host or ""
@@ -235,14 +247,14 @@ def reaches(listen_host: str | None, listen_port: int | None, target_host: str |
     if bound is None:  # an interface given by name: the same name only
         return listen_host.lower() == target_host.lower()
     if target_host.lower() in ("", "localhost"):
-        target = ipaddress.ip_address("0.0.0.0")
+        target = _LOOPBACK_OF[4]
     else:
         target = _ip(target_host)
         if target is None:
             return False  # a name: only a connect can tell where it leads
     if target.is_unspecified:
-        return bound.is_unspecified or bound in _DEFAULT_LOOPBACK
-    return target == bound or (bound.is_unspecified and target.is_loopback)
+        target = _LOOPBACK_OF[target.version]
+    return target == bound or (target.is_loopback and _accepts(bound, target))
 
 
 def listen_parts(desc: str) -> tuple[str, str | None, int | None, str | None]:
@@ -277,8 +289,9 @@ def leads_back(listen_host: str | None, listen_port: int | None, peer_host: str,
     """Whether a connected socket (its peer ``peer_host:peer_port``, its own address
     ``local_host``) reached a listener of this machine bound on ``listen_host:listen_port``
     (``""``: every interface): the same port, and the listener's own address, or, for a listener
-    on every interface, an address of this machine: a loopback one, or the socket's own (Linux
-    connects to an address of its own from that address)."""
+    on every interface of the peer's family (``_accepts``), an address of this machine: a
+    loopback one, or the socket's own (Linux connects to an address of its own from that
+    address)."""
     if not listen_port or peer_port != listen_port:
         return False
     peer = _ip(peer_host)
@@ -287,4 +300,5 @@ def leads_back(listen_host: str | None, listen_port: int | None, peer_host: str,
     bound = _ip(listen_host) if listen_host else ipaddress.ip_address("0.0.0.0")
     if bound is None or not bound.is_unspecified:
         return peer == bound
-    return peer.is_loopback or peer.is_unspecified or peer == _ip(local_host)
+    return _accepts(bound, peer) and (peer.is_loopback or peer.is_unspecified
+                                      or peer == _ip(local_host))

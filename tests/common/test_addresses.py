@@ -154,7 +154,8 @@ def test_a_target_port_must_be_a_number():
     ("tcp:16555", "16555"),  # an interface left out is every interface
     ("tcp6:16555", "[::1]:16555"),
     ("tcp:16555:interface=::1", r"tcp:host=\:\:1:port=16555"),
-    ("[::1]:16555", "localhost:16555"),
+    ("[::1]:16555", "[::]:16555"),  # Linux connects :: to ::1
+    ("[::]:16555", "16555"),  # a listener on :: takes IPv4 too (dual stack)
     ("localhost:16555", "127.0.0.1:16555"),
     ("16555", "tcp:host=127.0.0.1:port=16555:timeout=3"),
     ("16555", "tls:host=127.0.0.1:port=16555"),
@@ -173,6 +174,14 @@ def test_a_target_that_is_the_listener_itself_is_seen(listen, target):
     ("16555", "10.0.0.1:16555"),
     ("16555", "127.example:16555"),  # a name, not a loopback address: never resolved here
     ("16555", "vm:16555"),
+    # the other family's socket of the same port: an IPv4 listener on every interface takes no
+    # IPv6 connection, Twisted's TCP connect resolves localhost to IPv4 (127.0.0.1, not ::1),
+    # Linux connects 0.0.0.0 to 127.0.0.1 and :: to ::1; each pair was refused as a self-loop
+    ("0.0.0.0:16555", "[::1]:16555"),
+    ("tcp:16555", "[::1]:16555"),
+    ("[::1]:16555", "localhost:16555"),
+    ("[::1]:16555", "0.0.0.0:16555"),
+    ("16555", "[::]:16555"),
     ("unix:/tmp/tcpplay-self.sock", "unix:/tmp/tcpplay-other.sock"),
     ("unix:/tmp/tcpplay-self.sock", "16555"),
     ("16555", "unix:/tmp/16555"),
@@ -189,9 +198,36 @@ def test_a_target_elsewhere_is_not_the_listener(listen, target):
     ("0.0.0.0", "192.0.2.9", "192.0.2.2", False),  # another machine's
     ("127.0.0.1", "127.0.0.2", "127.0.0.1", False),  # another listener's
     ("192.0.2.2", "127.0.0.1", "127.0.0.1", False),
+    ("::", "127.0.0.1", "127.0.0.1", True),  # dual stack: an IPv4 peer as the listener sees it
+    # an IPv4 listener on every interface is not the [::1] or IPv6 LAN server of its port
+    ("0.0.0.0", "::1", "::1", False),
+    ("", "::1", "::1", False),
+    ("0.0.0.0", "2001:db8::2", "2001:db8::2", False),
 ])
 def test_a_connected_socket_leads_back_to_the_listener(listen_host, peer_host, local_host,
                                                        expected):
     assert leads_back(listen_host, 16555, peer_host, 16555, local_host) is expected
     assert not leads_back(listen_host, 16555, peer_host, 16556, local_host)
     assert not leads_back(listen_host, 0, peer_host, 0, local_host)
+
+
+@pytest.mark.real
+def test_the_other_familys_loopback_socket_of_the_port_is_another_server():
+    """An IPv4 and an IPv6 loopback listener share a port number (redis-server binds both):
+    Twisted's connect to localhost reaches the IPv4 one, so ``--listen [::1]:P --target
+    localhost:P`` is a proxy in front of another server, not a loop."""
+    import socket
+
+    v6 = socket.socket(socket.AF_INET6)
+    v4 = socket.socket()
+    try:
+        v6.bind(("::1", 0))
+        port = v6.getsockname()[1]
+        v4.bind(("127.0.0.1", port))  # no conflict: two servers of one port
+        assert socket.gethostbyname("localhost").startswith("127.")  # connectTCP's resolving
+    finally:
+        v6.close()
+        v4.close()
+    assert not target_is_listen(server_string(f"[::1]:{port}"),
+                                client_target(f"localhost:{port}"))
+    assert target_is_listen(server_string(f"127.0.0.1:{port}"), client_target(f"localhost:{port}"))
