@@ -10,6 +10,8 @@ direction and gives the byte ranges of
   own ``respdecoder.secret_ranges`` on the line split as Redis splits it;
 * the value of a credential HTTP header (``redaction.SECRET_HEADERS``: ``Authorization``,
   ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``) and of its folded continuation lines;
+* the values of credential query parameters (``redaction.query_secrets``) in a request line
+  (``METHOD target HTTP/x``, however blank-separated; a line cut in its target hides its rest);
 * the rest of a line cut at the line bound whose beginning carried one of these;
 * the same passwords in a Redis command sent as an array of bulk strings (redis-cli, redis-py:
   the command's name alone on its line, each argument on the line after its ``$length``), and
@@ -30,7 +32,7 @@ import re
 
 from playground.codec.inline import split_inline
 from playground.decode.httpdecoder import folded_value, secret_value
-from playground.decode.redaction import REDACTED, SECRET_COMMANDS, SECRET_HEADERS
+from playground.decode.redaction import REDACTED, SECRET_COMMANDS, SECRET_HEADERS, query_secrets
 from playground.decode.respdecoder import secret_parts, secret_ranges
 from playground.decode.views import LineView
 
@@ -58,6 +60,9 @@ _LINE_NAME = (rb"[ \t\r\x0b\x0c\"']*(?:(?=[" + b"".join(sorted({n[:1] + n[:1].up
 _ACL_ERROR = re.compile(rb"-ERR Error in ACL SETUSER modifier '[<>#!]")
 _AFTER_LF = re.compile(b"\n" + _LINE_NAME)
 _AT_START = re.compile(_LINE_NAME)
+# a request line begun, with a query in its target, and no line end yet (a tail, or a line cut at
+# the bound; ``_open_request``): looked for only in a chunk with a ``?`` and no ``HTTP/``
+_OPEN_REQUEST = re.compile(rb"[ \t\x0b\x0c]*[!-~]+[ \t]+[^\s]*\?[^\n]*\Z")
 
 
 def starts_secret_line(data: bytes, line_start: bool) -> bool:
@@ -66,7 +71,18 @@ def starts_secret_line(data: bytes, line_start: bool) -> bool:
     whole chunk (one regular-expression search): the lines of a chunk for which it is False
     need not be looked at one by one (an incomplete last line is ``LineSecrets.pending``'s)."""
     return _AFTER_LF.search(data) is not None or (
-        line_start and _AT_START.match(data) is not None)
+        line_start and _AT_START.match(data) is not None) or (
+        b"?" in data and (b"HTTP/" in data or _open_request(data, line_start)))
+
+
+def _open_request(data: bytes, line_start: bool) -> bool:
+    """Whether the last line of ``data`` may be a request line with a query not ended yet
+    (``_OPEN_REQUEST``): from its last line end, or from its first byte when ``line_start``;
+    without either, ``data`` continues a line begun before: one line to look at, so yes."""
+    nl = data.rfind(b"\n")
+    if nl < 0 and not line_start:
+        return True
+    return _OPEN_REQUEST.match(data, nl + 1) is not None
 
 
 def _body_end(line: bytes) -> int:
@@ -134,6 +150,8 @@ class LineSecrets:
             return [(m.end(), close if close >= 0 else end)]
         word = _WORD.match(text.lstrip(_LEAD)).group()
         if word.strip(b"\"'").lower() not in _NAMES and not (word[:1] == b'"' and b"\\" in word):
+            if b"?" in text:  # a request line's query may carry credentials
+                return self._request_line(text, partial)
             return []  # the common case: no secret's line (an escape is decoded first)
         span = secret_value(text)
         if span is not None:
@@ -146,6 +164,24 @@ class LineSecrets:
             return []
         ranges = _command(text)
         self._carry = partial  # a cut line of a secret command: its rest is secret too
+        return ranges
+
+    def _request_line(self, text: bytes, partial: bool) -> list:
+        """The credential query values of ``text`` if it is a request line (a method, a target
+        with a ``?``, a version; or cut before its end), as the HTTP decoder finds them; a line
+        cut in its target hides its rest (``_carry``): a name may be cut there too."""
+        parts = text.split()
+        if len(parts) < 2 or b"?" not in parts[1]:
+            return []
+        if not partial and not (len(parts) == 3 and parts[2].startswith(b"HTTP/")):
+            return []
+        method, target = parts[0], parts[1]
+        at = text.find(target, text.find(method) + len(method))
+        self._carry = partial and len(parts) == 2
+        ranges = [(at + start, at + end) for start, end in query_secrets(target)]
+        if self._carry:  # from the last value found (or the query) to the cut
+            first = ranges.pop()[0] if ranges else at + target.find(b"?") + 1
+            ranges.append((first, len(text)))
         return ranges
 
     def _bulk(self, data: bytes, partial: bool) -> list | None:
@@ -214,7 +250,8 @@ class LineSecrets:
             return True  # blank so far, or a quoted first word: wait for the line
         word = _WORD.match(head).group()
         if len(word) < len(head):  # the word is complete
-            return word.lower() in _NAMES
+            # ... or a request line whose target has a query (``_request_line``)
+            return word.lower() in _NAMES or (b"?" in head and head[len(word)] in b" \t")
         word = word.lower()
         return any(name.startswith(word) for name in _NAMES)
 

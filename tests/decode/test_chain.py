@@ -589,4 +589,6 @@ def test_an_unfinished_head_is_masked_in_the_pcap_from_its_query_secrets_as_from
         streams, leaked = masked_pcap_streams([(C2S, data)], "http")
         stream = streams[C2S]
     assert leaked == 0 and b"s3cret-tok" not in stream and b"s3c" not in stream
-    assert stream.startswith(b"GET /cb?access_token=" + b"*" * 10 + b"&x=1 HTTP/1.1\r\n")
+    # the line scanner sees the query secret too: with a FIN, what was never settled goes out
+    # masked from it on (``Chain._unsettled_end``), as from a credential header
+    assert stream.startswith(b"GET /cb?access_token=" + b"*" * 10)

@@ -68,6 +68,8 @@ def test_a_cut_line_stays_secret_to_its_end():
         (b"Proxy-Auth", True), (b"   ", True), (b'"AU', True),
         (b"AUTHX", False), (b"GET k", False), (b"*2", False), (b"$6", False), (b"+OK", False),
         (b"\x00\x01\x02", False), (b"Cookies: x", False), (b"hi world", False), (b"hello world", True),
+        # a request line whose target has a query: its value may be a credential's
+        (b"GET /x?to", True), (b"GET\t/x?", True), (b"GET /x", False), (b"what?", False),
     ],
 )
 def test_pending_tail(tail, pending):
@@ -90,6 +92,33 @@ def test_redact_and_mask():
     assert redact(b"AUTH u pw\r\n", [(7, 9), (5, 6)]) == b"AUTH (redacted) (redacted)\r\n"
     assert mask(b"AUTH pw\r\n", [(105, 107)], 100) == b"AUTH **\r\n"
     assert mask(b"abc", [(0, 1)], 10) == b"abc"
+
+
+@pytest.mark.parametrize("line, found", [
+    (b"GET /cb?x=1&access_token=s3cret HTTP/1.1\r\n", [b"s3cret"]),
+    (b"GET\t/cb?API-KEY=s3cret&y=2\tHTTP/1.1\n", [b"s3cret"]),
+    (b"  GET  http://h/x?a=1;sig=s3cret  HTTP/1.0\r\n", [b"s3cret"]),
+    (b"GET /search?q=token&page=2 HTTP/1.1\r\n", []),  # ordinary queries as they were
+    (b"what? token=s3cret\r\n", []),  # no request line
+    (b"GET /x?token=s3cret\r\n", []),  # no version: no request line either
+])
+def test_request_line_query_secrets(line, found):
+    assert secrets_of([line]) == found
+
+
+def test_a_request_line_cut_in_its_query_hides_its_rest():
+    s = LineSecrets()
+    assert s.line(b"GET /x?a=1&to", partial=True) == [(7, 13)]
+    assert s.line(b"ken=s3cret HTTP/1.1\r\n") == [(0, 19)]
+    assert s.line(b"Host: x\r\n") == []
+
+
+def test_a_request_line_cut_in_the_read_after_its_start_is_masked_in_the_hex_view():
+    m = StreamMask(0, max_line=64)
+    assert m.feed(b"GET /x") == (b"GET /x", 0, [])  # no query yet: nothing held
+    shown, at, found = m.feed(b"?token=" + b"Zq345678" * 10)  # cut at 64 bytes, no line end
+    shown += m.feed(b" HTTP/1.1\r\n")[0] + m.flush()[0]
+    assert b"Zq3" not in shown and shown.startswith(b"?token=****")
 
 
 def test_stream_mask_holds_only_a_possible_secret_line():
@@ -125,10 +154,20 @@ _HTTP_LINES = [
     lambda pw: b"Set-Cookie: sid=" + pw + b"; HttpOnly",
     lambda pw: b"Cookie: " + pw * 500,
 ]
+# request lines whose query carries a credential (``redaction.query_secrets``): the text and hex
+# views hid Authorization but showed ?access_token=... in clear (--decode text|hex, or the views
+# an HTTP decoder falls back to)
+_REQUEST_LINES = [
+    lambda pw: b"GET /cb?x=1&access_token=" + pw + b" HTTP/1.1",
+    lambda pw: b"GET\t/cb?API-KEY=" + pw + b"&y=2\tHTTP/1.1",
+    lambda pw: b" POST http://h/a?%61ccess_token=" + pw + b"  HTTP/1.0",
+    lambda pw: b"GET /x?token=" + pw * 500 + b" HTTP/1.1",  # cut in the value
+    lambda pw: b"GET /x?" + b"a=1&" * 1100 + b"sig=" + pw + b" HTTP/1.1",  # cut before it
+]
 
 
 @st.composite
-def streams(draw, kinds=(_REDIS_LINES + _HTTP_LINES,)):
+def streams(draw, kinds=(_REDIS_LINES + _HTTP_LINES + _REQUEST_LINES,)):
     """Lines, secret or not, each with a line end; returns (bytes, passwords). ``kinds``: the
     lists of secret lines one stream draws from (one list per stream)."""
     secret_lines = draw(st.sampled_from(kinds))

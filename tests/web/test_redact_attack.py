@@ -238,5 +238,8 @@ def test_an_unfinished_head_stored_at_the_end_has_its_query_secret_masked(fin):
         chain.half_closed(1, C2S, 2.0)
     chain.pair_closed(1, SUMMARY, 3.0)
     view.flush()
-    assert view_stream(view.capture) == data.replace(b"s3cret-tok", b"*" * 10)
+    # masked from the query secret on: the line scanner sees it too, and what was never settled
+    # goes out masked from the first credential it finds (as from a credential header)
+    i = data.index(b"s3cret-tok")
+    assert view_stream(view.capture) == data[:i] + b"*" * (len(data) - i)
     assert chain.leaked == 0
