@@ -4,6 +4,8 @@ targets and body previews are masked."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from playground.decode.redaction import (
     REDACTED,
@@ -85,3 +87,61 @@ def test_redact_query_gives_the_values_for_previews_sent_and_decoded():
     assert shown == b"/get?token=(redacted)&sig=(redacted)&password=(redacted)"
     assert values == [b"a%2Bb%20c", b"a+b c", b"p+w+d1", b"p w d1"]  # "ab": too short alone
     assert redact_query(b"/get?page=2") == (b"/get?page=2", [])
+
+
+def _query_secrets_by_parameter(target: bytes) -> list[tuple[int, int]]:
+    """The rule ``query_secrets`` keeps, said one parameter at a time (its first version, a
+    Python loop over every parameter): the oracle for the one-scan version."""
+    from playground.decode.redaction import secret_param
+
+    q = target.find(b"?")
+    if q < 0:
+        return []
+    out, n, start = [], len(target), q + 1
+    while start < n:
+        amp = target.find(b"&", start)
+        end = n if amp < 0 else amp
+        at = start
+        while True:
+            eq = target.find(b"=", at, end)
+            if eq < 0:
+                break
+            semi = target.find(b";", at, eq)
+            if semi >= 0:
+                at = semi + 1
+                continue
+            if secret_param(target[at:eq]):
+                if end > eq + 1:
+                    out.append((eq + 1, end))
+                break
+            semi = target.find(b";", eq + 1, end)
+            if semi < 0:
+                break
+            at = semi + 1
+        start = end + 1
+    return out
+
+
+_QUERY_PARTS = [b"a", b"=", b"&", b";", b"?", b"%", b"61", b"-", b"_", b"+", b"x", b"%5F",
+                b"token", b"TOKEN", b"access_token", b"api-key", b"Api_Key", b"sig", b"passwd",
+                b"%61ccess_token", b"x-amz-signature", b"=="]
+
+
+@given(st.lists(st.sampled_from(_QUERY_PARTS), max_size=14))
+def test_query_secrets_finds_what_the_rule_says(parts):
+    target = b"/p" + b"".join(parts)
+    assert query_secrets(target) == _query_secrets_by_parameter(target)
+
+
+def test_many_ordinary_parameters_cost_no_work_per_parameter(monkeypatch):
+    """A 64 KiB query of 16,000 ordinary parameters: one scan finds no name (it asked
+    ``secret_param`` of each, 12 ms a request, twice: the decoder's spans, the records)."""
+    import playground.decode.redaction as redaction
+
+    asked = []
+    secret_param = redaction.secret_param
+    monkeypatch.setattr(redaction, "secret_param", lambda name: asked.append(name) or
+                        secret_param(name))
+    target = b"/x?" + b"a=1&" * 16000 + b"%61ccess_token=s3cret&b=token"
+    assert [target[s:e] for s, e in query_secrets(target)] == [b"s3cret"]
+    assert asked == [b"%61ccess_token"]  # only a name that has to be decoded is asked about
