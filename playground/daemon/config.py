@@ -36,7 +36,7 @@ import tomllib
 import attrs
 from twisted.python import usage
 
-from playground.common.addresses import server_string
+from playground.common.addresses import server_string, target_is_listen
 from playground.common.options import stats_interval
 
 KINDS = ("proxy", "echo", "chat", "http", "resp")  # the subcommands a table may name
@@ -393,10 +393,37 @@ def _validate(doc: dict, path: str, where: _Where) -> Config:
                 listens[address] = label if key == "listen" else f"{label} web"
             _one_writer_per_pcap(spec, label, outputs, where)
             config.services.append(spec)
+    _no_ring_of_proxies(config.services, where)
     if not config.services:
         raise ConfigError(f"{path}: no services: add a table such as [echo.main] "
                           f"(kinds: {', '.join(known)})")
     return config
+
+
+def _no_ring_of_proxies(services: list[ServiceSpec], where: _Where) -> None:
+    """Proxies whose targets lead round to the first one's listener (``[proxy.a]`` to
+    ``[proxy.b]``'s listen, ``[proxy.b]`` to ``[proxy.a]``'s): each connection goes round
+    through them, a pair per hop, until their --max-connections, as a proxy targeting its own
+    listen address would (``addresses.target_is_listen``, which each proxy's options check for
+    itself). Refused, naming the first proxy's target and the ring."""
+    proxies = [s for s in services if s.kind == "proxy"
+               and getattr(s.options, "target", None) is not None]
+
+    def next_of(spec):
+        return next((o for o in proxies if o is not spec
+                     and target_is_listen(o.options["listen"], spec.options.target)), None)
+
+    for spec in proxies:
+        ring = [spec]
+        hop = next_of(spec)
+        while hop is not None and hop not in ring:
+            ring.append(hop)
+            hop = next_of(hop)
+        if hop is spec:
+            names = " -> ".join(f"[proxy.{s.name}]" for s in [*ring, spec])
+            raise ConfigError(f"{where(('proxy', spec.name, 'target'))} [proxy.{spec.name}] "
+                              f"target: its connections go round {names}: each would connect "
+                              f"again, until --max-connections")
 
 
 def _one_writer_per_pcap(spec: ServiceSpec, label: str, outputs: dict, where: _Where) -> None:

@@ -454,3 +454,37 @@ def test_bad_fault_names_file_line_and_key():
                    "expected a number, got 'lots'")
     assert error('[proxy.p]\ntarget = 6379\nfault = [1]\n') == (
         "x.toml:3: [proxy.p] fault: expected an array of strings")
+
+
+@pytest.mark.parametrize("b_target", ["7000", "127.0.0.1:7000", "localhost:7000"])
+def test_proxies_whose_targets_go_round_are_refused(b_target):
+    # one client made 40 pairs through two proxies targeting each other (20 each, their
+    # --max-connections), as a proxy targeting itself would; each alone passed the check
+    msg = error(f"""\
+        [proxy.a]
+        listen = 7000
+        target = 7001
+        [proxy.b]
+        listen = 7001
+        target = "{b_target}"
+        """)
+    assert msg.startswith("x.toml:3: [proxy.a] target: "), msg
+    assert "[proxy.a] -> [proxy.b] -> [proxy.a]" in msg, msg
+
+
+def test_a_chain_of_proxies_and_proxies_of_other_hosts_pass():
+    cfg = load("""\
+        [proxy.a]
+        listen = 7000
+        target = 7001
+        [proxy.b]
+        listen = 7001
+        target = 6379
+        [proxy.c]
+        listen = "[::1]:7002"
+        target = "localhost:7002"
+        [proxy.d]
+        listen = 7003
+        target = "127.0.0.2:7000"
+        """)
+    assert [s.name for s in cfg.services] == ["a", "b", "c", "d"]
