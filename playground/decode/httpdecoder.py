@@ -7,7 +7,8 @@ keep-alive and pipelining), :class:`HttpUnanswered` for requests left without an
 out as :class:`HttpRaw`), :class:`HttpSwitched` after ``101 Switching Protocols`` or a 2xx answer
 to ``CONNECT`` (the rest of both directions comes out as :class:`HttpRaw`), and
 :class:`HttpSecret` stream ranges of credential header values and of the values of credential
-query parameters in a request target (``redaction.query_secrets``; looked for only in a target
+query parameters in a request target or in a URL header's value (``redaction.query_secrets``,
+``redaction.URL_HEADERS``: ``Referer``, ``Location``...; looked for only in a target or value
 with a ``?``), for pcap masking.
 
 Framing handled: ``Content-Length``, ``Transfer-Encoding: chunked`` (extensions, trailers),
@@ -39,6 +40,7 @@ from playground.common.digits import decimal, hexadecimal
 from playground.decode import records as R
 from playground.decode.detect import HTTP
 from playground.decode.redaction import (
+    HEADER_SECRETS,
     REDACTED,
     SECRET_HEADERS,
     mask_preview,
@@ -478,10 +480,17 @@ class HttpConversation:
                 continue  # lenient: a line that is no header is ignored
             name = line[:colon].strip()
             value = line[colon + 1:].strip(b" \t")
-            secret = name.lower() in SECRET_HEADERS
-            if secret and value:
-                start, end = secret_value(line)
-                out.append(HttpSecret(direction, offset + line_at + start, offset + line_at + end))
+            kind = HEADER_SECRETS.get(name.lower())
+            secret = kind is True
+            if kind is not None and value:
+                if secret:
+                    start, end = secret_value(line)
+                    out.append(HttpSecret(direction, offset + line_at + start,
+                                          offset + line_at + end))
+                elif b"?" in value:  # a URL header's credential query values
+                    base = offset + line_at + line.find(value, colon + 1)
+                    out += [HttpSecret(direction, base + start, base + end)
+                            for start, end in query_secrets(value)]
             headers.append([name, value])
         return first, tuple((k, v) for k, v in headers)
 
