@@ -653,3 +653,43 @@ def test_an_unfinished_head_is_masked_in_the_pcap_from_its_query_secrets_as_from
     # the line scanner sees the query secret too: with a FIN, what was never settled goes out
     # masked from it on (``Chain._unsettled_end``), as from a credential header
     assert stream.startswith(b"GET /cb?access_token=" + b"*" * 10)
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("fin", [True, False])
+@pytest.mark.parametrize("direction,data", [
+    (C2S, b"GET /a HTTP/1.1\r\nReferer: http://h/cb?access_token=s3cret-tok&x=1\r\nHost: x"),
+    (C2S, b"GET /a HTTP/1.1\r\nReferer: http://h/cb?access_token=s3cret-tok"),  # cut in it
+    (S2C, b"HTTP/1.1 302 Found\r\nLocation: /cb?access_token=s3cret-tok\r\nContent-Le"),
+])
+def test_an_unfinished_head_is_masked_in_the_pcap_from_its_url_header_secrets(
+        fin, direction, data):
+    """The connection ends in the middle of a head (the request's, or a redirect's): the
+    credential query values of its complete URL header lines, or of one cut in its value, are
+    masked in the pcap as a request line's are, not written in clear."""
+    calls = [(C2S, GET)] if direction == S2C else []
+    calls.append((direction, data))
+    pcap = FakePcap()
+    chain = Chain([ListSink()], pcap=pcap, decode="http")
+    chain.pair_opened(pair(), 0.0)
+    for i, (d, chunk) in enumerate(calls):
+        chain.data(1, d, chunk, float(i + 1))
+    if fin:
+        chain.half_closed(1, direction, 5.0)
+    chain.pair_closed(1, SUMMARY, 6.0)
+    stream = bytearray(pcap.stream(direction))
+    for d, start, end in pcap.masks:
+        if d == direction:
+            stream[start:end] = b"*" * (end - start)
+    assert chain.leaked == 0 and b"s3cret" not in stream
+    assert data.replace(b"s3cret-tok", b"*" * 10) in bytes(stream)
+    view = WebSink(Capture())  # the web view's stream, held back per batch, the same
+    chain = Chain([view], pcap=view, decode="http")
+    chain.pair_opened(pair(), 0.0)
+    for i, (d, chunk) in enumerate(calls):
+        chain.data(1, d, chunk, float(i + 1))
+    if fin:
+        chain.half_closed(1, direction, 5.0)
+    chain.pair_closed(1, SUMMARY, 6.0)
+    shown = view_stream(view.capture, direction)
+    assert b"s3cret" not in shown and data.replace(b"s3cret-tok", b"*" * 10) in shown

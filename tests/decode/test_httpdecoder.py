@@ -528,3 +528,32 @@ def test_url_header_ranges_whatever_the_splits(cuts):
     conv.feed(C2S, GET, 0.0)
     one = [e for i in range(len(_URL_RESP)) for e in conv.feed(S2C, _URL_RESP[i:i + 1], 0.0)]
     assert _secrets(_URL_RESP, one) == [b"k3y", b"s1g", b"t0k"]
+
+
+@pytest.mark.parametrize("end", ["eof", "close"])
+def test_an_unfinished_head_at_the_end_gives_its_url_header_secrets(end):
+    """A side ends inside a head, a request's or a response's: the credential query values of
+    its URL header lines (whole, or cut in the value) are secret ranges then, once, after the
+    request line's; other headers' queries are not."""
+    for direction, head, secrets in (
+            (C2S, b"GET /cb?token=s1 HTTP/1.1\r\nReferer: h/?x=1&sig=s3g&a=2\r\nX-A: /?key=k\r\n",
+             [b"s1", b"s3g"]),
+            (C2S, b"GET / HTTP/1.1\r\nreferer:/p?access_token=s3cr", [b"s3cr"]),
+            (S2C, b"HTTP/1.1 302 Found\r\nLocation: /cb?access_token=s3cret\r\nRefresh: 0;url=/",
+             [b"s3cret"]),
+            (S2C, b"HTTP/1.1 302 Found\r\nLocation: /cb?page=2\r\n", [])):
+        for step in (len(head), 1):
+            conv = HttpConversation()
+            out = conv.feed(C2S, GET, 0.0) if direction == S2C else []
+            out += [e for i in range(0, len(head), step)
+                    for e in conv.feed(direction, head[i:i + step], 0)]
+            assert _secrets(head, out) == []  # not before the end: the head may still fail
+            if end == "eof":
+                out = conv.eof(direction, 1.0)
+                assert _secrets(head, out) == secrets
+                assert {e.direction for e in out if isinstance(e, HttpSecret)} <= {direction}
+                out = conv.close(2.0)
+                assert _secrets(head, [e for e in out if isinstance(e, HttpSecret)]) == []
+            else:
+                out = conv.close(2.0)
+                assert _secrets(head, out) == secrets
