@@ -363,6 +363,9 @@ class StreamMask:
     def _out(self, data: bytes, keep: int, found: list) -> tuple[bytes, int, list]:
         at = self._held_at
         if keep:
+            # the held tail may have begun in a chunk already shown (its first word did not
+            # look like a secret line's yet: ``G`` of a request line): what is left of it
+            keep = min(keep, len(data))
             self._held = data[len(data) - keep:]
             data = data[:len(data) - keep]
         else:

@@ -121,6 +121,17 @@ def test_a_request_line_cut_in_the_read_after_its_start_is_masked_in_the_hex_vie
     assert b"Zq3" not in shown and shown.startswith(b"?token=****")
 
 
+def test_a_request_line_whose_first_word_was_shown_alone_is_masked_in_the_hex_view():
+    """``G`` went out alone (no name starts so); the next read makes the line a request line
+    with a query, held back longer than that read: none of its secret may go out before the
+    line ends (it did: the held part was counted from the line's start, ``s3cre`` shown)."""
+    m = StreamMask(0)
+    out = [m.feed(b"G"), m.feed(b"ET /x?token=s3cret"), m.feed(b"-more HTTP/1.1\r\n"),
+           m.flush()]
+    assert out[0] == (b"G", 0, [])
+    assert b"".join(shown for shown, _, _ in out) == b"GET /x?token=*********** HTTP/1.1\r\n"
+
+
 def test_stream_mask_holds_only_a_possible_secret_line():
     m = StreamMask(100)
     assert m.feed(b"\x00\x01PING\r\nAU") == (b"\x00\x01PING\r\n", 100, [])
