@@ -666,7 +666,8 @@ def test_an_unfinished_head_is_masked_in_the_pcap_from_its_url_header_secrets(
         fin, direction, data):
     """The connection ends in the middle of a head (the request's, or a redirect's): the
     credential query values of its complete URL header lines, or of one cut in its value, are
-    masked in the pcap as a request line's are, not written in clear."""
+    masked in the pcap as a request line's are, not written in clear (the line scanner finds
+    them too: what the decoder never settled goes out masked from the first one on)."""
     calls = [(C2S, GET)] if direction == S2C else []
     calls.append((direction, data))
     pcap = FakePcap()
@@ -681,8 +682,8 @@ def test_an_unfinished_head_is_masked_in_the_pcap_from_its_url_header_secrets(
     for d, start, end in pcap.masks:
         if d == direction:
             stream[start:end] = b"*" * (end - start)
-    assert chain.leaked == 0 and b"s3cret" not in stream
-    assert data.replace(b"s3cret-tok", b"*" * 10) in bytes(stream)
+    shown = data[:data.index(b"s3cret")] + b"*" * 10
+    assert chain.leaked == 0 and b"s3cret" not in stream and bytes(stream).startswith(shown)
     view = WebSink(Capture())  # the web view's stream, held back per batch, the same
     chain = Chain([view], pcap=view, decode="http")
     chain.pair_opened(pair(), 0.0)
@@ -691,5 +692,5 @@ def test_an_unfinished_head_is_masked_in_the_pcap_from_its_url_header_secrets(
     if fin:
         chain.half_closed(1, direction, 5.0)
     chain.pair_closed(1, SUMMARY, 6.0)
-    shown = view_stream(view.capture, direction)
-    assert b"s3cret" not in shown and data.replace(b"s3cret-tok", b"*" * 10) in shown
+    assert b"s3cret" not in view_stream(view.capture, direction)
+    assert view_stream(view.capture, direction).startswith(shown)
