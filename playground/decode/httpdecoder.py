@@ -7,7 +7,8 @@ keep-alive and pipelining), :class:`HttpUnanswered` for requests left without an
 out as :class:`HttpRaw`), :class:`HttpSwitched` after ``101 Switching Protocols`` or a 2xx answer
 to ``CONNECT`` (the rest of both directions comes out as :class:`HttpRaw`), and
 :class:`HttpSecret` stream ranges of credential header values and of the values of credential
-query parameters in a request target (``redaction.query_secrets``; looked for only in a target
+query parameters in a request target or in a URL header's value (``redaction.query_secrets``,
+``redaction.URL_HEADERS``: ``Referer``, ``Location``...; looked for only in a target or value
 with a ``?``), for pcap masking.
 
 Framing handled: ``Content-Length``, ``Transfer-Encoding: chunked`` (extensions, trailers),
@@ -39,6 +40,7 @@ from playground.common.digits import decimal, hexadecimal
 from playground.decode import records as R
 from playground.decode.detect import HTTP
 from playground.decode.redaction import (
+    HEADER_SECRETS,
     REDACTED,
     SECRET_HEADERS,
     mask_preview,
@@ -217,6 +219,7 @@ class _Side:
         self.chunk_line = bytearray()
         self.held = bytearray()  # paused client bytes (after an Upgrade/CONNECT request)
         self.held_offset = 0
+        self.ended = False  # the sender's side ended: an unfinished head's secrets given
 
     def reset_head(self):
         self.head = bytearray()
@@ -261,7 +264,6 @@ class HttpConversation:
         self._headers: tuple = ()
         self._interim: list[int] = []
         self._now = 0.0
-        self._head_ended = False  # the client's side ended: an unfinished head's secrets given
 
     # -- public ---------------------------------------------------------------------------
     def feed(self, direction: str, data: bytes, now: float) -> list:
@@ -284,7 +286,7 @@ class HttpConversation:
 
     def eof(self, direction: str, now: float) -> list:
         """The sender of ``direction`` finished (FIN): a close-delimited response completes;
-        an unfinished request head gives its query secrets (``_unfinished_head``)."""
+        an unfinished head gives its query secrets (``_unfinished_head``)."""
         out: list = []
         self._now = now
         side = self.req if direction == C2S else self.resp
@@ -292,8 +294,8 @@ class HttpConversation:
             self._response_done(out, complete=True)
             side.state = _HEAD
             side.reset_head()
-        elif side is self.req:
-            self._unfinished_head(out)
+        else:
+            self._unfinished_head(side, out)
         return out
 
     def close(self, now: float) -> list:
@@ -303,7 +305,8 @@ class HttpConversation:
         the proxy's force-close."""
         out: list = []
         self._now = now
-        self._unfinished_head(out)
+        self._unfinished_head(self.req, out)
+        self._unfinished_head(self.resp, out)
         if self.resp.state in _FRAMED_BODY or self.resp.state == _UNTIL_CLOSE:
             if self.pending or self._status:
                 self._response_done(out, complete=False)
@@ -317,26 +320,41 @@ class HttpConversation:
         self.pending = []
         return out
 
-    def _unfinished_head(self, out: list) -> None:
-        """The client's side ends (once) inside a request head: the credential query values of
-        its request line (whole, or cut in its target) are secret ranges, so the pcap masks
-        them as the line scanner masks a credential header there (``chain._unsettled_end``).
-        Before the end they are not: the head may still fail, and then the hex view has it."""
-        side = self.req
-        if self._head_ended or side.state != _HEAD or not side.head:
+    def _unfinished_head(self, side: _Side, out: list) -> None:
+        """A side ends (once) inside a head: the credential query values of a request line
+        (whole, or cut in its target) and of its URL headers' lines (``URL_HEADERS``; whole,
+        or cut in the value) are secret ranges, so the pcap masks them as the line scanner
+        masks a credential header there (``chain._unsettled_end``). Before the end they are
+        not: the head may still fail, and then the hex view has it."""
+        if side.ended or side.state != _HEAD or not side.head:
             return
-        self._head_ended = True
-        head = side.head
-        nl = head.find(b"\n")
-        first = bytes(head if nl < 0 else head[:nl]).rstrip(b"\r")
-        if b"?" not in first:
+        side.ended = True
+        head = bytes(side.head)
+        if b"?" not in head:
             return
+        lines = head.split(b"\n")
+        at = side.head_offset
+        first = lines[0].rstrip(b"\r")
         parts = first.split()
-        if len(parts) < 2:
-            return
-        method, target = parts[0], parts[1]
-        at = side.head_offset + first.find(target, first.find(method) + len(method))
-        out += [HttpSecret(C2S, at + start, at + end) for start, end in query_secrets(target)]
+        if side is self.req and b"?" in first and len(parts) >= 2:
+            method, target = parts[0], parts[1]
+            base = at + first.find(target, first.find(method) + len(method))
+            out += [HttpSecret(C2S, base + start, base + end)
+                    for start, end in query_secrets(target)]
+        at += len(lines[0]) + 1
+        for raw in lines[1:]:
+            base = at
+            at += len(raw) + 1
+            if b"?" not in raw:
+                continue
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            colon = line.find(b":")
+            if colon <= 0 or HEADER_SECRETS.get(line[:colon].strip().lower()) is not False:
+                continue
+            value = line[colon + 1:].strip(b" \t")
+            base += line.find(value, colon + 1)
+            out += [HttpSecret(side.direction, base + start, base + end)
+                    for start, end in query_secrets(value)]
 
     # -- the framing loop -------------------------------------------------------------------
     def _consume(self, side: _Side, data: bytes, out: list) -> None:
@@ -478,10 +496,17 @@ class HttpConversation:
                 continue  # lenient: a line that is no header is ignored
             name = line[:colon].strip()
             value = line[colon + 1:].strip(b" \t")
-            secret = name.lower() in SECRET_HEADERS
-            if secret and value:
-                start, end = secret_value(line)
-                out.append(HttpSecret(direction, offset + line_at + start, offset + line_at + end))
+            kind = HEADER_SECRETS.get(name.lower())
+            secret = kind is True
+            if kind is not None and value:
+                if secret:
+                    start, end = secret_value(line)
+                    out.append(HttpSecret(direction, offset + line_at + start,
+                                          offset + line_at + end))
+                elif b"?" in value:  # a URL header's credential query values
+                    base = offset + line_at + line.find(value, colon + 1)
+                    out += [HttpSecret(direction, base + start, base + end)
+                            for start, end in query_secrets(value)]
             headers.append([name, value])
         return first, tuple((k, v) for k, v in headers)
 

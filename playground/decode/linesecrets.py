@@ -11,7 +11,9 @@ direction and gives the byte ranges of
 * the value of a credential HTTP header (``redaction.SECRET_HEADERS``: ``Authorization``,
   ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``) and of its folded continuation lines;
 * the values of credential query parameters (``redaction.query_secrets``) in a request line
-  (``METHOD target HTTP/x``, however blank-separated; a line cut in its target hides its rest);
+  (``METHOD target HTTP/x``, however blank-separated; a line cut in its target hides its rest)
+  and in a URL header's value (``redaction.URL_HEADERS``: ``Referer``, ``Location``...; a line
+  cut in its query hides its rest);
 * the rest of a line cut at the line bound whose beginning carried one of these;
 * the same passwords in a Redis command sent as an array of bulk strings (redis-cli, redis-py:
   the command's name alone on its line, each argument on the line after its ``$length``), and
@@ -32,7 +34,13 @@ import re
 
 from playground.codec.inline import split_inline
 from playground.decode.httpdecoder import folded_value, secret_value
-from playground.decode.redaction import REDACTED, SECRET_COMMANDS, SECRET_HEADERS, query_secrets
+from playground.decode.redaction import (
+    REDACTED,
+    SECRET_COMMANDS,
+    SECRET_HEADERS,
+    URL_HEADERS,
+    query_secrets,
+)
 from playground.decode.respdecoder import secret_parts, secret_ranges
 from playground.decode.views import LineView
 
@@ -43,6 +51,8 @@ _SECRET_PARAMS = frozenset({b"requirepass", b"masterauth", b"tls-key-file-pass",
                             b"tls-client-key-file-pass", b"auth-pass"})
 # first words a secret's line starts with (lower case), and the word of an incomplete line
 _NAMES = tuple({n.lower() for n in SECRET_COMMANDS} | SECRET_HEADERS | _SECRET_PARAMS)
+# ... and those of a line looked at for a query (``URL_HEADERS``: ``_request_line``)
+_HELD_NAMES = _NAMES + tuple(URL_HEADERS)
 _BULK_LEN = re.compile(rb"\$(\d{1,10})\r?\n")  # a bulk string's length line, whole
 _KEEP = 64  # bytes kept of each argument of an array being followed (names, rules)
 _WORD = re.compile(rb"[^ \t\x0b\x0c:]*")
@@ -50,16 +60,26 @@ _LEAD = b" \t\r\x0b\x0c"  # what Redis skips before an inline command (a newline
 _LEAD_QUOTES = _LEAD + b"\"'"
 
 
+
+def _names(names) -> bytes:
+    """One of ``names``, in any case; the first letters as a class up front keep the search
+    fast (a line with none of them is passed over at its first byte)."""
+    return (rb"(?=[" + b"".join(sorted({n[:1] + n[:1].upper() for n in names})) + rb"])(?i:"
+            + b"|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + rb")")
+
+
 # a line start (after optional blanks and quotes) with one of the names, in any case, or with
-# a quoted first word holding an escape (``"\x41UTH" pw`` is AUTH to Redis); the first letters
-# as a class up front keep the search fast
-_LINE_NAME = (rb"[ \t\r\x0b\x0c\"']*(?:(?=[" + b"".join(sorted({n[:1] + n[:1].upper() for n in _NAMES}))
-              + rb"])(?i:" + b"|".join(re.escape(n) for n in sorted(_NAMES, key=len, reverse=True))
-              + rb')|"[^"\r\n]{0,80}\\|-ERR Error in ACL)')
+# a quoted first word holding an escape (``"\x41UTH" pw`` is AUTH to Redis)
+_LINE_NAME = (rb"[ \t\r\x0b\x0c\"']*(?:" + _names(_NAMES)
+              + rb'|"[^"\r\n]{0,80}\\|-ERR Error in ACL)')
+# ... or with a URL header's name (``URL_HEADERS``): searched for instead in a chunk with a ``?``
+_LINE_NAME_Q = _LINE_NAME[:-1] + b"|" + _names(URL_HEADERS) + b")"
 # Redis' answer to an ACL SETUSER rule it refuses quotes the rule: ``'<password'``
 _ACL_ERROR = re.compile(rb"-ERR Error in ACL SETUSER modifier '[<>#!]")
 _AFTER_LF = re.compile(b"\n" + _LINE_NAME)
 _AT_START = re.compile(_LINE_NAME)
+_AFTER_LF_Q = re.compile(b"\n" + _LINE_NAME_Q)
+_AT_START_Q = re.compile(_LINE_NAME_Q)
 # a request line begun, with a query in its target, and no line end yet (a tail, or a line cut at
 # the bound; ``_open_request``): looked for only in a chunk with a ``?`` and no ``HTTP/``
 _OPEN_REQUEST = re.compile(rb"[ \t\x0b\x0c]*[!-~]+[ \t]+[^\s]*\?[^\n]*\Z")
@@ -69,10 +89,15 @@ def starts_secret_line(data: bytes, line_start: bool) -> bool:
     """May a line that starts in ``data`` (after each line end, and at its first byte when
     ``line_start``) begin with a secret line's first word? A quick, conservative test on a
     whole chunk (one regular-expression search): the lines of a chunk for which it is False
-    need not be looked at one by one (an incomplete last line is ``LineSecrets.pending``'s)."""
-    return _AFTER_LF.search(data) is not None or (
-        line_start and _AT_START.match(data) is not None) or (
-        b"?" in data and (b"HTTP/" in data or _open_request(data, line_start)))
+    need not be looked at one by one (an incomplete last line is ``LineSecrets.pending``'s).
+    A chunk with a ``?`` is searched with the URL headers' names too (``_LINE_NAME_Q``): the
+    same one search, its request lines looked for after it."""
+    if b"?" not in data:
+        return _AFTER_LF.search(data) is not None or (
+            line_start and _AT_START.match(data) is not None)
+    return _AFTER_LF_Q.search(data) is not None or (
+        line_start and _AT_START_Q.match(data) is not None) or (
+        b"HTTP/" in data or _open_request(data, line_start))
 
 
 def _open_request(data: bytes, line_start: bool) -> bool:
@@ -150,7 +175,7 @@ class LineSecrets:
             return [(m.end(), close if close >= 0 else end)]
         word = _WORD.match(text.lstrip(_LEAD)).group()
         if word.strip(b"\"'").lower() not in _NAMES and not (word[:1] == b'"' and b"\\" in word):
-            if b"?" in text:  # a request line's query may carry credentials
+            if b"?" in text:  # a request line's or a URL header's query may carry credentials
                 return self._request_line(text, partial)
             return []  # the common case: no secret's line (an escape is decoded first)
         span = secret_value(text)
@@ -168,8 +193,19 @@ class LineSecrets:
 
     def _request_line(self, text: bytes, partial: bool) -> list:
         """The credential query values of ``text`` if it is a request line (a method, a target
-        with a ``?``, a version; or cut before its end), as the HTTP decoder finds them; a line
-        cut in its target hides its rest (``_carry``): a name may be cut there too."""
+        with a ``?``, a version; or cut before its end), or of its value if it is a URL header's
+        line (``URL_HEADERS``), as the HTTP decoder finds them; a line cut in its target or
+        value hides its rest (``_carry``): a name may be cut there too."""
+        colon = text.find(b":")
+        if colon > 0 and text[:colon].strip().lower() in URL_HEADERS:
+            value = text[colon + 1:].strip(b" \t")
+            at = text.find(value, colon + 1)
+            self._carry = partial
+            ranges = [(at + start, at + end) for start, end in query_secrets(value)]
+            if partial:  # from the last value found (or the query) to the cut
+                first = ranges.pop()[0] if ranges else at + value.find(b"?") + 1
+                ranges.append((first, len(text)))
+            return ranges
         parts = text.split()
         if len(parts) < 2 or b"?" not in parts[1]:
             return []
@@ -251,9 +287,11 @@ class LineSecrets:
         word = _WORD.match(head).group()
         if len(word) < len(head):  # the word is complete
             # ... or a request line whose target has a query (``_request_line``)
-            return word.lower() in _NAMES or (b"?" in head and head[len(word)] in b" \t")
+            word = word.lower()  # ... or a URL header's (``_request_line``)
+            return word in _NAMES or (b"?" in head and head[len(word)] in b" \t") or (
+                word in URL_HEADERS)
         word = word.lower()
-        return any(name.startswith(word) for name in _NAMES)
+        return any(name.startswith(word) for name in _HELD_NAMES)
 
 
 def _hidden(args: list, value: bytes) -> int | bool:
@@ -363,6 +401,9 @@ class StreamMask:
     def _out(self, data: bytes, keep: int, found: list) -> tuple[bytes, int, list]:
         at = self._held_at
         if keep:
+            # the held tail may have begun in a chunk already shown (its first word did not
+            # look like a secret line's yet: ``G`` of a request line): what is left of it
+            keep = min(keep, len(data))
             self._held = data[len(data) - keep:]
             data = data[:len(data) - keep]
         else:

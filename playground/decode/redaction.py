@@ -20,6 +20,13 @@ REDACTED = b"(redacted)"  # what a hidden secret is shown as, in every view
 SECRET_COMMANDS = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"SENTINEL"})
 # The HTTP headers whose values are credentials (lower case).
 SECRET_HEADERS = frozenset({b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"})
+# The HTTP headers whose values are URLs (lower case): their credential query parameters are
+# hidden as a request target's are (``Referer: /cb?access_token=``, a redirect's ``Location``,
+# ``Refresh: 0; url=...``). Looked at only when the value has a ``?``.
+URL_HEADERS = frozenset({b"referer", b"location", b"content-location", b"refresh"})
+# Header name (lower case) -> True: its value is a credential (``SECRET_HEADERS``); False: a URL
+# that may carry credential query parameters (``URL_HEADERS``). One look-up per header.
+HEADER_SECRETS = {**dict.fromkeys(URL_HEADERS, False), **dict.fromkeys(SECRET_HEADERS, True)}
 # The query parameters whose values are credentials, compared with a name percent-decoded, in
 # lower case and with ``-`` read as ``_`` (``X-Amz-Signature``, ``API-Key``, ``access%5Ftoken``).
 # Drawn from what peers mask by default: Sentry's denylist (password, passwd, secret, api_key,
@@ -37,15 +44,21 @@ SECRET_PARAMS = frozenset({
 
 def redact_headers(headers) -> tuple:
     """``headers`` (``((name, value), ...)``) with each credential's value shown as
-    ``REDACTED``; the same tuple when there is none."""
+    ``REDACTED``, and a URL header's credential query values as ``redact_target`` shows them;
+    the same tuple when there is none."""
     out = []
     changed = False
     for k, v in headers:
-        if v and k.lower() in SECRET_HEADERS:
-            out.append((k, REDACTED))
-            changed = True
-        else:
-            out.append((k, v))
+        kind = HEADER_SECRETS.get(k.lower())
+        if kind is not None and v:
+            if kind:
+                v = REDACTED
+                changed = True
+            elif b"?" in v:
+                shown = redact_target(v)
+                changed = changed or shown is not v
+                v = shown
+        out.append((k, v))
     return tuple(out) if changed else headers
 
 
@@ -124,16 +137,27 @@ def redact_query(target: bytes) -> tuple[bytes, list[bytes]]:
 
 
 def secret_values(*header_lists) -> list[bytes]:
-    """The secret header values (and the credential after an ``Authorization`` scheme), so a
-    body that echoes them (httpbin's ``/headers``, ``/get``) can be masked in previews too."""
+    """The secret header values (and the credential after an ``Authorization`` scheme), and a
+    URL header's value that has credential query parameters (``URL_HEADERS``) with those
+    values (as ``redact_query`` gives them), so a body that echoes them (httpbin's
+    ``/headers``, ``/get``) can be masked in previews too. Not empty whenever ``redact_headers``
+    has something to hide."""
     found = []
     for headers in header_lists:
         for k, v in headers:
-            if v and k.lower() in SECRET_HEADERS:
+            kind = HEADER_SECRETS.get(k.lower())
+            if kind is None or not v:
+                continue
+            if kind:
                 found.append(v)
                 scheme, _, credential = v.partition(b" ")
                 if len(credential) >= 4:
                     found.append(credential.strip())
+            elif b"?" in v:
+                shown, values = redact_query(v)
+                if shown is not v:
+                    found.append(v)
+                    found += values
     return sorted(set(found), key=len, reverse=True)  # longest first: mask whole values first
 
 

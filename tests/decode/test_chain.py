@@ -16,6 +16,9 @@ from playground.decode.plainviews import HexStream, TextStream
 from playground.decode.respdecoder import RespStream, redact_command, secret_parts
 from playground.proxy import decoding
 from playground.proxy.decoding import check_options
+from playground.sinks.console import ConsoleFormatter
+from playground.web.capture import Capture
+from playground.web.sink import WebSink
 from tests.support.chain import (
     GET,
     OK,
@@ -25,6 +28,7 @@ from tests.support.chain import (
     masked_pcap_streams,
     pair,
     rendered,
+    view_stream,
 )
 
 C2S, S2C = "c2s", "s2c"
@@ -537,6 +541,63 @@ def test_a_target_without_a_credential_query_keeps_its_bytes():
     assert ex.target == target
 
 
+# credential query values in URL headers: a request's Referer, a redirect's Location and
+# Refresh, and an httpbin-style /headers echo of the Referer
+_U_GET = (b"GET /next HTTP/1.1\r\nHost: h\r\nReferer: http://h/cb?access_token=s3cr3t-tok&x=1\r\n"
+          b"X-Note: /a?token=plain-tok\r\n\r\n")
+_U_BODY = b'{"headers": {"Referer": "http://h/cb?access_token=s3cr3t-tok&x=1"}}'
+_U_ECHO = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+           % len(_U_BODY) + _U_BODY)
+_U_GET2 = b"GET /login HTTP/1.1\r\nHost: h\r\n\r\n"
+_U_302 = (b"HTTP/1.1 302 Found\r\nLocation: /cb?code=7&access_token=s3cr3t-loc\r\n"
+          b"Refresh: 0; url=/r?sig=s3g\r\nContent-Length: 0\r\n\r\n")
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("cut", [None, 1, 40, 70])
+def test_url_header_query_values_are_redacted_in_records_previews_the_pcap_and_the_view(cut):
+    """``Referer`` (C2S), ``Location`` and ``Refresh`` (S2C) values' credential query parameters
+    are hidden as a request target's: ``(redacted)`` in the records' headers (console, JSON),
+    the echo masked in previews, same-length ``*`` in the pcap and the web view's stream, with
+    nothing released before its mask (the response head held until its spans are known)."""
+    c2s, s2c = _U_GET + _U_GET2, _U_ECHO + _U_302
+    calls = []
+    for d, data in ((C2S, c2s), (S2C, s2c)):
+        calls += [(d, data)] if cut is None else [(d, data[:cut]), (d, data[cut:])]
+    _, sink = drive(calls)
+    echo, redirect = sink.of(R.HttpExchange)
+    assert (b"Referer", b"http://h/cb?access_token=(redacted)&x=1") in echo.request_headers
+    assert (b"X-Note", b"/a?token=plain-tok") in echo.request_headers  # not a URL header
+    assert (b"Location", b"/cb?code=7&access_token=(redacted)") in redirect.response_headers
+    assert (b"Refresh", b"0; url=/r?sig=(redacted)") in redirect.response_headers
+    assert b"s3cr3t" not in echo.response_preview and b"(redacted)" in echo.response_preview
+    text, js = rendered(sink)
+    verbose = "\n".join(line for r in sink.records
+                        for line in ConsoleFormatter(False, 200, 2).lines(r))
+    assert "Referer: http://h/cb?access_token=(redacted)&x=1" in verbose
+    assert "Location: /cb?code=7&access_token=(redacted)" in verbose
+    for shown in (text, js, verbose):
+        assert "s3cr3t" not in shown and "s3g" not in shown
+    assert '"access_token=(redacted)' not in js and "access_token=(redacted)&x=1" in js
+    masked = {C2S: c2s.replace(b"s3cr3t-tok", b"*" * 10),
+              S2C: s2c.replace(b"s3cr3t-loc", b"*" * 10).replace(b"s3g", b"***")}
+    streams, leaked = masked_pcap_streams(calls, "http")
+    assert leaked == 0 and streams == masked  # same length, same place; bodies as sent
+    view = WebSink(Capture())
+    chain = Chain([view], pcap=view, decode="http")
+    chain.pair_opened(pair(), 0.0)
+    for i, (d, data) in enumerate(calls):
+        chain.data(1, d, data, float(i + 1))
+        for direction in (C2S, S2C):  # what the API serves between the reads
+            shown = view_stream(view.capture, direction)
+            assert shown == masked[direction][:len(shown)]
+    chain.pair_closed(1, SUMMARY, 100.0)
+    assert {d: view_stream(view.capture, d) for d in (C2S, S2C)} == masked
+    _, sink = drive(calls, redact=False)
+    assert sink.of(R.HttpExchange)[1].response_headers[0] == (
+        b"Location", b"/cb?code=7&access_token=s3cr3t-loc")
+
+
 _CLOSE_DELIMITED = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nstreamed until the close"
 
 
@@ -592,3 +653,44 @@ def test_an_unfinished_head_is_masked_in_the_pcap_from_its_query_secrets_as_from
     # the line scanner sees the query secret too: with a FIN, what was never settled goes out
     # masked from it on (``Chain._unsettled_end``), as from a credential header
     assert stream.startswith(b"GET /cb?access_token=" + b"*" * 10)
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("fin", [True, False])
+@pytest.mark.parametrize("direction,data", [
+    (C2S, b"GET /a HTTP/1.1\r\nReferer: http://h/cb?access_token=s3cret-tok&x=1\r\nHost: x"),
+    (C2S, b"GET /a HTTP/1.1\r\nReferer: http://h/cb?access_token=s3cret-tok"),  # cut in it
+    (S2C, b"HTTP/1.1 302 Found\r\nLocation: /cb?access_token=s3cret-tok\r\nContent-Le"),
+])
+def test_an_unfinished_head_is_masked_in_the_pcap_from_its_url_header_secrets(
+        fin, direction, data):
+    """The connection ends in the middle of a head (the request's, or a redirect's): the
+    credential query values of its complete URL header lines, or of one cut in its value, are
+    masked in the pcap as a request line's are, not written in clear (the line scanner finds
+    them too: what the decoder never settled goes out masked from the first one on)."""
+    calls = [(C2S, GET)] if direction == S2C else []
+    calls.append((direction, data))
+    pcap = FakePcap()
+    chain = Chain([ListSink()], pcap=pcap, decode="http")
+    chain.pair_opened(pair(), 0.0)
+    for i, (d, chunk) in enumerate(calls):
+        chain.data(1, d, chunk, float(i + 1))
+    if fin:
+        chain.half_closed(1, direction, 5.0)
+    chain.pair_closed(1, SUMMARY, 6.0)
+    stream = bytearray(pcap.stream(direction))
+    for d, start, end in pcap.masks:
+        if d == direction:
+            stream[start:end] = b"*" * (end - start)
+    shown = data[:data.index(b"s3cret")] + b"*" * 10
+    assert chain.leaked == 0 and b"s3cret" not in stream and bytes(stream).startswith(shown)
+    view = WebSink(Capture())  # the web view's stream, held back per batch, the same
+    chain = Chain([view], pcap=view, decode="http")
+    chain.pair_opened(pair(), 0.0)
+    for i, (d, chunk) in enumerate(calls):
+        chain.data(1, d, chunk, float(i + 1))
+    if fin:
+        chain.half_closed(1, direction, 5.0)
+    chain.pair_closed(1, SUMMARY, 6.0)
+    assert b"s3cret" not in view_stream(view.capture, direction)
+    assert view_stream(view.capture, direction).startswith(shown)

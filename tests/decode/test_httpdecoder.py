@@ -487,3 +487,73 @@ def test_an_unfinished_head_at_the_end_gives_its_query_secrets(end):
             else:
                 out = conv.close(2.0)
                 assert _secrets(req, out) == secrets
+
+
+_URL_REQ = (b"GET /next HTTP/1.1\r\nHost: x\r\nReferer:  http://h/cb?access_token=abc123&x=1 \r\n"
+            b"Content-Location: /c?page=2&q=token\r\n\r\n")
+_URL_RESP = (b"HTTP/1.1 302 Found\r\nlocation: /cb?code=7&API-Key=k3y&sig=s1g\r\n"
+             b"Refresh: 0; url=/r?token=t0k\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_url_header_query_values_are_secret_ranges_both_ways():
+    """The credential query values in a URL header's value (``redaction.URL_HEADERS``:
+    ``Referer``, ``Location``, ``Content-Location``, ``Refresh``'s ``url=``) are secret ranges
+    as a request target's are, in a request (C2S) and in a response (S2C); ordinary
+    parameters, and other headers' queries, are not."""
+    conv = HttpConversation()
+    out = conv.feed(C2S, _URL_REQ, 0.0)
+    assert _secrets(_URL_REQ, out) == [b"abc123"]
+    assert {e.direction for e in out if isinstance(e, HttpSecret)} == {C2S}
+    out = conv.feed(S2C, _URL_RESP, 1.0)
+    assert _secrets(_URL_RESP, out) == [b"k3y", b"s1g", b"t0k"]
+    assert {e.direction for e in out if isinstance(e, HttpSecret)} == {S2C}
+    # the event keeps the values as sent: the chain's HttpStream redacts the records
+    [e] = exchanges(out)
+    assert (b"Referer", b"http://h/cb?access_token=abc123&x=1") in e.request.headers
+    other = b"GET / HTTP/1.1\r\nX-Next: /a?token=abc\r\nLink: </a?token=abc>\r\n\r\n"
+    assert _secrets(other, HttpConversation().feed(C2S, other, 0.0)) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, len(_URL_RESP)), max_size=8))
+def test_url_header_ranges_whatever_the_splits(cuts):
+    chunks = [(C2S, _URL_REQ + GET), (S2C, _URL_RESP + OK)]
+    whole = run(chunks)
+    assert split_run(chunks, cuts) == whole
+    c2s = [e for e in whole if isinstance(e, HttpSecret) and e.direction == C2S]
+    s2c = [e for e in whole if isinstance(e, HttpSecret) and e.direction == S2C]
+    assert _secrets(_URL_REQ, c2s) == [b"abc123"]
+    assert _secrets(_URL_RESP, s2c) == [b"k3y", b"s1g", b"t0k"]
+    conv = HttpConversation()
+    conv.feed(C2S, GET, 0.0)
+    one = [e for i in range(len(_URL_RESP)) for e in conv.feed(S2C, _URL_RESP[i:i + 1], 0.0)]
+    assert _secrets(_URL_RESP, one) == [b"k3y", b"s1g", b"t0k"]
+
+
+@pytest.mark.parametrize("end", ["eof", "close"])
+def test_an_unfinished_head_at_the_end_gives_its_url_header_secrets(end):
+    """A side ends inside a head, a request's or a response's: the credential query values of
+    its URL header lines (whole, or cut in the value) are secret ranges then, once, after the
+    request line's; other headers' queries are not."""
+    for direction, head, secrets in (
+            (C2S, b"GET /cb?token=s1 HTTP/1.1\r\nReferer: h/?x=1&sig=s3g&a=2\r\nX-A: /?key=k\r\n",
+             [b"s1", b"s3g"]),
+            (C2S, b"GET / HTTP/1.1\r\nreferer:/p?access_token=s3cr", [b"s3cr"]),
+            (S2C, b"HTTP/1.1 302 Found\r\nLocation: /cb?access_token=s3cret\r\nRefresh: 0;url=/",
+             [b"s3cret"]),
+            (S2C, b"HTTP/1.1 302 Found\r\nLocation: /cb?page=2\r\n", [])):
+        for step in (len(head), 1):
+            conv = HttpConversation()
+            out = conv.feed(C2S, GET, 0.0) if direction == S2C else []
+            out += [e for i in range(0, len(head), step)
+                    for e in conv.feed(direction, head[i:i + step], 0)]
+            assert _secrets(head, out) == []  # not before the end: the head may still fail
+            if end == "eof":
+                out = conv.eof(direction, 1.0)
+                assert _secrets(head, out) == secrets
+                assert {e.direction for e in out if isinstance(e, HttpSecret)} <= {direction}
+                out = conv.close(2.0)
+                assert _secrets(head, [e for e in out if isinstance(e, HttpSecret)]) == []
+            else:
+                out = conv.close(2.0)
+                assert _secrets(head, out) == secrets

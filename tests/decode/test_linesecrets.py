@@ -106,6 +106,28 @@ def test_request_line_query_secrets(line, found):
     assert secrets_of([line]) == found
 
 
+@pytest.mark.parametrize("line, found", [
+    (b"Referer: http://h/cb?x=1&access_token=s3cret\r\n", [b"s3cret"]),
+    (b"LOCATION:/cb?API-KEY=s3cret&y=2\n", [b"s3cret"]),
+    (b"Content-Location: /c?sig=s1g;token=s3cret\r\n", [b"s1g;token=s3cret"]),
+    (b"Refresh: 0; url=/r?token=s3cret\r\n", [b"s3cret"]),
+    (b"Location: /search?q=token&page=2\r\n", []),  # ordinary queries as they were
+    (b"X-Next: /a?token=s3cret\r\n", []),  # not a URL header
+])
+def test_url_header_query_secrets(line, found):
+    assert secrets_of([line]) == found
+
+
+def test_a_url_header_line_is_held_while_incomplete_and_cut_hides_its_rest():
+    s = LineSecrets()
+    for tail in (b"Lo", b"Location", b"Referer: http://h/", b"refresh:0;url=/x?tok"):
+        assert s.pending(tail), tail
+    assert not s.pending(b"Host: x")
+    assert s.line(b"Referer: /x?a=1&to", partial=True) == [(12, 18)]
+    assert s.line(b"ken=s3cret\r\n") == [(0, 10)]
+    assert s.line(b"Host: x\r\n") == []
+
+
 def test_a_request_line_cut_in_its_query_hides_its_rest():
     s = LineSecrets()
     assert s.line(b"GET /x?a=1&to", partial=True) == [(7, 13)]
@@ -119,6 +141,17 @@ def test_a_request_line_cut_in_the_read_after_its_start_is_masked_in_the_hex_vie
     shown, at, found = m.feed(b"?token=" + b"Zq345678" * 10)  # cut at 64 bytes, no line end
     shown += m.feed(b" HTTP/1.1\r\n")[0] + m.flush()[0]
     assert b"Zq3" not in shown and shown.startswith(b"?token=****")
+
+
+def test_a_request_line_whose_first_word_was_shown_alone_is_masked_in_the_hex_view():
+    """``G`` went out alone (no name starts so); the next read makes the line a request line
+    with a query, held back longer than that read: none of its secret may go out before the
+    line ends (it did: the held part was counted from the line's start, ``s3cre`` shown)."""
+    m = StreamMask(0)
+    out = [m.feed(b"G"), m.feed(b"ET /x?token=s3cret"), m.feed(b"-more HTTP/1.1\r\n"),
+           m.flush()]
+    assert out[0] == (b"G", 0, [])
+    assert b"".join(shown for shown, _, _ in out) == b"GET /x?token=*********** HTTP/1.1\r\n"
 
 
 def test_stream_mask_holds_only_a_possible_secret_line():
@@ -163,6 +196,10 @@ _REQUEST_LINES = [
     lambda pw: b" POST http://h/a?%61ccess_token=" + pw + b"  HTTP/1.0",
     lambda pw: b"GET /x?token=" + pw * 500 + b" HTTP/1.1",  # cut in the value
     lambda pw: b"GET /x?" + b"a=1&" * 1100 + b"sig=" + pw + b" HTTP/1.1",  # cut before it
+    # URL headers' values (``redaction.URL_HEADERS``), a request's or a redirect's
+    lambda pw: b"Referer: http://h/cb?x=1&access_token=" + pw,
+    lambda pw: b"location:/a?sig=" + pw + b"&b=2",
+    lambda pw: b"Refresh: 0; url=/r?token=" + pw * 500,  # cut in the value
 ]
 
 

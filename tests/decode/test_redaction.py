@@ -11,6 +11,7 @@ from playground.decode.redaction import (
     REDACTED,
     SECRET_HEADERS,
     SECRET_PARAMS,
+    URL_HEADERS,
     mask_preview,
     query_secrets,
     redact_headers,
@@ -43,6 +44,25 @@ def test_secret_values_longest_first_with_the_credential_after_the_scheme():
     assert found == [b"Bearer tok123", b"tok123", b"id=7"]
     assert secret_values(((b"Authorization", b"Basic ab"),)) == [b"Basic ab"]  # too short alone
     assert secret_values(((b"Host", b"h"),)) == []
+
+
+def test_url_headers_hide_their_credential_query_values():
+    """``Referer``, ``Location``, ``Content-Location`` and ``Refresh`` (any case) carry URLs:
+    their credential query values are hidden as a request target's; a short one too, as
+    ``secret_values`` is not empty for it (the records' headers are redacted only then)."""
+    assert URL_HEADERS == {b"referer", b"location", b"content-location", b"refresh"}
+    headers = ((b"referer", b"http://h/cb?access_token=abc123&x=1"), (b"LOCATION", b"/a?key=k"),
+               (b"Refresh", b"0; url=/r?sig=s1g"), (b"X-Url", b"/a?token=abc123"),
+               (b"Content-Location", b"/c?page=2"))
+    assert redact_headers(headers) == (
+        (b"referer", b"http://h/cb?access_token=(redacted)&x=1"),
+        (b"LOCATION", b"/a?key=(redacted)"), (b"Refresh", b"0; url=/r?sig=(redacted)"),
+        (b"X-Url", b"/a?token=abc123"), (b"Content-Location", b"/c?page=2"))
+    assert secret_values(headers) == [b"http://h/cb?access_token=abc123&x=1",
+                                      b"0; url=/r?sig=s1g", b"/a?key=k", b"abc123"]
+    assert secret_values(((b"Location", b"/a?k=1"),)) == []
+    plain = ((b"Location", b"/a?page=2"), (b"Referer", b"http://h/"))
+    assert redact_headers(plain) is plain
 
 
 def test_previews_echoing_a_secret_mask_it():

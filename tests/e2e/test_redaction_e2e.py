@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import shlex
 import subprocess
+import sys
 
 import pytest
 
@@ -196,3 +198,87 @@ def test_credential_query_values_through_curl_are_redacted_in_json_console_and_p
     assert rows(_run_hint(command, "-Y", "http.request", "-T", "fields", "-e",
                           "http.request.uri")) == [f"/ip?access_token={filler}",
                                                    f"/get?access_token={filler}&page=2"]
+
+
+# a redirecting server on a kernel-chosen loopback port (it prints the port): /login answers
+# 302 with a Location carrying a token, /cb answers 200 with the Referer it got echoed
+_REDIRECTOR = r"""
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path == "/login":
+            self.send_response(302)
+            self.send_header("Location", "/cb?code=7&access_token=" + sys.argv[1])
+            body = b""
+        else:
+            self.send_response(200)
+            body = ("referer " + str(self.headers.get("Referer")) + "\n").encode()
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+server = HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.fixture
+def redirector():
+    """The ``_REDIRECTOR`` process and its port; its Location's token is ``LOC_TOKEN``."""
+    proc = subprocess.Popen([sys.executable, "-c", _REDIRECTOR, LOC_TOKEN],
+                            stdout=subprocess.PIPE)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 15)
+        assert ready, "the redirecting server did not start"
+        yield int(proc.stdout.readline())
+    finally:
+        stop_process(proc)
+        proc.stdout.close()
+
+
+LOC_TOKEN = "l0cTok42xyz"
+
+
+def test_url_header_query_values_through_curl_are_redacted_in_json_console_and_pcap(
+        twistd, tmp_path, redirector):
+    """``curl -L -e 'http://h/page?access_token=...' http://PROXY/login``: the request's
+    Referer (client to server) and the 302's Location (server to client) carry tokens; the
+    client and server see them, no output of the proxy does (``(redacted)`` in the records'
+    headers, same-length filler in the pcap), and tshark reads the masked values from it."""
+    json_path, pcap_path = tmp_path / "out.jsonl", tmp_path / "out.pcap"
+    proc, port = start_proxy(twistd, redirector, "--decode", "http", "--json", json_path,
+                             "--pcap", pcap_path, "--color", "never", "-v")
+    ref_token = "r3fTok42abc"
+    referer = f"http://h/page?access_token={ref_token}&x=1"
+    got = subprocess.run([need("curl"), "-sS", "--max-time", "20", "-L", "-e", referer,
+                          f"http://127.0.0.1:{port}/login"],
+                         capture_output=True, timeout=30, check=True).stdout
+    assert got == f"referer {referer}\n".encode()  # the server got the Referer unchanged
+    out = _finish(proc)
+    assert "GET /login -> 302" in out and "GET /cb?code=7&access_token=(redacted) -> 200" in out
+    records = [r for r in map(json.loads, json_path.read_text().splitlines())
+               if r["type"] == "http"]
+    login = records[0]
+    assert ["Referer", "http://h/page?access_token=(redacted)&x=1"] in login["request_headers"]
+    assert ["Location", "/cb?code=7&access_token=(redacted)"] in login["response_headers"]
+    for text in (out, json_path.read_text()):
+        assert ref_token not in text and LOC_TOKEN not in text
+    pcap = pcap_path.read_bytes()
+    # the Location's token, and /cb's target's; the Referer's but in /cb's body (the server's
+    # echo, kept as for headers)
+    assert pcap.count(LOC_TOKEN.encode()) == 0
+    assert pcap.count(ref_token.encode()) == 1 and pcap.count(got) == 1
+    filler = "*" * len(ref_token)
+    assert f"Referer: http://h/page?access_token={filler}&x=1\r\n".encode() in pcap
+    assert f"Location: /cb?code=7&access_token={'*' * len(LOC_TOKEN)}\r\n".encode() in pcap
+    command = _hint(out, "pcap closed")
+    assert rows(_run_hint(command, "-Y", "http.location", "-T", "fields", "-e",
+                          "http.location")) == [f"/cb?code=7&access_token={'*' * len(LOC_TOKEN)}"]
