@@ -133,11 +133,13 @@ def _int_arg(request, name: str, default: int, lowest: int = 0, highest: int = 1
     values = request.args.get(name.encode())
     if not values:
         return default
-    try:
-        value = int(values[-1])
-    except ValueError:
-        got = values[-1][:40].decode("utf-8", "replace")  # as typed, not a bytes repr
+    raw = values[-1]  # ASCII digits, a minus sign allowed (to be named out of range below):
+    value = decimal(raw[1:] if raw[:1] == b"-" else raw, 30)  # int() alone takes +5, 1_0, ' 5'
+    if value is None:
+        got = raw[:40].decode("utf-8", "replace")  # as typed, not a bytes repr
         raise BadQuery(f"{name}: expected an integer, got {got!r}")
+    if raw[:1] == b"-":
+        value = -value
     if not lowest <= value <= highest:
         raise BadQuery(f"{name}: must be {lowest}-{highest}, got {value}")
     return value

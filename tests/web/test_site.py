@@ -226,6 +226,37 @@ def test_a_bad_integer_in_the_query_is_named_as_typed():
 
 
 @pytest_twisted.inlineCallbacks
+def test_an_integer_in_the_query_is_ascii_digits_only():
+    """``?since=+5``, ``1_0``, `` 5`` (percent-encoded) are 400s, as a connection id in the path
+    is: int() alone read them as 5 and 10. A minus sign is still read, to be named out of range."""
+    from twisted.web.client import Agent, readBody
+
+    cap = Capture()
+    cap.opened(1, 1.0, "c", "l", "t")
+    site, feed = _site(cap)
+    port = yield _listen(site)
+    base = f"http://127.0.0.1:{port.getHost().port}"
+    agent = Agent(reactor)
+    try:
+        for raw, shown in (("%2B5", "+5"), ("1_0", "1_0"), ("%205", " 5"), ("5%20", "5 "),
+                           ("-", "-"), ("--1", "--1")):
+            response = yield agent.request(b"GET", f"{base}/api/connections?limit={raw}".encode())
+            body = json.loads((yield readBody(response)))
+            assert (response.code, body["error"]) == (
+                400, f"limit: expected an integer, got {shown!r}"), raw
+        response = yield agent.request(b"GET", f"{base}/api/connections?since=-1".encode())
+        body = json.loads((yield readBody(response)))
+        assert (response.code, body["error"]) == (400, "since: must be 0-4611686018427387904, "
+                                                       "got -1")
+        response = yield agent.request(b"GET", f"{base}/api/connections?limit=007".encode())
+        assert response.code == 200
+        yield readBody(response)
+    finally:
+        feed.stop()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
 def test_a_connection_id_in_the_path_is_ascii_digits_only():
     """``/api/connections/+1`` (or `` 1``, ``0_1``, an Arabic-Indic one) names no connection,
     as ``/api/connections/+1.jsonl`` does not: int() alone took them all for connection 1, and
