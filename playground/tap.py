@@ -83,8 +83,29 @@ class Options(CommandOptions):
             if getattr(self, "parent", None) is None:
                 raise
             command = " ".join(filter(None, ["twistd tcpplay", getattr(self, "subCommand", None)]))
-            sys.stderr.write(f"{command}: {e}\nRun '{command} --help' for the options.\n")
+            sys.stderr.write(f"{command}: {e}{self._did_you_mean(str(e))}\n"
+                             f"Run '{command} --help' for the options.\n")
             sys.exit(1)
+
+    def _did_you_mean(self, error):
+        """`` (did you mean --target?)`` for a mistyped option or subcommand, else ``""``.
+
+        getopt names the unknown option (``option --targte not recognized``) and twistd's
+        parser the unknown subcommand (``Unknown command: prxy``); the closest known name, if
+        one is close (difflib's ratio 0.6 or more), is offered.
+        """
+        import difflib
+        import re
+
+        match = re.fullmatch(r"option (--[^\s=]+) not recognized", error)
+        if match:
+            parser = getattr(self, "subOptions", None) or self
+            known = ["--" + name.rstrip("=") for name in parser.longOpt]
+        else:
+            match = re.fullmatch(r"Unknown command: (\S+)", error)
+            known = [name for name, _, _ in SUBCOMMANDS] if match else []
+        close = difflib.get_close_matches(match.group(1), known, n=1) if match else []
+        return f" (did you mean {close[0]}?)" if close else ""
 
     def _log_where_it_can_go(self):
         """Keep twistd's text log off a stdout that a sink owns, and off ``LogFile`` for a

@@ -108,6 +108,22 @@ def test_usage_error_is_one_line_and_a_hint_not_the_whole_help(args, command, er
 
 
 @pytest.mark.twistd
+@pytest.mark.parametrize("args, command, error", [
+    (["proxy", "--targte", "6379"], "twistd tcpplay proxy",
+     "option --targte not recognized (did you mean --target?)"),
+    (["proxy", "--pcap=out.pcap", "--jsn", "x"], "twistd tcpplay proxy",
+     "option --jsn not recognized (did you mean --json?)"),
+    (["prxy", "--target", "6379"], "twistd tcpplay",
+     "Unknown command: prxy (did you mean proxy?)"),
+])
+def test_typo_is_answered_with_the_closest_name(args, command, error):
+    result = run_twistd("tcpplay", *args)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines == [f"{command}: {error}", f"Run '{command} --help' for the options."], result.stderr
+
+
+@pytest.mark.twistd
 @pytest.mark.parametrize("args", [["--version"], ["proxy", "--version"], ["serve", "--version"],
                                   ["demo", "--version"]])
 def test_version_is_tcpplays(args):
