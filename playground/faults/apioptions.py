@@ -22,8 +22,8 @@ def api_parameters(default: str | None) -> list:
     return [
         ["api", None, default,
          "Serve toxiproxy's HTTP JSON API at ADDR (PORT = 127.0.0.1:PORT, HOST:PORT, or an "
-         f"endpoint string), so toxiproxy's clients drive the proxies. {where}Not on loopback, "
-         "every request needs the token (--api-token)."],
+         f"endpoint string), so toxiproxy's clients drive the proxies. {where}On any address "
+         "but loopback, every request needs the token (--api-token)."],
         ["api-token", None, None,
          "The token the API asks for (Authorization: Bearer TOKEN, the X-Tcpplay-Token header, "
          "or ?token=). Default: none on loopback; elsewhere a random one, logged at start."],

@@ -67,7 +67,8 @@ OPT_FLAGS = [
     ["no-redact", None,
      "Show passwords in clear: AUTH, HELLO AUTH, MIGRATE AUTH/AUTH2, CONFIG SET "
      "requirepass/masterauth (and CONFIG GET's answer), ACL SETUSER, and HTTP Authorization, "
-     "Proxy-Authorization, Cookie and Set-Cookie values, also where a body echoes them "
+     "Proxy-Authorization, Cookie and Set-Cookie values, credential query values (token=, "
+     "api_key=... in a request target, Referer or Location), also where a body echoes them "
      "(redacted by default in console and JSON, text and hex views included; commands, headers "
      "and CONFIG GET answers also masked in the pcap)."],
     ["quiet", None, "No console view (--json and --pcap are still written)."],

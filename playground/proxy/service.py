@@ -139,9 +139,10 @@ class Options(ServerOptions):
     optParameters += apioptions.api_parameters(None) + [apioptions.NAME_PARAMETER]
     optFlags = decoding.OPT_FLAGS + [
         ["no-zero-copy", None,
-         "Forward in Python even where nothing looks at the bytes (by default a pair with "
-         "--decode none, no pcap, web view or --fault/--api moves its bytes kernel to kernel "
-         "with splice(2), at 4 more file descriptors per pair)."],
+         "Forward every pair through Twisted (by default a plain TCP pair with --decode none, "
+         "no pcap, web view or --fault/--api moves its bytes kernel to kernel with splice(2), "
+         "at 4 more file descriptors per pair, and an observed one without --fault/--api is "
+         "copied in the same epoll)."],
     ]
     opt_verbose = decoding.opt_verbose  # counted: -vv
     opt_v = decoding.opt_verbose

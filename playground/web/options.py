@@ -27,7 +27,8 @@ OPT_PARAMETERS = [
     ["web", None, None,
      "Serve a live web view of the traffic at ADDR (PORT = 127.0.0.1:PORT, HOST:PORT, or an "
      "endpoint string): connections, their exchanges and their byte streams, redacted like the "
-     "pcap. Off by default. Not on loopback, every request needs the token (--web-token)."],
+     "pcap. Off by default. On any address but loopback, every request needs the token "
+     "(--web-token)."],
     ["web-token", None, None,
      "The token the web view asks for (?token= or the X-Tcpplay-Token header). Default: none "
      "on loopback; elsewhere a random one, printed at start."],
