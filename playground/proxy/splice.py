@@ -463,7 +463,7 @@ class Pair:
         f.connect_failures += 1
         self.log.warn(
             "proxy #{pair} cannot reach {target}: {why}; closing {client}",
-            pair=self.id, target=f.target_desc, why=why, client=self.client.peer,
+            pair=self.id, target=f.target_desc, why=why.rstrip("."), client=self.client.peer,
         )
         self.closed_first = (SERVER, "connect-failed")
         self.close_reason = why

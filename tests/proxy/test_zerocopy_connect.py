@@ -313,7 +313,7 @@ def test_refused_counts_and_logs_the_same_either_way(zero_copy, logged):
         warning = [t for t in texts(logged) if "cannot reach" in t]
         assert len(warning) == 1
         assert (f"cannot reach tcp:host=127.0.0.1:port={dead}: Connection was refused by other "
-                f"side: {errno.ECONNREFUSED}: {os.strerror(errno.ECONNREFUSED)}.; closing"
+                f"side: {errno.ECONNREFUSED}: {os.strerror(errno.ECONNREFUSED)}; closing"
                 in warning[0]), warning
         assert any("first=server how=connect-failed" in t for t in texts(logged))
     finally:
