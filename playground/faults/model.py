@@ -255,6 +255,8 @@ def parse_fault(text: str) -> Toxic:
     if parts and parts[0].strip().lower() in STREAMS:
         stream = parts.pop(0).strip().lower()
     attributes: dict[str, object] = {}
+    if len(parts) == 2:  # "latency:sideways:200ms": the first can only be a stream
+        raise FaultError(f"{type_}: stream: expected {' or '.join(STREAMS)}, got {parts[0].strip()!r}")
     if len(parts) > 1:
         raise FaultError(f"{type_}: expected TYPE[:STREAM][:VALUE][,key=value...], got {text!r}")
     if parts and parts[0].strip():

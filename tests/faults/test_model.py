@@ -82,6 +82,8 @@ def test_fault_syntax_name_and_toxicity():
     ("limit_data:lots", "limit_data.bytes"),
     ("latency,toxicity=x", "toxicity"),
     ("sideways:1", "unknown toxic"),
+    ("latency:sideways:200ms", "latency: stream: expected upstream or downstream, got 'sideways'"),
+    ("latency:Upstrem:1s", "stream: expected upstream or downstream, got 'Upstrem'"),
 ])
 def test_bad_fault_says_what(text, words):
     with pytest.raises(FaultError, match=words):
