@@ -163,6 +163,35 @@ def folded_value(line: bytes) -> tuple[int, int]:
     return start, max(start, len(line.rstrip(b" \t")))
 
 
+def _url_secrets(value: bytes, lines: list, offset: int, direction: str, out: list) -> None:
+    """Append the stream ranges of the credential query values in a URL header's ``value``
+    (``redaction.URL_HEADERS``) as the head's ``lines`` gave it: ``[(line, at), ...]``, its own
+    line (``name: value``) and its obsolete folded lines, each joined to the value with one
+    space as the decoder's headers have it. A value folded inside its query has its secret's
+    bytes on each line it spans. Looked at only with a ``?`` in the value."""
+    if b"?" not in value:
+        return
+    spans = query_secrets(value)
+    if not spans:
+        return
+    parts = []  # (where in value, stream offset, length) of each line's text
+    line, line_at = lines[0]
+    colon = line.find(b":")
+    text = line[colon + 1:].strip(b" \t")
+    parts.append((0, offset + line_at + (line.find(text, colon + 1) if text else 0), len(text)))
+    joined = len(text)
+    for line, line_at in lines[1:]:
+        text = line.strip()
+        joined += 1  # the space the fold became
+        parts.append((joined, offset + line_at + (line.find(text) if text else 0), len(text)))
+        joined += len(text)
+    for start, end in spans:
+        for at, stream, size in parts:
+            lo, hi = max(start, at), min(end, at + size)
+            if hi > lo:
+                out.append(HttpSecret(direction, stream + lo - at, stream + hi - at))
+
+
 def _shown(line: bytes) -> bytes:
     """The start of a line quoted in a failure reason (a credential header's value, or a
     credential query parameter's in what may be a request line, hidden)."""
@@ -477,6 +506,8 @@ class HttpConversation:
         headers: list[list] = []
         at = len(lines[0]) + 1
         secret = False  # the last header is a credential: its folded lines are too
+        # the last header is a URL header's: its lines [(line, at)], looked at when it ends
+        url = None
         for raw in lines[1:]:
             line = raw[:-1] if raw.endswith(b"\r") else raw
             line_at = at
@@ -490,7 +521,12 @@ class HttpConversation:
                     if end > start:
                         out.append(HttpSecret(direction, offset + line_at + start,
                                               offset + line_at + end))
+                elif url is not None:
+                    url.append((line, line_at))
                 continue
+            if url is not None:
+                _url_secrets(headers[-1][1], url, offset, direction, out)
+                url = None
             colon = line.find(b":")
             if colon <= 0:
                 continue  # lenient: a line that is no header is ignored
@@ -498,16 +534,15 @@ class HttpConversation:
             value = line[colon + 1:].strip(b" \t")
             kind = HEADER_SECRETS.get(name.lower())
             secret = kind is True
-            if kind is not None and value:
-                if secret:
-                    start, end = secret_value(line)
-                    out.append(HttpSecret(direction, offset + line_at + start,
-                                          offset + line_at + end))
-                elif b"?" in value:  # a URL header's credential query values
-                    base = offset + line_at + line.find(value, colon + 1)
-                    out += [HttpSecret(direction, base + start, base + end)
-                            for start, end in query_secrets(value)]
+            if secret and value:
+                start, end = secret_value(line)
+                out.append(HttpSecret(direction, offset + line_at + start,
+                                      offset + line_at + end))
+            elif kind is False:  # a URL header's: its value may go on in folded lines
+                url = [(line, line_at)]
             headers.append([name, value])
+        if url is not None:
+            _url_secrets(headers[-1][1], url, offset, direction, out)
         return first, tuple((k, v) for k, v in headers)
 
     def _framing(self, headers) -> int | None:
