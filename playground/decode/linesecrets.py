@@ -54,6 +54,7 @@ _NAMES = tuple({n.lower() for n in SECRET_COMMANDS} | SECRET_HEADERS | _SECRET_P
 # ... and those of a line looked at for a query (``URL_HEADERS``: ``_request_line``)
 _HELD_NAMES = _NAMES + tuple(URL_HEADERS)
 _BULK_LEN = re.compile(rb"\$(\d{1,10})\r?\n")  # a bulk string's length line, whole
+_BLANK = re.compile(rb"[ \t\x0b\x0c\r]")  # what ends a request target
 _KEEP = 64  # bytes kept of each argument of an array being followed (names, rules)
 _WORD = re.compile(rb"[^ \t\x0b\x0c:]*")
 _LEAD = b" \t\r\x0b\x0c"  # what Redis skips before an inline command (a newline ends the line)
@@ -85,7 +86,7 @@ _AT_START_Q = re.compile(_LINE_NAME_Q)
 _OPEN_REQUEST = re.compile(rb"[ \t\x0b\x0c]*[!-~]+[ \t]+[^\s]*\?[^\n]*\Z")
 
 
-def starts_secret_line(data: bytes, line_start: bool) -> bool:
+def starts_secret_line(data: bytes, line_start: bool, cut: bool = False) -> bool:
     """May a line that starts in ``data`` (after each line end, and at its first byte when
     ``line_start``) begin with a secret line's first word? A quick, conservative test on a
     whole chunk (one regular-expression search): the lines of a chunk for which it is False
@@ -97,16 +98,20 @@ def starts_secret_line(data: bytes, line_start: bool) -> bool:
             line_start and _AT_START.match(data) is not None)
     return _AFTER_LF_Q.search(data) is not None or (
         line_start and _AT_START_Q.match(data) is not None) or (
-        b"HTTP/" in data or _open_request(data, line_start))
+        b"HTTP/" in data or _open_request(data, line_start, cut))
 
 
-def _open_request(data: bytes, line_start: bool) -> bool:
+def _open_request(data: bytes, line_start: bool, cut: bool) -> bool:
     """Whether the last line of ``data`` may be a request line with a query not ended yet
     (``_OPEN_REQUEST``): from its last line end, or from its first byte when ``line_start``;
-    without either, ``data`` continues a line begun before: one line to look at, so yes."""
+    without either, ``data`` continues a line begun before: one line to look at, so yes. With
+    ``cut`` (``data`` goes on with a line cut at the bound), a ``?`` in its first line is one
+    to look at too (``LineSecrets._cut_query``)."""
     nl = data.rfind(b"\n")
     if nl < 0 and not line_start:
         return True
+    if cut and data.find(b"?", 0, data.find(b"\n")) >= 0:  # (cut: not line_start)
+        return True  # ... or the rest of a line cut at the bound, with a query (a long target's)
     return _OPEN_REQUEST.match(data, nl + 1) is not None
 
 
@@ -157,6 +162,8 @@ class LineSecrets:
             if self._carry:
                 self._carry = partial
                 return [(0, end)] if end else []
+            if b"?" in data:  # ... but a long target's or URL's query may begin in it
+                return self._cut_query(data[:end], partial)
             return []
         self._open = partial
         text = data[:end]
@@ -220,6 +227,21 @@ class LineSecrets:
             ranges.append((first, len(text)))
         return ranges
 
+    def _cut_query(self, text: bytes, partial: bool) -> list:
+        """The rest ``text`` of a line cut at the bound before any ``?`` (a request target or
+        a URL header's value longer than the bound): the credential query values from its
+        first ``?`` to the next blank (or the piece's end: then its rest is hidden, as a line
+        cut in its query is)."""
+        q = text.find(b"?")
+        m = _BLANK.search(text, q)
+        stop = len(text) if m is None else m.start()
+        ranges = [(q + start, q + end) for start, end in query_secrets(text[q:stop])]
+        if partial and m is None:
+            self._carry = True
+            first = ranges.pop()[0] if ranges else q + 1
+            ranges.append((first, len(text)))
+        return ranges
+
     def _bulk(self, data: bytes, partial: bool) -> list | None:
         """A line of the array being followed: its secret ranges, or None when the array
         ended before it (the line is then looked at as any other)."""
@@ -272,8 +294,8 @@ class LineSecrets:
             if hide is None:
                 hide = _hidden(self._args, tail[:_KEEP])
             return hide is not False
-        if self._open:
-            return self._carry
+        if self._open:  # a cut line's rest: hidden, or with a query begun (``_cut_query``)
+            return self._carry or b"?" in tail
         if self._header and tail[:1] in (b" ", b"\t"):
             return True
         if tail[:1] == b"-":  # an error: may it be an ACL rule quoted?
@@ -380,7 +402,8 @@ class StreamMask:
             data = data[nl + 1:]
             if not secrets.idle:
                 return found + self._found(view.feed(data))
-        if starts_secret_line(data, not view.tail[1] and not secrets.cut):
+        cut = secrets.cut
+        if starts_secret_line(data, not view.tail[1] and not cut, cut):
             return found + self._found(view.feed(data))
         secrets.skip(view.skip(data))  # the common case: no line to look at
         return found
