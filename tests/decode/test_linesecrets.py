@@ -177,6 +177,23 @@ def test_a_query_after_the_line_bound_is_masked_in_the_hex_and_text_views(line, 
     assert b"s3cret" not in b"".join(text) and REDACTED in text[1]
 
 
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 302 Found\r\nLocation: /x\r\n ?token=s3cretXYZ\r\nX: 1\r\n\r\n",
+    b"HTTP/1.1 302 Found\r\nLocation: /x?token=ab\r\n\ts3cretXYZ&y=1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nReferer: http://h/?a=1\r\n &sig=s3cretXYZ&y=2\r\n\r\n",
+])
+@pytest.mark.parametrize("step", [1, 5, 17, 1000])
+def test_a_folded_url_header_is_masked_in_the_hex_view(head, step):
+    """A URL header's value going on in an obsolete folded line: its query's credential
+    values there are masked (they went out in clear), whichever read the header came in."""
+    m = StreamMask(0)
+    out = [m.feed(head[i:i + step]) for i in range(0, len(head), step)] + [m.flush()]
+    shown = b"".join(chunk for chunk, _, _ in out)
+    i = head.find(b"s3cretXYZ")
+    assert len(shown) == len(head) and shown[i:i + 9] == b"*" * 9
+    assert shown.replace(b"*", b"") == head.replace(b"s3cretXYZ", b"").replace(b"=ab", b"=")
+
+
 def test_stream_mask_holds_only_a_possible_secret_line():
     m = StreamMask(100)
     assert m.feed(b"\x00\x01PING\r\nAU") == (b"\x00\x01PING\r\n", 100, [])
@@ -226,6 +243,9 @@ _REQUEST_LINES = [
     # a target or URL longer than the line bound before its '?': the query is in a cut rest
     lambda pw: b"GET /" + b"p" * 4100 + b"?token=" + pw + b" HTTP/1.1",
     lambda pw: b"Location: http://h/" + b"p/" * 2100 + b"?a=1&sig=" + pw,
+    # a URL header's value folded (obsolete line folding) before or inside its query
+    lambda pw: b"Location: /x\r\n ?a=1&token=" + pw,
+    lambda pw: b"Referer: http://h/?x=1&token=ab\r\n\t" + pw + b"&y=2",
 ]
 
 
