@@ -524,12 +524,12 @@ class HttpConversation:
                 elif url is not None:
                     url.append((line, line_at))
                 continue
+            colon = line.find(b":")
+            if colon <= 0:
+                continue  # lenient: a line that is no header is ignored (a fold goes on)
             if url is not None:
                 _url_secrets(headers[-1][1], url, offset, direction, out)
                 url = None
-            colon = line.find(b":")
-            if colon <= 0:
-                continue  # lenient: a line that is no header is ignored
             name = line[:colon].strip()
             value = line[colon + 1:].strip(b" \t")
             kind = HEADER_SECRETS.get(name.lower())

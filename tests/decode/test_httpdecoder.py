@@ -568,6 +568,9 @@ def test_an_unfinished_head_at_the_end_gives_its_url_header_secrets(end):
      [b"s1g"]),
     (C2S, b"GET / HTTP/1.1\r\nReferer: http://h/cb\r\n ?a=1&access_token=t0k\r\nX: ?token=no\r\n\r\n",
      [b"t0k"]),
+    # a line that is no header (ignored) between: the fold still goes on the URL header's value
+    (S2C, b"HTTP/1.1 302 Found\r\nLocation: /x\r\nno header\r\n ?token=s3c\r\nContent-Length: 0\r\n\r\n",
+     [b"s3c"]),
 ])
 def test_a_folded_url_header_gives_its_query_secrets_on_each_line(direction, head, secrets):
     """A URL header (``redaction.URL_HEADERS``) whose value goes on in obsolete folded lines:
