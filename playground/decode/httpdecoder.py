@@ -163,6 +163,39 @@ def folded_value(line: bytes) -> tuple[int, int]:
     return start, max(start, len(line.rstrip(b" \t")))
 
 
+def _url_secrets(value: bytes, line: bytes, line_at: int, folds: list | None, offset: int,
+                 direction: str, out: list) -> None:
+    """Append the stream ranges of the credential query values in a URL header's ``value``
+    (``redaction.URL_HEADERS``) as the head gave it: its own ``line`` (``name: value``) at
+    ``line_at`` in the head, and its obsolete ``folds`` (``[(line, at), ...]`` or None), each
+    joined to the value with one space as the decoder's headers have it. A value folded inside
+    its query has its secret's bytes on each line it spans. Asked only with a ``?`` in it."""
+    spans = query_secrets(value)
+    if not spans:
+        return
+    parts = []  # (where in value, stream offset, length) of each line's text
+    colon = line.find(b":")
+    text = line[colon + 1:].strip(b" \t")
+    parts.append((0, offset + line_at + (line.find(text, colon + 1) if text else 0), len(text)))
+    joined = len(text)
+    for line, line_at in folds or ():
+        text = line.strip()
+        joined += 1  # the space the fold became
+        parts.append((joined, offset + line_at + (line.find(text) if text else 0), len(text)))
+        joined += len(text)
+    i = 0  # spans and parts are both in order: one sweep over them
+    for start, end in spans:
+        while parts[i][0] + parts[i][2] <= start and i + 1 < len(parts):
+            i += 1
+        for j in range(i, len(parts)):
+            at, stream, size = parts[j]
+            if at >= end:
+                break
+            lo, hi = max(start, at), min(end, at + size)
+            if hi > lo:
+                out.append(HttpSecret(direction, stream + lo - at, stream + hi - at))
+
+
 def _shown(line: bytes) -> bytes:
     """The start of a line quoted in a failure reason (a credential header's value, or a
     credential query parameter's in what may be a request line, hidden)."""
@@ -477,6 +510,9 @@ class HttpConversation:
         headers: list[list] = []
         at = len(lines[0]) + 1
         secret = False  # the last header is a credential: its folded lines are too
+        # the last header is a URL header's: its line and where, looked at when it ends (with
+        # its folded lines, when it has some: [(line, at), ...])
+        url = url_at = folds = None
         for raw in lines[1:]:
             line = raw[:-1] if raw.endswith(b"\r") else raw
             line_at = at
@@ -490,24 +526,31 @@ class HttpConversation:
                     if end > start:
                         out.append(HttpSecret(direction, offset + line_at + start,
                                               offset + line_at + end))
+                elif url is not None:
+                    if folds is None:
+                        folds = []
+                    folds.append((line, line_at))
                 continue
             colon = line.find(b":")
             if colon <= 0:
-                continue  # lenient: a line that is no header is ignored
+                continue  # lenient: a line that is no header is ignored (a fold goes on)
+            if url is not None:
+                if b"?" in headers[-1][1]:
+                    _url_secrets(headers[-1][1], url, url_at, folds, offset, direction, out)
+                url = folds = None
             name = line[:colon].strip()
             value = line[colon + 1:].strip(b" \t")
             kind = HEADER_SECRETS.get(name.lower())
             secret = kind is True
-            if kind is not None and value:
-                if secret:
-                    start, end = secret_value(line)
-                    out.append(HttpSecret(direction, offset + line_at + start,
-                                          offset + line_at + end))
-                elif b"?" in value:  # a URL header's credential query values
-                    base = offset + line_at + line.find(value, colon + 1)
-                    out += [HttpSecret(direction, base + start, base + end)
-                            for start, end in query_secrets(value)]
+            if secret and value:
+                start, end = secret_value(line)
+                out.append(HttpSecret(direction, offset + line_at + start,
+                                      offset + line_at + end))
+            elif kind is False:  # a URL header's: its value may go on in folded lines
+                url, url_at = line, line_at
             headers.append([name, value])
+        if url is not None and b"?" in headers[-1][1]:
+            _url_secrets(headers[-1][1], url, url_at, folds, offset, direction, out)
         return first, tuple((k, v) for k, v in headers)
 
     def _framing(self, headers) -> int | None:

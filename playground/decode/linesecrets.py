@@ -54,6 +54,7 @@ _NAMES = tuple({n.lower() for n in SECRET_COMMANDS} | SECRET_HEADERS | _SECRET_P
 # ... and those of a line looked at for a query (``URL_HEADERS``: ``_request_line``)
 _HELD_NAMES = _NAMES + tuple(URL_HEADERS)
 _BULK_LEN = re.compile(rb"\$(\d{1,10})\r?\n")  # a bulk string's length line, whole
+_BLANK = re.compile(rb"[ \t\x0b\x0c\r]")  # what ends a request target
 _KEEP = 64  # bytes kept of each argument of an array being followed (names, rules)
 _WORD = re.compile(rb"[^ \t\x0b\x0c:]*")
 _LEAD = b" \t\r\x0b\x0c"  # what Redis skips before an inline command (a newline ends the line)
@@ -82,10 +83,13 @@ _AFTER_LF_Q = re.compile(b"\n" + _LINE_NAME_Q)
 _AT_START_Q = re.compile(_LINE_NAME_Q)
 # a request line begun, with a query in its target, and no line end yet (a tail, or a line cut at
 # the bound; ``_open_request``): looked for only in a chunk with a ``?`` and no ``HTTP/``
+# a folded line (of a URL header's value, maybe unseen) whose first word reaches a ``?``
+_FOLD_Q_AT = re.compile(rb"[ \t]+[!-~]*\?")
+_FOLD_Q = re.compile(b"\n" + _FOLD_Q_AT.pattern)
 _OPEN_REQUEST = re.compile(rb"[ \t\x0b\x0c]*[!-~]+[ \t]+[^\s]*\?[^\n]*\Z")
 
 
-def starts_secret_line(data: bytes, line_start: bool) -> bool:
+def starts_secret_line(data: bytes, line_start: bool, cut: bool = False) -> bool:
     """May a line that starts in ``data`` (after each line end, and at its first byte when
     ``line_start``) begin with a secret line's first word? A quick, conservative test on a
     whole chunk (one regular-expression search): the lines of a chunk for which it is False
@@ -97,16 +101,21 @@ def starts_secret_line(data: bytes, line_start: bool) -> bool:
             line_start and _AT_START.match(data) is not None)
     return _AFTER_LF_Q.search(data) is not None or (
         line_start and _AT_START_Q.match(data) is not None) or (
-        b"HTTP/" in data or _open_request(data, line_start))
+        b"HTTP/" in data or _open_request(data, line_start, cut)) or (
+        _FOLD_Q.search(data) is not None or (line_start and _FOLD_Q_AT.match(data) is not None))
 
 
-def _open_request(data: bytes, line_start: bool) -> bool:
+def _open_request(data: bytes, line_start: bool, cut: bool) -> bool:
     """Whether the last line of ``data`` may be a request line with a query not ended yet
     (``_OPEN_REQUEST``): from its last line end, or from its first byte when ``line_start``;
-    without either, ``data`` continues a line begun before: one line to look at, so yes."""
+    without either, ``data`` continues a line begun before: one line to look at, so yes. With
+    ``cut`` (``data`` goes on with a line cut at the bound), a ``?`` in its first line is one
+    to look at too (``LineSecrets._cut_query``)."""
     nl = data.rfind(b"\n")
     if nl < 0 and not line_start:
         return True
+    if cut and data.find(b"?", 0, data.find(b"\n")) >= 0:  # (cut: not line_start)
+        return True  # ... or the rest of a line cut at the bound, with a query (a long target's)
     return _OPEN_REQUEST.match(data, nl + 1) is not None
 
 
@@ -130,10 +139,13 @@ class LineSecrets:
     ``resync``: the stream is taken up inside a line whose beginning was not seen (a decoder
     gave up there): the rest of that line is treated as secret."""
 
-    __slots__ = ("_header", "_open", "_carry", "_args", "_left", "_hide")
+    __slots__ = ("_header", "_url", "_open", "_carry", "_args", "_left", "_hide")
 
     def __init__(self, resync: bool = False):
         self._header = False  # the last line was a credential header (or folded into one)
+        # the last line was a URL header's (or folded into one): None if not; 0: no query in
+        # its value yet, 1: a query, 2: ... whose line ended in a credential value
+        self._url = None
         self._open = resync  # the last piece was cut at the bound: the next continues its line
         self._carry = resync  # ... and its rest is secret
         # an array of bulk strings being followed (a secret command's, or a password parameter
@@ -157,6 +169,8 @@ class LineSecrets:
             if self._carry:
                 self._carry = partial
                 return [(0, end)] if end else []
+            if b"?" in data:  # ... but a long target's or URL's query may begin in it
+                return self._cut_query(data[:end], partial)
             return []
         self._open = partial
         text = data[:end]
@@ -164,7 +178,16 @@ class LineSecrets:
             start, stop = folded_value(text)
             self._carry = partial
             return [(start, stop)] if stop > start else []
+        if text[:1] in (b" ", b"\t") and (self._url is not None or b"?" in text):
+            # a URL header's folded line; or one with a query whose header went by unseen
+            # (unless it is a request line after blanks)
+            if self._url is None:
+                ranges = self._request_line(text, partial)
+                if ranges:
+                    return ranges
+            return self._url_fold(text, partial)
         self._header = False
+        self._url = None
         self._carry = False
         if text[:1] == b"-":
             m = _ACL_ERROR.match(text)
@@ -177,6 +200,8 @@ class LineSecrets:
         if word.strip(b"\"'").lower() not in _NAMES and not (word[:1] == b'"' and b"\\" in word):
             if b"?" in text:  # a request line's or a URL header's query may carry credentials
                 return self._request_line(text, partial)
+            if word.lower() in URL_HEADERS:  # its query may come in a folded line
+                self._url = 0
             return []  # the common case: no secret's line (an escape is decoded first)
         span = secret_value(text)
         if span is not None:
@@ -205,6 +230,7 @@ class LineSecrets:
             if partial:  # from the last value found (or the query) to the cut
                 first = ranges.pop()[0] if ranges else at + value.find(b"?") + 1
                 ranges.append((first, len(text)))
+            self._url = 2 if ranges and ranges[-1][1] == at + len(value) else 1
             return ranges
         parts = text.split()
         if len(parts) < 2 or b"?" not in parts[1]:
@@ -218,6 +244,49 @@ class LineSecrets:
         if self._carry:  # from the last value found (or the query) to the cut
             first = ranges.pop()[0] if ranges else at + target.find(b"?") + 1
             ranges.append((first, len(text)))
+        return ranges
+
+    def _cut_query(self, text: bytes, partial: bool) -> list:
+        """The rest ``text`` of a line cut at the bound before any ``?`` (a request target or
+        a URL header's value longer than the bound): the credential query values from its
+        first ``?`` to the next blank (or the piece's end: then its rest is hidden, as a line
+        cut in its query is)."""
+        q = text.find(b"?")
+        m = _BLANK.search(text, q)
+        stop = len(text) if m is None else m.start()
+        ranges = [(q + start, q + end) for start, end in query_secrets(text[q:stop])]
+        if partial and m is None:
+            self._carry = True
+            first = ranges.pop()[0] if ranges else q + 1
+            ranges.append((first, len(text)))
+        return ranges
+
+    def _url_fold(self, text: bytes, partial: bool) -> list:
+        """An obsolete folded line of a URL header's value (``self._url``): the credential
+        query values in it, as the HTTP decoder finds them in the value joined with a space
+        (a name never starts the line; a value the line before ended in goes on to the first
+        ``&``); cut, its rest is hidden."""
+        start, stop = folded_value(text)
+        seg = text[start:stop]
+        state = self._url or 0
+        if state == 0:
+            q = seg.find(b"?")
+            if q < 0:
+                self._carry = False
+                return []
+            ranges = [(start + q + s, start + q + e) for s, e in query_secrets(seg[q:])]
+        else:
+            ranges = [(start + s - 2, start + e - 2) for s, e in query_secrets(b"?\0" + seg)]
+            if state == 2:
+                amp = seg.find(b"&")
+                lead = start + (len(seg) if amp < 0 else amp)
+                if lead > start:
+                    ranges.insert(0, (start, lead))
+        self._carry = partial
+        if partial:  # from the last value found (or the fold's start) to the cut
+            first = ranges.pop()[0] if ranges else start
+            ranges.append((first, len(text)))
+        self._url = 2 if ranges and ranges[-1][1] >= stop else 1
         return ranges
 
     def _bulk(self, data: bytes, partial: bool) -> list | None:
@@ -254,7 +323,8 @@ class LineSecrets:
     def idle(self) -> bool:
         """No line seen so far makes the next ones secret (no header to fold into, no cut
         secret line to continue, no array of a secret command or parameter to follow)."""
-        return not self._header and not self._carry and self._args is None
+        return (not self._header and not self._carry and self._args is None
+                and self._url is None)
 
     def skip(self, cut: bool | None) -> None:
         """Lines went by that no secret's line can be among (``starts_secret_line`` said so,
@@ -272,9 +342,10 @@ class LineSecrets:
             if hide is None:
                 hide = _hidden(self._args, tail[:_KEEP])
             return hide is not False
-        if self._open:
-            return self._carry
-        if self._header and tail[:1] in (b" ", b"\t"):
+        if self._open:  # a cut line's rest: hidden, or with a query begun (``_cut_query``)
+            return self._carry or b"?" in tail
+        if tail[:1] in (b" ", b"\t") and (
+                self._header or self._url is not None or b"?" in tail):
             return True
         if tail[:1] == b"-":  # an error: may it be an ACL rule quoted?
             return _ACL_ERROR.pattern.startswith(tail[:38]) or (
@@ -380,7 +451,8 @@ class StreamMask:
             data = data[nl + 1:]
             if not secrets.idle:
                 return found + self._found(view.feed(data))
-        if starts_secret_line(data, not view.tail[1] and not secrets.cut):
+        cut = secrets.cut
+        if starts_secret_line(data, not view.tail[1] and not cut, cut):
             return found + self._found(view.feed(data))
         secrets.skip(view.skip(data))  # the common case: no line to look at
         return found

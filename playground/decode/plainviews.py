@@ -91,8 +91,9 @@ class TextStream:
         if self.secrets is not None:
             secrets = self.secrets[direction]
             tail = view.tail[1]
+            cut = secrets.cut
             if secrets.idle and not starts_secret_line(tail + data if tail else data,
-                                                       not secrets.cut):
+                                                       not cut, cut):
                 # the common case: no line of this read can be a secret's
                 lines = view.feed(data)
                 if lines:
