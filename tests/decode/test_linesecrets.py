@@ -294,11 +294,7 @@ def _run(decode, chunks, directions=(C2S, S2C)):
 
 
 def _masked(pcap, direction):
-    data = bytearray(pcap.stream(direction))
-    for d, s, e in pcap.masks:
-        if d == direction:
-            data[s:e] = b"*" * (e - s)
-    return bytes(data)
+    return pcap.masked(direction)
 
 
 def _views(sink):

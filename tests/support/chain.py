@@ -55,6 +55,14 @@ class FakePcap:
     def stream(self, direction):
         return b"".join(d for dr, d in self.data_calls if dr == direction)
 
+    def masked(self, direction, filler=b"*"):
+        """``direction``'s bytes as a pcap file holds them: each mask's range filled."""
+        data = bytearray(self.stream(direction))
+        for d, start, end in self.masks:
+            if d == direction:
+                data[start:end] = filler * (end - start)
+        return bytes(data)
+
 
 def pair(pid=1):
     return PairInfo(
@@ -96,14 +104,7 @@ def masked_pcap_streams(calls, decode, before=None) -> tuple[dict, int]:
             before(i, chain)
         chain.data(1, d, data, float(i + 1))
     chain.pair_closed(1, SUMMARY, 100.0)
-    out = {}
-    for d in (C2S, S2C):
-        data = bytearray(pcap.stream(d))
-        for md, start, end in pcap.masks:
-            if md == d:
-                data[start:end] = b"*" * (end - start)
-        out[d] = bytes(data)
-    return out, chain.leaked
+    return {d: pcap.masked(d) for d in (C2S, S2C)}, chain.leaked
 
 
 def view_stream(capture, direction: str = C2S) -> bytes:
