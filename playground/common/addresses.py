@@ -243,7 +243,7 @@ def reaches(listen_host: str | None, listen_port: int | None, target_host: str |
     listen_host = listen_host or ""
     if listen_host.lower() == "localhost":
         listen_host = "127.0.0.1"
-    bound = _ip(listen_host) if listen_host else ipaddress.ip_address("0.0.0.0")
+    bound = _bound(listen_host)
     if bound is None:  # an interface given by name: the same name only
         return listen_host.lower() == target_host.lower()
     if target_host.lower() in ("", "localhost"):
@@ -271,7 +271,16 @@ def listen_parts(desc: str) -> tuple[str, str | None, int | None, str | None]:
     host = kw.get("interface")
     if host is None:
         host = args[2] if kind != "ssl" and len(args) > 2 else ("::" if kind == "tcp6" else "")
-    return kind, host, int(port) if port.isascii() and port.isdigit() else None, None
+    return kind, host, decimal(port, 20), None
+
+
+_EVERY_V4 = ipaddress.ip_address("0.0.0.0")
+
+
+def _bound(listen_host: str):
+    """The address a listener on ``listen_host`` is bound to ("" is every IPv4 interface);
+    None for an interface given by name."""
+    return _ip(listen_host) if listen_host else _EVERY_V4
 
 
 def target_is_listen(listen_desc: str, target: Target) -> bool:
@@ -297,7 +306,7 @@ def leads_back(listen_host: str | None, listen_port: int | None, peer_host: str,
     peer = _ip(peer_host)
     if peer is None:
         return False
-    bound = _ip(listen_host) if listen_host else ipaddress.ip_address("0.0.0.0")
+    bound = _bound(listen_host)
     if bound is None or not bound.is_unspecified:
         return peer == bound
     return _accepts(bound, peer) and (peer.is_loopback or peer.is_unspecified

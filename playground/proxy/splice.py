@@ -555,8 +555,6 @@ class Pair:
     def _own_connection(self) -> None:
         """This pair's client is this proxy's own upstream connection (``_to_itself``): close
         it, and its connect if one is under way."""
-        if self.closed_first is None:
-            self.closed_first = ("proxy", "self-loop")
         self.close_reason = "a connection of this proxy to its own listen address"
         self.abort("self-loop")
 
