@@ -89,6 +89,12 @@ _FOLD_Q = re.compile(b"\n" + _FOLD_Q_AT.pattern)
 _OPEN_REQUEST = re.compile(rb"[ \t\x0b\x0c]*[!-~]+[ \t]+[^\s]*\?[^\n]*\Z")
 
 
+def _to_cut(ranges: list, start: int, cut: int) -> None:
+    """A line cut at the bound: its rest is hidden from the last secret value found in it (the
+    value may go on past the cut), or from ``start`` when none was (a name may be cut there)."""
+    ranges.append((ranges.pop()[0] if ranges else start, cut))
+
+
 def starts_secret_line(data: bytes, line_start: bool, cut: bool = False) -> bool:
     """May a line that starts in ``data`` (after each line end, and at its first byte when
     ``line_start``) begin with a secret line's first word? A quick, conservative test on a
@@ -228,8 +234,7 @@ class LineSecrets:
             self._carry = partial
             ranges = [(at + start, at + end) for start, end in query_secrets(value)]
             if partial:  # from the last value found (or the query) to the cut
-                first = ranges.pop()[0] if ranges else at + value.find(b"?") + 1
-                ranges.append((first, len(text)))
+                _to_cut(ranges, at + value.find(b"?") + 1, len(text))
             self._url = 2 if ranges and ranges[-1][1] == at + len(value) else 1
             return ranges
         parts = text.split()
@@ -242,8 +247,7 @@ class LineSecrets:
         self._carry = partial and len(parts) == 2
         ranges = [(at + start, at + end) for start, end in query_secrets(target)]
         if self._carry:  # from the last value found (or the query) to the cut
-            first = ranges.pop()[0] if ranges else at + target.find(b"?") + 1
-            ranges.append((first, len(text)))
+            _to_cut(ranges, at + target.find(b"?") + 1, len(text))
         return ranges
 
     def _cut_query(self, text: bytes, partial: bool) -> list:
@@ -257,8 +261,7 @@ class LineSecrets:
         ranges = [(q + start, q + end) for start, end in query_secrets(text[q:stop])]
         if partial and m is None:
             self._carry = True
-            first = ranges.pop()[0] if ranges else q + 1
-            ranges.append((first, len(text)))
+            _to_cut(ranges, q + 1, len(text))
         return ranges
 
     def _url_fold(self, text: bytes, partial: bool) -> list:
@@ -284,8 +287,7 @@ class LineSecrets:
                     ranges.insert(0, (start, lead))
         self._carry = partial
         if partial:  # from the last value found (or the fold's start) to the cut
-            first = ranges.pop()[0] if ranges else start
-            ranges.append((first, len(text)))
+            _to_cut(ranges, start, len(text))
         self._url = 2 if ranges and ranges[-1][1] >= stop else 1
         return ranges
 
