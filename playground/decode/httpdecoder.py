@@ -7,9 +7,9 @@ keep-alive and pipelining), :class:`HttpUnanswered` for requests left without an
 out as :class:`HttpRaw`), :class:`HttpSwitched` after ``101 Switching Protocols`` or a 2xx answer
 to ``CONNECT`` (the rest of both directions comes out as :class:`HttpRaw`), and
 :class:`HttpSecret` stream ranges of credential header values and of the values of credential
-query parameters in a request target or in a URL header's value (``redaction.query_secrets``,
-``redaction.URL_HEADERS``: ``Referer``, ``Location``...; looked for only in a target or value
-with a ``?``), for pcap masking.
+parameters (a query's or a fragment's) in a request target or in a URL header's value
+(``redaction.query_secrets``, ``redaction.URL_HEADERS``: ``Referer``, ``Location``...; looked
+for only in a target or value with a ``?`` or a ``#``), for pcap masking.
 
 Framing handled: ``Content-Length``, ``Transfer-Encoding: chunked`` (extensions, trailers),
 close-delimited response bodies (complete at the server's FIN, ``eof``; cut when the connection
@@ -43,6 +43,7 @@ from playground.decode.redaction import (
     HEADER_SECRETS,
     REDACTED,
     SECRET_HEADERS,
+    has_params,
     mask_preview,
     query_secrets,
     redact_headers,
@@ -165,11 +166,12 @@ def folded_value(line: bytes) -> tuple[int, int]:
 
 def _url_secrets(value: bytes, line: bytes, line_at: int, folds: list | None, offset: int,
                  direction: str, out: list) -> None:
-    """Append the stream ranges of the credential query values in a URL header's ``value``
+    """Append the stream ranges of the credential parameter values in a URL header's ``value``
     (``redaction.URL_HEADERS``) as the head gave it: its own ``line`` (``name: value``) at
     ``line_at`` in the head, and its obsolete ``folds`` (``[(line, at), ...]`` or None), each
     joined to the value with one space as the decoder's headers have it. A value folded inside
-    its query has its secret's bytes on each line it spans. Asked only with a ``?`` in it."""
+    its query has its secret's bytes on each line it spans. Asked only with a ``?`` or a ``#``
+    in it (``has_params``)."""
     spans = query_secrets(value)
     if not spans:
         return
@@ -198,11 +200,11 @@ def _url_secrets(value: bytes, line: bytes, line_at: int, folds: list | None, of
 
 def _shown(line: bytes) -> bytes:
     """The start of a line quoted in a failure reason (a credential header's value, or a
-    credential query parameter's in what may be a request line, hidden)."""
+    credential URL parameter's in what may be a request line, hidden)."""
     span = secret_value(line)
     if span is not None:
         line = line[:span[0]] + REDACTED
-    elif b"?" in line:
+    elif has_params(line):
         line = redact_target(line)
     return line[:60]
 
@@ -363,13 +365,13 @@ class HttpConversation:
             return
         side.ended = True
         head = bytes(side.head)
-        if b"?" not in head:
+        if not has_params(head):
             return
         lines = head.split(b"\n")
         at = side.head_offset
         first = lines[0].rstrip(b"\r")
         parts = first.split()
-        if side is self.req and b"?" in first and len(parts) >= 2:
+        if side is self.req and has_params(first) and len(parts) >= 2:
             method, target = parts[0], parts[1]
             base = at + first.find(target, first.find(method) + len(method))
             out += [HttpSecret(C2S, base + start, base + end)
@@ -378,7 +380,7 @@ class HttpConversation:
         for raw in lines[1:]:
             base = at
             at += len(raw) + 1
-            if b"?" not in raw:
+            if not has_params(raw):
                 continue
             line = raw[:-1] if raw.endswith(b"\r") else raw
             colon = line.find(b":")
@@ -535,7 +537,7 @@ class HttpConversation:
             if colon <= 0:
                 continue  # lenient: a line that is no header is ignored (a fold goes on)
             if url is not None:
-                if b"?" in headers[-1][1]:
+                if has_params(headers[-1][1]):
                     _url_secrets(headers[-1][1], url, url_at, folds, offset, direction, out)
                 url = folds = None
             name = line[:colon].strip()
@@ -549,7 +551,7 @@ class HttpConversation:
             elif kind is False:  # a URL header's: its value may go on in folded lines
                 url, url_at = line, line_at
             headers.append([name, value])
-        if url is not None and b"?" in headers[-1][1]:
+        if url is not None and has_params(headers[-1][1]):
             _url_secrets(headers[-1][1], url, url_at, folds, offset, direction, out)
         return first, tuple((k, v) for k, v in headers)
 
@@ -580,7 +582,7 @@ class HttpConversation:
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
             raise _Failed(f"not an HTTP request line: {_shown(first)!r}")
         method, target, version = parts
-        if b"?" in target:  # the query's secrets, before the headers' (in stream order)
+        if has_params(target):  # the query's secrets, before the headers' (in stream order)
             at = offset + first.find(target, first.find(method) + len(method))
             out[mark:mark] = [HttpSecret(C2S, at + start, at + end)
                               for start, end in query_secrets(target)]
@@ -827,7 +829,7 @@ class HttpStream:
                 request_preview, response_preview = e.request_preview, e.response_preview
                 if chain.redact:
                     secrets = secret_values(headers, resp_headers)
-                    if target is not None and b"?" in target:
+                    if target is not None and has_params(target):
                         target, values = redact_query(target)
                         if values:
                             secrets = _longest_first(secrets + values)
@@ -858,7 +860,7 @@ class HttpStream:
                 headers, preview, target = req.headers, e.preview, req.target
                 if chain.redact:
                     secrets = secret_values(headers)
-                    if b"?" in target:
+                    if has_params(target):
                         target, values = redact_query(target)
                         if values:
                             secrets = _longest_first(secrets + values)

@@ -10,10 +10,10 @@ direction and gives the byte ranges of
   own ``respdecoder.secret_ranges`` on the line split as Redis splits it;
 * the value of a credential HTTP header (``redaction.SECRET_HEADERS``: ``Authorization``,
   ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``) and of its folded continuation lines;
-* the values of credential query parameters (``redaction.query_secrets``) in a request line
-  (``METHOD target HTTP/x``, however blank-separated; a line cut in its target hides its rest)
-  and in a URL header's value (``redaction.URL_HEADERS``: ``Referer``, ``Location``...; a line
-  cut in its query hides its rest);
+* the values of credential URL parameters (a query's or a fragment's: ``redaction.query_secrets``)
+  in a request line (``METHOD target HTTP/x``, however blank-separated; a line cut in its target
+  hides its rest) and in a URL header's value (``redaction.URL_HEADERS``: ``Referer``,
+  ``Location``...; a line cut in its query hides its rest);
 * the rest of a line cut at the line bound whose beginning carried one of these;
 * the same passwords in a Redis command sent as an array of bulk strings (redis-cli, redis-py:
   the command's name alone on its line, each argument on the line after its ``$length``), and
@@ -39,6 +39,8 @@ from playground.decode.redaction import (
     SECRET_COMMANDS,
     SECRET_HEADERS,
     URL_HEADERS,
+    has_params,
+    params_start,
     query_secrets,
 )
 from playground.decode.respdecoder import secret_parts, secret_ranges
@@ -74,6 +76,7 @@ def _names(names) -> bytes:
 _LINE_NAME = (rb"[ \t\r\x0b\x0c\"']*(?:" + _names(_NAMES)
               + rb'|"[^"\r\n]{0,80}\\|-ERR Error in ACL)')
 # ... or with a URL header's name (``URL_HEADERS``): searched for instead in a chunk with a ``?``
+# or a ``#`` (``has_params``)
 _LINE_NAME_Q = _LINE_NAME[:-1] + b"|" + _names(URL_HEADERS) + b")"
 # Redis' answer to an ACL SETUSER rule it refuses quotes the rule: ``'<password'``
 _ACL_ERROR = re.compile(rb"-ERR Error in ACL SETUSER modifier '[<>#!]")
@@ -81,12 +84,13 @@ _AFTER_LF = re.compile(b"\n" + _LINE_NAME)
 _AT_START = re.compile(_LINE_NAME)
 _AFTER_LF_Q = re.compile(b"\n" + _LINE_NAME_Q)
 _AT_START_Q = re.compile(_LINE_NAME_Q)
-# a request line begun, with a query in its target, and no line end yet (a tail, or a line cut at
-# the bound; ``_open_request``): looked for only in a chunk with a ``?`` and no ``HTTP/``
-# a folded line (of a URL header's value, maybe unseen) whose first word reaches a ``?``
-_FOLD_Q_AT = re.compile(rb"[ \t]+[!-~]*\?")
+# a folded line (of a URL header's value, maybe unseen) whose first word reaches a ``?`` or a ``#``
+_FOLD_Q_AT = re.compile(rb"[ \t]+[!-~]*[?#]")
 _FOLD_Q = re.compile(b"\n" + _FOLD_Q_AT.pattern)
-_OPEN_REQUEST = re.compile(rb"[ \t\x0b\x0c]*[!-~]+[ \t]+[^\s]*\?[^\n]*\Z")
+# a request line begun, with a query (or a fragment) in its target, and no line end yet (a tail,
+# or a line cut at the bound; ``_open_request``): looked for only in a chunk with a ``?`` or a
+# ``#`` and no ``HTTP/``
+_OPEN_REQUEST = re.compile(rb"[ \t\x0b\x0c]*[!-~]+[ \t]+[^\s]*[?#][^\n]*\Z")
 
 
 def _to_cut(ranges: list, start: int, cut: int) -> None:
@@ -100,9 +104,9 @@ def starts_secret_line(data: bytes, line_start: bool, cut: bool = False) -> bool
     ``line_start``) begin with a secret line's first word? A quick, conservative test on a
     whole chunk (one regular-expression search): the lines of a chunk for which it is False
     need not be looked at one by one (an incomplete last line is ``LineSecrets.pending``'s).
-    A chunk with a ``?`` is searched with the URL headers' names too (``_LINE_NAME_Q``): the
-    same one search, its request lines looked for after it."""
-    if b"?" not in data:
+    A chunk with a ``?`` or a ``#`` is searched with the URL headers' names too
+    (``_LINE_NAME_Q``): the same one search, its request lines looked for after it."""
+    if not has_params(data):
         return _AFTER_LF.search(data) is not None or (
             line_start and _AT_START.match(data) is not None)
     return _AFTER_LF_Q.search(data) is not None or (
@@ -115,12 +119,12 @@ def _open_request(data: bytes, line_start: bool, cut: bool) -> bool:
     """Whether the last line of ``data`` may be a request line with a query not ended yet
     (``_OPEN_REQUEST``): from its last line end, or from its first byte when ``line_start``;
     without either, ``data`` continues a line begun before: one line to look at, so yes. With
-    ``cut`` (``data`` goes on with a line cut at the bound), a ``?`` in its first line is one
-    to look at too (``LineSecrets._cut_query``)."""
+    ``cut`` (``data`` goes on with a line cut at the bound), a ``?`` or a ``#`` in its first
+    line is one to look at too (``LineSecrets._cut_query``)."""
     nl = data.rfind(b"\n")
     if nl < 0 and not line_start:
         return True
-    if cut and data.find(b"?", 0, data.find(b"\n")) >= 0:  # (cut: not line_start)
+    if cut and params_start(data, 0, data.find(b"\n")) >= 0:  # (cut: not line_start, nl >= 0)
         return True  # ... or the rest of a line cut at the bound, with a query (a long target's)
     return _OPEN_REQUEST.match(data, nl + 1) is not None
 
@@ -175,7 +179,7 @@ class LineSecrets:
             if self._carry:
                 self._carry = partial
                 return [(0, end)] if end else []
-            if b"?" in data:  # ... but a long target's or URL's query may begin in it
+            if has_params(data):  # ... but a long target's or URL's query may begin in it
                 return self._cut_query(data[:end], partial)
             return []
         self._open = partial
@@ -184,7 +188,7 @@ class LineSecrets:
             start, stop = folded_value(text)
             self._carry = partial
             return [(start, stop)] if stop > start else []
-        if text[:1] in (b" ", b"\t") and (self._url is not None or b"?" in text):
+        if text[:1] in (b" ", b"\t") and (self._url is not None or has_params(text)):
             # a URL header's folded line; or one with a query whose header went by unseen
             # (unless it is a request line after blanks)
             if self._url is None:
@@ -204,7 +208,7 @@ class LineSecrets:
             return [(m.end(), close if close >= 0 else end)]
         word = _WORD.match(text.lstrip(_LEAD)).group()
         if word.strip(b"\"'").lower() not in _NAMES and not (word[:1] == b'"' and b"\\" in word):
-            if b"?" in text:  # a request line's or a URL header's query may carry credentials
+            if has_params(text):  # a request line's or a URL header's query may carry credentials
                 return self._request_line(text, partial)
             if word.lower() in URL_HEADERS:  # its query may come in a folded line
                 self._url = 0
@@ -223,10 +227,10 @@ class LineSecrets:
         return ranges
 
     def _request_line(self, text: bytes, partial: bool) -> list:
-        """The credential query values of ``text`` if it is a request line (a method, a target
-        with a ``?``, a version; or cut before its end), or of its value if it is a URL header's
-        line (``URL_HEADERS``), as the HTTP decoder finds them; a line cut in its target or
-        value hides its rest (``_carry``): a name may be cut there too."""
+        """The credential parameter values of ``text`` if it is a request line (a method, a
+        target with a ``?`` or a ``#``, a version; or cut before its end), or of its value if it
+        is a URL header's line (``URL_HEADERS``), as the HTTP decoder finds them; a line cut in
+        its target or value hides its rest (``_carry``): a name may be cut there too."""
         colon = text.find(b":")
         if colon > 0 and text[:colon].strip().lower() in URL_HEADERS:
             value = text[colon + 1:].strip(b" \t")
@@ -234,11 +238,11 @@ class LineSecrets:
             self._carry = partial
             ranges = [(at + start, at + end) for start, end in query_secrets(value)]
             if partial:  # from the last value found (or the query) to the cut
-                _to_cut(ranges, at + value.find(b"?") + 1, len(text))
+                _to_cut(ranges, at + params_start(value) + 1, len(text))
             self._url = 2 if ranges and ranges[-1][1] == at + len(value) else 1
             return ranges
         parts = text.split()
-        if len(parts) < 2 or b"?" not in parts[1]:
+        if len(parts) < 2 or not has_params(parts[1]):
             return []
         if not partial and not (len(parts) == 3 and parts[2].startswith(b"HTTP/")):
             return []
@@ -247,15 +251,15 @@ class LineSecrets:
         self._carry = partial and len(parts) == 2
         ranges = [(at + start, at + end) for start, end in query_secrets(target)]
         if self._carry:  # from the last value found (or the query) to the cut
-            _to_cut(ranges, at + target.find(b"?") + 1, len(text))
+            _to_cut(ranges, at + params_start(target) + 1, len(text))
         return ranges
 
     def _cut_query(self, text: bytes, partial: bool) -> list:
-        """The rest ``text`` of a line cut at the bound before any ``?`` (a request target or
-        a URL header's value longer than the bound): the credential query values from its
-        first ``?`` to the next blank (or the piece's end: then its rest is hidden, as a line
+        """The rest ``text`` of a line cut at the bound before any ``?`` or ``#`` (a request
+        target or a URL header's value longer than the bound): the credential parameter values
+        from its first ``?`` or ``#`` to the next blank (or the piece's end: then its rest is hidden, as a line
         cut in its query is)."""
-        q = text.find(b"?")
+        q = params_start(text)
         m = _BLANK.search(text, q)
         stop = len(text) if m is None else m.start()
         ranges = [(q + start, q + end) for start, end in query_secrets(text[q:stop])]
@@ -273,7 +277,7 @@ class LineSecrets:
         seg = text[start:stop]
         state = self._url or 0
         if state == 0:
-            q = seg.find(b"?")
+            q = params_start(seg)
             if q < 0:
                 self._carry = False
                 return []
@@ -345,9 +349,9 @@ class LineSecrets:
                 hide = _hidden(self._args, tail[:_KEEP])
             return hide is not False
         if self._open:  # a cut line's rest: hidden, or with a query begun (``_cut_query``)
-            return self._carry or b"?" in tail
+            return self._carry or has_params(tail)
         if tail[:1] in (b" ", b"\t") and (
-                self._header or self._url is not None or b"?" in tail):
+                self._header or self._url is not None or has_params(tail)):
             return True
         if tail[:1] == b"-":  # an error: may it be an ACL rule quoted?
             return _ACL_ERROR.pattern.startswith(tail[:38]) or (
@@ -361,7 +365,7 @@ class LineSecrets:
         if len(word) < len(head):  # the word is complete
             # ... or a request line whose target has a query (``_request_line``)
             word = word.lower()  # ... or a URL header's (``_request_line``)
-            return word in _NAMES or (b"?" in head and head[len(word)] in b" \t") or (
+            return word in _NAMES or (has_params(head) and head[len(word)] in b" \t") or (
                 word in URL_HEADERS)
         word = word.lower()
         return any(name.startswith(word) for name in _HELD_NAMES)

@@ -1,12 +1,13 @@
 """What is secret and how it is shown: the one definition of the mark, of the Redis commands,
-HTTP headers and query parameters that carry credentials, and of how HTTP headers, request
-targets and body previews are masked.
+HTTP headers and URL parameters (a query's, a fragment's) that carry credentials, and of how
+HTTP headers, request targets and body previews are masked.
 
 Imported by the RESP and HTTP decoders and their stream adapters, and by the line views, so they
 cannot drift apart. Where a secret sits inside a protocol's frames is that protocol's knowledge
 and stays with its decoder (``respdecoder.secret_parts`` and friends for Redis commands and
 answers, ``httpdecoder.secret_value`` for a header line); where a secret sits in a request
-target's query is said here (``query_secrets``), as the replay tool labels targets too. Pure:
+target's or a URL's parameters is said here (``query_secrets``), as the replay tool labels
+targets too. Pure:
 imports only the standard library's percent-decoding and ``re``.
 """
 
@@ -20,15 +21,17 @@ REDACTED = b"(redacted)"  # what a hidden secret is shown as, in every view
 SECRET_COMMANDS = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"SENTINEL"})
 # The HTTP headers whose values are credentials (lower case).
 SECRET_HEADERS = frozenset({b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"})
-# The HTTP headers whose values are URLs (lower case): their credential query parameters are
-# hidden as a request target's are (``Referer: /cb?access_token=``, a redirect's ``Location``,
-# ``Refresh: 0; url=...``). Looked at only when the value has a ``?``.
+# The HTTP headers whose values are URLs (lower case): their credential parameters are hidden as
+# a request target's are (``Referer: /cb?access_token=``, a redirect's ``Location``, an OAuth
+# implicit grant's ``Location: /cb#access_token=``, ``Refresh: 0; url=...``). Looked at only
+# when the value has a ``?`` or a ``#`` (``has_params``).
 URL_HEADERS = frozenset({b"referer", b"location", b"content-location", b"refresh"})
 # Header name (lower case) -> True: its value is a credential (``SECRET_HEADERS``); False: a URL
 # that may carry credential query parameters (``URL_HEADERS``). One look-up per header.
 HEADER_SECRETS = {**dict.fromkeys(URL_HEADERS, False), **dict.fromkeys(SECRET_HEADERS, True)}
-# The query parameters whose values are credentials, compared with a name percent-decoded, in
-# lower case and with ``-`` read as ``_`` (``X-Amz-Signature``, ``API-Key``, ``access%5Ftoken``).
+# The URL parameters whose values are credentials, compared with a name percent-decoded, in
+# lower case, with ``-`` read as ``_`` and without a ``[]`` suffix (``X-Amz-Signature``,
+# ``API-Key``, ``access%5Ftoken``, ``access_token[]``).
 # Drawn from what peers mask by default: Sentry's denylist (password, passwd, secret, api_key,
 # apikey, auth, token, session...), HAR sanitizers (access_token, refresh_token, id_token,
 # client_secret; AWS presigned URLs' X-Amz-Signature and X-Amz-Security-Token), GitLab's
@@ -44,8 +47,8 @@ SECRET_PARAMS = frozenset({
 
 def redact_headers(headers) -> tuple:
     """``headers`` (``((name, value), ...)``) with each credential's value shown as
-    ``REDACTED``, and a URL header's credential query values as ``redact_target`` shows them;
-    the same tuple when there is none."""
+    ``REDACTED``, and a URL header's credential parameter values as ``redact_target`` shows
+    them; the same tuple when there is none."""
     out = []
     changed = False
     for k, v in headers:
@@ -54,7 +57,7 @@ def redact_headers(headers) -> tuple:
             if kind:
                 v = REDACTED
                 changed = True
-            elif b"?" in v:
+            elif has_params(v):
                 shown = redact_target(v)
                 changed = changed or shown is not v
                 v = shown
@@ -62,44 +65,64 @@ def redact_headers(headers) -> tuple:
     return tuple(out) if changed else headers
 
 
+_PARAMS_START = re.compile(rb"[?#]")
+
+
+def params_start(url: bytes, start: int = 0, end: int | None = None) -> int:
+    """Where the parameters of a URL (or of a request target) begin in ``url[start:end]``:
+    at its first ``?`` (a query) or ``#`` (a fragment: an OAuth implicit grant's
+    ``#access_token=``), whichever comes first; -1 without either."""
+    m = _PARAMS_START.search(url, start, len(url) if end is None else end)
+    return -1 if m is None else m.start()
+
+
+def has_params(url: bytes) -> bool:
+    """Whether ``url`` may carry parameters (a ``?`` or a ``#``): the quick test before
+    ``query_secrets``."""
+    return b"?" in url or b"#" in url
+
+
 def secret_param(name: bytes) -> bool:
-    """Whether query parameter ``name`` (as sent) is one of ``SECRET_PARAMS``."""
+    """Whether URL parameter ``name`` (as sent) is one of ``SECRET_PARAMS``."""
     if b"%" in name:
         name = unquote_to_bytes(name)
+    if name[-2:] == b"[]":  # a list's (PHP, Rails): ``access_token[]=``
+        name = name[:-2]
     return name.lower().replace(b"-", b"_") in SECRET_PARAMS
 
 
 def _names_pattern() -> re.Pattern:
-    """A name of ``SECRET_PARAMS`` as sent (any case, ``-`` or ``_``), or a name with a ``%``
-    (``secret_param`` decodes it), where a name may begin (the query's start, after ``&`` or
-    ``;``), followed by its ``=``."""
+    """A name of ``SECRET_PARAMS`` as sent (any case, ``-`` or ``_``, maybe with ``[]``), or a
+    name with a ``%`` (``secret_param`` decodes it), where a name may begin (after the ``?`` or
+    ``#`` the parameters start with, ``&`` or ``;``), followed by its ``=``."""
     names = sorted(SECRET_PARAMS, key=len, reverse=True)
     plain = b"|".join(re.escape(n).replace(b"_", b"[-_]") for n in names)
-    return re.compile(rb"(?:\A|(?<=[&;]))(?:(?i:" + plain + rb")|([^&;=%]*%[^&;=]*))=")
+    return re.compile(rb"(?<=[?#&;])(?:(?i:" + plain + rb")(?:\[\])?|([^?#&;=%]*%[^?#&;=]*))=")
 
 
 _NAMES = _names_pattern()
 
 
 def query_secrets(target: bytes) -> list[tuple[int, int]]:
-    """Where the values of credential query parameters (``SECRET_PARAMS``) are in a request
-    target: ``[(start, end), ...]`` in ``target``, in order, none empty; ``[]`` without a ``?``.
-    Parameters are split at ``&``; a name may also start after a ``;`` (servers that split
-    there too), and a secret's value runs to the next ``&``, so whichever way a server splits
-    ``token=a;b`` or ``x=1;token=b``, what it takes for the secret is inside the range. One
-    regular-expression scan for the names (``_NAMES``): a query of many ordinary parameters
+    """Where the values of credential parameters (``SECRET_PARAMS``) are in a request target or
+    a URL: ``[(start, end), ...]`` in ``target``, in order, none empty; ``[]`` without a ``?``
+    or a ``#`` (``has_params``). A query's and a fragment's ``name=value`` pairs are read
+    alike (a fragment's ``#access_token=``, a hash route's ``#/cb?token=``). Parameters are
+    split at ``&``; a name may also start after a ``;`` (servers that split there too), a
+    ``?`` or a ``#``, and a secret's value runs to the next ``&``, so whichever way a server
+    splits ``token=a;b`` or ``x=1;token=b``, what it takes for the secret is inside the range.
+    One regular-expression scan for the names (``_NAMES``): a query of many ordinary parameters
     costs no Python work per parameter."""
-    q = target.find(b"?")
+    q = params_start(target)
     if q < 0:
         return []
     out = []
-    base = q + 1
-    last = base  # where the last secret's value ends: a name inside it is part of the value
-    for m in _NAMES.finditer(target[base:]):
-        at = base + m.start()
+    last = q + 1  # where the last secret's value ends: a name inside it is part of the value
+    for m in _NAMES.finditer(target, q + 1):
+        at = m.start()
         if at < last or (m.group(1) is not None and not secret_param(m.group(1))):
             continue
-        eq = base + m.end()
+        eq = m.end()
         amp = target.find(b"&", eq)
         end = len(target) if amp < 0 else amp
         if end > eq:
@@ -109,8 +132,8 @@ def query_secrets(target: bytes) -> list[tuple[int, int]]:
 
 
 def redact_target(target: bytes) -> bytes:
-    """``target`` with each credential query parameter's value shown as ``REDACTED``; the same
-    bytes when there is none (callers ask only for a target with a ``?``)."""
+    """``target`` with each credential parameter's value (``query_secrets``) shown as
+    ``REDACTED``; the same bytes when there is none."""
     return redact_query(target)[0]
 
 
@@ -138,7 +161,7 @@ def redact_query(target: bytes) -> tuple[bytes, list[bytes]]:
 
 def secret_values(*header_lists) -> list[bytes]:
     """The secret header values (and the credential after an ``Authorization`` scheme), and a
-    URL header's value that has credential query parameters (``URL_HEADERS``) with those
+    URL header's value that has credential parameters (``URL_HEADERS``) with those
     values (as ``redact_query`` gives them), so a body that echoes them (httpbin's
     ``/headers``, ``/get``) can be masked in previews too. Not empty whenever ``redact_headers``
     has something to hide."""
@@ -153,7 +176,7 @@ def secret_values(*header_lists) -> list[bytes]:
                 scheme, _, credential = v.partition(b" ")
                 if len(credential) >= 4:
                     found.append(credential.strip())
-            elif b"?" in v:
+            elif has_params(v):
                 shown, values = redact_query(v)
                 if shown is not v:
                     found.append(v)

@@ -57,13 +57,10 @@ _HEAD, _FORWARD, _SWALLOW = range(3)
 
 
 def describe(request: HttpRequest) -> str:
-    """A request for a log line: method and target, escaped, short; a credential query
-    parameter's value (``redaction.SECRET_PARAMS``) as ``(redacted)``: the log is no place for
-    it, whatever ``--no-redact`` says of the traffic's sinks."""
-    target = request.target
-    if b"?" in target:
-        target = redact_target(target)
-    text = (request.method + b" " + target).decode("latin-1")
+    """A request for a log line: method and target, escaped, short; a credential query (or
+    fragment) parameter's value (``redaction.SECRET_PARAMS``) as ``(redacted)``: the log is no
+    place for it, whatever ``--no-redact`` says of the traffic's sinks."""
+    text = (request.method + b" " + redact_target(request.target)).decode("latin-1")
     text = text.encode("unicode_escape").decode("ascii")
     return text if len(text) <= 80 else text[:77] + "..."
 

@@ -240,12 +240,10 @@ def label_command(args) -> str:
 
 
 def label_http(method: bytes, target: bytes) -> str:
-    """``GET /cb?access_token=(redacted)``: a credential query parameter's value hidden
+    """``GET /cb?access_token=(redacted)``: a credential query (or fragment) parameter's value
     (``redaction.SECRET_PARAMS``), as the proxy's sinks show it: a capture made with
     ``--no-redact`` holds it in clear."""
-    if b"?" in target:
-        target = redact_target(target)
-    return f"{escape(method)} {escape(target[:200])}"
+    return f"{escape(method)} {escape(redact_target(target)[:200])}"
 
 
 def describe(v) -> str:

@@ -501,12 +501,12 @@ def test_http_read_as_resp_shows_credential_headers_with_no_redact():
 
 
 # a request whose target carries credentials in its query, answered by an httpbin-style /get
-# echo of its arguments; the second one is left without an answer
+# echo of its arguments; the second one (a list's name, a fragment) is left without an answer
 _Q_GET = b"GET /get?access_token=s3cr3t-tok&page=2&API_KEY=s3cr3t%2Dkey HTTP/1.1\r\nHost: h\r\n\r\n"
 _Q_BODY = b'{"args": {"access_token": "s3cr3t-tok", "API_KEY": "s3cr3t-key", "page": "2"}}'
 _Q_ECHO = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
            % len(_Q_BODY) + _Q_BODY)
-_Q_LEFT = b"GET /cb?x=1&password=s3cr3t-pw HTTP/1.1\r\nHost: h\r\n\r\n"
+_Q_LEFT = b"GET /cb?x=1&password[]=s3cr3t-pw&y#access_token=s3cr3t-fr HTTP/1.1\r\nHost: h\r\n\r\n"
 
 
 @pytest.mark.pure
@@ -518,7 +518,8 @@ def test_credential_query_values_are_redacted_in_records_previews_and_the_pcap(c
     _, sink = drive(calls)
     done, left = sink.of(R.HttpExchange)
     assert done.target == b"/get?access_token=(redacted)&page=2&API_KEY=(redacted)"
-    assert left.target == b"/cb?x=1&password=(redacted)" and left.status is None
+    assert left.target == b"/cb?x=1&password[]=(redacted)&y#access_token=(redacted)"
+    assert left.status is None
     text, js = rendered(sink)
     assert "s3cr3t" not in text + js
     assert done.response_preview == _Q_BODY.replace(b"s3cr3t-tok", b"(redacted)").replace(
@@ -527,7 +528,8 @@ def test_credential_query_values_are_redacted_in_records_previews_and_the_pcap(c
     streams, leaked = masked_pcap_streams(calls, "http")
     assert leaked == 0 and b"s3cr3t" not in streams[C2S]
     assert streams[C2S] == c2s.replace(b"s3cr3t-tok", b"*" * 10).replace(
-        b"s3cr3t%2Dkey", b"*" * 12).replace(b"s3cr3t-pw", b"*" * 9)  # same length, same place
+        b"s3cr3t%2Dkey", b"*" * 12).replace(b"s3cr3t-pw", b"*" * 9).replace(
+        b"s3cr3t-fr", b"*" * 9)  # same length, same place
     assert streams[S2C] == _Q_ECHO  # a body is masked in the previews only, as for headers
     _, sink = drive(calls, redact=False)
     assert sink.of(R.HttpExchange)[0].target == _Q_GET.split()[1]
@@ -542,7 +544,8 @@ def test_a_target_without_a_credential_query_keeps_its_bytes():
 
 
 # credential query values in URL headers: a request's Referer, a redirect's Location and
-# Refresh, and an httpbin-style /headers echo of the Referer
+# Refresh (and an OAuth implicit grant's fragment in its Content-Location), and an
+# httpbin-style /headers echo of the Referer
 _U_GET = (b"GET /next HTTP/1.1\r\nHost: h\r\nReferer: http://h/cb?access_token=s3cr3t-tok&x=1\r\n"
           b"X-Note: /a?token=plain-tok\r\n\r\n")
 _U_BODY = b'{"headers": {"Referer": "http://h/cb?access_token=s3cr3t-tok&x=1"}}'
@@ -550,7 +553,8 @@ _U_ECHO = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length
            % len(_U_BODY) + _U_BODY)
 _U_GET2 = b"GET /login HTTP/1.1\r\nHost: h\r\n\r\n"
 _U_302 = (b"HTTP/1.1 302 Found\r\nLocation: /cb?code=7&access_token=s3cr3t-loc\r\n"
-          b"Refresh: 0; url=/r?sig=s3g\r\nContent-Length: 0\r\n\r\n")
+          b"Refresh: 0; url=/r?sig=s3g\r\nContent-Location: /cb#access_token=s3cr3t-frg&state=7\r\n"
+          b"Content-Length: 0\r\n\r\n")
 
 
 @pytest.mark.pure
@@ -570,6 +574,8 @@ def test_url_header_query_values_are_redacted_in_records_previews_the_pcap_and_t
     assert (b"X-Note", b"/a?token=plain-tok") in echo.request_headers  # not a URL header
     assert (b"Location", b"/cb?code=7&access_token=(redacted)") in redirect.response_headers
     assert (b"Refresh", b"0; url=/r?sig=(redacted)") in redirect.response_headers
+    assert (b"Content-Location", b"/cb#access_token=(redacted)&state=7") in (
+        redirect.response_headers)
     assert b"s3cr3t" not in echo.response_preview and b"(redacted)" in echo.response_preview
     text, js = rendered(sink)
     verbose = "\n".join(line for r in sink.records
@@ -580,7 +586,8 @@ def test_url_header_query_values_are_redacted_in_records_previews_the_pcap_and_t
         assert "s3cr3t" not in shown and "s3g" not in shown
     assert '"access_token=(redacted)' not in js and "access_token=(redacted)&x=1" in js
     masked = {C2S: c2s.replace(b"s3cr3t-tok", b"*" * 10),
-              S2C: s2c.replace(b"s3cr3t-loc", b"*" * 10).replace(b"s3g", b"***")}
+              S2C: s2c.replace(b"s3cr3t-loc", b"*" * 10).replace(b"s3g", b"***").replace(
+                  b"s3cr3t-frg", b"*" * 10)}
     streams, leaked = masked_pcap_streams(calls, "http")
     assert leaked == 0 and streams == masked  # same length, same place; bodies as sent
     view = WebSink(Capture())
@@ -657,6 +664,7 @@ def test_an_unfinished_head_is_masked_in_the_pcap_from_its_query_secrets_as_from
     (C2S, b"GET /a HTTP/1.1\r\nReferer: http://h/cb?access_token=s3cret-tok&x=1\r\nHost: x"),
     (C2S, b"GET /a HTTP/1.1\r\nReferer: http://h/cb?access_token=s3cret-tok"),  # cut in it
     (S2C, b"HTTP/1.1 302 Found\r\nLocation: /cb?access_token=s3cret-tok\r\nContent-Le"),
+    (S2C, b"HTTP/1.1 302 Found\r\nLocation: /cb#access_token=s3cret-tok\r\nContent-Le"),
 ])
 def test_an_unfinished_head_is_masked_in_the_pcap_from_its_url_header_secrets(
         fin, direction, data):

@@ -426,8 +426,8 @@ def test_a_credential_in_a_trailer_is_secret_and_held_back_until_its_line_ends()
     assert conv.settled(C2S) == req.index(b"Authorization")  # the line is not finished
 
 
-_QUERY_REQ = (b"\r\nGET  /cb?access_token=abc123&x=1;sig=s1g&page=2 HTTP/1.1\r\nHost: x\r\n"
-              b"Authorization: Bearer t0k\r\n\r\n")
+_QUERY_REQ = (b"\r\nGET  /cb?access_token=abc123&x=1;sig[]=s1g&page=2#id_token=f7g HTTP/1.1\r\n"
+              b"Host: x\r\nAuthorization: Bearer t0k\r\n\r\n")
 
 
 def _secrets(req, out):
@@ -435,15 +435,16 @@ def _secrets(req, out):
 
 
 def test_credential_query_values_are_secret_ranges_before_the_headers():
-    """A request target's credential query parameters (``redaction.SECRET_PARAMS``) are
-    masked in the pcap like a credential header: their stream ranges, in stream order (a
-    blank line before the request and two spaces before the target included)."""
+    """A request target's credential query (and fragment) parameters
+    (``redaction.SECRET_PARAMS``) are masked in the pcap like a credential header: their
+    stream ranges, in stream order (a blank line before the request and two spaces before the
+    target included)."""
     conv = HttpConversation()
     out = conv.feed(C2S, _QUERY_REQ, 0.0)
-    assert _secrets(_QUERY_REQ, out) == [b"abc123", b"s1g", b"Bearer t0k"]
+    assert _secrets(_QUERY_REQ, out) == [b"abc123", b"s1g", b"f7g", b"Bearer t0k"]
     # the event keeps the target as sent: the chain's HttpStream redacts the records
     [e] = conv.feed(S2C, OK, 1.0)
-    assert e.request.target == b"/cb?access_token=abc123&x=1;sig=s1g&page=2"
+    assert e.request.target == b"/cb?access_token=abc123&x=1;sig[]=s1g&page=2#id_token=f7g"
     plain = b"GET /a?page=2&q=token HTTP/1.1\r\n\r\n"
     assert _secrets(plain, HttpConversation().feed(C2S, plain, 0.0)) == []
 
@@ -454,16 +455,17 @@ def test_credential_query_ranges_whatever_the_splits(cuts):
     chunks = [(C2S, _QUERY_REQ + GET), (S2C, OK + OK)]
     whole = run(chunks)
     assert split_run(chunks, cuts) == whole
-    assert _secrets(_QUERY_REQ, whole) == [b"abc123", b"s1g", b"Bearer t0k"]
+    assert _secrets(_QUERY_REQ, whole) == [b"abc123", b"s1g", b"f7g", b"Bearer t0k"]
     conv = HttpConversation()
     one = [e for i in range(len(_QUERY_REQ)) for e in conv.feed(C2S, _QUERY_REQ[i:i + 1], 0.0)]
-    assert _secrets(_QUERY_REQ, one) == [b"abc123", b"s1g", b"Bearer t0k"]
+    assert _secrets(_QUERY_REQ, one) == [b"abc123", b"s1g", b"f7g", b"Bearer t0k"]
 
 
 def test_a_failure_reason_hides_a_credential_query_value():
-    out = HttpConversation().feed(C2S, b"GET /x?token=s3cret&a=1 HTTP/1.1 junk\r\n\r\n", 0.0)
-    [u] = [e for e in out if isinstance(e, HttpUndecodable)]
-    assert "s3cret" not in u.reason and "token=(redacted)" in u.reason
+    for line in (b"GET /x?token=s3cret&a=1 HTTP/1.1 junk", b"GET /x#token=s3cret HTTP/1.1 junk"):
+        out = HttpConversation().feed(C2S, line + b"\r\n\r\n", 0.0)
+        [u] = [e for e in out if isinstance(e, HttpUndecodable)]
+        assert "s3cret" not in u.reason and "token=(redacted)" in u.reason
 
 
 @pytest.mark.parametrize("end", ["eof", "close"])
@@ -474,6 +476,7 @@ def test_an_unfinished_head_at_the_end_gives_its_query_secrets(end):
                           [b"s3cret"]),
                          (b"GET /cb?x=1;sig=s1g&token=s3cr", [b"s1g", b"s3cr"]),
                          (b"GET /cb?access_tok", []),
+                         (b"GET /cb#access_token=s3cr", [b"s3cr"]),
                          (b"GET /cb?page=2 HTTP/1.1\r\n", [])):
         for step in (len(req), 1):
             conv = HttpConversation()
@@ -492,12 +495,14 @@ def test_an_unfinished_head_at_the_end_gives_its_query_secrets(end):
 _URL_REQ = (b"GET /next HTTP/1.1\r\nHost: x\r\nReferer:  http://h/cb?access_token=abc123&x=1 \r\n"
             b"Content-Location: /c?page=2&q=token\r\n\r\n")
 _URL_RESP = (b"HTTP/1.1 302 Found\r\nlocation: /cb?code=7&API-Key=k3y&sig=s1g\r\n"
-             b"Refresh: 0; url=/r?token=t0k\r\nContent-Length: 0\r\n\r\n")
+             b"Refresh: 0; url=/r?token=t0k\r\nContent-Location: /cb#access_token=f7g&state=s\r\n"
+             b"Content-Length: 0\r\n\r\n")
 
 
 def test_url_header_query_values_are_secret_ranges_both_ways():
-    """The credential query values in a URL header's value (``redaction.URL_HEADERS``:
-    ``Referer``, ``Location``, ``Content-Location``, ``Refresh``'s ``url=``) are secret ranges
+    """The credential query (or fragment) values in a URL header's value
+    (``redaction.URL_HEADERS``: ``Referer``, ``Location``, ``Content-Location``, ``Refresh``'s
+    ``url=``) are secret ranges
     as a request target's are, in a request (C2S) and in a response (S2C); ordinary
     parameters, and other headers' queries, are not."""
     conv = HttpConversation()
@@ -505,7 +510,7 @@ def test_url_header_query_values_are_secret_ranges_both_ways():
     assert _secrets(_URL_REQ, out) == [b"abc123"]
     assert {e.direction for e in out if isinstance(e, HttpSecret)} == {C2S}
     out = conv.feed(S2C, _URL_RESP, 1.0)
-    assert _secrets(_URL_RESP, out) == [b"k3y", b"s1g", b"t0k"]
+    assert _secrets(_URL_RESP, out) == [b"k3y", b"s1g", b"t0k", b"f7g"]
     assert {e.direction for e in out if isinstance(e, HttpSecret)} == {S2C}
     # the event keeps the values as sent: the chain's HttpStream redacts the records
     [e] = exchanges(out)
@@ -523,11 +528,11 @@ def test_url_header_ranges_whatever_the_splits(cuts):
     c2s = [e for e in whole if isinstance(e, HttpSecret) and e.direction == C2S]
     s2c = [e for e in whole if isinstance(e, HttpSecret) and e.direction == S2C]
     assert _secrets(_URL_REQ, c2s) == [b"abc123"]
-    assert _secrets(_URL_RESP, s2c) == [b"k3y", b"s1g", b"t0k"]
+    assert _secrets(_URL_RESP, s2c) == [b"k3y", b"s1g", b"t0k", b"f7g"]
     conv = HttpConversation()
     conv.feed(C2S, GET, 0.0)
     one = [e for i in range(len(_URL_RESP)) for e in conv.feed(S2C, _URL_RESP[i:i + 1], 0.0)]
-    assert _secrets(_URL_RESP, one) == [b"k3y", b"s1g", b"t0k"]
+    assert _secrets(_URL_RESP, one) == [b"k3y", b"s1g", b"t0k", b"f7g"]
 
 
 @pytest.mark.parametrize("end", ["eof", "close"])
@@ -541,6 +546,7 @@ def test_an_unfinished_head_at_the_end_gives_its_url_header_secrets(end):
             (C2S, b"GET / HTTP/1.1\r\nreferer:/p?access_token=s3cr", [b"s3cr"]),
             (S2C, b"HTTP/1.1 302 Found\r\nLocation: /cb?access_token=s3cret\r\nRefresh: 0;url=/",
              [b"s3cret"]),
+            (S2C, b"HTTP/1.1 302 Found\r\nLocation: /cb#access_token=s3cr", [b"s3cr"]),
             (S2C, b"HTTP/1.1 302 Found\r\nLocation: /cb?page=2\r\n", [])):
         for step in (len(head), 1):
             conv = HttpConversation()
@@ -562,6 +568,8 @@ def test_an_unfinished_head_at_the_end_gives_its_url_header_secrets(end):
 @pytest.mark.parametrize("direction, head, secrets", [
     (S2C, b"HTTP/1.1 302 Found\r\nLocation: /x\r\n ?token=s3cret\r\nContent-Length: 0\r\n\r\n",
      [b"s3cret"]),
+    (S2C, b"HTTP/1.1 302 Found\r\nLocation: /x\r\n #access_token=s3c\r\nContent-Length: 0\r\n\r\n",
+     [b"s3c"]),
     (S2C, b"HTTP/1.1 302 Found\r\nLocation: /x?token=abc\r\n\tdef&y=1\r\nContent-Length: 0\r\n\r\n",
      [b"abc", b"def"]),
     (S2C, b"HTTP/1.1 302 Found\r\nLocation:\r\n  /cb?sig=s1g \r\nContent-Length: 0\r\n\r\n",

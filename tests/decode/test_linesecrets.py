@@ -99,6 +99,8 @@ def test_redact_and_mask():
     (b"GET /cb?x=1&access_token=s3cret HTTP/1.1\r\n", [b"s3cret"]),
     (b"GET\t/cb?API-KEY=s3cret&y=2\tHTTP/1.1\n", [b"s3cret"]),
     (b"  GET  http://h/x?a=1;sig=s3cret  HTTP/1.0\r\n", [b"s3cret"]),
+    (b"GET /cb#access_token=s3cret&token_type=bearer HTTP/1.1\r\n", [b"s3cret"]),  # a fragment
+    (b"GET /cb?access_token[]=s3cret HTTP/1.1\r\n", [b"s3cret"]),
     (b"GET /search?q=token&page=2 HTTP/1.1\r\n", []),  # ordinary queries as they were
     (b"what? token=s3cret\r\n", []),  # no request line
     (b"GET /x?token=s3cret\r\n", []),  # no version: no request line either
@@ -112,6 +114,8 @@ def test_request_line_query_secrets(line, found):
     (b"LOCATION:/cb?API-KEY=s3cret&y=2\n", [b"s3cret"]),
     (b"Content-Location: /c?sig=s1g;token=s3cret\r\n", [b"s1g;token=s3cret"]),
     (b"Refresh: 0; url=/r?token=s3cret\r\n", [b"s3cret"]),
+    (b"Location: https://app/cb#access_token=s3cret&state=x\r\n", [b"s3cret"]),  # implicit grant
+    (b"Location: /#/cb?id_token[]=s3cret\r\n", [b"s3cret"]),  # a hash route's query
     (b"Location: /search?q=token&page=2\r\n", []),  # ordinary queries as they were
     (b"X-Next: /a?token=s3cret\r\n", []),  # not a URL header
 ])
@@ -240,11 +244,18 @@ _REQUEST_LINES = [
     lambda pw: b"Referer: http://h/cb?x=1&access_token=" + pw,
     lambda pw: b"location:/a?sig=" + pw + b"&b=2",
     lambda pw: b"Refresh: 0; url=/r?token=" + pw * 500,  # cut in the value
+    # a fragment's parameters (an OAuth implicit grant's redirect), a list's name
+    lambda pw: b"GET /cb#access_token=" + pw + b"&x=1 HTTP/1.1",
+    lambda pw: b"Location: https://app/cb#access_token=" + pw + b"&token_type=bearer",
+    lambda pw: b"Location: /cb#id_token=" + pw * 500,  # cut in the value
+    lambda pw: b"GET /x?token[]=" + pw + b" HTTP/1.1",
     # a target or URL longer than the line bound before its '?': the query is in a cut rest
     lambda pw: b"GET /" + b"p" * 4100 + b"?token=" + pw + b" HTTP/1.1",
     lambda pw: b"Location: http://h/" + b"p/" * 2100 + b"?a=1&sig=" + pw,
+    lambda pw: b"GET /" + b"p" * 4100 + b"#access_token=" + pw + b" HTTP/1.1",
     # a URL header's value folded (obsolete line folding) before or inside its query
     lambda pw: b"Location: /x\r\n ?a=1&token=" + pw,
+    lambda pw: b"Location: /x\r\n\t#access_token=" + pw,
     lambda pw: b"Referer: http://h/?x=1&token=ab\r\n\t" + pw + b"&y=2",
 ]
 

@@ -63,6 +63,11 @@ def test_url_headers_hide_their_credential_query_values():
     assert secret_values(((b"Location", b"/a?k=1"),)) == []
     plain = ((b"Location", b"/a?page=2"), (b"Referer", b"http://h/"))
     assert redact_headers(plain) is plain
+    # an OAuth implicit grant's redirect carries the token in the fragment
+    implicit = ((b"Location", b"https://app/cb#access_token=s3cr3t-tok&token_type=bearer"),)
+    assert redact_headers(implicit) == (
+        (b"Location", b"https://app/cb#access_token=(redacted)&token_type=bearer"),)
+    assert secret_values(implicit) == [implicit[0][1], b"s3cr3t-tok"]
 
 
 def test_previews_echoing_a_secret_mask_it():
@@ -88,6 +93,20 @@ def test_credential_query_parameters_are_found_by_name_in_any_case_or_spelling()
                                      b"&X-Amz-Signature=(redacted)&page=2")
     assert query_secrets(b"/search?q=token&code=US&state=x") == []  # names, not values
     assert query_secrets(b"/no-query") == [] and query_secrets(b"/?") == []
+    assert query_secrets(b"/#") == [] and query_secrets(b"/#section-2") == []
+
+
+def test_a_fragment_s_parameters_are_read_as_a_query_s():
+    """An OAuth implicit grant answers ``#access_token=...`` (a fragment, no ``?``); a hash
+    route puts its query after the ``#``; a list's name ends in ``[]``."""
+    assert redact_target(b"/cb#access_token=s3cr3t&token_type=bearer&state=xy") == (
+        b"/cb#access_token=(redacted)&token_type=bearer&state=xy")
+    assert redact_target(b"/cb?x=1#id_token=s3cr3t") == b"/cb?x=1#id_token=(redacted)"
+    assert redact_target(b"/#/callback?token=s3cr3t&x=1") == (
+        b"/#/callback?token=(redacted)&x=1")
+    assert redact_target(b"/?access_token[]=a1&API-Key[]=b2&Access%5Ftoken%5B%5D=c3&x[]=4") == (
+        b"/?access_token[]=(redacted)&API-Key[]=(redacted)&Access%5Ftoken%5B%5D=(redacted)"
+        b"&x[]=4")
     assert {b"access_token", b"token", b"api_key", b"apikey", b"key", b"password",
             b"passwd", b"secret", b"client_secret", b"signature", b"sig", b"auth",
             b"session"} <= SECRET_PARAMS
@@ -114,7 +133,11 @@ def _query_secrets_by_parameter(target: bytes) -> list[tuple[int, int]]:
     Python loop over every parameter): the oracle for the one-scan version."""
     from playground.decode.redaction import secret_param
 
-    q = target.find(b"?")
+    def separator(lo, hi, seps=(b";", b"?", b"#")):  # the first of seps in lo..hi, or -1
+        found = [i for i in (target.find(c, lo, hi) for c in seps) if i >= 0]
+        return min(found, default=-1)
+
+    q = separator(0, len(target), (b"?", b"#"))  # the query's or the fragment's start
     if q < 0:
         return []
     out, n, start = [], len(target), q + 1
@@ -126,7 +149,7 @@ def _query_secrets_by_parameter(target: bytes) -> list[tuple[int, int]]:
             eq = target.find(b"=", at, end)
             if eq < 0:
                 break
-            semi = target.find(b";", at, eq)
+            semi = separator(at, eq)
             if semi >= 0:
                 at = semi + 1
                 continue
@@ -134,7 +157,7 @@ def _query_secrets_by_parameter(target: bytes) -> list[tuple[int, int]]:
                 if end > eq + 1:
                     out.append((eq + 1, end))
                 break
-            semi = target.find(b";", eq + 1, end)
+            semi = separator(eq + 1, end)
             if semi < 0:
                 break
             at = semi + 1
@@ -142,7 +165,8 @@ def _query_secrets_by_parameter(target: bytes) -> list[tuple[int, int]]:
     return out
 
 
-_QUERY_PARTS = [b"a", b"=", b"&", b";", b"?", b"%", b"61", b"-", b"_", b"+", b"x", b"%5F",
+_QUERY_PARTS = [b"a", b"=", b"&", b";", b"?", b"#", b"[]", b"%", b"61", b"-", b"_", b"+", b"x",
+                b"%5F", b"%5B%5D",
                 b"token", b"TOKEN", b"access_token", b"api-key", b"Api_Key", b"sig", b"passwd",
                 b"%61ccess_token", b"x-amz-signature", b"=="]
 

@@ -118,6 +118,8 @@ def test_a_fault_log_line_hides_a_credential_query_value():
     c = core("http:GET /api/*:status=503")
     run = Run().take(c.client_data(get("/api/x?access_token=s3cr3t&q=1"), 0.0))
     assert run.notes == ["answered 503 for GET /api/x?access_token=(redacted)&q=1"]
+    run = Run().take(c.client_data(get("/api/x#id_token=s3cr3t&q=1"), 0.0))  # a fragment's
+    assert run.notes == ["answered 503 for GET /api/x#id_token=(redacted)&q=1"]
 
 
 def test_status_swallows_the_request_body():

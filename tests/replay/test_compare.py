@@ -227,3 +227,8 @@ def test_an_http_label_hides_a_credential_query_value():
     gone = decode(_chunks((req, _http(status=404)))).exchanges
     assert compare(recorded, gone, Rules())[0].line == \
         "#1 GET /cb?access_token=(redacted)&page=2: status: recorded 200, now 404"
+    req = b"GET /cb#access_token=s3cr3t-tok&page=2 HTTP/1.1\r\nHost: h\r\n\r\n"  # a fragment's
+    recorded = decode(_chunks((req, _http()))).exchanges
+    gone = decode(_chunks((req, _http(status=404)))).exchanges
+    assert compare(recorded, gone, Rules())[0].line == \
+        "#1 GET /cb#access_token=(redacted)&page=2: status: recorded 200, now 404"
