@@ -33,6 +33,8 @@ it: events in, records (``playground.decode.records``) out to the chain's sinks.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import attrs
 
 from playground.codec.parser import STREAM_MIN
@@ -46,10 +48,8 @@ from playground.decode.redaction import (
     has_params,
     mask_preview,
     query_secrets,
-    redact_headers,
-    redact_query,
+    redact_message,
     redact_target,
-    secret_values,
 )
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
@@ -68,6 +68,9 @@ class HttpRequest:
     headers: tuple  # ((name, value), ...) as sent; names keep their case
     started: float
     offset: int = 0
+    # where the credential parameter values are in ``target`` (``redaction.query_secrets``),
+    # found once, for the pcap's ranges and the records' ``redaction.redact_message``
+    target_secrets: tuple = ()
 
 
 @attrs.frozen
@@ -157,6 +160,27 @@ def secret_value(line: bytes) -> tuple[int, int] | None:
     return start, max(start, colon + 1 + len(value.rstrip(b" \t")))
 
 
+class RequestLine(NamedTuple):
+    """A request line (``METHOD target HTTP/x``) split as the decoder splits it, at blanks:
+    its ``words`` (fewer or more when it is none, or is cut), where its target (the second
+    word) starts in the line (-1 with fewer than two words), and whether it is ``whole`` (three
+    words, the last a version)."""
+
+    words: list
+    target_at: int
+    whole: bool
+
+
+def request_line(line: bytes) -> RequestLine:
+    """``line`` (without its line end) split as a request line: see ``RequestLine``."""
+    words = line.split()
+    if len(words) < 2:
+        return RequestLine(words, -1, False)
+    method = words[0]
+    at = line.find(words[1], line.find(method) + len(method))
+    return RequestLine(words, at, len(words) == 3 and words[2].startswith(b"HTTP/"))
+
+
 def folded_value(line: bytes) -> tuple[int, int]:
     """Where the text of an obsolete folded continuation line (it starts with a space or a tab)
     is: ``(start, end)`` in ``line``, empty when it is blank."""
@@ -207,12 +231,6 @@ def _shown(line: bytes) -> bytes:
     elif has_params(line):
         line = redact_target(line)
     return line[:60]
-
-
-def _longest_first(secrets: list[bytes]) -> list[bytes]:
-    """``secrets`` without repeats, the longest first (``mask_preview`` masks whole values
-    first), as ``secret_values`` gives them."""
-    return sorted(set(secrets), key=len, reverse=True)
 
 
 def header(headers, name: bytes) -> bytes | None:
@@ -369,13 +387,12 @@ class HttpConversation:
             return
         lines = head.split(b"\n")
         at = side.head_offset
-        first = lines[0].rstrip(b"\r")
-        parts = first.split()
-        if side is self.req and has_params(first) and len(parts) >= 2:
-            method, target = parts[0], parts[1]
-            base = at + first.find(target, first.find(method) + len(method))
-            out += [HttpSecret(C2S, base + start, base + end)
-                    for start, end in query_secrets(target)]
+        if side is self.req:
+            words, target_at, _ = request_line(lines[0].rstrip(b"\r"))
+            if target_at >= 0 and has_params(words[1]):
+                base = at + target_at
+                out += [HttpSecret(C2S, base + start, base + end)
+                        for start, end in query_secrets(words[1])]
         at += len(lines[0]) + 1
         for raw in lines[1:]:
             base = at
@@ -578,14 +595,15 @@ class HttpConversation:
     def _request_head(self, block: bytes, offset: int, out: list) -> None:
         mark = len(out)
         first, headers = self._split_head(block, offset, C2S, out)
-        parts = first.split()
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
+        words, target_at, whole = request_line(first)
+        if not whole:
             raise _Failed(f"not an HTTP request line: {_shown(first)!r}")
-        method, target, version = parts
+        method, target, version = words
+        spans = ()
         if has_params(target):  # the query's secrets, before the headers' (in stream order)
-            at = offset + first.find(target, first.find(method) + len(method))
-            out[mark:mark] = [HttpSecret(C2S, at + start, at + end)
-                              for start, end in query_secrets(target)]
+            spans = tuple(query_secrets(target))
+            at = offset + target_at
+            out[mark:mark] = [HttpSecret(C2S, at + start, at + end) for start, end in spans]
         if not all(c in _TOKEN for c in method):
             raise _Failed(f"bad method {method[:30]!r}")
         framing = self._framing(headers)
@@ -595,7 +613,7 @@ class HttpConversation:
             raise _Failed(f"more than {self.max_pipeline} requests without an answer")
         connect = method == b"CONNECT"
         upgrade = header(headers, b"upgrade") is not None
-        req = HttpRequest(method, target, version, headers, self._now, offset)
+        req = HttpRequest(method, target, version, headers, self._now, offset, spans)
         self.pending.append(_Pending(req, upgrade, connect))
         side = self.req
         if self.marks:
@@ -828,14 +846,10 @@ class HttpStream:
                 resp_headers = e.response_headers
                 request_preview, response_preview = e.request_preview, e.response_preview
                 if chain.redact:
-                    secrets = secret_values(headers, resp_headers)
-                    if target is not None and has_params(target):
-                        target, values = redact_query(target)
-                        if values:
-                            secrets = _longest_first(secrets + values)
+                    target, (headers, resp_headers), secrets = redact_message(
+                        target, req.target_secrets if req is not None else (), headers,
+                        resp_headers)
                     if secrets:
-                        headers = redact_headers(headers)
-                        resp_headers = redact_headers(resp_headers)
                         request_preview = mask_preview(request_preview, secrets,
                                                        e.request_body_size)
                         response_preview = mask_preview(response_preview, secrets,
@@ -859,13 +873,9 @@ class HttpStream:
                     continue
                 headers, preview, target = req.headers, e.preview, req.target
                 if chain.redact:
-                    secrets = secret_values(headers)
-                    if has_params(target):
-                        target, values = redact_query(target)
-                        if values:
-                            secrets = _longest_first(secrets + values)
+                    target, (headers,), secrets = redact_message(target, req.target_secrets,
+                                                                 headers)
                     if secrets:
-                        headers = redact_headers(headers)
                         preview = mask_preview(preview, secrets, e.body_size)
                 chain.emit(R.HttpExchange(
                     pair=st.id, ts=now, client=st.client, method=req.method, target=target,

@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 
 from playground.codec.inline import split_inline
-from playground.decode.httpdecoder import folded_value, secret_value
+from playground.decode.httpdecoder import folded_value, request_line, secret_value
 from playground.decode.redaction import (
     REDACTED,
     SECRET_COMMANDS,
@@ -241,14 +241,11 @@ class LineSecrets:
                 _to_cut(ranges, at + params_start(value) + 1, len(text))
             self._url = 2 if ranges and ranges[-1][1] == at + len(value) else 1
             return ranges
-        parts = text.split()
-        if len(parts) < 2 or not has_params(parts[1]):
+        words, at, whole = request_line(text)
+        if at < 0 or not has_params(words[1]) or not (partial or whole):
             return []
-        if not partial and not (len(parts) == 3 and parts[2].startswith(b"HTTP/")):
-            return []
-        method, target = parts[0], parts[1]
-        at = text.find(target, text.find(method) + len(method))
-        self._carry = partial and len(parts) == 2
+        target = words[1]
+        self._carry = partial and len(words) == 2
         ranges = [(at + start, at + end) for start, end in query_secrets(target)]
         if self._carry:  # from the last value found (or the query) to the cut
             _to_cut(ranges, at + params_start(target) + 1, len(text))

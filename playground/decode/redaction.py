@@ -45,24 +45,72 @@ SECRET_PARAMS = frozenset({
 })
 
 
+def redact_message(target: bytes | None, target_secrets, *header_lists):
+    """What a request (and its answer) shows, in one walk: ``(target, header_lists, secrets)``,
+    ``target`` with the values at ``target_secrets`` (its ``query_secrets``, as the HTTP
+    decoder found them) shown as ``REDACTED``, each of ``header_lists`` as ``redact_headers``
+    shows it, and the values hidden in them (the target's as ``redact_query`` gives them, the
+    headers' as ``secret_values`` does), longest first, for ``mask_preview``."""
+    found: list[bytes] = []
+    if target_secrets:
+        target, found = _hide(target, target_secrets)
+    shown = tuple(_redacted(headers, found) for headers in header_lists)
+    return target, shown, _longest_first(found)
+
+
 def redact_headers(headers) -> tuple:
     """``headers`` (``((name, value), ...)``) with each credential's value shown as
     ``REDACTED``, and a URL header's credential parameter values as ``redact_target`` shows
     them; the same tuple when there is none."""
-    out = []
-    changed = False
-    for k, v in headers:
+    return _redacted(headers, None)
+
+
+def secret_values(*header_lists) -> list[bytes]:
+    """The secret header values (and the credential after an ``Authorization`` scheme), and a
+    URL header's value that has credential parameters (``URL_HEADERS``) with those
+    values (as ``redact_query`` gives them), so a body that echoes them (httpbin's
+    ``/headers``, ``/get``) can be masked in previews too. Not empty whenever ``redact_headers``
+    has something to hide."""
+    found: list[bytes] = []
+    for headers in header_lists:
+        _redacted(headers, found)
+    return _longest_first(found)
+
+
+def _redacted(headers, found: list | None) -> tuple:
+    """``headers`` as ``redact_headers`` shows them, the one walk over them; with ``found``,
+    each value hidden is appended to it, as ``secret_values`` gives them (in no order)."""
+    out = None
+    for i, (k, v) in enumerate(headers):
         kind = HEADER_SECRETS.get(k.lower())
-        if kind is not None and v:
-            if kind:
-                v = REDACTED
-                changed = True
-            elif has_params(v):
-                shown = redact_target(v)
-                changed = changed or shown is not v
-                v = shown
-        out.append((k, v))
-    return tuple(out) if changed else headers
+        if kind is None or not v:
+            continue
+        if kind:
+            shown = REDACTED
+            if found is not None:
+                found.append(v)
+                credential = v.partition(b" ")[2]
+                if len(credential) >= 4:
+                    found.append(credential.strip())
+        elif has_params(v):
+            shown, values = redact_query(v)
+            if shown is v:
+                continue
+            if found is not None:
+                found.append(v)
+                found += values
+        else:
+            continue
+        if out is None:
+            out = list(headers)
+        out[i] = (k, shown)
+    return headers if out is None else tuple(out)
+
+
+def _longest_first(secrets: list[bytes]) -> list[bytes]:
+    """``secrets`` without repeats, the longest first: ``mask_preview`` masks whole values
+    first."""
+    return sorted(set(secrets), key=len, reverse=True)
 
 
 _PARAMS_START = re.compile(rb"[?#]")
@@ -143,8 +191,11 @@ def redact_query(target: bytes) -> tuple[bytes, list[bytes]]:
     that echoes them (httpbin's ``/get``: ``"args": {"access_token": ...}``) can be masked in
     previews as ``secret_values``' are."""
     spans = query_secrets(target)
-    if not spans:
-        return target, []
+    return _hide(target, spans) if spans else (target, [])
+
+
+def _hide(target: bytes, spans) -> tuple[bytes, list[bytes]]:
+    """``redact_query`` of ``target`` whose secrets are at ``spans`` (not empty)."""
     parts = []
     values = []
     last = 0
@@ -157,31 +208,6 @@ def redact_query(target: bytes) -> tuple[bytes, list[bytes]]:
             values.append(unquote_to_bytes(value.replace(b"+", b" ")))
     parts.append(target[last:])
     return b"".join(parts), [v for v in values if len(v) >= 4]
-
-
-def secret_values(*header_lists) -> list[bytes]:
-    """The secret header values (and the credential after an ``Authorization`` scheme), and a
-    URL header's value that has credential parameters (``URL_HEADERS``) with those
-    values (as ``redact_query`` gives them), so a body that echoes them (httpbin's
-    ``/headers``, ``/get``) can be masked in previews too. Not empty whenever ``redact_headers``
-    has something to hide."""
-    found = []
-    for headers in header_lists:
-        for k, v in headers:
-            kind = HEADER_SECRETS.get(k.lower())
-            if kind is None or not v:
-                continue
-            if kind:
-                found.append(v)
-                scheme, _, credential = v.partition(b" ")
-                if len(credential) >= 4:
-                    found.append(credential.strip())
-            elif has_params(v):
-                shown, values = redact_query(v)
-                if shown is not v:
-                    found.append(v)
-                    found += values
-    return sorted(set(found), key=len, reverse=True)  # longest first: mask whole values first
 
 
 def mask_preview(preview: bytes, secrets: list[bytes], size: int = 0) -> bytes:
