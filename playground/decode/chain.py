@@ -96,11 +96,10 @@ class PairState:
     """What the chain keeps per pair, and what its decoders reach it through: ``chain`` (its
     ``emit``/``emit_many``, options, ``hold`` and ``guarded``), ``id`` and ``client``,
     ``secret`` (a secret's stream range, for the pcap), ``fall_back`` (a direction goes to the
-    hex view), ``hex_view()``/``hexview``, ``early`` (what the pcap hold-back still has) and
-    ``server_fin`` (at the close: the server ended the pair cleanly)."""
+    hex view), ``hex_view()``/``hexview`` and ``early`` (what the pcap hold-back still has)."""
 
     __slots__ = ("chain", "id", "client", "detector", "decoder", "offsets", "hex", "hexview",
-                 "held", "pcap_off", "broken", "forced", "server_fin")
+                 "held", "pcap_off", "broken", "forced")
 
     def __init__(self, chain, pair):
         self.chain = chain
@@ -115,9 +114,6 @@ class PairState:
         self.pcap_off = {CLIENT_TO_SERVER: 0, SERVER_TO_CLIENT: 0}
         self.broken = False
         self.forced = None  # direction -> (start, end): unsettled bytes the bound sent masked
-        # at the pair's close: the server ended it with a clean close (FIN, TLS close_notify),
-        # which ends a close-delimited HTTP response even when no half-close was reported
-        self.server_fin = False
 
     def fall_back(self, direction):
         if self.hex is None:
@@ -415,7 +411,11 @@ class Chain:
         if st.decoder is None and st.detector is not None and st.detector.pending:
             self.guarded(st, None, now, self._decide, st, st.detector.finish(), now)
         if st.decoder is not None:
-            st.server_fin = summary.get("closed_by") == "server" and summary.get("how") == "fin"
+            if summary.get("closed_by") == "server" and summary.get("how") == "fin":
+                # the server ended the pair cleanly (FIN, TLS close_notify), maybe with no
+                # half-close reported: its end, as ``half_closed`` says it (a close-delimited
+                # HTTP response completes there; a reset or the proxy's force-close cuts it)
+                self.guarded(st, SERVER_TO_CLIENT, now, st.decoder.eof, SERVER_TO_CLIENT, now)
             self.guarded(st, None, now, st.decoder.close, now)
         if st.hexview is not None and st.hexview is not st.decoder:
             self.guarded(st, None, now, st.hexview.close, now)

@@ -819,8 +819,6 @@ class HttpStream:
         self._events(self.conv.eof(direction, now), now)
 
     def close(self, now):
-        if self.st.server_fin:  # the server's clean close, not reported as a half-close
-            self._events(self.conv.eof(S2C, now), now)
         self._events(self.conv.close(now), now)
 
     def settled(self, direction):
