@@ -163,12 +163,17 @@ def secret_value(line: bytes) -> tuple[int, int] | None:
 class RequestLine(NamedTuple):
     """A request line (``METHOD target HTTP/x``) split as the decoder splits it, at blanks:
     its ``words`` (fewer or more when it is none, or is cut), where its target (the second
-    word) starts in the line (-1 with fewer than two words), and whether it is ``whole`` (three
-    words, the last a version)."""
+    word) starts in the line (-1 with fewer than two words), and whether its third word is a
+    version (``versioned``; the decoder takes a line of three words only)."""
 
     words: list
     target_at: int
-    whole: bool
+    versioned: bool
+
+
+def is_token(word: bytes) -> bool:
+    """Whether ``word`` is an HTTP token (RFC 9110's ``tchar``s), as a method must be."""
+    return all(c in _TOKEN for c in word)
 
 
 def request_line(line: bytes) -> RequestLine:
@@ -178,7 +183,7 @@ def request_line(line: bytes) -> RequestLine:
         return RequestLine(words, -1, False)
     method = words[0]
     at = line.find(words[1], line.find(method) + len(method))
-    return RequestLine(words, at, len(words) == 3 and words[2].startswith(b"HTTP/"))
+    return RequestLine(words, at, len(words) > 2 and words[2].startswith(b"HTTP/"))
 
 
 def folded_value(line: bytes) -> tuple[int, int]:
@@ -595,8 +600,8 @@ class HttpConversation:
     def _request_head(self, block: bytes, offset: int, out: list) -> None:
         mark = len(out)
         first, headers = self._split_head(block, offset, C2S, out)
-        words, target_at, whole = request_line(first)
-        if not whole:
+        words, target_at, versioned = request_line(first)
+        if len(words) != 3 or not versioned:
             raise _Failed(f"not an HTTP request line: {_shown(first)!r}")
         method, target, version = words
         spans = ()
@@ -604,7 +609,7 @@ class HttpConversation:
             spans = tuple(query_secrets(target))
             at = offset + target_at
             out[mark:mark] = [HttpSecret(C2S, at + start, at + end) for start, end in spans]
-        if not all(c in _TOKEN for c in method):
+        if not is_token(method):
             raise _Failed(f"bad method {method[:30]!r}")
         framing = self._framing(headers)
         if framing == -2:

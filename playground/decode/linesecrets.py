@@ -11,9 +11,11 @@ direction and gives the byte ranges of
 * the value of a credential HTTP header (``redaction.SECRET_HEADERS``: ``Authorization``,
   ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``) and of its folded continuation lines;
 * the values of credential URL parameters (a query's or a fragment's: ``redaction.query_secrets``)
-  in a request line (``METHOD target HTTP/x``, however blank-separated; a line cut in its target
-  hides its rest) and in a URL header's value (``redaction.URL_HEADERS``: ``Referer``,
-  ``Location``...; a line cut in its query hides its rest);
+  in a request line (``METHOD target HTTP/x``, however blank-separated; with words after the
+  version, or HTTP/0.9's ``GET /path`` with none: the HTTP decoder rejects those and its hex
+  view shows them; a line cut in its target hides its rest) and in a URL header's value
+  (``redaction.URL_HEADERS``: ``Referer``, ``Location``...; a line cut in its query hides its
+  rest);
 * the rest of a line cut at the line bound whose beginning carried one of these;
 * the same passwords in a Redis command sent as an array of bulk strings (redis-cli, redis-py:
   the command's name alone on its line, each argument on the line after its ``$length``), and
@@ -33,7 +35,7 @@ from __future__ import annotations
 import re
 
 from playground.codec.inline import split_inline
-from playground.decode.httpdecoder import folded_value, request_line, secret_value
+from playground.decode.httpdecoder import folded_value, is_token, request_line, secret_value
 from playground.decode.redaction import (
     REDACTED,
     SECRET_COMMANDS,
@@ -84,9 +86,11 @@ _AFTER_LF = re.compile(b"\n" + _LINE_NAME)
 _AT_START = re.compile(_LINE_NAME)
 _AFTER_LF_Q = re.compile(b"\n" + _LINE_NAME_Q)
 _AT_START_Q = re.compile(_LINE_NAME_Q)
-# a folded line (of a URL header's value, maybe unseen) whose first word reaches a ``?`` or a ``#``
-_FOLD_Q_AT = re.compile(rb"[ \t]+[!-~]*[?#]")
-_FOLD_Q = re.compile(b"\n" + _FOLD_Q_AT.pattern)
+# a line with a credential parameter that no name starts: a folded line (of a URL header's value,
+# maybe unseen) whose first word reaches a ``?`` or a ``#``, or an HTTP/0.9 request line (a
+# method, a target in origin form, no version: ``GET /cb?token=``); one pattern, one search
+_Q_LINE_AT = re.compile(rb"[ \t]+[!-~]*[?#]|[ \t\r\x0b\x0c]*[!-~]+[ \t\r\x0b\x0c]+/[^\s]*[?#]")
+_Q_LINE = re.compile(b"\n(?:" + _Q_LINE_AT.pattern + b")")
 # a request line begun, with a query (or a fragment) in its target, and no line end yet (a tail,
 # or a line cut at the bound; ``_open_request``): looked for only in a chunk with a ``?`` or a
 # ``#`` and no ``HTTP/``
@@ -105,14 +109,15 @@ def starts_secret_line(data: bytes, line_start: bool, cut: bool = False) -> bool
     whole chunk (one regular-expression search): the lines of a chunk for which it is False
     need not be looked at one by one (an incomplete last line is ``LineSecrets.pending``'s).
     A chunk with a ``?`` or a ``#`` is searched with the URL headers' names too
-    (``_LINE_NAME_Q``): the same one search, its request lines looked for after it."""
+    (``_LINE_NAME_Q``): the same one search, its request lines (one with a version has an
+    ``HTTP/``; ``_open_request``) and the lines of ``_Q_LINE`` looked for after it."""
     if not has_params(data):
         return _AFTER_LF.search(data) is not None or (
             line_start and _AT_START.match(data) is not None)
     return _AFTER_LF_Q.search(data) is not None or (
         line_start and _AT_START_Q.match(data) is not None) or (
         b"HTTP/" in data or _open_request(data, line_start, cut)) or (
-        _FOLD_Q.search(data) is not None or (line_start and _FOLD_Q_AT.match(data) is not None))
+        _Q_LINE.search(data) is not None or (line_start and _Q_LINE_AT.match(data) is not None))
 
 
 def _open_request(data: bytes, line_start: bool, cut: bool) -> bool:
@@ -228,9 +233,10 @@ class LineSecrets:
 
     def _request_line(self, text: bytes, partial: bool) -> list:
         """The credential parameter values of ``text`` if it is a request line (a method, a
-        target with a ``?`` or a ``#``, a version; or cut before its end), or of its value if it
-        is a URL header's line (``URL_HEADERS``), as the HTTP decoder finds them; a line cut in
-        its target or value hides its rest (``_carry``): a name may be cut there too."""
+        target with a ``?`` or a ``#``, a version, maybe more words; or HTTP/0.9's method and
+        target; or cut before its end), or of its value if it is a URL header's line
+        (``URL_HEADERS``), as the HTTP decoder finds them; a line cut in its target or value
+        hides its rest (``_carry``): a name may be cut there too."""
         colon = text.find(b":")
         if colon > 0 and text[:colon].strip().lower() in URL_HEADERS:
             value = text[colon + 1:].strip(b" \t")
@@ -241,10 +247,13 @@ class LineSecrets:
                 _to_cut(ranges, at + params_start(value) + 1, len(text))
             self._url = 2 if ranges and ranges[-1][1] == at + len(value) else 1
             return ranges
-        words, at, whole = request_line(text)
-        if at < 0 or not has_params(words[1]) or not (partial or whole):
+        words, at, versioned = request_line(text)
+        if at < 0 or not has_params(words[1]):
             return []
         target = words[1]
+        if not (partial or versioned or (  # ... or HTTP/0.9's (``_Q_LINE``)
+                len(words) == 2 and target[:1] == b"/" and is_token(words[0]))):
+            return []
         self._carry = partial and len(words) == 2
         ranges = [(at + start, at + end) for start, end in query_secrets(target)]
         if self._carry:  # from the last value found (or the query) to the cut
@@ -454,8 +463,9 @@ class StreamMask:
             data = data[nl + 1:]
             if not secrets.idle:
                 return found + self._found(view.feed(data))
+        tail = view.tail[1]  # (an HTTP/0.9 line is whole only with the start of its tail)
         cut = secrets.cut
-        if starts_secret_line(data, not view.tail[1] and not cut, cut):
+        if starts_secret_line(tail + data if tail else data, not cut, cut):
             return found + self._found(view.feed(data))
         secrets.skip(view.skip(data))  # the common case: no line to look at
         return found

@@ -103,7 +103,11 @@ def test_redact_and_mask():
     (b"GET /cb?access_token[]=s3cret HTTP/1.1\r\n", [b"s3cret"]),
     (b"GET /search?q=token&page=2 HTTP/1.1\r\n", []),  # ordinary queries as they were
     (b"what? token=s3cret\r\n", []),  # no request line
-    (b"GET /x?token=s3cret\r\n", []),  # no version: no request line either
+    # no version (HTTP/0.9), or more words: the HTTP decoder rejects the line and its hex view
+    # shows it, so its query is hidden all the same
+    (b"GET /x?token=s3cret\r\n", [b"s3cret"]),
+    (b"GET /x#access_token=s3cret&y=1\n", [b"s3cret"]),
+    (b"GET /x?token=s3cret HTTP/1.1 junk\r\n", [b"s3cret"]),
 ])
 def test_request_line_query_secrets(line, found):
     assert secrets_of([line]) == found
@@ -249,6 +253,10 @@ _REQUEST_LINES = [
     lambda pw: b"Location: https://app/cb#access_token=" + pw + b"&token_type=bearer",
     lambda pw: b"Location: /cb#id_token=" + pw * 500,  # cut in the value
     lambda pw: b"GET /x?token[]=" + pw + b" HTTP/1.1",
+    # an HTTP/0.9 request line (no version), and one with a word too many
+    lambda pw: b"GET /x?token=" + pw,
+    lambda pw: b"GET /cb#access_token=" + pw + b"&x=1",
+    lambda pw: b"GET /x?a=1&sig=" + pw + b" HTTP/1.1 junk",
     # a target or URL longer than the line bound before its '?': the query is in a cut rest
     lambda pw: b"GET /" + b"p" * 4100 + b"?token=" + pw + b" HTTP/1.1",
     lambda pw: b"Location: http://h/" + b"p/" * 2100 + b"?a=1&sig=" + pw,
@@ -367,6 +375,25 @@ def test_hex_fallback_after_a_resp_error_is_redacted_too():
     for chunks in ([stream], [stream[:5], stream[5:]]):
         c, sink, pcap = _run("resp", chunks, (C2S,))
         assert b"".join(r.data for r in sink.of(R.HexChunk)) == b"\n"
+        assert b"s3cret" not in _masked(pcap, C2S) and c.leaked == 0
+
+
+@pytest.mark.parametrize("decode, line", [
+    ("http", b"GET /x?token=s3cret\r\n"),
+    ("http", b"POST /cb#access_token=s3cret\r\n"),
+    ("http", b"GET /x?token=s3cret HTTP/1.1 x\r\n"),
+    ("auto", b"GET /x?token=s3cret HTTP/1.1 x\r\n"),  # detected as HTTP
+])
+def test_a_request_line_the_http_decoder_rejects_is_redacted_in_its_hex_view(decode, line):
+    """An HTTP/0.9 request line (no version), or one with a word too many: the HTTP decoder
+    gives up and the hex view shows the line, its query's secret masked (whatever the split).
+    (Detection takes ``GET /x?token=...`` alone for a Redis inline ``GET`` of that key.)"""
+    data = line + b"Host: x\r\n\r\n"
+    for cut in range(len(data) + 1):
+        chunks = [data[:cut], data[cut:]] if 0 < cut < len(data) else [data]
+        c, sink, pcap = _run(decode, chunks, (C2S,))
+        hexed = b"".join(r.data for r in sink.of(R.HexChunk))
+        assert hexed == data.replace(b"s3cret", b"******")
         assert b"s3cret" not in _masked(pcap, C2S) and c.leaked == 0
 
 
