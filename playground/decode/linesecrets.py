@@ -141,6 +141,12 @@ def _body_end(line: bytes) -> int:
     return len(line)
 
 
+def _is_name(word: bytes) -> bool:
+    """Whether the first word of a line (``_WORD``) is one of ``_NAMES``, quoted or not, or is
+    a quoted word holding an escape (``"\\x41UTH" pw`` is AUTH to Redis): a secret's line."""
+    return word.strip(b"\"'").lower() in _NAMES or (word[:1] == b'"' and b"\\" in word)
+
+
 def _command(text: bytes) -> list:
     args = split_inline(text)
     if args is None:  # unbalanced quotes: Redis refuses the line, but it is shown
@@ -196,11 +202,14 @@ class LineSecrets:
         if text[:1] in (b" ", b"\t") and (self._url is not None or has_params(text)):
             # a URL header's folded line; or one with a query whose header went by unseen
             # (unless it is a request line after blanks)
-            if self._url is None:
-                ranges = self._request_line(text, partial)
-                if ranges:
-                    return ranges
-            return self._url_fold(text, partial)
+            ranges = self._request_line(text, partial) if self._url is None else []
+            if not ranges:
+                ranges = self._url_fold(text, partial)
+            if _is_name(_WORD.match(text.lstrip(_LEAD)).group()):
+                # ... or, to Redis, an inline command after blanks (``  AUTH pa#ss``)
+                self._carry = self._carry or partial
+                ranges = sorted(ranges + _command(text))
+            return ranges
         self._header = False
         self._url = None
         self._carry = False
@@ -212,7 +221,7 @@ class LineSecrets:
             close = text.rfind(b"': ", m.end())
             return [(m.end(), close if close >= 0 else end)]
         word = _WORD.match(text.lstrip(_LEAD)).group()
-        if word.strip(b"\"'").lower() not in _NAMES and not (word[:1] == b'"' and b"\\" in word):
+        if not _is_name(word):
             if has_params(text):  # a request line's or a URL header's query may carry credentials
                 return self._request_line(text, partial)
             if word.lower() in URL_HEADERS:  # its query may come in a folded line

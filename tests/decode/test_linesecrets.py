@@ -33,6 +33,11 @@ def secrets_of(lines) -> list[bytes]:
         ([b'AUTH "s3 cret"\r\n'], [b'"s3 cret"']),
         ([b'AUTH "s3cret\r\n'], [b'"s3cret']),  # unbalanced: Redis refuses it, still hidden
         ([b'"\\x41UTH" s3cret\r\n'], [b"s3cret"]),  # Redis decodes the escape: AUTH
+        # after blanks, with a ``?`` or a ``#`` (what a URL header's folded line may hold): a
+        # command still, for Redis; and after a URL header, a fold of it, or a command
+        ([b"  AUTH pa#ss\r\n"], [b"pa#ss"]),
+        ([b"\tauth default pa?ss\r\n"], [b"pa?ss"]),
+        ([b"Location: /cb?a=1\r\n", b"  auth default s3cret\r\n"], [b"s3cret"]),
         ([b"HELLO 3 AUTH default s3cret SETNAME x\r\n"], [b"s3cret"]),
         ([b"CONFIG SET maxmemory 1 requirepass s3cret\r\n"], [b"s3cret"]),
         ([b"config set masterauth s3cret\r\n"], [b"s3cret"]),
@@ -220,6 +225,7 @@ _PW = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=6, max_size=12).m
 _REDIS_LINES = [
     lambda pw: b"AUTH " + pw,
     lambda pw: b"  auth default " + pw,
+    lambda pw: b"\tAUTH " + pw + b"#1",  # after blanks, with a '#': no URL's folded line
     lambda pw: b"HELLO 3 AUTH default " + pw,
     lambda pw: b"CONFIG SET requirepass " + pw,
     lambda pw: b"ACL SETUSER bob on >" + pw + b" ~*",
