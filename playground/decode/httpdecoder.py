@@ -45,6 +45,7 @@ from playground.decode.redaction import (
     HEADER_SECRETS,
     REDACTED,
     SECRET_HEADERS,
+    URL_HEADERS,
     has_params,
     mask_preview,
     query_secrets,
@@ -152,8 +153,18 @@ class HttpSecret:
 def secret_value(line: bytes) -> tuple[int, int] | None:
     """Where the value of a credential header line (``SECRET_HEADERS``; ``line`` without its line
     end) is, ``(start, end)`` in ``line`` (empty when it has none); None for any other line."""
+    return _header_value(line, SECRET_HEADERS)
+
+
+def url_value(line: bytes) -> tuple[int, int] | None:
+    """Where the value of a URL header line (``URL_HEADERS``: ``Referer``, ``Location``...) is,
+    as ``secret_value`` says it for a credential header's."""
+    return _header_value(line, URL_HEADERS)
+
+
+def _header_value(line: bytes, names) -> tuple[int, int] | None:
     colon = line.find(b":")
-    if colon <= 0 or line[:colon].strip().lower() not in SECRET_HEADERS:
+    if colon <= 0 or line[:colon].strip().lower() not in names:
         return None
     value = line[colon + 1:]
     start = colon + 1 + len(value) - len(value.lstrip(b" \t"))
@@ -204,11 +215,10 @@ def _url_secrets(value: bytes, line: bytes, line_at: int, folds: list | None, of
     spans = query_secrets(value)
     if not spans:
         return
-    parts = []  # (where in value, stream offset, length) of each line's text
-    colon = line.find(b":")
-    text = line[colon + 1:].strip(b" \t")
-    parts.append((0, offset + line_at + (line.find(text, colon + 1) if text else 0), len(text)))
-    joined = len(text)
+    first, last = url_value(line)
+    # (where in value, stream offset, length) of each line's text
+    parts = [(0, offset + line_at + first, last - first)]
+    joined = last - first
     for line, line_at in folds or ():
         text = line.strip()
         joined += 1  # the space the fold became
@@ -404,14 +414,11 @@ class HttpConversation:
             at += len(raw) + 1
             if not has_params(raw):
                 continue
-            line = raw[:-1] if raw.endswith(b"\r") else raw
-            colon = line.find(b":")
-            if colon <= 0 or HEADER_SECRETS.get(line[:colon].strip().lower()) is not False:
-                continue
-            value = line[colon + 1:].strip(b" \t")
-            base += line.find(value, colon + 1)
-            out += [HttpSecret(side.direction, base + start, base + end)
-                    for start, end in query_secrets(value)]
+            span = url_value(raw[:-1] if raw.endswith(b"\r") else raw)
+            if span is not None:
+                base += span[0]
+                out += [HttpSecret(side.direction, base + start, base + end)
+                        for start, end in query_secrets(raw[span[0]:span[1]])]
 
     # -- the framing loop -------------------------------------------------------------------
     def _consume(self, side: _Side, data: bytes, out: list) -> None:

@@ -35,7 +35,13 @@ from __future__ import annotations
 import re
 
 from playground.codec.inline import split_inline
-from playground.decode.httpdecoder import folded_value, is_token, request_line, secret_value
+from playground.decode.httpdecoder import (
+    folded_value,
+    is_token,
+    request_line,
+    secret_value,
+    url_value,
+)
 from playground.decode.redaction import (
     REDACTED,
     SECRET_COMMANDS,
@@ -246,10 +252,10 @@ class LineSecrets:
         target; or cut before its end), or of its value if it is a URL header's line
         (``URL_HEADERS``), as the HTTP decoder finds them; a line cut in its target or value
         hides its rest (``_carry``): a name may be cut there too."""
-        colon = text.find(b":")
-        if colon > 0 and text[:colon].strip().lower() in URL_HEADERS:
-            value = text[colon + 1:].strip(b" \t")
-            at = text.find(value, colon + 1)
+        span = url_value(text)
+        if span is not None:
+            at, end = span
+            value = text[at:end]
             self._carry = partial
             ranges = [(at + start, at + end) for start, end in query_secrets(value)]
             if partial:  # from the last value found (or the query) to the cut
