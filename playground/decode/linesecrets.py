@@ -278,8 +278,8 @@ class LineSecrets:
     def _cut_query(self, text: bytes, partial: bool) -> list:
         """The rest ``text`` of a line cut at the bound before any ``?`` or ``#`` (a request
         target or a URL header's value longer than the bound): the credential parameter values
-        from its first ``?`` or ``#`` to the next blank (or the piece's end: then its rest is hidden, as a line
-        cut in its query is)."""
+        from its first ``?`` or ``#`` to the next blank (or the piece's end: then its rest is
+        hidden, as a line cut in its query is)."""
         q = params_start(text)
         m = _BLANK.search(text, q)
         stop = len(text) if m is None else m.start()

@@ -7,8 +7,7 @@ cannot drift apart. Where a secret sits inside a protocol's frames is that proto
 and stays with its decoder (``respdecoder.secret_parts`` and friends for Redis commands and
 answers, ``httpdecoder.secret_value`` for a header line); where a secret sits in a request
 target's or a URL's parameters is said here (``query_secrets``), as the replay tool labels
-targets too. Pure:
-imports only the standard library's percent-decoding and ``re``.
+targets too. Pure: imports only the standard library's percent-decoding and ``re``.
 """
 
 from __future__ import annotations
