@@ -201,7 +201,8 @@ def test_credential_query_values_through_curl_are_redacted_in_json_console_and_p
 
 
 # a redirecting server on a kernel-chosen loopback port (it prints the port): /login answers
-# 302 with a Location carrying a token, /cb answers 200 with the Referer it got echoed
+# 302 with a Location carrying a token (and a Content-Location with it in the fragment, as an
+# OAuth implicit grant's redirect has it), /cb answers 200 with the Referer it got echoed
 _REDIRECTOR = r"""
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -213,6 +214,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/login":
             self.send_response(302)
             self.send_header("Location", "/cb?code=7&access_token=" + sys.argv[1])
+            self.send_header("Content-Location", "/app#id_token=" + sys.argv[1] + "&state=s")
             body = b""
         else:
             self.send_response(200)
@@ -269,6 +271,7 @@ def test_url_header_query_values_through_curl_are_redacted_in_json_console_and_p
     login = records[0]
     assert ["Referer", "http://h/page?access_token=(redacted)&x=1"] in login["request_headers"]
     assert ["Location", "/cb?code=7&access_token=(redacted)"] in login["response_headers"]
+    assert ["Content-Location", "/app#id_token=(redacted)&state=s"] in login["response_headers"]
     for text in (out, json_path.read_text()):
         assert ref_token not in text and LOC_TOKEN not in text
     pcap = pcap_path.read_bytes()
@@ -279,6 +282,7 @@ def test_url_header_query_values_through_curl_are_redacted_in_json_console_and_p
     filler = "*" * len(ref_token)
     assert f"Referer: http://h/page?access_token={filler}&x=1\r\n".encode() in pcap
     assert f"Location: /cb?code=7&access_token={'*' * len(LOC_TOKEN)}\r\n".encode() in pcap
+    assert f"Content-Location: /app#id_token={'*' * len(LOC_TOKEN)}&state=s\r\n".encode() in pcap
     command = _hint(out, "pcap closed")
     assert rows(_run_hint(command, "-Y", "http.location", "-T", "fields", "-e",
                           "http.location")) == [f"/cb?code=7&access_token={'*' * len(LOC_TOKEN)}"]
