@@ -15,6 +15,7 @@ from playground.decode.redaction import (
     mask_preview,
     query_secrets,
     redact_headers,
+    redact_message,
     redact_query,
     redact_target,
     secret_values,
@@ -126,6 +127,23 @@ def test_redact_query_gives_the_values_for_previews_sent_and_decoded():
     assert shown == b"/get?token=(redacted)&sig=(redacted)&password=(redacted)"
     assert values == [b"a%2Bb%20c", b"a+b c", b"p+w+d1", b"p w d1"]  # "ab": too short alone
     assert redact_query(b"/get?page=2") == (b"/get?page=2", [])
+
+
+def test_redact_message_is_the_target_s_and_the_headers_redaction_in_one_walk():
+    """What the chain's HTTP records show: the target as ``redact_target`` shows it (from the
+    ranges the decoder found), the headers as ``redact_headers`` does, and every value hidden,
+    longest first, for the previews."""
+    target = b"/get?token=s3cr3t-tok&page=2"
+    req = ((b"Referer", b"http://h/?sig=s1g-value"), (b"Cookie", b"sid=1"), (b"Host", b"h"))
+    resp = ((b"Location", b"/cb#access_token=loc-tok"),)
+    shown, headers, secrets = redact_message(target, query_secrets(target), req, resp)
+    assert shown == redact_target(target)
+    assert headers == (redact_headers(req), redact_headers(resp))
+    assert secrets == sorted(set(secret_values(req, resp) + redact_query(target)[1]),
+                             key=len, reverse=True)
+    plain = ((b"Host", b"h"),)
+    assert redact_message(None, (), plain) == (None, (plain,), [])
+    assert redact_message(None, (), plain)[1][0] is plain
 
 
 def _query_secrets_by_parameter(target: bytes) -> list[tuple[int, int]]:
