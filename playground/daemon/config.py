@@ -37,7 +37,7 @@ import attrs
 from twisted.python import usage
 
 from playground.common.addresses import server_string, target_is_listen
-from playground.common.options import stats_interval
+from playground.common.options import option_text, stats_interval
 
 KINDS = ("proxy", "echo", "chat", "http", "resp")  # the subcommands a table may name
 GLOBAL_KEYS = ("stats-interval", "metrics")
@@ -207,9 +207,7 @@ def _argument(name: str, takes_value: bool, value) -> list[str]:
         return [f"--{name}"] if value else []
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"expected a string or a number, got {_type_name(value)}")
-    if isinstance(value, float):
-        value = repr(value)
-    return [f"--{name}={value}"]
+    return [f"--{name}={option_text(value)}"]
 
 
 def _a(word: str) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import re
 import sys
 import traceback
@@ -25,6 +24,7 @@ from twisted.python import usage
 
 from playground.common.addresses import client_target
 from playground.common.addresstext import format_address
+from playground.common.options import non_negative_float, positive_int
 from playground.replay import compare as C
 from playground.replay.capture import read_capture
 from playground.replay.reassembly import C2S, CaptureError, Tracker
@@ -57,9 +57,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--speed", default="1x",
                    help="1x keeps the recorded gaps, Nx divides them by N, max sends at once "
                         "[default: 1x]")
-    p.add_argument("--concurrency", type=int, default=1, metavar="N",
+    p.add_argument("--concurrency", default=1, metavar="N",
                    help="connections replayed at once [default: 1]")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+    p.add_argument("--timeout", default=10.0, metavar="SECONDS",
                    help="wait this long for a connection or a reply [default: 10]")
     p.add_argument("--ignore", action="append", default=[], metavar="RULES",
                    help="volatile values, comma-separated: a Redis command glob (TIME, INFO, "
@@ -73,9 +73,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--host", help="rewrite the Host header of every HTTP request")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (differences, per-connection counts, totals)")
-    p.add_argument("--max-connections", type=int, default=10_000, metavar="N",
+    p.add_argument("--max-connections", default=10_000, metavar="N",
                    help="refuse a capture with more TCP connections [default: 10000]")
-    p.add_argument("--max-bytes", type=int, default=512 * 1024 * 1024, metavar="N",
+    p.add_argument("--max-bytes", default=512 * 1024 * 1024, metavar="N",
                    help="refuse a capture holding more TCP payload [default: 536870912]")
     return p
 
@@ -83,11 +83,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 # -- the command-line values -------------------------------------------------------------------
 
 def parse_speed(text: str) -> float | None:
-    """``1x``, ``2.5x``, ``max`` (None); ValueError otherwise."""
-    text = text.strip().lower()
+    """``1x``, ``2.5x``, ``max`` (None), in ASCII digits; ValueError otherwise."""
+    text = text.lower()
     if text == "max":
         return None
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)x?", text)
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)x?", text)
     if not m or float(m.group(1)) <= 0:
         raise ValueError(f"--speed: {text!r} is not 1x, Nx (N > 0) or max")
     return float(m.group(1))
@@ -290,11 +290,12 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
         selection = Selection.parse(args.select)
         rules = _ignore_rules(args.ignore)
         headers = tuple(parse_header(h) for h in args.header)
-        if args.concurrency < 1:
-            raise ValueError(f"--concurrency: {args.concurrency} is not 1 or more")
-        if not (0 < args.timeout < math.inf):  # nan too
-            raise ValueError(f"--timeout: {args.timeout:g} is not a finite number of seconds "
-                             f"more than 0")
+        concurrency = positive_int("--concurrency", args.concurrency)
+        timeout = non_negative_float("--timeout", args.timeout)
+        if timeout == 0:
+            raise ValueError(f"--timeout: must be more than 0 seconds, got {args.timeout!r}")
+        limits = Tracker(positive_int("--max-connections", args.max_connections),
+                         positive_int("--max-bytes", args.max_bytes))
     except (usage.UsageError, ValueError) as e:
         parser.error(str(e))
     secrets = C.Secrets(args.auth.encode() if args.auth is not None else None, headers,
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
     # collections leave them out too.
     gc.disable()
     try:
-        capture = read_capture(args.capture, Tracker(args.max_connections, args.max_bytes))
+        capture = read_capture(args.capture, limits)
         items, missing = prepare(capture.connections, selection, secrets)
     except CaptureError as e:
         print(f"{prog}: {e}", file=sys.stderr)
@@ -327,8 +328,8 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
             print(f"replaying {len(runnable)} connection(s) of {args.capture} to {target}",
                   file=sys.stderr)
         try:
-            task.react(_run, (runnable, target, speed, args.pipelined, args.timeout,
-                              args.concurrency, rules, sys.stderr.isatty() and not args.json))
+            task.react(_run, (runnable, target, speed, args.pipelined, timeout, concurrency,
+                              rules, sys.stderr.isatty() and not args.json))
         except SystemExit as e:
             if e.code not in (0, None):  # a defect, not bad input: react logged nothing visible
                 print(f"{prog}: the replay stopped on an internal error", file=sys.stderr)

@@ -49,9 +49,11 @@ def test_a_server_states_only_its_own_and_gets_the_shared_ones():
     assert o["metrics"] == "tcp:7300:interface=127.0.0.1:backlog=1024"
     with pytest.raises(usage.UsageError, match="^--max-things: expected a whole number"):
         Tiny().parseOptions(["--max-things", "many"])
-    for seconds in ("inf", "1e400", "-inf"):  # a time: finite, >= 0
-        with pytest.raises(usage.UsageError, match="^--idle-timeout: must be"):
+    for seconds in ("inf", "1e400", "-inf", "nan"):  # a time: digits, finite, >= 0
+        with pytest.raises(usage.UsageError, match="^--idle-timeout: expected a number of sec"):
             Tiny().parseOptions(["--idle-timeout", seconds])
+    with pytest.raises(usage.UsageError, match="^--idle-timeout: must be >= 0, got '-1.5'$"):
+        Tiny().parseOptions(["--idle-timeout", "-1.5"])
     with pytest.raises(usage.UsageError, match="^--metrics: needs an address of its own"):
         Tiny().parseOptions(["--metrics", "7100"])
     help_text = Tiny().getUsage()
@@ -106,3 +108,58 @@ def test_a_bad_byte_size_names_the_forms_it_takes(argv, error):
     good = chat.Options()
     good.parseOptions(["--max-sendq", "64k"])
     assert good["max-sendq"] == 64 * 1024
+
+
+NOT_NUMBERS = [" 5", "5 ", "+5", "1_0", "\u0663", "\uff15", "5\n", "0x5", ""]  # int() reads most
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("text", NOT_NUMBERS)
+@pytest.mark.parametrize("flag, expected", [
+    ("--max-connections", "expected a whole number (digits 0-9 only)"),
+    ("--max-connections-per-peer", "expected a whole number (digits 0-9 only)"),
+    ("--idle-timeout", "expected a number of seconds"),
+    ("--stats-interval", "expected a number of seconds"),
+])
+def test_a_number_is_ascii_digits_only(flag, expected, text):
+    with pytest.raises(usage.UsageError) as e:
+        Tiny().parseOptions([f"{flag}={text}"])
+    assert str(e.value) == f"{flag}: {expected}" + str(e.value).partition(expected)[2]
+    assert str(e.value).endswith(f"got {text!r}")
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("argv, error", [
+    (["--max-sendq", " 64k"], "--max-sendq: expected a byte count"),
+    (["--max-sendq", "+1m"], "--max-sendq: expected a byte count"),
+    (["--max-sendq", "1_0k"], "--max-sendq: expected a byte count"),
+    (["--max-line", "+512"], "--max-line: expected a whole number"),
+    (["--flood-rate", "1e3"], "--flood-rate: expected a number"),
+    (["--flood-rate", "2_0"], "--flood-rate: expected a number"),
+])
+def test_every_numeric_option_reads_digits_only(argv, error):
+    with pytest.raises(usage.UsageError) as e:
+        chat.Options().parseOptions(argv)
+    assert str(e.value).startswith(error)
+
+
+@pytest.mark.pure
+def test_numbers_in_range_and_seconds_with_a_point():
+    o = Tiny()
+    o.parseOptions(["--idle-timeout", ".5", "--max-connections", "007", "--stats-interval",
+                    "2."])
+    assert (o["idle-timeout"], o["max-connections"], o["stats-interval"]) == (0.5, 7, 2.0)
+    # many digits are not read as a number of 4,300 digits (int()'s limit, after its work)
+    for argv, error in [(["--max-connections", "9" * 5000], "--max-connections: must be at most "
+                         "999999999999999999, got '9999999999"),
+                        (["--max-connections", "0" * 30 + "5"], None),
+                        (["--idle-timeout", "1" + "0" * 12], "--idle-timeout: must be at most "
+                         "1000000000 seconds")]:
+        o = Tiny()
+        if error is None:
+            o.parseOptions(argv)
+            assert o["max-connections"] == 5
+            continue
+        with pytest.raises(usage.UsageError) as e:
+            o.parseOptions(argv)
+        assert str(e.value).startswith(error)
