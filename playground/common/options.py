@@ -20,6 +20,7 @@ _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")  # ASCII digits, a decima
 _BYTE_SIZE = re.compile(r"([0-9]+)(k|m|g|kb|mb|gb)?", re.IGNORECASE)
 _SCALES = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 MAX_SECONDS = 10**9  # some 31 years: a longer time is a typo
+MAX_BYTES = 64 * 1024**3  # a size or memory bound (64g): a larger one bounds nothing on a real host
 
 
 def option_text(value) -> str:
@@ -36,10 +37,11 @@ def _given(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def whole_number(flag: str, value, minimum: int = 0, maximum: int | None = None) -> int:
+def whole_number(flag: str, value, minimum: int = 0, maximum: int | None = None,
+                 unit: str = "") -> int:
     """An option's whole number: ASCII digits only (``int()`` also reads ``' 5'``, ``'+5'``,
-    ``'1_0'`` and other scripts' digits), ``minimum`` to ``maximum``; else a ``UsageError``
-    naming ``flag``."""
+    ``'1_0'`` and other scripts' digits), ``minimum`` to ``maximum`` (``unit`` follows it in the
+    message); else a ``UsageError`` naming ``flag``."""
     text = option_text(value)
     if not digits_only(text):
         if text[:1] == "-" and digits_only(text[1:]):
@@ -51,7 +53,7 @@ def whole_number(flag: str, value, minimum: int = 0, maximum: int | None = None)
         raise usage.UsageError(f"{flag}: {_at_least(minimum)}, got {_given(value)}")
     limit = 10**_MAX_DIGITS - 1 if maximum is None else maximum
     if number is None or number > limit:
-        raise usage.UsageError(f"{flag}: must be at most {limit}, got {_given(value)}")
+        raise usage.UsageError(f"{flag}: must be at most {limit}{unit}, got {_given(value)}")
     return number
 
 
@@ -65,6 +67,12 @@ def non_negative_int(flag: str, value) -> int:
 
 def positive_int(flag: str, value) -> int:
     return whole_number(flag, value, minimum=1)
+
+
+def byte_count(flag: str, value, minimum: int = 0) -> int:
+    """A number of bytes without a suffix (``--max-value``, ``--max-body``): ``minimum`` to
+    ``MAX_BYTES``."""
+    return whole_number(flag, value, minimum, MAX_BYTES, f" bytes ({MAX_BYTES >> 30} GiB)")
 
 
 def non_negative_float(flag: str, value) -> float:
@@ -108,22 +116,27 @@ def stats_interval(flag: str, value) -> float:
     return number
 
 
-def byte_size(flag: str, value) -> int:
+def byte_size(flag: str, value, minimum: int = 1) -> int:
     """A byte count: ASCII digits with an optional k/m/g (or kb/mb/gb) suffix, powers of 1024,
-    as Redis accepts."""
+    as Redis accepts; ``minimum`` (1: more than 0) to ``MAX_BYTES``."""
     text = option_text(value)
     match = _BYTE_SIZE.fullmatch(text)
+    low = "must be > 0" if minimum == 1 else _at_least(minimum)
     if match is None:
         if text[:1] == "-" and _BYTE_SIZE.fullmatch(text[1:]):
-            raise usage.UsageError(f"{flag}: must be > 0, got {_given(value)}")
+            raise usage.UsageError(f"{flag}: {low}, got {_given(value)}")
         # the flag's own forms, not only "a whole number" (its default is 1m)
         raise usage.UsageError(f"{flag}: expected a byte count, a whole number with an optional "
                                f"k/m/g suffix (64k, 1m, 2g), got {_given(value)}")
     digits, suffix = match.groups()
-    scale = _SCALES[(suffix or "")[:1].lower()]
-    number = whole_number(flag, digits) * scale
-    if number <= 0:
-        raise usage.UsageError(f"{flag}: must be > 0, got {_given(value)}")
+    number = decimal(digits.lstrip("0") or "0", _MAX_DIGITS)  # None: past any maximum
+    if number is not None:
+        number *= _SCALES[(suffix or "")[:1].lower()]
+        if number < minimum:
+            raise usage.UsageError(f"{flag}: {low}, got {_given(value)}")
+    if number is None or number > MAX_BYTES:
+        raise usage.UsageError(f"{flag}: must be at most {MAX_BYTES // 1024**3}g, "
+                               f"got {_given(value)}")
     return number
 
 

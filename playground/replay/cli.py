@@ -24,7 +24,7 @@ from twisted.python import usage
 
 from playground.common.addresses import client_target
 from playground.common.addresstext import format_address
-from playground.common.options import non_negative_float, positive_int
+from playground.common.options import byte_count, non_negative_float, positive_int
 from playground.replay import compare as C
 from playground.replay.capture import read_capture
 from playground.replay.reassembly import C2S, CaptureError, Tracker
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
         if timeout == 0:
             raise ValueError(f"--timeout: must be more than 0 seconds, got {args.timeout!r}")
         limits = Tracker(positive_int("--max-connections", args.max_connections),
-                         positive_int("--max-bytes", args.max_bytes))
+                         byte_count("--max-bytes", args.max_bytes, minimum=1))
     except (usage.UsageError, ValueError) as e:
         parser.error(str(e))
     secrets = C.Secrets(args.auth.encode() if args.auth is not None else None, headers,

@@ -163,3 +163,26 @@ def test_numbers_in_range_and_seconds_with_a_point():
         with pytest.raises(usage.UsageError) as e:
             o.parseOptions(argv)
         assert str(e.value).startswith(error)
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("options, flag, largest, too_large, error", [
+    (proxy, "--web-memory", "65536", "65537", "must be at most 65536 MiB (64 GiB)"),
+    (proxy, "--max-value", str(64 << 30), str((64 << 30) + 1),
+     "must be at most 68719476736 bytes (64 GiB)"),
+    (proxy, "--max-frame", str(64 << 30), "9" * 19, "must be at most 68719476736 bytes"),
+    (chat, "--max-sendq", "64g", "65g", "must be at most 64g"),
+    (chat, "--send-budget", "65536m", "65537m", "must be at most 64g"),
+    (resp, "--max-bulk", "64gb", str((64 << 30) + 1), "must be at most 64g"),
+    (http, "--max-body", str(64 << 30), str((64 << 30) + 1), "must be at most 68719476736"),
+    (http, "--max-header-bytes", str(64 << 30), str((64 << 30) + 1), "must be at most"),
+])
+def test_every_size_has_a_maximum(options, flag, largest, too_large, error):
+    """A size bounds memory: one past any real host's (10**17 MiB of web view) bounds nothing."""
+    extra = ["--target", "6379"] if options is proxy else []
+    o = options.Options()
+    o.parseOptions([*extra, flag, largest])
+    with pytest.raises(usage.UsageError) as e:
+        options.Options().parseOptions([*extra, flag, too_large])
+    assert str(e.value) == f"{flag}: {error}" + str(e.value).partition(error)[2]
+    assert str(e.value).endswith(f", got {too_large!r}")

@@ -43,6 +43,8 @@ def _capture(path, *pairs):
     (["x.pcap", "-t", "6379", "--max-connections", "1_0"],
      "--max-connections: expected a whole number"),
     (["x.pcap", "-t", "6379", "--max-bytes", "\u0663"], "--max-bytes: expected a whole number"),
+    (["x.pcap", "-t", "6379", "--max-bytes", str((64 << 30) + 1)],
+     "--max-bytes: must be at most 68719476736 bytes (64 GiB)"),
     (["x.pcap", "-t", "6379", "--timeout", "1_0"], "--timeout: expected a number of seconds"),
     (["x.pcap", "-t", "6379", "--timeout", " 5"], "--timeout: expected a number of seconds"),
     (["x.pcap", "-t", "6379", "--speed", "\u0663x"], "--speed: '\u0663x' is not 1x, Nx"),
