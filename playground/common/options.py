@@ -1,8 +1,11 @@
-"""Command-line option pieces shared by every subcommand (listen address, limits, timeouts)."""
+"""Command-line option pieces shared by every command: the twistd subcommands' ``usage.Options``
+(listen address, limits, timeouts, numbers read as ASCII digits) and the argparse tools'
+(``ArgumentParser``, ``argument_type``); a mistyped name gets the closest one (``did_you_mean``)."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import os
 import re
@@ -138,6 +141,36 @@ def byte_size(flag: str, value, minimum: int = 1) -> int:
         raise usage.UsageError(f"{flag}: must be at most {MAX_BYTES // 1024**3}g, "
                                f"got {_given(value)}")
     return number
+
+
+def did_you_mean(word: str, known, quote: bool = False) -> str:
+    """`` (did you mean --target?)`` for a mistyped ``word``: the closest of ``known``, if one is
+    close (difflib's ratio 0.6 or more; ``quote``: its repr), else ``""``."""
+    close = difflib.get_close_matches(word, list(known), n=1)
+    if not close:
+        return ""
+    return f" (did you mean {close[0]!r}?)" if quote else f" (did you mean {close[0]}?)"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser as tcpplay's tools use it (``tcpplay-replay``, ``tcpplay-pool``,
+    ``check-config``, ``tcpplay-chat``): an option it does not know is a usage error naming the
+    closest one, as the twistd subcommands' is (``option --targte not recognized (did you mean
+    --target?)``). argparse's own said ``unrecognized arguments`` and named none, or, when the
+    typo stood for a required option, only asked for that one."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        known = [o for action in self._actions for o in action.option_strings
+                 if o.startswith("--")]
+        for word in args:
+            if word == "--":  # what follows is positional
+                break
+            name = word.partition("=")[0]
+            if name.startswith("--") and not any(
+                    o == name or (self.allow_abbrev and o.startswith(name)) for o in known):
+                self.error(f"option {name} not recognized{did_you_mean(name, known)}")
+        return super().parse_known_args(args, namespace)
 
 
 def version() -> str:

@@ -24,7 +24,7 @@ from twisted.python import usage
 
 from playground.common.addresses import client_target
 from playground.common.addresstext import format_address
-from playground.common.options import byte_count, non_negative_float, positive_int
+from playground.common.options import ArgumentParser, byte_count, non_negative_float, positive_int
 from playground.replay import compare as C
 from playground.replay.capture import read_capture
 from playground.replay.reassembly import C2S, CaptureError, Tracker
@@ -39,7 +39,7 @@ EXAMPLES = """examples:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=prog, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Replay the Redis and HTTP connections of a capture (pcap, pcapng or "
                     "tcpplay's JSON lines) against a server and compare its replies with the "

@@ -6,6 +6,7 @@ import pytest
 from twisted.python import usage
 
 from playground.common.options import (
+    ArgumentParser,
     ServerOptions,
     limit_arguments,
     non_negative_int,
@@ -186,3 +187,49 @@ def test_every_size_has_a_maximum(options, flag, largest, too_large, error):
         options.Options().parseOptions([*extra, flag, too_large])
     assert str(e.value) == f"{flag}: {error}" + str(e.value).partition(error)[2]
     assert str(e.value).endswith(f", got {too_large!r}")
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("command, argv, error", [
+    # argparse said "unrecognized arguments: --selct 1", or, when the typo stood for a required
+    # option, only "the following arguments are required: --target/-t"
+    ("replay", ["x.pcap", "--targte", "6379"],
+     "option --targte not recognized (did you mean --target?)"),
+    ("replay", ["x.pcap", "-t", "6379", "--selct", "1"],
+     "option --selct not recognized (did you mean --select?)"),
+    ("replay", ["x.pcap", "-t", "6379", "--speed=2x", "--jsn"],
+     "option --jsn not recognized (did you mean --json?)"),
+    ("replay", ["x.pcap", "-t", "6379", "--zzz"], "option --zzz not recognized"),
+    ("check-config", ["x.toml", "--sett", "a=1"],
+     "option --sett not recognized (did you mean --set?)"),
+    ("pool", ["--target", "6379", "--requets", "5"],
+     "option --requets not recognized (did you mean --requests?)"),
+    ("chat-client", ["7000", "--nik", "bob"], "option --nik not recognized (did you mean --nick?)"),
+])
+def test_every_tools_typo_gets_the_closest_option(command, argv, error, capsys):
+    """The argparse tools answer a mistyped option as the twistd subcommands do."""
+    import importlib
+
+    from playground.__main__ import COMMANDS
+
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(COMMANDS[command][0]).main(argv, prog=command)
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"{command}: error: {error}"
+
+
+@pytest.mark.pure
+def test_a_mistyped_command_gets_the_closest(capsys):
+    from playground.__main__ import main
+
+    assert main(["replai", "x.pcap"]) == 2
+    assert capsys.readouterr().err.splitlines()[0].endswith(
+        ": unknown command 'replai' (did you mean 'replay'?)")
+    assert main(["zzz"]) == 2
+    assert capsys.readouterr().err.splitlines()[0].endswith(": unknown command 'zzz'")
+    # an abbreviation argparse takes is no typo; "--" ends the options
+    parser = ArgumentParser(prog="t")
+    parser.add_argument("--target")
+    parser.add_argument("rest", nargs="*")
+    args = parser.parse_args(["--targ", "6379", "--", "--targte"])
+    assert (args.target, args.rest) == ("6379", ["--targte"])

@@ -31,7 +31,12 @@ from twisted.internet import defer, task
 from twisted.python import usage
 
 from playground.common.addresses import client_endpoint, client_target
-from playground.common.options import argument_type, non_negative_float, positive_int
+from playground.common.options import (
+    ArgumentParser,
+    argument_type,
+    non_negative_float,
+    positive_int,
+)
 from playground.examples.pool.httpload import HttpClients
 from playground.examples.pool.pool import ConnectionPool, Unpooled
 
@@ -188,7 +193,7 @@ _seconds = argument_type(non_negative_float)
 
 
 def build_parser(prog: str = "tcpplay-pool") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Send GET/SET requests to a Redis-protocol server through a connection "
         "pool (or a new connection per request with --no-pool) and print requests/s, latency "
