@@ -6,7 +6,8 @@ requests and recorded replies (``compare``), replays them (``run``), compares, a
 line per difference, a summary table, or with ``--json`` one JSON object. Exit status: 0 when
 every reply is the same (exactly, or once ``--ignore`` drops volatile values), 1 when something
 differs or a connection could not be compared, 2 for a capture that cannot be read, a bad flag,
-or a secret the capture masks that no ``--auth``/``--header`` supplies (never printed).
+a secret the capture masks that no ``--auth``/``--header`` supplies (never printed), or a target
+that cannot be reached (one line: the target and the reason).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import re
 import sys
 import traceback
+from collections import Counter
 
 import attrs
 from twisted.internet import task
@@ -44,7 +46,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         description="Replay the Redis and HTTP connections of a capture (pcap, pcapng or "
                     "tcpplay's JSON lines) against a server and compare its replies with the "
                     "recorded ones. Exit status 0: nothing differs; 1: something differs; "
-                    "2: a bad capture or flag.")
+                    "2: a bad capture or flag, or a target that cannot be reached.")
     p.add_argument("capture", metavar="CAPTURE", help="pcap, pcapng or tcpplay --json file")
     p.add_argument("--target", "-t", required=True,
                    help="where to replay: PORT, HOST:PORT or a client endpoint string")
@@ -161,6 +163,7 @@ class Item:
     problem: str | None = None  # why it was not replayed, or why it cannot be compared
     outcomes: list = attrs.field(factory=list)
     error: str | None = None  # how the replay went wrong
+    unreachable: str | None = None  # why the target could not be reached
     replayed: bool = False
     seconds: float = 0.0  # from connecting to the end of the replay
 
@@ -334,6 +337,11 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
             if e.code not in (0, None):  # a defect, not bad input: react logged nothing visible
                 print(f"{prog}: the replay stopped on an internal error", file=sys.stderr)
                 return 2
+        reasons = Counter(i.unreachable for i in runnable)
+        if None not in reasons:  # no connection was made: nothing was compared
+            print(f"{prog}: cannot connect to {target}: {reasons.most_common(1)[0][0]}",
+                  file=sys.stderr)
+            return 2
     if args.json:
         print(json.dumps(json_report(items, args.capture, target), ensure_ascii=False))
     else:
@@ -370,6 +378,7 @@ async def _replay_all(reactor, runnable, target, speed, pipelined, timeout, conc
     for item, result in zip(runnable, results, strict=True):
         item.replayed = True
         item.error = result.error
+        item.unreachable = result.unreachable
         item.seconds = result.seconds
         item.outcomes = C.compare(item.decoded.exchanges, result.decoded.exchanges, rules)
 
