@@ -51,13 +51,19 @@ def whole_number(flag: str, value, minimum: int = 0, maximum: int | None = None,
             raise usage.UsageError(f"{flag}: {_at_least(minimum)}, got {_given(value)}")
         raise usage.UsageError(f"{flag}: expected a whole number (digits 0-9 only), "
                                f"got {_given(value)}")
-    number = decimal(text.lstrip("0") or "0", _MAX_DIGITS)  # None: past any maximum
+    number = _value(text)
     if number is not None and number < minimum:
         raise usage.UsageError(f"{flag}: {_at_least(minimum)}, got {_given(value)}")
     limit = 10**_MAX_DIGITS - 1 if maximum is None else maximum
     if number is None or number > limit:
         raise usage.UsageError(f"{flag}: must be at most {limit}{unit}, got {_given(value)}")
     return number
+
+
+def _value(digits: str) -> int | None:
+    """The value of ASCII ``digits``; None past ``_MAX_DIGITS`` significant ones (past any
+    maximum: int() would read 4,300 of them, after quadratic work)."""
+    return decimal(digits.lstrip("0") or "0", _MAX_DIGITS)
 
 
 def _at_least(minimum: int) -> str:
@@ -119,24 +125,23 @@ def stats_interval(flag: str, value) -> float:
     return number
 
 
-def byte_size(flag: str, value, minimum: int = 1) -> int:
+def byte_size(flag: str, value) -> int:
     """A byte count: ASCII digits with an optional k/m/g (or kb/mb/gb) suffix, powers of 1024,
-    as Redis accepts; ``minimum`` (1: more than 0) to ``MAX_BYTES``."""
+    as Redis accepts; more than 0, at most ``MAX_BYTES``."""
     text = option_text(value)
     match = _BYTE_SIZE.fullmatch(text)
-    low = "must be > 0" if minimum == 1 else _at_least(minimum)
     if match is None:
         if text[:1] == "-" and _BYTE_SIZE.fullmatch(text[1:]):
-            raise usage.UsageError(f"{flag}: {low}, got {_given(value)}")
+            raise usage.UsageError(f"{flag}: must be > 0, got {_given(value)}")
         # the flag's own forms, not only "a whole number" (its default is 1m)
         raise usage.UsageError(f"{flag}: expected a byte count, a whole number with an optional "
                                f"k/m/g suffix (64k, 1m, 2g), got {_given(value)}")
     digits, suffix = match.groups()
-    number = decimal(digits.lstrip("0") or "0", _MAX_DIGITS)  # None: past any maximum
+    number = _value(digits)
     if number is not None:
         number *= _SCALES[(suffix or "")[:1].lower()]
-        if number < minimum:
-            raise usage.UsageError(f"{flag}: {low}, got {_given(value)}")
+        if number == 0:
+            raise usage.UsageError(f"{flag}: must be > 0, got {_given(value)}")
     if number is None or number > MAX_BYTES:
         raise usage.UsageError(f"{flag}: must be at most {MAX_BYTES // 1024**3}g, "
                                f"got {_given(value)}")
