@@ -112,6 +112,7 @@ class Session:
 
     def not_started(self, why: str) -> defer.Deferred:
         """End the session unstarted: the target could not be reached (``why``)."""
+        self._started = self.reactor.seconds()  # no time taken
         self._unreachable = why
         self._finish(f"not replayed: {why}")
         return self.done

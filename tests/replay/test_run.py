@@ -189,6 +189,7 @@ def test_a_target_refusing_the_first_connection_ends_the_replay_at_once():
                                           "not replayed: Connection refused",
                                           "not replayed: Connection refused"]
     assert [r.unreachable for r in results] == ["Connection refused"] * 3
+    assert [r.seconds for r in results] == [0.0] * 3
 
 
 def test_a_refusal_after_a_connection_ends_only_its_own_session():
