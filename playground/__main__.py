@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"{_prog()}: unknown command {name!r}\n\n{usage_text()}", file=sys.stderr)
+        from playground.common.options import did_you_mean
+
+        print(f"{_prog()}: unknown command {name!r}{did_you_mean(name, COMMANDS, quote=True)}"
+              f"\n\n{usage_text()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     return module.main(rest, prog=f"{_prog()} {name}")

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from playground.common import shutdown, twistedprivate
-from playground.common.options import CommandOptions, check_writable
+from playground.common.options import CommandOptions, check_writable, did_you_mean
 
 # (name, module, one-line description)
 SUBCOMMANDS = [
@@ -92,9 +92,8 @@ class Options(CommandOptions):
 
         getopt names the unknown option (``option --targte not recognized``) and twistd's
         parser the unknown subcommand (``Unknown command: prxy``); the closest known name, if
-        one is close (difflib's ratio 0.6 or more), is offered.
+        one is close (``did_you_mean``), is offered.
         """
-        import difflib
         import re
 
         match = re.fullmatch(r"option (--[^\s=]+) not recognized", error)
@@ -104,8 +103,7 @@ class Options(CommandOptions):
         else:
             match = re.fullmatch(r"Unknown command: (\S+)", error)
             known = [name for name, _, _ in SUBCOMMANDS] if match else []
-        close = difflib.get_close_matches(match.group(1), known, n=1) if match else []
-        return f" (did you mean {close[0]}?)" if close else ""
+        return did_you_mean(match.group(1), known) if match else ""
 
     def _log_where_it_can_go(self):
         """Keep twistd's text log off a stdout that a sink owns, and off ``LogFile`` for a

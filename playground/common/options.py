@@ -1,28 +1,115 @@
-"""Command-line option pieces shared by every subcommand (listen address, limits, timeouts)."""
+"""Command-line option pieces shared by every command: the twistd subcommands' ``usage.Options``
+(listen address, limits, timeouts, numbers read as ASCII digits) and the argparse tools'
+(``ArgumentParser``, ``argument_type``); a mistyped name gets the closest one (``did_you_mean``)."""
 
 from __future__ import annotations
 
+import argparse
+import difflib
+import math
 import os
+import re
 import stat
 import sys
+from decimal import Decimal
 
 from twisted.python import usage
 
 from playground.common.addresses import server_string
+from playground.common.digits import decimal, digits_only
+
+_MAX_DIGITS = 18  # digits of a whole number: up to 10**18 - 1, more than any count or size means
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")  # ASCII digits, a decimal point or not
+_BYTE_SIZE = re.compile(r"([0-9]+)(k|m|g|kb|mb|gb)?", re.IGNORECASE)
+_SCALES = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+MAX_SECONDS = 10**9  # some 31 years: a longer time is a typo
+MAX_BYTES = 64 * 1024**3  # a size or memory bound (64g): a larger one bounds nothing on a real host
+
+
+def option_text(value) -> str:
+    """An option's value as text: a config file's TOML number is written out in digits
+    (``1e-05`` as ``0.00001``; ``inf`` and ``nan`` stay as they are, to be refused)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return format(Decimal(repr(value)), "f")
+    return str(value)
+
+
+def _given(value) -> str:
+    """``value`` for an error message: its repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def whole_number(flag: str, value, minimum: int = 0, maximum: int | None = None,
+                 unit: str = "") -> int:
+    """An option's whole number: ASCII digits only (``int()`` also reads ``' 5'``, ``'+5'``,
+    ``'1_0'`` and other scripts' digits), ``minimum`` to ``maximum`` (``unit`` follows it in the
+    message); else a ``UsageError`` naming ``flag``."""
+    text = option_text(value)
+    if not digits_only(text):
+        if text[:1] == "-" and digits_only(text[1:]):
+            raise usage.UsageError(f"{flag}: {_at_least(minimum)}, got {_given(value)}")
+        raise usage.UsageError(f"{flag}: expected a whole number (digits 0-9 only), "
+                               f"got {_given(value)}")
+    number = _value(text)
+    if number is not None and number < minimum:
+        raise usage.UsageError(f"{flag}: {_at_least(minimum)}, got {_given(value)}")
+    limit = 10**_MAX_DIGITS - 1 if maximum is None else maximum
+    if number is None or number > limit:
+        raise usage.UsageError(f"{flag}: must be at most {limit}{unit}, got {_given(value)}")
+    return number
+
+
+def _value(digits: str) -> int | None:
+    """The value of ASCII ``digits``; None past ``_MAX_DIGITS`` significant ones (past any
+    maximum: int() would read 4,300 of them, after quadratic work)."""
+    return decimal(digits.lstrip("0") or "0", _MAX_DIGITS)
+
+
+def _at_least(minimum: int) -> str:
+    return "must be >= 0" if minimum == 0 else f"must be at least {minimum}"
+
+
+def non_negative_int(flag: str, value) -> int:
+    return whole_number(flag, value)
+
+
+def positive_int(flag: str, value) -> int:
+    return whole_number(flag, value, minimum=1)
+
+
+def byte_count(flag: str, value, minimum: int = 0) -> int:
+    """A number of bytes without a suffix (``--max-value``, ``--max-body``): ``minimum`` to
+    ``MAX_BYTES``."""
+    return whole_number(flag, value, minimum, MAX_BYTES, f" bytes ({MAX_BYTES >> 30} GiB)")
 
 
 def non_negative_float(flag: str, value) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise usage.UsageError(f"{flag}: expected a number of seconds, got {value!r}")
-    if number < 0 or number != number:
-        raise usage.UsageError(f"{flag}: must be >= 0, got {value!r}")
-    if number == float("inf"):  # a timer of inf seconds (the reactor's would never fire, or
-        # overflow its poll's timeout): 0 is how a time says none
-        raise usage.UsageError(f"{flag}: must be a finite number of seconds (0: none), "
-                               f"got {value!r}")
+    """A number of seconds: ASCII digits with a decimal point or not (``5``, ``0.25``), at most
+    ``MAX_SECONDS``; no sign, exponent, ``_``, white space, ``inf`` or ``nan``."""
+    text = option_text(value)
+    if _SECONDS.fullmatch(text) is None:
+        if text[:1] == "-" and _SECONDS.fullmatch(text[1:]):
+            raise usage.UsageError(f"{flag}: must be >= 0, got {_given(value)}")
+        raise usage.UsageError(f"{flag}: expected a number of seconds (digits 0-9, a decimal "
+                               f"point or not: 5, 0.25), got {_given(value)}")
+    number = float(text)
+    if number > MAX_SECONDS:
+        raise usage.UsageError(f"{flag}: must be at most {MAX_SECONDS} seconds, "
+                               f"got {_given(value)}")
     return number
+
+
+def argument_type(check):
+    """``check(flag, value)`` (``positive_int``, ``non_negative_float``, ...) as an argparse
+    ``type=``: argparse names the flag itself, so the message is the rest of check's."""
+    def read(text: str):
+        try:
+            return check("", text)
+        except usage.UsageError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(": ")) from None
+
+    return read
 
 
 MIN_STATS_INTERVAL = 0.1  # seconds: a shorter one would log a line per service every turn
@@ -34,44 +121,61 @@ def stats_interval(flag: str, value) -> float:
     number = non_negative_float(flag, value)
     if 0 < number < MIN_STATS_INTERVAL:
         raise usage.UsageError(f"{flag}: must be 0 (never) or at least {MIN_STATS_INTERVAL:g} "
-                               f"seconds, got {value!r}")
-    return number
-
-
-def non_negative_int(flag: str, value) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise usage.UsageError(f"{flag}: expected a whole number, got {value!r}")
-    if number < 0:
-        raise usage.UsageError(f"{flag}: must be >= 0, got {value!r}")
-    return number
-
-
-def positive_int(flag: str, value) -> int:
-    number = non_negative_int(flag, value)
-    if number < 1:
-        raise usage.UsageError(f"{flag}: must be at least 1, got {value!r}")
+                               f"seconds, got {_given(value)}")
     return number
 
 
 def byte_size(flag: str, value) -> int:
-    """A byte count with an optional k/m/g suffix (powers of 1024), as Redis accepts."""
-    text = str(value).strip().lower()
-    scale = 1
-    for suffix, mult in (("kb", 1024), ("mb", 1024**2), ("gb", 1024**3),
-                         ("k", 1024), ("m", 1024**2), ("g", 1024**3)):
-        if text.endswith(suffix):
-            text, scale = text[: -len(suffix)], mult
-            break
-    try:
-        number = int(text) * scale
-    except ValueError:  # the flag's own forms, not only "a whole number" (its default is 1m)
+    """A byte count: ASCII digits with an optional k/m/g (or kb/mb/gb) suffix, powers of 1024,
+    as Redis accepts; more than 0, at most ``MAX_BYTES``."""
+    text = option_text(value)
+    match = _BYTE_SIZE.fullmatch(text)
+    if match is None:
+        if text[:1] == "-" and _BYTE_SIZE.fullmatch(text[1:]):
+            raise usage.UsageError(f"{flag}: must be > 0, got {_given(value)}")
+        # the flag's own forms, not only "a whole number" (its default is 1m)
         raise usage.UsageError(f"{flag}: expected a byte count, a whole number with an optional "
-                               f"k/m/g suffix (64k, 1m, 2g), got {value!r}")
-    if number <= 0:
-        raise usage.UsageError(f"{flag}: must be > 0, got {value!r}")
+                               f"k/m/g suffix (64k, 1m, 2g), got {_given(value)}")
+    digits, suffix = match.groups()
+    number = _value(digits)
+    if number is not None:
+        number *= _SCALES[(suffix or "")[:1].lower()]
+        if number == 0:
+            raise usage.UsageError(f"{flag}: must be > 0, got {_given(value)}")
+    if number is None or number > MAX_BYTES:
+        raise usage.UsageError(f"{flag}: must be at most {MAX_BYTES // 1024**3}g, "
+                               f"got {_given(value)}")
     return number
+
+
+def did_you_mean(word: str, known, quote: bool = False) -> str:
+    """`` (did you mean --target?)`` for a mistyped ``word``: the closest of ``known``, if one is
+    close (difflib's ratio 0.6 or more; ``quote``: its repr), else ``""``."""
+    close = difflib.get_close_matches(word, list(known), n=1)
+    if not close:
+        return ""
+    return f" (did you mean {close[0]!r}?)" if quote else f" (did you mean {close[0]}?)"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser as tcpplay's tools use it (``tcpplay-replay``, ``tcpplay-pool``,
+    ``check-config``, ``tcpplay-chat``): an option it does not know is a usage error naming the
+    closest one, as the twistd subcommands' is (``option --targte not recognized (did you mean
+    --target?)``). argparse's own said ``unrecognized arguments`` and named none, or, when the
+    typo stood for a required option, only asked for that one."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        known = [o for action in self._actions for o in action.option_strings
+                 if o.startswith("--")]
+        for word in args:
+            if word == "--":  # what follows is positional
+                break
+            name = word.partition("=")[0]
+            if name.startswith("--") and not any(
+                    o == name or (self.allow_abbrev and o.startswith(name)) for o in known):
+                self.error(f"option {name} not recognized{did_you_mean(name, known)}")
+        return super().parse_known_args(args, namespace)
 
 
 def version() -> str:

@@ -26,7 +26,6 @@ Pure: no I/O besides reading the file in ``load``; nothing is started here.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import re
@@ -37,7 +36,7 @@ import attrs
 from twisted.python import usage
 
 from playground.common.addresses import server_string, target_is_listen
-from playground.common.options import stats_interval
+from playground.common.options import ArgumentParser, did_you_mean, option_text, stats_interval
 
 KINDS = ("proxy", "echo", "chat", "http", "resp")  # the subcommands a table may name
 GLOBAL_KEYS = ("stats-interval", "metrics")
@@ -207,9 +206,7 @@ def _argument(name: str, takes_value: bool, value) -> list[str]:
         return [f"--{name}"] if value else []
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"expected a string or a number, got {_type_name(value)}")
-    if isinstance(value, float):
-        value = repr(value)
-    return [f"--{name}={value}"]
+    return [f"--{name}={option_text(value)}"]
 
 
 def _a(word: str) -> str:
@@ -217,8 +214,7 @@ def _a(word: str) -> str:
 
 
 def _suggest(name: str, choices) -> str:
-    close = difflib.get_close_matches(name.replace("_", "-"), list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return did_you_mean(name.replace("_", "-"), choices, quote=True)
 
 
 def _readable(message: str, names) -> str:
@@ -478,9 +474,7 @@ def main(argv=None, prog: str = "python -m playground check-config") -> int:
     """``python -m playground check-config FILE [--set K=V ...]``: check a file, list its services.
     The flags go anywhere (``--set K=V FILE`` too); a bad command line is argparse's usage
     error, status 2."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog, description="Check a serve config file (the services it would start, with "
         "their options), start nothing. Status 0: valid; 1: an error, named by file, line and "
         "key.")

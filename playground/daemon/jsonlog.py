@@ -28,6 +28,9 @@ import signal
 import sys
 
 from twisted.logger import FileLogObserver, formatEvent
+from twisted.python import usage
+
+from playground.common.options import byte_count, whole_number
 
 # Legacy (twisted.python.log) keys that are not the event's own fields.
 _SKIP = frozenset({"message", "format", "isError", "system", "time", "why", "failure",
@@ -98,11 +101,17 @@ def twistd_destination(argv: list[str]) -> tuple[str | None, bool]:
     return logfile, nodaemon
 
 
-def _int_env(name: str, default: int | None) -> int | None:
+def _int_env(name: str, default: int | None, check=whole_number) -> int | None:
+    """A number from the environment, read as an option's (``check``: ASCII digits only); a
+    bad one ends start-up with one line naming the variable (it was int()'s traceback)."""
     value = os.environ.get(name)
     if value is None or not value.strip():
         return default
-    return int(value)
+    try:
+        return check(name, value)
+    except usage.UsageError as e:
+        sys.stderr.write(f"twistd: {e}\n")
+        raise SystemExit(1)
 
 
 def open_destination(path: str | None, nodaemon: bool):
@@ -111,7 +120,7 @@ def open_destination(path: str | None, nodaemon: bool):
         return sys.stdout
     from twisted.python.logfile import LogFile
 
-    rotate = _int_env("TCPPLAY_LOG_ROTATE_BYTES", 1000000)
+    rotate = _int_env("TCPPLAY_LOG_ROTATE_BYTES", 1000000, byte_count)
     keep = _int_env("TCPPLAY_LOG_KEEP", None)
     log_file = LogFile.fromFullPath(path or "twistd.log", rotateLength=rotate or None,
                                     maxRotatedFiles=keep)

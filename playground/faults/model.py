@@ -21,6 +21,7 @@ from types import MappingProxyType
 
 import attrs
 
+from playground.common.digits import decimal
 from playground.common.globs import compile_glob
 
 UPSTREAM = "upstream"
@@ -281,10 +282,10 @@ def _pairs(type_: str, text: str, attributes: dict) -> dict:
         if key == "name":
             fields["name"] = value.strip()
         elif key == "toxicity":
-            try:
-                fields["toxicity"] = float(value)
-            except ValueError:
+            number = _QUANTITY.match(value)  # ASCII digits: float() also read '+.5', '0_5'
+            if number is None or number.group(2):
                 raise FaultError(f"toxicity: expected a number from 0 to 1, got {value!r}")
+            fields["toxicity"] = float(number.group(1))
         else:
             attributes[key] = value.strip()
     return fields
@@ -337,10 +338,11 @@ def _parse_protocol_fault(type_: str, rest: str) -> Toxic:
 
 
 def _whole(type_: str, key: str, text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise FaultError(f"{type_}.{key}: expected a whole number, got {text!r}")
+    number = decimal(text.strip(), 16)  # ASCII digits: int() also read '+3', '1_0' and '٣'
+    if number is None:
+        raise FaultError(f"{type_}.{key}: expected a whole number (digits 0-9 only), "
+                         f"got {text!r}")
+    return number
 
 
 def _status(text: str) -> int:

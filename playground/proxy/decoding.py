@@ -15,7 +15,7 @@ import os
 
 from twisted.python import usage
 
-from playground.common.options import check_writable, non_negative_int
+from playground.common.options import byte_count, check_writable
 from playground.decode.bytetee import ByteTee
 from playground.decode.chain import MIB, Chain, HttpFilter
 from playground.web import options as web
@@ -96,8 +96,8 @@ def shows_lifecycle(opts) -> bool:
     return lifecycle == "show"
 
 
-def _int_option(opts, flag: str) -> int:
-    return non_negative_int(f"--{flag}", opts[flag])
+def _byte_option(opts, flag: str) -> int:
+    return byte_count(f"--{flag}", opts[flag])
 
 
 def _commands(value) -> frozenset | None:
@@ -125,8 +125,8 @@ def check_options(opts) -> None:
         if slow not in SLOW_SINK_CHOICES:
             raise usage.UsageError(f"--slow-sink: choose block or drop; got {opts['slow-sink']!r}")
         opts["slow-sink"] = slow
-    opts["max-value"] = _int_option(opts, "max-value")
-    opts["max-frame"] = _int_option(opts, "max-frame")
+    opts["max-value"] = _byte_option(opts, "max-value")
+    opts["max-frame"] = _byte_option(opts, "max-frame")
     if opts["max-frame"] < 1024:
         raise usage.UsageError("--max-frame: must be at least 1024 bytes")
     if decode == "none" and opts["json"]:

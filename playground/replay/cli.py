@@ -6,7 +6,8 @@ requests and recorded replies (``compare``), replays them (``run``), compares, a
 line per difference, a summary table, or with ``--json`` one JSON object. Exit status: 0 when
 every reply is the same (exactly, or once ``--ignore`` drops volatile values), 1 when something
 differs or a connection could not be compared, 2 for a capture that cannot be read, a bad flag,
-or a secret the capture masks that no ``--auth``/``--header`` supplies (never printed).
+a secret the capture masks that no ``--auth``/``--header`` supplies (never printed), or a target
+that cannot be reached (one line: the target and the reason).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import re
 import sys
 import traceback
+from collections import Counter
 
 import attrs
 from twisted.internet import task
@@ -25,6 +26,7 @@ from twisted.python import usage
 
 from playground.common.addresses import client_target
 from playground.common.addresstext import format_address
+from playground.common.options import ArgumentParser, byte_count, non_negative_float, positive_int
 from playground.replay import compare as C
 from playground.replay.capture import read_capture
 from playground.replay.reassembly import C2S, CaptureError, Tracker
@@ -39,12 +41,12 @@ EXAMPLES = """examples:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=prog, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Replay the Redis and HTTP connections of a capture (pcap, pcapng or "
                     "tcpplay's JSON lines) against a server and compare its replies with the "
                     "recorded ones. Exit status 0: nothing differs; 1: something differs; "
-                    "2: a bad capture or flag.")
+                    "2: a bad capture or flag, or a target that cannot be reached.")
     p.add_argument("capture", metavar="CAPTURE", help="pcap, pcapng or tcpplay --json file")
     p.add_argument("--target", "-t", required=True,
                    help="where to replay: PORT, HOST:PORT or a client endpoint string")
@@ -57,9 +59,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--speed", default="1x",
                    help="1x keeps the recorded gaps, Nx divides them by N, max sends at once "
                         "[default: 1x]")
-    p.add_argument("--concurrency", type=int, default=1, metavar="N",
+    p.add_argument("--concurrency", default=1, metavar="N",
                    help="connections replayed at once [default: 1]")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+    p.add_argument("--timeout", default=10.0, metavar="SECONDS",
                    help="wait this long for a connection or a reply [default: 10]")
     p.add_argument("--ignore", action="append", default=[], metavar="RULES",
                    help="volatile values, comma-separated: a Redis command glob (TIME, INFO, "
@@ -73,9 +75,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--host", help="rewrite the Host header of every HTTP request")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (differences, per-connection counts, totals)")
-    p.add_argument("--max-connections", type=int, default=10_000, metavar="N",
+    p.add_argument("--max-connections", default=10_000, metavar="N",
                    help="refuse a capture with more TCP connections [default: 10000]")
-    p.add_argument("--max-bytes", type=int, default=512 * 1024 * 1024, metavar="N",
+    p.add_argument("--max-bytes", default=512 * 1024 * 1024, metavar="N",
                    help="refuse a capture holding more TCP payload [default: 536870912]")
     return p
 
@@ -83,11 +85,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 # -- the command-line values -------------------------------------------------------------------
 
 def parse_speed(text: str) -> float | None:
-    """``1x``, ``2.5x``, ``max`` (None); ValueError otherwise."""
-    text = text.strip().lower()
+    """``1x``, ``2.5x``, ``max`` (None), in ASCII digits; ValueError otherwise."""
+    text = text.lower()
     if text == "max":
         return None
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)x?", text)
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)x?", text)
     if not m or float(m.group(1)) <= 0:
         raise ValueError(f"--speed: {text!r} is not 1x, Nx (N > 0) or max")
     return float(m.group(1))
@@ -161,6 +163,7 @@ class Item:
     problem: str | None = None  # why it was not replayed, or why it cannot be compared
     outcomes: list = attrs.field(factory=list)
     error: str | None = None  # how the replay went wrong
+    unreachable: str | None = None  # why the target could not be reached
     replayed: bool = False
     seconds: float = 0.0  # from connecting to the end of the replay
 
@@ -290,11 +293,12 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
         selection = Selection.parse(args.select)
         rules = _ignore_rules(args.ignore)
         headers = tuple(parse_header(h) for h in args.header)
-        if args.concurrency < 1:
-            raise ValueError(f"--concurrency: {args.concurrency} is not 1 or more")
-        if not (0 < args.timeout < math.inf):  # nan too
-            raise ValueError(f"--timeout: {args.timeout:g} is not a finite number of seconds "
-                             f"more than 0")
+        concurrency = positive_int("--concurrency", args.concurrency)
+        timeout = non_negative_float("--timeout", args.timeout)
+        if timeout == 0:
+            raise ValueError(f"--timeout: must be more than 0 seconds, got {args.timeout!r}")
+        limits = Tracker(positive_int("--max-connections", args.max_connections),
+                         byte_count("--max-bytes", args.max_bytes, minimum=1))
     except (usage.UsageError, ValueError) as e:
         parser.error(str(e))
     secrets = C.Secrets(args.auth.encode() if args.auth is not None else None, headers,
@@ -304,7 +308,7 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
     # collections leave them out too.
     gc.disable()
     try:
-        capture = read_capture(args.capture, Tracker(args.max_connections, args.max_bytes))
+        capture = read_capture(args.capture, limits)
         items, missing = prepare(capture.connections, selection, secrets)
     except CaptureError as e:
         print(f"{prog}: {e}", file=sys.stderr)
@@ -327,12 +331,17 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
             print(f"replaying {len(runnable)} connection(s) of {args.capture} to {target}",
                   file=sys.stderr)
         try:
-            task.react(_run, (runnable, target, speed, args.pipelined, args.timeout,
-                              args.concurrency, rules, sys.stderr.isatty() and not args.json))
+            task.react(_run, (runnable, target, speed, args.pipelined, timeout, concurrency,
+                              rules, sys.stderr.isatty() and not args.json))
         except SystemExit as e:
             if e.code not in (0, None):  # a defect, not bad input: react logged nothing visible
                 print(f"{prog}: the replay stopped on an internal error", file=sys.stderr)
                 return 2
+        reasons = Counter(i.unreachable for i in runnable)
+        if None not in reasons:  # no connection was made: nothing was compared
+            print(f"{prog}: cannot connect to {target}: {reasons.most_common(1)[0][0]}",
+                  file=sys.stderr)
+            return 2
     if args.json:
         print(json.dumps(json_report(items, args.capture, target), ensure_ascii=False))
     else:
@@ -369,6 +378,7 @@ async def _replay_all(reactor, runnable, target, speed, pipelined, timeout, conc
     for item, result in zip(runnable, results, strict=True):
         item.replayed = True
         item.error = result.error
+        item.unreachable = result.unreachable
         item.seconds = result.seconds
         item.outcomes = C.compare(item.decoded.exchanges, result.decoded.exchanges, rules)
 

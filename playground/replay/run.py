@@ -11,11 +11,15 @@ extend the wait, so a target streaming pushes or an endless body cannot hold the
 requests or ``SLICE_BYTES`` bytes are written before the session yields to the reactor.
 
 :func:`replay` runs several sessions, at most ``concurrency`` at once, each starting at its
-recorded offset from the first (divided by ``speed``).
+recorded offset from the first (divided by ``speed``). A target that cannot be reached (refused,
+no such host, no answer) before any session connected ends the replay at once: the sessions not
+started are not (no ten thousand refusals, nor the recorded minutes between them), and every
+result carries the reason in ``unreachable``.
 """
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 import attrs
@@ -40,6 +44,7 @@ class Replayed:
     error: str | None = None
     sent: int = 0  # requests written
     seconds: float = 0.0
+    unreachable: str | None = None  # why the target could not be reached (error says so too)
 
 
 class _ReplayProtocol(protocol.Protocol):
@@ -80,6 +85,8 @@ class Session:
         self._timer = None
         self._send_call = None
         self._error: str | None = None
+        self._unreachable: str | None = None
+        self.reached = False  # connected to the target
         self._started = 0.0
         self._closing = False
         self._connecting: defer.Deferred | None = None
@@ -97,11 +104,21 @@ class Session:
 
     def _connect_failed(self, failure) -> None:
         if failure.check(defer.CancelledError, error.ConnectingCancelledError):
-            self._finish(f"no connection within {self.timeout:g} s")
+            self._unreachable = f"no connection within {self.timeout:g} s"
+            self._finish(self._unreachable)
         else:
-            self._finish(f"cannot connect: {failure.getErrorMessage()}")
+            self._unreachable = connect_reason(failure)
+            self._finish(f"cannot connect: {self._unreachable}")
+
+    def not_started(self, why: str) -> defer.Deferred:
+        """End the session unstarted: the target could not be reached (``why``)."""
+        self._started = self.reactor.seconds()  # no time taken
+        self._unreachable = why
+        self._finish(f"not replayed: {why}")
+        return self.done
 
     def connected(self, proto: _ReplayProtocol) -> None:
+        self.reached = True
         self._proto = proto
         transport = proto.transport
         if hasattr(transport, "setTcpNoDelay"):
@@ -195,7 +212,16 @@ class Session:
         now = self.reactor.seconds()
         decoded = self.live.finish(now)
         self.done.callback(Replayed(self.number, decoded, error, self._next,
-                                    now - self._started))
+                                    now - self._started, self._unreachable))
+
+
+def connect_reason(failure) -> str:
+    """Why a connect failed, as the system says it (``Connection refused``, not Twisted's
+    ``Connection was refused by other side: 111: Connection refused.``)."""
+    code = getattr(failure.value, "osError", None)
+    if isinstance(code, int):
+        return os.strerror(code)
+    return failure.getErrorMessage().rstrip(".")
 
 
 def replay(sessions: list, starts: list, speed: float | None, concurrency: int,
@@ -206,15 +232,33 @@ def replay(sessions: list, starts: list, speed: float | None, concurrency: int,
     gate = defer.DeferredSemaphore(max(1, concurrency))
     first = min(starts) if starts else 0.0
     began = reactor.seconds()
+    unreachable: list[str] = []  # why the target cannot be reached: no session starts then
+    waits: set = set()  # sessions waiting for their recorded start
+
+    def start(session: Session) -> defer.Deferred:
+        if unreachable:
+            return session.not_started(unreachable[0])
+        return session.start().addCallback(seen)
+
+    def seen(result: Replayed) -> Replayed:
+        if result.unreachable and not unreachable and not any(s.reached for s in sessions):
+            unreachable.append(result.unreachable)
+            for wait in list(waits):
+                wait.cancel()  # start now, to end at once
+        return result
+
+    def run(session: Session, delay: float) -> defer.Deferred:
+        due = began + delay - reactor.seconds()
+        if due <= 0 or unreachable:
+            return start(session)
+        wait = task.deferLater(reactor, due, lambda: None)
+        waits.add(wait)
+        wait.addErrback(lambda f: f.trap(defer.CancelledError))
+        wait.addBoth(lambda _: waits.discard(wait))
+        return wait.addCallback(lambda _: start(session))
+
     runs = []
-    for session, start in zip(sessions, starts, strict=True):
-        delay = 0.0 if speed is None else max(0.0, (start - first) / speed)
-
-        def run(_=None, session=session, delay=delay):
-            wait = began + delay - reactor.seconds()
-            if wait > 0:
-                return task.deferLater(reactor, wait, session.start)
-            return session.start()
-
-        runs.append(gate.run(run))
+    for session, at in zip(sessions, starts, strict=True):
+        delay = 0.0 if speed is None else max(0.0, (at - first) / speed)
+        runs.append(gate.run(run, session, delay))
     return defer.gatherResults(runs, consumeErrors=True)

@@ -21,7 +21,14 @@ from twisted.internet.address import UNIXAddress
 from twisted.python import usage
 
 from playground.common.addresses import server_string
-from playground.common.options import non_negative_int, parameter, positive_int
+from playground.common.options import MAX_BYTES, parameter, positive_int, whole_number
+
+MAX_MEMORY = MAX_BYTES // 2**20  # --web-memory's MiB
+
+
+def _memory(flag: str, value) -> int:
+    return whole_number(flag, value, maximum=MAX_MEMORY, unit=f" MiB ({MAX_MEMORY >> 10} GiB)")
+
 
 OPT_PARAMETERS = [
     ["web", None, None,
@@ -37,8 +44,8 @@ OPT_PARAMETERS = [
      positive_int),
     parameter("web-memory", 64,
      "The web view keeps at most this many MiB of exchanges and stream bytes in total (the "
-     "oldest go first, marked as evicted).",
-     non_negative_int),
+     f"oldest go first, marked as evicted); at most {MAX_MEMORY} ({MAX_MEMORY >> 10} GiB).",
+     _memory),
 ]
 
 
@@ -121,8 +128,7 @@ def check_token(opts, address: str, flag: str) -> None:
 
 def check_options(opts) -> None:
     """Validate ``--web`` and friends in place; UsageError names the flag."""
-    for flag in ("web-connections", "web-memory"):
+    for flag, check in (("web-connections", positive_int), ("web-memory", _memory)):
         if flag in opts and isinstance(opts[flag], str):
-            opts[flag] = (positive_int if flag == "web-connections" else non_negative_int)(
-                f"--{flag}", opts[flag])
+            opts[flag] = check(f"--{flag}", opts[flag])
     check_token(opts, "web", "web-token")

@@ -224,10 +224,28 @@ def test_structure_errors():
     assert error("stats-interval = -2\n[echo.a]\n") == (
         "x.toml:1: stats-interval: must be >= 0, got -2")
     assert error("stats-interval = inf\n[echo.a]\n") == (
-        "x.toml:1: stats-interval: must be a finite number of seconds (0: none), got inf")
+        "x.toml:1: stats-interval: expected a number of seconds (digits 0-9, a decimal point or "
+        "not: 5, 0.25), got inf")
     assert error("stats-interval = 1e-300\n[echo.a]\n") == (  # a log line every turn
         "x.toml:1: stats-interval: must be 0 (never) or at least 0.1 seconds, got 1e-300")
     assert error('[echo."a b"]\n').startswith("x.toml:1: [echo.a b]: a service name is")
+
+
+def test_numbers_are_ascii_digits_at_their_line():
+    """A string value is read as the command line reads it: digits 0-9 only (int() and float()
+    took ' 5', '+5' and '1_0'); a TOML number is written out in digits, so 1e-5 is a time."""
+    assert error('[echo.a]\nlisten = 7001\nmax-connections = " 5"\n') == (
+        "x.toml:3: [echo.a] max-connections: expected a whole number (digits 0-9 only), "
+        "got ' 5'")
+    assert error('[echo.a]\nidle-timeout = "1_0"\n').startswith(
+        "x.toml:2: [echo.a] idle-timeout: expected a number of seconds")
+    assert error('stats-interval = "+5"\n[echo.a]\n').startswith(
+        "x.toml:1: stats-interval: expected a number of seconds")
+    assert error("[echo.a]\nidle-timeout = nan\n").startswith(
+        "x.toml:2: [echo.a] idle-timeout: expected a number of seconds")
+    cfg = load("[echo.a]\nidle-timeout = 1e-5\nmax-connections = 1_0\n")  # TOML's own forms
+    assert cfg.services[0].argv == ["--idle-timeout=0.00001", "--max-connections=10"]
+    assert cfg.services[0].options["idle-timeout"] == 1e-5
 
 
 def test_web_view_address_is_a_listen_address_of_its_own():

@@ -238,6 +238,25 @@ def test_twistd_destination_reads_twistds_own_options():
 
 
 @pytest.mark.pure
+@pytest.mark.parametrize("name, value, error", [
+    # int() took ' 5', '+5' and '1_0', and 'abc' was its traceback at start-up
+    ("TCPPLAY_LOG_ROTATE_BYTES", "abc", "expected a whole number (digits 0-9 only), got 'abc'"),
+    ("TCPPLAY_LOG_ROTATE_BYTES", " 5", "expected a whole number (digits 0-9 only), got ' 5'"),
+    ("TCPPLAY_LOG_ROTATE_BYTES", str(1 << 40), "must be at most 68719476736 bytes (64 GiB)"),
+    ("TCPPLAY_LOG_KEEP", "+3", "expected a whole number (digits 0-9 only), got '+3'"),
+    ("TCPPLAY_LOG_KEEP", "1_0", "expected a whole number (digits 0-9 only), got '1_0'"),
+])
+def test_a_bad_rotation_setting_is_one_line_naming_it(name, value, error, monkeypatch, capsys,
+                                                     tmp_path):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as e:
+        jsonlog.open_destination(str(tmp_path / "t.log"), nodaemon=False)
+    assert e.value.code == 1
+    assert capsys.readouterr().err.startswith(f"twistd: {name}: {error}")
+    assert not (tmp_path / "t.log").exists()
+
+
+@pytest.mark.pure
 def test_event_as_json_fields_and_failures():
     failure = Failure(ZeroDivisionError("division by zero"))
     event = {"log_format": "pair {pair} from {peer}", "pair": 3, "peer": b"\xff1.2.3.4",

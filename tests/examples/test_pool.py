@@ -451,6 +451,12 @@ def test_unpooled_times_out_a_request_without_a_reply():
     (["--target", "8080", "--http", "--check-after", "1"], "--check-after"),
     (["--target", "6379", "--timeout", "-1"], "--timeout"),
     (["--target", "8080", "--http", "--timeout", "1"], "--timeout"),
+    # digits 0-9 only, as every command's numbers: int() and float() read these
+    (["--target", "6379", "--requests", " 5"], "--requests/-n: expected a whole number"),
+    (["--target", "6379", "--rounds", "+2"], "--rounds: expected a whole number"),
+    (["--target", "6379", "--pool-size", "1_0"], "--pool-size: expected a whole number"),
+    (["--target", "6379", "--pause", "1e3"], "--pause: expected a number of seconds"),
+    (["--target", "6379", "--timeout", "inf"], "--timeout: expected a number of seconds"),
 ])
 def test_a_bad_flag_is_named(argv, flag, capsys):
     with pytest.raises(SystemExit) as e:

@@ -54,6 +54,16 @@ def test_http_faults_are_taken():
      "(use b, k, kb, m, mb)"),
     ("bandwidth:64k", "--fault: 'bandwidth:64k': bandwidth.rate: unknown unit 'k' "
      "(a plain number)"),
+    # digits 0-9 only: int() and float() also read a sign, '_' and other scripts' digits
+    ("http:GET /*:status=503,nth=+2", "--fault: 'http:GET /*:status=503,nth=+2': http.nth: "
+     "expected a whole number (digits 0-9 only), got '+2'"),
+    ("http:GET /*:status=503,retry_after=1_0", "--fault: 'http:GET /*:status=503,"
+     "retry_after=1_0': http.retry_after: expected a whole number"),
+    ("http:GET /*:status=\u0665\u0660\u0663", "--fault: 'http:GET /*:status=\u0665\u0660\u0663': "
+     "http.status: expected a whole number"),
+    ("latency:1s,toxicity=+0.5", "--fault: 'latency:1s,toxicity=+0.5': toxicity: expected a "
+     "number from 0 to 1, got '+0.5'"),
+    ("latency:1s,toxicity=0_5", "--fault: 'latency:1s,toxicity=0_5': toxicity: expected"),
 ])
 def test_bad_fault_is_a_usage_error_naming_the_flag(spec, says):
     with pytest.raises(usage.UsageError) as e:

@@ -24,7 +24,14 @@ from twisted.logger import globalLogPublisher
 
 from playground.proxy import service, zerocopy
 from playground.proxy.splice import ProxyFactory
-from tests.support.net import PING, PONG, recv_exactly, wait_closed
+from tests.support.net import (
+    PING,
+    PONG,
+    TIME_WAIT,
+    recv_exactly,
+    tcp_socket,
+    wait_closed,
+)
 from tests.support.processes import need, start_proxy
 from tests.support.splice import Endpoint, Transport
 from tests.support.waiting import wait_until
@@ -286,7 +293,14 @@ def test_a_reset_of_a_side_no_longer_read_is_seen_at_once(twistd, upstream, deco
 def test_a_fin_both_ways_while_the_client_lags_is_no_reset(twistd, upstream):
     """The client half-closes and reads nothing yet; the server answers more than the proxy
     holds, then closes: the proxy's socket to it is shut both ways (a hang-up) while it is not
-    read; that is no reset: the client gets every byte and the FIN."""
+    read; that is no reset: the client gets every byte and the FIN.
+
+    The server's FIN reaches the proxy only once everything it sent before is in the proxy's
+    socket, and with room in its window: the client reads until the server has nothing left to
+    send, then 256 KiB more (the proxy, held by its full pipe, takes that much from its socket
+    and leaves the rest unread). The FIN is then in (the proxy's socket in TIME_WAIT), and a
+    second pair's PING crossing the proxy is a turn of its reactor with that hang-up ready: the
+    0.5 s this test slept instead passed before the FIN could come at all."""
     proc, port = start_proxy(twistd, upstream.port, "--decode", "none")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
         me = c.getsockname()[1]
@@ -298,10 +312,20 @@ def test_a_fin_both_ways_while_the_client_lags_is_no_reset(twistd, upstream):
         assert recv_exactly(s, len(PING)) == PING
         assert s.recv(1) == b""  # the FIN came through: the proxy shut its side for writing
         sent = push_until_held(s)
-        s.close()  # FIN: the proxy's socket to the server is now shut both ways
-        time.sleep(0.5)  # a hang-up taken for a reset would close the pair meanwhile
+        proxy_end = s.getpeername()[1], upstream.port
         c.settimeout(10)
         got = 0
+        while tcp_socket(upstream.port, proxy_end[0]).sending:  # the server's queue to empty
+            got += len(c.recv(64 << 10))
+        more = got + (256 << 10)
+        while got < more:
+            got += len(c.recv(more - got))
+        assert tcp_socket(*proxy_end).unread > 0  # what the proxy, held, does not read
+        s.close()  # FIN: the proxy's socket to the server is now shut both ways
+        wait_until(lambda: tcp_socket(*proxy_end).state == TIME_WAIT, 10, "the FIN in")
+        c2, s2, _ = upstream.pinged(port)  # a hang-up taken for a reset closes the pair now
+        c2.close()
+        s2.close()
         while True:
             data = c.recv(1 << 20)
             if not data:

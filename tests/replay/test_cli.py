@@ -32,12 +32,23 @@ def _capture(path, *pairs):
     (["x.pcap", "-t", "6379", "--ignore", "$.a b"], "error: --ignore: '$.a b': cannot read the JSON path"),
     (["x.pcap", "-t", "6379", "--select", "3-1"], "--select: the range '3-1' is backwards (write 1-3)"),
     (["x.pcap", "-t", "6379", "--header", "nocolon"], "--header: 'nocolon' is not 'Name: value'"),
-    (["x.pcap", "-t", "6379", "--concurrency", "0"], "--concurrency: 0 is not 1 or more"),
+    (["x.pcap", "-t", "6379", "--concurrency", "0"], "--concurrency: must be at least 1, got '0'"),
     # nan passed the check and reached callLater: a traceback, exit 1
-    (["x.pcap", "-t", "6379", "--timeout", "nan"], "--timeout: nan is not a finite number of "
-                                                  "seconds more than 0"),
-    (["x.pcap", "-t", "6379", "--timeout", "inf"], "--timeout: inf is not a finite number"),
-    (["x.pcap", "-t", "6379", "--timeout", "0"], "--timeout: 0 is not a finite number"),
+    (["x.pcap", "-t", "6379", "--timeout", "nan"], "--timeout: expected a number of seconds"),
+    (["x.pcap", "-t", "6379", "--timeout", "inf"], "--timeout: expected a number of seconds"),
+    (["x.pcap", "-t", "6379", "--timeout", "0"], "--timeout: must be more than 0 seconds, got '0'"),
+    # int() and float() read these: digits 0-9 only, as the other commands' options
+    (["x.pcap", "-t", "6379", "--concurrency", " 5"], "--concurrency: expected a whole number"),
+    (["x.pcap", "-t", "6379", "--concurrency", "+5"], "--concurrency: expected a whole number"),
+    (["x.pcap", "-t", "6379", "--max-connections", "1_0"],
+     "--max-connections: expected a whole number"),
+    (["x.pcap", "-t", "6379", "--max-bytes", "\u0663"], "--max-bytes: expected a whole number"),
+    (["x.pcap", "-t", "6379", "--max-bytes", str((64 << 30) + 1)],
+     "--max-bytes: must be at most 68719476736 bytes (64 GiB)"),
+    (["x.pcap", "-t", "6379", "--timeout", "1_0"], "--timeout: expected a number of seconds"),
+    (["x.pcap", "-t", "6379", "--timeout", " 5"], "--timeout: expected a number of seconds"),
+    (["x.pcap", "-t", "6379", "--speed", "\u0663x"], "--speed: '\u0663x' is not 1x, Nx"),
+    (["x.pcap", "-t", "6379", "--speed", " 2x"], "--speed: ' 2x' is not 1x, Nx"),
 ])
 def test_bad_flags(argv, message, capsys):
     with pytest.raises(SystemExit) as e:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -89,9 +90,9 @@ def test_a_dumpcap_capture_of_redis_cli_replays_identically(tmp_path):
             stop_process(server.proc)
 
 
-def _run_replay(path, port: int) -> subprocess.CompletedProcess:
+def _run_replay(path, port: int, *more: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "tcpplay-replay"), str(path), "--target", str(port),
-                           "--speed", "max"], capture_output=True, text=True, cwd=ROOT,
+                           "--speed", "max", *more], capture_output=True, text=True, cwd=ROOT,
                           timeout=60)
 
 
@@ -118,3 +119,23 @@ def test_hand_built_captures_reordered_repeated_and_with_a_hole(tmp_path):
             in out.stdout
     finally:
         stop_process(server.proc)
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_target_that_refuses_is_one_line_naming_it_and_the_reason(tmp_path, as_json):
+    """Nothing listens on the port (bound, not listening: refused): one line on stderr naming
+    the target and the reason, exit status 2, no report of replies that never were (it was a
+    '2 replies, 2 differ; cannot connect: Connection was refused by other side: 111: ...' per
+    connection, a table and status 1)."""
+    conv = Conversation()
+    frames = conv.handshake() + [conv.data(True, encode_command("PING")),
+                                 conv.data(False, b"+PONG\r\n"), conv.fin(True), conv.fin(False)]
+    write_pcap(tmp_path / "ping.pcap", frames)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        out = _run_replay(tmp_path / "ping.pcap", port, *(["--json"] if as_json else []))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stdout == "" and "Traceback" not in out.stderr
+    assert out.stderr.splitlines()[-1] == (
+        f"tcpplay-replay: cannot connect to tcp:host=127.0.0.1:port={port}: Connection refused")

@@ -3,9 +3,14 @@ compressed, timeouts."""
 
 from __future__ import annotations
 
+import errno
+import os
+
 import pytest
+from twisted.internet import error
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 
 from playground.codec.encoder import encode_command
 from playground.codec.values import Simple
@@ -162,3 +167,45 @@ def test_an_http_response_ended_by_the_close_is_a_reply():
     assert result.error is None
     (x,) = result.decoded.exchanges
     assert (x.reply.status, x.reply.body) == (200, b"hello")
+
+
+def _refuse(clock):
+    """The target refuses the session's pending connection (as the kernel says it: ECONNREFUSED)."""
+    _, _, factory, _, _ = clock.tcpClients[-1]
+    refused = error.getConnectError((errno.ECONNREFUSED, os.strerror(errno.ECONNREFUSED)))
+    factory.clientConnectionFailed(None, Failure(refused))
+
+
+def test_a_target_refusing_the_first_connection_ends_the_replay_at_once():
+    """Three connections recorded a minute apart: the first is refused, the other two are not
+    tried (nor waited for: the clock does not move), each result names the reason."""
+    clock = MemoryReactorClock()
+    sessions = [Session(n, "resp", _requests(), TARGET, reactor=clock) for n in (1, 2, 3)]
+    all_done = replay(sessions, [0.0, 60.0, 120.0], 1.0, 1, clock)
+    _refuse(clock)
+    results = all_done.result
+    assert len(clock.tcpClients) == 1 and not clock.getDelayedCalls()
+    assert [r.error for r in results] == ["cannot connect: Connection refused",
+                                          "not replayed: Connection refused",
+                                          "not replayed: Connection refused"]
+    assert [r.unreachable for r in results] == ["Connection refused"] * 3
+    assert [r.seconds for r in results] == [0.0] * 3
+
+
+def test_a_refusal_after_a_connection_ends_only_its_own_session():
+    """The target was reached: a later refusal (a listener's full backlog, a restart) is that
+    connection's error, and the next connection is tried."""
+    clock = MemoryReactorClock()
+    sessions = [Session(n, "resp", _requests(), TARGET, speed=None, reactor=clock)
+                for n in (1, 2, 3)]
+    all_done = replay(sessions, [0.0, 0.0, 0.0], None, 1, clock)
+    proto, _ = _connect(clock)
+    proto.dataReceived(b"+OK\r\n")
+    proto.connectionLost(None)
+    _refuse(clock)
+    proto, _ = _connect(clock)
+    proto.dataReceived(b"+OK\r\n")
+    proto.connectionLost(None)
+    results = all_done.result
+    assert [r.error for r in results] == [None, "cannot connect: Connection refused", None]
+    assert len(clock.tcpClients) == 3

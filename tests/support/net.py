@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from typing import NamedTuple
 
 import pytest
 
@@ -156,13 +157,37 @@ class RawClient:
         self.sock.close()
 
 
-def connecting_to(port: int) -> int:
-    """How many IPv4 loopback sockets of this machine are connecting to ``port`` (SYN_SENT, as
-    ``/proc/net/tcp`` says): an unanswering listener's waiting connects."""
+SYN_SENT, TIME_WAIT = "02", "06"  # TCP states as /proc/net/tcp writes them
+
+
+class TcpSocket(NamedTuple):
+    state: str  # SYN_SENT, TIME_WAIT...
+    local: int  # port
+    remote: int
+    sending: int  # bytes not yet acknowledged by the peer (its send queue)
+    unread: int  # bytes received that the owner has not read (its receive queue)
+
+
+def tcp_sockets():
+    """Every IPv4 TCP socket of this machine, as ``/proc/net/tcp`` lists them: ``TcpSocket``."""
     with open("/proc/net/tcp") as f:
         next(f)
-        return sum(1 for line in f if (fields := line.split())[3] == "02"
-                   and int(fields[2].rsplit(":", 1)[1], 16) == port)
+        for line in f:
+            fields = line.split()
+            sending, unread = (int(n, 16) for n in fields[4].split(":"))
+            yield TcpSocket(fields[3], int(fields[1].rsplit(":", 1)[1], 16),
+                            int(fields[2].rsplit(":", 1)[1], 16), sending, unread)
+
+
+def tcp_socket(local: int, remote: int) -> TcpSocket | None:
+    """The IPv4 TCP socket from port ``local`` to port ``remote`` (on loopback), if any."""
+    return next((t for t in tcp_sockets() if (t.local, t.remote) == (local, remote)), None)
+
+
+def connecting_to(port: int) -> int:
+    """How many IPv4 loopback sockets of this machine are connecting to ``port`` (SYN_SENT):
+    an unanswering listener's waiting connects."""
+    return sum(1 for t in tcp_sockets() if t.state == SYN_SENT and t.remote == port)
 
 
 def unanswering_listener() -> tuple[socket.socket, list[socket.socket]]:

@@ -30,6 +30,12 @@ def test_web_options_token_only_beyond_loopback():
     ({"web": "8478", "web-token": "has a space"}, "--web-token: at least 8 printable"),
     ({"web": "nowhere", "web-token": None}, "--web: cannot read 'nowhere'"),
     ({"web": "8478", "web-token": None, "web-connections": "0"}, "--web-connections: must be"),
+    # a bound on memory has a bound itself: 10**17 MiB was taken, keeping every byte
+    ({"web": "8478", "web-token": None, "web-memory": "65537"},
+     "--web-memory: must be at most 65536 MiB .64 GiB., got '65537'"),
+    ({"web": "8478", "web-token": None, "web-memory": "9" * 30}, "--web-memory: must be at most"),
+    ({"web": "8478", "web-token": None, "web-memory": "+64"},
+     "--web-memory: expected a whole number .digits 0-9 only., got '.64'"),
 ])
 def test_web_options_errors_name_the_flag(opts, message):
     with pytest.raises(usage.UsageError, match=message.replace("'", ".")):

@@ -20,6 +20,7 @@ from twisted.internet import defer, endpoints, protocol, task
 from twisted.python import usage
 
 from playground.common.addresses import client_string
+from playground.common.options import ArgumentParser
 from playground.examples.chat.core import NICK_RULE, valid_nick
 
 MAX_LINE = 1 << 20  # server lines longer than this are shown in pieces
@@ -169,7 +170,7 @@ async def _run(reactor, address: str, desc: str, nick: str) -> None:
 
 
 def build_parser(prog: str = "tcpplay-chat") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog,
         description="Interactive client for the tcpplay chat server (twistd -n tcpplay chat). "
         "Lines you type go to your room; /help lists the commands. Ctrl-D or /quit leaves.",

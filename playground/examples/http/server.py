@@ -39,9 +39,9 @@ from playground.common.limits import LimitedFactory
 from playground.common.listening import ListeningService
 from playground.common.options import (
     ServerOptions,
+    byte_count,
     limit_arguments,
     non_negative_float,
-    non_negative_int,
     parameter,
     positive_int,
 )
@@ -671,6 +671,10 @@ class HttpFactory(LimitedFactory):
         self._preamble = ""
 
 
+def _positive_bytes(flag: str, value) -> int:
+    return byte_count(flag, value, minimum=1)
+
+
 class Options(ServerOptions):
     synopsis = "[options]"
     longdesc = (
@@ -684,11 +688,11 @@ class Options(ServerOptions):
     optFlags = [["no-access-log", None, "Do not log a line per request."]]
     optParameters = [
         parameter("max-body", DEFAULT_MAX_BODY, "Largest request body in bytes; larger gets 413.",
-                  non_negative_int),
+                  byte_count),
         parameter("max-request-line", DEFAULT_MAX_REQUEST_LINE,
-                  "Longest request line in bytes; longer gets 414.", positive_int),
+                  "Longest request line in bytes; longer gets 414.", _positive_bytes),
         parameter("max-header-bytes", DEFAULT_MAX_HEADER_BYTES,
-                  "Largest header section in bytes; larger gets 431.", positive_int),
+                  "Largest header section in bytes; larger gets 431.", _positive_bytes),
         parameter("max-headers", DEFAULT_MAX_HEADERS,
                   "Most header fields in a request; more gets 431.", positive_int),
         parameter("header-timeout", 5.0,

@@ -31,6 +31,12 @@ from twisted.internet import defer, task
 from twisted.python import usage
 
 from playground.common.addresses import client_endpoint, client_target
+from playground.common.options import (
+    ArgumentParser,
+    argument_type,
+    non_negative_float,
+    positive_int,
+)
 from playground.examples.pool.httpload import HttpClients
 from playground.examples.pool.pool import ConnectionPool, Unpooled
 
@@ -182,28 +188,12 @@ async def measure(reactor, args, each=None) -> list[Report]:
     return reports
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text}")
-    return value
+_positive_int = argument_type(positive_int)
+_seconds = argument_type(non_negative_float)
 
 
 def build_parser(prog: str = "tcpplay-pool") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Send GET/SET requests to a Redis-protocol server through a connection "
         "pool (or a new connection per request with --no-pool) and print requests/s, latency "
