@@ -75,6 +75,22 @@ RUN_BASE = RUN_PROXY.replace(
     "service.startService()")
 
 
+def _cpu_tree(pid: int) -> int:
+    """Clock ticks ``pid`` used (with its reaped children's), and its live children's."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:  # gone
+        return 0
+    ticks = sum(int(x) for x in fields[11:15])
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        children = []
+    return ticks + sum(_cpu_tree(c) for c in children)
+
+
 class Proc:
     def __init__(self, args, port=None, stdout=subprocess.DEVNULL, **kw):
         self.p = subprocess.Popen(args, stdout=stdout, stderr=subprocess.DEVNULL, **kw)
@@ -86,10 +102,9 @@ class Proc:
         return self.p.pid
 
     def cpu(self) -> float:
-        """CPU seconds the process (its threads, and its reaped children: socat's) used so far."""
-        with open(f"/proc/{self.p.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds the process used so far: its threads, its reaped children (socat's) and
+        its live ones (tcpplay's decoder process, with --decode-process)."""
+        return _cpu_tree(self.p.pid) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         if self.p.poll() is None:
@@ -471,6 +486,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
     ap.add_argument("--only", default="redis,bulk,slow,idle")
     ap.add_argument("--decode", action="store_true", help="also tcpplay with RESP decoding on")
+    ap.add_argument("--decode-process", action="store_true",
+                    help="with --decode: also each decoding row with --decode-process (its CPU "
+                         "per request counts the decoder process too)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds per redis and bulk setting; the median and the worst are shown")
     ap.add_argument("--pipelines", default="1,16",
@@ -548,6 +566,9 @@ def main(argv=None) -> int:
                     ("tcpplay+console+json", ["--decode", "resp", "--color", "never", "--json",
                                               f"{tmp}/both.jsonl"]),
                 ]
+                if args.decode_process:
+                    decoding += [(kind + "/process", [*extra, "--decode-process"])
+                                 for kind, extra in decoding]
             for pipeline in pipelines:
                 # Several rounds, the kinds interleaved in each, and the median per kind: one
                 # run of each is at the mercy of whatever else the two cores are doing.
@@ -566,7 +587,8 @@ def main(argv=None) -> int:
                     mean = means[kind]
                     if "+" in kind:
                         share = mean / means["tcpplay"]
-                        target = DECODE_TARGETS[kind.removeprefix("tcpplay+")][pipeline]
+                        sinks = kind.removeprefix("tcpplay+").removesuffix("/process")
+                        target = DECODE_TARGETS[sinks][pipeline]
                         worst_share = _mean(worst[kind]) / _mean(worst["tcpplay"])
                         ratio = (f"{share:.2f}x decoding off (target >= {target:.2f}x: "
                                  f"{'met' if share >= target else 'NOT met'}); worst round "
