@@ -17,6 +17,9 @@ that fill it, until the pipe drains and it wakes them (``attached``). Nothing is
 Start and stop: a service, started with the sinks, before the listener. Stopped after the drain
 and the factory's last hand-over: the pipe is closed, the child hands everything to its sinks,
 stops them and exits; the stop waits for that, up to ``STOP_TIMEOUT`` seconds, then kills it.
+Meanwhile it sends the child SIGTERM every ``POKE_EVERY`` seconds: a console write blocked on a
+pipe nobody reads (``--slow-sink block``) ends with it, and the console drops from then on, as
+in the proxy's own process.
 The child's log events arrive as JSON lines on its file descriptor 3 and are logged here, as
 this process's own. A child that exits while the proxy runs (its decoder raised, or it was
 killed) is logged; the factories detach it and forward on without decoding.
@@ -29,7 +32,7 @@ import os
 import sys
 
 from twisted.application import service
-from twisted.internet import defer, error, protocol
+from twisted.internet import defer, error, protocol, task
 from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 
 from playground.proxy import decoderwire
@@ -43,9 +46,11 @@ SEND_AT = 256 * 1024  # queued bytes that are written at once, not after SEND_DE
 # cores a wake-up a turn costs the peers more than the batch saves), the views lag this much.
 SEND_DELAY = 0.005
 STOP_TIMEOUT = 30.0
+POKE_EVERY = 0.5  # seconds between the SIGTERMs that end a child's blocked console write
 # The child's first statements, before any import: out of the proxy's process group (a
-# terminal's Ctrl-C is for the proxy, which drains and then ends the pipe), deaf to SIGTERM (a
-# service manager's goes to both; the proxy's drain decides), allowed to write to the terminal.
+# terminal's Ctrl-C is for the proxy, which drains and then ends the pipe), deaf to SIGINT and
+# SIGTERM (a service manager's goes to both; the proxy's drain decides; the child's own handler,
+# set once it runs, only ends a blocked console write), allowed to write to the terminal.
 BOOT = ("import os, signal; os.setpgrp(); "
         "[signal.signal(s, signal.SIG_IGN) for s in "
         "(signal.SIGINT, signal.SIGTERM, signal.SIGTTOU)]; "
@@ -147,15 +152,28 @@ class DecoderProcess(service.Service):
         transport.unregisterProducer()  # a pipe with a producer is not closed (ITransport)
         transport.closeStdin()
         call = self.reactor.callLater(STOP_TIMEOUT, self._kill)
+        # a console write the child is blocked in (--slow-sink block, nobody reads) ends with a
+        # signal, and the child may block again before it reads the pipe's end: poked until done
+        poke = task.LoopingCall(self._poke)
+        poke.clock = self.reactor
+        poke.start(POKE_EVERY, now=False)
         d = self.exited
 
         def stopped(result):
             if call.active():
                 call.cancel()
+            poke.stop()
             return result
 
         d.addBoth(stopped)
         return d
+
+    def _poke(self) -> None:
+        if self._child is not None and not self._gone:
+            try:
+                self._child.transport.signalProcess("TERM")
+            except error.ProcessExitedAlready:
+                pass
 
     def _kill(self) -> None:
         self.log.warn("decoder process did not finish within {timeout:g}s: killed",

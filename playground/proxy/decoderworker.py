@@ -9,8 +9,8 @@ its log events go as JSON lines to file descriptor 3, which the proxy logs as it
 
 Like the proxy's own hand-over (``ProxyFactory.flush_observer``), work the chain keeps for later
 (``held``/``work()``) is done a slice per reactor turn, and the pipe is not read meanwhile: the
-proxy's queue, bounded, waits, and pauses the pairs that fill it. It ignores SIGINT and SIGTERM:
-it ends when the pipe does, at the proxy's shutdown
+proxy's queue, bounded, waits, and pauses the pairs that fill it. SIGINT and SIGTERM do not end
+it (a signal only ends a console write that blocks, as in the proxy): it ends when the pipe does, at the proxy's shutdown
 (after the drain, so every pair's records are written) or when the proxy dies; then it hands all
 it has to the sinks, stops them (they flush and close their files) and exits 0. An observer that
 raises, or a pipe that carries garbage, is logged and ends it with status 1: the proxy then
@@ -85,7 +85,9 @@ class WorkerProtocol(protocol.Protocol):
         self.transport.resumeProducing()
 
     def connectionLost(self, reason=None) -> None:
-        """The pipe ended (the proxy stopped or died): everything to the sinks, then stop them."""
+        """The pipe ended (the proxy stopped or died): everything to the sinks, then the reactor
+        stops, the sinks with it (as twistd stops them: they flush, and a console never waits
+        for a reader once the reactor is stopping)."""
         if not self.status:
             try:
                 if self.reader.buffered:
@@ -96,8 +98,7 @@ class WorkerProtocol(protocol.Protocol):
             except Exception:
                 self.log.failure("decoder process: the decoder raised while finishing")
                 self.status = 1
-        d = defer.maybeDeferred(self.services.stopService)
-        d.addBoth(lambda _: self.done.callback(self.status))
+        self.done.callback(self.status)
 
 
 def run(options: dict, reactor=None) -> int:
@@ -111,6 +112,7 @@ def run(options: dict, reactor=None) -> int:
     for s in built:
         s.setServiceParent(services)
     services.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", services.stopService)
     done: defer.Deferred = defer.Deferred()
     status = []
     done.addCallback(status.append)
@@ -122,10 +124,17 @@ def run(options: dict, reactor=None) -> int:
     return status[0] if status else 1
 
 
+def _asked_to_stop(signum, frame) -> None:
+    """SIGINT/SIGTERM: nothing, but a Python handler (the proxy's BOOT ignores them until this
+    one is set): the console's ``--slow-sink block`` writer wraps it while a write blocks, so a
+    signal ends a write nobody reads (``playground.sinks.blockwriter``). The proxy sends SIGTERM
+    while it waits for this process to exit."""
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    for deaf in (signal.SIGINT, signal.SIGTERM):  # the proxy says when: its pipe ends (the
-        signal.signal(deaf, signal.SIG_IGN)  # proxy's BOOT does this before any import)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the proxy says when: its pipe ends
+        signal.signal(sig, _asked_to_stop)
     log_file = open(LOG_FD, "w", encoding="utf-8", closefd=True)  # noqa: SIM115 (the process's)
     # the proxy's log says its own reactor's start and stop: this one's would be said twice
     own_reactor = lambda event: (PredicateResult.no if event.get("log_namespace")  # noqa: E731

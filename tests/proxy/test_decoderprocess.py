@@ -253,3 +253,53 @@ def test_a_killed_decoder_process_leaves_the_proxy_forwarding(redis_server, twis
         assert subprocess.run([cli, "-p", str(port), "ping"], capture_output=True,
                               timeout=10).stdout == b"PONG\n"
     assert proc.terminate() == 0
+
+
+@pytest.mark.twistd
+def test_a_console_pipe_nobody_reads_stalls_the_child_not_the_forwarding(tmp_path, redis_server):
+    """``--slow-sink block`` with stdout a pipe nobody reads: the child's console write blocks;
+    the proxy pauses the client that floods it but forwards the others; SIGTERM still ends both
+    processes (status 0, about the drain timeout later) and the log says what was dropped."""
+    import socket
+    import time
+
+    from tests.support.net import free_port
+    from tests.support.paths import TWISTD
+
+    port = free_port()
+    log = tmp_path / "twistd.log"
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        [TWISTD, "-n", "--pidfile=", f"--logfile={log}", "tcpplay", "proxy", "--listen", str(port),
+         "--target", str(redis_server.port), "--decode", "resp", "--color", "never",
+         "--decode-process", "--slow-sink", "block", "--drain-timeout", "1"],
+        stdout=w, stderr=subprocess.DEVNULL, cwd=str(tmp_path))
+    os.close(w)
+    try:
+        wait_until(lambda: log.exists() and "proxy listening on" in log.read_text(), 20,
+                   "the proxy's listening line")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as flood:
+            try:
+                flood.sendall(b"*1\r\n$4\r\nPING\r\n" * 200_000)  # far more than the pipe holds
+            except TimeoutError:
+                pass  # paused: the proxy's queue for the child is full
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as other:
+                other.sendall(b"*1\r\n$4\r\nPING\r\n")
+                assert other.recv(7) == b"+PONG\r\n"  # forwarding goes on
+            start = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                status = proc.wait(20)
+            except subprocess.TimeoutExpired:
+                status = "still running 20 s after SIGTERM"
+            elapsed = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(r)
+    text = log.read_text()
+    assert status == 0, text[-2000:]
+    assert elapsed < 8, text[-2000:]  # drain 1 s, then the child's poke (0.5 s) and its exit
+    assert "a stop was asked for during a write to stdout" in text
+    assert "records dropped in all" in text
