@@ -2,7 +2,7 @@
 vs haproxy.
 
     python bench/proxy_bench.py [--quick] [--only redis,bulk,slow,idle,pairs,copy] [--decode]
-                                [--rounds N] [--pipelines 1,16] [--kinds tcpplay,haproxy]
+                                [--decode-process] [--rounds N] [--pipelines 1,16] [--kinds tcpplay,haproxy]
                                 [--base REV] [--requests N]
 
 * redis: ``redis-benchmark -q -t set,get -n 100000 -c 50`` at ``-P 1`` and ``-P 16`` against a real
@@ -11,7 +11,9 @@ vs haproxy.
   haproxy (Debian's, ``mode tcp``, its default threads, and ``haproxy-1t``: ``nbthread 1``); with
   ``--decode`` also through tcpplay decoding RESP into the JSON sink, into the console sink, and
   into both at once (all writing to files); each against the median and the worst round of
-  tcpplay with ``--decode none``.
+  tcpplay with ``--decode none``; with ``--decode-process`` also each of those three with
+  ``--decode-process`` (rows ``.../process``: decoding in a child process, whose CPU the
+  proxy's CPU per request includes).
 * bulk: 1 GiB in one direction through each proxy into a sink; MB/s.
 * slow: a sender pushes 512 MiB, the receiver reads 1 MB/s for 10 s: the proxy's RSS growth.
 * idle: 2,000 idle proxied pairs: the proxy's RSS per pair.
@@ -671,7 +673,9 @@ def main(argv=None) -> int:
           "--no-zero-copy; haproxy: mode tcp, default threads (haproxy-1t: nbthread 1)")
     if args.decode and "redis" in parts:
         print("decoding: in the proxy process, one reactor turn after the forwarding; its "
-              "backlog is bounded (handed over at once past 4 MiB), nothing is dropped")
+              "backlog is bounded (handed over at once past 4 MiB), nothing is dropped"
+              + ("; .../process: in a child process (--decode-process), on another core"
+                 if args.decode_process else ""))
     return 0
 
 
