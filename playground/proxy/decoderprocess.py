@@ -62,6 +62,7 @@ class DecoderProcess(service.Service):
     """See the module docstring. ``options``: the proxy's checked options."""
 
     name = "decoder-process"
+    takes_at_once = True  # its calls only queue: the factory tells it in the forwarding turn
     log = Logger()
 
     def __init__(self, options, reactor=None, python: str = sys.executable):

@@ -956,6 +956,9 @@ class ProxyFactory(LimitedFactory):
         attached = getattr(observer, "attached", None)  # an observer that wakes and detaches us
         if attached is not None:
             attached(self)
+        # an observer whose calls only queue (a decoder process's pipe): told at once, while
+        # nothing waits in our queue before it and it is not blocked
+        self._at_once = getattr(observer, "takes_at_once", False)
         self._queued: list = []
         self._queued_bytes = 0
         self._head_off = 0  # bytes of the first queued chunk already handed over
@@ -1046,7 +1049,11 @@ class ProxyFactory(LimitedFactory):
 
     def notify(self, method: str, *args):
         """Queue a pair's open, half-close or close for the observer (bytes: observe_data)."""
-        if self.observer is None:
+        observer = self.observer
+        if observer is None:
+            return
+        if self._at_once and not self._queued and not observer.blocked:
+            getattr(observer, method)(*args)  # it only queues: no turn of ours to wait for
             return
         self._queued.append((method, args))
         if self._flush_call is None:
@@ -1057,9 +1064,13 @@ class ProxyFactory(LimitedFactory):
         were read, taken before the write that forwarded them (a write to a loopback peer may
         let it run and answer first); pause ``side`` when it fills the queue (see
         OBSERVER_BACKLOG)."""
-        if self.observer is None:
+        observer = self.observer
+        if observer is None:
             return
         pair = side.pair
+        if self._at_once and not self._queued and not observer.blocked:
+            observer.data(pair.id, side.direction, data, now)  # it only queues (takes_at_once)
+            return
         n = len(data)
         self._queued.append(("data", (pair.id, side.direction, data, now, side)))
         self._queued_bytes += n
@@ -1193,6 +1204,7 @@ class ProxyFactory(LimitedFactory):
         if call is not None and call.active():
             call.cancel()
         self.observer = None
+        self._at_once = False
         self._queued, self._queued_bytes, self._head_off = [], 0, 0
         self._resume_paused(everyone=True)
         for pair in self.pairs.values():

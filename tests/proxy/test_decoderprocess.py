@@ -135,7 +135,7 @@ def test_a_turns_events_go_down_the_pipe_as_one_batch():
     assert process.factories == [factory]
     factory.notify("half_closed", 3, "c2s", 1.0)
     factory.notify("pair_closed", 3, {"how": "fin"}, 2.0)
-    clock.advance(0)  # the factory's hand-over
+    assert not factory._queued  # it only queues: told at once, no turn of the factory's
     assert _sent(process) == []  # gathered for SEND_DELAY
     clock.advance(SEND_DELAY)
     assert _sent(process) == [(decoderwire.HALF_CLOSED, 3, "c2s", 1.0),
@@ -152,9 +152,16 @@ def test_a_full_pipe_stops_the_hand_over_until_it_drains():
     assert _sent(process) == [] and factory._queued  # kept in the factory's bounded queue
     assert not clock.getDelayedCalls()  # and nothing spins meanwhile
     process.resumeProducing()
+    factory.notify("pair_closed", 3, {}, 2.0)  # after what waits: queued behind it, in order
+    assert len(factory._queued) == 2
     clock.advance(0)
+    assert not factory._queued
+    factory.notify("half_closed", 4, "s2c", 3.0)  # nothing waits: at once again
+    assert not factory._queued
     clock.advance(SEND_DELAY)
-    assert _sent(process) == [(decoderwire.HALF_CLOSED, 3, "c2s", 1.0)]
+    assert _sent(process) == [(decoderwire.HALF_CLOSED, 3, "c2s", 1.0),
+                              (decoderwire.CLOSED, 3, {}, 2.0),
+                              (decoderwire.HALF_CLOSED, 4, "s2c", 3.0)]
 
 
 @pytest.mark.memory
