@@ -53,7 +53,7 @@ run: $(STAMP)
 	$(BIN)/twistd -n --pidfile= tcpplay demo
 
 bench: $(STAMP) bench-tools
-	$(BIN)/python bench/proxy_bench.py --decode
+	$(BIN)/python bench/proxy_bench.py --decode --decode-process
 	$(BIN)/python bench/web_bench.py
 
 clean:

@@ -2,7 +2,7 @@
 vs haproxy.
 
     python bench/proxy_bench.py [--quick] [--only redis,bulk,slow,idle,pairs,copy] [--decode]
-                                [--rounds N] [--pipelines 1,16] [--kinds tcpplay,haproxy]
+                                [--decode-process] [--rounds N] [--pipelines 1,16] [--kinds tcpplay,haproxy]
                                 [--base REV] [--requests N]
 
 * redis: ``redis-benchmark -q -t set,get -n 100000 -c 50`` at ``-P 1`` and ``-P 16`` against a real
@@ -11,7 +11,9 @@ vs haproxy.
   haproxy (Debian's, ``mode tcp``, its default threads, and ``haproxy-1t``: ``nbthread 1``); with
   ``--decode`` also through tcpplay decoding RESP into the JSON sink, into the console sink, and
   into both at once (all writing to files); each against the median and the worst round of
-  tcpplay with ``--decode none``.
+  tcpplay with ``--decode none``; with ``--decode-process`` also each of those three with
+  ``--decode-process`` (rows ``.../process``: decoding in a child process, whose CPU the
+  proxy's CPU per request includes).
 * bulk: 1 GiB in one direction through each proxy into a sink; MB/s.
 * slow: a sender pushes 512 MiB, the receiver reads 1 MB/s for 10 s: the proxy's RSS growth.
 * idle: 2,000 idle proxied pairs: the proxy's RSS per pair.
@@ -75,6 +77,22 @@ RUN_BASE = RUN_PROXY.replace(
     "service.startService()")
 
 
+def _cpu_tree(pid: int) -> int:
+    """Clock ticks ``pid`` used (with its reaped children's), and its live children's."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:  # gone
+        return 0
+    ticks = sum(int(x) for x in fields[11:15])
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        children = []
+    return ticks + sum(_cpu_tree(c) for c in children)
+
+
 class Proc:
     def __init__(self, args, port=None, stdout=subprocess.DEVNULL, **kw):
         self.p = subprocess.Popen(args, stdout=stdout, stderr=subprocess.DEVNULL, **kw)
@@ -86,10 +104,9 @@ class Proc:
         return self.p.pid
 
     def cpu(self) -> float:
-        """CPU seconds the process (its threads, and its reaped children: socat's) used so far."""
-        with open(f"/proc/{self.p.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds the process used so far: its threads, its reaped children (socat's) and
+        its live ones (tcpplay's decoder process, with --decode-process)."""
+        return _cpu_tree(self.p.pid) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         if self.p.poll() is None:
@@ -471,6 +488,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
     ap.add_argument("--only", default="redis,bulk,slow,idle")
     ap.add_argument("--decode", action="store_true", help="also tcpplay with RESP decoding on")
+    ap.add_argument("--decode-process", action="store_true",
+                    help="with --decode: also each decoding row with --decode-process (its CPU "
+                         "per request counts the decoder process too)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds per redis and bulk setting; the median and the worst are shown")
     ap.add_argument("--pipelines", default="1,16",
@@ -548,6 +568,9 @@ def main(argv=None) -> int:
                     ("tcpplay+console+json", ["--decode", "resp", "--color", "never", "--json",
                                               f"{tmp}/both.jsonl"]),
                 ]
+                if args.decode_process:
+                    decoding += [(kind + "/process", [*extra, "--decode-process"])
+                                 for kind, extra in decoding]
             for pipeline in pipelines:
                 # Several rounds, the kinds interleaved in each, and the median per kind: one
                 # run of each is at the mercy of whatever else the two cores are doing.
@@ -566,7 +589,8 @@ def main(argv=None) -> int:
                     mean = means[kind]
                     if "+" in kind:
                         share = mean / means["tcpplay"]
-                        target = DECODE_TARGETS[kind.removeprefix("tcpplay+")][pipeline]
+                        sinks = kind.removeprefix("tcpplay+").removesuffix("/process")
+                        target = DECODE_TARGETS[sinks][pipeline]
                         worst_share = _mean(worst[kind]) / _mean(worst["tcpplay"])
                         ratio = (f"{share:.2f}x decoding off (target >= {target:.2f}x: "
                                  f"{'met' if share >= target else 'NOT met'}); worst round "
@@ -649,7 +673,9 @@ def main(argv=None) -> int:
           "--no-zero-copy; haproxy: mode tcp, default threads (haproxy-1t: nbthread 1)")
     if args.decode and "redis" in parts:
         print("decoding: in the proxy process, one reactor turn after the forwarding; its "
-              "backlog is bounded (handed over at once past 4 MiB), nothing is dropped")
+              "backlog is bounded (handed over at once past 4 MiB), nothing is dropped"
+              + ("; .../process: in a child process (--decode-process), on another core"
+                 if args.decode_process else ""))
     return 0
 
 

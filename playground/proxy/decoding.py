@@ -72,6 +72,10 @@ OPT_FLAGS = [
      "(redacted by default in console and JSON, text and hex views included; commands, headers "
      "and CONFIG GET answers also masked in the pcap)."],
     ["quiet", None, "No console view (--json and --pcap are still written)."],
+    ["decode-process", None,
+     "Decode in a child process, on another core: this process forwards and hands the bytes "
+     "over a pipe; the child decodes and writes the console view, --json and --pcap as this "
+     "one would. Not with --web, --fault, --api or --metrics/--stats-interval."],
 ]
 
 
@@ -154,6 +158,9 @@ def check_options(opts) -> None:
         if opts[flag] and opts[flag] != "-":
             check_writable(f"--{flag}", str(opts[flag]))
     web.check_options(opts)
+    if opts.get("decode-process") and opts.get("web"):
+        raise usage.UsageError("--decode-process: the web view reads the decoder in this "
+                               "process; drop --web or --decode-process")
     if decode != "none" and _stdout_closed():
         what = "--json -" if opts["json"] == "-" else "the console view"
         raise usage.UsageError(f"standard output is closed: {what} writes there; "
@@ -182,6 +189,11 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def shows_console(opts) -> bool:
+    """Whether the options ask for the console view."""
+    return opts["decode"] != "none" and not opts["quiet"] and opts["json"] != "-"
+
+
 def build(opts, reactor=None, stats=None):
     """The sink services and the observer for the proxy, from checked options.
 
@@ -189,6 +201,13 @@ def build(opts, reactor=None, stats=None):
     (``--decode none`` without ``--pcap`` or ``--web``). ``stats`` (a ``statssink.StatsSink``,
     optional) gets the same records as the other sinks, unless decoding is off.
     """
+    if opts.get("decode-process"):
+        if opts["decode"] == "none" and not opts["pcap"]:
+            return [], None  # nothing to observe
+        from playground.proxy.decoderprocess import DecoderProcess
+
+        process = DecoderProcess(opts, reactor=reactor)
+        return [process], process
     services = []
     sinks = []
     pcap = None
@@ -222,7 +241,7 @@ def build(opts, reactor=None, stats=None):
             from playground.sinks.jsonlines import JsonSink
 
             sinks.append(JsonSink(opts["json"], max_value=shown, reactor=reactor))
-        if not opts["quiet"] and opts["json"] != "-":
+        if shows_console(opts):
             from playground.sinks.console import ConsoleSink
 
             sinks.append(ConsoleSink(color=opts["color"], max_value=shown,

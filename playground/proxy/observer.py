@@ -5,7 +5,11 @@ turns, in order, a bounded slice per turn (timestamps are those of the reads; a 
 pieces), so an observer can never delay or alter forwarding. An observer that raises is logged
 once and detached. An observer may keep work for later turns: then it has ``held`` (true while
 anything waits) and ``work()`` (do one bounded slice of it; true while more waits), which the
-proxy calls once per turn before it hands over more bytes (``chain.Chain`` does).
+proxy calls once per turn before it hands over more bytes (``chain.Chain`` does). An observer
+whose calls only queue what they are given (``takes_at_once``: the decoder process's pipe,
+``playground.proxy.decoderprocess``) is told in the turn that forwarded, right after the write,
+while nothing waits before it and it is not ``blocked``; when it is, the proxy queues as above
+and it wakes the proxy when it takes more.
 """
 
 from __future__ import annotations

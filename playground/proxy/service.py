@@ -168,6 +168,13 @@ class Options(ServerOptions):
         super().postOptions()
         decoding.check_options(self)
         apioptions.check_options(self)
+        if self["decode-process"]:
+            for flag, given in (("--fault", self["fault"]), ("--api", self.get("api")),
+                                ("--metrics", self.get("metrics")),
+                                ("--stats-interval", self.get("stats-interval"))):
+                if given:
+                    raise usage.UsageError(f"--decode-process: {flag} needs the decoder in this "
+                                           f"process; drop {flag} or --decode-process")
         if not self["target"]:
             raise usage.UsageError(f"--target is required ({addresses.TARGET_EXAMPLE})")
         self.target = addresses.client_target(self["target"], "--target")  # read once
@@ -234,8 +241,9 @@ def make_service(options, reactor=None) -> service.IService:
     # no console (--quiet, --json -, --decode none) or when the log is a daemon's file.
     from playground.sinks.console import ConsoleSink
 
-    factory.log_connections = daemonized(options) or not any(
-        isinstance(s, ConsoleSink) for s in sinks)
+    factory.log_connections = daemonized(options) or not (
+        decoding.shows_console(options) if options["decode-process"] else any(
+            isinstance(s, ConsoleSink) for s in sinks))
     for sink in sinks:
         if hasattr(sink, "proxies"):  # the web view (--web): it may close this proxy's pairs
             sink.proxies.append(factory)

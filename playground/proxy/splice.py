@@ -953,6 +953,12 @@ class ProxyFactory(LimitedFactory):
             self.target_desc = repr(target)
             self.target_endpoint = target
         self.observer = observer
+        attached = getattr(observer, "attached", None)  # an observer that wakes and detaches us
+        if attached is not None:
+            attached(self)
+        # an observer whose calls only queue (a decoder process's pipe): told at once, while
+        # nothing waits in our queue before it and it is not blocked
+        self._at_once = getattr(observer, "takes_at_once", False)
         self._queued: list = []
         self._queued_bytes = 0
         self._head_off = 0  # bytes of the first queued chunk already handed over
@@ -1043,7 +1049,11 @@ class ProxyFactory(LimitedFactory):
 
     def notify(self, method: str, *args):
         """Queue a pair's open, half-close or close for the observer (bytes: observe_data)."""
-        if self.observer is None:
+        observer = self.observer
+        if observer is None:
+            return
+        if self._at_once and not self._queued and not observer.blocked:
+            getattr(observer, method)(*args)  # it only queues: no turn of ours to wait for
             return
         self._queued.append((method, args))
         if self._flush_call is None:
@@ -1054,9 +1064,13 @@ class ProxyFactory(LimitedFactory):
         were read, taken before the write that forwarded them (a write to a loopback peer may
         let it run and answer first); pause ``side`` when it fills the queue (see
         OBSERVER_BACKLOG)."""
-        if self.observer is None:
+        observer = self.observer
+        if observer is None:
             return
         pair = side.pair
+        if self._at_once and not self._queued and not observer.blocked:
+            observer.data(pair.id, side.direction, data, now)  # it only queues (takes_at_once)
+            return
         n = len(data)
         self._queued.append(("data", (pair.id, side.direction, data, now, side)))
         self._queued_bytes += n
@@ -1119,11 +1133,13 @@ class ProxyFactory(LimitedFactory):
         call, self._flush_call = self._flush_call, None
         if call is not None and call.active():
             call.cancel()
-        queued, self._queued = self._queued, []
         observer = self.observer
         if observer is None:
-            self._queued_bytes = self._head_off = 0
+            self._queued, self._queued_bytes, self._head_off = [], 0, 0
             return
+        if not everything and getattr(observer, "blocked", False):
+            return  # it wakes us (wake_observer) when it takes more
+        queued, self._queued = self._queued, []
         held = getattr(observer, "held", None)  # work the observer keeps for later turns
         budget = self.OBSERVER_SLICE
         piece = self.OBSERVER_PIECE
@@ -1165,11 +1181,7 @@ class ProxyFactory(LimitedFactory):
         except Exception:
             self.log.failure("observer {observer!r} raised in {method}; detached, forwarding goes on",
                              observer=observer, method=method)
-            self.observer = None
-            self._queued, self._queued_bytes, self._head_off = [], 0, 0
-            self._resume_paused(everyone=True)
-            for pair in self.pairs.values():
-                pair.switch_to_plain()
+            self.detach_observer()
             return
         self._head_off = off  # 0 unless queued[i] was handed over in part
         if i < n:
@@ -1179,6 +1191,24 @@ class ProxyFactory(LimitedFactory):
             self._resume_paused()
         if (self._queued or held) and self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
+
+    def wake_observer(self):
+        """The observer takes bytes again (it was ``blocked``): hand it what is queued."""
+        if self.observer is not None and self._queued and self._flush_call is None:
+            self._flush_call = self.reactor.callLater(0, self.flush_observer)
+
+    def detach_observer(self):
+        """Forward on without the observer (it raised, or its process is gone): what was queued
+        for it is dropped, the pairs it paused read again, and every pair forwards plainly."""
+        call, self._flush_call = self._flush_call, None
+        if call is not None and call.active():
+            call.cancel()
+        self.observer = None
+        self._at_once = False
+        self._queued, self._queued_bytes, self._head_off = [], 0, 0
+        self._resume_paused(everyone=True)
+        for pair in self.pairs.values():
+            pair.switch_to_plain()
 
     # -- graceful shutdown --------------------------------------------------------
     def drain(self, timeout: float) -> defer.Deferred:

@@ -1,0 +1,233 @@
+"""``--decode-process``: decoding and its sinks in a child process, on another core.
+
+The proxy's Python work per request is mostly decoding and the sinks' formatting, one reactor
+turn after the forwarding (``playground.proxy.splice``). ``DecoderProcess`` moves that work to a
+child (``playground.proxy.decoderworker``), as Wireshark leaves capture to ``dumpcap``: the
+proxy process forwards and ships each pair's events down a pipe; the child decodes them and
+writes the console view, ``--json`` and ``--pcap``, exactly as the proxy would. Forwarding then
+costs what it costs undecoded plus a marshalled batch a turn, and decoding runs beside it.
+
+It is the factory's observer (``playground.proxy.observer``): what the factory hands over a turn
+is queued as messages (``playground.proxy.decoderwire``) and written as one batch, on the next
+turn or once ``SEND_AT`` bytes are queued. Backpressure: it is the pipe's producer; when the
+pipe's buffer fills (the child is behind) it says ``blocked`` and the factories stop handing it
+bytes (``ProxyFactory.flush_observer``), their own bounded queue waiting and pausing the pairs
+that fill it, until the pipe drains and it wakes them (``attached``). Nothing is dropped.
+
+Start and stop: a service, started with the sinks, before the listener. Stopped after the drain
+and the factory's last hand-over: the pipe is closed, the child hands everything to its sinks,
+stops them and exits; the stop waits for that, up to ``STOP_TIMEOUT`` seconds, then kills it.
+Meanwhile it sends the child SIGTERM every ``POKE_EVERY`` seconds: a console write blocked on a
+pipe nobody reads (``--slow-sink block``) ends with it, and the console drops from then on, as
+in the proxy's own process.
+The child's log events arrive as JSON lines on its file descriptor 3 and are logged here, as
+this process's own. A child that exits while the proxy runs (its decoder raised, or it was
+killed) is logged; the factories detach it and forward on without decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from twisted.application import service
+from twisted.internet import defer, error, protocol, task
+from twisted.logger import Logger, eventFromJSON, globalLogPublisher
+
+from playground.proxy import decoderwire
+
+# the decoding options the child builds its sinks from (checked and normalised here)
+OPTIONS = ("decode", "json", "pcap", "color", "only", "skip", "http-filter", "lifecycle",
+           "max-value", "max-frame", "slow-sink", "no-redact", "quiet", "verbose", "target",
+           "listen")
+SEND_AT = 256 * 1024  # queued bytes that are written at once, not after SEND_DELAY
+# Seconds a batch gathers before it is written: the child is woken at most this often (on two
+# cores a wake-up a turn costs the peers more than the batch saves), the views lag this much.
+SEND_DELAY = 0.005
+STOP_TIMEOUT = 30.0
+POKE_EVERY = 0.5  # seconds between the SIGTERMs that end a child's blocked console write
+# The child's first statements, before any import: out of the proxy's process group (a
+# terminal's Ctrl-C is for the proxy, which drains and then ends the pipe), deaf to SIGINT and
+# SIGTERM (a service manager's goes to both; the proxy's drain decides; the child's own handler,
+# set once it runs, only ends a blocked console write), allowed to write to the terminal.
+BOOT = ("import os, signal; os.setpgrp(); "
+        "[signal.signal(s, signal.SIG_IGN) for s in "
+        "(signal.SIGINT, signal.SIGTERM, signal.SIGTTOU)]; "
+        "from playground.proxy.decoderworker import main; raise SystemExit(main())")
+MAX_LOG_LINE = 1024 * 1024  # a longer log line from the child is dropped (it never writes one)
+
+
+class DecoderProcess(service.Service):
+    """See the module docstring. ``options``: the proxy's checked options."""
+
+    name = "decoder-process"
+    takes_at_once = True  # its calls only queue: the factory tells it in the forwarding turn
+    log = Logger()
+
+    def __init__(self, options, reactor=None, python: str = sys.executable):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.python = python
+        self.options = {key: options.get(key) for key in OPTIONS}
+        self.blocked = False  # the pipe is full: factories hand nothing over until woken
+        self.factories: list = []
+        self.exited: defer.Deferred | None = None
+        self._child = None
+        self._batch: list = []
+        self._batch_bytes = 0
+        self._send_call = None
+        self._stopping = False
+        self._gone = False
+
+    # -- the factories ---------------------------------------------------------------------
+    def attached(self, factory) -> None:
+        """A factory hands its pairs' events here: it is woken and detached through it."""
+        self.factories.append(factory)
+
+    # -- the observer (playground.proxy.observer) ------------------------------------------
+    def pair_opened(self, pair, now: float) -> None:
+        self._add(decoderwire.pair_message(pair, now), 128)
+
+    def data(self, pair_id: int, direction: str, data: bytes, now: float) -> None:
+        self._add((decoderwire.DATA, pair_id, direction, data, now), len(data) + 32)
+
+    def half_closed(self, pair_id: int, direction: str, now: float) -> None:
+        self._add((decoderwire.HALF_CLOSED, pair_id, direction, now), 32)
+
+    def pair_closed(self, pair_id: int, summary: dict, now: float) -> None:
+        self._add((decoderwire.CLOSED, pair_id, dict(summary), now), 256)
+
+    def _add(self, message: tuple, size: int) -> None:
+        if self._gone:
+            return
+        self._batch.append(message)
+        self._batch_bytes += size
+        if self._batch_bytes >= SEND_AT:
+            self._send()
+        elif self._send_call is None:
+            self._send_call = self.reactor.callLater(SEND_DELAY, self._send)
+
+    def _send(self) -> None:
+        call, self._send_call = self._send_call, None
+        if call is not None and call.active():
+            call.cancel()
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if batch and self._child is not None and not self._gone:
+            self._child.transport.write(decoderwire.encode_batch(batch))
+
+    # -- the pipe's producer ----------------------------------------------------------------
+    def pauseProducing(self) -> None:
+        self.blocked = True
+
+    def resumeProducing(self) -> None:
+        self.blocked = False
+        for factory in self.factories:
+            factory.wake_observer()
+
+    def stopProducing(self) -> None:
+        self.blocked = False
+
+    # -- the service ------------------------------------------------------------------------
+    def startService(self) -> None:
+        super().startService()
+        self.exited = defer.Deferred()
+        self._child = _Child(self)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # this tree's modules
+        self.reactor.spawnProcess(
+            self._child, self.python,
+            [self.python, "-c", BOOT, json.dumps(self.options)],
+            env=env, childFDs={0: "w", 1: 1, 2: 2, 3: "r"})
+        self._child.transport.registerProducer(self, True)
+        self.log.info("decoding in a child process (pid {pid})", pid=self._child.transport.pid)
+
+    def stopService(self):
+        super().stopService()
+        self._stopping = True
+        if self._child is None or self._gone:
+            return self.exited
+        self._send()
+        transport = self._child.transport
+        transport.unregisterProducer()  # a pipe with a producer is not closed (ITransport)
+        transport.closeStdin()
+        call = self.reactor.callLater(STOP_TIMEOUT, self._kill)
+        # a console write the child is blocked in (--slow-sink block, nobody reads) ends with a
+        # signal, and the child may block again before it reads the pipe's end: poked until done
+        poke = task.LoopingCall(self._poke)
+        poke.clock = self.reactor
+        poke.start(POKE_EVERY, now=False)
+        d = self.exited
+
+        def stopped(result):
+            if call.active():
+                call.cancel()
+            poke.stop()
+            return result
+
+        d.addBoth(stopped)
+        return d
+
+    def _poke(self) -> None:
+        if self._child is not None and not self._gone:
+            try:
+                self._child.transport.signalProcess("TERM")
+            except error.ProcessExitedAlready:
+                pass
+
+    def _kill(self) -> None:
+        self.log.warn("decoder process did not finish within {timeout:g}s: killed",
+                      timeout=STOP_TIMEOUT)
+        try:
+            self._child.transport.signalProcess("KILL")
+        except error.ProcessExitedAlready:
+            pass
+
+    def _ended(self, reason) -> None:
+        """The child exited: expected at the stop; otherwise decoding ends, forwarding goes on."""
+        self._gone = True
+        self.blocked = False
+        self._batch, self._batch_bytes = [], 0
+        if not self._stopping:
+            self.log.error("decoder process exited ({reason}); the proxy forwards on without "
+                           "decoding", reason=reason.getErrorMessage())
+            for factory in self.factories:
+                factory.detach_observer()
+        elif reason.check(error.ProcessTerminated):
+            self.log.warn("decoder process: {reason}", reason=reason.getErrorMessage())
+        exited, self.exited = self.exited, None
+        if exited is not None:
+            exited.callback(None)
+
+
+class _Child(protocol.ProcessProtocol):
+    """The child's pipes: its log lines (fd 3) logged here, its exit told to ``owner``."""
+
+    def __init__(self, owner: DecoderProcess):
+        self.owner = owner
+        self._log = b""
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD != 3:
+            return
+        lines = (self._log + data).split(b"\x1e")
+        self._log = lines.pop()  # an unfinished record (or b"")
+        if self._log.endswith(b"\n"):
+            lines.append(self._log)
+            self._log = b""
+        elif len(self._log) > MAX_LOG_LINE:
+            self._log = b""
+        for line in lines:
+            if line.strip():
+                self._relay(line)
+
+    def _relay(self, line: bytes) -> None:
+        try:
+            event = eventFromJSON(line.decode("utf-8", "replace"))
+        except ValueError:
+            return
+        globalLogPublisher(event)
+
+    def processEnded(self, reason) -> None:
+        self.owner._ended(reason)

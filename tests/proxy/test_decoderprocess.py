@@ -1,0 +1,312 @@
+"""``--decode-process``: the pipe's format (pure), the hand-over and its backpressure (memory, on
+a virtual clock), and the proxy with its decoder process in front of a real redis-server, driven
+by redis-cli and redis-benchmark (twistd)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import types
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.internet import error, task
+from twisted.internet.testing import StringTransport
+from twisted.logger import eventAsJSON
+from twisted.python import failure, usage
+
+from playground.proxy import decoderwire
+from playground.proxy.decoderprocess import SEND_DELAY, DecoderProcess, _Child
+from playground.proxy.observer import Endpoint, PairInfo
+from playground.proxy.service import Options
+from playground.proxy.splice import ProxyFactory
+from tests.support.processes import need, start_proxy
+from tests.support.waiting import wait_until
+
+PAIR = PairInfo(7, Endpoint("127.0.0.1", 50000), Endpoint("127.0.0.1", 6479),
+                "tcp:host=127.0.0.1:port=6379", Endpoint("127.0.0.1", 6379),
+                Endpoint("127.0.0.1", 50001))
+MESSAGES = [
+    decoderwire.pair_message(PAIR, 1.5),
+    (decoderwire.DATA, 7, "c2s", b"*1\r\n$4\r\nPING\r\n", 1.25),
+    (decoderwire.DATA, 7, "s2c", b"+PONG\r\n", 1.5),
+    (decoderwire.HALF_CLOSED, 7, "c2s", 2.0),
+    (decoderwire.CLOSED, 7, {"closed_by": "client", "how": "fin", "bytes_c2s": 14,
+                             "duration": 0.5}, 2.5),
+]
+
+
+class Recorder:
+    """An observer that notes its calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def pair_opened(self, pair, now):
+        self.calls.append(("opened", pair, now))
+
+    def data(self, pair_id, direction, data, now):
+        self.calls.append(("data", pair_id, direction, data, now))
+
+    def half_closed(self, pair_id, direction, now):
+        self.calls.append(("half_closed", pair_id, direction, now))
+
+    def pair_closed(self, pair_id, summary, now):
+        self.calls.append(("closed", pair_id, summary, now))
+
+
+# -- the pipe's format ------------------------------------------------------------------------
+@pytest.mark.pure
+@given(st.lists(st.integers(0, 600), max_size=6))
+def test_batches_come_back_whole_whatever_the_split(cuts):
+    wire = decoderwire.encode_batch(MESSAGES[:2]) + decoderwire.encode_batch(MESSAGES[2:])
+    reader = decoderwire.BatchReader()
+    got = []
+    at = 0
+    for cut in sorted(set(min(c, len(wire)) for c in cuts)) + [len(wire)]:
+        got += reader.feed(wire[at:cut])
+        at = cut
+    assert got == MESSAGES
+    assert reader.buffered == 0
+
+
+@pytest.mark.pure
+@given(st.binary(max_size=200))
+def test_garbage_on_the_pipe_is_a_wire_error(data):
+    reader = decoderwire.BatchReader(max_batch=1 << 16)
+    try:
+        got = reader.feed(data)
+    except decoderwire.WireError:
+        return
+    assert isinstance(got, list)
+
+
+@pytest.mark.pure
+def test_messages_call_the_observer_as_the_proxy_would():
+    recorder = Recorder()
+    for message in MESSAGES:
+        decoderwire.deliver(recorder, message)
+    assert recorder.calls == [
+        ("opened", PAIR, 1.5),
+        ("data", 7, "c2s", b"*1\r\n$4\r\nPING\r\n", 1.25),
+        ("data", 7, "s2c", b"+PONG\r\n", 1.5),
+        ("half_closed", 7, "c2s", 2.0),
+        ("closed", 7, MESSAGES[4][2], 2.5),
+    ]
+    with pytest.raises(decoderwire.WireError):
+        decoderwire.deliver(recorder, (99, 1))
+
+
+# -- the options ------------------------------------------------------------------------------
+@pytest.mark.pure
+@pytest.mark.parametrize("extra, flag", [
+    (["--web", "0"], "--web"),
+    (["--fault", "latency:10ms"], "--fault"),
+    (["--metrics", "0"], "--metrics"),
+    (["--stats-interval", "5"], "--stats-interval"),
+])
+def test_what_needs_the_decoder_here_is_refused(extra, flag):
+    with pytest.raises(usage.UsageError, match=f"--decode-process.*{flag}|{flag}.*--decode-process"):
+        Options().parseOptions(["--target", "6379", "--decode-process", *extra])
+
+
+# -- the hand-over, on a virtual clock ----------------------------------------------------------
+def _handing_over():
+    """A factory whose observer is a DecoderProcess writing into a StringTransport."""
+    clock = task.Clock()
+    opts = Options()
+    opts.parseOptions(["--target", "6379", "--decode-process"])
+    process = DecoderProcess(opts, reactor=clock)
+    process._child = types.SimpleNamespace(transport=StringTransport())
+    factory = ProxyFactory("tcp:host=127.0.0.1:port=6379", observer=process, reactor=clock)
+    return clock, process, factory
+
+
+def _sent(process) -> list:
+    return decoderwire.BatchReader().feed(process._child.transport.value())
+
+
+@pytest.mark.memory
+def test_a_turns_events_go_down_the_pipe_as_one_batch():
+    clock, process, factory = _handing_over()
+    assert process.factories == [factory]
+    factory.notify("half_closed", 3, "c2s", 1.0)
+    factory.notify("pair_closed", 3, {"how": "fin"}, 2.0)
+    assert not factory._queued  # it only queues: told at once, no turn of the factory's
+    assert _sent(process) == []  # gathered for SEND_DELAY
+    clock.advance(SEND_DELAY)
+    assert _sent(process) == [(decoderwire.HALF_CLOSED, 3, "c2s", 1.0),
+                              (decoderwire.CLOSED, 3, {"how": "fin"}, 2.0)]
+
+
+@pytest.mark.memory
+def test_a_full_pipe_stops_the_hand_over_until_it_drains():
+    clock, process, factory = _handing_over()
+    process.pauseProducing()  # the pipe's buffer is full
+    factory.notify("half_closed", 3, "c2s", 1.0)
+    clock.advance(0)
+    clock.advance(SEND_DELAY)
+    assert _sent(process) == [] and factory._queued  # kept in the factory's bounded queue
+    assert not clock.getDelayedCalls()  # and nothing spins meanwhile
+    process.resumeProducing()
+    factory.notify("pair_closed", 3, {}, 2.0)  # after what waits: queued behind it, in order
+    assert len(factory._queued) == 2
+    clock.advance(0)
+    assert not factory._queued
+    factory.notify("half_closed", 4, "s2c", 3.0)  # nothing waits: at once again
+    assert not factory._queued
+    clock.advance(SEND_DELAY)
+    assert _sent(process) == [(decoderwire.HALF_CLOSED, 3, "c2s", 1.0),
+                              (decoderwire.CLOSED, 3, {}, 2.0),
+                              (decoderwire.HALF_CLOSED, 4, "s2c", 3.0)]
+
+
+@pytest.mark.memory
+def test_a_child_that_dies_is_detached_and_the_proxy_forwards_on(logged):
+    clock, process, factory = _handing_over()
+    factory.notify("half_closed", 3, "c2s", 1.0)
+    process._ended(failure.Failure(error.ProcessTerminated(signal=9)))
+    assert factory.observer is None and not factory._queued
+    assert any("decoder process exited" in e.get("log_format", "") for e in logged)
+    process.data(3, "c2s", b"x", 2.0)  # a late hand-over goes nowhere
+    assert process._batch == []
+
+
+@pytest.mark.memory
+def test_the_childs_log_lines_are_logged_here_whatever_the_split(logged):
+    record = ("\x1e" + eventAsJSON({"log_format": "from the child: {n}", "n": 5,
+                                   "log_level": None, "log_namespace": "child"}) + "\n").encode()
+    child = _Child(types.SimpleNamespace())
+    for at in range(0, len(record), 7):
+        child.childDataReceived(3, record[at:at + 7])
+    child.childDataReceived(3, record)
+    mine = [e for e in logged if e.get("log_format") == "from the child: {n}"]
+    assert [e["n"] for e in mine] == [5, 5]
+
+
+# -- the proxy with its decoder process ---------------------------------------------------------
+def _child_of(pid: int) -> int:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        (child,) = [int(c) for c in f.read().split()]
+    return child
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.twistd
+def test_the_decoder_process_writes_the_console_and_json(redis_server, twistd, tmp_path):
+    cli = need("redis-cli")
+    out = tmp_path / "out.jsonl"
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--json", out,
+                             "--color", "never")
+    line = proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    assert f"pid {child}" in line
+    assert subprocess.run([cli, "-p", str(port), "set", "dpfoo", "bar"], capture_output=True,
+                          timeout=10).stdout == b"OK\n"
+    proc.wait_for('set dpfoo "bar" -> +OK')  # the child's console, on the proxy's stdout
+    assert proc.terminate() == 0
+    assert not _alive(child)
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    sets = [r for r in records if r["type"] == "redis" and r["command"][:2] == ["set", "dpfoo"]]
+    assert [r["reply"] for r in sets] == [{"simple": "OK"}]
+
+
+@pytest.mark.twistd
+def test_ctrl_c_reaches_the_child_too_and_every_exchange_is_still_written(
+        redis_server, twistd, tmp_path):
+    bench = need("redis-benchmark")
+    out = tmp_path / "out.jsonl"
+    proc = None
+
+    def start(args):
+        return twistd(args, new_session=True)  # its own process group, as a shell's job
+
+    proc, port = start_proxy(start, redis_server.port, "--decode-process", "--quiet",
+                             "--json", out)
+    proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    wait_until(lambda: os.getpgid(child) == child, what="the child in a process group of its own")
+    subprocess.run([bench, "-p", str(port), "-q", "-t", "set,get", "-n", "4000", "-P", "16",
+                    "-c", "4"], capture_output=True, timeout=60, check=True)
+    proc.signalled = True
+    os.killpg(proc.proc.pid, signal.SIGINT)  # the terminal's Ctrl-C: the whole group
+    assert proc.terminate() == 0, proc.output()
+    kinds = [json.loads(x)["type"] for x in out.read_text().splitlines()]
+    assert kinds.count("redis") >= 8000  # redis-benchmark's own CONFIG GET too
+    assert kinds.count("close") == kinds.count("open") >= 5
+
+
+@pytest.mark.twistd
+def test_a_killed_decoder_process_leaves_the_proxy_forwarding(redis_server, twistd, tmp_path):
+    cli = need("redis-cli")
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--json",
+                             tmp_path / "out.jsonl", "--quiet")
+    proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    os.kill(child, signal.SIGKILL)
+    proc.wait_for("decoder process exited")
+    wait_until(lambda: not _alive(child), what="the child reaped")
+    for _ in range(3):
+        assert subprocess.run([cli, "-p", str(port), "ping"], capture_output=True,
+                              timeout=10).stdout == b"PONG\n"
+    assert proc.terminate() == 0
+
+
+@pytest.mark.twistd
+def test_a_console_pipe_nobody_reads_stalls_the_child_not_the_forwarding(tmp_path, redis_server):
+    """``--slow-sink block`` with stdout a pipe nobody reads: the child's console write blocks;
+    the proxy pauses the client that floods it but forwards the others; SIGTERM still ends both
+    processes (status 0, about the drain timeout later) and the log says what was dropped."""
+    import socket
+    import time
+
+    from tests.support.net import free_port
+    from tests.support.paths import TWISTD
+
+    port = free_port()
+    log = tmp_path / "twistd.log"
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        [TWISTD, "-n", "--pidfile=", f"--logfile={log}", "tcpplay", "proxy", "--listen", str(port),
+         "--target", str(redis_server.port), "--decode", "resp", "--color", "never",
+         "--decode-process", "--slow-sink", "block", "--drain-timeout", "1"],
+        stdout=w, stderr=subprocess.DEVNULL, cwd=str(tmp_path))
+    os.close(w)
+    try:
+        wait_until(lambda: log.exists() and "proxy listening on" in log.read_text(), 20,
+                   "the proxy's listening line")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as flood:
+            try:
+                flood.sendall(b"*1\r\n$4\r\nPING\r\n" * 200_000)  # far more than the pipe holds
+            except TimeoutError:
+                pass  # paused: the proxy's queue for the child is full
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as other:
+                other.sendall(b"*1\r\n$4\r\nPING\r\n")
+                assert other.recv(7) == b"+PONG\r\n"  # forwarding goes on
+            start = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                status = proc.wait(20)
+            except subprocess.TimeoutExpired:
+                status = "still running 20 s after SIGTERM"
+            elapsed = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(r)
+    text = log.read_text()
+    assert status == 0, text[-2000:]
+    assert elapsed < 8, text[-2000:]  # drain 1 s, then the child's poke (0.5 s) and its exit
+    assert "a stop was asked for during a write to stdout" in text
+    assert "records dropped in all" in text
