@@ -194,16 +194,25 @@ def shows_console(opts) -> bool:
     return opts["decode"] != "none" and not opts["quiet"] and opts["json"] != "-"
 
 
+def observes(opts, stats=None) -> bool:
+    """Whether the options ask for anything an observer makes: a pcap, the web view, or, with
+    decoding, JSON, the console view or ``stats`` (``--quiet`` alone, or ``--decode none``
+    alone, asks for nothing)."""
+    decoded = opts["json"] or shows_console(opts) or stats is not None
+    return bool(opts["pcap"] or opts.get("web") or (opts["decode"] != "none" and decoded))
+
+
 def build(opts, reactor=None, stats=None):
     """The sink services and the observer for the proxy, from checked options.
 
     Returns ``(services, observer)``; ``observer`` is None when nothing is to be observed
-    (``--decode none`` without ``--pcap`` or ``--web``). ``stats`` (a ``statssink.StatsSink``,
-    optional) gets the same records as the other sinks, unless decoding is off.
+    (``observes``: then the pairs may splice kernel to kernel). ``stats`` (a
+    ``statssink.StatsSink``, optional) gets the same records as the other sinks, unless
+    decoding is off.
     """
+    if not observes(opts, stats):
+        return [], None
     if opts.get("decode-process"):
-        if opts["decode"] == "none" and not opts["pcap"]:
-            return [], None  # nothing to observe
         from playground.proxy.decoderprocess import DecoderProcess
 
         process = DecoderProcess(opts, reactor=reactor)
@@ -231,11 +240,8 @@ def build(opts, reactor=None, stats=None):
         # the web view gets the bytes the pcap gets: same hold-back, same masks
         pcap = view.sink if pcap is None else ByteTee([pcap, view.sink])
     decode = opts["decode"]
-    if decode == "none":
-        if pcap is None:
-            return services, None
-        if not redact:
-            return services, pcap
+    if decode == "none" and not redact:
+        return services, pcap
     if decode != "none":
         if opts["json"]:
             from playground.sinks.jsonlines import JsonSink
@@ -253,8 +259,6 @@ def build(opts, reactor=None, stats=None):
         sinks.append(stats)  # a plain sink, not a service
     if view is not None and decode != "none":
         sinks.append(view.sink)  # its service is above
-    if not sinks and pcap is None:
-        return services, None  # --quiet without --json or --pcap: nothing would use a decode
     from playground.sinks.sharedbatch import shared
 
     chain = Chain(

@@ -113,6 +113,30 @@ def test_what_needs_the_decoder_here_is_refused(extra, flag):
         Options().parseOptions(["--target", "6379", "--decode-process", *extra])
 
 
+@pytest.mark.memory
+@pytest.mark.parametrize("extra", [
+    ["--quiet"], ["--decode", "none"], ["--decode", "none", "--quiet"], [], ["--json", "-"],
+    ["--quiet", "--json", "J"], ["--quiet", "--pcap", "P"], ["--decode", "none", "--pcap", "P"],
+])
+def test_a_child_starts_only_where_the_proxy_would_observe(extra, tmp_path):
+    """Nothing to write (``--quiet`` alone, ``--decode none`` alone): no child, and the pairs
+    splice kernel to kernel as without the flag."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from playground.proxy import decoding
+
+    extra = [str(tmp_path / a) if a in ("J", "P") else a for a in extra]
+    observers = []
+    for flag in ([], ["--decode-process"]):
+        opts = Options()
+        opts.parseOptions(["--target", "6379", *flag, *extra])
+        services, observer = decoding.build(opts, MemoryReactorClock())
+        observers.append(observer)
+        if flag:
+            assert services == ([observer] if observer else [])
+    assert (observers[0] is None) == (observers[1] is None)
+
+
 # -- the hand-over, on a virtual clock ----------------------------------------------------------
 def _handing_over():
     """A factory whose observer is a DecoderProcess writing into a StringTransport."""
