@@ -11,11 +11,12 @@ import subprocess
 import types
 
 import pytest
+import pytest_twisted
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import error, task
 from twisted.internet.testing import StringTransport
-from twisted.logger import eventAsJSON
+from twisted.logger import eventAsJSON, formatEvent
 from twisted.python import failure, usage
 
 from playground.proxy import decoderwire
@@ -327,3 +328,25 @@ def test_a_console_pipe_nobody_reads_stalls_the_child_not_the_forwarding(tmp_pat
     assert elapsed < 8, text[-2000:]  # drain 1 s, then the child's poke (0.5 s) and its exit
     assert "a stop was asked for during a write to stdout" in text
     assert "records dropped in all" in text
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_child_whose_sinks_cannot_start_says_why_and_the_proxy_forwards_on(tmp_path, logged):
+    """``--json`` checked writable at option time, gone before the child opens it: the child's
+    reason is in the proxy's log (not only a traceback on its stderr), the factory detached."""
+    from twisted.internet import reactor
+
+    opts = Options()
+    opts.parseOptions(["--target", "6379", "--decode-process", "--quiet", "--json",
+                       str(tmp_path / "out.jsonl")])
+    opts["json"] = str(tmp_path / "gone" / "out.jsonl")
+    process = DecoderProcess(opts, reactor=reactor)
+    factory = ProxyFactory("tcp:host=127.0.0.1:port=6379", observer=process, reactor=reactor)
+    process.startService()
+    exited = process.exited
+    yield exited.addTimeout(20, reactor)
+    text = [formatEvent(e) for e in logged]
+    assert any("cannot start" in t and "gone/out.jsonl" in t for t in text), text
+    assert any("decoder process exited" in t for t in text), text
+    assert factory.observer is None
