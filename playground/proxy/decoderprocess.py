@@ -16,7 +16,8 @@ that fill it, until the pipe drains and it wakes them (``attached``). Nothing is
 
 Start and stop: a service, started with the sinks, before the listener. Stopped after the drain
 and the factory's last hand-over: the pipe is closed, the child hands everything to its sinks,
-stops them and exits; the stop waits for that, up to ``STOP_TIMEOUT`` seconds, then kills it.
+stops them and exits; the stop waits for that, up to ``STOP_TIMEOUT`` seconds, then kills it
+(at once on a second SIGINT/SIGTERM: ``playground.common.shutdown``).
 Meanwhile it sends the child SIGTERM every ``POKE_EVERY`` seconds: a console write blocked on a
 pipe nobody reads (``--slow-sink block``) ends with it, and the console drops from then on, as
 in the proxy's own process.
@@ -35,6 +36,7 @@ from twisted.application import service
 from twisted.internet import defer, error, protocol, task
 from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 
+from playground.common import shutdown
 from playground.proxy import decoderwire
 
 # the decoding options the child builds its sinks from (checked and normalised here)
@@ -79,6 +81,7 @@ class DecoderProcess(service.Service):
         self._send_call = None
         self._stopping = False
         self._gone = False
+        self._poked = False  # the stop's wait said in the log (at its first poke)
 
     # -- the factories ---------------------------------------------------------------------
     def attached(self, factory) -> None:
@@ -157,9 +160,11 @@ class DecoderProcess(service.Service):
         poke = task.LoopingCall(self._poke)
         poke.clock = self.reactor
         poke.start(POKE_EVERY, now=False)
+        release = shutdown.during_drain(self._stop_now, self.reactor)  # a second Ctrl-C
         d = self.exited
 
         def stopped(result):
+            release()
             if call.active():
                 call.cancel()
             poke.stop()
@@ -168,20 +173,29 @@ class DecoderProcess(service.Service):
         d.addBoth(stopped)
         return d
 
-    def _poke(self) -> None:
+    def _signal(self, name: str) -> None:
         if self._child is not None and not self._gone:
             try:
-                self._child.transport.signalProcess("TERM")
+                self._child.transport.signalProcess(name)
             except error.ProcessExitedAlready:
                 pass
+
+    def _poke(self) -> None:
+        if not self._poked:
+            self._poked = True
+            self.log.info("decoder process still writing: waiting up to {timeout:g}s{hint}",
+                          timeout=STOP_TIMEOUT, hint=shutdown.hint())
+        self._signal("TERM")
 
     def _kill(self) -> None:
         self.log.warn("decoder process did not finish within {timeout:g}s: killed",
                       timeout=STOP_TIMEOUT)
-        try:
-            self._child.transport.signalProcess("KILL")
-        except error.ProcessExitedAlready:
-            pass
+        self._signal("KILL")
+
+    def _stop_now(self) -> None:
+        self.log.warn("decoder process stopped now (asked again): killed; records it had not "
+                      "written yet are lost")
+        self._signal("KILL")
 
     def _ended(self, reason) -> None:
         """The child exited: expected at the stop; otherwise decoding ends, forwarding goes on."""

@@ -350,3 +350,35 @@ def test_a_child_whose_sinks_cannot_start_says_why_and_the_proxy_forwards_on(tmp
     assert any("cannot start" in t and "gone/out.jsonl" in t for t in text), text
     assert any("decoder process exited" in t for t in text), text
     assert factory.observer is None
+
+
+@pytest.mark.twistd
+def test_a_second_sigterm_while_the_child_finishes_stops_now(redis_server, twistd, tmp_path):
+    """The child cannot finish (stopped): the first SIGTERM waits for it (up to STOP_TIMEOUT),
+    a second one kills it and the proxy exits 0 at once, without a traceback."""
+    import time
+
+    cli = need("redis-cli")
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
+                             "--json", tmp_path / "out.jsonl")
+    proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    subprocess.run([cli, "-p", str(port), "ping"], capture_output=True, timeout=10, check=True)
+    os.kill(child, signal.SIGSTOP)
+    try:
+        proc.signalled = True
+        proc.proc.send_signal(signal.SIGTERM)
+        line = proc.wait_for("decoder process still writing")
+        assert "again to stop now" in line
+        start = time.monotonic()
+        proc.proc.send_signal(signal.SIGTERM)
+        status = proc.terminate(timeout=20)
+        elapsed = time.monotonic() - start
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGCONT)
+    assert status == 0
+    assert elapsed < 10, proc.output()[-2000:]  # not STOP_TIMEOUT
+    assert "Traceback" not in proc.output()
+    proc.wait_for("decoder process stopped now")
+    wait_until(lambda: not _alive(child), what="the child gone")
