@@ -210,9 +210,10 @@ def build(opts, reactor=None, stats=None):
     ``statssink.StatsSink``, optional) gets the same records as the other sinks, unless
     decoding is off.
     """
-    if not observes(opts, stats):
+    process = opts.get("decode-process")
+    if not observes(opts, None if process else stats):  # the child's records stay there
         return [], None
-    if opts.get("decode-process"):
+    if process:
         from playground.proxy.decoderprocess import DecoderProcess
 
         process = DecoderProcess(opts, reactor=reactor)

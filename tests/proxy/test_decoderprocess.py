@@ -138,6 +138,20 @@ def test_a_child_starts_only_where_the_proxy_would_observe(extra, tmp_path):
     assert (observers[0] is None) == (observers[1] is None)
 
 
+@pytest.mark.memory
+def test_stats_a_child_would_not_feed_start_no_child():
+    """``serve`` hands every proxy a stats sink (its shared registry): with ``--decode-process``
+    the child's records never reach it, so ``--quiet`` alone still starts nothing."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from playground.proxy import decoding
+    from playground.sinks.statssink import StatsSink
+
+    opts = Options()
+    opts.parseOptions(["--target", "6379", "--decode-process", "--quiet"])
+    assert decoding.build(opts, MemoryReactorClock(), stats=StatsSink()) == ([], None)
+
+
 # -- the hand-over, on a virtual clock ----------------------------------------------------------
 def _handing_over():
     """A factory whose observer is a DecoderProcess writing into a StringTransport."""
