@@ -1188,11 +1188,13 @@ class ProxyFactory(LimitedFactory):
 
     def detach_observer(self):
         """Forward on without the observer (it raised, or its process is gone): what was queued
-        for it is dropped, the pairs it paused read again, and every pair forwards plainly."""
+        for it is dropped, the pairs it paused read again, and every pair forwards plainly; the
+        log says each pair's open and close, as the console view (gone with it) did."""
         call, self._flush_call = self._flush_call, None
         if call is not None and call.active():
             call.cancel()
         self.observer = None
+        self.log_connections = True
         self._queued, self._queued_bytes, self._head_off = [], 0, 0
         self._resume_paused(everyone=True)
         for pair in self.pairs.values():

@@ -199,9 +199,11 @@ def test_a_full_pipe_stops_the_hand_over_until_it_drains():
 @pytest.mark.memory
 def test_a_child_that_dies_is_detached_and_the_proxy_forwards_on(logged):
     clock, process, factory = _handing_over()
+    factory.log_connections = False  # the child's console view says each pair
     factory.notify("half_closed", 3, "c2s", 1.0)
     process._ended(failure.Failure(error.ProcessTerminated(signal=9)))
     assert factory.observer is None and not factory._queued
+    assert factory.log_connections  # the console went with it: the log says them
     assert any("decoder process exited" in e.get("log_format", "") for e in logged)
     process.data(3, "c2s", b"x", 2.0)  # a late hand-over goes nowhere
     assert process._batch == []
