@@ -398,3 +398,35 @@ def test_a_second_sigterm_while_the_child_finishes_stops_now(redis_server, twist
     assert "Traceback" not in proc.output()
     proc.wait_for("decoder process stopped now")
     wait_until(lambda: not _alive(child), what="the child gone")
+
+
+@pytest.mark.twistd
+def test_sigterm_in_a_flood_writes_a_record_for_every_forwarded_command(
+        redis_server, twistd, tmp_path):
+    """redis-benchmark still sending when SIGTERM comes, the drain cut short: each pair's
+    records are its forwarded commands, every one (the child finishes the queue), exit 0."""
+    bench = need("redis-benchmark")
+    out = tmp_path / "out.jsonl"
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
+                             "--json", out, "--drain-timeout", "0.5")
+    proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    flood = subprocess.Popen([bench, "-p", str(port), "-q", "-t", "set", "-n", "100000000",
+                              "-P", "100", "-c", "4"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: out.exists() and out.stat().st_size > 4_000_000, 30,
+                   "the flood's records coming")
+        assert proc.terminate() == 0, proc.output()[-2000:]
+    finally:
+        flood.kill()
+        flood.wait(10)
+    wait_until(lambda: not _alive(child), what="the child gone")
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    closes = {r["pair"]: r for r in records if r["type"] == "close"}
+    sets = [r["pair"] for r in records if r["type"] in ("redis", "redis_unanswered")
+            and r["command"][0] == "SET"]
+    aborted = [c for c in closes.values() if c["how"] == "shutdown"]
+    assert len(aborted) == 4  # the flood was in flight
+    for close in aborted:  # SET key:__rand_int__ xxx: 45 bytes a command
+        assert sets.count(close["pair"]) == close["bytes_c2s"] // 45 > 0
