@@ -140,7 +140,8 @@ class DecoderProcess(service.Service):
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # this tree's modules
         self.reactor.spawnProcess(
             self._child, self.python,
-            [self.python, "-c", BOOT, json.dumps(self.options)],
+            # -P: the working directory's files are not modules (a json.py there is no json)
+            [self.python, "-P", "-c", BOOT, json.dumps(self.options)],
             env=env, childFDs={0: "w", 1: 1, 2: 2, 3: "r"})
         self._child.transport.registerProducer(self, True)
         self.log.info("decoding in a child process (pid {pid})", pid=self._child.transport.pid)

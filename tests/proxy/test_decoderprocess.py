@@ -430,3 +430,22 @@ def test_sigterm_in_a_flood_writes_a_record_for_every_forwarded_command(
     assert len(aborted) == 4  # the flood was in flight
     for close in aborted:  # SET key:__rand_int__ xxx: 45 bytes a command
         assert sets.count(close["pair"]) == close["bytes_c2s"] // 45 > 0
+
+
+@pytest.mark.twistd
+def test_the_working_directorys_files_are_not_the_childs_modules(redis_server, twistd, tmp_path):
+    """``python -c`` puts the working directory first on sys.path: a ``json.py`` where the proxy
+    was started (a shared directory, anyone's file) would be the child's ``json``, run as the
+    proxy's user. The child's path is the proxy's own."""
+    cli = need("redis-cli")
+    (tmp_path / "json.py").write_text("raise SystemExit('the json.py of the working directory')\n")
+    out = tmp_path / "out.jsonl"
+    proc, port = start_proxy(lambda args: twistd(args, cwd=str(tmp_path)), redis_server.port,
+                             "--decode-process", "--quiet", "--json", out)
+    assert subprocess.run([cli, "-p", str(port), "set", "dpcwd", "1"], capture_output=True,
+                          timeout=10).stdout == b"OK\n"
+    assert proc.terminate() == 0
+    assert "working directory" not in proc.output()
+    assert "decoder process exited" not in proc.output()
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["command"] for r in records if r["type"] == "redis"] == [["set", "dpcwd", "1"]]
