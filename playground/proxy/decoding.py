@@ -72,10 +72,6 @@ OPT_FLAGS = [
      "(redacted by default in console and JSON, text and hex views included; commands, headers "
      "and CONFIG GET answers also masked in the pcap)."],
     ["quiet", None, "No console view (--json and --pcap are still written)."],
-    ["decode-process", None,
-     "Decode in a child process, on another core: this process forwards and hands the bytes "
-     "over a pipe; the child decodes and writes the console view, --json and --pcap as this "
-     "one would. Not with --web, --fault, --api or --metrics/--stats-interval."],
 ]
 
 
@@ -158,9 +154,6 @@ def check_options(opts) -> None:
         if opts[flag] and opts[flag] != "-":
             check_writable(f"--{flag}", str(opts[flag]))
     web.check_options(opts)
-    if opts.get("decode-process") and opts.get("web"):
-        raise usage.UsageError("--decode-process: the web view reads the decoder in this "
-                               "process; drop --web or --decode-process")
     if decode != "none" and _stdout_closed():
         what = "--json -" if opts["json"] == "-" else "the console view"
         raise usage.UsageError(f"standard output is closed: {what} writes there; "

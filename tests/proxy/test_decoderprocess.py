@@ -152,6 +152,17 @@ def test_stats_a_child_would_not_feed_start_no_child():
     assert decoding.build(opts, MemoryReactorClock(), stats=StatsSink()) == ([], None)
 
 
+@pytest.mark.pure
+def test_only_the_proxy_takes_the_flag():
+    """toxiproxy's proxies are all toxics, set at runtime: their injected replies would reach a
+    child as the server's (it has no ``faulted``), as --fault's and --api's would."""
+    from playground.faults.toxiproxy import Options as ToxiproxyOptions
+
+    with pytest.raises(usage.UsageError, match="decode-process"):
+        ToxiproxyOptions().parseOptions(["--api", "8474", "--decode-process"])
+    assert "--decode-process" in str(Options())
+
+
 # -- the hand-over, on a virtual clock ----------------------------------------------------------
 def _handing_over():
     """A factory whose observer is a DecoderProcess writing into a StringTransport."""
