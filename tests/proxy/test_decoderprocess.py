@@ -460,3 +460,102 @@ def test_the_working_directorys_files_are_not_the_childs_modules(redis_server, t
     assert "decoder process exited" not in proc.output()
     records = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["command"] for r in records if r["type"] == "redis"] == [["set", "dpcwd", "1"]]
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+class _PingFlood:
+    """A client pipelining PINGs at the proxy, its replies read by a thread."""
+
+    COMMAND = b"*1\r\n$4\r\nPING\r\n"
+    CHUNK = COMMAND * 20_000
+
+    def __init__(self, port: int):
+        import socket
+        import threading
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sent = 0
+        self.replies = 0
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        while (data := self.sock.recv(1 << 20)):
+            self.replies += len(data)
+
+    def until_paused(self, most: int = 64_000_000) -> int:
+        """Send until the proxy stops reading (a second without room); the bytes sent."""
+        import select
+        import socket
+
+        while self.sent < most:
+            if not select.select([], [self.sock], [], 1.0)[1]:
+                return self.sent
+            try:
+                self.sent += self.sock.send(self.CHUNK[self.sent % len(self.CHUNK):],
+                                            socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+        raise AssertionError(f"the proxy never paused the client ({most} bytes taken)")
+
+    def finish(self) -> int:
+        """Send the last command whole, wait for every reply, close; the commands sent."""
+        import socket
+
+        self.sock.sendall(self.CHUNK[self.sent % len(self.CHUNK):])
+        self.sent += len(self.CHUNK) - self.sent % len(self.CHUNK)
+        commands = self.sent // len(self.COMMAND)
+        wait_until(lambda: self.replies == commands * 7, 60, "every reply")
+        self.sock.shutdown(socket.SHUT_WR)
+        self.reader.join(10)  # the proxy's FIN
+        self.sock.close()
+        return commands
+
+
+@pytest.mark.twistd
+def test_a_stopped_child_bounds_the_proxys_memory_and_loses_nothing(
+        redis_server, twistd, tmp_path):
+    """The child stopped (SIGSTOP) while a client floods: the proxy's queue for it fills, the
+    client is paused, the proxy's memory stays put; SIGCONT and every command is recorded."""
+    out = tmp_path / "out.jsonl"
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
+                             "--json", out)
+    proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    before = _rss_kib(proc.proc.pid)
+    os.kill(child, signal.SIGSTOP)
+    try:
+        flood = _PingFlood(port)
+        sent = flood.until_paused()
+        grown = _rss_kib(proc.proc.pid) - before
+    finally:
+        os.kill(child, signal.SIGCONT)
+    assert sent > 1_000_000  # past what the proxy queues for one client (SIDE_BACKLOG)
+    assert grown < 48 * 1024, f"{grown} KiB more for {sent} bytes held back"
+    commands = flood.finish()
+    assert proc.terminate() == 0
+    pings = sum(1 for x in out.read_text().splitlines() if '"command":["PING"]' in x)
+    assert pings == commands
+
+
+@pytest.mark.twistd
+def test_a_child_killed_while_it_holds_a_client_back_lets_it_go(redis_server, twistd, tmp_path):
+    """The client paused for a stopped child; the child killed: the proxy detaches it, says so
+    once, and the client's commands all go through (the pause ends with the queue)."""
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
+                             "--json", tmp_path / "out.jsonl")
+    proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    os.kill(child, signal.SIGSTOP)
+    flood = _PingFlood(port)
+    flood.until_paused()
+    os.kill(child, signal.SIGKILL)
+    proc.wait_for("decoder process exited")
+    flood.finish()
+    assert proc.terminate() == 0
+    out = proc.output()
+    assert out.count("decoder process exited") == 1 and "Traceback" not in out
