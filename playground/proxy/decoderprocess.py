@@ -52,10 +52,12 @@ POKE_EVERY = 0.5  # seconds between the SIGTERMs that end a child's blocked cons
 # The child's first statements, before any import: out of the proxy's process group (a
 # terminal's Ctrl-C is for the proxy, which drains and then ends the pipe), deaf to SIGINT and
 # SIGTERM (a service manager's goes to both; the proxy's drain decides; the child's own handler,
-# set once it runs, only ends a blocked console write), allowed to write to the terminal.
+# set once it runs, only ends a blocked console write), and to SIGUSR1 (a log rotation's, sent
+# to a whole service by `systemctl kill -s USR1`: the child's log is the proxy's, and the
+# signal's default action would end it), allowed to write to the terminal.
 BOOT = ("import os, signal; os.setpgrp(); "
         "[signal.signal(s, signal.SIG_IGN) for s in "
-        "(signal.SIGINT, signal.SIGTERM, signal.SIGTTOU)]; "
+        "(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGTTOU)]; "
         "from playground.proxy.decoderworker import main; raise SystemExit(main())")
 MAX_LOG_LINE = 1024 * 1024  # a longer log line from the child is dropped (it never writes one)
 

@@ -559,3 +559,26 @@ def test_a_child_killed_while_it_holds_a_client_back_lets_it_go(redis_server, tw
     assert proc.terminate() == 0
     out = proc.output()
     assert out.count("decoder process exited") == 1 and "Traceback" not in out
+
+
+@pytest.mark.twistd
+def test_a_log_rotations_sigusr1_to_the_whole_service_leaves_the_child_decoding(
+        redis_server, twistd, tmp_path):
+    """``systemctl kill -s USR1`` (a logrotate postrotate) signals every process of the
+    service: the child, whose log is the proxy's, goes on (SIGUSR1's default action ends it)."""
+    cli = need("redis-cli")
+    out = tmp_path / "out.jsonl"
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
+                             "--json", out)
+    proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    wait_until(out.exists, what="the child started (its --json file open)")
+    os.kill(child, signal.SIGUSR1)
+    os.kill(proc.proc.pid, signal.SIGUSR1)
+    proc.wait_for("SIGUSR1: no log file to rotate")  # the proxy's, after the child's signal
+    assert subprocess.run([cli, "-p", str(port), "set", "dpusr1", "1"], capture_output=True,
+                          timeout=10).stdout == b"OK\n"
+    assert proc.terminate() == 0
+    assert "decoder process exited" not in proc.output()
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["command"] for r in records if r["type"] == "redis"] == [["set", "dpusr1", "1"]]
