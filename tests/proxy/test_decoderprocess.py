@@ -582,3 +582,39 @@ def test_a_log_rotations_sigusr1_to_the_whole_service_leaves_the_child_decoding(
     assert "decoder process exited" not in proc.output()
     records = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["command"] for r in records if r["type"] == "redis"] == [["set", "dpusr1", "1"]]
+
+
+@pytest.mark.twistd
+def test_a_daemon_starts_its_child_logs_it_and_stops_it(redis_server, tmp_path):
+    """twistd without -n (--pidfile, --logfile): the daemon's child decodes into --json, its
+    lines are in the log file, and SIGTERM ends both, the pid file gone."""
+    from tests.support.net import free_port
+    from tests.support.paths import TWISTD
+
+    cli = need("redis-cli")
+    port, pidfile, logfile = free_port(), tmp_path / "tcpplay.pid", tmp_path / "tcpplay.log"
+    out = tmp_path / "out.jsonl"
+    started = subprocess.run(
+        [TWISTD, f"--pidfile={pidfile}", f"--logfile={logfile}", "tcpplay", "proxy", "--listen",
+         str(port), "--target", str(redis_server.port), "--decode-process", "--json", str(out)],
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stdout + started.stderr
+    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(),
+                         what="the pid file"))
+    try:
+        wait_until(lambda: "proxy listening on" in logfile.read_text(), what="listening")
+        child = _child_of(pid)
+        assert f"decoding in a child process (pid {child})" in logfile.read_text()
+        assert subprocess.run([cli, "-p", str(port), "set", "dpdaemon", "1"],
+                              capture_output=True, timeout=10).stdout == b"OK\n"
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not _alive(pid) and not pidfile.exists(), 20, "the daemon's exit")
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not _alive(child), what="the child gone")
+    log = logfile.read_text()
+    assert "Server Shut Down." in log and "Traceback" not in log
+    assert "decoder process exited" not in log and "decoder process: " not in log
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["command"] for r in records if r["type"] == "redis"] == [["set", "dpdaemon", "1"]]
