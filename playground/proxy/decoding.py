@@ -4,9 +4,11 @@
 subcommand's options (``playground.proxy.service.Options``, and the ``demo`` and config files
 through it); ``check_options(opts)`` validates and normalises them in place (a ``UsageError``
 names the flag); ``build(opts, reactor) -> (services, observer)`` makes the sinks they ask for
-and the decoder chain (``playground.decode.chain.Chain``) that feeds them. The web view's options
-(``--web``, ``playground.web.options``) are among them: its sink takes the records and, beside the
-pcap sink (``playground.decode.bytetee.ByteTee``), the chain's redacted bytes.
+(``observes(opts)``: whether they ask for any) and the decoder chain
+(``playground.decode.chain.Chain``) that feeds them, or with ``--decode-process`` (the proxy's
+own flag) the ``DecoderProcess`` whose child builds them. The web view's options (``--web``,
+``playground.web.options``) are among them: its sink takes the records and, beside the pcap sink
+(``playground.decode.bytetee.ByteTee``), the chain's redacted bytes.
 """
 
 from __future__ import annotations
@@ -203,10 +205,10 @@ def build(opts, reactor=None, stats=None):
     ``statssink.StatsSink``, optional) gets the same records as the other sinks, unless
     decoding is off.
     """
-    process = opts.get("decode-process")
-    if not observes(opts, None if process else stats):  # the child's records stay there
+    in_child = opts.get("decode-process")
+    if not observes(opts, None if in_child else stats):  # no record of a child's comes back
         return [], None
-    if process:
+    if in_child:
         from playground.proxy.decoderprocess import DecoderProcess
 
         process = DecoderProcess(opts, reactor=reactor)
