@@ -84,6 +84,7 @@ class DecoderProcess(service.Service):
         self._stopping = False
         self._gone = False
         self._poked = False  # the stop's wait said in the log (at its first poke)
+        self._killed = False  # by the stop (its timeout, or asked again): the log said so
 
     # -- the factories ---------------------------------------------------------------------
     def attached(self, factory) -> None:
@@ -193,11 +194,13 @@ class DecoderProcess(service.Service):
     def _kill(self) -> None:
         self.log.warn("decoder process did not finish within {timeout:g}s: killed",
                       timeout=STOP_TIMEOUT)
+        self._killed = True
         self._signal("KILL")
 
     def _stop_now(self) -> None:
         self.log.warn("decoder process stopped now (asked again): killed; records it had not "
                       "written yet are lost")
+        self._killed = True
         self._signal("KILL")
 
     def _ended(self, reason) -> None:
@@ -210,7 +213,7 @@ class DecoderProcess(service.Service):
                            "decoding", reason=reason.getErrorMessage())
             for factory in self.factories:
                 factory.detach_observer()
-        elif reason.check(error.ProcessTerminated):
+        elif reason.check(error.ProcessTerminated) and not self._killed:  # said when killed
             self.log.warn("decoder process: {reason}", reason=reason.getErrorMessage())
         exited, self.exited = self.exited, None
         if exited is not None:

@@ -408,6 +408,7 @@ def test_a_second_sigterm_while_the_child_finishes_stops_now(redis_server, twist
     assert elapsed < 10, proc.output()[-2000:]  # not STOP_TIMEOUT
     assert "Traceback" not in proc.output()
     proc.wait_for("decoder process stopped now")
+    assert "ended by signal 9" not in proc.output()  # the kill said once, not again as an error
     wait_until(lambda: not _alive(child), what="the child gone")
 
 
