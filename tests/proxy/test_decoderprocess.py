@@ -619,3 +619,51 @@ def test_a_daemon_starts_its_child_logs_it_and_stops_it(redis_server, tmp_path):
     assert "decoder process exited" not in log and "decoder process: " not in log
     records = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["command"] for r in records if r["type"] == "redis"] == [["set", "dpdaemon", "1"]]
+
+
+@pytest.mark.twistd
+def test_clients_connecting_again_and_again_to_a_stopped_child_bound_the_proxys_memory(
+        redis_server, twistd, tmp_path):
+    """No pause bounds a client that connects, PINGs and leaves, again and again: each adds an
+    open and a close (and the pair they keep) to the queue for a stopped child. Past its bound
+    the proxy stops accepting (they wait in the listen backlog); after SIGCONT all are served
+    and recorded."""
+    import socket
+    import threading
+    import time
+
+    out = tmp_path / "out.jsonl"
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
+                             "--json", out)
+    proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    before = _rss_kib(proc.proc.pid)
+    total = 30_000
+    done = [0]
+
+    def churn():
+        for _ in range(total):
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+                s.sendall(b"*1\r\n$4\r\nPING\r\n")
+                assert s.recv(7) == b"+PONG\r\n"
+            done[0] += 1
+
+    os.kill(child, signal.SIGSTOP)
+    clients = threading.Thread(target=churn, daemon=True)
+    try:
+        clients.start()
+        seen, still = -1, 0.0
+        while done[0] < total and still < 1.0:  # until the proxy stops accepting (or all done)
+            time.sleep(0.1)
+            still = still + 0.1 if done[0] == seen else 0.0
+            seen = done[0]
+        grown = _rss_kib(proc.proc.pid) - before
+    finally:
+        os.kill(child, signal.SIGCONT)
+    assert done[0] < total, "the proxy took every client while its child was stopped"
+    assert grown < 48 * 1024, f"{grown} KiB more for {done[0]} clients"
+    clients.join(120)
+    assert done[0] == total
+    assert proc.terminate() == 0
+    kinds = [json.loads(x)["type"] for x in out.read_text().splitlines()]
+    assert kinds.count("open") == kinds.count("close") == total
