@@ -388,12 +388,26 @@ def _validate(doc: dict, path: str, where: _Where) -> Config:
                                       f"already used by {listens[address]}")
                 listens[address] = label if key == "listen" else f"{label} web"
             _one_writer_per_pcap(spec, label, outputs, where)
+            _stats_in_this_process(spec, label, config, where)
             config.services.append(spec)
     _no_ring_of_proxies(config.services, where)
     if not config.services:
         raise ConfigError(f"{path}: no services: add a table such as [echo.main] "
                           f"(kinds: {', '.join(known)})")
     return config
+
+
+def _stats_in_this_process(spec: ServiceSpec, label: str, config: Config, where: _Where) -> None:
+    """The global ``metrics`` and ``stats-interval`` count a proxy's commands from its decoder in
+    this process: a proxy with ``decode-process`` has none here, so it refuses them, as its
+    ``--decode-process`` refuses ``--metrics`` and ``--stats-interval`` on the command line."""
+    if spec.kind != "proxy" or not spec.options.get("decode-process"):
+        return
+    for key, given in (("metrics", config.metrics), ("stats-interval", config.stats_interval)):
+        if given:
+            raise ConfigError(f"{where((spec.kind, spec.name, 'decode-process'))} {label} "
+                              f"decode-process: the global {key} needs the decoder in this "
+                              f"process; drop {key} or decode-process")
 
 
 def _no_ring_of_proxies(services: list[ServiceSpec], where: _Where) -> None:

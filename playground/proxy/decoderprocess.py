@@ -16,7 +16,8 @@ that fill it, until the pipe drains and it wakes them (``attached``). Nothing is
 
 Start and stop: a service, started with the sinks, before the listener. Stopped after the drain
 and the factory's last hand-over: the pipe is closed, the child hands everything to its sinks,
-stops them and exits; the stop waits for that, up to ``STOP_TIMEOUT`` seconds, then kills it.
+stops them and exits; the stop waits for that, up to ``STOP_TIMEOUT`` seconds, then kills it
+(at once on a second SIGINT/SIGTERM: ``playground.common.shutdown``).
 Meanwhile it sends the child SIGTERM every ``POKE_EVERY`` seconds: a console write blocked on a
 pipe nobody reads (``--slow-sink block``) ends with it, and the console drops from then on, as
 in the proxy's own process.
@@ -35,6 +36,7 @@ from twisted.application import service
 from twisted.internet import defer, error, protocol, task
 from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 
+from playground.common import shutdown
 from playground.proxy import decoderwire
 
 # the decoding options the child builds its sinks from (checked and normalised here)
@@ -50,10 +52,12 @@ POKE_EVERY = 0.5  # seconds between the SIGTERMs that end a child's blocked cons
 # The child's first statements, before any import: out of the proxy's process group (a
 # terminal's Ctrl-C is for the proxy, which drains and then ends the pipe), deaf to SIGINT and
 # SIGTERM (a service manager's goes to both; the proxy's drain decides; the child's own handler,
-# set once it runs, only ends a blocked console write), allowed to write to the terminal.
+# set once it runs, only ends a blocked console write), and to SIGUSR1 (a log rotation's, sent
+# to a whole service by `systemctl kill -s USR1`: the child's log is the proxy's, and the
+# signal's default action would end it), allowed to write to the terminal.
 BOOT = ("import os, signal; os.setpgrp(); "
         "[signal.signal(s, signal.SIG_IGN) for s in "
-        "(signal.SIGINT, signal.SIGTERM, signal.SIGTTOU)]; "
+        "(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGTTOU)]; "
         "from playground.proxy.decoderworker import main; raise SystemExit(main())")
 MAX_LOG_LINE = 1024 * 1024  # a longer log line from the child is dropped (it never writes one)
 
@@ -80,6 +84,8 @@ class DecoderProcess(service.Service):
         self._send_call = None
         self._stopping = False
         self._gone = False
+        self._poked = False  # the stop's wait said in the log (at its first poke)
+        self._killed = False  # by the stop (its timeout, or asked again): the log said so
 
     # -- the factories ---------------------------------------------------------------------
     def attached(self, factory) -> None:
@@ -138,7 +144,8 @@ class DecoderProcess(service.Service):
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # this tree's modules
         self.reactor.spawnProcess(
             self._child, self.python,
-            [self.python, "-c", BOOT, json.dumps(self.options)],
+            # -P: the working directory's files are not modules (a json.py there is no json)
+            [self.python, "-P", "-c", BOOT, json.dumps(self.options)],
             env=env, childFDs={0: "w", 1: 1, 2: 2, 3: "r"})
         self._child.transport.registerProducer(self, True)
         self.log.info("decoding in a child process (pid {pid})", pid=self._child.transport.pid)
@@ -158,9 +165,11 @@ class DecoderProcess(service.Service):
         poke = task.LoopingCall(self._poke)
         poke.clock = self.reactor
         poke.start(POKE_EVERY, now=False)
+        release = shutdown.during_drain(self._stop_now, self.reactor)  # a second Ctrl-C
         d = self.exited
 
         def stopped(result):
+            release()
             if call.active():
                 call.cancel()
             poke.stop()
@@ -169,20 +178,31 @@ class DecoderProcess(service.Service):
         d.addBoth(stopped)
         return d
 
-    def _poke(self) -> None:
+    def _signal(self, name: str) -> None:
         if self._child is not None and not self._gone:
             try:
-                self._child.transport.signalProcess("TERM")
+                self._child.transport.signalProcess(name)
             except error.ProcessExitedAlready:
                 pass
+
+    def _poke(self) -> None:
+        if not self._poked:
+            self._poked = True
+            self.log.info("decoder process still writing: waiting up to {timeout:g}s{hint}",
+                          timeout=STOP_TIMEOUT, hint=shutdown.hint())
+        self._signal("TERM")
 
     def _kill(self) -> None:
         self.log.warn("decoder process did not finish within {timeout:g}s: killed",
                       timeout=STOP_TIMEOUT)
-        try:
-            self._child.transport.signalProcess("KILL")
-        except error.ProcessExitedAlready:
-            pass
+        self._killed = True
+        self._signal("KILL")
+
+    def _stop_now(self) -> None:
+        self.log.warn("decoder process stopped now (asked again): killed; records it had not "
+                      "written yet are lost")
+        self._killed = True
+        self._signal("KILL")
 
     def _ended(self, reason) -> None:
         """The child exited: expected at the stop; otherwise decoding ends, forwarding goes on."""
@@ -194,7 +214,7 @@ class DecoderProcess(service.Service):
                            "decoding", reason=reason.getErrorMessage())
             for factory in self.factories:
                 factory.detach_observer()
-        elif reason.check(error.ProcessTerminated):
+        elif reason.check(error.ProcessTerminated) and not self._killed:  # said when killed
             self.log.warn("decoder process: {reason}", reason=reason.getErrorMessage())
         exited, self.exited = self.exited, None
         if exited is not None:

@@ -12,9 +12,10 @@ Like the proxy's own hand-over (``ProxyFactory.flush_observer``), work the chain
 proxy's queue, bounded, waits, and pauses the pairs that fill it. SIGINT and SIGTERM do not end
 it (a signal only ends a console write that blocks, as in the proxy): it ends when the pipe does, at the proxy's shutdown
 (after the drain, so every pair's records are written) or when the proxy dies; then it hands all
-it has to the sinks, stops them (they flush and close their files) and exits 0. An observer that
-raises, or a pipe that carries garbage, is logged and ends it with status 1: the proxy then
-forwards on without decoding.
+it has to the sinks, stops them (they flush and close their files) and exits 0. A sink that
+cannot start (its file gone unwritable since the proxy checked it), an observer that raises, or
+a pipe that carries garbage, is logged and ends it with status 1: the proxy then forwards on
+without decoding.
 """
 
 from __future__ import annotations
@@ -111,7 +112,12 @@ def run(options: dict, reactor=None) -> int:
     built, observer = decoding.build(options, reactor)
     for s in built:
         s.setServiceParent(services)
-    services.startService()
+    try:
+        services.startService()
+    except Exception as e:  # a sink that cannot open its file: said in the proxy's log
+        WorkerProtocol.log.error("decoder process: its sinks cannot start ({error}); the proxy "
+                                 "forwards on without decoding", error=e)
+        return 1
     reactor.addSystemEventTrigger("before", "shutdown", services.stopService)
     done: defer.Deferred = defer.Deferred()
     status = []

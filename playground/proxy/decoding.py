@@ -4,9 +4,11 @@
 subcommand's options (``playground.proxy.service.Options``, and the ``demo`` and config files
 through it); ``check_options(opts)`` validates and normalises them in place (a ``UsageError``
 names the flag); ``build(opts, reactor) -> (services, observer)`` makes the sinks they ask for
-and the decoder chain (``playground.decode.chain.Chain``) that feeds them. The web view's options
-(``--web``, ``playground.web.options``) are among them: its sink takes the records and, beside the
-pcap sink (``playground.decode.bytetee.ByteTee``), the chain's redacted bytes.
+(``observes(opts)``: whether they ask for any) and the decoder chain
+(``playground.decode.chain.Chain``) that feeds them, or with ``--decode-process`` (the proxy's
+own flag) the ``DecoderProcess`` whose child builds them. The web view's options (``--web``,
+``playground.web.options``) are among them: its sink takes the records and, beside the pcap sink
+(``playground.decode.bytetee.ByteTee``), the chain's redacted bytes.
 """
 
 from __future__ import annotations
@@ -72,10 +74,6 @@ OPT_FLAGS = [
      "(redacted by default in console and JSON, text and hex views included; commands, headers "
      "and CONFIG GET answers also masked in the pcap)."],
     ["quiet", None, "No console view (--json and --pcap are still written)."],
-    ["decode-process", None,
-     "Decode in a child process, on another core: this process forwards and hands the bytes "
-     "over a pipe; the child decodes and writes the console view, --json and --pcap as this "
-     "one would. Not with --web, --fault, --api or --metrics/--stats-interval."],
 ]
 
 
@@ -158,9 +156,6 @@ def check_options(opts) -> None:
         if opts[flag] and opts[flag] != "-":
             check_writable(f"--{flag}", str(opts[flag]))
     web.check_options(opts)
-    if opts.get("decode-process") and opts.get("web"):
-        raise usage.UsageError("--decode-process: the web view reads the decoder in this "
-                               "process; drop --web or --decode-process")
     if decode != "none" and _stdout_closed():
         what = "--json -" if opts["json"] == "-" else "the console view"
         raise usage.UsageError(f"standard output is closed: {what} writes there; "
@@ -194,16 +189,26 @@ def shows_console(opts) -> bool:
     return opts["decode"] != "none" and not opts["quiet"] and opts["json"] != "-"
 
 
+def observes(opts, stats=None) -> bool:
+    """Whether the options ask for anything an observer makes: a pcap, the web view, or, with
+    decoding, JSON, the console view or ``stats`` (``--quiet`` alone, or ``--decode none``
+    alone, asks for nothing)."""
+    decoded = opts["json"] or shows_console(opts) or stats is not None
+    return bool(opts["pcap"] or opts.get("web") or (opts["decode"] != "none" and decoded))
+
+
 def build(opts, reactor=None, stats=None):
     """The sink services and the observer for the proxy, from checked options.
 
     Returns ``(services, observer)``; ``observer`` is None when nothing is to be observed
-    (``--decode none`` without ``--pcap`` or ``--web``). ``stats`` (a ``statssink.StatsSink``,
-    optional) gets the same records as the other sinks, unless decoding is off.
+    (``observes``: then the pairs may splice kernel to kernel). ``stats`` (a
+    ``statssink.StatsSink``, optional) gets the same records as the other sinks, unless
+    decoding is off.
     """
-    if opts.get("decode-process"):
-        if opts["decode"] == "none" and not opts["pcap"]:
-            return [], None  # nothing to observe
+    in_child = opts.get("decode-process")
+    if not observes(opts, None if in_child else stats):  # no record of a child's comes back
+        return [], None
+    if in_child:
         from playground.proxy.decoderprocess import DecoderProcess
 
         process = DecoderProcess(opts, reactor=reactor)
@@ -231,11 +236,8 @@ def build(opts, reactor=None, stats=None):
         # the web view gets the bytes the pcap gets: same hold-back, same masks
         pcap = view.sink if pcap is None else ByteTee([pcap, view.sink])
     decode = opts["decode"]
-    if decode == "none":
-        if pcap is None:
-            return services, None
-        if not redact:
-            return services, pcap
+    if decode == "none" and not redact:
+        return services, pcap
     if decode != "none":
         if opts["json"]:
             from playground.sinks.jsonlines import JsonSink
@@ -253,8 +255,6 @@ def build(opts, reactor=None, stats=None):
         sinks.append(stats)  # a plain sink, not a service
     if view is not None and decode != "none":
         sinks.append(view.sink)  # its service is above
-    if not sinks and pcap is None:
-        return services, None  # --quiet without --json or --pcap: nothing would use a decode
     from playground.sinks.sharedbatch import shared
 
     chain = Chain(

@@ -138,6 +138,10 @@ class Options(ServerOptions):
     optParameters = optParameters + decoding.OPT_PARAMETERS
     optParameters += apioptions.api_parameters(None) + [apioptions.NAME_PARAMETER]
     optFlags = decoding.OPT_FLAGS + [
+        ["decode-process", None,
+         "Decode in a child process, on another core: this process forwards and hands the "
+         "bytes over a pipe; the child decodes and writes the console view, --json and --pcap "
+         "as this one would. Not with --web, --fault, --api or --metrics/--stats-interval."],
         ["no-zero-copy", None,
          "Forward every pair through Twisted (by default a plain TCP pair with --decode none, "
          "no pcap, web view or --fault/--api moves its bytes kernel to kernel with splice(2), "
@@ -168,8 +172,9 @@ class Options(ServerOptions):
         super().postOptions()
         decoding.check_options(self)
         apioptions.check_options(self)
-        if self["decode-process"]:
-            for flag, given in (("--fault", self["fault"]), ("--api", self.get("api")),
+        if self["decode-process"]:  # what reads the decoder in this process
+            for flag, given in (("--web", self.get("web")), ("--fault", self["fault"]),
+                                ("--api", self.get("api")),
                                 ("--metrics", self.get("metrics")),
                                 ("--stats-interval", self.get("stats-interval"))):
                 if given:

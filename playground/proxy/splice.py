@@ -13,7 +13,9 @@ told on a later reactor turn, in bounded slices (``ProxyFactory.flush_observer``
 Memory stays bounded by pausing, not by decoding faster: a side that fills the queue (more than
 ``SIDE_BACKLOG`` bytes of its own, or more than a piece while the whole queue is past
 ``OBSERVER_BACKLOG``) is paused (``pauseProducing`` on its transport: TCP pushes back on that
-client or server, and only on it) until the queue has drained to half. Nothing is dropped.
+client or server, and only on it) until the queue has drained to half; past twice that bound
+(clients connecting again and again, each adding a pair's open and close) new clients wait in
+the listening socket's backlog. Nothing is dropped.
 With no observer, ``dataReceived`` is the plain forwarder: a write and a byte count.
 
 Fault injection (``toxics``, a ``playground.faults.model.ToxicSet``): a direction with byte toxics
@@ -964,6 +966,7 @@ class ProxyFactory(LimitedFactory):
         self._head_off = 0  # bytes of the first queued chunk already handed over
         self._flush_call = None
         self._paused: dict = {}  # id(side) -> side, paused while the observer backlog drains
+        self._accepts_held = None  # the listening port that stopped accepting (_hold_accepts)
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.pairs: dict[int, Pair] = {}
@@ -1040,12 +1043,18 @@ class ProxyFactory(LimitedFactory):
     # queue (``_pause``): one with more than SIDE_BACKLOG bytes queued, and, once the whole queue
     # is past OBSERVER_BACKLOG, any with more than a piece queued (a client sending a PING now
     # and then is never paused for another's flood). A paused side is resumed when its own
-    # queue and the whole queue are down to half their bounds.
+    # queue and the whole queue are down to half their bounds. A pair's open, half-closes and
+    # close count EVENT_COST each (what a queued event keeps alive: the pair, its sides); no
+    # pause bounds those of clients that connect again and again, each sending a little, so past
+    # twice OBSERVER_BACKLOG new clients wait in the listening socket's backlog (``_hold_accepts``)
+    # until the queue is down to OBSERVER_BACKLOG (an observer that is behind: a decoder process
+    # stopped or slow).
     OBSERVER_SLICE = 64 * 1024
     OBSERVER_PIECE = 4 * 1024
     OBSERVER_TURN = 0.005
     OBSERVER_BACKLOG = 4 * 1024 * 1024
     SIDE_BACKLOG = 1024 * 1024
+    EVENT_COST = 1024
 
     def notify(self, method: str, *args):
         """Queue a pair's open, half-close or close for the observer (bytes: observe_data)."""
@@ -1056,6 +1065,9 @@ class ProxyFactory(LimitedFactory):
             getattr(observer, method)(*args)  # it only queues: no turn of ours to wait for
             return
         self._queued.append((method, args))
+        self._queued_bytes += self.EVENT_COST
+        if self._queued_bytes > 2 * self.OBSERVER_BACKLOG:
+            self._hold_accepts(True)
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
@@ -1078,6 +1090,8 @@ class ProxyFactory(LimitedFactory):
         if side.queued > self.SIDE_BACKLOG or (
                 self._queued_bytes > self.OBSERVER_BACKLOG and side.queued > self.OBSERVER_PIECE):
             self._pause(side)
+        if self._queued_bytes > 2 * self.OBSERVER_BACKLOG:
+            self._hold_accepts(True)
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
@@ -1109,6 +1123,20 @@ class ProxyFactory(LimitedFactory):
         else:
             side.transport.pauseProducing()
         self._paused[id(side)] = side
+
+    def _hold_accepts(self, hold: bool) -> None:
+        """Stop (``hold``) or start again accepting new clients on the listener, whose socket's
+        backlog holds them meanwhile (see OBSERVER_BACKLOG). Started again only on the port it
+        was stopped on, if that still listens."""
+        port = self.listening.port if self.listening is not None else None
+        if hold:
+            if self._accepts_held is None and hasattr(port, "stopReading"):
+                port.stopReading()
+                self._accepts_held = port
+            return
+        held, self._accepts_held = self._accepts_held, None
+        if held is not None and held is port:
+            port.startReading()
 
     def _resume_paused(self, everyone: bool = False):
         if not everyone and self._queued_bytes > self.OBSERVER_BACKLOG // 2:
@@ -1144,6 +1172,7 @@ class ProxyFactory(LimitedFactory):
         budget = self.OBSERVER_SLICE
         piece = self.OBSERVER_PIECE
         spent = 0
+        events = 0  # opens, half-closes and closes handed over (EVENT_COST each)
         i = 0
         off = self._head_off
         n = len(queued)
@@ -1177,6 +1206,7 @@ class ProxyFactory(LimitedFactory):
                     data(pair_id, direction, part, now)
                 else:
                     i += 1
+                    events += 1
                     getattr(observer, method)(*args)
         except Exception:
             self.log.failure("observer {observer!r} raised in {method}; detached, forwarding goes on",
@@ -1186,9 +1216,11 @@ class ProxyFactory(LimitedFactory):
         self._head_off = off  # 0 unless queued[i] was handed over in part
         if i < n:
             self._queued = queued[i:] + self._queued if self._queued else queued[i:]
-        self._queued_bytes = max(0, self._queued_bytes - spent)
+        self._queued_bytes = max(0, self._queued_bytes - spent - events * self.EVENT_COST)
         if self._paused:
             self._resume_paused()
+        if self._accepts_held is not None and self._queued_bytes <= self.OBSERVER_BACKLOG:
+            self._hold_accepts(False)
         if (self._queued or held) and self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self.flush_observer)
 
@@ -1199,14 +1231,17 @@ class ProxyFactory(LimitedFactory):
 
     def detach_observer(self):
         """Forward on without the observer (it raised, or its process is gone): what was queued
-        for it is dropped, the pairs it paused read again, and every pair forwards plainly."""
+        for it is dropped, the pairs it paused read again, and every pair forwards plainly; the
+        log says each pair's open and close, as the console view (gone with it) did."""
         call, self._flush_call = self._flush_call, None
         if call is not None and call.active():
             call.cancel()
         self.observer = None
         self._at_once = False
+        self.log_connections = True
         self._queued, self._queued_bytes, self._head_off = [], 0, 0
         self._resume_paused(everyone=True)
+        self._hold_accepts(False)
         for pair in self.pairs.values():
             pair.switch_to_plain()
 

@@ -506,3 +506,24 @@ def test_a_chain_of_proxies_and_proxies_of_other_hosts_pass():
         target = "127.0.0.2:7000"
         """)
     assert [s.name for s in cfg.services] == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize("key, value", [("metrics", '"9100"'), ("stats-interval", "30")])
+def test_a_proxy_decoding_in_a_child_refuses_the_global_stats(key, value):
+    """As ``--decode-process`` refuses ``--metrics``/``--stats-interval``: the command counts
+    come from the decoder in this process (with it in a child they would stay empty)."""
+    msg = error(f"""\
+        {key} = {value}
+        [proxy.a]
+        listen = 7000
+        target = 6379
+        decode-process = true
+        """)
+    assert msg == (f"x.toml:5: [proxy.a] decode-process: the global {key} needs the decoder in "
+                   f"this process; drop {key} or decode-process")
+    assert load("""\
+        [proxy.a]
+        listen = 7000
+        target = 6379
+        decode-process = true
+        """).services[0].options["decode-process"]

@@ -11,11 +11,12 @@ import subprocess
 import types
 
 import pytest
+import pytest_twisted
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import error, task
 from twisted.internet.testing import StringTransport
-from twisted.logger import eventAsJSON
+from twisted.logger import eventAsJSON, formatEvent
 from twisted.python import failure, usage
 
 from playground.proxy import decoderwire
@@ -113,6 +114,55 @@ def test_what_needs_the_decoder_here_is_refused(extra, flag):
         Options().parseOptions(["--target", "6379", "--decode-process", *extra])
 
 
+@pytest.mark.memory
+@pytest.mark.parametrize("extra", [
+    ["--quiet"], ["--decode", "none"], ["--decode", "none", "--quiet"], [], ["--json", "-"],
+    ["--quiet", "--json", "J"], ["--quiet", "--pcap", "P"], ["--decode", "none", "--pcap", "P"],
+])
+def test_a_child_starts_only_where_the_proxy_would_observe(extra, tmp_path):
+    """Nothing to write (``--quiet`` alone, ``--decode none`` alone): no child, and the pairs
+    splice kernel to kernel as without the flag."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from playground.proxy import decoding
+
+    extra = [str(tmp_path / a) if a in ("J", "P") else a for a in extra]
+    observers = []
+    for flag in ([], ["--decode-process"]):
+        opts = Options()
+        opts.parseOptions(["--target", "6379", *flag, *extra])
+        services, observer = decoding.build(opts, MemoryReactorClock())
+        observers.append(observer)
+        if flag:
+            assert services == ([observer] if observer else [])
+    assert (observers[0] is None) == (observers[1] is None)
+
+
+@pytest.mark.memory
+def test_stats_a_child_would_not_feed_start_no_child():
+    """``serve`` hands every proxy a stats sink (its shared registry): with ``--decode-process``
+    the child's records never reach it, so ``--quiet`` alone still starts nothing."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from playground.proxy import decoding
+    from playground.sinks.statssink import StatsSink
+
+    opts = Options()
+    opts.parseOptions(["--target", "6379", "--decode-process", "--quiet"])
+    assert decoding.build(opts, MemoryReactorClock(), stats=StatsSink()) == ([], None)
+
+
+@pytest.mark.pure
+def test_only_the_proxy_takes_the_flag():
+    """toxiproxy's proxies are all toxics, set at runtime: their injected replies would reach a
+    child as the server's (it has no ``faulted``), as --fault's and --api's would."""
+    from playground.faults.toxiproxy import Options as ToxiproxyOptions
+
+    with pytest.raises(usage.UsageError, match="decode-process"):
+        ToxiproxyOptions().parseOptions(["--api", "8474", "--decode-process"])
+    assert "--decode-process" in str(Options())
+
+
 # -- the hand-over, on a virtual clock ----------------------------------------------------------
 def _handing_over():
     """A factory whose observer is a DecoderProcess writing into a StringTransport."""
@@ -167,9 +217,11 @@ def test_a_full_pipe_stops_the_hand_over_until_it_drains():
 @pytest.mark.memory
 def test_a_child_that_dies_is_detached_and_the_proxy_forwards_on(logged):
     clock, process, factory = _handing_over()
+    factory.log_connections = False  # the child's console view says each pair
     factory.notify("half_closed", 3, "c2s", 1.0)
     process._ended(failure.Failure(error.ProcessTerminated(signal=9)))
     assert factory.observer is None and not factory._queued
+    assert factory.log_connections  # the console went with it: the log says them
     assert any("decoder process exited" in e.get("log_format", "") for e in logged)
     process.data(3, "c2s", b"x", 2.0)  # a late hand-over goes nowhere
     assert process._batch == []
@@ -310,3 +362,315 @@ def test_a_console_pipe_nobody_reads_stalls_the_child_not_the_forwarding(tmp_pat
     assert elapsed < 8, text[-2000:]  # drain 1 s, then the child's poke (0.5 s) and its exit
     assert "a stop was asked for during a write to stdout" in text
     assert "records dropped in all" in text
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_child_whose_sinks_cannot_start_says_why_and_the_proxy_forwards_on(tmp_path, logged):
+    """``--json`` checked writable at option time, gone before the child opens it: the child's
+    reason is in the proxy's log (not only a traceback on its stderr), the factory detached."""
+    from twisted.internet import reactor
+
+    opts = Options()
+    opts.parseOptions(["--target", "6379", "--decode-process", "--quiet", "--json",
+                       str(tmp_path / "out.jsonl")])
+    opts["json"] = str(tmp_path / "gone" / "out.jsonl")
+    process = DecoderProcess(opts, reactor=reactor)
+    factory = ProxyFactory("tcp:host=127.0.0.1:port=6379", observer=process, reactor=reactor)
+    process.startService()
+    exited = process.exited
+    yield exited.addTimeout(20, reactor)
+    text = [formatEvent(e) for e in logged]
+    assert any("cannot start" in t and "gone/out.jsonl" in t for t in text), text
+    assert any("decoder process exited" in t for t in text), text
+    assert factory.observer is None
+
+
+@pytest.mark.twistd
+def test_a_second_sigterm_while_the_child_finishes_stops_now(redis_server, twistd, tmp_path):
+    """The child cannot finish (stopped): the first SIGTERM waits for it (up to STOP_TIMEOUT),
+    a second one kills it and the proxy exits 0 at once, without a traceback."""
+    import time
+
+    cli = need("redis-cli")
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
+                             "--json", tmp_path / "out.jsonl")
+    proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    subprocess.run([cli, "-p", str(port), "ping"], capture_output=True, timeout=10, check=True)
+    os.kill(child, signal.SIGSTOP)
+    try:
+        proc.signalled = True
+        proc.proc.send_signal(signal.SIGTERM)
+        line = proc.wait_for("decoder process still writing")
+        assert "again to stop now" in line
+        start = time.monotonic()
+        proc.proc.send_signal(signal.SIGTERM)
+        status = proc.terminate(timeout=20)
+        elapsed = time.monotonic() - start
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGCONT)
+    assert status == 0
+    assert elapsed < 10, proc.output()[-2000:]  # not STOP_TIMEOUT
+    assert "Traceback" not in proc.output()
+    proc.wait_for("decoder process stopped now")
+    assert "ended by signal 9" not in proc.output()  # the kill said once, not again as an error
+    wait_until(lambda: not _alive(child), what="the child gone")
+
+
+@pytest.mark.twistd
+def test_sigterm_in_a_flood_writes_a_record_for_every_forwarded_command(
+        redis_server, twistd, tmp_path):
+    """redis-benchmark still sending when SIGTERM comes, the drain cut short: each pair's
+    records are its forwarded commands, every one (the child finishes the queue), exit 0."""
+    bench = need("redis-benchmark")
+    out = tmp_path / "out.jsonl"
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
+                             "--json", out, "--drain-timeout", "0.5")
+    proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    flood = subprocess.Popen([bench, "-p", str(port), "-q", "-t", "set", "-n", "100000000",
+                              "-P", "100", "-c", "4"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: out.exists() and out.stat().st_size > 4_000_000, 30,
+                   "the flood's records coming")
+        assert proc.terminate() == 0, proc.output()[-2000:]
+    finally:
+        flood.kill()
+        flood.wait(10)
+    wait_until(lambda: not _alive(child), what="the child gone")
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    closes = {r["pair"]: r for r in records if r["type"] == "close"}
+    sets = [r["pair"] for r in records if r["type"] in ("redis", "redis_unanswered")
+            and r["command"][0] == "SET"]
+    aborted = [c for c in closes.values() if c["how"] == "shutdown"]
+    assert len(aborted) == 4  # the flood was in flight
+    for close in aborted:  # SET key:__rand_int__ xxx: 45 bytes a command
+        assert sets.count(close["pair"]) == close["bytes_c2s"] // 45 > 0
+
+
+@pytest.mark.twistd
+def test_the_working_directorys_files_are_not_the_childs_modules(redis_server, twistd, tmp_path):
+    """``python -c`` puts the working directory first on sys.path: a ``json.py`` where the proxy
+    was started (a shared directory, anyone's file) would be the child's ``json``, run as the
+    proxy's user. The child's path is the proxy's own."""
+    cli = need("redis-cli")
+    (tmp_path / "json.py").write_text("raise SystemExit('the json.py of the working directory')\n")
+    out = tmp_path / "out.jsonl"
+    proc, port = start_proxy(lambda args: twistd(args, cwd=str(tmp_path)), redis_server.port,
+                             "--decode-process", "--quiet", "--json", out)
+    assert subprocess.run([cli, "-p", str(port), "set", "dpcwd", "1"], capture_output=True,
+                          timeout=10).stdout == b"OK\n"
+    assert proc.terminate() == 0
+    assert "working directory" not in proc.output()
+    assert "decoder process exited" not in proc.output()
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["command"] for r in records if r["type"] == "redis"] == [["set", "dpcwd", "1"]]
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+class _PingFlood:
+    """A client pipelining PINGs at the proxy, its replies read by a thread."""
+
+    COMMAND = b"*1\r\n$4\r\nPING\r\n"
+    CHUNK = COMMAND * 20_000
+
+    def __init__(self, port: int):
+        import socket
+        import threading
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sent = 0
+        self.replies = 0
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        while (data := self.sock.recv(1 << 20)):
+            self.replies += len(data)
+
+    def until_paused(self, most: int = 64_000_000) -> int:
+        """Send until the proxy stops reading (a second without room); the bytes sent."""
+        import select
+        import socket
+
+        while self.sent < most:
+            if not select.select([], [self.sock], [], 1.0)[1]:
+                return self.sent
+            try:
+                self.sent += self.sock.send(self.CHUNK[self.sent % len(self.CHUNK):],
+                                            socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+        raise AssertionError(f"the proxy never paused the client ({most} bytes taken)")
+
+    def finish(self) -> int:
+        """Send the last command whole, wait for every reply, close; the commands sent."""
+        import socket
+
+        self.sock.sendall(self.CHUNK[self.sent % len(self.CHUNK):])
+        self.sent += len(self.CHUNK) - self.sent % len(self.CHUNK)
+        commands = self.sent // len(self.COMMAND)
+        wait_until(lambda: self.replies == commands * 7, 60, "every reply")
+        self.sock.shutdown(socket.SHUT_WR)
+        self.reader.join(10)  # the proxy's FIN
+        self.sock.close()
+        return commands
+
+
+@pytest.mark.twistd
+def test_a_stopped_child_bounds_the_proxys_memory_and_loses_nothing(
+        redis_server, twistd, tmp_path):
+    """The child stopped (SIGSTOP) while a client floods: the proxy's queue for it fills, the
+    client is paused, the proxy's memory stays put; SIGCONT and every command is recorded."""
+    out = tmp_path / "out.jsonl"
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
+                             "--json", out)
+    proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    before = _rss_kib(proc.proc.pid)
+    os.kill(child, signal.SIGSTOP)
+    try:
+        flood = _PingFlood(port)
+        sent = flood.until_paused()
+        grown = _rss_kib(proc.proc.pid) - before
+    finally:
+        os.kill(child, signal.SIGCONT)
+    assert sent > 1_000_000  # past what the proxy queues for one client (SIDE_BACKLOG)
+    assert grown < 48 * 1024, f"{grown} KiB more for {sent} bytes held back"
+    commands = flood.finish()
+    assert proc.terminate() == 0
+    pings = sum(1 for x in out.read_text().splitlines() if '"command":["PING"]' in x)
+    assert pings == commands
+
+
+@pytest.mark.twistd
+def test_a_child_killed_while_it_holds_a_client_back_lets_it_go(redis_server, twistd, tmp_path):
+    """The client paused for a stopped child; the child killed: the proxy detaches it, says so
+    once, and the client's commands all go through (the pause ends with the queue)."""
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
+                             "--json", tmp_path / "out.jsonl")
+    proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    os.kill(child, signal.SIGSTOP)
+    flood = _PingFlood(port)
+    flood.until_paused()
+    os.kill(child, signal.SIGKILL)
+    proc.wait_for("decoder process exited")
+    flood.finish()
+    assert proc.terminate() == 0
+    out = proc.output()
+    assert out.count("decoder process exited") == 1 and "Traceback" not in out
+
+
+@pytest.mark.twistd
+def test_a_log_rotations_sigusr1_to_the_whole_service_leaves_the_child_decoding(
+        redis_server, twistd, tmp_path):
+    """``systemctl kill -s USR1`` (a logrotate postrotate) signals every process of the
+    service: the child, whose log is the proxy's, goes on (SIGUSR1's default action ends it)."""
+    cli = need("redis-cli")
+    out = tmp_path / "out.jsonl"
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
+                             "--json", out)
+    proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    wait_until(out.exists, what="the child started (its --json file open)")
+    os.kill(child, signal.SIGUSR1)
+    os.kill(proc.proc.pid, signal.SIGUSR1)
+    proc.wait_for("SIGUSR1: no log file to rotate")  # the proxy's, after the child's signal
+    assert subprocess.run([cli, "-p", str(port), "set", "dpusr1", "1"], capture_output=True,
+                          timeout=10).stdout == b"OK\n"
+    assert proc.terminate() == 0
+    assert "decoder process exited" not in proc.output()
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["command"] for r in records if r["type"] == "redis"] == [["set", "dpusr1", "1"]]
+
+
+@pytest.mark.twistd
+def test_a_daemon_starts_its_child_logs_it_and_stops_it(redis_server, tmp_path):
+    """twistd without -n (--pidfile, --logfile): the daemon's child decodes into --json, its
+    lines are in the log file, and SIGTERM ends both, the pid file gone."""
+    from tests.support.net import free_port
+    from tests.support.paths import TWISTD
+
+    cli = need("redis-cli")
+    port, pidfile, logfile = free_port(), tmp_path / "tcpplay.pid", tmp_path / "tcpplay.log"
+    out = tmp_path / "out.jsonl"
+    started = subprocess.run(
+        [TWISTD, f"--pidfile={pidfile}", f"--logfile={logfile}", "tcpplay", "proxy", "--listen",
+         str(port), "--target", str(redis_server.port), "--decode-process", "--json", str(out)],
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stdout + started.stderr
+    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(),
+                         what="the pid file"))
+    try:
+        wait_until(lambda: "proxy listening on" in logfile.read_text(), what="listening")
+        child = _child_of(pid)
+        assert f"decoding in a child process (pid {child})" in logfile.read_text()
+        assert subprocess.run([cli, "-p", str(port), "set", "dpdaemon", "1"],
+                              capture_output=True, timeout=10).stdout == b"OK\n"
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not _alive(pid) and not pidfile.exists(), 20, "the daemon's exit")
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not _alive(child), what="the child gone")
+    log = logfile.read_text()
+    assert "Server Shut Down." in log and "Traceback" not in log
+    assert "decoder process exited" not in log and "decoder process: " not in log
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["command"] for r in records if r["type"] == "redis"] == [["set", "dpdaemon", "1"]]
+
+
+@pytest.mark.twistd
+def test_clients_connecting_again_and_again_to_a_stopped_child_bound_the_proxys_memory(
+        redis_server, twistd, tmp_path):
+    """No pause bounds a client that connects, PINGs and leaves, again and again: each adds an
+    open and a close (and the pair they keep) to the queue for a stopped child. Past its bound
+    the proxy stops accepting (they wait in the listen backlog); after SIGCONT all are served
+    and recorded."""
+    import socket
+    import threading
+    import time
+
+    out = tmp_path / "out.jsonl"
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
+                             "--json", out)
+    proc.wait_for("decoding in a child process")
+    child = _child_of(proc.proc.pid)
+    before = _rss_kib(proc.proc.pid)
+    total = 30_000
+    done = [0]
+
+    def churn():
+        for _ in range(total):
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+                s.sendall(b"*1\r\n$4\r\nPING\r\n")
+                assert s.recv(7) == b"+PONG\r\n"
+            done[0] += 1
+
+    os.kill(child, signal.SIGSTOP)
+    clients = threading.Thread(target=churn, daemon=True)
+    try:
+        clients.start()
+        seen, still = -1, 0.0
+        while done[0] < total and still < 1.0:  # until the proxy stops accepting (or all done)
+            time.sleep(0.1)
+            still = still + 0.1 if done[0] == seen else 0.0
+            seen = done[0]
+        grown = _rss_kib(proc.proc.pid) - before
+    finally:
+        os.kill(child, signal.SIGCONT)
+    assert done[0] < total, "the proxy took every client while its child was stopped"
+    assert grown < 48 * 1024, f"{grown} KiB more for {done[0]} clients"
+    clients.join(120)
+    assert done[0] == total
+    assert proc.terminate() == 0
+    kinds = [json.loads(x)["type"] for x in out.read_text().splitlines()]
+    assert kinds.count("open") == kinds.count("close") == total
