@@ -26,8 +26,7 @@ import signal
 import sys
 
 from twisted.application import service
-from twisted.internet import abstract, defer, fdesc, protocol
-from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
+from twisted.internet import defer, protocol, stdio
 from twisted.logger import (
     FilteringLogObserver,
     Logger,
@@ -35,7 +34,6 @@ from twisted.logger import (
     globalLogBeginner,
     jsonFileLogObserver,
 )
-from twisted.python import failure
 
 from playground.proxy import decoderwire
 
@@ -104,49 +102,6 @@ class WorkerProtocol(protocol.Protocol):
         self.done.callback(self.status)
 
 
-class PipeReader(abstract.FileDescriptor):
-    """The read end of the proxy's pipe as a transport (pause and resume: stop and start
-    reading), read ``READ_SIZE`` bytes at a time: a batch of the proxy's in a few reads, where
-    ``stdio.StandardIO`` reads 8 KiB a call (a reactor turn, and the chain's and the sinks' set-up,
-    per 8 KiB)."""
-
-    READ_SIZE = 1024 * 1024
-
-    def __init__(self, fd: int, protocol: protocol.Protocol, reactor):
-        super().__init__(reactor)
-        self.fd = fd
-        fdesc.setNonBlocking(fd)
-        self.protocol = protocol
-        protocol.makeConnection(self)
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def doRead(self):
-        try:
-            data = os.read(self.fd, self.READ_SIZE)
-        except BlockingIOError:
-            return None
-        except OSError:
-            return CONNECTION_LOST
-        if not data:
-            return CONNECTION_DONE
-        self.protocol.dataReceived(data)
-        return None
-
-    def loseConnection(self, _connDone=None) -> None:
-        """Read no more: the protocol is told the pipe ended."""
-        if self.connected:
-            self.stopReading()
-            self.connectionLost(failure.Failure(CONNECTION_DONE))
-
-    def connectionLost(self, reason) -> None:
-        super().connectionLost(reason)
-        protocol, self.protocol = self.protocol, None
-        if protocol is not None:
-            protocol.connectionLost(reason)
-
-
 def run(options: dict, reactor=None) -> int:
     """Build, start and feed the observer from standard input until it ends: the exit status."""
     if reactor is None:
@@ -168,8 +123,9 @@ def run(options: dict, reactor=None) -> int:
     status = []
     done.addCallback(status.append)
     done.addCallback(lambda _: reactor.stop())
-    pipe = PipeReader(0, WorkerProtocol(observer, services, reactor, done), reactor)
-    pipe.startReading()
+    quiet = os.open(os.devnull, os.O_WRONLY)  # StandardIO's writer is not the console's stdout
+    stdio.StandardIO(WorkerProtocol(observer, services, reactor, done), stdin=0, stdout=quiet,
+                     reactor=reactor)
     reactor.run(installSignalHandlers=False)
     return status[0] if status else 1
 
