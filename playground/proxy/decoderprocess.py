@@ -74,7 +74,8 @@ class DecoderProcess(service.Service):
             from twisted.internet import reactor
         self.reactor = reactor
         self.python = python
-        self.options = {key: options.get(key) for key in OPTIONS}
+        # the keys given (a counted flag such as -v is there only when given: None is no count)
+        self.options = {key: options[key] for key in OPTIONS if key in options}
         self.blocked = False  # the pipe is full: factories hand nothing over until woken
         self.factories: list = []
         self.exited: defer.Deferred | None = None

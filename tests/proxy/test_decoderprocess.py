@@ -678,3 +678,20 @@ def test_clients_connecting_again_and_again_to_a_stopped_child_bound_the_proxys_
     assert proc.terminate() == 0
     kinds = [json.loads(x)["type"] for x in out.read_text().splitlines()]
     assert kinds.count("open") == kinds.count("close") == total
+
+
+@pytest.mark.twistd
+def test_the_childs_console_shows_http_as_the_proxys_would(twistd):
+    """The options the child gets are those given: no -v is no count (it was None, and the
+    console dropped every HTTP record it could not format)."""
+    from tests.support.net import free_port
+
+    curl = need("curl")
+    http_port = free_port()
+    twistd(["http", "--listen", str(http_port)]).wait_for("listening on")
+    proc, port = start_proxy(twistd, http_port, "--decode-process", "--color", "never")
+    subprocess.run([curl, "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/get"], check=True,
+                   timeout=30)
+    proc.wait_for("GET /get -> 200 OK application/json")
+    assert proc.terminate() == 0
+    assert "cannot format" not in proc.output()
