@@ -11,9 +11,10 @@ vs haproxy.
   haproxy (Debian's, ``mode tcp``, its default threads, and ``haproxy-1t``: ``nbthread 1``); with
   ``--decode`` also through tcpplay decoding RESP into the JSON sink, into the console sink, and
   into both at once (all writing to files); each against the median and the worst round of
-  tcpplay with ``--decode none``; with ``--decode-process`` also each of those three with
-  ``--decode-process`` (rows ``.../process``: decoding in a child process, whose CPU the
-  proxy's CPU per request includes).
+  tcpplay with ``--decode none``, decoding in the proxy's process (``--decode-inline``); with
+  ``--decode-process`` also each of those three with ``--decode-process`` (rows
+  ``.../process``: decoding in a child process, whose CPU the proxy's CPU per request includes;
+  the default on more than one core).
 * bulk: 1 GiB in one direction through each proxy into a sink; MB/s.
 * slow: a sender pushes 512 MiB, the receiver reads 1 MB/s for 10 s: the proxy's RSS growth.
 * idle: 2,000 idle proxied pairs: the proxy's RSS per pair.
@@ -563,13 +564,15 @@ def main(argv=None) -> int:
             decoding = []
             if args.decode:
                 decoding = [
-                    ("tcpplay+json", ["--decode", "resp", "--quiet", "--json", f"{tmp}/out.jsonl"]),
-                    ("tcpplay+console", ["--decode", "resp", "--color", "never"]),
+                    ("tcpplay+json", ["--decode", "resp", "--quiet", "--json", f"{tmp}/out.jsonl",
+                                      "--decode-inline"]),
+                    ("tcpplay+console", ["--decode", "resp", "--color", "never",
+                                         "--decode-inline"]),
                     ("tcpplay+console+json", ["--decode", "resp", "--color", "never", "--json",
-                                              f"{tmp}/both.jsonl"]),
+                                              f"{tmp}/both.jsonl", "--decode-inline"]),
                 ]
                 if args.decode_process:
-                    decoding += [(kind + "/process", [*extra, "--decode-process"])
+                    decoding += [(kind + "/process", [*extra[:-1], "--decode-process"])
                                  for kind, extra in decoding]
             for pipeline in pipelines:
                 # Several rounds, the kinds interleaved in each, and the median per kind: one

@@ -189,6 +189,16 @@ def shows_console(opts) -> bool:
     return opts["decode"] != "none" and not opts["quiet"] and opts["json"] != "-"
 
 
+def child_by_default(opts, stats=None) -> bool:
+    """Whether the proxy decodes in a child process without being told (``--decode-process``):
+    on a machine with more than one core, unless ``--decode-inline`` says not to, or something
+    reads the decoder in this process (``--web``, ``--fault``, ``--api``, the command stats of
+    ``--metrics``/``--stats-interval``: ``stats``)."""
+    return bool(not opts.get("decode-process") and not opts.get("decode-inline")
+                and stats is None and (os.cpu_count() or 1) > 1 and not opts.get("web")
+                and not opts.get("fault") and not opts.get("api"))
+
+
 def observes(opts, stats=None) -> bool:
     """Whether the options ask for anything an observer makes: a pcap, the web view, or, with
     decoding, JSON, the console view or ``stats`` (``--quiet`` alone, or ``--decode none``

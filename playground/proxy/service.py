@@ -141,7 +141,11 @@ class Options(ServerOptions):
         ["decode-process", None,
          "Decode in a child process, on another core: this process forwards and hands the "
          "bytes over a pipe; the child decodes and writes the console view, --json and --pcap "
-         "as this one would. Not with --web, --fault, --api or --metrics/--stats-interval."],
+         "as this one would. Not with --web, --fault, --api or --metrics/--stats-interval. "
+         "The default on a machine with more than one core, where none of those is given."],
+        ["decode-inline", None,
+         "Decode in this process, never in a child (the default on one core, or with --web, "
+         "--fault, --api, --metrics or --stats-interval)."],
         ["no-zero-copy", None,
          "Forward every pair through Twisted (by default a plain TCP pair with --decode none, "
          "no pcap, web view or --fault/--api moves its bytes kernel to kernel with splice(2), "
@@ -172,6 +176,8 @@ class Options(ServerOptions):
         super().postOptions()
         decoding.check_options(self)
         apioptions.check_options(self)
+        if self["decode-process"] and self["decode-inline"]:
+            raise usage.UsageError("--decode-process and --decode-inline: choose one")
         if self["decode-process"]:  # what reads the decoder in this process
             for flag, given in (("--web", self.get("web")), ("--fault", self["fault"]),
                                 ("--api", self.get("api")),
@@ -228,6 +234,8 @@ def make_service(options, reactor=None) -> service.IService:
     from playground.sinks import statssink
 
     stats = statssink.StatsSink() if metrics.wanted(options) else None
+    if decoding.child_by_default(options, stats):
+        options["decode-process"] = True
     sinks, observer = decoding.build(options, reactor, stats=stats)
     factory = ProxyFactory(
         options.target,

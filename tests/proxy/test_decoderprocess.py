@@ -695,3 +695,40 @@ def test_the_childs_console_shows_http_as_the_proxys_would(twistd):
     proc.wait_for("GET /get -> 200 OK application/json")
     assert proc.terminate() == 0
     assert "cannot format" not in proc.output()
+
+
+@pytest.mark.pure
+def test_a_child_decodes_by_default_where_nothing_needs_the_decoder_here(monkeypatch):
+    from playground.proxy import decoding
+
+    def parsed(*extra):
+        opts = Options()
+        opts.parseOptions(["--target", "6379", *extra])
+        return opts
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert decoding.child_by_default(parsed())
+    assert not decoding.child_by_default(parsed("--decode-inline"))
+    assert not decoding.child_by_default(parsed("--decode-process"))  # said already
+    assert not decoding.child_by_default(parsed("--web", "0"))
+    assert not decoding.child_by_default(parsed("--fault", "latency:10ms"))
+    assert not decoding.child_by_default(parsed(), stats=object())  # --metrics' command counts
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert not decoding.child_by_default(parsed())  # no other core to decode on
+    with pytest.raises(usage.UsageError, match="--decode-process and --decode-inline"):
+        parsed("--decode-process", "--decode-inline")
+
+
+@pytest.mark.twistd
+def test_the_proxy_decodes_in_a_child_unless_told_not_to(redis_server, twistd, tmp_path):
+    if (os.cpu_count() or 1) < 2:
+        pytest.fail("this test needs a machine with two cores or more")
+    proc, port = start_proxy(twistd, redis_server.port, "--color", "never")
+    proc.wait_for("decoding in a child process")
+    assert proc.terminate() == 0
+    proc, port = start_proxy(twistd, redis_server.port, "--color", "never", "--decode-inline")
+    assert subprocess.run([need("redis-cli"), "-p", str(port), "ping"], capture_output=True,
+                          timeout=10).stdout == b"PONG\n"
+    proc.wait_for("ping -> +PONG")
+    assert proc.terminate() == 0
+    assert "decoding in a child process" not in proc.output()

@@ -352,7 +352,8 @@ def _proxy_with_stdout(tmp_path, stdout, target: int, *extra):
     log = tmp_path / "twistd.log"
     proc = subprocess.Popen(
         [TWISTD, "-n", "--pidfile=", f"--logfile={log}", "tcpplay", "proxy", "--listen",
-         str(port), "--target", str(target), "--decode", "resp", "--color", "never", *extra],
+         str(port), "--target", str(target), "--decode", "resp", "--color", "never",
+         "--decode-inline", *extra],  # the console in this process: its write stalls the proxy
         stdout=stdout, stderr=subprocess.DEVNULL, cwd=str(tmp_path))
     wait_until(lambda: log.exists() and "proxy listening on" in log.read_text(), 20,
                "the proxy's listening line")
