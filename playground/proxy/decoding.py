@@ -189,14 +189,21 @@ def shows_console(opts) -> bool:
     return opts["decode"] != "none" and not opts["quiet"] and opts["json"] != "-"
 
 
+def reads_decoder_here(opts) -> list[str]:
+    """The flags given that read the decoder in the proxy's own process (the web view, faults,
+    the toxiproxy API, the command stats of ``--metrics``/``--stats-interval``): a decoder child
+    would leave them nothing."""
+    return [f"--{key}" for key in ("web", "fault", "api", "metrics", "stats-interval")
+            if opts.get(key)]
+
+
 def child_by_default(opts, stats=None) -> bool:
     """Whether the proxy decodes in a child process without being told (``--decode-process``):
     on a machine with more than one core, unless ``--decode-inline`` says not to, or something
-    reads the decoder in this process (``--web``, ``--fault``, ``--api``, the command stats of
-    ``--metrics``/``--stats-interval``: ``stats``)."""
+    reads the decoder in this process (``reads_decoder_here``, or ``stats``: a serve's shared
+    registry)."""
     return bool(not opts.get("decode-process") and not opts.get("decode-inline")
-                and stats is None and (os.cpu_count() or 1) > 1 and not opts.get("web")
-                and not opts.get("fault") and not opts.get("api"))
+                and stats is None and (os.cpu_count() or 1) > 1 and not reads_decoder_here(opts))
 
 
 def observes(opts, stats=None) -> bool:

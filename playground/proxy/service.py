@@ -178,14 +178,10 @@ class Options(ServerOptions):
         apioptions.check_options(self)
         if self["decode-process"] and self["decode-inline"]:
             raise usage.UsageError("--decode-process and --decode-inline: choose one")
-        if self["decode-process"]:  # what reads the decoder in this process
-            for flag, given in (("--web", self.get("web")), ("--fault", self["fault"]),
-                                ("--api", self.get("api")),
-                                ("--metrics", self.get("metrics")),
-                                ("--stats-interval", self.get("stats-interval"))):
-                if given:
-                    raise usage.UsageError(f"--decode-process: {flag} needs the decoder in this "
-                                           f"process; drop {flag} or --decode-process")
+        here = decoding.reads_decoder_here(self) if self["decode-process"] else []
+        if here:
+            raise usage.UsageError(f"--decode-process: {here[0]} needs the decoder in this "
+                                   f"process; drop {here[0]} or --decode-process")
         if not self["target"]:
             raise usage.UsageError(f"--target is required ({addresses.TARGET_EXAMPLE})")
         self.target = addresses.client_target(self["target"], "--target")  # read once
@@ -252,11 +248,7 @@ def make_service(options, reactor=None) -> service.IService:
     )
     # One view of a pair: the console's own open/close lines, or these log lines when there is
     # no console (--quiet, --json -, --decode none) or when the log is a daemon's file.
-    from playground.sinks.console import ConsoleSink
-
-    factory.log_connections = daemonized(options) or not (
-        decoding.shows_console(options) if options["decode-process"] else any(
-            isinstance(s, ConsoleSink) for s in sinks))
+    factory.log_connections = daemonized(options) or not decoding.shows_console(options)
     for sink in sinks:
         if hasattr(sink, "proxies"):  # the web view (--web): it may close this proxy's pairs
             sink.proxies.append(factory)
