@@ -193,17 +193,14 @@ class DecoderProcess(service.Service):
                           timeout=STOP_TIMEOUT, hint=shutdown.hint())
         self._signal("TERM")
 
-    def _kill(self) -> None:
-        self.log.warn("decoder process did not finish within {timeout:g}s: killed",
-                      timeout=STOP_TIMEOUT)
+    def _kill(self, why: str = "did not finish within {timeout:g}s") -> None:
+        self.log.warn("decoder process " + why + ": killed; records it had not written yet are "
+                      "lost", timeout=STOP_TIMEOUT)
         self._killed = True
         self._signal("KILL")
 
     def _stop_now(self) -> None:
-        self.log.warn("decoder process stopped now (asked again): killed; records it had not "
-                      "written yet are lost")
-        self._killed = True
-        self._signal("KILL")
+        self._kill("stopped now (asked again)")
 
     def _ended(self, reason) -> None:
         """The child exited: expected at the stop; otherwise decoding ends, forwarding goes on."""

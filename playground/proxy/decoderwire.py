@@ -97,7 +97,7 @@ class BatchReader:
             if len(buffer) - at - size < n:
                 break
             try:
-                messages = marshal.loads(bytes(buffer[at + size:at + size + n]))
+                messages = marshal.loads(buffer[at + size:at + size + n])  # one copy
             except (EOFError, ValueError, TypeError) as e:
                 raise WireError(f"a batch that is not marshalled messages: {e}") from None
             if type(messages) is not list:

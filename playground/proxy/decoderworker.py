@@ -61,9 +61,7 @@ class WorkerProtocol(protocol.Protocol):
             for message in self.reader.feed(data):
                 decoderwire.deliver(self.observer, message)
         except Exception:
-            self.log.failure("decoder process: the decoder raised; it stops, the proxy forwards on")
-            self.status = 1
-            self.transport.loseConnection()
+            self._failed()
             return
         if getattr(self.observer, "held", False) and not self._working:
             self._working = True
@@ -75,15 +73,20 @@ class WorkerProtocol(protocol.Protocol):
         try:
             more = self.observer.work()
         except Exception:
-            self.log.failure("decoder process: the decoder raised; it stops, the proxy forwards on")
-            self.status = 1
-            self.transport.loseConnection()
+            self._failed()
             return
         if more:
             self.reactor.callLater(0, self._work)
             return
         self._working = False
         self.transport.resumeProducing()
+
+    def _failed(self) -> None:
+        """The decoder raised (logged with the exception being handled): it stops here, and the
+        proxy, seeing this process end, forwards on without it."""
+        self.log.failure("decoder process: the decoder raised; it stops, the proxy forwards on")
+        self.status = 1
+        self.transport.loseConnection()
 
     def connectionLost(self, reason=None) -> None:
         """The pipe ended (the proxy stopped or died): everything to the sinks, then the reactor
