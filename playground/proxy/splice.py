@@ -1066,6 +1066,10 @@ class ProxyFactory(LimitedFactory):
             return
         self._queued.append((method, args))
         self._queued_bytes += self.EVENT_COST
+        self._queued_more()
+
+    def _queued_more(self):
+        """Something was queued: past twice OBSERVER_BACKLOG new clients wait; a flush is due."""
         if self._queued_bytes > 2 * self.OBSERVER_BACKLOG:
             self._hold_accepts(True)
         if self._flush_call is None:
@@ -1090,10 +1094,7 @@ class ProxyFactory(LimitedFactory):
         if side.queued > self.SIDE_BACKLOG or (
                 self._queued_bytes > self.OBSERVER_BACKLOG and side.queued > self.OBSERVER_PIECE):
             self._pause(side)
-        if self._queued_bytes > 2 * self.OBSERVER_BACKLOG:
-            self._hold_accepts(True)
-        if self._flush_call is None:
-            self._flush_call = self.reactor.callLater(0, self.flush_observer)
+        self._queued_more()
 
     def observe_faulted(self, side: _Side, data: bytes, fault: str, injected: bool, now: float):
         """Queue bytes towards ``side``'s receiver that a fault named ``fault`` injected
@@ -1133,10 +1134,14 @@ class ProxyFactory(LimitedFactory):
             if self._accepts_held is None and hasattr(port, "stopReading"):
                 port.stopReading()
                 self._accepts_held = port
+                self.log.warn("proxy: {mib} MiB wait for the decoder (behind, or stopped): new "
+                              "clients wait in the listen backlog until it catches up",
+                              mib=self._queued_bytes >> 20)
             return
         held, self._accepts_held = self._accepts_held, None
         if held is not None and held is port:
             port.startReading()
+            self.log.info("proxy: the decoder caught up: accepting new clients again")
 
     def _resume_paused(self, everyone: bool = False):
         if not everyone and self._queued_bytes > self.OBSERVER_BACKLOG // 2:

@@ -246,6 +246,14 @@ def _child_of(pid: int) -> int:
     return child
 
 
+def _with_child(start, target, *extra):
+    """A proxy with ``--decode-process`` and ``extra`` in front of ``target``, once its child is
+    spawned: ``(proc, port, the child's pid)``."""
+    proc, port = start_proxy(start, target, "--decode-process", *extra)
+    proc.wait_for("decoding in a child process")
+    return proc, port, _child_of(proc.proc.pid)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -283,10 +291,7 @@ def test_ctrl_c_reaches_the_child_too_and_every_exchange_is_still_written(
     def start(args):
         return twistd(args, new_session=True)  # its own process group, as a shell's job
 
-    proc, port = start_proxy(start, redis_server.port, "--decode-process", "--quiet",
-                             "--json", out)
-    proc.wait_for("decoding in a child process")
-    child = _child_of(proc.proc.pid)
+    proc, port, child = _with_child(start, redis_server.port, "--quiet", "--json", out)
     wait_until(lambda: os.getpgid(child) == child, what="the child in a process group of its own")
     subprocess.run([bench, "-p", str(port), "-q", "-t", "set,get", "-n", "4000", "-P", "16",
                     "-c", "4"], capture_output=True, timeout=60, check=True)
@@ -301,10 +306,8 @@ def test_ctrl_c_reaches_the_child_too_and_every_exchange_is_still_written(
 @pytest.mark.twistd
 def test_a_killed_decoder_process_leaves_the_proxy_forwarding(redis_server, twistd, tmp_path):
     cli = need("redis-cli")
-    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--json",
-                             tmp_path / "out.jsonl", "--quiet")
-    proc.wait_for("decoding in a child process")
-    child = _child_of(proc.proc.pid)
+    proc, port, child = _with_child(twistd, redis_server.port, "--json",
+                                    tmp_path / "out.jsonl", "--quiet")
     os.kill(child, signal.SIGKILL)
     proc.wait_for("decoder process exited")
     wait_until(lambda: not _alive(child), what="the child reaped")
@@ -393,10 +396,8 @@ def test_a_second_sigterm_while_the_child_finishes_stops_now(redis_server, twist
     import time
 
     cli = need("redis-cli")
-    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
-                             "--json", tmp_path / "out.jsonl")
-    proc.wait_for("decoding in a child process")
-    child = _child_of(proc.proc.pid)
+    proc, port, child = _with_child(twistd, redis_server.port, "--quiet", "--json",
+                                    tmp_path / "out.jsonl")
     subprocess.run([cli, "-p", str(port), "ping"], capture_output=True, timeout=10, check=True)
     os.kill(child, signal.SIGSTOP)
     try:
@@ -426,10 +427,8 @@ def test_sigterm_in_a_flood_writes_a_record_for_every_forwarded_command(
     records are its forwarded commands, every one (the child finishes the queue), exit 0."""
     bench = need("redis-benchmark")
     out = tmp_path / "out.jsonl"
-    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
-                             "--json", out, "--drain-timeout", "0.5")
-    proc.wait_for("decoding in a child process")
-    child = _child_of(proc.proc.pid)
+    proc, port, child = _with_child(twistd, redis_server.port, "--quiet", "--json", out,
+                                    "--drain-timeout", "0.5")
     flood = subprocess.Popen([bench, "-p", str(port), "-q", "-t", "set", "-n", "100000000",
                               "-P", "100", "-c", "4"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -534,10 +533,7 @@ def test_a_stopped_child_bounds_the_proxys_memory_and_loses_nothing(
     """The child stopped (SIGSTOP) while a client floods: the proxy's queue for it fills, the
     client is paused, the proxy's memory stays put; SIGCONT and every command is recorded."""
     out = tmp_path / "out.jsonl"
-    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
-                             "--json", out)
-    proc.wait_for("decoding in a child process")
-    child = _child_of(proc.proc.pid)
+    proc, port, child = _with_child(twistd, redis_server.port, "--quiet", "--json", out)
     before = _rss_kib(proc.proc.pid)
     os.kill(child, signal.SIGSTOP)
     try:
@@ -558,10 +554,8 @@ def test_a_stopped_child_bounds_the_proxys_memory_and_loses_nothing(
 def test_a_child_killed_while_it_holds_a_client_back_lets_it_go(redis_server, twistd, tmp_path):
     """The client paused for a stopped child; the child killed: the proxy detaches it, says so
     once, and the client's commands all go through (the pause ends with the queue)."""
-    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
-                             "--json", tmp_path / "out.jsonl")
-    proc.wait_for("decoding in a child process")
-    child = _child_of(proc.proc.pid)
+    proc, port, child = _with_child(twistd, redis_server.port, "--quiet", "--json",
+                                    tmp_path / "out.jsonl")
     os.kill(child, signal.SIGSTOP)
     flood = _SetFlood(port)
     flood.until_paused()
@@ -580,10 +574,7 @@ def test_a_log_rotations_sigusr1_to_the_whole_service_leaves_the_child_decoding(
     service: the child, whose log is the proxy's, goes on (SIGUSR1's default action ends it)."""
     cli = need("redis-cli")
     out = tmp_path / "out.jsonl"
-    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
-                             "--json", out)
-    proc.wait_for("decoding in a child process")
-    child = _child_of(proc.proc.pid)
+    proc, port, child = _with_child(twistd, redis_server.port, "--quiet", "--json", out)
     wait_until(out.exists, what="the child started (its --json file open)")
     os.kill(child, signal.SIGUSR1)
     os.kill(proc.proc.pid, signal.SIGUSR1)
@@ -641,13 +632,9 @@ def test_clients_connecting_again_and_again_to_a_stopped_child_bound_the_proxys_
     and recorded."""
     import socket
     import threading
-    import time
 
     out = tmp_path / "out.jsonl"
-    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--quiet",
-                             "--json", out)
-    proc.wait_for("decoding in a child process")
-    child = _child_of(proc.proc.pid)
+    proc, port, child = _with_child(twistd, redis_server.port, "--quiet", "--json", out)
     before = _rss_kib(proc.proc.pid)
     total = 30_000
     done = [0]
@@ -663,11 +650,7 @@ def test_clients_connecting_again_and_again_to_a_stopped_child_bound_the_proxys_
     clients = threading.Thread(target=churn, daemon=True)
     try:
         clients.start()
-        seen, still = -1, 0.0
-        while done[0] < total and still < 1.0:  # until the proxy stops accepting (or all done)
-            time.sleep(0.1)
-            still = still + 0.1 if done[0] == seen else 0.0
-            seen = done[0]
+        proc.wait_for("new clients wait in the listen backlog", timeout=60)
         grown = _rss_kib(proc.proc.pid) - before
     finally:
         os.kill(child, signal.SIGCONT)
