@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import importlib
 import os
+import re
 import signal
 import stat
 import sys
@@ -94,8 +95,6 @@ class Options(CommandOptions):
         parser the unknown subcommand (``Unknown command: prxy``); the closest known name, if
         one is close (``did_you_mean``), is offered.
         """
-        import re
-
         match = re.fullmatch(r"option (--[^\s=]+) not recognized", error)
         if match:
             parser = getattr(self, "subOptions", None) or self

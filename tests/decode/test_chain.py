@@ -674,24 +674,23 @@ def test_an_unfinished_head_is_masked_in_the_pcap_from_its_url_header_secrets(
     them too: what the decoder never settled goes out masked from the first one on)."""
     calls = [(C2S, GET)] if direction == S2C else []
     calls.append((direction, data))
+
+    def run(sink, pcap):
+        chain = Chain([sink], pcap=pcap, decode="http")
+        chain.pair_opened(pair(), 0.0)
+        for i, (d, chunk) in enumerate(calls):
+            chain.data(1, d, chunk, float(i + 1))
+        if fin:
+            chain.half_closed(1, direction, 5.0)
+        chain.pair_closed(1, SUMMARY, 6.0)
+        return chain
+
     pcap = FakePcap()
-    chain = Chain([ListSink()], pcap=pcap, decode="http")
-    chain.pair_opened(pair(), 0.0)
-    for i, (d, chunk) in enumerate(calls):
-        chain.data(1, d, chunk, float(i + 1))
-    if fin:
-        chain.half_closed(1, direction, 5.0)
-    chain.pair_closed(1, SUMMARY, 6.0)
+    chain = run(ListSink(), pcap)
     stream = pcap.masked(direction)
     shown = data[:data.index(b"s3cret")] + b"*" * 10
     assert chain.leaked == 0 and b"s3cret" not in stream and stream.startswith(shown)
     view = WebSink(Capture())  # the web view's stream, held back per batch, the same
-    chain = Chain([view], pcap=view, decode="http")
-    chain.pair_opened(pair(), 0.0)
-    for i, (d, chunk) in enumerate(calls):
-        chain.data(1, d, chunk, float(i + 1))
-    if fin:
-        chain.half_closed(1, direction, 5.0)
-    chain.pair_closed(1, SUMMARY, 6.0)
+    run(view, view)
     assert b"s3cret" not in view_stream(view.capture, direction)
     assert view_stream(view.capture, direction).startswith(shown)

@@ -137,6 +137,11 @@ def test_redact_message_is_the_target_s_and_the_headers_redaction_in_one_walk():
     req = ((b"Referer", b"http://h/?sig=s1g-value"), (b"Cookie", b"sid=1"), (b"Host", b"h"))
     resp = ((b"Location", b"/cb#access_token=loc-tok"),)
     shown, headers, secrets = redact_message(target, query_secrets(target), req, resp)
+    # what a user sees, said literally (the comparisons below share its code)
+    assert shown == b"/get?token=(redacted)&page=2"
+    assert headers == (((b"Referer", b"http://h/?sig=(redacted)"), (b"Cookie", b"(redacted)"),
+                        (b"Host", b"h")), ((b"Location", b"/cb#access_token=(redacted)"),))
+    assert {b"s3cr3t-tok", b"s1g-value", b"loc-tok", b"sid=1"} <= set(secrets)
     assert shown == redact_target(target)
     assert headers == (redact_headers(req), redact_headers(resp))
     assert secrets == sorted(set(secret_values(req, resp) + redact_query(target)[1]),
