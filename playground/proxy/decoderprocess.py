@@ -37,12 +37,13 @@ from twisted.internet import defer, error, protocol, task
 from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 
 from playground.common import shutdown
+from playground.common.listening import ListeningService
 from playground.proxy import decoderwire
 
 # the decoding options the child builds its sinks from (checked and normalised here)
 OPTIONS = ("decode", "json", "pcap", "color", "only", "skip", "http-filter", "lifecycle",
            "max-value", "max-frame", "slow-sink", "no-redact", "quiet", "verbose", "target",
-           "listen")
+           "listen", "web", "web-token", "web-connections", "web-memory")
 SEND_AT = 256 * 1024  # queued bytes that are written at once, not after SEND_DELAY
 # Seconds a batch gathers before it is written: the child is woken at most this often (on two
 # cores a wake-up a turn costs the peers more than the batch saves), the views lag this much.
@@ -59,6 +60,7 @@ BOOT = ("import os, signal; os.setpgrp(); "
         "[signal.signal(s, signal.SIG_IGN) for s in "
         "(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGTTOU)]; "
         "from playground.proxy.decoderworker import main; raise SystemExit(main())")
+WEB_FD = 4  # the child's file descriptor of the web view's listening socket (--web)
 MAX_LOG_LINE = 1024 * 1024  # a longer log line from the child is dropped (it never writes one)
 
 
@@ -87,6 +89,11 @@ class DecoderProcess(service.Service):
         self._gone = False
         self._poked = False  # the stop's wait said in the log (at its first poke)
         self._killed = False  # by the stop (its timeout, or asked again): the log said so
+        # --web: bound here (a busy port fails the start, as --listen does), served by the child
+        self.web_listening = None
+        if self.options.get("web"):
+            self.web_listening = ListeningService("web", self.options["web"], _Unserved(),
+                                                  flag="--web", reactor=reactor)
 
     # -- the factories ---------------------------------------------------------------------
     def attached(self, factory) -> None:
@@ -137,17 +144,31 @@ class DecoderProcess(service.Service):
         self.blocked = False
 
     # -- the service ------------------------------------------------------------------------
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        if self.web_listening is not None:
+            self.web_listening.privilegedStartService()
+
     def startService(self) -> None:
         super().startService()
         self.exited = defer.Deferred()
         self._child = _Child(self)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # this tree's modules
+        fds = {0: "w", 1: 1, 2: 2, 3: "r"}
+        options = self.options
+        if self.web_listening is not None:
+            self.web_listening.startService()  # listens, if privilegedStartService did not
+            port = self.web_listening.port
+            port.stopReading()  # the child accepts: this process only holds the socket
+            fds[WEB_FD] = port.fileno()
+            options = dict(options, **{"web-fd": WEB_FD,
+                                       "web-family": port.socket.family.name})
         self.reactor.spawnProcess(
             self._child, self.python,
             # -P: the working directory's files are not modules (a json.py there is no json)
-            [self.python, "-P", "-c", BOOT, json.dumps(self.options)],
-            env=env, childFDs={0: "w", 1: 1, 2: 2, 3: "r"})
+            [self.python, "-P", "-c", BOOT, json.dumps(options)],
+            env=env, childFDs=fds)
         self._child.transport.registerProducer(self, True)
         self.log.info("decoding in a child process (pid {pid})", pid=self._child.transport.pid)
 
@@ -179,6 +200,23 @@ class DecoderProcess(service.Service):
         d.addBoth(stopped)
         return d
 
+    def _stop_web(self) -> None:
+        """The web view's socket closed here (its last copy once the child has exited)."""
+        if self.web_listening is not None and self.web_listening.running:
+            self.web_listening.stopService()
+
+    def command(self, event: dict) -> None:
+        """What the child asks of the proxy (``decoderwire.COMMAND_NAMESPACE``): the web
+        view's close buttons, ``close`` (``pair``, ``how``: fin or rst, ``by``)."""
+        if event.get("command") != "close" or event.get("how") not in ("fin", "rst"):
+            return
+        try:
+            pair = int(event["pair"])
+        except (KeyError, TypeError, ValueError):
+            return
+        for factory in self.factories:
+            factory.close_pair(pair, event["how"], by=str(event.get("by") or "web view"))
+
     def _signal(self, name: str) -> None:
         if self._child is not None and not self._gone:
             try:
@@ -207,9 +245,11 @@ class DecoderProcess(service.Service):
         self._gone = True
         self.blocked = False
         self._batch, self._batch_bytes = [], 0
+        self._stop_web()  # refused from now on, rather than left waiting in the backlog
         if not self._stopping:
             self.log.error("decoder process exited ({reason}); the proxy forwards on without "
-                           "decoding", reason=reason.getErrorMessage())
+                           "decoding{web}", reason=reason.getErrorMessage(),
+                           web=" (and the web view is gone)" if self.web_listening else "")
             for factory in self.factories:
                 factory.detach_observer()
         elif reason.check(error.ProcessTerminated) and not self._killed:  # said when killed
@@ -245,7 +285,19 @@ class _Child(protocol.ProcessProtocol):
             event = eventFromJSON(line.decode("utf-8", "replace"))
         except ValueError:
             return
+        if event.get("log_namespace") == decoderwire.COMMAND_NAMESPACE:
+            self.owner.command(event)
+            return
         globalLogPublisher(event)
 
     def processEnded(self, reason) -> None:
         self.owner._ended(reason)
+
+
+class _Unserved(protocol.Factory):
+    """The factory of the web view's socket in the proxy, which never accepts on it."""
+
+    noisy = False
+
+    def buildProtocol(self, addr):
+        return None

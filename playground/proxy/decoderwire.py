@@ -16,6 +16,10 @@ batches ``data`` completes, whatever the split (a batch longer than ``max_batch`
 the proxy never writes one). ``pair_message(pair, now)`` and ``pair_info(message)`` turn a
 ``PairInfo`` into its message and back; ``deliver(observer, message)`` calls the observer's
 method a message stands for.
+
+The other way, the child's log events go to the proxy as JSON lines (its file descriptor 3); an
+event in ``COMMAND_NAMESPACE`` is not logged but asks the proxy something: ``command="close"``,
+``pair``, ``how`` (fin or rst), ``by``: the web view's close buttons.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import struct
 from playground.proxy.observer import Endpoint, PairInfo
 
 OPENED, DATA, HALF_CLOSED, CLOSED = range(4)
+COMMAND_NAMESPACE = "tcpplay.decoder.command"  # the child's log events the proxy carries out
 _LENGTH = struct.Struct("<I")
 MAX_BATCH = 64 * 1024 * 1024  # the proxy sends about a reactor turn's slice; far below
 

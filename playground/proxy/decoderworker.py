@@ -5,7 +5,10 @@ spawns it, out of the proxy's process group): it builds the sinks and the observ
 ask for (``playground.proxy.decoding.build``, as the proxy would in its own process), starts them,
 and reads the observer's messages (``playground.proxy.decoderwire``) from its standard input,
 handing each to the observer. Its standard output is the proxy's (the console view writes there);
-its log events go as JSON lines to file descriptor 3, which the proxy logs as its own.
+its log events go as JSON lines to file descriptor 3, which the proxy logs as its own. With
+``--web`` it serves the web view on the listening socket the proxy bound and handed over (file
+descriptor 4); the view's close buttons reach the proxy through file descriptor 3
+(``ProxyCloser``).
 
 Like the proxy's own hand-over (``ProxyFactory.flush_observer``), work the chain keeps for later
 (``held``/``work()``) is done a slice per reactor turn, and the pipe is not read meanwhile: the
@@ -38,6 +41,29 @@ from twisted.logger import (
 from playground.proxy import decoderwire
 
 LOG_FD = 3  # where the log events go, one JSON object a line
+# what the proxy is asked to do (not logged there): a module's Logger, its namespace as given
+_COMMANDS = Logger(namespace=decoderwire.COMMAND_NAMESPACE)
+
+
+class ProxyCloser:
+    """The web view's proxy, in the child (``WebService.proxies``): a close button's
+    ``close_pair`` goes to the proxy as a command (``decoderwire.COMMAND_NAMESPACE``), which
+    closes the pair if it is still open; the answer is what this view knows: whether it has the
+    pair open (the close then arrives through the pipe, as any close does)."""
+
+    def __init__(self, capture):
+        self.capture = capture
+
+    def close_pair(self, pair_id: int, how: str, by: str) -> bool:
+        from playground.web.capture import CLOSED
+
+        self.capture.sync()
+        c = self.capture.connections.get(pair_id)
+        if c is None or c.state == CLOSED:
+            return False
+        _COMMANDS.info("close pair {pair} ({how})", command="close", pair=pair_id, how=how,
+                          by=by)
+        return True
 
 
 class WorkerProtocol(protocol.Protocol):
@@ -115,6 +141,8 @@ def run(options: dict, reactor=None) -> int:
     built, observer = decoding.build(options, reactor)
     for s in built:
         s.setServiceParent(services)
+        if hasattr(s, "proxies"):  # the web view: its close buttons ask the proxy
+            s.proxies.append(ProxyCloser(s.capture))
     try:
         services.startService()
     except Exception as e:  # a sink that cannot open its file: said in the proxy's log

@@ -189,12 +189,24 @@ def shows_console(opts) -> bool:
     return opts["decode"] != "none" and not opts["quiet"] and opts["json"] != "-"
 
 
+# the web view's endpoints whose listening socket the proxy hands to a decoder child
+WEB_IN_CHILD = ("tcp", "tcp6", "unix")
+
+
+def web_in_child(opts) -> bool:
+    """Whether ``--web`` (checked: an endpoint string) can be served by a decoder child: its
+    socket, bound here, is one the child adopts (TCP or UNIX; ``ssl:`` is served here)."""
+    return bool(opts.get("web")) and str(opts["web"]).split(":", 1)[0].lower() in WEB_IN_CHILD
+
+
 def reads_decoder_here(opts) -> list[str]:
-    """The flags given that read the decoder in the proxy's own process (the web view, faults,
-    the toxiproxy API, the command stats of ``--metrics``/``--stats-interval``): a decoder child
-    would leave them nothing."""
-    return [f"--{key}" for key in ("web", "fault", "api", "metrics", "stats-interval")
-            if opts.get(key)]
+    """The flags given that read the decoder in the proxy's own process (faults, the toxiproxy
+    API, the command stats of ``--metrics``/``--stats-interval``, a web view on ``ssl:``): a
+    decoder child would leave them nothing. (A web view on TCP or UNIX is served by the child.)"""
+    here = [f"--{key}" for key in ("fault", "api", "metrics", "stats-interval") if opts.get(key)]
+    if opts.get("web") and not web_in_child(opts):
+        here.append("--web")
+    return here
 
 
 def child_by_default(opts, stats=None) -> bool:

@@ -4,14 +4,21 @@
 (``sink.WebSink``) and the listening site (``site.make_site``); it logs
 ``web view: open http://HOST:PORT/`` (with ``?token=`` when one is needed) once listening.
 The proxies it may act on (``POST /api/connections/{id}/close``) are added to ``proxies``: any
-object with ``close_pair(pair_id, how, by) -> bool`` (the splice's ``ProxyFactory``).
+object with ``close_pair(pair_id, how, by) -> bool`` (the splice's ``ProxyFactory``; in a
+decoder child, ``decoderworker.ProxyCloser``, which asks the proxy). In a decoder child
+(``opts["web-fd"]``) it serves on the listening socket the proxy bound and handed over.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+
 from twisted.application import service
+from twisted.logger import Logger
 
 from playground.common.addresstext import address_text
+from playground.common.defaultreactor import default_reactor
 from playground.common.listening import ListeningService
 from playground.web.capture import MIB, Capture
 from playground.web.sink import WebSink
@@ -26,6 +33,38 @@ class _WebListening(ListeningService):
     def _announce(self):
         super()._announce()
         self.log.info("web view: open {url}", url=self.web.url())
+
+
+class _AdoptedListening(service.Service):
+    """The site on a listening socket the proxy bound and handed over (``fd``, of socket family
+    ``family``: ``"AF_INET"``, ``"AF_INET6"`` or ``"AF_UNIX"``): how a decoder child
+    (``playground.proxy.decoderprocess``) serves the view. The proxy reports a failed bind, as
+    it does its own ``--listen``'s; this service logs the view's address once serving."""
+
+    log = Logger()
+
+    def __init__(self, web: WebService, fd: int, family: str, factory, reactor=None):
+        self.web = web
+        self.fd = fd
+        self.family = getattr(socket, family)
+        self.factory = factory
+        self.reactor = reactor
+        self.port = None
+
+    def startService(self):
+        super().startService()
+        self.reactor = default_reactor(self.reactor)
+        os.set_blocking(self.fd, False)
+        self.port = self.reactor.adoptStreamPort(self.fd, self.family, self.factory)
+        os.close(self.fd)  # the port has its own copy
+        self.log.info("web view: open {url}", url=self.web.url())
+
+    def stopService(self):
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+        return None
 
 
 class WebService(service.MultiService):
@@ -51,8 +90,12 @@ class WebService(service.MultiService):
                               describe=self.sink.rows, close=self.close_pair,
                               latency=self.sink.latency, peek=self.sink.peek,
                               exchange_row=self.sink.exchange_row)
-        self.listening = _WebListening(self, "web", opts["web"], self.site, flag="--web",
-                                       reactor=reactor)
+        if opts.get("web-fd") is not None:  # in a decoder child: the proxy's socket, adopted
+            self.listening = _AdoptedListening(self, opts["web-fd"], opts["web-family"],
+                                               self.site, reactor=reactor)
+        else:
+            self.listening = _WebListening(self, "web", opts["web"], self.site, flag="--web",
+                                           reactor=reactor)
         self.listening.setServiceParent(self)
 
     def close_pair(self, pair_id: int, how: str) -> bool:

@@ -9,9 +9,11 @@ import os
 import signal
 import subprocess
 import types
+from pathlib import Path
 
 import pytest
 import pytest_twisted
+import twisted.test
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import error, task
@@ -102,9 +104,12 @@ def test_messages_call_the_observer_as_the_proxy_would():
 
 
 # -- the options ------------------------------------------------------------------------------
+SERVER_PEM = Path(twisted.test.__file__).with_name("server.pem")  # Twisted's test key and cert
+
+
 @pytest.mark.pure
 @pytest.mark.parametrize("extra, flag", [
-    (["--web", "0"], "--web"),
+    (["--web", f"ssl:0:privateKey={SERVER_PEM}"], "--web"),  # TCP and UNIX go to the child
     (["--fault", "latency:10ms"], "--fault"),
     (["--metrics", "0"], "--metrics"),
     (["--stats-interval", "5"], "--stats-interval"),
@@ -693,7 +698,9 @@ def test_a_child_decodes_by_default_where_nothing_needs_the_decoder_here(monkeyp
     assert decoding.child_by_default(parsed())
     assert not decoding.child_by_default(parsed("--decode-inline"))
     assert not decoding.child_by_default(parsed("--decode-process"))  # said already
-    assert not decoding.child_by_default(parsed("--web", "0"))
+    assert decoding.child_by_default(parsed("--web", "0"))  # the child serves it
+    assert decoding.child_by_default(parsed("--web", "unix:/tmp/web.sock"))
+    assert not decoding.child_by_default(parsed("--web", f"ssl:0:privateKey={SERVER_PEM}"))
     assert not decoding.child_by_default(parsed("--fault", "latency:10ms"))
     assert not decoding.child_by_default(parsed(), stats=object())  # --metrics' command counts
     monkeypatch.setattr(os, "cpu_count", lambda: 1)

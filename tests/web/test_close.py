@@ -38,10 +38,12 @@ def get(url: str) -> dict:
     return json.loads(out.stdout)
 
 
-@pytest.fixture
-def proxy(twistd, redis_server, tmp_path):
+@pytest.fixture(params=["--decode-process", "--decode-inline"])
+def proxy(request, twistd, redis_server, tmp_path):
+    """The view in the decoder child (the default on more than one core) or in the proxy."""
     proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
-                             "--color", "never", "--json", tmp_path / "events.jsonl")
+                             "--color", "never", "--json", tmp_path / "events.jsonl",
+                             request.param)
     base = web_url(proc).split("?")[0].rstrip("/")
     yield proc, port, base
     assert proc.terminate() == 0, proc.output()[-2000:]
