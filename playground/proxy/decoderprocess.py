@@ -164,11 +164,12 @@ class DecoderProcess(service.Service):
             fds[WEB_FD] = port.fileno()
             options = dict(options, **{"web-fd": WEB_FD,
                                        "web-family": port.socket.family.name})
+        # in the environment, not argv: a web view's token is no other user's to read
+        env[decoderwire.OPTIONS_ENV] = json.dumps(options)
         self.reactor.spawnProcess(
             self._child, self.python,
             # -P: the working directory's files are not modules (a json.py there is no json)
-            [self.python, "-P", "-c", BOOT, json.dumps(options)],
-            env=env, childFDs=fds)
+            [self.python, "-P", "-c", BOOT], env=env, childFDs=fds)
         self._child.transport.registerProducer(self, True)
         self.log.info("decoding in a child process (pid {pid})", pid=self._child.transport.pid)
 

@@ -31,6 +31,9 @@ from playground.proxy.observer import Endpoint, PairInfo
 
 OPENED, DATA, HALF_CLOSED, CLOSED = range(4)
 COMMAND_NAMESPACE = "tcpplay.decoder.command"  # the child's log events the proxy carries out
+# the child's options (JSON) are in its environment, not in argv: any user may read a process's
+# /proc/PID/cmdline, its environ only the owner (a web view's token is among them)
+OPTIONS_ENV = "TCPPLAY_DECODER_OPTIONS"
 _LENGTH = struct.Struct("<I")
 MAX_BATCH = 64 * 1024 * 1024  # the proxy sends about a reactor turn's slice; far below
 

@@ -1,6 +1,6 @@
 """The decoder process of ``--decode-process``: the decoder chain and its sinks, fed by a pipe.
 
-``main([OPTIONS_JSON])`` is what the proxy's child runs (``playground.proxy.decoderprocess``
+``main()`` is what the proxy's child runs (its options, JSON, in ``decoderwire.OPTIONS_ENV``) (``playground.proxy.decoderprocess``
 spawns it, out of the proxy's process group): it builds the sinks and the observer the decoding options
 ask for (``playground.proxy.decoding.build``, as the proxy would in its own process), starts them,
 and reads the observer's messages (``playground.proxy.decoderwire``) from its standard input,
@@ -169,6 +169,7 @@ def _asked_to_stop(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``argv``: ``[OPTIONS_JSON]``; none given: the options are in ``decoderwire.OPTIONS_ENV``."""
     argv = sys.argv[1:] if argv is None else argv
     for sig in (signal.SIGINT, signal.SIGTERM):  # the proxy says when: its pipe ends
         signal.signal(sig, _asked_to_stop)
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     globalLogBeginner.beginLoggingTo(
         [FilteringLogObserver(jsonFileLogObserver(log_file), [own_reactor])],
         redirectStandardIO=False)
-    options = json.loads(argv[0])
+    options = json.loads(argv[0] if argv else os.environ.pop(decoderwire.OPTIONS_ENV))
     return run(options)
 
 

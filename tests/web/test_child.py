@@ -149,3 +149,23 @@ def test_the_childs_commands_close_only_what_they_name():
     process.command({"command": "close", "pair": 4, "how": "fin"})
     assert factory.closed == [(3, "rst", "web view"), (4, "fin", "web view")]
 
+
+
+@pytest.mark.twistd
+def test_the_token_is_not_in_the_childs_command_line(twistd, redis_server):
+    """Any user may read a process's command line; the child's options (the web view's token
+    among them) are in its environment, which only its owner may read."""
+    token = "s3cret-web-token"
+    proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--web",
+                             "tcp:0:interface=127.0.0.1", "--web-token", token)
+    proc.wait_for(CHILD)
+    url = web_url(proc)
+    with open(f"/proc/{_child_of(proc.proc.pid)}/cmdline", "rb") as f:
+        cmdline = f.read()
+    assert b"decoderworker" in cmdline and token.encode() not in cmdline
+    base = url.split("?")[0].rstrip("/")
+    status = [subprocess.run([need("curl"), "-sS", "-o", os.devnull, "-w", "%{http_code}", u],
+                             capture_output=True, timeout=20, text=True).stdout
+              for u in (f"{base}/api/connections", f"{base}/api/connections?token={token}")]
+    assert status == ["401", "200"]
+    assert proc.terminate() == 0, proc.output()[-2000:]
