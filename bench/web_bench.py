@@ -2,6 +2,7 @@
 ``--web`` off, on with no browser, and on with one headless chromium showing the page.
 
     python bench/web_bench.py [--quick] [--rounds 3] [--requests N] [--no-browser]
+                              [--decode-inline]
 
 Rows, at ``redis-benchmark -P 1`` and ``-P 16`` (``-q -t set,get -c 50``) against a real
 redis-server: direct; the proxy decoding RESP into the console sink (written to a file, as
@@ -10,10 +11,12 @@ browser; the same with Debian's chromium (headless, driven by Selenium through c
 as ``tests/web/test_browser.py``) open on the page, live, during the run (the row is skipped,
 with the reason, when chromium, chromedriver or selenium is missing). Each row: the worst
 round's SET/GET requests per second, its ratio to ``--web`` off (worst against worst), and the
-proxy's memory (``/proc/PID/status``: VmRSS at the end of the run, VmHWM its peak; the largest
-over the rounds). The settings are interleaved in each round, the machine being shared.
+proxy's memory (``/proc/PID/status``: VmRSS at the end of the run, VmHWM its peak, each with its
+decoder child's; the largest over the rounds). The settings are interleaved in each round, the
+machine being shared. The proxy decodes, and serves the view, where it does by default: in its
+decoder child on more than one core; ``--decode-inline``: in its own process.
 
-Each proxy row also has the proxy's CPU per request (median of the rounds). Target: ``--web``
+Each proxy row also has the proxy's CPU per request, its child's included (median of the rounds). Target: ``--web``
 on without a browser within 5% of ``--web`` off, in the worst round's rate and in CPU per request
 (web off's over web on's: the share of the rate a CPU-bound proxy keeps); when the web-off rounds
 themselves differ by more than 5%, the verdict says the rates are inconclusive. Exits 2 when a
@@ -40,13 +43,19 @@ TARGET = 0.95  # --web on, no browser: at least this share of --web off
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
-    """VmRSS and VmHWM (peak) of process ``pid``, in KiB."""
-    found = {}
+    """VmRSS and VmHWM (peak) of process ``pid`` and its live children (the decoder process,
+    where the view is kept by default), summed, in KiB."""
+    found = {"VmRSS": 0, "VmHWM": 0}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
+            if name in found:
                 found[name] = int(value.split()[0])
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        for child in f.read().split():
+            rss, hwm = memory_kib(int(child))
+            found["VmRSS"] += rss
+            found["VmHWM"] += hwm
     return found["VmRSS"], found["VmHWM"]
 
 
@@ -139,7 +148,12 @@ def main(argv=None) -> int:
                     help="requests per run (default 100,000 at -P 1, 800,000 at -P 16)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds; the worst is shown")
     ap.add_argument("--no-browser", action="store_true", help="skip the chromium rows")
+    ap.add_argument("--decode-inline", action="store_true",
+                    help="decode (and serve the view) in the proxy's process, not in the decoder "
+                         "child that is the default on more than one core")
     args = ap.parse_args(argv)
+    if args.decode_inline:
+        DECODING.append("--decode-inline")
     # SIGTERM stops like Ctrl-C: the proxy, redis-server and chromium are stopped on the way out
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     missing = [t for t in ("redis-server", "redis-benchmark") if not shutil.which(t)]
