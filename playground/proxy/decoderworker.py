@@ -168,6 +168,22 @@ def _asked_to_stop(signum, frame) -> None:
     while it waits for this process to exit."""
 
 
+def failures_as_text(observer):
+    """``observer``, given events whose failure (``log.failure``) is text in the message: JSON
+    keeps a failure's traceback but not its exception's value (``{'unpersistable': True}``),
+    so the proxy's log would say a decoder raised without saying what."""
+
+    def observe(event: dict) -> None:
+        failure = event.get("log_failure")
+        if failure is not None:
+            event = dict(event, log_format=(event.get("log_format") or "") + "\n{traceback}",
+                         traceback=failure.getTraceback())
+            del event["log_failure"]
+        observer(event)
+
+    return observe
+
+
 def main(argv: list[str] | None = None) -> int:
     """``argv``: ``[OPTIONS_JSON]``; none given: the options are in ``decoderwire.OPTIONS_ENV``."""
     argv = sys.argv[1:] if argv is None else argv
@@ -178,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     own_reactor = lambda event: (PredicateResult.no if event.get("log_namespace")  # noqa: E731
                                  == "twisted.internet.base" else PredicateResult.maybe)
     globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(jsonFileLogObserver(log_file), [own_reactor])],
+        [FilteringLogObserver(failures_as_text(jsonFileLogObserver(log_file)), [own_reactor])],
         redirectStandardIO=False)
     options = json.loads(argv[0] if argv else os.environ.pop(decoderwire.OPTIONS_ENV))
     return run(options)

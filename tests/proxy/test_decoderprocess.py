@@ -722,3 +722,30 @@ def test_the_proxy_decodes_in_a_child_unless_told_not_to(redis_server, twistd, t
     proc.wait_for("ping -> +PONG")
     assert proc.terminate() == 0
     assert "decoding in a child process" not in proc.output()
+
+
+@pytest.mark.pure
+def test_a_failure_in_the_child_reaches_the_proxys_log_with_its_message():
+    """JSON keeps a failure's traceback, not its exception's value: the child sends it as text."""
+    import io
+
+    from twisted.logger import (
+        Logger,
+        eventFromJSON,
+        formatEventAsClassicLogText,
+        jsonFileLogObserver,
+    )
+
+    from playground.proxy.decoderworker import failures_as_text
+
+    out = io.StringIO()
+    log = Logger(observer=failures_as_text(jsonFileLogObserver(out)))
+    try:
+        {}["the-missing-key"]
+    except KeyError:
+        log.failure("decoder process: the decoder raised")
+    event = eventFromJSON(out.getvalue().strip("\x1e\n"))
+    text = formatEventAsClassicLogText(event)
+    assert "decoder process: the decoder raised" in text
+    assert "KeyError: 'the-missing-key'" in text and "unpersistable" not in text
+    assert event["log_level"].name == "critical"
