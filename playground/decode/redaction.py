@@ -47,9 +47,13 @@ SECRET_PARAMS = frozenset({
 def redact_message(target: bytes | None, target_secrets, *header_lists):
     """What a request (and its answer) shows, in one walk: ``(target, header_lists, secrets)``,
     ``target`` with the values at ``target_secrets`` (its ``query_secrets``, as the HTTP
-    decoder found them) shown as ``REDACTED``, each of ``header_lists`` as ``redact_headers``
-    shows it, and the values hidden in them (the target's as ``redact_query`` gives them, the
-    headers' as ``secret_values`` does), longest first, for ``mask_preview``."""
+    decoder found them) shown as ``REDACTED``, each of ``header_lists`` with each credential's
+    value shown as ``REDACTED`` and a URL header's credential parameter values as
+    ``redact_target`` shows them (the same tuple when there is none), and the values hidden in
+    them, longest first, for ``mask_preview``: the target's as ``redact_query`` gives them; a
+    secret header's value, and the credential after an ``Authorization`` scheme; a URL header's
+    value with credential parameters (``URL_HEADERS``), and those values (so a body that echoes
+    them, httpbin's ``/headers``, ``/get``, is masked in previews too)."""
     found: list[bytes] = []
     if target_secrets:
         target, found = _hide(target, target_secrets)
@@ -57,28 +61,18 @@ def redact_message(target: bytes | None, target_secrets, *header_lists):
     return target, shown, _longest_first(found)
 
 
-def redact_headers(headers) -> tuple:
-    """``headers`` (``((name, value), ...)``) with each credential's value shown as
-    ``REDACTED``, and a URL header's credential parameter values as ``redact_target`` shows
-    them; the same tuple when there is none."""
-    return _redacted(headers, None)
-
-
 def secret_values(*header_lists) -> list[bytes]:
-    """The secret header values (and the credential after an ``Authorization`` scheme), and a
-    URL header's value that has credential parameters (``URL_HEADERS``) with those
-    values (as ``redact_query`` gives them), so a body that echoes them (httpbin's
-    ``/headers``, ``/get``) can be masked in previews too. Not empty whenever ``redact_headers``
-    has something to hide."""
+    """The values ``redact_message`` hides in ``header_lists``, longest first (a replay's
+    report masks its previews with them)."""
     found: list[bytes] = []
     for headers in header_lists:
         _redacted(headers, found)
     return _longest_first(found)
 
 
-def _redacted(headers, found: list | None) -> tuple:
-    """``headers`` as ``redact_headers`` shows them, the one walk over them; with ``found``,
-    each value hidden is appended to it, as ``secret_values`` gives them (in no order)."""
+def _redacted(headers, found: list) -> tuple:
+    """``headers`` as ``redact_message`` shows them, the one walk over them; each value hidden
+    is appended to ``found`` (in no order)."""
     out = None
     for i, (k, v) in enumerate(headers):
         kind = HEADER_SECRETS.get(k.lower())
@@ -86,18 +80,16 @@ def _redacted(headers, found: list | None) -> tuple:
             continue
         if kind:
             shown = REDACTED
-            if found is not None:
-                found.append(v)
-                credential = v.partition(b" ")[2]
-                if len(credential) >= 4:
-                    found.append(credential.strip())
+            found.append(v)
+            credential = v.partition(b" ")[2]
+            if len(credential) >= 4:
+                found.append(credential.strip())
         elif has_params(v):
             shown, values = redact_query(v)
             if shown is v:
                 continue
-            if found is not None:
-                found.append(v)
-                found += values
+            found.append(v)
+            found += values
         else:
             continue
         if out is None:

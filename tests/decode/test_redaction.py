@@ -14,7 +14,6 @@ from playground.decode.redaction import (
     URL_HEADERS,
     mask_preview,
     query_secrets,
-    redact_headers,
     redact_message,
     redact_query,
     redact_target,
@@ -22,6 +21,11 @@ from playground.decode.redaction import (
 )
 
 pytestmark = pytest.mark.pure
+
+
+def redact_headers(headers) -> tuple:
+    """One header list as ``redact_message`` shows it."""
+    return redact_message(None, (), headers)[1][0]
 
 
 def test_the_secret_headers():
@@ -131,19 +135,19 @@ def test_redact_query_gives_the_values_for_previews_sent_and_decoded():
 
 def test_redact_message_is_the_target_s_and_the_headers_redaction_in_one_walk():
     """What the chain's HTTP records show: the target as ``redact_target`` shows it (from the
-    ranges the decoder found), the headers as ``redact_headers`` does, and every value hidden,
-    longest first, for the previews."""
+    ranges the decoder found), the headers with their credentials hidden, and every value
+    hidden, longest first, for the previews."""
     target = b"/get?token=s3cr3t-tok&page=2"
     req = ((b"Referer", b"http://h/?sig=s1g-value"), (b"Cookie", b"sid=1"), (b"Host", b"h"))
     resp = ((b"Location", b"/cb#access_token=loc-tok"),)
     shown, headers, secrets = redact_message(target, query_secrets(target), req, resp)
-    # what a user sees, said literally (the comparisons below share its code)
+    # what a user sees, said literally
     assert shown == b"/get?token=(redacted)&page=2"
     assert headers == (((b"Referer", b"http://h/?sig=(redacted)"), (b"Cookie", b"(redacted)"),
                         (b"Host", b"h")), ((b"Location", b"/cb#access_token=(redacted)"),))
     assert {b"s3cr3t-tok", b"s1g-value", b"loc-tok", b"sid=1"} <= set(secrets)
     assert shown == redact_target(target)
-    assert headers == (redact_headers(req), redact_headers(resp))
+    assert secret_values(req, resp) == redact_message(None, (), req, resp)[2]
     assert secrets == sorted(set(secret_values(req, resp) + redact_query(target)[1]),
                              key=len, reverse=True)
     plain = ((b"Host", b"h"),)
