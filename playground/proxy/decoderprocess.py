@@ -201,10 +201,12 @@ class DecoderProcess(service.Service):
         d.addBoth(stopped)
         return d
 
-    def _stop_web(self) -> None:
-        """The web view's socket closed here (its last copy once the child has exited)."""
+    def _stop_web(self):
+        """The web view's socket closed here (its last copy once the child has exited; a UNIX
+        socket's file and lock removed): a Deferred that fires when done, or None."""
         if self.web_listening is not None and self.web_listening.running:
-            self.web_listening.stopService()
+            return self.web_listening.stopService()
+        return None
 
     def command(self, event: dict) -> None:
         """What the child asks of the proxy (``decoderwire.COMMAND_NAMESPACE``): the web
@@ -242,22 +244,29 @@ class DecoderProcess(service.Service):
         self._kill("stopped now (asked again)")
 
     def _ended(self, reason) -> None:
-        """The child exited: expected at the stop; otherwise decoding ends, forwarding goes on."""
+        """The child exited: expected at the stop; otherwise decoding ends, forwarding goes on.
+        The web view's socket is closed first (refused from then on, rather than left waiting
+        in the backlog): the log says so, and the stop ends, once it is."""
         self._gone = True
         self.blocked = False
         self._batch, self._batch_bytes = [], 0
-        self._stop_web()  # refused from now on, rather than left waiting in the backlog
-        if not self._stopping:
-            self.log.error("decoder process exited ({reason}); the proxy forwards on without "
-                           "decoding{web}", reason=reason.getErrorMessage(),
-                           web=" (and the web view is gone)" if self.web_listening else "")
+        stopping = self._stopping
+        if not stopping:
             for factory in self.factories:
                 factory.detach_observer()
-        elif reason.check(error.ProcessTerminated) and not self._killed:  # said when killed
-            self.log.warn("decoder process: {reason}", reason=reason.getErrorMessage())
         exited, self.exited = self.exited, None
-        if exited is not None:
-            exited.callback(None)
+
+        def web_closed(_):
+            if not stopping:
+                self.log.error("decoder process exited ({reason}); the proxy forwards on "
+                               "without decoding{web}", reason=reason.getErrorMessage(),
+                               web=" (and the web view is gone)" if self.web_listening else "")
+            elif reason.check(error.ProcessTerminated) and not self._killed:  # said when killed
+                self.log.warn("decoder process: {reason}", reason=reason.getErrorMessage())
+            if exited is not None:
+                exited.callback(None)
+
+        defer.maybeDeferred(self._stop_web).addBoth(web_closed)
 
 
 class _Child(protocol.ProcessProtocol):
