@@ -24,6 +24,12 @@ in the proxy's own process.
 The child's log events arrive as JSON lines on its file descriptor 3 and are logged here, as
 this process's own. A child that exits while the proxy runs (its decoder raised, or it was
 killed) is logged; the factories detach it and forward on without decoding.
+
+``--web`` on TCP or UNIX: the socket is bound here (``privilegedStartService``, before twistd
+drops privileges or forks a daemon), not read here, and handed to the child as its file
+descriptor 4; the child serves the view, and its close buttons come back as commands on file
+descriptor 3 (``command``). The socket stays this process's: closed here (a UNIX socket's file
+and lock removed) once the child has exited.
 """
 
 from __future__ import annotations

@@ -119,6 +119,18 @@ def test_what_needs_the_decoder_here_is_refused(extra, flag):
         Options().parseOptions(["--target", "6379", "--decode-process", *extra])
 
 
+@pytest.mark.pure
+def test_the_help_says_a_tcp_or_unix_web_view_goes_to_the_child():
+    """``--help``: the flags ``--decode-process`` refuses, which ``--decode-inline`` defaults
+    for, are those ``reads_decoder_here`` names: a web view only on ``ssl:``."""
+    helps = {row[0]: " ".join(row[2].split()) for row in Options.optFlags}
+    for flag in ("decode-process", "decode-inline"):
+        assert "--web," not in helps[flag], helps[flag]
+        assert "an ssl: --web" in helps[flag], helps[flag]
+    for extra in (["--web", "0"], ["--web", "unix:/tmp/web.sock"]):  # accepted
+        Options().parseOptions(["--target", "6379", "--decode-process", *extra])
+
+
 @pytest.mark.memory
 @pytest.mark.parametrize("extra", [
     ["--quiet"], ["--decode", "none"], ["--decode", "none", "--quiet"], [], ["--json", "-"],
