@@ -41,6 +41,7 @@ import sys
 from twisted.application import service
 from twisted.internet import defer, error, protocol, task
 from twisted.logger import Logger, eventFromJSON, globalLogPublisher
+from twisted.python import failure
 
 from playground.common import shutdown
 from playground.common.listening import ListeningService
@@ -172,10 +173,14 @@ class DecoderProcess(service.Service):
                                        "web-family": port.socket.family.name})
         # in the environment, not argv: a web view's token is no other user's to read
         env[decoderwire.OPTIONS_ENV] = json.dumps(options)
-        self.reactor.spawnProcess(
-            self._child, self.python,
-            # -P: the working directory's files are not modules (a json.py there is no json)
-            [self.python, "-P", "-c", BOOT], env=env, childFDs=fds)
+        try:
+            self.reactor.spawnProcess(
+                self._child, self.python,
+                # -P: the working directory's files are not modules (a json.py there is no json)
+                [self.python, "-P", "-c", BOOT], env=env, childFDs=fds)
+        except OSError as e:  # the interpreter cannot be run (twistd's --uid may not read it)
+            self._ended(failure.Failure(e), "cannot start")
+            return
         self._child.transport.registerProducer(self, True)
         self.log.info("decoding in a child process (pid {pid})", pid=self._child.transport.pid)
 
@@ -249,8 +254,9 @@ class DecoderProcess(service.Service):
     def _stop_now(self) -> None:
         self._kill("stopped now (asked again)")
 
-    def _ended(self, reason) -> None:
-        """The child exited: expected at the stop; otherwise decoding ends, forwarding goes on.
+    def _ended(self, reason, what: str = "exited") -> None:
+        """The child exited (or ``what`` else: it cannot start): expected at the stop; otherwise
+        decoding ends, forwarding goes on.
         The web view's socket is closed first (refused from then on, rather than left waiting
         in the backlog): the log says so, and the stop ends, once it is."""
         self._gone = True
@@ -264,8 +270,8 @@ class DecoderProcess(service.Service):
 
         def web_closed(_):
             if not stopping:
-                self.log.error("decoder process exited ({reason}); the proxy forwards on "
-                               "without decoding{web}", reason=reason.getErrorMessage(),
+                self.log.error("decoder process {what} ({reason}); the proxy forwards on "
+                               "without decoding{web}", what=what, reason=reason.getErrorMessage(),
                                web=" (and the web view is gone)" if self.web_listening else "")
             elif reason.check(error.ProcessTerminated) and not self._killed:  # said when killed
                 self.log.warn("decoder process: {reason}", reason=reason.getErrorMessage())
