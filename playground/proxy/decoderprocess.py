@@ -321,5 +321,9 @@ class _Unserved(protocol.Factory):
 
     noisy = False
 
+    def logPrefix(self) -> str:
+        """What the socket's "starting on" log line names."""
+        return "web view (served by the decoder process)"
+
     def buildProtocol(self, addr):
         return None

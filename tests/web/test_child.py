@@ -34,6 +34,8 @@ def test_the_childs_view_lists_the_pairs_and_its_reset_reaches_the_proxy(twistd,
                              "tcp:0:interface=127.0.0.1", "--color", "never")
     proc.wait_for(CHILD)
     base = web_url(proc).split("?")[0].rstrip("/")
+    # the socket's start line names the view, not the proxy's placeholder factory's class
+    assert "web view (served by the decoder process) starting on" in proc.output()
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.sendall(b"*1\r\n$4\r\nPING\r\n")
     assert sock.recv(100) == b"+PONG\r\n"
