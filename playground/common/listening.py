@@ -10,6 +10,8 @@ or when a late listen succeeds.
 
 from __future__ import annotations
 
+import os
+
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -49,10 +51,27 @@ class ListeningService(service.Service):
         if self.port is None and self._waiting is None:
             self._listen()
         elif self.port is not None:
+            self._own_lock()
             # Once the reactor runs: its SIGINT/SIGTERM handlers are in place by then, so a
             # signal sent on seeing the line (a script, a quick Ctrl-C) stops the service in
             # order rather than raising KeyboardInterrupt in start-up code (exit status -2).
             self._reactor().callWhenRunning(self._announce_if_listening)
+
+    def _own_lock(self):
+        """A UNIX socket's lock (``unix:...:lockfile=1``, the default) names the process that
+        bound it: the launcher, when ``playground.tap`` binds before twistd forks the daemon.
+        The daemon takes it over, or its stop, which removes only its own lock, would leave it
+        naming a pid that a later start may have (a container's), refusing that start."""
+        lock = getattr(self.port, "lockFile", None)  # twisted.internet.unix.Port's
+        if lock is None or not lock.locked:
+            return
+        try:
+            if os.readlink(lock.name) == str(os.getpid()):
+                return
+            os.unlink(lock.name)
+        except OSError:
+            return
+        lock.lock()
 
     def _listen(self):
         try:
