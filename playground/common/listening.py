@@ -3,7 +3,8 @@
 ``twistd`` runs ``privilegedStartService`` before dropping privileges and before the reactor
 runs; a bind failure here ends start-up with ``SystemExit("tcpplay LABEL: cannot listen on --listen ...: reason")``
 (one line, exit status 1) instead of a traceback. ``playground.tap`` calls it before twistd
-forks a daemon, so the launcher reports the failure itself. The "listening on" line is logged
+forks a daemon, so the launcher reports the failure itself (the daemon then takes over a UNIX
+socket's lock, which names the launcher). The "listening on" line is logged
 once the reactor runs (after twistd's own start-up lines, with the signal handlers in place),
 or when a late listen succeeds.
 """
