@@ -270,8 +270,8 @@ class DecoderProcess(service.Service):
 
         def web_closed(_):
             if not stopping:
-                self.log.error("decoder process {what} ({reason}); the proxy forwards on "
-                               "without decoding{web}", what=what, reason=reason.getErrorMessage(),
+                self.log.error("decoder process " + what + " ({reason}); the proxy forwards "
+                               "on without decoding{web}", reason=reason.getErrorMessage(),
                                web=" (and the web view is gone)" if self.web_listening else "")
             elif reason.check(error.ProcessTerminated) and not self._killed:  # said when killed
                 self.log.warn("decoder process: {reason}", reason=reason.getErrorMessage())
