@@ -161,5 +161,8 @@ class ListeningService(service.Service):
             port, self.port = self.port, None
             d = defer.maybeDeferred(port.stopListening)
             d.addCallback(lambda _: self.log.info("{label} stopped listening", label=self.label))
+            # said (an unhandled failure of the stop is lost at shutdown); the stop goes on
+            d.addErrback(lambda f: self.log.failure("{label}: closing {desc} failed", f,
+                                                    label=self.label, desc=self.desc))
             return d
         return None
