@@ -3,12 +3,15 @@
 ``twistd`` runs ``privilegedStartService`` before dropping privileges and before the reactor
 runs; a bind failure here ends start-up with ``SystemExit("tcpplay LABEL: cannot listen on --listen ...: reason")``
 (one line, exit status 1) instead of a traceback. ``playground.tap`` calls it before twistd
-forks a daemon, so the launcher reports the failure itself. The "listening on" line is logged
+forks a daemon, so the launcher reports the failure itself (the daemon then takes over a UNIX
+socket's lock, which names the launcher). The "listening on" line is logged
 once the reactor runs (after twistd's own start-up lines, with the signal handlers in place),
 or when a late listen succeeds.
 """
 
 from __future__ import annotations
+
+import os
 
 from twisted.application import service
 from twisted.internet import defer
@@ -49,10 +52,27 @@ class ListeningService(service.Service):
         if self.port is None and self._waiting is None:
             self._listen()
         elif self.port is not None:
+            self._own_lock()
             # Once the reactor runs: its SIGINT/SIGTERM handlers are in place by then, so a
             # signal sent on seeing the line (a script, a quick Ctrl-C) stops the service in
             # order rather than raising KeyboardInterrupt in start-up code (exit status -2).
             self._reactor().callWhenRunning(self._announce_if_listening)
+
+    def _own_lock(self):
+        """A UNIX socket's lock (``unix:...:lockfile=1``, the default) names the process that
+        bound it: the launcher, when ``playground.tap`` binds before twistd forks the daemon.
+        The daemon takes it over, or its stop, which removes only its own lock, would leave it
+        naming a pid that a later start may have (a container's), refusing that start."""
+        lock = getattr(self.port, "lockFile", None)  # twisted.internet.unix.Port's
+        if lock is None or not lock.locked:
+            return
+        try:
+            if os.readlink(lock.name) == str(os.getpid()):
+                return
+            os.unlink(lock.name)
+        except OSError:
+            return
+        lock.lock()
 
     def _listen(self):
         try:
@@ -141,5 +161,8 @@ class ListeningService(service.Service):
             port, self.port = self.port, None
             d = defer.maybeDeferred(port.stopListening)
             d.addCallback(lambda _: self.log.info("{label} stopped listening", label=self.label))
+            # said (an unhandled failure of the stop is lost at shutdown); the stop goes on
+            d.addErrback(lambda f: self.log.failure("{label}: closing {desc} failed", f,
+                                                    label=self.label, desc=self.desc))
             return d
         return None

@@ -35,7 +35,7 @@ import tomllib
 import attrs
 from twisted.python import usage
 
-from playground.common.addresses import server_string, target_is_listen
+from playground.common.addresses import listen_parts, server_string, target_is_listen
 from playground.common.options import ArgumentParser, did_you_mean, option_text, stats_interval
 
 KINDS = ("proxy", "echo", "chat", "http", "resp")  # the subcommands a table may name
@@ -381,7 +381,7 @@ def _validate(doc: dict, path: str, where: _Where) -> Config:
             spec = _service(kind, name, body, where)
             for key in ("listen", "web"):  # every address a service listens on is its own
                 address = spec.options.get(key)
-                if not address:
+                if not address or listen_parts(address)[2] == 0:  # port 0: the kernel's pick
                     continue
                 if address in listens:
                     raise ConfigError(f"{where((kind, name, key))} {label} {key}: {address} is "

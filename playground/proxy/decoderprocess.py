@@ -24,6 +24,12 @@ in the proxy's own process.
 The child's log events arrive as JSON lines on its file descriptor 3 and are logged here, as
 this process's own. A child that exits while the proxy runs (its decoder raised, or it was
 killed) is logged; the factories detach it and forward on without decoding.
+
+``--web`` on TCP or UNIX: the socket is bound here (``privilegedStartService``, before twistd
+drops privileges or forks a daemon), not read here, and handed to the child as its file
+descriptor 4; the child serves the view, and its close buttons come back as commands on file
+descriptor 3 (``command``). The socket stays this process's: closed here (a UNIX socket's file
+and lock removed) once the child has exited.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import sys
 from twisted.application import service
 from twisted.internet import defer, error, protocol, task
 from twisted.logger import Logger, eventFromJSON, globalLogPublisher
+from twisted.python import failure
 
 from playground.common import shutdown
 from playground.common.listening import ListeningService
@@ -166,10 +173,14 @@ class DecoderProcess(service.Service):
                                        "web-family": port.socket.family.name})
         # in the environment, not argv: a web view's token is no other user's to read
         env[decoderwire.OPTIONS_ENV] = json.dumps(options)
-        self.reactor.spawnProcess(
-            self._child, self.python,
-            # -P: the working directory's files are not modules (a json.py there is no json)
-            [self.python, "-P", "-c", BOOT], env=env, childFDs=fds)
+        try:
+            self.reactor.spawnProcess(
+                self._child, self.python,
+                # -P: the working directory's files are not modules (a json.py there is no json)
+                [self.python, "-P", "-c", BOOT], env=env, childFDs=fds)
+        except OSError as e:  # the interpreter cannot be run (twistd's --uid may not read it)
+            self._ended(failure.Failure(e), "cannot start")
+            return
         self._child.transport.registerProducer(self, True)
         self.log.info("decoding in a child process (pid {pid})", pid=self._child.transport.pid)
 
@@ -201,10 +212,12 @@ class DecoderProcess(service.Service):
         d.addBoth(stopped)
         return d
 
-    def _stop_web(self) -> None:
-        """The web view's socket closed here (its last copy once the child has exited)."""
+    def _stop_web(self):
+        """The web view's socket closed here (its last copy once the child has exited; a UNIX
+        socket's file and lock removed): a Deferred that fires when done, or None."""
         if self.web_listening is not None and self.web_listening.running:
-            self.web_listening.stopService()
+            return self.web_listening.stopService()
+        return None
 
     def command(self, event: dict) -> None:
         """What the child asks of the proxy (``decoderwire.COMMAND_NAMESPACE``): the web
@@ -241,23 +254,31 @@ class DecoderProcess(service.Service):
     def _stop_now(self) -> None:
         self._kill("stopped now (asked again)")
 
-    def _ended(self, reason) -> None:
-        """The child exited: expected at the stop; otherwise decoding ends, forwarding goes on."""
+    def _ended(self, reason, what: str = "exited") -> None:
+        """The child exited (or ``what`` else: it cannot start): expected at the stop; otherwise
+        decoding ends, forwarding goes on.
+        The web view's socket is closed first (refused from then on, rather than left waiting
+        in the backlog): the log says so, and the stop ends, once it is."""
         self._gone = True
         self.blocked = False
         self._batch, self._batch_bytes = [], 0
-        self._stop_web()  # refused from now on, rather than left waiting in the backlog
-        if not self._stopping:
-            self.log.error("decoder process exited ({reason}); the proxy forwards on without "
-                           "decoding{web}", reason=reason.getErrorMessage(),
-                           web=" (and the web view is gone)" if self.web_listening else "")
+        stopping = self._stopping
+        if not stopping:
             for factory in self.factories:
                 factory.detach_observer()
-        elif reason.check(error.ProcessTerminated) and not self._killed:  # said when killed
-            self.log.warn("decoder process: {reason}", reason=reason.getErrorMessage())
         exited, self.exited = self.exited, None
-        if exited is not None:
-            exited.callback(None)
+
+        def web_closed(_):
+            if not stopping:
+                self.log.error("decoder process " + what + " ({reason}); the proxy forwards "
+                               "on without decoding{web}", reason=reason.getErrorMessage(),
+                               web=" (and the web view is gone)" if self.web_listening else "")
+            elif reason.check(error.ProcessTerminated) and not self._killed:  # said when killed
+                self.log.warn("decoder process: {reason}", reason=reason.getErrorMessage())
+            if exited is not None:
+                exited.callback(None)
+
+        defer.maybeDeferred(self._stop_web).addBoth(web_closed)
 
 
 class _Child(protocol.ProcessProtocol):
@@ -299,6 +320,10 @@ class _Unserved(protocol.Factory):
     """The factory of the web view's socket in the proxy, which never accepts on it."""
 
     noisy = False
+
+    def logPrefix(self) -> str:
+        """What the socket's "starting on" log line names."""
+        return "web view (served by the decoder process)"
 
     def buildProtocol(self, addr):
         return None

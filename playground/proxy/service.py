@@ -141,11 +141,12 @@ class Options(ServerOptions):
         ["decode-process", None,
          "Decode in a child process, on another core: this process forwards and hands the "
          "bytes over a pipe; the child decodes and writes the console view, --json and --pcap "
-         "as this one would. Not with --web, --fault, --api or --metrics/--stats-interval. "
-         "The default on a machine with more than one core, where none of those is given."],
+         "and serves a TCP or UNIX --web view, as this one would. Not with --fault, --api, "
+         "--metrics/--stats-interval or an ssl: --web. The default on a machine with more "
+         "than one core, where none of those is given."],
         ["decode-inline", None,
-         "Decode in this process, never in a child (the default on one core, or with --web, "
-         "--fault, --api, --metrics or --stats-interval)."],
+         "Decode in this process, never in a child (the default on one core, or with --fault, "
+         "--api, --metrics, --stats-interval or an ssl: --web)."],
         ["no-zero-copy", None,
          "Forward every pair through Twisted (by default a plain TCP pair with --decode none, "
          "no pcap, web view or --fault/--api moves its bytes kernel to kernel with splice(2), "

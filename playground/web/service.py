@@ -39,7 +39,10 @@ class _AdoptedListening(service.Service):
     """The site on a listening socket the proxy bound and handed over (``fd``, of socket family
     ``family``: ``"AF_INET"``, ``"AF_INET6"`` or ``"AF_UNIX"``): how a decoder child
     (``playground.proxy.decoderprocess``) serves the view. The proxy reports a failed bind, as
-    it does its own ``--listen``'s; this service logs the view's address once serving."""
+    it does its own ``--listen``'s; this service logs the view's address once serving. The
+    socket stays the proxy's: at the stop this service only stops accepting; the proxy closes
+    it (and removes a UNIX socket's file and lock, which a close here would have unlinked under
+    the proxy) once this process has exited."""
 
     log = Logger()
 
@@ -63,8 +66,7 @@ class _AdoptedListening(service.Service):
         super().stopService()
         if self.port is not None:
             port, self.port = self.port, None
-            return port.stopListening()
-        return None
+            port.stopReading()
 
 
 class WebService(service.MultiService):

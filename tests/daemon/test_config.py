@@ -281,6 +281,25 @@ def test_web_view_address_is_a_listen_address_of_its_own():
         "x.toml:3: [proxy.a] web: cannot read 'abc' as an address")
 
 
+def test_port_0_is_never_taken_twice():
+    """Port 0 asks the kernel for a free port: each service gets its own, so two may say it."""
+    cfg = load("""\
+        [proxy.a]
+        listen = "tcp:0:interface=127.0.0.1"
+        target = 6379
+        web = "tcp:0:interface=127.0.0.1"
+
+        [proxy.b]
+        listen = 'tcp6:0:interface=\\:\\:1'
+        target = 6379
+        web = 'tcp6:port=0:interface=\\:\\:1'
+
+        [echo.e]
+        listen = "tcp:0:interface=127.0.0.1"
+        """)
+    assert [s.name for s in cfg.services] == ["a", "b", "e"]
+
+
 def test_toml_syntax_error_has_the_line():
     assert error("[echo.a]\nlisten = \n") == "x.toml:2: Invalid value"
 

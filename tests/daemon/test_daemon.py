@@ -347,6 +347,10 @@ def test_daemon_with_rundir_binds_unix_paths_there_serves_and_stops(daemons, tmp
     wait_until(lambda: not d.pidfile.exists(), what="the pid file to be removed")
     wait_until(lambda: not alive(pid), what="the daemon to exit")
     assert "Traceback" not in read(d.logfile)
+    # the socket's lock, taken by the launcher that bound it, went with the daemon's stop (a
+    # lock left naming the launcher's pid fails a later start whose process has that pid)
+    assert sorted(os.listdir(rundir)) == []
+    assert "echo stopped listening" in read(d.logfile)
 
 
 @pytest.mark.twistd

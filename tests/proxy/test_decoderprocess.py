@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import types
 from pathlib import Path
@@ -27,7 +28,7 @@ from playground.proxy.observer import Endpoint, PairInfo
 from playground.proxy.service import Options
 from playground.proxy.splice import ProxyFactory
 from tests.support.processes import need, start_proxy
-from tests.support.waiting import wait_until
+from tests.support.waiting import until, wait_until
 
 PAIR = PairInfo(7, Endpoint("127.0.0.1", 50000), Endpoint("127.0.0.1", 6479),
                 "tcp:host=127.0.0.1:port=6379", Endpoint("127.0.0.1", 6379),
@@ -116,6 +117,18 @@ SERVER_PEM = Path(twisted.test.__file__).with_name("server.pem")  # Twisted's te
 ])
 def test_what_needs_the_decoder_here_is_refused(extra, flag):
     with pytest.raises(usage.UsageError, match=f"--decode-process.*{flag}|{flag}.*--decode-process"):
+        Options().parseOptions(["--target", "6379", "--decode-process", *extra])
+
+
+@pytest.mark.pure
+def test_the_help_says_a_tcp_or_unix_web_view_goes_to_the_child():
+    """``--help``: the flags ``--decode-process`` refuses, which ``--decode-inline`` defaults
+    for, are those ``reads_decoder_here`` names: a web view only on ``ssl:``."""
+    helps = {row[0]: " ".join(row[2].split()) for row in Options.optFlags}
+    for flag in ("decode-process", "decode-inline"):
+        assert "--web," not in helps[flag], helps[flag]
+        assert "an ssl: --web" in helps[flag], helps[flag]
+    for extra in (["--web", "0"], ["--web", "unix:/tmp/web.sock"]):  # accepted
         Options().parseOptions(["--target", "6379", "--decode-process", *extra])
 
 
@@ -392,6 +405,35 @@ def test_a_child_whose_sinks_cannot_start_says_why_and_the_proxy_forwards_on(tmp
     assert any("cannot start" in t and "gone/out.jsonl" in t for t in text), text
     assert any("decoder process exited" in t for t in text), text
     assert factory.observer is None
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_child_that_cannot_be_spawned_is_said_and_the_proxy_forwards_on(tmp_path, logged):
+    """The interpreter cannot be run (twistd's --uid dropped to a user who may not read it): the
+    start does not end in a traceback; the log says why, the factory is detached, the web view's
+    socket closed, as when the child exits."""
+    from twisted.internet import reactor
+
+    python = tmp_path / "python"
+    python.write_text("")  # not executable
+    opts = Options()
+    opts.parseOptions(["--target", "6379", "--decode-process", "--quiet", "--web",
+                       "tcp:0:interface=127.0.0.1"])
+    process = DecoderProcess(opts, reactor=reactor, python=str(python))
+    factory = ProxyFactory("tcp:host=127.0.0.1:port=6379", observer=process, reactor=reactor)
+    process.privilegedStartService()
+    web_port = process.web_listening.port.getHost().port
+    process.startService()  # no traceback: said once the view's socket is closed
+
+    def said():
+        return [t for t in map(formatEvent, logged) if "decoder process cannot start" in t]
+
+    yield until(said, "the log line")
+    assert "Permission denied" in said()[0] and "without decoding" in said()[0]
+    assert factory.observer is None
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", web_port), timeout=5).close()
 
 
 @pytest.mark.twistd
