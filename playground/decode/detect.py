@@ -14,7 +14,9 @@ skipped; past that the bytes are judged as they are.
 
 * ``*`` (a RESP array): ``resp``;
 * an HTTP method token followed by a space (``GET /``, ``PROPFIND``...), after nothing but empty
-  lines: ``http``;
+  lines: ``http``, when a version follows the target, the line is still arriving, or the line is
+  HTTP/0.9's (``GET /x?token=...`` and its end: a path, no version; the HTTP decoder rejects
+  it and its hex view hides the query's secrets, where a Redis inline ``GET`` would show them);
 * a known Redis command word followed by a space or a line end (``PING\\r\\n``, ``set k v\\n``,
   what ``nc``/``telnet`` users type): ``resp`` (inline commands);
 * printable UTF-8 text with a line end: ``text``;
@@ -69,6 +71,7 @@ REDIS_COMMANDS = frozenset(
 
 
 _HTTP_LINE = re.compile(rb"[A-Z]+ +[^ \r\n]+ +HTTP/[0-9]")
+_HTTP09_LINE = re.compile(rb"[A-Z]+ +/[^ \r\n]*\r?\n")  # a path and the line's end: no version
 
 
 def _first_word(data: bytes) -> tuple[bytes, bytes]:
@@ -109,7 +112,7 @@ def _classify(client: bytes, final: bool, http: bool) -> str | None:
         return None if is_text(client) or _utf8_tail(client) else HEX
     word, after = _first_word(line)
     if http and after == b" " and word in HTTP_METHODS:
-        if _HTTP_LINE.match(line):
+        if _HTTP_LINE.match(line) or _HTTP09_LINE.match(line):
             return HTTP
         if nl < 0 and line[len(word) + 1:len(word) + 2] in (b"/", b"*", b"h"):
             return HTTP  # a long request line still arriving

@@ -20,6 +20,9 @@ pytestmark = pytest.mark.pure
         (b"ping\n", RESP),
         (b"set foo bar\r\n", RESP),
         (b"GET foo\r\n", RESP),  # inline Redis, not HTTP: no HTTP version
+        (b"GET /x?token=t\r\n", HTTP),  # HTTP/0.9's request line: a path, no version
+        (b"GET /\n", HTTP),
+        (b"GET /a b\r\n", RESP),  # two keys: not a request line
         (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", HTTP),
         (b"POST /api/v1 HTTP/1.0\r\n", HTTP),
         (b"PROPFIND /dav HTTP/1.1\r\n", HTTP),

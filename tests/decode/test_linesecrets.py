@@ -389,11 +389,14 @@ def test_hex_fallback_after_a_resp_error_is_redacted_too():
     ("http", b"POST /cb#access_token=s3cret\r\n"),
     ("http", b"GET /x?token=s3cret HTTP/1.1 x\r\n"),
     ("auto", b"GET /x?token=s3cret HTTP/1.1 x\r\n"),  # detected as HTTP
+    ("auto", b"GET /x?token=s3cret\r\n"),  # HTTP/0.9's line: HTTP too, not a Redis inline GET
+    ("auto", b"GET /cb#access_token=s3cret\n"),
 ])
 def test_a_request_line_the_http_decoder_rejects_is_redacted_in_its_hex_view(decode, line):
     """An HTTP/0.9 request line (no version), or one with a word too many: the HTTP decoder
     gives up and the hex view shows the line, its query's secret masked (whatever the split).
-    (Detection takes ``GET /x?token=...`` alone for a Redis inline ``GET`` of that key.)"""
+    Detection takes ``GET /x?token=...`` and its line end for HTTP/0.9's, not for a Redis inline
+    ``GET`` of that key (whose view would show it)."""
     data = line + b"Host: x\r\n\r\n"
     for cut in range(len(data) + 1):
         chunks = [data[:cut], data[cut:]] if 0 < cut < len(data) else [data]
