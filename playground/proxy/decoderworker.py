@@ -1,8 +1,8 @@
 """The decoder process of ``--decode-process``: the decoder chain and its sinks, fed by a pipe.
 
-``main()`` is what the proxy's child runs (its options, JSON, in ``decoderwire.OPTIONS_ENV``) (``playground.proxy.decoderprocess``
-spawns it, out of the proxy's process group): it builds the sinks and the observer the decoding options
-ask for (``playground.proxy.decoding.build``, as the proxy would in its own process), starts them,
+``main()`` is what the proxy's child runs (``playground.proxy.decoderprocess`` spawns it, out of
+the proxy's process group, its options as JSON in ``decoderwire.OPTIONS_ENV``): it builds the
+sinks and the observer the decoding options ask for (``playground.proxy.decoding.build``, as the proxy would in its own process), starts them,
 and reads the observer's messages (``playground.proxy.decoderwire``) from its standard input,
 handing each to the observer. Its standard output is the proxy's (the console view writes there);
 its log events go as JSON lines to file descriptor 3, which the proxy logs as its own. With
@@ -61,8 +61,7 @@ class ProxyCloser:
         c = self.capture.connections.get(pair_id)
         if c is None or c.state == CLOSED:
             return False
-        _COMMANDS.info("close pair {pair} ({how})", command="close", pair=pair_id, how=how,
-                          by=by)
+        _COMMANDS.info("close pair {pair} ({how})", command="close", pair=pair_id, how=how, by=by)
         return True
 
 
