@@ -2,9 +2,9 @@
 
 ``main()`` is what the proxy's child runs (``playground.proxy.decoderprocess`` spawns it, out of
 the proxy's process group, its options as JSON in ``decoderwire.OPTIONS_ENV``): it builds the
-sinks and the observer the decoding options ask for (``playground.proxy.decoding.build``, as the proxy would in its own process), starts them,
-and reads the observer's messages (``playground.proxy.decoderwire``) from its standard input,
-handing each to the observer. Its standard output is the proxy's (the console view writes there);
+sinks and the observer the decoding options ask for (``playground.proxy.decoding.build``, as
+the proxy would in its own process), starts them, and reads the observer's messages
+(``playground.proxy.decoderwire``) from its standard input, handing each to the observer. Its standard output is the proxy's (the console view writes there);
 its log events go as JSON lines to file descriptor 3, which the proxy logs as its own. With
 ``--web`` it serves the web view on the listening socket the proxy bound and handed over (file
 descriptor 4); the view's close buttons reach the proxy through file descriptor 3
