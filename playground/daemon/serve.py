@@ -3,7 +3,9 @@
 The file is read and checked by ``playground.daemon.config`` while the options are parsed, so a bad file
 is a usage error and nothing starts. Each ``[KIND.NAME]`` table is built by its own subcommand's
 ``make_service`` from the options its own ``Options`` class parsed; all of them share one stats
-registry, served by one ``metrics`` endpoint and one ``stats-interval`` log timer (global keys).
+registry, served by one ``metrics`` endpoint and one ``stats-interval`` log timer (global keys);
+without either, no stats are kept (and a proxy may then decode in a child process, as
+``proxy`` does by default).
 
 ``--set KIND.NAME.KEY=VALUE`` (repeatable) replaces or adds one key of one service after the file
 is read; ``--set KEY=VALUE`` does the same for a global key. Services start in file order and stop
@@ -53,10 +55,12 @@ class Options(CommandOptions):
 def make_service(options, reactor=None) -> service.IService:
     cfg: C.Config = options.config
     registry = metrics.Registry()
+    shared = bool(cfg.metrics or cfg.stats_interval)  # else no one reads the stats: none kept
     services = service.MultiService()
     for spec in cfg.services:
-        spec.options.stats_registry = registry  # stats go to the shared registry
-        spec.options.stats_name = spec.name
+        if shared:
+            spec.options.stats_registry = registry  # stats go to the shared registry
+            spec.options.stats_name = spec.name
         spec.options.parent = options  # twistd's own options above (daemon or not)
         module = importlib.import_module(C.kinds()[spec.kind])
         svc = module.make_service(spec.options, reactor=reactor)
