@@ -17,6 +17,7 @@ import os
 
 from twisted.python import usage
 
+from playground.common.addresses import listen_parts
 from playground.common.options import byte_count, check_writable
 from playground.decode.bytetee import ByteTee
 from playground.decode.chain import MIB, Chain, HttpFilter
@@ -196,7 +197,7 @@ WEB_IN_CHILD = ("tcp", "tcp6", "unix")
 def web_in_child(opts) -> bool:
     """Whether ``--web`` (checked: an endpoint string) can be served by a decoder child: its
     socket, bound here, is one the child adopts (TCP or UNIX; ``ssl:`` is served here)."""
-    return bool(opts.get("web")) and str(opts["web"]).split(":", 1)[0].lower() in WEB_IN_CHILD
+    return bool(opts.get("web")) and listen_parts(opts["web"])[0] in WEB_IN_CHILD
 
 
 def reads_decoder_here(opts) -> list[str]:
