@@ -54,11 +54,11 @@ class Options(CommandOptions):
 
 def make_service(options, reactor=None) -> service.IService:
     cfg: C.Config = options.config
-    registry = metrics.Registry()
-    shared = bool(cfg.metrics or cfg.stats_interval)  # else no one reads the stats: none kept
+    # the shared registry, when a global key reads it; else no one would: no stats are kept
+    registry = metrics.Registry() if cfg.metrics or cfg.stats_interval else None
     services = service.MultiService()
     for spec in cfg.services:
-        if shared:
+        if registry is not None:
             spec.options.stats_registry = registry  # stats go to the shared registry
             spec.options.stats_name = spec.name
         spec.options.parent = options  # twistd's own options above (daemon or not)
@@ -67,6 +67,6 @@ def make_service(options, reactor=None) -> service.IService:
         svc = metrics.attach(svc, spec.options, spec.kind, reactor=reactor)
         svc.setName(spec.name)
         svc.setServiceParent(services)
-    if not (cfg.metrics or cfg.stats_interval):
+    if registry is None:
         return services
     return metrics.wrap(services, registry, cfg.metrics, cfg.stats_interval, reactor=reactor)
