@@ -32,7 +32,7 @@ class _WebListening(ListeningService):
 
     def _announce(self):
         super()._announce()
-        self.log.info("web view: open {url}", url=self.web.url())
+        self.web.announce()
 
 
 class _AdoptedListening(service.Service):
@@ -43,8 +43,6 @@ class _AdoptedListening(service.Service):
     socket stays the proxy's: at the stop this service only stops accepting; the proxy closes
     it (and removes a UNIX socket's file and lock, which a close here would have unlinked under
     the proxy) once this process has exited."""
-
-    log = Logger()
 
     def __init__(self, web: WebService, fd: int, family: str, factory, reactor=None):
         self.web = web
@@ -60,7 +58,7 @@ class _AdoptedListening(service.Service):
         os.set_blocking(self.fd, False)
         self.port = self.reactor.adoptStreamPort(self.fd, self.family, self.factory)
         os.close(self.fd)  # the port has its own copy
-        self.log.info("web view: open {url}", url=self.web.url())
+        self.web.announce()
 
     def stopService(self):
         super().stopService()
@@ -72,6 +70,8 @@ class _AdoptedListening(service.Service):
 class WebService(service.MultiService):
     """The capture, its sink and the site on ``opts["web"]``; ``proxies``: whose pairs it closes."""
 
+    log = Logger()
+
     def url(self) -> str:
         """Where the started view is browsed: its bound address (a wildcard one reached on
         loopback), with the token when one is needed."""
@@ -80,6 +80,10 @@ class WebService(service.MultiService):
         if getattr(host, "host", "") in ("0.0.0.0", "::"):
             where = where.replace(host.host, "127.0.0.1" if host.host == "0.0.0.0" else "[::1]", 1)
         return f"http://{where}/" + (f"?token={self.token}" if self.token else "")
+
+    def announce(self) -> None:
+        """The line that says where to browse, once serving."""
+        self.log.info("web view: open {url}", url=self.url())
 
     def __init__(self, opts, reactor=None, max_value: int = 200):
         super().__init__()
