@@ -16,15 +16,8 @@ from twisted.python.failure import Failure
 from playground.daemon import jsonlog
 from tests.support.net import free_port
 from tests.support.paths import TWISTD
+from tests.support.processes import alive
 from tests.support.waiting import wait_until
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def read(path) -> str:

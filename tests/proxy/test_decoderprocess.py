@@ -27,7 +27,7 @@ from playground.proxy.decoderprocess import SEND_DELAY, DecoderProcess, _Child
 from playground.proxy.observer import Endpoint, PairInfo
 from playground.proxy.service import Options
 from playground.proxy.splice import ProxyFactory
-from tests.support.processes import need, start_proxy
+from tests.support.processes import alive, child_of, need, start_proxy
 from tests.support.waiting import until, wait_until
 
 PAIR = PairInfo(7, Endpoint("127.0.0.1", 50000), Endpoint("127.0.0.1", 6479),
@@ -258,26 +258,12 @@ def test_the_childs_log_lines_are_logged_here_whatever_the_split(logged):
 
 
 # -- the proxy with its decoder process ---------------------------------------------------------
-def _child_of(pid: int) -> int:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        (child,) = [int(c) for c in f.read().split()]
-    return child
-
-
 def _with_child(start, target, *extra):
     """A proxy with ``--decode-process`` and ``extra`` in front of ``target``, once its child is
     spawned: ``(proc, port, the child's pid)``."""
     proc, port = start_proxy(start, target, "--decode-process", *extra)
     proc.wait_for("decoding in a child process")
-    return proc, port, _child_of(proc.proc.pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return proc, port, child_of(proc.proc.pid)
 
 
 @pytest.mark.twistd
@@ -287,13 +273,13 @@ def test_the_decoder_process_writes_the_console_and_json(redis_server, twistd, t
     proc, port = start_proxy(twistd, redis_server.port, "--decode-process", "--json", out,
                              "--color", "never")
     line = proc.wait_for("decoding in a child process")
-    child = _child_of(proc.proc.pid)
+    child = child_of(proc.proc.pid)
     assert f"pid {child}" in line
     assert subprocess.run([cli, "-p", str(port), "set", "dpfoo", "bar"], capture_output=True,
                           timeout=10).stdout == b"OK\n"
     proc.wait_for('set dpfoo "bar" -> +OK')  # the child's console, on the proxy's stdout
     assert proc.terminate() == 0
-    assert not _alive(child)
+    assert not alive(child)
     records = [json.loads(x) for x in out.read_text().splitlines()]
     sets = [r for r in records if r["type"] == "redis" and r["command"][:2] == ["set", "dpfoo"]]
     assert [r["reply"] for r in sets] == [{"simple": "OK"}]
@@ -328,7 +314,7 @@ def test_a_killed_decoder_process_leaves_the_proxy_forwarding(redis_server, twis
                                     tmp_path / "out.jsonl", "--quiet")
     os.kill(child, signal.SIGKILL)
     proc.wait_for("decoder process exited")
-    wait_until(lambda: not _alive(child), what="the child reaped")
+    wait_until(lambda: not alive(child), what="the child reaped")
     for _ in range(3):
         assert subprocess.run([cli, "-p", str(port), "ping"], capture_output=True,
                               timeout=10).stdout == b"PONG\n"
@@ -457,14 +443,14 @@ def test_a_second_sigterm_while_the_child_finishes_stops_now(redis_server, twist
         status = proc.terminate(timeout=20)
         elapsed = time.monotonic() - start
     finally:
-        if _alive(child):
+        if alive(child):
             os.kill(child, signal.SIGCONT)
     assert status == 0
     assert elapsed < 10, proc.output()[-2000:]  # not STOP_TIMEOUT
     assert "Traceback" not in proc.output()
     proc.wait_for("decoder process stopped now")
     assert "ended by signal 9" not in proc.output()  # the kill said once, not again as an error
-    wait_until(lambda: not _alive(child), what="the child gone")
+    wait_until(lambda: not alive(child), what="the child gone")
 
 
 @pytest.mark.twistd
@@ -486,7 +472,7 @@ def test_sigterm_in_a_flood_writes_a_record_for_every_forwarded_command(
     finally:
         flood.kill()
         flood.wait(10)
-    wait_until(lambda: not _alive(child), what="the child gone")
+    wait_until(lambda: not alive(child), what="the child gone")
     records = [json.loads(x) for x in out.read_text().splitlines()]
     closes = {r["pair"]: r for r in records if r["type"] == "close"}
     sets = [r["pair"] for r in records if r["type"] in ("redis", "redis_unanswered")
@@ -653,16 +639,16 @@ def test_a_daemon_starts_its_child_logs_it_and_stops_it(redis_server, tmp_path):
                          what="the pid file"))
     try:
         wait_until(lambda: "proxy listening on" in logfile.read_text(), what="listening")
-        child = _child_of(pid)
+        child = child_of(pid)
         assert f"decoding in a child process (pid {child})" in logfile.read_text()
         assert subprocess.run([cli, "-p", str(port), "set", "dpdaemon", "1"],
                               capture_output=True, timeout=10).stdout == b"OK\n"
         os.kill(pid, signal.SIGTERM)
-        wait_until(lambda: not _alive(pid) and not pidfile.exists(), 20, "the daemon's exit")
+        wait_until(lambda: not alive(pid) and not pidfile.exists(), 20, "the daemon's exit")
     finally:
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not _alive(child), what="the child gone")
+    wait_until(lambda: not alive(child), what="the child gone")
     log = logfile.read_text()
     assert "Server Shut Down." in log and "Traceback" not in log
     assert "decoder process exited" not in log and "decoder process: " not in log

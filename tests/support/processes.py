@@ -1,5 +1,6 @@
 """Processes the tests start: real peers found on PATH (``need``), a redis-server, ``twistd -n
-tcpplay ...`` with its log lines collected, and stopping them within bounded waits."""
+tcpplay ...`` with its log lines collected, and stopping them within bounded waits; whether a
+process is ``alive``, and a proxy's decoder process (``child_of``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,23 @@ def need(tool: str) -> str:
     if path is None:
         pytest.fail(f"{tool} is not installed; run 'make test' (it installs the test peers)")
     return path
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie not yet reaped counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def child_of(pid: int) -> int:
+    """The one child process of ``pid`` (a proxy's decoder process)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        children = f.read().split()
+    assert len(children) == 1, children
+    return int(children[0])
 
 
 def stop_process(proc: subprocess.Popen) -> None:

@@ -6,7 +6,6 @@ forwards on); a UNIX socket is handed over as a TCP one is."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -14,18 +13,11 @@ import subprocess
 
 import pytest
 
-from tests.support.processes import need, start_proxy
+from tests.support.processes import child_of, need, start_proxy
 from tests.support.waiting import wait_until
-from tests.support.web import web_url
+from tests.support.web import ACTION, api_get, api_post, web_url
 
 CHILD = "decoding in a child process"
-
-
-def _child_of(pid: int) -> int:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        children = f.read().split()
-    assert len(children) == 1, children
-    return int(children[0])
 
 
 @pytest.mark.twistd
@@ -41,18 +33,14 @@ def test_the_childs_view_lists_the_pairs_and_its_reset_reaches_the_proxy(twistd,
     assert sock.recv(100) == b"+PONG\r\n"
 
     def listed():
-        out = subprocess.run([need("curl"), "-sS", f"{base}/api/connections"],
-                             capture_output=True, timeout=20, check=True)
-        rows = json.loads(out.stdout)["connections"]
+        rows = api_get(f"{base}/api/connections")["connections"]
         return rows[0] if rows and rows[0]["exchanges"] == 1 else None
 
     row = wait_until(listed, timeout=10, what="the pair in the child's view")
     assert (row["protocol"], row["state"], row["bytes_c2s"]) == ("resp", "open", 14)
-    out = subprocess.run([need("curl"), "-sS", "-w", "\n%{http_code}", "-X", "POST", "-H",
-                          "X-Tcpplay-Action: close", "--data-binary", '{"how": "rst"}',
-                          f"{base}/api/connections/{row['id']}/close"],
-                         capture_output=True, timeout=20, check=True, text=True)
-    assert out.stdout.endswith("\n202"), out.stdout
+    status, answer = api_post(f"{base}/api/connections/{row['id']}/close", '{"how": "rst"}',
+                              *ACTION)
+    assert status == 202, answer
     with pytest.raises(ConnectionResetError):
         while sock.recv(100):  # the proxy's reset, asked by the child
             pass
@@ -89,7 +77,7 @@ def test_a_killed_child_takes_the_view_and_the_proxy_forwards_on(twistd, redis_s
     url = web_url(proc)
     web_port = int(url.rsplit(":", 1)[1].split("/")[0])
     subprocess.run([need("curl"), "-sS", "-o", os.devnull, url], timeout=20, check=True)
-    os.kill(_child_of(proc.proc.pid), signal.SIGKILL)
+    os.kill(child_of(proc.proc.pid), signal.SIGKILL)
     assert "and the web view is gone" in proc.wait_for("decoder process exited")
     with pytest.raises(ConnectionRefusedError):  # refused, not left waiting in the backlog
         socket.create_connection(("127.0.0.1", web_port), timeout=5)
@@ -111,10 +99,8 @@ def test_a_unix_socket_view_is_handed_to_the_child_too(twistd, redis_server, tmp
     assert cli.stdout == b"OK\n"
 
     def listed():
-        out = subprocess.run([need("curl"), "-sS", "--unix-socket", str(path),
-                              "http://localhost/api/connections"],
-                             capture_output=True, timeout=20, check=True)
-        rows = json.loads(out.stdout)["connections"]
+        rows = api_get("http://localhost/api/connections", "--unix-socket",
+                       str(path))["connections"]
         return rows if rows and rows[0]["state"] == "closed" else None
 
     rows = wait_until(listed, timeout=10, what="the pair in the view on the UNIX socket")
@@ -156,7 +142,6 @@ def test_the_childs_commands_close_only_what_they_name():
     assert factory.closed == [(3, "rst", "web view"), (4, "fin", "web view")]
 
 
-
 @pytest.mark.twistd
 def test_the_token_is_not_in_the_childs_command_line(twistd, redis_server):
     """Any user may read a process's command line; the child's options (the web view's token
@@ -166,7 +151,7 @@ def test_the_token_is_not_in_the_childs_command_line(twistd, redis_server):
                              "tcp:0:interface=127.0.0.1", "--web-token", token)
     proc.wait_for(CHILD)
     url = web_url(proc)
-    with open(f"/proc/{_child_of(proc.proc.pid)}/cmdline", "rb") as f:
+    with open(f"/proc/{child_of(proc.proc.pid)}/cmdline", "rb") as f:
         cmdline = f.read()
     assert b"decoderworker" in cmdline and token.encode() not in cmdline
     base = url.split("?")[0].rstrip("/")

@@ -13,29 +13,9 @@ import pytest
 
 from tests.support.processes import need, start_proxy
 from tests.support.waiting import wait_until
-from tests.support.web import web_url
+from tests.support.web import ACTION, api_get, api_post, web_url
 
 pytestmark = pytest.mark.twistd
-
-ACTION = ("-H", "X-Tcpplay-Action: close")
-
-
-def post(url: str, body: str | None, *extra: str) -> tuple[int, dict | str]:
-    """POST ``body`` (JSON text) to ``url`` with curl: (status, parsed JSON or text)."""
-    argv = [need("curl"), "-sS", "-w", "\n%{http_code}", "-X", "POST", *extra]
-    if body is not None:
-        argv += ["-H", "Content-Type: application/json", "--data-binary", body]
-    out = subprocess.run(argv + [url], capture_output=True, timeout=20, check=True, text=True)
-    text, _, status = out.stdout.rpartition("\n")
-    try:
-        return int(status), json.loads(text)
-    except ValueError:
-        return int(status), text
-
-
-def get(url: str) -> dict:
-    out = subprocess.run([need("curl"), "-sS", url], capture_output=True, timeout=20, check=True)
-    return json.loads(out.stdout)
 
 
 @pytest.fixture(params=["--decode-process", "--decode-inline"])
@@ -63,7 +43,7 @@ def idle_client(port: int, base: str) -> tuple[socket.socket, int]:
     assert sock.recv(100) == b"+PONG\r\n"
 
     def open_pair():
-        rows = get(base + "/api/connections")["connections"]
+        rows = api_get(base + "/api/connections")["connections"]
         mine = [c for c in rows if c["client"] == "%s:%d" % sock.getsockname()]
         return mine[0]["id"] if mine and mine[0]["exchanges"] else None
 
@@ -71,7 +51,7 @@ def idle_client(port: int, base: str) -> tuple[socket.socket, int]:
 
 
 def closed_row(base: str, pair: int) -> dict:
-    return wait_until(lambda: (c := get(f"{base}/api/connections/{pair}")["connection"])
+    return wait_until(lambda: (c := api_get(f"{base}/api/connections/{pair}")["connection"])
                       ["state"] == "closed" and c, 10, "the closed row", interval=0.05)
 
 
@@ -79,7 +59,7 @@ def test_rst_resets_the_client_and_is_recorded_as_the_web_views(proxy, tmp_path)
     proc, port, base = proxy
     sock, pair = idle_client(port, base)
     with sock:
-        status, answer = post(f"{base}/api/connections/{pair}/close", '{"how": "rst"}', *ACTION)
+        status, answer = api_post(f"{base}/api/connections/{pair}/close", '{"how": "rst"}', *ACTION)
         assert (status, answer) == (202, {"id": pair, "how": "rst", "closing": True})
         with pytest.raises(ConnectionResetError):
             sock.recv(100)
@@ -88,7 +68,7 @@ def test_rst_resets_the_client_and_is_recorded_as_the_web_views(proxy, tmp_path)
     proc.wait_for(f"proxy #{pair} closed by web view (rst)")
     proc.wait_for("(reset by web view)")  # the console's close line
     # now closed: a second close is a 404
-    status, answer = post(f"{base}/api/connections/{pair}/close", '{"how": "rst"}', *ACTION)
+    status, answer = api_post(f"{base}/api/connections/{pair}/close", '{"how": "rst"}', *ACTION)
     assert status == 404 and answer["error"] == f"no open connection {pair}"
     closes = [r for r in json_closes(proc, tmp_path) if r["pair"] == pair]
     assert [(r["closed_by"], r["how"]) for r in closes] == [("web view", "reset")]
@@ -98,14 +78,14 @@ def test_fin_ends_the_client_with_eof_after_the_bytes_in_flight(proxy, tmp_path)
     proc, port, base = proxy
     sock, pair = idle_client(port, base)
     with sock:
-        status, _ = post(f"{base}/api/connections/{pair}/close", '{"how": "fin"}', *ACTION)
+        status, _ = api_post(f"{base}/api/connections/{pair}/close", '{"how": "fin"}', *ACTION)
         assert status == 202
         assert sock.recv(100) == b""
     row = closed_row(base, pair)
     assert (row["closed_by"], row["how"]) == ("web view", "fin")
     proc.wait_for(f"proxy #{pair} closed by web view (fin)")
     proc.wait_for("(fin by web view)")
-    stream = get(f"{base}/api/connections/{pair}/stream")
+    stream = api_get(f"{base}/api/connections/{pair}/stream")
     assert [ch["mark"] for ch in stream["chunks"] if "mark" in ch][-1] == "close"
     closes = [r for r in json_closes(proc, tmp_path) if r["pair"] == pair]
     assert [(r["closed_by"], r["how"]) for r in closes] == [("web view", "fin")]
@@ -116,26 +96,26 @@ def test_close_errors(proxy):
     sock, pair = idle_client(port, base)
     url = f"{base}/api/connections/{pair}/close"
     with sock:
-        status, answer = post(url, '{"how": "rst"}')  # no action header: a plain form could
+        status, answer = api_post(url, '{"how": "rst"}')  # no action header: a plain form could
         assert status == 403 and "X-Tcpplay-Action" in answer["error"]
-        status, answer = post(url, '{"how": "rst"}', *ACTION, "-H", "Origin: http://evil.example")
+        status, answer = api_post(url, '{"how": "rst"}', *ACTION, "-H", "Origin: http://evil.example")
         assert status == 403 and "origin" in answer["error"]
-        status, answer = post(url, '{"how": "rst"}', *ACTION, "-H", "Origin: null")
+        status, answer = api_post(url, '{"how": "rst"}', *ACTION, "-H", "Origin: null")
         assert status == 403
         for body in ('{"how": "kill"}', "not json", "[]", '{"why": "fin"}', None,
                      '{"how": "' + "x" * 2000 + '"}'):
-            status, answer = post(url, body, *ACTION)
+            status, answer = api_post(url, body, *ACTION)
             assert status == 400 and answer["status"] == 400, body
-        status, answer = post(f"{base}/api/connections/99999/close", '{"how": "fin"}', *ACTION)
+        status, answer = api_post(f"{base}/api/connections/99999/close", '{"how": "fin"}', *ACTION)
         assert (status, answer) == (404, {"error": "no open connection 99999", "status": 404})
-        status, answer = post(f"{base}/api/connections/abc/close", '{"how": "fin"}', *ACTION)
+        status, answer = api_post(f"{base}/api/connections/abc/close", '{"how": "fin"}', *ACTION)
         assert status == 404
         out = subprocess.run([need("curl"), "-sS", "-o", "/dev/null", "-D", "-", url],
                              capture_output=True, timeout=20, check=True, text=True).stdout
         assert out.startswith("HTTP/1.1 405") and "Allow: POST" in out.replace("allow", "Allow")
         # a same-origin request (what the page sends) is fine; the client was left alone so far
         host = base.split("://")[1]
-        status, _ = post(url, '{"how": "fin"}', *ACTION, "-H", f"Origin: http://{host}")
+        status, _ = api_post(url, '{"how": "fin"}', *ACTION, "-H", f"Origin: http://{host}")
         assert status == 202
         assert sock.recv(100) == b""
 
@@ -149,9 +129,9 @@ def test_off_loopback_closing_needs_the_token_too(twistd, redis_server):
     with sock:
         sock.sendall(b"*1\r\n$4\r\nPING\r\n")
         assert sock.recv(100) == b"+PONG\r\n"
-        status, _ = post(f"{base}/api/connections/1/close", '{"how": "fin"}', *ACTION)
+        status, _ = api_post(f"{base}/api/connections/1/close", '{"how": "fin"}', *ACTION)
         assert status == 401
-        status, _ = post(f"{base}/api/connections/1/close?{query}", '{"how": "fin"}', *ACTION)
+        status, _ = api_post(f"{base}/api/connections/1/close?{query}", '{"how": "fin"}', *ACTION)
         assert status == 202
         assert sock.recv(100) == b""
     assert proc.terminate() == 0
