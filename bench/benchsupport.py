@@ -1,5 +1,5 @@
 """What every benchmark here needs: the venv's twistd, free loopback ports, waiting for a
-listener, a process's resident memory, and stopping a process. Benchmarks run as ``python bench/NAME.py``, so this
+listener, a process's resident memory and children, and stopping a process. Benchmarks run as ``python bench/NAME.py``, so this
 module is imported by its bare name."""
 
 from __future__ import annotations
@@ -42,6 +42,15 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise SystemExit(f"no VmRSS for pid {pid}")
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (none once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
 
 
 def rss_mib(pid: int) -> float:

@@ -62,7 +62,7 @@ import tempfile
 import threading
 import time
 
-from benchsupport import HERE, TWISTD, free_port, rss_kib, wait_port
+from benchsupport import HERE, TWISTD, children, free_port, rss_kib, wait_port
 from faults_bench import RUN_PROXY, export
 
 # tcpplay-base: the proxy of the exported tree, logging as ``twistd -n`` does (one text line per
@@ -86,12 +86,7 @@ def _cpu_tree(pid: int) -> int:
     except OSError:  # gone
         return 0
     ticks = sum(int(x) for x in fields[11:15])
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            children = [int(c) for c in f.read().split()]
-    except OSError:
-        children = []
-    return ticks + sum(_cpu_tree(c) for c in children)
+    return ticks + sum(_cpu_tree(c) for c in children(pid))
 
 
 class Proc:

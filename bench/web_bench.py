@@ -16,10 +16,11 @@ decoder child's; the largest over the rounds). The settings are interleaved in e
 machine being shared. The proxy decodes, and serves the view, where it does by default: in its
 decoder child on more than one core; ``--decode-inline``: in its own process.
 
-Each proxy row also has the proxy's CPU per request, its child's included (median of the rounds). Target: ``--web``
-on without a browser within 5% of ``--web`` off, in the worst round's rate and in CPU per request
-(web off's over web on's: the share of the rate a CPU-bound proxy keeps); when the web-off rounds
-themselves differ by more than 5%, the verdict says the rates are inconclusive. Exits 2 when a
+Each proxy row also has the proxy's CPU per request, its child's included (median of the
+rounds). Target: ``--web`` on without a browser within 5% of ``--web`` off, in the worst
+round's rate and in CPU per request (web off's over web on's: the share of the rate a CPU-bound
+proxy keeps); when the web-off rounds themselves differ by more than 5%, the verdict says the
+rates are inconclusive. Exits 2 when a
 peer is missing. Only loopback traffic; every wait is bounded.
 """
 
@@ -34,7 +35,7 @@ import sys
 import tempfile
 import time
 
-from benchsupport import free_port, wait_port
+from benchsupport import children, free_port, wait_port
 from proxy_bench import Proc, redis_benchmark, start_proxy
 
 DECODING = ["--decode", "resp", "--color", "never"]  # proxy_bench's tcpplay+console row
@@ -51,11 +52,10 @@ def memory_kib(pid: int) -> tuple[int, int]:
             name, _, value = line.partition(":")
             if name in found:
                 found[name] = int(value.split()[0])
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        for child in f.read().split():
-            rss, hwm = memory_kib(int(child))
-            found["VmRSS"] += rss
-            found["VmHWM"] += hwm
+    for child in children(pid):
+        rss, hwm = memory_kib(child)
+        found["VmRSS"] += rss
+        found["VmHWM"] += hwm
     return found["VmRSS"], found["VmHWM"]
 
 
