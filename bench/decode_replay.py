@@ -1,7 +1,7 @@
 """Decoding cost without sockets: redis-benchmark-like traffic replayed through Chain + sinks.
 
     python bench/decode_replay.py [--pipeline 1 16] [--exchanges 200000]
-                                  [--sink none json console both web] [--profile] [--out FILE]
+                                  [--sink none json console both web bytes] [--profile] [--out FILE]
                                   [--rounds N] [--short]
 
 Synthesises what ``redis-benchmark -t set,get -c 50 -P N`` sends and receives (SET/GET of a
@@ -11,7 +11,8 @@ as the proxy's reactor would (on a virtual clock, ``--rate`` chunks per second, 
 ``--turn`` chunks). Prints exchanges/s and the CPU time per exchange; ``--sink none`` measures
 decoding alone; ``--sink web`` is the console sink plus the web view (``--web`` on, no browser:
 its sink on the records and, as the pcap sink would be, on the byte path with redaction's
-hold-back); ``--profile`` prints the top of a cProfile run. Each line also says how long one
+hold-back); ``--sink bytes`` is the console sink plus a consumer on the byte path that only keeps
+every read (``KeptReads``: the least a view that stores what it saw can cost); ``--profile`` prints the top of a cProfile run. Each line also says how long one
 full collection of the cyclic GC takes once the run is over, with what the sinks keep (the
 start-up's objects frozen first, as ``twistd tcpplay`` does); with the view, how many
 exchanges it keeps in how much of its ``--web-memory`` (64 MiB: ``--exchanges 600000`` fills
@@ -115,7 +116,7 @@ def make_sinks(kind: str, reactor, out):
         from playground.sinks.jsonlines import JsonSink
 
         sinks.append(JsonSink(out, max_value=200, reactor=reactor))
-    if kind in ("console", "both", "web"):
+    if kind in ("console", "both", "web", "bytes"):
         from playground.sinks.console import ConsoleSink
 
         sinks.append(ConsoleSink(open(out if kind != "both" else os.devnull, "ab"),
@@ -128,7 +129,51 @@ def make_sinks(kind: str, reactor, out):
 
         view = WebSink(max_value=200)  # as playground.proxy.decoding builds it
         sinks.append(view)
+    elif kind == "bytes":
+        view = KeptReads()
     return sinks, view
+
+
+class KeptReads:
+    """``--sink bytes``: the console sink, and on the chain's byte path (where the web view is)
+    a consumer that keeps every read it is handed and does nothing else: no record kept, no
+    hold-back settled. What a view that stores what it saw, and decodes only when someone looks,
+    would cost at the least: the bytes' retention alone."""
+
+    settles_later = True  # as the web view: the chain hands every read at once
+
+    def __init__(self):
+        self.reads = []
+
+    def settle_with(self, unsettled, max_held, max_held_all=None):
+        pass
+
+    def pair_opened(self, pair, now):
+        pass
+
+    def data(self, pair_id, direction, data, now):
+        self.reads.append((pair_id, direction, data, now))
+
+    def half_closed(self, pair_id, direction, now):
+        pass
+
+    def pair_closed(self, pair_id, summary, now):
+        pass
+
+    def mask(self, pair_id, direction, start, end):
+        return 0
+
+    def decoded(self, pair_id, protocol):
+        pass
+
+    def unstored(self, pair_id, direction):
+        return None
+
+    def unsettled_end(self, pair_id, direction, at, find):
+        pass
+
+    def flush(self):
+        pass
 
 
 def traffic(pipeline: int, exchanges: int, clients: int = 50):
@@ -216,7 +261,10 @@ def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: 
     print(f"{label} sink={sink:<8} {n / dt:>12,.0f} {unit}s/s "
           f"{dt / n * 1e6:6.2f} us/{unit}  ({n:,} {unit}s, {dt:.2f} s CPU; "
           f"then a full GC {full_gc * 1e3:.1f} ms)")
-    if view is not None:
+    if isinstance(view, KeptReads):
+        print(f"       kept {len(view.reads):,} reads, "
+              f"{sum(len(r[2]) for r in view.reads) / 2**20:.1f} MiB")
+    elif view is not None:
         cap = view.capture
         kept = sum(c.exchange_count - c.exchanges_evicted for c in cap.connections.values())
         print(f"       the view keeps {kept:,} exchanges in {cap.bytes / 2**20:.1f} of "
@@ -230,7 +278,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pipeline", type=int, nargs="*", default=[1, 16])
     ap.add_argument("--exchanges", type=int, default=200_000)
-    ap.add_argument("--sink", choices=("json", "console", "both", "none", "web"), nargs="*",
+    ap.add_argument("--sink", choices=("json", "console", "both", "none", "web", "bytes"), nargs="*",
                     default=["json", "console"])
     ap.add_argument("--turn", type=int, default=2, help="chunks per reactor turn")
     ap.add_argument("--rate", type=float, default=20000.0, help="chunks per virtual second")
@@ -255,9 +303,11 @@ def main(argv=None) -> int:
         print(f"worst (median) of {args.rounds} rounds, us per {unit}:")
         for p in args.pipeline:
             line = [f"{s} {max(times[p, s]):.2f} ({median(times[p, s]):.2f})" for s in args.sink]
-            if "web" in args.sink and "console" in args.sink:  # the view's cost, round by round
-                cost = [w - c for w, c in zip(times[p, "web"], times[p, "console"], strict=True)]
-                line.append(f"web - console {max(cost):.2f} ({median(cost):.2f})")
+            for view in ("web", "bytes"):  # the view's cost (or the bound's), round by round
+                if view in args.sink and "console" in args.sink:
+                    cost = [w - c for w, c in zip(times[p, view], times[p, "console"],
+                                                  strict=True)]
+                    line.append(f"{view} - console {max(cost):.2f} ({median(cost):.2f})")
             print(("short " if args.short else f"-P {p:<3} ") + ", ".join(line))
     return 0
 
