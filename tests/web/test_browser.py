@@ -145,6 +145,22 @@ def test_the_page_works_with_the_network_off(twistd, redis_server, offline_brows
     assert proc.terminate() == 0
 
 
+def test_the_filter_bar_says_what_it_is_and_shows_its_whole_hint(twistd, browser):
+    """A newcomer sees an empty box in the header: its hint says it is a filter and fits in it
+    (the full syntax is its tooltip)."""
+    proc, _ = start_proxy(twistd, free_port(), "--web", "tcp:0:interface=127.0.0.1", "--quiet")
+    browser.get(web_url(proc))
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    hint, room, needed = browser.execute_script(
+        "const bar = document.getElementById('filter'), style = getComputedStyle(bar);"
+        "const pen = document.createElement('canvas').getContext('2d'); pen.font = style.font;"
+        "return [bar.placeholder, bar.clientWidth - parseFloat(style.paddingLeft)"
+        " - parseFloat(style.paddingRight), pen.measureText(bar.placeholder).width]")
+    assert hint.startswith("filter"), hint
+    assert needed <= room, f"{hint!r} needs {needed:.0f} px, the bar shows {room:.0f}"
+    assert proc.terminate() == 0
+
+
 def test_the_page_reconnects_after_a_restart(twistd, redis_server, browser):
     from selenium.webdriver.common.by import By
 
