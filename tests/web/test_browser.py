@@ -161,6 +161,24 @@ def test_the_filter_bar_says_what_it_is_and_shows_its_whole_hint(twistd, browser
     assert proc.terminate() == 0
 
 
+def test_an_empty_list_says_what_will_appear_there(twistd, browser):
+    """Opened before any client came (as the demo's banner suggests), the page is not a bare
+    table header: it says what will be listed; the note goes with the first connection."""
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, free_port(), "--web", "tcp:0:interface=127.0.0.1",
+                             "--quiet")
+    browser.get(web_url(proc))
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    note = browser.find_element(By.ID, "empty-note")
+    assert note.is_displayed() and note.text.startswith("No connections yet"), note.text
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        assert s.recv(10) == b""  # the target is down: closed by the proxy, listed all the same
+    wait_until(lambda: listed_ids(browser) == ["1"], 5, "the connection")
+    wait_until(lambda: not note.is_displayed(), 5, "the note gone")
+    assert proc.terminate() == 0
+
+
 def test_the_page_reconnects_after_a_restart(twistd, redis_server, browser):
     from selenium.webdriver.common.by import By
 
