@@ -700,3 +700,27 @@ def test_a_client_the_proxy_could_not_connect_is_listed_with_why(twistd, browser
                                                                       "#stream .mark")], 5,
                        "the stream's mark")
     assert marks == ["── the proxy could not reach the server ──"]
+
+
+def test_the_connection_header_keeps_its_buttons_whole_in_a_narrow_window(twistd, browser):
+    # at 1024 px the summary wraps, not the buttons' and links' words ("Close" over "(FIN)")
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, free_port(), "--web", "tcp:0:interface=127.0.0.1",
+                             "--quiet")
+    browser.set_window_size(1024, 700)
+    browser.get(web_url(proc))
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        assert s.recv(10) == b""  # the target is down: a connect-failed pair, with its why
+    wait_until(lambda: listed_ids(browser) == ["1"], 5, "the connection")
+    browser.find_element(By.CSS_SELECTOR, "#connections tbody tr").click()
+    wait_until(lambda: "refused" in browser.find_element(By.ID, "detail-summary").text.lower(),
+               5, "the summary line")
+    lines = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.detail-head .actions > *'), (e) => {"
+        " const r = document.createRange(); r.selectNodeContents(e);"
+        " return [e.textContent, new Set(Array.from(r.getClientRects(),"
+        " (x) => Math.round(x.top))).size]; })")
+    assert lines == [["Close (FIN)", 1], ["Reset (RST)", 1], ["pcap", 1], ["JSON lines", 1]]
+    assert proc.terminate() == 0
