@@ -211,6 +211,19 @@ def test_every_tools_typo_gets_the_closest_option(command, argv, error, capsys):
 
 
 @pytest.mark.pure
+def test_a_server_asked_of_the_tools_is_pointed_to_twistd(capsys):
+    """``tcpplay proxy ...`` is what a newcomer types first: one line says how to run it."""
+    from playground.__main__ import main
+
+    assert main(["proxy", "--target", "6379", "--fault", "latency:downstream:200ms"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "python -m playground: 'proxy' is a server, run by twistd: "
+        "twistd -n tcpplay proxy --target 6379 --fault latency:downstream:200ms"]
+    assert main(["demo"]) == 2
+    assert capsys.readouterr().err.endswith(": twistd -n tcpplay demo\n")
+
+
+@pytest.mark.pure
 def test_a_mistyped_command_gets_the_closest(capsys):
     from playground.__main__ import main
 
