@@ -724,3 +724,24 @@ def test_the_connection_header_keeps_its_buttons_whole_in_a_narrow_window(twistd
         " (x) => Math.round(x.top))).size]; })")
     assert lines == [["Close (FIN)", 1], ["Reset (RST)", 1], ["pcap", 1], ["JSON lines", 1]]
     assert proc.terminate() == 0
+
+
+def test_the_rate_plots_time_labels_stay_apart_in_a_narrow_window(twistd, browser):
+    # at 800 px the plot is some 230 px wide: "-60 s" ran into "-50 s" and "-10 s" into "now";
+    # a label is drawn only clear of the others (the canvas says which: data-ticks)
+    from selenium.webdriver.common.by import By
+
+    proc, _ = start_proxy(twistd, free_port(), "--web", "tcp:0:interface=127.0.0.1", "--quiet")
+    browser.set_window_size(800, 600)
+    browser.get(web_url(proc))
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    browser.find_element(By.ID, "latency-toggle").click()
+    ticks = wait_until(lambda: browser.execute_script(
+        "const t = document.getElementById('rate').dataset.ticks; return t && JSON.parse(t)"),
+        5, "the rate plot's labels")
+    texts = [text for text, _, _ in ticks]
+    assert "now" in texts and len(texts) >= 3, texts
+    spans = sorted((left, right) for _, left, right in ticks)
+    assert all(right + 2 <= next_left
+               for (_, right), (next_left, _) in zip(spans, spans[1:], strict=False)), ticks
+    assert proc.terminate() == 0
