@@ -201,7 +201,8 @@ def _shown(value) -> str | None:
 class CommandOptions(usage.Options):
     """The base of tcpplay's option classes.
 
-    ``--version`` prints tcpplay's version (usage.Options' own prints Twisted's and goes on).
+    ``--version`` prints tcpplay's version (usage.Options' own prints Twisted's and goes on);
+    ``-h`` is ``--help``.
     The help shows every parameter's default one way, usage.Options' ``[default: X]`` at the end
     of its line, also for parameters parsed by an ``opt_`` method (their default is the value
     ``__init__`` set); ``shown_defaults`` may give a friendlier text (``{"max-bulk": "512m"}``).
@@ -220,6 +221,8 @@ class CommandOptions(usage.Options):
         """Show tcpplay's version and exit."""
         print(f"tcpplay {version()}")
         sys.exit(0)
+
+    opt_h = usage.Options.opt_help  # -h, as the argparse tools (tcpplay-pool -h) take it
 
     def parseOptions(self, options=None):
         self._initial = dict(self)  # the defaults, before any argument is read

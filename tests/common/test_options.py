@@ -238,3 +238,14 @@ def test_a_mistyped_command_gets_the_closest(capsys):
     parser.add_argument("rest", nargs="*")
     args = parser.parse_args(["--targ", "6379", "--", "--targte"])
     assert (args.target, args.rest) == ("6379", ["--targte"])
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("module", [echo, chat, http, resp, proxy])
+def test_dash_h_is_help_as_in_the_argparse_tools(module, capsys):
+    """``-h`` is what a newcomer types first (``tcpplay-pool -h`` works): the help, exit 0."""
+    with pytest.raises(SystemExit) as e:
+        module.Options().parseOptions(["-h"])
+    assert e.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "--listen" in out and "-h, --help" in out
