@@ -1,5 +1,6 @@
 """``python -m playground COMMAND ...`` (or ``tcpplay COMMAND ...``): the project's command-line
-tools, one subcommand each.
+tools, one subcommand each. The servers are ``twistd tcpplay`` subcommands (``playground.tap``);
+asked for here, one line says so.
 
 Each entry names a module and its ``main(argv, prog)`` function, imported only when used, so a
 new tool is one more line in ``COMMANDS``.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import sys
 
 # name -> (module, one-line description); the module's main(argv, prog) returns an exit code
@@ -30,8 +32,17 @@ def usage_text() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = [f"usage: {_prog()} COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name.ljust(width)}  {desc}" for name, (_, desc) in sorted(COMMANDS.items())]
-    lines += ["", f"Run '{_prog()} COMMAND --help' for the arguments of each command."]
+    lines += ["", f"Run '{_prog()} COMMAND --help' for the arguments of each command.",
+              f"The servers ({', '.join(_servers())}) are twistd's:",
+              "run 'twistd -n tcpplay SERVER --help'."]
     return "\n".join(lines)
+
+
+def _servers() -> list[str]:
+    """The ``twistd tcpplay`` subcommands (``playground.tap``), which are not tools of ours."""
+    from playground.tap import SUBCOMMANDS
+
+    return [name for name, _, _ in SUBCOMMANDS]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         print(usage_text())
         return 0
     name, rest = argv[0], argv[1:]
+    if name in _servers():  # ``tcpplay proxy ...``: what a newcomer types first
+        print(f"{_prog()}: {name!r} is a server, run by twistd: "
+              f"twistd -n tcpplay {shlex.join(argv)}", file=sys.stderr)
+        return 2
     if name not in COMMANDS:
         from playground.common.options import did_you_mean
 

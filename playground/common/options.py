@@ -201,7 +201,8 @@ def _shown(value) -> str | None:
 class CommandOptions(usage.Options):
     """The base of tcpplay's option classes.
 
-    ``--version`` prints tcpplay's version (usage.Options' own prints Twisted's and goes on).
+    ``--version`` prints tcpplay's version (usage.Options' own prints Twisted's and goes on);
+    ``-h`` is ``--help``, which exits quietly when its reader has left (``--help | head``).
     The help shows every parameter's default one way, usage.Options' ``[default: X]`` at the end
     of its line, also for parameters parsed by an ``opt_`` method (their default is the value
     ``__init__`` set); ``shown_defaults`` may give a friendlier text (``{"max-bulk": "512m"}``).
@@ -220,6 +221,19 @@ class CommandOptions(usage.Options):
         """Show tcpplay's version and exit."""
         print(f"tcpplay {version()}")
         sys.exit(0)
+
+    def opt_help(self):
+        """Display this help and exit."""
+        try:
+            print(self.__str__())
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # ``--help | head``: the reader has what it wanted. Exit 0 quietly; stdout goes to
+            # /dev/null, or Python's own flush at exit would fail again, with a message.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+
+    opt_h = opt_help  # -h, as the argparse tools (tcpplay-pool -h) take it
 
     def parseOptions(self, options=None):
         self._initial = dict(self)  # the defaults, before any argument is read

@@ -211,6 +211,19 @@ def test_every_tools_typo_gets_the_closest_option(command, argv, error, capsys):
 
 
 @pytest.mark.pure
+def test_a_server_asked_of_the_tools_is_pointed_to_twistd(capsys):
+    """``tcpplay proxy ...`` is what a newcomer types first: one line says how to run it."""
+    from playground.__main__ import main
+
+    assert main(["proxy", "--target", "6379", "--fault", "latency:downstream:200ms"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "python -m playground: 'proxy' is a server, run by twistd: "
+        "twistd -n tcpplay proxy --target 6379 --fault latency:downstream:200ms"]
+    assert main(["demo"]) == 2
+    assert capsys.readouterr().err.endswith(": twistd -n tcpplay demo\n")
+
+
+@pytest.mark.pure
 def test_a_mistyped_command_gets_the_closest(capsys):
     from playground.__main__ import main
 
@@ -225,3 +238,14 @@ def test_a_mistyped_command_gets_the_closest(capsys):
     parser.add_argument("rest", nargs="*")
     args = parser.parse_args(["--targ", "6379", "--", "--targte"])
     assert (args.target, args.rest) == ("6379", ["--targte"])
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("module", [echo, chat, http, resp, proxy])
+def test_dash_h_is_help_as_in_the_argparse_tools(module, capsys):
+    """``-h`` is what a newcomer types first (``tcpplay-pool -h`` works): the help, exit 0."""
+    with pytest.raises(SystemExit) as e:
+        module.Options().parseOptions(["-h"])
+    assert e.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "--listen" in out and "-h, --help" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import socket
 import subprocess
@@ -147,6 +148,21 @@ def test_tcpplay_help_lists_every_subcommand():
     assert result.returncode == 0, result.stderr
     listed = set(re.findall(r"^ {2,}(\S+) {2,}\S", result.stdout.split("Commands:")[1], re.M))
     assert {name for name, _, _ in SUBCOMMANDS} <= listed
+
+
+@pytest.mark.twistd
+@pytest.mark.parametrize("args", [["--help"], ["proxy", "--help"], ["demo", "-h"]])
+def test_help_into_a_pipe_its_reader_left_is_no_traceback(args):
+    """``twistd -n tcpplay proxy --help | head``: head leaves after its lines; the help's
+    write fails (EPIPE) and twistd exits 0, quietly. The reader is gone before the write here."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([TWISTD, "-n", "--pidfile=", "tcpplay", *args], stdout=write,
+                                stderr=subprocess.PIPE, text=True, timeout=60, cwd=str(ROOT))
+    finally:
+        os.close(write)
+    assert (result.returncode, result.stderr) == (0, "")
 
 
 _OPTION_LINE = re.compile(r"^ +(?:-\w, )?--(?P<name>[\w-]+)=?(?P<help>.*)$")

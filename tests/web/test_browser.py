@@ -145,6 +145,40 @@ def test_the_page_works_with_the_network_off(twistd, redis_server, offline_brows
     assert proc.terminate() == 0
 
 
+def test_the_filter_bar_says_what_it_is_and_shows_its_whole_hint(twistd, browser):
+    """A newcomer sees an empty box in the header: its hint says it is a filter and fits in it
+    (the full syntax is its tooltip)."""
+    proc, _ = start_proxy(twistd, free_port(), "--web", "tcp:0:interface=127.0.0.1", "--quiet")
+    browser.get(web_url(proc))
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    hint, room, needed = browser.execute_script(
+        "const bar = document.getElementById('filter'), style = getComputedStyle(bar);"
+        "const pen = document.createElement('canvas').getContext('2d'); pen.font = style.font;"
+        "return [bar.placeholder, bar.clientWidth - parseFloat(style.paddingLeft)"
+        " - parseFloat(style.paddingRight), pen.measureText(bar.placeholder).width]")
+    assert hint.startswith("filter"), hint
+    assert needed <= room, f"{hint!r} needs {needed:.0f} px, the bar shows {room:.0f}"
+    assert proc.terminate() == 0
+
+
+def test_an_empty_list_says_what_will_appear_there(twistd, browser):
+    """Opened before any client came (as the demo's banner suggests), the page is not a bare
+    table header: it says what will be listed; the note goes with the first connection."""
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, free_port(), "--web", "tcp:0:interface=127.0.0.1",
+                             "--quiet")
+    browser.get(web_url(proc))
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    note = browser.find_element(By.ID, "empty-note")
+    assert note.is_displayed() and note.text.startswith("No connections yet"), note.text
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        assert s.recv(10) == b""  # the target is down: closed by the proxy, listed all the same
+    wait_until(lambda: listed_ids(browser) == ["1"], 5, "the connection")
+    wait_until(lambda: not note.is_displayed(), 5, "the note gone")
+    assert proc.terminate() == 0
+
+
 def test_the_page_reconnects_after_a_restart(twistd, redis_server, browser):
     from selenium.webdriver.common.by import By
 
@@ -666,3 +700,48 @@ def test_a_client_the_proxy_could_not_connect_is_listed_with_why(twistd, browser
                                                                       "#stream .mark")], 5,
                        "the stream's mark")
     assert marks == ["── the proxy could not reach the server ──"]
+
+
+def test_the_connection_header_keeps_its_buttons_whole_in_a_narrow_window(twistd, browser):
+    # at 1024 px the summary wraps, not the buttons' and links' words ("Close" over "(FIN)")
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, free_port(), "--web", "tcp:0:interface=127.0.0.1",
+                             "--quiet")
+    browser.set_window_size(1024, 700)
+    browser.get(web_url(proc))
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        assert s.recv(10) == b""  # the target is down: a connect-failed pair, with its why
+    wait_until(lambda: listed_ids(browser) == ["1"], 5, "the connection")
+    browser.find_element(By.CSS_SELECTOR, "#connections tbody tr").click()
+    wait_until(lambda: "refused" in browser.find_element(By.ID, "detail-summary").text.lower(),
+               5, "the summary line")
+    lines = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.detail-head .actions > *'), (e) => {"
+        " const r = document.createRange(); r.selectNodeContents(e);"
+        " return [e.textContent, new Set(Array.from(r.getClientRects(),"
+        " (x) => Math.round(x.top))).size]; })")
+    assert lines == [["Close (FIN)", 1], ["Reset (RST)", 1], ["pcap", 1], ["JSON lines", 1]]
+    assert proc.terminate() == 0
+
+
+def test_the_rate_plots_time_labels_stay_apart_in_a_narrow_window(twistd, browser):
+    # at 800 px the plot is some 230 px wide: "-60 s" ran into "-50 s" and "-10 s" into "now";
+    # a label is drawn only clear of the others (the canvas says which: data-ticks)
+    from selenium.webdriver.common.by import By
+
+    proc, _ = start_proxy(twistd, free_port(), "--web", "tcp:0:interface=127.0.0.1", "--quiet")
+    browser.set_window_size(800, 600)
+    browser.get(web_url(proc))
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    browser.find_element(By.ID, "latency-toggle").click()
+    ticks = wait_until(lambda: browser.execute_script(
+        "const t = document.getElementById('rate').dataset.ticks; return t && JSON.parse(t)"),
+        5, "the rate plot's labels")
+    texts = [text for text, _, _ in ticks]
+    assert "now" in texts and len(texts) >= 3, texts
+    spans = sorted((left, right) for _, left, right in ticks)
+    assert all(right + 2 <= next_left
+               for (_, right), (next_left, _) in zip(spans, spans[1:], strict=False)), ticks
+    assert proc.terminate() == 0

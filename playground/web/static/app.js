@@ -182,6 +182,13 @@ function render() {
     if (Math.abs(measured - rowHeight) > 0.01) { rowHeight = measured; queueRender(); }
   }
   if (atEnd) listPane.scrollTop = listPane.scrollHeight; // stick to the newest
+  // an empty list says why: nothing came yet (a bare header row reads as a broken page), or
+  // the filter lets nothing through
+  const empty = document.getElementById("empty-note");
+  empty.hidden = list.length > 0;
+  empty.textContent = conns.size ? "No connection matches the filter." :
+    "No connections yet: each client that connects through the proxy is listed here as it " +
+    "opens; click one to see its exchanges and its bytes.";
   const note = document.getElementById("evicted-note");
   note.hidden = evictedTotal === 0;
   note.textContent = `${evictedTotal} older connection(s) evicted (--web-connections, --web-memory)`;

@@ -21,6 +21,7 @@
   let picked = null; // "resp GET": the histogram's command
   let asking = false;
   let last = null; // the latest answer, to redraw on a resize
+  const LABEL_GAP = 6; // px between two axis labels
 
   function decade(d) { // 10**d seconds as a label: 1 µs, 10 ms, 1 s
     const units = [[-9, "ns"], [-6, "µs"], [-3, "ms"], [0, "s"]];
@@ -127,6 +128,22 @@
     ctx.fillText(text, x, y);
   }
 
+  // An axis's labels ([text, x, align] each, the ones that matter most first), each drawn only
+  // clear of those drawn before it: a narrow plot shows fewer, none run into each other.
+  // Returns what was drawn, [text, left, right] each.
+  function axisLabels(ctx, ticks, y) {
+    const drawn = [];
+    for (const [text, x, align] of ticks) {
+      const width = ctx.measureText(text).width;
+      const left = align === "left" ? x : align === "right" ? x - width : x - width / 2;
+      const right = left + width;
+      if (drawn.some(([, l, r]) => left < r + LABEL_GAP && right + LABEL_GAP > l)) continue;
+      label(ctx, text, x, y, align);
+      drawn.push([text, left, right]);
+    }
+    return drawn;
+  }
+
   // Latency on a log axis: one bar per filled bucket, p50 and p99 marked, decades labelled.
   function drawHistogram(row) {
     const { ctx, w, h } = canvas2d(histogram);
@@ -146,11 +163,14 @@
     const x = (v) => pad.left + ((Math.log10(v) - from) / (to - from)) * plotW;
     const most = Math.max(...buckets.map((b) => b[2]));
     ctx.strokeStyle = COLOURS.grid;
+    const ticks = [];
     for (let d = from; d <= to; d++) {
       const px = x(10 ** d);
       ctx.beginPath(); ctx.moveTo(px, pad.top); ctx.lineTo(px, pad.top + plotH); ctx.stroke();
-      label(ctx, decade(d), px, h - 6, d === from ? "left" : d === to ? "right" : "center");
+      const tick = [decade(d), px, d === from ? "left" : d === to ? "right" : "center"];
+      if (d === from || d === to) ticks.unshift(tick); else ticks.push(tick); // the ends first
     }
+    histogram.dataset.ticks = JSON.stringify(axisLabels(ctx, ticks, h - 6));
     ctx.fillStyle = COLOURS.bar;
     for (const [low, high, n] of buckets) {
       const x0 = x(low), x1 = Math.max(x(high), x0 + 1.5);
@@ -203,12 +223,16 @@
     ctx.strokeStyle = COLOURS.axis;
     ctx.beginPath(); ctx.moveTo(pad.left, pad.top + plotH + 0.5); ctx.lineTo(w - pad.right, pad.top + plotH + 0.5); ctx.stroke();
     const step = n > 60 ? 60 : 10; // a tick a minute, or every ten seconds
+    const ticks = [];
     for (let s = 0; s <= n; s += step) {
       const px = w - pad.right - (s / n) * plotW;
       ctx.beginPath(); ctx.moveTo(px, pad.top + plotH); ctx.lineTo(px, pad.top + plotH + 4); ctx.stroke();
       const text = s === 0 ? "now" : step === 60 ? `-${s / 60} min` : `-${s} s`;
-      label(ctx, text, px, h - 6, s === 0 ? "right" : s + step > n ? "left" : "center");
+      const oldest = s + step > n;
+      const tick = [text, px, s === 0 ? "right" : oldest ? "left" : "center"];
+      if (oldest) ticks.splice(1, 0, tick); else ticks.push(tick); // "now" and the oldest first
     }
+    rate.dataset.ticks = JSON.stringify(axisLabels(ctx, ticks, h - 6));
     if (peak > 0) label(ctx, `${peak}/s`, pad.left, pad.top - 3, "left", COLOURS.axis);
     rate.dataset.bars = String(bars);
   }
