@@ -19,7 +19,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.logger import Logger
 from twisted.python import usage
 
-from playground.common.addresses import server_endpoint
+from playground.common.addresses import listen_parts, server_endpoint
 from playground.common.addresstext import address_text
 from playground.common.defaultreactor import default_reactor
 from playground.common.twistedprivate import endpoint_args
@@ -101,10 +101,17 @@ class ListeningService(service.Service):
             self._waiting = d
 
     def _cannot_listen(self, failure) -> str:
-        return (
-            f"tcpplay {self.label}: cannot listen on {self.flag} {self.desc}: "
-            f"{failure.getErrorMessage()}"
-        )
+        return f"tcpplay {self.label}: cannot listen on {self.flag} {self.desc}: {self._why(failure)}"
+
+    def _why(self, failure) -> str:
+        """The failure's message; for a UNIX socket whose directory is missing, that (Twisted's
+        own says only that its lock's symlink could not be made, naming a pid)."""
+        kind, _, _, path = listen_parts(self.desc)
+        if kind == "unix" and path and failure.check(FileNotFoundError):
+            directory = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(directory):
+                return f"no such directory: {directory}"
+        return failure.getErrorMessage()
 
     def _listening(self, port):
         self.port = port

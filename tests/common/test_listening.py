@@ -1,5 +1,6 @@
 """``ListeningService`` on the real reactor: a close that fails is said in the log, and the stop
-goes on (it was an unhandled failure, lost at shutdown)."""
+goes on (it was an unhandled failure, lost at shutdown); a UNIX socket in a directory that does
+not exist says so."""
 
 from __future__ import annotations
 
@@ -28,3 +29,17 @@ def test_a_close_that_fails_is_logged_and_the_stop_goes_on(tmp_path, logged):
     text = [formatEvent(e) for e in logged]
     assert any("echo: closing unix:" in t and "failed" in t for t in text), text
     assert not any("echo stopped listening" in t for t in text)
+
+
+def test_a_unix_socket_in_a_missing_directory_says_so(tmp_path):
+    """Twisted's own message named the lock's symlink and a pid: ``[Errno 2] No such file or
+    directory: '13763' -> b'/x/s.sock.lock'``."""
+    from twisted.internet import reactor
+
+    missing = tmp_path / "gone"
+    listening = ListeningService("proxy", f"unix:{missing / 's.sock'}", protocol.Factory(),
+                                 reactor=reactor)
+    with pytest.raises(SystemExit) as e:
+        listening.privilegedStartService()
+    assert str(e.value) == (f"tcpplay proxy: cannot listen on --listen unix:{missing / 's.sock'}: "
+                            f"no such directory: {missing}")
