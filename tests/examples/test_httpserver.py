@@ -393,6 +393,19 @@ def test_keepalive_timeout_closes_quietly():
 
 
 @pytest.mark.memory
+def test_empty_lines_between_requests_do_not_extend_the_keepalive_timeout():
+    # RFC 9112 2.2 lets a server skip empty lines before a request line; they are not a
+    # request, so a client sending one now and then must not hold the connection forever
+    factory, clock = make(keepalive_timeout=3, header_timeout=1)
+    proto, t = connect(factory)
+    proto.dataReceived(req("/get"))
+    for _ in range(5):
+        clock.advance(1)
+        proto.dataReceived(b"\r\n")
+    assert t.disconnecting and len(responses(t.value())) == 1
+
+
+@pytest.mark.memory
 def test_body_idle_timeout():
     factory, clock = make(idle_timeout=4)
     proto, t = connect(factory)
