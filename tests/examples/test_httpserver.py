@@ -192,6 +192,15 @@ def test_routing_errors():
     assert not app.wants_body(head_of(req("/missing", "POST", body=b"x")))
 
 
+@pytest.mark.pure
+@pytest.mark.parametrize("target", ["example.test:443", "/anything", "/status/200", "/echo"])
+def test_connect_is_not_implemented(target):
+    # a 2xx answer to CONNECT opens a tunnel for the client, and may not carry Content-Length
+    # (RFC 9110 9.3.6): the responder is no proxy, so CONNECT gets 501 on every path
+    r = app_call(req(target, "CONNECT"))
+    assert r.status == 501 and b"CONNECT" in r.body
+
+
 # --- adapter: StringTransport + MemoryReactorClock -------------------------------------------
 
 

@@ -4,6 +4,7 @@ Nothing here touches a socket or a clock. Responses that take time (``/delay``, 
 in the description (``delay``, ``pieces`` and ``interval``) and the Twisted adapter schedules them.
 The adapter adds the framing headers (``Date``, ``Server``, ``Content-Length`` or chunked,
 ``Connection``) and drops the body of ``HEAD`` responses; every ``GET`` endpoint answers ``HEAD``.
+``CONNECT`` gets 501 wherever it points: a 2xx answer would open a tunnel (RFC 9110 9.3.6).
 """
 
 from __future__ import annotations
@@ -263,6 +264,8 @@ class HttpApp:
 
     def wants_body(self, head: RequestHead) -> bool:
         """Whether the request would reach an endpoint (for ``Expect: 100-continue``)."""
+        if head.method == "CONNECT":
+            return False
         path, _ = self._split(head)
         found, _rest = self._route(path)
         if found is None:
@@ -271,6 +274,8 @@ class HttpApp:
         return methods is None or head.method in methods
 
     def respond(self, head: RequestHead, body: bytes, client: str) -> Response:
+        if head.method == "CONNECT":  # a 2xx would tell the client a tunnel is open
+            return _text("501 Not Implemented: CONNECT (this server is not a proxy)\n", 501)
         path, query = self._split(head)
         if path == "*":
             if head.method == "OPTIONS":
