@@ -177,6 +177,26 @@ def test_status_bytes_redirect_delay_stream_drip():
 
 
 @pytest.mark.pure
+@pytest.mark.parametrize("target", [
+    "/bytes/1_000", "/bytes/+5", "/bytes/%205", "/bytes/%D9%A3", "/stream/0_1", "/redirect/%2B2",
+    "/status/2_00", "/delay/1_0", "/delay/1e1", "/delay/+1", "/delay/%201",
+    "/drip?numbytes=1_0", "/drip?duration=1e1", "/drip?code=+200",
+])
+def test_numbers_in_urls_are_ascii_digits_only(target):
+    # int() and float() also read '1_000', '+5', ' 5', '\u0663' (Arabic-Indic three) and '1e1';
+    # a number in a URL is digits (and one decimal point), as playground.common.digits says
+    assert app_call(req(target)).status == 400
+
+
+@pytest.mark.pure
+def test_numbers_in_urls_past_every_cap_are_capped():
+    app = HttpApp(AppLimits(max_bytes=100, max_delay=2))
+    assert len(app_call(req("/bytes/" + "9" * 30), app=app).body) == 100
+    assert app_call(req("/delay/" + "9" * 400), app=app).status == 400  # inf as a float
+    assert app_call(req("/delay/.5"), app=app).delay == 0.5
+
+
+@pytest.mark.pure
 def test_routing_errors():
     assert app_call(req("/nope")).status == 404
     assert app_call(req("/get", "POST", body=b"x")).status == 405

@@ -13,11 +13,13 @@ import base64
 import json
 import os
 import random
+import re
 import uuid
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import attrs
 
+from playground.common.digits import digits_only
 from playground.examples.http.parser import RequestHead
 
 MiB = 1 << 20
@@ -119,14 +121,20 @@ def _title(name: str) -> str:
     return title
 
 
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
 def _number(text: str, kind=int):
+    """``text`` as a whole number (``kind=int``) or a decimal one (``float``: one point allowed)
+    written in ASCII digits and nothing else, else None. ``int()`` and ``float()`` also take a
+    sign, ``_``, spaces around, exponents, ``inf``, ``nan`` and other scripts' digits."""
+    if not (digits_only(text) if kind is int else _DECIMAL.fullmatch(text)):
+        return None
     try:
         value = kind(text)
-    except ValueError:
+    except ValueError:  # past int()'s digit limit
         return None
-    if value != value or value in (float("inf"), float("-inf")):
-        return None
-    return value
+    return None if value == float("inf") else value  # float("9" * 400)
 
 
 @attrs.define
@@ -344,7 +352,7 @@ class HttpApp:
 
     def delay(self, req: Request, rest: str) -> Response:
         seconds = _number(rest, float)
-        if seconds is None or seconds < 0:
+        if seconds is None:
             return _text(f"invalid delay {rest!r}\n", 400)
         seconds = min(seconds, self.limits.max_delay)
         data = req.with_body()
@@ -352,7 +360,7 @@ class HttpApp:
 
     def bytes(self, req: Request, rest: str) -> Response:
         n = _number(rest)
-        if n is None or n < 0:
+        if n is None:
             return _text(f"invalid byte count {rest!r}\n", 400)
         n = min(n, self.limits.max_bytes)
         seed = _number(req.arg("seed") or "")
@@ -361,7 +369,7 @@ class HttpApp:
 
     def stream(self, req: Request, rest: str) -> Response:
         n = _number(rest)
-        if n is None or n < 0:
+        if n is None:
             return _text(f"invalid line count {rest!r}\n", 400)
         n = min(n, self.limits.max_stream)
         base = req.basic()
@@ -377,9 +385,9 @@ class HttpApp:
         numbytes = _number(req.arg("numbytes", "10"))
         code = _number(req.arg("code", "200"))
         delay = _number(req.arg("delay", "0"), float)
-        if duration is None or duration < 0 or delay is None or delay < 0:
+        if duration is None or delay is None:
             return _text("invalid duration or delay\n", 400)
-        if numbytes is None or numbytes <= 0:
+        if not numbytes:
             return _text("numbytes must be a positive whole number\n", 400)
         if code is None or not 200 <= code <= 599:
             return _text("code must be 200-599\n", 400)
