@@ -147,6 +147,27 @@ def test_header_values_are_trimmed_and_may_be_empty():
 
 
 @pytest.mark.pure
+@pytest.mark.parametrize("host", [
+    b"a b", b"x/y", b"user@x", b"x?y", b"x#y", b"[::1", b"x:8o", b'x"y', b"x\\y", b"\xc3\xa9.test",
+    b"%zz",
+])
+def test_an_invalid_host_is_400(host):
+    # RFC 9110 7.2: a server MUST answer 400 to a Host header field with an invalid value
+    err = only_error(feed_all(b"GET /get HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"))
+    assert (err.status, err.reason) == (400, "invalid Host header")
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("host", [
+    "", "example.test", "example.test:", "127.0.0.1:8080", "[::1]:80", "[v1.x]", "xn--caf-dma.test",
+    "a_b~c!$&'()*+,;=", "ex%41mple.test",
+])
+def test_a_valid_host_is_read(host):
+    (head, _) = feed_all(f"GET /get HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert head.host == host
+
+
+@pytest.mark.pure
 def test_absolute_form_target_and_asterisk():
     (head, _) = feed_all(b"GET http://example.test/get?x=1 HTTP/1.1\r\nHost: example.test\r\n\r\n")
     assert head.target == "http://example.test/get?x=1"

@@ -8,7 +8,8 @@ connection alive, further bytes are ignored (RFC 9112 9.6).
 
 Strict where laxness lets one request be read two ways (request smuggling): a space before a
 header colon, obs-fold, ``Content-Length`` together with ``Transfer-Encoding``, conflicting or
-malformed lengths, bad chunk sizes and bare CRs are all errors. Every buffer is bounded: the
+malformed lengths, bad chunk sizes and bare CRs are all errors; so are a missing (in HTTP/1.1),
+repeated or malformed ``Host`` (RFC 9110 7.2). Every buffer is bounded: the
 request line (414), the header section and trailers (431), the body (413). A bare LF is accepted
 as a line ending, so ``printf 'GET / HTTP/1.1\\nHost: x\\n\\n' | nc`` works.
 
@@ -109,6 +110,10 @@ _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_TARGET = re.compile(r"[^\x21-\x7e]")
 _VERSION = re.compile(r"HTTP/([0-9])\.([0-9])")
+# Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2): an IP literal in brackets or a
+# reg-name (unreserved, sub-delims, %XX), possibly empty
+_HOST = re.compile(r"(?:\[[0-9A-Za-z:._~!$&'()*+,;=-]+\]|(?:[0-9A-Za-z._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)"
+                   r"(?::[0-9]*)?")
 
 _HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _DONE = range(7)
 
@@ -420,6 +425,8 @@ class HttpRequestParser:
             raise _Fail(400, "more than one Host header")
         if http11 and hosts == 0:
             raise _Fail(400, "HTTP/1.1 request without a Host header")
+        if host is not None and not _HOST.fullmatch(host):
+            raise _Fail(400, "invalid Host header")
         tokens = {c.strip() for c in connection.split(",")} if connection else ()
         if http11:
             keep_alive = "close" not in tokens
