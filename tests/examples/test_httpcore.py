@@ -342,6 +342,23 @@ def test_errors(data, status):
 
 
 @pytest.mark.pure
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_max_header_bytes_is_the_size_of_the_field_lines(eol):
+    # the header section is its field lines, line endings included: at the limit it is read,
+    # one byte over it is a 431, whole or a byte at a time
+    def head(size: int) -> bytes:
+        fields = b"Host: h" + eol + b"X: "
+        fields += b"v" * (size - len(fields) - len(eol)) + eol
+        assert len(fields) == size
+        return b"GET / HTTP/1.1" + eol + fields + eol
+
+    for split in (None, 1):
+        cuts = range(1, len(head(41)), split) if split else ()
+        assert isinstance(feed_split(head(40), cuts, max_header_bytes=40)[0], RequestHead)
+        assert only_error(feed_split(head(41), cuts, max_header_bytes=40)).status == 431
+
+
+@pytest.mark.pure
 def test_chunked_total_over_max_body():
     data = (
         b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -345,8 +345,8 @@ class HttpRequestParser:
         line_len = nl - pos - (1 if nl > pos and buf[nl - 1] == 13 else 0)
         if line_len > self.max_request_line:
             raise _Fail(414, _TOO_LONG_LINE)
-        # the terminator is not in buf, so it starts at end - 2 or later
-        if (end - 2) - (nl + 1) > self.max_header_bytes:
+        # the terminator is not in buf, so the field lines end at end - 2 or later
+        if (end - 2) - nl > self.max_header_bytes:
             raise _Fail(431, _TOO_LARGE_HEADERS)
 
     def _parse_head(self, buf: bytes, pos: int, t: int, term: int, now: float) -> RequestHead:
@@ -359,7 +359,8 @@ class HttpRequestParser:
         if len(first) > self.max_request_line:
             raise _Fail(414, _TOO_LONG_LINE)
         nl = buf.find(b"\n", pos, t + 1)
-        if t - (nl + 1) > self.max_header_bytes or len(lines) - 1 > self.max_headers:
+        # the field lines, their endings included, are buf[nl + 1 : t + 1]
+        if t - nl > self.max_header_bytes or len(lines) - 1 > self.max_headers:
             raise _Fail(431, _TOO_LARGE_HEADERS)
         # request line
         parts = first.split(" ")
