@@ -137,6 +137,22 @@ def _number(text: str, kind=int):
     return None if value == float("inf") else value  # float("9" * 400)
 
 
+def _fields(query: str) -> dict:
+    """``a=1&b=2&a=3`` -> ``{"a": ["1", "3"], "b": "2"}``: a name given once maps to its value,
+    one given more often to the list of its values (as httpbin shows them). Appended in place: a
+    form repeating one name 500,000 times is read in linear time."""
+    out: dict = {}
+    for k, v in parse_qsl(query, keep_blank_values=True):
+        prev = out.get(k)
+        if prev is None:
+            out[k] = v
+        elif type(prev) is list:
+            prev.append(v)
+        else:
+            out[k] = [prev, v]
+    return out
+
+
 @attrs.define
 class Request:
     """The view of a request endpoints work with."""
@@ -152,16 +168,7 @@ class Request:
         return self.head.method
 
     def args(self) -> dict:
-        out: dict = {}
-        if not self.query:
-            return out
-        for k, v in parse_qsl(self.query, keep_blank_values=True):
-            if k in out:
-                prev = out[k]
-                out[k] = prev + [v] if isinstance(prev, list) else [prev, v]
-            else:
-                out[k] = v
-        return out
+        return _fields(self.query) if self.query else {}
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         for k, v in parse_qsl(self.query, keep_blank_values=True):
@@ -192,10 +199,7 @@ class Request:
         form: dict = {}
         data = ""
         if ctype == "application/x-www-form-urlencoded":
-            for k, v in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
-                form[k] = form[k] + [v] if isinstance(form.get(k), list) else (
-                    [form[k], v] if k in form else v
-                )
+            form = _fields(body.decode("utf-8", "replace"))
         else:
             try:
                 data = body.decode("utf-8")
