@@ -244,6 +244,20 @@ def test_connect_is_not_implemented(target):
     assert r.status == 501 and b"CONNECT" in r.body
 
 
+@pytest.mark.memory
+@pytest.mark.parametrize("depth", [400, 990, 1000, 5000, 100_000])
+def test_deeply_nested_json_is_shown_as_data_not_a_500(depth, logged):
+    # json.loads raises RecursionError (not a ValueError) past the interpreter's depth: that
+    # was a 500 and a traceback in the log for every such request
+    factory, _clock = make()
+    proto, t = connect(factory)
+    body = b"[" * depth + b"]" * depth
+    proto.dataReceived(req("/post", "POST", body=body))
+    ((resp, data),) = responses(t.value())
+    assert resp.status_code == 200 and json.loads(data)["data"] == body.decode()
+    assert not [e for e in logged if e.get("log_failure")]
+
+
 # --- adapter: StringTransport + MemoryReactorClock -------------------------------------------
 
 

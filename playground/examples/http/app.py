@@ -209,7 +209,7 @@ class Request:
         if body:
             try:
                 decoded = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested past the stack's depth
                 decoded = None
         out = {"args": self.args(), "data": data, "files": {}, "form": form,
                "headers": self.headers(), "json": decoded}
