@@ -157,6 +157,27 @@ def test_a_form_repeating_one_name_costs_what_a_form_of_distinct_names_does():
     assert cost(repeated) < 4 * cost(distinct) + 0.05
 
 
+def _strict_json(text: bytes):
+    """JSON as RFC 8259 has it: no NaN, Infinity or -Infinity (json.loads takes them)."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("body", [b"NaN", b"[1, Infinity]", b'{"x": -Infinity}', b"1e400",
+                                  b"[-1e999]"])
+def test_a_body_json_cannot_hold_is_data_and_the_answer_stays_json(body):
+    # json.loads reads NaN, Infinity and 1e400 (inf); echoed back they made the answer
+    # '"json": NaN', which strict JSON parsers (JavaScript's, Go's) refuse
+    r = app_call(req("/post", "POST", body=body), body)
+    data = _strict_json(r.body)
+    assert data["json"] is None and data["data"] == body.decode()
+    assert _strict_json(app_call(req("/post", "POST", body=b"[1.5, 2]"), b"[1.5, 2]").body)[
+        "json"] == [1.5, 2]
+
+
 @pytest.mark.pure
 def test_small_endpoints():
     ua = b"User-Agent: probe/1\r\n"

@@ -85,8 +85,22 @@ def _json(obj, status: int = 200) -> Response:
     return Response(status, JSON, (_dumps(obj) + "\n").encode())
 
 
-def _not_json(obj):
+def _not_json_type(obj):
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _not_json(name: str):
+    """``json.loads`` reads ``NaN``, ``Infinity`` and ``-Infinity``; JSON has none of them, and
+    echoed back they would make our answer something strict parsers refuse."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float, refusing one too large for it (``1e400``: inf, as above)."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is too large")
+    return value
 
 
 def _make_dumps():
@@ -96,7 +110,7 @@ def _make_dumps():
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
         return json.JSONEncoder(ensure_ascii=False).encode
-    chunks = make(None, _not_json, json.encoder.encode_basestring, None, ": ", ", ", False,
+    chunks = make(None, _not_json_type, json.encoder.encode_basestring, None, ": ", ", ", False,
                   False, True)
     return lambda obj: "".join(chunks(obj, 0))
 
@@ -208,7 +222,7 @@ class Request:
         decoded = None
         if body:
             try:
-                decoded = json.loads(body)
+                decoded = json.loads(body, parse_constant=_not_json, parse_float=_finite)
             except (ValueError, RecursionError):  # not JSON, or nested past the stack's depth
                 decoded = None
         out = {"args": self.args(), "data": data, "files": {}, "form": form,
