@@ -168,6 +168,28 @@ def test_a_valid_host_is_read(host):
 
 
 @pytest.mark.pure
+@pytest.mark.parametrize("target", [
+    b"http://[x/get", b"http://x]/get", b"http://[::1/get", b"http://a:b@x/get", b"http:///get",
+    b"https://x:8o/", b"http://x/get#frag", b"/get#frag", b"/#",
+])
+def test_a_malformed_target_is_400(target):
+    # RFC 9112 3.2: no fragment in a request target; RFC 9110 4.2.4: no userinfo, no empty
+    # host in an http URI; an unclosed '[' made urlsplit raise: a 500 and a logged traceback
+    err = only_error(feed_all(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n"))
+    assert (err.status, err.reason) == (400, "malformed request target")
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("target", [
+    "http://[::1]:80/get?a=1", "HTTP://Example.TEST/get", "http://x", "http://x?q=1", "https://x:/",
+    "http://x:8080/a/b%20c?d=/e?f", "/get?a=b/c?d",
+])
+def test_a_well_formed_target_is_read(target):
+    (head, _) = feed_all(f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+    assert head.target == target
+
+
+@pytest.mark.pure
 def test_absolute_form_target_and_asterisk():
     (head, _) = feed_all(b"GET http://example.test/get?x=1 HTTP/1.1\r\nHost: example.test\r\n\r\n")
     assert head.target == "http://example.test/get?x=1"

@@ -110,10 +110,15 @@ _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_TARGET = re.compile(r"[^\x21-\x7e]")
 _VERSION = re.compile(r"HTTP/([0-9])\.([0-9])")
-# Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2): an IP literal in brackets or a
-# reg-name (unreserved, sub-delims, %XX), possibly empty
-_HOST = re.compile(r"(?:\[[0-9A-Za-z:._~!$&'()*+,;=-]+\]|(?:[0-9A-Za-z._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)"
-                   r"(?::[0-9]*)?")
+# uri-host (RFC 3986 3.2.2): an IP literal in brackets, or a reg-name (unreserved, sub-delims, %XX)
+_IP_LITERAL = r"\[[0-9A-Za-z:._~!$&'()*+,;=-]+\]"
+_REG_NAME_CHAR = r"(?:[0-9A-Za-z._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})"
+# Host = uri-host [ ":" port ], the host possibly empty (RFC 9110 7.2)
+_HOST = re.compile(rf"(?:{_IP_LITERAL}|{_REG_NAME_CHAR}*)(?::[0-9]*)?")
+# absolute-form: an http(s) URI with a host, no userinfo (RFC 9110 4.2.4), no fragment
+_ABSOLUTE = re.compile(
+    rf"https?://(?:{_IP_LITERAL}|{_REG_NAME_CHAR}+)(?::[0-9]*)?(?:/[^?#]*)?(?:\?[^#]*)?", re.I
+)
 
 _HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _DONE = range(7)
 
@@ -383,15 +388,15 @@ class HttpRequestParser:
                 raise _Fail(505, f"{version} is not supported")
             http11 = m.group(2) != "0"  # HTTP/1.x, x > 1: read as 1.1 (RFC 9110 2.5)
             version = "HTTP/1.1" if http11 else "HTTP/1.0"
-        if target[0] != "/":
-            low = target[:8].lower()
-            if not (
-                low.startswith("http://")
-                or low.startswith("https://")
-                or (target == "*" and method == "OPTIONS")
-                or method == "CONNECT"
-            ):
+        if target[0] == "/":
+            if "#" in target:  # a fragment is never sent (RFC 9112 3.2)
                 raise _Fail(400, "malformed request target")
+        elif not (
+            _ABSOLUTE.fullmatch(target)
+            or (target == "*" and method == "OPTIONS")
+            or method == "CONNECT"
+        ):
+            raise _Fail(400, "malformed request target")
         # header fields
         headers = []
         host = None
