@@ -241,6 +241,16 @@ def test_numbers_in_urls_past_every_cap_are_capped():
 
 
 @pytest.mark.pure
+@pytest.mark.parametrize("authority", ["[zz]", "[1.2.3.4]", "[v1.x]", "[::1]:80", "x:"])
+def test_any_absolute_form_the_parser_reads_is_routed(authority):
+    # urlsplit refuses some bracketed hosts the URI grammar allows ('[1.2.3.4]', '[zz]'):
+    # respond raised ValueError, a 500 and a logged traceback
+    r = app_call(req(f"http://{authority}/get?a=1"))
+    assert r.status == 200 and json.loads(r.body)["args"] == {"a": "1"}
+    assert app_call(req(f"http://{authority}?b=2", "HEAD")).status == 200  # the index, "/"
+
+
+@pytest.mark.pure
 def test_routing_errors():
     assert app_call(req("/nope")).status == 404
     assert app_call(req("/get", "POST", body=b"x")).status == 405

@@ -15,7 +15,7 @@ import os
 import random
 import re
 import uuid
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 import attrs
 
@@ -283,9 +283,11 @@ class HttpApp:
             path, _, query = target.partition("?")
         elif target == "*":
             return "*", ""
-        else:
-            parts = urlsplit(target)
-            path, query = parts.path or "/", parts.query
+        else:  # absolute-form, its shape checked by the parser (urlsplit refuses some of it)
+            rest = target[target.index("//") + 2 :]
+            cut = min(i for i in (rest.find("/"), rest.find("?"), len(rest)) if i >= 0)
+            path, _, query = rest[cut:].partition("?")
+            path = path or "/"
         return (unquote(path) if "%" in path else path), query
 
     def wants_body(self, head: RequestHead) -> bool:
