@@ -110,6 +110,40 @@ def test_chunked_body_with_extensions_and_trailers():
     assert isinstance(end, RequestEnd)
 
 
+CHUNKED = b"POST /post HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("body", [
+    b"3\nabc\r\n0\r\n\r\n",  # a chunk size line ended by a bare LF
+    b"3;x=y\nabc\r\n0\r\n\r\n",
+    b"3\r\nabc\n0\r\n\r\n",  # chunk data followed by a bare LF
+    b"3\r\nabc\r\n0\n\r\n",
+    b"3;\r\nabc\r\n0\r\n\r\n",  # extensions outside the grammar
+    b"3;x=\r\nabc\r\n0\r\n\r\n",
+    b"3;x=a b\r\nabc\r\n0\r\n\r\n",
+    b'3;x="open\r\nabc\r\n0\r\n\r\n',
+    b"3;x=\x00\r\nabc\r\n0\r\n\r\n",
+    b"3;=y\r\nabc\r\n0\r\n\r\n",
+])
+def test_chunked_framing_is_crlf_and_the_grammar_only(body):
+    # RFC 9112 7.1: chunk lines end in CRLF (the bare LF leniency of 2.2 is for the head and
+    # fields only), and chunk-ext is ;name[=token|quoted-string]. Readers that disagree on
+    # where a chunk line ends are how bodies get smuggled (aiohttp CVE-2024-52304, h11
+    # CVE-2025-43859)
+    err = only_error(feed_all(CHUNKED + body))
+    assert err.status == 400
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("size_line", [
+    b"3", b"3 ", b"3;a", b"3;a=b", b"3 ; a = b ;c", b'3;a="b;c\\"\td"', b"3;a=b;c=d", b'3;e=""',
+])
+def test_chunk_extensions_in_the_grammar_are_read_and_ignored(size_line):
+    (_head, body, _end) = feed_all(CHUNKED + size_line + b"\r\nabc\r\n0\r\nT: 1\r\n\r\n")
+    assert body == BodyChunk(b"abc")
+
+
 @pytest.mark.pure
 def test_pipelined_requests_in_one_feed():
     data = GET + b"POST /post HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok" + GET

@@ -9,9 +9,11 @@ connection alive, further bytes are ignored (RFC 9112 9.6).
 Strict where laxness lets one request be read two ways (request smuggling): a space before a
 header colon, obs-fold, ``Content-Length`` together with ``Transfer-Encoding``, conflicting or
 malformed lengths, bad chunk sizes and bare CRs are all errors; so are a missing (in HTTP/1.1),
-repeated or malformed ``Host`` (RFC 9110 7.2). Every buffer is bounded: the
-request line (414), the header section and trailers (431), the body (413). A bare LF is accepted
-as a line ending, so ``printf 'GET / HTTP/1.1\\nHost: x\\n\\n' | nc`` works.
+repeated or malformed ``Host`` (RFC 9110 7.2). Every buffer is bounded: the request line (414),
+the header section and trailers (431), the body (413). A bare LF is accepted as a line ending of
+the head and trailers, so ``printf 'GET / HTTP/1.1\\nHost: x\\n\\n' | nc`` works, but not in
+chunked framing: chunk lines end in CRLF and extensions follow the grammar (RFC 9112 7.1), where
+a lenient reader is how bodies get smuggled.
 
 The response side is a handful of helpers that build framing bytes with a single join.
 """
@@ -118,6 +120,15 @@ _HOST = re.compile(rf"(?:{_IP_LITERAL}|{_REG_NAME_CHAR}*)(?::[0-9]*)?")
 # absolute-form: an http(s) URI with a host, no userinfo (RFC 9110 4.2.4), no fragment
 _ABSOLUTE = re.compile(
     rf"https?://(?:{_IP_LITERAL}|{_REG_NAME_CHAR}+)(?::[0-9]*)?(?:/[^?#]*)?(?:\?[^#]*)?", re.I
+)
+
+# chunk-ext after its first ";" (RFC 9112 7.1.1): name [= token / quoted-string], ";"-separated,
+# with optional white space around the separators
+_EXT_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_EXT_VALUE = rb'(?:' + _EXT_TOKEN + rb'|"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*")'
+_CHUNK_EXT = re.compile(
+    rb"[ \t]*" + _EXT_TOKEN + rb"(?:[ \t]*=[ \t]*" + _EXT_VALUE + rb")?"
+    rb"(?:[ \t]*;[ \t]*" + _EXT_TOKEN + rb"(?:[ \t]*=[ \t]*" + _EXT_VALUE + rb")?)*[ \t]*"
 )
 
 _HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _DONE = range(7)
@@ -279,13 +290,12 @@ class HttpRequestParser:
                     if end - pos > MAX_CHUNK_LINE:
                         raise _Fail(400, _BAD_CHUNK_LINE)
                     return pos
-                line = buf[pos:nl]
+                if nl == pos or buf[nl - 1] != 13:
+                    raise _Fail(400, "chunk size line not ended by CRLF")
+                size_text, semi, ext = buf[pos : nl - 1].partition(b";")
                 pos = nl + 1
-                if line.endswith(b"\r"):
-                    line = line[:-1]
-                size_text = line.split(b";", 1)[0].rstrip(b" \t")
-                size = hexadecimal(size_text, 16)
-                if size is None or b"\r" in line:
+                size = hexadecimal(size_text.rstrip(b" \t"), 16)
+                if size is None or (semi and not _CHUNK_EXT.fullmatch(ext)):
                     raise _Fail(400, "invalid chunk size line")
                 if size == 0:
                     self._state = _TRAILERS
@@ -296,9 +306,7 @@ class HttpRequestParser:
                 self._remaining = size
                 self._state = _CHUNK_DATA
             elif state == _CHUNK_CRLF:
-                if end - pos >= 1 and buf[pos] == 10:
-                    pos += 1
-                elif end - pos >= 2 and buf[pos] == 13 and buf[pos + 1] == 10:
+                if end - pos >= 2 and buf[pos] == 13 and buf[pos + 1] == 10:
                     pos += 2
                 elif end - pos == 0 or (end - pos == 1 and buf[pos] == 13):
                     return pos
