@@ -85,11 +85,11 @@ def _json(obj, status: int = 200) -> Response:
     return Response(status, JSON, (_dumps(obj) + "\n").encode())
 
 
-def _not_json_type(obj):
+def _not_json(obj):
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-def _not_json(name: str):
+def _no_constant(name: str):
     """``json.loads`` reads ``NaN``, ``Infinity`` and ``-Infinity``; JSON has none of them, and
     echoed back they would make our answer something strict parsers refuse."""
     raise ValueError(f"{name} is not JSON")
@@ -110,7 +110,7 @@ def _make_dumps():
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
         return json.JSONEncoder(ensure_ascii=False).encode
-    chunks = make(None, _not_json_type, json.encoder.encode_basestring, None, ": ", ", ", False,
+    chunks = make(None, _not_json, json.encoder.encode_basestring, None, ": ", ", ", False,
                   False, True)
     return lambda obj: "".join(chunks(obj, 0))
 
@@ -222,7 +222,7 @@ class Request:
         decoded = None
         if body:
             try:
-                decoded = json.loads(body, parse_constant=_not_json, parse_float=_finite)
+                decoded = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
             except (ValueError, RecursionError):  # not JSON, or nested past the stack's depth
                 decoded = None
         out = {"args": self.args(), "data": data, "files": {}, "form": form,
