@@ -575,22 +575,23 @@ def test_framer_keeps_its_buffer_bounded_while_skipping_subnegotiation():
     assert framer.feed(bytes([IAC, SE]) + b"ok\n") == [Line(b"ok")]
 
 
-@pytest.mark.parametrize("unit", [bytes([IAC, NOP]), bytes([IAC, IAC]), b"\n", b"a\n"])
+@pytest.mark.parametrize("unit", [bytes([IAC, NOP]), bytes([IAC, IAC]), b"\n"])
 def test_framing_a_chunk_costs_in_proportion_to_its_size(unit):
     # each newline searched the rest of the chunk for an IAC, and each IAC the rest for a
     # newline: a client sending IAC NOP (no lines, so no flood limit) cost 30 ms a 64 KiB read
-    # and 2 s a MiB. 16 times the bytes must cost about 16 times as much, not 256 times.
+    # and 2 s a MiB. 64 times the bytes must cost about 64 times as much (it cost 300 to 425
+    # times as much); a ratio, so the machine's speed cancels out.
     def cost(size: int) -> float:
         data = unit * (size // len(unit))
         best = float("inf")
-        for _ in range(3):
+        for _ in range(2):
             framer = LineFramer(max_line=size)
             start = time.process_time()
             framer.feed(data)
             best = min(best, time.process_time() - start)
         return best
 
-    assert cost(1 << 20) < 50 * cost(1 << 16) + 0.02
+    assert cost(1 << 20) < 150 * cost(1 << 14) + 0.02
 
 
 # --- properties ----------------------------------------------------------------------------------
