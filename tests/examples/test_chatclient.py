@@ -53,6 +53,16 @@ def test_shows_server_lines_however_they_are_split():
 
 
 @pytest.mark.memory
+def test_control_characters_from_the_server_never_reach_the_terminal():
+    # the client may be pointed at any server (or a proxy that rewrites): an escape sequence
+    # in a line would clear the user's screen, retitle the window or write the clipboard
+    proto, _, shown, _ = client()
+    proto.dataReceived(b"<m> \x1b]52;c;ZXZpbA==\x07 \x1b[2J\tx \xc2\x9b31m\xe2\x80\xae!\r\n\x1b[31mcut")
+    proto.connectionLost(Failure(ConnectionLost()))
+    assert shown.lines == ["<m> ]52;c;ZXZpbA== [2J x 31m!", "[31mcut"]
+
+
+@pytest.mark.memory
 def test_over_long_server_lines_are_shown_in_pieces():
     proto, _, shown, _ = client(max_line=10)
     proto.dataReceived(b"0123456789abcdefghij0123")

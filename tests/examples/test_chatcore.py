@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from playground.examples.chat.core import (
     EL,
     IAC,
     IP,
+    NOP,
     SB,
     SE,
     WILL,
@@ -571,6 +573,25 @@ def test_framer_keeps_its_buffer_bounded_while_skipping_subnegotiation():
     assert framer.feed(bytes([IAC, SB]) + b"x" * 100_000) == []
     assert framer.pending == 0
     assert framer.feed(bytes([IAC, SE]) + b"ok\n") == [Line(b"ok")]
+
+
+@pytest.mark.parametrize("unit", [bytes([IAC, NOP]), bytes([IAC, IAC]), b"\n"])
+def test_framing_a_chunk_costs_in_proportion_to_its_size(unit):
+    # each newline searched the rest of the chunk for an IAC, and each IAC the rest for a
+    # newline: a client sending IAC NOP (no lines, so no flood limit) cost 30 ms a 64 KiB read
+    # and 2 s a MiB. 64 times the bytes must cost about 64 times as much (it cost 300 to 425
+    # times as much); a ratio, so the machine's speed cancels out.
+    def cost(size: int) -> float:
+        data = unit * (size // len(unit))
+        best = float("inf")
+        for _ in range(2):
+            framer = LineFramer(max_line=size)
+            start = time.process_time()
+            framer.feed(data)
+            best = min(best, time.process_time() - start)
+        return best
+
+    assert cost(1 << 20) < 150 * cost(1 << 14) + 0.02
 
 
 # --- properties ----------------------------------------------------------------------------------

@@ -110,6 +110,40 @@ def test_chunked_body_with_extensions_and_trailers():
     assert isinstance(end, RequestEnd)
 
 
+CHUNKED = b"POST /post HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("body", [
+    b"3\nabc\r\n0\r\n\r\n",  # a chunk size line ended by a bare LF
+    b"3;x=y\nabc\r\n0\r\n\r\n",
+    b"3\r\nabc\n0\r\n\r\n",  # chunk data followed by a bare LF
+    b"3\r\nabc\r\n0\n\r\n",
+    b"3;\r\nabc\r\n0\r\n\r\n",  # extensions outside the grammar
+    b"3;x=\r\nabc\r\n0\r\n\r\n",
+    b"3;x=a b\r\nabc\r\n0\r\n\r\n",
+    b'3;x="open\r\nabc\r\n0\r\n\r\n',
+    b"3;x=\x00\r\nabc\r\n0\r\n\r\n",
+    b"3;=y\r\nabc\r\n0\r\n\r\n",
+])
+def test_chunked_framing_is_crlf_and_the_grammar_only(body):
+    # RFC 9112 7.1: chunk lines end in CRLF (the bare LF leniency of 2.2 is for the head and
+    # fields only), and chunk-ext is ;name[=token|quoted-string]. Readers that disagree on
+    # where a chunk line ends are how bodies get smuggled (aiohttp CVE-2024-52304, h11
+    # CVE-2025-43859)
+    err = only_error(feed_all(CHUNKED + body))
+    assert err.status == 400
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("size_line", [
+    b"3", b"3 ", b"3;a", b"3;a=b", b"3 ; a = b ;c", b'3;a="b;c\\"\td"', b"3;a=b;c=d", b'3;e=""',
+])
+def test_chunk_extensions_in_the_grammar_are_read_and_ignored(size_line):
+    (_head, body, _end) = feed_all(CHUNKED + size_line + b"\r\nabc\r\n0\r\nT: 1\r\n\r\n")
+    assert body == BodyChunk(b"abc")
+
+
 @pytest.mark.pure
 def test_pipelined_requests_in_one_feed():
     data = GET + b"POST /post HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok" + GET
@@ -144,6 +178,49 @@ def test_empty_lines_before_a_request_are_skipped():
 def test_header_values_are_trimmed_and_may_be_empty():
     (head, _) = feed_all(b"GET / HTTP/1.1\r\nHost:h\r\nX-A: \t spaced out \t\r\nX-E:\r\n\r\n")
     assert head.headers == (("Host", "h"), ("X-A", "spaced out"), ("X-E", ""))
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("host", [
+    b"a b", b"x/y", b"user@x", b"x?y", b"x#y", b"[::1", b"x:8o", b'x"y', b"x\\y", b"\xc3\xa9.test",
+    b"%zz",
+])
+def test_an_invalid_host_is_400(host):
+    # RFC 9110 7.2: a server MUST answer 400 to a Host header field with an invalid value
+    err = only_error(feed_all(b"GET /get HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"))
+    assert (err.status, err.reason) == (400, "invalid Host header")
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("host", [
+    "", "example.test", "example.test:", "127.0.0.1:8080", "[::1]:80", "[v1.x]", "xn--caf-dma.test",
+    "a_b~c!$&'()*+,;=", "ex%41mple.test",
+])
+def test_a_valid_host_is_read(host):
+    (head, _) = feed_all(f"GET /get HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert head.host == host
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("target", [
+    b"http://[x/get", b"http://x]/get", b"http://[::1/get", b"http://a:b@x/get", b"http:///get",
+    b"https://x:8o/", b"http://x/get#frag", b"/get#frag", b"/#",
+])
+def test_a_malformed_target_is_400(target):
+    # RFC 9112 3.2: no fragment in a request target; RFC 9110 4.2.4: no userinfo, no empty
+    # host in an http URI; an unclosed '[' made urlsplit raise: a 500 and a logged traceback
+    err = only_error(feed_all(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n"))
+    assert (err.status, err.reason) == (400, "malformed request target")
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("target", [
+    "http://[::1]:80/get?a=1", "HTTP://Example.TEST/get", "http://x", "http://x?q=1", "https://x:/",
+    "http://x:8080/a/b%20c?d=/e?f", "/get?a=b/c?d",
+])
+def test_a_well_formed_target_is_read(target):
+    (head, _) = feed_all(f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+    assert head.target == target
 
 
 @pytest.mark.pure
@@ -318,6 +395,23 @@ def test_errors(data, status):
     assert sum(isinstance(e, ParseError) for e in events) == 1
     assert p.finished and p.failed
     assert p.feed(GET, 2.0) == []  # nothing after an error
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_max_header_bytes_is_the_size_of_the_field_lines(eol):
+    # the header section is its field lines, line endings included: at the limit it is read,
+    # one byte over it is a 431, whole or a byte at a time
+    def head(size: int) -> bytes:
+        fields = b"Host: h" + eol + b"X: "
+        fields += b"v" * (size - len(fields) - len(eol)) + eol
+        assert len(fields) == size
+        return b"GET / HTTP/1.1" + eol + fields + eol
+
+    for split in (None, 1):
+        cuts = range(1, len(head(41)), split) if split else ()
+        assert isinstance(feed_split(head(40), cuts, max_header_bytes=40)[0], RequestHead)
+        assert only_error(feed_split(head(41), cuts, max_header_bytes=40)).status == 431
 
 
 @pytest.mark.pure

@@ -135,6 +135,50 @@ def test_form_binary_and_anything():
 
 
 @pytest.mark.pure
+def test_a_form_repeating_one_name_costs_what_a_form_of_distinct_names_does():
+    # each repeat of a name copied the list of its values so far: 200,000 repeats (400 KB,
+    # under --max-body) held the reactor for 10 s, 1 MiB of them for over a minute.
+    # Compared with the same number of distinct names (same size, same parsing), so the
+    # machine's speed cancels out; before the fix the ratio was over 30.
+    def cost(body: bytes) -> float:
+        head = head_of(req("/post", "POST", b"Content-Type: application/x-www-form-urlencoded\r\n",
+                           body))
+        best = float("inf")
+        for _ in range(2):
+            start = time.process_time()
+            r = HttpApp().respond(head, body, "10.0.0.1")
+            best = min(best, time.process_time() - start)
+        assert r.status == 200
+        return best
+
+    n = 120_000  # 960 KB, under --max-body
+    distinct = b"&".join(b"%06d=" % i for i in range(n))
+    repeated = b"&".join([b"000000="] * n)
+    assert cost(repeated) < 4 * cost(distinct) + 0.05
+
+
+def _strict_json(text: bytes):
+    """JSON as RFC 8259 has it: no NaN, Infinity or -Infinity (json.loads takes them)."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("body", [b"NaN", b"[1, Infinity]", b'{"x": -Infinity}', b"1e400",
+                                  b"[-1e999]"])
+def test_a_body_json_cannot_hold_is_data_and_the_answer_stays_json(body):
+    # json.loads reads NaN, Infinity and 1e400 (inf); echoed back they made the answer
+    # '"json": NaN', which strict JSON parsers (JavaScript's, Go's) refuse
+    r = app_call(req("/post", "POST", body=body), body)
+    data = _strict_json(r.body)
+    assert data["json"] is None and data["data"] == body.decode()
+    assert _strict_json(app_call(req("/post", "POST", body=b"[1.5, 2]"), b"[1.5, 2]").body)[
+        "json"] == [1.5, 2]
+
+
+@pytest.mark.pure
 def test_small_endpoints():
     ua = b"User-Agent: probe/1\r\n"
     assert json.loads(app_call(req("/user-agent", headers=ua)).body) == {"user-agent": "probe/1"}
@@ -177,6 +221,36 @@ def test_status_bytes_redirect_delay_stream_drip():
 
 
 @pytest.mark.pure
+@pytest.mark.parametrize("target", [
+    "/bytes/1_000", "/bytes/+5", "/bytes/%205", "/bytes/%D9%A3", "/stream/0_1", "/redirect/%2B2",
+    "/status/2_00", "/delay/1_0", "/delay/1e1", "/delay/+1", "/delay/%201",
+    "/drip?numbytes=1_0", "/drip?duration=1e1", "/drip?code=+200",
+])
+def test_numbers_in_urls_are_ascii_digits_only(target):
+    # int() and float() also read '1_000', '+5', ' 5', '\u0663' (Arabic-Indic three) and '1e1';
+    # a number in a URL is digits (and one decimal point), as playground.common.digits says
+    assert app_call(req(target)).status == 400
+
+
+@pytest.mark.pure
+def test_numbers_in_urls_past_every_cap_are_capped():
+    app = HttpApp(AppLimits(max_bytes=100, max_delay=2))
+    assert len(app_call(req("/bytes/" + "9" * 30), app=app).body) == 100
+    assert app_call(req("/delay/" + "9" * 400), app=app).status == 400  # inf as a float
+    assert app_call(req("/delay/.5"), app=app).delay == 0.5
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("authority", ["[zz]", "[1.2.3.4]", "[v1.x]", "[::1]:80", "x:"])
+def test_any_absolute_form_the_parser_reads_is_routed(authority):
+    # urlsplit refuses some bracketed hosts the URI grammar allows ('[1.2.3.4]', '[zz]'):
+    # respond raised ValueError, a 500 and a logged traceback
+    r = app_call(req(f"http://{authority}/get?a=1"))
+    assert r.status == 200 and json.loads(r.body)["args"] == {"a": "1"}
+    assert app_call(req(f"http://{authority}?b=2", "HEAD")).status == 200  # the index, "/"
+
+
+@pytest.mark.pure
 def test_routing_errors():
     assert app_call(req("/nope")).status == 404
     assert app_call(req("/get", "POST", body=b"x")).status == 405
@@ -190,6 +264,29 @@ def test_routing_errors():
     assert app.wants_body(head_of(req("/post", "POST", body=b"x")))
     assert not app.wants_body(head_of(req("/get", "POST", body=b"x")))
     assert not app.wants_body(head_of(req("/missing", "POST", body=b"x")))
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("target", ["example.test:443", "/anything", "/status/200", "/echo"])
+def test_connect_is_not_implemented(target):
+    # a 2xx answer to CONNECT opens a tunnel for the client, and may not carry Content-Length
+    # (RFC 9110 9.3.6): the responder is no proxy, so CONNECT gets 501 on every path
+    r = app_call(req(target, "CONNECT"))
+    assert r.status == 501 and b"CONNECT" in r.body
+
+
+@pytest.mark.memory
+@pytest.mark.parametrize("depth", [400, 990, 1000, 5000, 100_000])
+def test_deeply_nested_json_is_shown_as_data_not_a_500(depth, logged):
+    # json.loads raises RecursionError (not a ValueError) past the interpreter's depth: that
+    # was a 500 and a traceback in the log for every such request
+    factory, _clock = make()
+    proto, t = connect(factory)
+    body = b"[" * depth + b"]" * depth
+    proto.dataReceived(req("/post", "POST", body=body))
+    ((resp, data),) = responses(t.value())
+    assert resp.status_code == 200 and json.loads(data)["data"] == body.decode()
+    assert not [e for e in logged if e.get("log_failure")]
 
 
 # --- adapter: StringTransport + MemoryReactorClock -------------------------------------------
@@ -390,6 +487,19 @@ def test_keepalive_timeout_closes_quietly():
     assert not t.disconnecting
     clock.advance(0.2)
     assert t.disconnecting and len(responses(t.value())) == 2 and len(t.value()) == 2 * n
+
+
+@pytest.mark.memory
+def test_empty_lines_between_requests_do_not_extend_the_keepalive_timeout():
+    # RFC 9112 2.2 lets a server skip empty lines before a request line; they are not a
+    # request, so a client sending one now and then must not hold the connection forever
+    factory, clock = make(keepalive_timeout=3, header_timeout=1)
+    proto, t = connect(factory)
+    proto.dataReceived(req("/get"))
+    for _ in range(5):
+        clock.advance(1)
+        proto.dataReceived(b"\r\n")
+    assert t.disconnecting and len(responses(t.value())) == 1
 
 
 @pytest.mark.memory

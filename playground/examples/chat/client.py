@@ -1,10 +1,11 @@
 """Interactive client for the chat-line server: ``tcpplay-chat HOST:PORT --nick NAME``.
 
 Also ``python -m playground chat-client HOST:PORT --nick NAME``. It connects, sends
-``/nick NAME``, prints every server line on stdout as it arrives (its own notices go to stderr,
-prefixed ``-- ``), and sends each line typed on stdin. It exits with status 0 on end of input
-(Ctrl-D: it sends ``/quit`` and waits for the server's goodbye), on Ctrl-C (the same), and when
-the server closes the connection; with status 1 when it cannot connect.
+``/nick NAME``, prints every server line on stdout as it arrives, control characters removed
+(its own notices go to stderr, prefixed ``-- ``), and sends each line typed on stdin. It exits
+with status 0 on end of input (Ctrl-D: it sends ``/quit`` and waits for the server's goodbye),
+on Ctrl-C (the same), and when the server closes the connection; with status 1 when it cannot
+connect.
 
 The protocol logic (:class:`ChatClientProtocol`, :class:`InputLines`) takes its output functions
 and clock as arguments, so it is tested with ``StringTransport``.
@@ -21,7 +22,7 @@ from twisted.python import usage
 
 from playground.common.addresses import client_string
 from playground.common.options import ArgumentParser
-from playground.examples.chat.core import NICK_RULE, valid_nick
+from playground.examples.chat.core import NICK_RULE, clean_text, valid_nick
 
 MAX_LINE = 1 << 20  # server lines longer than this are shown in pieces
 
@@ -73,7 +74,12 @@ class ChatClientProtocol(protocol.Protocol):
         self._buf += data
         lines, self._searched = _split_lines(self._buf, self._searched, self.max_line)
         for line in lines:
-            self.show(line.decode("utf-8", "replace"))
+            self._show(line)
+
+    def _show(self, line: bytes) -> None:
+        """Show a server line as text, without the control characters a terminal would obey
+        (the server removes them from chat text; another server, or a proxy, may not)."""
+        self.show(clean_text(line.decode("utf-8", "replace")))
 
     def send_line(self, text: str) -> None:
         """Send one line; line breaks inside ``text`` become spaces."""
@@ -105,7 +111,7 @@ class ChatClientProtocol(protocol.Protocol):
 
     def connectionLost(self, reason=protocol.connectionDone):
         if self._buf:
-            self.show(bytes(self._buf).decode("utf-8", "replace"))
+            self._show(bytes(self._buf))
             self._buf.clear()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()

@@ -165,11 +165,18 @@ class LineFramer:
         if self.dead:
             return events
         i, n = 0, len(data)
+        # where the next "\n" and the next IAC are (-1: none left), searched for again only
+        # once ``i`` has passed them: searching the rest of the chunk at every line and every
+        # IAC made a chunk of IAC NOPs cost its size squared
+        nl = data.find(b"\n")
+        iac = data.find(b"\xff")
         while i < n:
             state = self._state
-            if state == _DATA:
+            if nl >= 0 and nl < i:
                 nl = data.find(b"\n", i)
+            if iac >= 0 and iac < i:
                 iac = data.find(b"\xff", i)
+            if state == _DATA:
                 stop = min(p for p in (nl, iac, n) if p >= 0)
                 if stop > i and not self._append(data[i:stop], events):
                     return events
@@ -181,6 +188,12 @@ class LineFramer:
                 else:
                     self._state = _IAC
                 i = stop + 1
+                continue
+            if state == _SUB:  # skipped up to its next IAC, never buffered
+                if iac < 0:
+                    break
+                self._state = _SUB_IAC
+                i = iac + 1
                 continue
             byte = data[i]
             i += 1
@@ -205,9 +218,6 @@ class LineFramer:
             elif state == _OPTION:
                 events.append(TelnetOption(self._verb, byte))
                 self._state = _DATA
-            elif state == _SUB:
-                if byte == IAC:
-                    self._state = _SUB_IAC
             else:  # _SUB_IAC: IAC SE ends the subnegotiation, IAC IAC is data inside it
                 self._state = _DATA if byte == SE else _SUB
         return events

@@ -4,6 +4,7 @@ Nothing here touches a socket or a clock. Responses that take time (``/delay``, 
 in the description (``delay``, ``pieces`` and ``interval``) and the Twisted adapter schedules them.
 The adapter adds the framing headers (``Date``, ``Server``, ``Content-Length`` or chunked,
 ``Connection``) and drops the body of ``HEAD`` responses; every ``GET`` endpoint answers ``HEAD``.
+``CONNECT`` gets 501 wherever it points: a 2xx answer would open a tunnel (RFC 9110 9.3.6).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import base64
 import json
 import os
 import random
+import re
 import uuid
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 import attrs
 
+from playground.common.digits import digits_only
 from playground.examples.http.parser import RequestHead
 
 MiB = 1 << 20
@@ -86,6 +89,20 @@ def _not_json(obj):
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
+def _no_constant(name: str):
+    """``json.loads`` reads ``NaN``, ``Infinity`` and ``-Infinity``; JSON has none of them, and
+    echoed back they would make our answer something strict parsers refuse."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float, refusing one too large for it (``1e400``: inf, as above)."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is too large")
+    return value
+
+
 def _make_dumps():
     """``json.JSONEncoder(ensure_ascii=False).encode``, same text: with the C encoder, made once
     here rather than on every call as ``encode`` does (half the cost of a small body). No
@@ -118,14 +135,36 @@ def _title(name: str) -> str:
     return title
 
 
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
 def _number(text: str, kind=int):
+    """``text`` as a whole number (``kind=int``) or a decimal one (``float``: one point allowed)
+    written in ASCII digits and nothing else, else None. ``int()`` and ``float()`` also take a
+    sign, ``_``, spaces around, exponents, ``inf``, ``nan`` and other scripts' digits."""
+    if not (digits_only(text) if kind is int else _DECIMAL.fullmatch(text)):
+        return None
     try:
         value = kind(text)
-    except ValueError:
+    except ValueError:  # past int()'s digit limit
         return None
-    if value != value or value in (float("inf"), float("-inf")):
-        return None
-    return value
+    return None if value == float("inf") else value  # float("9" * 400)
+
+
+def _fields(query: str) -> dict:
+    """``a=1&b=2&a=3`` -> ``{"a": ["1", "3"], "b": "2"}``: a name given once maps to its value,
+    one given more often to the list of its values (as httpbin shows them). Appended in place: a
+    form repeating one name 500,000 times is read in linear time."""
+    out: dict = {}
+    for k, v in parse_qsl(query, keep_blank_values=True):
+        prev = out.get(k)
+        if prev is None:
+            out[k] = v
+        elif type(prev) is list:
+            prev.append(v)
+        else:
+            out[k] = [prev, v]
+    return out
 
 
 @attrs.define
@@ -143,16 +182,7 @@ class Request:
         return self.head.method
 
     def args(self) -> dict:
-        out: dict = {}
-        if not self.query:
-            return out
-        for k, v in parse_qsl(self.query, keep_blank_values=True):
-            if k in out:
-                prev = out[k]
-                out[k] = prev + [v] if isinstance(prev, list) else [prev, v]
-            else:
-                out[k] = v
-        return out
+        return _fields(self.query) if self.query else {}
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         for k, v in parse_qsl(self.query, keep_blank_values=True):
@@ -183,10 +213,7 @@ class Request:
         form: dict = {}
         data = ""
         if ctype == "application/x-www-form-urlencoded":
-            for k, v in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
-                form[k] = form[k] + [v] if isinstance(form.get(k), list) else (
-                    [form[k], v] if k in form else v
-                )
+            form = _fields(body.decode("utf-8", "replace"))
         else:
             try:
                 data = body.decode("utf-8")
@@ -195,8 +222,8 @@ class Request:
         decoded = None
         if body:
             try:
-                decoded = json.loads(body)
-            except ValueError:
+                decoded = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+            except (ValueError, RecursionError):  # not JSON, or nested past the stack's depth
                 decoded = None
         out = {"args": self.args(), "data": data, "files": {}, "form": form,
                "headers": self.headers(), "json": decoded}
@@ -256,13 +283,17 @@ class HttpApp:
             path, _, query = target.partition("?")
         elif target == "*":
             return "*", ""
-        else:
-            parts = urlsplit(target)
-            path, query = parts.path or "/", parts.query
+        else:  # absolute-form, its shape checked by the parser (urlsplit refuses some of it)
+            rest = target[target.index("//") + 2 :]
+            cut = min(i for i in (rest.find("/"), rest.find("?"), len(rest)) if i >= 0)
+            path, _, query = rest[cut:].partition("?")
+            path = path or "/"
         return (unquote(path) if "%" in path else path), query
 
     def wants_body(self, head: RequestHead) -> bool:
         """Whether the request would reach an endpoint (for ``Expect: 100-continue``)."""
+        if head.method == "CONNECT":
+            return False
         path, _ = self._split(head)
         found, _rest = self._route(path)
         if found is None:
@@ -271,6 +302,8 @@ class HttpApp:
         return methods is None or head.method in methods
 
     def respond(self, head: RequestHead, body: bytes, client: str) -> Response:
+        if head.method == "CONNECT":  # a 2xx would tell the client a tunnel is open
+            return _text("501 Not Implemented: CONNECT (this server is not a proxy)\n", 501)
         path, query = self._split(head)
         if path == "*":
             if head.method == "OPTIONS":
@@ -339,7 +372,7 @@ class HttpApp:
 
     def delay(self, req: Request, rest: str) -> Response:
         seconds = _number(rest, float)
-        if seconds is None or seconds < 0:
+        if seconds is None:
             return _text(f"invalid delay {rest!r}\n", 400)
         seconds = min(seconds, self.limits.max_delay)
         data = req.with_body()
@@ -347,7 +380,7 @@ class HttpApp:
 
     def bytes(self, req: Request, rest: str) -> Response:
         n = _number(rest)
-        if n is None or n < 0:
+        if n is None:
             return _text(f"invalid byte count {rest!r}\n", 400)
         n = min(n, self.limits.max_bytes)
         seed = _number(req.arg("seed") or "")
@@ -356,7 +389,7 @@ class HttpApp:
 
     def stream(self, req: Request, rest: str) -> Response:
         n = _number(rest)
-        if n is None or n < 0:
+        if n is None:
             return _text(f"invalid line count {rest!r}\n", 400)
         n = min(n, self.limits.max_stream)
         base = req.basic()
@@ -372,9 +405,9 @@ class HttpApp:
         numbytes = _number(req.arg("numbytes", "10"))
         code = _number(req.arg("code", "200"))
         delay = _number(req.arg("delay", "0"), float)
-        if duration is None or duration < 0 or delay is None or delay < 0:
+        if duration is None or delay is None:
             return _text("invalid duration or delay\n", 400)
-        if numbytes is None or numbytes <= 0:
+        if not numbytes:
             return _text("numbytes must be a positive whole number\n", 400)
         if code is None or not 200 <= code <= 599:
             return _text("code must be 200-599\n", 400)

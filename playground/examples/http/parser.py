@@ -8,9 +8,12 @@ connection alive, further bytes are ignored (RFC 9112 9.6).
 
 Strict where laxness lets one request be read two ways (request smuggling): a space before a
 header colon, obs-fold, ``Content-Length`` together with ``Transfer-Encoding``, conflicting or
-malformed lengths, bad chunk sizes and bare CRs are all errors. Every buffer is bounded: the
-request line (414), the header section and trailers (431), the body (413). A bare LF is accepted
-as a line ending, so ``printf 'GET / HTTP/1.1\\nHost: x\\n\\n' | nc`` works.
+malformed lengths, bad chunk sizes and bare CRs are all errors; so are a missing (in HTTP/1.1),
+repeated or malformed ``Host`` (RFC 9110 7.2). Every buffer is bounded: the request line (414),
+the header section and trailers (431), the body (413). A bare LF is accepted as a line ending of
+the head and trailers, so ``printf 'GET / HTTP/1.1\\nHost: x\\n\\n' | nc`` works, but not in
+chunked framing: chunk lines end in CRLF and extensions follow the grammar (RFC 9112 7.1), where
+a lenient reader is how bodies get smuggled.
 
 The response side is a handful of helpers that build framing bytes with a single join.
 """
@@ -109,6 +112,24 @@ _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_TARGET = re.compile(r"[^\x21-\x7e]")
 _VERSION = re.compile(r"HTTP/([0-9])\.([0-9])")
+# uri-host (RFC 3986 3.2.2): an IP literal in brackets, or a reg-name (unreserved, sub-delims, %XX)
+_IP_LITERAL = r"\[[0-9A-Za-z:._~!$&'()*+,;=-]+\]"
+_REG_NAME_CHAR = r"(?:[0-9A-Za-z._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})"
+# Host = uri-host [ ":" port ], the host possibly empty (RFC 9110 7.2)
+_HOST = re.compile(rf"(?:{_IP_LITERAL}|{_REG_NAME_CHAR}*)(?::[0-9]*)?")
+# absolute-form: an http(s) URI with a host, no userinfo (RFC 9110 4.2.4), no fragment
+_ABSOLUTE = re.compile(
+    rf"https?://(?:{_IP_LITERAL}|{_REG_NAME_CHAR}+)(?::[0-9]*)?(?:/[^?#]*)?(?:\?[^#]*)?", re.I
+)
+
+# chunk-ext after its first ";" (RFC 9112 7.1.1): name [= token / quoted-string], ";"-separated,
+# with optional white space around the separators
+_EXT_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_EXT_VALUE = rb'(?:' + _EXT_TOKEN + rb'|"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*")'
+_CHUNK_EXT = re.compile(
+    rb"[ \t]*" + _EXT_TOKEN + rb"(?:[ \t]*=[ \t]*" + _EXT_VALUE + rb")?"
+    rb"(?:[ \t]*;[ \t]*" + _EXT_TOKEN + rb"(?:[ \t]*=[ \t]*" + _EXT_VALUE + rb")?)*[ \t]*"
+)
 
 _HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _DONE = range(7)
 
@@ -269,13 +290,12 @@ class HttpRequestParser:
                     if end - pos > MAX_CHUNK_LINE:
                         raise _Fail(400, _BAD_CHUNK_LINE)
                     return pos
-                line = buf[pos:nl]
+                if nl == pos or buf[nl - 1] != 13:
+                    raise _Fail(400, "chunk size line not ended by CRLF")
+                size_text, semi, ext = buf[pos : nl - 1].partition(b";")
                 pos = nl + 1
-                if line.endswith(b"\r"):
-                    line = line[:-1]
-                size_text = line.split(b";", 1)[0].rstrip(b" \t")
-                size = hexadecimal(size_text, 16)
-                if size is None or b"\r" in line:
+                size = hexadecimal(size_text.rstrip(b" \t"), 16)
+                if size is None or (semi and not _CHUNK_EXT.fullmatch(ext)):
                     raise _Fail(400, "invalid chunk size line")
                 if size == 0:
                     self._state = _TRAILERS
@@ -286,9 +306,7 @@ class HttpRequestParser:
                 self._remaining = size
                 self._state = _CHUNK_DATA
             elif state == _CHUNK_CRLF:
-                if end - pos >= 1 and buf[pos] == 10:
-                    pos += 1
-                elif end - pos >= 2 and buf[pos] == 13 and buf[pos + 1] == 10:
+                if end - pos >= 2 and buf[pos] == 13 and buf[pos + 1] == 10:
                     pos += 2
                 elif end - pos == 0 or (end - pos == 1 and buf[pos] == 13):
                     return pos
@@ -340,8 +358,8 @@ class HttpRequestParser:
         line_len = nl - pos - (1 if nl > pos and buf[nl - 1] == 13 else 0)
         if line_len > self.max_request_line:
             raise _Fail(414, _TOO_LONG_LINE)
-        # the terminator is not in buf, so it starts at end - 2 or later
-        if (end - 2) - (nl + 1) > self.max_header_bytes:
+        # the terminator is not in buf, so the field lines end at end - 2 or later
+        if (end - 2) - nl > self.max_header_bytes:
             raise _Fail(431, _TOO_LARGE_HEADERS)
 
     def _parse_head(self, buf: bytes, pos: int, t: int, term: int, now: float) -> RequestHead:
@@ -354,7 +372,8 @@ class HttpRequestParser:
         if len(first) > self.max_request_line:
             raise _Fail(414, _TOO_LONG_LINE)
         nl = buf.find(b"\n", pos, t + 1)
-        if t - (nl + 1) > self.max_header_bytes or len(lines) - 1 > self.max_headers:
+        # the field lines, their endings included, are buf[nl + 1 : t + 1]
+        if t - nl > self.max_header_bytes or len(lines) - 1 > self.max_headers:
             raise _Fail(431, _TOO_LARGE_HEADERS)
         # request line
         parts = first.split(" ")
@@ -377,15 +396,15 @@ class HttpRequestParser:
                 raise _Fail(505, f"{version} is not supported")
             http11 = m.group(2) != "0"  # HTTP/1.x, x > 1: read as 1.1 (RFC 9110 2.5)
             version = "HTTP/1.1" if http11 else "HTTP/1.0"
-        if target[0] != "/":
-            low = target[:8].lower()
-            if not (
-                low.startswith("http://")
-                or low.startswith("https://")
-                or (target == "*" and method == "OPTIONS")
-                or method == "CONNECT"
-            ):
+        if target[0] == "/":
+            if "#" in target:  # a fragment is never sent (RFC 9112 3.2)
                 raise _Fail(400, "malformed request target")
+        elif not (
+            _ABSOLUTE.fullmatch(target)
+            or (target == "*" and method == "OPTIONS")
+            or method == "CONNECT"
+        ):
+            raise _Fail(400, "malformed request target")
         # header fields
         headers = []
         host = None
@@ -420,6 +439,8 @@ class HttpRequestParser:
             raise _Fail(400, "more than one Host header")
         if http11 and hosts == 0:
             raise _Fail(400, "HTTP/1.1 request without a Host header")
+        if host is not None and not _HOST.fullmatch(host):
+            raise _Fail(400, "invalid Host header")
         tokens = {c.strip() for c in connection.split(",")} if connection else ()
         if http11:
             keep_alive = "close" not in tokens

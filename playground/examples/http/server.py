@@ -161,10 +161,14 @@ class HttpProtocol(protocol.Protocol):
         if self._input_stopped:
             return  # draining after a final response, or after an error
         now = self.reactor.seconds()
-        if self._timer_kind == "body" or self._timer_kind == "keepalive":
-            self._cancel_timer()  # progress, or the end of an idle period
+        if self._timer_kind == "body":
+            self._cancel_timer()  # progress
         try:
             events = self.parser.feed(data, now, self._allowance())
+            if events and self._timer_kind == "keepalive":
+                # the end of an idle period (empty lines before a request line are skipped
+                # and end none: a client sending one now and then would never be closed)
+                self._cancel_timer()
             self._handle(events, now)
         except Exception:
             self.log.failure("http: unexpected error handling input from {peer}", peer=self.peer)
