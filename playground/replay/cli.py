@@ -5,7 +5,8 @@ Reads the capture (``capture``), picks the connections ``--select`` names, decod
 requests and recorded replies (``compare``), replays them (``run``), compares, and prints one
 line per difference, a summary table, or with ``--json`` one JSON object. Exit status: 0 when
 every reply is the same (exactly, or once ``--ignore`` drops volatile values), 1 when something
-differs or a connection could not be compared, 2 for a capture that cannot be read, a bad flag,
+differs or a connection could not be compared (a replay stopped by Ctrl-C or SIGTERM: each
+session is compared as far as it went), 2 for a capture that cannot be read, a bad flag,
 a secret the capture masks that no ``--auth``/``--header`` supplies (never printed), or a target
 that cannot be reached (one line: the target and the reason).
 """
@@ -165,6 +166,7 @@ class Item:
     error: str | None = None  # how the replay went wrong
     unreachable: str | None = None  # why the target could not be reached
     replayed: bool = False
+    interrupted: bool = False  # the replay stopped (Ctrl-C, SIGTERM) before this one ended
     seconds: float = 0.0  # from connecting to the end of the replay
 
     def count(self, verdict: str) -> int:
@@ -337,6 +339,10 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
             if e.code not in (0, None):  # a defect, not bad input: react logged nothing visible
                 print(f"{prog}: the replay stopped on an internal error", file=sys.stderr)
                 return 2
+        stopped = sum(1 for i in runnable if i.interrupted)
+        if stopped:
+            print(f"{prog}: interrupted: {stopped} of {len(runnable)} connection(s) did not "
+                  f"finish", file=sys.stderr)
         reasons = Counter(i.unreachable for i in runnable)
         if None not in reasons:  # no connection was made: nothing was compared
             print(f"{prog}: cannot connect to {target}: {reasons.most_common(1)[0][0]}",
@@ -361,6 +367,8 @@ async def _replay_all(reactor, runnable, target, speed, pipelined, timeout, conc
                       show_progress):
     sessions = [Session(i.conn.number, i.decoded.protocol, i.requests, target, speed, pipelined,
                         timeout, reactor) for i in runnable]
+    for item, session in zip(runnable, sessions, strict=True):  # kept as each one ends
+        session.done.addCallback(_record, item, rules)
     if show_progress:
         finished = [0]
 
@@ -373,14 +381,31 @@ async def _replay_all(reactor, runnable, target, speed, pipelined, timeout, conc
 
         for session in sessions:
             session.done.addCallback(tick)
-    results = await replay(sessions, [i.conn.started for i in runnable], speed, concurrency,
-                           reactor)
-    for item, result in zip(runnable, results, strict=True):
-        item.replayed = True
-        item.error = result.error
-        item.unreachable = result.unreachable
-        item.seconds = result.seconds
-        item.outcomes = C.compare(item.decoded.exchanges, result.decoded.exchanges, rules)
+    # a stop before the end (Ctrl-C, SIGTERM) ends the sessions still open or waiting: what
+    # they saw is reported, not lost with them
+    stopping = reactor.addSystemEventTrigger(
+        "before", "shutdown", lambda: [session.interrupt() for session in sessions])
+    try:
+        await replay(sessions, [i.conn.started for i in runnable], speed, concurrency, reactor)
+    finally:
+        reactor.removeSystemEventTrigger(stopping)
+
+
+def _record(result, item: Item, rules: C.Rules):
+    """A session's result on its item: replies compared with the recorded ones it asked for."""
+    item.seconds = result.seconds
+    item.unreachable = result.unreachable
+    item.interrupted = result.interrupted
+    if result.interrupted and not result.sent:
+        item.problem = "the replay was interrupted before it sent anything"
+        return result
+    item.replayed = True
+    item.error = result.error
+    recorded = item.decoded.exchanges
+    if result.interrupted:  # the requests not sent have nothing to compare
+        recorded = recorded[:result.sent]
+    item.outcomes = C.compare(recorded, result.decoded.exchanges, rules)
+    return result
 
 
 if __name__ == "__main__":

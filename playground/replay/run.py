@@ -14,7 +14,8 @@ requests or ``SLICE_BYTES`` bytes are written before the session yields to the r
 recorded offset from the first (divided by ``speed``). A target that cannot be reached (refused,
 no such host, no answer) before any session connected ends the replay at once: the sessions not
 started are not (no ten thousand refusals, nor the recorded minutes between them), and every
-result carries the reason in ``unreachable``.
+result carries the reason in ``unreachable``. ``Session.interrupt`` ends a session early (the
+replay stopping) with what it saw so far.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Replayed:
     sent: int = 0  # requests written
     seconds: float = 0.0
     unreachable: str | None = None  # why the target could not be reached (error says so too)
+    interrupted: bool = False  # the replay stopped before the session ended (Ctrl-C, SIGTERM)
 
 
 class _ReplayProtocol(protocol.Protocol):
@@ -86,6 +88,7 @@ class Session:
         self._send_call = None
         self._error: str | None = None
         self._unreachable: str | None = None
+        self._interrupted = False
         self.reached = False  # connected to the target
         self._started = 0.0
         self._closing = False
@@ -116,6 +119,21 @@ class Session:
         self._unreachable = why
         self._finish(f"not replayed: {why}")
         return self.done
+
+    def interrupt(self) -> None:
+        """End the session now, the replay stopping (Ctrl-C, SIGTERM): what it saw so far is
+        its result, ``interrupted``."""
+        if self.done.called:
+            return
+        if self._connecting is None:
+            self._started = self.reactor.seconds()  # never started: no time taken
+        self._interrupted = True
+        self._closing = True
+        self._finish(f"interrupted after {self._next} of {len(self.requests)} requests")
+        if self._proto is not None:
+            self._proto.transport.abortConnection()
+        elif self._connecting is not None:
+            self._connecting.cancel()
 
     def connected(self, proto: _ReplayProtocol) -> None:
         self.reached = True
@@ -212,7 +230,7 @@ class Session:
         now = self.reactor.seconds()
         decoded = self.live.finish(now)
         self.done.callback(Replayed(self.number, decoded, error, self._next,
-                                    now - self._started, self._unreachable))
+                                    now - self._started, self._unreachable, self._interrupted))
 
 
 def connect_reason(failure) -> str:

@@ -139,3 +139,44 @@ def test_a_target_that_refuses_is_one_line_naming_it_and_the_reason(tmp_path, as
     assert out.stdout == "" and "Traceback" not in out.stderr
     assert out.stderr.splitlines()[-1] == (
         f"tcpplay-replay: cannot connect to tcp:host=127.0.0.1:port={port}: Connection refused")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_replay_reports_what_it_replayed_and_what_it_did_not(tmp_path, sig):
+    """Ctrl-C or SIGTERM while connection 2 waits for its recorded start: connection 1's result
+    is kept, connection 2 is 'not replayed', exit status 1 (it was every connection 'same'
+    with 0 replies, '"same": true' and status 0, connection 1's comparison lost too)."""
+    server = start_redis(str(tmp_path))
+    try:
+        first, second = Conversation(), Conversation(client=("10.0.0.1", 40001))
+        frames = first.handshake() + [first.data(True, encode_command("SET", "replayed", "1")),
+                                      first.data(False, b"+OK\r\n"), first.fin(True),
+                                      first.fin(False)]
+        frames += second.handshake() + [second.data(True, encode_command("PING")),
+                                        second.data(False, b"+PONG\r\n")]
+        write_pcap(tmp_path / "two.pcap", frames)
+        # the recorded 5 ms between the connections, times 100,000: connection 2 waits 500 s
+        proc = subprocess.Popen([str(BIN / "tcpplay-replay"), str(tmp_path / "two.pcap"),
+                                 "--target", str(server.port), "--speed", "0.00001x"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=ROOT)
+        try:
+            def first_done() -> bool:  # connection 1 answered, and closed by the replay
+                info = subprocess.run([need("redis-cli"), "-p", str(server.port), "INFO"],
+                                      capture_output=True, text=True, timeout=20).stdout
+                return "db0:keys=1," in info and "connected_clients:1\n" in info
+
+            wait_until(first_done, what="connection 1 replayed")
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            stop_process(proc)
+        assert proc.returncode == 1, out + err
+        assert "Traceback" not in err
+        assert "tcpplay-replay: interrupted: 1 of 2 connection(s) did not finish" in err
+        lines = out.splitlines()
+        assert lines[0].endswith("(resp): 1 reply, 0 differ")
+        assert lines[1].endswith("(resp): not replayed: the replay was interrupted before it "
+                                 "sent anything")
+    finally:
+        stop_process(server.proc)
