@@ -27,6 +27,7 @@ from twisted.python import usage
 
 from playground.common.addresses import client_target
 from playground.common.addresstext import format_address
+from playground.common.openfiles import SPARE, raise_open_files
 from playground.common.options import ArgumentParser, byte_count, non_negative_float, positive_int
 from playground.replay import compare as C
 from playground.replay.capture import read_capture
@@ -328,6 +329,13 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
               f"({len(capture.connections)} in the capture)", file=sys.stderr)
         return 2
     runnable = [i for i in items if i.requests and not i.problem]
+    at_once = min(concurrency, len(runnable))
+    limit = raise_open_files(at_once + SPARE)
+    if limit is not None and limit < at_once + SPARE:  # else connections past it fail, EMFILE
+        print(f"{prog}: --concurrency {concurrency}: {at_once} connections at once need about "
+              f"{at_once + SPARE} open files, the limit is {limit}: lower --concurrency or "
+              f"raise the limit (ulimit -n)", file=sys.stderr)
+        return 2
     if runnable:
         if not args.json:
             print(f"replaying {len(runnable)} connection(s) of {args.capture} to {target}",

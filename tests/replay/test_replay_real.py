@@ -4,6 +4,7 @@ hand-built ones with reordered, repeated and missing segments."""
 
 from __future__ import annotations
 
+import resource
 import shutil
 import signal
 import socket
@@ -178,5 +179,43 @@ def test_an_interrupted_replay_reports_what_it_replayed_and_what_it_did_not(tmp_
         assert lines[0].endswith("(resp): 1 reply, 0 differ")
         assert lines[1].endswith("(resp): not replayed: the replay was interrupted before it "
                                  "sent anything")
+    finally:
+        stop_process(server.proc)
+
+
+def _pings(path, n: int) -> None:
+    frames = []
+    for i in range(n):
+        conv = Conversation(client=("10.0.0.1", 20000 + i))
+        frames += conv.handshake() + [conv.data(True, encode_command("PING")),
+                                      conv.data(False, b"+PONG\r\n"), conv.fin(True),
+                                      conv.fin(False)]
+    write_pcap(path, frames)
+
+
+def _limited(soft: int, hard: int):
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_concurrency_past_the_open_files_limit_is_refused_or_the_limit_raised(tmp_path):
+    """120 connections at once under a hard limit of 100 open files: one line naming
+    --concurrency and the limit, exit status 2 (the connections past the limit were reported as
+    replies that differ: 'cannot connect: Too many open files', 'recorded +PONG, now (no
+    reply)'); under a soft limit of 100 the replay raises it and all 120 are replayed."""
+    _pings(tmp_path / "many.pcap", 120)
+    server = start_redis(str(tmp_path))
+    try:
+        args = [str(BIN / "tcpplay-replay"), str(tmp_path / "many.pcap"), "--target",
+                str(server.port), "--speed", "max", "--concurrency", "120"]
+        out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                             preexec_fn=_limited(100, 100))
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert out.stdout == "" and out.stderr.splitlines()[-1] == (
+            "tcpplay-replay: --concurrency 120: 120 connections at once need about 184 open "
+            "files, the limit is 100: lower --concurrency or raise the limit (ulimit -n)")
+        out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                             preexec_fn=_limited(100, 1024))
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "120 replies compared: 120 exact" in out.stdout
     finally:
         stop_process(server.proc)
