@@ -7,7 +7,9 @@ gaps divided by ``speed`` (``None``: no waiting at all), and decodes what comes 
 (``compare.Live``), so it knows when a reply is complete. A reply that does not come within
 ``timeout`` seconds of the last request sent or reply completed (or a connection that is not up
 within it) ends the session with the connection aborted: bytes that complete no reply do not
-extend the wait, so a target streaming pushes or an endless body cannot hold the replay. Work per reactor turn is bounded: at most ``SLICE_REQUESTS``
+extend the wait, so a target streaming pushes or an endless body cannot hold the replay. A
+reply that is not the protocol (an SSH banner to an HTTP request) ends the session at once,
+the decoder's reason its error. Work per reactor turn is bounded: at most ``SLICE_REQUESTS``
 requests or ``SLICE_BYTES`` bytes are written before the session yields to the reactor.
 
 :func:`replay` runs several sessions, at most ``concurrency`` at once, each starting at its
@@ -150,6 +152,11 @@ class Session:
 
     def received(self, data: bytes) -> None:
         replies = self.live.feed(S2C, data, self.reactor.seconds())
+        if self.live.problem is not None and not self._closing:  # no reply can follow
+            self._error = self.live.problem
+            self._closing = True
+            self._proto.transport.abortConnection()
+            return
         if replies:  # bytes that complete no reply (pushes, an endless body) do not count
             self._replies += replies
             self._arm()

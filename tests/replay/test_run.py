@@ -209,3 +209,22 @@ def test_a_refusal_after_a_connection_ends_only_its_own_session():
     results = all_done.result
     assert [r.error for r in results] == [None, "cannot connect: Connection refused", None]
     assert len(clock.tcpClients) == 3
+
+
+@pytest.mark.parametrize("protocol, request_, reply, error_", [
+    ("resp", SET, b"\x00\xff garbage\r\n", "the server stream is not RESP"),
+    ("http", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+     "the server stream is not HTTP"),
+])
+def test_a_reply_that_is_not_the_protocol_ends_the_session_saying_so(protocol, request_, reply,
+                                                                     error_):
+    # it waited out the timeout and said 'no reply within 10 s', the garbage unmentioned
+    clock = MemoryReactorClock()
+    session = Session(1, protocol, [Request(request_, 100.0, True)], TARGET, speed=None,
+                      reactor=clock)
+    done = session.start()
+    proto, transport = _connect(clock)
+    proto.dataReceived(reply)
+    assert transport.disconnecting  # aborted at once
+    proto.connectionLost(None)
+    assert done.result.error.startswith(error_), done.result.error
