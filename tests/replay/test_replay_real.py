@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -219,3 +220,33 @@ def test_a_concurrency_past_the_open_files_limit_is_refused_or_the_limit_raised(
         assert "120 replies compared: 120 exact" in out.stdout
     finally:
         stop_process(server.proc)
+
+
+def test_requests_a_session_never_sent_are_not_reported_as_unanswered(tmp_path):
+    """A target that closes after the first of three requests: the first is 'now (no reply)',
+    the two never sent are not (they were, as if sent and unanswered)."""
+    conv = Conversation()
+    frames = conv.handshake()
+    for _ in range(3):
+        frames += [conv.data(True, encode_command("PING")), conv.data(False, b"+PONG\r\n")]
+    write_pcap(tmp_path / "three.pcap", frames + [conv.fin(True), conv.fin(False)])
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(30)
+
+        def close_after_a_read():
+            peer, _ = listener.accept()
+            with peer:
+                peer.recv(100)
+
+        closer = threading.Thread(target=close_after_a_read, daemon=True)
+        closer.start()
+        out = _run_replay(tmp_path / "three.pcap", listener.getsockname()[1])
+        closer.join(30)
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].endswith("(resp): 1 reply, 1 differ; the server closed the connection after "
+                             "1 of 3 requests (Connection was closed cleanly.)")
+    assert lines[1] == "  #1 PING: recorded +PONG, now (no reply)"
+    assert "#2" not in out.stdout and "#3" not in out.stdout
