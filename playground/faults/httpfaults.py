@@ -83,7 +83,7 @@ def injected_response(toxic: Toxic, request: HttpRequest) -> bytes:
         phrase = "Injected"
     lines = [f"HTTP/1.1 {status} {phrase}"]
     body = b""
-    if status >= 200 and status not in (204, 304):
+    if status not in (204, 304):  # no body for these (make_toxic allows only 200-599)
         body = f"{status} {phrase}: injected by tcpplay fault {toxic.name}\n".encode("ascii")
         lines.append("Content-Type: text/plain; charset=utf-8")
         lines.append(f"Content-Length: {len(body)}")
