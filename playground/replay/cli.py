@@ -32,7 +32,7 @@ from playground.common.options import ArgumentParser, byte_count, non_negative_f
 from playground.replay import compare as C
 from playground.replay.capture import read_capture
 from playground.replay.reassembly import C2S, CaptureError, Tracker
-from playground.replay.run import Session, replay
+from playground.replay.run import ReplyBudget, Session, replay
 
 EXAMPLES = """examples:
   tcpplay-replay session.pcap --target 6379
@@ -80,7 +80,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--max-connections", default=10_000, metavar="N",
                    help="refuse a capture with more TCP connections [default: 10000]")
     p.add_argument("--max-bytes", default=512 * 1024 * 1024, metavar="N",
-                   help="refuse a capture holding more TCP payload [default: 536870912]")
+                   help="refuse a capture holding more TCP payload, and read no more replies "
+                        "than this in all [default: 536870912]")
     return p
 
 
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
                   file=sys.stderr)
         try:
             task.react(_run, (runnable, target, speed, args.pipelined, timeout, concurrency,
-                              rules, sys.stderr.isatty() and not args.json))
+                              rules, sys.stderr.isatty() and not args.json, limits.max_bytes))
         except SystemExit as e:
             if e.code not in (0, None):  # a defect, not bad input: react logged nothing visible
                 print(f"{prog}: the replay stopped on an internal error", file=sys.stderr)
@@ -372,9 +373,10 @@ async def _run(reactor, *args):
 
 
 async def _replay_all(reactor, runnable, target, speed, pipelined, timeout, concurrency, rules,
-                      show_progress):
+                      show_progress, max_bytes):
+    budget = ReplyBudget(max_bytes)  # the replies, kept for the comparison, as the capture
     sessions = [Session(i.conn.number, i.decoded.protocol, i.requests, target, speed, pipelined,
-                        timeout, reactor) for i in runnable]
+                        timeout, reactor, budget) for i in runnable]
     for item, session in zip(runnable, sessions, strict=True):  # kept as each one ends
         session.done.addCallback(_record, item, rules)
     if show_progress:

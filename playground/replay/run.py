@@ -7,7 +7,9 @@ gaps divided by ``speed`` (``None``: no waiting at all), and decodes what comes 
 (``compare.Live``), so it knows when a reply is complete. A reply that does not come within
 ``timeout`` seconds of the last request sent or reply completed (or a connection that is not up
 within it) ends the session with the connection aborted: bytes that complete no reply do not
-extend the wait, so a target streaming pushes or an endless body cannot hold the replay. A
+extend the wait, so a target streaming pushes or an endless body cannot hold the replay. The
+replies of all sessions share a ``ReplyBudget`` (each is kept whole for the comparison): past
+it, a session ends with the connection aborted. A
 reply that is not the protocol (an SSH banner to an HTTP request) ends the session at once,
 the decoder's reason its error. Work per reactor turn is bounded: at most ``SLICE_REQUESTS``
 requests or ``SLICE_BYTES`` bytes are written before the session yields to the reactor.
@@ -51,6 +53,20 @@ class Replayed:
     interrupted: bool = False  # the replay stopped before the session ended (Ctrl-C, SIGTERM)
 
 
+@attrs.define
+class ReplyBudget:
+    """The reply bytes every session of a replay may still receive: each keeps its replies
+    whole until the comparison, so a target answering with 100 MB values would grow the replay
+    by as much (``--max-bytes``, the capture's bound, bounds them too)."""
+
+    limit: int
+    left: int = attrs.field()
+
+    @left.default
+    def _all(self) -> int:
+        return self.limit
+
+
 class _ReplayProtocol(protocol.Protocol):
     def __init__(self, session: Session):
         self.session = session
@@ -71,7 +87,7 @@ class Session:
 
     def __init__(self, number: int, protocol_name: str, requests: list, target: str,
                  speed: float | None = 1.0, pipelined: bool = False, timeout: float = 10.0,
-                 reactor=None):
+                 reactor=None, budget: ReplyBudget | None = None):
         self.number = number
         self.requests = requests
         self.target = target
@@ -79,6 +95,7 @@ class Session:
         self.pipelined = pipelined
         self.timeout = timeout
         self.reactor = default_reactor(reactor)
+        self.budget = budget
         self.live = Live(protocol_name, locate=False)
         self.done: defer.Deferred = defer.Deferred()
         self._proto: _ReplayProtocol | None = None
@@ -151,17 +168,27 @@ class Session:
         self._send()
 
     def received(self, data: bytes) -> None:
+        budget = self.budget
+        if budget is not None and not self._closing:
+            budget.left -= len(data)
+            if budget.left < 0:
+                self._stop(f"the replies passed --max-bytes ({budget.limit} bytes in all): not "
+                           f"read further")
+                return
         replies = self.live.feed(S2C, data, self.reactor.seconds())
         if self.live.problem is not None and not self._closing:  # no reply can follow
-            self._error = self.live.problem
-            self._closing = True
-            self._proto.transport.abortConnection()
+            self._stop(self.live.problem)
             return
         if replies:  # bytes that complete no reply (pushes, an endless body) do not count
             self._replies += replies
             self._arm()
         if self._replies >= self._expected and self._send_call is None:
             self._send()
+
+    def _stop(self, error: str) -> None:
+        self._error = error
+        self._closing = True
+        self._proto.transport.abortConnection()
 
     def lost(self, reason) -> None:
         self._proto = None
