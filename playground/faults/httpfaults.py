@@ -329,6 +329,14 @@ class HttpFaults(ConnectionToxics):
     def tick(self, now: float) -> list:
         return [] if self.closed else self._release(now)
 
+    def forget(self, name: str, now: float) -> list:
+        """Toxic ``name`` was removed: the responses it delays, paces or would cut go on
+        unhindered (what they hold is due now); an answer it injected stays."""
+        for slot in self._slots:
+            if slot.toxic is not None and slot.toxic.name == name and slot.action != "status":
+                slot.action = None
+        return self.tick(now)
+
     def _release(self, now: float) -> list:
         out: list = []
         pending: list[bytes] = []
