@@ -50,8 +50,7 @@ def read_capture(path: str, tracker: Tracker | None = None) -> Capture:
     except OSError as e:
         raise CaptureError(f"{path}: cannot read: {e.strerror or e}")
     with f:
-        head = f.read(4)
-        f.seek(0)
+        head = f.peek(4)[:4]  # not read: a pipe (<(zcat x.pcap.gz), /dev/stdin) cannot seek back
         if head in PCAP_MAGICS or head == PCAPNG_MAGIC:
             kind = "pcapng" if head == PCAPNG_MAGIC else "pcap"
             return read_pcap(f, path, tracker or Tracker(), kind)
@@ -69,25 +68,23 @@ class _Guarded:
     def __init__(self, f, path: str):
         self._f = f
         self.name = path
+        self._at = 0  # bytes read (a pipe has no tell)
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             raise CaptureError(f"{self.name}: a record declares a negative length")
         if n > MAX_RECORD:
-            raise CaptureError(f"{self.name}: a record at byte {self._f.tell()} declares {n} "
+            raise CaptureError(f"{self.name}: a record at byte {self._at} declares {n} "
                                f"bytes (more than {MAX_RECORD}): the file is damaged")
         data = self._f.read(n)
         if len(data) < n and (data or n not in _HEADER_READS):
-            raise CaptureError(f"{self.name}: truncated: a record at byte "
-                               f"{self._f.tell() - len(data)} needs {n} bytes, "
-                               f"the file has {len(data)} more")
+            raise CaptureError(f"{self.name}: truncated: a record at byte {self._at} needs {n} "
+                               f"bytes, the file has {len(data)} more")
+        self._at += len(data)
         return data
 
-    def seek(self, *args):
-        return self._f.seek(*args)
-
-    def tell(self):
-        return self._f.tell()
+    def tell(self) -> int:
+        return self._at
 
 
 def _raw_ip(frame: bytes):

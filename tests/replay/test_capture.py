@@ -4,6 +4,7 @@ damaged files (a clear CaptureError, never another exception)."""
 from __future__ import annotations
 
 import io
+import os
 import struct
 
 import dpkt
@@ -211,3 +212,37 @@ def test_a_pcapng_packet_of_no_interface_is_named(tmp_path):
     (tmp_path / "bad.pcapng").write_bytes(data)
     with pytest.raises(CaptureError, match="interface 3, which the file does not describe"):
         read_capture(str(tmp_path / "bad.pcapng"))
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcapng", "jsonl"])
+def test_a_capture_read_from_a_pipe(tmp_path, kind):
+    # tcpplay-replay <(zcat x.pcap.gz), /dev/stdin: the kind was told by reading 4 bytes and
+    # seeking back, a traceback (io.UnsupportedOperation) on a pipe
+    if kind == "jsonl":
+        data = (b'{"type":"open","pair":1,"ts":1.0,"client":"127.0.0.1:5","server":"127.0.0.1:6"}\n'
+                b'{"type":"redis","pair":1,"ts":1.1,"command":["PING"],"reply":{"simple":"PONG"}}'
+                b'\n')
+    else:
+        write_pcap(tmp_path / "c", _session()[0], pcapng=kind == "pcapng")
+        data = (tmp_path / "c").read_bytes()
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb") as w:  # under a pipe's 64 KiB: no reader needed yet
+            w.write(data)
+        capture = read_capture(f"/dev/fd/{read_end}")
+    finally:
+        os.close(read_end)
+    (conn,) = capture.connections
+    assert capture.kind == kind and conn.stream(C2S) in (PING + GET, PING)
+
+
+def test_a_damaged_capture_from_a_pipe_is_a_capture_error(tmp_path):
+    write_pcap(tmp_path / "c", _session()[0])
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb") as w:
+            w.write((tmp_path / "c").read_bytes()[:-5])
+        with pytest.raises(CaptureError, match="truncated: a record at byte"):
+            read_capture(f"/dev/fd/{read_end}")
+    finally:
+        os.close(read_end)
