@@ -317,6 +317,9 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
     except CaptureError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # nothing replayed yet: nothing to report
+        print(f"{prog}: interrupted while reading {args.capture}", file=sys.stderr)
+        return 130
     finally:
         gc.freeze()
         gc.enable()

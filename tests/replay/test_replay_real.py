@@ -4,6 +4,7 @@ hand-built ones with reordered, repeated and missing segments."""
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import signal
@@ -250,3 +251,22 @@ def test_requests_a_session_never_sent_are_not_reported_as_unanswered(tmp_path):
                              "1 of 3 requests (Connection was closed cleanly.)")
     assert lines[1] == "  #1 PING: recorded +PONG, now (no reply)"
     assert "#2" not in out.stdout and "#3" not in out.stdout
+
+
+def test_ctrl_c_while_the_capture_is_read_is_one_line(tmp_path):
+    """A capture that comes slowly (a FIFO its writer holds open): Ctrl-C while it is read was
+    a KeyboardInterrupt traceback; it is one line and exit status 130."""
+    fifo = tmp_path / "slow.pcap"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([str(BIN / "tcpplay-replay"), str(fifo), "--target", "6379"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        with open(fifo, "wb") as writer:  # opens once the replay opened it to read
+            writer.write(b"\xd4\xc3\xb2\xa1\x02\x00")  # half a pcap header: it waits for more
+            writer.flush()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 130, err
+    assert out == "" and err == f"tcpplay-replay: interrupted while reading {fifo}\n"
