@@ -137,6 +137,7 @@ _HEADERS_TOO_LARGE = _refusal(431, b"Request Header Fields Too Large",
 
 
 MAX_PER_TURN = 8  # pipelined requests one connection gets answered per reactor turn
+LINGER = 2.0  # seconds a refused client's further bytes are read and dropped, then a reset
 
 
 class BoundedChannel(http.HTTPChannel):
@@ -146,7 +147,13 @@ class BoundedChannel(http.HTTPChannel):
     400 on the others), and at most ``MAX_PER_TURN`` pipelined requests in a row: then the next
     is taken on a later reactor turn (Twisted answers a pipeline in one go otherwise, each
     request inside the previous one's completion: 2,000 pipelined GET /proxies of the toxiproxy
-    API kept another client's request waiting 1.9 s).
+    API kept another client's request waiting 1.9 s). A ``Content-Length`` over the request's
+    ``max_body`` is answered 413 as soon as the head is read, not once that many bytes came (a
+    client declaring 10**20 held its connection, unanswered, for as long as it sent).
+
+    A refusal is a lingering close: the answer, then a FIN, then what the client still sends
+    read and dropped for ``LINGER`` seconds (closing with its bytes unread would reset the
+    connection, and the reset can destroy the answer before the client reads it).
 
     The head is measured with Twisted's own counters (``twistedprivate.head_size``: the bytes of
     the head's lines so far, request line included; ``head_fields``: its fields so far; both
@@ -157,6 +164,7 @@ class BoundedChannel(http.HTTPChannel):
 
     _in_a_row = 0
     _lost = False
+    _linger = None
 
     def requestDone(self, request):
         self._in_a_row += 1
@@ -172,7 +180,17 @@ class BoundedChannel(http.HTTPChannel):
 
     def connectionLost(self, reason):
         self._lost = True
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
         super().connectionLost(reason)
+
+    def allHeadersReceived(self):
+        max_body = self.requests[-1].max_body
+        if self.length is not None and self.length > max_body:
+            self._refuse(_refusal(413, b"Content Too Large",
+                                  b"request body over %d bytes\n" % max_body))
+            return
+        super().allHeadersReceived()
 
     def lineReceived(self, line):
         if head_size(self) + len(line) > self.totalHeadersSize:
@@ -192,9 +210,14 @@ class BoundedChannel(http.HTTPChannel):
         self._refuse(_HEADERS_TOO_LARGE if head_size(self) else _URI_TOO_LONG)
 
     def _refuse(self, response: bytes) -> None:
-        self.lineReceived = self.dataReceived = lambda *args: None  # nothing more is read
+        # nothing more is parsed (the rest of this read included)
+        self.lineReceived = self.rawDataReceived = self.dataReceived = lambda *args: None
         self.transport.write(response)
-        self.loseConnection()
+        if hasattr(self.transport, "loseWriteConnection"):
+            self.transport.loseWriteConnection()
+            self._linger = self.callLater(LINGER, self.transport.abortConnection)
+        else:  # TLS has no half-close here
+            self.loseConnection()
 
 
 class CappedSite(server.Site):

@@ -15,8 +15,9 @@ A proxy is ``{"name", "listen", "upstream", "enabled", "toxics"}``, a toxic
 ``{"name", "type", "stream", "toxicity", "attributes"}`` (``playground.faults.model``). An error is
 ``{"error": TEXT, "status": CODE}`` with that code: 400 a bad body or field (the model's
 ``FaultError`` text, naming the field), 404 an unknown proxy, toxic or route, 405 a method the
-route does not take, 409 a name already taken, 413 a body over ``MAX_BODY`` bytes, 500 a port
-that cannot be bound. Like toxiproxy, a request whose ``User-Agent`` starts with ``Mozilla/`` is
+route does not take, 409 a name already taken, 413 a body over ``MAX_BODY`` bytes (the site's
+plain-text 413, as its 414 and 431, when its ``Content-Length`` says so), 500 a port that
+cannot be bound. Like toxiproxy, a request whose ``User-Agent`` starts with ``Mozilla/`` is
 refused (403): a web page cannot drive the API from a browser; so is, without a token, one
 whose ``Host`` does not name loopback (403): a page whose name was re-pointed at 127.0.0.1 (DNS
 rebinding) would otherwise drive it same-origin (Firefox lets a script set ``User-Agent``), e.g.

@@ -83,7 +83,7 @@ def injected_response(toxic: Toxic, request: HttpRequest) -> bytes:
         phrase = "Injected"
     lines = [f"HTTP/1.1 {status} {phrase}"]
     body = b""
-    if status >= 200 and status not in (204, 304):
+    if status not in (204, 304):  # no body for these (make_toxic allows only 200-599)
         body = f"{status} {phrase}: injected by tcpplay fault {toxic.name}\n".encode("ascii")
         lines.append("Content-Type: text/plain; charset=utf-8")
         lines.append(f"Content-Length: {len(body)}")
@@ -328,6 +328,14 @@ class HttpFaults(ConnectionToxics):
 
     def tick(self, now: float) -> list:
         return [] if self.closed else self._release(now)
+
+    def forget(self, name: str, now: float) -> list:
+        """Toxic ``name`` was removed: the responses it delays, paces or would cut go on
+        unhindered (what they hold is due now); an answer it injected stays."""
+        for slot in self._slots:
+            if slot.toxic is not None and slot.toxic.name == name and slot.action != "status":
+                slot.action = None
+        return self.tick(now)
 
     def _release(self, now: float) -> list:
         out: list = []

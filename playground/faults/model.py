@@ -211,6 +211,10 @@ def make_toxic(type: str, name: str | None = None, stream: str = DOWNSTREAM,
     if type in ACTIONS and checked["action"] not in ACTIONS[type]:
         raise FaultError(f"{type}.action: expected one of {', '.join(ACTIONS[type])}, "
                          f"got {checked['action']!r}")
+    # a final status: a 1xx is interim, the client waits on and takes the next response for
+    # this request's (every later one shifted by one)
+    if "status" in checked and not 200 <= checked["status"] <= 599:
+        raise FaultError(f"http.status: expected 200-599, got {checked['status']!r}")
     return Toxic(name=name, type=type, stream=stream, toxicity=float(toxicity), attributes=checked)
 
 
@@ -328,7 +332,7 @@ def _parse_protocol_fault(type_: str, rest: str) -> Toxic:
         attributes[slot] = value.strip()
     fields = _pairs(type_, others, attributes)
     if "status" in attributes and isinstance(attributes["status"], str):
-        attributes["status"] = _status(attributes["status"])
+        attributes["status"] = _whole(type_, "status", attributes["status"])
     if "nth" in attributes and isinstance(attributes["nth"], str):
         attributes["nth"] = _whole(type_, "nth", attributes["nth"])
     if "retry_after" in attributes and isinstance(attributes["retry_after"], str):
@@ -342,13 +346,6 @@ def _whole(type_: str, key: str, text: str) -> int:
     if number is None:
         raise FaultError(f"{type_}.{key}: expected a whole number (digits 0-9 only), "
                          f"got {text!r}")
-    return number
-
-
-def _status(text: str) -> int:
-    number = _whole("http", "status", text)
-    if not 100 <= number <= 599:
-        raise FaultError(f"http.status: expected 100-599, got {text!r}")
     return number
 
 

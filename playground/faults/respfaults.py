@@ -300,6 +300,15 @@ class RespFaults(ConnectionToxics):
     def tick(self, now: float) -> list:
         return self._release(now)
 
+    def forget(self, name: str, now: float) -> list:
+        """Toxic ``name`` was removed: the replies it delays are due now (those it drops stay
+        dropped: the client has given up on them)."""
+        for slot in self._slots:
+            if slot.affected is not None and slot.affected.name == name:
+                slot.delay = slot.until = 0.0
+                slot.affected = None
+        return self._release(now)
+
     def _release(self, now: float) -> list:
         out: list = []
         slots = self._slots

@@ -36,7 +36,8 @@ show the exchange the client had; each fault acting is one log line naming it an
 Bytes a fault injected or held back reach an observer with ``faulted`` through it (with the
 fault's name), so the exchanges they complete are marked in the sinks.
 Protocol-aware toxics added later apply to pairs started after them (a core cannot start
-mid-stream); changed or removed ones reach open pairs. A pair with a core takes no byte toxics
+mid-stream); changed or removed ones reach open pairs (a removed one lets go of what it holds:
+the core's ``forget``). A pair with a core takes no byte toxics
 (nor toxics of the other protocol).
 
 A target that leads back to the proxy's own listener (a name or a LAN address of this host that
@@ -625,6 +626,7 @@ class Pair:
         faults = self.faults
         if event == "removed":
             faults.remove(toxic.name)
+            self.fault_actions(faults.forget(toxic.name, self.reactor.seconds()))
             return
         acts = faults.update(toxic) if event == "updated" else faults.add(toxic)
         if acts:

@@ -88,7 +88,6 @@ import errno
 import fcntl
 import functools
 import os
-import resource
 import select
 import socket
 import struct
@@ -98,6 +97,8 @@ from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor, ISSLTran
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from playground.common import openfiles
 
 log = Logger()
 
@@ -111,7 +112,6 @@ COPY_READ = 64 * 1024  # what one read of a copy direction (an observed pair's) 
 EVENTS_PER_TURN = 256  # ready sockets handled per reactor turn
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 FDS_PER_PAIR = 6  # two sockets, two pipes of two ends each
-_SPARE_FDS = 64  # listeners, logs, sinks, the reactor's own
 
 _logged: set[str] = set()  # the reasons already logged (once per process)
 
@@ -206,20 +206,13 @@ def reserve_fds(max_connections: int) -> None:
     short (pairs past it forward in Python, two fds each). 0 (no limit): nothing to size."""
     if not max_connections:
         return
-    need = max_connections * FDS_PER_PAIR + _SPARE_FDS
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < need:
-        new = need if hard == resource.RLIM_INFINITY else min(need, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-            soft = new
-        except (OSError, ValueError):
-            pass
-    if soft != resource.RLIM_INFINITY and soft < need:
+    need = max_connections * FDS_PER_PAIR + openfiles.SPARE
+    soft = openfiles.raise_open_files(need)
+    if soft is not None and soft < need:
         _once("budget", "proxy: the open files limit ({limit}) covers about {pairs} zero-copy "
                         "pairs ({per} fds each) of --max-connections {max}; pairs past it forward "
                         "in Python (raise it: ulimit -n)",
-              limit=soft, pairs=max(0, (soft - _SPARE_FDS) // FDS_PER_PAIR), per=FDS_PER_PAIR,
+              limit=soft, pairs=max(0, (soft - openfiles.SPARE) // FDS_PER_PAIR), per=FDS_PER_PAIR,
               max=max_connections)
 
 

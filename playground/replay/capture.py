@@ -2,8 +2,9 @@
 tshark, dumpcap, and tcpplay's own ``--pcap`` files) through dpkt, tcpplay's JSON lines through
 ``jsonlines`` (pure: no Twisted, no clock).
 
-dpkt does the framing (the file formats and the link, IP and TCP headers); the reassembly is
-ours (``reassembly``). Link types read: Ethernet (what Linux' loopback interface gives tcpdump
+dpkt does the framing (the classic pcap format, pcapng's blocks, the link, IP and TCP headers);
+pcapng's order of blocks is walked here, so each packet is read with its own interface's link
+type and clock (a capture of several interfaces); the reassembly is ours (``reassembly``). Link types read: Ethernet (what Linux' loopback interface gives tcpdump
 and tshark, and what tcpplay writes), BSD loopback, Linux cooked (v1 and v2: ``-i any``) and raw
 IP. Frames that are not TCP over IPv4 or IPv6, and IP fragments, are skipped and counted.
 
@@ -49,8 +50,7 @@ def read_capture(path: str, tracker: Tracker | None = None) -> Capture:
     except OSError as e:
         raise CaptureError(f"{path}: cannot read: {e.strerror or e}")
     with f:
-        head = f.read(4)
-        f.seek(0)
+        head = f.peek(4)[:4]  # not read: a pipe (<(zcat x.pcap.gz), /dev/stdin) cannot seek back
         if head in PCAP_MAGICS or head == PCAPNG_MAGIC:
             kind = "pcapng" if head == PCAPNG_MAGIC else "pcap"
             return read_pcap(f, path, tracker or Tracker(), kind)
@@ -68,25 +68,23 @@ class _Guarded:
     def __init__(self, f, path: str):
         self._f = f
         self.name = path
+        self._at = 0  # bytes read (a pipe has no tell)
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             raise CaptureError(f"{self.name}: a record declares a negative length")
         if n > MAX_RECORD:
-            raise CaptureError(f"{self.name}: a record at byte {self._f.tell()} declares {n} "
+            raise CaptureError(f"{self.name}: a record at byte {self._at} declares {n} "
                                f"bytes (more than {MAX_RECORD}): the file is damaged")
         data = self._f.read(n)
         if len(data) < n and (data or n not in _HEADER_READS):
-            raise CaptureError(f"{self.name}: truncated: a record at byte "
-                               f"{self._f.tell() - len(data)} needs {n} bytes, "
-                               f"the file has {len(data)} more")
+            raise CaptureError(f"{self.name}: truncated: a record at byte {self._at} needs {n} "
+                               f"bytes, the file has {len(data)} more")
+        self._at += len(data)
         return data
 
-    def seek(self, *args):
-        return self._f.seek(*args)
-
-    def tell(self):
-        return self._f.tell()
+    def tell(self) -> int:
+        return self._at
 
 
 def _raw_ip(frame: bytes):
@@ -114,26 +112,103 @@ _FRAMING_ERRORS = (dpkt.Error, ValueError, struct.error, EOFError)
 _FRAME_ERRORS = (dpkt.Error, ValueError, struct.error, IndexError, KeyError, TypeError)
 
 
-def read_pcap(f, path: str, tracker: Tracker, kind: str = "pcap") -> Capture:
-    """A pcap or pcapng file (open, binary) read into connections."""
-    guarded = _Guarded(f, path)
+def _link(linktype: int, path: str, interface: str = ""):
+    decode = _LINKS.get(linktype)
+    if decode is None:
+        raise CaptureError(f"{path}: {interface}link type {linktype} is not supported (Ethernet, "
+                           f"loopback, Linux cooked and raw IP are)")
+    return decode
+
+
+def _pcap_records(f, path: str):
+    """``(decode, ts, frame)`` for each record of a classic pcap file."""
     try:
-        reader = dpkt.pcap.UniversalReader(guarded)
-        link = reader.datalink()
+        reader = dpkt.pcap.Reader(f)
     except CaptureError:
         raise
     except _FRAMING_ERRORS as e:
         raise CaptureError(f"{path}: not a readable pcap or pcapng file ({e})")
-    decode = _LINKS.get(link)
-    if decode is None:
-        raise CaptureError(f"{path}: link type {link} is not supported (Ethernet, loopback, "
-                           f"Linux cooked and raw IP are)")
+    decode = _link(reader.datalink(), path)
+    return ((decode, ts, frame) for ts, frame in reader)
+
+
+_BOM = {struct.pack("<I", 0x1A2B3C4D): "<", struct.pack(">I", 0x1A2B3C4D): ">"}
+_NG = dpkt.pcapng
+
+
+def _pcapng_records(f, path: str):
+    """``(decode, ts, frame)`` for each packet of a pcapng file, with its own interface's link
+    type and clock (dpkt's reader gives every packet the first interface's: the packets of a
+    ``dumpcap -i lo -i tun0`` raw IP interface were read as Ethernet and lost). Sections start
+    over (a file of files joined with ``cat``); blocks other than packets are skipped."""
+    order, interfaces, ts = "<", [], 0.0
+    while head := f.read(8):
+        at = f.tell() - 8
+        kind = struct.unpack(order + "I", head[:4])[0]
+        if kind == _NG.PCAPNG_BT_SHB:
+            bom = f.read(4)
+            if bom not in _BOM:
+                raise CaptureError(f"{path}: the section at byte {at} has no byte-order mark")
+            order, interfaces = _BOM[bom], []
+            length = struct.unpack(order + "I", head[4:])[0]
+            if length < 28 or length % 4:
+                raise CaptureError(f"{path}: a block at byte {at} declares {length} bytes: "
+                                   f"the file is damaged")
+            f.read(length - 12)
+            continue
+        length = struct.unpack(order + "I", head[4:])[0]
+        if length < 12 or length % 4:
+            raise CaptureError(f"{path}: a block at byte {at} declares {length} bytes: the file "
+                               f"is damaged")
+        block = head + f.read(length - 8)
+        le = order == "<"
+        if kind == _NG.PCAPNG_BT_IDB:
+            idb = (_NG.InterfaceDescriptionBlockLE if le else _NG.InterfaceDescriptionBlock)(block)
+            interfaces.append(_interface(idb, order, path, len(interfaces)))
+        elif kind in (_NG.PCAPNG_BT_EPB, _NG.PCAPNG_BT_PB):
+            if kind == _NG.PCAPNG_BT_EPB:
+                pkt = (_NG.EnhancedPacketBlockLE if le else _NG.EnhancedPacketBlock)(block)
+            else:
+                pkt = (_NG.PacketBlockLE if le else _NG.PacketBlock)(block)
+            if pkt.iface_id >= len(interfaces):
+                raise CaptureError(f"{path}: the packet at byte {at} names interface "
+                                   f"{pkt.iface_id}, which the file does not describe")
+            decode, divisor, offset = interfaces[pkt.iface_id]
+            ts = offset + ((pkt.ts_high << 32) | pkt.ts_low) / divisor
+            yield decode, ts, pkt.pkt_data
+        elif kind == _NG.PCAPNG_BT_SPB:  # interface 0, no timestamp of its own
+            if not interfaces:
+                raise CaptureError(f"{path}: the packet at byte {at} names interface 0, which "
+                                   f"the file does not describe")
+            size = struct.unpack(order + "I", block[8:12])[0]
+            yield interfaces[0][0], ts, block[12:12 + min(size, length - 16)]
+
+
+def _interface(idb, order: str, path: str, number: int) -> tuple:
+    """``(decode, divisor, offset)``: the interface's link type and clock (if_tsresol: a power
+    of ten, or of two with the high bit; if_tsoffset: seconds added)."""
+    divisor, offset = 1e6, 0
+    for opt in idb.opts:
+        if opt.code == _NG.PCAPNG_OPT_IF_TSRESOL and opt.data:
+            value = opt.data[0]
+            divisor = float((2 if value & 0x80 else 10) ** (value & 0x7F))
+        elif opt.code == _NG.PCAPNG_OPT_IF_TSOFFSET and len(opt.data) == 8:
+            offset = struct.unpack(order + "q", opt.data)[0]
+    return _link(idb.linktype, path, f"interface {number}: "), divisor, offset
+
+
+def read_pcap(f, path: str, tracker: Tracker, kind: str = "pcap") -> Capture:
+    """A pcap or pcapng file (open, binary) read into connections."""
+    guarded = _Guarded(f, path)
+    if kind == "pcapng":
+        records = _pcapng_records(guarded, path)
+    else:
+        records = _pcap_records(guarded, path)
     frames = skipped = 0
     packet = tracker.packet
-    records = iter(reader)
     while True:
         try:
-            ts, frame = next(records)
+            decode, ts, frame = next(records)
         except StopIteration:
             break
         except CaptureError:

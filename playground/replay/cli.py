@@ -5,7 +5,8 @@ Reads the capture (``capture``), picks the connections ``--select`` names, decod
 requests and recorded replies (``compare``), replays them (``run``), compares, and prints one
 line per difference, a summary table, or with ``--json`` one JSON object. Exit status: 0 when
 every reply is the same (exactly, or once ``--ignore`` drops volatile values), 1 when something
-differs or a connection could not be compared, 2 for a capture that cannot be read, a bad flag,
+differs or a connection could not be compared (a replay stopped by Ctrl-C or SIGTERM: each
+session is compared as far as it went), 2 for a capture that cannot be read, a bad flag,
 a secret the capture masks that no ``--auth``/``--header`` supplies (never printed), or a target
 that cannot be reached (one line: the target and the reason).
 """
@@ -26,11 +27,12 @@ from twisted.python import usage
 
 from playground.common.addresses import client_target
 from playground.common.addresstext import format_address
+from playground.common.openfiles import SPARE, raise_open_files
 from playground.common.options import ArgumentParser, byte_count, non_negative_float, positive_int
 from playground.replay import compare as C
 from playground.replay.capture import read_capture
 from playground.replay.reassembly import C2S, CaptureError, Tracker
-from playground.replay.run import Session, replay
+from playground.replay.run import ReplyBudget, Session, replay
 
 EXAMPLES = """examples:
   tcpplay-replay session.pcap --target 6379
@@ -78,7 +80,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--max-connections", default=10_000, metavar="N",
                    help="refuse a capture with more TCP connections [default: 10000]")
     p.add_argument("--max-bytes", default=512 * 1024 * 1024, metavar="N",
-                   help="refuse a capture holding more TCP payload [default: 536870912]")
+                   help="refuse a capture holding more TCP payload, and read no more replies "
+                        "than this in all [default: 536870912]")
     return p
 
 
@@ -165,6 +168,7 @@ class Item:
     error: str | None = None  # how the replay went wrong
     unreachable: str | None = None  # why the target could not be reached
     replayed: bool = False
+    interrupted: bool = False  # the replay stopped (Ctrl-C, SIGTERM) before this one ended
     seconds: float = 0.0  # from connecting to the end of the replay
 
     def count(self, verdict: str) -> int:
@@ -313,6 +317,9 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
     except CaptureError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # nothing replayed yet: nothing to report
+        print(f"{prog}: interrupted while reading {args.capture}", file=sys.stderr)
+        return 130
     finally:
         gc.freeze()
         gc.enable()
@@ -326,17 +333,28 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-replay") -> int:
               f"({len(capture.connections)} in the capture)", file=sys.stderr)
         return 2
     runnable = [i for i in items if i.requests and not i.problem]
+    at_once = min(concurrency, len(runnable))
+    limit = raise_open_files(at_once + SPARE)
+    if limit is not None and limit < at_once + SPARE:  # else connections past it fail, EMFILE
+        print(f"{prog}: --concurrency {concurrency}: {at_once} connections at once need about "
+              f"{at_once + SPARE} open files, the limit is {limit}: lower --concurrency or "
+              f"raise the limit (ulimit -n)", file=sys.stderr)
+        return 2
     if runnable:
         if not args.json:
             print(f"replaying {len(runnable)} connection(s) of {args.capture} to {target}",
                   file=sys.stderr)
         try:
             task.react(_run, (runnable, target, speed, args.pipelined, timeout, concurrency,
-                              rules, sys.stderr.isatty() and not args.json))
+                              rules, sys.stderr.isatty() and not args.json, limits.max_bytes))
         except SystemExit as e:
             if e.code not in (0, None):  # a defect, not bad input: react logged nothing visible
                 print(f"{prog}: the replay stopped on an internal error", file=sys.stderr)
                 return 2
+        stopped = sum(1 for i in runnable if i.interrupted)
+        if stopped:
+            print(f"{prog}: interrupted: {stopped} of {len(runnable)} connection(s) did not "
+                  f"finish", file=sys.stderr)
         reasons = Counter(i.unreachable for i in runnable)
         if None not in reasons:  # no connection was made: nothing was compared
             print(f"{prog}: cannot connect to {target}: {reasons.most_common(1)[0][0]}",
@@ -358,9 +376,12 @@ async def _run(reactor, *args):
 
 
 async def _replay_all(reactor, runnable, target, speed, pipelined, timeout, concurrency, rules,
-                      show_progress):
+                      show_progress, max_bytes):
+    budget = ReplyBudget(max_bytes)  # the replies, kept for the comparison, as the capture
     sessions = [Session(i.conn.number, i.decoded.protocol, i.requests, target, speed, pipelined,
-                        timeout, reactor) for i in runnable]
+                        timeout, reactor, budget) for i in runnable]
+    for item, session in zip(runnable, sessions, strict=True):  # kept as each one ends
+        session.done.addCallback(_record, item, rules)
     if show_progress:
         finished = [0]
 
@@ -373,14 +394,31 @@ async def _replay_all(reactor, runnable, target, speed, pipelined, timeout, conc
 
         for session in sessions:
             session.done.addCallback(tick)
-    results = await replay(sessions, [i.conn.started for i in runnable], speed, concurrency,
-                           reactor)
-    for item, result in zip(runnable, results, strict=True):
-        item.replayed = True
-        item.error = result.error
-        item.unreachable = result.unreachable
-        item.seconds = result.seconds
-        item.outcomes = C.compare(item.decoded.exchanges, result.decoded.exchanges, rules)
+    # a stop before the end (Ctrl-C, SIGTERM) ends the sessions still open or waiting: what
+    # they saw is reported, not lost with them
+    stopping = reactor.addSystemEventTrigger(
+        "before", "shutdown", lambda: [session.interrupt() for session in sessions])
+    try:
+        await replay(sessions, [i.conn.started for i in runnable], speed, concurrency, reactor)
+    finally:
+        reactor.removeSystemEventTrigger(stopping)
+
+
+def _record(result, item: Item, rules: C.Rules):
+    """A session's result on its item: replies compared with the recorded ones it asked for."""
+    item.seconds = result.seconds
+    item.unreachable = result.unreachable
+    item.interrupted = result.interrupted
+    if result.interrupted and not result.sent:
+        item.problem = "the replay was interrupted before it sent anything"
+        return result
+    item.replayed = True
+    item.error = result.error
+    # a session that ended early (its error says after how many) has nothing to compare for the
+    # requests it never sent: they were not left unanswered
+    item.outcomes = C.compare(item.decoded.exchanges[:result.sent], result.decoded.exchanges,
+                              rules)
+    return result
 
 
 if __name__ == "__main__":

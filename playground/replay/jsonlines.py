@@ -7,8 +7,9 @@ can be rebuilt: each command encoded as a RESP array, each reply encoded from it
 ``--max-value`` (an object with ``length``) or an aggregate cut at 1000 elements (``{"more":
 N}``) makes its connection not replayable, and says so. HTTP records keep only a preview of
 each body, so HTTP connections are not rebuilt from JSON lines: record with ``--pcap`` for them.
-Connections keep the proxy's pair ids as their numbers. Lines that are not JSON objects are a
-:class:`CaptureError` naming the line.
+Connections keep the proxy's pair ids as their numbers; a pair id opened again (``--json``
+appends: a file kept across runs of the proxy) is another connection, numbered after the
+highest so far. Lines that are not JSON objects are a :class:`CaptureError` naming the line.
 """
 
 from __future__ import annotations
@@ -85,7 +86,10 @@ def read_jsonlines(f, path: str, tracker: Tracker):
     """The connections of a tcpplay JSON lines file (open, binary)."""
     from playground.replay.capture import Capture, CaptureError
 
-    by_pair: dict[int, Connection] = {}
+    by_pair: dict[int, Connection] = {}  # the connection a pair id names now
+    opened: set[int] = set()  # pair ids whose open record was read
+    numbers: set[int] = set()  # the connection numbers given
+    highest = 0
     records = 0
     for number, line in enumerate(iter(lambda: f.readline(MAX_LINE + 1), b""), 1):
         if len(line) > MAX_LINE:
@@ -99,10 +103,17 @@ def read_jsonlines(f, path: str, tracker: Tracker):
             raise CaptureError(f"{path}: line {number} is not a tcpplay JSON record ({e})")
         records += 1
         conn = by_pair.get(pair)
-        if conn is None:
+        if conn is None or kind == "open" and pair in opened:
+            # a pair id opened again: a later run of the proxy, appended to the same file (its
+            # connections numbered after every number so far where their ids are taken)
+            numbered = pair if conn is None and pair not in numbers else highest + 1
             client = _address(r.get("client"))
-            conn = tracker.new_connection(ts, client, _address(r.get("server")), pair)
+            conn = tracker.new_connection(ts, client, _address(r.get("server")), numbered)
             by_pair[pair] = conn
+            numbers.add(numbered)
+            highest = max(highest, numbered)
+        if kind == "open":
+            opened.add(pair)
         if kind == "open":
             conn.client, conn.server = _address(r.get("client")), _address(r.get("server"))
         elif kind in ("redis", "redis_unanswered") and conn.problem is None:

@@ -6,7 +6,10 @@ bytes that became contiguous; retransmitted bytes (any segment or part of one al
 are dropped, out-of-order segments wait until the bytes before them arrive. ``finish()`` says
 what is missing at the end: a :class:`Gap` where bytes never arrived (segments waiting behind a
 hole, a FIN or the peer's acknowledgements beyond the bytes seen). A gap is reported, never
-papered over: nothing after it is delivered.
+papered over: nothing after it is delivered. ``Tracker`` keeps both directions of a connection
+in one order, the capture's, but holds a chunk back behind the peer's bytes its segment
+acknowledges: a capture can write a reply before its request (``-i any`` across CPUs, two
+interfaces merged, a late retransmission), and a reply decoded first pairs with nothing.
 
 Sequence numbers are 32-bit and wrap; offsets here are 64-bit stream offsets (0 = the first
 byte after the SYN, or the first segment seen when the capture has no SYN). Bounded: at most
@@ -16,6 +19,7 @@ byte after the SYN, or the first segment seen when the capture has no SYN). Boun
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from typing import NamedTuple
 
 import attrs
@@ -159,7 +163,9 @@ class Chunk(NamedTuple):
 class Connection:
     """One TCP connection of a capture: numbered from 1 in the order they started (first SYN,
     or first segment when the capture missed the SYN); ``chunks`` hold both directions in the
-    order they were captured; ``gaps`` what never arrived."""
+    order they were captured, except that a chunk whose segment acknowledges peer bytes the
+    capture wrote later follows them (a reply written before its request); ``gaps`` what never
+    arrived."""
 
     number: int
     client: tuple  # (host, port)
@@ -172,6 +178,9 @@ class Connection:
     syn: bool = False
     reset: bool = False
     problem: str | None = None  # why it cannot be replayed, found while reading the file
+    # per direction, chunks captured before the peer's bytes they acknowledge: (the peer's
+    # stream offset they wait for, the chunk)
+    waiting: dict = attrs.field(factory=lambda: {C2S: deque(), S2C: deque()}, repr=False)
 
     @property
     def done(self) -> bool:
@@ -180,6 +189,30 @@ class Connection:
 
     def stream(self, direction: str) -> bytes:
         return b"".join(c.data for c in self.chunks if c.direction == direction)
+
+    def add(self, chunk: Chunk, after: int) -> None:
+        """``chunk`` in its place: behind the peer's bytes up to stream offset ``after`` (what
+        its segment acknowledged), which a capture can write later than the chunk."""
+        waiting = self.waiting[chunk.direction]
+        peer = self.s2c if chunk.direction == C2S else self.c2s
+        if waiting or after > peer.next:
+            waiting.append((after, chunk))
+        else:
+            self.chunks.append(chunk)
+
+    def release(self, direction: str) -> None:
+        """The chunks of ``direction``'s peer that ``direction``'s bytes so far let through."""
+        delivered = (self.c2s if direction == C2S else self.s2c).next
+        waiting = self.waiting[S2C if direction == C2S else C2S]
+        while waiting and waiting[0][0] <= delivered:
+            self.chunks.append(waiting.popleft()[1])
+
+    def flush(self) -> None:
+        """Chunks still waiting (on bytes the capture never held: a gap) in capture order."""
+        rest = sorted((*self.waiting[C2S], *self.waiting[S2C]), key=lambda w: w[1].ts)
+        self.chunks.extend(chunk for _, chunk in rest)
+        self.waiting[C2S].clear()
+        self.waiting[S2C].clear()
 
 
 class Tracker:
@@ -215,6 +248,7 @@ class Tracker:
             conn = self.new_connection(ts, client, server)
             self._by_key[key] = conn
         if (payload and not conn.syn and conn.client != src and not conn.chunks
+                and not conn.waiting[C2S] and not conn.waiting[S2C]
                 and not conn.c2s.out_of_order and not conn.s2c.out_of_order):
             self._turn(conn)  # no handshake seen: the first to send bytes is the client
         c2s = conn.client == src
@@ -232,10 +266,16 @@ class Tracker:
         self.held += stream._pending_bytes - before
         if data:
             direction = C2S if c2s else S2C
-            append = conn.chunks.append
+            # the peer's bytes this segment acknowledges (its FIN's place counts as none)
+            after = 0
+            if flags & ACK and other.isn is not None:
+                after = other.offset(ack)
+                if other.fin_offset is not None:
+                    after = min(after, other.fin_offset)
             for d in data:
-                append(Chunk(direction, ts, d))
+                conn.add(Chunk(direction, ts, d), after)
                 self.held += len(d)
+            conn.release(direction)
         if self.held > self.max_bytes:
             raise CaptureError(f"the capture holds more than {self.max_bytes} bytes of TCP "
                                f"payload (--max-bytes)")
@@ -260,6 +300,7 @@ class Tracker:
     def finish(self) -> list[Connection]:
         """Every connection, numbered, with what never arrived in its ``gaps``."""
         for conn in self.connections:
+            conn.flush()
             conn.gaps = [g for g in (conn.c2s.finish(), conn.s2c.finish()) if g is not None]
         self._by_key.clear()
         return self.connections

@@ -7,14 +7,19 @@ gaps divided by ``speed`` (``None``: no waiting at all), and decodes what comes 
 (``compare.Live``), so it knows when a reply is complete. A reply that does not come within
 ``timeout`` seconds of the last request sent or reply completed (or a connection that is not up
 within it) ends the session with the connection aborted: bytes that complete no reply do not
-extend the wait, so a target streaming pushes or an endless body cannot hold the replay. Work per reactor turn is bounded: at most ``SLICE_REQUESTS``
+extend the wait, so a target streaming pushes or an endless body cannot hold the replay. The
+replies of all sessions share a ``ReplyBudget`` (each is kept whole for the comparison): past
+it, a session ends with the connection aborted. A
+reply that is not the protocol (an SSH banner to an HTTP request) ends the session at once,
+the decoder's reason its error. Work per reactor turn is bounded: at most ``SLICE_REQUESTS``
 requests or ``SLICE_BYTES`` bytes are written before the session yields to the reactor.
 
 :func:`replay` runs several sessions, at most ``concurrency`` at once, each starting at its
 recorded offset from the first (divided by ``speed``). A target that cannot be reached (refused,
 no such host, no answer) before any session connected ends the replay at once: the sessions not
 started are not (no ten thousand refusals, nor the recorded minutes between them), and every
-result carries the reason in ``unreachable``.
+result carries the reason in ``unreachable``. ``Session.interrupt`` ends a session early (the
+replay stopping) with what it saw so far.
 """
 
 from __future__ import annotations
@@ -45,6 +50,21 @@ class Replayed:
     sent: int = 0  # requests written
     seconds: float = 0.0
     unreachable: str | None = None  # why the target could not be reached (error says so too)
+    interrupted: bool = False  # the replay stopped before the session ended (Ctrl-C, SIGTERM)
+
+
+@attrs.define
+class ReplyBudget:
+    """The reply bytes every session of a replay may still receive: each keeps its replies
+    whole until the comparison, so a target answering with 100 MB values would grow the replay
+    by as much (``--max-bytes``, the capture's bound, bounds them too)."""
+
+    limit: int
+    left: int = attrs.field()
+
+    @left.default
+    def _all(self) -> int:
+        return self.limit
 
 
 class _ReplayProtocol(protocol.Protocol):
@@ -67,7 +87,7 @@ class Session:
 
     def __init__(self, number: int, protocol_name: str, requests: list, target: str,
                  speed: float | None = 1.0, pipelined: bool = False, timeout: float = 10.0,
-                 reactor=None):
+                 reactor=None, budget: ReplyBudget | None = None):
         self.number = number
         self.requests = requests
         self.target = target
@@ -75,6 +95,7 @@ class Session:
         self.pipelined = pipelined
         self.timeout = timeout
         self.reactor = default_reactor(reactor)
+        self.budget = budget
         self.live = Live(protocol_name, locate=False)
         self.done: defer.Deferred = defer.Deferred()
         self._proto: _ReplayProtocol | None = None
@@ -86,6 +107,7 @@ class Session:
         self._send_call = None
         self._error: str | None = None
         self._unreachable: str | None = None
+        self._interrupted = False
         self.reached = False  # connected to the target
         self._started = 0.0
         self._closing = False
@@ -117,6 +139,21 @@ class Session:
         self._finish(f"not replayed: {why}")
         return self.done
 
+    def interrupt(self) -> None:
+        """End the session now, the replay stopping (Ctrl-C, SIGTERM): what it saw so far is
+        its result, ``interrupted``."""
+        if self.done.called:
+            return
+        if self._connecting is None:
+            self._started = self.reactor.seconds()  # never started: no time taken
+        self._interrupted = True
+        self._closing = True
+        self._finish(f"interrupted after {self._next} of {len(self.requests)} requests")
+        if self._proto is not None:
+            self._proto.transport.abortConnection()
+        elif self._connecting is not None:
+            self._connecting.cancel()
+
     def connected(self, proto: _ReplayProtocol) -> None:
         self.reached = True
         self._proto = proto
@@ -131,12 +168,27 @@ class Session:
         self._send()
 
     def received(self, data: bytes) -> None:
+        budget = self.budget
+        if budget is not None and not self._closing:
+            budget.left -= len(data)
+            if budget.left < 0:
+                self._stop(f"the replies passed --max-bytes ({budget.limit} bytes in all): not "
+                           f"read further")
+                return
         replies = self.live.feed(S2C, data, self.reactor.seconds())
+        if self.live.problem is not None and not self._closing:  # no reply can follow
+            self._stop(self.live.problem)
+            return
         if replies:  # bytes that complete no reply (pushes, an endless body) do not count
             self._replies += replies
             self._arm()
         if self._replies >= self._expected and self._send_call is None:
             self._send()
+
+    def _stop(self, error: str) -> None:
+        self._error = error
+        self._closing = True
+        self._proto.transport.abortConnection()
 
     def lost(self, reason) -> None:
         self._proto = None
@@ -212,7 +264,7 @@ class Session:
         now = self.reactor.seconds()
         decoded = self.live.finish(now)
         self.done.callback(Replayed(self.number, decoded, error, self._next,
-                                    now - self._started, self._unreachable))
+                                    now - self._started, self._unreachable, self._interrupted))
 
 
 def connect_reason(failure) -> str:

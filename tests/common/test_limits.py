@@ -325,7 +325,8 @@ def test_a_site_holds_at_most_max_open_connections():
 @pytest_twisted.inlineCallbacks
 def test_a_site_keeps_a_bounded_request_body():
     # a POST of 100 MiB to the web view's /close went whole to a temporary file in /tmp
-    # (twisted.web keeps a body before any resource sees it), token or not
+    # (twisted.web keeps a body before any resource sees it), token or not; one declaring more
+    # than the bound is now refused (413) before any of it is kept
     from twisted.internet import endpoints, reactor, threads
 
     from playground.web.capture import Capture
@@ -357,8 +358,8 @@ def test_a_site_keeps_a_bounded_request_body():
 
     try:
         answer = yield threads.deferToThread(post)
-        assert answer.startswith(b"HTTP/1.1 400"), answer
-        assert kept and kept[0] <= 64 * 1024
+        assert answer.startswith(b"HTTP/1.1 413"), answer
+        assert kept == []
     finally:
         site.feed.stop()
         yield port.stopListening()
@@ -462,4 +463,54 @@ def test_every_site_answers_too_many_small_headers_with_431(name):
     finally:
         if stop is not None:
             stop()
+        yield port.stopListening()
+
+
+def _send_and_read(port: int, head: bytes, body: bytes = b"") -> bytes:
+    """``head``, then ``body``, and what comes back until the server's FIN (at most 5 s)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(head)
+        if body:
+            s.sendall(body)
+        got = b""
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+        except TimeoutError:
+            pass
+        return got
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_declared_body_over_the_bound_is_refused_with_413_at_once():
+    # the site read (and dropped) the declared bytes before anything answered: a client that
+    # declared 10**20 got no answer and kept its connection for as long as it sent
+    from twisted.internet import endpoints, reactor, threads
+    from twisted.web import resource
+
+    from playground.common.limits import CappedSite
+
+    class Echo(resource.Resource):
+        isLeaf = True
+
+        def render_POST(self, request):
+            return b"read %d" % len(request.content.read())
+
+    site = CappedSite(Echo())
+    site.log = lambda request: None
+    port = yield endpoints.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
+    try:
+        n = port.getHost().port
+        bound = site.requestFactory.max_body
+        post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+        for length, body in ((10**20, b""), (bound + 1, b"x" * (bound + 1))):
+            got = yield threads.deferToThread(_send_and_read, n, post % length, body)
+            assert got.startswith(b"HTTP/1.1 413 Content Too Large"), (length, got[:200])
+            assert b"Connection: close" in got and got.endswith(b"request body over %d bytes\n"
+                                                               % bound)
+        got = yield threads.deferToThread(_send_and_read, n, post % bound
+                                          + b"x" * bound)
+        assert b"read %d" % bound in got  # at the bound it is a request
+    finally:
         yield port.stopListening()

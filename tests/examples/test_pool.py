@@ -6,11 +6,13 @@ closed by the server's timeout, requests timed out on a server that never answer
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
 import pytest
 import pytest_twisted
+import redis
 from twisted.internet import defer, error, protocol
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -884,3 +886,24 @@ def test_the_command_line_counts_timed_out_requests(tmp_path):
         stop_process(server.proc)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "RequestTimeout" in out.stdout and "within 0.5s" in out.stdout
+
+
+@pytest.mark.real
+@pytest.mark.timeout(60)
+def test_the_command_line_interrupted_says_so(redis_server):
+    # Ctrl-C mid-run printed nothing and exited 0, as a run with nothing to report
+    before = redis.Redis(port=redis_server.port).info("stats")["total_commands_processed"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "playground", "pool", "--target", str(redis_server.port),
+         "--requests", "100000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT)
+    try:
+        wait_until(lambda: redis.Redis(port=redis_server.port).info("stats")[
+            "total_commands_processed"] > before + 100, what="requests under way")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 1, err
+    assert out == "" and err.endswith("pool: interrupted: round 1 of 1 did not finish (no "
+                                      "figures for it)\n") and err.count("\n") == 1

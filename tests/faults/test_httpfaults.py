@@ -357,3 +357,17 @@ def test_random_bytes_never_raise(reqs, client_noise, server_noise, specs):
     c.server_eof(1.0)
     c.client_eof(1.0)
     c.tick(2.0)
+
+
+@pytest.mark.parametrize("spec", ["http:GET /f:slow_body=1", "http:GET /f:delay=1000000s"])
+def test_a_removed_toxic_lets_go_of_the_response_it_holds(spec):
+    # removing it through the API left the response in progress paced at 1 B/s (or delayed) to
+    # its end: 'removed ones reach open pairs' held only for later requests
+    c = core(spec)
+    run = Run().take(c.client_data(get("/f") + get("/g"), 0.0))
+    response = ok(b"b" * 50)
+    run.take(c.server_data(response + ok(b"g"), 1.0), 1.0)
+    assert not run.client.endswith(ok(b"g"))
+    c.remove("http_downstream")
+    run.take(c.forget("http_downstream", 2.0), 2.0)
+    assert run.client == response + ok(b"g")

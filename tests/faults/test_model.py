@@ -126,7 +126,7 @@ def toxics(draw):
         if key == "action":
             continue
         if key == "status":
-            attributes[key] = draw(st.integers(100, 599))
+            attributes[key] = draw(st.integers(200, 599))
         elif draw(st.booleans()):
             attributes[key] = draw(_ATTRIBUTE_VALUES[type(default)])
     name = draw(st.none() | st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True))
@@ -228,3 +228,16 @@ def test_a_toxic_a_proxy_and_the_name_flag_take_the_same_names(name):
             with pytest.raises(error) as e:
                 check()
             assert NAME_RULE in str(e.value) or (error is ApiError and name == "")  # "missing"
+
+
+@pytest.mark.parametrize("status", [0, 99, 100, 101, 199, 600, 1000])
+def test_an_http_status_fault_answers_with_a_final_status(status):
+    # the API took 1000 (curl: 'Unsupported response code') and --fault took 100-199: an
+    # interim response the client answers by waiting on, so the next pipelined response became
+    # this request's and every later one shifted by one
+    with pytest.raises(FaultError, match=f"http.status: expected 200-599, got {status}"):
+        toxic_from_json({"type": "http", "attributes": {"action": "status", "status": status}})
+    with pytest.raises(FaultError, match="http.status: expected 200-599"):
+        parse_fault(f"http:* /x:status={status}")
+    for fine in (200, 418, 599):
+        assert make_toxic("http", attributes={"status": fine}).attributes["status"] == fine

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from playground.codec.encoder import encode_command
 from playground.faults.model import make_toxic, parse_fault
 from playground.faults.respfaults import (
     FinToClient,
@@ -377,3 +378,16 @@ def test_a_toxics_globs_are_compiled_from_its_attributes_and_not_compared():
     assert changed.globs["key"]("k1") and not changed.globs["key"]("user:1")
     assert t == parse_fault("resp:get user:*:error=-LOADING") and "globs" not in repr(t)
     assert make_toxic("latency").globs == {}
+
+
+def test_a_removed_delay_lets_go_of_the_replies_it_holds():
+    # removing it through the API left a reply held for its whole delay (up to 2**53 ms)
+    faults = RespFaults(random.Random(1))
+    assert faults.add(parse_fault("resp:GET:delay=1000000s"))
+    sent = faults.client_data(encode_command("GET", "k") + encode_command("PING"), 0.0)
+    assert [type(a) for a in sent if type(a) is ToServer]
+    out = faults.server_data(b"$1\r\nv\r\n+PONG\r\n", 1.0)
+    assert not [a for a in out if type(a) is ToClient]
+    faults.remove("resp_downstream")
+    out = faults.forget("resp_downstream", 2.0)
+    assert b"".join(a.data for a in out if type(a) is ToClient) == b"$1\r\nv\r\n+PONG\r\n"

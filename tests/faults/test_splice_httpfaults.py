@@ -127,3 +127,15 @@ def test_the_observer_is_told_which_bytes_a_fault_injected_or_held():
         ("faulted", ("http_downstream", True)), ("faulted", ("slow", False)), ("data", None)]
     assert told[1][2] == ok(b"S") and told[2][2] == ok(b"B")
     assert ct.value().endswith(ok(b"S") + ok(b"B"))
+
+
+def test_removing_the_toxic_lets_go_of_the_response_it_paces():
+    # the toxiproxy API's DELETE left the response at 1 B/s to its end
+    toxics = ToxicSet([parse_fault("http:GET /f:slow_body=1")])
+    clock, factory, client, ct, server, st = connected(toxics=toxics)
+    client.dataReceived(get(b"/f"))
+    response = ok(b"b" * 50)
+    server.dataReceived(response)
+    assert ct.value() != response
+    toxics.remove("http_downstream")
+    assert ct.value() == response  # at once, not on the next tick

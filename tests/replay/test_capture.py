@@ -4,6 +4,7 @@ damaged files (a clear CaptureError, never another exception)."""
 from __future__ import annotations
 
 import io
+import os
 import struct
 
 import dpkt
@@ -168,3 +169,80 @@ def test_an_unknown_link_type_is_named(tmp_path):
         dpkt.pcap.Writer(f, linktype=251).writepkt(b"\x00" * 10, ts=1.0)
     with pytest.raises(CaptureError, match="link type 251 is not supported"):
         read_capture(str(tmp_path / "ble.pcap"))
+
+
+def _pcapng_block(kind: int, body: bytes) -> bytes:
+    body += b"\x00" * (-len(body) % 4)
+    return struct.pack("<II", kind, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+
+def _interface(linktype: int, tsresol: int | None = None) -> bytes:
+    options = b""
+    if tsresol is not None:  # if_tsresol, then the end of options
+        options = struct.pack("<HHB3x", 9, 1, tsresol) + struct.pack("<HH", 0, 0)
+    return _pcapng_block(1, struct.pack("<HHI", linktype, 0, 0) + options)
+
+
+def _packet(interface: int, ticks: int, frame: bytes) -> bytes:
+    return _pcapng_block(6, struct.pack("<IIIII", interface, ticks >> 32, ticks & 0xFFFFFFFF,
+                                        len(frame), len(frame)) + frame)
+
+
+def test_a_pcapng_reads_each_packet_with_its_own_interfaces_link_type_and_clock(tmp_path):
+    # dumpcap -i lo -i tun0: an Ethernet and a raw IP interface; dpkt read every packet with
+    # the first interface's link type (and clock), so the raw IP connection was lost unsaid
+    eth_frames, _ = _session()
+    other = Conversation(client=("10.0.0.1", 40001))
+    raw_frames = other.handshake() + [other.data(True, PING), other.data(False, b"+PONG\r\n")]
+    section = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
+    blocks = [_pcapng_block(0x0A0D0D0A, section), _interface(1), _interface(101, tsresol=9)]
+    blocks += [_packet(0, 1_000_000 + i, f) for i, f in enumerate(eth_frames)]  # microseconds
+    blocks += [_packet(1, 2_000_000_000 + i, _ip_of(f)) for i, f in enumerate(raw_frames)]
+    (tmp_path / "two.pcapng").write_bytes(b"".join(blocks))
+    first, second = read_capture(str(tmp_path / "two.pcapng")).connections
+    assert first.stream(C2S) == PING + GET and first.started == 1.0
+    assert second.stream(C2S) == PING and second.stream(S2C) == b"+PONG\r\n"
+    assert second.started == 2.0  # nanoseconds, its interface's resolution
+
+
+def test_a_pcapng_packet_of_no_interface_is_named(tmp_path):
+    section = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
+    frame = _session()[0][0]
+    data = _pcapng_block(0x0A0D0D0A, section) + _interface(1) + _packet(3, 0, frame)
+    (tmp_path / "bad.pcapng").write_bytes(data)
+    with pytest.raises(CaptureError, match="interface 3, which the file does not describe"):
+        read_capture(str(tmp_path / "bad.pcapng"))
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcapng", "jsonl"])
+def test_a_capture_read_from_a_pipe(tmp_path, kind):
+    # tcpplay-replay <(zcat x.pcap.gz), /dev/stdin: the kind was told by reading 4 bytes and
+    # seeking back, a traceback (io.UnsupportedOperation) on a pipe
+    if kind == "jsonl":
+        data = (b'{"type":"open","pair":1,"ts":1.0,"client":"127.0.0.1:5","server":"127.0.0.1:6"}\n'
+                b'{"type":"redis","pair":1,"ts":1.1,"command":["PING"],"reply":{"simple":"PONG"}}'
+                b'\n')
+    else:
+        write_pcap(tmp_path / "c", _session()[0], pcapng=kind == "pcapng")
+        data = (tmp_path / "c").read_bytes()
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb") as w:  # under a pipe's 64 KiB: no reader needed yet
+            w.write(data)
+        capture = read_capture(f"/dev/fd/{read_end}")
+    finally:
+        os.close(read_end)
+    (conn,) = capture.connections
+    assert capture.kind == kind and conn.stream(C2S) in (PING + GET, PING)
+
+
+def test_a_damaged_capture_from_a_pipe_is_a_capture_error(tmp_path):
+    write_pcap(tmp_path / "c", _session()[0])
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb") as w:
+            w.write((tmp_path / "c").read_bytes()[:-5])
+        with pytest.raises(CaptureError, match="truncated: a record at byte"):
+            read_capture(f"/dev/fd/{read_end}")
+    finally:
+        os.close(read_end)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from playground.codec.encoder import encode_command
 from playground.codec.values import Error, Map, Simple, Verbatim
 from playground.decode import records as R
 from playground.replay.capture import read_capture
@@ -99,3 +100,22 @@ def test_odd_json_records_are_a_capture_error_or_read(tmp_path, line):
         assert "line 1" in str(e)
     else:
         assert capture.connections[0].client == ("127.0.0.1", 0)
+
+
+def test_a_pair_id_opened_again_is_another_connection(tmp_path):
+    # --json appends: a file kept across two runs of the proxy holds pair 1 twice, and the
+    # second run's commands were replayed on the first run's connection (after its SELECT 2)
+    opened = '{"type":"open","pair":%d,"ts":%s,"client":"127.0.0.1:%d","server":"127.0.0.1:6379"}'
+    redis = ('{"type":"redis","pair":%d,"ts":%s,"client":"127.0.0.1:%d","command":%s,'
+             '"reply":%s,"latency":0.001}')
+    (tmp_path / "runs.jsonl").write_text("\n".join([
+        opened % (1, "1.0", 50001), redis % (1, "1.1", 50001, '["SELECT","2"]', '{"simple":"OK"}'),
+        opened % (2, "1.2", 50002), redis % (2, "1.3", 50002, '["PING"]', '{"simple":"PONG"}'),
+        opened % (1, "9.0", 50009), redis % (1, "9.1", 50009, '["GET","k"]', "null"),
+        opened % (3, "9.2", 50010),  # a new id of the later run: 3 is taken, so 4
+    ]) + "\n")
+    first, second, again, third = read_capture(str(tmp_path / "runs.jsonl")).connections
+    assert [c.number for c in (first, second, again, third)] == [1, 2, 3, 4]
+    assert first.stream(C2S) == encode_command("SELECT", "2")
+    assert again.client == ("127.0.0.1", 50009) and again.started == 9.0
+    assert again.stream(C2S) == encode_command("GET", "k")

@@ -150,3 +150,34 @@ def test_bounds_are_clear_errors():
     _handshake(small, ("10.0.0.1", 1), ("10.0.0.2", 2))
     with pytest.raises(CaptureError, match="more than 8 bytes"):
         small.packet(0, ("10.0.0.1", 1), ("10.0.0.2", 2), 101, 901, ACK, b"x" * 9)
+
+
+def test_a_reply_captured_before_its_request_follows_the_bytes_it_acknowledges():
+    # -i any across CPUs, or two interfaces merged, can write a reply before its request; the
+    # reply's ACK says which request bytes it follows, so the chunks keep that order (else the
+    # first reply pairs with nothing and every later one with the request before its own)
+    tracker = Tracker()
+    c, s = ("127.0.0.1", 40000), ("127.0.0.1", 6379)
+    _handshake(tracker, c, s)
+    tracker.packet(1.0, c, s, 108, 901, ACK, b"GET b\r\n")  # out of order: waits for GET a
+    tracker.packet(1.1, s, c, 901, 108, ACK, b"$1\r\n1\r\n")  # acknowledges GET a
+    tracker.packet(1.2, c, s, 101, 901, ACK, b"GET a\r\n")  # a retransmission, or late
+    tracker.packet(1.3, s, c, 908, 115, ACK, b"$1\r\n2\r\n")
+    tracker.packet(1.4, c, s, 115, 915, ACK, b"GET c\r\n")
+    tracker.packet(1.5, s, c, 915, 122, ACK, b"$1\r\n3\r\n")
+    (conn,) = tracker.finish()
+    assert [(c.direction, c.data) for c in conn.chunks] == [
+        (C2S, b"GET a\r\n"), (C2S, b"GET b\r\n"), (S2C, b"$1\r\n1\r\n"), (S2C, b"$1\r\n2\r\n"),
+        (C2S, b"GET c\r\n"), (S2C, b"$1\r\n3\r\n")]
+    assert conn.gaps == []
+
+
+def test_chunks_waiting_on_bytes_that_never_come_are_kept_behind_a_gap():
+    tracker = Tracker()
+    c, s = ("127.0.0.1", 40000), ("127.0.0.1", 6379)
+    _handshake(tracker, c, s)
+    tracker.packet(1.0, s, c, 901, 108, ACK, b"+PONG\r\n")  # acknowledges bytes never captured
+    tracker.packet(1.1, s, c, 908, 108, ACK, b"+PONG\r\n")
+    (conn,) = tracker.finish()
+    assert conn.stream(S2C) == b"+PONG\r\n+PONG\r\n"
+    assert [g.direction for g in conn.gaps] == [C2S]

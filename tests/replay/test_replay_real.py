@@ -4,10 +4,13 @@ hand-built ones with reordered, repeated and missing segments."""
 
 from __future__ import annotations
 
+import os
+import resource
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -139,3 +142,131 @@ def test_a_target_that_refuses_is_one_line_naming_it_and_the_reason(tmp_path, as
     assert out.stdout == "" and "Traceback" not in out.stderr
     assert out.stderr.splitlines()[-1] == (
         f"tcpplay-replay: cannot connect to tcp:host=127.0.0.1:port={port}: Connection refused")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_replay_reports_what_it_replayed_and_what_it_did_not(tmp_path, sig):
+    """Ctrl-C or SIGTERM while connection 2 waits for its recorded start: connection 1's result
+    is kept, connection 2 is 'not replayed', exit status 1 (it was every connection 'same'
+    with 0 replies, '"same": true' and status 0, connection 1's comparison lost too)."""
+    server = start_redis(str(tmp_path))
+    try:
+        first, second = Conversation(), Conversation(client=("10.0.0.1", 40001))
+        frames = first.handshake() + [first.data(True, encode_command("SET", "replayed", "1")),
+                                      first.data(False, b"+OK\r\n"), first.fin(True),
+                                      first.fin(False)]
+        frames += second.handshake() + [second.data(True, encode_command("PING")),
+                                        second.data(False, b"+PONG\r\n")]
+        write_pcap(tmp_path / "two.pcap", frames)
+        # the recorded 5 ms between the connections, times 100,000: connection 2 waits 500 s
+        proc = subprocess.Popen([str(BIN / "tcpplay-replay"), str(tmp_path / "two.pcap"),
+                                 "--target", str(server.port), "--speed", "0.00001x"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=ROOT)
+        try:
+            def first_done() -> bool:  # connection 1 answered, and closed by the replay
+                info = subprocess.run([need("redis-cli"), "-p", str(server.port), "INFO"],
+                                      capture_output=True, text=True, timeout=20).stdout
+                return "db0:keys=1," in info and "connected_clients:1\n" in info
+
+            wait_until(first_done, what="connection 1 replayed")
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            stop_process(proc)
+        assert proc.returncode == 1, out + err
+        assert "Traceback" not in err
+        assert "tcpplay-replay: interrupted: 1 of 2 connection(s) did not finish" in err
+        lines = out.splitlines()
+        assert lines[0].endswith("(resp): 1 reply, 0 differ")
+        assert lines[1].endswith("(resp): not replayed: the replay was interrupted before it "
+                                 "sent anything")
+    finally:
+        stop_process(server.proc)
+
+
+def _pings(path, n: int) -> None:
+    frames = []
+    for i in range(n):
+        conv = Conversation(client=("10.0.0.1", 20000 + i))
+        frames += conv.handshake() + [conv.data(True, encode_command("PING")),
+                                      conv.data(False, b"+PONG\r\n"), conv.fin(True),
+                                      conv.fin(False)]
+    write_pcap(path, frames)
+
+
+def _limited(soft: int, hard: int):
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_concurrency_past_the_open_files_limit_is_refused_or_the_limit_raised(tmp_path):
+    """120 connections at once under a hard limit of 100 open files: one line naming
+    --concurrency and the limit, exit status 2 (the connections past the limit were reported as
+    replies that differ: 'cannot connect: Too many open files', 'recorded +PONG, now (no
+    reply)'); under a soft limit of 100 the replay raises it and all 120 are replayed."""
+    _pings(tmp_path / "many.pcap", 120)
+    server = start_redis(str(tmp_path))
+    try:
+        args = [str(BIN / "tcpplay-replay"), str(tmp_path / "many.pcap"), "--target",
+                str(server.port), "--speed", "max", "--concurrency", "120"]
+        out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                             preexec_fn=_limited(100, 100))
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert out.stdout == "" and out.stderr.splitlines()[-1] == (
+            "tcpplay-replay: --concurrency 120: 120 connections at once need about 184 open "
+            "files, the limit is 100: lower --concurrency or raise the limit (ulimit -n)")
+        out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                             preexec_fn=_limited(100, 1024))
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "120 replies compared: 120 exact" in out.stdout
+    finally:
+        stop_process(server.proc)
+
+
+def test_requests_a_session_never_sent_are_not_reported_as_unanswered(tmp_path):
+    """A target that closes after the first of three requests: the first is 'now (no reply)',
+    the two never sent are not (they were, as if sent and unanswered)."""
+    conv = Conversation()
+    frames = conv.handshake()
+    for _ in range(3):
+        frames += [conv.data(True, encode_command("PING")), conv.data(False, b"+PONG\r\n")]
+    write_pcap(tmp_path / "three.pcap", frames + [conv.fin(True), conv.fin(False)])
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(30)
+
+        def close_after_a_read():
+            peer, _ = listener.accept()
+            with peer:
+                peer.recv(100)
+
+        closer = threading.Thread(target=close_after_a_read, daemon=True)
+        closer.start()
+        out = _run_replay(tmp_path / "three.pcap", listener.getsockname()[1])
+        closer.join(30)
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].endswith("(resp): 1 reply, 1 differ; the server closed the connection after "
+                             "1 of 3 requests (Connection was closed cleanly.)")
+    assert lines[1] == "  #1 PING: recorded +PONG, now (no reply)"
+    assert "#2" not in out.stdout and "#3" not in out.stdout
+
+
+def test_ctrl_c_while_the_capture_is_read_is_one_line(tmp_path):
+    """A capture that comes slowly (a FIFO its writer holds open): Ctrl-C while it is read was
+    a KeyboardInterrupt traceback; it is one line and exit status 130."""
+    fifo = tmp_path / "slow.pcap"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([str(BIN / "tcpplay-replay"), str(fifo), "--target", "6379"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        with open(fifo, "wb") as writer:  # opens once the replay opened it to read
+            writer.write(b"\xd4\xc3\xb2\xa1\x02\x00")  # half a pcap header: it waits for more
+            writer.flush()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 130, err
+    assert out == "" and err == f"tcpplay-replay: interrupted while reading {fifo}\n"

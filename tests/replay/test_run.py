@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from playground.codec.encoder import encode_command
 from playground.codec.values import Simple
 from playground.replay.compare import Request
-from playground.replay.run import Session, replay
+from playground.replay.run import ReplyBudget, Session, replay
 
 pytestmark = pytest.mark.memory
 
@@ -209,3 +209,40 @@ def test_a_refusal_after_a_connection_ends_only_its_own_session():
     results = all_done.result
     assert [r.error for r in results] == [None, "cannot connect: Connection refused", None]
     assert len(clock.tcpClients) == 3
+
+
+@pytest.mark.parametrize("protocol, request_, reply, error_", [
+    ("resp", SET, b"\x00\xff garbage\r\n", "the server stream is not RESP"),
+    ("http", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+     "the server stream is not HTTP"),
+])
+def test_a_reply_that_is_not_the_protocol_ends_the_session_saying_so(protocol, request_, reply,
+                                                                     error_):
+    # it waited out the timeout and said 'no reply within 10 s', the garbage unmentioned
+    clock = MemoryReactorClock()
+    session = Session(1, protocol, [Request(request_, 100.0, True)], TARGET, speed=None,
+                      reactor=clock)
+    done = session.start()
+    proto, transport = _connect(clock)
+    proto.dataReceived(reply)
+    assert transport.disconnecting  # aborted at once
+    proto.connectionLost(None)
+    assert done.result.error.startswith(error_), done.result.error
+
+
+def test_replies_past_the_budget_end_the_session():
+    # a target answering each GET with 100 MB grew the replay by 100 MB a reply (3 replies:
+    # 460 MB), each kept whole for the comparison; the replies of all sessions now share
+    # --max-bytes
+    clock = MemoryReactorClock()
+    budget = ReplyBudget(16)
+    session = Session(1, "resp", _requests(0.0), TARGET, speed=None, reactor=clock,
+                      budget=budget)
+    done = session.start()
+    proto, transport = _connect(clock)
+    proto.dataReceived(b"+OK\r\n")
+    assert not transport.disconnecting and budget.left == 11
+    proto.dataReceived(b"$20\r\n" + b"v" * 20 + b"\r\n")
+    assert transport.disconnecting
+    proto.connectionLost(None)
+    assert done.result.error == "the replies passed --max-bytes (16 bytes in all): not read further"

@@ -12,7 +12,7 @@ from tests.support.net import PING, PONG, recv_exactly
 
 def call(port: int, method: str, path: str, body=None, raw: bytes | None = None,
          headers: dict | None = None):
-    """One request: (status, parsed JSON body or None, the response)."""
+    """One request: (status, parsed JSON body or None (none, or not JSON), the response)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
@@ -21,7 +21,8 @@ def call(port: int, method: str, path: str, body=None, raw: bytes | None = None,
         text = response.read()
     finally:
         conn.close()
-    return response.status, (json.loads(text) if text else None), response
+    json_body = response.getheader("Content-Type", "").startswith("application/json")
+    return response.status, (json.loads(text) if text and json_body else None), response
 
 
 def ping(port: int) -> bytes:

@@ -10,7 +10,8 @@ requests N times over the same pool, ``--pause`` seconds apart: time for the poo
 to idle, to be health-checked, or to be closed by the server. A request lost with its
 connection is sent again once (``SET`` of a fixed value and ``GET`` are idempotent); one with
 no reply within ``--timeout`` seconds fails and its connection is closed; any request that
-still fails is counted, and the exit status is then 1.
+still fails is counted, and the exit status is then 1 (as after Ctrl-C or SIGTERM mid-run,
+which says the round that did not finish).
 
 ``--http`` makes the same comparison against an HTTP server (the example responder, ``twistd
 tcpplay http``) with Twisted's own ``HTTPConnectionPool`` (``httpload``): ``POST /post`` and
@@ -267,21 +268,30 @@ def main(argv: list[str] | None = None, prog: str = "tcpplay-pool") -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv, prog)
 
+    shown: list[Report] = []
+    ended: list[bool] = []
+
     def show(report: Report) -> None:
+        shown.append(report)
         label = f"round {report.round}: " if args.rounds > 1 else ""
         print(json.dumps(report.as_dict()) if args.json else report.text(args.target, label),
               flush=True)
 
     async def run(reactor):
         reports = await measure(reactor, args, show)
+        ended.append(True)
         if any(report.failed for report in reports):
             raise SystemExit(1)
 
     try:
         task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
     except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return 0
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    if code == 0 and not ended:  # the reactor stopped first: Ctrl-C, SIGTERM
+        print(f"{prog}: interrupted: round {len(shown) + 1} of {args.rounds} did not finish "
+              f"(no figures for it)", file=sys.stderr)
+        return 1
+    return code
 
 
 if __name__ == "__main__":
