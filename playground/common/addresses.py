@@ -283,6 +283,28 @@ def _bound(listen_host: str):
     return _ip(listen_host) if listen_host else _EVERY_V4
 
 
+def same_socket(first: str, second: str) -> bool:
+    """Whether two server endpoint strings (``server_string``'s) would bind overlapping
+    addresses, so that the second cannot listen once the first does: the same ``unix:`` path, or
+    TCP on the same port (not 0) at the same address, or at an address that a listener on every
+    interface of a family takes as well (``_accepts``: ``0.0.0.0`` and any IPv4 one, ``::`` and
+    any). Other kinds (``systemd:``) overlap when written the same."""
+    kind_a, host_a, port_a, path_a = listen_parts(first)
+    kind_b, host_b, port_b, path_b = listen_parts(second)
+    if "unix" in (kind_a, kind_b):
+        return (kind_a == kind_b and path_a is not None and path_b is not None
+                and os.path.abspath(path_a) == os.path.abspath(path_b))
+    if not (kind_a in NETWORK_KINDS and kind_b in NETWORK_KINDS):
+        return first == second
+    if not port_a or port_a != port_b:
+        return False
+    bound_a, bound_b = (_bound("127.0.0.1" if h.lower() == "localhost" else h)
+                        for h in (host_a, host_b))
+    if bound_a is None or bound_b is None:  # an interface given by name: the same name only
+        return host_a.lower() == host_b.lower()
+    return _accepts(bound_a, bound_b) or _accepts(bound_b, bound_a)
+
+
 def target_is_listen(listen_desc: str, target: Target) -> bool:
     """Whether ``target`` is the listener ``listen_desc`` itself (see ``reaches``; a ``unix:``
     target of the listener's own path too): a proxy with it would connect to itself."""

@@ -35,7 +35,12 @@ import tomllib
 import attrs
 from twisted.python import usage
 
-from playground.common.addresses import listen_parts, server_string, target_is_listen
+from playground.common.addresses import (
+    listen_parts,
+    same_socket,
+    server_string,
+    target_is_listen,
+)
 from playground.common.options import ArgumentParser, did_you_mean, option_text, stats_interval
 
 KINDS = ("proxy", "echo", "chat", "http", "resp")  # the subcommands a table may name
@@ -383,9 +388,11 @@ def _validate(doc: dict, path: str, where: _Where) -> Config:
                 address = spec.options.get(key)
                 if not address or listen_parts(address)[2] == 0:  # port 0: the kernel's pick
                     continue
-                if address in listens:
+                taken = next((a for a in listens if same_socket(a, address)), None)
+                if taken is not None:
+                    on = "" if taken == address else f", on {taken}"
                     raise ConfigError(f"{where((kind, name, key))} {label} {key}: {address} is "
-                                      f"already used by {listens[address]}")
+                                      f"already used by {listens[taken]}{on}")
                 listens[address] = label if key == "listen" else f"{label} web"
             _one_writer_per_pcap(spec, label, outputs, where)
             _stats_in_this_process(spec, label, config, where)

@@ -546,3 +546,33 @@ def test_a_proxy_decoding_in_a_child_refuses_the_global_stats(key, value):
         target = 6379
         decode-process = true
         """).services[0].options["decode-process"]
+
+
+@pytest.mark.parametrize("first, second", [
+    ("7103", "tcp:port=7103:interface=127.0.0.1"),  # the same address, spelled otherwise
+    ("7103", "tcp:7103"),  # every IPv4 interface takes 127.0.0.1's port too
+    ("0.0.0.0:7103", "127.0.0.1:7103"),
+    ("tcp6:7103", "7103"),  # :: is dual stack: it takes the IPv4 addresses as well
+    ("unix:/tmp/tcpplay-x.sock", "unix:address=/tmp/tcpplay-x.sock"),
+])
+def test_two_services_whose_addresses_overlap_are_refused(first, second):
+    """Two listeners the kernel would not both bind (the second start-up failed with 'Address
+    already in use' after check-config had passed the file): the same address written two
+    ways, or an address and every interface of its family, on the same port."""
+    text = f"[echo.a]\nlisten = '{first}'\n[echo.b]\nlisten = '{second}'\n"
+    assert error(text).startswith("x.toml:4: [echo.b] listen: ")
+    assert "is already used by [echo.a], on " in error(text)
+    metrics = f"metrics = '{first}'\n[echo.b]\nlisten = '{second}'\n"
+    if not first.startswith("unix:"):
+        assert "is already used by metrics, on " in error(metrics)
+
+
+@pytest.mark.parametrize("first, second", [
+    ("127.0.0.1:7103", "127.0.0.2:7103"),
+    ("0.0.0.0:7103", "tcp6:7103:interface=\\:\\:1"),  # two sockets of one port: both bind
+    ("127.0.0.1:7103", "127.0.0.1:7104"),
+    ("unix:/tmp/tcpplay-x.sock", "unix:/tmp/tcpplay-y.sock"),
+])
+def test_services_on_addresses_that_do_not_overlap_pass(first, second):
+    cfg = load(f"[echo.a]\nlisten = '{first}'\n[echo.b]\nlisten = '{second}'\n")
+    assert [s.name for s in cfg.services] == ["a", "b"]
