@@ -259,7 +259,9 @@ class _Page(resource.Resource):
         return b""
 
 
-class _Root(resource.Resource):
+class _Index(resource.Resource):
+    """``/``: names the pages (the root's child ``b""``: twisted.web never renders the root)."""
+
     def render_GET(self, request):
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return b"tcpplay metrics: /metrics (Prometheus text format), /metrics.json\n"
@@ -275,7 +277,8 @@ class MetricsSite(CappedSite):
 
 
 def site(registry: Registry, reactor=None) -> server.Site:
-    root = _Root()
+    root = resource.Resource()
+    root.putChild(b"", _Index())
     root.putChild(b"metrics", _Page(registry.prometheus, CONTENT_TYPE, reactor))
     root.putChild(b"metrics.json", _Page(registry.json, b"application/json", reactor))
     s = MetricsSite(root, reactor=reactor) if reactor is not None else MetricsSite(root)

@@ -371,3 +371,16 @@ def test_metrics_on_the_listen_address_is_a_usage_error(module, extra):
     opts = importlib.import_module(dict((n, m) for n, m, _ in SUBCOMMANDS)[module]).Options()
     with pytest.raises(usage.UsageError, match="--metrics: needs an address of its own"):
         opts.parseOptions(["--listen", "7100", "--metrics", "127.0.0.1:7100", *extra])
+
+
+@pytest.mark.twistd
+def test_the_index_page_names_the_pages(twistd, tmp_path):
+    """``GET /`` was 404 Not Found: the index was the root resource, whose own page twisted.web
+    never renders (``/`` is the root's child ``b""``)."""
+    mport = free_port()
+    t = twistd(["echo", "--listen", free_port(), "--metrics", mport], cwd=str(tmp_path))
+    t.wait_for("metrics listening on")
+    with urllib.request.urlopen(f"http://127.0.0.1:{mport}/", timeout=10) as r:
+        assert r.status == 200
+        assert r.read() == b"tcpplay metrics: /metrics (Prometheus text format), /metrics.json\n"
+    assert t.terminate() == 0
