@@ -279,7 +279,7 @@ def load(path: str, overrides=(), flag: str = "--config") -> Config:
     if len(data) > MAX_BYTES:
         raise ConfigError(f"{path}: more than {MAX_BYTES} bytes: not a tcpplay config file")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte order mark (Windows editors) is no key
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e})")
     return loads(text, path, overrides)

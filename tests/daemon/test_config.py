@@ -324,6 +324,14 @@ def test_a_file_that_is_no_config_is_refused_unread(tmp_path):
         C.load(str(big))
 
 
+def test_a_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Editors on Windows save UTF-8 with a BOM: the file was refused as 'x.toml:1: Invalid
+    statement', an error that names nothing the operator can see."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf[echo.e]\r\nlisten = 7000\r\n")
+    assert [s.name for s in C.load(str(path)).services] == ["e"]
+
+
 def test_overrides():
     cfg = load(GOOD, ["proxy.redis.listen=7100", "echo.e.max-connections=5", "metrics=9200",
                       "proxy.redis.quiet=false", 'proxy.redis.only="GET,SET"'])
