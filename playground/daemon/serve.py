@@ -52,6 +52,30 @@ class Options(CommandOptions):
         self.config = C.load(self["config"], self["set"])
 
 
+class _Table(service.MultiService):
+    """One ``[KIND.NAME]`` table's service: a listener that cannot bind ends start-up with its
+    one line (``playground.common.listening``) prefixed by the file, line and table, since
+    several services of a kind would otherwise say the same ``tcpplay KIND: ...``."""
+
+    def __init__(self, where: str):
+        super().__init__()
+        self.where = where
+
+    def _named(self, start):
+        try:
+            start()
+        except SystemExit as e:
+            if not isinstance(e.code, str):
+                raise
+            raise SystemExit(f"{self.where} {e.code}") from None
+
+    def privilegedStartService(self):
+        self._named(super().privilegedStartService)
+
+    def startService(self):
+        self._named(super().startService)
+
+
 def make_service(options, reactor=None) -> service.IService:
     cfg: C.Config = options.config
     # the shared registry, when a global key reads it; else no one would: no stats are kept
@@ -65,8 +89,11 @@ def make_service(options, reactor=None) -> service.IService:
         module = importlib.import_module(C.kinds()[spec.kind])
         svc = module.make_service(spec.options, reactor=reactor)
         svc = metrics.attach(svc, spec.options, spec.kind, reactor=reactor)
-        svc.setName(spec.name)
-        svc.setServiceParent(services)
+        line = f"{spec.line}:" if spec.line is not None else ""
+        table = _Table(f"{cfg.path}:{line} [{spec.kind}.{spec.name}]")
+        svc.setServiceParent(table)
+        table.setName(spec.name)
+        table.setServiceParent(services)
     if registry is None:
         return services
     return metrics.wrap(services, registry, cfg.metrics, cfg.stats_interval, reactor=reactor)

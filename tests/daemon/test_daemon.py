@@ -291,7 +291,8 @@ def test_daemon_with_a_busy_port_fails_at_once_on_the_terminal(daemons, tmp_path
     assert result.returncode == 1, out
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, out
-    assert lines[0].startswith("tcpplay echo") and "cannot listen on --listen" in lines[0], out
+    where = "" if kind == "echo" else f"{tmp_path / 'busy.toml'}:4: [echo.second] "
+    assert lines[0].startswith(f"{where}tcpplay echo: cannot listen on --listen"), out
     assert f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0], out
     assert not d.pidfile.exists()
     assert "Traceback" not in out + read(d.logfile)

@@ -190,3 +190,19 @@ def test_a_target_only_the_endpoint_parser_refuses_is_one_line_naming_the_flag(t
     assert proc.returncode == 1
     assert f"twistd tcpplay proxy: --target: {target!r}: " in out
     assert "Traceback" not in out and "listening" not in out
+
+
+@pytest.mark.twistd
+def test_a_service_that_cannot_listen_is_named_by_its_table(twistd, tmp_path):
+    """A busy port ended start-up with 'tcpplay echo: cannot listen on ...': with several
+    services of a kind, which table was it? The line now names the file, line and table."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        taken = busy.getsockname()[1]
+        path = tmp_path / "serve.toml"
+        path.write_text(f"[echo.a]\nlisten = {free_port()}\n\n[echo.b]\nlisten = {taken}\n")
+        t = twistd(["serve", "--config", path], cwd=str(tmp_path))
+        line = t.wait_for("cannot listen on --listen")
+        assert f"{path}:4: [echo.b] tcpplay echo: cannot listen on --listen tcp:{taken}:" in line
+        assert t.terminate() != 0
