@@ -215,6 +215,15 @@ def append_log_observer():
     return textFileLogObserver(open(_append_log_to, "a", buffering=1))
 
 
+# Signals whose default action ends the process at once, taken (when no one has) to log a line
+_GOING_ON = {
+    signal.SIGUSR1: "SIGUSR1: no log file to rotate (the log goes to standard output or error, "
+                    "or to a device or pipe); going on",
+    signal.SIGHUP: "SIGHUP: tcpplay does not reload its config (restart it to apply a change: "
+                   "SIGTERM drains and stops it); going on",
+}
+
+
 class TcpplayService(service.MultiService):
     """The root service. A SIGTERM/SIGINT ends in a graceful drain, so the process exits 0.
 
@@ -228,6 +237,9 @@ class TcpplayService(service.MultiService):
     SIGUSR1's default action ended it (status 138, a logrotate ``postrotate`` killing every
     service it was sent to). Unclaimed when the service starts (after twistd set up its log),
     it is taken here: one log line says there is nothing to rotate, and the process goes on.
+    SIGHUP alike (an operator's "reload", a closed terminal's hang-up: its default action ended
+    the process at once, with no drain and a daemon's pid file left behind): tcpplay reloads
+    nothing, and one log line says so.
     """
 
     log = Logger()
@@ -246,23 +258,23 @@ class TcpplayService(service.MultiService):
         # 30 ms of CPU per collection in the proxy, a stall for every client, before).
         gc.collect()
         gc.freeze()
-        self._claim_sigusr1()
+        for signum, line in _GOING_ON.items():
+            self._claim(signum, line)
         super().startService()
 
-    def _claim_sigusr1(self):
-        """SIGUSR1 logs a line rather than ending the process, when no logger rotates on it."""
-        if signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, None):
-            return  # a log file's rotation (twistd's, jsonlog's), or whoever took it
+    def _claim(self, signum: int, line: str):
+        """``signum`` logs ``line`` rather than ending the process, when no one has taken it
+        (SIGUSR1: a log file's rotation, twistd's or jsonlog's)."""
+        if signal.getsignal(signum) not in (signal.SIG_DFL, None):
+            return
 
-        def nothing_to_rotate(signum, frame):
+        def going_on(signum, frame):
             from twisted.internet import reactor
 
-            reactor.callFromThread(self.log.info, "SIGUSR1: no log file to rotate (the log goes "
-                                   "to standard output or error, or to a device or pipe); "
-                                   "going on")
+            reactor.callFromThread(self.log.info, line)
 
         try:
-            signal.signal(signal.SIGUSR1, nothing_to_rotate)
+            signal.signal(signum, going_on)
         except ValueError:  # not the main thread (a test's): nothing of twistd's to keep alive
             pass
 

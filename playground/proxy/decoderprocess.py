@@ -62,10 +62,11 @@ POKE_EVERY = 0.5  # seconds between the SIGTERMs that end a child's blocked cons
 # SIGTERM (a service manager's goes to both; the proxy's drain decides; the child's own handler,
 # set once it runs, only ends a blocked console write), and to SIGUSR1 (a log rotation's, sent
 # to a whole service by `systemctl kill -s USR1`: the child's log is the proxy's, and the
-# signal's default action would end it), allowed to write to the terminal.
+# signal's default action would end it) and SIGHUP (the proxy's says it reloads nothing),
+# allowed to write to the terminal.
 BOOT = ("import os, signal; os.setpgrp(); "
         "[signal.signal(s, signal.SIG_IGN) for s in "
-        "(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGTTOU)]; "
+        "(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP, signal.SIGTTOU)]; "
         "from playground.proxy.decoderworker import main; raise SystemExit(main())")
 WEB_FD = 4  # the child's file descriptor of the web view's listening socket (--web)
 MAX_LOG_LINE = 1024 * 1024  # a longer log line from the child is dropped (it never writes one)

@@ -777,3 +777,23 @@ def test_a_failure_in_the_child_reaches_the_proxys_log_with_its_message():
     assert "decoder process: the decoder raised" in text
     assert "KeyError: 'the-missing-key'" in text and "unpersistable" not in text
     assert event["log_level"].name == "critical"
+
+
+@pytest.mark.twistd
+def test_a_sighup_to_the_whole_service_leaves_the_child_decoding(redis_server, twistd, tmp_path):
+    """``systemctl kill -s HUP`` (an operator's "reload") signals every process of the service:
+    the proxy says it reloads nothing, and the child goes on (SIGHUP's default action ended it,
+    and the proxy decoded no more)."""
+    cli = need("redis-cli")
+    out = tmp_path / "out.jsonl"
+    proc, port, child = _with_child(twistd, redis_server.port, "--quiet", "--json", out)
+    wait_until(out.exists, what="the child started (its --json file open)")
+    os.kill(child, signal.SIGHUP)
+    os.kill(proc.proc.pid, signal.SIGHUP)
+    proc.wait_for("SIGHUP: tcpplay does not reload its config")
+    assert subprocess.run([cli, "-p", str(port), "set", "dphup", "1"], capture_output=True,
+                          timeout=10).stdout == b"OK\n"
+    assert proc.terminate() == 0
+    assert "decoder process exited" not in proc.output()
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["command"] for r in records if r["type"] == "redis"] == [["set", "dphup", "1"]]
