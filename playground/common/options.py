@@ -339,26 +339,40 @@ def limit_arguments(options) -> dict:
     }
 
 
-def check_writable(flag: str, path: str) -> None:
-    """Open ``path`` for append now, so an unwritable file (``--json``, ``--pcap``,
-    ``--logfile``, ``--pidfile``) is a usage error naming ``flag`` before anything listens or
-    twistd opens it; a file created by the check is removed again.
+def run_directory(options) -> str | None:
+    """The directory twistd runs the services in, where they open relative paths: the
+    ``--rundir`` of twistd's options above ``options`` (their ``parent``s), ``.`` without
+    twistd; None with ``--chroot`` (paths are then the chroot's: nothing to check them by)."""
+    while options is not None:
+        if isinstance(options, dict) and "rundir" in options:
+            return None if options.get("chroot") is not None else options["rundir"] or "."
+        options = getattr(options, "parent", None)
+    return "."
+
+
+def check_writable(flag: str, path: str, directory: str = ".") -> None:
+    """Open ``path`` (relative to ``directory``: ``run_directory``'s, for a file the services
+    open) for append now, so an unwritable file (``--json``, ``--pcap``, ``--logfile``,
+    ``--pidfile``) is a usage error naming ``flag`` before anything listens or twistd opens it;
+    a file created by the check is removed again.
 
     A FIFO is not opened: that would block until a reader comes, and closing it again would
     end the reader's input (``cat fifo`` sees EOF before the sink writes anything).
     """
+    full = os.path.join(directory, path)
+    where = "" if directory == "." or os.path.isabs(path) else f" (in --rundir {directory})"
     try:
-        fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+        fifo = stat.S_ISFIFO(os.stat(full).st_mode)
     except OSError:
         fifo = False
     if fifo:
-        if not os.access(path, os.W_OK):
-            raise usage.UsageError(f"{flag}: cannot write {path}: Permission denied")
+        if not os.access(full, os.W_OK):
+            raise usage.UsageError(f"{flag}: cannot write {path}{where}: Permission denied")
         return
-    existed = os.path.lexists(path)
+    existed = os.path.lexists(full)
     try:
-        open(path, "ab").close()
+        open(full, "ab").close()
     except OSError as e:
-        raise usage.UsageError(f"{flag}: cannot write {path}: {e.strerror}")
+        raise usage.UsageError(f"{flag}: cannot write {path}{where}: {e.strerror}")
     if not existed:
-        os.unlink(path)
+        os.unlink(full)

@@ -268,9 +268,11 @@ def parse_override(text: str) -> tuple[tuple[str, ...], object]:
     return path, value
 
 
-def load(path: str, overrides=(), flag: str = "--config") -> Config:
+def load(path: str, overrides=(), flag: str = "--config", parent=None) -> Config:
     """Read and check the file at ``path``; ``flag`` is what an unreadable file's error names
-    (``serve``'s ``--config``, or the command that was given the file)."""
+    (``serve``'s ``--config``, or the command that was given the file); ``parent``: the
+    options each service's options hang from (``serve``'s, under twistd's: its ``--rundir`` is
+    where relative output paths are checked)."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_BYTES + 1)
@@ -282,10 +284,10 @@ def load(path: str, overrides=(), flag: str = "--config") -> Config:
         text = data.decode("utf-8-sig")  # a byte order mark (Windows editors) is no key
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e})")
-    return loads(text, path, overrides)
+    return loads(text, path, overrides, parent)
 
 
-def loads(text: str, path: str = "<config>", overrides=()) -> Config:
+def loads(text: str, path: str = "<config>", overrides=(), parent=None) -> Config:
     """Parse and validate a config's text (``path`` names it in messages)."""
     try:
         doc = tomllib.loads(text)
@@ -310,7 +312,7 @@ def loads(text: str, path: str = "<config>", overrides=()) -> Config:
             doc[keypath[0]] = value
         overridden[keypath] = text_
     where = _Where(path, key_lines(text), overridden)
-    return _validate(doc, path, where)
+    return _validate(doc, path, where, parent)
 
 
 def _deep_line(text: str, limit: int = 100) -> int:
@@ -329,7 +331,7 @@ def _deep_line(text: str, limit: int = 100) -> int:
     return number
 
 
-def _validate(doc: dict, path: str, where: _Where) -> Config:
+def _validate(doc: dict, path: str, where: _Where, parent=None) -> Config:
     known = kinds()
     config = Config(path=path, services=[])
     for key, value in doc.items():
@@ -383,7 +385,7 @@ def _validate(doc: dict, path: str, where: _Where) -> Config:
                 raise ConfigError(f"{where((kind, name))} {label}: the name {name!r} is already "
                                   f"used by [{names[name]}.{name}]; names are unique")
             names[name] = kind
-            spec = _service(kind, name, body, where)
+            spec = _service(kind, name, body, where, parent)
             for key in ("listen", "web"):  # every address a service listens on is its own
                 address = spec.options.get(key)
                 if not address or listen_parts(address)[2] == 0:  # port 0: the kernel's pick
@@ -458,9 +460,10 @@ def _one_writer_per_pcap(spec: ServiceSpec, label: str, outputs: dict, where: _W
         outputs.setdefault(full, (label, key))
 
 
-def _service(kind: str, name: str, body: dict, where: _Where) -> ServiceSpec:
+def _service(kind: str, name: str, body: dict, where: _Where, parent=None) -> ServiceSpec:
     label = f"[{kind}.{name}]"
     options = options_class(kind)()
+    options.parent = parent  # as a subcommand's: twistd's options above it (daemon or not)
     names = option_names(options)
     argv: list[str] = []
     for key, value in body.items():

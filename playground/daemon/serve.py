@@ -49,7 +49,7 @@ class Options(CommandOptions):
     def postOptions(self):
         if not self["config"]:
             raise usage.UsageError("--config FILE is required (e.g. config/tcpplay.toml)")
-        self.config = C.load(self["config"], self["set"])
+        self.config = C.load(self["config"], self["set"], parent=self)
 
 
 class _Table(service.MultiService):
@@ -85,7 +85,6 @@ def make_service(options, reactor=None) -> service.IService:
         if registry is not None:
             spec.options.stats_registry = registry  # stats go to the shared registry
             spec.options.stats_name = spec.name
-        spec.options.parent = options  # twistd's own options above (daemon or not)
         module = importlib.import_module(C.kinds()[spec.kind])
         svc = module.make_service(spec.options, reactor=reactor)
         svc = metrics.attach(svc, spec.options, spec.kind, reactor=reactor)

@@ -18,7 +18,7 @@ import os
 from twisted.python import usage
 
 from playground.common.addresses import listen_parts
-from playground.common.options import byte_count, check_writable
+from playground.common.options import byte_count, check_writable, run_directory
 from playground.decode.bytetee import ByteTee
 from playground.decode.chain import MIB, Chain, HttpFilter
 from playground.web import options as web
@@ -153,9 +153,10 @@ def check_options(opts) -> None:
         raise usage.UsageError("--json and --pcap must be different files")
     if opts["pcap"] == "-":
         raise usage.UsageError("--pcap: write to a file, not stdout")
+    directory = run_directory(opts)  # where the sinks will open them
     for flag in ("json", "pcap"):
-        if opts[flag] and opts[flag] != "-":
-            check_writable(f"--{flag}", str(opts[flag]))
+        if opts[flag] and opts[flag] != "-" and directory is not None:
+            check_writable(f"--{flag}", str(opts[flag]), directory)
     web.check_options(opts)
     if decode != "none" and _stdout_closed():
         what = "--json -" if opts["json"] == "-" else "the console view"

@@ -376,3 +376,41 @@ def test_missing_rundir_is_one_line_on_the_terminal(daemons, tmp_path):
     assert result.stderr.startswith(f"twistd tcpplay echo: --rundir: cannot change to "
                                     f"{tmp_path / 'nope'}: no such directory"), result.stderr
     assert "Traceback" not in read(d.logfile)
+
+
+def _json_args(kind: str, tmp_path, listen: int) -> list:
+    if kind == "proxy":
+        return ["proxy", "--listen", listen, "--target", free_port(), "--json", "out/x.jsonl"]
+    path = tmp_path / "rel.toml"
+    path.write_text(f'[proxy.p]\nlisten = {listen}\ntarget = {free_port()}\n'
+                    f'json = "out/x.jsonl"\n')
+    return ["serve", "--config", path]
+
+
+@pytest.mark.twistd
+@pytest.mark.parametrize("kind", ["proxy", "serve"])
+def test_a_relative_output_path_is_checked_where_the_daemon_writes_it(daemons, tmp_path, kind):
+    """The daemon opens a relative --json in --rundir, but it was checked from the launching
+    directory: an out/ only in the run directory was refused ('cannot write out/x.jsonl: No
+    such file or directory'), and one only in the launching directory passed the check, the
+    daemon then decoding nothing (its sinks could not start)."""
+    rundir = tmp_path / "run"
+    (rundir / "out").mkdir(parents=True)
+    d = daemons(tmp_path, _json_args(kind, tmp_path, free_port()),
+                twistd_args=[f"--rundir={rundir}"])
+    result = d.start()
+    assert result.returncode == 0, result.stdout + result.stderr
+    d.wait_started("proxy listening on")
+    wait_until(lambda: (rundir / "out" / "x.jsonl").exists(), what="the JSON file in --rundir")
+    os.kill(d.pid, signal.SIGTERM)
+    wait_until(lambda: not alive(d.pid), 15, "the daemon to stop")
+
+    (rundir / "out" / "x.jsonl").unlink()
+    (rundir / "out").rmdir()
+    (tmp_path / "out").mkdir()
+    d = daemons(tmp_path, _json_args(kind, tmp_path, free_port()),
+                twistd_args=[f"--rundir={rundir}"])
+    result = d.start()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cannot write out/x.jsonl" in result.stderr and "No such file" in result.stderr
+    assert not d.pidfile.exists()
