@@ -241,3 +241,17 @@ def test_dockerfile_builds_what_the_deployment_runs(tmp_path):
     own, args = twistd_args(cmd)
     o = parse_tcpplay(args, (CONFIG / "tcpplay.toml").read_text(), tmp_path)
     assert o.subCommand == "serve"
+
+
+@pytest.mark.pure
+def test_systemd_install_steps_write_the_plugin_cache():
+    """ProtectSystem=strict leaves /opt read-only to the service: with no plugin cache written
+    at install (pip writes none), every start scanned the plugins again and began the journal
+    with 'Unable to write to plugin cache .../dropin.cache: error number 30'."""
+    assert unit()["Service"]["ProtectSystem"] == "strict"
+    step = "/opt/tcpplay/bin/twistd --help >/dev/null"
+    header = "\n".join(line for line in UNIT.read_text().splitlines() if line.startswith("#"))
+    assert step in header
+    docs = (ROOT / "docs" / "daemon.md").read_text()
+    systemd = docs[docs.index("## systemd"):docs.index("## Kubernetes")]
+    assert step in systemd
