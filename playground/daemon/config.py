@@ -260,7 +260,8 @@ def parse_override(text: str) -> tuple[tuple[str, ...], object]:
             f"(a global key: {', '.join(GLOBAL_KEYS)})"
         )
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        doc = tomllib.loads(f"v = {raw}")
+        value = doc["v"] if len(doc) == 1 else raw  # more TOML after a line break: a string
     except tomllib.TOMLDecodeError:
         value = raw
     except RecursionError:

@@ -354,6 +354,15 @@ def test_override_errors():
     assert error(GOOD, ["a.b=1"]).startswith("--set a.b=1: expected KIND.NAME.KEY=VALUE")
 
 
+def test_an_override_is_one_value_not_more_toml():
+    """A value with more TOML after a line break was read as its first line, the rest dropped
+    without a word ('7001' from '7001\\n[echo.zz]\\nlisten = 7002'); it is one string."""
+    assert error(GOOD, ["echo.e.listen=7001\n[echo.zz]\nlisten = 7002"]).startswith(
+        "--set echo.e.listen=7001\n[echo.zz]\nlisten = 7002: [echo.e] listen: cannot read")
+    assert error(GOOD, ["echo.e.listen=7001\nw = 2"]).startswith(
+        "--set echo.e.listen=7001\nw = 2: [echo.e] listen: cannot read")
+
+
 def test_every_option_of_every_kind_is_a_key():
     for kind in C.KINDS:
         names = C.option_names(C.options_class(kind)())
