@@ -154,6 +154,31 @@ class Options(CommandOptions):
             return
         check_writable("--pidfile", parent["pidfile"])
 
+    def _log_file_of_the_uid(self):
+        """With ``--uid`` (twistd started as root), twistd opens ``--logfile`` as root, then runs
+        as that user, who cannot rename a root's file: twistd's ``LogFile`` then rotates nothing,
+        by size or on SIGUSR1, in silence, and the log grows without bound. The file is made
+        now and given to the user (its directory must let the user rename in it too)."""
+        parent = getattr(self, "parent", None)
+        if (parent is None or parent.get("uid") is None or parent.get("syslog")
+                or os.geteuid() != 0):
+            return
+        logfile = parent.get("logfile") or ""
+        if logfile in ("", "-") or _special_file(logfile):
+            return
+        uid = parent["uid"]
+        gid = parent.get("gid")
+        if gid is None:  # as twistd: the user's own group
+            import pwd
+
+            gid = pwd.getpwuid(uid).pw_gid
+        try:
+            open(logfile, "ab").close()
+            os.chown(logfile, uid, gid)
+        except OSError as e:
+            raise usage.UsageError(f"--logfile: cannot give {logfile} to --uid {uid}: "
+                                   f"{e.strerror}")
+
     def _rundir_can_be_entered(self):
         """A ``--rundir`` twistd cannot change to is a usage error, not a traceback (in daemon
         mode a silent exit status 1, the traceback in the log)."""
@@ -169,6 +194,7 @@ class Options(CommandOptions):
         self._rundir_can_be_entered()
         self._no_stdout_in_a_daemon()
         self._log_where_it_can_go()
+        self._log_file_of_the_uid()
         self._no_pidfile_in_foreground()
         self._pidfile_can_be_written()
         if self.subCommand is None:

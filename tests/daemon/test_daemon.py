@@ -414,3 +414,34 @@ def test_a_relative_output_path_is_checked_where_the_daemon_writes_it(daemons, t
     assert result.returncode == 1, result.stdout + result.stderr
     assert "cannot write out/x.jsonl" in result.stderr and "No such file" in result.stderr
     assert not d.pidfile.exists()
+
+
+@pytest.mark.twistd
+@pytest.mark.skipif(os.geteuid() != 0, reason="--uid needs root")
+def test_a_daemon_under_uid_rotates_its_log(daemons):
+    """twistd opens --logfile as root, then runs as --uid, which could not rename the root's
+    file: SIGUSR1 (and the 1 MB size limit) rotated nothing, in silence, and the log grew
+    without bound. The file is the user's now."""
+    import pwd
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    nobody = pwd.getpwnam("nobody")
+    home = Path(tempfile.mkdtemp(prefix="tcpplay-uid-"))  # /tmp: the user can reach it
+    try:
+        os.chmod(home, 0o755)
+        os.chown(home, nobody.pw_uid, nobody.pw_gid)
+        d = daemons(home, ["echo", "--listen", free_port()],
+                    twistd_args=["--uid=nobody", f"--gid={nobody.pw_gid}"])
+        result = d.start()
+        assert result.returncode == 0, result.stdout + result.stderr
+        pid = d.wait_started("echo listening on")
+        os.kill(pid, signal.SIGUSR1)
+        wait_until(lambda: (home / "tcpplay.log.1").exists(), 10, "the rotated log")
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not alive(pid), 15, "the daemon to stop")
+        assert "Server Shut Down." in read(d.logfile)
+        assert not d.pidfile.exists()
+    finally:
+        shutil.rmtree(home)
