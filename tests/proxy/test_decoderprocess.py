@@ -218,7 +218,8 @@ def test_a_full_pipe_stops_the_hand_over_until_it_drains():
     clock.advance(0)
     clock.advance(SEND_DELAY)
     assert _sent(process) == [] and factory._queued  # kept in the factory's bounded queue
-    assert not clock.getDelayedCalls()  # and nothing spins meanwhile
+    # and nothing spins meanwhile (but the one check that says a long stall)
+    assert [c.func for c in clock.getDelayedCalls()] == [process._check_stall]
     process.resumeProducing()
     factory.notify("pair_closed", 3, {}, 2.0)  # after what waits: queued behind it, in order
     assert len(factory._queued) == 2
@@ -230,6 +231,36 @@ def test_a_full_pipe_stops_the_hand_over_until_it_drains():
     assert _sent(process) == [(decoderwire.HALF_CLOSED, 3, "c2s", 1.0),
                               (decoderwire.CLOSED, 3, {}, 2.0),
                               (decoderwire.HALF_CLOSED, 4, "s2c", 3.0)]
+
+
+@pytest.mark.memory
+def test_a_child_that_takes_nothing_for_a_while_is_said_once_and_its_return_too(logged):
+    """A child stopped (SIGSTOP) or far behind: its pipe stays full and the clients that send
+    are paused for it; the log says why, once, and says when it takes bytes again. A pipe
+    that is full for less than STALL_SAID_AFTER (every busy second) says nothing."""
+    from playground.proxy.decoderprocess import STALL_SAID_AFTER
+
+    clock, process, factory = _handing_over()
+
+    def said():
+        return [formatEvent(e) for e in logged if "decoder process" in formatEvent(e)]
+
+    process.pauseProducing()
+    clock.advance(STALL_SAID_AFTER / 2)
+    process.resumeProducing()
+    process.pauseProducing()
+    clock.advance(STALL_SAID_AFTER / 2 + 0.1)
+    process.resumeProducing()
+    assert said() == []
+    process.pauseProducing()
+    for _ in range(10):
+        clock.advance(STALL_SAID_AFTER)
+    assert said() == [f"decoder process has taken nothing for {STALL_SAID_AFTER:g}s (stopped, "
+                      "or slower than the traffic): clients that send more than the proxy "
+                      "holds for it are paused until it takes bytes again"]
+    process.resumeProducing()
+    assert said()[1:] == [f"decoder process takes bytes again after {10 * STALL_SAID_AFTER:g}s"]
+    assert not clock.getDelayedCalls()
 
 
 @pytest.mark.memory
