@@ -9,6 +9,8 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import time
 import types
 from pathlib import Path
 
@@ -400,6 +402,45 @@ def test_a_console_pipe_nobody_reads_stalls_the_child_not_the_forwarding(tmp_pat
     assert elapsed < 8, text[-2000:]  # drain 1 s, then the child's poke (0.5 s) and its exit
     assert "a stop was asked for during a write to stdout" in text
     assert "records dropped in all" in text
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a handler of its own for SIGTERM (its SigCgt mask)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & 1 << (signal.SIGTERM - 1))
+
+
+@pytest.mark.real
+def test_a_child_poked_while_it_exits_ends_with_status_0_not_by_the_signal(tmp_path):
+    """The proxy's stop sends the child SIGTERM every POKE_EVERY until it exits. One that came
+    after its work, while Python shut down (which puts a signal with a Python handler back to
+    its default action), ended it by the signal: at a normal stop the proxy's log warned
+    'decoder process: ... process ended by signal 15'."""
+    from playground.proxy.decoderprocess import BOOT
+
+    opts = Options()
+    opts.parseOptions(["--target", "6379", "--decode-process", "--quiet", "--json",
+                       str(tmp_path / "out.jsonl")])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    env[decoderwire.OPTIONS_ENV] = json.dumps(DecoderProcess(opts).options)
+    log = os.open(tmp_path / "child.log", os.O_WRONLY | os.O_CREAT)
+    child = subprocess.Popen([sys.executable, "-P", "-c", BOOT], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, env=env, close_fds=False,
+                             preexec_fn=lambda: os.dup2(log, 3))  # its log's fd, as the proxy's
+    os.close(log)
+    try:
+        wait_until(lambda: _catches_sigterm(child.pid), what="the child's SIGTERM handler")
+        child.stdin.close()  # the proxy's stop: the pipe ends
+        for _ in range(20000):  # poked until it exits (at most 20 s)
+            if child.poll() is not None:
+                break
+            child.send_signal(signal.SIGTERM)
+            time.sleep(0.001)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.wait(10) == 0, (tmp_path / "child.log").read_text()[-2000:]
 
 
 @pytest.mark.real
