@@ -3,7 +3,9 @@
 Twisted's ``policies.LimitConnectionsByPeer`` is broken on Python 3 and wrapping factories hide
 ``IHalfCloseableProtocol``, so limits are enforced in our own ``buildProtocol``: a connection over
 a limit gets a ``Refusal`` protocol that writes an optional protocol-specific message (e.g. Redis's
-``-ERR max number of clients reached``) and closes at once.
+``-ERR max number of clients reached``) and closes at once. The log says the first refusal
+since a connection was admitted, then every thousandth (``refusal_worth_logging``), not one line
+per refused connection.
 """
 
 from __future__ import annotations
@@ -28,20 +30,32 @@ class ConnectionLimits:
         self.open = 0
         self.total = 0
         self.refused = 0
+        self.refused_in_a_row = 0  # since the last admission
         self._by_peer: Counter[str] = Counter()
 
     def admit(self, peer: str) -> str | None:
         """Reserve a slot for ``peer``; return None when admitted, else the reason for refusal."""
         if self.max_connections and self.open >= self.max_connections:
-            self.refused += 1
-            return f"max-connections ({self.max_connections}) reached"
+            return self._refuse(f"max-connections ({self.max_connections}) reached")
         if self.max_per_peer and self._by_peer[peer] >= self.max_per_peer:
-            self.refused += 1
-            return f"max-connections-per-peer ({self.max_per_peer}) reached for {peer}"
+            return self._refuse(
+                f"max-connections-per-peer ({self.max_per_peer}) reached for {peer}")
+        self.refused_in_a_row = 0
         self.open += 1
         self.total += 1
         self._by_peer[peer] += 1
         return None
+
+    def _refuse(self, reason: str) -> str:
+        self.refused += 1
+        self.refused_in_a_row += 1
+        return reason
+
+    def refusal_worth_logging(self) -> bool:
+        """Whether the refusal just made gets a log line: the first since a connection was
+        admitted, then every thousandth (a client retrying at once, or thousands of short
+        connections, would otherwise log one line per connection)."""
+        return self.refused_in_a_row == 1 or not self.refused % 1000
 
     def release(self, peer: str) -> None:
         self.open -= 1
@@ -87,13 +101,14 @@ class LimitedFactory(protocol.Factory):
         host = peer_host(addr)
         reason = self.limits.admit(host)
         if reason is not None:
-            self.log.warn(
-                "{service} refused {peer}: {reason} (refused so far: {refused})",
-                service=self.service_name,
-                peer=address_text(addr),
-                reason=reason,
-                refused=self.limits.refused,
-            )
+            if self.limits.refusal_worth_logging():
+                self.log.warn(
+                    "{service} refused {peer}: {reason} (refused so far: {refused})",
+                    service=self.service_name,
+                    peer=address_text(addr),
+                    reason=reason,
+                    refused=self.limits.refused,
+                )
             p = Refusal(self.refusal_message)
             p.factory = self
             return p
@@ -260,7 +275,7 @@ class CappedSite(server.Site):
         host = peer_host(addr)
         if self.limits.admit(host) is not None:
             refused = self.limits.refused
-            if refused == 1 or not refused % 1000:
+            if self.limits.refusal_worth_logging():
                 _site_log.warn("{label}: refused a connection from {peer}: {max} open already "
                               "(refused so far: {refused})", label=self.label,
                               peer=address_text(addr), max=self.max_open, refused=refused)

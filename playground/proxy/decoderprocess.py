@@ -12,7 +12,9 @@ is queued as messages (``playground.proxy.decoderwire``) and written as one batc
 turn or once ``SEND_AT`` bytes are queued. Backpressure: it is the pipe's producer; when the
 pipe's buffer fills (the child is behind) it says ``blocked`` and the factories stop handing it
 bytes (``ProxyFactory.flush_observer``), their own bounded queue waiting and pausing the pairs
-that fill it, until the pipe drains and it wakes them (``attached``). Nothing is dropped.
+that fill it, until the pipe drains and it wakes them (``attached``). Nothing is dropped. A pipe that stays
+full for ``STALL_SAID_AFTER`` seconds (the child stopped, or far behind) is said once in the log,
+as the reason clients are paused, and so is its end.
 
 Start and stop: a service, started with the sinks, before the listener. Stopped after the drain
 and the factory's last hand-over: the pipe is closed, the child hands everything to its sinks,
@@ -57,6 +59,9 @@ SEND_AT = 256 * 1024  # queued bytes that are written at once, not after SEND_DE
 SEND_DELAY = 0.005
 STOP_TIMEOUT = 30.0
 POKE_EVERY = 0.5  # seconds between the SIGTERMs that end a child's blocked console write
+# Seconds the pipe stays full (the child takes nothing: stopped, or far behind) before the log
+# says why clients are paused; a busy child fills it for moments all the time.
+STALL_SAID_AFTER = 5.0
 # The child's first statements, before any import: out of the proxy's process group (a
 # terminal's Ctrl-C is for the proxy, which drains and then ends the pipe), deaf to SIGINT and
 # SIGTERM (a service manager's goes to both; the proxy's drain decides; the child's own handler,
@@ -87,6 +92,9 @@ class DecoderProcess(service.Service):
         # the keys given (a counted flag such as -v is there only when given: None is no count)
         self.options = {key: options[key] for key in OPTIONS if key in options}
         self.blocked = False  # the pipe is full: factories hand nothing over until woken
+        self._blocked_since = 0.0  # when it last filled (the reactor's clock)
+        self._stall_check = None  # the call that says a long stall (_check_stall)
+        self._stall_said = False
         self.factories: list = []
         self.exited: defer.Deferred | None = None
         self._child = None
@@ -142,14 +150,46 @@ class DecoderProcess(service.Service):
     # -- the pipe's producer ----------------------------------------------------------------
     def pauseProducing(self) -> None:
         self.blocked = True
+        self._blocked_since = self.reactor.seconds()
+        if self._stall_check is None:
+            self._stall_check = self.reactor.callLater(STALL_SAID_AFTER, self._check_stall)
 
     def resumeProducing(self) -> None:
-        self.blocked = False
+        self._unblocked()
         for factory in self.factories:
             factory.wake_observer()
 
     def stopProducing(self) -> None:
+        self._unblocked()
+
+    def _check_stall(self) -> None:
+        """Say once that the pipe has stayed full for STALL_SAID_AFTER seconds (one pending
+        call at most, whatever the pipe does meanwhile: no call made and cancelled per fill)."""
+        self._stall_check = None
+        if not self.blocked or self._stall_said:
+            return
+        waited = self.reactor.seconds() - self._blocked_since
+        if waited < STALL_SAID_AFTER:
+            self._stall_check = self.reactor.callLater(STALL_SAID_AFTER - waited,
+                                                       self._check_stall)
+            return
+        self._stall_said = True
+        self.log.warn("decoder process has taken nothing for {seconds:g}s (stopped, or slower "
+                      "than the traffic): clients that send more than the proxy holds for it "
+                      "are paused until it takes bytes again", seconds=round(waited, 1))
+
+    def _unblocked(self) -> None:
         self.blocked = False
+        self._cancel_stall_check()
+        if self._stall_said:
+            self._stall_said = False
+            self.log.info("decoder process takes bytes again after {seconds:g}s",
+                          seconds=round(self.reactor.seconds() - self._blocked_since, 1))
+
+    def _cancel_stall_check(self) -> None:
+        call, self._stall_check = self._stall_check, None
+        if call is not None and call.active():
+            call.cancel()
 
     # -- the service ------------------------------------------------------------------------
     def privilegedStartService(self) -> None:
@@ -191,6 +231,7 @@ class DecoderProcess(service.Service):
         if self._child is None or self._gone:
             return self.exited
         self._send()
+        self._cancel_stall_check()  # the stop's own wait is said (_poke)
         transport = self._child.transport
         transport.unregisterProducer()  # a pipe with a producer is not closed (ITransport)
         transport.closeStdin()
@@ -261,7 +302,7 @@ class DecoderProcess(service.Service):
         The web view's socket is closed first (refused from then on, rather than left waiting
         in the backlog): the log says so, and the stop ends, once it is."""
         self._gone = True
-        self.blocked = False
+        self.stopProducing()
         self._batch, self._batch_bytes = [], 0
         stopping = self._stopping
         if not stopping:

@@ -196,7 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         [FilteringLogObserver(failures_as_text(jsonFileLogObserver(log_file)), [own_reactor])],
         redirectStandardIO=False)
     options = json.loads(argv[0] if argv else os.environ.pop(decoderwire.OPTIONS_ENV))
-    return run(options)
+    status = run(options)
+    # ignored from here: Python's shutdown puts a signal with a Python handler back to its
+    # default action, and the proxy's stop still pokes (SIGTERM) until this process has exited
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    return status
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Modelled on ``twisted.protocols.portforward`` (pause the client until the upstream is connected,
 register each transport as the other's streaming producer) plus what it lacks: half-close in both
 directions (``IHalfCloseableProtocol``), connect and idle timeouts, resets passed on as aborts,
+a TLS leg's failed handshake closed as ``tls-failed`` (OpenSSL's reason logged and recorded),
 connection limits, pair ids, byte counts, one structured log line on open and on close, graceful
 drain on shutdown, and the observer hook the decoder chain uses (see ``playground.proxy.observer``).
 
@@ -62,6 +63,7 @@ from __future__ import annotations
 import itertools
 import random
 
+from OpenSSL import SSL
 from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IHalfCloseableProtocol, ISSLTransport
 from twisted.logger import Logger
@@ -146,7 +148,17 @@ def _how(reason) -> str:
         return "abort"
     if isinstance(value, error.ConnectionLost):
         return "reset"
+    if isinstance(value, SSL.Error):
+        return "tls-failed"  # its reason: _tls_reason
     return reason.getErrorMessage()
+
+
+def _tls_reason(value: SSL.Error) -> str:
+    """OpenSSL's reasons in a failed handshake (its error list's last fields, e.g. ``certificate
+    verify failed``), not the list's repr."""
+    errors = value.args[0] if value.args and isinstance(value.args[0], list) else ()
+    reasons = [e[-1] for e in errors if isinstance(e, tuple) and e and e[-1]]
+    return "; ".join(reasons) or str(value) or "handshake failed"
 
 
 @implementer(IHalfCloseableProtocol)
@@ -797,6 +809,11 @@ class Pair:
         how = _how(reason)
         if self.closed_first is None:
             self.closed_first = (role, how)
+            if how == "tls-failed":
+                self.close_reason = _tls_reason(reason.value)
+                self.log.warn("proxy #{pair} TLS handshake with the {side} failed: {why}; "
+                              "closing {client}", pair=self.id, side=role, why=self.close_reason,
+                              client=self.client.peer)
         other = self._other(role)
         if role == CLIENT and self.connecting is not None:
             self._cancel_connect()

@@ -181,6 +181,27 @@ def test_refusal_sends_the_protocol_goodbye_and_closes():
 
 
 @pytest.mark.memory
+def test_a_flood_over_the_limit_is_logged_at_its_first_refusal_and_each_thousandth(logged):
+    """A client over the limit again and again (thousands of short connections) is not a log
+    line per connection: the first refusal since a connection was admitted says so, then every
+    thousandth; an admission in between starts over."""
+    from twisted.logger import formatEvent
+
+    factory = RedisLike(max_connections=1, reactor=MemoryReactorClock())
+    admitted = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    for _ in range(2000):
+        factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2))
+    admitted.connectionLost(failure.Failure(error.ConnectionDone()))
+    assert not isinstance(factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 3)), Refusal)
+    factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4))
+    lines = [formatEvent(e) for e in logged if "refused" in formatEvent(e)]
+    assert lines == [f"redis refused 127.0.0.1:{port}: max-connections (1) reached "
+                     f"(refused so far: {n})" for port, n in ((2, 1), (2, 1000), (2, 2000),
+                                                              (4, 2001))]
+    assert factory.limits.refused == 2001
+
+
+@pytest.mark.memory
 def test_admitted_protocol_knows_its_peer():
     factory = RedisLike(reactor=MemoryReactorClock())
     p = factory.buildProtocol(IPv6Address("TCP", "::1", 7))

@@ -9,6 +9,8 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import time
 import types
 from pathlib import Path
 
@@ -218,7 +220,8 @@ def test_a_full_pipe_stops_the_hand_over_until_it_drains():
     clock.advance(0)
     clock.advance(SEND_DELAY)
     assert _sent(process) == [] and factory._queued  # kept in the factory's bounded queue
-    assert not clock.getDelayedCalls()  # and nothing spins meanwhile
+    # and nothing spins meanwhile (but the one check that says a long stall)
+    assert [c.func for c in clock.getDelayedCalls()] == [process._check_stall]
     process.resumeProducing()
     factory.notify("pair_closed", 3, {}, 2.0)  # after what waits: queued behind it, in order
     assert len(factory._queued) == 2
@@ -230,6 +233,36 @@ def test_a_full_pipe_stops_the_hand_over_until_it_drains():
     assert _sent(process) == [(decoderwire.HALF_CLOSED, 3, "c2s", 1.0),
                               (decoderwire.CLOSED, 3, {}, 2.0),
                               (decoderwire.HALF_CLOSED, 4, "s2c", 3.0)]
+
+
+@pytest.mark.memory
+def test_a_child_that_takes_nothing_for_a_while_is_said_once_and_its_return_too(logged):
+    """A child stopped (SIGSTOP) or far behind: its pipe stays full and the clients that send
+    are paused for it; the log says why, once, and says when it takes bytes again. A pipe
+    that is full for less than STALL_SAID_AFTER (every busy second) says nothing."""
+    from playground.proxy.decoderprocess import STALL_SAID_AFTER
+
+    clock, process, factory = _handing_over()
+
+    def said():
+        return [formatEvent(e) for e in logged if "decoder process" in formatEvent(e)]
+
+    process.pauseProducing()
+    clock.advance(STALL_SAID_AFTER / 2)
+    process.resumeProducing()
+    process.pauseProducing()
+    clock.advance(STALL_SAID_AFTER / 2 + 0.1)
+    process.resumeProducing()
+    assert said() == []
+    process.pauseProducing()
+    for _ in range(10):
+        clock.advance(STALL_SAID_AFTER)
+    assert said() == [f"decoder process has taken nothing for {STALL_SAID_AFTER:g}s (stopped, "
+                      "or slower than the traffic): clients that send more than the proxy "
+                      "holds for it are paused until it takes bytes again"]
+    process.resumeProducing()
+    assert said()[1:] == [f"decoder process takes bytes again after {10 * STALL_SAID_AFTER:g}s"]
+    assert not clock.getDelayedCalls()
 
 
 @pytest.mark.memory
@@ -369,6 +402,45 @@ def test_a_console_pipe_nobody_reads_stalls_the_child_not_the_forwarding(tmp_pat
     assert elapsed < 8, text[-2000:]  # drain 1 s, then the child's poke (0.5 s) and its exit
     assert "a stop was asked for during a write to stdout" in text
     assert "records dropped in all" in text
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a handler of its own for SIGTERM (its SigCgt mask)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & 1 << (signal.SIGTERM - 1))
+
+
+@pytest.mark.real
+def test_a_child_poked_while_it_exits_ends_with_status_0_not_by_the_signal(tmp_path):
+    """The proxy's stop sends the child SIGTERM every POKE_EVERY until it exits. One that came
+    after its work, while Python shut down (which puts a signal with a Python handler back to
+    its default action), ended it by the signal: at a normal stop the proxy's log warned
+    'decoder process: ... process ended by signal 15'."""
+    from playground.proxy.decoderprocess import BOOT
+
+    opts = Options()
+    opts.parseOptions(["--target", "6379", "--decode-process", "--quiet", "--json",
+                       str(tmp_path / "out.jsonl")])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    env[decoderwire.OPTIONS_ENV] = json.dumps(DecoderProcess(opts).options)
+    log = os.open(tmp_path / "child.log", os.O_WRONLY | os.O_CREAT)
+    child = subprocess.Popen([sys.executable, "-P", "-c", BOOT], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, env=env, close_fds=False,
+                             preexec_fn=lambda: os.dup2(log, 3))  # its log's fd, as the proxy's
+    os.close(log)
+    try:
+        wait_until(lambda: _catches_sigterm(child.pid), what="the child's SIGTERM handler")
+        child.stdin.close()  # the proxy's stop: the pipe ends
+        for _ in range(20000):  # poked until it exits (at most 20 s)
+            if child.poll() is not None:
+                break
+            child.send_signal(signal.SIGTERM)
+            time.sleep(0.001)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.wait(10) == 0, (tmp_path / "child.log").read_text()[-2000:]
 
 
 @pytest.mark.real

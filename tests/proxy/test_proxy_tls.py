@@ -253,7 +253,7 @@ def _assert_handshake_refused(twistd, pki, server, expect: str):
     assert "first=server" in line and "c2s=" in line, line
     assert re.search(expect, line, re.IGNORECASE), line
     assert b"secret" not in b"".join(server.received)
-    return line
+    return proc.output()
 
 
 def test_tls_target_with_wrong_name_fails_handshake(twistd, pki, echo_server):
@@ -262,8 +262,13 @@ def test_tls_target_with_wrong_name_fails_handshake(twistd, pki, echo_server):
 
 
 def test_tls_target_signed_by_unknown_ca_fails_handshake(twistd, pki, echo_server):
+    """Closed as ``tls-failed`` (the close record said how as the repr of OpenSSL's error list,
+    ``[('SSL routines', '', 'certificate verify failed')]``, in JSON too), OpenSSL's reason
+    in a warning, as a connect's failure is said."""
     server = echo_server("stranger")  # right name, untrusted issuer
-    _assert_handshake_refused(twistd, pki, server, r"certificate verify failed|verif")
+    out = _assert_handshake_refused(twistd, pki, server, r"first=server how=tls-failed$")
+    assert "TLS handshake with the server failed: certificate verify failed; closing " in out, out
+    assert "SSL routines" not in out, out
 
 
 # --- a close-delimited HTTP response over a TLS target ----------------------------------------
@@ -330,3 +335,4 @@ def test_a_close_delimited_response_over_tls_is_complete_only_at_a_clean_close(
                 if r["type"] == "http"]
     assert (record["status"], record["response_body_size"]) == (200, 500)
     assert record["complete"] is clean, (record, proc.output()[-2000:])
+
