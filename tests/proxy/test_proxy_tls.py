@@ -64,12 +64,14 @@ class CA:
         self.pem = directory / f"{name.replace(' ', '-')}.pem"
         self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, label: str, dns: list[str], ips: list[str] = ()) -> tuple[Path, Path]:
-        """A server certificate for ``dns``/``ips``; returns (cert.pem, key.pem)."""
+    def issue(self, label: str, dns: list[str], ips: list[str] = (),
+              with_san: bool = True) -> tuple[Path, Path]:
+        """A server certificate for ``dns``/``ips`` (without ``with_san``: its first name in
+        the subject's common name alone, as before RFC 6125); returns (cert.pem, key.pem)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         san = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-        cert = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns[0])]))
             .issuer_name(self.cert.subject)
@@ -77,7 +79,11 @@ class CA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        )
+        if with_san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        cert = (
+            builder
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
                            critical=False)
@@ -105,6 +111,7 @@ def pki(tmp_path_factory):
         "localhost": ca.issue("localhost", ["localhost"], ["127.0.0.1"]),
         "other": ca.issue("other", ["other.example"]),
         "stranger": CA(d, "stranger CA").issue("stranger", ["localhost"], ["127.0.0.1"]),
+        "no-san": ca.issue("no-san", ["localhost"], with_san=False),
     }
 
 
@@ -269,6 +276,16 @@ def test_tls_target_signed_by_unknown_ca_fails_handshake(twistd, pki, echo_serve
     out = _assert_handshake_refused(twistd, pki, server, r"first=server how=tls-failed$")
     assert "TLS handshake with the server failed: certificate verify failed; closing " in out, out
     assert "SSL routines" not in out, out
+
+
+def test_tls_target_whose_certificate_has_no_subject_alt_name_fails_handshake(twistd, pki,
+                                                                            echo_server):
+    """Signed by the trusted CA, ``CN=localhost``, no subjectAltName: not a certificate for
+    any name (RFC 6125). service-identity says so with a ``CertificateError``, which Twisted's
+    check (it catches ``VerificationError``) logged and let through: the bytes reached it."""
+    server = echo_server("no-san")
+    out = _assert_handshake_refused(twistd, pki, server, r"first=server how=tls-failed$")
+    assert "subjectAltName" in out, out
 
 
 # --- a close-delimited HTTP response over a TLS target ----------------------------------------
