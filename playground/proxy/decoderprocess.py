@@ -161,6 +161,7 @@ class DecoderProcess(service.Service):
 
     def stopProducing(self) -> None:
         self._unblocked()
+        self._cancel_stall_check()
 
     def _check_stall(self) -> None:
         """Say once that the pipe has stayed full for STALL_SAID_AFTER seconds (one pending
@@ -179,8 +180,9 @@ class DecoderProcess(service.Service):
                       "are paused until it takes bytes again", seconds=round(waited, 1))
 
     def _unblocked(self) -> None:
+        """The pipe drained. The pending check, if any, stays: it finds the pipe not full, or
+        full since a later fill, and waits out the rest from there (``_check_stall``)."""
         self.blocked = False
-        self._cancel_stall_check()
         if self._stall_said:
             self._stall_said = False
             self.log.info("decoder process takes bytes again after {seconds:g}s",
