@@ -6,21 +6,15 @@ twistd processes."""
 from __future__ import annotations
 
 import signal
-import socket
 
 import pytest
 
 from tests.support.net import free_port
-from tests.support.waiting import wait_until
+from tests.support.processes import goes_on_after
 
 pytestmark = pytest.mark.twistd
 
 GOING_ON = "SIGHUP: tcpplay does not reload its config"
-
-
-def accepts(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=10):
-        return True
 
 
 @pytest.mark.parametrize("twistd_args", [(), ("--logger=playground.daemon.jsonlog.observer",)])
@@ -30,11 +24,6 @@ def test_sighup_is_a_log_line_not_the_end(twistd, twistd_args, tmp_path):
     config.write_text(f"[echo.e]\nlisten = {port}\n")
     proc = twistd(["serve", "--config", str(config)], twistd_args=twistd_args)
     proc.wait_for("echo listening on")
-    proc.proc.send_signal(signal.SIGHUP)
-    proc.wait_for(GOING_ON, timeout=10)
-    assert proc.proc.poll() is None
-    assert accepts(port)
-    proc.proc.send_signal(signal.SIGHUP)  # again: a line each time, still running
-    wait_until(lambda: proc.output().count(GOING_ON) == 2, 10, "the second SIGHUP's line")
+    goes_on_after(proc, signal.SIGHUP, GOING_ON, port)
     assert proc.terminate() == 0, proc.output()
     assert "Server Shut Down." in proc.output()

@@ -11,6 +11,7 @@ import socket
 import pytest
 
 from tests.support.net import free_port
+from tests.support.processes import goes_on_after
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.twistd
@@ -37,12 +38,7 @@ def test_sigusr1_without_a_log_file_is_a_log_line_not_the_end(twistd, twistd_arg
     port, args = proxy_args()
     proc = twistd(args, twistd_args=twistd_args)
     proc.wait_for("proxy listening on")
-    proc.proc.send_signal(signal.SIGUSR1)
-    proc.wait_for(NOTHING, timeout=10)
-    assert proc.proc.poll() is None
-    assert accepts(port)
-    proc.proc.send_signal(signal.SIGUSR1)  # again: a line each time, still running
-    wait_until(lambda: proc.output().count(NOTHING) == 2, 10, "the second SIGUSR1's line")
+    goes_on_after(proc, signal.SIGUSR1, NOTHING, port)
     assert proc.terminate() == 0, proc.output()
 
 

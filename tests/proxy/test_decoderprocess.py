@@ -673,23 +673,30 @@ def test_a_child_killed_while_it_holds_a_client_back_lets_it_go(redis_server, tw
 
 
 @pytest.mark.twistd
-def test_a_log_rotations_sigusr1_to_the_whole_service_leaves_the_child_decoding(
-        redis_server, twistd, tmp_path):
-    """``systemctl kill -s USR1`` (a logrotate postrotate) signals every process of the
-    service: the child, whose log is the proxy's, goes on (SIGUSR1's default action ends it)."""
+@pytest.mark.parametrize("signum, said, key", [
+    # ``systemctl kill -s USR1`` (a logrotate postrotate): the child's log is the proxy's
+    (signal.SIGUSR1, "SIGUSR1: no log file to rotate", "dpusr1"),
+    # ``systemctl kill -s HUP`` (an operator's "reload"): the proxy says it reloads nothing
+    (signal.SIGHUP, "SIGHUP: tcpplay does not reload its config", "dphup"),
+])
+def test_a_signal_to_the_whole_service_leaves_the_child_decoding(redis_server, twistd, tmp_path,
+                                                                 signum, said, key):
+    """A signal sent to every process of the service (systemd's ``kill``) reaches the child
+    too, whose default action for SIGUSR1 and SIGHUP would end it (and the proxy would decode
+    no more): the proxy says its line, and the child goes on."""
     cli = need("redis-cli")
     out = tmp_path / "out.jsonl"
     proc, port, child = _with_child(twistd, redis_server.port, "--quiet", "--json", out)
     wait_until(out.exists, what="the child started (its --json file open)")
-    os.kill(child, signal.SIGUSR1)
-    os.kill(proc.proc.pid, signal.SIGUSR1)
-    proc.wait_for("SIGUSR1: no log file to rotate")  # the proxy's, after the child's signal
-    assert subprocess.run([cli, "-p", str(port), "set", "dpusr1", "1"], capture_output=True,
+    os.kill(child, signum)
+    os.kill(proc.proc.pid, signum)
+    proc.wait_for(said)  # the proxy's, after the child's signal
+    assert subprocess.run([cli, "-p", str(port), "set", key, "1"], capture_output=True,
                           timeout=10).stdout == b"OK\n"
     assert proc.terminate() == 0
     assert "decoder process exited" not in proc.output()
     records = [json.loads(x) for x in out.read_text().splitlines()]
-    assert [r["command"] for r in records if r["type"] == "redis"] == [["set", "dpusr1", "1"]]
+    assert [r["command"] for r in records if r["type"] == "redis"] == [["set", key, "1"]]
 
 
 @pytest.mark.twistd
@@ -849,23 +856,3 @@ def test_a_failure_in_the_child_reaches_the_proxys_log_with_its_message():
     assert "decoder process: the decoder raised" in text
     assert "KeyError: 'the-missing-key'" in text and "unpersistable" not in text
     assert event["log_level"].name == "critical"
-
-
-@pytest.mark.twistd
-def test_a_sighup_to_the_whole_service_leaves_the_child_decoding(redis_server, twistd, tmp_path):
-    """``systemctl kill -s HUP`` (an operator's "reload") signals every process of the service:
-    the proxy says it reloads nothing, and the child goes on (SIGHUP's default action ended it,
-    and the proxy decoded no more)."""
-    cli = need("redis-cli")
-    out = tmp_path / "out.jsonl"
-    proc, port, child = _with_child(twistd, redis_server.port, "--quiet", "--json", out)
-    wait_until(out.exists, what="the child started (its --json file open)")
-    os.kill(child, signal.SIGHUP)
-    os.kill(proc.proc.pid, signal.SIGHUP)
-    proc.wait_for("SIGHUP: tcpplay does not reload its config")
-    assert subprocess.run([cli, "-p", str(port), "set", "dphup", "1"], capture_output=True,
-                          timeout=10).stdout == b"OK\n"
-    assert proc.terminate() == 0
-    assert "decoder process exited" not in proc.output()
-    records = [json.loads(x) for x in out.read_text().splitlines()]
-    assert [r["command"] for r in records if r["type"] == "redis"] == [["set", "dphup", "1"]]

@@ -146,3 +146,19 @@ def start_proxy(start, target, *extra, listen: str = "tcp:0:interface=127.0.0.1"
     m = re.search(r"proxy listening on 127\.0\.0\.1:(\d+)", line)
     assert m, line
     return proc, int(m.group(1))
+
+
+def goes_on_after(proc, signum: int, said: str, port: int) -> None:
+    """Send ``signum`` to ``proc`` (a started twistd, the ``twistd`` fixture's) twice: each
+    time it logs ``said`` and goes on running, still accepting on ``port``."""
+    import socket
+
+    from tests.support.waiting import wait_until
+
+    proc.proc.send_signal(signum)
+    proc.wait_for(said, timeout=10)
+    assert proc.proc.poll() is None
+    with socket.create_connection(("127.0.0.1", port), timeout=10):
+        pass
+    proc.proc.send_signal(signum)  # again: a line each time, still running
+    wait_until(lambda: proc.output().count(said) == 2, 10, f"the second {signum!r}'s line")
