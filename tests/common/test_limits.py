@@ -399,25 +399,36 @@ def _ask(port: int, data: bytes) -> bytes:
         return got
 
 
-@pytest.mark.real
-@pytest_twisted.inlineCallbacks
-def test_a_capped_site_answers_an_over_long_head_with_414_or_431():
-    # Twisted closed without a word on a line over 16 KiB and sent a bare 400 on a head over
-    # 16 KiB (the web view, the toxiproxy API and the metrics are such sites)
-    from twisted.internet import endpoints, reactor, threads
+def _listen_capped():
+    """A ``CappedSite`` on a free loopback port, its access log off, answering ``GET`` with
+    ``hello`` and ``POST`` with how many body bytes it read: a Deferred of the port."""
+    from twisted.internet import endpoints, reactor
     from twisted.web import resource
 
     from playground.common.limits import CappedSite
 
-    class Hello(resource.Resource):
+    class Leaf(resource.Resource):
         isLeaf = True
 
         def render_GET(self, request):
             return b"hello"
 
-    site = CappedSite(Hello())
+        def render_POST(self, request):
+            return b"read %d" % len(request.content.read())
+
+    site = CappedSite(Leaf())
     site.log = lambda request: None
-    port = yield endpoints.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
+    return endpoints.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_capped_site_answers_an_over_long_head_with_414_or_431():
+    # Twisted closed without a word on a line over 16 KiB and sent a bare 400 on a head over
+    # 16 KiB (the web view, the toxiproxy API and the metrics are such sites)
+    from twisted.internet import threads
+
+    port = yield _listen_capped()
     try:
         n = port.getHost().port
         ok = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -507,23 +518,12 @@ def _send_and_read(port: int, head: bytes, body: bytes = b"") -> bytes:
 def test_a_declared_body_over_the_bound_is_refused_with_413_at_once():
     # the site read (and dropped) the declared bytes before anything answered: a client that
     # declared 10**20 got no answer and kept its connection for as long as it sent
-    from twisted.internet import endpoints, reactor, threads
-    from twisted.web import resource
+    from twisted.internet import threads
 
-    from playground.common.limits import CappedSite
-
-    class Echo(resource.Resource):
-        isLeaf = True
-
-        def render_POST(self, request):
-            return b"read %d" % len(request.content.read())
-
-    site = CappedSite(Echo())
-    site.log = lambda request: None
-    port = yield endpoints.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
+    port = yield _listen_capped()
     try:
         n = port.getHost().port
-        bound = site.requestFactory.max_body
+        bound = port.factory.requestFactory.max_body
         post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
         for length, body in ((10**20, b""), (bound + 1, b"x" * (bound + 1))):
             got = yield threads.deferToThread(_send_and_read, n, post % length, body)
