@@ -1,8 +1,8 @@
 """Decoding cost without sockets: redis-benchmark-like traffic replayed through Chain + sinks.
 
     python bench/decode_replay.py [--pipeline 1 16] [--exchanges 200000]
-                                  [--sink none json console both web bytes] [--profile] [--out FILE]
-                                  [--rounds N] [--short]
+                                  [--sink none json console both web bytes records] [--ring N]
+                                  [--profile] [--out FILE] [--rounds N] [--short]
 
 Synthesises what ``redis-benchmark -t set,get -c 50 -P N`` sends and receives (SET/GET of a
 3-byte value; each chunk is one pipeline batch of one client), feeds it to ``chain.Chain`` as
@@ -12,7 +12,11 @@ as the proxy's reactor would (on a virtual clock, ``--rate`` chunks per second, 
 decoding alone; ``--sink web`` is the console sink plus the web view (``--web`` on, no browser:
 its sink on the records and, as the pcap sink would be, on the byte path with redaction's
 hold-back); ``--sink bytes`` is the console sink plus a consumer on the byte path that only keeps
-every read (``KeptReads``: the least a view that stores what it saw can cost); ``--profile`` prints the top of a cProfile run. Each line also says how long one
+every read (``KeptReads``: the least a view that stores what it saw can cost); ``--sink records``
+is the console sink plus a record sink that keeps the chain's records as they come, unconverted,
+in a ring of ``--ring`` records whose oldest are dropped as new ones come (``KeptRecords``: the
+least a view that keeps exchanges can cost, once it is full); ``--profile`` prints the top of a
+cProfile run. Each line also says how long one
 full collection of the cyclic GC takes once the run is over, with what the sinks keep (the
 start-up's objects frozen first, as ``twistd tcpplay`` does); with the view, how many
 exchanges it keeps in how much of its ``--web-memory`` (64 MiB: ``--exchanges 600000`` fills
@@ -32,6 +36,7 @@ import os
 import pstats
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from statistics import median
 
@@ -107,7 +112,7 @@ class _Null:
         pass
 
 
-def make_sinks(kind: str, reactor, out):
+def make_sinks(kind: str, reactor, out, ring: int = 4096):
     """The record sinks for ``kind``, and the byte consumer (the web view's sink) or None."""
     if kind == "none":
         return [_Null()], None
@@ -116,7 +121,7 @@ def make_sinks(kind: str, reactor, out):
         from playground.sinks.jsonlines import JsonSink
 
         sinks.append(JsonSink(out, max_value=200, reactor=reactor))
-    if kind in ("console", "both", "web", "bytes"):
+    if kind in ("console", "both", "web", "bytes", "records"):
         from playground.sinks.console import ConsoleSink
 
         sinks.append(ConsoleSink(open(out if kind != "both" else os.devnull, "ab"),
@@ -131,7 +136,34 @@ def make_sinks(kind: str, reactor, out):
         sinks.append(view)
     elif kind == "bytes":
         view = KeptReads()
+    elif kind == "records":
+        sinks.append(KeptRecords(ring))
     return sinks, view
+
+
+class KeptRecords:
+    """``--sink records``: beside the console sink, a record sink that keeps the chain's
+    records as they come (a pipelined run as one record, as the view takes them) in a ring of
+    ``ring`` records, the oldest dropped unlooked at: no conversion, no count, no byte path.
+    What a view that keeps exchanges costs at the least once it is full (its memory reused),
+    the cyclic GC walking what it keeps included."""
+
+    takes_runs = True
+
+    def __init__(self, ring: int):
+        self.records = deque(maxlen=ring)
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def emit_many(self, records):
+        self.records.extend(records)
+
+    def startService(self):
+        pass
+
+    def stopService(self):
+        pass
 
 
 class KeptReads:
@@ -218,9 +250,9 @@ def short_connections(chain, reactor, connections: int, turn: int, step: float) 
 
 
 def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: bool,
-        rate: float = 20000.0, short: bool = False) -> float:
+        rate: float = 20000.0, short: bool = False, ring: int = 4096) -> float:
     reactor = FakeReactor()
-    sinks, view = make_sinks(sink, reactor, out)
+    sinks, view = make_sinks(sink, reactor, out, ring)
     chain = C.Chain(shared(sinks), pcap=view, decode="resp", max_value=200)  # as decoding.build
     clients = 0 if short else 50
     for pid in range(1, clients + 1):
@@ -261,6 +293,10 @@ def run(pipeline: int, exchanges: int, sink: str, turn: int, out: str, profile: 
     print(f"{label} sink={sink:<8} {n / dt:>12,.0f} {unit}s/s "
           f"{dt / n * 1e6:6.2f} us/{unit}  ({n:,} {unit}s, {dt:.2f} s CPU; "
           f"then a full GC {full_gc * 1e3:.1f} ms)")
+    ring = [s for s in sinks if isinstance(s, KeptRecords)]
+    if ring:
+        print(f"       kept the last {len(ring[0].records):,} records of a ring of "
+              f"{ring[0].records.maxlen:,}")
     if isinstance(view, KeptReads):
         print(f"       kept {len(view.reads):,} reads, "
               f"{sum(len(r[2]) for r in view.reads) / 2**20:.1f} MiB")
@@ -278,10 +314,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pipeline", type=int, nargs="*", default=[1, 16])
     ap.add_argument("--exchanges", type=int, default=200_000)
-    ap.add_argument("--sink", choices=("json", "console", "both", "none", "web", "bytes"), nargs="*",
+    ap.add_argument("--sink", nargs="*",
+                    choices=("json", "console", "both", "none", "web", "bytes", "records"),
                     default=["json", "console"])
     ap.add_argument("--turn", type=int, default=2, help="chunks per reactor turn")
     ap.add_argument("--rate", type=float, default=20000.0, help="chunks per virtual second")
+    ap.add_argument("--ring", type=int, default=4096,
+                    help="--sink records: the records kept (4096 runs: 65,536 exchanges at -P 16)")
     ap.add_argument("--out", default=os.devnull)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--rounds", type=int, default=1,
@@ -296,14 +335,14 @@ def main(argv=None) -> int:
         for p in args.pipeline:
             for s in args.sink:
                 t = run(p, args.exchanges, s, args.turn, args.out, args.profile, args.rate,
-                        args.short)
+                        args.short, args.ring)
                 times.setdefault((p, s), []).append(t * 1e6)
     if args.rounds > 1:
         unit = "connection" if args.short else "exchange"
         print(f"worst (median) of {args.rounds} rounds, us per {unit}:")
         for p in args.pipeline:
             line = [f"{s} {max(times[p, s]):.2f} ({median(times[p, s]):.2f})" for s in args.sink]
-            for view in ("web", "bytes"):  # the view's cost (or the bound's), round by round
+            for view in ("web", "bytes", "records"):  # the view's cost (or a bound's), by round
                 if view in args.sink and "console" in args.sink:
                     cost = [w - c for w, c in zip(times[p, view], times[p, "console"],
                                                   strict=True)]
