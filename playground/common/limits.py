@@ -24,7 +24,12 @@ from twisted.web import http, server
 
 from playground.common.addresstext import address_text
 from playground.common.defaultreactor import default_reactor
-from playground.common.twistedprivate import head_fields, head_size
+from playground.common.twistedprivate import (
+    direct_write_supported,
+    head_fields,
+    head_size,
+    pending_write_bytes,
+)
 
 
 class ConnectionLimits:
@@ -208,8 +213,12 @@ class BoundedChannel(http.HTTPChannel):
     What the connection waits for is timed by ``deadlines`` (``Deadlines``; its site's): one
     timer, for the part of a request being waited for (``_waiting_for``: ``"idle"``, ``"head"``
     or ``"body"``; None while a request is answered), set when that part begins. Past it, a
-    408 refusal (a head or a body), or a close (idle). A connection already closing when its
-    timer fires (a client that does not read what it was sent) is reset."""
+    408 refusal (a head or a body), or a close (idle). An idle wait begins as an answer is
+    written, maybe before the client has taken it all: past the idle deadline, one that took
+    some of it since gets another, one that took none is reset (its answer is what it waits
+    for, but it does not read; the unsent bytes are ``twistedprivate.pending_write_bytes``, not
+    known on TLS: there the close waits ``LINGER`` for them). A connection already closing when
+    its timer fires (a client that does not read what it was sent) is reset."""
 
     deadlines = Deadlines()
     _in_a_row = 0
@@ -217,6 +226,7 @@ class BoundedChannel(http.HTTPChannel):
     _linger = None
     _waiting_for = None
     _deadline = None  # the DelayedCall ending the wait for _waiting_for
+    _unsent_then = 0  # answer bytes not yet sent when the idle wait began
 
     def connectionMade(self):
         super().connectionMade()
@@ -268,6 +278,8 @@ class BoundedChannel(http.HTTPChannel):
 
     def _wait_for(self, what: str | None) -> None:
         self._waiting_for = what
+        if what == "idle":
+            self._unsent_then = self._unsent() or 0
         seconds = getattr(self.deadlines, what) if what is not None else 0
         deadline = self._deadline
         if deadline is not None and deadline.active():
@@ -277,14 +289,26 @@ class BoundedChannel(http.HTTPChannel):
             deadline.cancel()
         self._deadline = self.callLater(seconds, self._too_late) if seconds else None
 
+    def _unsent(self) -> int | None:
+        """Bytes of answers written and not yet sent (None: not known, on TLS)."""
+        t = self.transport
+        return pending_write_bytes(t) if direct_write_supported(t) else None
+
     def _too_late(self) -> None:
         what = self._waiting_for
         self._waiting_for = self._deadline = None
-        if getattr(self.transport, "disconnecting", False):
+        closing = getattr(self.transport, "disconnecting", False)
+        if what == "idle":
+            unsent = self._unsent()
+            if unsent and unsent < self._unsent_then:  # still taking its answer, slowly
+                self._wait_for("idle")
+            elif unsent or closing:  # took nothing of it for a whole idle deadline
+                self.transport.abortConnection()
+            else:
+                self.loseConnection()
+                self._linger = self.callLater(LINGER, self.transport.abortConnection)
+        elif closing:
             self.transport.abortConnection()
-        elif what == "idle":
-            self.loseConnection()
-            self._linger = self.callLater(LINGER, self.transport.abortConnection)
         else:
             self._refuse(_refusal(408, b"Request Timeout", b"request %s not complete within "
                                   b"%gs\n" % (what.encode(), getattr(self.deadlines, what))))

@@ -410,8 +410,8 @@ def _ask(port: int, data: bytes) -> bytes:
 
 def _listen_capped(**site_args):
     """A ``CappedSite`` (made with ``site_args``) on a free loopback port, its access log off,
-    answering ``GET`` with ``hello`` and ``POST`` with how many body bytes it read: a Deferred of
-    the port."""
+    answering ``GET`` with ``hello`` (``GET /big``: 4 MiB, through a 64 KiB socket send buffer)
+    and ``POST`` with how many body bytes it read: a Deferred of the port."""
     from twisted.internet import endpoints, reactor
     from twisted.web import resource
 
@@ -421,7 +421,11 @@ def _listen_capped(**site_args):
         isLeaf = True
 
         def render_GET(self, request):
-            return b"hello"
+            if request.path != b"/big":
+                return b"hello"
+            request.channel.transport.getHandle().setsockopt(socket.SOL_SOCKET,
+                                                             socket.SO_SNDBUF, 64 << 10)
+            return b"x" * (4 << 20)
 
         def render_POST(self, request):
             return b"read %d" % len(request.content.read())
@@ -700,6 +704,64 @@ def test_a_connection_idle_past_its_deadline_is_closed_without_a_word():
         got, closed = yield threads.deferToThread(_silence, n, _HEAD + b"\r\n")
         assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"hello") and closed
     finally:
+        yield port.stopListening()
+
+
+def _read_slowly(port: int, request: bytes) -> int:
+    """Send ``request`` and read the answer 16 KiB at a time, one read every 10 ms, through a
+    64 KiB receive buffer, until the server closes (or 30 s of silence): the bytes read."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", port))
+        s.sendall(request)
+        got = 0
+        try:
+            while chunk := s.recv(16 << 10):
+                got += len(chunk)
+                time.sleep(0.01)
+        except (ConnectionResetError, TimeoutError):
+            pass
+        return got
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("close", [False, True], ids=["keep-alive", "connection-close"])
+@pytest_twisted.inlineCallbacks
+def test_a_client_reading_its_answer_slowly_is_not_cut_by_the_idle_deadline(monkeypatch, close):
+    # the idle wait begins as the answer is written: a client still taking a 4 MiB answer at
+    # the idle deadline was closed (reset at once if the answer closed the connection, LINGER
+    # later if not), its answer cut
+    from twisted.internet import threads
+
+    from playground.common import limits
+
+    monkeypatch.setattr(limits, "LINGER", 0.1)
+    port = yield _listen_capped(deadlines=Deadlines(idle=0.3))
+    try:
+        request = b"GET /big HTTP/1.1\r\nHost: x\r\n" + (b"Connection: close\r\n" * close)
+        got = yield threads.deferToThread(_read_slowly, port.getHost().port, request + b"\r\n")
+        assert got > 4 << 20  # the head, and every byte of the body
+    finally:
+        yield port.stopListening()
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_client_that_does_not_read_its_answer_is_reset_at_the_idle_deadline():
+    from twisted.internet import threads
+
+    port = yield _listen_capped(deadlines=Deadlines(idle=0.3))
+    site = port.factory
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        yield threads.deferToThread(s.connect, ("127.0.0.1", port.getHost().port))
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        yield until(lambda: site.open_connections == 1, "the connection")
+        yield until(lambda: site.open_connections == 0, "the non-reader to be reset", timeout=10)
+    finally:
+        s.close()
         yield port.stopListening()
 
 
