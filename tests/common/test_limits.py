@@ -804,3 +804,29 @@ def test_the_head_deadline_counts_from_the_first_byte_and_no_byte_moves_it():
     clock.advance(0.5)
     assert transport.value().startswith(b"HTTP/1.1 408 Request Timeout")
     assert transport.value().endswith(b"request head not complete within 10s\n")
+
+
+@pytest.mark.memory
+@pytest.mark.parametrize("name", ["web view", "toxiproxy API", "metrics"])
+def test_every_site_times_its_connections_on_its_own_reactor(name):
+    # the web view's make_site and the API's took a reactor (the API's through its registry)
+    # and left the site on the global one: their deadlines would not follow a test's clock
+    from playground.daemon import metrics
+    from playground.faults import api
+    from playground.faults.registry import Registry
+    from playground.web.capture import Capture
+    from playground.web.site import make_site
+
+    clock = MemoryReactorClock()
+    make = {"web view": lambda: make_site(Capture(), reactor=clock),
+            "toxiproxy API": lambda: api.make_site(Registry(reactor=clock)),
+            "metrics": lambda: metrics.site(metrics.Registry(start_time=0.0), reactor=clock)}
+    site = make[name]()
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    clock.advance(Deadlines().idle)
+    assert transport.disconnecting and transport.value() == b""
+    channel.connectionLost(failure.Failure(error.ConnectionDone()))
+    if name == "web view":
+        site.feed.stop()
