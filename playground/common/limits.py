@@ -172,7 +172,9 @@ class Deadlines:
     bound), each counted from a fixed point, not reset by the bytes that trickle in:
 
     * ``idle``: waiting for a request's first byte, on a new connection or after a response
-      (keep-alive); then the connection is closed without a word (nginx's ``keepalive_timeout``);
+      (keep-alive); then the connection is closed without a word (nginx's ``keepalive_timeout``).
+      It begins as the response is written, maybe before the client has taken it all: at the
+      deadline, a client that took some of it since gets another, one that took none is reset;
     * ``head``: from a request's first byte (or, for one that came pipelined behind the previous
       one, from that one's end) to the end of its head; then 408 (nginx's
       ``client_header_timeout``, Apache's ``RequestReadTimeout header=``);
@@ -213,12 +215,10 @@ class BoundedChannel(http.HTTPChannel):
     What the connection waits for is timed by ``deadlines`` (``Deadlines``; its site's): one
     timer, for the part of a request being waited for (``_waiting_for``: ``"idle"``, ``"head"``
     or ``"body"``; None while a request is answered), set when that part begins. Past it, a
-    408 refusal (a head or a body), or a close (idle). An idle wait begins as an answer is
-    written, maybe before the client has taken it all: past the idle deadline, one that took
-    some of it since gets another, one that took none is reset (its answer is what it waits
-    for, but it does not read; the unsent bytes are ``twistedprivate.pending_write_bytes``, not
-    known on TLS: there the close waits ``LINGER`` for them). A connection already closing when
-    its timer fires (a client that does not read what it was sent) is reset."""
+    408 refusal (a head or a body), or a close (idle). What a client has taken of its answer is
+    what ``twistedprivate.pending_write_bytes`` says is left; on TLS it is not known, and the
+    idle close waits ``LINGER`` for it. A connection already closing when a head's or a body's
+    deadline passes (after Twisted's own 400) is reset."""
 
     deadlines = Deadlines()
     _in_a_row = 0
@@ -302,9 +302,9 @@ class BoundedChannel(http.HTTPChannel):
             unsent = self._unsent()
             if unsent and unsent < self._unsent_then:  # still taking its answer, slowly
                 self._wait_for("idle")
-            elif unsent or closing:  # took nothing of it for a whole idle deadline
+            elif unsent:  # took none of it for a whole idle deadline
                 self.transport.abortConnection()
-            else:
+            else:  # nothing left to send, or (TLS) not known: LINGER for it
                 self.loseConnection()
                 self._linger = self.callLater(LINGER, self.transport.abortConnection)
         elif closing:
