@@ -6,19 +6,30 @@ a limit gets a ``Refusal`` protocol that writes an optional protocol-specific me
 ``-ERR max number of clients reached``) and closes at once. The log says the first refusal
 since a connection was admitted, then every thousandth (``refusal_worth_logging``), not one line
 per refused connection.
+
+An HTTP site (``CappedSite``: the web view, the toxiproxy API, the metrics) also bounds how long
+a connection may hold its slot without being served (``Deadlines``): a cap alone is no defence
+against a client that opens connections and trickles its request heads a byte every few seconds
+(Slowloris), since Twisted's only timer is an idle timeout that every byte resets.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
+import attrs
 from twisted.internet import protocol
 from twisted.logger import Logger
 from twisted.web import http, server
 
 from playground.common.addresstext import address_text
 from playground.common.defaultreactor import default_reactor
-from playground.common.twistedprivate import head_fields, head_size
+from playground.common.twistedprivate import (
+    direct_write_supported,
+    head_fields,
+    head_size,
+    pending_write_bytes,
+)
 
 
 class ConnectionLimits:
@@ -155,6 +166,30 @@ MAX_PER_TURN = 8  # pipelined requests one connection gets answered per reactor 
 LINGER = 2.0  # seconds a refused client's further bytes are read and dropped, then a reset
 
 
+@attrs.frozen
+class Deadlines:
+    """How long an HTTP connection may take over each part of a request, in seconds (0: no
+    bound), each counted from a fixed point, not reset by the bytes that trickle in:
+
+    * ``idle``: waiting for a request's first byte, on a new connection or after a response
+      (keep-alive); then the connection is closed without a word (nginx's ``keepalive_timeout``).
+      It begins as the response is written, maybe before the client has taken it all: at the
+      deadline, a client that took some of it since gets another, one that took none is reset;
+    * ``head``: from a request's first byte (or, for one that came pipelined behind the previous
+      one, from that one's end) to the end of its head; then 408 (nginx's
+      ``client_header_timeout``, Apache's ``RequestReadTimeout header=``);
+    * ``body``: from the end of a head to the end of its body, however steadily the bytes come
+      (a body is at most ``BoundedRequest.max_body``: 64 KiB in 30 s is 2 KiB a second); then
+      408.
+
+    No deadline runs while a request is being answered: a response, an event stream (the web
+    view's ``/api/events``) included, is the site's to bound."""
+
+    idle: float = 15.0
+    head: float = 10.0
+    body: float = 30.0
+
+
 class BoundedChannel(http.HTTPChannel):
     """``HTTPChannel`` that answers a request line over ``MAX_LENGTH`` bytes with 414, and a
     header line over it, a head over ``totalHeadersSize`` bytes or one with more than
@@ -175,26 +210,58 @@ class BoundedChannel(http.HTTPChannel):
     reset when a request is complete), asked before Twisted's own checks would answer 400: no
     second count to keep in step with them. They are private names of Twisted's: their contract
     is tested in ``tests/common/test_twistedprivate.py``, and ``tests/common/test_limits.py``
-    drives a real site over each bound."""
+    drives a real site over each bound.
 
+    What the connection waits for is timed by ``deadlines`` (``Deadlines``; its site's): one
+    timer, for the part of a request being waited for (``_waiting_for``: ``"idle"``, ``"head"``
+    or ``"body"``; None while a request is answered), set when that part begins. Past it, a
+    408 refusal (a head or a body), or a close (idle). What a client has taken of its answer is
+    what ``twistedprivate.pending_write_bytes`` says is left; on TLS it is not known, and the
+    idle close waits ``LINGER`` for it. A connection already closing when a head's or a body's
+    deadline passes (after Twisted's own 400) is reset."""
+
+    deadlines = Deadlines()
     _in_a_row = 0
     _lost = False
     _linger = None
+    _waiting_for = None
+    _deadline = None  # the DelayedCall ending the wait for _waiting_for
+    _unsent_then = 0  # answer bytes not yet sent when the idle wait began
+
+    def connectionMade(self):
+        super().connectionMade()
+        self._wait_for("idle")
+
+    def dataReceived(self, data):
+        if self._waiting_for == "idle":
+            self._wait_for("head")
+        super().dataReceived(data)
 
     def requestDone(self, request):
         self._in_a_row += 1
         if self._in_a_row < MAX_PER_TURN:
-            return super().requestDone(request)
+            return self._next_request(request)
         self._in_a_row = 0
         self.callLater(0, self._request_done_later, request)
         return None
 
     def _request_done_later(self, request):
         if not self._lost and self.requests and self.requests[0] is request:
-            super().requestDone(request)
+            self._next_request(request)
+
+    def _next_request(self, request):
+        # Twisted feeds what came pipelined behind the request to dataReceived from here: the
+        # next head's deadline counts from now
+        self._wait_for("idle")
+        super().requestDone(request)
+
+    def allContentReceived(self):
+        self._wait_for(None)
+        super().allContentReceived()
 
     def connectionLost(self, reason):
         self._lost = True
+        self._wait_for(None)
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
         super().connectionLost(reason)
@@ -205,7 +272,46 @@ class BoundedChannel(http.HTTPChannel):
             self._refuse(_refusal(413, b"Content Too Large",
                                   b"request body over %d bytes\n" % max_body))
             return
+        if self.length != 0:  # a Content-Length, or chunked (None)
+            self._wait_for("body")
         super().allHeadersReceived()
+
+    def _wait_for(self, what: str | None) -> None:
+        self._waiting_for = what
+        if what == "idle":
+            self._unsent_then = self._unsent() or 0
+        seconds = getattr(self.deadlines, what) if what is not None else 0
+        deadline = self._deadline
+        if deadline is not None and deadline.active():
+            if seconds:
+                deadline.reset(seconds)
+                return
+            deadline.cancel()
+        self._deadline = self.callLater(seconds, self._too_late) if seconds else None
+
+    def _unsent(self) -> int | None:
+        """Bytes of answers written and not yet sent (None: not known, on TLS)."""
+        t = self.transport
+        return pending_write_bytes(t) if direct_write_supported(t) else None
+
+    def _too_late(self) -> None:
+        what = self._waiting_for
+        self._waiting_for = self._deadline = None
+        closing = getattr(self.transport, "disconnecting", False)
+        if what == "idle":
+            unsent = self._unsent()
+            if unsent and unsent < self._unsent_then:  # still taking its answer, slowly
+                self._wait_for("idle")
+            elif unsent:  # took none of it for a whole idle deadline
+                self.transport.abortConnection()
+            else:  # nothing left to send, or (TLS) not known: LINGER for it
+                self.loseConnection()
+                self._linger = self.callLater(LINGER, self.transport.abortConnection)
+        elif closing:
+            self.transport.abortConnection()
+        else:
+            self._refuse(_refusal(408, b"Request Timeout", b"request %s not complete within "
+                                  b"%gs\n" % (what.encode(), getattr(self.deadlines, what))))
 
     def lineReceived(self, line):
         if head_size(self) + len(line) > self.totalHeadersSize:
@@ -225,7 +331,8 @@ class BoundedChannel(http.HTTPChannel):
         self._refuse(_HEADERS_TOO_LARGE if head_size(self) else _URI_TOO_LONG)
 
     def _refuse(self, response: bytes) -> None:
-        # nothing more is parsed (the rest of this read included)
+        # nothing more is parsed (the rest of this read included), nothing more is timed
+        self._wait_for(None)
         self.lineReceived = self.rawDataReceived = self.dataReceived = lambda *args: None
         self.transport.write(response)
         if hasattr(self.transport, "loseWriteConnection"):
@@ -239,9 +346,11 @@ class CappedSite(server.Site):
     """A ``server.Site`` (the web view, the toxiproxy API, the metrics) that holds at most
     ``max_open`` connections at once: one over is closed at accept (``buildProtocol`` gives
     None), so idle clients cannot take every file descriptor the proxy needs (each one kept
-    otherwise until the site's idle timeout). Its requests keep a bounded body
+    otherwise for as long as its deadlines allow). Its requests keep a bounded body
     (``BoundedRequest``); an over-long request line is a 414, an over-long head or one with too
-    many fields a 431 (``BoundedChannel``).
+    many fields a 431, and a connection waits for a request, its head and its body no longer than
+    its ``deadlines`` (``BoundedChannel``; ``Deadlines``, read as each connection is accepted).
+    Twisted's idle timeout (12 hours, reset by every byte) is off: the deadlines replace it.
 
     The counting is ``ConnectionLimits``' (``limits``, as a ``LimitedFactory``'s, with no bound
     per peer); ``max_open``, ``open_connections`` and ``refused`` are its figures by the site's
@@ -251,9 +360,12 @@ class CappedSite(server.Site):
     requestFactory = BoundedRequest
     label = "web"
 
-    def __init__(self, *args, max_open: int = 256, **kwargs):
+    def __init__(self, *args, max_open: int = 256, deadlines: Deadlines = Deadlines(),
+                 **kwargs):
+        kwargs.setdefault("timeout", None)
         super().__init__(*args, **kwargs)
         self.limits = ConnectionLimits(max_open)
+        self.deadlines = deadlines
 
     @property
     def max_open(self) -> int:
@@ -284,6 +396,7 @@ class CappedSite(server.Site):
         if p is None:
             self.limits.release(host)
             return None
+        p.deadlines = self.deadlines
         lost = p.connectionLost
 
         def connectionLost(reason):

@@ -30,7 +30,8 @@ What is used, and why:
   Whatever is not sent at once goes to ``transport.write``, which refuses, queues, and pauses a
   registered producer exactly as it always does.
 * **Bytes queued** (``pending_write_bytes``; the HTTP example server's send and linger
-  deadlines): ``len(dataBuffer) - offset + _tempDataLen``.
+  deadlines, ``limits.BoundedChannel``'s idle deadline): ``len(dataBuffer) - offset +
+  _tempDataLen``.
 * **Producer paused** (``producer_paused``; the proxy's observer backlog): ``producerPaused``,
   ``FileDescriptor``'s flag that it paused its registered streaming producer (its buffer is full;
   it resumes the producer when it drains).

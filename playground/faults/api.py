@@ -185,7 +185,7 @@ class ToxiproxyApi(resource.Resource):
 
 
 def make_site(registry: Registry, token: str | None = None) -> server.Site:
-    site = CappedSite(ToxiproxyApi(registry, token=token))
+    site = CappedSite(ToxiproxyApi(registry, token=token), reactor=registry.reactor)
     site.label = "toxiproxy API"
     site.displayTracebacks = False
     site.noisy = False

@@ -595,7 +595,7 @@ def make_site(capture: Capture, token: str | None = None, reactor=None,
               peek=None, exchange_row=None) -> server.Site:
     root = WebRoot(capture, token=token, reactor=reactor, describe=describe, close=close,
                    latency=latency, peek=peek, exchange_row=exchange_row)
-    site = CappedSite(root)
+    site = CappedSite(root, reactor=reactor)
     site.displayTracebacks = False
     site.noisy = False
     site.log = lambda request: None  # no access log: the proxy's log is for the proxy

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import select
 import socket
+import time
+from itertools import chain, repeat
 
 import pytest
 import pytest_twisted
@@ -14,7 +17,13 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import failure
 
 from playground.common.addresstext import address_text, format_address
-from playground.common.limits import ConnectionLimits, LimitedFactory, Refusal, peer_host
+from playground.common.limits import (
+    ConnectionLimits,
+    Deadlines,
+    LimitedFactory,
+    Refusal,
+    peer_host,
+)
 from playground.examples import echo
 from playground.proxy.observer import Endpoint
 from tests.support.waiting import until
@@ -399,9 +408,10 @@ def _ask(port: int, data: bytes) -> bytes:
         return got
 
 
-def _listen_capped():
-    """A ``CappedSite`` on a free loopback port, its access log off, answering ``GET`` with
-    ``hello`` and ``POST`` with how many body bytes it read: a Deferred of the port."""
+def _listen_capped(**site_args):
+    """A ``CappedSite`` (made with ``site_args``) on a free loopback port, its access log off,
+    answering ``GET`` with ``hello`` (``GET /big``: 4 MiB, through a 64 KiB socket send buffer)
+    and ``POST`` with how many body bytes it read: a Deferred of the port."""
     from twisted.internet import endpoints, reactor
     from twisted.web import resource
 
@@ -411,12 +421,16 @@ def _listen_capped():
         isLeaf = True
 
         def render_GET(self, request):
-            return b"hello"
+            if request.path != b"/big":
+                return b"hello"
+            request.channel.transport.getHandle().setsockopt(socket.SOL_SOCKET,
+                                                             socket.SO_SNDBUF, 64 << 10)
+            return b"x" * (4 << 20)
 
         def render_POST(self, request):
             return b"read %d" % len(request.content.read())
 
-    site = CappedSite(Leaf())
+    site = CappedSite(Leaf(), **site_args)
     site.log = lambda request: None
     return endpoints.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
 
@@ -535,3 +549,284 @@ def test_a_declared_body_over_the_bound_is_refused_with_413_at_once():
         assert b"read %d" % bound in got  # at the bound it is a request
     finally:
         yield port.stopListening()
+
+
+# --- deadlines (Slowloris) ------------------------------------------------------------------
+
+_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n"
+_SLOWLORIS = chain(_HEAD + b"X-Slow: ", repeat(b"a"))  # a head that never ends, byte by byte
+
+
+def _trickle(port: int, pieces, every: float = 0.05, bound: float = 10.0) -> tuple[bytes, bool]:
+    """Send ``pieces`` (an iterable of bytes, each byte of a ``bytes`` a piece) one every
+    ``every`` seconds, reading all the while; when they run out, read on. Returns what came
+    back and whether the server closed, at the server's close or after ``bound`` seconds."""
+    end = time.monotonic() + bound
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        pieces = iter(pieces)
+        while time.monotonic() < end:
+            piece = next(pieces, None)
+            if piece is not None:
+                try:
+                    s.sendall(bytes([piece]) if isinstance(piece, int) else piece)
+                except OSError:  # closed or reset: what it said is still to be read
+                    pieces = iter(())
+            if select.select([s], [], [], every)[0]:
+                try:
+                    chunk = s.recv(65536)
+                except ConnectionResetError:
+                    return got, True
+                if not chunk:
+                    return got, True
+                got += chunk
+    return got, False
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_trickled_head_is_answered_408_at_its_deadline_while_a_normal_client_is_served():
+    # a client trickling its head a byte at a time kept its connection, and its slot, as long
+    # as it trickled: Twisted's only timer is an idle timeout (12 hours) that each byte resets
+    from twisted.internet import defer, threads
+
+    port = yield _listen_capped(max_open=3, deadlines=Deadlines(head=0.5))
+    try:
+        n = port.getHost().port
+        slow = [threads.deferToThread(_trickle, n, _SLOWLORIS) for _ in range(2)]
+        yield until(lambda: port.factory.open_connections == 2, "both tricklers connected")
+        got = yield threads.deferToThread(_ask, n, _HEAD + b"Connection: close\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"hello")
+        for got, closed in (yield defer.gatherResults(slow)):
+            assert got.startswith(b"HTTP/1.1 408 Request Timeout"), got
+            assert closed and got.endswith(b"request head not complete within 0.5s\n")
+    finally:
+        yield port.stopListening()
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_tricklers_holding_every_slot_let_go_of_them_at_the_deadline():
+    # with the site's cap reached by tricklers, every other client was refused for as long as
+    # they trickled
+    from twisted.internet import threads
+
+    port = yield _listen_capped(max_open=2, deadlines=Deadlines(head=1))
+    site = port.factory
+    try:
+        n = port.getHost().port
+        slow = [threads.deferToThread(_trickle, n, _SLOWLORIS) for _ in range(2)]
+        yield until(lambda: site.open_connections == 2, "both tricklers connected")
+        assert (yield threads.deferToThread(_ask, n, _HEAD + b"\r\n")) == b""  # refused
+        for d in slow:
+            assert (yield d)[1]
+        yield until(lambda: site.open_connections == 0, "the slots released")
+        got = yield threads.deferToThread(_ask, n, _HEAD + b"Connection: close\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"hello")
+    finally:
+        yield port.stopListening()
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_slow_but_complete_body_is_not_cut_by_the_head_deadline():
+    from twisted.internet import threads
+
+    port = yield _listen_capped(deadlines=Deadlines(head=0.3, body=10))
+    try:
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 20\r\n\r\n"
+        # 20 bytes, one each 0.05 s: a second, more than three head deadlines
+        got, closed = yield threads.deferToThread(_trickle, port.getHost().port,
+                                                  chain([head], b"b" * 20))
+        assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"read 20") and closed
+    finally:
+        yield port.stopListening()
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_trickled_body_is_answered_408_at_its_deadline():
+    from twisted.internet import threads
+
+    port = yield _listen_capped(deadlines=Deadlines(body=0.5))
+    try:
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n"
+        got, closed = yield threads.deferToThread(_trickle, port.getHost().port,
+                                                  chain([head], repeat(b"b")))
+        assert got.startswith(b"HTTP/1.1 408 Request Timeout"), got
+        assert closed and got.endswith(b"request body not complete within 0.5s\n")
+    finally:
+        yield port.stopListening()
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_head_pipelined_behind_a_request_has_its_deadline_from_that_request_s_end():
+    from twisted.internet import threads
+
+    port = yield _listen_capped(deadlines=Deadlines(head=0.5))
+    try:
+        got, closed = yield threads.deferToThread(
+            _trickle, port.getHost().port, chain([_HEAD + b"\r\n" + _HEAD], repeat(b"a")))
+        first, _, second = got.partition(b"hello")
+        assert first.startswith(b"HTTP/1.1 200 OK"), got
+        assert second.startswith(b"HTTP/1.1 408 Request Timeout") and closed, got
+    finally:
+        yield port.stopListening()
+
+
+def _silence(port: int, request: bytes = b"") -> tuple[bytes, bool]:
+    """Send ``request`` (if any), then nothing: what came back and whether the server closed
+    (within 5 s)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request)
+        got = b""
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+        except TimeoutError:
+            return got, False
+        except ConnectionResetError:
+            pass
+        return got, True
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_connection_idle_past_its_deadline_is_closed_without_a_word():
+    # a connection that sent nothing, or nothing after its answer, was kept for 12 hours
+    from twisted.internet import threads
+
+    port = yield _listen_capped(deadlines=Deadlines(idle=0.3))
+    try:
+        n = port.getHost().port
+        assert (yield threads.deferToThread(_silence, n)) == (b"", True)
+        got, closed = yield threads.deferToThread(_silence, n, _HEAD + b"\r\n")
+        assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"hello") and closed
+    finally:
+        yield port.stopListening()
+
+
+def _read_slowly(port: int, request: bytes) -> int:
+    """Send ``request`` and read the answer 16 KiB at a time, one read every 10 ms, through a
+    64 KiB receive buffer, until the server closes (or 30 s of silence): the bytes read."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", port))
+        s.sendall(request)
+        got = 0
+        try:
+            while chunk := s.recv(16 << 10):
+                got += len(chunk)
+                time.sleep(0.01)
+        except (ConnectionResetError, TimeoutError):
+            pass
+        return got
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("close", [False, True], ids=["keep-alive", "connection-close"])
+@pytest_twisted.inlineCallbacks
+def test_a_client_reading_its_answer_slowly_is_not_cut_by_the_idle_deadline(monkeypatch, close):
+    # the idle wait begins as the answer is written: a client still taking a 4 MiB answer at
+    # the idle deadline was closed (reset at once if the answer closed the connection, LINGER
+    # later if not), its answer cut
+    from twisted.internet import threads
+
+    from playground.common import limits
+
+    monkeypatch.setattr(limits, "LINGER", 0.1)
+    port = yield _listen_capped(deadlines=Deadlines(idle=1))
+    try:
+        request = b"GET /big HTTP/1.1\r\nHost: x\r\n" + (b"Connection: close\r\n" * close)
+        got = yield threads.deferToThread(_read_slowly, port.getHost().port, request + b"\r\n")
+        assert got > 4 << 20  # the head, and every byte of the body
+    finally:
+        yield port.stopListening()
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_client_that_does_not_read_its_answer_is_reset_at_the_idle_deadline():
+    from twisted.internet import threads
+
+    port = yield _listen_capped(deadlines=Deadlines(idle=0.3))
+    site = port.factory
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        yield threads.deferToThread(s.connect, ("127.0.0.1", port.getHost().port))
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        yield until(lambda: site.limits.total == 1, "the connection")
+        yield until(lambda: site.open_connections == 0, "the non-reader to be reset", timeout=10)
+    finally:
+        s.close()
+        yield port.stopListening()
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("name", ["web view", "toxiproxy API", "metrics"])
+@pytest_twisted.inlineCallbacks
+def test_every_site_answers_a_trickled_head_408_at_its_deadline(name):
+    from twisted.internet import endpoints, reactor, threads
+
+    site, stop = _sites()[name]
+    assert site.deadlines == Deadlines()  # the defaults, unless told otherwise
+    site.deadlines = Deadlines(head=0.3)
+    port = yield endpoints.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
+    try:
+        got, closed = yield threads.deferToThread(_trickle, port.getHost().port, _SLOWLORIS)
+        assert got.startswith(b"HTTP/1.1 408 Request Timeout") and closed, got
+    finally:
+        if stop is not None:
+            stop()
+        yield port.stopListening()
+
+
+@pytest.mark.memory
+def test_the_head_deadline_counts_from_the_first_byte_and_no_byte_moves_it():
+    from twisted.web import resource
+
+    from playground.common.limits import CappedSite
+
+    clock = MemoryReactorClock()
+    site = CappedSite(resource.Resource(), reactor=clock, deadlines=Deadlines(idle=5, head=10))
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    clock.advance(4)  # idle, within its 5 s
+    for byte in _HEAD[:9]:  # a byte a second from t=4: the head is due at t=14
+        channel.dataReceived(bytes([byte]))
+        clock.advance(1)
+    clock.advance(0.5)
+    assert transport.value() == b"" and not transport.disconnecting
+    clock.advance(0.5)
+    assert transport.value().startswith(b"HTTP/1.1 408 Request Timeout")
+    assert transport.value().endswith(b"request head not complete within 10s\n")
+
+
+@pytest.mark.memory
+@pytest.mark.parametrize("name", ["web view", "toxiproxy API", "metrics"])
+def test_every_site_times_its_connections_on_its_own_reactor(name):
+    # the web view's make_site and the API's took a reactor (the API's through its registry)
+    # and left the site on the global one: their deadlines would not follow a test's clock
+    from playground.daemon import metrics
+    from playground.faults import api
+    from playground.faults.registry import Registry
+    from playground.web.capture import Capture
+    from playground.web.site import make_site
+
+    clock = MemoryReactorClock()
+    make = {"web view": lambda: make_site(Capture(), reactor=clock),
+            "toxiproxy API": lambda: api.make_site(Registry(reactor=clock)),
+            "metrics": lambda: metrics.site(metrics.Registry(start_time=0.0), reactor=clock)}
+    site = make[name]()
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    clock.advance(Deadlines().idle)
+    assert transport.disconnecting and transport.value() == b""
+    channel.connectionLost(failure.Failure(error.ConnectionDone()))
+    if name == "web view":
+        site.feed.stop()

@@ -388,7 +388,6 @@ def test_a_pipelined_flood_is_answered_a_few_requests_per_turn():
 
     clock = MemoryReactorClock()
     site = make_site(Registry(reactor=clock))
-    site.reactor = clock
     channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
     transport = StringTransport()
     channel.makeConnection(transport)

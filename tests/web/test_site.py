@@ -1,5 +1,6 @@
 """The web view's event stream on the real reactor: a reconnecting page gets what it missed (or a
-resync after a restart), and a client that does not read is dropped without stalling anything."""
+resync after a restart), a client that does not read is dropped without stalling anything, and a
+stream outlives the site's deadlines for a request."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import json
 import socket
 import time
 
+import attrs
 import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints, reactor, task
 
+from playground.common.limits import CappedSite, Deadlines
 from playground.web.capture import C2S, Capture
 from playground.web.site import EventFeed, WebRoot, server, stream_text
 from tests.support.waiting import until
@@ -18,10 +21,16 @@ from tests.support.waiting import until
 pytestmark = pytest.mark.real
 
 
-def _site(capture: Capture, **feed_kw):
+# far shorter than the defaults: an event stream, once asked for, is timed by none of them
+_SHORT = Deadlines(idle=0.2, head=0.2, body=0.2)
+
+
+def _site(capture: Capture, deadlines: Deadlines = _SHORT, **feed_kw):
+    """The web view's site (a ``CappedSite``, as ``make_site`` makes it) over ``capture``, its
+    event feed made with ``feed_kw``."""
     feed = EventFeed(capture, reactor, **feed_kw)
     root = WebRoot(capture, reactor=reactor, feed=feed)
-    site = server.Site(root)
+    site = CappedSite(root, deadlines=deadlines)
     site.log = lambda request: None
     return site, feed
 
@@ -101,6 +110,32 @@ def test_a_page_that_reconnects_gets_what_it_missed_or_a_resync():
         assert again["resync"] and [c["id"] for c in again["connections"]] == [1, 2]
         s.close()
     finally:
+        feed.stop()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_event_stream_goes_on_past_every_deadline_of_the_site():
+    # the site's deadlines time a request's arrival (idle, head, body), not its answer: a page's
+    # stream is never cut by them
+    cap = Capture()
+    cap.opened(1, 1.0, "c", "l", "t")
+    site, feed = _site(cap, interval=0.02)
+    port = yield _listen(site)
+    changer = task.LoopingCall(lambda: cap.data(1, C2S, b"x", 2.0))
+    changer.start(0.02)
+    buf = [b""]
+    s = _get(port.getHost().port, "/api/events")
+    try:
+        yield until(lambda: _messages(_read_into(s, buf)), "the first message")
+        past = time.monotonic() + 5 * max(attrs.astuple(_SHORT))
+        yield until(lambda: time.monotonic() > past, "the deadlines to pass")
+        seen = len(_messages(_read_into(s, buf)))
+        yield until(lambda: len(_messages(_read_into(s, buf))) > seen, "a message after them")
+        assert feed.clients and site.open_connections == 1
+    finally:
+        changer.stop()
+        s.close()
         feed.stop()
         yield port.stopListening()
 
