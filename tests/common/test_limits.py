@@ -611,7 +611,8 @@ def test_tricklers_holding_every_slot_let_go_of_them_at_the_deadline():
     # they trickled
     from twisted.internet import threads
 
-    port = yield _listen_capped(max_open=2, deadlines=Deadlines(head=1))
+    # a deadline with a margin: the refusal below must be asked before it, on a loaded machine
+    port = yield _listen_capped(max_open=2, deadlines=Deadlines(head=3))
     site = port.factory
     try:
         n = port.getHost().port
