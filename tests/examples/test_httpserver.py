@@ -639,6 +639,8 @@ def test_expect_too_large_is_413_without_100():
         (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: br\r\n\r\n", 501),
         (b"POST / HTTP/1.1\r\nHost: h\r\nExpect: tea\r\n\r\n", 417),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),  # TLS on a plain port
+        (b"GET\x0b/get HTTP/1.1\r\nHost: h\r\n\r\n", 400),  # words split by SP only
+        (b"GET /get HTTP/1.1\r\nHost: h\r\nX-A: a\x0cb\r\n\r\n", 400),
     ],
 )
 def test_errors_are_answered_then_closed(data, status):
