@@ -5,7 +5,8 @@ Accepted forms, for both sides:
 * a bare port, ``6479`` -> ``tcp:6479:interface=127.0.0.1`` (listen) or
   ``tcp:host=127.0.0.1:port=6479`` (connect): loopback unless told otherwise;
 * ``host:port`` (``[::1]:6479`` for IPv6);
-* any Twisted endpoint string (``tcp:``, ``tcp6:``, ``unix:``, ``ssl:``, ``tls:`` ...).
+* any Twisted endpoint string (``tcp:``, ``tcp6:``, ``unix:``, ``ssl:``, ``tls:`` ...); a
+  ``tls:`` client endpoint holds the server's certificate to the host (``tlsnames``).
 
 A target is read once, into a ``Target`` (the endpoint string and what it names), so the proxy
 knows a plain TCP ``host:port`` or a ``tls:`` host and port without parsing the string again.
@@ -33,7 +34,7 @@ import attrs
 from twisted.internet import endpoints
 from twisted.python import usage
 
-from playground.common import twistedprivate
+from playground.common import tlsnames, twistedprivate
 from playground.common.digits import decimal, digits_only
 
 DEFAULT_BACKLOG = 1024
@@ -194,10 +195,16 @@ def server_endpoint(reactor, desc: str, flag: str = "--listen"):
 
 
 def client_endpoint(reactor, desc: str, flag: str = "--target"):
+    """Build the client endpoint; a ``tls:`` one fails a connection whose server's certificate
+    does not name the host (``tlsnames.NameCheckedEndpoint``: Twisted alone let one without a
+    subjectAltName through)."""
     try:
-        return endpoints.clientFromString(reactor, desc)
+        endpoint = endpoints.clientFromString(reactor, desc)
     except Exception as e:
         raise usage.UsageError(f"{flag}: {desc!r}: {e}")
+    if _kind(desc) == "tls":
+        endpoint = tlsnames.NameCheckedEndpoint(endpoint, _endpoint_target(desc, flag).host)
+    return endpoint
 
 
 # -- a target that is the listener itself --------------------------------------------------------

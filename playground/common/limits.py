@@ -151,15 +151,16 @@ class BoundedRequest(server.Request):
             super().handleContentChunk(data[:self.max_body - self.received + len(data)])
 
 
-def _refusal(status: int, reason: bytes, text: bytes) -> bytes:
+def _refusal(status: int, reason: bytes, text: bytes, head: bool) -> bytes:
+    """A refusal's answer: its head, and ``text`` unless it answers a HEAD request (``head``:
+    a response to HEAD carries no body, RFC 9110 9.3.2)."""
     return (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-            % (status, reason, len(text), text))
+            % (status, reason, len(text), b"" if head else text))
 
 
-_URI_TOO_LONG = _refusal(414, b"URI Too Long", b"request line too long\n")
-_HEADERS_TOO_LARGE = _refusal(431, b"Request Header Fields Too Large",
-                              b"request header fields too large\n")
+_URI_TOO_LONG = (414, b"URI Too Long", b"request line too long\n")
+_HEADERS_TOO_LARGE = (431, b"Request Header Fields Too Large", b"request header fields too large\n")
 
 
 MAX_PER_TURN = 8  # pipelined requests one connection gets answered per reactor turn
@@ -201,7 +202,8 @@ class BoundedChannel(http.HTTPChannel):
     ``max_body`` is answered 413 as soon as the head is read, not once that many bytes came (a
     client declaring 10**20 held its connection, unanswered, for as long as it sent).
 
-    A refusal is a lingering close: the answer, then a FIN, then what the client still sends
+    A refusal answers a HEAD request with its head alone (RFC 9110 9.3.2). It is a lingering
+    close: the answer, then a FIN, then what the client still sends
     read and dropped for ``LINGER`` seconds (closing with its bytes unread would reset the
     connection, and the reset can destroy the answer before the client reads it).
 
@@ -224,6 +226,7 @@ class BoundedChannel(http.HTTPChannel):
     _in_a_row = 0
     _lost = False
     _linger = None
+    _head_request = False  # the request being read began "HEAD ": its refusal has no body
     _waiting_for = None
     _deadline = None  # the DelayedCall ending the wait for _waiting_for
     _unsent_then = 0  # answer bytes not yet sent when the idle wait began
@@ -269,8 +272,7 @@ class BoundedChannel(http.HTTPChannel):
     def allHeadersReceived(self):
         max_body = self.requests[-1].max_body
         if self.length is not None and self.length > max_body:
-            self._refuse(_refusal(413, b"Content Too Large",
-                                  b"request body over %d bytes\n" % max_body))
+            self._refuse((413, b"Content Too Large", b"request body over %d bytes\n" % max_body))
             return
         if self.length != 0:  # a Content-Length, or chunked (None)
             self._wait_for("body")
@@ -310,10 +312,12 @@ class BoundedChannel(http.HTTPChannel):
         elif closing:
             self.transport.abortConnection()
         else:
-            self._refuse(_refusal(408, b"Request Timeout", b"request %s not complete within "
-                                  b"%gs\n" % (what.encode(), getattr(self.deadlines, what))))
+            self._refuse((408, b"Request Timeout", b"request %s not complete within %gs\n"
+                          % (what.encode(), getattr(self.deadlines, what))))
 
     def lineReceived(self, line):
+        if not head_size(self):  # the request line (or a blank line before one)
+            self._head_request = line.startswith(b"HEAD ")
         if head_size(self) + len(line) > self.totalHeadersSize:
             self._refuse(_HEADERS_TOO_LARGE)
             return
@@ -328,13 +332,18 @@ class BoundedChannel(http.HTTPChannel):
 
     def lineLengthExceeded(self, line):
         # a request line adds its bytes to the head's count: none yet, it is the request line
-        self._refuse(_HEADERS_TOO_LARGE if head_size(self) else _URI_TOO_LONG)
+        if head_size(self):
+            self._refuse(_HEADERS_TOO_LARGE)
+        else:
+            self._head_request = line.startswith(b"HEAD ")
+            self._refuse(_URI_TOO_LONG)
 
-    def _refuse(self, response: bytes) -> None:
+    def _refuse(self, refusal: tuple[int, bytes, bytes]) -> None:
+        """Answer ``refusal`` (status, reason phrase, text) and close, lingering."""
         # nothing more is parsed (the rest of this read included), nothing more is timed
         self._wait_for(None)
         self.lineReceived = self.rawDataReceived = self.dataReceived = lambda *args: None
-        self.transport.write(response)
+        self.transport.write(_refusal(*refusal, self._head_request))
         if hasattr(self.transport, "loseWriteConnection"):
             self.transport.loseWriteConnection()
             self._linger = self.callLater(LINGER, self.transport.abortConnection)

@@ -16,7 +16,10 @@ close-delimited response bodies (complete at the server's FIN, ``eof``; cut when
 goes otherwise: a reset, an abort), no body for ``HEAD``, 1xx, 204 and 304; interim ``100 Continue``
 answers to ``Expect: 100-continue`` are noted and skipped; a request with ``Upgrade`` (or a
 ``CONNECT``) holds the client's following bytes until the answer says whether the stream
-switched. Latency is the request's last byte to the response's last byte.
+switched. Latency is the request's last byte to the response's last byte. A request line's
+words are separated by spaces (RFC 9112 3; a run of them as one, as nginx reads them), not by a
+tab, a VT or an FF, which servers take for no separator: such a line is shown as the bytes the
+server saw (undecodable), its credentials hidden there as a lenient reading would find them.
 
 Why our own state machine rather than h11: h11 is written for one endpoint of a connection, not
 an observer of both. Its client role refuses to pipeline, it is strict where real peers are
@@ -172,10 +175,10 @@ def _header_value(line: bytes, names) -> tuple[int, int] | None:
 
 
 class RequestLine(NamedTuple):
-    """A request line (``METHOD target HTTP/x``) split as the decoder splits it, at blanks:
-    its ``words`` (fewer or more when it is none, or is cut), where its target (the second
-    word) starts in the line (-1 with fewer than two words), and whether its third word is a
-    version (``versioned``; the decoder takes a line of three words only)."""
+    """A request line (``METHOD target HTTP/x``) split into its ``words`` (fewer or more when
+    it is none, or is cut), where its target (the second word) starts in the line (-1 with
+    fewer than two words), and whether its third word is a version (``versioned``; the decoder
+    takes a line of three words only)."""
 
     words: list
     target_at: int
@@ -187,9 +190,13 @@ def is_token(word: bytes) -> bool:
     return all(c in _TOKEN for c in word)
 
 
-def request_line(line: bytes) -> RequestLine:
-    """``line`` (without its line end) split as a request line: see ``RequestLine``."""
-    words = line.split()
+def request_line(line: bytes, spaces_only: bool = False) -> RequestLine:
+    """``line`` (without its line end) split as a request line (see ``RequestLine``): at
+    spaces (``spaces_only``: RFC 9112 3's SP, a run of them taken as one, as nginx does; how
+    the decoder reads a request, as servers do: a tab, a VT or an FF is no separator to them,
+    and a line split there is no request line), or at any ASCII white space (where secrets are
+    looked for: a lenient server may split there, RFC 9112 3 lets it)."""
+    words = [w for w in line.split(b" ") if w] if spaces_only else line.split()
     if len(words) < 2:
         return RequestLine(words, -1, False)
     method = words[0]
@@ -220,7 +227,7 @@ def _url_secrets(value: bytes, line: bytes, line_at: int, folds: list | None, of
     parts = [(0, offset + line_at + first, last - first)]
     joined = last - first
     for line, line_at in folds or ():
-        text = line.strip()
+        text = line.strip(b" \t")  # as the decoder's headers have it
         joined += 1  # the space the fold became
         parts.append((joined, offset + line_at + (line.find(text) if text else 0), len(text)))
         joined += len(text)
@@ -551,7 +558,7 @@ class HttpConversation:
             if not line:
                 continue
             if line[:1] in (b" ", b"\t") and headers:  # obsolete line folding
-                headers[-1][1] += b" " + line.strip()
+                headers[-1][1] += b" " + line.strip(b" \t")  # as folded_value: a VT stays
                 if secret:
                     start, end = folded_value(line)
                     if end > start:
@@ -607,7 +614,7 @@ class HttpConversation:
     def _request_head(self, block: bytes, offset: int, out: list) -> None:
         mark = len(out)
         first, headers = self._split_head(block, offset, C2S, out)
-        words, target_at, versioned = request_line(first)
+        words, target_at, versioned = request_line(first, spaces_only=True)
         if len(words) != 3 or not versioned:
             raise _Failed(f"not an HTTP request line: {_shown(first)!r}")
         method, target, version = words

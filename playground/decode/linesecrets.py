@@ -12,8 +12,9 @@ direction and gives the byte ranges of
   ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``) and of its folded continuation lines;
 * the values of credential URL parameters (a query's or a fragment's: ``redaction.query_secrets``)
   in a request line (``METHOD target HTTP/x``, however blank-separated; with words after the
-  version, or HTTP/0.9's ``GET /path`` with none: the HTTP decoder rejects those and its hex
-  view shows them; a line cut in its target hides its rest) and in a URL header's value
+  version, or HTTP/0.9's ``GET /path`` with none, or words split by a tab, a VT or an FF: the
+  HTTP decoder rejects those and its hex view shows them; a line cut in its target hides its
+  rest) and in a URL header's value
   (``redaction.URL_HEADERS``: ``Referer``, ``Location``...; a line cut in its query hides its
   rest);
 * the rest of a line cut at the line bound whose beginning carried one of these;

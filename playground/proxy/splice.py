@@ -4,7 +4,7 @@ Modelled on ``twisted.protocols.portforward`` (pause the client until the upstre
 register each transport as the other's streaming producer) plus what it lacks: half-close in both
 directions (``IHalfCloseableProtocol``), connect and idle timeouts, resets passed on as aborts,
 a TLS leg's failed handshake closed as ``tls-failed`` (OpenSSL's reason logged and recorded; a
-``tls:`` target's certificate must name its host in a subjectAltName: ``hostname_refused``),
+``tls:`` target's certificate must name its host: ``playground.common.tlsnames``),
 connection limits, pair ids, byte counts, one structured log line on open and on close, graceful
 drain on shutdown, and the observer hook the decoder chain uses (see ``playground.proxy.observer``).
 
@@ -61,23 +61,17 @@ transport's. ``zero_copy=False`` (``--no-zero-copy``) keeps every pair on the pa
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import random
 
 from OpenSSL import SSL
-from service_identity import CertificateError, VerificationError
-from service_identity.cryptography import (
-    verify_certificate_hostname,
-    verify_certificate_ip_address,
-)
 from twisted.internet import defer, error, protocol
-from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener, ISSLTransport
+from twisted.internet.interfaces import IHalfCloseableProtocol, ISSLTransport
 from twisted.logger import Logger
-from twisted.python import failure, usage
+from twisted.python import usage
 from zope.interface import implementer
 
-from playground.common import addresses, shutdown, twistedprivate
+from playground.common import addresses, shutdown, tlsnames, twistedprivate
 from playground.common.addresses import Target
 from playground.common.addresstext import address_text, format_address
 from playground.common.limits import LimitedFactory
@@ -168,28 +162,6 @@ def _tls_reason(value: SSL.Error) -> str:
     return "; ".join(reasons) or str(value) or "handshake failed"
 
 
-def hostname_refused(certificate, host: str) -> str | None:
-    """Why ``certificate`` (pyOpenSSL's, or None) is not one for ``host``, or None when it is.
-
-    Twisted checks the name too, but service-identity (from 24.1) says "no subjectAltName at
-    all" with a ``CertificateError``, which Twisted's check (catching ``VerificationError``)
-    logs and lets through: such a certificate passed for any host. Checked again here, with
-    service-identity's public API."""
-    if certificate is None:
-        return "the server sent no certificate"
-    cert = certificate.to_cryptography()
-    try:
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            verify_certificate_hostname(cert, host)
-        else:
-            verify_certificate_ip_address(cert, host)
-    except (VerificationError, CertificateError) as e:
-        return f"certificate not for {host}: {e}"
-    return None
-
-
 @implementer(IHalfCloseableProtocol)
 class _Side(protocol.Protocol):
     """One leg of a pair. ``other`` is the opposite leg's transport once both exist."""
@@ -231,7 +203,6 @@ class ClientSide(_Side):
         self.pair.start()
 
 
-@implementer(IHandshakeListener)
 class ServerSide(_Side):
     role = SERVER
     direction = SERVER_TO_CLIENT
@@ -244,17 +215,6 @@ class ServerSide(_Side):
 
     def connectionMade(self):
         self.pair.upstream_connected(self)
-
-    def handshakeCompleted(self):
-        """A ``tls:`` target's handshake is over: its certificate must name the target's host
-        in a subjectAltName (``hostname_refused``), or the connection fails as a handshake
-        does, before any byte of the client's reaches it."""
-        target = self.pair.factory.target
-        if target is None or target.kind != "tls":
-            return
-        why = hostname_refused(self.transport.getPeerCertificate(), target.host)
-        if why is not None:
-            self.transport.failVerification(failure.Failure(SSL.Error([("", "", why)])))
 
 
 # The forwarding variants. A side takes its variant by ``__class__`` assignment once the pair is
@@ -1361,7 +1321,8 @@ class ProxyFactory(LimitedFactory):
 
 
 def _client_endpoint(reactor, target: Target, target_ca: str | None):
-    """``clientFromString``, except that ``tls:`` with ``--target-ca`` trusts only that CA."""
+    """``addresses.client_endpoint``, except that ``tls:`` with ``--target-ca`` trusts only that
+    CA (its certificate held to the host all the same: ``tlsnames``)."""
     if target_ca and target.kind == "tls":
         from twisted.internet import endpoints, ssl
 
@@ -1372,5 +1333,5 @@ def _client_endpoint(reactor, target: Target, target_ca: str | None):
             raise usage.UsageError(f"--target-ca: cannot read {target_ca}: {e}")
         options = ssl.optionsForClientTLS(target.host, trustRoot=ca)
         tcp = endpoints.HostnameEndpoint(reactor, target.host, target.port)
-        return endpoints.wrapClientTLS(options, tcp)
+        return tlsnames.NameCheckedEndpoint(endpoints.wrapClientTLS(options, tcp), target.host)
     return addresses.client_endpoint(reactor, target.desc, "--target")

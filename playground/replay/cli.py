@@ -59,8 +59,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--pipelined", action="store_true",
                    help="send requests as recorded instead of waiting for each reply")
     p.add_argument("--speed", default="1x",
-                   help="1x keeps the recorded gaps, Nx divides them by N, max sends at once "
-                        "[default: 1x]")
+                   help="1x keeps the recorded gaps, Nx divides them by N (0.000001x to "
+                        "1000000x), max sends at once [default: 1x]")
     p.add_argument("--concurrency", default=1, metavar="N",
                    help="connections replayed at once [default: 1]")
     p.add_argument("--timeout", default=10.0, metavar="SECONDS",
@@ -87,15 +87,28 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 # -- the command-line values -------------------------------------------------------------------
 
+MIN_SPEED = 0.000001  # each recorded gap a million times longer (a millisecond: 17 minutes)
+MAX_SPEED = 1_000_000  # faster is "max" (no waiting) in all but name
+
+
 def parse_speed(text: str) -> float | None:
-    """``1x``, ``2.5x``, ``max`` (None), in ASCII digits; ValueError otherwise."""
+    """``1x``, ``2.5x``, ``max`` (None), in ASCII digits, ``MIN_SPEED`` to ``MAX_SPEED``;
+    ValueError otherwise (a speed of 1e-300 made every gap 10**300 times longer: the replay
+    never ended, and one of 400 digits read as inf)."""
     text = text.lower()
     if text == "max":
         return None
     m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)x?", text)
     if not m or float(m.group(1)) <= 0:
-        raise ValueError(f"--speed: {text!r} is not 1x, Nx (N > 0) or max")
-    return float(m.group(1))
+        raise ValueError(f"--speed: {text[:40]!r} is not 1x, Nx (N > 0) or max")
+    speed = float(m.group(1))
+    if speed < MIN_SPEED:
+        raise ValueError(f"--speed: must be at least {MIN_SPEED:.6f}x (each recorded gap "
+                         f"{1 / MIN_SPEED:.0f} times longer), got {text[:40]!r}")
+    if speed > MAX_SPEED:
+        raise ValueError(f"--speed: must be at most {MAX_SPEED}x (max: no waiting at all), "
+                         f"got {text[:40]!r}")
+    return speed
 
 
 @attrs.frozen

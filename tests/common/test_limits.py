@@ -26,6 +26,8 @@ from playground.common.limits import (
 )
 from playground.examples import echo
 from playground.proxy.observer import Endpoint
+from tests.support.net import read_to_close
+from tests.support.processes import need
 from tests.support.waiting import until
 
 # --- ConnectionLimits -----------------------------------------------------------------------
@@ -395,19 +397,6 @@ def test_a_site_keeps_a_bounded_request_body():
         yield port.stopListening()
 
 
-def _ask(port: int, data: bytes) -> bytes:
-    """Send ``data`` and read until the server closes (or has said enough)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(data)
-        got = b""
-        try:
-            while chunk := s.recv(65536):
-                got += chunk
-        except (ConnectionResetError, TimeoutError):
-            pass
-        return got
-
-
 def _listen_capped(**site_args):
     """A ``CappedSite`` (made with ``site_args``) on a free loopback port, its access log off,
     answering ``GET`` with ``hello`` (``GET /big``: 4 MiB, through a 64 KiB socket send buffer)
@@ -457,12 +446,51 @@ def test_a_capped_site_answers_an_over_long_head_with_414_or_431():
             (ok + b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n", b"414 URI Too Long"),
         ]
         for data, status in cases:
-            got = yield threads.deferToThread(_ask, n, data)
+            got = yield threads.deferToThread(read_to_close, n, data)
             head = got.rpartition(b"HTTP/1.1 ")[2]
             assert head.startswith(status) and b"Connection: close" in head, got[:300]
-        got = yield threads.deferToThread(_ask, n, ok.replace(b"\r\n\r\n",
+        got = yield threads.deferToThread(read_to_close, n, ok.replace(b"\r\n\r\n",
                                                                 b"\r\nConnection: close\r\n\r\n"))
         assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"hello")
+    finally:
+        yield port.stopListening()
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_capped_site_refuses_a_head_request_with_a_head_alone():
+    """414, 431 and 413 answered to HEAD carry no body (RFC 9110 9.3.2), to a raw socket and
+    to ``curl -I``; the refusal's text came after the head, bytes that are no response."""
+    from twisted.internet import threads, utils
+
+    port = yield _listen_capped()
+    try:
+        n = port.getHost().port
+        bound = port.factory.requestFactory.max_body
+        long_target = b"/" + b"a" * 20000
+        cases = [
+            (b"HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n" % long_target, b"414 URI Too Long"),
+            (b"HEAD / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 20000 + b"\r\n\r\n",
+             b"431 Request Header Fields Too Large"),
+            (b"HEAD / HTTP/1.1\r\nHost: x\r\n" + b"X-N: 1\r\n" * 600 + b"\r\n",
+             b"431 Request Header Fields Too Large"),
+            (b"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (bound + 1),
+             b"413 Content Too Large"),
+            # the second request of a connection, after a GET
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\r\nHEAD %s HTTP/1.1\r\n\r\n" % long_target,
+             b"414 URI Too Long"),
+        ]
+        for data, status in cases:
+            got = yield threads.deferToThread(read_to_close, n, data)
+            refusal = b"HTTP/1.1 " + got.rpartition(b"HTTP/1.1 ")[2]
+            assert refusal.startswith(b"HTTP/1.1 " + status), got[:300]
+            assert refusal.endswith(b"\r\nConnection: close\r\n\r\n"), got[-300:]
+        out, err, code = yield utils.getProcessOutputAndValue(
+            need("curl"), ["-sS", "-I", "-v", "--max-time", "20",
+                           f"http://127.0.0.1:{n}{long_target.decode()}"])
+        assert code == 0, err
+        assert out.startswith(b"HTTP/1.1 414 URI Too Long") and out.endswith(b"\r\n\r\n"), out
+        assert b"Excess found" not in err, err
     finally:
         yield port.stopListening()
 
@@ -497,14 +525,14 @@ def test_every_site_answers_too_many_small_headers_with_431(name):
         n = port.getHost().port
         many = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-N: 1\r\n" * 600 + b"\r\n"
         assert len(many) < site.protocol.totalHeadersSize
-        got = yield threads.deferToThread(_ask, n, many)
+        got = yield threads.deferToThread(read_to_close, n, many)
         assert got.startswith(b"HTTP/1.1 431 Request Header Fields Too Large"), got[:300]
         assert b"Connection: close" in got
         # at the bound (500 fields) it is still a request: what the site says to it, not a
         # refusal
         at_bound = (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-N: 1\r\n" * 498
                     + b"Connection: close\r\n\r\n")
-        got = yield threads.deferToThread(_ask, n, at_bound)
+        got = yield threads.deferToThread(read_to_close, n, at_bound)
         assert got.startswith(b"HTTP/1.1 ") and got[9:12] not in (b"400", b"431"), got[:300]
     finally:
         if stop is not None:
@@ -595,7 +623,7 @@ def test_a_trickled_head_is_answered_408_at_its_deadline_while_a_normal_client_i
         n = port.getHost().port
         slow = [threads.deferToThread(_trickle, n, _SLOWLORIS) for _ in range(2)]
         yield until(lambda: port.factory.open_connections == 2, "both tricklers connected")
-        got = yield threads.deferToThread(_ask, n, _HEAD + b"Connection: close\r\n\r\n")
+        got = yield threads.deferToThread(read_to_close, n, _HEAD + b"Connection: close\r\n\r\n")
         assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"hello")
         for got, closed in (yield defer.gatherResults(slow)):
             assert got.startswith(b"HTTP/1.1 408 Request Timeout"), got
@@ -618,11 +646,11 @@ def test_tricklers_holding_every_slot_let_go_of_them_at_the_deadline():
         n = port.getHost().port
         slow = [threads.deferToThread(_trickle, n, _SLOWLORIS) for _ in range(2)]
         yield until(lambda: site.open_connections == 2, "both tricklers connected")
-        assert (yield threads.deferToThread(_ask, n, _HEAD + b"\r\n")) == b""  # refused
+        assert (yield threads.deferToThread(read_to_close, n, _HEAD + b"\r\n")) == b""  # refused
         for d in slow:
             assert (yield d)[1]
         yield until(lambda: site.open_connections == 0, "the slots released")
-        got = yield threads.deferToThread(_ask, n, _HEAD + b"Connection: close\r\n\r\n")
+        got = yield threads.deferToThread(read_to_close, n, _HEAD + b"Connection: close\r\n\r\n")
         assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"hello")
     finally:
         yield port.stopListening()

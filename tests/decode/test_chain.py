@@ -536,6 +536,23 @@ def test_credential_query_values_are_redacted_in_records_previews_and_the_pcap(c
 
 
 @pytest.mark.pure
+@pytest.mark.parametrize("blank", [b"\x0b", b"\x0c", b"\t"])
+def test_a_request_line_split_by_other_white_space_hides_its_query_secrets_in_the_hex_view(
+        blank):
+    """The decoder reads no request in ``GET<VT>/cb?... HTTP/1.1`` (a server splits at spaces
+    only) and shows the bytes; a lenient server may split there, so its query's secrets are
+    hidden all the same: in the hex view, the text records and the pcap."""
+    data = (b"GET" + blank + b"/cb?access_token=s3cret-tok&x=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+    calls = [(C2S, data), (S2C, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")]
+    _, sink = drive(calls, decode="http")
+    assert not [ex for ex in sink.of(R.HttpExchange) if ex.method is not None]
+    text, js = rendered(sink)
+    assert "s3cret" not in text + js, text
+    streams, leaked = masked_pcap_streams(calls, "http")
+    assert leaked == 0 and streams[C2S] == data.replace(b"s3cret-tok", b"*" * 10)
+
+
+@pytest.mark.pure
 def test_a_target_without_a_credential_query_keeps_its_bytes():
     target = b"/search?q=token&page=2"
     _, sink = drive([(C2S, b"GET %s HTTP/1.1\r\n\r\n" % target), (S2C, OK)])

@@ -239,6 +239,35 @@ def test_lenient_bare_lf_and_odd_headers():
     assert e.status == 200 and e.reason == b"" and e.response_preview == b"ok"
 
 
+@pytest.mark.parametrize("line", [
+    b"GET\x0b/x HTTP/1.1", b"GET\x0c/x HTTP/1.1", b"GET /x\x0bHTTP/1.1", b"GET\t/x HTTP/1.1",
+    b"GET /x\x0c\x0bHTTP/1.1",
+])
+def test_a_request_line_split_by_other_white_space_than_spaces_is_no_request(line):
+    """RFC 9112 3: a request line's words are separated by SP. bytes.split() also split them
+    at a VT, an FF or a tab, and the decoder showed ``GET /x`` where a server (ours, Twisted's,
+    nginx, Node) saw no request line and answered 400: it now shows the bytes (undecodable),
+    and the 400 answering no request it could read."""
+    out = run([(C2S, line + b"\r\nHost: x\r\n\r\n"),
+               (S2C, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")])
+    [e] = exchanges(out)
+    assert e.request is None and e.status == 400, e
+    [u] = [e for e in out if isinstance(e, HttpUndecodable)]
+    assert u.direction == C2S and "not an HTTP request line" in u.reason
+    assert b"".join(e.data for e in out if isinstance(e, HttpRaw) and e.direction == C2S) == (
+        line + b"\r\nHost: x\r\n\r\n")
+
+
+def test_a_vertical_tab_or_form_feed_in_a_word_or_a_fold_is_shown_as_sent():
+    """Inside a word, or at the ends of an obsolete folded line, a VT or an FF is part of what
+    the server saw (bytes.strip() dropped it from a fold); runs of spaces stay one separator."""
+    req = (b"GET  /a\x0bb HTTP/1.1\x0c\r\nHost: x\r\nX-Folded: one\r\n \x0ctwo\x0b\r\n\r\n")
+    [e] = exchanges(run([(C2S, req), (S2C, OK)]))
+    assert (e.request.method, e.request.target, e.request.version) == (
+        b"GET", b"/a\x0bb", b"HTTP/1.1\x0c")
+    assert (b"X-Folded", b"one \x0ctwo\x0b") in e.request.headers
+
+
 def test_garbage_gives_undecodable_then_raw():
     out = run([(C2S, b"\x16\x03\x01\x00garbage\r\n\r\nmore"), (C2S, b"x")])
     assert isinstance(out[0], HttpUndecodable) and out[0].offset == 0

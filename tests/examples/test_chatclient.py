@@ -16,6 +16,8 @@ from playground import __main__ as cli
 from playground.examples.chat.client import ChatClientProtocol, InputLines, main
 from tests.support.net import RawClient, free_port
 from tests.support.paths import ROOT
+from tests.support.tls import TlsEchoServer, client_pki
+from tests.support.waiting import wait_until
 
 
 class Shown:
@@ -237,3 +239,25 @@ def test_client_cannot_connect_exits_1():
     out, err = finish(proc)
     assert proc.returncode == 1
     assert "cannot connect to 127.0.0.1:" in err.decode()
+
+
+@pytest.mark.real
+@pytest.mark.timeout(60)
+def test_a_tls_server_whose_certificate_has_no_subject_alt_name_gets_nothing(tmp_path):
+    """Signed by the CA the client trusts, ``CN=127.0.0.1``, no subjectAltName: Twisted's
+    ``tls:`` endpoint let it through, and the client's ``/nick`` and lines reached it."""
+    pki = client_pki(tmp_path)
+    server = TlsEchoServer(*pki["no-san"])
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "playground", "chat-client",
+             f"tls:host=127.0.0.1:port={server.port}:trustRoots={pki['ca'].dir}", "--nick", "x"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT),
+        )
+        _out, err = finish(proc, b"a line for the wrong server\n")
+        wait_until(lambda: server.received, 10, "the TLS server to see the close")
+    finally:
+        server.close()
+    assert server.received == [b""], err
+    assert "-- disconnected: certificate not for 127.0.0.1: " in err.decode(), err
+    assert "subjectAltName" in err.decode(), err

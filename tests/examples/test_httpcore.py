@@ -318,6 +318,14 @@ ERRORS = [
     (b"GET / HTTP/1\r\n" + H + b"\r\n", 400),
     (b"GET /a\x00b HTTP/1.1\r\n" + H + b"\r\n", 400),
     (b"GET /a\rb HTTP/1.1\r\n" + H + b"\r\n", 400),
+    # words separated by SP only (RFC 9112 3): bytes.split() would split at these too
+    (b"GET\x0b/ HTTP/1.1\r\n" + H + b"\r\n", 400),
+    (b"GET\x0c/ HTTP/1.1\r\n" + H + b"\r\n", 400),
+    (b"GET /\x0bHTTP/1.1\r\n" + H + b"\r\n", 400),
+    (b"GET\t/ HTTP/1.1\r\n" + H + b"\r\n", 400),
+    (b"GET /a\x0cb HTTP/1.1\r\n" + H + b"\r\n", 400),
+    (b"GET / HTTP/1.1\x0b\r\n" + H + b"\r\n", 400),
+    (b"\x0bGET / HTTP/1.1\r\n" + H + b"\r\n", 400),
     # versions
     (b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505),
     (b"GET / HTTP/3.1\r\n" + H + b"\r\n", 505),
@@ -331,6 +339,10 @@ ERRORS = [
     (b"GET / HTTP/1.1\r\n" + H + b": empty name\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\n" + H + b"X-A: a\rb\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x0bb\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n" + H + b"X-A:\x0c1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n" + H + b"X-A\x0b: 1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\x0c\r\n\r\n", 400),
     # Host
     (b"GET / HTTP/1.1\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),

@@ -21,7 +21,7 @@ from twisted.python import failure, usage
 from playground.examples.http import server as httpserver
 from playground.examples.http.app import AppLimits, HttpApp
 from playground.examples.http.parser import HttpRequestParser, RequestHead
-from tests.support.net import free_port
+from tests.support.net import free_port, read_to_close
 from tests.support.processes import need
 from tests.support.waiting import until
 
@@ -669,6 +669,8 @@ def test_expect_too_large_is_413_without_100():
         (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: br\r\n\r\n", 501),
         (b"POST / HTTP/1.1\r\nHost: h\r\nExpect: tea\r\n\r\n", 417),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),  # TLS on a plain port
+        (b"GET\x0b/get HTTP/1.1\r\nHost: h\r\n\r\n", 400),  # words split by SP only
+        (b"GET /get HTTP/1.1\r\nHost: h\r\nX-A: a\x0cb\r\n\r\n", 400),
     ],
 )
 def test_errors_are_answered_then_closed(data, status):
@@ -683,6 +685,46 @@ def test_errors_are_answered_then_closed(data, status):
     n = len(t.value())
     proto.dataReceived(GOOD)  # ignored after the error
     assert len(t.value()) == n
+
+
+@pytest.mark.memory
+@pytest.mark.parametrize(
+    "data,status",
+    [
+        (b"HEAD /" + b"a" * 9000, 414),  # the line not yet ended
+        (b"HEAD /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: h\r\n\r\n", 414),
+        (b"HEAD / HTTP/1.1\r\nHost: h\r\nX: " + b"y" * 20000, 431),
+        (b"HEAD / HTTP/1.1\r\nHost: h\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),
+        (b"HEAD / HTTP/1.1\r\nHost: h\r\nContent-Length: 2000000\r\n\r\n", 413),
+        # over --max-body in the chunked body: the head was read
+        (b"HEAD / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n200000\r\n", 413),
+        (b"HEAD / HTTP/1.1\r\n\r\n", 400),
+    ],
+)
+def test_an_error_answered_to_a_head_request_carries_no_body(data, status):
+    """RFC 9110 9.3.2: a response to HEAD carries no content, an error's neither; its text
+    came after the head, bytes a client reads as the start of its next response."""
+    factory, _ = make()
+    proto, t = connect(factory)
+    proto.dataReceived(GOOD := req("/get"))
+    n = len(t.value())
+    proto.dataReceived(data)
+    answer = t.value()[n:]
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer
+    head, blank, body = answer.partition(b"\r\n\r\n")
+    assert blank and body == b"", answer
+    assert head.endswith(b"\r\nConnection: close") and t.disconnecting
+    proto.dataReceived(GOOD)  # ignored after the error
+    assert t.value()[n:] == answer
+
+
+@pytest.mark.memory
+def test_a_get_over_a_limit_still_gets_the_error_text():
+    factory, _ = make()
+    proto, t = connect(factory)
+    proto.dataReceived(b"GET /" + b"a" * 9000)
+    assert t.value().startswith(b"HTTP/1.1 414 ")
+    assert t.value().endswith(b"\r\n\r\n414 Request-URI Too Long: request line too long\n")
 
 
 @pytest.mark.memory
@@ -850,6 +892,21 @@ def test_curl_get_head_and_1_0(server):
     assert code == 0 and out.startswith(b"HTTP/1.1 200 OK") and b"Content-Length:" in out
     out, err, code = yield curl("--http1.0", "-v", f"{base}/uuid")
     assert code == 0 and b"GET /uuid HTTP/1.0" in err and len(json.loads(out)["uuid"]) == 36
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_head_request_over_a_limit_gets_its_error_without_a_body(server):
+    """A raw HEAD and ``curl -I`` with a request line over --max-request-line: the 414's head
+    alone (its text followed it: bytes that are no response to whoever reads on)."""
+    target = "/" + "a" * 9000
+    got = yield threads.deferToThread(
+        read_to_close, server.port, b"HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n" % target.encode())
+    assert got.startswith(b"HTTP/1.1 414 ") and got.endswith(b"\r\nConnection: close\r\n\r\n"), got
+    out, err, code = yield curl("-I", "-v", f"http://127.0.0.1:{server.port}{target}")
+    assert code == 0, err
+    assert out.startswith(b"HTTP/1.1 414 ") and out.endswith(b"\r\n\r\n"), out
+    assert b"Excess found" not in err, err
 
 
 @pytest.mark.real

@@ -473,9 +473,12 @@ def test_the_report_gives_rate_percentiles_connections_and_errors():
     latencies = tuple(i / 1000 for i in range(1, 101))  # 1..100 ms
     report = cli.Report("pool", 102, 4, 8, 0.5, latencies, (("ConnectFailed: refused", 2),), 8)
     assert report.percentile(50) == 0.050 and report.percentile(99) == 0.099
-    assert report.as_dict()["requests_per_second"] == 204.0 and report.failed == 2
+    # the rate is of the 100 that succeeded (it counted the 2 failed: 204/s), the failed beside
+    assert report.as_dict()["requests_per_second"] == 200.0 and report.failed == 2
+    assert report.as_dict()["failed_per_second"] == 4.0
     text = report.text("6379")
-    assert "204 requests/s" in text and "p50 50.00 ms, p99 99.00 ms" in text
+    assert "  200 requests/s succeeded, 4/s failed (0.50 s)\n" in text
+    assert "p50 50.00 ms, p99 99.00 ms" in text
     assert "8 TCP connection(s) opened" in text and "2 x ConnectFailed: refused" in text
     assert "0 health check(s) (PING)" in text
     # every request failed: no latency to give (it read "p50 0.00 ms" as if they were instant)
@@ -483,6 +486,12 @@ def test_the_report_gives_rate_percentiles_connections_and_errors():
     assert "latency: none (no request succeeded)" in failed.text("6379")
     assert "0.00 ms" not in failed.text("6379")
     assert [failed.as_dict()[k] for k in ("p50_ms", "p99_ms", "max_ms")] == [None] * 3
+    assert failed.as_dict()["requests_per_second"] == 0.0  # it said 6/s
+    assert "  0 requests/s succeeded, 6/s failed (0.50 s)" in failed.text("6379")
+    # none failed: the line as it always read
+    ok = cli.Report("pool", 100, 4, 8, 0.5, latencies, (), 8)
+    assert "  200 requests/s (0.50 s)\n" in ok.text("6379")
+    assert ok.as_dict()["failed_per_second"] == 0.0
     assert cli.Report("no pool", 1, 1, None, 1.0, (0.001,), (), 1, round=2).text(
         "6379", "round 2: ").startswith("round 2: 1 requests to 6379, 1 at a time, a new conn")
 

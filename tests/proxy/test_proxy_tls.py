@@ -1,14 +1,12 @@
 """The proxy with TLS on either leg: an ``ssl:`` listener in front of redis-server, and a ``tls:``
 target verified against ``--target-ca`` (right name passes, wrong name or wrong CA fails).
 
-Certificates are made here with ``cryptography``; the TLS target is a small echo server thread
-using Python's ``ssl``. Every wait has a deadline; no fixed sleeps.
+Certificates and the TLS target (a small echo server thread using Python's ``ssl``) come from
+``tests.support.tls``. Every wait has a deadline; no fixed sleeps.
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import re
@@ -19,87 +17,15 @@ from pathlib import Path
 
 import pytest
 import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.support.net import PING, PONG, recv_exactly, wait_closed
 from tests.support.processes import start_proxy
+from tests.support.tls import CA, TlsEchoServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.twistd
 
 # --- certificates ----------------------------------------------------------------------------
-
-
-class CA:
-    """A throw-away certificate authority that issues server certificates into ``directory``."""
-
-    def __init__(self, directory: Path, name: str = "tcpplay test CA"):
-        self.dir = directory
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                              content_commitment=False, key_encipherment=False,
-                              data_encipherment=False, key_agreement=False,
-                              encipher_only=False, decipher_only=False),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()),
-                           critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        self.pem = directory / f"{name.replace(' ', '-')}.pem"
-        self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-
-    def issue(self, label: str, dns: list[str], ips: list[str] = (),
-              with_san: bool = True) -> tuple[Path, Path]:
-        """A server certificate for ``dns``/``ips`` (without ``with_san``: its first name in
-        the subject's common name alone, as before RFC 6125); returns (cert.pem, key.pem)."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        san = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns[0])]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-        )
-        if with_san:
-            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-        cert = (
-            builder
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        cert_path = self.dir / f"{label}.pem"
-        key_path = self.dir / f"{label}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-        return cert_path, key_path
 
 
 @pytest.fixture(scope="module")
@@ -116,61 +42,6 @@ def pki(tmp_path_factory):
 
 
 # --- a TLS echo server (the tls: target) ------------------------------------------------------
-
-
-class TlsEchoServer:
-    """Echoes each TLS connection's bytes back until the client's EOF, then closes cleanly."""
-
-    def __init__(self, cert: Path, key: Path):
-        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ctx.load_cert_chain(str(cert), str(key))
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.received: list[bytes] = []
-        self.errors: list[str] = []
-        self.handshakes = 0
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._accepter = threading.Thread(target=self._accept, daemon=True)
-        self._accepter.start()
-
-    def _accept(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(t)
-            t.start()
-
-    def _serve(self, conn: socket.socket):
-        conn.settimeout(10)
-        got = b""
-        try:
-            with self.ctx.wrap_socket(conn, server_side=True) as tls:
-                self.handshakes += 1
-                while chunk := tls.recv(65536):
-                    got += chunk
-                    tls.sendall(chunk)
-                tls.unwrap()  # our own close_notify: a clean TLS close, not a truncation
-        except (OSError, ssl.SSLError) as e:
-            self.errors.append(repr(e))
-        finally:
-            self.received.append(got)
-            conn.close()
-
-    def close(self):
-        self._stop.set()
-        self.sock.close()
-        self._accepter.join(5)
-        for t in self._threads:
-            t.join(5)
 
 
 @pytest.fixture

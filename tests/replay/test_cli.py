@@ -49,6 +49,20 @@ def _capture(path, *pairs):
     (["x.pcap", "-t", "6379", "--timeout", " 5"], "--timeout: expected a number of seconds"),
     (["x.pcap", "-t", "6379", "--speed", "\u0663x"], "--speed: '\u0663x' is not 1x, Nx"),
     (["x.pcap", "-t", "6379", "--speed", " 2x"], "--speed: ' 2x' is not 1x, Nx"),
+    (["x.pcap", "-t", "6379", "--speed", "0"], "--speed: '0' is not 1x, Nx (N > 0) or max"),
+    (["x.pcap", "-t", "6379", "--speed=-1x"], "--speed: '-1x' is not 1x, Nx (N > 0) or max"),
+    (["x.pcap", "-t", "6379", "--speed", "nan"], "--speed: 'nan' is not 1x, Nx (N > 0) or max"),
+    (["x.pcap", "-t", "6379", "--speed", "inf"], "--speed: 'inf' is not 1x, Nx (N > 0) or max"),
+    (["x.pcap", "-t", "6379", "--speed", "1e-300"], "--speed: '1e-300' is not 1x, Nx"),
+    # these were taken: each recorded gap 10**300 times longer (the replay waited for ever), and
+    # a speed float() reads as inf
+    (["x.pcap", "-t", "6379", "--speed", "0." + "0" * 299 + "1x"],
+     "--speed: must be at least 0.000001x (each recorded gap 1000000 times longer), got '0.0"),
+    (["x.pcap", "-t", "6379", "--speed", "0.0000009x"],
+     "--speed: must be at least 0.000001x (each recorded gap 1000000 times longer), "
+     "got '0.0000009x'"),
+    (["x.pcap", "-t", "6379", "--speed", "1" + "0" * 400 + "x"],
+     "--speed: must be at most 1000000x (max: no waiting at all), got '100000"),
 ])
 def test_bad_flags(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
@@ -93,6 +107,7 @@ def test_a_gap_is_reported_not_replayed(tmp_path, capsys):
 
 def test_speed_and_selection():
     assert parse_speed("1x") == 1.0 and parse_speed("2.5X") == 2.5 and parse_speed("max") is None
+    assert parse_speed("0.000001x") == 1e-6 and parse_speed("1000000") == 1e6  # the bounds
     sel = Selection.parse(["1,3-4", "port:8080,redis"])
     assert sel.numbers == {1} and sel.ranges == ((3, 4),) and sel.ports == {8080}
     assert sel.protocols == {"resp"} and Selection.parse([]).everything

@@ -21,6 +21,7 @@ from playground.replay.reassembly import CaptureError
 from tests.support.paths import BIN, ROOT
 from tests.support.pcaps import Conversation, write_pcap
 from tests.support.processes import need, start_redis, stop_process
+from tests.support.tls import TlsEchoServer, client_pki
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real
@@ -270,3 +271,25 @@ def test_ctrl_c_while_the_capture_is_read_is_one_line(tmp_path):
         stop_process(proc)
     assert proc.returncode == 130, err
     assert out == "" and err == f"tcpplay-replay: interrupted while reading {fifo}\n"
+
+
+def test_a_tls_target_whose_certificate_has_no_subject_alt_name_gets_no_request(tmp_path):
+    """``--target tls:...`` to a server signed by the CA it trusts, ``CN=127.0.0.1`` and no
+    subjectAltName: Twisted's endpoint let it through and the recorded PING reached it (its echo
+    came back as the reply); the replay now says why it got nothing."""
+    conv = Conversation()
+    frames = conv.handshake() + [conv.data(True, encode_command("PING")),
+                                 conv.data(False, b"+PONG\r\n"), conv.fin(True), conv.fin(False)]
+    write_pcap(tmp_path / "ping.pcap", frames)
+    pki = client_pki(tmp_path)
+    server = TlsEchoServer(*pki["no-san"])
+    try:
+        target = f"tls:host=127.0.0.1:port={server.port}:trustRoots={pki['ca'].dir}"
+        out = subprocess.run([str(BIN / "tcpplay-replay"), str(tmp_path / "ping.pcap"),
+                              "--target", target, "--speed", "max"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+        wait_until(lambda: server.received, 10, "the TLS server to see the close")
+    finally:
+        server.close()
+    assert server.received == [b""], out.stdout + out.stderr
+    assert out.returncode != 0 and "certificate not for 127.0.0.1: " in out.stdout + out.stderr

@@ -73,6 +73,20 @@ def wait_closed(sock: socket.socket, timeout: float) -> tuple[str, float]:
             return "eof", time.monotonic() - t0
 
 
+def read_to_close(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send ``data`` to ``127.0.0.1:port`` and read until the server closes (a reset or
+    ``timeout`` seconds without a byte end the read too)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        got = b""
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+        return got
+
+
 def recv_exactly(sock: socket.socket, n: int, timeout: float = 10.0) -> bytes:
     """Read until ``n`` bytes have arrived, the peer closes, or the deadline passes; return what
     arrived. Reads whole chunks, so bytes beyond ``n`` that come with the last one are returned

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from twisted.internet import defer, endpoints, protocol, task
 from twisted.python import usage
 
-from playground.common.addresses import client_string
+from playground.common.addresses import client_endpoint, client_string
 from playground.common.options import ArgumentParser
 from playground.examples.chat.core import NICK_RULE, clean_text, valid_nick
 
@@ -163,7 +163,7 @@ async def _run(reactor, address: str, desc: str, nick: str) -> None:
 
     client = ChatClientProtocol(nick, _stdout_line, _stderr_line, clock=reactor)
     try:
-        endpoint = endpoints.clientFromString(reactor, desc)
+        endpoint = client_endpoint(reactor, desc, "HOST:PORT")
         await endpoints.connectProtocol(endpoint, client)
     except Exception as e:
         _stderr_line(f"cannot connect to {address}: {e}")

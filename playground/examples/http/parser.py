@@ -155,6 +155,7 @@ class HttpRequestParser:
         self._body_total = 0  # decoded body bytes of the current chunked request
         self._trailer_bytes = 0
         self._keep_alive = True
+        self._head_request = False  # head_request
         self.requests = 0  # complete requests parsed
         self.failed = False
         self.held = False  # the last feed stopped at max_requests with bytes left unparsed
@@ -173,6 +174,13 @@ class HttpRequestParser:
     @property
     def in_body(self) -> bool:
         return self._state in (_BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS)
+
+    @property
+    def head_request(self) -> bool:
+        """The request being read began ``HEAD `` (its line perhaps too long, or its head too
+        large, to be read further): an error answered to it carries no body (RFC 9110 9.3.2).
+        False between requests."""
+        return self._head_request
 
     @property
     def finished(self) -> bool:
@@ -243,6 +251,7 @@ class HttpRequestParser:
                         return pos
                     if buf[pos] not in _TOKEN_BYTES:  # e.g. a TLS hello: fail at once
                         raise _Fail(400, "malformed request line: bad method")
+                self._head_request = buf.startswith(b"HEAD ", pos)
                 start = pos + self._scan
                 t = buf.find(b"\n\r\n", start)
                 t2 = buf.find(b"\n\n", start, t + 1 if t >= 0 else end)
@@ -341,6 +350,7 @@ class HttpRequestParser:
         """Finish the current request; True when parsing stops for good."""
         events.append(RequestEnd(now))
         self.requests += 1
+        self._head_request = False
         if self._keep_alive:
             self._state = _HEAD
             return False
@@ -573,8 +583,9 @@ def bodiless_status(status: int) -> bool:
     return status < 200 or status in (204, 304)
 
 
-def error_response(status: int, reason: str, date: str | None) -> bytes:
-    """A complete error response with a short text body and ``Connection: close``."""
+def error_response(status: int, reason: str, date: str | None, head: bool = False) -> bytes:
+    """A complete error response with a short text body and ``Connection: close``; to a HEAD
+    request (``head``), the same head without the body (RFC 9110 9.3.2)."""
     body = f"{status} {reason_phrase(status)}: {reason}\n".encode("latin-1", "replace")
     headers = [("Server", SERVER)]
     if date is not None:
@@ -584,4 +595,4 @@ def error_response(status: int, reason: str, date: str | None) -> bytes:
         ("Content-Length", str(len(body))),
         ("Connection", "close"),
     ]
-    return response_head(status, headers) + body
+    return response_head(status, headers) + (b"" if head else body)

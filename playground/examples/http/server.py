@@ -102,7 +102,7 @@ class _Slot:
         self.response: Response | None = None
         self.ready = False
         self.timer = None
-        self.error: tuple[int, str] | None = None
+        self.error: tuple[int, str, bool] | None = None  # status, reason, to a HEAD request
         self.close = False
         self.ahead = 0  # the response's bytes, made ahead of its turn
         self.continue_sent = False
@@ -287,7 +287,7 @@ class HttpProtocol(protocol.Protocol):
             self.queue.append(slot)
         self._current = None
         slot.complete = True
-        slot.error = (status, reason)
+        slot.error = (status, reason, self.parser.head_request)
         slot.close = True
         slot.ready = True
         self._stop_input()
@@ -368,8 +368,8 @@ class HttpProtocol(protocol.Protocol):
     def _start(self, slot: _Slot) -> bool:
         """Write the response (or its head and first pieces); True when it is complete."""
         if slot.error is not None:
-            status, reason = slot.error
-            data = error_response(status, reason, self._date())
+            status, reason, head = slot.error
+            data = error_response(status, reason, self._date(), head)
             self._out.append(data)
             slot.sent = len(data)
             return True

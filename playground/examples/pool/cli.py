@@ -5,7 +5,8 @@ requests (alternately ``SET key value`` and ``GET key``, over 1000 keys), ``--co
 a time, through a :class:`~playground.examples.pool.pool.ConnectionPool`; ``--no-pool`` opens a
 new connection for each request instead. It prints requests per second, the latency
 percentiles (acquire included: that is where a new connection costs) and how many TCP
-connections it opened; ``--json`` prints the same as one JSON object. ``--rounds N`` runs the
+connections it opened (the rate and the latencies are the successes'; failures per second are
+given beside the rate); ``--json`` prints the same as one JSON object. ``--rounds N`` runs the
 requests N times over the same pool, ``--pause`` seconds apart: time for the pooled connections
 to idle, to be health-checked, or to be closed by the server. A request lost with its
 connection is sent again once (``SET`` of a fixed value and ``GET`` are idempotent); one with
@@ -66,7 +67,12 @@ class Report:
 
     @property
     def per_second(self) -> float:
-        return self.requests / self.seconds if self.seconds > 0 else 0.0
+        """Requests that succeeded, per second (the failed ones: ``failed_per_second``)."""
+        return (self.requests - self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def failed_per_second(self) -> float:
+        return self.failed / self.seconds if self.seconds > 0 else 0.0
 
     def percentile(self, p: float) -> float:
         """Nearest-rank percentile of the latencies, in seconds (0 when none succeeded)."""
@@ -79,6 +85,7 @@ class Report:
         return {"mode": self.mode, "requests": self.requests, "concurrency": self.concurrency,
                 "pool_size": self.pool_size, "seconds": round(self.seconds, 6),
                 "requests_per_second": round(self.per_second, 1),
+                "failed_per_second": round(self.failed_per_second, 1),
                 # null when no request succeeded: there is no latency to give
                 "p50_ms": self._ms(50), "p99_ms": self._ms(99), "max_ms": self._ms(100),
                 "connections": self.connections, "checks": self.checks, "round": self.round,
@@ -96,6 +103,8 @@ class Report:
                "http no pool": "HTTPConnectionPool(persistent=False)"}[self.mode]
         lines = [
             f"{label}{self.requests} requests to {target}, {self.concurrency} at a time, {how}",
+            f"  {self.per_second:.0f} requests/s succeeded, {self.failed_per_second:.0f}/s failed "
+            f"({self.seconds:.2f} s)" if self.failed else
             f"  {self.per_second:.0f} requests/s ({self.seconds:.2f} s)",
             f"  latency p50 {self.percentile(50) * 1000:.2f} ms, "
             f"p99 {self.percentile(99) * 1000:.2f} ms, max {self.percentile(100) * 1000:.2f} ms"

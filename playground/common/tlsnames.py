@@ -1,0 +1,136 @@
+"""A TLS server's certificate held to the host a client connects to, for every ``tls:`` client
+of tcpplay: the proxy's target leg, the chat and pool clients, the replay.
+
+Twisted's ``tls:`` endpoint checks the name too, but service-identity (from 24.1) says "no
+subjectAltName at all" with a ``CertificateError``, which Twisted's check (catching
+``VerificationError``) logs and lets through: such a certificate, signed by a trusted CA,
+passed for any host. ``NameCheckedEndpoint`` wraps a TLS client endpoint so that each
+connection is checked again when its handshake completes (``hostname_refused``, with
+service-identity's public API): a certificate that does not name the host fails the connection
+as a failed verification does (``NotForHost``, an ``OpenSSL.SSL.Error`` saying why, to the
+application's ``connectionLost``), before any byte of the application's reaches the server.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from OpenSSL import SSL
+from service_identity import CertificateError, VerificationError
+from service_identity.cryptography import (
+    verify_certificate_hostname,
+    verify_certificate_ip_address,
+)
+from twisted.internet import protocol
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    ILoggingContext,
+    IStreamClientEndpoint,
+)
+from twisted.python import failure
+from zope.interface import alsoProvides, implementer
+
+
+def hostname_refused(certificate, host: str) -> str | None:
+    """Why ``certificate`` (pyOpenSSL's, or None) is not one for ``host`` (a name or an IP
+    address), or None when it is."""
+    if certificate is None:
+        return "the server sent no certificate"
+    cert = certificate.to_cryptography()
+    try:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            verify_certificate_hostname(cert, host)
+        else:
+            verify_certificate_ip_address(cert, host)
+    except (VerificationError, CertificateError) as e:
+        return f"certificate not for {host}: {e}"
+    return None
+
+
+class NotForHost(SSL.Error):
+    """The server's certificate does not name the host: a failed handshake, an
+    ``OpenSSL.SSL.Error`` in OpenSSL's shape (a list of ``(library, function, reason)``, as the
+    proxy reads one), whose text is the reason rather than the list's repr."""
+
+    def __str__(self):
+        return self.args[0][0][2]
+
+
+@implementer(IHandshakeListener)
+class _NameCheck(protocol.Protocol):
+    """Between a TLS connection and the application's protocol (``wrapped``, which gets the
+    TLS transport itself): checks the certificate when the handshake completes, and otherwise
+    passes each event on, as Twisted's endpoint wrapper protocol does."""
+
+    def __init__(self, wrapped, host: str):
+        self.wrapped = wrapped
+        self.host = host
+        if IHalfCloseableProtocol.providedBy(wrapped):
+            alsoProvides(self, IHalfCloseableProtocol)
+
+    def logPrefix(self):
+        if ILoggingContext.providedBy(self.wrapped):
+            return self.wrapped.logPrefix()
+        return self.wrapped.__class__.__name__
+
+    def connectionMade(self):
+        self.wrapped.makeConnection(self.transport)
+
+    def handshakeCompleted(self):
+        why = hostname_refused(self.transport.getPeerCertificate(), self.host)
+        if why is not None:
+            self.transport.failVerification(failure.Failure(NotForHost([("", "", why)])))
+        elif IHandshakeListener.providedBy(self.wrapped):
+            self.wrapped.handshakeCompleted()
+
+    def dataReceived(self, data):
+        self.wrapped.dataReceived(data)
+
+    def connectionLost(self, reason=protocol.connectionDone):
+        self.wrapped.connectionLost(reason)
+
+    def readConnectionLost(self):
+        self.wrapped.readConnectionLost()
+
+    def writeConnectionLost(self):
+        self.wrapped.writeConnectionLost()
+
+
+class _NameCheckFactory(protocol.Factory):
+    """Builds the application factory's protocols, each behind a ``_NameCheck``."""
+
+    def __init__(self, factory, host: str):
+        self.factory = factory
+        self.host = host
+
+    def logPrefix(self):
+        return self.factory.logPrefix() if ILoggingContext.providedBy(self.factory) else (
+            self.factory.__class__.__name__)
+
+    def doStart(self):
+        self.factory.doStart()
+
+    def doStop(self):
+        self.factory.doStop()
+
+    def buildProtocol(self, addr):
+        wrapped = self.factory.buildProtocol(addr)
+        return None if wrapped is None else _NameCheck(wrapped, self.host)
+
+
+@implementer(IStreamClientEndpoint)
+class NameCheckedEndpoint:
+    """``endpoint`` (a TLS client endpoint for ``host``) whose connections fail when the
+    server's certificate does not name ``host`` (``hostname_refused``). ``connect`` fires with
+    the application's protocol, as the wrapped endpoint's does."""
+
+    def __init__(self, endpoint, host: str):
+        self.endpoint = endpoint
+        self.host = host
+
+    def connect(self, protocolFactory):
+        d = self.endpoint.connect(_NameCheckFactory(protocolFactory, self.host))
+        return d.addCallback(lambda check: check.wrapped)
