@@ -45,6 +45,7 @@ from playground.decode.httpdecoder import (
 from playground.decode.redaction import (
     REDACTED,
     SECRET_COMMANDS,
+    SECRET_CONFIG,
     SECRET_HEADERS,
     URL_HEADERS,
     has_params,
@@ -56,9 +57,8 @@ from playground.decode.views import LineView
 
 MASK = b"*"
 
-# the parameters whose value is a password (CONFIG SET/GET, SENTINEL SET)
-_SECRET_PARAMS = frozenset({b"requirepass", b"masterauth", b"tls-key-file-pass",
-                            b"tls-client-key-file-pass", b"auth-pass"})
+# the parameters whose value is a password (CONFIG SET/GET, SENTINEL CONFIG SET/GET, SENTINEL SET)
+_SECRET_PARAMS = SECRET_CONFIG | {b"auth-pass"}
 # first words a secret's line starts with (lower case), and the word of an incomplete line
 _NAMES = tuple({n.lower() for n in SECRET_COMMANDS} | SECRET_HEADERS | _SECRET_PARAMS)
 # ... and those of a line looked at for a query (``URL_HEADERS``: ``_request_line``)

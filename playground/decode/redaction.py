@@ -18,6 +18,10 @@ from urllib.parse import unquote_to_bytes
 REDACTED = b"(redacted)"  # what a hidden secret is shown as, in every view
 # The commands ``respdecoder.secret_parts`` may find a password in.
 SECRET_COMMANDS = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"SENTINEL"})
+# The configuration parameters (lower case) whose value is a password: Redis' (``CONFIG
+# SET``/``GET``) and Sentinel's own (``SENTINEL CONFIG SET``/``GET sentinel-pass``, Redis 6.2+).
+SECRET_CONFIG = frozenset({b"requirepass", b"masterauth", b"tls-key-file-pass",
+                           b"tls-client-key-file-pass", b"sentinel-pass"})
 # The HTTP headers whose values are credentials (lower case).
 SECRET_HEADERS = frozenset({b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"})
 # The HTTP headers whose values are URLs (lower case): their credential parameters are hidden as

@@ -54,7 +54,12 @@ from playground.codec.values import Error, Inline, Map, ProtocolError, Push, Sim
 from playground.decode import records as R
 from playground.decode.detect import RESP
 from playground.decode.httpdecoder import secret_value
-from playground.decode.redaction import REDACTED, SECRET_COMMANDS, SECRET_HEADERS
+from playground.decode.redaction import (
+    REDACTED,
+    SECRET_COMMANDS,
+    SECRET_CONFIG,
+    SECRET_HEADERS,
+)
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
 C2S, S2C = CLIENT_TO_SERVER, SERVER_TO_CLIENT  # the directions, as the proxy names them
@@ -167,11 +172,6 @@ class SecretRange:
 # ---------------------------------------------------------------------------------------------
 # secrets
 
-_SECRET_CONFIG = frozenset(
-    {b"requirepass", b"masterauth", b"tls-key-file-pass", b"tls-client-key-file-pass"}
-)
-
-
 # HTTP read as RESP (``--decode resp`` forced on HTTP traffic): each header line is an inline
 # command whose first token is the header's name and its colon, the value's start glued to it
 # when no space follows the colon. A credential header's line hides all after its colon, as the
@@ -246,17 +246,28 @@ def secret_parts(args) -> list:
                 i += 1
         return out
     if name == b"CONFIG" and args[1].upper() == b"SET":
-        return [(i + 1, 0) for i in range(2, n - 1, 2) if args[i].lower() in _SECRET_CONFIG]
+        return [(i + 1, 0) for i in range(2, n - 1, 2) if args[i].lower() in SECRET_CONFIG]
     if name == b"ACL" and args[1].upper() == b"SETUSER":
         return [(i, 1) for i in range(3, n) if args[i][:1] in (b">", b"<", b"#", b"!")]
-    if name == b"SENTINEL" and n > 3 and args[1].upper() == b"SET":
-        return [(i + 1, 0) for i in range(3, n - 1, 2) if args[i].lower() == b"auth-pass"]
+    if name == b"SENTINEL" and n > 3:
+        sub = args[1].upper()
+        if sub == b"SET":  # SENTINEL SET master auth-pass pw ...
+            return [(i + 1, 0) for i in range(3, n - 1, 2) if args[i].lower() == b"auth-pass"]
+        if sub == b"CONFIG" and args[2].upper() == b"SET":  # ... CONFIG SET sentinel-pass pw
+            return [(i + 1, 0) for i in range(3, n - 1, 2) if args[i].lower() in SECRET_CONFIG]
     return []
 
 
 def _config_get(args) -> bool:
-    return len(args) >= 2 and type(args[0]) is bytes and type(args[1]) is bytes and (
-        args[0].upper() == b"CONFIG" and args[1].upper() == b"GET")
+    """``CONFIG GET`` or ``SENTINEL CONFIG GET``: answered with parameter names and values."""
+    n = len(args)
+    if n < 2 or type(args[0]) is not bytes or type(args[1]) is not bytes:
+        return False
+    name = args[0].upper()
+    if name == b"SENTINEL":
+        return n >= 3 and type(args[2]) is bytes and args[1].upper() == b"CONFIG" and (
+            args[2].upper() == b"GET")
+    return name == b"CONFIG" and args[1].upper() == b"GET"
 
 
 def _answer_secret(args) -> bool:
@@ -286,7 +297,7 @@ def _echoed(args, error: bytes) -> list:
 
 def _secret_config(name, value) -> bool:
     """Is ``value`` (of parameter ``name`` in a ``CONFIG GET`` answer) a password?"""
-    return type(name) is bytes and name.lower() in _SECRET_CONFIG and bool(value)
+    return type(name) is bytes and name.lower() in SECRET_CONFIG and bool(value)
 
 
 def redact_reply(args, reply):

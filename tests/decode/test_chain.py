@@ -223,6 +223,11 @@ def test_pcap_hex_and_text_pass_at_once():
         ([b"CONFIG", b"SET", b"requirepass", b"pw"], [3]),
         ([b"config", b"set", b"maxmemory", b"1", b"masterauth", b"pw"], [5]),
         ([b"ACL", b"SETUSER", b"bob", b"on", b">pw", b"~*", b"#abc"], [4, 6]),
+        ([b"SENTINEL", b"SET", b"m", b"quorum", b"2", b"auth-pass", b"pw"], [6]),
+        # Sentinel's own password (Redis 6.2+), one or more parameter-value pairs
+        ([b"SENTINEL", b"CONFIG", b"SET", b"sentinel-pass", b"pw"], [4]),
+        ([b"sentinel", b"config", b"set", b"sentinel-user", b"u", b"Sentinel-Pass", b"pw"], [6]),
+        ([b"SENTINEL", b"CONFIG", b"SET", b"sentinel-user", b"pw"], []),
         ([b"GET", b"AUTH"], []),
         ([b"CONFIG", b"GET", b"requirepass"], []),
     ],
@@ -322,6 +327,20 @@ def test_config_get_reply_hides_secret_parameters():
     _, sink = drive(calls, redact=False)
     text, _ = rendered(sink)
     assert "hunter2" in text and "s3cret" in text
+
+
+@pytest.mark.pure
+def test_sentinel_config_get_reply_hides_sentinel_pass():
+    """SENTINEL CONFIG GET answers with Sentinel's own password (sentinel-pass) as CONFIG GET
+    answers with requirepass: hidden in the records, masked in the pcap."""
+    calls = [(C2S, cmd(b"SENTINEL", b"CONFIG", b"GET", b"*")),
+             (S2C, b"*4\r\n$13\r\nsentinel-user\r\n$5\r\nalice\r\n"
+                   b"$13\r\nsentinel-pass\r\n$7\r\nhunter2\r\n")]
+    pcap = FakePcap()
+    _, sink = drive(calls, pcap=pcap)
+    text, js = rendered(sink)
+    assert "hunter2" not in text + js and "(redacted)" in text and "alice" in text
+    assert b"hunter2" not in pcap.masked(S2C) and b"alice" in pcap.masked(S2C)
 
 
 @pytest.mark.pure

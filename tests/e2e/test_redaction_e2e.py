@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tests.support.capture import rows, tshark
-from tests.support.net import free_port
+from tests.support.net import free_port, wait_port
 from tests.support.processes import need, start_proxy, start_redis, stop_process
 
 pytestmark = pytest.mark.twistd
@@ -150,6 +150,31 @@ def test_acl_setuser_error_echoing_the_rule_is_masked(twistd, redis_pw, tmp_path
     for text in (out, json_path.read_text(), pcap_path.read_bytes().decode("latin-1")):
         assert "echoed-pw" not in text and PASSWORD not in text
     assert b"modifier '<*********'" in pcap_path.read_bytes()
+
+
+def test_sentinel_s_own_password_is_masked(twistd, tmp_path):
+    """A real Sentinel (``redis-server --sentinel``) told its own password with ``SENTINEL
+    CONFIG SET sentinel-pass`` answers ``SENTINEL CONFIG GET *`` with it in clear."""
+    conf = tmp_path / "sentinel.conf"
+    port = free_port()
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n")
+    sentinel = subprocess.Popen([need("redis-server"), str(conf), "--sentinel"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        proc, proxy_port, json_path, pcap_path = _proxy(twistd, port, tmp_path)
+        got = subprocess.run([need("redis-cli"), "-p", str(proxy_port)], input=(
+            b"SENTINEL CONFIG SET sentinel-pass sentinel-pw\nSENTINEL CONFIG GET *\n"),
+            capture_output=True, timeout=20, check=True).stdout
+        assert got.count(b"sentinel-pw") == 1  # the client sees it
+        out = _finish(proc)
+    finally:
+        stop_process(sentinel)
+    assert '"sentinel-pass" "(redacted)"' in out
+    for text in (out, json_path.read_text(), pcap_path.read_bytes().decode("latin-1")):
+        assert "sentinel-pw" not in text
+    # the command's and the answer's (the console and JSON show its first 8 items)
+    assert pcap_path.read_bytes().count(b"sentinel-pass\r\n$11\r\n***********\r\n") == 2
 
 
 def test_answers_inside_exec_are_masked(twistd, redis_pw, tmp_path):
