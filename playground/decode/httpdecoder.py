@@ -288,6 +288,7 @@ class _Side:
         self.held = bytearray()  # paused client bytes (after an Upgrade/CONNECT request)
         self.held_offset = 0
         self.ended = False  # the sender's side ended: an unfinished head's secrets given
+        self.trailer_secret = False  # the last trailer line was a credential's (folds go on it)
 
     def reset_head(self):
         self.head = bytearray()
@@ -739,8 +740,13 @@ class HttpConversation:
                 raise _Failed(f"bad chunk size {size_text[:20]!r}")
             side.state = _CHUNK_DATA if size else _TRAILER
             side.remaining = size
+            side.trailer_secret = False
         if state == _TRAILER and line:
-            span = secret_value(line)  # a trailer line is a header line
+            if line[:1] in (b" ", b"\t"):  # an obsolete fold: goes on the line before
+                span = folded_value(line) if side.trailer_secret else None
+            else:
+                span = secret_value(line)  # a trailer line is a header line
+                side.trailer_secret = span is not None
             if span is not None and span[1] > span[0]:
                 at = side.offset - len(side.chunk_line)
                 out.append(HttpSecret(side.direction, at + span[0], at + span[1]))
