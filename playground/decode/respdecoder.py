@@ -683,7 +683,6 @@ class RespConversation:
         # reply, outside MULTI and CLIENT REPLY OFF/SKIP; the rest goes through _command.
         plain = not (self._in_tx or self._reply_off or self._skip_next)
         room = self.max_pending - len(pending) - self._extra
-        data_start = self._c2s.offset  # where ``data`` begins (a failure stops the offset)
         for value, start, end in self._c2s.feed_spans(data, lazy=True):
             if end is None:  # a run of commands (pipelining)
                 if self._run(value, start, now, out):
@@ -703,7 +702,7 @@ class RespConversation:
                 if value:  # Redis ignores "*0" (and "*-1")
                     command(tuple(value), start, end, now, out, None)
             elif t is Inline:
-                command(value.args, start, end, now, out, data, data_start)
+                command(value.args, start, end, now, out, value.line)
             elif t is ProtocolError:
                 self._failed_c2s = True
                 out.append(Undecodable(C2S, now, value.message, value.offset))
@@ -735,7 +734,9 @@ class RespConversation:
                     return True
         return False
 
-    def _command(self, args, start, end, now, out, data, data_start=0) -> None:
+    def _command(self, args, start, end, now, out, line) -> None:
+        """Follow command ``args`` (its frame from stream offset ``start`` to ``end``; ``line``:
+        an inline command's bytes, else None)."""
         first = args[0]
         name = first.upper() if type(first) is bytes else b""
         if 58 in name:  # a ":": maybe a credential header's line (HTTP read as RESP)
@@ -751,14 +752,7 @@ class RespConversation:
             pending.append((args, name, now, start, end))
             return
         if name in _SECRET_NAMES:
-            if data is None:
-                ranges = secret_ranges(args, None, start)
-            else:  # inline: find the tokens in the line's bytes
-                if start >= data_start:
-                    line = data[start - data_start : end - data_start]
-                    ranges = secret_ranges(args, line, start)
-                else:  # the line began in an earlier feed: cover all of it
-                    ranges = [(start, end)] if secret_parts(args) else []
+            ranges = secret_ranges(args, line, start)  # inline: the tokens in its bytes
             out.extend(SecretRange(C2S, s, e) for s, e in ranges)
             if _answer_secret(args):
                 self._config_gets += 1

@@ -516,6 +516,23 @@ def test_inline_secret_found_when_the_same_read_then_fails():
         assert of(events, Undecodable)
 
 
+_INLINE_SECRETS = (b"PING\r\n\r\nAUTH s3cret\r\n  auth user  s3cret2\nHELLO 3 AUTH u 'pw x'\r\n"
+                   b"CONFIG SET masterauth pw3\r\nACL SETUSER u on >pw4 ~*\r\n")
+
+
+@pytest.mark.pure
+@given(st.lists(st.integers(1, len(_INLINE_SECRETS) - 1), max_size=8))
+def test_inline_secrets_have_the_same_ranges_whatever_the_split(cuts):
+    """An inline command's secret ranges are its password tokens whichever reads the line came
+    in: the pcap masks the same bytes (the command's name and user stay readable)."""
+    whole = [(r.start, r.end) for r in of(RespConversation().feed(C2S, _INLINE_SECRETS, 0.0),
+                                           SecretRange)]
+    assert [_INLINE_SECRETS[s:e] for s, e in whole] == [
+        b"s3cret", b"s3cret2", b"'pw x'", b"pw3", b"pw4"]
+    split = _feed_split(RespConversation(), C2S, _INLINE_SECRETS, cuts)
+    assert [(r.start, r.end) for r in of(split, SecretRange)] == whole
+
+
 @pytest.mark.pure
 def test_config_get_answer_secret_ranges():
     from playground.decode.respdecoder import reply_secret_ranges
