@@ -9,7 +9,8 @@ direction and gives the byte ranges of
   ``CONFIG SET requirepass|masterauth``, ``ACL SETUSER`` rules...), found by the RESP decoder's
   own ``respdecoder.secret_ranges`` on the line split as Redis splits it;
 * the value of a credential HTTP header (``redaction.SECRET_HEADERS``: ``Authorization``,
-  ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``) and of its folded continuation lines;
+  ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``, ``X-Api-Key``...) and of its folded
+  continuation lines;
 * the values of credential URL parameters (a query's or a fragment's: ``redaction.query_secrets``)
   in a request line (``METHOD target HTTP/x``, however blank-separated; with words after the
   version, or HTTP/0.9's ``GET /path`` with none: the HTTP decoder rejects those and its hex
@@ -74,9 +75,13 @@ _LEAD_QUOTES = _LEAD + b"\"'"
 
 def _names(names) -> bytes:
     """One of ``names``, in any case; the first letters as a class up front keep the search
-    fast (a line with none of them is passed over at its first byte)."""
-    return (rb"(?=[" + b"".join(sorted({n[:1] + n[:1].upper() for n in names})) + rb"])(?i:"
-            + b"|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + rb")")
+    fast (a line with none of them is passed over at its first byte), and the names are grouped
+    by first letter (a line is tried against the names of its first letter only, not all)."""
+    firsts = sorted({n[:1].lower() for n in names})
+    groups = [b"[" + f + f.upper() + rb"](?i:" + b"|".join(
+        re.escape(n[1:]) for n in sorted(names, key=len, reverse=True) if n[:1].lower() == f)
+        + b")" for f in firsts]
+    return rb"(?=[" + b"".join(f + f.upper() for f in firsts) + rb"])(?:" + b"|".join(groups) + b")"
 
 
 # a line start (after optional blanks and quotes) with one of the names, in any case, or with

@@ -77,6 +77,22 @@ def test_body_echoing_credentials_is_masked_in_previews():
 
 
 @pytest.mark.pure
+@pytest.mark.parametrize("cut", [None, 30, 45])
+def test_an_api_key_header_is_redacted_in_records_previews_and_the_pcap(cut):
+    req = b"GET /v1 HTTP/1.1\r\nHost: h\r\nX-Api-Key: k3y-s3cret\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\n{\"key\":\"k3y-s3cret\"}"
+    calls = [(C2S, req), (S2C, ok)] if cut is None else [
+        (C2S, req[:cut]), (C2S, req[cut:]), (S2C, ok)]
+    pcap = FakePcap()
+    _, sink = drive(calls, pcap=pcap)
+    text, js = rendered(sink)
+    [ex] = sink.of(R.HttpExchange)
+    assert (b"X-Api-Key", b"(redacted)") in ex.request_headers
+    assert "k3y-s3cret" not in text + js and "k3y-s3cret" not in repr(ex)
+    assert pcap.masked(C2S) == req.replace(b"k3y-s3cret", b"*" * 10)
+
+
+@pytest.mark.pure
 def test_no_redact_shows_headers():
     _, sink = drive([(C2S, GET), (S2C, OK)], redact=False)
     _, js = rendered(sink)

@@ -49,6 +49,8 @@ def secrets_of(lines) -> list[bytes]:
         ([b"Cookie: a=1\r\n", b"\tb=s3cret \r\n", b"  c=2\r\n", b"Host: x\r\n", b" y\r\n"],
          [b"a=1", b"b=s3cret", b"c=2"]),
         ([b"Set-Cookie:\r\n", b" sid=s3cret\r\n"], [b"sid=s3cret"]),
+        ([b"X-Api-Key: s3cret\r\n", b"private-token:t0k\r\n"], [b"s3cret", b"t0k"]),
+        ([b"session:42\r\n", b"key:1\r\n", b"token: x\r\n"], []),  # Redis keys, words
         ([b"GET foo\r\n", b"SET AUTH x\r\n", b"Cookies: no\r\n", b"hello\r\n", b"\r\n"], []),
         ([b"CONFIG GET requirepass\r\n", b"AUTH\r\n"], []),
     ],

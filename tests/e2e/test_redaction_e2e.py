@@ -225,6 +225,33 @@ def test_credential_query_values_through_curl_are_redacted_in_json_console_and_p
                                                    f"/get?access_token={filler}&page=2"]
 
 
+def test_api_key_headers_through_curl_are_redacted_in_json_console_and_pcap(twistd, tmp_path):
+    """``curl -H 'X-Api-Key: ...' -H 'Private-Token: ...' .../headers`` through the proxy: the
+    server gets both (its /headers echoes them), no output of the proxy has them but that echo
+    in the pcap (the server's body), and tshark reads the masked headers."""
+    http_port = free_port()
+    twistd(["http", "--listen", str(http_port)]).wait_for("listening on")
+    proc, port, json_path, pcap_path = _proxy(twistd, http_port, tmp_path)
+    key, token = "k3yS3cret42", "t0kS3cret42"
+    got = subprocess.run([need("curl"), "-sS", "--max-time", "20", "-H", f"X-Api-Key: {key}",
+                          "-H", f"Private-Token: {token}", f"http://127.0.0.1:{port}/headers"],
+                         capture_output=True, timeout=30, check=True).stdout
+    assert key.encode() in got and token.encode() in got  # unchanged
+    out = _finish(proc)
+    [record] = [r for r in map(json.loads, json_path.read_text().splitlines())
+                if r["type"] == "http"]
+    headers = dict(map(tuple, record["request_headers"]))
+    assert headers["X-Api-Key"] == headers["Private-Token"] == "(redacted)"
+    for text in (out, json_path.read_text()):
+        assert key not in text and token not in text
+    pcap = pcap_path.read_bytes()
+    for secret in (key, token):
+        assert pcap.count(secret.encode()) == got.count(secret.encode())  # the server's echo
+    command = _hint(out, "pcap closed")
+    shown = _run_hint(command, "-Y", "http.request", "-V")
+    assert f"X-Api-Key: {'*' * len(key)}" in shown and f"Private-Token: {'*' * len(token)}" in shown
+
+
 # a redirecting server on a kernel-chosen loopback port (it prints the port): /login answers
 # 302 with a Location carrying a token (and a Content-Location with it in the fragment, as an
 # OAuth implicit grant's redirect has it), /cb answers 200 with the Referer it got echoed
