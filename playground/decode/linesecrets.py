@@ -65,6 +65,7 @@ _NAMES = tuple({n.lower() for n in SECRET_COMMANDS} | SECRET_HEADERS | _SECRET_P
 # ... and those of a line looked at for a query (``URL_HEADERS``: ``_request_line``)
 _HELD_NAMES = _NAMES + tuple(URL_HEADERS)
 _BULK_LEN = re.compile(rb"\$(\d{1,10})\r?\n")  # a bulk string's length line, whole
+_ELEMENTS = b"$=!+:_,#("  # the type bytes of RESP strings and scalars (``_refused``)
 _BLANK = re.compile(rb"[ \t\x0b\x0c\r]")  # what ends a request target
 _KEEP = 64  # bytes kept of each argument of an array being followed (names, rules)
 _WORD = re.compile(rb"[^ \t\x0b\x0c:]*")
@@ -328,8 +329,7 @@ class LineSecrets:
         if not left:
             m = _BULK_LEN.fullmatch(data)
             if m is None or partial:
-                self._args = None
-                return None
+                return self._refused(data, partial)
             self._left = int(m.group(1)) + 2
             self._hide = None
             self._open = False
@@ -345,6 +345,25 @@ class LineSecrets:
         self._left = max(0, left - len(data))
         self._open = partial
         return [(skip, value)] if hide is not False and value > skip else []
+
+    def _refused(self, data: bytes, partial: bool) -> list | None:
+        """A line of the array being followed that is no bulk string's length: in a secret
+        command's, an element Redis refuses ("expected '$'"; the password was sent all the
+        same); else the array's end (None: the line is looked at as any other). A one-line
+        value (``+pw``, ``:1``) is hidden after its type byte and the array followed on; a
+        length Redis does not take (``$10 ``, ``$-1``; the decoder gave up there too) or a
+        verbatim string's (``=14``) hides the line after it whole, as a cut secret line's rest
+        is. (An array inside is taken for the next command: its elements show.)"""
+        kind = data[:1]
+        if partial or not kind or kind not in _ELEMENTS or (
+                self._args[0].upper() not in SECRET_COMMANDS):
+            self._args = None
+            return None
+        if kind in b"$=!":
+            self._args = None
+            self._open = self._carry = True
+        end = _body_end(data)
+        return [(1, end)] if end > 1 else []
 
     @property
     def cut(self) -> bool:
@@ -374,6 +393,8 @@ class LineSecrets:
             if hide is None:
                 hide = _hidden(self._args, tail[:_KEEP])
             return hide is not False
+        if self._args is not None and tail[:1] in _ELEMENTS:  # the array's next element
+            return True
         if self._open:  # a cut line's rest: hidden, or with a query begun (``_cut_query``)
             return self._carry or has_params(tail)
         if tail[:1] in (b" ", b"\t") and (

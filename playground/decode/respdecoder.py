@@ -411,10 +411,20 @@ def exec_secret_ranges(queued, reply, start: int, end: int, protocol: int) -> li
     return out
 
 
+def refused(args) -> bool:
+    """Whether ``args`` is a secret command (``secret_name``) sent as an array that is not all
+    bulk strings (an integer, a simple string, a nested array in it): Redis refuses it
+    ("Protocol error: expected '$'"), but its password went over the wire, and where it is in
+    the frame is not known: all its arguments are hidden, its frame masked whole."""
+    return secret_name(args[0]) and not all(isinstance(a, bytes) for a in args)
+
+
 def redact_command(args) -> tuple:
     """``args`` with every secret replaced by ``b"(redacted)"`` (an ACL rule keeps its first
-    byte: ``>(redacted)``)."""
+    byte: ``>(redacted)``); all but the name of a command Redis refuses (``refused``)."""
     args = tuple(args)
+    if args and refused(args):
+        return (args[0],) + (REDACTED,) * (len(args) - 1)
     parts = secret_parts(args)
     if not parts:
         return args
@@ -752,7 +762,10 @@ class RespConversation:
             pending.append((args, name, now, start, end))
             return
         if name in _SECRET_NAMES:
-            ranges = secret_ranges(args, line, start)  # inline: the tokens in its bytes
+            if line is None and refused(args):
+                ranges = [(start, end)]
+            else:
+                ranges = secret_ranges(args, line, start)  # inline: the tokens in its bytes
             out.extend(SecretRange(C2S, s, e) for s, e in ranges)
             if _answer_secret(args):
                 self._config_gets += 1

@@ -345,6 +345,44 @@ def test_config_get_reply_hides_secret_parameters():
     assert "hunter2" in text and "s3cret" in text
 
 
+_REFUSED = [  # commands Redis refuses, each with a password in it
+    b"*3\r\n$4\r\nAUTH\r\n$10\r\nhunter2XYZ\r\n:1\r\n",  # an integer after it
+    b"*2\r\n$4\r\nAUTH\r\n+hunter2XYZ\r\n",  # the password as a simple string
+    b"*2\r\n$4\r\nauth\r\n=14\r\ntxt:hunter2XYZ\r\n",  # ... as a verbatim string
+    b"*3\r\n$4\r\nAUTH\r\n_\r\n$10\r\nhunter2XYZ\r\n",  # a null before it
+    b"*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n+hunter2XYZ\r\n",
+    b"*2\r\n$4\r\nAUTH\r\n$10 \r\nhunter2XYZ\r\n",  # a length Redis refuses: given up
+    b"*2\r\n$4\r\nAUTH\r\n$1x\r\nhunter2XYZ\r\n",
+]
+# ... inside an array: the decoder masks the frame whole; the line views take an array inside
+# a command for the next command (its elements show there)
+_NESTED = b"*2\r\n$4\r\nAUTH\r\n*1\r\n$10\r\nhunter2XYZ\r\n"
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("frame, decode", [
+    *((f, d) for f in _REFUSED for d in ("auto", "resp", "text", "hex")),
+    (_NESTED, "auto"), (_NESTED, "resp")])
+def test_a_password_in_a_command_redis_refuses_is_hidden(frame, decode):
+    """A client's command array that is not all bulk strings, or has a bulk length Redis does
+    not take, is refused by Redis (Protocol error: expected '$'...), but its password went over
+    the wire: it is hidden in the records and masked in the pcap, whether the decoder reads the
+    frame (where its secret is is not known: the frame is masked whole) or gives up on it (the
+    hex view's line scanner hides the line after the bad length), and in the text and hex
+    views; the command after it shows."""
+    after = encode_command(b"SET", b"visible", b"v")
+    for cut in (None, *range(1, len(frame))):
+        calls = [(C2S, frame)] if cut is None else [(C2S, frame[:cut]), (C2S, frame[cut:])]
+        pcap = FakePcap()
+        c, sink = drive(calls + [(C2S, after),
+                                 (S2C, b"-ERR Protocol error: expected '$', got '+'\r\n")],
+                        pcap=pcap, decode=decode)
+        text, js = rendered(sink)
+        assert "hunter2" not in text + js
+        assert b"hunter2" not in pcap.masked(C2S) and b"visible" in pcap.masked(C2S)
+        assert c.leaked == 0
+
+
 @pytest.mark.pure
 def test_sentinel_config_get_reply_hides_sentinel_pass():
     """SENTINEL CONFIG GET answers with Sentinel's own password (sentinel-pass) as CONFIG GET
