@@ -270,10 +270,25 @@ def _config_get(args) -> bool:
     return name == b"CONFIG" and args[1].upper() == b"GET"
 
 
+def _acl_listing(args) -> bytes | None:
+    """``LIST`` or ``GETUSER`` when ``args`` is ``ACL LIST`` or ``ACL GETUSER``: answered with
+    the users' password hashes (SHA-256), which ``ACL SETUSER``'s ``#hash`` rule hides."""
+    if len(args) < 2 or type(args[0]) is not bytes or type(args[1]) is not bytes or (
+            args[0].upper() != b"ACL"):
+        return None
+    sub = args[1].upper()
+    return sub if sub == b"LIST" or sub == b"GETUSER" else None
+
+
+# a password hash in an ``ACL LIST`` line (``user bob on #e8f3... ~* +get``): its hex digits
+_ACL_HASH = re.compile(rb"(?:^|(?<= ))#([^ ]+)")
+
+
 def _answer_secret(args) -> bool:
-    """May the answer to ``args`` hold a password? ``CONFIG GET``'s, and an error echoing a
-    command's own secret (``ACL SETUSER u <pw`` is answered ``-ERR ... modifier '<pw': ...``)."""
-    return _config_get(args) or bool(secret_parts(args))
+    """May the answer to ``args`` hold a password? ``CONFIG GET``'s, ``ACL LIST``'s and ``ACL
+    GETUSER``'s (hashes), and an error echoing a command's own secret (``ACL SETUSER u <pw`` is
+    answered ``-ERR ... modifier '<pw': ...``)."""
+    return _config_get(args) or _acl_listing(args) is not None or bool(secret_parts(args))
 
 
 def _echoed(args, error: bytes) -> list:
@@ -316,7 +331,7 @@ def redact_reply(args, reply):
                 at = e
         return Error(b"".join(out) + value[at:], reply.bulk)
     if not _config_get(args):
-        return reply
+        return _redact_acl(_acl_listing(args), reply)
 
     def hide(name, value):
         return REDACTED if _secret_config(name, value) else value
@@ -329,6 +344,69 @@ def redact_reply(args, reply):
     if isinstance(reply, Map):
         return Map(tuple((k, hide(k, v)) for k, v in reply.items))
     return reply
+
+
+def _redact_acl(kind, reply):
+    """``reply`` to ``ACL LIST`` (``kind``) with its hashes hidden (``#(redacted)``), or to
+    ``ACL GETUSER`` with its ``passwords`` hidden; the same object when there is none."""
+    if kind == b"LIST" and type(reply) is list:
+        out = [_ACL_HASH.sub(b"#" + REDACTED, x) if type(x) is bytes else x for x in reply]
+        return out if out != reply else reply
+    if kind == b"GETUSER":
+        at = _acl_passwords(reply)
+        if at is not None:
+            flat = list(reply) if type(reply) is list else [x for i in reply.items for x in i]
+            flat[at] = [REDACTED] * len(flat[at])
+            if type(reply) is list:
+                return flat
+            return Map(tuple(zip(flat[::2], flat[1::2], strict=True)))
+    return reply
+
+
+def _acl_passwords(reply) -> int | None:
+    """Where the (not empty) list of password hashes is in an ``ACL GETUSER`` answer (RESP2's
+    flat array, RESP3's map: its index among the keys and values), or None."""
+    if type(reply) is list:
+        flat = reply
+    elif type(reply) is Map:
+        flat = [x for item in reply.items for x in item]
+    else:
+        return None
+    for i in range(0, len(flat) - 1, 2):
+        if flat[i] == b"passwords" and type(flat[i + 1]) is list and flat[i + 1]:
+            return i + 1
+    return None
+
+
+def _acl_ranges(kind, reply, start: int, end: int) -> list:
+    """``reply_secret_ranges`` of an ``ACL LIST`` or ``ACL GETUSER`` answer: each hash's bytes
+    when the frame is as Redis writes it, else the whole frame (when it hides any)."""
+    if _redact_acl(kind, reply) is reply:
+        return []
+    out = []
+    if kind == b"LIST":
+        pos = start + 3 + len(str(len(reply)))
+        for x in reply:
+            head = 3 + len(str(len(x)))
+            out += [(pos + head + m.start(1), pos + head + m.end(1)) for m in _ACL_HASH.finditer(x)]
+            pos += head + len(x) + 2
+        return out if pos == end else [(start, end)]
+    at = _acl_passwords(reply)
+    protocol = 3 if type(reply) is Map else 2
+    flat = reply if type(reply) is list else [x for item in reply.items for x in item]
+    pos = start + 3 + len(str(len(flat) if type(reply) is list else len(reply.items)))
+    try:
+        for i, x in enumerate(flat):
+            if i == at and all(type(h) is bytes for h in x):
+                p = pos + 3 + len(str(len(x)))
+                for h in x:
+                    head = 3 + len(str(len(h)))
+                    out.append((p + head, p + head + len(h)))
+                    p += head + len(h) + 2
+            pos += len(encode(x, protocol))
+    except (TypeError, ValueError):  # a value encode does not take: not as Redis writes it
+        return [(start, end)]
+    return out if out and pos == end else [(start, end)]
 
 
 def reply_secret_ranges(args, reply, start: int, end: int) -> list:
@@ -345,7 +423,8 @@ def reply_secret_ranges(args, reply, start: int, end: int) -> list:
             return [(start, end)]
         return [(at + s, at + e) for s, e in found]
     if not _config_get(args):
-        return []
+        kind = _acl_listing(args)
+        return [] if kind is None else _acl_ranges(kind, reply, start, end)
     if isinstance(reply, list):
         flat, count = reply, len(reply)
     elif isinstance(reply, Map):

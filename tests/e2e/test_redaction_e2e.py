@@ -5,6 +5,7 @@ must pass unchanged, and the tshark command the proxy logs must decode the file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import select
@@ -175,6 +176,22 @@ def test_sentinel_s_own_password_is_masked(twistd, tmp_path):
         assert "sentinel-pw" not in text
     # the command's and the answer's (the console and JSON show its first 8 items)
     assert pcap_path.read_bytes().count(b"sentinel-pass\r\n$11\r\n***********\r\n") == 2
+
+
+def test_acl_list_and_getuser_hide_the_password_hashes(twistd, redis_pw, tmp_path):
+    """ACL LIST and ACL GETUSER (RESP2 and RESP3) answer with the SHA-256 of each password,
+    which ACL SETUSER's #hash rule hides: not in the console, JSON or pcap either."""
+    digest = hashlib.sha256(b"bobpw").hexdigest()
+    proc, port, json_path, pcap_path = _proxy(twistd, redis_pw.port, tmp_path)
+    got = _nc(port, b"AUTH s3cret\r\nACL SETUSER bob on >bobpw ~* +get\r\nACL LIST\r\n"
+                    b"ACL GETUSER bob\r\nHELLO 3\r\nACL GETUSER bob\r\nPING\r\n")
+    assert got.count(digest.encode()) == 3  # the client sees them
+    out = _finish(proc)
+    assert "user bob on #(redacted) ~*" in out and "PING -> +PONG" in out
+    for text in (out, json_path.read_text(), pcap_path.read_bytes().decode("latin-1")):
+        assert digest not in text and PASSWORD not in text and "bobpw" not in text
+    assert hashlib.sha256(PASSWORD.encode()).hexdigest() not in out  # the default user's
+    assert pcap_path.read_bytes().count(b"*" * 64) == 4  # bob's 3, default's in ACL LIST
 
 
 def test_answers_inside_exec_are_masked(twistd, redis_pw, tmp_path):
