@@ -50,7 +50,18 @@ import attrs
 
 from playground.codec.encoder import encode
 from playground.codec.parser import NOT_ONE, RespParser, SpanRun
-from playground.codec.values import Error, Inline, Map, ProtocolError, Push, Simple, Truncated
+from playground.codec.values import (
+    Attributed,
+    Error,
+    Inline,
+    Map,
+    ProtocolError,
+    Push,
+    Set,
+    Simple,
+    Truncated,
+    Verbatim,
+)
 from playground.decode import records as R
 from playground.decode.detect import RESP
 from playground.decode.httpdecoder import secret_value
@@ -311,8 +322,16 @@ def _echoed(args, error: bytes) -> list:
 
 
 def _secret_config(name, value) -> bool:
-    """Is ``value`` (of parameter ``name`` in a ``CONFIG GET`` answer) a password?"""
-    return type(name) is bytes and name.lower() in SECRET_CONFIG and bool(value)
+    """Is ``value`` (of parameter ``name`` in a ``CONFIG GET`` answer) a password? ``name`` a
+    bulk string as Redis sends it, or a simple or verbatim one (another server's RESP3)."""
+    kind = type(name)
+    if kind is Simple:
+        name = name.value
+    elif kind is Verbatim:
+        name = name.text
+    elif not isinstance(name, bytes):
+        return False
+    return name.lower() in SECRET_CONFIG and bool(value)
 
 
 def redact_reply(args, reply):
@@ -336,11 +355,15 @@ def redact_reply(args, reply):
     def hide(name, value):
         return REDACTED if _secret_config(name, value) else value
 
-    if isinstance(reply, list):
-        out = list(reply)
+    kind = type(reply)
+    if kind is Attributed:  # a RESP3 server's attributes before it
+        shown = redact_reply(args, reply.value)
+        return reply if shown is reply.value else Attributed(reply.attributes, shown)
+    if isinstance(reply, list) or kind is Set:
+        out = list(reply.items if kind is Set else reply)
         for i in range(0, len(out) - 1, 2):
             out[i + 1] = hide(out[i], out[i + 1])
-        return out
+        return Set(tuple(out)) if kind is Set else out
     if isinstance(reply, Map):
         return Map(tuple((k, hide(k, v)) for k, v in reply.items))
     return reply
@@ -430,6 +453,8 @@ def reply_secret_ranges(args, reply, start: int, end: int) -> list:
     elif isinstance(reply, Map):
         flat = [x for item in reply.items for x in item]
         count = len(reply.items)
+    elif type(reply) in (Set, Attributed):  # not Redis' shape: the whole frame, if it hides any
+        return [(start, end)] if redact_reply(args, reply) != reply else []
     else:
         return []
     hidden = {i + 1 for i in range(0, len(flat) - 1, 2) if _secret_config(flat[i], flat[i + 1])}

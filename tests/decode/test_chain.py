@@ -426,6 +426,26 @@ def test_any_split_gives_the_same_redacted_records_and_pcap(c2s_cuts, s2c_cuts):
 
 
 @pytest.mark.pure
+@pytest.mark.parametrize("answer", [
+    b"|1\r\n+ttl\r\n:3\r\n%1\r\n$11\r\nrequirepass\r\n$7\r\nhunter2\r\n",  # under attributes
+    b"~2\r\n$11\r\nrequirepass\r\n$7\r\nhunter2\r\n",  # a set
+    b"%1\r\n+requirepass\r\n+hunter2\r\n",  # simple strings
+    b"*2\r\n=15\r\ntxt:requirepass\r\n$7\r\nhunter2\r\n",  # a verbatim name
+])
+def test_a_config_get_answer_in_any_resp3_shape_hides_the_password(answer):
+    """A server speaking RESP3 may shape CONFIG GET's answer otherwise than Redis (attributes
+    before it, a set, simple or verbatim strings): the password is hidden all the same, the
+    frame masked whole in the pcap where its bytes are not Redis' own."""
+    calls = [(C2S, cmd(b"HELLO", b"3") + cmd(b"CONFIG", b"GET", b"requirepass")),
+             (S2C, b"%1\r\n$5\r\nproto\r\n:3\r\n" + answer)]
+    pcap = FakePcap()
+    c, sink = drive(calls, pcap=pcap)
+    text, js = rendered(sink)
+    assert "hunter2" not in text + js and "(redacted)" in text
+    assert b"hunter2" not in pcap.masked(S2C) and c.leaked == 0
+
+
+@pytest.mark.pure
 def test_sentinel_config_get_reply_hides_sentinel_pass():
     """SENTINEL CONFIG GET answers with Sentinel's own password (sentinel-pass) as CONFIG GET
     answers with requirepass: hidden in the records, masked in the pcap."""
