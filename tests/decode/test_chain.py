@@ -445,6 +445,43 @@ def test_a_config_get_answer_in_any_resp3_shape_hides_the_password(answer):
     assert b"hunter2" not in pcap.masked(S2C) and c.leaked == 0
 
 
+_SPLIT_REQS = (b"GET /cb?access_token=tok-one&x=1 HTTP/1.1\r\nHost: h\r\n"
+               b"Authorization: Bearer tok-two\r\nCookie: a=1;\r\n b=tok-three\r\n"
+               b"X-Api-Key: tok-four\r\nReferer: http://h/p?token=tok-five\r\n\r\n"
+               b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n0\r\nAuthorization: Basic\r\n\ttok-six\r\n\r\n")
+_SPLIT_RESPS = (b"HTTP/1.1 200 OK\r\nContent-Location: /cb#id_token=tok-seven\r\n"
+                b"Set-Cookie: sid=tok-eight\r\nContent-Length: 20\r\n\r\n"
+                b"{\"echo\": \"tok-four\"}HTTP/1.1 204 No Content\r\n\r\n")
+
+
+@pytest.mark.pure
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 10**6), max_size=10), st.lists(st.integers(0, 10**6), max_size=6))
+def test_any_split_of_http_gives_the_same_redacted_records_and_pcap(req_cuts, resp_cuts):
+    """HTTP's twin of the RESP split test: credential headers (folded too, in a chunked
+    trailer too, X-Api-Key), query and fragment secrets in the target and in URL headers."""
+
+    def outputs(req_cuts, resp_cuts):
+        pcap = FakePcap()
+        c = Chain([sink := ListSink()], pcap=pcap)
+        c.pair_opened(pair(), 0.0)
+        for piece in _pieces(_SPLIT_REQS, req_cuts):
+            c.data(1, C2S, piece, 1.0)
+        for piece in _pieces(_SPLIT_RESPS, resp_cuts):
+            c.data(1, S2C, piece, 1.0)
+        c.pair_closed(1, SUMMARY, 2.0)
+        return (*rendered(sink), pcap.masked(C2S), pcap.masked(S2C), c.leaked)
+
+    got = outputs(req_cuts, resp_cuts)
+    assert got == outputs([], [])
+    text, js, c2s, s2c, _ = got
+    for n in ("one", "two", "three", "four", "five", "six", "seven", "eight"):
+        assert f"tok-{n}" not in text + js
+        assert f"tok-{n}".encode() not in c2s  # (the body's echo is the server's, kept)
+    assert s2c.count(b"tok-") == 1 and "(redacted)" in text
+
+
 @pytest.mark.pure
 def test_sentinel_config_get_reply_hides_sentinel_pass():
     """SENTINEL CONFIG GET answers with Sentinel's own password (sentinel-pass) as CONFIG GET
