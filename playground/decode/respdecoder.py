@@ -324,14 +324,8 @@ def _echoed(args, error: bytes) -> list:
 def _secret_config(name, value) -> bool:
     """Is ``value`` (of parameter ``name`` in a ``CONFIG GET`` answer) a password? ``name`` a
     bulk string as Redis sends it, or a simple or verbatim one (another server's RESP3)."""
-    kind = type(name)
-    if kind is Simple:
-        name = name.value
-    elif kind is Verbatim:
-        name = name.text
-    elif not isinstance(name, bytes):
-        return False
-    return name.lower() in SECRET_CONFIG and bool(value)
+    name = _string(name)
+    return isinstance(name, bytes) and name.lower() in SECRET_CONFIG and bool(value)
 
 
 def redact_reply(args, reply):
@@ -517,10 +511,22 @@ def exec_secret_ranges(queued, reply, start: int, end: int, protocol: int) -> li
 
 def refused(args) -> bool:
     """Whether ``args`` is a secret command (``secret_name``) sent as an array that is not all
-    bulk strings (an integer, a simple string, a nested array in it): Redis refuses it
-    ("Protocol error: expected '$'"), but its password went over the wire, and where it is in
-    the frame is not known: all its arguments are hidden, its frame masked whole."""
-    return secret_name(args[0]) and not all(isinstance(a, bytes) for a in args)
+    bulk strings (an integer, a simple string, a nested array in it; its name may be such a
+    string, or the first of such an array: ``*1 *2 AUTH pw``): Redis refuses it ("Protocol
+    error: expected '$'"), but its password went over the wire, and where it is in the frame
+    is not known: all its arguments are hidden, its frame masked whole."""
+    if all(isinstance(a, bytes) for a in args):
+        return False
+    first = args[0]
+    while type(first) is list and first:
+        first = first[0]
+    return secret_name(_string(first))
+
+
+def _string(value):
+    """The bytes of a RESP string value (bulk, simple or verbatim); ``value`` if it is none."""
+    kind = type(value)
+    return value.value if kind is Simple else value.text if kind is Verbatim else value
 
 
 def redact_command(args) -> tuple:
@@ -528,7 +534,8 @@ def redact_command(args) -> tuple:
     byte: ``>(redacted)``); all but the name of a command Redis refuses (``refused``)."""
     args = tuple(args)
     if args and refused(args):
-        return (args[0],) + (REDACTED,) * (len(args) - 1)
+        name = args[0] if type(_string(args[0])) is bytes else REDACTED  # not an array's
+        return (name,) + (REDACTED,) * (len(args) - 1)
     parts = secret_parts(args)
     if not parts:
         return args
@@ -857,6 +864,8 @@ class RespConversation:
             skip = header_secret(first)
             if skip:
                 name = name[:skip]
+        elif not name and line is None and refused(args):  # a name Redis refuses (+AUTH)
+            out.append(SecretRange(C2S, start, end))
         pending = self._pending
         if name not in _SPECIAL and not (self._in_tx or self._reply_off or self._skip_next):
             # the common case: an ordinary command expecting one reply
@@ -1349,7 +1358,8 @@ class RespStream:
         chain = self.st.chain
         if not chain.redact or not args:
             return args, False
-        if not secret_name(args[0]):
+        first = args[0]
+        if not (secret_name(first) if type(first) is bytes else refused(args)):
             return args, False
         out = redact_command(args)
         return out, out != tuple(args)
@@ -1427,5 +1437,5 @@ _COMMAND, _NAME, _REPLY, _LATENCY = (attrgetter("command"), attrgetter("name"),
                                      attrgetter("reply"), attrgetter("latency"))
 _EXCHANGES_ONLY = {Exchange}
 # The commands whose exchanges redaction may change: their arguments, their answer, the answers
-# inside EXEC's.
-_REDACTABLE = _SECRET_NAMES | {b"EXEC"}
+# inside EXEC's; b"": one whose name is not a bulk string (``refused``).
+_REDACTABLE = _SECRET_NAMES | {b"EXEC", b""}

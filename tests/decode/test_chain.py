@@ -354,15 +354,18 @@ _REFUSED = [  # commands Redis refuses, each with a password in it
     b"*2\r\n$4\r\nAUTH\r\n$10 \r\nhunter2XYZ\r\n",  # a length Redis refuses: given up
     b"*2\r\n$4\r\nAUTH\r\n$1x\r\nhunter2XYZ\r\n",
 ]
-# ... inside an array: the decoder masks the frame whole; the line views take an array inside
-# a command for the next command (its elements show there)
-_NESTED = b"*2\r\n$4\r\nAUTH\r\n*1\r\n$10\r\nhunter2XYZ\r\n"
+# ... inside an array, or with a name that is not a bulk string: the decoder masks the frame
+# whole; the line views take an array inside a command for the next command and look for a
+# secret command's name alone on its line (their elements show there)
+_NESTED = [b"*2\r\n$4\r\nAUTH\r\n*1\r\n$10\r\nhunter2XYZ\r\n",
+           b"*1\r\n*2\r\n$4\r\nAUTH\r\n$10\r\nhunter2XYZ\r\n",
+           b"*2\r\n+AUTH\r\n$10\r\nhunter2XYZ\r\n"]
 
 
 @pytest.mark.pure
 @pytest.mark.parametrize("frame, decode", [
     *((f, d) for f in _REFUSED for d in ("auto", "resp", "text", "hex")),
-    (_NESTED, "auto"), (_NESTED, "resp")])
+    *((f, d) for f in _NESTED for d in ("auto", "resp"))])
 def test_a_password_in_a_command_redis_refuses_is_hidden(frame, decode):
     """A client's command array that is not all bulk strings, or has a bulk length Redis does
     not take, is refused by Redis (Protocol error: expected '$'...), but its password went over
