@@ -44,6 +44,7 @@ from playground.decode.detect import HTTP
 from playground.decode.redaction import (
     HEADER_SECRETS,
     REDACTED,
+    SECRET_COMMANDS,
     SECRET_HEADERS,
     URL_HEADERS,
     has_params,
@@ -237,13 +238,22 @@ def _url_secrets(value: bytes, line: bytes, line_at: int, folds: list | None, of
                 out.append(HttpSecret(direction, stream + lo - at, stream + hi - at))
 
 
+_BLANKS = b" \t\r\x0b\x0c"  # what Redis skips before an inline command's first word
+
+
 def _shown(line: bytes) -> bytes:
     """The start of a line quoted in a failure reason (a credential header's value, or a
-    credential URL parameter's in what may be a request line, hidden)."""
+    credential URL parameter's in what may be a request line, hidden; and all but the first
+    word of a Redis command that takes a password, or of an error, which may echo one: Redis
+    spoken where HTTP was expected)."""
     span = secret_value(line)
     if span is not None:
-        line = line[:span[0]] + REDACTED
-    elif has_params(line):
+        return (line[:span[0]] + REDACTED)[:60]
+    head = line.lstrip(_BLANKS)
+    word = head.split(None, 1)[0] if head.strip() else b""
+    if word[:1] == b"-" or word.strip(b"\"'").upper() in SECRET_COMMANDS:
+        return line[:len(line) - len(head) + len(word)][:40] + b" " + REDACTED
+    if has_params(line):
         line = redact_target(line)
     return line[:60]
 
