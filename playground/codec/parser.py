@@ -678,12 +678,13 @@ class RespParser:
                     if nl - pos > max_line:
                         raise _Failed("inline line longer than %d bytes" % max_line, fstart)
                     end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
-                    args = split_inline(buf[pos:end])
+                    line = buf[pos:end]
+                    args = split_inline(line)
                     if args is None:
                         raise _Failed("unbalanced quotes in inline command", fstart)
                     pos = nl + 1
                     if args:
-                        value = Inline(args)
+                        value = Inline(args, line)
                         append((value, fstart, base + pos) if spans else value)
                     continue
                 elif t == _SIMPLE or t == _BULK or t == _INT:

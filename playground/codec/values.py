@@ -161,9 +161,12 @@ def is_error(value) -> bool:
 
 @attrs.frozen
 class Inline:
-    """An inline command (``PING\\r\\n`` typed into nc/telnet), split the way Redis splits it."""
+    """An inline command (``PING\\r\\n`` typed into nc/telnet), split the way Redis splits it;
+    ``line`` is its bytes as sent, without the line end (where its tokens are, whichever reads
+    the line came in; not compared)."""
 
     args: tuple
+    line: bytes = attrs.field(default=b"", eq=False, repr=False)
 
 
 @attrs.frozen

@@ -2,7 +2,8 @@
 
 ``127.0.0.1:6379``, ``[::1]:6379`` (IPv6 in brackets, so the port stays readable),
 ``unix:/tmp/redis.sock``, and ``unix:(unnamed)`` for a unix socket without a name (a client that
-did not bind one: most of them). ``format_address`` is the formatter; ``address_text`` reads a
+did not bind one: most of them); a name with a character that is not printable (a client may bind
+its end to any bytes: ``\x1b[2J``) has them escaped, as the console escapes traffic. ``format_address`` is the formatter; ``address_text`` reads a
 Twisted address object (``IPv4Address``, ``IPv6Address``, ``UNIXAddress``) and formats it.
 
 Pure: imports nothing, so the observer contract (``proxy.observer.Endpoint``, whose ``__str__``
@@ -21,6 +22,11 @@ def format_address(host: str | bytes | None, port: int | None = None) -> str:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if isinstance(host, bytes):
         host = host.decode("utf-8", "replace")
+    if host and not host.isprintable():
+        # a name the client chose (any bytes, an abstract one's NUL first) or a path from a
+        # non-UTF-8 argv: its controls, C1 and bidi characters, line separators and surrogates
+        # as Python escapes, so no log line, console line or JSON string carries them raw
+        host = host.encode("unicode_escape").decode("ascii")
     return f"unix:{host or UNNAMED}"
 
 

@@ -47,6 +47,7 @@ from playground.decode.detect import HTTP
 from playground.decode.redaction import (
     HEADER_SECRETS,
     REDACTED,
+    SECRET_COMMANDS,
     SECRET_HEADERS,
     URL_HEADERS,
     has_params,
@@ -244,13 +245,22 @@ def _url_secrets(value: bytes, line: bytes, line_at: int, folds: list | None, of
                 out.append(HttpSecret(direction, stream + lo - at, stream + hi - at))
 
 
+_BLANKS = b" \t\r\x0b\x0c"  # what Redis skips before an inline command's first word
+
+
 def _shown(line: bytes) -> bytes:
     """The start of a line quoted in a failure reason (a credential header's value, or a
-    credential URL parameter's in what may be a request line, hidden)."""
+    credential URL parameter's in what may be a request line, hidden; and all but the first
+    word of a Redis command that takes a password, or of an error, which may echo one: Redis
+    spoken where HTTP was expected)."""
     span = secret_value(line)
     if span is not None:
-        line = line[:span[0]] + REDACTED
-    elif has_params(line):
+        return (line[:span[0]] + REDACTED)[:60]
+    head = line.lstrip(_BLANKS)
+    word = head.split(None, 1)[0] if head.strip() else b""
+    if word[:1] == b"-" or word.strip(b"\"'").upper() in SECRET_COMMANDS:
+        return line[:len(line) - len(head) + len(word)][:40] + b" " + REDACTED
+    if has_params(line):
         line = redact_target(line)
     return line[:60]
 
@@ -295,6 +305,7 @@ class _Side:
         self.held = bytearray()  # paused client bytes (after an Upgrade/CONNECT request)
         self.held_offset = 0
         self.ended = False  # the sender's side ended: an unfinished head's secrets given
+        self.trailer_secret = False  # the last trailer line was a credential's (folds go on it)
 
     def reset_head(self):
         self.head = bytearray()
@@ -746,8 +757,13 @@ class HttpConversation:
                 raise _Failed(f"bad chunk size {size_text[:20]!r}")
             side.state = _CHUNK_DATA if size else _TRAILER
             side.remaining = size
+            side.trailer_secret = False
         if state == _TRAILER and line:
-            span = secret_value(line)  # a trailer line is a header line
+            if line[:1] in (b" ", b"\t"):  # an obsolete fold: goes on the line before
+                span = folded_value(line) if side.trailer_secret else None
+            else:
+                span = secret_value(line)  # a trailer line is a header line
+                side.trailer_secret = span is not None
             if span is not None and span[1] > span[0]:
                 at = side.offset - len(side.chunk_line)
                 out.append(HttpSecret(side.direction, at + span[0], at + span[1]))

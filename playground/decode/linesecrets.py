@@ -9,7 +9,8 @@ direction and gives the byte ranges of
   ``CONFIG SET requirepass|masterauth``, ``ACL SETUSER`` rules...), found by the RESP decoder's
   own ``respdecoder.secret_ranges`` on the line split as Redis splits it;
 * the value of a credential HTTP header (``redaction.SECRET_HEADERS``: ``Authorization``,
-  ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``) and of its folded continuation lines;
+  ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``, ``X-Api-Key``...) and of its folded
+  continuation lines;
 * the values of credential URL parameters (a query's or a fragment's: ``redaction.query_secrets``)
   in a request line (``METHOD target HTTP/x``, however blank-separated; with words after the
   version, or HTTP/0.9's ``GET /path`` with none, or words split by a tab, a VT or an FF: the
@@ -46,6 +47,7 @@ from playground.decode.httpdecoder import (
 from playground.decode.redaction import (
     REDACTED,
     SECRET_COMMANDS,
+    SECRET_CONFIG,
     SECRET_HEADERS,
     URL_HEADERS,
     has_params,
@@ -57,14 +59,14 @@ from playground.decode.views import LineView
 
 MASK = b"*"
 
-# the parameters whose value is a password (CONFIG SET/GET, SENTINEL SET)
-_SECRET_PARAMS = frozenset({b"requirepass", b"masterauth", b"tls-key-file-pass",
-                            b"tls-client-key-file-pass", b"auth-pass"})
+# the parameters whose value is a password (CONFIG SET/GET, SENTINEL CONFIG SET/GET, SENTINEL SET)
+_SECRET_PARAMS = SECRET_CONFIG | {b"auth-pass"}
 # first words a secret's line starts with (lower case), and the word of an incomplete line
 _NAMES = tuple({n.lower() for n in SECRET_COMMANDS} | SECRET_HEADERS | _SECRET_PARAMS)
 # ... and those of a line looked at for a query (``URL_HEADERS``: ``_request_line``)
 _HELD_NAMES = _NAMES + tuple(URL_HEADERS)
 _BULK_LEN = re.compile(rb"\$(\d{1,10})\r?\n")  # a bulk string's length line, whole
+_ELEMENTS = b"$=!+:_,#("  # the type bytes of RESP strings and scalars (``_refused``)
 _BLANK = re.compile(rb"[ \t\x0b\x0c\r]")  # what ends a request target
 _KEEP = 64  # bytes kept of each argument of an array being followed (names, rules)
 _WORD = re.compile(rb"[^ \t\x0b\x0c:]*")
@@ -75,9 +77,13 @@ _LEAD_QUOTES = _LEAD + b"\"'"
 
 def _names(names) -> bytes:
     """One of ``names``, in any case; the first letters as a class up front keep the search
-    fast (a line with none of them is passed over at its first byte)."""
-    return (rb"(?=[" + b"".join(sorted({n[:1] + n[:1].upper() for n in names})) + rb"])(?i:"
-            + b"|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + rb")")
+    fast (a line with none of them is passed over at its first byte), and the names are grouped
+    by first letter (a line is tried against the names of its first letter only, not all)."""
+    firsts = sorted({n[:1].lower() for n in names})
+    groups = [b"[" + f + f.upper() + rb"](?i:" + b"|".join(
+        re.escape(n[1:]) for n in sorted(names, key=len, reverse=True) if n[:1].lower() == f)
+        + b")" for f in firsts]
+    return rb"(?=[" + b"".join(f + f.upper() for f in firsts) + rb"])(?:" + b"|".join(groups) + b")"
 
 
 # a line start (after optional blanks and quotes) with one of the names, in any case, or with
@@ -324,8 +330,7 @@ class LineSecrets:
         if not left:
             m = _BULK_LEN.fullmatch(data)
             if m is None or partial:
-                self._args = None
-                return None
+                return self._refused(data, partial)
             self._left = int(m.group(1)) + 2
             self._hide = None
             self._open = False
@@ -341,6 +346,25 @@ class LineSecrets:
         self._left = max(0, left - len(data))
         self._open = partial
         return [(skip, value)] if hide is not False and value > skip else []
+
+    def _refused(self, data: bytes, partial: bool) -> list | None:
+        """A line of the array being followed that is no bulk string's length: in a secret
+        command's, an element Redis refuses ("expected '$'"; the password was sent all the
+        same); else the array's end (None: the line is looked at as any other). A one-line
+        value (``+pw``, ``:1``) is hidden after its type byte and the array followed on; a
+        length Redis does not take (``$10 ``, ``$-1``; the decoder gave up there too) or a
+        verbatim string's (``=14``) hides the line after it whole, as a cut secret line's rest
+        is. (An array inside is taken for the next command: its elements show.)"""
+        kind = data[:1]
+        if partial or not kind or kind not in _ELEMENTS or (
+                self._args[0].upper() not in SECRET_COMMANDS):
+            self._args = None
+            return None
+        if kind in b"$=!":
+            self._args = None
+            self._open = self._carry = True
+        end = _body_end(data)
+        return [(1, end)] if end > 1 else []
 
     @property
     def cut(self) -> bool:
@@ -370,6 +394,8 @@ class LineSecrets:
             if hide is None:
                 hide = _hidden(self._args, tail[:_KEEP])
             return hide is not False
+        if self._args is not None and tail[:1] in _ELEMENTS:  # the array's next element
+            return True
         if self._open:  # a cut line's rest: hidden, or with a query begun (``_cut_query``)
             return self._carry or has_params(tail)
         if tail[:1] in (b" ", b"\t") and (

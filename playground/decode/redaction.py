@@ -18,16 +18,10 @@ from urllib.parse import unquote_to_bytes
 REDACTED = b"(redacted)"  # what a hidden secret is shown as, in every view
 # The commands ``respdecoder.secret_parts`` may find a password in.
 SECRET_COMMANDS = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CONFIG", b"ACL", b"SENTINEL"})
-# The HTTP headers whose values are credentials (lower case).
-SECRET_HEADERS = frozenset({b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"})
-# The HTTP headers whose values are URLs (lower case): their credential parameters are hidden as
-# a request target's are (``Referer: /cb?access_token=``, a redirect's ``Location``, an OAuth
-# implicit grant's ``Location: /cb#access_token=``, ``Refresh: 0; url=...``). Looked at only
-# when the value has a ``?`` or a ``#`` (``has_params``).
-URL_HEADERS = frozenset({b"referer", b"location", b"content-location", b"refresh"})
-# Header name (lower case) -> True: its value is a credential (``SECRET_HEADERS``); False: a URL
-# that may carry credential query parameters (``URL_HEADERS``). One look-up per header.
-HEADER_SECRETS = {**dict.fromkeys(URL_HEADERS, False), **dict.fromkeys(SECRET_HEADERS, True)}
+# The configuration parameters (lower case) whose value is a password: Redis' (``CONFIG
+# SET``/``GET``) and Sentinel's own (``SENTINEL CONFIG SET``/``GET sentinel-pass``, Redis 6.2+).
+SECRET_CONFIG = frozenset({b"requirepass", b"masterauth", b"tls-key-file-pass",
+                           b"tls-client-key-file-pass", b"sentinel-pass"})
 # The URL parameters whose values are credentials, compared with a name percent-decoded, in
 # lower case, with ``-`` read as ``_`` and without a ``[]`` suffix (``X-Amz-Signature``,
 # ``API-Key``, ``access%5Ftoken``, ``access_token[]``).
@@ -42,6 +36,25 @@ SECRET_PARAMS = frozenset({
     b"secret", b"client_secret", b"signature", b"sig", b"session", b"sessionid", b"session_id",
     b"x_amz_signature", b"x_amz_security_token", b"x_goog_signature",
 })
+# The HTTP headers whose values are credentials (lower case): the four HTTP names them, and those
+# named as a credential parameter (``-`` for ``_``) after ``X-`` (``X-Api-Key``,
+# ``X-Auth-Token``, ``X-Amz-Security-Token``) or, when the name has a ``-``, without it
+# (``Api-Key``, GitLab's ``Private-Token``): what ``?api_key=`` hides in a URL, ``X-Api-Key:``
+# carries in a head. A one-word name without ``X-`` (``Key``, ``Token``, ``Session``) is left
+# out: it is also how many a Redis key starts (``session:42``), which a text view would take for
+# a header line.
+SECRET_HEADERS = frozenset(
+    {b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"}
+    | {b"x-" + p.replace(b"_", b"-") for p in SECRET_PARAMS if not p.startswith(b"x_")}
+    | {p.replace(b"_", b"-") for p in SECRET_PARAMS if b"_" in p})
+# The HTTP headers whose values are URLs (lower case): their credential parameters are hidden as
+# a request target's are (``Referer: /cb?access_token=``, a redirect's ``Location``, an OAuth
+# implicit grant's ``Location: /cb#access_token=``, ``Refresh: 0; url=...``). Looked at only
+# when the value has a ``?`` or a ``#`` (``has_params``).
+URL_HEADERS = frozenset({b"referer", b"location", b"content-location", b"refresh"})
+# Header name (lower case) -> True: its value is a credential (``SECRET_HEADERS``); False: a URL
+# that may carry credential query parameters (``URL_HEADERS``). One look-up per header.
+HEADER_SECRETS = {**dict.fromkeys(URL_HEADERS, False), **dict.fromkeys(SECRET_HEADERS, True)}
 
 
 def redact_message(target: bytes | None, target_secrets, *header_lists):

@@ -50,11 +50,27 @@ import attrs
 
 from playground.codec.encoder import encode
 from playground.codec.parser import NOT_ONE, RespParser, SpanRun
-from playground.codec.values import Error, Inline, Map, ProtocolError, Push, Simple, Truncated
+from playground.codec.values import (
+    Attributed,
+    Error,
+    Inline,
+    Map,
+    ProtocolError,
+    Push,
+    Set,
+    Simple,
+    Truncated,
+    Verbatim,
+)
 from playground.decode import records as R
 from playground.decode.detect import RESP
 from playground.decode.httpdecoder import secret_value
-from playground.decode.redaction import REDACTED, SECRET_COMMANDS, SECRET_HEADERS
+from playground.decode.redaction import (
+    REDACTED,
+    SECRET_COMMANDS,
+    SECRET_CONFIG,
+    SECRET_HEADERS,
+)
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 
 C2S, S2C = CLIENT_TO_SERVER, SERVER_TO_CLIENT  # the directions, as the proxy names them
@@ -167,11 +183,6 @@ class SecretRange:
 # ---------------------------------------------------------------------------------------------
 # secrets
 
-_SECRET_CONFIG = frozenset(
-    {b"requirepass", b"masterauth", b"tls-key-file-pass", b"tls-client-key-file-pass"}
-)
-
-
 # HTTP read as RESP (``--decode resp`` forced on HTTP traffic): each header line is an inline
 # command whose first token is the header's name and its colon, the value's start glued to it
 # when no space follows the colon. A credential header's line hides all after its colon, as the
@@ -246,23 +257,49 @@ def secret_parts(args) -> list:
                 i += 1
         return out
     if name == b"CONFIG" and args[1].upper() == b"SET":
-        return [(i + 1, 0) for i in range(2, n - 1, 2) if args[i].lower() in _SECRET_CONFIG]
+        return [(i + 1, 0) for i in range(2, n - 1, 2) if args[i].lower() in SECRET_CONFIG]
     if name == b"ACL" and args[1].upper() == b"SETUSER":
         return [(i, 1) for i in range(3, n) if args[i][:1] in (b">", b"<", b"#", b"!")]
-    if name == b"SENTINEL" and n > 3 and args[1].upper() == b"SET":
-        return [(i + 1, 0) for i in range(3, n - 1, 2) if args[i].lower() == b"auth-pass"]
+    if name == b"SENTINEL" and n > 3:
+        sub = args[1].upper()
+        if sub == b"SET":  # SENTINEL SET master auth-pass pw ...
+            return [(i + 1, 0) for i in range(3, n - 1, 2) if args[i].lower() == b"auth-pass"]
+        if sub == b"CONFIG" and args[2].upper() == b"SET":  # ... CONFIG SET sentinel-pass pw
+            return [(i + 1, 0) for i in range(3, n - 1, 2) if args[i].lower() in SECRET_CONFIG]
     return []
 
 
 def _config_get(args) -> bool:
-    return len(args) >= 2 and type(args[0]) is bytes and type(args[1]) is bytes and (
-        args[0].upper() == b"CONFIG" and args[1].upper() == b"GET")
+    """``CONFIG GET`` or ``SENTINEL CONFIG GET``: answered with parameter names and values."""
+    n = len(args)
+    if n < 2 or type(args[0]) is not bytes or type(args[1]) is not bytes:
+        return False
+    name = args[0].upper()
+    if name == b"SENTINEL":
+        return n >= 3 and type(args[2]) is bytes and args[1].upper() == b"CONFIG" and (
+            args[2].upper() == b"GET")
+    return name == b"CONFIG" and args[1].upper() == b"GET"
+
+
+def _acl_listing(args) -> bytes | None:
+    """``LIST`` or ``GETUSER`` when ``args`` is ``ACL LIST`` or ``ACL GETUSER``: answered with
+    the users' password hashes (SHA-256), which ``ACL SETUSER``'s ``#hash`` rule hides."""
+    if len(args) < 2 or type(args[0]) is not bytes or type(args[1]) is not bytes or (
+            args[0].upper() != b"ACL"):
+        return None
+    sub = args[1].upper()
+    return sub if sub == b"LIST" or sub == b"GETUSER" else None
+
+
+# a password hash in an ``ACL LIST`` line (``user bob on #e8f3... ~* +get``): its hex digits
+_ACL_HASH = re.compile(rb"(?:^|(?<= ))#([^ ]+)")
 
 
 def _answer_secret(args) -> bool:
-    """May the answer to ``args`` hold a password? ``CONFIG GET``'s, and an error echoing a
-    command's own secret (``ACL SETUSER u <pw`` is answered ``-ERR ... modifier '<pw': ...``)."""
-    return _config_get(args) or bool(secret_parts(args))
+    """May the answer to ``args`` hold a password? ``CONFIG GET``'s, ``ACL LIST``'s and ``ACL
+    GETUSER``'s (hashes), and an error echoing a command's own secret (``ACL SETUSER u <pw`` is
+    answered ``-ERR ... modifier '<pw': ...``)."""
+    return _config_get(args) or _acl_listing(args) is not None or bool(secret_parts(args))
 
 
 def _echoed(args, error: bytes) -> list:
@@ -285,8 +322,10 @@ def _echoed(args, error: bytes) -> list:
 
 
 def _secret_config(name, value) -> bool:
-    """Is ``value`` (of parameter ``name`` in a ``CONFIG GET`` answer) a password?"""
-    return type(name) is bytes and name.lower() in _SECRET_CONFIG and bool(value)
+    """Is ``value`` (of parameter ``name`` in a ``CONFIG GET`` answer) a password? ``name`` a
+    bulk string as Redis sends it, or a simple or verbatim one (another server's RESP3)."""
+    name = _string(name)
+    return isinstance(name, bytes) and name.lower() in SECRET_CONFIG and bool(value)
 
 
 def redact_reply(args, reply):
@@ -305,19 +344,86 @@ def redact_reply(args, reply):
                 at = e
         return Error(b"".join(out) + value[at:], reply.bulk)
     if not _config_get(args):
-        return reply
+        return _redact_acl(_acl_listing(args), reply)
 
     def hide(name, value):
         return REDACTED if _secret_config(name, value) else value
 
-    if isinstance(reply, list):
-        out = list(reply)
+    kind = type(reply)
+    if kind is Attributed:  # a RESP3 server's attributes before it
+        shown = redact_reply(args, reply.value)
+        return reply if shown is reply.value else Attributed(reply.attributes, shown)
+    if isinstance(reply, list) or kind is Set:
+        out = list(reply.items if kind is Set else reply)
         for i in range(0, len(out) - 1, 2):
             out[i + 1] = hide(out[i], out[i + 1])
-        return out
+        return Set(tuple(out)) if kind is Set else out
     if isinstance(reply, Map):
         return Map(tuple((k, hide(k, v)) for k, v in reply.items))
     return reply
+
+
+def _redact_acl(kind, reply):
+    """``reply`` to ``ACL LIST`` (``kind``) with its hashes hidden (``#(redacted)``), or to
+    ``ACL GETUSER`` with its ``passwords`` hidden; the same object when there is none."""
+    if kind == b"LIST" and type(reply) is list:
+        out = [_ACL_HASH.sub(b"#" + REDACTED, x) if type(x) is bytes else x for x in reply]
+        return out if out != reply else reply
+    if kind == b"GETUSER":
+        at = _acl_passwords(reply)
+        if at is not None:
+            flat = list(reply) if type(reply) is list else [x for i in reply.items for x in i]
+            flat[at] = [REDACTED] * len(flat[at])
+            if type(reply) is list:
+                return flat
+            return Map(tuple(zip(flat[::2], flat[1::2], strict=True)))
+    return reply
+
+
+def _acl_passwords(reply) -> int | None:
+    """Where the (not empty) list of password hashes is in an ``ACL GETUSER`` answer (RESP2's
+    flat array, RESP3's map: its index among the keys and values), or None."""
+    if type(reply) is list:
+        flat = reply
+    elif type(reply) is Map:
+        flat = [x for item in reply.items for x in item]
+    else:
+        return None
+    for i in range(0, len(flat) - 1, 2):
+        if flat[i] == b"passwords" and type(flat[i + 1]) is list and flat[i + 1]:
+            return i + 1
+    return None
+
+
+def _acl_ranges(kind, reply, start: int, end: int) -> list:
+    """``reply_secret_ranges`` of an ``ACL LIST`` or ``ACL GETUSER`` answer: each hash's bytes
+    when the frame is as Redis writes it, else the whole frame (when it hides any)."""
+    if _redact_acl(kind, reply) is reply:
+        return []
+    out = []
+    if kind == b"LIST":
+        pos = start + 3 + len(str(len(reply)))
+        for x in reply:
+            head = 3 + len(str(len(x)))
+            out += [(pos + head + m.start(1), pos + head + m.end(1)) for m in _ACL_HASH.finditer(x)]
+            pos += head + len(x) + 2
+        return out if pos == end else [(start, end)]
+    at = _acl_passwords(reply)
+    protocol = 3 if type(reply) is Map else 2
+    flat = reply if type(reply) is list else [x for item in reply.items for x in item]
+    pos = start + 3 + len(str(len(flat) if type(reply) is list else len(reply.items)))
+    try:
+        for i, x in enumerate(flat):
+            if i == at and all(type(h) is bytes for h in x):
+                p = pos + 3 + len(str(len(x)))
+                for h in x:
+                    head = 3 + len(str(len(h)))
+                    out.append((p + head, p + head + len(h)))
+                    p += head + len(h) + 2
+            pos += len(encode(x, protocol))
+    except (TypeError, ValueError):  # a value encode does not take: not as Redis writes it
+        return [(start, end)]
+    return out if out and pos == end else [(start, end)]
 
 
 def reply_secret_ranges(args, reply, start: int, end: int) -> list:
@@ -334,12 +440,15 @@ def reply_secret_ranges(args, reply, start: int, end: int) -> list:
             return [(start, end)]
         return [(at + s, at + e) for s, e in found]
     if not _config_get(args):
-        return []
+        kind = _acl_listing(args)
+        return [] if kind is None else _acl_ranges(kind, reply, start, end)
     if isinstance(reply, list):
         flat, count = reply, len(reply)
     elif isinstance(reply, Map):
         flat = [x for item in reply.items for x in item]
         count = len(reply.items)
+    elif type(reply) in (Set, Attributed):  # not Redis' shape: the whole frame, if it hides any
+        return [(start, end)] if redact_reply(args, reply) != reply else []
     else:
         return []
     hidden = {i + 1 for i in range(0, len(flat) - 1, 2) if _secret_config(flat[i], flat[i + 1])}
@@ -400,10 +509,33 @@ def exec_secret_ranges(queued, reply, start: int, end: int, protocol: int) -> li
     return out
 
 
+def refused(args) -> bool:
+    """Whether ``args`` is a secret command (``secret_name``) sent as an array that is not all
+    bulk strings (an integer, a simple string, a nested array in it; its name may be such a
+    string, or the first of such an array: ``*1 *2 AUTH pw``): Redis refuses it ("Protocol
+    error: expected '$'"), but its password went over the wire, and where it is in the frame
+    is not known: all its arguments are hidden, its frame masked whole."""
+    if all(isinstance(a, bytes) for a in args):
+        return False
+    first = args[0]
+    while type(first) is list and first:
+        first = first[0]
+    return secret_name(_string(first))
+
+
+def _string(value):
+    """The bytes of a RESP string value (bulk, simple or verbatim); ``value`` if it is none."""
+    kind = type(value)
+    return value.value if kind is Simple else value.text if kind is Verbatim else value
+
+
 def redact_command(args) -> tuple:
     """``args`` with every secret replaced by ``b"(redacted)"`` (an ACL rule keeps its first
-    byte: ``>(redacted)``)."""
+    byte: ``>(redacted)``); all but the name of a command Redis refuses (``refused``)."""
     args = tuple(args)
+    if args and refused(args):
+        name = args[0] if type(_string(args[0])) is bytes else REDACTED  # not an array's
+        return (name,) + (REDACTED,) * (len(args) - 1)
     parts = secret_parts(args)
     if not parts:
         return args
@@ -672,7 +804,6 @@ class RespConversation:
         # reply, outside MULTI and CLIENT REPLY OFF/SKIP; the rest goes through _command.
         plain = not (self._in_tx or self._reply_off or self._skip_next)
         room = self.max_pending - len(pending) - self._extra
-        data_start = self._c2s.offset  # where ``data`` begins (a failure stops the offset)
         for value, start, end in self._c2s.feed_spans(data, lazy=True):
             if end is None:  # a run of commands (pipelining)
                 if self._run(value, start, now, out):
@@ -692,7 +823,7 @@ class RespConversation:
                 if value:  # Redis ignores "*0" (and "*-1")
                     command(tuple(value), start, end, now, out, None)
             elif t is Inline:
-                command(value.args, start, end, now, out, data, data_start)
+                command(value.args, start, end, now, out, value.line)
             elif t is ProtocolError:
                 self._failed_c2s = True
                 out.append(Undecodable(C2S, now, value.message, value.offset))
@@ -724,13 +855,17 @@ class RespConversation:
                     return True
         return False
 
-    def _command(self, args, start, end, now, out, data, data_start=0) -> None:
+    def _command(self, args, start, end, now, out, line) -> None:
+        """Follow command ``args`` (its frame from stream offset ``start`` to ``end``; ``line``:
+        an inline command's bytes, else None)."""
         first = args[0]
         name = first.upper() if type(first) is bytes else b""
         if 58 in name:  # a ":": maybe a credential header's line (HTTP read as RESP)
             skip = header_secret(first)
             if skip:
                 name = name[:skip]
+        elif not name and line is None and refused(args):  # a name Redis refuses (+AUTH)
+            out.append(SecretRange(C2S, start, end))
         pending = self._pending
         if name not in _SPECIAL and not (self._in_tx or self._reply_off or self._skip_next):
             # the common case: an ordinary command expecting one reply
@@ -740,14 +875,10 @@ class RespConversation:
             pending.append((args, name, now, start, end))
             return
         if name in _SECRET_NAMES:
-            if data is None:
-                ranges = secret_ranges(args, None, start)
-            else:  # inline: find the tokens in the line's bytes
-                if start >= data_start:
-                    line = data[start - data_start : end - data_start]
-                    ranges = secret_ranges(args, line, start)
-                else:  # the line began in an earlier feed: cover all of it
-                    ranges = [(start, end)] if secret_parts(args) else []
+            if line is None and refused(args):
+                ranges = [(start, end)]
+            else:
+                ranges = secret_ranges(args, line, start)  # inline: the tokens in its bytes
             out.extend(SecretRange(C2S, s, e) for s, e in ranges)
             if _answer_secret(args):
                 self._config_gets += 1
@@ -1227,7 +1358,8 @@ class RespStream:
         chain = self.st.chain
         if not chain.redact or not args:
             return args, False
-        if not secret_name(args[0]):
+        first = args[0]
+        if not (secret_name(first) if type(first) is bytes else refused(args)):
             return args, False
         out = redact_command(args)
         return out, out != tuple(args)
@@ -1305,5 +1437,5 @@ _COMMAND, _NAME, _REPLY, _LATENCY = (attrgetter("command"), attrgetter("name"),
                                      attrgetter("reply"), attrgetter("latency"))
 _EXCHANGES_ONLY = {Exchange}
 # The commands whose exchanges redaction may change: their arguments, their answer, the answers
-# inside EXEC's.
-_REDACTABLE = _SECRET_NAMES | {b"EXEC"}
+# inside EXEC's; b"": one whose name is not a bulk string (``refused``).
+_REDACTABLE = _SECRET_NAMES | {b"EXEC", b""}

@@ -69,8 +69,9 @@ SLOW_SINK_CHOICES = ("block", "drop")
 OPT_FLAGS = [
     ["no-redact", None,
      "Show passwords in clear: AUTH, HELLO AUTH, MIGRATE AUTH/AUTH2, CONFIG SET "
-     "requirepass/masterauth (and CONFIG GET's answer), ACL SETUSER, and HTTP Authorization, "
-     "Proxy-Authorization, Cookie and Set-Cookie values, credential query values (token=, "
+     "requirepass/masterauth (and CONFIG GET's answer), ACL SETUSER, SENTINEL SET auth-pass "
+     "and CONFIG SET sentinel-pass, and HTTP Authorization, Proxy-Authorization, Cookie, "
+     "Set-Cookie and X-Api-Key (and alike) values, credential query values (token=, "
      "api_key=... in a request target, Referer or Location), also where a body echoes them "
      "(redacted by default in console and JSON, text and hex views included; commands, headers "
      "and CONFIG GET answers also masked in the pcap)."],

@@ -27,6 +27,8 @@ from playground.sinks.plain import PlainReplies, is_plain, plain_batch, remember
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False,
                            allow_nan=False).encode
+_encode_ascii = json.JSONEncoder(separators=(",", ":"), check_circular=False,
+                                 allow_nan=False).encode
 _EXCHANGE = R.RedisExchange
 _ts_micros = R.ts_micros
 _RUN = R.RedisExchanges
@@ -38,7 +40,18 @@ _AROUND = 1024  # heads remembered (pair and client), at most
 
 
 def _line(r, lim: int) -> bytes:
-    return _encode(to_json(r, lim)).encode("utf-8", "surrogatepass")
+    return _utf8(to_json(r, lim))
+
+
+def _utf8(value) -> bytes:
+    """``value`` as one line of JSON in UTF-8; a string with a lone surrogate (a path from a
+    non-UTF-8 argv) has it, and the line its other non-ASCII characters, as JSON escapes
+    (``\\udcff``): surrogatepass wrote bytes that are no UTF-8, which strict readers refuse."""
+    text = _encode(value)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _encode_ascii(value).encode("ascii")
 
 
 def _plain_items(items, lim: int):
@@ -233,4 +246,4 @@ class JsonSink(BufferedSink):
 
     def _client_json(self, client) -> bytes:
         return self._client.get(client) or remember(
-            self._client, client, _encode(client).encode("utf-8", "surrogatepass"))
+            self._client, client, _utf8(client))

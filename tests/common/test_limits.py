@@ -134,6 +134,12 @@ def test_peer_names(addr, host, text):
         (b"rel.sock", "unix:rel.sock"),
         (b"/tmp/\xff.sock", "unix:/tmp/\ufffd.sock"),
         ("/tmp/s.sock", "unix:/tmp/s.sock"),
+        ("/tmp/caf\u00e9.sock", "unix:/tmp/caf\u00e9.sock"),  # printable: as it is
+        # a name the client chose (a path or an abstract name: any bytes), terminal-safe and
+        # UTF-8: controls, C1 (CSI), bidi overrides and line separators escaped
+        (b"/tmp/\x1b]0;pwn\x07\xc2\x9b2J\xe2\x80\xae\xe2\x80\xa8",
+         "unix:/tmp/\\x1b]0;pwn\\x07\\x9b2J\\u202e\\u2028"),
+        (b"\x00abstract\n", "unix:\\x00abstract\\n"),
     ],
 )
 def test_unix_socket_names(name, text):

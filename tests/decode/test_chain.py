@@ -77,6 +77,22 @@ def test_body_echoing_credentials_is_masked_in_previews():
 
 
 @pytest.mark.pure
+@pytest.mark.parametrize("cut", [None, 30, 45])
+def test_an_api_key_header_is_redacted_in_records_previews_and_the_pcap(cut):
+    req = b"GET /v1 HTTP/1.1\r\nHost: h\r\nX-Api-Key: k3y-s3cret\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\n{\"key\":\"k3y-s3cret\"}"
+    calls = [(C2S, req), (S2C, ok)] if cut is None else [
+        (C2S, req[:cut]), (C2S, req[cut:]), (S2C, ok)]
+    pcap = FakePcap()
+    _, sink = drive(calls, pcap=pcap)
+    text, js = rendered(sink)
+    [ex] = sink.of(R.HttpExchange)
+    assert (b"X-Api-Key", b"(redacted)") in ex.request_headers
+    assert "k3y-s3cret" not in text + js and "k3y-s3cret" not in repr(ex)
+    assert pcap.masked(C2S) == req.replace(b"k3y-s3cret", b"*" * 10)
+
+
+@pytest.mark.pure
 def test_no_redact_shows_headers():
     _, sink = drive([(C2S, GET), (S2C, OK)], redact=False)
     _, js = rendered(sink)
@@ -223,6 +239,11 @@ def test_pcap_hex_and_text_pass_at_once():
         ([b"CONFIG", b"SET", b"requirepass", b"pw"], [3]),
         ([b"config", b"set", b"maxmemory", b"1", b"masterauth", b"pw"], [5]),
         ([b"ACL", b"SETUSER", b"bob", b"on", b">pw", b"~*", b"#abc"], [4, 6]),
+        ([b"SENTINEL", b"SET", b"m", b"quorum", b"2", b"auth-pass", b"pw"], [6]),
+        # Sentinel's own password (Redis 6.2+), one or more parameter-value pairs
+        ([b"SENTINEL", b"CONFIG", b"SET", b"sentinel-pass", b"pw"], [4]),
+        ([b"sentinel", b"config", b"set", b"sentinel-user", b"u", b"Sentinel-Pass", b"pw"], [6]),
+        ([b"SENTINEL", b"CONFIG", b"SET", b"sentinel-user", b"pw"], []),
         ([b"GET", b"AUTH"], []),
         ([b"CONFIG", b"GET", b"requirepass"], []),
     ],
@@ -322,6 +343,160 @@ def test_config_get_reply_hides_secret_parameters():
     _, sink = drive(calls, redact=False)
     text, _ = rendered(sink)
     assert "hunter2" in text and "s3cret" in text
+
+
+_REFUSED = [  # commands Redis refuses, each with a password in it
+    b"*3\r\n$4\r\nAUTH\r\n$10\r\nhunter2XYZ\r\n:1\r\n",  # an integer after it
+    b"*2\r\n$4\r\nAUTH\r\n+hunter2XYZ\r\n",  # the password as a simple string
+    b"*2\r\n$4\r\nauth\r\n=14\r\ntxt:hunter2XYZ\r\n",  # ... as a verbatim string
+    b"*3\r\n$4\r\nAUTH\r\n_\r\n$10\r\nhunter2XYZ\r\n",  # a null before it
+    b"*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n+hunter2XYZ\r\n",
+    b"*2\r\n$4\r\nAUTH\r\n$10 \r\nhunter2XYZ\r\n",  # a length Redis refuses: given up
+    b"*2\r\n$4\r\nAUTH\r\n$1x\r\nhunter2XYZ\r\n",
+]
+# ... inside an array, or with a name that is not a bulk string: the decoder masks the frame
+# whole; the line views take an array inside a command for the next command and look for a
+# secret command's name alone on its line (their elements show there)
+_NESTED = [b"*2\r\n$4\r\nAUTH\r\n*1\r\n$10\r\nhunter2XYZ\r\n",
+           b"*1\r\n*2\r\n$4\r\nAUTH\r\n$10\r\nhunter2XYZ\r\n",
+           b"*2\r\n+AUTH\r\n$10\r\nhunter2XYZ\r\n"]
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("frame, decode", [
+    *((f, d) for f in _REFUSED for d in ("auto", "resp", "text", "hex")),
+    *((f, d) for f in _NESTED for d in ("auto", "resp"))])
+def test_a_password_in_a_command_redis_refuses_is_hidden(frame, decode):
+    """A client's command array that is not all bulk strings, or has a bulk length Redis does
+    not take, is refused by Redis (Protocol error: expected '$'...), but its password went over
+    the wire: it is hidden in the records and masked in the pcap, whether the decoder reads the
+    frame (where its secret is is not known: the frame is masked whole) or gives up on it (the
+    hex view's line scanner hides the line after the bad length), and in the text and hex
+    views; the command after it shows."""
+    after = encode_command(b"SET", b"visible", b"v")
+    for cut in (None, *range(1, len(frame))):
+        calls = [(C2S, frame)] if cut is None else [(C2S, frame[:cut]), (C2S, frame[cut:])]
+        pcap = FakePcap()
+        c, sink = drive(calls + [(C2S, after),
+                                 (S2C, b"-ERR Protocol error: expected '$', got '+'\r\n")],
+                        pcap=pcap, decode=decode)
+        text, js = rendered(sink)
+        assert "hunter2" not in text + js
+        assert b"hunter2" not in pcap.masked(C2S) and b"visible" in pcap.masked(C2S)
+        assert c.leaked == 0
+
+
+_SPLIT_C2S = (b"\r\nAUTH pw-one\r\n" + encode_command(b"AUTH", b"bob", b"pw-two")
+              + b"PING\r\n  auth carol 'pw three'\r\n"
+              + encode_command(b"HELLO", b"3", b"AUTH", b"dan", b"pw-four")
+              + b"CONFIG SET masterauth pw-five\r\n" + encode_command(b"CONFIG", b"GET", b"*")
+              + b"ACL SETUSER u on >pw-six ~*\r\n" + encode_command(b"SET", b"k", b"v"))
+_SPLIT_S2C = (b"+OK\r\n+OK\r\n+PONG\r\n+OK\r\n%1\r\n$5\r\nproto\r\n:3\r\n+OK\r\n"
+              b"%2\r\n$10\r\nmasterauth\r\n$7\r\npw-five\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n"
+              b"-ERR Error in ACL SETUSER modifier '>pw-six': no\r\n+OK\r\n")
+
+
+def _pieces(data: bytes, cuts) -> list:
+    points = sorted({c % len(data) for c in cuts} - {0}) + [len(data)]
+    return [data[a:b] for a, b in zip([0, *points[:-1]], points, strict=True)]
+
+
+@pytest.mark.pure
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 10**6), max_size=10), st.lists(st.integers(0, 10**6), max_size=6))
+def test_any_split_gives_the_same_redacted_records_and_pcap(c2s_cuts, s2c_cuts):
+    """The same bytes in other reads give the same console lines, JSON and pcap bytes, byte
+    for byte (the reads' times alike): inline and array commands with passwords, a RESP3
+    CONFIG GET answer, an ACL error echoing a rule."""
+
+    def outputs(c2s_cuts, s2c_cuts):
+        pcap = FakePcap()
+        calls = [(C2S, piece) for piece in _pieces(_SPLIT_C2S, c2s_cuts)]
+        calls += [(S2C, piece) for piece in _pieces(_SPLIT_S2C, s2c_cuts)]
+        c = Chain([sink := ListSink()], pcap=pcap)
+        c.pair_opened(pair(), 0.0)
+        for d, data in calls:
+            c.data(1, d, data, 1.0)
+        c.pair_closed(1, SUMMARY, 2.0)
+        return (*rendered(sink), pcap.masked(C2S), pcap.masked(S2C), c.leaked)
+
+    got = outputs(c2s_cuts, s2c_cuts)
+    assert got == outputs([], [])
+    text, js, c2s, s2c, _ = got
+    for pw in ("pw-one", "pw-two", "pw three", "pw-four", "pw-five", "pw-six"):
+        assert pw not in text + js and pw.encode() not in c2s + s2c
+    assert b"AUTH ******" in c2s and b"modifier '>******'" in s2c
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("answer", [
+    b"|1\r\n+ttl\r\n:3\r\n%1\r\n$11\r\nrequirepass\r\n$7\r\nhunter2\r\n",  # under attributes
+    b"~2\r\n$11\r\nrequirepass\r\n$7\r\nhunter2\r\n",  # a set
+    b"%1\r\n+requirepass\r\n+hunter2\r\n",  # simple strings
+    b"*2\r\n=15\r\ntxt:requirepass\r\n$7\r\nhunter2\r\n",  # a verbatim name
+])
+def test_a_config_get_answer_in_any_resp3_shape_hides_the_password(answer):
+    """A server speaking RESP3 may shape CONFIG GET's answer otherwise than Redis (attributes
+    before it, a set, simple or verbatim strings): the password is hidden all the same, the
+    frame masked whole in the pcap where its bytes are not Redis' own."""
+    calls = [(C2S, cmd(b"HELLO", b"3") + cmd(b"CONFIG", b"GET", b"requirepass")),
+             (S2C, b"%1\r\n$5\r\nproto\r\n:3\r\n" + answer)]
+    pcap = FakePcap()
+    c, sink = drive(calls, pcap=pcap)
+    text, js = rendered(sink)
+    assert "hunter2" not in text + js and "(redacted)" in text
+    assert b"hunter2" not in pcap.masked(S2C) and c.leaked == 0
+
+
+_SPLIT_REQS = (b"GET /cb?access_token=tok-one&x=1 HTTP/1.1\r\nHost: h\r\n"
+               b"Authorization: Bearer tok-two\r\nCookie: a=1;\r\n b=tok-three\r\n"
+               b"X-Api-Key: tok-four\r\nReferer: http://h/p?token=tok-five\r\n\r\n"
+               b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n0\r\nAuthorization: Basic\r\n\ttok-six\r\n\r\n")
+_SPLIT_RESPS = (b"HTTP/1.1 200 OK\r\nContent-Location: /cb#id_token=tok-seven\r\n"
+                b"Set-Cookie: sid=tok-eight\r\nContent-Length: 20\r\n\r\n"
+                b"{\"echo\": \"tok-four\"}HTTP/1.1 204 No Content\r\n\r\n")
+
+
+@pytest.mark.pure
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 10**6), max_size=10), st.lists(st.integers(0, 10**6), max_size=6))
+def test_any_split_of_http_gives_the_same_redacted_records_and_pcap(req_cuts, resp_cuts):
+    """HTTP's twin of the RESP split test: credential headers (folded too, in a chunked
+    trailer too, X-Api-Key), query and fragment secrets in the target and in URL headers."""
+
+    def outputs(req_cuts, resp_cuts):
+        pcap = FakePcap()
+        c = Chain([sink := ListSink()], pcap=pcap)
+        c.pair_opened(pair(), 0.0)
+        for piece in _pieces(_SPLIT_REQS, req_cuts):
+            c.data(1, C2S, piece, 1.0)
+        for piece in _pieces(_SPLIT_RESPS, resp_cuts):
+            c.data(1, S2C, piece, 1.0)
+        c.pair_closed(1, SUMMARY, 2.0)
+        return (*rendered(sink), pcap.masked(C2S), pcap.masked(S2C), c.leaked)
+
+    got = outputs(req_cuts, resp_cuts)
+    assert got == outputs([], [])
+    text, js, c2s, s2c, _ = got
+    for n in ("one", "two", "three", "four", "five", "six", "seven", "eight"):
+        assert f"tok-{n}" not in text + js
+        assert f"tok-{n}".encode() not in c2s  # (the body's echo is the server's, kept)
+    assert s2c.count(b"tok-") == 1 and "(redacted)" in text
+
+
+@pytest.mark.pure
+def test_sentinel_config_get_reply_hides_sentinel_pass():
+    """SENTINEL CONFIG GET answers with Sentinel's own password (sentinel-pass) as CONFIG GET
+    answers with requirepass: hidden in the records, masked in the pcap."""
+    calls = [(C2S, cmd(b"SENTINEL", b"CONFIG", b"GET", b"*")),
+             (S2C, b"*4\r\n$13\r\nsentinel-user\r\n$5\r\nalice\r\n"
+                   b"$13\r\nsentinel-pass\r\n$7\r\nhunter2\r\n")]
+    pcap = FakePcap()
+    _, sink = drive(calls, pcap=pcap)
+    text, js = rendered(sink)
+    assert "hunter2" not in text + js and "(redacted)" in text and "alice" in text
+    assert b"hunter2" not in pcap.masked(S2C) and b"alice" in pcap.masked(S2C)
 
 
 @pytest.mark.pure

@@ -212,6 +212,33 @@ def test_a_failure_reason_hides_a_credential_header_line():
     assert "s3cret" not in u.reason and "Authorization: (redacted)" in u.reason
 
 
+@pytest.mark.parametrize("line, shown", [
+    (b"AUTH s3cret", "AUTH (redacted)"),  # Redis after an HTTP request (cross-protocol)
+    (b"  auth default s3cret", "  auth (redacted)"),
+    (b"CONFIG SET masterauth s3cret", "CONFIG (redacted)"),
+    (b'"HELLO" 3 AUTH u s3cret', '"HELLO" (redacted)'),
+    (b"PING s3cret", "PING s3cret"),  # no secret command: as it is
+])
+def test_a_failure_reason_hides_a_redis_command_s_password(line, shown):
+    """A Redis command where a request line was expected (a client speaking HTTP and then
+    Redis on one connection, the cross-protocol pattern, or --decode http in front of Redis)
+    is quoted in the failure reason the console and JSON show: its password is not."""
+    conv = HttpConversation()
+    conv.feed(C2S, GET, 0.0)
+    [u] = [e for e in conv.feed(C2S, line + b"\r\n\r\n", 0.0) if isinstance(e, HttpUndecodable)]
+    assert u.reason == f"not an HTTP request line: {shown.encode()!r}"
+
+
+def test_a_failure_reason_hides_an_answer_echoing_a_password():
+    """``-ERR ... modifier '>pw'`` (Redis refusing an ACL rule) where a status line was
+    expected: the error is not quoted past its first word."""
+    conv = HttpConversation()
+    conv.feed(C2S, GET, 0.0)
+    out = conv.feed(S2C, b"-ERR Error in ACL SETUSER modifier '>s3cret': no\r\n\r\n", 0.0)
+    [u] = [e for e in out if isinstance(e, HttpUndecodable)]
+    assert "s3cret" not in u.reason and "-ERR (redacted)" in u.reason
+
+
 def test_secret_header_ranges_cover_folded_lines():
     """Obsolete line folding continues a header's value: a secret's continuation lines are
     masked in the pcap too, also when its first line is empty."""
@@ -453,6 +480,19 @@ def test_a_credential_in_a_trailer_is_secret_and_held_back_until_its_line_ends()
     conv = HttpConversation()
     conv.feed(C2S, req[:req.index(b"Basic") + 8], 0.0)
     assert conv.settled(C2S) == req.index(b"Authorization")  # the line is not finished
+
+
+def test_a_folded_credential_trailer_line_is_secret_to_its_last_fold():
+    """An obsolete folded line continues a trailer line as it does a head's: the folds of a
+    credential there are masked in the pcap too, a fold of another line is not."""
+    req = (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+           b"Authorization: Basic\r\n\ts3cret\r\n  more\r\nX-Sum: 1\r\n 2\r\n\r\n")
+    for step in (len(req), 7, 1):
+        conv = HttpConversation()
+        out = []
+        for i in range(0, len(req), step):
+            out += conv.feed(C2S, req[i:i + step], 0.0)
+        assert _secrets(req, out) == [b"Basic", b"s3cret", b"more"], step
 
 
 _QUERY_REQ = (b"\r\nGET  /cb?access_token=abc123&x=1;sig[]=s1g&page=2#id_token=f7g HTTP/1.1\r\n"

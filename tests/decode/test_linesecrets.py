@@ -43,11 +43,14 @@ def secrets_of(lines) -> list[bytes]:
         ([b"config set masterauth s3cret\r\n"], [b"s3cret"]),
         ([b"ACL SETUSER bob on >s3cret ~*\r\n"], [b"s3cret"]),
         ([b"MIGRATE h 1 k 0 5000 AUTH s3cret\r\n"], [b"s3cret"]),
+        ([b"SENTINEL CONFIG SET sentinel-pass s3cret\r\n"], [b"s3cret"]),
         ([b"Authorization: Basic czNjcmV0\r\n"], [b"Basic czNjcmV0"]),
         ([b"proxy-authorization:Bearer t0k\n"], [b"Bearer t0k"]),
         ([b"Cookie: a=1\r\n", b"\tb=s3cret \r\n", b"  c=2\r\n", b"Host: x\r\n", b" y\r\n"],
          [b"a=1", b"b=s3cret", b"c=2"]),
         ([b"Set-Cookie:\r\n", b" sid=s3cret\r\n"], [b"sid=s3cret"]),
+        ([b"X-Api-Key: s3cret\r\n", b"private-token:t0k\r\n"], [b"s3cret", b"t0k"]),
+        ([b"session:42\r\n", b"key:1\r\n", b"token: x\r\n"], []),  # Redis keys, words
         ([b"GET foo\r\n", b"SET AUTH x\r\n", b"Cookies: no\r\n", b"hello\r\n", b"\r\n"], []),
         ([b"CONFIG GET requirepass\r\n", b"AUTH\r\n"], []),
     ],
@@ -487,14 +490,16 @@ _RESP_SECRETS = (
     + _bulks(b"CONFIG", b"SET", b"requirepass", b"pw-four")
     + _bulks(b"ACL", b"SETUSER", b"u", b"on", b">pw-five", b"~*")
     + _bulks(b"MIGRATE", b"h", b"1", b"", b"0", b"5000", b"AUTH2", b"carol", b"pw\nsix")
+    + _bulks(b"SENTINEL", b"CONFIG", b"SET", b"sentinel-pass", b"pw-nine")
     + _bulks(b"SET", b"k", b"v")
 )
-_RESP_ANSWER = (  # CONFIG GET requirepass (RESP2), then (RESP3)
+_RESP_ANSWER = (  # CONFIG GET requirepass (RESP2), then (RESP3), SENTINEL CONFIG GET's
     b"+OK\r\n" + _bulks(b"requirepass", b"pw-seven") + b"$3\r\nabc\r\n"
     + b"%1\r\n$10\r\nmasterauth\r\n$8\r\npw-eight\r\n"
+    + _bulks(b"sentinel-pass", b"pw-ten")
 )
 _RESP_PWS = [b"pw-one", b"pw-two", b"pw-three", b"pw-four", b"pw-five", b"pw\nsix", b"pw-seven",
-             b"pw-eight"]
+             b"pw-eight", b"pw-nine", b"pw-ten"]
 
 
 @settings(max_examples=60)

@@ -29,7 +29,28 @@ def redact_headers(headers) -> tuple:
 
 
 def test_the_secret_headers():
-    assert SECRET_HEADERS == {b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"}
+    assert {b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"} <= SECRET_HEADERS
+
+
+@pytest.mark.parametrize("name", [b"X-Api-Key", b"x-auth-token", b"X-Access-Token",
+                                  b"Api-Key", b"PRIVATE-TOKEN", b"X-Amz-Security-Token",
+                                  b"X-Session-Id", b"x-apikey", b"X-Password", b"X-Secret"])
+def test_headers_named_like_a_credential_parameter_are_credentials(name):
+    """What ``?api_key=`` hides in a URL, ``X-Api-Key:`` carries in a head: a header named as
+    a credential parameter (``SECRET_PARAMS``, ``-`` for ``_``) after ``X-``, or without it
+    when the name has a ``-`` (GitLab's ``PRIVATE-TOKEN``), is one."""
+    headers = ((b"Host", b"h"), (name, b"k3y-s3cret"))
+    assert redact_headers(headers) == ((b"Host", b"h"), (name, REDACTED))
+    assert secret_values(headers) == [b"k3y-s3cret"]
+
+
+@pytest.mark.parametrize("name", [b"Key", b"Token", b"Session", b"Signature", b"Auth",
+                                  b"X-Csrf", b"Sec-WebSocket-Key", b"Keys"])
+def test_one_word_headers_and_others_are_not(name):
+    """A one-word name (``Key``, ``Session``) is also the start of many a Redis key
+    (``session:42``), which the text view would take for a header line: left alone."""
+    headers = ((name, b"v4lue"),)
+    assert redact_headers(headers) is headers
 
 
 def test_headers_keep_their_names_and_order_with_credentials_hidden():

@@ -516,6 +516,61 @@ def test_inline_secret_found_when_the_same_read_then_fails():
         assert of(events, Undecodable)
 
 
+_INLINE_SECRETS = (b"PING\r\n\r\nAUTH s3cret\r\n  auth user  s3cret2\nHELLO 3 AUTH u 'pw x'\r\n"
+                   b"CONFIG SET masterauth pw3\r\nACL SETUSER u on >pw4 ~*\r\n")
+
+
+@pytest.mark.pure
+@given(st.lists(st.integers(1, len(_INLINE_SECRETS) - 1), max_size=8))
+def test_inline_secrets_have_the_same_ranges_whatever_the_split(cuts):
+    """An inline command's secret ranges are its password tokens whichever reads the line came
+    in: the pcap masks the same bytes (the command's name and user stay readable)."""
+    whole = [(r.start, r.end) for r in of(RespConversation().feed(C2S, _INLINE_SECRETS, 0.0),
+                                           SecretRange)]
+    assert [_INLINE_SECRETS[s:e] for s, e in whole] == [
+        b"s3cret", b"s3cret2", b"'pw x'", b"pw3", b"pw4"]
+    split = _feed_split(RespConversation(), C2S, _INLINE_SECRETS, cuts)
+    assert [(r.start, r.end) for r in of(split, SecretRange)] == whole
+
+
+_HASH = b"e8f318657ce39ec4edeecbbee28fd72dea2261d8a6b2155ce4977393e0ea721b"  # sha256 of bobpw
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("hello, answer, shown", [
+    (b"", b"*2\r\n$105\r\nuser bob on #" + _HASH + b" ~* resetchannels -@all +get\r\n"
+          b"$34\r\nuser default on nopass ~* &* +@all\r\n",
+     [b"user bob on #(redacted) ~* resetchannels -@all +get",
+      b"user default on nopass ~* &* +@all"]),
+    (b"", b"*6\r\n$5\r\nflags\r\n*1\r\n$2\r\non\r\n$9\r\npasswords\r\n*1\r\n$64\r\n"
+          + _HASH + b"\r\n$8\r\ncommands\r\n$10\r\n-@all +get\r\n",
+     [b"flags", [b"on"], b"passwords", [b"(redacted)"], b"commands", b"-@all +get"]),
+    (cmd("HELLO", "3"), b"%3\r\n$5\r\nflags\r\n~1\r\n$2\r\non\r\n$9\r\npasswords\r\n*1\r\n"
+                        b"$64\r\n" + _HASH + b"\r\n$9\r\nselectors\r\n*0\r\n",
+     None),
+])
+def test_acl_list_and_getuser_answers_hide_the_password_hashes(hello, answer, shown):
+    """ACL LIST and ACL GETUSER answer with each user's password hashes (SHA-256), which ACL
+    SETUSER's ``#hash`` rule hides: hidden in their answers too, and masked in the pcap."""
+    from playground.decode.respdecoder import redact_reply
+
+    args = (b"ACL", b"LIST") if answer.startswith(b"*2") else (b"ACL", b"GETUSER", b"bob")
+    conv = RespConversation()
+    events = conv.feed(C2S, hello + cmd(*args) + cmd("PING"), 0.0)
+    stream = (b"%1\r\n$5\r\nproto\r\n:3\r\n" if hello else b"") + answer + b"+PONG\r\n"
+    for i in range(len(stream)):
+        events += conv.feed(S2C, stream[i:i + 1], 1.0)
+        if i < len(stream) - 8:
+            assert conv.settled(S2C) <= stream.index(answer)  # held until it is complete
+    assert [stream[r.start:r.end] for r in of(events, SecretRange)] == [_HASH]
+    [reply] = [e.reply for e in events if getattr(e, "command", ())[:1] == (b"ACL",)]
+    hidden = redact_reply(args, reply)
+    assert _HASH.decode() not in repr(hidden) and "(redacted)" in repr(hidden)
+    if shown is not None:
+        assert hidden == shown
+    assert redact_reply((b"ACL", b"WHOAMI"), b"bob") == b"bob"
+
+
 @pytest.mark.pure
 def test_config_get_answer_secret_ranges():
     from playground.decode.respdecoder import reply_secret_ranges

@@ -346,6 +346,34 @@ def test_twistd_proxy_json_and_console(twistd, echo_port, tmp_path):
     assert "Traceback" not in t.output()
 
 
+@pytest.mark.twistd
+def test_a_unix_client_s_own_name_cannot_drive_the_terminal(twistd, echo_port, tmp_path):
+    """A client of a unix-socket listener names its own end: any bytes (terminal escapes
+    included) in the console's and the log's open/close lines, and the JSON's ``client``,
+    unless escaped."""
+    listen = tmp_path / "proxy.sock"
+    out = tmp_path / "events.jsonl"
+    t = twistd(["proxy", "--listen", f"unix:{listen}", "--target", str(echo_port), "--json",
+                str(out), "--color", "never"])
+    t.wait_for("listening on")
+    name = str(tmp_path / "\x1b]0;pwned\x07\x1b[2J\u202e").encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.bind(name)
+        s.connect(str(listen))
+        s.sendall(b"hello\n")
+        s.shutdown(socket.SHUT_WR)
+        while s.recv(65536):
+            pass
+    t.wait_for("close unix:")
+    assert t.terminate() == 0
+    shown = t.output()
+    assert "\\x1b]0;pwned\\x07\\x1b[2J\\u202e" in shown  # the name, escaped
+    assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
+    [opened] = [o for o in map(json.loads, out.read_text().splitlines()) if o["type"] == "open"]
+    assert opened["client"].endswith("\\x1b]0;pwned\\x07\\x1b[2J\\u202e")
+
+
 @pytest.mark.pure
 def test_tools_present():
     for tool in ("curl", "tshark"):

@@ -5,6 +5,7 @@ must pass unchanged, and the tshark command the proxy logs must decode the file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import select
@@ -15,7 +16,7 @@ import sys
 import pytest
 
 from tests.support.capture import rows, tshark
-from tests.support.net import free_port
+from tests.support.net import free_port, wait_port
 from tests.support.processes import need, start_proxy, start_redis, stop_process
 
 pytestmark = pytest.mark.twistd
@@ -152,6 +153,47 @@ def test_acl_setuser_error_echoing_the_rule_is_masked(twistd, redis_pw, tmp_path
     assert b"modifier '<*********'" in pcap_path.read_bytes()
 
 
+def test_sentinel_s_own_password_is_masked(twistd, tmp_path):
+    """A real Sentinel (``redis-server --sentinel``) told its own password with ``SENTINEL
+    CONFIG SET sentinel-pass`` answers ``SENTINEL CONFIG GET *`` with it in clear."""
+    conf = tmp_path / "sentinel.conf"
+    port = free_port()
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n")
+    sentinel = subprocess.Popen([need("redis-server"), str(conf), "--sentinel"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        proc, proxy_port, json_path, pcap_path = _proxy(twistd, port, tmp_path)
+        got = subprocess.run([need("redis-cli"), "-p", str(proxy_port)], input=(
+            b"SENTINEL CONFIG SET sentinel-pass sentinel-pw\nSENTINEL CONFIG GET *\n"),
+            capture_output=True, timeout=20, check=True).stdout
+        assert got.count(b"sentinel-pw") == 1  # the client sees it
+        out = _finish(proc)
+    finally:
+        stop_process(sentinel)
+    assert '"sentinel-pass" "(redacted)"' in out
+    for text in (out, json_path.read_text(), pcap_path.read_bytes().decode("latin-1")):
+        assert "sentinel-pw" not in text
+    # the command's and the answer's (the console and JSON show its first 8 items)
+    assert pcap_path.read_bytes().count(b"sentinel-pass\r\n$11\r\n***********\r\n") == 2
+
+
+def test_acl_list_and_getuser_hide_the_password_hashes(twistd, redis_pw, tmp_path):
+    """ACL LIST and ACL GETUSER (RESP2 and RESP3) answer with the SHA-256 of each password,
+    which ACL SETUSER's #hash rule hides: not in the console, JSON or pcap either."""
+    digest = hashlib.sha256(b"bobpw").hexdigest()
+    proc, port, json_path, pcap_path = _proxy(twistd, redis_pw.port, tmp_path)
+    got = _nc(port, b"AUTH s3cret\r\nACL SETUSER bob on >bobpw ~* +get\r\nACL LIST\r\n"
+                    b"ACL GETUSER bob\r\nHELLO 3\r\nACL GETUSER bob\r\nPING\r\n")
+    assert got.count(digest.encode()) == 3  # the client sees them
+    out = _finish(proc)
+    assert "user bob on #(redacted) ~*" in out and "PING -> +PONG" in out
+    for text in (out, json_path.read_text(), pcap_path.read_bytes().decode("latin-1")):
+        assert digest not in text and PASSWORD not in text and "bobpw" not in text
+    assert hashlib.sha256(PASSWORD.encode()).hexdigest() not in out  # the default user's
+    assert pcap_path.read_bytes().count(b"*" * 64) == 4  # bob's 3, default's in ACL LIST
+
+
 def test_answers_inside_exec_are_masked(twistd, redis_pw, tmp_path):
     proc, port, json_path, pcap_path = _proxy(twistd, redis_pw.port, tmp_path)
     sent = (b"AUTH s3cret\r\nMULTI\r\nCONFIG GET requirepass\r\nACL SETUSER u <echoed-pw\r\n"
@@ -198,6 +240,33 @@ def test_credential_query_values_through_curl_are_redacted_in_json_console_and_p
     assert rows(_run_hint(command, "-Y", "http.request", "-T", "fields", "-e",
                           "http.request.uri")) == [f"/ip?access_token={filler}",
                                                    f"/get?access_token={filler}&page=2"]
+
+
+def test_api_key_headers_through_curl_are_redacted_in_json_console_and_pcap(twistd, tmp_path):
+    """``curl -H 'X-Api-Key: ...' -H 'Private-Token: ...' .../headers`` through the proxy: the
+    server gets both (its /headers echoes them), no output of the proxy has them but that echo
+    in the pcap (the server's body), and tshark reads the masked headers."""
+    http_port = free_port()
+    twistd(["http", "--listen", str(http_port)]).wait_for("listening on")
+    proc, port, json_path, pcap_path = _proxy(twistd, http_port, tmp_path)
+    key, token = "k3yS3cret42", "t0kS3cret42"
+    got = subprocess.run([need("curl"), "-sS", "--max-time", "20", "-H", f"X-Api-Key: {key}",
+                          "-H", f"Private-Token: {token}", f"http://127.0.0.1:{port}/headers"],
+                         capture_output=True, timeout=30, check=True).stdout
+    assert key.encode() in got and token.encode() in got  # unchanged
+    out = _finish(proc)
+    [record] = [r for r in map(json.loads, json_path.read_text().splitlines())
+                if r["type"] == "http"]
+    headers = dict(map(tuple, record["request_headers"]))
+    assert headers["X-Api-Key"] == headers["Private-Token"] == "(redacted)"
+    for text in (out, json_path.read_text()):
+        assert key not in text and token not in text
+    pcap = pcap_path.read_bytes()
+    for secret in (key, token):
+        assert pcap.count(secret.encode()) == got.count(secret.encode())  # the server's echo
+    command = _hint(out, "pcap closed")
+    shown = _run_hint(command, "-Y", "http.request", "-V")
+    assert f"X-Api-Key: {'*' * len(key)}" in shown and f"Private-Token: {'*' * len(token)}" in shown
 
 
 # a redirecting server on a kernel-chosen loopback port (it prints the port): /login answers

@@ -225,6 +225,22 @@ def test_json_fast_path_equals_to_json(records, limit):
 
 
 @pytest.mark.pure
+def test_json_lines_are_utf_8_whatever_the_strings():
+    """A string with a lone surrogate (a --target path from a non-UTF-8 argv, a note or a reason
+    naming one) is written as JSON's escape: the line stays UTF-8 (jq and other strict readers
+    refuse the bytes surrogatepass made), and reads back as the string it was."""
+    odd = "unix:/srv/\udcff.sock"
+    records = [R.Open(1, 1.0, odd, odd, odd, odd), R.Notice(1, 1.0, odd),
+               R.Close(1, 2.0, odd, 1, 2, 0.5, "client", "fin", odd),
+               R.RedisExchange(1, 1.0, odd, (b"GET", b"k"), b"v", 0.001, False)]
+    for r in records:  # one a batch: the exchange's head made for its client
+        [line] = JsonSink("unused").format_batch([r]).decode("utf-8").splitlines()  # strict
+        assert odd in json.loads(line).values()
+    cafe = R.RedisExchange(1, 1.0, "127.0.0.1:5", (b"GET", b"caf\xc3\xa9"), b"v", 0.001, False)
+    assert "café" in JsonSink("unused").format_batch([cafe]).decode("utf-8")  # not escaped
+
+
+@pytest.mark.pure
 @given(_records, st.sampled_from([0, 4, 200]))
 @settings(max_examples=300, deadline=None)
 def test_console_fast_path_equals_formatter(records, limit):
