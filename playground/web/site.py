@@ -2,7 +2,8 @@
 
 Routes (all JSON but the page and its assets; an error is ``{"error": ...}`` with its status:
 404 unknown id or path, 400 bad query or body, 401 no or wrong token, 403 an action without its
-header or from another origin, 405 not GET, or not POST for an action):
+header or from another origin, or a request a page on another site made (but a link opening a
+page: ``_from_another_site``), 405 not GET, or not POST for an action):
 
 * ``/`` the page; ``/static/NAME`` its assets, read once from the package
   (``importlib.resources``): nothing is fetched from elsewhere, and the Content-Security-Policy
@@ -360,6 +361,10 @@ class WebRoot(resource.Resource):
                                              "naming loopback (127.0.0.1, [::1], localhost): "
                                              "a page on another name may be DNS rebinding "
                                              "(behind a proxy of your own: set --web-token)")
+        if _from_another_site(request):
+            return self._error(request, 403, "a request from a page on another site (a frame, "
+                                             "an image, a script's): the view answers its own "
+                                             "page, and a link that opens it")
         self.capture.sync()  # an answer sees everything the sink was handed
         path = [p.decode("utf-8", "replace") for p in request.postpath]
         if path and path[-1] == "" and len(path) > 1:
@@ -582,6 +587,21 @@ class WebRoot(resource.Resource):
         request.write(b"retry: 1000\n\n")
         self.feed.add(request, since)
         return server.NOT_DONE_YET
+
+
+def _from_another_site(request) -> bool:
+    """Whether the browser says (Fetch Metadata: ``Sec-Fetch-Site``, which a page cannot set)
+    that a page of another origin made the request, and it is not a link or an address
+    opening a page in its tab (a top-level navigation): a frame, an image, a script's fetch
+    or event stream. A page on any site can ask the loopback view so (its Host is loopback;
+    only reading the answer is refused), and 40 frames of ``/api/events`` on names under
+    ``.localhost`` (6 connections a name in a browser) held all the view's event streams:
+    the user's page said ``reconnecting…``. Without the header (curl, a client that is not a
+    browser): not refused."""
+    if request.getHeader(b"sec-fetch-site") in (None, b"same-origin", b"none"):
+        return False
+    return not (request.getHeader(b"sec-fetch-mode") == b"navigate"
+                and request.getHeader(b"sec-fetch-dest") == b"document")
 
 
 def _origin_host(origin: bytes) -> bytes:

@@ -71,6 +71,12 @@ def offline_browser(tmp_path, request):
     yield from _chromium(tmp_path, request, *OFFLINE)
 
 
+@pytest.fixture
+def evil_browser(tmp_path, request):
+    """A browser in which ``evil.test`` names a page server on loopback: a site of its own."""
+    yield from _chromium(tmp_path, request, "--host-resolver-rules=MAP evil.test 127.0.0.1")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -427,6 +433,51 @@ def test_the_page_works_with_a_token_off_loopback(twistd, redis_server, browser)
                "the connection")
     browser.find_element(By.CSS_SELECTOR, "#connections tbody tr").click()
     wait_until(lambda: "PONG" in browser.find_element(By.ID, "exchanges").text, 5, "its row")
+    assert proc.terminate() == 0
+
+
+def test_a_page_on_another_site_cannot_take_the_views_event_streams(twistd, evil_browser):
+    """A page anywhere can have the browser ask the loopback view (only reading the answers is
+    refused to it): its frames of /api/events, on names under .localhost (a browser opens 6
+    connections a name), held all 32 event streams of the view, and the user's page, opened
+    beside it, said reconnecting… for as long as that page was open."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    proc, _ = start_proxy(twistd, free_port(), "--web", "tcp:0:interface=127.0.0.1", "--quiet")
+    url = web_url(proc)
+    view_port = int(url.split(":")[2].split("/")[0])
+    frames = 40
+    evil = (f"<!doctype html><body><script>window.loaded = 0; addEventListener('load', () => {{"
+            f" for (let i = 0; i < {frames}; i++) {{ const f = document.createElement('iframe');"
+            f" f.onload = () => window.loaded++;"
+            f" f.src = `http://x${{i}}.localhost:{view_port}/api/events`;"
+            f" document.body.appendChild(f); }} }});</script></body>").encode()
+
+    class Evil(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(evil)))
+            self.end_headers()
+            self.wfile.write(evil)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Evil)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        evil_browser.get(f"http://evil.test:{server.server_address[1]}/")
+        # the frames the view answered at once (before, those over its 32 streams: a 503)
+        wait_until(lambda: evil_browser.execute_script("return window.loaded") >= frames - 32,
+                   15, "the frames answered")
+        evil_browser.switch_to.new_window("tab")
+        evil_browser.get(url)  # the user's page, the other still open
+        wait_until(lambda: status(evil_browser) == "live", 10, "the view's own page live")
+    finally:
+        server.shutdown()
+        server.server_close()
     assert proc.terminate() == 0
 
 

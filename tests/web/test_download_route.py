@@ -113,6 +113,34 @@ def test_without_a_token_only_a_loopback_host_is_answered(host, status):
     assert (request.responseCode or 200) == 200
 
 
+@pytest.mark.parametrize("path, site, mode, dest, status", [
+    ([b"api", b"events"], b"cross-site", b"navigate", b"iframe", 403),
+    ([b"api", b"connections", b"1"], b"cross-site", b"no-cors", b"image", 403),
+    ([b"api", b"connections"], b"same-site", b"cors", b"empty", 403),  # another port's page
+    ([b"api", b"connections", b"1.pcap"], b"cross-site", b"navigate", b"iframe", 403),
+    ([], b"cross-site", b"navigate", b"iframe", 403),
+    ([], b"cross-site", b"navigate", b"document", 200),  # a link that opens the view
+    ([], b"none", b"navigate", b"document", 200),  # an address typed, a bookmark
+    ([b"api", b"connections"], b"same-origin", b"cors", b"empty", 200),  # the view's own page
+    ([b"api", b"connections"], None, None, None, 200),  # curl
+])
+def test_a_request_a_page_on_another_site_made_is_refused(path, site, mode, dest, status):
+    # a page anywhere can have the browser ask the loopback view (only reading the answer is
+    # refused to it): 40 frames of /api/events on names under .localhost held all 32 event
+    # streams of the view, whose own page then said reconnecting…
+    root = WebRoot(Capture(), reactor=MemoryReactorClock(), assets={"index.html": b"page"})
+    request = DummyRequest(path)
+    for name, value in ((b"sec-fetch-site", site), (b"sec-fetch-mode", mode),
+                        (b"sec-fetch-dest", dest)):
+        if value is not None:
+            request.requestHeaders.setRawHeaders(name, [value])
+    body = root.render(request)
+    assert (request.responseCode or 200) == status, body[:80]
+    assert root.feed.clients == []
+    if status == 403:
+        assert json.loads(body)["error"].startswith("a request from a page on another site")
+
+
 def test_a_unix_socket_view_answers_any_host():
     # no browser connects to a socket: a reverse proxy in front of one passes its own Host
     from twisted.internet.address import UNIXAddress
