@@ -11,7 +11,8 @@ page: ``_from_another_site``), 405 not GET, or not POST for an action):
 * ``/api/connections`` the connections list, newest first, at most ``?limit=N`` (``more``: ask
   again with ``?before=`` the answer's ``before``); ``?since=SEQ``: only what changed after it;
 * ``/api/connections/{id}`` one connection and its exchanges (``?after=INDEX``, ``?limit=N``;
-  ``more``: ask again with ``?after=`` the answer's ``next_after``);
+  about ``MAX_EXCHANGES_TEXT`` characters of requests and replies at most; ``more``: ask again
+  with ``?after=`` the answer's ``next_after``);
 * on both, the view's filter (``capture.Filter``): ``?proto=resp|http|text|hex``, ``?cmd=GLOB``,
   ``?http=[METHOD[,METHOD...]] [PATH-GLOB]``, ``?errors=1``, ``?slow=MS``, ``?client=GLOB``: only the
   connections that match, and of a connection only its matching exchanges (a bad value: 400
@@ -78,6 +79,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 MAX_LIMIT = 5000  # rows or chunks one API answer holds at most
 MAX_SCAN_ROWS = 2000  # formatted exchange rows' worth a filtered list answer reads (tens of ms)
 MAX_STREAM_ANSWER = 1 << 20  # stream bytes one API answer holds at most (one chunk at least)
+MAX_EXCHANGES_TEXT = 1 << 20  # request and reply text one connection's answer holds, about
 MAX_EVENT_ROWS = 1000  # connection rows one event message holds at most
 DOWNLOAD_TURN = 0.004  # seconds of download pieces per reactor turn, at most (and one piece)
 MAX_EVENT_CLIENTS = 32
@@ -480,7 +482,8 @@ class WebRoot(resource.Resource):
         limit = _int_arg(request, "limit", MAX_LIMIT, 1, MAX_LIMIT)
         shown = _filter_arg(request)
         rows, read_to, more = self.scan.rows(shown, c, after, limit,
-                                             MAX_SCAN_ROWS if shown.on_exchanges else limit)
+                                             MAX_SCAN_ROWS if shown.on_exchanges else limit,
+                                             MAX_EXCHANGES_TEXT)
         return self._json(request, {"connection": c.summary(self.reactor.seconds()),
                                     "exchanges": rows, "more": more, "next_after": read_to,
                                     "exchanges_evicted": c.exchanges_evicted})
