@@ -74,6 +74,46 @@ def test_a_pcap_download_names_its_file_and_the_bytes_the_capture_evicted():
     assert json.loads(body.splitlines()[0])["type"] == "open"
 
 
+def _segments(pcap: bytes) -> list[tuple[str, int, int, int]]:
+    """``(direction, sequence number relative to its SYN's, flags, payload length)`` per TCP
+    segment of a one-connection pcap (the client sends the first SYN)."""
+    import io
+
+    import dpkt
+
+    out, isn, client = [], {}, None
+    for _, frame in dpkt.pcap.Reader(io.BytesIO(pcap)):
+        tcp = dpkt.ethernet.Ethernet(frame).data.data
+        client = tcp.sport if client is None else client
+        direction = C2S if tcp.sport == client else "s2c"
+        isn.setdefault(direction, tcp.seq)
+        out.append((direction, (tcp.seq - isn[direction]) % 2**32, tcp.flags, len(tcp.data)))
+    return out
+
+
+def test_a_pcap_of_a_stream_the_capture_evicted_shows_the_gap():
+    # the file's sequence numbers began at the first byte the capture still had: saved, a
+    # connection whose 4.7 MB of requests were evicted read in tshark as a client that sent
+    # nothing (its FIN at Seq=1), the evicted bytes silently missing; now tshark says
+    # "previous segment not captured" where they were
+    capture = Capture(max_bytes=1000)
+    capture.opened(7, 1.0, "127.0.0.1:50000", "127.0.0.1:6479", "tcp:x:6379", "127.0.0.1:6379")
+    capture.data(7, C2S, b"A" * 600, 1.1)
+    capture.data(7, "s2c", b"B" * 600, 1.2)  # the A's go
+    capture.data(7, C2S, b"later", 1.3)
+    capture.half_closed(7, "s2c", 1.4)
+    capture.data(7, C2S, b"C" * 600, 1.5)  # the B's go
+    capture.closed(7, 1.6, "client", "fin")
+    c = capture.get(7)
+    assert c.stream_evicted == {C2S: 600, "s2c": 600}
+    _, body = get(WebRoot(capture, reactor=MemoryReactorClock(), assets={}), "7.pcap")
+    segments = _segments(body)
+    data = [(d, seq, n) for d, seq, flags, n in segments if n]
+    assert data == [(C2S, 601, 5), (C2S, 606, 600)]  # 1 is the first byte after the SYN
+    fins = [(d, seq) for d, seq, flags, n in segments if flags & 0x01]
+    assert fins == [("s2c", 601), (C2S, 1206)]  # after the 600 evicted B's; the last C
+
+
 def test_unknown_ids_are_json_404s():
     root = WebRoot(Capture(), reactor=MemoryReactorClock(), assets={})
     for name in ("8.pcap", "8.jsonl", "x.pcap", ".jsonl"):
