@@ -266,7 +266,7 @@ class EventFeed:
         self.clients.append(client)
         request.registerProducer(client, True)
         request.notifyFinish().addBoth(lambda _: self._remove(client))
-        self._send(client)  # what it missed, at once
+        self._send(client, {})  # what it missed, at once
         if self._loop is None:
             self._loop = task.LoopingCall(self.tick)
             self._loop.clock = self.reactor
@@ -286,6 +286,7 @@ class EventFeed:
     def tick(self) -> None:
         self.capture.sync()  # what the sink queued is in, so the seq says it
         seq = self.capture.seq
+        made: dict[int, tuple[int, bytes]] = {}  # a message per seq the clients are at
         for client in list(self.clients):
             if client.gone or client.seq == seq:
                 continue
@@ -299,13 +300,20 @@ class EventFeed:
                     if transport is not None:
                         transport.abortConnection()
                 continue
-            self._send(client)
+            self._send(client, made)
 
-    def _send(self, client: EventClient) -> None:
-        changes = self.capture.changes(client.seq, self.reactor.seconds(), MAX_EVENT_ROWS)
-        client.seq = changes["seq"]
-        payload = json.dumps(changes, separators=(",", ":"))
-        client.request.write(f"id: {self.epoch}-{changes['seq']}\ndata: {payload}\n\n".encode())
+    def _send(self, client: EventClient, made: dict[int, tuple[int, bytes]]) -> None:
+        """Send ``client`` what changed since its seq: made once a tick for the clients at one
+        seq (``made``: seq -> the seq it brings them to, the message), which after a tick is
+        all that keep up (32 pages each had their 1000 rows made and dumped: 113 ms a tick)."""
+        message = made.get(client.seq)
+        if message is None:
+            changes = self.capture.changes(client.seq, self.reactor.seconds(), MAX_EVENT_ROWS)
+            payload = json.dumps(changes, separators=(",", ":"))
+            message = made[client.seq] = (
+                changes["seq"], f"id: {self.epoch}-{changes['seq']}\ndata: {payload}\n\n".encode())
+        client.seq = message[0]
+        client.request.write(message[1])
 
     def stop(self) -> None:
         for client in list(self.clients):
