@@ -481,6 +481,35 @@ def test_a_page_on_another_site_cannot_take_the_views_event_streams(twistd, evil
     assert proc.terminate() == 0
 
 
+def test_the_stream_pane_says_the_chunks_it_no_longer_shows(twistd, redis_server, browser):
+    """The follow-stream pane keeps a connection's last 5000 chunks: those before went from it
+    without a word (the capture had them all, so no eviction was said), and scrolled to its
+    top the stream seemed to begin with a PING in the middle of the connection."""
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--quiet")
+    browser.get(web_url(proc))
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        for _ in range(3000):  # one at a time: a chunk each way each, 6000 chunks
+            s.sendall(b"PING\r\n")
+            assert s.recv(100) == b"+PONG\r\n"
+    wait_until(lambda: listed_ids(browser) == ["1"], 10, "the connection")
+    browser.find_element(By.CSS_SELECTOR, '#connections tbody tr[data-id="1"]').click()
+    note = browser.find_element(By.ID, "stream-note")
+    wait_until(lambda: "not shown" in note.text, 20, "the note of the chunks not shown")
+    shown = browser.execute_script("return document.getElementById('stream').children.length")
+    dropped = int(note.text.split(" ", 1)[0])
+    assert shown == 5000 and dropped >= 1000, note.text  # 6000 data chunks, and the marks'
+    first = dropped + 1  # the first chunk shown: an odd one a PING, an even one a PONG
+    where = (f"client → server, offset {6 * (first // 2)}," if first % 2
+             else f"server → client, offset {7 * (first // 2 - 1)},")
+    top = browser.execute_script("return document.getElementById('stream').firstChild.title")
+    assert top.startswith(where), (top, note.text)
+    assert proc.terminate() == 0
+
+
 def test_the_latency_panel_shows_redis_benchmark_per_command(twistd, redis_server, browser):
     from selenium.webdriver.common.by import By
 

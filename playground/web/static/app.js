@@ -272,11 +272,13 @@ const streamEl = document.getElementById("stream");
 let lastExchange = 0, lastChunk = 0, fetching = false, again = false;
 let hexView = false;
 let chunks = []; // kept to redraw on a text/hex toggle
+const MAX_CHUNKS_SHOWN = 5000; // the pane keeps a connection's last chunks
+let chunksDropped = 0; // the earlier ones it let go: said in the note, never silently
 
 function pick(id) {
   picked = id;
   setActions(conns.has(id) && conns.get(id).state !== "closed");
-  lastExchange = 0; lastChunk = 0; chunks = [];
+  lastExchange = 0; lastChunk = 0; chunks = []; chunksDropped = 0;
   exchanges.length = 0;
   exDrawn.clear();
   exBody.replaceChildren();
@@ -473,18 +475,21 @@ let streamEvicted = { c2s: 0, s2c: 0 };
 
 function showStream(stream) {
   streamEvicted = stream.stream_evicted;
-  const gone = [];
-  for (const d of ["c2s", "s2c"]) {
-    if (streamEvicted[d]) gone.push(`${ARROW[d]} bytes 0-${streamEvicted[d]} evicted`);
-  }
-  document.getElementById("stream-note").textContent = gone.join("; ");
   const atEnd = streamEl.scrollTop + streamEl.clientHeight >= streamEl.scrollHeight - 4;
   for (const ch of stream.chunks) {
     chunks.push(ch);
     streamEl.appendChild(chunkNode(ch));
     lastChunk = ch.n;
   }
-  while (chunks.length > 5000) { chunks.shift(); streamEl.firstChild.remove(); }
+  while (chunks.length > MAX_CHUNKS_SHOWN) {
+    chunks.shift(); streamEl.firstChild.remove(); chunksDropped++;
+  }
+  const gone = chunksDropped ? [`${chunksDropped} earlier chunk(s) not shown (the pane keeps ` +
+                                `the last ${MAX_CHUNKS_SHOWN}; the pcap has them)`] : [];
+  for (const d of ["c2s", "s2c"]) {
+    if (streamEvicted[d]) gone.push(`${ARROW[d]} bytes 0-${streamEvicted[d]} evicted`);
+  }
+  document.getElementById("stream-note").textContent = gone.join("; ");
   if (atEnd) streamEl.scrollTop = streamEl.scrollHeight;
 }
 
