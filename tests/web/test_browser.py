@@ -20,7 +20,7 @@ from tests.support.net import free_port
 from tests.support.paths import ROOT
 from tests.support.processes import need, start_proxy
 from tests.support.waiting import wait_until
-from tests.support.web import web_url
+from tests.support.web import api_get, web_url
 
 pytestmark = pytest.mark.twistd
 
@@ -507,6 +507,32 @@ def test_the_stream_pane_says_the_chunks_it_no_longer_shows(twistd, redis_server
              else f"server → client, offset {7 * (first // 2 - 1)},")
     top = browser.execute_script("return document.getElementById('stream').firstChild.title")
     assert top.startswith(where), (top, note.text)
+    assert proc.terminate() == 0
+
+
+def test_the_stream_pane_names_the_evicted_bytes_as_the_pcap_does(twistd, redis_server, browser):
+    """N evicted bytes are bytes 0 to N-1 (the .pcap's X-Tcpplay-Evicted says so); the pane
+    said 0-N, one byte it still showed included."""
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--web-memory", "1", "--quiet")
+    url = web_url(proc)
+    browser.get(url)
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    value = b"v" * (3 << 20)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n" % (len(value), value))
+        assert s.recv(100) == b"+OK\r\n"
+    wait_until(lambda: listed_ids(browser) == ["1"], 10, "the connection")
+    wait_until(lambda: api_get(url + "api/connections/1")["connection"]["state"] == "closed",
+               10, "its close")
+    evicted = api_get(url + "api/connections/1")["connection"]["stream_evicted"]["c2s"]
+    assert evicted > 0
+    browser.find_element(By.CSS_SELECTOR, '#connections tbody tr[data-id="1"]').click()
+    note = browser.find_element(By.ID, "stream-note")
+    wait_until(lambda: "evicted" in note.text, 10, "the note of the evicted bytes")
+    assert note.text == f"client → server bytes 0-{evicted - 1} evicted", note.text
     assert proc.terminate() == 0
 
 

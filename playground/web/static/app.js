@@ -487,7 +487,7 @@ function showStream(stream) {
   const gone = chunksDropped ? [`${chunksDropped} earlier chunk(s) not shown (the pane keeps ` +
                                 `the last ${MAX_CHUNKS_SHOWN}; the pcap has them)`] : [];
   for (const d of ["c2s", "s2c"]) {
-    if (streamEvicted[d]) gone.push(`${ARROW[d]} bytes 0-${streamEvicted[d]} evicted`);
+    if (streamEvicted[d]) gone.push(`${ARROW[d]} bytes 0-${streamEvicted[d] - 1} evicted`);
   }
   document.getElementById("stream-note").textContent = gone.join("; ");
   if (atEnd) streamEl.scrollTop = streamEl.scrollHeight;
