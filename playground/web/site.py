@@ -595,6 +595,8 @@ class WebRoot(resource.Resource):
             since = (decimal(seq, _ID_DIGITS) or 0) if epoch == self.feed.epoch else 0
         request.setHeader(b"content-type", b"text/event-stream")
         request.setHeader(b"cache-control", b"no-store")
+        if request.method == b"HEAD":  # the headers alone: no stream to hold a place for
+            return b""
         request.write(b"retry: 1000\n\n")
         self.feed.add(request, since)
         return server.NOT_DONE_YET

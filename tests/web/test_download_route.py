@@ -206,6 +206,18 @@ def test_a_connections_answer_holds_a_bounded_text_and_says_there_is_more():
     assert seen == list(range(1, 601)) and answers > 2
 
 
+def test_head_on_the_event_stream_is_its_headers_alone():
+    # a HEAD of /api/events took one of the 32 event streams for as long as its connection
+    # stayed: nothing is written to a HEAD's transport, so its client never looked stalled and
+    # was never dropped, as one that does not read is
+    root = WebRoot(Capture(), reactor=MemoryReactorClock(), assets={})
+    request = Request([b"api", b"events"])
+    request.method = b"HEAD"
+    body = root.render(request)
+    assert body == b"" and root.feed.clients == []
+    assert header(request, b"content-type") == b"text/event-stream"
+
+
 def test_a_unix_socket_view_answers_any_host():
     # no browser connects to a socket: a reverse proxy in front of one passes its own Host
     from twisted.internet.address import UNIXAddress
