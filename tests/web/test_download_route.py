@@ -1,4 +1,6 @@
-"""The download routes on WebRoot, rendered in memory: headers, the evicted bytes, 404s."""
+"""WebRoot rendered in memory: the download routes (headers, the evicted bytes and the gap they
+leave in a pcap, 404s), which requests it answers (a loopback Host, a page's own and not another
+site's, HEAD), and how much one connection's answer holds."""
 
 from __future__ import annotations
 
