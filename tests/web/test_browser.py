@@ -536,6 +536,45 @@ def test_the_stream_pane_names_the_evicted_bytes_as_the_pcap_does(twistd, redis_
     assert proc.terminate() == 0
 
 
+def test_the_stream_pane_marks_chunks_evicted_between_its_answers(twistd, redis_server,
+                                                                   browser):
+    """Chunks the capture evicted after the pane had read the ones before them, before it read
+    them, were skipped without a mark: the pane showed a PONG followed by the middle of a SET's
+    value as if one came after the other (the note names the evicted bytes from 0, which the
+    pane still shows)."""
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--web-memory", "1", "--quiet")
+    url = web_url(proc)
+    browser.get(url)
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+
+    def shown() -> list:
+        return browser.execute_script("return chunks.map((c) => [c.mark || c.direction, "
+                                      "c.mark === 'gap' ? c.count : c.n])")
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"PING\r\n")
+        assert s.recv(100) == b"+PONG\r\n"
+        wait_until(lambda: listed_ids(browser) == ["1"], 10, "the connection")
+        browser.find_element(By.CSS_SELECTOR, '#connections tbody tr[data-id="1"]').click()
+        wait_until(lambda: shown() == [["c2s", 1], ["s2c", 2]], 10, "the PING and its PONG")
+        value = b"v" * (8 << 20)
+        s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n" % (len(value), value))
+        assert s.recv(100) == b"+OK\r\n"
+    wait_until(lambda: api_get(url + "api/connections/1")["connection"]["state"] == "closed",
+               10, "its close")
+    last = api_get(url + "api/connections/1/stream?after=0")["chunks"][-1]["n"]
+    wait_until(lambda: browser.execute_script("return lastChunk") == last, 10, "the last chunk")
+    chunks = shown()
+    gaps = [count for kind, count in chunks if kind == "gap"]
+    assert gaps and chunks[2][0] == "gap", chunks[:4]
+    assert len(chunks) - len(gaps) + sum(gaps) == last  # every chunk shown or counted, once
+    assert "chunk(s) evicted before shown" in browser.find_element(By.ID, "stream").text
+    assert proc.terminate() == 0
+
+
 def test_the_latency_panel_shows_redis_benchmark_per_command(twistd, redis_server, browser):
     from selenium.webdriver.common.by import By
 

@@ -460,6 +460,7 @@ function asHex(bytes, offset) {
 const MARKS = { fin: "FIN", rst: "RST", close: "closed" };
 
 function chunkNode(ch) {
+  if (ch.mark === "gap") return el("span", "mark", `── ${ch.count} chunk(s) evicted before shown ──`);
   if (ch.mark === "unreached") return el("span", "mark", "── the proxy could not reach the server ──");
   if (ch.mark) {
     const who = ch.direction === "c2s" ? "client" : ch.direction === "s2c" ? "server" : "proxy";
@@ -476,9 +477,11 @@ let streamEvicted = { c2s: 0, s2c: 0 };
 function showStream(stream) {
   streamEvicted = stream.stream_evicted;
   const atEnd = streamEl.scrollTop + streamEl.clientHeight >= streamEl.scrollHeight - 4;
+  const show = (ch) => { chunks.push(ch); streamEl.appendChild(chunkNode(ch)); };
   for (const ch of stream.chunks) {
-    chunks.push(ch);
-    streamEl.appendChild(chunkNode(ch));
+    // chunks the capture evicted between two answers: marked where they were, not skipped
+    if (lastChunk && ch.n > lastChunk + 1) show({ mark: "gap", count: ch.n - lastChunk - 1 });
+    show(ch);
     lastChunk = ch.n;
   }
   while (chunks.length > MAX_CHUNKS_SHOWN) {
