@@ -575,6 +575,46 @@ def test_the_stream_pane_marks_chunks_evicted_between_its_answers(twistd, redis_
     assert proc.terminate() == 0
 
 
+def test_the_exchanges_table_marks_rows_evicted_between_its_answers(twistd, redis_server,
+                                                                     browser):
+    """Rows the capture evicted after the table had read the ones before them, before it read
+    them, were skipped without a mark (only the numbers jumped)."""
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--web-memory", "1", "--quiet")
+    url = web_url(proc)
+    browser.get(url)
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+
+    def shown() -> list:
+        return browser.execute_script(
+            "return exchanges.map((x) => x.gap ? ['gap', x.gap] : ['row', x.index])")
+
+    sets = 20_000
+    pipeline = b"".join(b"*3\r\n$3\r\nSET\r\n$6\r\nk%05d\r\n$200\r\n%s\r\n" % (i, b"v" * 200)
+                        for i in range(sets))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"PING\r\n")
+        assert s.recv(100) == b"+PONG\r\n"
+        wait_until(lambda: listed_ids(browser) == ["1"], 10, "the connection")
+        browser.find_element(By.CSS_SELECTOR, '#connections tbody tr[data-id="1"]').click()
+        wait_until(lambda: shown() == [["row", 1]], 10, "the PING's row")
+        s.sendall(pipeline)
+        got = b""
+        while got.count(b"+OK") < sets:
+            got += s.recv(1 << 16)
+    wait_until(lambda: api_get(url + "api/connections/1")["connection"]["state"] == "closed",
+               10, "its close")
+    wait_until(lambda: browser.execute_script("return lastExchange") == sets + 1, 20,
+               "the last row read")
+    rows = shown()
+    gaps = [n for kind, n in rows if kind == "gap"]
+    assert gaps and rows[1][0] == "gap", rows[:3]
+    assert len(rows) - len(gaps) + sum(gaps) == sets + 1  # every row shown or counted, once
+    assert proc.terminate() == 0
+
+
 def test_the_latency_panel_shows_redis_benchmark_per_command(twistd, redis_server, browser):
     from selenium.webdriver.common.by import By
 

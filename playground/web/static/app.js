@@ -360,7 +360,12 @@ function showConnection(one) {
     `${c.exchanges} exchange(s), ${c.errors} error(s)`;
   document.getElementById("exchanges-note").textContent =
     one.exchanges_evicted ? `${one.exchanges_evicted} older exchange(s) evicted` : "";
+  const every = !Object.keys(filter).length; // a filter skips rows: no gap to say then
   for (const x of one.exchanges) {
+    // rows the capture evicted between two answers: a row in their place, not skipped
+    if (every && lastExchange && x.index > lastExchange + 1) {
+      exchanges.push({ gap: x.index - lastExchange - 1 });
+    }
     exchanges.push(x);
     lastExchange = x.index;
   }
@@ -381,6 +386,13 @@ let exRowHeight = 22; // measured from the rows drawn
 let exQueued = false;
 
 function exchangeRow(x) {
+  if (x.gap) {
+    const tr = el("tr", "gap");
+    const td = el("td", "", `── ${x.gap} exchange(s) evicted before shown ──`);
+    td.colSpan = 6;
+    tr.appendChild(td);
+    return tr;
+  }
   const tr = el("tr", x.error ? "error" : x.kind);
   tr.dataset.index = x.index;
   tr.appendChild(el("td", "num", x.index));
