@@ -444,8 +444,8 @@ class WebRoot(resource.Resource):
         limit = _int_arg(request, "limit", MAX_LIMIT, 1, MAX_LIMIT)
         before = _int_arg(request, "before", 0)
         shown = _filter_arg(request)
-        if since:
-            out = capture.changes(since, now)
+        if since:  # the oldest changes first, at most ``limit``: ask again from the seq
+            out = capture.changes(since, now, limit)
             candidates = [(capture.get(row["id"]), row) for row in out["connections"]]
         else:
             out = {"seq": capture.seq, "resync": True, "evicted": [],
@@ -471,12 +471,13 @@ class WebRoot(resource.Resource):
                 if not matched:
                     continue
             rows.append(row)
+        if since and more:
+            out["seq"] = since  # ask again from the same point: it goes on where it stopped
+        elif since:
+            more = out["seq"] < capture.seq  # the limit stopped it: the rest from its seq
         out["connections"] = rows
         out["more"] = more
-        if since:
-            if more:
-                out["seq"] = since  # ask again from the same point: it goes on where it stopped
-        else:
+        if not since:
             out["before"] = resume
         out["capture"] = {"connections": len(capture.connections),
                           "max_connections": capture.max_connections,

@@ -208,6 +208,32 @@ def test_a_connections_answer_holds_a_bounded_text_and_says_there_is_more():
     assert seen == list(range(1, 601)) and answers > 2
 
 
+def test_a_since_answer_holds_at_most_its_limit_and_says_there_is_more():
+    # ?limit= was ignored with ?since=: an answer held every connection changed since, a
+    # resync every connection of the capture (100,000 of them at --web-connections 100000)
+    capture = Capture()
+    for pair_id in range(1, 11):
+        capture.opened(pair_id, 1.0, "127.0.0.1:40000", "127.0.0.1:6479", "tcp:x:6379")
+    root = WebRoot(capture, reactor=MemoryReactorClock(), assets={})
+
+    def ask(since: int) -> dict:
+        request = DummyRequest([b"api", b"connections"])
+        request.args.update({b"since": [str(since).encode()], b"limit": [b"3"]})
+        return json.loads(root.render(request))
+
+    seen, since = [], 2
+    for _ in range(10):
+        out = ask(since)
+        assert len(out["connections"]) <= 3
+        seen += [row["id"] for row in out["connections"]]
+        since = out["seq"]
+        if not out["more"]:
+            break
+    assert seen == list(range(3, 11)) and since == capture.seq
+    first = ask(capture.seq + 5)  # from the future: a resync, a page at a time too
+    assert first["resync"] and first["more"] and len(first["connections"]) == 3
+
+
 def test_head_on_the_event_stream_is_its_headers_alone():
     # a HEAD of /api/events took one of the 32 event streams for as long as its connection
     # stayed: nothing is written to a HEAD's transport, so its client never looked stalled and
