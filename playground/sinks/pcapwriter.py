@@ -16,6 +16,8 @@ What each call produces:
 * ``data``: PSH+ACK segments of at most ``max_segment`` (65 000) payload bytes with correct
   sequence and acknowledgement numbers (32-bit wrap-around), then one pure ACK from the receiver
   for everything it has been sent.
+* ``skip_to``: nothing; the next byte of that direction is at that stream offset, the bytes
+  before it skipped in the sequence numbers (a store that evicted them: the gap shows).
 * ``half_closed``: FIN+ACK from the sender of that direction, ACKed by the other side.
 * ``pair_closed``: for ``how == "fin"`` (and other graceful values, see ``GRACEFUL_HOWS``) a
   FIN+ACK for each direction not yet finished; for anything else (``reset``, ``abort``,
@@ -254,6 +256,17 @@ class PcapWriter:
         if self.acks:
             out.append(self._segment(conn, dst, src, ACK, now))
         return self.header() + b"".join(out)
+
+    def skip_to(self, pair_id: int, direction: str, offset: int) -> None:
+        """The next byte written in ``direction`` is its stream byte ``offset``: the bytes
+        before it that were not written (a store evicted them) are skipped in the sequence
+        numbers, so a reader sees the gap (tshark: "previous segment not captured") rather
+        than a stream that looks whole. Nothing when it is there already."""
+        conn = self._conns.get(pair_id)
+        src = self._sender(conn, direction) if conn else None
+        if src is not None and offset > src.sent:
+            src.seq = (src.seq + offset - src.sent) & 0xFFFFFFFF
+            src.sent = offset
 
     def half_closed(self, pair_id: int, direction: str, now: float) -> bytes:
         conn = self._conns.get(pair_id)

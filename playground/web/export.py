@@ -6,7 +6,8 @@ Pure (no Twisted, no I/O): both read what ``playground.web.capture`` keeps of a 
   as a synthesised TCP conversation made by ``playground.sinks.pcapwriter.PcapWriter``, as the
   ``--pcap`` sink makes it: handshake, data segments and their ACKs, FIN per half-close, and the
   close (FINs, or a RST for a reset). Bytes the capture evicted are not in it: the stream starts
-  where the capture has it (``evicted_ranges`` says which bytes went).
+  where the capture has it, its sequence numbers after the evicted bytes, so a reader of the
+  file sees the gap (``evicted_ranges`` says which bytes went).
 * ``jsonl_pieces``: the ``--json`` sink's records as far as the capture keeps them: ``open``,
   one line per exchange (its table row: request and reply as the view shows them) and
   ``close`` when the connection closed.
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 
 from playground.proxy.observer import Endpoint, PairInfo
 from playground.sinks.pcapwriter import PcapWriter
-from playground.web.capture import CLOSED, Connection
+from playground.web.capture import C2S, CLOSED, S2C, Connection
 
 _HOST_PORT = re.compile(r"^\[?(?P<host>[^\[\]]*?)\]?:(?P<port>\d+)$")
 
@@ -58,13 +59,21 @@ def pcap_pieces(c: Connection, windows) -> Iterator[bytes]:
     for window in windows:
         out = []
         for ch in window:
+            if ch.mark is None or ch.mark == "fin":  # at its offset: evicted bytes are a gap
+                writer.skip_to(c.id, ch.direction, ch.offset)
             if ch.mark is None:
                 out.append(writer.data(c.id, ch.direction, bytes(ch.data), ch.ts))
             elif ch.mark == "fin":
                 out.append(writer.half_closed(c.id, ch.direction, ch.ts))
             else:  # close or rst: the connection's close summary says how
+                for direction in (C2S, S2C):
+                    writer.skip_to(c.id, direction, _stream_end(c, direction))
                 out.append(writer.pair_closed(c.id, summary, ch.ts))
         yield b"".join(out)
+
+
+def _stream_end(c: Connection, direction: str) -> int:
+    return c.stream_evicted[direction] + len(c.c2s if direction == C2S else c.s2c)
 
 
 def jsonl_pieces(c: Connection, describe, windows) -> Iterator[bytes]:

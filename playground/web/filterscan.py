@@ -91,24 +91,28 @@ class FilterScan:
         memo[c.id] = (done, 0)
         return False, read
 
-    def rows(self, shown: Filter, c: Connection, after: int, limit: int, budget: float
-             ) -> tuple[list[dict], int, bool]:
+    def rows(self, shown: Filter, c: Connection, after: int, limit: int, budget: float,
+             max_text: int = 0) -> tuple[list[dict], int, bool]:
         """``c``'s exchange rows after index ``after`` that match ``shown`` (all of them when
         it does not look at exchanges), at most ``limit``, doing at most ``budget`` work (as
-        ``matches`` counts it; an entry is read whole): ``(rows, the last index read, whether
-        there may be more)``: asked again from that index, it goes on. One connection's page
-        (``/api/connections/{id}``): a filter matching few of a big connection's rows stops
-        at the budget instead of formatting them all at once."""
+        ``matches`` counts it; an entry is read whole) and, ``max_text`` > 0, stopping once
+        their requests and replies hold that many characters (at the end of the entry):
+        ``(rows, the last index read, whether there may be more)``: asked again from that
+        index, it goes on. One connection's page (``/api/connections/{id}``): a filter
+        matching few of a big connection's rows stops at the budget instead of formatting
+        them all at once, and rows of long values stop at the text's bound."""
         out: list[dict] = []
         read = 0
+        text = 0
         done = after
         for entry in _entries_after(c, after):
-            if len(out) >= limit or read >= budget:
+            if len(out) >= limit or read >= budget or (max_text and text >= max_text):
                 return out[:limit], done, True
             for row, work in self._matching(shown, entry, done):
                 read += work
                 if row is not None:
                     out.append(row)
+                    text += len(row["request"]) + len(row["reply"])
             done = entry.first + entry.count - 1
             if len(out) > limit:  # the rest of the entry: asked for again from the last shown
                 return out[:limit], out[limit - 1]["index"], True

@@ -42,6 +42,7 @@ from twisted.logger import Logger
 from playground.codec import values as resp
 from playground.codec.parser import STREAM_MIN
 from playground.decode import records as R
+from playground.decode.views import escape
 from playground.proxy.observer import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from playground.sinks.console import command_summary, fault_mark, format_args, format_value
 from playground.web.capture import Capture, encoded_rows, is_encoded
@@ -652,19 +653,19 @@ class WebSink:
             self.capture.detected(r.pair, r.protocol)
         elif kind is _UNDECODABLE:
             self._row(r.pair, r.ts, "error", f"undecodable {r.direction} ({r.protocol})",
-                      r.reason, error=True)
-        elif kind is _NOTICE:
-            self._row(r.pair, r.ts, "notice", r.message)
+                      escape(r.reason.encode()), error=True)
+        elif kind is _NOTICE:  # an HTTP switch's says the answer's Upgrade header
+            self._row(r.pair, r.ts, "notice", escape(r.message.encode()))
 
     def _http(self, r) -> None:
         limit = self.max_value
-        method = (r.method or b"?").decode("latin-1")
+        method = escape(r.method or b"?")
         target = format_args([r.target or b""], limit) if r.target is not None else ""
         request = f"{method} {target}".strip()
         if r.status is None:
             reply, error = "(no response)", False
         else:
-            reply = f"{r.status} {r.reason.decode('latin-1', 'replace')}".strip()
+            reply = f"{r.status} {escape(r.reason[:limit] if limit else r.reason)}".strip()
             if not r.complete:
                 reply += " (incomplete)"
             if r.fault is not None:

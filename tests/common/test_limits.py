@@ -865,3 +865,57 @@ def test_every_site_times_its_connections_on_its_own_reactor(name):
     channel.connectionLost(failure.Failure(error.ConnectionDone()))
     if name == "web view":
         site.feed.stop()
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_pipelining_client_that_does_not_read_gets_no_further_answer_made():
+    # Twisted answered every pipelined request it had read while the transport's write buffer
+    # was full: 200 requests of a 1.4 MB answer each, in one 12 KB write from a client that read
+    # nothing, made the web view's process hold 300 MB of answers. The next is made once the
+    # client took the last: reading, it gets every one
+    from twisted.internet import endpoints, reactor, task, threads
+    from twisted.web import resource
+
+    from playground.common.limits import CappedSite
+
+    body = b"x" * (1 << 20)
+    made = []
+
+    class Big(resource.Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            made.append(request)
+            return body
+
+    site = CappedSite(Big())
+    site.log = lambda request: None
+    port = yield endpoints.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
+    asked = 64
+    get = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    pipeline = get * (asked - 1) + get.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.settimeout(10)
+
+    def read_to_the_end() -> bytes:
+        got = []
+        while chunk := client.recv(1 << 20):
+            got.append(chunk)
+        return b"".join(got)
+
+    try:
+        yield threads.deferToThread(client.connect, ("127.0.0.1", port.getHost().port))
+        yield threads.deferToThread(client.sendall, pipeline)
+        yield until(lambda: made, "the first answer")
+        for _ in range(4 * asked):  # reactor turns: before, 8 answers were made a turn
+            yield task.deferLater(reactor, 0, lambda: None)
+        # what the kernel's buffers took, and the one answer the transport holds
+        assert len(made) < 16, f"{len(made)} answers made for a client that read none"
+        got = yield threads.deferToThread(read_to_the_end)
+        assert got.count(b"HTTP/1.1 200 OK") == asked and got.count(body) == asked
+        assert len(made) == asked
+    finally:
+        client.close()
+        yield port.stopListening()

@@ -20,7 +20,7 @@ from tests.support.net import free_port
 from tests.support.paths import ROOT
 from tests.support.processes import need, start_proxy
 from tests.support.waiting import wait_until
-from tests.support.web import web_url
+from tests.support.web import api_get, web_url
 
 pytestmark = pytest.mark.twistd
 
@@ -69,6 +69,12 @@ OFFLINE = ("--proxy-server=http://127.0.0.1:9",
 @pytest.fixture
 def offline_browser(tmp_path, request):
     yield from _chromium(tmp_path, request, *OFFLINE)
+
+
+@pytest.fixture
+def evil_browser(tmp_path, request):
+    """A browser in which ``evil.test`` names a page server on loopback: a site of its own."""
+    yield from _chromium(tmp_path, request, "--host-resolver-rules=MAP evil.test 127.0.0.1")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -427,6 +433,185 @@ def test_the_page_works_with_a_token_off_loopback(twistd, redis_server, browser)
                "the connection")
     browser.find_element(By.CSS_SELECTOR, "#connections tbody tr").click()
     wait_until(lambda: "PONG" in browser.find_element(By.ID, "exchanges").text, 5, "its row")
+    assert proc.terminate() == 0
+
+
+def test_a_page_on_another_site_cannot_take_the_views_event_streams(twistd, evil_browser):
+    """A page anywhere can have the browser ask the loopback view (only reading the answers is
+    refused to it): its frames of /api/events, on names under .localhost (a browser opens 6
+    connections a name), held all 32 event streams of the view, and the user's page, opened
+    beside it, said reconnecting… for as long as that page was open."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    proc, _ = start_proxy(twistd, free_port(), "--web", "tcp:0:interface=127.0.0.1", "--quiet")
+    url = web_url(proc)
+    view_port = int(url.split(":")[2].split("/")[0])
+    frames = 40
+    evil = (f"<!doctype html><body><script>window.loaded = 0; addEventListener('load', () => {{"
+            f" for (let i = 0; i < {frames}; i++) {{ const f = document.createElement('iframe');"
+            f" f.onload = () => window.loaded++;"
+            f" f.src = `http://x${{i}}.localhost:{view_port}/api/events`;"
+            f" document.body.appendChild(f); }} }});</script></body>").encode()
+
+    class Evil(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(evil)))
+            self.end_headers()
+            self.wfile.write(evil)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Evil)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        evil_browser.get(f"http://evil.test:{server.server_address[1]}/")
+        # the frames the view answered at once (before, those over its 32 streams: a 503)
+        wait_until(lambda: evil_browser.execute_script("return window.loaded") >= frames - 32,
+                   15, "the frames answered")
+        evil_browser.switch_to.new_window("tab")
+        evil_browser.get(url)  # the user's page, the other still open
+        wait_until(lambda: status(evil_browser) == "live", 10, "the view's own page live")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.terminate() == 0
+
+
+def test_the_stream_pane_says_the_chunks_it_no_longer_shows(twistd, redis_server, browser):
+    """The follow-stream pane keeps a connection's last 5000 chunks: those before went from it
+    without a word (the capture had them all, so no eviction was said), and scrolled to its
+    top the stream seemed to begin with a PING in the middle of the connection."""
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--quiet")
+    browser.get(web_url(proc))
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        for _ in range(3000):  # one at a time: a chunk each way each, 6000 chunks
+            s.sendall(b"PING\r\n")
+            assert s.recv(100) == b"+PONG\r\n"
+    wait_until(lambda: listed_ids(browser) == ["1"], 10, "the connection")
+    browser.find_element(By.CSS_SELECTOR, '#connections tbody tr[data-id="1"]').click()
+    note = browser.find_element(By.ID, "stream-note")
+    wait_until(lambda: "not shown" in note.text, 20, "the note of the chunks not shown")
+    shown = browser.execute_script("return document.getElementById('stream').children.length")
+    dropped = int(note.text.split(" ", 1)[0])
+    assert shown == 5000 and dropped >= 1000, note.text  # 6000 data chunks, and the marks'
+    first = dropped + 1  # the first chunk shown: an odd one a PING, an even one a PONG
+    where = (f"client → server, offset {6 * (first // 2)}," if first % 2
+             else f"server → client, offset {7 * (first // 2 - 1)},")
+    top = browser.execute_script("return document.getElementById('stream').firstChild.title")
+    assert top.startswith(where), (top, note.text)
+    assert proc.terminate() == 0
+
+
+def test_the_stream_pane_names_the_evicted_bytes_as_the_pcap_does(twistd, redis_server, browser):
+    """N evicted bytes are bytes 0 to N-1 (the .pcap's X-Tcpplay-Evicted says so); the pane
+    said 0-N, one byte it still showed included."""
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--web-memory", "1", "--quiet")
+    url = web_url(proc)
+    browser.get(url)
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+    value = b"v" * (3 << 20)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n" % (len(value), value))
+        assert s.recv(100) == b"+OK\r\n"
+    wait_until(lambda: listed_ids(browser) == ["1"], 10, "the connection")
+    wait_until(lambda: api_get(url + "api/connections/1")["connection"]["state"] == "closed",
+               10, "its close")
+    evicted = api_get(url + "api/connections/1")["connection"]["stream_evicted"]["c2s"]
+    assert evicted > 0
+    browser.find_element(By.CSS_SELECTOR, '#connections tbody tr[data-id="1"]').click()
+    note = browser.find_element(By.ID, "stream-note")
+    wait_until(lambda: "evicted" in note.text, 10, "the note of the evicted bytes")
+    assert note.text == f"client → server bytes 0-{evicted - 1} evicted", note.text
+    assert proc.terminate() == 0
+
+
+def test_the_stream_pane_marks_chunks_evicted_between_its_answers(twistd, redis_server,
+                                                                   browser):
+    """Chunks the capture evicted after the pane had read the ones before them, before it read
+    them, were skipped without a mark: the pane showed a PONG followed by the middle of a SET's
+    value as if one came after the other (the note names the evicted bytes from 0, which the
+    pane still shows)."""
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--web-memory", "1", "--quiet")
+    url = web_url(proc)
+    browser.get(url)
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+
+    def shown() -> list:
+        return browser.execute_script("return chunks.map((c) => [c.mark || c.direction, "
+                                      "c.mark === 'gap' ? c.count : c.n])")
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"PING\r\n")
+        assert s.recv(100) == b"+PONG\r\n"
+        wait_until(lambda: listed_ids(browser) == ["1"], 10, "the connection")
+        browser.find_element(By.CSS_SELECTOR, '#connections tbody tr[data-id="1"]').click()
+        wait_until(lambda: shown() == [["c2s", 1], ["s2c", 2]], 10, "the PING and its PONG")
+        value = b"v" * (8 << 20)
+        s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n" % (len(value), value))
+        assert s.recv(100) == b"+OK\r\n"
+    wait_until(lambda: api_get(url + "api/connections/1")["connection"]["state"] == "closed",
+               10, "its close")
+    last = api_get(url + "api/connections/1/stream?after=0")["chunks"][-1]["n"]
+    wait_until(lambda: browser.execute_script("return lastChunk") == last, 10, "the last chunk")
+    chunks = shown()
+    gaps = [count for kind, count in chunks if kind == "gap"]
+    assert gaps and chunks[2][0] == "gap", chunks[:4]
+    assert len(chunks) - len(gaps) + sum(gaps) == last  # every chunk shown or counted, once
+    assert "chunk(s) evicted before shown" in browser.find_element(By.ID, "stream").text
+    assert proc.terminate() == 0
+
+
+def test_the_exchanges_table_marks_rows_evicted_between_its_answers(twistd, redis_server,
+                                                                     browser):
+    """Rows the capture evicted after the table had read the ones before them, before it read
+    them, were skipped without a mark (only the numbers jumped)."""
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--web-memory", "1", "--quiet")
+    url = web_url(proc)
+    browser.get(url)
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+
+    def shown() -> list:
+        return browser.execute_script(
+            "return exchanges.map((x) => x.gap ? ['gap', x.gap] : ['row', x.index])")
+
+    sets = 20_000
+    pipeline = b"".join(b"*3\r\n$3\r\nSET\r\n$6\r\nk%05d\r\n$200\r\n%s\r\n" % (i, b"v" * 200)
+                        for i in range(sets))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"PING\r\n")
+        assert s.recv(100) == b"+PONG\r\n"
+        wait_until(lambda: listed_ids(browser) == ["1"], 10, "the connection")
+        browser.find_element(By.CSS_SELECTOR, '#connections tbody tr[data-id="1"]').click()
+        wait_until(lambda: shown() == [["row", 1]], 10, "the PING's row")
+        s.sendall(pipeline)
+        got = b""
+        while got.count(b"+OK") < sets:
+            got += s.recv(1 << 16)
+    wait_until(lambda: api_get(url + "api/connections/1")["connection"]["state"] == "closed",
+               10, "its close")
+    wait_until(lambda: browser.execute_script("return lastExchange") == sets + 1, 20,
+               "the last row read")
+    rows = shown()
+    gaps = [n for kind, n in rows if kind == "gap"]
+    assert gaps and rows[1][0] == "gap", rows[:3]
+    assert len(rows) - len(gaps) + sum(gaps) == sets + 1  # every row shown or counted, once
     assert proc.terminate() == 0
 
 

@@ -1,4 +1,6 @@
-"""The download routes on WebRoot, rendered in memory: headers, the evicted bytes, 404s."""
+"""WebRoot rendered in memory: the download routes (headers, the evicted bytes and the gap they
+leave in a pcap, 404s), which requests it answers (a loopback Host, a page's own and not another
+site's, HEAD), and how much one connection's answer holds."""
 
 from __future__ import annotations
 
@@ -74,6 +76,46 @@ def test_a_pcap_download_names_its_file_and_the_bytes_the_capture_evicted():
     assert json.loads(body.splitlines()[0])["type"] == "open"
 
 
+def _segments(pcap: bytes) -> list[tuple[str, int, int, int]]:
+    """``(direction, sequence number relative to its SYN's, flags, payload length)`` per TCP
+    segment of a one-connection pcap (the client sends the first SYN)."""
+    import io
+
+    import dpkt
+
+    out, isn, client = [], {}, None
+    for _, frame in dpkt.pcap.Reader(io.BytesIO(pcap)):
+        tcp = dpkt.ethernet.Ethernet(frame).data.data
+        client = tcp.sport if client is None else client
+        direction = C2S if tcp.sport == client else "s2c"
+        isn.setdefault(direction, tcp.seq)
+        out.append((direction, (tcp.seq - isn[direction]) % 2**32, tcp.flags, len(tcp.data)))
+    return out
+
+
+def test_a_pcap_of_a_stream_the_capture_evicted_shows_the_gap():
+    # the file's sequence numbers began at the first byte the capture still had: saved, a
+    # connection whose 4.7 MB of requests were evicted read in tshark as a client that sent
+    # nothing (its FIN at Seq=1), the evicted bytes silently missing; now tshark says
+    # "previous segment not captured" where they were
+    capture = Capture(max_bytes=1000)
+    capture.opened(7, 1.0, "127.0.0.1:50000", "127.0.0.1:6479", "tcp:x:6379", "127.0.0.1:6379")
+    capture.data(7, C2S, b"A" * 600, 1.1)
+    capture.data(7, "s2c", b"B" * 600, 1.2)  # the A's go
+    capture.data(7, C2S, b"later", 1.3)
+    capture.half_closed(7, "s2c", 1.4)
+    capture.data(7, C2S, b"C" * 600, 1.5)  # the B's go
+    capture.closed(7, 1.6, "client", "fin")
+    c = capture.get(7)
+    assert c.stream_evicted == {C2S: 600, "s2c": 600}
+    _, body = get(WebRoot(capture, reactor=MemoryReactorClock(), assets={}), "7.pcap")
+    segments = _segments(body)
+    data = [(d, seq, n) for d, seq, flags, n in segments if n]
+    assert data == [(C2S, 601, 5), (C2S, 606, 600)]  # 1 is the first byte after the SYN
+    fins = [(d, seq) for d, seq, flags, n in segments if flags & 0x01]
+    assert fins == [("s2c", 601), (C2S, 1206)]  # after the 600 evicted B's; the last C
+
+
 def test_unknown_ids_are_json_404s():
     root = WebRoot(Capture(), reactor=MemoryReactorClock(), assets={})
     for name in ("8.pcap", "8.jsonl", "x.pcap", ".jsonl"):
@@ -111,6 +153,97 @@ def test_without_a_token_only_a_loopback_host_is_answered(host, status):
     root = WebRoot(Capture(), token="t", reactor=MemoryReactorClock(), assets={})
     root.render(request)
     assert (request.responseCode or 200) == 200
+
+
+@pytest.mark.parametrize("path, site, mode, dest, status", [
+    ([b"api", b"events"], b"cross-site", b"navigate", b"iframe", 403),
+    ([b"api", b"connections", b"1"], b"cross-site", b"no-cors", b"image", 403),
+    ([b"api", b"connections"], b"same-site", b"cors", b"empty", 403),  # another port's page
+    ([b"api", b"connections", b"1.pcap"], b"cross-site", b"navigate", b"iframe", 403),
+    ([], b"cross-site", b"navigate", b"iframe", 403),
+    ([], b"cross-site", b"navigate", b"document", 200),  # a link that opens the view
+    ([], b"none", b"navigate", b"document", 200),  # an address typed, a bookmark
+    ([b"api", b"connections"], b"same-origin", b"cors", b"empty", 200),  # the view's own page
+    ([b"api", b"connections"], None, None, None, 200),  # curl
+])
+def test_a_request_a_page_on_another_site_made_is_refused(path, site, mode, dest, status):
+    # a page anywhere can have the browser ask the loopback view (only reading the answer is
+    # refused to it): 40 frames of /api/events on names under .localhost held all 32 event
+    # streams of the view, whose own page then said reconnecting…
+    root = WebRoot(Capture(), reactor=MemoryReactorClock(), assets={"index.html": b"page"})
+    request = DummyRequest(path)
+    for name, value in ((b"sec-fetch-site", site), (b"sec-fetch-mode", mode),
+                        (b"sec-fetch-dest", dest)):
+        if value is not None:
+            request.requestHeaders.setRawHeaders(name, [value])
+    body = root.render(request)
+    assert (request.responseCode or 200) == status, body[:80]
+    assert root.feed.clients == []
+    if status == 403:
+        assert json.loads(body)["error"].startswith("a request from a page on another site")
+
+
+def test_a_connections_answer_holds_a_bounded_text_and_says_there_is_more():
+    # 5000 rows (the row limit) of SETs of 2 KB of binary key and value, each value cut at
+    # --max-value and escaped \\xNN, were one answer of 11 MB, made in 0.52 s of the reactor
+    # (the proxy's with --decode-inline, forwarding nothing meanwhile)
+    capture = Capture()
+    capture.opened(1, 1.0, "127.0.0.1:50000", "127.0.0.1:6479", "tcp:x:6379", "127.0.0.1:6379")
+    request_text = "SET " + "\\xff" * 1000
+    for _ in range(600):
+        capture.add_exchanges(1, 2.0, "notice", (request_text, "+OK", None, None, None))
+    root = WebRoot(capture, reactor=MemoryReactorClock(), assets={})
+    seen, after, answers = [], 0, 0
+    while True:
+        request = DummyRequest([b"api", b"connections", b"1"])
+        request.args[b"after"] = [str(after).encode()]
+        body = root.render(request)
+        answers += 1
+        assert len(body) <= 2 * site.MAX_EXCHANGES_TEXT, len(body)  # a backslash is 2 in JSON
+        one = json.loads(body)
+        seen += [row["index"] for row in one["exchanges"]]
+        after = one["next_after"]
+        if not one["more"]:
+            break
+    assert seen == list(range(1, 601)) and answers > 2
+
+
+def test_a_since_answer_holds_at_most_its_limit_and_says_there_is_more():
+    # ?limit= was ignored with ?since=: an answer held every connection changed since, a
+    # resync every connection of the capture (100,000 of them at --web-connections 100000)
+    capture = Capture()
+    for pair_id in range(1, 11):
+        capture.opened(pair_id, 1.0, "127.0.0.1:40000", "127.0.0.1:6479", "tcp:x:6379")
+    root = WebRoot(capture, reactor=MemoryReactorClock(), assets={})
+
+    def ask(since: int) -> dict:
+        request = DummyRequest([b"api", b"connections"])
+        request.args.update({b"since": [str(since).encode()], b"limit": [b"3"]})
+        return json.loads(root.render(request))
+
+    seen, since = [], 2
+    for _ in range(10):
+        out = ask(since)
+        assert len(out["connections"]) <= 3
+        seen += [row["id"] for row in out["connections"]]
+        since = out["seq"]
+        if not out["more"]:
+            break
+    assert seen == list(range(3, 11)) and since == capture.seq
+    first = ask(capture.seq + 5)  # from the future: a resync, a page at a time too
+    assert first["resync"] and first["more"] and len(first["connections"]) == 3
+
+
+def test_head_on_the_event_stream_is_its_headers_alone():
+    # a HEAD of /api/events took one of the 32 event streams for as long as its connection
+    # stayed: nothing is written to a HEAD's transport, so its client never looked stalled and
+    # was never dropped, as one that does not read is
+    root = WebRoot(Capture(), reactor=MemoryReactorClock(), assets={})
+    request = Request([b"api", b"events"])
+    request.method = b"HEAD"
+    body = root.render(request)
+    assert body == b"" and root.feed.clients == []
+    assert header(request, b"content-type") == b"text/event-stream"
 
 
 def test_a_unix_socket_view_answers_any_host():

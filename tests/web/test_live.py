@@ -1,5 +1,6 @@
 """The web view stays live although its sink stores in batches: what the chain handed the sink
-and the sink still queues is in every API answer and in the event feed's next message."""
+and the sink still queues is in every API answer and in the event feed's next message; and a
+feed's tick makes that message once for the pages at one point."""
 
 from __future__ import annotations
 
@@ -93,4 +94,36 @@ def test_the_event_feed_sends_what_the_sink_still_queues():
     (message,) = request.written
     (row,) = json.loads(message.split(b"data: ", 1)[1])["connections"]
     assert (row["exchanges"], row["bytes_c2s"], row["bytes_s2c"]) == (2, 2 * len(SET_FOO), 10)
+    feed.stop()
+
+
+class _CountingCapture(Capture):
+    """A capture that counts the change lists it is asked for."""
+
+    asked = 0
+
+    def changes(self, since, now, limit=0):
+        self.asked += 1
+        return super().changes(since, now, limit)
+
+
+def test_a_tick_makes_one_message_for_the_clients_at_one_point():
+    # each of 32 pages had its own 1000 rows made and dumped to JSON every tick: 113 ms a
+    # tick for what is one message; pages that keep up are all at the same seq
+    capture = _CountingCapture()
+    for pair_id in range(1, 101):
+        capture.opened(pair_id, 1.0, "127.0.0.1:40000", "127.0.0.1:6479", "tcp:x:6379")
+    clock = MemoryReactorClock()
+    feed = EventFeed(capture, clock, interval=0.2)
+    pages = [_EventRequest([b"api", b"events"]) for _ in range(32)]
+    for page in pages:
+        feed.add(page, 50)  # what they missed, each at once: they are then all at one seq
+    for pair_id in range(1, 101):
+        capture.detected(pair_id, "resp")
+    capture.asked = 0
+    clock.advance(0.2)
+    assert capture.asked == 1
+    (message,) = {page.written[-1] for page in pages}
+    rows = json.loads(message.split(b"data: ", 1)[1])["connections"]
+    assert [(row["id"], row["protocol"]) for row in rows] == [(i, "resp") for i in range(1, 101)]
     feed.stop()

@@ -252,6 +252,21 @@ def test_http_secrets_masked_like_the_pcap_and_rows():
     assert table(cap)[0]["reply_size"] == 2 and table(cap)[0]["kind"] == "http"
 
 
+def test_an_http_reason_phrase_and_a_notice_read_as_the_console_writes_them():
+    # they went into the rows as latin-1 text, not escaped as everything else from the
+    # traffic: ESC and NUL in the page, a U+202E as three letters and a C1 control (raw in a
+    # .jsonl download, which escapes only C0), and the reason uncut, 5000 bytes of it past
+    # --max-value (200)
+    reason = b"\xe2\x80\xaeKO\x1b[2J\x00\xff" + b"r" * 5000
+    _, cap = drive([(C2S, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"),
+                    (S2C, b"HTTP/1.1 200 " + reason + b"\r\nContent-Length: 0\r\n\r\n")])
+    assert requests_replies(cap) == [("GET /x", "200 \\u202eKO\\x1b[2J\\x00\\xff" + "r" * 189)]
+    _, cap = drive([(C2S, b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"),
+                    (S2C, b"HTTP/1.1 101 Switching\r\nUpgrade: \x1b[2J\xff\r\n\r\n")])
+    assert requests_replies(cap)[1] == (
+        "switched to \\x1b[2J\u00ff (101): the rest is shown raw", "")  # as the console
+
+
 def test_no_redact_keeps_the_stream_whole():
     auth = _resp(b"AUTH", b"pw12345")
     _, cap = drive([(C2S, auth), (S2C, b"+OK\r\n")], redact=False)

@@ -272,11 +272,13 @@ const streamEl = document.getElementById("stream");
 let lastExchange = 0, lastChunk = 0, fetching = false, again = false;
 let hexView = false;
 let chunks = []; // kept to redraw on a text/hex toggle
+const MAX_CHUNKS_SHOWN = 5000; // the pane keeps a connection's last chunks
+let chunksDropped = 0; // the earlier ones it let go: said in the note, never silently
 
 function pick(id) {
   picked = id;
   setActions(conns.has(id) && conns.get(id).state !== "closed");
-  lastExchange = 0; lastChunk = 0; chunks = [];
+  lastExchange = 0; lastChunk = 0; chunks = []; chunksDropped = 0;
   exchanges.length = 0;
   exDrawn.clear();
   exBody.replaceChildren();
@@ -358,7 +360,12 @@ function showConnection(one) {
     `${c.exchanges} exchange(s), ${c.errors} error(s)`;
   document.getElementById("exchanges-note").textContent =
     one.exchanges_evicted ? `${one.exchanges_evicted} older exchange(s) evicted` : "";
+  const every = !Object.keys(filter).length; // a filter skips rows: no gap to say then
   for (const x of one.exchanges) {
+    // rows the capture evicted between two answers: a row in their place, not skipped
+    if (every && lastExchange && x.index > lastExchange + 1) {
+      exchanges.push({ gap: x.index - lastExchange - 1 });
+    }
     exchanges.push(x);
     lastExchange = x.index;
   }
@@ -379,6 +386,13 @@ let exRowHeight = 22; // measured from the rows drawn
 let exQueued = false;
 
 function exchangeRow(x) {
+  if (x.gap) {
+    const tr = el("tr", "gap");
+    const td = el("td", "", `── ${x.gap} exchange(s) evicted before shown ──`);
+    td.colSpan = 6;
+    tr.appendChild(td);
+    return tr;
+  }
   const tr = el("tr", x.error ? "error" : x.kind);
   tr.dataset.index = x.index;
   tr.appendChild(el("td", "num", x.index));
@@ -458,6 +472,7 @@ function asHex(bytes, offset) {
 const MARKS = { fin: "FIN", rst: "RST", close: "closed" };
 
 function chunkNode(ch) {
+  if (ch.mark === "gap") return el("span", "mark", `── ${ch.count} chunk(s) evicted before shown ──`);
   if (ch.mark === "unreached") return el("span", "mark", "── the proxy could not reach the server ──");
   if (ch.mark) {
     const who = ch.direction === "c2s" ? "client" : ch.direction === "s2c" ? "server" : "proxy";
@@ -473,18 +488,23 @@ let streamEvicted = { c2s: 0, s2c: 0 };
 
 function showStream(stream) {
   streamEvicted = stream.stream_evicted;
-  const gone = [];
-  for (const d of ["c2s", "s2c"]) {
-    if (streamEvicted[d]) gone.push(`${ARROW[d]} bytes 0-${streamEvicted[d]} evicted`);
-  }
-  document.getElementById("stream-note").textContent = gone.join("; ");
   const atEnd = streamEl.scrollTop + streamEl.clientHeight >= streamEl.scrollHeight - 4;
+  const show = (ch) => { chunks.push(ch); streamEl.appendChild(chunkNode(ch)); };
   for (const ch of stream.chunks) {
-    chunks.push(ch);
-    streamEl.appendChild(chunkNode(ch));
+    // chunks the capture evicted between two answers: marked where they were, not skipped
+    if (lastChunk && ch.n > lastChunk + 1) show({ mark: "gap", count: ch.n - lastChunk - 1 });
+    show(ch);
     lastChunk = ch.n;
   }
-  while (chunks.length > 5000) { chunks.shift(); streamEl.firstChild.remove(); }
+  while (chunks.length > MAX_CHUNKS_SHOWN) {
+    chunks.shift(); streamEl.firstChild.remove(); chunksDropped++;
+  }
+  const gone = chunksDropped ? [`${chunksDropped} earlier chunk(s) not shown (the pane keeps ` +
+                                `the last ${MAX_CHUNKS_SHOWN}; the pcap has them)`] : [];
+  for (const d of ["c2s", "s2c"]) {
+    if (streamEvicted[d]) gone.push(`${ARROW[d]} bytes 0-${streamEvicted[d] - 1} evicted`);
+  }
+  document.getElementById("stream-note").textContent = gone.join("; ");
   if (atEnd) streamEl.scrollTop = streamEl.scrollHeight;
 }
 
