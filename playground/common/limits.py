@@ -242,7 +242,8 @@ class BoundedChannel(http.HTTPChannel):
         self._wait_for("idle")
 
     def dataReceived(self, data):
-        if self._waiting_for == "idle":
+        # a request come while the last is held is not read yet: the idle deadline goes on
+        if self._waiting_for == "idle" and self._held is None:
             self._wait_for("head")
         super().dataReceived(data)
 

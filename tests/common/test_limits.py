@@ -742,22 +742,25 @@ def test_a_connection_idle_past_its_deadline_is_closed_without_a_word():
         yield port.stopListening()
 
 
-def _read_slowly(port: int, request: bytes) -> int:
+def _read_slowly(port: int, request: bytes, then: bytes = b"") -> bytes:
     """Send ``request`` and read the answer 16 KiB at a time, one read every 10 ms, through a
-    64 KiB receive buffer, until the server closes (or 30 s of silence): the bytes read."""
+    64 KiB receive buffer, until the server closes (or 30 s of silence): the bytes read. Once
+    the first bytes came, send ``then`` (a request pipelined behind it, in a write of its own)."""
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
         s.settimeout(30)
         s.connect(("127.0.0.1", port))
         s.sendall(request)
-        got = 0
+        got = []
         try:
             while chunk := s.recv(16 << 10):
-                got += len(chunk)
+                if not got and then:
+                    s.sendall(then)
+                got.append(chunk)
                 time.sleep(0.01)
         except (ConnectionResetError, TimeoutError):
             pass
-        return got
+        return b"".join(got)
 
 
 @pytest.mark.real
@@ -776,7 +779,28 @@ def test_a_client_reading_its_answer_slowly_is_not_cut_by_the_idle_deadline(monk
     try:
         request = b"GET /big HTTP/1.1\r\nHost: x\r\n" + (b"Connection: close\r\n" * close)
         got = yield threads.deferToThread(_read_slowly, port.getHost().port, request + b"\r\n")
-        assert got > 4 << 20  # the head, and every byte of the body
+        assert len(got) > 4 << 20  # the head, and every byte of the body
+    finally:
+        yield port.stopListening()
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_request_sent_while_a_slow_reader_takes_its_answer_waits_for_it_without_a_408():
+    # the next request of a client that has not taken the last answer is held (not read) under
+    # the idle deadline; its bytes, come in a write of their own meanwhile, started the head
+    # deadline, whose 408 (after 0.5 s) cut a client still reading its 4 MiB answer (2.6 s)
+    from twisted.internet import threads
+
+    port = yield _listen_capped(deadlines=Deadlines(idle=1, head=0.5))
+    try:
+        got = yield threads.deferToThread(
+            _read_slowly, port.getHost().port, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n",
+            _HEAD + b"Connection: close\r\n\r\n")
+        first, _, second = got.partition(b"x" * (4 << 20))
+        assert first.startswith(b"HTTP/1.1 200 OK"), (len(got), got[-300:])
+        assert second.startswith(b"HTTP/1.1 200 OK") and second.endswith(b"hello"), (
+            len(got), got[-300:])
     finally:
         yield port.stopListening()
 
