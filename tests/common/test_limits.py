@@ -943,3 +943,50 @@ def test_a_pipelining_client_that_does_not_read_gets_no_further_answer_made():
     finally:
         client.close()
         yield port.stopListening()
+
+
+def _tls_read_to_close(port: int, data: bytes) -> bytes:
+    """Send ``data`` over TLS (the server's certificate unchecked) and read to the close, which
+    must be a TLS close (close_notify): an EOF without it raises ``ssl.SSLEOFError``."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            context.wrap_socket(raw, suppress_ragged_eofs=False) as s:
+        s.sendall(data)
+        got = b""
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+        except OSError as e:  # SSLEOFError, a reset, 10 s of silence: what came before it
+            raise AssertionError(got) from e
+        return got
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_tls_site_s_refusal_ends_with_a_tls_close_and_lingers_bounded(tmp_path):
+    # a refusal half-closed the TCP connection under the TLS layer (the TLS transport hands
+    # loseWriteConnection to its TCP one): the client read its 414 and then an EOF without
+    # close_notify, a truncation attack as far as TLS can tell
+    from twisted.internet import endpoints, reactor, threads
+    from twisted.web import resource
+
+    from playground.common.limits import CappedSite
+    from tests.support.tls import CA
+
+    cert, key = CA(tmp_path).issue("web", ["localhost"], ["127.0.0.1"])
+    site = CappedSite(resource.Resource())
+    site.log = lambda request: None
+    port = yield endpoints.serverFromString(
+        reactor, f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}").listen(site)
+    try:
+        got = yield threads.deferToThread(
+            _tls_read_to_close, port.getHost().port,
+            b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 414 URI Too Long"), got
+        yield until(lambda: site.open_connections == 0, "the connection closed")
+    finally:
+        yield port.stopListening()
