@@ -645,14 +645,17 @@ def test_tricklers_holding_every_slot_let_go_of_them_at_the_deadline():
     # they trickled
     from twisted.internet import threads
 
-    # a deadline with a margin: the refusal below must be asked before it, on a loaded machine
-    port = yield _listen_capped(max_open=2, deadlines=Deadlines(head=3))
+    # the deadlines on a clock of the test's: the refusal below is asked before them however
+    # loaded the machine (a trickler not yet past its request line is at its idle deadline)
+    clock = MemoryReactorClock()
+    port = yield _listen_capped(max_open=2, deadlines=Deadlines(idle=1, head=1), reactor=clock)
     site = port.factory
     try:
         n = port.getHost().port
         slow = [threads.deferToThread(_trickle, n, _SLOWLORIS) for _ in range(2)]
         yield until(lambda: site.open_connections == 2, "both tricklers connected")
         assert (yield threads.deferToThread(read_to_close, n, _HEAD + b"\r\n")) == b""  # refused
+        clock.advance(1)
         for d in slow:
             assert (yield d)[1]
         yield until(lambda: site.open_connections == 0, "the slots released")
