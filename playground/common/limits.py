@@ -291,6 +291,7 @@ class BoundedChannel(http.HTTPChannel):
 
     def allContentReceived(self):
         self._wait_for(None)
+        self._head_request = False  # the next request's line says (a refusal before it: not)
         super().allContentReceived()
 
     def connectionLost(self, reason):

@@ -869,6 +869,30 @@ def test_the_head_deadline_counts_from_the_first_byte_and_no_byte_moves_it():
 
 
 @pytest.mark.memory
+def test_a_refusal_after_a_head_request_answered_is_whole_unless_it_refuses_a_head_request():
+    # whether the request refused began "HEAD " was left from the last request line read: a
+    # GET whose line was not whole at its head deadline, after a HEAD answered on the same
+    # connection, got a 408 that said Content-Length: 37 and sent no body
+    from twisted.web import resource
+
+    from playground.common.limits import CappedSite
+
+    clock = MemoryReactorClock()
+    site = CappedSite(resource.Resource(), reactor=clock, deadlines=Deadlines(head=10))
+    site.log = lambda request: None
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 404 ")
+    transport.clear()
+    channel.dataReceived(b"GET /not-whole")
+    clock.advance(10)
+    assert transport.value().startswith(b"HTTP/1.1 408 Request Timeout")
+    assert transport.value().endswith(b"\r\n\r\nrequest head not complete within 10s\n")
+
+
+@pytest.mark.memory
 @pytest.mark.parametrize("name", ["web view", "toxiproxy API", "metrics"])
 def test_every_site_times_its_connections_on_its_own_reactor(name):
     # the web view's make_site and the API's took a reactor (the API's through its registry)
