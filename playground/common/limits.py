@@ -256,8 +256,9 @@ class BoundedChannel(http.HTTPChannel):
         self._backed_up = False
         super().resumeProducing()
         held, self._held = self._held, None
-        if held is not None:
+        if held is not None:  # the client took the answer: no idle wait, the next is taken
             self._in_a_row = 0
+            self._wait_for(None)
             self.callLater(0, self._request_done_later, held)
 
     def requestDone(self, request):

@@ -893,6 +893,37 @@ def test_a_refusal_after_a_head_request_answered_is_whole_unless_it_refuses_a_he
 
 
 @pytest.mark.memory
+def test_a_held_request_released_as_the_idle_deadline_passes_is_answered():
+    # a request held while the client had not taken the last answer is released on the turn
+    # after the transport drained; when the idle deadline passed meanwhile (the drain came in
+    # the reactor's wait for I/O, past it), its timer ran first and closed the connection: the
+    # client took all of its answer, and its next request was never answered
+    from twisted.web import resource
+
+    from playground.common.limits import CappedSite
+
+    class Hello(resource.Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            return b"hello"
+
+    clock = MemoryReactorClock()
+    site = CappedSite(Hello(), reactor=clock, deadlines=Deadlines(idle=5))
+    site.log = lambda request: None
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.pauseProducing()  # the transport's write buffer is full
+    channel.dataReceived(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.value().count(b"hello") == 1  # the second is held
+    clock.rightNow += 5.001  # the reactor waited for I/O past the idle deadline...
+    channel.resumeProducing()  # ... and the client took the answer meanwhile
+    clock.advance(0)
+    assert transport.value().count(b"hello") == 2 and not transport.disconnecting
+
+
+@pytest.mark.memory
 @pytest.mark.parametrize("name", ["web view", "toxiproxy API", "metrics"])
 def test_every_site_times_its_connections_on_its_own_reactor(name):
     # the web view's make_site and the API's took a reactor (the API's through its registry)
