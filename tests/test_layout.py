@@ -147,3 +147,22 @@ def test_no_module_uses_another_modules_private_names():
     found = {str(p.relative_to(PLAYGROUND)): uses for p in sorted(PLAYGROUND.rglob("*.py"))
              if (uses := _private_uses(p))}
     assert not found, found
+
+
+@pytest.mark.pure
+def test_no_docstring_holds_a_control_character():
+    # help() and pydoc print docstrings raw: addresstext's, about escaping a unix socket name
+    # such as \x1b[2J (ESC [2J), held that ESC itself (a "\x1b" in a docstring that is not raw)
+    # and cleared the terminal of whoever read it
+    import ast
+
+    found = []
+    for path in sorted(PLAYGROUND.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                 ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node, clean=False) or ""
+                if any(c != "\n" and not c.isprintable() for c in doc):
+                    found.append(f"{path.relative_to(ROOT)}:{getattr(node, 'name', '')}")
+    assert found == []

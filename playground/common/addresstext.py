@@ -2,9 +2,10 @@
 
 ``127.0.0.1:6379``, ``[::1]:6379`` (IPv6 in brackets, so the port stays readable),
 ``unix:/tmp/redis.sock``, and ``unix:(unnamed)`` for a unix socket without a name (a client that
-did not bind one: most of them); a name with a character that is not printable (a client may bind
-its end to any bytes: ``\x1b[2J``) has them escaped, as the console escapes traffic. ``format_address`` is the formatter; ``address_text`` reads a
-Twisted address object (``IPv4Address``, ``IPv6Address``, ``UNIXAddress``) and formats it.
+did not bind one: most of them); a name with a character that is not printable (a client may
+bind its end to any bytes: ``\\x1b[2J``) has them escaped, as the console escapes traffic.
+``format_address`` is the formatter; ``address_text`` reads a Twisted address object
+(``IPv4Address``, ``IPv6Address``, ``UNIXAddress``) and formats it.
 
 Pure: imports nothing, so the observer contract (``proxy.observer.Endpoint``, whose ``__str__``
 is this text) uses it without pulling in Twisted.

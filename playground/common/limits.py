@@ -19,6 +19,7 @@ from collections import Counter
 
 import attrs
 from twisted.internet import protocol
+from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.web import http, server
 
@@ -207,7 +208,7 @@ class BoundedChannel(http.HTTPChannel):
     client declaring 10**20 held its connection, unanswered, for as long as it sent).
 
     A refusal answers a HEAD request with its head alone (RFC 9110 9.3.2). It is a lingering
-    close: the answer, then a FIN, then what the client still sends
+    close: the answer, then a FIN (on TLS, its close_notify), then what the client still sends
     read and dropped for ``LINGER`` seconds (closing with its bytes unread would reset the
     connection, and the reset can destroy the answer before the client reads it).
 
@@ -242,7 +243,8 @@ class BoundedChannel(http.HTTPChannel):
         self._wait_for("idle")
 
     def dataReceived(self, data):
-        if self._waiting_for == "idle":
+        # a request come while the last is held is not read yet: the idle deadline goes on
+        if self._waiting_for == "idle" and self._held is None:
             self._wait_for("head")
         super().dataReceived(data)
 
@@ -254,8 +256,9 @@ class BoundedChannel(http.HTTPChannel):
         self._backed_up = False
         super().resumeProducing()
         held, self._held = self._held, None
-        if held is not None:
+        if held is not None:  # the client took the answer: no idle wait, the next is taken
             self._in_a_row = 0
+            self._wait_for(None)
             self.callLater(0, self._request_done_later, held)
 
     def requestDone(self, request):
@@ -289,6 +292,7 @@ class BoundedChannel(http.HTTPChannel):
 
     def allContentReceived(self):
         self._wait_for(None)
+        self._head_request = False  # the next request's line says (a refusal before it: not)
         super().allContentReceived()
 
     def connectionLost(self, reason):
@@ -373,11 +377,15 @@ class BoundedChannel(http.HTTPChannel):
         self._wait_for(None)
         self.lineReceived = self.rawDataReceived = self.dataReceived = lambda *args: None
         self.transport.write(_refusal(*refusal, self._head_request))
-        if hasattr(self.transport, "loseWriteConnection"):
-            self.transport.loseWriteConnection()
-            self._linger = self.callLater(LINGER, self.transport.abortConnection)
-        else:  # TLS has no half-close here
+        if ISSLTransport.providedBy(self.transport) or not hasattr(self.transport,
+                                                                   "loseWriteConnection"):
+            # no half-close: TLS's close (close_notify after the answer) reads on until the
+            # client's. A TLS transport hands loseWriteConnection to the TCP one beneath it,
+            # whose FIN ends the stream without close_notify: a truncation, to a TLS client
             self.loseConnection()
+        else:
+            self.transport.loseWriteConnection()
+        self._linger = self.callLater(LINGER, self.transport.abortConnection)
 
 
 class CappedSite(server.Site):

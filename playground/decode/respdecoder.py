@@ -367,7 +367,7 @@ def _redact_acl(kind, reply):
     """``reply`` to ``ACL LIST`` (``kind``) with its hashes hidden (``#(redacted)``), or to
     ``ACL GETUSER`` with its ``passwords`` hidden; the same object when there is none."""
     if kind == b"LIST" and type(reply) is list:
-        out = [_ACL_HASH.sub(b"#" + REDACTED, x) if type(x) is bytes else x for x in reply]
+        out = [_acl_line_hidden(x) for x in reply]
         return out if out != reply else reply
     if kind == b"GETUSER":
         at = _acl_passwords(reply)
@@ -378,6 +378,19 @@ def _redact_acl(kind, reply):
                 return flat
             return Map(tuple(zip(flat[::2], flat[1::2], strict=True)))
     return reply
+
+
+def _acl_line_hidden(line):
+    """An ``ACL LIST`` line with its hashes hidden: a bulk string as Redis sends it, or a simple
+    or verbatim one (another server's); anything else as it is."""
+    kind = type(line)
+    if kind is bytes:
+        return _ACL_HASH.sub(b"#" + REDACTED, line)
+    if kind is Simple:
+        return Simple(_ACL_HASH.sub(b"#" + REDACTED, line.value))
+    if kind is Verbatim:
+        return Verbatim(line.format, _ACL_HASH.sub(b"#" + REDACTED, line.text))
+    return line
 
 
 def _acl_passwords(reply) -> int | None:
@@ -402,6 +415,8 @@ def _acl_ranges(kind, reply, start: int, end: int) -> list:
         return []
     out = []
     if kind == b"LIST":
+        if any(type(x) is not bytes for x in reply):  # not as Redis writes it
+            return [(start, end)]
         pos = start + 3 + len(str(len(reply)))
         for x in reply:
             head = 3 + len(str(len(x)))

@@ -424,8 +424,8 @@ class Capture:
         """What changed after ``since``: ``{"seq", "resync", "connections": [rows], "evicted":
         [ids], "evicted_total"}``. ``resync``: ``since`` is older than what the eviction log
         remembers (or in the future): the rows are then every connection, and the caller drops
-        what it had. ``limit`` > 0: at most that many rows (the newest changed); the caller
-        asks again from the ``seq`` returned (it is then the seq of the last row sent)."""
+        what it had. ``limit`` > 0: at most that many rows, the oldest changes first; the
+        caller asks again from the ``seq`` returned (it is then the seq of the last row sent)."""
         self.sync()
         resync = since <= 0 or since > self.seq or (
             len(self._evictions) == self._evictions.maxlen and self._evictions[0][0] > since)

@@ -645,14 +645,17 @@ def test_tricklers_holding_every_slot_let_go_of_them_at_the_deadline():
     # they trickled
     from twisted.internet import threads
 
-    # a deadline with a margin: the refusal below must be asked before it, on a loaded machine
-    port = yield _listen_capped(max_open=2, deadlines=Deadlines(head=3))
+    # the deadlines on a clock of the test's: the refusal below is asked before them however
+    # loaded the machine (a trickler not yet past its request line is at its idle deadline)
+    clock = MemoryReactorClock()
+    port = yield _listen_capped(max_open=2, deadlines=Deadlines(idle=1, head=1), reactor=clock)
     site = port.factory
     try:
         n = port.getHost().port
         slow = [threads.deferToThread(_trickle, n, _SLOWLORIS) for _ in range(2)]
         yield until(lambda: site.open_connections == 2, "both tricklers connected")
         assert (yield threads.deferToThread(read_to_close, n, _HEAD + b"\r\n")) == b""  # refused
+        clock.advance(1)
         for d in slow:
             assert (yield d)[1]
         yield until(lambda: site.open_connections == 0, "the slots released")
@@ -742,22 +745,25 @@ def test_a_connection_idle_past_its_deadline_is_closed_without_a_word():
         yield port.stopListening()
 
 
-def _read_slowly(port: int, request: bytes) -> int:
+def _read_slowly(port: int, request: bytes, then: bytes = b"") -> bytes:
     """Send ``request`` and read the answer 16 KiB at a time, one read every 10 ms, through a
-    64 KiB receive buffer, until the server closes (or 30 s of silence): the bytes read."""
+    64 KiB receive buffer, until the server closes (or 30 s of silence): the bytes read. Once
+    the first bytes came, send ``then`` (a request pipelined behind it, in a write of its own)."""
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
         s.settimeout(30)
         s.connect(("127.0.0.1", port))
         s.sendall(request)
-        got = 0
+        got = []
         try:
             while chunk := s.recv(16 << 10):
-                got += len(chunk)
+                if not got and then:
+                    s.sendall(then)
+                got.append(chunk)
                 time.sleep(0.01)
         except (ConnectionResetError, TimeoutError):
             pass
-        return got
+        return b"".join(got)
 
 
 @pytest.mark.real
@@ -776,7 +782,28 @@ def test_a_client_reading_its_answer_slowly_is_not_cut_by_the_idle_deadline(monk
     try:
         request = b"GET /big HTTP/1.1\r\nHost: x\r\n" + (b"Connection: close\r\n" * close)
         got = yield threads.deferToThread(_read_slowly, port.getHost().port, request + b"\r\n")
-        assert got > 4 << 20  # the head, and every byte of the body
+        assert len(got) > 4 << 20  # the head, and every byte of the body
+    finally:
+        yield port.stopListening()
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_request_sent_while_a_slow_reader_takes_its_answer_waits_for_it_without_a_408():
+    # the next request of a client that has not taken the last answer is held (not read) under
+    # the idle deadline; its bytes, come in a write of their own meanwhile, started the head
+    # deadline, whose 408 (after 0.5 s) cut a client still reading its 4 MiB answer (2.6 s)
+    from twisted.internet import threads
+
+    port = yield _listen_capped(deadlines=Deadlines(idle=1, head=0.5))
+    try:
+        got = yield threads.deferToThread(
+            _read_slowly, port.getHost().port, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n",
+            _HEAD + b"Connection: close\r\n\r\n")
+        first, _, second = got.partition(b"x" * (4 << 20))
+        assert first.startswith(b"HTTP/1.1 200 OK"), (len(got), got[-300:])
+        assert second.startswith(b"HTTP/1.1 200 OK") and second.endswith(b"hello"), (
+            len(got), got[-300:])
     finally:
         yield port.stopListening()
 
@@ -839,6 +866,61 @@ def test_the_head_deadline_counts_from_the_first_byte_and_no_byte_moves_it():
     clock.advance(0.5)
     assert transport.value().startswith(b"HTTP/1.1 408 Request Timeout")
     assert transport.value().endswith(b"request head not complete within 10s\n")
+
+
+@pytest.mark.memory
+def test_a_refusal_after_a_head_request_answered_is_whole_unless_it_refuses_a_head_request():
+    # whether the request refused began "HEAD " was left from the last request line read: a
+    # GET whose line was not whole at its head deadline, after a HEAD answered on the same
+    # connection, got a 408 that said Content-Length: 37 and sent no body
+    from twisted.web import resource
+
+    from playground.common.limits import CappedSite
+
+    clock = MemoryReactorClock()
+    site = CappedSite(resource.Resource(), reactor=clock, deadlines=Deadlines(head=10))
+    site.log = lambda request: None
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 404 ")
+    transport.clear()
+    channel.dataReceived(b"GET /not-whole")
+    clock.advance(10)
+    assert transport.value().startswith(b"HTTP/1.1 408 Request Timeout")
+    assert transport.value().endswith(b"\r\n\r\nrequest head not complete within 10s\n")
+
+
+@pytest.mark.memory
+def test_a_held_request_released_as_the_idle_deadline_passes_is_answered():
+    # a request held while the client had not taken the last answer is released on the turn
+    # after the transport drained; when the idle deadline passed meanwhile (the drain came in
+    # the reactor's wait for I/O, past it), its timer ran first and closed the connection: the
+    # client took all of its answer, and its next request was never answered
+    from twisted.web import resource
+
+    from playground.common.limits import CappedSite
+
+    class Hello(resource.Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            return b"hello"
+
+    clock = MemoryReactorClock()
+    site = CappedSite(Hello(), reactor=clock, deadlines=Deadlines(idle=5))
+    site.log = lambda request: None
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.pauseProducing()  # the transport's write buffer is full
+    channel.dataReceived(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.value().count(b"hello") == 1  # the second is held
+    clock.rightNow += 5.001  # the reactor waited for I/O past the idle deadline...
+    channel.resumeProducing()  # ... and the client took the answer meanwhile
+    clock.advance(0)
+    assert transport.value().count(b"hello") == 2 and not transport.disconnecting
 
 
 @pytest.mark.memory
@@ -918,4 +1000,51 @@ def test_a_pipelining_client_that_does_not_read_gets_no_further_answer_made():
         assert len(made) == asked
     finally:
         client.close()
+        yield port.stopListening()
+
+
+def _tls_read_to_close(port: int, data: bytes) -> bytes:
+    """Send ``data`` over TLS (the server's certificate unchecked) and read to the close, which
+    must be a TLS close (close_notify): an EOF without it raises ``ssl.SSLEOFError``."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            context.wrap_socket(raw, suppress_ragged_eofs=False) as s:
+        s.sendall(data)
+        got = b""
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+        except OSError as e:  # SSLEOFError, a reset, 10 s of silence: what came before it
+            raise AssertionError(got) from e
+        return got
+
+
+@pytest.mark.real
+@pytest_twisted.inlineCallbacks
+def test_a_tls_site_s_refusal_ends_with_a_tls_close_and_lingers_bounded(tmp_path):
+    # a refusal half-closed the TCP connection under the TLS layer (the TLS transport hands
+    # loseWriteConnection to its TCP one): the client read its 414 and then an EOF without
+    # close_notify, a truncation attack as far as TLS can tell
+    from twisted.internet import endpoints, reactor, threads
+    from twisted.web import resource
+
+    from playground.common.limits import CappedSite
+    from tests.support.tls import CA
+
+    cert, key = CA(tmp_path).issue("web", ["localhost"], ["127.0.0.1"])
+    site = CappedSite(resource.Resource())
+    site.log = lambda request: None
+    port = yield endpoints.serverFromString(
+        reactor, f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}").listen(site)
+    try:
+        got = yield threads.deferToThread(
+            _tls_read_to_close, port.getHost().port,
+            b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 414 URI Too Long"), got
+        yield until(lambda: site.open_connections == 0, "the connection closed")
+    finally:
         yield port.stopListening()

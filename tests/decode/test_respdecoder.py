@@ -571,6 +571,28 @@ def test_acl_list_and_getuser_answers_hide_the_password_hashes(hello, answer, sh
     assert redact_reply((b"ACL", b"WHOAMI"), b"bob") == b"bob"
 
 
+_BOB = b"user bob on #" + _HASH + b" ~* +get"
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("other", [b":1\r\n", b"+OK\r\n", b"_\r\n", b"*1\r\n$1\r\na\r\n",
+                                   b"+" + _BOB + b"\r\n", b"=%d\r\ntxt:" % (len(_BOB) + 4)
+                                   + _BOB + b"\r\n"])
+def test_an_acl_list_answer_with_a_line_not_a_bulk_string_hides_the_hashes(other):
+    """An ``ACL LIST`` answer with an element Redis does not send (an integer, a null, an
+    array, a simple or verbatim string): the decoder raised on it (TypeError), and the chain's
+    fallback to hex sent the hashes to the pcap in clear; a simple or verbatim line showed its
+    hash. Such a frame is masked whole, each line's hash hidden whatever its string type."""
+    from playground.decode.respdecoder import redact_reply
+
+    answer = b"*2\r\n$%d\r\n%s\r\n%s" % (len(_BOB), _BOB, other)
+    conv = RespConversation()
+    events = conv.feed(C2S, cmd("ACL", "LIST"), 0.0) + conv.feed(S2C, answer, 1.0)
+    assert [(r.start, r.end) for r in of(events, SecretRange)] == [(0, len(answer))]
+    [reply] = [e.reply for e in events if getattr(e, "command", ())[:1] == (b"ACL",)]
+    assert _HASH.decode() not in repr(redact_reply((b"ACL", b"LIST"), reply))
+
+
 @pytest.mark.pure
 def test_config_get_answer_secret_ranges():
     from playground.decode.respdecoder import reply_secret_ranges
