@@ -4,7 +4,8 @@ Modelled on ``twisted.protocols.portforward`` (pause the client until the upstre
 register each transport as the other's streaming producer) plus what it lacks: half-close in both
 directions (``IHalfCloseableProtocol``), connect and idle timeouts, resets passed on as aborts,
 a TLS leg's failed handshake closed as ``tls-failed`` (OpenSSL's reason logged and recorded; a
-``tls:`` target's certificate must name its host: ``playground.common.tlsnames``),
+``tls:`` target's certificate must name its host: ``playground.common.tlsnames``; a ``tls:``
+target's handshake must end within the connect timeout),
 connection limits, pair ids, byte counts, one structured log line on open and on close, graceful
 drain on shutdown, and the observer hook the decoder chain uses (see ``playground.proxy.observer``).
 
@@ -66,7 +67,7 @@ import random
 
 from OpenSSL import SSL
 from twisted.internet import defer, error, protocol
-from twisted.internet.interfaces import IHalfCloseableProtocol, ISSLTransport
+from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener, ISSLTransport
 from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
@@ -162,7 +163,7 @@ def _tls_reason(value: SSL.Error) -> str:
     return "; ".join(reasons) or str(value) or "handshake failed"
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IHandshakeListener)
 class _Side(protocol.Protocol):
     """One leg of a pair. ``other`` is the opposite leg's transport once both exist."""
 
@@ -171,6 +172,12 @@ class _Side(protocol.Protocol):
     direction: str  # the direction of the bytes this side receives
     pipeline: Pipeline | None = None  # the toxics on the bytes this side receives
     toxic_call = None  # the pending call of the pipeline's next tick
+    handshake_call = None  # a TLS leg's: the pending deadline of its handshake
+
+    def handshakeCompleted(self):
+        call, self.handshake_call = self.handshake_call, None
+        if call is not None and call.active():
+            call.cancel()
 
     def _forward(self, data):  # the plain forwarder: a write and a byte count
         self.other.write(data)
@@ -508,6 +515,11 @@ class Pair:
         if f.leads_back(st):
             self._to_itself(st)
             return
+        # A TLS target's handshake is part of its connect (as curl's --connect-timeout counts it):
+        # its endpoint connects at the TCP connect, and a server that never answers the
+        # ClientHello would hold the pair (and the client's bytes) for ever.
+        self._handshake_deadline(server, f.connect_timeout,
+                                 f"no TLS handshake within --connect-timeout {f.connect_timeout:g}s")
         _tune(st)
         self.client.other = st
         observed = f.observer is not None
@@ -809,12 +821,10 @@ class Pair:
         self.lost |= _BIT[role]
         how = _how(reason)
         if self.closed_first is None:
-            self.closed_first = (role, how)
             if how == "tls-failed":
-                self.close_reason = _tls_reason(reason.value)
-                self.log.warn("proxy #{pair} TLS handshake with the {side} failed: {why}; "
-                              "closing {client}", pair=self.id, side=role, why=self.close_reason,
-                              client=self.client.peer)
+                self._tls_failed(role, _tls_reason(reason.value))
+            else:
+                self.closed_first = (role, how)
         other = self._other(role)
         if role == CLIENT and self.connecting is not None:
             self._cancel_connect()
@@ -839,6 +849,29 @@ class Pair:
                 other.transport.abortConnection()
         if self.lost == (3 if self.server is not None else 1):
             self._finish()
+
+    def _tls_failed(self, role: str, why: str) -> None:
+        """``role``'s TLS leg failed (``why``): the pair's close says so, and the log."""
+        self.closed_first = (role, "tls-failed")
+        self.close_reason = why
+        self.log.warn("proxy #{pair} TLS handshake with the {side} failed: {why}; closing {client}",
+                      pair=self.id, side=role, why=why, client=self.client.peer)
+
+    # -- TLS handshake deadlines --------------------------------------------------
+    def _handshake_deadline(self, side: _Side, timeout: float, why: str) -> None:
+        """A TLS leg (``side``) whose handshake has not completed ``timeout`` seconds after the
+        pair opened fails the pair (``tls-failed``, ``why``); 0: no deadline."""
+        if timeout and ISSLTransport.providedBy(side.transport):
+            left = max(0.0, self.opened + timeout - self.reactor.seconds())
+            side.handshake_call = self.reactor.callLater(left, self._handshake_late, side, why)
+
+    def _handshake_late(self, side: _Side, why: str) -> None:
+        side.handshake_call = None
+        if self.finished or self.lost & _BIT[side.role]:
+            return
+        if self.closed_first is None:
+            self._tls_failed(side.role, why)
+        self.abort("tls-failed")
 
     def abort(self, how: str):
         if self.closed_first is None:
@@ -891,8 +924,11 @@ class Pair:
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
         for side in (self.client, self.server):
-            if side is not None and side.toxic_call is not None and side.toxic_call.active():
-                side.toxic_call.cancel()
+            if side is None:
+                continue
+            for call in (side.toxic_call, side.handshake_call):
+                if call is not None and call.active():
+                    call.cancel()
         if self.fault_call is not None and self.fault_call.active():
             self.fault_call.cancel()
         f = self.factory

@@ -224,3 +224,25 @@ def test_a_close_delimited_response_over_tls_is_complete_only_at_a_clean_close(
     assert (record["status"], record["response_body_size"]) == (200, 500)
     assert record["complete"] is clean, (record, proc.output()[-2000:])
 
+
+
+# --- handshakes that never end -----------------------------------------------------------------
+
+
+def test_a_tls_target_that_never_answers_the_handshake_fails_at_the_connect_timeout(twistd, pki):
+    """A server that accepts TCP and never says a word of TLS: the handshake is part of the
+    connect, bounded by ``--connect-timeout`` (as curl's is). The pair stayed open for ever (the
+    endpoint's connect fires at the TCP connect), the client's bytes held in the TLS layer."""
+    mute = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody answers
+    with mute:
+        proc, port = start_proxy(twistd, f"tls:host=localhost:port={mute.getsockname()[1]}",
+                                 "--target-ca", pki["ca"].pem, "--connect-timeout", "1",
+                                 "--quiet")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            me = s.getsockname()[1]
+            s.sendall(PING)
+            wait_closed(s, timeout=10)
+        line = proc.wait_for(f"close 127.0.0.1:{me} ")
+    assert "first=server how=tls-failed" in line, line
+    assert "no TLS handshake within --connect-timeout 1s" in proc.output(), proc.output()[-2000:]
+
