@@ -5,7 +5,8 @@ register each transport as the other's streaming producer) plus what it lacks: h
 directions (``IHalfCloseableProtocol``), connect and idle timeouts, resets passed on as aborts,
 a TLS leg's failed handshake closed as ``tls-failed`` (OpenSSL's reason logged and recorded; a
 ``tls:`` target's certificate must name its host: ``playground.common.tlsnames``; a ``tls:``
-target's handshake must end within the connect timeout),
+target's handshake must end within the connect timeout, a TLS client's within the handshake
+timeout),
 connection limits, pair ids, byte counts, one structured log line on open and on close, graceful
 drain on shutdown, and the observer hook the decoder chain uses (see ``playground.proxy.observer``).
 
@@ -427,6 +428,11 @@ class Pair:
         client.transport.pauseProducing()  # read nothing until the upstream is up
         _tune(client.transport)
         f.pairs[self.id] = self
+        # A TLS client that never completes its handshake (silent, or stopped half-way) would
+        # hold its slot of --max-connections for ever: no bytes of its are forwarded to count idle.
+        self._handshake_deadline(
+            client, f.handshake_timeout,
+            f"no TLS handshake within --handshake-timeout {f.handshake_timeout:g}s")
         if f.log_connections:
             _log_formatted(self.log, _OPEN, pair=self.id, client=client.peer,
                            target=f.target_desc)
@@ -983,9 +989,10 @@ class ProxyFactory(LimitedFactory):
     ``target`` is a ``Target`` (``addresses.client_target``), a ``--target`` string (read into
     one), or an ``IStreamClientEndpoint``. ``observer`` (optional) follows
     ``playground.proxy.observer.PairObserver``. ``connect_timeout``: seconds the target has to
-    accept, on every kind of target; 0 sets no timeout of ours (then what bounds a connect is the
-    system's own, about two minutes on Linux, or an endpoint string's ``timeout=``, Twisted's
-    default 30 s).
+    accept, on every kind of target (a ``tls:`` one's handshake included); 0 sets no timeout of
+    ours (then what bounds a connect is the system's own, about two minutes on Linux, or an
+    endpoint string's ``timeout=``, Twisted's default 30 s). ``handshake_timeout``: seconds a
+    client of a TLS listener has to complete its handshake; 0: no bound.
     """
 
     protocol = ClientSide
@@ -993,7 +1000,7 @@ class ProxyFactory(LimitedFactory):
     log = Logger()
 
     def __init__(self, target, observer=None, connect_timeout: float = 5.0,
-                 idle_timeout: float = 0.0, max_connections: int = 0, max_per_peer: int = 0,
+                 handshake_timeout: float = 10.0, idle_timeout: float = 0.0, max_connections: int = 0, max_per_peer: int = 0,
                  reactor=None, target_ca: str | None = None, toxics=None,
                  fault_seed: int | None = None, zero_copy: bool = True):
         super().__init__(max_connections, max_per_peer, reactor)
@@ -1024,6 +1031,7 @@ class ProxyFactory(LimitedFactory):
         self._paused: dict = {}  # id(side) -> side, paused while the observer backlog drains
         self._accepts_held = None  # the listening port that stopped accepting (_hold_accepts)
         self.connect_timeout = connect_timeout
+        self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self.pairs: dict[int, Pair] = {}
         self.ids = itertools.count(1)  # pair ids; may be shared by several proxies

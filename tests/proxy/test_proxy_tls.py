@@ -246,3 +246,25 @@ def test_a_tls_target_that_never_answers_the_handshake_fails_at_the_connect_time
     assert "first=server how=tls-failed" in line, line
     assert "no TLS handshake within --connect-timeout 1s" in proc.output(), proc.output()[-2000:]
 
+
+def test_a_client_that_never_starts_the_handshake_is_closed_and_frees_its_slot(twistd, pki,
+                                                                              redis_server):
+    """A client of an ``ssl:`` listener that opens TCP and sends nothing (or stops mid-handshake)
+    is closed after ``--handshake-timeout`` (nginx's ``ssl_handshake_timeout``), even with no
+    ``--idle-timeout``: it held a slot of ``--max-connections`` for ever, so a few such
+    connections locked every TLS client out."""
+    cert, key = pki["localhost"]
+    listen = f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1"
+    proc, port = start_proxy(twistd, redis_server.port, "--max-connections", "1",
+                             "--handshake-timeout", "1", "--quiet", listen=listen)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as silent:
+        me = silent.getsockname()[1]
+        wait_closed(silent, timeout=10)
+    line = proc.wait_for(f"close 127.0.0.1:{me} ")
+    assert "first=client how=tls-failed" in line, line
+    assert "no TLS handshake within --handshake-timeout 1s" in proc.output()
+    ctx = ssl.create_default_context(cafile=str(pki["ca"].pem))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:  # the slot is free
+            tls.sendall(PING)
+            assert recv_exactly(tls, len(PONG)) == PONG
