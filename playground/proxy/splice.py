@@ -156,11 +156,17 @@ def _how(reason) -> str:
     return reason.getErrorMessage()
 
 
-def _tls_reason(value: SSL.Error) -> str:
-    """OpenSSL's reasons in a failed handshake (its error list's last fields, e.g. ``certificate
-    verify failed``), not the list's repr."""
+_VERIFY_FAILED = "certificate verify failed"
+
+
+def _tls_reason(value: SSL.Error, transport) -> str:
+    """OpenSSL's reasons in a failed handshake on ``transport`` (its error list's last fields,
+    e.g. ``certificate verify failed``, with why verification failed: ``certificate has
+    expired``, ``tlsnames.verify_error``), not the list's repr."""
     errors = value.args[0] if value.args and isinstance(value.args[0], list) else ()
     reasons = [e[-1] for e in errors if isinstance(e, tuple) and e and e[-1]]
+    if _VERIFY_FAILED in reasons and (why := tlsnames.verify_error(transport)) is not None:
+        reasons[reasons.index(_VERIFY_FAILED)] = f"{_VERIFY_FAILED}: {why}"
     return "; ".join(reasons) or str(value) or "handshake failed"
 
 
@@ -828,7 +834,7 @@ class Pair:
         how = _how(reason)
         if self.closed_first is None:
             if how == "tls-failed":
-                self._tls_failed(role, _tls_reason(reason.value))
+                self._tls_failed(role, _tls_reason(reason.value, self._side(role).transport))
             else:
                 self.closed_first = (role, how)
         other = self._other(role)

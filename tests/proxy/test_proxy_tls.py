@@ -38,6 +38,7 @@ def pki(tmp_path_factory):
         "other": ca.issue("other", ["other.example"]),
         "stranger": CA(d, "stranger CA").issue("stranger", ["localhost"], ["127.0.0.1"]),
         "no-san": ca.issue("no-san", ["localhost"], with_san=False),
+        "expired": ca.issue("expired", ["localhost"], ["127.0.0.1"], expired=True),
     }
 
 
@@ -145,8 +146,19 @@ def test_tls_target_signed_by_unknown_ca_fails_handshake(twistd, pki, echo_serve
     in a warning, as a connect's failure is said."""
     server = echo_server("stranger")  # right name, untrusted issuer
     out = _assert_handshake_refused(twistd, pki, server, r"first=server how=tls-failed$")
-    assert "TLS handshake with the server failed: certificate verify failed; closing " in out, out
+    assert ("TLS handshake with the server failed: certificate verify failed: unable to get "
+            "local issuer certificate; closing ") in out, out
     assert "SSL routines" not in out, out
+
+
+def test_tls_target_whose_certificate_has_expired_says_so(twistd, pki, echo_server):
+    """OpenSSL's verification result is in the reason: ``certificate has expired``. The log and
+    the close record said only ``certificate verify failed``, as for a wrong CA or a self-signed
+    certificate, so the operator could not tell which."""
+    server = echo_server("expired")  # the trusted CA's, the right name, valid until yesterday
+    out = _assert_handshake_refused(
+        twistd, pki, server, r"first=server how=tls-failed$")
+    assert "failed: certificate verify failed: certificate has expired; closing" in out, out
 
 
 def test_tls_target_whose_certificate_has_no_subject_alt_name_fails_handshake(twistd, pki,
