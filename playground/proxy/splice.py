@@ -70,6 +70,7 @@ from OpenSSL import SSL
 from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener, ISSLTransport
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python import usage
 from zope.interface import implementer
 
@@ -170,6 +171,36 @@ def _tls_reason(value: SSL.Error, transport) -> str:
     return "; ".join(reasons) or str(value) or "handshake failed"
 
 
+class _KeepsTcpReason:
+    """Mixed into a TLS leg's transport (Twisted's ``TLSMemoryBIOProtocol`` or its subclass,
+    ``_keep_tcp_reason``): keeps the reason its TCP connection ended (``tcp_reason``), which
+    Twisted's ``connectionLost`` replaces with ``ConnectionLost`` for any end without a
+    close_notify, a FIN and a reset alike."""
+
+    tcp_reason = None
+
+    def connectionLost(self, reason):
+        self.tcp_reason = reason
+        super().connectionLost(reason)
+
+
+_KEEPING: dict[type, type] = {}  # a TLS transport class -> it with _KeepsTcpReason
+
+
+def _keep_tcp_reason(transport) -> None:
+    """Give a TLS transport (not another kind) ``_KeepsTcpReason``, by ``__class__``."""
+    cls = type(transport)
+    if not issubclass(cls, TLSMemoryBIOProtocol) or issubclass(cls, _KeepsTcpReason):
+        return
+    keeping = _KEEPING.get(cls)
+    if keeping is None:
+        keeping = _KEEPING[cls] = type(cls.__name__, (_KeepsTcpReason, cls), {})
+    transport.__class__ = keeping
+
+
+_NO_CLOSE_NOTIFY = "TCP closed without a TLS close_notify"
+
+
 @implementer(IHalfCloseableProtocol, IHandshakeListener)
 class _Side(protocol.Protocol):
     """One leg of a pair. ``other`` is the opposite leg's transport once both exist."""
@@ -185,6 +216,10 @@ class _Side(protocol.Protocol):
         call, self.handshake_call = self.handshake_call, None
         if call is not None and call.active():
             call.cancel()
+
+    def makeConnection(self, transport):
+        _keep_tcp_reason(transport)
+        super().makeConnection(transport)
 
     def _forward(self, data):  # the plain forwarder: a write and a byte count
         self.other.write(data)
@@ -833,10 +868,15 @@ class Pair:
         self.lost |= _BIT[role]
         how = _how(reason)
         if self.closed_first is None:
+            transport = self._side(role).transport
             if how == "tls-failed":
-                self._tls_failed(role, _tls_reason(reason.value, self._side(role).transport))
+                self._tls_failed(role, _tls_reason(reason.value, transport))
             else:
                 self.closed_first = (role, how)
+                tcp_reason = getattr(transport, "tcp_reason", None)
+                if how == "reset" and tcp_reason is not None and tcp_reason.check(
+                        error.ConnectionDone):  # a FIN: still a reset, TLS cannot tell a
+                    self.close_reason = _NO_CLOSE_NOTIFY  # truncation from it
         other = self._other(role)
         if role == CLIENT and self.connecting is not None:
             self._cancel_connect()

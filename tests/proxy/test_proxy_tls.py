@@ -280,3 +280,41 @@ def test_a_client_that_never_starts_the_handshake_is_closed_and_frees_its_slot(t
         with ctx.wrap_socket(raw, server_hostname="localhost") as tls:  # the slot is free
             tls.sendall(PING)
             assert recv_exactly(tls, len(PONG)) == PONG
+
+
+# --- how a TLS client's connection ends ---------------------------------------------------------
+
+
+def test_a_tls_client_closing_tcp_without_close_notify_is_told_from_a_reset(twistd, pki,
+                                                                            redis_server,
+                                                                            tmp_path):
+    """``redis-cli --tls`` (and Python's ``ssl``) end with a TCP FIN and no close_notify. Twisted's
+    TLS says ``ConnectionLost`` for that and for a reset alike, so the pair closed ``reset by
+    client`` with no more said; now its reason says there was no close_notify (the other side is
+    still reset: TLS cannot tell it from a truncation), and a real reset has no such reason."""
+    import struct
+
+    cert, key = pki["localhost"]
+    listen = f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1"
+    json_path = tmp_path / "out.jsonl"
+    proc, port = start_proxy(twistd, redis_server.port, "--json", json_path, "--quiet",
+                             listen=listen)
+    ctx = ssl.create_default_context(cafile=str(pki["ca"].pem))
+    ports = {}
+    for how in ("fin", "rst"):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        tls = ctx.wrap_socket(raw, server_hostname="localhost")
+        tls.sendall(PING)
+        assert recv_exactly(tls, len(PONG)) == PONG
+        ports[how] = tls.getsockname()[1]
+        if how == "rst":
+            tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        tls.close()  # no close_notify: Python's ssl sends none on close
+        proc.wait_for(f"close 127.0.0.1:{ports[how]} ")
+    assert proc.terminate() == 0
+    closes = {r["client"]: r for r in map(json.loads, json_path.read_text().splitlines())
+              if r["type"] == "close"}
+    fin, rst = (closes[f"127.0.0.1:{ports[how]}"] for how in ("fin", "rst"))
+    assert (fin["closed_by"], fin["how"]) == ("client", "reset"), fin
+    assert fin.get("reason") == "TCP closed without a TLS close_notify", fin
+    assert (rst["closed_by"], rst["how"], rst.get("reason")) == ("client", "reset", None), rst
