@@ -89,6 +89,25 @@ def test_tls_listener_in_front_of_redis(twistd, redis_server, pki):
     assert proc.terminate() == 0
 
 
+def test_a_tls_client_offering_alpn_is_served_without_a_protocol(twistd, redis_server, pki):
+    """curl, browsers and Go offer ALPN (``h2``, ``http/1.1``). The proxy negotiates none, and
+    Twisted's ALPN callback then answered with an empty protocol, which OpenSSL turns into an
+    ``internal error`` alert: every such client failed its handshake (``curl https://...`` to an
+    ``ssl:`` listener: ``tlsv1 alert internal error``). It is now told no protocol was agreed
+    (RFC 7301 lets a server go on without one), as to a client that offers none."""
+    cert, key = pki["localhost"]
+    listen = f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1"
+    proc, port = start_proxy(twistd, redis_server.port, listen=listen)
+    ctx = ssl.create_default_context(cafile=str(pki["ca"].pem))
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.selected_alpn_protocol() is None
+            tls.sendall(PING)
+            assert recv_exactly(tls, len(PONG)) == PONG
+    assert proc.terminate() == 0
+
+
 # --- tls: target verified with --target-ca ---------------------------------------------------
 
 
