@@ -108,6 +108,29 @@ def test_a_tls_client_offering_alpn_is_served_without_a_protocol(twistd, redis_s
     assert proc.terminate() == 0
 
 
+@pytest.mark.parametrize("plain, openssl_says", [
+    (PING, "wrong version number"),
+    (b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", "http request"),
+])
+def test_plain_text_to_a_tls_listener_is_said_to_be_no_tls(twistd, redis_server, pki, plain,
+                                                           openssl_says):
+    """RESP or HTTP in clear to an ``ssl:`` listener: the pair closes ``tls-failed`` and the log
+    says the bytes were not TLS, after OpenSSL's own words (``wrong version number`` alone
+    did not tell an operator that a client forgot ``--tls``)."""
+    cert, key = pki["localhost"]
+    listen = f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1"
+    proc, port = start_proxy(twistd, redis_server.port, "--quiet", listen=listen)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        me = s.getsockname()[1]
+        s.sendall(plain)
+        wait_closed(s, timeout=10)
+    line = proc.wait_for(f"close 127.0.0.1:{me} ")
+    assert "first=client how=tls-failed" in line, line
+    said = proc.wait_for(f"closing 127.0.0.1:{me}")
+    assert f"failed: {openssl_says} (not TLS: plain text from the client?)" in said, said
+    assert "Traceback" not in proc.output()
+
+
 # --- tls: target verified with --target-ca ---------------------------------------------------
 
 
