@@ -479,9 +479,7 @@ class Pair:
         f.pairs[self.id] = self
         # A TLS client that never completes its handshake (silent, or stopped half-way) would
         # hold its slot of --max-connections for ever: no bytes of its are forwarded to count idle.
-        self._handshake_deadline(
-            client, f.handshake_timeout,
-            f"no TLS handshake within --handshake-timeout {f.handshake_timeout:g}s")
+        self._handshake_deadline(client, f.handshake_timeout, "--handshake-timeout")
         if f.log_connections:
             _log_formatted(self.log, _OPEN, pair=self.id, client=client.peer,
                            target=f.target_desc)
@@ -573,8 +571,7 @@ class Pair:
         # A TLS target's handshake is part of its connect (as curl's --connect-timeout counts it):
         # its endpoint connects at the TCP connect, and a server that never answers the
         # ClientHello would hold the pair (and the client's bytes) for ever.
-        self._handshake_deadline(server, f.connect_timeout,
-                                 f"no TLS handshake within --connect-timeout {f.connect_timeout:g}s")
+        self._handshake_deadline(server, f.connect_timeout, "--connect-timeout")
         _tune(st)
         self.client.other = st
         observed = f.observer is not None
@@ -918,19 +915,21 @@ class Pair:
                       pair=self.id, side=role, why=why, client=self.client.peer)
 
     # -- TLS handshake deadlines --------------------------------------------------
-    def _handshake_deadline(self, side: _Side, timeout: float, why: str) -> None:
-        """A TLS leg (``side``) whose handshake has not completed ``timeout`` seconds after the
-        pair opened fails the pair (``tls-failed``, ``why``); 0: no deadline."""
+    def _handshake_deadline(self, side: _Side, timeout: float, flag: str) -> None:
+        """A TLS leg (``side``) whose handshake has not completed ``timeout`` seconds (the
+        option ``flag``'s) after the pair opened fails the pair (``tls-failed``); 0: no
+        deadline."""
         if timeout and ISSLTransport.providedBy(side.transport):
             left = max(0.0, self.opened + timeout - self.reactor.seconds())
-            side.handshake_call = self.reactor.callLater(left, self._handshake_late, side, why)
+            side.handshake_call = self.reactor.callLater(left, self._handshake_late, side,
+                                                         timeout, flag)
 
-    def _handshake_late(self, side: _Side, why: str) -> None:
+    def _handshake_late(self, side: _Side, timeout: float, flag: str) -> None:
         side.handshake_call = None
         if self.finished or self.lost & _BIT[side.role]:
             return
         if self.closed_first is None:
-            self._tls_failed(side.role, why)
+            self._tls_failed(side.role, f"no TLS handshake within {flag} {timeout:g}s")
         self.abort("tls-failed")
 
     def abort(self, how: str):
