@@ -15,6 +15,11 @@ Listening TCP/SSL/UNIX endpoints get ``backlog=1024`` unless one is given, so a 
 connects (``redis-benchmark -c 50`` and more) is not stalled by Twisted's default of 50.
 A bad value raises ``usage.UsageError`` naming the flag and showing an example.
 
+An ``ssl:`` listener answers a client's ALPN offer (``server_endpoint``) with the protocol its
+factory negotiates, or with none (``_select_alpn``): Twisted's own answer to a factory that
+negotiates none is an empty protocol, which OpenSSL sends as an ``internal error`` alert, so
+curl, browsers and Go clients failed every handshake.
+
 Whether a target is a listener's own address (``target_is_listen``, ``reaches``; a proxy whose
 target is itself connects to itself, pair after pair) is read from the addresses alone, as
 addresses (``ipaddress``: loopback, unspecified, IPv4-mapped), never by resolving a name: only
@@ -31,7 +36,9 @@ import re
 import warnings
 
 import attrs
+from OpenSSL import SSL
 from twisted.internet import endpoints
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.python import usage
 
 from playground.common import tlsnames, twistedprivate
@@ -187,11 +194,29 @@ def client_string(value: str, flag: str = "--target") -> str:
 
 
 def server_endpoint(reactor, desc: str, flag: str = "--listen"):
-    """Build the server endpoint; files named by ``ssl:`` are read here."""
+    """Build the server endpoint; files named by ``ssl:`` are read here, and its TLS context
+    answers ALPN with ``_select_alpn``."""
     try:
-        return endpoints.serverFromString(reactor, desc)
+        endpoint = endpoints.serverFromString(reactor, desc)
     except Exception as e:
         raise usage.UsageError(f"{flag}: {desc!r}: {e}")
+    options = twistedprivate.ssl_context_factory(endpoint)
+    if options is not None:
+        options.getContext().set_alpn_select_callback(_select_alpn)  # the context is cached
+    return endpoint
+
+
+def _select_alpn(connection, offered):
+    """The protocol of the client's ALPN ``offered`` that the listening factory negotiates
+    (``IProtocolNegotiationFactory``, in its order, as Twisted's choice), or none agreed
+    (``NO_OVERLAPPING_PROTOCOLS``: the handshake goes on without one, RFC 7301)."""
+    tls = connection.get_app_data()  # the TLS protocol; its factory wraps the listener's
+    wrapped = getattr(getattr(tls, "factory", None), "wrappedFactory", None)
+    negotiating = IProtocolNegotiationFactory(wrapped, None)
+    for name in negotiating.acceptableProtocols() if negotiating is not None else ():
+        if name in offered:
+            return name
+    return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
 def client_endpoint(reactor, desc: str, flag: str = "--target"):

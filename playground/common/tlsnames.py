@@ -9,6 +9,10 @@ connection is checked again when its handshake completes (``hostname_refused``, 
 service-identity's public API): a certificate that does not name the host fails the connection
 as a failed verification does (``NotForHost``, an ``OpenSSL.SSL.Error`` saying why, to the
 application's ``connectionLost``), before any byte of the application's reaches the server.
+
+OpenSSL says a failed verification as ``certificate verify failed`` alone, whatever failed;
+``verify_error`` reads why (``certificate has expired``, ``self-signed certificate``) from the
+connection, as curl and ``openssl s_client`` say it.
 """
 
 from __future__ import annotations
@@ -48,6 +52,23 @@ def hostname_refused(certificate, host: str) -> str | None:
     except (VerificationError, CertificateError) as e:
         return f"certificate not for {host}: {e}"
     return None
+
+
+def verify_error(transport) -> str | None:
+    """Why OpenSSL's verification of the peer's certificate failed on ``transport`` (a TLS
+    transport whose ``getHandle`` is its ``OpenSSL.SSL.Connection``, still open or being
+    lost): OpenSSL's text for ``SSL_get_verify_result``, or None when it passed or cannot be
+    read. pyOpenSSL has no public call for it: its bindings (``OpenSSL._util``) are read, and
+    any change there is a None, the reason said without it."""
+    try:
+        from OpenSSL._util import ffi, lib
+
+        code = lib.SSL_get_verify_result(transport.getHandle()._ssl)
+        if code == 0:  # X509_V_OK
+            return None
+        return ffi.string(lib.X509_verify_cert_error_string(code)).decode("ascii", "replace")
+    except Exception:
+        return None
 
 
 class NotForHost(SSL.Error):

@@ -41,6 +41,9 @@ What is used, and why:
   ``serverFromString``'s parser for a description without listening. Used to check what users type
   and to read a user's ``tcp:``/``tls:`` string once; a target built from ``PORT`` or
   ``HOST:PORT`` is never re-read (see ``addresses.Target``).
+* **An ``ssl:`` listener's TLS options** (``ssl_context_factory``; ``addresses.server_endpoint``):
+  ``SSL4ServerEndpoint._sslContextFactory``, the ``CertificateOptions`` ``serverFromString``
+  built from the string, whose (cached) context gets tcpplay's ALPN answer.
 * **Reactor state** (``reactor_stopped``, ``forget_exit_signal``; shutdown and the console sink):
   ``ReactorBase._stopped`` (true from ``reactor.stop()`` on, and before ``run()``), and
   ``_exitSignal`` (the signal that stopped the reactor, which ``twistd`` raises again after
@@ -114,6 +117,14 @@ def check_server_endpoint(desc: str) -> None:
     """Raise what ``serverFromString`` would raise for ``desc``, without listening (files an
     ``ssl:`` description names are read)."""
     endpoints._parseServer(desc, None)
+
+
+def ssl_context_factory(endpoint):
+    """The TLS context factory of an ``ssl:`` server endpoint (``serverFromString``'s), or None
+    for another kind."""
+    if isinstance(endpoint, endpoints.SSL4ServerEndpoint):
+        return endpoint._sslContextFactory
+    return None
 
 
 def reactor_stopped(reactor) -> bool:

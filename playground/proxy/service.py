@@ -129,6 +129,10 @@ class Options(ServerOptions):
          "Seconds to wait for the target to accept; 0: no timeout of tcpplay's own (the "
          "system's applies, or a target endpoint string's timeout=, 30 unless given).",
          non_negative_float),
+        parameter("handshake-timeout", 10.0,
+         "Seconds a client of an ssl:/tls: --listen has to complete its TLS handshake before "
+         "it is closed (nginx's ssl_handshake_timeout); 0: none.",
+         non_negative_float),
         parameter("drain-timeout", 10.0,
          "On SIGTERM/SIGINT, seconds open pairs may finish before they are aborted (a second "
          "Ctrl-C aborts them at once).",
@@ -238,6 +242,7 @@ def make_service(options, reactor=None) -> service.IService:
         options.target,
         observer=observer,
         connect_timeout=options["connect-timeout"],
+        handshake_timeout=options["handshake-timeout"],
         idle_timeout=options["idle-timeout"],
         max_connections=options["max-connections"],
         max_per_peer=options["max-connections-per-peer"],

@@ -4,7 +4,9 @@ Modelled on ``twisted.protocols.portforward`` (pause the client until the upstre
 register each transport as the other's streaming producer) plus what it lacks: half-close in both
 directions (``IHalfCloseableProtocol``), connect and idle timeouts, resets passed on as aborts,
 a TLS leg's failed handshake closed as ``tls-failed`` (OpenSSL's reason logged and recorded; a
-``tls:`` target's certificate must name its host: ``playground.common.tlsnames``),
+``tls:`` target's certificate must name its host: ``playground.common.tlsnames``; a ``tls:``
+target's handshake must end within the connect timeout, a TLS client's within the handshake
+timeout),
 connection limits, pair ids, byte counts, one structured log line on open and on close, graceful
 drain on shutdown, and the observer hook the decoder chain uses (see ``playground.proxy.observer``).
 
@@ -66,8 +68,9 @@ import random
 
 from OpenSSL import SSL
 from twisted.internet import defer, error, protocol
-from twisted.internet.interfaces import IHalfCloseableProtocol, ISSLTransport
+from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener, ISSLTransport
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python import usage
 from zope.interface import implementer
 
@@ -154,15 +157,59 @@ def _how(reason) -> str:
     return reason.getErrorMessage()
 
 
-def _tls_reason(value: SSL.Error) -> str:
-    """OpenSSL's reasons in a failed handshake (its error list's last fields, e.g. ``certificate
-    verify failed``), not the list's repr."""
+_VERIFY_FAILED = "certificate verify failed"
+# What OpenSSL says of a peer whose first bytes are no TLS record (RESP, HTTP, ...).
+_NOT_TLS = frozenset({"wrong version number", "http request", "https proxy request",
+                      "packet length too long", "unknown protocol"})
+
+
+def _tls_reason(value: SSL.Error, transport, role: str) -> str:
+    """OpenSSL's reasons in a failed handshake of ``role``'s leg, on ``transport`` (its error
+    list's last fields, e.g. ``certificate verify failed``, with why verification failed:
+    ``certificate has expired``, ``tlsnames.verify_error``; a reason that means the peer spoke
+    no TLS says so), not the list's repr."""
     errors = value.args[0] if value.args and isinstance(value.args[0], list) else ()
     reasons = [e[-1] for e in errors if isinstance(e, tuple) and e and e[-1]]
+    if _VERIFY_FAILED in reasons and (why := tlsnames.verify_error(transport)) is not None:
+        reasons[reasons.index(_VERIFY_FAILED)] = f"{_VERIFY_FAILED}: {why}"
+    for i, reason in enumerate(reasons):
+        if reason in _NOT_TLS:
+            reasons[i] = f"{reason} (not TLS: plain text from the {role}?)"
+            break
     return "; ".join(reasons) or str(value) or "handshake failed"
 
 
-@implementer(IHalfCloseableProtocol)
+class _KeepsTcpReason:
+    """Mixed into a TLS leg's transport (Twisted's ``TLSMemoryBIOProtocol`` or its subclass,
+    ``_keep_tcp_reason``): keeps the reason its TCP connection ended (``tcp_reason``), which
+    Twisted's ``connectionLost`` replaces with ``ConnectionLost`` for any end without a
+    close_notify, a FIN and a reset alike."""
+
+    tcp_reason = None
+
+    def connectionLost(self, reason):
+        self.tcp_reason = reason
+        super().connectionLost(reason)
+
+
+_KEEPING: dict[type, type] = {}  # a TLS transport class -> it with _KeepsTcpReason
+
+
+def _keep_tcp_reason(transport) -> None:
+    """Give a TLS transport (not another kind) ``_KeepsTcpReason``, by ``__class__``."""
+    cls = type(transport)
+    if not issubclass(cls, TLSMemoryBIOProtocol) or issubclass(cls, _KeepsTcpReason):
+        return
+    keeping = _KEEPING.get(cls)
+    if keeping is None:
+        keeping = _KEEPING[cls] = type(cls.__name__, (_KeepsTcpReason, cls), {})
+    transport.__class__ = keeping
+
+
+_NO_CLOSE_NOTIFY = "TCP closed without a TLS close_notify"
+
+
+@implementer(IHalfCloseableProtocol, IHandshakeListener)
 class _Side(protocol.Protocol):
     """One leg of a pair. ``other`` is the opposite leg's transport once both exist."""
 
@@ -171,6 +218,16 @@ class _Side(protocol.Protocol):
     direction: str  # the direction of the bytes this side receives
     pipeline: Pipeline | None = None  # the toxics on the bytes this side receives
     toxic_call = None  # the pending call of the pipeline's next tick
+    handshake_call = None  # a TLS leg's: the pending deadline of its handshake
+
+    def handshakeCompleted(self):
+        call, self.handshake_call = self.handshake_call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def makeConnection(self, transport):
+        _keep_tcp_reason(transport)
+        super().makeConnection(transport)
 
     def _forward(self, data):  # the plain forwarder: a write and a byte count
         self.other.write(data)
@@ -420,6 +477,9 @@ class Pair:
         client.transport.pauseProducing()  # read nothing until the upstream is up
         _tune(client.transport)
         f.pairs[self.id] = self
+        # A TLS client that never completes its handshake (silent, or stopped half-way) would
+        # hold its slot of --max-connections for ever: no bytes of its are forwarded to count idle.
+        self._handshake_deadline(client, f.handshake_timeout, "--handshake-timeout")
         if f.log_connections:
             _log_formatted(self.log, _OPEN, pair=self.id, client=client.peer,
                            target=f.target_desc)
@@ -508,6 +568,10 @@ class Pair:
         if f.leads_back(st):
             self._to_itself(st)
             return
+        # A TLS target's handshake is part of its connect (as curl's --connect-timeout counts it):
+        # its endpoint connects at the TCP connect, and a server that never answers the
+        # ClientHello would hold the pair (and the client's bytes) for ever.
+        self._handshake_deadline(server, f.connect_timeout, "--connect-timeout")
         _tune(st)
         self.client.other = st
         observed = f.observer is not None
@@ -809,12 +873,15 @@ class Pair:
         self.lost |= _BIT[role]
         how = _how(reason)
         if self.closed_first is None:
-            self.closed_first = (role, how)
+            transport = self._side(role).transport
             if how == "tls-failed":
-                self.close_reason = _tls_reason(reason.value)
-                self.log.warn("proxy #{pair} TLS handshake with the {side} failed: {why}; "
-                              "closing {client}", pair=self.id, side=role, why=self.close_reason,
-                              client=self.client.peer)
+                self._tls_failed(role, _tls_reason(reason.value, transport, role))
+            else:
+                self.closed_first = (role, how)
+                tcp_reason = getattr(transport, "tcp_reason", None)
+                if how == "reset" and tcp_reason is not None and tcp_reason.check(
+                        error.ConnectionDone):  # a FIN: still a reset, TLS cannot tell a
+                    self.close_reason = _NO_CLOSE_NOTIFY  # truncation from it
         other = self._other(role)
         if role == CLIENT and self.connecting is not None:
             self._cancel_connect()
@@ -839,6 +906,31 @@ class Pair:
                 other.transport.abortConnection()
         if self.lost == (3 if self.server is not None else 1):
             self._finish()
+
+    def _tls_failed(self, role: str, why: str) -> None:
+        """``role``'s TLS leg failed (``why``): the pair's close says so, and the log."""
+        self.closed_first = (role, "tls-failed")
+        self.close_reason = why
+        self.log.warn("proxy #{pair} TLS handshake with the {side} failed: {why}; closing {client}",
+                      pair=self.id, side=role, why=why, client=self.client.peer)
+
+    # -- TLS handshake deadlines --------------------------------------------------
+    def _handshake_deadline(self, side: _Side, timeout: float, flag: str) -> None:
+        """A TLS leg (``side``) whose handshake has not completed ``timeout`` seconds (the
+        option ``flag``'s) after the pair opened fails the pair (``tls-failed``); 0: no
+        deadline."""
+        if timeout and ISSLTransport.providedBy(side.transport):
+            left = max(0.0, self.opened + timeout - self.reactor.seconds())
+            side.handshake_call = self.reactor.callLater(left, self._handshake_late, side,
+                                                         timeout, flag)
+
+    def _handshake_late(self, side: _Side, timeout: float, flag: str) -> None:
+        side.handshake_call = None
+        if self.finished or self.lost & _BIT[side.role]:
+            return
+        if self.closed_first is None:
+            self._tls_failed(side.role, f"no TLS handshake within {flag} {timeout:g}s")
+        self.abort("tls-failed")
 
     def abort(self, how: str):
         if self.closed_first is None:
@@ -891,8 +983,11 @@ class Pair:
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
         for side in (self.client, self.server):
-            if side is not None and side.toxic_call is not None and side.toxic_call.active():
-                side.toxic_call.cancel()
+            if side is None:
+                continue
+            for call in (side.toxic_call, side.handshake_call):
+                if call is not None and call.active():
+                    call.cancel()
         if self.fault_call is not None and self.fault_call.active():
             self.fault_call.cancel()
         f = self.factory
@@ -947,9 +1042,10 @@ class ProxyFactory(LimitedFactory):
     ``target`` is a ``Target`` (``addresses.client_target``), a ``--target`` string (read into
     one), or an ``IStreamClientEndpoint``. ``observer`` (optional) follows
     ``playground.proxy.observer.PairObserver``. ``connect_timeout``: seconds the target has to
-    accept, on every kind of target; 0 sets no timeout of ours (then what bounds a connect is the
-    system's own, about two minutes on Linux, or an endpoint string's ``timeout=``, Twisted's
-    default 30 s).
+    accept, on every kind of target (a ``tls:`` one's handshake included); 0 sets no timeout of
+    ours (then what bounds a connect is the system's own, about two minutes on Linux, or an
+    endpoint string's ``timeout=``, Twisted's default 30 s). ``handshake_timeout``: seconds a
+    client of a TLS listener has to complete its handshake; 0: no bound.
     """
 
     protocol = ClientSide
@@ -957,7 +1053,7 @@ class ProxyFactory(LimitedFactory):
     log = Logger()
 
     def __init__(self, target, observer=None, connect_timeout: float = 5.0,
-                 idle_timeout: float = 0.0, max_connections: int = 0, max_per_peer: int = 0,
+                 handshake_timeout: float = 10.0, idle_timeout: float = 0.0, max_connections: int = 0, max_per_peer: int = 0,
                  reactor=None, target_ca: str | None = None, toxics=None,
                  fault_seed: int | None = None, zero_copy: bool = True):
         super().__init__(max_connections, max_per_peer, reactor)
@@ -988,6 +1084,7 @@ class ProxyFactory(LimitedFactory):
         self._paused: dict = {}  # id(side) -> side, paused while the observer backlog drains
         self._accepts_held = None  # the listening port that stopped accepting (_hold_accepts)
         self.connect_timeout = connect_timeout
+        self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self.pairs: dict[int, Pair] = {}
         self.ids = itertools.count(1)  # pair ids; may be shared by several proxies

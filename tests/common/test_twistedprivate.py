@@ -421,3 +421,55 @@ def test_the_request_head_counters_count_what_the_channel_read_and_reset_per_req
     assert (head_size(channel), head_fields(channel)) == (0, 0)
     assert transport.value().startswith(b"HTTP/1.1 404 ")  # it was a request
     channel.connectionLost(None)
+
+
+def test_ssl_context_factory_is_an_ssl_listeners_tls_options(tmp_path):
+    from twisted.internet import ssl as twisted_ssl
+
+    from tests.support.tls import CA
+
+    cert, key = CA(tmp_path).issue("localhost", ["localhost"])
+    reactor = MemoryReactorClock()
+    options = twistedprivate.ssl_context_factory(
+        endpoints.serverFromString(reactor, f"ssl:0:privateKey={key}:certKey={cert}"))
+    assert isinstance(options, twisted_ssl.CertificateOptions)
+    assert options.getContext() is options.getContext()  # cached: what is set on it stays
+    assert twistedprivate.ssl_context_factory(endpoints.serverFromString(reactor, "tcp:0")) is None
+
+
+@pytest.mark.parametrize("negotiating", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_an_ssl_listener_answers_alpn_with_its_factorys_protocol_or_none(tmp_path,
+                                                                              negotiating):
+    """A client offering ``h2, http/1.1``: a factory that negotiates (``Site``: ``http/1.1``)
+    gets its protocol, one that does not (the proxy's) none, and the handshake completes
+    (Twisted's own answer, an empty protocol, failed it with an ``internal error`` alert)."""
+    import ssl
+
+    from twisted.internet import reactor, threads
+    from twisted.web import resource, server
+
+    from playground.common.addresses import server_endpoint
+    from tests.support.tls import CA
+
+    ca = CA(tmp_path)
+    cert, key = ca.issue("localhost", ["localhost"], ["127.0.0.1"])
+    endpoint = server_endpoint(reactor, f"ssl:0:privateKey={key}:certKey={cert}"
+                                        f":interface=127.0.0.1")
+    factory = server.Site(resource.Resource()) if negotiating else protocol.Factory.forProtocol(
+        protocol.Protocol)
+    port = await endpoint.listen(factory)
+    chosen = []
+
+    def handshake():
+        ctx = ssl.create_default_context(cafile=str(ca.pem))
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                chosen.append(tls.selected_alpn_protocol())
+
+    try:
+        await threads.deferToThread(handshake)
+    finally:
+        await port.stopListening()
+    assert chosen == ["http/1.1" if negotiating else None]

@@ -38,6 +38,7 @@ def pki(tmp_path_factory):
         "other": ca.issue("other", ["other.example"]),
         "stranger": CA(d, "stranger CA").issue("stranger", ["localhost"], ["127.0.0.1"]),
         "no-san": ca.issue("no-san", ["localhost"], with_san=False),
+        "expired": ca.issue("expired", ["localhost"], ["127.0.0.1"], expired=True),
     }
 
 
@@ -86,6 +87,48 @@ def test_tls_listener_in_front_of_redis(twistd, redis_server, pki):
         with pytest.raises(ssl.SSLCertVerificationError):
             strict.wrap_socket(raw, server_hostname="localhost")
     assert proc.terminate() == 0
+
+
+def test_a_tls_client_offering_alpn_is_served_without_a_protocol(twistd, redis_server, pki):
+    """curl, browsers and Go offer ALPN (``h2``, ``http/1.1``). The proxy negotiates none, and
+    Twisted's ALPN callback then answered with an empty protocol, which OpenSSL turns into an
+    ``internal error`` alert: every such client failed its handshake (``curl https://...`` to an
+    ``ssl:`` listener: ``tlsv1 alert internal error``). It is now told no protocol was agreed
+    (RFC 7301 lets a server go on without one), as to a client that offers none."""
+    cert, key = pki["localhost"]
+    listen = f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1"
+    proc, port = start_proxy(twistd, redis_server.port, listen=listen)
+    ctx = ssl.create_default_context(cafile=str(pki["ca"].pem))
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.selected_alpn_protocol() is None
+            tls.sendall(PING)
+            assert recv_exactly(tls, len(PONG)) == PONG
+    assert proc.terminate() == 0
+
+
+@pytest.mark.parametrize("plain, openssl_says", [
+    (PING, "wrong version number"),
+    (b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", "http request"),
+])
+def test_plain_text_to_a_tls_listener_is_said_to_be_no_tls(twistd, redis_server, pki, plain,
+                                                           openssl_says):
+    """RESP or HTTP in clear to an ``ssl:`` listener: the pair closes ``tls-failed`` and the log
+    says the bytes were not TLS, after OpenSSL's own words (``wrong version number`` alone
+    did not tell an operator that a client forgot ``--tls``)."""
+    cert, key = pki["localhost"]
+    listen = f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1"
+    proc, port = start_proxy(twistd, redis_server.port, "--quiet", listen=listen)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        me = s.getsockname()[1]
+        s.sendall(plain)
+        wait_closed(s, timeout=10)
+    line = proc.wait_for(f"close 127.0.0.1:{me} ")
+    assert "first=client how=tls-failed" in line, line
+    said = proc.wait_for(f"closing 127.0.0.1:{me}")
+    assert f"failed: {openssl_says} (not TLS: plain text from the client?)" in said, said
+    assert "Traceback" not in proc.output()
 
 
 # --- tls: target verified with --target-ca ---------------------------------------------------
@@ -145,8 +188,19 @@ def test_tls_target_signed_by_unknown_ca_fails_handshake(twistd, pki, echo_serve
     in a warning, as a connect's failure is said."""
     server = echo_server("stranger")  # right name, untrusted issuer
     out = _assert_handshake_refused(twistd, pki, server, r"first=server how=tls-failed$")
-    assert "TLS handshake with the server failed: certificate verify failed; closing " in out, out
+    assert ("TLS handshake with the server failed: certificate verify failed: unable to get "
+            "local issuer certificate; closing ") in out, out
     assert "SSL routines" not in out, out
+
+
+def test_tls_target_whose_certificate_has_expired_says_so(twistd, pki, echo_server):
+    """OpenSSL's verification result is in the reason: ``certificate has expired``. The log and
+    the close record said only ``certificate verify failed``, as for a wrong CA or a self-signed
+    certificate, so the operator could not tell which."""
+    server = echo_server("expired")  # the trusted CA's, the right name, valid until yesterday
+    out = _assert_handshake_refused(
+        twistd, pki, server, r"first=server how=tls-failed$")
+    assert "failed: certificate verify failed: certificate has expired; closing" in out, out
 
 
 def test_tls_target_whose_certificate_has_no_subject_alt_name_fails_handshake(twistd, pki,
@@ -224,3 +278,85 @@ def test_a_close_delimited_response_over_tls_is_complete_only_at_a_clean_close(
     assert (record["status"], record["response_body_size"]) == (200, 500)
     assert record["complete"] is clean, (record, proc.output()[-2000:])
 
+
+
+# --- handshakes that never end -----------------------------------------------------------------
+
+
+def test_a_tls_target_that_never_answers_the_handshake_fails_at_the_connect_timeout(twistd, pki):
+    """A server that accepts TCP and never says a word of TLS: the handshake is part of the
+    connect, bounded by ``--connect-timeout`` (as curl's is). The pair stayed open for ever (the
+    endpoint's connect fires at the TCP connect), the client's bytes held in the TLS layer."""
+    mute = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody answers
+    with mute:
+        proc, port = start_proxy(twistd, f"tls:host=localhost:port={mute.getsockname()[1]}",
+                                 "--target-ca", pki["ca"].pem, "--connect-timeout", "1",
+                                 "--quiet")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            me = s.getsockname()[1]
+            s.sendall(PING)
+            wait_closed(s, timeout=10)
+        line = proc.wait_for(f"close 127.0.0.1:{me} ")
+    assert "first=server how=tls-failed" in line, line
+    assert "no TLS handshake within --connect-timeout 1s" in proc.output(), proc.output()[-2000:]
+
+
+def test_a_client_that_never_starts_the_handshake_is_closed_and_frees_its_slot(twistd, pki,
+                                                                              redis_server):
+    """A client of an ``ssl:`` listener that opens TCP and sends nothing (or stops mid-handshake)
+    is closed after ``--handshake-timeout`` (nginx's ``ssl_handshake_timeout``), even with no
+    ``--idle-timeout``: it held a slot of ``--max-connections`` for ever, so a few such
+    connections locked every TLS client out."""
+    cert, key = pki["localhost"]
+    listen = f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1"
+    proc, port = start_proxy(twistd, redis_server.port, "--max-connections", "1",
+                             "--handshake-timeout", "1", "--quiet", listen=listen)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as silent:
+        me = silent.getsockname()[1]
+        wait_closed(silent, timeout=10)
+    line = proc.wait_for(f"close 127.0.0.1:{me} ")
+    assert "first=client how=tls-failed" in line, line
+    assert "no TLS handshake within --handshake-timeout 1s" in proc.output()
+    ctx = ssl.create_default_context(cafile=str(pki["ca"].pem))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:  # the slot is free
+            tls.sendall(PING)
+            assert recv_exactly(tls, len(PONG)) == PONG
+
+
+# --- how a TLS client's connection ends ---------------------------------------------------------
+
+
+def test_a_tls_client_closing_tcp_without_close_notify_is_told_from_a_reset(twistd, pki,
+                                                                            redis_server,
+                                                                            tmp_path):
+    """``redis-cli --tls`` (and Python's ``ssl``) end with a TCP FIN and no close_notify. Twisted's
+    TLS says ``ConnectionLost`` for that and for a reset alike, so the pair closed ``reset by
+    client`` with no more said; now its reason says there was no close_notify (the other side is
+    still reset: TLS cannot tell it from a truncation), and a real reset has no such reason."""
+    import struct
+
+    cert, key = pki["localhost"]
+    listen = f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1"
+    json_path = tmp_path / "out.jsonl"
+    proc, port = start_proxy(twistd, redis_server.port, "--json", json_path, "--quiet",
+                             listen=listen)
+    ctx = ssl.create_default_context(cafile=str(pki["ca"].pem))
+    ports = {}
+    for how in ("fin", "rst"):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        tls = ctx.wrap_socket(raw, server_hostname="localhost")
+        tls.sendall(PING)
+        assert recv_exactly(tls, len(PONG)) == PONG
+        ports[how] = tls.getsockname()[1]
+        if how == "rst":
+            tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        tls.close()  # no close_notify: Python's ssl sends none on close
+        proc.wait_for(f"close 127.0.0.1:{ports[how]} ")
+    assert proc.terminate() == 0
+    closes = {r["client"]: r for r in map(json.loads, json_path.read_text().splitlines())
+              if r["type"] == "close"}
+    fin, rst = (closes[f"127.0.0.1:{ports[how]}"] for how in ("fin", "rst"))
+    assert (fin["closed_by"], fin["how"]) == ("client", "reset"), fin
+    assert fin.get("reason") == "TCP closed without a TLS close_notify", fin
+    assert (rst["closed_by"], rst["how"], rst.get("reason")) == ("client", "reset", None), rst

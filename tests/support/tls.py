@@ -49,11 +49,11 @@ class CA:
         self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(self, label: str, dns: list[str], ips: list[str] = (), with_san: bool = True,
-              directory: Path | None = None) -> tuple[Path, Path]:
+              directory: Path | None = None, expired: bool = False) -> tuple[Path, Path]:
         """A server certificate for ``dns``/``ips`` (without ``with_san``: its first name in
-        the subject's common name alone, as before RFC 6125), written into ``directory`` (the
-        CA's own unless given: a ``trustRoots=`` directory must hold CAs only); returns
-        (cert.pem, key.pem)."""
+        the subject's common name alone, as before RFC 6125; ``expired``: valid until
+        yesterday), written into ``directory`` (the CA's own unless given: a ``trustRoots=``
+        directory must hold CAs only); returns (cert.pem, key.pem)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         san = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
@@ -63,8 +63,8 @@ class CA:
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
+            .not_valid_before(now - datetime.timedelta(days=2 if expired else 0, minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=-1 if expired else 1))
         )
         if with_san:
             builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
