@@ -38,7 +38,8 @@ What is used, and why:
 * **Endpoint strings** (``endpoint_args``, ``check_server_endpoint``; ``playground.common.addresses``):
   ``endpoints._parse`` splits a description into positional and ``key=value`` parameters,
   unescaped, the way ``clientFromString`` reads it; ``endpoints._parseServer(desc, None)`` runs
-  ``serverFromString``'s parser for a description without listening. Used to check what users type
+  ``serverFromString``'s parser for a description without listening (a type a plugin parses, it
+  only finds the plugin: one of Twisted's own, ``tls:``, ``tcp6:``, is then run with no reactor). Used to check what users type
   and to read a user's ``tcp:``/``tls:`` string once; a target built from ``PORT`` or
   ``HOST:PORT`` is never re-read (see ``addresses.Target``).
 * **An ``ssl:`` listener's TLS options** (``ssl_context_factory``; ``addresses.server_endpoint``):
@@ -115,8 +116,12 @@ def endpoint_args(desc: str) -> tuple[list[str], dict[str, str]]:
 
 def check_server_endpoint(desc: str) -> None:
     """Raise what ``serverFromString`` would raise for ``desc``, without listening (files an
-    ``ssl:`` description names are read)."""
-    endpoints._parseServer(desc, None)
+    ``ssl:`` description names are read, the directory a ``tls:`` one names). A type parsed by
+    a plugin of Twisted's own (``tls:``, ``tcp6:``, ``systemd:``) is built with no reactor, as
+    its parser only reads the string; another plugin's type is only looked up."""
+    parser, args, kw = endpoints._parseServer(desc, None)
+    if not isinstance(parser, str) and type(parser).__module__.startswith("twisted."):
+        parser.parseStreamServer(None, *args, **kw)
 
 
 def ssl_context_factory(endpoint):

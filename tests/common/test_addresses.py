@@ -68,6 +68,21 @@ def test_bad_listen_names_flag(value):
     assert "e.g." in str(e.value)
 
 
+@pytest.mark.parametrize("value, said", [
+    ("tls:0:privateKey=/k.pem", "unexpected keyword argument 'privateKey'"),  # ssl:'s parameter
+    ("tls:/pems:port=443x", "invalid literal for int()"),
+    ("tcp6:port=abc", "invalid literal for int()"),
+])
+def test_a_listen_string_twisteds_own_plugin_parser_refuses_is_refused_at_parse_time(value, said):
+    """``tls:`` and ``tcp6:`` are parsed by plugins of Twisted's own; their parser ran only when
+    the service started (a traceback from twistd). It runs in the option check, naming the
+    flag."""
+    with pytest.raises(usage.UsageError) as e:
+        server_string(value)
+    assert str(e.value).startswith(f"--listen: bad endpoint {value!r}: ")
+    assert said in str(e.value)
+
+
 @pytest.mark.parametrize("value", ["", "xyz", "70000", "tcp:host=a", "unix:", "\u00b2", "[::1]:1\u00b2",
                                    "tcp:host=a:port=\u00b2", "tcp:host=a:port=" + "9" * 5000])
 def test_bad_target_names_flag(value):

@@ -243,7 +243,8 @@ def test_unix_path_is_read_as_clientFromString_does():
 
 def test_check_server_endpoint_raises_what_serverFromString_raises():
     twistedprivate.check_server_endpoint("tcp:0:interface=127.0.0.1:backlog=5")
-    for desc in ("tcp:abc", "ssl:443:privateKey=/nonexistent"):
+    for desc in ("tcp:abc", "ssl:443:privateKey=/nonexistent", "tls:0:privateKey=/k.pem",
+                 "tcp6:port=abc"):
         with pytest.raises(Exception) as ours:
             twistedprivate.check_server_endpoint(desc)
         with pytest.raises(Exception) as public:
