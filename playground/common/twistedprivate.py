@@ -45,6 +45,13 @@ What is used, and why:
 * **An ``ssl:`` listener's TLS options** (``ssl_context_factory``; ``addresses.server_endpoint``):
   ``SSL4ServerEndpoint._sslContextFactory``, the ``CertificateOptions`` ``serverFromString``
   built from the string, whose (cached) context gets tcpplay's ALPN answer.
+* **A ``tls:`` listener's TLS contexts** (``prepare_sni_contexts``; ``addresses.server_endpoint``):
+  Twisted's SNI endpoint (``twisted.protocols._sni``, Twisted 26) builds an OpenSSL context per
+  certificate name of its directory, each with Twisted's ALPN answer, out of reach. Its
+  ``TLSServerEndpoint.connectionCreator`` (an ``SNIConnectionCreator``) is wrapped by one whose
+  connections start on the creator's ``defaultContext`` (as its own do) and prepare each
+  context they are given (``Connection.set_context``, which Twisted's server name callback
+  calls to switch to the name's context) once, so tcpplay's ALPN answer reaches every one.
 * **Reactor state** (``reactor_stopped``, ``forget_exit_signal``; shutdown and the console sink):
   ``ReactorBase._stopped`` (true from ``reactor.stop()`` on, and before ``run()``), and
   ``_exitSignal`` (the signal that stopped the reactor, which ``twistd`` raises again after
@@ -64,8 +71,17 @@ chat server sets it; the contract tests read it).
 
 from __future__ import annotations
 
+import weakref
+
+from OpenSSL import SSL
 from twisted.internet import endpoints, tcp
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, ISSLTransport
+from zope.interface import implementer
+
+try:
+    from twisted.protocols._sni import TLSServerEndpoint as _SNIServerEndpoint
+except ImportError:  # Twisted before 26 has no tls: server endpoint
+    _SNIServerEndpoint = None
 
 _PLAIN_TCP = (tcp.Server, tcp.Client)
 
@@ -130,6 +146,49 @@ def ssl_context_factory(endpoint):
     if isinstance(endpoint, endpoints.SSL4ServerEndpoint):
         return endpoint._sslContextFactory
     return None
+
+
+def prepare_sni_contexts(endpoint, prepare) -> bool:
+    """For a ``tls:`` server endpoint (``serverFromString``'s, Twisted's SNI one: an OpenSSL
+    context per certificate name), have ``prepare(context)`` called once on each context its
+    connections use, before the handshake reads it: the default one a connection starts on and
+    the one Twisted's server name callback switches it to. False (nothing done) for another
+    kind."""
+    if _SNIServerEndpoint is None or not isinstance(endpoint, _SNIServerEndpoint):
+        return False
+    endpoint.connectionCreator = _PreparingCreator(endpoint.connectionCreator, prepare)
+    return True
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class _PreparingCreator:
+    """An ``SNIConnectionCreator`` whose connections prepare each context they are given."""
+
+    def __init__(self, creator, prepare):
+        self._creator = creator
+        self._prepare = prepare
+        self._prepared = weakref.WeakSet()
+
+    def _prepare_once(self, context) -> None:
+        if context not in self._prepared:
+            self._prepare(context)
+            self._prepared.add(context)
+
+    def serverConnectionForTLS(self, tls):
+        return _PreparingConnection(self._creator.defaultContext, self._prepare_once)
+
+
+class _PreparingConnection(SSL.Connection):
+    """An OpenSSL connection that prepares its first context and each one it switches to."""
+
+    def __init__(self, context, prepare):
+        prepare(context)
+        super().__init__(context)
+        self._tcpplay_prepare = prepare
+
+    def set_context(self, context) -> None:
+        self._tcpplay_prepare(context)
+        super().set_context(context)
 
 
 def reactor_stopped(reactor) -> bool:

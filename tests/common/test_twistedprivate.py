@@ -474,3 +474,48 @@ async def test_an_ssl_listener_answers_alpn_with_its_factorys_protocol_or_none(t
     finally:
         await port.stopListening()
     assert chosen == ["http/1.1" if negotiating else None]
+
+
+@pytest_twisted.ensureDeferred
+async def test_prepare_sni_contexts_reaches_the_context_of_each_name_of_a_tls_listener(tmp_path):
+    """A ``tls:`` listener of two names: each context a handshake uses (the default one, the
+    one the client's server name switches to) is prepared once, before ALPN is answered."""
+    import ssl
+
+    from twisted.internet import reactor, threads
+
+    from tests.support.tls import CA
+
+    ca = CA(tmp_path)
+    pems = tmp_path / "pems"
+    pems.mkdir()
+    for name in ("localhost", "other.example"):
+        cert, key = ca.issue(name, [name])
+        (pems / f"{name}.pem").write_bytes(cert.read_bytes() + key.read_bytes())
+    endpoint = endpoints.serverFromString(reactor, f"tls:{pems}:port=0:interface=127.0.0.1")
+    prepared = []
+
+    def prepare(context):
+        prepared.append(context)
+        context.set_alpn_select_callback(lambda connection, offered: b"prepared")
+
+    assert twistedprivate.prepare_sni_contexts(endpoint, prepare)
+    port = await endpoint.listen(protocol.Factory.forProtocol(protocol.Protocol))
+    chosen = []
+
+    def handshake(server_name):
+        ctx = ssl.create_default_context(cafile=str(ca.pem))
+        ctx.set_alpn_protocols(["h2", "prepared"])
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=server_name) as tls:
+                chosen.append((server_name, tls.selected_alpn_protocol()))
+
+    try:
+        for server_name in ("localhost", "other.example", "localhost", "other.example"):
+            await threads.deferToThread(handshake, server_name)
+    finally:
+        await port.stopListening()
+    assert [alpn for _, alpn in chosen] == ["prepared"] * 4
+    assert len(prepared) == len({id(c) for c in prepared}) == 2  # a context per name, once
+    assert not twistedprivate.prepare_sni_contexts(
+        endpoints.serverFromString(MemoryReactorClock(), "tcp:0"), prepare)

@@ -108,6 +108,31 @@ def test_a_tls_client_offering_alpn_is_served_without_a_protocol(twistd, redis_s
     assert proc.terminate() == 0
 
 
+def test_a_tls_directory_listener_answers_alpn_for_every_name(twistd, redis_server, pki,
+                                                             tmp_path):
+    """A ``tls:DIR`` listener (Twisted's SNI endpoint: a context per certificate name, chosen by
+    the client's server name) answers an ALPN offer as an ``ssl:`` one does: no protocol, and the
+    handshake completes. The fix for ``ssl:`` did not reach these contexts: curl and any client
+    offering ALPN got an ``internal error`` alert for either name."""
+    pems = tmp_path / "pems"
+    pems.mkdir()
+    for name in ("localhost", "other"):
+        cert, key = pki[name]
+        (pems / f"{name}.pem").write_bytes(cert.read_bytes() + key.read_bytes())
+    proc, port = start_proxy(twistd, redis_server.port,
+                             listen=f"tls:{pems}:port=0:interface=127.0.0.1")
+    ctx = ssl.create_default_context(cafile=str(pki["ca"].pem))
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    for server_name in ("localhost", "other.example"):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=server_name) as tls:
+                assert tls.selected_alpn_protocol() is None
+                assert server_name in str(tls.getpeercert()["subjectAltName"])
+                tls.sendall(PING)
+                assert recv_exactly(tls, len(PONG)) == PONG
+    assert proc.terminate() == 0
+
+
 @pytest.mark.parametrize("plain, openssl_says", [
     (PING, "wrong version number"),
     (b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", "http request"),
