@@ -575,6 +575,55 @@ def test_the_stream_pane_marks_chunks_evicted_between_its_answers(twistd, redis_
     assert proc.terminate() == 0
 
 
+def test_the_note_of_chunks_not_shown_counts_the_chunks_of_a_gap_it_let_go(twistd, redis_server,
+                                                                         browser):
+    """A gap mark (``N chunk(s) evicted before shown``) that went from the top of the pane, 5000
+    chunks later, was counted as one earlier chunk not shown: its N chunks went unsaid. Every
+    chunk of the connection is shown, in a gap mark shown, or counted in the note, once."""
+    from selenium.webdriver.common.by import By
+
+    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
+                             "--web-memory", "1", "--quiet")
+    url = web_url(proc)
+    browser.get(url)
+    wait_until(lambda: status(browser) == "live", 10, "live feed")
+
+    def shown() -> list:
+        return browser.execute_script("return chunks.map((c) => [c.mark || c.direction, "
+                                      "c.mark === 'gap' ? c.count : c.n])")
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"PING\r\n")
+        assert s.recv(100) == b"+PONG\r\n"
+        wait_until(lambda: listed_ids(browser) == ["1"], 10, "the connection")
+        browser.find_element(By.CSS_SELECTOR, '#connections tbody tr[data-id="1"]').click()
+        wait_until(lambda: shown() == [["c2s", 1], ["s2c", 2]], 10, "the PING and its PONG")
+        value = b"v" * (8 << 20)
+        s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n" % (len(value), value))
+        assert s.recv(100) == b"+OK\r\n"
+        gap = wait_until(lambda: (shown()[2:3] or [None])[0], 20, "what follows the PONG")
+        assert gap[0] == "gap" and gap[1] > 1, shown()[:4]  # the value's chunks, evicted
+        for _ in range(3000):  # a chunk each way each: the gap goes from the top of the pane
+            s.sendall(b"PING\r\n")
+            assert s.recv(100) == b"+PONG\r\n"
+    wait_until(lambda: api_get(url + "api/connections/1")["connection"]["state"] == "closed",
+               10, "its close")
+    last, more = 0, True
+    while more:  # the number of its last chunk (the API's answers are bounded: more)
+        answer = api_get(url + f"api/connections/1/stream?after={last}")
+        last, more = (answer["chunks"] or [{"n": last}])[-1]["n"], answer["more"]
+    wait_until(lambda: browser.execute_script("return lastChunk") == last, 20, "the last chunk")
+    chunks = shown()
+    note = browser.find_element(By.ID, "stream-note").text
+    first = next(n for kind, n in chunks if kind != "gap")
+    assert first > 2 + gap[1], chunks[:2]  # the PING, the PONG, the gap's chunks: gone
+    assert len(chunks) == 5000 and "earlier chunk(s) not shown" in note, note
+    not_shown = int(note.split(" ", 1)[0])
+    gaps = [count for kind, count in chunks if kind == "gap"]
+    assert not_shown + len(chunks) - len(gaps) + sum(gaps) == last, (note, gaps, last)
+    assert proc.terminate() == 0
+
+
 def test_the_exchanges_table_marks_rows_evicted_between_its_answers(twistd, redis_server,
                                                                      browser):
     """Rows the capture evicted after the table had read the ones before them, before it read

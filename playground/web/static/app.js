@@ -497,7 +497,9 @@ function showStream(stream) {
     lastChunk = ch.n;
   }
   while (chunks.length > MAX_CHUNKS_SHOWN) {
-    chunks.shift(); streamEl.firstChild.remove(); chunksDropped++;
+    const first = chunks.shift();
+    streamEl.firstChild.remove();
+    chunksDropped += first.mark === "gap" ? first.count : 1; // a gap mark: the chunks it said
   }
   const gone = chunksDropped ? [`${chunksDropped} earlier chunk(s) not shown (the pane keeps ` +
                                 `the last ${MAX_CHUNKS_SHOWN}; the pcap has them)`] : [];
