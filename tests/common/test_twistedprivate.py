@@ -480,6 +480,7 @@ async def test_an_ssl_listener_answers_alpn_with_its_factorys_protocol_or_none(t
 async def test_prepare_sni_contexts_reaches_the_context_of_each_name_of_a_tls_listener(tmp_path):
     """A ``tls:`` listener of two names: each context a handshake uses (the default one, the
     one the client's server name switches to) is prepared once, before ALPN is answered."""
+    pytest.importorskip("twisted.protocols._sni", reason="Twisted 26's tls: server endpoint")
     import ssl
 
     from twisted.internet import reactor, threads
