@@ -15,7 +15,7 @@ Listening TCP/SSL/UNIX endpoints get ``backlog=1024`` unless one is given, so a 
 connects (``redis-benchmark -c 50`` and more) is not stalled by Twisted's default of 50.
 A bad value raises ``usage.UsageError`` naming the flag and showing an example.
 
-An ``ssl:`` listener answers a client's ALPN offer (``server_endpoint``) with the protocol its
+An ``ssl:`` or ``tls:`` listener answers a client's ALPN offer (``server_endpoint``) with the protocol its
 factory negotiates, or with none (``_select_alpn``): Twisted's own answer to a factory that
 negotiates none is an empty protocol, which OpenSSL sends as an ``internal error`` alert, so
 curl, browsers and Go clients failed every handshake.
@@ -194,15 +194,14 @@ def client_string(value: str, flag: str = "--target") -> str:
 
 
 def server_endpoint(reactor, desc: str, flag: str = "--listen"):
-    """Build the server endpoint; files named by ``ssl:`` are read here, and its TLS context
-    answers ALPN with ``_select_alpn``."""
+    """Build the server endpoint; files named by ``ssl:`` are read here, and its TLS contexts
+    answer ALPN with ``_select_alpn``."""
     try:
         endpoint = endpoints.serverFromString(reactor, desc)
     except Exception as e:
         raise usage.UsageError(f"{flag}: {desc!r}: {e}")
-    options = twistedprivate.ssl_context_factory(endpoint)
-    if options is not None:
-        options.getContext().set_alpn_select_callback(_select_alpn)  # the context is cached
+    twistedprivate.prepare_tls_contexts(
+        endpoint, lambda context: context.set_alpn_select_callback(_select_alpn))
     return endpoint
 
 

@@ -41,9 +41,12 @@ What is used, and why:
   ``serverFromString``'s parser for a description without listening. Used to check what users type
   and to read a user's ``tcp:``/``tls:`` string once; a target built from ``PORT`` or
   ``HOST:PORT`` is never re-read (see ``addresses.Target``).
-* **An ``ssl:`` listener's TLS options** (``ssl_context_factory``; ``addresses.server_endpoint``):
+* **A TLS listener's contexts** (``prepare_tls_contexts``; ``addresses.server_endpoint``):
   ``SSL4ServerEndpoint._sslContextFactory``, the ``CertificateOptions`` ``serverFromString``
-  built from the string, whose (cached) context gets tcpplay's ALPN answer.
+  built from an ``ssl:`` string, whose (cached) context gets tcpplay's ALPN answer; for a
+  ``tls:`` string (Twisted 26's directory of PEMs chosen by SNI), the endpoint's
+  ``connectionCreator._contextLookup`` (``SNIConnectionCreator``'s), wrapped so that each
+  context it looks up gets it before the handshake goes on.
 * **Reactor state** (``reactor_stopped``, ``forget_exit_signal``; shutdown and the console sink):
   ``ReactorBase._stopped`` (true from ``reactor.stop()`` on, and before ``run()``), and
   ``_exitSignal`` (the signal that stopped the reactor, which ``twistd`` raises again after
@@ -119,12 +122,26 @@ def check_server_endpoint(desc: str) -> None:
     endpoints._parseServer(desc, None)
 
 
-def ssl_context_factory(endpoint):
-    """The TLS context factory of an ``ssl:`` server endpoint (``serverFromString``'s), or None
-    for another kind."""
+def prepare_tls_contexts(endpoint, prepare) -> None:
+    """Have ``prepare(context)`` called on each OpenSSL context the handshakes of a TLS server
+    endpoint (``serverFromString``'s) use, before they use it: an ``ssl:`` one's (cached: at
+    once), a ``tls:`` one's (a context per server name, looked up from its directory of PEMs
+    at each handshake: each as it is looked up). Nothing for another kind."""
     if isinstance(endpoint, endpoints.SSL4ServerEndpoint):
-        return endpoint._sslContextFactory
-    return None
+        prepare(endpoint._sslContextFactory.getContext())
+        return
+    creator = getattr(endpoint, "connectionCreator", None)
+    lookup = getattr(creator, "_contextLookup", None)
+    if lookup is None:
+        return
+
+    def prepared(name):
+        context = lookup(name)
+        if context is not None:
+            prepare(context)
+        return context
+
+    creator._contextLookup = prepared
 
 
 def reactor_stopped(reactor) -> bool:

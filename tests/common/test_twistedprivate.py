@@ -423,18 +423,21 @@ def test_the_request_head_counters_count_what_the_channel_read_and_reset_per_req
     channel.connectionLost(None)
 
 
-def test_ssl_context_factory_is_an_ssl_listeners_tls_options(tmp_path):
-    from twisted.internet import ssl as twisted_ssl
+def test_prepare_tls_contexts_prepares_an_ssl_listeners_context_at_once(tmp_path):
+    from OpenSSL import SSL
 
     from tests.support.tls import CA
 
     cert, key = CA(tmp_path).issue("localhost", ["localhost"])
     reactor = MemoryReactorClock()
-    options = twistedprivate.ssl_context_factory(
-        endpoints.serverFromString(reactor, f"ssl:0:privateKey={key}:certKey={cert}"))
-    assert isinstance(options, twisted_ssl.CertificateOptions)
-    assert options.getContext() is options.getContext()  # cached: what is set on it stays
-    assert twistedprivate.ssl_context_factory(endpoints.serverFromString(reactor, "tcp:0")) is None
+    endpoint = endpoints.serverFromString(reactor, f"ssl:0:privateKey={key}:certKey={cert}")
+    prepared = []
+    twistedprivate.prepare_tls_contexts(endpoint, prepared.append)
+    assert len(prepared) == 1 and isinstance(prepared[0], SSL.Context)
+    assert prepared[0] is endpoint._sslContextFactory.getContext()  # cached: what is set stays
+    twistedprivate.prepare_tls_contexts(endpoints.serverFromString(reactor, "tcp:0"),
+                                        prepared.append)
+    assert len(prepared) == 1
 
 
 @pytest.mark.parametrize("negotiating", [False, True])
@@ -456,6 +459,47 @@ async def test_an_ssl_listener_answers_alpn_with_its_factorys_protocol_or_none(t
     cert, key = ca.issue("localhost", ["localhost"], ["127.0.0.1"])
     endpoint = server_endpoint(reactor, f"ssl:0:privateKey={key}:certKey={cert}"
                                         f":interface=127.0.0.1")
+    factory = server.Site(resource.Resource()) if negotiating else protocol.Factory.forProtocol(
+        protocol.Protocol)
+    port = await endpoint.listen(factory)
+    chosen = []
+
+    def handshake():
+        ctx = ssl.create_default_context(cafile=str(ca.pem))
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                chosen.append(tls.selected_alpn_protocol())
+
+    try:
+        await threads.deferToThread(handshake)
+    finally:
+        await port.stopListening()
+    assert chosen == ["http/1.1" if negotiating else None]
+
+
+@pytest.mark.parametrize("negotiating", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_a_tls_listener_answers_alpn_with_its_factorys_protocol_or_none(tmp_path,
+                                                                             negotiating):
+    """Twisted's ``tls:`` server endpoint (a directory of PEMs, a context per server name,
+    chosen by SNI), as ``--help`` offers it beside ``ssl:``: a client offering ``h2, http/1.1``
+    completes its handshake, as with an ``ssl:`` listener. Its contexts kept Twisted's answer,
+    an empty protocol, and the handshake failed with an ``internal error`` alert."""
+    import ssl
+
+    from twisted.internet import reactor, threads
+    from twisted.web import resource, server
+
+    from playground.common.addresses import server_endpoint
+    from tests.support.tls import CA
+
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "pems").mkdir()
+    ca = CA(tmp_path / "ca")
+    cert, key = ca.issue("localhost", ["localhost"], ["127.0.0.1"])
+    (tmp_path / "pems" / "localhost.pem").write_bytes(key.read_bytes() + cert.read_bytes())
+    endpoint = server_endpoint(reactor, f"tls:{tmp_path / 'pems'}:port=0:interface=127.0.0.1")
     factory = server.Site(resource.Resource()) if negotiating else protocol.Factory.forProtocol(
         protocol.Protocol)
     port = await endpoint.listen(factory)
