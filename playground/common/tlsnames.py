@@ -38,6 +38,8 @@ from twisted.internet.interfaces import (
 from twisted.python import failure
 from zope.interface import alsoProvides, implementer
 
+from playground.common import twistedprivate
+
 
 def hostname_refused(certificate, host: str) -> str | None:
     """Why ``certificate`` (pyOpenSSL's, or None) is not one for ``host`` (a name or an IP
@@ -189,6 +191,7 @@ class NameCheckedEndpoint:
     def __init__(self, endpoint, host: str):
         self.endpoint = endpoint
         self.host = host
+        twistedprivate.quiet_no_subject_alt_name()  # ours says it in one line
 
     def connect(self, protocolFactory):
         d = self.endpoint.connect(_NameCheckFactory(protocolFactory, self.host))

@@ -47,6 +47,13 @@ What is used, and why:
   ``tls:`` string (Twisted 26's directory of PEMs chosen by SNI), the endpoint's
   ``connectionCreator._contextLookup`` (``SNIConnectionCreator``'s), wrapped so that each
   context it looks up gets it before the handshake goes on.
+* **The log of Twisted's TLS name check** (``quiet_no_subject_alt_name``;
+  ``tlsnames.NameCheckedEndpoint``): ``twisted.internet._sslverify._log``, the module's
+  ``Logger``, whose public ``observer`` is wrapped to drop one event: service-identity's
+  ``CertificateError`` (a certificate without any subjectAltName), which Twisted's check logs
+  as a critical traceback (``while verifying certificate``) and lets through. ``tlsnames``
+  refuses such a certificate and says why in one line; the traceback before that line read as
+  a crash. Any other event of that logger passes.
 * **Reactor state** (``reactor_stopped``, ``forget_exit_signal``; shutdown and the console sink):
   ``ReactorBase._stopped`` (true from ``reactor.stop()`` on, and before ``run()``), and
   ``_exitSignal`` (the signal that stopped the reactor, which ``twistd`` raises again after
@@ -142,6 +149,28 @@ def prepare_tls_contexts(endpoint, prepare) -> None:
         return context
 
     creator._contextLookup = prepared
+
+
+def quiet_no_subject_alt_name() -> None:
+    """Drop Twisted's critical traceback for a certificate without any subjectAltName (see
+    the module docstring); idempotent."""
+    from service_identity import CertificateError
+    from twisted.internet import _sslverify
+
+    log = _sslverify._log
+    observer = log.observer
+    if getattr(observer, "drops_certificate_error", False):
+        return
+
+    def observe(event):
+        failure = event.get("log_failure")
+        if failure is not None and failure.check(CertificateError) and (
+                event.get("log_format") == "while verifying certificate"):
+            return
+        observer(event)
+
+    observe.drops_certificate_error = True
+    log.observer = observe
 
 
 def reactor_stopped(reactor) -> bool:

@@ -517,3 +517,24 @@ async def test_a_tls_listener_answers_alpn_with_its_factorys_protocol_or_none(tm
     finally:
         await port.stopListening()
     assert chosen == ["http/1.1" if negotiating else None]
+
+
+def test_quiet_no_subject_alt_name_drops_that_traceback_alone():
+    """Twisted's TLS check logs service-identity's ``CertificateError`` through its module's
+    ``_log``: once quietened (twice: idempotent), that event is dropped, any other passes."""
+    from service_identity import CertificateError
+    from twisted.internet import _sslverify
+    from twisted.logger import globalLogPublisher
+    from twisted.python.failure import Failure
+
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        twistedprivate.quiet_no_subject_alt_name()
+        twistedprivate.quiet_no_subject_alt_name()
+        for error in (CertificateError("no subjectAltName"), ValueError("other")):
+            _sslverify._log.failure("while verifying certificate", Failure(error))
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    failures = [e["log_failure"].value for e in seen if "log_failure" in e]
+    assert [type(f) for f in failures] == [ValueError]
