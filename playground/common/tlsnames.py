@@ -14,8 +14,9 @@ OpenSSL says a failed verification as ``certificate verify failed`` alone, whate
 ``verify_error`` reads why (``certificate has expired``, ``self-signed certificate``) from the
 connection, as curl and ``openssl s_client`` say it; ``handshake_reason`` puts the two together
 (and says when the peer spoke no TLS at all), for the proxy's log and close records, and
-``lost_reason`` for the clients (chat, pool, replay), which said OpenSSL's error list's repr
-(``[('SSL routines', '', 'certificate verify failed')]``) and nothing of what to do.
+``lost_reason`` for the clients (chat, pool, replay) and the chat server, which said OpenSSL's
+error list's repr (``[('SSL routines', '', 'certificate verify failed')]``) and nothing of
+what to do.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ _VERIFY_FAILED = "certificate verify failed"
 _NOT_TLS = frozenset({"wrong version number", "http request", "https proxy request",
                       "packet length too long", "unknown protocol"})
 # What a client whose verification failed can do: its tls: string is Twisted's.
-_TRUST_HINT = "(a private CA or a self-signed certificate: add trustRoots=DIR, a directory of its PEM files, to the tls: string)"
+_TRUST_HINT = ("(a private CA or a self-signed certificate: add trustRoots=DIR, a directory of its "
+               "PEM files, to the tls: string)")
 
 
 def handshake_reason(value: SSL.Error, transport, role: str) -> str:
@@ -100,15 +102,16 @@ def handshake_reason(value: SSL.Error, transport, role: str) -> str:
     return "; ".join(reasons) or str(value) or "handshake failed"
 
 
-def lost_reason(reason, transport) -> str:
-    """Why a client's connection (``transport``, TLS or not) ended, from ``connectionLost``'s
-    ``reason``: a failed TLS handshake as ``handshake_reason`` says it, with what to do when
-    the server's certificate was not trusted; anything else as Twisted says it."""
+def lost_reason(reason, transport, peer: str = "server") -> str:
+    """Why a connection (``transport``, TLS or not) with ``peer`` (``server`` for a client's,
+    ``client`` for a server's) ended, from ``connectionLost``'s ``reason``: a failed TLS
+    handshake as ``handshake_reason`` says it, with what to do when a client did not trust the
+    server's certificate; anything else as Twisted says it."""
     if not isinstance(reason.value, SSL.Error):
         return reason.getErrorMessage()
-    why = handshake_reason(reason.value, transport, "server")
-    why = f"TLS handshake with the server failed: {why}"
-    return f"{why} {_TRUST_HINT}" if _VERIFY_FAILED in why else why
+    why = handshake_reason(reason.value, transport, peer)
+    why = f"TLS handshake with the {peer} failed: {why}"
+    return f"{why} {_TRUST_HINT}" if peer == "server" and _VERIFY_FAILED in why else why
 
 
 class NotForHost(SSL.Error):

@@ -26,7 +26,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python import usage
 from zope.interface import implementer
 
-from playground.common import shutdown
+from playground.common import shutdown, tlsnames
 from playground.common.limits import LimitedFactory
 from playground.common.listening import ListeningService
 from playground.common.options import (
@@ -220,7 +220,7 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         if self.close_reason is None:
             self.close_reason = (
                 "client closed" if reason.check(protocol.connectionDone.type)
-                else reason.getErrorMessage()
+                else tlsnames.lost_reason(reason, self.transport, "client")
             )
         f.unregister(self)
         f.dispatch(f.core.disconnect(self.conn_id, now, self.close_reason))
