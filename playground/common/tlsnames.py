@@ -30,6 +30,7 @@ from service_identity.cryptography import (
     verify_certificate_ip_address,
 )
 from twisted.internet import protocol
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IHandshakeListener,
@@ -112,6 +113,14 @@ def lost_reason(reason, transport, peer: str = "server") -> str:
     why = handshake_reason(reason.value, transport, peer)
     why = f"TLS handshake with the {peer} failed: {why}"
     return f"{why} {_TRUST_HINT}" if peer == "server" and _VERIFY_FAILED in why else why
+
+
+def client_close_reason(reason, transport) -> str:
+    """A server's reason for its client's connection ending (the echo, RESP and chat servers'
+    close lines): ``client closed`` for a clean end, else ``lost_reason``."""
+    if reason.check(ConnectionDone):
+        return "client closed"
+    return lost_reason(reason, transport, "client")
 
 
 class NotForHost(SSL.Error):

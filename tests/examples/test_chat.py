@@ -596,24 +596,25 @@ def test_make_service_listens_and_sees_clients_out():
 
 
 @pytest.mark.twistd
-def test_a_failed_tls_handshake_is_logged_with_openssls_reason(twistd, tmp_path):
-    """``--listen ssl:...``, a client that does not trust the server's certificate: the close
-    line says why as the proxy says it, not OpenSSL's error list
-    (``reason=[('SSL routines', '', 'tlsv1 alert unknown ca')]``)."""
+@pytest.mark.parametrize("kind", ["chat", "echo", "resp"])
+def test_a_failed_tls_handshake_is_logged_with_openssls_reason(twistd, tmp_path, kind):
+    """``--listen ssl:...`` (the chat, echo and RESP servers), a client that does not trust the
+    server's certificate: the close line says why as the proxy says it, not OpenSSL's error
+    list (``reason=[('SSL routines', '', 'tlsv1 alert unknown ca')]``)."""
     import ssl
 
     from tests.support.tls import CA
 
     cert, key = CA(tmp_path).issue("localhost", ["localhost"], ["127.0.0.1"])
     port = free_port()
-    server = twistd(["chat", "--listen",
+    server = twistd([kind, "--listen",
                      f"ssl:{port}:privateKey={key}:certKey={cert}:interface=127.0.0.1"])
-    server.wait_for("chat listening on")
+    server.wait_for(f"{kind} listening on")
     ctx = ssl.create_default_context()  # the system's CAs: not this test CA
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with pytest.raises(ssl.SSLCertVerificationError):
             ctx.wrap_socket(raw, server_hostname="localhost")
-    line = server.wait_for("chat close")
+    line = server.wait_for(f"{kind} close")
     assert line.endswith("reason=TLS handshake with the client failed: tlsv1 alert unknown ca"), (
         line)
     assert server.terminate() == 0

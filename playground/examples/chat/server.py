@@ -218,10 +218,7 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         nick = f.core.nick(self.conn_id)  # asked before disconnect, which forgets it
         lines = f.core.lines_received(self.conn_id)
         if self.close_reason is None:
-            self.close_reason = (
-                "client closed" if reason.check(protocol.connectionDone.type)
-                else tlsnames.lost_reason(reason, self.transport, "client")
-            )
+            self.close_reason = tlsnames.client_close_reason(reason, self.transport)
         f.unregister(self)
         f.dispatch(f.core.disconnect(self.conn_id, now, self.close_reason))
         self.log.info(
