@@ -54,6 +54,11 @@ What is used, and why:
   as a critical traceback (``while verifying certificate``) and lets through. ``tlsnames``
   refuses such a certificate and says why in one line; the traceback before that line read as
   a crash. Any other event of that logger passes.
+* **A TLS transport's half-close** (``close_writing``; the proxy's half-close, the chat
+  server's polite close): ``TLSMemoryBIOProtocol`` has no ``loseWriteConnection`` of its own;
+  ``ProtocolWrapper.__getattr__`` hands the call to the TCP connection beneath, whose FIN ends
+  the stream without a close_notify (a truncation, to a TLS peer). On TLS the whole close is
+  used instead (``limits.BoundedChannel`` makes the same choice for its channel).
 * **Reactor state** (``reactor_stopped``, ``forget_exit_signal``; shutdown and the console sink):
   ``ReactorBase._stopped`` (true from ``reactor.stop()`` on, and before ``run()``), and
   ``_exitSignal`` (the signal that stopped the reactor, which ``twistd`` raises again after
@@ -171,6 +176,15 @@ def quiet_no_subject_alt_name() -> None:
 
     observe.drops_certificate_error = True
     log.observer = observe
+
+
+def close_writing(transport) -> None:
+    """Send a FIN after what is queued, reads going on; on TLS, which has no half-close of its
+    own, its close_notify (a whole close: TLS reads on until the peer's)."""
+    if ISSLTransport.providedBy(transport):
+        transport.loseConnection()
+    else:
+        transport.loseWriteConnection()
 
 
 def reactor_stopped(reactor) -> bool:

@@ -826,12 +826,8 @@ class Pair:
             other.transport.unregisterProducer()  # nothing more will come from `side`
             if self.lost & _BIT[role]:  # `side` is gone: its toxics held the close till now
                 other.transport.loseConnection()
-            elif ISSLTransport.providedBy(other.transport):
-                # TLS has no half-close of its own (its loseWriteConnection is the TCP one
-                # underneath, which bypasses TLS): send close_notify; replies still arrive.
-                other.transport.loseConnection()
-            else:
-                other.transport.loseWriteConnection()
+            else:  # on TLS its close_notify; replies still arrive
+                twistedprivate.close_writing(other.transport)
             if self.info is not None:
                 self.factory.notify("half_closed", self.id, side.direction, self.reactor.seconds())
         if self.read_closed == 3:
