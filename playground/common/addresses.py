@@ -201,11 +201,7 @@ def server_endpoint(reactor, desc: str, flag: str = "--listen"):
         endpoint = endpoints.serverFromString(reactor, desc)
     except Exception as e:
         raise usage.UsageError(f"{flag}: {desc!r}: {e}")
-    options = twistedprivate.ssl_context_factory(endpoint)
-    if options is not None:
-        _answer_alpn(options.getContext())  # the context is cached
-    else:
-        twistedprivate.prepare_sni_contexts(endpoint, _answer_alpn)
+    twistedprivate.prepare_tls_contexts(endpoint, _answer_alpn)
     return endpoint
 
 

@@ -178,6 +178,21 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """argparse's help with each option's default as the twistd subcommands' help shows it,
+    ``[default: X]`` at the end of its text (``_shown``: ``60``, not ``60.0``); none for an
+    option without one (a required one, a flag), nor where the text already says it.
+    argparse's ``ArgumentDefaultsHelpFormatter`` wrote ``(default: None)`` and ``(default:
+    False)`` there, beside the texts' own ``[default: X]``."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        shown = None if action.default is argparse.SUPPRESS else _shown(action.default)
+        if shown is None or not action.option_strings or "[default:" in text:
+            return text
+        return f"{text} [default: {shown.replace('%', '%%')}]"  # argparse formats the text
+
+
 def version() -> str:
     """tcpplay's version, from the installed package's metadata."""
     from importlib import metadata

@@ -12,7 +12,11 @@ application's ``connectionLost``), before any byte of the application's reaches 
 
 OpenSSL says a failed verification as ``certificate verify failed`` alone, whatever failed;
 ``verify_error`` reads why (``certificate has expired``, ``self-signed certificate``) from the
-connection, as curl and ``openssl s_client`` say it.
+connection, as curl and ``openssl s_client`` say it; ``handshake_reason`` puts the two together
+(and says when the peer spoke no TLS at all), for the proxy's log and close records, and
+``lost_reason`` for the clients (chat, pool, replay) and the chat server, which said OpenSSL's
+error list's repr (``[('SSL routines', '', 'certificate verify failed')]``) and nothing of
+what to do.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from service_identity.cryptography import (
     verify_certificate_ip_address,
 )
 from twisted.internet import protocol
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IHandshakeListener,
@@ -34,6 +39,8 @@ from twisted.internet.interfaces import (
 )
 from twisted.python import failure
 from zope.interface import alsoProvides, implementer
+
+from playground.common import twistedprivate
 
 
 def hostname_refused(certificate, host: str) -> str | None:
@@ -69,6 +76,51 @@ def verify_error(transport) -> str | None:
         return ffi.string(lib.X509_verify_cert_error_string(code)).decode("ascii", "replace")
     except Exception:
         return None
+
+
+_VERIFY_FAILED = "certificate verify failed"
+# What OpenSSL says of a peer whose first bytes are no TLS record (RESP, HTTP, ...).
+_NOT_TLS = frozenset({"wrong version number", "http request", "https proxy request",
+                      "packet length too long", "unknown protocol"})
+# What a client whose verification failed can do: its tls: string is Twisted's.
+_TRUST_HINT = ("(a private CA or a self-signed certificate: add trustRoots=DIR, a directory of its "
+               "PEM files, to the tls: string)")
+
+
+def handshake_reason(value: SSL.Error, transport, role: str) -> str:
+    """OpenSSL's reasons in a failed handshake with ``role`` (client or server), on
+    ``transport`` (its error list's last fields, e.g. ``certificate verify failed``, with why
+    verification failed: ``certificate has expired``, ``verify_error``; a reason that means the
+    peer spoke no TLS says so), not the list's repr."""
+    errors = value.args[0] if value.args and isinstance(value.args[0], list) else ()
+    reasons = [e[-1] for e in errors if isinstance(e, tuple) and e and e[-1]]
+    if _VERIFY_FAILED in reasons and (why := verify_error(transport)) is not None:
+        reasons[reasons.index(_VERIFY_FAILED)] = f"{_VERIFY_FAILED}: {why}"
+    for i, reason in enumerate(reasons):
+        if reason in _NOT_TLS:
+            reasons[i] = f"{reason} (not TLS: plain text from the {role}?)"
+            break
+    return "; ".join(reasons) or str(value) or "handshake failed"
+
+
+def lost_reason(reason, transport, peer: str = "server") -> str:
+    """Why a connection (``transport``, TLS or not) with ``peer`` (``server`` for a client's,
+    ``client`` for a server's) ended, from ``connectionLost``'s ``reason``: a failed TLS
+    handshake as ``handshake_reason`` says it, with what to do when a client did not trust the
+    server's certificate; anything else as Twisted says it."""
+    if not isinstance(reason.value, SSL.Error):
+        return reason.getErrorMessage()
+    why = handshake_reason(reason.value, transport, peer)
+    why = f"TLS handshake with the {peer} failed: {why}"
+    return f"{why} {_TRUST_HINT}" if peer == "server" and _VERIFY_FAILED in why else why
+
+
+def client_close_reason(reason, transport) -> str:
+    """A server's reason for its client's connection ending (the echo, RESP and chat servers'
+    close lines): ``client closed`` for a clean end, else ``lost_reason``."""
+    if reason.check(ConnectionDone):
+        return "client closed"
+    return lost_reason(reason, transport, "client")
 
 
 class NotForHost(SSL.Error):
@@ -151,6 +203,7 @@ class NameCheckedEndpoint:
     def __init__(self, endpoint, host: str):
         self.endpoint = endpoint
         self.host = host
+        twistedprivate.quiet_no_subject_alt_name()  # ours says it in one line
 
     def connect(self, protocolFactory):
         d = self.endpoint.connect(_NameCheckFactory(protocolFactory, self.host))

@@ -42,16 +42,27 @@ What is used, and why:
   only finds the plugin: one of Twisted's own, ``tls:``, ``tcp6:``, is then run with no reactor). Used to check what users type
   and to read a user's ``tcp:``/``tls:`` string once; a target built from ``PORT`` or
   ``HOST:PORT`` is never re-read (see ``addresses.Target``).
-* **An ``ssl:`` listener's TLS options** (``ssl_context_factory``; ``addresses.server_endpoint``):
+* **A TLS listener's contexts** (``prepare_tls_contexts``; ``addresses.server_endpoint``):
   ``SSL4ServerEndpoint._sslContextFactory``, the ``CertificateOptions`` ``serverFromString``
-  built from the string, whose (cached) context gets tcpplay's ALPN answer.
-* **A ``tls:`` listener's TLS contexts** (``prepare_sni_contexts``; ``addresses.server_endpoint``):
-  Twisted's SNI endpoint (``twisted.protocols._sni``, Twisted 26) builds an OpenSSL context per
-  certificate name of its directory, each with Twisted's ALPN answer, out of reach. Its
-  ``TLSServerEndpoint.connectionCreator`` (an ``SNIConnectionCreator``) is wrapped by one whose
-  connections start on the creator's ``defaultContext`` (as its own do) and prepare each
-  context they are given (``Connection.set_context``, which Twisted's server name callback
+  built from an ``ssl:`` string, whose (cached) context gets tcpplay's ALPN answer at once.
+  For a ``tls:`` string (Twisted 26's SNI endpoint, ``twisted.protocols._sni``: an OpenSSL
+  context per certificate name of its directory, each with Twisted's ALPN answer, out of
+  reach), its ``TLSServerEndpoint.connectionCreator`` (an ``SNIConnectionCreator``) is wrapped
+  by one whose connections start on the creator's ``defaultContext`` (as its own do) and prepare
+  each context they are given (``Connection.set_context``, which Twisted's server name callback
   calls to switch to the name's context) once, so tcpplay's ALPN answer reaches every one.
+* **The log of Twisted's TLS name check** (``quiet_no_subject_alt_name``;
+  ``tlsnames.NameCheckedEndpoint``): ``twisted.internet._sslverify._log``, the module's
+  ``Logger``, whose public ``observer`` is wrapped to drop one event: service-identity's
+  ``CertificateError`` (a certificate without any subjectAltName), which Twisted's check logs
+  as a critical traceback (``while verifying certificate``) and lets through. ``tlsnames``
+  refuses such a certificate and says why in one line; the traceback before that line read as
+  a crash. Any other event of that logger passes.
+* **A TLS transport's half-close** (``close_writing``; the proxy's half-close, the chat
+  server's polite close): ``TLSMemoryBIOProtocol`` has no ``loseWriteConnection`` of its own;
+  ``ProtocolWrapper.__getattr__`` hands the call to the TCP connection beneath, whose FIN ends
+  the stream without a close_notify (a truncation, to a TLS peer). On TLS the whole close is
+  used instead (``limits.BoundedChannel`` makes the same choice for its channel).
 * **Reactor state** (``reactor_stopped``, ``forget_exit_signal``; shutdown and the console sink):
   ``ReactorBase._stopped`` (true from ``reactor.stop()`` on, and before ``run()``), and
   ``_exitSignal`` (the signal that stopped the reactor, which ``twistd`` raises again after
@@ -140,24 +151,50 @@ def check_server_endpoint(desc: str) -> None:
         parser.parseStreamServer(None, *args, **kw)
 
 
-def ssl_context_factory(endpoint):
-    """The TLS context factory of an ``ssl:`` server endpoint (``serverFromString``'s), or None
-    for another kind."""
+def prepare_tls_contexts(endpoint, prepare) -> bool:
+    """Have ``prepare(context)`` called on each OpenSSL context the handshakes of a TLS server
+    endpoint (``serverFromString``'s) use, before they use it: an ``ssl:`` one's (cached: at
+    once), a ``tls:`` one's (a context per certificate name: once each, the default one a
+    connection starts on and the one Twisted's server name callback switches it to). False
+    (nothing done) for another kind."""
     if isinstance(endpoint, endpoints.SSL4ServerEndpoint):
-        return endpoint._sslContextFactory
-    return None
-
-
-def prepare_sni_contexts(endpoint, prepare) -> bool:
-    """For a ``tls:`` server endpoint (``serverFromString``'s, Twisted's SNI one: an OpenSSL
-    context per certificate name), have ``prepare(context)`` called once on each context its
-    connections use, before the handshake reads it: the default one a connection starts on and
-    the one Twisted's server name callback switches it to. False (nothing done) for another
-    kind."""
+        prepare(endpoint._sslContextFactory.getContext())
+        return True
     if _SNIServerEndpoint is None or not isinstance(endpoint, _SNIServerEndpoint):
         return False
     endpoint.connectionCreator = _PreparingCreator(endpoint.connectionCreator, prepare)
     return True
+
+
+def quiet_no_subject_alt_name() -> None:
+    """Drop Twisted's critical traceback for a certificate without any subjectAltName (see
+    the module docstring); idempotent."""
+    from service_identity import CertificateError
+    from twisted.internet import _sslverify
+
+    log = _sslverify._log
+    observer = log.observer
+    if getattr(observer, "drops_certificate_error", False):
+        return
+
+    def observe(event):
+        failure = event.get("log_failure")
+        if failure is not None and failure.check(CertificateError) and (
+                event.get("log_format") == "while verifying certificate"):
+            return
+        observer(event)
+
+    observe.drops_certificate_error = True
+    log.observer = observe
+
+
+def close_writing(transport) -> None:
+    """Send a FIN after what is queued, reads going on; on TLS, which has no half-close of its
+    own, its close_notify (a whole close: TLS reads on until the peer's)."""
+    if ISSLTransport.providedBy(transport):
+        transport.loseConnection()
+    else:
+        transport.loseWriteConnection()
 
 
 @implementer(IOpenSSLServerConnectionCreator)

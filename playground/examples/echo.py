@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from playground.common import tlsnames
 from playground.common.limits import LimitedFactory
 from playground.common.listening import ListeningService
 from playground.common.options import ServerOptions, limit_arguments
@@ -74,9 +75,7 @@ class EchoProtocol(protocol.Protocol, TimeoutMixin):
     def connectionLost(self, reason):
         self.setTimeout(None)
         if self.close_reason is None:
-            self.close_reason = "client closed" if reason.check(
-                protocol.connectionDone.type
-            ) else reason.getErrorMessage()
+            self.close_reason = tlsnames.client_close_reason(reason, self.transport)
         self.log.info(
             "echo close {peer} in={bytes_in} out={bytes_out} duration={duration:.3f}s reason={reason}",
             peer=self.peer,

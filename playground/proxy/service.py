@@ -126,7 +126,8 @@ class Options(ServerOptions):
         ["target-ca", None, None,
          "PEM file of the CA that signs a tls: target's certificate (without it, the system's CAs)."],
         parameter("connect-timeout", 5.0,
-         "Seconds to wait for the target to accept; 0: no timeout of tcpplay's own (the "
+         "Seconds to wait for the target to accept (a tls: target's handshake included: one "
+         "not done by then closes the pair tls-failed); 0: no timeout of tcpplay's own (the "
          "system's applies, or a target endpoint string's timeout=, 30 unless given).",
          non_negative_float),
         parameter("handshake-timeout", 10.0,

@@ -153,30 +153,8 @@ def _how(reason) -> str:
     if isinstance(value, error.ConnectionLost):
         return "reset"
     if isinstance(value, SSL.Error):
-        return "tls-failed"  # its reason: _tls_reason
+        return "tls-failed"  # its reason: tlsnames.handshake_reason
     return reason.getErrorMessage()
-
-
-_VERIFY_FAILED = "certificate verify failed"
-# What OpenSSL says of a peer whose first bytes are no TLS record (RESP, HTTP, ...).
-_NOT_TLS = frozenset({"wrong version number", "http request", "https proxy request",
-                      "packet length too long", "unknown protocol"})
-
-
-def _tls_reason(value: SSL.Error, transport, role: str) -> str:
-    """OpenSSL's reasons in a failed handshake of ``role``'s leg, on ``transport`` (its error
-    list's last fields, e.g. ``certificate verify failed``, with why verification failed:
-    ``certificate has expired``, ``tlsnames.verify_error``; a reason that means the peer spoke
-    no TLS says so), not the list's repr."""
-    errors = value.args[0] if value.args and isinstance(value.args[0], list) else ()
-    reasons = [e[-1] for e in errors if isinstance(e, tuple) and e and e[-1]]
-    if _VERIFY_FAILED in reasons and (why := tlsnames.verify_error(transport)) is not None:
-        reasons[reasons.index(_VERIFY_FAILED)] = f"{_VERIFY_FAILED}: {why}"
-    for i, reason in enumerate(reasons):
-        if reason in _NOT_TLS:
-            reasons[i] = f"{reason} (not TLS: plain text from the {role}?)"
-            break
-    return "; ".join(reasons) or str(value) or "handshake failed"
 
 
 class _KeepsTcpReason:
@@ -848,12 +826,8 @@ class Pair:
             other.transport.unregisterProducer()  # nothing more will come from `side`
             if self.lost & _BIT[role]:  # `side` is gone: its toxics held the close till now
                 other.transport.loseConnection()
-            elif ISSLTransport.providedBy(other.transport):
-                # TLS has no half-close of its own (its loseWriteConnection is the TCP one
-                # underneath, which bypasses TLS): send close_notify; replies still arrive.
-                other.transport.loseConnection()
-            else:
-                other.transport.loseWriteConnection()
+            else:  # on TLS its close_notify; replies still arrive
+                twistedprivate.close_writing(other.transport)
             if self.info is not None:
                 self.factory.notify("half_closed", self.id, side.direction, self.reactor.seconds())
         if self.read_closed == 3:
@@ -875,7 +849,7 @@ class Pair:
         if self.closed_first is None:
             transport = self._side(role).transport
             if how == "tls-failed":
-                self._tls_failed(role, _tls_reason(reason.value, transport, role))
+                self._tls_failed(role, tlsnames.handshake_reason(reason.value, transport, role))
             else:
                 self.closed_first = (role, how)
                 tcp_reason = getattr(transport, "tcp_reason", None)

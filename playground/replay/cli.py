@@ -100,7 +100,8 @@ def parse_speed(text: str) -> float | None:
         return None
     m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)x?", text)
     if not m or float(m.group(1)) <= 0:
-        raise ValueError(f"--speed: {text[:40]!r} is not 1x, Nx (N > 0) or max")
+        raise ValueError(f"--speed: {text[:40]!r} is not 1x, Nx (N from {MIN_SPEED:.6f} to "
+                         f"{MAX_SPEED}) or max")
     speed = float(m.group(1))
     if speed < MIN_SPEED:
         raise ValueError(f"--speed: must be at least {MIN_SPEED:.6f}x (each recorded gap "

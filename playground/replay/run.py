@@ -30,6 +30,7 @@ from functools import partial
 import attrs
 from twisted.internet import defer, error, protocol, task
 
+from playground.common import tlsnames
 from playground.common.addresses import client_endpoint
 from playground.common.defaultreactor import default_reactor
 from playground.common.twistedprivate import direct_write, direct_write_supported
@@ -191,12 +192,13 @@ class Session:
         self._proto.transport.abortConnection()
 
     def lost(self, reason) -> None:
-        self._proto = None
+        transport, self._proto = getattr(self._proto, "transport", None), None
         self._replies += self.live.server_done(self.reactor.seconds())
         if self._error is None and not self._closing and (
                 self._next < len(self.requests) or self._replies < self._expected):
+            why = tlsnames.lost_reason(reason, transport)
             self._error = (f"the server closed the connection after {self._next} of "
-                           f"{len(self.requests)} requests ({reason.getErrorMessage()})")
+                           f"{len(self.requests)} requests ({why})")
         self._finish(self._error)
 
     # -- sending ------------------------------------------------------------------------------

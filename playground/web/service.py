@@ -2,7 +2,8 @@
 
 ``WebService`` owns the capture, the sink the decoder chain feeds
 (``sink.WebSink``) and the listening site (``site.make_site``); it logs
-``web view: open http://HOST:PORT/`` (with ``?token=`` when one is needed) once listening.
+``web view: open http://HOST:PORT/`` (``https://`` on ``ssl:`` or ``tls:``; with ``?token=``
+when one is needed) once listening.
 The proxies it may act on (``POST /api/connections/{id}/close``) are added to ``proxies``: any
 object with ``close_pair(pair_id, how, by) -> bool`` (the splice's ``ProxyFactory``; in a
 decoder child, ``decoderworker.ProxyCloser``, which asks the proxy). In a decoder child
@@ -17,6 +18,7 @@ import socket
 from twisted.application import service
 from twisted.logger import Logger
 
+from playground.common.addresses import listen_parts
 from playground.common.addresstext import address_text
 from playground.common.defaultreactor import default_reactor
 from playground.common.listening import ListeningService
@@ -79,7 +81,7 @@ class WebService(service.MultiService):
         where = address_text(host)
         if getattr(host, "host", "") in ("0.0.0.0", "::"):
             where = where.replace(host.host, "127.0.0.1" if host.host == "0.0.0.0" else "[::1]", 1)
-        return f"http://{where}/" + (f"?token={self.token}" if self.token else "")
+        return f"{self.scheme}://{where}/" + (f"?token={self.token}" if self.token else "")
 
     def announce(self) -> None:
         """The line that says where to browse, once serving."""
@@ -88,6 +90,8 @@ class WebService(service.MultiService):
     def __init__(self, opts, reactor=None, max_value: int = 200):
         super().__init__()
         self.token = opts.get("web-token")
+        web = opts.get("web")  # TLS is never a decoder child's (decoding.web_in_child)
+        self.scheme = "https" if web and listen_parts(web)[0] in ("ssl", "tls") else "http"
         self.capture = Capture(max_connections=opts.get("web-connections", 1000),
                                max_bytes=opts.get("web-memory", 64) * MIB)
         self.sink = WebSink(self.capture, max_value=max_value)

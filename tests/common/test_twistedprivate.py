@@ -424,18 +424,21 @@ def test_the_request_head_counters_count_what_the_channel_read_and_reset_per_req
     channel.connectionLost(None)
 
 
-def test_ssl_context_factory_is_an_ssl_listeners_tls_options(tmp_path):
-    from twisted.internet import ssl as twisted_ssl
+def test_prepare_tls_contexts_prepares_an_ssl_listeners_context_at_once(tmp_path):
+    from OpenSSL import SSL
 
     from tests.support.tls import CA
 
     cert, key = CA(tmp_path).issue("localhost", ["localhost"])
     reactor = MemoryReactorClock()
-    options = twistedprivate.ssl_context_factory(
-        endpoints.serverFromString(reactor, f"ssl:0:privateKey={key}:certKey={cert}"))
-    assert isinstance(options, twisted_ssl.CertificateOptions)
-    assert options.getContext() is options.getContext()  # cached: what is set on it stays
-    assert twistedprivate.ssl_context_factory(endpoints.serverFromString(reactor, "tcp:0")) is None
+    endpoint = endpoints.serverFromString(reactor, f"ssl:0:privateKey={key}:certKey={cert}")
+    prepared = []
+    twistedprivate.prepare_tls_contexts(endpoint, prepared.append)
+    assert len(prepared) == 1 and isinstance(prepared[0], SSL.Context)
+    assert prepared[0] is endpoint._sslContextFactory.getContext()  # cached: what is set stays
+    assert not twistedprivate.prepare_tls_contexts(endpoints.serverFromString(reactor, "tcp:0"),
+                                                   prepared.append)
+    assert len(prepared) == 1
 
 
 @pytest.mark.parametrize("negotiating", [False, True])
@@ -477,7 +480,7 @@ async def test_an_ssl_listener_answers_alpn_with_its_factorys_protocol_or_none(t
 
 
 @pytest_twisted.ensureDeferred
-async def test_prepare_sni_contexts_reaches_the_context_of_each_name_of_a_tls_listener(tmp_path):
+async def test_prepare_tls_contexts_reaches_the_context_of_each_name_of_a_tls_listener(tmp_path):
     """A ``tls:`` listener of two names: each context a handshake uses (the default one, the
     one the client's server name switches to) is prepared once, before ALPN is answered."""
     pytest.importorskip("twisted.protocols._sni", reason="Twisted 26's tls: server endpoint")
@@ -500,7 +503,7 @@ async def test_prepare_sni_contexts_reaches_the_context_of_each_name_of_a_tls_li
         prepared.append(context)
         context.set_alpn_select_callback(lambda connection, offered: b"prepared")
 
-    assert twistedprivate.prepare_sni_contexts(endpoint, prepare)
+    assert twistedprivate.prepare_tls_contexts(endpoint, prepare)
     port = await endpoint.listen(protocol.Factory.forProtocol(protocol.Protocol))
     chosen = []
 
@@ -518,5 +521,68 @@ async def test_prepare_sni_contexts_reaches_the_context_of_each_name_of_a_tls_li
         await port.stopListening()
     assert [alpn for _, alpn in chosen] == ["prepared"] * 4
     assert len(prepared) == len({id(c) for c in prepared}) == 2  # a context per name, once
-    assert not twistedprivate.prepare_sni_contexts(
+    assert not twistedprivate.prepare_tls_contexts(
         endpoints.serverFromString(MemoryReactorClock(), "tcp:0"), prepare)
+
+
+@pytest.mark.parametrize("negotiating", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_a_tls_listener_answers_alpn_with_its_factorys_protocol_or_none(tmp_path,
+                                                                             negotiating):
+    """Twisted's ``tls:`` server endpoint (a directory of PEMs, a context per server name,
+    chosen by SNI), as ``--help`` offers it beside ``ssl:``: a client offering ``h2, http/1.1``
+    completes its handshake, as with an ``ssl:`` listener. Its contexts kept Twisted's answer,
+    an empty protocol, and the handshake failed with an ``internal error`` alert."""
+    pytest.importorskip("twisted.protocols._sni", reason="Twisted 26's tls: server endpoint")
+    import ssl
+
+    from twisted.internet import reactor, threads
+    from twisted.web import resource, server
+
+    from playground.common.addresses import server_endpoint
+    from tests.support.tls import CA
+
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "pems").mkdir()
+    ca = CA(tmp_path / "ca")
+    cert, key = ca.issue("localhost", ["localhost"], ["127.0.0.1"])
+    (tmp_path / "pems" / "localhost.pem").write_bytes(key.read_bytes() + cert.read_bytes())
+    endpoint = server_endpoint(reactor, f"tls:{tmp_path / 'pems'}:port=0:interface=127.0.0.1")
+    factory = server.Site(resource.Resource()) if negotiating else protocol.Factory.forProtocol(
+        protocol.Protocol)
+    port = await endpoint.listen(factory)
+    chosen = []
+
+    def handshake():
+        ctx = ssl.create_default_context(cafile=str(ca.pem))
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                chosen.append(tls.selected_alpn_protocol())
+
+    try:
+        await threads.deferToThread(handshake)
+    finally:
+        await port.stopListening()
+    assert chosen == ["http/1.1" if negotiating else None]
+
+
+def test_quiet_no_subject_alt_name_drops_that_traceback_alone():
+    """Twisted's TLS check logs service-identity's ``CertificateError`` through its module's
+    ``_log``: once quietened (twice: idempotent), that event is dropped, any other passes."""
+    from service_identity import CertificateError
+    from twisted.internet import _sslverify
+    from twisted.logger import globalLogPublisher
+    from twisted.python.failure import Failure
+
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        twistedprivate.quiet_no_subject_alt_name()
+        twistedprivate.quiet_no_subject_alt_name()
+        for error in (CertificateError("no subjectAltName"), ValueError("other")):
+            _sslverify._log.failure("while verifying certificate", Failure(error))
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    failures = [e["log_failure"].value for e in seen if "log_failure" in e]
+    assert [type(f) for f in failures] == [ValueError]

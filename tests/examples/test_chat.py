@@ -593,3 +593,56 @@ def test_make_service_listens_and_sees_clients_out():
     assert isinstance(top, service.MultiService)
     kinds = [type(s) for s in top]
     assert kinds == [chat.ChatShutdown, ListeningService]  # stopped in reverse: listener first
+
+
+@pytest.mark.twistd
+@pytest.mark.parametrize("kind", ["chat", "echo", "resp"])
+def test_a_failed_tls_handshake_is_logged_with_openssls_reason(twistd, tmp_path, kind):
+    """``--listen ssl:...`` (the chat, echo and RESP servers), a client that does not trust the
+    server's certificate: the close line says why as the proxy says it, not OpenSSL's error
+    list (``reason=[('SSL routines', '', 'tlsv1 alert unknown ca')]``)."""
+    import ssl
+
+    from tests.support.tls import CA
+
+    cert, key = CA(tmp_path).issue("localhost", ["localhost"], ["127.0.0.1"])
+    port = free_port()
+    server = twistd([kind, "--listen",
+                     f"ssl:{port}:privateKey={key}:certKey={cert}:interface=127.0.0.1"])
+    server.wait_for(f"{kind} listening on")
+    ctx = ssl.create_default_context()  # the system's CAs: not this test CA
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            ctx.wrap_socket(raw, server_hostname="localhost")
+    line = server.wait_for(f"{kind} close")
+    assert line.endswith("reason=TLS handshake with the client failed: tlsv1 alert unknown ca"), (
+        line)
+    assert server.terminate() == 0
+
+
+@pytest.mark.twistd
+def test_quit_over_tls_ends_with_close_notify(twistd, tmp_path):
+    """``--listen ssl:...``: ``/quit`` gets the goodbye and then TLS's close_notify, a clean
+    end. The polite close's half-close went to the TCP connection beneath TLS (a TLS
+    transport hands loseWriteConnection to it): a FIN without close_notify, a truncation
+    (tcpplay-chat said 'lost in a non-clean fashion' after every /quit over TLS)."""
+    import ssl
+
+    from tests.support.tls import CA
+
+    ca = CA(tmp_path)
+    cert, key = ca.issue("localhost", ["localhost"], ["127.0.0.1"])
+    port = free_port()
+    server = twistd(["chat", "--listen",
+                     f"ssl:{port}:privateKey={key}:certKey={cert}:interface=127.0.0.1"])
+    server.wait_for("chat listening on")
+    ctx = ssl.create_default_context(cafile=str(ca.pem))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost",
+                             suppress_ragged_eofs=False) as tls:
+            tls.sendall(b"/nick zed\n/quit\n")
+            got = b""
+            while chunk := tls.recv(65536):  # SSLEOFError: a FIN without close_notify
+                got += chunk
+    assert b"bye goodbye" in got, got
+    assert server.terminate() == 0

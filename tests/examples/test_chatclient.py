@@ -16,7 +16,7 @@ from playground import __main__ as cli
 from playground.examples.chat.client import ChatClientProtocol, InputLines, main
 from tests.support.net import RawClient, free_port
 from tests.support.paths import ROOT
-from tests.support.tls import TlsEchoServer, client_pki
+from tests.support.tls import CA, TlsEchoServer, client_pki
 from tests.support.waiting import wait_until
 
 
@@ -245,7 +245,9 @@ def test_client_cannot_connect_exits_1():
 @pytest.mark.timeout(60)
 def test_a_tls_server_whose_certificate_has_no_subject_alt_name_gets_nothing(tmp_path):
     """Signed by the CA the client trusts, ``CN=127.0.0.1``, no subjectAltName: Twisted's
-    ``tls:`` endpoint let it through, and the client's ``/nick`` and lines reached it."""
+    ``tls:`` endpoint let it through, and the client's ``/nick`` and lines reached it. The
+    client says so in one line: Twisted's critical traceback of service-identity's
+    CertificateError ('while verifying certificate') came before it."""
     pki = client_pki(tmp_path)
     server = TlsEchoServer(*pki["no-san"])
     try:
@@ -259,5 +261,34 @@ def test_a_tls_server_whose_certificate_has_no_subject_alt_name_gets_nothing(tmp
     finally:
         server.close()
     assert server.received == [b""], err
-    assert "-- disconnected: certificate not for 127.0.0.1: " in err.decode(), err
+    assert ("-- disconnected: TLS handshake with the server failed: certificate not for "
+            "127.0.0.1: ") in err.decode(), err
     assert "subjectAltName" in err.decode(), err
+    assert "Traceback" not in err.decode() and "while verifying" not in err.decode(), err
+
+
+@pytest.mark.real
+@pytest.mark.timeout(60)
+def test_a_tls_server_of_an_untrusted_ca_is_refused_saying_why_and_what_to_do(tmp_path):
+    """Its certificate names the host, signed by a CA the client does not trust: the client
+    says OpenSSL's verify result and how to trust a private CA. It said OpenSSL's error list
+    (``[('SSL routines', '', 'certificate verify failed')]``), nothing of why or what to do."""
+    pki = client_pki(tmp_path)
+    (tmp_path / "other").mkdir()
+    CA(tmp_path / "other", "another CA")
+    server = TlsEchoServer(*pki["named"])
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "playground", "chat-client",
+             f"tls:host=127.0.0.1:port={server.port}:trustRoots={tmp_path / 'other'}",
+             "--nick", "x"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT),
+        )
+        _out, err = finish(proc, b"a line for an untrusted server\n")
+        wait_until(lambda: server.received, 10, "the TLS server to see the close")
+    finally:
+        server.close()
+    assert server.received == [b""], err
+    assert ("-- disconnected: TLS handshake with the server failed: certificate verify failed: "
+            "unable to get local issuer certificate (a private CA or a self-signed "
+            "certificate: add trustRoots=DIR") in err.decode(), err

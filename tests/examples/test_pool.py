@@ -916,3 +916,17 @@ def test_the_command_line_interrupted_says_so(redis_server):
     assert proc.returncode == 1, err
     assert out == "" and err.endswith("pool: interrupted: round 1 of 1 did not finish (no "
                                       "figures for it)\n") and err.count("\n") == 1
+
+
+@pytest.mark.pure
+def test_the_help_shows_each_default_as_every_command_does():
+    """``[default: X]`` at the end of an option's text, as the twistd subcommands' and
+    tcpplay-replay's help; argparse's ``(default: None)`` on the required --target and
+    ``(default: False)`` on the flags were shown before, beside ``[default: 5; ...]``."""
+    text = " ".join(cli.build_parser().format_help().split())
+    assert "(default:" not in text
+    assert "how many requests [default: 10000]" in text
+    assert "close connections idle this long (0: never) [default: 60]" in text
+    assert "seconds a request waits for a free connection [default: 5; not with --http]" in text
+    assert "tls:...) --requests" in text  # the required --target: no default
+    assert "closed after it --http" in text  # a flag: none

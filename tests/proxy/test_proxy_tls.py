@@ -386,3 +386,22 @@ def test_a_tls_client_closing_tcp_without_close_notify_is_told_from_a_reset(twis
     assert (fin["closed_by"], fin["how"]) == ("client", "reset"), fin
     assert fin.get("reason") == "TCP closed without a TLS close_notify", fin
     assert (rst["closed_by"], rst["how"], rst.get("reason")) == ("client", "reset", None), rst
+
+
+def test_a_web_view_on_ssl_is_announced_with_https_and_answers_there(twistd, redis_server, pki):
+    """``--web ssl:...``: the start-up line says where to browse, and a browser given
+    ``http://`` for a TLS port gets nothing it can show (it said ``http://``, as for TCP)."""
+    cert, key = pki["localhost"]
+    web = f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1"
+    proc, _ = start_proxy(twistd, redis_server.port, "--web", web)
+    line = proc.wait_for("web view: open")
+    url = re.search(r"web view: open (\S+)", line).group(1)
+    assert re.fullmatch(r"https://127\.0\.0\.1:\d+/", url), line
+    ctx = ssl.create_default_context(cafile=str(pki["ca"].pem))
+    port = int(url.rsplit(":", 1)[1].rstrip("/"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"GET /api/connections HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"Connection: close\r\n\r\n")
+            assert recv_exactly(tls, 12).startswith(b"HTTP/1.1 200")
+    assert proc.terminate() == 0

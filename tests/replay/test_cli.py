@@ -10,6 +10,7 @@ from playground.replay.cli import Selection, main, parse_speed
 from tests.support.pcaps import Conversation, write_pcap
 
 pytestmark = pytest.mark.pure
+NOT_A_SPEED = "is not 1x, Nx (N from 0.000001 to 1000000) or max"  # the bounds, as --help says
 
 
 def _capture(path, *pairs):
@@ -24,7 +25,7 @@ def _capture(path, *pairs):
 @pytest.mark.parametrize("argv, message", [
     (["x.pcap"], "the following arguments are required: --target"),
     (["x.pcap", "--target", "nowhere"], "--target: cannot read 'nowhere' as an address"),
-    (["x.pcap", "-t", "6379", "--speed", "fast"], "--speed: 'fast' is not 1x, Nx (N > 0) or max"),
+    (["x.pcap", "-t", "6379", "--speed", "fast"], f"--speed: \'fast\' {NOT_A_SPEED}"),
     (["x.pcap", "-t", "6379", "--select", "foo"], "--select: cannot read 'foo'"),
     # these were int()'s "invalid literal" / "Exceeds the limit (4300 digits)", no flag named
     (["x.pcap", "-t", "6379", "--select", "\u00b2"], "--select: cannot read '\u00b2'"),
@@ -49,10 +50,10 @@ def _capture(path, *pairs):
     (["x.pcap", "-t", "6379", "--timeout", " 5"], "--timeout: expected a number of seconds"),
     (["x.pcap", "-t", "6379", "--speed", "\u0663x"], "--speed: '\u0663x' is not 1x, Nx"),
     (["x.pcap", "-t", "6379", "--speed", " 2x"], "--speed: ' 2x' is not 1x, Nx"),
-    (["x.pcap", "-t", "6379", "--speed", "0"], "--speed: '0' is not 1x, Nx (N > 0) or max"),
-    (["x.pcap", "-t", "6379", "--speed=-1x"], "--speed: '-1x' is not 1x, Nx (N > 0) or max"),
-    (["x.pcap", "-t", "6379", "--speed", "nan"], "--speed: 'nan' is not 1x, Nx (N > 0) or max"),
-    (["x.pcap", "-t", "6379", "--speed", "inf"], "--speed: 'inf' is not 1x, Nx (N > 0) or max"),
+    (["x.pcap", "-t", "6379", "--speed", "0"], f"--speed: \'0\' {NOT_A_SPEED}"),
+    (["x.pcap", "-t", "6379", "--speed=-1x"], f"--speed: \'-1x\' {NOT_A_SPEED}"),
+    (["x.pcap", "-t", "6379", "--speed", "nan"], f"--speed: \'nan\' {NOT_A_SPEED}"),
+    (["x.pcap", "-t", "6379", "--speed", "inf"], f"--speed: \'inf\' {NOT_A_SPEED}"),
     (["x.pcap", "-t", "6379", "--speed", "1e-300"], "--speed: '1e-300' is not 1x, Nx"),
     # these were taken: each recorded gap 10**300 times longer (the replay waited for ever), and
     # a speed float() reads as inf

@@ -124,11 +124,7 @@ def test_the_server_closing_early_is_reported():
     done = Session(1, "resp", _requests(0.0), TARGET, speed=None, reactor=clock).start()
     proto, _ = _connect(clock)
 
-    class Reason:
-        def getErrorMessage(self):
-            return "Connection was closed cleanly."
-
-    proto.connectionLost(Reason())
+    proto.connectionLost(Failure(error.ConnectionDone()))
     assert done.result.error == ("the server closed the connection after 1 of 2 requests "
                                  "(Connection was closed cleanly.)")
 

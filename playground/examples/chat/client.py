@@ -20,6 +20,7 @@ from collections.abc import Callable
 from twisted.internet import defer, endpoints, protocol, task
 from twisted.python import usage
 
+from playground.common import tlsnames
 from playground.common.addresses import client_endpoint, client_string
 from playground.common.options import ArgumentParser
 from playground.examples.chat.core import NICK_RULE, clean_text, valid_nick
@@ -118,7 +119,7 @@ class ChatClientProtocol(protocol.Protocol):
         self.closed = True
         self.close_reason = (
             "connection closed" if reason.check(protocol.connectionDone.type)
-            else reason.getErrorMessage()
+            else tlsnames.lost_reason(reason, self.transport)
         )
         self.notice(f"disconnected: {self.close_reason}")
         waiters, self._waiters = self._waiters, []

@@ -26,7 +26,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python import usage
 from zope.interface import implementer
 
-from playground.common import shutdown
+from playground.common import shutdown, tlsnames, twistedprivate
 from playground.common.limits import LimitedFactory
 from playground.common.listening import ListeningService
 from playground.common.options import (
@@ -185,10 +185,10 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         self.transport.abortConnection()
 
     def close_politely(self, reason: str) -> None:
-        """Send what was written, then FIN; keep reading (and dropping) until the client closes
-        too, or abort after ``close_grace`` seconds. Closing at once with unread input (the rest
-        of an over-long line, a flood) would send a reset that can destroy our last error line
-        before the client reads it."""
+        """Send what was written, then FIN (on TLS, close_notify); keep reading (and dropping)
+        until the client closes too, or abort after ``close_grace`` seconds. Closing at once with
+        unread input (the rest of an over-long line, a flood) would send a reset that can
+        destroy our last error line before the client reads it."""
         if self.close_reason is not None:
             return
         if self._sendq:  # the transport holds it from here, until close_grace at most
@@ -197,7 +197,7 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         self.close_reason = reason
         self.setTimeout(None)
         self._unregister()
-        self.transport.loseWriteConnection()
+        twistedprivate.close_writing(self.transport)  # on TLS, its close_notify
         self._grace = self.factory.reactor.callLater(
             self.factory.close_grace, self.transport.abortConnection
         )
@@ -218,10 +218,7 @@ class ChatProtocol(protocol.Protocol, TimeoutMixin):
         nick = f.core.nick(self.conn_id)  # asked before disconnect, which forgets it
         lines = f.core.lines_received(self.conn_id)
         if self.close_reason is None:
-            self.close_reason = (
-                "client closed" if reason.check(protocol.connectionDone.type)
-                else reason.getErrorMessage()
-            )
+            self.close_reason = tlsnames.client_close_reason(reason, self.transport)
         f.unregister(self)
         f.dispatch(f.core.disconnect(self.conn_id, now, self.close_reason))
         self.log.info(

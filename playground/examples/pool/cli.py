@@ -35,6 +35,7 @@ from twisted.python import usage
 from playground.common.addresses import client_endpoint, client_target
 from playground.common.options import (
     ArgumentParser,
+    DefaultsHelpFormatter,
     argument_type,
     non_negative_float,
     positive_int,
@@ -204,7 +205,7 @@ _seconds = argument_type(non_negative_float)
 
 def build_parser(prog: str = "tcpplay-pool") -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog, formatter_class=DefaultsHelpFormatter,
         description="Send GET/SET requests to a Redis-protocol server through a connection "
         "pool (or a new connection per request with --no-pool) and print requests/s, latency "
         "percentiles and the TCP connections opened.")

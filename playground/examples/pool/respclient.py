@@ -28,6 +28,7 @@ from zope.interface import implementer
 from playground.codec.encoder import encode_command
 from playground.codec.parser import RespParser
 from playground.codec.values import Error, ProtocolError
+from playground.common import tlsnames
 
 DEFAULT_MAX_BULK = 64 * 1024 * 1024  # the largest reply string the client reads
 
@@ -139,7 +140,7 @@ class RespClientProtocol(protocol.Protocol):
         if reason.check(protocol.connectionDone.type):
             why = "the connection was closed"
         else:
-            why = reason.getErrorMessage()
+            why = tlsnames.lost_reason(reason, self.transport)
         self._end(why)
 
     def _end(self, why: str, first: Exception | None = None) -> None:

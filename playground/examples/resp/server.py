@@ -30,6 +30,7 @@ from zope.interface import implementer
 
 from playground.codec.parser import RespParser
 from playground.codec.values import Inline, ProtocolError
+from playground.common import tlsnames
 from playground.common.addresstext import address_text
 from playground.common.limits import LimitedFactory
 from playground.common.listening import ListeningService
@@ -170,9 +171,7 @@ class RespProtocol(protocol.Protocol, TimeoutMixin):
             f.engine.disconnect(self.session)
             f.clients.pop(self.session.id, None)
         if self.close_reason is None:
-            self.close_reason = "client closed" if reason.check(
-                protocol.connectionDone.type
-            ) else reason.getErrorMessage()
+            self.close_reason = tlsnames.client_close_reason(reason, self.transport)
         if f.log_connections:
             self._log_close(f)
         f.connectionClosed(self)
