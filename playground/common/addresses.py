@@ -11,7 +11,7 @@ Accepted forms, for both sides:
 A target is read once, into a ``Target`` (the endpoint string and what it names), so the proxy
 knows a plain TCP ``host:port`` or a ``tls:`` host and port without parsing the string again.
 
-Listening TCP/SSL/UNIX endpoints get ``backlog=1024`` unless one is given, so a burst of
+Listening TCP/SSL/TLS/UNIX endpoints get ``backlog=1024`` unless one is given, so a burst of
 connects (``redis-benchmark -c 50`` and more) is not stalled by Twisted's default of 50.
 A bad value raises ``usage.UsageError`` naming the flag and showing an example.
 
@@ -101,7 +101,7 @@ def server_string(value: str, flag: str = "--listen") -> str:
         desc = _escape_v6_interface(value)
     else:
         raise usage.UsageError(f"{flag}: cannot read {value!r} as an address ({LISTEN_EXAMPLE})")
-    if _kind(desc) in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in desc:
+    if _kind(desc) in ("tcp", "tcp6", "ssl", "tls", "unix") and "backlog=" not in desc:
         desc += f":backlog={DEFAULT_BACKLOG}"
     try:
         twistedprivate.check_server_endpoint(desc)  # nothing is opened

@@ -108,6 +108,21 @@ def test_a_tls_client_offering_alpn_is_served_without_a_protocol(twistd, redis_s
     assert proc.terminate() == 0
 
 
+@pytest.mark.real
+def test_a_tls_directory_listener_gets_the_backlog_the_others_get(pki, tmp_path):
+    """A ``tls:DIR`` listen string gets ``backlog=1024`` as ``tcp:``, ``ssl:`` and ``unix:``
+    ones do: it kept Twisted's 50, and a burst of connects (``redis-benchmark -c 100``) waited."""
+    pytest.importorskip("twisted.protocols._sni", reason="Twisted 26's tls: server endpoint")
+    from playground.common.addresses import server_string
+
+    pems = tmp_path / "pems"
+    pems.mkdir()
+    cert, key = pki["localhost"]
+    (pems / "localhost.pem").write_bytes(cert.read_bytes() + key.read_bytes())
+    assert server_string(f"tls:{pems}:port=0").endswith(":backlog=1024")
+    assert server_string(f"tls:{pems}:port=0:backlog=7").endswith(":backlog=7")
+
+
 def test_a_tls_directory_listener_answers_alpn_for_every_name(twistd, redis_server, pki,
                                                              tmp_path):
     """A ``tls:DIR`` listener (Twisted's SNI endpoint: a context per certificate name, chosen by
