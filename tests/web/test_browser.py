@@ -536,12 +536,11 @@ def test_the_stream_pane_names_the_evicted_bytes_as_the_pcap_does(twistd, redis_
     assert proc.terminate() == 0
 
 
-def test_the_stream_pane_marks_chunks_evicted_between_its_answers(twistd, redis_server,
-                                                                   browser):
-    """Chunks the capture evicted after the pane had read the ones before them, before it read
-    them, were skipped without a mark: the pane showed a PONG followed by the middle of a SET's
-    value as if one came after the other (the note names the evicted bytes from 0, which the
-    pane still shows)."""
+def _stream_pane_after_an_evicted_set(twistd, redis_server, browser):
+    """A proxy with ``--web-memory 1`` and the page on connection 1's stream pane, which shows
+    a PING and its PONG; then an 8 MiB SET on it, more than the capture holds. Returns the
+    proxy, the page's URL, ``shown`` (the pane's entries: ``[direction, n]`` a chunk, ``["gap",
+    count]`` a gap mark) and the client's socket, still open."""
     from selenium.webdriver.common.by import By
 
     proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
@@ -554,15 +553,28 @@ def test_the_stream_pane_marks_chunks_evicted_between_its_answers(twistd, redis_
         return browser.execute_script("return chunks.map((c) => [c.mark || c.direction, "
                                       "c.mark === 'gap' ? c.count : c.n])")
 
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"PING\r\n")
-        assert s.recv(100) == b"+PONG\r\n"
-        wait_until(lambda: listed_ids(browser) == ["1"], 10, "the connection")
-        browser.find_element(By.CSS_SELECTOR, '#connections tbody tr[data-id="1"]').click()
-        wait_until(lambda: shown() == [["c2s", 1], ["s2c", 2]], 10, "the PING and its PONG")
-        value = b"v" * (8 << 20)
-        s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n" % (len(value), value))
-        assert s.recv(100) == b"+OK\r\n"
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"PING\r\n")
+    assert s.recv(100) == b"+PONG\r\n"
+    wait_until(lambda: listed_ids(browser) == ["1"], 10, "the connection")
+    browser.find_element(By.CSS_SELECTOR, '#connections tbody tr[data-id="1"]').click()
+    wait_until(lambda: shown() == [["c2s", 1], ["s2c", 2]], 10, "the PING and its PONG")
+    value = b"v" * (8 << 20)
+    s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n" % (len(value), value))
+    assert s.recv(100) == b"+OK\r\n"
+    return proc, url, shown, s
+
+
+def test_the_stream_pane_marks_chunks_evicted_between_its_answers(twistd, redis_server,
+                                                                   browser):
+    """Chunks the capture evicted after the pane had read the ones before them, before it read
+    them, were skipped without a mark: the pane showed a PONG followed by the middle of a SET's
+    value as if one came after the other (the note names the evicted bytes from 0, which the
+    pane still shows)."""
+    from selenium.webdriver.common.by import By
+
+    proc, url, shown, s = _stream_pane_after_an_evicted_set(twistd, redis_server, browser)
+    s.close()
     wait_until(lambda: api_get(url + "api/connections/1")["connection"]["state"] == "closed",
                10, "its close")
     last = api_get(url + "api/connections/1/stream?after=0")["chunks"][-1]["n"]
@@ -582,25 +594,8 @@ def test_the_note_of_chunks_not_shown_counts_the_chunks_of_a_gap_it_let_go(twist
     chunk of the connection is shown, in a gap mark shown, or counted in the note, once."""
     from selenium.webdriver.common.by import By
 
-    proc, port = start_proxy(twistd, redis_server.port, "--web", "tcp:0:interface=127.0.0.1",
-                             "--web-memory", "1", "--quiet")
-    url = web_url(proc)
-    browser.get(url)
-    wait_until(lambda: status(browser) == "live", 10, "live feed")
-
-    def shown() -> list:
-        return browser.execute_script("return chunks.map((c) => [c.mark || c.direction, "
-                                      "c.mark === 'gap' ? c.count : c.n])")
-
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"PING\r\n")
-        assert s.recv(100) == b"+PONG\r\n"
-        wait_until(lambda: listed_ids(browser) == ["1"], 10, "the connection")
-        browser.find_element(By.CSS_SELECTOR, '#connections tbody tr[data-id="1"]').click()
-        wait_until(lambda: shown() == [["c2s", 1], ["s2c", 2]], 10, "the PING and its PONG")
-        value = b"v" * (8 << 20)
-        s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n" % (len(value), value))
-        assert s.recv(100) == b"+OK\r\n"
+    proc, url, shown, s = _stream_pane_after_an_evicted_set(twistd, redis_server, browser)
+    with s:
         gap = wait_until(lambda: (shown()[2:3] or [None])[0], 20, "what follows the PONG")
         assert gap[0] == "gap" and gap[1] > 1, shown()[:4]  # the value's chunks, evicted
         for _ in range(3000):  # a chunk each way each: the gap goes from the top of the pane
