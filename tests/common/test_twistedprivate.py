@@ -441,44 +441,6 @@ def test_prepare_tls_contexts_prepares_an_ssl_listeners_context_at_once(tmp_path
     assert len(prepared) == 1
 
 
-@pytest.mark.parametrize("negotiating", [False, True])
-@pytest_twisted.ensureDeferred
-async def test_an_ssl_listener_answers_alpn_with_its_factorys_protocol_or_none(tmp_path,
-                                                                              negotiating):
-    """A client offering ``h2, http/1.1``: a factory that negotiates (``Site``: ``http/1.1``)
-    gets its protocol, one that does not (the proxy's) none, and the handshake completes
-    (Twisted's own answer, an empty protocol, failed it with an ``internal error`` alert)."""
-    import ssl
-
-    from twisted.internet import reactor, threads
-    from twisted.web import resource, server
-
-    from playground.common.addresses import server_endpoint
-    from tests.support.tls import CA
-
-    ca = CA(tmp_path)
-    cert, key = ca.issue("localhost", ["localhost"], ["127.0.0.1"])
-    endpoint = server_endpoint(reactor, f"ssl:0:privateKey={key}:certKey={cert}"
-                                        f":interface=127.0.0.1")
-    factory = server.Site(resource.Resource()) if negotiating else protocol.Factory.forProtocol(
-        protocol.Protocol)
-    port = await endpoint.listen(factory)
-    chosen = []
-
-    def handshake():
-        ctx = ssl.create_default_context(cafile=str(ca.pem))
-        ctx.set_alpn_protocols(["h2", "http/1.1"])
-        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) as raw:
-            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-                chosen.append(tls.selected_alpn_protocol())
-
-    try:
-        await threads.deferToThread(handshake)
-    finally:
-        await port.stopListening()
-    assert chosen == ["http/1.1" if negotiating else None]
-
-
 @pytest_twisted.ensureDeferred
 async def test_prepare_tls_contexts_reaches_the_context_of_each_name_of_a_tls_listener(tmp_path):
     """A ``tls:`` listener of two names: each context a handshake uses (the default one, the
@@ -525,15 +487,18 @@ async def test_prepare_tls_contexts_reaches_the_context_of_each_name_of_a_tls_li
         endpoints.serverFromString(MemoryReactorClock(), "tcp:0"), prepare)
 
 
+@pytest.mark.parametrize("kind", ["ssl", "tls"])
 @pytest.mark.parametrize("negotiating", [False, True])
 @pytest_twisted.ensureDeferred
-async def test_a_tls_listener_answers_alpn_with_its_factorys_protocol_or_none(tmp_path,
-                                                                             negotiating):
-    """Twisted's ``tls:`` server endpoint (a directory of PEMs, a context per server name,
-    chosen by SNI), as ``--help`` offers it beside ``ssl:``: a client offering ``h2, http/1.1``
-    completes its handshake, as with an ``ssl:`` listener. Its contexts kept Twisted's answer,
-    an empty protocol, and the handshake failed with an ``internal error`` alert."""
-    pytest.importorskip("twisted.protocols._sni", reason="Twisted 26's tls: server endpoint")
+async def test_a_tls_server_endpoint_answers_alpn_with_its_factorys_protocol_or_none(
+        tmp_path, kind, negotiating):
+    """A client offering ``h2, http/1.1``: a factory that negotiates (``Site``: ``http/1.1``)
+    gets its protocol, one that does not (the proxy's) none, and the handshake completes
+    (Twisted's own answer, an empty protocol, failed it with an ``internal error`` alert). On
+    an ``ssl:`` listener, and on a ``tls:`` one (Twisted 26's directory of PEMs, a context per
+    server name chosen by SNI, as ``--help`` offers it beside ``ssl:``)."""
+    if kind == "tls":
+        pytest.importorskip("twisted.protocols._sni", reason="Twisted 26's tls: server endpoint")
     import ssl
 
     from twisted.internet import reactor, threads
@@ -543,11 +508,15 @@ async def test_a_tls_listener_answers_alpn_with_its_factorys_protocol_or_none(tm
     from tests.support.tls import CA
 
     (tmp_path / "ca").mkdir()
-    (tmp_path / "pems").mkdir()
     ca = CA(tmp_path / "ca")
     cert, key = ca.issue("localhost", ["localhost"], ["127.0.0.1"])
-    (tmp_path / "pems" / "localhost.pem").write_bytes(key.read_bytes() + cert.read_bytes())
-    endpoint = server_endpoint(reactor, f"tls:{tmp_path / 'pems'}:port=0:interface=127.0.0.1")
+    if kind == "ssl":
+        desc = f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1"
+    else:
+        (tmp_path / "pems").mkdir()
+        (tmp_path / "pems" / "localhost.pem").write_bytes(key.read_bytes() + cert.read_bytes())
+        desc = f"tls:{tmp_path / 'pems'}:port=0:interface=127.0.0.1"
+    endpoint = server_endpoint(reactor, desc)
     factory = server.Site(resource.Resource()) if negotiating else protocol.Factory.forProtocol(
         protocol.Protocol)
     port = await endpoint.listen(factory)
