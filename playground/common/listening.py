@@ -101,7 +101,8 @@ class ListeningService(service.Service):
             self._waiting = d
 
     def _cannot_listen(self, failure) -> str:
-        return f"tcpplay {self.label}: cannot listen on {self.flag} {self.desc}: {self._why(failure)}"
+        why = self._why(failure)
+        return f"tcpplay {self.label}: cannot listen on {self.flag} {self.desc}: {why}"
 
     def _why(self, failure) -> str:
         """The failure's message; for a UNIX socket whose directory is missing, that (Twisted's

@@ -39,8 +39,8 @@ What is used, and why:
   ``endpoints._parse`` splits a description into positional and ``key=value`` parameters,
   unescaped, the way ``clientFromString`` reads it; ``endpoints._parseServer(desc, None)`` runs
   ``serverFromString``'s parser for a description without listening (a type a plugin parses, it
-  only finds the plugin: one of Twisted's own, ``tls:``, ``tcp6:``, is then run with no reactor). Used to check what users type
-  and to read a user's ``tcp:``/``tls:`` string once; a target built from ``PORT`` or
+  only finds the plugin: one of Twisted's own, ``tls:``, ``tcp6:``, is then run with no
+  reactor). Used to check what users type and to read a user's ``tcp:``/``tls:`` string once; a target built from ``PORT`` or
   ``HOST:PORT`` is never re-read (see ``addresses.Target``).
 * **A TLS listener's contexts** (``prepare_tls_contexts``; ``addresses.server_endpoint``):
   ``SSL4ServerEndpoint._sslContextFactory``, the ``CertificateOptions`` ``serverFromString``

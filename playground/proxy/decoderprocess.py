@@ -12,9 +12,9 @@ is queued as messages (``playground.proxy.decoderwire``) and written as one batc
 turn or once ``SEND_AT`` bytes are queued. Backpressure: it is the pipe's producer; when the
 pipe's buffer fills (the child is behind) it says ``blocked`` and the factories stop handing it
 bytes (``ProxyFactory.flush_observer``), their own bounded queue waiting and pausing the pairs
-that fill it, until the pipe drains and it wakes them (``attached``). Nothing is dropped. A pipe that stays
-full for ``STALL_SAID_AFTER`` seconds (the child stopped, or far behind) is said once in the log,
-as the reason clients are paused, and so is its end.
+that fill it, until the pipe drains and it wakes them (``attached``). Nothing is dropped. A pipe
+that stays full for ``STALL_SAID_AFTER`` seconds (the child stopped, or far behind) is said once
+in the log, as the reason clients are paused, and so is its end.
 
 Start and stop: a service, started with the sinks, before the listener. Stopped after the drain
 and the factory's last hand-over: the pipe is closed, the child hands everything to its sinks,

@@ -1027,7 +1027,8 @@ class ProxyFactory(LimitedFactory):
     log = Logger()
 
     def __init__(self, target, observer=None, connect_timeout: float = 5.0,
-                 handshake_timeout: float = 10.0, idle_timeout: float = 0.0, max_connections: int = 0, max_per_peer: int = 0,
+                 handshake_timeout: float = 10.0, idle_timeout: float = 0.0,
+                 max_connections: int = 0, max_per_peer: int = 0,
                  reactor=None, target_ca: str | None = None, toxics=None,
                  fault_seed: int | None = None, zero_copy: bool = True):
         super().__init__(max_connections, max_per_peer, reactor)
